@@ -1,0 +1,327 @@
+import type { NatsConnection } from "nats";
+import type { Observable } from "rxjs";
+import { createSupervisor, type Supervisor } from "../runtime/index.js";
+import {
+  createStageInstance,
+  type HostDeps,
+  type PoisonLedger,
+  type StageHandler,
+  type StageInstance,
+  type StageSpec,
+} from "./host.js";
+import type { StateDb } from "../state/index.js";
+import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
+import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
+import {
+  BackendUnavailableError,
+  type RecoBackend,
+  type Recommendations,
+  type TrendingSnapshot,
+  type TrendingWindowName,
+} from "../connectors/grpc/backend.js";
+import type { Metrics } from "../connectors/http/metrics.js";
+import type { Preset } from "./event.js";
+import { createParseHandler } from "./parse.js";
+import { createWatermarkHandler } from "./watermark.js";
+import { createWindowHandler } from "./window.js";
+import { createInterestHandler } from "./interest-ranking.js";
+import { createPopularityHandler } from "./popularity.js";
+import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
+import { completeRecommendations } from "./fallback.js";
+import { createTrendingHandler } from "./trending.js";
+import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
+import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
+import { partitionOf } from "./partition.js";
+import { subjects } from "./subjects.js";
+
+/** Everything the pipeline needs to know; validated by bin/config.ts. */
+export interface PipelineConfig {
+  partitions: number;
+  preset: Preset;
+  windowMs: number;
+  userOutOfOrdernessMs: number;
+  trendingHourOutOfOrdernessMs: number;
+  trendingDayOutOfOrdernessMs: number;
+  interestHorizonMs: number;
+  popularityHorizonMs: number;
+  topCategories: number;
+  fallbackSize: number;
+  viewWeight: number;
+  clickWeight: number;
+  trendingTriggerMs: number;
+  snapshotIntervalMs: number;
+  snapshotEveryMessages: number;
+  batchMaxRecords: number;
+  batchMaxDelayMs: number;
+  dedupeHorizonMs: number;
+  dedupeMaxIds: number;
+  maxEventBytes: number;
+  maxAttempts: number;
+  duplicateWindowMs: number;
+  replicas: number;
+}
+
+export interface Pipeline {
+  readonly backend: RecoBackend;
+  readonly supervisor: Supervisor;
+  /** Stage instances by "<stage>/<partition>" (current incarnation). */
+  instance(id: string): StageInstance<StageHandler> | undefined;
+  /** Resolves when every actor runs. */
+  ready(): Promise<void>;
+  /** Snapshots every instance now (used by drain and tests). */
+  snapshotAll(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface PipelineDeps {
+  nc: NatsConnection;
+  stateDb: StateDb;
+  metrics?: Metrics;
+  log?: (obj: object, msg: string) => void;
+}
+
+export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Promise<Pipeline> {
+  const { nc, metrics } = deps;
+  const jsm = await nc.jetstreamManager();
+  await ensureEventsStream(jsm, {
+    replicas: cfg.replicas,
+    duplicateWindowMs: cfg.duplicateWindowMs,
+  });
+  await ensureTopology(nc, jsm, {
+    replicas: cfg.replicas,
+    duplicateWindowMs: cfg.duplicateWindowMs,
+  });
+
+  const supervisor = createSupervisor({
+    id: "pipeline",
+    restart: { count: 10, period: 60_000, delay: 100, maxDelay: 10_000 },
+    onEscalate: (err, child) =>
+      deps.log?.({ err: String(err), child }, "stage escalated: stopping"),
+  });
+  const instances = new Map<string, StageInstance<StageHandler>>();
+  const P = cfg.partitions;
+  const late = (stage: string, n: number) => metrics?.late.inc({ stage }, n);
+
+  const hostDeps = (stage: string, partition: number): HostDeps => ({
+    nc,
+    snapshots: deps.stateDb.instance(stage, partition),
+    snapshotIntervalMs: cfg.snapshotIntervalMs,
+    snapshotEveryMessages: cfg.snapshotEveryMessages,
+    maxAttempts: cfg.maxAttempts,
+    ...(metrics ? { metrics: hostMetrics(metrics) } : {}),
+    ...(deps.log ? { log: deps.log } : {}),
+  });
+
+  const run = <H extends StageHandler>(spec: StageSpec<H>) => {
+    const id = `${spec.stage}/${spec.partition}`;
+    const ledger: PoisonLedger = new Map();
+    const d = hostDeps(spec.stage, spec.partition);
+    supervisor.supervise(id, () => {
+      const inst = createStageInstance(spec, d, ledger);
+      instances.set(id, inst as unknown as StageInstance<StageHandler>);
+      return inst.actor;
+    });
+  };
+
+  const perInput = "per-input" as const;
+  run({
+    stage: "parse",
+    partition: 0,
+    stream: EVENTS_STREAM,
+    subject: "events.>",
+    input: "raw",
+    batching: { maxRecords: cfg.batchMaxRecords, maxDelayMs: cfg.batchMaxDelayMs },
+    tickMs: 100,
+    create: (state, out) =>
+      createParseHandler(state, out, {
+        partitions: P,
+        preset: cfg.preset,
+        dedupeHorizonMs: cfg.dedupeHorizonMs,
+        dedupeMaxIds: cfg.dedupeMaxIds,
+        maxEventBytes: cfg.maxEventBytes,
+        broadcastEveryMs: 100,
+        ...(metrics
+          ? {
+              counters: {
+                accepted: (n) => metrics.accepted.inc(n),
+                duplicate: (n) => metrics.duplicates.inc(n),
+                bad: (reason) => metrics.bad.inc({ reason }),
+              },
+            }
+          : {}),
+      }),
+  });
+  for (let p = 0; p < P; p++) {
+    run({
+      stage: "watermark",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.parse(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createWatermarkHandler(state, out, {
+          partition: p,
+          outOfOrdernessMs: cfg.userOutOfOrdernessMs,
+          counters: { late },
+        }),
+    });
+    run({
+      stage: "window",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.watermark(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createWindowHandler(state, out, {
+          partition: p,
+          sizeMs: cfg.windowMs,
+          outOfOrdernessMs: cfg.userOutOfOrdernessMs,
+        }),
+    });
+    run({
+      stage: "interest-ranking",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.window(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createInterestHandler(state, out, {
+          partition: p,
+          horizonMs: cfg.interestHorizonMs,
+          windowMs: cfg.windowMs,
+          topCategories: cfg.topCategories,
+        }),
+    });
+    run({
+      stage: "popularity-join",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.interestRanking(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state) => createJoinHandler(state, { purchaseExclusionMs: cfg.interestHorizonMs }),
+    });
+    run({
+      stage: "popularity",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.items(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createPopularityHandler(state, out, {
+          partition: p,
+          horizonMs: cfg.popularityHorizonMs,
+          counters: { late },
+        }),
+    });
+    run({
+      stage: "trending",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.items(p),
+      input: "envelope",
+      batching: perInput,
+      tickMs: Math.min(1000, cfg.trendingTriggerMs),
+      create: (state, out) =>
+        createTrendingHandler(state, out, {
+          partition: p,
+          oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
+          oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
+          viewWeight: cfg.viewWeight,
+          clickWeight: cfg.clickWeight,
+          topK: 100,
+          counters: { late },
+        }),
+    });
+  }
+
+  const table = createPopularityTable();
+  supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
+  const hub = createTrendingHub({
+    partitions: P,
+    triggerMs: cfg.trendingTriggerMs,
+    oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
+    oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
+  });
+  supervisor.supervise("trending-hub", () =>
+    createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
+  );
+
+  if (metrics) {
+    supervisor.events$.subscribe((e) => {
+      const [stage = e.childId, partition = ""] = e.childId.split("/");
+      if (e.type === "child-failed") {
+        metrics.errors.inc({ stage, partition });
+        deps.log?.({ child: e.childId, err: String(e.error) }, "stage failed");
+      }
+      if (e.type === "child-restarted") metrics.restarts.inc({ stage, partition });
+    });
+  }
+
+  let running = false;
+  const backend: RecoBackend = {
+    isReady: () => running && table.initialised,
+    async getRecommendations(userId, n): Promise<Recommendations> {
+      const p = partitionOf(userId, P);
+      const inst = instances.get(`popularity-join/${p}`);
+      const join = inst?.handler() as JoinHandler | undefined;
+      if (!running || !join || inst?.actor.getStatus() !== "running" || !table.initialised)
+        throw new BackendUnavailableError(
+          `partition ${p} is not serving yet (starting or restarting)`,
+        );
+      const profile = join.profile(userId);
+      const now = Math.max(table.wm, profile?.wm ?? -1);
+      const personalised = join.candidates(userId, table, now);
+      const watermark = now >= 0 ? now - cfg.userOutOfOrdernessMs : -1;
+      return completeRecommendations(userId, n, personalised, profile, table, watermark, {
+        size: cfg.fallbackSize,
+        score: 0.1,
+      });
+    },
+    trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
+      return hub.updates(window);
+    },
+  };
+
+  await supervisor.ready();
+  running = true;
+  return {
+    backend,
+    supervisor,
+    instance: (id) => instances.get(id),
+    ready: () => supervisor.ready(),
+    async snapshotAll() {
+      await Promise.all([...instances.values()].map((i) => i.snapshotNow()));
+    },
+    async stop() {
+      running = false;
+      await Promise.all(
+        [...instances.values()].map((i) =>
+          i.actor.getStatus() === "running" ? i.snapshotNow().catch(() => undefined) : undefined,
+        ),
+      );
+      await supervisor.stop();
+    },
+  };
+}
+
+function hostMetrics(m: Metrics): NonNullable<HostDeps["metrics"]> {
+  const l = (stage: string, partition: number) => ({ stage, partition: String(partition) });
+  return {
+    input: (s, p, n) => m.eventsIn.inc(l(s, p), n),
+    output: (s, p, n) => m.eventsOut.inc(l(s, p), n),
+    lag: (s, p, n) => m.lag.set(l(s, p), n),
+    mailbox: (s, p, n) => m.mailbox.set(l(s, p), n),
+    snapshot: (s, p, secs, keys) => {
+      m.snapshotSeconds.observe(l(s, p), secs);
+      m.snapshotKeys.inc(l(s, p), keys);
+    },
+    poison: (s, p) => m.poison.inc(l(s, p)),
+    duplicateBatch: (s, p) => m.duplicateBatches.inc(l(s, p)),
+    kvFailure: (s, p) => m.kvFailures.inc(l(s, p)),
+  };
+}

@@ -1,0 +1,102 @@
+import type { KV, NatsConnection, QueuedIterator, KvEntry } from "nats";
+import { BUCKETS, idOfKvKey } from "../connectors/nats/topology.js";
+import { createActor, type Actor } from "../runtime/index.js";
+import type { PopularityRow } from "./popularity.js";
+import { byItemId, type PopularityTableView } from "./popularity-join.js";
+
+export interface PopularityTable extends PopularityTableView {
+  /** True once the watch has delivered the bucket's current content. */
+  readonly initialised: boolean;
+  /** Applies one row (also used by tests of pure logic). */
+  apply(row: PopularityRow): void;
+}
+
+/** The in-memory popularity table: rows by item and by category, top list cached. */
+export function createPopularityTable(): PopularityTable {
+  const rows = new Map<string, PopularityRow>();
+  const byCategory = new Map<string, Map<string, PopularityRow>>();
+  let topCache: PopularityRow[] | undefined;
+  let wm = -1;
+  const table: PopularityTable & { initialised: boolean } = {
+    initialised: false,
+    get size() {
+      return rows.size;
+    },
+    get wm() {
+      return wm;
+    },
+    category: (c) => byCategory.get(c)?.values() ?? [],
+    top(n) {
+      topCache ??= [...rows.values()].sort(
+        (a, b) => b.purchases - a.purchases || byItemId(a.item, b.item),
+      );
+      return topCache.slice(0, n);
+    },
+    apply(row) {
+      const prev = rows.get(row.item);
+      if (prev) byCategory.get(prev.category)?.delete(row.item);
+      if (row.purchases > 0) {
+        rows.set(row.item, row);
+        let m = byCategory.get(row.category);
+        if (!m) byCategory.set(row.category, (m = new Map()));
+        m.set(row.item, row);
+      } else rows.delete(row.item);
+      if (row.wm > wm) wm = row.wm;
+      topCache = undefined;
+    },
+  };
+  return table;
+}
+
+/**
+ * The popularity-table actor: watches the reco_popularity bucket (the broadcast side of the
+ * join) and keeps this process's table current. Restarted by its supervisor if the watch dies;
+ * a fresh watch delivers the bucket's current content again.
+ */
+export function createPopularityTableActor(
+  nc: NatsConnection,
+  table: PopularityTable,
+): Actor<KvEntry> {
+  let iter: QueuedIterator<KvEntry> | undefined;
+  return createActor<KvEntry>({
+    id: "popularity-table",
+    behavior: {
+      async start(ctx) {
+        const kv: KV = await nc.jetstream().views.kv(BUCKETS.popularity);
+        let resolveInit: () => void = () => undefined;
+        const init = new Promise<void>((r) => (resolveInit = r));
+        iter = await kv.watch({
+          initializedFn: () => {
+            (table as { initialised: boolean }).initialised = true;
+            resolveInit();
+          },
+        });
+        void (async () => {
+          try {
+            for await (const e of iter!) ctx.send(e);
+          } catch (err) {
+            if (!ctx.signal.aborted) ctx.fail(err);
+          }
+        })();
+        await init;
+      },
+      receive(e) {
+        if (e.operation !== "PUT") {
+          table.apply({
+            item: idOfKvKey(e.key),
+            purchases: 0,
+            category: "",
+            brand: "",
+            avgPrice: 0,
+            wm: -1,
+          });
+          return;
+        }
+        table.apply(e.json<PopularityRow>());
+      },
+      stop() {
+        iter?.stop();
+      },
+    },
+  });
+}

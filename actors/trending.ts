@@ -1,0 +1,201 @@
+import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
+import type { StageState } from "../state/index.js";
+import type { ParsedRecord } from "./parse.js";
+import { BUCKETS } from "../connectors/nats/topology.js";
+import { sendLate } from "./watermark.js";
+import { HOUR } from "./subjects.js";
+
+export type TrendingKind = "1h" | "24h";
+
+/** A partition's top list for one window (KV bucket reco_trending, key "<kind>.<start>.<q>"). */
+export interface TrendingPart {
+  kind: TrendingKind;
+  start: number;
+  end: number;
+  /** [item, score, views, clicks], score descending, ties by item id; at most `topK`. */
+  items: [string, number, number, number][];
+  final: boolean;
+  wm: number;
+}
+
+/** Heartbeat of a partition (key "wm.<q>"): its event-time progress, for the min over partitions. */
+export interface TrendingHeartbeat {
+  q: number;
+  wm: number;
+}
+
+export interface TrendingOptions {
+  partition: number;
+  /** Out-of-orderness of the 1 h windows (DESIGN: 2 h) and of the 24 h windows (26 h). */
+  oneHourOutOfOrdernessMs: number;
+  oneDayOutOfOrdernessMs: number;
+  viewWeight: number;
+  clickWeight: number;
+  /** Entries kept per partition and window (the gRPC maximum k). */
+  topK: number;
+  counters?: { late(stage: string, n: number): void };
+}
+
+export interface TrendingHandler extends StageHandler {
+  /** Processing-time trigger: publish the newest windows if they changed. */
+  tick(): void;
+  /** The partition's list for a window, computed now. */
+  part(kind: TrendingKind, start: number): TrendingPart;
+}
+
+const DAY = 24 * HOUR;
+
+/**
+ * trending: views and clicks per item in 1 h tumbling windows and 24 h windows sliding by 1 h,
+ * score = views × 1.0 + clicks × 2.0 (configurable). Each partition publishes its top list of
+ * the newest windows on the trigger and a final list when the watermark closes a window; the
+ * gateway merges partitions (items are disjoint, so the merged top k is exact).
+ */
+export function createTrendingHandler(
+  state: StageState,
+  out: StageOutput,
+  opts: TrendingOptions,
+): TrendingHandler {
+  // "<kind>|<hour>|<item>" -> [views, clicks]; 1h and 24h paths accept different lateness.
+  const cells = state.map<[number, number]>("cell");
+  const byHour = new Map<string, Set<string>>(); // "<kind>|<hour>" -> keys
+  for (const k of cells.keys()) index(k);
+  let progress = Number(state.meta.progress ?? -1);
+  let final1h = Number(state.meta.final1h ?? -1); // end of the newest final 1h window
+  let final24h = Number(state.meta.final24h ?? -1);
+  const dirty = new Set<string>(); // "<kind>|<start>" changed since the last trigger
+  const q = opts.partition;
+
+  function index(k: string) {
+    const at = k.indexOf("|", k.indexOf("|") + 1);
+    const hk = k.slice(0, at);
+    let s = byHour.get(hk);
+    if (!s) byHour.set(hk, (s = new Set()));
+    s.add(k);
+  }
+
+  const sumHours = (kind: TrendingKind, from: number, to: number) => {
+    const acc = new Map<string, [number, number]>();
+    for (let h = from; h < to; h += HOUR) {
+      const keys = byHour.get(`${kind}|${h}`);
+      if (!keys) continue;
+      for (const k of keys) {
+        const c = cells.get(k);
+        if (!c) continue;
+        const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
+        const a = acc.get(item);
+        if (a) {
+          a[0] += c[0];
+          a[1] += c[1];
+        } else acc.set(item, [c[0], c[1]]);
+      }
+    }
+    return acc;
+  };
+
+  const part = (kind: TrendingKind, start: number, final = false): TrendingPart => {
+    const end = start + (kind === "1h" ? HOUR : DAY);
+    const acc = sumHours(kind, start, end);
+    const items = [...acc]
+      .map(
+        ([i, [v, c]]) =>
+          [i, v * opts.viewWeight + c * opts.clickWeight, v, c] as [string, number, number, number],
+      )
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, opts.topK);
+    return { kind, start, end, items, final, wm: progress };
+  };
+
+  const put = (p: TrendingPart) => out.kvPut(BUCKETS.trending, `${p.kind}.${p.start}.${q}`, p);
+
+  const closeWindows = () => {
+    // 1 h tumbling windows: final once progress − 2 h passes the end.
+    const wm1 = progress - opts.oneHourOutOfOrdernessMs;
+    for (const [hk, keys] of [...byHour].filter(([k]) => k.startsWith("1h|")).sort(byHourKey)) {
+      const h = Number(hk.slice(3));
+      if (h + HOUR > wm1) break;
+      put(part("1h", h, true));
+      for (const k of keys) cells.delete(k);
+      byHour.delete(hk);
+      dirty.delete(`1h|${h}`);
+      final1h = Math.max(final1h, h + HOUR);
+    }
+    // 24 h windows sliding by 1 h: each window end E on an hour boundary is final once
+    // progress − 26 h passes E. Only windows that hold data are published.
+    const wm24 = progress - opts.oneDayOutOfOrdernessMs;
+    const closedEnd = Math.floor(wm24 / HOUR) * HOUR;
+    if (closedEnd > final24h) {
+      const hours = [...byHour.keys()]
+        .filter((k) => k.startsWith("24h|"))
+        .map((k) => Number(k.slice(4)));
+      const firstData = hours.length ? Math.min(...hours) : Infinity;
+      let e = Math.max(final24h + HOUR, firstData + HOUR, closedEnd - 48 * HOUR);
+      for (; e <= closedEnd; e += HOUR) {
+        const p = part("24h", e - DAY, true);
+        if (p.items.length > 0) put(p);
+        dirty.delete(`24h|${e - DAY}`);
+      }
+      final24h = closedEnd;
+      // Hours older than the oldest open 24 h window can go.
+      for (const h of hours) {
+        if (h + HOUR > closedEnd - DAY + HOUR) continue;
+        for (const k of byHour.get(`24h|${h}`) ?? []) cells.delete(k);
+        byHour.delete(`24h|${h}`);
+      }
+    }
+    state.meta.final1h = final1h;
+    state.meta.final24h = final24h;
+  };
+
+  return {
+    part: (kind, start) => part(kind, start),
+    handle(msg, lastUpTo) {
+      const env = decodeEnvelope<ParsedRecord>(msg.data);
+      let late = 0;
+      for (const r of env.recs) {
+        if (r.s <= lastUpTo || (r.t !== "view" && r.t !== "click")) continue;
+        const h = r.ts - (r.ts % HOUR);
+        const wb = r.wb;
+        for (const [kind, ooo] of [
+          ["1h", opts.oneHourOutOfOrdernessMs],
+          ["24h", opts.oneDayOutOfOrdernessMs],
+        ] as const) {
+          if (wb >= 0 && r.ts < wb - ooo) {
+            sendLate(out, "trending", kind, wb - ooo, r);
+            late++;
+            continue;
+          }
+          const key = `${kind}|${h}|${r.i}`;
+          const c = cells.get(key);
+          const next: [number, number] =
+            r.t === "view" ? [(c?.[0] ?? 0) + 1, c?.[1] ?? 0] : [c?.[0] ?? 0, (c?.[1] ?? 0) + 1];
+          if (!c) index(key);
+          cells.set(key, next);
+          if (kind === "1h") dirty.add(`1h|${h}`);
+          else dirty.add("24h|newest");
+        }
+      }
+      if (late > 0) opts.counters?.late("trending", late);
+      if (env.wm > progress) {
+        progress = env.wm;
+        state.meta.progress = progress;
+        closeWindows();
+      }
+      out.setProgress(progress);
+    },
+    tick() {
+      if (progress < 0) return;
+      const newest = progress - (progress % HOUR);
+      if (dirty.has(`1h|${newest}`)) put(part("1h", newest));
+      if (dirty.has("24h|newest")) put(part("24h", newest + HOUR - DAY));
+      dirty.clear();
+      out.kvPut(BUCKETS.trending, `wm.${q}`, { q, wm: progress } satisfies TrendingHeartbeat);
+    },
+  };
+}
+
+function byHourKey(a: [string, unknown], b: [string, unknown]) {
+  const x = Number(a[0].slice(a[0].indexOf("|") + 1));
+  const y = Number(b[0].slice(b[0].indexOf("|") + 1));
+  return x - y;
+}

@@ -1,0 +1,115 @@
+import { join } from "node:path";
+import { mkdir } from "node:fs/promises";
+import type { NatsConnection } from "nats";
+import type { Logger } from "pino";
+import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
+import { connectNats } from "../connectors/nats/connection.js";
+import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
+import { createMetrics } from "../connectors/http/metrics.js";
+import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
+import { openStateDb, type StateDb } from "../state/index.js";
+import { startPipeline, type Pipeline } from "../actors/pipeline.js";
+import type { AppConfig } from "./config.js";
+
+export interface App {
+  readonly natsUrl: string;
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+  readonly pipeline: Pipeline;
+  readonly nc: NatsConnection;
+  /** Drains: snapshots every stage, stops servers, closes NATS, stops the private server. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts everything in one process: a private nats-server unless NATS_URL is set, the state
+ * database, the stage actors, the gRPC façade and the metrics endpoint. On failure, whatever
+ * was started is stopped again before the error is rethrown.
+ */
+export async function startApp(cfg: AppConfig, log: Logger): Promise<App> {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse())
+      await c().catch((err: unknown) => log.warn({ err }, "cleanup failed"));
+    cleanups.length = 0;
+  };
+  try {
+    await mkdir(cfg.dataDir, { recursive: true });
+    let natsUrl = cfg.natsUrl;
+    let embedded: EmbeddedNats | undefined;
+    if (natsUrl === undefined) {
+      embedded = await startEmbeddedNats({
+        port: cfg.natsPort,
+        storeDir: join(cfg.dataDir, "nats"),
+      });
+      cleanups.push(() => embedded!.stop());
+      natsUrl = embedded.url;
+      log.info({ url: natsUrl, natsPid: embedded.pid }, "started private nats-server");
+    }
+    const nc = await connectNats({
+      servers: natsUrl,
+      name: "reco-stream",
+      ...(cfg.natsUser !== undefined ? { user: cfg.natsUser } : {}),
+      ...(cfg.natsPass !== undefined ? { pass: cfg.natsPass } : {}),
+      ...(cfg.natsToken !== undefined ? { token: cfg.natsToken } : {}),
+      ...(cfg.natsCreds !== undefined ? { credsFile: cfg.natsCreds } : {}),
+    });
+    cleanups.push(() => nc.drain());
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
+          log.warn({ type: s.type, data: String(s.data) }, "nats connection status");
+      }
+    })();
+
+    const stateDb: StateDb = await openStateDb(join(cfg.dataDir, "state"));
+    cleanups.push(() => stateDb.close());
+
+    const metrics = createMetrics();
+    const pipeline = await startPipeline(cfg.pipeline, {
+      nc,
+      stateDb,
+      metrics,
+      log: (obj, msg) => log.warn(obj, msg),
+    });
+    cleanups.push(() => pipeline.stop());
+
+    const grpc: GrpcServer = await startGrpcServer({
+      port: cfg.grpcPort,
+      host: cfg.grpcHost,
+      backend: pipeline.backend,
+      registry: metrics.registry,
+      logger: log,
+      ...(cfg.grpcTlsCert && cfg.grpcTlsKey
+        ? { tls: { certFile: cfg.grpcTlsCert, keyFile: cfg.grpcTlsKey } }
+        : {}),
+    });
+    cleanups.push(() => grpc.stop());
+    grpc.setServing(true);
+
+    const http: HttpServer = await startHttpServer({
+      port: cfg.metricsPort,
+      registry: metrics.registry,
+      health: () => ({
+        ok: pipeline.backend.isReady() && !nc.isClosed(),
+        detail: { nats: nc.isClosed() ? "closed" : "connected", ready: pipeline.backend.isReady() },
+      }),
+    });
+    cleanups.push(() => http.stop());
+
+    return {
+      natsUrl,
+      grpcPort: grpc.port,
+      metricsPort: http.port,
+      pipeline,
+      nc,
+      async stop() {
+        grpc.setServing(false);
+        await cleanup();
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}

@@ -1,0 +1,389 @@
+import { resolve } from "node:path";
+import type { PipelineConfig } from "../actors/pipeline.js";
+
+/** Raised at start when a setting is invalid: names the setting, the value and the expected form. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export interface AppConfig {
+  /** Unset: start a private nats-server child. */
+  natsUrl: string | undefined;
+  natsPort: number;
+  dataDir: string;
+  grpcPort: number;
+  grpcHost: string;
+  metricsPort: number;
+  logLevel: string;
+  natsUser?: string;
+  natsPass?: string;
+  natsToken?: string;
+  natsCreds?: string;
+  grpcTlsCert?: string;
+  grpcTlsKey?: string;
+  pipeline: PipelineConfig;
+}
+
+type Kind = "port" | "int" | "ms" | "number" | "string" | "enum";
+interface Setting {
+  env: string;
+  kind: Kind;
+  default?: string;
+  min?: number;
+  max?: number;
+  values?: string[];
+  help: string;
+}
+
+/** Every setting, by environment variable; flags use the same name in kebab case (--grpc-port). */
+export const SETTINGS = {
+  natsUrl: {
+    env: "NATS_URL",
+    kind: "string",
+    help: "existing NATS server or cluster (comma-separated URLs); unset: start a private nats-server -js",
+  },
+  natsPort: {
+    env: "NATS_PORT",
+    kind: "port",
+    default: "4222",
+    help: "port of the private nats-server",
+  },
+  dataDir: {
+    env: "DATA_DIR",
+    kind: "string",
+    default: "./data",
+    help: "state (LevelDB) and private nats-server store",
+  },
+  grpcPort: { env: "GRPC_PORT", kind: "port", default: "50051", help: "gRPC façade port" },
+  grpcHost: { env: "GRPC_HOST", kind: "string", default: "0.0.0.0", help: "gRPC bind address" },
+  metricsPort: {
+    env: "METRICS_PORT",
+    kind: "port",
+    default: "9464",
+    help: "HTTP /metrics and /healthz port",
+  },
+  logLevel: {
+    env: "LOG_LEVEL",
+    kind: "enum",
+    default: "info",
+    values: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
+    help: "log level",
+  },
+  partitions: {
+    env: "PARTITIONS",
+    kind: "int",
+    default: "8",
+    min: 1,
+    max: 256,
+    help: "partitions per path",
+  },
+  preset: {
+    env: "PRESET",
+    kind: "enum",
+    default: "ecommerce",
+    values: ["ecommerce", "movies"],
+    help: "movies: a rating >= 4 counts as a purchase",
+  },
+  windowMs: {
+    env: "WINDOW_MS",
+    kind: "ms",
+    default: "300000",
+    min: 1000,
+    help: "user-path tumbling window",
+  },
+  userOutOfOrdernessMs: {
+    env: "USER_OUT_OF_ORDERNESS_MS",
+    kind: "ms",
+    default: "600000",
+    min: 0,
+    help: "allowed disorder, user path",
+  },
+  trendingHourOutOfOrdernessMs: {
+    env: "TRENDING_1H_OUT_OF_ORDERNESS_MS",
+    kind: "ms",
+    default: "7200000",
+    min: 0,
+    help: "allowed disorder, 1 h trending",
+  },
+  trendingDayOutOfOrdernessMs: {
+    env: "TRENDING_24H_OUT_OF_ORDERNESS_MS",
+    kind: "ms",
+    default: "93600000",
+    min: 0,
+    help: "allowed disorder, 24 h trending",
+  },
+  interestHorizonMs: {
+    env: "INTEREST_HORIZON_MS",
+    kind: "ms",
+    default: "86400000",
+    min: 1000,
+    help: "category interest horizon and purchase exclusion",
+  },
+  popularityHorizonMs: {
+    env: "POPULARITY_HORIZON_MS",
+    kind: "ms",
+    default: "604800000",
+    min: 3600000,
+    help: "product popularity horizon",
+  },
+  topCategories: {
+    env: "TOP_CATEGORIES",
+    kind: "int",
+    default: "3",
+    min: 1,
+    max: 50,
+    help: "categories kept per user",
+  },
+  fallbackSize: {
+    env: "FALLBACK_SIZE",
+    kind: "int",
+    default: "10",
+    min: 1,
+    max: 100,
+    help: "size of the popular fallback list",
+  },
+  viewWeight: {
+    env: "TRENDING_VIEW_WEIGHT",
+    kind: "number",
+    default: "1",
+    min: 0,
+    help: "trending score weight of a view",
+  },
+  clickWeight: {
+    env: "TRENDING_CLICK_WEIGHT",
+    kind: "number",
+    default: "2",
+    min: 0,
+    help: "trending score weight of a click",
+  },
+  trendingTriggerMs: {
+    env: "TRENDING_TRIGGER",
+    kind: "ms",
+    default: "5000",
+    min: 10,
+    help: "minimum interval between trending updates",
+  },
+  snapshotIntervalMs: {
+    env: "SNAPSHOT_INTERVAL",
+    kind: "ms",
+    default: "2000",
+    min: 50,
+    max: 60000,
+    help: "snapshot period",
+  },
+  snapshotEveryMessages: {
+    env: "SNAPSHOT_EVERY",
+    kind: "int",
+    default: "20000",
+    min: 1,
+    help: "snapshot after this many input messages",
+  },
+  batchMaxRecords: {
+    env: "BATCH_MAX_RECORDS",
+    kind: "int",
+    default: "1000",
+    min: 1,
+    max: 100000,
+    help: "records per hop message (B)",
+  },
+  batchMaxDelayMs: {
+    env: "BATCH_MAX_DELAY_MS",
+    kind: "ms",
+    default: "20",
+    min: 1,
+    help: "max wait before a hop message is sent (T)",
+  },
+  dedupeHorizonMs: {
+    env: "DEDUPE_HORIZON_MS",
+    kind: "ms",
+    default: "93600000",
+    min: 0,
+    help: "event ids are remembered this far behind progress",
+  },
+  dedupeMaxIds: {
+    env: "DEDUPE_MAX_IDS",
+    kind: "int",
+    default: "2000000",
+    min: 1,
+    help: "at most this many event ids remembered",
+  },
+  maxEventBytes: {
+    env: "MAX_EVENT_BYTES",
+    kind: "int",
+    default: "65536",
+    min: 256,
+    help: "larger events are dead-lettered",
+  },
+  maxAttempts: {
+    env: "MAX_ATTEMPTS",
+    kind: "int",
+    default: "3",
+    min: 1,
+    max: 100,
+    help: "failures of one message before reco.dlq.poison",
+  },
+  duplicateWindowMs: {
+    env: "DUPLICATE_WINDOW_MS",
+    kind: "ms",
+    default: "120000",
+    min: 1000,
+    help: "JetStream duplicate window",
+  },
+  replicas: {
+    env: "REPLICAS",
+    kind: "int",
+    default: "1",
+    min: 1,
+    max: 5,
+    help: "stream and bucket replicas",
+  },
+  natsUser: { env: "NATS_USER", kind: "string", help: "NATS user" },
+  natsPass: { env: "NATS_PASS", kind: "string", help: "NATS password (never logged)" },
+  natsToken: { env: "NATS_TOKEN", kind: "string", help: "NATS token (never logged)" },
+  natsCreds: { env: "NATS_CREDS", kind: "string", help: "NATS credentials file" },
+  grpcTlsCert: {
+    env: "GRPC_TLS_CERT",
+    kind: "string",
+    help: "gRPC TLS certificate (PEM); with GRPC_TLS_KEY",
+  },
+  grpcTlsKey: { env: "GRPC_TLS_KEY", kind: "string", help: "gRPC TLS private key (PEM)" },
+} satisfies Record<string, Setting>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+export const flagOf = (env: string) => `--${env.toLowerCase().replaceAll("_", "-")}`;
+
+/**
+ * Reads every setting from flags (first) and the environment, validates it and returns the
+ * config. Throws ConfigError naming the first bad setting; nothing has been touched by then.
+ */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  flags: Record<string, string | undefined> = {},
+): AppConfig {
+  const raw = (name: SettingName): string | undefined => {
+    const s: Setting = SETTINGS[name];
+    const v = flags[s.env] ?? env[s.env];
+    return v === undefined || v === "" ? s.default : v;
+  };
+  const num = (name: SettingName): number => {
+    const s: Setting = SETTINGS[name];
+    const v = raw(name) ?? "";
+    const n = Number(v);
+    const expected =
+      s.kind === "port"
+        ? "a port number 0-65535"
+        : s.kind === "number"
+          ? "a number"
+          : s.kind === "ms"
+            ? "a whole number of milliseconds"
+            : "a whole number";
+    const isWhole = s.kind !== "number";
+    if (
+      !/^-?\d+(\.\d+)?$/.test(v.trim()) ||
+      !Number.isFinite(n) ||
+      (isWhole && !Number.isInteger(n))
+    )
+      throw new ConfigError(`${s.env}=${JSON.stringify(v)} is not valid: expected ${expected}`);
+    const min = s.kind === "port" ? 0 : s.min;
+    const max = s.kind === "port" ? 65535 : s.max;
+    if ((min !== undefined && n < min) || (max !== undefined && n > max))
+      throw new ConfigError(
+        `${s.env}=${v} is out of range: expected ${expected} from ${min ?? "-inf"} to ${max ?? "inf"}`,
+      );
+    return n;
+  };
+  const str = (name: SettingName): string | undefined => {
+    const s: Setting = SETTINGS[name];
+    const v = raw(name);
+    if (s.kind === "enum" && v !== undefined && !s.values?.includes(v))
+      throw new ConfigError(
+        `${s.env}=${JSON.stringify(v)} is not valid: expected one of ${s.values?.join(", ")}`,
+      );
+    return v;
+  };
+
+  const natsUrl = str("natsUrl");
+  if (natsUrl !== undefined) {
+    for (const u of natsUrl.split(",")) {
+      if (!/^(nats|tls|ws|wss):\/\/[^\s/]+$|^[^\s/:]+:\d+$/.test(u.trim()))
+        throw new ConfigError(
+          `NATS_URL=${JSON.stringify(natsUrl)} is not valid: expected nats://host:port[,nats://host:port...]`,
+        );
+    }
+  }
+  const tlsCert = str("grpcTlsCert");
+  const tlsKey = str("grpcTlsKey");
+  if ((tlsCert === undefined) !== (tlsKey === undefined))
+    throw new ConfigError(
+      "GRPC_TLS_CERT and GRPC_TLS_KEY must be set together (paths to PEM files)",
+    );
+
+  const pipeline: PipelineConfig = {
+    partitions: num("partitions"),
+    preset: str("preset") as PipelineConfig["preset"],
+    windowMs: num("windowMs"),
+    userOutOfOrdernessMs: num("userOutOfOrdernessMs"),
+    trendingHourOutOfOrdernessMs: num("trendingHourOutOfOrdernessMs"),
+    trendingDayOutOfOrdernessMs: num("trendingDayOutOfOrdernessMs"),
+    interestHorizonMs: num("interestHorizonMs"),
+    popularityHorizonMs: num("popularityHorizonMs"),
+    topCategories: num("topCategories"),
+    fallbackSize: num("fallbackSize"),
+    viewWeight: num("viewWeight"),
+    clickWeight: num("clickWeight"),
+    trendingTriggerMs: num("trendingTriggerMs"),
+    snapshotIntervalMs: num("snapshotIntervalMs"),
+    snapshotEveryMessages: num("snapshotEveryMessages"),
+    batchMaxRecords: num("batchMaxRecords"),
+    batchMaxDelayMs: num("batchMaxDelayMs"),
+    dedupeHorizonMs: num("dedupeHorizonMs"),
+    dedupeMaxIds: num("dedupeMaxIds"),
+    maxEventBytes: num("maxEventBytes"),
+    maxAttempts: num("maxAttempts"),
+    duplicateWindowMs: num("duplicateWindowMs"),
+    replicas: num("replicas"),
+  };
+  if (pipeline.duplicateWindowMs < 3 * pipeline.snapshotIntervalMs)
+    throw new ConfigError(
+      `DUPLICATE_WINDOW_MS=${pipeline.duplicateWindowMs} is too short for SNAPSHOT_INTERVAL=${pipeline.snapshotIntervalMs}: ` +
+        "expected at least 3 × the snapshot interval, so outputs replayed after a crash are recognised as duplicates",
+    );
+  const cfg: AppConfig = {
+    natsUrl,
+    natsPort: num("natsPort"),
+    dataDir: resolve(str("dataDir") ?? "./data"),
+    grpcPort: num("grpcPort"),
+    grpcHost: str("grpcHost") ?? "0.0.0.0",
+    metricsPort: num("metricsPort"),
+    logLevel: str("logLevel") ?? "info",
+    pipeline,
+  };
+  const opt = (
+    k: "natsUser" | "natsPass" | "natsToken" | "natsCreds" | "grpcTlsCert" | "grpcTlsKey",
+  ) => {
+    const v = str(k);
+    if (v !== undefined) cfg[k] = v;
+  };
+  for (const k of [
+    "natsUser",
+    "natsPass",
+    "natsToken",
+    "natsCreds",
+    "grpcTlsCert",
+    "grpcTlsKey",
+  ] as const)
+    opt(k);
+  return cfg;
+}
+
+/** The config with secrets masked, for the start-up log line. */
+export function redactConfig(cfg: AppConfig): Record<string, unknown> {
+  const { natsPass, natsToken, ...rest } = cfg;
+  return {
+    ...rest,
+    ...(natsPass !== undefined ? { natsPass: "***" } : {}),
+    ...(natsToken !== undefined ? { natsToken: "***" } : {}),
+    natsUrl: cfg.natsUrl?.replace(/\/\/[^@/]*@/g, "//***@"),
+  };
+}

@@ -1,0 +1,76 @@
+import { Command } from "commander";
+import { pino } from "pino";
+import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
+import { startApp } from "./app.js";
+
+/**
+ * `npm start` / `reco start`: everything in one process. Settings come from flags
+ * (`--grpc-port 50052`) or the environment (`GRPC_PORT=50052`); flags win.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command("reco start").description("run the whole pipeline in one process");
+  for (const s of Object.values(SETTINGS)) {
+    const d = "default" in s ? ` (default ${s.default})` : "";
+    program.option(`${flagOf(s.env)} <value>`, `${s.help} [${s.env}]${d}`);
+  }
+  program.parse(argv, { from: "user" });
+  const opts = program.opts<Record<string, string>>();
+  const flags: Record<string, string> = {};
+  for (const s of Object.values(SETTINGS)) {
+    const key = flagOf(s.env)
+      .slice(2)
+      .replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (opts[key] !== undefined) flags[s.env] = opts[key];
+  }
+
+  let cfg;
+  try {
+    cfg = loadConfig(process.env, flags);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = pino({ level: cfg.logLevel });
+  log.debug({ config: redactConfig(cfg) }, "configuration");
+  const app = await startApp(cfg, log).catch((err: unknown) => {
+    log.fatal({ err: err instanceof Error ? err.message : String(err) }, "failed to start");
+    process.exit(1);
+  });
+  log.info(
+    {
+      nats: app.natsUrl,
+      grpc: app.grpcPort,
+      metrics: app.metricsPort,
+      partitions: cfg.pipeline.partitions,
+    },
+    `reco-stream ready: gRPC on :${app.grpcPort}, metrics on http://localhost:${app.metricsPort}/metrics`,
+  );
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      log.warn("second signal: exiting now");
+      process.exit(130);
+    }
+    stopping = true;
+    log.info({ signal }, "draining");
+    app
+      .stop()
+      .then(() => {
+        log.info("stopped");
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err: String(err) }, "stop failed");
+        process.exit(1);
+      });
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await main(process.argv.slice(2));
+}

@@ -1,0 +1,70 @@
+import type { Observable } from "rxjs";
+
+/**
+ * The port the gRPC façade serves from. The gateway implements it over the stage actors
+ * (in process, or over NATS request-reply when roles are split); the connector knows nothing else.
+ */
+export interface RecoBackend {
+  /** False while NATS or state is not ready: the façade answers UNAVAILABLE. */
+  isReady(): boolean;
+  /** Recommendations for one user; `n` is already validated (1..100). */
+  getRecommendations(userId: string, n: number, signal: AbortSignal): Promise<Recommendations>;
+  /**
+   * Trending snapshots for the newest window of `window`. Emits the latest known snapshot
+   * at once (if any), then every update. Hot: it never completes while the process runs.
+   */
+  trending(window: TrendingWindowName): Observable<TrendingSnapshot>;
+}
+
+export type Source = "PERSONALIZED" | "POPULAR_FALLBACK";
+export type TrendingWindowName = "1h" | "24h";
+
+export interface RecommendedItem {
+  itemId: string;
+  score: number;
+  /** 1-based. */
+  rank: number;
+  category: string;
+  brand: string;
+  averagePrice: number;
+  source: Source;
+  purchases: number;
+}
+
+export interface CategoryInterest {
+  category: string;
+  interest: number;
+}
+
+export interface Recommendations {
+  userId: string;
+  items: RecommendedItem[];
+  topCategories: CategoryInterest[];
+  /** Event-time watermark (epoch ms) the answer reflects; null before any data. */
+  watermark: number | null;
+  /** Why the list is empty or fallback-only; empty when personalised. */
+  statusMessage: string;
+}
+
+export interface TrendingEntry {
+  itemId: string;
+  score: number;
+  views: number;
+  clicks: number;
+}
+
+export interface TrendingSnapshot {
+  window: TrendingWindowName;
+  /** Epoch ms. */
+  windowStart: number;
+  windowEnd: number;
+  /** Sorted by score descending, ties by item id; at most 100 entries. */
+  items: TrendingEntry[];
+  final: boolean;
+  watermark: number | null;
+}
+
+/** Thrown by a backend when it cannot answer yet (maps to UNAVAILABLE). */
+export class BackendUnavailableError extends Error {
+  override name = "BackendUnavailableError";
+}

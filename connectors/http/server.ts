@@ -1,0 +1,62 @@
+import { createServer, type Server } from "node:http";
+import type { Registry } from "prom-client";
+
+export interface HealthReport {
+  ok: boolean;
+  detail: Record<string, unknown>;
+}
+
+export interface HttpServerOptions {
+  port: number;
+  host?: string;
+  registry: Registry;
+  health: () => HealthReport;
+}
+
+export interface HttpServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** Serves `/metrics` (Prometheus text format) and `/healthz` (200 when ready, 503 otherwise). */
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const server: Server = createServer((req, res) => {
+    const url = (req.url ?? "/").split("?")[0];
+    if (req.method !== "GET") {
+      res.writeHead(405).end();
+      return;
+    }
+    if (url === "/metrics") {
+      options.registry
+        .metrics()
+        .then((text) =>
+          res.writeHead(200, { "content-type": options.registry.contentType }).end(text),
+        )
+        .catch((err: unknown) => res.writeHead(500).end(String(err)));
+      return;
+    }
+    if (url === "/healthz") {
+      const h = options.health();
+      res
+        .writeHead(h.ok ? 200 : 503, { "content-type": "application/json" })
+        .end(JSON.stringify({ status: h.ok ? "ok" : "unavailable", ...h.detail }));
+      return;
+    }
+    res
+      .writeHead(404, { "content-type": "text/plain" })
+      .end("not found: try /metrics or /healthz\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host ?? "0.0.0.0", () => resolve());
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : options.port,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

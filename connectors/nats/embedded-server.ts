@@ -1,0 +1,133 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { createServer } from "node:net";
+
+/** Raised when no `nats-server` binary can be started. */
+export class NatsServerMissingError extends Error {
+  override name = "NatsServerMissingError";
+}
+
+/** Raised when the child server exits or stays silent before it is ready. */
+export class NatsServerStartError extends Error {
+  override name = "NatsServerStartError";
+}
+
+export interface EmbeddedNatsOptions {
+  /** Client port; 0 picks a free one. */
+  port: number;
+  /** JetStream store directory (created if missing). */
+  storeDir: string;
+  /** Binary to run; default `nats-server` from PATH. */
+  binary?: string;
+  /** How long to wait for "Server is ready". Default 15 s. */
+  readyTimeoutMs?: number;
+  /** Extra command-line arguments (cluster routes, server name, ...). */
+  extraArgs?: string[];
+}
+
+export interface EmbeddedNats {
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  /** SIGTERM, then SIGKILL after a grace period; resolves when the child is gone. */
+  stop(graceMs?: number): Promise<void>;
+  /** SIGKILL at once (for failure tests). */
+  kill(): Promise<void>;
+  /** Resolves when the child exits, for whatever reason. */
+  exited(): Promise<number | null>;
+}
+
+/** A free TCP port on loopback, as the OS hands it out. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a private `nats-server -js` child and waits until it accepts clients.
+ * The child dies with this process (it is killed on `exit`), so a crashed parent leaves no server.
+ */
+export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<EmbeddedNats> {
+  const port = options.port === 0 ? await freePort() : options.port;
+  await mkdir(options.storeDir, { recursive: true });
+  const binary = options.binary ?? "nats-server";
+  const args = [
+    "-js",
+    "-a",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-sd",
+    options.storeDir,
+    ...(options.extraArgs ?? []),
+  ];
+  const child: ChildProcess = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+  const exitPromise = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => resolve(code));
+    child.once("error", () => resolve(null));
+  });
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+
+  await new Promise<void>((resolve, reject) => {
+    let log = "";
+    const timer = setTimeout(
+      () => fail(new NatsServerStartError(`nats-server did not become ready:\n${log}`)),
+      options.readyTimeoutMs ?? 15_000,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(err);
+    };
+    child.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") {
+        fail(
+          new NatsServerMissingError(
+            `'${binary}' was not found on PATH. Install it (Debian/Ubuntu: 'sudo apt-get install -y nats-server') ` +
+              "or set NATS_URL to an existing server.",
+          ),
+        );
+      } else fail(new NatsServerStartError(`cannot start ${binary}: ${err.message}`));
+    });
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => {
+      if (log.length < 20_000) log += chunk;
+      if (log.includes("Server is ready")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    void exitPromise.then((code) =>
+      fail(new NatsServerStartError(`nats-server exited with code ${code}:\n${log}`)),
+    );
+  });
+  // Keep draining stderr so the child never blocks on a full pipe.
+  child.stderr?.resume();
+
+  const pid = child.pid ?? -1;
+  const stopWith = async (signal: NodeJS.Signals, graceMs: number) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    await exitPromise;
+    clearTimeout(timer);
+    process.removeListener("exit", killOnExit);
+  };
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    pid,
+    stop: (graceMs = 5_000) => stopWith("SIGTERM", graceMs),
+    kill: () => stopWith("SIGKILL", 0),
+    exited: () => exitPromise,
+  };
+}

@@ -1,0 +1,107 @@
+import {
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type NatsConnection,
+  type StreamConfig,
+} from "nats";
+
+/** Streams and buckets the pipeline needs besides EVENTS (see streams.ts). */
+export const STREAMS = {
+  /** Inter-stage hops: reco.<stage>.<partition>. */
+  hops: "RECO_HOPS",
+  /** Dead letters: reco.dlq.parse, reco.dlq.poison. */
+  dlq: "RECO_DLQ",
+  /** Events behind the watermark: reco.late. */
+  late: "RECO_LATE",
+} as const;
+
+export const HOP_STAGES = ["parse", "items", "watermark", "window", "interest-ranking"] as const;
+
+export const BUCKETS = {
+  /** Product popularity table (item -> purchases over 7 days), broadcast to every partition. */
+  popularity: "reco_popularity",
+  /** Per-partition trending top lists per window. */
+  trending: "reco_trending",
+} as const;
+
+export interface TopologyOptions {
+  replicas?: number;
+  /** Duplicate window for Nats-Msg-Id deduplication of hop outputs. */
+  duplicateWindowMs?: number;
+  /** How long hop messages are kept (they are needed only back to the oldest snapshot). */
+  hopMaxAgeMs?: number;
+}
+
+const ms = (v: number) => v * 1_000_000; // nanoseconds
+
+/** Creates (or updates) the pipeline's streams and buckets; idempotent. */
+export async function ensureTopology(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  options: TopologyOptions = {},
+): Promise<void> {
+  const replicas = options.replicas ?? 1;
+  const dup = ms(options.duplicateWindowMs ?? 120_000);
+  await ensureStream(jsm, {
+    name: STREAMS.hops,
+    subjects: HOP_STAGES.map((s) => `reco.${s}.*`),
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    num_replicas: replicas,
+    duplicate_window: dup,
+    max_age: ms(options.hopMaxAgeMs ?? 7 * 24 * 3_600_000),
+  });
+  await ensureStream(jsm, {
+    name: STREAMS.dlq,
+    subjects: ["reco.dlq.>"],
+    storage: StorageType.File,
+    num_replicas: replicas,
+    duplicate_window: dup,
+  });
+  await ensureStream(jsm, {
+    name: STREAMS.late,
+    subjects: ["reco.late"],
+    storage: StorageType.File,
+    num_replicas: replicas,
+    duplicate_window: dup,
+  });
+  const js = nc.jetstream();
+  await js.views.kv(BUCKETS.popularity, { history: 1, replicas });
+  await js.views.kv(BUCKETS.trending, { history: 1, replicas });
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  config: Partial<StreamConfig> & { name: string },
+) {
+  try {
+    const info = await jsm.streams.info(config.name);
+    await jsm.streams.update(config.name, { ...info.config, ...config });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await jsm.streams.add(config);
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  const e = err as { code?: string; api_error?: { err_code?: number } };
+  return (
+    e?.code === "404" ||
+    e?.api_error?.err_code === 10059 ||
+    e?.api_error?.err_code === 10014 ||
+    /not found/i.test(String((err as Error)?.message))
+  );
+}
+
+/** KV keys allow [-/_=.a-zA-Z0-9]; item ids are arbitrary strings, so unsafe ones are base64url'd. */
+export function kvKeyOf(id: string): string {
+  return /^[-_a-zA-Z0-9]+$/.test(id) ? `i.${id}` : `b.${Buffer.from(id).toString("base64url")}`;
+}
+
+export function idOfKvKey(key: string): string {
+  const rest = key.slice(2);
+  return key.startsWith("b.") ? Buffer.from(rest, "base64url").toString() : rest;
+}

@@ -1,0 +1,27 @@
+// Generic actor runtime on RxJS: knows nothing about recommendations. Symbols below are the ones
+// stages, connectors and bin/ are meant to use.
+export { createActor, ActorStoppedError, ActorFailedError } from "./actor.js";
+export {
+  createSupervisor,
+  EscalationError,
+  DuplicateChildError,
+  SupervisorStoppedError,
+} from "./supervisor.js";
+export { backoffDelay } from "./backoff.js";
+
+export type {
+  Actor,
+  ActorContext,
+  ActorEvent,
+  ActorOptions,
+  ActorStatus,
+  Behavior,
+} from "./actor.js";
+export type {
+  Clock,
+  RestartOptions,
+  Supervisor,
+  SupervisorEvent,
+  SupervisorOptions,
+} from "./supervisor.js";
+export type { BackoffOptions } from "./backoff.js";

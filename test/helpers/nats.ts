@@ -1,0 +1,36 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedNats, type EmbeddedNats } from "../../connectors/nats/embedded-server.js";
+
+export interface TestNats {
+  server: EmbeddedNats;
+  url: string;
+  storeDir: string;
+  /** Stops the server and removes its store. */
+  cleanup(): Promise<void>;
+  /** Restarts the server on the same port with the same store (for outage tests). */
+  restart(): Promise<void>;
+}
+
+/** Spawns `nats-server -js` on a free loopback port with a temporary store. */
+export async function setupNats(): Promise<TestNats> {
+  const storeDir = await mkdtemp(join(tmpdir(), "reco-nats-"));
+  let server = await startEmbeddedNats({ port: 0, storeDir });
+  const t: TestNats = {
+    get server() {
+      return server;
+    },
+    url: server.url,
+    storeDir,
+    async cleanup() {
+      await server.stop();
+      await rm(storeDir, { recursive: true, force: true });
+    },
+    async restart() {
+      await server.stop();
+      server = await startEmbeddedNats({ port: server.port, storeDir });
+    },
+  };
+  return t;
+}
