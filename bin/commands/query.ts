@@ -1,0 +1,247 @@
+import { InvalidArgumentError as UsageError, Option, type Command } from "commander";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  createRecoClient,
+  type RecoClient,
+  type RecoClientOptions,
+} from "../../connectors/grpc/client.js";
+import { statusName } from "../../connectors/grpc/errors.js";
+import type { TrendingWindowName } from "../../connectors/grpc/backend.js";
+import {
+  Source,
+  TrendingWindow,
+  type GetRecommendationsResponse,
+  type TrendingUpdate,
+} from "../../proto/gen/reco/v1/reco_pb.js";
+
+/** Where the commands write; tests pass their own. */
+export interface QueryIo {
+  out(line: string): void;
+  err(line: string): void;
+  setExitCode(code: number): void;
+  /** Registers a Ctrl-C handler for `--follow`; returns the unregister function. */
+  onInterrupt(handler: () => void): () => void;
+}
+
+const processIo: QueryIo = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+  setExitCode: (code) => {
+    process.exitCode = code;
+  },
+  onInterrupt(handler) {
+    process.once("SIGINT", handler);
+    return () => process.removeListener("SIGINT", handler);
+  },
+};
+
+interface ConnectionFlags {
+  address?: string;
+  tls?: boolean;
+  caFile?: string;
+}
+
+/** Adds `reco recommend` and `reco trending`, clients of the gRPC façade (DESIGN.md §5). */
+export function registerQueryCommands(program: Command, io: QueryIo = processIo): void {
+  const addressHelp = "gRPC address host:port (default: $GRPC_ADDR or 127.0.0.1:$GRPC_PORT|50051)";
+
+  program
+    .command("recommend")
+    .description("print recommendations for a user")
+    .argument("<user>", "user id")
+    .option("-n, --n <n>", "how many items (1..100)", parseInteger, 10)
+    .option("--address <host:port>", addressHelp)
+    .option("--tls", "connect with TLS (system roots)")
+    .option("--ca-file <pem>", "connect with TLS trusting this CA bundle")
+    .option("--timeout <ms>", "deadline of the call in milliseconds", parseInteger, 5000)
+    .action(async (user: string, flags: ConnectionFlags & { n: number; timeout: number }) => {
+      await withClient(flags, io, async (client) => {
+        const response = await client.getRecommendations(user, flags.n, {
+          deadlineMs: flags.timeout,
+        });
+        printRecommendations(response, io);
+      });
+    });
+
+  program
+    .command("trending")
+    .description("print the trending items of the newest window")
+    .addOption(
+      new Option("--window <window>", "window length").choices(["1h", "24h"]).default("1h"),
+    )
+    .option("-k, --k <k>", "how many items (1..100)", parseInteger, 10)
+    .option("--follow", "print every update until Ctrl-C")
+    .option("--address <host:port>", addressHelp)
+    .option("--tls", "connect with TLS (system roots)")
+    .option("--ca-file <pem>", "connect with TLS trusting this CA bundle")
+    .option(
+      "--timeout <ms>",
+      "without --follow: how long to wait for the first update",
+      parseInteger,
+      10_000,
+    )
+    .action(
+      async (
+        flags: ConnectionFlags & {
+          window: TrendingWindowName;
+          k: number;
+          follow?: boolean;
+          timeout: number;
+        },
+      ) => {
+        await withClient(flags, io, async (client) => {
+          const stream = client.streamTrending(flags.window, flags.k);
+          const unregister = io.onInterrupt(() => stream.cancel());
+          let timer: NodeJS.Timeout | undefined;
+          let timedOut = false;
+          if (!flags.follow) {
+            timer = setTimeout(() => {
+              timedOut = true;
+              stream.cancel();
+            }, flags.timeout);
+          }
+          try {
+            let first = true;
+            for await (const update of stream) {
+              if (!first) io.out("");
+              first = false;
+              printTrending(update, io);
+              if (!flags.follow) break;
+            }
+            if (timedOut) {
+              io.err(`error: DEADLINE_EXCEEDED: no trending update within ${flags.timeout} ms`);
+              io.setExitCode(1);
+            }
+          } finally {
+            clearTimeout(timer);
+            unregister();
+          }
+        });
+      },
+    );
+}
+
+function defaultAddress(): string {
+  return process.env["GRPC_ADDR"] ?? `127.0.0.1:${process.env["GRPC_PORT"] ?? "50051"}`;
+}
+
+async function withClient(
+  flags: ConnectionFlags,
+  io: QueryIo,
+  run: (client: RecoClient) => Promise<void>,
+): Promise<void> {
+  const options: RecoClientOptions = {};
+  if (flags.caFile) options.tls = { caFile: flags.caFile };
+  else if (flags.tls) options.tls = true;
+  let client: RecoClient | undefined;
+  try {
+    client = createRecoClient(flags.address ?? defaultAddress(), options);
+    await run(client);
+  } catch (err) {
+    io.err(`error: ${describeError(err)}`);
+    io.setExitCode(1);
+  } finally {
+    client?.close();
+  }
+}
+
+/** `<STATUS NAME>: <details>` for gRPC errors, the message otherwise. */
+function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const { code, details } = err as Error & { code?: unknown; details?: unknown };
+    if (typeof code === "number" && typeof details === "string") {
+      return `${statusName(code)}: ${details}`;
+    }
+    return err.message;
+  }
+  return String(err);
+}
+
+function parseInteger(value: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`expected a non-negative integer, got "${value}"`);
+  return Number(value);
+}
+
+function printRecommendations(response: GetRecommendationsResponse, io: QueryIo): void {
+  io.out(
+    `recommendations for ${response.userId} (watermark ${formatTimestamp(response.watermark)})`,
+  );
+  if (response.statusMessage) io.out(`note: ${response.statusMessage}`);
+  if (response.items.length === 0) {
+    io.out("(no recommendations)");
+  } else {
+    const rows = response.items.map((item) => [
+      String(item.rank),
+      item.itemId,
+      formatScore(item.score),
+      Source[item.source] ?? String(item.source),
+      item.category || "-",
+      item.brand || "-",
+      item.averagePrice.toFixed(2),
+    ]);
+    io.out(
+      formatTable(["RANK", "ITEM", "SCORE", "SOURCE", "CATEGORY", "BRAND", "AVG PRICE"], rows, [
+        true,
+        false,
+        true,
+        false,
+        false,
+        false,
+        true,
+      ]),
+    );
+  }
+  const categories = response.topCategories.map((c) => `${c.category} (${c.interest})`);
+  io.out(`top categories: ${categories.length > 0 ? categories.join(", ") : "-"}`);
+}
+
+function printTrending(update: TrendingUpdate, io: QueryIo): void {
+  const window = update.window === TrendingWindow.ONE_DAY ? "24h" : "1h";
+  io.out(
+    `trending ${window} window ${formatTimestamp(update.windowStart)} .. ` +
+      `${formatTimestamp(update.windowEnd)} ${update.final ? "(final)" : "(open)"}, ` +
+      `watermark ${formatTimestamp(update.watermark)}`,
+  );
+  if (update.items.length === 0) {
+    io.out("(no items)");
+    return;
+  }
+  const rows = update.items.map((item) => [
+    String(item.rank),
+    item.itemId,
+    formatScore(item.score),
+    String(item.views),
+    String(item.clicks),
+  ]);
+  io.out(
+    formatTable(["RANK", "ITEM", "SCORE", "VIEWS", "CLICKS"], rows, [
+      true,
+      false,
+      true,
+      true,
+      true,
+    ]),
+  );
+}
+
+/** Plain padded columns; `right[i]` right-aligns column i (numbers). */
+export function formatTable(headers: string[], rows: string[][], right: boolean[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => {
+        const width = widths[i] ?? 0;
+        return right[i] ? cell.padStart(width) : cell.padEnd(width);
+      })
+      .join("  ")
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+function formatScore(score: number): string {
+  return Number.isInteger(score) ? String(score) : score.toFixed(3);
+}
+
+function formatTimestamp(ts: Timestamp | undefined): string {
+  return ts ? timestampDate(ts).toISOString() : "none";
+}

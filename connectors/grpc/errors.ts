@@ -1,0 +1,79 @@
+import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
+import { BackendUnavailableError } from "./backend.js";
+
+/** A request field failed validation; the message names the field and the rejected value. */
+export class InvalidArgumentError extends Error {
+  override name = "InvalidArgumentError";
+  constructor(
+    readonly field: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** The call's deadline passed before the backend answered (the abort reason of its signal). */
+export class DeadlineExceededError extends Error {
+  override name = "DeadlineExceededError";
+  constructor(message = "deadline exceeded before the backend answered", options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** The client cancelled the call or went away (the abort reason of its signal). */
+export class CallCancelledError extends Error {
+  override name = "CallCancelledError";
+  constructor(message = "call cancelled by the client", options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** The server is stopping: open streams are ended with this so clients reconnect elsewhere. */
+export class ServerShuttingDownError extends Error {
+  override name = "ServerShuttingDownError";
+  constructor(message = "server is shutting down", options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** What a grpc-js handler passes to its callback or emits as a stream error. */
+export type ServiceErrorStatus = StatusObject;
+
+/**
+ * The one mapping from error conditions to gRPC status codes. Clients see a closed set of
+ * codes with a useful message; anything unexpected becomes INTERNAL with a short message (the
+ * detail goes to the server log, never a stack trace to the client, never UNKNOWN).
+ */
+export function toServiceError(err: unknown): ServiceErrorStatus {
+  const make = (code: status, details: string): ServiceErrorStatus => ({
+    code,
+    details,
+    metadata: new Metadata(),
+  });
+  // The request itself is wrong; retrying the same request cannot succeed.
+  if (err instanceof InvalidArgumentError) return make(status.INVALID_ARGUMENT, err.message);
+  // NATS or state not ready yet: transient, the client should retry with backoff.
+  if (err instanceof BackendUnavailableError) return make(status.UNAVAILABLE, err.message);
+  // Draining: transient from the client's point of view, another replica (or a restart) serves.
+  if (err instanceof ServerShuttingDownError) return make(status.UNAVAILABLE, err.message);
+  // The client's own deadline fired; the work was abandoned.
+  if (err instanceof DeadlineExceededError) return make(status.DEADLINE_EXCEEDED, err.message);
+  // The client gave up; the status is only for our metrics, the client no longer listens.
+  if (err instanceof CallCancelledError) return make(status.CANCELLED, err.message);
+  // AbortSignal.timeout() aborts with a "TimeoutError" DOMException: a deadline by another name.
+  if (isDomException(err, "TimeoutError")) return make(status.DEADLINE_EXCEEDED, err.message);
+  // A bare AbortError means someone aborted the work without saying why: treat as cancelled.
+  if (isDomException(err, "AbortError")) return make(status.CANCELLED, err.message);
+  // A bug or an unexpected failure: INTERNAL, short message; the caller logs the error itself.
+  return make(status.INTERNAL, "internal error while serving the request (see server log)");
+}
+
+/** The canonical upper-case name of a status code, e.g. `INVALID_ARGUMENT`. */
+export function statusName(code: number): string {
+  return status[code] ?? `CODE_${code}`;
+}
+
+function isDomException(err: unknown, name: string): err is Error {
+  return err instanceof Error && err.name === name;
+}

@@ -1,0 +1,618 @@
+import { readFile } from "node:fs/promises";
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type MethodDefinition,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation, service as healthServiceDefinition } from "grpc-health-check";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescFile,
+  type DescMessage,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Subscription } from "rxjs";
+import {
+  GetRecommendationsResponseSchema,
+  RecommendationService,
+  Source,
+  TrendingUpdateSchema,
+  TrendingWindow,
+  TrendingWindowSchema,
+  file_reco_v1_reco,
+  type GetRecommendationsRequest,
+  type GetRecommendationsResponse,
+  type StreamTrendingRequest,
+  type TrendingUpdate,
+} from "../../proto/gen/reco/v1/reco_pb.js";
+import {
+  BackendUnavailableError,
+  type RecoBackend,
+  type Recommendations,
+  type TrendingSnapshot,
+  type TrendingWindowName,
+} from "./backend.js";
+import {
+  CallCancelledError,
+  DeadlineExceededError,
+  InvalidArgumentError,
+  ServerShuttingDownError,
+  statusName,
+  toServiceError,
+  type ServiceErrorStatus,
+} from "./errors.js";
+
+export interface GrpcServerOptions {
+  /** 0 picks a free port (read it back from `GrpcServer.port`). */
+  port: number;
+  /** Interface to bind; default `127.0.0.1`. `0.0.0.0` serves every interface. */
+  host?: string;
+  backend: RecoBackend;
+  /**
+   * If given, the server registers `grpc_requests_total{method,code}`,
+   * `grpc_request_duration_seconds{method}` (for streams: the stream's lifetime),
+   * `grpc_trending_subscribers` and `grpc_trending_dropped_updates_total` in it.
+   */
+  registry?: Registry;
+  /** PEM files; insecure (plaintext) when absent. */
+  tls?: { certFile: string; keyFile: string };
+  /** `grpc.max_receive_message_length`; default 1 MiB. */
+  maxMessageBytes?: number;
+  logger?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+}
+
+export interface GrpcServer {
+  /** The bound port (the real one when `port: 0` was asked). */
+  readonly port: number;
+  /** Sets the health status of "" and `reco.v1.RecommendationService` to SERVING / NOT_SERVING. */
+  setServing(serving: boolean): void;
+  /**
+   * Reports NOT_SERVING, ends open trending streams with UNAVAILABLE, lets unary calls in flight
+   * finish for up to `graceMs` (default 5000), then closes every connection. Never rejects.
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Default and bounds of `n` and `k` (DESIGN.md §5). */
+const DEFAULT_COUNT = 10;
+const MAX_COUNT = 100;
+const MAX_USER_ID_LENGTH = 128;
+/**
+ * Finals a blocked trending subscriber may hold besides the newest non-final update. A final is
+ * the settled answer for a window, so it is kept until written unless this many newer finals
+ * pile up behind it (a client stuck for hours of event time).
+ */
+const MAX_PENDING_FINALS = 4;
+
+const SERVICE_NAME = RecommendationService.typeName;
+
+/**
+ * The grpc-js service definition of `reco.v1.RecommendationService`, built from the protobuf-es
+ * descriptors: binary protobuf on the wire, generated message types in the handlers. Keys are the
+ * proto method names (as @grpc/proto-loader would produce), `originalName` the camelCase ones.
+ */
+export const recoServiceDefinition = {
+  GetRecommendations: methodDefinition(RecommendationService.method.getRecommendations),
+  StreamTrending: methodDefinition(RecommendationService.method.streamTrending),
+} satisfies ServiceDefinition;
+
+function methodDefinition<I extends DescMessage, O extends DescMessage>(method: {
+  name: string;
+  localName: string;
+  methodKind: string;
+  input: I;
+  output: O;
+}): MethodDefinition<MessageShape<I>, MessageShape<O>> {
+  const { input, output } = method;
+  return {
+    path: `/${SERVICE_NAME}/${method.name}`,
+    requestStream:
+      method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+    responseStream:
+      method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    requestSerialize: (msg) => toBuffer(toBinary(input, msg)),
+    requestDeserialize: (bytes) => fromBinary(input, bytes),
+    responseSerialize: (msg) => toBuffer(toBinary(output, msg)),
+    responseDeserialize: (bytes) => fromBinary(output, bytes),
+    originalName: method.localName,
+  };
+}
+
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * A proto-loader-style package definition for @grpc/reflection, built from the descriptors
+ * embedded in the generated code (and in grpc-health-check), so reflection serves exactly what we
+ * serve without loading a `.proto` at run time. Reflection reads only `fileDescriptorProtos` of
+ * each entry, so one entry per file set suffices: the `reco.v1.TrendingWindow` enum entry carries
+ * reco.proto and its imports, the health response message entry carries health.proto.
+ */
+function reflectionPackageDefinition(): ConstructorParameters<typeof ReflectionService>[0] {
+  const files: Buffer[] = [];
+  const seen = new Set<string>();
+  const add = (file: DescFile): void => {
+    if (seen.has(file.proto.name)) return;
+    seen.add(file.proto.name);
+    file.dependencies.forEach(add);
+    files.push(toBuffer(toBinary(FileDescriptorProtoSchema, file.proto)));
+  };
+  add(file_reco_v1_reco);
+  const definition: ConstructorParameters<typeof ReflectionService>[0] = {
+    [TrendingWindowSchema.typeName]: {
+      format: "Protocol Buffer 3 EnumDescriptorProto",
+      type: TrendingWindowSchema.proto,
+      fileDescriptorProtos: files,
+    },
+  };
+  const healthResponse = healthServiceDefinition["Check"]?.responseType;
+  if (healthResponse) definition["grpc.health.v1.HealthCheckResponse"] = healthResponse;
+  return definition;
+}
+
+interface Metrics {
+  /** Starts timing a call; the returned function records its outcome once. */
+  begin(method: string): (code: status) => void;
+  subscribers(delta: 1 | -1): void;
+  dropped(count: number): void;
+}
+
+function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
+  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+}
+
+function createMetrics(registry: Registry | undefined): Metrics {
+  if (!registry) return { begin: () => () => {}, subscribers: () => {}, dropped: () => {} };
+  const registers = [registry];
+  const requests = getOrCreate(
+    registry,
+    "grpc_requests_total",
+    () =>
+      new Counter({
+        name: "grpc_requests_total",
+        help: "gRPC calls served, by method and final status code",
+        labelNames: ["method", "code"] as const,
+        registers,
+      }),
+  );
+  const duration = getOrCreate(
+    registry,
+    "grpc_request_duration_seconds",
+    () =>
+      new Histogram({
+        name: "grpc_request_duration_seconds",
+        help: "gRPC call duration in seconds (for server streams: the stream's lifetime)",
+        labelNames: ["method"] as const,
+        registers,
+      }),
+  );
+  const subscribers = getOrCreate(
+    registry,
+    "grpc_trending_subscribers",
+    () =>
+      new Gauge({
+        name: "grpc_trending_subscribers",
+        help: "Open StreamTrending calls",
+        registers,
+      }),
+  );
+  const dropped = getOrCreate(
+    registry,
+    "grpc_trending_dropped_updates_total",
+    () =>
+      new Counter({
+        name: "grpc_trending_dropped_updates_total",
+        help: "Trending updates skipped for slow subscribers (superseded by a newer one)",
+        registers,
+      }),
+  );
+  return {
+    begin(method) {
+      const stopTimer = duration.startTimer({ method });
+      let done = false;
+      return (code) => {
+        if (done) return;
+        done = true;
+        stopTimer();
+        requests.inc({ method, code: statusName(code) });
+      };
+    },
+    subscribers: (delta) => subscribers.inc(delta),
+    dropped: (count) => dropped.inc(count),
+  };
+}
+
+/**
+ * An AbortSignal for one call: aborted with `DeadlineExceededError` when the call's deadline
+ * passes and with `CallCancelledError` when the client cancels or disconnects.
+ */
+function createCallSignal(call: ServerUnaryCall<unknown, unknown>): {
+  signal: AbortSignal;
+  cleanup(): void;
+} {
+  const controller = new AbortController();
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  const onCancelled = () => controller.abort(cancellationReason(call));
+  call.once("cancelled", onCancelled);
+  let timer: NodeJS.Timeout | undefined;
+  if (Number.isFinite(deadlineMs)) {
+    const remaining = deadlineMs - Date.now();
+    if (remaining <= 0) controller.abort(new DeadlineExceededError());
+    else timer = setTimeout(() => controller.abort(new DeadlineExceededError()), remaining);
+  }
+  if (call.cancelled) onCancelled();
+  return {
+    signal: controller.signal,
+    cleanup() {
+      if (timer) clearTimeout(timer);
+      call.removeListener("cancelled", onCancelled);
+    },
+  };
+}
+
+/** Why a call was cancelled: grpc-js reports its own deadline timer as a cancellation too. */
+function cancellationReason(call: Pick<ServerUnaryCall<unknown, unknown>, "getDeadline">): Error {
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Date.now() >= deadlineMs ? new DeadlineExceededError() : new CallCancelledError();
+}
+
+/** Settles with `work`, or rejects with the signal's reason as soon as it aborts. */
+function untilAborted<T>(work: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    const settle = () => signal.removeEventListener("abort", onAbort);
+    Promise.resolve()
+      .then(work)
+      .then(
+        (value) => {
+          settle();
+          resolve(value);
+        },
+        (err: unknown) => {
+          settle();
+          // A backend that honours the signal rejects with its own AbortError; ours says why.
+          reject(signal.aborted ? signal.reason : err);
+        },
+      );
+  });
+}
+
+function validateCount(field: string, value: number): number {
+  if (value === 0) return DEFAULT_COUNT;
+  if (value < 1 || value > MAX_COUNT) {
+    throw new InvalidArgumentError(
+      field,
+      `${field} must be between 1 and ${MAX_COUNT}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+function validateRecommendationsRequest(req: GetRecommendationsRequest): {
+  userId: string;
+  n: number;
+} {
+  if (req.userId.length === 0)
+    throw new InvalidArgumentError("user_id", "user_id must not be empty");
+  if (req.userId.length > MAX_USER_ID_LENGTH) {
+    throw new InvalidArgumentError(
+      "user_id",
+      `user_id must be at most ${MAX_USER_ID_LENGTH} characters, got ${req.userId.length}`,
+    );
+  }
+  return { userId: req.userId, n: validateCount("n", req.n) };
+}
+
+function validateTrendingRequest(req: StreamTrendingRequest): {
+  window: TrendingWindowName;
+  k: number;
+} {
+  return { window: windowName(req.window), k: validateCount("k", req.k) };
+}
+
+function windowName(window: TrendingWindow): TrendingWindowName {
+  switch (window) {
+    case TrendingWindow.TRENDING_WINDOW_UNSPECIFIED:
+    case TrendingWindow.ONE_HOUR:
+      return "1h";
+    case TrendingWindow.ONE_DAY:
+      return "24h";
+    default:
+      throw new InvalidArgumentError(
+        "window",
+        `window must be ONE_HOUR (1) or ONE_DAY (2), got ${window as number}`,
+      );
+  }
+}
+
+function windowEnum(window: TrendingWindowName): TrendingWindow {
+  return window === "24h" ? TrendingWindow.ONE_DAY : TrendingWindow.ONE_HOUR;
+}
+
+/** Counts travel as uint64; the backend's numbers are floats that should be whole. */
+function toUint64(value: number): bigint {
+  return Number.isFinite(value) && value > 0 ? BigInt(Math.round(value)) : 0n;
+}
+
+function toRecommendationsResponse(recs: Recommendations): GetRecommendationsResponse {
+  return create(GetRecommendationsResponseSchema, {
+    userId: recs.userId,
+    items: recs.items.map((item) => ({
+      itemId: item.itemId,
+      score: item.score,
+      rank: item.rank,
+      category: item.category,
+      brand: item.brand,
+      averagePrice: item.averagePrice,
+      source: Source[item.source],
+      purchases: toUint64(item.purchases),
+    })),
+    topCategories: recs.topCategories.map((c) => ({
+      category: c.category,
+      interest: toUint64(c.interest),
+    })),
+    watermark: recs.watermark === null ? undefined : timestampFromMs(recs.watermark),
+    statusMessage: recs.statusMessage,
+  });
+}
+
+function toTrendingUpdate(snapshot: TrendingSnapshot, k: number): TrendingUpdate {
+  return create(TrendingUpdateSchema, {
+    window: windowEnum(snapshot.window),
+    windowStart: timestampFromMs(snapshot.windowStart),
+    windowEnd: timestampFromMs(snapshot.windowEnd),
+    items: snapshot.items.slice(0, k).map((entry, i) => ({
+      itemId: entry.itemId,
+      score: entry.score,
+      views: toUint64(entry.views),
+      clicks: toUint64(entry.clicks),
+      rank: i + 1,
+    })),
+    final: snapshot.final,
+    watermark: snapshot.watermark === null ? undefined : timestampFromMs(snapshot.watermark),
+  });
+}
+
+/**
+ * Writes snapshots to one StreamTrending call without ever queueing without bound. While the
+ * call accepts writes they go straight through; once `write()` reports backpressure, only the
+ * newest non-final snapshot is held (latest-wins), plus finals, which are never superseded by a
+ * non-final (they are the settled answer for their window). Flushes on `drain`.
+ */
+function createTrendingWriter(
+  call: ServerWritableStream<StreamTrendingRequest, TrendingUpdate>,
+  k: number,
+  onDropped: (count: number) => void,
+): { offer(snapshot: TrendingSnapshot): void; close(): void } {
+  let pending: TrendingSnapshot[] = [];
+  let blocked = false;
+  let closed = false;
+
+  const write = (snapshot: TrendingSnapshot): void => {
+    if (!call.write(toTrendingUpdate(snapshot, k))) {
+      blocked = true;
+      call.once("drain", flush);
+    }
+  };
+  function flush(): void {
+    blocked = false;
+    while (!closed && !blocked && pending.length > 0) write(pending.shift() as TrendingSnapshot);
+  }
+  const enqueue = (snapshot: TrendingSnapshot): void => {
+    const before = pending.length;
+    // A newer snapshot supersedes pending non-finals: any window's if it is non-final itself
+    // (there is only one newest window), its own window's if it is final.
+    pending = pending.filter(
+      (p) => p.final || (snapshot.final && p.windowStart !== snapshot.windowStart),
+    );
+    let dropped = before - pending.length;
+    pending.push(snapshot);
+    const finals = pending.filter((p) => p.final);
+    if (finals.length > MAX_PENDING_FINALS) {
+      const oldest = finals[0];
+      pending = pending.filter((p) => p !== oldest);
+      dropped += 1;
+    }
+    if (dropped > 0) onDropped(dropped);
+  };
+
+  return {
+    offer(snapshot) {
+      if (closed) return;
+      if (blocked) enqueue(snapshot);
+      else write(snapshot);
+    },
+    close() {
+      closed = true;
+      pending = [];
+      call.removeListener("drain", flush);
+    },
+  };
+}
+
+export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
+  const { backend, logger } = options;
+  const host = options.host ?? "127.0.0.1";
+  const metrics = createMetrics(options.registry);
+  /** Ends every open trending stream; used by `stop()`. */
+  const openStreams = new Set<(err: Error) => void>();
+
+  const fail = (method: string, err: unknown): ServiceErrorStatus => {
+    const serviceError = toServiceError(err);
+    if (serviceError.code === status.INTERNAL) {
+      logger?.warn({ err, method }, "gRPC call failed with an unexpected error");
+    }
+    return serviceError;
+  };
+
+  const getRecommendations = (
+    call: ServerUnaryCall<GetRecommendationsRequest, GetRecommendationsResponse>,
+    callback: sendUnaryData<GetRecommendationsResponse>,
+  ): void => {
+    const method = "GetRecommendations";
+    const done = metrics.begin(method);
+    const { signal, cleanup } = createCallSignal(call);
+    untilAborted(async () => {
+      const { userId, n } = validateRecommendationsRequest(call.request);
+      if (!backend.isReady()) {
+        throw new BackendUnavailableError(
+          "recommendations are not available yet: backend is starting",
+        );
+      }
+      return toRecommendationsResponse(await backend.getRecommendations(userId, n, signal));
+    }, signal).then(
+      (response) => {
+        cleanup();
+        done(status.OK);
+        callback(null, response);
+      },
+      (err: unknown) => {
+        cleanup();
+        const serviceError = fail(method, err);
+        done(serviceError.code);
+        callback(serviceError);
+      },
+    );
+  };
+
+  const streamTrending = (
+    call: ServerWritableStream<StreamTrendingRequest, TrendingUpdate>,
+  ): void => {
+    const method = "StreamTrending";
+    const done = metrics.begin(method);
+    const endWithError = (err: unknown): void => {
+      const serviceError = fail(method, err);
+      done(serviceError.code);
+      // grpc-js turns an 'error' event on a server stream into the call's final status.
+      call.emit("error", serviceError);
+    };
+    let request: { window: TrendingWindowName; k: number };
+    try {
+      request = validateTrendingRequest(call.request);
+    } catch (err) {
+      endWithError(err);
+      return;
+    }
+
+    const writer = createTrendingWriter(call, request.k, (count) => metrics.dropped(count));
+    let subscription: Subscription | undefined;
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      subscription?.unsubscribe();
+      writer.close();
+      openStreams.delete(abort);
+      metrics.subscribers(-1);
+    };
+    const abort = (err: Error): void => {
+      finish();
+      endWithError(err);
+    };
+    openStreams.add(abort);
+    metrics.subscribers(1);
+    const onCancelled = (): void => {
+      finish();
+      done(toServiceError(cancellationReason(call)).code);
+    };
+    call.once("cancelled", onCancelled);
+    if (call.cancelled) {
+      onCancelled();
+      return;
+    }
+    try {
+      subscription = backend.trending(request.window).subscribe({
+        next: (snapshot) => writer.offer(snapshot),
+        error: (err: unknown) => abort(err instanceof Error ? err : new Error(String(err))),
+        complete: () => {
+          finish();
+          done(status.OK);
+          call.end();
+        },
+      });
+    } catch (err) {
+      abort(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    // The observable may have completed or failed synchronously inside subscribe().
+    if (finished) subscription.unsubscribe();
+  };
+
+  const server = new Server({
+    "grpc.max_receive_message_length": options.maxMessageBytes ?? 1024 * 1024,
+  });
+  server.addService(recoServiceDefinition, {
+    GetRecommendations: getRecommendations,
+    StreamTrending: streamTrending,
+  });
+
+  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
+  health.addToServer(server);
+  new ReflectionService(reflectionPackageDefinition()).addToServer(server);
+
+  const credentials = options.tls
+    ? ServerCredentials.createSsl(
+        null,
+        [
+          {
+            cert_chain: await readFile(options.tls.certFile),
+            private_key: await readFile(options.tls.keyFile),
+          },
+        ],
+        false,
+      )
+    : ServerCredentials.createInsecure();
+  const target = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${target}:${options.port}`, credentials, (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
+  });
+  logger?.info({ host, port, tls: Boolean(options.tls) }, "gRPC server listening");
+
+  const setServing = (serving: boolean): void => {
+    const value = serving ? "SERVING" : "NOT_SERVING";
+    health.setStatus("", value);
+    health.setStatus(SERVICE_NAME, value);
+  };
+
+  let stopping: Promise<void> | undefined;
+  const stop = (graceMs = 5000): Promise<void> => {
+    stopping ??= new Promise<void>((resolve) => {
+      setServing(false);
+      for (const abort of [...openStreams]) abort(new ServerShuttingDownError());
+      let resolved = false;
+      const stopped = (forced: boolean): void => {
+        if (resolved) return;
+        resolved = true;
+        clearTimeout(timer);
+        logger?.info({ port, forced }, "gRPC server stopped");
+        resolve();
+      };
+      // Health watchers and stuck clients would hold a graceful shutdown open forever.
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        stopped(true);
+      }, graceMs);
+      server.tryShutdown(() => stopped(false));
+    });
+    return stopping;
+  };
+
+  return { port, setServing, stop };
+}

@@ -1,0 +1,47 @@
+import { readFile } from "node:fs/promises";
+import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from "nats";
+
+export interface ConnectNatsOptions {
+  /** One URL or a comma-separated list (`nats://a:4222,nats://b:4222`). */
+  servers: string;
+  /** Client name, shown by the server's monitoring endpoints. */
+  name: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** Path to a `.creds` file (JWT + nkey seed). */
+  credsFile?: string;
+}
+
+/**
+ * Connects to NATS with the settings every reco-stream process uses.
+ *
+ * - `noAsyncTraces: true`: by default the client builds an extra `Error` per request/publish to
+ *   keep the caller's stack for timeouts; measured, that halves JetStream publish throughput
+ *   (NATS-NOTES: 10k vs 18k msgs/s). Timeout errors lose the caller's frame; we name the
+ *   subject in our own errors instead.
+ * - `maxReconnectAttempts: -1`: a worker never gives up on the cluster; an outage is reported
+ *   through `nc.status()` and metrics, not by the process exiting.
+ * - `reconnectTimeWait: 250` ms: a restarted local server is picked up quickly.
+ */
+export async function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
+  const servers = options.servers
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  const opts: ConnectionOptions = {
+    servers,
+    name: options.name,
+    noAsyncTraces: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  };
+  if (options.user !== undefined) opts.user = options.user;
+  if (options.pass !== undefined) opts.pass = options.pass;
+  if (options.token !== undefined) opts.token = options.token;
+  if (options.credsFile !== undefined) {
+    const creds = await readFile(options.credsFile);
+    opts.authenticator = credsAuthenticator(new Uint8Array(creds));
+  }
+  return connect(opts);
+}

@@ -1,0 +1,56 @@
+import {
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  nanos,
+  type JetStreamManager,
+  type NatsError,
+  type StreamInfo,
+} from "nats";
+
+/** JetStream API error code for "stream not found". */
+const STREAM_NOT_FOUND = 10059;
+/** JetStream API error code for "stream name already in use" (a concurrent add won). */
+const STREAM_NAME_IN_USE = 10058;
+
+export const EVENTS_STREAM = "EVENTS";
+
+export interface EnsureEventsStreamOptions {
+  /** Replicas in a cluster. Default 1. */
+  replicas?: number;
+  /** Window in which a repeated `Nats-Msg-Id` is dropped. Default 2 min. */
+  duplicateWindowMs?: number;
+}
+
+/**
+ * Makes sure the `EVENTS` stream (`events.>`, file storage) exists. Idempotent: an existing stream
+ * is left exactly as it is (an operator may have tuned it), only a missing one is created.
+ */
+export async function ensureEventsStream(
+  jsm: JetStreamManager,
+  opts: EnsureEventsStreamOptions = {},
+): Promise<StreamInfo> {
+  try {
+    return await jsm.streams.info(EVENTS_STREAM);
+  } catch (err) {
+    if (apiErrCode(err) !== STREAM_NOT_FOUND) throw err;
+  }
+  try {
+    return await jsm.streams.add({
+      name: EVENTS_STREAM,
+      subjects: ["events.>"],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      num_replicas: opts.replicas ?? 1,
+      duplicate_window: nanos(opts.duplicateWindowMs ?? 2 * 60_000),
+    });
+  } catch (err) {
+    if (apiErrCode(err) !== STREAM_NAME_IN_USE) throw err;
+    return jsm.streams.info(EVENTS_STREAM);
+  }
+}
+
+function apiErrCode(err: unknown): number | undefined {
+  return (err as Partial<NatsError> | undefined)?.api_error?.err_code;
+}
