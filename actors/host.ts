@@ -3,6 +3,7 @@ import {
   DeliverPolicy,
   type ConsumerConfig,
   type JsMsg,
+  type KV,
   type NatsConnection,
 } from "nats";
 import { createActor, type Actor } from "../runtime/index.js";
@@ -146,7 +147,7 @@ export function createStageInstance<H extends StageHandler>(
     [];
   const kvPuts = new Map<string, { bucket: string; key: string; value: unknown }>();
   const timers: NodeJS.Timeout[] = [];
-  let kvs: Map<string, import("nats").KV> | undefined;
+  let kvs: Map<string, KV> | undefined;
 
   const out: StageOutput = {
     emit(subject, record) {
