@@ -66,13 +66,15 @@ describe("the README's examples", () => {
     const publisher = await exampleAfter("Publish events");
     await runExample("publish", publisher);
     // A second buyer of another phone gives u1 (who bought p1) a personalised candidate.
-    await runExample(
-      "publish2",
-      publisher.replace('user_id: "u1", item_id: "p1"', 'user_id: "u2", item_id: "p2"'),
+    const second = publisher.replace(
+      /user_id: "u1",(\s*)item_id: "p1"/,
+      'user_id: "u2",$1item_id: "p2"',
     );
+    expect(second).not.toBe(publisher);
+    await runExample("publish2", second);
     const client = await exampleAfter("Ask for recommendations");
     let out = "";
-    const until = Date.now() + 15_000;
+    const until = Date.now() + 30_000;
     while (Date.now() < until) {
       out = (await runExample("grpc", client)).stdout;
       if (out.trim() === "1 p2 0.010 personalised") break;
