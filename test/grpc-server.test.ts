@@ -25,7 +25,7 @@ import {
   type TrendingWindowName,
 } from "../connectors/grpc/backend.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/client.js";
-import { DeadlineExceededError } from "../connectors/grpc/errors.js";
+import { CallCancelledError, DeadlineExceededError } from "../connectors/grpc/errors.js";
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/server.js";
 import { Source, TrendingWindow, type TrendingUpdate } from "../proto/gen/reco/v1/reco_pb.js";
 
@@ -301,7 +301,12 @@ describe("gRPC server", () => {
       );
       const signal = fake.calls[0]?.signal;
       await vi.waitFor(() => expect(signal?.aborted).toBe(true));
-      expect(signal?.reason).toBeInstanceOf(DeadlineExceededError);
+      // The server's deadline counts from when it received the call, so under load the client's
+      // own deadline can fire first and cancel the stream: either way the backend is told to stop.
+      expect(
+        signal?.reason instanceof DeadlineExceededError ||
+          signal?.reason instanceof CallCancelledError,
+      ).toBe(true);
     });
 
     it("answers INTERNAL with a short message and no stack trace when the backend throws", async () => {
