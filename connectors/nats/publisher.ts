@@ -431,7 +431,12 @@ export function createJetStreamPublisher(
         const onOk = (ack: PubAckInfo): void => {
           published++;
           if (ack.duplicate) duplicates++;
-          onAck?.(ack, m);
+          // Runs inside the PubAck subscription callback: a throw must not escape into it.
+          try {
+            onAck?.(ack, m);
+          } catch (err) {
+            fail(err instanceof Error ? err : new Error(String(err)));
+          }
         };
         enqueue(m.subject, m.data, m.opts, onOk, fail);
       };

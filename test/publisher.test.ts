@@ -1,0 +1,235 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StorageType, type JetStreamManager, type NatsConnection } from "nats";
+import { connectNats } from "../connectors/nats/connection.js";
+import {
+  createJetStreamPublisher,
+  NoStreamError,
+  PublisherClosedError,
+  PublishTimeoutError,
+  type PubAckInfo,
+} from "../connectors/nats/publisher.js";
+import { setupNats, type TestNats } from "./helpers/nats.js";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+describe("JetStream publisher", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+
+  beforeAll(async () => {
+    nats = await setupNats();
+    nc = await connectNats({ servers: nats.url, name: "publisher-test" });
+    jsm = await nc.jetstreamManager();
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.cleanup();
+  });
+
+  it("stores 20k messages in publish order", async () => {
+    await jsm.streams.add({ name: "ORDER", subjects: ["order.>"], storage: StorageType.File });
+    const pub = createJetStreamPublisher(nc, { window: 256 });
+    const n = 20_000;
+    const acks: Promise<PubAckInfo>[] = [];
+    for (let i = 0; i < n; i++) {
+      if (pub.pending() >= 256) await pub.ready();
+      acks.push(pub.publish(`order.${i % 4}`, enc.encode(JSON.stringify({ i }))));
+    }
+    await pub.flush();
+    expect(pub.pending()).toBe(0);
+    const seqs = (await Promise.all(acks)).map((a) => a.seq);
+    expect(seqs).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+
+    const info = await jsm.streams.info("ORDER");
+    expect(info.state.messages).toBe(n);
+    expect(info.state.last_seq).toBe(n);
+    const js = nc.jetstream();
+    for (const seq of [1, 2, 9_999, 20_000]) {
+      const m = await (await js.streams.get("ORDER")).getMessage({ seq });
+      expect(JSON.parse(dec.decode(m.data))).toEqual({ i: seq - 1 });
+      expect(m.subject).toBe(`order.${(seq - 1) % 4}`);
+    }
+    await pub.close();
+  });
+
+  it("reports a repeated msgId as a duplicate and stores it once", async () => {
+    await jsm.streams.add({ name: "DUP", subjects: ["dup.>"], storage: StorageType.File });
+    const pub = createJetStreamPublisher(nc);
+    const first = await pub.publish("dup.a", enc.encode("1"), { msgId: "id-1" });
+    const again = await pub.publish("dup.a", enc.encode("1"), { msgId: "id-1" });
+    const other = await pub.publish("dup.a", enc.encode("2"), { msgId: "id-2" });
+    expect(first).toEqual({ stream: "DUP", seq: 1, duplicate: false });
+    expect(again).toEqual({ stream: "DUP", seq: 1, duplicate: true });
+    expect(other).toEqual({ stream: "DUP", seq: 2, duplicate: false });
+
+    const many = await pub.publishMany(
+      Array.from({ length: 100 }, (_, i) => ({
+        subject: "dup.b",
+        data: enc.encode(String(i)),
+        opts: { msgId: `id-${i % 50}`, headers: { "Content-Type": "application/json" } },
+      })),
+    );
+    // id-1 and id-2 exist already; id-0..id-49 are each sent twice.
+    expect(many).toEqual({ published: 100, duplicates: 52 });
+    expect((await jsm.streams.info("DUP")).state.messages).toBe(50);
+    await pub.close();
+  });
+
+  it("rejects a publish to a subject without a stream with NoStreamError", async () => {
+    const pub = createJetStreamPublisher(nc);
+    const p = pub.publish("nowhere.at.all", enc.encode("x"));
+    await expect(p).rejects.toBeInstanceOf(NoStreamError);
+    await expect(p).rejects.toThrow(/nowhere\.at\.all/);
+    // flush() reports the failure once, then the publisher is usable again.
+    await expect(pub.flush()).rejects.toBeInstanceOf(NoStreamError);
+    await expect(pub.flush()).resolves.toBeUndefined();
+    await pub.close();
+  });
+
+  it("reports a stream's error PubAck with the server's description", async () => {
+    await jsm.streams.add({
+      name: "SMALL",
+      subjects: ["small.>"],
+      storage: StorageType.Memory,
+      max_msg_size: 8,
+    });
+    const pub = createJetStreamPublisher(nc);
+    await expect(pub.publish("small.x", enc.encode("far too long a message"))).rejects.toThrow(
+      /small\.x.*message size exceeds maximum/i,
+    );
+    await pub.close().catch(() => {});
+  });
+
+  it("flush waits for every outstanding ack", async () => {
+    await jsm.streams.add({ name: "FLUSH", subjects: ["flush.>"], storage: StorageType.File });
+    const pub = createJetStreamPublisher(nc, { window: 64 });
+    let acked = 0;
+    for (let i = 0; i < 1_000; i++) {
+      // Fire and forget: more than the window, so most wait in the publisher's queue.
+      void pub.publish("flush.x", enc.encode(String(i))).then(() => acked++);
+    }
+    expect(pub.pending()).toBe(1_000);
+    await pub.flush();
+    // Acks resolve before flush() does; their .then callbacks ran in the same microtask drain.
+    await Promise.resolve();
+    expect(acked).toBe(1_000);
+    expect(pub.pending()).toBe(0);
+    expect((await jsm.streams.info("FLUSH")).state.messages).toBe(1_000);
+    await pub.close();
+    await expect(pub.publish("flush.x", enc.encode("late"))).rejects.toBeInstanceOf(
+      PublisherClosedError,
+    );
+  });
+
+  it("prints publish throughput", async () => {
+    await jsm.streams.add({ name: "SPEED", subjects: ["speed.>"], storage: StorageType.File });
+    const data = enc.encode(JSON.stringify({ event_id: "x".repeat(36), payload: "y".repeat(150) }));
+    for (const withId of [false, true]) {
+      const pub = createJetStreamPublisher(nc);
+      const n = 100_000;
+      const t0 = performance.now();
+      const { published } = await pub.publishMany(
+        (function* () {
+          for (let i = 0; i < n; i++) {
+            yield { subject: "speed.x", data, opts: withId ? { msgId: `m-${i}` } : undefined };
+          }
+        })(),
+      );
+      const s = (performance.now() - t0) / 1000;
+      expect(published).toBe(n);
+      console.log(
+        `publisher throughput${withId ? " (Nats-Msg-Id)" : ""}: ${Math.round(n / s)} msgs/s (${n} in ${s.toFixed(2)} s)`,
+      );
+      await pub.close();
+    }
+  });
+});
+
+describe("JetStream publisher timeouts", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await setupNats();
+    nc = await connectNats({ servers: nats.url, name: "publisher-timeout-test" });
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.cleanup();
+  });
+
+  it("rejects a message without msgId at its first timeout", async () => {
+    // A plain subscriber that never answers: the server sees interest, so no 503.
+    const silent = nc.subscribe("silent.>", { callback: () => {} });
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 100 });
+    const p = pub.publish("silent.x", enc.encode("x"));
+    await expect(p).rejects.toBeInstanceOf(PublishTimeoutError);
+    await expect(p).rejects.toThrow(/silent\.x.*1 attempt\b/);
+    await pub.close().catch(() => {});
+    silent.unsubscribe();
+  });
+
+  it("retries a message with msgId, with the same Nats-Msg-Id, until it is acked", async () => {
+    const seen: string[] = [];
+    // A fake stream that answers only the third attempt.
+    const fake = nc.subscribe("flaky.>", {
+      callback: (_err, m) => {
+        seen.push(m.headers?.get("Nats-Msg-Id") ?? "");
+        if (seen.length === 3) m.respond(enc.encode('{"stream":"FAKE","seq":7}'));
+      },
+    });
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 100, retries: 3 });
+    await expect(pub.publish("flaky.x", enc.encode("x"), { msgId: "abc" })).resolves.toEqual({
+      stream: "FAKE",
+      seq: 7,
+      duplicate: false,
+    });
+    expect(seen).toEqual(["abc", "abc", "abc"]);
+    await pub.close();
+    fake.unsubscribe();
+  });
+});
+
+describe("JetStream publisher across a server restart", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await setupNats();
+    nc = await connectNats({ servers: nats.url, name: "publisher-restart-test" });
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.cleanup();
+  });
+
+  it("retries with the same msgId, so every message is stored exactly once", async () => {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.add({ name: "RESTART", subjects: ["restart.>"], storage: StorageType.File });
+    const pub = createJetStreamPublisher(nc, { window: 128, timeoutMs: 500, retries: 20 });
+    const n = 5_000;
+    let pendingAtStop = 0;
+    const { published } = await pub.publishMany(
+      (async function* () {
+        for (let i = 0; i < n; i++) {
+          if (i === 2_000) {
+            // Stop the server with acks outstanding: they are lost and must be retried.
+            pendingAtStop = pub.pending();
+            await nats.restart();
+          }
+          yield { subject: "restart.x", data: enc.encode(String(i)), opts: { msgId: `r-${i}` } };
+        }
+      })(),
+    );
+    expect(pendingAtStop).toBeGreaterThan(0);
+    expect(published).toBe(n);
+    const info = await (await nc.jetstreamManager()).streams.info("RESTART");
+    expect(info.state.messages).toBe(n);
+    await pub.close();
+  });
+});
