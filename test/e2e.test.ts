@@ -101,7 +101,9 @@ describe("end to end: events in over JetStream, answers out over gRPC", () => {
 
     const users = [...new Set(log.map((e) => String(e.user_id)))].sort();
     for (const u of users) {
-      const expected = ref.recommend(u, 10).map((i) => ({ ...i, score: Number(i.score.toFixed(6)) }));
+      const expected = ref
+        .recommend(u, 10)
+        .map((i) => ({ ...i, score: Number(i.score.toFixed(6)) }));
       const res = await eventually(
         () => client.getRecommendations(u, 10),
         (v) => JSON.stringify(simplify(v.items)) === JSON.stringify(expected),
@@ -169,9 +171,9 @@ describe("end to end: events in over JetStream, answers out over gRPC", () => {
       .trendingHour(newestHour)
       .slice(0, 5)
       .map((i) => [i.itemId, i.score, i.views, i.clicks]);
-    expect(
-      final!.items.map((i) => [i.itemId, i.score, Number(i.views), Number(i.clicks)]),
-    ).toEqual(expected);
+    expect(final!.items.map((i) => [i.itemId, i.score, Number(i.views), Number(i.clicks)])).toEqual(
+      expected,
+    );
     expect(final!.items.map((i) => i.rank)).toEqual(expected.map((_, k) => k + 1));
   });
 });

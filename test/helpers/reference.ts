@@ -114,7 +114,9 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
     const p = pop.get(e.i) ?? { n: 0, c: "", b: "" };
     pop.set(e.i, { n: p.n + 1, c: e.c || p.c, b: e.b || p.b });
   }
-  const topOverall = [...pop].sort((a, b) => b[1].n - a[1].n || cmp(a[0], b[0])).slice(0, o.fallbackSize);
+  const topOverall = [...pop]
+    .sort((a, b) => b[1].n - a[1].n || cmp(a[0], b[0]))
+    .slice(0, o.fallbackSize);
 
   const recommend = (u: string, n: number): RefItem[] => {
     const excluded = purchased.get(u) ?? new Set<string>();
