@@ -87,7 +87,10 @@ export function normaliseEvent(value: unknown, options: ParseOptions = {}): Pars
   if (u === null) return bad("invalid_field:user_id");
   if (u.length > maxUser) return bad("user_id_too_long");
 
-  const rawItem = o.item_id ?? o.product_id ?? o.movie_id;
+  // The first alias present and non-empty wins: an empty item_id must not hide a product_id.
+  const rawItem = [o.item_id, o.product_id, o.movie_id].find(
+    (v) => v !== undefined && v !== null && v !== "",
+  );
   const i = normaliseId(rawItem);
   if (i === undefined) return bad("missing_field:item_id");
   if (i === null) return bad("invalid_field:item_id");
@@ -128,12 +131,18 @@ export function normaliseEvent(value: unknown, options: ParseOptions = {}): Pars
   return { ok: true, event: { id: id.toLowerCase(), t: t as EventType, ts, u, i, c, b, pr, r } };
 }
 
+/**
+ * The largest time a Date can hold. A larger one would become the progress and make every later
+ * event late on every path.
+ */
+const MAX_TIME = 8.64e15;
+
 /** undefined: absent; NaN: present but unparsable; else epoch ms. */
 function parseEventTime(v: unknown): number | undefined {
   if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v === "number") return Number.isInteger(v) && v >= 0 ? v : NaN;
+  if (typeof v === "number") return Number.isInteger(v) && v >= 0 && v <= MAX_TIME ? v : NaN;
   if (typeof v !== "string") return NaN;
-  if (/^\d{1,16}$/.test(v)) return Number(v);
+  if (/^\d{1,16}$/.test(v)) return Number(v) <= MAX_TIME ? Number(v) : NaN;
   if (!ISO_WITH_ZONE_RE.test(v)) return NaN;
   const ms = Date.parse(v.replace(" ", "T"));
   return Number.isFinite(ms) ? ms : NaN;

@@ -31,10 +31,12 @@ export function completeRecommendations(
     items.push(toItem(c.row, c.score, "PERSONALIZED", items.length + 1));
   }
   if (items.length < n) {
-    const recent = new Set(profile?.pur.map(([i]) => i) ?? []);
+    // The fallback list is the overall top, recent purchases included: DESIGN §3.6 promises a
+    // non-empty answer once any purchase has been seen, and excludes purchases only from the
+    // personalised candidates.
     for (const row of table.top(opts.size)) {
       if (items.length >= n) break;
-      if (taken.has(row.item) || recent.has(row.item)) continue;
+      if (taken.has(row.item)) continue;
       taken.add(row.item);
       items.push(toItem(row, opts.score, "POPULAR_FALLBACK", items.length + 1));
     }

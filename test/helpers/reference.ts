@@ -132,7 +132,7 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
     const taken = new Set(out.map((x) => x.itemId));
     for (const [i] of topOverall) {
       if (out.length >= n) break;
-      if (taken.has(i) || excluded.has(i)) continue;
+      if (taken.has(i)) continue;
       out.push({ itemId: i, score: 0.1, source: "POPULAR_FALLBACK" });
     }
     return out;

@@ -1,0 +1,202 @@
+import { describe, it, expect } from "vitest";
+import { createStageState } from "../state/store.js";
+import type { Envelope, InputMessage, StageOutput } from "../actors/host.js";
+import type { ParsedRecord } from "../actors/parse.js";
+import type { EventType } from "../actors/event.js";
+import { createPopularityHandler, type PopularityRow } from "../actors/popularity.js";
+import { kvKeyOf } from "../connectors/nats/topology.js";
+import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+
+/** A StageOutput that records every call. */
+function fakeOutput() {
+  const rec = {
+    emits: [] as [string, unknown][],
+    touches: [] as string[],
+    raws: [] as [string, Uint8Array, Record<string, string>, string][],
+    kvPuts: [] as [string, string, unknown][],
+    progress: [] as number[],
+  };
+  const out: StageOutput = {
+    emit: (subject, record) => void rec.emits.push([subject, record]),
+    touch: (subject) => void rec.touches.push(subject),
+    setProgress: (wm) => void rec.progress.push(wm),
+    raw: (subject, data, headers, msgId) => void rec.raws.push([subject, data, headers, msgId]),
+    kvPut: (bucket, key, value) => void rec.kvPuts.push([bucket, key, value]),
+  };
+  return { out, rec };
+}
+
+const enc = new TextEncoder();
+/** An hour boundary. */
+const T0 = Date.UTC(2024, 0, 1, 10, 0, 0);
+const WEEK = 7 * DAY;
+
+let seq = 0;
+function ev(
+  ts: number,
+  i: string,
+  t: EventType = "purchase",
+  extra: Partial<ParsedRecord> = {},
+): ParsedRecord {
+  seq++;
+  return {
+    id: `id-${seq}`,
+    t,
+    ts,
+    u: "u1",
+    i,
+    c: "",
+    b: "",
+    pr: -1,
+    r: -1,
+    s: seq,
+    wb: -1,
+    ...extra,
+  };
+}
+
+function setup() {
+  const { out, rec } = fakeOutput();
+  const late: [string, number][] = [];
+  const h = createPopularityHandler(createStageState(), out, {
+    partition: 0,
+    horizonMs: WEEK,
+    counters: { late: (stage, n) => void late.push([stage, n]) },
+  });
+  let n = 0;
+  /** Feeds one batch; returns the KV puts it made. */
+  const feed = (wm: number, recs: ParsedRecord[], lastUpTo = n): [string, PopularityRow][] => {
+    const before = rec.kvPuts.length;
+    n++;
+    const env: Envelope<ParsedRecord> = { upTo: n, wm, recs };
+    const msg: InputMessage = {
+      seq: n,
+      subject: "reco.items.0",
+      data: enc.encode(JSON.stringify(env)),
+      headers: {},
+    };
+    h.handle(msg, lastUpTo);
+    return rec.kvPuts.slice(before).map(([bucket, key, value]) => {
+      expect(bucket).toBe("reco_popularity");
+      return [key, value as PopularityRow];
+    });
+  };
+  return { h, rec, late, feed };
+}
+
+describe("popularity", () => {
+  it("should count purchases per item with average price, category and brand", () => {
+    const { h, feed } = setup();
+    const meta = { c: "electronics", b: "acme" };
+    const puts = feed(T0 + 30 * MINUTE, [
+      ev(T0 + 1 * MINUTE, "p1", "purchase", { ...meta, pr: 10 }),
+      ev(T0 + 2 * MINUTE, "p1", "purchase", { pr: 20 }),
+      ev(T0 + 3 * MINUTE, "p1", "purchase"), // no price: not in the average
+      ev(T0 + 4 * MINUTE, "p2", "purchase", { c: "books", pr: 5 }),
+    ]);
+    const p1: PopularityRow = {
+      item: "p1",
+      purchases: 3,
+      category: "electronics",
+      brand: "acme",
+      avgPrice: (10 + 20) / 2,
+      wm: T0 + 30 * MINUTE,
+    };
+    expect(puts).toEqual([
+      [kvKeyOf("p1"), p1],
+      [
+        kvKeyOf("p2"),
+        {
+          item: "p2",
+          purchases: 1,
+          category: "books",
+          brand: "",
+          avgPrice: 5,
+          wm: T0 + 30 * MINUTE,
+        },
+      ],
+    ]);
+    expect(h.row("p1")).toEqual(p1);
+  });
+
+  it("should report avgPrice 0 when no purchase had a price", () => {
+    const { feed } = setup();
+    const [[, row]] = feed(T0, [ev(T0, "p1")]) as [[string, PopularityRow]];
+    expect(row.avgPrice).toBe(0);
+  });
+
+  it("should key rows with kvKeyOf, also for ids that are not KV-safe", () => {
+    const { feed } = setup();
+    const puts = feed(T0, [ev(T0, "p1"), ev(T0, "sku/ü 9")]);
+    expect(puts.map(([k]) => k)).toEqual([kvKeyOf("p1"), kvKeyOf("sku/ü 9")]);
+    expect(kvKeyOf("sku/ü 9")).not.toBe("sku/ü 9");
+  });
+
+  it("should sum purchases across hourly buckets within 7 days", () => {
+    const { h, feed } = setup();
+    feed(T0 + 3 * DAY, [ev(T0, "p1"), ev(T0 + DAY, "p1"), ev(T0 + 3 * DAY, "p1")]);
+    expect(h.row("p1")?.purchases).toBe(3);
+  });
+
+  it("should ignore events that are not purchases", () => {
+    const { h, feed } = setup();
+    const puts = feed(T0, [
+      ev(T0, "p1", "view"),
+      ev(T0, "p1", "click"),
+      ev(T0, "p1", "cart"),
+      ev(T0, "p1", "remove_from_cart"),
+      ev(T0, "p1", "rating", { r: 5 }),
+    ]);
+    expect(puts).toEqual([]);
+    expect(h.row("p1")).toBeUndefined();
+  });
+
+  it("should re-publish a lower count as hourly buckets leave the 7-day horizon", () => {
+    const { h, feed } = setup();
+    feed(T0 + 2 * HOUR, [ev(T0 + 10 * MINUTE, "p1"), ev(T0 + 2 * HOUR, "p1")]);
+    expect(h.row("p1")?.purchases).toBe(2);
+    // Bucket [T0, T0+1h) counts while its end T0+1h > progress − 7 d.
+    expect(feed(T0 + HOUR + WEEK - 1, [])).toEqual([]);
+    const first = feed(T0 + HOUR + WEEK, []);
+    expect(first.map(([k, r]) => [k, r.purchases, r.wm])).toEqual([
+      [kvKeyOf("p1"), 1, T0 + HOUR + WEEK],
+    ]);
+    // Bucket [T0+2h, T0+3h) leaves at progress T0+3h+7d: the row goes with purchases 0.
+    const second = feed(T0 + 3 * HOUR + WEEK, []);
+    expect(second.map(([k, r]) => [k, r.purchases])).toEqual([[kvKeyOf("p1"), 0]]);
+    expect(h.row("p1")).toBeUndefined();
+  });
+
+  it("should not re-publish when progress moves without changing a row", () => {
+    const { feed } = setup();
+    feed(T0, [ev(T0, "p1")]);
+    expect(feed(T0 + DAY, [])).toEqual([]);
+  });
+
+  it("should count a purchase older than the horizon as late and not in the table", () => {
+    const { h, late, feed } = setup();
+    const wb = T0 + 10 * DAY;
+    const puts = feed(wb, [ev(wb - WEEK - 1, "p1", "purchase", { wb })]);
+    expect(puts).toEqual([]);
+    expect(h.row("p1")).toBeUndefined();
+    expect(late).toEqual([["popularity", 1]]);
+    // Just inside the horizon it counts.
+    feed(wb, [ev(wb - WEEK, "p2", "purchase", { wb })]);
+    expect(h.row("p2")?.purchases).toBe(1);
+  });
+
+  it("should skip records with s <= lastUpTo", () => {
+    const { h, feed } = setup();
+    const a = ev(T0, "p1");
+    const b = ev(T0, "p1");
+    feed(T0, [a, b], a.s);
+    expect(h.row("p1")?.purchases).toBe(1);
+  });
+
+  it("should pass progress on from the envelope", () => {
+    const { rec, feed } = setup();
+    feed(T0, []);
+    feed(T0 - 1, []);
+    expect(rec.progress).toEqual([T0, T0]);
+  });
+});
