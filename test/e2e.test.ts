@@ -11,6 +11,8 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { Source, TrendingWindow, type TrendingUpdate } from "../proto/gen/reco/v1/reco_pb.js";
+import * as grpc from "@grpc/grpc-js";
+import { loadSync } from "@grpc/proto-loader";
 
 const H = 3_600_000;
 const T0 = Date.parse("2026-11-20T08:00:00Z");
@@ -175,5 +177,53 @@ describe("end to end: events in over JetStream, answers out over gRPC", () => {
       expected,
     );
     expect(final!.items.map((i) => i.rank)).toEqual(expected.map((_, k) => k + 1));
+  });
+
+  it("serves a client that has only the .proto file, for both RPCs", async () => {
+    const def = loadSync(join(import.meta.dirname, "..", "proto", "reco", "v1", "reco.proto"), {
+      keepCase: true,
+      longs: Number,
+      enums: String,
+      defaults: true,
+    });
+    type Raw = grpc.Client & {
+      GetRecommendations(
+        req: object,
+        cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void,
+      ): void;
+      StreamTrending(req: object): grpc.ClientReadableStream<Record<string, unknown>>;
+    };
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      reco: { v1: { RecommendationService: new (a: string, c: grpc.ChannelCredentials) => Raw } };
+    };
+    const raw = new pkg.reco.v1.RecommendationService(
+      `127.0.0.1:${app.grpcPort}`,
+      grpc.credentials.createInsecure(),
+    );
+    const ref = reference(log);
+    const user = [...new Set(log.map((e) => String(e.user_id)))]
+      .sort()
+      .find((u) => ref.recommend(u, 3).some((i) => i.source === "PERSONALIZED"))!;
+    const res = await new Promise<Record<string, unknown>>((ok, fail) =>
+      raw.GetRecommendations({ user_id: user, n: 3 }, (err, r) => (err ? fail(err) : ok(r))),
+    );
+    const items = res.items as { item_id: string; source: string }[];
+    expect(items.map((i) => [i.item_id, i.source])).toEqual(
+      ref.recommend(user, 3).map((i) => [i.itemId, i.source]),
+    );
+    const bad = await new Promise<grpc.ServiceError | null>((ok) =>
+      raw.GetRecommendations({ user_id: user, n: 101 }, (err) => ok(err)),
+    );
+    expect(bad?.code).toBe(grpc.status.INVALID_ARGUMENT);
+
+    const stream = raw.StreamTrending({ window: "ONE_DAY", k: 3 });
+    const first = await new Promise<Record<string, unknown>>((ok, fail) => {
+      stream.once("data", ok);
+      stream.once("error", fail);
+    });
+    stream.cancel();
+    expect(first.window).toBe("ONE_DAY");
+    expect((first.items as unknown[]).length).toBeGreaterThan(0);
+    raw.close();
   });
 });

@@ -1,0 +1,105 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { freePort } from "../connectors/nats/embedded-server.js";
+
+const root = resolve(import.meta.dirname, "..");
+
+function startReco(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+  return { child, output: () => out };
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((r) => {
+    if (child.exitCode !== null) r(child.exitCode);
+    else child.once("exit", (code) => r(code));
+  });
+
+async function waitFor(pred: () => boolean, ms: number) {
+  const until = Date.now() + ms;
+  while (!pred() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  return pred();
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("reco start", () => {
+  const dirs: string[] = [];
+  const children: ChildProcess[] = [];
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  });
+
+  it("starts a private nats-server, logs one ready line, and SIGTERM stops everything", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-start-"));
+    dirs.push(dir);
+    const [nats, grpc, metrics] = [await freePort(), await freePort(), await freePort()];
+    const { child, output } = startReco({
+      DATA_DIR: dir,
+      NATS_PORT: String(nats),
+      GRPC_PORT: String(grpc),
+      METRICS_PORT: String(metrics),
+    });
+    children.push(child);
+    expect(await waitFor(() => output().includes("reco-stream ready"), 30_000), output()).toBe(
+      true,
+    );
+    expect(output().match(/reco-stream ready/g)).toHaveLength(1);
+    const natsPid = Number(/"natsPid":(\d+)/.exec(output())?.[1]);
+    expect(alive(natsPid)).toBe(true);
+
+    const health = await fetch(`http://127.0.0.1:${metrics}/healthz`);
+    expect(health.status).toBe(200);
+    const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
+    expect(text).toContain("reco_stage_events_in_total");
+
+    child.kill("SIGTERM");
+    expect(await exited(child)).toBe(0);
+    expect(await waitFor(() => !alive(natsPid), 5_000)).toBe(true);
+    expect(output()).toContain("stopped");
+  });
+
+  it("refuses a bad setting before touching data, naming the setting and the expected form", async () => {
+    const dir = join(tmpdir(), `reco-badcfg-${process.pid}`);
+    const { child, output } = startReco({ DATA_DIR: dir, GRPC_PORT: "fifty" });
+    children.push(child);
+    expect(await exited(child)).toBe(2);
+    expect(output()).toMatch(/GRPC_PORT="fifty" is not valid: expected a port number/);
+    expect(alive(child.pid!)).toBe(false);
+    const { existsSync } = await import("node:fs");
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it("names the install command when nats-server is not on PATH", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-nobin-"));
+    dirs.push(dir);
+    const { child, output } = startReco({
+      DATA_DIR: dir,
+      PATH: "/nonexistent",
+      NATS_PORT: String(await freePort()),
+      GRPC_PORT: String(await freePort()),
+      METRICS_PORT: String(await freePort()),
+    });
+    children.push(child);
+    expect(await exited(child)).toBe(1);
+    expect(output()).toContain("apt-get install -y nats-server");
+  });
+});
