@@ -61,6 +61,8 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       end = p.end;
     }
     all.sort((a, b) => b[1] - a[1] || byItemId(a[0], b[0]));
+    // The merged watermark: the minimum progress over partitions less the window's disorder.
+    const ooo = kind === "1h" ? opts.oneHourOutOfOrdernessMs : opts.oneDayOutOfOrdernessMs;
     const wm = minWm();
     return {
       window: kind,
@@ -70,7 +72,7 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
         .slice(0, 100)
         .map(([itemId, score, views, clicks]) => ({ itemId, score, views, clicks })),
       final,
-      watermark: wm >= 0 && Number.isFinite(wm) ? wm : null,
+      watermark: wm >= 0 && Number.isFinite(wm) ? wm - ooo : null,
     };
   };
   const emit = (s: TrendingSnapshot) => {

@@ -41,6 +41,7 @@ export async function startApp(cfg: AppConfig, log: Logger): Promise<App> {
       embedded = await startEmbeddedNats({
         port: cfg.natsPort,
         storeDir: join(cfg.dataDir, "nats"),
+        detached: true,
       });
       cleanups.push(() => embedded!.stop());
       natsUrl = embedded.url;

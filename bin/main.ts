@@ -48,13 +48,16 @@ export async function main(argv: string[]): Promise<void> {
     },
     `reco-stream ready: gRPC on :${app.grpcPort}, metrics on http://localhost:${app.metricsPort}/metrics`,
   );
-  let stopping = false;
+  let stoppingSince = 0;
   const shutdown = (signal: string) => {
-    if (stopping) {
+    // A Ctrl-C reaches us twice (from the terminal and relayed by tsx): only a signal that comes
+    // well after the first one means "stop waiting".
+    if (stoppingSince > 0) {
+      if (Date.now() - stoppingSince < 2000) return;
       log.warn("second signal: exiting now");
       process.exit(130);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     log.info({ signal }, "draining");
     app
       .stop()

@@ -8,10 +8,12 @@ import { freePort } from "../connectors/nats/embedded-server.js";
 const root = resolve(import.meta.dirname, "..");
 
 function startReco(env: Record<string, string>): { child: ChildProcess; output: () => string } {
+  // Its own process group, so the test can signal the group as a terminal's Ctrl-C does.
   const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
   });
   let out = "";
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
@@ -44,7 +46,13 @@ describe("reco start", () => {
   const dirs: string[] = [];
   const children: ChildProcess[] = [];
   afterEach(async () => {
-    for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
+    for (const c of children.splice(0)) {
+      try {
+        process.kill(-c.pid!, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
   });
 
@@ -75,6 +83,55 @@ describe("reco start", () => {
     expect(await exited(child)).toBe(0);
     expect(await waitFor(() => !alive(natsPid), 5_000)).toBe(true);
     expect(output()).toContain("stopped");
+  });
+
+  it("drains on Ctrl-C sent to the whole process group, and its nats-server stops after it", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-sigint-"));
+    dirs.push(dir);
+    const { child, output } = startReco({
+      DATA_DIR: dir,
+      NATS_PORT: String(await freePort()),
+      GRPC_PORT: String(await freePort()),
+      METRICS_PORT: String(await freePort()),
+    });
+    children.push(child);
+    expect(await waitFor(() => output().includes("reco-stream ready"), 30_000), output()).toBe(
+      true,
+    );
+    const natsPid = Number(/"natsPid":(\d+)/.exec(output())?.[1]);
+    process.kill(-child.pid!, "SIGINT");
+    expect(await exited(child)).toBe(0);
+    expect(output()).not.toContain("second signal");
+    expect(output()).toContain("stopped");
+    expect(await waitFor(() => !alive(natsPid), 5_000)).toBe(true);
+  });
+
+  it("after a SIGKILL, the next start stops the orphaned nats-server and serves again", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-orphan-"));
+    dirs.push(dir);
+    const env = {
+      DATA_DIR: dir,
+      NATS_PORT: String(await freePort()),
+      GRPC_PORT: String(await freePort()),
+      METRICS_PORT: String(await freePort()),
+    };
+    const first = startReco(env);
+    children.push(first.child);
+    expect(await waitFor(() => first.output().includes("reco-stream ready"), 30_000)).toBe(true);
+    const orphan = Number(/"natsPid":(\d+)/.exec(first.output())?.[1]);
+    first.child.kill("SIGKILL");
+    await exited(first.child);
+    expect(alive(orphan)).toBe(true); // its own process group: it outlives us
+
+    const second = startReco(env);
+    children.push(second.child);
+    expect(
+      await waitFor(() => second.output().includes("reco-stream ready"), 30_000),
+      second.output(),
+    ).toBe(true);
+    expect(alive(orphan)).toBe(false);
+    process.kill(-second.child.pid!, "SIGTERM");
+    expect(await exited(second.child)).toBe(0);
   });
 
   it("refuses a bad setting before touching data, naming the setting and the expected form", async () => {

@@ -126,7 +126,8 @@ describe("trending hub", () => {
             { itemId: "a", score: 3, views: 3, clicks: 0 },
           ],
           final: true,
-          watermark: T0 + 3 * HOUR,
+          // The merged watermark is min(heartbeats) − out-of-orderness: exactly the window end.
+          watermark: T0 + HOUR,
         },
       ]);
 

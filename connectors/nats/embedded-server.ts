@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createServer } from "node:net";
 
 /** Raised when no `nats-server` binary can be started. */
@@ -23,6 +24,12 @@ export interface EmbeddedNatsOptions {
   readyTimeoutMs?: number;
   /** Extra command-line arguments (cluster routes, server name, ...). */
   extraArgs?: string[];
+  /**
+   * Run the child in its own process group, so a Ctrl-C in the terminal reaches only us and we
+   * stop the server after draining. A pid file in the store lets the next start stop a server
+   * left behind by a parent that was SIGKILLed. Default false (tests share the group).
+   */
+  detached?: boolean;
 }
 
 export interface EmbeddedNats {
@@ -69,7 +76,15 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     options.storeDir,
     ...(options.extraArgs ?? []),
   ];
-  const child: ChildProcess = spawn(binary, args, { stdio: ["ignore", "ignore", "pipe"] });
+  const pidFile = join(options.storeDir, "nats-server.pid");
+  if (options.detached) {
+    await stopStaleServer(pidFile);
+    args.push("-P", pidFile);
+  }
+  const child: ChildProcess = spawn(binary, args, {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: options.detached ?? false,
+  });
   const exitPromise = new Promise<number | null>((resolve) => {
     child.once("exit", (code) => resolve(code));
     child.once("error", () => resolve(null));
@@ -130,4 +145,22 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     kill: () => stopWith("SIGKILL", 0),
     exited: () => exitPromise,
   };
+}
+
+/** Stops a nats-server whose pid file is in our store: left behind by a parent that died. */
+async function stopStaleServer(pidFile: string): Promise<void> {
+  const pid = Number((await readFile(pidFile, "utf8").catch(() => "")).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+  if (!cmd.includes("nats-server") || !cmd.includes(pidFile)) return;
+  process.kill(pid, "SIGTERM");
+  for (let i = 0; i < 100; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+  }
+  process.kill(pid, "SIGKILL");
 }
