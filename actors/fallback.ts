@@ -1,6 +1,11 @@
-import type { Recommendations, RecommendedItem } from "../connectors/grpc/backend.js";
+import {
+  BackendUnavailableError,
+  type Recommendations,
+  type RecommendedItem,
+} from "../connectors/grpc/backend.js";
+import { createActor, type Actor } from "../runtime/index.js";
 import type { ProfileRecord } from "./interest-ranking.js";
-import type { Candidate, PopularityTableView } from "./popularity-join.js";
+import type { Candidate, JoinHandler, PopularityTableView } from "./popularity-join.js";
 
 export interface FallbackOptions {
   /** Size of the overall popular list (DESIGN: top 10). */
@@ -72,4 +77,51 @@ function toItem(
     source,
     purchases: row.purchases,
   };
+}
+
+/** A query to a fallback actor; the answer (or why there is none) goes to `done`. */
+export interface RecommendRequest {
+  userId: string;
+  n: number;
+  done(result: Recommendations | BackendUnavailableError): void;
+}
+
+export interface FallbackActorOptions extends FallbackOptions {
+  partition: number;
+  /** The live popularity-join handler of the same partition, if it is running. */
+  join(): JoinHandler | undefined;
+  table: PopularityTableView & { readonly initialised: boolean };
+  userOutOfOrdernessMs: number;
+}
+
+/**
+ * fallback[p]: the serving actor of partition p. Queries go through its mailbox, one at a time,
+ * so an answer never sees a half-applied batch; it joins the user's profile with the popularity
+ * table and completes the list from the overall top. When roles are split, the same actor
+ * answers request-reply over NATS for the gateway.
+ */
+export function createFallbackActor(o: FallbackActorOptions): Actor<RecommendRequest> {
+  return createActor<RecommendRequest>({
+    id: `fallback/${o.partition}`,
+    behavior: {
+      receive(req) {
+        const join = o.join();
+        if (!join || !o.table.initialised) {
+          req.done(
+            new BackendUnavailableError(
+              `partition ${o.partition} is not serving yet (starting or restarting)`,
+            ),
+          );
+          return;
+        }
+        const profile = join.profile(req.userId);
+        const now = Math.max(o.table.wm, profile?.wm ?? -1);
+        const personalised = join.candidates(req.userId, o.table, now);
+        const watermark = now >= 0 ? now - o.userOutOfOrdernessMs : -1;
+        req.done(
+          completeRecommendations(req.userId, req.n, personalised, profile, o.table, watermark, o),
+        );
+      },
+    },
+  });
 }

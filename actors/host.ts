@@ -1,14 +1,7 @@
-import {
-  AckPolicy,
-  DeliverPolicy,
-  type ConsumerConfig,
-  type JsMsg,
-  type KV,
-  type NatsConnection,
-} from "nats";
+import type { JsMsg, KV, NatsConnection } from "nats";
 import { createActor, type Actor } from "../runtime/index.js";
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
-import { isNotFound } from "../connectors/nats/topology.js";
+import { openDurableSource } from "../connectors/nats/source.js";
 import type { SnapshotStore, StageState, StageStateInternal } from "../state/index.js";
 
 /**
@@ -286,25 +279,12 @@ export function createStageInstance<H extends StageHandler>(
         kvs = new Map();
         kvs.set("reco_popularity", await js.views.kv("reco_popularity"));
         kvs.set("reco_trending", await js.views.kv("reco_trending"));
-        const jsm = await deps.nc.jetstreamManager();
-        try {
-          await jsm.consumers.delete(spec.stream, durable);
-        } catch (err) {
-          if (!isNotFound(err)) throw err;
-        }
-        const config: Partial<ConsumerConfig> = {
-          durable_name: durable,
-          filter_subject: spec.subject,
-          ack_policy: AckPolicy.All,
-          max_ack_pending: 20_000,
-          ack_wait: 60_000_000_000,
-          ...(lastSeq > 0
-            ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
-            : { deliver_policy: DeliverPolicy.All }),
-        };
-        await jsm.consumers.add(spec.stream, config);
-        const consumer = await js.consumers.get(spec.stream, durable);
-        const iter = await consumer.consume({ max_messages: 512 });
+        const iter = await openDurableSource(deps.nc, {
+          stream: spec.stream,
+          durable,
+          filterSubject: spec.subject,
+          startSeq: lastSeq + 1,
+        });
         ctx.signal.addEventListener("abort", () => void iter.close());
         // Background pump: the mailbox serialises input with flush and snapshot ticks.
         void (async () => {

@@ -27,7 +27,7 @@ import { createWindowHandler } from "./window.js";
 import { createInterestHandler } from "./interest-ranking.js";
 import { createPopularityHandler } from "./popularity.js";
 import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
-import { completeRecommendations } from "./fallback.js";
+import { createFallbackActor, type RecommendRequest } from "./fallback.js";
 import { createTrendingHandler } from "./trending.js";
 import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
 import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
@@ -241,6 +241,23 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
 
   const table = createPopularityTable();
   supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
+  for (let p = 0; p < P; p++) {
+    supervisor.supervise(`fallback/${p}`, () =>
+      createFallbackActor({
+        partition: p,
+        join: () => {
+          const inst = instances.get(`popularity-join/${p}`);
+          return inst?.actor.getStatus() === "running"
+            ? (inst.handler() as JoinHandler)
+            : undefined;
+        },
+        table,
+        userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
+        size: cfg.fallbackSize,
+        score: 0.1,
+      }),
+    );
+  }
   const hub = createTrendingHub({
     partitions: P,
     triggerMs: cfg.trendingTriggerMs,
@@ -267,20 +284,22 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     isReady: () => running && table.initialised,
     async getRecommendations(userId, n): Promise<Recommendations> {
       const p = partitionOf(userId, P);
-      const inst = instances.get(`popularity-join/${p}`);
-      const join = inst?.handler() as JoinHandler | undefined;
-      if (!running || !join || inst?.actor.getStatus() !== "running" || !table.initialised)
+      const actor = supervisor.child<RecommendRequest>(`fallback/${p}`);
+      if (!running || !actor || actor.getStatus() !== "running")
         throw new BackendUnavailableError(
           `partition ${p} is not serving yet (starting or restarting)`,
         );
-      const profile = join.profile(userId);
-      const now = Math.max(table.wm, profile?.wm ?? -1);
-      const personalised = join.candidates(userId, table, now);
-      const watermark = now >= 0 ? now - cfg.userOutOfOrdernessMs : -1;
-      return completeRecommendations(userId, n, personalised, profile, table, watermark, {
-        size: cfg.fallbackSize,
-        score: 0.1,
-      });
+      let answer: Recommendations | BackendUnavailableError | undefined;
+      try {
+        await actor.sendAndWait({ userId, n, done: (r) => (answer = r) });
+      } catch (err) {
+        throw new BackendUnavailableError(`partition ${p} restarted while answering`, {
+          cause: err,
+        });
+      }
+      if (answer === undefined || answer instanceof BackendUnavailableError)
+        throw answer ?? new BackendUnavailableError(`partition ${p} gave no answer`);
+      return answer;
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return hub.updates(window);
