@@ -1,4 +1,4 @@
-import type { JsMsg, KV, NatsConnection } from "nats";
+import type { JsMsg, NatsConnection } from "nats";
 import { createActor, type Actor } from "../runtime/index.js";
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openDurableSource } from "../connectors/nats/source.js";
@@ -45,6 +45,12 @@ export interface StageOutput {
   raw(subject: string, data: Uint8Array, headers: Record<string, string>, msgId: string): void;
   /** An idempotent upsert into a KV bucket (processing-time outputs). */
   kvPut(bucket: string, key: string, value: unknown): void;
+  /**
+   * Adds to a named count kept in the snapshot with the input position, so counts (accepted,
+   * duplicates, late, ...) are exact across crashes: a replay recounts only what the snapshot
+   * did not cover.
+   */
+  count(name: string, n?: number): void;
 }
 
 export interface StageHandler {
@@ -91,7 +97,6 @@ export interface HostMetrics {
   mailbox(stage: string, partition: number, depth: number): void;
   snapshot(stage: string, partition: number, seconds: number, keys: number): void;
   poison(stage: string, partition: number): void;
-  kvFailure(stage: string, partition: number): void;
   duplicateBatch(stage: string, partition: number): void;
 }
 
@@ -107,12 +112,14 @@ export interface StageInstance<H extends StageHandler> {
   handler(): H | undefined;
   /** Last input sequence processed. */
   position(): number;
+  /** The persisted counts (see StageOutput.count). */
+  stats(): Readonly<Record<string, number>>;
   /** Forces a snapshot now (flush, wait for acks, write). */
   snapshotNow(): Promise<void>;
 }
 
-/** Failure counts per input sequence, kept across restarts of one instance. */
-export type PoisonLedger = Map<number, number>;
+/** Failures per input sequence (attempts, last error), kept across restarts of one instance. */
+export type PoisonLedger = Map<number, { attempts: number; error: string }>;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -135,12 +142,12 @@ export function createStageInstance<H extends StageHandler>(
   let bufferedRecords = 0;
   let firstBufferedAt = 0;
   let current: InputMessage | undefined;
+  let stats: Record<string, number> = {};
   const buffers = new Map<string, unknown[]>();
   const raws: { subject: string; data: Uint8Array; headers: Record<string, string>; id: string }[] =
     [];
   const kvPuts = new Map<string, { bucket: string; key: string; value: unknown }>();
   const timers: NodeJS.Timeout[] = [];
-  let kvs: Map<string, KV> | undefined;
 
   const out: StageOutput = {
     emit(subject, record) {
@@ -160,6 +167,9 @@ export function createStageInstance<H extends StageHandler>(
     },
     kvPut(bucket, key, value) {
       kvPuts.set(`${bucket}\u0000${key}`, { bucket, key, value });
+    },
+    count(name, n = 1) {
+      stats[name] = (stats[name] ?? 0) + n;
     },
   };
 
@@ -184,17 +194,17 @@ export function createStageInstance<H extends StageHandler>(
     for (const r of raws)
       pub.publish(r.subject, r.data, { msgId: r.id, headers: r.headers }).catch(ignore);
     raws.length = 0;
-    if (kvPuts.size > 0 && kvs) {
-      for (const p of kvPuts.values()) {
-        const kv = kvs.get(p.bucket);
-        // KV values are upserts: a lost put is repaired by the next one; a failure is counted.
-        if (kv)
-          kv.put(p.key, enc.encode(JSON.stringify(p.value))).catch(() =>
-            deps.metrics?.kvFailure(stage, partition),
-          );
-      }
-      kvPuts.clear();
-    }
+    // A KV put is a publish to $KV.<bucket>.<key>: through the same publisher, so the next
+    // snapshot waits for it like for any other output (a crash cannot lose an upsert that the
+    // snapshot claims). Only the last value per key of this flush is sent.
+    // The id makes a retry after a timeout (e.g. a NATS restart) safe.
+    for (const p of kvPuts.values())
+      pub
+        .publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value)), {
+          msgId: `${stage}.${partition}.${upTo}.kv.${p.key}`,
+        })
+        .catch(ignore);
+    kvPuts.clear();
   };
 
   const snapshot = async () => {
@@ -202,7 +212,7 @@ export function createStageInstance<H extends StageHandler>(
     flush();
     const t0 = performance.now();
     await publisher!.flush();
-    state.meta = { ...state.meta, seq: lastSeq, upTo: lastUpTo, wm: progress };
+    state.meta = { ...state.meta, seq: lastSeq, upTo: lastUpTo, wm: progress, stats: { ...stats } };
     const keys = await deps.snapshots.write(state);
     deps.metrics?.snapshot(stage, partition, (performance.now() - t0) / 1000, keys);
     sinceSnapshot = 0;
@@ -217,7 +227,7 @@ export function createStageInstance<H extends StageHandler>(
     if (m.headers) for (const [k, v] of m.headers) hdrs[k] = v[0] ?? "";
     const input: InputMessage = { seq, subject: m.subject, data: m.data, headers: hdrs };
     current = input;
-    const attempts = ledger.get(seq) ?? 0;
+    const attempts = ledger.get(seq)?.attempts ?? 0;
     if (attempts >= deps.maxAttempts) {
       // A message that keeps failing goes to the poison DLQ instead of stalling the partition.
       out.raw(
@@ -229,7 +239,7 @@ export function createStageInstance<H extends StageHandler>(
           "Reco-Partition": String(partition),
           "Reco-Subject": m.subject,
           "Reco-Seq": String(seq),
-          "Reco-Error": String(ledgerErrors.get(seq) ?? "unknown").slice(0, 1000),
+          "Reco-Error": (ledger.get(seq)?.error ?? "unknown").slice(0, 1000),
         },
         `poison.${stage}.${partition}.${seq}`,
       );
@@ -240,13 +250,13 @@ export function createStageInstance<H extends StageHandler>(
       if (env <= lastUpTo) {
         deps.metrics?.duplicateBatch(stage, partition);
       } else {
-        ledger.set(seq, attempts + 1);
+        ledger.set(seq, { attempts: attempts + 1, error: "" });
         handler!.handle(input, lastUpTo);
         ledger.delete(seq);
         lastUpTo = env;
       }
     } else {
-      ledger.set(seq, attempts + 1);
+      ledger.set(seq, { attempts: attempts + 1, error: "" });
       handler!.handle(input, lastUpTo);
       ledger.delete(seq);
     }
@@ -263,7 +273,6 @@ export function createStageInstance<H extends StageHandler>(
       sinceAck = 0;
     }
   };
-  const ledgerErrors = new Map<number, string>();
 
   const actor = createActor<HostMsg>({
     id: `${stage}/${partition}`,
@@ -273,12 +282,9 @@ export function createStageInstance<H extends StageHandler>(
         lastSeq = Number(state.meta.seq ?? 0);
         lastUpTo = Number(state.meta.upTo ?? 0);
         progress = Number(state.meta.wm ?? -1);
+        stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
         handler = spec.create(state, out);
         publisher = createJetStreamPublisher(deps.nc, { window: 256 });
-        const js = deps.nc.jetstream();
-        kvs = new Map();
-        kvs.set("reco_popularity", await js.views.kv("reco_popularity"));
-        kvs.set("reco_trending", await js.views.kv("reco_trending"));
         const iter = await openDurableSource(deps.nc, {
           stream: spec.stream,
           durable,
@@ -325,7 +331,8 @@ export function createStageInstance<H extends StageHandler>(
             try {
               process(msg.m);
             } catch (err) {
-              if (current) ledgerErrors.set(current.seq, errorText(err));
+              const entry = current && ledger.get(current.seq);
+              if (entry) entry.error = errorText(err);
               throw err;
             }
             if (sinceSnapshot >= deps.snapshotEveryMessages) await snapshot();
@@ -357,6 +364,7 @@ export function createStageInstance<H extends StageHandler>(
     actor,
     handler: () => handler,
     position: () => lastSeq,
+    stats: () => stats,
     snapshotNow: () =>
       new Promise<void>((resolve) => actor.send({ kind: "snapshot", done: resolve })),
   };

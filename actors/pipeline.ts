@@ -1,4 +1,5 @@
 import type { NatsConnection } from "nats";
+import { Gauge } from "prom-client";
 import type { Observable } from "rxjs";
 import { createSupervisor, type Supervisor } from "../runtime/index.js";
 import {
@@ -7,6 +8,7 @@ import {
   type PoisonLedger,
   type StageHandler,
   type StageInstance,
+  type StageOutput,
   type StageSpec,
 } from "./host.js";
 import type { StateDb } from "../state/index.js";
@@ -78,6 +80,8 @@ export interface PipelineDeps {
   stateDb: StateDb;
   metrics?: Metrics;
   log?: (obj: object, msg: string) => void;
+  /** Called when supervision gives up (escalation). The process entry point exits non-zero. */
+  onFatal?: (err: Error) => void;
 }
 
 export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Promise<Pipeline> {
@@ -94,13 +98,23 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
 
   const supervisor = createSupervisor({
     id: "pipeline",
-    restart: { count: 10, period: 60_000, delay: 100, maxDelay: 10_000 },
-    onEscalate: (err, child) =>
-      deps.log?.({ err: String(err), child }, "stage escalated: stopping"),
+    // Backoff caps at 5 s, so a long NATS outage restarts a stage at most ~12 times a minute and
+    // never escalates; 20 failures within a minute is a crash loop, which escalates.
+    restart: { count: 20, period: 60_000, delay: 100, maxDelay: 5_000 },
+    onEscalate: (err, child) => {
+      deps.log?.({ err: String(err), child }, "stage escalated: the pipeline stops");
+      deps.onFatal?.(err);
+    },
   });
   const instances = new Map<string, StageInstance<StageHandler>>();
   const P = cfg.partitions;
-  const late = (stage: string, n: number) => metrics?.late.inc({ stage }, n);
+  // Late events are counted in the stage's snapshot (exact across crashes) and in Prometheus.
+  const lateCounter = (out: StageOutput) => ({
+    late: (stage: string, n: number) => {
+      out.count("late", n);
+      metrics?.late.inc({ stage }, n);
+    },
+  });
 
   const hostDeps = (stage: string, partition: number): HostDeps => ({
     nc,
@@ -140,15 +154,21 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         dedupeMaxIds: cfg.dedupeMaxIds,
         maxEventBytes: cfg.maxEventBytes,
         broadcastEveryMs: 100,
-        ...(metrics
-          ? {
-              counters: {
-                accepted: (n) => metrics.accepted.inc(n),
-                duplicate: (n) => metrics.duplicates.inc(n),
-                bad: (reason) => metrics.bad.inc({ reason }),
-              },
-            }
-          : {}),
+        counters: {
+          accepted: (n) => {
+            out.count("accepted", n);
+            metrics?.accepted.inc(n);
+          },
+          duplicate: (n) => {
+            out.count("duplicate", n);
+            metrics?.duplicates.inc(n);
+          },
+          bad: (reason) => {
+            out.count("dead_letter", 1);
+            out.count(`dead_letter:${reason}`, 1);
+            metrics?.bad.inc({ reason });
+          },
+        },
       }),
   });
   for (let p = 0; p < P; p++) {
@@ -163,7 +183,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         createWatermarkHandler(state, out, {
           partition: p,
           outOfOrdernessMs: cfg.userOutOfOrdernessMs,
-          counters: { late },
+          counters: lateCounter(out),
         }),
     });
     run({
@@ -215,7 +235,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         createPopularityHandler(state, out, {
           partition: p,
           horizonMs: cfg.popularityHorizonMs,
-          counters: { late },
+          counters: lateCounter(out),
         }),
     });
     run({
@@ -234,7 +254,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
           viewWeight: cfg.viewWeight,
           clickWeight: cfg.clickWeight,
           topK: 100,
-          counters: { late },
+          counters: lateCounter(out),
         }),
     });
   }
@@ -269,6 +289,29 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   );
 
   if (metrics) {
+    const label = (id: string) => {
+      const [stage = id, partition = "0"] = id.split("/");
+      return { stage, partition };
+    };
+    new Gauge({
+      name: "reco_stage_position",
+      help: "Last input stream sequence processed by a stage instance",
+      labelNames: ["stage", "partition"] as const,
+      registers: [metrics.registry],
+      collect() {
+        for (const [id, inst] of instances) this.set(label(id), inst.position());
+      },
+    });
+    new Gauge({
+      name: "reco_stage_count",
+      help: "Counts kept in a stage instance's snapshot (exact across restarts): accepted, duplicate, dead_letter[:reason], late",
+      labelNames: ["stage", "partition", "name"] as const,
+      registers: [metrics.registry],
+      collect() {
+        for (const [id, inst] of instances)
+          for (const [name, v] of Object.entries(inst.stats())) this.set({ ...label(id), name }, v);
+      },
+    });
     supervisor.events$.subscribe((e) => {
       const [stage = e.childId, partition = ""] = e.childId.split("/");
       if (e.type === "child-failed") {
@@ -341,6 +384,5 @@ function hostMetrics(m: Metrics): NonNullable<HostDeps["metrics"]> {
     },
     poison: (s, p) => m.poison.inc(l(s, p)),
     duplicateBatch: (s, p) => m.duplicateBatches.inc(l(s, p)),
-    kvFailure: (s, p) => m.kvFailures.inc(l(s, p)),
   };
 }

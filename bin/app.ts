@@ -26,7 +26,11 @@ export interface App {
  * database, the stage actors, the gRPC façade and the metrics endpoint. On failure, whatever
  * was started is stopped again before the error is rethrown.
  */
-export async function startApp(cfg: AppConfig, log: Logger): Promise<App> {
+export async function startApp(
+  cfg: AppConfig,
+  log: Logger,
+  options: { onFatal?: (err: Error) => void } = {},
+): Promise<App> {
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse())
@@ -72,6 +76,7 @@ export async function startApp(cfg: AppConfig, log: Logger): Promise<App> {
       stateDb,
       metrics,
       log: (obj, msg) => log.warn(obj, msg),
+      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
     });
     cleanups.push(() => pipeline.stop());
 

@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { PipelineConfig } from "../actors/pipeline.js";
 
@@ -21,10 +22,18 @@ export interface AppConfig {
   natsCreds?: string;
   grpcTlsCert?: string;
   grpcTlsKey?: string;
+  /** Largest gRPC request accepted; larger ones get RESOURCE_EXHAUSTED. */
+  grpcMaxMessageBytes: number;
+  /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
+  natsTlsCa?: string;
+  /** Client certificate and key (PEM) for NATS mutual TLS. */
+  natsTlsCert?: string;
+  natsTlsKey?: string;
   pipeline: PipelineConfig;
 }
 
-type Kind = "port" | "int" | "ms" | "number" | "string" | "enum";
+/** "file": the path of a readable regular file, checked at start (before anything is touched). */
+type Kind = "port" | "int" | "ms" | "number" | "string" | "enum" | "file";
 interface Setting {
   env: string;
   kind: Kind;
@@ -240,13 +249,36 @@ export const SETTINGS = {
   natsUser: { env: "NATS_USER", kind: "string", help: "NATS user" },
   natsPass: { env: "NATS_PASS", kind: "string", help: "NATS password (never logged)" },
   natsToken: { env: "NATS_TOKEN", kind: "string", help: "NATS token (never logged)" },
-  natsCreds: { env: "NATS_CREDS", kind: "string", help: "NATS credentials file" },
+  natsCreds: { env: "NATS_CREDS", kind: "file", help: "NATS credentials file" },
+  natsTlsCa: {
+    env: "NATS_TLS_CA",
+    kind: "file",
+    help: "CA bundle (PEM) to verify the NATS server; NATS over TLS",
+  },
+  natsTlsCert: {
+    env: "NATS_TLS_CERT",
+    kind: "file",
+    help: "client certificate (PEM) for NATS mutual TLS; with NATS_TLS_KEY",
+  },
+  natsTlsKey: {
+    env: "NATS_TLS_KEY",
+    kind: "file",
+    help: "client private key (PEM) for NATS mutual TLS",
+  },
   grpcTlsCert: {
     env: "GRPC_TLS_CERT",
-    kind: "string",
+    kind: "file",
     help: "gRPC TLS certificate (PEM); with GRPC_TLS_KEY",
   },
-  grpcTlsKey: { env: "GRPC_TLS_KEY", kind: "string", help: "gRPC TLS private key (PEM)" },
+  grpcTlsKey: { env: "GRPC_TLS_KEY", kind: "file", help: "gRPC TLS private key (PEM)" },
+  grpcMaxMessageBytes: {
+    env: "GRPC_MAX_MESSAGE_BYTES",
+    kind: "int",
+    default: "65536",
+    min: 1024,
+    max: 67108864,
+    help: "largest gRPC request accepted (larger: RESOURCE_EXHAUSTED)",
+  },
 } satisfies Record<string, Setting>;
 
 export type SettingName = keyof typeof SETTINGS;
@@ -300,7 +332,22 @@ export function loadConfig(
       throw new ConfigError(
         `${s.env}=${JSON.stringify(v)} is not valid: expected one of ${s.values?.join(", ")}`,
       );
+    if (s.kind === "file" && v !== undefined) {
+      const problem = fileProblem(v);
+      if (problem !== undefined)
+        throw new ConfigError(
+          `${s.env}=${JSON.stringify(v)} is not valid: expected the path of a readable file (${problem})`,
+        );
+    }
     return v;
+  };
+  const together = (a: SettingName, b: SettingName, what: string) => {
+    if ((str(a) === undefined) !== (str(b) === undefined))
+      throw new ConfigError(
+        `${SETTINGS[a].env} and ${SETTINGS[b].env} must be set together (${what}); only ${
+          SETTINGS[str(a) === undefined ? b : a].env
+        } is set`,
+      );
   };
 
   const natsUrl = str("natsUrl");
@@ -308,15 +355,21 @@ export function loadConfig(
     for (const u of natsUrl.split(",")) {
       if (!/^(nats|tls|ws|wss):\/\/[^\s/]+$|^[^\s/:]+:\d+$/.test(u.trim()))
         throw new ConfigError(
-          `NATS_URL=${JSON.stringify(natsUrl)} is not valid: expected nats://host:port[,nats://host:port...]`,
+          `NATS_URL=${JSON.stringify(redactUrl(natsUrl))} is not valid: expected nats://host:port[,nats://host:port...]`,
         );
     }
   }
-  const tlsCert = str("grpcTlsCert");
-  const tlsKey = str("grpcTlsKey");
-  if ((tlsCert === undefined) !== (tlsKey === undefined))
+  together("grpcTlsCert", "grpcTlsKey", "paths to PEM files");
+  together("natsTlsCert", "natsTlsKey", "paths to PEM files");
+  together("natsUser", "natsPass", "NATS user and password");
+  // One way to authenticate: the server would take one and silently ignore the others.
+  const auths = (["natsUser", "natsToken", "natsCreds"] as const).filter(
+    (k) => str(k) !== undefined,
+  );
+  if (auths.length > 1)
     throw new ConfigError(
-      "GRPC_TLS_CERT and GRPC_TLS_KEY must be set together (paths to PEM files)",
+      `${auths.map((k) => SETTINGS[k].env).join(" and ")} are both set: ` +
+        "expected one NATS authentication (NATS_USER + NATS_PASS, NATS_TOKEN or NATS_CREDS)",
     );
 
   const pipeline: PipelineConfig = {
@@ -349,6 +402,19 @@ export function loadConfig(
       `DUPLICATE_WINDOW_MS=${pipeline.duplicateWindowMs} is too short for SNAPSHOT_INTERVAL=${pipeline.snapshotIntervalMs}: ` +
         "expected at least 3 × the snapshot interval, so outputs replayed after a crash are recognised as duplicates",
     );
+  // Event ids must be remembered at least as long as an event can still count somewhere, or a
+  // duplicate that arrives late but within the allowed disorder is counted twice.
+  const disorder = Math.max(
+    pipeline.userOutOfOrdernessMs,
+    pipeline.trendingHourOutOfOrdernessMs,
+    pipeline.trendingDayOutOfOrdernessMs,
+  );
+  if (pipeline.dedupeHorizonMs < disorder)
+    throw new ConfigError(
+      `DEDUPE_HORIZON_MS=${pipeline.dedupeHorizonMs} is shorter than the allowed disorder of ${disorder} ms: ` +
+        "expected at least the largest of USER_OUT_OF_ORDERNESS_MS, TRENDING_1H_OUT_OF_ORDERNESS_MS and " +
+        "TRENDING_24H_OUT_OF_ORDERNESS_MS, so a late duplicate is still recognised",
+    );
   const cfg: AppConfig = {
     natsUrl,
     natsPort: num("natsPort"),
@@ -357,33 +423,58 @@ export function loadConfig(
     grpcHost: str("grpcHost") ?? "0.0.0.0",
     metricsPort: num("metricsPort"),
     logLevel: str("logLevel") ?? "info",
+    grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
     pipeline,
   };
-  const opt = (
-    k: "natsUser" | "natsPass" | "natsToken" | "natsCreds" | "grpcTlsCert" | "grpcTlsKey",
-  ) => {
+  for (const k of OPTIONAL_STRINGS) {
     const v = str(k);
     if (v !== undefined) cfg[k] = v;
-  };
-  for (const k of [
-    "natsUser",
-    "natsPass",
-    "natsToken",
-    "natsCreds",
-    "grpcTlsCert",
-    "grpcTlsKey",
-  ] as const)
-    opt(k);
+  }
   return cfg;
 }
 
-/** The config with secrets masked, for the start-up log line. */
+const OPTIONAL_STRINGS = [
+  "natsUser",
+  "natsPass",
+  "natsToken",
+  "natsCreds",
+  "natsTlsCa",
+  "natsTlsCert",
+  "natsTlsKey",
+  "grpcTlsCert",
+  "grpcTlsKey",
+] as const satisfies readonly (keyof AppConfig & SettingName)[];
+
+/** Why `path` is not a readable regular file, or undefined when it is. */
+function fileProblem(path: string): string | undefined {
+  try {
+    if (!statSync(path).isFile()) return "not a regular file";
+    accessSync(path, constants.R_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return "no such file";
+    if (code === "EACCES") return "permission denied";
+    return code ?? String(err);
+  }
+}
+
+/**
+ * The config with secrets masked, for the start-up log line: the NATS password and token, and
+ * credentials written into NATS_URL (`nats://user:pass@host`, `nats://token@host`). Paths of
+ * key and credentials files are not secrets and stay visible.
+ */
 export function redactConfig(cfg: AppConfig): Record<string, unknown> {
   const { natsPass, natsToken, ...rest } = cfg;
   return {
     ...rest,
     ...(natsPass !== undefined ? { natsPass: "***" } : {}),
     ...(natsToken !== undefined ? { natsToken: "***" } : {}),
-    natsUrl: cfg.natsUrl?.replace(/\/\/[^@/]*@/g, "//***@"),
+    natsUrl: cfg.natsUrl === undefined ? undefined : redactUrl(cfg.natsUrl),
   };
+}
+
+/** Masks the user-info part of every URL in a list (up to the last `@` before the host). */
+function redactUrl(urls: string): string {
+  return urls.replace(/\/\/[^/,\s]*@/g, "//***@");
 }

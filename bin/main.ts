@@ -35,7 +35,13 @@ export async function main(argv: string[]): Promise<void> {
   }
   const log = pino({ level: cfg.logLevel });
   log.debug({ config: redactConfig(cfg) }, "configuration");
-  const app = await startApp(cfg, log).catch((err: unknown) => {
+  // Escalation means a stage keeps crashing: exit non-zero and let the outer supervisor
+  // (systemd, Kubernetes) restart the process; the state on disk makes that safe.
+  const onFatal = (err: Error) => {
+    log.fatal({ err: err.message }, "supervision gave up: exiting");
+    process.exit(70);
+  };
+  const app = await startApp(cfg, log, { onFatal }).catch((err: unknown) => {
     log.fatal({ err: err instanceof Error ? err.message : String(err) }, "failed to start");
     process.exit(1);
   });

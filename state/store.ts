@@ -105,6 +105,16 @@ export interface SnapshotStore {
 
 const META_KEY = "\u0001meta";
 
+/**
+ * Fault injection for the chaos test: with RECO_TEST_KILL_IN_SNAPSHOT_WRITE=N the process
+ * SIGKILLs itself while its N-th snapshot batch is being written. Never set in production.
+ */
+let snapshotWrites = 0;
+const killAt = Number(process.env.RECO_TEST_KILL_IN_SNAPSHOT_WRITE ?? 0);
+function faultInSnapshotWrite(): void {
+  if (killAt > 0 && ++snapshotWrites === killAt) process.kill(process.pid, "SIGKILL");
+}
+
 export async function openStateDb(path: string): Promise<StateDb> {
   const db = new Level<string, unknown>(path, { valueEncoding: "json" });
   await db.open();
@@ -128,7 +138,9 @@ export async function openStateDb(path: string): Promise<StateDb> {
           for (const [k, v] of puts) ops.push({ type: "put", key: k, value: v });
           for (const k of dels) ops.push({ type: "del", key: k });
           ops.push({ type: "put", key: META_KEY, value: state.meta });
-          await sub.batch(ops);
+          const written = sub.batch(ops);
+          faultInSnapshotWrite();
+          await written;
           return puts.length + dels.length;
         },
         async clear() {

@@ -13,6 +13,7 @@ function fakeOutput() {
     touches: [] as string[],
     raws: [] as [string, Uint8Array, Record<string, string>, string][],
     kvPuts: [] as [string, string, unknown][],
+    counts: {} as Record<string, number>,
     progress: [] as number[],
   };
   const out: StageOutput = {
@@ -21,6 +22,7 @@ function fakeOutput() {
     setProgress: (wm) => void rec.progress.push(wm),
     raw: (subject, data, headers, msgId) => void rec.raws.push([subject, data, headers, msgId]),
     kvPut: (bucket, key, value) => void rec.kvPuts.push([bucket, key, value]),
+    count: (name, n = 1) => void (rec.counts[name] = (rec.counts[name] ?? 0) + n),
   };
   return { out, rec };
 }

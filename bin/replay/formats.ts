@@ -85,6 +85,9 @@ export function subjectFor(event: ReplayEvent): string {
   return `events.${event.event_type}`;
 }
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
 // One subject token: no dots, wildcards or whitespace.
 const EVENT_TYPE = /^[A-Za-z0-9_-]+$/;
 
@@ -123,7 +126,9 @@ export function parseJsonlLine(text: string, ctx: RowContext): RowResult {
       event: { ...obj, event_id: deriveEventId(ctx.basename, ctx.line) } as ReplayEvent,
     };
   }
-  if (typeof id !== "string" || id === "")
+  // The id travels as the Nats-Msg-Id header, which cannot hold CR or LF: such a row would make
+  // the publish itself fail and end the whole replay.
+  if (typeof id !== "string" || id === "" || CONTROL_CHARS.test(id))
     return { ok: false, reason: `bad event_id ${quote(id)}` };
   return { ok: true, event: obj as ReplayEvent, raw: text };
 }

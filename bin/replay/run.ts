@@ -76,6 +76,9 @@ export interface ReplayOptions {
   signal?: AbortSignal;
 }
 
+/** Room kept for the headers (Nats-Msg-Id) within the server's max_payload. */
+const HEADER_ALLOWANCE = 1024;
+
 /** Rejections printed and kept in the summary; the rest are only counted. */
 export const MAX_REPORTED = 20;
 
@@ -156,6 +159,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
     const input = createReadStream(options.file);
     const parseRow = rowParser(format, idName(options.file), genres);
     const encoder = new TextEncoder();
+    const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     const { limit, rate, signal } = options;
 
     // One batch per chunk of the file: an await per chunk, not per row.
@@ -183,8 +187,16 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
             done = true;
             break;
           }
-          produced++;
           const data = encoder.encode(r.raw ?? JSON.stringify(r.event));
+          // The server would refuse it, and a failed publish ends the replay: a bad row instead.
+          if (data.length + HEADER_ALLOWANCE > maxPayload) {
+            reject(
+              line,
+              `event of ${data.length} bytes does not fit the server's max_payload (${maxPayload} bytes)`,
+            );
+            continue;
+          }
+          produced++;
           batch.push({ subject: subjectFor(r.event), data, opts: { msgId: r.event.event_id } });
           if (rate !== undefined) {
             const aheadMs = (produced / rate) * 1000 - (performance.now() - rateStart);

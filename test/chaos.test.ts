@@ -1,0 +1,288 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect, type NatsConnection } from "nats";
+import { setupNats, type TestNats } from "./helpers/nats.js";
+import { generateLog, rng, seededUuid } from "./helpers/events.js";
+import { freePort } from "../connectors/nats/embedded-server.js";
+import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
+import { ensureEventsStream } from "../connectors/nats/streams.js";
+import { createRecoClient } from "../connectors/grpc/index.js";
+
+/**
+ * The crash-exactness promise (DESIGN §4): SIGKILL the processor at random moments, during a
+ * snapshot write and during replay, restart it each time, and the results equal a run without
+ * kills: recommendations, top categories, trending finals, and DLQ, late and duplicate counts.
+ */
+
+const root = resolve(import.meta.dirname, "..");
+const N = Number(process.env.CHAOS_EVENTS ?? 200_000);
+const H = 3_600_000;
+const enc = new TextEncoder();
+
+// One seeded log: good events with disorder and late ones, duplicates, bad events.
+const r = rng(2024);
+const good = generateLog({
+  seed: 11,
+  events: N,
+  users: 3000,
+  items: 800,
+  categories: ["electronics", "books", "garden", "toys", "sports", "food", "home", "auto"],
+  start: Date.parse("2026-11-01T00:00:00Z"),
+  spanMs: 40 * H,
+  lateShare: 0.01,
+  lateByMs: 3 * H,
+});
+const messages: { subject: string; data: Uint8Array }[] = [];
+for (const e of good) {
+  messages.push({ subject: `events.${e.event_type}`, data: enc.encode(JSON.stringify(e)) });
+  const x = r();
+  if (x < 0.01)
+    messages.push({ subject: `events.${e.event_type}`, data: enc.encode(JSON.stringify(e)) });
+  else if (x < 0.013)
+    messages.push({ subject: "events.view", data: enc.encode(`{"event_id":"${seededUuid(r)}",`) });
+}
+const users = [...new Set(good.map((e) => String(e.user_id)))].sort();
+
+interface Proc {
+  child: ChildProcess;
+  output: () => string;
+  metricsPort: number;
+  grpcPort: number;
+}
+
+function startProc(
+  natsUrl: string,
+  dataDir: string,
+  extra: Record<string, string> = {},
+): Promise<Proc> {
+  return (async () => {
+    const metricsPort = await freePort();
+    const grpcPort = await freePort();
+    const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
+      cwd: root,
+      env: {
+        ...process.env,
+        NATS_URL: natsUrl,
+        DATA_DIR: dataDir,
+        GRPC_PORT: String(grpcPort),
+        GRPC_HOST: "127.0.0.1",
+        METRICS_PORT: String(metricsPort),
+        PARTITIONS: "4",
+        SNAPSHOT_INTERVAL: "400",
+        TRENDING_TRIGGER: "100",
+        LOG_LEVEL: "warn",
+        ...extra,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
+    const p: Proc = { child, output: () => out, metricsPort, grpcPort };
+    const until = Date.now() + 60_000;
+    while (Date.now() < until) {
+      if (child.exitCode !== null || child.signalCode !== null) return p; // died (fault hook)
+      try {
+        const h = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
+        if (h.status === 200) return p;
+      } catch {
+        // not listening yet
+      }
+      await sleep(50);
+    }
+    throw new Error(`processor did not become ready:\n${out}`);
+  })();
+}
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+const exited = (c: ChildProcess) =>
+  c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((res) => c.once("exit", () => res()));
+
+async function kill(p: Proc) {
+  p.child.kill("SIGKILL");
+  await exited(p.child);
+}
+
+async function gauges(port: number, name: string) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: { labels: Record<string, string>; value: number }[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const labels: Record<string, string> = {};
+    for (const m of line.matchAll(/(\w+)="([^"]*)"/g)) labels[m[1]!] = m[2]!;
+    out.push({ labels, value: Number(line.slice(line.lastIndexOf(" ") + 1)) });
+  }
+  return out;
+}
+
+const inputOf: Record<string, (p: string) => [string, string]> = {
+  parse: () => ["EVENTS", ""],
+  watermark: (p) => ["RECO_HOPS", `reco.parse.${p}`],
+  window: (p) => ["RECO_HOPS", `reco.watermark.${p}`],
+  "interest-ranking": (p) => ["RECO_HOPS", `reco.window.${p}`],
+  "popularity-join": (p) => ["RECO_HOPS", `reco.interest-ranking.${p}`],
+  popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
+  trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
+};
+
+/** Every stage instance has processed the last message of its input subject, twice in a row. */
+async function waitQuiescent(nc: NatsConnection, p: Proc, ms = 240_000) {
+  const jsm = await nc.jetstreamManager();
+  const until = Date.now() + ms;
+  let stableSince = 0;
+  while (Date.now() < until) {
+    const positions = await gauges(p.metricsPort, "reco_stage_position");
+    let behind = positions.length < 1 + 6 * 4 ? 1 : 0;
+    for (const { labels, value } of positions) {
+      const [stream, subject] = inputOf[labels.stage!]!(labels.partition!);
+      let last = 0;
+      if (subject === "") last = (await jsm.streams.info(stream)).state.last_seq;
+      else
+        last = await jsm.streams
+          .getMessage(stream, { last_by_subj: subject })
+          .then((m) => m.seq)
+          .catch(() => 0);
+      if (value < last) behind++;
+    }
+    if (behind === 0) {
+      if (stableSince === 0) stableSince = Date.now();
+      else if (Date.now() - stableSince > 1500) return;
+    } else stableSince = 0;
+    await sleep(250);
+  }
+  throw new Error("pipeline did not catch up");
+}
+
+interface Results {
+  recs: Record<string, string>;
+  trendingFinals: Record<string, string>;
+  counts: Record<string, number>;
+}
+
+async function collect(nc: NatsConnection, p: Proc): Promise<Results> {
+  const client = createRecoClient(`127.0.0.1:${p.grpcPort}`);
+  const recs: Record<string, string> = {};
+  for (let i = 0; i < users.length; i += 50) {
+    const batch = users.slice(i, i + 50);
+    const answers = await Promise.all(batch.map((u) => client.getRecommendations(u, 10)));
+    answers.forEach((a, k) => {
+      recs[batch[k]!] = JSON.stringify([
+        a.items.map((x) => [x.itemId, x.score.toFixed(9), x.source]),
+        a.topCategories.map((c) => [c.category, Number(c.interest)]),
+      ]);
+    });
+  }
+  client.close();
+  const kv = await nc.jetstream().views.kv("reco_trending");
+  const trendingFinals: Record<string, string> = {};
+  // Drain the key listing before reading values: awaiting inside the listing loop ends it early.
+  const keys: string[] = [];
+  for await (const key of await kv.keys()) keys.push(key);
+  for (const key of keys) {
+    if (key.startsWith("wm.")) continue;
+    const e = await kv.get(key);
+    const v = e?.json<{ final: boolean; items: unknown }>();
+    if (v?.final) trendingFinals[key] = JSON.stringify(v.items);
+  }
+  const jsm = await nc.jetstreamManager();
+  const counts: Record<string, number> = {
+    dlq: (await jsm.streams.info("RECO_DLQ")).state.messages,
+    lateStream: (await jsm.streams.info("RECO_LATE")).state.messages,
+  };
+  for (const { labels, value } of await gauges(p.metricsPort, "reco_stage_count")) {
+    const k = `${labels.stage}:${labels.name}`;
+    counts[k] = (counts[k] ?? 0) + value;
+  }
+  return { recs, trendingFinals, counts };
+}
+
+async function publishAll(nc: NatsConnection, from: number, to: number) {
+  const pub = createJetStreamPublisher(nc, { window: 1024 });
+  await pub.publishMany(messages.slice(from, to));
+  await pub.close();
+}
+
+describe("crash exactness under SIGKILL", () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  });
+
+  async function fresh() {
+    const nats: TestNats = await setupNats();
+    const dir = await mkdtemp(join(tmpdir(), "reco-chaos-"));
+    const nc = await connect({ servers: nats.url, noAsyncTraces: true });
+    await ensureEventsStream(await nc.jetstreamManager());
+    cleanups.push(
+      () => nc.close(),
+      () => nats.cleanup(),
+      () => rm(dir, { recursive: true, force: true }),
+    );
+    return { nats, dir, nc };
+  }
+
+  it(
+    "gives the results of an uninterrupted run after at least 5 SIGKILLs",
+    async () => {
+      // The uninterrupted run.
+      const a = await fresh();
+      await publishAll(a.nc, 0, messages.length);
+      const pa = await startProc(a.nats.url, a.dir);
+      cleanups.push(() => kill(pa));
+      await waitQuiescent(a.nc, pa);
+      const expected = await collect(a.nc, pa);
+      await kill(pa);
+      // The log exercised what we compare.
+      expect(Object.keys(expected.trendingFinals).length).toBeGreaterThan(10);
+      expect(expected.counts["parse:duplicate"]).toBeGreaterThan(0);
+      expect(expected.counts["parse:dead_letter"]).toBeGreaterThan(0);
+      expect(expected.counts.lateStream).toBeGreaterThan(0);
+
+      // The chaos run: half the log up front, the rest published while the processor dies.
+      const b = await fresh();
+      const half = Math.floor(messages.length / 2);
+      await publishAll(b.nc, 0, half);
+      const rest = publishAll(b.nc, half, messages.length);
+      const k = rng(99);
+      let kills = 0;
+      let killedInSnapshotWrite = 0;
+      const runFor = async (ms: number, extra: Record<string, string> = {}) => {
+        const p = await startProc(b.nats.url, b.dir, extra);
+        const died = exited(p.child);
+        await Promise.race([sleep(ms), died]);
+        if (p.child.exitCode === null && p.child.signalCode === null) await kill(p);
+        // With the fault hook, the process SIGKILLs itself while a snapshot batch is in flight.
+        else if (p.child.signalCode === "SIGKILL") killedInSnapshotWrite++;
+        kills++;
+      };
+      await runFor(1500 + k() * 2500); // mid-processing
+      await runFor(200 + k() * 400); // during replay
+      await runFor(20_000, { RECO_TEST_KILL_IN_SNAPSHOT_WRITE: String(3 + Math.floor(k() * 20)) });
+      await runFor(200 + k() * 300); // during replay again
+      await runFor(1000 + k() * 2000);
+      await runFor(20_000, { RECO_TEST_KILL_IN_SNAPSHOT_WRITE: String(40 + Math.floor(k() * 40)) });
+      await rest;
+      const pb = await startProc(b.nats.url, b.dir);
+      cleanups.push(() => kill(pb));
+      await waitQuiescent(b.nc, pb);
+      const actual = await collect(b.nc, pb);
+      await kill(pb);
+
+      expect(kills).toBeGreaterThanOrEqual(5);
+      expect(killedInSnapshotWrite).toBe(2);
+      expect(actual.counts).toEqual(expected.counts);
+      expect(Object.keys(actual.trendingFinals).sort()).toEqual(
+        Object.keys(expected.trendingFinals).sort(),
+      );
+      expect(actual.trendingFinals).toEqual(expected.trendingFinals);
+      const differing = users.filter((u) => actual.recs[u] !== expected.recs[u]);
+      expect(differing.slice(0, 5).map((u) => [u, expected.recs[u], actual.recs[u]])).toEqual([]);
+    },
+    15 * 60_000,
+  );
+});

@@ -1,0 +1,627 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, type NatsConnection } from "nats";
+import { pino } from "pino";
+import { setupNats } from "./helpers/nats.js";
+import { generateScenario, markerEvent, rng } from "./helpers/events.js";
+import {
+  DEFAULT_REF,
+  reference,
+  type RefEvent,
+  type RefTrendingKind,
+  type Reference,
+} from "./helpers/reference.js";
+import { loadConfig } from "../bin/config.js";
+import { startApp } from "../bin/app.js";
+import {
+  createRecoClient,
+  type RecoClient,
+  type TrendingStream,
+} from "../connectors/grpc/index.js";
+import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
+import { Source, TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
+import { partitionOf } from "../actors/partition.js";
+
+/*
+ * Issue 3, test point 7: the streaming pipeline against the plain reference (test/helpers/
+ * reference.ts) on one seeded log, at 1, 3 and 8 partitions. Every user's recommendations (items,
+ * scores, sources, popularity columns) and top categories, the popularity table, every closed
+ * trending window (from the KV bucket and from StreamTrending) and every message of reco.late
+ * must equal the reference, and so be identical at every partition count.
+ *
+ * Two phases on one app per partition count:
+ * A. the log (two days with disorder, late and very late events, duplicates, a burst after a
+ *    quiet gap that leaves most partitions without records): the 24 h interest horizon and the
+ *    7-day popularity horizon both cut into it;
+ * B. a closer 74 h of event time later: every 1 h window and most 24 h windows close, the
+ *    prologue's purchases leave the popularity horizon, interest empties.
+ */
+
+const H = 3_600_000;
+const DAY = 24 * H;
+const T0 = Date.parse("2026-11-16T00:00:00Z");
+const PARTITION_COUNTS = [1, 3, 8];
+/** How long the pipeline may take to settle after a phase is published. */
+const SETTLE_MS = 20_000;
+
+const scenario = generateScenario({
+  seed: 20261121,
+  events: 3600,
+  users: 300,
+  items: 150,
+  categories: ["electronics", "books", "garden", "toys", "sports", "beauty"],
+  start: T0,
+  spanMs: 44 * H,
+  lateShare: 0.02,
+  veryLateShare: 0.01,
+  ancientShare: 0.006,
+  boundaryShare: 0.01,
+  duplicateShare: 0.03,
+  prologue: { events: 60, ageMs: 4 * DAY, spanMs: 2 * DAY },
+  burst: { events: 150, gapMs: 2 * H, spanMs: 10 * 60_000, users: 2, items: 2 },
+});
+const mr = rng(77);
+/*
+ * Nudges work around a pipeline bug (reported, and shown by the `it.fails` test below): parse
+ * broadcasts progress to the partitions without records only from handle() and at most every
+ * 100 ms, so the last progress of a log is lost for idle partitions when it arrives within 100 ms
+ * of the previous broadcast. An accepted event 300 ms later, at the same event time, makes parse
+ * broadcast again. Its own user and item, without category: it changes no one else's results.
+ */
+const nudgeA = markerEvent(mr, "cart", scenario.progress, "nudge-a");
+const logA: RefEvent[] = [...scenario.log, nudgeA];
+// The closer moves the 24 h windows' watermark by exactly 48 h (see the 48 h bug below).
+const closedEndA = Math.floor((scenario.progress - 26 * H) / H) * H;
+const closerTs = closedEndA + 48 * H + 26 * H;
+const closer = markerEvent(mr, "view", closerTs, "closer");
+const nudgeB = markerEvent(mr, "cart", closerTs, "nudge-b");
+const logB: RefEvent[] = [...logA, closer, nudgeB];
+const refA = reference(logA);
+const refB = reference(logB);
+const COLD_USER = "never-seen-user";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const round = (x: number) => Math.round(x * 1e9) / 1e9;
+
+type RecItem = [
+  itemId: string,
+  score: number,
+  source: string,
+  purchases: number,
+  category: string,
+  brand: string,
+  avgPrice: number,
+];
+interface RecAnswer {
+  items: RecItem[];
+  top: [string, number][];
+}
+type Answers = Record<string, RecAnswer>;
+type PopRow = [item: string, purchases: number, category: string, brand: string, avgPrice: number];
+type TrendingRow = [itemId: string, score: number, views: number, clicks: number];
+type Finals = Record<string, TrendingRow[]>;
+
+function expectedAnswers(ref: Reference): Answers {
+  const rows = new Map(ref.popularity().map((p) => [p.item, p]));
+  const out: Answers = {};
+  for (const u of [...ref.users(), COLD_USER]) {
+    out[u] = {
+      items: ref.recommend(u, 10).map((i) => {
+        const p = rows.get(i.itemId)!;
+        return [
+          i.itemId,
+          round(i.score),
+          i.source,
+          p.purchases,
+          p.category,
+          p.brand,
+          round(p.avgPrice),
+        ];
+      }),
+      top: ref.topCategories(u),
+    };
+  }
+  return out;
+}
+
+async function observeAnswers(client: RecoClient, users: string[]): Promise<Answers> {
+  const answers: RecAnswer[] = [];
+  for (let k = 0; k < users.length; k += 32) {
+    const chunk = await Promise.all(
+      users.slice(k, k + 32).map(async (u): Promise<RecAnswer> => {
+        const res = await client.getRecommendations(u, 10);
+        return {
+          items: res.items.map((i) => [
+            i.itemId,
+            round(i.score),
+            i.source === Source.PERSONALIZED ? "PERSONALIZED" : "POPULAR_FALLBACK",
+            Number(i.purchases),
+            i.category,
+            i.brand,
+            round(i.averagePrice),
+          ]),
+          top: res.topCategories.map((c) => [c.category, Number(c.interest)]),
+        };
+      }),
+    );
+    answers.push(...chunk);
+  }
+  // In the order of `users`, as the expected answers are: the comparison is of JSON text.
+  return Object.fromEntries(users.map((u, k) => [u, answers[k]!]));
+}
+
+const expectedPopularity = (ref: Reference): PopRow[] =>
+  ref.popularity().map((p) => [p.item, p.purchases, p.category, p.brand, round(p.avgPrice)]);
+
+/** Current values of a KV bucket, by key. */
+async function readKv<T>(nc: NatsConnection, bucket: string): Promise<Map<string, T>> {
+  const kv = await nc.jetstream().views.kv(bucket);
+  const keys: string[] = [];
+  for await (const k of await kv.keys()) keys.push(k);
+  const out = new Map<string, T>();
+  await Promise.all(
+    keys.map(async (k) => {
+      const e = await kv.get(k);
+      if (e && e.operation === "PUT" && e.length > 0) out.set(k, e.json<T>());
+    }),
+  );
+  return out;
+}
+
+async function observePopularity(nc: NatsConnection): Promise<PopRow[]> {
+  interface Row {
+    item: string;
+    purchases: number;
+    category: string;
+    brand: string;
+    avgPrice: number;
+  }
+  const rows = [...(await readKv<Row>(nc, "reco_popularity")).values()];
+  return rows
+    .filter((r) => r.purchases > 0)
+    .map((r): PopRow => [r.item, r.purchases, r.category, r.brand, round(r.avgPrice)])
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/** "<kind>.<start>" -> top 100 of every window the reference closes. */
+function expectedFinals(ref: Reference): Finals {
+  const out: Finals = {};
+  for (const kind of ["1h", "24h"] as RefTrendingKind[])
+    for (const s of ref.closedWindows(kind))
+      out[`${kind}.${s}`] = ref
+        .trending(kind, s)
+        .slice(0, 100)
+        .map((e) => [e.itemId, e.score, e.views, e.clicks]);
+  return sortKeys(out);
+}
+
+/**
+ * Final trending windows as the partitions left them in reco_trending, merged (items are
+ * disjoint across partitions). A window with a final part and a non-final one is reported
+ * with a "partial:" key, so it shows up in a comparison.
+ */
+async function observeKvFinals(nc: NatsConnection): Promise<Finals> {
+  interface Part {
+    kind: string;
+    start: number;
+    items: TrendingRow[];
+    final: boolean;
+  }
+  const parts = new Map<string, Part[]>();
+  for (const [key, p] of await readKv<Part>(nc, "reco_trending")) {
+    if (key.startsWith("wm.")) continue;
+    const w = `${p.kind}.${p.start}`;
+    parts.set(w, [...(parts.get(w) ?? []), p]);
+  }
+  const out: Finals = {};
+  for (const [w, ps] of parts) {
+    if (!ps.some((p) => p.final)) continue;
+    const merged = ps
+      .flatMap((p) => p.items)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, 100);
+    out[ps.every((p) => p.final) ? w : `partial:${w}`] = merged;
+  }
+  return sortKeys(out);
+}
+
+function sortKeys<T>(o: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Messages of RECO_LATE as "<reason> <event id> <watermark>", sorted. */
+async function observeLate(nc: NatsConnection): Promise<string[]> {
+  const jsm = await nc.jetstreamManager();
+  const info = await jsm.streams.info("RECO_LATE");
+  const out: string[] = [];
+  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages; seq++) {
+    const m = await jsm.streams.getMessage("RECO_LATE", { seq });
+    const body = m.json<{ event: { id: string } }>();
+    out.push(`${m.header.get("Reco-Reason")} ${body.event.id} ${m.header.get("Reco-Watermark")}`);
+  }
+  return out.sort();
+}
+
+const expectedLate = (ref: Reference) =>
+  ref.late.map((l) => `${l.reason} ${l.eventId} ${l.watermark}`).sort();
+
+const countByReason = (late: string[]) => {
+  const c: Record<string, number> = {};
+  for (const l of late) {
+    const reason = l.slice(0, l.indexOf(" "));
+    c[reason] = (c[reason] ?? 0) + 1;
+  }
+  return c;
+};
+
+/**
+ * Polls `observe` until two observations in a row equal `expected` (the answers stopped changing
+ * and are right) or `ms` pass; returns the last observation for the assertion.
+ */
+async function settle<T>(observe: () => Promise<T>, expected: T, ms = SETTLE_MS): Promise<T> {
+  const want = JSON.stringify(expected);
+  const until = Date.now() + ms;
+  let hits = 0;
+  for (;;) {
+    const v = await observe();
+    hits = JSON.stringify(v) === want ? hits + 1 : 0;
+    if (hits >= 2 || Date.now() > until) return v;
+    await sleep(150);
+  }
+}
+
+/** Polls `observe` until `ok` holds or `ms` pass; returns the last observation. */
+async function settleWith<T>(observe: () => Promise<T>, ok: (v: T) => boolean, ms: number) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await observe();
+    if (ok(v) || Date.now() > until) return v;
+    await sleep(150);
+  }
+}
+
+const pick = <T>(o: Record<string, T>, keys: string[]): Record<string, T> =>
+  Object.fromEntries(keys.map((k) => [k, o[k]!]));
+
+/** Keys whose values differ, with both values, for a readable failure (at most `max`). */
+function differences<T>(expected: Record<string, T>, actual: Record<string, T>, max = 5) {
+  const keys = [...new Set([...Object.keys(expected), ...Object.keys(actual)])].sort();
+  return keys
+    .filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(actual[k]))
+    .slice(0, max)
+    .map((k) => ({ key: k, expected: expected[k], actual: actual[k] }));
+}
+
+interface Run {
+  answersA: Answers;
+  popularityA: PopRow[];
+  answersB: Answers;
+  popularityB: PopRow[];
+  kvFinals: Finals;
+  late: string[];
+}
+const runs = new Map<number, Run>();
+
+async function startTestApp(partitions: number) {
+  const nats = await setupNats();
+  const dataDir = await mkdtemp(join(tmpdir(), "reco-refcmp-"));
+  const app = await startApp(
+    loadConfig({
+      NATS_URL: nats.url,
+      DATA_DIR: dataDir,
+      GRPC_PORT: "0",
+      GRPC_HOST: "127.0.0.1",
+      METRICS_PORT: "0",
+      PARTITIONS: String(partitions),
+      TRENDING_TRIGGER: "100",
+      LOG_LEVEL: "silent",
+    }),
+    pino({ level: "silent" }),
+  );
+  const nc = await connect({ servers: nats.url });
+  const client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+  return {
+    nats,
+    app,
+    nc,
+    client,
+    async stop() {
+      client.close();
+      await nc.close();
+      await app.stop();
+      await nats.cleanup();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+type TestApp = Awaited<ReturnType<typeof startTestApp>>;
+
+/** Publishes events in order, as one ordered stream of JetStream publishes. */
+async function publish(nc: NatsConnection, events: RefEvent[]) {
+  const pub = createJetStreamPublisher(nc, { window: 256 });
+  const enc = new TextEncoder();
+  await pub.publishMany(
+    events.map((e) => ({ subject: `events.${e.event_type}`, data: enc.encode(JSON.stringify(e)) })),
+  );
+  await pub.close();
+}
+
+/** Final updates of one StreamTrending call, by "<kind>.<start>"; repeats are counted. */
+function collectFinals(client: RecoClient, window: TrendingWindow, kind: RefTrendingKind) {
+  const finals: Finals = {};
+  let repeated = 0;
+  const stream: TrendingStream = client.streamTrending(window, 100);
+  const done = (async () => {
+    for await (const u of stream) {
+      if (!u.final) continue;
+      const key = `${kind}.${Number(u.windowStart?.seconds ?? 0n) * 1000}`;
+      if (key in finals) repeated++;
+      finals[key] = u.items.map((i) => [i.itemId, i.score, Number(i.views), Number(i.clicks)]);
+    }
+  })().catch(() => undefined);
+  return { finals, repeated: () => repeated, stop: () => (stream.cancel(), done) };
+}
+
+describe("the reference scenario", () => {
+  it("exercises every path: late events on each path, duplicates, both answer sources", () => {
+    expect(refB.duplicates).toBeGreaterThan(50);
+    expect(refB.lateCounts["behind_watermark:user"]).toBeGreaterThan(50);
+    expect(refB.lateCounts["behind_watermark:1h"]).toBeGreaterThan(10);
+    expect(refB.lateCounts["behind_watermark:24h"]).toBeGreaterThan(5);
+    expect(refB.popularityLate).toBeGreaterThan(0);
+    const sources = new Set(
+      refA.users().flatMap((u) => refA.recommend(u, 10).map((i) => i.source)),
+    );
+    expect(sources).toEqual(new Set(["PERSONALIZED", "POPULAR_FALLBACK"]));
+    // The horizons cut into the log: interest and popularity change between the phases.
+    expect(refA.popularity()).not.toEqual(refB.popularity());
+    // The 7-day horizon cuts through the prologue at the end: part of it still counts.
+    const prologue = new Set(scenario.log.slice(0, 60).map((e) => e.event_id));
+    const counted = (ref: Reference) =>
+      ref.timeline().filter((e) => prologue.has(e.id) && e.ts - (e.ts % H) + H > ref.now - 7 * DAY);
+    expect(counted(refA).length).toBe(60);
+    expect(counted(refB).length).toBeGreaterThan(5);
+    expect(counted(refB).length).toBeLessThan(55);
+    expect(refB.closedWindows("1h").length).toBeGreaterThan(40);
+    expect(refB.closedWindows("24h").length).toBeGreaterThan(60);
+    // The 24 h interest horizon changes top categories, and purchase exclusion changes answers.
+    const noHorizon = reference(logA, { ...DEFAULT_REF, interestHorizonMs: 1e15 });
+    const changed = refA
+      .users()
+      .filter(
+        (u) => JSON.stringify(refA.topCategories(u)) !== JSON.stringify(noHorizon.topCategories(u)),
+      );
+    expect(changed.length).toBeGreaterThan(10);
+    const rows = new Map(refA.popularity().map((p) => [p.item, p]));
+    const excluding = refA.users().filter((u) => {
+      const cats = new Set(refA.topCategories(u).map(([c]) => c));
+      return refA
+        .timeline()
+        .some(
+          (e) =>
+            e.u === u &&
+            e.t === "purchase" &&
+            !(e.wb >= 0 && e.ts < e.wb - 10 * 60_000) &&
+            e.ts - (e.ts % 300_000) + 300_000 > refA.now - DAY &&
+            cats.has(rows.get(e.i)?.category ?? "-"),
+        );
+    });
+    expect(excluding.length).toBeGreaterThan(5);
+    // Events exactly on each lateness boundary (on time) and 1 ms behind it (late).
+    const timeline = refB.timeline();
+    for (const ooo of [10 * 60_000, 2 * H, 26 * H]) {
+      expect(timeline.filter((e) => e.ts === e.wb - ooo).length).toBeGreaterThan(0);
+      expect(timeline.filter((e) => e.ts === e.wb - ooo - 1).length).toBeGreaterThan(0);
+    }
+    // Users who only view still get personalised answers (views are interactions).
+    const viewers = refA
+      .users()
+      .filter((u) => timeline.every((e) => e.u !== u || e.t === "view"))
+      .filter((u) => refA.recommend(u, 10).some((i) => i.source === "PERSONALIZED"));
+    expect(viewers.length).toBeGreaterThan(5);
+    // The burst at the end of the log reaches at most 2 partitions of each path: the others
+    // are idle while event time moves on.
+    for (const keys of [scenario.burstUsers, scenario.burstItems])
+      expect(new Set(keys.map((k) => partitionOf(k, 8))).size).toBeLessThanOrEqual(2);
+  });
+});
+
+for (const partitions of PARTITION_COUNTS) {
+  describe(`at ${partitions} partition${partitions > 1 ? "s" : ""}`, () => {
+    let t: TestApp;
+    let hour: ReturnType<typeof collectFinals>;
+    let day: ReturnType<typeof collectFinals>;
+    const run: Partial<Run> = {};
+
+    beforeAll(async () => {
+      t = await startTestApp(partitions);
+      hour = collectFinals(t.client, TrendingWindow.ONE_HOUR, "1h");
+      day = collectFinals(t.client, TrendingWindow.ONE_DAY, "24h");
+      await sleep(200); // both streams are subscribed before the first event
+    });
+    afterAll(async () => {
+      await hour?.stop();
+      await day?.stop();
+      await t?.stop();
+    });
+
+    it("serves the reference's recommendations and top categories to every user after the log", async () => {
+      await publish(t.nc, scenario.log);
+      await sleep(300);
+      await publish(t.nc, [nudgeA]);
+      const expected = expectedAnswers(refA);
+      const users = Object.keys(expected);
+      const actual = await settle(() => observeAnswers(t.client, users), expected);
+      expect(differences(expected, actual)).toEqual([]);
+      run.answersA = actual;
+      const popularity = await settle(() => observePopularity(t.nc), expectedPopularity(refA));
+      expect(popularity).toEqual(expectedPopularity(refA));
+      run.popularityA = popularity;
+    });
+
+    it("serves the reference's answers once a closer moves event time 74 h on", async () => {
+      await publish(t.nc, [closer]);
+      await sleep(300);
+      await publish(t.nc, [nudgeB]);
+      const expected = expectedAnswers(refB);
+      const users = Object.keys(expected);
+      const actual = await settle(() => observeAnswers(t.client, users), expected);
+      expect(differences(expected, actual)).toEqual([]);
+      run.answersB = actual;
+      const popularity = await settle(() => observePopularity(t.nc), expectedPopularity(refB));
+      expect(popularity).toEqual(expectedPopularity(refB));
+      run.popularityB = popularity;
+    });
+
+    it("leaves the reference's final list of every closed trending window in reco_trending", async () => {
+      const expected = expectedFinals(refB);
+      const actual = await settle(() => observeKvFinals(t.nc), expected);
+      expect(Object.keys(actual)).toEqual(Object.keys(expected));
+      expect(differences(expected, actual)).toEqual([]);
+      run.kvFinals = actual;
+    });
+
+    it("keeps every late event in reco.late with its reason and watermark", async () => {
+      const expected = expectedLate(refB);
+      const actual = await settle(() => observeLate(t.nc), expected);
+      expect(countByReason(actual)).toEqual(countByReason(expected));
+      expect(actual).toEqual(expected);
+      run.late = actual;
+      runs.set(partitions, run as Run);
+    });
+
+    it("streams, for every window it finalises, the reference's final list, once", async () => {
+      const expected = expectedFinals(refB);
+      const keys = Object.keys(expected);
+      // The newest window of each kind closes in the closer's step: it is never dropped (below).
+      const newest = ["1h.", "24h."].map((kind) => keys.filter((k) => k.startsWith(kind)).pop()!);
+      const observe = async () => sortKeys({ ...hour.finals, ...day.finals });
+      const actual = await settleWith(observe, (a) => newest.every((k) => k in a), 5_000);
+      expect(newest.filter((k) => !(k in actual))).toEqual([]);
+      // Every final the stream delivered is right, and none came twice.
+      expect(differences(pick(expected, Object.keys(actual)), actual)).toEqual([]);
+      expect(hour.repeated() + day.repeated()).toBe(0);
+    });
+
+    // BUG (connectors/grpc/server.ts, createTrendingWriter, MAX_PENDING_FINALS = 4): one
+    // watermark step that closes more windows than grpc-js's write buffer (16 messages) plus
+    // MAX_PENDING_FINALS drops the oldest finals for a subscriber that reads at once. The closer
+    // closes 48 of the 24 h windows in one step: 16 are written, 28 dropped, the last 4 kept.
+    // On a loaded machine the hub can also fall behind by 20+ hours of event time mid-log and
+    // drop 1 h finals the same way.
+    it.fails(
+      "streams a final update for every closed window, however many close at once",
+      async () => {
+        const expected = expectedFinals(refB);
+        const observe = async () => sortKeys({ ...hour.finals, ...day.finals });
+        // The test above waited for the newest finals, which close in the same step.
+        const actual = await settle(observe, expected, 1_000);
+        expect(Object.keys(actual)).toEqual(Object.keys(expected));
+      },
+    );
+  });
+}
+
+describe("across partition counts", () => {
+  it("gives identical results at 1, 3 and 8 partitions", () => {
+    expect([...runs.keys()]).toEqual(PARTITION_COUNTS);
+    const [first, ...rest] = [...runs.values()];
+    for (const r of rest) expect(r).toEqual(first);
+  });
+});
+
+/** A small log of a few hours for the bug tests (at 3 partitions). */
+const smallScenario = (seed: number) =>
+  generateScenario({
+    seed,
+    events: 400,
+    users: 40,
+    items: 30,
+    categories: ["electronics", "books", "garden"],
+    start: T0,
+    spanMs: 6 * H,
+    lateShare: 0.02,
+    veryLateShare: 0.01,
+    ancientShare: 0,
+    boundaryShare: 0.01,
+    duplicateShare: 0.03,
+    prologue: { events: 0, ageMs: 0, spanMs: 0 },
+    burst: { events: 20, gapMs: H, spanMs: 5 * 60_000, users: 1, items: 1 },
+  });
+
+describe("known pipeline bugs, each against the reference at 3 partitions", () => {
+  // BUG (actors/parse.ts, handle(): the progress broadcast): parse tells partitions without
+  // records that progress moved only from handle(), and at most every broadcastEveryMs (100 ms).
+  // When the last events of a log move progress within 100 ms of the previous broadcast, no
+  // later message comes to broadcast it: the idle partitions keep the older progress forever.
+  // Their interest horizon stops, and the trending hub (minimum over the partitions' heartbeats)
+  // never finalises the last windows. Here `x` (after a 300 ms pause) broadcasts, and `last`,
+  // 50 ms later, is never broadcast: the comparison with the reference fails.
+  it.fails("idle partitions learn the last progress of a log without a later event", async () => {
+    const t = await startTestApp(3);
+    try {
+      const small = smallScenario(5);
+      const r = rng(11);
+      const log = [...small.log];
+      await publish(t.nc, small.log);
+      let progress = small.progress;
+      // The race is in processing time: `last` must come after parse flushed x's broadcast
+      // (10-30 ms) and within 100 ms of it. Try again (later in event time) if it missed.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        await sleep(300);
+        const x = markerEvent(r, "view", progress + 60_000, `x${attempt}`);
+        const last = markerEvent(r, "view", progress + 60_000 + 30 * H, `last${attempt}`);
+        progress += 60_000 + 30 * H;
+        log.push(x, last);
+        await publish(t.nc, [x]);
+        await sleep(50);
+        await publish(t.nc, [last]);
+        await sleep(600); // trending heartbeats are put every 100 ms
+        const beats = await readKv<{ wm: number }>(t.nc, "reco_trending");
+        const wms = [...beats].filter(([k]) => k.startsWith("wm.")).map(([, v]) => v.wm);
+        if (wms.some((wm) => wm < progress)) break; // some partition missed the last progress
+      }
+      const ref = reference(log);
+      const expected = { answers: expectedAnswers(ref), finals: expectedFinals(ref) };
+      const users = Object.keys(expected.answers);
+      const observe = async () => ({
+        answers: await observeAnswers(t.client, users),
+        finals: await observeKvFinals(t.nc),
+      });
+      const actual = await settle(observe, expected, 3_000);
+      expect(differences(expected.answers, actual.answers)).toEqual([]);
+      expect(Object.keys(actual.finals)).toEqual(Object.keys(expected.finals));
+    } finally {
+      await t.stop();
+    }
+  });
+
+  // BUG (actors/trending.ts, closeWindows(): `closedEnd - 48 * HOUR`): when the 24 h windows'
+  // watermark moves more than 48 h in one step (a quiet night and a day, a replay resumed later),
+  // the windows ending before closedEnd − 48 h are never finalised, and their hours are dropped.
+  it.fails("finalises every 24 h window when event time jumps more than 48 h", async () => {
+    const t = await startTestApp(3);
+    try {
+      const small = smallScenario(6);
+      const r = rng(12);
+      const nudge1 = markerEvent(r, "cart", small.progress, "nudge-1");
+      const jump = markerEvent(r, "view", small.progress + 80 * H, "jump");
+      const nudge2 = markerEvent(r, "cart", small.progress + 80 * H, "nudge-2");
+      const ref = reference([...small.log, nudge1, jump, nudge2]);
+      await publish(t.nc, small.log);
+      await sleep(300);
+      await publish(t.nc, [nudge1]);
+      await sleep(300);
+      await publish(t.nc, [jump]);
+      await sleep(300);
+      await publish(t.nc, [nudge2]);
+      const expected = expectedFinals(ref);
+      const actual = await settle(() => observeKvFinals(t.nc), expected, 5_000);
+      expect(Object.keys(actual)).toEqual(Object.keys(expected));
+    } finally {
+      await t.stop();
+    }
+  });
+});
