@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { mkdir } from "node:fs/promises";
 import type { NatsConnection } from "nats";
+import { Gauge } from "prom-client";
 import type { Logger } from "pino";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { connectNats } from "../connectors/nats/connection.js";
@@ -79,6 +80,36 @@ export async function startApp(
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
     });
     cleanups.push(() => pipeline.stop());
+
+    // State stays bounded on disk too: compact periodically so deleted keys free their space,
+    // and report the store's size.
+    let stateBytes = await stateDb.sizeBytes();
+    new Gauge({
+      name: "reco_state_bytes",
+      help: "Bytes of the LevelDB state store on disk",
+      registers: [metrics.registry],
+      collect() {
+        this.set(stateBytes);
+      },
+    });
+    const compactEvery = 10 * 60_000;
+    const sizeTimer = setInterval(() => {
+      void stateDb.sizeBytes().then(
+        (b) => (stateBytes = b),
+        () => undefined,
+      );
+    }, 30_000);
+    const compactTimer = setInterval(() => {
+      const t0 = Date.now();
+      void stateDb.compact().then(
+        () => log.debug({ ms: Date.now() - t0 }, "state compacted"),
+        (err: unknown) => log.warn({ err: String(err) }, "state compaction failed"),
+      );
+    }, compactEvery);
+    cleanups.push(async () => {
+      clearInterval(sizeTimer);
+      clearInterval(compactTimer);
+    });
 
     const grpc: GrpcServer = await startGrpcServer({
       port: cfg.grpcPort,

@@ -1,3 +1,5 @@
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { Level } from "level";
 
 /**
@@ -91,6 +93,13 @@ export function createStageState(): StageStateInternal {
 export interface StateDb {
   /** The snapshot store of one stage instance (a sublevel "<stage>/<partition>"). */
   instance(stage: string, partition: number): SnapshotStore;
+  /**
+   * Compacts the whole store: deleted keys (expired windows, horizons, forgotten event ids)
+   * leave tombstones until LevelDB compacts their range; this makes the disk follow the state.
+   */
+  compact(): Promise<void>;
+  /** Bytes on disk under the store's directory. */
+  sizeBytes(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -124,9 +133,19 @@ export async function openStateDb(path: string): Promise<StateDb> {
       return {
         async load() {
           const state = createStageState();
-          for await (const [k, v] of sub.iterator()) {
-            if (k === META_KEY) state.meta = v as Record<string, unknown>;
-            else state.loadEntry(k, v);
+          // nextv reads in chunks: one call per key (for await) was most of the start-up time.
+          const it = sub.iterator();
+          try {
+            for (;;) {
+              const chunk = await it.nextv(1000);
+              if (chunk.length === 0) break;
+              for (const [k, v] of chunk) {
+                if (k === META_KEY) state.meta = v as Record<string, unknown>;
+                else state.loadEntry(k, v);
+              }
+            }
+          } finally {
+            await it.close();
           }
           return state;
         },
@@ -148,6 +167,22 @@ export async function openStateDb(path: string): Promise<StateDb> {
         },
       };
     },
+    async compact() {
+      // classic-level (what `level` is on Node) has compactRange; the abstract type does not.
+      const c = db as unknown as { compactRange(a: string, b: string): Promise<void> };
+      await c.compactRange("\u0000", "\uffff");
+    },
+    sizeBytes: () => dirSize(path),
     close: () => db.close(),
   };
+}
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += await dirSize(p);
+    else total += (await stat(p).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
 }
