@@ -116,7 +116,7 @@ export function createFallbackActor(o: FallbackActorOptions): Actor<RecommendReq
         }
         const profile = join.profile(req.userId);
         const now = Math.max(o.table.wm, profile?.wm ?? -1);
-        const personalised = join.candidates(req.userId, o.table, now);
+        const personalised = join.candidates(req.userId, o.table, now, req.n);
         const watermark = now >= 0 ? now - o.userOutOfOrdernessMs : -1;
         req.done(
           completeRecommendations(req.userId, req.n, personalised, profile, o.table, watermark, o),

@@ -14,11 +14,6 @@ export interface ProfileRecord {
   wm: number;
 }
 
-interface UserData {
-  /** "<w>|<t>|<item>" -> [count, category] */
-  cells: Record<string, [number, string]>;
-}
-
 export interface InterestOptions {
   partition: number;
   /** Interest horizon (DESIGN: 24 h of event time). */
@@ -33,75 +28,100 @@ export interface InterestHandler extends StageHandler {
   profile(user: string): ProfileRecord | undefined;
 }
 
-/**
- * Computes a profile from a user's window cells at event time `now`: category interest is the
- * number of interactions per main category over windows ending after now − horizon; purchases
- * within the same horizon are listed for exclusion.
- */
-export function computeProfile(
-  u: string,
-  data: UserData,
-  now: number,
-  opts: Pick<InterestOptions, "horizonMs" | "windowMs" | "topCategories">,
-): ProfileRecord {
-  const from = now - opts.horizonMs;
-  const interest = new Map<string, number>();
-  const pur = new Map<string, number>();
-  for (const [key, [n, c]] of Object.entries(data.cells)) {
-    const a = key.indexOf("|");
-    const b = key.indexOf("|", a + 1);
-    const end = Number(key.slice(0, a)) + opts.windowMs;
-    if (end <= from) continue;
-    if (c) interest.set(c, (interest.get(c) ?? 0) + n);
-    if (key.slice(a + 1, b) === "purchase") {
-      const item = key.slice(b + 1);
-      pur.set(item, Math.max(pur.get(item) ?? 0, end));
-    }
-  }
-  const top = [...interest]
-    .sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
-    .slice(0, opts.topCategories);
-  const purList = [...pur].sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
-  return { u, top, pur: purList, wm: now };
+/** A window cell as persisted: key JSON [w, t, u, i], value [count, main category]. */
+type Cell = [number, string];
+
+interface UserAgg {
+  /** Interactions per main category over the live windows. */
+  cats: Map<string, number>;
+  /** Purchase cells: item -> window start -> count. */
+  pur: Map<string, Map<number, number>>;
 }
 
-function sameProfile(a: ProfileRecord | undefined, b: ProfileRecord): boolean {
-  return a !== undefined && JSON.stringify([a.top, a.pur]) === JSON.stringify([b.top, b.pur]);
-}
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
- * interest-ranking: per user, category interest over the closed and open windows of the last
- * 24 h of event time; the top 3 categories and recent purchases go on as a profile upsert
- * whenever they change, including when old windows leave the horizon.
+ * interest-ranking: per user, category interest = interactions per main category over the
+ * closed and open windows of the last 24 h of event time (windows ending after progress − 24 h);
+ * the top 3 categories (ties by name) and the purchases of those windows go on as a profile
+ * upsert whenever they change, including when old windows leave the horizon.
+ *
+ * Window results are upserts, so a cell's new count replaces its old one (never double counts).
+ * Aggregates are kept incrementally: a record costs O(1), a profile O(categories + purchases).
  */
 export function createInterestHandler(
   state: StageState,
   out: StageOutput,
   opts: InterestOptions,
 ): InterestHandler {
-  const users = state.map<UserData>("user");
+  const cells = state.map<Cell>("cell");
   const profiles = state.map<ProfileRecord>("profile");
-  // window start -> users with cells in it (in memory, rebuilt from the snapshot)
+  // Derived, in memory, rebuilt from the cells on load.
+  const users = new Map<string, UserAgg>();
   const byWindow = new Map<number, Set<string>>();
-  for (const [u, d] of users.entries())
-    for (const k of Object.keys(d.cells)) index(Number(k.slice(0, k.indexOf("|"))), u);
   let progress = Number(state.meta.progress ?? -1);
   const target = subjects.interestRanking(opts.partition);
 
-  function index(w: number, u: string) {
+  const aggOf = (u: string) => {
+    let a = users.get(u);
+    if (!a) users.set(u, (a = { cats: new Map(), pur: new Map() }));
+    return a;
+  };
+  const apply = (
+    key: string,
+    w: number,
+    t: string,
+    u: string,
+    i: string,
+    c: string,
+    delta: number,
+    n: number,
+  ) => {
+    const a = aggOf(u);
+    if (c) {
+      const v = (a.cats.get(c) ?? 0) + delta;
+      if (v === 0) a.cats.delete(c);
+      else a.cats.set(c, v);
+    }
+    if (t === "purchase") {
+      let ws = a.pur.get(i);
+      if (!ws) a.pur.set(i, (ws = new Map()));
+      if (n === 0) ws.delete(w);
+      else ws.set(w, n);
+      if (ws.size === 0) a.pur.delete(i);
+    }
     let s = byWindow.get(w);
-    if (!s) byWindow.set(w, (s = new Set()));
-    s.add(u);
+    if (n > 0) {
+      if (!s) byWindow.set(w, (s = new Set()));
+      s.add(key);
+    }
+    if (a.cats.size === 0 && a.pur.size === 0) users.delete(u);
+  };
+  for (const [key, [n, c]] of cells.entries()) {
+    const [w, t, u, i] = JSON.parse(key) as [number, string, string, string];
+    apply(key, w, t, u, i, c, n, n);
   }
 
+  const profileOf = (u: string): ProfileRecord => {
+    const a = users.get(u);
+    if (!a) return { u, top: [], pur: [], wm: progress };
+    const top = [...a.cats]
+      .sort((x, y) => y[1] - x[1] || byName(x[0], y[0]))
+      .slice(0, opts.topCategories);
+    const pur: [string, number][] = [];
+    for (const [item, ws] of a.pur) pur.push([item, Math.max(...ws.keys()) + opts.windowMs]);
+    pur.sort((x, y) => byName(x[0], y[0]));
+    return { u, top, pur, wm: progress };
+  };
+
   const refresh = (u: string) => {
-    const data = users.get(u);
-    if (!data) return;
-    const p = computeProfile(u, data, progress, opts);
-    if (!sameProfile(profiles.get(u), p)) {
-      profiles.set(u, p);
-      out.emit(target, p);
-    }
+    const p = profileOf(u);
+    const prev = profiles.get(u);
+    if (prev && JSON.stringify([prev.top, prev.pur]) === JSON.stringify([p.top, p.pur])) return;
+    if (!prev && p.top.length === 0 && p.pur.length === 0) return;
+    if (p.top.length === 0 && p.pur.length === 0) profiles.delete(u);
+    else profiles.set(u, p);
+    out.emit(target, p);
   };
 
   return {
@@ -116,36 +136,31 @@ export function createInterestHandler(
       for (const r of env.recs) {
         if ("close" in r) continue; // finality changes nothing here: counts are upserts
         const rec = r as WindowRecord;
-        const prev = users.get(rec.u);
-        const cells = { ...(prev?.cells ?? {}) };
-        cells[`${rec.w}|${rec.t}|${rec.i}`] = [rec.n, rec.c];
-        users.set(rec.u, { cells });
-        index(rec.w, rec.u);
+        const key = JSON.stringify([rec.w, rec.t, rec.u, rec.i]);
+        const old = cells.get(key);
+        cells.set(key, [rec.n, rec.c]);
+        if (old && old[1] !== rec.c) {
+          // The carried category changed: move the old count out of the old category.
+          apply(key, rec.w, rec.t, rec.u, rec.i, old[1], -old[0], 0);
+          apply(key, rec.w, rec.t, rec.u, rec.i, rec.c, rec.n, rec.n);
+        } else apply(key, rec.w, rec.t, rec.u, rec.i, rec.c, rec.n - (old?.[0] ?? 0), rec.n);
         touched.add(rec.u);
       }
       // Windows that left the horizon: drop their cells and refresh the users they held.
       const from = progress - opts.horizonMs;
-      for (const [w, us] of [...byWindow].sort((a, b) => a[0] - b[0])) {
+      for (const w of [...byWindow.keys()].sort((a, b) => a - b)) {
         if (w + opts.windowMs > from) break;
-        byWindow.delete(w);
-        for (const u of us) {
-          const d = users.get(u);
-          if (!d) continue;
-          const cells: Record<string, [number, string]> = {};
-          for (const [k, v] of Object.entries(d.cells)) if (!k.startsWith(`${w}|`)) cells[k] = v;
-          if (Object.keys(cells).length === 0) users.delete(u);
-          else users.set(u, { cells });
+        for (const key of byWindow.get(w) ?? []) {
+          const cell = cells.get(key);
+          if (!cell) continue;
+          const [, t, u, i] = JSON.parse(key) as [number, string, string, string];
+          cells.delete(key);
+          apply(key, w, t, u, i, cell[1], -cell[0], 0);
           touched.add(u);
         }
+        byWindow.delete(w);
       }
-      for (const u of touched) {
-        if (users.has(u)) refresh(u);
-        else if (profiles.has(u)) {
-          const empty: ProfileRecord = { u, top: [], pur: [], wm: progress };
-          profiles.delete(u);
-          out.emit(target, empty);
-        }
-      }
+      for (const u of touched) refresh(u);
       out.setProgress(progress);
       out.touch(target);
     },

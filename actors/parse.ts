@@ -35,8 +35,9 @@ export interface ParseOptions {
   counters?: ParseCounters;
   /**
    * The bad-event ratio alert (actors/bad-ratio.ts), told of every input message, good or bad.
-   * Created outside the handler (createBadRatioAlert in actors/parse-metrics.ts), so an alert survives a restart of
-   * the parse actor; whoever reads the alert re-evaluates it, so a quiet minute clears it.
+   * Created outside the handler (createBadRatioAlert in actors/parse-metrics.ts), so an alert
+   * survives a restart of the parse actor; whoever reads the alert re-evaluates it, so a quiet
+   * minute clears it.
    */
   badRatio?: BadRatioMonitor;
   clock?: () => number;
@@ -53,8 +54,9 @@ export interface ParseOptions {
  * + reco_events_duplicate_total). A `handle` that throws leaves `in` ahead by one: such an
  * attempt is a parse failure (reco_stage_errors_total{stage="parse"}), and a message that fails
  * `MAX_ATTEMPTS` times goes to reco.dlq.poison (reco_dlq_poison_total) without reaching parse
- * again. After a restart parse replays from its snapshot and counts the replayed messages again,
- * in every term alike, so the identity holds over the life of a process.
+ * again. After a restart parse replays from its snapshot and the Prometheus counters count the
+ * replayed messages again, in every term alike, so the identity still holds over the life of a
+ * process; counts kept in the snapshot (StageOutput.count, reco_stage_count) are exact.
  *
  * Late events are not a fourth outcome of parse: lateness is decided downstream, per path, and
  * a late event has already been counted as accepted here. On the user path every accepted event

@@ -7,6 +7,8 @@ import type { PopularityRow } from "./popularity.js";
 export interface PopularityTableView {
   /** Rows of a main category with purchases > 0 (any order). */
   category(category: string): Iterable<PopularityRow>;
+  /** The same rows ranked by purchases desc, ties by item id (cached until the category changes). */
+  ranked(category: string): readonly PopularityRow[];
   /** Top rows overall by purchases desc, ties by item id. */
   top(n: number): PopularityRow[];
   /** Number of rows with purchases > 0. */
@@ -27,8 +29,11 @@ export interface JoinOptions {
 
 export interface JoinHandler extends StageHandler {
   profile(user: string): ProfileRecord | undefined;
-  /** Personalised candidates, ranked: score desc, ties by item id (plain string order). */
-  candidates(user: string, table: PopularityTableView, now: number): Candidate[];
+  /**
+   * Personalised candidates, ranked: score desc, ties by item id (plain string order); with
+   * `limit`, at least the first `limit` of them.
+   */
+  candidates(user: string, table: PopularityTableView, now: number, limit?: number): Candidate[];
 }
 
 export const byItemId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -43,13 +48,19 @@ export function joinCandidates(
   table: PopularityTableView,
   now: number,
   exclusionMs: number,
+  limit = Infinity,
 ): Candidate[] {
   const excluded = new Set(
     profile.pur.filter(([, end]) => end > now - exclusionMs).map(([i]) => i),
   );
+  // Within a category the score order is the purchase order, so the global top `limit` lies in
+  // the first limit + |excluded| rows of each category's ranking: no need to score them all.
+  const take = limit + excluded.size;
   const out: Candidate[] = [];
   for (const [category, interest] of profile.top) {
-    for (const row of table.category(category)) {
+    const rows = table.ranked(category);
+    for (let k = 0; k < rows.length && k < take; k++) {
+      const row = rows[k]!;
       if (row.purchases <= 0 || excluded.has(row.item)) continue;
       out.push({ row, score: (interest * row.purchases) / 100 });
     }
@@ -67,10 +78,10 @@ export function createJoinHandler(state: StageState, opts: JoinOptions): JoinHan
   let progress = Number(state.meta.progress ?? -1);
   return {
     profile: (u) => profiles.get(u),
-    candidates(u, table, now) {
+    candidates(u, table, now, limit) {
       const p = profiles.get(u);
       if (!p) return [];
-      return joinCandidates(p, table, now, opts.purchaseExclusionMs);
+      return joinCandidates(p, table, now, opts.purchaseExclusionMs, limit);
     },
     handle(msg) {
       const env = decodeEnvelope<ProfileRecord>(msg.data);

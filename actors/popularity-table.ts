@@ -16,6 +16,9 @@ export function createPopularityTable(): PopularityTable {
   const rows = new Map<string, PopularityRow>();
   const byCategory = new Map<string, Map<string, PopularityRow>>();
   let topCache: PopularityRow[] | undefined;
+  const rankedCache = new Map<string, PopularityRow[]>();
+  const rank = (rows: Iterable<PopularityRow>) =>
+    [...rows].sort((a, b) => b.purchases - a.purchases || byItemId(a.item, b.item));
   let wm = -1;
   const table: PopularityTable & { initialised: boolean } = {
     initialised: false,
@@ -26,15 +29,22 @@ export function createPopularityTable(): PopularityTable {
       return wm;
     },
     category: (c) => byCategory.get(c)?.values() ?? [],
+    ranked(c) {
+      let r = rankedCache.get(c);
+      if (!r) rankedCache.set(c, (r = rank(byCategory.get(c)?.values() ?? [])));
+      return r;
+    },
     top(n) {
-      topCache ??= [...rows.values()].sort(
-        (a, b) => b.purchases - a.purchases || byItemId(a.item, b.item),
-      );
+      topCache ??= rank(rows.values());
       return topCache.slice(0, n);
     },
     apply(row) {
       const prev = rows.get(row.item);
-      if (prev) byCategory.get(prev.category)?.delete(row.item);
+      if (prev) {
+        byCategory.get(prev.category)?.delete(row.item);
+        rankedCache.delete(prev.category);
+      }
+      rankedCache.delete(row.category);
       if (row.purchases > 0) {
         rows.set(row.item, row);
         let m = byCategory.get(row.category);

@@ -1,4 +1,5 @@
 import { describe, it, expect } from "vitest";
+import fc from "fast-check";
 import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host.js";
 import type { ProfileRecord } from "../actors/interest-ranking.js";
@@ -262,5 +263,43 @@ describe("completeRecommendations (fallback)", () => {
     expect(personalised).toEqual([]);
     const r = completeRecommendations("u1", 10, personalised, p, t, NOW, FALLBACK);
     expect(r.items.length).toBeGreaterThan(0);
+  });
+});
+
+describe("joinCandidates with a limit", () => {
+  it("returns exactly the first `limit` of the full ranking, for random tables and profiles", () => {
+    const cats = ["a", "b", "c", "d"];
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            item: fc.stringMatching(/^p[0-9]{1,2}$/),
+            category: fc.constantFrom(...cats),
+            purchases: fc.integer({ min: 0, max: 6 }),
+          }),
+          { maxLength: 60 },
+        ),
+        fc.uniqueArray(fc.constantFrom(...cats), { maxLength: 3 }),
+        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 3, maxLength: 3 }),
+        fc.array(fc.stringMatching(/^p[0-9]{1,2}$/), { maxLength: 8 }),
+        fc.integer({ min: 1, max: 12 }),
+        (rows, top, interests, bought, limit) => {
+          const table = createPopularityTable();
+          for (const r of rows) table.apply({ ...r, brand: "", avgPrice: 0, wm: 0 });
+          const profile = {
+            u: "u",
+            top: top.map((c, k) => [c, interests[k]!] as [string, number]),
+            pur: [...new Set(bought)].map((i) => [i, 1000] as [string, number]),
+            wm: 1000,
+          };
+          const full = joinCandidates(profile, table, 1000, 5000).slice(0, limit);
+          const limited = joinCandidates(profile, table, 1000, 5000, limit).slice(0, limit);
+          expect(limited.map((c) => [c.row.item, c.score])).toEqual(
+            full.map((c) => [c.row.item, c.score]),
+          );
+        },
+      ),
+      { numRuns: 500, seed: 7 },
+    );
   });
 });
