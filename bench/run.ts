@@ -1,0 +1,780 @@
+/**
+ * `npm run bench`: the DESIGN.md §7 figures, each next to a baseline measured in the same run.
+ * Every step runs against a fresh nats-server with a temp store (removed afterwards):
+ *   1. raw JetStream publish (fast publisher) and raw consume (consume(), AckPolicy.None)
+ *   2. end-to-end ingest of the same events through the app, from app start to caught up
+ *   3. freshness: publish → visible in GetRecommendations, under a modest background load
+ *   4. serving: GetRecommendations vs a bare grpc-js echo server, both driven by h2load
+ * Prints a table and writes bench/RESULTS.md. See bench/README.md for the knobs.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { AckPolicy, DeliverPolicy, type NatsConnection } from "nats";
+import { pino } from "pino";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { loadConfig } from "../bin/config.js";
+import { startApp, type App } from "../bin/app.js";
+import { connectNats } from "../connectors/nats/connection.js";
+import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { createJetStreamPublisher, type OutgoingMessage } from "../connectors/nats/publisher.js";
+import { createRecoClient } from "../connectors/grpc/client.js";
+import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
+import {
+  GetRecommendationsRequestSchema,
+  GetRecommendationsResponseSchema,
+  Source,
+  type GetRecommendationsResponse,
+} from "../proto/gen/reco/v1/reco_pb.js";
+import {
+  DEFAULT_GENERATOR,
+  createGenerator,
+  generateMessages,
+  rng32,
+  toMessage,
+  uuidFrom,
+} from "./generator.js";
+import { startEchoServer } from "./echo.js";
+import { grpcFrame, runH2load, type H2loadResult } from "./h2load.js";
+import {
+  dirSize,
+  fmtInt,
+  fmtMiB,
+  fmtMs,
+  median,
+  percentile,
+  procCpuSeconds,
+  scrape,
+  selfCpuSeconds,
+  sleep,
+  sum,
+  withFreshNats,
+} from "./util.js";
+
+const env = process.env;
+const int = (name: string, def: number) => {
+  const v = env[name];
+  if (v === undefined || v === "") return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name}=${v}: expected a positive integer`);
+  return n;
+};
+const N = int("BENCH_EVENTS", 200_000);
+const SERVE_EVENTS = Math.min(N, int("BENCH_SERVE_EVENTS", 50_000));
+const PUB_WINDOW = int("BENCH_PUB_WINDOW", 2048);
+const PARTITIONS = int("BENCH_PARTITIONS", 8);
+const FRESH_RATE = int("BENCH_FRESH_RATE", 2000);
+const FRESH_SECONDS = int("BENCH_FRESH_SECONDS", 10);
+const PROBE_EVERY_MS = int("BENCH_PROBE_MS", 200);
+const POLL_MS = 10;
+const H2_REQUESTS = int("BENCH_H2LOAD_REQUESTS", 20_000);
+const ROUNDS = int("BENCH_ROUNDS", 3);
+const STEPS = new Set((env.BENCH_STEPS ?? "1,2,3,4").split(",").map((x) => x.trim()));
+const INGEST_TIMEOUT_MS = int("BENCH_INGEST_TIMEOUT_S", 150) * 1000;
+/** Ingest is done once positions have not moved for this long (the end time is the last move). */
+const SETTLE_MS = 1000;
+
+const T_START = performance.now();
+/** Wall-clock start of the whole run, passed to the step processes so log times line up. */
+const T0 = Number(env.RECO_BENCH_T0) || Date.now();
+const log = (msg: string) =>
+  console.error(`[bench ${((Date.now() - T0) / 1000).toFixed(1)}s] ${msg}`);
+
+// ---------------------------------------------------------------------------------------------
+// Results table
+
+interface Row {
+  step: string;
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+}
+const rows: Row[] = [];
+const notes: string[] = [];
+let failures = 0;
+const row = (r: Partial<Row> & Pick<Row, "step" | "figure" | "value">) =>
+  rows.push({ baseline: "", ratio: "", target: "", ...r });
+const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "n/a");
+const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async function connect(nats: EmbeddedNats): Promise<NatsConnection> {
+  return connectNats({ servers: nats.url, name: "reco-bench" });
+}
+
+/** Publishes with the fast publisher; returns msgs/s. */
+async function publishAll(nc: NatsConnection, msgs: OutgoingMessage[]): Promise<number> {
+  const pub = createJetStreamPublisher(nc, { window: PUB_WINDOW });
+  const t0 = performance.now();
+  const { published } = await pub.publishMany(msgs);
+  const secs = (performance.now() - t0) / 1000;
+  await pub.close();
+  if (published !== msgs.length) throw new Error(`published ${published} of ${msgs.length}`);
+  return msgs.length / secs;
+}
+
+function appConfig(nats: EmbeddedNats, dataDir: string) {
+  return loadConfig({
+    NATS_URL: nats.url,
+    DATA_DIR: dataDir,
+    GRPC_PORT: "0",
+    GRPC_HOST: "127.0.0.1",
+    METRICS_PORT: "0",
+    LOG_LEVEL: "silent",
+    PARTITIONS: String(PARTITIONS),
+  });
+}
+
+const PER_PARTITION_STAGES = [
+  "watermark",
+  "window",
+  "interest-ranking",
+  "popularity-join",
+  "popularity",
+  "trending",
+];
+const instanceIds = () => [
+  "parse/0",
+  ...Array.from({ length: PARTITIONS }, (_, p) =>
+    PER_PARTITION_STAGES.map((s) => `${s}/${p}`),
+  ).flat(),
+];
+
+/**
+ * Waits until parse has processed the EVENTS stream up to `lastSeq`, no stage instance's input
+ * position has moved for SETTLE_MS, and every consumer-lag gauge reads 0. Returns the time of
+ * the last observed move (polled every 50 ms), i.e. when the pipeline actually finished.
+ */
+async function waitCaughtUp(
+  app: App,
+  lastSeq: number,
+  t0: number,
+): Promise<{ doneAt: number; timedOut: boolean; parsed: number }> {
+  const ids = instanceIds();
+  let lastSum = -1;
+  let lastMove = performance.now();
+  for (;;) {
+    const now = performance.now();
+    const parsePos = app.pipeline.instance("parse/0")?.position() ?? 0;
+    let s = 0;
+    for (const id of ids) s += app.pipeline.instance(id)?.position() ?? 0;
+    if (s !== lastSum) {
+      lastSum = s;
+      lastMove = now;
+    } else if (parsePos >= lastSeq && now - lastMove >= SETTLE_MS) {
+      const lags = (await scrape(app.metricsPort)).filter(
+        (m) => m.name === "reco_stage_consumer_lag",
+      );
+      if (lags.every((m) => m.value === 0))
+        return { doneAt: lastMove, timedOut: false, parsed: parsePos };
+    }
+    if (now - t0 > INGEST_TIMEOUT_MS) return { doneAt: now, timedOut: true, parsed: parsePos };
+    await sleep(50);
+  }
+}
+
+/** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
+async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
+  const nc = await connect(nats);
+  await ensureEventsStream(await nc.jetstreamManager());
+  const pubRate = await publishAll(nc, msgs);
+  const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state.last_seq;
+  await nc.close();
+
+  const dataDir = join(dir, "app");
+  const rssBefore = process.memoryUsage().rss;
+  const cpu0 = selfCpuSeconds();
+  const natsCpu0 = await procCpuSeconds(nats.pid);
+  const t0 = performance.now();
+  const app = await startApp(appConfig(nats, dataDir), pino({ level: "silent" }));
+  const startedMs = performance.now() - t0;
+  const { doneAt, timedOut, parsed } = await waitCaughtUp(app, lastSeq, t0);
+  const secs = (doneAt - t0) / 1000;
+  // CPU is read at detection time (SETTLE_MS later): the idle tail adds a little.
+  const cpu = selfCpuSeconds() - cpu0;
+  const natsCpu = (await procCpuSeconds(nats.pid)) - natsCpu0;
+  const wall = (performance.now() - t0) / 1000;
+  return {
+    app,
+    dataDir,
+    lastSeq,
+    parsed,
+    pubRate,
+    secs,
+    startedMs,
+    timedOut,
+    rssBefore,
+    appCpuPct: (cpu / wall) * 100,
+    natsCpuPct: (natsCpu / wall) * 100,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Baselines: raw publish and raw consume
+
+async function stepRaw(msgs: OutgoingMessage[]): Promise<number> {
+  return withFreshNats("raw", async (nats) => {
+    const nc = await connect(nats);
+    const jsm = await nc.jetstreamManager();
+    await ensureEventsStream(jsm);
+    log(`1. raw publish of ${fmtInt(msgs.length)} events (window ${PUB_WINDOW})`);
+    const pubRate = await publishAll(nc, msgs);
+    row({
+      step: "1",
+      figure: "raw JetStream publish (fast publisher)",
+      value: `${fmtInt(pubRate)} msgs/s`,
+    });
+
+    log("1. raw consume (consume(), AckPolicy.None, batch 1024)");
+    await jsm.consumers.add(EVENTS_STREAM, {
+      durable_name: "bench_raw",
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.All,
+    });
+    const consumer = await nc.jetstream().consumers.get(EVENTS_STREAM, "bench_raw");
+    const t0 = performance.now();
+    const iter = await consumer.consume({ max_messages: 1024 });
+    let n = 0;
+    let bytes = 0;
+    // Per NATS-NOTES: close inside the loop and let it end by itself (no `break`).
+    for await (const m of iter) {
+      bytes += m.data.length;
+      if (++n >= msgs.length) void iter.close();
+    }
+    const consumeRate = n / ((performance.now() - t0) / 1000);
+    row({
+      step: "1",
+      figure: "raw JetStream consume (no acks)",
+      value: `${fmtInt(consumeRate)} msgs/s`,
+    });
+    notes.push(
+      `Events are ${Math.round(bytes / n)} bytes of JSON on average (Zipf users/items, ` +
+        `view/click/cart/purchase 70/18/7/5%, ±60 s disorder).`,
+    );
+    await nc.close();
+    return consumeRate;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. End-to-end ingest
+
+async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise<void> {
+  await withFreshNats("ingest", async (nats, dir) => {
+    log(`2. publishing ${fmtInt(msgs.length)} events, then starting the app`);
+    const r = await ingest(nats, dir, msgs);
+    try {
+      // On a timeout, only what parse got through counts (downstream stages lag further).
+      const rate = (r.timedOut ? r.parsed : msgs.length) / r.secs;
+      log(
+        `2. ${r.timedOut ? "TIMED OUT after" : "caught up in"} ${r.secs.toFixed(1)} s ` +
+          `(app start ${r.startedMs.toFixed(0)} ms)`,
+      );
+      const samples = await scrape(r.app.metricsPort);
+      const accepted = sum(samples, "reco_events_accepted_total");
+      const joinIn = sum(samples, "reco_stage_events_in_total", { stage: "popularity-join" });
+      row({
+        step: "2",
+        figure: `end-to-end ingest, ${PARTITIONS} partitions${
+          r.timedOut
+            ? ` (TIMED OUT at ${INGEST_TIMEOUT_MS / 1000} s, parse at ${fmtInt(r.parsed)})`
+            : ""
+        }`,
+        value: `${fmtInt(rate)} events/s`,
+        baseline: `${fmtInt(consumeRate)} msgs/s raw consume`,
+        ratio: ratio(rate, consumeRate),
+        target: `≥ 0.50× (${verdict(!r.timedOut && rate / consumeRate >= 0.5)})`,
+      });
+      if (r.timedOut) failures++;
+      row({
+        step: "2",
+        figure: "  CPU during ingest (app process / nats-server)",
+        value: `${r.appCpuPct.toFixed(0)}% / ${r.natsCpuPct.toFixed(0)}%`,
+      });
+      row({
+        step: "2",
+        figure: "  events accepted by parse",
+        value: fmtInt(accepted),
+        baseline: `${fmtInt(msgs.length)} published`,
+      });
+      if (accepted !== msgs.length) {
+        failures++;
+        notes.push(`Step 2: parse accepted ${accepted} of ${msgs.length} events.`);
+      }
+      notes.push(
+        `Step 2: ${fmtInt(r.lastSeq)} events were published first (${fmtInt(r.pubRate)} msgs/s), ` +
+          `then the app was started; the time runs from startApp() (${r.startedMs.toFixed(0)} ms of ` +
+          `it is start-up) until parse reached the stream's last sequence, no stage input moved for ` +
+          `${SETTLE_MS} ms and all consumer-lag gauges read 0. popularity-join consumed ` +
+          `${fmtInt(joinIn)} hop messages.`,
+      );
+      const rss = process.memoryUsage();
+      await r.app.pipeline.snapshotAll();
+      const level = await dirSize(join(r.dataDir, "state"));
+      row({
+        step: "2",
+        figure: "  RSS after ingest (Δ from before app start)",
+        value: `${fmtMiB(rss.rss)} (+${fmtMiB(rss.rss - r.rssBefore)})`,
+        baseline: `heap used ${fmtMiB(rss.heapUsed)}`,
+      });
+      row({ step: "2", figure: "  LevelDB state dir after snapshotAll()", value: fmtMiB(level) });
+      notes.push(
+        "RSS is of the step's own process, which runs the app in-process and also holds the " +
+          "generated events (~" +
+          fmtMiB(msgs.reduce((a, m) => a + m.data.length, 0)) +
+          " of payloads plus objects); the Δ is the better guide. Every step runs in a fresh " +
+          "process and a fresh nats-server.",
+      );
+    } finally {
+      await r.app.stop();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Freshness
+
+async function stepFreshness(): Promise<void> {
+  await withFreshNats("fresh", async (nats, dir) => {
+    const app = await startApp(appConfig(nats, join(dir, "app")), pino({ level: "silent" }));
+    const nc = await connect(nats);
+    const client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+    const pub = createJetStreamPublisher(nc, { window: 1024 });
+    const gen = createGenerator({ ...DEFAULT_GENERATOR, seed: 7, start: Date.now() });
+    const ids = rng32(99);
+    let stop = false;
+    let sent = 0;
+    const pubFailures = { n: 0, first: "" };
+    const publish = (m: OutgoingMessage) =>
+      pub.publish(m.subject, m.data).catch((err: unknown) => {
+        pubFailures.n++;
+        pubFailures.first ||= err instanceof Error ? err.message : String(err);
+      });
+    const tLoad = performance.now();
+    const load = (async () => {
+      while (!stop) {
+        const due = Math.floor(((performance.now() - tLoad) / 1000) * FRESH_RATE);
+        for (; sent < due; sent++) {
+          const m = toMessage(gen.next(Date.now()));
+          void publish(m);
+        }
+        await sleep(5);
+      }
+    })();
+
+    const probe = async (k: number): Promise<number | undefined> => {
+      const item = `probe-item-${k}`;
+      const category = `probecat${k}.x`;
+      const user = `bench-probe-${k}`;
+      const base = { item, category, brand: "probe", price: 1 };
+      const ts = Date.now();
+      const t0 = performance.now();
+      // Another user buys the item (it becomes popular in its category) and the probe user
+      // views it (the category becomes the probe user's interest).
+      const buy = toMessage({
+        ...base,
+        type: "purchase",
+        ts,
+        user: `bench-buyer-${k}`,
+        id: uuidFrom(ids),
+      });
+      const view = toMessage({ ...base, type: "view", ts, user, id: uuidFrom(ids) });
+      void publish(buy);
+      void publish(view);
+      while (performance.now() - t0 < 10_000) {
+        await sleep(POLL_MS);
+        const res = await client
+          .getRecommendations(user, 10, { deadlineMs: 2000 })
+          .catch(() => undefined);
+        if (res?.items.some((i) => i.itemId === item && i.source === Source.PERSONALIZED))
+          return performance.now() - t0;
+      }
+      return undefined;
+    };
+
+    try {
+      log(`3. freshness: ${FRESH_RATE} events/s background load, 2 s warm-up`);
+      await sleep(2000);
+      await probe(0); // warm-up probe, not counted
+      log(`3. probing every ${PROBE_EVERY_MS} ms for ${FRESH_SECONDS} s`);
+      const probes: Promise<number | undefined>[] = [];
+      const tProbe = performance.now();
+      for (let k = 1; performance.now() - tProbe < FRESH_SECONDS * 1000; k++) {
+        probes.push(probe(k));
+        await sleep(PROBE_EVERY_MS);
+      }
+      const achieved = sent / ((performance.now() - tLoad) / 1000);
+      const jsm = await nc.jetstreamManager();
+      const lastSeq = (await jsm.streams.info(EVENTS_STREAM)).state.last_seq;
+      const backlog = Math.max(0, lastSeq - (app.pipeline.instance("parse/0")?.position() ?? 0));
+      const results = await Promise.all(probes);
+      stop = true;
+      await load;
+      // Failures were counted by publish(); close() would only repeat the first one.
+      await pub.close().catch(() => undefined);
+      if (pubFailures.n > 0) {
+        failures++;
+        notes.push(
+          `Step 3: ${pubFailures.n} publishes failed (first: ${pubFailures.first}): the process ` +
+            `was too busy to handle PubAcks in time.`,
+        );
+      }
+      const seen = results.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+      const missed = results.length - seen.length;
+      if (missed > 0) failures++;
+      const p50 = percentile(seen, 50);
+      const p99 = percentile(seen, 99);
+      row({
+        step: "3",
+        figure: `freshness p50 / p99, ${fmtInt(FRESH_RATE)} events/s load, ${results.length} probes`,
+        value: `${fmtMs(p50)} / ${fmtMs(p99)} ms`,
+        baseline: missed
+          ? `${missed} probes not visible within 10 s`
+          : `max ${fmtMs(seen.at(-1) ?? NaN)} ms`,
+        target: `p99 < 250 ms at 10k/s (${verdict(missed === 0 && p99 < 250)} at ${fmtInt(FRESH_RATE)}/s)`,
+      });
+      notes.push(
+        `Step 3: a probe publishes a purchase of a new item in a new category by another user and ` +
+          `a view of it by a fresh probe user, then polls GetRecommendations over gRPC every ` +
+          `${POLL_MS} ms until the item is listed as PERSONALIZED; the time is from publish to the ` +
+          `answer that shows it (so it includes up to ${POLL_MS} ms of polling granularity and one ` +
+          `round trip). Background load achieved ${fmtInt(achieved)} events/s; when probing ` +
+          `ended, parse was ${fmtInt(backlog)} events behind the EVENTS stream. ` +
+          `With ${results.length} probes, p99 is the ${results.length < 100 ? "maximum" : "99th percentile"}.`,
+      );
+    } finally {
+      stop = true;
+      client.close();
+      await nc.close().catch(() => undefined);
+      await app.stop();
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Serving
+
+async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
+  await withFreshNats("serve", async (nats, dir) => {
+    log(`4. serving: ingesting ${fmtInt(msgs.length)} events first`);
+    const r = await ingest(nats, dir, msgs);
+    const app = r.app;
+    const tmp = await mkdtemp(join(tmpdir(), "reco-bench-h2-"));
+    const appClient = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+    let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+    try {
+      if (r.timedOut) throw new Error("serving set-up: ingest did not catch up");
+      // The most active user (Zipf rank 0): a full personalised answer.
+      const user = "u0";
+      const n = 10;
+      const real: GetRecommendationsResponse = await appClient.getRecommendations(user, n);
+      const personal = real.items.filter((i) => i.source === Source.PERSONALIZED).length;
+      if (real.items.length === 0) throw new Error(`GetRecommendations(${user}) returned no items`);
+      const bodyFile = join(tmp, "body.bin");
+      const request = toBinary(
+        GetRecommendationsRequestSchema,
+        create(GetRecommendationsRequestSchema, { userId: user, n }),
+      );
+      await writeFile(bodyFile, grpcFrame(request));
+      echo = await startEchoServer(real);
+      const echoClient = createRecoClient(`127.0.0.1:${echo.port}`);
+      const echoed = await echoClient.getRecommendations(user, n);
+      echoClient.close();
+      if (echoed.items.length !== real.items.length) throw new Error("echo server answer differs");
+
+      const path = "/reco.v1.RecommendationService/GetRecommendations";
+      const targets = {
+        echo: `http://127.0.0.1:${echo.port}${path}`,
+        app: `http://127.0.0.1:${app.grpcPort}${path}`,
+      };
+      const grpcOk = async () =>
+        sum(await scrape(app.metricsPort), "grpc_requests_total", { code: "OK" });
+      const grpcAll = async () => sum(await scrape(app.metricsPort), "grpc_requests_total");
+      const run = async (t: "echo" | "app", streams: number, requests: number) => {
+        const res = await runH2load({
+          url: targets[t],
+          bodyFile,
+          requests,
+          streams,
+          logFile: join(tmp, `${t}-${streams}.log`),
+        });
+        if (res.succeeded !== requests || res.logged200 !== requests)
+          throw new Error(
+            `h2load against ${t}: ${res.succeeded}/${requests} succeeded, ` +
+              `${res.logged200} with status 200\n${res.raw}`,
+          );
+        return res;
+      };
+
+      log("4. h2load warm-up");
+      await run("echo", 64, 3000);
+      await run("app", 64, 3000);
+      const ok0 = await grpcOk();
+      const all0 = await grpcAll();
+      const res: Record<string, H2loadResult[]> = {
+        "echo-64": [],
+        "app-64": [],
+        "echo-4": [],
+        "app-4": [],
+      };
+      const m4Requests = Math.max(1000, Math.floor(H2_REQUESTS / 2));
+      for (let round = 1; round <= ROUNDS; round++) {
+        log(
+          `4. round ${round}/${ROUNDS}: -m 64 (${H2_REQUESTS} req) and -m 4 (${m4Requests} req), echo then app`,
+        );
+        res["echo-64"]!.push(await run("echo", 64, H2_REQUESTS));
+        res["app-64"]!.push(await run("app", 64, H2_REQUESTS));
+        res["echo-4"]!.push(await run("echo", 4, m4Requests));
+        res["app-4"]!.push(await run("app", 4, m4Requests));
+      }
+      const okDelta = (await grpcOk()) - ok0;
+      const allDelta = (await grpcAll()) - all0;
+      const expected = ROUNDS * (H2_REQUESTS + m4Requests);
+      if (okDelta !== expected) failures++;
+      const med = (k: string, f: (x: H2loadResult) => number) => median(res[k]!.map(f));
+      const rps = (k: string) => med(k, (x) => x.reqPerSec);
+      const p99 = (k: string) => med(k, (x) => x.p99Ms);
+      const p50 = (k: string) => med(k, (x) => x.p50Ms);
+      const cpu = (k: string) => med(k, (x) => x.serverCpuUsPerReq);
+
+      row({
+        step: "4",
+        figure: "GetRecommendations req/s, 64 streams",
+        value: `${fmtInt(rps("app-64"))} req/s`,
+        baseline: `${fmtInt(rps("echo-64"))} req/s echo`,
+        ratio: ratio(rps("app-64"), rps("echo-64")),
+        target: `≥ 0.70× (${verdict(rps("app-64") / rps("echo-64") >= 0.7)})`,
+      });
+      row({
+        step: "4",
+        figure: "  p50 / p99 latency, 64 streams",
+        value: `${fmtMs(p50("app-64"))} / ${fmtMs(p99("app-64"))} ms`,
+        baseline: `${fmtMs(p50("echo-64"))} / ${fmtMs(p99("echo-64"))} ms echo`,
+        ratio: ratio(p99("app-64"), p99("echo-64")),
+        target: `p99 ≤ 1.5× (${verdict(p99("app-64") / p99("echo-64") <= 1.5)})`,
+      });
+      row({
+        step: "4",
+        figure: "  server CPU per request, 64 streams",
+        value: `${fmtInt(cpu("app-64"))} µs`,
+        baseline: `${fmtInt(cpu("echo-64"))} µs echo`,
+        ratio: ratio(cpu("app-64"), cpu("echo-64")),
+      });
+      row({
+        step: "4",
+        figure: "GetRecommendations p50 / p99, 4 streams",
+        value: `${fmtMs(p50("app-4"))} / ${fmtMs(p99("app-4"))} ms`,
+        baseline: `${fmtMs(p50("echo-4"))} / ${fmtMs(p99("echo-4"))} ms echo`,
+        ratio: ratio(p99("app-4"), p99("echo-4")),
+        target: `p99 < 5 ms (${verdict(p99("app-4") < 5)})`,
+      });
+      row({
+        step: "4",
+        figure: "  req/s, 4 streams",
+        value: `${fmtInt(rps("app-4"))} req/s`,
+        baseline: `${fmtInt(rps("echo-4"))} req/s echo`,
+        ratio: ratio(rps("app-4"), rps("echo-4")),
+      });
+      notes.push(
+        `Step 4: ${fmtInt(msgs.length)} events ingested into a fresh app first; every request asks ` +
+          `GetRecommendations(user_id="${user}", n=${n}) (${real.items.length} items, ${personal} ` +
+          `personalised, ${toBinary(GetRecommendationsResponseSchema, real).length} bytes). The echo server is grpc-js with the same service definition answering ` +
+          `that prebuilt response. h2load: one connection (-c 1), -m streams, ` +
+          `${fmtInt(H2_REQUESTS)} requests at -m 64 and ${fmtInt(m4Requests)} at -m 4, after a ` +
+          `3,000-request warm-up; ${ROUNDS} rounds alternating echo and app, medians shown. ` +
+          `Latency percentiles come from h2load's per-request log. All requests got HTTP 200; the ` +
+          `app's grpc_requests_total counted ${fmtInt(okDelta)} OK of ${fmtInt(allDelta)} ` +
+          `(expected ${fmtInt(expected)}). Server CPU per request is this process's CPU time ` +
+          `over the run divided by requests (the app's idle pipeline included).`,
+      );
+    } finally {
+      appClient.close();
+      await echo?.stop();
+      await app.stop();
+      await rm(tmp, { recursive: true, force: true });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+function version(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8" }).trim().split("\n")[0] ?? "";
+  } catch {
+    return "unknown";
+  }
+}
+
+function commandLine(): string {
+  const knobs = Object.keys(env)
+    .filter((k) => k.startsWith("BENCH_"))
+    .sort()
+    .map((k) => `${k}=${env[k]}`);
+  const cmd = env.npm_lifecycle_event === "bench" ? "npm run bench" : "npx tsx bench/run.ts";
+  return [...knobs, cmd].join(" ");
+}
+
+/** Child mode: runs one step in this (fresh) process and prints its result as one JSON line. */
+async function runStep(name: string, consumeRate: number): Promise<void> {
+  const msgs = () =>
+    generateMessages(N, { ...DEFAULT_GENERATOR, start: Date.now() - DEFAULT_GENERATOR.spanMs });
+  let rate: number | undefined;
+  try {
+    if (name === "1") rate = await stepRaw(msgs());
+    else if (name === "2") await stepIngest(msgs(), consumeRate);
+    else if (name === "3") await stepFreshness();
+    else if (name === "4") await stepServing(msgs().slice(0, SERVE_EVENTS));
+    else throw new Error(`unknown step ${name}`);
+  } catch (err) {
+    failures++;
+    const msg = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    log(`${name} FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    row({ step: name, figure: "FAILED", value: msg ?? "" });
+  }
+  const result: StepResult = { rows, notes, failures, ...(rate !== undefined ? { rate } : {}) };
+  process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`);
+}
+
+interface StepResult {
+  rows: Row[];
+  notes: string[];
+  failures: number;
+  /** Step 1: the raw consume rate, the baseline of step 2. */
+  rate?: number;
+}
+const RESULT_PREFIX = "BENCH-RESULT ";
+
+/**
+ * Runs one step in a child process (same node flags, so tsx's loader too): every step gets a
+ * fresh heap, so one step's garbage or leftovers cannot slow the next, and RSS is the step's own.
+ */
+async function spawnStep(name: string, consumeRate: number): Promise<StepResult> {
+  const script = fileURLToPath(import.meta.url);
+  const args = [...process.execArgv, script, "--step", name, "--consume-rate", String(consumeRate)];
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...env, RECO_BENCH_T0: String(T0) },
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+    child.once("exit", (code, signal) => {
+      const line = out.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
+      if (line) {
+        resolve(JSON.parse(line.slice(RESULT_PREFIX.length)) as StepResult);
+        return;
+      }
+      const why = `step process exited with ${signal ?? code} and no result`;
+      resolve({
+        rows: [{ step: name, figure: "FAILED", value: why, baseline: "", ratio: "", target: "" }],
+        notes: [],
+        failures: 1,
+      });
+    });
+  });
+}
+
+function table(): string {
+  const head: Row = {
+    step: "#",
+    figure: "figure",
+    value: "value",
+    baseline: "baseline (same run)",
+    ratio: "ratio",
+    target: "target (DESIGN §7)",
+  };
+  const cols = Object.keys(head) as (keyof Row)[];
+  const all = [head, ...rows];
+  const width = (c: keyof Row) => Math.max(...all.map((r) => r[c].length));
+  const line = (r: Row) => `| ${cols.map((c) => r[c].padEnd(width(c))).join(" | ")} |`;
+  const sep = `| ${cols.map((c) => "-".repeat(width(c))).join(" | ")} |`;
+  return [line(head), sep, ...rows.map(line)].join("\n");
+}
+
+async function main(): Promise<void> {
+  const machine = {
+    nproc: version("nproc", []) || String(availableParallelism()),
+    node: process.version,
+    nats: version("nats-server", ["--version"]),
+    h2load: version("h2load", ["--version"]),
+    date: new Date().toISOString(),
+    load: loadavg(),
+  };
+  let consumeRate = NaN;
+  for (const name of ["1", "2", "3", "4"]) {
+    if (!STEPS.has(name)) continue;
+    const r = await spawnStep(name, consumeRate);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+    failures += r.failures;
+    if (r.rate !== undefined) consumeRate = r.rate;
+  }
+
+  const totalSecs = (performance.now() - T_START) / 1000;
+  const t = table();
+  console.log(
+    `\nreco-stream bench: ${fmtInt(N)} events, ${PARTITIONS} partitions, ${totalSecs.toFixed(0)} s\n`,
+  );
+  console.log(t);
+  console.log(
+    `\nload average (1 min): ${machine.load[0]!.toFixed(1)} at start, ${loadavg()[0]!.toFixed(1)} at end ` +
+      `on ${machine.nproc} cores\n`,
+  );
+  for (const n of notes) console.log(`- ${n}`);
+
+  const md = [
+    "# Bench results",
+    "",
+    "Written by `bench/run.ts`; see bench/README.md for what each figure means. Treat every",
+    "figure as ±25%: the machine is shared and noisy (NATS-NOTES.md).",
+    "",
+    "```",
+    commandLine(),
+    "```",
+    "",
+    `- machine: ${machine.nproc} cores (nproc), Node ${machine.node}, ${machine.nats}, ${machine.h2load}`,
+    `- date: ${machine.date}; the whole run took ${totalSecs.toFixed(0)} s`,
+    `- load average (1 min) at start ${machine.load[0]!.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)}: ` +
+      "anything above ~0.5 means other work shared the 2 cores and the figures are pessimistic",
+    `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}`,
+    "",
+    t,
+    "",
+    "## Notes",
+    "",
+    ...notes.map((n) => `- ${n}`),
+    "",
+  ].join("\n");
+  const out = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
+  // Formatted like the rest of the repo, so `prettier --check .` stays clean after a run.
+  const formatted = await import("prettier")
+    .then((p) => p.format(md, { parser: "markdown", printWidth: 100 }))
+    .catch(() => md);
+  await writeFile(out, formatted);
+  log(`wrote ${out}${failures ? ` (${failures} failures)` : ""}`);
+}
+
+const stepArg = process.argv.indexOf("--step");
+const entry =
+  stepArg > 0
+    ? () =>
+        runStep(
+          process.argv[stepArg + 1] ?? "",
+          Number(process.argv[process.argv.indexOf("--consume-rate") + 1]),
+        )
+    : main;
+entry().then(
+  () => process.exit(failures ? 1 : 0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(2);
+  },
+);

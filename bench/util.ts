@@ -1,0 +1,113 @@
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Runs `fn` against a fresh nats-server with a temp store; both are removed afterwards. */
+export async function withFreshNats<T>(
+  label: string,
+  fn: (nats: EmbeddedNats, dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), `reco-bench-${label}-`));
+  let nats: EmbeddedNats | undefined;
+  try {
+    nats = await startEmbeddedNats({ port: 0, storeDir: join(dir, "nats") });
+    return await fn(nats, dir);
+  } finally {
+    await nats?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Total size in bytes of the regular files under `dir` (0 if it does not exist). */
+export async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) total += await dirSize(p);
+    // LevelDB compaction may delete a file between readdir and stat.
+    else if (e.isFile())
+      total += await stat(p).then(
+        (st) => st.size,
+        () => 0,
+      );
+  }
+  return total;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux only). */
+export async function procCpuSeconds(pid: number): Promise<number> {
+  try {
+    const s = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of the full line, i.e. 11 and 12 here; 100 ticks/s.
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds this process has used so far. */
+export function selfCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Samples of Prometheus text exposition: `name{labels} value`. */
+export interface PromSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export function parseProm(text: string): PromSample[] {
+  const out: PromSample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+export async function scrape(metricsPort: number): Promise<PromSample[]> {
+  const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+  return parseProm(await res.text());
+}
+
+export const sum = (samples: PromSample[], name: string, where: Record<string, string> = {}) =>
+  samples
+    .filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v))
+    .reduce((a, s) => a + s.value, 0);
+
+export const fmtInt = (n: number) =>
+  Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "n/a";
+export const fmtMs = (n: number) =>
+  Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : "n/a";
+export const fmtMiB = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
