@@ -114,6 +114,8 @@ export interface StageInstance<H extends StageHandler> {
   position(): number;
   /** The persisted counts (see StageOutput.count). */
   stats(): Readonly<Record<string, number>>;
+  /** Stops taking input: what is already in the mailbox is still processed. */
+  stopInput(): void;
   /** Forces a snapshot now (flush, wait for acks, write). */
   snapshotNow(): Promise<void>;
 }
@@ -143,6 +145,9 @@ export function createStageInstance<H extends StageHandler>(
   let firstBufferedAt = 0;
   let current: InputMessage | undefined;
   let stats: Record<string, number> = {};
+  let closeInput: () => void = () => undefined;
+  // Bound the mailbox by what a message holds: an event, or a batch of up to B records.
+  const mailboxLimit = spec.input === "raw" ? 2048 : 32;
   const buffers = new Map<string, unknown[]>();
   const raws: { subject: string; data: Uint8Array; headers: Record<string, string>; id: string }[] =
     [];
@@ -292,13 +297,14 @@ export function createStageInstance<H extends StageHandler>(
           startSeq: lastSeq + 1,
         });
         ctx.signal.addEventListener("abort", () => void iter.close());
+        closeInput = () => void iter.close();
         // Background pump: the mailbox serialises input with flush and snapshot ticks.
         void (async () => {
           try {
             for await (const m of iter) {
               ctx.send({ kind: "input", m });
               if (publisher!.pending() > 512) await publisher!.ready();
-              if (actor.mailboxDepth() > 2048) {
+              if (actor.mailboxDepth() > mailboxLimit) {
                 deps.metrics?.mailbox(stage, partition, actor.mailboxDepth());
                 await actor.idle();
               }
@@ -365,6 +371,7 @@ export function createStageInstance<H extends StageHandler>(
     handler: () => handler,
     position: () => lastSeq,
     stats: () => stats,
+    stopInput: () => closeInput(),
     snapshotNow: () =>
       new Promise<void>((resolve) => actor.send({ kind: "snapshot", done: resolve })),
   };

@@ -361,6 +361,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
     async stop() {
       running = false;
+      // Take no more input, finish what is queued, snapshot: the next start replays little.
+      for (const i of instances.values()) i.stopInput();
       await Promise.all(
         [...instances.values()].map((i) =>
           i.actor.getStatus() === "running" ? i.snapshotNow().catch(() => undefined) : undefined,

@@ -128,9 +128,12 @@ export function createTrendingHandler(
       const hours = [...byHour.keys()]
         .filter((k) => k.startsWith("24h|"))
         .map((k) => Number(k.slice(4)));
+      // A window ending at e holds hours e − 24 h .. e − 1 h: only windows ending between
+      // firstData + 1 h and lastData + 24 h hold data, however far progress jumped.
       const firstData = hours.length ? Math.min(...hours) : Infinity;
-      let e = Math.max(final24h + HOUR, firstData + HOUR, closedEnd - 48 * HOUR);
-      for (; e <= closedEnd; e += HOUR) {
+      const lastData = hours.length ? Math.max(...hours) : -Infinity;
+      const to = Math.min(closedEnd, lastData + DAY);
+      for (let e = Math.max(final24h + HOUR, firstData + HOUR); e <= to; e += HOUR) {
         const p = part("24h", e - DAY, true);
         if (p.items.length > 0) put(p);
         dirty.delete(`24h|${e - DAY}`);
