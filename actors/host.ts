@@ -114,6 +114,8 @@ export interface StageInstance<H extends StageHandler> {
   position(): number;
   /** The persisted counts (see StageOutput.count). */
   stats(): Readonly<Record<string, number>>;
+  /** Keys of per-key state held now. */
+  stateKeys(): number;
   /** Stops taking input: what is already in the mailbox is still processed. */
   stopInput(): void;
   /** Forces a snapshot now (flush, wait for acks, write). */
@@ -371,6 +373,7 @@ export function createStageInstance<H extends StageHandler>(
     handler: () => handler,
     position: () => lastSeq,
     stats: () => stats,
+    stateKeys: () => state?.keyCount() ?? 0,
     stopInput: () => closeInput(),
     snapshotNow: () =>
       new Promise<void>((resolve) => actor.send({ kind: "snapshot", done: resolve })),

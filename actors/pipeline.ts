@@ -303,6 +303,15 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       },
     });
     new Gauge({
+      name: "reco_stage_state_keys",
+      help: "Keys of per-key state a stage instance holds (bounded by open windows and horizons, not by events)",
+      labelNames: ["stage", "partition"] as const,
+      registers: [metrics.registry],
+      collect() {
+        for (const [id, inst] of instances) this.set(label(id), inst.stateKeys());
+      },
+    });
+    new Gauge({
       name: "reco_stage_count",
       help: "Counts kept in a stage instance's snapshot (exact across restarts): accepted, duplicate, dead_letter[:reason], late",
       labelNames: ["stage", "partition", "name"] as const,

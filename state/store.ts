@@ -25,6 +25,8 @@ export interface StageState {
   meta: Record<string, unknown>;
   /** Number of keys changed since the last snapshot. */
   dirtyCount(): number;
+  /** Number of keys held, over all maps (state is bounded by open windows and horizons). */
+  keyCount(): number;
 }
 
 export interface StageStateInternal extends StageState {
@@ -68,6 +70,11 @@ export function createStageState(): StageStateInternal {
       };
     },
     dirtyCount: () => dirty.size,
+    keyCount: () => {
+      let n = 0;
+      for (const m of maps.values()) n += m.size;
+      return n;
+    },
     takeDirty() {
       const puts: [string, unknown][] = [];
       const dels: string[] = [];
