@@ -197,7 +197,10 @@ export function createParseHandler(
       opts.counters?.duplicate(1);
       return undefined;
     }
-    seen.add(e.id, e.ts);
+    // Remembered from when it arrived in event time, not from its own (possibly very late) time:
+    // otherwise an event more than the horizon late was forgotten at once and a repeat of it
+    // counted twice.
+    seen.add(e.id, Math.max(e.ts, progress));
     if (opts.preset === "movies" && e.t === "rating" && e.r >= 4) e.t = "purchase";
     const rec: ParsedRecord = { ...e, s: msg.seq, wb: progress };
     out.emit(subjects.parse(partitionOf(e.u, P)), rec);

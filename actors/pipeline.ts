@@ -24,6 +24,7 @@ import {
 import type { Metrics } from "../connectors/http/metrics.js";
 import type { Preset } from "./event.js";
 import { createParseHandler } from "./parse.js";
+import { createBadRatioAlert } from "./parse-metrics.js";
 import { createWatermarkHandler } from "./watermark.js";
 import { createWindowHandler } from "./window.js";
 import { createInterestHandler } from "./interest-ranking.js";
@@ -138,6 +139,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   };
 
   const perInput = "per-input" as const;
+  // Outside the parse factory: the alert outlives restarts of the parse actor.
+  const badRatio = createBadRatioAlert(metrics, { ...(deps.log ? { log: deps.log } : {}) });
   run({
     stage: "parse",
     partition: 0,
@@ -154,7 +157,12 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         dedupeMaxIds: cfg.dedupeMaxIds,
         maxEventBytes: cfg.maxEventBytes,
         broadcastEveryMs: 100,
+        badRatio,
         counters: {
+          received: (n) => {
+            out.count("in", n);
+            metrics?.received.inc(n);
+          },
           accepted: (n) => {
             out.count("accepted", n);
             metrics?.accepted.inc(n);

@@ -12,7 +12,8 @@ import type { KeyedMap } from "../state/index.js";
  * persisted map; the heap is rebuilt from the map's values on load in O(n), and because the
  * order is total the ids leave in the same sequence whatever the heap's internal layout.
  *
- * The persisted form is unchanged: map key = event id, value = event time (epoch ms).
+ * The persisted form: map key = event id, value = the time it is remembered from (epoch ms):
+ * the later of its event time and the progress when it arrived (parse passes that).
  */
 export interface SeenIds {
   has(id: string): boolean;

@@ -59,6 +59,7 @@ export async function startApp(
       ...(cfg.natsPass !== undefined ? { pass: cfg.natsPass } : {}),
       ...(cfg.natsToken !== undefined ? { token: cfg.natsToken } : {}),
       ...(cfg.natsCreds !== undefined ? { credsFile: cfg.natsCreds } : {}),
+      tls: { caFile: cfg.natsTlsCa, certFile: cfg.natsTlsCert, keyFile: cfg.natsTlsKey },
     });
     cleanups.push(() => nc.drain());
     void (async () => {
@@ -117,6 +118,7 @@ export async function startApp(
       backend: pipeline.backend,
       registry: metrics.registry,
       logger: log,
+      maxMessageBytes: cfg.grpcMaxMessageBytes,
       ...(cfg.grpcTlsCert && cfg.grpcTlsKey
         ? { tls: { certFile: cfg.grpcTlsCert, keyFile: cfg.grpcTlsKey } }
         : {}),

@@ -231,10 +231,12 @@ async function runOnce(messages: Outgoing[]): Promise<RunResult> {
       const answers = new Map<string, unknown>();
       for (const u of [...users, "never-seen-user"]) {
         const res = await client.getRecommendations(u, 10);
+        // Not `watermark`: fallback reports max(wm of the user's last profile change, wm of the
+        // last popularity row change), the progress of whichever hop batch carried that change,
+        // and where batches are cut depends on processing time, flood or not (see the report).
         answers.set(u, {
           items: res.items.map((i) => ({ ...i })),
           topCategories: res.topCategories.map((c) => ({ ...c })),
-          watermark: res.watermark ? { ...res.watermark } : undefined,
           statusMessage: res.statusMessage,
         });
       }
@@ -266,7 +268,8 @@ async function runOnce(messages: Outgoing[]): Promise<RunResult> {
       // Without `wm`: the progress of the hop batch that last changed the row depends on where
       // batches were cut (processing time), not on the input.
       if (m) {
-        const { wm: _wm, ...row } = JSON.parse(dec.decode(m.data)) as Record<string, unknown>;
+        const row = JSON.parse(dec.decode(m.data)) as Record<string, unknown>;
+        delete row.wm;
         popularity.set(m.subject, JSON.stringify(row));
       }
     }

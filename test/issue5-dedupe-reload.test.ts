@@ -136,13 +136,14 @@ describe("parse dedupe memory across a reload from LevelDB (issue 5)", () => {
 
   it("forgets the same ids after a reload as without one when the time limit passes", () => {
     const opts = { dedupeMaxIds: 100, dedupeHorizonMs: HOUR };
+    // An id is remembered from the later of its event time and the progress when it arrived.
     const msgs = [
-      msg(1, idOf(1), T0 + 30 * MINUTE),
-      msg(2, idOf(2), T0), // older, arrived later
+      msg(1, idOf(1), T0), // remembered from T0
+      msg(2, idOf(2), T0 + 30 * MINUTE), // remembered from T0 + 30 min
       // restart here: key order now puts 2 before 1
-      msg(3, idOf(3), T0 + 70 * MINUTE), // horizon T0 + 10 min: 2 expires, 1 stays
-      msg(4, idOf(1), T0 + 30 * MINUTE), // duplicate
-      msg(5, idOf(2), T0), // forgotten: accepted again
+      msg(3, idOf(3), T0 + 70 * MINUTE), // horizon T0 + 10 min: 1 expires, 2 stays
+      msg(4, idOf(2), T0 + 30 * MINUTE), // duplicate
+      msg(5, idOf(1), T0), // forgotten: accepted again
     ];
     const plain = runWithRestarts(msgs, opts, new Set(), new Set());
     expect(plain).toEqual(["accepted", "accepted", "accepted", "duplicate", "accepted"]);

@@ -497,22 +497,17 @@ for (const partitions of PARTITION_COUNTS) {
       expect(hour.repeated() + day.repeated()).toBe(0);
     });
 
-    // BUG (connectors/grpc/server.ts, createTrendingWriter, MAX_PENDING_FINALS = 4): one
-    // watermark step that closes more windows than grpc-js's write buffer (16 messages) plus
-    // MAX_PENDING_FINALS drops the oldest finals for a subscriber that reads at once. The closer
-    // closes 48 of the 24 h windows in one step: 16 are written, 28 dropped, the last 4 kept.
-    // On a loaded machine the hub can also fall behind by 20+ hours of event time mid-log and
-    // drop 1 h finals the same way.
-    it.fails(
-      "streams a final update for every closed window, however many close at once",
-      async () => {
-        const expected = expectedFinals(refB);
-        const observe = async () => sortKeys({ ...hour.finals, ...day.finals });
-        // The test above waited for the newest finals, which close in the same step.
-        const actual = await settle(observe, expected, 1_000);
-        expect(Object.keys(actual)).toEqual(Object.keys(expected));
-      },
-    );
+    // Regression (connectors/grpc/server.ts, createTrendingWriter kept at most 4 pending finals):
+    // one watermark step that closed more windows than grpc-js's write buffer (16 messages) plus
+    // 4 dropped the oldest finals for a subscriber that reads at once. The closer closes 48 of
+    // the 24 h windows in one step: 16 were written, 28 dropped, the last 4 kept.
+    it("streams a final update for every closed window, however many close at once", async () => {
+      const expected = expectedFinals(refB);
+      const observe = async () => sortKeys({ ...hour.finals, ...day.finals });
+      // The test above waited for the newest finals, which close in the same step.
+      const actual = await settle(observe, expected, 1_000);
+      expect(Object.keys(actual)).toEqual(Object.keys(expected));
+    });
   });
 }
 
@@ -613,12 +608,12 @@ describe("known pipeline bugs and regressions, each against the reference at 3 p
     }
   });
 
-  // BUG (actors/parse.ts, decide(): `seen.add(e.id, e.ts)` with seen.expireBefore(progress −
-  // DEDUPE_HORIZON_MS)): an event that arrives more than the dedupe horizon (26 h) behind
-  // progress is forgotten at the next move of progress, so a repeat of it moments later is
+  // Regression (actors/parse.ts remembered ids from `e.ts` while expiring before progress −
+  // DEDUPE_HORIZON_MS): an event that arrived more than the dedupe horizon (26 h) behind
+  // progress was forgotten at the next move of progress, so a repeat of it moments later was
   // accepted again. A purchase 26 h to 7 days late still counts as popular: it counts twice, and
   // reco.late holds it twice. DESIGN §2: duplicates (same id) are processed once.
-  it.fails("processes a repeated event once even when it arrived more than 26 h late", async () => {
+  it("processes a repeated event once even when it arrived more than 26 h late", async () => {
     const t = await startTestApp(3);
     try {
       const small = smallScenario(7);

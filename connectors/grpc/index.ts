@@ -3,6 +3,7 @@ export { startGrpcServer, recoServiceDefinition } from "./server.js";
 export { createRecoClient, isStatus } from "./client.js";
 export {
   InvalidArgumentError,
+  ResourceExhaustedError,
   DeadlineExceededError,
   CallCancelledError,
   ServerShuttingDownError,

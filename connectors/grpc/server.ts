@@ -46,6 +46,7 @@ import {
   CallCancelledError,
   DeadlineExceededError,
   InvalidArgumentError,
+  ResourceExhaustedError,
   ServerShuttingDownError,
   statusName,
   toServiceError,
@@ -66,8 +67,14 @@ export interface GrpcServerOptions {
   registry?: Registry;
   /** PEM files; insecure (plaintext) when absent. */
   tls?: { certFile: string; keyFile: string };
-  /** `grpc.max_receive_message_length`; default 1 MiB. */
+  /**
+   * `grpc.max_receive_message_length`: a larger request is refused by grpc-js with
+   * RESOURCE_EXHAUSTED before it is decoded. Default 64 KiB (our requests are a few hundred bytes;
+   * GRPC_MAX_MESSAGE_BYTES).
+   */
   maxMessageBytes?: number;
+  /** Open StreamTrending calls at most; one more gets RESOURCE_EXHAUSTED. Default 10,000. */
+  maxTrendingStreams?: number;
   logger?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 }
 
@@ -89,10 +96,15 @@ const MAX_COUNT = 100;
 const MAX_USER_ID_LENGTH = 128;
 /**
  * Finals a blocked trending subscriber may hold besides the newest non-final update. A final is
- * the settled answer for a window, so it is kept until written unless this many newer finals
- * pile up behind it (a client stuck for hours of event time).
+ * the settled answer for a window, so it is kept until written: one step of event time can close
+ * dozens of windows at once (a 48 h jump closes 48 of the 24 h windows), and grpc-js reports
+ * backpressure after ~16 queued messages even for a client that reads promptly. Only a client
+ * stuck for STUCK_MS loses old finals beyond MAX_FINALS_WHEN_STUCK; MAX_PENDING_FINALS bounds
+ * memory in any case.
  */
-const MAX_PENDING_FINALS = 4;
+const MAX_PENDING_FINALS = 1024;
+const MAX_FINALS_WHEN_STUCK = 4;
+const STUCK_MS = 30_000;
 
 const SERVICE_NAME = RecommendationService.typeName;
 
@@ -121,11 +133,33 @@ function methodDefinition<I extends DescMessage, O extends DescMessage>(method: 
     responseStream:
       method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     requestSerialize: (msg) => toBuffer(toBinary(input, msg)),
-    requestDeserialize: (bytes) => fromBinary(input, bytes),
+    // grpc-js answers INTERNAL when this throws; a malformed body is the client's error, so it
+    // becomes an empty message marked as malformed, which the handler answers INVALID_ARGUMENT.
+    requestDeserialize: (bytes) => {
+      try {
+        return fromBinary(input, bytes);
+      } catch (err) {
+        const reason = err instanceof Error ? err.message : String(err);
+        return Object.assign(create(input), { [MALFORMED]: reason });
+      }
+    },
     responseSerialize: (msg) => toBuffer(toBinary(output, msg)),
     responseDeserialize: (bytes) => fromBinary(output, bytes),
     originalName: method.localName,
   };
+}
+
+/** Marks a request whose bytes did not decode; the value is the decoder's reason. */
+const MALFORMED = Symbol("malformed request");
+
+/** Throws INVALID_ARGUMENT for a request body that was not valid protobuf. */
+function assertDecoded(request: object, typeName: string): void {
+  const reason = (request as { [MALFORMED]?: string })[MALFORMED];
+  if (reason !== undefined)
+    throw new InvalidArgumentError(
+      "request",
+      `request is not a valid ${typeName} message: ${reason}`.slice(0, 300),
+    );
 }
 
 function toBuffer(bytes: Uint8Array): Buffer {
@@ -307,8 +341,12 @@ function validateRecommendationsRequest(req: GetRecommendationsRequest): {
   userId: string;
   n: number;
 } {
+  assertDecoded(req, "reco.v1.GetRecommendationsRequest");
   if (req.userId.length === 0)
     throw new InvalidArgumentError("user_id", "user_id must not be empty");
+  // As for events (DESIGN §2): an id of only white space is not an id.
+  if (req.userId.trim().length === 0)
+    throw new InvalidArgumentError("user_id", "user_id must not be blank (only white space)");
   if (req.userId.length > MAX_USER_ID_LENGTH) {
     throw new InvalidArgumentError(
       "user_id",
@@ -322,6 +360,7 @@ function validateTrendingRequest(req: StreamTrendingRequest): {
   window: TrendingWindowName;
   k: number;
 } {
+  assertDecoded(req, "reco.v1.StreamTrendingRequest");
   return { window: windowName(req.window), k: validateCount("k", req.k) };
 }
 
@@ -401,11 +440,13 @@ function createTrendingWriter(
 ): { offer(snapshot: TrendingSnapshot): void; close(): void } {
   let pending: TrendingSnapshot[] = [];
   let blocked = false;
+  let blockedSince = 0;
   let closed = false;
 
   const write = (snapshot: TrendingSnapshot): void => {
     if (!call.write(toTrendingUpdate(snapshot, k))) {
       blocked = true;
+      blockedSince = Date.now();
       call.once("drain", flush);
     }
   };
@@ -423,7 +464,8 @@ function createTrendingWriter(
     let dropped = before - pending.length;
     pending.push(snapshot);
     const finals = pending.filter((p) => p.final);
-    if (finals.length > MAX_PENDING_FINALS) {
+    const stuck = Date.now() - blockedSince > STUCK_MS;
+    if (finals.length > MAX_PENDING_FINALS || (stuck && finals.length > MAX_FINALS_WHEN_STUCK)) {
       const oldest = finals[0];
       pending = pending.filter((p) => p !== oldest);
       dropped += 1;
@@ -449,6 +491,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const { backend, logger } = options;
   const host = options.host ?? "127.0.0.1";
   const metrics = createMetrics(options.registry);
+  const maxTrendingStreams = options.maxTrendingStreams ?? 10_000;
   /** Ends every open trending stream; used by `stop()`. */
   const openStreams = new Set<(err: Error) => void>();
 
@@ -504,6 +547,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     let request: { window: TrendingWindowName; k: number };
     try {
       request = validateTrendingRequest(call.request);
+      if (openStreams.size >= maxTrendingStreams)
+        throw new ResourceExhaustedError(
+          `too many open trending streams (${maxTrendingStreams}): retry later`,
+        );
     } catch (err) {
       endWithError(err);
       return;
@@ -554,7 +601,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   };
 
   const server = new Server({
-    "grpc.max_receive_message_length": options.maxMessageBytes ?? 1024 * 1024,
+    "grpc.max_receive_message_length": options.maxMessageBytes ?? 64 * 1024,
   });
   server.addService(recoServiceDefinition, {
     GetRecommendations: getRecommendations,

@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, collectDefaultMetrics, Registry } from "prom
  */
 export function createMetrics(registry = new Registry()) {
   collectDefaultMetrics({ register: registry });
+  let badRatioProbe: (() => BadRatioReading) | undefined;
   const labels = ["stage", "partition"] as const;
   const m = {
     registry,
@@ -99,6 +100,36 @@ export function createMetrics(registry = new Registry()) {
       labelNames: ["stage"] as const,
       registers: [registry],
     }),
+    received: new Counter({
+      name: "reco_events_in_total",
+      help: "Events read by parse: accepted + dead-lettered + duplicates (see actors/parse.ts)",
+      registers: [registry],
+    }),
+    badRatio: new Gauge({
+      name: "reco_bad_event_ratio",
+      help: "Share of bad (dead-lettered) events among the events of the last minute",
+      registers: [registry],
+      collect() {
+        const r = badRatioProbe?.();
+        if (r) this.set(r.ratio);
+      },
+    }),
+    badRatioAlert: new Gauge({
+      name: "reco_bad_event_ratio_alert",
+      help: "1 while more than 5% of the last minute's events are bad, else 0",
+      registers: [registry],
+      collect() {
+        const r = badRatioProbe?.();
+        if (r) this.set(r.alerting ? 1 : 0);
+      },
+    }),
+    /**
+     * Sets what the bad-ratio gauges read at each scrape; the probe re-evaluates the alert, so a
+     * quiet minute clears it even when no event arrives to do so.
+     */
+    watchBadRatio(probe: () => BadRatioReading): void {
+      badRatioProbe = probe;
+    },
     progress: new Gauge({
       name: "reco_event_time_progress_ms",
       help: "Max event time seen by parse (epoch ms)",
@@ -109,3 +140,9 @@ export function createMetrics(registry = new Registry()) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** What the bad-ratio gauges show. */
+export interface BadRatioReading {
+  ratio: number;
+  alerting: boolean;
+}

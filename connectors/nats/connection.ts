@@ -1,5 +1,11 @@
 import { readFile } from "node:fs/promises";
-import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from "nats";
+import {
+  connect,
+  credsAuthenticator,
+  type ConnectionOptions,
+  type NatsConnection,
+  type TlsOptions,
+} from "nats";
 
 export interface ConnectNatsOptions {
   /** One URL or a comma-separated list (`nats://a:4222,nats://b:4222`). */
@@ -11,6 +17,18 @@ export interface ConnectNatsOptions {
   token?: string;
   /** Path to a `.creds` file (JWT + nkey seed). */
   credsFile?: string;
+  /** How long the first connection may take, in ms (the client's default: 20 s). */
+  timeoutMs?: number;
+  /**
+   * TLS (PEM file paths; unset fields are left out). Any path set makes TLS required: a server
+   * that does not offer TLS is refused rather than spoken to in plaintext. `caFile` verifies the
+   * server (system roots otherwise); `certFile` + `keyFile` are the client's for mutual TLS.
+   */
+  tls?: {
+    caFile?: string | undefined;
+    certFile?: string | undefined;
+    keyFile?: string | undefined;
+  };
 }
 
 /**
@@ -23,6 +41,8 @@ export interface ConnectNatsOptions {
  * - `maxReconnectAttempts: -1`: a worker never gives up on the cluster; an outage is reported
  *   through `nc.status()` and metrics, not by the process exiting.
  * - `reconnectTimeWait: 250` ms: a restarted local server is picked up quickly.
+ * - TLS is required when any TLS path is given or any server URL is `tls://`; the client then
+ *   never falls back to plaintext.
  */
 export async function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
   const servers = options.servers
@@ -38,10 +58,16 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
   };
   if (options.user !== undefined) opts.user = options.user;
   if (options.pass !== undefined) opts.pass = options.pass;
+  if (options.timeoutMs !== undefined) opts.timeout = options.timeoutMs;
   if (options.token !== undefined) opts.token = options.token;
   if (options.credsFile !== undefined) {
     const creds = await readFile(options.credsFile);
     opts.authenticator = credsAuthenticator(new Uint8Array(creds));
   }
+  const tls: TlsOptions = {};
+  if (options.tls?.caFile !== undefined) tls.caFile = options.tls.caFile;
+  if (options.tls?.certFile !== undefined) tls.certFile = options.tls.certFile;
+  if (options.tls?.keyFile !== undefined) tls.keyFile = options.tls.keyFile;
+  if (Object.keys(tls).length > 0 || servers.some((s) => s.startsWith("tls://"))) opts.tls = tls;
   return connect(opts);
 }
