@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, type NatsConnection } from "nats";
+import { setupNats, type TestNats } from "./helpers/nats.js";
+import {
+  createLeaseManager,
+  LEASE_BUCKET,
+  preferredOwner,
+  type LeaseManager,
+} from "../connectors/nats/leases.js";
+
+const units = ["parse", ...Array.from({ length: 8 }, (_, p) => `p${p}`)];
+const TTL = 1500;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Who holds what, as seen through onAcquire/onRevoke; fails the test on a double owner. */
+function ledger() {
+  const owner = new Map<string, string>();
+  const doubles: string[] = [];
+  return {
+    owner,
+    doubles,
+    acquire(worker: string, unit: string) {
+      const o = owner.get(unit);
+      if (o !== undefined && o !== worker) doubles.push(`${unit}: ${o} and ${worker}`);
+      owner.set(unit, worker);
+    },
+    revoke(worker: string, unit: string) {
+      if (owner.get(unit) === worker) owner.delete(unit);
+    },
+  };
+}
+
+async function until(pred: () => boolean, ms = 15_000) {
+  const end = Date.now() + ms;
+  while (!pred() && Date.now() < end) await sleep(50);
+  return pred();
+}
+
+describe("partition leases on NATS KV", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    nats = await setupNats();
+    nc = await connect({ servers: nats.url });
+  });
+  afterAll(async () => {
+    await nc.close();
+    await nats.cleanup();
+  });
+
+  const make = (worker: string, l: ReturnType<typeof ledger>, conn = nc) =>
+    createLeaseManager(conn, {
+      workerId: worker,
+      units,
+      ttlMs: TTL,
+      onAcquire: async (u) => l.acquire(worker, u),
+      onRevoke: async (u) => l.revoke(worker, u),
+    });
+
+  it("spreads units over live workers by rendezvous hashing, one owner each", async () => {
+    const l = ledger();
+    const a = await make("w-a", l);
+    const b = await make("w-b", l);
+    await a.start();
+    await b.start();
+    const expected = new Map(units.map((u) => [u, preferredOwner(u, ["w-a", "w-b"])!]));
+    expect(await until(() => units.every((u) => l.owner.get(u) === expected.get(u)))).toBe(true);
+    // Both get work (rendezvous hashing is not perfectly even, but 9 units over 2 never all go one way here).
+    expect(new Set(l.owner.values())).toEqual(new Set(["w-a", "w-b"]));
+
+    // A worker that leaves gracefully hands its units over.
+    await b.stop();
+    expect(await until(() => units.every((u) => l.owner.get(u) === "w-a"))).toBe(true);
+    // A new worker takes back what it prefers.
+    const c = await make("w-c", l);
+    await c.start();
+    const again = new Map(units.map((u) => [u, preferredOwner(u, ["w-a", "w-c"])!]));
+    expect(await until(() => units.every((u) => l.owner.get(u) === again.get(u)))).toBe(true);
+    await a.stop();
+    await c.stop();
+    expect(l.doubles).toEqual([]);
+  });
+
+  it("takes over the units of a crashed worker once its leases expire", async () => {
+    const l = ledger();
+    // The "crashed" worker has its own connection, closed without releasing anything.
+    const nc2 = await connect({ servers: nats.url });
+    const a = await make("crashy", l, nc2);
+    await a.start();
+    expect(await until(() => units.every((u) => l.owner.get(u) === "crashy"))).toBe(true);
+    await nc2.close().catch(() => undefined); // its timer keeps failing quietly: it is "dead"
+    const b = await make("survivor", l);
+    const t0 = Date.now();
+    await b.start();
+    expect(await until(() => units.every((u) => l.owner.get(u) === "survivor"), 20_000)).toBe(true);
+    // Not before the leases could have expired.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(TTL / 2);
+    await b.stop();
+    await (a as LeaseManager).stop().catch(() => undefined);
+  });
+
+  it("stops a unit at once when its lease is taken away", async () => {
+    const l = ledger();
+    const revoked: string[] = [];
+    const a = await createLeaseManager(nc, {
+      workerId: "solo",
+      units: ["only"],
+      ttlMs: TTL,
+      onAcquire: async (u) => l.acquire("solo", u),
+      onRevoke: async (u, graceful) => void revoked.push(`${u}:${graceful}`),
+    });
+    await a.start();
+    expect(a.owned().has("only")).toBe(true);
+    // Someone overwrites the lease (e.g. an operator, or a split brain resolved elsewhere).
+    const kv = await nc.jetstream().views.kv(LEASE_BUCKET);
+    await kv.put("only", new TextEncoder().encode('{"owner":"intruder"}'));
+    await a.tick();
+    expect(revoked).toEqual(["only:false"]);
+    await a.stop();
+  });
+});
