@@ -117,6 +117,10 @@ export interface SnapshotStore {
   write(state: StageStateInternal): Promise<number>;
   /** Removes the instance's snapshot entirely. */
   clear(): Promise<void>;
+  /** The snapshot as raw entries, for the archive (state/archive.ts). */
+  exportRaw(): Promise<{ meta: Record<string, unknown>; entries: [string, unknown][] }>;
+  /** Replaces the instance's snapshot with raw entries from the archive, in one batch. */
+  importRaw(s: { meta: Record<string, unknown>; entries: [string, unknown][] }): Promise<void>;
 }
 
 const META_KEY = "\u0001meta";
@@ -171,6 +175,23 @@ export async function openStateDb(path: string): Promise<StateDb> {
         },
         async clear() {
           await sub.clear();
+        },
+        async exportRaw() {
+          let meta: Record<string, unknown> = {};
+          const entries: [string, unknown][] = [];
+          for await (const [k, v] of sub.iterator()) {
+            if (k === META_KEY) meta = v as Record<string, unknown>;
+            else entries.push([k, v]);
+          }
+          return { meta, entries };
+        },
+        async importRaw(snap) {
+          await sub.clear();
+          const ops: { type: "put"; key: string; value: unknown }[] = snap.entries.map(
+            ([key, value]) => ({ type: "put", key, value }),
+          );
+          ops.push({ type: "put", key: META_KEY, value: snap.meta });
+          await sub.batch(ops);
         },
       };
     },

@@ -44,6 +44,8 @@ export interface Recommendations {
   watermark: number | null;
   /** Why the list is empty or fallback-only; empty when personalised. */
   statusMessage: string;
+  /** Upper bound on the answering view's staleness (ms); 0 or absent when current. */
+  stalenessMs?: number;
 }
 
 export interface TrendingEntry {

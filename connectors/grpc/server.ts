@@ -407,6 +407,9 @@ function toRecommendationsResponse(recs: Recommendations): GetRecommendationsRes
     })),
     watermark: recs.watermark === null ? undefined : timestampFromMs(recs.watermark),
     statusMessage: recs.statusMessage,
+    stalenessMs: toUint64(
+      Number.isFinite(recs.stalenessMs ?? 0) ? Math.round(recs.stalenessMs ?? 0) : 0,
+    ),
   });
 }
 
