@@ -35,6 +35,8 @@ import { createTrendingHandler } from "./trending.js";
 import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
 import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
 import { partitionOf } from "./partition.js";
+import { createLeaseManager, type LeaseManager } from "../connectors/nats/leases.js";
+import { seqOf, type SnapshotArchive } from "../state/archive.js";
 import { subjects } from "./subjects.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
@@ -83,6 +85,23 @@ export interface PipelineDeps {
   log?: (obj: object, msg: string) => void;
   /** Called when supervision gives up (escalation). The process entry point exits non-zero. */
   onFatal?: (err: Error) => void;
+  /**
+   * Which units (`parse`, `p0`..`p<P-1>`: a partition's user-path and item-path stages) this
+   * process runs: all of them (role `start`), or those its leases grant (role `worker`).
+   */
+  ownership?: { mode: "all" } | LeaseOwnership;
+  /** Run the serving side (popularity table, trending hub, fallback actors). Default true. */
+  serve?: boolean;
+}
+
+export interface LeaseOwnership {
+  mode: "leases";
+  workerId: string;
+  /** Lease time; a dead worker's partitions move after at most this long. */
+  leaseTtlMs: number;
+  archive: SnapshotArchive;
+  /** Snapshots of owned instances go to the archive this often (and on a graceful release). */
+  archiveEveryMs: number;
 }
 
 export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Promise<Pipeline> {
@@ -127,15 +146,26 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.log ? { log: deps.log } : {}),
   });
 
+  // Every stage instance belongs to a unit of ownership; a unit starts and stops as a whole.
+  const unitStarters = new Map<string, (() => void)[]>();
+  const unitIds = new Map<string, string[]>();
+  const unitOf = (stage: string, partition: number) =>
+    stage === "parse" ? "parse" : `p${partition}`;
+  const register = (unit: string, id: string, start: () => void) => {
+    unitStarters.set(unit, [...(unitStarters.get(unit) ?? []), start]);
+    unitIds.set(unit, [...(unitIds.get(unit) ?? []), id]);
+  };
   const run = <H extends StageHandler>(spec: StageSpec<H>) => {
     const id = `${spec.stage}/${spec.partition}`;
     const ledger: PoisonLedger = new Map();
     const d = hostDeps(spec.stage, spec.partition);
-    supervisor.supervise(id, () => {
-      const inst = createStageInstance(spec, d, ledger);
-      instances.set(id, inst as unknown as StageInstance<StageHandler>);
-      return inst.actor;
-    });
+    register(unitOf(spec.stage, spec.partition), id, () =>
+      supervisor.supervise(id, () => {
+        const inst = createStageInstance(spec, d, ledger);
+        instances.set(id, inst as unknown as StageInstance<StageHandler>);
+        return inst.actor;
+      }),
+    );
   };
 
   const perInput = "per-input" as const;
@@ -267,23 +297,27 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     });
   }
 
+  const serve = deps.serve ?? true;
   const table = createPopularityTable();
-  supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
+  if (serve) supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
   for (let p = 0; p < P; p++) {
-    supervisor.supervise(`fallback/${p}`, () =>
-      createFallbackActor({
-        partition: p,
-        join: () => {
-          const inst = instances.get(`popularity-join/${p}`);
-          return inst?.actor.getStatus() === "running"
-            ? (inst.handler() as JoinHandler)
-            : undefined;
-        },
-        table,
-        userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
-        size: cfg.fallbackSize,
-        score: 0.1,
-      }),
+    if (!serve) break;
+    register(`p${p}`, `fallback/${p}`, () =>
+      supervisor.supervise(`fallback/${p}`, () =>
+        createFallbackActor({
+          partition: p,
+          join: () => {
+            const inst = instances.get(`popularity-join/${p}`);
+            return inst?.actor.getStatus() === "running"
+              ? (inst.handler() as JoinHandler)
+              : undefined;
+          },
+          table,
+          userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
+          size: cfg.fallbackSize,
+          score: 0.1,
+        }),
+      ),
     );
   }
   const hub = createTrendingHub({
@@ -292,9 +326,90 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
     oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
   });
-  supervisor.supervise("trending-hub", () =>
-    createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
-  );
+  if (serve)
+    supervisor.supervise("trending-hub", () =>
+      createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
+    );
+
+  const startUnit = (unit: string) => {
+    for (const start of unitStarters.get(unit) ?? []) start();
+  };
+  /** Stops a unit's instances: no more input, and with `graceful` a final snapshot first. */
+  const stopUnit = async (unit: string, graceful: boolean) => {
+    const ids = unitIds.get(unit) ?? [];
+    await Promise.all(
+      ids.map(async (id) => {
+        const inst = instances.get(id);
+        const actor = supervisor.child(id);
+        if (inst && graceful && inst.actor.getStatus() === "running") {
+          inst.stopInput();
+          await inst.snapshotNow().catch(() => undefined);
+        }
+        await actor?.stop();
+        instances.delete(id);
+      }),
+    );
+  };
+  const stageIdsOf = (unit: string) =>
+    (unitIds.get(unit) ?? []).filter((id) => !id.startsWith("fallback/"));
+  const split = (id: string) => {
+    const [stage = "", partition = "0"] = id.split("/");
+    return { stage, partition: Number(partition) };
+  };
+
+  let leases: LeaseManager | undefined;
+  let archiveTimer: NodeJS.Timeout | undefined;
+  const ownership = deps.ownership ?? { mode: "all" };
+  if (ownership.mode === "all") {
+    for (const unit of unitStarters.keys()) startUnit(unit);
+  } else {
+    const { archive } = ownership;
+    const upload = async (unit: string) => {
+      for (const id of stageIdsOf(unit)) {
+        const { stage, partition } = split(id);
+        const snap = await deps.stateDb.instance(stage, partition).exportRaw();
+        if (Number(snap.meta.seq ?? 0) > 0) await archive.put(stage, partition, snap);
+      }
+    };
+    leases = await createLeaseManager(nc, {
+      workerId: ownership.workerId,
+      units: [...unitStarters.keys()],
+      ttlMs: ownership.leaseTtlMs,
+      replicas: cfg.replicas,
+      ...(deps.log ? { log: deps.log } : {}),
+      async onAcquire(unit) {
+        // Restore: whichever snapshot covers more input, ours on disk or the archived one.
+        for (const id of stageIdsOf(unit)) {
+          const { stage, partition } = split(id);
+          const local = deps.stateDb.instance(stage, partition);
+          const remote = await archive.get(stage, partition);
+          const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
+          if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
+        }
+        deps.log?.({ unit, worker: ownership.workerId }, "unit acquired");
+        startUnit(unit);
+      },
+      async onRevoke(unit, graceful) {
+        await stopUnit(unit, graceful);
+        if (graceful)
+          await upload(unit).catch((err: unknown) =>
+            deps.log?.({ unit, err: String(err) }, "snapshot upload failed"),
+          );
+        deps.log?.({ unit, graceful }, "unit released");
+      },
+    });
+    await leases.start();
+    archiveTimer = setInterval(() => {
+      for (const unit of leases?.owned().keys() ?? []) {
+        void (async () => {
+          for (const id of stageIdsOf(unit)) await instances.get(id)?.snapshotNow();
+          await upload(unit);
+        })().catch((err: unknown) =>
+          deps.log?.({ unit, err: String(err) }, "snapshot upload failed"),
+        );
+      }
+    }, ownership.archiveEveryMs);
+  }
 
   if (metrics) {
     const label = (id: string) => {
@@ -378,6 +493,9 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
     async stop() {
       running = false;
+      clearInterval(archiveTimer);
+      // Workers hand their units over: snapshot, upload, release the leases.
+      await leases?.stop();
       // Take no more input, finish what is queued, snapshot: the next start replays little.
       for (const i of instances.values()) i.stopInput();
       await Promise.all(
