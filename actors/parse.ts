@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { fromBinary } from "@bufbuild/protobuf";
+import type { JetStreamManager } from "nats";
 import { ClickEventSchema, EventType as PbEventType } from "../proto/gen/reco/v1/reco_pb.js";
 import type { InputMessage, StageHandler, StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
@@ -13,6 +15,12 @@ import {
 } from "./event.js";
 import { partitionOf } from "./partition.js";
 import { subjects } from "./subjects.js";
+import {
+  isHeader,
+  MOVIELENS_MOVIES_COLUMNS,
+  parseMoviesRow,
+  splitCsvLine,
+} from "../bin/replay/formats.js";
 
 /** A parsed event on the hop to the next stages: the event, its input sequence and the progress before it. */
 export interface ParsedRecord extends Interaction {
@@ -33,6 +41,14 @@ export interface ParseOptions {
   /** Progress is broadcast to idle partitions at most this often (ms of processing time). */
   broadcastEveryMs: number;
   counters?: ParseCounters;
+  /** Event time moves on while the whole input is quiet (DESIGN §3.2); absent: never. */
+  idle?: IdleOptions;
+  /**
+   * The movies preset's catalogue: movie id -> category (first genre of MovieLens `movies.csv`,
+   * lowercased; see {@link loadMoviesCatalog}). An event without `category_code` gets its
+   * movie's category. Used only with preset `movies`.
+   */
+  genres?: ReadonlyMap<string, string>;
   /**
    * The bad-event ratio alert (actors/bad-ratio.ts), told of every input message, good or bad.
    * Created outside the handler (createBadRatioAlert in actors/parse-metrics.ts), so an alert
@@ -80,6 +96,117 @@ export interface ParseCounters {
 
 export interface ParseHandler extends StageHandler {
   readonly progress: number;
+}
+
+/**
+ * Subject of parse's idle markers in EVENTS. Publishers never use it: an event published here is
+ * dead-lettered as `subject_mismatch:event_type` like any event on a subject not its type's.
+ */
+export const IDLE_SUBJECT = "events._idle";
+
+/**
+ * An idle marker, the body of a message on {@link IDLE_SUBJECT}: "event-time progress is at least
+ * `progress`", decided by parse when the message at stream sequence `after` was the last of the
+ * stream. It counts only at sequence `after + 1`: anything stored in between (an event that
+ * raced the decision) makes it stale, and it is ignored. That is a function of the log alone,
+ * so a replay reproduces the same progress at the same input position.
+ */
+export interface IdleMarker {
+  progress: number;
+  after: number;
+}
+
+/** The server's view of parse's consumer (`jsm.consumers.info`), on which idleness is decided. */
+export interface ConsumerView {
+  /** Messages of the stream not yet delivered to the consumer (`num_pending`). */
+  pending: number;
+  /** Last stream sequence delivered to the client (`delivered.stream_seq`). */
+  delivered: number;
+  /** Last stream sequence acknowledged (`ack_floor.stream_seq`; the host acks at snapshots). */
+  ackFloor: number;
+  /** Pull requests waiting at the server (`num_waiting`): above 0 while the client is pulling. */
+  waiting: number;
+}
+
+export interface IdleOptions {
+  /**
+   * IDLE_TIMEOUT_MS: processing time without a new accepted event, while the consumer is caught
+   * up, before event time moves on; and the least time between two markers. 0: never.
+   */
+  timeoutMs: number;
+  /** Asks the server about parse's consumer, e.g. {@link consumerProbe}. */
+  probe(): Promise<ConsumerView>;
+}
+
+/** A probe of a durable consumer for {@link IdleOptions.probe}. */
+export function consumerProbe(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+): () => Promise<ConsumerView> {
+  return async () => {
+    const ci = await jsm.consumers.info(stream, durable);
+    return {
+      pending: ci.num_pending,
+      delivered: ci.delivered.stream_seq,
+      ackFloor: ci.ack_floor.stream_seq,
+      waiting: ci.num_waiting,
+    };
+  };
+}
+
+/** Reads an idle marker; undefined when the bytes are not exactly one (then it is an event). */
+export function readIdleMarker(data: Uint8Array): IdleMarker | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder().decode(data));
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if (Object.keys(o).length !== 2) return undefined;
+  const { progress, after } = o;
+  if (!Number.isSafeInteger(progress) || !Number.isSafeInteger(after)) return undefined;
+  if ((progress as number) < 0 || (progress as number) > 8.64e15 || (after as number) < 0)
+    return undefined;
+  return { progress: progress as number, after: after as number };
+}
+
+/** Raised when MOVIES_CATALOG cannot be read as a MovieLens `movies.csv`. */
+export class MoviesCatalogError extends Error {
+  override name = "MoviesCatalogError";
+}
+
+/**
+ * Loads a MovieLens `movies.csv` (`movieId,title,genres`): movie id -> its first genre,
+ * lowercased, by the rule of `reco replay --movies` (bin/replay/formats.ts parseMoviesRow).
+ * Movies without genres and rows that cannot be read get no category. Throws
+ * MoviesCatalogError when the file is unreadable or has not the movies.csv header.
+ */
+export function loadMoviesCatalog(file: string): Map<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new MoviesCatalogError(`cannot read the movies catalogue ${file}`, { cause: err });
+  }
+  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  const head = splitCsvLine(lines[0] ?? "");
+  if (!head.ok || !isHeader(head.fields, MOVIELENS_MOVIES_COLUMNS))
+    throw new MoviesCatalogError(
+      `${file} is not a MovieLens movies.csv: expected the header ${MOVIELENS_MOVIES_COLUMNS.join(",")}`,
+    );
+  const genres = new Map<string, string>();
+  for (let k = 1; k < lines.length; k++) {
+    const line = lines[k]!;
+    if (line.trim() === "") continue;
+    const split = splitCsvLine(line);
+    if (!split.ok) continue;
+    const r = parseMoviesRow(split.fields);
+    if (r.ok && r.category !== undefined) genres.set(r.movieId, r.category);
+  }
+  return genres;
 }
 
 const PB_TYPES: Record<number, string> = {
@@ -140,11 +267,23 @@ function deadLetterHeaders(headers: Record<string, string>): Record<string, stri
   return out;
 }
 
+const enc = new TextEncoder();
+
 /**
  * parse: validate and normalise (DESIGN §2), drop duplicate event ids, route bad events to
  * reco.dlq.parse, and fan accepted events out by user (reco.parse.<p>) and by item (reco.items.<q>).
  * It is the single reader of EVENTS, so event-time progress is one deterministic number for the
  * whole input: lateness does not depend on the partition count.
+ *
+ * Idleness (DESIGN §3.2). Progress is broadcast to every partition, so a partition without
+ * records never holds its watermark back. When the whole input goes quiet, parse moves event
+ * time on itself, so the last windows still close: once the server says its consumer is caught
+ * up (nothing pending, everything delivered processed, a pull waiting, answered within the last
+ * few probes) and no event was accepted for `idle.timeoutMs` of processing time, it appends an
+ * idle marker to EVENTS with progress = the progress at the last event + the processing time
+ * since (event time follows wall time while idle), at most every `idle.timeoutMs`. The progress
+ * moves when parse reads the marker back, so a replay moves it at the same input position.
+ * A backlogged consumer never qualifies, however slowly it is processing.
  */
 export function createParseHandler(
   state: StageState,
@@ -157,6 +296,20 @@ export function createParseHandler(
   let lastBroadcast = 0;
   let broadcastProgress = progress;
   const P = opts.partitions;
+  const genres = opts.preset === "movies" ? opts.genres : undefined;
+
+  // Idleness, in processing time (none of it is persisted: a restart waits a full timeout again).
+  const idle = opts.idle !== undefined && opts.idle.timeoutMs > 0 ? opts.idle : undefined;
+  const probeEveryMs = idle ? Math.min(1000, Math.max(50, Math.floor(idle.timeoutMs / 4))) : 0;
+  let lastSeq = Number(state.meta.seq ?? 0); // last input sequence handled (the host's snapshot)
+  let lastInputAt = clock();
+  let lastEventAt = lastInputAt; // last accepted event ...
+  let anchor = progress; // ... and the progress right after it
+  let view: (ConsumerView & { requestedAt: number; receivedAt: number }) | undefined;
+  let probing = false;
+  let lastProbeAt = -Infinity;
+  let lastMarkerAt = -Infinity;
+  let markerInFlight = false;
 
   const deadLetter = (msg: InputMessage, reason: string) => {
     out.raw(
@@ -185,6 +338,13 @@ export function createParseHandler(
     broadcastProgress = progress;
   };
 
+  const advance = (to: number) => {
+    progress = to;
+    state.meta.progress = progress;
+    out.setProgress(progress);
+    seen.expireBefore(progress - opts.dedupeHorizonMs);
+  };
+
   /** Decides one message: undefined when accepted or a duplicate, else the dead-letter reason. */
   const decide = (msg: InputMessage): string | undefined => {
     if (msg.data.length > opts.maxEventBytes) return "event_too_large";
@@ -201,18 +361,68 @@ export function createParseHandler(
     // otherwise an event more than the horizon late was forgotten at once and a repeat of it
     // counted twice.
     seen.add(e.id, Math.max(e.ts, progress));
+    if (genres !== undefined && e.c === "") e.c = genres.get(e.i) ?? "";
     if (opts.preset === "movies" && e.t === "rating" && e.r >= 4) e.t = "purchase";
     const rec: ParsedRecord = { ...e, s: msg.seq, wb: progress };
     out.emit(subjects.parse(partitionOf(e.u, P)), rec);
     out.emit(subjects.items(partitionOf(e.i, P)), rec);
     opts.counters?.accepted(1);
-    if (e.ts > progress) {
-      progress = e.ts;
-      state.meta.progress = progress;
-      out.setProgress(progress);
-      seen.expireBefore(progress - opts.dedupeHorizonMs);
-    }
+    if (e.ts > progress) advance(e.ts);
+    lastEventAt = lastInputAt;
+    anchor = progress;
     return undefined;
+  };
+
+  /** An idle marker read back from EVENTS: progress moves if it is in place (see IdleMarker). */
+  const applyMarker = (m: IdleMarker, seq: number) => {
+    markerInFlight = false;
+    if (seq !== m.after + 1) {
+      out.count("idle_stale");
+      return;
+    }
+    out.count("idle_marker");
+    if (m.progress > progress) advance(m.progress);
+  };
+
+  /** On tick: asks the server about the consumer, and appends a marker when the input is idle. */
+  const idleTick = () => {
+    if (idle === undefined || progress < 0) return;
+    const now = clock();
+    // Busy: no need to ask the server.
+    if (now - lastEventAt < idle.timeoutMs / 2) return;
+    if (!probing && now - lastProbeAt >= probeEveryMs) {
+      probing = true;
+      lastProbeAt = now;
+      const requestedAt = now;
+      idle.probe().then(
+        (v) => {
+          view = { ...v, requestedAt, receivedAt: clock() };
+          probing = false;
+        },
+        () => {
+          view = undefined; // no answer: no sign of life
+          probing = false;
+        },
+      );
+    }
+    if (now - lastEventAt < idle.timeoutMs || now - lastMarkerAt < idle.timeoutMs) return;
+    // One marker at a time (its own sequence is the next one's `after`). The server might have
+    // dropped it as a repeat of an id it holds: then the next one may go after a while.
+    if (markerInFlight && now - lastMarkerAt < 2 * idle.timeoutMs) return;
+    const v = view;
+    // The answer must postdate the last input handled, and be recent: the server answered, the
+    // connection is up (a heartbeat in effect, not the mere absence of messages).
+    if (v === undefined || v.requestedAt < lastInputAt || now - v.receivedAt > 3 * probeEveryMs)
+      return;
+    // Caught up: nothing left at the server, everything delivered processed, and the client
+    // pulling. A backlogged consumer fails here whatever the time.
+    if (v.pending !== 0 || v.waiting === 0 || v.delivered > Math.max(lastSeq, v.ackFloor)) return;
+    const to = anchor + (now - lastEventAt);
+    if (to <= progress) return;
+    const marker: IdleMarker = { progress: to, after: v.delivered };
+    out.raw(IDLE_SUBJECT, enc.encode(JSON.stringify(marker)), {}, `idle.${v.delivered}`);
+    lastMarkerAt = now;
+    markerInFlight = true;
   };
 
   const handler: ParseHandler = {
@@ -220,6 +430,18 @@ export function createParseHandler(
       return progress;
     },
     handle(msg) {
+      lastInputAt = clock();
+      lastSeq = msg.seq;
+      const marker =
+        msg.subject === IDLE_SUBJECT && msg.data.length <= 256 && !isProtobuf(msg.headers)
+          ? readIdleMarker(msg.data)
+          : undefined;
+      if (marker !== undefined) {
+        // Not an event: outside the accounting of events (in = accepted + bad + duplicates).
+        applyMarker(marker, msg.seq);
+        broadcast();
+        return;
+      }
       opts.counters?.received?.(1);
       const reason = decide(msg);
       if (reason !== undefined) deadLetter(msg, reason);
@@ -231,6 +453,7 @@ export function createParseHandler(
       // their final watermark depended on whether some later message (a bad one, say) happened
       // to arrive after broadcastEveryMs.
       broadcast();
+      idleTick();
     },
   };
   out.setProgress(progress);

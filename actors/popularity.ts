@@ -3,6 +3,7 @@ import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { BUCKETS, kvKeyOf } from "../connectors/nats/topology.js";
 import { HOUR } from "./subjects.js";
+import { sendLate, type LateCounter } from "./watermark.js";
 
 /** One row of the popularity table (KV bucket reco_popularity, key = item). */
 export interface PopularityRow {
@@ -28,7 +29,7 @@ export interface PopularityOptions {
   partition: number;
   /** Popularity horizon (DESIGN: 7 days of event time), counted in 1 h buckets. */
   horizonMs: number;
-  counters?: { late(stage: string, n: number): void };
+  counters?: LateCounter;
 }
 
 export interface PopularityHandler extends StageHandler {
@@ -63,9 +64,23 @@ export function computeRow(
 }
 
 /**
+ * KV key of the table's heartbeat: a row of no item (ids are never empty) and no purchases, whose
+ * `wm` carries partition 0's progress. Every table moves its watermark on (table.wm is the
+ * highest `wm` of any row it applied) even when no row changes, e.g. when only time passes, so
+ * GetRecommendations reports the watermark its answer reflects.
+ */
+export const POPULARITY_HEARTBEAT_KEY = "wm.0";
+
+export function heartbeatRow(wm: number): PopularityRow {
+  return { item: "", purchases: 0, category: "", brand: "", avgPrice: 0, wm };
+}
+
+/**
  * popularity: purchases per product over the last 7 days of event time (1 h buckets), with main
  * category, brand and average price, kept as a small table in a KV bucket that every partition
- * (every popularity-join and fallback) watches: the broadcast side of the join.
+ * (every popularity-join and fallback) watches: the broadcast side of the join. A purchase
+ * already beyond the horizon when it arrives can never count: it goes to reco.late
+ * (`behind_watermark:popularity`, with the watermark progress − horizon) and a counter.
  */
 export function createPopularityHandler(
   state: StageState,
@@ -77,6 +92,7 @@ export function createPopularityHandler(
   const byHour = new Map<number, Set<string>>();
   for (const [i, d] of items.entries()) for (const h of Object.keys(d.h)) index(Number(h), i);
   let progress = Number(state.meta.progress ?? -1);
+  let beat = -1; // progress of the last heartbeat row (in memory: a restart sends one again)
 
   function index(h: number, i: string) {
     let s = byHour.get(h);
@@ -112,8 +128,10 @@ export function createPopularityHandler(
         if (r.s <= lastUpTo || r.t !== "purchase") continue;
         const now = Math.max(progress, r.wb);
         if (r.ts < now - opts.horizonMs) {
-          opts.counters?.late("popularity", 1);
-          continue; // beyond the horizon: it can never count
+          // Beyond the horizon: it can never count. Kept in reco.late like any late event.
+          sendLate(out, "popularity", "popularity", now - opts.horizonMs, r);
+          opts.counters?.late("popularity", 1, "popularity");
+          continue;
         }
         const h = r.ts - (r.ts % HOUR);
         const prev = items.get(r.i);
@@ -143,6 +161,10 @@ export function createPopularityHandler(
         }
       }
       for (const i of touched) publish(i);
+      if (opts.partition === 0 && progress > beat) {
+        out.kvPut(BUCKETS.popularity, POPULARITY_HEARTBEAT_KEY, heartbeatRow(progress));
+        beat = progress;
+      }
       out.setProgress(progress);
     },
   };

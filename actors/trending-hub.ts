@@ -20,7 +20,11 @@ export interface TrendingHub {
   updates(kind: TrendingWindowName): Observable<TrendingSnapshot>;
   /** Applies a KV entry (exposed for tests of pure logic). */
   apply(key: string, value: TrendingPart | TrendingHeartbeat | undefined): void;
-  /** Emits what is due: finals at once, the newest window if changed and the trigger allows. */
+  /**
+   * Emits what is due: a final for every window the merged watermark closed, at once; and for the
+   * newest window, if a partition's list of it changed and says something new, a non-final
+   * update, at most once per `triggerMs` per window kind.
+   */
   evaluate(): void;
   latest(kind: TrendingWindowName): TrendingSnapshot | undefined;
 }
@@ -42,8 +46,12 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
     "24h": new ReplaySubject<TrendingSnapshot>(1),
   };
   const latest: Partial<Record<TrendingKind, TrendingSnapshot>> = {};
-  const dirty = new Set<TrendingKind>();
-  const lastEmit: Record<TrendingKind, number> = { "1h": 0, "24h": 0 };
+  // Windows whose parts changed since their last update, by start.
+  const dirty = { "1h": new Set<number>(), "24h": new Set<number>() };
+  const lastEmit: Record<TrendingKind, number> = { "1h": -Infinity, "24h": -Infinity };
+  // What the last non-final update of each kind said ("<start> <items>"): a part put again with
+  // the same content (a restarted partition, say) is no change.
+  const lastSaid: Partial<Record<TrendingKind, string>> = {};
   const finalised = { "1h": new Set<number>(), "24h": new Set<number>() };
 
   const minWm = () => {
@@ -93,7 +101,7 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       let byQ = parts[kind].get(Number(start));
       if (!byQ) parts[kind].set(Number(start), (byQ = new Map()));
       byQ.set(Number(q), value as TrendingPart);
-      dirty.add(kind);
+      dirty[kind].add(Number(start));
     },
     evaluate() {
       const wm = minWm();
@@ -104,17 +112,26 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
         for (const start of starts) {
           const end = start + (kind === "1h" ? 3_600_000 : 86_400_000);
           if (wm >= 0 && wm - ooo >= end && !finalised[kind].has(start)) {
+            // Finals at once, whatever the trigger.
             finalised[kind].add(start);
             emit(merge(kind, start, true));
             parts[kind].delete(start);
+            dirty[kind].delete(start);
           }
         }
+        // The newest window, if it changed, at most once per trigger interval.
         const newest = [...parts[kind].keys()].sort((a, b) => b - a)[0];
-        if (newest !== undefined && dirty.has(kind) && now - lastEmit[kind] >= opts.triggerMs) {
-          emit(merge(kind, newest, false));
-          lastEmit[kind] = now;
-          dirty.delete(kind);
-        }
+        if (newest === undefined) dirty[kind].clear();
+        else if (dirty[kind].has(newest) && now - lastEmit[kind] >= opts.triggerMs) {
+          const snapshot = merge(kind, newest, false);
+          const said = `${newest} ${JSON.stringify(snapshot.items)}`;
+          if (said !== lastSaid[kind]) {
+            emit(snapshot);
+            lastEmit[kind] = now;
+            lastSaid[kind] = said;
+          }
+          dirty[kind].clear();
+        } else if (!dirty[kind].has(newest)) dirty[kind].clear(); // older windows get finals only
         // Bound memory: keep the finalised set small.
         if (finalised[kind].size > 1000)
           finalised[kind] = new Set([...finalised[kind]].slice(-500));

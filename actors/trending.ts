@@ -2,7 +2,7 @@ import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { BUCKETS } from "../connectors/nats/topology.js";
-import { sendLate } from "./watermark.js";
+import { sendLate, type LateCounter } from "./watermark.js";
 import { HOUR } from "./subjects.js";
 
 export type TrendingKind = "1h" | "24h";
@@ -33,7 +33,7 @@ export interface TrendingOptions {
   clickWeight: number;
   /** Entries kept per partition and window (the gRPC maximum k). */
   topK: number;
-  counters?: { late(stage: string, n: number): void };
+  counters?: LateCounter;
 }
 
 export interface TrendingHandler extends StageHandler {
@@ -64,6 +64,7 @@ export function createTrendingHandler(
   let final1h = Number(state.meta.final1h ?? -1); // end of the newest final 1h window
   let final24h = Number(state.meta.final24h ?? -1);
   const dirty = new Set<string>(); // "<kind>|<start>" changed since the last trigger
+  let beat = -1; // progress of the last heartbeat put (in memory: a restart puts one again)
   const q = opts.partition;
 
   function index(k: string) {
@@ -154,7 +155,7 @@ export function createTrendingHandler(
     part: (kind, start) => part(kind, start),
     handle(msg, lastUpTo) {
       const env = decodeEnvelope<ParsedRecord>(msg.data);
-      let late = 0;
+      const late = { "1h": 0, "24h": 0 };
       for (const r of env.recs) {
         if (r.s <= lastUpTo || (r.t !== "view" && r.t !== "click")) continue;
         const h = r.ts - (r.ts % HOUR);
@@ -165,7 +166,7 @@ export function createTrendingHandler(
         ] as const) {
           if (wb >= 0 && r.ts < wb - ooo) {
             sendLate(out, "trending", kind, wb - ooo, r);
-            late++;
+            late[kind]++;
             continue;
           }
           const key = `${kind}|${h}|${r.i}`;
@@ -178,7 +179,8 @@ export function createTrendingHandler(
           else dirty.add("24h|newest");
         }
       }
-      if (late > 0) opts.counters?.late("trending", late);
+      for (const kind of ["1h", "24h"] as const)
+        if (late[kind] > 0) opts.counters?.late("trending", late[kind], kind);
       if (env.wm > progress) {
         progress = env.wm;
         state.meta.progress = progress;
@@ -192,7 +194,11 @@ export function createTrendingHandler(
       if (dirty.has(`1h|${newest}`)) put(part("1h", newest));
       if (dirty.has("24h|newest")) put(part("24h", newest + HOUR - DAY));
       dirty.clear();
-      out.kvPut(BUCKETS.trending, `wm.${q}`, { q, wm: progress } satisfies TrendingHeartbeat);
+      // The bucket keeps the last heartbeat: a quiet partition need not repeat it.
+      if (progress !== beat) {
+        out.kvPut(BUCKETS.trending, `wm.${q}`, { q, wm: progress } satisfies TrendingHeartbeat);
+        beat = progress;
+      }
     },
   };
 }

@@ -7,7 +7,15 @@ export interface WatermarkOptions {
   partition: number;
   /** Allowed out-of-orderness of the user path (DESIGN: 10 min). */
   outOfOrdernessMs: number;
-  counters?: { late(stage: string, n: number): void };
+  counters?: LateCounter;
+}
+
+/**
+ * Counts late events: `stage` is the stage that found them late, `path` the clock they were late
+ * for (`user`, `1h`, `24h`, `popularity`), as in their reco.late reason `behind_watermark:<path>`.
+ */
+export interface LateCounter {
+  late(stage: string, n: number, path?: string): void;
 }
 
 export interface WatermarkHandler extends StageHandler {
@@ -70,7 +78,7 @@ export function createWatermarkHandler(
           late++;
         } else out.emit(target, r);
       }
-      if (late > 0) opts.counters?.late("watermark", late);
+      if (late > 0) opts.counters?.late("watermark", late, "user");
       if (env.wm > progress) {
         progress = env.wm;
         state.meta.progress = progress;

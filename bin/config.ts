@@ -1,4 +1,4 @@
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { PipelineConfig } from "../actors/pipeline.js";
 
@@ -29,7 +29,18 @@ export interface AppConfig {
   /** Client certificate and key (PEM) for NATS mutual TLS. */
   natsTlsCert?: string;
   natsTlsKey?: string;
-  pipeline: PipelineConfig;
+  pipeline: PipelineConfig & ParseSettings;
+}
+
+/**
+ * Settings of the parse stage that actors/pipeline.ts passes to createParseHandler (issue 3):
+ * `idle: { timeoutMs: cfg.idleTimeoutMs, probe }` and the movies catalogue.
+ */
+export interface ParseSettings {
+  /** IDLE_TIMEOUT_MS: quiet processing time before event time moves on; 0: never. */
+  idleTimeoutMs: number;
+  /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
+  moviesCatalog?: string;
 }
 
 /** "file": the path of a readable regular file, checked at start (before anything is touched). */
@@ -92,6 +103,18 @@ export const SETTINGS = {
     default: "ecommerce",
     values: ["ecommerce", "movies"],
     help: "movies: a rating >= 4 counts as a purchase",
+  },
+  moviesCatalog: {
+    env: "MOVIES_CATALOG",
+    kind: "file",
+    help: "MovieLens movies.csv: an event without category_code gets its movie's first genre (PRESET=movies)",
+  },
+  idleTimeoutMs: {
+    env: "IDLE_TIMEOUT_MS",
+    kind: "ms",
+    default: "30000",
+    min: 0,
+    help: "quiet time (input caught up, no new event) before event time follows wall time; 0: never",
   },
   windowMs: {
     env: "WINDOW_MS",
@@ -372,7 +395,23 @@ export function loadConfig(
         "expected one NATS authentication (NATS_USER + NATS_PASS, NATS_TOKEN or NATS_CREDS)",
     );
 
-  const pipeline: PipelineConfig = {
+  const moviesCatalog = str("moviesCatalog");
+  if (moviesCatalog !== undefined) {
+    if (str("preset") !== "movies")
+      throw new ConfigError(
+        `MOVIES_CATALOG is set but PRESET=${str("preset") ?? ""}: expected PRESET=movies (genres are the movies preset's categories)`,
+      );
+    if (!isMoviesCsv(moviesCatalog))
+      throw new ConfigError(
+        `MOVIES_CATALOG=${JSON.stringify(moviesCatalog)} is not valid: expected a MovieLens movies.csv (header movieId,title,genres)`,
+      );
+  }
+  const parseSettings: ParseSettings = {
+    idleTimeoutMs: num("idleTimeoutMs"),
+    ...(moviesCatalog !== undefined ? { moviesCatalog } : {}),
+  };
+  const pipeline: PipelineConfig & ParseSettings = {
+    ...parseSettings,
     partitions: num("partitions"),
     preset: str("preset") as PipelineConfig["preset"],
     windowMs: num("windowMs"),
@@ -444,6 +483,28 @@ const OPTIONAL_STRINGS = [
   "grpcTlsCert",
   "grpcTlsKey",
 ] as const satisfies readonly (keyof AppConfig & SettingName)[];
+
+/** Whether the file starts with the header of MovieLens movies.csv. */
+function isMoviesCsv(path: string): boolean {
+  const buf = Buffer.alloc(256);
+  const fd = openSync(path, "r");
+  try {
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const first =
+      buf
+        .toString("utf8", 0, n)
+        .replace(/^\uFEFF/, "")
+        .split(/\r?\n/)[0] ?? "";
+    return (
+      first
+        .split(",")
+        .map((c) => c.trim().replace(/^"|"$/g, ""))
+        .join(",") === "movieId,title,genres"
+    );
+  } finally {
+    closeSync(fd);
+  }
+}
 
 /** Why `path` is not a readable regular file, or undefined when it is. */
 function fileProblem(path: string): string | undefined {

@@ -3,7 +3,13 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage, StageOutput } from "../actors/host.js";
 import type { ParsedRecord } from "../actors/parse.js";
 import type { EventType } from "../actors/event.js";
-import { createPopularityHandler, type PopularityRow } from "../actors/popularity.js";
+import {
+  createPopularityHandler,
+  heartbeatRow,
+  POPULARITY_HEARTBEAT_KEY,
+  type PopularityRow,
+} from "../actors/popularity.js";
+import type { LateRecord } from "../actors/watermark.js";
 import { kvKeyOf } from "../connectors/nats/topology.js";
 import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
 
@@ -57,16 +63,24 @@ function ev(
   };
 }
 
-function setup() {
+const dec = new TextDecoder();
+
+function setup(partition = 1) {
   const { out, rec } = fakeOutput();
   const late: [string, number][] = [];
+  const paths: (string | undefined)[] = [];
   const h = createPopularityHandler(createStageState(), out, {
-    partition: 0,
+    partition,
     horizonMs: WEEK,
-    counters: { late: (stage, n) => void late.push([stage, n]) },
+    counters: {
+      late: (stage, n, path) => {
+        late.push([stage, n]);
+        paths.push(path);
+      },
+    },
   });
   let n = 0;
-  /** Feeds one batch; returns the KV puts it made. */
+  /** Feeds one batch; returns the KV puts it made (partition 0 adds its heartbeat row). */
   const feed = (wm: number, recs: ParsedRecord[], lastUpTo = n): [string, PopularityRow][] => {
     const before = rec.kvPuts.length;
     n++;
@@ -83,7 +97,7 @@ function setup() {
       return [key, value as PopularityRow];
     });
   };
-  return { h, rec, late, feed };
+  return { h, rec, late, paths, feed };
 }
 
 describe("popularity", () => {
@@ -185,6 +199,58 @@ describe("popularity", () => {
     // Just inside the horizon it counts.
     feed(wb, [ev(wb - WEEK, "p2", "purchase", { wb })]);
     expect(h.row("p2")?.purchases).toBe(1);
+  });
+
+  // Issue 3, point 3: late events go to reco.late, none only to a counter.
+  it("should send a purchase beyond the horizon to reco.late with its reason and watermark, counted by path", () => {
+    const { rec, late, paths, feed } = setup();
+    const wb = T0 + 10 * DAY;
+    const old = ev(wb - WEEK - 1, "p1", "purchase", { wb });
+    feed(wb, [
+      old,
+      ev(wb - WEEK, "p2", "purchase", { wb }),
+      ev(wb - WEEK - 5, "p3", "view", { wb }),
+    ]);
+    expect(rec.raws).toHaveLength(1);
+    const [subject, data, headers, msgId] = rec.raws[0]!;
+    expect(subject).toBe("reco.late");
+    expect(msgId).toBe(`late.popularity.popularity.${old.s}`);
+    expect(headers).toEqual({
+      "Reco-Reason": "behind_watermark:popularity",
+      "Reco-Watermark": String(wb - WEEK),
+      "Reco-Stage": "popularity",
+    });
+    expect(JSON.parse(dec.decode(data))).toEqual({
+      stage: "popularity",
+      reason: "behind_watermark:popularity",
+      watermark: wb - WEEK,
+      event: old,
+    } satisfies LateRecord);
+    expect(late).toEqual([["popularity", 1]]);
+    expect(paths).toEqual(["popularity"]);
+  });
+
+  it("should put partition 0's progress in a heartbeat row of no item and no purchases, when it moves", () => {
+    const { rec, feed } = setup(0);
+    const heartbeats = () =>
+      rec.kvPuts.filter(([, key]) => key === POPULARITY_HEARTBEAT_KEY).map(([, , v]) => v);
+    feed(T0, [ev(T0, "p1")]);
+    feed(T0, []);
+    feed(T0 + HOUR, []);
+    feed(T0 + 30 * MINUTE, []);
+    expect(heartbeats()).toEqual([heartbeatRow(T0), heartbeatRow(T0 + HOUR)]);
+    expect(heartbeatRow(T0)).toEqual({
+      item: "",
+      purchases: 0,
+      category: "",
+      brand: "",
+      avgPrice: 0,
+      wm: T0,
+    });
+    // Other partitions do not repeat it.
+    const other = setup(1);
+    other.feed(T0, [ev(T0, "p1")]);
+    expect(other.rec.kvPuts.map(([, key]) => key)).toEqual([kvKeyOf("p1")]);
   });
 
   it("should skip records with s <= lastUpTo", () => {

@@ -1,11 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { setupNats } from "./helpers/nats.js";
-import { generateRatingsLog, generateScenario, markerEvent, rng } from "./helpers/events.js";
+import {
+  generateRatingsLog,
+  generateScenario,
+  markerEvent,
+  moviesCatalog,
+  rng,
+} from "./helpers/events.js";
 import {
   DEFAULT_REF,
   reference,
@@ -312,6 +318,9 @@ async function startTestApp(partitions: number, env: Record<string, string> = {}
       PARTITIONS: String(partitions),
       TRENDING_TRIGGER: "100",
       LOG_LEVEL: "silent",
+      // Idle markers move event time with the wall clock, which the reference does not model
+      // (test/issue3-idle.test.ts covers them): a slow phase must not change the answers.
+      IDLE_TIMEOUT_MS: "0",
       ...env,
     }),
     pino({ level: "silent" }),
@@ -367,6 +376,8 @@ describe("the reference scenario", () => {
     expect(refB.lateCounts["behind_watermark:1h"]).toBeGreaterThan(10);
     expect(refB.lateCounts["behind_watermark:24h"]).toBeGreaterThan(5);
     expect(refB.popularityLate).toBeGreaterThan(0);
+    // Purchases beyond the 7-day horizon are kept in reco.late too, not only counted.
+    expect(refB.lateCounts["behind_watermark:popularity"]).toBe(refB.popularityLate);
     const sources = new Set(
       refA.users().flatMap((u) => refA.recommend(u, 10).map((i) => i.source)),
     );
@@ -545,6 +556,48 @@ describe("the movies preset at 3 partitions", () => {
       expect(popularity).toEqual(expectedPopularity(ref));
     } finally {
       await t.stop();
+    }
+  });
+});
+
+describe("the movies preset with a movies.csv catalogue (MOVIES_CATALOG) at 3 partitions", () => {
+  it("serves recommendations by genre as the reference computes them, for ratings without category_code", async () => {
+    const genres = ["drama", "comedy", "action", "thriller", "animation"];
+    const catalog = moviesCatalog(120, genres);
+    const log = generateRatingsLog({
+      seed: 32,
+      events: 1500,
+      users: 80,
+      movies: 120,
+      genres,
+      start: T0,
+      spanMs: 30 * H,
+      withCategory: false,
+    });
+    expect(log.every((e) => e.category_code === undefined)).toBe(true);
+    const ref = reference(log, { ...DEFAULT_REF, preset: "movies", genres: catalog.genres });
+    // The genres are the categories: users have top genres and personalised answers by genre,
+    // and some popular movies have no genre (no genres listed).
+    const withTop = ref.users().filter((u) => ref.topCategories(u).length > 0);
+    expect(withTop.length).toBeGreaterThan(40);
+    expect(new Set(withTop.map((u) => ref.topCategories(u)[0]![0]))).toEqual(new Set(genres));
+    expect(ref.users().some((u) => ref.recommend(u, 10)[0]?.source === "PERSONALIZED")).toBe(true);
+    expect(ref.popularity().some((p) => p.category === "")).toBe(true);
+    const dir = await mkdtemp(join(tmpdir(), "reco-movies-"));
+    const file = join(dir, "movies.csv");
+    await writeFile(file, catalog.csv);
+    const t = await startTestApp(3, { PRESET: "movies", MOVIES_CATALOG: file });
+    try {
+      await publish(t.nc, log);
+      const expected = expectedAnswers(ref);
+      const users = Object.keys(expected);
+      const actual = await settle(() => observeAnswers(t.client, users), expected);
+      expect(differences(expected, actual)).toEqual([]);
+      const popularity = await settle(() => observePopularity(t.nc), expectedPopularity(ref));
+      expect(popularity).toEqual(expectedPopularity(ref));
+    } finally {
+      await t.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

@@ -54,6 +54,7 @@ function ev(ts: number, i: string, t: EventType = "view", wb = -1): ParsedRecord
 function setup(opts: Partial<TrendingOptions> = {}) {
   const { out, rec } = fakeOutput();
   const late: [string, number][] = [];
+  const lateByPath: Record<string, number> = {};
   const h = createTrendingHandler(createStageState(), out, {
     partition: Q,
     oneHourOutOfOrdernessMs: 2 * HOUR,
@@ -61,7 +62,12 @@ function setup(opts: Partial<TrendingOptions> = {}) {
     viewWeight: 1,
     clickWeight: 2,
     topK: 10,
-    counters: { late: (stage, n) => void late.push([stage, n]) },
+    counters: {
+      late: (stage, n, path = "?") => {
+        late.push([stage, n]);
+        lateByPath[path] = (lateByPath[path] ?? 0) + n;
+      },
+    },
     ...opts,
   });
   let n = 0;
@@ -89,7 +95,7 @@ function setup(opts: Partial<TrendingOptions> = {}) {
     h.tick();
     return rec.kvPuts.slice(before).map(([, k, v]) => [k, v] as [string, unknown]);
   };
-  return { h, rec, late, feed, tick };
+  return { h, rec, late, lateByPath, feed, tick };
 }
 
 describe("trending", () => {
@@ -176,7 +182,7 @@ describe("trending", () => {
       expect(tick()).toEqual([]);
     });
 
-    it("should publish the newest windows and a heartbeat, then only the heartbeat", () => {
+    it("should publish the newest windows and a heartbeat, then nothing until something changes", () => {
       const { feed, tick } = setup();
       const wm = T0 + 30 * MINUTE;
       feed(wm, [ev(T0 + 10 * MINUTE, "p1"), ev(T0 + 20 * MINUTE, "p1", "click")]);
@@ -190,7 +196,11 @@ describe("trending", () => {
         ],
         [`wm.${Q}`, { q: Q, wm }],
       ]);
-      expect(tick()).toEqual([[`wm.${Q}`, { q: Q, wm }]]);
+      expect(tick()).toEqual([]);
+      // Progress moves without records: only the heartbeat.
+      feed(wm + MINUTE, []);
+      expect(tick()).toEqual([[`wm.${Q}`, { q: Q, wm: wm + MINUTE }]]);
+      expect(tick()).toEqual([]);
     });
 
     it("should publish the newest window again after a change", () => {
@@ -274,6 +284,27 @@ describe("trending", () => {
         ["p1", 1, 1, 0],
         ["p2", 1, 1, 0],
       ]);
+    });
+
+    it("should count late events by window kind", () => {
+      const { rec, late, lateByPath, feed } = setup();
+      const wb = T0 + 30 * HOUR;
+      feed(wb, [ev(wb, "p1")]);
+      feed(wb, [
+        ev(wb - 3 * HOUR, "p2", "view", wb), // late for 1 h only
+        ev(wb - 27 * HOUR, "p3", "click", wb), // late for both
+        ev(wb - 28 * HOUR, "p4", "cart", wb), // not a trending event
+      ]);
+      expect(rec.raws.map((r) => r.headers["Reco-Reason"])).toEqual([
+        "behind_watermark:1h",
+        "behind_watermark:1h",
+        "behind_watermark:24h",
+      ]);
+      expect(late).toEqual([
+        ["trending", 2],
+        ["trending", 1],
+      ]);
+      expect(lateByPath).toEqual({ "1h": 2, "24h": 1 });
     });
 
     it("should keep an event exactly at wb − 2 h on time for 1 h", () => {

@@ -64,12 +64,18 @@ function batch(seq: number, env: Envelope<ParsedRecord>): InputMessage {
 function setup() {
   const { out, rec: calls } = fakeOutput();
   const late: [string, number][] = [];
+  const paths: (string | undefined)[] = [];
   const h = createWatermarkHandler(createStageState(), out, {
     partition: 3,
     outOfOrdernessMs: OOO,
-    counters: { late: (stage, n) => void late.push([stage, n]) },
+    counters: {
+      late: (stage, n, path) => {
+        late.push([stage, n]);
+        paths.push(path);
+      },
+    },
   });
-  return { h, calls, late };
+  return { h, calls, late, paths };
 }
 
 describe("watermark", () => {
@@ -101,6 +107,13 @@ describe("watermark", () => {
       event: r,
     });
     expect(late).toEqual([["watermark", 1]]);
+  });
+
+  it("should count late events with their path, user", () => {
+    const { h, paths } = setup();
+    const wb = T0 + HOUR_ISH;
+    h.handle(batch(1, { upTo: 2, wm: wb, recs: [rec(1, wb, wb), rec(2, wb - OOO - 1, wb)] }), 0);
+    expect(paths).toEqual(["user"]);
   });
 
   it("should keep an event exactly at wb − 10 min on time (late means strictly behind)", () => {

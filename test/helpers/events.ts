@@ -263,6 +263,8 @@ export interface RatingsLogOptions {
   genres: string[];
   start: number;
   spanMs: number;
+  /** Give each rating its movie's genre as `category_code` (default true); false: none. */
+  withCategory?: boolean;
 }
 
 /**
@@ -282,11 +284,131 @@ export function generateRatingsLog(o: RatingsLogOptions): RefEvent[] {
       event_ts: ts,
       user_id: 1 + Math.floor(o.users * r() * r()),
       movie_id: movie,
-      category_code: o.genres[movie % o.genres.length]!,
       rating: 0.5 + Math.floor(r() * 10) / 2,
     };
+    if (o.withCategory ?? true) e.category_code = o.genres[movie % o.genres.length]!;
     out.push(e);
     if (r() < 0.02) out.push({ ...e });
   }
   return out;
+}
+
+export interface MoviesCatalog {
+  /** The text of a MovieLens `movies.csv`. */
+  csv: string;
+  /** Movie id -> category as the contract says: the first genre, lowercased. */
+  genres: Map<string, string>;
+}
+
+/**
+ * A MovieLens-style `movies.csv` for movies 1..`movies`: movie k's first genre is
+ * `genres[k % genres.length]` (capitalised, as MovieLens writes them), followed by another one;
+ * every 17th movie has `(no genres listed)` and so no category; titles with commas are quoted.
+ */
+export function moviesCatalog(movies: number, genres: string[]): MoviesCatalog {
+  const cap = (g: string) => g.charAt(0).toUpperCase() + g.slice(1);
+  const lines = ["movieId,title,genres"];
+  const map = new Map<string, string>();
+  for (let k = 1; k <= movies; k++) {
+    const title = k % 5 === 0 ? `"Movie ${k}, The (199${k % 10})"` : `Movie ${k} (199${k % 10})`;
+    if (k % 17 === 0) {
+      lines.push(`${k},${title},(no genres listed)`);
+      continue;
+    }
+    const first = genres[k % genres.length]!;
+    const second = genres[(k + 1) % genres.length]!;
+    lines.push(`${k},${title},${cap(first)}|${cap(second)}`);
+    map.set(String(k), first.toLowerCase());
+  }
+  return { csv: `${lines.join("\n")}\n`, genres: map };
+}
+
+export interface Rees46Options {
+  seed: number;
+  rows: number;
+  users: number;
+  products: number;
+  /** First event time (epoch ms); rows are spread over `spanMs`, in time order. */
+  start: number;
+  spanMs: number;
+}
+
+/**
+ * A REES46-schema e-commerce CSV (`event_time,event_type,product_id,category_id,category_code,
+ * brand,price,user_id,user_session`), as the Kaggle "eCommerce behavior data from multi category
+ * store" files are: in time order, whole seconds in `YYYY-MM-DD hh:mm:ss UTC`, numeric product
+ * and user ids, a category code per product (some empty), brands (some empty), prices that vary
+ * a little between events, and views, carts, removals and purchases. Users 8, 18, ... are active
+ * in the first 5 hours only, users 9, 19, ... look only at products without a category code,
+ * users 7, 17, ... mostly at the few products of a rare category.
+ */
+export function generateRees46Csv(o: Rees46Options): string {
+  const r = rng(o.seed);
+  const codes = [
+    "electronics.smartphone",
+    "electronics.audio.headphone",
+    "appliances.kitchen.washer",
+    "computers.notebook",
+    "apparel.shoes",
+    "furniture.living_room.sofa",
+    "",
+  ];
+  const brands = ["samsung", "apple", "xiaomi", "bosch", "nike", ""];
+  const product = (k: number) => ({
+    id: String(1_000_000 + k * 37),
+    categoryId: String(2_053_013_555_631_882_655n + BigInt(k % codes.length)),
+    code: k % 23 === 5 ? "kids.toys" : codes[k % codes.length]!,
+    brand: brands[(k * 7) % brands.length]!,
+    price: 10 + ((k * 13) % 400) + 0.99,
+  });
+  const types = [
+    ...Array<string>(70).fill("view"),
+    ...Array<string>(14).fill("cart"),
+    ...Array<string>(4).fill("remove_from_cart"),
+    ...Array<string>(12).fill("purchase"),
+  ];
+  const two = (n: number) => String(n).padStart(2, "0");
+  const time = (ms: number) => {
+    const d = new Date(ms - (ms % 1000));
+    return (
+      `${d.getUTCFullYear()}-${two(d.getUTCMonth() + 1)}-${two(d.getUTCDate())} ` +
+      `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} UTC`
+    );
+  };
+  const lines = [
+    "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session",
+  ];
+  for (let k = 0; k < o.rows; k++) {
+    const ts = o.start + Math.floor((k / o.rows) * o.spanMs);
+    let u = Math.min(o.users - 1, Math.floor(o.users * Math.pow(r(), 2)));
+    // Users 8, 18, ... are active in the first 5 hours only: their interest leaves a 24 h horizon.
+    if (u % 10 === 8 && ts - o.start > 5 * HOUR) u--;
+    // A user leans towards the products near their own index: interests differ between users.
+    const near = (u * 5 + Math.floor(Math.pow(r(), 1.5) * o.products)) % o.products;
+    let pk = r() < 0.6 ? near : Math.floor(o.products * Math.pow(r(), 2));
+    // Users 9, 19, ... look only at products without a category code; users 7, 17, ... only
+    // at the few of a rare category (fewer candidates than answers: the rest is filled up).
+    if (u % 10 === 9) {
+      pk += (codes.length - 1 - (pk % codes.length)) % codes.length;
+      if (pk % 23 === 5) pk += codes.length;
+    } else if (u % 10 === 7) pk = 5 + 23 * Math.floor(r() * (o.products / 23));
+    const p = product(pk);
+    const type = types[Math.floor(r() * types.length)]!;
+    const price = (p.price * (0.95 + Math.floor(r() * 10) / 100)).toFixed(2);
+    const session = seededUuid(rng(u + 1));
+    lines.push(
+      [
+        time(ts),
+        type,
+        p.id,
+        p.categoryId,
+        p.code,
+        p.brand,
+        price,
+        String(500_000_000 + u),
+        session,
+      ].join(","),
+    );
+  }
+  return `${lines.join("\n")}\n`;
 }

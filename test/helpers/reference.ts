@@ -13,7 +13,8 @@
  *   descending, ties by name. Purchases in those windows exclude items from personalised
  *   candidates.
  * - Popularity: purchases per item over 1 h buckets whose end is after `now − popularityHorizon`;
- *   a purchase with `ts < wb − popularityHorizon` never counts (a counter, not reco.late).
+ *   a purchase with `ts < wb − popularityHorizon` never counts: it goes to reco.late (reason
+ *   `behind_watermark:popularity`, watermark `wb − popularityHorizon`).
  *   Category and brand: the latest non-empty over the counted purchases (the pipeline remembers
  *   them over every accepted purchase; the two agree whenever an item keeps its category).
  * - Recommendations: per top category, items with purchases > 0 of that category, score =
@@ -55,6 +56,11 @@ export interface RefOptions {
   clickWeight: number;
   /** `movies`: a rating of 4 or more counts as a purchase. */
   preset?: "ecommerce" | "movies";
+  /**
+   * The movies preset's catalogue (MOVIES_CATALOG): movie id -> category, the first genre of the
+   * movie, lowercased. An event without `category_code` takes its movie's category.
+   */
+  genres?: ReadonlyMap<string, string>;
 }
 
 export const DEFAULT_REF: RefOptions = {
@@ -113,7 +119,11 @@ export interface RefTrendingEntry {
 export type RefTrendingKind = "1h" | "24h";
 
 /** Reasons of reco.late, as the pipeline writes them in the `Reco-Reason` header. */
-export type LateReason = "behind_watermark:user" | "behind_watermark:1h" | "behind_watermark:24h";
+export type LateReason =
+  | "behind_watermark:user"
+  | "behind_watermark:1h"
+  | "behind_watermark:24h"
+  | "behind_watermark:popularity";
 
 /** One message the pipeline must keep in reco.late. */
 export interface RefLate {
@@ -152,6 +162,12 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
     }
     seen.add(id);
     const ts = eventTimeOf(r.event_ts);
+    const item = itemIdOf(r);
+    const category = r.category_code
+      ? (r.category_code.split(".")[0] ?? "")
+      : o.preset === "movies"
+        ? (o.genres?.get(item) ?? "")
+        : "";
     const purchase =
       o.preset === "movies"
         ? r.event_type === "rating" && (r.rating ?? -1) >= 4
@@ -161,8 +177,8 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
       t: purchase ? "purchase" : r.event_type,
       ts,
       u: String(r.user_id),
-      i: itemIdOf(r),
-      c: (r.category_code ?? "").split(".")[0] ?? "",
+      i: item,
+      c: category,
       b: r.brand ?? "",
       pr: r.price ?? -1,
       wb: progress,
@@ -183,6 +199,12 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
         eventId: e.id,
         watermark: e.wb - o.userOutOfOrdernessMs,
       });
+    if (e.t === "purchase" && e.ts < e.wb - o.popularityHorizonMs)
+      late.push({
+        reason: "behind_watermark:popularity",
+        eventId: e.id,
+        watermark: e.wb - o.popularityHorizonMs,
+      });
     if (!trendable(e)) continue;
     if (behind(e, o.hourOutOfOrdernessMs))
       late.push({
@@ -197,6 +219,7 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
     "behind_watermark:user": 0,
     "behind_watermark:1h": 0,
     "behind_watermark:24h": 0,
+    "behind_watermark:popularity": 0,
   };
   for (const l of late) lateCounts[l.reason]++;
 
@@ -347,7 +370,10 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
     recommend,
     /** The popularity table: items with purchases > 0 over the horizon, sorted by item id. */
     popularity: () => [...pop.values()].sort((a, b) => cmp(a.item, b.item)),
-    /** Purchases ignored because they are beyond the popularity horizon on arrival. */
+    /**
+     * Purchases ignored because they are beyond the popularity horizon on arrival (each also in
+     * `late` as `behind_watermark:popularity`).
+     */
     popularityLate,
     trending,
     trendingHour: (start: number) => trending("1h", start),
