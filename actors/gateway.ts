@@ -6,11 +6,22 @@ import {
   type TrendingSnapshot,
   type TrendingWindowName,
 } from "../connectors/grpc/backend.js";
+import type { NatsConnection } from "nats";
+import { createSupervisor, type Supervisor } from "../runtime/index.js";
 import { joinCandidates } from "./popularity-join.js";
 import { completeRecommendations } from "./fallback.js";
-import type { PopularityTable } from "./popularity-table.js";
-import type { TrendingHub } from "./trending-hub.js";
-import type { ProfileReplica } from "./profile-replica.js";
+import {
+  createPopularityTable,
+  createPopularityTableActor,
+  type PopularityTable,
+} from "./popularity-table.js";
+import { createTrendingHub, createTrendingHubActor, type TrendingHub } from "./trending-hub.js";
+import {
+  createProfileReplica,
+  createProfileReplicaActor,
+  type ProfileReplica,
+} from "./profile-replica.js";
+import type { PipelineConfig } from "./pipeline.js";
 
 export interface GatewayOptions {
   table: PopularityTable;
@@ -58,5 +69,58 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return o.hub.updates(window);
     },
+  };
+}
+
+export interface GatewayProcess {
+  readonly backend: RecoBackend;
+  readonly supervisor: Supervisor;
+  stop(): Promise<void>;
+}
+
+/**
+ * Everything a gateway process runs besides gRPC: the popularity table, the trending hub and the
+ * profile replica, each a supervised actor fed from JetStream.
+ */
+export async function startGateway(
+  nc: NatsConnection,
+  cfg: PipelineConfig & { maxStalenessMs: number },
+  log?: (obj: object, msg: string) => void,
+): Promise<GatewayProcess> {
+  const supervisor = createSupervisor({
+    id: "gateway",
+    restart: { count: 20, period: 60_000, delay: 100, maxDelay: 5_000 },
+    onEscalate: (err, child) => log?.({ err: String(err), child }, "gateway actor escalated"),
+  });
+  const table = createPopularityTable();
+  const hub = createTrendingHub({
+    partitions: cfg.partitions,
+    triggerMs: cfg.trendingTriggerMs,
+    oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
+    oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
+  });
+  const replica = createProfileReplica();
+  supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
+  supervisor.supervise("trending-hub", () =>
+    createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
+  );
+  supervisor.supervise("profile-replica", () => createProfileReplicaActor(nc, replica));
+  supervisor.events$.subscribe((e) => {
+    if (e.type === "child-failed")
+      log?.({ child: e.childId, err: String(e.error) }, "gateway actor failed");
+  });
+  await supervisor.ready();
+  return {
+    supervisor,
+    backend: createGatewayBackend({
+      table,
+      hub,
+      replica,
+      userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
+      interestHorizonMs: cfg.interestHorizonMs,
+      fallbackSize: cfg.fallbackSize,
+      maxStalenessMs: cfg.maxStalenessMs,
+    }),
+    stop: () => supervisor.stop(),
   };
 }

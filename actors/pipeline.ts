@@ -12,7 +12,7 @@ import {
   type StageSpec,
 } from "./host.js";
 import type { StateDb } from "../state/index.js";
-import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
+import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import {
   BackendUnavailableError,
@@ -23,7 +23,7 @@ import {
 } from "../connectors/grpc/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import type { Preset } from "./event.js";
-import { createParseHandler } from "./parse.js";
+import { consumerProbe, createParseHandler, loadMoviesCatalog } from "./parse.js";
 import { createBadRatioAlert } from "./parse-metrics.js";
 import { createWatermarkHandler } from "./watermark.js";
 import { createWindowHandler } from "./window.js";
@@ -64,6 +64,10 @@ export interface PipelineConfig {
   maxAttempts: number;
   duplicateWindowMs: number;
   replicas: number;
+  /** IDLE_TIMEOUT_MS: parse's idle markers (DESIGN §3.2); 0: never. */
+  idleTimeoutMs: number;
+  /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
+  moviesCatalog?: string;
 }
 
 export interface Pipeline {
@@ -107,13 +111,16 @@ export interface LeaseOwnership {
 export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Promise<Pipeline> {
   const { nc, metrics } = deps;
   const jsm = await nc.jetstreamManager();
-  await ensureEventsStream(jsm, {
-    replicas: cfg.replicas,
-    duplicateWindowMs: cfg.duplicateWindowMs,
-  });
-  await ensureTopology(nc, jsm, {
-    replicas: cfg.replicas,
-    duplicateWindowMs: cfg.duplicateWindowMs,
+  // A cluster that lost a node answers again once it has elected new leaders: wait for it.
+  await whenJetStreamAnswers(async () => {
+    await ensureEventsStream(jsm, {
+      replicas: cfg.replicas,
+      duplicateWindowMs: cfg.duplicateWindowMs,
+    });
+    await ensureTopology(nc, jsm, {
+      replicas: cfg.replicas,
+      duplicateWindowMs: cfg.duplicateWindowMs,
+    });
   });
 
   const supervisor = createSupervisor({
@@ -130,8 +137,9 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const P = cfg.partitions;
   // Late events are counted in the stage's snapshot (exact across crashes) and in Prometheus.
   const lateCounter = (out: StageOutput) => ({
-    late: (stage: string, n: number) => {
+    late: (stage: string, n: number, path?: string) => {
       out.count("late", n);
+      if (path !== undefined) out.count(`late:${path}`, n);
       metrics?.late.inc({ stage }, n);
     },
   });
@@ -171,6 +179,13 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const perInput = "per-input" as const;
   // Outside the parse factory: the alert outlives restarts of the parse actor.
   const badRatio = createBadRatioAlert(metrics, { ...(deps.log ? { log: deps.log } : {}) });
+  // Loaded once per process (validated by bin/config.ts): a restart of parse keeps it.
+  const genres =
+    cfg.preset === "movies" && cfg.moviesCatalog !== undefined
+      ? loadMoviesCatalog(cfg.moviesCatalog)
+      : undefined;
+  // The server's view of parse's consumer (host.ts names it `${stage}_${partition}`).
+  const idleProbe = consumerProbe(jsm, EVENTS_STREAM, "parse_0");
   run({
     stage: "parse",
     partition: 0,
@@ -188,6 +203,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         maxEventBytes: cfg.maxEventBytes,
         broadcastEveryMs: 100,
         badRatio,
+        idle: { timeoutMs: cfg.idleTimeoutMs, probe: idleProbe },
+        ...(genres !== undefined ? { genres } : {}),
         counters: {
           received: (n) => {
             out.count("in", n);
@@ -371,33 +388,45 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         if (Number(snap.meta.seq ?? 0) > 0) await archive.put(stage, partition, snap);
       }
     };
-    leases = await createLeaseManager(nc, {
-      workerId: ownership.workerId,
-      units: [...unitStarters.keys()],
-      ttlMs: ownership.leaseTtlMs,
-      replicas: cfg.replicas,
-      ...(deps.log ? { log: deps.log } : {}),
-      async onAcquire(unit) {
-        // Restore: whichever snapshot covers more input, ours on disk or the archived one.
-        for (const id of stageIdsOf(unit)) {
-          const { stage, partition } = split(id);
-          const local = deps.stateDb.instance(stage, partition);
-          const remote = await archive.get(stage, partition);
-          const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
-          if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
-        }
-        deps.log?.({ unit, worker: ownership.workerId }, "unit acquired");
-        startUnit(unit);
-      },
-      async onRevoke(unit, graceful) {
-        await stopUnit(unit, graceful);
-        if (graceful)
-          await upload(unit).catch((err: unknown) =>
-            deps.log?.({ unit, err: String(err) }, "snapshot upload failed"),
-          );
-        deps.log?.({ unit, graceful }, "unit released");
-      },
-    });
+    leases = await whenJetStreamAnswers(() =>
+      createLeaseManager(nc, {
+        workerId: ownership.workerId,
+        units: [...unitStarters.keys()],
+        ttlMs: ownership.leaseTtlMs,
+        replicas: cfg.replicas,
+        ...(deps.log ? { log: deps.log } : {}),
+        async onAcquire(unit) {
+          // Restore: whichever snapshot covers more input, ours on disk or the archived one. The
+          // archive is a shortcut, not a requirement: if it cannot answer in time (a cluster
+          // electing leaders), the unit starts from what it has and replays the rest of its input.
+          for (const id of stageIdsOf(unit)) {
+            const { stage, partition } = split(id);
+            const local = deps.stateDb.instance(stage, partition);
+            const remote = await withTimeout(archive.get(stage, partition), 5_000).catch(
+              (err: unknown) => {
+                deps.log?.(
+                  { id, err: String(err) },
+                  "snapshot archive unavailable: replaying instead",
+                );
+                return undefined;
+              },
+            );
+            const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
+            if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
+          }
+          deps.log?.({ unit, worker: ownership.workerId }, "unit acquired");
+          startUnit(unit);
+        },
+        async onRevoke(unit, graceful) {
+          await stopUnit(unit, graceful);
+          if (graceful)
+            await upload(unit).catch((err: unknown) =>
+              deps.log?.({ unit, err: String(err) }, "snapshot upload failed"),
+            );
+          deps.log?.({ unit, graceful }, "unit released");
+        },
+      }),
+    );
     await leases.start();
     archiveTimer = setInterval(() => {
       for (const unit of leases?.owned().keys() ?? []) {
@@ -522,4 +551,20 @@ function hostMetrics(m: Metrics): NonNullable<HostDeps["metrics"]> {
     poison: (s, p) => m.poison.inc(l(s, p)),
     duplicateBatch: (s, p) => m.duplicateBatches.inc(l(s, p)),
   };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(t);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }

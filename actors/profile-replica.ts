@@ -1,5 +1,5 @@
 import type { ConsumerMessages, NatsConnection } from "nats";
-import { DeliverPolicy } from "nats";
+import { AckPolicy, ConsumerEvents, DeliverPolicy } from "nats";
 import { createActor, type Actor } from "../runtime/index.js";
 import { STREAMS } from "../connectors/nats/topology.js";
 import { decodeEnvelope } from "./host.js";
@@ -58,41 +58,64 @@ export function createProfileReplicaActor(
   replica: ReturnType<typeof createProfileReplica>,
 ): Actor<{ data: Uint8Array; pending: number }> {
   let iter: ConsumerMessages | undefined;
-  let timer: NodeJS.Timeout | undefined;
+  let target = 0;
   return createActor({
     id: "profile-replica",
     behavior: {
       async start(ctx) {
-        const consumer = await nc.jetstream().consumers.get(STREAMS.hops, {
-          filterSubjects: "reco.interest-ranking.*",
-          deliver_policy: DeliverPolicy.All,
+        // Caught up once past the last profile that existed when we started. (An ordered
+        // consumer's info() never answered here, so the target comes from the stream.)
+        const jsm = await nc.jetstreamManager();
+        const info = await jsm.streams.info(STREAMS.hops, {
+          subjects_filter: "reco.interest-ranking.*",
         });
-        iter = await consumer.consume({ max_messages: 256 });
+        target = 0;
+        for (const subject of Object.keys(info.state.subjects ?? {})) {
+          const m = await jsm.streams.getMessage(STREAMS.hops, { last_by_subj: subject });
+          target = Math.max(target, m.seq);
+        }
+        if (target === 0) replica.noteCaughtUp(0);
+        // An ephemeral pull consumer with 2.9's single filter_subject: the client's ordered
+        // consumer hung in consume() against nats-server 2.9.10 (it sends 2.10's filter_subjects).
+        const ci = await jsm.consumers.add(STREAMS.hops, {
+          filter_subject: "reco.interest-ranking.*",
+          deliver_policy: DeliverPolicy.All,
+          ack_policy: AckPolicy.None,
+          inactive_threshold: 30_000_000_000,
+        });
+        const consumer = await nc.jetstream().consumers.get(STREAMS.hops, ci.name);
+        iter = await consumer.consume({ max_messages: 256, expires: 5_000 });
+        // An ephemeral consumer lives on one server: if that server dies, the consumer is gone and
+        // the pulls only report it. Fail, so the supervisor restarts the feed on a new consumer
+        // (from the start: profiles are upserts); answers meanwhile report their staleness.
+        const feed = iter;
+        void (async () => {
+          for await (const st of await feed.status()) {
+            const lost =
+              st.type === ConsumerEvents.ConsumerNotFound ||
+              st.type === ConsumerEvents.ConsumerDeleted ||
+              st.type === ConsumerEvents.StreamNotFound ||
+              (st.type === ConsumerEvents.HeartbeatsMissed && Number(st.data) >= 2);
+            if (lost && !ctx.signal.aborted) {
+              ctx.fail(new Error(`profile feed lost (${st.type}): resubscribing`));
+              return;
+            }
+          }
+        })();
         void (async () => {
           try {
-            for await (const m of iter!) ctx.send({ data: m.data, pending: m.info.pending });
+            for await (const m of iter!)
+              ctx.send({ data: m.data, pending: m.seq >= target ? m.info.pending : 1 });
           } catch (err) {
             if (!ctx.signal.aborted) ctx.fail(err);
           }
         })();
-        // An empty stream delivers nothing: ask the server how far behind we are.
-        const check = async () => {
-          try {
-            const info = await consumer.info(true);
-            if (info.num_pending === 0) replica.noteCaughtUp(0);
-          } catch {
-            // next time
-          }
-        };
-        await check();
-        timer = setInterval(() => void check(), 500);
       },
       receive(m) {
         for (const p of decodeEnvelope<ProfileRecord>(m.data).recs) replica.apply(p);
         replica.noteCaughtUp(m.pending);
       },
       stop() {
-        clearInterval(timer);
         void iter?.close();
       },
     },

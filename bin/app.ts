@@ -9,8 +9,15 @@ import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
 import { openStateDb, type StateDb } from "../state/index.js";
-import { startPipeline, type Pipeline } from "../actors/pipeline.js";
-import type { AppConfig } from "./config.js";
+import { startPipeline, type Pipeline, type PipelineDeps } from "../actors/pipeline.js";
+import { startGateway } from "../actors/gateway.js";
+import { openSnapshotArchive } from "../state/archive.js";
+import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
+import { ensureEventsStream } from "../connectors/nats/streams.js";
+import type { RecoBackend } from "../connectors/grpc/backend.js";
+import type { Metrics } from "../connectors/http/metrics.js";
+import type { RoleConfig } from "./role-config.js";
+import { ConfigError, type AppConfig } from "./config.js";
 
 export interface App {
   readonly natsUrl: string;
@@ -27,11 +34,29 @@ export interface App {
  * database, the stage actors, the gRPC façade and the metrics endpoint. On failure, whatever
  * was started is stopped again before the error is rethrown.
  */
+export interface StartOptions {
+  onFatal?: (err: Error) => void;
+  /** `start` (default): everything; `worker`: the stages its leases grant, no gRPC. */
+  role?: "start" | "worker";
+  /** Settings of the split roles (required for `worker`). */
+  roleConfig?: RoleConfig;
+}
+
+/** NATS_URL is required by the split roles: they join a server or cluster run by others. */
+function requireNatsUrl(cfg: AppConfig, role: string): string {
+  if (cfg.natsUrl === undefined)
+    throw new ConfigError(
+      `NATS_URL must be set for 'reco ${role}': workers and gateways join an existing NATS server or cluster`,
+    );
+  return cfg.natsUrl;
+}
+
 export async function startApp(
   cfg: AppConfig,
   log: Logger,
-  options: { onFatal?: (err: Error) => void } = {},
+  options: StartOptions = {},
 ): Promise<App> {
+  const role = options.role ?? "start";
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse())
@@ -39,6 +64,7 @@ export async function startApp(
     cleanups.length = 0;
   };
   try {
+    if (role === "worker") requireNatsUrl(cfg, role);
     await mkdir(cfg.dataDir, { recursive: true });
     let natsUrl = cfg.natsUrl;
     let embedded: EmbeddedNats | undefined;
@@ -52,33 +78,36 @@ export async function startApp(
       natsUrl = embedded.url;
       log.info({ url: natsUrl, natsPid: embedded.pid }, "started private nats-server");
     }
-    const nc = await connectNats({
-      servers: natsUrl,
-      name: "reco-stream",
-      ...(cfg.natsUser !== undefined ? { user: cfg.natsUser } : {}),
-      ...(cfg.natsPass !== undefined ? { pass: cfg.natsPass } : {}),
-      ...(cfg.natsToken !== undefined ? { token: cfg.natsToken } : {}),
-      ...(cfg.natsCreds !== undefined ? { credsFile: cfg.natsCreds } : {}),
-      tls: { caFile: cfg.natsTlsCa, certFile: cfg.natsTlsCert, keyFile: cfg.natsTlsKey },
-    });
+    const nc = await connectWithStatus(cfg, natsUrl, `reco-${role}`, log);
     cleanups.push(() => nc.drain());
-    void (async () => {
-      for await (const s of nc.status()) {
-        if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
-          log.warn({ type: s.type, data: String(s.data) }, "nats connection status");
-      }
-    })();
 
     const stateDb: StateDb = await openStateDb(join(cfg.dataDir, "state"));
     cleanups.push(() => stateDb.close());
 
     const metrics = createMetrics();
+    let ownership: PipelineDeps["ownership"] = { mode: "all" };
+    if (role === "worker") {
+      const rc = options.roleConfig;
+      if (!rc)
+        throw new ConfigError("the worker role needs its settings (WORKER_ID, LEASE_TTL_MS)");
+      ownership = {
+        mode: "leases",
+        workerId: rc.workerId,
+        leaseTtlMs: rc.leaseTtlMs,
+        archive: await whenJetStreamAnswers(() =>
+          openSnapshotArchive(nc, { replicas: cfg.pipeline.replicas }),
+        ),
+        archiveEveryMs: rc.archiveIntervalMs,
+      };
+    }
     const pipeline = await startPipeline(cfg.pipeline, {
       nc,
       stateDb,
       metrics,
       log: (obj, msg) => log.warn(obj, msg),
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+      ownership,
+      serve: role === "start",
     });
     cleanups.push(() => pipeline.stop());
 
@@ -112,36 +141,135 @@ export async function startApp(
       clearInterval(compactTimer);
     });
 
-    const grpc: GrpcServer = await startGrpcServer({
-      port: cfg.grpcPort,
-      host: cfg.grpcHost,
-      backend: pipeline.backend,
-      registry: metrics.registry,
-      logger: log,
-      maxMessageBytes: cfg.grpcMaxMessageBytes,
-      ...(cfg.grpcTlsCert && cfg.grpcTlsKey
-        ? { tls: { certFile: cfg.grpcTlsCert, keyFile: cfg.grpcTlsKey } }
-        : {}),
-    });
-    cleanups.push(() => grpc.stop());
-    grpc.setServing(true);
+    const grpc =
+      role === "start" ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
+    if (grpc) cleanups.push(() => grpc.stop());
 
+    const ready = () =>
+      !nc.isClosed() &&
+      (role === "worker" ? pipeline.supervisor !== undefined : pipeline.backend.isReady());
     const http: HttpServer = await startHttpServer({
       port: cfg.metricsPort,
       registry: metrics.registry,
       health: () => ({
-        ok: pipeline.backend.isReady() && !nc.isClosed(),
-        detail: { nats: nc.isClosed() ? "closed" : "connected", ready: pipeline.backend.isReady() },
+        ok: ready(),
+        detail: { role, nats: nc.isClosed() ? "closed" : "connected", ready: ready() },
       }),
     });
     cleanups.push(() => http.stop());
 
     return {
       natsUrl,
-      grpcPort: grpc.port,
+      grpcPort: grpc?.port ?? 0,
       metricsPort: http.port,
       pipeline,
       nc,
+      async stop() {
+        grpc?.setServing(false);
+        await cleanup();
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+async function connectWithStatus(cfg: AppConfig, servers: string, name: string, log: Logger) {
+  const nc = await connectNats({
+    servers,
+    name,
+    ...(cfg.natsUser !== undefined ? { user: cfg.natsUser } : {}),
+    ...(cfg.natsPass !== undefined ? { pass: cfg.natsPass } : {}),
+    ...(cfg.natsToken !== undefined ? { token: cfg.natsToken } : {}),
+    ...(cfg.natsCreds !== undefined ? { credsFile: cfg.natsCreds } : {}),
+    tls: { caFile: cfg.natsTlsCa, certFile: cfg.natsTlsCert, keyFile: cfg.natsTlsKey },
+  });
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
+        log.warn({ type: s.type, data: String(s.data) }, "nats connection status");
+    }
+  })();
+  return nc;
+}
+
+async function serveGrpc(
+  cfg: AppConfig,
+  backend: RecoBackend,
+  metrics: Metrics,
+  log: Logger,
+): Promise<GrpcServer> {
+  const grpc = await startGrpcServer({
+    port: cfg.grpcPort,
+    host: cfg.grpcHost,
+    backend,
+    registry: metrics.registry,
+    logger: log,
+    maxMessageBytes: cfg.grpcMaxMessageBytes,
+    ...(cfg.grpcTlsCert && cfg.grpcTlsKey
+      ? { tls: { certFile: cfg.grpcTlsCert, keyFile: cfg.grpcTlsKey } }
+      : {}),
+  });
+  grpc.setServing(true);
+  return grpc;
+}
+
+export interface GatewayApp {
+  readonly grpcPort: number;
+  readonly metricsPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Role `gateway`: the gRPC façade only, answering from a replica of every partition's profiles
+ * and the broadcast tables, so it keeps answering while partitions move between workers.
+ */
+export async function startGatewayApp(
+  cfg: AppConfig,
+  roleConfig: RoleConfig,
+  log: Logger,
+): Promise<GatewayApp> {
+  const natsUrl = requireNatsUrl(cfg, "gateway");
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    cleanups.length = 0;
+  };
+  try {
+    const nc = await connectWithStatus(cfg, natsUrl, "reco-gateway", log);
+    cleanups.push(() => nc.drain());
+    const jsm = await nc.jetstreamManager();
+    const topology = {
+      replicas: cfg.pipeline.replicas,
+      duplicateWindowMs: cfg.pipeline.duplicateWindowMs,
+    };
+    await whenJetStreamAnswers(async () => {
+      await ensureEventsStream(jsm, topology);
+      await ensureTopology(nc, jsm, topology);
+    });
+    log.debug("gateway: streams and buckets ready");
+    const gateway = await startGateway(
+      nc,
+      { ...cfg.pipeline, maxStalenessMs: roleConfig.maxStalenessMs },
+      (obj, msg) => log.warn(obj, msg),
+    );
+    cleanups.push(() => gateway.stop());
+    const metrics = createMetrics();
+    const grpc = await serveGrpc(cfg, gateway.backend, metrics, log);
+    cleanups.push(() => grpc.stop());
+    const http = await startHttpServer({
+      port: cfg.metricsPort,
+      registry: metrics.registry,
+      health: () => ({
+        ok: gateway.backend.isReady() && !nc.isClosed(),
+        detail: { role: "gateway", ready: gateway.backend.isReady() },
+      }),
+    });
+    cleanups.push(() => http.stop());
+    return {
+      grpcPort: grpc.port,
+      metricsPort: http.port,
       async stop() {
         grpc.setServing(false);
         await cleanup();

@@ -6,18 +6,22 @@ const program = new Command("reco")
   .description("reco-stream: real-time recommendations over NATS JetStream")
   .showHelpAfterError();
 
-program
-  .command("start")
-  .description(
-    "run everything in one process (same as `npm start`; `reco start --help` lists settings)",
-  )
-  .allowUnknownOption()
-  .helpOption(false)
-  .argument("[settings...]")
-  .action(async (settings: string[]) => {
-    const { main } = await import("./main.js");
-    await main(settings);
-  });
+for (const [role, what] of [
+  ["start", "run everything in one process (same as `npm start`)"],
+  ["worker", "run the stages of the partitions this worker leases, on a NATS cluster"],
+  ["gateway", "serve gRPC from a replica of every partition, on a NATS cluster"],
+] as const) {
+  program
+    .command(role)
+    .description(`${what}; \`reco ${role} --help\` lists settings`)
+    .allowUnknownOption()
+    .helpOption(false)
+    .argument("[settings...]")
+    .action(async (settings: string[]) => {
+      const { main } = await import("./main.js");
+      await main(settings, role);
+    });
+}
 registerReplayCommand(program);
 registerQueryCommands(program);
 

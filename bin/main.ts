@@ -1,18 +1,31 @@
 import { Command } from "commander";
 import { pino } from "pino";
 import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
-import { startApp } from "./app.js";
+import { startApp, startGatewayApp } from "./app.js";
+import { loadRoleConfig, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
+
+export type Role = "start" | "worker" | "gateway";
+
+const DESCRIPTIONS: Record<Role, string> = {
+  start: "run the whole pipeline in one process",
+  worker: "run the stage actors of the partitions this worker's leases grant (needs NATS_URL)",
+  gateway: "serve the gRPC façade from a replica of every partition (needs NATS_URL)",
+};
 
 /**
- * `npm start` / `reco start`: everything in one process. Settings come from flags
- * (`--grpc-port 50052`) or the environment (`GRPC_PORT=50052`); flags win.
+ * `npm start` / `reco start`: everything in one process; `reco worker` and `reco gateway`: the
+ * split roles for a cluster. Settings come from flags (`--grpc-port 50052`) or the environment
+ * (`GRPC_PORT=50052`); flags win.
  */
-export async function main(argv: string[]): Promise<void> {
-  const program = new Command("reco start").description("run the whole pipeline in one process");
+export async function main(argv: string[], role: Role = "start"): Promise<void> {
+  const program = new Command(`reco ${role}`).description(DESCRIPTIONS[role]);
   for (const s of Object.values(SETTINGS)) {
     const d = "default" in s ? ` (default ${s.default})` : "";
     program.option(`${flagOf(s.env)} <value>`, `${s.help} [${s.env}]${d}`);
   }
+  if (role !== "start")
+    for (const [env, help] of Object.entries(ROLE_SETTINGS))
+      program.option(`${flagOf(env)} <value>`, `${help} [${env}]`);
   program.parse(argv, { from: "user" });
   const opts = program.opts<Record<string, string>>();
   const flags: Record<string, string> = {};
@@ -22,10 +35,22 @@ export async function main(argv: string[]): Promise<void> {
       .replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
     if (opts[key] !== undefined) flags[s.env] = opts[key];
   }
+  for (const env of Object.keys(ROLE_SETTINGS)) {
+    const key = flagOf(env)
+      .slice(2)
+      .replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+    if (opts[key] !== undefined) flags[env] = opts[key];
+  }
 
   let cfg;
+  let roleConfig: RoleConfig;
   try {
     cfg = loadConfig(process.env, flags);
+    roleConfig = loadRoleConfig({ ...process.env, ...flags });
+    if (role !== "start" && cfg.natsUrl === undefined)
+      throw new ConfigError(
+        `NATS_URL must be set for 'reco ${role}': workers and gateways join an existing NATS server or cluster`,
+      );
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`configuration error: ${err.message}`);
@@ -41,18 +66,24 @@ export async function main(argv: string[]): Promise<void> {
     log.fatal({ err: err.message }, "supervision gave up: exiting");
     process.exit(70);
   };
-  const app = await startApp(cfg, log, { onFatal }).catch((err: unknown) => {
+  const failed = (err: unknown): never => {
     log.fatal({ err: err instanceof Error ? err.message : String(err) }, "failed to start");
     process.exit(1);
-  });
+  };
+  const app =
+    role === "gateway"
+      ? await startGatewayApp(cfg, roleConfig, log).catch(failed)
+      : await startApp(cfg, log, { onFatal, role, roleConfig }).catch(failed);
+  const where = role === "worker" ? `worker ${roleConfig.workerId}` : `gRPC on :${app.grpcPort}`;
   log.info(
     {
-      nats: app.natsUrl,
+      role,
       grpc: app.grpcPort,
       metrics: app.metricsPort,
       partitions: cfg.pipeline.partitions,
+      ...(role === "worker" ? { worker: roleConfig.workerId } : {}),
     },
-    `reco-stream ready: gRPC on :${app.grpcPort}, metrics on http://localhost:${app.metricsPort}/metrics`,
+    `reco-stream ready: ${where}, metrics on http://localhost:${app.metricsPort}/metrics`,
   );
   let stoppingSince = 0;
   const shutdown = (signal: string) => {

@@ -72,6 +72,8 @@ function startProc(
         METRICS_PORT: String(metricsPort),
         PARTITIONS: "4",
         SNAPSHOT_INTERVAL: "400",
+        // Idle markers follow wall time; the compared runs must not depend on pauses.
+        IDLE_TIMEOUT_MS: "0",
         TRENDING_TRIGGER: "100",
         LOG_LEVEL: "warn",
         ...extra,

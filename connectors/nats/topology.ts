@@ -105,3 +105,23 @@ export function idOfKvKey(key: string): string {
   const rest = key.slice(2);
   return key.startsWith("b.") ? Buffer.from(rest, "base64url").toString() : rest;
 }
+
+/**
+ * Retries `fn` while JetStream cannot answer yet (a timeout, no responders, no meta leader while
+ * a cluster elects one after a node died), with backoff, for up to `forMs`.
+ */
+export async function whenJetStreamAnswers<T>(fn: () => Promise<T>, forMs = 60_000): Promise<T> {
+  const until = Date.now() + forMs;
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await fn();
+    } catch (err) {
+      const text = String((err as Error)?.message ?? err);
+      const transient = /TIMEOUT|503|no responders|leader|not available|temporarily/i.test(
+        `${(err as { code?: string }).code ?? ""} ${text}`,
+      );
+      if (!transient || Date.now() + delay > until) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
+}
