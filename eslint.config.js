@@ -3,7 +3,16 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["proto/gen/**", "node_modules/**", "dist/**", "data/**", "coverage/**"] },
+  {
+    ignores: [
+      "proto/gen/**",
+      "node_modules/**",
+      "dist/**",
+      "data/**",
+      "coverage/**",
+      ".scratch/**",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,7 +1,8 @@
 import type { JsMsg, NatsConnection } from "nats";
-import { createActor, type Actor } from "../runtime/index.js";
+import { createActor, type Actor, type ActorContext } from "../runtime/index.js";
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openDurableSource } from "../connectors/nats/source.js";
+import { encodeEnvelope, peekUpTo, readShared } from "./envelope.js";
 import type { SnapshotStore, StageState, StageStateInternal } from "../state/index.js";
 
 /**
@@ -12,19 +13,14 @@ import type { SnapshotStore, StageState, StageStateInternal } from "../state/ind
  * Output: records buffered per subject and published as one batch message ("hop") with a
  * deterministic Nats-Msg-Id; the envelope carries `upTo`, the input sequence it covers, so the
  * next stage drops a batch it has already seen even outside JetStream's duplicate window.
- * Snapshots: outputs flushed and acked by the server first, then dirty keys + metadata in one
- * LevelDB batch. A crash between the two replays from the older snapshot; outputs repeat with the
- * same ids and `upTo`, and are dropped downstream.
+ * Snapshots: outputs flushed, dirty keys + metadata captured (serialised) at that input
+ * position, then written in one LevelDB batch once the server has acked those outputs; input is
+ * processed meanwhile. A crash before the write replays from the older snapshot; outputs repeat
+ * with the same ids and `upTo`, and are dropped downstream.
  */
 
-/** A hop message: a batch of records from one stage instance to the next. */
-export interface Envelope<R> {
-  /** Producer's input sequence (or, for parse, the last event sequence) this batch covers. */
-  upTo: number;
-  /** Event-time progress: max event time (ms) over the whole input prefix, -1 before any. */
-  wm: number;
-  recs: R[];
-}
+export type { Envelope } from "./envelope.js";
+export { decodeEnvelope } from "./envelope.js";
 
 /** An input message as a stage handler sees it. */
 export interface InputMessage {
@@ -104,7 +100,7 @@ type HostMsg =
   | { kind: "input"; m: JsMsg }
   | { kind: "flush" }
   | { kind: "tick" }
-  | { kind: "snapshot"; done?: () => void };
+  | { kind: "snapshot"; force?: boolean };
 
 export interface StageInstance<H extends StageHandler> {
   readonly actor: Actor<HostMsg>;
@@ -126,7 +122,9 @@ export interface StageInstance<H extends StageHandler> {
 export type PoisonLedger = Map<number, { attempts: number; error: string }>;
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
+/** Running stage instances per input ("<stream>#<subject>"): several share decoded batches. */
+const readers = new Map<string, number>();
+const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 export function createStageInstance<H extends StageHandler>(
   spec: StageSpec<H>,
@@ -148,9 +146,22 @@ export function createStageInstance<H extends StageHandler>(
   let current: InputMessage | undefined;
   let stats: Record<string, number> = {};
   let closeInput: () => void = () => undefined;
-  // Bound the mailbox by what a message holds: an event, or a batch of up to B records.
-  const mailboxLimit = spec.input === "raw" ? 2048 : 32;
+  let actorCtx: ActorContext<HostMsg> | undefined;
+  // The snapshot being written (acks awaited, then the LevelDB batch): input goes on meanwhile.
+  let snapshotInFlight: Promise<void> | undefined;
+  let snapshotFailure: unknown;
+  // Metrics are summed here and handed to prom-client on a timer: a labelled counter costs a
+  // label hash per call, which per input message was a measurable share of the host's CPU.
+  let inputCount = 0;
+  let outputCount = 0;
+  // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
+  // together with max_ack_pending: events are small, a hop message holds up to B records.
+  const ackEvery = spec.input === "raw" ? 256 : 16;
+  const inputKey = `${spec.stream}#${spec.subject}`;
   const buffers = new Map<string, unknown[]>();
+  // Subjects whose buffer reached B records: sent after the current input, the others wait for T.
+  const full: string[] = [];
+  const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const raws: { subject: string; data: Uint8Array; headers: Record<string, string>; id: string }[] =
     [];
   const kvPuts = new Map<string, { bucket: string; key: string; value: unknown }>();
@@ -160,7 +171,7 @@ export function createStageInstance<H extends StageHandler>(
     emit(subject, record) {
       let b = buffers.get(subject);
       if (!b) buffers.set(subject, (b = []));
-      b.push(record);
+      if (b.push(record) === maxRecords) full.push(subject);
       if (bufferedRecords++ === 0) firstBufferedAt = Date.now();
     },
     touch(subject) {
@@ -184,19 +195,37 @@ export function createStageInstance<H extends StageHandler>(
 
   // Publish failures surface in publisher.flush() at the next snapshot, which then fails the
   // instance: it restarts from its snapshot and publishes again (same ids, dropped downstream).
+  const publishHop = (subject: string, recs: unknown[]) => {
+    const upTo = lastSeq;
+    publisher!
+      .publish(subject, encodeEnvelope(upTo, progress, recs), {
+        msgId: `${stage}.${partition}.${upTo}.${subject}`,
+      })
+      .catch(ignore);
+    outputCount += recs.length;
+  };
+
+  /**
+   * Sends the subjects whose buffer is full. A hop's `upTo` is the input position when it is
+   * sent, and every record of its subject up to there is in it or an earlier hop, so a subject
+   * may go ahead of the others (downstream dedupes per subject).
+   */
+  const flushFull = () => {
+    for (const subject of full) {
+      const recs = buffers.get(subject);
+      if (recs === undefined || recs.length === 0) continue;
+      publishHop(subject, recs);
+      buffers.delete(subject);
+      bufferedRecords -= recs.length;
+    }
+    full.length = 0;
+  };
+
   const flush = () => {
     const pub = publisher!;
-    const upTo = lastSeq;
-    for (const [subject, recs] of buffers) {
-      const env: Envelope<unknown> = { upTo, wm: progress, recs };
-      pub
-        .publish(subject, enc.encode(JSON.stringify(env)), {
-          msgId: `${stage}.${partition}.${upTo}.${subject}`,
-        })
-        .catch(ignore);
-      deps.metrics?.output(stage, partition, recs.length);
-    }
+    for (const [subject, recs] of buffers) publishHop(subject, recs);
     buffers.clear();
+    full.length = 0;
     bufferedRecords = 0;
     for (const r of raws)
       pub.publish(r.subject, r.data, { msgId: r.id, headers: r.headers }).catch(ignore);
@@ -208,74 +237,135 @@ export function createStageInstance<H extends StageHandler>(
     for (const p of kvPuts.values())
       pub
         .publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value)), {
-          msgId: `${stage}.${partition}.${upTo}.kv.${p.key}`,
+          msgId: `${stage}.${partition}.${lastSeq}.kv.${p.key}`,
         })
         .catch(ignore);
     kvPuts.clear();
   };
 
-  const snapshot = async () => {
-    if (!state) return;
+  /**
+   * Snapshot (DESIGN §4): outputs flushed, the dirty keys and the metadata captured now, then
+   * written once the server has acked every output published before the capture. Input is
+   * processed while the acks and the write are awaited; a crash before the write replays from
+   * the previous snapshot (the repeated outputs carry the same ids and `upTo`). One snapshot is
+   * in flight at a time: a periodic one is skipped while another is written; `force` waits for
+   * it and then snapshots, so the returned promise covers everything processed so far.
+   */
+  const snapshot = (force: boolean): Promise<void> | undefined => {
+    if (!state) return undefined;
+    if (snapshotFailure !== undefined) throw snapshotFailure;
+    if (snapshotInFlight) {
+      if (!force) return undefined;
+      return snapshotInFlight.then(() => snapshot(true));
+    }
     flush();
     const t0 = performance.now();
-    await publisher!.flush();
     state.meta = { ...state.meta, seq: lastSeq, upTo: lastUpTo, wm: progress, stats: { ...stats } };
-    const keys = await deps.snapshots.write(state);
-    deps.metrics?.snapshot(stage, partition, (performance.now() - t0) / 1000, keys);
+    const batch = deps.snapshots.capture(state);
+    const covered = lastMsg;
     sinceSnapshot = 0;
-    lastMsg?.ack();
-    sinceAck = 0;
+    const acked = publisher!.flush();
+    const written = (async () => {
+      await acked;
+      await batch.commit();
+      deps.metrics?.snapshot(stage, partition, (performance.now() - t0) / 1000, batch.keys);
+      // Cumulative ack (AckPolicy.All): paces delivery only, the snapshot is the truth.
+      covered?.ack();
+      sinceAck = 0;
+    })();
+    snapshotInFlight = written;
+    written.then(
+      () => {
+        if (snapshotInFlight === written) snapshotInFlight = undefined;
+      },
+      (err: unknown) => {
+        // The on-disk layout may not match what the store expects now: restart from load().
+        snapshotFailure = err;
+        if (snapshotInFlight === written) snapshotInFlight = undefined;
+        actorCtx?.fail(err);
+      },
+    );
+    return written;
+  };
+
+  const reportMetrics = () => {
+    const m = deps.metrics;
+    if (!m) return;
+    if (inputCount > 0) m.input(stage, partition, inputCount);
+    if (outputCount > 0) m.output(stage, partition, outputCount);
+    inputCount = 0;
+    outputCount = 0;
+    // The pending count of the last message taken: 0 once caught up.
+    const pending = lastMsg?.info.pending;
+    if (pending !== undefined) m.lag(stage, partition, pending);
+    m.mailbox(stage, partition, actor.mailboxDepth());
+  };
+
+  const headersOf = (m: JsMsg): Record<string, string> => {
+    const hdrs: Record<string, string> = {};
+    if (m.headers) for (const [k, v] of m.headers) hdrs[k] = v[0] ?? "";
+    return hdrs;
   };
 
   const process = (m: JsMsg) => {
     const seq = m.seq;
     if (seq <= lastSeq) return; // redelivery of something already covered
-    const hdrs: Record<string, string> = {};
-    if (m.headers) for (const [k, v] of m.headers) hdrs[k] = v[0] ?? "";
-    const input: InputMessage = { seq, subject: m.subject, data: m.data, headers: hdrs };
+    // `m.data` is a getter that makes a new view of a message with headers: read it once, so
+    // every reader of this input sees the same object (readShared matches on identity).
+    const data = m.data;
+    // Hop messages carry only Nats-Msg-Id, which no handler reads: parsing it per message cost.
+    const input: InputMessage = {
+      seq,
+      subject: m.subject,
+      data,
+      headers: spec.input === "raw" ? headersOf(m) : NO_HEADERS,
+    };
     current = input;
-    const attempts = ledger.get(seq)?.attempts ?? 0;
-    if (attempts >= deps.maxAttempts) {
+    const failed = ledger.size > 0 ? ledger.get(seq) : undefined;
+    if (failed !== undefined && failed.attempts >= deps.maxAttempts) {
       // A message that keeps failing goes to the poison DLQ instead of stalling the partition.
       out.raw(
         "reco.dlq.poison",
-        m.data,
+        data,
         {
-          ...hdrs,
+          ...headersOf(m),
           "Reco-Stage": stage,
           "Reco-Partition": String(partition),
           "Reco-Subject": m.subject,
           "Reco-Seq": String(seq),
-          "Reco-Error": (ledger.get(seq)?.error ?? "unknown").slice(0, 1000),
+          "Reco-Error": failed.error.slice(0, 1000),
         },
         `poison.${stage}.${partition}.${seq}`,
       );
       ledger.delete(seq);
       deps.metrics?.poison(stage, partition);
     } else if (spec.input === "envelope") {
-      const env = peekUpTo(m.data);
+      const env = peekUpTo(data);
       if (env <= lastUpTo) {
         deps.metrics?.duplicateBatch(stage, partition);
       } else {
-        ledger.set(seq, { attempts: attempts + 1, error: "" });
-        handler!.handle(input, lastUpTo);
-        ledger.delete(seq);
+        const h = handler!;
+        const before = lastUpTo;
+        if ((readers.get(inputKey) ?? 0) > 1)
+          readShared(`${inputKey}#${seq}#${m.subject}#${data.length}#${env}`, data, () =>
+            h.handle(input, before),
+          );
+        else h.handle(input, before);
         lastUpTo = env;
       }
     } else {
-      ledger.set(seq, { attempts: attempts + 1, error: "" });
       handler!.handle(input, lastUpTo);
-      ledger.delete(seq);
     }
+    // Attempts are recorded when handle throws (see receive); a success clears them.
+    if (failed !== undefined) ledger.delete(seq);
     current = undefined;
     lastSeq = seq;
     lastMsg = m;
     sinceSnapshot++;
-    deps.metrics?.input(stage, partition, 1);
-    if (m.info.pending !== undefined) deps.metrics?.lag(stage, partition, m.info.pending);
+    inputCount++;
     if (spec.batching === "per-input") flush();
-    else if (bufferedRecords >= spec.batching.maxRecords) flush();
-    if (++sinceAck >= 256) {
+    else if (full.length > 0) flushFull();
+    if (++sinceAck >= ackEvery) {
       m.ack();
       sinceAck = 0;
     }
@@ -285,6 +375,7 @@ export function createStageInstance<H extends StageHandler>(
     id: `${stage}/${partition}`,
     behavior: {
       async start(ctx) {
+        actorCtx = ctx;
         state = await deps.snapshots.load();
         lastSeq = Number(state.meta.seq ?? 0);
         lastUpTo = Number(state.meta.upTo ?? 0);
@@ -292,43 +383,65 @@ export function createStageInstance<H extends StageHandler>(
         stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
         handler = spec.create(state, out);
         publisher = createJetStreamPublisher(deps.nc, { window: 256 });
+        // Messages arrive by callback and queue in the mailbox, which serialises them with
+        // flushes, ticks and snapshots. The client pulls again on receipt, so what waits here is
+        // bounded by the consumer's max_ack_pending and our acks (every `ackEvery` processed).
+        let inputClosed = false;
+        readers.set(inputKey, (readers.get(inputKey) ?? 0) + 1);
+        ctx.signal.addEventListener("abort", () => {
+          readers.set(inputKey, (readers.get(inputKey) ?? 1) - 1);
+        });
         const iter = await openDurableSource(deps.nc, {
           stream: spec.stream,
           durable,
           filterSubject: spec.subject,
           startSeq: lastSeq + 1,
+          maxAckPending: spec.input === "raw" ? 4096 : 256,
+          callback: (m) => {
+            if (!inputClosed) ctx.send({ kind: "input", m });
+          },
         });
-        ctx.signal.addEventListener("abort", () => void iter.close());
-        closeInput = () => void iter.close();
-        // Background pump: the mailbox serialises input with flush and snapshot ticks.
-        void (async () => {
-          try {
-            for await (const m of iter) {
-              ctx.send({ kind: "input", m });
-              if (publisher!.pending() > 512) await publisher!.ready();
-              if (actor.mailboxDepth() > mailboxLimit) {
-                deps.metrics?.mailbox(stage, partition, actor.mailboxDepth());
-                await actor.idle();
-              }
-            }
-          } catch (err) {
-            if (!ctx.signal.aborted) ctx.fail(err);
-          }
-        })();
+        closeInput = () => {
+          inputClosed = true;
+          void iter.close();
+        };
+        ctx.signal.addEventListener("abort", closeInput);
+        // Delivery that ends without our asking (consumer lost, connection closed) fails the
+        // instance: its supervisor starts it again on a new consumer.
+        void iter.closed().then(
+          (err) => {
+            if (inputClosed || ctx.signal.aborted) return;
+            ctx.fail(err ?? new Error(`input of ${stage}/${partition} ended`));
+          },
+          (err: unknown) => {
+            if (!inputClosed && !ctx.signal.aborted) ctx.fail(err);
+          },
+        );
         if (spec.batching !== "per-input") {
           const { maxDelayMs } = spec.batching;
           timers.push(
             setInterval(
               () => {
-                if (bufferedRecords > 0 && Date.now() - firstBufferedAt >= maxDelayMs)
-                  ctx.send({ kind: "flush" });
-                else if (buffers.size > 0) ctx.send({ kind: "flush" });
+                // Records wait at most T; a batch that only carries progress goes at once.
+                if (bufferedRecords > 0) {
+                  if (Date.now() - firstBufferedAt >= maxDelayMs) ctx.send({ kind: "flush" });
+                } else if (buffers.size > 0) ctx.send({ kind: "flush" });
               },
               Math.max(5, Math.floor(maxDelayMs / 2)),
             ),
           );
         }
-        timers.push(setInterval(() => ctx.send({ kind: "snapshot" }), deps.snapshotIntervalMs));
+        // Periodic snapshots, each instance at its own phase of the interval: started together,
+        // ~50 instances captured in the same turn and stalled the event loop for ~80 ms every
+        // interval (a freshness outlier each time).
+        const every = deps.snapshotIntervalMs;
+        const phase = Math.floor(every * phaseOf(`${stage}/${partition}`));
+        const first = setTimeout(() => {
+          ctx.send({ kind: "snapshot" });
+          timers.push(setInterval(() => ctx.send({ kind: "snapshot" }), every));
+        }, phase);
+        timers.push(first);
+        if (deps.metrics) timers.push(setInterval(reportMetrics, 250));
         if (handler.tick && spec.tickMs) {
           timers.push(setInterval(() => ctx.send({ kind: "tick" }), spec.tickMs));
         }
@@ -339,11 +452,13 @@ export function createStageInstance<H extends StageHandler>(
             try {
               process(msg.m);
             } catch (err) {
-              const entry = current && ledger.get(current.seq);
-              if (entry) entry.error = errorText(err);
+              if (current) {
+                const attempts = (ledger.get(current.seq)?.attempts ?? 0) + 1;
+                ledger.set(current.seq, { attempts, error: errorText(err) });
+              }
               throw err;
             }
-            if (sinceSnapshot >= deps.snapshotEveryMessages) await snapshot();
+            if (sinceSnapshot >= deps.snapshotEveryMessages) snapshot(false);
             return;
           case "flush":
             flush();
@@ -353,14 +468,18 @@ export function createStageInstance<H extends StageHandler>(
             flush();
             return;
           case "snapshot":
-            await snapshot();
-            msg.done?.();
+            if (msg.force) await snapshot(true);
+            else snapshot(false);
             return;
         }
       },
       async stop() {
         for (const t of timers) clearInterval(t);
         timers.length = 0;
+        // A write in flight finishes before the instance is gone: a restarted incarnation loads
+        // only after this (the supervisor waits for closed()), so it sees the write or not.
+        await snapshotInFlight?.catch(ignore);
+        reportMetrics();
         const pub = publisher;
         publisher = undefined;
         await pub?.close().catch(ignore);
@@ -375,24 +494,19 @@ export function createStageInstance<H extends StageHandler>(
     stats: () => stats,
     stateKeys: () => state?.keyCount() ?? 0,
     stopInput: () => closeInput(),
-    snapshotNow: () =>
-      new Promise<void>((resolve) => actor.send({ kind: "snapshot", done: resolve })),
+    // Rejects if the instance fails or stops first (it used to wait forever then).
+    snapshotNow: () => actor.sendAndWait({ kind: "snapshot", force: true }),
   };
 }
 
-/** Reads `upTo` from an envelope without a full parse when it leads the JSON, as we write it. */
-function peekUpTo(data: Uint8Array): number {
-  const head = dec.decode(data.subarray(0, 40));
-  const m = /^\{"upTo":(\d+)/.exec(head);
-  if (m) return Number(m[1]);
-  return Number((JSON.parse(dec.decode(data)) as Envelope<unknown>).upTo);
-}
-
-export function decodeEnvelope<R>(data: Uint8Array): Envelope<R> {
-  return JSON.parse(dec.decode(data)) as Envelope<R>;
-}
-
 const ignore = () => undefined;
+
+/** A fixed fraction in [0, 1) per instance id (FNV-1a), to spread periodic work. */
+function phaseOf(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return (h >>> 0) / 4294967296;
+}
 
 function errorText(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);

@@ -36,9 +36,42 @@ interface UserAgg {
   cats: Map<string, number>;
   /** Purchase cells: item -> window start -> count. */
   pur: Map<string, Map<number, number>>;
+  /** The profile's `pur` list, built when asked and dropped when `pur` changes (never mutated). */
+  purList: [string, number][] | undefined;
 }
 
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+const NO_PURCHASES: [string, number][] = [];
+
+/** Whether x ranks before y: interest descending, ties by category name. */
+const ranksBefore = (x: [string, number], y: [string, number]) =>
+  x[1] > y[1] || (x[1] === y[1] && x[0] < y[0]);
+
+/** The `k` best categories, ranked: a selection over a user's few categories, no full sort. */
+function topOf(cats: Map<string, number>, k: number): [string, number][] {
+  const top: [string, number][] = [];
+  for (const entry of cats) {
+    if (top.length === k && !ranksBefore(entry, top[k - 1]!)) continue;
+    let at = top.length < k ? top.length : k - 1;
+    while (at > 0 && ranksBefore(entry, top[at - 1]!)) {
+      top[at] = top[at - 1]!;
+      at--;
+    }
+    top[at] = entry;
+  }
+  return top;
+}
+
+function samePairs(a: readonly [string, number][], b: readonly [string, number][]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let x = 0; x < a.length; x++) {
+    const p = a[x]!;
+    const q = b[x]!;
+    if (p[0] !== q[0] || p[1] !== q[1]) return false;
+  }
+  return true;
+}
 
 /**
  * interest-ranking: per user, category interest = interactions per main category over the
@@ -64,7 +97,7 @@ export function createInterestHandler(
 
   const aggOf = (u: string) => {
     let a = users.get(u);
-    if (!a) users.set(u, (a = { cats: new Map(), pur: new Map() }));
+    if (!a) users.set(u, (a = { cats: new Map(), pur: new Map(), purList: undefined }));
     return a;
   };
   const apply = (
@@ -84,6 +117,7 @@ export function createInterestHandler(
       else a.cats.set(c, v);
     }
     if (t === "purchase") {
+      a.purList = undefined;
       let ws = a.pur.get(i);
       if (!ws) a.pur.set(i, (ws = new Map()));
       if (n === 0) ws.delete(w);
@@ -102,24 +136,27 @@ export function createInterestHandler(
     apply(key, w, t, u, i, c, n, n);
   }
 
-  const profileOf = (u: string): ProfileRecord => {
-    const a = users.get(u);
-    if (!a) return { u, top: [], pur: [], wm: progress };
-    const top = [...a.cats]
-      .sort((x, y) => y[1] - x[1] || byName(x[0], y[0]))
-      .slice(0, opts.topCategories);
+  const purListOf = (a: UserAgg): [string, number][] => {
+    if (a.purList) return a.purList;
+    if (a.pur.size === 0) return (a.purList = NO_PURCHASES);
     const pur: [string, number][] = [];
-    for (const [item, ws] of a.pur) pur.push([item, Math.max(...ws.keys()) + opts.windowMs]);
-    pur.sort((x, y) => byName(x[0], y[0]));
-    return { u, top, pur, wm: progress };
+    for (const [item, ws] of a.pur) {
+      let latest = -Infinity;
+      for (const w of ws.keys()) if (w > latest) latest = w;
+      pur.push([item, latest + opts.windowMs]);
+    }
+    return (a.purList = pur.sort((x, y) => byName(x[0], y[0])));
   };
 
   const refresh = (u: string) => {
-    const p = profileOf(u);
+    const a = users.get(u);
+    const top = a ? topOf(a.cats, opts.topCategories) : [];
+    const pur = a ? purListOf(a) : NO_PURCHASES;
     const prev = profiles.get(u);
-    if (prev && JSON.stringify([prev.top, prev.pur]) === JSON.stringify([p.top, p.pur])) return;
-    if (!prev && p.top.length === 0 && p.pur.length === 0) return;
-    if (p.top.length === 0 && p.pur.length === 0) profiles.delete(u);
+    if (prev && samePairs(prev.top, top) && samePairs(prev.pur, pur)) return;
+    if (!prev && top.length === 0 && pur.length === 0) return;
+    const p: ProfileRecord = { u, top, pur, wm: progress };
+    if (top.length === 0 && pur.length === 0) profiles.delete(u);
     else profiles.set(u, p);
     out.emit(target, p);
   };

@@ -61,12 +61,11 @@ export function createWindowHandler(
   const cells = state.map<Cell>("cell"); // "<w>|<t>|<u>|<i>" (u, i may contain '|': the rest)
   // In-memory index window -> keys, rebuilt from the snapshot.
   const byWindow = new Map<number, Set<string>>();
-  for (const k of cells.keys()) indexKey(k);
+  for (const k of cells.keys()) indexKey(Number(k.slice(0, k.indexOf("|"))), k);
   let progress = Number(state.meta.progress ?? -1);
   const target = subjects.window(opts.partition);
 
-  function indexKey(k: string) {
-    const w = Number(k.slice(0, k.indexOf("|")));
+  function indexKey(w: number, k: string) {
     let s = byWindow.get(w);
     if (!s) byWindow.set(w, (s = new Set()));
     s.add(k);
@@ -88,9 +87,18 @@ export function createWindowHandler(
           b: r.b || prev?.b || "",
           pr: r.pr >= 0 ? r.pr : (prev?.pr ?? -1),
         };
-        if (!prev) indexKey(key);
+        if (!prev) indexKey(w, key);
         cells.set(key, cell);
-        changed.set(key, { w, u: r.u, i: r.i, t: r.t, ...cell });
+        changed.set(key, {
+          w,
+          u: r.u,
+          i: r.i,
+          t: r.t,
+          n: cell.n,
+          c: cell.c,
+          b: cell.b,
+          pr: cell.pr,
+        });
       }
       for (const rec of changed.values()) out.emit(target, rec);
       if (env.wm > progress) {

@@ -1,2 +1,12 @@
 export { createStageState, openStateDb } from "./store.js";
-export type { KeyedMap, SnapshotStore, StageState, StageStateInternal, StateDb } from "./store.js";
+export type {
+  KeyedMap,
+  RawSnapshot,
+  SnapshotBatch,
+  SnapshotStore,
+  StageState,
+  StageStateInternal,
+  StateDb,
+  StateDbOptions,
+  StateDelta,
+} from "./store.js";

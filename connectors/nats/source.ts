@@ -1,5 +1,6 @@
 import {
   AckPolicy,
+  ConsumerEvents,
   DeliverPolicy,
   type ConsumerConfig,
   type ConsumerMessages,
@@ -19,6 +20,13 @@ export interface DurableSourceOptions {
   batch?: number;
   /** Unacked messages before the server pauses delivery (default 20,000). */
   maxAckPending?: number;
+  /**
+   * Receives each message as it arrives, instead of iterating the returned messages: about half
+   * the client CPU per message (no promise per message; measured 3 vs 6 µs). The caller then
+   * watches `closed()` to learn that delivery ended, and bounds what it buffers with
+   * `maxAckPending` and its acks (the client pulls again on receipt, not on processing).
+   */
+  callback?: (m: JsMsg) => void;
 }
 
 /**
@@ -44,13 +52,36 @@ export async function openDurableSource(
     ack_policy: AckPolicy.All,
     max_ack_pending: o.maxAckPending ?? 20_000,
     ack_wait: 60_000_000_000, // 60 s in ns
+    // One replica: the consumer is re-created at the snapshot's sequence on every start, so its
+    // server-side state needs no raft group (dozens fewer elections when a cluster node dies).
+    num_replicas: 1,
     ...(o.startSeq > 1
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: o.startSeq }
       : { deliver_policy: DeliverPolicy.All }),
   };
   await jsm.consumers.add(o.stream, config);
   const consumer = await nc.jetstream().consumers.get(o.stream, o.durable);
-  return consumer.consume({ max_messages: o.batch ?? 512 });
+  const messages = await consumer.consume({
+    max_messages: o.batch ?? 512,
+    expires: 5_000,
+    ...(o.callback ? { callback: o.callback } : {}),
+  });
+  // A one-replica consumer dies with its server; pulls then only report it. End the iteration
+  // with an error so the caller's supervisor starts again on a new consumer.
+  void (async () => {
+    for await (const st of await messages.status()) {
+      const lost =
+        st.type === ConsumerEvents.ConsumerNotFound ||
+        st.type === ConsumerEvents.ConsumerDeleted ||
+        st.type === ConsumerEvents.StreamNotFound ||
+        (st.type === ConsumerEvents.HeartbeatsMissed && Number(st.data) >= 3);
+      if (lost) {
+        messages.stop(new Error(`consumer ${o.durable} lost (${st.type})`));
+        return;
+      }
+    }
+  })();
+  return messages;
 }
 
 export type { JsMsg };

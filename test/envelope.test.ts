@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import { decodeEnvelope, encodeEnvelope, peekUpTo, readShared } from "../actors/envelope.js";
+
+const dec = new TextDecoder();
+const enc = new TextEncoder();
+const wire = (data: Uint8Array) => JSON.parse(dec.decode(data)) as Record<string, unknown>;
+/** What a record looks like after the objects form (a JSON round trip). */
+const viaJson = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+
+describe("the hop envelope", () => {
+  it("writes records of one shape as rows and reads them back as the same objects", () => {
+    const recs = [
+      { u: "a", i: "p1", n: 1, top: [["books", 2]] },
+      { u: "b", i: "p2", n: 2, top: [] },
+    ];
+    const data = encodeEnvelope(7, 5, recs);
+    expect(wire(data)).toEqual({
+      upTo: 7,
+      wm: 5,
+      k: ["u", "i", "n", "top"],
+      rows: [
+        ["a", "p1", 1, [["books", 2]]],
+        ["b", "p2", 2, []],
+      ],
+    });
+    expect(decodeEnvelope(data)).toEqual({ upTo: 7, wm: 5, recs });
+    expect(peekUpTo(data)).toBe(7);
+  });
+
+  it("keeps a record of another shape as an object among the rows", () => {
+    const recs = [{ w: 1, n: 2 }, { close: 300 }, { n: 3, w: 2 }, { w: 4, n: 5, extra: true }];
+    const back = decodeEnvelope(encodeEnvelope(9, -1, recs)).recs;
+    expect(back).toEqual(recs);
+    // Key order survives too: a reordered record is not a row of the first shape.
+    expect(back.map((r) => Object.keys(r as object))).toEqual(recs.map((r) => Object.keys(r)));
+  });
+
+  it("gives what the objects form gives for values JSON writes differently in arrays", () => {
+    const recs: unknown[] = [
+      { a: 1, b: "x" },
+      { a: undefined, b: "y" },
+      { a: () => 1, b: "z" },
+      { a: NaN, b: -0 },
+      { a: new Date(0), b: null },
+    ];
+    expect(decodeEnvelope(encodeEnvelope(1, 0, recs)).recs).toEqual(viaJson(recs));
+  });
+
+  it("keeps the objects form when a record is an array, a single record or none", () => {
+    for (const recs of [[{ a: 1 }, [1, 2]], [{ a: 1 }], [], [1, 2]] as unknown[][]) {
+      const data = encodeEnvelope(3, 2, recs);
+      expect(wire(data)).toEqual({ upTo: 3, wm: 2, recs: viaJson(recs) });
+      expect(decodeEnvelope(data)).toEqual({ upTo: 3, wm: 2, recs: viaJson(recs) });
+    }
+  });
+
+  it("reads a __proto__ key as a property, as JSON.parse does", () => {
+    const recs = JSON.parse('[{"__proto__":1,"b":2},{"__proto__":3,"b":4}]') as object[];
+    const back = decodeEnvelope(encodeEnvelope(1, 0, recs)).recs as Record<string, unknown>[];
+    expect(back.map((r) => Object.getOwnPropertyDescriptor(r, "__proto__")?.value)).toEqual([1, 3]);
+    expect(Object.getPrototypeOf(back[0])).toBe(Object.prototype);
+  });
+
+  it("still reads the objects form written before rows, and an envelope with null recs", () => {
+    const old = enc.encode(JSON.stringify({ upTo: 4, wm: 1, recs: [{ u: "a" }, { u: "b" }] }));
+    expect(decodeEnvelope(old)).toEqual({ upTo: 4, wm: 1, recs: [{ u: "a" }, { u: "b" }] });
+    const poison = enc.encode('{"upTo":999999999,"wm":0,"recs":null}');
+    expect(decodeEnvelope(poison).recs).toBeNull();
+    expect(peekUpTo(poison)).toBe(999999999);
+  });
+
+  it("decodes a message once for two readers of it, and not across messages", () => {
+    const recs = [
+      { i: "p1", t: "view" },
+      { i: "p2", t: "purchase" },
+    ];
+    const first = encodeEnvelope(5, 1, recs);
+    const second = encodeEnvelope(5, 1, recs); // same bytes, another message object
+    const a = readShared("hops#10", first, () => decodeEnvelope(first));
+    const b = readShared("hops#10", second, () => decodeEnvelope(second));
+    expect(b).toBe(a);
+    // Taken by the second reader: a third decodes again. Another key never shares.
+    expect(readShared("hops#10", second, () => decodeEnvelope(second))).not.toBe(a);
+    expect(readShared("hops#11", first, () => decodeEnvelope(first))).not.toBe(a);
+    // Outside readShared nothing is kept.
+    expect(decodeEnvelope(first)).not.toBe(decodeEnvelope(first));
+    expect(decodeEnvelope(first)).toEqual({ upTo: 5, wm: 1, recs });
+  });
+});
