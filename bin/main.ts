@@ -23,8 +23,8 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     const d = "default" in s ? ` (default ${s.default})` : "";
     program.option(`${flagOf(s.env)} <value>`, `${s.help} [${s.env}]${d}`);
   }
-  if (role !== "start")
-    for (const [env, help] of Object.entries(ROLE_SETTINGS))
+  for (const [env, help] of Object.entries(ROLE_SETTINGS))
+    if (role !== "start" || env === "STOP_TIMEOUT_MS")
       program.option(`${flagOf(env)} <value>`, `${help} [${env}]`);
   program.parse(argv, { from: "user" });
   const opts = program.opts<Record<string, string>>();
@@ -96,6 +96,13 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     }
     stoppingSince = Date.now();
     log.info({ signal }, "draining");
+    // Draining talks to NATS (final snapshots, lease hand-over). If NATS is gone it can wait
+    // forever: give up after STOP_TIMEOUT_MS; the snapshots on disk make a hard exit safe.
+    const stopTimeout = roleConfig.stopTimeoutMs;
+    setTimeout(() => {
+      log.warn({ ms: stopTimeout }, "drain took too long: exiting without it");
+      process.exit(1);
+    }, stopTimeout).unref();
     app
       .stop()
       .then(() => {

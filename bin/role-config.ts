@@ -11,6 +11,8 @@ export interface RoleConfig {
   archiveIntervalMs: number;
   /** A gateway answers UNAVAILABLE when its replica is further behind than this. */
   maxStalenessMs: number;
+  /** A drain that takes longer (NATS gone) is abandoned: the process exits. */
+  stopTimeoutMs: number;
 }
 
 export const ROLE_SETTINGS = {
@@ -18,6 +20,7 @@ export const ROLE_SETTINGS = {
   LEASE_TTL_MS: "partition lease time (default 10000)",
   ARCHIVE_INTERVAL_MS: "snapshot copy to the object store (default 30000)",
   MAX_STALENESS_MS: "gateway: largest replica staleness served (default 60000)",
+  STOP_TIMEOUT_MS: "longest drain on SIGTERM/Ctrl-C before exiting anyway (default 30000)",
 } as const;
 
 export function loadRoleConfig(env: Record<string, string | undefined>): RoleConfig {
@@ -41,5 +44,6 @@ export function loadRoleConfig(env: Record<string, string | undefined>): RoleCon
     leaseTtlMs: int("LEASE_TTL_MS", 10_000, 1_000),
     archiveIntervalMs: int("ARCHIVE_INTERVAL_MS", 30_000, 1_000),
     maxStalenessMs: int("MAX_STALENESS_MS", 60_000, 0),
+    stopTimeoutMs: int("STOP_TIMEOUT_MS", 30_000, 100),
   };
 }

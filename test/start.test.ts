@@ -160,3 +160,32 @@ describe("reco start", () => {
     expect(output()).toContain("apt-get install -y nats-server");
   });
 });
+
+describe("reco start when NATS is gone", () => {
+  it("exits within STOP_TIMEOUT_MS of SIGTERM even if draining cannot reach NATS", async () => {
+    const { setupNats } = await import("./helpers/nats.js");
+    const nats = await setupNats();
+    const dir = await mkdtemp(join(tmpdir(), "reco-stuck-"));
+    try {
+      const { child, output } = startReco({
+        NATS_URL: nats.url,
+        DATA_DIR: dir,
+        GRPC_PORT: String(await freePort()),
+        METRICS_PORT: String(await freePort()),
+        STOP_TIMEOUT_MS: "3000",
+      });
+      expect(await waitFor(() => output().includes("reco-stream ready"), 30_000), output()).toBe(
+        true,
+      );
+      await nats.server.kill(); // NATS disappears for good
+      const t0 = Date.now();
+      process.kill(-child.pid!, "SIGTERM");
+      const code = await exited(child);
+      expect(Date.now() - t0).toBeLessThan(15_000);
+      expect(code === 0 || code === 1).toBe(true);
+    } finally {
+      await nats.cleanup().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
