@@ -79,6 +79,25 @@ function toItem(
   };
 }
 
+/**
+ * The answer for one user, wherever it is computed (a worker's fallback[p], a gateway over its
+ * replica): personalised candidates joined at `now` (the newest event time the table or the
+ * profile reflects), then the fill from the overall top.
+ */
+export function answerFor(
+  user: string,
+  n: number,
+  profile: ProfileRecord | undefined,
+  table: PopularityTableView,
+  o: FallbackOptions & { userOutOfOrdernessMs: number },
+  candidates: (profile: ProfileRecord, now: number) => Candidate[],
+): Recommendations {
+  const now = Math.max(table.wm, profile?.wm ?? -1);
+  const personalised = profile ? candidates(profile, now) : [];
+  const watermark = now >= 0 ? now - o.userOutOfOrdernessMs : -1;
+  return completeRecommendations(user, n, personalised, profile, table, watermark, o);
+}
+
 /** A query to a fallback actor; the answer (or why there is none) goes to `done`. */
 export interface RecommendRequest {
   userId: string;
@@ -114,12 +133,10 @@ export function createFallbackActor(o: FallbackActorOptions): Actor<RecommendReq
           );
           return;
         }
-        const profile = join.profile(req.userId);
-        const now = Math.max(o.table.wm, profile?.wm ?? -1);
-        const personalised = join.candidates(req.userId, o.table, now, req.n);
-        const watermark = now >= 0 ? now - o.userOutOfOrdernessMs : -1;
         req.done(
-          completeRecommendations(req.userId, req.n, personalised, profile, o.table, watermark, o),
+          answerFor(req.userId, req.n, join.profile(req.userId), o.table, o, (_p, now) =>
+            join.candidates(req.userId, o.table, now, req.n),
+          ),
         );
       },
     },

@@ -9,7 +9,7 @@ import {
 import type { NatsConnection } from "nats";
 import { createSupervisor, type Supervisor } from "../runtime/index.js";
 import { joinCandidates } from "./popularity-join.js";
-import { completeRecommendations } from "./fallback.js";
+import { answerFor } from "./fallback.js";
 import {
   createPopularityTable,
   createPopularityTableActor,
@@ -52,19 +52,15 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
         throw new BackendUnavailableError(
           `the profile replica is ${Math.round(staleness)} ms behind (limit ${o.maxStalenessMs} ms)`,
         );
-      const profile = o.replica.profile(userId);
-      const now = Math.max(o.table.wm, profile?.wm ?? -1);
-      const personalised = profile
-        ? joinCandidates(profile, o.table, now, o.interestHorizonMs, n)
-        : [];
-      const watermark = now >= 0 ? now - o.userOutOfOrdernessMs : -1;
-      return {
-        ...completeRecommendations(userId, n, personalised, profile, o.table, watermark, {
-          size: o.fallbackSize,
-          score: 0.1,
-        }),
-        stalenessMs: staleness,
-      };
+      const answer = answerFor(
+        userId,
+        n,
+        o.replica.profile(userId),
+        o.table,
+        { size: o.fallbackSize, score: 0.1, userOutOfOrdernessMs: o.userOutOfOrdernessMs },
+        (profile, now) => joinCandidates(profile, o.table, now, o.interestHorizonMs, n),
+      );
+      return { ...answer, stalenessMs: staleness };
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return o.hub.updates(window);

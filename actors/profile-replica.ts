@@ -1,5 +1,6 @@
 import type { ConsumerMessages, NatsConnection } from "nats";
-import { AckPolicy, ConsumerEvents, DeliverPolicy } from "nats";
+import { AckPolicy, DeliverPolicy } from "nats";
+import { endOnConsumerLoss } from "../connectors/nats/source.js";
 import { createActor, type Actor } from "../runtime/index.js";
 import { STREAMS } from "../connectors/nats/topology.js";
 import { decodeEnvelope } from "./host.js";
@@ -85,23 +86,10 @@ export function createProfileReplicaActor(
         });
         const consumer = await nc.jetstream().consumers.get(STREAMS.hops, ci.name);
         iter = await consumer.consume({ max_messages: 256, expires: 5_000 });
-        // An ephemeral consumer lives on one server: if that server dies, the consumer is gone and
-        // the pulls only report it. Fail, so the supervisor restarts the feed on a new consumer
+        // An ephemeral consumer lives on one server: if that server dies, the consumer is gone.
+        // The feed then ends with an error and the actor fails, so the supervisor resubscribes
         // (from the start: profiles are upserts); answers meanwhile report their staleness.
-        const feed = iter;
-        void (async () => {
-          for await (const st of await feed.status()) {
-            const lost =
-              st.type === ConsumerEvents.ConsumerNotFound ||
-              st.type === ConsumerEvents.ConsumerDeleted ||
-              st.type === ConsumerEvents.StreamNotFound ||
-              (st.type === ConsumerEvents.HeartbeatsMissed && Number(st.data) >= 2);
-            if (lost && !ctx.signal.aborted) {
-              ctx.fail(new Error(`profile feed lost (${st.type}): resubscribing`));
-              return;
-            }
-          }
-        })();
+        endOnConsumerLoss(iter, "profile feed", 2);
         void (async () => {
           try {
             for await (const m of iter!)

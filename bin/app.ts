@@ -16,7 +16,7 @@ import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topolog
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import type { RecoBackend } from "../connectors/grpc/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
-import type { RoleConfig } from "./role-config.js";
+import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
 
 export interface App {
@@ -40,15 +40,6 @@ export interface StartOptions {
   role?: "start" | "worker";
   /** Settings of the split roles (required for `worker`). */
   roleConfig?: RoleConfig;
-}
-
-/** NATS_URL is required by the split roles: they join a server or cluster run by others. */
-function requireNatsUrl(cfg: AppConfig, role: string): string {
-  if (cfg.natsUrl === undefined)
-    throw new ConfigError(
-      `NATS_URL must be set for 'reco ${role}': workers and gateways join an existing NATS server or cluster`,
-    );
-  return cfg.natsUrl;
 }
 
 export async function startApp(

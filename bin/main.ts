@@ -2,7 +2,7 @@ import { Command } from "commander";
 import { pino } from "pino";
 import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
 import { startApp, startGatewayApp } from "./app.js";
-import { loadRoleConfig, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
+import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
 
 export type Role = "start" | "worker" | "gateway";
 
@@ -29,13 +29,8 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
   program.parse(argv, { from: "user" });
   const opts = program.opts<Record<string, string>>();
   const flags: Record<string, string> = {};
-  for (const s of Object.values(SETTINGS)) {
-    const key = flagOf(s.env)
-      .slice(2)
-      .replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
-    if (opts[key] !== undefined) flags[s.env] = opts[key];
-  }
-  for (const env of Object.keys(ROLE_SETTINGS)) {
+  const envNames = [...Object.values(SETTINGS).map((s) => s.env), ...Object.keys(ROLE_SETTINGS)];
+  for (const env of envNames) {
     const key = flagOf(env)
       .slice(2)
       .replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
@@ -47,10 +42,7 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
   try {
     cfg = loadConfig(process.env, flags);
     roleConfig = loadRoleConfig({ ...process.env, ...flags });
-    if (role !== "start" && cfg.natsUrl === undefined)
-      throw new ConfigError(
-        `NATS_URL must be set for 'reco ${role}': workers and gateways join an existing NATS server or cluster`,
-      );
+    if (role !== "start") requireNatsUrl(cfg, role);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`configuration error: ${err.message}`);

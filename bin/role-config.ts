@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { ConfigError } from "./config.js";
+import { ConfigError, type AppConfig } from "./config.js";
 
 /** Settings of the split roles (`reco worker`, `reco gateway`), validated like the others. */
 export interface RoleConfig {
@@ -46,4 +46,13 @@ export function loadRoleConfig(env: Record<string, string | undefined>): RoleCon
     maxStalenessMs: int("MAX_STALENESS_MS", 60_000, 0),
     stopTimeoutMs: int("STOP_TIMEOUT_MS", 30_000, 100),
   };
+}
+
+/** NATS_URL is required by the split roles: they join a server or cluster run by others. */
+export function requireNatsUrl(cfg: AppConfig, role: string): string {
+  if (cfg.natsUrl === undefined)
+    throw new ConfigError(
+      `NATS_URL must be set for 'reco ${role}': workers and gateways join an existing NATS server or cluster`,
+    );
+  return cfg.natsUrl;
 }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { AckPolicy, connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { createStageState, type StageStateInternal } from "../state/store.js";
-import type { InputMessage, StageOutput } from "../actors/host.js";
+import type { InputMessage } from "../actors/host.js";
 import {
   consumerProbe,
   createParseHandler,
@@ -20,6 +20,7 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
+import { fakeOutput, type RawCall } from "./helpers/stage.js";
 
 /*
  * Issue 3, point 1 (DESIGN §3.2): when the whole input goes quiet, parse moves event time on
@@ -32,32 +33,6 @@ import { TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
 const enc = new TextEncoder();
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0);
 const TIMEOUT = 30_000;
-
-interface Raw {
-  subject: string;
-  data: Uint8Array;
-  headers: Record<string, string>;
-  msgId: string;
-}
-
-function fakeOutput() {
-  const rec = {
-    emits: [] as [string, unknown][],
-    touches: [] as string[],
-    raws: [] as Raw[],
-    counts: {} as Record<string, number>,
-    progress: [] as number[],
-  };
-  const out: StageOutput = {
-    emit: (subject, record) => void rec.emits.push([subject, record]),
-    touch: (subject) => void rec.touches.push(subject),
-    setProgress: (wm) => void rec.progress.push(wm),
-    raw: (subject, data, headers, msgId) => void rec.raws.push({ subject, data, headers, msgId }),
-    kvPut: () => undefined,
-    count: (name, n = 1) => void (rec.counts[name] = (rec.counts[name] ?? 0) + n),
-  };
-  return { out, rec };
-}
 
 let idCounter = 0;
 const uuid = () => `00000000-0000-4000-8000-${(++idCounter).toString(16).padStart(12, "0")}`;
@@ -141,7 +116,7 @@ function setup(opts: Partial<ParseOptions> = {}, state: StageStateInternal = cre
 const answered = () => new Promise((r) => setImmediate(r));
 
 /** A marker as parse reads it back from EVENTS at stream sequence `seq`. */
-const markerMsg = (raw: Raw, seq: number): InputMessage => ({
+const markerMsg = (raw: RawCall, seq: number): InputMessage => ({
   seq,
   subject: raw.subject,
   data: raw.data,

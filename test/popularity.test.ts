@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage, StageOutput } from "../actors/host.js";
+import type { Envelope, InputMessage } from "../actors/host.js";
 import type { ParsedRecord } from "../actors/parse.js";
 import type { EventType } from "../actors/event.js";
 import {
@@ -12,27 +12,7 @@ import {
 import type { LateRecord } from "../actors/watermark.js";
 import { kvKeyOf } from "../connectors/nats/topology.js";
 import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
-
-/** A StageOutput that records every call. */
-function fakeOutput() {
-  const rec = {
-    emits: [] as [string, unknown][],
-    touches: [] as string[],
-    raws: [] as [string, Uint8Array, Record<string, string>, string][],
-    kvPuts: [] as [string, string, unknown][],
-    counts: {} as Record<string, number>,
-    progress: [] as number[],
-  };
-  const out: StageOutput = {
-    emit: (subject, record) => void rec.emits.push([subject, record]),
-    touch: (subject) => void rec.touches.push(subject),
-    setProgress: (wm) => void rec.progress.push(wm),
-    raw: (subject, data, headers, msgId) => void rec.raws.push([subject, data, headers, msgId]),
-    kvPut: (bucket, key, value) => void rec.kvPuts.push([bucket, key, value]),
-    count: (name, n = 1) => void (rec.counts[name] = (rec.counts[name] ?? 0) + n),
-  };
-  return { out, rec };
-}
+import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();
 /** An hour boundary. */
@@ -212,7 +192,7 @@ describe("popularity", () => {
       ev(wb - WEEK - 5, "p3", "view", { wb }),
     ]);
     expect(rec.raws).toHaveLength(1);
-    const [subject, data, headers, msgId] = rec.raws[0]!;
+    const { subject, data, headers, msgId } = rec.raws[0]!;
     expect(subject).toBe("reco.late");
     expect(msgId).toBe(`late.popularity.popularity.${old.s}`);
     expect(headers).toEqual({

@@ -1,31 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage, StageOutput } from "../actors/host.js";
+import type { Envelope, InputMessage } from "../actors/host.js";
 import type { ParsedRecord } from "../actors/parse.js";
 import type { EventType } from "../actors/event.js";
 import { createWindowHandler, type WindowOutput, type WindowRecord } from "../actors/window.js";
 import { MINUTE } from "../actors/subjects.js";
-
-/** A StageOutput that records every call. */
-function fakeOutput() {
-  const rec = {
-    emits: [] as [string, unknown][],
-    touches: [] as string[],
-    raws: [] as [string, Uint8Array, Record<string, string>, string][],
-    kvPuts: [] as [string, string, unknown][],
-    counts: {} as Record<string, number>,
-    progress: [] as number[],
-  };
-  const out: StageOutput = {
-    emit: (subject, record) => void rec.emits.push([subject, record]),
-    touch: (subject) => void rec.touches.push(subject),
-    setProgress: (wm) => void rec.progress.push(wm),
-    raw: (subject, data, headers, msgId) => void rec.raws.push([subject, data, headers, msgId]),
-    kvPut: (bucket, key, value) => void rec.kvPuts.push([bucket, key, value]),
-    count: (name, n = 1) => void (rec.counts[name] = (rec.counts[name] ?? 0) + n),
-  };
-  return { out, rec };
-}
+import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();
 /** A 5-minute boundary. */

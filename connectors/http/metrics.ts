@@ -72,12 +72,6 @@ export function createMetrics(registry = new Registry()) {
       labelNames: labels,
       registers: [registry],
     }),
-    kvFailures: new Counter({
-      name: "reco_stage_kv_put_failures_total",
-      help: "Failed KV upserts (repaired by the next put)",
-      labelNames: labels,
-      registers: [registry],
-    }),
     accepted: new Counter({
       name: "reco_events_accepted_total",
       help: "Events accepted by parse",

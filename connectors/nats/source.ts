@@ -68,20 +68,33 @@ export async function openDurableSource(
   });
   // A one-replica consumer dies with its server; pulls then only report it. End the iteration
   // with an error so the caller's supervisor starts again on a new consumer.
+  endOnConsumerLoss(messages, `consumer ${o.durable}`, 3);
+  return messages;
+}
+
+/**
+ * Ends `messages` with an error once the server says its consumer or stream is gone, or after
+ * `missedHeartbeats` missed heartbeats: a consumer on a server that died is only reported by the
+ * pulls, and the iteration would otherwise wait forever.
+ */
+export function endOnConsumerLoss(
+  messages: ConsumerMessages,
+  what: string,
+  missedHeartbeats: number,
+): void {
   void (async () => {
     for await (const st of await messages.status()) {
       const lost =
         st.type === ConsumerEvents.ConsumerNotFound ||
         st.type === ConsumerEvents.ConsumerDeleted ||
         st.type === ConsumerEvents.StreamNotFound ||
-        (st.type === ConsumerEvents.HeartbeatsMissed && Number(st.data) >= 3);
+        (st.type === ConsumerEvents.HeartbeatsMissed && Number(st.data) >= missedHeartbeats);
       if (lost) {
-        messages.stop(new Error(`consumer ${o.durable} lost (${st.type})`));
+        messages.stop(new Error(`${what} lost (${st.type})`));
         return;
       }
     }
   })();
-  return messages;
 }
 
 export type { JsMsg };
