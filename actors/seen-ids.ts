@@ -17,8 +17,11 @@ import type { KeyedMap } from "../state/index.js";
  */
 export interface SeenIds {
   has(id: string): boolean;
-  /** Remembers `id`; if more than `maxIds` are held, the oldest are forgotten (possibly `id`). */
-  add(id: string, ts: number): void;
+  /**
+   * Remembers `id` unless it is held already (then returns false and changes nothing); if more
+   * than `maxIds` are held, the oldest are forgotten (possibly `id`).
+   */
+  add(id: string, ts: number): boolean;
   /** Forgets every id whose event time is before `horizon`. */
   expireBefore(horizon: number): void;
   readonly size: number;
@@ -80,12 +83,13 @@ export function createSeenIds(map: KeyedMap<number>, maxIds: number): SeenIds {
   return {
     has: (id) => map.has(id),
     add(id, ts) {
-      if (map.has(id)) return;
+      if (map.has(id)) return false;
       map.set(id, ts);
       times.push(ts);
       ids.push(id);
       up(times.length - 1);
       while (times.length > maxIds) popOldest();
+      return true;
     },
     expireBefore(horizon) {
       while (times.length > 0 && times[0]! < horizon) popOldest();
