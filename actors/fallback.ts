@@ -113,32 +113,48 @@ export interface FallbackActorOptions extends FallbackOptions {
   userOutOfOrdernessMs: number;
 }
 
+/** The serving actor of a partition, which can also answer in place (see `answer`). */
+export interface FallbackActor extends Actor<RecommendRequest> {
+  /**
+   * The answer the actor would give to a `RecommendRequest` now, computed synchronously without
+   * the mailbox round trip (no promise, no microtask, nothing queued): what the gRPC façade calls
+   * per request. Safe outside the mailbox because the join handler and the popularity table
+   * apply each batch synchronously, so a read between two tasks never sees half a batch, exactly
+   * like a read inside `receive`. "Not serving" (a `BackendUnavailableError`, returned, not
+   * thrown) unless this actor is running, its partition's popularity-join is running (not
+   * restoring, restarting or handed over) and the table is initialised.
+   */
+  answer(userId: string, n: number): Recommendations | BackendUnavailableError;
+}
+
 /**
- * fallback[p]: the serving actor of partition p. Queries go through its mailbox, one at a time,
- * so an answer never sees a half-applied batch; it joins the user's profile with the popularity
- * table and completes the list from the overall top. When roles are split, the same actor
- * answers request-reply over NATS for the gateway.
+ * fallback[p]: the serving actor of partition p. Its lifecycle is the partition's serving
+ * lifecycle (supervised, restarted, stopped with the partition's unit); queries sent through its
+ * mailbox are answered one at a time, and `answer` gives the same answer in place. It joins the
+ * user's profile with the popularity table and completes the list from the overall top.
  */
-export function createFallbackActor(o: FallbackActorOptions): Actor<RecommendRequest> {
-  return createActor<RecommendRequest>({
+export function createFallbackActor(o: FallbackActorOptions): FallbackActor {
+  const notServing = () =>
+    new BackendUnavailableError(
+      `partition ${o.partition} is not serving yet (starting or restarting)`,
+    );
+  const compute = (userId: string, n: number): Recommendations | BackendUnavailableError => {
+    const join = o.join();
+    if (!join || !o.table.initialised) return notServing();
+    return answerFor(userId, n, join.profile(userId), o.table, o, (_p, now) =>
+      join.candidates(userId, o.table, now, n),
+    );
+  };
+  const actor = createActor<RecommendRequest>({
     id: `fallback/${o.partition}`,
     behavior: {
       receive(req) {
-        const join = o.join();
-        if (!join || !o.table.initialised) {
-          req.done(
-            new BackendUnavailableError(
-              `partition ${o.partition} is not serving yet (starting or restarting)`,
-            ),
-          );
-          return;
-        }
-        req.done(
-          answerFor(req.userId, req.n, join.profile(req.userId), o.table, o, (_p, now) =>
-            join.candidates(req.userId, o.table, now, req.n),
-          ),
-        );
+        req.done(compute(req.userId, req.n));
       },
     },
+  });
+  return Object.assign(actor, {
+    answer: (userId: string, n: number) =>
+      actor.getStatus() === "running" ? compute(userId, n) : notServing(),
   });
 }

@@ -30,7 +30,7 @@ import { createWindowHandler } from "./window.js";
 import { createInterestHandler } from "./interest-ranking.js";
 import { createPopularityHandler } from "./popularity.js";
 import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
-import { createFallbackActor, type RecommendRequest } from "./fallback.js";
+import { createFallbackActor, type FallbackActor } from "./fallback.js";
 import { createTrendingHandler } from "./trending.js";
 import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
 import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
@@ -488,21 +488,15 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     isReady: () => running && table.initialised,
     async getRecommendations(userId, n): Promise<Recommendations> {
       const p = partitionOf(userId, P);
-      const actor = supervisor.child<RecommendRequest>(`fallback/${p}`);
-      if (!running || !actor || actor.getStatus() !== "running")
-        throw new BackendUnavailableError(
-          `partition ${p} is not serving yet (starting or restarting)`,
-        );
-      let answer: Recommendations | BackendUnavailableError | undefined;
-      try {
-        await actor.sendAndWait({ userId, n, done: (r) => (answer = r) });
-      } catch (err) {
-        throw new BackendUnavailableError(`partition ${p} restarted while answering`, {
-          cause: err,
-        });
-      }
-      if (answer === undefined || answer instanceof BackendUnavailableError)
-        throw answer ?? new BackendUnavailableError(`partition ${p} gave no answer`);
+      // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip.
+      const actor = supervisor.child(`fallback/${p}`) as FallbackActor | undefined;
+      const answer =
+        running && actor
+          ? actor.answer(userId, n)
+          : new BackendUnavailableError(
+              `partition ${p} is not serving yet (starting or restarting)`,
+            );
+      if (answer instanceof BackendUnavailableError) throw answer;
       return answer;
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {

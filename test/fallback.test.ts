@@ -64,4 +64,33 @@ describe("the fallback actor of a partition", () => {
     expect(answer.watermark).toBe(NOW - 600_000);
     await actor.stop();
   });
+
+  it("answers in place exactly what its mailbox answers, and 'not serving' unless running", async () => {
+    const state = createStageState();
+    const join = createJoinHandler(state, { purchaseExclusionMs: 24 * HOUR });
+    state.map("profile").set("u1", { u: "u1", top: [["books", 4]], pur: [], wm: NOW });
+    let joinRunning = true;
+    const actor = createFallbackActor({
+      partition: 5,
+      join: () => (joinRunning ? join : undefined),
+      table,
+      userOutOfOrdernessMs: 600_000,
+      size: 10,
+      score: 0.1,
+    });
+    // Created but not started (a restart in its backoff): not serving.
+    expect(actor.answer("u1", 3)).toBeInstanceOf(BackendUnavailableError);
+    await actor.start();
+    expect(actor.answer("u1", 3)).toEqual(await ask(actor, "u1", 3));
+    expect(actor.answer("nobody", 2)).toEqual(await ask(actor, "nobody", 2));
+    // Its popularity-join restoring or handed over: not serving, from either path.
+    joinRunning = false;
+    const inPlace = actor.answer("u1", 3);
+    expect(inPlace).toBeInstanceOf(BackendUnavailableError);
+    expect((inPlace as Error).message).toMatch(/partition 5 is not serving yet/);
+    expect(await ask(actor, "u1", 3)).toBeInstanceOf(BackendUnavailableError);
+    joinRunning = true;
+    await actor.stop();
+    expect(actor.answer("u1", 3)).toBeInstanceOf(BackendUnavailableError);
+  });
 });
