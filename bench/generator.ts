@@ -9,8 +9,14 @@ export interface GeneratorOptions {
   seed: number;
   users: number;
   items: number;
-  /** Zipf exponent of user activity. */
+  /** Zipf exponent of user activity (with `userDist` "zipf"). */
   userSkew: number;
+  /**
+   * How events pick users: "zipf" (default; skewed by `userSkew`), "uniform" (each user equally
+   * likely), or "cycle" (event k goes to user k mod `users`: with at least `users` events, exactly
+   * `users` active users, each with the same number of events).
+   */
+  userDist?: "zipf" | "uniform" | "cycle";
   /** Zipf exponent of item popularity. */
   itemSkew: number;
   /** Event time of the first event, epoch ms. */
@@ -139,9 +145,13 @@ export function toMessage(e: EventFields): OutgoingMessage {
 export function createGenerator(o: GeneratorOptions, total = 1) {
   const next32 = rng32(o.seed);
   const uniform = () => next32() / 4294967296;
-  const user = zipf(o.users, o.userSkew, uniform);
+  const dist = o.userDist ?? "zipf";
+  const zipfUser = dist === "zipf" ? zipf(o.users, o.userSkew, uniform) : undefined;
   const item = zipf(o.items, o.itemSkew, uniform);
   let k = 0;
+  let cycled = 0;
+  const user = (): number =>
+    zipfUser ? zipfUser() : dist === "cycle" ? cycled++ % o.users : Math.floor(uniform() * o.users);
   return {
     next(ts?: number): EventFields {
       const u = uniform();
@@ -166,6 +176,12 @@ export function createGenerator(o: GeneratorOptions, total = 1) {
       };
     },
   };
+}
+
+/** `n` events spread over `o.spanMs` from `o.start`, generated as they are read (no array). */
+export function* streamMessages(n: number, o: GeneratorOptions): Generator<OutgoingMessage> {
+  const g = createGenerator(o, n);
+  for (let k = 0; k < n; k++) yield toMessage(g.next());
 }
 
 /** `n` events spread over `o.spanMs` from `o.start`, as messages ready to publish. */

@@ -3,7 +3,10 @@ import { readFile, rm } from "node:fs/promises";
 import { percentile, selfCpuSeconds } from "./util.js";
 
 export interface H2loadResult {
+  /** Requests done (with a duration, the ones still in flight at the end are not). */
   requests: number;
+  /** Requests started (with a duration: done + those in flight when it ended). */
+  started: number;
   succeeded: number;
   failed: number;
   errored: number;
@@ -23,21 +26,24 @@ export interface H2loadResult {
 export interface H2loadOptions {
   url: string;
   bodyFile: string;
-  requests: number;
+  /** A count of requests (`-n`), or ... */
+  requests?: number;
+  /** ... a duration in seconds (`-D`): as many requests as fit. */
+  durationS?: number;
   /** Concurrent streams on the one connection (`-m`). */
   streams: number;
   logFile: string;
 }
 
 /**
- * Runs h2load (one connection, `streams` concurrent streams) posting a prebuilt gRPC frame.
+ * Runs h2load (one connection, `streams` concurrent streams) posting a prebuilt gRPC frame, a
+ * number of requests or for a duration.
  * h2load runs as a child process, so the server under test (in this process) keeps serving.
  * Latency percentiles come from h2load's per-request log (its summary has no percentiles).
  */
 export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
   const args = [
-    "-n",
-    String(o.requests),
+    ...(o.durationS !== undefined ? ["-D", String(o.durationS)] : ["-n", String(o.requests ?? 1)]),
     "-c",
     "1",
     "-m",
@@ -80,6 +86,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
   const requests = num(reqRe, 1);
   return {
     requests,
+    started: num(reqRe, 2),
     succeeded: num(reqRe, 4),
     failed: num(reqRe, 5),
     errored: num(reqRe, 6),

@@ -1,0 +1,242 @@
+import type { ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { repoPath, spawnTs } from "./child.js";
+import { procCpuSeconds, scrape, type PromSample } from "./util.js";
+
+/** One pino log line of the app (JSON), with the time this process read it. */
+export interface LogLine {
+  /** pino's `time`: epoch ms when the app wrote it. */
+  time: number;
+  msg?: string;
+  level?: number;
+  [k: string]: unknown;
+}
+
+export interface AppProcessOptions {
+  natsUrl: string;
+  dataDir: string;
+  grpcPort: number;
+  metricsPort: number;
+  partitions: number;
+  /** More settings (TRENDING_TRIGGER, …). */
+  env?: Record<string, string>;
+}
+
+/** The app as `npm start` runs it (`bin/main.ts` through tsx), in a child process of its own. */
+export interface AppProcess {
+  readonly pid: number;
+  /** Epoch ms (sub-millisecond) just before spawn(). */
+  readonly spawnedAt: number;
+  readonly grpcAddress: string;
+  readonly metricsPort: number;
+  /** Log lines so far. */
+  readonly logs: readonly LogLine[];
+  /** Resolves with the first log line (past or future) that `match` accepts. */
+  waitForLog(match: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Resolves with the "reco-stream ready" line. */
+  ready(timeoutMs?: number): Promise<LogLine>;
+  metrics(): Promise<PromSample[]>;
+  /** Resident set size from /proc (bytes). */
+  rss(): Promise<number>;
+  cpuSeconds(): Promise<number>;
+  /** SIGKILL; resolves when the process is gone, with the epoch ms of the kill. */
+  kill(): Promise<number>;
+  /** SIGTERM (the app drains), SIGKILL after `graceMs`; resolves when the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+  /** Resolves when the process exits. */
+  readonly exited: Promise<{ code: number | null; signal: string | null }>;
+}
+
+/** Epoch ms with sub-millisecond resolution (comparable across processes on one machine). */
+export const epochNow = () => performance.timeOrigin + performance.now();
+
+export function spawnApp(o: AppProcessOptions): AppProcess {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NATS_URL: o.natsUrl,
+    DATA_DIR: o.dataDir,
+    GRPC_PORT: String(o.grpcPort),
+    GRPC_HOST: "127.0.0.1",
+    METRICS_PORT: String(o.metricsPort),
+    // debug: main.ts logs the configuration right after its modules are loaded, which is how the
+    // bench tells process start (tsx compiling, imports) from the app's own start.
+    LOG_LEVEL: "debug",
+    PARTITIONS: String(o.partitions),
+    ...o.env,
+  };
+  const spawnedAt = epochNow();
+  const child: ChildProcess = spawnTs(repoPath("../bin/main.ts"), [], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: LogLine[] = [];
+  const waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  let stderr = "";
+  let buf = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      let l: LogLine;
+      try {
+        l = JSON.parse(line) as LogLine;
+      } catch {
+        stderr = (stderr + line + "\n").slice(-4000);
+        continue;
+      }
+      logs.push(l);
+      for (const w of [...waiters])
+        if (w.match(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+    }
+  });
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr = (stderr + c).slice(-4000)));
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  let gone = false;
+  void exited.then(() => (gone = true));
+  // If the bench dies, the app must not outlive it.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  void exited.then(() => process.off("exit", killOnExit));
+
+  const waitForLog = (match: (l: LogLine) => boolean, timeoutMs = 120_000) => {
+    const seen = logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<LogLine>((resolve, reject) => {
+      const w = {
+        match,
+        resolve: (l: LogLine) => {
+          clearTimeout(t);
+          resolve(l);
+        },
+      };
+      const t = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`app: no such log line within ${timeoutMs} ms\n${stderr}`));
+      }, timeoutMs);
+      waiters.push(w);
+      void exited.then(({ code, signal }) => {
+        if (!waiters.includes(w)) return;
+        waiters.splice(waiters.indexOf(w), 1);
+        clearTimeout(t);
+        reject(new Error(`app exited with ${signal ?? code}\n${stderr}`));
+      });
+    });
+  };
+
+  const pid = child.pid ?? -1;
+  return {
+    pid,
+    spawnedAt,
+    grpcAddress: `127.0.0.1:${o.grpcPort}`,
+    metricsPort: o.metricsPort,
+    logs,
+    waitForLog,
+    ready: (timeoutMs) =>
+      waitForLog(
+        (l) => typeof l.msg === "string" && l.msg.startsWith("reco-stream ready"),
+        timeoutMs,
+      ),
+    metrics: () => scrape(o.metricsPort),
+    async rss() {
+      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+      const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+      return kb === undefined ? NaN : Number(kb) * 1024;
+    },
+    cpuSeconds: () => procCpuSeconds(pid),
+    async kill() {
+      const at = epochNow();
+      if (!gone) child.kill("SIGKILL");
+      await exited;
+      return at;
+    },
+    async stop(graceMs = 20_000) {
+      if (gone) return;
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+    exited,
+  };
+}
+
+const label = (m: PromSample) => `${m.labels.stage}/${m.labels.partition}`;
+
+/** Every stage instance's last processed input sequence, by "<stage>/<partition>". */
+export async function positions(app: AppProcess): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const m of await app.metrics())
+    if (m.name === "reco_stage_position") out.set(label(m), m.value);
+  return out;
+}
+
+/**
+ * Waits until parse has processed the EVENTS stream up to `lastSeq`, no stage instance's input
+ * position has moved for `settleMs`, and every consumer-lag gauge reads 0 (metrics polled every
+ * `pollMs`). `doneAt` is the epoch ms of the last observed move.
+ */
+export async function waitCaughtUp(
+  app: AppProcess,
+  lastSeq: number,
+  o: { timeoutMs: number; settleMs?: number; pollMs?: number },
+): Promise<{ doneAt: number; timedOut: boolean; parsed: number; lagGaugeStuck: boolean }> {
+  const settleMs = o.settleMs ?? 1000;
+  const t0 = epochNow();
+  let lastSum = -1;
+  let lastMove = t0;
+  for (;;) {
+    const samples = await app.metrics().catch(() => [] as PromSample[]);
+    const now = epochNow();
+    let sum = 0;
+    let parsed = 0;
+    let lagging = false;
+    for (const m of samples) {
+      if (m.name === "reco_stage_position") {
+        sum += m.value;
+        if (m.labels.stage === "parse") parsed = m.value;
+      } else if (m.name === "reco_stage_consumer_lag" && m.value !== 0) lagging = true;
+    }
+    if (sum !== lastSum) {
+      lastSum = sum;
+      lastMove = now;
+    } else if (parsed >= lastSeq && now - lastMove >= settleMs && !lagging)
+      return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: false };
+    // A lag gauge is the pending count of the last message its instance took: seen stuck above
+    // 0 on a loaded machine with nothing left to deliver (until the idle marker 30 s later moved
+    // everything). Positions that stay put for 5 × settleMs are caught up too.
+    else if (parsed >= lastSeq && now - lastMove >= 5 * settleMs)
+      return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: true };
+    if (now - t0 > o.timeoutMs)
+      return { doneAt: now, timedOut: true, parsed, lagGaugeStuck: false };
+    await new Promise((r) => setTimeout(r, o.pollMs ?? 100));
+  }
+}
+
+/**
+ * Waits until every stage instance has completed `count` more snapshots than when called, so at
+ * least one snapshot that started after the call has been written.
+ */
+export async function waitSnapshots(app: AppProcess, count = 2, timeoutMs = 60_000): Promise<void> {
+  const counts = async () => {
+    const out = new Map<string, number>();
+    for (const m of await app.metrics())
+      if (m.name === "reco_stage_snapshot_seconds_count") out.set(label(m), m.value);
+    return out;
+  };
+  const before = await counts();
+  const t0 = Date.now();
+  for (;;) {
+    const now = await counts();
+    if ([...before].every(([k, v]) => (now.get(k) ?? 0) >= v + count)) return;
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`no snapshot of every stage within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}

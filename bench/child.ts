@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The flags that load tsx in this process (`--require …/tsx/dist/preflight.cjs`, `--import
+ * …/tsx/dist/loader.mjs`), without any other node flag (`--cpu-prof`, say). `npm start` runs
+ * `tsx bin/main.ts`, whose CLI starts a node child with exactly these flags: running node with
+ * them directly gives the same process minus the wrapper, so a SIGKILL reaches the app itself.
+ */
+export function tsxFlags(): string[] {
+  const out: string[] = [];
+  const a = process.execArgv;
+  for (let i = 0; i < a.length; i++) {
+    const flag = a[i]!;
+    const value = a[i + 1];
+    if ((flag === "--require" || flag === "--import") && value?.includes("tsx")) {
+      out.push(flag, value);
+      i++;
+    } else if (/^--(require|import)=.*tsx/.test(flag)) out.push(flag);
+  }
+  return out;
+}
+
+/** Absolute path of a file of this repo, from a path relative to bench/. */
+export const repoPath = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
+
+/** Runs a TypeScript file of this repo in a node child with tsx loaded (and an IPC channel). */
+export function spawnTs(
+  script: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; stdio?: StdioOptions; nodeFlags?: string[] } = {},
+): ChildProcess {
+  return spawn(process.execPath, [...tsxFlags(), ...(options.nodeFlags ?? []), script, ...args], {
+    stdio: options.stdio ?? ["ignore", "inherit", "inherit", "ipc"],
+    env: options.env ?? process.env,
+  });
+}
+
+/** Resolves with the first IPC message from `child` that `pick` accepts (undefined: keep waiting). */
+export function nextMessage<T>(
+  child: ChildProcess,
+  pick: (m: unknown) => T | undefined,
+  timeoutMs = 60_000,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onMessage = (m: unknown) => {
+      const v = pick(m);
+      if (v === undefined) return;
+      done();
+      resolve(v);
+    };
+    const onExit = (code: number | null, signal: string | null) => {
+      done();
+      reject(new Error(`child exited with ${signal ?? code} before answering`));
+    };
+    const t = setTimeout(() => {
+      done();
+      reject(new Error(`no answer from the child within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(t);
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+    };
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+  });
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves when the child is gone. */
+export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const t = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  await gone;
+  clearTimeout(t);
+}
