@@ -835,6 +835,31 @@ function version(cmd: string, args: string[]): string {
   }
 }
 
+/** The commit measured, and whether files outside bench/ differed from it (work in progress). */
+function codeVersion(): string {
+  const git = (args: string[]) => {
+    try {
+      return execFileSync("git", args, {
+        encoding: "utf8",
+        cwd: fileURLToPath(new URL("..", import.meta.url)),
+      }).trim();
+    } catch {
+      return "";
+    }
+  };
+  const head = git(["log", "-1", "--format=%h %s"]);
+  if (!head) return "not a git checkout";
+  const dirty = git(["status", "--porcelain", "--untracked-files=no"])
+    .split("\n")
+    .filter((l) => l.length > 3 && !l.slice(3).startsWith("bench/"));
+  return (
+    `commit ${head.slice(0, 80)}` +
+    (dirty.length
+      ? `; ${dirty.length} tracked files outside bench/ had uncommitted changes, measured as they were`
+      : "")
+  );
+}
+
 function commandLine(): string {
   const knobs = Object.keys(env)
     .filter((k) => k.startsWith("BENCH_"))
@@ -1001,6 +1026,7 @@ async function main(): Promise<void> {
     `- date: ${machine.date}; the whole run took ${totalSecs.toFixed(0)} s`,
     `- load average (1 min) at start ${machine.load[0]!.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)}: ` +
       "anything above ~0.5 means other work shared the 2 cores and the figures are pessimistic",
+    `- code: ${codeVersion()}`,
     `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}, ${STEP_NODE_FLAGS.length ? `step processes run with \`${STEP_NODE_FLAGS.join(" ")}\`` : "no extra node flags"}`,
     "",
     t,
