@@ -168,6 +168,25 @@ function decode<R>(data: Uint8Array): Envelope<R> {
   return { upTo: e.upTo, wm: e.wm, recs };
 }
 
+const HEAD = /^\{"upTo":\d+,"wm":-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?,/;
+
+/**
+ * The same hop message with another `upTo` and `wm`, its records untouched (the bytes after the
+ * head are copied, not re-encoded): a stage that passes a batch on as it came (the watermark
+ * stage, when no record is late) saves encoding it again. Undefined when the message does not
+ * start the way encodeEnvelope writes it.
+ */
+export function withHead(data: Uint8Array, upTo: number, wm: number): Uint8Array | undefined {
+  const m = HEAD.exec(dec.decode(data.subarray(0, 64)));
+  if (m === null || !Number.isSafeInteger(upTo) || !Number.isFinite(wm)) return undefined;
+  // The head is ASCII, so its length in characters is its length in bytes.
+  const head = enc.encode(`{"upTo":${upTo},"wm":${JSON.stringify(wm)},`);
+  const out = new Uint8Array(head.length + data.length - m[0].length);
+  out.set(head, 0);
+  out.set(data.subarray(m[0].length), head.length);
+  return out;
+}
+
 /** Reads `upTo` from a hop message without a full parse when it leads the JSON, as we write it. */
 export function peekUpTo(data: Uint8Array): number {
   const head = dec.decode(data.subarray(0, 40));

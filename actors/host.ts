@@ -2,7 +2,7 @@ import type { JsMsg, NatsConnection } from "nats";
 import { createActor, type Actor, type ActorContext } from "../runtime/index.js";
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openDurableSource } from "../connectors/nats/source.js";
-import { encodeEnvelope, peekUpTo, readShared } from "./envelope.js";
+import { encodeEnvelope, peekUpTo, readShared, withHead } from "./envelope.js";
 import type { SnapshotStore, StageState, StageStateInternal } from "../state/index.js";
 
 /**
@@ -33,6 +33,12 @@ export interface InputMessage {
 export interface StageOutput {
   /** Adds a record to the batch for `subject`. */
   emit(subject: string, record: unknown): void;
+  /**
+   * Emits `recs`, the records of the input hop message `data` in their order, to `subject`. When
+   * nothing else goes to `subject` in the same batch, the host sends `data` with its own head
+   * (upTo, progress) instead of encoding the records again. Optional: without it, emit each.
+   */
+  forward?(subject: string, data: Uint8Array, recs: readonly unknown[]): void;
   /** Makes sure a batch (possibly empty) is sent to `subject` at the next flush: carries progress. */
   touch(subject: string): void;
   /** Sets the event-time progress stamped on every outgoing batch. */
@@ -159,6 +165,9 @@ export function createStageInstance<H extends StageHandler>(
   const ackEvery = spec.input === "raw" ? 256 : 16;
   const inputKey = `${spec.stream}#${spec.subject}`;
   const buffers = new Map<string, unknown[]>();
+  // Buffers that hold exactly the records of one input message (StageOutput.forward), with its
+  // bytes and record count: unless something was emitted after them, they go out as those bytes.
+  const forwarded = new Map<string, { data: Uint8Array; n: number }>();
   // Subjects whose buffer reached B records: sent after the current input, the others wait for T.
   const full: string[] = [];
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
@@ -173,6 +182,21 @@ export function createStageInstance<H extends StageHandler>(
       if (!b) buffers.set(subject, (b = []));
       if (b.push(record) === maxRecords) full.push(subject);
       if (bufferedRecords++ === 0) firstBufferedAt = Date.now();
+    },
+    forward(subject, data, recs) {
+      const b = buffers.get(subject);
+      if ((b !== undefined && b.length > 0) || recs.length === 0) {
+        for (const r of recs) out.emit(subject, r);
+        if (b === undefined) out.touch(subject);
+        return;
+      }
+      // A copy: `recs` may be a decoded batch that other readers of the input share.
+      const copy = recs.slice();
+      buffers.set(subject, copy);
+      forwarded.set(subject, { data, n: copy.length });
+      if (copy.length >= maxRecords) full.push(subject);
+      if (bufferedRecords === 0) firstBufferedAt = Date.now();
+      bufferedRecords += copy.length;
     },
     touch(subject) {
       if (!buffers.has(subject)) buffers.set(subject, []);
@@ -197,8 +221,15 @@ export function createStageInstance<H extends StageHandler>(
   // instance: it restarts from its snapshot and publishes again (same ids, dropped downstream).
   const publishHop = (subject: string, recs: unknown[]) => {
     const upTo = lastSeq;
+    let data: Uint8Array | undefined;
+    const f = forwarded.size > 0 ? forwarded.get(subject) : undefined;
+    if (f !== undefined) {
+      forwarded.delete(subject);
+      // Emits only append: the same count means the same records.
+      if (f.n === recs.length) data = withHead(f.data, upTo, progress);
+    }
     publisher!
-      .publish(subject, encodeEnvelope(upTo, progress, recs), {
+      .publish(subject, data ?? encodeEnvelope(upTo, progress, recs), {
         msgId: `${stage}.${partition}.${upTo}.${subject}`,
       })
       .catch(ignore);
@@ -225,6 +256,7 @@ export function createStageInstance<H extends StageHandler>(
     const pub = publisher!;
     for (const [subject, recs] of buffers) publishHop(subject, recs);
     buffers.clear();
+    forwarded.clear();
     full.length = 0;
     bufferedRecords = 0;
     for (const r of raws)

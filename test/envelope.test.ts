@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { decodeEnvelope, encodeEnvelope, peekUpTo, readShared } from "../actors/envelope.js";
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  peekUpTo,
+  readShared,
+  withHead,
+} from "../actors/envelope.js";
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();
@@ -67,6 +73,26 @@ describe("the hop envelope", () => {
     const poison = enc.encode('{"upTo":999999999,"wm":0,"recs":null}');
     expect(decodeEnvelope(poison).recs).toBeNull();
     expect(peekUpTo(poison)).toBe(999999999);
+  });
+
+  it("gives a message another head, upTo and wm, with its records as they were", () => {
+    const recs = [
+      { u: "é ✓ 😀", n: 1 },
+      { u: "b", n: 2.5 },
+    ];
+    for (const data of [encodeEnvelope(7, -1, recs), encodeEnvelope(7, 1e21, recs.slice(1))]) {
+      const moved = withHead(data, 123456789, 1732212345678)!;
+      expect(decodeEnvelope(moved)).toEqual({
+        upTo: 123456789,
+        wm: 1732212345678,
+        recs: decodeEnvelope(data).recs,
+      });
+      expect(peekUpTo(moved)).toBe(123456789);
+      expect(withHead(moved, 1, -1)).toEqual(encodeEnvelope(1, -1, decodeEnvelope(data).recs));
+    }
+    // Not written by encodeEnvelope: no rewrite, the caller encodes.
+    expect(withHead(enc.encode('{"wm":1,"upTo":2,"recs":[]}'), 3, 4)).toBeUndefined();
+    expect(withHead(enc.encode('{"upTo":2,"wm":1}'), 3, 4)).toBeUndefined();
   });
 
   it("decodes a message once for two readers of it, and not across messages", () => {

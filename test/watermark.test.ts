@@ -140,6 +140,20 @@ describe("watermark", () => {
     expect(calls.progress).toEqual([T0 + 30 * MINUTE, T0 + 30 * MINUTE]);
   });
 
+  it("should pass a batch with nothing late or seen on as it came, and any other record by record", () => {
+    const { h, calls } = setup();
+    const onTime = batch(1, { upTo: 2, wm: T0, recs: [rec(1, T0, T0), rec(2, T0, T0)] });
+    h.handle(onTime, 0);
+    expect(calls.forwards).toEqual([["reco.watermark.3", onTime.data]]);
+    // A late record: the others go one by one, without it.
+    const w = T0 + HOUR_ISH;
+    h.handle(batch(2, { upTo: 4, wm: w, recs: [rec(3, w, w), rec(4, T0, w)] }), 2);
+    // A record seen before a restart of parse: not forwarded either.
+    h.handle(batch(3, { upTo: 6, wm: w, recs: [rec(5, w, w), rec(6, w, w)] }), 5);
+    expect(calls.forwards.length).toBe(1);
+    expect(calls.emits.map(([, r]) => (r as ParsedRecord).s)).toEqual([1, 2, 3, 6]);
+  });
+
   it("should touch its output subject on every batch, so empty batches carry progress", () => {
     const { h, calls } = setup();
     h.handle(batch(1, { upTo: 1, wm: T0, recs: [] }), 0);

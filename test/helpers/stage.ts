@@ -12,6 +12,8 @@ export interface RawCall {
 export function fakeOutput() {
   const rec = {
     emits: [] as [string, unknown][],
+    /** StageOutput.forward calls (their records are in `emits` too). */
+    forwards: [] as [string, Uint8Array][],
     touches: [] as string[],
     raws: [] as RawCall[],
     kvPuts: [] as [string, string, unknown][],
@@ -20,6 +22,10 @@ export function fakeOutput() {
   };
   const out: StageOutput = {
     emit: (subject, record) => void rec.emits.push([subject, record]),
+    forward: (subject, data, recs) => {
+      rec.forwards.push([subject, data]);
+      for (const r of recs) rec.emits.push([subject, r]);
+    },
     touch: (subject) => void rec.touches.push(subject),
     setProgress: (wm) => void rec.progress.push(wm),
     raw: (subject, data, headers, msgId) => void rec.raws.push({ subject, data, headers, msgId }),
