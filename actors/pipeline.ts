@@ -484,20 +484,23 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   }
 
   let running = false;
+  // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip, and the
+  // gRPC façade answers within the request's own task (RecoBackend.recommendNow).
+  const recommendNow = (userId: string, n: number): Recommendations => {
+    const p = partitionOf(userId, P);
+    const actor = supervisor.child(`fallback/${p}`) as FallbackActor | undefined;
+    const answer =
+      running && actor
+        ? actor.answer(userId, n)
+        : new BackendUnavailableError(`partition ${p} is not serving yet (starting or restarting)`);
+    if (answer instanceof BackendUnavailableError) throw answer;
+    return answer;
+  };
   const backend: RecoBackend = {
     isReady: () => running && table.initialised,
+    recommendNow,
     async getRecommendations(userId, n): Promise<Recommendations> {
-      const p = partitionOf(userId, P);
-      // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip.
-      const actor = supervisor.child(`fallback/${p}`) as FallbackActor | undefined;
-      const answer =
-        running && actor
-          ? actor.answer(userId, n)
-          : new BackendUnavailableError(
-              `partition ${p} is not serving yet (starting or restarting)`,
-            );
-      if (answer instanceof BackendUnavailableError) throw answer;
-      return answer;
+      return recommendNow(userId, n);
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return hub.updates(window);

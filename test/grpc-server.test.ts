@@ -552,6 +552,94 @@ describe("gRPC server", () => {
   });
 });
 
+describe("GetRecommendations answered in place (RecoBackend.recommendNow)", () => {
+  const registry = new Registry();
+  const logger = { info: vi.fn(), warn: vi.fn() };
+  let now: (userId: string, n: number) => Recommendations | undefined;
+  let asked: { userId: string; n: number }[] = [];
+  let server: GrpcServer;
+  let client: RecoClient;
+  beforeAll(async () => {
+    const backend: RecoBackend = {
+      isReady: () => true,
+      recommendNow: (userId, n) => {
+        asked.push({ userId, n });
+        return now(userId, n);
+      },
+      getRecommendations: async (userId) => ({
+        ...sampleRecommendations(userId),
+        statusMessage: "async",
+      }),
+      trending: () => new Observable<TrendingSnapshot>(),
+    };
+    server = await startGrpcServer({ port: 0, backend, registry, logger });
+    client = createRecoClient(`127.0.0.1:${server.port}`);
+  });
+  afterAll(async () => {
+    client.close();
+    await server.stop(1000);
+  });
+  beforeEach(() => {
+    asked = [];
+    now = (userId) => ({ ...sampleRecommendations(userId), stalenessMs: 1234.4 });
+    logger.warn.mockClear();
+  });
+
+  it("answers what recommendNow returns, staleness_ms included, and counts it as OK", async () => {
+    const ok = await counterValue(registry, "grpc_requests_total", { code: "OK" });
+    const response = await client.getRecommendations("u7", 0);
+    expect(asked).toEqual([{ userId: "u7", n: 10 }]);
+    expect(response.userId).toBe("u7");
+    expect(response.items.map((i) => [i.itemId, i.rank, i.source, i.purchases])).toEqual([
+      ["1004856", 1, Source.PERSONALIZED, 42n],
+      ["5100816", 2, Source.POPULAR_FALLBACK, 7n],
+    ]);
+    expect(response.stalenessMs).toBe(1234n);
+    expect(response.statusMessage).toBe("");
+    expect(await counterValue(registry, "grpc_requests_total", { code: "OK" })).toBe(ok + 1);
+    expect(await registry.metrics()).toMatch(
+      /grpc_request_duration_seconds_count\{method="GetRecommendations"\} [1-9]/,
+    );
+  });
+
+  it("asks getRecommendations when recommendNow returns undefined", async () => {
+    now = () => undefined;
+    const response = await client.getRecommendations("u7", 3);
+    expect(asked).toHaveLength(1);
+    expect(response.statusMessage).toBe("async");
+  });
+
+  it("maps a thrown BackendUnavailableError to UNAVAILABLE", async () => {
+    now = () => {
+      throw new BackendUnavailableError("partition 3 is not serving yet (starting or restarting)");
+    };
+    const before = await counterValue(registry, "grpc_requests_total", { code: "UNAVAILABLE" });
+    const err = await expectStatus(client.getRecommendations("u1", 5), status.UNAVAILABLE);
+    expect(err.details).toBe("partition 3 is not serving yet (starting or restarting)");
+    expect(await counterValue(registry, "grpc_requests_total", { code: "UNAVAILABLE" })).toBe(
+      before + 1,
+    );
+  });
+
+  it("maps anything else thrown to INTERNAL without a stack trace, and logs it", async () => {
+    now = () => {
+      throw new TypeError("cannot read properties of undefined (reading 'score')");
+    };
+    const err = await expectStatus(client.getRecommendations("u1", 5), status.INTERNAL);
+    expect(err.details).not.toMatch(/\n|\bat |TypeError|score/);
+    expect(logger.warn).toHaveBeenCalledWith(
+      expect.objectContaining({ method: "GetRecommendations", err: expect.any(TypeError) }),
+      expect.any(String),
+    );
+  });
+
+  it("validates before asking: INVALID_ARGUMENT for an empty user id or n = 101", async () => {
+    await expectStatus(client.getRecommendations("", 5), status.INVALID_ARGUMENT);
+    await expectStatus(client.getRecommendations("u1", 101), status.INVALID_ARGUMENT);
+    expect(asked).toHaveLength(0);
+  });
+});
+
 describe("gRPC server shutdown", () => {
   it("ends open trending streams with UNAVAILABLE and reports NOT_SERVING when it stops", async () => {
     const fake = createFakeBackend();

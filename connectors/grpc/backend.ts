@@ -10,6 +10,15 @@ export interface RecoBackend {
   /** Recommendations for one user; `n` is already validated (1..100). */
   getRecommendations(userId: string, n: number, signal: AbortSignal): Promise<Recommendations>;
   /**
+   * Optional fast path: the same answer as `getRecommendations`, given synchronously when the
+   * serving state can be read in place (a worker's own partitions, a gateway's replica). The façade
+   * then answers within the request's own task: no AbortSignal, timer, promise or closure per
+   * call, and grpc-js writes the response while it is still handling the request's frames.
+   * Throws what `getRecommendations` would reject with; `undefined` means "ask
+   * `getRecommendations`" (an answer that needs I/O).
+   */
+  recommendNow?(userId: string, n: number): Recommendations | undefined;
+  /**
    * Trending snapshots for the newest window of `window`. Emits the latest known snapshot
    * at once (if any), then every update. Hot: it never completes while the process runs.
    */
