@@ -5,14 +5,9 @@
  * LevelDB state directory after snapshots, and the state keys each stage holds.
  */
 import { join } from "node:path";
-import { connectNats } from "../connectors/nats/connection.js";
-import { freePort } from "../connectors/nats/embedded-server.js";
-import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
-import { EVENTS_STREAM } from "../connectors/nats/streams.js";
-import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
-import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
+import { withIngestedApp, type IngestedApp } from "./app-process.js";
 import { ratio, verdict, type Report } from "./report.js";
-import { dirSize, fmtInt, fmtMiB, sleep, sum, withFreshNats } from "./util.js";
+import { dirSize, fmtInt, fmtMiB, sum } from "./util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
@@ -40,79 +35,66 @@ interface Point {
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
 const SAME_MEMORY = 1.25;
 
-async function measure(o: MemoryOptions, users: number, perUser: number, report: Report) {
-  return withFreshNats("memory", async (nats, dir): Promise<Point> => {
-    const dataDir = join(dir, "app");
-    const app = spawnApp({
-      natsUrl: nats.url,
-      dataDir,
-      grpcPort: await freePort(),
-      metricsPort: await freePort(),
-      partitions: o.partitions,
-    });
-    const nc = await connectNats({ servers: nats.url, name: "reco-bench" });
-    try {
-      await app.ready();
-      await sleep(2000);
-      const rssIdle = await app.rss();
-      const levelIdle = await dirSize(join(dataDir, "state"));
-      const events = users * perUser;
-      report.log(`7. memory: ${fmtInt(users)} users × ${perUser} events`);
-      const pub = createJetStreamPublisher(nc, { window: o.publishWindow });
-      const t0 = epochNow();
-      await pub.publishMany(
-        streamMessages(events, {
-          ...DEFAULT_GENERATOR,
-          users,
-          userDist: "cycle",
-          start: Date.now() - DEFAULT_GENERATOR.spanMs,
-        }),
-      );
-      await pub.close();
-      const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state
-        .last_seq;
-      const caught = await waitCaughtUp(app, lastSeq, { timeoutMs: o.ingestTimeoutMs });
-      if (caught.timedOut)
-        throw new Error(`7: ${events} events not ingested in time (parse at ${caught.parsed})`);
-      await waitSnapshots(app, 2);
-      const samples = await app.metrics();
-      const keys = new Map<string, number>();
-      for (const m of samples)
-        if (m.name === "reco_stage_state_keys") {
-          const stage = m.labels.stage ?? "?";
-          keys.set(stage, (keys.get(stage) ?? 0) + m.value);
-        }
-      return {
-        users,
-        events,
-        rssIdle,
-        rss: await app.rss(),
-        heapUsed: sum(samples, "nodejs_heap_size_used_bytes"),
-        levelIdle,
-        level: await dirSize(join(dataDir, "state")),
-        keys,
-        ingestSecs: (caught.doneAt - t0) / 1000,
-        lagGaugeStuck: caught.lagGaugeStuck,
-      };
-    } finally {
-      await nc.close().catch(() => undefined);
-      await app.stop();
+/** RSS, heap, LevelDB and state keys of an app that has ingested its events. */
+async function measure(s: IngestedApp): Promise<Point> {
+  const samples = await s.app.metrics();
+  const keys = new Map<string, number>();
+  for (const m of samples)
+    if (m.name === "reco_stage_state_keys") {
+      const stage = m.labels.stage ?? "?";
+      keys.set(stage, (keys.get(stage) ?? 0) + m.value);
     }
-  });
+  return {
+    users: s.users,
+    events: s.events,
+    rssIdle: s.rssIdle,
+    rss: await s.app.rss(),
+    heapUsed: sum(samples, "nodejs_heap_size_used_bytes"),
+    levelIdle: s.levelIdle,
+    level: await dirSize(join(s.dataDir, "state")),
+    keys,
+    ingestSecs: s.ingestSecs,
+    lagGaugeStuck: s.lagGaugeStuck,
+  };
 }
 
-export async function stepMemory(report: Report, o: MemoryOptions): Promise<void> {
+/**
+ * Step 7. `then`: also run another measurement on the app of the point with `then.users` users,
+ * after this step's (step 6 recovers that state instead of ingesting its own).
+ */
+export async function stepMemory(
+  report: Report,
+  o: MemoryOptions,
+  then?: { users: number; fn: (s: IngestedApp) => Promise<void> },
+): Promise<void> {
+  const point = (users: number, perUser: number) =>
+    withIngestedApp(
+      {
+        users,
+        perUser,
+        partitions: o.partitions,
+        ingestTimeoutMs: o.ingestTimeoutMs,
+        publishWindow: o.publishWindow,
+        log: report.log,
+        label: `7. memory, ${fmtInt(users)} users × ${perUser}`,
+      },
+      async (s) => {
+        const p = await measure(s);
+        if (perUser === 1 && then?.users === users) await then.fn(s);
+        return p;
+      },
+    );
   const points: Point[] = [];
   let single: Point | undefined;
   let double: Point | undefined;
   for (const users of o.users) {
-    const p = await measure(o, users, 1, report);
+    const p = await point(users, 1);
     points.push(p);
     if (users === o.doubleAt) single = p;
   }
   if (o.doubleAt > 0) {
-    single ??= await measure(o, o.doubleAt, 1, report);
-    double = await measure(o, o.doubleAt, 2, report);
+    single ??= await point(o.doubleAt, 1);
+    double = await point(o.doubleAt, 2);
   }
   const perUser = (bytes: number, users: number) => `${fmtInt(bytes / users)} B/user`;
   const totalKeys = (p: Point) => [...p.keys.values()].reduce((a, b) => a + b, 0);
@@ -122,7 +104,9 @@ export async function stepMemory(report: Report, o: MemoryOptions): Promise<void
       step: "7",
       figure: `memory at ${fmtInt(p.users)} active users (${fmtInt(p.events)} events): RSS Δ`,
       value: `${fmtMiB(rssDelta)} (${perUser(rssDelta, p.users)})`,
-      baseline: `LevelDB ${fmtMiB(p.level)} (${perUser(p.level, p.users)}); ${fmtInt(totalKeys(p))} state keys`,
+      baseline:
+        `LevelDB ${fmtMiB(p.level)} (${perUser(p.level, p.users)}); ${fmtInt(totalKeys(p))} ` +
+        `state keys, ${fmtInt(rssDelta / totalKeys(p))} B RSS Δ/key`,
       target: "report bytes per active user",
     });
   }
@@ -134,7 +118,10 @@ export async function stepMemory(report: Report, o: MemoryOptions): Promise<void
       step: "7",
       figure: `same ${fmtInt(double.users)} users, 2× events (${fmtInt(double.events)}): RSS Δ / LevelDB`,
       value: `${fmtMiB(double.rss - double.rssIdle)} / ${fmtMiB(double.level)}`,
-      baseline: `${fmtMiB(single.rss - single.rssIdle)} / ${fmtMiB(single.level)} at 1×; keys ×${(totalKeys(double) / totalKeys(single)).toFixed(2)}`,
+      baseline:
+        `${fmtMiB(single.rss - single.rssIdle)} / ${fmtMiB(single.level)} at 1×; state keys ` +
+        `×${(totalKeys(double) / totalKeys(single)).toFixed(2)}, parse's event ids ` +
+        `×${((double.keys.get("parse") ?? 0) / (single.keys.get("parse") ?? 1)).toFixed(2)}`,
       ratio: `${ratio(double.rss - double.rssIdle, single.rss - single.rssIdle)} / ${ratio(double.level, single.level)}`,
       target: `grows with keys, not events: ≤ ${SAME_MEMORY}× (${verdict(ok)})`,
     });
@@ -159,6 +146,9 @@ export async function stepMemory(report: Report, o: MemoryOptions): Promise<void
             stages.map((s) => `${s} ${fmtInt(p.keys.get(s) ?? 0)}`).join(", "),
         )
         .join("; ") +
+      `. Parse's keys are the event ids of its dedupe memory (one per event, kept for ` +
+      `DEDUPE_HORIZON_MS of event time, 26 h, up to DEDUPE_MAX_IDS, 2M): the state that grows ` +
+      `with events rather than users; popularity-join holds one profile per user` +
       `. Ingest times (publish start → last position move): ` +
       `${all.map((p) => `${p.ingestSecs.toFixed(1)} s${p.lagGaugeStuck ? " (a consumer-lag gauge stayed above 0 with positions still)" : ""}`).join(", ")}.`,
   );
