@@ -118,4 +118,78 @@ describe("partition leases on NATS KV", () => {
     expect(revoked).toEqual(["only:false"]);
     await a.stop();
   });
+
+  it("adopts a renewal of its own that landed without an answer", async () => {
+    const revoked: string[] = [];
+    const a = await createLeaseManager(nc, {
+      workerId: "solo2",
+      units: ["lost-answer"],
+      ttlMs: TTL,
+      onAcquire: async () => undefined,
+      onRevoke: async (u, graceful) => void revoked.push(`${u}:${graceful}`),
+    });
+    await a.start();
+    const kv = await nc.jetstream().views.kv(LEASE_BUCKET);
+    // The manager's own value written again behind its back: what a renewal looks like whose
+    // PubAck was lost with a dying NATS node (the revision moved, the token is ours).
+    const entry = (await kv.get("lost-answer"))!;
+    const rev = await kv.put("lost-answer", entry.value);
+    await a.tick(); // refused (the revision moved), then adopted: the key carries our token
+    await a.tick(); // renewed on the adopted revision
+    expect(revoked).toEqual([]);
+    expect(a.owned().get("lost-answer")).toBeGreaterThan(rev);
+    await a.stop();
+  });
+
+  it("renews its leases while another unit's onAcquire is slow", async () => {
+    const revoked: string[] = [];
+    const acquired: string[] = [];
+    const a = await createLeaseManager(nc, {
+      workerId: "busy",
+      units: ["quick", "slow"],
+      ttlMs: TTL,
+      onAcquire: async (u) => {
+        acquired.push(u);
+        if (u === "slow") await sleep(3 * TTL); // e.g. an archive that does not answer
+      },
+      onRevoke: async (u, graceful) => void revoked.push(`${u}:${graceful}`),
+    });
+    await a.start();
+    await sleep(4 * TTL);
+    expect(acquired).toEqual(["quick", "slow"]);
+    expect(revoked).toEqual([]);
+    expect([...a.owned().keys()].sort()).toEqual(["quick", "slow"]);
+    await a.stop();
+    expect(revoked.sort()).toEqual(["quick:true", "slow:true"]);
+  });
+
+  it("keeps its units through a NATS outage shorter than the lease", async () => {
+    const own = await setupNats();
+    const conn = await connect({
+      servers: own.url,
+      reconnectTimeWait: 100,
+      maxReconnectAttempts: -1,
+    });
+    try {
+      const revoked: string[] = [];
+      const ttl = 8000;
+      const a = await createLeaseManager(conn, {
+        workerId: "steady",
+        units: ["u1", "u2"],
+        ttlMs: ttl,
+        onAcquire: async () => undefined,
+        onRevoke: async (u, graceful) => void revoked.push(`${u}:${graceful}`),
+      });
+      await a.start();
+      expect([...a.owned().keys()].sort()).toEqual(["u1", "u2"]);
+      await own.restart(3000); // longer than a renew period (ttl/3), shorter than the lease
+      await sleep(ttl);
+      expect(revoked).toEqual([]);
+      expect([...a.owned().keys()].sort()).toEqual(["u1", "u2"]);
+      await a.stop();
+    } finally {
+      await conn.close();
+      await own.cleanup();
+    }
+  }, 30_000);
 });

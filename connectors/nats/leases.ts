@@ -1,13 +1,19 @@
-import { createHash } from "node:crypto";
-import type { KV, NatsConnection } from "nats";
+import { createHash, randomUUID } from "node:crypto";
+import type { KV, NatsConnection, NatsError } from "nats";
 
 /**
  * Partition ownership through NATS KV leases (nats-server 2.9 has no pinned consumers).
  *
  * - A lease is a key per unit in the bucket `reco_leases`, whose TTL is the lease time: an owner
- *   renews every ttl/3 with a compare-and-set on the revision it holds (`kv.update(k, v, rev)`);
- *   a failed renewal means someone else holds it (or it expired): the unit is revoked locally at
- *   once. An owner that dies stops renewing and its key expires with the bucket TTL.
+ *   renews every ttl/3 with a compare-and-set on the revision it holds (`kv.update(k, v, rev)`).
+ *   A renewal refused because the revision moved means someone else holds it (or it expired): the
+ *   unit is revoked at once, unless the key still carries this manager's token (a renewal of ours
+ *   landed but its answer was lost, as when a NATS node dies mid-request), then we adopt the new
+ *   revision. A renewal that gets no answer (a cluster electing leaders) is retried: the unit
+ *   keeps running until its last confirmed renewal is `ttl * 0.9` old, because the key cannot
+ *   expire before then. An owner that dies stops renewing and its key expires with the bucket TTL.
+ * - Renewals run on their own timer, never behind a claim, a release or a slow `onAcquire`
+ *   (restoring a snapshot from the archive can take seconds on a cluster that is electing).
  * - Claims are `kv.create`, which succeeds only when no live lease exists, so two workers never
  *   hold a unit at once; the revision is the lease's epoch (fencing token).
  * - Live workers announce themselves in `reco_workers` (same TTL). Each unit has a preferred
@@ -47,8 +53,22 @@ export const MEMBER_BUCKET = "reco_workers";
 
 interface LeaseValue {
   owner: string;
+  /** Random per manager: tells this process's writes from a restarted worker's with the same id. */
+  token: string;
   since: number;
 }
+
+/** One unit held: the revision we own and when the write that confirmed it was sent. */
+interface Held {
+  rev: number;
+  confirmedAt: number;
+  renewing: boolean;
+}
+
+/** The server refused a compare-and-set: the key's revision is not the one we hold. */
+const isRevisionConflict = (err: unknown) =>
+  (err as Partial<NatsError>)?.api_error?.err_code === 10071 ||
+  /wrong last sequence/i.test(String((err as Error)?.message ?? err));
 
 /** Rendezvous (highest random weight) hashing: the live worker with the highest score wins. */
 export function preferredOwner(unit: string, workers: readonly string[]): string | undefined {
@@ -70,90 +90,173 @@ export async function createLeaseManager(
   nc: NatsConnection,
   o: LeaseManagerOptions,
 ): Promise<LeaseManager> {
-  const js = nc.jetstream();
+  // A request that gets no answer within a renew period is retried rather than awaited longer.
+  const timeout = Math.min(5_000, Math.max(1_000, Math.floor(o.ttlMs / 3)));
+  const js = nc.jetstream({ timeout });
   const leases: KV = await js.views.kv(LEASE_BUCKET, {
     history: 1,
     ttl: o.ttlMs,
     replicas: o.replicas ?? 1,
+    timeout,
   });
   const members: KV = await js.views.kv(MEMBER_BUCKET, {
     history: 1,
     ttl: o.ttlMs,
     replicas: o.replicas ?? 1,
+    timeout,
   });
   const now = o.now ?? Date.now;
-  const held = new Map<string, number>(); // unit -> revision
+  const token = randomUUID();
+  const renewEveryMs = Math.max(50, Math.floor(o.ttlMs / 3));
+  /** A lease not confirmed for this long may expire on the server: stop using it. */
+  const trustMs = Math.floor(o.ttlMs * 0.9);
+  const held = new Map<string, Held>();
   const freeSince = new Map<string, number>();
-  let timer: NodeJS.Timeout | undefined;
+  /** Per unit, acquire and revoke callbacks run one after another, in the order asked. */
+  const unitOps = new Map<string, Promise<void>>();
+  let claimTimer: NodeJS.Timeout | undefined;
+  let renewTimer: NodeJS.Timeout | undefined;
   let running = false;
   let busy: Promise<void> = Promise.resolve();
 
   const value = () =>
-    enc.encode(JSON.stringify({ owner: o.workerId, since: now() } satisfies LeaseValue));
-
-  const revoke = async (unit: string, graceful: boolean) => {
-    held.delete(unit);
-    await o.onRevoke(unit, graceful);
+    enc.encode(JSON.stringify({ owner: o.workerId, token, since: now() } satisfies LeaseValue));
+  const ours = (data: Uint8Array) => {
+    try {
+      return (JSON.parse(new TextDecoder().decode(data)) as Partial<LeaseValue>).token === token;
+    } catch {
+      return false;
+    }
   };
 
+  const queue = (unit: string, op: () => Promise<void>) => {
+    const next = (unitOps.get(unit) ?? Promise.resolve())
+      .then(op)
+      .catch((err: unknown) => o.log?.({ unit, err: String(err) }, "lease callback failed"));
+    unitOps.set(unit, next);
+    return next;
+  };
+
+  const revoke = (unit: string, graceful: boolean) => {
+    held.delete(unit);
+    return queue(unit, () => o.onRevoke(unit, graceful));
+  };
+
+  /** Takes a unit whose key we just wrote (revision `rev`, write sent at `sentAt`). */
+  const acquire = (unit: string, rev: number, sentAt: number) => {
+    held.set(unit, { rev, confirmedAt: sentAt, renewing: false });
+    freeSince.delete(unit);
+    void queue(unit, async () => {
+      if (held.get(unit)?.rev !== rev) return; // lost before it started
+      try {
+        await o.onAcquire(unit, rev);
+      } catch (err) {
+        o.log?.({ unit, err: String(err) }, "acquire failed: releasing");
+        const h = held.get(unit);
+        held.delete(unit);
+        if (h) await leases.delete(unit, { previousSeq: h.rev }).catch(() => undefined);
+      }
+    });
+  };
+
+  const renewOne = async (unit: string, h: Held) => {
+    const sentAt = now();
+    try {
+      const rev = await leases.update(unit, value(), h.rev);
+      if (held.get(unit) === h) {
+        h.rev = rev;
+        h.confirmedAt = sentAt;
+      } else {
+        // Given up while the answer was on its way: free the key for the next owner now.
+        await leases.delete(unit, { previousSeq: rev }).catch(() => undefined);
+      }
+    } catch (err) {
+      if (held.get(unit) !== h) return;
+      if (!isRevisionConflict(err)) {
+        o.log?.({ unit, err: String(err) }, "lease renewal got no answer: retrying");
+        return;
+      }
+      const entry = await leases.get(unit).catch(() => undefined);
+      if (held.get(unit) !== h) return;
+      if (entry === undefined) return; // no answer either: retry at the next renewal
+      if (entry !== null && entry.operation === "PUT" && ours(entry.value)) {
+        h.rev = entry.revision; // our earlier renewal landed; its answer was lost
+        return;
+      }
+      o.log?.({ unit, err: String(err) }, "lease lost: stopping the unit");
+      await revoke(unit, false);
+    }
+  };
+
+  const renewAll = () => {
+    const t = now();
+    for (const [unit, h] of held) {
+      if (t - h.confirmedAt > trustMs) {
+        o.log?.(
+          { unit, unconfirmedMs: t - h.confirmedAt },
+          "lease not renewed in time: stopping the unit",
+        );
+        void revoke(unit, false);
+        continue;
+      }
+      if (h.renewing) continue;
+      h.renewing = true;
+      void renewOne(unit, h).finally(() => (h.renewing = false));
+    }
+  };
+
+  const jsm = await nc.jetstreamManager({ timeout, checkAPI: false });
+  const memberPrefix = `$KV.${MEMBER_BUCKET}.`;
+  /**
+   * The workers with a live membership key. Read from the stream's subject list and direct gets,
+   * not `kv.keys()`: that creates a consumer per call, a request to the cluster's meta leader
+   * from every worker every pass, which is what a cluster that just lost a node can least afford.
+   */
   const liveWorkers = async (): Promise<string[]> => {
+    const info = await jsm.streams.info(`KV_${MEMBER_BUCKET}`, {
+      subjects_filter: `${memberPrefix}>`,
+    });
     const ws: string[] = [];
-    for await (const k of await members.keys()) ws.push(k);
+    for (const subject of Object.keys(info.state.subjects ?? {})) {
+      const k = subject.slice(memberPrefix.length);
+      if ((await members.get(k))?.operation === "PUT") ws.push(k);
+    }
     if (!ws.includes(o.workerId)) ws.push(o.workerId);
     return ws.sort();
   };
 
+  /** Claims what we prefer (or what stayed free too long), releases what another worker prefers. */
   const pass = async () => {
-    // 1. Renew what we hold; a failed compare-and-set means we lost it.
-    for (const [unit, rev] of [...held]) {
-      try {
-        held.set(unit, await leases.update(unit, value(), rev));
-      } catch (err) {
-        o.log?.({ unit, err: String(err) }, "lease lost: stopping the unit");
-        await revoke(unit, false);
-      }
-    }
-    // 2. Announce ourselves.
     await members.put(o.workerId, value());
-    // 3. Claim what we prefer, release what another live worker prefers.
     const workers = await liveWorkers();
     for (const unit of o.units) {
       const preferred = preferredOwner(unit, workers);
-      if (held.has(unit)) {
+      const mine = held.get(unit);
+      if (mine) {
         if (preferred !== o.workerId && preferred !== undefined) {
-          const entry = await leases.get(unit);
           // Hand over only to a live worker; it claims once the key is gone.
           o.log?.({ unit, to: preferred }, "releasing unit to its preferred worker");
-          const rev = held.get(unit)!;
           await revoke(unit, true);
-          if (entry && entry.revision === rev)
-            await leases.delete(unit, { previousSeq: rev }).catch(() => undefined);
+          await leases.delete(unit, { previousSeq: mine.rev }).catch(() => undefined);
         }
         continue;
       }
       const entry = await leases.get(unit);
-      const free = !entry || entry.operation !== "PUT";
-      if (!free) {
+      if (entry && entry.operation === "PUT") {
         freeSince.delete(unit);
+        // Ours from a claim whose answer was lost: confirm it with a renewal, then take it.
+        if (!ours(entry.value)) continue;
+        const sentAt = now();
+        const rev = await leases.update(unit, value(), entry.revision).catch(() => undefined);
+        if (rev !== undefined) acquire(unit, rev, sentAt);
         continue;
       }
       if (!freeSince.has(unit)) freeSince.set(unit, now());
       const waited = now() - (freeSince.get(unit) ?? now());
       if (preferred !== o.workerId && waited < (2 * o.ttlMs) / 3) continue;
-      try {
-        const rev = await leases.create(unit, value());
-        held.set(unit, rev);
-        freeSince.delete(unit);
-        try {
-          await o.onAcquire(unit, rev);
-        } catch (err) {
-          o.log?.({ unit, err: String(err) }, "acquire failed: releasing");
-          held.delete(unit);
-          await leases.delete(unit, { previousSeq: rev }).catch(() => undefined);
-        }
-      } catch {
-        // Someone else created it first: fine.
-      }
+      const sentAt = now();
+      const rev = await leases.create(unit, value()).catch(() => undefined); // taken: fine
+      if (rev !== undefined) acquire(unit, rev, sentAt);
     }
   };
 
@@ -168,20 +271,32 @@ export async function createLeaseManager(
     async start() {
       running = true;
       await tick();
-      timer = setInterval(() => void tick(), Math.max(50, Math.floor(o.ttlMs / 3)));
+      claimTimer = setInterval(() => void tick(), renewEveryMs);
+      renewTimer = setInterval(renewAll, renewEveryMs);
     },
-    owned: () => held,
-    tick,
+    owned: () => new Map([...held].map(([unit, h]) => [unit, h.rev])),
+    async tick() {
+      renewAll();
+      await Promise.all([...held.keys()].map((u) => waitRenewed(u)));
+      await tick();
+      await Promise.all([...unitOps.values()]);
+    },
     async stop() {
       if (!running) return;
       running = false;
-      clearInterval(timer);
+      clearInterval(claimTimer);
+      clearInterval(renewTimer);
       await busy;
-      for (const [unit, rev] of [...held]) {
+      await Promise.all([...unitOps.values()]);
+      for (const [unit, h] of [...held]) {
         await revoke(unit, true);
-        await leases.delete(unit, { previousSeq: rev }).catch(() => undefined);
+        await leases.delete(unit, { previousSeq: h.rev }).catch(() => undefined);
       }
       await members.delete(o.workerId).catch(() => undefined);
     },
   };
+
+  async function waitRenewed(unit: string) {
+    while (held.get(unit)?.renewing) await new Promise((r) => setTimeout(r, 5));
+  }
 }

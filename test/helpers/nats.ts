@@ -9,8 +9,8 @@ export interface TestNats {
   storeDir: string;
   /** Stops the server and removes its store. */
   cleanup(): Promise<void>;
-  /** Restarts the server on the same port with the same store (for outage tests). */
-  restart(): Promise<void>;
+  /** Restarts the server on the same port with the same store (for outage tests), down for `downMs`. */
+  restart(downMs?: number): Promise<void>;
 }
 
 /** Spawns `nats-server -js` on a free loopback port with a temporary store. */
@@ -27,8 +27,9 @@ export async function setupNats(): Promise<TestNats> {
       await server.stop();
       await rm(storeDir, { recursive: true, force: true });
     },
-    async restart() {
+    async restart(downMs = 0) {
       await server.stop();
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
       server = await startEmbeddedNats({ port: server.port, storeDir });
     },
   };
