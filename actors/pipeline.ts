@@ -357,12 +357,12 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     await Promise.all(
       ids.map(async (id) => {
         const inst = instances.get(id);
-        const actor = supervisor.child(id);
         if (inst && graceful && inst.actor.getStatus() === "running") {
           inst.stopInput();
           await inst.snapshotNow().catch(() => undefined);
         }
-        await actor?.stop();
+        // Also cancels a restart pending in backoff: without the lease it must not come back.
+        await supervisor.unsupervise(id);
         instances.delete(id);
       }),
     );
@@ -399,21 +399,24 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
           // Restore: whichever snapshot covers more input, ours on disk or the archived one. The
           // archive is a shortcut, not a requirement: if it cannot answer in time (a cluster
           // electing leaders), the unit starts from what it has and replays the rest of its input.
-          for (const id of stageIdsOf(unit)) {
-            const { stage, partition } = split(id);
-            const local = deps.stateDb.instance(stage, partition);
-            const remote = await withTimeout(archive.get(stage, partition), 5_000).catch(
-              (err: unknown) => {
-                deps.log?.(
-                  { id, err: String(err) },
-                  "snapshot archive unavailable: replaying instead",
-                );
-                return undefined;
-              },
-            );
-            const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
-            if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
-          }
+          // The unit's stages are fetched side by side: one wait, not one per stage.
+          await Promise.all(
+            stageIdsOf(unit).map(async (id) => {
+              const { stage, partition } = split(id);
+              const local = deps.stateDb.instance(stage, partition);
+              const remote = await withTimeout(archive.get(stage, partition), 5_000).catch(
+                (err: unknown) => {
+                  deps.log?.(
+                    { id, err: String(err) },
+                    "snapshot archive unavailable: replaying instead",
+                  );
+                  return undefined;
+                },
+              );
+              const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
+              if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
+            }),
+          );
           deps.log?.({ unit, worker: ownership.workerId }, "unit acquired");
           startUnit(unit);
         },

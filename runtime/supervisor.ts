@@ -47,6 +47,11 @@ export interface Supervisor {
   supervise<M>(childId: string, factory: () => Actor<M>): void;
   /** The current live instance (changes after a restart), or undefined (e.g. during backoff). */
   child<M>(childId: string): Actor<M> | undefined;
+  /**
+   * Stops a child and forgets it: its live instance is stopped, a restart pending in backoff is
+   * cancelled, and the id may be supervised again. Unknown ids are ignored.
+   */
+  unsupervise(childId: string): Promise<void>;
   /** Hot; completes when the supervisor ends. */
   readonly events$: Observable<SupervisorEvent>;
   /** Stops all children (stop) and cancels pending restarts. */
@@ -314,6 +319,16 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     },
     child<M>(childId: string): Actor<M> | undefined {
       return children.get(childId)?.actor as Actor<M> | undefined;
+    },
+    async unsupervise(childId: string): Promise<void> {
+      const record = children.get(childId);
+      if (record === undefined) return;
+      children.delete(childId);
+      cancelRestart(record);
+      const actor = record.actor;
+      record.actor = undefined; // its closed() is no longer ours to act on
+      wake(record);
+      await actor?.stop();
     },
     stop() {
       if (draining && endError === undefined) {

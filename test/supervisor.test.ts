@@ -149,6 +149,28 @@ describe("createSupervisor", () => {
     await supervisor.stop();
   });
 
+  it("unsupervise() during the backoff cancels the restart and frees the id", async () => {
+    const { clock, supervisor } = setup();
+    const child = childFactory("c");
+    supervisor.supervise<string>("c", child.factory);
+    await supervisor.ready();
+    supervisor.child<string>("c")?.send("boom");
+    await clock.advance(0);
+    expect(supervisor.child("c")).toBeUndefined(); // in backoff
+    await supervisor.unsupervise("c");
+    await clock.advance(10_000);
+    // No instance came back on its own, and the id can be supervised again.
+    expect(child.instances).toHaveLength(1);
+    expect(supervisor.child("c")).toBeUndefined();
+    supervisor.supervise<string>("c", child.factory);
+    expect(child.instances).toHaveLength(2);
+    await supervisor.unsupervise("c");
+    expect(child.instances[1]?.getStatus()).toBe("stopped");
+    await clock.advance(10_000);
+    expect(child.instances).toHaveLength(2);
+    await supervisor.stop();
+  });
+
   it("escalates after count restarts within period: closed() resolves with EscalationError and onEscalate is called", async () => {
     const { clock, supervisor, events, escalations, delays } = setup({
       restart: { count: 2, period: 1_000 },
