@@ -89,7 +89,11 @@ export function createProfileReplicaActor(
         // An ephemeral consumer lives on one server: if that server dies, the consumer is gone.
         // The feed then ends with an error and the actor fails, so the supervisor resubscribes
         // (from the start: profiles are upserts); answers meanwhile report their staleness.
-        endOnConsumerLoss(iter, "profile feed", 2);
+        endOnConsumerLoss(iter, "profile feed", 2, {
+          nc,
+          stream: STREAMS.hops,
+          consumer: ci.name,
+        });
         void (async () => {
           try {
             for await (const m of iter!)

@@ -2,6 +2,7 @@ import {
   AckPolicy,
   ConsumerEvents,
   DeliverPolicy,
+  Events,
   type ConsumerConfig,
   type ConsumerMessages,
   type JsMsg,
@@ -68,20 +69,43 @@ export async function openDurableSource(
   });
   // A one-replica consumer dies with its server; pulls then only report it. End the iteration
   // with an error so the caller's supervisor starts again on a new consumer.
-  endOnConsumerLoss(messages, `consumer ${o.durable}`, 3);
+  endOnConsumerLoss(messages, `consumer ${o.durable}`, 3, {
+    nc,
+    stream: o.stream,
+    consumer: o.durable,
+  });
   return messages;
+}
+
+/** Where a consumer lives, to ask the server about it after a reconnect. */
+export interface ConsumerProbe {
+  nc: NatsConnection;
+  stream: string;
+  consumer: string;
 }
 
 /**
  * Ends `messages` with an error once the server says its consumer or stream is gone, or after
  * `missedHeartbeats` missed heartbeats: a consumer on a server that died is only reported by the
  * pulls, and the iteration would otherwise wait forever.
+ *
+ * With `probe`, also after a reconnect that leaves the consumer unreachable. The client stops
+ * its heartbeat watch while disconnected and restarts it only once `consumer.info()` answers;
+ * for a one-replica consumer whose server died that never happens, and it retries silently
+ * forever (nats 2.29, seen killing a node of a 3-node cluster). We ask the server ourselves.
  */
 export function endOnConsumerLoss(
   messages: ConsumerMessages,
   what: string,
   missedHeartbeats: number,
+  probe?: ConsumerProbe,
 ): void {
+  let ended = false;
+  const end = (err: Error) => {
+    if (ended) return;
+    ended = true;
+    messages.stop(err);
+  };
   void (async () => {
     for await (const st of await messages.status()) {
       const lost =
@@ -90,11 +114,45 @@ export function endOnConsumerLoss(
         st.type === ConsumerEvents.StreamNotFound ||
         (st.type === ConsumerEvents.HeartbeatsMissed && Number(st.data) >= missedHeartbeats);
       if (lost) {
-        messages.stop(new Error(`${what} lost (${st.type})`));
+        end(new Error(`${what} lost (${st.type})`));
         return;
       }
     }
   })();
+  if (probe === undefined) return;
+  const status = probe.nc.status();
+  void messages.closed().finally(() => {
+    ended = true;
+    (status as unknown as { stop?: () => void }).stop?.();
+  });
+  void (async () => {
+    for await (const s of status) {
+      if (ended) return;
+      if (s.type !== Events.Reconnect) continue;
+      const err = await unreachable(probe);
+      if (err !== undefined) {
+        end(new Error(`${what} unreachable after a reconnect: ${String(err)}`, { cause: err }));
+        return;
+      }
+    }
+  })().catch(() => undefined);
+}
+
+/** The error of two `consumer.info` attempts (one if it is not found); undefined once one answers. */
+async function unreachable(p: ConsumerProbe): Promise<unknown> {
+  let last: unknown;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const jsm = await p.nc.jetstreamManager({ checkAPI: false });
+      await jsm.consumers.info(p.stream, p.consumer);
+      return undefined;
+    } catch (err) {
+      if (p.nc.isClosed()) return undefined; // the caller's iteration ends anyway
+      last = err;
+      if (isNotFound(err)) break;
+    }
+  }
+  return last;
 }
 
 export type { JsMsg };
