@@ -414,7 +414,8 @@ export function createStageInstance<H extends StageHandler>(
         progress = Number(state.meta.wm ?? -1);
         stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
         handler = spec.create(state, out);
-        publisher = createJetStreamPublisher(deps.nc, { window: 256 });
+        // The output streams exist (topology.ts): a 503 there is a cluster electing a leader.
+        publisher = createJetStreamPublisher(deps.nc, { window: 256, retryNoStream: true });
         // Messages arrive by callback and queue in the mailbox, which serialises them with
         // flushes, ticks and snapshots. The client pulls again on receipt, so what waits here is
         // bounded by the consumer's max_ack_pending and our acks (every `ackEvery` processed).
