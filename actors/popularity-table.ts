@@ -1,5 +1,6 @@
 import type { KV, NatsConnection, QueuedIterator, KvEntry } from "nats";
 import { BUCKETS, idOfKvKey } from "../connectors/nats/topology.js";
+import { watchForStall } from "../connectors/nats/stall.js";
 import { createActor, type Actor } from "../runtime/index.js";
 import type { PopularityRow } from "./popularity.js";
 import { byItemId, type PopularityTableView } from "./popularity-join.js";
@@ -68,6 +69,8 @@ export function createPopularityTableActor(
   table: PopularityTable,
 ): Actor<KvEntry> {
   let iter: QueuedIterator<KvEntry> | undefined;
+  let stopStallWatch = () => undefined as void;
+  let revision = 0;
   return createActor<KvEntry>({
     id: "popularity-table",
     behavior: {
@@ -88,9 +91,12 @@ export function createPopularityTableActor(
             if (!ctx.signal.aborted) ctx.fail(err);
           }
         })();
+        // A watch that went silent while the bucket moved on fails this actor: a fresh watch.
+        stopStallWatch = watchForStall(nc, `KV_${BUCKETS.popularity}`, () => revision, ctx.fail);
         await init;
       },
       receive(e) {
+        revision = e.revision;
         if (e.operation !== "PUT") {
           table.apply({
             item: idOfKvKey(e.key),
@@ -105,6 +111,7 @@ export function createPopularityTableActor(
         table.apply(e.json<PopularityRow>());
       },
       stop() {
+        stopStallWatch();
         iter?.stop();
       },
     },

@@ -1,6 +1,7 @@
 import { ReplaySubject, type Observable } from "rxjs";
 import type { KvEntry, NatsConnection, QueuedIterator } from "nats";
 import { BUCKETS } from "../connectors/nats/topology.js";
+import { watchForStall } from "../connectors/nats/stall.js";
 import { createActor, type Actor } from "../runtime/index.js";
 import type { TrendingSnapshot, TrendingWindowName } from "../connectors/grpc/backend.js";
 import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "./trending.js";
@@ -148,6 +149,8 @@ export function createTrendingHubActor(
 ): Actor<KvEntry | "tick"> {
   let iter: QueuedIterator<KvEntry> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let stopStallWatch = () => undefined as void;
+  let revision = 0;
   return createActor<KvEntry | "tick">({
     id: "trending-hub",
     behavior: {
@@ -162,13 +165,17 @@ export function createTrendingHubActor(
           }
         })();
         timer = setInterval(() => ctx.send("tick"), evaluateEveryMs);
+        // A watch that went silent while the bucket moved on fails this actor: a fresh watch.
+        stopStallWatch = watchForStall(nc, `KV_${BUCKETS.trending}`, () => revision, ctx.fail);
       },
       receive(m) {
         if (m === "tick") return hub.evaluate();
+        revision = m.revision;
         hub.apply(m.key, m.operation === "PUT" ? m.json() : undefined);
       },
       stop() {
         clearInterval(timer);
+        stopStallWatch();
         iter?.stop();
       },
     },
