@@ -163,6 +163,32 @@ describe("partition leases on NATS KV", () => {
     expect(revoked.sort()).toEqual(["quick:true", "slow:true"]);
   });
 
+  it("keeps renewing the units still waiting their turn during a graceful stop", async () => {
+    const kv = await nc.jetstream().views.kv(LEASE_BUCKET);
+    let firstRevoke = true;
+    const a = await createLeaseManager(nc, {
+      workerId: "leaving",
+      units: ["handover-1", "handover-2"],
+      ttlMs: TTL,
+      onAcquire: async () => undefined,
+      onRevoke: async () => {
+        if (!firstRevoke) return;
+        firstRevoke = false;
+        await sleep(3 * TTL); // a long drain and snapshot of the first unit
+      },
+    });
+    await a.start();
+    const stopping = a.stop();
+    await sleep(2 * TTL);
+    // The second unit is still held (its turn has not come): its lease must not have expired.
+    const waiting = [await kv.get("handover-1"), await kv.get("handover-2")].filter(
+      (e) => e?.operation === "PUT",
+    );
+    expect(waiting).toHaveLength(1);
+    await stopping;
+    expect(await kv.get("handover-2").then((e) => e?.operation ?? "none")).not.toBe("PUT");
+  });
+
   it("keeps its units through a NATS outage shorter than the lease", async () => {
     const own = await setupNats();
     const conn = await connect({

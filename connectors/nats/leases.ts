@@ -285,13 +285,15 @@ export async function createLeaseManager(
       if (!running) return;
       running = false;
       clearInterval(claimTimer);
-      clearInterval(renewTimer);
       await busy;
       await Promise.all([...unitOps.values()]);
+      // Renewals go on while units are handed over one by one (each drains and snapshots), so
+      // the ones still waiting their turn do not expire under a worker that still runs them.
       for (const [unit, h] of [...held]) {
         await revoke(unit, true);
         await leases.delete(unit, { previousSeq: h.rev }).catch(() => undefined);
       }
+      clearInterval(renewTimer);
       await members.delete(o.workerId).catch(() => undefined);
     },
   };
