@@ -29,20 +29,20 @@ export function completeRecommendations(
   opts: FallbackOptions,
 ): Recommendations {
   const items: RecommendedItem[] = [];
-  const taken = new Set<string>();
   for (const c of personalised) {
     if (items.length >= n) break;
-    taken.add(c.row.item);
     items.push(toItem(c.row, c.score, "PERSONALIZED", items.length + 1));
   }
   if (items.length < n) {
     // The fallback list is the overall top, recent purchases included: DESIGN §3.6 promises a
     // non-empty answer once any purchase has been seen, and excludes purchases only from the
     // personalised candidates.
+    const personalisedCount = items.length;
     for (const row of table.top(opts.size)) {
       if (items.length >= n) break;
-      if (taken.has(row.item)) continue;
-      taken.add(row.item);
+      // Top rows are distinct items, so only the personalised ones can repeat. At most `size`
+      // rows against fewer than `n` items: a scan, where a Set per call showed in profiles.
+      if (listed(items, personalisedCount, row.item)) continue;
       items.push(toItem(row, opts.score, "POPULAR_FALLBACK", items.length + 1));
     }
   }
@@ -59,6 +59,11 @@ export function completeRecommendations(
     watermark: watermark >= 0 ? watermark : null,
     statusMessage,
   };
+}
+
+function listed(items: readonly RecommendedItem[], count: number, item: string): boolean {
+  for (let i = 0; i < count; i++) if (items[i]!.itemId === item) return true;
+  return false;
 }
 
 function toItem(

@@ -319,12 +319,14 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   if (serve) supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
   for (let p = 0; p < P; p++) {
     if (!serve) break;
+    // Built once: join() runs per GetRecommendations call.
+    const joinId = `popularity-join/${p}`;
     register(`p${p}`, `fallback/${p}`, () =>
       supervisor.supervise(`fallback/${p}`, () =>
         createFallbackActor({
           partition: p,
           join: () => {
-            const inst = instances.get(`popularity-join/${p}`);
+            const inst = instances.get(joinId);
             return inst?.actor.getStatus() === "running"
               ? (inst.handler() as JoinHandler)
               : undefined;
@@ -489,9 +491,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   let running = false;
   // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip, and the
   // gRPC façade answers within the request's own task (RecoBackend.recommendNow).
+  const fallbackIds = Array.from({ length: P }, (_, p) => `fallback/${p}`);
   const recommendNow = (userId: string, n: number): Recommendations => {
     const p = partitionOf(userId, P);
-    const actor = supervisor.child(`fallback/${p}`) as FallbackActor | undefined;
+    const actor = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
     const answer =
       running && actor
         ? actor.answer(userId, n)
