@@ -201,7 +201,13 @@ export async function waitCaughtUp(
   app: AppProcess,
   lastSeq: number,
   o: { timeoutMs: number; settleMs?: number; pollMs?: number },
-): Promise<{ doneAt: number; timedOut: boolean; parsed: number; lagGaugeStuck: boolean }> {
+): Promise<{
+  doneAt: number;
+  timedOut: boolean;
+  parsed: number;
+  /** Caught up although these lag gauges ("stage/partition value") stayed above 0. */
+  lagGaugeStuck: string;
+}> {
   const settleMs = o.settleMs ?? 1000;
   const t0 = epochNow();
   let lastSum = -1;
@@ -211,25 +217,25 @@ export async function waitCaughtUp(
     const now = epochNow();
     let sum = 0;
     let parsed = 0;
-    let lagging = false;
+    const lagging: string[] = [];
     for (const m of samples) {
       if (m.name === "reco_stage_position") {
         sum += m.value;
         if (m.labels.stage === "parse") parsed = m.value;
-      } else if (m.name === "reco_stage_consumer_lag" && m.value !== 0) lagging = true;
+      } else if (m.name === "reco_stage_consumer_lag" && m.value !== 0)
+        lagging.push(`${label(m)} ${m.value}`);
     }
     if (sum !== lastSum) {
       lastSum = sum;
       lastMove = now;
-    } else if (parsed >= lastSeq && now - lastMove >= settleMs && !lagging)
-      return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: false };
+    } else if (parsed >= lastSeq && now - lastMove >= settleMs && lagging.length === 0)
+      return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: "" };
     // A lag gauge is the pending count of the last message its instance took: seen stuck above
     // 0 on a loaded machine with nothing left to deliver (until the idle marker 30 s later moved
     // everything). Positions that stay put for 5 × settleMs are caught up too.
     else if (parsed >= lastSeq && now - lastMove >= 5 * settleMs)
-      return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: true };
-    if (now - t0 > o.timeoutMs)
-      return { doneAt: now, timedOut: true, parsed, lagGaugeStuck: false };
+      return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: lagging.join(", ") };
+    if (now - t0 > o.timeoutMs) return { doneAt: now, timedOut: true, parsed, lagGaugeStuck: "" };
     await new Promise((r) => setTimeout(r, o.pollMs ?? 100));
   }
 }
@@ -273,7 +279,8 @@ export interface IngestedApp {
   readonly publishSecs: number;
   /** Publish start → the last position move of the ingest. */
   readonly ingestSecs: number;
-  readonly lagGaugeStuck: boolean;
+  /** Lag gauges that stayed above 0 although nothing moved ("" if none). */
+  readonly lagGaugeStuck: string;
   /** Stream sequence of the last event. */
   readonly lastSeq: number;
 }

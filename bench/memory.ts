@@ -29,7 +29,7 @@ interface Point {
   level: number;
   keys: Map<string, number>;
   ingestSecs: number;
-  lagGaugeStuck: boolean;
+  lagGaugeStuck: string;
 }
 
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
@@ -150,6 +150,6 @@ export async function stepMemory(
       `DEDUPE_HORIZON_MS of event time, 26 h, up to DEDUPE_MAX_IDS, 2M): the state that grows ` +
       `with events rather than users; popularity-join holds one profile per user` +
       `. Ingest times (publish start → last position move): ` +
-      `${all.map((p) => `${p.ingestSecs.toFixed(1)} s${p.lagGaugeStuck ? " (a consumer-lag gauge stayed above 0 with positions still)" : ""}`).join(", ")}.`,
+      `${all.map((p) => `${p.ingestSecs.toFixed(1)} s${p.lagGaugeStuck ? ` (lag gauges stayed above 0 with every position still for 5 s: ${p.lagGaugeStuck})` : ""}`).join(", ")}.`,
   );
 }

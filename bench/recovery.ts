@@ -26,6 +26,8 @@ import { dirSize, fmtInt, fmtMiB, sleep, sum } from "./util.js";
 
 export interface RecoveryOptions {
   events: number;
+  /** Users the events go to, the same number each (step 6 on its own). */
+  users: number;
   partitions: number;
   ingestTimeoutMs: number;
   /** Background events/s of 6b; 0 skips 6b. */
@@ -115,12 +117,12 @@ async function breakdown(app: AppProcess, killedAt: number, answeredAt: number) 
 }
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-/** Step 6 on its own: ingests `o.events` events of as many users, then measures. */
+/** Step 6 on its own: ingests `o.events` events of `o.users` users, then measures. */
 export async function stepRecovery(report: Report, o: RecoveryOptions): Promise<void> {
   await withIngestedApp(
     {
-      users: o.events,
-      perUser: 1,
+      users: o.users,
+      perUser: Math.max(1, Math.round(o.events / o.users)),
       partitions: o.partitions,
       ingestTimeoutMs: o.ingestTimeoutMs,
       publishWindow: o.publishWindow,
@@ -147,8 +149,8 @@ export async function measureRecovery(
   let app = s.app;
   if (s.lagGaugeStuck)
     report.note(
-      "Step 6: a consumer-lag gauge stayed above 0 while every position stood still for 5 s " +
-        "after the ingest; taken as caught up.",
+      "Step 6: consumer-lag gauges stayed above 0 while every position stood still for 5 s " +
+        `after the ingest (${s.lagGaugeStuck}); taken as caught up.`,
     );
   const before = await positions(app);
   const rss = await app.rss();
@@ -219,8 +221,8 @@ export async function measureRecovery(
     `Step 6: the app runs as \`npm start\` runs it (node with tsx's loader, bin/main.ts) in its ` +
       `own process, against a nats-server outside it (NATS_URL), with default settings ` +
       `(${o.partitions} partitions, SNAPSHOT_INTERVAL 2 s). ${fmtInt(s.events)} generated events, ` +
-      `one for each of ${fmtInt(s.users)} users (the state of step 7's point of that size ` +
-      `when both steps run), were published (${s.publishSecs.toFixed(1)} s) and ingested ` +
+      `${fmtInt(s.events / s.users)} for each of ${fmtInt(s.users)} users (when steps 6 and 7 ` +
+      `both run, this is the app of step 7's point of that size), were published (${s.publishSecs.toFixed(1)} s) and ingested ` +
       `(caught up ${s.ingestSecs.toFixed(1)} s after publishing began); after two more snapshots of every ` +
       `stage the app (RSS ${fmtMiB(rss)}, LevelDB ${fmtMiB(levelBytes)}) was SIGKILLed and ` +
       `started again at once. ${users.length} users (${users.join(", ")}; u0 has ${personal} ` +

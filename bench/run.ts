@@ -102,6 +102,8 @@ const FANOUT_SECONDS = int("BENCH_FANOUT_SECONDS", 20);
 const FANOUT_RATE = int("BENCH_FANOUT_RATE", 2000);
 const FANOUT_TRIGGER_MS = int("BENCH_FANOUT_TRIGGER_MS", 1000);
 const RECOVERY_EVENTS = int("BENCH_RECOVERY_EVENTS", 1_000_000);
+/** Users of step 6's events (the same number of events each); default one event per user. */
+const RECOVERY_USERS = int("BENCH_RECOVERY_USERS", RECOVERY_EVENTS);
 const MEMORY_USERS = (env.BENCH_MEMORY_USERS ?? "10000,100000,1000000").split(",").map((x) => {
   const n = Number(x.trim());
   if (!Number.isInteger(n) || n <= 0) throw new Error(`BENCH_MEMORY_USERS: ${x} is not a count`);
@@ -113,12 +115,16 @@ const MEMORY_DOUBLE_AT = intOrZero("BENCH_MEMORY_DOUBLE_AT", 100_000);
  * BENCH_RECOVERY_EVENTS users, step 6 is measured on that point's app (one 1M ingest, not two).
  */
 const RECOVERY_IN_MEMORY =
-  STEPS.has("6") && STEPS.has("7") && MEMORY_USERS.includes(RECOVERY_EVENTS);
+  STEPS.has("6") &&
+  STEPS.has("7") &&
+  RECOVERY_USERS === RECOVERY_EVENTS &&
+  MEMORY_USERS.includes(RECOVERY_EVENTS);
 const RECOVERY_LOAD_RATE = intOrZero("BENCH_RECOVERY_LOAD_RATE", 10_000);
 /** Steps 2 and 4; steps 6 and 7 scale it with their events (it is for 200k). */
 const INGEST_TIMEOUT_MS = int("BENCH_INGEST_TIMEOUT_S", 150) * 1000;
 const recoveryOptions = {
   events: RECOVERY_EVENTS,
+  users: RECOVERY_USERS,
   partitions: PARTITIONS,
   ingestTimeoutMs: INGEST_TIMEOUT_MS,
   loadRate: RECOVERY_LOAD_RATE,
