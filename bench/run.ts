@@ -862,18 +862,20 @@ function codeVersion(): string {
       return execFileSync("git", args, {
         encoding: "utf8",
         cwd: fileURLToPath(new URL("..", import.meta.url)),
-      }).trim();
+      }).trimEnd();
     } catch {
       return "";
     }
   };
   const head = git(["log", "-1", "--format=%h %s"]);
   if (!head) return "not a git checkout";
+  // Porcelain lines are "XY path": the leading space of " M path" is part of the format.
   const dirty = git(["status", "--porcelain", "--untracked-files=no"])
     .split("\n")
     .filter((l) => l.length > 3 && !l.slice(3).startsWith("bench/"));
+  const subject = head.length > 80 ? `${head.slice(0, 80).replace(/[\s;,.:]+$/, "")}…` : head;
   return (
-    `commit ${head.slice(0, 80)}` +
+    `commit ${subject}` +
     (dirty.length
       ? `; ${dirty.length} tracked files outside bench/ had uncommitted changes, measured as they were`
       : "")
@@ -1031,6 +1033,8 @@ async function main(): Promise<void> {
     h2load: version("h2load", ["--version"]),
     date: new Date().toISOString(),
     load: loadavg(),
+    // Before any step writes bench/ files (freshness.svg): the tree as the run found it.
+    code: codeVersion(),
   };
   let consumeRate = NaN;
   for (const name of ["1", "2", "3", "4", "5", "6", "7"]) {
@@ -1070,7 +1074,7 @@ async function main(): Promise<void> {
     `- date: ${machine.date}; the whole run took ${totalSecs.toFixed(0)} s`,
     `- load average (1 min) at start ${machine.load[0]!.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)}: ` +
       "anything above ~0.5 means other work shared the 2 cores and the figures are pessimistic",
-    `- code: ${codeVersion()}`,
+    `- code: ${machine.code}`,
     `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}, ${STEP_NODE_FLAGS.length ? `step processes run with \`${STEP_NODE_FLAGS.join(" ")}\`` : "no extra node flags"}`,
     "",
     t,
