@@ -40,27 +40,32 @@ export interface GatewayOptions {
  * worker owns a partition right now. Each answer reports the replica's staleness bound.
  */
 export function createGatewayBackend(o: GatewayOptions): RecoBackend {
+  // All in memory: answered in place, within the gRPC request's own task.
+  const recommendNow = (userId: string, n: number): Recommendations => {
+    if (!o.table.initialised || !o.replica.caughtUp)
+      throw new BackendUnavailableError(
+        "gateway is loading the profile replica and the popularity table",
+      );
+    const staleness = o.replica.stalenessMs();
+    if (staleness > o.maxStalenessMs)
+      throw new BackendUnavailableError(
+        `the profile replica is ${Math.round(staleness)} ms behind (limit ${o.maxStalenessMs} ms)`,
+      );
+    const answer = answerFor(
+      userId,
+      n,
+      o.replica.profile(userId),
+      o.table,
+      { size: o.fallbackSize, score: 0.1, userOutOfOrdernessMs: o.userOutOfOrdernessMs },
+      (profile, now) => joinCandidates(profile, o.table, now, o.interestHorizonMs, n),
+    );
+    return { ...answer, stalenessMs: staleness };
+  };
   return {
     isReady: () => o.table.initialised && o.replica.caughtUp,
+    recommendNow,
     async getRecommendations(userId, n): Promise<Recommendations> {
-      if (!o.table.initialised || !o.replica.caughtUp)
-        throw new BackendUnavailableError(
-          "gateway is loading the profile replica and the popularity table",
-        );
-      const staleness = o.replica.stalenessMs();
-      if (staleness > o.maxStalenessMs)
-        throw new BackendUnavailableError(
-          `the profile replica is ${Math.round(staleness)} ms behind (limit ${o.maxStalenessMs} ms)`,
-        );
-      const answer = answerFor(
-        userId,
-        n,
-        o.replica.profile(userId),
-        o.table,
-        { size: o.fallbackSize, score: 0.1, userOutOfOrdernessMs: o.userOutOfOrdernessMs },
-        (profile, now) => joinCandidates(profile, o.table, now, o.interestHorizonMs, n),
-      );
-      return { ...answer, stalenessMs: staleness };
+      return recommendNow(userId, n);
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return o.hub.updates(window);
