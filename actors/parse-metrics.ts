@@ -12,16 +12,26 @@ export interface BadRatioAlertOptions {
 }
 
 /**
+ * Parse's metrics that outlive restarts of the parse actor: the bad-event ratio alert, and the
+ * event-time progress gauge, which parse sets through `progress` whenever its progress moves.
+ */
+export interface ParseMonitor extends BadRatioMonitor {
+  /** Parse's event-time progress (max event time seen, epoch ms) is now `ms`. */
+  progress(ms: number): void;
+}
+
+/**
  * The bad-event ratio alert of parse, wired to reco_bad_event_ratio and
- * reco_bad_event_ratio_alert and to a warning log. Pass it as `ParseOptions.badRatio`. Create it
- * once per pipeline, outside the parse handler's factory, so the alert state survives a restart
- * of the parse actor. Each scrape re-evaluates it, so a quiet minute clears the alert even when
- * no event arrives.
+ * reco_bad_event_ratio_alert and to a warning log, and parse's event-time progress, wired to
+ * reco_event_time_progress_ms (the RecoEventTimeBehind alert and the dashboard read it). Pass it
+ * as `ParseOptions.badRatio`. Create it once per pipeline, outside the parse handler's factory,
+ * so the alert state survives a restart of the parse actor. Each scrape re-evaluates it, so a
+ * quiet minute clears the alert even when no event arrives.
  */
 export function createBadRatioAlert(
   metrics: Metrics | undefined,
   options: BadRatioAlertOptions = {},
-): BadRatioMonitor {
+): ParseMonitor {
   const { log } = options;
   const threshold = options.threshold ?? 0.05;
   const monitor = createBadRatioMonitor({
@@ -39,5 +49,8 @@ export function createBadRatioAlert(
     const alerting = monitor.evaluate();
     return { ratio: monitor.stats().ratio, alerting };
   });
-  return monitor;
+  // The monitor itself (its `alerting` is a getter), with the progress gauge added.
+  return Object.assign(monitor, {
+    progress: (ms: number) => metrics?.progress.set(ms),
+  });
 }

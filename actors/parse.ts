@@ -54,9 +54,11 @@ export interface ParseOptions {
    * The bad-event ratio alert (actors/bad-ratio.ts), told of every input message, good or bad.
    * Created outside the handler (createBadRatioAlert in actors/parse-metrics.ts), so an alert
    * survives a restart of the parse actor; whoever reads the alert re-evaluates it, so a quiet
-   * minute clears it.
+   * minute clears it. If it has `progress` (createBadRatioAlert's does: the gauge
+   * reco_event_time_progress_ms), it is told the event-time progress whenever it moves, and at
+   * start the progress restored from the snapshot.
    */
-  badRatio?: BadRatioMonitor;
+  badRatio?: BadRatioMonitor & { progress?(ms: number): void };
   clock?: () => number;
 }
 
@@ -350,6 +352,7 @@ export function createParseHandler(
     progress = to;
     state.meta.progress = progress;
     out.setProgress(progress);
+    opts.badRatio?.progress?.(progress);
     seen.expireBefore(progress - opts.dedupeHorizonMs);
   };
 
@@ -477,5 +480,6 @@ export function createParseHandler(
     },
   };
   out.setProgress(progress);
+  if (progress >= 0) opts.badRatio?.progress?.(progress);
   return handler;
 }
