@@ -43,22 +43,26 @@ interface UserAgg {
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const NO_PURCHASES: [string, number][] = [];
 
-/** Whether x ranks before y: interest descending, ties by category name. */
-const ranksBefore = (x: [string, number], y: [string, number]) =>
-  x[1] > y[1] || (x[1] === y[1] && x[0] < y[0]);
+/** Whether category c with interest n ranks before y: interest descending, ties by name. */
+const ranksBefore = (c: string, n: number, y: [string, number]) =>
+  n > y[1] || (n === y[1] && c < y[0]);
 
-/** The `k` best categories, ranked: a selection over a user's few categories, no full sort. */
+/**
+ * The `k` best categories, ranked: a selection over a user's few categories, no full sort. By
+ * forEach, not for-of: for-of over a Map makes an [key, value] array per entry, and only the top
+ * ones are kept.
+ */
 function topOf(cats: Map<string, number>, k: number): [string, number][] {
   const top: [string, number][] = [];
-  for (const entry of cats) {
-    if (top.length === k && !ranksBefore(entry, top[k - 1]!)) continue;
+  cats.forEach((n, c) => {
+    if (top.length === k && !ranksBefore(c, n, top[k - 1]!)) return;
     let at = top.length < k ? top.length : k - 1;
-    while (at > 0 && ranksBefore(entry, top[at - 1]!)) {
+    while (at > 0 && ranksBefore(c, n, top[at - 1]!)) {
       top[at] = top[at - 1]!;
       at--;
     }
-    top[at] = entry;
-  }
+    top[at] = [c, n];
+  });
   return top;
 }
 
@@ -109,6 +113,8 @@ export function createInterestHandler(
     c: string,
     delta: number,
     n: number,
+    // Whether the key may be new to its window's index (a cell already held is indexed).
+    unindexed = n > 0,
   ) => {
     const a = aggOf(u);
     if (c) {
@@ -124,8 +130,8 @@ export function createInterestHandler(
       else ws.set(w, n);
       if (ws.size === 0) a.pur.delete(i);
     }
-    let s = byWindow.get(w);
-    if (n > 0) {
+    if (unindexed) {
+      let s = byWindow.get(w);
       if (!s) byWindow.set(w, (s = new Set()));
       s.add(key);
     }
@@ -180,7 +186,18 @@ export function createInterestHandler(
           // The carried category changed: move the old count out of the old category.
           apply(key, rec.w, rec.t, rec.u, rec.i, old[1], -old[0], 0);
           apply(key, rec.w, rec.t, rec.u, rec.i, rec.c, rec.n, rec.n);
-        } else apply(key, rec.w, rec.t, rec.u, rec.i, rec.c, rec.n - (old?.[0] ?? 0), rec.n);
+        } else
+          apply(
+            key,
+            rec.w,
+            rec.t,
+            rec.u,
+            rec.i,
+            rec.c,
+            rec.n - (old?.[0] ?? 0),
+            rec.n,
+            !old && rec.n > 0,
+          );
         touched.add(rec.u);
       }
       // Windows that left the horizon: drop their cells and refresh the users they held.

@@ -151,19 +151,23 @@ export function createTrendingHandler(
     state.meta.final24h = final24h;
   };
 
+  const kinds = [
+    ["1h", opts.oneHourOutOfOrdernessMs],
+    ["24h", opts.oneDayOutOfOrdernessMs],
+  ] as const;
+
   return {
     part: (kind, start) => part(kind, start),
     handle(msg, lastUpTo) {
       const env = decodeEnvelope<ParsedRecord>(msg.data);
       const late = { "1h": 0, "24h": 0 };
+      // The last hour marked dirty in this batch: records of a batch mostly share their hour.
+      let dirtyHour = NaN;
       for (const r of env.recs) {
         if (r.s <= lastUpTo || (r.t !== "view" && r.t !== "click")) continue;
         const h = r.ts - (r.ts % HOUR);
         const wb = r.wb;
-        for (const [kind, ooo] of [
-          ["1h", opts.oneHourOutOfOrdernessMs],
-          ["24h", opts.oneDayOutOfOrdernessMs],
-        ] as const) {
+        for (const [kind, ooo] of kinds) {
           if (wb >= 0 && r.ts < wb - ooo) {
             sendLate(out, "trending", kind, wb - ooo, r);
             late[kind]++;
@@ -175,8 +179,11 @@ export function createTrendingHandler(
             r.t === "view" ? [(c?.[0] ?? 0) + 1, c?.[1] ?? 0] : [c?.[0] ?? 0, (c?.[1] ?? 0) + 1];
           if (!c) index(key);
           cells.set(key, next);
-          if (kind === "1h") dirty.add(`1h|${h}`);
-          else dirty.add("24h|newest");
+          if (kind === "24h") dirty.add("24h|newest");
+          else if (h !== dirtyHour) {
+            dirty.add(`1h|${h}`);
+            dirtyHour = h;
+          }
         }
       }
       for (const kind of ["1h", "24h"] as const)
