@@ -298,6 +298,13 @@ export async function measureRecovery(
       const ms = back.accepted - killed;
       const ok = Number.isFinite(ms) && ms <= TARGET_MS;
       if (!Number.isFinite(ms) || settled.timedOut) report.fail();
+      if (settled.timedOut)
+        report.note(
+          `Step 6b: 60 s after the load stopped the restarted app had still not caught up ` +
+            `(parse at ${fmtInt(settled.parsed)}): counted as a failure. The replayed count is ` +
+            `then read while parse is moving, and may be off by up to 250 ms of its processing ` +
+            `(metrics are handed to prom-client every 250 ms).`,
+        );
       report.row({
         step: "6b",
         figure: `recovery under ${fmtInt(o.loadRate)} events/s: kill → probe visible again`,
