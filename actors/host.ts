@@ -22,6 +22,20 @@ import type { SnapshotStore, StageState, StageStateInternal } from "../state/ind
 export type { Envelope } from "./envelope.js";
 export { decodeEnvelope } from "./envelope.js";
 
+/**
+ * Fault injection for the delivery-gap test: RECO_TEST_DROP_DELIVERY="<stage>/<partition>:<n>"
+ * makes that instance ignore the n-th message its consumer delivers, once per process, as if it
+ * had been lost in flight with a dying connection.
+ */
+let dropSpec: string | undefined | null = null; // read at the first delivery
+let dropped = false;
+function dropForTest(id: string, delivery: number): boolean {
+  if (dropSpec === null) dropSpec = process.env.RECO_TEST_DROP_DELIVERY;
+  if (dropSpec === undefined || dropped || dropSpec !== `${id}:${delivery}`) return false;
+  dropped = true;
+  return true;
+}
+
 /** An input message as a stage handler sees it. */
 export interface InputMessage {
   seq: number;
@@ -424,6 +438,12 @@ export function createStageInstance<H extends StageHandler>(
         ctx.signal.addEventListener("abort", () => {
           readers.set(inputKey, (readers.get(inputKey) ?? 1) - 1);
         });
+        // The consumer's delivery sequence of the last message received. A message the server
+        // sent but we never received (lost with the connection to a dying node) would come
+        // again only after ack_wait, behind later ones already processed, and be skipped as
+        // covered; worse, a later cumulative ack would cover it. A gap in the delivery sequence
+        // therefore restarts the instance, on a new consumer at its last processed sequence.
+        let delivered = 0;
         const iter = await openDurableSource(deps.nc, {
           stream: spec.stream,
           durable,
@@ -431,7 +451,18 @@ export function createStageInstance<H extends StageHandler>(
           startSeq: lastSeq + 1,
           maxAckPending: spec.input === "raw" ? 4096 : 256,
           callback: (m) => {
-            if (!inputClosed) ctx.send({ kind: "input", m });
+            if (inputClosed) return;
+            const d = m.info.deliverySequence;
+            if (dropForTest(`${stage}/${partition}`, d)) return;
+            if (d !== delivered + 1) {
+              inputClosed = true;
+              ctx.fail(
+                new Error(`${durable}: delivery ${delivered + 1} lost (received ${d}): restarting`),
+              );
+              return;
+            }
+            delivered = d;
+            ctx.send({ kind: "input", m });
           },
         });
         closeInput = () => {

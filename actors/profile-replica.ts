@@ -96,8 +96,14 @@ export function createProfileReplicaActor(
         });
         void (async () => {
           try {
-            for await (const m of iter!)
+            // A gap in the delivery sequence is a message lost in flight (AckPolicy.None: it
+            // never comes again): fail, and the supervisor resubscribes from the start.
+            let delivered = 0;
+            for await (const m of iter!) {
+              if (m.info.deliverySequence !== ++delivered)
+                throw new Error(`profile feed: delivery ${delivered} lost`);
               ctx.send({ data: m.data, pending: m.seq >= target ? m.info.pending : 1 });
+            }
           } catch (err) {
             if (!ctx.signal.aborted) ctx.fail(err);
           }
