@@ -303,6 +303,39 @@ describe("scale-out on a 3-node NATS cluster", () => {
       }
       const jsm = await nc.jetstreamManager();
       console.log("EVENTS", (await jsm.streams.info("EVENTS")).state.last_seq, await owners(nc));
+      // The popularity rows in the bucket against the reference's.
+      const kvp = await nc.jetstream().views.kv("reco_popularity");
+      const inKv = new Map<string, number>();
+      const popSubjects = await jsm.streams.info("KV_reco_popularity", {
+        subjects_filter: "$KV.reco_popularity.>",
+      });
+      for (const subj of Object.keys(popSubjects.state.subjects ?? {}))
+        inKv.set(subj.slice("$KV.reco_popularity.".length), -1);
+      for (const k of [...inKv.keys()]) {
+        const e = await kvp.get(k);
+        if (e?.operation === "PUT") inKv.set(k, e.json<{ purchases: number }>().purchases);
+      }
+      const refRows = ref.popularity();
+      console.log(
+        "popularity: kv keys",
+        inKv.size,
+        "ref rows",
+        refRows.length,
+        "kv purchases",
+        [...inKv.values()].reduce((a, b) => a + Math.max(0, b), 0),
+        "ref purchases",
+        refRows.reduce((a, r) => a + r.purchases, 0),
+        [...inKv.entries()].slice(0, 5),
+        refRows.slice(0, 5).map((r) => [r.item, r.purchases]),
+      );
+      const gm = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
+      console.log(
+        "gateway metrics",
+        gm
+          .split("\n")
+          .filter((l) => l.startsWith("reco_") && !l.includes("_bucket"))
+          .join("\n"),
+      );
       for await (const si of jsm.streams.list()) {
         console.log(
           "stream",
