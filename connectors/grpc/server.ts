@@ -20,7 +20,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import type { Subscription } from "rxjs";
 import {
   RecommendationService,
@@ -49,10 +49,10 @@ import {
   InvalidArgumentError,
   ResourceExhaustedError,
   ServerShuttingDownError,
-  statusName,
   toServiceError,
   type ServiceErrorStatus,
 } from "./errors.js";
+import { createGrpcMetrics } from "./metrics.js";
 
 export interface GrpcServerOptions {
   /** 0 picks a free port (read it back from `GrpcServer.port`). */
@@ -194,101 +194,6 @@ function reflectionPackageDefinition(): ConstructorParameters<typeof ReflectionS
   const healthResponse = healthServiceDefinition["Check"]?.responseType;
   if (healthResponse) definition["grpc.health.v1.HealthCheckResponse"] = healthResponse;
   return definition;
-}
-
-interface Metrics {
-  /** Records a finished call: its final status and its duration since `startedMs`. */
-  record(method: string, code: status, startedMs: number): void;
-  /** Starts timing a call; the returned function records its outcome once. */
-  begin(method: string): (code: status) => void;
-  subscribers(delta: 1 | -1): void;
-  dropped(count: number): void;
-}
-
-function getOrCreate<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
-function createMetrics(registry: Registry | undefined): Metrics {
-  if (!registry)
-    return { record: () => {}, begin: () => () => {}, subscribers: () => {}, dropped: () => {} };
-  const registers = [registry];
-  const requests = getOrCreate(
-    registry,
-    "grpc_requests_total",
-    () =>
-      new Counter({
-        name: "grpc_requests_total",
-        help: "gRPC calls served, by method and final status code",
-        labelNames: ["method", "code"] as const,
-        registers,
-      }),
-  );
-  const duration = getOrCreate(
-    registry,
-    "grpc_request_duration_seconds",
-    () =>
-      new Histogram({
-        name: "grpc_request_duration_seconds",
-        help: "gRPC call duration in seconds (for server streams: the stream's lifetime)",
-        labelNames: ["method"] as const,
-        registers,
-      }),
-  );
-  const subscribers = getOrCreate(
-    registry,
-    "grpc_trending_subscribers",
-    () =>
-      new Gauge({
-        name: "grpc_trending_subscribers",
-        help: "Open StreamTrending calls",
-        registers,
-      }),
-  );
-  const dropped = getOrCreate(
-    registry,
-    "grpc_trending_dropped_updates_total",
-    () =>
-      new Counter({
-        name: "grpc_trending_dropped_updates_total",
-        help: "Trending updates skipped for slow subscribers (superseded by a newer one)",
-        registers,
-      }),
-  );
-  // Label objects built once per method and code: a unary call is a few µs of our own work,
-  // so the per-call label objects and timer closures of startTimer() showed in profiles.
-  const labels = new Map<
-    string,
-    { method: { method: string }; codes: { method: string; code: string }[] }
-  >();
-  const labelsOf = (method: string) => {
-    let entry = labels.get(method);
-    if (entry === undefined) {
-      entry = { method: { method }, codes: [] };
-      labels.set(method, entry);
-    }
-    return entry;
-  };
-  const record = (method: string, code: status, startedMs: number): void => {
-    const entry = labelsOf(method);
-    const codeLabels = (entry.codes[code] ??= { method, code: statusName(code) });
-    duration.observe(entry.method, (performance.now() - startedMs) / 1000);
-    requests.inc(codeLabels);
-  };
-  return {
-    record,
-    begin(method) {
-      const startedMs = performance.now();
-      let done = false;
-      return (code) => {
-        if (done) return;
-        done = true;
-        record(method, code, startedMs);
-      };
-    },
-    subscribers: (delta) => subscribers.inc(delta),
-    dropped: (count) => dropped.inc(count),
-  };
 }
 
 /**
@@ -553,7 +458,7 @@ function createTrendingWriter(
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServer> {
   const { backend, logger } = options;
   const host = options.host ?? "127.0.0.1";
-  const metrics = createMetrics(options.registry);
+  const metrics = createGrpcMetrics(options.registry);
   const maxTrendingStreams = options.maxTrendingStreams ?? 10_000;
   /** Ends every open trending stream; used by `stop()`. */
   const openStreams = new Set<(err: Error) => void>();
