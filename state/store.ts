@@ -37,9 +37,12 @@ export interface StateDelta {
 }
 
 export interface StageStateInternal extends StageState {
-  /** The dirty keys as full keys "<map>\0<key>" (values read from the live maps); clears them. */
+  /**
+   * The dirty keys as full keys "<map>\0<key>" (values read from the live maps); clears them. A
+   * key created and removed since the last take is in neither list.
+   */
   takeDirty(): { puts: [string, unknown][]; dels: string[] };
-  /** The dirty keys per map (values read from the live maps); clears them. */
+  /** The dirty keys per map (values read from the live maps), as takeDirty; clears them. */
   takeDelta(): StateDelta;
   /** Every map with its live entries (for a full checkpoint). */
   allMaps(): IterableIterator<[string, Map<string, unknown>]>;
@@ -52,8 +55,15 @@ const SEP = "\u0000";
 
 interface MapRecord {
   readonly data: Map<string, unknown>;
-  // Dirty keys of this map: the map's own key strings, so no concatenation or re-hashing per set.
-  readonly dirty: Set<string>;
+  /**
+   * Dirty keys of this map (the map's own key strings, so no concatenation or re-hashing per
+   * set), each with whether the key was held when it was first changed after the last snapshot,
+   * i.e. whether the snapshots have it. A key created and removed between two snapshots is
+   * written as nothing: there is nothing to delete. (A window's cells, replayed fast, mostly
+   * open and close between two snapshots: their deletions were half of the window stage's
+   * snapshot keys.)
+   */
+  readonly dirty: Map<string, boolean>;
 }
 
 export function createStageState(): StageStateInternal {
@@ -61,7 +71,7 @@ export function createStageState(): StageStateInternal {
   const mapOf = (name: string): MapRecord => {
     let m = maps.get(name);
     if (!m) {
-      m = { data: new Map(), dirty: new Set() };
+      m = { data: new Map(), dirty: new Map() };
       maps.set(name, m);
     }
     return m;
@@ -81,11 +91,11 @@ export function createStageState(): StageStateInternal {
         get: (k) => m.get(k),
         has: (k) => m.has(k),
         set: (k, v) => {
+          if (dirty.get(k) === undefined) dirty.set(k, m.has(k));
           m.set(k, v);
-          dirty.add(k);
         },
         delete: (k) => {
-          if (m.delete(k)) dirty.add(k);
+          if (m.delete(k) && dirty.get(k) === undefined) dirty.set(k, true);
         },
         get size() {
           return m.size;
@@ -104,9 +114,9 @@ export function createStageState(): StageStateInternal {
       const puts: [string, unknown][] = [];
       const dels: string[] = [];
       for (const [name, { data, dirty }] of maps) {
-        for (const k of dirty) {
+        for (const [k, held] of dirty) {
           if (data.has(k)) puts.push([name + SEP + k, data.get(k)]);
-          else dels.push(name + SEP + k);
+          else if (held) dels.push(name + SEP + k);
         }
         dirty.clear();
       }
@@ -118,13 +128,15 @@ export function createStageState(): StageStateInternal {
         if (dirty.size === 0) continue;
         const puts: unknown[] = [];
         const dels: string[] = [];
-        for (const k of dirty) {
+        for (const [k, held] of dirty) {
           const v = data.get(k);
           if (v !== undefined || data.has(k)) puts.push(k, v);
-          else dels.push(k);
+          else if (held) dels.push(k);
         }
-        out.size += dirty.size;
         dirty.clear();
+        const size = puts.length / 2 + dels.length;
+        if (size === 0) continue;
+        out.size += size;
         out.maps.push([name, puts, dels]);
       }
       return out;

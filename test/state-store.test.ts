@@ -38,6 +38,36 @@ describe("the LevelDB state store", () => {
     expect((await db.instance("window", 4).load()).map("cell").size).toBe(0);
   });
 
+  it("writes nothing for a key created and removed between two snapshots, and the deletion of one it had", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-state-"));
+    db = await openStateDb(dir);
+    const store = db.instance("window", 1);
+    const state = await store.load();
+    const m = state.map<number>("cell");
+    m.set("kept", 1);
+    m.set("held", 2);
+    expect(await store.write(state)).toBe(2);
+    m.set("transient", 3);
+    m.set("transient", 4);
+    m.delete("transient");
+    m.delete("held");
+    m.set("held", 5); // held at the last snapshot, removed, back: a put
+    m.delete("held"); // ... and gone again: a deletion
+    m.set("new", 6);
+    expect(state.dirtyCount()).toBe(3);
+    // "held" deleted, "new" put; "transient" was never written, so it is not deleted either.
+    expect(await store.write(state)).toBe(2);
+    const again = await db.instance("window", 1).load();
+    expect([...again.map<number>("cell").entries()].sort()).toEqual([
+      ["kept", 1],
+      ["new", 6],
+    ]);
+    // Removed since the last snapshot and created again: a put, as always.
+    m.delete("kept");
+    m.set("kept", 7);
+    expect(state.takeDirty()).toEqual({ puts: [["cell\u0000kept", 7]], dels: [] });
+  });
+
   it("gives disk back after keys are deleted and the store is compacted", async () => {
     dir = await mkdtemp(join(tmpdir(), "reco-state-"));
     db = await openStateDb(dir);
