@@ -428,8 +428,7 @@ export function createStageInstance<H extends StageHandler>(
         progress = Number(state.meta.wm ?? -1);
         stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
         handler = spec.create(state, out);
-        // The output streams exist (topology.ts): a 503 there is a cluster electing a leader.
-        publisher = createJetStreamPublisher(deps.nc, { window: 256, retryNoStream: true });
+        publisher = createJetStreamPublisher(deps.nc, { window: 256 });
         // Messages arrive by callback and queue in the mailbox, which serialises them with
         // flushes, ticks and snapshots. The client pulls again on receipt, so what waits here is
         // bounded by the consumer's max_ack_pending and our acks (every `ackEvery` processed).

@@ -89,19 +89,6 @@ describe("JetStream publisher", () => {
     await pub.close();
   });
 
-  it("with retryNoStream, re-sends a 503 until the stream answers (a leader being elected)", async () => {
-    const pub = createJetStreamPublisher(nc, { timeoutMs: 150, retries: 20, retryNoStream: true });
-    const p = pub.publish("elected.x", enc.encode("x"), { msgId: "e1" });
-    // Without an id a retry could store it twice: such a message still fails at once.
-    await expect(pub.publish("elected.y", enc.encode("y"))).rejects.toBeInstanceOf(NoStreamError);
-    await new Promise((r) => setTimeout(r, 400));
-    await jsm.streams.add({ name: "ELECTED", subjects: ["elected.>"] });
-    await expect(p).resolves.toMatchObject({ stream: "ELECTED", seq: 1 });
-    expect((await jsm.streams.info("ELECTED")).state.messages).toBe(1);
-    await expect(pub.flush()).rejects.toBeInstanceOf(NoStreamError); // elected.y, reported once
-    await pub.close();
-  });
-
   it("reports a stream's error PubAck with the server's description", async () => {
     await jsm.streams.add({
       name: "SMALL",

@@ -26,13 +26,6 @@ export interface JetStreamPublisherOptions {
   timeoutMs?: number;
   /** Re-sends after a timeout, only for messages with a `msgId`. Default 3. */
   retries?: number;
-  /**
-   * Treat "no responders" (503) like no answer: a message with a `msgId` is re-sent at its
-   * timeout, within `retries`, instead of failing at once. For streams known to exist, where a
-   * 503 means a cluster is electing the stream's leader (seen for a few seconds after a node
-   * dies). Default false: a 503 then fails with `NoStreamError` at once.
-   */
-  retryNoStream?: boolean;
 }
 
 export interface JetStreamPublisher {
@@ -193,7 +186,6 @@ export function createJetStreamPublisher(
   const window = options.window ?? 1024;
   const timeoutMs = options.timeoutMs ?? 5000;
   const retries = options.retries ?? 3;
-  const retryNoStream = options.retryNoStream ?? false;
   if (!Number.isInteger(window) || window < 1)
     throw new RangeError(`window must be >= 1: ${window}`);
   if (!(timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0: ${timeoutMs}`);
@@ -325,8 +317,6 @@ export function createJetStreamPublisher(
       if (e === undefined) return;
       const h = msg.headers;
       if (msg.data.length === 0 && h !== undefined && h.code !== 0) {
-        // Left in flight: the timeout check re-sends it (same id) at its deadline.
-        if (h.code === 503 && retryNoStream && e.retriable && e.attempts <= retries) return;
         settle(
           e,
           undefined,
