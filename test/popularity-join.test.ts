@@ -6,7 +6,7 @@ import type { ProfileRecord } from "../actors/interest-ranking.js";
 import type { PopularityRow } from "../actors/popularity.js";
 import { createJoinHandler, joinCandidates, type Candidate } from "../actors/popularity-join.js";
 import { completeRecommendations } from "../actors/fallback.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
+import { createPopularityTable, topRows } from "../actors/popularity-table.js";
 import { DAY, HOUR } from "../actors/subjects.js";
 
 const enc = new TextEncoder();
@@ -40,6 +40,27 @@ describe("createPopularityTable", () => {
     expect(t.top(10).map((r) => r.item)).toEqual(["c", "a", "b", "d"]);
     expect(t.top(2).map((r) => r.item)).toEqual(["c", "a"]);
     expect(t.size).toBe(4);
+  });
+
+  it("should give the top rows a full sort gives, for any n, after any sequence of applies", () => {
+    const t = createPopularityTable();
+    const all = new Map<string, PopularityRow>();
+    let seed = 7;
+    const next = (m: number) => (seed = (seed * 1103515245 + 12345) % 2147483648) % m;
+    const sorted = () =>
+      [...all.values()]
+        .filter((r) => r.purchases > 0)
+        .sort((a, b) => b.purchases - a.purchases || (a.item < b.item ? -1 : 1));
+    for (let step = 0; step < 3000; step++) {
+      // Few distinct purchase counts: many ties, decided by item id.
+      const r = row(`i${next(60)}`, `c${next(3)}`, next(6));
+      all.set(r.item, r);
+      t.apply(r);
+      const n = [1, 3, 10, 16, 40, 100][next(6)]!;
+      expect(t.top(n)).toEqual(sorted().slice(0, n));
+    }
+    expect(topRows(sorted().reverse(), 5)).toEqual(sorted().slice(0, 5));
+    expect(topRows(sorted(), 0)).toEqual([]);
   });
 
   it("should list a category's rows", () => {
