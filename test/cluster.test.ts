@@ -14,6 +14,7 @@ import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { LEASE_BUCKET } from "../connectors/nats/leases.js";
+import { liveKeys } from "../connectors/nats/topology.js";
 import { generateLog } from "./helpers/events.js";
 import { reference, type RefEvent } from "./helpers/reference.js";
 
@@ -110,18 +111,11 @@ async function owners(nc: NatsConnection): Promise<Record<string, string>> {
 }
 
 async function readOwners(nc: NatsConnection): Promise<Record<string, string>> {
-  // Subjects and direct gets, no consumer: cheap while the cluster is electing leaders.
+  // No consumer (liveKeys): cheap while the cluster is electing leaders.
   const kv = await nc.jetstream().views.kv(LEASE_BUCKET);
-  const prefix = `$KV.${LEASE_BUCKET}.`;
-  const info = await (
-    await nc.jetstreamManager()
-  ).streams.info(`KV_${LEASE_BUCKET}`, { subjects_filter: `${prefix}>` });
-  const keys = Object.keys(info.state.subjects ?? {}).map((s) => s.slice(prefix.length));
+  const entries = await liveKeys(await nc.jetstreamManager(), kv, LEASE_BUCKET);
   const out: Record<string, string> = {};
-  for (const k of keys.sort()) {
-    const e = await kv.get(k);
-    if (e?.operation === "PUT") out[k] = e.json<{ owner: string }>().owner;
-  }
+  for (const [k, e] of entries) out[k] = e.json<{ owner: string }>().owner;
   return out;
 }
 
@@ -306,15 +300,8 @@ describe("scale-out on a 3-node NATS cluster", () => {
       // The popularity rows in the bucket against the reference's.
       const kvp = await nc.jetstream().views.kv("reco_popularity");
       const inKv = new Map<string, number>();
-      const popSubjects = await jsm.streams.info("KV_reco_popularity", {
-        subjects_filter: "$KV.reco_popularity.>",
-      });
-      for (const subj of Object.keys(popSubjects.state.subjects ?? {}))
-        inKv.set(subj.slice("$KV.reco_popularity.".length), -1);
-      for (const k of [...inKv.keys()]) {
-        const e = await kvp.get(k);
-        if (e?.operation === "PUT") inKv.set(k, e.json<{ purchases: number }>().purchases);
-      }
+      for (const [k, e] of await liveKeys(jsm, kvp, "reco_popularity"))
+        inKv.set(k, e.json<{ purchases: number }>().purchases);
       const refRows = ref.popularity();
       console.log(
         "popularity: kv keys",

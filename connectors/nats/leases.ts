@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { KV, NatsConnection, NatsError } from "nats";
+import { liveKeys } from "./topology.js";
 
 /**
  * Partition ownership through NATS KV leases (nats-server 2.9 has no pinned consumers).
@@ -62,7 +63,8 @@ interface LeaseValue {
 interface Held {
   rev: number;
   confirmedAt: number;
-  renewing: boolean;
+  /** The renewal in flight, if any. */
+  renewing: Promise<void> | undefined;
 }
 
 /** The server refused a compare-and-set: the key's revision is not the one we hold. */
@@ -85,6 +87,7 @@ export function preferredOwner(unit: string, workers: readonly string[]): string
 }
 
 const enc = new TextEncoder();
+const dec = new TextDecoder();
 
 export async function createLeaseManager(
   nc: NatsConnection,
@@ -123,7 +126,7 @@ export async function createLeaseManager(
     enc.encode(JSON.stringify({ owner: o.workerId, token, since: now() } satisfies LeaseValue));
   const ours = (data: Uint8Array) => {
     try {
-      return (JSON.parse(new TextDecoder().decode(data)) as Partial<LeaseValue>).token === token;
+      return (JSON.parse(dec.decode(data)) as Partial<LeaseValue>).token === token;
     } catch {
       return false;
     }
@@ -144,7 +147,7 @@ export async function createLeaseManager(
 
   /** Takes a unit whose key we just wrote (revision `rev`, write sent at `sentAt`). */
   const acquire = (unit: string, rev: number, sentAt: number) => {
-    held.set(unit, { rev, confirmedAt: sentAt, renewing: false });
+    held.set(unit, { rev, confirmedAt: sentAt, renewing: undefined });
     freeSince.delete(unit);
     void queue(unit, async () => {
       if (held.get(unit)?.rev !== rev) return; // lost before it started
@@ -200,27 +203,14 @@ export async function createLeaseManager(
         continue;
       }
       if (h.renewing) continue;
-      h.renewing = true;
-      void renewOne(unit, h).finally(() => (h.renewing = false));
+      h.renewing = renewOne(unit, h).finally(() => (h.renewing = undefined));
     }
   };
 
   const jsm = await nc.jetstreamManager({ timeout, checkAPI: false });
-  const memberPrefix = `$KV.${MEMBER_BUCKET}.`;
-  /**
-   * The workers with a live membership key. Read from the stream's subject list and direct gets,
-   * not `kv.keys()`: that creates a consumer per call, a request to the cluster's meta leader
-   * from every worker every pass, which is what a cluster that just lost a node can least afford.
-   */
+  /** The workers with a live membership key (read without a consumer: see liveKeys). */
   const liveWorkers = async (): Promise<string[]> => {
-    const info = await jsm.streams.info(`KV_${MEMBER_BUCKET}`, {
-      subjects_filter: `${memberPrefix}>`,
-    });
-    const ws: string[] = [];
-    for (const subject of Object.keys(info.state.subjects ?? {})) {
-      const k = subject.slice(memberPrefix.length);
-      if ((await members.get(k))?.operation === "PUT") ws.push(k);
-    }
+    const ws = [...(await liveKeys(jsm, members, MEMBER_BUCKET)).keys()];
     if (!ws.includes(o.workerId)) ws.push(o.workerId);
     return ws.sort();
   };
@@ -277,7 +267,7 @@ export async function createLeaseManager(
     owned: () => new Map([...held].map(([unit, h]) => [unit, h.rev])),
     async tick() {
       renewAll();
-      await Promise.all([...held.keys()].map((u) => waitRenewed(u)));
+      await Promise.all([...held.values()].map((h) => h.renewing));
       await tick();
       await Promise.all([...unitOps.values()]);
     },
@@ -297,8 +287,4 @@ export async function createLeaseManager(
       await members.delete(o.workerId).catch(() => undefined);
     },
   };
-
-  async function waitRenewed(unit: string) {
-    while (held.get(unit)?.renewing) await new Promise((r) => setTimeout(r, 5));
-  }
 }

@@ -3,6 +3,8 @@ import {
   RetentionPolicy,
   StorageType,
   type JetStreamManager,
+  type KV,
+  type KvEntry,
   type NatsConnection,
   type StreamConfig,
 } from "nats";
@@ -124,4 +126,25 @@ export async function whenJetStreamAnswers<T>(fn: () => Promise<T>, forMs = 60_0
       await new Promise((r) => setTimeout(r, delay));
     }
   }
+}
+
+/**
+ * The keys of a KV bucket that hold a value (PUT), from the stream's subject list and direct
+ * gets. Unlike `kv.keys()` it creates no consumer: no request to the cluster's meta leader,
+ * which is what a cluster that just lost a node can least afford.
+ */
+export async function liveKeys(
+  jsm: JetStreamManager,
+  kv: KV,
+  bucket: string,
+): Promise<Map<string, KvEntry>> {
+  const prefix = `$KV.${bucket}.`;
+  const info = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+  const out = new Map<string, KvEntry>();
+  for (const subject of Object.keys(info.state.subjects ?? {}).sort()) {
+    const k = subject.slice(prefix.length);
+    const e = await kv.get(k);
+    if (e?.operation === "PUT") out.set(k, e);
+  }
+  return out;
 }
