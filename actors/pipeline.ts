@@ -91,9 +91,10 @@ export interface PipelineDeps {
   onFatal?: (err: Error) => void;
   /**
    * Which units (`parse`, `p0`..`p<P-1>`: a partition's user-path and item-path stages) this
-   * process runs: all of them (role `start`), or those its leases grant (role `worker`).
+   * process runs: all of them (role `start`), a fixed set (`units`: e.g. parse in a process of
+   * its own on a second core), or those its leases grant (role `worker`).
    */
-  ownership?: { mode: "all" } | LeaseOwnership;
+  ownership?: { mode: "all" } | { mode: "units"; units: readonly string[] } | LeaseOwnership;
   /** Run the serving side (popularity table, trending hub, fallback actors). Default true. */
   serve?: boolean;
 }
@@ -381,6 +382,12 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const ownership = deps.ownership ?? { mode: "all" };
   if (ownership.mode === "all") {
     for (const unit of unitStarters.keys()) startUnit(unit);
+  } else if (ownership.mode === "units") {
+    for (const unit of ownership.units) {
+      if (!unitStarters.has(unit))
+        throw new Error(`unknown unit ${JSON.stringify(unit)} (expected parse or p0..p${P - 1})`);
+      startUnit(unit);
+    }
   } else {
     const { archive } = ownership;
     const upload = async (unit: string) => {
