@@ -156,12 +156,20 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   });
 
   // Every stage instance belongs to a unit of ownership; a unit starts and stops as a whole.
-  const unitStarters = new Map<string, (() => void)[]>();
+  // What serving needs (popularity-join's profiles and the fallback actor that answers from them)
+  // is started first at process start: their snapshots load before the others', so a restarted
+  // process answers from its last snapshot while the rest of the state loads and replays.
+  const unitStarters = new Map<string, { start: () => void; serving: boolean }[]>();
   const unitIds = new Map<string, string[]>();
   const unitOf = (stage: string, partition: number) =>
     stage === "parse" ? "parse" : `p${partition}`;
+  const servingStage = (id: string) =>
+    id.startsWith("popularity-join/") || id.startsWith("fallback/");
   const register = (unit: string, id: string, start: () => void) => {
-    unitStarters.set(unit, [...(unitStarters.get(unit) ?? []), start]);
+    unitStarters.set(unit, [
+      ...(unitStarters.get(unit) ?? []),
+      { start, serving: servingStage(id) },
+    ]);
     unitIds.set(unit, [...(unitIds.get(unit) ?? []), id]);
   };
   const run = <H extends StageHandler>(spec: StageSpec<H>) => {
@@ -351,8 +359,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
     );
 
-  const startUnit = (unit: string) => {
-    for (const start of unitStarters.get(unit) ?? []) start();
+  /** Starts a unit's instances: the serving ones, the others, or (default) all of them. */
+  const startUnit = (unit: string, which: "serving" | "rest" | "all" = "all") => {
+    for (const { start, serving } of unitStarters.get(unit) ?? [])
+      if (which === "all" || serving === (which === "serving")) start();
   };
   /** Stops a unit's instances: no more input, and with `graceful` a final snapshot first. */
   const stopUnit = async (unit: string, graceful: boolean) => {
@@ -380,14 +390,15 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   let leases: LeaseManager | undefined;
   let archiveTimer: NodeJS.Timeout | undefined;
   const ownership = deps.ownership ?? { mode: "all" };
+  // Units started at once (not by leases): serving instances first, the rest once they run.
+  let fixedUnits: readonly string[] = [];
   if (ownership.mode === "all") {
-    for (const unit of unitStarters.keys()) startUnit(unit);
+    fixedUnits = [...unitStarters.keys()];
   } else if (ownership.mode === "units") {
-    for (const unit of ownership.units) {
+    for (const unit of ownership.units)
       if (!unitStarters.has(unit))
         throw new Error(`unknown unit ${JSON.stringify(unit)} (expected parse or p0..p${P - 1})`);
-      startUnit(unit);
-    }
+    fixedUnits = ownership.units;
   } else {
     const { archive } = ownership;
     const upload = async (unit: string) => {
@@ -520,8 +531,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
   };
 
+  for (const unit of fixedUnits) startUnit(unit, "serving");
   await supervisor.ready();
   running = true;
+  for (const unit of fixedUnits) startUnit(unit, "rest");
   return {
     backend,
     supervisor,

@@ -148,6 +148,9 @@ export async function startApp(
       }),
     });
     cleanups.push(() => http.stop());
+    // gRPC answers as soon as the serving instances run (startPipeline returns then); the
+    // other stages may still be loading their snapshots: "started" means all of them run.
+    await pipeline.ready();
 
     return {
       natsUrl,
