@@ -101,6 +101,11 @@ export async function startApp(
       serve: role === "start",
     });
     cleanups.push(() => pipeline.stop());
+    // gRPC answers as soon as the serving instances run (startPipeline returns then), before
+    // anything else here: the other stages' snapshots load meanwhile and share the event loop.
+    const grpc =
+      role === "start" ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
+    if (grpc) cleanups.push(() => grpc.stop());
 
     // State stays bounded on disk too: compact periodically so deleted keys free their space,
     // and report the store's size.
@@ -132,10 +137,6 @@ export async function startApp(
       clearInterval(compactTimer);
     });
 
-    const grpc =
-      role === "start" ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
-    if (grpc) cleanups.push(() => grpc.stop());
-
     const ready = () =>
       !nc.isClosed() &&
       (role === "worker" ? pipeline.supervisor !== undefined : pipeline.backend.isReady());
@@ -148,8 +149,7 @@ export async function startApp(
       }),
     });
     cleanups.push(() => http.stop());
-    // gRPC answers as soon as the serving instances run (startPipeline returns then); the
-    // other stages may still be loading their snapshots: "started" means all of them run.
+    // "Started" means every stage runs (the ready line); gRPC has been answering meanwhile.
     await pipeline.ready();
 
     return {
