@@ -36,6 +36,15 @@ function dropForTest(id: string, delivery: number): boolean {
   return true;
 }
 
+/**
+ * Fault injection for tests: RECO_TEST_SLOW_START=<stage>/<partition>:<ms> holds that instance's
+ * start (before its snapshot loads) for ms, like a large snapshot would. Never set in production.
+ */
+async function slowStartForTest(id: string): Promise<void> {
+  const [who, ms] = (process.env.RECO_TEST_SLOW_START ?? "").split(":");
+  if (who === id) await new Promise((resolve) => setTimeout(resolve, Number(ms)));
+}
+
 /** An input message as a stage handler sees it. */
 export interface InputMessage {
   seq: number;
@@ -91,7 +100,8 @@ export interface StageSpec<H extends StageHandler> {
   batching: "per-input" | { maxRecords: number; maxDelayMs: number };
   /** Period of `handler.tick()`, if the handler has one. */
   tickMs?: number;
-  create(state: StageState, out: StageOutput): H;
+  /** May return a promise: a handler that rebuilds a large index gives the loop back meanwhile. */
+  create(state: StageState, out: StageOutput): H | Promise<H>;
 }
 
 export interface HostDeps {
@@ -441,12 +451,13 @@ export function createStageInstance<H extends StageHandler>(
     behavior: {
       async start(ctx) {
         actorCtx = ctx;
+        await slowStartForTest(`${stage}/${partition}`);
         state = await deps.snapshots.load();
         lastSeq = Number(state.meta.seq ?? 0);
         lastUpTo = Number(state.meta.upTo ?? 0);
         progress = Number(state.meta.wm ?? -1);
         stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
-        handler = spec.create(state, out);
+        handler = await spec.create(state, out);
         publisher = createJetStreamPublisher(deps.nc, { window: 256 });
         // Messages arrive by callback and queue in the mailbox, which serialises them with
         // flushes, ticks and snapshots. The client pulls again on receipt, so what waits here is

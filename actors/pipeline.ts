@@ -27,7 +27,7 @@ import { consumerProbe, createParseHandler, loadMoviesCatalog } from "./parse.js
 import { createBadRatioAlert } from "./parse-metrics.js";
 import { createWatermarkHandler } from "./watermark.js";
 import { createWindowHandler } from "./window.js";
-import { createInterestHandler } from "./interest-ranking.js";
+import { loadInterestHandler } from "./interest-ranking.js";
 import { createPopularityHandler } from "./popularity.js";
 import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
 import { createFallbackActor, type FallbackActor } from "./fallback.js";
@@ -159,7 +159,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   // What serving needs (popularity-join's profiles and the fallback actor that answers from them)
   // is started first at process start: their snapshots load before the others', so a restarted
   // process answers from its last snapshot while the rest of the state loads and replays.
-  const unitStarters = new Map<string, { start: () => void; serving: boolean }[]>();
+  const unitStarters = new Map<string, { id: string; start: () => void; serving: boolean }[]>();
   const unitIds = new Map<string, string[]>();
   const unitOf = (stage: string, partition: number) =>
     stage === "parse" ? "parse" : `p${partition}`;
@@ -168,7 +168,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const register = (unit: string, id: string, start: () => void) => {
     unitStarters.set(unit, [
       ...(unitStarters.get(unit) ?? []),
-      { start, serving: servingStage(id) },
+      { id, start, serving: servingStage(id) },
     ]);
     unitIds.set(unit, [...(unitIds.get(unit) ?? []), id]);
   };
@@ -272,7 +272,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       input: "envelope",
       batching: perInput,
       create: (state, out) =>
-        createInterestHandler(state, out, {
+        loadInterestHandler(state, out, {
           partition: p,
           horizonMs: cfg.interestHorizonMs,
           windowMs: cfg.windowMs,
@@ -359,10 +359,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
     );
 
-  /** Starts a unit's instances: the serving ones, the others, or (default) all of them. */
-  const startUnit = (unit: string, which: "serving" | "rest" | "all" = "all") => {
+  /** Starts a unit's instances: all of them, or only the serving ones. */
+  const startUnit = (unit: string, which: "serving" | "all" = "all") => {
     for (const { start, serving } of unitStarters.get(unit) ?? [])
-      if (which === "all" || serving === (which === "serving")) start();
+      if (which === "all" || serving) start();
   };
   /** Stops a unit's instances: no more input, and with `graceful` a final snapshot first. */
   const stopUnit = async (unit: string, graceful: boolean) => {
@@ -534,17 +534,35 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   for (const unit of fixedUnits) startUnit(unit, "serving");
   await supervisor.ready();
   running = true;
-  for (const unit of fixedUnits) startUnit(unit, "rest");
+  // The other instances start one after the other: loading snapshots is CPU work on the event
+  // loop that serves gRPC, and forty loads side by side (each parsing 50k-key chunks between
+  // reads) held it for seconds at a time (4.5 s measured with 1M users); one at a time it is
+  // held for one chunk. An instance that does not run within REST_START_WAIT_MS (failing,
+  // restarting under its supervisor) does not hold up the ones after it.
+  let stopping = false;
+  const rest = (async () => {
+    for (const unit of fixedUnits)
+      for (const { id, start, serving } of unitStarters.get(unit) ?? []) {
+        if (serving) continue;
+        if (stopping) return;
+        start();
+        await withTimeout(supervisor.ready(id), REST_START_WAIT_MS).catch(() => undefined);
+      }
+  })();
   return {
     backend,
     supervisor,
     instance: (id) => instances.get(id),
-    ready: () => supervisor.ready(),
+    ready: async () => {
+      await rest;
+      await supervisor.ready();
+    },
     async snapshotAll() {
       await Promise.all([...instances.values()].map((i) => i.snapshotNow()));
     },
     async stop() {
       running = false;
+      stopping = true;
       clearInterval(archiveTimer);
       // Workers hand their units over: snapshot, upload, release the leases.
       await leases?.stop();
@@ -575,6 +593,9 @@ function hostMetrics(m: Metrics): NonNullable<HostDeps["metrics"]> {
     duplicateBatch: (s, p) => m.duplicateBatches.inc(l(s, p)),
   };
 }
+
+/** How long the start of one non-serving instance may hold up the next at process start. */
+const REST_START_WAIT_MS = 10_000;
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -225,7 +225,9 @@ export interface RawSnapshot {
 const META_KEY = "\u0001meta";
 const BASE_PREFIX = "\u0002b\u0000";
 const DELTA_PREFIX = "\u0003d\u0000";
-const CHUNK = 50_000;
+const CHUNK = 10_000;
+/** Keys loaded between two turns of the event loop (~20-30 ms of work). */
+const LOAD_SLICE = 10_000;
 const CHECKPOINT_MIN = 100_000;
 const pad = (n: number) => String(n).padStart(12, "0");
 
@@ -266,6 +268,16 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       /** Reads the instance's snapshot (one LevelDB iterator: a consistent view) into a state. */
       const read = async () => {
         const state = createStageState();
+        // Loading is CPU work on the event loop that also serves gRPC: give it back every
+        // LOAD_SLICE keys. (Applying the deltas of a 125k-user partition in one go held the loop
+        // for ~1 s per instance while a restarted process was already answering.)
+        let sinceYield = 0;
+        const pace = async (keys: number) => {
+          sinceYield += keys;
+          if (sinceYield < LOAD_SLICE) return;
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        };
         const deltas: string[] = [];
         const layout = {
           baseChunks: 0,
@@ -285,9 +297,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
               if (k === META_KEY) state.meta = JSON.parse(v) as Record<string, unknown>;
               else if (k.startsWith(BASE_PREFIX)) {
                 layout.baseChunks++;
-                for (const [name, kv] of JSON.parse(v) as [string, unknown[]][])
+                for (const [name, kv] of JSON.parse(v) as [string, unknown[]][]) {
                   for (let i = 0; i < kv.length; i += 2)
                     state.loadMapEntry(name, kv[i] as string, kv[i + 1]);
+                  await pace(kv.length / 2);
+                }
               } else if (k.startsWith(DELTA_PREFIX)) {
                 layout.deltaKeys.push(k);
                 deltas.push(v);
@@ -309,6 +323,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
               state.loadMapEntry(name, kv[i] as string, kv[i + 1]);
             for (const k of dels) state.loadMapEntry(name, k, undefined, true);
             layout.deltaEntries += kv.length / 2 + dels.length;
+            await pace(kv.length / 2 + dels.length);
           }
         }
         return { state, layout };
