@@ -4,7 +4,6 @@ import type { NatsConnection } from "nats";
 import { Gauge } from "prom-client";
 import type { Logger } from "pino";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
-import { connectNats } from "../connectors/nats/connection.js";
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
@@ -18,6 +17,8 @@ import type { RecoBackend } from "../connectors/grpc/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
+import { connectWithStatus } from "./nats-connect.js";
+import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse-process.js";
 
 export interface App {
   readonly natsUrl: string;
@@ -25,6 +26,8 @@ export interface App {
   readonly metricsPort: number;
   readonly pipeline: Pipeline;
   readonly nc: NatsConnection;
+  /** The child process that runs parse (`reco start` with PARSE_PROCESS=1). */
+  readonly parseProcess?: ParseProcess;
   /** Drains: snapshots every stage, stops servers, closes NATS, stops the private server. */
   stop(): Promise<void>;
 }
@@ -76,7 +79,23 @@ export async function startApp(
     cleanups.push(() => stateDb.close());
 
     const metrics = createMetrics();
-    let ownership: PipelineDeps["ownership"] = { mode: "all" };
+    // PARSE_PROCESS=1: parse runs in a child process on the second core (bin/parse-process.ts),
+    // started first so that its start-up overlaps this one's.
+    const parseApart = role === "start" && cfg.parseProcess;
+    if (role === "start") await moveParseSnapshot(stateDb, cfg.dataDir, parseApart);
+    const parseProcess = parseApart
+      ? startParseProcess({
+          cfg,
+          natsUrl,
+          log,
+          metrics,
+          ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+        })
+      : undefined;
+    if (parseProcess) cleanups.push(() => parseProcess.stop());
+    let ownership: PipelineDeps["ownership"] = parseApart
+      ? { mode: "units", units: Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`) }
+      : { mode: "all" };
     if (role === "worker") {
       const rc = options.roleConfig;
       if (!rc)
@@ -142,7 +161,7 @@ export async function startApp(
       (role === "worker" ? pipeline.supervisor !== undefined : pipeline.backend.isReady());
     const http: HttpServer = await startHttpServer({
       port: cfg.metricsPort,
-      registry: metrics.registry,
+      registry: parseProcess?.mergedRegistry(metrics.registry) ?? metrics.registry,
       health: () => ({
         ok: ready(),
         detail: { role, nats: nc.isClosed() ? "closed" : "connected", ready: ready() },
@@ -151,6 +170,7 @@ export async function startApp(
     cleanups.push(() => http.stop());
     // "Started" means every stage runs (the ready line); gRPC has been answering meanwhile.
     await pipeline.ready();
+    await parseProcess?.ready();
 
     return {
       natsUrl,
@@ -158,6 +178,7 @@ export async function startApp(
       metricsPort: http.port,
       pipeline,
       nc,
+      ...(parseProcess ? { parseProcess } : {}),
       async stop() {
         grpc?.setServing(false);
         await cleanup();
@@ -167,25 +188,6 @@ export async function startApp(
     await cleanup();
     throw err;
   }
-}
-
-async function connectWithStatus(cfg: AppConfig, servers: string, name: string, log: Logger) {
-  const nc = await connectNats({
-    servers,
-    name,
-    ...(cfg.natsUser !== undefined ? { user: cfg.natsUser } : {}),
-    ...(cfg.natsPass !== undefined ? { pass: cfg.natsPass } : {}),
-    ...(cfg.natsToken !== undefined ? { token: cfg.natsToken } : {}),
-    ...(cfg.natsCreds !== undefined ? { credsFile: cfg.natsCreds } : {}),
-    tls: { caFile: cfg.natsTlsCa, certFile: cfg.natsTlsCert, keyFile: cfg.natsTlsKey },
-  });
-  void (async () => {
-    for await (const s of nc.status()) {
-      if (s.type === "disconnect" || s.type === "reconnect" || s.type === "error")
-        log.warn({ type: s.type, data: String(s.data) }, "nats connection status");
-    }
-  })();
-  return nc;
 }
 
 async function serveGrpc(

@@ -24,6 +24,11 @@ export interface AppConfig {
   grpcTlsKey?: string;
   /** Largest gRPC request accepted; larger ones get RESOURCE_EXHAUSTED. */
   grpcMaxMessageBytes: number;
+  /**
+   * PARSE_PROCESS: `reco start` runs the parse unit in a child process of its own (a second
+   * core), the other units, serving and gRPC in the main one (bin/parse-process.ts).
+   */
+  parseProcess: boolean;
   /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
   natsTlsCa?: string;
   /** Client certificate and key (PEM) for NATS mutual TLS. */
@@ -88,6 +93,13 @@ export const SETTINGS = {
     default: "info",
     values: ["fatal", "error", "warn", "info", "debug", "trace", "silent"],
     help: "log level",
+  },
+  parseProcess: {
+    env: "PARSE_PROCESS",
+    kind: "enum",
+    default: "0",
+    values: ["0", "1"],
+    help: "reco start: 1 runs parse in a child process (a second core), 0 in the main process",
   },
   partitions: {
     env: "PARTITIONS",
@@ -463,6 +475,7 @@ export function loadConfig(
     metricsPort: num("metricsPort"),
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
+    parseProcess: str("parseProcess") === "1",
     pipeline,
   };
   for (const k of OPTIONAL_STRINGS) {

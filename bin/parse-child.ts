@@ -1,0 +1,132 @@
+/**
+ * The parse process: forked by `reco start` (bin/parse-process.ts) to run the parse unit on a
+ * core of its own. Not meant to be started by hand: it waits for its settings on the IPC channel.
+ */
+import { pino, type Logger } from "pino";
+import { Gauge } from "prom-client";
+import { startPipeline, type Pipeline } from "../actors/pipeline.js";
+import { createMetrics } from "../connectors/http/metrics.js";
+import type { StateDb } from "../state/index.js";
+import { connectWithStatus } from "./nats-connect.js";
+import type { AppConfig } from "./config.js";
+import {
+  openUnlocked,
+  parseStateDir,
+  type FromParseChild,
+  type ToParseChild,
+} from "./parse-process.js";
+
+if (!process.send) {
+  console.error("bin/parse-child.ts is forked by `reco start` (PARSE_PROCESS=1), not run by hand");
+  process.exit(2);
+}
+const send = (m: FromParseChild) => {
+  if (process.connected) process.send!(m, (err: Error | null) => err && undefined);
+};
+// The parent is gone (SIGKILLed, say): there is no one left to serve. Exit at once, which also
+// releases the LevelDB lock for the next parent's child; the snapshot makes this safe.
+process.on("disconnect", () => process.exit(0));
+// Ctrl-C reaches the whole process group and systemd signals the whole cgroup: the parent
+// decides when this process stops (the "stop" message), so it drains after the parent has begun.
+process.on("SIGINT", () => undefined);
+process.on("SIGTERM", () => undefined);
+
+let log: Logger = pino({ level: "info" });
+let stopping: Promise<void> | undefined;
+let stopApp: () => Promise<void> = async () => undefined;
+
+process.on("message", (m: ToParseChild) => {
+  if (m.type === "start")
+    void run(m.cfg, m.natsUrl).catch((err: unknown) => {
+      log.fatal({ err: err instanceof Error ? err.message : String(err) }, "parse process failed");
+      process.exit(1);
+    });
+  else if (m.type === "stop") {
+    stopping ??= stopApp().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: String(err) }, "parse process: stop failed");
+        process.exit(1);
+      },
+    );
+  }
+});
+
+async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
+  log = pino({ level: cfg.logLevel }).child({ proc: "parse" });
+  const cleanups: (() => Promise<unknown>)[] = [];
+  stopApp = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  };
+  const nc = await connectWithStatus(cfg, natsUrl, "reco-parse", log);
+  cleanups.push(() => nc.drain());
+  const stateDb = await openUnlocked(parseStateDir(cfg.dataDir));
+  cleanups.push(() => stateDb.close());
+  const metrics = createMetrics();
+  maintain(stateDb, metrics.registry, log, cleanups);
+  const pipeline: Pipeline = await startPipeline(cfg.pipeline, {
+    nc,
+    stateDb,
+    metrics,
+    log: (obj, msg) => log.warn(obj, msg),
+    onFatal: (err) => {
+      log.fatal({ err: err.message }, "supervision gave up: exiting");
+      process.exit(70);
+    },
+    ownership: { mode: "units", units: ["parse"] },
+    serve: false,
+  });
+  cleanups.push(() => pipeline.stop());
+
+  let reported = -1;
+  const positions = setInterval(() => {
+    const seq = pipeline.instance("parse/0")?.position() ?? 0;
+    if (seq !== reported) send({ type: "position", seq: (reported = seq) });
+  }, 100);
+  cleanups.push(async () => clearInterval(positions));
+  process.on("message", (m: ToParseChild) => {
+    if (m.type === "metrics")
+      void metrics.registry.getMetricsAsJSON().then(
+        (metrics) => send({ type: "metrics", id: m.id, metrics }),
+        () => send({ type: "metrics", id: m.id, metrics: [] }),
+      );
+  });
+  // A stop asked for while starting: the cleanups are complete only now.
+  if (stopping === undefined) send({ type: "ready" });
+}
+
+/** As the main process does for its own store: report the size, compact now and then. */
+function maintain(
+  stateDb: StateDb,
+  registry: ReturnType<typeof createMetrics>["registry"],
+  log: Logger,
+  cleanups: (() => Promise<unknown>)[],
+): void {
+  let bytes = 0;
+  const size = () =>
+    void stateDb.sizeBytes().then(
+      (b) => (bytes = b),
+      () => undefined,
+    );
+  size();
+  new Gauge({
+    name: "reco_state_bytes",
+    help: "Bytes of the LevelDB state store on disk",
+    registers: [registry],
+    collect() {
+      this.set(bytes);
+    },
+  });
+  const sizeTimer = setInterval(size, 30_000);
+  const compactTimer = setInterval(
+    () =>
+      void stateDb
+        .compact()
+        .catch((err: unknown) => log.warn({ err: String(err) }, "state compaction failed")),
+    10 * 60_000,
+  );
+  cleanups.push(async () => {
+    clearInterval(sizeTimer);
+    clearInterval(compactTimer);
+  });
+}

@@ -1,0 +1,327 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { Logger } from "pino";
+import {
+  AggregatorRegistry,
+  Registry,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from "prom-client";
+import { createActor, createSupervisor, type Actor } from "../runtime/index.js";
+import { openStateDb, type StateDb } from "../state/index.js";
+import type { Metrics } from "../connectors/http/metrics.js";
+import type { AppConfig } from "./config.js";
+
+/**
+ * `reco start` with PARSE_PROCESS=1: the parse unit (the single reader of EVENTS: validation,
+ * dedupe, routing) runs in a child process on the second core; the main process runs the
+ * partitions' units, serving, gRPC and metrics. Stages only talk over JetStream, so nothing
+ * else changes: parse's snapshot (in `${DATA_DIR}/state-parse`: LevelDB allows one process per
+ * directory) and its durable consumer make a SIGKILL of either process safe, as in one process.
+ *
+ * The child lives and dies with the main process: it exits when its IPC channel closes (the
+ * parent died, however), ignores the signals meant for the app as a whole, and stops (final
+ * snapshot) when the parent asks. The parent restarts a child that dies, with the backoff and
+ * escalation of the stage supervisor, and serves the child's metrics merged into its own.
+ */
+
+/** Messages parent → child. */
+export type ToParseChild =
+  | { type: "start"; cfg: AppConfig; natsUrl: string }
+  | { type: "metrics"; id: number }
+  | { type: "stop" };
+
+type JsonMetrics = MetricObjectWithValues<MetricValue<string>>[];
+
+/** Messages child → parent. */
+export type FromParseChild =
+  | { type: "ready" }
+  /** Parse's last processed EVENTS sequence, sent when it moves (at most every 100 ms). */
+  | { type: "position"; seq: number }
+  | { type: "metrics"; id: number; metrics: JsonMetrics };
+
+/** The parse child exited without being asked to. */
+export class ParseProcessExitedError extends Error {
+  override readonly name = "ParseProcessExitedError";
+  constructor(
+    readonly code: number | null,
+    readonly signal: string | null,
+  ) {
+    super(`the parse process exited with ${signal ?? `code ${code}`}`);
+  }
+}
+
+export interface ParseProcess {
+  /** PID of the current child; undefined while it is being restarted. */
+  pid(): number | undefined;
+  /** Parse's last processed EVENTS sequence as the current child last reported it (0 before). */
+  position(): number;
+  /** Resolves when a child runs parse (following restarts); rejects if supervision gave up. */
+  ready(): Promise<void>;
+  /** A registry whose /metrics text is `own` merged with the child's metrics. */
+  mergedRegistry(own: Registry): Registry;
+  /** Asks the child to drain (final snapshot) and exit, SIGKILL after `graceMs`; no restarts. */
+  stop(): Promise<void>;
+}
+
+export interface ParseProcessOptions {
+  cfg: AppConfig;
+  natsUrl: string;
+  log: Logger;
+  /** Restarts and failures of the child count as parse's (`reco_stage_restarts_total`, …). */
+  metrics?: Metrics;
+  /** Called when the child keeps dying (20 times within a minute): the app exits non-zero. */
+  onFatal?: (err: Error) => void;
+  /** How long the child may drain on stop before it is SIGKILLed (default 15 s). */
+  graceMs?: number;
+}
+
+const CHILD_ID = "parse-process";
+/** Directory of the child's LevelDB, beside the main process's `state`. */
+export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
+
+/** Starts the child (and supervises it); `ready()` tells when it runs parse. */
+export function startParseProcess(o: ParseProcessOptions): ParseProcess {
+  let lastPosition = 0;
+  let requestId = 0;
+  const supervisor = createSupervisor({
+    id: "parse-process",
+    // As the stage supervisor: backoff up to 5 s; 20 deaths within a minute is a crash loop.
+    restart: { count: 20, period: 60_000, delay: 100, maxDelay: 5_000 },
+    onEscalate: (err) => {
+      o.log.fatal({ err: String(err) }, "the parse process keeps dying: giving up");
+      o.onFatal?.(err);
+    },
+    reporter: (err) => o.log.error({ err: String(err) }, "parse process supervisor"),
+  });
+  const labels = { stage: "parse", partition: "0" };
+  supervisor.events$.subscribe((e) => {
+    if (e.type === "child-failed") {
+      o.metrics?.errors.inc(labels);
+      o.log.warn({ err: String(e.error), restarts: e.restarts }, "parse process failed");
+    }
+    if (e.type === "child-restarted") {
+      o.metrics?.restarts.inc(labels);
+      o.log.info({ delayMs: e.delayMs }, "parse process restarting");
+    }
+  });
+  const current = () => supervisor.child(CHILD_ID) as ParseChildActor | undefined;
+  supervisor.supervise(CHILD_ID, () =>
+    createParseChildActor(o, {
+      onPosition: (seq) => (lastPosition = seq),
+      onStart: () => (lastPosition = 0),
+    }),
+  );
+
+  const childMetrics = async (): Promise<JsonMetrics> => {
+    const actor = current();
+    return actor && actor.getStatus() === "running" ? actor.metrics(++requestId) : [];
+  };
+  return {
+    pid: () => current()?.pid(),
+    position: () => lastPosition,
+    ready: () => supervisor.ready(),
+    mergedRegistry: (own) => new MergedRegistry(own, childMetrics),
+    stop: () => supervisor.stop(),
+  };
+}
+
+interface ParseChildActor extends Actor<never> {
+  pid(): number | undefined;
+  /** The child's registry as JSON; [] if it does not answer within 2 s. */
+  metrics(id: number): Promise<JsonMetrics>;
+}
+
+/** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
+function childExecArgv(): string[] {
+  if (!import.meta.url.endsWith(".ts")) return [];
+  const flags: string[] = [];
+  const a = process.execArgv;
+  for (let i = 0; i < a.length; i++) {
+    const flag = a[i]!;
+    const value = a[i + 1];
+    if ((flag === "--require" || flag === "--import") && value?.includes("tsx")) {
+      flags.push(flag, value);
+      i++;
+    } else if (/^--(require|import)=.*tsx/.test(flag)) flags.push(flag);
+  }
+  if (flags.some((f) => f.includes("loader"))) return flags;
+  // `reco` (bin/reco.mjs) registers tsx in-process, tests run under vitest: load it explicitly.
+  const loader = createRequire(import.meta.url).resolve("tsx");
+  return ["--import", pathToFileURL(loader).href];
+}
+
+function createParseChildActor(
+  o: ParseProcessOptions,
+  hooks: { onPosition: (seq: number) => void; onStart: () => void },
+): ParseChildActor {
+  const ext = import.meta.url.endsWith(".ts") ? "ts" : "js";
+  const entry = fileURLToPath(new URL(`./parse-child.${ext}`, import.meta.url));
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  let stopping = false;
+  const replies = new Map<number, (m: JsonMetrics) => void>();
+  const alive = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+  const send = (m: ToParseChild) => {
+    if (alive() && child!.connected) child!.send(m, (err) => err && undefined);
+  };
+
+  const actor = createActor<never>({
+    id: CHILD_ID,
+    reporter: (err) => o.log.error({ err: String(err) }, "parse process actor"),
+    behavior: {
+      start(ctx) {
+        hooks.onStart();
+        const c = fork(entry, [], {
+          execArgv: childExecArgv(),
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+          serialization: "json",
+        });
+        child = c;
+        exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+        return new Promise<void>((resolve, reject) => {
+          let started = false;
+          c.on("message", (raw: FromParseChild) => {
+            if (raw.type === "position") hooks.onPosition(raw.seq);
+            else if (raw.type === "metrics") {
+              replies.get(raw.id)?.(raw.metrics);
+              replies.delete(raw.id);
+            } else if (raw.type === "ready") {
+              started = true;
+              o.log.info({ parsePid: c.pid }, "parse process ready");
+              resolve();
+            }
+          });
+          const failed = (err: Error) => {
+            for (const r of replies.values()) r([]);
+            replies.clear();
+            if (stopping) return;
+            if (started) ctx.fail(err);
+            else reject(err);
+          };
+          c.once("exit", (code, signal) => failed(new ParseProcessExitedError(code, signal)));
+          c.once("error", (err) => failed(err));
+          // Stopped while starting: stop() below ends the child.
+          ctx.signal.addEventListener("abort", () => reject(new Error("stopped while starting")));
+          o.log.debug({ parsePid: c.pid }, "parse process started");
+          send({ type: "start", cfg: o.cfg, natsUrl: o.natsUrl });
+        });
+      },
+      receive() {},
+      async stop() {
+        stopping = true;
+        if (!alive()) return;
+        const c = child!;
+        send({ type: "stop" });
+        const t = setTimeout(() => c.kill("SIGKILL"), o.graceMs ?? 15_000);
+        await exited;
+        clearTimeout(t);
+      },
+    },
+  });
+  return Object.assign(actor, {
+    pid: () => (alive() ? child?.pid : undefined),
+    metrics: (id: number) =>
+      new Promise<JsonMetrics>((resolve) => {
+        if (!alive()) return resolve([]);
+        const t = setTimeout(() => {
+          replies.delete(id);
+          resolve([]);
+        }, 2000);
+        replies.set(id, (m) => {
+          clearTimeout(t);
+          resolve(m);
+        });
+        send({ type: "metrics", id });
+      }),
+  });
+}
+
+/**
+ * The main process's registry with the child's metrics merged in (prom-client's cluster
+ * aggregation: counters and most gauges are summed by label set, so parse's series, which only
+ * the child has, appear as they are, and process-wide ones such as CPU seconds add up).
+ */
+class MergedRegistry extends Registry {
+  constructor(
+    private readonly own: Registry,
+    private readonly child: () => Promise<JsonMetrics>,
+  ) {
+    super();
+  }
+
+  override async metrics(): Promise<string> {
+    const [mine, theirs] = await Promise.all([this.own.getMetricsAsJSON(), this.child()]);
+    if (theirs.length === 0) return this.own.metrics();
+    return AggregatorRegistry.aggregate([mine, theirs]).metrics();
+  }
+}
+
+/**
+ * Moves parse's snapshot to where this start runs parse, so switching PARSE_PROCESS does not
+ * replay EVENTS from the beginning: into `state-parse` when parse runs in the child (once, when
+ * that directory does not exist yet), back into `state` when it runs in the main process. Only
+ * one of the two ever holds the live snapshot, so nothing has to compare them at every start.
+ */
+export async function moveParseSnapshot(
+  stateDb: StateDb,
+  dataDir: string,
+  toChild: boolean,
+): Promise<void> {
+  const dir = parseStateDir(dataDir);
+  const main = stateDb.instance("parse", 0);
+  if (toChild) {
+    if (existsSync(dir)) return;
+    const snap = await main.exportRaw();
+    if (Number(snap.meta.seq ?? 0) <= 0) return;
+    // Written beside it and renamed: a crash midway leaves no half-filled `state-parse`.
+    const tmp = `${dir}.tmp`;
+    await rm(tmp, { recursive: true, force: true });
+    const db = await openStateDb(tmp);
+    try {
+      await db.instance("parse", 0).importRaw(snap);
+    } finally {
+      await db.close();
+    }
+    await rename(tmp, dir);
+    await main.clear();
+    return;
+  }
+  if (!existsSync(dir)) return;
+  const db = await openUnlocked(dir);
+  try {
+    const snap = await db.instance("parse", 0).exportRaw();
+    if (Number(snap.meta.seq ?? 0) > 0) await main.importRaw(snap);
+  } finally {
+    await db.close();
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * Opens a state directory, waiting up to `waitMs` while another process still holds its lock:
+ * the child of a main process that was just SIGKILLed exits when it notices, a moment later.
+ */
+export async function openUnlocked(dir: string, waitMs = 10_000): Promise<StateDb> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await openStateDb(dir);
+    } catch (err) {
+      if (!isLocked(err) || Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+function isLocked(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if ((e as { code?: string }).code === "LEVEL_LOCKED") return true;
+    if (/\block\b/i.test(e.message)) return true;
+  }
+  return false;
+}
