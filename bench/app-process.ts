@@ -9,11 +9,11 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { repoPath, spawnTs } from "./child.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
 import {
-  dirSize,
   fmtInt,
   procCpuSeconds,
   scrape,
   sleep,
+  stateDirBytes,
   withFreshNats,
   type PromSample,
 } from "./util.js";
@@ -51,8 +51,9 @@ export interface AppProcess {
   /** Resolves with the "reco-stream ready" line. */
   ready(timeoutMs?: number): Promise<LogLine>;
   metrics(): Promise<PromSample[]>;
-  /** Resident set size from /proc (bytes). */
+  /** Resident set size from /proc (bytes), with the app's child processes (the parse process). */
   rss(): Promise<number>;
+  /** CPU seconds so far, with the app's child processes that are still running. */
   cpuSeconds(): Promise<number>;
   /** SIGKILL; resolves when the process is gone, with the epoch ms of the kill. */
   kill(): Promise<number>;
@@ -160,11 +161,20 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
       ),
     metrics: () => scrape(o.metricsPort),
     async rss() {
-      const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
-      const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-      return kb === undefined ? NaN : Number(kb) * 1024;
+      let total = 0;
+      for (const p of await processTree(pid)) {
+        const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
+        const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+        if (kb === undefined) return NaN;
+        total += Number(kb) * 1024;
+      }
+      return total;
     },
-    cpuSeconds: () => procCpuSeconds(pid),
+    async cpuSeconds() {
+      let total = 0;
+      for (const p of await processTree(pid)) total += await procCpuSeconds(p);
+      return total;
+    },
     async kill() {
       const at = epochNow();
       if (!gone) child.kill("SIGKILL");
@@ -180,6 +190,15 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
     },
     exited,
   };
+}
+
+/**
+ * The app's process and its children: with PARSE_PROCESS=1 the parse process (bin/parse-child.ts)
+ * is one. A private nats-server would be one too, but the bench always sets NATS_URL.
+ */
+async function processTree(pid: number): Promise<number[]> {
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+  return [pid, ...children.split(/\s+/).filter(Boolean).map(Number)];
 }
 
 const label = (m: PromSample) => `${m.labels.stage}/${m.labels.partition}`;
@@ -319,7 +338,7 @@ export async function withIngestedApp<T>(
       await current.ready();
       await sleep(2000);
       const rssIdle = await current.rss();
-      const levelIdle = await dirSize(join(dataDir, "state"));
+      const levelIdle = await stateDirBytes(dataDir);
       const events = o.users * o.perUser;
       o.log(
         `${o.label}: publishing ${fmtInt(events)} events of ${fmtInt(o.users)} users to the app (own process)`,

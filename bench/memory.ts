@@ -4,10 +4,9 @@
  * with the same users and twice the events. RSS of the app's process against its idle start,
  * LevelDB state directory after snapshots, and the state keys each stage holds.
  */
-import { join } from "node:path";
 import { withIngestedApp, type IngestedApp } from "./app-process.js";
 import { ratio, verdict, type Report } from "./report.js";
-import { dirSize, fmtInt, fmtMiB, sum } from "./util.js";
+import { fmtInt, fmtMiB, stateDirBytes, sum } from "./util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
@@ -51,7 +50,7 @@ async function measure(s: IngestedApp): Promise<Point> {
     rss: await s.app.rss(),
     heapUsed: sum(samples, "nodejs_heap_size_used_bytes"),
     levelIdle: s.levelIdle,
-    level: await dirSize(join(s.dataDir, "state")),
+    level: await stateDirBytes(s.dataDir),
     keys,
     ingestSecs: s.ingestSecs,
     lagGaugeStuck: s.lagGaugeStuck,

@@ -43,6 +43,11 @@ export async function dirSize(dir: string): Promise<number> {
   return total;
 }
 
+/** Bytes of the app's LevelDB stores: `state`, and `state-parse` with PARSE_PROCESS=1. */
+export async function stateDirBytes(dataDir: string): Promise<number> {
+  return (await dirSize(join(dataDir, "state"))) + (await dirSize(join(dataDir, "state-parse")));
+}
+
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux only). */
 export async function procCpuSeconds(pid: number): Promise<number> {
   try {
