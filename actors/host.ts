@@ -114,6 +114,11 @@ export interface HostDeps {
   maxAttempts: number;
   metrics?: HostMetrics;
   log?: (obj: object, msg: string) => void;
+  /**
+   * Runs the instance's snapshot load and handler creation (CPU work on the event loop) in turn
+   * with the other instances' (a FIFO shared by a process); default: at once.
+   */
+  loadInTurn?: <T>(load: () => Promise<T>) => Promise<T>;
 }
 
 export interface HostMetrics {
@@ -451,13 +456,16 @@ export function createStageInstance<H extends StageHandler>(
     behavior: {
       async start(ctx) {
         actorCtx = ctx;
-        await slowStartForTest(`${stage}/${partition}`);
-        state = await deps.snapshots.load();
-        lastSeq = Number(state.meta.seq ?? 0);
-        lastUpTo = Number(state.meta.upTo ?? 0);
-        progress = Number(state.meta.wm ?? -1);
-        stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
-        handler = await spec.create(state, out);
+        const load = async () => {
+          await slowStartForTest(`${stage}/${partition}`);
+          state = await deps.snapshots.load();
+          lastSeq = Number(state.meta.seq ?? 0);
+          lastUpTo = Number(state.meta.upTo ?? 0);
+          progress = Number(state.meta.wm ?? -1);
+          stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
+          handler = await spec.create(state, out);
+        };
+        await (deps.loadInTurn ? deps.loadInTurn(load) : load());
         publisher = createJetStreamPublisher(deps.nc, { window: 256 });
         // Messages arrive by callback and queue in the mailbox, which serialises them with
         // flushes, ticks and snapshots. The client pulls again on receipt, so what waits here is
@@ -538,7 +546,7 @@ export function createStageInstance<H extends StageHandler>(
         }, phase);
         timers.push(first);
         if (deps.metrics) timers.push(setInterval(reportMetrics, 250));
-        if (handler.tick && spec.tickMs) {
+        if (handler?.tick && spec.tickMs) {
           timers.push(setInterval(() => ctx.send({ kind: "tick" }), spec.tickMs));
         }
       },

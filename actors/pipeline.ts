@@ -145,7 +145,18 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
   });
 
+  // Snapshot loads run one at a time, in the order instances start (serving ones first): the
+  // loads are CPU work on the event loop that serves gRPC, and forty side by side (each parsing
+  // chunks between reads) held it for seconds at a time (4.5 s measured with 1M users). In turn,
+  // the loop is held for one slice of one load; consumers are created as each load ends.
+  let loads: Promise<unknown> = Promise.resolve();
+  const loadInTurn = <T>(load: () => Promise<T>): Promise<T> => {
+    const next = loads.then(load, load);
+    loads = next.catch(() => undefined);
+    return next;
+  };
   const hostDeps = (stage: string, partition: number): HostDeps => ({
+    loadInTurn,
     nc,
     snapshots: deps.stateDb.instance(stage, partition),
     snapshotIntervalMs: cfg.snapshotIntervalMs,
@@ -159,7 +170,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   // What serving needs (popularity-join's profiles and the fallback actor that answers from them)
   // is started first at process start: their snapshots load before the others', so a restarted
   // process answers from its last snapshot while the rest of the state loads and replays.
-  const unitStarters = new Map<string, { id: string; start: () => void; serving: boolean }[]>();
+  const unitStarters = new Map<string, { start: () => void; serving: boolean }[]>();
   const unitIds = new Map<string, string[]>();
   const unitOf = (stage: string, partition: number) =>
     stage === "parse" ? "parse" : `p${partition}`;
@@ -168,7 +179,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const register = (unit: string, id: string, start: () => void) => {
     unitStarters.set(unit, [
       ...(unitStarters.get(unit) ?? []),
-      { id, start, serving: servingStage(id) },
+      { start, serving: servingStage(id) },
     ]);
     unitIds.set(unit, [...(unitIds.get(unit) ?? []), id]);
   };
@@ -359,10 +370,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
     );
 
-  /** Starts a unit's instances: all of them, or only the serving ones. */
-  const startUnit = (unit: string, which: "serving" | "all" = "all") => {
+  /** Starts a unit's instances: all of them, the serving ones, or the others. */
+  const startUnit = (unit: string, which: "serving" | "rest" | "all" = "all") => {
     for (const { start, serving } of unitStarters.get(unit) ?? [])
-      if (which === "all" || serving) start();
+      if (which === "all" || serving === (which === "serving")) start();
   };
   /** Stops a unit's instances: no more input, and with `graceful` a final snapshot first. */
   const stopUnit = async (unit: string, graceful: boolean) => {
@@ -534,35 +545,17 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   for (const unit of fixedUnits) startUnit(unit, "serving");
   await supervisor.ready();
   running = true;
-  // The other instances start one after the other: loading snapshots is CPU work on the event
-  // loop that serves gRPC, and forty loads side by side (each parsing 50k-key chunks between
-  // reads) held it for seconds at a time (4.5 s measured with 1M users); one at a time it is
-  // held for one chunk. An instance that does not run within REST_START_WAIT_MS (failing,
-  // restarting under its supervisor) does not hold up the ones after it.
-  let stopping = false;
-  const rest = (async () => {
-    for (const unit of fixedUnits)
-      for (const { id, start, serving } of unitStarters.get(unit) ?? []) {
-        if (serving) continue;
-        if (stopping) return;
-        start();
-        await withTimeout(supervisor.ready(id), REST_START_WAIT_MS).catch(() => undefined);
-      }
-  })();
+  for (const unit of fixedUnits) startUnit(unit, "rest");
   return {
     backend,
     supervisor,
     instance: (id) => instances.get(id),
-    ready: async () => {
-      await rest;
-      await supervisor.ready();
-    },
+    ready: () => supervisor.ready(),
     async snapshotAll() {
       await Promise.all([...instances.values()].map((i) => i.snapshotNow()));
     },
     async stop() {
       running = false;
-      stopping = true;
       clearInterval(archiveTimer);
       // Workers hand their units over: snapshot, upload, release the leases.
       await leases?.stop();
@@ -593,9 +586,6 @@ function hostMetrics(m: Metrics): NonNullable<HostDeps["metrics"]> {
     duplicateBatch: (s, p) => m.duplicateBatches.inc(l(s, p)),
   };
 }
-
-/** How long the start of one non-serving instance may hold up the next at process start. */
-const REST_START_WAIT_MS = 10_000;
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {

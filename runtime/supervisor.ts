@@ -61,10 +61,9 @@ export interface Supervisor {
   /**
    * Resolves when every current child is running (awaits their start()), following restarts of
    * children whose start failed. Rejects with the `EscalationError` on escalation, or with
-   * `SupervisorStoppedError` if the supervisor is stopped first. With `childId`, only that
-   * child (resolves at once if there is no such child).
+   * `SupervisorStoppedError` if the supervisor is stopped first.
    */
-  ready(childId?: string): Promise<void>;
+  ready(): Promise<void>;
   /**
    * Resolves (never rejects) when the supervisor stops, or with the Error when it escalates
    * (escalation stops all children and calls onEscalate).
@@ -342,12 +341,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       if (!ending) draining = true;
       return end((actor) => actor.drain());
     },
-    async ready(childId) {
-      if (childId !== undefined) {
-        const record = children.get(childId);
-        if (record) await whenRunning(record);
-        return;
-      }
+    async ready() {
       await Promise.all([...children.values()].map(whenRunning));
     },
     closed: () => closedPromise,

@@ -149,28 +149,6 @@ describe("createSupervisor", () => {
     await supervisor.stop();
   });
 
-  it("ready(id) waits for that child only", async () => {
-    const { supervisor } = setup();
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    supervisor.supervise("slow", () =>
-      createActor({ id: "slow", behavior: { start: () => held, receive() {} } }),
-    );
-    supervisor.supervise("quick", () => createActor({ id: "quick", behavior: { receive() {} } }));
-    let all = false;
-    void supervisor.ready().then(() => (all = true));
-    await supervisor.ready("quick");
-    expect(supervisor.child("quick")?.getStatus()).toBe("running");
-    await flush();
-    expect(all).toBe(false);
-    await supervisor.ready("no-such-child");
-    release();
-    await supervisor.ready("slow");
-    await flush();
-    expect(all).toBe(true);
-    await supervisor.stop();
-  });
-
   it("unsupervise() during the backoff cancels the restart and frees the id", async () => {
     const { clock, supervisor } = setup();
     const child = childFactory("c");
