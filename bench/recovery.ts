@@ -291,9 +291,9 @@ export async function measureRecovery(
       const killed = await app.kill();
       app = s.app = s.spawn();
       const back = await pollUntil(app.grpcAddress, [probeUser], shows, 60_000);
-      const parts = await breakdown(app, killed, back.accepted);
       // Caught up: parse has processed everything published up to when it answered again.
       const seqWhenBack = await lastSeqNow();
+      const parts = await breakdown(app, killed, back.accepted);
       let caughtUpAt = NaN;
       const tWait = epochNow();
       while (epochNow() - tWait < 30_000) {
