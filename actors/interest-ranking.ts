@@ -120,7 +120,7 @@ function interestHandler(
   opts: InterestOptions,
 ): { handler: InterestHandler; rebuild: Generator<void, void, void> } {
   const cells = state.map<Cell>("cell");
-  const profiles = state.map<ProfileRecord>("profile");
+  const profiles = state.map<ProfileRecord>("profile", { text: true });
   // Derived, in memory, rebuilt from the cells on load.
   const users = new Map<string, UserAgg>();
   const byWindow = new Map<number, Set<string>>();

@@ -135,7 +135,7 @@ function mergeRanked(lists: Candidate[][]): Candidate[] {
  * change would otherwise re-rank every user of a category, O(users) per purchase.
  */
 export function createJoinHandler(state: StageState, opts: JoinOptions): JoinHandler {
-  const profiles = state.map<ProfileRecord>("profile");
+  const profiles = state.map<ProfileRecord>("profile", { text: true });
   let progress = Number(state.meta.progress ?? -1);
   return {
     profile: (u) => profiles.get(u),

@@ -168,4 +168,56 @@ describe("snapshots as deltas and checkpoints", () => {
       ["cell\u0000k3", 3],
     ]);
   });
+  it("keeps a text map's values as JSON text on disk and until read, across deltas and checkpoints", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-state-"));
+    db = await openStateDb(dir, { checkpointMinKeys: 100 });
+    const store = db.instance("popularity-join", 1);
+    const state = await store.load();
+    // Written before text maps existed: objects on disk still load.
+    state.map<{ top: string[] }>("profile").set("old", { top: ["a"] });
+    state.meta = { seq: 1 };
+    await store.write(state);
+    const s2 = await store.load();
+    const profiles = s2.map<{ top: string[] }>("profile", { text: true });
+    expect(profiles.get("old")).toEqual({ top: ["a"] });
+    for (let i = 0; i < 150; i++) profiles.set(`u${i}`, { top: [`c${i}`] });
+    s2.meta = { seq: 2 };
+    await store.write(s2); // a delta
+    // Deltas over twice the live state: the third of these writes is a checkpoint.
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 200; i++) profiles.set(`u${i}`, { top: [`d${round * 1000 + i}`] });
+      profiles.delete("u3");
+      s2.meta = { seq: 3 + round };
+      await store.write(s2);
+    }
+    await db.close();
+    expect((await rawKeys(dir, "popularity-join", 1)).some((k) => k.startsWith("\u0002"))).toBe(
+      true,
+    );
+    db = await openStateDb(dir, { checkpointMinKeys: 100 });
+    const raw = await db.instance("popularity-join", 1).exportRaw();
+    const persisted = new Map(raw.entries);
+    expect(persisted.get("profile\u0000u5")).toBe(JSON.stringify({ top: ["d2005"] }));
+    expect(persisted.get("profile\u0000old")).toBe(JSON.stringify({ top: ["a"] }));
+    expect(persisted.has("profile\u0000u3")).toBe(false);
+
+    const store3 = db.instance("popularity-join", 1);
+    const s3 = await store3.load();
+    const again = s3.map<{ top: string[] }>("profile", { text: true });
+    expect(again.size).toBe(200);
+    expect(again.get("u5")).toEqual({ top: ["d2005"] });
+    expect(again.get("u199")).toEqual({ top: ["d2199"] });
+    expect(again.get("u3")).toBeUndefined();
+    expect(new Map(again.entries()).get("old")).toEqual({ top: ["a"] });
+    // A value read (parsed) is not a change: the next snapshot writes nothing for it.
+    expect(s3.dirtyCount()).toBe(0);
+    again.set("u7", { top: ["e"] });
+    s3.meta = { seq: 9 };
+    expect(await store3.write(s3)).toBe(1);
+    const s4 = await db.instance("popularity-join", 1).load();
+    expect(s4.map<{ top: string[] }>("profile", { text: true }).get("u7")).toEqual({ top: ["e"] });
+    expect(s4.map<{ top: string[] }>("profile", { text: true }).get("u5")).toEqual({
+      top: ["d2005"],
+    });
+  });
 });
