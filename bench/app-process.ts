@@ -11,6 +11,7 @@ import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
 import {
   fmtInt,
   procCpuSeconds,
+  procRssBytes,
   scrape,
   sleep,
   stateDirBytes,
@@ -162,12 +163,7 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
     metrics: () => scrape(o.metricsPort),
     async rss() {
       let total = 0;
-      for (const p of await processTree(pid)) {
-        const status = await readFile(`/proc/${p}/status`, "utf8").catch(() => "");
-        const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-        if (kb === undefined) return NaN;
-        total += Number(kb) * 1024;
-      }
+      for (const p of await processTree(pid)) total += await procRssBytes(p);
       return total;
     },
     async cpuSeconds() {

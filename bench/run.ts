@@ -51,6 +51,7 @@ import {
   median,
   percentile,
   procCpuSeconds,
+  procRssBytes,
   scrape,
   selfCpuSeconds,
   sleep,
@@ -402,10 +403,13 @@ async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise
       const rss = process.memoryUsage();
       await r.app.pipeline.snapshotAll();
       const level = await stateDirBytes(r.dataDir);
+      const parsePid = r.app.parseProcess?.pid();
+      const parseRss =
+        parsePid === undefined ? "" : ` + parse process ${fmtMiB(await procRssBytes(parsePid))}`;
       row({
         step: "2",
         figure: "  RSS after ingest (Δ from before app start)",
-        value: `${fmtMiB(rss.rss)} (+${fmtMiB(rss.rss - r.rssBefore)})`,
+        value: `${fmtMiB(rss.rss)} (+${fmtMiB(rss.rss - r.rssBefore)})${parseRss}`,
         baseline: `heap used ${fmtMiB(rss.heapUsed)}`,
       });
       row({ step: "2", figure: "  LevelDB state dir after snapshotAll()", value: fmtMiB(level) });

@@ -48,6 +48,13 @@ export async function stateDirBytes(dataDir: string): Promise<number> {
   return (await dirSize(join(dataDir, "state"))) + (await dirSize(join(dataDir, "state-parse")));
 }
 
+/** Resident set size of a process from /proc, in bytes (NaN once it is gone). */
+export async function procRssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+  return kb === undefined ? NaN : Number(kb) * 1024;
+}
+
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux only). */
 export async function procCpuSeconds(pid: number): Promise<number> {
   try {
