@@ -97,7 +97,7 @@ export const SETTINGS = {
   parseProcess: {
     env: "PARSE_PROCESS",
     kind: "enum",
-    default: "0",
+    default: "1",
     values: ["0", "1"],
     help: "reco start: 1 runs parse in a child process (a second core), 0 in the main process",
   },

@@ -172,7 +172,9 @@ async function caughtUp(app: App, nc: NatsConnection, partitions: number): Promi
     }
   };
   const events = (await jsm.streams.info("EVENTS")).state.last_seq;
-  if ((app.pipeline.instance("parse/0")?.position() ?? -1) < events) return false;
+  // Parse runs in a process of its own by default (PARSE_PROCESS=1).
+  const parsed = app.pipeline.instance("parse/0")?.position() ?? app.parseProcess?.position() ?? -1;
+  if (parsed < events) return false;
   for (let p = 0; p < partitions; p++) {
     const inputs: [string, string][] = [
       ["watermark", `reco.parse.${p}`],

@@ -432,6 +432,8 @@ describe("a quiet input in the real app (IDLE_TIMEOUT_MS=1000)", () => {
         TRENDING_1H_OUT_OF_ORDERNESS_MS: "0",
         TRENDING_TRIGGER: "200",
         LOG_LEVEL: "silent",
+        // Parse in this process: the test reads its stats (idle markers) from its instance.
+        PARSE_PROCESS: "0",
       }),
       pino({ level: "silent" }),
     );
