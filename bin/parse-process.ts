@@ -257,7 +257,10 @@ class MergedRegistry extends Registry {
   override async metrics(): Promise<string> {
     const [mine, theirs] = await Promise.all([this.own.getMetricsAsJSON(), this.child()]);
     if (theirs.length === 0) return this.own.metrics();
-    return AggregatorRegistry.aggregate([mine, theirs]).metrics();
+    // "omit" (process_start_time_seconds) would drop the series: keep the main process's.
+    const keep = (ms: JsonMetrics) =>
+      ms.map((m) => (m.aggregator === "omit" ? { ...m, aggregator: "first" as const } : m));
+    return AggregatorRegistry.aggregate([keep(mine), keep(theirs)]).metrics();
   }
 }
 

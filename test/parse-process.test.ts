@@ -152,12 +152,11 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     expect(ref.duplicates).toBeGreaterThan(100);
 
     const parse = app.parseProcess!;
+    // Killed as soon as parse passes `seq` (it reports its position every 100 ms), with more of
+    // the log still to process.
     const killAt = async (seq: number) => {
-      const at = await eventually(
-        async () => parse.position(),
-        (p) => p >= seq,
-      );
-      expect(at).toBeGreaterThanOrEqual(seq);
+      expect(await waitFor(() => parse.position() >= seq, 60_000)).toBe(true);
+      expect(parse.position()).toBeLessThan(messages.length);
       const pid = parse.pid()!;
       process.kill(pid, "SIGKILL");
       expect(await waitFor(() => gone(pid), 5000)).toBe(true);
@@ -168,7 +167,13 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     const half = Math.floor(messages.length / 2);
     await publish(messages.slice(0, half));
     const first = await killAt(Math.floor(half / 3));
-    const rest = publish(messages.slice(half));
+    // The other half in small steps, so that parse is still reading when it dies again.
+    const rest = (async () => {
+      for (let k = half; k < messages.length; k += 500) {
+        await publish(messages.slice(k, k + 500));
+        await sleep(30);
+      }
+    })();
     await eventually(
       async () => parse.pid(),
       (pid) => pid !== undefined && pid !== first,
@@ -177,6 +182,8 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     await rest;
     const last = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state.last_seq;
     expect(last).toBe(messages.length);
+    // The third parse process has read everything.
+    expect(await waitFor(() => parse.position() >= last, 60_000)).toBe(true);
 
     const users = ref.users();
     for (const u of users) {
@@ -198,6 +205,11 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     expect(await count("in")).toBe(log.length);
     expect(await metric(port, "reco_stage_position", { stage: "parse" })).toBe(last);
     expect(await metric(port, "reco_stage_restarts_total", { stage: "parse" })).toBeGreaterThan(1);
+    // One exposition: every family once, the main process's start time kept.
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));
+    expect(types.length).toBe(new Set(types).size);
+    expect(text).toMatch(/^process_start_time_seconds \d+/m);
   });
 
   it("moves parse's snapshot when PARSE_PROCESS changes, so EVENTS is not read again", async () => {
