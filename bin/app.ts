@@ -79,20 +79,9 @@ export async function startApp(
     cleanups.push(() => stateDb.close());
 
     const metrics = createMetrics();
-    // PARSE_PROCESS=1: parse runs in a child process on the second core (bin/parse-process.ts),
-    // started first so that its start-up overlaps this one's.
+    // PARSE_PROCESS=1: parse runs in a child process on the second core (bin/parse-process.ts).
     const parseApart = role === "start" && cfg.parseProcess;
     if (role === "start") await moveParseSnapshot(stateDb, cfg.dataDir, parseApart);
-    const parseProcess = parseApart
-      ? startParseProcess({
-          cfg,
-          natsUrl,
-          log,
-          metrics,
-          ...(options.onFatal ? { onFatal: options.onFatal } : {}),
-        })
-      : undefined;
-    if (parseProcess) cleanups.push(() => parseProcess.stop());
     let ownership: PipelineDeps["ownership"] = parseApart
       ? { mode: "units", units: Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`) }
       : { mode: "all" };
@@ -125,6 +114,18 @@ export async function startApp(
     const grpc =
       role === "start" ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
+    // Started once serving runs: its start-up (loading the sources, parse's snapshot, catching
+    // up) would otherwise take CPU from loading the serving snapshots after a crash.
+    const parseProcess = parseApart
+      ? startParseProcess({
+          cfg,
+          natsUrl,
+          log,
+          metrics,
+          ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+        })
+      : undefined;
+    if (parseProcess) cleanups.push(() => parseProcess.stop());
 
     // State stays bounded on disk too: compact periodically so deleted keys free their space,
     // and report the store's size.
