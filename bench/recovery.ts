@@ -5,7 +5,6 @@
  * Then the same under a steady ingest load (6b): killed at an arbitrary moment, so the restart
  * replays what its last snapshot did not cover.
  */
-import { join } from "node:path";
 import { Source, type GetRecommendationsResponse } from "../proto/gen/reco/v1/reco_pb.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
@@ -22,7 +21,7 @@ import {
 import { rng32, toMessage, uuidFrom } from "./generator.js";
 import { startLoad } from "./load.js";
 import { verdict, type Report } from "./report.js";
-import { dirSize, fmtInt, fmtMiB, sleep, sum } from "./util.js";
+import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "./util.js";
 
 export interface RecoveryOptions {
   events: number;
@@ -159,7 +158,7 @@ export async function measureRecovery(
     );
   const before = await positions(app);
   const rss = await app.rss();
-  const levelBytes = await dirSize(join(s.dataDir, "state"));
+  const levelBytes = await stateDirBytes(s.dataDir);
   // Users with the first, a middle and the last event, one never seen.
   const last = s.users - 1;
   const users = [
