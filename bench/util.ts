@@ -68,6 +68,22 @@ export async function procCpuSeconds(pid: number): Promise<number> {
   }
 }
 
+/**
+ * Jiffies the whole machine has spent busy and in total so far (all cores, /proc/stat; Linux
+ * only): two readings give the share of the machine in use, whatever process used it.
+ */
+export async function machineCpuTicks(): Promise<{ busy: number; total: number }> {
+  try {
+    const line = (await readFile("/proc/stat", "utf8")).split("\n")[0]!;
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    // idle and iowait are the 4th and 5th fields.
+    return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+
 /** CPU seconds this process has used so far. */
 export function selfCpuSeconds(): number {
   const u = process.cpuUsage();
