@@ -466,6 +466,9 @@ export function createStageInstance<H extends StageHandler>(
           handler = await spec.create(state, out);
         };
         await (deps.loadInTurn ? deps.loadInTurn(load) : load());
+        // Stopped while loading (a lease revoked while the load waited its turn): open nothing.
+        // An abort listener added from here on would never fire.
+        if (ctx.signal.aborted) return;
         publisher = createJetStreamPublisher(deps.nc, { window: 256 });
         // Messages arrive by callback and queue in the mailbox, which serialises them with
         // flushes, ticks and snapshots. The client pulls again on receipt, so what waits here is
@@ -579,6 +582,10 @@ export function createStageInstance<H extends StageHandler>(
         }
       },
       async stop() {
+        // Also when the stop came while the input was being opened (its abort listener was
+        // added after the abort, and never fires): a live subscription on the durable consumer
+        // would take deliveries from the unit's next owner.
+        closeInput();
         for (const t of timers) clearInterval(t);
         timers.length = 0;
         // A write in flight finishes before the instance is gone: a restarted incarnation loads
