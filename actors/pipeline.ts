@@ -155,8 +155,11 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     loads = next.catch(() => undefined);
     return next;
   };
+  // Only where units start together at process start (`start`); a worker's units arrive one
+  // lease at a time and load side by side as before.
+  const inTurn = (deps.ownership ?? { mode: "all" }).mode !== "leases";
   const hostDeps = (stage: string, partition: number): HostDeps => ({
-    loadInTurn,
+    ...(inTurn ? { loadInTurn } : {}),
     nc,
     snapshots: deps.stateDb.instance(stage, partition),
     snapshotIntervalMs: cfg.snapshotIntervalMs,
