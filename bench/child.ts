@@ -1,30 +1,16 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { fileURLToPath } from "node:url";
-
-/**
- * The flags that load tsx in this process (`--require …/tsx/dist/preflight.cjs`, `--import
- * …/tsx/dist/loader.mjs`), without any other node flag (`--cpu-prof`, say). `npm start` runs
- * `tsx bin/main.ts`, whose CLI starts a node child with exactly these flags: running node with
- * them directly gives the same process minus the wrapper, so a SIGKILL reaches the app itself.
- */
-export function tsxFlags(): string[] {
-  const out: string[] = [];
-  const a = process.execArgv;
-  for (let i = 0; i < a.length; i++) {
-    const flag = a[i]!;
-    const value = a[i + 1];
-    if ((flag === "--require" || flag === "--import") && value?.includes("tsx")) {
-      out.push(flag, value);
-      i++;
-    } else if (/^--(require|import)=.*tsx/.test(flag)) out.push(flag);
-  }
-  return out;
-}
+import { tsxFlags } from "../bin/tsx-flags.js";
 
 /** Absolute path of a file of this repo, from a path relative to bench/. */
 export const repoPath = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
 
-/** Runs a TypeScript file of this repo in a node child with tsx loaded (and an IPC channel). */
+/**
+ * Runs a TypeScript file of this repo in a node child with tsx loaded (and an IPC channel).
+ * `npm start` runs `tsx bin/main.ts`, whose CLI starts a node child with exactly the flags of
+ * tsxFlags(): running node with them directly gives the same process minus the wrapper, so a
+ * SIGKILL reaches the app itself.
+ */
 export function spawnTs(
   script: string,
   args: string[],

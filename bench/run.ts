@@ -50,6 +50,7 @@ import {
   fmtMs,
   median,
   percentile,
+  machineBusyPct,
   machineCpuTicks,
   procCpuSeconds,
   procRssBytes,
@@ -295,7 +296,7 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
     appCpuSecs: cpu,
     natsCpuPct: (natsCpu / wall) * 100,
     /** Share of the whole machine (every core) busy during the ingest, any process. */
-    machineBusyPct: ((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 100,
+    machineBusyPct: machineBusyPct(machine0, machine1),
   };
 }
 
@@ -529,8 +530,7 @@ async function stepFreshness(): Promise<void> {
         const cpu1 = selfCpuSeconds() + (await parseCpuSeconds(app));
         const cpuPct = ((cpu1 - cpu0) / ((performance.now() - tProbe) / 1000)) * 100;
         const machine1 = await machineCpuTicks();
-        const machineBusyPct =
-          ((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 100;
+        const busyPct = machineBusyPct(machine0, machine1);
         const jsm = await nc.jetstreamManager();
         const lastSeq = (await jsm.streams.info(EVENTS_STREAM)).state.last_seq;
         const backlog = Math.max(0, lastSeq - parsePosition(app));
@@ -544,7 +544,7 @@ async function stepFreshness(): Promise<void> {
           missed: results.length - seen.length,
           backlog,
           cpuPct,
-          machineBusyPct,
+          machineBusyPct: busyPct,
         });
       }
       stop = true;

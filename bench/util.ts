@@ -84,6 +84,12 @@ export async function machineCpuTicks(): Promise<{ busy: number; total: number }
   }
 }
 
+/** The share (%) of the machine busy between two machineCpuTicks() readings. */
+export const machineBusyPct = (
+  a: { busy: number; total: number },
+  b: { busy: number; total: number },
+) => ((b.busy - a.busy) / (b.total - a.total)) * 100;
+
 /** CPU seconds this process has used so far. */
 export function selfCpuSeconds(): number {
   const u = process.cpuUsage();

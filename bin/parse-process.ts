@@ -15,6 +15,7 @@ import { createActor, createSupervisor, type Actor } from "../runtime/index.js";
 import { openStateDb, type StateDb } from "../state/index.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import type { AppConfig } from "./config.js";
+import { tsxFlags } from "./tsx-flags.js";
 
 /**
  * `reco start` with PARSE_PROCESS=1: the parse unit (the single reader of EVENTS: validation,
@@ -139,16 +140,7 @@ interface ParseChildActor extends Actor<never> {
 /** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
 function childExecArgv(): string[] {
   if (!import.meta.url.endsWith(".ts")) return [];
-  const flags: string[] = [];
-  const a = process.execArgv;
-  for (let i = 0; i < a.length; i++) {
-    const flag = a[i]!;
-    const value = a[i + 1];
-    if ((flag === "--require" || flag === "--import") && value?.includes("tsx")) {
-      flags.push(flag, value);
-      i++;
-    } else if (/^--(require|import)=.*tsx/.test(flag)) flags.push(flag);
-  }
+  const flags = tsxFlags();
   if (flags.some((f) => f.includes("loader"))) return flags;
   // `reco` (bin/reco.mjs) registers tsx in-process, tests run under vitest: load it explicitly.
   const loader = createRequire(import.meta.url).resolve("tsx");
