@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFile, rm } from "node:fs/promises";
 import { percentile, selfCpuSeconds } from "./util.js";
 
@@ -109,4 +109,31 @@ export function grpcFrame(message: Uint8Array): Buffer {
   frame.writeUInt32BE(message.length, 1);
   frame.set(message, 5);
   return frame;
+}
+
+const onPath = (cmd: string): boolean =>
+  spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+
+/**
+ * Makes sure h2load (Debian's nghttp2-client) is there before step 4 needs it: installs it when
+ * this process may (root with apt-get, as on a fresh CI-like machine), otherwise throws one line
+ * that says what to install. Steps 4 and 4b cannot run without it.
+ */
+export function ensureH2load(log: (line: string) => void): void {
+  if (onPath("h2load")) return;
+  const root = process.getuid?.() === 0;
+  if (root && onPath("apt-get")) {
+    log("h2load not found: installing Debian's nghttp2-client (apt-get)");
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    const apt = (args: string[]) => spawnSync("apt-get", args, { stdio: "ignore", env }).status;
+    if (apt(["install", "-y", "-qq", "nghttp2-client"]) !== 0) {
+      apt(["update", "-qq"]);
+      apt(["install", "-y", "-qq", "nghttp2-client"]);
+    }
+    if (onPath("h2load")) return;
+  }
+  throw new Error(
+    "h2load is needed by bench steps 4 and 4b: install it with `sudo apt-get install -y nghttp2-client`, " +
+      "or leave those steps out (BENCH_STEPS=1,2,3,5,6,7)",
+  );
 }

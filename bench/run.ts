@@ -38,7 +38,7 @@ import {
 } from "./generator.js";
 import { startEchoServer } from "./echo.js";
 import { lineChartSvg } from "./plot.js";
-import { grpcFrame, runH2load, type H2loadResult } from "./h2load.js";
+import { ensureH2load, grpcFrame, runH2load, type H2loadResult } from "./h2load.js";
 import { ratio, verdict, type Report, type Row } from "./report.js";
 import { measureRecovery, stepRecovery } from "./recovery.js";
 import { stepFanout } from "./fanout.js";
@@ -1064,6 +1064,14 @@ function table(): string {
 }
 
 async function main(): Promise<void> {
+  if (STEPS.has("4") || STEPS.has("4b")) {
+    try {
+      ensureH2load(log);
+    } catch (err) {
+      console.error(`bench: ${(err as Error).message}`);
+      process.exit(2);
+    }
+  }
   const machine = {
     nproc: version("nproc", []) || String(availableParallelism()),
     node: process.version,
