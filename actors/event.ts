@@ -44,10 +44,30 @@ export interface ParseOptions {
   maxReviewLength?: number;
 }
 
+/**
+ * Longest value (UTF-16 code units, as `String.length` counts) of the other string fields; a longer
+ * one is dead-lettered as `field_too_long:<field>`. Ids become KV keys and subjects
+ * (`$KV.reco_popularity.<key>`, base64url when not plain): nats-server drops the connection of a
+ * client whose protocol line passes 4,096 bytes, so an unbounded item_id broke a partition for
+ * good (issue 17). 256 units are at most 768 UTF-8 bytes, 1,024 characters of base64url.
+ */
+export const FIELD_LIMITS: Readonly<Record<string, number>> = {
+  item_id: 256,
+  category_code: 256,
+  brand: 256,
+  session_id: 256,
+  device_type: 256,
+  click_type: 256,
+  page_url: 2048,
+  referrer: 2048,
+};
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// ISO-8601 date-time with an explicit zone (Z or ±hh:mm / ±hhmm).
+// ISO-8601 date-time with an explicit zone (Z or ±hh:mm / ±hhmm); the parts are checked apart.
 const ISO_WITH_ZONE_RE =
-  /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):?(\d{2}))$/i;
+// A decimal number as text: `Number()` alone also takes "0x10", "0b1", "Infinity" and " ".
+const DECIMAL_RE = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?$/i;
 const EVENT_TYPE_SET: ReadonlySet<string> = new Set(EVENT_TYPES);
 
 const bad = (reason: string): ParseResult => ({ ok: false, reason });
@@ -102,27 +122,31 @@ export function normaliseEvent(value: unknown, options: ParseOptions = {}): Pars
   const i = normaliseId(present(o.item_id) ?? present(o.product_id) ?? present(o.movie_id));
   if (i === undefined) return bad("missing_field:item_id");
   if (i === null) return bad("invalid_field:item_id");
+  if (i.length > FIELD_LIMITS.item_id!) return bad("field_too_long:item_id");
 
   let c = "";
   if (o.category_code !== undefined && o.category_code !== null && o.category_code !== "") {
     if (typeof o.category_code !== "string") return bad("invalid_field:category_code");
+    if (o.category_code.length > FIELD_LIMITS.category_code!)
+      return bad("field_too_long:category_code");
     const dot = o.category_code.indexOf(".");
     c = dot < 0 ? o.category_code : o.category_code.slice(0, dot);
   }
   let b = "";
   if (o.brand !== undefined && o.brand !== null && o.brand !== "") {
     if (typeof o.brand !== "string") return bad("invalid_field:brand");
+    if (o.brand.length > FIELD_LIMITS.brand!) return bad("field_too_long:brand");
     b = o.brand;
   }
   let pr = -1;
   if (o.price !== undefined && o.price !== null && o.price !== "") {
-    const p = typeof o.price === "string" ? Number(o.price) : o.price;
+    const p = typeof o.price === "string" ? decimal(o.price) : o.price;
     if (typeof p !== "number" || !Number.isFinite(p) || p < 0) return bad("invalid_field:price");
     pr = p;
   }
   let r = -1;
   if (o.rating !== undefined && o.rating !== null && o.rating !== "") {
-    const v = typeof o.rating === "string" ? Number(o.rating) : o.rating;
+    const v = typeof o.rating === "string" ? decimal(o.rating) : o.rating;
     if (typeof v !== "number" || !Number.isFinite(v)) return bad("invalid_field:rating");
     if (v < 0.5 || v > 5) return bad("rating_out_of_range");
     r = v;
@@ -131,7 +155,9 @@ export function normaliseEvent(value: unknown, options: ParseOptions = {}): Pars
 
   for (const f of OPTIONAL_STRINGS) {
     const v = o[f];
-    if (v !== undefined && v !== null && typeof v !== "string") return bad(`invalid_field:${f}`);
+    if (v === undefined || v === null) continue;
+    if (typeof v !== "string") return bad(`invalid_field:${f}`);
+    if (v.length > FIELD_LIMITS[f]!) return bad(`field_too_long:${f}`);
   }
   if (o.review_text !== undefined && o.review_text !== null) {
     if (typeof o.review_text !== "string") return bad("invalid_field:review_text");
@@ -152,9 +178,24 @@ function parseEventTime(v: unknown): number | undefined {
   if (typeof v === "number") return Number.isInteger(v) && v >= 0 && v <= MAX_TIME ? v : NaN;
   if (typeof v !== "string") return NaN;
   if (/^\d{1,16}$/.test(v)) return Number(v) <= MAX_TIME ? Number(v) : NaN;
-  if (!ISO_WITH_ZONE_RE.test(v)) return NaN;
+  const m = ISO_WITH_ZONE_RE.exec(v);
+  if (m === null) return NaN;
+  // Date.parse rolls an impossible date over ("2019-02-30" became 2 March): check each part.
+  const [year, month, day, hour, minute, second, zh, zm] = m.slice(1).map((x) => Number(x ?? 0));
+  if (month! < 1 || month! > 12 || day! < 1 || day! > daysInMonth(year!, month!)) return NaN;
+  if (hour! > 23 || minute! > 59 || second! > 59 || zh! > 23 || zm! > 59) return NaN;
   const ms = Date.parse(v.replace(" ", "T"));
   return Number.isFinite(ms) ? ms : NaN;
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/** A string holding a decimal number, as a number; NaN for anything else. */
+function decimal(s: string): number {
+  return DECIMAL_RE.test(s) ? Number(s) : NaN;
 }
 
 /** The value unless it counts as absent (undefined, null or ""). */
@@ -162,10 +203,14 @@ function present(v: unknown): unknown {
   return v === undefined || v === null || v === "" ? undefined : v;
 }
 
+// With the u flag a class of surrogates matches only unpaired ones: such a string has no UTF-8
+// form (Buffer and LevelDB turn each into U+FFFD), so two different ids would share state and keys.
+const LONE_SURROGATE_RE = /[\uD800-\uDFFF]/u;
+
 /** undefined: absent; null: present but not a non-empty string or positive integer. */
 function normaliseId(v: unknown): string | null | undefined {
   if (v === undefined || v === null || v === "") return undefined;
-  if (typeof v === "string") return v.trim() === "" ? null : v;
+  if (typeof v === "string") return v.trim() === "" || LONE_SURROGATE_RE.test(v) ? null : v;
   if (typeof v === "number") return Number.isSafeInteger(v) && v > 0 ? String(v) : null;
   return null;
 }

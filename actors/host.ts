@@ -51,6 +51,11 @@ export interface InputMessage {
   subject: string;
   data: Uint8Array;
   headers: Record<string, string>;
+  /**
+   * When JetStream stored the message (epoch ms), raw input only. Part of the log, so a replay
+   * sees the same value: parse judges "too far in the future" against it, not against now().
+   */
+  time?: number;
 }
 
 export interface StageOutput {
@@ -400,6 +405,7 @@ export function createStageInstance<H extends StageHandler>(
       data,
       headers: spec.input === "raw" ? headersOf(m) : NO_HEADERS,
     };
+    if (spec.input === "raw") input.time = Math.floor(m.info.timestampNanos / 1e6);
     current = input;
     const failed = ledger.size > 0 ? ledger.get(seq) : undefined;
     if (failed !== undefined && failed.attempts >= deps.maxAttempts) {

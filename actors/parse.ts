@@ -39,6 +39,13 @@ export interface ParseOptions {
   /** And at most this many are kept (oldest event time first out, ties by id). */
   dedupeMaxIds: number;
   maxEventBytes: number;
+  /**
+   * MAX_FUTURE_SKEW_MS: an event whose time is more than this ahead of when JetStream stored it
+   * is dead-lettered as `event_ts_in_future` (one event dated 9999 would otherwise make every
+   * later event late, for good: it stays in EVENTS). The stored time is part of the log, so a
+   * replay decides the same. 0: off. Default 1 h.
+   */
+  maxFutureSkewMs?: number;
   /** Progress is broadcast to idle partitions at most this often (ms of processing time). */
   broadcastEveryMs: number;
   counters?: ParseCounters;
@@ -307,6 +314,7 @@ export function createParseHandler(
   let broadcastProgress = progress;
   const P = opts.partitions;
   const genres = opts.preset === "movies" ? opts.genres : undefined;
+  const futureSkew = opts.maxFutureSkewMs ?? 3_600_000;
 
   // Idleness, in processing time (none of it is persisted: a restart waits a full timeout again).
   const idle = opts.idle !== undefined && opts.idle.timeoutMs > 0 ? opts.idle : undefined;
@@ -363,6 +371,8 @@ export function createParseHandler(
     if (!r.ok) return r.reason;
     const e = r.event;
     if (msg.subject !== SUBJECT_OF[e.t]) return "subject_mismatch:event_type";
+    if (futureSkew > 0 && msg.time !== undefined && e.ts > msg.time + futureSkew)
+      return "event_ts_in_future";
     // Remembered from when it arrived in event time, not from its own (possibly very late) time:
     // otherwise an event more than the horizon late was forgotten at once and a repeat of it
     // counted twice.

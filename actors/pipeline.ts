@@ -66,6 +66,8 @@ export interface PipelineConfig {
   replicas: number;
   /** IDLE_TIMEOUT_MS: parse's idle markers (DESIGN §3.2); 0: never. */
   idleTimeoutMs: number;
+  /** MAX_FUTURE_SKEW_MS (actors/parse.ts); absent: parse's default. */
+  maxFutureSkewMs?: number;
   /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
   moviesCatalog?: string;
 }
@@ -224,6 +226,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
         dedupeHorizonMs: cfg.dedupeHorizonMs,
         dedupeMaxIds: cfg.dedupeMaxIds,
         maxEventBytes: cfg.maxEventBytes,
+        ...(cfg.maxFutureSkewMs !== undefined ? { maxFutureSkewMs: cfg.maxFutureSkewMs } : {}),
         broadcastEveryMs: 100,
         badRatio,
         idle: { timeoutMs: cfg.idleTimeoutMs, probe: idleProbe },

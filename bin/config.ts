@@ -44,6 +44,8 @@ export interface AppConfig {
 export interface ParseSettings {
   /** IDLE_TIMEOUT_MS: quiet processing time before event time moves on; 0: never. */
   idleTimeoutMs: number;
+  /** MAX_FUTURE_SKEW_MS: events further ahead of their stored time are dead-lettered; 0: off. */
+  maxFutureSkewMs: number;
   /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
   moviesCatalog?: string;
 }
@@ -127,6 +129,13 @@ export const SETTINGS = {
     default: "30000",
     min: 0,
     help: "quiet time (input caught up, no new event) before event time follows wall time; 0: never",
+  },
+  maxFutureSkewMs: {
+    env: "MAX_FUTURE_SKEW_MS",
+    kind: "ms",
+    default: "3600000",
+    min: 0,
+    help: "events dated further ahead of when NATS stored them are dead-lettered (event_ts_in_future); 0: off",
   },
   windowMs: {
     env: "WINDOW_MS",
@@ -420,6 +429,7 @@ export function loadConfig(
   }
   const parseSettings: ParseSettings = {
     idleTimeoutMs: num("idleTimeoutMs"),
+    maxFutureSkewMs: num("maxFutureSkewMs"),
     ...(moviesCatalog !== undefined ? { moviesCatalog } : {}),
   };
   const pipeline: PipelineConfig & ParseSettings = {

@@ -131,6 +131,83 @@ describe("the event contract v1", () => {
     });
   });
 
+  describe("issue 17: calendar dates and decimal numbers", () => {
+    it.each([
+      ["30 February", "2019-02-30T00:00:00Z"],
+      ["29 February of a common year", "2019-02-29T00:00:00Z"],
+      ["31 April", "2019-04-31T12:00:00Z"],
+      ["day 0", "2019-04-00T12:00:00Z"],
+      ["hour 24", "2019-04-01T24:00:00Z"],
+      ["minute 60", "2019-04-01T12:60:00Z"],
+      ["second 60", "2019-04-01T12:00:60Z"],
+      ["a zone offset of 24 h", "2019-04-01T12:00:00+24:00"],
+    ])("rejects %s as invalid_field:event_ts (Date.parse rolls it over)", (_, ts) => {
+      expect(reasonOf(parse(base({ event_ts: ts })))).toBe("invalid_field:event_ts");
+    });
+    it("accepts 29 February of leap years, 2000 included", () => {
+      expect(accepted(parse(base({ event_ts: "2020-02-29T00:00:00Z" }))).ts).toBe(
+        Date.UTC(2020, 1, 29),
+      );
+      expect(accepted(parse(base({ event_ts: "2000-02-29T00:00:00Z" }))).ts).toBe(
+        Date.UTC(2000, 1, 29),
+      );
+      expect(reasonOf(parse(base({ event_ts: "1900-02-29T00:00:00Z" })))).toBe(
+        "invalid_field:event_ts",
+      );
+    });
+    it.each(["0x10", "0b1", "0o7", "Infinity", " ", "1_000", "12 "])(
+      "rejects the price text %j: only decimal numbers",
+      (p) => {
+        expect(reasonOf(parse(base({ price: p })))).toBe("invalid_field:price");
+      },
+    );
+    it.each([
+      ["16", 16],
+      ["12.50", 12.5],
+      [".5", 0.5],
+      ["1e3", 1000],
+    ])("accepts the decimal price text %j", (p, v) => {
+      expect(accepted(parse(base({ price: p }))).pr).toBe(v);
+    });
+    it("rejects a hexadecimal rating text", () => {
+      expect(reasonOf(parse(base({ event_type: "rating", rating: "0x4" })))).toBe(
+        "invalid_field:rating",
+      );
+      expect(accepted(parse(base({ event_type: "rating", rating: "4.5" }))).r).toBe(4.5);
+    });
+  });
+
+  describe("issue 17: field lengths (ids become KV keys and subjects)", () => {
+    it.each([
+      ["item_id", 256],
+      ["category_code", 256],
+      ["brand", 256],
+      ["session_id", 256],
+      ["device_type", 256],
+      ["click_type", 256],
+      ["page_url", 2048],
+      ["referrer", 2048],
+    ])("accepts %s at its limit and dead-letters one more as field_too_long", (field, max) => {
+      expect(parse(base({ [field]: "x".repeat(max) })).ok).toBe(true);
+      expect(reasonOf(parse(base({ [field]: "x".repeat(max + 1) })))).toBe(
+        `field_too_long:${field}`,
+      );
+    });
+    it("limits product_id and movie_id like item_id, and a 10,240-char item_id", () => {
+      expect(reasonOf(parse({ ...without("item_id"), product_id: "p".repeat(257) }))).toBe(
+        "field_too_long:item_id",
+      );
+      expect(reasonOf(parse({ ...without("item_id"), movie_id: "m".repeat(10_240) }))).toBe(
+        "field_too_long:item_id",
+      );
+    });
+    it("rejects ids holding an unpaired surrogate (no UTF-8 form: two ids would share a key)", () => {
+      expect(reasonOf(parse(base({ item_id: "a\ud800" })))).toBe("invalid_field:item_id");
+      expect(reasonOf(parse(base({ user_id: "u\udfff" })))).toBe("invalid_field:user_id");
+      expect(accepted(parse(base({ item_id: "a\ud83d\ude00" }))).i).toBe("a\u{1f600}");
+    });
+  });
+
   describe("regressions", () => {
     it("rejects epoch times beyond what a Date can hold, which would stall every window", () => {
       for (const ts of [8.64e15 + 1, 1e300, "9999999999999999"])
