@@ -31,7 +31,7 @@ import { loadInterestHandler } from "./interest-ranking.js";
 import { createPopularityHandler } from "./popularity.js";
 import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
 import { createFallbackActor, type FallbackActor } from "./fallback.js";
-import { createTrendingHandler } from "./trending.js";
+import { createTrendingHandler, type TrendingWeights } from "./trending.js";
 import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
 import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
 import { partitionOf } from "./partition.js";
@@ -51,8 +51,8 @@ export interface PipelineConfig {
   popularityHorizonMs: number;
   topCategories: number;
   fallbackSize: number;
-  viewWeight: number;
-  clickWeight: number;
+  /** TRENDING_WEIGHTS: score weight per event type; types without one do not count. */
+  trendingWeights: TrendingWeights;
   trendingTriggerMs: number;
   snapshotIntervalMs: number;
   snapshotEveryMessages: number;
@@ -332,8 +332,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
           partition: p,
           oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
           oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
-          viewWeight: cfg.viewWeight,
-          clickWeight: cfg.clickWeight,
+          weights: cfg.trendingWeights,
           topK: 100,
           counters: lateCounter(out),
         }),

@@ -77,9 +77,14 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       window: kind,
       windowStart: start,
       windowEnd: end,
-      items: all
-        .slice(0, 100)
-        .map(([itemId, score, views, clicks]) => ({ itemId, score, views, clicks })),
+      items: all.slice(0, 100).map(([itemId, score, views, clicks, carts, purchases]) => ({
+        itemId,
+        score,
+        views,
+        clicks,
+        // Parts written before carts and purchases were counted have neither.
+        ...(carts !== undefined ? { carts, purchases: purchases ?? 0 } : {}),
+      })),
       final,
       watermark: wm >= 0 && Number.isFinite(wm) ? wm - ooo : null,
     };

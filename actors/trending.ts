@@ -4,6 +4,7 @@ import type { ParsedRecord } from "./parse.js";
 import { BUCKETS } from "../connectors/nats/topology.js";
 import { sendLate, type LateCounter } from "./watermark.js";
 import { HOUR } from "./subjects.js";
+import { EVENT_TYPES, type EventType } from "./event.js";
 
 export type TrendingKind = "1h" | "24h";
 
@@ -12,11 +13,23 @@ export interface TrendingPart {
   kind: TrendingKind;
   start: number;
   end: number;
-  /** [item, score, views, clicks], score descending, ties by item id; at most `topK`. */
-  items: [string, number, number, number][];
+  /**
+   * [item, score, views, clicks, carts, purchases], score descending, ties by item id; at most
+   * `topK`. Parts written before carts and purchases were counted have four entries.
+   */
+  items: TrendingPartItem[];
   final: boolean;
   wm: number;
 }
+
+export type TrendingPartItem =
+  [string, number, number, number] | [string, number, number, number, number, number];
+
+/**
+ * TRENDING_WEIGHTS: the score weight of each event type. Only the types listed count (a weight of
+ * 0 counts too, for views and clicks shown with a score of 0). Default: view 1, click 2.
+ */
+export type TrendingWeights = Partial<Record<EventType, number>>;
 
 /** Heartbeat of a partition (key "wm.<q>"): its event-time progress, for the min over partitions. */
 export interface TrendingHeartbeat {
@@ -29,8 +42,7 @@ export interface TrendingOptions {
   /** Out-of-orderness of the 1 h windows (DESIGN: 2 h) and of the 24 h windows (26 h). */
   oneHourOutOfOrdernessMs: number;
   oneDayOutOfOrdernessMs: number;
-  viewWeight: number;
-  clickWeight: number;
+  weights: TrendingWeights;
   /** Entries kept per partition and window (the gRPC maximum k). */
   topK: number;
   counters?: LateCounter;
@@ -46,8 +58,9 @@ export interface TrendingHandler extends StageHandler {
 const DAY = 24 * HOUR;
 
 /**
- * trending: views and clicks per item in 1 h tumbling windows and 24 h windows sliding by 1 h,
- * score = views × 1.0 + clicks × 2.0 (configurable). Each partition publishes its top list of
+ * trending: interactions per item and event type in 1 h tumbling windows and 24 h windows
+ * sliding by 1 h, score = Σ weight(type) × count(type) over the types TRENDING_WEIGHTS lists
+ * (default views × 1.0 + clicks × 2.0; REES46 has no clicks, so carts and purchases can count). Each partition publishes its top list of
  * the newest windows on the trigger and a final list when the watermark closes a window; the
  * gateway merges partitions (items are disjoint, so the merged top k is exact).
  */
@@ -56,8 +69,11 @@ export function createTrendingHandler(
   out: StageOutput,
   opts: TrendingOptions,
 ): TrendingHandler {
-  // "<kind>|<hour>|<item>" -> [views, clicks]; 1h and 24h paths accept different lateness.
-  const cells = state.map<[number, number]>("cell");
+  // "<kind>|<hour>|<item>" -> counts by EVENT_TYPES index (views, clicks, carts, ...; older
+  // snapshots hold views and clicks only); 1h and 24h paths accept different lateness.
+  const cells = state.map<number[]>("cell");
+  const counted = new Set<string>(Object.keys(opts.weights));
+  const weightOf = EVENT_TYPES.map((t) => opts.weights[t] ?? 0);
   const byHour = new Map<string, Set<string>>(); // "<kind>|<hour>" -> keys
   for (const k of cells.keys()) index(k);
   let progress = Number(state.meta.progress ?? -1);
@@ -76,7 +92,7 @@ export function createTrendingHandler(
   }
 
   const sumHours = (kind: TrendingKind, from: number, to: number) => {
-    const acc = new Map<string, [number, number]>();
+    const acc = new Map<string, number[]>();
     for (let h = from; h < to; h += HOUR) {
       const keys = byHour.get(`${kind}|${h}`);
       if (!keys) continue;
@@ -85,10 +101,8 @@ export function createTrendingHandler(
         if (!c) continue;
         const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
         const a = acc.get(item);
-        if (a) {
-          a[0] += c[0];
-          a[1] += c[1];
-        } else acc.set(item, [c[0], c[1]]);
+        if (a) for (let t = 0; t < c.length; t++) a[t] = (a[t] ?? 0) + (c[t] ?? 0);
+        else acc.set(item, [...c]);
       }
     }
     return acc;
@@ -98,10 +112,11 @@ export function createTrendingHandler(
     const end = start + (kind === "1h" ? HOUR : DAY);
     const acc = sumHours(kind, start, end);
     const items = [...acc]
-      .map(
-        ([i, [v, c]]) =>
-          [i, v * opts.viewWeight + c * opts.clickWeight, v, c] as [string, number, number, number],
-      )
+      .map(([i, c]): TrendingPartItem => {
+        let score = 0;
+        for (let t = 0; t < c.length; t++) score += (c[t] ?? 0) * (weightOf[t] ?? 0);
+        return [i, score, c[0] ?? 0, c[1] ?? 0, c[2] ?? 0, c[3] ?? 0];
+      })
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
       .slice(0, opts.topK);
     return { kind, start, end, items, final, wm: progress };
@@ -164,7 +179,8 @@ export function createTrendingHandler(
       // The last hour marked dirty in this batch: records of a batch mostly share their hour.
       let dirtyHour = NaN;
       for (const r of env.recs) {
-        if (r.s <= lastUpTo || (r.t !== "view" && r.t !== "click")) continue;
+        if (r.s <= lastUpTo || !counted.has(r.t)) continue;
+        const type = EVENT_TYPES.indexOf(r.t as EventType);
         const h = r.ts - (r.ts % HOUR);
         const wb = r.wb;
         for (const [kind, ooo] of kinds) {
@@ -175,8 +191,9 @@ export function createTrendingHandler(
           }
           const key = `${kind}|${h}|${r.i}`;
           const c = cells.get(key);
-          const next: [number, number] =
-            r.t === "view" ? [(c?.[0] ?? 0) + 1, c?.[1] ?? 0] : [c?.[0] ?? 0, (c?.[1] ?? 0) + 1];
+          const next = c ? [...c] : [];
+          while (next.length <= type) next.push(0);
+          next[type]!++;
           if (!c) index(key);
           cells.set(key, next);
           if (kind === "24h") dirty.add("24h|newest");

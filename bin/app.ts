@@ -66,11 +66,19 @@ export async function startApp(
       embedded = await startEmbeddedNats({
         port: cfg.natsPort,
         storeDir: join(cfg.dataDir, "nats"),
+        monitorPort: cfg.natsMonitorPort,
         detached: true,
       });
       cleanups.push(() => embedded!.stop());
       natsUrl = embedded.url;
-      log.info({ url: natsUrl, natsPid: embedded.pid }, "started private nats-server");
+      log.info(
+        {
+          url: natsUrl,
+          natsPid: embedded.pid,
+          ...(cfg.natsMonitorPort ? { monitor: `http://127.0.0.1:${cfg.natsMonitorPort}` } : {}),
+        },
+        "started private nats-server",
+      );
     }
     const nc = await connectWithStatus(cfg, natsUrl, `reco-${role}`, log);
     cleanups.push(() => nc.drain());

@@ -1,6 +1,8 @@
 import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { PipelineConfig } from "../actors/pipeline.js";
+import { EVENT_TYPES, type EventType } from "../actors/event.js";
+import type { TrendingWeights } from "../actors/trending.js";
 
 /** Raised at start when a setting is invalid: names the setting, the value and the expected form. */
 export class ConfigError extends Error {
@@ -11,6 +13,8 @@ export interface AppConfig {
   /** Unset: start a private nats-server child. */
   natsUrl: string | undefined;
   natsPort: number;
+  /** Monitoring port (/varz, /jsz) of the private nats-server, on loopback; 0: none. */
+  natsMonitorPort: number;
   dataDir: string;
   grpcPort: number;
   grpcHost: string;
@@ -74,6 +78,12 @@ export const SETTINGS = {
     kind: "port",
     default: "4222",
     help: "port of the private nats-server",
+  },
+  natsMonitorPort: {
+    env: "NATS_MONITOR_PORT",
+    kind: "port",
+    default: "8222",
+    help: "monitoring port (/varz, /jsz) of the private nats-server, bound to loopback; 0: none",
   },
   dataDir: {
     env: "DATA_DIR",
@@ -194,6 +204,11 @@ export const SETTINGS = {
     min: 1,
     max: 100,
     help: "size of the popular fallback list",
+  },
+  trendingWeights: {
+    env: "TRENDING_WEIGHTS",
+    kind: "string",
+    help: 'trending score weight per event type, e.g. "view=1,click=2,cart=3,purchase=5"; types left out count 0',
   },
   viewWeight: {
     env: "TRENDING_VIEW_WEIGHT",
@@ -348,7 +363,7 @@ export function loadConfig(
     const n = Number(v);
     const expected =
       s.kind === "port"
-        ? "a port number 0-65535"
+        ? "a port number from 0 to 65535"
         : s.kind === "number"
           ? "a number"
           : s.kind === "ms"
@@ -365,7 +380,8 @@ export function loadConfig(
     const max = s.kind === "port" ? 65535 : s.max;
     if ((min !== undefined && n < min) || (max !== undefined && n > max))
       throw new ConfigError(
-        `${s.env}=${v} is out of range: expected ${expected} from ${min ?? "-inf"} to ${max ?? "inf"}`,
+        `${s.env}=${v} is out of range: expected ${expected}` +
+          (s.kind === "port" ? "" : ` from ${min ?? "-inf"} to ${max ?? "inf"}`),
       );
     return n;
   };
@@ -444,8 +460,7 @@ export function loadConfig(
     popularityHorizonMs: num("popularityHorizonMs"),
     topCategories: num("topCategories"),
     fallbackSize: num("fallbackSize"),
-    viewWeight: num("viewWeight"),
-    clickWeight: num("clickWeight"),
+    trendingWeights: trendingWeights(str("trendingWeights"), num("viewWeight"), num("clickWeight")),
     trendingTriggerMs: num("trendingTriggerMs"),
     snapshotIntervalMs: num("snapshotIntervalMs"),
     snapshotEveryMessages: num("snapshotEveryMessages"),
@@ -479,6 +494,7 @@ export function loadConfig(
   const cfg: AppConfig = {
     natsUrl,
     natsPort: num("natsPort"),
+    natsMonitorPort: num("natsMonitorPort"),
     dataDir: resolve(str("dataDir") ?? "./data"),
     grpcPort: num("grpcPort"),
     grpcHost: str("grpcHost") ?? "0.0.0.0",
@@ -506,6 +522,30 @@ const OPTIONAL_STRINGS = [
   "grpcTlsCert",
   "grpcTlsKey",
 ] as const satisfies readonly (keyof AppConfig & SettingName)[];
+
+/**
+ * TRENDING_WEIGHTS ("view=1,click=2,cart=3,purchase=5") when set; otherwise the older two
+ * settings TRENDING_VIEW_WEIGHT and TRENDING_CLICK_WEIGHT, which stay accepted (TRENDING_WEIGHTS
+ * wins when both are set). A type without a weight does not count.
+ */
+function trendingWeights(text: string | undefined, view: number, click: number): TrendingWeights {
+  if (text === undefined) return { view, click };
+  const bad = (why: string) =>
+    new ConfigError(
+      `TRENDING_WEIGHTS=${JSON.stringify(text)} is not valid: ${why}; expected type=weight pairs ` +
+        `separated by commas, types among ${EVENT_TYPES.join(", ")}, weights numbers >= 0`,
+    );
+  const weights: TrendingWeights = {};
+  for (const pair of text.split(",")) {
+    const m = /^\s*([a-z_]+)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(pair);
+    if (!m) throw bad(`${JSON.stringify(pair.trim())} is not type=weight`);
+    const type = m[1] as EventType;
+    if (!EVENT_TYPES.includes(type)) throw bad(`unknown event type ${JSON.stringify(type)}`);
+    if (type in weights) throw bad(`${type} is given twice`);
+    weights[type] = Number(m[2]);
+  }
+  return weights;
+}
 
 /** Whether the file starts with the header of MovieLens movies.csv. */
 function isMoviesCsv(path: string): boolean {

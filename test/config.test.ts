@@ -62,7 +62,7 @@ describe("configuration", () => {
   describe.each(numeric)("$env", (s) => {
     const expected =
       s.kind === "port"
-        ? "a port number 0-65535"
+        ? "a port number from 0 to 65535"
         : s.kind === "ms"
           ? "a whole number of milliseconds"
           : s.kind === "number"
@@ -95,6 +95,35 @@ describe("configuration", () => {
           new RegExp(`^${s.env}=${max + 1} is out of range: expected .* to ${max}$`),
         );
       });
+  });
+
+  // Issue 18: "expected a port number 0-65535 from 0 to 65535" said the range twice.
+  it("states a port's range once", () => {
+    expect(errorOf({ GRPC_PORT: "70000" })).toBe(
+      "GRPC_PORT=70000 is out of range: expected a port number from 0 to 65535",
+    );
+  });
+
+  it("takes trending weights per event type, and the older two settings when it is unset", () => {
+    expect(loadConfig({}).pipeline.trendingWeights).toEqual({ view: 1, click: 2 });
+    expect(
+      loadConfig({ TRENDING_VIEW_WEIGHT: "0.5", TRENDING_CLICK_WEIGHT: "3" }).pipeline
+        .trendingWeights,
+    ).toEqual({ view: 0.5, click: 3 });
+    expect(
+      loadConfig({ TRENDING_WEIGHTS: "view=1, cart=3,purchase=5", TRENDING_VIEW_WEIGHT: "9" })
+        .pipeline.trendingWeights,
+    ).toEqual({ view: 1, cart: 3, purchase: 5 });
+    expect(errorOf({ TRENDING_WEIGHTS: "view=1,like=2" })).toMatch(
+      /^TRENDING_WEIGHTS="view=1,like=2" is not valid: unknown event type "like"; expected type=weight pairs/,
+    );
+    expect(errorOf({ TRENDING_WEIGHTS: "view=-1" })).toContain('"view=-1" is not type=weight');
+    expect(errorOf({ TRENDING_WEIGHTS: "view=1,view=2" })).toContain("view is given twice");
+  });
+
+  it("has a monitoring port for the private nats-server, 0 for none", () => {
+    expect(loadConfig({}).natsMonitorPort).toBe(8222);
+    expect(loadConfig({ NATS_MONITOR_PORT: "0" }).natsMonitorPort).toBe(0);
   });
 
   it("lists the allowed values of an enum", () => {

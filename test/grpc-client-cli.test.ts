@@ -130,9 +130,9 @@ describe("reco recommend and reco trending", () => {
       [
         "trending 1h window 2019-11-01T00:00:00.000Z .. 2019-11-01T01:00:00.000Z (open), " +
           "watermark 2019-11-01T00:30:00.000Z",
-        "RANK  ITEM  SCORE  VIEWS  CLICKS",
-        "   1  a         5     50       5",
-        "   2  b         4     40       4",
+        "RANK  ITEM  SCORE  VIEWS  CLICKS  CARTS  PURCHASES",
+        "   1  a         5     50       5      0          0",
+        "   2  b         4     40       4      0          0",
       ].join("\n"),
     );
   });

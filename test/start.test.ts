@@ -59,10 +59,16 @@ describe("reco start", () => {
   it("starts a private nats-server, logs one ready line, and SIGTERM stops everything", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-start-"));
     dirs.push(dir);
-    const [nats, grpc, metrics] = [await freePort(), await freePort(), await freePort()];
+    const [nats, grpc, metrics, monitor] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const { child, output } = startReco({
       DATA_DIR: dir,
       NATS_PORT: String(nats),
+      NATS_MONITOR_PORT: String(monitor),
       GRPC_PORT: String(grpc),
       METRICS_PORT: String(metrics),
     });
@@ -78,6 +84,11 @@ describe("reco start", () => {
     expect(health.status).toBe(200);
     const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
     expect(text).toContain("reco_stage_events_in_total");
+    // Issue 18: the private server answers its monitoring endpoints (on loopback).
+    const jsz = (await (await fetch(`http://127.0.0.1:${monitor}/jsz`)).json()) as {
+      streams?: number;
+    };
+    expect(jsz.streams).toBeGreaterThan(0);
 
     child.kill("SIGTERM");
     expect(await exited(child)).toBe(0);
@@ -91,6 +102,7 @@ describe("reco start", () => {
     const { child, output } = startReco({
       DATA_DIR: dir,
       NATS_PORT: String(await freePort()),
+      NATS_MONITOR_PORT: String(await freePort()),
       GRPC_PORT: String(await freePort()),
       METRICS_PORT: String(await freePort()),
     });
@@ -112,6 +124,7 @@ describe("reco start", () => {
     const env = {
       DATA_DIR: dir,
       NATS_PORT: String(await freePort()),
+      NATS_MONITOR_PORT: String(await freePort()),
       GRPC_PORT: String(await freePort()),
       METRICS_PORT: String(await freePort()),
     };
@@ -152,6 +165,7 @@ describe("reco start", () => {
       DATA_DIR: dir,
       PATH: "/nonexistent",
       NATS_PORT: String(await freePort()),
+      NATS_MONITOR_PORT: String(await freePort()),
       GRPC_PORT: String(await freePort()),
       METRICS_PORT: String(await freePort()),
     });

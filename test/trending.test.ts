@@ -32,8 +32,7 @@ function setup(opts: Partial<TrendingOptions> = {}) {
     partition: Q,
     oneHourOutOfOrdernessMs: 2 * HOUR,
     oneDayOutOfOrdernessMs: 26 * HOUR,
-    viewWeight: 1,
-    clickWeight: 2,
+    weights: { view: 1, click: 2 },
     topK: 10,
     counters: {
       late: (stage, n, path = "?") => {
@@ -97,21 +96,51 @@ describe("trending", () => {
       start: T0,
       end: T0 + HOUR,
       items: [
-        ["p1", 5, 3, 1],
-        ["p2", 5, 1, 2],
-        ["p3", 4, 4, 0],
+        ["p1", 5, 3, 1, 0, 0],
+        ["p2", 5, 1, 2, 0, 0],
+        ["p3", 4, 4, 0, 0, 0],
       ],
       final: false,
       wm: T0 + 50 * MINUTE,
     });
-    expect(h.part("1h", T0 + HOUR).items).toEqual([["p5", 1, 1, 0]]);
+    expect(h.part("1h", T0 + HOUR).items).toEqual([["p5", 1, 1, 0, 0, 0]]);
   });
 
   it("should take the weights from the options", () => {
-    const { h, feed } = setup({ viewWeight: 0.5, clickWeight: 3 });
+    const { h, feed } = setup({ weights: { view: 0.5, click: 3 } });
     feed(T0, [ev(T0, "p1"), ev(T0, "p1"), ev(T0, "p1", "click")]);
     // 2 × 0.5 + 1 × 3 = 4
-    expect(h.part("1h", T0).items).toEqual([["p1", 4, 2, 1]]);
+    expect(h.part("1h", T0).items).toEqual([["p1", 4, 2, 1, 0, 0]]);
+  });
+
+  // Issue 18: REES46 has views, carts and purchases but no clicks, so with the old view and click
+  // weights carts and purchases never counted.
+  it("should count every event type that TRENDING_WEIGHTS lists, and no other", () => {
+    const { h, feed } = setup({ weights: { view: 1, cart: 3, purchase: 5 } });
+    feed(T0, [
+      ev(T0, "p1"),
+      ev(T0, "p1", "cart"),
+      ev(T0, "p2", "purchase"),
+      ev(T0, "p2", "click"), // not listed: not counted
+      ev(T0, "p3", "click"),
+    ]);
+    expect(h.part("1h", T0).items).toEqual([
+      ["p2", 5, 0, 0, 0, 1],
+      ["p1", 4, 1, 0, 1, 0],
+    ]);
+  });
+
+  it("should read cells of older snapshots, which held views and clicks only", () => {
+    const state = createStageState();
+    state.map<number[]>("cell").set(`1h|${T0}|p1`, [2, 1]);
+    const h = createTrendingHandler(state, fakeOutput().out, {
+      partition: Q,
+      oneHourOutOfOrdernessMs: 2 * HOUR,
+      oneDayOutOfOrdernessMs: 26 * HOUR,
+      weights: { view: 1, click: 2 },
+      topK: 10,
+    });
+    expect(h.part("1h", T0).items).toEqual([["p1", 4, 2, 1, 0, 0]]);
   });
 
   it("should keep at most topK entries per window", () => {
@@ -137,15 +166,15 @@ describe("trending", () => {
       start: T0,
       end: T0 + DAY,
       items: [
-        ["p2", 2, 0, 1],
-        ["p1", 1, 1, 0],
-        ["p3", 1, 1, 0],
+        ["p2", 2, 0, 1, 0, 0],
+        ["p1", 1, 1, 0, 0, 0],
+        ["p3", 1, 1, 0, 0, 0],
       ],
     });
     expect(h.part("24h", T0 + HOUR).items).toEqual([
-      ["p2", 2, 0, 1],
-      ["p3", 1, 1, 0],
-      ["p4", 1, 1, 0],
+      ["p2", 2, 0, 1, 0, 0],
+      ["p3", 1, 1, 0, 0, 0],
+      ["p4", 1, 1, 0, 0, 0],
     ]);
   });
 
@@ -160,7 +189,7 @@ describe("trending", () => {
       const wm = T0 + 30 * MINUTE;
       feed(wm, [ev(T0 + 10 * MINUTE, "p1"), ev(T0 + 20 * MINUTE, "p1", "click")]);
       // Newest 1 h window: [T0, T0+1h); newest 24 h window ends with it: [T0+1h−24h, T0+1h).
-      const items: TrendingPart["items"] = [["p1", 1 + 2, 1, 1]];
+      const items: TrendingPart["items"] = [["p1", 1 + 2, 1, 1, 0, 0]];
       expect(tick()).toEqual([
         [`1h.${T0}.${Q}`, { kind: "1h", start: T0, end: T0 + HOUR, items, final: false, wm }],
         [
@@ -184,7 +213,7 @@ describe("trending", () => {
       const [first] = tick() as [[string, TrendingPart]];
       expect(first).toEqual([
         `1h.${T0}.${Q}`,
-        expect.objectContaining({ items: [["p1", 3, 1, 1]], final: false }),
+        expect.objectContaining({ items: [["p1", 3, 1, 1, 0, 0]], final: false }),
       ]);
     });
   });
@@ -202,7 +231,7 @@ describe("trending", () => {
             kind: "1h",
             start: T0,
             end: T0 + HOUR,
-            items: [["p1", 1, 1, 0]],
+            items: [["p1", 1, 1, 0, 0, 0]],
             final: true,
             wm: T0 + 3 * HOUR,
           },
@@ -254,8 +283,8 @@ describe("trending", () => {
       expect(h.part("1h", T0).items).toEqual([]);
       // Newest 24 h window [wb + 1h − 24h, wb + 1h) holds both.
       expect(h.part("24h", wb + HOUR - DAY).items).toEqual([
-        ["p1", 1, 1, 0],
-        ["p2", 1, 1, 0],
+        ["p1", 1, 1, 0, 0, 0],
+        ["p2", 1, 1, 0, 0, 0],
       ]);
     });
 
@@ -286,7 +315,7 @@ describe("trending", () => {
       feed(wb, [ev(wb, "p1")]);
       feed(wb, [ev(T0 + HOUR, "p2", "view", wb)]);
       expect(rec.raws).toEqual([]);
-      expect(h.part("1h", T0 + HOUR).items).toEqual([["p2", 1, 1, 0]]);
+      expect(h.part("1h", T0 + HOUR).items).toEqual([["p2", 1, 1, 0, 0, 0]]);
     });
   });
 
@@ -295,6 +324,6 @@ describe("trending", () => {
     const a = ev(T0, "p1");
     const b = ev(T0, "p1");
     feed(T0, [a, b], a.s);
-    expect(h.part("1h", T0).items).toEqual([["p1", 1, 1, 0]]);
+    expect(h.part("1h", T0).items).toEqual([["p1", 1, 1, 0, 0, 0]]);
   });
 });

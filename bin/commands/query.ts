@@ -212,11 +212,15 @@ function printTrending(update: TrendingUpdate, io: QueryIo): void {
     formatScore(item.score),
     String(item.views),
     String(item.clicks),
+    String(item.carts),
+    String(item.purchases),
   ]);
   io.out(
-    formatTable(["RANK", "ITEM", "SCORE", "VIEWS", "CLICKS"], rows, [
+    formatTable(["RANK", "ITEM", "SCORE", "VIEWS", "CLICKS", "CARTS", "PURCHASES"], rows, [
       true,
       false,
+      true,
+      true,
       true,
       true,
       true,

@@ -62,6 +62,9 @@ export interface TrendingEntry {
   score: number;
   views: number;
   clicks: number;
+  /** Counted only when TRENDING_WEIGHTS lists the type; absent from older snapshots. */
+  carts?: number;
+  purchases?: number;
 }
 
 export interface TrendingSnapshot {

@@ -388,6 +388,8 @@ function toTrendingUpdate(snapshot: TrendingSnapshot, k: number): TrendingUpdate
       score: entry.score,
       views: toUint64(entry.views),
       clicks: toUint64(entry.clicks),
+      carts: toUint64(entry.carts ?? 0),
+      purchases: toUint64(entry.purchases ?? 0),
       rank: i + 1,
     })),
     final: snapshot.final,

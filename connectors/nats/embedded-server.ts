@@ -22,6 +22,8 @@ export interface EmbeddedNatsOptions {
   binary?: string;
   /** How long to wait for "Server is ready". Default 15 s. */
   readyTimeoutMs?: number;
+  /** HTTP monitoring port (/varz, /jsz), bound to the same loopback address; 0 or absent: none. */
+  monitorPort?: number;
   /** Extra command-line arguments (cluster routes, server name, ...). */
   extraArgs?: string[];
   /**
@@ -74,6 +76,7 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     String(port),
     "-sd",
     options.storeDir,
+    ...(options.monitorPort ? ["-m", String(options.monitorPort)] : []),
     ...(options.extraArgs ?? []),
   ];
   const pidFile = join(options.storeDir, "nats-server.pid");
