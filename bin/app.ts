@@ -170,6 +170,7 @@ export async function startApp(
       (role === "worker" ? pipeline.supervisor !== undefined : pipeline.backend.isReady());
     const http: HttpServer = await startHttpServer({
       port: cfg.metricsPort,
+      host: cfg.metricsHost,
       registry: parseProcess?.mergedRegistry(metrics.registry) ?? metrics.registry,
       health: () => ({
         ok: ready(),
@@ -265,6 +266,7 @@ export async function startGatewayApp(
     cleanups.push(() => grpc.stop());
     const http = await startHttpServer({
       port: cfg.metricsPort,
+      host: cfg.metricsHost,
       registry: metrics.registry,
       health: () => ({
         ok: gateway.backend.isReady() && !nc.isClosed(),

@@ -19,6 +19,8 @@ export interface AppConfig {
   grpcPort: number;
   grpcHost: string;
   metricsPort: number;
+  /** METRICS_HOST: bind address of /metrics and /healthz (loopback unless set). */
+  metricsHost: string;
   logLevel: string;
   natsUser?: string;
   natsPass?: string;
@@ -92,13 +94,25 @@ export const SETTINGS = {
     help: "state (LevelDB) and private nats-server store",
   },
   grpcPort: { env: "GRPC_PORT", kind: "port", default: "50051", help: "gRPC façade port" },
-  grpcHost: { env: "GRPC_HOST", kind: "string", default: "0.0.0.0", help: "gRPC bind address" },
+  grpcHost: {
+    env: "GRPC_HOST",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "gRPC bind address (0.0.0.0: every interface)",
+  },
   metricsPort: {
     env: "METRICS_PORT",
     kind: "port",
     default: "9464",
     help: "HTTP /metrics and /healthz port",
   },
+  metricsHost: {
+    env: "METRICS_HOST",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "/metrics and /healthz bind address (0.0.0.0: every interface)",
+  },
+
   logLevel: {
     env: "LOG_LEVEL",
     kind: "enum",
@@ -497,8 +511,9 @@ export function loadConfig(
     natsMonitorPort: num("natsMonitorPort"),
     dataDir: resolve(str("dataDir") ?? "./data"),
     grpcPort: num("grpcPort"),
-    grpcHost: str("grpcHost") ?? "0.0.0.0",
+    grpcHost: str("grpcHost") ?? "127.0.0.1",
     metricsPort: num("metricsPort"),
+    metricsHost: str("metricsHost") ?? "127.0.0.1",
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
     parseProcess: str("parseProcess") === "1",

@@ -55,6 +55,14 @@ describe("configuration", () => {
     });
   });
 
+  it("binds every listener to loopback unless a host setting says otherwise (issue 17)", () => {
+    const cfg = loadConfig({});
+    expect(cfg.grpcHost).toBe("127.0.0.1");
+    expect(cfg.metricsHost).toBe("127.0.0.1");
+    const open = loadConfig({ GRPC_HOST: "0.0.0.0", METRICS_HOST: "0.0.0.0" });
+    expect([open.grpcHost, open.metricsHost]).toEqual(["0.0.0.0", "0.0.0.0"]);
+  });
+
   it("lets a flag win over the environment", () => {
     expect(loadConfig({ GRPC_PORT: "1" }, { GRPC_PORT: "2" }).grpcPort).toBe(2);
   });

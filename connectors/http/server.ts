@@ -48,7 +48,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(options.port, options.host ?? "0.0.0.0", () => resolve());
+    server.listen(options.port, options.host ?? "127.0.0.1", () => resolve());
   });
   const addr = server.address();
   return {

@@ -45,10 +45,7 @@ export interface ConnectNatsOptions {
  *   never falls back to plaintext.
  */
 export async function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
-  const servers = options.servers
-    .split(",")
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
+  const { servers, auth } = splitServerCredentials(options.servers);
   const opts: ConnectionOptions = {
     servers,
     name: options.name,
@@ -56,6 +53,13 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
   };
+  // Credentials set explicitly (NATS_USER/NATS_PASS, NATS_TOKEN, NATS_CREDS) win over the URL's.
+  const explicit =
+    options.user !== undefined || options.token !== undefined || options.credsFile !== undefined;
+  if (!explicit && auth?.pass !== undefined) {
+    opts.user = auth.user;
+    opts.pass = auth.pass;
+  } else if (!explicit && auth !== undefined) opts.token = auth.user;
   if (options.user !== undefined) opts.user = options.user;
   if (options.pass !== undefined) opts.pass = options.pass;
   if (options.timeoutMs !== undefined) opts.timeout = options.timeoutMs;
@@ -70,4 +74,38 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
   if (options.tls?.keyFile !== undefined) tls.keyFile = options.tls.keyFile;
   if (Object.keys(tls).length > 0 || servers.some((s) => s.startsWith("tls://"))) opts.tls = tls;
   return connect(opts);
+}
+
+/**
+ * Takes `user:pass@` (or `token@`) out of server URLs. nats.js ignores the user-info of a URL
+ * (the server then answers "Authorization Violation"), while other NATS clients and our own
+ * NATS_URL accept it: the credentials become connect options and the URLs go without them.
+ * The first URL that carries credentials gives them (a cluster shares its accounts).
+ */
+export function splitServerCredentials(list: string): {
+  servers: string[];
+  auth?: { user: string; pass?: string };
+} {
+  let auth: { user: string; pass?: string } | undefined;
+  const servers = list
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((s) => {
+      const m = /^([a-z]+:\/\/)([^@/]*)@(.*)$/i.exec(s);
+      if (!m) return s;
+      const [, scheme, info = "", rest] = m;
+      if (auth === undefined && info.length > 0) {
+        const at = info.indexOf(":");
+        auth =
+          at < 0
+            ? { user: decodeURIComponent(info) }
+            : {
+                user: decodeURIComponent(info.slice(0, at)),
+                pass: decodeURIComponent(info.slice(at + 1)),
+              };
+      }
+      return `${scheme}${rest}`;
+    });
+  return auth === undefined ? { servers } : { servers, auth };
 }

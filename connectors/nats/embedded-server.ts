@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { accessSync, constants } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { createServer } from "node:net";
 
 /** Raised when no `nats-server` binary can be started. */
@@ -28,8 +29,9 @@ export interface EmbeddedNatsOptions {
   extraArgs?: string[];
   /**
    * Run the child in its own process group, so a Ctrl-C in the terminal reaches only us and we
-   * stop the server after draining. A pid file in the store lets the next start stop a server
-   * left behind by a parent that was SIGKILLed. Default false (tests share the group).
+   * stop the server after draining. Default false (tests share the group). Either way the child
+   * gets SIGTERM when this process dies, however it dies (see `parentDeathPrefix`); where that is
+   * not available, a pid file in the store lets the next start stop a server left behind.
    */
   detached?: boolean;
 }
@@ -61,13 +63,49 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * The command prefix that makes the kernel send the child SIGTERM when this process dies, even by
+ * SIGKILL: util-linux `setpriv --pdeathsig` sets PR_SET_PDEATHSIG and execs the command (the
+ * same pid, no process in between). Node has no prctl() of its own; the alternative, a watchdog
+ * process reading a pipe, would be one more process per server. The signal follows the thread
+ * that forked: here Node's main thread (or a test worker's thread), which lives as long as we
+ * do. Empty where setpriv is missing (not Linux): the pid file then covers a SIGKILLed parent.
+ */
+export function parentDeathPrefix(): string[] {
+  if (pdeathsig === undefined) {
+    const probe = spawnSync("setpriv", ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore" });
+    pdeathsig = probe.status === 0 ? ["setpriv", "--pdeathsig", "TERM", "--"] : [];
+  }
+  return pdeathsig;
+}
+let pdeathsig: string[] | undefined;
+
+/** The path `binary` runs as (PATH lookup), or undefined when there is no such executable. */
+function findExecutable(binary: string): string | undefined {
+  const candidates = binary.includes("/")
+    ? [binary]
+    : (process.env.PATH ?? "").split(delimiter).map((d) => join(d || ".", binary));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+/**
  * Starts a private `nats-server -js` child and waits until it accepts clients.
- * The child dies with this process (it is killed on `exit`), so a crashed parent leaves no server.
+ * The child dies with this process: it gets SIGTERM from the kernel when we die however we die
+ * (`parentDeathPrefix`), and SIGKILL on a normal `exit`.
  */
 export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<EmbeddedNats> {
   const port = options.port === 0 ? await freePort() : options.port;
   await mkdir(options.storeDir, { recursive: true });
   const binary = options.binary ?? "nats-server";
+  // Looked up here: behind setpriv, a missing binary would be setpriv's exit code 127.
+  if (findExecutable(binary) === undefined) throw missingBinary(binary);
   const args = [
     "-js",
     "-a",
@@ -84,7 +122,8 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     await stopStaleServer(pidFile);
     args.push("-P", pidFile);
   }
-  const child: ChildProcess = spawn(binary, args, {
+  const [command = binary, ...prefixArgs] = [...parentDeathPrefix(), binary];
+  const child: ChildProcess = spawn(command, [...prefixArgs, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     detached: options.detached ?? false,
   });
@@ -107,14 +146,8 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
       reject(err);
     };
     child.once("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") {
-        fail(
-          new NatsServerMissingError(
-            `'${binary}' was not found on PATH. Install it (Debian/Ubuntu: 'sudo apt-get install -y nats-server') ` +
-              "or set NATS_URL to an existing server.",
-          ),
-        );
-      } else fail(new NatsServerStartError(`cannot start ${binary}: ${err.message}`));
+      if (err.code === "ENOENT") fail(missingBinary(binary));
+      else fail(new NatsServerStartError(`cannot start ${binary}: ${err.message}`));
     });
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (chunk: string) => {
@@ -148,6 +181,13 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     kill: () => stopWith("SIGKILL", 0),
     exited: () => exitPromise,
   };
+}
+
+function missingBinary(binary: string): NatsServerMissingError {
+  return new NatsServerMissingError(
+    `'${binary}' was not found on PATH. Install it (Debian/Ubuntu: 'sudo apt-get install -y nats-server') ` +
+      "or set NATS_URL to an existing server.",
+  );
 }
 
 /** Stops a nats-server whose pid file is in our store: left behind by a parent that died. */
