@@ -1,8 +1,4 @@
-import {
-  BackendUnavailableError,
-  type Recommendations,
-  type RecommendedItem,
-} from "../connectors/grpc/backend.js";
+import { BackendUnavailableError, type Recommendations, type RecommendedItem } from "./backend.js";
 import { createActor, type Actor } from "../runtime/index.js";
 import type { ProfileRecord } from "./interest-ranking.js";
 import type { Candidate, JoinHandler, PopularityTableView } from "./popularity-join.js";

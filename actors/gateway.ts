@@ -5,7 +5,7 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../connectors/grpc/backend.js";
+} from "./backend.js";
 import type { NatsConnection } from "nats";
 import { createSupervisor, type Supervisor } from "../runtime/index.js";
 import { joinCandidates } from "./popularity-join.js";
@@ -22,6 +22,7 @@ import {
   type ProfileReplica,
 } from "./profile-replica.js";
 import type { PipelineConfig } from "./pipeline.js";
+import { itemInfo, similarByCategory } from "./similar-by-category.js";
 
 export interface GatewayOptions {
   table: PopularityTable;
@@ -70,6 +71,8 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return o.hub.updates(window);
     },
+    similarItems: (itemId, n) => similarByCategory(itemId, n, o.table, o.table.row),
+    item: (itemId) => itemInfo(o.table.row(itemId)),
   };
 }
 

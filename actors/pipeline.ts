@@ -20,7 +20,7 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../connectors/grpc/backend.js";
+} from "./backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import type { Preset } from "./event.js";
 import { consumerProbe, createParseHandler, loadMoviesCatalog } from "./parse.js";
@@ -38,6 +38,7 @@ import { partitionOf } from "./partition.js";
 import { createLeaseManager, type LeaseManager } from "../connectors/nats/leases.js";
 import { seqOf, type SnapshotArchive } from "../state/archive.js";
 import { subjects } from "./subjects.js";
+import { itemInfo, similarByCategory } from "./similar-by-category.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
 export interface PipelineConfig {
@@ -545,6 +546,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return hub.updates(window);
     },
+    similarItems: (itemId, n) => similarByCategory(itemId, n, table, table.row),
+    item: (itemId) => itemInfo(table.row(itemId)),
   };
 
   for (const unit of fixedUnits) startUnit(unit, "serving");

@@ -10,6 +10,8 @@ export interface PopularityTable extends PopularityTableView {
   readonly initialised: boolean;
   /** Applies one row (also used by tests of pure logic). */
   apply(row: PopularityRow): void;
+  /** The row of one item (purchases > 0), if any. */
+  row(item: string): PopularityRow | undefined;
 }
 
 /** Whether a ranks before b: purchases descending, ties by item id. */
@@ -57,6 +59,7 @@ export function createPopularityTable(): PopularityTable {
       return wm;
     },
     category: (c) => byCategory.get(c)?.values() ?? [],
+    row: (item) => rows.get(item),
     ranked(c) {
       let r = rankedCache.get(c);
       if (!r) rankedCache.set(c, (r = rank(byCategory.get(c)?.values() ?? [])));

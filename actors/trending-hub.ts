@@ -3,7 +3,7 @@ import type { KvEntry, NatsConnection, QueuedIterator } from "nats";
 import { BUCKETS } from "../connectors/nats/topology.js";
 import { watchForStall } from "../connectors/nats/stall.js";
 import { createActor, type Actor } from "../runtime/index.js";
-import type { TrendingSnapshot, TrendingWindowName } from "../connectors/grpc/backend.js";
+import type { TrendingSnapshot, TrendingWindowName } from "./backend.js";
 import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "./trending.js";
 import { byItemId } from "./popularity-join.js";
 

@@ -7,13 +7,14 @@ import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedde
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
+import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 import { openStateDb, type StateDb } from "../state/index.js";
 import { startPipeline, type Pipeline, type PipelineDeps } from "../actors/pipeline.js";
 import { startGateway } from "../actors/gateway.js";
 import { openSnapshotArchive } from "../state/archive.js";
 import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
-import type { RecoBackend } from "../connectors/grpc/backend.js";
+import type { RecoBackend } from "../actors/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
@@ -24,6 +25,9 @@ export interface App {
   readonly natsUrl: string;
   readonly grpcPort: number;
   readonly metricsPort: number;
+  /** The JSON/HTTP API and web console (0 for a worker, which serves neither). */
+  readonly webPort: number;
+  readonly webUrl: string;
   readonly pipeline: Pipeline;
   readonly nc: NatsConnection;
   /** The child process that runs parse (`reco start` with PARSE_PROCESS=1). */
@@ -134,6 +138,9 @@ export async function startApp(
         })
       : undefined;
     if (parseProcess) cleanups.push(() => parseProcess.stop());
+    const registry = parseProcess?.mergedRegistry(metrics.registry) ?? metrics.registry;
+    const web = role === "start" ? await serveWeb(cfg, pipeline.backend, registry, log) : undefined;
+    if (web) cleanups.push(() => web.stop());
 
     // State stays bounded on disk too: compact periodically so deleted keys free their space,
     // and report the store's size.
@@ -171,7 +178,7 @@ export async function startApp(
     const http: HttpServer = await startHttpServer({
       port: cfg.metricsPort,
       host: cfg.metricsHost,
-      registry: parseProcess?.mergedRegistry(metrics.registry) ?? metrics.registry,
+      registry,
       health: () => ({
         ok: ready(),
         detail: { role, nats: nc.isClosed() ? "closed" : "connected", ready: ready() },
@@ -186,6 +193,8 @@ export async function startApp(
       natsUrl,
       grpcPort: grpc?.port ?? 0,
       metricsPort: http.port,
+      webPort: web?.port ?? 0,
+      webUrl: web?.url ?? "",
       pipeline,
       nc,
       ...(parseProcess ? { parseProcess } : {}),
@@ -221,9 +230,29 @@ async function serveGrpc(
   return grpc;
 }
 
+/** The JSON/HTTP API and web console, next to gRPC, from the same backend. */
+function serveWeb(
+  cfg: AppConfig,
+  backend: RecoBackend,
+  registry: { metrics(): Promise<string> } | undefined,
+  log: Logger,
+): Promise<ApiServer> {
+  return startApiServer({
+    port: cfg.webPort,
+    host: cfg.webHost,
+    portFallback: cfg.webPortFallback,
+    corsOrigins: cfg.webCorsOrigins,
+    backend,
+    ...(registry ? { metrics: registry } : {}),
+    logger: log,
+  });
+}
+
 export interface GatewayApp {
   readonly grpcPort: number;
   readonly metricsPort: number;
+  readonly webPort: number;
+  readonly webUrl: string;
   stop(): Promise<void>;
 }
 
@@ -264,6 +293,9 @@ export async function startGatewayApp(
     const metrics = createMetrics();
     const grpc = await serveGrpc(cfg, gateway.backend, metrics, log);
     cleanups.push(() => grpc.stop());
+    // A gateway runs no stages: its console shows answers and trending, no pipeline.
+    const web = await serveWeb(cfg, gateway.backend, undefined, log);
+    cleanups.push(() => web.stop());
     const http = await startHttpServer({
       port: cfg.metricsPort,
       host: cfg.metricsHost,
@@ -277,6 +309,8 @@ export async function startGatewayApp(
     return {
       grpcPort: grpc.port,
       metricsPort: http.port,
+      webPort: web.port,
+      webUrl: web.url,
       async stop() {
         grpc.setServing(false);
         await cleanup();

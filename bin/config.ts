@@ -21,6 +21,16 @@ export interface AppConfig {
   metricsPort: number;
   /** METRICS_HOST: bind address of /metrics and /healthz (loopback unless set). */
   metricsHost: string;
+  /** JSON/HTTP API and web console (connectors/http/api.ts). */
+  webPort: number;
+  webHost: string;
+  /**
+   * WEB_PORT was not set: if the default port is taken (a second instance, a test), the console
+   * takes a free port instead of failing the start, and the ready line prints the one it got.
+   */
+  webPortFallback: boolean;
+  /** Origins a browser may call the JSON API from (CORS); `*` any; empty: same origin only. */
+  webCorsOrigins: string[];
   logLevel: string;
   natsUser?: string;
   natsPass?: string;
@@ -113,6 +123,23 @@ export const SETTINGS = {
     help: "/metrics and /healthz bind address (0.0.0.0: every interface)",
   },
 
+  webPort: {
+    env: "WEB_PORT",
+    kind: "port",
+    default: "8080",
+    help: "JSON/HTTP API and web console port",
+  },
+  webHost: {
+    env: "WEB_HOST",
+    kind: "string",
+    default: "127.0.0.1",
+    help: "JSON/HTTP API and web console bind address",
+  },
+  webCorsOrigins: {
+    env: "WEB_CORS_ORIGINS",
+    kind: "string",
+    help: "origins allowed to call the JSON API from a browser (comma-separated, or *); unset: same origin only",
+  },
   logLevel: {
     env: "LOG_LEVEL",
     kind: "enum",
@@ -514,6 +541,10 @@ export function loadConfig(
     grpcHost: str("grpcHost") ?? "127.0.0.1",
     metricsPort: num("metricsPort"),
     metricsHost: str("metricsHost") ?? "127.0.0.1",
+    webPort: num("webPort"),
+    webHost: str("webHost") ?? "127.0.0.1",
+    webPortFallback: (flags.WEB_PORT ?? env.WEB_PORT ?? "") === "",
+    webCorsOrigins: corsOrigins(str("webCorsOrigins")),
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
     parseProcess: str("parseProcess") === "1",
@@ -560,6 +591,21 @@ function trendingWeights(text: string | undefined, view: number, click: number):
     weights[type] = Number(m[2]);
   }
   return weights;
+}
+
+/** WEB_CORS_ORIGINS: `*`, or origins such as `https://shop.example` (scheme, host, port). */
+function corsOrigins(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const origins = value
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+  for (const o of origins)
+    if (o !== "*" && !/^https?:\/\/[^\s/]+$/.test(o))
+      throw new ConfigError(
+        `WEB_CORS_ORIGINS=${JSON.stringify(value)} is not valid: expected * or comma-separated origins like https://shop.example:8443 (no path), got ${JSON.stringify(o)}`,
+      );
+  return origins;
 }
 
 /** Whether the file starts with the header of MovieLens movies.csv. */

@@ -66,12 +66,16 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     role === "gateway"
       ? await startGatewayApp(cfg, roleConfig, log).catch(failed)
       : await startApp(cfg, log, { onFatal, role, roleConfig }).catch(failed);
-  const where = role === "worker" ? `worker ${roleConfig.workerId}` : `gRPC on :${app.grpcPort}`;
+  const where =
+    role === "worker"
+      ? `worker ${roleConfig.workerId}`
+      : `console on ${app.webUrl}, gRPC on :${app.grpcPort}`;
   log.info(
     {
       role,
       grpc: app.grpcPort,
       metrics: app.metricsPort,
+      ...(app.webPort > 0 ? { web: app.webPort } : {}),
       partitions: cfg.pipeline.partitions,
       ...(role === "worker" ? { worker: roleConfig.workerId } : {}),
     },

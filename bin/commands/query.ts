@@ -6,7 +6,7 @@ import {
   type RecoClientOptions,
 } from "../../connectors/grpc/client.js";
 import { statusName } from "../../connectors/grpc/errors.js";
-import type { TrendingWindowName } from "../../connectors/grpc/backend.js";
+import type { TrendingWindowName } from "../../actors/backend.js";
 import {
   Source,
   TrendingWindow,

@@ -1,17 +1,8 @@
 import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
-import { BackendUnavailableError } from "./backend.js";
+import { BackendUnavailableError, InvalidArgumentError } from "../../actors/backend.js";
 
-/** A request field failed validation; the message names the field and the rejected value. */
-export class InvalidArgumentError extends Error {
-  override name = "InvalidArgumentError";
-  constructor(
-    readonly field: string,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
+// Transport-neutral (the JSON/HTTP API raises it too); re-exported for existing imports.
+export { InvalidArgumentError };
 
 /**
  * The server will not take on more of something bounded (open trending streams); the client may

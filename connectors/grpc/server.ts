@@ -38,11 +38,13 @@ import {
 } from "../../proto/gen/reco/v1/reco_pb.js";
 import {
   BackendUnavailableError,
+  validateCount,
+  validateId,
   type RecoBackend,
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "./backend.js";
+} from "../../actors/backend.js";
 import {
   CallCancelledError,
   DeadlineExceededError,
@@ -91,10 +93,6 @@ export interface GrpcServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Default and bounds of `n` and `k` (DESIGN.md §5). */
-const DEFAULT_COUNT = 10;
-const MAX_COUNT = 100;
-const MAX_USER_ID_LENGTH = 128;
 /**
  * Finals a blocked trending subscriber may hold besides the newest non-final update. A final is
  * the settled answer for a window, so it is kept until written: one step of event time can close
@@ -262,34 +260,13 @@ function untilAborted<T>(work: () => Promise<T>, signal: AbortSignal): Promise<T
   });
 }
 
-function validateCount(field: string, value: number): number {
-  if (value === 0) return DEFAULT_COUNT;
-  if (value < 1 || value > MAX_COUNT) {
-    throw new InvalidArgumentError(
-      field,
-      `${field} must be between 1 and ${MAX_COUNT}, got ${value}`,
-    );
-  }
-  return value;
-}
-
 function validateRecommendationsRequest(req: GetRecommendationsRequest): {
   userId: string;
   n: number;
 } {
   assertDecoded(req, "reco.v1.GetRecommendationsRequest");
-  if (req.userId.length === 0)
-    throw new InvalidArgumentError("user_id", "user_id must not be empty");
-  // As for events (DESIGN §2): an id of only white space is not an id.
-  if (req.userId.trim().length === 0)
-    throw new InvalidArgumentError("user_id", "user_id must not be blank (only white space)");
-  if (req.userId.length > MAX_USER_ID_LENGTH) {
-    throw new InvalidArgumentError(
-      "user_id",
-      `user_id must be at most ${MAX_USER_ID_LENGTH} characters, got ${req.userId.length}`,
-    );
-  }
-  return { userId: req.userId, n: validateCount("n", req.n) };
+  // The rules are shared with the JSON/HTTP API (actors/backend.ts).
+  return { userId: validateId("user_id", req.userId), n: validateCount("n", req.n) };
 }
 
 function validateTrendingRequest(req: StreamTrendingRequest): {

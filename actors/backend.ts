@@ -1,0 +1,177 @@
+import type { Observable } from "rxjs";
+
+/**
+ * The serving port, transport-neutral: the gRPC façade and the JSON/HTTP API answer from the
+ * same backend, with the same validation (below) and the same error conditions, so a client sees
+ * the same answer whichever door it uses. The pipeline implements it over the stage actors (in
+ * process), the gateway over replicas; the connectors know nothing else.
+ */
+export interface RecoBackend {
+  /** False while NATS or state is not ready: the façades answer UNAVAILABLE / 503. */
+  isReady(): boolean;
+  /** Recommendations for one user; `n` is already validated (1..100). */
+  getRecommendations(userId: string, n: number, signal: AbortSignal): Promise<Recommendations>;
+  /**
+   * Optional fast path: the same answer as `getRecommendations`, given synchronously when the
+   * serving state can be read in place (a worker's own partitions, a gateway's replica). The façade
+   * then answers within the request's own task: no AbortSignal, timer, promise or closure per
+   * call, and grpc-js writes the response while it is still handling the request's frames.
+   * Throws what `getRecommendations` would reject with; `undefined` means "ask
+   * `getRecommendations`" (an answer that needs I/O).
+   */
+  recommendNow?(userId: string, n: number): Recommendations | undefined;
+  /**
+   * Trending snapshots for the newest window of `window`. Emits the latest known snapshot
+   * at once (if any), then every update. Hot: it never completes while the process runs.
+   */
+  trending(window: TrendingWindowName): Observable<TrendingSnapshot>;
+  /**
+   * Items like `itemId` ("bought together / viewed together"); `n` validated (1..100). Optional:
+   * a backend without it answers UNIMPLEMENTED / 501. `basis` says which source answered, so an
+   * answer from a stand-in (same-category popularity) is never mistaken for co-visitation.
+   */
+  similarItems?(itemId: string, n: number): SimilarItems;
+  /** What the serving state knows about one item (popularity over the horizon), if anything. */
+  item?(itemId: string): ItemInfo | undefined;
+}
+
+export type Source = "PERSONALIZED" | "POPULAR_FALLBACK";
+export type TrendingWindowName = "1h" | "24h";
+export const TRENDING_WINDOWS: readonly TrendingWindowName[] = ["1h", "24h"];
+
+export interface RecommendedItem {
+  itemId: string;
+  score: number;
+  /** 1-based. */
+  rank: number;
+  category: string;
+  brand: string;
+  averagePrice: number;
+  source: Source;
+  purchases: number;
+  /** One line a person can read ("in your top category electronics"); absent: the façade says it. */
+  explanation?: string;
+}
+
+export interface CategoryInterest {
+  category: string;
+  interest: number;
+}
+
+export interface Recommendations {
+  userId: string;
+  items: RecommendedItem[];
+  topCategories: CategoryInterest[];
+  /** Event-time watermark (epoch ms) the answer reflects; null before any data. */
+  watermark: number | null;
+  /** Why the list is empty or fallback-only; empty when personalised. */
+  statusMessage: string;
+  /** Upper bound on the answering view's staleness (ms); 0 or absent when current. */
+  stalenessMs?: number;
+}
+
+export interface TrendingEntry {
+  itemId: string;
+  score: number;
+  views: number;
+  clicks: number;
+  /** Counted only when TRENDING_WEIGHTS lists the type; absent from older snapshots. */
+  carts?: number;
+  purchases?: number;
+}
+
+export interface TrendingSnapshot {
+  window: TrendingWindowName;
+  /** Epoch ms. */
+  windowStart: number;
+  windowEnd: number;
+  /** Sorted by score descending, ties by item id; at most 100 entries. */
+  items: TrendingEntry[];
+  final: boolean;
+  watermark: number | null;
+}
+
+/**
+ * Which source produced similar items. `CO_VISITATION` is DESIGN §3.7's item-to-item source;
+ * `SAME_CATEGORY_POPULAR` is the stand-in served until it exists (the most purchased products of
+ * the item's main category), `POPULAR_FALLBACK` when even the item's category is unknown.
+ */
+export type SimilarBasis = "CO_VISITATION" | "SAME_CATEGORY_POPULAR" | "POPULAR_FALLBACK";
+
+export interface SimilarItem {
+  itemId: string;
+  score: number;
+  /** 1-based. */
+  rank: number;
+  category: string;
+  brand: string;
+  averagePrice: number;
+  purchases: number;
+  explanation: string;
+}
+
+export interface SimilarItems {
+  itemId: string;
+  basis: SimilarBasis;
+  items: SimilarItem[];
+  watermark: number | null;
+  /** Why the list is empty or comes from a stand-in; empty otherwise. */
+  statusMessage: string;
+}
+
+export interface ItemInfo {
+  itemId: string;
+  category: string;
+  brand: string;
+  averagePrice: number;
+  /** Purchases over the popularity horizon (7 days of event time by default). */
+  purchases: number;
+}
+
+/** Thrown by a backend when it cannot answer yet (maps to UNAVAILABLE / 503). */
+export class BackendUnavailableError extends Error {
+  override name = "BackendUnavailableError";
+}
+
+/** A request field failed validation; the message names the field and the rejected value. */
+export class InvalidArgumentError extends Error {
+  override name = "InvalidArgumentError";
+  constructor(
+    readonly field: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** Default and bounds of `n` and `k` (DESIGN.md §5). */
+export const DEFAULT_COUNT = 10;
+export const MAX_COUNT = 100;
+export const MAX_ID_LENGTH = 128;
+
+/** `n` or `k`: 0 (unset) means the default; otherwise 1..100. */
+export function validateCount(field: string, value: number): number {
+  if (value === 0) return DEFAULT_COUNT;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_COUNT) {
+    throw new InvalidArgumentError(
+      field,
+      `${field} must be between 1 and ${MAX_COUNT}, got ${value}`,
+    );
+  }
+  return value;
+}
+
+/** A user or item id: not empty, not blank (as for events, DESIGN §2), at most 128 chars. */
+export function validateId(field: string, value: string): string {
+  if (value.length === 0) throw new InvalidArgumentError(field, `${field} must not be empty`);
+  if (value.trim().length === 0)
+    throw new InvalidArgumentError(field, `${field} must not be blank (only white space)`);
+  if (value.length > MAX_ID_LENGTH) {
+    throw new InvalidArgumentError(
+      field,
+      `${field} must be at most ${MAX_ID_LENGTH} characters, got ${value.length}`,
+    );
+  }
+  return value;
+}

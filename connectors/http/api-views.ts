@@ -1,0 +1,111 @@
+import type {
+  ItemInfo,
+  Recommendations,
+  RecommendedItem,
+  SimilarItems,
+  TrendingSnapshot,
+} from "../../actors/backend.js";
+
+/**
+ * JSON shapes of the API. Field names follow the proto3 JSON mapping of `reco.v1` (lowerCamelCase,
+ * timestamps as RFC 3339 strings, enums by name), so an answer reads the same over gRPC and HTTP.
+ */
+const iso = (ms: number | null | undefined): string | null =>
+  ms === null || ms === undefined || !Number.isFinite(ms) || ms < 0
+    ? null
+    : new Date(ms).toISOString();
+
+/** What the backend did not explain itself, explained from the design's own rules (§3.5, §3.6). */
+export function explain(item: RecommendedItem): string {
+  if (item.explanation) return item.explanation;
+  if (item.source === "PERSONALIZED")
+    return `in your top category ${item.category || "(none)"}: ${item.purchases} purchases in 7 days`;
+  return `among the most purchased products overall: ${item.purchases} purchases in 7 days`;
+}
+
+export function recommendationsJson(recs: Recommendations) {
+  return {
+    userId: recs.userId,
+    items: recs.items.map((i) => ({
+      rank: i.rank,
+      itemId: i.itemId,
+      score: i.score,
+      source: i.source,
+      explanation: explain(i),
+      category: i.category,
+      brand: i.brand,
+      averagePrice: i.averagePrice,
+      purchases: i.purchases,
+    })),
+    topCategories: recs.topCategories.map((c) => ({ category: c.category, interest: c.interest })),
+    watermark: iso(recs.watermark),
+    statusMessage: recs.statusMessage,
+    stalenessMs: Math.round(recs.stalenessMs ?? 0),
+  };
+}
+
+export function trendingJson(s: TrendingSnapshot, k: number) {
+  return {
+    window: s.window,
+    windowStart: iso(s.windowStart),
+    windowEnd: iso(s.windowEnd),
+    final: s.final,
+    watermark: iso(s.watermark),
+    items: s.items.slice(0, k).map((e, i) => ({
+      rank: i + 1,
+      itemId: e.itemId,
+      score: e.score,
+      views: e.views,
+      clicks: e.clicks,
+      // Counted only when TRENDING_WEIGHTS lists carts or purchases.
+      ...(e.carts !== undefined ? { carts: e.carts } : {}),
+      ...(e.purchases !== undefined ? { purchases: e.purchases } : {}),
+    })),
+  };
+}
+
+export function similarJson(s: SimilarItems) {
+  return {
+    itemId: s.itemId,
+    basis: s.basis,
+    items: s.items,
+    watermark: iso(s.watermark),
+    statusMessage: s.statusMessage,
+  };
+}
+
+/** An item page: what the popularity table knows, and its place in the current trending lists. */
+export function itemJson(
+  itemId: string,
+  info: ItemInfo | undefined,
+  trending: readonly (TrendingSnapshot | undefined)[],
+) {
+  return {
+    itemId,
+    popularity: info
+      ? {
+          purchases: info.purchases,
+          category: info.category,
+          brand: info.brand,
+          averagePrice: info.averagePrice,
+        }
+      : null,
+    trending: trending.flatMap((s) => {
+      if (!s) return [];
+      const at = s.items.findIndex((e) => e.itemId === itemId);
+      const e = s.items[at];
+      return [
+        {
+          window: s.window,
+          windowStart: iso(s.windowStart),
+          rank: e ? at + 1 : null,
+          score: e?.score ?? 0,
+          views: e?.views ?? 0,
+          clicks: e?.clicks ?? 0,
+        },
+      ];
+    }),
+  };
+}
+
+export const isoTime = iso;

@@ -1,0 +1,255 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  BackendUnavailableError,
+  TRENDING_WINDOWS,
+  type RecoBackend,
+  type Recommendations,
+} from "../../actors/backend.js";
+import { HttpError, sendError, sendJson, toErrorResponse } from "./api-errors.js";
+import { checkParams, countParam, idParam, timeParam, windowParam } from "./api-params.js";
+import { createPipelineView, type MetricsSource } from "./api-pipeline.js";
+import { createStaticFiles, defaultWebRoot } from "./api-static.js";
+import { createTrendingHistory, streamTrending } from "./api-trending.js";
+import { itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
+import { openApiDocument } from "./api-openapi.js";
+
+export interface ApiServerOptions {
+  /** 0 picks a free port (read it back from `ApiServer.port`). */
+  port: number;
+  /** Default 127.0.0.1 (loopback only). */
+  host?: string;
+  /** The port is only a preference: if it is taken, bind a free one instead of failing. */
+  portFallback?: boolean;
+  backend: RecoBackend;
+  /** Where `/v1/pipeline` reads stage metrics; absent: an empty pipeline (a gateway). */
+  metrics?: MetricsSource;
+  /** Origins allowed to call the API from a browser (`*`: any); default none (same origin). */
+  corsOrigins?: readonly string[];
+  /** SSE heartbeat period (default 15 s). */
+  heartbeatMs?: number;
+  /** Open event streams at most; one more gets 429. Default 1,000. */
+  maxStreams?: number;
+  /** Longest wait for a backend answer before 504 (default 5 s). */
+  timeoutMs?: number;
+  /** Console files (default: this package's `web/`). */
+  webRoot?: string;
+  logger?: { warn(obj: object, msg?: string): void };
+}
+
+export interface ApiServer {
+  readonly port: number;
+  /** The console's address, for the ready line. */
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The JSON/HTTP API and the web console (DESIGN §5) on plain `node:http`: a dozen GET routes, a
+ * static folder and one event stream did not earn a framework; the rules that matter (validation,
+ * the error mapping, latest-wins streaming) are shared with the gRPC façade or written out here.
+ */
+export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
+  const { backend } = o;
+  const host = o.host ?? "127.0.0.1";
+  const cors = new Set(o.corsOrigins ?? []);
+  const history = createTrendingHistory(backend);
+  const pipeline = o.metrics ? createPipelineView(o.metrics) : undefined;
+  const files = createStaticFiles(o.webRoot ?? defaultWebRoot());
+  const streams = new Set<() => void>();
+  const maxStreams = o.maxStreams ?? 1000;
+  const timeoutMs = o.timeoutMs ?? 5000;
+
+  const requireReady = () => {
+    if (!backend.isReady())
+      throw new BackendUnavailableError("the backend is starting: no data to answer from yet");
+  };
+
+  const recommend = async (userId: string, n: number): Promise<Recommendations> => {
+    const now = backend.recommendNow?.(userId, n);
+    if (now) return now;
+    return backend.getRecommendations(userId, n, AbortSignal.timeout(timeoutMs));
+  };
+
+  /** Routes by path; each throws what `sendError` maps to a status. */
+  const route = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const path = url.pathname;
+    const q = url.searchParams;
+    let m: RegExpExecArray | null;
+    if ((m = /^\/v1\/users\/([^/]*)\/recommendations$/.exec(path))) {
+      checkParams(q, ["n"]);
+      const userId = idParam(m[1]!, "user_id");
+      const n = countParam(q, "n");
+      requireReady();
+      return sendJson(res, 200, recommendationsJson(await recommend(userId, n)));
+    }
+    if ((m = /^\/v1\/items\/([^/]*)\/similar$/.exec(path))) {
+      checkParams(q, ["n"]);
+      const itemId = idParam(m[1]!, "item_id");
+      const n = countParam(q, "n");
+      requireReady();
+      if (!backend.similarItems)
+        throw new HttpError(501, "UNIMPLEMENTED", "this backend serves no similar items");
+      return sendJson(res, 200, similarJson(backend.similarItems(itemId, n)));
+    }
+    if ((m = /^\/v1\/items\/([^/]*)$/.exec(path))) {
+      checkParams(q, []);
+      const itemId = idParam(m[1]!, "item_id");
+      requireReady();
+      const trending = TRENDING_WINDOWS.map((w) => history.latest(w));
+      return sendJson(res, 200, itemJson(itemId, backend.item?.(itemId), trending));
+    }
+    if (path === "/v1/trending") {
+      checkParams(q, ["window", "k", "at"]);
+      const window = windowParam(q);
+      const k = countParam(q, "k");
+      const at = timeParam(q, "at");
+      requireReady();
+      if (at !== undefined) {
+        const final = history.finalAt(window, at);
+        if (!final)
+          throw new HttpError(
+            404,
+            "NOT_FOUND",
+            `no final ${window} window containing ${new Date(at).toISOString()} is known: finals are kept for the last 48 windows closed since this process started (GET /v1/trending/finals?window=${window} lists them)`,
+          );
+        return sendJson(res, 200, trendingJson(final, k));
+      }
+      const latest = history.latest(window);
+      if (!latest)
+        return sendJson(res, 200, {
+          window,
+          windowStart: null,
+          windowEnd: null,
+          final: false,
+          watermark: null,
+          items: [],
+          statusMessage: "no event has reached a trending window yet",
+        });
+      return sendJson(res, 200, trendingJson(latest, k));
+    }
+    if (path === "/v1/trending/finals") {
+      checkParams(q, ["window"]);
+      const window = windowParam(q);
+      return sendJson(res, 200, {
+        window,
+        finals: history.finals(window).map((f) => {
+          const j = trendingJson(f, 1);
+          return { windowStart: j.windowStart, windowEnd: j.windowEnd, top: j.items[0] ?? null };
+        }),
+      });
+    }
+    if (path === "/v1/trending/stream") {
+      checkParams(q, ["window", "k"]);
+      const window = windowParam(q);
+      const k = countParam(q, "k");
+      if (streams.size >= maxStreams)
+        throw new HttpError(
+          429,
+          "RESOURCE_EXHAUSTED",
+          `too many open trending streams (${maxStreams}): retry later`,
+          { "retry-after": "5" },
+        );
+      const close = streamTrending(
+        req,
+        res,
+        backend,
+        window,
+        k,
+        { heartbeatMs: o.heartbeatMs ?? 15_000 },
+        () => streams.delete(close),
+      );
+      streams.add(close);
+      return;
+    }
+    if (path === "/v1/pipeline") {
+      checkParams(q, []);
+      const view = pipeline ? await pipeline.read() : undefined;
+      return sendJson(res, 200, {
+        ready: backend.isReady(),
+        ...(view ?? { stages: [], slowest: null }),
+        trending: TRENDING_WINDOWS.map((w) => {
+          const s = history.latest(w);
+          return s ? { ...trendingJson(s, 0), items: undefined } : { window: w };
+        }),
+      });
+    }
+    if (path === "/openapi.json") return sendJson(res, 200, openApiDocument());
+    if (!path.startsWith("/v1/") && (await files.serve(path, res))) return;
+    throw new HttpError(
+      404,
+      "NOT_FOUND",
+      `no route for ${path.slice(0, 200)}: see /openapi.json for the API, / for the console`,
+    );
+  };
+
+  const server: Server = createServer((req, res) => {
+    const origin = req.headers.origin;
+    if (origin && (cors.has("*") || cors.has(origin))) {
+      res.setHeader("access-control-allow-origin", cors.has("*") ? "*" : origin);
+      res.setHeader("vary", "Origin");
+    }
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, {
+        "access-control-allow-methods": "GET, HEAD, OPTIONS",
+        "access-control-allow-headers": "content-type, last-event-id",
+        "access-control-max-age": "600",
+      });
+      res.end();
+      return;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      sendError(
+        res,
+        new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method ?? ""} is not allowed: use GET`, {
+          allow: "GET, HEAD, OPTIONS",
+        }),
+      );
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://localhost");
+    } catch {
+      sendError(res, new HttpError(400, "INVALID_ARGUMENT", "the request URL is not valid"));
+      return;
+    }
+    route(req, res, url).catch((err: unknown) => {
+      // A bug (500) goes to the log with its detail; the client gets a short message.
+      if (toErrorResponse(err).status === 500)
+        o.logger?.warn({ err: String(err), path: url.pathname }, "HTTP API request failed");
+      sendError(res, err);
+    });
+  });
+  const port = await listen(server, o.port, host, o.portFallback ?? false);
+  return {
+    port,
+    url: `http://${host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host}:${port}/`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        history.stop();
+        for (const close of [...streams]) close();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function listen(server: Server, port: number, host: string, fallback: boolean) {
+  const attempt = (p: number) =>
+    new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once("error", onError);
+      server.listen(p, host, () => {
+        server.removeListener("error", onError);
+        resolve();
+      });
+    });
+  try {
+    await attempt(port);
+  } catch (err) {
+    if (!fallback || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    await attempt(0);
+  }
+  const addr = server.address();
+  return typeof addr === "object" && addr ? addr.port : port;
+}
