@@ -1,8 +1,11 @@
-import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
+import { map } from "rxjs";
+import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
+import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import type { EventType } from "./event.js";
-import { subjects } from "./subjects.js";
+import { createStageHandler, type AdaptedHandler } from "./stage-adapter.js";
+import { stageTopology } from "./topology.js";
 
 /**
  * A window result on the hop to interest-ranking: an upsert keyed by (w, u, i, t).
@@ -35,15 +38,18 @@ interface Cell {
   pr: number;
 }
 
-export interface WindowOptions {
-  partition: number;
+export interface WindowSettings {
   /** Tumbling window size (DESIGN: 5 min). */
   sizeMs: number;
   /** The user path's out-of-orderness: a window is final once progress − this passes its end. */
   outOfOrdernessMs: number;
 }
 
-export interface WindowHandler extends StageHandler {
+export interface WindowOptions extends WindowSettings {
+  partition: number;
+}
+
+export interface WindowView {
   /** Open windows and their key counts (bounded by open windows, not by events). */
   openWindows(): Map<number, number>;
 }
@@ -53,32 +59,29 @@ export interface WindowHandler extends StageHandler {
  * each input batch emits the new counts of the keys it changed, and a close marker once the
  * watermark passes a window's end, after which the window's state is dropped.
  */
-export function createWindowHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: WindowOptions,
-): WindowHandler {
-  const cells = state.map<Cell>("cell"); // "<w>|<t>|<u>|<i>" (u, i may contain '|': the rest)
-  // In-memory index window -> keys, rebuilt from the snapshot.
-  const byWindow = new Map<number, Set<string>>();
-  for (const k of cells.keys()) indexKey(Number(k.slice(0, k.indexOf("|"))), k);
-  let progress = Number(state.meta.progress ?? -1);
-  const target = subjects.window(opts.partition);
+export const windowStage = defineStage({
+  name: "window",
+  input: port<ParsedRecord>(),
+  ports: { window: port<WindowOutput>() },
+  create(ctx: StageContext<WindowSettings>) {
+    const { sizeMs, outOfOrdernessMs } = ctx.settings;
+    const cells = ctx.state.map<Cell>("cell"); // "<w>|<t>|<u>|<i>" (u, i may contain '|': the rest)
+    // In-memory index window -> keys, rebuilt from the state.
+    const byWindow = new Map<number, Set<string>>();
+    const indexKey = (w: number, k: string) => {
+      let s = byWindow.get(w);
+      if (!s) byWindow.set(w, (s = new Set()));
+      s.add(k);
+    };
+    for (const k of cells.keys()) indexKey(Number(k.slice(0, k.indexOf("|"))), k);
 
-  function indexKey(w: number, k: string) {
-    let s = byWindow.get(w);
-    if (!s) byWindow.set(w, (s = new Set()));
-    s.add(k);
-  }
-
-  return {
-    openWindows: () => new Map([...byWindow].map(([w, s]) => [w, s.size])),
-    handle(msg) {
-      const env = decodeEnvelope<ParsedRecord>(msg.data);
+    /** Counts the batch into its windows: the new count of each key it changed, once. */
+    const count = ({ records, progress }: InputBatch<ParsedRecord>): WindowOutput[] => {
       const changed = new Map<string, WindowRecord>();
-      for (const r of env.recs) {
-        const w = r.ts - (r.ts % opts.sizeMs);
-        if (progress >= 0 && w + opts.sizeMs <= progress - opts.outOfOrdernessMs) continue; // closed: watermark already judged it
+      for (const r of records) {
+        const w = r.ts - (r.ts % sizeMs);
+        // A window the watermark already closed (before this batch) takes nothing more.
+        if (progress.from >= 0 && w + sizeMs <= progress.from - outOfOrdernessMs) continue;
         const key = `${w}|${r.t}|${JSON.stringify([r.u, r.i])}`;
         const prev = cells.get(key);
         const cell: Cell = {
@@ -100,20 +103,44 @@ export function createWindowHandler(
           pr: cell.pr,
         });
       }
-      for (const rec of changed.values()) out.emit(target, rec);
-      if (env.wm > progress) {
-        progress = env.wm;
-        state.meta.progress = progress;
-        const wm = progress - opts.outOfOrdernessMs;
-        for (const [w, keys] of [...byWindow].sort((a, b) => a[0] - b[0])) {
-          if (w + opts.sizeMs > wm) break;
-          for (const k of keys) cells.delete(k);
-          byWindow.delete(w);
-          out.emit(target, { close: w } satisfies WindowClose);
-        }
+      return [...changed.values()];
+    };
+
+    /** Windows the watermark passed with this batch, oldest first: state dropped, close marked. */
+    const close = ({ progress }: InputBatch<ParsedRecord>): WindowClose[] => {
+      if (progress.to <= progress.from) return [];
+      const wm = progress.to - outOfOrdernessMs;
+      const closed: WindowClose[] = [];
+      for (const [w, keys] of [...byWindow].sort((a, b) => a[0] - b[0])) {
+        if (w + sizeMs > wm) break;
+        for (const k of keys) cells.delete(k);
+        byWindow.delete(w);
+        closed.push({ close: w });
       }
-      out.setProgress(progress);
-      out.touch(target);
-    },
-  };
+      return closed;
+    };
+
+    return {
+      view: {
+        openWindows: () => new Map([...byWindow].map(([w, s]) => [w, s.size])),
+      } satisfies WindowView,
+      // Counts before closes: a window closed by this batch still gets the batch's records.
+      operator: (batches$) =>
+        batches$.pipe(map((batch) => ({ window: [...count(batch), ...close(batch)] }))),
+    };
+  },
+});
+
+export type WindowHandler = AdaptedHandler<WindowView>;
+
+/** The window stage in today's host, its port going to `reco.window.<partition>`. */
+export function createWindowHandler(
+  state: StageState,
+  out: StageOutput,
+  opts: WindowOptions,
+): WindowHandler {
+  return createStageHandler(windowStage, state, out, {
+    settings: opts,
+    topology: stageTopology.window(opts.partition),
+  });
 }

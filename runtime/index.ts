@@ -8,6 +8,7 @@ export {
   SupervisorStoppedError,
 } from "./supervisor.js";
 export { backoffDelay } from "./backoff.js";
+export { createStageLogic, defineStage, port, startStage, StageContractError } from "./stage.js";
 
 export type {
   Actor,
@@ -25,3 +26,17 @@ export type {
   SupervisorOptions,
 } from "./supervisor.js";
 export type { BackoffOptions } from "./backoff.js";
+export type {
+  InputBatch,
+  Port,
+  PortMap,
+  RecordOf,
+  StageContext,
+  StageDefinition,
+  StageLogic,
+  StageOperator,
+  StageOutputs,
+  StageRun,
+  StateMap,
+  StateMaps,
+} from "./stage.js";

@@ -1,4 +1,7 @@
+import type { SchedulerLike } from "rxjs";
 import type { StageOutput } from "../../actors/host.js";
+import type { InputBatch, StageContext, StateMaps } from "../../runtime/index.js";
+import { createStageState } from "../../state/store.js";
 
 /** One call of StageOutput.raw, as the fake output records it. */
 export interface RawCall {
@@ -33,4 +36,36 @@ export function fakeOutput() {
     count: (name, n = 1) => void (rec.counts[name] = (rec.counts[name] ?? 0) + n),
   };
   return { out, rec };
+}
+
+/** A stage context on an in-memory state, for marble tests of a stage's operator. */
+export function stageContext<S>(
+  settings: S,
+  scheduler: SchedulerLike,
+  state: StateMaps = createStageState(),
+) {
+  const counts: Record<string, number> = {};
+  const ctx: StageContext<S> = {
+    name: "test",
+    state,
+    settings,
+    scheduler,
+    count: (name, n = 1) => void (counts[name] = (counts[name] ?? 0) + n),
+  };
+  return { ctx, counts };
+}
+
+/**
+ * Input batches as the host hands them over: positions 1, 2, ... and progress kept as the host
+ * keeps it (the highest seen, never back). Call in input order.
+ */
+export function batchMaker<R>() {
+  let upTo = 0;
+  let progress = -1;
+  return (wm: number, records: R[], from = upTo): InputBatch<R> => {
+    const before = progress;
+    progress = Math.max(progress, wm);
+    upTo++;
+    return { records, position: { from, upTo }, progress: { from: before, to: progress } };
+  };
 }

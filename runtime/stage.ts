@@ -1,0 +1,223 @@
+import { Subject, type Observable, type OperatorFunction, type SchedulerLike } from "rxjs";
+
+/**
+ * The stage contract (DESIGN §3): a stage's logic is an RxJS pipeline from typed input batches to
+ * typed outputs on named ports. It knows no transport, no subject and no wire format: a host
+ * decodes its input, hands it batches, and maps its ports to wherever the topology says.
+ *
+ *     const counter = defineStage({
+ *       name: "counter",
+ *       input: port<{ k: string }>(),
+ *       ports: { counts: port<{ k: string; n: number }>() },
+ *       create: (ctx: StageContext<{ step: number }>) => (batches$) =>
+ *         batches$.pipe(map((b) => ({ counts: b.records.map((r) => ({ k: r.k, n: ctx.settings.step })) }))),
+ *     });
+ *
+ * RxJS carries batches, so its cost is per batch; a hot per-record loop lives inside one operator.
+ */
+
+/** A typed port: a name in `ports` and the type of the records that go through it. */
+export interface Port<T> {
+  /** Never set: carries the record type. */
+  readonly __record?: T;
+}
+
+/** Declares a port (or the input) carrying records of type T. */
+export const port = <T>(): Port<T> => ({});
+
+/** Ports by name. */
+export type PortMap = Record<string, Port<unknown>>;
+
+/** The record type of a port. */
+export type RecordOf<P> = P extends Port<infer T> ? T : never;
+
+/**
+ * What a stage emits for a batch: records per port, in order within a port. A port left out (or
+ * empty) got nothing from this batch.
+ */
+export type StageOutputs<P extends PortMap> = {
+  readonly [K in keyof P]?: readonly RecordOf<P[K]>[];
+};
+
+/**
+ * One input batch. Positions and progress are the host's bookkeeping, handed in so that stages do
+ * not redo it (Kafka Streams' stream time).
+ */
+export interface InputBatch<R> {
+  /** Records in input order. Read-only: other readers of the same input may share them. */
+  readonly records: readonly R[];
+  /**
+   * The input positions the batch covers: after `from`, up to and including `upTo`. Records at
+   * or below `from` were processed before a restart (a stage whose records carry their own
+   * position drops those).
+   */
+  readonly position: { readonly from: number; readonly upTo: number };
+  /**
+   * Event-time progress (the highest event time over the whole input so far, -1 before any):
+   * `from` before this batch, `to` with it. Never decreases; equal when the batch did not move it
+   * (an idle partition still gets batches that move it, without records).
+   */
+  readonly progress: { readonly from: number; readonly to: number };
+}
+
+/** The operator a stage is made of. */
+export type StageOperator<In, P extends PortMap> = OperatorFunction<
+  InputBatch<In>,
+  StageOutputs<P>
+>;
+
+/** A named map of the stage's per-key state (persisted by the host with the input position). */
+export interface StateMap<V> {
+  get(key: string): V | undefined;
+  has(key: string): boolean;
+  /** Values are immutable once set: set a new object to change one. */
+  set(key: string, value: V): void;
+  delete(key: string): void;
+  readonly size: number;
+  keys(): IterableIterator<string>;
+  entries(): IterableIterator<[string, V]>;
+}
+
+/** The stage's state: named maps. The host snapshots them; the stage keeps no other truth. */
+export interface StateMaps {
+  /** With `text`, values are kept as JSON text until read (maps read for few keys load faster). */
+  map<V>(name: string, options?: { text?: boolean }): StateMap<V>;
+}
+
+export interface StageContext<S> {
+  /** The stage's name (for messages). */
+  readonly name: string;
+  readonly state: StateMaps;
+  readonly settings: S;
+  /**
+   * The clock and timers of the stage (RxJS `bufferTime(span, null, max, scheduler)` and the
+   * like), so a marble test runs a 5-minute window in virtual time.
+   */
+  readonly scheduler: SchedulerLike;
+  /** Adds to a named count that the host keeps exact with the input position. */
+  count(name: string, n?: number): void;
+}
+
+/** What `create` may return when the stage has more than an operator. */
+export interface StageLogic<In, P extends PortMap, V> {
+  readonly operator: StageOperator<In, P>;
+  /** Read-only queries on the live state, answered between batches. */
+  readonly view: V;
+  /**
+   * Rebuilding of in-memory indexes from loaded state, one slice per step: a host gives the event
+   * loop back between steps, and pushes no batch before the last.
+   */
+  readonly restore?: Iterator<void>;
+}
+
+export interface StageDefinition<In, P extends PortMap, S, V> {
+  readonly name: string;
+  /** The input's record type (a marker, as for ports). */
+  readonly input: Port<In>;
+  readonly ports: P;
+  /** Called once per run (after each load of the state): the operator, its closure the caches. */
+  create(ctx: StageContext<S>): StageOperator<In, P> | StageLogic<In, P, V>;
+}
+
+/** Checks and returns a stage definition (types inferred from `input`, `ports` and `create`). */
+export function defineStage<In, P extends PortMap, S, V = undefined>(
+  def: StageDefinition<In, P, S, V>,
+): StageDefinition<In, P, S, V> {
+  if (!/^[a-z][a-z0-9-]*$/.test(def.name)) throw new TypeError(`bad stage name ${def.name}`);
+  for (const name of Object.keys(def.ports))
+    if (!/^[a-z][a-zA-Z0-9-]*$/.test(name))
+      throw new TypeError(`stage ${def.name}: bad port name ${JSON.stringify(name)}`);
+  return Object.freeze({ ...def });
+}
+
+/** The operator, view and restore of a stage on `ctx`, whichever form `create` returned. */
+export function createStageLogic<In, P extends PortMap, S, V>(
+  def: StageDefinition<In, P, S, V>,
+  ctx: StageContext<S>,
+): StageLogic<In, P, V> {
+  const made = def.create(ctx);
+  return typeof made === "function" ? { operator: made, view: undefined as V } : made;
+}
+
+/** A stage whose operator broke the contract (emitted outside a batch, or completed). */
+export class StageContractError extends Error {
+  override readonly name = "StageContractError";
+}
+
+/**
+ * A running stage, driven synchronously: `push` returns once everything the operator emits for
+ * the batch has gone to `onOutput`, so a host's outputs for an input are complete when its
+ * handler returns (what makes replays exact).
+ */
+export interface StageRun<In, V> {
+  readonly view: V;
+  /** Runs the rest of the restore in one go (for hosts that need not give the loop back). */
+  restoreAll(): void;
+  /** The restore's next slice; false once done. */
+  restoreStep(): boolean;
+  /** Pushes a batch. Throws what the operator threw; the run is then dead and throws again. */
+  push(batch: InputBatch<In>): void;
+  /** Unsubscribes the operator. */
+  stop(): void;
+}
+
+/**
+ * Subscribes a stage's operator to a subject that `push` feeds. Emissions outside `push` (a
+ * timer-driven operator) and completion break the contract: the next push throws.
+ */
+export function startStage<In, P extends PortMap, S, V>(
+  def: StageDefinition<In, P, S, V>,
+  ctx: StageContext<S>,
+  onOutput: (outputs: StageOutputs<P>) => void,
+): StageRun<In, V> {
+  const logic = createStageLogic(def, ctx);
+  const input = new Subject<InputBatch<In>>();
+  let pushing = false;
+  let failure: { err: unknown } | undefined;
+  let restored = logic.restore === undefined;
+  const output$: Observable<StageOutputs<P>> = input.pipe(logic.operator);
+  const sub = output$.subscribe({
+    next(o) {
+      if (pushing) onOutput(o);
+      else
+        failure ??= {
+          err: new StageContractError(`stage ${def.name} emitted outside a batch`),
+        };
+    },
+    error(err: unknown) {
+      failure ??= { err };
+    },
+    complete() {
+      failure ??= { err: new StageContractError(`stage ${def.name} completed`) };
+    },
+  });
+  const throwIfFailed = () => {
+    if (failure !== undefined) throw failure.err;
+  };
+  const restoreStep = () => {
+    if (restored) return false;
+    restored = logic.restore!.next().done === true;
+    return !restored;
+  };
+  return {
+    view: logic.view,
+    restoreStep,
+    restoreAll() {
+      while (restoreStep());
+    },
+    push(batch) {
+      throwIfFailed();
+      if (!restored) throw new StageContractError(`stage ${def.name}: pushed before restored`);
+      pushing = true;
+      try {
+        input.next(batch);
+      } finally {
+        pushing = false;
+      }
+      throwIfFailed();
+    },
+    stop() {
+      sub.unsubscribe();
+    },
+  };
+}
