@@ -3,6 +3,12 @@ import { createActor, type Actor, type ActorContext } from "../runtime/index.js"
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openDurableSource } from "../connectors/nats/source.js";
 import { encodeEnvelope, peekUpTo, readShared, withHead } from "./envelope.js";
+import {
+  deadLetterHeaders,
+  DEFAULT_MAX_PAYLOAD,
+  fitRawOutput,
+  isPermanentPublishError,
+} from "./dead-letter.js";
 import type { SnapshotStore, StageState, StageStateInternal } from "../state/index.js";
 
 /**
@@ -158,8 +164,12 @@ export interface StageInstance<H extends StageHandler> {
   snapshotNow(): Promise<void>;
 }
 
-/** Failures per input sequence (attempts, last error), kept across restarts of one instance. */
-export type PoisonLedger = Map<number, { attempts: number; error: string }>;
+/**
+ * Failures per input sequence (attempts, last error), kept across restarts of one instance.
+ * `publish`: the failure was a raw output of that input the server or client refused for good
+ * (handle itself succeeded, so a success of handle does not clear it; a snapshot past it does).
+ */
+export type PoisonLedger = Map<number, { attempts: number; error: string; publish?: boolean }>;
 
 const enc = new TextEncoder();
 /** Running stage instances per input ("<stream>#<subject>"): several share decoded batches. */
@@ -205,8 +215,14 @@ export function createStageInstance<H extends StageHandler>(
   // Subjects whose buffer reached B records: sent after the current input, the others wait for T.
   const full: string[] = [];
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
-  const raws: { subject: string; data: Uint8Array; headers: Record<string, string>; id: string }[] =
-    [];
+  const raws: {
+    subject: string;
+    data: Uint8Array;
+    headers: Record<string, string>;
+    id: string;
+    /** The input that produced it (undefined from a tick). */
+    seq: number | undefined;
+  }[] = [];
   const kvPuts = new Map<string, { bucket: string; key: string; value: unknown }>();
   const timers: NodeJS.Timeout[] = [];
 
@@ -239,7 +255,7 @@ export function createStageInstance<H extends StageHandler>(
       progress = wm;
     },
     raw(subject, data, headers, id) {
-      raws.push({ subject, data, headers, id });
+      raws.push({ subject, data, headers, id, seq: current?.seq });
     },
     kvPut(bucket, key, value) {
       kvPuts.set(`${bucket}\u0000${key}`, { bucket, key, value });
@@ -312,8 +328,18 @@ export function createStageInstance<H extends StageHandler>(
           buffers.delete(subject);
         }
     }
-    for (const r of raws)
-      pub.publish(r.subject, r.data, { msgId: r.id, headers: r.headers }).catch(ignore);
+    // A raw output (dead letter, late event, poison copy) too large with its headers goes
+    // truncated (actors/dead-letter.ts); one refused for good counts as a failure of its input,
+    // so that input reaches reco.dlq.poison after maxAttempts instead of failing every snapshot.
+    const maxPayload = deps.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+    for (const r of raws) {
+      const fit = fitRawOutput(r.data, r.headers, r.id, maxPayload);
+      pub.publish(r.subject, fit.data, { msgId: r.id, headers: fit.headers }).catch((err) => {
+        if (r.seq === undefined || !isPermanentPublishError(err)) return;
+        const attempts = (ledger.get(r.seq)?.attempts ?? 0) + 1;
+        ledger.set(r.seq, { attempts, error: errorText(err), publish: true });
+      });
+    }
     raws.length = 0;
     // A KV put is a publish to $KV.<bucket>.<key>: through the same publisher, so the next
     // snapshot waits for it like for any other output (a crash cannot lose an upsert that the
@@ -348,11 +374,15 @@ export function createStageInstance<H extends StageHandler>(
     state.meta = { ...state.meta, seq: lastSeq, upTo: lastUpTo, wm: progress, stats: { ...stats } };
     const batch = deps.snapshots.capture(state);
     const covered = lastMsg;
+    const coveredSeq = lastSeq;
     sinceSnapshot = 0;
     const acked = publisher!.flush();
     const written = (async () => {
       await acked;
       await batch.commit();
+      // Outputs up to here were stored: failures of their publishes no longer matter.
+      if (ledger.size > 0)
+        for (const seq of ledger.keys()) if (seq <= coveredSeq) ledger.delete(seq);
       deps.metrics?.snapshot(stage, partition, (performance.now() - t0) / 1000, batch.keys);
       // Cumulative ack (AckPolicy.All): paces delivery only, the snapshot is the truth.
       covered?.ack();
@@ -408,13 +438,22 @@ export function createStageInstance<H extends StageHandler>(
     if (spec.input === "raw") input.time = Math.floor(m.info.timestampNanos / 1e6);
     current = input;
     const failed = ledger.size > 0 ? ledger.get(seq) : undefined;
-    if (failed !== undefined && failed.attempts >= deps.maxAttempts) {
+    if (failed !== undefined && failed.attempts >= 2 * deps.maxAttempts) {
+      // Its poison copy was refused for good too: nothing more can keep it, so it is skipped,
+      // loudly (a log line and a count), rather than failing the instance for ever.
+      deps.log?.(
+        { stage, partition, seq, subject: m.subject, error: failed.error },
+        "message skipped: neither it nor its poison copy can be published",
+      );
+      out.count("poison_unpublishable");
+      ledger.delete(seq);
+    } else if (failed !== undefined && failed.attempts >= deps.maxAttempts) {
       // A message that keeps failing goes to the poison DLQ instead of stalling the partition.
       out.raw(
         "reco.dlq.poison",
         data,
         {
-          ...headersOf(m),
+          ...deadLetterHeaders(headersOf(m)),
           "Reco-Stage": stage,
           "Reco-Partition": String(partition),
           "Reco-Subject": m.subject,
@@ -423,7 +462,9 @@ export function createStageInstance<H extends StageHandler>(
         },
         `poison.${stage}.${partition}.${seq}`,
       );
-      ledger.delete(seq);
+      // Kept (as a publish failure) until a snapshot covers the poison copy: if that copy is
+      // refused too, the next attempt counts on from here.
+      ledger.set(seq, { ...failed, publish: true });
       deps.metrics?.poison(stage, partition);
     } else if (spec.input === "envelope") {
       const env = peekUpTo(data);
@@ -443,7 +484,7 @@ export function createStageInstance<H extends StageHandler>(
       handler!.handle(input, lastUpTo);
     }
     // Attempts are recorded when handle throws (see receive); a success clears them.
-    if (failed !== undefined) ledger.delete(seq);
+    if (failed !== undefined && ledger.get(seq)?.publish !== true) ledger.delete(seq);
     current = undefined;
     lastSeq = seq;
     lastMsg = m;

@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fromBinary } from "@bufbuild/protobuf";
 import type { JetStreamManager } from "nats";
@@ -15,6 +16,7 @@ import {
   type Preset,
 } from "./event.js";
 import { partitionOf } from "./partition.js";
+import { deadLetterHeaders } from "./dead-letter.js";
 import { subjects } from "./subjects.js";
 import {
   isHeader,
@@ -51,6 +53,13 @@ export interface ParseOptions {
   counters?: ParseCounters;
   /** Event time moves on while the whole input is quiet (DESIGN §3.2); absent: never. */
   idle?: IdleOptions;
+  /**
+   * The engine's key for idle markers (connectors/nats/engine-key.ts): parse signs the markers
+   * it writes, and a message on {@link IDLE_SUBJECT} counts as a marker only with a valid
+   * signature; one without is dead-lettered as `idle_marker_unsigned`. Absent: parse writes no
+   * markers and trusts none.
+   */
+  markerKey?: Uint8Array;
   /**
    * The movies preset's catalogue: movie id -> category (first genre of MovieLens `movies.csv`,
    * lowercased; see {@link loadMoviesCatalog}). An event without `category_code` gets its
@@ -165,6 +174,22 @@ export function consumerProbe(
   };
 }
 
+/** Header of an idle marker carrying its HMAC-SHA256 (base64url) under the engine's key. */
+export const IDLE_SIGNATURE_HEADER = "Reco-Idle-Sig";
+
+/** The signature of a marker's bytes under `key`. */
+export function signIdleMarker(key: Uint8Array, data: Uint8Array): string {
+  return createHmac("sha256", key).update(data).digest("base64url");
+}
+
+function signedBy(key: Uint8Array | undefined, msg: InputMessage): boolean {
+  const sig = msg.headers[IDLE_SIGNATURE_HEADER];
+  if (key === undefined || sig === undefined) return false;
+  const want = Buffer.from(signIdleMarker(key, msg.data));
+  const got = Buffer.from(sig);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
 /** Reads an idle marker; undefined when the bytes are not exactly one (then it is an event). */
 export function readIdleMarker(data: Uint8Array): IdleMarker | undefined {
   let v: unknown;
@@ -267,23 +292,6 @@ const SUBJECT_OF: Readonly<Record<string, string>> = Object.fromEntries(
   EVENT_TYPES.map((t) => [t, `events.${t}`]),
 );
 
-/**
- * The original headers as carried into the dead letter. JetStream acts on publish headers such as
- * `Nats-Expected-Stream: EVENTS` or `Nats-Expected-Last-Sequence`: copied as they are, they would
- * make the dead letter's own publish fail, and parse would fail at every snapshot on one bad
- * event. They are kept under `Reco-Orig-<name>` instead. `Nats-Msg-Id` stays: the publisher
- * replaces it with the dead letter's own id.
- */
-function deadLetterHeaders(headers: Record<string, string>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) {
-    const lower = k.toLowerCase();
-    if (lower.startsWith("nats-") && lower !== "nats-msg-id") out[`Reco-Orig-${k}`] = v;
-    else out[k] = v;
-  }
-  return out;
-}
-
 const enc = new TextEncoder();
 
 /**
@@ -315,6 +323,7 @@ export function createParseHandler(
   const P = opts.partitions;
   const genres = opts.preset === "movies" ? opts.genres : undefined;
   const futureSkew = opts.maxFutureSkewMs ?? 3_600_000;
+  const markerKey = opts.markerKey;
 
   // Idleness, in processing time (none of it is persisted: a restart waits a full timeout again).
   const idle = opts.idle !== undefined && opts.idle.timeoutMs > 0 ? opts.idle : undefined;
@@ -419,7 +428,7 @@ export function createParseHandler(
 
   /** On tick: asks the server about the consumer, and appends a marker when the input is idle. */
   const idleTick = () => {
-    if (idle === undefined || progress < 0) return;
+    if (idle === undefined || markerKey === undefined || progress < 0) return;
     const now = clock();
     // Busy: no need to ask the server.
     if (now - lastEventAt < idle.timeoutMs / 2) return;
@@ -453,7 +462,9 @@ export function createParseHandler(
     const to = anchor + (now - lastEventAt);
     if (to <= progress) return;
     const marker: IdleMarker = { progress: to, after: v.delivered };
-    out.raw(IDLE_SUBJECT, enc.encode(JSON.stringify(marker)), {}, `idle.${v.delivered}`);
+    const data = enc.encode(JSON.stringify(marker));
+    const headers = { [IDLE_SIGNATURE_HEADER]: signIdleMarker(markerKey, data) };
+    out.raw(IDLE_SUBJECT, data, headers, `idle.${v.delivered}`);
     lastMarkerAt = now;
     markerInFlight = true;
   };
@@ -469,14 +480,16 @@ export function createParseHandler(
         msg.subject === IDLE_SUBJECT && msg.data.length <= 256 && !isProtobuf(msg.headers)
           ? readIdleMarker(msg.data)
           : undefined;
-      if (marker !== undefined) {
-        // Not an event: outside the accounting of events (in = accepted + bad + duplicates).
+      // Not an event: outside the accounting of events (in = accepted + bad + duplicates).
+      if (marker !== undefined && signedBy(markerKey, msg)) {
         applyMarker(marker, msg.seq);
         broadcast();
         return;
       }
       opts.counters?.received?.(1);
-      const reason = decide(msg);
+      // A marker the engine did not write (anyone who can publish to EVENTS could move event
+      // time to year 9999 with one) is a bad message like any other.
+      const reason = marker !== undefined ? "idle_marker_unsigned" : decide(msg);
       if (reason !== undefined) deadLetter(msg, reason);
       opts.badRatio?.record(reason !== undefined);
       broadcast();

@@ -100,6 +100,11 @@ export interface PipelineDeps {
   ownership?: { mode: "all" } | { mode: "units"; units: readonly string[] } | LeaseOwnership;
   /** Run the serving side (popularity table, trending hub, fallback actors). Default true. */
   serve?: boolean;
+  /**
+   * The engine's idle-marker key (connectors/nats/engine-key.ts engineMarkerKey), asked for when
+   * parse starts. Absent: parse writes no idle markers and trusts none.
+   */
+  markerKey?: () => Promise<Uint8Array>;
 }
 
 export interface LeaseOwnership {
@@ -212,6 +217,15 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       : undefined;
   // The server's view of parse's consumer (host.ts names it `${stage}_${partition}`).
   const idleProbe = consumerProbe(jsm, EVENTS_STREAM, "parse_0");
+  // Read (or made) once, when parse first starts in this process: a restart of parse keeps it.
+  let markerKey: Promise<Uint8Array> | undefined;
+  const parseMarkerKey = () =>
+    deps.markerKey === undefined
+      ? Promise.resolve(undefined)
+      : (markerKey ??= deps.markerKey().catch((err: unknown) => {
+          markerKey = undefined; // asked again at parse's next restart
+          throw err;
+        }));
   run({
     stage: "parse",
     partition: 0,
@@ -220,8 +234,9 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     input: "raw",
     batching: { maxRecords: cfg.batchMaxRecords, maxDelayMs: cfg.batchMaxDelayMs },
     tickMs: 100,
-    create: (state, out) =>
+    create: async (state, out) =>
       createParseHandler(state, out, {
+        ...(await parseMarkerKey().then((key) => (key !== undefined ? { markerKey: key } : {}))),
         partitions: P,
         preset: cfg.preset,
         dedupeHorizonMs: cfg.dedupeHorizonMs,

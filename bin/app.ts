@@ -20,6 +20,7 @@ import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
 import { connectWithStatus } from "./nats-connect.js";
 import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse-process.js";
+import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 
 export interface App {
   readonly natsUrl: string;
@@ -116,6 +117,8 @@ export async function startApp(
       stateDb,
       metrics,
       log: (obj, msg) => log.warn(obj, msg),
+      markerKey: () =>
+        whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
       ...(options.onFatal ? { onFatal: options.onFatal } : {}),
       ownership,
       serve: role === "start",

@@ -15,6 +15,8 @@ import {
   type FromParseChild,
   type ToParseChild,
 } from "./parse-process.js";
+import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
+import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 
 if (!process.send) {
   console.error("bin/parse-child.ts is forked by `reco start` (PARSE_PROCESS=1), not run by hand");
@@ -69,6 +71,8 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
     stateDb,
     metrics,
     log: (obj, msg) => log.warn(obj, msg),
+    markerKey: () =>
+      whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
     onFatal: (err) => {
       log.fatal({ err: err.message }, "supervision gave up: exiting");
       process.exit(70);

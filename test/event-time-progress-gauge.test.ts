@@ -6,7 +6,12 @@ import { connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { createBadRatioAlert } from "../actors/parse-metrics.js";
-import { createParseHandler, IDLE_SUBJECT } from "../actors/parse.js";
+import {
+  createParseHandler,
+  IDLE_SIGNATURE_HEADER,
+  IDLE_SUBJECT,
+  signIdleMarker,
+} from "../actors/parse.js";
 import type { InputMessage } from "../actors/host.js";
 import { createStageState } from "../state/store.js";
 import { createMetrics, type Metrics } from "../connectors/http/metrics.js";
@@ -44,6 +49,7 @@ const gauge = async (metrics: Metrics) =>
 describe("reco_event_time_progress_ms", () => {
   it("reads parse's event-time progress: the max event time seen, never moving back", async () => {
     const metrics = createMetrics(new Registry());
+    const markerKey = enc.encode("the engine's key");
     const badRatio = createBadRatioAlert(metrics);
     const state = createStageState();
     const opts = {
@@ -54,6 +60,7 @@ describe("reco_event_time_progress_ms", () => {
       maxEventBytes: 65536,
       broadcastEveryMs: 1000,
       badRatio,
+      markerKey,
     };
     const h = createParseHandler(state, fakeOutput().out, opts);
     h.handle(message(1, T0), 0);
@@ -62,11 +69,9 @@ describe("reco_event_time_progress_ms", () => {
     h.handle(message(3, T0 + 1_000), 0); // out of order: progress stays
     expect(await gauge(metrics)).toBe(T0 + 5_000);
     // An idle marker read back moves it too.
-    const marker = { progress: T0 + 9_000, after: 3 };
-    h.handle(
-      { seq: 4, subject: IDLE_SUBJECT, data: enc.encode(JSON.stringify(marker)), headers: {} },
-      0,
-    );
+    const marker = enc.encode(JSON.stringify({ progress: T0 + 9_000, after: 3 }));
+    const headers = { [IDLE_SIGNATURE_HEADER]: signIdleMarker(markerKey, marker) };
+    h.handle({ seq: 4, subject: IDLE_SUBJECT, data: marker, headers }, 0);
     expect(await gauge(metrics)).toBe(T0 + 9_000);
 
     // A restarted parse sets it from its snapshot at once, before any new event.

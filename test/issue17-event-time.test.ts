@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
 import type { InputMessage } from "../actors/host.js";
-import { createParseHandler, type ParseOptions } from "../actors/parse.js";
+import {
+  createParseHandler,
+  IDLE_SIGNATURE_HEADER,
+  IDLE_SUBJECT,
+  signIdleMarker,
+  type ParseOptions,
+} from "../actors/parse.js";
 import { HOUR, MINUTE } from "../actors/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
@@ -109,5 +115,49 @@ describe("events dated in the future of their stored time (issue 17, point 2)", 
       expect(replay.h.progress).toBe(live.h.progress);
     }
     expect(live.reasons()).toEqual(["event_ts_in_future"]);
+  });
+});
+
+describe("idle markers count only when the engine wrote them (issue 17, point 2)", () => {
+  const key = enc.encode("the engine's own key");
+  const body = (progress: number, after: number) => enc.encode(JSON.stringify({ progress, after }));
+  const marker = (seq: number, data: Uint8Array, headers: Record<string, string> = {}) =>
+    ({ seq, subject: IDLE_SUBJECT, data, headers, time: STORED }) satisfies InputMessage;
+  const YEAR_9999 = Date.UTC(9999, 11, 31);
+
+  it("dead-letters a forged marker (no signature) and keeps event time", () => {
+    const t = setup({ markerKey: key });
+    t.h.handle(msg(1, STORED), 0);
+    t.h.handle(marker(2, body(YEAR_9999, 1)), 0);
+    expect(t.reasons()).toEqual(["idle_marker_unsigned"]);
+    expect(t.bad).toEqual(["idle_marker_unsigned"]);
+    expect(t.h.progress).toBe(STORED);
+  });
+
+  it("dead-letters a marker signed with another key, or a signed body changed after", () => {
+    const t = setup({ markerKey: key });
+    t.h.handle(msg(1, STORED), 0);
+    const other = enc.encode("a guessed key");
+    const forged = body(YEAR_9999, 1);
+    t.h.handle(marker(2, forged, { [IDLE_SIGNATURE_HEADER]: signIdleMarker(other, forged) }), 0);
+    const sig = signIdleMarker(key, body(STORED + MINUTE, 2));
+    t.h.handle(marker(3, body(YEAR_9999, 2), { [IDLE_SIGNATURE_HEADER]: sig }), 0);
+    expect(t.reasons()).toEqual(["idle_marker_unsigned", "idle_marker_unsigned"]);
+    expect(t.h.progress).toBe(STORED);
+  });
+
+  it("trusts no marker without a key, and applies one the engine signed", () => {
+    const unkeyed = setup();
+    const data = body(STORED + MINUTE, 1);
+    const signed = marker(2, data, { [IDLE_SIGNATURE_HEADER]: signIdleMarker(key, data) });
+    unkeyed.h.handle(msg(1, STORED), 0);
+    unkeyed.h.handle(signed, 0);
+    expect(unkeyed.reasons()).toEqual(["idle_marker_unsigned"]);
+    const keyed = setup({ markerKey: key });
+    keyed.h.handle(msg(1, STORED), 0);
+    keyed.h.handle(signed, 0);
+    expect(keyed.reasons()).toEqual([]);
+    expect(keyed.h.progress).toBe(STORED + MINUTE);
+    expect(keyed.rec.counts).toEqual({ idle_marker: 1 });
   });
 });

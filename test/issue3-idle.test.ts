@@ -33,6 +33,8 @@ import { fakeOutput, type RawCall } from "./helpers/stage.js";
 const enc = new TextEncoder();
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0);
 const TIMEOUT = 30_000;
+/** The engine's idle-marker key (issue 17: only markers it signed count). */
+const MARKER_KEY = enc.encode("a test key of the engine");
 
 let idCounter = 0;
 const uuid = () => `00000000-0000-4000-8000-${(++idCounter).toString(16).padStart(12, "0")}`;
@@ -58,6 +60,7 @@ function setup(opts: Partial<ParseOptions> = {}, state: StageStateInternal = cre
     maxEventBytes: 65_536,
     broadcastEveryMs: 100,
     clock: () => now,
+    markerKey: MARKER_KEY,
     idle: {
       timeoutMs: TIMEOUT,
       probe: async () => {
