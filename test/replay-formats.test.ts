@@ -12,7 +12,6 @@ import {
 
 const REES46_HEADER =
   "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session";
-const ctx = { basename: "2019-Oct.csv", line: 2 };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 const rees = (overrides: Partial<Record<number, string>> = {}): string[] => {
@@ -32,22 +31,32 @@ const rees = (overrides: Partial<Record<number, string>> = {}): string[] => {
 };
 
 describe("event ids", () => {
-  it("are UUID-shaped and depend only on file name and line", () => {
-    const a = deriveEventId("x.csv", 2);
+  // Issue 18: ids came from the file's base name and line number, so a renamed copy of a file
+  // was counted twice and a row moved to another line was a new event.
+  it("are UUID-shaped and depend only on the row's fields and format", () => {
+    const a = deriveEventId("rees46", rees());
     expect(a).toMatch(UUID);
-    expect(deriveEventId("x.csv", 2)).toBe(a);
-    expect(deriveEventId("x.csv", 3)).not.toBe(a);
-    expect(deriveEventId("y.csv", 2)).not.toBe(a);
+    expect(deriveEventId("rees46", rees())).toBe(a);
+    expect(deriveEventId("rees46", rees({ 7: "535871218" }))).not.toBe(a);
+    expect(deriveEventId("movielens", rees())).not.toBe(a);
+    // Field boundaries count: "a,bc" and "ab,c" are different rows.
+    expect(deriveEventId("jsonl", ["a", "bc"])).not.toBe(deriveEventId("jsonl", ["ab", "c"]));
+  });
+
+  it("are the same for the same row wherever it stands in a file", () => {
+    const r1 = parseRees46Row(rees());
+    const r2 = parseRees46Row(rees());
+    expect(r1.ok && r2.ok && r1.event.event_id === r2.event.event_id).toBe(true);
   });
 });
 
 describe("REES46 rows", () => {
   it("become events with ISO time, item_id and session_id", () => {
-    const r = parseRees46Row(rees(), ctx);
+    const r = parseRees46Row(rees());
     expect(r).toEqual({
       ok: true,
       event: {
-        event_id: deriveEventId("2019-Oct.csv", 2),
+        event_id: deriveEventId("rees46", rees()),
         event_type: "view",
         event_ts: "2019-10-01T00:00:04Z",
         user_id: "535871217",
@@ -62,7 +71,7 @@ describe("REES46 rows", () => {
   });
 
   it("omit an empty category_code and brand", () => {
-    const r = parseRees46Row(rees({ 1: "remove_from_cart", 4: "", 5: "" }), ctx);
+    const r = parseRees46Row(rees({ 1: "remove_from_cart", 4: "", 5: "" }));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(r.event).not.toHaveProperty("category_code");
@@ -84,7 +93,7 @@ describe("REES46 rows", () => {
     [rees().slice(0, 7), "expected 9 columns, got 7"],
     [[...rees(), "extra"], "expected 9 columns, got 10"],
   ])("reject %j: %s", (fields, reason) => {
-    expect(parseRees46Row(fields, ctx)).toEqual({ ok: false, reason });
+    expect(parseRees46Row(fields)).toEqual({ ok: false, reason });
   });
 
   it("time conversion keeps fractions", () => {
@@ -116,15 +125,11 @@ describe("MovieLens rows", () => {
   });
 
   it("become rating events with epoch-millis time and movie_id", () => {
-    const r = parseMovieLensRow(
-      ["7", "2", "4.5", "1147880044"],
-      { basename: "r.csv", line: 9 },
-      genres,
-    );
+    const r = parseMovieLensRow(["7", "2", "4.5", "1147880044"], genres);
     expect(r).toEqual({
       ok: true,
       event: {
-        event_id: deriveEventId("r.csv", 9),
+        event_id: deriveEventId("movielens", ["7", "2", "4.5", "1147880044"]),
         event_type: "rating",
         event_ts: 1147880044000,
         user_id: "7",
@@ -136,9 +141,9 @@ describe("MovieLens rows", () => {
   });
 
   it("without a genre get no category", () => {
-    const r = parseMovieLensRow(["7", "3", "3", "1147880044"], ctx, genres);
+    const r = parseMovieLensRow(["7", "3", "3", "1147880044"], genres);
     expect(r.ok && r.event).not.toHaveProperty("category_code");
-    expect(parseMovieLensRow(["7", "3", "3", "1147880044"], ctx).ok).toBe(true);
+    expect(parseMovieLensRow(["7", "3", "3", "1147880044"]).ok).toBe(true);
   });
 
   it.each([
@@ -151,21 +156,22 @@ describe("MovieLens rows", () => {
     [["7", "2", "4", ""], "missing timestamp"],
     [["7", "2", "4"], "expected 4 columns, got 3"],
   ])("reject %j: %s", (fields, reason) => {
-    expect(parseMovieLensRow(fields, ctx)).toEqual({ ok: false, reason });
+    expect(parseMovieLensRow(fields)).toEqual({ ok: false, reason });
   });
 });
 
 describe("JSONL lines", () => {
   it("pass through as they are, raw bytes included, when they carry an event_id", () => {
     const text = '{"event_id":"e-1","event_type":"click","user_id":42,"item_id":"a","extra":[1]}';
-    expect(parseJsonlLine(text, ctx)).toEqual({ ok: true, event: JSON.parse(text), raw: text });
+    expect(parseJsonlLine(text)).toEqual({ ok: true, event: JSON.parse(text), raw: text });
   });
 
   it("get a derived event_id when it is missing", () => {
-    const r = parseJsonlLine('{"event_type":"purchase","user_id":"u"}', ctx);
+    const line = '{"event_type":"purchase","user_id":"u"}';
+    const r = parseJsonlLine(line);
     expect(r).toEqual({
       ok: true,
-      event: { event_type: "purchase", user_id: "u", event_id: deriveEventId(ctx.basename, 2) },
+      event: { event_type: "purchase", user_id: "u", event_id: deriveEventId("jsonl", [line]) },
     });
   });
 
@@ -177,7 +183,7 @@ describe("JSONL lines", () => {
     ['{"event_type":"a b"}', /^bad event_type "a b"$/],
     ['{"event_type":"view","event_id":17}', /^bad event_id "17"$/],
   ])("reject %s", (text, reason) => {
-    const r = parseJsonlLine(text, ctx);
+    const r = parseJsonlLine(text);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(reason);
   });

@@ -70,7 +70,7 @@ describe("reco replay", () => {
 
   it("stores exactly the good REES46 rows, and a second run stores nothing new", async () => {
     const lines = [REES46_COLUMNS.join(",")];
-    const good: { line: number; type: string; user: string; item: string }[] = [];
+    const good: { text: string; type: string; user: string; item: string }[] = [];
     for (let i = 0; i < 60; i++) {
       const line = lines.length + 1;
       if (line === 10) {
@@ -84,10 +84,9 @@ describe("reco replay", () => {
       const type = TYPES[i % TYPES.length]!;
       const [user, item] = [`${500 + (i % 7)}`, `${1000 + i}`];
       const minute = String(i % 60).padStart(2, "0");
-      lines.push(
-        `2019-10-01 00:${minute}:00 UTC,${type},${item},2053,electronics.phone,,${i}.5,${user},s-${i % 5}`,
-      );
-      good.push({ line, type, user, item });
+      const text = `2019-10-01 00:${minute}:00 UTC,${type},${item},2053,electronics.phone,,${i}.5,${user},s-${i % 5}`;
+      lines.push(text);
+      good.push({ text, type, user, item });
     }
     const file = join(dir, "2019-Oct-sample.csv");
     await writeFile(file, `${lines.join("\n")}\n`);
@@ -101,7 +100,7 @@ describe("reco replay", () => {
     ]);
     expect(err.text()).toBe('line 10: bad timestamp "x"\nline 33: expected 9 columns, got 8\n');
     expect(formatSummary(first)).toMatch(
-      /^sent 58 events \(0 duplicates\), rejected 2 rows, in \d+\.\ds \(\d+ events\/s\)$/,
+      /^read 60 rows: sent 58 events in event-time order \(sorted in memory\) \(0 already in the stream\), rejected 2 rows, in \d+\.\ds \(\d+ events\/s\)$/,
     );
 
     const stored = await readStream(jsm);
@@ -109,7 +108,7 @@ describe("reco replay", () => {
     stored.forEach((s, i) => {
       const g = good[i]!;
       expect(s.subject).toBe(`events.${g.type}`);
-      expect(s.msgId).toBe(deriveEventId("2019-Oct-sample.csv", g.line));
+      expect(s.msgId).toBe(deriveEventId("rees46", g.text.split(",")));
       expect(s.event).toMatchObject({
         event_id: s.msgId,
         event_type: g.type,
@@ -160,7 +159,7 @@ describe("reco replay", () => {
     expect(stored[20]!.event).toEqual({
       event_type: "click",
       user_id: "late",
-      event_id: deriveEventId("events.jsonl", 41),
+      event_id: deriveEventId("jsonl", ['{"event_type":"click","user_id":"late"}']),
     });
 
     // 25 bad lines: 20 printed, then a count.
@@ -176,7 +175,9 @@ describe("reco replay", () => {
     expect(printed[20]).toBe("… 5 more");
   });
 
-  it("replays MovieLens ratings with genres from movies.csv, honouring --limit", async () => {
+  // Issue 18: --limit counted events sent, not rows; and ratings.csv, ordered by user, went out
+  // in file order, so nearly every event was behind the event time of an earlier user's.
+  it("replays MovieLens ratings in time order with genres from movies.csv; --limit counts rows", async () => {
     const movies = join(dir, "movies.csv");
     await writeFile(
       movies,
@@ -201,22 +202,14 @@ describe("reco replay", () => {
     );
     const before = (await jsm.streams.info(EVENTS_STREAM)).state.last_seq;
     const s = await replayFile({ file: ratings, nc, moviesFile: movies, limit: 3 });
-    expect(s).toMatchObject({ format: "movielens", sent: 3, rejected: 1 });
+    expect(s).toMatchObject({ format: "movielens", rows: 3, sent: 2, rejected: 1 });
     expect(s.rejections).toEqual([{ line: 3, reason: 'bad rating "oops"' }]);
     const stored = await readStream(jsm, before + 1);
-    expect(stored.map((m) => m.subject)).toEqual(Array(3).fill("events.rating"));
+    expect(stored.map((m) => m.subject)).toEqual(Array(2).fill("events.rating"));
+    // User 2's rating is older than user 1's, so it goes first.
     expect(stored.map((m) => m.event)).toEqual([
       {
-        event_id: deriveEventId("ratings.csv", 2),
-        event_type: "rating",
-        event_ts: 964982703000,
-        user_id: "1",
-        movie_id: "1",
-        rating: 4,
-        category_code: "adventure",
-      },
-      {
-        event_id: deriveEventId("ratings.csv", 4),
+        event_id: deriveEventId("movielens", ["2", "3", "5.0", "964982224"]),
         event_type: "rating",
         event_ts: 964982224000,
         user_id: "2",
@@ -224,14 +217,22 @@ describe("reco replay", () => {
         rating: 5,
       },
       {
-        event_id: deriveEventId("ratings.csv", 5),
+        event_id: deriveEventId("movielens", ["1", "1", "4.0", "964982703"]),
         event_type: "rating",
-        event_ts: 964983815000,
-        user_id: "2",
-        movie_id: "2",
-        rating: 3.5,
-        category_code: "comedy",
+        event_ts: 964982703000,
+        user_id: "1",
+        movie_id: "1",
+        rating: 4,
+        category_code: "adventure",
       },
+    ]);
+    // --order file keeps the file's order.
+    const before2 = (await jsm.streams.info(EVENTS_STREAM)).state.last_seq;
+    const copy = join(dir, "ratings-file-order.csv");
+    await writeFile(copy, "userId,movieId,rating,timestamp\n9,1,4.0,20\n9,2,4.0,10\n");
+    await replayFile({ file: copy, nc, order: "file" });
+    expect((await readStream(jsm, before2 + 1)).map((m) => m.event.event_ts)).toEqual([
+      20_000, 10_000,
     ]);
   });
 
@@ -265,7 +266,9 @@ describe("reco replay", () => {
     } finally {
       write.mockRestore();
     }
-    expect(out.join("")).toMatch(/^sent 1 events \(0 duplicates\), rejected 0 rows, in /);
+    expect(out.join("")).toMatch(
+      /^read 1 rows: sent 1 events in event-time order \(sorted in memory\) \(0 already in the stream\), rejected 0 rows, in /,
+    );
     expect(process.exitCode ?? 0).toBe(0);
   });
 });

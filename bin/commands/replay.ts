@@ -1,10 +1,17 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { REPLAY_FORMATS, type ReplayFormat } from "../replay/formats.js";
-import { defaultNatsUrl, formatSummary, replayFile } from "../replay/run.js";
+import { DEFAULT_SORT_BUFFER, defaultNatsUrl, formatSummary, replayFile } from "../replay/run.js";
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isInteger(n))
+    throw new InvalidArgumentError("must be 0 or more");
   return n;
 }
 
@@ -21,7 +28,8 @@ export function registerReplayCommand(program: Command): void {
     .description(
       "publish an event log (JSONL, REES46 CSV or MovieLens ratings.csv) to events.<event_type>; " +
         "event ids are deterministic, so re-running within the stream's duplicate window " +
-        "(2 min by default) stores nothing twice",
+        "(2 min by default) stores nothing twice; events go out in event-time order, and the " +
+        "command ends with what the engine made of them (late, dead-lettered, duplicates)",
     )
     .argument("<file>", "event file (.jsonl, .csv, optionally .gz)")
     .option("--nats-url <url>", "NATS server(s), comma-separated", defaultNatsUrl())
@@ -29,7 +37,34 @@ export function registerReplayCommand(program: Command): void {
       new Option("--format <format>", "file format (default: detected)").choices(REPLAY_FORMATS),
     )
     .option("--movies <file>", "MovieLens movies.csv: first genre becomes category_code")
-    .option("--limit <n>", "stop after n events", positiveInt)
+    .option("--limit <n>", "stop after n rows of the file (good or rejected)", positiveInt)
+    .addOption(
+      new Option(
+        "--order <order>",
+        "time: send in event-time order (sorted in memory up to --sort-buffer rows, with that " +
+          "bound beyond); file: as in the file",
+      )
+        .choices(["time", "file"])
+        .default("time"),
+    )
+    .option(
+      "--sort-buffer <rows>",
+      "rows held for sorting by event time (about 300 bytes each)",
+      positiveInt,
+      DEFAULT_SORT_BUFFER,
+    )
+    .option(
+      "--wait <seconds>",
+      "after sending, wait this long at most for the engine to catch up and report late and " +
+        "dead-lettered events; 0: do not ask",
+      nonNegativeInt,
+      60,
+    )
+    .option(
+      "--metrics-url <url>",
+      "the engine's /metrics, for its duplicate count",
+      `http://127.0.0.1:${process.env.METRICS_PORT ?? "9464"}/metrics`,
+    )
     .option("--rate <n>", "at most n events per second", positiveNumber)
     .action(async (file: string, opts: ReplayCliOptions) => {
       const abort = new AbortController();
@@ -50,11 +85,24 @@ export function registerReplayCommand(program: Command): void {
           moviesFile: opts.movies,
           limit: opts.limit,
           rate: opts.rate,
+          order: opts.order,
+          sortBuffer: opts.sortBuffer,
+          awaitEngineMs: opts.wait * 1000,
+          metricsUrl: opts.metricsUrl,
           stderr: process.stderr,
           signal: abort.signal,
         });
         process.stdout.write(`${formatSummary(summary)}\n`);
         if (summary.aborted) process.exitCode = 130;
+        else if (summary.sent === 0) {
+          // Nothing reached the stream: a wrong file or format, not a success.
+          process.stderr.write(
+            summary.rows === 0
+              ? `reco replay: ${file} holds no rows\n`
+              : `reco replay: none of the ${summary.rows} rows of ${file} could be read as an event\n`,
+          );
+          process.exitCode = 1;
+        }
       } catch (err) {
         // No stack trace for expected failures (no server, unknown format, publish rejected).
         process.stderr.write(`reco replay: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -71,4 +119,8 @@ interface ReplayCliOptions {
   movies?: string;
   limit?: number;
   rate?: number;
+  order: "time" | "file";
+  sortBuffer: number;
+  wait: number;
+  metricsUrl: string;
 }

@@ -17,12 +17,6 @@ export interface ReplayEvent {
   [field: string]: unknown;
 }
 
-/** Where a row came from: its file's base name and 1-based physical line number. */
-export interface RowContext {
-  basename: string;
-  line: number;
-}
-
 export type RowResult =
   | {
       ok: true;
@@ -49,35 +43,22 @@ export const MOVIELENS_MOVIES_COLUMNS = ["movieId", "title", "genres"] as const;
 /** Fixed namespace for replayed ids, so they never collide with other name-based UUIDs. */
 const REPLAY_NAMESPACE = Buffer.from("6f1c2a8e4b7d4e0a9c3f5d1e2b8a7c60", "hex");
 
-let cachedName: string | undefined;
-let cachedPrefix = "";
-let cachedLow = 0;
-
 /**
- * A deterministic UUID (version 5 layout) for the row at (`basename`, `line`): the SHA-1 of the
- * base name under a fixed namespace, with the line number XORed into its last 48 bits. Replaying
- * the same file again gives the same ids, so JetStream drops the repeats inside its duplicate
- * window; the lines of one file never share an id. Two files with the same base name do: rename
- * one before replaying both. (One hash per file, not per row: this runs for every row of GB files.)
+ * A deterministic UUID (version 5 layout) from a row's content: the SHA-1 of its fields under a
+ * fixed namespace. The same row gives the same id whatever file it is in and wherever in it, so
+ * a second replay of a file, or of a renamed or recompressed copy, is recognised as the same
+ * events (by JetStream inside its duplicate window, by the engine's event-id memory after it).
+ * Two identical rows are one event: REES46 logs hold a few exact repeats, which are duplicates.
+ * The format is part of the hash, so a JSONL line and a CSV row never share an id.
  */
-export function deriveEventId(basename: string, line: number): string {
-  if (basename !== cachedName) {
-    const h = createHash("sha1").update(REPLAY_NAMESPACE).update(basename).digest();
-    h[6] = (h[6]! & 0x0f) | 0x50;
-    h[8] = (h[8]! & 0x3f) | 0x80;
-    const x = h.toString("hex", 0, 10);
-    cachedPrefix = `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-`;
-    cachedLow = h.readUIntBE(10, 6);
-    cachedName = basename;
-  }
-  // 48-bit XOR in two 24-bit halves (JS bitwise operators are 32-bit).
-  const hi = (Math.floor(cachedLow / 0x1000000) ^ Math.floor(line / 0x1000000)) & 0xffffff;
-  const lo = ((cachedLow % 0x1000000) ^ (line % 0x1000000)) & 0xffffff;
-  return cachedPrefix + hex6(hi) + hex6(lo);
-}
-
-function hex6(n: number): string {
-  return n.toString(16).padStart(6, "0");
+export function deriveEventId(format: ReplayFormat, fields: readonly string[]): string {
+  const h = createHash("sha1").update(REPLAY_NAMESPACE).update(format);
+  for (const f of fields) h.update("\u001f").update(f);
+  const d = h.digest();
+  d[6] = (d[6]! & 0x0f) | 0x50;
+  d[8] = (d[8]! & 0x3f) | 0x80;
+  const x = d.toString("hex", 0, 16);
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
 /** The subject an event is published to. */
@@ -104,9 +85,9 @@ function quote(v: unknown): string {
 
 /**
  * One JSONL line. The object is passed through as it is; only a missing `event_id` is filled in
- * (see {@link deriveEventId}). Blank lines are the caller's to skip.
+ * (see {@link deriveEventId}, from the line's text). Blank lines are the caller's to skip.
  */
-export function parseJsonlLine(text: string, ctx: RowContext): RowResult {
+export function parseJsonlLine(text: string): RowResult {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -123,7 +104,7 @@ export function parseJsonlLine(text: string, ctx: RowContext): RowResult {
   if (id === undefined || id === null) {
     return {
       ok: true,
-      event: { ...obj, event_id: deriveEventId(ctx.basename, ctx.line) } as ReplayEvent,
+      event: { ...obj, event_id: deriveEventId("jsonl", [text.trim()]) } as ReplayEvent,
     };
   }
   // The id travels as the Nats-Msg-Id header, which cannot hold CR or LF: such a row would make
@@ -147,7 +128,7 @@ export function rees46TimeToIso(s: string): string | undefined {
 }
 
 /** One REES46 e-commerce row (`event_time,event_type,product_id,...,user_session`). */
-export function parseRees46Row(fields: readonly string[], ctx: RowContext): RowResult {
+export function parseRees46Row(fields: readonly string[]): RowResult {
   if (fields.length !== REES46_COLUMNS.length) {
     return {
       ok: false,
@@ -173,7 +154,7 @@ export function parseRees46Row(fields: readonly string[], ctx: RowContext): RowR
   if (productId === "") return { ok: false, reason: "missing product_id" };
   if (userId === "") return { ok: false, reason: "missing user_id" };
   const event: ReplayEvent = {
-    event_id: deriveEventId(ctx.basename, ctx.line),
+    event_id: deriveEventId("rees46", fields),
     event_type: type,
     event_ts: eventTs,
     user_id: userId,
@@ -196,7 +177,6 @@ export function parseRees46Row(fields: readonly string[], ctx: RowContext): RowR
  */
 export function parseMovieLensRow(
   fields: readonly string[],
-  ctx: RowContext,
   genres?: ReadonlyMap<string, string>,
 ): RowResult {
   if (fields.length !== MOVIELENS_RATINGS_COLUMNS.length) {
@@ -217,7 +197,7 @@ export function parseMovieLensRow(
     return { ok: false, reason: `bad timestamp ${quote(tsText)}` };
   }
   const event: ReplayEvent = {
-    event_id: deriveEventId(ctx.basename, ctx.line),
+    event_id: deriveEventId("movielens", fields),
     event_type: "rating",
     event_ts: seconds * 1000,
     user_id: userId,

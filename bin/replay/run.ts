@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import type { Readable } from "node:stream";
+import { Transform, type Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createGunzip } from "node:zlib";
 import cliProgress from "cli-progress";
@@ -13,6 +13,13 @@ import {
   type PubAckInfo,
 } from "../../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../../connectors/nats/streams.js";
+import { createReorderBuffer, eventTimeOf } from "./reorder.js";
+import {
+  awaitEngine,
+  formatEngineReport,
+  markEngineStreams,
+  type EngineReport,
+} from "./engine-report.js";
 import {
   detectFormat,
   isHeader,
@@ -36,10 +43,21 @@ export interface Rejection {
 
 export interface ReplaySummary {
   format: ReplayFormat;
+  /** Data rows read (the header and blank lines not counted); what `limit` counts. */
+  rows: number;
   /** Events published and acked, duplicates included. */
   sent: number;
-  /** Events the stream already held (same `Nats-Msg-Id` inside its duplicate window). */
+  /**
+   * Events the stream already held (same `Nats-Msg-Id` inside its duplicate window, 2 min by
+   * default): a repeated row of this file, or an event of a replay that ran just before.
+   */
   duplicates: number;
+  /** How the events were ordered: by event time (`sorted`, `bounded`) or as in the file. */
+  order: "sorted" | "bounded" | "file";
+  /** Rows sent behind a later event time (only with the bounded sort of a large file). */
+  outOfOrder: number;
+  /** What the engine made of them, when asked (`awaitEngineMs`). */
+  engine?: EngineReport;
   /** Rows that could not be turned into an event. */
   rejected: number;
   /** The first {@link MAX_REPORTED} rejections. */
@@ -59,8 +77,22 @@ export interface ReplayOptions {
   format?: ReplayFormat;
   /** MovieLens `movies.csv`: the first genre of a movie becomes its `category_code`. */
   moviesFile?: string;
-  /** Stop after this many events. */
+  /** Stop after this many data rows (good or rejected). */
   limit?: number;
+  /**
+   * `time` (default): send in event-time order, sorted in memory when the file has at most
+   * `sortBuffer` rows, else sorted with that bound (see reorder.ts); `file`: as in the file.
+   */
+  order?: "time" | "file";
+  /** Rows held for sorting. Default {@link DEFAULT_SORT_BUFFER}. */
+  sortBuffer?: number;
+  /**
+   * After sending, wait up to this long for the engine to catch up and report its late and
+   * dead-lettered counts (engine-report.ts). Default 0: do not ask.
+   */
+  awaitEngineMs?: number;
+  /** The engine's /metrics, for its duplicate count. */
+  metricsUrl?: string;
   /** At most this many events per second. */
   rate?: number;
   /** Publisher window. Default 1024. */
@@ -79,6 +111,12 @@ export interface ReplayOptions {
 /** Room kept for the headers (Nats-Msg-Id) within the server's max_payload. */
 const HEADER_ALLOWANCE = 1024;
 
+/**
+ * Rows sorted in memory at most: ~300 bytes each, so ~600 MB. MovieLens latest-small (100k) and
+ * the REES46 samples fit whole; a larger file is sorted with this bound.
+ */
+export const DEFAULT_SORT_BUFFER = 2_000_000;
+
 /** Rejections printed and kept in the summary; the rest are only counted. */
 export const MAX_REPORTED = 20;
 
@@ -87,18 +125,35 @@ export class UnknownFormatError extends Error {
   override name = "UnknownFormatError";
 }
 
+/** Raised when an input file cannot be read (missing, a directory, no permission). */
+export class ReplayFileError extends Error {
+  override name = "ReplayFileError";
+}
+
 export function defaultNatsUrl(env: NodeJS.ProcessEnv = process.env): string {
   return env.NATS_URL ?? `nats://127.0.0.1:${env.NATS_PORT ?? 4222}`;
 }
 
-/** `sent N events (M duplicates), rejected K rows, in X.Xs (R events/s)` */
+/**
+ * `read N rows: sent M events in event-time order (D already in the stream), rejected K rows, in
+ * X.Xs (R events/s)`, then the engine's line when it was asked.
+ */
 export function formatSummary(s: ReplaySummary): string {
   const secs = s.elapsedMs / 1000;
   const rate = secs > 0 ? Math.round(s.sent / secs) : s.sent;
-  return (
-    `sent ${s.sent} events (${s.duplicates} duplicates), rejected ${s.rejected} rows, ` +
-    `in ${secs.toFixed(1)}s (${rate} events/s)`
-  );
+  const order =
+    s.order === "sorted"
+      ? "in event-time order (sorted in memory)"
+      : s.order === "bounded"
+        ? `in event-time order (sorted with a bound: ${s.outOfOrder} rows still out of order)`
+        : "in file order";
+  const lines = [
+    `read ${s.rows} rows: sent ${s.sent} events ${order} ` +
+      `(${s.duplicates} already in the stream), rejected ${s.rejected} rows, ` +
+      `in ${secs.toFixed(1)}s (${rate} events/s)`,
+  ];
+  if (s.engine) lines.push(formatEngineReport(s.engine, s.sent));
+  return lines.join("\n");
 }
 
 /**
@@ -109,6 +164,8 @@ export function formatSummary(s: ReplaySummary): string {
  */
 export async function replayFile(options: ReplayOptions): Promise<ReplaySummary> {
   const started = performance.now();
+  await checkReadable(options.file);
+  if (options.moviesFile !== undefined) await checkReadable(options.moviesFile);
   const format = options.format ?? (await sniffFormat(options.file));
   const out = options.stderr;
   const movies = options.moviesFile;
@@ -118,7 +175,9 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
           out?.write(`${basename(movies)} line ${line}: ${reason}\n`),
         )
       : undefined;
-  const { size } = await stat(options.file);
+  const gz = /\.gz$/i.test(options.file);
+  // Progress follows the text read: for a .gz, against its uncompressed size (gzip's trailer).
+  const size = gz ? await gzipTextSize(options.file) : (await stat(options.file)).size;
 
   const showProgress = out !== undefined && (options.progress ?? out.isTTY === true);
   const multibar = showProgress
@@ -136,8 +195,11 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
 
   const summary: ReplaySummary = {
     format,
+    rows: 0,
     sent: 0,
     duplicates: 0,
+    order: options.order === "file" ? "file" : "sorted",
+    outOfOrder: 0,
     rejected: 0,
     rejections: [],
     elapsedMs: 0,
@@ -154,50 +216,34 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
 
   const nc = options.nc ?? (await connect(options.natsUrl ?? defaultNatsUrl()));
   try {
-    await ensureEventsStream(await nc.jetstreamManager());
+    const jsm = await nc.jetstreamManager();
+    await ensureEventsStream(jsm);
+    const awaitMs = options.awaitEngineMs ?? 0;
+    const marks = awaitMs > 0 ? await markEngineStreams(jsm, options.metricsUrl) : undefined;
     const pub = createJetStreamPublisher(nc, { window: options.window ?? 1024 });
     const input = createReadStream(options.file);
-    const parseRow = rowParser(format, idName(options.file), genres);
+    const text = countBytes(input, gz);
+    const parseRow = rowParser(format, genres);
     const encoder = new TextEncoder();
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     const { limit, rate, signal } = options;
+    const sorter =
+      options.order === "file"
+        ? undefined
+        : createReorderBuffer<OutgoingMessage>(options.sortBuffer ?? DEFAULT_SORT_BUFFER);
+    let lastTs = NaN;
 
     // One batch per chunk of the file: an await per chunk, not per row.
     async function* messages(): AsyncGenerator<OutgoingMessage[]> {
       const rateStart = performance.now();
       let produced = 0;
       let line = 0;
-      for await (const lines of lineBatches(openText(input, options.file))) {
-        if (signal?.aborted) {
-          summary.aborted = true;
-          break;
-        }
-        let batch: OutgoingMessage[] = [];
-        let done = false;
-        for (const text of lines) {
-          line++;
-          if (isBlank(text)) continue;
-          const r = parseRow(text, line);
-          if (r === undefined) continue; // the header
-          if (!r.ok) {
-            reject(line, r.reason);
-            continue;
-          }
-          if (limit !== undefined && produced >= limit) {
-            done = true;
-            break;
-          }
-          const data = encoder.encode(r.raw ?? JSON.stringify(r.event));
-          // The server would refuse it, and a failed publish ends the replay: a bad row instead.
-          if (data.length + HEADER_ALLOWANCE > maxPayload) {
-            reject(
-              line,
-              `event of ${data.length} bytes does not fit the server's max_payload (${maxPayload} bytes)`,
-            );
-            continue;
-          }
+      let batch: OutgoingMessage[] = [];
+      // Paces what is released (in time order), not what is read.
+      async function* release(msgs: OutgoingMessage[]): AsyncGenerator<OutgoingMessage[]> {
+        for (const msg of msgs) {
           produced++;
-          batch.push({ subject: subjectFor(r.event), data, opts: { msgId: r.event.event_id } });
+          batch.push(msg);
           if (rate !== undefined) {
             const aheadMs = (produced / rate) * 1000 - (performance.now() - rateStart);
             // Sleep off a lead of a few ms at a time, not per event.
@@ -208,15 +254,77 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
             }
           }
         }
+      }
+      let done = false;
+      for await (const lines of lineBatches(openText(text.stream))) {
+        if (signal?.aborted) {
+          summary.aborted = true;
+          break;
+        }
+        for (const t of lines) {
+          line++;
+          if (isBlank(t)) continue;
+          const r = parseRow(t, line);
+          if (r === undefined) continue; // the header
+          if (limit !== undefined && summary.rows >= limit) {
+            done = true;
+            break;
+          }
+          summary.rows++;
+          if (!r.ok) {
+            reject(line, r.reason);
+            continue;
+          }
+          const data = encoder.encode(r.raw ?? JSON.stringify(r.event));
+          // The server would refuse it, and a failed publish ends the replay: a bad row instead.
+          if (data.length + HEADER_ALLOWANCE > maxPayload) {
+            reject(
+              line,
+              `event of ${data.length} bytes does not fit the server's max_payload (${maxPayload} bytes)`,
+            );
+            continue;
+          }
+          const msg = { subject: subjectFor(r.event), data, opts: { msgId: r.event.event_id } };
+          if (!sorter) {
+            yield* release([msg]);
+            continue;
+          }
+          // A row without a readable time keeps its place next to the row before it (the
+          // engine dead-letters it anyway).
+          const ts = eventTimeOf(r.event.event_ts);
+          if (!Number.isNaN(ts)) lastTs = ts;
+          yield* release(sorter.push(Number.isNaN(lastTs) ? -Infinity : lastTs, msg));
+        }
         if (batch.length > 0) yield batch;
-        bar?.update(input.bytesRead, { sent: summary.sent, rejected: summary.rejected });
+        batch = [];
+        bar?.update(Math.min(text.bytes(), size), {
+          sent: summary.sent,
+          rejected: summary.rejected,
+        });
         if (done) break;
       }
+      if (sorter) {
+        yield* release(sorter.drain());
+        summary.outOfOrder = sorter.outOfOrder;
+        if (
+          summary.order === "sorted" &&
+          summary.rows > (options.sortBuffer ?? DEFAULT_SORT_BUFFER)
+        )
+          summary.order = "bounded";
+      }
+      if (batch.length > 0) yield batch;
+      batch = [];
     }
 
+    let lastSeq = 0;
     const onAck = (ack: PubAckInfo): void => {
       summary.sent++;
       if (ack.duplicate) summary.duplicates++;
+      lastSeq = Math.max(lastSeq, ack.seq);
+      bar?.update(Math.min(text.bytes(), size), {
+        sent: summary.sent,
+        rejected: summary.rejected,
+      });
     };
     try {
       await pub.publishMany(messages(), onAck);
@@ -224,7 +332,17 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
       input.destroy();
       await pub.close().catch(() => {});
     }
-    bar?.update(input.bytesRead, { sent: summary.sent, rejected: summary.rejected });
+    bar?.update(Math.min(text.bytes(), size), { sent: summary.sent, rejected: summary.rejected });
+    multibar?.stop();
+    summary.elapsedMs = performance.now() - started;
+    if (marks && summary.sent > 0 && !summary.aborted) {
+      out?.write("waiting for the engine to catch up (late and dead-lettered counts)…\n");
+      summary.engine = await awaitEngine(nc, marks, {
+        lastEventSeq: lastSeq,
+        timeoutMs: awaitMs,
+        ...(signal ? { signal } : {}),
+      });
+    }
   } finally {
     multibar?.stop();
     if (options.nc === undefined) await nc.close();
@@ -232,7 +350,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
   if (summary.rejected > summary.rejections.length) {
     out?.write(`… ${summary.rejected - summary.rejections.length} more\n`);
   }
-  summary.elapsedMs = performance.now() - started;
+  if (summary.elapsedMs === 0) summary.elapsedMs = performance.now() - started;
   return summary;
 }
 
@@ -245,27 +363,72 @@ async function connect(servers: string): Promise<NatsConnection> {
   }
 }
 
-/** The name event ids derive from: `x.csv.gz` gives the ids of `x.csv`, so both deduplicate. */
-function idName(file: string): string {
-  return basename(file).replace(/\.gz$/i, "");
+/** One line naming the file and what is wrong with it, for a file that cannot be read. */
+async function checkReadable(file: string): Promise<void> {
+  try {
+    const s = await stat(file);
+    if (s.isDirectory()) throw new ReplayFileError(`cannot read ${file}: it is a directory`);
+    await (await open(file, "r")).close();
+  } catch (err) {
+    if (err instanceof ReplayFileError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EACCES"
+          ? "permission denied"
+          : (code ?? String(err));
+    throw new ReplayFileError(`cannot read ${file}: ${why}`, { cause: err });
+  }
+}
+
+/**
+ * The uncompressed size of a .gz file from its trailer (ISIZE: the size modulo 4 GiB, of the last
+ * member), for the progress bar only; the compressed size when the trailer says nothing useful.
+ */
+export async function gzipTextSize(file: string): Promise<number> {
+  const fh = await open(file, "r");
+  try {
+    const { size } = await fh.stat();
+    if (size < 18) return size;
+    const tail = Buffer.alloc(4);
+    await fh.read(tail, 0, 4, size - 4);
+    const isize = tail.readUInt32LE(0);
+    return isize > 0 ? isize : size;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** The file's bytes as text (gunzipped for a .gz) and a count of the text bytes read so far. */
+function countBytes(input: Readable, gz: boolean): { stream: Readable; bytes(): number } {
+  let n = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      n += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const source = gz ? input.pipe(createGunzip()) : input;
+  // A broken or cut-off .gz fails the replay with its message, not an unhandled error.
+  source.on("error", (err) => counter.destroy(err));
+  return { stream: source.pipe(counter), bytes: () => n };
 }
 
 /** A row parser for one file; `undefined` for the CSV header line. */
 function rowParser(
   format: ReplayFormat,
-  name: string,
   genres: ReadonlyMap<string, string> | undefined,
 ): (text: string, line: number) => RowResult | undefined {
-  if (format === "jsonl") return (text, line) => parseJsonlLine(text, { basename: name, line });
+  if (format === "jsonl") return (text) => parseJsonlLine(text);
   const columns = format === "rees46" ? REES46_COLUMNS : MOVIELENS_RATINGS_COLUMNS;
   return (text, line) => {
     const split = splitCsvLine(text);
     if (!split.ok) return split;
     if (line === 1 && isHeader(split.fields, columns)) return undefined;
-    const ctx = { basename: name, line };
     return format === "rees46"
-      ? parseRees46Row(split.fields, ctx)
-      : parseMovieLensRow(split.fields, ctx, genres);
+      ? parseRees46Row(split.fields)
+      : parseMovieLensRow(split.fields, genres);
   };
 }
 
@@ -273,11 +436,15 @@ function isBlank(text: string): boolean {
   return text.length === 0 || (text.charCodeAt(0) <= 32 && text.trim() === "");
 }
 
-/** The file's text, gunzipped when it ends in `.gz`. */
-function openText(input: Readable, file: string): Readable {
-  const source = /\.gz$/i.test(file) ? input.pipe(createGunzip()) : input;
-  source.setEncoding("utf8"); // keeps characters split across chunks whole
+/** A byte stream as text: setEncoding keeps characters split across chunks whole. */
+function openText(source: Readable): Readable {
+  source.setEncoding("utf8");
   return source;
+}
+
+/** The file's text, gunzipped when it ends in `.gz`. */
+function openFileText(input: Readable, file: string): Readable {
+  return openText(/\.gz$/i.test(file) ? input.pipe(createGunzip()) : input);
 }
 
 /**
@@ -320,7 +487,7 @@ async function sniffFormat(file: string): Promise<ReplayFormat> {
 async function firstLine(file: string): Promise<string> {
   const input = createReadStream(file, { end: 64 * 1024 - 1 });
   try {
-    for await (const lines of lineBatches(openText(input, file))) return lines[0] ?? "";
+    for await (const lines of lineBatches(openFileText(input, file))) return lines[0] ?? "";
     return "";
   } catch {
     return ""; // a gzip cut off at 64 KiB may fail to decode: the extension may still tell
@@ -339,7 +506,7 @@ export async function loadGenres(
 ): Promise<Map<string, string>> {
   const genres = new Map<string, string>();
   let line = 0;
-  for await (const lines of lineBatches(openText(createReadStream(file), file))) {
+  for await (const lines of lineBatches(openFileText(createReadStream(file), file))) {
     for (const text of lines) {
       line++;
       if (isBlank(text)) continue;
