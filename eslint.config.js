@@ -23,4 +23,29 @@ export default tseslint.config(
       "no-console": "off",
     },
   },
+  {
+    // The web console: plain ES modules run by the browser.
+    files: ["web/**/*.js"],
+    languageOptions: {
+      globals: Object.fromEntries(
+        [
+          "window",
+          "document",
+          "Node",
+          "location",
+          "fetch",
+          "EventSource",
+          "URL",
+          "URLSearchParams",
+          "setTimeout",
+          "clearTimeout",
+          "setInterval",
+          "clearInterval",
+          "requestAnimationFrame",
+          "ResizeObserver",
+          "Intl",
+        ].map((g) => [g, "readonly"]),
+      ),
+    },
+  },
 );

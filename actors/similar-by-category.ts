@@ -29,8 +29,8 @@ export function similarByCategory(
       averagePrice: r.avgPrice,
       purchases: r.purchases,
       explanation: own
-        ? `also popular in ${r.category || "(no category)"}: ${r.purchases} purchases in 7 days`
-        : `among the most purchased products: ${r.purchases} purchases in 7 days`,
+        ? `also popular in ${r.category || "(no category)"}: ${purchases(r.purchases)}`
+        : `among the most purchased products: ${purchases(r.purchases)}`,
     });
   }
   const basis = own ? "SAME_CATEGORY_POPULAR" : "POPULAR_FALLBACK";
@@ -46,6 +46,8 @@ export function similarByCategory(
       (items.length === 0 ? "; no purchases seen yet" : ""),
   };
 }
+
+const purchases = (n: number) => `${n} purchase${n === 1 ? "" : "s"} in 7 days`;
 
 /** What the popularity table knows of one item. */
 export function itemInfo(row: PopularityRow | undefined): ItemInfo | undefined {

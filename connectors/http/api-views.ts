@@ -15,12 +15,14 @@ const iso = (ms: number | null | undefined): string | null =>
     ? null
     : new Date(ms).toISOString();
 
+const purchases = (n: number) => `${n} purchase${n === 1 ? "" : "s"} in 7 days`;
+
 /** What the backend did not explain itself, explained from the design's own rules (§3.5, §3.6). */
 export function explain(item: RecommendedItem): string {
   if (item.explanation) return item.explanation;
   if (item.source === "PERSONALIZED")
-    return `in your top category ${item.category || "(none)"}: ${item.purchases} purchases in 7 days`;
-  return `among the most purchased products overall: ${item.purchases} purchases in 7 days`;
+    return `in your top category ${item.category || "(none)"}: ${purchases(item.purchases)}`;
+  return `among the most purchased products overall: ${purchases(item.purchases)}`;
 }
 
 export function recommendationsJson(recs: Recommendations) {

@@ -1,0 +1,81 @@
+// Small DOM and formatting helpers shared by the pages.
+
+/** Builds an element: h("td", { class: "num" }, "12"). Strings are text, never HTML. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+export const fmt = {
+  int: (n) => new Intl.NumberFormat("en").format(Math.round(n ?? 0)),
+  num: (n, d = 2) =>
+    new Intl.NumberFormat("en", { maximumFractionDigits: d, minimumFractionDigits: 0 }).format(
+      n ?? 0,
+    ),
+  price: (n) => (n > 0 ? `$${fmt.num(n, 2)}` : "—"),
+  pct: (x) => `${fmt.num((x ?? 0) * 100, 1)} %`,
+  time: (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "—"),
+  hour: (iso) => (iso ? new Date(iso).toISOString().slice(11, 16) : "—"),
+  ago: (ms) => (ms < 1500 ? "just now" : `${Math.round(ms / 1000)} s ago`),
+};
+
+/** A score bar relative to the list's top score. */
+export function scoreCell(score, max, digits = 3) {
+  const pct = max > 0 ? Math.max(2, Math.min(100, (score / max) * 100)) : 0;
+  return h(
+    "div",
+    { class: "scorecell" },
+    h("div", { class: "bar" }, h("span", { style: `width:${pct}%` })),
+    h("span", { class: "n mono" }, fmt.num(score, digits)),
+  );
+}
+
+export function badge(text, cls = text) {
+  return h("span", { class: `badge ${cls}` }, text.replaceAll("_", " ").toLowerCase());
+}
+
+export function card(title, meta, ...body) {
+  return h(
+    "section",
+    { class: "card" },
+    h(
+      "div",
+      { class: "card-head" },
+      h("h2", {}, title),
+      meta ? h("span", { class: "meta" }, meta) : null,
+    ),
+    ...body,
+  );
+}
+
+export function kpi(label, value, hint, alert = false) {
+  return h(
+    "div",
+    { class: `card kpi${alert ? " alert" : ""}` },
+    h("div", { class: "label" }, label),
+    h("div", { class: "value" }, value),
+    hint ? h("div", { class: "hint" }, hint) : null,
+  );
+}
+
+export function placeholder(title, text) {
+  return h(
+    "section",
+    { class: "card placeholder" },
+    h("div", { class: "card-head" }, h("h2", {}, title), h("span", { class: "meta" }, "coming")),
+    h("div", { class: "empty" }, text),
+  );
+}
+
+export const itemLink = (id) =>
+  h("a", { href: `#/items/${encodeURIComponent(id)}`, class: "mono" }, id);

@@ -1,0 +1,101 @@
+// An item: what the popularity table knows, its place in trending, and items like it.
+import { api } from "./api.js";
+import { badge, card, fmt, h, itemLink, scoreCell } from "./dom.js";
+import { searchBox } from "./search.js";
+
+export function itemPage(root, itemId) {
+  root.append(
+    h("h1", {}, "Items"),
+    h("p", { class: "sub" }, "A product's popularity and the items shown beside it."),
+    searchBox("items", itemId, "item id, e.g. 1004856"),
+  );
+  if (!itemId) return;
+  const out = h("div", { id: "item-result" }, h("div", { class: "empty" }, "Loading…"));
+  root.append(out);
+  const id = encodeURIComponent(itemId);
+  Promise.all([api(`/v1/items/${id}`), api(`/v1/items/${id}/similar?n=10`)]).then(
+    ([item, similar]) => {
+      const p = item.popularity;
+      const facts = p
+        ? h(
+            "dl",
+            { class: "facts" },
+            h("dt", {}, "purchases, 7 days"),
+            h("dd", {}, fmt.int(p.purchases)),
+            h("dt", {}, "category"),
+            h("dd", {}, p.category || "—"),
+            h("dt", {}, "brand"),
+            h("dd", {}, p.brand || "—"),
+            h("dt", {}, "average price"),
+            h("dd", {}, fmt.price(p.averagePrice)),
+          )
+        : h("div", { class: "empty" }, "No purchases of this item within the popularity horizon.");
+      const trend = h(
+        "dl",
+        { class: "facts" },
+        ...item.trending.flatMap((t) => [
+          h("dt", {}, t.window === "1h" ? "last hour" : "last 24 hours"),
+          h(
+            "dd",
+            {},
+            t.rank
+              ? `#${t.rank} · score ${fmt.num(t.score, 1)} (${fmt.int(t.views)} views, ${fmt.int(t.clicks)} clicks)`
+              : "not in the top list",
+          ),
+        ]),
+      );
+      const max = similar.items[0]?.score ?? 0;
+      const rows = similar.items.map((i) =>
+        h(
+          "tr",
+          { "data-item-id": i.itemId },
+          h("td", { class: "rank" }, i.rank),
+          h("td", {}, itemLink(i.itemId), h("div", { class: "explain" }, i.explanation)),
+          h("td", {}, scoreCell(i.score, max, 1)),
+          h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),
+          h("td", { class: "num" }, fmt.price(i.averagePrice)),
+        ),
+      );
+      out.replaceChildren(
+        h(
+          "div",
+          { class: "grid wide" },
+          card(
+            "Similar items",
+            h("span", {}, badge(similar.basis)),
+            similar.statusMessage
+              ? h("div", { class: "note", style: "margin:0 0 10px" }, similar.statusMessage)
+              : null,
+            rows.length
+              ? h(
+                  "table",
+                  { id: "similar" },
+                  h(
+                    "thead",
+                    {},
+                    h(
+                      "tr",
+                      {},
+                      h("th", {}, "#"),
+                      h("th", {}, "item and reason"),
+                      h("th", {}, "score"),
+                      h("th", {}, "category"),
+                      h("th", { class: "num" }, "avg price"),
+                    ),
+                  ),
+                  h("tbody", {}, rows),
+                )
+              : h("div", { class: "empty" }, "No similar items yet."),
+          ),
+          h(
+            "div",
+            { class: "grid", style: "margin:0" },
+            card(`Item ${item.itemId}`, "popularity", facts),
+            card("Trending", "current windows", trend),
+          ),
+        ),
+      );
+    },
+    (err) => out.replaceChildren(h("div", { class: "error" }, err.message)),
+  );
+}

@@ -1,0 +1,83 @@
+// A live trending list (SSE), updated in place: rows whose score moved flash briefly.
+import { followTrending } from "./api.js";
+import { badge, card, fmt, h, itemLink, scoreCell } from "./dom.js";
+
+export function trendingCard(window, k = 10, { onUpdate } = {}) {
+  const title = window === "1h" ? "Last hour" : "Last 24 hours";
+  const meta = h("span", {}, "waiting for the first update…");
+  const tbody = h("tbody");
+  const table = h(
+    "table",
+    { "data-trending": window },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", {}, "#"),
+        h("th", {}, "item"),
+        h("th", {}, "score"),
+        h("th", { class: "num" }, "views"),
+        h("th", { class: "num" }, "clicks"),
+      ),
+    ),
+    tbody,
+  );
+  const empty = h("div", { class: "empty" }, "No events in a trending window yet.");
+  const el = card(title, meta, empty, table);
+  table.style.display = "none";
+  let last = new Map();
+  let lastAt = 0;
+  let doc;
+  let state = "connecting";
+
+  const showMeta = () => {
+    meta.replaceChildren(
+      doc ? `${fmt.time(doc.windowStart)} → ${fmt.hour(doc.windowEnd)} · ` : "",
+      doc?.final ? badge("final", "final") : badge(state === "live" ? "live" : state, "live"),
+      lastAt ? ` · updated ${fmt.ago(Date.now() - lastAt)}` : "",
+    );
+  };
+  const tick = setInterval(showMeta, 1000);
+  const stop = followTrending(
+    window,
+    k,
+    (d) => {
+      doc = d;
+      lastAt = Date.now();
+      const max = d.items[0]?.score ?? 0;
+      const rows = d.items.map((i) => {
+        const moved = last.has(i.itemId) ? last.get(i.itemId) !== i.score : last.size > 0;
+        return h(
+          "tr",
+          { class: moved ? "flash" : "", "data-item-id": i.itemId, "data-score": i.score },
+          h("td", { class: "rank" }, i.rank),
+          h("td", {}, itemLink(i.itemId)),
+          h("td", {}, scoreCell(i.score, max, 1)),
+          h("td", { class: "num" }, fmt.int(i.views)),
+          h("td", { class: "num" }, fmt.int(i.clicks)),
+        );
+      });
+      last = new Map(d.items.map((i) => [i.itemId, i.score]));
+      tbody.replaceChildren(...rows);
+      table.style.display = d.items.length ? "" : "none";
+      empty.style.display = d.items.length ? "none" : "";
+      el.dataset.windowStart = d.windowStart ?? "";
+      el.dataset.updates = String(Number(el.dataset.updates ?? 0) + 1);
+      showMeta();
+      onUpdate?.(d);
+    },
+    (s) => {
+      state = s;
+      showMeta();
+    },
+  );
+  return {
+    el,
+    stop() {
+      clearInterval(tick);
+      stop();
+    },
+  };
+}
