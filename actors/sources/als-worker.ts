@@ -1,0 +1,90 @@
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import type { Ratings } from "./als-matrix.js";
+import { trainAls, type AlsModel, type AlsSettings } from "./als.js";
+
+/**
+ * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it
+ * (a training at 1M users takes minutes of CPU). One `Worker` per training, not a pool: there
+ * is one training at a time, it is long, and its input and output cross as transferred buffers
+ * (no copy); a pool library (piscina, workerpool) would add a dependency for nothing here.
+ *
+ * The same file is the worker's entry: loaded in a worker with `workerData.als`, it trains and
+ * posts the model back.
+ */
+export interface TrainJob {
+  ratings: Ratings;
+  settings: AlsSettings;
+}
+
+interface WorkerReply {
+  model?: AlsModel;
+  iteration?: number;
+  error?: string;
+}
+
+/**
+ * A worker running this file as TypeScript needs tsx's loader registered inside the worker
+ * (Node 20 does not apply the parent's `--import tsx` hooks to a worker's entry), so the entry is
+ * a two-line module that registers tsx and imports this file. Built to JavaScript, the file is
+ * its own entry.
+ */
+function spawn(job: TrainJob): Worker {
+  const self = import.meta.url;
+  if (!self.endsWith(".ts")) return new Worker(new URL(self), { workerData: { als: job } });
+  const api = pathToFileURL(createRequire(self).resolve("tsx/esm/api")).href.replace(
+    /\.cjs$/,
+    ".mjs",
+  );
+  const entry = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(self)});`;
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(entry)}`), {
+    workerData: { als: job },
+  });
+}
+
+/** Trains in a new worker thread; rejects if the worker fails; `signal` terminates it. */
+export function trainInWorker(
+  job: TrainJob,
+  o: { signal?: AbortSignal; onIteration?: (it: number) => void } = {},
+): Promise<AlsModel> {
+  return new Promise((resolve, reject) => {
+    const w = spawn(job);
+    let settled = false;
+    const done = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      o.signal?.removeEventListener("abort", abort);
+      f();
+    };
+    const abort = () => {
+      void w.terminate();
+      done(() => reject(new Error("ALS training aborted")));
+    };
+    o.signal?.addEventListener("abort", abort);
+    w.on("message", (m: WorkerReply) => {
+      if (m.iteration !== undefined) o.onIteration?.(m.iteration);
+      if (m.model) done(() => resolve(m.model!));
+      if (m.error) done(() => reject(new Error(m.error)));
+    });
+    w.on("error", (err) => done(() => reject(err)));
+    w.on("exit", (code) =>
+      done(() => reject(new Error(`ALS worker exited with code ${code} before its model`))),
+    );
+  });
+}
+
+if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.als) {
+  const { ratings, settings } = (workerData as { als: TrainJob }).als;
+  try {
+    const model = trainAls(ratings, settings, (iteration) =>
+      parentPort!.postMessage({ iteration }),
+    );
+    parentPort.postMessage({ model } satisfies WorkerReply, [
+      model.U.buffer as ArrayBuffer,
+      model.V.buffer as ArrayBuffer,
+    ]);
+  } catch (err) {
+    parentPort.postMessage({ error: String((err as Error).stack ?? err) } satisfies WorkerReply);
+  }
+}

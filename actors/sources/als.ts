@@ -1,0 +1,355 @@
+import type { Ratings } from "./als-matrix.js";
+import { seededRandom } from "./types.js";
+
+/**
+ * Alternating least squares on a user × item matrix, in plain Float64 loops.
+ *
+ * - implicit (Hu, Koren & Volinsky 2008): every cell is a preference p = 1 if r > 0 with
+ *   confidence c = 1 + α·r; each user (then each item) solves (YᵀY + Yᵀ(C−I)Y + λI) x = YᵀC p.
+ *   YᵀY is computed once per half-step, so a row costs O(nnz_row · rank · steps) with the
+ *   conjugate-gradient solver (a few steps, warm-started from the previous vector, as the
+ *   `implicit` library does) or O(nnz_row · rank² + rank³) with Cholesky (exact).
+ * - explicit (ALS-WR, as Spark's ALS used by seed 001): each row solves
+ *   (YᵤᵀYᵤ + λ·n_u·I) x = Yᵤᵀ r_u over its rated items only.
+ *
+ * Factors are initialised from a seeded PRNG and rows are visited in index order, so the same
+ * ratings and settings train the same model, bit for bit.
+ */
+export interface AlsSettings {
+  kind: "implicit" | "explicit";
+  rank: number;
+  reg: number;
+  /** Confidence slope (implicit only). */
+  alpha: number;
+  iterations: number;
+  solver: "cg" | "cholesky";
+  /** Conjugate-gradient steps per row and half-iteration. */
+  cgSteps: number;
+  seed: number;
+  /** Solve short rows exactly by the Woodbury identity (default true; false: measurement). */
+  woodbury?: boolean;
+}
+
+export const IMPLICIT_DEFAULTS: AlsSettings = {
+  kind: "implicit",
+  rank: 64,
+  reg: 0.05,
+  alpha: 20,
+  iterations: 15,
+  solver: "cg",
+  cgSteps: 3,
+  seed: 42,
+};
+
+/** Seed 001's Spark settings (rank 10, regParam 0.01, 10 iterations). */
+export const EXPLICIT_SEED_001: AlsSettings = {
+  kind: "explicit",
+  rank: 10,
+  reg: 0.01,
+  alpha: 0,
+  iterations: 10,
+  solver: "cholesky",
+  cgSteps: 0,
+  seed: 42,
+};
+
+export interface AlsModel {
+  settings: AlsSettings;
+  users: string[];
+  items: string[];
+  /** users.length × rank, row-major. */
+  U: Float32Array;
+  /** items.length × rank, row-major. */
+  V: Float32Array;
+}
+
+/** Trains a model; `onIteration` is called after each full iteration (progress, cancellation). */
+export function trainAls(r: Ratings, s: AlsSettings, onIteration?: (it: number) => void): AlsModel {
+  const k = s.rank;
+  const rand = seededRandom(s.seed);
+  const init = (n: number) => {
+    const a = new Float32Array(n * k);
+    for (let x = 0; x < a.length; x++) a[x] = rand() * 0.01;
+    return a;
+  };
+  const U = init(r.users.length);
+  const V = init(r.items.length);
+  for (let it = 0; it < s.iterations; it++) {
+    halfStep(U, V, r.userPtr, r.userCols, r.userVals, s);
+    halfStep(V, U, r.itemPtr, r.itemRows, r.itemVals, s);
+    onIteration?.(it + 1);
+  }
+  return { settings: s, users: r.users, items: r.items, U, V };
+}
+
+/** Solves every row of X against the fixed factors Y, over the rows' entries (ptr, idx, val). */
+function halfStep(
+  X: Float32Array,
+  Y: Float32Array,
+  ptr: Int32Array,
+  idx: Int32Array,
+  val: Float32Array,
+  s: AlsSettings,
+) {
+  const k = s.rank;
+  const rows = ptr.length - 1;
+  const YtY = s.kind === "implicit" ? gram(Y, k, s.reg) : new Float64Array(k * k);
+  const A = new Float64Array(k * k);
+  const b = new Float64Array(k);
+  const x = new Float64Array(k);
+  const cg = { r: new Float64Array(k), p: new Float64Array(k), Ap: new Float64Array(k) };
+  const wb =
+    s.kind === "implicit" && s.woodbury !== false ? woodburyPlan(YtY, Y, ptr, k) : undefined;
+  for (let u = 0; u < rows; u++) {
+    const from = ptr[u]!;
+    const to = ptr[u + 1]!;
+    const off = u * k;
+    if (to === from) {
+      // No entries: the minimiser is 0 (implicit: all preferences 0; explicit: nothing known).
+      X.fill(0, off, off + k);
+      continue;
+    }
+    if (wb && to - from <= wb.maxRow) {
+      woodburyRow(x, wb, Y, idx, val, from, to, k, s.alpha);
+    } else if (s.kind === "implicit" && s.solver === "cg") {
+      for (let f = 0; f < k; f++) x[f] = X[off + f]!;
+      cgRow(x, YtY, Y, idx, val, from, to, k, s.alpha, s.cgSteps, cg);
+    } else {
+      A.set(YtY);
+      b.fill(0);
+      const diag = s.kind === "implicit" ? 0 : s.reg * (to - from);
+      for (let f = 0; f < k; f++) A[f * k + f]! += diag;
+      for (let q = from; q < to; q++) {
+        const yo = idx[q]! * k;
+        const v = val[q]!;
+        // implicit: A += (c−1) y yᵀ, b += c y; explicit: A += y yᵀ, b += r y
+        const wa = s.kind === "implicit" ? s.alpha * v : 1;
+        const wb = s.kind === "implicit" ? 1 + s.alpha * v : v;
+        for (let f = 0; f < k; f++) {
+          const yf = Y[yo + f]!;
+          b[f]! += wb * yf;
+          const af = wa * yf;
+          for (let g = 0; g <= f; g++) A[f * k + g]! += af * Y[yo + g]!;
+        }
+      }
+      choleskySolve(A, b, k, x);
+    }
+    for (let f = 0; f < k; f++) X[off + f] = x[f]!;
+  }
+}
+
+/**
+ * Short rows (most users of a shop: a handful of items) are solved exactly by the Woodbury
+ * identity instead: with A₀ = YᵀY + λI, D = diag(α·r) and Z = Y A₀⁻¹ computed once per
+ * half-step, (A₀ + Yᵤᵀ D Yᵤ)⁻¹ b costs O(m²·rank + m³) for a row of m items, against
+ * O(rank²) per CG step — 8× faster training on REES46, and exact. Used when enough rows are
+ * short to pay for Z (rows × rank²).
+ */
+interface WoodburyPlan {
+  maxRow: number;
+  /** Rows of Z = Y A₀⁻¹, computed when first needed (`done`). */
+  Z: Float64Array;
+  done: Uint8Array;
+  inv: Float64Array;
+  Y: Float32Array;
+}
+
+function zRow(p: WoodburyPlan, j: number, k: number): number {
+  const o = j * k;
+  if (p.done[j]) return o;
+  p.done[j] = 1;
+  for (let r = 0; r < k; r++) {
+    let acc = 0;
+    for (let c = 0; c < k; c++) acc += p.inv[r * k + c]! * p.Y[o + c]!;
+    p.Z[o + r] = acc;
+  }
+  return o;
+}
+
+function woodburyPlan(
+  YtY: Float64Array,
+  Y: Float32Array,
+  ptr: Int32Array,
+  k: number,
+): WoodburyPlan | undefined {
+  const maxRow = Math.max(4, Math.floor(2 * Math.sqrt(k)));
+  let short = 0;
+  for (let u = 0; u + 1 < ptr.length; u++) if (ptr[u + 1]! - ptr[u]! <= maxRow) short++;
+  const n = Y.length / k;
+  if (short * 4 <= n) return undefined;
+  // A₀⁻¹, column by column, from one Cholesky factor.
+  const L = Float64Array.from(YtY);
+  const e = new Float64Array(k);
+  const col = new Float64Array(k);
+  const inv = new Float64Array(k * k);
+  choleskyFactor(L, k);
+  for (let c = 0; c < k; c++) {
+    e.fill(0);
+    e[c] = 1;
+    choleskyBackSolve(L, e, k, col);
+    for (let r = 0; r < k; r++) inv[r * k + c] = col[r]!;
+  }
+  return { maxRow, Z: new Float64Array(n * k), done: new Uint8Array(n), inv, Y };
+}
+
+/** x = (A₀ + Yᵤᵀ D Yᵤ)⁻¹ Yᵤᵀ c by Woodbury: x₀ = Σ cᵢ zᵢ; (D⁻¹ + Yᵤ Zᵤᵀ) h = Yᵤ x₀; x = x₀ − Σ hᵢ zᵢ. */
+function woodburyRow(
+  x: Float64Array,
+  plan: WoodburyPlan,
+  Y: Float32Array,
+  idx: Int32Array,
+  val: Float32Array,
+  from: number,
+  to: number,
+  k: number,
+  alpha: number,
+) {
+  const m = to - from;
+  const Z = plan.Z; // rows filled by zRow in the first loop below
+  x.fill(0);
+  for (let q = from; q < to; q++) {
+    const zo = zRow(plan, idx[q]!, k);
+    const c = 1 + alpha * val[q]!;
+    for (let f = 0; f < k; f++) x[f]! += c * Z[zo + f]!;
+  }
+  const M = new Float64Array(m * m);
+  const g = new Float64Array(m);
+  const h = new Float64Array(m);
+  for (let a = 0; a < m; a++) {
+    const ya = idx[from + a]! * k;
+    let gx = 0;
+    for (let f = 0; f < k; f++) gx += Y[ya + f]! * x[f]!;
+    g[a] = gx;
+    for (let b = 0; b <= a; b++) {
+      const zb = idx[from + b]! * k;
+      let d = 0;
+      for (let f = 0; f < k; f++) d += Y[ya + f]! * Z[zb + f]!;
+      M[a * m + b] = d;
+    }
+    M[a * m + a]! += 1 / (alpha * val[from + a]!);
+  }
+  choleskySolve(M, g, m, h);
+  for (let a = 0; a < m; a++) {
+    const zo = idx[from + a]! * k;
+    const ha = h[a]!;
+    for (let f = 0; f < k; f++) x[f]! -= ha * Z[zo + f]!;
+  }
+}
+
+/** YᵀY + λI (lower triangle and upper, k × k). */
+export function gram(Y: Float32Array, k: number, reg: number): Float64Array {
+  const G = new Float64Array(k * k);
+  const n = Y.length / k;
+  for (let j = 0; j < n; j++) {
+    const o = j * k;
+    for (let f = 0; f < k; f++) {
+      const yf = Y[o + f]!;
+      if (yf === 0) continue;
+      for (let g = 0; g <= f; g++) G[f * k + g]! += yf * Y[o + g]!;
+    }
+  }
+  for (let f = 0; f < k; f++) {
+    G[f * k + f]! += reg;
+    for (let g = 0; g < f; g++) G[g * k + f] = G[f * k + g]!;
+  }
+  return G;
+}
+
+/** A few conjugate-gradient steps on (YtY + Σ α r y yᵀ) x = Σ (1 + α r) y, from x. */
+function cgRow(
+  x: Float64Array,
+  YtY: Float64Array,
+  Y: Float32Array,
+  idx: Int32Array,
+  val: Float32Array,
+  from: number,
+  to: number,
+  k: number,
+  alpha: number,
+  steps: number,
+  t: { r: Float64Array; p: Float64Array; Ap: Float64Array },
+) {
+  const { r, p, Ap } = t;
+  // r = b − A x
+  for (let f = 0; f < k; f++) {
+    let s = 0;
+    for (let g = 0; g < k; g++) s -= YtY[f * k + g]! * x[g]!;
+    r[f] = s;
+  }
+  for (let q = from; q < to; q++) {
+    const yo = idx[q]! * k;
+    const c = 1 + alpha * val[q]!;
+    let yx = 0;
+    for (let f = 0; f < k; f++) yx += Y[yo + f]! * x[f]!;
+    const w = c - (c - 1) * yx;
+    for (let f = 0; f < k; f++) r[f]! += w * Y[yo + f]!;
+  }
+  p.set(r);
+  let rs = dot(r, r, k);
+  for (let step = 0; step < steps && rs > 1e-20; step++) {
+    for (let f = 0; f < k; f++) {
+      let s = 0;
+      for (let g = 0; g < k; g++) s += YtY[f * k + g]! * p[g]!;
+      Ap[f] = s;
+    }
+    for (let q = from; q < to; q++) {
+      const yo = idx[q]! * k;
+      let yp = 0;
+      for (let f = 0; f < k; f++) yp += Y[yo + f]! * p[f]!;
+      const w = alpha * val[q]! * yp;
+      for (let f = 0; f < k; f++) Ap[f]! += w * Y[yo + f]!;
+    }
+    const a = rs / dot(p, Ap, k);
+    for (let f = 0; f < k; f++) {
+      x[f]! += a * p[f]!;
+      r[f]! -= a * Ap[f]!;
+    }
+    const next = dot(r, r, k);
+    for (let f = 0; f < k; f++) p[f] = r[f]! + (next / rs) * p[f]!;
+    rs = next;
+  }
+}
+
+function dot(a: Float64Array, b: Float64Array, k: number): number {
+  let s = 0;
+  for (let f = 0; f < k; f++) s += a[f]! * b[f]!;
+  return s;
+}
+
+/**
+ * Solves A x = b for a symmetric positive definite A given by its lower triangle (overwritten
+ * with its Cholesky factor). A tiny jitter keeps a nearly singular A (an unseen row) solvable.
+ */
+export function choleskySolve(A: Float64Array, b: Float64Array, k: number, x: Float64Array) {
+  choleskyFactor(A, k);
+  choleskyBackSolve(A, b, k, x);
+}
+
+/** Overwrites the lower triangle of A with its Cholesky factor L (A = L Lᵀ). */
+function choleskyFactor(A: Float64Array, k: number) {
+  for (let j = 0; j < k; j++) {
+    let d = A[j * k + j]!;
+    for (let m = 0; m < j; m++) d -= A[j * k + m]! * A[j * k + m]!;
+    const l = Math.sqrt(Math.max(d, 1e-12));
+    A[j * k + j] = l;
+    for (let i = j + 1; i < k; i++) {
+      let s = A[i * k + j]!;
+      for (let m = 0; m < j; m++) s -= A[i * k + m]! * A[j * k + m]!;
+      A[i * k + j] = s / l;
+    }
+  }
+}
+
+/** Solves L Lᵀ x = b given the factor L in the lower triangle of A. */
+function choleskyBackSolve(A: Float64Array, b: Float64Array, k: number, x: Float64Array) {
+  for (let i = 0; i < k; i++) {
+    let s = b[i]!;
+    for (let m = 0; m < i; m++) s -= A[i * k + m]! * x[m]!;
+    x[i] = s / A[i * k + i]!;
+  }
+  for (let i = k - 1; i >= 0; i--) {
+    let s = x[i]!;
+    for (let m = i + 1; m < k; m++) s -= A[m * k + i]! * x[m]!;
+    x[i] = s / A[i * k + i]!;
+  }
+}

@@ -1,0 +1,97 @@
+import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
+
+/**
+ * Item counters decayed by event time: TRENDING (seed 002's UC3 boost: views × 1 + clicks × 2
+ * over the last hours) and POPULAR_FALLBACK (target events — purchases, ratings of 4+ — over a
+ * long horizon). One structure, two settings. Scores are kept relative to a moving anchor time
+ * so that the decay of every item is one multiplication at query time, not an update per item.
+ */
+export interface ItemCounterOptions {
+  /** The weight an event adds (0: not counted). */
+  weight(e: SourceEvent): number;
+  /** Event time for a count to halve (Infinity: plain counts). */
+  halfLifeMs: number;
+  /** Explanation of a listed item, given its rounded current count. */
+  explain(item: string, count: number): string;
+}
+
+export interface ItemCounter {
+  add(e: SourceEvent): void;
+  /** The top items at event time `now`, best first; `keep` filters before the cut to `n`. */
+  top(now: number, n: number, keep?: (item: string) => boolean): Scored[];
+  /** One item's decayed count at `now`. */
+  score(item: string, now: number): number;
+  readonly items: number;
+}
+
+export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
+  const hl = opts.halfLifeMs;
+  // Count of item x at time t = raw(x) · 2^(-(t - anchor)/hl). The anchor moves forward (and
+  // every raw value is rescaled once) before the exponent can overflow.
+  const raw = new Map<string, number>();
+  let anchor = Number.NaN;
+  let sorted: [string, number][] | undefined;
+
+  const rebase = (t: number) => {
+    const f = decay(t - anchor, hl);
+    for (const [x, v] of raw) raw.set(x, v * f);
+    anchor = t;
+  };
+
+  return {
+    get items() {
+      return raw.size;
+    },
+    add(e) {
+      const w = opts.weight(e);
+      if (w <= 0) return;
+      if (Number.isNaN(anchor)) anchor = e.ts;
+      if (Number.isFinite(hl) && (e.ts - anchor) / hl > 500) rebase(e.ts);
+      raw.set(e.i, (raw.get(e.i) ?? 0) + w / decay(e.ts - anchor, hl));
+      sorted = undefined;
+    },
+    score(item, now) {
+      const v = raw.get(item);
+      return v === undefined ? 0 : v * decay(now - anchor, hl);
+    },
+    top(now, n, keep) {
+      // The order does not depend on `now` (one factor for all), so it is cached between events.
+      sorted ??= [...raw].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
+      const out: Scored[] = [];
+      for (const [item, v] of sorted) {
+        if (out.length >= n) break;
+        if (keep && !keep(item)) continue;
+        const count = v * f;
+        out.push({ item, score: count, why: opts.explain(item, count) });
+      }
+      return out.sort(byScoreThenId);
+    },
+  };
+}
+
+/** TRENDING: views × 1 and clicks × 2 (weights configurable), decayed with a 1 h half-life. */
+export function createTrending(
+  o: { viewWeight?: number; clickWeight?: number; halfLifeMs?: number; all?: boolean } = {},
+): ItemCounter {
+  const vw = o.viewWeight ?? 1;
+  const cw = o.clickWeight ?? 2;
+  return createItemCounter({
+    halfLifeMs: o.halfLifeMs ?? 3_600_000,
+    // `all`: every interaction counts once (a log of ratings has no views or clicks).
+    weight: (e) => (e.t === "view" ? vw : e.t === "click" ? cw : o.all ? 1 : 0),
+    explain: () => "trending now",
+  });
+}
+
+/** POPULAR_FALLBACK: target events per item (purchases; ratings of 4+), decayed or plain. */
+export function createPopular(
+  isTarget: (e: SourceEvent) => boolean,
+  halfLifeMs = Infinity,
+): ItemCounter {
+  return createItemCounter({
+    halfLifeMs,
+    weight: (e) => (isTarget(e) ? 1 : 0),
+    explain: () => "popular overall",
+  });
+}

@@ -1,0 +1,67 @@
+import type { EventType } from "../event.js";
+
+/**
+ * What the candidate sources read of an event: the normalised interaction (actors/event.ts) with
+ * the session id when the event had one. Pure data: sources know no NATS and no wire format.
+ */
+export interface SourceEvent {
+  /** user id */
+  u: string;
+  /** item id */
+  i: string;
+  /** event type */
+  t: EventType;
+  /** event time, epoch ms */
+  ts: number;
+  /** main category, "" when absent */
+  c: string;
+  /** rating, -1 when absent */
+  r: number;
+  /** session id, when the event had one */
+  sess?: string;
+}
+
+/** Where a served item came from (proto `Source`, DESIGN §5). */
+export type SourceName =
+  "HISTORY" | "SIMILAR_ITEMS" | "COLLABORATIVE" | "PERSONALIZED" | "TRENDING" | "POPULAR_FALLBACK";
+
+export const SOURCE_NAMES: readonly SourceName[] = [
+  "HISTORY",
+  "SIMILAR_ITEMS",
+  "COLLABORATIVE",
+  "PERSONALIZED",
+  "TRENDING",
+  "POPULAR_FALLBACK",
+];
+
+/** One candidate of one source: a score (higher is better, >= 0) and a one-line explanation. */
+export interface Scored {
+  item: string;
+  score: number;
+  why: string;
+}
+
+/** Ranks by score descending, ties by item id (plain string order), so answers are stable. */
+export const byScoreThenId = (a: Scored, b: Scored) =>
+  b.score - a.score || (a.item < b.item ? -1 : a.item > b.item ? 1 : 0);
+
+/** 2^(-age/halfLife): the weight of something `age` ms old; 1 with an infinite half-life. */
+export function decay(ageMs: number, halfLifeMs: number): number {
+  if (!Number.isFinite(halfLifeMs)) return 1;
+  return Math.pow(2, -ageMs / halfLifeMs);
+}
+
+/**
+ * mulberry32: a small seeded PRNG (32-bit state), so a replay of the same log draws the same
+ * numbers and trains the same model. Returns floats in [0, 1).
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

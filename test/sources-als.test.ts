@@ -1,0 +1,148 @@
+import { describe, expect, it } from "vitest";
+import { createRatingsBuilder, type Ratings } from "../actors/sources/als-matrix.js";
+import { createAlsIndex, deserialiseModel, serialiseModel } from "../actors/sources/als-model.js";
+import { trainInWorker } from "../actors/sources/als-worker.js";
+import {
+  EXPLICIT_SEED_001,
+  IMPLICIT_DEFAULTS,
+  trainAls,
+  type AlsSettings,
+} from "../actors/sources/als.js";
+import { seededRandom } from "../actors/sources/types.js";
+
+/** Two tastes: users 0-29 like items a0-a9, users 30-59 like b0-b9; each misses some. */
+function twoTastes(): Ratings {
+  const rand = seededRandom(7);
+  const b = createRatingsBuilder();
+  for (let u = 0; u < 60; u++) {
+    const g = u < 30 ? "a" : "b";
+    for (let i = 0; i < 10; i++) if (rand() < 0.6) b.add(`u${u}`, `${g}${i}`, 1 + (u % 3));
+  }
+  return b.build();
+}
+
+const small: AlsSettings = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 10, reg: 0.1 };
+
+describe("implicit ALS", () => {
+  it("recommends a user's unseen items of their own taste first", () => {
+    const r = twoTastes();
+    for (const solver of ["cg", "cholesky"] as const) {
+      const idx = createAlsIndex(trainAls(r, { ...small, solver }));
+      for (const [user, taste] of [
+        ["u1", "a"],
+        ["u40", "b"],
+      ] as const) {
+        const top = idx.candidates(user, 5).map((x) => x.item);
+        expect(
+          top.every((i) => i.startsWith(taste)),
+          `${solver} ${user}: ${top}`,
+        ).toBe(true);
+      }
+    }
+  });
+
+  it("is seeded: the same ratings and settings train the same model, bit for bit", () => {
+    const a = trainAls(twoTastes(), small);
+    const b = trainAls(twoTastes(), small);
+    expect(Buffer.from(a.U.buffer).equals(Buffer.from(b.U.buffer))).toBe(true);
+    expect(Buffer.from(a.V.buffer).equals(Buffer.from(b.V.buffer))).toBe(true);
+    const c = trainAls(twoTastes(), { ...small, seed: 43 });
+    expect(Buffer.from(a.U.buffer).equals(Buffer.from(c.U.buffer))).toBe(false);
+  });
+
+  it("solves short rows exactly (Woodbury) as a dense Cholesky solve does", () => {
+    // Rank 16: rows of up to 8 items take the Woodbury path unless it is switched off.
+    const r = twoTastes();
+    const s: AlsSettings = { ...small, rank: 16, solver: "cholesky", iterations: 3 };
+    const fast = trainAls(r, s);
+    const dense = trainAls(r, { ...s, woodbury: false });
+    expect(fast.U.length).toBe(dense.U.length);
+    let worst = 0;
+    for (let x = 0; x < fast.U.length; x++)
+      worst = Math.max(worst, Math.abs(fast.U[x]! - dense.U[x]!));
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("folds in a user unknown to the model from their row", () => {
+    const idx = createAlsIndex(trainAls(twoTastes(), small));
+    expect(idx.vector("newcomer")).toBeUndefined();
+    idx.foldIn(
+      "newcomer",
+      new Map([
+        ["b1", 3],
+        ["b2", 3],
+        ["b3", 2],
+      ]),
+    );
+    const top = idx.candidates("newcomer", 5).map((x) => x.item);
+    expect(top.every((i) => i.startsWith("b"))).toBe(true);
+  });
+
+  it("round-trips through bytes", () => {
+    const m = trainAls(twoTastes(), small);
+    const bytes = serialiseModel(m);
+    const copy = deserialiseModel(bytes.slice(0)); // a fresh buffer, like a snapshot read
+    expect(copy.users).toEqual(m.users);
+    expect(copy.items).toEqual(m.items);
+    expect(copy.settings).toEqual(m.settings);
+    expect(Array.from(copy.U)).toEqual(Array.from(m.U));
+    expect(Array.from(copy.V)).toEqual(Array.from(m.V));
+    expect(() => deserialiseModel(new Uint8Array(16))).toThrow(/not an ALS model/);
+  });
+
+  it("trains in a worker thread while the event loop keeps running, same model as in-thread", async () => {
+    const r = twoTastes();
+    const settings = { ...small, rank: 16, iterations: 20 };
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const iterations: number[] = [];
+    const m = await trainInWorker(
+      { ratings: r, settings },
+      { onIteration: (i) => iterations.push(i) },
+    );
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(0);
+    expect(iterations.at(-1)).toBe(20);
+    const local = trainAls(r, settings);
+    expect(Array.from(m.U)).toEqual(Array.from(local.U));
+  });
+
+  it("a worker training can be aborted", async () => {
+    const ac = new AbortController();
+    const p = trainInWorker(
+      { ratings: twoTastes(), settings: { ...small, iterations: 100_000 } },
+      { signal: ac.signal },
+    );
+    setTimeout(() => ac.abort(), 50);
+    await expect(p).rejects.toThrow(/aborted/);
+  });
+});
+
+describe("explicit ALS (seed 001's settings)", () => {
+  it("predicts ratings: a user's liked genre scores above the disliked one", () => {
+    const b = createRatingsBuilder();
+    for (let u = 0; u < 20; u++)
+      for (let i = 0; i < 6; i++) {
+        if ((u + i) % 3 === 0) continue; // each user misses a third
+        b.add(`u${u}`, `good${i}`, u < 10 ? 5 : 1, true);
+        b.add(`u${u}`, `bad${i}`, u < 10 ? 1 : 5, true);
+      }
+    const m = trainAls(b.build(), EXPLICIT_SEED_001);
+    expect(m.settings).toMatchObject({ rank: 10, reg: 0.01, iterations: 10 });
+    const top = createAlsIndex(m)
+      .candidates("u0", 3)
+      .map((x) => x.item);
+    expect(top.every((i) => i.startsWith("good"))).toBe(true);
+  });
+
+  it("the latest rating of a pair replaces the earlier one", () => {
+    const b = createRatingsBuilder();
+    b.add("u", "m", 1, true);
+    b.add("u", "m", 4, true);
+    b.add("u", "n", 1);
+    b.add("u", "n", 2);
+    const r = b.build();
+    expect(Array.from(r.userVals)).toEqual([4, 3]);
+    expect(Array.from(r.itemVals)).toEqual([4, 3]);
+  });
+});

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { createHistory } from "../actors/sources/history.js";
+import { ECOMMERCE, MOVIES } from "../actors/sources/preset.js";
+import type { SourceEvent } from "../actors/sources/types.js";
+
+const H = 3_600_000;
+const T0 = Date.UTC(2024, 0, 1);
+const ev = (u: string, i: string, t: SourceEvent["t"], ts: number, r = -1): SourceEvent => ({
+  u,
+  i,
+  t,
+  ts,
+  c: "",
+  r,
+});
+
+describe("history source", () => {
+  it("ranks by weight decayed by event time: a cart outranks a view, recent outranks old", () => {
+    const h = createHistory({ preset: ECOMMERCE, halfLifeMs: H });
+    h.add(ev("u", "old-view", "view", T0));
+    h.add(ev("u", "cart", "cart", T0 + H));
+    h.add(ev("u", "new-view", "view", T0 + 2 * H));
+    const list = h.candidates("u", T0 + 2 * H);
+    expect(list.map((x) => x.item)).toEqual(["cart", "new-view", "old-view"]);
+    // cart: 3 halved once = 1.5; new view 1; old view 1 halved twice = 0.25
+    expect(list.map((x) => x.score)).toEqual([1.5, 1, 0.25]);
+    expect(list[0]!.why).toBe("in your cart");
+  });
+
+  it("decays by the events' time, not by arrival order", () => {
+    const h = createHistory({ preset: ECOMMERCE, halfLifeMs: H });
+    h.add(ev("u", "a", "view", T0 + H));
+    h.add(ev("u", "a", "view", T0)); // older event arriving later
+    expect(h.candidates("u", T0 + H)[0]!.score).toBe(1.5);
+  });
+
+  it("leaves out an e-commerce purchase for 24 h, then serves it again", () => {
+    const h = createHistory({ preset: ECOMMERCE, halfLifeMs: 1000 * H });
+    h.add(ev("u", "bought", "purchase", T0));
+    h.add(ev("u", "viewed", "view", T0));
+    expect(h.candidates("u", T0 + H).map((x) => x.item)).toEqual(["viewed"]);
+    expect(h.done("u", T0 + H)).toEqual(new Set(["bought"]));
+    expect(h.candidates("u", T0 + 25 * H).map((x) => x.item)).toEqual(["bought", "viewed"]);
+    // Seeds for other sources include done items.
+    expect(h.seeds("u", T0 + H).map((x) => x.item)).toEqual(["bought", "viewed"]);
+  });
+
+  it("movies: a rated movie is done for good, and its rating is its weight", () => {
+    const h = createHistory({ preset: MOVIES });
+    h.add(ev("u", "m1", "rating", T0, 4.5));
+    h.add(ev("u", "m2", "rating", T0, 2));
+    expect(h.candidates("u", T0 + 1000 * 24 * H)).toEqual([]);
+    expect(h.seeds("u", T0).map((x) => [x.item, x.score])).toEqual([
+      ["m1", 4.5],
+      ["m2", 2],
+    ]);
+  });
+
+  it("keeps at most the cap (plus a quarter) of items per user, forgetting the weakest", () => {
+    const h = createHistory({ preset: ECOMMERCE, halfLifeMs: H, maxItemsPerUser: 8 });
+    for (let x = 0; x < 100; x++) h.add(ev("u", `i${x}`, "view", T0 + x * 60_000));
+    expect(h.touched("u").size).toBeLessThanOrEqual(10);
+    expect(h.touched("u").has("i99")).toBe(true);
+    expect(h.touched("u").has("i0")).toBe(false);
+  });
+
+  it("is deterministic: ties by item id", () => {
+    const h = createHistory({ preset: ECOMMERCE });
+    for (const i of ["b", "c", "a"]) h.add(ev("u", i, "view", T0));
+    expect(h.candidates("u", T0).map((x) => x.item)).toEqual(["a", "b", "c"]);
+  });
+});
