@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { registerEvalCommand } from "./commands/eval.js";
 import { registerQueryCommands } from "./commands/query.js";
 import { registerReplayCommand } from "./commands/replay.js";
 
@@ -24,5 +25,6 @@ for (const [role, what] of [
 }
 registerReplayCommand(program);
 registerQueryCommands(program);
+registerEvalCommand(program);
 
 await program.parseAsync(process.argv);
