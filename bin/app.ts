@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { mkdir } from "node:fs/promises";
 import type { NatsConnection } from "nats";
-import { Gauge } from "prom-client";
+import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "pino";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
@@ -19,6 +19,14 @@ import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
 import { connectWithStatus } from "./nats-connect.js";
+import {
+  healthBody,
+  healthProblems,
+  watchNats,
+  watchStages,
+  watchStateDb,
+  type HealthCheck,
+} from "./health.js";
 import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse-process.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 
@@ -62,9 +70,38 @@ export async function startApp(
       await c().catch((err: unknown) => log.warn({ err }, "cleanup failed"));
     cleanups.length = 0;
   };
+  // A corrupt state store or a parse process that cannot run: retrying cannot help. While
+  // starting, startApp rejects (a hang is what issue 17 found); once started, options.onFatal.
+  let started = false;
+  let failStart: (err: Error) => void = () => undefined;
+  const startFailed = new Promise<never>((_, reject) => (failStart = reject));
+  startFailed.catch(() => undefined);
+  let fatalSeen = false;
+  const fatal = (err: Error) => {
+    if (fatalSeen) return;
+    fatalSeen = true;
+    if (started) options.onFatal?.(err);
+    else failStart(err);
+  };
+  const unlessFatal = <T>(p: Promise<T>) => Promise.race([p, startFailed]);
   try {
     if (role === "worker") requireNatsUrl(cfg, role);
     await mkdir(cfg.dataDir, { recursive: true });
+    // Health answers from the start ("starting"), and only reads what the checks keep up to date.
+    const metrics = createMetrics();
+    let registry: Registry = metrics.registry;
+    const checks: HealthCheck[] = [];
+    let ready = () => false;
+    let natsState = () => "connecting";
+    const healthNow = () =>
+      healthBody(healthProblems(checks), ready(), { role, nats: natsState() });
+    const http: HttpServer = await startHttpServer({
+      port: cfg.metricsPort,
+      host: cfg.metricsHost,
+      registry: { contentType: metrics.registry.contentType, metrics: () => registry.metrics() },
+      health: healthNow,
+    });
+    cleanups.push(() => http.stop());
     let natsUrl = cfg.natsUrl;
     let embedded: EmbeddedNats | undefined;
     if (natsUrl === undefined) {
@@ -87,11 +124,18 @@ export async function startApp(
     }
     const nc = await connectWithStatus(cfg, natsUrl, `reco-${role}`, log);
     cleanups.push(() => nc.drain());
+    const nats = watchNats(nc);
+    cleanups.push(async () => nats.stop());
+    checks.push(nats.check);
+    natsState = () => (nc.isClosed() ? "closed" : nats.check(Date.now()).length ? "down" : "up");
 
-    const stateDb: StateDb = await openStateDb(join(cfg.dataDir, "state"));
-    cleanups.push(() => stateDb.close());
+    const statePath = join(cfg.dataDir, "state");
+    const rawStateDb = await openStateDb(statePath);
+    cleanups.push(() => rawStateDb.close());
+    const watchedState = watchStateDb(rawStateDb, statePath, { onCorrupt: fatal });
+    const stateDb: StateDb = watchedState.db;
+    checks.push(watchedState.check);
 
-    const metrics = createMetrics();
     // PARSE_PROCESS=1: parse runs in a child process on the second core (bin/parse-process.ts).
     const parseApart = role === "start" && cfg.parseProcess;
     if (role === "start") await moveParseSnapshot(stateDb, cfg.dataDir, parseApart);
@@ -112,18 +156,28 @@ export async function startApp(
         archiveEveryMs: rc.archiveIntervalMs,
       };
     }
-    const pipeline = await startPipeline(cfg.pipeline, {
-      nc,
-      stateDb,
-      metrics,
-      log: (obj, msg) => log.warn(obj, msg),
-      markerKey: () =>
-        whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
-      ...(options.onFatal ? { onFatal: options.onFatal } : {}),
-      ownership,
-      serve: role === "start",
-    });
+    const pipeline = await unlessFatal(
+      startPipeline(cfg.pipeline, {
+        nc,
+        stateDb,
+        metrics,
+        log: (obj, msg) => log.warn(obj, msg),
+        markerKey: () =>
+          whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
+        ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+        ownership,
+        serve: role === "start",
+      }),
+    );
     cleanups.push(() => pipeline.stop());
+    const stages = watchStages(
+      pipeline.supervisor.events$,
+      (id) => pipeline.supervisor.child(id)?.getStatus() === "running",
+      { failingMs: cfg.healthStageFailingMs },
+    );
+    cleanups.push(async () => stages.stop());
+    checks.push(stages.check);
+    ready = () => role === "worker" || pipeline.backend.isReady();
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
     const grpc =
@@ -137,13 +191,21 @@ export async function startApp(
           natsUrl,
           log,
           metrics,
-          ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+          onFatal: fatal,
         })
       : undefined;
-    if (parseProcess) cleanups.push(() => parseProcess.stop());
-    const registry = parseProcess?.mergedRegistry(metrics.registry) ?? metrics.registry;
+    if (parseProcess) {
+      cleanups.push(() => parseProcess.stop());
+      checks.push((now) => parseProcess.problems(now));
+      registry = parseProcess.mergedRegistry(metrics.registry);
+    }
     const web = role === "start" ? await serveWeb(cfg, pipeline.backend, registry, log) : undefined;
     if (web) cleanups.push(() => web.stop());
+    // gRPC health follows the same checks (Check and Watch clients see NOT_SERVING).
+    const grpcHealth = setInterval(() => {
+      grpc?.setServing(pipeline.backend.isReady() && healthProblems(checks).length === 0);
+    }, 1_000);
+    cleanups.push(async () => clearInterval(grpcHealth));
 
     // State stays bounded on disk too: compact periodically so deleted keys free their space,
     // and report the store's size.
@@ -175,22 +237,10 @@ export async function startApp(
       clearInterval(compactTimer);
     });
 
-    const ready = () =>
-      !nc.isClosed() &&
-      (role === "worker" ? pipeline.supervisor !== undefined : pipeline.backend.isReady());
-    const http: HttpServer = await startHttpServer({
-      port: cfg.metricsPort,
-      host: cfg.metricsHost,
-      registry,
-      health: () => ({
-        ok: ready(),
-        detail: { role, nats: nc.isClosed() ? "closed" : "connected", ready: ready() },
-      }),
-    });
-    cleanups.push(() => http.stop());
     // "Started" means every stage runs (the ready line); gRPC has been answering meanwhile.
-    await pipeline.ready();
-    await parseProcess?.ready();
+    await unlessFatal(pipeline.ready());
+    await unlessFatal(parseProcess?.ready() ?? Promise.resolve());
+    started = true;
 
     return {
       natsUrl,
@@ -202,6 +252,7 @@ export async function startApp(
       nc,
       ...(parseProcess ? { parseProcess } : {}),
       async stop() {
+        clearInterval(grpcHealth);
         grpc?.setServing(false);
         await cleanup();
       },
@@ -277,6 +328,8 @@ export async function startGatewayApp(
   try {
     const nc = await connectWithStatus(cfg, natsUrl, "reco-gateway", log);
     cleanups.push(() => nc.drain());
+    const nats = watchNats(nc);
+    cleanups.push(async () => nats.stop());
     const jsm = await nc.jetstreamManager();
     const topology = {
       replicas: cfg.pipeline.replicas,
@@ -303,10 +356,8 @@ export async function startGatewayApp(
       port: cfg.metricsPort,
       host: cfg.metricsHost,
       registry: metrics.registry,
-      health: () => ({
-        ok: gateway.backend.isReady() && !nc.isClosed(),
-        detail: { role: "gateway", ready: gateway.backend.isReady() },
-      }),
+      health: () =>
+        healthBody(healthProblems([nats.check]), gateway.backend.isReady(), { role: "gateway" }),
     });
     cleanups.push(() => http.stop());
     return {

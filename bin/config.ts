@@ -31,6 +31,8 @@ export interface AppConfig {
   webPortFallback: boolean;
   /** Origins a browser may call the JSON API from (CORS); `*` any; empty: same origin only. */
   webCorsOrigins: string[];
+  /** HEALTH_STAGE_FAILING_MS: a stage failing this long makes /healthz and gRPC health NOT_SERVING. */
+  healthStageFailingMs: number;
   logLevel: string;
   natsUser?: string;
   natsPass?: string;
@@ -121,6 +123,13 @@ export const SETTINGS = {
     kind: "string",
     default: "127.0.0.1",
     help: "/metrics and /healthz bind address (0.0.0.0: every interface)",
+  },
+  healthStageFailingMs: {
+    env: "HEALTH_STAGE_FAILING_MS",
+    kind: "ms",
+    default: "30000",
+    min: 0,
+    help: "a stage failing (restarting) this long makes /healthz and gRPC health NOT_SERVING",
   },
 
   webPort: {
@@ -545,6 +554,7 @@ export function loadConfig(
     webHost: str("webHost") ?? "127.0.0.1",
     webPortFallback: (flags.WEB_PORT ?? env.WEB_PORT ?? "") === "",
     webCorsOrigins: corsOrigins(str("webCorsOrigins")),
+    healthStageFailingMs: num("healthStageFailingMs"),
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
     parseProcess: str("parseProcess") === "1",

@@ -54,12 +54,14 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
   log.debug({ config: redactConfig(cfg) }, "configuration");
   // Escalation means a stage keeps crashing: exit non-zero and let the outer supervisor
   // (systemd, Kubernetes) restart the process; the state on disk makes that safe.
+  // One line that says why (a corrupt state store names its path and the way out).
   const onFatal = (err: Error) => {
-    log.fatal({ err: err.message }, "supervision gave up: exiting");
+    log.fatal({ err: err.message }, `exiting: ${err.message}`);
     process.exit(70);
   };
   const failed = (err: unknown): never => {
-    log.fatal({ err: err instanceof Error ? err.message : String(err) }, "failed to start");
+    const why = err instanceof Error ? err.message : String(err);
+    log.fatal({ err: why }, `failed to start: ${why}`);
     process.exit(1);
   };
   const app =

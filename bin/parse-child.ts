@@ -8,6 +8,8 @@ import { startPipeline, type Pipeline } from "../actors/pipeline.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import type { StateDb } from "../state/index.js";
 import { connectWithStatus } from "./nats-connect.js";
+import { watchNats, watchStages, watchStateDb } from "./health.js";
+import { StateStoreCorruptError, StateStoreOpenError } from "../state/index.js";
 import type { AppConfig } from "./config.js";
 import {
   openUnlocked,
@@ -37,9 +39,23 @@ let log: Logger = pino({ level: "info" });
 let stopping: Promise<void> | undefined;
 let stopApp: () => Promise<void> = async () => undefined;
 
+/**
+ * Its state store is corrupt or cannot be opened: a restart would fail the same way, so the
+ * parent is told (it exits, naming the path and the way out) before this process exits.
+ */
+const cannotRun = (err: Error): void => {
+  const exit = () => process.exit(1);
+  setTimeout(exit, 1_000).unref();
+  if (process.connected)
+    process.send!({ type: "fatal", message: err.message } satisfies FromParseChild, exit);
+  else exit();
+};
+
 process.on("message", (m: ToParseChild) => {
   if (m.type === "start")
     void run(m.cfg, m.natsUrl).catch((err: unknown) => {
+      if (err instanceof StateStoreCorruptError || err instanceof StateStoreOpenError)
+        return cannotRun(err);
       log.fatal({ err: err instanceof Error ? err.message : String(err) }, "parse process failed");
       process.exit(1);
     });
@@ -62,8 +78,13 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   };
   const nc = await connectWithStatus(cfg, natsUrl, "reco-parse", log);
   cleanups.push(() => nc.drain());
-  const stateDb = await openUnlocked(parseStateDir(cfg.dataDir));
-  cleanups.push(() => stateDb.close());
+  const nats = watchNats(nc);
+  cleanups.push(async () => nats.stop());
+  const statePath = parseStateDir(cfg.dataDir);
+  const rawStateDb = await openUnlocked(statePath);
+  cleanups.push(() => rawStateDb.close());
+  const watched = watchStateDb(rawStateDb, statePath, { onCorrupt: cannotRun });
+  const stateDb = watched.db;
   const metrics = createMetrics();
   maintain(stateDb, metrics.registry, log, cleanups);
   const pipeline: Pipeline = await startPipeline(cfg.pipeline, {
@@ -81,6 +102,20 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
     serve: false,
   });
   cleanups.push(() => pipeline.stop());
+  const stages = watchStages(
+    pipeline.supervisor.events$,
+    (id) => pipeline.supervisor.child(id)?.getStatus() === "running",
+    { failingMs: cfg.healthStageFailingMs },
+  );
+  // The parent's /healthz reads the last report: it never waits for this process.
+  const health = setInterval(() => {
+    const now = Date.now();
+    send({ type: "health", problems: [nats, watched, stages].flatMap((c) => c.check(now)) });
+  }, 1_000);
+  cleanups.push(async () => {
+    clearInterval(health);
+    stages.stop();
+  });
 
   let reported = -1;
   const positions = setInterval(() => {

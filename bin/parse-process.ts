@@ -16,6 +16,7 @@ import { openStateDb, type StateDb } from "../state/index.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import type { AppConfig } from "./config.js";
 import { tsxFlags } from "./tsx-flags.js";
+import { watchStages, type HealthProblem } from "./health.js";
 
 /**
  * `reco start` with PARSE_PROCESS=1: the parse unit (the single reader of EVENTS: validation,
@@ -43,7 +44,11 @@ export type FromParseChild =
   | { type: "ready" }
   /** Parse's last processed EVENTS sequence, sent when it moves (at most every 100 ms). */
   | { type: "position"; seq: number }
-  | { type: "metrics"; id: number; metrics: JsonMetrics };
+  | { type: "metrics"; id: number; metrics: JsonMetrics }
+  /** The child's own health problems (NATS, parse failing, its state store), every second. */
+  | { type: "health"; problems: HealthProblem[] }
+  /** The child cannot run (its state store is corrupt): restarting it will not help. */
+  | { type: "fatal"; message: string };
 
 /** The parse child exited without being asked to. */
 export class ParseProcessExitedError extends Error {
@@ -56,6 +61,11 @@ export class ParseProcessExitedError extends Error {
   }
 }
 
+/** The parse child said it cannot run (its message names why and the way out). */
+export class ParseProcessFatalError extends Error {
+  override readonly name = "ParseProcessFatalError";
+}
+
 export interface ParseProcess {
   /** PID of the current child; undefined while it is being restarted. */
   pid(): number | undefined;
@@ -63,6 +73,11 @@ export interface ParseProcess {
   position(): number;
   /** Resolves when a child runs parse (following restarts); rejects if supervision gave up. */
   ready(): Promise<void>;
+  /**
+   * Health problems of the parse process (read from memory): its own (NATS, parse failing, its
+   * state store) as it last reported them, a child that keeps dying, or one that stopped reporting.
+   */
+  problems(now: number): HealthProblem[];
   /** A registry whose /metrics text is `own` merged with the child's metrics. */
   mergedRegistry(own: Registry): Registry;
   /** Asks the child to drain (final snapshot) and exit, SIGKILL after `graceMs`; no restarts. */
@@ -75,7 +90,10 @@ export interface ParseProcessOptions {
   log: Logger;
   /** Restarts and failures of the child count as parse's (`reco_stage_restarts_total`, …). */
   metrics?: Metrics;
-  /** Called when the child keeps dying (20 times within a minute): the app exits non-zero. */
+  /**
+   * Called when the child keeps dying (20 times within a minute) or says it cannot run (a corrupt
+   * state store): the app exits non-zero.
+   */
   onFatal?: (err: Error) => void;
   /** How long the child may drain on stop before it is SIGKILLed (default 15 s). */
   graceMs?: number;
@@ -88,6 +106,7 @@ export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
 /** Starts the child (and supervises it); `ready()` tells when it runs parse. */
 export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   let lastPosition = 0;
+  let reported: { at: number; problems: HealthProblem[] } | undefined;
   let requestId = 0;
   const supervisor = createSupervisor({
     id: "parse-process",
@@ -114,9 +133,22 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   supervisor.supervise(CHILD_ID, () =>
     createParseChildActor(o, {
       onPosition: (seq) => (lastPosition = seq),
-      onStart: () => (lastPosition = 0),
+      onStart: () => {
+        lastPosition = 0;
+        reported = undefined;
+      },
+      onHealth: (problems) => (reported = { at: Date.now(), problems }),
+      // Silence counts from here: a child that stops before its first report is silent too.
+      onReady: () => (reported = { at: Date.now(), problems: [] }),
     }),
   );
+  const running = () => current()?.getStatus() === "running";
+  // A child that dies and is restarted over and over is "the parse stage failing".
+  const dying = watchStages(supervisor.events$, running, {
+    failingMs: o.cfg.healthStageFailingMs,
+    check: "parse-process",
+  });
+  const silentAfterMs = 5_000;
 
   const childMetrics = async (): Promise<JsonMetrics> => {
     const actor = current();
@@ -125,9 +157,26 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   return {
     pid: () => current()?.pid(),
     position: () => lastPosition,
+    problems(now) {
+      const out = dying.check(now);
+      if (!running()) return out;
+      const at = reported?.at;
+      if (at !== undefined && now - at > silentAfterMs)
+        out.push({
+          check: "parse-process",
+          reason: `the parse process has not reported its health for ${Math.round((now - at) / 1000)} s (pid ${current()?.pid() ?? "?"})`,
+          since: at,
+        });
+      for (const p of reported?.problems ?? [])
+        out.push({ ...p, check: `parse-process/${p.check}`, reason: `parse process: ${p.reason}` });
+      return out;
+    },
     ready: () => supervisor.ready(),
     mergedRegistry: (own) => new MergedRegistry(own, childMetrics),
-    stop: () => supervisor.stop(),
+    stop: async () => {
+      dying.stop();
+      await supervisor.stop();
+    },
   };
 }
 
@@ -149,7 +198,12 @@ function childExecArgv(): string[] {
 
 function createParseChildActor(
   o: ParseProcessOptions,
-  hooks: { onPosition: (seq: number) => void; onStart: () => void },
+  hooks: {
+    onPosition: (seq: number) => void;
+    onStart: () => void;
+    onHealth: (problems: HealthProblem[]) => void;
+    onReady: () => void;
+  },
 ): ParseChildActor {
   const ext = import.meta.url.endsWith(".ts") ? "ts" : "js";
   const entry = fileURLToPath(new URL(`./parse-child.${ext}`, import.meta.url));
@@ -179,11 +233,14 @@ function createParseChildActor(
           let started = false;
           c.on("message", (raw: FromParseChild) => {
             if (raw.type === "position") hooks.onPosition(raw.seq);
+            else if (raw.type === "health") hooks.onHealth(raw.problems);
+            else if (raw.type === "fatal") o.onFatal?.(new ParseProcessFatalError(raw.message));
             else if (raw.type === "metrics") {
               replies.get(raw.id)?.(raw.metrics);
               replies.delete(raw.id);
             } else if (raw.type === "ready") {
               started = true;
+              hooks.onReady();
               o.log.info({ parsePid: c.pid }, "parse process ready");
               resolve();
             }

@@ -1,4 +1,10 @@
-export { createStageState, openStateDb } from "./store.js";
+export {
+  createStageState,
+  openStateDb,
+  StateStoreCorruptError,
+  StateStoreOpenError,
+  StateStoreWriteError,
+} from "./store.js";
 export type {
   KeyedMap,
   RawSnapshot,

@@ -9,7 +9,9 @@ export interface HealthReport {
 export interface HttpServerOptions {
   port: number;
   host?: string;
-  registry: Registry;
+  /** What /metrics serves (a getter may swap the registry after the server started). */
+  registry: Pick<Registry, "metrics" | "contentType">;
+  /** Read at every /healthz request: it must answer from memory, never wait for I/O. */
   health: () => HealthReport;
 }
 
@@ -18,7 +20,10 @@ export interface HttpServer {
   stop(): Promise<void>;
 }
 
-/** Serves `/metrics` (Prometheus text format) and `/healthz` (200 when ready, 503 otherwise). */
+/**
+ * Serves `/metrics` (Prometheus text format) and `/healthz`: 200 when healthy, 503 otherwise, with
+ * a JSON body (`status`, and the `reason` and `problems` when not).
+ */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const server: Server = createServer((req, res) => {
     const url = (req.url ?? "/").split("?")[0];

@@ -1,0 +1,87 @@
+import { describe, expect, it } from "vitest";
+import { Subject } from "rxjs";
+import type { SupervisorEvent } from "../runtime/index.js";
+import { explainError, healthBody, watchStages } from "../bin/health.js";
+
+/** Issue 17, point 5: the rules of the stage check, on an injected clock. */
+describe("a stage that keeps failing", () => {
+  const setup = (failingMs: number) => {
+    let t = 1_000_000;
+    const events$ = new Subject<SupervisorEvent>();
+    const running = new Set<string>();
+    const w = watchStages(events$, (id) => running.has(id), {
+      failingMs,
+      recoveredAfterMs: 10_000,
+      now: () => t,
+    });
+    const fail = (id: string, error: unknown) =>
+      events$.next({ type: "child-failed", childId: id, error, restarts: 0 });
+    return {
+      w,
+      fail,
+      running,
+      advance: (ms: number) => (t += ms),
+      now: () => t,
+    };
+  };
+
+  it("is reported once it has been failing for longer than the setting, naming it and the error", () => {
+    const s = setup(30_000);
+    s.fail("popularity/3", new Error("boom"));
+    s.advance(29_000);
+    s.fail("popularity/3", new Error("boom again"));
+    expect(s.w.check(s.now())).toEqual([]);
+    s.advance(1_000);
+    const [p] = s.w.check(s.now());
+    expect(p?.check).toBe("stage");
+    expect(p?.reason).toMatch(
+      /^popularity\/3 has been failing for 30 s \(2 failures\): boom again/,
+    );
+    expect(p?.reason).toContain("the first failure: boom");
+  });
+
+  it("counts as recovered only after running without a failure for a while", () => {
+    const s = setup(0);
+    s.fail("window/0", new Error("x"));
+    s.running.add("window/0");
+    s.advance(5_000);
+    expect(s.w.check(s.now())).toHaveLength(1); // running again, but only for 5 s
+    s.advance(5_000);
+    expect(s.w.check(s.now())).toEqual([]);
+    s.fail("window/0", new Error("y"));
+    expect(s.w.check(s.now())).toHaveLength(1); // failing anew: the clock starts again
+  });
+
+  it("is still failing while it restarts, however rarely it gets to fail", () => {
+    const s = setup(1_000);
+    s.fail("parse/0", new Error("503"));
+    s.advance(60_000); // not running: in backoff or hanging in start
+    expect(s.w.check(s.now())[0]?.reason).toMatch(/parse\/0 has been failing for 60 s/);
+  });
+});
+
+describe("reasons an operator can act on", () => {
+  it("says where to look for JetStream's 'insufficient resources' and its 503s", () => {
+    expect(explainError(new Error("insufficient resources"))).toMatch(
+      /disk is full or its storage limits \(max_file_store/,
+    );
+    expect(explainError(new Error("503"))).toMatch(/disabled JetStream.*store is full/);
+    expect(explainError(new Error("IO error: x.log: No space left on device"))).toMatch(
+      /^disk full/,
+    );
+  });
+
+  it("the /healthz body names the oldest problem as the reason", () => {
+    const body = healthBody(
+      [
+        { check: "nats", reason: "NATS unreachable for 3 s", since: 1 },
+        { check: "stage", reason: "x", since: 2 },
+      ],
+      true,
+    );
+    expect(body.ok).toBe(false);
+    expect(body.detail.reason).toBe("NATS unreachable for 3 s");
+    expect(healthBody([], false).detail.reason).toMatch(/starting/);
+    expect(healthBody([], true)).toMatchObject({ ok: true, detail: { problems: [] } });
+  });
+});
