@@ -1,7 +1,10 @@
-import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
+import { map } from "rxjs";
+import { defineStage, port, type StageContext } from "../runtime/index.js";
+import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { WindowOutput, WindowRecord } from "./window.js";
-import { subjects } from "./subjects.js";
+import { createStageHandler, loadStageHandler, type AdaptedHandler } from "./stage-adapter.js";
+import { stageTopology } from "./topology.js";
 
 /** A user's profile on the hop to popularity-join: an upsert keyed by user. */
 export interface ProfileRecord {
@@ -14,8 +17,7 @@ export interface ProfileRecord {
   wm: number;
 }
 
-export interface InterestOptions {
-  partition: number;
+export interface InterestSettings {
   /** Interest horizon (DESIGN: 24 h of event time). */
   horizonMs: number;
   /** Window size, to know a window's end from its start. */
@@ -24,9 +26,15 @@ export interface InterestOptions {
   topCategories: number;
 }
 
-export interface InterestHandler extends StageHandler {
+export interface InterestOptions extends InterestSettings {
+  partition: number;
+}
+
+export interface InterestView {
   profile(user: string): ProfileRecord | undefined;
 }
+
+export type InterestHandler = AdaptedHandler<InterestView>;
 
 /** A window cell as persisted: key JSON [w, t, u, i], value [count, main category]. */
 type Cell = [number, string];
@@ -77,6 +85,9 @@ function samePairs(a: readonly [string, number][], b: readonly [string, number][
   return true;
 }
 
+/** Cells rebuilt into the aggregates per slice of a load. */
+const REBUILD_SLICE = 10_000;
+
 /**
  * interest-ranking: per user, category interest = interactions per main category over the
  * closed and open windows of the last 24 h of event time (windows ending after progress − 24 h);
@@ -85,133 +96,86 @@ function samePairs(a: readonly [string, number][], b: readonly [string, number][
  *
  * Window results are upserts, so a cell's new count replaces its old one (never double counts).
  * Aggregates are kept incrementally: a record costs O(1), a profile O(categories + purchases).
+ * They are derived, in memory, and rebuilt from the cells on load in slices (125k users' cells
+ * took 0.35-1.5 s in one go, while a restarted process was already answering gRPC).
  */
-export function createInterestHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: InterestOptions,
-): InterestHandler {
-  const { handler, rebuild } = interestHandler(state, out, opts);
-  while (!rebuild.next().done);
-  return handler;
-}
+export const interestStage = defineStage({
+  name: "interest-ranking",
+  input: port<WindowOutput>(),
+  ports: { profiles: port<ProfileRecord>() },
+  create(ctx: StageContext<InterestSettings>) {
+    const opts = ctx.settings;
+    const cells = ctx.state.map<Cell>("cell");
+    const profiles = ctx.state.map<ProfileRecord>("profile", { text: true });
+    const users = new Map<string, UserAgg>();
+    const byWindow = new Map<number, Set<string>>();
 
-/**
- * The same, rebuilding the in-memory aggregates from the loaded cells in slices with the event
- * loop given back between them (125k users' cells took 0.35-1.5 s in one go, while a restarted
- * process was already answering gRPC).
- */
-export async function loadInterestHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: InterestOptions,
-): Promise<InterestHandler> {
-  const { handler, rebuild } = interestHandler(state, out, opts);
-  while (!rebuild.next().done) await new Promise<void>((resolve) => setImmediate(resolve));
-  return handler;
-}
-
-/** Cells rebuilt into the aggregates per slice of a load. */
-const REBUILD_SLICE = 10_000;
-
-function interestHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: InterestOptions,
-): { handler: InterestHandler; rebuild: Generator<void, void, void> } {
-  const cells = state.map<Cell>("cell");
-  const profiles = state.map<ProfileRecord>("profile", { text: true });
-  // Derived, in memory, rebuilt from the cells on load.
-  const users = new Map<string, UserAgg>();
-  const byWindow = new Map<number, Set<string>>();
-  let progress = Number(state.meta.progress ?? -1);
-  const target = subjects.interestRanking(opts.partition);
-
-  const aggOf = (u: string) => {
-    let a = users.get(u);
-    if (!a) users.set(u, (a = { cats: new Map(), pur: new Map(), purList: undefined }));
-    return a;
-  };
-  const apply = (
-    key: string,
-    w: number,
-    t: string,
-    u: string,
-    i: string,
-    c: string,
-    delta: number,
-    n: number,
-    // Whether the key may be new to its window's index (a cell already held is indexed).
-    unindexed = n > 0,
-  ) => {
-    const a = aggOf(u);
-    if (c) {
-      const v = (a.cats.get(c) ?? 0) + delta;
-      if (v === 0) a.cats.delete(c);
-      else a.cats.set(c, v);
-    }
-    if (t === "purchase") {
-      a.purList = undefined;
-      let ws = a.pur.get(i);
-      if (!ws) a.pur.set(i, (ws = new Map()));
-      if (n === 0) ws.delete(w);
-      else ws.set(w, n);
-      if (ws.size === 0) a.pur.delete(i);
-    }
-    if (unindexed) {
-      let s = byWindow.get(w);
-      if (!s) byWindow.set(w, (s = new Set()));
-      s.add(key);
-    }
-    if (a.cats.size === 0 && a.pur.size === 0) users.delete(u);
-  };
-  function* rebuild(): Generator<void, void, void> {
-    let slice = 0;
-    for (const [key, [n, c]] of cells.entries()) {
-      const [w, t, u, i] = JSON.parse(key) as [number, string, string, string];
-      apply(key, w, t, u, i, c, n, n);
-      if (++slice === REBUILD_SLICE) {
-        slice = 0;
-        yield;
+    const aggOf = (u: string) => {
+      let a = users.get(u);
+      if (!a) users.set(u, (a = { cats: new Map(), pur: new Map(), purList: undefined }));
+      return a;
+    };
+    const apply = (
+      key: string,
+      w: number,
+      t: string,
+      u: string,
+      i: string,
+      c: string,
+      delta: number,
+      n: number,
+      // Whether the key may be new to its window's index (a cell already held is indexed).
+      unindexed = n > 0,
+    ) => {
+      const a = aggOf(u);
+      if (c) {
+        const v = (a.cats.get(c) ?? 0) + delta;
+        if (v === 0) a.cats.delete(c);
+        else a.cats.set(c, v);
+      }
+      if (t === "purchase") {
+        a.purList = undefined;
+        let ws = a.pur.get(i);
+        if (!ws) a.pur.set(i, (ws = new Map()));
+        if (n === 0) ws.delete(w);
+        else ws.set(w, n);
+        if (ws.size === 0) a.pur.delete(i);
+      }
+      if (unindexed) {
+        let s = byWindow.get(w);
+        if (!s) byWindow.set(w, (s = new Set()));
+        s.add(key);
+      }
+      if (a.cats.size === 0 && a.pur.size === 0) users.delete(u);
+    };
+    function* rebuild(): Generator<void, void, void> {
+      let slice = 0;
+      for (const [key, [n, c]] of cells.entries()) {
+        const [w, t, u, i] = JSON.parse(key) as [number, string, string, string];
+        apply(key, w, t, u, i, c, n, n);
+        if (++slice === REBUILD_SLICE) {
+          slice = 0;
+          yield;
+        }
       }
     }
-  }
 
-  const purListOf = (a: UserAgg): [string, number][] => {
-    if (a.purList) return a.purList;
-    if (a.pur.size === 0) return (a.purList = NO_PURCHASES);
-    const pur: [string, number][] = [];
-    for (const [item, ws] of a.pur) {
-      let latest = -Infinity;
-      for (const w of ws.keys()) if (w > latest) latest = w;
-      pur.push([item, latest + opts.windowMs]);
-    }
-    return (a.purList = pur.sort((x, y) => byName(x[0], y[0])));
-  };
+    const purListOf = (a: UserAgg): [string, number][] => {
+      if (a.purList) return a.purList;
+      if (a.pur.size === 0) return (a.purList = NO_PURCHASES);
+      const pur: [string, number][] = [];
+      for (const [item, ws] of a.pur) {
+        let latest = -Infinity;
+        for (const w of ws.keys()) if (w > latest) latest = w;
+        pur.push([item, latest + opts.windowMs]);
+      }
+      return (a.purList = pur.sort((x, y) => byName(x[0], y[0])));
+    };
 
-  const refresh = (u: string) => {
-    const a = users.get(u);
-    const top = a ? topOf(a.cats, opts.topCategories) : [];
-    const pur = a ? purListOf(a) : NO_PURCHASES;
-    const prev = profiles.get(u);
-    if (prev && samePairs(prev.top, top) && samePairs(prev.pur, pur)) return;
-    if (!prev && top.length === 0 && pur.length === 0) return;
-    const p: ProfileRecord = { u, top, pur, wm: progress };
-    if (top.length === 0 && pur.length === 0) profiles.delete(u);
-    else profiles.set(u, p);
-    out.emit(target, p);
-  };
-
-  const handler: InterestHandler = {
-    profile: (u) => profiles.get(u),
-    handle(msg) {
-      const env = decodeEnvelope<WindowOutput>(msg.data);
+    /** Applies the window results (upserts) to cells and aggregates: the users they touched. */
+    const upsertCells = (records: readonly WindowOutput[]): Set<string> => {
       const touched = new Set<string>();
-      if (env.wm > progress) {
-        progress = env.wm;
-        state.meta.progress = progress;
-      }
-      for (const r of env.recs) {
+      for (const r of records) {
         if ("close" in r) continue; // finality changes nothing here: counts are upserts
         const rec = r as WindowRecord;
         const key = JSON.stringify([rec.w, rec.t, rec.u, rec.i]);
@@ -235,7 +199,11 @@ function interestHandler(
           );
         touched.add(rec.u);
       }
-      // Windows that left the horizon: drop their cells and refresh the users they held.
+      return touched;
+    };
+
+    /** Drops the cells of windows that left the horizon at `progress`; adds their users. */
+    const expire = (progress: number, touched: Set<string>): Set<string> => {
       const from = progress - opts.horizonMs;
       for (const w of [...byWindow.keys()].sort((a, b) => a - b)) {
         if (w + opts.windowMs > from) break;
@@ -249,10 +217,63 @@ function interestHandler(
         }
         byWindow.delete(w);
       }
-      for (const u of touched) refresh(u);
-      out.setProgress(progress);
-      out.touch(target);
-    },
-  };
-  return { handler, rebuild: rebuild() };
+      return touched;
+    };
+
+    /** The profiles of `touched` users that changed, stamped with the progress they reflect. */
+    const changedProfiles = (touched: Set<string>, progress: number): ProfileRecord[] => {
+      const changed: ProfileRecord[] = [];
+      for (const u of touched) {
+        const a = users.get(u);
+        const top = a ? topOf(a.cats, opts.topCategories) : [];
+        const pur = a ? purListOf(a) : NO_PURCHASES;
+        const prev = profiles.get(u);
+        if (prev && samePairs(prev.top, top) && samePairs(prev.pur, pur)) continue;
+        if (!prev && top.length === 0 && pur.length === 0) continue;
+        const p: ProfileRecord = { u, top, pur, wm: progress };
+        if (top.length === 0 && pur.length === 0) profiles.delete(u);
+        else profiles.set(u, p);
+        changed.push(p);
+      }
+      return changed;
+    };
+
+    return {
+      view: { profile: (u) => profiles.get(u) } satisfies InterestView,
+      restore: rebuild(),
+      operator: (batches$) =>
+        batches$.pipe(
+          map(({ records, progress }) => ({
+            progress: progress.to,
+            touched: upsertCells(records),
+          })),
+          map(({ progress, touched }) => ({ progress, touched: expire(progress, touched) })),
+          map(({ progress, touched }) => ({ profiles: changedProfiles(touched, progress) })),
+        ),
+    };
+  },
+});
+
+/** The stage in today's host, its port going to `reco.interest-ranking.<partition>`. */
+export function createInterestHandler(
+  state: StageState,
+  out: StageOutput,
+  opts: InterestOptions,
+): InterestHandler {
+  return createStageHandler(interestStage, state, out, {
+    settings: opts,
+    topology: stageTopology.interestRanking(opts.partition),
+  });
+}
+
+/** The same, rebuilding the in-memory aggregates with the event loop given back between slices. */
+export async function loadInterestHandler(
+  state: StageState,
+  out: StageOutput,
+  opts: InterestOptions,
+): Promise<InterestHandler> {
+  return loadStageHandler(interestStage, state, out, {
+    settings: opts,
+    topology: stageTopology.interestRanking(opts.partition),
+  });
 }

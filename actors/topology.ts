@@ -1,6 +1,7 @@
 import { subjects } from "./subjects.js";
 import type { PortTopology } from "./stage-adapter.js";
 import type { windowStage } from "./window.js";
+import type { interestStage } from "./interest-ranking.js";
 
 /**
  * The composition: where each port of each stage goes (hop subjects, raw subjects, KV buckets).
@@ -8,4 +9,7 @@ import type { windowStage } from "./window.js";
  */
 export const stageTopology = {
   window: (p: number): PortTopology<typeof windowStage.ports> => ({ window: subjects.window(p) }),
+  interestRanking: (p: number): PortTopology<typeof interestStage.ports> => ({
+    profiles: subjects.interestRanking(p),
+  }),
 };
