@@ -1,9 +1,14 @@
-import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
+import { map } from "rxjs";
+import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
+import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { BUCKETS, kvKeyOf } from "../connectors/nats/topology.js";
 import { HOUR } from "./subjects.js";
-import { sendLate, type LateCounter } from "./watermark.js";
+import type { LateCounter } from "./watermark.js";
+import { createStageHandler, type AdaptedHandler } from "./stage-adapter.js";
+import { stageTopology } from "./topology.js";
+
+export { POPULARITY_HEARTBEAT_KEY } from "./topology.js";
 
 /** One row of the popularity table (KV bucket reco_popularity, key = item). */
 export interface PopularityRow {
@@ -25,15 +30,29 @@ interface ItemData {
   b: string;
 }
 
+export interface PopularitySettings {
+  /** Popularity horizon (DESIGN: 7 days of event time), counted in 1 h buckets. */
+  horizonMs: number;
+  /** Whether this instance puts the table's heartbeat row (partition 0's does). */
+  heartbeat: boolean;
+}
+
 export interface PopularityOptions {
   partition: number;
-  /** Popularity horizon (DESIGN: 7 days of event time), counted in 1 h buckets. */
   horizonMs: number;
   counters?: LateCounter;
 }
 
-export interface PopularityHandler extends StageHandler {
+export interface PopularityView {
   row(item: string): PopularityRow | undefined;
+}
+
+export type PopularityHandler = AdaptedHandler<PopularityView>;
+
+/** A purchase that can never count, with the watermark it was behind (progress − horizon). */
+export interface LatePurchase {
+  watermark: number;
+  event: ParsedRecord;
 }
 
 /** Computes an item's row at event time `now` from its hourly buckets. */
@@ -63,74 +82,48 @@ export function computeRow(
   };
 }
 
-/**
- * KV key of the table's heartbeat: a row of no item (ids are never empty) and no purchases, whose
- * `wm` carries partition 0's progress. Every table moves its watermark on (table.wm is the
- * highest `wm` of any row it applied) even when no row changes, e.g. when only time passes, so
- * GetRecommendations reports the watermark its answer reflects.
- */
-export const POPULARITY_HEARTBEAT_KEY = "wm.0";
-
+/** The table's heartbeat: a row of no item (ids are never empty) and no purchases. */
 export function heartbeatRow(wm: number): PopularityRow {
   return { item: "", purchases: 0, category: "", brand: "", avgPrice: 0, wm };
 }
 
 /**
  * popularity: purchases per product over the last 7 days of event time (1 h buckets), with main
- * category, brand and average price, kept as a small table in a KV bucket that every partition
- * (every popularity-join and fallback) watches: the broadcast side of the join. A purchase
- * already beyond the horizon when it arrives can never count: it goes to reco.late
- * (`behind_watermark:popularity`, with the watermark progress − horizon) and a counter.
+ * category, brand and average price, kept as a small table (a KV bucket in the topology) that
+ * every partition (every popularity-join and fallback) watches: the broadcast side of the join.
+ * A purchase already beyond the horizon when it arrives can never count: it goes to the `late`
+ * port with the watermark progress − horizon.
  */
-export function createPopularityHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: PopularityOptions,
-): PopularityHandler {
-  const items = state.map<ItemData>("item");
-  const rows = state.map<PopularityRow>("row");
-  const byHour = new Map<number, Set<string>>();
-  for (const [i, d] of items.entries()) for (const h of Object.keys(d.h)) index(Number(h), i);
-  let progress = Number(state.meta.progress ?? -1);
-  let beat = -1; // progress of the last heartbeat row (in memory: a restart sends one again)
+export const popularityStage = defineStage({
+  name: "popularity",
+  input: port<ParsedRecord>(),
+  ports: {
+    table: port<PopularityRow>(),
+    heartbeat: port<PopularityRow>(),
+    late: port<LatePurchase>(),
+  },
+  create(ctx: StageContext<PopularitySettings>) {
+    const { horizonMs } = ctx.settings;
+    const items = ctx.state.map<ItemData>("item");
+    const rows = ctx.state.map<PopularityRow>("row");
+    const byHour = new Map<number, Set<string>>();
+    const index = (h: number, i: string) => {
+      let s = byHour.get(h);
+      if (!s) byHour.set(h, (s = new Set()));
+      s.add(i);
+    };
+    for (const [i, d] of items.entries()) for (const h of Object.keys(d.h)) index(Number(h), i);
+    let beat = -1; // progress of the last heartbeat row (in memory: a restart sends one again)
 
-  function index(h: number, i: string) {
-    let s = byHour.get(h);
-    if (!s) byHour.set(h, (s = new Set()));
-    s.add(i);
-  }
-
-  const publish = (item: string) => {
-    const d = items.get(item);
-    const row = d
-      ? computeRow(item, d, progress, opts.horizonMs)
-      : { item, purchases: 0, category: "", brand: "", avgPrice: 0, wm: progress };
-    const prev = rows.get(item);
-    if (
-      prev &&
-      prev.purchases === row.purchases &&
-      prev.avgPrice === row.avgPrice &&
-      prev.category === row.category &&
-      prev.brand === row.brand
-    )
-      return;
-    if (row.purchases === 0) rows.delete(item);
-    else rows.set(item, row);
-    out.kvPut(BUCKETS.popularity, kvKeyOf(item), row);
-  };
-
-  return {
-    row: (i) => rows.get(i),
-    handle(msg, lastUpTo) {
-      const env = decodeEnvelope<ParsedRecord>(msg.data);
+    /** Counts the batch's new purchases into hourly buckets: the items touched, the late ones. */
+    const countPurchases = ({ records, position, progress }: InputBatch<ParsedRecord>) => {
       const touched = new Set<string>();
-      for (const r of env.recs) {
-        if (r.s <= lastUpTo || r.t !== "purchase") continue;
-        const now = Math.max(progress, r.wb);
-        if (r.ts < now - opts.horizonMs) {
-          // Beyond the horizon: it can never count. Kept in reco.late like any late event.
-          sendLate(out, "popularity", "popularity", now - opts.horizonMs, r);
-          opts.counters?.late("popularity", 1, "popularity");
+      const late: LatePurchase[] = [];
+      for (const r of records) {
+        if (r.s <= position.from || r.t !== "purchase") continue; // seen before a restart
+        const now = Math.max(progress.from, r.wb);
+        if (r.ts < now - horizonMs) {
+          late.push({ watermark: now - horizonMs, event: r });
           continue;
         }
         const h = r.ts - (r.ts % HOUR);
@@ -142,11 +135,12 @@ export function createPopularityHandler(
         index(h, r.i);
         touched.add(r.i);
       }
-      if (env.wm > progress) {
-        progress = env.wm;
-        state.meta.progress = progress;
-      }
-      const from = progress - opts.horizonMs;
+      return { touched, late };
+    };
+
+    /** Drops the hourly buckets that left the horizon at `progress`; adds their items. */
+    const expire = (progress: number, touched: Set<string>): Set<string> => {
+      const from = progress - horizonMs;
       for (const [h, is] of [...byHour].sort((a, b) => a[0] - b[0])) {
         if (h + HOUR > from) break;
         byHour.delete(h);
@@ -160,12 +154,66 @@ export function createPopularityHandler(
           touched.add(i);
         }
       }
-      for (const i of touched) publish(i);
-      if (opts.partition === 0 && progress > beat) {
-        out.kvPut(BUCKETS.popularity, POPULARITY_HEARTBEAT_KEY, heartbeatRow(progress));
-        beat = progress;
+      return touched;
+    };
+
+    /** The rows of `touched` items that changed (purchases 0: the item left the table). */
+    const changedRows = (touched: Set<string>, progress: number): PopularityRow[] => {
+      const changed: PopularityRow[] = [];
+      for (const item of touched) {
+        const d = items.get(item);
+        const row = d
+          ? computeRow(item, d, progress, horizonMs)
+          : { item, purchases: 0, category: "", brand: "", avgPrice: 0, wm: progress };
+        const prev = rows.get(item);
+        if (
+          prev &&
+          prev.purchases === row.purchases &&
+          prev.avgPrice === row.avgPrice &&
+          prev.category === row.category &&
+          prev.brand === row.brand
+        )
+          continue;
+        if (row.purchases === 0) rows.delete(item);
+        else rows.set(item, row);
+        changed.push(row);
       }
-      out.setProgress(progress);
-    },
-  };
+      return changed;
+    };
+
+    /** The heartbeat row when progress moved since the last one (if this instance beats). */
+    const heartbeat = (progress: number): PopularityRow[] => {
+      if (!ctx.settings.heartbeat || progress <= beat) return [];
+      beat = progress;
+      return [heartbeatRow(progress)];
+    };
+
+    return {
+      view: { row: (i) => rows.get(i) } satisfies PopularityView,
+      operator: (batches$) =>
+        batches$.pipe(
+          map((batch) => ({ progress: batch.progress.to, ...countPurchases(batch) })),
+          map(({ progress, touched, late }) => ({
+            table: changedRows(expire(progress, touched), progress),
+            heartbeat: heartbeat(progress),
+            late,
+          })),
+        ),
+    };
+  },
+});
+
+/**
+ * The stage in today's host: rows and the heartbeat go to the reco_popularity bucket, late
+ * purchases to reco.late (`behind_watermark:popularity`) and a counter.
+ */
+export function createPopularityHandler(
+  state: StageState,
+  out: StageOutput,
+  opts: PopularityOptions,
+): PopularityHandler {
+  return createStageHandler(popularityStage, state, out, {
+    settings: { horizonMs: opts.horizonMs, heartbeat: opts.partition === 0 },
+    topology: stageTopology.popularity(opts.counters),
+  });
 }

@@ -1,7 +1,18 @@
+import { BUCKETS, kvKeyOf } from "../connectors/nats/topology.js";
 import { subjects } from "./subjects.js";
 import type { PortTopology } from "./stage-adapter.js";
+import { sendLate, type LateCounter } from "./watermark.js";
+import type { popularityStage } from "./popularity.js";
 import type { windowStage } from "./window.js";
 import type { interestStage } from "./interest-ranking.js";
+
+/**
+ * KV key of the popularity table's heartbeat row, whose `wm` carries partition 0's progress. Every
+ * table moves its watermark on (table.wm is the highest `wm` of any row it applied) even when no
+ * row changes, e.g. when only time passes, so GetRecommendations reports the watermark its answer
+ * reflects.
+ */
+export const POPULARITY_HEARTBEAT_KEY = "wm.0";
 
 /**
  * The composition: where each port of each stage goes (hop subjects, raw subjects, KV buckets).
@@ -11,5 +22,13 @@ export const stageTopology = {
   window: (p: number): PortTopology<typeof windowStage.ports> => ({ window: subjects.window(p) }),
   interestRanking: (p: number): PortTopology<typeof interestStage.ports> => ({
     profiles: subjects.interestRanking(p),
+  }),
+  popularity: (counters?: LateCounter): PortTopology<typeof popularityStage.ports> => ({
+    table: (row, out) => out.kvPut(BUCKETS.popularity, kvKeyOf(row.item), row),
+    heartbeat: (row, out) => out.kvPut(BUCKETS.popularity, POPULARITY_HEARTBEAT_KEY, row),
+    late: (l, out) => {
+      sendLate(out, "popularity", "popularity", l.watermark, l.event);
+      counters?.late("popularity", 1, "popularity");
+    },
   }),
 };
