@@ -1,5 +1,7 @@
-import { decodeEnvelope, type StageHandler } from "./host.js";
+import { ignoreElements, tap } from "rxjs";
+import { defineStage, port, type StageContext } from "../runtime/index.js";
 import type { StageState } from "../state/index.js";
+import { createStageHandler, NO_OUTPUT, type AdaptedHandler } from "./stage-adapter.js";
 import type { ProfileRecord } from "./interest-ranking.js";
 import type { PopularityRow } from "./popularity.js";
 
@@ -27,7 +29,7 @@ export interface JoinOptions {
   purchaseExclusionMs: number;
 }
 
-export interface JoinHandler extends StageHandler {
+export interface JoinView {
   profile(user: string): ProfileRecord | undefined;
   /**
    * Personalised candidates, ranked: score desc, ties by item id (plain string order); with
@@ -35,6 +37,8 @@ export interface JoinHandler extends StageHandler {
    */
   candidates(user: string, table: PopularityTableView, now: number, limit?: number): Candidate[];
 }
+
+export type JoinHandler = AdaptedHandler<JoinView>;
 
 export const byItemId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -132,28 +136,39 @@ function mergeRanked(lists: Candidate[][]): Candidate[] {
 /**
  * popularity-join: keeps the profiles of its partition's users (from interest-ranking) and joins
  * them with the broadcast popularity table when asked. The join runs at query time: a popularity
- * change would otherwise re-rank every user of a category, O(users) per purchase.
+ * change would otherwise re-rank every user of a category, O(users) per purchase. So the stage
+ * emits nothing: its output is its view.
  */
+export const joinStage = defineStage({
+  name: "popularity-join",
+  input: port<ProfileRecord>(),
+  ports: {},
+  create(ctx: StageContext<JoinOptions>) {
+    const profiles = ctx.state.map<ProfileRecord>("profile", { text: true });
+    /** Profiles are upserts by user; an empty one removes the user. */
+    const upsert = (p: ProfileRecord) => {
+      if (p.top.length === 0 && p.pur.length === 0) profiles.delete(p.u);
+      else profiles.set(p.u, p);
+    };
+    return {
+      view: {
+        profile: (u) => profiles.get(u),
+        candidates(u, table, now, limit) {
+          const p = profiles.get(u);
+          if (!p) return [];
+          return joinCandidates(p, table, now, ctx.settings.purchaseExclusionMs, limit);
+        },
+      } satisfies JoinView,
+      operator: (batches$) =>
+        batches$.pipe(
+          tap(({ records }) => records.forEach(upsert)),
+          ignoreElements(),
+        ),
+    };
+  },
+});
+
+/** The stage in today's host (no ports: nothing to map). */
 export function createJoinHandler(state: StageState, opts: JoinOptions): JoinHandler {
-  const profiles = state.map<ProfileRecord>("profile", { text: true });
-  let progress = Number(state.meta.progress ?? -1);
-  return {
-    profile: (u) => profiles.get(u),
-    candidates(u, table, now, limit) {
-      const p = profiles.get(u);
-      if (!p) return [];
-      return joinCandidates(p, table, now, opts.purchaseExclusionMs, limit);
-    },
-    handle(msg) {
-      const env = decodeEnvelope<ProfileRecord>(msg.data);
-      for (const p of env.recs) {
-        if (p.top.length === 0 && p.pur.length === 0) profiles.delete(p.u);
-        else profiles.set(p.u, p);
-      }
-      if (env.wm > progress) {
-        progress = env.wm;
-        state.meta.progress = progress;
-      }
-    },
-  };
+  return createStageHandler(joinStage, state, NO_OUTPUT, { settings: opts, topology: {} });
 }
