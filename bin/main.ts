@@ -61,7 +61,7 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
   };
   const failed = (err: unknown): never => {
     const why = err instanceof Error ? err.message : String(err);
-    log.fatal({ err: why }, `failed to start: ${why}`);
+    log.fatal(`failed to start: ${why}`);
     process.exit(1);
   };
   const app =
