@@ -220,7 +220,10 @@ async function observeKvFinals(nc: NatsConnection): Promise<Finals> {
   for (const [w, ps] of parts) {
     if (!ps.some((p) => p.final)) continue;
     const merged = ps
-      .flatMap((p) => p.items)
+      // The reference defines [item, score, views, clicks]; carts and purchases come after them.
+      .flatMap((p) =>
+        p.items.map(([i, score, views, clicks]): TrendingRow => [i, score, views, clicks]),
+      )
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
       .slice(0, 100);
     out[ps.every((p) => p.final) ? w : `partial:${w}`] = merged;
