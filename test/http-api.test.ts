@@ -130,7 +130,7 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
     labelNames: ["stage", "partition"],
     registers: [registry],
   });
-  const eventsIn = new Counter({
+  const messagesIn = new Counter({
     name: "reco_stage_events_in_total",
     help: "x",
     labelNames: ["stage", "partition"],
@@ -325,7 +325,7 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
   it("reports per stage and partition lag and events/s from the metrics, naming the slowest", async () => {
     lag.set({ stage: "window", partition: "2" }, 40);
     lag.set({ stage: "parse", partition: "0" }, 3);
-    eventsIn.inc({ stage: "parse", partition: "0" }, 100);
+    messagesIn.inc({ stage: "parse", partition: "0" }, 100);
     const first = (await get(server, "/v1/pipeline")).json as {
       stages: { stage: string; lag: number }[];
       slowest: { stage: string; partition: number } | null;
@@ -333,11 +333,11 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
     expect(first.stages.map((s) => s.stage)).toEqual(["parse", "window"]);
     expect(first.slowest).toMatchObject({ stage: "window", partition: 2, lag: 40 });
     await new Promise((r) => setTimeout(r, 1100));
-    eventsIn.inc({ stage: "parse", partition: "0" }, 500);
+    messagesIn.inc({ stage: "parse", partition: "0" }, 500);
     const second = (await get(server, "/v1/pipeline")).json as {
-      stages: { stage: string; eventsInPerSecond: number }[];
+      stages: { stage: string; messagesInPerSecond: number }[];
     };
-    const rate = second.stages[0]!.eventsInPerSecond;
+    const rate = second.stages[0]!.messagesInPerSecond;
     expect(rate).toBeGreaterThan(300);
     expect(rate).toBeLessThan(500);
   });

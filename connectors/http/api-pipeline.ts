@@ -36,13 +36,17 @@ export function parsePrometheusText(text: string): Sample[] {
   return out;
 }
 
+/**
+ * Input is counted in messages: events for parse, hop batches (up to BATCH_MAX_RECORDS records)
+ * after it; records out counts records, so it is the throughput to compare across stages.
+ */
 export interface PartitionView {
   partition: number;
   lag: number;
   position: number;
   mailbox: number;
-  eventsIn: number;
-  eventsInPerSecond: number;
+  messagesIn: number;
+  messagesInPerSecond: number;
   recordsOut: number;
   recordsOutPerSecond: number;
   restarts: number;
@@ -56,7 +60,8 @@ export interface PartitionView {
 export interface StageView {
   stage: string;
   lag: number;
-  eventsInPerSecond: number;
+  messagesInPerSecond: number;
+  recordsOutPerSecond: number;
   restarts: number;
   deadLetters: number;
   late: number;
@@ -152,8 +157,8 @@ function build(
           lag: 0,
           position: 0,
           mailbox: 0,
-          eventsIn: 0,
-          eventsInPerSecond: 0,
+          messagesIn: 0,
+          messagesInPerSecond: 0,
           recordsOut: 0,
           recordsOutPerSecond: 0,
           restarts: 0,
@@ -193,8 +198,8 @@ function build(
         part(s).stateKeys = s.value;
         break;
       case "reco_stage_events_in_total":
-        part(s).eventsIn = s.value;
-        part(s).eventsInPerSecond = rate(s);
+        part(s).messagesIn = s.value;
+        part(s).messagesInPerSecond = rate(s);
         break;
       case "reco_stage_records_out_total":
         part(s).recordsOut = s.value;
@@ -258,7 +263,8 @@ function build(
       return {
         stage,
         lag: sum((p) => p.lag),
-        eventsInPerSecond: sum((p) => p.eventsInPerSecond),
+        messagesInPerSecond: sum((p) => p.messagesInPerSecond),
+        recordsOutPerSecond: sum((p) => p.recordsOutPerSecond),
         restarts: sum((p) => p.restarts),
         deadLetters: sum((p) => p.deadLetters),
         late: sum((p) => p.late),

@@ -1,4 +1,4 @@
-// The pipeline: which stage is behind, events/s and lag over time, per partition detail.
+// The pipeline: which stage is behind, throughput and lag over time, per partition detail.
 import { api } from "./api.js";
 import { lineChart } from "./charts.js";
 import { card, fmt, h } from "./dom.js";
@@ -23,7 +23,7 @@ export function pipelinePage(root) {
     h(
       "div",
       { class: "grid g2" },
-      card("Events per second", "by stage", rateEl),
+      card("Records out per second", "by stage", rateEl),
       card("Consumer lag", "messages waiting, by stage", lagEl),
     ),
     card("Stages", progress, table),
@@ -55,7 +55,7 @@ export function pipelinePage(root) {
     );
     const names = p.stages.map((s) => s.stage);
     if (!rate && names.length) {
-      rate = lineChart(rateEl, names, { yLabel: "events/s" });
+      rate = lineChart(rateEl, names, { yLabel: "records/s" });
       lag = lineChart(lagEl, names, { yLabel: "messages" });
       rate.names = names;
     }
@@ -64,7 +64,7 @@ export function pipelinePage(root) {
       const by = new Map(p.stages.map((s) => [s.stage, s]));
       rate.push(
         t,
-        rate.names.map((n) => by.get(n)?.eventsInPerSecond ?? 0),
+        rate.names.map((n) => by.get(n)?.recordsOutPerSecond ?? 0),
       );
       lag.push(
         t,

@@ -38,7 +38,12 @@ export function stageTable(p) {
         "tr",
         {},
         h("th", {}, "stage"),
-        h("th", { class: "num" }, "events/s"),
+        h(
+          "th",
+          { class: "num", title: "input messages: events for parse, hop batches after it" },
+          "msgs in/s",
+        ),
+        h("th", { class: "num" }, "records out/s"),
         h("th", { class: "num" }, "lag"),
         h("th", {}, `lag per partition (0…${Math.max(0, parts - 1)})`),
         h("th", { class: "num" }, "restarts"),
@@ -61,7 +66,8 @@ export function stageTable(p) {
               ? h("span", { class: "badge TRENDING", style: "margin-left:8px" }, "slowest")
               : null,
           ),
-          h("td", { class: "num" }, fmt.num(s.eventsInPerSecond, 1)),
+          h("td", { class: "num" }, fmt.num(s.messagesInPerSecond, 1)),
+          h("td", { class: "num" }, fmt.num(s.recordsOutPerSecond, 1)),
           h("td", { class: `num lagcell${s.lag > 0 ? " hot" : ""}` }, fmt.int(s.lag)),
           h(
             "td",
@@ -71,7 +77,7 @@ export function stageTable(p) {
               { style: "display:flex;gap:3px" },
               s.partitions.map((x) =>
                 h("span", {
-                  title: `partition ${x.partition}: lag ${x.lag}, position ${x.position}, ${fmt.num(x.eventsInPerSecond, 1)} events/s, mailbox ${x.mailbox}`,
+                  title: `partition ${x.partition}: lag ${x.lag}, position ${x.position}, ${fmt.num(x.messagesInPerSecond, 1)} msgs in/s, mailbox ${x.mailbox}`,
                   style: `width:14px;height:14px;border-radius:3px;background:${heat(x.lag / maxLag)}`,
                 }),
               ),
