@@ -1,5 +1,5 @@
 import { createReadStream, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { createGunzip } from "node:zlib";
 import { normaliseEvent, type Interaction } from "../../actors/event.js";
 import {
@@ -46,7 +46,6 @@ export async function readLog(path: string, o: { movies?: string } = {}): Promis
   }
   const format = await sniff(file);
   const genres = format === "movielens" && movies ? await loadGenres(movies) : undefined;
-  const name = basename(file).replace(/\.gz$/i, "");
   const events: LogEvent[] = [];
   const seen = new Set<string>();
   const categories = new Map<string, string>();
@@ -59,7 +58,7 @@ export async function readLog(path: string, o: { movies?: string } = {}): Promis
     for (const row of lines) {
       line++;
       if (row.trim() === "") continue;
-      const r = parseRow(format, row, { basename: name, line }, genres);
+      const r = parseRow(format, row, line, genres);
       if (r === undefined) continue;
       if (!r.ok) {
         rejected++;
@@ -87,17 +86,17 @@ export async function readLog(path: string, o: { movies?: string } = {}): Promis
 function parseRow(
   format: ReplayFormat,
   text: string,
-  ctx: { basename: string; line: number },
+  line: number,
   genres: ReadonlyMap<string, string> | undefined,
 ): RowResult | undefined {
-  if (format === "jsonl") return parseJsonlLine(text, ctx);
+  if (format === "jsonl") return parseJsonlLine(text);
   const split = splitCsvLine(text);
   if (!split.ok) return split;
   const columns = format === "rees46" ? REES46_COLUMNS : MOVIELENS_RATINGS_COLUMNS;
-  if (ctx.line === 1 && isHeader(split.fields, columns)) return undefined;
+  if (line === 1 && isHeader(split.fields, columns)) return undefined;
   return format === "rees46"
-    ? parseRees46Row(split.fields, ctx)
-    : parseMovieLensRow(split.fields, ctx, genres);
+    ? parseRees46Row(split.fields)
+    : parseMovieLensRow(split.fields, genres);
 }
 
 async function sniff(file: string): Promise<ReplayFormat> {
