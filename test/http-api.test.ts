@@ -11,6 +11,7 @@ import {
 } from "../actors/backend.js";
 import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 import { parsePrometheusText } from "../connectors/http/api-pipeline.js";
+import { loadConfig } from "../bin/config.js";
 
 const T0 = Date.parse("2019-10-01T10:00:00Z");
 
@@ -379,5 +380,31 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
     expect(other.port).not.toBe(server.port);
     expect(other.url).toBe(`http://127.0.0.1:${other.port}/`);
     await other.stop();
+  });
+});
+
+describe("WEB_PORT, WEB_HOST, WEB_CORS_ORIGINS", () => {
+  it("default to 8080 on loopback, same origin only; a port given is a port required", () => {
+    const d = loadConfig({});
+    expect([d.webPort, d.webHost, d.webPortFallback, d.webCorsOrigins]).toEqual([
+      8080,
+      "127.0.0.1",
+      true,
+      [],
+    ]);
+    const set = loadConfig({
+      WEB_PORT: "8080",
+      WEB_CORS_ORIGINS: "https://a.example, http://b:3000",
+    });
+    expect(set.webPortFallback).toBe(false);
+    expect(set.webCorsOrigins).toEqual(["https://a.example", "http://b:3000"]);
+    expect(loadConfig({ WEB_CORS_ORIGINS: "*" }).webCorsOrigins).toEqual(["*"]);
+  });
+
+  it("refuse an origin with a path, naming the setting", () => {
+    expect(() => loadConfig({ WEB_CORS_ORIGINS: "https://a.example/app" })).toThrow(
+      /WEB_CORS_ORIGINS=.* is not valid: expected \* or comma-separated origins/,
+    );
+    expect(() => loadConfig({ WEB_PORT: "http" })).toThrow(/WEB_PORT="http" is not valid/);
   });
 });
