@@ -1,13 +1,20 @@
 import { BackendUnavailableError, type Recommendations, type RecommendedItem } from "./backend.js";
 import { createActor, type Actor } from "../runtime/index.js";
 import type { ProfileRecord } from "./interest-ranking.js";
-import type { Candidate, JoinHandler, PopularityTableView } from "./popularity-join.js";
+import {
+  isEmptyProfile,
+  type Candidate,
+  type JoinHandler,
+  type PopularityTableView,
+} from "./popularity-join.js";
 
 export interface FallbackOptions {
   /** Size of the overall popular list (DESIGN: top 10). */
   size: number;
   /** Score given to fallback items (DESIGN: 0.1). */
   score: number;
+  /** INTEREST_HORIZON_MS, named in the status of a user whose history is older. Default 24 h. */
+  interestHorizonMs?: number;
 }
 
 /**
@@ -45,9 +52,11 @@ export function completeRecommendations(
   let statusMessage = "";
   if (items.length === 0) statusMessage = "no purchases seen yet: nothing to recommend";
   else if (personalised.length === 0)
-    statusMessage = profile
-      ? "no personalised candidates: popular fallback"
-      : "unknown user: popular fallback";
+    statusMessage = isEmptyProfile(profile)
+      ? `history older than the ${hours(opts.interestHorizonMs ?? 86_400_000)} horizon: popular fallback`
+      : profile
+        ? "no personalised candidates: popular fallback"
+        : "unknown user: popular fallback";
   return {
     userId: user,
     items,
@@ -55,6 +64,11 @@ export function completeRecommendations(
     watermark: watermark >= 0 ? watermark : null,
     statusMessage,
   };
+}
+
+/** 86400000 → "24 h"; 5400000 → "1.5 h". */
+function hours(ms: number): string {
+  return `${Number((ms / 3_600_000).toFixed(2))} h`;
 }
 
 function listed(items: readonly RecommendedItem[], count: number, item: string): boolean {

@@ -376,6 +376,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
           userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
           size: cfg.fallbackSize,
           score: 0.1,
+          interestHorizonMs: cfg.interestHorizonMs,
         }),
       ),
     );

@@ -133,6 +133,14 @@ function mergeRanked(lists: Candidate[][]): Candidate[] {
   }
 }
 
+/** Users remembered after their history left the horizon (empty profiles), per partition. */
+export const EXPIRED_PROFILES_KEPT = 100_000;
+
+/** A profile whose history has all left the horizon: the user was seen, but long ago. */
+export function isEmptyProfile(p: ProfileRecord | undefined): boolean {
+  return p !== undefined && p.top.length === 0 && p.pur.length === 0;
+}
+
 /**
  * popularity-join: keeps the profiles of its partition's users (from interest-ranking) and joins
  * them with the broadcast popularity table when asked. The join runs at query time: a popularity
@@ -145,10 +153,27 @@ export const joinStage = defineStage({
   ports: {},
   create(ctx: StageContext<JoinOptions>) {
     const profiles = ctx.state.map<ProfileRecord>("profile", { text: true });
-    /** Profiles are upserts by user; an empty one removes the user. */
+    // Users whose whole history left the horizon keep an empty profile, so an answer can say
+    // "history older than the horizon" instead of "unknown user" (issue 18). At most
+    // EXPIRED_PROFILES_KEPT of them, oldest first out, so state stays bounded by active users.
+    const expired = new Set<string>();
+    for (const u of profiles.keys()) if (isEmptyProfile(profiles.get(u))) expired.add(u);
+    /** Profiles are upserts by user; an empty one marks the user as expired. */
     const upsert = (p: ProfileRecord) => {
-      if (p.top.length === 0 && p.pur.length === 0) profiles.delete(p.u);
-      else profiles.set(p.u, p);
+      if (p.top.length === 0 && p.pur.length === 0) {
+        if (!profiles.get(p.u)) return; // never had history here: nothing to remember
+        profiles.set(p.u, p);
+        expired.delete(p.u);
+        expired.add(p.u);
+        if (expired.size > EXPIRED_PROFILES_KEPT) {
+          const oldest = expired.values().next().value as string;
+          expired.delete(oldest);
+          profiles.delete(oldest);
+        }
+      } else {
+        expired.delete(p.u);
+        profiles.set(p.u, p);
+      }
     };
     return {
       view: {

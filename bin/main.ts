@@ -26,6 +26,11 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
   for (const [env, help] of Object.entries(ROLE_SETTINGS))
     if (role !== "start" || env === "STOP_TIMEOUT_MS")
       program.option(`${flagOf(env)} <value>`, `${help} [${env}]`);
+  // `npm start --grpc-port 50052` gives npm the flag and us only "50052" (too many arguments).
+  program.showHelpAfterError(
+    "(npm passes flags on only after `--`: `npm start -- --grpc-port 50052`, " +
+      "or run `npx reco start --grpc-port 50052`)",
+  );
   program.parse(argv, { from: "user" });
   const opts = program.opts<Record<string, string>>();
   const flags: Record<string, string> = {};

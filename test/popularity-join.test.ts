@@ -4,7 +4,12 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host.js";
 import type { ProfileRecord } from "../actors/interest-ranking.js";
 import type { PopularityRow } from "../actors/popularity.js";
-import { createJoinHandler, joinCandidates, type Candidate } from "../actors/popularity-join.js";
+import {
+  createJoinHandler,
+  EXPIRED_PROFILES_KEPT,
+  joinCandidates,
+  type Candidate,
+} from "../actors/popularity-join.js";
 import { completeRecommendations } from "../actors/fallback.js";
 import { createPopularityTable, topRows } from "../actors/popularity-table.js";
 import { DAY, HOUR } from "../actors/subjects.js";
@@ -160,11 +165,58 @@ describe("createJoinHandler", () => {
     expect(h.candidates("stranger", table, NOW)).toEqual([]);
   });
 
-  it("should forget a user on an empty profile", () => {
+  // Issue 18: a user whose history left the horizon was told "unknown user".
+  it("should remember, with an empty profile, a user whose history left the horizon", () => {
     const h = createJoinHandler(createStageState(), { purchaseExclusionMs: DAY });
     feed(h, 1, [profile([["books", 3]])]);
     feed(h, 2, [profile([], [])]);
-    expect(h.profile("u1")).toBeUndefined();
+    expect(h.profile("u1")).toEqual(profile([], []));
+    expect(h.candidates("u1", tableOf([row("b1", "books", 20)]), NOW)).toEqual([]);
+    // An empty profile of a user never seen here is nothing to remember.
+    feed(h, 3, [profile([], [], "u2")]);
+    expect(h.profile("u2")).toBeUndefined();
+    const answer = completeRecommendations(
+      "u1",
+      1,
+      [],
+      h.profile("u1"),
+      tableOf([row("b1", "books", 20)]),
+      NOW,
+      FALLBACK,
+    );
+    expect(answer.statusMessage).toBe("history older than the 24 h horizon: popular fallback");
+    expect(
+      completeRecommendations(
+        "u9",
+        1,
+        [],
+        undefined,
+        tableOf([row("b1", "books", 20)]),
+        NOW,
+        FALLBACK,
+      ).statusMessage,
+    ).toBe("unknown user: popular fallback");
+  });
+
+  it("should keep at most EXPIRED_PROFILES_KEPT expired users, oldest first out", () => {
+    const state = createStageState();
+    const h = createJoinHandler(state, { purchaseExclusionMs: DAY });
+    const n = EXPIRED_PROFILES_KEPT + 2;
+    const users = Array.from({ length: n }, (_, i) => `x${i}`);
+    feed(
+      h,
+      1,
+      users.map((u) => profile([["books", 1]], [], u)),
+    );
+    feed(
+      h,
+      2,
+      users.map((u) => profile([], [], u)),
+    );
+    expect(h.profile("x0")).toBeUndefined();
+    expect(h.profile("x1")).toBeUndefined();
+    expect(h.profile("x2")).toEqual(profile([], [], "x2"));
+    expect(state.map("profile").size).toBe(EXPIRED_PROFILES_KEPT);
   });
 });
 

@@ -180,6 +180,19 @@ describe("reco start", () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  // Issue 18: `npm start --grpc-port 50052` hands npm the flag and reco only "50052".
+  it("says how to pass flags through npm when it gets a stray argument", async () => {
+    const stray = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start", "50052"], {
+      cwd: root,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    stray.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+    expect(await exited(stray)).toBe(1);
+    expect(err).toContain("too many arguments");
+    expect(err).toContain("npm start -- --grpc-port 50052");
+  });
+
   it("names the install command when nats-server is not on PATH", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-nobin-"));
     dirs.push(dir);
