@@ -29,8 +29,8 @@ export function similarByCategory(
       averagePrice: r.avgPrice,
       purchases: r.purchases,
       explanation: own
-        ? `also popular in ${r.category || "(no category)"}: ${purchases(r.purchases)}`
-        : `among the most purchased products: ${purchases(r.purchases)}`,
+        ? `also popular in ${r.category || "(no category)"}: ${bought(r.purchases)}`
+        : `one of the most bought products: ${bought(r.purchases)}`,
     });
   }
   const basis = own ? "SAME_CATEGORY_POPULAR" : "POPULAR_FALLBACK";
@@ -47,7 +47,7 @@ export function similarByCategory(
   };
 }
 
-const purchases = (n: number) => `${n} purchase${n === 1 ? "" : "s"} in 7 days`;
+const bought = (n: number) => `bought ${n === 1 ? "once" : `${n} times`} in 7 days`;
 
 /** What the popularity table knows of one item. */
 export function itemInfo(row: PopularityRow | undefined): ItemInfo | undefined {

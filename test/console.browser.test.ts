@@ -149,7 +149,10 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
       expect(shown.map((s) => s.source)).toEqual(
         grpc.map((i) => (i.source === Source.PERSONALIZED ? "personalized" : "popular fallback")),
       );
-      for (const s of shown) expect(s.reason).toMatch(/top category|most purchased/);
+      for (const s of shown)
+        expect(s.reason).toMatch(
+          /^popular in your top category \w+: bought|^one of the most bought products overall/,
+        );
       await expect.poll(() => page.locator("text=Top categories").count()).toBeGreaterThan(0);
       await page.screenshot({ path: join(SHOTS, "user.png"), fullPage: true });
 

@@ -108,7 +108,7 @@ describe("similar items until co-visitation serves them", () => {
       [1, "phone-b"],
       [2, "phone-c"],
     ]);
-    expect(s.items[0]!.explanation).toBe("also popular in electronics: 9 purchases in 7 days");
+    expect(s.items[0]!.explanation).toBe("also popular in electronics: bought 9 times in 7 days");
     expect(s.statusMessage).toMatch(/co-visitation is not served yet/);
   });
 

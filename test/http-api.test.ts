@@ -216,7 +216,7 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
           itemId: "1004856",
           score: 2.5,
           source: "PERSONALIZED",
-          explanation: "in your top category electronics: 25 purchases in 7 days",
+          explanation: "popular in your top category electronics: bought 25 times in 7 days",
           category: "electronics",
           brand: "samsung",
           averagePrice: 130.76,

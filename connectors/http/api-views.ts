@@ -15,14 +15,15 @@ const iso = (ms: number | null | undefined): string | null =>
     ? null
     : new Date(ms).toISOString();
 
-const purchases = (n: number) => `${n} purchase${n === 1 ? "" : "s"} in 7 days`;
+/** "bought 11 times in 7 days": the shop's purchases, never the user's own. */
+const bought = (n: number) => `bought ${n === 1 ? "once" : `${n} times`} in 7 days`;
 
 /** What the backend did not explain itself, explained from the design's own rules (§3.5, §3.6). */
 export function explain(item: RecommendedItem): string {
   if (item.explanation) return item.explanation;
   if (item.source === "PERSONALIZED")
-    return `in your top category ${item.category || "(none)"}: ${purchases(item.purchases)}`;
-  return `among the most purchased products overall: ${purchases(item.purchases)}`;
+    return `popular in your top category ${item.category || "(none)"}: ${bought(item.purchases)}`;
+  return `one of the most bought products overall: ${bought(item.purchases)}`;
 }
 
 export function recommendationsJson(recs: Recommendations) {
