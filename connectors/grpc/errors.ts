@@ -60,7 +60,8 @@ export type ServiceErrorStatus = StatusObject;
  * `grpc.max_receive_message_length` (GRPC_MAX_MESSAGE_BYTES) is RESOURCE_EXHAUSTED ("Received
  * message larger than max"), an unknown method UNIMPLEMENTED. A body that is not valid protobuf
  * would be INTERNAL there, so the service definition decodes it itself and answers
- * INVALID_ARGUMENT (see `methodDefinition` in server.ts).
+ * INVALID_ARGUMENT (see `methodDefinition` in server.ts). The other statuses grpc-js raises on
+ * its own are corrected by {@link transportStatus}.
  */
 export function toServiceError(err: unknown): ServiceErrorStatus {
   const make = (code: status, details: string): ServiceErrorStatus => ({
@@ -87,6 +88,60 @@ export function toServiceError(err: unknown): ServiceErrorStatus {
   if (isDomException(err, "AbortError")) return make(status.CANCELLED, err.message);
   // A bug or an unexpected failure: INTERNAL, short message; the caller logs the error itself.
   return make(status.INTERNAL, "internal error while serving the request (see server log)");
+}
+
+/**
+ * grpc-js's own statuses for a malformed HTTP/2 request to a method we serve, recognised by their
+ * text (grpc-js 1.14; test/issue17-grpc-transport.test.ts sends each), with the code the client
+ * should see. Found with a raw HTTP/2 client (issue 17): an empty or cut-short body, or two
+ * messages to a unary method, came back UNIMPLEMENTED, a malformed `grpc-timeout` or a body that
+ * does not decompress INTERNAL, though each is the client's error; and none was counted in
+ * grpc_requests_total, since our handlers never ran.
+ */
+const TRANSPORT_STATUSES: readonly [RegExp, status, string | undefined][] = [
+  // No message, or its frame cut short by the end of the stream: the request is malformed.
+  [
+    /^Received no request message/,
+    status.INVALID_ARGUMENT,
+    "no request message: the body is empty or its frame is cut short",
+  ],
+  [
+    /^Received a second request message/,
+    status.INVALID_ARGUMENT,
+    "more than one request message for a method that takes one",
+  ],
+  [/^Invalid grpc-timeout value/, status.INVALID_ARGUMENT, undefined],
+  [
+    /^Failed to decompress message/,
+    status.INVALID_ARGUMENT,
+    "the request message does not decompress with its grpc-encoding",
+  ],
+  [
+    /^Error deserializing request/,
+    status.INVALID_ARGUMENT,
+    "the request message could not be decoded",
+  ],
+  // Right as they are (the gRPC compression spec says UNIMPLEMENTED), only uncounted before.
+  [/^Received message compressed with unsupported encoding/, status.UNIMPLEMENTED, undefined],
+  [
+    /^Received message (larger than max|that decompresses to a size larger than)/,
+    status.RESOURCE_EXHAUSTED,
+    undefined,
+  ],
+];
+
+/**
+ * The status to send instead of one grpc-js raised by itself (see TRANSPORT_STATUSES), or
+ * undefined when `s` is not one of those (ours, or OK).
+ */
+export function transportStatus(s: {
+  code: status;
+  details: string;
+}): { code: status; details: string } | undefined {
+  if (s.code === status.OK) return undefined;
+  for (const [re, code, details] of TRANSPORT_STATUSES)
+    if (re.test(s.details)) return { code, details: details ?? s.details };
+  return undefined;
 }
 
 /** The canonical upper-case name of a status code, e.g. `INVALID_ARGUMENT`. */

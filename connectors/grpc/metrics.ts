@@ -1,6 +1,6 @@
-import type { status } from "@grpc/grpc-js";
+import type { ServerInterceptingCall, ServerInterceptor, status } from "@grpc/grpc-js";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { statusName } from "./errors.js";
+import { statusName, transportStatus } from "./errors.js";
 
 /** What the gRPC server records (DESIGN §6: gRPC request counts and latency histograms). */
 export interface GrpcMetrics {
@@ -128,4 +128,43 @@ export function createGrpcMetrics(registry: Registry | undefined): GrpcMetrics {
   };
   byRegistry.set(registry, metrics);
   return metrics;
+}
+
+/**
+ * A server interceptor that gives grpc-js's own error statuses (a malformed HTTP/2 request to a
+ * method we serve: no message, two messages, a bad `grpc-timeout`, a body that does not
+ * decompress, too large) their right code (errors.ts `transportStatus`) and counts them in
+ * grpc_requests_total under the method's name: our handlers, which count every other call, never
+ * ran for them. A call to an unknown method gets no interceptor from grpc-js (UNIMPLEMENTED, as it
+ * should be, but not counted).
+ *
+ * grpc-js raises some of these from inside its base call (`this.sendStatus`), below any
+ * interceptor's wrapper, so the interceptor wraps the base call's own `sendStatus` instead of
+ * returning a wrapper: that sees them all, and costs one closure per call, not a wrapper call.
+ */
+export function transportErrorInterceptor(metrics: GrpcMetrics): ServerInterceptor {
+  return (method, call) => {
+    const startedMs = performance.now();
+    const base = call as {
+      sendStatus(s: Parameters<ServerInterceptingCall["sendStatus"]>[0]): void;
+    };
+    const send = base.sendStatus.bind(base);
+    let sent = false;
+    base.sendStatus = (s) => {
+      // grpc-js sends only a call's first status; a later one (the call's own handling, after a
+      // bad grpc-timeout was answered) goes nowhere and is not counted either.
+      if (sent) return;
+      sent = true;
+      const fixed =
+        s.code === 0 ? undefined : transportStatus({ code: s.code, details: s.details ?? "" });
+      if (fixed === undefined) {
+        send(s);
+        return;
+      }
+      metrics.record(method.path.slice(method.path.lastIndexOf("/") + 1), fixed.code, startedMs);
+      send({ ...s, ...fixed });
+    };
+    // The base call itself: the interface is what grpc-js uses of the result.
+    return call as ServerInterceptingCall;
+  };
 }

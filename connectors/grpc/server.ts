@@ -54,7 +54,7 @@ import {
   toServiceError,
   type ServiceErrorStatus,
 } from "./errors.js";
-import { createGrpcMetrics } from "./metrics.js";
+import { createGrpcMetrics, transportErrorInterceptor } from "./metrics.js";
 
 export interface GrpcServerOptions {
   /** 0 picks a free port (read it back from `GrpcServer.port`). */
@@ -585,6 +585,8 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   const server = new Server({
     "grpc.max_receive_message_length": options.maxMessageBytes ?? 64 * 1024,
+    // grpc-js's own statuses for malformed requests: the right code, and counted (issue 17).
+    interceptors: [transportErrorInterceptor(metrics)],
   });
   server.addService(recoServiceDefinition, {
     GetRecommendations: getRecommendations,
