@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,6 +9,9 @@ import { pino } from "pino";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
+import { formatSummary, replayFile } from "../bin/replay/run.js";
+import { createRecoClient } from "../connectors/grpc/index.js";
+import { Source } from "../proto/gen/reco/v1/reco_pb.js";
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, "..");
@@ -85,4 +89,157 @@ describe("the README's examples", () => {
     }
     expect(out.trim()).toBe(EXPECTED);
   });
+});
+
+/** The ```sh blocks of the README's "Run it" section, joined. */
+async function runItCommands(): Promise<string> {
+  const readme = await readFile(join(root, "README.md"), "utf8");
+  const from = readme.indexOf("## Run it");
+  const section = readme.slice(from, readme.indexOf("\n## ", from + 1));
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]).join("\n");
+}
+
+/** The README's SQL check run with Python's sqlite3 on a CSV: rows of its last SELECT. */
+async function readmeSqlRows(csv: string): Promise<string[][]> {
+  const readme = await readFile(join(root, "README.md"), "utf8");
+  const sql = /```sql\n([\s\S]*?)```/.exec(
+    readme.slice(readme.indexOf("### Checking results")),
+  )![1]!;
+  const py = `
+import csv, json, sqlite3, sys
+db = sqlite3.connect(":memory:")
+rows = list(csv.reader(open(sys.argv[1], newline="")))
+db.execute("CREATE TABLE events (%s)" % ",".join('"%s" TEXT' % c for c in rows[0]))
+db.executemany("INSERT INTO events VALUES (%s)" % ",".join("?" * len(rows[0])), rows[1:])
+script = sys.stdin.read().strip().rstrip(";")
+*setup, top, recs = [s for s in script.split(";") if s.strip()]
+db.executescript(";".join(setup) + ";")
+print(json.dumps([[str(v) for v in r] for r in db.execute(recs).fetchall()]))
+`;
+  const child = execFile("python3", ["-c", py, csv]);
+  child.stdin!.end(sql);
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => child.once("exit", r));
+  return JSON.parse(out) as string[][];
+}
+
+// Issue 18, point 1: the README's user ids did not exist in the REES46 sample, and its SQL check
+// printed nothing; point 3: a live event after a replay of 2019 moves event time to today.
+describe("the README on the REES46 sample in ../shared/data", () => {
+  const sample = resolve(root, "..", "shared", "data", "rees46", "2019-Oct-head.csv");
+  let nats: TestNats;
+  let app: App;
+  let dir: string;
+
+  beforeAll(async () => {
+    if (!existsSync(sample)) throw new Error(`REES46 sample missing: expected ${sample}`);
+    nats = await setupNats();
+    dir = await mkdtemp(join(tmpdir(), "reco-readme-rees46-"));
+    app = await startApp(
+      loadConfig({
+        NATS_URL: nats.url,
+        DATA_DIR: join(dir, "data"),
+        GRPC_PORT: "0",
+        GRPC_HOST: "127.0.0.1",
+        METRICS_PORT: "0",
+        WEB_PORT: "0",
+        IDLE_TIMEOUT_MS: "0",
+        LOG_LEVEL: "silent",
+      }),
+      pino({ level: "silent" }),
+    );
+  }, 60_000);
+  afterAll(async () => {
+    await app?.stop();
+    await nats?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("links nothing outside the repository, and every linked file exists", async () => {
+    const readme = await readFile(join(root, "README.md"), "utf8");
+    const links = [...readme.matchAll(/\]\(([^)#\s]+)[^)]*\)/g)].map((m) => m[1]!);
+    expect(links).toContain("docs/DESIGN.md");
+    for (const link of links.filter((l) => !/^[a-z]+:/.test(l))) {
+      expect(link.startsWith("../"), `${link} leaves the repository`).toBe(false);
+      expect(existsSync(join(root, link)), `${link} exists`).toBe(true);
+    }
+  });
+
+  it("replays the sample, and its user gets the answer the README's SQL computes", async () => {
+    const commands = await runItCommands();
+    expect(commands).toContain("npx reco replay ../shared/data/rees46/2019-Oct-head.csv");
+    const user = /npx reco recommend (\d+)/.exec(commands)![1]!;
+    const s = await replayFile({
+      file: sample,
+      natsUrl: nats.url,
+      awaitEngineMs: 60_000,
+      metricsUrl: `http://127.0.0.1:${app.metricsPort}/metrics`,
+    });
+    // What the README shows.
+    const shown = /```\n(read \d+ rows[^\n]*)\n(engine[^\n]*)\n```/.exec(
+      await readFile(join(root, "README.md"), "utf8"),
+    )!;
+    const [summary, engine] = formatSummary(s).split("\n");
+    const stable = (line: string) => line.replace(/\d+\.\ds|\(\d+ events\/s\)/g, "…");
+    expect(stable(summary!)).toBe(stable(shown[1]!));
+    expect(stable(engine!)).toBe(stable(shown[2]!));
+
+    const sql = (await readmeSqlRows(sample)).map(([, rank, item, , source]) => [
+      Number(rank),
+      item,
+      source,
+    ]);
+    expect(sql.length).toBe(10);
+    expect(sql.some(([, , source]) => source === "PERSONALIZED")).toBe(true);
+    const client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+    try {
+      const res = await client.getRecommendations(user, 10);
+      expect(res.items.map((i) => [i.rank, i.itemId, Source[i.source]])).toEqual(sql);
+
+      // The README's buf curl call, as printed, against this app's port.
+      const bufCall = /npx buf curl ([\s\S]*?GetRecommendations)/.exec(
+        await readFile(join(root, "README.md"), "utf8"),
+      )![1]!;
+      const args = bufCall
+        .replace(/\\\n\s*/g, "")
+        .replace("127.0.0.1:50051", `127.0.0.1:${app.grpcPort}`)
+        .match(/'[^']*'|\S+/g)!
+        .map((a) => a.replace(/^'|'$/g, ""));
+      const { stdout } = await run(join(root, "node_modules", ".bin", "buf"), ["curl", ...args], {
+        timeout: 30_000,
+      });
+      expect((JSON.parse(stdout) as { items: { itemId: string }[] }).items[0]!.itemId).toBe(
+        sql[0]![1],
+      );
+
+      // A live event of today after the 2019 log: the user's history is now beyond the horizon.
+      const publish = await exampleAfter("Publish events");
+      const file = join(root, "test", `.readme-live-${process.pid}.ts`);
+      await writeFile(file, publish);
+      try {
+        await run(join(root, "node_modules", ".bin", "tsx"), [file], {
+          env: { ...process.env, NATS_URL: nats.url },
+          timeout: 30_000,
+        });
+      } finally {
+        await rm(file, { force: true });
+      }
+      let status = "";
+      for (const until = Date.now() + 30_000; Date.now() < until;) {
+        status = (await client.getRecommendations(user, 3)).statusMessage;
+        if (status.startsWith("history")) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(status).toBe("history older than the 24 h horizon: popular fallback");
+      expect(await readFile(join(root, "README.md"), "utf8")).toContain(
+        "`history older than the 24 h horizon: popular fallback`",
+      );
+      expect((await client.getRecommendations("nobody-at-all", 3)).statusMessage).toBe(
+        "unknown user: popular fallback",
+      );
+    } finally {
+      client.close();
+    }
+  }, 120_000);
 });
