@@ -319,7 +319,9 @@ export function createParseHandler(
   const clock = opts.clock ?? Date.now;
   let progress = Number(state.meta.progress ?? -1);
   let lastBroadcast = 0;
-  let broadcastProgress = progress;
+  // Not the restored progress: whether it reached every partition before a crash is unknown (the
+  // snapshot may postdate the last broadcast), so a restarted parse broadcasts it once again.
+  let broadcastProgress = progress < 0 ? progress : -Infinity;
   const P = opts.partitions;
   const genres = opts.preset === "movies" ? opts.genres : undefined;
   const futureSkew = opts.maxFutureSkewMs ?? 3_600_000;
