@@ -344,13 +344,17 @@ export function createStageInstance<H extends StageHandler>(
     // A KV put is a publish to $KV.<bucket>.<key>: through the same publisher, so the next
     // snapshot waits for it like for any other output (a crash cannot lose an upsert that the
     // snapshot claims). Only the last value per key of this flush is sent.
-    // The id makes a retry after a timeout (e.g. a NATS restart) safe.
+    //
+    // Without a Nats-Msg-Id, on purpose: a replay from the snapshot puts again, in order, every
+    // value put since, so the bucket ends at the newest. With ids (they were "<stage>.<p>.<seq>
+    // .kv.<key>"), a nats-server that restarted in between had rebuilt its duplicate map from
+    // the messages it still held: a bucket keeps one per key, so the newest value's id was
+    // known and the older ones' were not; the replay stored an older value and the newest was
+    // dropped as a duplicate (issue 17: purchases lost from the popularity table, a stale
+    // heartbeat watermark). A put without an id is not retried on a timeout either: the flush
+    // of the next snapshot fails and the instance replays, in order, from its snapshot.
     for (const p of kvPuts.values())
-      pub
-        .publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value)), {
-          msgId: `${stage}.${partition}.${lastSeq}.kv.${p.key}`,
-        })
-        .catch(ignore);
+      pub.publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value))).catch(ignore);
     kvPuts.clear();
   };
 
