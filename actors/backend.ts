@@ -33,6 +33,21 @@ export interface RecoBackend {
   similarItems?(itemId: string, n: number): SimilarItems;
   /** What the serving state knows about one item (popularity over the horizon), if anything. */
   item?(itemId: string): ItemInfo | undefined;
+  /**
+   * The user's recent interactions, newest first, at most `n`. Optional: the history source
+   * (DESIGN §3.7) provides it; without it the façade answers UNIMPLEMENTED / 501.
+   */
+  recentEvents?(userId: string, n: number): RecentEvent[];
+}
+
+export interface RecentEvent {
+  itemId: string;
+  eventType: string;
+  /** Epoch ms of the (latest) interaction. */
+  eventTime: number;
+  category: string;
+  /** Interactions of this type with this item that the entry stands for. */
+  count: number;
 }
 
 export type Source = "PERSONALIZED" | "POPULAR_FALLBACK";

@@ -408,3 +408,43 @@ describe("WEB_PORT, WEB_HOST, WEB_CORS_ORIGINS", () => {
     expect(() => loadConfig({ WEB_PORT: "http" })).toThrow(/WEB_PORT="http" is not valid/);
   });
 });
+
+describe("a user's recent events", () => {
+  it("are 501 UNIMPLEMENTED until a backend serves them, then a list with ISO times", async () => {
+    const { backend, state } = fakeBackend();
+    state.ready = true;
+    const without = await startApiServer({ port: 0, backend });
+    const withEvents = await startApiServer({
+      port: 0,
+      backend: {
+        ...backend,
+        recentEvents: (_u, n) =>
+          [{ itemId: "p1", eventType: "view", eventTime: T0, category: "toys", count: 2 }].slice(
+            0,
+            n,
+          ),
+      },
+    });
+    try {
+      const r = await get(without, "/v1/users/u1/events");
+      expect(r.status).toBe(501);
+      expect(r.json).toMatchObject({ error: { code: "UNIMPLEMENTED" } });
+      expect((await get(without, "/v1/users/u1/events?n=0")).status).toBe(400);
+      expect((await get(withEvents, "/v1/users/u1/events?n=5")).json).toEqual({
+        userId: "u1",
+        events: [
+          {
+            itemId: "p1",
+            eventType: "view",
+            eventTime: "2019-10-01T10:00:00.000Z",
+            category: "toys",
+            count: 2,
+          },
+        ],
+      });
+    } finally {
+      await without.stop();
+      await withEvents.stop();
+    }
+  });
+});

@@ -55,6 +55,14 @@ export function openApiDocument() {
           },
         },
       },
+      "/v1/users/{userId}/events": {
+        get: {
+          summary:
+            "The user's recent interactions, newest first (501 until the history source serves them)",
+          parameters: [id("userId"), count("n", "events to return")],
+          responses: { "200": { description: "recent events" }, ...errors(400, 501, 503) },
+        },
+      },
       "/v1/items/{itemId}/similar": {
         get: {
           summary: "Items like this one; `basis` names the source that answered",

@@ -10,7 +10,7 @@ import { checkParams, countParam, idParam, timeParam, windowParam } from "./api-
 import { createPipelineView, type MetricsSource } from "./api-pipeline.js";
 import { createStaticFiles, defaultWebRoot } from "./api-static.js";
 import { createTrendingHistory, streamTrending } from "./api-trending.js";
-import { itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
+import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
 import { openApiDocument } from "./api-openapi.js";
 
 export interface ApiServerOptions {
@@ -81,6 +81,24 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       const n = countParam(q, "n");
       requireReady();
       return sendJson(res, 200, recommendationsJson(await recommend(userId, n)));
+    }
+    if ((m = /^\/v1\/users\/([^/]*)\/events$/.exec(path))) {
+      checkParams(q, ["n"]);
+      const userId = idParam(m[1]!, "user_id");
+      const n = countParam(q, "n");
+      requireReady();
+      if (!backend.recentEvents)
+        throw new HttpError(
+          501,
+          "UNIMPLEMENTED",
+          "this backend keeps no per-user event history yet (it comes with the history source)",
+        );
+      return sendJson(res, 200, {
+        userId,
+        events: backend
+          .recentEvents(userId, n)
+          .map((e) => ({ ...e, eventTime: isoTime(e.eventTime) })),
+      });
     }
     if ((m = /^\/v1\/items\/([^/]*)\/similar$/.exec(path))) {
       checkParams(q, ["n"]);

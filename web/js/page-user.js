@@ -18,6 +18,49 @@ export function userPage(root, userId) {
   const out = h("div", { id: "user-result" }, h("div", { class: "empty" }, "Loading…"));
   root.append(out);
   let chart;
+  // Recent events come from the history source; a backend without it answers 501.
+  const events = h(
+    "div",
+    {},
+    placeholder(
+      "Recent events",
+      "The user's recent events appear here once the history source serves them.",
+    ),
+  );
+  api(`/v1/users/${encodeURIComponent(userId)}/events?n=10`).then(
+    (r) =>
+      events.replaceChildren(
+        card(
+          "Recent events",
+          "newest first",
+          r.events.length
+            ? h(
+                "table",
+                { id: "events" },
+                h(
+                  "tbody",
+                  {},
+                  r.events.map((e) =>
+                    h(
+                      "tr",
+                      {},
+                      h("td", {}, badge(e.eventType.toUpperCase(), "event")),
+                      h(
+                        "td",
+                        {},
+                        itemLink(e.itemId),
+                        h("div", { class: "explain" }, e.category || ""),
+                      ),
+                      h("td", { class: "num explain" }, fmt.time(e.eventTime)),
+                    ),
+                  ),
+                ),
+              )
+            : h("div", { class: "empty" }, "No recent events."),
+        ),
+      ),
+    () => {},
+  );
   api(`/v1/users/${encodeURIComponent(userId)}/recommendations?n=20`).then(
     (r) => {
       const max = r.items.reduce((m, i) => Math.max(m, i.score), 0);
@@ -94,10 +137,7 @@ export function userPage(root, userId) {
                 h("dd", { class: "mono" }, "GetRecommendations"),
               ),
             ),
-            placeholder(
-              "Recent events",
-              "The user's recent events appear here once the history source serves them.",
-            ),
+            events,
           ),
         ),
       );
