@@ -254,7 +254,7 @@ export const interestStage = defineStage({
   },
 });
 
-/** The stage in today's host, its port going to `reco.interest-ranking.<partition>`. */
+/** The stage in today's host, its port going where `stageTopology.interestRanking` says. */
 export function createInterestHandler(
   state: StageState,
   out: StageOutput,

@@ -10,7 +10,7 @@ import { stageTopology } from "./topology.js";
 
 export { POPULARITY_HEARTBEAT_KEY } from "./topology.js";
 
-/** One row of the popularity table (KV bucket reco_popularity, key = item). */
+/** One row of the popularity table (an upsert keyed by item). */
 export interface PopularityRow {
   item: string;
   /** Purchases over the horizon; 0 means the item left the table. */
@@ -203,10 +203,7 @@ export const popularityStage = defineStage({
   },
 });
 
-/**
- * The stage in today's host: rows and the heartbeat go to the reco_popularity bucket, late
- * purchases to reco.late (`behind_watermark:popularity`) and a counter.
- */
+/** The stage in today's host, its ports going where `stageTopology.popularity` says. */
 export function createPopularityHandler(
   state: StageState,
   out: StageOutput,

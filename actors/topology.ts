@@ -16,7 +16,8 @@ export const POPULARITY_HEARTBEAT_KEY = "wm.0";
 
 /**
  * The composition: where each port of each stage goes (hop subjects, raw subjects, KV buckets).
- * Stages name ports only; this is the one place that maps them to addresses.
+ * Stages written to the contract (runtime/stage.ts) name ports only: this maps them to addresses.
+ * (parse, watermark and trending still name their subjects themselves.)
  */
 export const stageTopology = {
   window: (p: number): PortTopology<typeof windowStage.ports> => ({ window: subjects.window(p) }),

@@ -133,7 +133,7 @@ export const windowStage = defineStage({
 
 export type WindowHandler = AdaptedHandler<WindowView>;
 
-/** The window stage in today's host, its port going to `reco.window.<partition>`. */
+/** The window stage in today's host, its port going where `stageTopology.window` says. */
 export function createWindowHandler(
   state: StageState,
   out: StageOutput,
