@@ -10,7 +10,7 @@ import { batchMaker, stageContext } from "./helpers/stage.js";
 const NOW = Date.UTC(2024, 0, 2);
 
 describe("popularity-join stage (marbles)", () => {
-  it("should keep the latest profile per user, drop emptied ones, emit nothing, and join at query time", () => {
+  it("should keep the latest profile per user, emptied ones as empty, emit nothing, and join at query time", () => {
     const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
     const { ctx } = stageContext({ purchaseExclusionMs: 24 * HOUR }, ts);
     const logic = createStageLogic(joinStage, ctx);
@@ -29,13 +29,15 @@ describe("popularity-join stage (marbles)", () => {
       const input = cold("a-b-c|", {
         a: batch(NOW, [p("u1", [["books", 2]]), p("u2", [["toys", 1]])]),
         b: batch(NOW, [p("u1", [["books", 4]], [["b2", NOW + HOUR]])]), // an upsert replaces
-        c: batch(NOW, [p("u2", [])]), // an empty profile: the user leaves
+        c: batch(NOW, [p("u2", []), p("u3", [])]), // history left the horizon
       });
       // The join runs per query, so no batch produces output.
       expectObservable(input.pipe(logic.operator)).toBe("-----|");
     });
     expect(logic.view.profile("u1")?.top).toEqual([["books", 4]]);
-    expect(logic.view.profile("u2")).toBeUndefined();
+    // Remembered as seen long ago (not "unknown"); a user never seen here is not remembered.
+    expect(logic.view.profile("u2")).toEqual(p("u2", []));
+    expect(logic.view.profile("u3")).toBeUndefined();
     const table = createPopularityTable();
     for (const [item, purchases] of [
       ["b1", 5],

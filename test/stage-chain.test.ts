@@ -82,8 +82,13 @@ describe("window → interest-ranking → popularity-join, in memory", () => {
       pur: [["b1", T0 + 5 * MINUTE]],
       wm: T0 + 2 * MINUTE,
     });
-    // A day of idle progress later the windows leave the horizon, and the user with them.
+    // A day of idle progress later the windows leave the horizon: an empty profile (seen long ago).
     push(T0 + 5 * MINUTE + DAY, []);
-    expect(join.view.profile("u1")).toBeUndefined();
+    expect(join.view.profile("u1")).toEqual({
+      u: "u1",
+      top: [],
+      pur: [],
+      wm: T0 + 5 * MINUTE + DAY,
+    });
   });
 });
