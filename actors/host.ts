@@ -470,6 +470,8 @@ export function createStageInstance<H extends StageHandler>(
       // refused too, the next attempt counts on from here.
       ledger.set(seq, { ...failed, publish: true });
       deps.metrics?.poison(stage, partition);
+      // Kept with the snapshot like the other counts: exact across restarts (reco_stage_count).
+      out.count("poison");
     } else if (spec.input === "envelope") {
       const env = peekUpTo(data);
       if (env <= lastUpTo) {

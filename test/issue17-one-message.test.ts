@@ -206,6 +206,16 @@ describe("one message cannot break event time or a partition (issue 17)", () => 
     );
     expect(metric(text, "reco_events_dead_lettered_total")).toBe(dlq);
     expect(metric(text, "reco_dlq_poison_total")).toBe(0);
+    // The count kept with parse's snapshot too (exact across restarts).
+    const kept = text
+      .split("\n")
+      .find(
+        (l) =>
+          l.startsWith("reco_stage_count{") &&
+          /stage="parse"/.test(l) &&
+          /name="dead_letter"/.test(l),
+      );
+    expect(Number(kept?.slice(kept.lastIndexOf(" ") + 1))).toBe(dlq);
     expect(metric(text, "reco_stage_restarts_total")).toBe(0);
     // Event time is the latest good event's, not year 9999.
     const latest = Math.max(...log.map((e) => Date.parse(String(e.event_ts))));

@@ -103,5 +103,7 @@ describe("a message whose output the server refuses for good", () => {
     // The big one was handled MAX_ATTEMPTS times (then poisoned without reaching the handler).
     expect(handled).toBeGreaterThanOrEqual(2 + 3);
     expect(ledger.size).toBe(0);
+    // The count kept with the snapshot matches the stream.
+    expect(inst!.stats().poison).toBe(1);
   }, 40_000);
 });
