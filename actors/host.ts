@@ -154,6 +154,8 @@ export interface StageInstance<H extends StageHandler> {
   handler(): H | undefined;
   /** Last input sequence processed. */
   position(): number;
+  /** Event-time progress (epoch ms) stamped on its outputs; -1 before any. */
+  progress(): number;
   /** The persisted counts (see StageOutput.count). */
   stats(): Readonly<Record<string, number>>;
   /** Keys of per-key state held now. */
@@ -656,6 +658,7 @@ export function createStageInstance<H extends StageHandler>(
     actor,
     handler: () => handler,
     position: () => lastSeq,
+    progress: () => progress,
     stats: () => stats,
     stateKeys: () => state?.keyCount() ?? 0,
     stopInput: () => closeInput(),

@@ -511,6 +511,18 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       },
     });
     new Gauge({
+      name: "reco_stage_event_time_ms",
+      help: "Event-time progress (epoch ms) a stage instance has reached (stamped on its outputs)",
+      labelNames: ["stage", "partition"] as const,
+      registers: [metrics.registry],
+      collect() {
+        for (const [id, inst] of instances) {
+          const p = inst.progress();
+          if (p > 0) this.set(label(id), p);
+        }
+      },
+    });
+    new Gauge({
       name: "reco_stage_state_keys",
       help: "Keys of per-key state a stage instance holds (bounded by open windows and horizons, not by events)",
       labelNames: ["stage", "partition"] as const,

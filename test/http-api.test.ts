@@ -131,6 +131,12 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
     labelNames: ["stage", "partition"],
     registers: [registry],
   });
+  const eventTime = new Gauge({
+    name: "reco_stage_event_time_ms",
+    help: "x",
+    labelNames: ["stage", "partition"],
+    registers: [registry],
+  });
   const messagesIn = new Counter({
     name: "reco_stage_events_in_total",
     help: "x",
@@ -325,14 +331,18 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
 
   it("reports per stage and partition lag and events/s from the metrics, naming the slowest", async () => {
     lag.set({ stage: "window", partition: "2" }, 40);
+    eventTime.set({ stage: "window", partition: "1" }, T0);
+    eventTime.set({ stage: "window", partition: "2" }, T0 - 600_000);
     lag.set({ stage: "parse", partition: "0" }, 3);
     messagesIn.inc({ stage: "parse", partition: "0" }, 100);
     const first = (await get(server, "/v1/pipeline")).json as {
-      stages: { stage: string; lag: number }[];
+      stages: { stage: string; lag: number; eventTime: string | null }[];
       slowest: { stage: string; partition: number } | null;
     };
     expect(first.stages.map((s) => s.stage)).toEqual(["parse", "window"]);
     expect(first.slowest).toMatchObject({ stage: "window", partition: 2, lag: 40 });
+    // A stage is as far in event time as its slowest partition.
+    expect(first.stages[1]).toMatchObject({ eventTime: "2019-10-01T09:50:00.000Z" });
     await new Promise((r) => setTimeout(r, 1100));
     messagesIn.inc({ stage: "parse", partition: "0" }, 500);
     const second = (await get(server, "/v1/pipeline")).json as {

@@ -44,6 +44,8 @@ export interface PartitionView {
   partition: number;
   lag: number;
   position: number;
+  /** Event-time progress this instance reached (ISO), null before any. */
+  eventTime: string | null;
   mailbox: number;
   messagesIn: number;
   messagesInPerSecond: number;
@@ -60,6 +62,8 @@ export interface PartitionView {
 export interface StageView {
   stage: string;
   lag: number;
+  /** The least event-time progress over its partitions (the one holding it back), ISO. */
+  eventTime: string | null;
   messagesInPerSecond: number;
   recordsOutPerSecond: number;
   restarts: number;
@@ -156,6 +160,7 @@ function build(
           partition,
           lag: 0,
           position: 0,
+          eventTime: null,
           mailbox: 0,
           messagesIn: 0,
           messagesInPerSecond: 0,
@@ -190,6 +195,9 @@ function build(
         break;
       case "reco_stage_position":
         part(s).position = s.value;
+        break;
+      case "reco_stage_event_time_ms":
+        part(s).eventTime = s.value > 0 ? new Date(s.value).toISOString() : null;
         break;
       case "reco_stage_mailbox_depth":
         part(s).mailbox = s.value;
@@ -263,6 +271,11 @@ function build(
       return {
         stage,
         lag: sum((p) => p.lag),
+        eventTime: partitions.reduce<string | null>(
+          (min, p) =>
+            p.eventTime !== null && (min === null || p.eventTime < min) ? p.eventTime : min,
+          null,
+        ),
         messagesInPerSecond: sum((p) => p.messagesInPerSecond),
         recordsOutPerSecond: sum((p) => p.recordsOutPerSecond),
         restarts: sum((p) => p.restarts),

@@ -45,6 +45,7 @@ export function stageTable(p) {
         ),
         h("th", { class: "num" }, "records out/s"),
         h("th", { class: "num" }, "lag"),
+        h("th", { title: "event-time progress, least over partitions" }, "event time"),
         h("th", {}, `lag per partition (0…${Math.max(0, parts - 1)})`),
         h("th", { class: "num" }, "restarts"),
         h("th", { class: "num" }, "dead letters"),
@@ -69,6 +70,7 @@ export function stageTable(p) {
           h("td", { class: "num" }, fmt.num(s.messagesInPerSecond, 1)),
           h("td", { class: "num" }, fmt.num(s.recordsOutPerSecond, 1)),
           h("td", { class: `num lagcell${s.lag > 0 ? " hot" : ""}` }, fmt.int(s.lag)),
+          h("td", { class: "explain" }, eventTime(s.eventTime, p.eventTime?.progress)),
           h(
             "td",
             {},
@@ -77,7 +79,7 @@ export function stageTable(p) {
               { style: "display:flex;gap:3px" },
               s.partitions.map((x) =>
                 h("span", {
-                  title: `partition ${x.partition}: lag ${x.lag}, position ${x.position}, ${fmt.num(x.messagesInPerSecond, 1)} msgs in/s, mailbox ${x.mailbox}`,
+                  title: `partition ${x.partition}: lag ${x.lag}, position ${x.position}, event time ${x.eventTime ?? "none"}, ${fmt.num(x.messagesInPerSecond, 1)} msgs in/s, mailbox ${x.mailbox}`,
                   style: `width:14px;height:14px;border-radius:3px;background:${heat(x.lag / maxLag)}`,
                 }),
               ),
@@ -90,6 +92,15 @@ export function stageTable(p) {
       ),
     ),
   );
+}
+
+/** A stage's event time, and how far it trails parse's progress. */
+function eventTime(at, progress) {
+  if (!at) return "—";
+  const behind = progress ? Date.parse(progress) - Date.parse(at) : 0;
+  return behind >= 60_000
+    ? `${fmt.time(at)} (${fmt.int(behind / 60_000)} min behind)`
+    : fmt.time(at);
 }
 
 function heat(x) {
