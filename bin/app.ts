@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import type { NatsConnection } from "nats";
 import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "pino";
-import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
+import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
@@ -19,6 +19,7 @@ import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
 import { connectWithStatus } from "./nats-connect.js";
+import { publisherFile, startPrivateNats } from "./private-nats.js";
 import {
   healthBody,
   healthProblems,
@@ -31,6 +32,7 @@ import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 
 export interface App {
+  /** What the engine connects with: for the private server, its credentials are in it. */
   readonly natsUrl: string;
   readonly grpcPort: number;
   readonly metricsPort: number;
@@ -105,17 +107,19 @@ export async function startApp(
     let natsUrl = cfg.natsUrl;
     let embedded: EmbeddedNats | undefined;
     if (natsUrl === undefined) {
-      embedded = await startEmbeddedNats({
+      // With credentials kept in DATA_DIR; publishers get theirs from nats-publisher.json.
+      const priv = await startPrivateNats({
+        dataDir: cfg.dataDir,
         port: cfg.natsPort,
-        storeDir: join(cfg.dataDir, "nats"),
         monitorPort: cfg.natsMonitorPort,
-        detached: true,
       });
+      embedded = priv.server;
       cleanups.push(() => embedded!.stop());
-      natsUrl = embedded.url;
+      natsUrl = priv.engineUrl;
       log.info(
         {
-          url: natsUrl,
+          url: embedded.url,
+          publisher: publisherFile(cfg.dataDir),
           natsPid: embedded.pid,
           ...(cfg.natsMonitorPort ? { monitor: `http://127.0.0.1:${cfg.natsMonitorPort}` } : {}),
         },

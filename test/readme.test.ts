@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { pino } from "pino";
+import { freePort } from "../connectors/nats/embedded-server.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
@@ -26,17 +27,23 @@ async function exampleAfter(heading: string): Promise<string> {
   return m![1]!.replaceAll('"./', `"${root}/`);
 }
 
+const withoutNatsUrl = (env: NodeJS.ProcessEnv) => {
+  const rest = { ...env };
+  delete rest.NATS_URL;
+  return rest;
+};
+
 describe("the README's examples", () => {
-  let nats: TestNats;
   let app: App;
   let dir: string;
 
+  // As a user runs it: `npm start`'s private nats-server, with the credentials it keeps in
+  // DATA_DIR; the publishing example finds them there (issue 17).
   beforeAll(async () => {
-    nats = await setupNats();
     dir = await mkdtemp(join(tmpdir(), "reco-readme-"));
     app = await startApp(
       loadConfig({
-        NATS_URL: nats.url,
+        NATS_PORT: String(await freePort()),
         DATA_DIR: join(dir, "data"),
         GRPC_PORT: "0",
         GRPC_HOST: "127.0.0.1",
@@ -48,7 +55,6 @@ describe("the README's examples", () => {
   });
   afterAll(async () => {
     await app?.stop();
-    await nats?.cleanup();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -58,7 +64,11 @@ describe("the README's examples", () => {
     await writeFile(file, code);
     try {
       return await run(join(root, "node_modules", ".bin", "tsx"), [file], {
-        env: { ...process.env, NATS_URL: nats.url, GRPC_ADDR: `127.0.0.1:${app.grpcPort}` },
+        env: {
+          ...withoutNatsUrl(process.env),
+          DATA_DIR: join(dir, "data"),
+          GRPC_ADDR: `127.0.0.1:${app.grpcPort}`,
+        },
         timeout: 30_000,
       });
     } finally {

@@ -110,6 +110,14 @@ describe("reco start", () => {
     };
     expect(jsz.streams).toBeGreaterThan(0);
 
+    // Issue 17: the private server requires credentials kept in DATA_DIR; none reach the log.
+    const creds = JSON.parse(readFileSync(join(dir, "nats-credentials.json"), "utf8")) as {
+      engine: { pass: string };
+      publisher: { pass: string };
+    };
+    expect(output()).not.toContain(creds.engine.pass);
+    expect(output()).not.toContain(creds.publisher.pass);
+
     child.kill("SIGTERM");
     expect(await exited(child)).toBe(0);
     expect(await waitFor(() => !alive(natsPid), 5_000)).toBe(true);

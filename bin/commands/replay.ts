@@ -1,6 +1,6 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { REPLAY_FORMATS, type ReplayFormat } from "../replay/formats.js";
-import { DEFAULT_SORT_BUFFER, defaultNatsUrl, formatSummary, replayFile } from "../replay/run.js";
+import { DEFAULT_SORT_BUFFER, formatSummary, replayFile } from "../replay/run.js";
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -32,7 +32,10 @@ export function registerReplayCommand(program: Command): void {
         "command ends with what the engine made of them (late, dead-lettered, duplicates)",
     )
     .argument("<file>", "event file (.jsonl, .csv, optionally .gz)")
-    .option("--nats-url <url>", "NATS server(s), comma-separated", defaultNatsUrl())
+    .option(
+      "--nats-url <url>",
+      "NATS server(s), comma-separated (default: NATS_URL, else the private server of `reco start` with the publisher credentials in DATA_DIR/nats-publisher.json)",
+    )
     .addOption(
       new Option("--format <format>", "file format (default: detected)").choices(REPLAY_FORMATS),
     )
@@ -114,7 +117,7 @@ export function registerReplayCommand(program: Command): void {
 }
 
 interface ReplayCliOptions {
-  natsUrl: string;
+  natsUrl?: string;
   format?: ReplayFormat;
   movies?: string;
   limit?: number;

@@ -7,6 +7,7 @@ import { createGunzip } from "node:zlib";
 import cliProgress from "cli-progress";
 import type { NatsConnection } from "nats";
 import { connectNats } from "../../connectors/nats/connection.js";
+import { publisherUrl } from "../private-nats.js";
 import {
   createJetStreamPublisher,
   type OutgoingMessage,
@@ -130,8 +131,12 @@ export class ReplayFileError extends Error {
   override name = "ReplayFileError";
 }
 
+/**
+ * NATS_URL, else the private server of `reco start` in DATA_DIR with the publisher credentials
+ * it wrote there (nats-publisher.json), else the default port without credentials.
+ */
 export function defaultNatsUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NATS_URL ?? `nats://127.0.0.1:${env.NATS_PORT ?? 4222}`;
+  return env.NATS_URL ?? publisherUrl(env) ?? `nats://127.0.0.1:${env.NATS_PORT ?? 4222}`;
 }
 
 /**
@@ -359,7 +364,9 @@ async function connect(servers: string): Promise<NatsConnection> {
     return await connectNats({ servers, name: "reco-replay" });
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    throw new Error(`cannot connect to NATS at ${servers}: ${why}`, { cause: err });
+    // Never the credentials a URL may carry.
+    const where = servers.replace(/\/\/[^/,\s]*@/g, "//");
+    throw new Error(`cannot connect to NATS at ${where}: ${why}`, { cause: err });
   }
 }
 
