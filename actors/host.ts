@@ -65,8 +65,13 @@ export interface InputMessage {
 }
 
 export interface StageOutput {
-  /** Adds a record to the batch for `subject`. */
-  emit(subject: string, record: unknown): void;
+  /**
+   * Adds a record to the batch for `subject`. `bytes`, if given, bounds the record's encoded size
+   * from above: a batch is then also sent once its records may pass half the server's
+   * max_payload, so B large records never make a hop the server refuses (a refused hop failed
+   * the stage at every snapshot, for ever).
+   */
+  emit(subject: string, record: unknown, bytes?: number): void;
   /**
    * Emits `recs`, the records of the input hop message `data` in their order, to `subject`. When
    * nothing else goes to `subject` in the same batch, the host sends `data` with its own head
@@ -226,13 +231,21 @@ export function createStageInstance<H extends StageHandler>(
     seq: number | undefined;
   }[] = [];
   const kvPuts = new Map<string, { bucket: string; key: string; value: unknown }>();
+  // Bytes emitted per subject since its last hop (StageOutput.emit's `bytes`), and the bound.
+  const hopBytes = new Map<string, number>();
+  const maxHopBytes = Math.floor((deps.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) / 2);
   const timers: NodeJS.Timeout[] = [];
 
   const out: StageOutput = {
-    emit(subject, record) {
+    emit(subject, record, bytes) {
       let b = buffers.get(subject);
       if (!b) buffers.set(subject, (b = []));
       if (b.push(record) === maxRecords) full.push(subject);
+      if (bytes !== undefined) {
+        const before = hopBytes.get(subject) ?? 0;
+        hopBytes.set(subject, before + bytes);
+        if (before < maxHopBytes && before + bytes >= maxHopBytes) full.push(subject);
+      }
       if (bufferedRecords++ === 0) firstBufferedAt = Date.now();
     },
     forward(subject, data, recs) {
@@ -273,6 +286,7 @@ export function createStageInstance<H extends StageHandler>(
   // instance: it restarts from its snapshot and publishes again (same ids, dropped downstream).
   const publishHop = (subject: string, recs: unknown[]) => {
     const upTo = lastSeq;
+    if (hopBytes.size > 0) hopBytes.delete(subject);
     let data: Uint8Array | undefined;
     const f = forwarded.size > 0 ? forwarded.get(subject) : undefined;
     if (f !== undefined) {

@@ -408,8 +408,11 @@ export function createParseHandler(
       s: msg.seq,
       wb: progress,
     };
-    out.emit(subjects.parse(partitionOf(e.u, P)), rec);
-    out.emit(subjects.items(partitionOf(e.i, P)), rec);
+    // An upper bound of the record's JSON: at most 6 bytes per UTF-16 unit (a control character
+    // is escaped as \u00XX), 300 for the rest. The host cuts a hop before it nears max_payload.
+    const bytes = 300 + 6 * (e.u.length + e.i.length + e.c.length + e.b.length);
+    out.emit(subjects.parse(partitionOf(e.u, P)), rec, bytes);
+    out.emit(subjects.items(partitionOf(e.i, P)), rec, bytes);
     opts.counters?.accepted(1);
     if (e.ts > progress) advance(e.ts);
     lastEventAt = lastInputAt;
