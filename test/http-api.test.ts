@@ -194,7 +194,14 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
   });
 
   it("answers 404 JSON for unknown routes and past windows it has no final of", async () => {
-    for (const path of ["/v1/nope", "/v1/users/u1", "/nothing-here.html", "/../package.json"]) {
+    for (const path of [
+      "/v1/nope",
+      "/v1/users/u1",
+      "/nothing-here.html",
+      "/../package.json",
+      "/%2e%2e/package.json",
+      "/%E0%A4%A",
+    ]) {
       const r = await get(server, path);
       expect(r.status, path).toBe(404);
       expect(r.json, path).toMatchObject({ error: { code: "NOT_FOUND" } });
@@ -324,6 +331,7 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
     expect(ok.headers["access-control-allow-origin"]).toBe("https://shop.example");
     const other = await get(server, "/v1/trending", { origin: "https://evil.example" });
     expect(other.headers["access-control-allow-origin"]).toBeUndefined();
+    expect(other.headers.vary).toBe("Origin");
     const pre = await call(server, "OPTIONS", "/v1/trending", { origin: "https://shop.example" });
     expect(pre.status).toBe(204);
     expect(pre.headers["access-control-allow-methods"]).toContain("GET");

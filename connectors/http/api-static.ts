@@ -55,7 +55,12 @@ export function createStaticFiles(root: string) {
       const vendor = VENDOR[path];
       if (vendor) file = vendor();
       else {
-        const rel = path === "/" ? "index.html" : decodeURIComponent(path).slice(1);
+        let rel: string;
+        try {
+          rel = path === "/" ? "index.html" : decodeURIComponent(path).slice(1);
+        } catch {
+          return false; // not valid percent-encoding: no such file
+        }
         file = normalize(join(root, rel));
         // Only files under root: `..` or an encoded separator never reaches outside.
         if (!file.startsWith(root.endsWith(sep) ? root : root + sep)) return false;

@@ -202,10 +202,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
 
   const server: Server = createServer((req, res) => {
     const origin = req.headers.origin;
-    if (origin && (cors.has("*") || cors.has(origin))) {
+    // The answer depends on Origin when origins are listed: caches must keep them apart.
+    if (cors.size > 0 && !cors.has("*")) res.setHeader("vary", "Origin");
+    if (origin && (cors.has("*") || cors.has(origin)))
       res.setHeader("access-control-allow-origin", cors.has("*") ? "*" : origin);
-      res.setHeader("vary", "Origin");
-    }
     if (req.method === "OPTIONS") {
       res.writeHead(204, {
         "access-control-allow-methods": "GET, HEAD, OPTIONS",
