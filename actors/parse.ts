@@ -119,7 +119,9 @@ export interface ParseHandler extends StageHandler {
 
 /**
  * Subject of parse's idle markers in EVENTS. Publishers never use it: an event published here is
- * dead-lettered as `subject_mismatch:event_type` like any event on a subject not its type's.
+ * dead-lettered as `subject_mismatch:event_type` like any event on a subject not its type's, and
+ * a marker without the engine's signature ({@link IDLE_SIGNATURE_HEADER}) as
+ * `idle_marker_unsigned`.
  */
 export const IDLE_SUBJECT = "events._idle";
 
