@@ -2,6 +2,37 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
+/**
+ * A lint zone: files matching `files` may not import the top-level folders `folders` (by any
+ * relative path) nor the packages `packages`.
+ * @param {string} files
+ * @param {string[]} folders
+ * @param {string[]} packages
+ */
+function layer(files, folders, packages) {
+  const where = files.split("/")[0];
+  return {
+    files: [files],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            ...folders.map((f) => ({
+              group: [`../${f}/**`, `../../${f}/**`, `../../../${f}/**`],
+              message: `${where}/ must not import ${f}/ (layers: README "Layout")`,
+            })),
+            ...packages.map((p) => ({
+              group: [p],
+              message: `${where}/ must not import ${p} (layers: README "Layout")`,
+            })),
+          ],
+        },
+      ],
+    },
+  };
+}
+
 export default tseslint.config(
   {
     ignores: [
@@ -22,6 +53,27 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": "error",
       "no-console": "off",
     },
+  },
+  // Layers (README "Layout"): the generic runtime knows no recommendations and no transport; state
+  // knows no stages and no transport; stages import no transport. actors/ is a ratchet: the files
+  // listed under `ignores` still import NATS or connectors and move behind the stage host (issue
+  // 13); no other file may start to.
+  layer("runtime/**/*.ts", ["actors", "connectors", "state", "bin"], ["nats", "@grpc/*", "level"]),
+  layer("state/**/*.ts", ["actors", "connectors", "bin"], ["@grpc/*"]),
+  {
+    ...layer("actors/**/*.ts", ["connectors", "bin"], ["nats", "@grpc/*"]),
+    ignores: [
+      "actors/gateway.ts",
+      "actors/host.ts",
+      "actors/parse-metrics.ts",
+      "actors/parse.ts",
+      "actors/pipeline.ts",
+      "actors/popularity-table.ts",
+      "actors/profile-replica.ts",
+      "actors/topology.ts",
+      "actors/trending-hub.ts",
+      "actors/trending.ts",
+    ],
   },
   {
     // The web console: plain ES modules run by the browser.
