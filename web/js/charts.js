@@ -32,7 +32,7 @@ export function lineChart(el, series, { height = 220, keep = 150, yLabel = "" } 
       {
         stroke: "#6b7385",
         grid: { stroke: "#eef0f4" },
-        space: 80,
+        space: 110,
         values: (_u, splits) => splits.map((s) => new Date(s * 1000).toTimeString().slice(0, 8)),
       },
       { stroke: "#6b7385", grid: { stroke: "#eef0f4" }, label: yLabel, size: 56 },

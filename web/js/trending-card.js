@@ -6,24 +6,14 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
   const title = window === "1h" ? "Last hour" : "Last 24 hours";
   const meta = h("span", {}, "waiting for the first update…");
   const tbody = h("tbody");
-  const table = h(
-    "table",
-    { "data-trending": window },
-    h(
-      "thead",
-      {},
-      h(
-        "tr",
-        {},
-        h("th", {}, "#"),
-        h("th", {}, "item"),
-        h("th", {}, "score"),
-        h("th", { class: "num" }, "views"),
-        h("th", { class: "num" }, "clicks"),
-      ),
-    ),
-    tbody,
-  );
+  const head = h("tr");
+  const table = h("table", { "data-trending": window }, h("thead", {}, head), tbody);
+  // Views always; clicks, carts and purchases when some item has them (TRENDING_WEIGHTS decides
+  // what counts: REES46 has no clicks, carts and purchases do).
+  const countsOf = (items) => [
+    "views",
+    ...["clicks", "carts", "purchases"].filter((c) => items.some((i) => i[c] > 0)),
+  ];
   const empty = h("div", { class: "empty" }, "No events in a trending window yet.");
   const el = card(title, meta, empty, table);
   table.style.display = "none";
@@ -47,6 +37,13 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
       doc = d;
       lastAt = Date.now();
       const max = d.items[0]?.score ?? 0;
+      const counts = countsOf(d.items);
+      head.replaceChildren(
+        h("th", {}, "#"),
+        h("th", {}, "item"),
+        h("th", {}, "score"),
+        ...counts.map((c) => h("th", { class: "num" }, c)),
+      );
       const rows = d.items.map((i) => {
         const moved = last.has(i.itemId) ? last.get(i.itemId) !== i.score : last.size > 0;
         return h(
@@ -55,8 +52,7 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
           h("td", { class: "rank" }, i.rank),
           h("td", {}, itemLink(i.itemId)),
           h("td", {}, scoreCell(i.score, max, 1)),
-          h("td", { class: "num" }, fmt.int(i.views)),
-          h("td", { class: "num" }, fmt.int(i.clicks)),
+          ...counts.map((c) => h("td", { class: "num" }, fmt.int(i[c] ?? 0))),
         );
       });
       last = new Map(d.items.map((i) => [i.itemId, i.score]));
