@@ -1,0 +1,338 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect, type NatsConnection } from "nats";
+import { setupNats } from "./helpers/nats.js";
+import { freePort } from "../connectors/nats/embedded-server.js";
+import { createRecoClient } from "../connectors/grpc/index.js";
+import { replayFile } from "../bin/replay/run.js";
+
+/**
+ * Issue 17 point 1: a SIGKILL of the whole app (process group: main and parse processes) late in
+ * a paced replay of the REES46 log, then a restart, gives every answer and every table of an
+ * uninterrupted run: each user's recommendations (items, scores, sources, top categories, the
+ * watermark), the whole popularity bucket (rows and heartbeat), trending finals and heartbeats,
+ * and the counts kept in the snapshots.
+ *
+ * Variants: the private nats-server restarting with the app (the next start stops the one left
+ * behind, which dies at once: its stderr pipe went with the app) or an external one that
+ * survives; the publisher pausing around the kill or going on; IDLE_TIMEOUT_MS=0 or the
+ * default. The one with stale snapshots (long SNAPSHOT_INTERVAL: the restart replays
+ * everything) lost purchases from the popularity table before the fix (KV upserts replayed
+ * after the server's restart were dropped as duplicates while older values were stored).
+ */
+
+const root = resolve(import.meta.dirname, "..");
+const LOG = resolve(root, "../shared/data/rees46/2019-Oct-head.csv");
+const RATE = 5000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface App {
+  child: ChildProcess;
+  metricsPort: number;
+  grpcPort: number;
+  output: () => string;
+}
+
+const exited = (c: ChildProcess) =>
+  c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((r) => c.once("exit", () => r()));
+
+/** `reco start` in a process group of its own, as a shell job: a SIGKILL of the group kills all. */
+async function startApp(env: Record<string, string>): Promise<App> {
+  const metricsPort = await freePort();
+  const grpcPort = await freePort();
+  const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
+    cwd: root,
+    detached: true,
+    env: {
+      ...process.env,
+      GRPC_PORT: String(grpcPort),
+      GRPC_HOST: "127.0.0.1",
+      METRICS_PORT: String(metricsPort),
+      LOG_LEVEL: "warn",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const until = Date.now() + 90_000;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`reco start exited:\n${out}`);
+    try {
+      // Ready, and parse (in its own process) runs: a restarted app is processing again.
+      const app = { child, metricsPort, grpcPort, output: () => out };
+      if (
+        (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status === 200 &&
+        (await gauges(metricsPort, "reco_stage_position")).some((g) => g.labels.stage === "parse")
+      )
+        return app;
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`reco start did not become ready:\n${out}`);
+}
+
+async function killGroup(app: App) {
+  try {
+    process.kill(-app.child.pid!, "SIGKILL");
+  } catch {
+    // already gone
+  }
+  await exited(app.child);
+}
+
+async function gauges(port: number, name: string) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const out: { labels: Record<string, string>; value: number }[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(`${name}{`)) continue;
+    const labels: Record<string, string> = {};
+    for (const m of line.matchAll(/(\w+)="([^"]*)"/g)) labels[m[1]!] = m[2]!;
+    out.push({ labels, value: Number(line.slice(line.lastIndexOf(" ") + 1)) });
+  }
+  return out;
+}
+
+const inputOf: Record<string, (p: string) => [string, string]> = {
+  parse: () => ["EVENTS", ""],
+  watermark: (p) => ["RECO_HOPS", `reco.parse.${p}`],
+  window: (p) => ["RECO_HOPS", `reco.watermark.${p}`],
+  "interest-ranking": (p) => ["RECO_HOPS", `reco.window.${p}`],
+  "popularity-join": (p) => ["RECO_HOPS", `reco.interest-ranking.${p}`],
+  popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
+  trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
+};
+
+/** Every stage has processed the last message of its input, and no position moved for 2 s. */
+async function waitQuiescent(nc: NatsConnection, app: App) {
+  let stableSince = 0;
+  let last = "";
+  const until = Date.now() + 180_000;
+  while (Date.now() < until) {
+    await sleep(250);
+    try {
+      const jsm = await nc.jetstreamManager();
+      const positions = await gauges(app.metricsPort, "reco_stage_position");
+      let behind = positions.some((g) => g.labels.stage === "parse") ? 0 : 1;
+      for (const { labels, value } of positions) {
+        const input = inputOf[labels.stage!];
+        if (!input) continue;
+        const [stream, subject] = input(labels.partition!);
+        const end =
+          subject === ""
+            ? (await jsm.streams.info(stream)).state.last_seq
+            : await jsm.streams
+                .getMessage(stream, { last_by_subj: subject })
+                .then((m) => m.seq)
+                .catch(() => 0);
+        if (value < end) behind++;
+      }
+      const now = JSON.stringify(positions);
+      if (behind === 0 && now === last) {
+        if (stableSince === 0) stableSince = Date.now();
+        else if (Date.now() - stableSince > 2000) return;
+      } else stableSince = 0;
+      last = now;
+    } catch {
+      stableSince = 0; // the server or the app is (re)starting
+    }
+  }
+  throw new Error(`the pipeline did not catch up:\n${app.output().slice(-3000)}`);
+}
+
+interface Results {
+  answers: Record<string, string>;
+  popularity: Record<string, string>;
+  trending: Record<string, string>;
+  counts: Record<string, number>;
+}
+
+async function bucket(nc: NatsConnection, name: string) {
+  const kv = await nc.jetstream().views.kv(name);
+  const keys: string[] = [];
+  // Drain the listing before reading: awaiting inside the listing loop ends it early.
+  for await (const k of await kv.keys()) keys.push(k);
+  const out: Record<string, string> = {};
+  for (const k of keys.sort()) {
+    const e = await kv.get(k);
+    if (!e || e.operation !== "PUT") continue;
+    // A row's or a list's `wm` is the progress its stage had when it was put: a batch's, whose
+    // bounds follow processing time (in two runs without kills too). Heartbeats ("wm.<p>")
+    // carry the final progress, which is the log's.
+    const v = e.json<Record<string, unknown>>();
+    if (!k.startsWith("wm.")) delete v.wm;
+    out[k] = JSON.stringify(v);
+  }
+  return out;
+}
+
+async function collect(nc: NatsConnection, app: App, users: string[]): Promise<Results> {
+  const client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+  const answers: Record<string, string> = {};
+  for (let i = 0; i < users.length; i += 100) {
+    const batch = users.slice(i, i + 100);
+    const got = await Promise.all(batch.map((u) => client.getRecommendations(u, 10)));
+    got.forEach((a, k) => {
+      answers[batch[k]!] = JSON.stringify([
+        a.items.map((x) => [x.itemId, x.score.toFixed(9), x.source]),
+        a.topCategories.map((c) => [c.category, Number(c.interest)]),
+        a.watermark ? [String(a.watermark.seconds), a.watermark.nanos] : null,
+      ]);
+    });
+  }
+  client.close();
+  const trending: Record<string, string> = {};
+  for (const [k, v] of Object.entries(await bucket(nc, "reco_trending"))) {
+    // Non-final lists are processing-time pushes (README): their timing is not the log's.
+    const part = JSON.parse(v) as { final?: boolean };
+    if (k.startsWith("wm.") || part.final === true) trending[k] = v;
+  }
+  const counts: Record<string, number> = {};
+  for (const { labels, value } of await gauges(app.metricsPort, "reco_stage_count")) {
+    const k = `${labels.stage}:${labels.name}`;
+    counts[k] = (counts[k] ?? 0) + value;
+  }
+  return { answers, popularity: await bucket(nc, "reco_popularity"), trending, counts };
+}
+
+/** Entries of `b` that differ from `a`'s (a few, for the failure message) and how many. */
+function differences(a: Record<string, unknown>, b: Record<string, unknown>) {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+  const diff = keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  return { count: diff.length, first: diff.slice(0, 3).map((k) => [k, a[k], b[k]]) };
+}
+
+describe("SIGKILL late in a paced replay (REES46 head)", () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  let users: string[] = [];
+  let events = 0;
+  let expected: Results;
+
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  });
+
+  beforeAll(async () => {
+    if (!existsSync(LOG))
+      throw new Error(`${LOG} is missing: this test replays ../shared/data (see its README)`);
+    const rows = readFileSync(LOG, "utf8").trim().split(/\r?\n/).slice(1);
+    users = [...new Set(rows.map((l) => l.split(",")[7]!))].sort();
+    // The uninterrupted run, paced like the others.
+    const nats = await setupNats();
+    cleanups.push(() => nats.cleanup());
+    const dir = await mkdtemp(join(tmpdir(), "reco-late-kill-ref-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const nc = await connect({ servers: nats.url, noAsyncTraces: true });
+    cleanups.push(() => nc.close());
+    const app = await startApp({ NATS_URL: nats.url, DATA_DIR: dir, IDLE_TIMEOUT_MS: "0" });
+    cleanups.push(() => killGroup(app));
+    const sent = await replayFile({ file: LOG, nc, rate: RATE });
+    events = sent.sent - sent.duplicates;
+    await waitQuiescent(nc, app);
+    expected = await collect(nc, app, users);
+    await killGroup(app);
+    // What is compared holds something.
+    expect(Object.keys(expected.popularity).length).toBeGreaterThan(100);
+    expect(expected.counts["parse:accepted"]).toBeGreaterThan(17_000);
+  }, 240_000);
+
+  /**
+   * One run: the app starts, the log is replayed at RATE, the app's process group is SIGKILLed
+   * once 99.9% of the log is in EVENTS, and a new app starts on the same DATA_DIR.
+   */
+  async function killedRun(o: {
+    privateNats: boolean;
+    publisher: "pauses" | "goes on";
+    env: Record<string, string>;
+  }): Promise<Results> {
+    const dir = await mkdtemp(join(tmpdir(), "reco-late-kill-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    let url: string;
+    let env: Record<string, string>;
+    if (o.privateNats) {
+      const port = await freePort();
+      url = `nats://127.0.0.1:${port}`;
+      env = { NATS_PORT: String(port), DATA_DIR: dir, ...o.env };
+      // The private server left behind by the last app, if any (by its pid file).
+      cleanups.push(async () => {
+        const pid = Number(readFileSync(join(dir, "nats", "nats-server.pid"), "utf8").trim());
+        if (pid > 0) process.kill(pid, "SIGKILL");
+      });
+    } else {
+      const nats = await setupNats();
+      cleanups.push(() => nats.cleanup());
+      url = nats.url;
+      env = { NATS_URL: url, DATA_DIR: dir, ...o.env };
+    }
+    let app = await startApp(env);
+    cleanups.push(() => killGroup(app));
+    const nc = await connect({
+      servers: url,
+      noAsyncTraces: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 100,
+    });
+    cleanups.push(() => nc.close());
+    const jsm = await nc.jetstreamManager();
+    const target = Math.floor(events * 0.999);
+    const whole = () => replayFile({ file: LOG, nc, rate: RATE });
+    // Pausing: the publisher stops at 99.9% and sends the whole log again after the restart
+    // (what it had sent is a duplicate by event id); going on: it never stops.
+    const first =
+      o.publisher === "pauses" ? replayFile({ file: LOG, nc, rate: RATE, limit: target }) : whole();
+    if (o.publisher === "pauses") await first;
+    else
+      for (;;) {
+        const last = await jsm.streams.info("EVENTS").then((i) => i.state.last_seq);
+        if (last >= target) break;
+        await sleep(2);
+      }
+    await killGroup(app);
+    app = await startApp(env);
+    if (o.publisher === "pauses") await whole();
+    else await first;
+    await waitQuiescent(nc, app);
+    const got = await collect(nc, app, users);
+    await killGroup(app);
+    return got;
+  }
+
+  const expectSame = (got: Results) => {
+    expect(differences(expected.popularity, got.popularity)).toEqual({ count: 0, first: [] });
+    expect(differences(expected.trending, got.trending)).toEqual({ count: 0, first: [] });
+    expect(differences(expected.counts, got.counts)).toEqual({ count: 0, first: [] });
+    expect(differences(expected.answers, got.answers)).toEqual({ count: 0, first: [] });
+  };
+
+  it("the private nats-server restarting with the app, the publisher pausing, IDLE_TIMEOUT_MS=0, stale snapshots", async () => {
+    expectSame(
+      await killedRun({
+        privateNats: true,
+        publisher: "pauses",
+        // Nothing snapshotted before the kill: the restart replays the whole log.
+        env: { IDLE_TIMEOUT_MS: "0", SNAPSHOT_INTERVAL: "40000", SNAPSHOT_EVERY: "1000000" },
+      }),
+    );
+  }, 300_000);
+
+  it("an external nats-server, the publisher going on, the default IDLE_TIMEOUT_MS and snapshots", async () => {
+    // The default idle timeout (30 s) writes its first marker 30 s after the restart at the
+    // earliest: the results are compared before, so they must equal the run without markers.
+    expectSame(await killedRun({ privateNats: false, publisher: "goes on", env: {} }));
+  }, 300_000);
+
+  it("the private nats-server restarting with the app, the publisher going on, IDLE_TIMEOUT_MS=0", async () => {
+    expectSame(
+      await killedRun({ privateNats: true, publisher: "goes on", env: { IDLE_TIMEOUT_MS: "0" } }),
+    );
+  }, 300_000);
+});
