@@ -176,7 +176,7 @@ export async function startApp(
     cleanups.push(() => pipeline.stop());
     const stages = watchStages(
       pipeline.supervisor.events$,
-      (id) => pipeline.supervisor.child(id)?.getStatus() === "running",
+      (id) => pipeline.supervisor.child(id)?.getStatus(),
       { failingMs: cfg.healthStageFailingMs },
     );
     cleanups.push(async () => stages.stop());
@@ -353,6 +353,10 @@ export async function startGatewayApp(
     const metrics = createMetrics();
     const grpc = await serveGrpc(cfg, gateway.backend, metrics, log);
     cleanups.push(() => grpc.stop());
+    const grpcHealth = setInterval(() => {
+      grpc.setServing(gateway.backend.isReady() && healthProblems([nats.check]).length === 0);
+    }, 1_000);
+    cleanups.push(async () => clearInterval(grpcHealth));
     // A gateway runs no stages: its console shows answers and trending, no pipeline.
     const web = await serveWeb(cfg, gateway.backend, undefined, log);
     cleanups.push(() => web.stop());
@@ -370,6 +374,7 @@ export async function startGatewayApp(
       webPort: web.port,
       webUrl: web.url,
       async stop() {
+        clearInterval(grpcHealth);
         grpc.setServing(false);
         await cleanup();
       },

@@ -154,15 +154,24 @@ export function watchNats(
 /**
  * Stages (supervised actors) that keep failing. A failure starts the clock; the stage counts as
  * recovered once it runs again and has not failed for `recoveredAfterMs` (a stage that restarts
- * every few seconds is failing, not recovered). Reported once failing for `failingMs`.
+ * every few seconds is failing, not recovered). Reported once failing for `failingMs`. A stage
+ * with no live instance that has not failed for `forgetAfterMs` is gone (a worker's unit handed
+ * over), not failing: in backoff, a failing one fails again within the backoff cap (5 s).
  */
 export function watchStages(
   events$: Observable<SupervisorEvent>,
-  running: (id: string) => boolean,
-  o: { failingMs: number; recoveredAfterMs?: number; check?: string; now?: () => number },
+  status: (id: string) => string | undefined,
+  o: {
+    failingMs: number;
+    recoveredAfterMs?: number;
+    forgetAfterMs?: number;
+    check?: string;
+    now?: () => number;
+  },
 ): { check: HealthCheck; stop(): void } {
   const now = o.now ?? Date.now;
   const recoveredAfter = o.recoveredAfterMs ?? 10_000;
+  const forgetAfter = o.forgetAfterMs ?? 60_000;
   const failing = new Map<
     string,
     { since: number; last: number; error: unknown; first: unknown; n: number }
@@ -178,7 +187,13 @@ export function watchStages(
     check(at) {
       const out: HealthProblem[] = [];
       for (const [id, f] of failing) {
-        if (running(id) && at - f.last >= recoveredAfter) failing.delete(id);
+        const st = status(id);
+        const quiet = at - f.last;
+        if (
+          (st === "running" && quiet >= recoveredAfter) ||
+          (st === undefined && quiet >= forgetAfter)
+        )
+          failing.delete(id);
         else if (at - f.since >= o.failingMs) {
           // The first error often says why (insufficient resources), the later ones only how.
           const [last, first] = [explainError(f.error), explainError(f.first)];

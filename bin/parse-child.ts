@@ -104,7 +104,7 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   cleanups.push(() => pipeline.stop());
   const stages = watchStages(
     pipeline.supervisor.events$,
-    (id) => pipeline.supervisor.child(id)?.getStatus() === "running",
+    (id) => pipeline.supervisor.child(id)?.getStatus(),
     { failingMs: cfg.healthStageFailingMs },
   );
   // The parent's /healthz reads the last report: it never waits for this process.

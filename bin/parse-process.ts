@@ -144,7 +144,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   );
   const running = () => current()?.getStatus() === "running";
   // A child that dies and is restarted over and over is "the parse stage failing".
-  const dying = watchStages(supervisor.events$, running, {
+  const dying = watchStages(supervisor.events$, () => current()?.getStatus(), {
     failingMs: o.cfg.healthStageFailingMs,
     check: "parse-process",
   });

@@ -9,7 +9,7 @@ describe("a stage that keeps failing", () => {
     let t = 1_000_000;
     const events$ = new Subject<SupervisorEvent>();
     const running = new Set<string>();
-    const w = watchStages(events$, (id) => running.has(id), {
+    const w = watchStages(events$, (id) => (running.has(id) ? "running" : "starting"), {
       failingMs,
       recoveredAfterMs: 10_000,
       now: () => t,
@@ -58,6 +58,17 @@ describe("a stage that keeps failing", () => {
     s.advance(60_000); // not running: in backoff or hanging in start
     expect(s.w.check(s.now())[0]?.reason).toMatch(/parse\/0 has been failing for 60 s/);
   });
+});
+
+it("a failing stage that is no longer supervised (a worker's unit handed over) is forgotten", () => {
+  let t = 0;
+  const events$ = new Subject<SupervisorEvent>();
+  const w = watchStages(events$, () => undefined, { failingMs: 0, now: () => t });
+  events$.next({ type: "child-failed", childId: "window/1", error: new Error("x"), restarts: 0 });
+  t += 30_000; // no instance: in backoff, or gone
+  expect(w.check(t)).toHaveLength(1);
+  t += 30_000; // a stage in backoff would have failed again long ago
+  expect(w.check(t)).toEqual([]);
 });
 
 describe("reasons an operator can act on", () => {
