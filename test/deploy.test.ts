@@ -780,15 +780,17 @@ describe("deploy/k8s", () => {
     expect(data.PARTITIONS).toBe(workers[0]![1].environment?.PARTITIONS);
   });
 
-  it("readiness, liveness and startup probes ask /healthz on the metrics port", () => {
+  it("readiness and startup probes ask /healthz, liveness /livez, on the metrics port", () => {
     for (const c of containers) {
       const metrics = c.ports?.find((p) => p.containerPort === 9464);
       expect(metrics, `${c.name} declares port 9464`).toBeDefined();
       expect(c.readinessProbe, `${c.name} readiness`).toBeDefined();
       expect(c.livenessProbe, `${c.name} liveness`).toBeDefined();
+      // Issue 17: /healthz is 503 while NATS is down; restarting the pod would not help.
+      expect(c.livenessProbe?.httpGet?.path).toBe("/livez");
       for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
         if (!probe) continue;
-        expect(probe.httpGet?.path).toBe("/healthz");
+        if (probe !== c.livenessProbe) expect(probe.httpGet?.path).toBe("/healthz");
         expect([metrics!.name, metrics!.containerPort]).toContain(probe.httpGet?.port);
       }
       expect(c.resources?.requests?.cpu && c.resources.requests.memory).toBeTruthy();

@@ -114,6 +114,8 @@ describe("health that tells the truth", () => {
     const until = Date.now() + 3_000;
     while (Date.now() < until) worst = Math.max(worst, (await healthz(app)).ms);
     expect(worst).toBeLessThan(500);
+    // Alive all the same: a liveness probe must not restart it for NATS's sake.
+    expect((await fetch(`http://127.0.0.1:${app.metricsPort}/livez`)).status).toBe(200);
 
     await nats.restart();
     const up = await healthUntil(app, (h) => h.status === 200, 30_000);

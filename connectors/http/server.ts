@@ -21,8 +21,9 @@ export interface HttpServer {
 }
 
 /**
- * Serves `/metrics` (Prometheus text format) and `/healthz`: 200 when healthy, 503 otherwise, with
- * a JSON body (`status`, and the `reason` and `problems` when not).
+ * Serves `/metrics` (Prometheus text format), `/healthz` (200 when healthy, 503 otherwise, with a
+ * JSON body: `status`, and the `reason` and `problems` when not) and `/livez` (200 while the
+ * process answers at all).
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const server: Server = createServer((req, res) => {
@@ -40,6 +41,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         .catch((err: unknown) => res.writeHead(500).end(String(err)));
       return;
     }
+    // Liveness: the process answers. Not health: restarting it would not bring NATS or disk
+    // space back (a Kubernetes liveness probe on /healthz would restart pods for that).
+    if (url === "/livez") {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"status":"alive"}');
+      return;
+    }
     if (url === "/healthz") {
       const h = options.health();
       res
@@ -49,7 +56,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     }
     res
       .writeHead(404, { "content-type": "text/plain" })
-      .end("not found: try /metrics or /healthz\n");
+      .end("not found: try /metrics, /healthz or /livez\n");
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
