@@ -148,11 +148,25 @@ export function readShared<T>(key: string, data: Uint8Array, fn: () => T): T {
 
 /** Decodes a hop message of either form. */
 export function decodeEnvelope<R>(data: Uint8Array): Envelope<R> {
+  let env: Envelope<R>;
   if (reading !== undefined && reading.data === data) {
     reading.env ??= decode(data);
-    return reading.env as Envelope<R>;
-  }
-  return decode<R>(data);
+    env = reading.env as Envelope<R>;
+  } else env = decode<R>(data);
+  lastDecoded = data;
+  lastDecodedRecords = env.recs.length;
+  return env;
+}
+
+let lastDecoded: Uint8Array | undefined;
+let lastDecodedRecords = 0;
+
+/**
+ * The records of `data` if it was the last hop message decoded (the host asks right after a
+ * stage handled it, for reco_stage_events_in_total); 0 when the stage did not decode it.
+ */
+export function recordsOfLastDecode(data: Uint8Array): number {
+  return lastDecoded === data ? lastDecodedRecords : 0;
 }
 
 function decode<R>(data: Uint8Array): Envelope<R> {

@@ -2,7 +2,7 @@ import type { JsMsg, NatsConnection } from "nats";
 import { createActor, type Actor, type ActorContext } from "../runtime/index.js";
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openDurableSource } from "../connectors/nats/source.js";
-import { encodeEnvelope, peekUpTo, readShared, withHead } from "./envelope.js";
+import { encodeEnvelope, peekUpTo, readShared, recordsOfLastDecode, withHead } from "./envelope.js";
 import {
   deadLetterHeaders,
   DEFAULT_MAX_PAYLOAD,
@@ -138,7 +138,8 @@ export interface HostDeps {
 }
 
 export interface HostMetrics {
-  input(stage: string, partition: number, n: number): void;
+  /** `n` input messages holding `records` records (events for parse, hop records after it). */
+  input(stage: string, partition: number, n: number, records: number): void;
   output(stage: string, partition: number, n: number): void;
   lag(stage: string, partition: number, pending: number): void;
   mailbox(stage: string, partition: number, depth: number): void;
@@ -210,6 +211,7 @@ export function createStageInstance<H extends StageHandler>(
   // Metrics are summed here and handed to prom-client on a timer: a labelled counter costs a
   // label hash per call, which per input message was a measurable share of the host's CPU.
   let inputCount = 0;
+  let inputRecords = 0;
   let outputCount = 0;
   // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
   // together with max_ack_pending: events are small, a hop message holds up to B records.
@@ -356,6 +358,7 @@ export function createStageInstance<H extends StageHandler>(
         ledger.set(r.seq, { attempts, error: errorText(err), publish: true });
       });
     }
+    outputCount += raws.length;
     raws.length = 0;
     // A KV put is a publish to $KV.<bucket>.<key>: through the same publisher, so the next
     // snapshot waits for it like for any other output (a crash cannot lose an upsert that the
@@ -371,6 +374,7 @@ export function createStageInstance<H extends StageHandler>(
     // of the next snapshot fails and the instance replays, in order, from its snapshot.
     for (const p of kvPuts.values())
       pub.publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value))).catch(ignore);
+    outputCount += kvPuts.size;
     kvPuts.clear();
   };
 
@@ -426,9 +430,10 @@ export function createStageInstance<H extends StageHandler>(
   const reportMetrics = () => {
     const m = deps.metrics;
     if (!m) return;
-    if (inputCount > 0) m.input(stage, partition, inputCount);
+    if (inputCount > 0) m.input(stage, partition, inputCount, inputRecords);
     if (outputCount > 0) m.output(stage, partition, outputCount);
     inputCount = 0;
+    inputRecords = 0;
     outputCount = 0;
     // The pending count of the last message taken: 0 once caught up.
     const pending = lastMsg?.info.pending;
@@ -512,6 +517,8 @@ export function createStageInstance<H extends StageHandler>(
     lastMsg = m;
     sinceSnapshot++;
     inputCount++;
+    // Records, not messages: a hop message holds a batch (one event for parse's raw input).
+    inputRecords += spec.input === "raw" ? 1 : recordsOfLastDecode(data);
     if (spec.batching === "per-input") flush();
     else if (full.length > 0) flushFull();
     if (++sinceAck >= ackEvery) {

@@ -173,7 +173,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     snapshotIntervalMs: cfg.snapshotIntervalMs,
     snapshotEveryMessages: cfg.snapshotEveryMessages,
     maxAttempts: cfg.maxAttempts,
-    ...(metrics ? { metrics: hostMetrics(metrics) } : {}),
+    ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
     ...(deps.log ? { log: deps.log } : {}),
   });
 
@@ -607,10 +607,20 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   };
 }
 
-function hostMetrics(m: Metrics): NonNullable<HostDeps["metrics"]> {
+function hostMetrics(
+  m: Metrics,
+  stage: string,
+  partition: number,
+): NonNullable<HostDeps["metrics"]> {
   const l = (stage: string, partition: number) => ({ stage, partition: String(partition) });
+  // Every series from the start, at 0: a counter that first appears at its first increment
+  // makes rate() and increase() queries empty or wrong (issue 18).
+  m.initStage(stage, partition);
   return {
-    input: (s, p, n) => m.eventsIn.inc(l(s, p), n),
+    input: (s, p, n, records) => {
+      m.messagesIn.inc(l(s, p), n);
+      m.eventsIn.inc(l(s, p), records);
+    },
     output: (s, p, n) => m.eventsOut.inc(l(s, p), n),
     lag: (s, p, n) => m.lag.set(l(s, p), n),
     mailbox: (s, p, n) => m.mailbox.set(l(s, p), n),

@@ -1,3 +1,6 @@
+import { readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Counter, Gauge, Histogram, collectDefaultMetrics, Registry } from "prom-client";
 
 /**
@@ -13,13 +16,19 @@ export function createMetrics(registry = new Registry()) {
     registry,
     eventsIn: new Counter({
       name: "reco_stage_events_in_total",
-      help: "Input messages processed",
+      help: "Input records processed: events for parse, the records of the hop batches for the other stages",
+      labelNames: labels,
+      registers: [registry],
+    }),
+    messagesIn: new Counter({
+      name: "reco_stage_messages_in_total",
+      help: "Input messages processed: one per event for parse, one per hop batch for the other stages",
       labelNames: labels,
       registers: [registry],
     }),
     eventsOut: new Counter({
       name: "reco_stage_records_out_total",
-      help: "Records emitted on hops",
+      help: "Records a stage emitted: hop records, table upserts (KV puts), late and dead letters",
       labelNames: labels,
       registers: [registry],
     }),
@@ -129,11 +138,111 @@ export function createMetrics(registry = new Registry()) {
       help: "Max event time seen by parse (epoch ms)",
       registers: [registry],
     }),
+    buildInfo: new Gauge({
+      name: "reco_build_info",
+      help: "1, labelled with the version (package.json), git commit and Node.js version running",
+      labelNames: ["version", "commit", "node"] as const,
+      registers: [registry],
+      // The parse process has it too: merged, it must stay 1, not add up.
+      aggregator: "first",
+    }),
+    /**
+     * The labelled series of one stage instance, at 0 (counters) from its start: a series that
+     * appears only at its first increment leaves rate() and increase() empty until then, and
+     * dashboards and alerts blind (issue 18).
+     */
+    initStage(stage: string, partition: number): void {
+      const l = { stage, partition: String(partition) };
+      for (const c of [
+        m.eventsIn,
+        m.messagesIn,
+        m.eventsOut,
+        m.errors,
+        m.restarts,
+        m.poison,
+        m.duplicateBatches,
+        m.snapshotKeys,
+      ])
+        c.inc(l, 0);
+      m.lag.set(l, 0);
+      m.mailbox.set(l, 0);
+    },
   };
+  // Known label sets of the event counters, at 0 from the start (see initStage).
+  for (const stage of LATE_STAGES) m.late.inc({ stage }, 0);
+  for (const reason of KNOWN_BAD_REASONS) m.bad.inc({ reason }, 0);
+  m.accepted.inc(0);
+  m.duplicates.inc(0);
+  m.received.inc(0);
+  m.buildInfo.set(BUILD_INFO, 1);
   return m;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The stages that send events to reco.late (label `stage` of reco_events_late_total). */
+export const LATE_STAGES = ["watermark", "trending", "popularity"] as const;
+
+/**
+ * Dead-letter reasons given a series from the start; other reasons (`missing_field:<f>`,
+ * `invalid_field:<f>`, …) appear at their first dead letter.
+ */
+export const KNOWN_BAD_REASONS = ["bad_json", "bad_protobuf", "event_too_large"] as const;
+
+/** reco_build_info's labels: package version, git commit (RECO_COMMIT or .git), Node.js. */
+const BUILD_INFO = buildInfo();
+
+function buildInfo(): { version: string; commit: string; node: string } {
+  const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  let version = "unknown";
+  try {
+    version = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string })
+      .version;
+  } catch {
+    // not beside its package.json (a bundled copy): unknown
+  }
+  return {
+    version,
+    commit: process.env.RECO_COMMIT ?? gitCommit(root),
+    node: process.versions.node,
+  };
+}
+
+/** HEAD's commit read from .git (no git binary needed; a worktree too); "unknown" elsewhere. */
+function gitCommit(root: string): string {
+  try {
+    let gitDir = join(root, ".git");
+    if (statSync(gitDir).isFile())
+      gitDir = resolve(
+        root,
+        readFileSync(gitDir, "utf8")
+          .replace(/^gitdir:\s*/, "")
+          .trim(),
+      );
+    // A worktree keeps its HEAD and shares the refs of the main repository (commondir).
+    let common = gitDir;
+    try {
+      common = resolve(gitDir, readFileSync(join(gitDir, "commondir"), "utf8").trim());
+    } catch {
+      // not a worktree
+    }
+    const head = readFileSync(join(gitDir, "HEAD"), "utf8").trim();
+    if (!head.startsWith("ref: ")) return head.slice(0, 12);
+    const ref = head.slice(5);
+    for (const dir of [gitDir, common]) {
+      try {
+        return readFileSync(join(dir, ref), "utf8").trim().slice(0, 12);
+      } catch {
+        // packed, or in the other directory
+      }
+    }
+    const packed = readFileSync(join(common, "packed-refs"), "utf8");
+    const line = packed.split("\n").find((l) => l.endsWith(` ${ref}`));
+    return line ? line.slice(0, 12) : "unknown";
+  } catch {
+    return "unknown";
+  }
+}
 
 /** What the bad-ratio gauges show. */
 export interface BadRatioReading {
