@@ -108,10 +108,21 @@ export async function startApp(
     let embedded: EmbeddedNats | undefined;
     if (natsUrl === undefined) {
       // With credentials kept in DATA_DIR; publishers get theirs from nats-publisher.json.
+      let monitorPort = cfg.natsMonitorPort;
       const priv = await startPrivateNats({
         dataDir: cfg.dataDir,
         port: cfg.natsPort,
-        monitorPort: cfg.natsMonitorPort,
+        monitorPort,
+      }).catch((err: unknown) => {
+        // Monitoring is an aid: a busy port (a second instance, another program on 8222) must
+        // not stop the engine. Started again without it, and said so.
+        if (!monitorPort || !/monitor port/.test(String((err as Error)?.message))) throw err;
+        log.warn(
+          { monitorPort },
+          "nats-server monitoring port busy: running without it (set NATS_MONITOR_PORT)",
+        );
+        monitorPort = 0;
+        return startPrivateNats({ dataDir: cfg.dataDir, port: cfg.natsPort, monitorPort: 0 });
       });
       embedded = priv.server;
       cleanups.push(() => embedded!.stop());
@@ -121,7 +132,7 @@ export async function startApp(
           url: embedded.url,
           publisher: publisherFile(cfg.dataDir),
           natsPid: embedded.pid,
-          ...(cfg.natsMonitorPort ? { monitor: `http://127.0.0.1:${cfg.natsMonitorPort}` } : {}),
+          ...(monitorPort ? { monitor: `http://127.0.0.1:${monitorPort}` } : {}),
         },
         "started private nats-server",
       );
