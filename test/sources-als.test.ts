@@ -63,6 +63,19 @@ describe("implicit ALS", () => {
     expect(worst).toBeLessThan(1e-4);
   });
 
+  it("retrains from the previous model (warm start): known rows start from it, deterministically", () => {
+    const r = twoTastes();
+    const first = trainAls(r, small);
+    const warm = { ...small, warmIterations: 1 };
+    const a = trainAls(r, warm, undefined, first);
+    const b = trainAls(r, warm, undefined, first);
+    expect(Array.from(a.U)).toEqual(Array.from(b.U));
+    // One iteration from a converged model stays near it; one from scratch does not.
+    const cold = trainAls(r, { ...small, iterations: 1 });
+    const dist = (x: Float32Array) => x.reduce((acc, v, q) => acc + (v - first.U[q]!) ** 2, 0);
+    expect(dist(a.U)).toBeLessThan(dist(cold.U) / 10);
+  });
+
   it("folds in a user unknown to the model from their row", () => {
     const idx = createAlsIndex(trainAls(twoTastes(), small));
     expect(idx.vector("newcomer")).toBeUndefined();

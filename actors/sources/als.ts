@@ -26,6 +26,11 @@ export interface AlsSettings {
   /** Conjugate-gradient steps per row and half-iteration. */
   cgSteps: number;
   seed: number;
+  /**
+   * Iterations when training from a previous model (warm start: its users' and items' factors
+   * as the starting point, new ones drawn from the seed); default `iterations`.
+   */
+  warmIterations?: number;
   /** Solve short rows exactly by the Woodbury identity (default true; false: measurement). */
   woodbury?: boolean;
 }
@@ -39,6 +44,7 @@ export const IMPLICIT_DEFAULTS: AlsSettings = {
   solver: "cg",
   cgSteps: 3,
   seed: 42,
+  warmIterations: 5,
 };
 
 /** Seed 001's Spark settings (rank 10, regParam 0.01, 10 iterations). */
@@ -63,18 +69,38 @@ export interface AlsModel {
   V: Float32Array;
 }
 
-/** Trains a model; `onIteration` is called after each full iteration (progress, cancellation). */
-export function trainAls(r: Ratings, s: AlsSettings, onIteration?: (it: number) => void): AlsModel {
+/**
+ * Trains a model; `onIteration` is called after each full iteration (progress, cancellation).
+ * With `from` (the previous model of the same settings), its factors are the starting point of
+ * the users and items it knows, and `warmIterations` are run: a periodic retraining converges
+ * from where the last one stopped. The result is still a function of (ratings, settings, from).
+ */
+export function trainAls(
+  r: Ratings,
+  s: AlsSettings,
+  onIteration?: (it: number) => void,
+  from?: AlsModel,
+): AlsModel {
   const k = s.rank;
   const rand = seededRandom(s.seed);
-  const init = (n: number) => {
-    const a = new Float32Array(n * k);
+  const warm = from && from.settings.rank === k ? from : undefined;
+  const init = (ids: string[], prevIds: string[] | undefined, prev: Float32Array | undefined) => {
+    const a = new Float32Array(ids.length * k);
     for (let x = 0; x < a.length; x++) a[x] = rand() * 0.01;
+    if (prevIds && prev) {
+      const at = new Map<string, number>();
+      prevIds.forEach((id, x) => at.set(id, x));
+      ids.forEach((id, x) => {
+        const p = at.get(id);
+        if (p !== undefined) a.set(prev.subarray(p * k, (p + 1) * k), x * k);
+      });
+    }
     return a;
   };
-  const U = init(r.users.length);
-  const V = init(r.items.length);
-  for (let it = 0; it < s.iterations; it++) {
+  const U = init(r.users, warm?.users, warm?.U);
+  const V = init(r.items, warm?.items, warm?.V);
+  const iterations = warm ? (s.warmIterations ?? s.iterations) : s.iterations;
+  for (let it = 0; it < iterations; it++) {
     halfStep(U, V, r.userPtr, r.userCols, r.userVals, s);
     halfStep(V, U, r.itemPtr, r.itemRows, r.itemVals, s);
     onIteration?.(it + 1);

@@ -24,6 +24,8 @@ export interface EvalCommandOptions {
   /** Use only the first `limit` events of the log (a slice for quick runs and CI). */
   limit?: number;
   quiet?: boolean;
+  /** Only what the blend and popularity need: no ALS training when the blend gives it no weight. */
+  blendOnly?: boolean;
 }
 
 /** Runs the whole evaluation of one log. */
@@ -36,12 +38,17 @@ export async function runEval(path: string, o: EvalCommandOptions): Promise<Eval
   let bs: BlendSettings = defaultBlend(preset);
   if (o.weights) bs = { ...bs, weights: o.weights };
   if (o.mode) bs = { ...bs, mode: o.mode };
+  const sources = defaultSourceSettings(preset);
+  if (o.blendOnly && !o.validation && !(bs.weights.COLLABORATIVE ?? 0)) {
+    delete sources.implicit;
+    delete sources.explicit;
+  }
   const { cases, als } = collectCases(events, {
     preset,
     k: o.k,
     testCuts: TEST_CUTS,
     validationCuts: o.validation ? VALIDATION_CUTS : undefined,
-    sources: defaultSourceSettings(preset),
+    sources,
     blend: bs,
     log: say,
   });
