@@ -10,7 +10,12 @@ export interface RecoBackend {
   /** False while NATS or state is not ready: the façades answer UNAVAILABLE / 503. */
   isReady(): boolean;
   /** Recommendations for one user; `n` is already validated (1..100). */
-  getRecommendations(userId: string, n: number, signal: AbortSignal): Promise<Recommendations>;
+  getRecommendations(
+    userId: string,
+    n: number,
+    signal: AbortSignal,
+    options?: RecommendOptions,
+  ): Promise<Recommendations>;
   /**
    * Optional fast path: the same answer as `getRecommendations`, given synchronously when the
    * serving state can be read in place (a worker's own partitions, a gateway's replica). The façade
@@ -19,7 +24,7 @@ export interface RecoBackend {
    * Throws what `getRecommendations` would reject with; `undefined` means "ask
    * `getRecommendations`" (an answer that needs I/O).
    */
-  recommendNow?(userId: string, n: number): Recommendations | undefined;
+  recommendNow?(userId: string, n: number, options?: RecommendOptions): Recommendations | undefined;
   /**
    * Trending snapshots for the newest window of `window`. Emits the latest known snapshot
    * at once (if any), then every update. Hot: it never completes while the process runs.
@@ -50,7 +55,19 @@ export interface RecentEvent {
   count: number;
 }
 
-export type Source = "PERSONALIZED" | "POPULAR_FALLBACK";
+/** PERSONALIZED / POPULAR_FALLBACK: the design ranking; the others: the blend (DESIGN §5). */
+export type Source =
+  "PERSONALIZED" | "POPULAR_FALLBACK" | "HISTORY" | "SIMILAR_ITEMS" | "COLLABORATIVE" | "TRENDING";
+
+/** Request options of GetRecommendations (validated by `validateRecommendOptions`). */
+export interface RecommendOptions {
+  /** Only items of this main category. */
+  category?: string;
+  /** Items never to return. */
+  exclude?: ReadonlySet<string>;
+  /** Leave out the items the user has interacted with. */
+  excludeTouched?: boolean;
+}
 export type TrendingWindowName = "1h" | "24h";
 export const TRENDING_WINDOWS: readonly TrendingWindowName[] = ["1h", "24h"];
 
@@ -159,6 +176,52 @@ export class InvalidArgumentError extends Error {
     super(message, options);
   }
 }
+
+/** At most this many excluded ids per request; a category at most this long. */
+export const MAX_EXCLUDED = 100;
+export const MAX_CATEGORY_LENGTH = 256;
+
+/**
+ * The request options, checked with the same rules through both doors: `category` not blank and
+ * at most 256 characters (empty: any), each excluded id as an id (`exclude_item_ids` names the
+ * field, as the proto does; the HTTP API names its own), at most 100 of them.
+ */
+export function validateRecommendOptions(
+  o: { category: string; exclude: readonly string[]; excludeTouched: boolean },
+  fields: { category: string; exclude: string } = {
+    category: "category",
+    exclude: "exclude_item_ids",
+  },
+): RecommendOptions {
+  const out: RecommendOptions = {};
+  if (o.category !== "") {
+    if (o.category.trim().length === 0)
+      throw new InvalidArgumentError(
+        fields.category,
+        `${fields.category} must not be blank (only white space)`,
+      );
+    if (o.category.length > MAX_CATEGORY_LENGTH)
+      throw new InvalidArgumentError(
+        fields.category,
+        `${fields.category} must be at most ${MAX_CATEGORY_LENGTH} characters, got ${o.category.length}`,
+      );
+    out.category = o.category;
+  }
+  if (o.exclude.length > MAX_EXCLUDED)
+    throw new InvalidArgumentError(
+      fields.exclude,
+      `${fields.exclude} must list at most ${MAX_EXCLUDED} ids, got ${o.exclude.length}`,
+    );
+  if (o.exclude.length > 0)
+    out.exclude = new Set(o.exclude.map((id) => validateId(fields.exclude, id)));
+  if (o.excludeTouched) out.excludeTouched = true;
+  return out;
+}
+
+/** Whether any option is set (no options: the fast path answers as before). */
+export const hasOptions = (o: RecommendOptions | undefined): o is RecommendOptions =>
+  o !== undefined &&
+  (o.category !== undefined || (o.exclude?.size ?? 0) > 0 || o.excludeTouched === true);
 
 /** Default and bounds of `n` and `k` (DESIGN.md §5). */
 export const DEFAULT_COUNT = 10;

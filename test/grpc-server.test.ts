@@ -516,6 +516,7 @@ describe("gRPC server", () => {
         expect(reco?.service[0]?.method.map((m) => m.name)).toEqual([
           "GetRecommendations",
           "StreamTrending",
+          "GetSimilarItems",
         ]);
         // Its import comes along, so a client can resolve google.protobuf.Timestamp.
         expect(protos.map((p) => p.name)).toContain("google/protobuf/timestamp.proto");

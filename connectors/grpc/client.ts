@@ -15,10 +15,13 @@ import {
 import { create } from "@bufbuild/protobuf";
 import {
   GetRecommendationsRequestSchema,
+  GetSimilarItemsRequestSchema,
   StreamTrendingRequestSchema,
   TrendingWindow,
   type GetRecommendationsRequest,
   type GetRecommendationsResponse,
+  type GetSimilarItemsRequest,
+  type GetSimilarItemsResponse,
   type StreamTrendingRequest,
   type TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
@@ -47,8 +50,15 @@ export interface RecoClient {
   getRecommendations(
     userId: string,
     n?: number,
-    options?: { deadlineMs?: number },
+    options?: {
+      deadlineMs?: number;
+      category?: string;
+      excludeItemIds?: string[];
+      excludeTouched?: boolean;
+    },
   ): Promise<GetRecommendationsResponse>;
+  /** `n` 0 or omitted means the server default (10). */
+  getSimilarItems(itemId: string, n?: number): Promise<GetSimilarItemsResponse>;
   /** `k` 0 or omitted means the server default (10). The call starts at once. */
   streamTrending(window: TrendingWindow | TrendingWindowName, k?: number): TrendingStream;
   close(): void;
@@ -61,6 +71,12 @@ interface RawRecoClient extends Client {
     metadata: Metadata,
     options: CallOptions,
     callback: requestCallback<GetRecommendationsResponse>,
+  ): ClientUnaryCall;
+  GetSimilarItems(
+    request: GetSimilarItemsRequest,
+    metadata: Metadata,
+    options: CallOptions,
+    callback: requestCallback<GetSimilarItemsResponse>,
   ): ClientUnaryCall;
   StreamTrending(
     request: StreamTrendingRequest,
@@ -89,14 +105,25 @@ export function createRecoClient(address: string, options: RecoClientOptions = {
   ) as unknown as RawRecoClient;
 
   return {
-    getRecommendations(userId, n = 0, { deadlineMs } = {}) {
+    getRecommendations(userId, n = 0, { deadlineMs, ...options } = {}) {
       const callOptions: CallOptions =
         deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
       return new Promise((resolve, reject) => {
         raw.GetRecommendations(
-          create(GetRecommendationsRequestSchema, { userId, n }),
+          create(GetRecommendationsRequestSchema, { userId, n, ...options }),
           new Metadata(),
           callOptions,
+          (err, response) => (err || !response ? reject(err) : resolve(response)),
+        );
+      });
+    },
+
+    getSimilarItems(itemId, n = 0) {
+      return new Promise((resolve, reject) => {
+        raw.GetSimilarItems(
+          create(GetSimilarItemsRequestSchema, { itemId, n }),
+          new Metadata(),
+          {},
           (err, response) => (err || !response ? reject(err) : resolve(response)),
         );
       });

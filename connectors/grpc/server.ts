@@ -32,16 +32,23 @@ import {
   type CategoryInterest,
   type GetRecommendationsRequest,
   type GetRecommendationsResponse,
+  type GetSimilarItemsRequest,
+  type GetSimilarItemsResponse,
+  SimilarBasis,
   type RecommendedItem,
   type StreamTrendingRequest,
   type TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
 import {
   BackendUnavailableError,
+  hasOptions,
   validateCount,
   validateId,
+  validateRecommendOptions,
+  type RecommendOptions,
   type RecoBackend,
   type Recommendations,
+  type SimilarItems,
   type TrendingSnapshot,
   type TrendingWindowName,
 } from "../../actors/backend.js";
@@ -55,6 +62,7 @@ import {
   type ServiceErrorStatus,
 } from "./errors.js";
 import { createGrpcMetrics, transportErrorInterceptor } from "./metrics.js";
+import { explain } from "../http/api-views.js";
 
 export interface GrpcServerOptions {
   /** 0 picks a free port (read it back from `GrpcServer.port`). */
@@ -115,6 +123,7 @@ const SERVICE_NAME = RecommendationService.typeName;
 export const recoServiceDefinition = {
   GetRecommendations: methodDefinition(RecommendationService.method.getRecommendations),
   StreamTrending: methodDefinition(RecommendationService.method.streamTrending),
+  GetSimilarItems: methodDefinition(RecommendationService.method.getSimilarItems),
 } satisfies ServiceDefinition;
 
 function methodDefinition<I extends DescMessage, O extends DescMessage>(method: {
@@ -263,10 +272,53 @@ function untilAborted<T>(work: () => Promise<T>, signal: AbortSignal): Promise<T
 function validateRecommendationsRequest(req: GetRecommendationsRequest): {
   userId: string;
   n: number;
+  options?: RecommendOptions;
 } {
   assertDecoded(req, "reco.v1.GetRecommendationsRequest");
   // The rules are shared with the JSON/HTTP API (actors/backend.ts).
-  return { userId: validateId("user_id", req.userId), n: validateCount("n", req.n) };
+  const userId = validateId("user_id", req.userId);
+  const n = validateCount("n", req.n);
+  const options = validateRecommendOptions({
+    category: req.category,
+    exclude: req.excludeItemIds,
+    excludeTouched: req.excludeTouched,
+  });
+  // No options: the call takes the same path, with the same arguments, as before they existed.
+  return hasOptions(options) ? { userId, n, options } : { userId, n };
+}
+
+function validateSimilarRequest(req: GetSimilarItemsRequest): { itemId: string; n: number } {
+  assertDecoded(req, "reco.v1.GetSimilarItemsRequest");
+  return { itemId: validateId("item_id", req.itemId), n: validateCount("n", req.n) };
+}
+
+const SIMILAR_BASIS: Record<SimilarItems["basis"], SimilarBasis> = {
+  CO_VISITATION: SimilarBasis.CO_VISITATION,
+  SAME_CATEGORY_POPULAR: SimilarBasis.SAME_CATEGORY_POPULAR,
+  POPULAR_FALLBACK: SimilarBasis.SIMILAR_POPULAR_FALLBACK,
+};
+
+function toSimilarResponse(s: SimilarItems): GetSimilarItemsResponse {
+  const source = s.basis === "CO_VISITATION" ? Source.SIMILAR_ITEMS : Source.POPULAR_FALLBACK;
+  return {
+    $typeName: "reco.v1.GetSimilarItemsResponse",
+    itemId: s.itemId,
+    basis: SIMILAR_BASIS[s.basis],
+    items: s.items.map((i) => ({
+      $typeName: "reco.v1.RecommendedItem",
+      itemId: i.itemId,
+      score: i.score,
+      rank: i.rank,
+      category: i.category,
+      brand: i.brand,
+      averagePrice: i.averagePrice,
+      source,
+      purchases: toUint64(i.purchases),
+      explanation: i.explanation,
+    })),
+    watermark: s.watermark === null ? undefined : toTimestamp(s.watermark),
+    statusMessage: s.statusMessage,
+  };
 }
 
 function validateTrendingRequest(req: StreamTrendingRequest): {
@@ -321,6 +373,8 @@ function toRecommendationsResponse(recs: Recommendations): GetRecommendationsRes
       averagePrice: item.averagePrice,
       source: Source[item.source],
       purchases: toUint64(item.purchases),
+      // The design ranking's items are explained by its own rules, as the JSON API does.
+      explanation: explain(item),
     };
   }
   const topCategories: CategoryInterest[] = new Array<CategoryInterest>(recs.topCategories.length);
@@ -455,7 +509,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     callback: sendUnaryData<GetRecommendationsResponse>,
   ): void => {
     const startedMs = performance.now();
-    let request: { userId: string; n: number };
+    let request: { userId: string; n: number; options?: RecommendOptions };
     let answer: Recommendations | undefined;
     try {
       request = validateRecommendationsRequest(call.request);
@@ -467,7 +521,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       if (backend.recommendNow !== undefined) {
         // A call cancelled or past its deadline on arrival is not answered (as on the async path).
         if (call.cancelled || isPastDeadline(call)) throw cancellationReason(call);
-        answer = backend.recommendNow(request.userId, request.n);
+        answer =
+          request.options === undefined
+            ? backend.recommendNow(request.userId, request.n)
+            : backend.recommendNow(request.userId, request.n, request.options);
       }
     } catch (err) {
       failRecommendations(err, startedMs, callback);
@@ -480,7 +537,10 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
       return;
     }
     const { signal, cleanup } = createCallSignal(call);
-    untilAborted(() => backend.getRecommendations(request.userId, request.n, signal), signal).then(
+    untilAborted(
+      () => backend.getRecommendations(request.userId, request.n, signal, request.options),
+      signal,
+    ).then(
       (recs) => {
         cleanup();
         respondRecommendations(recs, startedMs, callback);
@@ -514,6 +574,32 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const serviceError = fail("GetRecommendations", err);
     metrics.record("GetRecommendations", serviceError.code, startedMs);
     callback(serviceError);
+  };
+
+  const getSimilarItems = (
+    call: ServerUnaryCall<GetSimilarItemsRequest, GetSimilarItemsResponse>,
+    callback: sendUnaryData<GetSimilarItemsResponse>,
+  ): void => {
+    const startedMs = performance.now();
+    try {
+      const { itemId, n } = validateSimilarRequest(call.request);
+      if (!backend.similarItems) {
+        metrics.record("GetSimilarItems", status.UNIMPLEMENTED, startedMs);
+        callback({ code: status.UNIMPLEMENTED, details: "this backend serves no similar items" });
+        return;
+      }
+      if (!backend.isReady())
+        throw new BackendUnavailableError(
+          "similar items are not available yet: backend is starting",
+        );
+      const response = toSimilarResponse(backend.similarItems(itemId, n));
+      metrics.record("GetSimilarItems", status.OK, startedMs);
+      callback(null, response);
+    } catch (err) {
+      const serviceError = fail("GetSimilarItems", err);
+      metrics.record("GetSimilarItems", serviceError.code, startedMs);
+      callback(serviceError);
+    }
   };
 
   const streamTrending = (
@@ -591,6 +677,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   server.addService(recoServiceDefinition, {
     GetRecommendations: getRecommendations,
     StreamTrending: streamTrending,
+    GetSimilarItems: getSimilarItems,
   });
 
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });

@@ -48,7 +48,31 @@ export function openApiDocument() {
       "/v1/users/{userId}/recommendations": {
         get: {
           summary: "Ranked items for a user, with source and explanation",
-          parameters: [id("userId"), count("n", "items to return")],
+          parameters: [
+            id("userId"),
+            count("n", "items to return"),
+            {
+              name: "category",
+              in: "query",
+              required: false,
+              description: "only items of this main category",
+              schema: { type: "string", maxLength: 256 },
+            },
+            {
+              name: "exclude",
+              in: "query",
+              required: false,
+              description: "item ids never to return, separated by commas (at most 100)",
+              schema: { type: "string" },
+            },
+            {
+              name: "excludeTouched",
+              in: "query",
+              required: false,
+              description: "leave out every item the user has interacted with",
+              schema: { type: "boolean", default: false },
+            },
+          ],
           responses: {
             "200": json("Recommendations", "ranked items"),
             ...errors(400, 503, 504),
@@ -157,7 +181,17 @@ export function openApiDocument() {
                   rank: { type: "integer" },
                   itemId: { type: "string" },
                   score: { type: "number" },
-                  source: { type: "string", example: "PERSONALIZED" },
+                  source: {
+                    type: "string",
+                    enum: [
+                      "HISTORY",
+                      "SIMILAR_ITEMS",
+                      "COLLABORATIVE",
+                      "PERSONALIZED",
+                      "TRENDING",
+                      "POPULAR_FALLBACK",
+                    ],
+                  },
                   explanation: { type: "string" },
                   category: { type: "string" },
                   brand: { type: "string" },

@@ -4,7 +4,10 @@ import {
   MAX_COUNT,
   TRENDING_WINDOWS,
   validateCount,
+  hasOptions,
   validateId,
+  validateRecommendOptions,
+  type RecommendOptions,
   type TrendingWindowName,
 } from "../../actors/backend.js";
 
@@ -76,4 +79,33 @@ export function idParam(segment: string, field: string): string {
     throw new InvalidArgumentError(field, `${field} is not valid percent-encoding`);
   }
   return validateId(field, id);
+}
+
+/**
+ * GetRecommendations' options as query parameters: `category`, `exclude` (ids separated by
+ * commas; the parameter may repeat) and `excludeTouched` (true/false/1/0), checked by the gRPC
+ * façade's rules under these names. Undefined when none is set.
+ */
+export function recommendOptionsParams(query: URLSearchParams): RecommendOptions | undefined {
+  const category = query.get("category") ?? "";
+  const exclude = query
+    .getAll("exclude")
+    .flatMap((v) => v.split(","))
+    .filter((v, _x, all) => v !== "" || all.length > 1);
+  const rawTouched = query.get("excludeTouched");
+  let excludeTouched = false;
+  if (rawTouched !== null && rawTouched !== "") {
+    const v = rawTouched.trim().toLowerCase();
+    if (v === "true" || v === "1") excludeTouched = true;
+    else if (v !== "false" && v !== "0")
+      throw new InvalidArgumentError(
+        "excludeTouched",
+        `excludeTouched must be true or false, got ${JSON.stringify(rawTouched.slice(0, 40))}`,
+      );
+  }
+  const options = validateRecommendOptions(
+    { category, exclude, excludeTouched },
+    { category: "category", exclude: "exclude" },
+  );
+  return hasOptions(options) ? options : undefined;
 }

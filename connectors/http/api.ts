@@ -4,9 +4,17 @@ import {
   TRENDING_WINDOWS,
   type RecoBackend,
   type Recommendations,
+  type RecommendOptions,
 } from "../../actors/backend.js";
 import { HttpError, sendError, sendJson, toErrorResponse } from "./api-errors.js";
-import { checkParams, countParam, idParam, timeParam, windowParam } from "./api-params.js";
+import {
+  checkParams,
+  countParam,
+  idParam,
+  recommendOptionsParams,
+  timeParam,
+  windowParam,
+} from "./api-params.js";
 import { createPipelineView, type MetricsSource } from "./api-pipeline.js";
 import { createStaticFiles, defaultWebRoot } from "./api-static.js";
 import { createTrendingHistory, streamTrending } from "./api-trending.js";
@@ -64,10 +72,17 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       throw new BackendUnavailableError("the backend is starting: no data to answer from yet");
   };
 
-  const recommend = async (userId: string, n: number): Promise<Recommendations> => {
-    const now = backend.recommendNow?.(userId, n);
+  const recommend = async (
+    userId: string,
+    n: number,
+    options: RecommendOptions | undefined,
+  ): Promise<Recommendations> => {
+    const now =
+      options === undefined
+        ? backend.recommendNow?.(userId, n)
+        : backend.recommendNow?.(userId, n, options);
     if (now) return now;
-    return backend.getRecommendations(userId, n, AbortSignal.timeout(timeoutMs));
+    return backend.getRecommendations(userId, n, AbortSignal.timeout(timeoutMs), options);
   };
 
   /** Routes by path; each throws what `sendError` maps to a status. */
@@ -76,11 +91,12 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     const q = url.searchParams;
     let m: RegExpExecArray | null;
     if ((m = /^\/v1\/users\/([^/]*)\/recommendations$/.exec(path))) {
-      checkParams(q, ["n"]);
+      checkParams(q, ["n", "category", "exclude", "excludeTouched"]);
       const userId = idParam(m[1]!, "user_id");
       const n = countParam(q, "n");
+      const options = recommendOptionsParams(q);
       requireReady();
-      return sendJson(res, 200, recommendationsJson(await recommend(userId, n)));
+      return sendJson(res, 200, recommendationsJson(await recommend(userId, n, options)));
     }
     if ((m = /^\/v1\/users\/([^/]*)\/events$/.exec(path))) {
       checkParams(q, ["n"]);
