@@ -16,6 +16,9 @@ import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../connectors/nat
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import {
   BackendUnavailableError,
+  hasOptions,
+  MAX_COUNT,
+  type RecommendOptions,
   type RecoBackend,
   type Recommendations,
   type TrendingSnapshot,
@@ -31,6 +34,7 @@ import { loadInterestHandler } from "./interest-ranking.js";
 import { createPopularityHandler } from "./popularity.js";
 import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
 import { createFallbackActor, type FallbackActor } from "./fallback.js";
+import { filterDesign } from "./recommender-serve.js";
 import { createTrendingHandler, type TrendingWeights } from "./trending.js";
 import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
 import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
@@ -39,9 +43,10 @@ import { createLeaseManager, type LeaseManager } from "../connectors/nats/leases
 import { seqOf, type SnapshotArchive } from "../state/archive.js";
 import { subjects } from "./subjects.js";
 import { itemInfo, similarByCategory } from "./similar-by-category.js";
+import { recommenderWiring, type RankerConfig } from "./recommender-wiring.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
-export interface PipelineConfig {
+export interface PipelineConfig extends RankerConfig {
   partitions: number;
   preset: Preset;
   windowMs: number;
@@ -355,6 +360,18 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     });
   }
 
+  // --- The recommender stage and the blend (RANKER=blend; actors/recommender-wiring.ts) ---
+  const ranker = recommenderWiring(cfg, {
+    stream: STREAMS.hops,
+    ...(deps.log ? { log: deps.log } : {}),
+    run,
+    live: () => {
+      const inst = instances.get("recommender/0");
+      return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
+    },
+  });
+  // --- end recommender ---
+
   const serve = deps.serve ?? true;
   const table = createPopularityTable();
   if (serve) supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
@@ -555,12 +572,18 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip, and the
   // gRPC façade answers within the request's own task (RecoBackend.recommendNow).
   const fallbackIds = Array.from({ length: P }, (_, p) => `fallback/${p}`);
-  const recommendNow = (userId: string, n: number): Recommendations => {
+  const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
+    if (running) {
+      const blended = ranker.answer(userId, n, options, table.row);
+      if (blended) return blended;
+    }
     const p = partitionOf(userId, P);
     const actor = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
     const answer =
       running && actor
-        ? actor.answer(userId, n)
+        ? hasOptions(options)
+          ? filterDesign(actor.answer(userId, MAX_COUNT), n, options!)
+          : actor.answer(userId, n)
         : new BackendUnavailableError(`partition ${p} is not serving yet (starting or restarting)`);
     if (answer instanceof BackendUnavailableError) throw answer;
     return answer;
@@ -568,13 +591,14 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const backend: RecoBackend = {
     isReady: () => running && table.initialised,
     recommendNow,
-    async getRecommendations(userId, n): Promise<Recommendations> {
-      return recommendNow(userId, n);
+    async getRecommendations(userId, n, _signal, options): Promise<Recommendations> {
+      return recommendNow(userId, n, options);
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return hub.updates(window);
     },
-    similarItems: (itemId, n) => similarByCategory(itemId, n, table, table.row),
+    similarItems: (itemId, n) =>
+      ranker.similar(itemId, n, table.row) ?? similarByCategory(itemId, n, table, table.row),
     item: (itemId) => itemInfo(table.row(itemId)),
   };
 

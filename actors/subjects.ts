@@ -2,6 +2,8 @@
 export const subjects = {
   /** parse -> watermark, keyed by user. */
   parse: (p: number) => `reco.parse.${p}`,
+  /** Every partition's parse hops: the recommender stage's one consumer. */
+  parseAll: "reco.parse.*",
   /** parse -> popularity and trending, keyed by item. */
   items: (q: number) => `reco.items.${q}`,
   watermark: (p: number) => `reco.watermark.${p}`,

@@ -210,6 +210,8 @@ async function runOnce(messages: Outgoing[]): Promise<RunResult> {
         PARTITIONS: String(partitions),
         SNAPSHOT_INTERVAL: "500",
         TRENDING_TRIGGER: "200",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
       }),
       pino({ level: "silent" }),

@@ -75,6 +75,8 @@ function startProc(
         // Idle markers follow wall time; the compared runs must not depend on pauses.
         IDLE_TIMEOUT_MS: "0",
         TRENDING_TRIGGER: "100",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "warn",
         ...extra,
       },

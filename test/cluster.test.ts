@@ -70,6 +70,8 @@ async function spawnRole(role: "worker" | "gateway", env: Record<string, string>
       // Idle markers follow wall time; the compared runs must not depend on pauses.
       IDLE_TIMEOUT_MS: "0",
       TRENDING_TRIGGER: "200",
+      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+      RANKER: "design",
       LOG_LEVEL: "info",
       ...env,
     },

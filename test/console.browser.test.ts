@@ -72,6 +72,8 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
           TRENDING_TRIGGER: "200",
           SNAPSHOT_INTERVAL: "500",
           IDLE_TIMEOUT_MS: "0",
+          // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+          RANKER: "design",
           LOG_LEVEL: "silent",
         }),
         pino({ level: "silent" }),

@@ -41,6 +41,8 @@ describe("a delivery lost in flight", () => {
         METRICS_PORT: "0",
         PARTITIONS: "2",
         IDLE_TIMEOUT_MS: "0",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
       }),
       pino({ level: "silent" }),

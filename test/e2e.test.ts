@@ -73,6 +73,8 @@ describe("end to end: events in over JetStream, answers out over gRPC", () => {
       PARTITIONS: "4",
       TRENDING_TRIGGER: "200",
       SNAPSHOT_INTERVAL: "500",
+      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+      RANKER: "design",
       LOG_LEVEL: "silent",
     });
     app = await startApp(cfg, pino({ level: "silent" }));

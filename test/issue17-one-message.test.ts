@@ -128,6 +128,8 @@ describe("one message cannot break event time or a partition (issue 17)", () => 
         METRICS_PORT: "0",
         PARTITIONS: "2",
         SNAPSHOT_INTERVAL: "500",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: process.env.DEBUG17 ? "warn" : "silent",
       }),
       pino({ level: process.env.DEBUG17 ? "warn" : "silent" }),

@@ -434,6 +434,8 @@ describe("a quiet input in the real app (IDLE_TIMEOUT_MS=1000)", () => {
         // A 1 h window is final as soon as progress passes its end.
         TRENDING_1H_OUT_OF_ORDERNESS_MS: "0",
         TRENDING_TRIGGER: "200",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
         // Parse in this process: the test reads its stats (idle markers) from its instance.
         PARSE_PROCESS: "0",

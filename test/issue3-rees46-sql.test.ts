@@ -163,6 +163,8 @@ describe("a REES46 log replayed with reco replay, checked with the README's SQL"
         PARTITIONS: "4",
         // The SQL's "now" is the last event time: no idle marker may move it on.
         IDLE_TIMEOUT_MS: "0",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
       }),
       pino({ level: "silent" }),

@@ -61,6 +61,8 @@ describe("failures the system recovers from by itself", () => {
         METRICS_PORT: "0",
         PARTITIONS: "4",
         SNAPSHOT_INTERVAL: "300",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
         ...extra,
       }),

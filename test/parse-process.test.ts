@@ -104,6 +104,8 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
       PARTITIONS: "4",
       SNAPSHOT_INTERVAL: "300",
       IDLE_TIMEOUT_MS: "0",
+      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+      RANKER: "design",
       LOG_LEVEL: "silent",
       PARSE_PROCESS: "1",
       ...extra,
@@ -298,6 +300,8 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
           METRICS_PORT: String(metricsPort),
           PARTITIONS: "2",
           PARSE_PROCESS: "1",
+          // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+          RANKER: "design",
           LOG_LEVEL: "info",
         },
         stdio: ["ignore", "pipe", "pipe"],

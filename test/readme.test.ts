@@ -48,6 +48,8 @@ describe("the README's examples", () => {
         GRPC_PORT: "0",
         GRPC_HOST: "127.0.0.1",
         METRICS_PORT: "0",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
       }),
       pino({ level: "silent" }),
@@ -195,6 +197,8 @@ describe("the README on the REES46 sample in ../shared/data", () => {
         METRICS_PORT: "0",
         WEB_PORT: "0",
         IDLE_TIMEOUT_MS: "0",
+        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        RANKER: "design",
         LOG_LEVEL: "silent",
       }),
       pino({ level: "silent" }),

@@ -320,6 +320,8 @@ async function startTestApp(partitions: number, env: Record<string, string> = {}
       METRICS_PORT: "0",
       PARTITIONS: String(partitions),
       TRENDING_TRIGGER: "100",
+      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+      RANKER: "design",
       LOG_LEVEL: "silent",
       // Idle markers move event time with the wall clock, which the reference does not model
       // (test/issue3-idle.test.ts covers them): a slow phase must not change the answers.

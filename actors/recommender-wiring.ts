@@ -1,0 +1,90 @@
+import type { RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
+import type { Preset } from "./event.js";
+import type { StageHandler, StageSpec } from "./host.js";
+import type { PopularityRow } from "./popularity.js";
+import { loadRecommenderHandler, type RecommenderHandler } from "./recommender-handler.js";
+import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
+import type { TrainFn } from "./recommender-trainer.js";
+import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
+import { trainInWorker } from "./sources/als-worker.js";
+import { presetNamed } from "./sources/preset.js";
+import { subjects } from "./subjects.js";
+
+/** RANKER and RETRAIN_INTERVAL_MS (bin/config.ts); absent: the design ranking, as before. */
+export interface RankerConfig {
+  /** blend: DESIGN §3.7's blend of the candidate sources; design: §3.4–3.6 only. */
+  ranker?: "blend" | "design";
+  /** Event time between ALS trainings (default 1 h). */
+  retrainIntervalMs?: number;
+}
+
+export interface RankerWiring {
+  /** The blend's answer; undefined with RANKER=design or while the stage is not running. */
+  answer(
+    userId: string,
+    n: number,
+    options: RecommendOptions | undefined,
+    row: (item: string) => PopularityRow | undefined,
+  ): Recommendations | undefined;
+  /** Co-visitation's similar items; undefined when it cannot answer (then: the stand-in). */
+  similar(
+    itemId: string,
+    n: number,
+    row: (item: string) => PopularityRow | undefined,
+  ): SimilarItems | undefined;
+}
+
+const HOUR = 3_600_000;
+
+/** ALS in a worker thread: the event loop that ingests and serves never trains. */
+const trainWorker: TrainFn = (ratings, settings, signal) =>
+  trainInWorker({ ratings, settings }, { signal });
+
+/**
+ * Adds the recommender stage to the pipeline (one instance, unit p0, reading every partition's
+ * user-path hops) and answers from it. With RANKER=design nothing runs and nothing changes.
+ */
+export function recommenderWiring(
+  cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number },
+  deps: {
+    /** The hops stream (the pipeline's topology names it). */
+    stream: string;
+    run: (spec: StageSpec<RecommenderHandler>) => void;
+    live: () => StageHandler | undefined;
+    log?: (obj: object, msg: string) => void;
+    train?: TrainFn;
+  },
+): RankerWiring {
+  if ((cfg.ranker ?? "design") !== "blend")
+    return { answer: () => undefined, similar: () => undefined };
+  const preset = presetNamed(cfg.preset);
+  const bs = defaultBlend(preset);
+  deps.run({
+    stage: "recommender",
+    partition: 0,
+    stream: deps.stream,
+    subject: subjects.parseAll,
+    input: "raw",
+    batching: "per-input",
+    create: (state) =>
+      loadRecommenderHandler(state, {
+        preset,
+        sources: defaultSourceSettings(preset),
+        retrainMs: cfg.retrainIntervalMs ?? HOUR,
+        idleMs: cfg.idleTimeoutMs,
+        train: deps.train ?? trainWorker,
+        ...(deps.log ? { log: deps.log } : {}),
+      }),
+  });
+  const view = () => deps.live() as RecommenderHandler | undefined;
+  return {
+    answer(userId, n, options, row) {
+      const v = view();
+      return v ? blendAnswer(v, bs, row, userId, n, options) : undefined;
+    },
+    similar(itemId, n, row) {
+      const v = view();
+      return v ? covisitSimilar(v, row, itemId, n) : undefined;
+    },
+  };
+}

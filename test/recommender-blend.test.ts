@@ -1,0 +1,259 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { status } from "@grpc/grpc-js";
+import { AckPolicy, DeliverPolicy, connect, type NatsConnection } from "nats";
+import { pino } from "pino";
+import { setupNats, type TestNats } from "./helpers/nats.js";
+import { loadConfig } from "../bin/config.js";
+import { startApp, type App } from "../bin/app.js";
+import { replayFile } from "../bin/replay/run.js";
+import { createRecoClient, isStatus, type RecoClient } from "../connectors/grpc/index.js";
+import { Source, SimilarBasis } from "../proto/gen/reco/v1/reco_pb.js";
+import { decodeEnvelope } from "../actors/envelope.js";
+import type { ParsedRecord } from "../actors/parse.js";
+import { createRecommender, type Recommender } from "../actors/sources/recommender.js";
+import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { trainAls } from "../actors/sources/als.js";
+import { blend, type BlendRequest } from "../actors/sources/blend.js";
+import type { RecommenderHandler } from "../actors/recommender-handler.js";
+
+/**
+ * Issue 12 points 2–4: the engine serves the blend that `reco eval` measures. A slice of the
+ * real REES46 log goes through `reco replay` into the real app (nats-server, LevelDB, gRPC and
+ * HTTP on loopback); once the recommender stage has caught up and trained, every answer must be
+ * what the in-memory sources (createRecommender + ALS + blend, the code `reco eval` drives) give
+ * for the same events in the order the stage read them (the hop stream's).
+ */
+const LOG = resolve(import.meta.dirname, "../../shared/data/rees46/2019-Oct-head.csv");
+const ROWS = 3000;
+
+let dir: string;
+let nats: TestNats;
+let app: App;
+let nc: NatsConnection;
+let client: RecoClient;
+let mem: Recommender;
+let users: string[];
+const touched = new Map<string, Set<string>>();
+const categories = new Map<string, string>();
+const bs = defaultBlend(ECOMMERCE);
+
+const handler = () =>
+  app.pipeline.instance("recommender/0")?.handler() as RecommenderHandler | undefined;
+
+/** The user-path hops as the stage reads them: one consumer over reco.parse.*, deduplicated. */
+async function hopRecords(): Promise<ParsedRecord[]> {
+  const jsm = await nc.jetstreamManager();
+  const info = await jsm.streams.info("RECO_HOPS");
+  const js = nc.jetstream();
+  await jsm.consumers.add("RECO_HOPS", {
+    durable_name: "test_blend",
+    filter_subject: "reco.parse.*",
+    ack_policy: AckPolicy.None,
+    deliver_policy: DeliverPolicy.All,
+  });
+  const c = await js.consumers.get("RECO_HOPS", "test_blend");
+  const out: ParsedRecord[] = [];
+  const last = new Map<string, number>();
+  const pending = (await c.info()).num_pending;
+  let n = 0;
+  const msgs = await c.fetch({ max_messages: pending, expires: 5000 });
+  for await (const m of msgs) {
+    for (const r of decodeEnvelope<ParsedRecord>(m.data).recs) {
+      if (r.s <= (last.get(m.subject) ?? 0)) continue;
+      last.set(m.subject, r.s);
+      out.push(r);
+    }
+    if (++n >= pending) break;
+  }
+  expect(info.state.messages).toBeGreaterThan(0);
+  return out;
+}
+
+const ms = (t: { seconds: bigint; nanos: number } | undefined) =>
+  t ? Number(t.seconds) * 1000 + Math.round(t.nanos / 1e6) : -1;
+
+function expected(user: string, now: number, n: number, o: Partial<BlendRequest> = {}) {
+  const skip = o.excludeTouched ? touched.get(user) : undefined;
+  const lists = mem.lists(user, now, Math.max(100, n + (o.exclude?.size ?? 0)), skip);
+  const done = mem.done(user, now);
+  for (const i of o.exclude ?? []) done.add(i);
+  return blend(lists, bs, {
+    n,
+    exclude: done,
+    ...(touched.has(user) ? { touched: touched.get(user)! } : {}),
+    ...(o.excludeTouched ? { excludeTouched: true } : {}),
+    ...(o.category !== undefined
+      ? { category: o.category, categoryOf: (i: string) => categories.get(i) }
+      : {}),
+  }).map((x) => [x.item, Source[x.source], x.explanation, x.score.toFixed(9)]);
+}
+
+const served = (items: { itemId: string; source: Source; explanation: string; score: number }[]) =>
+  items.map((x) => [x.itemId, x.source, x.explanation, x.score.toFixed(9)]);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "reco-blend-"));
+  const lines = (await readFile(LOG, "utf8")).split("\n").slice(0, ROWS + 1);
+  await writeFile(join(dir, "slice.csv"), lines.join("\n") + "\n");
+  nats = await setupNats();
+  app = await startApp(
+    loadConfig({
+      NATS_URL: nats.url,
+      DATA_DIR: join(dir, "data"),
+      GRPC_PORT: "0",
+      GRPC_HOST: "127.0.0.1",
+      METRICS_PORT: "0",
+      WEB_PORT: "0",
+      PARTITIONS: "3",
+      // The input's end trains the model (an idle marker), so the last training has every event.
+      IDLE_TIMEOUT_MS: "1500",
+      RETRAIN_INTERVAL_MS: "600000",
+      LOG_LEVEL: "silent",
+    }),
+    pino({ level: "silent" }),
+  );
+  nc = await connect({ servers: nats.url });
+  client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+  const summary = await replayFile({ file: join(dir, "slice.csv"), nc });
+  expect(summary.rejected).toBe(0);
+  const accepted = summary.sent;
+  // Caught up (every accepted event fed), trained on all of them, nothing training.
+  for (const until = Date.now() + 90_000; ;) {
+    const h = handler();
+    const st = h?.status();
+    if (st && st.events > 0 && st.trainAt === st.events && st.models.implicit === st.events) {
+      if (!h!.training()) break;
+    }
+    if (Date.now() > until) throw new Error(`not trained: ${JSON.stringify(st)} of ${accepted}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const recs = await hopRecords();
+  expect(recs.length).toBe(handler()!.status().events);
+  mem = createRecommender(ECOMMERCE, defaultSourceSettings(ECOMMERCE));
+  for (const r of recs) {
+    mem.add({ u: r.u, i: r.i, t: r.t, ts: r.ts, c: r.c, r: r.r });
+    let t = touched.get(r.u);
+    if (!t) touched.set(r.u, (t = new Set()));
+    t.add(r.i);
+    if (r.c !== "") categories.set(r.i, r.c);
+  }
+  mem.setImplicit(trainAls(mem.implicitRatings(), defaultSourceSettings(ECOMMERCE).implicit!));
+  users = [...touched.keys()].sort().filter((_, x) => x % 10 === 0);
+}, 180_000);
+
+afterAll(async () => {
+  client?.close();
+  await nc?.close();
+  await app?.stop();
+  await nats?.cleanup();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe("RANKER=blend over a real nats-server (issue 12)", () => {
+  it("serves, for every sampled user, what the in-memory sources and blend give", async () => {
+    expect(users.length).toBeGreaterThan(50);
+    const sources = new Set<Source>();
+    for (const u of users) {
+      const res = await client.getRecommendations(u, 10);
+      const got = served(res.items);
+      expect(got.length).toBe(10); // never empty once data exists
+      expect({ u, got }).toEqual({ u, got: expected(u, ms(res.watermark), 10) });
+      for (const i of res.items) sources.add(i.source);
+    }
+    // The blend's sources, not the design ranking's.
+    expect(sources.has(Source.HISTORY)).toBe(true);
+    expect(sources.has(Source.PERSONALIZED)).toBe(false);
+    expect([...sources].some((s) => s === Source.COLLABORATIVE || s === Source.SIMILAR_ITEMS)).toBe(
+      true,
+    );
+    // A user never seen gets what is trending and popular, not nothing.
+    const cold = await client.getRecommendations("no-such-user", 5);
+    expect(cold.items.length).toBe(5);
+    expect(served(cold.items)).toEqual(expected("no-such-user", ms(cold.watermark), 5));
+    expect(
+      cold.items.every((i) => [Source.TRENDING, Source.POPULAR_FALLBACK].includes(i.source)),
+    ).toBe(true);
+  });
+
+  it("applies category, exclusions and exclude-touched, over gRPC and HTTP alike", async () => {
+    const u = users.find((x) => (touched.get(x)?.size ?? 0) >= 3)!;
+    const first = await client.getRecommendations(u, 10);
+    const exclude = first.items.slice(0, 3).map((i) => i.itemId);
+    const ex = await client.getRecommendations(u, 10, { excludeItemIds: exclude });
+    expect(served(ex.items)).toEqual(
+      expected(u, ms(ex.watermark), 10, { exclude: new Set(exclude) }),
+    );
+    expect(ex.items.some((i) => exclude.includes(i.itemId))).toBe(false);
+    const nt = await client.getRecommendations(u, 10, { excludeTouched: true });
+    expect(nt.items.length).toBeGreaterThan(0);
+    expect(nt.items.some((i) => touched.get(u)!.has(i.itemId))).toBe(false);
+    expect(served(nt.items)).toEqual(expected(u, ms(nt.watermark), 10, { excludeTouched: true }));
+    const cat = "electronics";
+    const byCat = await client.getRecommendations(u, 10, { category: cat });
+    expect(byCat.items.length).toBeGreaterThan(0);
+    expect(byCat.items.every((i) => i.category === cat)).toBe(true);
+    expect(served(byCat.items)).toEqual(expected(u, ms(byCat.watermark), 10, { category: cat }));
+    const http = (await (
+      await fetch(
+        `${app.webUrl}v1/users/${u}/recommendations?n=10&exclude=${exclude.join(",")}&excludeTouched=false`,
+      )
+    ).json()) as { items: { itemId: string; source: string }[] };
+    expect(http.items.map((i) => [i.itemId, i.source])).toEqual(
+      ex.items.map((i) => [i.itemId, Source[i.source]]),
+    );
+  });
+
+  it("serves similar items from co-visitation over gRPC and HTTP", async () => {
+    const item = [...categories.keys()].find((i) => mem.similar(i, 0, 5).length >= 3)!;
+    const res = await client.getSimilarItems(item, 5);
+    expect(res.basis).toBe(SimilarBasis.CO_VISITATION);
+    const now = ms(res.watermark);
+    expect(res.items.map((i) => [i.itemId, i.explanation])).toEqual(
+      mem.similar(item, now, 5).map((c) => [c.item, c.why]),
+    );
+    expect(res.items.every((i) => i.source === Source.SIMILAR_ITEMS)).toBe(true);
+    const http = (await (await fetch(`${app.webUrl}v1/items/${item}/similar?n=5`)).json()) as {
+      basis: string;
+      items: { itemId: string }[];
+    };
+    expect(http.basis).toBe("CO_VISITATION");
+    expect(http.items.map((i) => i.itemId)).toEqual(res.items.map((i) => i.itemId));
+  });
+
+  it("rejects bad options: INVALID_ARGUMENT over gRPC, 400 over HTTP, naming the field", async () => {
+    const bad = async (p: Promise<unknown>, field: string) => {
+      const err = await p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isStatus(err, status.INVALID_ARGUMENT)).toBe(true);
+      expect((err as { details: string }).details).toContain(field);
+    };
+    await bad(client.getRecommendations("u", 5, { category: "  " }), "category");
+    await bad(client.getRecommendations("u", 5, { category: "x".repeat(257) }), "category");
+    await bad(client.getRecommendations("u", 5, { excludeItemIds: [""] }), "exclude_item_ids");
+    await bad(
+      client.getRecommendations("u", 5, {
+        excludeItemIds: Array.from({ length: 101 }, (_, x) => `i${x}`),
+      }),
+      "exclude_item_ids",
+    );
+    await bad(client.getSimilarItems("", 5), "item_id");
+    await bad(client.getSimilarItems("x", 101), "n");
+    for (const [query, field] of [
+      ["excludeTouched=maybe", "excludeTouched"],
+      ["category=%20", "category"],
+      ["exclude=a,,b", "exclude"],
+    ] as const) {
+      const r = await fetch(`${app.webUrl}v1/users/u/recommendations?${query}`);
+      expect(r.status).toBe(400);
+      expect(((await r.json()) as { error: { field: string } }).error.field).toBe(field);
+    }
+    const r = await fetch(`${app.webUrl}v1/items/x/similar?n=0`);
+    expect(r.status).toBe(400);
+  });
+});
