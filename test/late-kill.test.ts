@@ -54,6 +54,8 @@ async function startApp(env: Record<string, string>): Promise<App> {
       GRPC_PORT: String(grpcPort),
       GRPC_HOST: "127.0.0.1",
       METRICS_PORT: String(metricsPort),
+      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+      RANKER: "design",
       LOG_LEVEL: "warn",
       ...env,
     },
