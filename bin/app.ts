@@ -285,6 +285,7 @@ async function serveGrpc(
   log: Logger,
 ): Promise<GrpcServer> {
   const grpc = await startGrpcServer({
+    keepTrendingFinals: true,
     port: cfg.grpcPort,
     host: cfg.grpcHost,
     backend,

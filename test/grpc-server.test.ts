@@ -517,6 +517,7 @@ describe("gRPC server", () => {
           "GetRecommendations",
           "StreamTrending",
           "GetSimilarItems",
+          "GetTrending",
         ]);
         // Its import comes along, so a client can resolve google.protobuf.Timestamp.
         expect(protos.map((p) => p.name)).toContain("google/protobuf/timestamp.proto");

@@ -103,6 +103,8 @@ export function registerQueryCommands(program: Command, io: QueryIo = processIo)
           try {
             let first = true;
             for await (const update of stream) {
+              // A heartbeat repeats the newest list: the stream is alive, nothing changed.
+              if (update.heartbeat) continue;
               if (!first) io.out("");
               first = false;
               printTrending(update, io);

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import {
+  Metadata,
   Server,
   ServerCredentials,
   status,
@@ -19,7 +20,12 @@ import {
   type DescMessage,
   type MessageShape,
 } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  FileDescriptorProtoSchema,
+  timestampFromMs,
+  timestampMs,
+  type Timestamp,
+} from "@bufbuild/protobuf/wkt";
 import type { Registry } from "prom-client";
 import type { Subscription } from "rxjs";
 import {
@@ -36,9 +42,11 @@ import {
   type GetSimilarItemsResponse,
   SimilarBasis,
   type RecommendedItem,
+  type GetTrendingRequest,
   type StreamTrendingRequest,
   type TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
+import { createTrendingHistory } from "../http/api-trending.js";
 import {
   BackendUnavailableError,
   hasOptions,
@@ -86,6 +94,17 @@ export interface GrpcServerOptions {
   maxMessageBytes?: number;
   /** Open StreamTrending calls at most; one more gets RESOURCE_EXHAUSTED. Default 10,000. */
   maxTrendingStreams?: number;
+  /**
+   * A StreamTrending call that was sent nothing for this long gets a heartbeat (the newest list
+   * again, `heartbeat` set). Default 10 s.
+   */
+  trendingHeartbeatMs?: number;
+  /**
+   * Keep the finals of past trending windows from the start (for GetTrending's `at`): the server
+   * then holds a subscription per window kind. Default false: kept from the first GetTrending
+   * call on. The app sets it.
+   */
+  keepTrendingFinals?: boolean;
   logger?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 }
 
@@ -124,6 +143,7 @@ export const recoServiceDefinition = {
   GetRecommendations: methodDefinition(RecommendationService.method.getRecommendations),
   StreamTrending: methodDefinition(RecommendationService.method.streamTrending),
   GetSimilarItems: methodDefinition(RecommendationService.method.getSimilarItems),
+  GetTrending: methodDefinition(RecommendationService.method.getTrending),
 } satisfies ServiceDefinition;
 
 function methodDefinition<I extends DescMessage, O extends DescMessage>(method: {
@@ -329,6 +349,24 @@ function validateTrendingRequest(req: StreamTrendingRequest): {
   return { window: windowName(req.window), k: validateCount("k", req.k) };
 }
 
+function validateGetTrendingRequest(req: GetTrendingRequest): {
+  window: TrendingWindowName;
+  k: number;
+  at: number | undefined;
+} {
+  assertDecoded(req, "reco.v1.GetTrendingRequest");
+  return {
+    window: windowName(req.window),
+    k: validateCount("k", req.k),
+    at: req.at === undefined ? undefined : Number(timestampMs(req.at)),
+  };
+}
+
+/** Raised when a past trending window asked for is not kept (maps to NOT_FOUND). */
+export class TrendingWindowNotFoundError extends Error {
+  override name = "TrendingWindowNotFoundError";
+}
+
 function windowName(window: TrendingWindow): TrendingWindowName {
   switch (window) {
     case TrendingWindow.TRENDING_WINDOW_UNSPECIFIED:
@@ -409,8 +447,13 @@ function toTimestamp(ms: number): Timestamp {
   };
 }
 
-function toTrendingUpdate(snapshot: TrendingSnapshot, k: number): TrendingUpdate {
+function toTrendingUpdate(
+  snapshot: TrendingSnapshot,
+  k: number,
+  heartbeat = false,
+): TrendingUpdate {
   return create(TrendingUpdateSchema, {
+    heartbeat,
     window: windowEnum(snapshot.window),
     windowStart: timestampFromMs(snapshot.windowStart),
     windowEnd: timestampFromMs(snapshot.windowEnd),
@@ -438,13 +481,30 @@ function createTrendingWriter(
   call: ServerWritableStream<StreamTrendingRequest, TrendingUpdate>,
   k: number,
   onDropped: (count: number) => void,
-): { offer(snapshot: TrendingSnapshot): void; close(): void } {
+): {
+  offer(snapshot: TrendingSnapshot): void;
+  /** Sends a heartbeat if nothing was written for `quietMs` and the call takes writes. */
+  heartbeat(window: TrendingWindowName, quietMs: number): void;
+  close(): void;
+} {
   let pending: TrendingSnapshot[] = [];
   let blocked = false;
   let blockedSince = 0;
   let closed = false;
+  let lastWrite = Date.now();
+  let latest: TrendingSnapshot | undefined;
 
+  const send = (update: TrendingUpdate): void => {
+    lastWrite = Date.now();
+    if (!call.write(update)) {
+      blocked = true;
+      blockedSince = Date.now();
+      call.once("drain", flush);
+    }
+  };
   const write = (snapshot: TrendingSnapshot): void => {
+    latest = snapshot;
+    lastWrite = Date.now();
     if (!call.write(toTrendingUpdate(snapshot, k))) {
       blocked = true;
       blockedSince = Date.now();
@@ -480,6 +540,14 @@ function createTrendingWriter(
       if (blocked) enqueue(snapshot);
       else write(snapshot);
     },
+    heartbeat(window, quietMs) {
+      if (closed || blocked || Date.now() - lastWrite < quietMs) return;
+      send(
+        latest
+          ? toTrendingUpdate(latest, k, true)
+          : create(TrendingUpdateSchema, { window: windowEnum(window), heartbeat: true }),
+      );
+    },
     close() {
       closed = true;
       pending = [];
@@ -493,6 +561,11 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const host = options.host ?? "127.0.0.1";
   const metrics = createGrpcMetrics(options.registry);
   const maxTrendingStreams = options.maxTrendingStreams ?? 10_000;
+  const heartbeatMs = options.trendingHeartbeatMs ?? 10_000;
+  // GetTrending's past windows: the finals of the backend's streams, from the start or from
+  // the first GetTrending call (keepTrendingFinals).
+  let kept = options.keepTrendingFinals ? createTrendingHistory(backend) : undefined;
+  const history = () => (kept ??= createTrendingHistory(backend));
   /** Ends every open trending stream; used by `stop()`. */
   const openStreams = new Set<(err: Error) => void>();
 
@@ -628,9 +701,15 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     const writer = createTrendingWriter(call, request.k, (count) => metrics.dropped(count));
     let subscription: Subscription | undefined;
     let finished = false;
+    // An idle input sends nothing: a heartbeat tells the client the stream is alive.
+    const beat = setInterval(
+      () => writer.heartbeat(request.window, heartbeatMs),
+      Math.max(10, Math.min(heartbeatMs, 1_000)),
+    );
     const finish = (): void => {
       if (finished) return;
       finished = true;
+      clearInterval(beat);
       subscription?.unsubscribe();
       writer.close();
       openStreams.delete(abort);
@@ -669,6 +748,38 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     if (finished) subscription.unsubscribe();
   };
 
+  const getTrending = (
+    call: ServerUnaryCall<GetTrendingRequest, TrendingUpdate>,
+    callback: sendUnaryData<TrendingUpdate>,
+  ): void => {
+    const startedMs = performance.now();
+    try {
+      const { window, k, at } = validateGetTrendingRequest(call.request);
+      if (!backend.isReady())
+        throw new BackendUnavailableError("trending is not available yet: backend is starting");
+      const latest = history().latest(window);
+      let snapshot = latest;
+      if (at !== undefined && !(latest && latest.windowStart <= at && at < latest.windowEnd)) {
+        snapshot = history().finalAt(window, at);
+        if (!snapshot)
+          throw new TrendingWindowNotFoundError(
+            `no ${window} trending window holding ${new Date(at).toISOString()} is kept ` +
+              `(the ${history().finals(window).length} latest finals and the newest window are)`,
+          );
+      }
+      if (!snapshot) throw new BackendUnavailableError("no trending data yet");
+      metrics.record("GetTrending", status.OK, startedMs);
+      callback(null, toTrendingUpdate(snapshot, k));
+    } catch (err) {
+      const serviceError =
+        err instanceof TrendingWindowNotFoundError
+          ? { code: status.NOT_FOUND, details: err.message, metadata: new Metadata() }
+          : fail("GetTrending", err);
+      metrics.record("GetTrending", serviceError.code, startedMs);
+      callback(serviceError);
+    }
+  };
+
   const server = new Server({
     "grpc.max_receive_message_length": options.maxMessageBytes ?? 64 * 1024,
     // grpc-js's own statuses for malformed requests: the right code, and counted (issue 17).
@@ -678,6 +789,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
     GetRecommendations: getRecommendations,
     StreamTrending: streamTrending,
     GetSimilarItems: getSimilarItems,
+    GetTrending: getTrending,
   });
 
   const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
@@ -714,6 +826,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const stop = (graceMs = 5000): Promise<void> => {
     stopping ??= new Promise<void>((resolve) => {
       setServing(false);
+      kept?.stop();
       for (const abort of [...openStreams]) abort(new ServerShuttingDownError());
       let resolved = false;
       const stopped = (forced: boolean): void => {
