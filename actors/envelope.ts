@@ -1,11 +1,16 @@
 /**
  * The wire form of a hop message (see host.ts): a batch of records from one stage instance to
- * the next, with the input position it covers and the event-time progress.
+ * the next, with the input position it covers, the position the previous hop of its subject
+ * covered, and the event-time progress.
  *
  * Two forms, both JSON, told apart by their fields:
  *
- *   {"upTo":9,"wm":5,"recs":[{"u":"a","n":1},{"u":"b","n":2}]}        objects
- *   {"upTo":9,"wm":5,"k":["u","n"],"rows":[["a",1],["b",2]]}          rows
+ *   {"upTo":9,"prev":4,"wm":5,"recs":[{"u":"a","n":1},{"u":"b","n":2}]}        objects
+ *   {"upTo":9,"prev":4,"wm":5,"k":["u","n"],"rows":[["a",1],["b",2]]}          rows
+ *
+ * `prev` chains a subject's hops: a hop whose `prev` is beyond what its reader has applied
+ * follows one the reader has not seen (lost in flight and re-sent after it), and waits for it.
+ * Messages written before `prev` existed, and tests, may leave it out: 0.
  *
  * Records of a batch nearly always share one shape, so the rows form writes each key once per
  * batch instead of once per record: about 30% fewer bytes, and encoding and decoding (with
@@ -20,6 +25,8 @@
 export interface Envelope<R> {
   /** Producer's input sequence (or, for parse, the last event sequence) this batch covers. */
   upTo: number;
+  /** `upTo` of the producer's previous hop on the same subject (0: none, or not written). */
+  prev?: number;
   /** Event-time progress: max event time (ms) over the whole input prefix, -1 before any. */
   wm: number;
   recs: R[];
@@ -27,6 +34,7 @@ export interface Envelope<R> {
 
 interface WireEnvelope {
   upTo: number;
+  prev?: number;
   wm: number;
   recs?: unknown[];
   k?: string[];
@@ -83,8 +91,17 @@ function rowDecoder(keys: string[]): ObjectOf {
 const isRecordObject = (r: unknown): r is object =>
   typeof r === "object" && r !== null && !Array.isArray(r);
 
-/** Encodes a hop message: the rows form when at least two records share the first's shape. */
-export function encodeEnvelope(upTo: number, wm: number, recs: readonly unknown[]): Uint8Array {
+/**
+ * Encodes a hop message: the rows form when at least two records share the first's shape.
+ * `prev` (see the top of this file) is written when given.
+ */
+export function encodeEnvelope(
+  upTo: number,
+  wm: number,
+  recs: readonly unknown[],
+  prev?: number,
+): Uint8Array {
+  const head = prev === undefined ? { upTo, wm } : { upTo, prev, wm };
   const first = recs[0];
   if (ROWS && recs.length >= 2 && isRecordObject(first)) {
     const keys = Object.keys(first);
@@ -96,9 +113,9 @@ export function encodeEnvelope(upTo: number, wm: number, recs: readonly unknown[
       if (Array.isArray(r)) break;
       rows[k] = (isRecordObject(r) && rowOf(r, keys)) || r;
     }
-    if (k === recs.length) return enc.encode(JSON.stringify({ upTo, wm, k: keys, rows }));
+    if (k === recs.length) return enc.encode(JSON.stringify({ ...head, k: keys, rows }));
   }
-  return enc.encode(JSON.stringify({ upTo, wm, recs }));
+  return enc.encode(JSON.stringify({ ...head, recs }));
 }
 
 /**
@@ -179,22 +196,31 @@ function decode<R>(data: Uint8Array): Envelope<R> {
     const row = rows[j];
     recs[j] = (Array.isArray(row) ? toObject(row) : row) as R;
   }
-  return { upTo: e.upTo, wm: e.wm, recs };
+  return e.prev === undefined
+    ? { upTo: e.upTo, wm: e.wm, recs }
+    : { upTo: e.upTo, prev: e.prev, wm: e.wm, recs };
 }
 
-const HEAD = /^\{"upTo":\d+,"wm":-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?,/;
+const HEAD = /^\{"upTo":\d+,(?:"prev":\d+,)?"wm":-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?,/;
 
 /**
- * The same hop message with another `upTo` and `wm`, its records untouched (the bytes after the
- * head are copied, not re-encoded): a stage that passes a batch on as it came (the watermark
- * stage, when no record is late) saves encoding it again. Undefined when the message does not
- * start the way encodeEnvelope writes it.
+ * The same hop message with another `upTo`, `prev` and `wm`, its records untouched (the bytes
+ * after the head are copied, not re-encoded): a stage that passes a batch on as it came (the
+ * watermark stage, when no record is late) saves encoding it again. Undefined when the message
+ * does not start the way encodeEnvelope writes it.
  */
-export function withHead(data: Uint8Array, upTo: number, wm: number): Uint8Array | undefined {
-  const m = HEAD.exec(dec.decode(data.subarray(0, 64)));
+export function withHead(
+  data: Uint8Array,
+  upTo: number,
+  wm: number,
+  prev?: number,
+): Uint8Array | undefined {
+  const m = HEAD.exec(dec.decode(data.subarray(0, 96)));
   if (m === null || !Number.isSafeInteger(upTo) || !Number.isFinite(wm)) return undefined;
+  if (prev !== undefined && !Number.isSafeInteger(prev)) return undefined;
   // The head is ASCII, so its length in characters is its length in bytes.
-  const head = enc.encode(`{"upTo":${upTo},"wm":${JSON.stringify(wm)},`);
+  const p = prev === undefined ? "" : `"prev":${prev},`;
+  const head = enc.encode(`{"upTo":${upTo},${p}"wm":${JSON.stringify(wm)},`);
   const out = new Uint8Array(head.length + data.length - m[0].length);
   out.set(head, 0);
   out.set(data.subarray(m[0].length), head.length);
@@ -203,8 +229,17 @@ export function withHead(data: Uint8Array, upTo: number, wm: number): Uint8Array
 
 /** Reads `upTo` from a hop message without a full parse when it leads the JSON, as we write it. */
 export function peekUpTo(data: Uint8Array): number {
-  const head = dec.decode(data.subarray(0, 40));
-  const m = /^\{"upTo":(\d+)/.exec(head);
-  if (m) return Number(m[1]);
-  return Number((JSON.parse(dec.decode(data)) as WireEnvelope).upTo);
+  return peekHead(data).upTo;
+}
+
+/**
+ * Reads `upTo` and `prev` (0 when absent) from a hop message, without a full parse when they
+ * lead the JSON, as we write them.
+ */
+export function peekHead(data: Uint8Array): { upTo: number; prev: number } {
+  const head = dec.decode(data.subarray(0, 64));
+  const m = /^\{"upTo":(\d+)(?:,"prev":(\d+))?[,}]/.exec(head);
+  if (m) return { upTo: Number(m[1]), prev: Number(m[2] ?? 0) };
+  const e = JSON.parse(dec.decode(data)) as WireEnvelope;
+  return { upTo: Number(e.upTo), prev: Number(e.prev ?? 0) };
 }

@@ -2,7 +2,8 @@ import type { JsMsg, NatsConnection } from "nats";
 import { createActor, type Actor, type ActorContext } from "../runtime/index.js";
 import { createJetStreamPublisher, type JetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openDurableSource } from "../connectors/nats/source.js";
-import { encodeEnvelope, peekUpTo, readShared, recordsOfLastDecode, withHead } from "./envelope.js";
+import { encodeEnvelope, peekHead, readShared, recordsOfLastDecode, withHead } from "./envelope.js";
+import { createHopOrder } from "./hop-order.js";
 import {
   deadLetterHeaders,
   DEFAULT_MAX_PAYLOAD,
@@ -195,6 +196,11 @@ export function createStageInstance<H extends StageHandler>(
   let handler: H | undefined;
   let lastSeq = 0;
   let lastUpTo = 0;
+  // `upTo` of the last hop sent per output subject, kept with the snapshot: each hop carries its
+  // subject's previous one as `prev`, so a reader sees a hop missing in between (hop-order.ts).
+  let sent: Record<string, number> = {};
+  // Input hops that do not follow on from what was applied yet: they wait for the missing one.
+  const order = createHopOrder<InputMessage>();
   let progress = -1;
   let sinceSnapshot = 0;
   let sinceAck = 0;
@@ -288,16 +294,18 @@ export function createStageInstance<H extends StageHandler>(
   // instance: it restarts from its snapshot and publishes again (same ids, dropped downstream).
   const publishHop = (subject: string, recs: unknown[]) => {
     const upTo = lastSeq;
+    const prev = sent[subject] ?? 0;
+    sent[subject] = upTo;
     if (hopBytes.size > 0) hopBytes.delete(subject);
     let data: Uint8Array | undefined;
     const f = forwarded.size > 0 ? forwarded.get(subject) : undefined;
     if (f !== undefined) {
       forwarded.delete(subject);
       // Emits only append: the same count means the same records.
-      if (f.n === recs.length) data = withHead(f.data, upTo, progress);
+      if (f.n === recs.length) data = withHead(f.data, upTo, progress, prev);
     }
     publisher!
-      .publish(subject, data ?? encodeEnvelope(upTo, progress, recs), {
+      .publish(subject, data ?? encodeEnvelope(upTo, progress, recs, prev), {
         msgId: `${stage}.${partition}.${upTo}.${subject}`,
       })
       .catch(ignore);
@@ -395,10 +403,21 @@ export function createStageInstance<H extends StageHandler>(
     }
     flush();
     const t0 = performance.now();
-    state.meta = { ...state.meta, seq: lastSeq, upTo: lastUpTo, wm: progress, stats: { ...stats } };
+    // Hops waiting for a missing one are not applied: the snapshot stays before them, so a
+    // restarted instance reads them again.
+    const waitingFrom = order.firstSeq();
+    const seq = waitingFrom === undefined ? lastSeq : Math.min(lastSeq, waitingFrom - 1);
+    state.meta = {
+      ...state.meta,
+      seq,
+      upTo: lastUpTo,
+      wm: progress,
+      stats: { ...stats },
+      sent: { ...sent },
+    };
     const batch = deps.snapshots.capture(state);
-    const covered = lastMsg;
-    const coveredSeq = lastSeq;
+    const covered = waitingFrom === undefined ? lastMsg : undefined;
+    const coveredSeq = seq;
     sinceSnapshot = 0;
     const acked = publisher!.flush();
     const written = (async () => {
@@ -445,6 +464,20 @@ export function createStageInstance<H extends StageHandler>(
     const hdrs: Record<string, string> = {};
     if (m.headers) for (const [k, v] of m.headers) hdrs[k] = v[0] ?? "";
     return hdrs;
+  };
+
+  /** Hands one hop to the handler; its records at or below the position applied are old. */
+  const applyHop = (input: InputMessage, upTo: number) => {
+    const h = handler!;
+    const before = lastUpTo;
+    if ((readers.get(inputKey) ?? 0) > 1)
+      readShared(
+        `${inputKey}#${input.seq}#${input.subject}#${input.data.length}#${upTo}`,
+        input.data,
+        () => h.handle(input, before),
+      );
+    else h.handle(input, before);
+    lastUpTo = upTo;
   };
 
   const process = (m: JsMsg) => {
@@ -494,19 +527,25 @@ export function createStageInstance<H extends StageHandler>(
       // Kept with the snapshot like the other counts: exact across restarts (reco_stage_count).
       out.count("poison");
     } else if (spec.input === "envelope") {
-      const env = peekUpTo(data);
-      if (env <= lastUpTo) {
-        deps.metrics?.duplicateBatch(stage, partition);
-      } else {
-        const h = handler!;
-        const before = lastUpTo;
-        if ((readers.get(inputKey) ?? 0) > 1)
-          readShared(`${inputKey}#${seq}#${m.subject}#${data.length}#${env}`, data, () =>
-            h.handle(input, before),
-          );
-        else h.handle(input, before);
-        lastUpTo = env;
-      }
+      const { upTo, prev } = peekHead(data);
+      const verdict = order.offer(input, seq, upTo, prev, lastUpTo);
+      if (verdict === "duplicate") deps.metrics?.duplicateBatch(stage, partition);
+      else if (verdict === "apply") {
+        applyHop(input, upTo);
+        // Hops that waited for this one, in order.
+        for (;;) {
+          const { hop, duplicates } = order.next(lastUpTo);
+          for (let d = 0; d < duplicates; d++) deps.metrics?.duplicateBatch(stage, partition);
+          if (hop === undefined) break;
+          current = hop.item;
+          applyHop(hop.item, hop.upTo);
+        }
+        current = input;
+      } else
+        deps.log?.(
+          { stage, partition, seq, upTo, prev, applied: lastUpTo },
+          "hop waits: the one before it on its subject has not arrived",
+        );
     } else {
       handler!.handle(input, lastUpTo);
     }
@@ -537,6 +576,7 @@ export function createStageInstance<H extends StageHandler>(
           state = await deps.snapshots.load();
           lastSeq = Number(state.meta.seq ?? 0);
           lastUpTo = Number(state.meta.upTo ?? 0);
+          sent = { ...((state.meta.sent as Record<string, number> | undefined) ?? {}) };
           progress = Number(state.meta.wm ?? -1);
           stats = { ...((state.meta.stats as Record<string, number> | undefined) ?? {}) };
           handler = await spec.create(state, out);
@@ -625,6 +665,21 @@ export function createStageInstance<H extends StageHandler>(
         }, phase);
         timers.push(first);
         if (deps.metrics) timers.push(setInterval(reportMetrics, 250));
+        if (spec.input === "envelope")
+          timers.push(
+            setInterval(() => {
+              // The missing hop never came (its producer's retries and restarts would have sent
+              // it by now): fail loudly, rather than apply what follows it and lose its records.
+              const o = order.oldest();
+              if (o !== undefined && Date.now() - o.since > HOP_WAIT_MS)
+                ctx.fail(
+                  new Error(
+                    `${stage}/${partition}: the hop before ${o.upTo} on ${o.item.subject} (after ` +
+                      `${o.prev}; applied ${lastUpTo}) has not arrived in ${HOP_WAIT_MS} ms`,
+                  ),
+                );
+            }, 1000),
+          );
         if (handler?.tick && spec.tickMs) {
           timers.push(setInterval(() => ctx.send({ kind: "tick" }), spec.tickMs));
         }
@@ -689,6 +744,9 @@ export function createStageInstance<H extends StageHandler>(
 }
 
 const ignore = () => undefined;
+
+/** How long a hop may wait for the one before it (see hop-order.ts) before the instance fails. */
+const HOP_WAIT_MS = 60_000;
 
 /** See `backlogged` in createStageInstance. */
 const BACKLOG_BATCHES = 16;
