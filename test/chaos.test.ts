@@ -140,7 +140,8 @@ async function waitQuiescent(nc: NatsConnection, p: Proc, ms = 240_000) {
   const until = Date.now() + ms;
   let stableSince = 0;
   while (Date.now() < until) {
-    const positions = await gauges(p.metricsPort, "reco_stage_position");
+    // A scrape refused while the process is busy is tried again, not a failure.
+    const positions = await gauges(p.metricsPort, "reco_stage_position").catch(() => []);
     let behind = positions.length < 1 + 6 * 4 ? 1 : 0;
     for (const { labels, value } of positions) {
       const [stream, subject] = inputOf[labels.stage!]!(labels.partition!);
@@ -271,6 +272,22 @@ describe("crash exactness under SIGKILL", () => {
       await runFor(1000 + k() * 2000);
       await runFor(20_000, { RECO_TEST_KILL_IN_SNAPSHOT_WRITE: String(40 + Math.floor(k() * 40)) });
       await rest;
+      // Late: the whole log is in EVENTS and parse has read 99.9% of it (issue 17: a kill at the
+      // end of the input, with nothing after it to move event time or re-put a table row).
+      {
+        const p = await startProc(b.nats.url, b.dir);
+        const last = (await (await b.nc.jetstreamManager()).streams.info("EVENTS")).state.last_seq;
+        const until = Date.now() + 120_000;
+        while (Date.now() < until) {
+          const parse = (await gauges(p.metricsPort, "reco_stage_position").catch(() => [])).find(
+            (g) => g.labels.stage === "parse",
+          );
+          if ((parse?.value ?? 0) >= last * 0.999) break;
+          await sleep(20);
+        }
+        await kill(p);
+        kills++;
+      }
       const pb = await startProc(b.nats.url, b.dir);
       cleanups.push(() => kill(pb));
       await waitQuiescent(b.nc, pb);

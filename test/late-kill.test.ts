@@ -277,7 +277,16 @@ describe("SIGKILL late in a paced replay (REES46 head)", () => {
     }
     let app = await startApp(env);
     cleanups.push(() => killGroup(app));
+    // The private server takes the engine's credentials, made at the first start.
+    const auth = o.privateNats
+      ? (
+          JSON.parse(readFileSync(join(dir, "nats-credentials.json"), "utf8")) as {
+            engine: { user: string; pass: string };
+          }
+        ).engine
+      : {};
     const nc = await connect({
+      ...auth,
       servers: url,
       noAsyncTraces: true,
       maxReconnectAttempts: -1,
