@@ -171,7 +171,7 @@ export function decodeEnvelope<R>(data: Uint8Array): Envelope<R> {
     env = reading.env as Envelope<R>;
   } else env = decode<R>(data);
   lastDecoded = data;
-  lastDecodedRecords = env.recs.length;
+  lastDecodedRecords = Array.isArray(env.recs) ? env.recs.length : 0;
   return env;
 }
 
