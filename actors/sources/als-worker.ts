@@ -32,7 +32,14 @@ interface WorkerReply {
  */
 function spawn(job: TrainJob): Worker {
   const self = import.meta.url;
-  if (!self.endsWith(".ts")) return new Worker(new URL(self), { workerData: { als: job } });
+  // The matrix moves to the worker (no copy on this thread: 120 MB at 1M users); it is built
+  // afresh for every training.
+  const r = job.ratings;
+  const transferList = [r.userPtr, r.userCols, r.userVals, r.itemPtr, r.itemRows, r.itemVals].map(
+    (a) => a.buffer as ArrayBuffer,
+  );
+  if (!self.endsWith(".ts"))
+    return new Worker(new URL(self), { workerData: { als: job }, transferList });
   const api = pathToFileURL(createRequire(self).resolve("tsx/esm/api")).href.replace(
     /\.cjs$/,
     ".mjs",
@@ -40,6 +47,7 @@ function spawn(job: TrainJob): Worker {
   const entry = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(self)});`;
   return new Worker(new URL(`data:text/javascript,${encodeURIComponent(entry)}`), {
     workerData: { als: job },
+    transferList,
   });
 }
 
