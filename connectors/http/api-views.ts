@@ -26,18 +26,25 @@ export function explain(item: RecommendedItem): string {
   return `one of the most bought products overall: ${bought(item.purchases)}`;
 }
 
+/**
+ * Prices to the cent and scores without float noise, for people reading JSON: an average of
+ * 254.82 and 254.82 is 254.81999999999996 in binary floating point (issue 18).
+ */
+export const cents = (n: number): number => Math.round(n * 100) / 100;
+export const tidy = (n: number): number => Number(n.toPrecision(12));
+
 export function recommendationsJson(recs: Recommendations) {
   return {
     userId: recs.userId,
     items: recs.items.map((i) => ({
       rank: i.rank,
       itemId: i.itemId,
-      score: i.score,
+      score: tidy(i.score),
       source: i.source,
       explanation: explain(i),
       category: i.category,
       brand: i.brand,
-      averagePrice: i.averagePrice,
+      averagePrice: cents(i.averagePrice),
       purchases: i.purchases,
     })),
     topCategories: recs.topCategories.map((c) => ({ category: c.category, interest: c.interest })),
@@ -57,7 +64,7 @@ export function trendingJson(s: TrendingSnapshot, k: number) {
     items: s.items.slice(0, k).map((e, i) => ({
       rank: i + 1,
       itemId: e.itemId,
-      score: e.score,
+      score: tidy(e.score),
       views: e.views,
       clicks: e.clicks,
       // Counted only when TRENDING_WEIGHTS lists carts or purchases.
@@ -90,7 +97,7 @@ export function itemJson(
           purchases: info.purchases,
           category: info.category,
           brand: info.brand,
-          averagePrice: info.averagePrice,
+          averagePrice: cents(info.averagePrice),
         }
       : null,
     trending: trending.flatMap((s) => {
