@@ -363,7 +363,7 @@ async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise
       );
       const samples = await scrape(r.app.metricsPort);
       const accepted = sum(samples, "reco_events_accepted_total");
-      const joinIn = sum(samples, "reco_stage_events_in_total", { stage: "popularity-join" });
+      const joinIn = sum(samples, "reco_stage_messages_in_total", { stage: "popularity-join" });
       row({
         step: "2",
         figure: `end-to-end ingest, ${PARTITIONS} partitions${

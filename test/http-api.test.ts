@@ -138,7 +138,7 @@ describe("JSON/HTTP API: validation and status semantics shared with gRPC", () =
     registers: [registry],
   });
   const messagesIn = new Counter({
-    name: "reco_stage_events_in_total",
+    name: "reco_stage_messages_in_total",
     help: "x",
     labelNames: ["stage", "partition"],
     registers: [registry],

@@ -205,7 +205,7 @@ function build(
       case "reco_stage_state_keys":
         part(s).stateKeys = s.value;
         break;
-      case "reco_stage_events_in_total":
+      case "reco_stage_messages_in_total":
         part(s).messagesIn = s.value;
         part(s).messagesInPerSecond = rate(s);
         break;
