@@ -116,8 +116,11 @@ describe("implicit ALS", () => {
     clearInterval(timer);
     expect(ticks).toBeGreaterThan(0);
     expect(iterations.at(-1)).toBe(20);
-    // The matrix was moved to the worker, not copied: this thread no longer holds it.
+    // The matrix was moved to the worker, not copied: this thread no longer holds it; the ids
+    // never left and are the model's.
     expect(r.userCols.length).toBe(0);
+    expect(m.users).toBe(r.users);
+    expect(m.items).toBe(r.items);
     const local = trainAls(twoTastes(), settings);
     expect(Array.from(m.U)).toEqual(Array.from(local.U));
   });

@@ -35,18 +35,20 @@ function spawn(job: TrainJob): Worker {
   // The matrix moves to the worker (no copy on this thread: 120 MB at 1M users); it is built
   // afresh for every training.
   const r = job.ratings;
+  // The ids stay here (the model gets them back on arrival): only numbers cross.
+  const bare: TrainJob = { settings: job.settings, ratings: { ...r, users: [], items: [] } };
   const transferList = [r.userPtr, r.userCols, r.userVals, r.itemPtr, r.itemRows, r.itemVals].map(
     (a) => a.buffer as ArrayBuffer,
   );
   if (!self.endsWith(".ts"))
-    return new Worker(new URL(self), { workerData: { als: job }, transferList });
+    return new Worker(new URL(self), { workerData: { als: bare }, transferList });
   const api = pathToFileURL(createRequire(self).resolve("tsx/esm/api")).href.replace(
     /\.cjs$/,
     ".mjs",
   );
   const entry = `import { register } from ${JSON.stringify(api)}; register(); await import(${JSON.stringify(self)});`;
   return new Worker(new URL(`data:text/javascript,${encodeURIComponent(entry)}`), {
-    workerData: { als: job },
+    workerData: { als: bare },
     transferList,
   });
 }
@@ -72,7 +74,8 @@ export function trainInWorker(
     o.signal?.addEventListener("abort", abort);
     w.on("message", (m: WorkerReply) => {
       if (m.iteration !== undefined) o.onIteration?.(m.iteration);
-      if (m.model) done(() => resolve(m.model!));
+      if (m.model)
+        done(() => resolve({ ...m.model!, users: job.ratings.users, items: job.ratings.items }));
       if (m.error) done(() => reject(new Error(m.error)));
     });
     w.on("error", (err) => done(() => reject(err)));

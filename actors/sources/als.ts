@@ -84,8 +84,15 @@ export function trainAls(
   const k = s.rank;
   const rand = seededRandom(s.seed);
   const warm = from && from.settings.rank === k ? from : undefined;
-  const init = (ids: string[], prevIds: string[] | undefined, prev: Float32Array | undefined) => {
-    const a = new Float32Array(ids.length * k);
+  // Row counts come from the CSR pointers: a worker gets the matrix without its ids (cloning a
+  // million id strings would cost the sending thread more than the rest of the job).
+  const init = (
+    n: number,
+    ids: string[],
+    prevIds: string[] | undefined,
+    prev: Float32Array | undefined,
+  ) => {
+    const a = new Float32Array(n * k);
     for (let x = 0; x < a.length; x++) a[x] = rand() * 0.01;
     if (prevIds && prev) {
       const at = new Map<string, number>();
@@ -97,8 +104,8 @@ export function trainAls(
     }
     return a;
   };
-  const U = init(r.users, warm?.users, warm?.U);
-  const V = init(r.items, warm?.items, warm?.V);
+  const U = init(r.userPtr.length - 1, r.users, warm?.users, warm?.U);
+  const V = init(r.itemPtr.length - 1, r.items, warm?.items, warm?.V);
   const iterations = warm ? (s.warmIterations ?? s.iterations) : s.iterations;
   for (let it = 0; it < iterations; it++) {
     halfStep(U, V, r.userPtr, r.userCols, r.userVals, s);
