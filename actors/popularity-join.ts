@@ -134,7 +134,7 @@ function mergeRanked(lists: Candidate[][]): Candidate[] {
 }
 
 /** Users remembered after their history left the horizon (empty profiles), per partition. */
-export const EXPIRED_PROFILES_KEPT = 100_000;
+export const EXPIRED_PROFILES_KEPT = 25_000;
 
 /** A profile whose history has all left the horizon: the user was seen, but long ago. */
 export function isEmptyProfile(p: ProfileRecord | undefined): boolean {
