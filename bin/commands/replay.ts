@@ -61,7 +61,7 @@ export function registerReplayCommand(program: Command): void {
       "after sending, wait this long at most for the engine to catch up and report late and " +
         "dead-lettered events; 0: do not ask",
       nonNegativeInt,
-      60,
+      300,
     )
     .option(
       "--metrics-url <url>",
