@@ -364,6 +364,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const ranker = recommenderWiring(cfg, {
     stream: STREAMS.hops,
     ...(deps.log ? { log: deps.log } : {}),
+    ...(metrics ? { registry: metrics.registry } : {}),
     run,
     live: () => {
       const inst = instances.get("recommender/0");

@@ -41,6 +41,8 @@ export interface RecommenderSettings {
   retrainMs: number;
   /** A record-less progress jump of at least this much trains (the idle timeout; 0: never). */
   idleMs: number;
+  /** Partitions of the user path (the subjects whose hops are merged into EVENTS order). */
+  partitions: number;
   train: TrainFn;
   log?: (obj: object, msg: string) => void;
 }
@@ -165,37 +167,53 @@ export const recommenderStage = defineStage({
       }
     }
 
-    const append = (rows: Row[]) => {
+    /** Writes the batch's rows to the log chunks (fed already), one set per chunk touched. */
+    const logRows = (rows: Row[], first: number) => {
       let x = 0;
       while (x < rows.length) {
-        const c = Math.floor(p.n / CHUNK);
-        const room = CHUNK - (p.n % CHUNK);
-        const part = rows.slice(x, x + room);
+        const at = first + x;
+        const c = Math.floor(at / CHUNK);
+        const part = rows.slice(x, x + CHUNK - (at % CHUNK));
         log.set(chunkKey(c), [...(log.get(chunkKey(c)) ?? []), ...part]);
-        for (const r of part) feed(r);
-        p = { ...p, n: p.n + part.length };
         x += part.length;
+      }
+    };
+
+    /**
+     * A training point is due when event-time progress (before the next record, or after an
+     * input without records) enters a new RETRAIN_INTERVAL, or jumps at least the idle timeout
+     * past the newest event (an idle marker), with events fed since the last point. Judged per
+     * record in EVENTS order, so the points are the same whatever the hops' batching.
+     */
+    const advance = (to: number) => {
+      const progress = Math.max(p.progress, to);
+      const epoch = s.retrainMs > 0 && progress >= 0 ? Math.floor(progress / s.retrainMs) : -1;
+      const idle =
+        s.idleMs > 0 && p.maxTs >= 0 && progress > p.progress && progress >= p.maxTs + s.idleMs;
+      // The first progress only sets the interval: a training on the first events is waste.
+      const due = p.n > p.at && ((p.epoch >= 0 && epoch > p.epoch) || idle);
+      p = { ...p, progress, epoch: Math.max(p.epoch, epoch) };
+      if (due) {
+        p = { ...p, at: p.n };
+        submit();
       }
     };
 
     const operator = (batches$: Observable<InputBatch<RecommenderInput>>) =>
       batches$.pipe(
         map((b) => {
-          const rows: Row[] = b.records.map((r) => [r.u, r.i, r.t, r.ts, r.c, r.r]);
-          if (rows.length > 0) append(rows);
-          let maxTs = p.maxTs;
-          for (const r of rows) if (r[3] > maxTs) maxTs = r[3];
-          const progress = Math.max(p.progress, b.progress.to);
-          const epoch = s.retrainMs > 0 && progress >= 0 ? Math.floor(progress / s.retrainMs) : -1;
-          const idle =
-            rows.length === 0 && s.idleMs > 0 && maxTs >= 0 && progress >= maxTs + s.idleMs;
-          // The first progress only sets the interval: a training on the first events is waste.
-          const due = p.n > p.at && ((p.epoch >= 0 && epoch > p.epoch) || idle);
-          p = { ...p, maxTs, progress, epoch: Math.max(p.epoch, epoch) };
-          if (due) {
-            p = { ...p, at: p.n };
-            submit();
+          const first = p.n;
+          const rows: Row[] = [];
+          for (const r of b.records) {
+            advance(r.wb);
+            const row: Row = [r.u, r.i, r.t, r.ts, r.c, r.r];
+            rows.push(row);
+            feed(row);
+            p = { ...p, n: p.n + 1, maxTs: Math.max(p.maxTs, r.ts) };
+            advance(r.ts);
           }
+          if (rows.length > 0) logRows(rows, first);
+          else advance(b.progress.to);
           points.set("t", p);
           return {};
         }),

@@ -1,3 +1,4 @@
+import { Gauge, type Registry } from "prom-client";
 import type { RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
 import type { Preset } from "./event.js";
 import type { StageHandler, StageSpec } from "./host.js";
@@ -45,7 +46,7 @@ const trainWorker: TrainFn = (ratings, settings, signal) =>
  * user-path hops) and answers from it. With RANKER=design nothing runs and nothing changes.
  */
 export function recommenderWiring(
-  cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number },
+  cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number; partitions: number },
   deps: {
     /** The hops stream (the pipeline's topology names it). */
     stream: string;
@@ -53,6 +54,7 @@ export function recommenderWiring(
     live: () => StageHandler | undefined;
     log?: (obj: object, msg: string) => void;
     train?: TrainFn;
+    registry?: Registry;
   },
 ): RankerWiring {
   if ((cfg.ranker ?? "design") !== "blend")
@@ -72,11 +74,28 @@ export function recommenderWiring(
         sources: defaultSourceSettings(preset),
         retrainMs: cfg.retrainIntervalMs ?? HOUR,
         idleMs: cfg.idleTimeoutMs,
+        partitions: cfg.partitions,
         train: deps.train ?? trainWorker,
         ...(deps.log ? { log: deps.log } : {}),
       }),
   });
   const view = () => deps.live() as RecommenderHandler | undefined;
+  if (deps.registry)
+    new Gauge({
+      name: "reco_recommender",
+      help: "The recommender stage (RANKER=blend): events fed, input point (events) of the newest training and of the served implicit model, trainings running or waiting",
+      labelNames: ["name"] as const,
+      registers: [deps.registry],
+      collect() {
+        const v = view();
+        if (!v) return;
+        const st = v.status();
+        this.set({ name: "events" }, st.events);
+        this.set({ name: "train_point" }, st.trainAt);
+        this.set({ name: "model_point" }, st.models.implicit ?? 0);
+        this.set({ name: "training" }, v.training() ? 1 : 0);
+      },
+    });
   return {
     answer(userId, n, options, row) {
       const v = view();

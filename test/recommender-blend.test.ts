@@ -44,7 +44,7 @@ const bs = defaultBlend(ECOMMERCE);
 const handler = () =>
   app.pipeline.instance("recommender/0")?.handler() as RecommenderHandler | undefined;
 
-/** The user-path hops as the stage reads them: one consumer over reco.parse.*, deduplicated. */
+/** The user-path hops' records: one consumer over reco.parse.*, deduplicated, in EVENTS order. */
 async function hopRecords(): Promise<ParsedRecord[]> {
   const jsm = await nc.jetstreamManager();
   const info = await jsm.streams.info("RECO_HOPS");
@@ -70,7 +70,8 @@ async function hopRecords(): Promise<ParsedRecord[]> {
     if (++n >= pending) break;
   }
   expect(info.state.messages).toBeGreaterThan(0);
-  return out;
+  // The stage feeds them in EVENTS order (actors/recommender-handler.ts).
+  return out.sort((a, b) => a.s - b.s);
 }
 
 const ms = (t: { seconds: bigint; nanos: number } | undefined) =>
