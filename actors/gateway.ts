@@ -1,6 +1,9 @@
 import type { Observable } from "rxjs";
 import {
   BackendUnavailableError,
+  hasOptions,
+  MAX_COUNT,
+  type RecommendOptions,
   type RecoBackend,
   type Recommendations,
   type TrendingSnapshot,
@@ -23,6 +26,7 @@ import {
 } from "./profile-replica.js";
 import type { PipelineConfig } from "./pipeline.js";
 import { itemInfo, similarByCategory } from "./similar-by-category.js";
+import { filterDesign } from "./recommender-serve.js";
 
 export interface GatewayOptions {
   table: PopularityTable;
@@ -39,10 +43,13 @@ export interface GatewayOptions {
  * The backend of a gateway process (role `gateway`): the same join and fallback as a worker's
  * fallback[p], over a replica of every partition's profiles, so answers do not depend on which
  * worker owns a partition right now. Each answer reports the replica's staleness bound.
+ * It answers with the design ranking whatever RANKER says: the recommender stage's state lives
+ * in the worker that owns p0 and has no replica yet (the request options filter that ranking).
  */
 export function createGatewayBackend(o: GatewayOptions): RecoBackend {
   // All in memory: answered in place, within the gRPC request's own task.
-  const recommendNow = (userId: string, n: number): Recommendations => {
+  const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
+    if (hasOptions(options)) return filterDesign(recommendNow(userId, MAX_COUNT), n, options);
     if (!o.table.initialised || !o.replica.caughtUp)
       throw new BackendUnavailableError(
         "gateway is loading the profile replica and the popularity table",
@@ -65,8 +72,8 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
   return {
     isReady: () => o.table.initialised && o.replica.caughtUp,
     recommendNow,
-    async getRecommendations(userId, n): Promise<Recommendations> {
-      return recommendNow(userId, n);
+    async getRecommendations(userId, n, _signal, options): Promise<Recommendations> {
+      return recommendNow(userId, n, options);
     },
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return o.hub.updates(window);
