@@ -21,6 +21,10 @@ export interface AlsIndex {
   readonly factorBytes: number;
 }
 
+/** Users whose unfiltered top list is kept, and its length (a request for more scans). */
+const CACHE_USERS = 2048;
+const CACHE_DEPTH = 128;
+
 export function createAlsIndex(model: AlsModel): AlsIndex {
   const k = model.settings.rank;
   const userIndex = new Map<string, number>();
@@ -36,6 +40,31 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
     const x = userIndex.get(user);
     return x === undefined ? undefined : model.U.subarray(x * k, (x + 1) * k);
   };
+
+  /** The n best items for the factor vector `u` that `keep` allows, best first. */
+  const scan = (u: Float32Array, n: number, keep?: (item: string) => boolean): Scored[] => {
+    const V = model.V;
+    // A bounded selection (no full sort of the catalogue): keep the n best seen so far.
+    const best: Scored[] = [];
+    for (let j = 0; j < model.items.length; j++) {
+      let s = 0;
+      const o = j * k;
+      for (let f = 0; f < k; f++) s += u[f]! * V[o + f]!;
+      if (best.length === n && s <= best[n - 1]!.score) continue;
+      const item = model.items[j]!;
+      if (keep && !keep(item)) continue;
+      const c: Scored = { item, score: s, why: "liked by users with similar taste" };
+      let at = best.length < n ? best.length : n - 1;
+      while (at > 0 && byScoreThenId(c, best[at - 1]!) < 0) {
+        best[at] = best[at - 1]!;
+        at--;
+      }
+      best[at] = c;
+    }
+    return best;
+  };
+  /** Unfiltered top lists of recent users (insertion order = least recently used first). */
+  const cache = new Map<string, Scored[]>();
 
   return {
     model,
@@ -65,29 +94,30 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
       if (s.kind === "explicit") for (let f = 0; f < k; f++) A[f * k + f]! += s.reg * n;
       choleskySolve(A, b, k, x);
       folded.set(user, Float32Array.from(x));
+      cache.delete(user);
     },
     candidates(user, n, keep) {
       const u = vector(user);
       if (!u) return [];
-      const V = model.V;
-      // A bounded selection (no full sort of the catalogue): keep the n best seen so far.
-      const best: Scored[] = [];
-      for (let j = 0; j < model.items.length; j++) {
-        let s = 0;
-        const o = j * k;
-        for (let f = 0; f < k; f++) s += u[f]! * V[o + f]!;
-        if (best.length === n && s <= best[n - 1]!.score) continue;
-        const item = model.items[j]!;
-        if (keep && !keep(item)) continue;
-        const c: Scored = { item, score: s, why: "liked by users with similar taste" };
-        let at = best.length < n ? best.length : n - 1;
-        while (at > 0 && byScoreThenId(c, best[at - 1]!) < 0) {
-          best[at] = best[at - 1]!;
-          at--;
-        }
-        best[at] = c;
+      if (n > CACHE_DEPTH) return scan(u, n, keep);
+      // A user asks again and again while the model stays the same: their unfiltered top list is
+      // kept (LRU), and a request's filter is applied to it. Scoring the catalogue costs ~1.2 ms
+      // per call on REES46's head (6.5k items, rank 64): 97% of a blended answer's CPU.
+      let top = cache.get(user);
+      if (top) cache.delete(user);
+      else top = scan(u, CACHE_DEPTH);
+      cache.set(user, top);
+      if (cache.size > CACHE_USERS) cache.delete(cache.keys().next().value!);
+      if (!keep) return top.slice(0, n);
+      const out: Scored[] = [];
+      for (const c of top) {
+        if (!keep(c.item)) continue;
+        out.push(c);
+        if (out.length === n) return out;
       }
-      return best;
+      // The filter left fewer than n of the cached best: unless that was the whole catalogue,
+      // only a full scan knows what comes next.
+      return top.length < CACHE_DEPTH ? out : scan(u, n, keep);
     },
   };
 }
