@@ -576,7 +576,16 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
     if (running) {
       const blended = ranker.answer(userId, n, options, table.row);
-      if (blended) return blended;
+      if (blended) {
+        // The blend has no interest profile of its own: the top categories are the design
+        // stages' (interest-ranking's 24 h profile), as RANKER=design answers them.
+        const fallback = supervisor.child(fallbackIds[partitionOf(userId, P)]!) as
+          FallbackActor | undefined;
+        const design = fallback?.answer(userId, 1);
+        return design && !(design instanceof BackendUnavailableError)
+          ? { ...blended, topCategories: design.topCategories }
+          : blended;
+      }
     }
     const p = partitionOf(userId, P);
     const actor = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
@@ -601,6 +610,18 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     similarItems: (itemId, n) =>
       ranker.similar(itemId, n, table.row) ?? similarByCategory(itemId, n, table, table.row),
     item: (itemId) => itemInfo(table.row(itemId)),
+    // The history source remembers each user's items (RANKER=blend); the design stages keep
+    // counts per category only, so without the blend the façade answers 501.
+    ...(cfg.ranker === "blend"
+      ? {
+          recentEvents: (userId: string, n: number) => {
+            const recent = ranker.recent(userId, n);
+            if (!recent)
+              throw new BackendUnavailableError("the recommender stage is not running yet");
+            return recent;
+          },
+        }
+      : {}),
   };
 
   for (const unit of fixedUnits) startUnit(unit, "serving");

@@ -1,5 +1,5 @@
 import { Gauge, type Registry } from "prom-client";
-import type { RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
+import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
 import type { Preset } from "./event.js";
 import type { StageHandler, StageSpec } from "./host.js";
 import type { PopularityRow } from "./popularity.js";
@@ -27,6 +27,8 @@ export interface RankerWiring {
     options: RecommendOptions | undefined,
     row: (item: string) => PopularityRow | undefined,
   ): Recommendations | undefined;
+  /** The user's recent items from the history source; undefined while the stage is not running. */
+  recent(userId: string, n: number): RecentEvent[] | undefined;
   /** Co-visitation's similar items; undefined when it cannot answer (then: the stand-in). */
   similar(
     itemId: string,
@@ -58,7 +60,7 @@ export function recommenderWiring(
   },
 ): RankerWiring {
   if ((cfg.ranker ?? "design") !== "blend")
-    return { answer: () => undefined, similar: () => undefined };
+    return { answer: () => undefined, recent: () => undefined, similar: () => undefined };
   const preset = presetNamed(cfg.preset);
   const bs = defaultBlend(preset);
   deps.run({
@@ -100,6 +102,19 @@ export function recommenderWiring(
     answer(userId, n, options, row) {
       const v = view();
       return v ? blendAnswer(v, bs, row, userId, n, options) : undefined;
+    },
+    recent(userId, n) {
+      const v = view();
+      return v
+        ?.recommender()
+        .recent(userId, n)
+        .map((x) => ({
+          itemId: x.item,
+          eventType: x.type,
+          eventTime: x.ts,
+          category: v.categoryOf(x.item) ?? "",
+          count: x.count,
+        }));
     },
     similar(itemId, n, row) {
       const v = view();

@@ -74,6 +74,9 @@ async function hopRecords(): Promise<ParsedRecord[]> {
   return out.sort((a, b) => a.s - b.s);
 }
 
+/** The user-path records the stage was fed, in its order. */
+let records: ParsedRecord[] = [];
+
 const ms = (t: { seconds: bigint; nanos: number } | undefined) =>
   t ? Number(t.seconds) * 1000 + Math.round(t.nanos / 1e6) : -1;
 
@@ -133,6 +136,7 @@ beforeAll(async () => {
     await new Promise((r) => setTimeout(r, 200));
   }
   const recs = await hopRecords();
+  records = recs;
   expect(recs.length).toBe(handler()!.status().events);
   mem = createRecommender(ECOMMERCE, defaultSourceSettings(ECOMMERCE));
   for (const r of recs) {
@@ -155,6 +159,56 @@ afterAll(async () => {
 });
 
 describe("RANKER=blend over a real nats-server (issue 12)", () => {
+  it("answers a user's recent items and top categories over HTTP (the console's user page)", async () => {
+    const get = async (path: string) =>
+      (await (await fetch(`http://127.0.0.1:${app.webPort}${path}`)).json()) as Record<
+        string,
+        unknown
+      >;
+    let withCategories = 0;
+    for (const u of users) {
+      const mine = records.filter((r) => r.u === u);
+      // Recent: each remembered item once, latest interaction first (ties by id), its count.
+      const byItem = new Map<string, { ts: number; count: number }>();
+      for (const r of mine) {
+        const x = byItem.get(r.i) ?? { ts: -1, count: 0 };
+        byItem.set(r.i, { ts: Math.max(x.ts, r.ts), count: x.count + 1 });
+      }
+      const recent = [...byItem]
+        .sort(([a, x], [b, y]) => y.ts - x.ts || (a < b ? -1 : a > b ? 1 : 0))
+        .slice(0, 5)
+        .map(([itemId, x]) => ({
+          itemId,
+          eventTime: new Date(x.ts).toISOString(),
+          count: x.count,
+        }));
+      const events = (await get(`/v1/users/${u}/events?n=5`)).events as {
+        itemId: string;
+        eventTime: string;
+        count: number;
+      }[];
+      expect({
+        u,
+        events: events.map(({ itemId, eventTime, count }) => ({ itemId, eventTime, count })),
+      }).toEqual({
+        u,
+        events: recent,
+      });
+      // Top categories: interactions per main category (the slice is well inside 24 h), ties by
+      // name, three at most: what interest-ranking computes for the design ranking.
+      const counts = new Map<string, number>();
+      for (const r of mine) if (r.c !== "") counts.set(r.c, (counts.get(r.c) ?? 0) + 1);
+      const top = [...counts]
+        .sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0))
+        .slice(0, 3)
+        .map(([category, interest]) => ({ category, interest }));
+      const answer = await get(`/v1/users/${u}/recommendations?n=5`);
+      expect({ u, top: answer.topCategories }).toEqual({ u, top });
+      if (top.length > 0) withCategories++;
+    }
+    expect(withCategories).toBeGreaterThan(10);
+  });
+
   it("serves, for every sampled user, what the in-memory sources and blend give", async () => {
     expect(users.length).toBeGreaterThan(50);
     const sources = new Set<Source>();

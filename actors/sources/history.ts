@@ -40,8 +40,21 @@ export interface HistorySource {
   done(user: string, now: number): Set<string>;
   /** Whether the user touched the item (within what is remembered). */
   touched(user: string): ReadonlySet<string>;
+  /** The user's items, latest interaction first (ties by item id), at most `n`. */
+  recent(user: string, n: number): RecentTouch[];
   /** Users known. */
   readonly users: number;
+}
+
+/** One remembered item of a user: its strongest interaction, latest time and times touched. */
+export interface RecentTouch {
+  item: string;
+  /** The strongest interaction's event type (a purchase outranks the views before it). */
+  type: string;
+  /** Event time of the latest interaction, epoch ms. */
+  ts: number;
+  /** Interactions with the item. */
+  count: number;
 }
 
 const EXPLAIN: Record<string, string> = {
@@ -122,5 +135,11 @@ export function createHistory(opts: HistoryOptions): HistorySource {
       return out;
     },
     touched: (user) => new Set(users.get(user)?.keys() ?? []),
+    recent(user, n) {
+      return [...(users.get(user) ?? [])]
+        .sort(([a, x], [b, y]) => y.ts - x.ts || (a < b ? -1 : a > b ? 1 : 0))
+        .slice(0, n)
+        .map(([item, x]) => ({ item, type: x.t, ts: x.ts, count: x.n }));
+    },
   };
 }

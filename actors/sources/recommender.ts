@@ -2,7 +2,7 @@ import { createRatingsBuilder, type Ratings } from "./als-matrix.js";
 import { createAlsIndex, type AlsIndex } from "./als-model.js";
 import type { AlsModel, AlsSettings } from "./als.js";
 import { createCovisit, type CovisitOptions } from "./covisit.js";
-import { createHistory } from "./history.js";
+import { createHistory, type RecentTouch } from "./history.js";
 import type { SourcePreset } from "./preset.js";
 import { createPopular, createTrending } from "./trending.js";
 import type { SourceLists } from "./blend.js";
@@ -48,6 +48,8 @@ export interface Recommender {
   similar(item: string, now: number, n: number): Scored[];
   /** Items done for the user (preset): the blend leaves them out of every source. */
   done(user: string, now: number): Set<string>;
+  /** The user's remembered items, latest first (the history source's memory). */
+  recent(user: string, n: number): RecentTouch[];
 }
 
 export function createRecommender(preset: SourcePreset, s: SourceSettings): Recommender {
@@ -95,5 +97,6 @@ export function createRecommender(preset: SourcePreset, s: SourceSettings): Reco
       explicitIndex?.candidates(user, n, skip && ((i) => !skip.has(i))) ?? [],
     similar: (item, now, n) => covisit.similar(item, now, n),
     done: (user, now) => history.done(user, now),
+    recent: (user, n) => history.recent(user, n),
   };
 }
