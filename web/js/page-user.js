@@ -96,7 +96,9 @@ export function userPage(root, userId) {
         h("tbody", {}, rows),
       );
       const chartEl = h("div", { class: "chart" });
-      const personalised = r.items.filter((i) => i.source === "PERSONALIZED").length;
+      // Items chosen from this user's own events (trending and popular ones are everyone's).
+      const mine = ["PERSONALIZED", "HISTORY", "SIMILAR_ITEMS", "COLLABORATIVE"];
+      const personalised = r.items.filter((i) => mine.includes(i.source)).length;
       out.replaceChildren(
         ...(r.statusMessage
           ? [h("div", { class: "callout", id: "status-message" }, r.statusMessage)]
