@@ -72,7 +72,6 @@ export default tseslint.config(
       "actors/profile-replica.ts",
       "actors/topology.ts",
       "actors/trending-hub.ts",
-      "actors/trending.ts",
     ],
   },
   {

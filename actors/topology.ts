@@ -14,6 +14,9 @@ import type { interestStage } from "./interest-ranking.js";
  */
 export const POPULARITY_HEARTBEAT_KEY = "wm.0";
 
+/** The KV bucket trending writes its top lists and heartbeats to (until it has ports). */
+export const TRENDING_BUCKET = BUCKETS.trending;
+
 /**
  * The composition: where each port of each stage goes (hop subjects, raw subjects, KV buckets).
  * Stages written to the contract (runtime/stage.ts) name ports only: this maps them to addresses.

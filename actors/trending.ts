@@ -1,7 +1,7 @@
 import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { BUCKETS } from "../connectors/nats/topology.js";
+import { TRENDING_BUCKET } from "./topology.js";
 import { sendLate, type LateCounter } from "./watermark.js";
 import { HOUR } from "./subjects.js";
 import { EVENT_TYPES, type EventType } from "./event.js";
@@ -122,7 +122,7 @@ export function createTrendingHandler(
     return { kind, start, end, items, final, wm: progress };
   };
 
-  const put = (p: TrendingPart) => out.kvPut(BUCKETS.trending, `${p.kind}.${p.start}.${q}`, p);
+  const put = (p: TrendingPart) => out.kvPut(TRENDING_BUCKET, `${p.kind}.${p.start}.${q}`, p);
 
   const closeWindows = () => {
     // 1 h tumbling windows: final once progress − 2 h passes the end.
@@ -220,7 +220,7 @@ export function createTrendingHandler(
       dirty.clear();
       // The bucket keeps the last heartbeat: a quiet partition need not repeat it.
       if (progress !== beat) {
-        out.kvPut(BUCKETS.trending, `wm.${q}`, { q, wm: progress } satisfies TrendingHeartbeat);
+        out.kvPut(TRENDING_BUCKET, `wm.${q}`, { q, wm: progress } satisfies TrendingHeartbeat);
         beat = progress;
       }
     },
