@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { gauges, stagesBehind } from "./helpers/positions.js";
 import { generateLog, rng, seededUuid } from "./helpers/events.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
@@ -112,28 +113,6 @@ async function kill(p: Proc) {
   await exited(p.child);
 }
 
-async function gauges(port: number, name: string) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out: { labels: Record<string, string>; value: number }[] = [];
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labels: Record<string, string> = {};
-    for (const m of line.matchAll(/(\w+)="([^"]*)"/g)) labels[m[1]!] = m[2]!;
-    out.push({ labels, value: Number(line.slice(line.lastIndexOf(" ") + 1)) });
-  }
-  return out;
-}
-
-const inputOf: Record<string, (p: string) => [string, string]> = {
-  parse: () => ["EVENTS", ""],
-  watermark: (p) => ["RECO_HOPS", `reco.parse.${p}`],
-  window: (p) => ["RECO_HOPS", `reco.watermark.${p}`],
-  "interest-ranking": (p) => ["RECO_HOPS", `reco.window.${p}`],
-  "popularity-join": (p) => ["RECO_HOPS", `reco.interest-ranking.${p}`],
-  popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
-  trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
-};
-
 /** Every stage instance has processed the last message of its input subject, twice in a row. */
 async function waitQuiescent(nc: NatsConnection, p: Proc, ms = 240_000) {
   const jsm = await nc.jetstreamManager();
@@ -142,18 +121,7 @@ async function waitQuiescent(nc: NatsConnection, p: Proc, ms = 240_000) {
   while (Date.now() < until) {
     // A scrape refused while the process is busy is tried again, not a failure.
     const positions = await gauges(p.metricsPort, "reco_stage_position").catch(() => []);
-    let behind = positions.length < 1 + 6 * 4 ? 1 : 0;
-    for (const { labels, value } of positions) {
-      const [stream, subject] = inputOf[labels.stage!]!(labels.partition!);
-      let last = 0;
-      if (subject === "") last = (await jsm.streams.info(stream)).state.last_seq;
-      else
-        last = await jsm.streams
-          .getMessage(stream, { last_by_subj: subject })
-          .then((m) => m.seq)
-          .catch(() => 0);
-      if (value < last) behind++;
-    }
+    const behind = (positions.length < 1 + 6 * 4 ? 1 : 0) + (await stagesBehind(jsm, positions));
     if (behind === 0) {
       if (stableSince === 0) stableSince = Date.now();
       else if (Date.now() - stableSince > 1500) return;

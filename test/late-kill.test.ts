@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { setupNats } from "./helpers/nats.js";
+import { gauges, stagesBehind } from "./helpers/positions.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
@@ -92,28 +93,6 @@ async function killGroup(app: App) {
   await exited(app.child);
 }
 
-async function gauges(port: number, name: string) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out: { labels: Record<string, string>; value: number }[] = [];
-  for (const line of text.split("\n")) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labels: Record<string, string> = {};
-    for (const m of line.matchAll(/(\w+)="([^"]*)"/g)) labels[m[1]!] = m[2]!;
-    out.push({ labels, value: Number(line.slice(line.lastIndexOf(" ") + 1)) });
-  }
-  return out;
-}
-
-const inputOf: Record<string, (p: string) => [string, string]> = {
-  parse: () => ["EVENTS", ""],
-  watermark: (p) => ["RECO_HOPS", `reco.parse.${p}`],
-  window: (p) => ["RECO_HOPS", `reco.watermark.${p}`],
-  "interest-ranking": (p) => ["RECO_HOPS", `reco.window.${p}`],
-  "popularity-join": (p) => ["RECO_HOPS", `reco.interest-ranking.${p}`],
-  popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
-  trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
-};
-
 /** Every stage has processed the last message of its input, and no position moved for 2 s. */
 async function waitQuiescent(nc: NatsConnection, app: App) {
   let stableSince = 0;
@@ -124,20 +103,9 @@ async function waitQuiescent(nc: NatsConnection, app: App) {
     try {
       const jsm = await nc.jetstreamManager();
       const positions = await gauges(app.metricsPort, "reco_stage_position");
-      let behind = positions.some((g) => g.labels.stage === "parse") ? 0 : 1;
-      for (const { labels, value } of positions) {
-        const input = inputOf[labels.stage!];
-        if (!input) continue;
-        const [stream, subject] = input(labels.partition!);
-        const end =
-          subject === ""
-            ? (await jsm.streams.info(stream)).state.last_seq
-            : await jsm.streams
-                .getMessage(stream, { last_by_subj: subject })
-                .then((m) => m.seq)
-                .catch(() => 0);
-        if (value < end) behind++;
-      }
+      const behind =
+        (positions.some((g) => g.labels.stage === "parse") ? 0 : 1) +
+        (await stagesBehind(jsm, positions));
       const now = JSON.stringify(positions);
       if (behind === 0 && now === last) {
         if (stableSince === 0) stableSince = Date.now();
