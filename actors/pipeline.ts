@@ -44,6 +44,7 @@ import { seqOf, type SnapshotArchive } from "../state/archive.js";
 import { subjects } from "./subjects.js";
 import { itemInfo, similarByCategory } from "./similar-by-category.js";
 import { recommenderWiring, type RankerConfig } from "./recommender-wiring.js";
+import { qualityWiring } from "./quality-wiring.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
 export interface PipelineConfig extends RankerConfig {
@@ -372,6 +373,16 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
   });
   // --- end recommender ---
+  // Drift (DESIGN §7; actors/quality-wiring.ts): its stages and gauges.
+  qualityWiring(cfg, {
+    stream: STREAMS.hops,
+    run,
+    live: (id) => {
+      const inst = instances.get(id);
+      return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
+    },
+    ...(metrics ? { registry: metrics.registry } : {}),
+  });
 
   const serve = deps.serve ?? true;
   const table = createPopularityTable();
