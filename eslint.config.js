@@ -64,7 +64,6 @@ export default tseslint.config(
     ...layer("actors/**/*.ts", ["connectors", "bin"], ["nats", "@grpc/*"]),
     ignores: [
       "actors/gateway.ts",
-      "actors/host.ts",
       "actors/parse-metrics.ts",
       "actors/parse.ts",
       "actors/pipeline.ts",
@@ -73,6 +72,20 @@ export default tseslint.config(
       "actors/topology.ts",
       "actors/trending-hub.ts",
     ],
+  },
+  {
+    // Settings and test faults come in as dependencies; only bin/ reads the environment.
+    files: ["actors/**/*.ts", "state/**/*.ts", "runtime/**/*.ts"],
+    rules: {
+      "no-restricted-properties": [
+        "error",
+        {
+          object: "process",
+          property: "env",
+          message: "read the environment in bin/ and inject it (bin/test-faults.ts, bin/config.ts)",
+        },
+      ],
+    },
   },
   {
     // The web console: plain ES modules run by the browser.

@@ -48,7 +48,6 @@ const dec = new TextDecoder();
 
 // Shapes are few (one per record type); the bound only matters for foreign producers.
 const MAX_SHAPES = 64;
-const ROWS = process.env.RECO_HOP_ROWS !== "0";
 const rowDecoders = new Map<string, ObjectOf>();
 
 const shapeKey = (keys: readonly string[]) => keys.join("\u0000");
@@ -93,17 +92,19 @@ const isRecordObject = (r: unknown): r is object =>
 
 /**
  * Encodes a hop message: the rows form when at least two records share the first's shape.
- * `prev` (see the top of this file) is written when given.
+ * `prev` (see the top of this file) is written when given. `rows` false: always the objects form
+ * (a comparison knob of the bench, RECO_HOP_ROWS=0 read by bin/).
  */
 export function encodeEnvelope(
   upTo: number,
   wm: number,
   recs: readonly unknown[],
   prev?: number,
+  rows = true,
 ): Uint8Array {
   const head = prev === undefined ? { upTo, wm } : { upTo, prev, wm };
   const first = recs[0];
-  if (ROWS && recs.length >= 2 && isRecordObject(first)) {
+  if (rows && recs.length >= 2 && isRecordObject(first)) {
     const keys = Object.keys(first);
     const rows = new Array<unknown>(recs.length);
     let k = 0;

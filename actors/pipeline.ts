@@ -39,6 +39,7 @@ import { createTrendingHandler, type TrendingWeights } from "./trending.js";
 import { createPopularityTable, createPopularityTableActor } from "./popularity-table.js";
 import { createTrendingHub, createTrendingHubActor } from "./trending-hub.js";
 import { partitionOf } from "./partition.js";
+import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { createLeaseManager, type LeaseManager } from "../connectors/nats/leases.js";
 import { seqOf, type SnapshotArchive } from "../state/archive.js";
 import { subjects } from "./subjects.js";
@@ -111,6 +112,8 @@ export interface PipelineDeps {
    * parse starts. Absent: parse writes no idle markers and trusts none.
    */
   markerKey?: () => Promise<Uint8Array>;
+  /** What every stage host gets besides its own settings: the hop form, a test's faults. */
+  host?: Pick<HostDeps, "codec" | "faults">;
 }
 
 export interface LeaseOwnership {
@@ -125,6 +128,7 @@ export interface LeaseOwnership {
 
 export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Promise<Pipeline> {
   const { nc, metrics } = deps;
+  const transport = natsHostTransport(nc);
   const jsm = await nc.jetstreamManager();
   // A cluster that lost a node answers again once it has elected new leaders: wait for it.
   await whenJetStreamAnswers(async () => {
@@ -173,8 +177,9 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   // lease at a time and load side by side as before.
   const inTurn = (deps.ownership ?? { mode: "all" }).mode !== "leases";
   const hostDeps = (stage: string, partition: number): HostDeps => ({
+    ...deps.host,
     ...(inTurn ? { loadInTurn } : {}),
-    nc,
+    transport,
     snapshots: deps.stateDb.instance(stage, partition),
     snapshotIntervalMs: cfg.snapshotIntervalMs,
     snapshotEveryMessages: cfg.snapshotEveryMessages,

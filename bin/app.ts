@@ -30,6 +30,8 @@ import {
 } from "./health.js";
 import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse-process.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
+import { envelopeCodec } from "../actors/host-codec.js";
+import { faultsFromEnv, type ProcessFaults } from "./test-faults.js";
 
 export interface App {
   /** What the engine connects with: for the private server, its credentials are in it. */
@@ -58,6 +60,8 @@ export interface StartOptions {
   role?: "start" | "worker";
   /** Settings of the split roles (required for `worker`). */
   roleConfig?: RoleConfig;
+  /** A test's faults (bin/test-faults.ts); default: those its environment asks for. */
+  faults?: ProcessFaults;
 }
 
 export async function startApp(
@@ -66,6 +70,7 @@ export async function startApp(
   options: StartOptions = {},
 ): Promise<App> {
   const role = options.role ?? "start";
+  const faults = options.faults ?? faultsFromEnv(process.env);
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse())
@@ -145,7 +150,10 @@ export async function startApp(
     natsState = () => (nc.isClosed() ? "closed" : nats.check(Date.now()).length ? "down" : "up");
 
     const statePath = join(cfg.dataDir, "state");
-    const rawStateDb = await openStateDb(statePath);
+    const rawStateDb = await openStateDb(
+      statePath,
+      faults.onSnapshotWrite ? { onSnapshotWrite: faults.onSnapshotWrite } : {},
+    );
     cleanups.push(() => rawStateDb.close());
     const watchedState = watchStateDb(rawStateDb, statePath, { onCorrupt: fatal });
     const stateDb: StateDb = watchedState.db;
@@ -182,6 +190,7 @@ export async function startApp(
         ...(options.onFatal ? { onFatal: options.onFatal } : {}),
         ownership,
         serve: role === "start",
+        host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
       }),
     );
     cleanups.push(() => pipeline.stop());

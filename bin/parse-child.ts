@@ -19,6 +19,8 @@ import {
 } from "./parse-process.js";
 import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
+import { envelopeCodec } from "../actors/host-codec.js";
+import { faultsFromEnv } from "./test-faults.js";
 
 if (!process.send) {
   console.error("bin/parse-child.ts is forked by `reco start` (PARSE_PROCESS=1), not run by hand");
@@ -81,7 +83,13 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   const nats = watchNats(nc);
   cleanups.push(async () => nats.stop());
   const statePath = parseStateDir(cfg.dataDir);
-  const rawStateDb = await openUnlocked(statePath);
+  // The faults a test gave the parent reach this process by its inherited environment.
+  const faults = faultsFromEnv(process.env);
+  const rawStateDb = await openUnlocked(
+    statePath,
+    10_000,
+    faults.onSnapshotWrite ? { onSnapshotWrite: faults.onSnapshotWrite } : {},
+  );
   cleanups.push(() => rawStateDb.close());
   const watched = watchStateDb(rawStateDb, statePath, { onCorrupt: cannotRun });
   const stateDb = watched.db;
@@ -100,6 +108,7 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
     },
     ownership: { mode: "units", units: ["parse"] },
     serve: false,
+    host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
   });
   cleanups.push(() => pipeline.stop());
   const stages = watchStages(

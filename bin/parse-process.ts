@@ -12,7 +12,7 @@ import {
   type MetricValue,
 } from "prom-client";
 import { createActor, createSupervisor, type Actor } from "../runtime/index.js";
-import { openStateDb, type StateDb } from "../state/index.js";
+import { openStateDb, type StateDb, type StateDbOptions } from "../state/index.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import type { AppConfig } from "./config.js";
 import { tsxFlags } from "./tsx-flags.js";
@@ -358,11 +358,15 @@ export async function moveParseSnapshot(
  * Opens a state directory, waiting up to `waitMs` while another process still holds its lock:
  * the child of a main process that was just SIGKILLed exits when it notices, a moment later.
  */
-export async function openUnlocked(dir: string, waitMs = 10_000): Promise<StateDb> {
+export async function openUnlocked(
+  dir: string,
+  waitMs = 10_000,
+  options: StateDbOptions = {},
+): Promise<StateDb> {
   const until = Date.now() + waitMs;
   for (;;) {
     try {
-      return await openStateDb(dir);
+      return await openStateDb(dir, options);
     } catch (err) {
       if (!isLocked(err) || Date.now() > until) throw err;
       await new Promise((r) => setTimeout(r, 100));

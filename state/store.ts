@@ -267,22 +267,17 @@ const pad = (n: number) => String(n).padStart(12, "0");
 
 type Op = { type: "put"; key: string; value: string } | { type: "del"; key: string };
 
-/**
- * Fault injection for the chaos test: with RECO_TEST_KILL_IN_SNAPSHOT_WRITE=N the process
- * SIGKILLs itself while its N-th snapshot batch is being written. Never set in production.
- */
-let snapshotWrites = 0;
-const killAt = Number(process.env.RECO_TEST_KILL_IN_SNAPSHOT_WRITE ?? 0);
-function faultInSnapshotWrite(): void {
-  if (killAt > 0 && ++snapshotWrites === killAt) process.kill(process.pid, "SIGKILL");
-}
-
 export interface StateDbOptions {
   /**
    * Deltas may hold this many keys, or twice the live state if more, before a snapshot is a
    * checkpoint instead (default 100,000).
    */
   checkpointMinKeys?: number;
+  /**
+   * A test's fault hook, called while each snapshot batch is being written (after the batch is
+   * built, before LevelDB has it): the chaos test SIGKILLs the process there (bin/test-faults.ts).
+   */
+  onSnapshotWrite?: () => void;
 }
 
 /** How to get out of a broken state store: one sentence, with the path. */
@@ -495,7 +490,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
 
       const commitOps = async (ops: Op[]) => {
         const written = sub.batch(ops);
-        faultInSnapshotWrite();
+        options.onSnapshotWrite?.();
         await written.catch((err: unknown) => {
           throw storeFailure(path, err, true);
         });

@@ -2,9 +2,10 @@ import { afterAll, describe, expect, it } from "vitest";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect } from "nats";
+import { connect, type NatsConnection } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { decodeEnvelope, encodeEnvelope, peekHead, withHead } from "../actors/envelope.js";
 import { createHopOrder } from "../actors/hop-order.js";
 import { createPopularityHandler } from "../actors/popularity.js";
@@ -80,7 +81,7 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   });
 
-  const popularity = (nc: Parameters<typeof createStageInstance>[1]["nc"], db: StateDb) =>
+  const popularity = (nc: NatsConnection, db: StateDb) =>
     createStageInstance(
       {
         stage: "popularity",
@@ -93,7 +94,7 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
           createPopularityHandler(state, out, { partition: 0, horizonMs: 7 * 86_400_000 }),
       },
       {
-        nc,
+        transport: natsHostTransport(nc),
         snapshots: db.instance("popularity", 0),
         snapshotIntervalMs: 600_000,
         snapshotEveryMessages: 1_000_000,
@@ -173,7 +174,7 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
             createWatermarkHandler(state, out, { partition: 0, outOfOrdernessMs: 600_000 }),
         },
         {
-          nc,
+          transport: natsHostTransport(nc),
           snapshots: db.instance("watermark", 0),
           snapshotIntervalMs: 600_000,
           snapshotEveryMessages: 1_000_000,

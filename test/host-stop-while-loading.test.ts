@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { createWatermarkHandler } from "../actors/watermark.js";
 import { subjects } from "../actors/subjects.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
@@ -50,7 +51,7 @@ describe("a stage instance stopped while its snapshot load waits its turn", () =
           }),
       },
       {
-        nc,
+        transport: natsHostTransport(nc),
         snapshots: db.instance("watermark", 0),
         snapshotIntervalMs: 60_000,
         snapshotEveryMessages: 1_000,

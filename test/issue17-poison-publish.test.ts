@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger, type StageInstance } from "../actors/host.js";
+import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import type { StageHandler } from "../actors/host.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createSupervisor } from "../runtime/index.js";
@@ -63,7 +64,7 @@ describe("a message whose output the server refuses for good", () => {
           }),
         },
         {
-          nc,
+          transport: natsHostTransport(nc),
           snapshots: db.instance("copy", 0),
           snapshotIntervalMs: 100,
           snapshotEveryMessages: 1,

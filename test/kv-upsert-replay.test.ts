@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { encodeEnvelope } from "../actors/envelope.js";
 import { createPopularityHandler, type PopularityRow } from "../actors/popularity.js";
 import type { ParsedRecord } from "../actors/parse.js";
@@ -60,7 +61,7 @@ describe("KV upserts replayed after a nats-server restart", () => {
           createPopularityHandler(state, out, { partition: 0, horizonMs: 7 * 86_400_000 }),
       },
       {
-        nc,
+        transport: natsHostTransport(nc),
         snapshots: db.instance("popularity", 0),
         // No snapshot before the "crash": the next incarnation replays every input.
         snapshotIntervalMs: 600_000,

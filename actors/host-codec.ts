@@ -1,0 +1,42 @@
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  peekHead,
+  readShared,
+  recordsOfLastDecode,
+  withHead,
+} from "./envelope.js";
+
+/**
+ * The hop codec as the stage host uses it: where a hop's bytes are made and read (issue 16 may
+ * give it another format; the host only goes through this). The default is envelope.ts's.
+ */
+export interface HopCodec {
+  /** A hop of `recs` covering input up to `upTo`, progress `wm`, its subject's previous `prev`. */
+  encode(upTo: number, wm: number, recs: readonly unknown[], prev: number): Uint8Array;
+  /** The same hop's records under another head (undefined: encode them again). */
+  withHead(data: Uint8Array, upTo: number, wm: number, prev: number): Uint8Array | undefined;
+  /** `upTo` and `prev` of a hop without decoding its records. */
+  peekHead(data: Uint8Array): { upTo: number; prev: number };
+  /** A hop's head and records. */
+  decode<R>(data: Uint8Array): { upTo: number; wm: number; recs: R[] };
+  /**
+   * Runs `fn` so that decodes of `data` inside it are shared with the other readers of the same
+   * input in this process (`key` names the message).
+   */
+  shared<T>(key: string, data: Uint8Array, fn: () => T): T;
+  /** Records of `data` if it was the last hop decoded, else 0 (for the input metrics). */
+  recordsOfLastDecode(data: Uint8Array): number;
+}
+
+export function envelopeCodec(o: { rows?: boolean } = {}): HopCodec {
+  const rows = o.rows ?? true;
+  return {
+    encode: (upTo, wm, recs, prev) => encodeEnvelope(upTo, wm, recs, prev, rows),
+    withHead,
+    peekHead,
+    decode: decodeEnvelope,
+    shared: readShared,
+    recordsOfLastDecode,
+  };
+}

@@ -1,0 +1,49 @@
+import type { HostFaults } from "../actors/host.js";
+
+/**
+ * The faults a test asks a spawned process for, read from its environment here, at the process
+ * edge, and handed to the modules that take them as dependencies (actors/host.ts, state/store.ts):
+ * no production module reads them. Unset in production: every hook is then absent.
+ *
+ * - RECO_TEST_DROP_DELIVERY="<stage>/<partition>:<n>": that instance ignores the n-th message its
+ *   consumer delivers, once per process (the delivery-gap test);
+ * - RECO_TEST_SLOW_START="<stage>/<partition>:<ms>": that instance's start waits ms before its
+ *   snapshot loads, like a large snapshot would (the serve-first test);
+ * - RECO_TEST_KILL_IN_SNAPSHOT_WRITE=N: the process SIGKILLs itself while its N-th snapshot batch
+ *   is being written (the chaos test);
+ * - RECO_HOP_ROWS=0: hops in the objects form only (a bench comparison knob, not a fault).
+ */
+export interface ProcessFaults {
+  host: HostFaults;
+  hopRows: boolean;
+  onSnapshotWrite?: () => void;
+}
+
+export function faultsFromEnv(env: NodeJS.ProcessEnv): ProcessFaults {
+  const host: HostFaults = {};
+  const drop = env.RECO_TEST_DROP_DELIVERY;
+  if (drop) {
+    let dropped = false;
+    host.dropDelivery = (id, delivery) => {
+      if (dropped || drop !== `${id}:${delivery}`) return false;
+      dropped = true;
+      return true;
+    };
+  }
+  const slow = env.RECO_TEST_SLOW_START;
+  if (slow) {
+    const [who, ms] = slow.split(":");
+    host.beforeLoad = async (id) => {
+      if (id === who) await new Promise((resolve) => setTimeout(resolve, Number(ms)));
+    };
+  }
+  const faults: ProcessFaults = { host, hopRows: env.RECO_HOP_ROWS !== "0" };
+  const killAt = Number(env.RECO_TEST_KILL_IN_SNAPSHOT_WRITE ?? 0);
+  if (killAt > 0) {
+    let writes = 0;
+    faults.onSnapshotWrite = () => {
+      if (++writes === killAt) process.kill(process.pid, "SIGKILL");
+    };
+  }
+  return faults;
+}
