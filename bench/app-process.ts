@@ -1,4 +1,4 @@
-import type { ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NatsConnection } from "nats";
@@ -38,7 +38,10 @@ export interface AppProcessOptions {
   env?: Record<string, string>;
 }
 
-/** The app as `npm start` runs it (`bin/main.ts` through tsx), in a child process of its own. */
+/**
+ * The app as `npm start` runs it (node on the compiled `dist/bin/main.js`; with
+ * `BENCH_APP_TSX=1`, `bin/main.ts` through tsx as before), in a child process of its own.
+ */
 export interface AppProcess {
   readonly pid: number;
   /** Epoch ms (sub-millisecond) just before spawn(). */
@@ -67,6 +70,9 @@ export interface AppProcess {
 /** Epoch ms with sub-millisecond resolution (comparable across processes on one machine). */
 export const epochNow = () => performance.timeOrigin + performance.now();
 
+/** `BENCH_APP_TSX=1`: the app process runs the TypeScript sources through tsx (the old start). */
+export const APP_FROM_SOURCES = process.env.BENCH_APP_TSX === "1";
+
 export function spawnApp(o: AppProcessOptions): AppProcess {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -76,16 +82,18 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
     GRPC_HOST: "127.0.0.1",
     METRICS_PORT: String(o.metricsPort),
     // debug: main.ts logs the configuration right after its modules are loaded, which is how the
-    // bench tells process start (tsx compiling, imports) from the app's own start.
+    // bench tells process start (node, imports; tsx compiling with BENCH_APP_TSX=1) from the
+    // app's own start.
     LOG_LEVEL: "debug",
     PARTITIONS: String(o.partitions),
     ...o.env,
   };
   const spawnedAt = epochNow();
-  const child: ChildProcess = spawnTs(repoPath("../bin/main.ts"), [], {
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const stdio: StdioOptions = ["ignore", "pipe", "pipe"];
+  // run.ts built dist/ before the first step (bin/build.mjs).
+  const child: ChildProcess = APP_FROM_SOURCES
+    ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
+    : spawn(process.execPath, [repoPath("../dist/bin/main.js")], { env, stdio });
   const logs: LogLine[] = [];
   const waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = "";

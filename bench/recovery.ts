@@ -1,5 +1,5 @@
 /**
- * Step 6, recovery: the app as `npm start` runs it (bin/main.ts through tsx, its own process, NATS
+ * Step 6, recovery: the app as `npm start` runs it (dist/bin/main.js, its own process, NATS
  * outside it) ingests generated events, snapshots, is SIGKILLed and started again; the time runs
  * from the kill until GetRecommendations answers OK with the same content as before the kill.
  * Then the same under a steady ingest load (6b): killed at an arbitrary moment, so the restart
@@ -10,6 +10,7 @@ import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/client.js";
 import {
+  APP_FROM_SOURCES,
   epochNow,
   positions,
   waitCaughtUp,
@@ -204,7 +205,9 @@ export async function measureRecovery(
   });
   report.row({
     step: "6",
-    figure: "  of which: process start (node + tsx compile + imports)",
+    figure: APP_FROM_SOURCES
+      ? "  of which: process start (node + tsx compile + imports)"
+      : "  of which: process start (node + imports of dist/)",
     value: `${(startMs / 1000).toFixed(2)} s`,
     baseline: `spawn ${spawnMs.toFixed(0)} ms after the kill`,
   });
@@ -231,7 +234,7 @@ export async function measureRecovery(
     value: Number.isFinite(caughtMs) ? `${(caughtMs / 1000).toFixed(2)} s after the kill` : "no",
   });
   report.note(
-    `Step 6: the app runs as \`npm start\` runs it (node with tsx's loader, bin/main.ts) in its ` +
+    `Step 6: the app runs as \`npm start\` runs it (${APP_FROM_SOURCES ? "node with tsx's loader, bin/main.ts" : "node on the compiled dist/bin/main.js"}) in its ` +
       `own process, against a nats-server outside it (NATS_URL), with default settings ` +
       `(${o.partitions} partitions, SNAPSHOT_INTERVAL 2 s). ${fmtInt(s.events)} generated events, ` +
       `${fmtInt(s.events / s.users)} for each of ${fmtInt(s.users)} users (when steps 6 and 7 ` +

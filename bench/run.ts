@@ -44,6 +44,7 @@ import { measureRecovery, stepRecovery } from "./recovery.js";
 import { stepFanout } from "./fanout.js";
 import { stepMemory } from "./memory.js";
 import { startLoad } from "./load.js";
+import { APP_FROM_SOURCES } from "./app-process.js";
 import {
   fmtInt,
   fmtMiB,
@@ -1072,6 +1073,11 @@ async function main(): Promise<void> {
       process.exit(2);
     }
   }
+  // Steps 6 and 7 start the app as `npm start` does: from dist/, built here if a source is newer.
+  if ((STEPS.has("6") || STEPS.has("7")) && !APP_FROM_SOURCES)
+    execFileSync(process.execPath, [fileURLToPath(new URL("../bin/build.mjs", import.meta.url))], {
+      stdio: "inherit",
+    });
   const machine = {
     nproc: version("nproc", []) || String(availableParallelism()),
     node: process.version,
