@@ -1,19 +1,27 @@
 import type { KeyedMap } from "../state/index.js";
+import { hash64 } from "./hash64.js";
 
 /**
- * The dedupe memory of parse: event ids seen, with their event time, bounded in time and size.
+ * The dedupe memory of parse: event ids seen, with the time each is remembered from, bounded in
+ * time (expireBefore) and size (maxIds).
+ *
+ * Compact: an id is held as a 64-bit hash (hash64) in typed arrays, 16 bytes in a FIFO log (hash
+ * and time) plus 8–16 in an open-addressing hash set, instead of its string in a Map (~200 bytes
+ * of heap and one LevelDB key per event). Two distinct ids with equal 64-bit hashes would be
+ * taken for one (odds ~n²/2⁶⁵: 1 in ~10⁷ with 2M ids held), the same way in every run.
  *
  * Which ids are remembered must be a function of the input alone, never of when snapshots were
- * taken, or a restart would accept a duplicate that a run without the restart drops (or the
- * reverse). A JavaScript Map iterates in insertion order, but a map reloaded from LevelDB comes
- * back in key order, so "expire from the front of the map" meant one thing live and another
- * after a reload. Here the order of forgetting is explicit and total: oldest event time first,
- * ties by id (plain string order). It is kept in a binary min-heap over (time, id) beside the
- * persisted map; the heap is rebuilt from the map's values on load in O(n), and because the
- * order is total the ids leave in the same sequence whatever the heap's internal layout.
+ * taken (issue 5). Ids are forgotten in the order they were added: parse adds each id with the
+ * progress after it (the later of its event time and the progress before), which never
+ * decreases, so "oldest time first" is "first added first"; a time below the previous one is
+ * taken as the previous one. The log is persisted in that order, so a reload forgets the same ids
+ * in the same sequence.
  *
- * The persisted form: map key = event id, value = the time it is remembered from (epoch ms):
- * the later of its event time and the progress when it arrived (parse passes that).
+ * Persisted in the state map: "\x01h" = [first, next] (global indices of the live entries) and
+ * "\x01s<n>" = segment n, a Uint8Array of SEG entries (times as float64, then hashes as uint32
+ * pairs, machine byte order), which the state store persists as binary. A snapshot rewrites only
+ * the segments changed since the last one. Any other key is an event id of the earlier layout
+ * (key = id, value = time): loaded in (time, id) order, as that layout forgot them, and removed.
  */
 export interface SeenIds {
   has(id: string): boolean;
@@ -22,80 +30,324 @@ export interface SeenIds {
    * than `maxIds` are held, the oldest are forgotten (possibly `id`).
    */
   add(id: string, ts: number): boolean;
-  /** Forgets every id whose event time is before `horizon`. */
+  /** Forgets every id whose time is before `horizon`. */
   expireBefore(horizon: number): void;
   readonly size: number;
 }
 
-export function createSeenIds(map: KeyedMap<number>, maxIds: number): SeenIds {
-  // Parallel arrays: the id strings are the map's own keys (shared, not copied).
-  const times: number[] = [];
-  const ids: string[] = [];
+/** Entries per persisted segment (32 KiB each). */
+export const SEG = 2048;
+const HEAD = "\u0001h";
+const SEG_PREFIX = "\u0001s";
+const segKey = (n: number) => SEG_PREFIX + String(n).padStart(12, "0");
 
-  const less = (a: number, b: number): boolean =>
-    times[a]! < times[b]! || (times[a] === times[b] && ids[a]! < ids[b]!);
-  const swap = (a: number, b: number): void => {
-    const t = times[a]!;
-    times[a] = times[b]!;
-    times[b] = t;
-    const i = ids[a]!;
-    ids[a] = ids[b]!;
-    ids[b] = i;
+interface Segment {
+  bytes: Uint8Array<ArrayBufferLike>;
+  times: Float64Array;
+  /** hi, lo per entry. */
+  hashes: Uint32Array;
+}
+
+function newSegment(bytes: Uint8Array = new Uint8Array(SEG * 16)): Segment {
+  return {
+    bytes,
+    times: new Float64Array(bytes.buffer, bytes.byteOffset, SEG),
+    hashes: new Uint32Array(bytes.buffer, bytes.byteOffset + SEG * 8, SEG * 2),
   };
-  const up = (k: number): void => {
-    while (k > 0) {
-      const parent = (k - 1) >> 1;
-      if (!less(k, parent)) return;
-      swap(k, parent);
-      k = parent;
+}
+
+/** A loaded segment over the loaded bytes, or over a copy when they are not 8-byte aligned. */
+function segmentOf(v: unknown): Segment | undefined {
+  if (!(v instanceof Uint8Array) || v.length !== SEG * 16) return undefined;
+  return newSegment(v.byteOffset % 8 === 0 ? v : new Uint8Array(v));
+}
+
+export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
+  const set = createHashSet();
+  const segments = new Map<number, Segment>();
+  let first = 0; // global index of the oldest slot not yet released (live or forgotten)
+  let next = 0; // global index of the next slot
+  let live = 0; // ids held
+  let lastTime = -Infinity;
+
+  const seg = (g: number) => segments.get(Math.floor(g / SEG))!;
+  const timeAt = (g: number) => seg(g).times[g % SEG]!;
+  const hiAt = (g: number) => seg(g).hashes[2 * (g % SEG)]!;
+  const loAt = (g: number) => seg(g).hashes[2 * (g % SEG) + 1]!;
+  const writeHead = () => map.set(HEAD, [first, next]);
+
+  /** Releases forgotten slots at the front, and segments left with none in use. */
+  const releaseFront = (): void => {
+    while (first < next && Number.isNaN(timeAt(first))) {
+      first++;
+      if (first % SEG === 0) {
+        const n = first / SEG - 1;
+        segments.delete(n);
+        map.delete(segKey(n));
+      }
     }
   };
-  const down = (k: number): void => {
-    const n = times.length;
+  /** Forgets the id in slot g (NaN marks a forgotten slot; the segment is dirty). */
+  const forget = (g: number): void => {
+    const n = Math.floor(g / SEG);
+    const s = segments.get(n)!;
+    const o = g % SEG;
+    set.remove(s.hashes[2 * o]!, s.hashes[2 * o + 1]!);
+    s.times[o] = NaN;
+    live--;
+    map.set(segKey(n), s.bytes);
+  };
+
+  /*
+   * The size bound forgets the least (time, hash) first. Times never decrease along the log, so
+   * the oldest time's ids are the run at its front; a min-heap over that run's slots, by hash, is
+   * built when the bound first forgets from it (and fed by appends of that same time). Its order
+   * is total, so a reload (which rebuilds it) forgets the same ids in the same sequence.
+   */
+  let heap: number[] | undefined;
+  let heapTime = NaN;
+  const less = (a: number, b: number): boolean => {
+    const ha = hiAt(a);
+    const hb = hiAt(b);
+    return ha < hb || (ha === hb && loAt(a) < loAt(b));
+  };
+  const siftUp = (h: number[], k: number): void => {
+    while (k > 0) {
+      const p = (k - 1) >> 1;
+      if (!less(h[k]!, h[p]!)) return;
+      [h[k], h[p]] = [h[p]!, h[k]!];
+      k = p;
+    }
+  };
+  const siftDown = (h: number[], k: number): void => {
     for (;;) {
       const l = 2 * k + 1;
-      if (l >= n) return;
+      if (l >= h.length) return;
       const r = l + 1;
-      const c = r < n && less(r, l) ? r : l;
-      if (!less(c, k)) return;
-      swap(c, k);
+      const c = r < h.length && less(h[r]!, h[l]!) ? r : l;
+      if (!less(h[c]!, h[k]!)) return;
+      [h[k], h[c]] = [h[c]!, h[k]!];
       k = c;
     }
   };
-  const popOldest = (): void => {
-    const id = ids[0]!;
-    const last = times.length - 1;
-    swap(0, last);
-    times.pop();
-    ids.pop();
-    if (last > 0) down(0);
-    map.delete(id);
+  const forgetLeast = (): void => {
+    if (heap === undefined) {
+      heapTime = timeAt(first); // releaseFront() keeps slot `first` live while any is
+      heap = [];
+      for (let g = first; g < next; g++) {
+        const t = timeAt(g);
+        if (t === heapTime) heap.push(g);
+        else if (!Number.isNaN(t)) break;
+      }
+      for (let k = (heap.length >> 1) - 1; k >= 0; k--) siftDown(heap, k);
+    }
+    const g = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length > 0) {
+      heap[0] = last;
+      siftDown(heap, 0);
+    } else heap = undefined;
+    forget(g);
+    releaseFront();
   };
 
-  for (const [id, ts] of map.entries()) {
-    ids.push(id);
-    // A value that is not a time (a damaged snapshot) sorts first: it is forgotten first.
-    times.push(typeof ts === "number" && !Number.isNaN(ts) ? ts : -Infinity);
+  // The segment being appended to, with its key (no string built per event).
+  let tail: { n: number; key: string; s: Segment } | undefined;
+  const append = (hi: number, lo: number, ts: number): void => {
+    const n = Math.floor(next / SEG);
+    if (tail === undefined || tail.n !== n) {
+      let s = segments.get(n);
+      if (s === undefined) {
+        s = newSegment();
+        segments.set(n, s);
+      }
+      tail = { n, key: segKey(n), s };
+    }
+    const s = tail.s;
+    const o = next % SEG;
+    s.times[o] = ts;
+    s.hashes[2 * o] = hi;
+    s.hashes[2 * o + 1] = lo;
+    if (heap !== undefined && ts === heapTime) {
+      heap.push(next);
+      siftUp(heap, heap.length - 1);
+    }
+    next++;
+    live++;
+    lastTime = ts;
+    map.set(tail.key, s.bytes); // marks it dirty: the bytes changed in place
+  };
+
+  // Load: the head and segments, then ids of the earlier layout.
+  const head = map.get(HEAD);
+  const legacy: [string, number][] = [];
+  if (Array.isArray(head)) {
+    first = Number(head[0]);
+    next = Number(head[1]);
   }
-  for (let k = (times.length >> 1) - 1; k >= 0; k--) down(k);
-  while (times.length > maxIds) popOldest();
+  for (const [k, v] of [...map.entries()]) {
+    if (k === HEAD) continue;
+    if (k.startsWith(SEG_PREFIX)) {
+      const n = Number(k.slice(SEG_PREFIX.length));
+      const s = segmentOf(v);
+      // A segment wholly before `first` (its deletion not yet persisted) or damaged: not held.
+      if (s === undefined || (n + 1) * SEG <= first || n * SEG >= next) map.delete(k);
+      else {
+        segments.set(n, s);
+        if (s.bytes !== v) map.set(k, s.bytes); // a copy: the map holds the live bytes
+      }
+      continue;
+    }
+    // A value that is not a time (a damaged snapshot) sorts first: it is forgotten first.
+    legacy.push([k, typeof v === "number" && !Number.isNaN(v) ? v : -Infinity]);
+    map.delete(k);
+  }
+  for (let g = first; g < next; g++) {
+    const s = segments.get(Math.floor(g / SEG));
+    if (s === undefined) {
+      // A missing segment (a damaged snapshot): an empty one, all forgotten.
+      const fresh = newSegment();
+      fresh.times.fill(NaN);
+      segments.set(Math.floor(g / SEG), fresh);
+      g = (Math.floor(g / SEG) + 1) * SEG - 1;
+      continue;
+    }
+    const o = g % SEG;
+    const t = s.times[o]!;
+    if (Number.isNaN(t)) continue;
+    set.add(s.hashes[2 * o]!, s.hashes[2 * o + 1]!);
+    live++;
+    lastTime = t;
+  }
+  releaseFront();
+  if (legacy.length > 0) {
+    legacy.sort((a, b) => (a[1] !== b[1] ? a[1] - b[1] : a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    for (const [id, ts] of legacy) {
+      const h = hash64(id);
+      if (set.add(h.hi, h.lo)) append(h.hi, h.lo, ts >= lastTime ? ts : lastTime);
+    }
+    writeHead();
+  }
+  if (live > maxIds) {
+    while (live > maxIds) forgetLeast();
+    writeHead();
+  }
 
   return {
-    has: (id) => map.has(id),
+    has(id) {
+      const h = hash64(id);
+      return set.has(h.hi, h.lo);
+    },
     add(id, ts) {
-      if (map.has(id)) return false;
-      map.set(id, ts);
-      times.push(ts);
-      ids.push(id);
-      up(times.length - 1);
-      while (times.length > maxIds) popOldest();
+      const h = hash64(id);
+      if (!set.add(h.hi, h.lo)) return false;
+      append(h.hi, h.lo, ts >= lastTime ? ts : lastTime);
+      while (live > maxIds) forgetLeast();
+      writeHead();
       return true;
     },
     expireBefore(horizon) {
-      while (times.length > 0 && times[0]! < horizon) popOldest();
+      if (first === next || !(timeAt(first) < horizon)) return;
+      if (heap !== undefined && heapTime < horizon) heap = undefined; // its whole run goes
+      // Slots before `first` are released: no need to mark them forgotten in their segment.
+      while (first < next) {
+        const t = timeAt(first);
+        if (t >= horizon) break;
+        if (!Number.isNaN(t)) {
+          set.remove(hiAt(first), loAt(first));
+          live--;
+        }
+        first++;
+        if (first % SEG === 0) {
+          const n = first / SEG - 1;
+          segments.delete(n);
+          map.delete(segKey(n));
+        }
+      }
+      releaseFront();
+      writeHead();
     },
     get size() {
-      return times.length;
+      return live;
+    },
+  };
+}
+
+/**
+ * A set of 64-bit hashes (hi, lo) in one Uint32Array: linear probing, deletion by backward
+ * shift (no tombstones), grown at half full and shrunk at an eighth so that memory follows what
+ * is held. (0, 0) marks an empty slot; the hash (0, 0) is stored as (0, 1).
+ */
+function createHashSet() {
+  const MIN = 1024;
+  let cap = MIN; // slots, a power of two
+  let slots = new Uint32Array(2 * cap);
+  let size = 0;
+
+  // hash64's bits are mixed already: the low word picks the slot.
+  const mix = (_hi: number, lo: number) => lo;
+  const find = (hi: number, lo: number): number => {
+    const mask = cap - 1;
+    let i = mix(hi, lo) & mask;
+    for (;;) {
+      const a = slots[2 * i]!;
+      const b = slots[2 * i + 1]!;
+      if (a === 0 && b === 0) return -1 - i; // empty: where it would go
+      if (a === hi && b === lo) return i;
+      i = (i + 1) & mask;
+    }
+  };
+  const resize = (to: number) => {
+    const old = slots;
+    cap = to;
+    slots = new Uint32Array(2 * cap);
+    for (let i = 0; i < old.length; i += 2) {
+      const a = old[i]!;
+      const b = old[i + 1]!;
+      if (a !== 0 || b !== 0) {
+        const j = -1 - find(a, b);
+        slots[2 * j] = a;
+        slots[2 * j + 1] = b;
+      }
+    }
+  };
+  const norm = (hi: number, lo: number) => (hi === 0 && lo === 0 ? 1 : lo);
+
+  return {
+    has: (hi: number, lo: number) => find(hi, norm(hi, lo)) >= 0,
+    /** Adds; false when already held. */
+    add(hi: number, lo: number): boolean {
+      lo = norm(hi, lo);
+      const f = find(hi, lo);
+      if (f >= 0) return false;
+      const i = -1 - f;
+      slots[2 * i] = hi;
+      slots[2 * i + 1] = lo;
+      if (++size * 2 > cap) resize(cap * 2);
+      return true;
+    },
+    remove(hi: number, lo: number): void {
+      lo = norm(hi, lo);
+      let i = find(hi, lo);
+      if (i < 0) return;
+      const mask = cap - 1;
+      // Backward shift: move later entries of the probe run into the hole when their home
+      // slot is not between the hole and them.
+      for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
+        const a = slots[2 * j]!;
+        const b = slots[2 * j + 1]!;
+        if (a === 0 && b === 0) break;
+        const home = mix(a, b) & mask;
+        const between = i <= j ? i < home && home <= j : i < home || home <= j;
+        if (between) continue;
+        slots[2 * i] = a;
+        slots[2 * i + 1] = b;
+        i = j;
+      }
+      slots[2 * i] = 0;
+      slots[2 * i + 1] = 0;
+      size--;
+      if (cap > MIN && size * 8 < cap) resize(cap / 2);
     },
   };
 }

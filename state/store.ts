@@ -50,7 +50,10 @@ export interface StageStateInternal extends StageState {
   takeDirty(): { puts: [string, unknown][]; dels: string[] };
   /** The dirty keys per map (values read from the live maps), as takeDirty; clears them. */
   takeDelta(): StateDelta;
-  /** Every map with its live entries (for a full checkpoint), values as persisted. */
+  /**
+   * Every map with its live entries (for a full checkpoint), values as persisted except binary
+   * ones (Uint8Array), which the writer encodes.
+   */
   allMaps(): IterableIterator<[string, Iterable<[string, unknown]>]>;
   loadEntry(fullKey: string, value: unknown): void;
   /** Loads (or, with `deleted`, removes) one key of a map without marking it dirty. */
@@ -61,6 +64,25 @@ const SEP = "\u0000";
 
 /** A value of a text map as persisted: its JSON text (loaded values are text already). */
 const asText = (v: unknown): unknown => (typeof v === "string" ? v : JSON.stringify(v));
+
+/**
+ * Binary values (a Uint8Array as a map's value, e.g. parse's dedupe segments) are persisted as
+ * BINARY_TAG + base64 inside the JSON, and come back as Uint8Array on load: base64 is ~1.37
+ * bytes per byte where JSON's {"0":..} form of a typed array is ~6, and is decoded natively.
+ * (Strings never start with the tag: a JSON text starts with a printable character, and map
+ * values that are plain strings are names and ids.)
+ */
+const BINARY_TAG = "\u0000b64:";
+const persisted = (v: unknown): unknown =>
+  v instanceof Uint8Array
+    ? BINARY_TAG + Buffer.from(v.buffer, v.byteOffset, v.length).toString("base64")
+    : v;
+const restored = (v: unknown): unknown =>
+  typeof v === "string" && v.startsWith(BINARY_TAG)
+    ? new Uint8Array(Buffer.from(v.slice(BINARY_TAG.length), "base64"))
+    : v;
+/** A value as persisted, for its map's kind. */
+const asPersisted = (v: unknown, text: boolean): unknown => (text ? asText(v) : persisted(v));
 
 interface MapRecord {
   readonly data: Map<string, unknown>;
@@ -141,7 +163,7 @@ export function createStageState(): StageStateInternal {
       const dels: string[] = [];
       for (const [name, { data, dirty, text }] of maps) {
         for (const [k, held] of dirty) {
-          if (data.has(k)) puts.push([name + SEP + k, text ? asText(data.get(k)) : data.get(k)]);
+          if (data.has(k)) puts.push([name + SEP + k, asPersisted(data.get(k), text)]);
           else if (held) dels.push(name + SEP + k);
         }
         dirty.clear();
@@ -156,7 +178,7 @@ export function createStageState(): StageStateInternal {
         const dels: string[] = [];
         for (const [k, held] of dirty) {
           const v = data.get(k);
-          if (v !== undefined || data.has(k)) puts.push(k, text ? asText(v) : v);
+          if (v !== undefined || data.has(k)) puts.push(k, asPersisted(v, text));
           else if (held) dels.push(k);
         }
         dirty.clear();
@@ -172,7 +194,7 @@ export function createStageState(): StageStateInternal {
         yield [
           name,
           !text
-            ? data
+            ? data // binary values are encoded by the writer (persisted())
             : (function* () {
                 for (const [k, v] of data) yield [k, asText(v)] as [string, unknown];
               })(),
@@ -180,12 +202,12 @@ export function createStageState(): StageStateInternal {
     },
     loadEntry(full, value) {
       const at = full.indexOf(SEP);
-      mapOf(full.slice(0, at)).data.set(full.slice(at + 1), value);
+      mapOf(full.slice(0, at)).data.set(full.slice(at + 1), restored(value));
     },
     loadMapEntry(name, key, value, deleted = false) {
       const { data } = mapOf(name);
       if (deleted) data.delete(key);
-      else data.set(key, value);
+      else data.set(key, restored(value));
     },
   };
   return state;
@@ -466,7 +488,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         for (const [name, data] of state.allMaps()) {
           let kv: unknown[] = [];
           for (const [k, v] of data) {
-            kv.push(k, v);
+            kv.push(k, persisted(v));
             if (++inChunk >= CHUNK) {
               chunk.push([name, kv]);
               kv = [];
@@ -538,7 +560,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           const { state } = await read();
           const entries: [string, unknown][] = [];
           for (const [name, data] of state.allMaps())
-            for (const [k, v] of data) entries.push([name + SEP + k, v]);
+            for (const [k, v] of data) entries.push([name + SEP + k, persisted(v)]);
           return { meta: state.meta, entries };
         },
         async importRaw(snap) {
