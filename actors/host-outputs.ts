@@ -138,8 +138,14 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
   const publishHop = (subject: string, recs: unknown[]) => {
     const upTo = o.position();
     const prev = sent[subject] ?? 0;
-    sent[subject] = upTo;
     if (hopBytes.size > 0) hopBytes.delete(subject);
+    // Nothing new since this subject's last hop (a touch, as parse's broadcast, at the position
+    // already sent): a reader drops it as covered, so it is not sent. It used to go with the
+    // same Nats-Msg-Id as that hop: when the hop was lost with a dying node, the empty one was
+    // stored first, the hop's re-send was then dropped as its duplicate, and every reader of
+    // the subject waited for it for ever (issue 17 point 8, the cluster test's stall).
+    if (prev === upTo && recs.length === 0) return;
+    sent[subject] = upTo;
     let data: Uint8Array | undefined;
     const f = forwarded.size > 0 ? forwarded.get(subject) : undefined;
     if (f !== undefined) {
@@ -149,7 +155,8 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
     }
     o.publisher()
       .publish(subject, data ?? codec.encode(upTo, progress, recs, prev), {
-        msgId: `${stage}.${partition}.${upTo}.${subject}`,
+        // (prev, upTo] names the content: the subject's records of those input positions.
+        msgId: `${stage}.${partition}.${prev}-${upTo}.${subject}`,
       })
       .catch(ignore);
     outputCount += recs.length;
