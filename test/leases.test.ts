@@ -189,6 +189,40 @@ describe("partition leases on NATS KV", () => {
     expect(await kv.get("handover-2").then((e) => e?.operation ?? "none")).not.toBe("PUT");
   });
 
+  // Issue 17 point 8 (the cluster test's stall): a worker whose renewals went unanswered for a
+  // moment (a NATS node dying) stopped its units, and took them back at once, since the keys still
+  // carried its token. The new start waited its turn behind the slow stop (8 s in the cluster
+  // test), renewals moved the revision meanwhile, and the start then took the unit for lost: the
+  // lease stayed held and renewed, the unit never ran again (parse, in the failing runs).
+  it("starts a unit it takes back while that unit's previous stop is still running", async () => {
+    let skew = 0;
+    const events: string[] = [];
+    const a = await createLeaseManager(nc, {
+      workerId: "comeback",
+      units: ["back"],
+      ttlMs: TTL,
+      now: () => Date.now() + skew,
+      onAcquire: async (u) => void events.push(`acquire ${u}`),
+      onRevoke: async (u, graceful) => {
+        events.push(`revoke ${u} ${graceful}`);
+        await sleep(2 * TTL); // a slow drain, while renewals of the new revision go on
+        events.push(`revoked ${u}`);
+      },
+    });
+    await a.start();
+    expect(events).toEqual(["acquire back"]);
+    // As if no renewal had been confirmed for a whole lease (the server's key is still live).
+    skew = TTL;
+    expect(await until(() => events.length >= 3)).toBe(true);
+    expect(events.slice(0, 3)).toEqual(["acquire back", "revoke back false", "revoked back"]);
+    // Held again (its lease renewed) ...
+    expect(a.owned().has("back")).toBe(true);
+    // ... and so started again.
+    await until(() => events.length >= 4, 3 * TTL);
+    expect(events).toEqual(["acquire back", "revoke back false", "revoked back", "acquire back"]);
+    await a.stop();
+  });
+
   it("keeps its units through a NATS outage shorter than the lease", async () => {
     const own = await setupNats();
     const conn = await connect({
