@@ -74,6 +74,14 @@ export async function openDurableSource(
 }
 
 const isTimeout = (err: unknown) => (err as { code?: string })?.code === "TIMEOUT";
+/**
+ * The add found the durable still there with another start (10012 "deliver policy can not be
+ * updated"): a timed-out delete had not reached it after all. Deleted and placed again, like a
+ * timed-out add, rather than failing the instance into its restart backoff (seen for ~15 s in
+ * the cluster test after a node kill).
+ */
+const isStillThere = (err: unknown) =>
+  (err as { api_error?: { err_code?: number } })?.api_error?.err_code === 10012;
 
 /**
  * Deletes the durable and adds it again. On a cluster that lost a node, the meta leader may
@@ -98,7 +106,7 @@ async function placeConsumer(
       await jsm.consumers.add(stream, config);
       return;
     } catch (err) {
-      if (!isTimeout(err) || attempt >= 4) throw err;
+      if ((!isTimeout(err) && !isStillThere(err)) || attempt >= 4) throw err;
     }
   }
 }
