@@ -1,4 +1,10 @@
-import { createInbox, headers as natsHeaders, type MsgHdrs, type NatsConnection } from "nats";
+import {
+  createInbox,
+  Events,
+  headers as natsHeaders,
+  type MsgHdrs,
+  type NatsConnection,
+} from "nats";
 
 export interface PublishOptions {
   /** Sent as `Nats-Msg-Id`: the server stores a message with a given id once per duplicate window. */
@@ -24,7 +30,10 @@ export interface JetStreamPublisherOptions {
   window?: number;
   /** How long to wait for one PubAck. Default 5000 ms. */
   timeoutMs?: number;
-  /** Re-sends after a timeout, only for messages with a `msgId`. Default 3. */
+  /**
+   * Re-sends after a timeout, only for messages with a `msgId`. Default 3. The same budget covers
+   * a 503 "no responders" that comes soon after a reconnect (see RECONNECT_503_MS).
+   */
   retries?: number;
 }
 
@@ -135,6 +144,16 @@ const decoder = new TextDecoder();
 const resolved = Promise.resolve();
 
 /**
+ * A 503 "no responders" this soon after a reconnect is taken as "not ready yet", not as "no
+ * stream": a nats-server that restarted accepts connections before its JetStream has recovered
+ * its streams, and answers 503 meanwhile (seconds with a large store). A 503 means nothing
+ * received the message, so re-sending it cannot store it twice; only messages with a `msgId` are
+ * re-sent (within `retries`), since those are the ones whose order readers restore by id and
+ * `prev` (actors/hop-order.ts), where a late re-send cannot overwrite a newer value.
+ */
+const RECONNECT_503_MS = 30_000;
+
+/**
  * One setImmediate for every publisher of the process: the publishes of all of them in a turn
  * leave in one socket write (nats.js flushes its buffer once per microtask checkpoint, and each
  * setImmediate callback ends with one), not one write per publisher. A stage instance has its
@@ -210,6 +229,7 @@ export function createJetStreamPublisher(
   let closedError: Error | undefined;
   let unflushedError: Error | undefined;
   let readyWaiters: Array<() => void> = [];
+  let reconnectedAt = -Infinity;
   let flushWaiters: FlushWaiter[] = [];
 
   const queued = (): number => queue.length - queueHead;
@@ -317,6 +337,13 @@ export function createJetStreamPublisher(
       if (e === undefined) return;
       const h = msg.headers;
       if (msg.data.length === 0 && h !== undefined && h.code !== 0) {
+        if (
+          h.code === 503 &&
+          e.retriable &&
+          e.attempts <= retries &&
+          Date.now() - reconnectedAt < RECONNECT_503_MS
+        )
+          return; // as if unanswered: the timer re-sends it at its deadline (see RECONNECT_503_MS)
         settle(
           e,
           undefined,
@@ -376,8 +403,16 @@ export function createJetStreamPublisher(
   }, tickMs);
   timer.unref();
 
+  // Watches reconnects for RECONNECT_503_MS; stopped on close.
+  const status = nc.status();
+  void (async () => {
+    for await (const st of status) if (st.type === Events.Reconnect) reconnectedAt = Date.now();
+  })().catch(noop);
+  const stopStatus = () => (status as unknown as { stop?: () => void }).stop?.();
+
   void nc.closed().then(() => {
     clearInterval(timer);
+    stopStatus();
     failAll(new PublisherClosedError("NATS connection closed before the PubAck arrived"));
   });
 
@@ -512,6 +547,7 @@ export function createJetStreamPublisher(
         } finally {
           closing = true;
           clearInterval(timer);
+          stopStatus();
           if (!nc.isClosed()) sub.unsubscribe();
         }
       })();
