@@ -6,6 +6,7 @@ import { connect, StorageType } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger, type StageHandler } from "../actors/host.js";
 import { decodeEnvelope } from "../actors/envelope.js";
+import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { openStateDb } from "../state/index.js";
 
 /**
@@ -70,7 +71,7 @@ describe("hop message ids", () => {
         }),
       },
       {
-        nc,
+        transport: natsHostTransport(nc),
         snapshots: db.instance("probe", 0),
         snapshotIntervalMs: 600_000,
         snapshotEveryMessages: 1_000_000,

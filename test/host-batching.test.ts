@@ -66,7 +66,7 @@ describe("the host's output batching", () => {
     until(T - 1);
     expect(hops).toEqual([]);
     until(T);
-    expect(hops).toEqual([{ subject: "out", at: T, recs: [10], upTo: 1, id: "s.0.1.out" }]);
+    expect(hops).toEqual([{ subject: "out", at: T, recs: [10], upTo: 1, id: "s.0.0-1.out" }]);
     timer.unsubscribe();
   });
 
