@@ -372,8 +372,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.log ? { log: deps.log } : {}),
     ...(metrics ? { registry: metrics.registry } : {}),
     run,
-    live: () => {
-      const inst = instances.get("recommender/0");
+    live: (id) => {
+      const inst = instances.get(id);
       return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
     },
   });
@@ -632,8 +632,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       ? {
           recentEvents: (userId: string, n: number) => {
             const recent = ranker.recent(userId, n);
-            if (!recent)
-              throw new BackendUnavailableError("the recommender stage is not running yet");
+            if (!recent) throw new BackendUnavailableError("the history stage is not running yet");
             return recent;
           },
         }

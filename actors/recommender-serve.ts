@@ -6,7 +6,7 @@ import {
 } from "./backend.js";
 import type { PopularityRow } from "./popularity.js";
 import { blend, type BlendSettings } from "./sources/blend.js";
-import type { RecommenderView } from "./recommender-stage.js";
+import type { RecommenderView } from "./recommender-view.js";
 
 /**
  * Answers from the recommender stage's sources (RANKER=blend): the blend of their lists at the

@@ -3,7 +3,7 @@ import type { AlsModel, AlsSettings } from "./sources/als.js";
 
 /**
  * ALS trainings of the recommender stage, off the event loop. The stage decides WHEN to train
- * (at deterministic points of its input: see recommender-stage.ts) and hands over the ratings
+ * (at deterministic points of its input: see collaborative-stage.ts) and hands over the ratings
  * of that point; this runs one training per model kind at a time and keeps only the newest
  * waiting one (a training that a newer point supersedes would be served for a moment at best).
  * The newest point is always trained, so once everything is trained the model is the same

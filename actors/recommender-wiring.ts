@@ -3,13 +3,21 @@ import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } fro
 import type { Preset } from "./event.js";
 import type { StageHandler, StageSpec } from "./host.js";
 import type { PopularityRow } from "./popularity.js";
-import { loadRecommenderHandler, type RecommenderHandler } from "./recommender-handler.js";
+import { collaborativeStage, type CollaborativeView } from "./collaborative-stage.js";
+import { covisitStage, type CovisitView } from "./covisit-stage.js";
+import { historyStage, type HistoryView } from "./history-stage.js";
+import { loadMergedHandler } from "./merged-input.js";
+import { partitionOf } from "./partition.js";
 import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
 import type { TrainFn } from "./recommender-trainer.js";
+import { composeView } from "./recommender-view.js";
+import { loadStageHandler, NO_OUTPUT } from "./stage-adapter.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { trainInWorker } from "./sources/als-worker.js";
+import { createHistory } from "./sources/history.js";
 import { presetNamed } from "./sources/preset.js";
 import { subjects } from "./subjects.js";
+import { stageTopology } from "./topology.js";
 
 /** RANKER and RETRAIN_INTERVAL_MS (bin/config.ts); absent: the design ranking, as before. */
 export interface RankerConfig {
@@ -44,16 +52,20 @@ const trainWorker: TrainFn = (ratings, settings, signal) =>
   trainInWorker({ ratings, settings }, { signal });
 
 /**
- * Adds the recommender stage to the pipeline (one instance, unit p0, reading every partition's
- * user-path hops) and answers from it. With RANKER=design nothing runs and nothing changes.
+ * Adds the candidate source stages to the pipeline (DESIGN §3.7) and answers from them:
+ * `history/<p>` per user partition (unit p<p>), fed its partition's hops; `covisit/0` and
+ * `collaborative/0` (unit p0), each fed every partition's hops merged into EVENTS order. An
+ * answer composes the user's partition's history with the two at query time. With
+ * RANKER=design nothing runs and nothing changes.
  */
 export function recommenderWiring(
   cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number; partitions: number },
   deps: {
     /** The hops stream (the pipeline's topology names it). */
     stream: string;
-    run: (spec: StageSpec<RecommenderHandler>) => void;
-    live: () => StageHandler | undefined;
+    run: (spec: StageSpec<StageHandler>) => void;
+    /** The running instance's handler by id ("history/2"), undefined if not running here. */
+    live: (id: string) => StageHandler | undefined;
     log?: (obj: object, msg: string) => void;
     train?: TrainFn;
     registry?: Registry;
@@ -63,62 +75,117 @@ export function recommenderWiring(
     return { answer: () => undefined, recent: () => undefined, similar: () => undefined };
   const preset = presetNamed(cfg.preset);
   const bs = defaultBlend(preset);
+  const sources = defaultSourceSettings(preset);
+  const noHistory = createHistory({ preset });
+  for (let p = 0; p < cfg.partitions; p++)
+    deps.run({
+      stage: "history",
+      partition: p,
+      stream: deps.stream,
+      subject: subjects.parse(p),
+      input: "envelope",
+      batching: "per-input",
+      create: (state) =>
+        loadStageHandler(historyStage, state, NO_OUTPUT, {
+          settings: {
+            preset,
+            halfLifeMs: sources.historyHalfLifeMs,
+            maxItemsPerUser: sources.maxItemsPerUser,
+          },
+          topology: stageTopology.history,
+        }),
+    });
   deps.run({
-    stage: "recommender",
+    stage: "covisit",
+    partition: 0,
+    stream: deps.stream,
+    subject: subjects.parseAll,
+    input: "raw",
+    batching: "per-input",
+    create: (state) => loadMergedHandler(covisitStage, state, { preset, sources }, cfg.partitions),
+  });
+  deps.run({
+    stage: "collaborative",
     partition: 0,
     stream: deps.stream,
     subject: subjects.parseAll,
     input: "raw",
     batching: "per-input",
     create: (state) =>
-      loadRecommenderHandler(state, {
-        preset,
-        sources: defaultSourceSettings(preset),
-        retrainMs: cfg.retrainIntervalMs ?? HOUR,
-        idleMs: cfg.idleTimeoutMs,
-        partitions: cfg.partitions,
-        train: deps.train ?? trainWorker,
-        ...(deps.log ? { log: deps.log } : {}),
-      }),
+      loadMergedHandler(
+        collaborativeStage,
+        state,
+        {
+          preset,
+          sources,
+          retrainMs: cfg.retrainIntervalMs ?? HOUR,
+          idleMs: cfg.idleTimeoutMs,
+          train: deps.train ?? trainWorker,
+          ...(deps.log ? { log: deps.log } : {}),
+        },
+        cfg.partitions,
+      ),
   });
-  const view = () => deps.live() as RecommenderHandler | undefined;
+  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
+  const collaborative = () =>
+    deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
+  const history = (user: string) =>
+    deps.live(`history/${partitionOf(user, cfg.partitions)}`) as
+      (StageHandler & HistoryView) | undefined;
+  /** The composed view for a user; undefined while a stage it needs is not running here. */
+  const view = (user: string) => {
+    const h = history(user);
+    const c = covisit();
+    if (!h || !c) return undefined;
+    const cf = collaborative();
+    return composeView({ history: h, covisit: c, ...(cf ? { collaborative: cf } : {}) }, sources);
+  };
   if (deps.registry)
     new Gauge({
       name: "reco_recommender",
-      help: "The recommender stage (RANKER=blend): events fed, input point (events) of the newest training and of the served implicit model, trainings running or waiting",
+      help: "The source stages (RANKER=blend): events fed to collaborative, input point (events) of the newest training and of the served implicit model, trainings running or waiting, users folded in since the model, events fed to covisit",
       labelNames: ["name"] as const,
       registers: [deps.registry],
       collect() {
-        const v = view();
-        if (!v) return;
-        const st = v.status();
-        this.set({ name: "events" }, st.events);
-        this.set({ name: "train_point" }, st.trainAt);
-        this.set({ name: "model_point" }, st.models.implicit ?? 0);
-        this.set({ name: "training" }, v.training() ? 1 : 0);
+        const v = collaborative();
+        if (v) {
+          const st = v.status();
+          this.set({ name: "events" }, st.events);
+          this.set({ name: "train_point" }, st.trainAt);
+          this.set({ name: "model_point" }, st.models.implicit ?? 0);
+          this.set({ name: "training" }, v.training() ? 1 : 0);
+          this.set({ name: "folded" }, v.collaborative().folded);
+        }
+        const c = covisit();
+        if (c) this.set({ name: "covisit_events" }, c.fed());
       },
     });
   return {
     answer(userId, n, options, row) {
-      const v = view();
+      const v = view(userId);
       return v ? blendAnswer(v, bs, row, userId, n, options) : undefined;
     },
     recent(userId, n) {
-      const v = view();
-      return v
-        ?.recommender()
+      const h = history(userId);
+      const c = covisit();
+      if (!h) return undefined;
+      return h
+        .history()
         .recent(userId, n)
         .map((x) => ({
           itemId: x.item,
           eventType: x.type,
           eventTime: x.ts,
-          category: v.categoryOf(x.item) ?? "",
+          category: c?.categoryOf(x.item) ?? "",
           count: x.count,
         }));
     },
     similar(itemId, n, row) {
-      const v = view();
-      return v ? covisitSimilar(v, row, itemId, n) : undefined;
+      const c = covisit();
+      if (!c) return undefined;
+      // Similar items need no user: any history view composes (the lists are not read).
+      const v = composeView({ history: { history: () => noHistory }, covisit: c }, sources);
+      return covisitSimilar(v, row, itemId, n);
     },
   };
 }

@@ -5,6 +5,7 @@ import { sendLate, type LateCounter } from "./watermark.js";
 import type { popularityStage } from "./popularity.js";
 import type { windowStage } from "./window.js";
 import type { interestStage } from "./interest-ranking.js";
+import type { historyStage } from "./history-stage.js";
 
 /**
  * KV key of the popularity table's heartbeat row, whose `wm` carries partition 0's progress. Every
@@ -23,6 +24,8 @@ export const TRENDING_BUCKET = BUCKETS.trending;
  * (parse, watermark and trending still name their subjects themselves.)
  */
 export const stageTopology = {
+  // The candidate source stages (RANKER=blend) have no outputs: serving reads their state.
+  history: {} satisfies PortTopology<typeof historyStage.ports>,
   window: (p: number): PortTopology<typeof windowStage.ports> => ({ window: subjects.window(p) }),
   interestRanking: (p: number): PortTopology<typeof interestStage.ports> => ({
     profiles: subjects.interestRanking(p),

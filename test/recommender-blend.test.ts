@@ -18,12 +18,13 @@ import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { trainAls } from "../actors/sources/als.js";
 import { blend, type BlendRequest } from "../actors/sources/blend.js";
-import type { RecommenderHandler } from "../actors/recommender-handler.js";
+import type { CollaborativeView } from "../actors/collaborative-stage.js";
+import type { CovisitView } from "../actors/covisit-stage.js";
 
 /**
  * Issue 12 points 2–4: the engine serves the blend that `reco eval` measures. A slice of the
  * real REES46 log goes through `reco replay` into the real app (nats-server, LevelDB, gRPC and
- * HTTP on loopback); once the recommender stage has caught up and trained, every answer must be
+ * HTTP on loopback); once the source stages have caught up and trained, every answer must be
  * what the in-memory sources (createRecommender + ALS + blend, the code `reco eval` drives) give
  * for the same events in the order the stage read them (the hop stream's).
  */
@@ -41,8 +42,9 @@ const touched = new Map<string, Set<string>>();
 const categories = new Map<string, string>();
 const bs = defaultBlend(ECOMMERCE);
 
+/** The collaborative stage (fed every user-path record in EVENTS order; trains ALS). */
 const handler = () =>
-  app.pipeline.instance("recommender/0")?.handler() as RecommenderHandler | undefined;
+  app.pipeline.instance("collaborative/0")?.handler() as CollaborativeView | undefined;
 
 /** The user-path hops' records: one consumer over reco.parse.*, deduplicated, in EVENTS order. */
 async function hopRecords(): Promise<ParsedRecord[]> {
@@ -129,8 +131,14 @@ beforeAll(async () => {
   for (const until = Date.now() + 90_000; ;) {
     const h = handler();
     const st = h?.status();
+    // The other source stages have read as far: covisit every record, history every hop.
+    const covisit = app.pipeline.instance("covisit/0")?.handler() as CovisitView | undefined;
+    const historyDone = [0, 1, 2].every((p) => {
+      const at = app.pipeline.instance(`history/${p}`)?.position();
+      return at !== undefined && at === app.pipeline.instance(`watermark/${p}`)?.position();
+    });
     if (st && st.events > 0 && st.trainAt === st.events && st.models.implicit === st.events) {
-      if (!h!.training()) break;
+      if (!h!.training() && covisit?.fed() === st.events && historyDone) break;
     }
     if (Date.now() > until) throw new Error(`not trained: ${JSON.stringify(st)} of ${accepted}`);
     await new Promise((r) => setTimeout(r, 200));

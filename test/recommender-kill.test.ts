@@ -3,14 +3,16 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect } from "nats";
+import { connect, type JetStreamManager } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { gauges, stagesBehind } from "./helpers/positions.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
 
 /**
- * Issue 12 point 2: the recommender stage is exact under SIGKILL. A slice of the real REES46 log
+ * Issue 12 point 2: the candidate source stages (history per partition, covisit, collaborative)
+ * are exact under SIGKILL. A slice of the real REES46 log
  * is replayed into `reco start` (RANKER=blend, its default) once without a kill, and once with
  * the app's process group SIGKILLed in the middle of the replay and started again on the same
  * DATA_DIR while the replay goes on: once both have caught up and trained, every sampled user's
@@ -91,16 +93,32 @@ async function metric(app: App, name: string, ...labels: string[]): Promise<numb
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
-/** Parse accepted `events`, the recommender fed them all, trained the newest point, idle. */
-async function caughtUp(app: App, events: number) {
+/**
+ * Parse accepted `events`, the source stages fed them all (collaborative and covisit every
+ * record, each history its partition's last hop), the newest point trained, nothing training.
+ */
+async function caughtUp(app: App, events: number, jsm: JetStreamManager) {
   let seen = "";
   for (const until = Date.now() + 120_000; Date.now() < until; await sleep(250)) {
     const fed = await metric(app, "reco_recommender", 'name="events"');
+    const covisit = await metric(app, "reco_recommender", 'name="covisit_events"');
     const point = await metric(app, "reco_recommender", 'name="train_point"');
     const model = await metric(app, "reco_recommender", 'name="model_point"');
     const training = await metric(app, "reco_recommender", 'name="training"');
-    if (fed === events && point! > 0 && model === point && training === 0) return;
-    seen = JSON.stringify({ events, fed, point, model, training });
+    const positions = (await gauges(app.metricsPort, "reco_stage_position")).filter(
+      (g) => g.labels.stage === "history",
+    );
+    const history = positions.length === 3 ? await stagesBehind(jsm, positions) : -1;
+    if (
+      fed === events &&
+      covisit === events &&
+      history === 0 &&
+      point! > 0 &&
+      model === point &&
+      training === 0
+    )
+      return;
+    seen = JSON.stringify({ events, fed, covisit, history, point, model, training });
   }
   throw new Error(`the recommender did not catch up: ${seen}\n${app.output()}`);
 }
@@ -144,13 +162,13 @@ async function run(file: string, users: string[], kill: boolean) {
   const summary = await replay;
   expect(summary.rejected).toBe(0);
   // The slice has no repeated row: every row sent is one event.
-  await caughtUp(app, summary.sent);
+  await caughtUp(app, summary.sent, await nc.jetstreamManager());
   const result = await answers(app, users);
   await killGroup(app);
   return { result, kills };
 }
 
-describe("the recommender stage under SIGKILL (issue 12)", () => {
+describe("the candidate source stages under SIGKILL (issue 12)", () => {
   it("gives the blend of an uninterrupted run after SIGKILLs mid-replay", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-reckill-log-"));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));

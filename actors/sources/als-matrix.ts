@@ -1,3 +1,5 @@
+import { getOwn, memStore, setOwn, type Dict, type KeyStore } from "./store.js";
+
 /**
  * The user × item matrix ALS trains on, in compressed sparse rows (by user) and columns (by
  * item). Typed arrays, not Maps: they cross to the training worker as transferable buffers and
@@ -17,67 +19,156 @@ export interface Ratings {
 }
 
 /**
- * Accumulates (user, item, value) triples — summed per pair — and builds {@link Ratings} with
- * users and items in first-seen order (deterministic for a given input order).
+ * A user's row as stored: first-seen order of the user, the input point (events fed) of its
+ * latest change, and the values by item id.
  */
-export function createRatingsBuilder() {
-  const userIndex = new Map<string, number>();
-  const itemIndex = new Map<string, number>();
-  const users: string[] = [];
-  const items: string[] = [];
-  const rows: Map<number, number>[] = [];
-  let nnz = 0;
+export type RatingRow = [order: number, changedAt: number, values: Dict<number>];
+
+/** Where the matrix lives (the collaborative stage's state: one key per user, one per item). */
+export interface RatingsStores {
+  rows: KeyStore<RatingRow>;
+  /** First-seen order of each item. */
+  items: KeyStore<number>;
+  /**
+   * The matrix at a marked input point (a training point whose model is not there yet), copy on
+   * write: the rows as they were at the point, of the users changed since, and (key "at") how
+   * many users and items there were. So the matrix of the point can be built again after a
+   * restart from a later snapshot. Absent: no marks.
+   */
+  marked?: KeyStore<RatingRow | { users: number; items: number }>;
+}
+
+/**
+ * Accumulates (user, item, value) triples — summed per pair — and builds {@link Ratings} with
+ * users and items in first-seen order (deterministic for a given input order; kept in the stores,
+ * so a restored builder builds the same matrix).
+ */
+export function createRatingsBuilder(
+  stores: RatingsStores = { rows: memStore(), items: memStore() },
+) {
+  const { rows, items } = stores;
+  const marked = stores.marked as KeyStore<RatingRow> | undefined;
+  const markedAt = () => stores.marked?.get(MARK) as { users: number; items: number } | undefined;
+  let nnz = -1; // counted when first needed
+  const countNnz = () => {
+    let n = 0;
+    for (const [, row] of rows.entries()) n += Object.keys(row[2]).length;
+    return n;
+  };
   return {
-    /** Adds `value` to (user, item); `replace` sets it instead (explicit ratings: the latest wins). */
-    add(user: string, item: string, value: number, replace = false) {
-      let u = userIndex.get(user);
-      if (u === undefined) {
-        userIndex.set(user, (u = users.length));
-        users.push(user);
-        rows.push(new Map());
+    /**
+     * Adds `value` to (user, item); `replace` sets it instead (explicit ratings: the latest wins).
+     * `at`: the input point of the change (what fold-in compares with a model's point).
+     */
+    add(user: string, item: string, value: number, replace = false, at = 0) {
+      let row = rows.get(user);
+      if (row === undefined) row = [rows.size, at, {}];
+      else if (marked) {
+        const m = markedAt();
+        if (m && row[0] < m.users && marked.get(user) === undefined)
+          marked.set(user, [row[0], row[1], { ...row[2] }]);
       }
-      let i = itemIndex.get(item);
-      if (i === undefined) {
-        itemIndex.set(item, (i = items.length));
-        items.push(item);
-      }
-      const row = rows[u]!;
-      const prev = row.get(i);
-      if (prev === undefined) nnz++;
-      row.set(i, replace || prev === undefined ? value : prev + value);
+      if (items.get(item) === undefined) items.set(item, items.size);
+      const prev = getOwn(row[2], item);
+      if (prev === undefined && nnz >= 0) nnz++;
+      setOwn(row[2], item, replace || prev === undefined ? value : prev + value);
+      row[1] = at;
+      rows.set(user, row);
     },
     get nnz() {
+      if (nnz < 0) nnz = countNnz();
       return nnz;
     },
+    /** The user's values by item id (fold-in), undefined if unknown. */
+    row(user: string): ReadonlyMap<string, number> | undefined {
+      const row = rows.get(user);
+      return row && new Map(Object.entries(row[2]));
+    },
+    /** The input point of the user's latest change; -1 if unknown. */
+    changedAt: (user: string): number => rows.get(user)?.[1] ?? -1,
+    /**
+     * Marks the current point (a training point): until `unmark`, rows changed are copied first,
+     * so `buildMarked` builds the matrix of this point. Needs `stores.marked`.
+     */
+    mark() {
+      if (!stores.marked) return;
+      for (const k of [...stores.marked.keys()]) stores.marked.delete(k);
+      stores.marked.set(MARK, { users: rows.size, items: items.size });
+    },
+    unmark() {
+      if (!stores.marked) return;
+      for (const k of [...stores.marked.keys()]) stores.marked.delete(k);
+    },
+    /** Whether a point is marked. */
+    isMarked: () => markedAt() !== undefined,
+    /** The matrix at the marked point (undefined: none marked). */
+    buildMarked(): Ratings | undefined {
+      const m = markedAt();
+      if (!m) return undefined;
+      const at: [string, RatingRow][] = [];
+      for (const [u, row] of rows.entries())
+        if (row[0] < m.users) at.push([u, marked!.get(u) ?? row]);
+      return build(at, m.items);
+    },
     build(): Ratings {
-      const userPtr = new Int32Array(users.length + 1);
-      const userCols = new Int32Array(nnz);
-      const userVals = new Float32Array(nnz);
-      const counts = new Int32Array(items.length + 1);
-      let p = 0;
-      for (let u = 0; u < rows.length; u++) {
-        userPtr[u] = p;
-        const entries = [...rows[u]!].sort((a, b) => a[0] - b[0]);
-        for (const [i, v] of entries) {
-          userCols[p] = i;
-          userVals[p++] = v;
-          counts[i + 1]!++;
-        }
-      }
-      userPtr[users.length] = p;
-      const itemPtr = new Int32Array(items.length + 1);
-      for (let i = 0; i < items.length; i++) itemPtr[i + 1] = itemPtr[i]! + counts[i + 1]!;
-      const fill = itemPtr.slice(0, items.length);
-      const itemRows = new Int32Array(nnz);
-      const itemVals = new Float32Array(nnz);
-      for (let u = 0; u < users.length; u++)
-        for (let q = userPtr[u]!; q < userPtr[u + 1]!; q++) {
-          const i = userCols[q]!;
-          const at = fill[i]!++;
-          itemRows[at] = u;
-          itemVals[at] = userVals[q]!;
-        }
-      return { users, items, userPtr, userCols, userVals, itemPtr, itemRows, itemVals };
+      const r = build([...rows.entries()], items.size);
+      nnz = r.userCols.length;
+      return r;
     },
   };
+
+  /** The matrix of `entries` (rows), users in first-seen order, the first `nItems` items. */
+  function build(entries: [string, RatingRow][], nItems: number): Ratings {
+    const byOrder = entries.sort((a, b) => a[1][0] - b[1][0]);
+    const users = byOrder.map(([u]) => u);
+    const itemList: string[] = new Array<string>(nItems);
+    for (const [item, x] of items.entries()) if (x < nItems) itemList[x] = item;
+    let total = 0;
+    for (const [, row] of byOrder) total += Object.keys(row[2]).length;
+    const userPtr = new Int32Array(users.length + 1);
+    const userCols = new Int32Array(total);
+    const userVals = new Float32Array(total);
+    const counts = new Int32Array(itemList.length + 1);
+    let p = 0;
+    for (let u = 0; u < byOrder.length; u++) {
+      userPtr[u] = p;
+      const values = byOrder[u]![1][2];
+      const entries: [number, number][] = [];
+      for (const item in values) entries.push([items.get(item)!, values[item]!]);
+      entries.sort((a, b) => a[0] - b[0]);
+      for (const [i, v] of entries) {
+        userCols[p] = i;
+        userVals[p++] = v;
+        counts[i + 1]!++;
+      }
+    }
+    userPtr[users.length] = p;
+    const itemPtr = new Int32Array(itemList.length + 1);
+    for (let i = 0; i < itemList.length; i++) itemPtr[i + 1] = itemPtr[i]! + counts[i + 1]!;
+    const fill = itemPtr.slice(0, itemList.length);
+    const itemRows = new Int32Array(total);
+    const itemVals = new Float32Array(total);
+    for (let u = 0; u < users.length; u++)
+      for (let q = userPtr[u]!; q < userPtr[u + 1]!; q++) {
+        const i = userCols[q]!;
+        const at = fill[i]!++;
+        itemRows[at] = u;
+        itemVals[at] = userVals[q]!;
+      }
+    return {
+      users,
+      items: itemList,
+      userPtr,
+      userCols,
+      userVals,
+      itemPtr,
+      itemRows,
+      itemVals,
+    };
+  }
 }
+
+/** The key of the marked point's sizes (never a user id: ids are not empty). */
+const MARK = "";
+
+export type RatingsBuilder = ReturnType<typeof createRatingsBuilder>;

@@ -1,4 +1,5 @@
 import type { SourcePreset } from "./preset.js";
+import { getOwn, memStore, setOwn, type Dict, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
 
 /**
@@ -7,6 +8,10 @@ import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js"
  * stronger of the two interaction weights, decayed by event time. Each item keeps at most `k`
  * neighbours (the weakest are dropped once it holds 3k), and each user's recent items are a
  * bounded list: memory is O(items × k + users × recentPerUser), whatever the number of events.
+ *
+ * The data is per item (neighbours, total weight) and per user (recent items), in stores (the
+ * stage's state): pair weights are sums over every user's events, so the stage that holds them
+ * is fed in one order (EVENTS order) to be exact.
  *
  * Similarity is the co-visitation weight divided by the square root of the two items' total
  * weights (cosine on the co-visitation counts), so a neighbour is one seen *with* the item, not
@@ -26,17 +31,27 @@ export interface CovisitOptions {
   normalise?: boolean;
 }
 
-interface Edge {
-  s: number;
-  ts: number;
+/** A decayed weight as stored: value as of `ts`, and `ts`. */
+type Edge = [s: number, ts: number];
+
+/** A user's recent item as stored: item, time, weight, session id (null: none). */
+type Recent = [i: string, ts: number, w: number, sess: string | null];
+
+/** Where co-visitation keeps its data (the covisit stage's state maps). */
+export interface CovisitStores {
+  /** Neighbours per item, by neighbour id. */
+  edges: KeyStore<Dict<Edge>>;
+  /** Decayed total weight per item. */
+  mass: KeyStore<Edge>;
+  /** Recent items per user, oldest first. */
+  recent: KeyStore<Recent[]>;
 }
 
-interface Recent {
-  i: string;
-  ts: number;
-  w: number;
-  sess: string | undefined;
-}
+export const memCovisitStores = (): CovisitStores => ({
+  edges: memStore(),
+  mass: memStore(),
+  recent: memStore(),
+});
 
 export interface SimilarItemsSource {
   add(e: SourceEvent): void;
@@ -51,42 +66,55 @@ export interface SimilarItemsSource {
   readonly items: number;
 }
 
-export function createCovisit(opts: CovisitOptions): SimilarItemsSource {
+export function createCovisit(
+  opts: CovisitOptions,
+  stores: CovisitStores = memCovisitStores(),
+): SimilarItemsSource {
   const windowMs = opts.windowMs ?? 3_600_000;
   const halfLife = opts.halfLifeMs ?? 7 * 86_400_000;
   const k = opts.k ?? 50;
   const recentCap = opts.recentPerUser ?? 30;
   const normalise = opts.normalise ?? true;
-  const edges = new Map<string, Map<string, Edge>>();
-  const mass = new Map<string, Edge>(); // decayed total weight per item
-  const recent = new Map<string, Recent[]>();
+  const { edges, mass, recent } = stores;
+  // Neighbours per item (stored objects have no size), counted when first needed.
+  const sizes = new Map<string, number>();
 
-  const at = (x: Edge, now: number) => x.s * decay(Math.max(0, now - x.ts), halfLife);
+  const at = (x: Edge, now: number) => x[0] * decay(Math.max(0, now - x[1]), halfLife);
   /** Adds w at time ts to a decayed sum, in place (the later time becomes its reference). */
   const bump = (x: Edge, w: number, ts: number) => {
-    if (ts >= x.ts) {
-      x.s = x.s * decay(ts - x.ts, halfLife) + w;
-      x.ts = ts;
-    } else x.s += w * decay(x.ts - ts, halfLife);
+    if (ts >= x[1]) {
+      x[0] = x[0] * decay(ts - x[1], halfLife) + w;
+      x[1] = ts;
+    } else x[0] += w * decay(x[1] - ts, halfLife);
   };
 
   const link = (a: string, b: string, w: number, ts: number) => {
     let m = edges.get(a);
-    if (!m) edges.set(a, (m = new Map()));
-    const e = m.get(b);
+    if (!m) {
+      m = {};
+      sizes.set(a, 0);
+    }
+    const e = getOwn(m, b);
     if (e) bump(e, w, ts);
     else {
-      m.set(b, { s: w, ts });
-      if (m.size >= 3 * k) prune(m, ts);
+      setOwn(m, b, [w, ts] as Edge);
+      let n = sizes.get(a);
+      n = n === undefined ? Object.keys(m).length : n + 1;
+      sizes.set(a, n);
+      if (n >= 3 * k) {
+        prune(m, ts);
+        sizes.set(a, Math.min(n, k));
+      }
     }
+    edges.set(a, m);
   };
 
   /** Keeps the k strongest neighbours (ties by id), so a list never holds 3k or more. */
-  const prune = (m: Map<string, Edge>, now: number) => {
+  const prune = (m: Dict<Edge>, now: number) => {
     const scored: [string, number][] = [];
-    for (const [item, e] of m) scored.push([item, at(e, now)]);
+    for (const item in m) scored.push([item, at(m[item]!, now)]);
     scored.sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : 1));
-    for (let x = k; x < scored.length; x++) m.delete(scored[x]![0]);
+    for (let x = k; x < scored.length; x++) delete m[scored[x]![0]];
   };
 
   const sim = (a: string, b: string, e: Edge, now: number) => {
@@ -102,10 +130,10 @@ export function createCovisit(opts: CovisitOptions): SimilarItemsSource {
     const m = edges.get(item);
     if (!m) return [];
     const out: Scored[] = [];
-    for (const [other, e] of m)
+    for (const other in m)
       out.push({
         item: other,
-        score: sim(item, other, e, now),
+        score: sim(item, other, m[other]!, now),
         why: `${opts.preset.verb} together with ${item}`,
       });
     return out.sort(byScoreThenId).slice(0, n);
@@ -120,23 +148,23 @@ export function createCovisit(opts: CovisitOptions): SimilarItemsSource {
       if (w <= 0) return;
       const own = mass.get(e.i);
       if (own) bump(own, w, e.ts);
-      else mass.set(e.i, { s: w, ts: e.ts });
-      let list = recent.get(e.u);
-      if (!list) recent.set(e.u, (list = []));
+      mass.set(e.i, own ?? [w, e.ts]);
+      const list = recent.get(e.u) ?? [];
       // Each recent item pairs once per event (its latest touch), not once per earlier touch.
       for (const r of list) {
-        if (r.i === e.i) continue;
+        if (r[0] === e.i) continue;
         const together =
-          (r.sess !== undefined && r.sess === e.sess) || Math.abs(e.ts - r.ts) <= windowMs;
+          (r[3] !== null && r[3] === (e.sess ?? null)) || Math.abs(e.ts - r[1]) <= windowMs;
         if (!together) continue;
-        const pw = Math.max(w, r.w);
-        link(e.i, r.i, pw, e.ts);
-        link(r.i, e.i, pw, e.ts);
+        const pw = Math.max(w, r[2]);
+        link(e.i, r[0], pw, e.ts);
+        link(r[0], e.i, pw, e.ts);
       }
-      const at0 = list.findIndex((r) => r.i === e.i);
+      const at0 = list.findIndex((r) => r[0] === e.i);
       if (at0 >= 0) list.splice(at0, 1);
-      list.push({ i: e.i, ts: e.ts, w, sess: e.sess });
+      list.push([e.i, e.ts, w, e.sess ?? null]);
       if (list.length > recentCap) list.shift();
+      recent.set(e.u, list);
     },
     similar,
     candidates(seeds, now, n = 100) {

@@ -1,4 +1,5 @@
 import type { SourcePreset } from "./preset.js";
+import { getOwn, memStore, setOwn, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
 
 /**
@@ -7,6 +8,9 @@ import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js"
  * recent and strong interactions rank first; what the preset counts as done (a purchase within
  * 24 h, a rated movie) is left out. Memory is bounded per user (`maxItemsPerUser`: the weakest
  * item is forgotten first).
+ *
+ * The data is per user (`store`: the history stage's state, one key per user), so a user's
+ * history depends only on that user's events in their order: a stage per user partition is exact.
  */
 export interface HistoryOptions {
   preset: SourcePreset;
@@ -16,19 +20,21 @@ export interface HistoryOptions {
   maxItemsPerUser?: number;
 }
 
-interface Touch {
-  /** Decayed score as of `ts`. */
-  s: number;
-  /** Latest event time on the item. */
-  ts: number;
-  /** Strongest interaction weight seen, and its event type (for the explanation). */
-  w: number;
-  t: string;
-  /** Times touched. */
-  n: number;
-  /** Event time of the latest "done" event, -Infinity if none. */
-  done: number;
-}
+/**
+ * One remembered item, as stored (JSON: a compact array): decayed score as of `ts`, latest event
+ * time on the item, strongest interaction weight seen and its event type (for the explanation),
+ * times touched, event time of the latest "done" event (-1: none).
+ */
+type Touch = [s: number, ts: number, w: number, t: string, n: number, done: number];
+const S = 0,
+  TS = 1,
+  W = 2,
+  T = 3,
+  N = 4,
+  DONE = 5;
+
+/** A user's remembered items by item id (a stored value: plain JSON). */
+export type UserHistory = Record<string, Touch>;
 
 export interface HistorySource {
   add(e: SourceEvent): void;
@@ -65,34 +71,46 @@ const EXPLAIN: Record<string, string> = {
   remove_from_cart: "you viewed it",
 };
 
-export function createHistory(opts: HistoryOptions): HistorySource {
+export function createHistory(
+  opts: HistoryOptions,
+  users: KeyStore<UserHistory> = memStore(),
+): HistorySource {
   const halfLife = opts.halfLifeMs ?? 86_400_000;
   const cap = opts.maxItemsPerUser ?? 200;
-  const users = new Map<string, Map<string, Touch>>();
+  // Items per user (the stored objects have no size), counted when first needed.
+  const sizes = new Map<string, number>();
+  const sizeOf = (user: string, items: UserHistory) => {
+    let n = sizes.get(user);
+    if (n === undefined) sizes.set(user, (n = Object.keys(items).length));
+    return n;
+  };
 
-  const scoreAt = (x: Touch, now: number) => x.s * decay(Math.max(0, now - x.ts), halfLife);
+  const scoreAt = (x: Touch, now: number) => x[S] * decay(Math.max(0, now - x[TS]), halfLife);
+  const isDone = (x: Touch, now: number) => x[DONE] >= 0 && now - x[DONE] < opts.preset.doneForMs;
 
   const explain = (x: Touch) => {
-    if (x.t === "rating") return `you rated it ${x.w}`;
-    const base = EXPLAIN[x.t] ?? "you viewed it";
-    return x.n > 1 && x.t === "view" ? `you viewed it ${x.n} times` : base;
+    if (x[T] === "rating") return `you rated it ${x[W]}`;
+    const base = EXPLAIN[x[T]] ?? "you viewed it";
+    return x[N] > 1 && x[T] === "view" ? `you viewed it ${x[N]} times` : base;
   };
 
   /** Forgets the weakest items once a user holds 25% over the cap (amortised O(1) per event). */
-  const trim = (items: Map<string, Touch>, now: number) => {
-    if (items.size <= cap * 1.25) return;
-    const ranked = [...items].sort(
+  const trim = (user: string, items: UserHistory, now: number) => {
+    if (sizeOf(user, items) <= cap * 1.25) return;
+    const ranked = Object.entries(items).sort(
       (a, b) => scoreAt(b[1], now) - scoreAt(a[1], now) || (a[0] < b[0] ? -1 : 1),
     );
-    for (const [item] of ranked.slice(cap)) items.delete(item);
+    for (const [item] of ranked.slice(cap)) delete items[item];
+    sizes.set(user, Math.min(cap, ranked.length));
   };
 
   const list = (user: string, now: number, n: number, withDone: boolean): Scored[] => {
     const items = users.get(user);
     if (!items) return [];
     const out: Scored[] = [];
-    for (const [item, x] of items) {
-      if (!withDone && x.done > -Infinity && now - x.done < opts.preset.doneForMs) continue;
+    for (const item in items) {
+      const x = items[item]!;
+      if (!withDone && isDone(x, now)) continue;
       out.push({ item, score: scoreAt(x, now), why: explain(x) });
     }
     return out.sort(byScoreThenId).slice(0, n);
@@ -107,39 +125,45 @@ export function createHistory(opts: HistoryOptions): HistorySource {
       const done = opts.preset.isDone(e);
       if (w <= 0 && !done) return;
       let items = users.get(e.u);
-      if (!items) users.set(e.u, (items = new Map()));
-      const x = items.get(e.i);
+      if (!items) {
+        items = {};
+        sizes.set(e.u, 0);
+      }
+      const x = getOwn(items, e.i);
       if (!x) {
-        items.set(e.i, { s: w, ts: e.ts, w, t: e.t, n: 1, done: done ? e.ts : -Infinity });
-        trim(items, e.ts);
+        setOwn(items, e.i, [w, e.ts, w, e.t, 1, done ? e.ts : -1] as Touch);
+        sizes.set(e.u, sizeOf(e.u, items) + 1);
+        trim(e.u, items, e.ts);
+        users.set(e.u, items);
         return;
       }
       // An event older than the latest one adds its weight decayed to the latest time.
-      if (e.ts >= x.ts) {
-        x.s = x.s * decay(e.ts - x.ts, halfLife) + w;
-        x.ts = e.ts;
-      } else x.s += w * decay(x.ts - e.ts, halfLife);
-      if (w >= x.w) {
-        x.w = w;
-        x.t = e.t;
+      if (e.ts >= x[TS]) {
+        x[S] = x[S] * decay(e.ts - x[TS], halfLife) + w;
+        x[TS] = e.ts;
+      } else x[S] += w * decay(x[TS] - e.ts, halfLife);
+      if (w >= x[W]) {
+        x[W] = w;
+        x[T] = e.t;
       }
-      x.n++;
-      if (done && e.ts > x.done) x.done = e.ts;
+      x[N]++;
+      if (done && e.ts > x[DONE]) x[DONE] = e.ts;
+      users.set(e.u, items);
     },
     candidates: (user, now, n = 100) => list(user, now, n, false),
     seeds: (user, now, n = 100) => list(user, now, n, true),
     done(user, now) {
       const out = new Set<string>();
-      for (const [item, x] of users.get(user) ?? [])
-        if (x.done > -Infinity && now - x.done < opts.preset.doneForMs) out.add(item);
+      const items = users.get(user);
+      for (const item in items) if (isDone(items[item]!, now)) out.add(item);
       return out;
     },
-    touched: (user) => new Set(users.get(user)?.keys() ?? []),
+    touched: (user) => new Set(Object.keys(users.get(user) ?? {})),
     recent(user, n) {
-      return [...(users.get(user) ?? [])]
-        .sort(([a, x], [b, y]) => y.ts - x.ts || (a < b ? -1 : a > b ? 1 : 0))
+      return Object.entries(users.get(user) ?? {})
+        .sort(([a, x], [b, y]) => y[TS] - x[TS] || (a < b ? -1 : a > b ? 1 : 0))
         .slice(0, n)
-        .map(([item, x]) => ({ item, type: x.t, ts: x.ts, count: x.n }));
+        .map(([item, x]) => ({ item, type: x[T], ts: x[TS], count: x[N] }));
     },
   };
 }

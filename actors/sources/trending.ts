@@ -1,3 +1,4 @@
+import { memStore, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
 
 /**
@@ -13,6 +14,11 @@ export interface ItemCounterOptions {
   halfLifeMs: number;
   /** Explanation of a listed item, given its rounded current count. */
   explain(item: string, count: number): string;
+  /**
+   * Where the counts live (the stage's state: one key per item) and the anchor time (one key,
+   * `anchorKey`, of `anchors`). Memory by default.
+   */
+  store?: { raw: KeyStore<number>; anchors: KeyStore<number>; anchorKey: string };
 }
 
 export interface ItemCounter {
@@ -28,14 +34,20 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
   const hl = opts.halfLifeMs;
   // Count of item x at time t = raw(x) · 2^(-(t - anchor)/hl). The anchor moves forward (and
   // every raw value is rescaled once) before the exponent can overflow.
-  const raw = new Map<string, number>();
-  let anchor = Number.NaN;
+  const raw = opts.store?.raw ?? memStore<number>();
+  const anchors = opts.store?.anchors ?? memStore<number>();
+  const anchorKey = opts.store?.anchorKey ?? "anchor";
+  let anchor = anchors.get(anchorKey) ?? Number.NaN;
   let sorted: [string, number][] | undefined;
+  const setAnchor = (t: number) => {
+    anchor = t;
+    anchors.set(anchorKey, t);
+  };
 
   const rebase = (t: number) => {
     const f = decay(t - anchor, hl);
-    for (const [x, v] of raw) raw.set(x, v * f);
-    anchor = t;
+    for (const [x, v] of [...raw.entries()]) raw.set(x, v * f);
+    setAnchor(t);
   };
 
   return {
@@ -45,7 +57,7 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
     add(e) {
       const w = opts.weight(e);
       if (w <= 0) return;
-      if (Number.isNaN(anchor)) anchor = e.ts;
+      if (Number.isNaN(anchor)) setAnchor(e.ts);
       if (Number.isFinite(hl) && (e.ts - anchor) / hl > 500) rebase(e.ts);
       raw.set(e.i, (raw.get(e.i) ?? 0) + w / decay(e.ts - anchor, hl));
       sorted = undefined;
@@ -56,7 +68,9 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
     },
     top(now, n, keep) {
       // The order does not depend on `now` (one factor for all), so it is cached between events.
-      sorted ??= [...raw].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      sorted ??= [...raw.entries()].sort(
+        (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
+      );
       const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
       const out: Scored[] = [];
       for (const [item, v] of sorted) {
@@ -72,7 +86,13 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
 
 /** TRENDING: views × 1 and clicks × 2 (weights configurable), decayed with a 1 h half-life. */
 export function createTrending(
-  o: { viewWeight?: number; clickWeight?: number; halfLifeMs?: number; all?: boolean } = {},
+  o: {
+    viewWeight?: number;
+    clickWeight?: number;
+    halfLifeMs?: number;
+    all?: boolean;
+    store?: ItemCounterOptions["store"];
+  } = {},
 ): ItemCounter {
   const vw = o.viewWeight ?? 1;
   const cw = o.clickWeight ?? 2;
@@ -81,6 +101,7 @@ export function createTrending(
     // `all`: every interaction counts once (a log of ratings has no views or clicks).
     weight: (e) => (e.t === "view" ? vw : e.t === "click" ? cw : o.all ? 1 : 0),
     explain: () => "trending now",
+    ...(o.store ? { store: o.store } : {}),
   });
 }
 
@@ -88,10 +109,12 @@ export function createTrending(
 export function createPopular(
   isTarget: (e: SourceEvent) => boolean,
   halfLifeMs = Infinity,
+  store?: ItemCounterOptions["store"],
 ): ItemCounter {
   return createItemCounter({
     halfLifeMs,
     weight: (e) => (isTarget(e) ? 1 : 0),
     explain: () => "popular overall",
+    ...(store ? { store } : {}),
   });
 }

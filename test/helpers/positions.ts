@@ -27,6 +27,7 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
   "popularity-join": (p) => ["RECO_HOPS", `reco.interest-ranking.${p}`],
   popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
   trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
+  history: (p) => ["RECO_HOPS", `reco.parse.${p}`],
 };
 
 /**

@@ -1,18 +1,15 @@
 import { asyncScheduler } from "rxjs";
-import { startStage, type StageRun } from "../runtime/index.js";
+import { startStage, type PortMap, type StageDefinition, type StageRun } from "../runtime/index.js";
 import { decodeEnvelope, type StageHandler } from "./host.js";
 import type { StageState } from "../state/index.js";
+import type { ParsedRecord } from "./parse.js";
 import { subjects } from "./subjects.js";
-import {
-  recommenderStage,
-  type RecommenderInput,
-  type RecommenderSettings,
-  type RecommenderView,
-} from "./recommender-stage.js";
 
 /**
- * Runs the recommender stage in the stage host on a RAW input: one consumer over every
- * partition's user-path hops (a wildcard subject), merged back into EVENTS order.
+ * Runs a stage fed every partition's user-path records in EVENTS order, in the stage host on a
+ * RAW input: one consumer over every partition's user-path hops (a wildcard subject), merged
+ * back into EVENTS order. The candidate sources whose data sums over many users' events
+ * (co-visitation, trending, the ALS matrix and its training points) are stages of this kind.
  *
  * Why merged: the hops' interleaving across partitions follows parse's batching, which follows
  * timing, so two runs over the same events (one of them SIGKILLed) see different interleavings;
@@ -24,10 +21,9 @@ import {
  * subject's `upTo` and last `s` (which also drops a hop re-published after parse's restart).
  *
  * The host's hop dedupe (`upTo`, one number per input) does not fit a consumer of several
- * subjects, hence the raw input. Rebuilding the sources from the log gives the loop back.
+ * subjects, hence the raw input. The batch's progress is the highest progress of any subject
+ * once no record waits (then it is past every record fed, whatever the batching), else -1.
  */
-export type RecommenderHandler = StageHandler & RecommenderView;
-
 interface SubjectPos {
   /** The subject has sent every record up to this EVENTS sequence. */
   upTo: number;
@@ -37,20 +33,22 @@ interface SubjectPos {
   wm: number;
 }
 
-export async function loadRecommenderHandler(
+export async function loadMergedHandler<P extends PortMap, S, V>(
+  def: StageDefinition<ParsedRecord, P, S, V>,
   state: StageState,
-  settings: RecommenderSettings,
-): Promise<RecommenderHandler> {
+  settings: S,
+  partitions: number,
+): Promise<StageHandler & V> {
   const positions = state.map<SubjectPos>("positions");
-  const waiting = state.map<RecommenderInput[]>("waiting");
-  const names = Array.from({ length: settings.partitions }, (_, p) => subjects.parse(p));
-  const run: StageRun<RecommenderInput, RecommenderView> = startStage(
-    recommenderStage,
+  const waiting = state.map<ParsedRecord[]>("waiting");
+  const names = Array.from({ length: partitions }, (_, p) => subjects.parse(p));
+  const run: StageRun<ParsedRecord, V> = startStage(
+    def,
     {
-      name: recommenderStage.name,
+      name: def.name,
       state,
       settings,
-      scheduler: asyncScheduler, // the stage has no timers
+      scheduler: asyncScheduler, // these stages have no timers
       count: () => undefined,
     },
     () => undefined,
@@ -58,7 +56,7 @@ export async function loadRecommenderHandler(
   while (run.restoreStep()) await new Promise<void>((resolve) => setImmediate(resolve));
 
   const handle: StageHandler["handle"] = (msg) => {
-    const env = decodeEnvelope<RecommenderInput>(msg.data);
+    const env = decodeEnvelope<ParsedRecord>(msg.data);
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const recs = env.recs.filter((r) => r.s > pos.s);
     if (recs.length > 0) waiting.set(msg.subject, [...(waiting.get(msg.subject) ?? []), ...recs]);
@@ -75,7 +73,7 @@ export async function loadRecommenderHandler(
       complete = Math.min(complete, p?.upTo ?? 0);
       wm = Math.max(wm, p?.wm ?? -1);
     }
-    const ready: RecommenderInput[] = [];
+    const ready: ParsedRecord[] = [];
     let left = 0;
     for (const name of names) {
       const w = waiting.get(name);
@@ -87,8 +85,6 @@ export async function loadRecommenderHandler(
       left += w.length - x;
     }
     ready.sort((a, b) => a.s - b.s);
-    // Progress without records (idle markers) counts only once nothing waits: it is then past
-    // every record fed, whatever the batching.
     const to = left === 0 ? wm : -1;
     run.push({
       records: ready,
@@ -96,5 +92,5 @@ export async function loadRecommenderHandler(
       progress: { from: to, to },
     });
   };
-  return Object.assign({ handle }, run.view);
+  return Object.assign({ handle }, run.view) as StageHandler & V;
 }

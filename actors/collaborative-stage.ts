@@ -1,0 +1,181 @@
+import { finalize, map, type Observable } from "rxjs";
+import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
+import type { ParsedRecord } from "./parse.js";
+import type { RatingRow } from "./sources/als-matrix.js";
+import { deserialiseModel, serialiseModel } from "./sources/als-model.js";
+import {
+  createCollaborative,
+  type CollaborativeSettings,
+  type CollaborativeSource,
+} from "./sources/collaborative.js";
+import { sourceEventOf } from "./sources/event.js";
+import type { SourcePreset } from "./sources/preset.js";
+import {
+  createTrainer,
+  type ModelKind,
+  type TrainFn,
+  type Trainer,
+} from "./recommender-trainer.js";
+
+/**
+ * The collaborative source as a stage (DESIGN §3.7, RANKER=blend): the interaction matrices ALS
+ * trains on, the models, and when to train. One instance, fed every partition's user-path
+ * records in EVENTS order (merged-input.ts): rows and items are indexed in first-seen order and
+ * training points are judged per record, so both must be the events' own order.
+ *
+ * State: one key per user (their row: item → summed weight, or latest rating) and per item
+ * (first-seen order); the models with the input point they were trained at; the training points.
+ * Trainings happen at points of the input, so a replay trains on the same events: when
+ * event-time progress enters a new RETRAIN_INTERVAL, and when progress moves on with no record
+ * at least IDLE_TIMEOUT_MS past the newest event (an idle marker: the input went quiet). The
+ * matrix of the newest point is marked (copy on write, in the state) until its model is there,
+ * so a restart from a later snapshot trains that point's matrix again, not the current one. The
+ * model of a point is trained in a worker (recommender-trainer.ts, seeded) and served once it is
+ * there: serving never waits. Between trainings, users with new events are folded in
+ * (sources/collaborative.ts).
+ */
+export interface CollaborativeStageSettings {
+  preset: SourcePreset;
+  sources: CollaborativeSettings;
+  /** Event time between trainings (ms). */
+  retrainMs: number;
+  /** A record-less progress jump of at least this much trains (the idle timeout; 0: never). */
+  idleMs: number;
+  train: TrainFn;
+  log?: (obj: object, msg: string) => void;
+}
+
+/** The training bookkeeping (one key, "t"). */
+interface Points {
+  /** Events fed so far. */
+  n: number;
+  /** The event count at the newest training point (0: none yet). */
+  at: number;
+  /** RETRAIN_INTERVAL index of progress at that point. */
+  epoch: number;
+  /** Newest event time fed. */
+  maxTs: number;
+  progress: number;
+}
+
+export interface CollaborativeView {
+  collaborative(): CollaborativeSource;
+  /** Events fed; the input point of the newest training and of the models served. */
+  status(): { events: number; trainAt: number; models: Partial<Record<ModelKind, number>> };
+  /** True while a training runs or waits. */
+  training(): boolean;
+}
+
+const KINDS = ["implicit", "explicit"] as const;
+
+export const collaborativeStage = defineStage({
+  name: "collaborative",
+  input: port<ParsedRecord>(),
+  ports: {},
+  create: (ctx: StageContext<CollaborativeStageSettings>) => {
+    const s = ctx.settings;
+    const st = ctx.state;
+    const points = st.map<Points>("points");
+    const stored = st.map<{ at: number; b64: string }>("model");
+    const collab = createCollaborative(s.preset, s.sources, {
+      implicit: {
+        rows: st.map<RatingRow>("rows"),
+        items: st.map<number>("items"),
+        marked: st.map("marked"),
+      },
+      explicit: {
+        rows: st.map<RatingRow>("xrows"),
+        items: st.map<number>("xitems"),
+        marked: st.map("xmarked"),
+      },
+    });
+    let p: Points = points.get("t") ?? { n: 0, at: 0, epoch: -1, maxTs: -1, progress: -1 };
+
+    const trainer: Trainer = createTrainer({
+      train: s.train,
+      onModel(kind, at, m) {
+        // An older point's model never replaces a newer one's.
+        if ((collab.model(kind)?.at ?? -1) > at) return;
+        collab.setModel(kind, m, at);
+        stored.set(kind, { at, b64: Buffer.from(serialiseModel(m)).toString("base64") });
+        if (at === p.at) collab.unmark(kind);
+      },
+      onError: (kind, err) => s.log?.({ kind, err: String(err) }, "ALS training failed"),
+    });
+    const settingsOf = (kind: ModelKind) => s.sources[kind];
+    const submit = () => {
+      collab.mark();
+      if (s.sources.implicit)
+        trainer.submit("implicit", p.at, collab.implicitRatings(), s.sources.implicit);
+      if (s.sources.explicit)
+        trainer.submit("explicit", p.at, collab.explicitRatings(), s.sources.explicit);
+    };
+
+    // Restore: the stored models, and the newest point's training again (from its marked
+    // matrix) when its model was not stored before the restart.
+    function* restore(): Iterator<void> {
+      for (const kind of KINDS) {
+        const settings = settingsOf(kind);
+        if (!settings) continue;
+        const m = stored.get(kind);
+        if (m) collab.setModel(kind, deserialiseModel(Buffer.from(m.b64, "base64")), m.at);
+        yield;
+        if (p.at === 0 || m?.at === p.at) continue;
+        const ratings = collab.ratingsAtMark(kind);
+        if (ratings) trainer.submit(kind, p.at, ratings, settings);
+        else s.log?.({ kind, at: p.at }, "ALS: the matrix of the newest training point is lost");
+        yield;
+      }
+    }
+
+    /**
+     * A training point is due when event-time progress (before the next record, or after an
+     * input without records) enters a new RETRAIN_INTERVAL, or jumps at least the idle timeout
+     * past the newest event (an idle marker), with events fed since the last point. Judged per
+     * record in EVENTS order, so the points are the same whatever the hops' batching.
+     */
+    const advance = (to: number) => {
+      const progress = Math.max(p.progress, to);
+      const epoch = s.retrainMs > 0 && progress >= 0 ? Math.floor(progress / s.retrainMs) : -1;
+      const idle =
+        s.idleMs > 0 && p.maxTs >= 0 && progress > p.progress && progress >= p.maxTs + s.idleMs;
+      // The first progress only sets the interval: a training on the first events is waste.
+      const due = p.n > p.at && ((p.epoch >= 0 && epoch > p.epoch) || idle);
+      p = { ...p, progress, epoch: Math.max(p.epoch, epoch) };
+      if (due) {
+        p = { ...p, at: p.n };
+        submit();
+      }
+    };
+
+    const operator = (batches$: Observable<InputBatch<ParsedRecord>>) =>
+      batches$.pipe(
+        map((b) => {
+          for (const r of b.records) {
+            advance(r.wb);
+            collab.add(sourceEventOf(r), p.n + 1);
+            p = { ...p, n: p.n + 1, maxTs: Math.max(p.maxTs, r.ts) };
+            advance(r.ts);
+          }
+          if (b.records.length === 0) advance(b.progress.to);
+          points.set("t", p);
+          return {};
+        }),
+        finalize(() => trainer.stop()),
+      );
+
+    const view: CollaborativeView = {
+      collaborative: () => collab,
+      status: () => {
+        const models: Partial<Record<ModelKind, number>> = {};
+        for (const kind of KINDS) {
+          const m = collab.model(kind);
+          if (m) models[kind] = m.at;
+        }
+        return { events: p.n, trainAt: p.at, models };
+      },
+      training: () => trainer.busy(),
+    };
+    return { operator, view, restore: restore() };
+  },
+});

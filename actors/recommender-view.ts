@@ -1,0 +1,47 @@
+import type { CollaborativeView } from "./collaborative-stage.js";
+import type { CovisitView } from "./covisit-stage.js";
+import type { HistoryView } from "./history-stage.js";
+import { readsOf, type RecommenderReads, type SourceSettings } from "./sources/recommender.js";
+
+/**
+ * What serving reads to blend (recommender-serve.ts): the candidate sources' lists, composed at
+ * query time from the source stages (history of the user's partition, covisit, collaborative).
+ * Read between the stages' batches only (they run on the same event loop).
+ */
+export interface RecommenderView {
+  /** The sources (read between batches only). */
+  recommender(): RecommenderReads;
+  /** Event-time progress: the clock of answers. */
+  progress(): number;
+  /** The items the user interacted with (within what history remembers). */
+  touched(user: string): ReadonlySet<string> | undefined;
+  /** An item's main category, from its events. */
+  categoryOf(item: string): string | undefined;
+}
+
+/** The view of one user's answer: their partition's history with the item-wide stages. */
+export function composeView(
+  parts: { history: HistoryView; covisit: CovisitView; collaborative?: CollaborativeView },
+  settings: SourceSettings,
+): RecommenderView {
+  const history = parts.history.history();
+  const reads = readsOf(
+    {
+      history,
+      covisit: parts.covisit.covisit(),
+      trending: parts.covisit.trending(),
+      popular: parts.covisit.popular(),
+      ...(parts.collaborative ? { collaborative: parts.collaborative.collaborative() } : {}),
+    },
+    settings,
+  );
+  return {
+    recommender: () => reads,
+    progress: () => parts.covisit.progress(),
+    touched: (user) => {
+      const t = history.touched(user);
+      return t.size > 0 ? t : undefined;
+    },
+    categoryOf: (item) => parts.covisit.categoryOf(item),
+  };
+}

@@ -1,0 +1,111 @@
+import { createRatingsBuilder, type Ratings, type RatingsStores } from "./als-matrix.js";
+import { createAlsIndex, type AlsIndex } from "./als-model.js";
+import type { AlsModel, AlsSettings } from "./als.js";
+import type { SourcePreset } from "./preset.js";
+import type { Scored, SourceEvent } from "./types.js";
+
+/**
+ * COLLABORATIVE (DESIGN §3.7): the interaction matrices ALS trains on (implicit: summed
+ * interaction weights; explicit: the latest rating per user and movie) and the models trained
+ * from them (set from outside: trained in a worker, restored from a snapshot).
+ *
+ * Users are folded in between trainings: a user whose row changed after the input point the
+ * model was trained at gets a vector solved against the model's fixed item factors from their
+ * current row (the standard fold-in least squares, one half-step of ALS for one user), when their
+ * candidates are first asked for after the change. The answer is a function of the model and the
+ * row alone, so a replay gives the same; users unknown to the model get a vector the same way.
+ */
+export interface CollaborativeSettings {
+  implicit?: AlsSettings;
+  explicit?: AlsSettings;
+  /** Which model serves COLLABORATIVE (default implicit). */
+  collaborative?: "implicit" | "explicit";
+}
+
+export type ModelKind = "implicit" | "explicit";
+
+export interface CollaborativeSource {
+  /** Adds an event; `at` is the input point it makes (events fed, this one included). */
+  add(e: SourceEvent, at: number): void;
+  /** The matrix implicit ALS trains on. */
+  implicitRatings(): Ratings;
+  /** The matrix explicit ALS trains on. */
+  explicitRatings(): Ratings;
+  /** Serves `model`, trained on the matrix at input point `at` (undefined: none). */
+  setModel(kind: ModelKind, model: AlsModel | undefined, at: number): void;
+  /** The served model of a kind and its point. */
+  model(kind: ModelKind): { model: AlsModel; at: number } | undefined;
+  /** The serving model's candidates (`keep` filters before the cut to `n`). */
+  candidates(user: string, n: number, keep?: (item: string) => boolean): Scored[];
+  /** The explicit model's candidates. */
+  explicitCandidates(user: string, n: number, skip?: ReadonlySet<string>): Scored[];
+  /**
+   * Marks the current input point as a training point: until `unmark`, `ratingsAtMark` gives the
+   * matrices of this point (copy on write), also after a restart from a later snapshot.
+   */
+  mark(): void;
+  /** The kind's matrix at the marked point (undefined: none marked). */
+  ratingsAtMark(kind: ModelKind): Ratings | undefined;
+  unmark(kind: ModelKind): void;
+  /** Users folded in since the models were set. */
+  readonly folded: number;
+}
+
+export function createCollaborative(
+  preset: SourcePreset,
+  s: CollaborativeSettings,
+  stores?: { implicit: RatingsStores; explicit: RatingsStores },
+): CollaborativeSource {
+  const builders = {
+    implicit: createRatingsBuilder(stores?.implicit),
+    explicit: createRatingsBuilder(stores?.explicit),
+  };
+  const served: Partial<
+    Record<ModelKind, { model: AlsModel; at: number; index: AlsIndex; folded: Map<string, number> }>
+  > = {};
+
+  /** The kind's index, with the user folded in if their row changed after the model's point. */
+  const fresh = (kind: ModelKind, user: string): AlsIndex | undefined => {
+    const m = served[kind];
+    if (!m) return undefined;
+    const changed = builders[kind].changedAt(user);
+    if (changed > m.at && m.folded.get(user) !== changed) {
+      m.index.foldIn(user, builders[kind].row(user)!);
+      m.folded.set(user, changed);
+    }
+    return m.index;
+  };
+
+  return {
+    add(e, at) {
+      const w = preset.weight(e);
+      if (w > 0) builders.implicit.add(e.u, e.i, w, false, at);
+      if (e.t === "rating" && e.r >= 0) builders.explicit.add(e.u, e.i, e.r, true, at);
+    },
+    implicitRatings: () => builders.implicit.build(),
+    explicitRatings: () => builders.explicit.build(),
+    setModel(kind, model, at) {
+      if (!model) delete served[kind];
+      else served[kind] = { model, at, index: createAlsIndex(model), folded: new Map() };
+    },
+    model(kind) {
+      const m = served[kind];
+      return m && { model: m.model, at: m.at };
+    },
+    candidates(user, n, keep) {
+      return fresh(s.collaborative ?? "implicit", user)?.candidates(user, n, keep) ?? [];
+    },
+    explicitCandidates(user, n, skip) {
+      return fresh("explicit", user)?.candidates(user, n, skip && ((i) => !skip.has(i))) ?? [];
+    },
+    mark() {
+      builders.implicit.mark();
+      builders.explicit.mark();
+    },
+    ratingsAtMark: (kind) => builders[kind].buildMarked(),
+    unmark: (kind) => builders[kind].unmark(),
+    get folded() {
+      return (served.implicit?.folded.size ?? 0) + (served.explicit?.folded.size ?? 0);
+    },
+  };
+}

@@ -1,0 +1,161 @@
+import { describe, expect, it } from "vitest";
+import { TestScheduler } from "rxjs/testing";
+import { createStageLogic } from "../runtime/index.js";
+import { createStageState } from "../state/store.js";
+import type { StageStateInternal } from "../state/index.js";
+import { collaborativeStage, type CollaborativeView } from "../actors/collaborative-stage.js";
+import type { TrainFn } from "../actors/recommender-trainer.js";
+import type { ParsedRecord } from "../actors/parse.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { IMPLICIT_DEFAULTS, trainAls } from "../actors/sources/als.js";
+import type { Ratings } from "../actors/sources/als-matrix.js";
+import { createAlsIndex } from "../actors/sources/als-model.js";
+import { createCollaborative } from "../actors/sources/collaborative.js";
+import { batchMaker, stageContext } from "./helpers/stage.js";
+import { recordMaker, reloaded } from "./helpers/source-stages.js";
+
+const H = 3_600_000;
+const T0 = Date.UTC(2026, 10, 1);
+const als = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 5 };
+
+/** A training function that keeps each job; `finish` trains it (seeded) and hands the model. */
+function trainings() {
+  const jobs: { ratings: Ratings; finish: () => void }[] = [];
+  const train: TrainFn = (ratings, settings) =>
+    new Promise((resolve) => {
+      jobs.push({ ratings, finish: () => resolve(trainAls(ratings, settings)) });
+    });
+  return { jobs, train };
+}
+
+function setup(train: TrainFn, state: StageStateInternal = createStageState()) {
+  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+  const settings = {
+    preset: ECOMMERCE,
+    sources: { implicit: als },
+    retrainMs: H,
+    idleMs: 0,
+    train,
+  };
+  const { ctx } = stageContext(settings, ts, state);
+  const logic = createStageLogic(collaborativeStage, ctx);
+  if (logic.restore) while (!logic.restore.next().done);
+  return { ts, state, logic, view: logic.view as CollaborativeView };
+}
+
+function push(s: ReturnType<typeof setup>, batches: ParsedRecord[][]) {
+  const batch = batchMaker<ParsedRecord>();
+  const marbles = batches.map((_, x) => String.fromCharCode(97 + x)).join("");
+  const values = Object.fromEntries(
+    batches.map((b, x) => [String.fromCharCode(97 + x), batch(T0, b)]),
+  );
+  const outputs = Object.fromEntries(batches.map((_, x) => [String.fromCharCode(97 + x), {}]));
+  // A scheduler per push: each starts at frame 0 (the stage has no timers).
+  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+  ts.run(({ cold, expectObservable }) => {
+    expectObservable(cold(marbles, values).pipe(s.logic.operator)).toBe(marbles, outputs);
+  });
+}
+
+/** Two tastes: users u0..u5 view a0..a3, users v0..v5 view b0..b3, in the first hour. */
+function tastes(rec: ReturnType<typeof recordMaker>) {
+  const out: ParsedRecord[] = [];
+  for (let u = 0; u < 6; u++)
+    for (let i = 0; i < 4; i++) {
+      out.push(rec(`u${u}`, `a${i}`, T0 + (u * 4 + i) * 1000));
+      out.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
+    }
+  return out;
+}
+
+const flush = () => new Promise((r) => setTimeout(r, 0));
+
+describe("collaborative stage (marbles)", () => {
+  it("should train when a record's time enters a new RETRAIN_INTERVAL, on the events up to it", async () => {
+    const t = trainings();
+    const s = setup(t.train);
+    const rec = recordMaker();
+    const first = tastes(rec);
+    push(s, [first, [rec("u0", "b0", T0 + H + 1)]]);
+    expect(t.jobs.length).toBe(1);
+    const point = first.length + 1;
+    expect(s.view.status()).toMatchObject({ events: point, trainAt: point });
+    expect(t.jobs[0]!.ratings.userPtr.at(-1)).toBe(point); // every (user, item) once
+    // Records in the same interval do not train again.
+    push(s, [[rec("u1", "b0", T0 + H + 2)]]);
+    expect(t.jobs.length).toBe(1);
+    t.jobs[0]!.finish();
+    await flush();
+    expect(s.view.status().models.implicit).toBe(point);
+    expect(s.view.training()).toBe(false);
+  });
+
+  it("should fold a user with events after the model's point in, from the fixed item factors", async () => {
+    const t = trainings();
+    const s = setup(t.train);
+    const rec = recordMaker();
+    const first = tastes(rec);
+    push(s, [first, [rec("x", "c0", T0 + H + 1)]]);
+    t.jobs[0]!.finish();
+    await flush();
+    const c = s.view.collaborative();
+    const before = c.candidates("u0", 4).map((x) => x.item);
+    expect(before.slice(0, 4).sort()).toEqual(["a0", "a1", "a2", "a3"]);
+    // u0 now views the other taste's items: folded in, their list follows.
+    push(s, [
+      [rec("u0", "b1", T0 + H + 2), rec("u0", "b2", T0 + H + 3), rec("u0", "b3", T0 + H + 4)],
+    ]);
+    const after = c.candidates("u0", 4).map((x) => x.item);
+    expect(after).not.toEqual(before);
+    // Exactly the standard fold-in: the user's whole row solved against the model's V.
+    const index = createAlsIndex(c.model("implicit")!.model);
+    index.foldIn(
+      "u0",
+      new Map([
+        ["a0", 1],
+        ["a1", 1],
+        ["a2", 1],
+        ["a3", 1],
+        ["b1", 1],
+        ["b2", 1],
+        ["b3", 1],
+      ]),
+    );
+    expect(c.candidates("u0", 8)).toEqual(index.candidates("u0", 8));
+    // An unknown user with events is folded in too; one without stays without.
+    push(s, [[rec("w", "a1", T0 + H + 5)]]);
+    expect(c.candidates("w", 2).length).toBe(2);
+    expect(c.candidates("nobody", 2)).toEqual([]);
+    expect(c.folded).toBe(2);
+  });
+
+  it("should restore the model it stored, and after a restart train the point's own matrix", async () => {
+    const t = trainings();
+    const s = setup(t.train);
+    const rec = recordMaker();
+    const first = tastes(rec);
+    push(s, [first, [rec("u0", "b0", T0 + H + 1)]]);
+    const point = first.length + 1;
+    // Killed while the point's training ran, after more events changed rows and added some.
+    push(s, [[rec("u1", "b1", T0 + H + 2), rec("new", "c9", T0 + H + 3)]]);
+    const t2 = trainings();
+    const s2 = setup(t2.train, reloaded(s.state));
+    expect(t2.jobs.length).toBe(1);
+    expect(t2.jobs[0]!.ratings).toEqual(t.jobs[0]!.ratings);
+    // The source fed only the events up to the point builds the same matrix.
+    const ref = createCollaborative(ECOMMERCE, { implicit: als });
+    [...first, rec("u0", "b0", T0 + H + 1)].forEach((r, x) =>
+      ref.add({ u: r.u, i: r.i, t: r.t, ts: r.ts, c: r.c, r: r.r }, x + 1),
+    );
+    expect(t2.jobs[0]!.ratings).toEqual(ref.implicitRatings());
+    t2.jobs[0]!.finish();
+    await flush();
+    // Its model is stored: a later restart serves it without training again.
+    const s3 = setup(trainings().train, reloaded(s2.state));
+    expect(s3.view.status().models.implicit).toBe(point);
+    expect(s3.view.training()).toBe(false);
+    expect(s3.view.collaborative().candidates("v3", 3)).toEqual(
+      s2.view.collaborative().candidates("v3", 3),
+    );
+  });
+});

@@ -1,0 +1,40 @@
+import { createStageState } from "../../state/store.js";
+import type { StageStateInternal } from "../../state/index.js";
+import type { ParsedRecord } from "../../actors/parse.js";
+import type { EventType } from "../../actors/event.js";
+
+/**
+ * A state as a restarted instance loads it: every map's entries through JSON, as the snapshot
+ * store writes and reads them (text maps stay text until read).
+ */
+export function reloaded(state: StageStateInternal): StageStateInternal {
+  const copy = createStageState();
+  for (const [name, entries] of state.allMaps())
+    for (const [k, v] of entries)
+      copy.loadMapEntry(name, k, JSON.parse(JSON.stringify(v)) as unknown);
+  copy.meta = JSON.parse(JSON.stringify(state.meta)) as Record<string, unknown>;
+  return copy;
+}
+
+/** User-path records with EVENTS sequences 1, 2, ... and the progress before each. */
+export function recordMaker() {
+  let s = 0;
+  let progress = -1;
+  return (u: string, i: string, ts: number, t: EventType = "view", c = ""): ParsedRecord => {
+    const r: ParsedRecord = {
+      id: `e${++s}`,
+      t,
+      ts,
+      u,
+      i,
+      c,
+      b: "",
+      pr: -1,
+      r: -1,
+      s,
+      wb: progress,
+    };
+    progress = Math.max(progress, ts);
+    return r;
+  };
+}
