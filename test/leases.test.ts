@@ -180,13 +180,14 @@ describe("partition leases on NATS KV", () => {
     await a.start();
     const stopping = a.stop();
     await sleep(2 * TTL);
-    // The second unit is still held (its turn has not come): its lease must not have expired.
-    const waiting = [await kv.get("handover-1"), await kv.get("handover-2")].filter(
+    // Neither lease expired: not the one draining, nor the one whose turn has not come.
+    const live = [await kv.get("handover-1"), await kv.get("handover-2")].filter(
       (e) => e?.operation === "PUT",
     );
-    expect(waiting).toHaveLength(1);
+    expect(live).toHaveLength(2);
     await stopping;
-    expect(await kv.get("handover-2").then((e) => e?.operation ?? "none")).not.toBe("PUT");
+    for (const u of ["handover-1", "handover-2"])
+      expect(await kv.get(u).then((e) => e?.operation ?? "none")).not.toBe("PUT");
   });
 
   // Issue 17 point 8 (the cluster test's stall): a worker whose renewals went unanswered for a
@@ -221,6 +222,40 @@ describe("partition leases on NATS KV", () => {
     await until(() => events.length >= 4, 3 * TTL);
     expect(events).toEqual(["acquire back", "revoke back false", "revoked back", "acquire back"]);
     await a.stop();
+  });
+
+  // Issue 17 point 8: a unit handed over to its preferred worker was left to expire while it
+  // drained; a drain longer than the lease let the new owner start it beside the old one, and
+  // the two incarnations' consumers (one durable name) took each other's deliveries.
+  it("hands a unit over only once it has drained, however long the drain takes", async () => {
+    const unit = Array.from({ length: 50 }, (_, i) => `drain-${i}`).find(
+      (u) => preferredOwner(u, ["old-owner", "new-owner"]) === "new-owner",
+    )!;
+    const events: string[] = [];
+    const old = await createLeaseManager(nc, {
+      workerId: "old-owner",
+      units: [unit],
+      ttlMs: TTL,
+      onAcquire: async () => void events.push("old acquired"),
+      onRevoke: async () => {
+        events.push("old draining");
+        await sleep(6 * TTL); // snapshots and an archive upload on a slow cluster
+        events.push("old drained");
+      },
+    });
+    await old.start();
+    const next = await createLeaseManager(nc, {
+      workerId: "new-owner",
+      units: [unit],
+      ttlMs: TTL,
+      onAcquire: async () => void events.push("new acquired"),
+      onRevoke: async () => void events.push("new revoked"),
+    });
+    await next.start();
+    expect(await until(() => events.includes("new acquired"), 10 * TTL)).toBe(true);
+    expect(events).toEqual(["old acquired", "old draining", "old drained", "new acquired"]);
+    await next.stop();
+    await old.stop();
   });
 
   it("keeps its units through a NATS outage shorter than the lease", async () => {

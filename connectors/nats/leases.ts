@@ -19,9 +19,10 @@ import { liveKeys } from "./topology.js";
  *   hold a unit at once; the revision is the lease's epoch (fencing token).
  * - Live workers announce themselves in `reco_workers` (same TTL). Each unit has a preferred
  *   owner by rendezvous hashing over the live workers: a worker claims the free units it prefers
- *   and releases (drain, snapshot, delete) the units another live worker prefers, so units spread
- *   evenly and move as little as possible when workers join and leave. A free unit whose
- *   preferred worker does not claim it within two renew periods may be claimed by anyone.
+ *   and releases (drain and snapshot with the lease still renewed, then delete the key) the
+ *   units another live worker prefers, so units spread evenly and move as little as possible
+ *   when workers join and leave. A free unit whose preferred worker does not claim it within
+ *   two renew periods may be claimed by anyone.
  */
 export interface LeaseManagerOptions {
   workerId: string;
@@ -140,9 +141,27 @@ export async function createLeaseManager(
     return next;
   };
 
+  /** Stops a unit at once: its lease is lost or may be (not renewed in time). */
   const revoke = (unit: string, graceful: boolean) => {
     held.delete(unit);
     return queue(unit, () => o.onRevoke(unit, graceful));
+  };
+
+  /**
+   * Hands a unit over: drains it (onRevoke, graceful) while its lease is still renewed, then
+   * deletes the key. The key used to be left to expire during the drain: a drain longer than the
+   * lease (snapshots and the archive upload on a cluster electing leaders, 15 s seen) let the next
+   * owner start the unit beside it, and the two incarnations' consumers (one durable name per
+   * instance) took each other's deliveries: one stalled for ack_wait (60 s) in the cluster test.
+   */
+  const release = async (unit: string) => {
+    const h = held.get(unit);
+    if (h === undefined) return;
+    await queue(unit, () => o.onRevoke(unit, true));
+    if (held.get(unit) !== h) return; // lost meanwhile, and so revoked already
+    held.delete(unit);
+    await h.renewing;
+    await leases.delete(unit, { previousSeq: h.rev }).catch(() => undefined);
   };
 
   /** Takes a unit whose key we just wrote (revision `rev`, write sent at `sentAt`). */
@@ -230,8 +249,7 @@ export async function createLeaseManager(
         if (preferred !== o.workerId && preferred !== undefined) {
           // Hand over only to a live worker; it claims once the key is gone.
           o.log?.({ unit, to: preferred }, "releasing unit to its preferred worker");
-          await revoke(unit, true);
-          await leases.delete(unit, { previousSeq: mine.rev }).catch(() => undefined);
+          await release(unit);
         }
         continue;
       }
@@ -282,11 +300,8 @@ export async function createLeaseManager(
       await busy;
       await Promise.all([...unitOps.values()]);
       // Renewals go on while units are handed over one by one (each drains and snapshots), so
-      // the ones still waiting their turn do not expire under a worker that still runs them.
-      for (const [unit, h] of [...held]) {
-        await revoke(unit, true);
-        await leases.delete(unit, { previousSeq: h.rev }).catch(() => undefined);
-      }
+      // neither the one draining nor those waiting their turn expire under a worker running them.
+      for (const unit of [...held.keys()]) await release(unit);
       clearInterval(renewTimer);
       await members.delete(o.workerId).catch(() => undefined);
     },
