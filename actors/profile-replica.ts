@@ -23,10 +23,20 @@ export interface ProfileReplica {
 }
 
 export function createProfileReplica(now: () => number = Date.now): ProfileReplica & {
-  apply(p: ProfileRecord): void;
+  /**
+   * Takes a user's profile from a hop covering input positions up to `upTo` (its partition's
+   * interest-ranking input). A profile from a hop at or below the one the user's current
+   * profile came from is older and is skipped: a restarted interest-ranking replays from its
+   * snapshot, and its replayed hops (other batch boundaries, so other ids) are stored after
+   * newer ones; applied in stream order, they put older profiles back for good (answers stayed
+   * stale in the cluster test after the NATS node kill). Without `upTo`: always applied.
+   */
+  apply(p: ProfileRecord, upTo?: number): void;
   noteCaughtUp(pending: number): void;
 } {
   const profiles = new Map<string, ProfileRecord>();
+  /** Per user, the `upTo` of the hop its profile came from (kept after a delete, too). */
+  const from = new Map<string, number>();
   let caughtUp = false;
   let lastCaughtUp = 0;
   let pendingNow = 1;
@@ -39,7 +49,11 @@ export function createProfileReplica(now: () => number = Date.now): ProfileRepli
       return profiles.size;
     },
     stalenessMs: () => (pendingNow === 0 ? 0 : caughtUp ? now() - lastCaughtUp : Infinity),
-    apply(p) {
+    apply(p, upTo) {
+      if (upTo !== undefined) {
+        if (upTo <= (from.get(p.u) ?? -Infinity)) return;
+        from.set(p.u, upTo);
+      }
       if (p.top.length === 0 && p.pur.length === 0) profiles.delete(p.u);
       else profiles.set(p.u, p);
     },
@@ -110,7 +124,8 @@ export function createProfileReplicaActor(
         })();
       },
       receive(m) {
-        for (const p of decodeEnvelope<ProfileRecord>(m.data).recs) replica.apply(p);
+        const env = decodeEnvelope<ProfileRecord>(m.data);
+        for (const p of env.recs) replica.apply(p, env.upTo);
         replica.noteCaughtUp(m.pending);
       },
       stop() {
