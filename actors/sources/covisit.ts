@@ -34,6 +34,16 @@ export interface CovisitOptions {
 /** A decayed weight as stored: value as of `ts`, and `ts`. */
 type Edge = [s: number, ts: number];
 
+/** A ranked neighbour (serving's copy: scores at one `now`). */
+interface Neighbour {
+  item: string;
+  score: number;
+}
+
+const NONE: Neighbour[] = [];
+/** Neighbour lists kept for serving at most (a bound on memory, not a tuning knob). */
+const MAX_RANKED = 50_000;
+
 /** A user's recent item as stored: item, time, weight, session id (null: none). */
 type Recent = [i: string, ts: number, w: number, sess: string | null];
 
@@ -117,26 +127,46 @@ export function createCovisit(
     for (let x = k; x < scored.length; x++) delete m[scored[x]![0]];
   };
 
-  const sim = (a: string, b: string, e: Edge, now: number) => {
-    const raw = at(e, now);
-    if (!normalise) return raw;
-    const ma = mass.get(a);
-    const mb = mass.get(b);
-    const d = Math.sqrt((ma ? at(ma, now) : 1) * (mb ? at(mb, now) : 1));
-    return d > 0 ? raw / d : 0;
+  /**
+   * Changes of the graph (edges or masses): a neighbour list computed at the same `now` and the
+   * same version is the one a new computation would give, so it is reused (serving asks for the
+   * same seeds' neighbours again and again between events). The stores change only through
+   * `add` once loaded.
+   */
+  let version = 0;
+  const ranked = new Map<string, { now: number; version: number; list: Neighbour[] }>();
+
+  /** The item's neighbours at `now` (cosine or raw), best first, ties by id. */
+  const neighbours = (item: string, now: number): Neighbour[] => {
+    const hit = ranked.get(item);
+    if (hit && hit.now === now && hit.version === version) return hit.list;
+    const m = edges.get(item);
+    if (!m) return NONE;
+    const list: Neighbour[] = [];
+    // The item's own mass at `now`, once per list (it is in every pair's denominator).
+    const ma = normalise ? mass.get(item) : undefined;
+    const maAt = ma ? at(ma, now) : 1;
+    for (const other in m) {
+      const raw = at(m[other]!, now);
+      let score = raw;
+      if (normalise) {
+        const mb = mass.get(other);
+        const d = Math.sqrt(maAt * (mb ? at(mb, now) : 1));
+        score = d > 0 ? raw / d : 0;
+      }
+      list.push({ item: other, score });
+    }
+    list.sort(byScoreThenId);
+    if (ranked.size >= MAX_RANKED) ranked.clear();
+    ranked.set(item, { now, version, list });
+    return list;
   };
 
   const similar = (item: string, now: number, n = k): Scored[] => {
-    const m = edges.get(item);
-    if (!m) return [];
-    const out: Scored[] = [];
-    for (const other in m)
-      out.push({
-        item: other,
-        score: sim(item, other, m[other]!, now),
-        why: `${opts.preset.verb} together with ${item}`,
-      });
-    return out.sort(byScoreThenId).slice(0, n);
+    const why = `${opts.preset.verb} together with ${item}`;
+    return neighbours(item, now)
+      .slice(0, n)
+      .map((c) => ({ item: c.item, score: c.score, why }));
   };
 
   return {
@@ -146,6 +176,7 @@ export function createCovisit(
     add(e) {
       const w = opts.preset.weight(e);
       if (w <= 0) return;
+      version++;
       const own = mass.get(e.i);
       if (own) bump(own, w, e.ts);
       mass.set(e.i, own ?? [w, e.ts]);
@@ -170,13 +201,15 @@ export function createCovisit(
     candidates(seeds, now, n = 100) {
       const top = seeds[0]?.score ?? 0;
       if (top <= 0) return [];
-      const acc = new Map<string, { score: number; best: number; from: string }>();
+      const acc = new Map<string, { item: string; score: number; best: number; from: string }>();
       for (const seed of seeds) {
         const sw = seed.score / top;
-        for (const nb of similar(seed.item, now)) {
+        const list = neighbours(seed.item, now);
+        for (let x = 0; x < list.length && x < k; x++) {
+          const nb = list[x]!;
           const c = sw * nb.score;
           const a = acc.get(nb.item);
-          if (!a) acc.set(nb.item, { score: c, best: c, from: seed.item });
+          if (!a) acc.set(nb.item, { item: nb.item, score: c, best: c, from: seed.item });
           else {
             a.score += c;
             if (c > a.best) {
@@ -186,10 +219,14 @@ export function createCovisit(
           }
         }
       }
-      const out: Scored[] = [];
-      for (const [item, a] of acc)
-        out.push({ item, score: a.score, why: `${opts.preset.verb} together with ${a.from}` });
-      return out.sort(byScoreThenId).slice(0, n);
+      // Ranked first, explained after: only the n served get their sentence.
+      const ranked = [...acc.values()].sort(byScoreThenId);
+      if (ranked.length > n) ranked.length = n;
+      return ranked.map((a) => ({
+        item: a.item,
+        score: a.score,
+        why: `${opts.preset.verb} together with ${a.from}`,
+      }));
     },
   };
 }

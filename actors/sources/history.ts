@@ -107,13 +107,16 @@ export function createHistory(
   const list = (user: string, now: number, n: number, withDone: boolean): Scored[] => {
     const items = users.get(user);
     if (!items) return [];
-    const out: Scored[] = [];
+    const ranked: { item: string; score: number; x: Touch }[] = [];
     for (const item in items) {
       const x = items[item]!;
       if (!withDone && isDone(x, now)) continue;
-      out.push({ item, score: scoreAt(x, now), why: explain(x) });
+      ranked.push({ item, score: scoreAt(x, now), x });
     }
-    return out.sort(byScoreThenId).slice(0, n);
+    ranked.sort(byScoreThenId);
+    if (ranked.length > n) ranked.length = n;
+    // Explained once ranked: only the n listed get their sentence.
+    return ranked.map((r) => ({ item: r.item, score: r.score, why: explain(r.x) }));
   };
 
   return {

@@ -30,6 +30,9 @@ export interface ItemCounter {
   readonly items: number;
 }
 
+/** Items whose rank is kept up to date for `top` (a request deeper than this sorts them all). */
+const TOP_KEPT = 1024;
+
 export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
   const hl = opts.halfLifeMs;
   // Count of item x at time t = raw(x) · 2^(-(t - anchor)/hl). The anchor moves forward (and
@@ -44,10 +47,65 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
     anchors.set(anchorKey, t);
   };
 
+  // The best TOP_KEPT items in ranking order, kept up to date as events arrive: a count only
+  // grows (an event adds to one item; a rebase scales all alike), so an item enters when it
+  // passes the last one and never leaves but by being passed. Serving reads it instead of
+  // sorting the whole catalogue after every event (the full sort stays for deeper requests).
+  // Built from the counts at first use (the store may hold a snapshot's).
+  let best: string[] | undefined;
+  /** Position of each item in `best`. */
+  const pos = new Map<string, number>();
+  const before = (a: string, b: string) => {
+    const x = raw.get(a)!;
+    const y = raw.get(b)!;
+    return x > y || (x === y && a < b);
+  };
+  const fullSort = () =>
+    (sorted ??= [...raw.entries()].sort(
+      (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
+    ));
+  const ranked = (): string[] => {
+    if (best) return best;
+    best = fullSort()
+      .slice(0, TOP_KEPT)
+      .map(([x]) => x);
+    pos.clear();
+    best.forEach((x, p) => pos.set(x, p));
+    return best;
+  };
+  const rise = (b: string[], from: number) => {
+    const item = b[from]!;
+    let p = from;
+    while (p > 0 && before(item, b[p - 1]!)) {
+      b[p] = b[p - 1]!;
+      pos.set(b[p]!, p);
+      p--;
+    }
+    b[p] = item;
+    pos.set(item, p);
+  };
+  const keepBest = (item: string) => {
+    const b = ranked();
+    const p = pos.get(item);
+    if (p !== undefined) return rise(b, p);
+    if (b.length < TOP_KEPT) {
+      b.push(item);
+      return rise(b, b.length - 1);
+    }
+    const last = b[b.length - 1]!;
+    if (!before(item, last)) return;
+    pos.delete(last);
+    b[b.length - 1] = item;
+    rise(b, b.length - 1);
+  };
+
   const rebase = (t: number) => {
     const f = decay(t - anchor, hl);
     for (const [x, v] of [...raw.entries()]) raw.set(x, v * f);
     setAnchor(t);
+    // Rounding may make scaled counts equal: the order is taken again from a full sort.
+    sorted = undefined;
+    best = undefined;
   };
 
   return {
@@ -61,23 +119,32 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
       if (Number.isFinite(hl) && (e.ts - anchor) / hl > 500) rebase(e.ts);
       raw.set(e.i, (raw.get(e.i) ?? 0) + w / decay(e.ts - anchor, hl));
       sorted = undefined;
+      keepBest(e.i);
     },
     score(item, now) {
       const v = raw.get(item);
       return v === undefined ? 0 : v * decay(now - anchor, hl);
     },
     top(now, n, keep) {
-      // The order does not depend on `now` (one factor for all), so it is cached between events.
-      sorted ??= [...raw.entries()].sort(
-        (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0),
-      );
+      // The order does not depend on `now` (one factor for all).
       const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
       const out: Scored[] = [];
-      for (const [item, v] of sorted) {
+      const b = ranked();
+      for (const item of b) {
         if (out.length >= n) break;
         if (keep && !keep(item)) continue;
-        const count = v * f;
+        const count = raw.get(item)! * f;
         out.push({ item, score: count, why: opts.explain(item, count) });
+      }
+      // More asked for than the kept best hold (after the filter): the whole catalogue, sorted.
+      if (out.length < n && b.length < raw.size) {
+        out.length = 0;
+        for (const [item, v] of fullSort()) {
+          if (out.length >= n) break;
+          if (keep && !keep(item)) continue;
+          const count = v * f;
+          out.push({ item, score: count, why: opts.explain(item, count) });
+        }
       }
       return out.sort(byScoreThenId);
     },

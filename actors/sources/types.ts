@@ -42,8 +42,10 @@ export interface Scored {
 }
 
 /** Ranks by score descending, ties by item id (plain string order), so answers are stable. */
-export const byScoreThenId = (a: Scored, b: Scored) =>
-  b.score - a.score || (a.item < b.item ? -1 : a.item > b.item ? 1 : 0);
+export const byScoreThenId = (
+  a: Pick<Scored, "item" | "score">,
+  b: Pick<Scored, "item" | "score">,
+) => b.score - a.score || (a.item < b.item ? -1 : a.item > b.item ? 1 : 0);
 
 /** 2^(-age/halfLife): the weight of something `age` ms old; 1 with an infinite half-life. */
 export function decay(ageMs: number, halfLifeMs: number): number {

@@ -1,0 +1,94 @@
+/**
+ * CPU of one blended answer, without gRPC, NATS or other load: the bench generator's events fed
+ * to the candidate sources (as the recommender stage feeds them), an implicit ALS model trained
+ * on them, then `blendAnswer` for many distinct users (known ones in random order, and unknown
+ * ones), timed. Stable where step 4 is noisy (a shared machine); run under `--cpu-prof` to see
+ * where the time goes.
+ *
+ *   npx tsx bench/serve-micro.ts [events=50000] [calls=20000] [unknownShare=0.1]
+ */
+import { blendAnswer } from "../actors/recommender-serve.js";
+import type { RecommenderView } from "../actors/recommender-view.js";
+import { trainAls } from "../actors/sources/als.js";
+import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { createRecommender } from "../actors/sources/recommender.js";
+import type { SourceEvent } from "../actors/sources/types.js";
+import type { EventType } from "../actors/event.js";
+import { createGenerator, DEFAULT_GENERATOR, rng32 } from "./generator.js";
+
+const [events = 50_000, calls = 20_000, unknownShare = 0.1] = process.argv.slice(2).map(Number);
+
+const settings = defaultSourceSettings(ECOMMERCE);
+const rec = createRecommender(ECOMMERCE, settings);
+const touched = new Map<string, Set<string>>();
+const categories = new Map<string, string>();
+const g = createGenerator({ ...DEFAULT_GENERATOR, start: Date.now() - 2 * 3_600_000 }, events);
+let progress = -1;
+let t = performance.now();
+for (let k = 0; k < events; k++) {
+  const f = g.next();
+  const e: SourceEvent = {
+    u: f.user,
+    i: f.item,
+    t: f.type as EventType,
+    ts: f.ts,
+    c: f.category,
+    r: -1,
+  };
+  rec.add(e);
+  let s = touched.get(e.u);
+  if (!s) touched.set(e.u, (s = new Set()));
+  s.add(e.i);
+  categories.set(e.i, e.c);
+  progress = Math.max(progress, e.ts);
+}
+const feedMs = performance.now() - t;
+t = performance.now();
+rec.setImplicit(trainAls(rec.implicitRatings(), settings.implicit!));
+const trainMs = performance.now() - t;
+
+const view: RecommenderView = {
+  recommender: () => rec,
+  progress: () => progress,
+  touched: (u) => touched.get(u),
+  categoryOf: (i) => categories.get(i),
+};
+const bs = defaultBlend(ECOMMERCE);
+const row = () => undefined;
+
+// Known users in a seeded random order, with a share of never-seen ones mixed in.
+const rand = rng32(7);
+const known = [...touched.keys()];
+for (let x = known.length - 1; x > 0; x--) {
+  const y = rand() % (x + 1);
+  [known[x], known[y]] = [known[y]!, known[x]!];
+}
+const users: string[] = [];
+for (let x = 0; x < calls; x++)
+  users.push(rand() / 4294967296 < unknownShare ? `unknown${x}` : known[x % known.length]!);
+
+const time = (label: string, list: string[]) => {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  let items = 0;
+  for (const u of list) items += blendAnswer(view, bs, row, u, 10, undefined).items.length;
+  const us = ((performance.now() - t0) * 1000) / list.length;
+  const c = process.cpuUsage(c0);
+  const cpu = (c.user + c.system) / list.length;
+  console.log(
+    `${label}: ${cpu.toFixed(1)} µs CPU, ${us.toFixed(1)} µs wall per answer (${list.length} calls, ${items} items)`,
+  );
+  return us;
+};
+console.log(
+  `${events} events fed in ${feedMs.toFixed(0)} ms (${((feedMs * 1000) / events).toFixed(1)} µs/event); ` +
+    `${known.length} users, ${categories.size} items; ALS trained in ${trainMs.toFixed(0)} ms`,
+);
+time("warm-up, distinct users", users.slice(0, 2000));
+time("distinct users (first pass)", users);
+time("same users again", users);
+time(
+  "one user (u0) only",
+  Array.from({ length: 5000 }, () => "u0"),
+);
