@@ -5,7 +5,12 @@ import { createCovisit } from "../actors/sources/covisit.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { createRecommender, type SourceSettings } from "../actors/sources/recommender.js";
 import { createPopular, createTrending, type ItemCounter } from "../actors/sources/trending.js";
-import { byScoreThenId, seededRandom, type SourceEvent } from "../actors/sources/types.js";
+import {
+  byScoreThenId,
+  seededRandom,
+  topByScore,
+  type SourceEvent,
+} from "../actors/sources/types.js";
 import type { EventType } from "../actors/event.js";
 
 /**
@@ -48,6 +53,20 @@ const SETTINGS: SourceSettings = {
 };
 
 describe("serving caches answer as a fresh source does", () => {
+  it("topByScore is the first n of a full sort, ties by id included", () => {
+    const rand = seededRandom(1);
+    for (let round = 0; round < 200; round++) {
+      const len = Math.floor(rand() * 300);
+      // Few distinct scores: many ties at the cut.
+      const list = Array.from({ length: len }, (_, x) => ({
+        item: `i${Math.floor(rand() * 1000)}-${x}`,
+        score: Math.floor(rand() * 8) / 4,
+      }));
+      const n = Math.floor(rand() * 40);
+      expect(topByScore(list, n)).toEqual([...list].sort(byScoreThenId).slice(0, n));
+    }
+  });
+
   it("trending and popular: the kept best items are the full ranking's, after every event", () => {
     const evs = events(6000, 3, { users: 50, items: 3000 });
     // More items than the counter keeps ranked (1024), and filters that skip most of them.

@@ -1,4 +1,13 @@
-import type { Scored, SourceName } from "./types.js";
+import { topByScore, type Scored, type SourceName } from "./types.js";
+
+/** An item's blended score so far, and the source that contributed most. */
+interface Acc {
+  item: string;
+  score: number;
+  best: number;
+  source: SourceName;
+  why: string;
+}
 
 /**
  * The blend (DESIGN §3.7): one ranked list from the candidate sources. Each source's list is
@@ -51,31 +60,37 @@ export function allowedBy(req: BlendRequest): (item: string) => boolean {
 export function blend(lists: SourceLists, s: BlendSettings, req: BlendRequest): BlendedItem[] {
   const ok = allowedBy(req);
   const rrfK = s.rrfK ?? 60;
-  const acc = new Map<string, { score: number; best: number; source: SourceName; why: string }>();
+  const acc = new Map<string, Acc>();
   for (const [source, list] of Object.entries(lists) as [SourceName, readonly Scored[]][]) {
     const w = s.weights[source] ?? 0;
     if (w <= 0 || list.length === 0) continue;
+    // The request's filter once per candidate (it is asked twice below).
+    const allowed = list.map((c) => ok(c.item));
     let top = 0;
-    for (const c of list) if (ok(c.item) && c.score > top) top = c.score;
+    for (let x = 0; x < list.length; x++)
+      if (allowed[x] && list[x]!.score > top) top = list[x]!.score;
     let rank = 0;
-    for (const c of list) {
-      if (!ok(c.item)) continue;
+    for (let x = 0; x < list.length; x++) {
+      if (!allowed[x]) continue;
+      const c = list[x]!;
       rank++;
       const v = s.mode === "rank" ? w / (rrfK + rank) : top > 0 ? (w * c.score) / top : 0;
       if (v <= 0) continue;
       const a = acc.get(c.item);
-      if (!a) acc.set(c.item, { score: v, best: v, source, why: c.why });
+      if (!a) acc.set(c.item, { item: c.item, score: v, best: v, source, why: c.why });
       else {
         a.score += v;
-        if (v > a.best) Object.assign(a, { best: v, source, why: c.why });
+        if (v > a.best) {
+          a.best = v;
+          a.source = source;
+          a.why = c.why;
+        }
       }
     }
   }
-  const ranked = [...acc]
-    .sort((x, y) => y[1].score - x[1].score || (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0))
-    .slice(0, req.n);
-  const out: BlendedItem[] = ranked.map(([item, a], x) => ({
-    item,
+  const ranked = topByScore([...acc.values()], req.n);
+  const out: BlendedItem[] = ranked.map((a, x) => ({
+    item: a.item,
     score: a.score,
     rank: x + 1,
     source: a.source,

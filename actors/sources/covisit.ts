@@ -1,6 +1,6 @@
 import type { SourcePreset } from "./preset.js";
 import { getOwn, memStore, setOwn, type Dict, type KeyStore } from "./store.js";
-import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
+import { byScoreThenId, decay, topByScore, type Scored, type SourceEvent } from "./types.js";
 
 /**
  * SIMILAR_ITEMS: item-to-item co-visitation (DESIGN §3.7). Two items touched by the same user
@@ -220,9 +220,7 @@ export function createCovisit(
         }
       }
       // Ranked first, explained after: only the n served get their sentence.
-      const ranked = [...acc.values()].sort(byScoreThenId);
-      if (ranked.length > n) ranked.length = n;
-      return ranked.map((a) => ({
+      return topByScore([...acc.values()], n).map((a) => ({
         item: a.item,
         score: a.score,
         why: `${opts.preset.verb} together with ${a.from}`,

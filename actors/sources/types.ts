@@ -47,6 +47,26 @@ export const byScoreThenId = (
   b: Pick<Scored, "item" | "score">,
 ) => b.score - a.score || (a.item < b.item ? -1 : a.item > b.item ? 1 : 0);
 
+/**
+ * The first n of `list` in {@link byScoreThenId} order (the list is not changed): the n-th best
+ * score is found with a typed-array sort (no comparator), and only the entries scoring at least
+ * that much are sorted by the full order. Serving ranks hundreds of candidates to keep ten.
+ */
+export function topByScore<T extends Pick<Scored, "item" | "score">>(
+  list: readonly T[],
+  n: number,
+): T[] {
+  if (list.length <= n) return [...list].sort(byScoreThenId);
+  if (n <= 0) return [];
+  const scores = new Float64Array(list.length);
+  for (let x = 0; x < list.length; x++) scores[x] = list[x]!.score;
+  scores.sort();
+  const nth = scores[list.length - n]!;
+  const out = list.filter((c) => c.score >= nth).sort(byScoreThenId);
+  if (out.length > n) out.length = n;
+  return out;
+}
+
 /** 2^(-age/halfLife): the weight of something `age` ms old; 1 with an infinite half-life. */
 export function decay(ageMs: number, halfLifeMs: number): number {
   if (!Number.isFinite(halfLifeMs)) return 1;
