@@ -1,13 +1,9 @@
-import { afterAll, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { connect, StorageType } from "nats";
-import { setupNats } from "./helpers/nats.js";
+import { describe, expect, it } from "vitest";
+import { StorageType } from "nats";
+import { sleep, startNats, tempStateDb, useCleanups } from "./helpers/harness.js";
 import { createStageInstance, type PoisonLedger, type StageHandler } from "../actors/host.js";
 import { decodeEnvelope } from "../actors/envelope.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { openStateDb } from "../state/index.js";
 
 /**
  * Issue 17 point 8, the cluster test's stall: a hop's Nats-Msg-Id must name one content. Parse
@@ -18,27 +14,16 @@ import { openStateDb } from "../state/index.js";
  * "hop waits ... upTo 2000, prev 2000, applied 1462" on all eight of parse's subjects).
  */
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const enc = new TextEncoder();
 
 describe("hop message ids", () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterAll(async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  });
+  const cleanups = useCleanups();
 
   it("never name two different hops: a touch at the position already sent is not sent", async () => {
-    const nats = await setupNats();
-    cleanups.push(() => nats.cleanup());
-    const nc = await connect({ servers: nats.url });
-    cleanups.push(() => nc.close());
-    const jsm = await nc.jetstreamManager();
+    const { nc, jsm } = await startNats(cleanups);
     await jsm.streams.add({ name: "IN", subjects: ["in.>"], storage: StorageType.File });
     await jsm.streams.add({ name: "OUT", subjects: ["out.>"], storage: StorageType.File });
-    const dir = await mkdtemp(join(tmpdir(), "reco-hop-ids-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const db = await openStateDb(dir);
-    cleanups.push(() => db.close());
+    const db = await tempStateDb(cleanups, "reco-hop-ids-");
 
     // Every publish to the output subject as it leaves the producer, before JetStream dedupes.
     const seen: { id: string; upTo: number; prev: number; recs: number }[] = [];
@@ -79,7 +64,7 @@ describe("hop message ids", () => {
       },
       new Map() as PoisonLedger,
     );
-    cleanups.push(() => inst.actor.stop());
+    cleanups.add(() => inst.actor.stop());
     await inst.actor.start();
     for (let i = 1; i <= 3; i++) {
       await nc.jetstream().publish("in.x", enc.encode(`${i}`));

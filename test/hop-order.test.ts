@@ -1,9 +1,6 @@
-import { afterAll, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { connect, type NatsConnection } from "nats";
-import { setupNats } from "./helpers/nats.js";
+import { describe, expect, it } from "vitest";
+import type { NatsConnection } from "nats";
+import { sleep, startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
 import { createStageInstance, type PoisonLedger } from "../actors/host.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { decodeEnvelope, encodeEnvelope, peekHead, withHead } from "../actors/envelope.js";
@@ -14,7 +11,7 @@ import type { ParsedRecord } from "../actors/parse.js";
 import { subjects } from "../actors/subjects.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
-import { openStateDb, type StateDb } from "../state/index.js";
+import type { StateDb } from "../state/index.js";
 
 /**
  * Issue 17 point 8: a hop lost in flight and re-sent after newer ones (a publish retried after a
@@ -23,7 +20,6 @@ import { openStateDb, type StateDb } from "../state/index.js";
  * reader applies a hop only once it follows on from what it applied.
  */
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const T0 = Date.UTC(2019, 9, 1);
 
 function purchase(s: number, item: string): ParsedRecord {
@@ -76,10 +72,7 @@ describe("hop order", () => {
 });
 
 describe("a hop dropped in flight and re-sent after newer ones", () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterAll(async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  });
+  const cleanups = useCleanups();
 
   const popularity = (nc: NatsConnection, db: StateDb) =>
     createStageInstance(
@@ -104,15 +97,9 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
     );
 
   it("is applied in its place: nothing lost, also across a restart while newer ones wait", async () => {
-    const nats = await setupNats();
-    cleanups.push(() => nats.cleanup());
-    const nc = await connect({ servers: nats.url });
-    cleanups.push(() => nc.close());
-    await ensureTopology(nc, await nc.jetstreamManager());
-    const dir = await mkdtemp(join(tmpdir(), "reco-hop-order-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const db = await openStateDb(dir);
-    cleanups.push(() => db.close());
+    const { nc, jsm } = await startNats(cleanups);
+    await ensureTopology(nc, jsm);
+    const db = await tempStateDb(cleanups, "reco-hop-order-");
     const pub = createJetStreamPublisher(nc);
     const hop = (upTo: number, prev: number) =>
       pub.publish(
@@ -125,14 +112,7 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
     await hop(3, 2);
     const first = popularity(nc, db);
     await first.actor.start();
-    const until = async (pred: () => boolean, what: string) => {
-      const end = Date.now() + 20_000;
-      while (!pred()) {
-        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await sleep(25);
-      }
-    };
-    await until(() => first.position() >= 2, "hops 2 and 3 read");
+    await waitFor(() => first.position() >= 2, "hops 2 and 3 read");
     await sleep(200);
     // Neither is applied: each follows a hop not seen yet.
     expect(first.handler()?.row("i1")).toBeUndefined();
@@ -141,26 +121,19 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
     await first.actor.stop();
 
     const second = popularity(nc, db);
-    cleanups.push(() => second.actor.stop());
+    cleanups.add(() => second.actor.stop());
     await second.actor.start();
-    await until(() => second.position() >= 2, "hops 2 and 3 read again");
+    await waitFor(() => second.position() >= 2, "hops 2 and 3 read again");
     expect(second.handler()?.row("i1")).toBeUndefined();
     await hop(1, 0); // the re-sent one
-    await until(() => second.handler()?.row("i1")?.purchases === 3, "three purchases");
+    await waitFor(() => second.handler()?.row("i1")?.purchases === 3, "three purchases");
     await pub.close();
   }, 60_000);
 
   it("is chained by the producer: each hop's prev is the previous hop's upTo on its subject", async () => {
-    const nats = await setupNats();
-    cleanups.push(() => nats.cleanup());
-    const nc = await connect({ servers: nats.url });
-    cleanups.push(() => nc.close());
-    const jsm = await nc.jetstreamManager();
+    const { nc, jsm } = await startNats(cleanups);
     await ensureTopology(nc, jsm);
-    const dir = await mkdtemp(join(tmpdir(), "reco-hop-chain-"));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const db = await openStateDb(dir);
-    cleanups.push(() => db.close());
+    const db = await tempStateDb(cleanups, "reco-hop-chain-");
     const watermark = () =>
       createStageInstance(
         {
@@ -187,15 +160,15 @@ describe("a hop dropped in flight and re-sent after newer ones", () => {
       await pub.publish(subjects.parse(0), encodeEnvelope(s, T0 + s, [purchase(s, "i1")], s - 1));
     const w = watermark();
     await w.actor.start();
-    while (w.position() < 3) await sleep(25);
+    await waitFor(() => w.position() >= 3, "three hops read");
     await w.snapshotNow(); // `sent` kept with the snapshot
     await w.actor.stop();
     // Restarted: its next hop follows on from the last one it sent.
     await pub.publish(subjects.parse(0), encodeEnvelope(4, T0 + 4, [purchase(4, "i1")], 3));
     const w2 = watermark();
-    cleanups.push(() => w2.actor.stop());
+    cleanups.add(() => w2.actor.stop());
     await w2.actor.start();
-    while (w2.position() < 7) await sleep(25);
+    await waitFor(() => w2.position() >= 7, "seven hops read");
     await w2.snapshotNow();
     await pub.close();
     const heads: { upTo: number; prev: number }[] = [];

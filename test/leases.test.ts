@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { sleep, until } from "./helpers/harness.js";
 import {
   createLeaseManager,
   LEASE_BUCKET,
@@ -10,7 +11,6 @@ import {
 
 const units = ["parse", ...Array.from({ length: 8 }, (_, p) => `p${p}`)];
 const TTL = 1500;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Who holds what, as seen through onAcquire/onRevoke; fails the test on a double owner. */
 function ledger() {
@@ -28,12 +28,6 @@ function ledger() {
       if (owner.get(unit) === worker) owner.delete(unit);
     },
   };
-}
-
-async function until(pred: () => boolean, ms = 15_000) {
-  const end = Date.now() + ms;
-  while (!pred() && Date.now() < end) await sleep(50);
-  return pred();
 }
 
 describe("partition leases on NATS KV", () => {
