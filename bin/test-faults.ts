@@ -1,4 +1,5 @@
 import type { HostFaults } from "../actors/host.js";
+import { setDefaultHopForm } from "../actors/envelope.js";
 
 /**
  * The faults a test asks a spawned process for, read from its environment here, at the process
@@ -11,7 +12,8 @@ import type { HostFaults } from "../actors/host.js";
  *   snapshot loads, like a large snapshot would (the serve-first test);
  * - RECO_TEST_KILL_IN_SNAPSHOT_WRITE=N: the process SIGKILLs itself while its N-th snapshot batch
  *   is being written (the chaos test);
- * - RECO_HOP_ROWS=0: hops in the objects form only (a bench comparison knob, not a fault).
+ * - RECO_HOP_ROWS=0: hops in the JSON objects form only (a bench comparison knob, not a fault);
+ * - RECO_HOP_FORMAT=json: hops in the JSON rows form instead of binary (the same kind of knob).
  */
 export interface ProcessFaults {
   host: HostFaults;
@@ -38,6 +40,7 @@ export function faultsFromEnv(env: NodeJS.ProcessEnv): ProcessFaults {
     };
   }
   const faults: ProcessFaults = { host, hopRows: env.RECO_HOP_ROWS !== "0" };
+  if (env.RECO_HOP_FORMAT === "json") setDefaultHopForm("rows");
   const killAt = Number(env.RECO_TEST_KILL_IN_SNAPSHOT_WRITE ?? 0);
   if (killAt > 0) {
     let writes = 0;

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   decodeEnvelope,
   encodeEnvelope,
+  peekHead,
   peekUpTo,
   readShared,
   withHead,
@@ -19,7 +20,7 @@ describe("the hop envelope", () => {
       { u: "a", i: "p1", n: 1, top: [["books", 2]] },
       { u: "b", i: "p2", n: 2, top: [] },
     ];
-    const data = encodeEnvelope(7, 5, recs);
+    const data = encodeEnvelope(7, 5, recs, undefined, "rows");
     expect(wire(data)).toEqual({
       upTo: 7,
       wm: 5,
@@ -49,12 +50,14 @@ describe("the hop envelope", () => {
       { a: NaN, b: -0 },
       { a: new Date(0), b: null },
     ];
-    expect(decodeEnvelope(encodeEnvelope(1, 0, recs)).recs).toEqual(viaJson(recs));
+    expect(decodeEnvelope(encodeEnvelope(1, 0, recs, undefined, "rows")).recs).toEqual(
+      viaJson(recs),
+    );
   });
 
   it("keeps the objects form when a record is an array, a single record or none", () => {
     for (const recs of [[{ a: 1 }, [1, 2]], [{ a: 1 }], [], [1, 2]] as unknown[][]) {
-      const data = encodeEnvelope(3, 2, recs);
+      const data = encodeEnvelope(3, 2, recs, undefined, "rows");
       expect(wire(data)).toEqual({ upTo: 3, wm: 2, recs: viaJson(recs) });
       expect(decodeEnvelope(data)).toEqual({ upTo: 3, wm: 2, recs: viaJson(recs) });
     }
@@ -62,7 +65,10 @@ describe("the hop envelope", () => {
 
   it("reads a __proto__ key as a property, as JSON.parse does", () => {
     const recs = JSON.parse('[{"__proto__":1,"b":2},{"__proto__":3,"b":4}]') as object[];
-    const back = decodeEnvelope(encodeEnvelope(1, 0, recs)).recs as Record<string, unknown>[];
+    const back = decodeEnvelope(encodeEnvelope(1, 0, recs, undefined, "rows")).recs as Record<
+      string,
+      unknown
+    >[];
     expect(back.map((r) => Object.getOwnPropertyDescriptor(r, "__proto__")?.value)).toEqual([1, 3]);
     expect(Object.getPrototypeOf(back[0])).toBe(Object.prototype);
   });
@@ -80,7 +86,10 @@ describe("the hop envelope", () => {
       { u: "é ✓ 😀", n: 1 },
       { u: "b", n: 2.5 },
     ];
-    for (const data of [encodeEnvelope(7, -1, recs), encodeEnvelope(7, 1e21, recs.slice(1))]) {
+    for (const data of [
+      encodeEnvelope(7, -1, recs, undefined, "rows"),
+      encodeEnvelope(7, 1e21, recs.slice(1), undefined, "rows"),
+    ]) {
       const moved = withHead(data, 123456789, 1732212345678)!;
       expect(decodeEnvelope(moved)).toEqual({
         upTo: 123456789,
@@ -88,7 +97,9 @@ describe("the hop envelope", () => {
         recs: decodeEnvelope(data).recs,
       });
       expect(peekUpTo(moved)).toBe(123456789);
-      expect(withHead(moved, 1, -1)).toEqual(encodeEnvelope(1, -1, decodeEnvelope(data).recs));
+      expect(withHead(moved, 1, -1)).toEqual(
+        encodeEnvelope(1, -1, decodeEnvelope(data).recs, undefined, "rows"),
+      );
     }
     // Not written by encodeEnvelope: no rewrite, the caller encodes.
     expect(withHead(enc.encode('{"wm":1,"upTo":2,"recs":[]}'), 3, 4)).toBeUndefined();
@@ -111,5 +122,74 @@ describe("the hop envelope", () => {
     // Outside readShared nothing is kept.
     expect(decodeEnvelope(first)).not.toBe(decodeEnvelope(first));
     expect(decodeEnvelope(first)).toEqual({ upTo: 5, wm: 1, recs });
+  });
+
+  describe("the binary form (the default)", () => {
+    // Parse's record shape, as the pipeline's hops carry it most.
+    const parsed = (k: number) => ({
+      id: `00000000-0000-4000-8000-${String(k).padStart(12, "0")}`,
+      t: k % 3 ? "view" : "purchase",
+      ts: 1763800000000 + k * 13,
+      u: `u${k % 7} é ✓ 😀`,
+      i: `i${k}`,
+      c: "",
+      b: "brand",
+      pr: 12.5 + k,
+      r: 0,
+      s: 1000 + k,
+      wb: -1,
+    });
+
+    it("reads back what the JSON forms read back, in fewer bytes, under a head read without decoding", () => {
+      const recs = [
+        ...Array.from({ length: 50 }, (_, k) => parsed(k)),
+        { close: 300 },
+        { u: "a", top: [["books", 2]], nested: { n: null, ok: true } },
+      ];
+      const bin = encodeEnvelope(1_234_567, 1763800000000, recs, 1_234_000);
+      const rows = encodeEnvelope(1_234_567, 1763800000000, recs, 1_234_000, "rows");
+      expect(bin[0]).toBe(0xc1);
+      expect(decodeEnvelope(bin)).toEqual(decodeEnvelope(rows));
+      expect(decodeEnvelope(bin)).toEqual({
+        upTo: 1_234_567,
+        prev: 1_234_000,
+        wm: 1763800000000,
+        recs: viaJson(recs),
+      });
+      expect(bin.length).toBeLessThan(rows.length);
+      expect(peekHead(bin)).toEqual({ upTo: 1_234_567, prev: 1_234_000 });
+      expect(peekUpTo(bin)).toBe(1_234_567);
+      // Records keep their key order (the rows of a later JSON hop follow it).
+      expect(Object.keys(decodeEnvelope<object>(bin).recs[0]!)).toEqual(Object.keys(parsed(0)));
+    });
+
+    it("gives a message another head without touching its records; no prev reads as none", () => {
+      const data = encodeEnvelope(7, -1, [parsed(1), parsed(2)]);
+      expect(peekHead(data)).toEqual({ upTo: 7, prev: 0 });
+      expect(decodeEnvelope(data)).toEqual({ upTo: 7, wm: -1, recs: [parsed(1), parsed(2)] });
+      const moved = withHead(data, 9, 1732212345678, 7)!;
+      expect(decodeEnvelope(moved)).toEqual({
+        upTo: 9,
+        prev: 7,
+        wm: 1732212345678,
+        recs: [parsed(1), parsed(2)],
+      });
+      expect(moved.subarray(26)).toEqual(data.subarray(26));
+      expect(moved).toEqual(encodeEnvelope(9, 1732212345678, [parsed(1), parsed(2)], 7));
+    });
+
+    it("decodes each message alone (no record shape carried over from an earlier one)", () => {
+      const a = encodeEnvelope(1, 0, [{ x: 1, y: "a" }]);
+      const b = encodeEnvelope(2, 0, [{ x: 2, y: "b" }, { z: true }]);
+      expect(decodeEnvelope(b).recs).toEqual([{ x: 2, y: "b" }, { z: true }]);
+      expect(decodeEnvelope(a).recs).toEqual([{ x: 1, y: "a" }]);
+      expect(decodeEnvelope(encodeEnvelope(3, 0, [])).recs).toEqual([]);
+    });
+
+    it("refuses a binary hop of an unknown format version instead of misreading it", () => {
+      const data = encodeEnvelope(7, -1, [parsed(1)]);
+      data[1] = 9;
+      expect(() => decodeEnvelope(data)).toThrow(/version 9/);
+    });
   });
 });
