@@ -73,6 +73,15 @@ export const epochNow = () => performance.timeOrigin + performance.now();
 /** `BENCH_APP_TSX=1`: the app process runs the TypeScript sources through tsx (the old start). */
 export const APP_FROM_SOURCES = process.env.BENCH_APP_TSX === "1";
 
+/**
+ * `BENCH_HEAP_SNAPSHOT_DIR`: the app process writes a V8 heap snapshot there when step 7 has
+ * measured each point (SIGUSR2), to find what holds memory per user.
+ */
+export const HEAP_SNAPSHOT_DIR = process.env.BENCH_HEAP_SNAPSHOT_DIR;
+const APP_NODE_FLAGS = HEAP_SNAPSHOT_DIR
+  ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${HEAP_SNAPSHOT_DIR}`]
+  : [];
+
 export function spawnApp(o: AppProcessOptions): AppProcess {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -93,7 +102,7 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
   // run.ts built dist/ before the first step (bin/build.mjs).
   const child: ChildProcess = APP_FROM_SOURCES
     ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
-    : spawn(process.execPath, [repoPath("../dist/bin/main.js")], { env, stdio });
+    : spawn(process.execPath, [...APP_NODE_FLAGS, repoPath("../dist/bin/main.js")], { env, stdio });
   const logs: LogLine[] = [];
   const waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = "";

@@ -4,9 +4,11 @@
  * with the same users and twice the events. RSS of the app's process against its idle start,
  * LevelDB state directory after snapshots, and the state keys each stage holds.
  */
-import { withIngestedApp, type IngestedApp } from "./app-process.js";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { HEAP_SNAPSHOT_DIR, withIngestedApp, type IngestedApp } from "./app-process.js";
 import { ratio, verdict, type Report } from "./report.js";
-import { fmtInt, fmtMiB, stateDirBytes, sum } from "./util.js";
+import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "./util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
@@ -34,6 +36,23 @@ interface Point {
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
 const SAME_MEMORY = 1.25;
 
+/** Asks the app for a heap snapshot (SIGUSR2) and waits until its file stops growing. */
+async function heapSnapshot(pid: number, dir: string): Promise<void> {
+  const files = async () =>
+    (await readdir(dir)).filter((f) => f.endsWith(".heapsnapshot") && f.includes(String(pid)));
+  const before = new Set(await files());
+  process.kill(pid, "SIGUSR2");
+  let last = -1;
+  for (let t = 0; t < 600; t++) {
+    await sleep(1000);
+    const f = (await files()).find((x) => !before.has(x));
+    if (f === undefined) continue;
+    const size = (await stat(join(dir, f))).size;
+    if (size === last && size > 0) return;
+    last = size;
+  }
+}
+
 /** RSS, heap, LevelDB and state keys of an app that has ingested its events. */
 async function measure(s: IngestedApp): Promise<Point> {
   const samples = await s.app.metrics();
@@ -43,11 +62,13 @@ async function measure(s: IngestedApp): Promise<Point> {
       const stage = m.labels.stage ?? "?";
       keys.set(stage, (keys.get(stage) ?? 0) + m.value);
     }
+  const rss = await s.app.rss();
+  if (HEAP_SNAPSHOT_DIR) await heapSnapshot(s.app.pid, HEAP_SNAPSHOT_DIR);
   return {
     users: s.users,
     events: s.events,
     rssIdle: s.rssIdle,
-    rss: await s.app.rss(),
+    rss,
     heapUsed: sum(samples, "nodejs_heap_size_used_bytes"),
     levelIdle: s.levelIdle,
     level: await stateDirBytes(s.dataDir),

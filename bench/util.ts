@@ -130,9 +130,23 @@ export function parseProm(text: string): PromSample[] {
   return out;
 }
 
+/**
+ * The app's /metrics. Tried three times, 1 s apart: on a loaded machine a scrape of a busy app
+ * failed now and then ("fetch failed"), and one failed scrape failed a whole step.
+ */
 export async function scrape(metricsPort: number): Promise<PromSample[]> {
-  const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
-  return parseProm(await res.text());
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      return parseProm(await res.text());
+    } catch (err) {
+      if (attempt >= 3) {
+        const cause = (err as { cause?: unknown }).cause;
+        throw new Error(`scrape of :${metricsPort}/metrics failed: ${String(cause ?? err)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
 }
 
 export const sum = (samples: PromSample[], name: string, where: Record<string, string> = {}) =>
