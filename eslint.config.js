@@ -62,16 +62,7 @@ export default tseslint.config(
   layer("state/**/*.ts", ["actors", "connectors", "bin"], ["@grpc/*"]),
   {
     ...layer("actors/**/*.ts", ["connectors", "bin"], ["nats", "@grpc/*"]),
-    ignores: [
-      "actors/gateway.ts",
-      "actors/parse-metrics.ts",
-      "actors/parse.ts",
-      "actors/pipeline.ts",
-      "actors/popularity-table.ts",
-      "actors/profile-replica.ts",
-      "actors/topology.ts",
-      "actors/trending-hub.ts",
-    ],
+    ignores: ["actors/gateway.ts", "actors/pipeline.ts"],
   },
   {
     // Settings and test faults come in as dependencies; only bin/ reads the environment.

@@ -13,17 +13,12 @@ import type { NatsConnection } from "nats";
 import { createSupervisor, type Supervisor } from "../runtime/index.js";
 import { joinCandidates } from "./popularity-join.js";
 import { answerFor } from "./fallback.js";
-import {
-  createPopularityTable,
-  createPopularityTableActor,
-  type PopularityTable,
-} from "./popularity-table.js";
-import { createTrendingHub, createTrendingHubActor, type TrendingHub } from "./trending-hub.js";
-import {
-  createProfileReplica,
-  createProfileReplicaActor,
-  type ProfileReplica,
-} from "./profile-replica.js";
+import { createPopularityTable, type PopularityTable } from "./popularity-table.js";
+import { createTrendingHub, type TrendingHub } from "./trending-hub.js";
+import { createProfileReplica, type ProfileReplica } from "./profile-replica.js";
+import { createPopularityTableActor } from "../connectors/nats/popularity-watch.js";
+import { createTrendingHubActor } from "../connectors/nats/trending-watch.js";
+import { createProfileReplicaActor } from "../connectors/nats/profile-watch.js";
 import type { PipelineConfig } from "./pipeline.js";
 import { itemInfo, similarByCategory } from "./similar-by-category.js";
 import { filterDesign } from "./recommender-serve.js";

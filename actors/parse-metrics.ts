@@ -1,4 +1,3 @@
-import type { Metrics } from "../connectors/http/metrics.js";
 import { createBadRatioMonitor, type BadRatioMonitor } from "./bad-ratio.js";
 
 export interface BadRatioAlertOptions {
@@ -28,8 +27,16 @@ export interface ParseMonitor extends BadRatioMonitor {
  * so the alert state survives a restart of the parse actor. Each scrape re-evaluates it, so a
  * quiet minute clears the alert even when no event arrives.
  */
+/** The gauges the alert writes (connectors/http/metrics.ts has them). */
+export interface ParseGauges {
+  badRatioAlert: { set(value: number): void };
+  /** Read at each scrape. */
+  watchBadRatio(probe: () => { ratio: number; alerting: boolean }): void;
+  progress: { set(ms: number): void };
+}
+
 export function createBadRatioAlert(
-  metrics: Metrics | undefined,
+  metrics: ParseGauges | undefined,
   options: BadRatioAlertOptions = {},
 ): ParseMonitor {
   const { log } = options;

@@ -1,7 +1,5 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { fromBinary } from "@bufbuild/protobuf";
-import type { JetStreamManager } from "nats";
 import { ClickEventSchema, EventType as PbEventType } from "../proto/gen/reco/v1/reco_pb.js";
 import type { InputMessage, StageHandler, StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
@@ -18,12 +16,6 @@ import {
 import { partitionOf } from "./partition.js";
 import { deadLetterHeaders } from "./dead-letter.js";
 import { subjects } from "./subjects.js";
-import {
-  isHeader,
-  MOVIELENS_MOVIES_COLUMNS,
-  parseMoviesRow,
-  splitCsvLine,
-} from "../bin/replay/formats.js";
 
 /** A parsed event on the hop to the next stages: the event, its input sequence and the progress before it. */
 export interface ParsedRecord extends Interaction {
@@ -155,25 +147,8 @@ export interface IdleOptions {
    * up, before event time moves on; and the least time between two markers. 0: never.
    */
   timeoutMs: number;
-  /** Asks the server about parse's consumer, e.g. {@link consumerProbe}. */
+  /** Asks the server about parse's consumer (connectors/nats/source.ts consumerProbe). */
   probe(): Promise<ConsumerView>;
-}
-
-/** A probe of a durable consumer for {@link IdleOptions.probe}. */
-export function consumerProbe(
-  jsm: JetStreamManager,
-  stream: string,
-  durable: string,
-): () => Promise<ConsumerView> {
-  return async () => {
-    const ci = await jsm.consumers.info(stream, durable);
-    return {
-      pending: ci.num_pending,
-      delivered: ci.delivered.stream_seq,
-      ackFloor: ci.ack_floor.stream_seq,
-      waiting: ci.num_waiting,
-    };
-  };
 }
 
 /** Header of an idle marker carrying its HMAC-SHA256 (base64url) under the engine's key. */
@@ -208,42 +183,6 @@ export function readIdleMarker(data: Uint8Array): IdleMarker | undefined {
   if ((progress as number) < 0 || (progress as number) > 8.64e15 || (after as number) < 0)
     return undefined;
   return { progress: progress as number, after: after as number };
-}
-
-/** Raised when MOVIES_CATALOG cannot be read as a MovieLens `movies.csv`. */
-export class MoviesCatalogError extends Error {
-  override name = "MoviesCatalogError";
-}
-
-/**
- * Loads a MovieLens `movies.csv` (`movieId,title,genres`): movie id -> its first genre,
- * lowercased, by the rule of `reco replay --movies` (bin/replay/formats.ts parseMoviesRow).
- * Movies without genres and rows that cannot be read get no category. Throws
- * MoviesCatalogError when the file is unreadable or has not the movies.csv header.
- */
-export function loadMoviesCatalog(file: string): Map<string, string> {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (err) {
-    throw new MoviesCatalogError(`cannot read the movies catalogue ${file}`, { cause: err });
-  }
-  const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
-  const head = splitCsvLine(lines[0] ?? "");
-  if (!head.ok || !isHeader(head.fields, MOVIELENS_MOVIES_COLUMNS))
-    throw new MoviesCatalogError(
-      `${file} is not a MovieLens movies.csv: expected the header ${MOVIELENS_MOVIES_COLUMNS.join(",")}`,
-    );
-  const genres = new Map<string, string>();
-  for (let k = 1; k < lines.length; k++) {
-    const line = lines[k]!;
-    if (line.trim() === "") continue;
-    const split = splitCsvLine(line);
-    if (!split.ok) continue;
-    const r = parseMoviesRow(split.fields);
-    if (r.ok && r.category !== undefined) genres.set(r.movieId, r.category);
-  }
-  return genres;
 }
 
 const PB_TYPES: Record<number, string> = {

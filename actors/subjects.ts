@@ -14,6 +14,24 @@ export const subjects = {
   late: "reco.late",
 } as const;
 
+/** KV buckets the stages write: processing-time tables read by the serving side. */
+export const buckets = {
+  /** Product popularity table (item -> purchases over 7 days), broadcast to every partition. */
+  popularity: "reco_popularity",
+  /** Per-partition trending top lists per window. */
+  trending: "reco_trending",
+} as const;
+
+/** KV keys allow [-/_=.a-zA-Z0-9]; item ids are arbitrary strings, so unsafe ones are base64url'd. */
+export function kvKeyOf(id: string): string {
+  return /^[-_a-zA-Z0-9]+$/.test(id) ? `i.${id}` : `b.${Buffer.from(id).toString("base64url")}`;
+}
+
+export function idOfKvKey(key: string): string {
+  const rest = key.slice(2);
+  return key.startsWith("b.") ? Buffer.from(rest, "base64url").toString() : rest;
+}
+
 export const MINUTE = 60_000;
 export const HOUR = 3_600_000;
 export const DAY = 24 * HOUR;

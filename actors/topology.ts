@@ -1,5 +1,4 @@
-import { BUCKETS, kvKeyOf } from "../connectors/nats/topology.js";
-import { subjects } from "./subjects.js";
+import { buckets as BUCKETS, kvKeyOf, subjects } from "./subjects.js";
 import type { PortTopology } from "./stage-adapter.js";
 import { sendLate, type LateCounter } from "./watermark.js";
 import type { popularityStage } from "./popularity.js";

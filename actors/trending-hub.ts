@@ -1,8 +1,4 @@
 import { ReplaySubject, type Observable } from "rxjs";
-import type { KvEntry, NatsConnection, QueuedIterator } from "nats";
-import { BUCKETS } from "../connectors/nats/topology.js";
-import { watchForStall } from "../connectors/nats/stall.js";
-import { createActor, type Actor } from "../runtime/index.js";
 import type { TrendingSnapshot, TrendingWindowName } from "./backend.js";
 import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "./trending.js";
 import { byItemId } from "./popularity-join.js";
@@ -144,45 +140,4 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       }
     },
   };
-}
-
-/** The actor that feeds a hub from the reco_trending bucket and evaluates it on a timer. */
-export function createTrendingHubActor(
-  nc: NatsConnection,
-  hub: TrendingHub,
-  evaluateEveryMs: number,
-): Actor<KvEntry | "tick"> {
-  let iter: QueuedIterator<KvEntry> | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let stopStallWatch = () => undefined as void;
-  let revision = 0;
-  return createActor<KvEntry | "tick">({
-    id: "trending-hub",
-    behavior: {
-      async start(ctx) {
-        const kv = await nc.jetstream().views.kv(BUCKETS.trending);
-        iter = await kv.watch();
-        void (async () => {
-          try {
-            for await (const e of iter!) ctx.send(e);
-          } catch (err) {
-            if (!ctx.signal.aborted) ctx.fail(err);
-          }
-        })();
-        timer = setInterval(() => ctx.send("tick"), evaluateEveryMs);
-        // A watch that went silent while the bucket moved on fails this actor: a fresh watch.
-        stopStallWatch = watchForStall(nc, `KV_${BUCKETS.trending}`, () => revision, ctx.fail);
-      },
-      receive(m) {
-        if (m === "tick") return hub.evaluate();
-        revision = m.revision;
-        hub.apply(m.key, m.operation === "PUT" ? m.json() : undefined);
-      },
-      stop() {
-        clearInterval(timer);
-        stopStallWatch();
-        iter?.stop();
-      },
-    },
-  });
 }

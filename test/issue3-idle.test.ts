@@ -6,8 +6,8 @@ import { AckPolicy, connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { createStageState, type StageStateInternal } from "../state/store.js";
 import type { InputMessage } from "../actors/host.js";
+import { consumerProbe } from "../connectors/nats/source.js";
 import {
-  consumerProbe,
   createParseHandler,
   IDLE_SUBJECT,
   readIdleMarker,

@@ -4,12 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStageState } from "../state/store.js";
 import type { StageOutput } from "../actors/host.js";
-import {
-  createParseHandler,
-  loadMoviesCatalog,
-  MoviesCatalogError,
-  type ParsedRecord,
-} from "../actors/parse.js";
+import { createParseHandler, type ParsedRecord } from "../actors/parse.js";
+import { loadMoviesCatalog, MoviesCatalogError } from "../bin/replay/movies-catalog.js";
 import type { Preset } from "../actors/event.js";
 import { ConfigError, loadConfig } from "../bin/config.js";
 import { loadGenres } from "../bin/replay/run.js";

@@ -10,6 +10,7 @@ import {
   type NatsConnection,
 } from "nats";
 import { isNotFound } from "./topology.js";
+import type { ConsumerView } from "../../actors/parse.js";
 
 export interface DurableSourceOptions {
   stream: string;
@@ -190,3 +191,20 @@ async function unreachable(p: ConsumerProbe): Promise<unknown> {
 }
 
 export type { JsMsg };
+
+/** A probe of a durable consumer for {@link IdleOptions.probe}. */
+export function consumerProbe(
+  jsm: JetStreamManager,
+  stream: string,
+  durable: string,
+): () => Promise<ConsumerView> {
+  return async () => {
+    const ci = await jsm.consumers.info(stream, durable);
+    return {
+      pending: ci.num_pending,
+      delivered: ci.delivered.stream_seq,
+      ackFloor: ci.ack_floor.stream_seq,
+      waiting: ci.num_waiting,
+    };
+  };
+}

@@ -8,6 +8,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from "nats";
+import { buckets as BUCKETS } from "../../actors/subjects.js";
 
 /** Streams and buckets the pipeline needs besides EVENTS (see streams.ts). */
 export const STREAMS = {
@@ -21,12 +22,9 @@ export const STREAMS = {
 
 export const HOP_STAGES = ["parse", "items", "watermark", "window", "interest-ranking"] as const;
 
-export const BUCKETS = {
-  /** Product popularity table (item -> purchases over 7 days), broadcast to every partition. */
-  popularity: "reco_popularity",
-  /** Per-partition trending top lists per window. */
-  trending: "reco_trending",
-} as const;
+// Named where the stages name their subjects (actors/subjects.ts); kept here under their old names.
+export { BUCKETS };
+export { kvKeyOf, idOfKvKey } from "../../actors/subjects.js";
 
 export interface TopologyOptions {
   replicas?: number;
@@ -96,16 +94,6 @@ export function isNotFound(err: unknown): boolean {
     e?.api_error?.err_code === 10014 ||
     /not found/i.test(String((err as Error)?.message))
   );
-}
-
-/** KV keys allow [-/_=.a-zA-Z0-9]; item ids are arbitrary strings, so unsafe ones are base64url'd. */
-export function kvKeyOf(id: string): string {
-  return /^[-_a-zA-Z0-9]+$/.test(id) ? `i.${id}` : `b.${Buffer.from(id).toString("base64url")}`;
-}
-
-export function idOfKvKey(key: string): string {
-  const rest = key.slice(2);
-  return key.startsWith("b.") ? Buffer.from(rest, "base64url").toString() : rest;
 }
 
 /**
