@@ -10,7 +10,7 @@ import {
   type StageInstance,
   type StageOutput,
   type StageSpec,
-} from "./host.js";
+} from "../actors/host.js";
 import type { StateDb } from "../state/index.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
@@ -23,33 +23,33 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "./backend.js";
+} from "../actors/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
-import type { Preset } from "./event.js";
-import { createParseHandler } from "./parse.js";
+import type { Preset } from "../actors/event.js";
+import { createParseHandler } from "../actors/parse.js";
 import { consumerProbe } from "../connectors/nats/source.js";
 import { loadMoviesCatalog } from "../bin/replay/movies-catalog.js";
-import { createBadRatioAlert } from "./parse-metrics.js";
-import { createWatermarkHandler } from "./watermark.js";
-import { createWindowHandler } from "./window.js";
-import { loadInterestHandler } from "./interest-ranking.js";
-import { createPopularityHandler } from "./popularity.js";
-import { createJoinHandler, type JoinHandler } from "./popularity-join.js";
-import { createFallbackActor, type FallbackActor } from "./fallback.js";
-import { filterDesign } from "./recommender-serve.js";
-import { createTrendingHandler, type TrendingWeights } from "./trending.js";
-import { createPopularityTable } from "./popularity-table.js";
-import { createTrendingHub } from "./trending-hub.js";
+import { createBadRatioAlert } from "../actors/parse-metrics.js";
+import { createWatermarkHandler } from "../actors/watermark.js";
+import { createWindowHandler } from "../actors/window.js";
+import { loadInterestHandler } from "../actors/interest-ranking.js";
+import { createPopularityHandler } from "../actors/popularity.js";
+import { createJoinHandler, type JoinHandler } from "../actors/popularity-join.js";
+import { createFallbackActor, type FallbackActor } from "../actors/fallback.js";
+import { filterDesign } from "../actors/recommender-serve.js";
+import { createTrendingHandler, type TrendingWeights } from "../actors/trending.js";
+import { createPopularityTable } from "../actors/popularity-table.js";
+import { createTrendingHub } from "../actors/trending-hub.js";
 import { createPopularityTableActor } from "../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../connectors/nats/trending-watch.js";
-import { partitionOf } from "./partition.js";
+import { partitionOf } from "../actors/partition.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { createLeaseManager, type LeaseManager } from "../connectors/nats/leases.js";
 import { seqOf, type SnapshotArchive } from "../state/archive.js";
-import { subjects } from "./subjects.js";
-import { itemInfo, similarByCategory } from "./similar-by-category.js";
-import { recommenderWiring, type RankerConfig } from "./recommender-wiring.js";
-import { qualityWiring } from "./quality-wiring.js";
+import { subjects } from "../actors/subjects.js";
+import { itemInfo, similarByCategory } from "../actors/similar-by-category.js";
+import { recommenderWiring, type RankerConfig } from "../actors/recommender-wiring.js";
+import { qualityWiring } from "../actors/quality-wiring.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
 export interface PipelineConfig extends RankerConfig {
