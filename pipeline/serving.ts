@@ -1,0 +1,145 @@
+import type { NatsConnection } from "nats";
+import type { Supervisor } from "../runtime/index.js";
+import {
+  BackendUnavailableError,
+  hasOptions,
+  MAX_COUNT,
+  type RecommendOptions,
+  type RecoBackend,
+  type Recommendations,
+  type TrendingSnapshot,
+  type TrendingWindowName,
+} from "../actors/backend.js";
+import type { Observable } from "rxjs";
+import type { JoinHandler } from "../actors/popularity-join.js";
+import { createFallbackActor, type FallbackActor } from "../actors/fallback.js";
+import { filterDesign } from "../actors/recommender-serve.js";
+import { createPopularityTable } from "../actors/popularity-table.js";
+import { createTrendingHub } from "../actors/trending-hub.js";
+import { partitionOf } from "../actors/partition.js";
+import { itemInfo, similarByCategory } from "../actors/similar-by-category.js";
+import type { RankerWiring } from "../actors/recommender-wiring.js";
+import { createPopularityTableActor } from "../connectors/nats/popularity-watch.js";
+import { createTrendingHubActor } from "../connectors/nats/trending-watch.js";
+import type { PipelineConfig } from "./pipeline.js";
+import type { Instances, Units } from "./units.js";
+
+export interface ServingOptions {
+  nc: NatsConnection;
+  supervisor: Supervisor;
+  instances: Instances;
+  units: Units;
+  ranker: RankerWiring;
+  /** Run the serving actors (popularity table, trending hub, fallback per partition). */
+  serve: boolean;
+}
+
+export interface Serving {
+  readonly backend: RecoBackend;
+  /** Answers once every actor of the pipeline runs; not while it stops. */
+  setRunning(running: boolean): void;
+}
+
+/**
+ * The serving side: the popularity table and trending hub fed from their KV buckets, a fallback
+ * actor per partition (in the partition's unit), and the backend the gRPC and HTTP façades call.
+ */
+export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
+  const { supervisor, instances, units, ranker, serve } = o;
+  const P = cfg.partitions;
+  let running = false;
+  const table = createPopularityTable();
+  if (serve)
+    supervisor.supervise("popularity-table", () => createPopularityTableActor(o.nc, table));
+  for (let p = 0; p < P; p++) {
+    if (!serve) break;
+    // Built once: join() runs per GetRecommendations call.
+    const joinId = `popularity-join/${p}`;
+    units.register(`p${p}`, `fallback/${p}`, () =>
+      supervisor.supervise(`fallback/${p}`, () =>
+        createFallbackActor({
+          partition: p,
+          join: () => {
+            const inst = instances.get(joinId);
+            return inst?.actor.getStatus() === "running"
+              ? (inst.handler() as JoinHandler)
+              : undefined;
+          },
+          table,
+          userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
+          size: cfg.fallbackSize,
+          score: 0.1,
+          interestHorizonMs: cfg.interestHorizonMs,
+        }),
+      ),
+    );
+  }
+  const hub = createTrendingHub({
+    partitions: P,
+    triggerMs: cfg.trendingTriggerMs,
+    oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
+    oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
+  });
+  if (serve)
+    supervisor.supervise("trending-hub", () =>
+      createTrendingHubActor(o.nc, hub, Math.min(250, cfg.trendingTriggerMs)),
+    );
+
+  // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip, and the
+  // gRPC façade answers within the request's own task (RecoBackend.recommendNow).
+  const fallbackIds = Array.from({ length: P }, (_, p) => `fallback/${p}`);
+  const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
+    if (running) {
+      const blended = ranker.answer(userId, n, options, table.row);
+      if (blended) {
+        // The blend has no interest profile of its own: the top categories are the design
+        // stages' (interest-ranking's 24 h profile), as RANKER=design answers them.
+        const fallback = supervisor.child(fallbackIds[partitionOf(userId, P)]!) as
+          FallbackActor | undefined;
+        const design = fallback?.answer(userId, 1);
+        return design && !(design instanceof BackendUnavailableError)
+          ? { ...blended, topCategories: design.topCategories }
+          : blended;
+      }
+    }
+    const p = partitionOf(userId, P);
+    const actor = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
+    const answer =
+      running && actor
+        ? hasOptions(options)
+          ? filterDesign(actor.answer(userId, MAX_COUNT), n, options!)
+          : actor.answer(userId, n)
+        : new BackendUnavailableError(`partition ${p} is not serving yet (starting or restarting)`);
+    if (answer instanceof BackendUnavailableError) throw answer;
+    return answer;
+  };
+  const backend: RecoBackend = {
+    isReady: () => running && table.initialised,
+    recommendNow,
+    async getRecommendations(userId, n, _signal, options): Promise<Recommendations> {
+      return recommendNow(userId, n, options);
+    },
+    trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
+      return hub.updates(window);
+    },
+    similarItems: (itemId, n) =>
+      ranker.similar(itemId, n, table.row) ?? similarByCategory(itemId, n, table, table.row),
+    item: (itemId) => itemInfo(table.row(itemId)),
+    // The history source remembers each user's items (RANKER=blend); the design stages keep
+    // counts per category only, so without the blend the façade answers 501.
+    ...(cfg.ranker === "blend"
+      ? {
+          recentEvents: (userId: string, n: number) => {
+            const recent = ranker.recent(userId, n);
+            if (!recent) throw new BackendUnavailableError("the history stage is not running yet");
+            return recent;
+          },
+        }
+      : {}),
+  };
+
+  return {
+    backend,
+    setRunning: (r) => void (running = r),
+  };
+}

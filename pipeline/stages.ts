@@ -1,0 +1,192 @@
+import type { Metrics } from "../connectors/http/metrics.js";
+import type { StageHandler, StageOutput, StageSpec } from "../actors/host.js";
+import { createParseHandler, type ConsumerView } from "../actors/parse.js";
+import { createBadRatioAlert } from "../actors/parse-metrics.js";
+import { createWatermarkHandler } from "../actors/watermark.js";
+import { createWindowHandler } from "../actors/window.js";
+import { loadInterestHandler } from "../actors/interest-ranking.js";
+import { createPopularityHandler } from "../actors/popularity.js";
+import { createJoinHandler } from "../actors/popularity-join.js";
+import { createTrendingHandler } from "../actors/trending.js";
+import { subjects } from "../actors/subjects.js";
+import { STREAMS } from "../connectors/nats/topology.js";
+import { EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { loadMoviesCatalog } from "../bin/replay/movies-catalog.js";
+import type { PipelineConfig } from "./pipeline.js";
+
+/** Runs one stage instance (under the pipeline's supervisor, in its unit). */
+export type RunStage = <H extends StageHandler>(spec: StageSpec<H>) => void;
+
+export interface StageWiring {
+  run: RunStage;
+  metrics?: Metrics;
+  log?: (obj: object, msg: string) => void;
+  /** The server's view of parse's consumer, on which idleness is decided. */
+  idleProbe(): Promise<ConsumerView>;
+  /** The engine's idle-marker key (see PipelineDeps.markerKey). */
+  markerKey?: () => Promise<Uint8Array>;
+}
+
+/**
+ * The wiring of the design stages (DESIGN §3): parse, then per partition the user path
+ * (watermark → window → interest-ranking → popularity-join) and the item path (popularity,
+ * trending), each on the subject its upstream writes.
+ */
+export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
+  const { run } = d;
+  const P = cfg.partitions;
+  // Late events are counted in the stage's snapshot (exact across crashes) and in Prometheus.
+  const lateCounter = (out: StageOutput) => ({
+    late: (stage: string, n: number, path?: string) => {
+      out.count("late", n);
+      if (path !== undefined) out.count(`late:${path}`, n);
+      d.metrics?.late.inc({ stage }, n);
+    },
+  });
+
+  const perInput = "per-input" as const;
+  // Outside the parse factory: the alert outlives restarts of the parse actor.
+  const badRatio = createBadRatioAlert(d.metrics, { ...(d.log ? { log: d.log } : {}) });
+  // Loaded once per process (validated by bin/config.ts): a restart of parse keeps it.
+  const genres =
+    cfg.preset === "movies" && cfg.moviesCatalog !== undefined
+      ? loadMoviesCatalog(cfg.moviesCatalog)
+      : undefined;
+  // Read (or made) once, when parse first starts in this process: a restart of parse keeps it.
+  let markerKey: Promise<Uint8Array> | undefined;
+  const parseMarkerKey = () =>
+    d.markerKey === undefined
+      ? Promise.resolve(undefined)
+      : (markerKey ??= d.markerKey().catch((err: unknown) => {
+          markerKey = undefined; // asked again at parse's next restart
+          throw err;
+        }));
+  run({
+    stage: "parse",
+    partition: 0,
+    stream: EVENTS_STREAM,
+    subject: "events.>",
+    input: "raw",
+    batching: { maxRecords: cfg.batchMaxRecords, maxDelayMs: cfg.batchMaxDelayMs },
+    tickMs: 100,
+    create: async (state, out) =>
+      createParseHandler(state, out, {
+        ...(await parseMarkerKey().then((key) => (key !== undefined ? { markerKey: key } : {}))),
+        partitions: P,
+        preset: cfg.preset,
+        dedupeHorizonMs: cfg.dedupeHorizonMs,
+        dedupeMaxIds: cfg.dedupeMaxIds,
+        maxEventBytes: cfg.maxEventBytes,
+        ...(cfg.maxFutureSkewMs !== undefined ? { maxFutureSkewMs: cfg.maxFutureSkewMs } : {}),
+        broadcastEveryMs: 100,
+        badRatio,
+        idle: { timeoutMs: cfg.idleTimeoutMs, probe: d.idleProbe },
+        ...(genres !== undefined ? { genres } : {}),
+        counters: {
+          received: (n) => {
+            out.count("in", n);
+            d.metrics?.received.inc(n);
+          },
+          accepted: (n) => {
+            out.count("accepted", n);
+            d.metrics?.accepted.inc(n);
+          },
+          duplicate: (n) => {
+            out.count("duplicate", n);
+            d.metrics?.duplicates.inc(n);
+          },
+          bad: (reason) => {
+            out.count("dead_letter", 1);
+            out.count(`dead_letter:${reason}`, 1);
+            d.metrics?.bad.inc({ reason });
+          },
+        },
+      }),
+  });
+  for (let p = 0; p < P; p++) {
+    run({
+      stage: "watermark",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.parse(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createWatermarkHandler(state, out, {
+          partition: p,
+          outOfOrdernessMs: cfg.userOutOfOrdernessMs,
+          counters: lateCounter(out),
+        }),
+    });
+    run({
+      stage: "window",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.watermark(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createWindowHandler(state, out, {
+          partition: p,
+          sizeMs: cfg.windowMs,
+          outOfOrdernessMs: cfg.userOutOfOrdernessMs,
+        }),
+    });
+    run({
+      stage: "interest-ranking",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.window(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        loadInterestHandler(state, out, {
+          partition: p,
+          horizonMs: cfg.interestHorizonMs,
+          windowMs: cfg.windowMs,
+          topCategories: cfg.topCategories,
+        }),
+    });
+    run({
+      stage: "popularity-join",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.interestRanking(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state) => createJoinHandler(state, { purchaseExclusionMs: cfg.interestHorizonMs }),
+    });
+    run({
+      stage: "popularity",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.items(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) =>
+        createPopularityHandler(state, out, {
+          partition: p,
+          horizonMs: cfg.popularityHorizonMs,
+          counters: lateCounter(out),
+        }),
+    });
+    run({
+      stage: "trending",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.items(p),
+      input: "envelope",
+      batching: perInput,
+      tickMs: Math.min(1000, cfg.trendingTriggerMs),
+      create: (state, out) =>
+        createTrendingHandler(state, out, {
+          partition: p,
+          oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
+          oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
+          weights: cfg.trendingWeights,
+          topK: 100,
+          counters: lateCounter(out),
+        }),
+    });
+  }
+}

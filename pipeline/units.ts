@@ -1,0 +1,215 @@
+import type { NatsConnection } from "nats";
+import type { Supervisor } from "../runtime/index.js";
+import type { StageHandler, StageInstance } from "../actors/host.js";
+import type { StateDb } from "../state/index.js";
+import { createLeaseManager, type LeaseManager } from "../connectors/nats/leases.js";
+import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
+import { seqOf, type SnapshotArchive } from "../state/archive.js";
+
+/**
+ * Units of ownership: `parse`, and `p0`..`p<P-1>` (a partition's user-path and item-path stages
+ * and its serving actor). A unit starts and stops as a whole, on this process's say (`all`,
+ * `units`) or its leases' (`leases`: workers of a cluster).
+ */
+
+export interface LeaseOwnership {
+  mode: "leases";
+  workerId: string;
+  /** Lease time; a dead worker's partitions move after at most this long. */
+  leaseTtlMs: number;
+  archive: SnapshotArchive;
+  /** Snapshots of owned instances go to the archive this often (and on a graceful release). */
+  archiveEveryMs: number;
+}
+
+export type Ownership =
+  { mode: "all" } | { mode: "units"; units: readonly string[] } | LeaseOwnership;
+
+/** Stage instances by "<stage>/<partition>" (current incarnation). */
+export type Instances = Map<string, StageInstance<StageHandler>>;
+
+export interface Units {
+  /** The unit of a stage instance. */
+  unitOf(stage: string, partition: number): string;
+  register(unit: string, id: string, start: () => void): void;
+  names(): string[];
+  has(unit: string): boolean;
+  /** Starts a unit's instances: all of them, the serving ones, or the others. */
+  start(unit: string, which?: "serving" | "rest" | "all"): void;
+  /** Stops a unit's instances: no more input, and with `graceful` a final snapshot first. */
+  stop(unit: string, graceful: boolean): Promise<void>;
+  /** The unit's stage instances (its serving actor left out). */
+  stageIds(unit: string): string[];
+}
+
+export function createUnits(supervisor: Supervisor, instances: Instances): Units {
+  // Every stage instance belongs to a unit of ownership; a unit starts and stops as a whole.
+  // What serving needs (popularity-join's profiles and the fallback actor that answers from them)
+  // is started first at process start: their snapshots load before the others', so a restarted
+  // process answers from its last snapshot while the rest of the state loads and replays.
+  const starters = new Map<string, { start: () => void; serving: boolean }[]>();
+  const idsOf = new Map<string, string[]>();
+  const unitOf = (stage: string, partition: number) =>
+    stage === "parse" ? "parse" : `p${partition}`;
+  const servingStage = (id: string) =>
+    id.startsWith("popularity-join/") || id.startsWith("fallback/");
+  const register: Units["register"] = (unit: string, id: string, start: () => void) => {
+    starters.set(unit, [...(starters.get(unit) ?? []), { start, serving: servingStage(id) }]);
+    idsOf.set(unit, [...(idsOf.get(unit) ?? []), id]);
+  };
+  const startUnit = (unit: string, which: "serving" | "rest" | "all" = "all") => {
+    for (const { start, serving } of starters.get(unit) ?? [])
+      if (which === "all" || serving === (which === "serving")) start();
+  };
+  const stopUnit = async (unit: string, graceful: boolean) => {
+    const ids = idsOf.get(unit) ?? [];
+    await Promise.all(
+      ids.map(async (id) => {
+        const inst = instances.get(id);
+        if (inst && graceful && inst.actor.getStatus() === "running") {
+          inst.stopInput();
+          await inst.snapshotNow().catch(() => undefined);
+        }
+        // Also cancels a restart pending in backoff: without the lease it must not come back.
+        await supervisor.unsupervise(id);
+        instances.delete(id);
+      }),
+    );
+  };
+  const stageIdsOf = (unit: string) =>
+    (idsOf.get(unit) ?? []).filter((id) => !id.startsWith("fallback/"));
+
+  return {
+    unitOf,
+    register,
+    names: () => [...starters.keys()],
+    has: (unit) => starters.has(unit),
+    start: startUnit,
+    stop: stopUnit,
+    stageIds: stageIdsOf,
+  };
+}
+
+export interface OwnerOptions {
+  units: Units;
+  instances: Instances;
+  stateDb: StateDb;
+  nc: NatsConnection;
+  replicas: number;
+  partitions: number;
+  log?: (obj: object, msg: string) => void;
+}
+
+/** What this process owns: units started at once, or leases (released by `stop`). */
+export interface Owner {
+  /** Units started at once (not by leases): serving instances first, the rest once they run. */
+  readonly fixedUnits: readonly string[];
+  stop(): Promise<void>;
+}
+
+export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Promise<Owner> {
+  const { units } = o;
+  const split = (id: string) => {
+    const [stage = "", partition = "0"] = id.split("/");
+    return { stage, partition: Number(partition) };
+  };
+  let leases: LeaseManager | undefined;
+  let archiveTimer: NodeJS.Timeout | undefined;
+  // Units started at once (not by leases): serving instances first, the rest once they run.
+  let fixedUnits: readonly string[] = [];
+  if (ownership.mode === "all") {
+    fixedUnits = units.names();
+  } else if (ownership.mode === "units") {
+    for (const unit of ownership.units)
+      if (!units.has(unit))
+        throw new Error(
+          `unknown unit ${JSON.stringify(unit)} (expected parse or p0..p${o.partitions - 1})`,
+        );
+    fixedUnits = ownership.units;
+  } else {
+    const { archive } = ownership;
+    const upload = async (unit: string) => {
+      for (const id of units.stageIds(unit)) {
+        const { stage, partition } = split(id);
+        const snap = await o.stateDb.instance(stage, partition).exportRaw();
+        if (Number(snap.meta.seq ?? 0) > 0) await archive.put(stage, partition, snap);
+      }
+    };
+    leases = await whenJetStreamAnswers(() =>
+      createLeaseManager(o.nc, {
+        workerId: ownership.workerId,
+        units: units.names(),
+        ttlMs: ownership.leaseTtlMs,
+        replicas: o.replicas,
+        ...(o.log ? { log: o.log } : {}),
+        async onAcquire(unit) {
+          // Restore: whichever snapshot covers more input, ours on disk or the archived one. The
+          // archive is a shortcut, not a requirement: if it cannot answer in time (a cluster
+          // electing leaders), the unit starts from what it has and replays the rest of its input.
+          // The unit's stages are fetched side by side: one wait, not one per stage.
+          await Promise.all(
+            units.stageIds(unit).map(async (id) => {
+              const { stage, partition } = split(id);
+              const local = o.stateDb.instance(stage, partition);
+              const remote = await withTimeout(archive.get(stage, partition), 5_000).catch(
+                (err: unknown) => {
+                  o.log?.(
+                    { id, err: String(err) },
+                    "snapshot archive unavailable: replaying instead",
+                  );
+                  return undefined;
+                },
+              );
+              const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
+              if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
+            }),
+          );
+          o.log?.({ unit, worker: ownership.workerId }, "unit acquired");
+          units.start(unit);
+        },
+        async onRevoke(unit, graceful) {
+          await units.stop(unit, graceful);
+          if (graceful)
+            await upload(unit).catch((err: unknown) =>
+              o.log?.({ unit, err: String(err) }, "snapshot upload failed"),
+            );
+          o.log?.({ unit, graceful }, "unit released");
+        },
+      }),
+    );
+    await leases.start();
+    archiveTimer = setInterval(() => {
+      for (const unit of leases?.owned().keys() ?? []) {
+        void (async () => {
+          for (const id of units.stageIds(unit)) await o.instances.get(id)?.snapshotNow();
+          await upload(unit);
+        })().catch((err: unknown) => o.log?.({ unit, err: String(err) }, "snapshot upload failed"));
+      }
+    }, ownership.archiveEveryMs);
+  }
+
+  return {
+    fixedUnits,
+    async stop() {
+      clearInterval(archiveTimer);
+      // Workers hand their units over: snapshot, upload, release the leases.
+      await leases?.stop();
+    },
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(t);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
