@@ -29,6 +29,29 @@ import {
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { Source, TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
 import { partitionOf } from "../actors/partition.js";
+import {
+  closer,
+  countByReason,
+  DAY,
+  differences,
+  expectedAnswers,
+  expectedFinals,
+  expectedLate,
+  expectedPopularity,
+  H,
+  logA,
+  refA,
+  refB,
+  round,
+  scenario,
+  sortKeys,
+  T0,
+  type Answers,
+  type Finals,
+  type PopRow,
+  type RecAnswer,
+  type TrendingRow,
+} from "./helpers/reference-scenario.js";
 
 /*
  * Issue 3, test point 7: the streaming pipeline against the plain reference (test/helpers/
@@ -49,84 +72,11 @@ import { partitionOf } from "../actors/partition.js";
  * fixed (a regression test).
  */
 
-const H = 3_600_000;
-const DAY = 24 * H;
-const T0 = Date.parse("2026-11-16T00:00:00Z");
 const PARTITION_COUNTS = [1, 3, 8];
 /** How long the pipeline may take to settle after a phase is published. */
 const SETTLE_MS = 20_000;
 
-const scenario = generateScenario({
-  seed: 20261121,
-  events: 3600,
-  users: 300,
-  items: 150,
-  categories: ["electronics", "books", "garden", "toys", "sports", "beauty"],
-  start: T0,
-  spanMs: 44 * H,
-  lateShare: 0.02,
-  veryLateShare: 0.01,
-  ancientShare: 0.006,
-  boundaryShare: 0.01,
-  duplicateShare: 0.03,
-  prologue: { events: 60, ageMs: 4 * DAY, spanMs: 2 * DAY },
-  burst: { events: 150, gapMs: 2 * H, spanMs: 10 * 60_000, users: 2, items: 2 },
-});
-const mr = rng(77);
-const logA: RefEvent[] = scenario.log;
-// The closer moves the 24 h windows' watermark by exactly 48 h (see the 48 h bug below).
-const closedEndA = Math.floor((scenario.progress - 26 * H) / H) * H;
-const closerTs = closedEndA + 48 * H + 26 * H;
-const closer = markerEvent(mr, "view", closerTs, "closer");
-const logB: RefEvent[] = [...logA, closer];
-const refA = reference(logA);
-const refB = reference(logB);
-const COLD_USER = "never-seen-user";
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const round = (x: number) => Math.round(x * 1e9) / 1e9;
-
-type RecItem = [
-  itemId: string,
-  score: number,
-  source: string,
-  purchases: number,
-  category: string,
-  brand: string,
-  avgPrice: number,
-];
-interface RecAnswer {
-  items: RecItem[];
-  top: [string, number][];
-}
-type Answers = Record<string, RecAnswer>;
-type PopRow = [item: string, purchases: number, category: string, brand: string, avgPrice: number];
-type TrendingRow = [itemId: string, score: number, views: number, clicks: number];
-type Finals = Record<string, TrendingRow[]>;
-
-function expectedAnswers(ref: Reference): Answers {
-  const rows = new Map(ref.popularity().map((p) => [p.item, p]));
-  const out: Answers = {};
-  for (const u of [...ref.users(), COLD_USER]) {
-    out[u] = {
-      items: ref.recommend(u, 10).map((i) => {
-        const p = rows.get(i.itemId)!;
-        return [
-          i.itemId,
-          round(i.score),
-          i.source,
-          p.purchases,
-          p.category,
-          p.brand,
-          round(p.avgPrice),
-        ];
-      }),
-      top: ref.topCategories(u),
-    };
-  }
-  return out;
-}
-
 async function observeAnswers(client: RecoClient, users: string[]): Promise<Answers> {
   const answers: RecAnswer[] = [];
   for (let k = 0; k < users.length; k += 32) {
@@ -152,9 +102,6 @@ async function observeAnswers(client: RecoClient, users: string[]): Promise<Answ
   // In the order of `users`, as the expected answers are: the comparison is of JSON text.
   return Object.fromEntries(users.map((u, k) => [u, answers[k]!]));
 }
-
-const expectedPopularity = (ref: Reference): PopRow[] =>
-  ref.popularity().map((p) => [p.item, p.purchases, p.category, p.brand, round(p.avgPrice)]);
 
 /** Current values of a KV bucket, by key. */
 async function readKv<T>(nc: NatsConnection, bucket: string): Promise<Map<string, T>> {
@@ -184,18 +131,6 @@ async function observePopularity(nc: NatsConnection): Promise<PopRow[]> {
     .filter((r) => r.purchases > 0)
     .map((r): PopRow => [r.item, r.purchases, r.category, r.brand, round(r.avgPrice)])
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-}
-
-/** "<kind>.<start>" -> top 100 of every window the reference closes. */
-function expectedFinals(ref: Reference): Finals {
-  const out: Finals = {};
-  for (const kind of ["1h", "24h"] as RefTrendingKind[])
-    for (const s of ref.closedWindows(kind))
-      out[`${kind}.${s}`] = ref
-        .trending(kind, s)
-        .slice(0, 100)
-        .map((e) => [e.itemId, e.score, e.views, e.clicks]);
-  return sortKeys(out);
 }
 
 /**
@@ -231,10 +166,6 @@ async function observeKvFinals(nc: NatsConnection): Promise<Finals> {
   return sortKeys(out);
 }
 
-function sortKeys<T>(o: Record<string, T>): Record<string, T> {
-  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
 /** Messages of RECO_LATE as "<reason> <event id> <watermark>", sorted. */
 async function observeLate(nc: NatsConnection): Promise<string[]> {
   const jsm = await nc.jetstreamManager();
@@ -247,18 +178,6 @@ async function observeLate(nc: NatsConnection): Promise<string[]> {
   }
   return out.sort();
 }
-
-const expectedLate = (ref: Reference) =>
-  ref.late.map((l) => `${l.reason} ${l.eventId} ${l.watermark}`).sort();
-
-const countByReason = (late: string[]) => {
-  const c: Record<string, number> = {};
-  for (const l of late) {
-    const reason = l.slice(0, l.indexOf(" "));
-    c[reason] = (c[reason] ?? 0) + 1;
-  }
-  return c;
-};
 
 /**
  * Polls `observe` until two observations in a row equal `expected` (the answers stopped changing
@@ -288,15 +207,6 @@ async function settleWith<T>(observe: () => Promise<T>, ok: (v: T) => boolean, m
 
 const pick = <T>(o: Record<string, T>, keys: string[]): Record<string, T> =>
   Object.fromEntries(keys.map((k) => [k, o[k]!]));
-
-/** Keys whose values differ, with both values, for a readable failure (at most `max`). */
-function differences<T>(expected: Record<string, T>, actual: Record<string, T>, max = 5) {
-  const keys = [...new Set([...Object.keys(expected), ...Object.keys(actual)])].sort();
-  return keys
-    .filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(actual[k]))
-    .slice(0, max)
-    .map((k) => ({ key: k, expected: expected[k], actual: actual[k] }));
-}
 
 interface Run {
   answersA: Answers;

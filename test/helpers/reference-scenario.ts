@@ -1,0 +1,129 @@
+import { generateScenario, markerEvent, rng } from "./events.js";
+import { reference, type RefEvent, type RefTrendingKind, type Reference } from "./reference.js";
+
+/*
+ * The reference comparison's scenario and expectations (issue 3, test point 7), shared by the
+ * run on NATS (test/reference-compare.test.ts) and the run on the in-memory driver
+ * (test/reference-driver.test.ts): one seeded log, phase A (the log) and phase B (a closer about
+ * 48 h of event time later), and what the plain reference (reference.ts) says of each.
+ */
+
+export const H = 3_600_000;
+export const DAY = 24 * H;
+export const T0 = Date.parse("2026-11-16T00:00:00Z");
+
+export const scenario = generateScenario({
+  seed: 20261121,
+  events: 3600,
+  users: 300,
+  items: 150,
+  categories: ["electronics", "books", "garden", "toys", "sports", "beauty"],
+  start: T0,
+  spanMs: 44 * H,
+  lateShare: 0.02,
+  veryLateShare: 0.01,
+  ancientShare: 0.006,
+  boundaryShare: 0.01,
+  duplicateShare: 0.03,
+  prologue: { events: 60, ageMs: 4 * DAY, spanMs: 2 * DAY },
+  burst: { events: 150, gapMs: 2 * H, spanMs: 10 * 60_000, users: 2, items: 2 },
+});
+export const mr = rng(77);
+export const logA: RefEvent[] = scenario.log;
+// The closer moves the 24 h windows' watermark by exactly 48 h (see the 48 h bug below).
+export const closedEndA = Math.floor((scenario.progress - 26 * H) / H) * H;
+export const closerTs = closedEndA + 48 * H + 26 * H;
+export const closer = markerEvent(mr, "view", closerTs, "closer");
+export const logB: RefEvent[] = [...logA, closer];
+export const refA = reference(logA);
+export const refB = reference(logB);
+export const COLD_USER = "never-seen-user";
+
+export const round = (x: number) => Math.round(x * 1e9) / 1e9;
+
+export type RecItem = [
+  itemId: string,
+  score: number,
+  source: string,
+  purchases: number,
+  category: string,
+  brand: string,
+  avgPrice: number,
+];
+export interface RecAnswer {
+  items: RecItem[];
+  top: [string, number][];
+}
+export type Answers = Record<string, RecAnswer>;
+export type PopRow = [
+  item: string,
+  purchases: number,
+  category: string,
+  brand: string,
+  avgPrice: number,
+];
+export type TrendingRow = [itemId: string, score: number, views: number, clicks: number];
+export type Finals = Record<string, TrendingRow[]>;
+
+export function expectedAnswers(ref: Reference): Answers {
+  const rows = new Map(ref.popularity().map((p) => [p.item, p]));
+  const out: Answers = {};
+  for (const u of [...ref.users(), COLD_USER]) {
+    out[u] = {
+      items: ref.recommend(u, 10).map((i) => {
+        const p = rows.get(i.itemId)!;
+        return [
+          i.itemId,
+          round(i.score),
+          i.source,
+          p.purchases,
+          p.category,
+          p.brand,
+          round(p.avgPrice),
+        ];
+      }),
+      top: ref.topCategories(u),
+    };
+  }
+  return out;
+}
+
+export const expectedPopularity = (ref: Reference): PopRow[] =>
+  ref.popularity().map((p) => [p.item, p.purchases, p.category, p.brand, round(p.avgPrice)]);
+
+/** "<kind>.<start>" -> top 100 of every window the reference closes. */
+export function expectedFinals(ref: Reference): Finals {
+  const out: Finals = {};
+  for (const kind of ["1h", "24h"] as RefTrendingKind[])
+    for (const s of ref.closedWindows(kind))
+      out[`${kind}.${s}`] = ref
+        .trending(kind, s)
+        .slice(0, 100)
+        .map((e) => [e.itemId, e.score, e.views, e.clicks]);
+  return sortKeys(out);
+}
+
+export function sortKeys<T>(o: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+export const expectedLate = (ref: Reference) =>
+  ref.late.map((l) => `${l.reason} ${l.eventId} ${l.watermark}`).sort();
+
+export const countByReason = (late: string[]) => {
+  const c: Record<string, number> = {};
+  for (const l of late) {
+    const reason = l.slice(0, l.indexOf(" "));
+    c[reason] = (c[reason] ?? 0) + 1;
+  }
+  return c;
+};
+
+/** Keys whose values differ, with both values, for a readable failure (at most `max`). */
+export function differences<T>(expected: Record<string, T>, actual: Record<string, T>, max = 5) {
+  const keys = [...new Set([...Object.keys(expected), ...Object.keys(actual)])].sort();
+  return keys
+    .filter((k) => JSON.stringify(expected[k]) !== JSON.stringify(actual[k]))
+    .slice(0, max)
+    .map((k) => ({ key: k, expected: expected[k], actual: actual[k] }));
+}
