@@ -20,10 +20,17 @@ import type { StageState } from "../state/index.js";
 
 /**
  * Where a port's records go: a hop subject (the host batches them; the subject is touched on every
- * input so progress flows downstream even without records), or a function given the host's
- * output, for raw messages (late events) and KV upserts.
+ * input so progress flows downstream even without records), a function given the host's output
+ * for each record (raw messages such as late events, KV upserts), or `{ batch }` given all of a
+ * batch's records at once (a count per batch).
+ *
+ * A stage that passes its input batch on unchanged (the same array on a hop port) has the input
+ * hop's bytes forwarded with a new head instead of its records encoded again.
  */
-export type PortSink<T> = string | ((record: T, out: StageOutput) => void);
+export type PortSink<T> =
+  | string
+  | ((record: T, out: StageOutput) => void)
+  | { batch: (records: readonly T[], out: StageOutput) => void };
 
 /** A sink for every port of a stage. */
 export type PortTopology<P extends PortMap> = { readonly [K in keyof P]: PortSink<RecordOf<P[K]>> };
@@ -81,12 +88,18 @@ function adapt<In, P extends PortMap, S, V>(
     sinks.push([name, sink]);
   }
   const hops = sinks.flatMap(([, s]) => (typeof s === "string" ? [s] : []));
+  // The input hop being handled: its records and bytes, for forwarding it unchanged.
+  let input: { recs: readonly unknown[]; data: Uint8Array } | undefined;
   const dispatch = (o: StageOutputs<P>) => {
     for (const [name, sink] of sinks) {
       const recs = (o as Record<string, readonly unknown[] | undefined>)[name];
       if (recs === undefined) continue;
-      if (typeof sink === "string") for (const r of recs) out.emit(sink, r);
-      else for (const r of recs) sink(r, out);
+      if (typeof sink === "string") {
+        if (recs === input?.recs && recs.length > 0 && out.forward)
+          out.forward(sink, input.data, recs);
+        else for (const r of recs) out.emit(sink, r);
+      } else if (typeof sink === "function") for (const r of recs) sink(r, out);
+      else if (recs.length > 0) sink.batch(recs, out);
     }
   };
   const run = startStage(
@@ -108,15 +121,24 @@ function adapt<In, P extends PortMap, S, V>(
       progress = env.wm;
       state.meta[PROGRESS] = progress;
     }
-    run.push({
-      records: env.recs,
-      position: { from: lastUpTo, upTo: env.upTo },
-      progress: { from, to: progress },
-    });
+    input = { recs: env.recs, data: msg.data };
+    try {
+      run.push({
+        records: env.recs,
+        position: { from: lastUpTo, upTo: env.upTo },
+        progress: { from, to: progress },
+      });
+    } finally {
+      input = undefined;
+    }
     out.setProgress(progress);
     for (const subject of hops) out.touch(subject);
   };
-  const handler = Object.assign({ handle }, run.view) as AdaptedHandler<V>;
+  // The view's own properties as they are (getters stay getters: they read live state).
+  const handler = Object.defineProperties(
+    { handle },
+    run.view === undefined ? {} : Object.getOwnPropertyDescriptors(run.view),
+  ) as AdaptedHandler<V>;
   return { run, handler };
 }
 

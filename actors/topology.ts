@@ -2,6 +2,7 @@ import { buckets as BUCKETS, kvKeyOf, subjects } from "./subjects.js";
 import type { PortTopology } from "./stage-adapter.js";
 import { sendLate, type LateCounter } from "./watermark.js";
 import type { popularityStage } from "./popularity.js";
+import type { watermarkStage } from "./watermark.js";
 import type { windowStage } from "./window.js";
 import type { interestStage } from "./interest-ranking.js";
 import type { historyStage } from "./history-stage.js";
@@ -20,11 +21,20 @@ export const TRENDING_BUCKET = BUCKETS.trending;
 /**
  * The composition: where each port of each stage goes (hop subjects, raw subjects, KV buckets).
  * Stages written to the contract (runtime/stage.ts) name ports only: this maps them to addresses.
- * (parse, watermark and trending still name their subjects themselves.)
+ * (parse and trending still name their subjects themselves.)
  */
 export const stageTopology = {
   // The candidate source stages (RANKER=blend) have no outputs: serving reads their state.
   history: {} satisfies PortTopology<typeof historyStage.ports>,
+  watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
+    window: subjects.watermark(p),
+    late: {
+      batch: (lates, out) => {
+        for (const l of lates) sendLate(out, "watermark", "user", l.watermark, l.event);
+        counters?.late("watermark", lates.length, "user");
+      },
+    },
+  }),
   window: (p: number): PortTopology<typeof windowStage.ports> => ({ window: subjects.window(p) }),
   interestRanking: (p: number): PortTopology<typeof interestStage.ports> => ({
     profiles: subjects.interestRanking(p),

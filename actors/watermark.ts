@@ -1,7 +1,11 @@
-import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
+import { map, tap } from "rxjs";
+import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
+import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { subjects } from "./subjects.js";
+import { createStageHandler, type AdaptedHandler } from "./stage-adapter.js";
+import { stageTopology } from "./topology.js";
 
 export interface WatermarkOptions {
   partition: number;
@@ -16,11 +20,6 @@ export interface WatermarkOptions {
  */
 export interface LateCounter {
   late(stage: string, n: number, path?: string): void;
-}
-
-export interface WatermarkHandler extends StageHandler {
-  /** Event-time watermark of the user path: progress − out-of-orderness; -Infinity before data. */
-  readonly watermark: number;
 }
 
 /** A late event as kept in reco.late. */
@@ -51,50 +50,80 @@ export function sendLate(
   );
 }
 
+export interface WatermarkSettings {
+  /** Allowed out-of-orderness of the user path (DESIGN: 10 min). */
+  outOfOrdernessMs: number;
+}
+
+export interface WatermarkView {
+  /** Event-time watermark of the user path: progress − out-of-orderness; -Infinity before data. */
+  readonly watermark: number;
+}
+
 /**
  * watermark: the user path's event-time clock for one partition. Progress (max event time over
- * the input) comes from parse with every record (`wb`) and batch (`wm`); an event whose time is
- * behind progress − out-of-orderness is late: it goes to reco.late and a counter, never silently.
- * On-time events pass on to the window stage with the progress.
+ * the input) comes from parse with every record (`wb`) and batch; an event whose time is behind
+ * its progress − out-of-orderness is late: it goes to the `late` port (reco.late and a counter),
+ * never silently. On-time events pass on to the window stage with the progress; a batch with
+ * nothing late or seen before passes on as it came (the same array: the host forwards its bytes).
  */
+export const watermarkStage = defineStage({
+  name: "watermark",
+  input: port<ParsedRecord>(),
+  ports: { window: port<ParsedRecord>(), late: port<LateRecord>() },
+  create(ctx: StageContext<WatermarkSettings>) {
+    const ooo = ctx.settings.outOfOrdernessMs;
+    let progress = -1;
+    const isLate = (r: ParsedRecord) => r.wb >= 0 && r.ts < r.wb - ooo;
+    /** The batch split into on-time and late records; records seen before a restart dropped. */
+    const split = ({ records, position }: InputBatch<ParsedRecord>) => {
+      let asIs = true;
+      for (const r of records)
+        if (r.s <= position.from || isLate(r)) {
+          asIs = false;
+          break;
+        }
+      if (asIs) return { window: records };
+      const window: ParsedRecord[] = [];
+      const late: LateRecord[] = [];
+      for (const r of records) {
+        if (r.s <= position.from) continue; // already seen before a restart of parse
+        if (isLate(r))
+          late.push({
+            stage: "watermark",
+            reason: "behind_watermark:user",
+            watermark: r.wb - ooo,
+            event: r,
+          });
+        else window.push(r);
+      }
+      return { window, late };
+    };
+    return {
+      view: {
+        get watermark() {
+          return progress < 0 ? -Infinity : progress - ooo;
+        },
+      } satisfies WatermarkView,
+      operator: (batches$) =>
+        batches$.pipe(
+          tap((b) => (progress = b.progress.to)),
+          map(split),
+        ),
+    };
+  },
+});
+
+export type WatermarkHandler = AdaptedHandler<WatermarkView>;
+
+/** The watermark stage in the host, its ports going where `stageTopology.watermark` says. */
 export function createWatermarkHandler(
   state: StageState,
   out: StageOutput,
   opts: WatermarkOptions,
 ): WatermarkHandler {
-  let progress = Number(state.meta.progress ?? -1);
-  const target = subjects.watermark(opts.partition);
-  return {
-    get watermark() {
-      return progress < 0 ? -Infinity : progress - opts.outOfOrdernessMs;
-    },
-    handle(msg, lastUpTo) {
-      const env = decodeEnvelope<ParsedRecord>(msg.data);
-      const ooo = opts.outOfOrdernessMs;
-      let asIs = out.forward !== undefined;
-      for (const r of env.recs)
-        if (r.s <= lastUpTo || (r.wb >= 0 && r.ts < r.wb - ooo)) {
-          asIs = false;
-          break;
-        }
-      let late = 0;
-      // Nothing late, nothing seen before: the batch goes on as it came, not encoded again.
-      if (asIs) out.forward!(target, msg.data, env.recs);
-      else
-        for (const r of env.recs) {
-          if (r.s <= lastUpTo) continue; // already seen before a restart of parse
-          if (r.wb >= 0 && r.ts < r.wb - opts.outOfOrdernessMs) {
-            sendLate(out, "watermark", "user", r.wb - opts.outOfOrdernessMs, r);
-            late++;
-          } else out.emit(target, r);
-        }
-      if (late > 0) opts.counters?.late("watermark", late, "user");
-      if (env.wm > progress) {
-        progress = env.wm;
-        state.meta.progress = progress;
-      }
-      out.setProgress(progress);
-      out.touch(target);
-    },
-  };
+  return createStageHandler(watermarkStage, state, out, {
+    settings: { outOfOrdernessMs: opts.outOfOrdernessMs },
+    topology: stageTopology.watermark(opts.partition, opts.counters),
+  });
 }
