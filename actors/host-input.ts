@@ -20,6 +20,8 @@ export interface InputOptions {
   onMessage(m: SourceMessage): void;
   /** The input broke (a lost delivery, the consumer gone, the connection closed). */
   fail(err: unknown): void;
+  /** The instance's stop: opening gives up (see SourceOptions.signal). */
+  signal?: AbortSignal;
 }
 
 export interface Input {
@@ -45,6 +47,7 @@ export async function openInput(o: InputOptions, closedBefore: () => boolean): P
     filterSubject: o.filterSubject,
     startSeq: o.startSeq,
     maxAckPending: o.maxAckPending,
+    ...(o.signal ? { signal: o.signal } : {}),
     callback: (m) => {
       if (ignoring) return;
       const d = m.info.deliverySequence;

@@ -38,6 +38,8 @@ export interface SourceOptions {
   maxAckPending: number;
   /** Each message as it arrives. */
   callback(m: SourceMessage): void;
+  /** Aborted when the instance stops: opening gives up (rejects) rather than finishing. */
+  signal?: AbortSignal;
 }
 
 /** An open input. */

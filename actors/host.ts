@@ -353,6 +353,9 @@ export function createStageInstance<H extends StageHandler>(
             ...(deps.faults?.dropDelivery ? { dropDelivery: deps.faults.dropDelivery } : {}),
             onMessage: (m) => ctx.send({ kind: "input", m }),
             fail: (err) => ctx.fail(err),
+            // A stop while the consumer is placed (slow on a cluster that lost a node) does
+            // not wait for every placement attempt: a unit's handover waits for its stops.
+            signal: ctx.signal,
           },
           () => ctx.signal.aborted,
         );

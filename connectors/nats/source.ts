@@ -30,6 +30,13 @@ export interface DurableSourceOptions {
    * `maxAckPending` and its acks (the client pulls again on receipt, not on processing).
    */
   callback?: (m: JsMsg) => void;
+  /**
+   * Gives up between placement attempts once aborted (throwing the signal's reason): a stage
+   * instance stopped while its consumer is being placed. Without it, a stop waited for every
+   * attempt (up to 40 s on a cluster that lost a node), and a unit handed over held its lease
+   * that long (the cluster test's rebalance to a new worker timed out).
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -57,7 +64,8 @@ export async function openDurableSource(
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: o.startSeq }
       : { deliver_policy: DeliverPolicy.All }),
   };
-  await placeConsumer(jsm, o.stream, config);
+  await placeConsumer(jsm, o.stream, config, o.signal);
+  o.signal?.throwIfAborted();
   const consumer = await nc.jetstream().consumers.get(o.stream, o.durable);
   const messages = await consumer.consume({
     max_messages: o.batch ?? 512,
@@ -96,8 +104,10 @@ async function placeConsumer(
   jsm: JetStreamManager,
   stream: string,
   config: Partial<ConsumerConfig> & { durable_name: string },
+  signal?: AbortSignal,
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
     try {
       await jsm.consumers.delete(stream, config.durable_name);
     } catch (err) {
