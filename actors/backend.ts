@@ -100,6 +100,8 @@ export interface Recommendations {
   statusMessage: string;
   /** Upper bound on the answering view's staleness (ms); 0 or absent when current. */
   stalenessMs?: number;
+  /** The user's A/B arm (ARMS), when arms are set. */
+  arm?: string;
 }
 
 export interface TrendingEntry {

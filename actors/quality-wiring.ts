@@ -10,6 +10,20 @@ import {
   type DriftSettings,
 } from "./drift-psi.js";
 import { subjects } from "./subjects.js";
+import { createArms, type Arm } from "./arms.js";
+import type { Preset } from "./event.js";
+import {
+  WINDOW_NAMES,
+  wilson,
+  type MethodFigures,
+  type PrequentialReport,
+  type WindowName,
+} from "./prequential.js";
+import type { CollaborativeView } from "./collaborative-stage.js";
+import { loadMergedHandler } from "./merged-input.js";
+import { prequentialStage, scoredMethods, type PrequentialView } from "./prequential-stage.js";
+import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
+import { presetNamed } from "./sources/preset.js";
 
 /**
  * DESIGN §7's live quality figures, wired into the pipeline: the drift stage (one instance per
@@ -20,13 +34,41 @@ import { subjects } from "./subjects.js";
 export interface QualityWiring {
   /** The drift report now (memoised for a second: scrapes and the console share it). */
   drift(): DriftReport;
+  /** Whether an arm blends (the source stages must run whatever RANKER says). */
+  readonly blendArm: boolean;
+  /** The user's A/B arm (absent: no ARMS). */
+  armOf?(user: string): Arm;
+  /** The prequential figures of the live scorer; undefined while the stage does not run. */
+  prequential(): { report: PrequentialReport; methods: readonly string[] } | undefined;
+  /** The arms' live figures (all windows), with Wilson 95% intervals. */
+  arms(): ArmFigures[];
+}
+
+export interface ArmFigures {
+  arm: string;
+  ranker: string;
+  share: number;
+  window: WindowName;
+  cases: number;
+  hits: number;
+  hitRate: number;
+  lower: number;
+  upper: number;
 }
 
 export function qualityWiring(
-  cfg: { partitions: number; drift?: Partial<DriftSettings> },
+  cfg: {
+    partitions: number;
+    drift?: Partial<DriftSettings>;
+    preset: Preset;
+    ranker?: "blend" | "design";
+    arms?: readonly Arm[];
+    /** QUALITY=off: no prequential stage. */
+    quality?: boolean;
+  },
   deps: {
     stream: string;
-    run: (spec: StageSpec<DriftHandler>) => void;
+    run: (spec: StageSpec<StageHandler>) => void;
     /** The live handler of "<stage>/<partition>", if it runs. */
     live: (id: string) => StageHandler | undefined;
     registry?: Registry;
@@ -34,7 +76,7 @@ export function qualityWiring(
   },
 ): QualityWiring {
   const settings: DriftSettings = { ...DRIFT_DEFAULTS, ...cfg.drift };
-  for (let p = 0; p < cfg.partitions; p++)
+  for (let p = 0; p < (cfg.quality === false ? 0 : cfg.partitions); p++)
     deps.run({
       stage: "drift",
       partition: p,
@@ -62,6 +104,139 @@ export function qualityWiring(
     return report;
   };
 
+  // --- prequential scoring and A/B arms (a stage fed every user-path event in EVENTS order) ---
+  const arms = cfg.arms && cfg.arms.length > 0 ? createArms(cfg.arms) : undefined;
+  const runs =
+    cfg.quality !== false && ((cfg.ranker ?? "design") === "blend" || arms !== undefined);
+  const preset = presetNamed(cfg.preset);
+  if (runs)
+    deps.run({
+      stage: "prequential",
+      partition: 0,
+      stream: deps.stream,
+      subject: subjects.parseAll,
+      input: "raw",
+      batching: "per-input",
+      create: (state) =>
+        loadMergedHandler(
+          prequentialStage,
+          state,
+          {
+            preset,
+            sources: defaultSourceSettings(preset),
+            blend: defaultBlend(preset),
+            ...(arms ? { arms } : {}),
+            collaborative: () =>
+              (
+                deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
+              )?.collaborative(),
+          },
+          cfg.partitions,
+        ) as Promise<StageHandler & PrequentialView>,
+    });
+  // The methods scored, known before the stage runs (so every series exists from the start).
+  const methods = scoredMethods(arms).filter((m) => !m.startsWith("arm:"));
+  let preqMemo: { at: number; report: PrequentialReport } | undefined;
+  const prequential = () => {
+    const live = deps.live("prequential/0") as (StageHandler & PrequentialView) | undefined;
+    if (!live) return undefined;
+    if (!preqMemo || clock() - preqMemo.at >= 1000)
+      preqMemo = { at: clock(), report: live.report() };
+    return { report: preqMemo.report, methods: live.methods };
+  };
+  const armFigures = (): ArmFigures[] => {
+    if (!arms) return [];
+    const r = prequential()?.report;
+    return arms.arms.flatMap((a) =>
+      WINDOW_NAMES.map((window) => {
+        const f = r?.[window][`arm:${a.name}`];
+        const cases = f?.cases ?? 0;
+        const hits = f?.hits ?? 0;
+        return {
+          arm: a.name,
+          ranker: a.ranker,
+          share: a.share,
+          window,
+          cases,
+          hits,
+          hitRate: cases > 0 ? hits / cases : 0,
+          ...wilson(hits, cases),
+        };
+      }),
+    );
+  };
+
+  if (deps.registry) {
+    const figureGauge = (name: string, help: string, pick: (f: MethodFigures) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["method", "window"] as const,
+        registers: [deps.registry!],
+        collect() {
+          const r = prequential()?.report;
+          for (const window of WINDOW_NAMES)
+            for (const method of methods) {
+              const f = r?.[window][method];
+              this.set({ method, window }, f ? pick(f) : 0);
+            }
+        },
+      });
+    figureGauge(
+      "reco_prequential_hit_rate",
+      "Prequential HitRate@10: share of target events (cart, purchase; rating 4+) whose item was in the method's top 10 just before, by window of event time (1h, 24h, all)",
+      (f) => f.hitRate,
+    );
+    figureGauge(
+      "reco_prequential_ndcg",
+      "Prequential NDCG@10 of the target events, by method and window",
+      (f) => f.ndcg,
+    );
+    figureGauge(
+      "reco_prequential_coverage",
+      "Distinct items in the method's top-10 lists scored in the window / distinct items seen",
+      (f) => f.coverage,
+    );
+    figureGauge("reco_prequential_cases", "Target events scored in the window", (f) => f.cases);
+    {
+      const armGauge = (name: string, help: string, pick: (f: ArmFigures) => number) =>
+        new Gauge({
+          name,
+          help,
+          labelNames: ["arm", "window"] as const,
+          registers: [deps.registry!],
+          collect() {
+            for (const f of armFigures()) this.set({ arm: f.arm, window: f.window }, pick(f));
+          },
+        });
+      armGauge(
+        "reco_arm_cases",
+        "A/B arm: its users' target events scored in the window",
+        (f) => f.cases,
+      );
+      armGauge(
+        "reco_arm_hits",
+        "A/B arm: target events whose item was in the arm's top 10 just before",
+        (f) => f.hits,
+      );
+      armGauge(
+        "reco_arm_hit_rate",
+        "A/B arm: prequential HitRate@10 of the arm's ranker on its users",
+        (f) => f.hitRate,
+      );
+      armGauge(
+        "reco_arm_hit_rate_lower",
+        "A/B arm: lower bound of the hit rate's Wilson 95% interval",
+        (f) => f.lower,
+      );
+      armGauge(
+        "reco_arm_hit_rate_upper",
+        "A/B arm: upper bound of the hit rate's Wilson 95% interval",
+        (f) => f.upper,
+      );
+    }
+  }
+
   if (deps.registry) {
     new Gauge({
       name: "reco_drift_psi",
@@ -85,5 +260,11 @@ export function qualityWiring(
       },
     });
   }
-  return { drift };
+  return {
+    drift,
+    blendArm: arms?.arms.some((a) => a.ranker === "blend") ?? false,
+    ...(arms ? { armOf: (user: string) => arms.armOf(user) } : {}),
+    prequential,
+    arms: armFigures,
+  };
 }

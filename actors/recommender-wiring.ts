@@ -11,6 +11,7 @@ import { partitionOf } from "./partition.js";
 import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
 import type { TrainFn } from "./recommender-trainer.js";
 import { composeView } from "./recommender-view.js";
+import type { BlendSettings } from "./sources/blend.js";
 import { loadStageHandler, NO_OUTPUT } from "./stage-adapter.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { trainInWorker } from "./sources/als-worker.js";
@@ -34,6 +35,8 @@ export interface RankerWiring {
     n: number,
     options: RecommendOptions | undefined,
     row: (item: string) => PopularityRow | undefined,
+    /** An A/B arm's blend settings (actors/arms.ts); absent: the preset's. */
+    blend?: BlendSettings,
   ): Recommendations | undefined;
   /** The user's recent items from the history source; undefined while the stage is not running. */
   recent(userId: string, n: number): RecentEvent[] | undefined;
@@ -69,9 +72,11 @@ export function recommenderWiring(
     log?: (obj: object, msg: string) => void;
     train?: TrainFn;
     registry?: Registry;
+    /** Run the source stages whatever RANKER says (an A/B arm blends: actors/arms.ts). */
+    blendArm?: boolean;
   },
 ): RankerWiring {
-  if ((cfg.ranker ?? "design") !== "blend")
+  if ((cfg.ranker ?? "design") !== "blend" && !deps.blendArm)
     return { answer: () => undefined, recent: () => undefined, similar: () => undefined };
   const preset = presetNamed(cfg.preset);
   const bs = defaultBlend(preset);
@@ -161,9 +166,9 @@ export function recommenderWiring(
       },
     });
   return {
-    answer(userId, n, options, row) {
+    answer(userId, n, options, row, blend) {
       const v = view(userId);
-      return v ? blendAnswer(v, bs, row, userId, n, options) : undefined;
+      return v ? blendAnswer(v, blend ?? bs, row, userId, n, options) : undefined;
     },
     recent(userId, n) {
       const h = history(userId);

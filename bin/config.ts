@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import type { PipelineConfig } from "../pipeline/pipeline.js";
 import { EVENT_TYPES, type EventType } from "../actors/event.js";
 import type { TrendingWeights } from "../actors/trending.js";
+import { parseArms, type Arm } from "../actors/arms.js";
 
 /** Raised at start when a setting is invalid: names the setting, the value and the expected form. */
 export class ConfigError extends Error {
@@ -184,6 +185,18 @@ export const SETTINGS = {
     default: "blend",
     values: ["blend", "design"],
     help: "blend: history, similar items, ALS, trending and popularity blended (DESIGN §3.7); design: §3.4–3.6's ranking only",
+  },
+  quality: {
+    env: "QUALITY",
+    kind: "enum",
+    default: "on",
+    values: ["on", "off"],
+    help: 'off: no drift and prequential stages (README "Quality"; they cost a second copy of the sources)',
+  },
+  arms: {
+    env: "ARMS",
+    kind: "string",
+    help: 'A/B arms, a JSON array: [{"name":"a","share":50,"ranker":"design"},{"name":"b","share":50,"ranker":"blend"}] (README "Quality")',
   },
   retrainIntervalMs: {
     env: "RETRAIN_INTERVAL_MS",
@@ -517,6 +530,8 @@ export function loadConfig(
     partitions: num("partitions"),
     preset: str("preset") as PipelineConfig["preset"],
     ranker: str("ranker") as NonNullable<PipelineConfig["ranker"]>,
+    ...armsSetting(str("arms")),
+    quality: str("quality") !== "off",
     retrainIntervalMs: num("retrainIntervalMs"),
     windowMs: num("windowMs"),
     userOutOfOrdernessMs: num("userOutOfOrdernessMs"),
@@ -688,4 +703,14 @@ export function redactConfig(cfg: AppConfig): Record<string, unknown> {
 /** Masks the user-info part of every URL in a list (up to the last `@` before the host). */
 function redactUrl(urls: string): string {
   return urls.replace(/\/\/[^/,\s]*@/g, "//***@");
+}
+
+/** ARMS (actors/arms.ts), checked at start: the message names the setting, the arm and the field. */
+function armsSetting(v: string | undefined): { arms?: Arm[] } {
+  if (v === undefined || v.trim() === "") return {};
+  try {
+    return { arms: parseArms(v) };
+  } catch (err) {
+    throw new ConfigError(`ARMS is not valid: ${(err as Error).message}`);
+  }
 }

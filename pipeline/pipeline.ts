@@ -14,6 +14,7 @@ import type { Preset } from "../actors/event.js";
 import type { TrendingWeights } from "../actors/trending.js";
 import { recommenderWiring, type RankerConfig } from "../actors/recommender-wiring.js";
 import { qualityWiring } from "../actors/quality-wiring.js";
+import type { Arm } from "../actors/arms.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
@@ -35,6 +36,10 @@ export type { LeaseOwnership, Ownership } from "./units.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
 export interface PipelineConfig extends RankerConfig {
+  /** A/B arms (ARMS; actors/arms.ts): absent, every user gets RANKER's answer. */
+  arms?: Arm[];
+  /** QUALITY=off: no drift and prequential stages. Default on. */
+  quality?: boolean;
   partitions: number;
   preset: Preset;
   windowMs: number;
@@ -177,9 +182,20 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.log ? { log: deps.log } : {}),
     ...(deps.markerKey ? { markerKey: deps.markerKey } : {}),
   });
+  // Drift, prequential scoring, A/B arms (DESIGN §7; actors/quality-wiring.ts).
+  const quality = qualityWiring(cfg, {
+    stream: STREAMS.hops,
+    run,
+    live: (id) => {
+      const inst = instances.get(id);
+      return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
+    },
+    ...(metrics ? { registry: metrics.registry } : {}),
+  });
   // --- The recommender stage and the blend (RANKER=blend; actors/recommender-wiring.ts) ---
   const ranker = recommenderWiring(cfg, {
     stream: STREAMS.hops,
+    blendArm: quality.blendArm,
     ...(deps.log ? { log: deps.log } : {}),
     ...(metrics ? { registry: metrics.registry } : {}),
     run,
@@ -189,16 +205,6 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
   });
   // --- end recommender ---
-  // Drift (DESIGN §7; actors/quality-wiring.ts): its stages and gauges.
-  qualityWiring(cfg, {
-    stream: STREAMS.hops,
-    run,
-    live: (id) => {
-      const inst = instances.get(id);
-      return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
-    },
-    ...(metrics ? { registry: metrics.registry } : {}),
-  });
 
   const serving = startServing(cfg, {
     nc,
@@ -206,6 +212,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     instances,
     units,
     ranker,
+    ...(quality.armOf ? { armOf: quality.armOf } : {}),
     serve: deps.serve ?? true,
   });
   const owner = await takeOwnership(deps.ownership ?? { mode: "all" }, {

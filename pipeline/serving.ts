@@ -19,6 +19,7 @@ import { createTrendingHub } from "../actors/trending-hub.js";
 import { partitionOf } from "../actors/partition.js";
 import { itemInfo, similarByCategory } from "../actors/similar-by-category.js";
 import type { RankerWiring } from "../actors/recommender-wiring.js";
+import type { Arm } from "../actors/arms.js";
 import { createPopularityTableActor } from "../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../connectors/nats/trending-watch.js";
 import type { PipelineConfig } from "./pipeline.js";
@@ -30,6 +31,8 @@ export interface ServingOptions {
   instances: Instances;
   units: Units;
   ranker: RankerWiring;
+  /** The user's A/B arm (ARMS): which ranker answers; the answer names it. */
+  armOf?: (user: string) => Arm;
   /** Run the serving actors (popularity table, trending hub, fallback per partition). */
   serve: boolean;
 }
@@ -89,17 +92,22 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   // gRPC façade answers within the request's own task (RecoBackend.recommendNow).
   const fallbackIds = Array.from({ length: P }, (_, p) => `fallback/${p}`);
   const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
-    if (running) {
-      const blended = ranker.answer(userId, n, options, table.row);
+    // A/B arms: the user's arm says which ranker answers, and the answer names it.
+    const arm = o.armOf?.(userId);
+    const named = (r: Recommendations) => (arm ? { ...r, arm: arm.name } : r);
+    if (running && (arm ? arm.ranker === "blend" : true)) {
+      const blended = ranker.answer(userId, n, options, table.row, arm?.blend);
       if (blended) {
         // The blend has no interest profile of its own: the top categories are the design
         // stages' (interest-ranking's 24 h profile), as RANKER=design answers them.
         const fallback = supervisor.child(fallbackIds[partitionOf(userId, P)]!) as
           FallbackActor | undefined;
         const design = fallback?.answer(userId, 1);
-        return design && !(design instanceof BackendUnavailableError)
-          ? { ...blended, topCategories: design.topCategories }
-          : blended;
+        return named(
+          design && !(design instanceof BackendUnavailableError)
+            ? { ...blended, topCategories: design.topCategories }
+            : blended,
+        );
       }
     }
     const p = partitionOf(userId, P);
@@ -111,7 +119,7 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
           : actor.answer(userId, n)
         : new BackendUnavailableError(`partition ${p} is not serving yet (starting or restarting)`);
     if (answer instanceof BackendUnavailableError) throw answer;
-    return answer;
+    return named(answer);
   };
   const backend: RecoBackend = {
     isReady: () => running && table.initialised,

@@ -40,7 +40,7 @@ async function replay(events: readonly LogEvent[]): Promise<Scrape[]> {
   const handlers = new Map<string, DriftHandler>();
   let clock = 0;
   qualityWiring(
-    { partitions: P },
+    { partitions: P, preset: "ecommerce" },
     {
       stream: "HOPS",
       registry,

@@ -288,6 +288,7 @@ export function toRecommendationsResponse(recs: Recommendations): GetRecommendat
     stalenessMs: toUint64(
       Number.isFinite(recs.stalenessMs ?? 0) ? Math.round(recs.stalenessMs ?? 0) : 0,
     ),
+    arm: recs.arm ?? "",
   };
 }
 

@@ -210,6 +210,7 @@ export function openApiDocument() {
             watermark: time,
             statusMessage: { type: "string" },
             stalenessMs: { type: "integer" },
+            arm: { type: "string", description: "the user's A/B arm (ARMS), when arms are set" },
           },
         },
         SimilarItems: {

@@ -51,6 +51,7 @@ export function recommendationsJson(recs: Recommendations) {
     watermark: iso(recs.watermark),
     statusMessage: recs.statusMessage,
     stalenessMs: Math.round(recs.stalenessMs ?? 0),
+    ...(recs.arm !== undefined ? { arm: recs.arm } : {}),
   };
 }
 

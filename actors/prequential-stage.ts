@@ -1,0 +1,224 @@
+import { map } from "rxjs";
+import {
+  defineStage,
+  port,
+  type InputBatch,
+  type StageContext,
+  type StateMaps,
+} from "../runtime/index.js";
+import type { StageState } from "../state/index.js";
+import type { Arms } from "./arms.js";
+import { createDesignDriver, DESIGN_DEFAULTS, type DesignDriver } from "./design-driver.js";
+import type { ParsedRecord } from "./parse.js";
+import { createPrequential, type PrequentialReport } from "./prequential.js";
+import { blend, type BlendSettings } from "./sources/blend.js";
+import type { CollaborativeSource } from "./sources/collaborative.js";
+import { createCovisit } from "./sources/covisit.js";
+import { sourceEventOf } from "./sources/event.js";
+import { createHistory, type UserHistory } from "./sources/history.js";
+import type { SourcePreset } from "./sources/preset.js";
+import { sourceLists, type SourceSettings } from "./sources/recommender.js";
+import { createPopular, createTrending } from "./sources/trending.js";
+import type { Scored, SourceName } from "./sources/types.js";
+
+/**
+ * The prequential stage (DESIGN §7, issue 15): "test, then train". One instance, fed every
+ * user-path record in EVENTS order (merged-input.ts, like covisit and collaborative). For each
+ * target event (preset: a cart or purchase; a rating of 4+) it asks what the rankers would have
+ * answered the user just before the event — the candidate sources' lists at event-time progress,
+ * composed as serving composes them (recommender-serve.ts: the user's done items left out of the
+ * blend) — then feeds the event to its sources. The blend, each source alone, popularity, the
+ * design ranking (when an arm uses it) and the user's A/B arm are scored (prequential.ts).
+ *
+ * Why its own sources (history, co-visitation, trending, popular, as state like the source
+ * stages'): the source stages run apart (history per partition), so at any moment each is at a
+ * different point of the input; reading them would score against whatever they had reached, and a
+ * replay would not give the same figures. Its own copies, fed here in input order, are exactly
+ * the sources "just before" each event, and restart as they were (state). The cost is a second
+ * copy of those sources' memory and CPU (QUALITY=off leaves the stage out).
+ *
+ * Not a pure function of the input: COLLABORATIVE reads the collaborative stage's served model,
+ * trained in a worker and served when it arrives, so during a fast replay the events right after
+ * a training point are scored with the previous model (as serving would have answered then). The
+ * movies preset's blend gives COLLABORATIVE no weight, so its blend figures do not depend on it.
+ */
+export interface PrequentialSettings {
+  preset: SourcePreset;
+  sources: SourceSettings;
+  blend: BlendSettings;
+  arms?: Arms;
+  /** The collaborative stage's source, when it runs here (read only). */
+  collaborative?: () => CollaborativeSource | undefined;
+  k?: number;
+}
+
+export interface PrequentialView {
+  /** Methods scored (gauge labels). */
+  readonly methods: readonly string[];
+  report(): PrequentialReport;
+  /** Event-time progress (epoch ms), -1 before any. */
+  progress(): number;
+}
+
+/** The sources scored alone, as `reco eval` lists them. */
+export const SCORED_SOURCES: readonly SourceName[] = [
+  "HISTORY",
+  "SIMILAR_ITEMS",
+  "COLLABORATIVE",
+  "TRENDING",
+];
+
+/** The methods a stage with these arms scores. */
+export function scoredMethods(arms: Arms | undefined): string[] {
+  const list = arms?.arms ?? [];
+  return [
+    "blend",
+    "popularity",
+    ...(list.some((a) => a.ranker === "design") ? ["design"] : []),
+    ...SCORED_SOURCES,
+    ...list.map((a) => `arm:${a.name}`),
+  ];
+}
+
+/** Candidates per source asked for (what serving asks for an answer of up to 100). */
+const PER_SOURCE = 100;
+
+/** A handler's StageState over prefixed maps of this stage's state (the design driver's). */
+function subState(maps: StateMaps, prefix: string): StageState {
+  const metas = maps.map<Record<string, unknown>>("design-meta");
+  const meta = new Proxy<Record<string, unknown>>(
+    { ...metas.get(prefix) },
+    {
+      set(target, key, value) {
+        target[key as string] = value;
+        metas.set(prefix, { ...target });
+        return true;
+      },
+    },
+  );
+  return {
+    map: (name, options) => maps.map(`design-${prefix}-${name}`, options),
+    meta,
+    dirtyCount: () => 0,
+    keyCount: () => 0,
+  };
+}
+
+export const prequentialStage = defineStage({
+  name: "prequential",
+  input: port<ParsedRecord>(),
+  ports: {},
+  create: (ctx: StageContext<PrequentialSettings>) => {
+    const o = ctx.settings;
+    const st = ctx.state;
+    const k = o.k ?? 10;
+    const preq = createPrequential(st, k);
+    const history = createHistory(
+      {
+        preset: o.preset,
+        halfLifeMs: o.sources.historyHalfLifeMs,
+        maxItemsPerUser: o.sources.maxItemsPerUser,
+      },
+      st.map<UserHistory>("users", { text: true }),
+    );
+    const covisit = createCovisit(
+      { preset: o.preset, ...o.sources.covisit },
+      {
+        edges: st.map("edges", { text: true }),
+        mass: st.map("mass"),
+        recent: st.map("recent", { text: true }),
+      },
+    );
+    const anchors = st.map<number>("anchors");
+    const trending = createTrending({
+      halfLifeMs: o.sources.trending.halfLifeMs,
+      all: o.sources.trending.all,
+      store: { raw: st.map("trending"), anchors, anchorKey: "trending" },
+    });
+    const popular = createPopular(o.preset.isTarget, o.sources.popularHalfLifeMs, {
+      raw: st.map("popular"),
+      anchors,
+      anchorKey: "popular",
+    });
+    const arms = o.arms?.arms ?? [];
+    const design: DesignDriver | undefined = arms.some((a) => a.ranker === "design")
+      ? createDesignDriver(
+          { preset: o.preset.name, ...DESIGN_DEFAULTS },
+          { state: (name) => subState(st, name), table: st.map("design-table") },
+        )
+      : undefined;
+    const methods = scoredMethods(o.arms);
+    const clock = st.map<number>("clock");
+    let progress = clock.get("progress") ?? -1;
+    let pending: ParsedRecord[] = [];
+    const flush = () => {
+      if (pending.length > 0) design?.feed(pending);
+      pending = [];
+    };
+    const top = (l: readonly Scored[] | undefined) => (l ?? []).slice(0, k).map((x) => x.item);
+
+    /** Scores a target event against the answers of just before it. */
+    const score = (r: ParsedRecord) => {
+      const now = progress;
+      const collaborative = o.collaborative?.();
+      const lists = sourceLists(
+        { history, covisit, trending, popular, ...(collaborative ? { collaborative } : {}) },
+        o.sources,
+        r.u,
+        now,
+        PER_SOURCE,
+      );
+      const done = history.done(r.u, now);
+      const t = history.touched(r.u);
+      const touched = t.size > 0 ? t : undefined;
+      const blended = (bs: BlendSettings) =>
+        blend(lists, bs, { n: k, exclude: done, ...(touched ? { touched } : {}) }).map(
+          (x) => x.item,
+        );
+      const main = blended(o.blend);
+      preq.score("blend", r.ts, main, r.i);
+      preq.score("popularity", r.ts, top(lists.POPULAR_FALLBACK), r.i);
+      for (const s of SCORED_SOURCES) preq.score(s, r.ts, top(lists[s]), r.i);
+      let designTop: string[] | undefined;
+      if (design) {
+        flush();
+        designTop = design.answer(r.u, k).items.map((x) => x.itemId);
+        preq.score("design", r.ts, designTop, r.i);
+      }
+      if (o.arms) {
+        const arm = o.arms.armOf(r.u);
+        const list =
+          arm.ranker === "design" ? (designTop ?? []) : arm.blend ? blended(arm.blend) : main;
+        preq.score(`arm:${arm.name}`, r.ts, list, r.i);
+      }
+    };
+
+    const view: PrequentialView = {
+      methods,
+      report: () => preq.report(progress, methods),
+      progress: () => progress,
+    };
+    return {
+      operator: map((b: InputBatch<ParsedRecord>) => {
+        for (const r of b.records) {
+          progress = Math.max(progress, r.wb);
+          const e = sourceEventOf(r);
+          if (o.preset.isTarget(e)) score(r);
+          history.add(e);
+          covisit.add(e);
+          trending.add(e);
+          popular.add(e);
+          preq.seen(r.i);
+          if (design) pending.push(r);
+          progress = Math.max(progress, r.ts);
+        }
+        if (b.records.length === 0) progress = Math.max(progress, b.progress.to);
+        flush();
+        preq.prune(progress);
+        clock.set("progress", progress);
+        return {};
+      }),
+      view,
+    };
+  },
+});

@@ -1,0 +1,177 @@
+import type { StateMaps } from "../runtime/index.js";
+
+/**
+ * Prequential ("test, then train") tallies (DESIGN §7): each target event (a cart or purchase; a
+ * rating of 4+) is a case for every method scored on it — the blend, each source, popularity, the
+ * design ranking, each A/B arm's ranker — a hit when the event's item is in the method's top k
+ * as it would have answered just before the event. HR@k, NDCG@k (one relevant item: 1/log2(rank
+ * + 1)) and coverage (distinct items in the top-k lists / distinct items seen) over sliding
+ * windows of event time (1 h, 24 h: whole 5-minute buckets, as the drift windows) and since the
+ * start ("all").
+ *
+ * State (the host snapshots it with the input position, so a restart counts what a run without
+ * it counts): a tally per (bucket, method) and per method since the start, and one key per
+ * (bucket or "all", method, item) listed, for coverage; buckets older than a day are dropped.
+ */
+export interface Tally {
+  /** cases */
+  c: number;
+  /** hits */
+  h: number;
+  /** sum of NDCG */
+  g: number;
+}
+
+export const PREQUENTIAL_WINDOWS = { "1h": 3_600_000, "24h": 86_400_000 } as const;
+export type WindowName = keyof typeof PREQUENTIAL_WINDOWS | "all";
+export const WINDOW_NAMES: readonly WindowName[] = ["1h", "24h", "all"];
+
+export interface MethodFigures {
+  cases: number;
+  hits: number;
+  hitRate: number;
+  ndcg: number;
+  coverage: number;
+}
+
+export type PrequentialReport = Record<WindowName, Record<string, MethodFigures>>;
+
+export interface Prequential {
+  /** Scores one case of `method`: the top-k `list` against `item`, at event time `ts`. */
+  score(method: string, ts: number, list: readonly string[], item: string): void;
+  /** An item seen in an event (the catalogue that coverage divides by). */
+  seen(item: string): void;
+  /** Drops buckets no window reads any more (event-time progress `now`). */
+  prune(now: number): void;
+  report(now: number, methods: readonly string[]): PrequentialReport;
+}
+
+const BUCKET = 300_000;
+const ALL = "all";
+
+interface Cell {
+  t: Tally;
+  items: Set<string>;
+}
+
+export function createPrequential(state: StateMaps, k = 10): Prequential {
+  const tallies = state.map<Tally>("preq");
+  const listed = state.map<1>("preqItems");
+  const catalogue = state.map<1>("preqCatalogue");
+  let pruned = -1;
+  const cells = new Map<string, Map<string, Cell>>(); // bucket ("all" or start) -> method -> cell
+  const cell = (bucket: string, method: string): Cell => {
+    let m = cells.get(bucket);
+    if (!m) cells.set(bucket, (m = new Map()));
+    let c = m.get(method);
+    if (!c) m.set(method, (c = { t: { c: 0, h: 0, g: 0 }, items: new Set() }));
+    return c;
+  };
+  // The in-memory index, from the state.
+  for (const [key, t] of tallies.entries()) {
+    const x = key.indexOf("|");
+    cell(key.slice(0, x), key.slice(x + 1)).t = t;
+  }
+  for (const key of listed.keys()) {
+    const x = key.indexOf("|");
+    const y = key.indexOf("|", x + 1);
+    cell(key.slice(0, x), key.slice(x + 1, y)).items.add(key.slice(y + 1));
+  }
+
+  const add = (
+    bucket: string,
+    method: string,
+    hit: boolean,
+    gain: number,
+    list: readonly string[],
+  ) => {
+    const c = cell(bucket, method);
+    c.t = { c: c.t.c + 1, h: c.t.h + (hit ? 1 : 0), g: c.t.g + gain };
+    tallies.set(`${bucket}|${method}`, c.t);
+    for (const i of list)
+      if (!c.items.has(i)) {
+        c.items.add(i);
+        listed.set(`${bucket}|${method}|${i}`, 1);
+      }
+  };
+
+  return {
+    score(method, ts, list, item) {
+      const top = list.length > k ? list.slice(0, k) : list;
+      const at = top.indexOf(item);
+      const gain = at < 0 ? 0 : 1 / Math.log2(at + 2);
+      add(String(ts - (ts % BUCKET)), method, at >= 0, gain, top);
+      add(ALL, method, at >= 0, gain, top);
+    },
+    seen(item) {
+      if (!catalogue.has(item)) catalogue.set(item, 1);
+    },
+    prune(now) {
+      if (now - (now % BUCKET) === pruned) return;
+      pruned = now - (now % BUCKET);
+      const oldest = now - (now % BUCKET) - PREQUENTIAL_WINDOWS["24h"];
+      for (const [bucket, m] of cells) {
+        if (bucket === ALL || Number(bucket) > oldest) continue;
+        for (const [method, c] of m) {
+          tallies.delete(`${bucket}|${method}`);
+          for (const i of c.items) listed.delete(`${bucket}|${method}|${i}`);
+        }
+        cells.delete(bucket);
+      }
+    },
+    report(now, methods) {
+      const items = Math.max(1, catalogue.size);
+      const figures = (parts: Cell[]): MethodFigures => {
+        let c = 0;
+        let h = 0;
+        let g = 0;
+        const seen = new Set<string>();
+        for (const p of parts) {
+          c += p.t.c;
+          h += p.t.h;
+          g += p.t.g;
+          for (const i of p.items) seen.add(i);
+        }
+        return {
+          cases: c,
+          hits: h,
+          hitRate: c > 0 ? h / c : 0,
+          ndcg: c > 0 ? g / c : 0,
+          coverage: seen.size / items,
+        };
+      };
+      const out = { "1h": {}, "24h": {}, all: {} } as PrequentialReport;
+      const last = now - (now % BUCKET);
+      for (const method of methods) {
+        out.all[method] = figures(
+          cells.get(ALL)?.has(method) ? [cells.get(ALL)!.get(method)!] : [],
+        );
+        for (const w of ["1h", "24h"] as const) {
+          const from = last - PREQUENTIAL_WINDOWS[w] + BUCKET;
+          const parts: Cell[] = [];
+          for (const [bucket, m] of cells) {
+            if (bucket === ALL) continue;
+            const start = Number(bucket);
+            const c = m.get(method);
+            if (c && start >= from && start <= last) parts.push(c);
+          }
+          out[w][method] = figures(parts);
+        }
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * Wilson score interval of a hit rate (z = 1.96: 95%): stays inside [0, 1] and honest for small
+ * counts and rates near 0 or 1, where the normal approximation is not.
+ */
+export function wilson(hits: number, cases: number, z = 1.96): { lower: number; upper: number } {
+  if (cases <= 0) return { lower: 0, upper: 0 };
+  const p = hits / cases;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * cases)) / (1 + z2 / cases);
+  const half = (z / (1 + z2 / cases)) * Math.sqrt((p * (1 - p)) / cases + z2 / (4 * cases * cases));
+  return { lower: Math.max(0, centre - half), upper: Math.min(1, centre + half) };
+}

@@ -1,0 +1,152 @@
+import { join, resolve } from "node:path";
+import { asyncScheduler } from "rxjs";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readLog, type LogEvent } from "../bin/eval/log.js";
+import { createArms } from "../actors/arms.js";
+import type { ParsedRecord } from "../actors/parse.js";
+import { wilson, type PrequentialReport } from "../actors/prequential.js";
+import {
+  prequentialStage,
+  type PrequentialSettings,
+  type PrequentialView,
+} from "../actors/prequential-stage.js";
+import { blend } from "../actors/sources/blend.js";
+import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
+import { MOVIES } from "../actors/sources/preset.js";
+import { createRecommender } from "../actors/sources/recommender.js";
+import { startStage } from "../runtime/index.js";
+import { createStageState, type StageStateInternal } from "../state/index.js";
+
+/**
+ * Issue 15, point 1: the prequential stage scores each target event (a rating of 4+) against what
+ * the rankers answered just before it. Checked on the first events of MovieLens (ml-latest-small)
+ * against a plain loop over the pure sources (what `reco eval` drives), and across a restart
+ * from a snapshot (state through JSON, as LevelDB holds it) against a run without one.
+ */
+const root = resolve(import.meta.dirname, "..");
+const N = 4000;
+let events: LogEvent[] = [];
+const sources = { ...defaultSourceSettings(MOVIES), implicit: undefined, explicit: undefined };
+const settings: PrequentialSettings = {
+  preset: MOVIES,
+  sources,
+  blend: defaultBlend(MOVIES),
+  arms: createArms([
+    { name: "design", share: 50, ranker: "design" },
+    { name: "blend", share: 50, ranker: "blend" },
+  ]),
+};
+
+beforeAll(async () => {
+  events = (await readLog(join(root, "../shared/data/ml-latest-small"))).events.slice(0, N);
+});
+
+const records = (from: number, to: number): ParsedRecord[] => {
+  let wb = -1;
+  for (let x = 0; x < from; x++) wb = Math.max(wb, events[x]!.ts);
+  return events.slice(from, to).map((e, x) => {
+    const r = { ...e, s: from + x + 1, wb };
+    wb = Math.max(wb, e.ts);
+    return r;
+  });
+};
+
+/** Runs the stage over events [from, to) in batches of uneven sizes. */
+function drive(state: StageStateInternal, from: number, to: number): PrequentialView {
+  const run = startStage(
+    prequentialStage,
+    { name: "prequential", state, settings, scheduler: asyncScheduler, count: () => undefined },
+    () => undefined,
+  );
+  run.restoreAll();
+  const recs = records(from, to);
+  for (let x = 0, size = 1; x < recs.length; x += size, size = (size * 7) % 97) {
+    const batch = recs.slice(x, x + size);
+    run.push({
+      records: batch,
+      position: { from: batch[0]!.s - 1, upTo: batch[batch.length - 1]!.s },
+      progress: { from: -1, to: -1 },
+    });
+  }
+  return run.view;
+}
+
+/** The state as a restart loads it: every map's entries through JSON, in a fresh state. */
+function reload(state: StageStateInternal): StageStateInternal {
+  const fresh = createStageState();
+  for (const [name, entries] of state.allMaps())
+    for (const [k, v] of entries) fresh.loadMapEntry(name, k, JSON.parse(JSON.stringify(v)));
+  return fresh;
+}
+
+describe("prequential stage on MovieLens (issue 15, point 1)", () => {
+  let full: PrequentialReport;
+
+  it("scores every rating of 4+ against the blend and sources of just before it, as a plain loop over the sources does", () => {
+    full = drive(createStageState(), 0, N).report();
+    // The reference: the pure sources fed one event at a time, asked before each target.
+    const rec = createRecommender(MOVIES, sources);
+    let now = -1;
+    const ref = { cases: 0, blend: 0, popularity: 0, SIMILAR_ITEMS: 0, ndcg: 0 };
+    for (const e of events) {
+      if (MOVIES.isTarget(e)) {
+        ref.cases++;
+        const lists = rec.lists(e.u, now, 100);
+        const touched = new Set(rec.recent(e.u, 1000).map((x) => x.item));
+        const top = blend(lists, settings.blend, {
+          n: 10,
+          exclude: rec.done(e.u, now),
+          ...(touched.size > 0 ? { touched } : {}),
+        }).map((x) => x.item);
+        const at = top.indexOf(e.i);
+        if (at >= 0) {
+          ref.blend++;
+          ref.ndcg += 1 / Math.log2(at + 2);
+        }
+        if ((lists.POPULAR_FALLBACK ?? []).slice(0, 10).some((x) => x.item === e.i))
+          ref.popularity++;
+        if ((lists.SIMILAR_ITEMS ?? []).slice(0, 10).some((x) => x.item === e.i))
+          ref.SIMILAR_ITEMS++;
+      }
+      rec.add(e);
+      now = Math.max(now, e.ts);
+    }
+    const all = full.all;
+    expect(ref.cases).toBeGreaterThan(1000);
+    expect(all.blend!.cases).toBe(ref.cases);
+    expect(all.blend!.hits).toBe(ref.blend);
+    expect(all.blend!.ndcg).toBeCloseTo(ref.ndcg / ref.cases, 12);
+    expect(all.popularity!.hits).toBe(ref.popularity);
+    expect(all.SIMILAR_ITEMS!.hits).toBe(ref.SIMILAR_ITEMS);
+    expect(all.blend!.hits).toBeGreaterThan(all.popularity!.hits);
+    // No model here: COLLABORATIVE lists nothing and hits nothing.
+    expect(all.COLLABORATIVE!.hits).toBe(0);
+    // Every case is in one arm; the blend arm's hits are the blend's on its users.
+    expect(all["arm:design"]!.cases + all["arm:blend"]!.cases).toBe(ref.cases);
+    expect(all["arm:blend"]!.hits).toBeLessThanOrEqual(all.blend!.hits);
+    expect(all["arm:design"]!.hits).toBeLessThanOrEqual(all.design!.hits);
+    expect(all.blend!.coverage).toBeGreaterThan(0);
+  }, 120_000);
+
+  it("counts the same after a restart from a snapshot as without one", () => {
+    const state = createStageState();
+    drive(state, 0, 1700);
+    const after = drive(reload(state), 1700, N).report();
+    expect(after).toEqual(full);
+  }, 120_000);
+});
+
+describe("Wilson interval", () => {
+  it("brackets the rate, stays in [0, 1] and narrows with cases", () => {
+    const a = wilson(30, 100);
+    expect(a.lower).toBeLessThan(0.3);
+    expect(a.upper).toBeGreaterThan(0.3);
+    // Known value: 30/100 at 95% -> [0.2189, 0.3958].
+    expect(a.lower).toBeCloseTo(0.2189, 3);
+    expect(a.upper).toBeCloseTo(0.3958, 3);
+    const b = wilson(300, 1000);
+    expect(b.upper - b.lower).toBeLessThan(a.upper - a.lower);
+    expect(wilson(0, 10).lower).toBe(0);
+    expect(wilson(10, 10).upper).toBe(1);
+  });
+});
