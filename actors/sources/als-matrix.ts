@@ -1,4 +1,4 @@
-import { getOwn, memStore, setOwn, type Dict, type KeyStore } from "./store.js";
+import { memStore, type KeyStore } from "./store.js";
 
 /**
  * The user × item matrix ALS trains on, in compressed sparse rows (by user) and columns (by
@@ -20,9 +20,13 @@ export interface Ratings {
 
 /**
  * A user's row as stored: first-seen order of the user, the input point (events fed) of its
- * latest change, and the values by item id.
+ * latest change, then item id and value pairs, flat (an object per row as a dictionary of items
+ * held 900 B per user at 100k users against 540 B for a Map; a flat array is the smallest, and a
+ * row's linear search is short: most users touch a handful of items).
  */
-export type RatingRow = [order: number, changedAt: number, values: Dict<number>];
+export type RatingRow = (string | number)[];
+
+const pairs = (row: RatingRow) => (row.length - 2) / 2;
 
 /** Where the matrix lives (the collaborative stage's state: one key per user, one per item). */
 export interface RatingsStores {
@@ -52,7 +56,7 @@ export function createRatingsBuilder(
   let nnz = -1; // counted when first needed
   const countNnz = () => {
     let n = 0;
-    for (const [, row] of rows.entries()) n += Object.keys(row[2]).length;
+    for (const [, row] of rows.entries()) n += pairs(row);
     return n;
   };
   return {
@@ -62,16 +66,20 @@ export function createRatingsBuilder(
      */
     add(user: string, item: string, value: number, replace = false, at = 0) {
       let row = rows.get(user);
-      if (row === undefined) row = [rows.size, at, {}];
+      if (row === undefined) row = [rows.size, at];
       else if (marked) {
         const m = markedAt();
-        if (m && row[0] < m.users && marked.get(user) === undefined)
-          marked.set(user, [row[0], row[1], { ...row[2] }]);
+        if (m && (row[0] as number) < m.users && marked.get(user) === undefined)
+          marked.set(user, row.slice());
       }
       if (items.get(item) === undefined) items.set(item, items.size);
-      const prev = getOwn(row[2], item);
-      if (prev === undefined && nnz >= 0) nnz++;
-      setOwn(row[2], item, replace || prev === undefined ? value : prev + value);
+      let q = 2;
+      while (q < row.length && row[q] !== item) q += 2;
+      if (q < row.length) row[q + 1] = replace ? value : (row[q + 1] as number) + value;
+      else {
+        row.push(item, value);
+        if (nnz >= 0) nnz++;
+      }
       row[1] = at;
       rows.set(user, row);
     },
@@ -82,10 +90,13 @@ export function createRatingsBuilder(
     /** The user's values by item id (fold-in), undefined if unknown. */
     row(user: string): ReadonlyMap<string, number> | undefined {
       const row = rows.get(user);
-      return row && new Map(Object.entries(row[2]));
+      if (!row) return undefined;
+      const m = new Map<string, number>();
+      for (let q = 2; q < row.length; q += 2) m.set(row[q] as string, row[q + 1] as number);
+      return m;
     },
     /** The input point of the user's latest change; -1 if unknown. */
-    changedAt: (user: string): number => rows.get(user)?.[1] ?? -1,
+    changedAt: (user: string): number => (rows.get(user)?.[1] as number | undefined) ?? -1,
     /**
      * Marks the current point (a training point): until `unmark`, rows changed are copied first,
      * so `buildMarked` builds the matrix of this point. Needs `stores.marked`.
@@ -107,7 +118,7 @@ export function createRatingsBuilder(
       if (!m) return undefined;
       const at: [string, RatingRow][] = [];
       for (const [u, row] of rows.entries())
-        if (row[0] < m.users) at.push([u, marked!.get(u) ?? row]);
+        if ((row[0] as number) < m.users) at.push([u, marked!.get(u) ?? row]);
       return build(at, m.items);
     },
     build(): Ratings {
@@ -119,12 +130,12 @@ export function createRatingsBuilder(
 
   /** The matrix of `entries` (rows), users in first-seen order, the first `nItems` items. */
   function build(entries: [string, RatingRow][], nItems: number): Ratings {
-    const byOrder = entries.sort((a, b) => a[1][0] - b[1][0]);
+    const byOrder = entries.sort((a, b) => (a[1][0] as number) - (b[1][0] as number));
     const users = byOrder.map(([u]) => u);
     const itemList: string[] = new Array<string>(nItems);
     for (const [item, x] of items.entries()) if (x < nItems) itemList[x] = item;
     let total = 0;
-    for (const [, row] of byOrder) total += Object.keys(row[2]).length;
+    for (const [, row] of byOrder) total += pairs(row);
     const userPtr = new Int32Array(users.length + 1);
     const userCols = new Int32Array(total);
     const userVals = new Float32Array(total);
@@ -132,9 +143,10 @@ export function createRatingsBuilder(
     let p = 0;
     for (let u = 0; u < byOrder.length; u++) {
       userPtr[u] = p;
-      const values = byOrder[u]![1][2];
+      const row = byOrder[u]![1];
       const entries: [number, number][] = [];
-      for (const item in values) entries.push([items.get(item)!, values[item]!]);
+      for (let q = 2; q < row.length; q += 2)
+        entries.push([items.get(row[q] as string)!, row[q + 1] as number]);
       entries.sort((a, b) => a[0] - b[0]);
       for (const [i, v] of entries) {
         userCols[p] = i;
