@@ -59,7 +59,13 @@ export async function loadMergedHandler<P extends PortMap, S, V>(
     const env = decodeEnvelope<ParsedRecord>(msg.data);
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const recs = env.recs.filter((r) => r.s > pos.s);
-    if (recs.length > 0) waiting.set(msg.subject, [...(waiting.get(msg.subject) ?? []), ...recs]);
+    if (recs.length > 0) {
+      // Appended in place (the host serialises values when it snapshots): a partition far
+      // behind the others made each hop copy everything waiting before it.
+      const w = waiting.get(msg.subject) ?? [];
+      for (const r of recs) w.push(r);
+      waiting.set(msg.subject, w);
+    }
     positions.set(msg.subject, {
       upTo: Math.max(pos.upTo, env.upTo),
       s: recs.length > 0 ? recs[recs.length - 1]!.s : pos.s,
