@@ -3,9 +3,9 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect, type NatsConnection } from "nats";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
-import { gauges, stagesBehind } from "./helpers/positions.js";
+import { gauges, stagesBehind, type Gauge } from "./helpers/positions.js";
 import { generateLog, rng, seededUuid } from "./helpers/events.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
@@ -76,7 +76,7 @@ function startProc(
         // Idle markers follow wall time; the compared runs must not depend on pauses.
         IDLE_TIMEOUT_MS: "0",
         TRENDING_TRIGGER: "100",
-        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+        // The design ranking (DESIGN §3.4–3.6) unless the test says RANKER=blend.
         RANKER: "design",
         LOG_LEVEL: "warn",
         ...extra,
@@ -113,22 +113,71 @@ async function kill(p: Proc) {
   await exited(p.child);
 }
 
-/** Every stage instance has processed the last message of its input subject, twice in a row. */
-async function waitQuiescent(nc: NatsConnection, p: Proc, ms = 240_000) {
+/**
+ * Every stage instance has processed the last message of its input subject, twice in a row;
+ * with the blend, the source stages fed in EVENTS order have too (their input is every
+ * partition's hops), the newest training point is trained and nothing trains.
+ */
+async function waitQuiescent(nc: NatsConnection, p: Proc, ranker: Ranker, ms = 240_000) {
   const jsm = await nc.jetstreamManager();
   const until = Date.now() + ms;
   let stableSince = 0;
+  const stages = ranker === "blend" ? 1 + 7 * 4 + 2 : 1 + 6 * 4;
   while (Date.now() < until) {
     // A scrape refused while the process is busy is tried again, not a failure.
     const positions = await gauges(p.metricsPort, "reco_stage_position").catch(() => []);
-    const behind = (positions.length < 1 + 6 * 4 ? 1 : 0) + (await stagesBehind(jsm, positions));
+    let behind = (positions.length < stages ? 1 : 0) + (await stagesBehind(jsm, positions));
+    if (ranker === "blend") behind += await sourcesBehind(jsm, p, positions);
     if (behind === 0) {
       if (stableSince === 0) stableSince = Date.now();
       else if (Date.now() - stableSince > 1500) return;
     } else stableSince = 0;
     await sleep(250);
   }
-  throw new Error("pipeline did not catch up");
+  throw new Error(`pipeline did not catch up (sources: ${sourcesSeen})`);
+}
+
+type Ranker = "design" | "blend";
+
+/** What sourcesBehind saw last (for the failure message). */
+let sourcesSeen = "";
+
+/**
+ * 1 unless covisit/0 and collaborative/0 have read the last user-path hop, fed the same records,
+ * and the model of the newest training point is served with nothing training.
+ */
+async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[]) {
+  const last = await Promise.all(
+    Array.from({ length: 4 }, (_, q) =>
+      jsm.streams
+        .getMessage("RECO_HOPS", { last_by_subj: `reco.parse.${q}` })
+        .then((m) => m.seq)
+        .catch(() => 0),
+    ),
+  );
+  const end = Math.max(...last);
+  const at = (stage: string) => positions.find((g) => g.labels.stage === stage)?.value ?? 0;
+  const rec = Object.fromEntries(
+    (await gauges(p.metricsPort, "reco_recommender").catch(() => [])).map((g) => [
+      g.labels.name,
+      g.value,
+    ]),
+  );
+  sourcesSeen = JSON.stringify({
+    end,
+    covisit: at("covisit"),
+    collaborative: at("collaborative"),
+    rec,
+  });
+  const ok =
+    at("covisit") >= end &&
+    at("collaborative") >= end &&
+    rec.events !== undefined &&
+    rec.events === rec.covisit_events &&
+    rec.train_point! > 0 &&
+    rec.model_point === rec.train_point &&
+    rec.training === 0;
+  return ok ? 0 : 1;
 }
 
 interface Results {
@@ -145,7 +194,7 @@ async function collect(nc: NatsConnection, p: Proc): Promise<Results> {
     const answers = await Promise.all(batch.map((u) => client.getRecommendations(u, 10)));
     answers.forEach((a, k) => {
       recs[batch[k]!] = JSON.stringify([
-        a.items.map((x) => [x.itemId, x.score.toFixed(9), x.source]),
+        a.items.map((x) => [x.itemId, x.score.toFixed(9), x.source, x.explanation]),
         a.topCategories.map((c) => [c.category, Number(c.interest)]),
       ]);
     });
@@ -199,15 +248,23 @@ describe("crash exactness under SIGKILL", () => {
     return { nats, dir, nc };
   }
 
-  it(
-    "gives the results of an uninterrupted run after at least 5 SIGKILLs",
-    async () => {
+  // RANKER=design: DESIGN §3.4–3.6's stages; RANKER=blend: also the candidate source stages
+  // (history per partition, covisit and collaborative in EVENTS order, ALS trained at
+  // RETRAIN_INTERVAL_MS points of event time: 40 h of events, 4 h intervals).
+  it.each(["design", "blend"] as const)(
+    "gives the results of an uninterrupted run after at least 5 SIGKILLs (RANKER=%s)",
+    async (ranker) => {
+      const env = { RANKER: ranker, RETRAIN_INTERVAL_MS: String(4 * H) };
+      // The blend's merged source stages and ALS trainings cost more per event: its run takes
+      // the log's first 60k messages (~12 h of event time: three training points).
+      const total = ranker === "blend" ? Math.min(messages.length, 60_000) : messages.length;
+      const quiet = ranker === "blend" ? 420_000 : 240_000;
       // The uninterrupted run.
       const a = await fresh();
-      await publishAll(a.nc, 0, messages.length);
-      const pa = await startProc(a.nats.url, a.dir);
+      await publishAll(a.nc, 0, total);
+      const pa = await startProc(a.nats.url, a.dir, env);
       cleanups.push(() => kill(pa));
-      await waitQuiescent(a.nc, pa);
+      await waitQuiescent(a.nc, pa, ranker, quiet);
       const expected = await collect(a.nc, pa);
       await kill(pa);
       // The log exercised what we compare.
@@ -215,17 +272,26 @@ describe("crash exactness under SIGKILL", () => {
       expect(expected.counts["parse:duplicate"]).toBeGreaterThan(0);
       expect(expected.counts["parse:dead_letter"]).toBeGreaterThan(0);
       expect(expected.counts.lateStream).toBeGreaterThan(0);
+      if (ranker === "blend") {
+        // The blend, not a fallback: history, similar items, collaborative and the rest.
+        const sources = new Set(
+          Object.values(expected.recs).flatMap((r) =>
+            (JSON.parse(r) as [unknown[][]])[0].map((x) => x[2]),
+          ),
+        );
+        expect(sources.size).toBeGreaterThan(2);
+      }
 
       // The chaos run: half the log up front, the rest published while the processor dies.
       const b = await fresh();
-      const half = Math.floor(messages.length / 2);
+      const half = Math.floor(total / 2);
       await publishAll(b.nc, 0, half);
-      const rest = publishAll(b.nc, half, messages.length);
+      const rest = publishAll(b.nc, half, total);
       const k = rng(99);
       let kills = 0;
       let killedInSnapshotWrite = 0;
       const runFor = async (ms: number, extra: Record<string, string> = {}) => {
-        const p = await startProc(b.nats.url, b.dir, extra);
+        const p = await startProc(b.nats.url, b.dir, { ...env, ...extra });
         const died = exited(p.child);
         await Promise.race([sleep(ms), died]);
         if (p.child.exitCode === null && p.child.signalCode === null) await kill(p);
@@ -243,7 +309,7 @@ describe("crash exactness under SIGKILL", () => {
       // Late: the whole log is in EVENTS and parse has read 99.9% of it (issue 17: a kill at the
       // end of the input, with nothing after it to move event time or re-put a table row).
       {
-        const p = await startProc(b.nats.url, b.dir);
+        const p = await startProc(b.nats.url, b.dir, env);
         const last = (await (await b.nc.jetstreamManager()).streams.info("EVENTS")).state.last_seq;
         const until = Date.now() + 120_000;
         while (Date.now() < until) {
@@ -256,9 +322,9 @@ describe("crash exactness under SIGKILL", () => {
         await kill(p);
         kills++;
       }
-      const pb = await startProc(b.nats.url, b.dir);
+      const pb = await startProc(b.nats.url, b.dir, env);
       cleanups.push(() => kill(pb));
-      await waitQuiescent(b.nc, pb);
+      await waitQuiescent(b.nc, pb, ranker, quiet);
       const actual = await collect(b.nc, pb);
       await kill(pb);
 
