@@ -140,7 +140,7 @@ export async function stepMemory(
       value: `${fmtMiB(double.rss - double.rssIdle)} / ${fmtMiB(double.level)}`,
       baseline:
         `${fmtMiB(single.rss - single.rssIdle)} / ${fmtMiB(single.level)} at 1×; state keys ` +
-        `×${(totalKeys(double) / totalKeys(single)).toFixed(2)}, parse's event ids ` +
+        `×${(totalKeys(double) / totalKeys(single)).toFixed(2)}, parse's dedupe segments ` +
         `×${((double.keys.get("parse") ?? 0) / (single.keys.get("parse") ?? 1)).toFixed(2)}`,
       ratio: `${ratio(double.rss - double.rssIdle, single.rss - single.rssIdle)} / ${ratio(double.level, single.level)}`,
       target: `grows with keys, not events: ≤ ${SAME_MEMORY}× (${verdict(ok)})`,
@@ -166,9 +166,10 @@ export async function stepMemory(
             stages.map((s) => `${s} ${fmtInt(p.keys.get(s) ?? 0)}`).join(", "),
         )
         .join("; ") +
-      `. Parse's keys are the event ids of its dedupe memory (one per event, kept for ` +
-      `DEDUPE_HORIZON_MS of event time, 26 h, up to DEDUPE_MAX_IDS, 2M): the state that grows ` +
-      `with events rather than users; popularity-join holds one profile per user` +
+      `. Parse's keys are the segments of its dedupe memory (2,048 event ids each, as 64-bit ` +
+      `hashes: 16 B per id, kept for DEDUPE_HORIZON_MS of event time, 26 h, up to ` +
+      `DEDUPE_MAX_IDS, 2M): the state that grows with events rather than users; ` +
+      `interest-ranking and popularity-join hold one profile per user, history one list` +
       `. Ingest times (publish start → last position move): ` +
       `${all.map((p) => `${p.ingestSecs.toFixed(1)} s${p.lagGaugeStuck ? ` (lag gauges stayed above 0 with every position still for 5 s: ${p.lagGaugeStuck})` : ""}`).join(", ")}.`,
   );
