@@ -147,6 +147,13 @@ export function openApiDocument() {
           responses: { "200": { description: "pipeline status" } },
         },
       },
+      "/v1/quality": {
+        get: {
+          summary:
+            'Live quality (README "Quality"): prequential HitRate@10, NDCG@10, coverage per method and window; A/B arms with Wilson 95% intervals; drift PSI',
+          responses: { "200": { description: "quality figures, as /metrics has them" } },
+        },
+      },
     },
     components: {
       schemas: {

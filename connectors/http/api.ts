@@ -16,6 +16,7 @@ import {
   windowParam,
 } from "./api-params.js";
 import { createPipelineView, type MetricsSource } from "./api-pipeline.js";
+import { readQuality } from "./api-quality.js";
 import { createStaticFiles, defaultWebRoot } from "./api-static.js";
 import { createTrendingHistory, streamTrending } from "./api-trending.js";
 import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
@@ -206,6 +207,16 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
           return s ? { ...trendingJson(s, 0), items: undefined } : { window: w };
         }),
       });
+    }
+    if (path === "/v1/quality") {
+      checkParams(q, []);
+      return sendJson(
+        res,
+        200,
+        o.metrics
+          ? await readQuality(o.metrics)
+          : { prequential: [], arms: [], drift: { psi: {}, events: {} } },
+      );
     }
     if (path === "/openapi.json") return sendJson(res, 200, openApiDocument());
     if (!path.startsWith("/v1/") && (await files.serve(path, res))) return;

@@ -1,7 +1,7 @@
 // The first page: look someone up, see what is hot and whether the pipeline keeps up.
 import { api } from "./api.js";
 import { lineChart } from "./charts.js";
-import { card, h, placeholder } from "./dom.js";
+import { card, fmt, h } from "./dom.js";
 import { kpis } from "./pipeline-view.js";
 import { trendingCard } from "./trending-card.js";
 
@@ -19,6 +19,8 @@ export function overviewPage(root) {
   };
   const kpiBox = h("div", {});
   const chartEl = h("div", { class: "chart" });
+  const hitEl = h("div", { class: "kpi" });
+  const driftEl = h("div", { class: "kpi" });
   const a = trendingCard("1h", 10);
   const b = trendingCard("24h", 10);
   root.append(
@@ -41,8 +43,8 @@ export function overviewPage(root) {
       "div",
       { class: "grid g3" },
       card("Events read per second", "parse", chartEl),
-      placeholder("Hit rate", "Online hit rate per source arrives with the quality work."),
-      placeholder("Drift", "Category and event-type drift (PSI) arrives with the quality work."),
+      card("Hit rate", "blend, top 10, since start", hitEl),
+      card("Drift", "PSI, last hour against the day before", driftEl),
     ),
   );
   const chart = lineChart(chartEl, ["events/s"], { height: 170 });
@@ -50,6 +52,17 @@ export function overviewPage(root) {
     const p = await api("/v1/pipeline");
     kpiBox.replaceChildren(kpis(p));
     chart.push(Date.now() / 1000, [p.events?.inPerSecond ?? 0]);
+    const q = await api("/v1/quality");
+    const blend = q.prequential.find((x) => x.method === "blend" && x.window === "all");
+    hitEl.replaceChildren(
+      h("a", { href: "#/quality" }, blend ? fmt.num(blend.hitRate, 3) : "—"),
+      h("span", { class: "meta" }, blend ? ` over ${fmt.int(blend.cases)} target events` : ""),
+    );
+    const psi = Math.max(0, ...Object.values(q.drift.psi));
+    driftEl.replaceChildren(
+      h("a", { href: "#/quality" }, fmt.num(psi, 3)),
+      h("span", { class: "meta" }, " highest PSI"),
+    );
   };
   poll().catch(() => {});
   const t = setInterval(() => poll().catch(() => {}), 2000);

@@ -1,0 +1,172 @@
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pino } from "pino";
+import { chromium, type Browser } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../bin/config.js";
+import { startApp, type App } from "../bin/app.js";
+import { replayFile } from "../bin/replay/run.js";
+import { createArms, parseArms } from "../actors/arms.js";
+import { parsePrometheusText } from "../connectors/http/api-pipeline.js";
+import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
+import { setupNats, type TestNats } from "./helpers/nats.js";
+
+/**
+ * Issue 15, "done when": a MovieLens replay with two arms (design against blend) shows, in
+ * /metrics, in /v1/quality and in the console, each arm's live hit rate with its interval; the
+ * answers (gRPC and JSON) name the user's arm. The real engine: nats-server, LevelDB, gRPC and
+ * HTTP on loopback, `reco replay`'s own code on the first rows of ml-latest-small (its first
+ * users' whole histories, sent in time order).
+ */
+const root = resolve(import.meta.dirname, "..");
+const ML = join(root, "../shared/data/ml-latest-small");
+const ROWS = 3000;
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARMS = JSON.stringify([
+  { name: "design", share: 50, ranker: "design" },
+  { name: "blend", share: 50, ranker: "blend" },
+]);
+
+const sample = (text: string, name: string, labels: Record<string, string>) =>
+  parsePrometheusText(text).find(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
+
+describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", () => {
+  let nats: TestNats;
+  let dir = "";
+  let app: App;
+  let client: RecoClient;
+  let browser: Browser | undefined;
+  const metrics = async () => (await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`)).text();
+
+  beforeAll(async () => {
+    nats = await setupNats();
+    dir = await mkdtemp(join(tmpdir(), "reco-arms-"));
+    app = await startApp(
+      loadConfig({
+        NATS_URL: nats.url,
+        DATA_DIR: dir,
+        GRPC_PORT: "0",
+        METRICS_PORT: "0",
+        WEB_PORT: "0",
+        PARTITIONS: "2",
+        PARSE_PROCESS: "0",
+        IDLE_TIMEOUT_MS: "0",
+        PRESET: "movies",
+        MOVIES_CATALOG: join(ML, "movies.csv"),
+        ARMS,
+        LOG_LEVEL: "silent",
+      }),
+      pino({ level: "silent" }),
+    );
+    client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    client?.close();
+    await app?.stop();
+    await nats?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("has every arm's series from the start, at 0", async () => {
+    const text = await metrics();
+    for (const arm of ["design", "blend"])
+      for (const window of ["1h", "24h", "all"]) {
+        expect(sample(text, "reco_arm_cases", { arm, window })).toBe(0);
+        expect(sample(text, "reco_arm_hit_rate_upper", { arm, window })).toBe(0);
+      }
+    expect(sample(text, "reco_prequential_hit_rate", { method: "design", window: "all" })).toBe(0);
+  });
+
+  it("scores every rating of 4+ once, per arm, and shows the blend ahead of the design ranking", async () => {
+    // The targets of the slice: ratings of 4+ among the first ROWS rows.
+    const rows = readFileSync(join(ML, "ratings.csv"), "utf8")
+      .split("\n")
+      .slice(1, ROWS + 1);
+    const targets = rows.filter((l) => Number(l.split(",")[2]) >= 4).length;
+    await replayFile({
+      file: join(ML, "ratings.csv"),
+      moviesFile: join(ML, "movies.csv"),
+      natsUrl: nats.url,
+      limit: ROWS,
+      awaitEngineMs: 0,
+      progress: false,
+    });
+    let text = "";
+    const until = Date.now() + 240_000;
+    while (Date.now() < until) {
+      text = await metrics();
+      if (sample(text, "reco_prequential_cases", { method: "blend", window: "all" }) === targets)
+        break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const cases = (arm: string) => sample(text, "reco_arm_cases", { arm, window: "all" })!;
+    const rate = (arm: string) => sample(text, "reco_arm_hit_rate", { arm, window: "all" })!;
+    expect(sample(text, "reco_prequential_cases", { method: "blend", window: "all" })).toBe(
+      targets,
+    );
+    expect(cases("design") + cases("blend")).toBe(targets);
+    expect(cases("design")).toBeGreaterThan(100);
+    expect(cases("blend")).toBeGreaterThan(100);
+    expect(rate("blend")).toBeGreaterThan(rate("design"));
+    for (const arm of ["design", "blend"]) {
+      const lower = sample(text, "reco_arm_hit_rate_lower", { arm, window: "all" })!;
+      const upper = sample(text, "reco_arm_hit_rate_upper", { arm, window: "all" })!;
+      expect(lower).toBeLessThan(rate(arm));
+      expect(upper).toBeGreaterThan(rate(arm));
+    }
+    // The blend's hit rate on all users against the design ranking's, as the prequential rows say.
+    expect(
+      sample(text, "reco_prequential_hit_rate", { method: "blend", window: "all" }),
+    ).toBeGreaterThan(
+      sample(text, "reco_prequential_hit_rate", { method: "design", window: "all" })!,
+    );
+
+    const q = (await (await fetch(`${app.webUrl.replace(/\/$/, "")}/v1/quality`)).json()) as {
+      arms: { arm: string; window: string; cases: number; hitRate: number; lower: number }[];
+    };
+    const blendAll = q.arms.find((a) => a.arm === "blend" && a.window === "all")!;
+    expect(blendAll.cases).toBe(cases("blend"));
+    expect(blendAll.hitRate).toBeCloseTo(rate("blend"), 9);
+  }, 300_000);
+
+  it("names the user's arm in the gRPC and JSON answers", async () => {
+    const arms = createArms(parseArms(ARMS));
+    for (const user of ["1", "2", "3", "4"]) {
+      const r = await client.getRecommendations(user, 5);
+      expect(r.arm).toBe(arms.armOf(user).name);
+      const json = (await (
+        await fetch(`${app.webUrl.replace(/\/$/, "")}/v1/users/${user}/recommendations?n=5`)
+      ).json()) as { arm?: string };
+      expect(json.arm).toBe(arms.armOf(user).name);
+    }
+  });
+
+  it.skipIf(!existsSync(CHROMIUM))(
+    "shows the arms with their intervals in the console",
+    async () => {
+      browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+      });
+      const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+      const errors: string[] = [];
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`${app.webUrl}#/quality`);
+      await page.locator('tr[data-arm="blend"]').waitFor();
+      const blendRow = await page.locator('tr[data-arm="blend"]').innerText();
+      expect(blendRow).toContain("best");
+      expect(blendRow).toMatch(/\d+\.\d %\s*–\s*\d+\.\d %/);
+      await page.locator('tr[data-arm="design"]').waitFor();
+      await page.locator('tr[data-method="blend"]').waitFor();
+      await page.locator('tr[data-dimension="category"]').waitFor();
+      expect(errors).toEqual([]);
+    },
+    60_000,
+  );
+});
