@@ -330,13 +330,14 @@ describe("crash exactness under SIGKILL", () => {
 
       expect(kills).toBeGreaterThanOrEqual(5);
       expect(killedInSnapshotWrite).toBe(2);
+      // Answers first: a failure then says whether the answers differ, not only a count.
+      const differing = users.filter((u) => actual.recs[u] !== expected.recs[u]);
+      expect(differing.slice(0, 5).map((u) => [u, expected.recs[u], actual.recs[u]])).toEqual([]);
       expect(actual.counts).toEqual(expected.counts);
       expect(Object.keys(actual.trendingFinals).sort()).toEqual(
         Object.keys(expected.trendingFinals).sort(),
       );
       expect(actual.trendingFinals).toEqual(expected.trendingFinals);
-      const differing = users.filter((u) => actual.recs[u] !== expected.recs[u]);
-      expect(differing.slice(0, 5).map((u) => [u, expected.recs[u], actual.recs[u]])).toEqual([]);
     },
     15 * 60_000,
   );
