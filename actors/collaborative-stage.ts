@@ -9,6 +9,7 @@ import {
   type CollaborativeSource,
 } from "./sources/collaborative.js";
 import { sourceEventOf } from "./sources/event.js";
+import { createModelVersions, type ModelVersion } from "./model-versions.js";
 import type { SourcePreset } from "./sources/preset.js";
 import {
   createTrainer,
@@ -64,6 +65,8 @@ export interface CollaborativeView {
   status(): { events: number; trainAt: number; models: Partial<Record<ModelKind, number>> };
   /** True while a training runs or waits. */
   training(): boolean;
+  /** The trained models' versions, newest first (actors/model-versions.ts). */
+  versions(): ModelVersion[];
 }
 
 const KINDS = ["implicit", "explicit"] as const;
@@ -90,6 +93,7 @@ export const collaborativeStage = defineStage({
       },
     });
     let p: Points = points.get("t") ?? { n: 0, at: 0, epoch: -1, maxTs: -1, progress: -1 };
+    const versions = createModelVersions(st.map<ModelVersion>("versions"));
 
     const trainer: Trainer = createTrainer({
       train: s.train,
@@ -98,12 +102,14 @@ export const collaborativeStage = defineStage({
         if ((collab.model(kind)?.at ?? -1) > at) return;
         collab.setModel(kind, m, at);
         stored.set(kind, { at, b64: Buffer.from(serialiseModel(m)).toString("base64") });
+        versions.trained(kind, at, m); // issue 15: the model's version history
         if (at === p.at) collab.unmark(kind);
       },
       onError: (kind, err) => s.log?.({ kind, err: String(err) }, "ALS training failed"),
     });
     const settingsOf = (kind: ModelKind) => s.sources[kind];
     const submit = () => {
+      for (const kind of KINDS) if (s.sources[kind]) versions.submitted(kind, p.at, p.progress);
       collab.mark();
       if (s.sources.implicit)
         trainer.submit("implicit", p.at, collab.implicitRatings(), s.sources.implicit);
@@ -175,6 +181,7 @@ export const collaborativeStage = defineStage({
         return { events: p.n, trainAt: p.at, models };
       },
       training: () => trainer.busy(),
+      versions: () => versions.list(),
     };
     return { operator, view, restore: restore() };
   },

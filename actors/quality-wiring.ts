@@ -238,6 +238,46 @@ export function qualityWiring(
   }
 
   if (deps.registry) {
+    // Model versions (issue 15 point 4), kept in the collaborative stage's state.
+    const versions = () =>
+      (
+        deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
+      )?.versions() ?? [];
+    const kinds = cfg.preset === "movies" ? ["implicit", "explicit"] : ["implicit"];
+    new Gauge({
+      name: "reco_model",
+      help: "The newest ALS model per kind: version, data_position (input point, events), event_time_ms of that point, train_seconds (submitted to served, wall clock), trained_at_seconds (epoch)",
+      labelNames: ["kind", "name"] as const,
+      registers: [deps.registry],
+      collect() {
+        const all = versions();
+        for (const kind of kinds) {
+          const v = all.find((x) => x.kind === kind);
+          this.set({ kind, name: "version" }, v?.version ?? 0);
+          this.set({ kind, name: "data_position" }, v?.dataPosition ?? 0);
+          this.set({ kind, name: "event_time_ms" }, v ? Math.max(0, v.eventTime) : 0);
+          this.set(
+            { kind, name: "train_seconds" },
+            v && v.submittedAt > 0 ? (v.trainedAt - v.submittedAt) / 1000 : 0,
+          );
+          this.set({ kind, name: "trained_at_seconds" }, v ? v.trainedAt / 1000 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: "reco_model_history",
+      help: "Each kept ALS model version (the newest 50 per kind): value = when it was served (epoch seconds), labels its version and data position",
+      labelNames: ["kind", "version", "data_position"] as const,
+      registers: [deps.registry],
+      collect() {
+        this.reset();
+        for (const v of versions())
+          this.set(
+            { kind: v.kind, version: String(v.version), data_position: String(v.dataPosition) },
+            v.trainedAt / 1000,
+          );
+      },
+    });
     new Gauge({
       name: "reco_drift_psi",
       help: "Population stability index of the last hour of event time against the 24 h before it, by mix: category, event_type, item_popularity (0 until both windows have events)",

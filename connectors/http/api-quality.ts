@@ -27,6 +27,8 @@ export interface QualityView {
     psi: Record<string, number>;
     events: Record<string, number>;
   };
+  /** Kept ALS model versions, newest first. */
+  models: { kind: string; version: number; dataPosition: number; trainedAt: string }[];
 }
 
 export async function readQuality(source: MetricsSource): Promise<QualityView> {
@@ -70,5 +72,13 @@ export async function readQuality(source: MetricsSource): Promise<QualityView> {
     psi: Object.fromEntries(of("reco_drift_psi").map((s) => [s.labels.dimension, s.value])),
     events: Object.fromEntries(of("reco_drift_events").map((s) => [s.labels.window, s.value])),
   };
-  return { prequential, arms, drift };
+  const models = of("reco_model_history")
+    .map((s) => ({
+      kind: s.labels.kind ?? "",
+      version: Number(s.labels.version),
+      dataPosition: Number(s.labels.data_position),
+      trainedAt: new Date(s.value * 1000).toISOString(),
+    }))
+    .sort((a, b) => b.trainedAt.localeCompare(a.trainedAt) || b.version - a.version);
+  return { prequential, arms, drift, models };
 }

@@ -215,7 +215,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         200,
         o.metrics
           ? await readQuality(o.metrics)
-          : { prequential: [], arms: [], drift: { psi: {}, events: {} } },
+          : { prequential: [], arms: [], drift: { psi: {}, events: {} }, models: [] },
       );
     }
     if (path === "/openapi.json") return sendJson(res, 200, openApiDocument());

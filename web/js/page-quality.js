@@ -155,6 +155,46 @@ function driftCard(q) {
   );
 }
 
+function modelsCard(q) {
+  const rows = q.models.slice(0, 10);
+  return card(
+    "Models",
+    "ALS versions: input point trained at, when served",
+    rows.length === 0
+      ? h("p", { class: "sub" }, "No model trained yet.")
+      : h(
+          "table",
+          { class: "models" },
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              h("th", {}, "kind"),
+              h("th", { class: "num" }, "version"),
+              h("th", { class: "num" }, "data position"),
+              h("th", {}, "served"),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            rows.map((m) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, m.kind),
+                h("td", { class: "num" }, m.version),
+                h("td", { class: "num" }, fmt.int(m.dataPosition)),
+                h("td", {}, fmt.time(m.trainedAt)),
+              ),
+            ),
+          ),
+        ),
+  );
+}
+
 export function qualityPage(root) {
   let window = "all";
   const body = h("div", { class: "grid g2" });
@@ -190,7 +230,7 @@ export function qualityPage(root) {
   );
   const poll = async () => {
     const q = await api("/v1/quality");
-    body.replaceChildren(armsCard(q, window), methodsCard(q, window), driftCard(q));
+    body.replaceChildren(armsCard(q, window), methodsCard(q, window), driftCard(q), modelsCard(q));
   };
   poll().catch(() => {});
   const t = setInterval(() => poll().catch(() => {}), 3000);
