@@ -56,7 +56,7 @@ export default tseslint.config(
   },
   // Layers (README "Layout"): the generic runtime knows no recommendations and no transport; state
   // knows no stages and no transport; stages and their host import no transport (it is injected:
-  // connectors/nats/host-transport.ts). pipeline/ and bin/ compose, and may import anything.
+  // connectors/nats/host-transport.ts). bin/ (with bin/pipeline/) composes, and may import anything.
   layer("runtime/**/*.ts", ["actors", "connectors", "state", "bin"], ["nats", "@grpc/*", "level"]),
   layer("state/**/*.ts", ["actors", "connectors", "bin"], ["@grpc/*"]),
   layer("actors/**/*.ts", ["connectors", "bin"], ["nats", "@grpc/*"]),

@@ -26,7 +26,7 @@ import { performance } from "node:perf_hooks";
 export const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const distDir = join(root, "dist");
 // What the app imports at run time (tests and bench stay on tsx/vitest).
-const SOURCE_DIRS = ["actors", "pipeline", "runtime", "connectors", "state", "proto/gen", "bin"];
+const SOURCE_DIRS = ["actors", "runtime", "connectors", "state", "proto/gen", "bin"];
 // Written last: its time is the build's, and its absence means an unfinished build.
 const STAMP = join(distDir, ".built");
 

@@ -1,6 +1,6 @@
 import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import type { PipelineConfig } from "../pipeline/pipeline.js";
+import type { PipelineConfig } from "./pipeline/pipeline.js";
 import { EVENT_TYPES, type EventType } from "../actors/event.js";
 import type { TrendingWeights } from "../actors/trending.js";
 import { parseArms, type Arm } from "../actors/arms.js";
@@ -57,7 +57,7 @@ export interface AppConfig {
 }
 
 /**
- * Settings of the parse stage that pipeline/pipeline.ts passes to createParseHandler (issue 3):
+ * Settings of the parse stage that bin/pipeline/pipeline.ts passes to createParseHandler (issue 3):
  * `idle: { timeoutMs: cfg.idleTimeoutMs, probe }` and the movies catalogue.
  */
 export interface ParseSettings {

@@ -4,7 +4,7 @@
  */
 import { pino, type Logger } from "pino";
 import { Gauge } from "prom-client";
-import { startPipeline, type Pipeline } from "../pipeline/pipeline.js";
+import { startPipeline, type Pipeline } from "./pipeline/pipeline.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import type { StateDb } from "../state/index.js";
 import { connectWithStatus } from "./nats-connect.js";

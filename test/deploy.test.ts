@@ -60,7 +60,7 @@ function filesUnder(dir: string, keep: (name: string) => boolean): string[] {
 /** Metric names the code registers: `name: "reco_..."` / `name: "grpc_..."` in the sources. */
 function definedMetrics(): Set<string> {
   const names = new Set<string>();
-  for (const dir of ["actors", "pipeline", "bin", "connectors", "state", "runtime"]) {
+  for (const dir of ["actors", "bin", "connectors", "state", "runtime"]) {
     for (const file of filesUnder(join(root, dir), (n) => n.endsWith(".ts"))) {
       for (const m of read(file).matchAll(/\bname:\s*"((?:reco|grpc)_[a-z0-9_]+)"/g))
         names.add(m[1]!);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createGatewayBackend } from "../pipeline/gateway.js";
+import { createGatewayBackend } from "../bin/pipeline/gateway.js";
 import { createPopularityTable } from "../actors/popularity-table.js";
 import { createProfileReplica } from "../actors/profile-replica.js";
 import { createTrendingHub } from "../actors/trending-hub.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../bin/config.js";
-import { startDriver, type Driver } from "../pipeline/driver.js";
+import { startDriver, type Driver } from "../bin/pipeline/driver.js";
 import { STREAMS } from "../connectors/nats/topology.js";
 import {
   closer,
@@ -23,7 +23,7 @@ import {
 
 /*
  * The reference comparison of test/reference-compare.test.ts, on the in-memory driver
- * (pipeline/driver.ts): the same stages, wiring and stage host, without a server, in seconds.
+ * (bin/pipeline/driver.ts): the same stages, wiring and stage host, without a server, in seconds.
  * Answers, popularity, closed trending windows and late events must equal the reference at 1, 3
  * and 8 partitions, as on NATS.
  */

@@ -93,7 +93,7 @@ export interface PipelineView {
   slowest: { stage: string; partition: number; lag: number; why: string } | null;
 }
 
-/** Stages in pipeline order (pipeline/pipeline.ts); others follow by name. */
+/** Stages in pipeline order (bin/pipeline/pipeline.ts); others follow by name. */
 const ORDER = [
   "parse",
   "watermark",

@@ -12,7 +12,7 @@ import type {
  * host's transport (actors/host-transport.ts): streams of messages with sequences, deduplicated
  * by message id (no window: ids are unique per run), consumers that deliver from a sequence on,
  * in order, with delivery sequences and pending counts, and KV puts (`$KV.<bucket>.<key>`) kept
- * as the latest value per key. What the in-memory driver (pipeline/driver.ts) runs on: no server,
+ * as the latest value per key. What the in-memory driver (bin/pipeline/driver.ts) runs on: no server,
  * no disk, no acks to wait for.
  */
 

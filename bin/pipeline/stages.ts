@@ -1,17 +1,17 @@
-import type { Metrics } from "../connectors/http/metrics.js";
-import type { StageHandler, StageOutput, StageSpec } from "../actors/host.js";
-import { createParseHandler, type ConsumerView } from "../actors/parse.js";
-import { createBadRatioAlert } from "../actors/parse-metrics.js";
-import { createWatermarkHandler } from "../actors/watermark.js";
-import { createWindowHandler } from "../actors/window.js";
-import { loadInterestHandler } from "../actors/interest-ranking.js";
-import { createPopularityHandler } from "../actors/popularity.js";
-import { createJoinHandler } from "../actors/popularity-join.js";
-import { createTrendingHandler } from "../actors/trending.js";
-import { subjects } from "../actors/subjects.js";
-import { STREAMS } from "../connectors/nats/topology.js";
-import { EVENTS_STREAM } from "../connectors/nats/streams.js";
-import { loadMoviesCatalog } from "../bin/replay/movies-catalog.js";
+import type { Metrics } from "../../connectors/http/metrics.js";
+import type { StageHandler, StageOutput, StageSpec } from "../../actors/host.js";
+import { createParseHandler, type ConsumerView } from "../../actors/parse.js";
+import { createBadRatioAlert } from "../../actors/parse-metrics.js";
+import { createWatermarkHandler } from "../../actors/watermark.js";
+import { createWindowHandler } from "../../actors/window.js";
+import { loadInterestHandler } from "../../actors/interest-ranking.js";
+import { createPopularityHandler } from "../../actors/popularity.js";
+import { createJoinHandler } from "../../actors/popularity-join.js";
+import { createTrendingHandler } from "../../actors/trending.js";
+import { subjects } from "../../actors/subjects.js";
+import { STREAMS } from "../../connectors/nats/topology.js";
+import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
+import { loadMoviesCatalog } from "../replay/movies-catalog.js";
 import type { PipelineConfig } from "./pipeline.js";
 
 /** Runs one stage instance (under the pipeline's supervisor, in its unit). */

@@ -1,23 +1,23 @@
-import { createSupervisor } from "../runtime/index.js";
+import { createSupervisor } from "../../runtime/index.js";
 import {
   createStageInstance,
   type PoisonLedger,
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../actors/host.js";
-import type { SnapshotStore } from "../state/index.js";
-import { createStageState } from "../state/store.js";
-import type { Recommendations } from "../actors/backend.js";
-import type { JoinHandler } from "../actors/popularity-join.js";
-import type { PopularityRow } from "../actors/popularity.js";
-import { answerFor } from "../actors/fallback.js";
-import { createPopularityTable, type PopularityTable } from "../actors/popularity-table.js";
-import { partitionOf } from "../actors/partition.js";
-import { buckets } from "../actors/subjects.js";
-import { HOP_STAGES, STREAMS } from "../connectors/nats/topology.js";
-import { EVENTS_STREAM } from "../connectors/nats/streams.js";
-import { createMemoryLog, type MemoryLog } from "../connectors/memory/log.js";
+} from "../../actors/host.js";
+import type { SnapshotStore } from "../../state/index.js";
+import { createStageState } from "../../state/store.js";
+import type { Recommendations } from "../../actors/backend.js";
+import type { JoinHandler } from "../../actors/popularity-join.js";
+import type { PopularityRow } from "../../actors/popularity.js";
+import { answerFor } from "../../actors/fallback.js";
+import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
+import { partitionOf } from "../../actors/partition.js";
+import { buckets } from "../../actors/subjects.js";
+import { HOP_STAGES, STREAMS } from "../../connectors/nats/topology.js";
+import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
+import { createMemoryLog, type MemoryLog } from "../../connectors/memory/log.js";
 import { wireStages } from "./stages.js";
 import type { PipelineConfig } from "./pipeline.js";
 

@@ -8,20 +8,20 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../actors/backend.js";
+} from "../../actors/backend.js";
 import type { NatsConnection } from "nats";
-import { createSupervisor, type Supervisor } from "../runtime/index.js";
-import { joinCandidates } from "../actors/popularity-join.js";
-import { answerFor } from "../actors/fallback.js";
-import { createPopularityTable, type PopularityTable } from "../actors/popularity-table.js";
-import { createTrendingHub, type TrendingHub } from "../actors/trending-hub.js";
-import { createProfileReplica, type ProfileReplica } from "../actors/profile-replica.js";
-import { createPopularityTableActor } from "../connectors/nats/popularity-watch.js";
-import { createTrendingHubActor } from "../connectors/nats/trending-watch.js";
-import { createProfileReplicaActor } from "../connectors/nats/profile-watch.js";
+import { createSupervisor, type Supervisor } from "../../runtime/index.js";
+import { joinCandidates } from "../../actors/popularity-join.js";
+import { answerFor } from "../../actors/fallback.js";
+import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
+import { createTrendingHub, type TrendingHub } from "../../actors/trending-hub.js";
+import { createProfileReplica, type ProfileReplica } from "../../actors/profile-replica.js";
+import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
+import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
+import { createProfileReplicaActor } from "../../connectors/nats/profile-watch.js";
 import type { PipelineConfig } from "./pipeline.js";
-import { itemInfo, similarByCategory } from "../actors/similar-by-category.js";
-import { filterDesign } from "../actors/recommender-serve.js";
+import { itemInfo, similarByCategory } from "../../actors/similar-by-category.js";
+import { filterDesign } from "../../actors/recommender-serve.js";
 
 export interface GatewayOptions {
   table: PopularityTable;

@@ -1,7 +1,7 @@
 import { Gauge } from "prom-client";
-import type { Supervisor } from "../runtime/index.js";
-import type { HostDeps } from "../actors/host.js";
-import type { Metrics } from "../connectors/http/metrics.js";
+import type { Supervisor } from "../../runtime/index.js";
+import type { HostDeps } from "../../actors/host.js";
+import type { Metrics } from "../../connectors/http/metrics.js";
 import type { Instances } from "./units.js";
 
 /**

@@ -1,5 +1,5 @@
-import { createSupervisor } from "../runtime/index.js";
-import type { Supervisor } from "../runtime/index.js";
+import { createSupervisor } from "../../runtime/index.js";
+import type { Supervisor } from "../../runtime/index.js";
 import {
   createStageInstance,
   type HostDeps,
@@ -7,19 +7,19 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../actors/host.js";
-import type { StateDb } from "../state/index.js";
-import type { RecoBackend } from "../actors/backend.js";
-import type { Preset } from "../actors/event.js";
-import type { TrendingWeights } from "../actors/trending.js";
-import { recommenderWiring, type RankerConfig } from "../actors/recommender-wiring.js";
-import { qualityWiring } from "../actors/quality-wiring.js";
-import type { Arm } from "../actors/arms.js";
-import type { Metrics } from "../connectors/http/metrics.js";
-import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../connectors/nats/topology.js";
-import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
-import { consumerProbe } from "../connectors/nats/source.js";
-import { natsHostTransport } from "../connectors/nats/host-transport.js";
+} from "../../actors/host.js";
+import type { StateDb } from "../../state/index.js";
+import type { RecoBackend } from "../../actors/backend.js";
+import type { Preset } from "../../actors/event.js";
+import type { TrendingWeights } from "../../actors/trending.js";
+import { recommenderWiring, type RankerConfig } from "../../actors/recommender-wiring.js";
+import { qualityWiring } from "../../actors/quality-wiring.js";
+import type { Arm } from "../../actors/arms.js";
+import type { Metrics } from "../../connectors/http/metrics.js";
+import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../../connectors/nats/topology.js";
+import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams.js";
+import { consumerProbe } from "../../connectors/nats/source.js";
+import { natsHostTransport } from "../../connectors/nats/host-transport.js";
 import type { NatsConnection } from "nats";
 import { wireStages } from "./stages.js";
 import { createUnits, takeOwnership, type Instances, type Ownership } from "./units.js";

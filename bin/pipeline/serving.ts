@@ -1,5 +1,5 @@
 import type { NatsConnection } from "nats";
-import type { Supervisor } from "../runtime/index.js";
+import type { Supervisor } from "../../runtime/index.js";
 import {
   BackendUnavailableError,
   hasOptions,
@@ -9,19 +9,19 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../actors/backend.js";
+} from "../../actors/backend.js";
 import type { Observable } from "rxjs";
-import type { JoinHandler } from "../actors/popularity-join.js";
-import { createFallbackActor, type FallbackActor } from "../actors/fallback.js";
-import { filterDesign } from "../actors/recommender-serve.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
-import { createTrendingHub } from "../actors/trending-hub.js";
-import { partitionOf } from "../actors/partition.js";
-import { itemInfo, similarByCategory } from "../actors/similar-by-category.js";
-import type { RankerWiring } from "../actors/recommender-wiring.js";
-import type { Arm } from "../actors/arms.js";
-import { createPopularityTableActor } from "../connectors/nats/popularity-watch.js";
-import { createTrendingHubActor } from "../connectors/nats/trending-watch.js";
+import type { JoinHandler } from "../../actors/popularity-join.js";
+import { createFallbackActor, type FallbackActor } from "../../actors/fallback.js";
+import { filterDesign } from "../../actors/recommender-serve.js";
+import { createPopularityTable } from "../../actors/popularity-table.js";
+import { createTrendingHub } from "../../actors/trending-hub.js";
+import { partitionOf } from "../../actors/partition.js";
+import { itemInfo, similarByCategory } from "../../actors/similar-by-category.js";
+import type { RankerWiring } from "../../actors/recommender-wiring.js";
+import type { Arm } from "../../actors/arms.js";
+import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
+import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import type { PipelineConfig } from "./pipeline.js";
 import type { Instances, Units } from "./units.js";
 
