@@ -28,7 +28,46 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
   popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
   trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
   history: (p) => ["RECO_HOPS", `reco.parse.${p}`],
+  drift: (p) => ["RECO_HOPS", `reco.parse.${p}`],
 };
+
+/** The stage instances ("<stage>/<partition>") of an app with `partitions` partitions. */
+export function stageIds(ranker: "design" | "blend", partitions: number, quality = true): string[] {
+  const perPartition = ["watermark", "window", "interest-ranking", "popularity-join"];
+  perPartition.push("popularity", "trending");
+  if (quality) perPartition.push("drift");
+  if (ranker === "blend") perPartition.push("history");
+  const ids = ["parse/0"];
+  for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
+  if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
+  if (ranker === "blend" && quality) ids.push("prequential/0");
+  return ids;
+}
+
+/** How many of `ids` have no reco_stage_position series in `positions` (not started yet). */
+export function stagesMissing(ids: readonly string[], positions: Gauge[]): number {
+  const seen = new Set(positions.map((g) => `${g.labels.stage}/${g.labels.partition}`));
+  return ids.filter((id) => !seen.has(id)).length;
+}
+
+/**
+ * How many supervised children (stage instances, the serving actors, the KV feeds) have failed
+ * more often than they were restarted: a restart still pending (in backoff). Such a stage keeps
+ * its last reco_stage_position until the new incarnation starts, so positions alone would call
+ * it caught up, and a failed popularity-join leaves its partition "not serving yet".
+ */
+export async function childrenDown(port: number): Promise<number> {
+  const errors = await gauges(port, "reco_stage_errors_total");
+  const restarts = new Map(
+    (await gauges(port, "reco_stage_restarts_total")).map((g) => [
+      `${g.labels.stage}/${g.labels.partition}`,
+      g.value,
+    ]),
+  );
+  return errors.filter(
+    (g) => g.value > (restarts.get(`${g.labels.stage}/${g.labels.partition}`) ?? 0),
+  ).length;
+}
 
 /**
  * How many of the stage instances in `positions` (reco_stage_position) have not yet processed
