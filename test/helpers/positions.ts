@@ -85,7 +85,9 @@ export async function stagesBehind(jsm: JetStreamManager, positions: Gauge[]): P
         : await jsm.streams
             .getMessage(stream, { last_by_subj: subject })
             .then((m) => m.seq)
-            .catch(() => 0);
+            // Nothing on the subject yet: nothing to be behind. Any other error (a request
+            // timeout under load) says nothing, so the instance counts as behind.
+            .catch((err: { code?: unknown }) => (String(err.code) === "404" ? 0 : Infinity));
     if (value < end) behind++;
   }
   return behind;
