@@ -1,6 +1,6 @@
 import { asyncScheduler } from "rxjs";
 import { startStage, type PortMap, type StageDefinition, type StageRun } from "../runtime/index.js";
-import { decodeEnvelope, type StageHandler } from "./host.js";
+import { decodeEnvelope, type StageHandler, type StageSpec } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { subjects } from "./subjects.js";
@@ -31,6 +31,28 @@ interface SubjectPos {
   s: number;
   /** Progress stamped on its newest hop. */
   wm: number;
+}
+
+/**
+ * The spec of a single-instance stage (`<stage>/0`) fed every user-path partition's hops in
+ * EVENTS order: one wildcard consumer over `reco.parse.*`, one flush per input message, the
+ * handler built by loadMergedHandler.
+ */
+export function mergedStageSpec<P extends PortMap, S, V>(
+  def: StageDefinition<ParsedRecord, P, S, V>,
+  stream: string,
+  partitions: number,
+  settings: (state: StageState) => S,
+): StageSpec<StageHandler & V> {
+  return {
+    stage: def.name,
+    partition: 0,
+    stream,
+    subject: subjects.parseAll,
+    input: "raw",
+    batching: "per-input",
+    create: (state) => loadMergedHandler(def, state, settings(state), partitions),
+  };
 }
 
 export async function loadMergedHandler<P extends PortMap, S, V>(

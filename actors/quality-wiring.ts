@@ -20,7 +20,7 @@ import {
   type WindowName,
 } from "./prequential.js";
 import type { CollaborativeView } from "./collaborative-stage.js";
-import { loadMergedHandler } from "./merged-input.js";
+import { mergedStageSpec } from "./merged-input.js";
 import { prequentialStage, scoredMethods, type PrequentialView } from "./prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { presetNamed } from "./sources/preset.js";
@@ -110,30 +110,18 @@ export function qualityWiring(
     cfg.quality !== false && ((cfg.ranker ?? "design") === "blend" || arms !== undefined);
   const preset = presetNamed(cfg.preset);
   if (runs)
-    deps.run({
-      stage: "prequential",
-      partition: 0,
-      stream: deps.stream,
-      subject: subjects.parseAll,
-      input: "raw",
-      batching: "per-input",
-      create: (state) =>
-        loadMergedHandler(
-          prequentialStage,
-          state,
-          {
-            preset,
-            sources: defaultSourceSettings(preset),
-            blend: defaultBlend(preset),
-            ...(arms ? { arms } : {}),
-            collaborative: () =>
-              (
-                deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
-              )?.collaborative(),
-          },
-          cfg.partitions,
-        ) as Promise<StageHandler & PrequentialView>,
-    });
+    deps.run(
+      mergedStageSpec(prequentialStage, deps.stream, cfg.partitions, () => ({
+        preset,
+        sources: defaultSourceSettings(preset),
+        blend: defaultBlend(preset),
+        ...(arms ? { arms } : {}),
+        collaborative: () =>
+          (
+            deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
+          )?.collaborative(),
+      })),
+    );
   // The methods scored, known before the stage runs (so every series exists from the start).
   const methods = scoredMethods(arms).filter((m) => !m.startsWith("arm:"));
   let preqMemo: { at: number; report: PrequentialReport } | undefined;

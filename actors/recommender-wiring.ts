@@ -6,7 +6,7 @@ import type { PopularityRow } from "./popularity.js";
 import { collaborativeStage, type CollaborativeView } from "./collaborative-stage.js";
 import { covisitStage, type CovisitView } from "./covisit-stage.js";
 import { historyStage, type HistoryView } from "./history-stage.js";
-import { loadMergedHandler } from "./merged-input.js";
+import { mergedStageSpec } from "./merged-input.js";
 import { partitionOf } from "./partition.js";
 import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
 import type { TrainFn } from "./recommender-trainer.js";
@@ -100,37 +100,17 @@ export function recommenderWiring(
           topology: stageTopology.history,
         }),
     });
-  deps.run({
-    stage: "covisit",
-    partition: 0,
-    stream: deps.stream,
-    subject: subjects.parseAll,
-    input: "raw",
-    batching: "per-input",
-    create: (state) => loadMergedHandler(covisitStage, state, { preset, sources }, cfg.partitions),
-  });
-  deps.run({
-    stage: "collaborative",
-    partition: 0,
-    stream: deps.stream,
-    subject: subjects.parseAll,
-    input: "raw",
-    batching: "per-input",
-    create: (state) =>
-      loadMergedHandler(
-        collaborativeStage,
-        state,
-        {
-          preset,
-          sources,
-          retrainMs: cfg.retrainIntervalMs ?? HOUR,
-          idleMs: cfg.idleTimeoutMs,
-          train: deps.train ?? trainWorker,
-          ...(deps.log ? { log: deps.log } : {}),
-        },
-        cfg.partitions,
-      ),
-  });
+  deps.run(mergedStageSpec(covisitStage, deps.stream, cfg.partitions, () => ({ preset, sources })));
+  deps.run(
+    mergedStageSpec(collaborativeStage, deps.stream, cfg.partitions, () => ({
+      preset,
+      sources,
+      retrainMs: cfg.retrainIntervalMs ?? HOUR,
+      idleMs: cfg.idleTimeoutMs,
+      train: deps.train ?? trainWorker,
+      ...(deps.log ? { log: deps.log } : {}),
+    })),
+  );
   const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
   const collaborative = () =>
     deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
