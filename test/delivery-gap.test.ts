@@ -11,10 +11,10 @@ import { loadConfig } from "../bin/config.js";
 import { startApp } from "../bin/app.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
+import { sleep } from "./helpers/harness.js";
 
 const H = 3_600_000;
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a delivery lost in flight", () => {
   const cleanups: (() => Promise<unknown>)[] = [];

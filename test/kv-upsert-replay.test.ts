@@ -13,6 +13,7 @@ import { subjects } from "../actors/subjects.js";
 import { BUCKETS, ensureTopology, kvKeyOf, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { openStateDb, type StateDb } from "../state/index.js";
+import { sleep } from "./helpers/harness.js";
 
 /**
  * Issue 17 (purchases lost from the popularity table after a SIGKILL): a stage that replays
@@ -23,7 +24,6 @@ import { openStateDb, type StateDb } from "../state/index.js";
  * duplicate, so the bucket kept 1 purchase of an item bought twice, for good.
  */
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const T0 = Date.UTC(2019, 9, 1);
 
 function purchase(s: number, item: string): ParsedRecord {

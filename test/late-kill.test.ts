@@ -10,6 +10,7 @@ import { gauges, stagesBehind } from "./helpers/positions.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
+import { sleep } from "./helpers/harness.js";
 
 /**
  * Issue 17 point 1: a SIGKILL of the whole app (process group: main and parse processes) late in
@@ -29,7 +30,6 @@ import { replayFile } from "../bin/replay/run.js";
 const root = resolve(import.meta.dirname, "..");
 const LOG = resolve(root, "../shared/data/rees46/2019-Oct-head.csv");
 const RATE = 5000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface App {
   child: ChildProcess;

@@ -15,6 +15,7 @@ import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { sleep } from "./helpers/harness.js";
 
 /**
  * Issue 6: `reco start` with PARSE_PROCESS=1 runs parse in a child process (bin/parse-process.ts).
@@ -25,7 +26,6 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 const root = resolve(import.meta.dirname, "..");
 const H = 3_600_000;
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 60_000) {
   const until = Date.now() + ms;

@@ -9,6 +9,7 @@ import { gauges, stagesBehind } from "./helpers/positions.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
+import { sleep } from "./helpers/harness.js";
 
 /**
  * Issue 12 point 2: the candidate source stages (history per partition, covisit, collaborative)
@@ -23,7 +24,6 @@ import { replayFile } from "../bin/replay/run.js";
 const root = resolve(import.meta.dirname, "..");
 const LOG = resolve(root, "../shared/data/rees46/2019-Oct-head.csv");
 const ROWS = 3000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface App {
   child: ChildProcess;

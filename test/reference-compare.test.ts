@@ -52,6 +52,7 @@ import {
   type RecAnswer,
   type TrendingRow,
 } from "./helpers/reference-scenario.js";
+import { sleep } from "./helpers/harness.js";
 
 /*
  * Issue 3, test point 7: the streaming pipeline against the plain reference (test/helpers/
@@ -76,7 +77,6 @@ const PARTITION_COUNTS = [1, 3, 8];
 /** How long the pipeline may take to settle after a phase is published. */
 const SETTLE_MS = 20_000;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function observeAnswers(client: RecoClient, users: string[]): Promise<Answers> {
   const answers: RecAnswer[] = [];
   for (let k = 0; k < users.length; k += 32) {

@@ -12,10 +12,10 @@ import { startApp } from "../bin/app.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
+import { sleep } from "./helpers/harness.js";
 
 const H = 3_600_000;
 const enc = new TextEncoder();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a restarted process", () => {
   const cleanups: (() => Promise<unknown>)[] = [];

@@ -4,8 +4,7 @@ import { connect as tcpConnect } from "node:net";
 import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { openDurableSource } from "../connectors/nats/source.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from "./helpers/harness.js";
 
 /** Resolves once something accepts TCP connections on the port. */
 async function listening(port: number) {

@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connect, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { watchForStall } from "../connectors/nats/stall.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from "./helpers/harness.js";
 
 describe("watchForStall", () => {
   let nats: TestNats;
