@@ -36,6 +36,8 @@ import {
   differences,
   expectedAnswers,
   expectedFinals,
+  finalsFromKv,
+  type TrendingPart,
   expectedLate,
   expectedPopularity,
   H,
@@ -50,7 +52,6 @@ import {
   type Finals,
   type PopRow,
   type RecAnswer,
-  type TrendingRow,
 } from "./helpers/reference-scenario.js";
 import { sleep } from "./helpers/harness.js";
 
@@ -133,37 +134,9 @@ async function observePopularity(nc: NatsConnection): Promise<PopRow[]> {
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
 
-/**
- * Final trending windows as the partitions left them in reco_trending, merged (items are
- * disjoint across partitions). A window with a final part and a non-final one is reported
- * with a "partial:" key, so it shows up in a comparison.
- */
+/** Final trending windows as the partitions left them in reco_trending (finalsFromKv). */
 async function observeKvFinals(nc: NatsConnection): Promise<Finals> {
-  interface Part {
-    kind: string;
-    start: number;
-    items: TrendingRow[];
-    final: boolean;
-  }
-  const parts = new Map<string, Part[]>();
-  for (const [key, p] of await readKv<Part>(nc, "reco_trending")) {
-    if (key.startsWith("wm.")) continue;
-    const w = `${p.kind}.${p.start}`;
-    parts.set(w, [...(parts.get(w) ?? []), p]);
-  }
-  const out: Finals = {};
-  for (const [w, ps] of parts) {
-    if (!ps.some((p) => p.final)) continue;
-    const merged = ps
-      // The reference defines [item, score, views, clicks]; carts and purchases come after them.
-      .flatMap((p) =>
-        p.items.map(([i, score, views, clicks]): TrendingRow => [i, score, views, clicks]),
-      )
-      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      .slice(0, 100);
-    out[ps.every((p) => p.final) ? w : `partial:${w}`] = merged;
-  }
-  return sortKeys(out);
+  return finalsFromKv(await readKv<TrendingPart>(nc, "reco_trending"));
 }
 
 /** Messages of RECO_LATE as "<reason> <event id> <watermark>", sorted. */

@@ -8,17 +8,17 @@ import {
   differences,
   expectedAnswers,
   expectedFinals,
+  finalsFromKv,
+  type TrendingPart,
   expectedLate,
   expectedPopularity,
   refA,
   refB,
   round,
   scenario,
-  sortKeys,
   type Answers,
   type Finals,
   type PopRow,
-  type TrendingRow,
 } from "./helpers/reference-scenario.js";
 
 /*
@@ -69,31 +69,7 @@ const observePopularity = (d: Driver): PopRow[] =>
 
 /** Final trending windows in the reco_trending bucket, merged over partitions (as on NATS). */
 function observeKvFinals(d: Driver): Finals {
-  interface Part {
-    kind: string;
-    start: number;
-    items: TrendingRow[];
-    final: boolean;
-  }
-  const parts = new Map<string, Part[]>();
-  for (const [key, v] of d.log.kv("reco_trending")) {
-    if (key.startsWith("wm.")) continue;
-    const p = v as Part;
-    const w = `${p.kind}.${p.start}`;
-    parts.set(w, [...(parts.get(w) ?? []), p]);
-  }
-  const out: Finals = {};
-  for (const [w, ps] of parts) {
-    if (!ps.some((p) => p.final)) continue;
-    const merged = ps
-      .flatMap((p) =>
-        p.items.map(([i, score, views, clicks]): TrendingRow => [i, score, views, clicks]),
-      )
-      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      .slice(0, 100);
-    out[ps.every((p) => p.final) ? w : `partial:${w}`] = merged;
-  }
-  return sortKeys(out);
+  return finalsFromKv(d.log.kv("reco_trending") as Iterable<[string, TrendingPart]>);
 }
 
 const dec = new TextDecoder();

@@ -107,6 +107,41 @@ export function sortKeys<T>(o: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+/** A partition's part of a trending window, as the reco_trending bucket holds it. */
+export interface TrendingPart {
+  kind: string;
+  start: number;
+  items: TrendingRow[];
+  final: boolean;
+}
+
+/**
+ * Final trending windows from the reco_trending bucket's entries, merged over partitions (each
+ * partition's part holds its own items; they are disjoint). A window with a final part and a
+ * non-final one is reported with a "partial:" key, so it shows up in a comparison.
+ */
+export function finalsFromKv(entries: Iterable<[string, TrendingPart]>): Finals {
+  const parts = new Map<string, TrendingPart[]>();
+  for (const [key, p] of entries) {
+    if (key.startsWith("wm.")) continue;
+    const w = `${p.kind}.${p.start}`;
+    parts.set(w, [...(parts.get(w) ?? []), p]);
+  }
+  const out: Finals = {};
+  for (const [w, ps] of parts) {
+    if (!ps.some((p) => p.final)) continue;
+    const merged = ps
+      // The reference defines [item, score, views, clicks]; carts and purchases come after them.
+      .flatMap((p) =>
+        p.items.map(([i, score, views, clicks]): TrendingRow => [i, score, views, clicks]),
+      )
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .slice(0, 100);
+    out[ps.every((p) => p.final) ? w : `partial:${w}`] = merged;
+  }
+  return sortKeys(out);
+}
+
 export const expectedLate = (ref: Reference) =>
   ref.late.map((l) => `${l.reason} ${l.eventId} ${l.watermark}`).sort();
 
