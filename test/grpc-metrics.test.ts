@@ -1,10 +1,18 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { Histogram, Registry } from "prom-client";
 import { createGrpcMetrics } from "../connectors/grpc/metrics.js";
 
-/** A start time `seconds` ago, so record() observes that duration (plus a few µs). */
+/**
+ * The clock is frozen in the first test: a start time `seconds` ago makes record() observe exactly
+ * that duration, however long the machine pauses between the two calls (a 2 ms GC pause under load
+ * once moved a 3 ms call into the next bucket).
+ */
 const ago = (seconds: number) => performance.now() - seconds * 1000;
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 async function valueOf(registry: Registry, name: string, labels: Record<string, string>) {
   const metric = registry.getSingleMetric(name);
@@ -16,6 +24,8 @@ async function valueOf(registry: Registry, name: string, labels: Record<string, 
 
 describe("gRPC metrics recorded in batches", () => {
   it("shows every finished call at any read, counts and buckets as prom-client's own would", async () => {
+    const frozen = performance.now();
+    vi.spyOn(performance, "now").mockReturnValue(frozen);
     const registry = new Registry();
     const metrics = createGrpcMetrics(registry);
     // The same observations through a plain prom-client histogram, for comparison.
