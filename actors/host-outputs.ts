@@ -60,6 +60,7 @@ export interface HostOutputs {
 
 const enc = new TextEncoder();
 const ignore = () => undefined;
+const UPSERT = Object.freeze({ upsert: true });
 
 export function createHostOutputs(o: OutputOptions): HostOutputs {
   const { stage, partition, maxRecords, codec, ledger } = o;
@@ -228,11 +229,14 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
       // restarted in between had rebuilt its duplicate map from the messages it still held: a
       // bucket keeps one per key, so the newest value's id was known and the older ones' were
       // not; the replay stored an older value and the newest was dropped as a duplicate (issue
-      // 17: purchases lost from the popularity table, a stale heartbeat watermark). A put
-      // without an id is not retried on a timeout either: the flush of the next snapshot fails
-      // and the instance replays, in order, from its snapshot.
+      // 17: purchases lost from the popularity table, a stale heartbeat watermark). A timed-out
+      // put is re-sent as an upsert (publisher.ts): only while no newer put of its key follows
+      // it, so a re-send never lands after a newer value. It used to get one attempt, and under
+      // load a PubAck later than 5 s failed the stage into a restart loop.
       for (const p of kvPuts.values())
-        pub.publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value))).catch(ignore);
+        pub
+          .publish(`$KV.${p.bucket}.${p.key}`, enc.encode(JSON.stringify(p.value)), UPSERT)
+          .catch(ignore);
       outputCount += kvPuts.size;
       kvPuts.clear();
     },

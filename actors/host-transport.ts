@@ -53,6 +53,11 @@ export interface HopPublishOptions {
   /** Deterministic id: the server stores a message with a given id once (duplicate window). */
   msgId?: string;
   headers?: Record<string, string>;
+  /**
+   * An upsert of its subject (a KV put, no msgId): a slow acknowledgement is waited for and the
+   * put re-sent while no newer put of the subject follows it, never after a newer one.
+   */
+  upsert?: boolean;
 }
 
 export interface HopPublisher {

@@ -276,3 +276,71 @@ describe("JetStream publisher across a server restart", () => {
     await pub.close();
   });
 });
+
+/**
+ * KV puts carry no Nats-Msg-Id (a replay must put every value again, in order: commit 979195e),
+ * so a timed-out put used to get one attempt, and under load a PubAck later than the timeout
+ * failed the stage (a restart loop). A put is now re-sent while it is the newest of its key, and
+ * never after a newer one. The server is stopped (SIGSTOP) to make its PubAcks late.
+ */
+describe("JetStream publisher: KV upserts while the server stalls", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await setupNats();
+    nc = await connectNats({ servers: nats.url, name: "publisher-upsert-test" });
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.cleanup();
+  });
+
+  const stall = async (ms: number, during: () => Promise<void> | void) => {
+    process.kill(nats.server.pid, "SIGSTOP");
+    try {
+      await during();
+      await new Promise((r) => setTimeout(r, ms));
+    } finally {
+      process.kill(nats.server.pid, "SIGCONT");
+    }
+  };
+
+  it("waits out a late PubAck instead of failing the put", async () => {
+    const kv = await nc.jetstream().views.kv("upsert_late");
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 150, retries: 20 });
+    let put: Promise<PubAckInfo> | undefined;
+    // Three timeouts pass while the server is stopped.
+    await stall(600, () => {
+      put = pub.publish("$KV.upsert_late.k", enc.encode("v1"), { upsert: true });
+    });
+    await expect(put).resolves.toMatchObject({ stream: "KV_upsert_late" });
+    await expect(pub.flush()).resolves.toBeUndefined();
+    expect(dec.decode((await kv.get("k"))!.value)).toBe("v1");
+    await pub.close();
+  });
+
+  it("never re-sends an older value after a newer one of the same key", async () => {
+    const kv = await nc.jetstream().views.kv("upsert_order", { history: 64 });
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 300, retries: 20 });
+    const puts: Promise<PubAckInfo>[] = [];
+    await stall(400, async () => {
+      puts.push(pub.publish("$KV.upsert_order.k", enc.encode("old"), { upsert: true }));
+      // Sent before the old value's first timeout: a re-send of "old" would be stored after it.
+      await new Promise((r) => setTimeout(r, 100));
+      puts.push(pub.publish("$KV.upsert_order.k", enc.encode("new"), { upsert: true }));
+      puts.push(pub.publish("$KV.upsert_order.other", enc.encode("x"), { upsert: true }));
+    });
+    await Promise.all(puts);
+    await expect(pub.flush()).resolves.toBeUndefined();
+    const stored: string[] = [];
+    for await (const e of await kv.history({ key: "k" })) stored.push(dec.decode(e.value));
+    expect(stored[0]).toBe("old");
+    expect(stored.slice(stored.indexOf("new"))).not.toContain("old");
+    expect(dec.decode((await kv.get("k"))!.value)).toBe("new");
+    expect(dec.decode((await kv.get("other"))!.value)).toBe("x");
+    expect(pub.pending()).toBe(0);
+    await pub.close();
+  });
+});

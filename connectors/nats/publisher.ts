@@ -10,6 +10,14 @@ export interface PublishOptions {
   /** Sent as `Nats-Msg-Id`: the server stores a message with a given id once per duplicate window. */
   msgId?: string;
   headers?: Record<string, string>;
+  /**
+   * The message is an upsert of its subject (a KV put: `$KV.<bucket>.<key>`), which carries no
+   * `msgId`: only the newest value per subject matters. On a timeout it is re-sent (within
+   * `retries`) while no newer upsert of its subject was published after it; once one was, it is
+   * not re-sent (a re-send would be stored after the newer value and put the older one back) and
+   * settles as the newer one does.
+   */
+  upsert?: boolean;
 }
 
 export interface PubAckInfo {
@@ -117,7 +125,12 @@ interface Entry {
   readonly subject: string;
   readonly data: Uint8Array;
   readonly hdrs: MsgHdrs | undefined;
+  /** Has a Nats-Msg-Id: the server dedupes a re-send. */
   readonly retriable: boolean;
+  /** An upsert (PublishOptions.upsert): re-sent only while the newest of its subject. */
+  readonly upsert: boolean;
+  /** Upserts of the same subject superseded while in flight: they settle as this one does. */
+  followers: Entry[] | undefined;
   attempts: number;
   deadline: number;
   onAck: (ack: PubAckInfo) => void;
@@ -217,6 +230,30 @@ export function createJetStreamPublisher(
   const prefixLen = prefix.length;
   // In send order; a retried entry is moved to the end, so the map is also in deadline order.
   const inflight = new Map<number, Entry>();
+  // The newest unsettled upsert per subject (PublishOptions.upsert).
+  const newestUpsert = new Map<string, Entry>();
+  // Superseded upserts waiting for their newer one (out of `inflight`, still unsettled).
+  let waitingOnNewer = 0;
+  /** Whether a timed-out (or 503'd) entry may be sent again (see PublishOptions.upsert). */
+  const resendable = (e: Entry): boolean =>
+    e.attempts <= retries && (e.retriable || (e.upsert && newestUpsert.get(e.subject) === e));
+  /**
+   * An upsert that timed out after a newer one of its subject was published: not re-sent (it
+   * would land after the newer value), it settles with the newer one (which is re-sent itself).
+   */
+  const supersede = (e: Entry): boolean => {
+    if (!e.upsert || closedError !== undefined) return false;
+    const newer = newestUpsert.get(e.subject);
+    if (newer === undefined || newer === e) return false;
+    inflight.delete(e.token);
+    waitingOnNewer++;
+    (newer.followers ??= []).push(e);
+    if (e.followers !== undefined) {
+      newer.followers.push(...e.followers);
+      e.followers = undefined;
+    }
+    return true;
+  };
   // FIFO with a moving head (shift() is O(n) on big arrays); sent slots are cleared for the GC.
   let queue: Array<Entry | undefined> = [];
   let queueHead = 0;
@@ -232,7 +269,7 @@ export function createJetStreamPublisher(
   let reconnectedAt = -Infinity;
   let flushWaiters: FlushWaiter[] = [];
 
-  const queued = (): number => queue.length - queueHead;
+  const queued = (): number => queue.length - queueHead + waitingOnNewer;
 
   const send = (e: Entry): void => {
     e.attempts++;
@@ -277,6 +314,13 @@ export function createJetStreamPublisher(
 
   function settle(e: Entry, ack: PubAckInfo | undefined, err: Error | undefined): void {
     if (inflight.get(e.token) === e) inflight.delete(e.token);
+    if (e.upsert && newestUpsert.get(e.subject) === e) newestUpsert.delete(e.subject);
+    if (e.followers !== undefined) {
+      const followers = e.followers;
+      e.followers = undefined;
+      waitingOnNewer -= followers.length;
+      for (const f of followers) settle(f, ack, err);
+    }
     if (err) {
       unflushedError ??= err;
       e.onError(err);
@@ -339,7 +383,7 @@ export function createJetStreamPublisher(
       if (msg.data.length === 0 && h !== undefined && h.code !== 0) {
         if (
           h.code === 503 &&
-          e.retriable &&
+          (e.retriable || e.upsert) &&
           e.attempts <= retries &&
           Date.now() - reconnectedAt < RECONNECT_503_MS
         )
@@ -393,7 +437,8 @@ export function createJetStreamPublisher(
       expired.push(e);
     }
     for (const e of expired) {
-      if (e.retriable && e.attempts <= retries && closedError === undefined) {
+      if (supersede(e)) continue;
+      if (resendable(e) && closedError === undefined) {
         inflight.delete(e.token); // re-inserted at the end by send()
         send(e);
       } else {
@@ -437,6 +482,8 @@ export function createJetStreamPublisher(
       data,
       hdrs,
       retriable: opts?.msgId !== undefined,
+      upsert: opts?.upsert === true && opts.msgId === undefined,
+      followers: undefined,
       attempts: 0,
       deadline: 0,
       onAck,
@@ -448,6 +495,7 @@ export function createJetStreamPublisher(
       onError(err);
       return;
     }
+    if (e.upsert) newestUpsert.set(subject, e);
     queue.push(e);
     // Publishes made in one turn of the event loop (including across awaits, e.g. an async
     // source) are sent together on the next turn, so nats.js writes them in one go: its own
