@@ -12,6 +12,8 @@ export interface InputOptions {
   id: string;
   stream: string;
   durable: string;
+  /** Consumers of an earlier owner of this input, deleted first (SourceOptions.stale). */
+  stale?: (name: string) => boolean;
   filterSubject: string;
   startSeq: number;
   maxAckPending: number;
@@ -44,6 +46,7 @@ export async function openInput(o: InputOptions, closedBefore: () => boolean): P
   const source = await o.transport.openSource({
     stream: o.stream,
     durable: o.durable,
+    ...(o.stale ? { stale: o.stale } : {}),
     filterSubject: o.filterSubject,
     startSeq: o.startSeq,
     maxAckPending: o.maxAckPending,

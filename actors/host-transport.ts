@@ -31,6 +31,11 @@ export interface SourceOptions {
   stream: string;
   /** The consumer's name (no dots). */
   durable: string;
+  /**
+   * Names of consumers an earlier owner of this input left (an older lease's): deleted before
+   * the durable is placed, so that owner's input ends instead of going on beside ours.
+   */
+  stale?: (name: string) => boolean;
   filterSubject: string;
   /** First sequence to deliver (the snapshot's + 1). */
   startSeq: number;

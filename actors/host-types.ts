@@ -109,6 +109,12 @@ export interface HostDeps {
   /** The host's timers and clock (batching, snapshots, ticks); default RxJS's async scheduler. */
   scheduler?: SchedulerLike;
   faults?: HostFaults;
+  /**
+   * The input consumer's name for an incarnation about to start, and the names it replaces
+   * (default `<stage>_<partition>`, replacing none). Workers name it after the lease (epoch), so
+   * an owner whose lease has moved on cannot take, ack or re-place the new owner's consumer.
+   */
+  consumer?: () => { name: string; stale?: (name: string) => boolean };
 }
 
 export interface HostMetrics {

@@ -341,12 +341,14 @@ export function createStageInstance<H extends StageHandler>(
         ctx.signal.addEventListener("abort", () => {
           readers.set(inputKey, (readers.get(inputKey) ?? 1) - 1);
         });
+        const consumer = deps.consumer?.() ?? { name: `${stage}_${partition}` };
         const input = await openInput(
           {
             transport: deps.transport,
             id,
             stream: spec.stream,
-            durable: `${stage}_${partition}`,
+            durable: consumer.name,
+            ...(consumer.stale ? { stale: consumer.stale } : {}),
             filterSubject: spec.subject,
             startSeq: lastSeq + 1,
             maxAckPending: spec.input === "raw" ? 4096 : 256,

@@ -158,6 +158,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     maxAttempts: cfg.maxAttempts,
     ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
     ...(deps.log ? { log: deps.log } : {}),
+    consumer: () => units.consumer(stage, partition),
   });
 
   const units = createUnits(supervisor, instances);
@@ -176,8 +177,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
 
   wireStages(cfg, {
     run,
-    // The server's view of parse's consumer (the host names it `${stage}_${partition}`).
-    idleProbe: consumerProbe(jsm, EVENTS_STREAM, "parse_0"),
+    // The server's view of parse's consumer (named by units.consumer, as the host's).
+    idleProbe: consumerProbe(jsm, EVENTS_STREAM, () => units.consumer("parse", 0).name),
     ...(metrics ? { metrics } : {}),
     ...(deps.log ? { log: deps.log } : {}),
     ...(deps.markerKey ? { markerKey: deps.markerKey } : {}),

@@ -40,6 +40,32 @@ export interface Units {
   stop(unit: string, graceful: boolean): Promise<void>;
   /** The unit's stage instances (its serving actor left out). */
   stageIds(unit: string): string[];
+  /** The input consumer of a stage instance, named after its unit's lease (see leaseConsumer). */
+  consumer(stage: string, partition: number): { name: string; stale?: (name: string) => boolean };
+  /** The lease (epoch) a unit is held under, set before it starts (leases only). */
+  setEpoch(unit: string, epoch: number): void;
+}
+
+/**
+ * A stage instance's consumer name under lease `epoch` (undefined: no leases, `base` as is), and
+ * the names it replaces: the plain one and older leases'. One name per lease: an owner whose lease
+ * moved on while its stop was slow or forced (STOP_TIMEOUT_MS) pulled from, acked and re-placed
+ * the consumer of the same name, which was the new owner's.
+ */
+export function leaseConsumer(
+  base: string,
+  epoch: number | undefined,
+): { name: string; stale?: (name: string) => boolean } {
+  if (epoch === undefined) return { name: base };
+  const prefix = `${base}_e`;
+  return {
+    name: `${prefix}${epoch}`,
+    stale: (n) =>
+      n === base ||
+      (n.startsWith(prefix) &&
+        /^\d+$/.test(n.slice(prefix.length)) &&
+        Number(n.slice(prefix.length)) < epoch),
+  };
 }
 
 export function createUnits(supervisor: Supervisor, instances: Instances): Units {
@@ -76,6 +102,7 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
       }),
     );
   };
+  const epochs = new Map<string, number>();
   const stageIdsOf = (unit: string) =>
     (idsOf.get(unit) ?? []).filter((id) => !id.startsWith("fallback/"));
 
@@ -87,6 +114,9 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
     start: startUnit,
     stop: stopUnit,
     stageIds: stageIdsOf,
+    consumer: (stage, partition) =>
+      leaseConsumer(`${stage}_${partition}`, epochs.get(unitOf(stage, partition))),
+    setEpoch: (unit, epoch) => void epochs.set(unit, epoch),
   };
 }
 
@@ -142,7 +172,7 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
         ttlMs: ownership.leaseTtlMs,
         replicas: o.replicas,
         ...(o.log ? { log: o.log } : {}),
-        async onAcquire(unit) {
+        async onAcquire(unit, epoch) {
           // Restore: whichever snapshot covers more input, ours on disk or the archived one. The
           // archive is a shortcut, not a requirement: if it cannot answer in time (a cluster
           // electing leaders), the unit starts from what it has and replays the rest of its input.
@@ -164,7 +194,8 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
               if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
             }),
           );
-          o.log?.({ unit, worker: ownership.workerId }, "unit acquired");
+          o.log?.({ unit, worker: ownership.workerId, epoch }, "unit acquired");
+          units.setEpoch(unit, epoch);
           units.start(unit);
         },
         async onRevoke(unit, graceful) {

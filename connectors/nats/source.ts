@@ -16,6 +16,8 @@ export interface DurableSourceOptions {
   stream: string;
   /** Durable consumer name (no dots). */
   durable: string;
+  /** Names of the stream's consumers to delete before placing ours (an older lease's). */
+  stale?: (name: string) => boolean;
   filterSubject: string;
   /** First stream sequence to deliver; 0 or 1 = from the beginning. */
   startSeq: number;
@@ -64,6 +66,7 @@ export async function openDurableSource(
       ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: o.startSeq }
       : { deliver_policy: DeliverPolicy.All }),
   };
+  if (o.stale) await deleteStale(jsm, o.stream, o.stale);
   await placeConsumer(jsm, o.stream, config, o.signal);
   o.signal?.throwIfAborted();
   const consumer = await nc.jetstream().consumers.get(o.stream, o.durable);
@@ -80,6 +83,25 @@ export async function openDurableSource(
     consumer: o.durable,
   });
   return messages;
+}
+
+/**
+ * Deletes the consumers an earlier owner of the input left (SourceOptions.stale): its pulls then
+ * end with "consumer deleted" or "not found", never served by our consumer. Best effort: one
+ * that cannot be deleted now is left (it only costs the server a consumer).
+ */
+async function deleteStale(
+  jsm: JetStreamManager,
+  stream: string,
+  stale: (name: string) => boolean,
+): Promise<void> {
+  const names: string[] = [];
+  try {
+    for await (const ci of jsm.consumers.list(stream)) if (stale(ci.name)) names.push(ci.name);
+  } catch {
+    return;
+  }
+  await Promise.all(names.map((n) => jsm.consumers.delete(stream, n).catch(() => undefined)));
 }
 
 const isTimeout = (err: unknown) => (err as { code?: string })?.code === "TIMEOUT";
@@ -206,10 +228,10 @@ export type { JsMsg };
 export function consumerProbe(
   jsm: JetStreamManager,
   stream: string,
-  durable: string,
+  durable: string | (() => string),
 ): () => Promise<ConsumerView> {
   return async () => {
-    const ci = await jsm.consumers.info(stream, durable);
+    const ci = await jsm.consumers.info(stream, typeof durable === "string" ? durable : durable());
     return {
       pending: ci.num_pending,
       delivered: ci.delivered.stream_seq,
