@@ -122,7 +122,10 @@ export function createStageInstance<H extends StageHandler>(
     publisher: () => publisher!,
     capture() {
       // Hops waiting for a missing one are not applied: the snapshot stays before them, so a
-      // restarted instance reads them again.
+      // restarted instance reads them again. `upTo`, `sent` and the state may then be beyond
+      // `seq` (a restarted producer's hop applied after the waiting one): on replay such a hop
+      // is dropped as covered by `upTo`, and what it emitted was acked before this snapshot is
+      // written (test/snapshot-waiting-hops.test.ts).
       const waitingFrom = order.firstSeq();
       const seq = waitingFrom === undefined ? lastSeq : Math.min(lastSeq, waitingFrom - 1);
       const covered = waitingFrom === undefined ? lastMsg : undefined;
