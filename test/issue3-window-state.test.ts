@@ -150,7 +150,7 @@ describe("reco_stage_state_keys{stage=window} in the app after a 4-day log", () 
   };
 
   it("holds the keys of the windows open at the end, not one per event", async () => {
-    const pub = createJetStreamPublisher(nc, { window: 256 });
+    const pub = createJetStreamPublisher(nc, { window: 256, timeoutMs: 30_000 });
     await pub.publishMany(
       log.map((e) => ({ subject: `events.${e.event_type}`, data: enc.encode(JSON.stringify(e)) })),
     );

@@ -112,7 +112,7 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     });
 
   async function publish(part: { subject: string; data: Uint8Array }[]) {
-    const pub = createJetStreamPublisher(nc!, { window: 512 });
+    const pub = createJetStreamPublisher(nc!, { window: 512, timeoutMs: 30_000 });
     await pub.publishMany(part);
     await pub.close();
   }

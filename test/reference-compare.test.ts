@@ -233,7 +233,7 @@ type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 
 /** Publishes events in order, as one ordered stream of JetStream publishes. */
 async function publish(nc: NatsConnection, events: RefEvent[]) {
-  const pub = createJetStreamPublisher(nc, { window: 256 });
+  const pub = createJetStreamPublisher(nc, { window: 256, timeoutMs: 30_000 });
   const enc = new TextEncoder();
   await pub.publishMany(
     events.map((e) => ({ subject: `events.${e.event_type}`, data: enc.encode(JSON.stringify(e)) })),

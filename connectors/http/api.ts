@@ -1,3 +1,4 @@
+import { keepIdleConnections } from "./keep-alive.js";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import {
   BackendUnavailableError,
@@ -265,6 +266,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       sendError(res, err);
     });
   });
+  keepIdleConnections(server);
   const port = await listen(server, o.port, host, o.portFallback ?? false);
   return {
     port,

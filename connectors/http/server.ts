@@ -1,3 +1,4 @@
+import { keepIdleConnections } from "./keep-alive.js";
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
 
@@ -58,6 +59,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       .writeHead(404, { "content-type": "text/plain" })
       .end("not found: try /metrics, /healthz or /livez\n");
   });
+  keepIdleConnections(server);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host ?? "127.0.0.1", () => resolve());
