@@ -65,6 +65,8 @@ export function qualityWiring(
     arms?: readonly Arm[];
     /** QUALITY=off: no prequential stage. */
     quality?: boolean;
+    /** QUALITY_SAMPLE: share of target events scored (default 1). */
+    qualitySample?: number;
   },
   deps: {
     stream: string;
@@ -116,6 +118,7 @@ export function qualityWiring(
         sources: defaultSourceSettings(preset),
         blend: defaultBlend(preset),
         ...(arms ? { arms } : {}),
+        ...(cfg.qualitySample !== undefined ? { sample: cfg.qualitySample } : {}),
         collaborative: () =>
           (
             deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
@@ -155,6 +158,14 @@ export function qualityWiring(
   };
 
   if (deps.registry) {
+    new Gauge({
+      name: "reco_prequential_sample",
+      help: "Share of target events the prequential stage scores (QUALITY_SAMPLE; chosen by a hash of the event id), 0 when it does not run",
+      registers: [deps.registry],
+      collect() {
+        this.set(runs ? (cfg.qualitySample ?? 1) : 0);
+      },
+    });
     const figureGauge = (name: string, help: string, pick: (f: MethodFigures) => number) =>
       new Gauge({
         name,

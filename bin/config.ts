@@ -193,6 +193,14 @@ export const SETTINGS = {
     values: ["on", "off"],
     help: 'off: no drift and prequential stages (README "Quality"; they cost a second copy of the sources)',
   },
+  qualitySample: {
+    env: "QUALITY_SAMPLE",
+    kind: "number",
+    default: "0.1",
+    min: 0.001,
+    max: 1,
+    help: 'share of target events the prequential stage scores, chosen by a hash of the event id (1: all; README "Quality")',
+  },
   arms: {
     env: "ARMS",
     kind: "string",
@@ -532,6 +540,7 @@ export function loadConfig(
     ranker: str("ranker") as NonNullable<PipelineConfig["ranker"]>,
     ...armsSetting(str("arms")),
     quality: str("quality") !== "off",
+    qualitySample: num("qualitySample"),
     retrainIntervalMs: num("retrainIntervalMs"),
     windowMs: num("windowMs"),
     userOutOfOrdernessMs: num("userOutOfOrdernessMs"),

@@ -7,6 +7,7 @@ import type { ParsedRecord } from "../actors/parse.js";
 import { wilson, type PrequentialReport } from "../actors/prequential.js";
 import {
   prequentialStage,
+  sampled,
   type PrequentialSettings,
   type PrequentialView,
 } from "../actors/prequential-stage.js";
@@ -52,10 +53,16 @@ const records = (from: number, to: number): ParsedRecord[] => {
 };
 
 /** Runs the stage over events [from, to) in batches of uneven sizes. */
-function drive(state: StageStateInternal, from: number, to: number): PrequentialView {
+function drive(state: StageStateInternal, from: number, to: number, share = 1): PrequentialView {
   const run = startStage(
     prequentialStage,
-    { name: "prequential", state, settings, scheduler: asyncScheduler, count: () => undefined },
+    {
+      name: "prequential",
+      state,
+      settings: { ...settings, sample: share },
+      scheduler: asyncScheduler,
+      count: () => undefined,
+    },
     () => undefined,
   );
   run.restoreAll();
@@ -79,38 +86,41 @@ function reload(state: StageStateInternal): StageStateInternal {
   return fresh;
 }
 
+/** The reference: the pure sources fed one event at a time, asked before each sampled target. */
+function reference(share: number) {
+  const rec = createRecommender(MOVIES, sources);
+  let now = -1;
+  const ref = { cases: 0, blend: 0, popularity: 0, SIMILAR_ITEMS: 0, ndcg: 0 };
+  for (const e of events) {
+    if (MOVIES.isTarget(e) && sampled(e.id, share)) {
+      ref.cases++;
+      const lists = rec.lists(e.u, now, 100);
+      const touched = new Set(rec.recent(e.u, 1000).map((x) => x.item));
+      const top = blend(lists, settings.blend, {
+        n: 10,
+        exclude: rec.done(e.u, now),
+        ...(touched.size > 0 ? { touched } : {}),
+      }).map((x) => x.item);
+      const at = top.indexOf(e.i);
+      if (at >= 0) {
+        ref.blend++;
+        ref.ndcg += 1 / Math.log2(at + 2);
+      }
+      if ((lists.POPULAR_FALLBACK ?? []).slice(0, 10).some((x) => x.item === e.i)) ref.popularity++;
+      if ((lists.SIMILAR_ITEMS ?? []).slice(0, 10).some((x) => x.item === e.i)) ref.SIMILAR_ITEMS++;
+    }
+    rec.add(e);
+    now = Math.max(now, e.ts);
+  }
+  return ref;
+}
+
 describe("prequential stage on MovieLens (issue 15, point 1)", () => {
   let full: PrequentialReport;
 
   it("scores every rating of 4+ against the blend and sources of just before it, as a plain loop over the sources does", () => {
     full = drive(createStageState(), 0, N).report();
-    // The reference: the pure sources fed one event at a time, asked before each target.
-    const rec = createRecommender(MOVIES, sources);
-    let now = -1;
-    const ref = { cases: 0, blend: 0, popularity: 0, SIMILAR_ITEMS: 0, ndcg: 0 };
-    for (const e of events) {
-      if (MOVIES.isTarget(e)) {
-        ref.cases++;
-        const lists = rec.lists(e.u, now, 100);
-        const touched = new Set(rec.recent(e.u, 1000).map((x) => x.item));
-        const top = blend(lists, settings.blend, {
-          n: 10,
-          exclude: rec.done(e.u, now),
-          ...(touched.size > 0 ? { touched } : {}),
-        }).map((x) => x.item);
-        const at = top.indexOf(e.i);
-        if (at >= 0) {
-          ref.blend++;
-          ref.ndcg += 1 / Math.log2(at + 2);
-        }
-        if ((lists.POPULAR_FALLBACK ?? []).slice(0, 10).some((x) => x.item === e.i))
-          ref.popularity++;
-        if ((lists.SIMILAR_ITEMS ?? []).slice(0, 10).some((x) => x.item === e.i))
-          ref.SIMILAR_ITEMS++;
-      }
-      rec.add(e);
-      now = Math.max(now, e.ts);
-    }
+    const ref = reference(1);
     const all = full.all;
     expect(ref.cases).toBeGreaterThan(1000);
     expect(all.blend!.cases).toBe(ref.cases);
@@ -133,6 +143,27 @@ describe("prequential stage on MovieLens (issue 15, point 1)", () => {
     drive(state, 0, 1700);
     const after = drive(reload(state), 1700, N).report();
     expect(after).toEqual(full);
+  }, 120_000);
+
+  it("with QUALITY_SAMPLE scores only the targets whose event id hashes into the share, the same ones after a restart", () => {
+    const share = 0.25;
+    const sampledRun = drive(createStageState(), 0, N, share).report();
+    const ref = reference(share);
+    const all = sampledRun.all;
+    // About a quarter of the targets, and exactly the reference's (the same ids).
+    expect(ref.cases).toBeGreaterThan(full.all.blend!.cases * 0.2);
+    expect(ref.cases).toBeLessThan(full.all.blend!.cases * 0.3);
+    expect(all.blend!.cases).toBe(ref.cases);
+    expect(all.blend!.hits).toBe(ref.blend);
+    expect(all.blend!.ndcg).toBeCloseTo(ref.ndcg / ref.cases, 12);
+    expect(all.popularity!.hits).toBe(ref.popularity);
+    expect(all.SIMILAR_ITEMS!.hits).toBe(ref.SIMILAR_ITEMS);
+    expect(all["arm:design"]!.cases + all["arm:blend"]!.cases).toBe(ref.cases);
+    // A sample is a sample: its hit rate is near the whole's.
+    expect(Math.abs(all.blend!.hitRate - full.all.blend!.hitRate)).toBeLessThan(0.05);
+    const state = createStageState();
+    drive(state, 0, 2300, share);
+    expect(drive(reload(state), 2300, N, share).report()).toEqual(sampledRun);
   }, 120_000);
 });
 

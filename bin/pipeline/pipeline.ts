@@ -40,6 +40,8 @@ export interface PipelineConfig extends RankerConfig {
   arms?: Arm[];
   /** QUALITY=off: no drift and prequential stages. Default on. */
   quality?: boolean;
+  /** QUALITY_SAMPLE: share of target events scored (default 1 here; bin/config.ts: 0.1). */
+  qualitySample?: number;
   partitions: number;
   preset: Preset;
   windowMs: number;
