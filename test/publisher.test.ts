@@ -195,6 +195,48 @@ describe("JetStream publisher timeouts", () => {
   });
 });
 
+describe("JetStream publisher while the event loop stalls", () => {
+  let nats: TestNats;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    nats = await setupNats();
+    nc = await connectNats({ servers: nats.url, name: "publisher-stall-test" });
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await nats?.cleanup();
+  });
+
+  // After a stall, timers run before the I/O phase that reads the PubAcks that came meanwhile:
+  // every message in flight looked timed out (issue 16's 5 s freshness outliers: whole windows of
+  // hops re-sent after GC or a long turn, KV puts failed).
+  it("does not count a stalled event loop against the PubAck timeout", async () => {
+    const jsm = await nc.jetstreamManager();
+    await jsm.streams.add({ name: "STALL", subjects: ["stall.>"], storage: StorageType.File });
+    const copies: string[] = [];
+    const watch = nc.subscribe("stall.>", { callback: (_e, m) => copies.push(m.subject) });
+    await nc.flush();
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 200, retries: 3 });
+    const plain = pub.publish("stall.plain", enc.encode("a"));
+    const withId = pub.publish("stall.id", enc.encode("b"), { msgId: "stall-b" });
+    // Sent on the next turn; then the loop is held for three timeouts.
+    await new Promise((r) => setImmediate(r));
+    const until = Date.now() + 700;
+    while (Date.now() < until) {
+      /* a long synchronous turn */
+    }
+    await expect(plain).resolves.toMatchObject({ stream: "STALL", duplicate: false });
+    await expect(withId).resolves.toMatchObject({ stream: "STALL", duplicate: false });
+    await nc.flush();
+    expect(copies.sort()).toEqual(["stall.id", "stall.plain"]);
+    expect((await jsm.streams.info("STALL")).state.messages).toBe(2);
+    watch.unsubscribe();
+    await pub.close();
+  });
+});
+
 describe("JetStream publisher across a server restart", () => {
   let nats: TestNats;
   let nc: NatsConnection;
@@ -318,6 +360,27 @@ describe("JetStream publisher: KV upserts while the server stalls", () => {
     await expect(put).resolves.toMatchObject({ stream: "KV_upsert_late" });
     await expect(pub.flush()).resolves.toBeUndefined();
     expect(dec.decode((await kv.get("k"))!.value)).toBe("v1");
+    await pub.close();
+  });
+
+  // Seen at load 15 (bench step 3): a trending put failed after 2 attempts, its newer put of the
+  // same key already acked: the older one was then neither the newest nor following one.
+  it("settles an older put whose ack never comes once a newer one of its key is acked", async () => {
+    let n = 0;
+    // A fake bucket that answers every message but the first.
+    const fake = nc.subscribe("$KV.fake.>", {
+      callback: (_err, m) => {
+        if (n++ > 0) m.respond(enc.encode(`{"stream":"KV_fake","seq":${n}}`));
+      },
+    });
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 150, retries: 3 });
+    const older = pub.publish("$KV.fake.k", enc.encode("old"), { upsert: true });
+    const newer = pub.publish("$KV.fake.k", enc.encode("new"), { upsert: true });
+    await expect(newer).resolves.toMatchObject({ seq: 2 });
+    await expect(older).resolves.toMatchObject({ seq: 2 });
+    await expect(pub.flush()).resolves.toBeUndefined();
+    expect(n).toBe(2); // the older value was not re-sent
+    fake.unsubscribe();
     await pub.close();
   });
 

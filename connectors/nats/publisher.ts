@@ -131,6 +131,8 @@ interface Entry {
   readonly upsert: boolean;
   /** Upserts of the same subject superseded while in flight: they settle as this one does. */
   followers: Entry[] | undefined;
+  /** How it settled (an upsert's, for older ones of its subject that time out after it). */
+  outcome: { ack?: PubAckInfo; err?: Error } | undefined;
   attempts: number;
   deadline: number;
   onAck: (ack: PubAckInfo) => void;
@@ -231,21 +233,28 @@ export function createJetStreamPublisher(
   // In send order; a retried entry is moved to the end, so the map is also in deadline order.
   const inflight = new Map<number, Entry>();
   // The newest unsettled upsert per subject (PublishOptions.upsert).
-  const newestUpsert = new Map<string, Entry>();
+  // Per subject with upserts unsettled: the newest published (settled or not) and how many are
+  // unsettled (the record goes with the last of them).
+  const upserts = new Map<string, { newest: Entry; open: number }>();
   // Superseded upserts waiting for their newer one (out of `inflight`, still unsettled).
   let waitingOnNewer = 0;
   /** Whether a timed-out (or 503'd) entry may be sent again (see PublishOptions.upsert). */
   const resendable = (e: Entry): boolean =>
-    e.attempts <= retries && (e.retriable || (e.upsert && newestUpsert.get(e.subject) === e));
+    e.attempts <= retries && (e.retriable || (e.upsert && upserts.get(e.subject)?.newest === e));
   /**
    * An upsert that timed out after a newer one of its subject was published: not re-sent (it
    * would land after the newer value), it settles with the newer one (which is re-sent itself).
    */
   const supersede = (e: Entry): boolean => {
     if (!e.upsert || closedError !== undefined) return false;
-    const newer = newestUpsert.get(e.subject);
+    const newer = upserts.get(e.subject)?.newest;
     if (newer === undefined || newer === e) return false;
     inflight.delete(e.token);
+    if (newer.outcome !== undefined) {
+      // The newer one is settled already (its ack came first: this one's was lost or late).
+      settle(e, newer.outcome.err ? undefined : newer.outcome.ack, newer.outcome.err);
+      return true;
+    }
     waitingOnNewer++;
     (newer.followers ??= []).push(e);
     if (e.followers !== undefined) {
@@ -314,7 +323,11 @@ export function createJetStreamPublisher(
 
   function settle(e: Entry, ack: PubAckInfo | undefined, err: Error | undefined): void {
     if (inflight.get(e.token) === e) inflight.delete(e.token);
-    if (e.upsert && newestUpsert.get(e.subject) === e) newestUpsert.delete(e.subject);
+    if (e.upsert && e.outcome === undefined) {
+      e.outcome = err ? { err } : { ack: ack! };
+      const u = upserts.get(e.subject);
+      if (u !== undefined && --u.open === 0) upserts.delete(e.subject);
+    }
     if (e.followers !== undefined) {
       const followers = e.followers;
       e.followers = undefined;
@@ -428,9 +441,18 @@ export function createJetStreamPublisher(
   });
 
   const tickMs = Math.max(5, Math.min(250, Math.floor(timeoutMs / 4)));
+  let lastTick = Date.now();
   const timer = setInterval(() => {
-    if (inflight.size === 0) return;
     const now = Date.now();
+    // Time the event loop was held (GC, a long synchronous turn) does not count against the
+    // server: after a stall, timers run before the I/O phase that reads the PubAcks which came
+    // meanwhile, and every message in flight looked timed out. A stall of 5 s re-sent whole
+    // windows of hops and failed KV puts (issue 16: freshness outliers of ~5 s, hops published
+    // twice under one id).
+    const held = now - lastTick - tickMs;
+    lastTick = now;
+    if (inflight.size === 0) return;
+    if (held > tickMs) for (const e of inflight.values()) e.deadline += held;
     const expired: Entry[] = [];
     for (const e of inflight.values()) {
       if (e.deadline > now) break;
@@ -484,6 +506,7 @@ export function createJetStreamPublisher(
       retriable: opts?.msgId !== undefined,
       upsert: opts?.upsert === true && opts.msgId === undefined,
       followers: undefined,
+      outcome: undefined,
       attempts: 0,
       deadline: 0,
       onAck,
@@ -495,7 +518,14 @@ export function createJetStreamPublisher(
       onError(err);
       return;
     }
-    if (e.upsert) newestUpsert.set(subject, e);
+    if (e.upsert) {
+      const u = upserts.get(subject);
+      if (u === undefined) upserts.set(subject, { newest: e, open: 1 });
+      else {
+        u.newest = e;
+        u.open++;
+      }
+    }
     queue.push(e);
     // Publishes made in one turn of the event loop (including across awaits, e.g. an async
     // source) are sent together on the next turn, so nats.js writes them in one go: its own
