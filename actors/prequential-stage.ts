@@ -108,6 +108,10 @@ function subState(maps: StateMaps, prefix: string): StageState {
   return {
     map: (name, options) => maps.map(`design-${prefix}-${name}`, options),
     meta,
+    value: <V>(name: string) => ({
+      get: () => meta[name] as V | undefined,
+      set: (v: V) => void (meta[name] = v),
+    }),
     dirtyCount: () => 0,
     keyCount: () => 0,
   };

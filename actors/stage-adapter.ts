@@ -40,6 +40,12 @@ export interface AdapterOptions<S, P extends PortMap> {
   topology: PortTopology<P>;
   /** The stage's timers; RxJS's async scheduler by default. */
   scheduler?: SchedulerLike;
+  /**
+   * "raw": the input is published messages, each handed over as a batch of one (`InputMessage`
+   * records, positions by stream sequence, no progress: the source stage decides it); default:
+   * hops.
+   */
+  input?: "raw";
 }
 
 /** A handler and the stage's view (its queries) in one object, as the host and its owner use it. */
@@ -113,8 +119,22 @@ function adapt<In, P extends PortMap, S, V>(
     },
     dispatch,
   );
-  let progress = Number(state.meta[PROGRESS] ?? -1);
+  const raw = opts.input === "raw";
+  let progress = raw ? -1 : Number(state.meta[PROGRESS] ?? -1);
+  // The last input position handed over (hop `upTo`, or a raw input's stream sequence).
+  let position = Number((raw ? state.meta.seq : state.meta.upTo) ?? 0);
   const handle: StageHandler["handle"] = (msg, lastUpTo) => {
+    if (raw) {
+      // A source's raw input: one message, no progress (the stage decides it, on a port).
+      const from = position;
+      position = msg.seq;
+      run.push({
+        records: [msg as In],
+        position: { from, upTo: msg.seq },
+        progress: { from: -1, to: -1 },
+      });
+      return;
+    }
     const env = decodeEnvelope<In>(msg.data);
     const from = progress;
     if (env.wm > progress) {
@@ -131,12 +151,21 @@ function adapt<In, P extends PortMap, S, V>(
     } finally {
       input = undefined;
     }
+    position = env.upTo;
     out.setProgress(progress);
     for (const subject of hops) out.touch(subject);
   };
+  /** The processing-time trigger: a batch without records, where the last one left off. */
+  const tick = () =>
+    run.push({
+      records: [],
+      position: { from: position, upTo: position },
+      progress: { from: progress, to: progress },
+      trigger: "time",
+    });
   // The view's own properties as they are (getters stay getters: they read live state).
   const handler = Object.defineProperties(
-    { handle },
+    def.trigger === "processing-time" ? { handle, tick } : { handle },
     run.view === undefined ? {} : Object.getOwnPropertyDescriptors(run.view),
   ) as AdaptedHandler<V>;
   return { run, handler };

@@ -1,4 +1,8 @@
 import { buckets as BUCKETS, kvKeyOf, subjects } from "./subjects.js";
+import { deadLetterHeaders } from "./dead-letter.js";
+import { IDLE_SIGNATURE_HEADER, IDLE_SUBJECT, signIdleMarker } from "./idle-marker.js";
+import { partitionOf } from "./partition.js";
+import type { ParsedRecord, parseStage } from "./parse.js";
 import type { PortTopology } from "./stage-adapter.js";
 import { sendLate, type LateCounter } from "./watermark.js";
 import type { popularityStage } from "./popularity.js";
@@ -6,6 +10,7 @@ import type { watermarkStage } from "./watermark.js";
 import type { windowStage } from "./window.js";
 import type { interestStage } from "./interest-ranking.js";
 import type { historyStage } from "./history-stage.js";
+import type { trendingStage } from "./trending.js";
 
 /**
  * KV key of the popularity table's heartbeat row, whose `wm` carries partition 0's progress. Every
@@ -15,7 +20,16 @@ import type { historyStage } from "./history-stage.js";
  */
 export const POPULARITY_HEARTBEAT_KEY = "wm.0";
 
-/** The KV bucket trending writes its top lists and heartbeats to (until it has ports). */
+const enc = new TextEncoder();
+
+/**
+ * An upper bound of a parsed record's JSON: at most 6 bytes per UTF-16 unit (a control character
+ * is escaped as \u00XX), 300 for the rest. The host cuts a hop before it nears max_payload.
+ */
+const recordBytes = (r: ParsedRecord) =>
+  300 + 6 * (r.u.length + r.i.length + r.c.length + r.b.length);
+
+/** The KV bucket trending writes its top lists and heartbeats to. */
 export const TRENDING_BUCKET = BUCKETS.trending;
 
 /**
@@ -24,6 +38,36 @@ export const TRENDING_BUCKET = BUCKETS.trending;
  * (parse and trending still name their subjects themselves.)
  */
 export const stageTopology = {
+  /** parse: accepted events by user and by item; progress to every partition; dead letters. */
+  parse: (P: number, markerKey?: Uint8Array): PortTopology<typeof parseStage.ports> => ({
+    user: (r, out) => out.emit(subjects.parse(partitionOf(r.u, P)), r, recordBytes(r)),
+    items: (r, out) => out.emit(subjects.items(partitionOf(r.i, P)), r, recordBytes(r)),
+    progress: (wm, out) => out.setProgress(wm),
+    dlq: ({ msg, reason }, out) =>
+      out.raw(
+        subjects.dlqParse,
+        msg.data,
+        {
+          ...deadLetterHeaders(msg.headers),
+          "Reco-Reason": reason,
+          "Reco-Subject": msg.subject,
+          "Reco-Seq": String(msg.seq),
+        },
+        `dlq.parse.${msg.seq}`,
+      ),
+    broadcast: (_wm, out) => {
+      for (let p = 0; p < P; p++) {
+        out.touch(subjects.parse(p));
+        out.touch(subjects.items(p));
+      }
+    },
+    marker: (m, out) => {
+      if (markerKey === undefined) return; // parse writes none without a key
+      const data = enc.encode(JSON.stringify(m));
+      const headers = { [IDLE_SIGNATURE_HEADER]: signIdleMarker(markerKey, data) };
+      out.raw(IDLE_SUBJECT, data, headers, `idle.${m.after}`);
+    },
+  }),
   // The candidate source stages (RANKER=blend) have no outputs: serving reads their state.
   history: {} satisfies PortTopology<typeof historyStage.ports>,
   watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
@@ -46,5 +90,20 @@ export const stageTopology = {
       sendLate(out, "popularity", "popularity", l.watermark, l.event);
       counters?.late("popularity", 1, "popularity");
     },
+  }),
+  trending: (q: number, counters?: LateCounter): PortTopology<typeof trendingStage.ports> => ({
+    late: {
+      batch: (lates, out) => {
+        const n = { "1h": 0, "24h": 0 } as Record<string, number>;
+        for (const l of lates) {
+          const path = l.reason.slice(l.reason.indexOf(":") + 1); // behind_watermark:<kind>
+          sendLate(out, "trending", path, l.watermark, l.event);
+          n[path] = (n[path] ?? 0) + 1;
+        }
+        for (const [path, k] of Object.entries(n)) if (k > 0) counters?.late("trending", k, path);
+      },
+    },
+    parts: (p, out) => out.kvPut(TRENDING_BUCKET, `${p.kind}.${p.start}.${q}`, p),
+    heartbeat: (h, out) => out.kvPut(TRENDING_BUCKET, `wm.${q}`, h),
   }),
 };

@@ -1,11 +1,13 @@
-import { decodeEnvelope, type StageHandler, type StageOutput } from "./host.js";
+import { connect, filter, map, merge, tap, type Observable } from "rxjs";
+import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
+import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { TRENDING_BUCKET } from "./topology.js";
-import { sendLate, type LateCounter } from "./watermark.js";
+import { stageTopology } from "./topology.js";
+import type { LateCounter, LateRecord } from "./watermark.js";
 import { HOUR } from "./subjects.js";
 import { EVENT_TYPES, type EventType } from "./event.js";
-
+import { createStageHandler, type AdaptedHandler } from "./stage-adapter.js";
 export type TrendingKind = "1h" | "24h";
 
 /** A partition's top list for one window (KV bucket reco_trending, key "<kind>.<start>.<q>"). */
@@ -37,156 +39,137 @@ export interface TrendingHeartbeat {
   wm: number;
 }
 
-export interface TrendingOptions {
-  partition: number;
+export interface TrendingSettings {
   /** Out-of-orderness of the 1 h windows (DESIGN: 2 h) and of the 24 h windows (26 h). */
   oneHourOutOfOrdernessMs: number;
   oneDayOutOfOrdernessMs: number;
   weights: TrendingWeights;
   /** Entries kept per partition and window (the gRPC maximum k). */
   topK: number;
+}
+
+export interface TrendingOptions extends TrendingSettings {
+  partition: number;
   counters?: LateCounter;
 }
 
-export interface TrendingHandler extends StageHandler {
-  /** Processing-time trigger: publish the newest windows if they changed. */
-  tick(): void;
+export interface TrendingView {
   /** The partition's list for a window, computed now. */
   part(kind: TrendingKind, start: number): TrendingPart;
 }
 
+export type TrendingHandler = AdaptedHandler<TrendingView> & {
+  /** Processing-time trigger: publish the newest windows if they changed. */
+  tick(): void;
+};
+
 const DAY = 24 * HOUR;
+
+/** The stage's outputs for one batch (ports `late`, `parts`, `heartbeat`). */
+interface TrendingOutputs {
+  late?: LateRecord[];
+  parts?: TrendingPart[];
+  heartbeat?: TrendingHeartbeat[];
+}
 
 /**
  * trending: interactions per item and event type in 1 h tumbling windows and 24 h windows
  * sliding by 1 h, score = Σ weight(type) × count(type) over the types TRENDING_WEIGHTS lists
- * (default views × 1.0 + clicks × 2.0; REES46 has no clicks, so carts and purchases can count). Each partition publishes its top list of
- * the newest windows on the trigger and a final list when the watermark closes a window; the
- * gateway merges partitions (items are disjoint, so the merged top k is exact).
+ * (default views × 1.0 + clicks × 2.0; REES46 has no clicks, so carts and purchases can count).
+ * Each partition emits its top list of the newest windows on the processing-time trigger and a
+ * final list when progress closes a window (`parts`), and its progress as a heartbeat; the
+ * gateway merges partitions (items are disjoint, so the merged top k is exact). Records behind a
+ * window kind's watermark go to `late`, once per kind.
  */
-export function createTrendingHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: TrendingOptions,
-): TrendingHandler {
-  // "<kind>|<hour>|<item>" -> counts by EVENT_TYPES index (views, clicks, carts, ...; older
-  // snapshots hold views and clicks only); 1h and 24h paths accept different lateness.
-  const cells = state.map<number[]>("cell");
-  const counted = new Set<string>(Object.keys(opts.weights));
-  const weightOf = EVENT_TYPES.map((t) => opts.weights[t] ?? 0);
-  const byHour = new Map<string, Set<string>>(); // "<kind>|<hour>" -> keys
-  for (const k of cells.keys()) index(k);
-  let progress = Number(state.meta.progress ?? -1);
-  let final1h = Number(state.meta.final1h ?? -1); // end of the newest final 1h window
-  let final24h = Number(state.meta.final24h ?? -1);
-  const dirty = new Set<string>(); // "<kind>|<start>" changed since the last trigger
-  let beat = -1; // progress of the last heartbeat put (in memory: a restart puts one again)
-  const q = opts.partition;
+export const trendingStage = defineStage({
+  name: "trending",
+  input: port<ParsedRecord>(),
+  ports: {
+    late: port<LateRecord>(),
+    parts: port<TrendingPart>(),
+    heartbeat: port<TrendingHeartbeat>(),
+  },
+  trigger: "processing-time",
+  create(ctx: StageContext<TrendingSettings & { partition: number }>) {
+    const opts = ctx.settings;
+    // "<kind>|<hour>|<item>" -> counts by EVENT_TYPES index (views, clicks, carts, ...; older
+    // snapshots hold views and clicks only); 1h and 24h paths accept different lateness.
+    const cells = ctx.state.map<number[]>("cell");
+    const counted = new Set<string>(Object.keys(opts.weights));
+    const weightOf = EVENT_TYPES.map((t) => opts.weights[t] ?? 0);
+    const byHour = new Map<string, Set<string>>(); // "<kind>|<hour>" -> keys
+    const index = (k: string) => {
+      const at = k.indexOf("|", k.indexOf("|") + 1);
+      const hk = k.slice(0, at);
+      let s = byHour.get(hk);
+      if (!s) byHour.set(hk, (s = new Set()));
+      s.add(k);
+    };
+    for (const k of cells.keys()) index(k);
+    // Ends of the newest final windows, snapshotted with the cells.
+    const final1hValue = ctx.state.value<number>("final1h");
+    const final24hValue = ctx.state.value<number>("final24h");
+    let final1h = Number(final1hValue.get() ?? -1);
+    let final24h = Number(final24hValue.get() ?? -1);
+    let progress = -1; // the last batch's progress (the host restores it with the state)
+    const dirty = new Set<string>(); // "<kind>|<start>" changed since the last trigger
+    let beat = -1; // progress of the last heartbeat (in memory: a restart sends one again)
 
-  function index(k: string) {
-    const at = k.indexOf("|", k.indexOf("|") + 1);
-    const hk = k.slice(0, at);
-    let s = byHour.get(hk);
-    if (!s) byHour.set(hk, (s = new Set()));
-    s.add(k);
-  }
-
-  const sumHours = (kind: TrendingKind, from: number, to: number) => {
-    const acc = new Map<string, number[]>();
-    for (let h = from; h < to; h += HOUR) {
-      const keys = byHour.get(`${kind}|${h}`);
-      if (!keys) continue;
-      for (const k of keys) {
-        const c = cells.get(k);
-        if (!c) continue;
-        const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
-        const a = acc.get(item);
-        if (a) for (let t = 0; t < c.length; t++) a[t] = (a[t] ?? 0) + (c[t] ?? 0);
-        else acc.set(item, [...c]);
+    const sumHours = (kind: TrendingKind, from: number, to: number) => {
+      const acc = new Map<string, number[]>();
+      for (let h = from; h < to; h += HOUR) {
+        const keys = byHour.get(`${kind}|${h}`);
+        if (!keys) continue;
+        for (const k of keys) {
+          const c = cells.get(k);
+          if (!c) continue;
+          const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
+          const a = acc.get(item);
+          if (a) for (let t = 0; t < c.length; t++) a[t] = (a[t] ?? 0) + (c[t] ?? 0);
+          else acc.set(item, [...c]);
+        }
       }
-    }
-    return acc;
-  };
+      return acc;
+    };
 
-  const part = (kind: TrendingKind, start: number, final = false): TrendingPart => {
-    const end = start + (kind === "1h" ? HOUR : DAY);
-    const acc = sumHours(kind, start, end);
-    const items = [...acc]
-      .map(([i, c]): TrendingPartItem => {
-        let score = 0;
-        for (let t = 0; t < c.length; t++) score += (c[t] ?? 0) * (weightOf[t] ?? 0);
-        return [i, score, c[0] ?? 0, c[1] ?? 0, c[2] ?? 0, c[3] ?? 0];
-      })
-      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      .slice(0, opts.topK);
-    return { kind, start, end, items, final, wm: progress };
-  };
+    const part = (kind: TrendingKind, start: number, final = false): TrendingPart => {
+      const end = start + (kind === "1h" ? HOUR : DAY);
+      const acc = sumHours(kind, start, end);
+      const items = [...acc]
+        .map(([i, c]): TrendingPartItem => {
+          let score = 0;
+          for (let t = 0; t < c.length; t++) score += (c[t] ?? 0) * (weightOf[t] ?? 0);
+          return [i, score, c[0] ?? 0, c[1] ?? 0, c[2] ?? 0, c[3] ?? 0];
+        })
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+        .slice(0, opts.topK);
+      return { kind, start, end, items, final, wm: progress };
+    };
 
-  const put = (p: TrendingPart) => out.kvPut(TRENDING_BUCKET, `${p.kind}.${p.start}.${q}`, p);
+    const kinds = [
+      ["1h", opts.oneHourOutOfOrdernessMs],
+      ["24h", opts.oneDayOutOfOrdernessMs],
+    ] as const;
 
-  const closeWindows = () => {
-    // 1 h tumbling windows: final once progress − 2 h passes the end.
-    const wm1 = progress - opts.oneHourOutOfOrdernessMs;
-    for (const [hk, keys] of [...byHour].filter(([k]) => k.startsWith("1h|")).sort(byHourKey)) {
-      const h = Number(hk.slice(3));
-      if (h + HOUR > wm1) break;
-      put(part("1h", h, true));
-      for (const k of keys) cells.delete(k);
-      byHour.delete(hk);
-      dirty.delete(`1h|${h}`);
-      final1h = Math.max(final1h, h + HOUR);
-    }
-    // 24 h windows sliding by 1 h: each window end E on an hour boundary is final once
-    // progress − 26 h passes E. Only windows that hold data are published.
-    const wm24 = progress - opts.oneDayOutOfOrdernessMs;
-    const closedEnd = Math.floor(wm24 / HOUR) * HOUR;
-    if (closedEnd > final24h) {
-      const hours = [...byHour.keys()]
-        .filter((k) => k.startsWith("24h|"))
-        .map((k) => Number(k.slice(4)));
-      // A window ending at e holds hours e − 24 h .. e − 1 h: only windows ending between
-      // firstData + 1 h and lastData + 24 h hold data, however far progress jumped.
-      const firstData = hours.length ? Math.min(...hours) : Infinity;
-      const lastData = hours.length ? Math.max(...hours) : -Infinity;
-      const to = Math.min(closedEnd, lastData + DAY);
-      for (let e = Math.max(final24h + HOUR, firstData + HOUR); e <= to; e += HOUR) {
-        const p = part("24h", e - DAY, true);
-        if (p.items.length > 0) put(p);
-        dirty.delete(`24h|${e - DAY}`);
-      }
-      final24h = closedEnd;
-      // Hours older than the oldest open 24 h window can go.
-      for (const h of hours) {
-        if (h + HOUR > closedEnd - DAY + HOUR) continue;
-        for (const k of byHour.get(`24h|${h}`) ?? []) cells.delete(k);
-        byHour.delete(`24h|${h}`);
-      }
-    }
-    state.meta.final1h = final1h;
-    state.meta.final24h = final24h;
-  };
-
-  const kinds = [
-    ["1h", opts.oneHourOutOfOrdernessMs],
-    ["24h", opts.oneDayOutOfOrdernessMs],
-  ] as const;
-
-  return {
-    part: (kind, start) => part(kind, start),
-    handle(msg, lastUpTo) {
-      const env = decodeEnvelope<ParsedRecord>(msg.data);
-      const late = { "1h": 0, "24h": 0 };
+    /** Counts the batch's new records into their hours; what is late for a kind goes to late. */
+    const count = ({ records, position }: InputBatch<ParsedRecord>): LateRecord[] => {
+      const late: LateRecord[] = [];
       // The last hour marked dirty in this batch: records of a batch mostly share their hour.
       let dirtyHour = NaN;
-      for (const r of env.recs) {
-        if (r.s <= lastUpTo || !counted.has(r.t)) continue;
+      for (const r of records) {
+        if (r.s <= position.from || !counted.has(r.t)) continue;
         const type = EVENT_TYPES.indexOf(r.t as EventType);
         const h = r.ts - (r.ts % HOUR);
         const wb = r.wb;
         for (const [kind, ooo] of kinds) {
           if (wb >= 0 && r.ts < wb - ooo) {
-            sendLate(out, "trending", kind, wb - ooo, r);
-            late[kind]++;
+            const watermark = wb - ooo;
+            late.push({
+              stage: "trending",
+              reason: `behind_watermark:${kind}`,
+              watermark,
+              event: r,
+            });
             continue;
           }
           const key = `${kind}|${h}|${r.i}`;
@@ -203,28 +186,103 @@ export function createTrendingHandler(
           }
         }
       }
-      for (const kind of ["1h", "24h"] as const)
-        if (late[kind] > 0) opts.counters?.late("trending", late[kind], kind);
-      if (env.wm > progress) {
-        progress = env.wm;
-        state.meta.progress = progress;
-        closeWindows();
+      return late;
+    };
+
+    /** The final lists of the windows progress closed with this batch; their state dropped. */
+    const close = (): TrendingPart[] => {
+      const finals: TrendingPart[] = [];
+      // 1 h tumbling windows: final once progress − 2 h passes the end.
+      const wm1 = progress - opts.oneHourOutOfOrdernessMs;
+      for (const [hk, keys] of [...byHour].filter(([k]) => k.startsWith("1h|")).sort(byHourKey)) {
+        const h = Number(hk.slice(3));
+        if (h + HOUR > wm1) break;
+        finals.push(part("1h", h, true));
+        for (const k of keys) cells.delete(k);
+        byHour.delete(hk);
+        dirty.delete(`1h|${h}`);
+        final1h = Math.max(final1h, h + HOUR);
       }
-      out.setProgress(progress);
-    },
-    tick() {
-      if (progress < 0) return;
-      const newest = progress - (progress % HOUR);
-      if (dirty.has(`1h|${newest}`)) put(part("1h", newest));
-      if (dirty.has("24h|newest")) put(part("24h", newest + HOUR - DAY));
+      // 24 h windows sliding by 1 h: each window end E on an hour boundary is final once
+      // progress − 26 h passes E. Only windows that hold data are published.
+      const wm24 = progress - opts.oneDayOutOfOrdernessMs;
+      const closedEnd = Math.floor(wm24 / HOUR) * HOUR;
+      if (closedEnd > final24h) {
+        const hours = [...byHour.keys()]
+          .filter((k) => k.startsWith("24h|"))
+          .map((k) => Number(k.slice(4)));
+        // A window ending at e holds hours e − 24 h .. e − 1 h: only windows ending between
+        // firstData + 1 h and lastData + 24 h hold data, however far progress jumped.
+        const firstData = hours.length ? Math.min(...hours) : Infinity;
+        const lastData = hours.length ? Math.max(...hours) : -Infinity;
+        const to = Math.min(closedEnd, lastData + DAY);
+        for (let e = Math.max(final24h + HOUR, firstData + HOUR); e <= to; e += HOUR) {
+          const p = part("24h", e - DAY, true);
+          if (p.items.length > 0) finals.push(p);
+          dirty.delete(`24h|${e - DAY}`);
+        }
+        final24h = closedEnd;
+        // Hours older than the oldest open 24 h window can go.
+        for (const h of hours) {
+          if (h + HOUR > closedEnd - DAY + HOUR) continue;
+          for (const k of byHour.get(`24h|${h}`) ?? []) cells.delete(k);
+          byHour.delete(`24h|${h}`);
+        }
+      }
+      final1hValue.set(final1h);
+      final24hValue.set(final24h);
+      return finals;
+    };
+
+    /** On the trigger: the newest windows' lists if they changed, and the heartbeat if it moved. */
+    const newest = (): TrendingOutputs => {
+      if (progress < 0) return {};
+      const h = progress - (progress % HOUR);
+      const parts: TrendingPart[] = [];
+      if (dirty.has(`1h|${h}`)) parts.push(part("1h", h));
+      if (dirty.has("24h|newest")) parts.push(part("24h", h + HOUR - DAY));
       dirty.clear();
       // The bucket keeps the last heartbeat: a quiet partition need not repeat it.
-      if (progress !== beat) {
-        out.kvPut(TRENDING_BUCKET, `wm.${q}`, { q, wm: progress } satisfies TrendingHeartbeat);
-        beat = progress;
-      }
-    },
-  };
+      if (progress === beat) return { parts };
+      beat = progress;
+      return { parts, heartbeat: [{ q: opts.partition, wm: progress }] };
+    };
+
+    const onInput = (b$: Observable<InputBatch<ParsedRecord>>) =>
+      b$.pipe(
+        filter((b) => b.trigger === undefined),
+        map((b): TrendingOutputs => {
+          const late = count(b);
+          return b.progress.to > b.progress.from ? { late, parts: close() } : { late };
+        }),
+      );
+    const onTrigger = (b$: Observable<InputBatch<ParsedRecord>>) =>
+      b$.pipe(
+        filter((b) => b.trigger === "time"),
+        map(newest),
+      );
+    return {
+      view: { part: (kind, start) => part(kind, start) } satisfies TrendingView,
+      operator: (batches$) =>
+        batches$.pipe(
+          tap((b) => (progress = b.progress.to)),
+          connect((b$) => merge(onInput(b$), onTrigger(b$))),
+        ),
+    };
+  },
+});
+
+/** The trending stage in the host, its ports going where `stageTopology.trending` says. */
+export function createTrendingHandler(
+  state: StageState,
+  out: StageOutput,
+  opts: TrendingOptions,
+): TrendingHandler {
+  const { partition, counters, ...settings } = opts;
+  return createStageHandler(trendingStage, state, out, {
+    settings: { ...settings, partition },
+    topology: stageTopology.trending(partition, counters),
+  }) as TrendingHandler;
 }
 
 function byHourKey(a: [string, unknown], b: [string, unknown]) {

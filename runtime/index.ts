@@ -8,7 +8,14 @@ export {
   SupervisorStoppedError,
 } from "./supervisor.js";
 export { backoffDelay } from "./backoff.js";
-export { createStageLogic, defineStage, port, startStage, StageContractError } from "./stage.js";
+export {
+  createStageLogic,
+  defineStage,
+  port,
+  startStage,
+  StageContractError,
+  withProcessingTime,
+} from "./stage.js";
 
 export type {
   Actor,
@@ -39,4 +46,5 @@ export type {
   StageRun,
   StateMap,
   StateMaps,
+  StateValue,
 } from "./stage.js";

@@ -1,4 +1,12 @@
-import { Subject, type Observable, type OperatorFunction, type SchedulerLike } from "rxjs";
+import {
+  interval,
+  map,
+  merge,
+  Subject,
+  type Observable,
+  type OperatorFunction,
+  type SchedulerLike,
+} from "rxjs";
 
 /**
  * The stage contract (DESIGN §3): a stage's logic is an RxJS pipeline from typed input batches to
@@ -58,6 +66,12 @@ export interface InputBatch<R> {
    * (an idle partition still gets batches that move it, without records).
    */
   readonly progress: { readonly from: number; readonly to: number };
+  /**
+   * Set on a processing-time trigger batch (a stage with `trigger: "processing-time"`): no
+   * records, position and progress where the last batch left them. It comes every T ms of the
+   * host's scheduler whether input arrives or not, so a stage acts while its input is quiet.
+   */
+  readonly trigger?: "time";
 }
 
 /** The operator a stage is made of. */
@@ -78,10 +92,21 @@ export interface StateMap<V> {
   entries(): IterableIterator<[string, V]>;
 }
 
-/** The stage's state: named maps. The host snapshots them; the stage keeps no other truth. */
+/** A named single value of the stage (a clock, the end of the last final window). */
+export interface StateValue<V> {
+  get(): V | undefined;
+  /** JSON-serialisable. */
+  set(value: V): void;
+}
+
+/**
+ * The stage's state: named maps and single values. The host snapshots them together at one input
+ * position (values go in the snapshot's metadata); the stage keeps no other truth.
+ */
 export interface StateMaps {
   /** With `text`, values are kept as JSON text until read (maps read for few keys load faster). */
   map<V>(name: string, options?: { text?: boolean }): StateMap<V>;
+  value<V>(name: string): StateValue<V>;
 }
 
 export interface StageContext<S> {
@@ -115,6 +140,14 @@ export interface StageDefinition<In, P extends PortMap, S, V> {
   /** The input's record type (a marker, as for ports). */
   readonly input: Port<In>;
   readonly ports: P;
+  /**
+   * "processing-time": the host also pushes a trigger batch (`trigger: "time"`) every T ms of
+   * processing time on its scheduler, T being its setting (trending's TRENDING_TRIGGER, parse's
+   * broadcast period): what a stage emits on a clock rather than on input (top lists of open
+   * windows, heartbeats, idle markers) comes from those batches, inside the stream, never from a
+   * timer of its own.
+   */
+  readonly trigger?: "processing-time";
   /** Called once per run (after each load of the state): the operator, its closure the caches. */
   create(ctx: StageContext<S>): StageOperator<In, P> | StageLogic<In, P, V>;
 }
@@ -137,6 +170,35 @@ export function createStageLogic<In, P extends PortMap, S, V>(
 ): StageLogic<In, P, V> {
   const made = def.create(ctx);
   return typeof made === "function" ? { operator: made, view: undefined as V } : made;
+}
+
+/**
+ * The input with a processing-time trigger batch every `everyMs` on `scheduler`, as a host feeds
+ * a stage with `trigger: "processing-time"`: for drivers and marble tests.
+ */
+export function withProcessingTime<R>(
+  batches$: Observable<InputBatch<R>>,
+  everyMs: number,
+  scheduler: SchedulerLike,
+): Observable<InputBatch<R>> {
+  let upTo = 0;
+  let progress = -1;
+  const trigger = (): InputBatch<R> => ({
+    records: [],
+    position: { from: upTo, upTo },
+    progress: { from: progress, to: progress },
+    trigger: "time",
+  });
+  return merge(
+    batches$.pipe(
+      map((b) => {
+        upTo = b.position.upTo;
+        progress = b.progress.to;
+        return b;
+      }),
+    ),
+    interval(everyMs, scheduler).pipe(map(trigger)),
+  );
 }
 
 /** A stage whose operator broke the contract (emitted outside a batch, or completed). */

@@ -29,6 +29,8 @@ export interface StageState {
   map<V>(name: string, options?: { text?: boolean }): KeyedMap<V>;
   /** Stage metadata, written with every snapshot (JSON-serialisable). */
   meta: Record<string, unknown>;
+  /** One entry of `meta` as a value (the stage contract's StateValue). */
+  value<V>(name: string): { get(): V | undefined; set(value: V): void };
   /** Number of keys changed since the last snapshot. */
   dirtyCount(): number;
   /** Number of keys held, over all maps (state is bounded by open windows and horizons). */
@@ -128,6 +130,11 @@ export function createStageState(): StageStateInternal {
   };
   const state: StageStateInternal = {
     meta: {},
+    // Reads `state.meta` at each call: a load or snapshot replaces the object.
+    value: <V>(name: string) => ({
+      get: () => state.meta[name] as V | undefined,
+      set: (v: V) => void (state.meta[name] = v),
+    }),
     map<V>(name: string, options: { text?: boolean } = {}): KeyedMap<V> {
       const rec = mapOf(name);
       if (options.text) rec.text = true;
