@@ -1,4 +1,4 @@
-import { map } from "rxjs";
+import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { createCovisit, type SimilarItemsSource } from "./sources/covisit.js";
@@ -72,22 +72,31 @@ export const covisitStage = defineStage({
       progress: () => progress,
       fed: () => n,
     };
+    /** The per-record loop: every source's counts, in EVENTS order. */
+    const feed = ({ records }: InputBatch<ParsedRecord>) => {
+      for (const r of records) {
+        const e = sourceEventOf(r);
+        covisit.add(e);
+        trending.add(e);
+        popular.add(e);
+        if (e.c !== "" && categories.get(e.i) !== e.c) categories.set(e.i, e.c);
+        progress = Math.max(progress, r.wb, r.ts);
+      }
+    };
+    /** The clock of blended answers: records fed and their event time, kept with the state. */
+    const tick = ({ records, progress: p }: InputBatch<ParsedRecord>) => {
+      n += records.length;
+      // Progress without records (idle markers): see merged-input.ts.
+      if (records.length === 0) progress = Math.max(progress, p.to);
+      clock.set("t", { progress, n });
+    };
     return {
-      operator: map((b: InputBatch<ParsedRecord>) => {
-        for (const r of b.records) {
-          const e = sourceEventOf(r);
-          covisit.add(e);
-          trending.add(e);
-          popular.add(e);
-          if (e.c !== "" && categories.get(e.i) !== e.c) categories.set(e.i, e.c);
-          progress = Math.max(progress, r.wb, r.ts);
-        }
-        n += b.records.length;
-        // Progress without records (idle markers): see merged-input.ts.
-        if (b.records.length === 0) progress = Math.max(progress, b.progress.to);
-        clock.set("t", { progress, n });
-        return {};
-      }),
+      operator: (batches$) =>
+        batches$.pipe(
+          tap(feed),
+          tap(tick),
+          map(() => ({})),
+        ),
       view,
     };
   },

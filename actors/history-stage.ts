@@ -1,4 +1,4 @@
-import { map } from "rxjs";
+import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { sourceEventOf } from "./sources/event.js";
@@ -34,12 +34,21 @@ export const historyStage = defineStage({
       ctx.state.map<UserHistory>("users", { text: true }),
     );
     const view: HistoryView = { history: () => history };
+    /** The batch's records not fed before a restart (parse re-sends after its own snapshot). */
+    const fresh = ({ records, position }: InputBatch<ParsedRecord>) =>
+      records.length === 0 || records[0]!.s > position.from
+        ? records
+        : records.filter((r) => r.s > position.from);
     return {
-      operator: map((b: InputBatch<ParsedRecord>) => {
-        // Records at or below `from` were fed before a restart (parse re-sends after its own).
-        for (const r of b.records) if (r.s > b.position.from) history.add(sourceEventOf(r));
-        return {};
-      }),
+      operator: (batches$) =>
+        batches$.pipe(
+          map(fresh),
+          // The per-record loop: each user's items, decayed by event time.
+          tap((records) => {
+            for (const r of records) history.add(sourceEventOf(r));
+          }),
+          map(() => ({})),
+        ),
       view,
     };
   },
