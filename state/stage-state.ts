@@ -1,0 +1,246 @@
+/**
+ * Per-key state of one stage instance, held in memory and persisted by snapshots.
+ * Hot state stays in maps (LevelDB gets cost ~120 µs each, see NATS-NOTES.md); a snapshot writes
+ * only the keys changed since the previous one, with the stage's metadata, in one atomic batch.
+ */
+export interface KeyedMap<V> {
+  get(key: string): V | undefined;
+  has(key: string): boolean;
+  /** Marks the key dirty. Values are treated as immutable once set: set a new object to change one. */
+  set(key: string, value: V): void;
+  delete(key: string): void;
+  readonly size: number;
+  keys(): IterableIterator<string>;
+  entries(): IterableIterator<[string, V]>;
+}
+
+/** The live state of a stage instance: named maps plus metadata (input positions, watermark). */
+export interface StageState {
+  /**
+   * The named map. With `text`, its values are persisted as JSON text and stay text in memory
+   * after a load until read (parsed on first `get`): a map read for few of its keys (profiles,
+   * read when a user asks) loads ~5x faster and holds ~half the memory. Values must then be
+   * objects or arrays, never strings.
+   */
+  map<V>(name: string, options?: { text?: boolean }): KeyedMap<V>;
+  /** Stage metadata, written with every snapshot (JSON-serialisable). */
+  meta: Record<string, unknown>;
+  /** One entry of `meta` as a value (the stage contract's StateValue). */
+  value<V>(name: string): { get(): V | undefined; set(value: V): void };
+  /** Number of keys changed since the last snapshot. */
+  dirtyCount(): number;
+  /** Number of keys held, over all maps (state is bounded by open windows and horizons). */
+  keyCount(): number;
+}
+
+/** The keys changed since the last snapshot, per map: `puts` alternates key and value. */
+export interface StateDelta {
+  maps: [name: string, puts: unknown[], dels: string[]][];
+  /** Keys in the delta (puts + dels). */
+  size: number;
+}
+
+export interface StageStateInternal extends StageState {
+  /**
+   * The dirty keys as full keys "<map>\0<key>" (values read from the live maps); clears them. A
+   * key created and removed since the last take is in neither list.
+   */
+  takeDirty(): { puts: [string, unknown][]; dels: string[] };
+  /** The dirty keys per map (values read from the live maps), as takeDirty; clears them. */
+  takeDelta(): StateDelta;
+  /**
+   * Every map with its live entries (for a full checkpoint), values as persisted except binary
+   * ones (Uint8Array), which the writer encodes.
+   */
+  allMaps(): IterableIterator<[string, Iterable<[string, unknown]>]>;
+  loadEntry(fullKey: string, value: unknown): void;
+  /** Loads (or, with `deleted`, removes) one key of a map without marking it dirty. */
+  loadMapEntry(map: string, key: string, value: unknown, deleted?: boolean): void;
+}
+
+export const SEP = "\u0000";
+
+/** A value of a text map as persisted: its JSON text (loaded values are text already). */
+const asText = (v: unknown): unknown => (typeof v === "string" ? v : JSON.stringify(v));
+
+/**
+ * Binary values (a Uint8Array as a map's value, e.g. parse's dedupe segments) are persisted as
+ * BINARY_TAG + base64 inside the JSON, and come back as Uint8Array on load: base64 is ~1.37
+ * bytes per byte where JSON's {"0":..} form of a typed array is ~6, and is decoded natively.
+ * (Strings never start with the tag: a JSON text starts with a printable character, and map
+ * values that are plain strings are names and ids.)
+ */
+const BINARY_TAG = "\u0000b64:";
+export const persisted = (v: unknown): unknown =>
+  v instanceof Uint8Array
+    ? BINARY_TAG + Buffer.from(v.buffer, v.byteOffset, v.length).toString("base64")
+    : v;
+const restored = (v: unknown): unknown =>
+  typeof v === "string" && v.startsWith(BINARY_TAG)
+    ? new Uint8Array(Buffer.from(v.slice(BINARY_TAG.length), "base64"))
+    : v;
+/** A value as persisted, for its map's kind. */
+const asPersisted = (v: unknown, text: boolean): unknown => (text ? asText(v) : persisted(v));
+
+interface MapRecord {
+  readonly data: Map<string, unknown>;
+  /** Values persisted as JSON text; loaded ones are text until read (StageState.map). */
+  text: boolean;
+  /**
+   * Dirty keys of this map (the map's own key strings, so no concatenation or re-hashing per
+   * set), each with whether the key was held when it was first changed after the last snapshot,
+   * i.e. whether the snapshots have it. A key created and removed between two snapshots is
+   * written as nothing: there is nothing to delete. (A window's cells, replayed fast, mostly
+   * open and close between two snapshots: their deletions were half of the window stage's
+   * snapshot keys.)
+   */
+  readonly dirty: Map<string, boolean>;
+  /**
+   * Text maps: the JSON text of values parsed by a read since the last snapshot (clean ones).
+   * A snapshot puts every value of a text map back to its text (these, and the dirty ones it
+   * serialises anyway), so between snapshots only the values read or written since are objects.
+   */
+  readonly parsedText: Map<string, string>;
+}
+
+export function createStageState(): StageStateInternal {
+  const maps = new Map<string, MapRecord>();
+  const mapOf = (name: string): MapRecord => {
+    let m = maps.get(name);
+    if (!m) {
+      m = { data: new Map(), dirty: new Map(), text: false, parsedText: new Map() };
+      maps.set(name, m);
+    }
+    return m;
+  };
+  /** Puts the values of a text map that a read parsed back to their text (they are clean). */
+  const compactText = (rec: MapRecord): void => {
+    for (const [k, t] of rec.parsedText)
+      if (typeof rec.data.get(k) !== "string") rec.data.set(k, t);
+    rec.parsedText.clear();
+  };
+  const countDirty = () => {
+    let n = 0;
+    for (const m of maps.values()) n += m.dirty.size;
+    return n;
+  };
+  const state: StageStateInternal = {
+    meta: {},
+    // Reads `state.meta` at each call: a load or snapshot replaces the object.
+    value: <V>(name: string) => ({
+      get: () => state.meta[name] as V | undefined,
+      set: (v: V) => void (state.meta[name] = v),
+    }),
+    map<V>(name: string, options: { text?: boolean } = {}): KeyedMap<V> {
+      const rec = mapOf(name);
+      if (options.text) rec.text = true;
+      const m = rec.data as Map<string, V>;
+      const dirty = rec.dirty;
+      const parsedText = rec.parsedText;
+      // A text value is parsed when first read and kept parsed until the next snapshot (the same
+      // value: not dirty), its text beside it; the snapshot puts the text back (compactText).
+      const get = !rec.text
+        ? (k: string) => m.get(k)
+        : (k: string) => {
+            const v = m.get(k);
+            if (typeof v !== "string") return v;
+            const parsed = JSON.parse(v) as V;
+            m.set(k, parsed);
+            parsedText.set(k, v);
+            return parsed;
+          };
+      return {
+        get,
+        has: (k) => m.has(k),
+        set: (k, v) => {
+          if (dirty.get(k) === undefined) dirty.set(k, m.has(k));
+          m.set(k, v);
+          if (rec.text) parsedText.delete(k);
+        },
+        delete: (k) => {
+          if (m.delete(k) && dirty.get(k) === undefined) dirty.set(k, true);
+          if (rec.text) parsedText.delete(k);
+        },
+        get size() {
+          return m.size;
+        },
+        keys: () => m.keys(),
+        entries: !rec.text
+          ? () => m.entries()
+          : function* () {
+              for (const k of m.keys()) yield [k, get(k) as V];
+            },
+      };
+    },
+    dirtyCount: countDirty,
+    keyCount: () => {
+      let n = 0;
+      for (const m of maps.values()) n += m.data.size;
+      return n;
+    },
+    takeDirty() {
+      const puts: [string, unknown][] = [];
+      const dels: string[] = [];
+      for (const [name, rec] of maps) {
+        const { data, dirty, text } = rec;
+        for (const [k, held] of dirty) {
+          if (data.has(k)) {
+            const v = asPersisted(data.get(k), text);
+            if (text) data.set(k, v);
+            puts.push([name + SEP + k, v]);
+          } else if (held) dels.push(name + SEP + k);
+        }
+        dirty.clear();
+        if (text) compactText(rec);
+      }
+      return { puts, dels };
+    },
+    takeDelta() {
+      const out: StateDelta = { maps: [], size: 0 };
+      for (const [name, rec] of maps) {
+        const { data, dirty, text } = rec;
+        if (text) compactText(rec);
+        if (dirty.size === 0) continue;
+        const puts: unknown[] = [];
+        const dels: string[] = [];
+        for (const [k, held] of dirty) {
+          const v = data.get(k);
+          if (v !== undefined || data.has(k)) {
+            const p = asPersisted(v, text);
+            // A text map keeps the text it persists: one string instead of an object graph
+            // (profiles: ~1/3 of the memory), parsed again when next read.
+            if (text) data.set(k, p);
+            puts.push(k, p);
+          } else if (held) dels.push(k);
+        }
+        dirty.clear();
+        const size = puts.length / 2 + dels.length;
+        if (size === 0) continue;
+        out.size += size;
+        out.maps.push([name, puts, dels]);
+      }
+      return out;
+    },
+    *allMaps() {
+      for (const [name, { data, text }] of maps)
+        yield [
+          name,
+          !text
+            ? data // binary values are encoded by the writer (persisted())
+            : (function* () {
+                for (const [k, v] of data) yield [k, asText(v)] as [string, unknown];
+              })(),
+        ];
+    },
+    loadEntry(full, value) {
+      const at = full.indexOf(SEP);
+      mapOf(full.slice(0, at)).data.set(full.slice(at + 1), restored(value));
+    },
+    loadMapEntry(name, key, value, deleted = false) {
+      const { data } = mapOf(name);
+      if (deleted) data.delete(key);
+      else data.set(key, restored(value));
+    },
+  };
+  return state;
+}
