@@ -1,4 +1,6 @@
 import type { SchedulerLike } from "rxjs";
+import type { Actor } from "../runtime/index.js";
+import type { HostMsg } from "./host-timers.js";
 import type { SnapshotStore, StageState } from "../state/index.js";
 import type { HopCodec } from "./host-codec.js";
 import type { HostTransport } from "./host-transport.js";
@@ -126,4 +128,23 @@ export interface HostMetrics {
   snapshot(stage: string, partition: number, seconds: number, keys: number): void;
   poison(stage: string, partition: number): void;
   duplicateBatch(stage: string, partition: number): void;
+}
+
+/** A running stage instance (stage × partition), as its unit and queries use it. */
+export interface StageInstance<H extends StageHandler> {
+  readonly actor: Actor<HostMsg>;
+  /** The live handler (for queries); undefined until started. */
+  handler(): H | undefined;
+  /** Last input sequence processed. */
+  position(): number;
+  /** Event-time progress (epoch ms) stamped on its outputs; -1 before any. */
+  progress(): number;
+  /** The persisted counts (see StageOutput.count). */
+  stats(): Readonly<Record<string, number>>;
+  /** Keys of per-key state held now. */
+  stateKeys(): number;
+  /** Stops taking input: what is already in the mailbox is still processed. */
+  stopInput(): void;
+  /** Forces a snapshot now (flush, wait for acks, write). */
+  snapshotNow(): Promise<void>;
 }

@@ -1,15 +1,24 @@
-import { asyncScheduler, interval, timer, type Subscription } from "rxjs";
-import { createActor, type Actor, type ActorContext } from "../runtime/index.js";
+import { asyncScheduler, type Subscription } from "rxjs";
+import { createActor, type ActorContext } from "../runtime/index.js";
 import type { StageStateInternal } from "../state/index.js";
 import { createHopOrder } from "./hop-order.js";
-import { deadLetterHeaders, DEFAULT_MAX_PAYLOAD } from "./dead-letter.js";
+import { DEFAULT_MAX_PAYLOAD } from "./dead-letter.js";
 import { envelopeCodec } from "./host-codec.js";
 import { createHostOutputs, errorText, type PoisonLedger } from "./host-outputs.js";
-import { BACKLOG_BATCHES, startBatchTimer } from "./host-batching.js";
+import { BACKLOG_BATCHES } from "./host-batching.js";
+import { headersOf, setAside } from "./host-poison.js";
+import { startHostTimers, type HostMsg } from "./host-timers.js";
+import { createMetricsTally } from "./host-metrics.js";
 import { createSnapshotter } from "./host-snapshots.js";
 import { openInput } from "./host-input.js";
 import type { HopPublisher, SourceMessage } from "./host-transport.js";
-import type { HostDeps, InputMessage, StageHandler, StageSpec } from "./host-types.js";
+import type {
+  HostDeps,
+  InputMessage,
+  StageHandler,
+  StageInstance,
+  StageSpec,
+} from "./host-types.js";
 
 /**
  * The stage host: runs one stage instance (stage × partition) as an actor, on an injected
@@ -29,33 +38,10 @@ import type { HostDeps, InputMessage, StageHandler, StageSpec } from "./host-typ
  */
 
 export type * from "./host-types.js";
+export type { HostMsg } from "./host-timers.js";
 export type { PoisonLedger } from "./host-outputs.js";
 export type { Envelope } from "./envelope.js";
 export { decodeEnvelope } from "./envelope.js";
-
-type HostMsg =
-  | { kind: "input"; m: SourceMessage }
-  | { kind: "flush" }
-  | { kind: "tick" }
-  | { kind: "snapshot"; force?: boolean };
-
-export interface StageInstance<H extends StageHandler> {
-  readonly actor: Actor<HostMsg>;
-  /** The live handler (for queries); undefined until started. */
-  handler(): H | undefined;
-  /** Last input sequence processed. */
-  position(): number;
-  /** Event-time progress (epoch ms) stamped on its outputs; -1 before any. */
-  progress(): number;
-  /** The persisted counts (see StageOutput.count). */
-  stats(): Readonly<Record<string, number>>;
-  /** Keys of per-key state held now. */
-  stateKeys(): number;
-  /** Stops taking input: what is already in the mailbox is still processed. */
-  stopInput(): void;
-  /** Forces a snapshot now (flush, wait for acks, write). */
-  snapshotNow(): Promise<void>;
-}
 
 /** Running stage instances per input ("<stream>#<subject>"): several share decoded batches. */
 const readers = new Map<string, number>();
@@ -82,10 +68,7 @@ export function createStageInstance<H extends StageHandler>(
   let current: InputMessage | undefined;
   let closeInput: () => void = () => undefined;
   let actorCtx: ActorContext<HostMsg> | undefined;
-  // Metrics are summed here and handed to prom-client on a timer: a labelled counter costs a
-  // label hash per call, which per input message was a measurable share of the host's CPU.
-  let inputCount = 0;
-  let inputRecords = 0;
+  const tally = createMetricsTally(deps.metrics, stage, partition);
   // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
   // together with max_ack_pending: events are small, a hop message holds up to B records.
   const ackEvery = spec.input === "raw" ? 256 : 16;
@@ -150,25 +133,13 @@ export function createStageInstance<H extends StageHandler>(
     failed: (err) => actorCtx?.fail(err),
   });
 
-  const reportMetrics = () => {
-    const m = deps.metrics;
-    if (!m) return;
-    const outputCount = outputs.takeSentCount();
-    if (inputCount > 0) m.input(stage, partition, inputCount, inputRecords);
-    if (outputCount > 0) m.output(stage, partition, outputCount);
-    inputCount = 0;
-    inputRecords = 0;
-    // The pending count of the last message taken: 0 once caught up.
-    const pending = lastMsg?.info.pending;
-    if (pending !== undefined) m.lag(stage, partition, pending);
-    m.mailbox(stage, partition, actor.mailboxDepth());
-  };
-
-  const headersOf = (m: SourceMessage): Record<string, string> => {
-    const hdrs: Record<string, string> = {};
-    if (m.headers) for (const [k, v] of m.headers) hdrs[k] = v[0] ?? "";
-    return hdrs;
-  };
+  const reportMetrics = () =>
+    tally.report({
+      sent: outputs.takeSentCount(),
+      // The pending count of the last message taken: 0 once caught up.
+      pending: lastMsg?.info.pending,
+      mailbox: actor.mailboxDepth(),
+    });
 
   /** Hands one hop to the handler; its records at or below the position applied are old. */
   const applyHop = (input: InputMessage, upTo: number) => {
@@ -205,36 +176,14 @@ export function createStageInstance<H extends StageHandler>(
     if (spec.input === "raw") input.time = Math.floor(m.info.timestampNanos / 1e6);
     setCurrent(input);
     const failed = ledger.size > 0 ? ledger.get(seq) : undefined;
-    if (failed !== undefined && failed.attempts >= 2 * deps.maxAttempts) {
-      // Its poison copy was refused for good too: nothing more can keep it, so it is skipped,
-      // loudly (a log line and a count), rather than failing the instance for ever.
-      deps.log?.(
-        { stage, partition, seq, subject: m.subject, error: failed.error },
-        "message skipped: neither it nor its poison copy can be published",
-      );
-      out.count("poison_unpublishable");
-      ledger.delete(seq);
-    } else if (failed !== undefined && failed.attempts >= deps.maxAttempts) {
-      // A message that keeps failing goes to the poison DLQ instead of stalling the partition.
-      out.raw(
-        "reco.dlq.poison",
-        data,
-        {
-          ...deadLetterHeaders(headersOf(m)),
-          "Reco-Stage": stage,
-          "Reco-Partition": String(partition),
-          "Reco-Subject": m.subject,
-          "Reco-Seq": String(seq),
-          "Reco-Error": failed.error.slice(0, 1000),
-        },
-        `poison.${stage}.${partition}.${seq}`,
-      );
-      // Kept (as a publish failure) until a snapshot covers the poison copy: if that copy is
-      // refused too, the next attempt counts on from here.
-      ledger.set(seq, { ...failed, publish: true });
-      deps.metrics?.poison(stage, partition);
-      // Kept with the snapshot like the other counts: exact across restarts (reco_stage_count).
-      out.count("poison");
+    if (failed !== undefined && failed.attempts >= deps.maxAttempts) {
+      setAside({ stage, partition, seq, subject: m.subject, data, headers: m.headers }, failed, {
+        out,
+        ledger,
+        maxAttempts: deps.maxAttempts,
+        ...(deps.log ? { log: deps.log } : {}),
+        ...(deps.metrics ? { poisoned: () => deps.metrics!.poison(stage, partition) } : {}),
+      });
     } else if (spec.input === "envelope") {
       const { upTo, prev } = codec.peekHead(data);
       const verdict = order.offer(input, seq, upTo, prev, lastUpTo);
@@ -264,56 +213,14 @@ export function createStageInstance<H extends StageHandler>(
     lastSeq = seq;
     lastMsg = m;
     sinceSnapshot++;
-    inputCount++;
     // Records, not messages: a hop message holds a batch (one event for parse's raw input).
-    inputRecords += spec.input === "raw" ? 1 : codec.recordsOfLastDecode(data);
+    tally.input(spec.input === "raw" ? 1 : codec.recordsOfLastDecode(data));
     if (spec.batching === "per-input") outputs.flush();
     else if (outputs.hasFull()) outputs.flushFull();
     if (++sinceAck >= ackEvery) {
       m.ack();
       sinceAck = 0;
     }
-  };
-
-  /** The host's timers, all on the injected scheduler. */
-  const startTimers = (ctx: ActorContext<HostMsg>) => {
-    if (spec.batching !== "per-input")
-      timers.push(
-        startBatchTimer({
-          maxDelayMs: spec.batching.maxDelayMs,
-          scheduler,
-          buffered: () => outputs.buffered(),
-          backlogged,
-          flush: () => ctx.send({ kind: "flush" }),
-        }),
-      );
-    // Periodic snapshots, each instance at its own phase of the interval: started together,
-    // ~50 instances captured in the same turn and stalled the event loop for ~80 ms every
-    // interval (a freshness outlier each time).
-    const every = deps.snapshotIntervalMs;
-    timers.push(
-      timer(Math.floor(every * phaseOf(id)), every, scheduler).subscribe(() =>
-        ctx.send({ kind: "snapshot" }),
-      ),
-    );
-    if (deps.metrics) timers.push(interval(250, scheduler).subscribe(reportMetrics));
-    if (spec.input === "envelope")
-      timers.push(
-        interval(1000, scheduler).subscribe(() => {
-          // The missing hop never came (its producer's retries and restarts would have sent it
-          // by now): fail loudly, rather than apply what follows it and lose its records.
-          const o = order.oldest();
-          if (o !== undefined && Date.now() - o.since > HOP_WAIT_MS)
-            ctx.fail(
-              new Error(
-                `${id}: the hop before ${o.upTo} on ${o.item.subject} (after ` +
-                  `${o.prev}; applied ${lastUpTo}) has not arrived in ${HOP_WAIT_MS} ms`,
-              ),
-            );
-        }),
-      );
-    if (handler?.tick && spec.tickMs)
-      timers.push(interval(spec.tickMs, scheduler).subscribe(() => ctx.send({ kind: "tick" })));
   };
 
   const actor = createActor<HostMsg>({
@@ -366,7 +273,22 @@ export function createStageInstance<H extends StageHandler>(
         );
         closeInput = input.close;
         ctx.signal.addEventListener("abort", closeInput);
-        startTimers(ctx);
+        timers.push(
+          ...startHostTimers({
+            id,
+            spec,
+            scheduler,
+            snapshotIntervalMs: deps.snapshotIntervalMs,
+            buffered: () => outputs.buffered(),
+            backlogged,
+            ...(deps.metrics ? { reportMetrics } : {}),
+            oldestWaiting: () => order.oldest(),
+            applied: () => lastUpTo,
+            ticks: handler?.tick !== undefined,
+            send: (msg) => ctx.send(msg),
+            fail: (err) => ctx.fail(err),
+          }),
+        );
       },
       async receive(msg) {
         switch (msg.kind) {
@@ -428,13 +350,3 @@ export function createStageInstance<H extends StageHandler>(
 }
 
 const ignore = () => undefined;
-
-/** How long a hop may wait for the one before it (see hop-order.ts) before the instance fails. */
-const HOP_WAIT_MS = 60_000;
-
-/** A fixed fraction in [0, 1) per instance id (FNV-1a), to spread periodic work. */
-function phaseOf(id: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
-  return (h >>> 0) / 4294967296;
-}
