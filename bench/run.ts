@@ -281,7 +281,11 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
   const natsCpu0 = await procCpuSeconds(nats.pid);
   const machine0 = await machineCpuTicks();
   const t0 = performance.now();
-  const app = await startApp(appConfig(nats, dataDir), pino({ level: "silent" }));
+  // BENCH_APP_LOG=file: the app's warnings and errors go there (a failed step says why).
+  const appLog = env.BENCH_APP_LOG
+    ? pino({ level: "warn" }, pino.destination(env.BENCH_APP_LOG))
+    : pino({ level: "silent" });
+  const app = await startApp(appConfig(nats, dataDir), appLog);
   const startedMs = performance.now() - t0;
   const { doneAt, timedOut, parsed } = await waitCaughtUp(app, lastSeq, t0);
   const secs = (doneAt - t0) / 1000;
