@@ -60,10 +60,17 @@ export function completeRecommendations(
   return {
     userId: user,
     items,
-    topCategories: (profile?.top ?? []).map(([category, interest]) => ({ category, interest })),
+    topCategories: topCategoriesOf(profile),
     watermark: watermark >= 0 ? watermark : null,
     statusMessage,
   };
+}
+
+/** A profile's top categories as an answer lists them (none without a profile). */
+export function topCategoriesOf(
+  profile: ProfileRecord | undefined,
+): Recommendations["topCategories"] {
+  return (profile?.top ?? []).map(([category, interest]) => ({ category, interest }));
 }
 
 /** 86400000 → "24 h"; 5400000 → "1.5 h". */

@@ -4,6 +4,8 @@ import { byItemId, type PopularityTableView } from "./popularity-join.js";
 export interface PopularityTable extends PopularityTableView {
   /** True once the watch has delivered the bucket's current content. */
   readonly initialised: boolean;
+  /** Rows applied so far: an answer made of rows is the same until it moves. */
+  readonly version: number;
   /** Applies one row (also used by tests of pure logic). */
   apply(row: PopularityRow): void;
   /** The row of one item (purchases > 0), if any. */
@@ -46,6 +48,7 @@ export function createPopularityTable(): PopularityTable {
   const rank = (rows: Iterable<PopularityRow>) =>
     [...rows].sort((a, b) => b.purchases - a.purchases || byItemId(a.item, b.item));
   let wm = -1;
+  let version = 0;
   const table: PopularityTable & { initialised: boolean } = {
     initialised: false,
     get size() {
@@ -53,6 +56,9 @@ export function createPopularityTable(): PopularityTable {
     },
     get wm() {
       return wm;
+    },
+    get version() {
+      return version;
     },
     category: (c) => byCategory.get(c)?.values() ?? [],
     row: (item) => rows.get(item),
@@ -70,6 +76,7 @@ export function createPopularityTable(): PopularityTable {
       return topCache.slice(0, n);
     },
     apply(row) {
+      version++;
       const prev = rows.get(row.item);
       if (prev) {
         byCategory.get(prev.category)?.delete(row.item);

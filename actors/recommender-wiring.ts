@@ -1,5 +1,18 @@
 import { Gauge, type Registry } from "prom-client";
-import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
+import { tap } from "rxjs";
+import {
+  createStageLogic,
+  type InputBatch,
+  type PortMap,
+  type StageDefinition,
+} from "../runtime/index.js";
+import {
+  hasOptions,
+  type RecentEvent,
+  type RecommendOptions,
+  type Recommendations,
+  type SimilarItems,
+} from "./backend.js";
 import type { Preset } from "./event.js";
 import type { StageHandler, StageSpec } from "./host.js";
 import type { PopularityRow } from "./popularity.js";
@@ -7,10 +20,12 @@ import { collaborativeStage, type CollaborativeView } from "./collaborative-stag
 import { covisitStage, type CovisitView } from "./covisit-stage.js";
 import { historyStage, type HistoryView } from "./history-stage.js";
 import { mergedStageSpec } from "./merged-input.js";
+import type { ParsedRecord } from "./parse.js";
 import { partitionOf } from "./partition.js";
 import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
 import type { TrainFn } from "./recommender-trainer.js";
 import { composeView } from "./recommender-view.js";
+import { createAnswerMemo } from "./recommender-memo.js";
 import type { BlendSettings } from "./sources/blend.js";
 import { loadStageHandler, NO_OUTPUT } from "./stage-adapter.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
@@ -37,6 +52,11 @@ export interface RankerWiring {
     row: (item: string) => PopularityRow | undefined,
     /** An A/B arm's blend settings (actors/arms.ts); absent: the preset's. */
     blend?: BlendSettings,
+    /**
+     * Version of what `row` reads (the popularity table's): with it, an answer asked again
+     * before anything it reads changed is the one computed before (recommender-memo.ts).
+     */
+    rowsVersion?: number,
   ): Recommendations | undefined;
   /** The user's recent items from the history source; undefined while the stage is not running. */
   recent(userId: string, n: number): RecentEvent[] | undefined;
@@ -49,6 +69,16 @@ export interface RankerWiring {
 }
 
 const HOUR = 3_600_000;
+/** Answers kept (one per user, n and blend settings): ~1 KB each. */
+const MEMO_ANSWERS = 32_768;
+/**
+ * Event time a kept answer's clock may lag the sources' progress. Idle, parse's markers move
+ * progress every few seconds without data: an answer at a newer clock differs only by the
+ * decay's last bits (every source's scores decay alike and the blend normalises them) and by
+ * items whose "done" time ran out, so an answer of the same data 60 s older, served with its
+ * own watermark, is the answer as of that watermark.
+ */
+const MEMO_MAX_LAG_MS = 60_000;
 
 /** ALS in a worker thread: the event loop that ingests and serves never trains. */
 const trainWorker: TrainFn = (ratings, settings, signal) =>
@@ -82,6 +112,30 @@ export function recommenderWiring(
   const bs = defaultBlend(preset);
   const sources = defaultSourceSettings(preset);
   const noHistory = createHistory({ preset });
+  /**
+   * Changes of the source stages' data: every batch with records that a source stage takes, and
+   * every new run of one (a start, a restart from a snapshot), counts one, before the stage
+   * applies it. With the served models and the popularity rows, that is all a blended answer
+   * reads besides the event-time clock (the models change apart, when a training ends). Batches
+   * without records (idle progress) move only the clock: see MEMO_MAX_LAG_MS.
+   */
+  let changes = 0;
+  const counted = <P extends PortMap, S, V>(
+    def: StageDefinition<ParsedRecord, P, S, V>,
+  ): StageDefinition<ParsedRecord, P, S, V> => ({
+    ...def,
+    create(ctx) {
+      changes++;
+      const logic = createStageLogic(def, ctx);
+      const count = tap((b: InputBatch<ParsedRecord>) => {
+        if (b.records.length > 0) changes++;
+      });
+      return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
+    },
+  });
+  const historyDef = counted(historyStage);
+  const covisitDef = counted(covisitStage);
+  const collaborativeDef = counted(collaborativeStage);
   for (let p = 0; p < cfg.partitions; p++)
     deps.run({
       stage: "history",
@@ -91,7 +145,7 @@ export function recommenderWiring(
       input: "envelope",
       batching: "per-input",
       create: (state) =>
-        loadStageHandler(historyStage, state, NO_OUTPUT, {
+        loadStageHandler(historyDef, state, NO_OUTPUT, {
           settings: {
             preset,
             halfLifeMs: sources.historyHalfLifeMs,
@@ -100,9 +154,9 @@ export function recommenderWiring(
           topology: stageTopology.history,
         }),
     });
-  deps.run(mergedStageSpec(covisitStage, deps.stream, cfg.partitions, () => ({ preset, sources })));
+  deps.run(mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({ preset, sources })));
   deps.run(
-    mergedStageSpec(collaborativeStage, deps.stream, cfg.partitions, () => ({
+    mergedStageSpec(collaborativeDef, deps.stream, cfg.partitions, () => ({
       preset,
       sources,
       retrainMs: cfg.retrainIntervalMs ?? HOUR,
@@ -145,10 +199,38 @@ export function recommenderWiring(
         if (c) this.set({ name: "covisit_events" }, c.fed());
       },
     });
+  const memo = createAnswerMemo<Recommendations>(MEMO_ANSWERS);
+  /** A number per blend settings object (the preset's, each A/B arm's): part of a memo key. */
+  const blendIds = new WeakMap<BlendSettings, number>();
+  let blends = 0;
+  const blendId = (b: BlendSettings) => {
+    const id = blends++;
+    blendIds.set(b, id);
+    return id;
+  };
   return {
-    answer(userId, n, options, row, blend) {
+    answer(userId, n, options, row, blend, rowsVersion) {
       const v = view(userId);
-      return v ? blendAnswer(v, blend ?? bs, row, userId, n, options) : undefined;
+      if (!v) return undefined;
+      const settings = blend ?? bs;
+      // Requests with options are rarer and vary: computed every time.
+      if (rowsVersion === undefined || hasOptions(options))
+        return blendAnswer(v, settings, row, userId, n, options);
+      const models = collaborative()?.collaborative();
+      const stamp = [
+        changes,
+        rowsVersion,
+        models?.model("implicit")?.model,
+        models?.model("explicit")?.model,
+      ];
+      const key = `${userId}\n${n}\n${blendIds.get(settings) ?? blendId(settings)}`;
+      const kept = memo.get(key, stamp);
+      // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
+      // clock (done items expire with it), so it is served only while at most this far behind.
+      if (kept && (kept.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS) return kept;
+      const answer = blendAnswer(v, settings, row, userId, n, options);
+      memo.set(key, stamp, answer);
+      return answer;
     },
     recent(userId, n) {
       const h = history(userId);

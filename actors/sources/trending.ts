@@ -53,6 +53,9 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
   // sorting the whole catalogue after every event (the full sort stays for deeper requests).
   // Built from the counts at first use (the store may hold a snapshot's).
   let best: string[] | undefined;
+  /** Events counted so far, and the last unfiltered top list (see `top`). */
+  let changes = 0;
+  let lastTop: { now: number; n: number; changes: number; list: Scored[] } | undefined;
   /** Position of each item in `best`. */
   const pos = new Map<string, number>();
   const before = (a: string, b: string) => {
@@ -115,6 +118,7 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
     add(e) {
       const w = opts.weight(e);
       if (w <= 0) return;
+      changes++;
       if (Number.isNaN(anchor)) setAnchor(e.ts);
       if (Number.isFinite(hl) && (e.ts - anchor) / hl > 500) rebase(e.ts);
       raw.set(e.i, (raw.get(e.i) ?? 0) + w / decay(e.ts - anchor, hl));
@@ -126,29 +130,41 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
       return v === undefined ? 0 : v * decay(now - anchor, hl);
     },
     top(now, n, keep) {
-      // The order does not depend on `now` (one factor for all).
-      const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
-      const out: Scored[] = [];
-      const b = ranked();
-      for (const item of b) {
-        if (out.length >= n) break;
-        if (keep && !keep(item)) continue;
-        const count = raw.get(item)! * f;
-        out.push({ item, score: count, why: opts.explain(item, count) });
+      // Every answer without a filter asks for the same list until an event or `now` moves:
+      // kept once computed (it is the same list a new computation would give).
+      if (!keep) {
+        const hit = lastTop;
+        if (hit && hit.now === now && hit.n === n && hit.changes === changes) return hit.list;
+        const list = topAt(now, n);
+        lastTop = { now, n, changes, list };
+        return list;
       }
-      // More asked for than the kept best hold (after the filter): the whole catalogue, sorted.
-      if (out.length < n && b.length < raw.size) {
-        out.length = 0;
-        for (const [item, v] of fullSort()) {
-          if (out.length >= n) break;
-          if (keep && !keep(item)) continue;
-          const count = v * f;
-          out.push({ item, score: count, why: opts.explain(item, count) });
-        }
-      }
-      return out.sort(byScoreThenId);
+      return topAt(now, n, keep);
     },
   };
+  function topAt(now: number, n: number, keep?: (item: string) => boolean): Scored[] {
+    // The order does not depend on `now` (one factor for all).
+    const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
+    const out: Scored[] = [];
+    const b = ranked();
+    for (const item of b) {
+      if (out.length >= n) break;
+      if (keep && !keep(item)) continue;
+      const count = raw.get(item)! * f;
+      out.push({ item, score: count, why: opts.explain(item, count) });
+    }
+    // More asked for than the kept best hold (after the filter): the whole catalogue, sorted.
+    if (out.length < n && b.length < raw.size) {
+      out.length = 0;
+      for (const [item, v] of fullSort()) {
+        if (out.length >= n) break;
+        if (keep && !keep(item)) continue;
+        const count = v * f;
+        out.push({ item, score: count, why: opts.explain(item, count) });
+      }
+    }
+    return out.sort(byScoreThenId);
+  }
 }
 
 /** TRENDING: views × 1 and clicks × 2 (weights configurable), decayed with a 1 h half-life. */

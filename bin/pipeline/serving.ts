@@ -12,7 +12,7 @@ import {
 } from "../../actors/backend.js";
 import type { Observable } from "rxjs";
 import type { JoinHandler } from "../../actors/popularity-join.js";
-import { createFallbackActor, type FallbackActor } from "../../actors/fallback.js";
+import { createFallbackActor, topCategoriesOf, type FallbackActor } from "../../actors/fallback.js";
 import { filterDesign } from "../../actors/recommender-serve.js";
 import { createPopularityTable } from "../../actors/popularity-table.js";
 import { createTrendingHub } from "../../actors/trending-hub.js";
@@ -91,23 +91,28 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   // fallback[p] answers in place (see FallbackActor.answer): no mailbox round trip, and the
   // gRPC façade answers within the request's own task (RecoBackend.recommendNow).
   const fallbackIds = Array.from({ length: P }, (_, p) => `fallback/${p}`);
+  /** The user's top categories as the design answer gives them; undefined when it cannot. */
+  const designTopCategories = (userId: string): Recommendations["topCategories"] | undefined => {
+    const p = partitionOf(userId, P);
+    const fallback = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
+    const join = instances.get(`popularity-join/${p}`);
+    if (fallback?.getStatus() !== "running" || join?.actor.getStatus() !== "running") return;
+    const handler = join.handler() as JoinHandler | undefined;
+    if (!handler || !table.initialised) return;
+    return topCategoriesOf(handler.profile(userId));
+  };
   const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
     // A/B arms: the user's arm says which ranker answers, and the answer names it.
     const arm = o.armOf?.(userId);
     const named = (r: Recommendations) => (arm ? { ...r, arm: arm.name } : r);
     if (running && (arm ? arm.ranker === "blend" : true)) {
-      const blended = ranker.answer(userId, n, options, table.row, arm?.blend);
+      const blended = ranker.answer(userId, n, options, table.row, arm?.blend, table.version);
       if (blended) {
         // The blend has no interest profile of its own: the top categories are the design
-        // stages' (interest-ranking's 24 h profile), as RANKER=design answers them.
-        const fallback = supervisor.child(fallbackIds[partitionOf(userId, P)]!) as
-          FallbackActor | undefined;
-        const design = fallback?.answer(userId, 1);
-        return named(
-          design && !(design instanceof BackendUnavailableError)
-            ? { ...blended, topCategories: design.topCategories }
-            : blended,
-        );
+        // stages' (interest-ranking's 24 h profile), as RANKER=design answers them, read from
+        // the profile alone (a whole design answer for them cost more than a memoised blend).
+        const top = designTopCategories(userId);
+        return named(top ? { ...blended, topCategories: top } : blended);
       }
     }
     const p = partitionOf(userId, P);

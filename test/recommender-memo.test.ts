@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import { createStageState } from "../state/store.js";
+import { encodeEnvelope } from "../actors/envelope.js";
+import type { StageHandler, StageSpec } from "../actors/host.js";
+import type { ParsedRecord } from "../actors/parse.js";
+import type { PopularityRow } from "../actors/popularity.js";
+import { createAnswerMemo } from "../actors/recommender-memo.js";
+import { recommenderWiring } from "../actors/recommender-wiring.js";
+import { fakeOutput } from "./helpers/stage.js";
+import { recordMaker } from "./helpers/source-stages.js";
+
+const T0 = Date.UTC(2026, 10, 1);
+const M = 60_000;
+
+describe("answer memo", () => {
+  it("keeps answers under one stamp and forgets all of them when any part of it changes", () => {
+    const memo = createAnswerMemo<string>(10);
+    const model = {};
+    memo.set("u1", [1, model], "a");
+    memo.set("u2", [1, model], "b");
+    expect(memo.get("u1", [1, model])).toBe("a");
+    // Another object at the same place (a new model) is another stamp.
+    expect(memo.get("u2", [1, {}])).toBeUndefined();
+    expect(memo.get("u2", [1, model])).toBeUndefined(); // forgotten, not kept aside
+    memo.set("u1", [2, model], "c");
+    expect(memo.get("u1", [3, model])).toBeUndefined();
+    expect(memo.size).toBe(0);
+  });
+
+  it("is bounded: the oldest answer goes first", () => {
+    const memo = createAnswerMemo<number>(3);
+    for (let x = 0; x < 5; x++) memo.set(`u${x}`, [0], x);
+    expect(memo.size).toBe(3);
+    expect(memo.get("u0", [0])).toBeUndefined();
+    expect(memo.get("u4", [0])).toBe(4);
+  });
+});
+
+/** The blend's wiring over real source stage handlers (one partition), fed hops by hand. */
+async function wired() {
+  const specs = new Map<string, StageSpec<StageHandler>>();
+  const ranker = recommenderWiring(
+    { ranker: "blend", preset: "ecommerce", idleTimeoutMs: 0, partitions: 1 },
+    {
+      stream: "HOPS",
+      run: (spec) => void specs.set(`${spec.stage}/${spec.partition}`, spec),
+      live: (id) => handlers.get(id),
+      // No training in this test: the model part of the stamp has tests of its own.
+      train: () => new Promise(() => undefined),
+    },
+  );
+  const handlers = new Map<string, StageHandler>();
+  for (const [id, spec] of specs)
+    handlers.set(id, await spec.create(createStageState(), fakeOutput().out));
+  let upTo = 0;
+  let seq = 0;
+  const send = (data: Uint8Array, last: number) => {
+    seq++;
+    for (const h of handlers.values())
+      h.handle({ seq, subject: "reco.parse.0", data, headers: {} }, last);
+  };
+  const feed = (recs: ParsedRecord[]) => {
+    const last = upTo;
+    upTo = recs[recs.length - 1]!.s;
+    send(encodeEnvelope(upTo, recs[recs.length - 1]!.ts, recs), last);
+  };
+  /** An idle marker: progress to `wm`, no records. */
+  const idle = (wm: number) => send(encodeEnvelope(upTo, wm, []), upTo);
+  return { ranker, feed, idle };
+}
+
+describe("the blend's answers kept between changes (recommender-wiring)", () => {
+  const rows = new Map<string, PopularityRow>();
+  const row = (item: string) => rows.get(item);
+
+  it("answers a repeated request from the memo, and anew after any source stage's input", async () => {
+    const { ranker, feed } = await wired();
+    const rec = recordMaker();
+    feed([
+      rec("u1", "p1", T0, "view", "c1"),
+      rec("u2", "p1", T0 + M, "view", "c1"),
+      rec("u2", "p2", T0 + 2 * M, "purchase", "c1"),
+      rec("u3", "p3", T0 + 3 * M, "purchase", "c2"),
+    ]);
+    const first = ranker.answer("u1", 10, undefined, row, undefined, 0)!;
+    expect(first.items.length).toBeGreaterThan(0);
+    // Nothing changed: the kept answer itself.
+    expect(ranker.answer("u1", 10, undefined, row, undefined, 0)).toBe(first);
+    // Another user's events change u1's similar items: the memo must not serve the old answer.
+    // (Within 60 s of event time: the clock alone would not make it recompute.)
+    feed([
+      rec("u4", "p1", T0 + 3 * M + 1, "view", "c1"),
+      rec("u4", "p9", T0 + 3 * M + 2, "cart", "c9"),
+    ]);
+    const after = ranker.answer("u1", 10, undefined, row, undefined, 0)!;
+    expect(after).not.toBe(first);
+    expect(after).toEqual(ranker.answer("u1", 10, undefined, row)); // computed without the memo
+    expect(after.items.map((i) => i.itemId)).toContain("p9");
+    expect(first.items.map((i) => i.itemId)).not.toContain("p9");
+    // A new popularity row (brand, price) is part of the answer: another rows version.
+    rows.set("p9", {
+      item: "p9",
+      category: "c9",
+      brand: "b9",
+      avgPrice: 9,
+      purchases: 3,
+      wm: T0,
+    });
+    const withRow = ranker.answer("u1", 10, undefined, row, undefined, 1)!;
+    expect(withRow.items.find((i) => i.itemId === "p9")?.brand).toBe("b9");
+  });
+
+  it("keeps an answer while only the clock moves (idle progress), at most 60 s of event time", async () => {
+    const { ranker, feed, idle } = await wired();
+    const rec = recordMaker();
+    feed([rec("u1", "p1", T0, "view", "c1"), rec("u2", "p1", T0 + M, "purchase", "c1")]);
+    const first = ranker.answer("u1", 10, undefined, row, undefined, 0)!;
+    idle(T0 + 30_000 + M);
+    expect(ranker.answer("u1", 10, undefined, row, undefined, 0)).toBe(first);
+    idle(T0 + 2 * M + 1);
+    const later = ranker.answer("u1", 10, undefined, row, undefined, 0)!;
+    expect(later).not.toBe(first);
+    expect(later.watermark).toBe(T0 + 2 * M + 1);
+    expect(later).toEqual(ranker.answer("u1", 10, undefined, row));
+  });
+});
