@@ -175,3 +175,26 @@ export function wilson(hits: number, cases: number, z = 1.96): { lower: number; 
   const half = (z / (1 + z2 / cases)) * Math.sqrt((p * (1 - p)) / cases + z2 / (4 * cases * cases));
   return { lower: Math.max(0, centre - half), upper: Math.min(1, centre + half) };
 }
+
+/**
+ * Interval of the difference of two hit rates, a − b (Newcombe's hybrid score method, from the
+ * two Wilson intervals at the same z): unlike the normal approximation it stays honest for small
+ * counts and rates near 0, and it excludes 0 exactly when the difference is significant at that
+ * level (which non-overlapping Wilson intervals are a stricter test of).
+ */
+export function differenceInterval(
+  a: { hits: number; cases: number },
+  b: { hits: number; cases: number },
+  z = 1.96,
+): { difference: number; lower: number; upper: number } {
+  const pa = a.cases > 0 ? a.hits / a.cases : 0;
+  const pb = b.cases > 0 ? b.hits / b.cases : 0;
+  const wa = wilson(a.hits, a.cases, z);
+  const wb = wilson(b.hits, b.cases, z);
+  const d = pa - pb;
+  return {
+    difference: d,
+    lower: d - Math.sqrt((pa - wa.lower) ** 2 + (wb.upper - pb) ** 2),
+    upper: d + Math.sqrt((wa.upper - pa) ** 2 + (pb - wb.lower) ** 2),
+  };
+}

@@ -162,6 +162,8 @@ export function qualityWiring(
       name: "reco_prequential_sample",
       help: "Share of target events the prequential stage scores (QUALITY_SAMPLE; chosen by a hash of the event id), 0 when it does not run",
       registers: [deps.registry],
+      // The parse child's registry has this gauge too (bin/parse-process.ts sums them).
+      aggregator: "max",
       collect() {
         this.set(runs ? (cfg.qualitySample ?? 1) : 0);
       },

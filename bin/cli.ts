@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { registerArmsCommand } from "./commands/arms.js";
 import { registerEvalCommand } from "./commands/eval.js";
 import { registerQueryCommands } from "./commands/query.js";
 import { registerReplayCommand } from "./commands/replay.js";
@@ -26,5 +27,6 @@ for (const [role, what] of [
 registerReplayCommand(program);
 registerQueryCommands(program);
 registerEvalCommand(program);
+registerArmsCommand(program);
 
 await program.parseAsync(process.argv);

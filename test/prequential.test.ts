@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readLog, type LogEvent } from "../bin/eval/log.js";
 import { createArms } from "../actors/arms.js";
 import type { ParsedRecord } from "../actors/parse.js";
-import { wilson, type PrequentialReport } from "../actors/prequential.js";
+import { differenceInterval, wilson, type PrequentialReport } from "../actors/prequential.js";
 import {
   prequentialStage,
   sampled,
@@ -165,6 +165,19 @@ describe("prequential stage on MovieLens (issue 15, point 1)", () => {
     drive(state, 0, 2300, share);
     expect(drive(reload(state), 2300, N, share).report()).toEqual(sampledRun);
   }, 120_000);
+});
+
+describe("difference of two hit rates", () => {
+  it("gives Newcombe's hybrid score interval (his 1998 example: 56/70 - 48/80)", () => {
+    const d = differenceInterval({ hits: 56, cases: 70 }, { hits: 48, cases: 80 });
+    expect(d.difference).toBeCloseTo(0.2, 12);
+    expect(d.lower).toBeCloseTo(0.0524, 3);
+    expect(d.upper).toBeCloseTo(0.3339, 3);
+    // Swapped: the same interval, negated.
+    const e = differenceInterval({ hits: 48, cases: 80 }, { hits: 56, cases: 70 });
+    expect(e.lower).toBeCloseTo(-d.upper, 12);
+    expect(e.upper).toBeCloseTo(-d.lower, 12);
+  });
 });
 
 describe("Wilson interval", () => {

@@ -12,6 +12,8 @@ import { createArms, parseArms } from "../actors/arms.js";
 import { parsePrometheusText } from "../connectors/http/api-pipeline.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { Command } from "commander";
+import { registerArmsCommand } from "../bin/commands/arms.js";
 
 /**
  * Issue 15, "done when": a MovieLens replay with two arms (design against blend) shows, in
@@ -147,6 +149,55 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
       ).json()) as { arm?: string };
       expect(json.arm).toBe(arms.armOf(user).name);
     }
+  });
+
+  it("reco arms compares the arms from the running engine: rates, intervals, the blend ahead", async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    let code = 0;
+    const run = async (...args: string[]) => {
+      const program = new Command("reco").exitOverride();
+      registerArmsCommand(program, {
+        out: (l) => out.push(l),
+        err: (l) => err.push(l),
+        setExitCode: (c) => void (code = c),
+      });
+      await program.parseAsync(["node", "reco", "arms", ...args]);
+    };
+    const text = await metrics();
+    await run("--url", app.webUrl);
+    expect(err).toEqual([]);
+    expect(code).toBe(0);
+    const row = (arm: string) => out.find((l) => l.startsWith(`${arm} `))!.split(/\s+/);
+    for (const arm of ["design", "blend"]) {
+      const cases = sample(text, "reco_arm_cases", { arm, window: "all" })!;
+      const rate = sample(text, "reco_arm_hit_rate", { arm, window: "all" })!;
+      const r = row(arm);
+      expect(Number(r.find((x) => /^\d+$/.test(x)))).toBe(cases);
+      expect(r).toContain((rate * 100).toFixed(2));
+    }
+    expect(row("blend")).toContain("*");
+    // The difference's interval excludes 0 on these 3000 rows: the blend is ahead.
+    const diff = out.find((l) => l.startsWith("blend - design: +"))!;
+    expect(diff).toMatch(/\(95%: \d+\.\d+ \.\. \d+\.\d+\): blend is ahead$/);
+
+    out.length = 0;
+    await run("--url", app.webUrl, "--json");
+    const j = JSON.parse(out.join("\n")) as {
+      differences: { arm: string; lower: number; upper: number; verdict: string }[];
+    };
+    expect(j.differences[0]).toMatchObject({ arm: "blend", verdict: "ahead" });
+    expect(j.differences[0]!.lower).toBeGreaterThan(0);
+
+    // Nothing listening: one line, exit code 1.
+    out.length = 0;
+    await run("--url", "http://127.0.0.1:1", "--timeout", "2000");
+    expect(code).toBe(1);
+    expect(err).toHaveLength(1);
+    expect(err[0]).toMatch(
+      /^reco arms: cannot reach the engine at http:\/\/127\.0\.0\.1:1\/v1\/quality: /,
+    );
+    expect(out).toEqual([]);
   });
 
   it.skipIf(!existsSync(CHROMIUM))(
