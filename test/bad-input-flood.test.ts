@@ -12,6 +12,7 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { ClickEventSchema, EventType, Source } from "../proto/gen/reco/v1/reco_pb.js";
+import { untilAsync } from "./helpers/harness.js";
 
 /**
  * Issue 5, "done when": a flood of malformed messages mixed with good ones leaves the good
@@ -151,16 +152,6 @@ interface RunResult {
 
 const users = [...new Set(good.map((e) => String(e.user_id)))].sort();
 
-/** Polls until `ok` or `ms` pass. */
-async function until(ok: () => Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await ok()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return ok();
-}
-
 /** True when every stage instance has processed the last message of its input subject. */
 async function caughtUp(app: App, nc: NatsConnection, partitions: number): Promise<boolean> {
   const jsm = await nc.jetstreamManager();
@@ -252,10 +243,10 @@ async function runOnce(messages: Outgoing[]): Promise<RunResult> {
       await new Promise((r) => setTimeout(r, 400));
       return caughtUp(app!, nc!, partitions);
     };
-    expect(await until(settled, 25_000), "pipeline caught up").toBe(true);
+    expect(await untilAsync(settled, 25_000), "pipeline caught up").toBe(true);
     // The popularity table reaches the serving actors through a KV watch: wait until stable.
     let answers = await read();
-    await until(async () => {
+    await untilAsync(async () => {
       await new Promise((r) => setTimeout(r, 200));
       const again = await read();
       const same = JSON.stringify([...again], bigints) === JSON.stringify([...answers], bigints);

@@ -1,8 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import {
@@ -14,7 +13,8 @@ import {
   type Gauge,
 } from "./helpers/positions.js";
 import { generateLog, rng, seededUuid } from "./helpers/events.js";
-import { freePort } from "../connectors/nats/embedded-server.js";
+import { exited, kill, spawnReco, type AppProcess } from "./helpers/app-process.js";
+import { sleep } from "./helpers/harness.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
@@ -25,7 +25,6 @@ import { createRecoClient } from "../connectors/grpc/index.js";
  * kills: recommendations, top categories, trending finals, and DLQ, late and duplicate counts.
  */
 
-const root = resolve(import.meta.dirname, "..");
 const N = Number(process.env.CHAOS_EVENTS ?? 200_000);
 const H = 3_600_000;
 const enc = new TextEncoder();
@@ -54,70 +53,31 @@ for (const e of good) {
 }
 const users = [...new Set(good.map((e) => String(e.user_id)))].sort();
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  metricsPort: number;
-  grpcPort: number;
-}
+type Proc = AppProcess;
 
 function startProc(
   natsUrl: string,
   dataDir: string,
   extra: Record<string, string> = {},
 ): Promise<Proc> {
-  return (async () => {
-    const metricsPort = await freePort();
-    const grpcPort = await freePort();
-    const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
-      cwd: root,
-      env: {
-        ...process.env,
-        NATS_URL: natsUrl,
-        DATA_DIR: dataDir,
-        GRPC_PORT: String(grpcPort),
-        GRPC_HOST: "127.0.0.1",
-        METRICS_PORT: String(metricsPort),
-        PARTITIONS: "4",
-        SNAPSHOT_INTERVAL: "400",
-        // Idle markers follow wall time; the compared runs must not depend on pauses.
-        IDLE_TIMEOUT_MS: "0",
-        TRENDING_TRIGGER: "100",
-        // The design ranking (DESIGN §3.4–3.6) unless the test says RANKER=blend.
-        RANKER: "design",
-        LOG_LEVEL: "warn",
-        ...extra,
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-    const p: Proc = { child, output: () => out, metricsPort, grpcPort };
-    const until = Date.now() + 60_000;
-    while (Date.now() < until) {
-      if (child.exitCode !== null || child.signalCode !== null) return p; // died (fault hook)
-      try {
-        const h = await fetch(`http://127.0.0.1:${metricsPort}/healthz`);
-        if (h.status === 200) return p;
-      } catch {
-        // not listening yet
-      }
-      await sleep(50);
-    }
-    throw new Error(`processor did not become ready:\n${out}`);
-  })();
-}
-
-const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
-const exited = (c: ChildProcess) =>
-  c.exitCode !== null || c.signalCode !== null
-    ? Promise.resolve()
-    : new Promise<void>((res) => c.once("exit", () => res()));
-
-async function kill(p: Proc) {
-  p.child.kill("SIGKILL");
-  await exited(p.child);
+  return spawnReco({
+    env: {
+      NATS_URL: natsUrl,
+      DATA_DIR: dataDir,
+      PARTITIONS: "4",
+      SNAPSHOT_INTERVAL: "400",
+      // Idle markers follow wall time; the compared runs must not depend on pauses.
+      IDLE_TIMEOUT_MS: "0",
+      TRENDING_TRIGGER: "100",
+      // The design ranking (DESIGN §3.4–3.6) unless the test says RANKER=blend.
+      RANKER: "design",
+      LOG_LEVEL: "warn",
+      ...extra,
+    },
+    mayDie: true, // a fault hook kills it during its start
+    timeoutMs: 60_000,
+    pollMs: 50,
+  });
 }
 
 /**

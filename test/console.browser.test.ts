@@ -12,6 +12,7 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { Source } from "../proto/gen/reco/v1/reco_pb.js";
+import { poller } from "./helpers/harness.js";
 
 /**
  * The web console in a real headless Chromium (Debian's), against the real app: a nats-server,
@@ -23,15 +24,7 @@ const SHOTS = join(process.cwd(), ".screenshots");
 const H = 3_600_000;
 const T0 = Date.parse("2019-10-01T08:00:00Z");
 
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  let v = await fn();
-  while (!ok(v) && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
-    v = await fn();
-  }
-  return v;
-}
+const eventually = poller({ ms: 20_000, everyMs: 100 });
 
 // Skipped only outside CI when there is no Chromium (.ci/run installs it).
 describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(

@@ -13,20 +13,12 @@ import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { Source, TrendingWindow, type TrendingUpdate } from "../proto/gen/reco/v1/reco_pb.js";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
+import { poller } from "./helpers/harness.js";
 
 const H = 3_600_000;
 const T0 = Date.parse("2026-11-20T08:00:00Z");
 
-/** Polls `fn` until it returns true or `ms` pass; returns the last value. */
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const until = Date.now() + ms;
-  let v = await fn();
-  while (!ok(v) && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
-    v = await fn();
-  }
-  return v;
-}
+const eventually = poller({ ms: 20_000, everyMs: 100 });
 
 const simplify = (items: { itemId: string; score: number; source: Source }[]) =>
   items.map((i) => ({

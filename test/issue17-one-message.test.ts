@@ -11,6 +11,7 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { Source } from "../proto/gen/reco/v1/reco_pb.js";
+import { poller } from "./helpers/harness.js";
 
 /*
  * Issue 17, points 2, 3 and 4: one message must not break event time or a partition. The whole
@@ -82,15 +83,7 @@ const killers: { subject: string; data: Uint8Array; reason: string }[] = [
   { subject: "events.view", data: sized(1_048_570), reason: "event_too_large" },
 ];
 
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000) {
-  const until = Date.now() + ms;
-  let v = await fn();
-  while (!ok(v) && Date.now() < until) {
-    await new Promise((res) => setTimeout(res, 200));
-    v = await fn();
-  }
-  return v;
-}
+const eventually = poller({ ms: 30_000, everyMs: 200 });
 
 /** The value of a metric in Prometheus text, summed over its labels. */
 function metric(text: string, name: string): number {

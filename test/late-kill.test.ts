@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,6 +10,7 @@ import { freePort } from "../connectors/nats/embedded-server.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
 import { sleep } from "./helpers/harness.js";
+import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
 /**
  * Issue 17 point 1: a SIGKILL of the whole app (process group: main and parse processes) late in
@@ -31,66 +31,22 @@ const root = resolve(import.meta.dirname, "..");
 const LOG = resolve(root, "../shared/data/rees46/2019-Oct-head.csv");
 const RATE = 5000;
 
-interface App {
-  child: ChildProcess;
-  metricsPort: number;
-  grpcPort: number;
-  output: () => string;
-}
-
-const exited = (c: ChildProcess) =>
-  c.exitCode !== null || c.signalCode !== null
-    ? Promise.resolve()
-    : new Promise<void>((r) => c.once("exit", () => r()));
+type App = AppProcess;
 
 /** `reco start` in a process group of its own, as a shell job: a SIGKILL of the group kills all. */
-async function startApp(env: Record<string, string>): Promise<App> {
-  const metricsPort = await freePort();
-  const grpcPort = await freePort();
-  const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
-    cwd: root,
+function startApp(env: Record<string, string>): Promise<App> {
+  return spawnReco({
+    // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+    env: { RANKER: "design", LOG_LEVEL: "warn", ...env },
     detached: true,
-    env: {
-      ...process.env,
-      GRPC_PORT: String(grpcPort),
-      GRPC_HOST: "127.0.0.1",
-      METRICS_PORT: String(metricsPort),
-      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
-      RANKER: "design",
-      LOG_LEVEL: "warn",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+    // Ready, and parse (in its own process) runs: a restarted app is processing again.
+    ready: async (app) =>
+      (await gauges(app.metricsPort, "reco_stage_position")).some(
+        (g) => g.labels.stage === "parse",
+      ),
+    timeoutMs: 90_000,
+    pollMs: 100,
   });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const until = Date.now() + 90_000;
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`reco start exited:\n${out}`);
-    try {
-      // Ready, and parse (in its own process) runs: a restarted app is processing again.
-      const app = { child, metricsPort, grpcPort, output: () => out };
-      if (
-        (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status === 200 &&
-        (await gauges(metricsPort, "reco_stage_position")).some((g) => g.labels.stage === "parse")
-      )
-        return app;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`reco start did not become ready:\n${out}`);
-}
-
-async function killGroup(app: App) {
-  try {
-    process.kill(-app.child.pid!, "SIGKILL");
-  } catch {
-    // already gone
-  }
-  await exited(app.child);
 }
 
 /** Every stage has processed the last message of its input, and no position moved for 2 s. */

@@ -12,19 +12,12 @@ import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { partitionOf } from "../actors/partition.js";
+import { poller } from "./helpers/harness.js";
 
 const H = 3_600_000;
 const enc = new TextEncoder();
 
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000) {
-  const until = Date.now() + ms;
-  let v = await fn();
-  while (!ok(v) && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 200));
-    v = await fn().catch(() => v);
-  }
-  return v;
-}
+const eventually = poller({ ms: 30_000, everyMs: 200, keepOnError: true });
 
 const asRef = (items: { itemId: string; score: number; source: number }[]) =>
   items.map((i) => [

@@ -15,7 +15,7 @@ import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
-import { sleep } from "./helpers/harness.js";
+import { poller, sleep, until } from "./helpers/harness.js";
 
 /**
  * Issue 6: `reco start` with PARSE_PROCESS=1 runs parse in a child process (bin/parse-process.ts).
@@ -27,15 +27,7 @@ const root = resolve(import.meta.dirname, "..");
 const H = 3_600_000;
 const enc = new TextEncoder();
 
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 60_000) {
-  const until = Date.now() + ms;
-  let v = await fn();
-  while (!ok(v) && Date.now() < until) {
-    await sleep(200);
-    v = await fn().catch(() => v);
-  }
-  return v;
-}
+const eventually = poller({ ms: 60_000, everyMs: 200, keepOnError: true });
 
 /** `name{labels} value` lines of /metrics whose labels include `labels`. */
 async function metric(port: number, name: string, labels: Record<string, string> = {}) {
@@ -61,11 +53,7 @@ const gone = (pid: number) => {
   }
 };
 
-async function waitFor(pred: () => boolean, ms: number) {
-  const until = Date.now() + ms;
-  while (!pred() && Date.now() < until) await sleep(50);
-  return pred();
-}
+const waitFor = (pred: () => boolean, ms: number) => until(pred, ms, 50);
 
 const asRef = (items: { itemId: string; score: number; source: number }[]) =>
   items.map((i) => [

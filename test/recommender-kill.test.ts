@@ -1,15 +1,14 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type JetStreamManager } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { gauges, stagesBehind } from "./helpers/positions.js";
-import { freePort } from "../connectors/nats/embedded-server.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
 import { sleep } from "./helpers/harness.js";
+import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
 /**
  * Issue 12 point 2: the candidate source stages (history per partition, covisit, collaborative)
@@ -25,31 +24,18 @@ const root = resolve(import.meta.dirname, "..");
 const LOG = resolve(root, "../shared/data/rees46/2019-Oct-head.csv");
 const ROWS = 3000;
 
-interface App {
-  child: ChildProcess;
-  metricsPort: number;
-  grpcPort: number;
-  output: () => string;
-}
+type App = AppProcess;
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-async function startApp(natsUrl: string, dataDir: string): Promise<App> {
-  const metricsPort = await freePort();
-  const grpcPort = await freePort();
-  const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
-    cwd: root,
-    detached: true,
+function startApp(natsUrl: string, dataDir: string): Promise<App> {
+  return spawnReco({
     env: {
-      ...process.env,
       NATS_URL: natsUrl,
       DATA_DIR: dataDir,
-      GRPC_PORT: String(grpcPort),
-      GRPC_HOST: "127.0.0.1",
-      METRICS_PORT: String(metricsPort),
       WEB_PORT: "0",
       PARTITIONS: "3",
       IDLE_TIMEOUT_MS: "0",
@@ -57,32 +43,11 @@ async function startApp(natsUrl: string, dataDir: string): Promise<App> {
       SNAPSHOT_INTERVAL: "300",
       LOG_LEVEL: "warn",
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+    spawned: (app) => cleanups.push(() => killGroup(app)),
+    timeoutMs: 90_000,
+    pollMs: 100,
   });
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const app = { child, metricsPort, grpcPort, output: () => out };
-  cleanups.push(() => killGroup(app));
-  for (const until = Date.now() + 90_000; Date.now() < until; await sleep(100)) {
-    if (child.exitCode !== null) throw new Error(`reco start exited:\n${out}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status === 200) return app;
-    } catch {
-      // not listening yet
-    }
-  }
-  throw new Error(`reco start did not become ready:\n${out}`);
-}
-
-async function killGroup(app: App) {
-  try {
-    process.kill(-app.child.pid!, "SIGKILL");
-  } catch {
-    // already gone
-  }
-  if (app.child.exitCode === null && app.child.signalCode === null)
-    await new Promise<void>((r) => app.child.once("exit", () => r()));
 }
 
 async function metric(app: App, name: string, ...labels: string[]): Promise<number | undefined> {

@@ -6,6 +6,7 @@ import { networkInterfaces, tmpdir } from "node:os";
 import { mkdtemp, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { freePort } from "../connectors/nats/embedded-server.js";
+import { until } from "./helpers/harness.js";
 
 const root = resolve(import.meta.dirname, "..");
 
@@ -29,11 +30,7 @@ const exited = (child: ChildProcess) =>
     else child.once("exit", (code) => r(code));
   });
 
-async function waitFor(pred: () => boolean, ms: number) {
-  const until = Date.now() + ms;
-  while (!pred() && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  return pred();
-}
+const waitFor = (pred: () => boolean, ms: number) => until(pred, ms, 50);
 
 const alive = (pid: number) => {
   try {

@@ -29,6 +29,41 @@ export async function waitFor(pred: () => boolean, what: string, ms = 20_000): P
   if (!(await until(pred, ms))) throw new Error(`timed out waiting for ${what}`);
 }
 
+/** `until` for an async condition: polls `ok` every `everyMs` until it holds or `ms` passed. */
+export async function untilAsync(
+  ok: () => Promise<boolean>,
+  ms: number,
+  everyMs = 100,
+): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await ok()) return true;
+    await sleep(everyMs);
+  }
+  return ok();
+}
+
+/**
+ * An `eventually(fn, ok, ms?)` for a file: calls `fn` every `everyMs` until `ok` holds of its
+ * value or `ms` passed, and returns the last value (the caller's assertion says what was wrong).
+ * With `keepOnError`, a call that throws (a server restarting) keeps the value before it.
+ */
+export function poller(o: { ms: number; everyMs: number; keepOnError?: boolean }) {
+  return async function eventually<T>(
+    fn: () => Promise<T>,
+    ok: (v: T) => boolean,
+    ms = o.ms,
+  ): Promise<T> {
+    const end = Date.now() + ms;
+    let v = await fn();
+    while (!ok(v) && Date.now() < end) {
+      await sleep(o.everyMs);
+      v = o.keepOnError ? await fn().catch(() => v) : await fn();
+    }
+    return v;
+  };
+}
+
 export type Cleanup = () => Promise<unknown> | unknown;
 
 /**

@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { join, resolve } from "node:path";
+import { freePort } from "../../connectors/nats/embedded-server.js";
+import { sleep } from "./harness.js";
+
+/**
+ * `reco start` as a child process, for the tests that SIGKILL it (chaos, late-kill,
+ * recommender-kill): spawned on free gRPC and metrics ports, its output kept, ready once
+ * /healthz answers 200.
+ */
+
+const root = resolve(import.meta.dirname, "..", "..");
+
+export interface AppProcess {
+  child: ChildProcess;
+  metricsPort: number;
+  grpcPort: number;
+  output: () => string;
+}
+
+export interface SpawnOptions {
+  /** Settings over the test process's environment (the ports are set here). */
+  env: Record<string, string>;
+  /** A process group of its own, as a shell job: killGroup() then kills its parse process too. */
+  detached?: boolean;
+  /** Ready only when this holds too (after /healthz said 200). */
+  ready?: (app: AppProcess) => Promise<boolean>;
+  /** A process that dies before it is ready is returned (a fault hook killed it) instead of failing. */
+  mayDie?: boolean;
+  /** How long it may take to become ready. */
+  timeoutMs: number;
+  pollMs: number;
+  /** Called with the app as soon as it is spawned (to register its teardown). */
+  spawned?: (app: AppProcess) => void;
+}
+
+export async function spawnReco(o: SpawnOptions): Promise<AppProcess> {
+  const metricsPort = await freePort();
+  const grpcPort = await freePort();
+  const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
+    cwd: root,
+    ...(o.detached ? { detached: true } : {}),
+    env: {
+      ...process.env,
+      GRPC_PORT: String(grpcPort),
+      GRPC_HOST: "127.0.0.1",
+      METRICS_PORT: String(metricsPort),
+      ...o.env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const app: AppProcess = { child, metricsPort, grpcPort, output: () => out };
+  o.spawned?.(app);
+  for (const end = Date.now() + o.timeoutMs; Date.now() < end; await sleep(o.pollMs)) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      if (o.mayDie) return app;
+      throw new Error(`reco start exited:\n${out}`);
+    }
+    try {
+      const healthy = (await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status === 200;
+      if (healthy && (o.ready === undefined || (await o.ready(app)))) return app;
+    } catch {
+      // not listening yet
+    }
+  }
+  throw new Error(`reco start did not become ready:\n${out}`);
+}
+
+/** Resolves once the child has exited (at once if it has). */
+export const exited = (c: ChildProcess) =>
+  c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((r) => c.once("exit", () => r()));
+
+/** SIGKILLs the app's process and waits for its exit. */
+export async function kill(app: AppProcess): Promise<void> {
+  app.child.kill("SIGKILL");
+  await exited(app.child);
+}
+
+/** SIGKILLs the app's process group (main and parse processes; spawned `detached`). */
+export async function killGroup(app: AppProcess): Promise<void> {
+  try {
+    process.kill(-app.child.pid!, "SIGKILL");
+  } catch {
+    // already gone
+  }
+  await exited(app.child);
+}
