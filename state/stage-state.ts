@@ -1,18 +1,13 @@
+import type { StateMap, StateValue } from "../runtime/index.js";
+
 /**
  * Per-key state of one stage instance, held in memory and persisted by snapshots.
  * Hot state stays in maps (LevelDB gets cost ~120 µs each, see NATS-NOTES.md); a snapshot writes
  * only the keys changed since the previous one, with the stage's metadata, in one atomic batch.
  */
-export interface KeyedMap<V> {
-  get(key: string): V | undefined;
-  has(key: string): boolean;
-  /** Marks the key dirty. Values are treated as immutable once set: set a new object to change one. */
-  set(key: string, value: V): void;
-  delete(key: string): void;
-  readonly size: number;
-  keys(): IterableIterator<string>;
-  entries(): IterableIterator<[string, V]>;
-}
+
+/** A named map of a stage's state: the stage contract's StateMap; `set` marks the key dirty. */
+export type KeyedMap<V> = StateMap<V>;
 
 /** The live state of a stage instance: named maps plus metadata (input positions, watermark). */
 export interface StageState {
@@ -26,7 +21,7 @@ export interface StageState {
   /** Stage metadata, written with every snapshot (JSON-serialisable). */
   meta: Record<string, unknown>;
   /** One entry of `meta` as a value (the stage contract's StateValue). */
-  value<V>(name: string): { get(): V | undefined; set(value: V): void };
+  value<V>(name: string): StateValue<V>;
   /** Number of keys changed since the last snapshot. */
   dirtyCount(): number;
   /** Number of keys held, over all maps (state is bounded by open windows and horizons). */
