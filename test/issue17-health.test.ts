@@ -11,6 +11,7 @@ import { setupNats, type TestNats } from "./helpers/nats.js";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
+import { poller } from "./helpers/harness.js";
 
 /**
  * Issue 17, point 5: /healthz said 200 "ready" while nats-server was dead, while the disk was
@@ -45,15 +46,9 @@ async function healthz(app: App): Promise<Health> {
 }
 
 /** Polls /healthz (every request must answer within 1 s) until `pred` holds. */
-async function healthUntil(app: App, pred: (h: Health) => boolean, ms: number): Promise<Health> {
-  const until = Date.now() + ms;
-  let h = await healthz(app);
-  while (!pred(h) && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 100));
-    h = await healthz(app);
-  }
-  return h;
-}
+const poll = poller({ ms: 20_000, everyMs: 100 });
+const healthUntil = (app: App, pred: (h: Health) => boolean, ms: number) =>
+  poll(() => healthz(app), pred, ms);
 
 describe("health that tells the truth", () => {
   const cleanups: (() => Promise<unknown>)[] = [];

@@ -53,7 +53,7 @@ import {
   type PopRow,
   type RecAnswer,
 } from "./helpers/reference-scenario.js";
-import { sleep } from "./helpers/harness.js";
+import { poller, sleep } from "./helpers/harness.js";
 
 /*
  * Issue 3, test point 7: the streaming pipeline against the plain reference (test/helpers/
@@ -169,14 +169,7 @@ async function settle<T>(observe: () => Promise<T>, expected: T, ms = SETTLE_MS)
 }
 
 /** Polls `observe` until `ok` holds or `ms` pass; returns the last observation. */
-async function settleWith<T>(observe: () => Promise<T>, ok: (v: T) => boolean, ms: number) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await observe();
-    if (ok(v) || Date.now() > until) return v;
-    await sleep(150);
-  }
-}
+const settleWith = poller({ ms: SETTLE_MS, everyMs: 150 });
 
 const pick = <T>(o: Record<string, T>, keys: string[]): Record<string, T> =>
   Object.fromEntries(keys.map((k) => [k, o[k]!]));
