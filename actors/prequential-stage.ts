@@ -1,4 +1,4 @@
-import { map } from "rxjs";
+import { map, tap } from "rxjs";
 import {
   defineStage,
   port,
@@ -220,26 +220,38 @@ export const prequentialStage = defineStage({
       report: () => preq.report(progress, methods),
       progress: () => progress,
     };
+    /**
+     * The per-record loop: a target event is scored against the answers as they were just before
+     * it, then every event goes to this stage's copies of the sources.
+     */
+    const feed = ({ records }: InputBatch<ParsedRecord>) => {
+      for (const r of records) {
+        progress = Math.max(progress, r.wb);
+        const e = sourceEventOf(r);
+        if (o.preset.isTarget(e) && sampled(r.id, sample)) score(r);
+        history.add(e);
+        covisit.add(e);
+        trending.add(e);
+        popular.add(e);
+        preq.seen(r.i);
+        if (design) pending.push(r);
+        progress = Math.max(progress, r.ts);
+      }
+    };
+    /** After the batch: idle progress, the design driver fed, old windows pruned, the clock kept. */
+    const settle = ({ records, progress: p }: InputBatch<ParsedRecord>) => {
+      if (records.length === 0) progress = Math.max(progress, p.to);
+      flush();
+      preq.prune(progress);
+      clock.set("progress", progress);
+    };
     return {
-      operator: map((b: InputBatch<ParsedRecord>) => {
-        for (const r of b.records) {
-          progress = Math.max(progress, r.wb);
-          const e = sourceEventOf(r);
-          if (o.preset.isTarget(e) && sampled(r.id, sample)) score(r);
-          history.add(e);
-          covisit.add(e);
-          trending.add(e);
-          popular.add(e);
-          preq.seen(r.i);
-          if (design) pending.push(r);
-          progress = Math.max(progress, r.ts);
-        }
-        if (b.records.length === 0) progress = Math.max(progress, b.progress.to);
-        flush();
-        preq.prune(progress);
-        clock.set("progress", progress);
-        return {};
-      }),
+      operator: (batches$) =>
+        batches$.pipe(
+          tap(feed),
+          tap(settle),
+          map(() => ({})),
+        ),
       view,
     };
   },
