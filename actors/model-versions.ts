@@ -1,12 +1,14 @@
 import type { StateMap } from "../runtime/index.js";
 import type { AlsModel } from "./sources/als.js";
+import type { OfflineMetrics } from "./sources/als-eval.js";
 
 /**
  * Model versions (DESIGN §7, issue 15 point 4): each ALS model the collaborative stage trains,
  * kept in that stage's state beside the model itself (so a restart keeps the history): its
  * version (1, 2, … per kind), the input point it was trained at (events fed: the data position),
- * the event time of that point, when its training started and how long it took (wall clock), and
- * its size. The newest MAX_KEPT versions per kind are kept.
+ * the event time of that point, when its training started and how long it took (wall clock), its
+ * size, and its offline metrics (HR@10, NDCG@10 on a held-out slice of its training data, computed
+ * in the training worker: sources/als-eval.ts). The newest MAX_KEPT versions per kind are kept.
  */
 export interface ModelVersion {
   kind: string;
@@ -21,6 +23,8 @@ export interface ModelVersion {
   users: number;
   items: number;
   rank: number;
+  /** Offline metrics; absent when the training did not compute them (a version kept before). */
+  offline?: OfflineMetrics;
 }
 
 const MAX_KEPT = 50;
@@ -65,6 +69,7 @@ export function createModelVersions(
         users: model.users.length,
         items: model.items.length,
         rank: model.settings.rank,
+        ...(model.offline ? { offline: model.offline } : {}),
       });
       for (const [k] of kept.slice(0, Math.max(0, kept.length + 1 - MAX_KEPT))) store.delete(k);
     },

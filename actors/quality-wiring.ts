@@ -247,7 +247,7 @@ export function qualityWiring(
     const kinds = cfg.preset === "movies" ? ["implicit", "explicit"] : ["implicit"];
     new Gauge({
       name: "reco_model",
-      help: "The newest ALS model per kind: version, data_position (input point, events), event_time_ms of that point, train_seconds (submitted to served, wall clock), trained_at_seconds (epoch)",
+      help: "The newest ALS model per kind: version, data_position (input point, events), event_time_ms of that point, train_seconds (submitted to served, wall clock), trained_at_seconds (epoch), offline_hit_rate and offline_ndcg (HR@10, NDCG@10 on a held-out slice of its training data) and offline_users (users held out)",
       labelNames: ["kind", "name"] as const,
       registers: [deps.registry],
       collect() {
@@ -262,6 +262,25 @@ export function qualityWiring(
             v && v.submittedAt > 0 ? (v.trainedAt - v.submittedAt) / 1000 : 0,
           );
           this.set({ kind, name: "trained_at_seconds" }, v ? v.trainedAt / 1000 : 0);
+          this.set({ kind, name: "offline_hit_rate" }, v?.offline?.hitRate ?? 0);
+          this.set({ kind, name: "offline_ndcg" }, v?.offline?.ndcg ?? 0);
+          this.set({ kind, name: "offline_users" }, v?.offline?.users ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: "reco_model_offline",
+      help: "Each kept ALS model version's offline metrics on a held-out slice of its training data (computed in the training worker): metric hit_rate (HR@10), ndcg (NDCG@10), users (held-out users)",
+      labelNames: ["kind", "version", "metric"] as const,
+      registers: [deps.registry],
+      collect() {
+        this.reset();
+        for (const v of versions()) {
+          if (!v.offline) continue;
+          const at = { kind: v.kind, version: String(v.version) };
+          this.set({ ...at, metric: "hit_rate" }, v.offline.hitRate);
+          this.set({ ...at, metric: "ndcg" }, v.offline.ndcg);
+          this.set({ ...at, metric: "users" }, v.offline.users);
         }
       },
     });

@@ -33,12 +33,22 @@ describe("model versions", () => {
       trainedAt: 4000,
     });
     // A restart: a new instance on the same (reloaded) store goes on from version 2.
-    const again = createModelVersions(
-      new Map(JSON.parse(JSON.stringify([...store]))),
-      () => 12_000,
-    );
-    again.trained("implicit", 1400, model(7));
+    const store2 = new Map<string, ModelVersion>(JSON.parse(JSON.stringify([...store])));
+    const again = createModelVersions(store2, () => 12_000);
+    again.trained("implicit", 1400, {
+      ...model(7),
+      offline: { users: 500, k: 10, hitRate: 0.31, ndcg: 0.17, ms: 40 },
+    });
     expect(again.list().map((x) => x.version)).toEqual([3, 2, 1]);
+    // The offline metrics are kept with the version, through a reload too.
+    const reloaded = createModelVersions(new Map(JSON.parse(JSON.stringify([...store2]))));
+    expect(reloaded.list()[0]!.offline).toEqual({
+      users: 500,
+      k: 10,
+      hitRate: 0.31,
+      ndcg: 0.17,
+      ms: 40,
+    });
   });
 
   it("keeps the newest 50 per kind", () => {

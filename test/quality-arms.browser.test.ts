@@ -47,27 +47,26 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
   beforeAll(async () => {
     nats = await setupNats();
     dir = await mkdtemp(join(tmpdir(), "reco-arms-"));
-    app = await startApp(
-      loadConfig({
-        NATS_URL: nats.url,
-        DATA_DIR: dir,
-        GRPC_PORT: "0",
-        METRICS_PORT: "0",
-        WEB_PORT: "0",
-        PARTITIONS: "2",
-        PARSE_PROCESS: "0",
-        IDLE_TIMEOUT_MS: "0",
-        PRESET: "movies",
-        MOVIES_CATALOG: join(ML, "movies.csv"),
-        ARMS,
-        // Every target scored (the default scores a tenth): the counts below are exact.
-        QUALITY_SAMPLE: "1",
-        LOG_LEVEL: "silent",
-      }),
-      pino({ level: "silent" }),
-    );
+    app = await startApp(loadConfig(settings()), pino({ level: "silent" }));
     client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
   }, 60_000);
+
+  const settings = () => ({
+    NATS_URL: nats.url,
+    DATA_DIR: dir,
+    GRPC_PORT: "0",
+    METRICS_PORT: "0",
+    WEB_PORT: "0",
+    PARTITIONS: "2",
+    PARSE_PROCESS: "0",
+    IDLE_TIMEOUT_MS: "0",
+    PRESET: "movies",
+    MOVIES_CATALOG: join(ML, "movies.csv"),
+    ARMS,
+    // Every target scored (the default scores a tenth): the counts below are exact.
+    QUALITY_SAMPLE: "1",
+    LOG_LEVEL: "silent",
+  });
 
   afterAll(async () => {
     await browser?.close();
@@ -222,4 +221,59 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
     },
     60_000,
   );
+  it("keeps each model version's offline metrics across a real restart, in /metrics and the console", async () => {
+    const offline = (text: string) =>
+      parsePrometheusText(text)
+        .filter((x) => x.name === "reco_model_offline")
+        .map((x) => `${x.labels.kind}:${x.labels.version}:${x.labels.metric}=${x.value}`)
+        .sort();
+    // The replay's event time crosses many RETRAIN_INTERVALs: models are trained in the worker.
+    let before: string[] = [];
+    const until = Date.now() + 120_000;
+    while (Date.now() < until) {
+      before = offline(await metrics());
+      if (before.some((l) => l.includes(":hit_rate="))) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    // The newest implicit version's figures, also in reco_model (the newest per kind).
+    const newestVersion = Math.max(
+      ...before.filter((l) => l.startsWith("implicit:")).map((l) => Number(l.split(":")[1])),
+    );
+    const users = Number(
+      before.find((l) => l.startsWith(`implicit:${newestVersion}:users=`))!.split("=")[1],
+    );
+    expect(users).toBeGreaterThan(5);
+    const text = await metrics();
+    expect(sample(text, "reco_model", { kind: "implicit", name: "offline_users" })).toBe(users);
+    const newest = parsePrometheusText(text).filter(
+      (x) => x.name === "reco_model_history" && x.labels.kind === "implicit",
+    ).length;
+
+    client.close();
+    await app.stop();
+    app = await startApp(loadConfig(settings()), pino({ level: "silent" }));
+    client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+    const after = offline(await metrics());
+    // Every version's figures are there again (a restart may add the newest point's retraining).
+    for (const line of before) expect(after).toContain(line);
+    expect(
+      parsePrometheusText(await metrics()).filter(
+        (x) => x.name === "reco_model_history" && x.labels.kind === "implicit",
+      ).length,
+    ).toBeGreaterThanOrEqual(newest);
+    const q = (await (await fetch(`${app.webUrl.replace(/\/$/, "")}/v1/quality`)).json()) as {
+      models: { kind: string; version: number; offline?: { hitRate: number; users: number } }[];
+    };
+    const implicit = q.models.find((m) => m.kind === "implicit" && m.offline)!;
+    expect(implicit.offline!.users).toBeGreaterThan(0);
+    if (browser) {
+      const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+      await page.goto(`${app.webUrl}#/quality`);
+      const row = page.locator(`tr[data-model="implicit:${implicit.version}"]`);
+      await row.waitFor();
+      // The console's percentage (one decimal, trailing zeros dropped).
+      const shown = Number((implicit.offline!.hitRate * 100).toFixed(1));
+      expect(await row.innerText()).toContain(`${shown} %`);
+    }
+  }, 240_000);
 });

@@ -3,6 +3,7 @@ import { pathToFileURL } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { Ratings } from "./als-matrix.js";
 import { trainAls, type AlsModel, type AlsSettings } from "./als.js";
+import { evaluateAls, type OfflineMetrics } from "./als-eval.js";
 
 /**
  * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it
@@ -20,6 +21,7 @@ export interface TrainJob {
 
 interface WorkerReply {
   model?: AlsModel;
+  offline?: OfflineMetrics;
   iteration?: number;
   error?: string;
 }
@@ -53,7 +55,10 @@ function spawn(job: TrainJob): Worker {
   });
 }
 
-/** Trains in a new worker thread; rejects if the worker fails; `signal` terminates it. */
+/**
+ * Trains in a new worker thread; rejects if the worker fails; `signal` terminates it. The model
+ * comes back with its offline metrics (`offline`: als-eval.ts), computed in the worker too.
+ */
 export function trainInWorker(
   job: TrainJob,
   o: { signal?: AbortSignal; onIteration?: (it: number) => void } = {},
@@ -75,7 +80,14 @@ export function trainInWorker(
     w.on("message", (m: WorkerReply) => {
       if (m.iteration !== undefined) o.onIteration?.(m.iteration);
       if (m.model)
-        done(() => resolve({ ...m.model!, users: job.ratings.users, items: job.ratings.items }));
+        done(() =>
+          resolve({
+            ...m.model!,
+            users: job.ratings.users,
+            items: job.ratings.items,
+            ...(m.offline ? { offline: m.offline } : {}),
+          }),
+        );
       if (m.error) done(() => reject(new Error(m.error)));
     });
     w.on("error", (err) => done(() => reject(err)));
@@ -91,7 +103,9 @@ if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.al
     const model = trainAls(ratings, settings, (iteration) =>
       parentPort!.postMessage({ iteration }),
     );
-    parentPort.postMessage({ model } satisfies WorkerReply, [
+    // Issue 15 point 4: the model's offline figures, here and not on the event loop.
+    const offline = evaluateAls(ratings, model);
+    parentPort.postMessage({ model, offline } satisfies WorkerReply, [
       model.U.buffer as ArrayBuffer,
       model.V.buffer as ArrayBuffer,
     ]);

@@ -1,4 +1,5 @@
 import type { Ratings } from "./als-matrix.js";
+import type { OfflineMetrics } from "./als-eval.js";
 import { seededRandom } from "./types.js";
 
 /**
@@ -67,6 +68,8 @@ export interface AlsModel {
   U: Float32Array;
   /** items.length × rank, row-major. */
   V: Float32Array;
+  /** Offline metrics on a held-out slice of its training data (als-eval.ts), when computed. */
+  offline?: OfflineMetrics;
 }
 
 /**

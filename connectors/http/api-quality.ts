@@ -28,7 +28,14 @@ export interface QualityView {
     events: Record<string, number>;
   };
   /** Kept ALS model versions, newest first. */
-  models: { kind: string; version: number; dataPosition: number; trainedAt: string }[];
+  models: {
+    kind: string;
+    version: number;
+    dataPosition: number;
+    trainedAt: string;
+    /** HR@10, NDCG@10 on a held-out slice of its training data (absent: not computed). */
+    offline?: { hitRate: number; ndcg: number; users: number };
+  }[];
 }
 
 export async function readQuality(source: MetricsSource): Promise<QualityView> {
@@ -72,13 +79,24 @@ export async function readQuality(source: MetricsSource): Promise<QualityView> {
     psi: Object.fromEntries(of("reco_drift_psi").map((s) => [s.labels.dimension, s.value])),
     events: Object.fromEntries(of("reco_drift_events").map((s) => [s.labels.window, s.value])),
   };
+  const offline = new Map<string, Record<string, number>>();
+  for (const s of of("reco_model_offline")) {
+    const k = key(s, "kind", "version");
+    offline.set(k, { ...offline.get(k), [s.labels.metric ?? ""]: s.value });
+  }
   const models = of("reco_model_history")
-    .map((s) => ({
-      kind: s.labels.kind ?? "",
-      version: Number(s.labels.version),
-      dataPosition: Number(s.labels.data_position),
-      trainedAt: new Date(s.value * 1000).toISOString(),
-    }))
+    .map((s) => {
+      const o = offline.get(key(s, "kind", "version"));
+      return {
+        kind: s.labels.kind ?? "",
+        version: Number(s.labels.version),
+        dataPosition: Number(s.labels.data_position),
+        trainedAt: new Date(s.value * 1000).toISOString(),
+        ...(o
+          ? { offline: { hitRate: o.hit_rate ?? 0, ndcg: o.ndcg ?? 0, users: o.users ?? 0 } }
+          : {}),
+      };
+    })
     .sort((a, b) => b.trainedAt.localeCompare(a.trainedAt) || b.version - a.version);
   return { prequential, arms, drift, models };
 }

@@ -159,7 +159,7 @@ function modelsCard(q) {
   const rows = q.models.slice(0, 10);
   return card(
     "Models",
-    "ALS versions: input point trained at, when served",
+    "ALS versions: input point trained at, offline figures on a held-out slice, when served",
     rows.length === 0
       ? h("p", { class: "sub" }, "No model trained yet.")
       : h(
@@ -174,6 +174,12 @@ function modelsCard(q) {
               h("th", {}, "kind"),
               h("th", { class: "num" }, "version"),
               h("th", { class: "num" }, "data position"),
+              h(
+                "th",
+                { class: "num", title: "HR@10 on a held-out slice of its training data" },
+                "HR@10 held out",
+              ),
+              h("th", { class: "num" }, "NDCG@10"),
               h("th", {}, "served"),
             ),
           ),
@@ -183,10 +189,16 @@ function modelsCard(q) {
             rows.map((m) =>
               h(
                 "tr",
-                {},
+                { "data-model": `${m.kind}:${m.version}` },
                 h("td", {}, m.kind),
                 h("td", { class: "num" }, m.version),
                 h("td", { class: "num" }, fmt.int(m.dataPosition)),
+                h(
+                  "td",
+                  { class: "num", title: m.offline ? `${m.offline.users} users held out` : "" },
+                  m.offline ? fmt.pct(m.offline.hitRate) : "–",
+                ),
+                h("td", { class: "num" }, m.offline ? fmt.num(m.offline.ndcg, 3) : "–"),
                 h("td", {}, fmt.time(m.trainedAt)),
               ),
             ),
