@@ -4,7 +4,7 @@ import { byItemId, type PopularityTableView } from "./popularity-join.js";
 export interface PopularityTable extends PopularityTableView {
   /** True once the watch has delivered the bucket's current content. */
   readonly initialised: boolean;
-  /** Rows applied so far: an answer made of rows is the same until it moves. */
+  /** Changes of the rows (not of the watermark): an answer made of rows is the same until it moves. */
   readonly version: number;
   /** Applies one row (also used by tests of pure logic). */
   apply(row: PopularityRow): void;
@@ -76,8 +76,9 @@ export function createPopularityTable(): PopularityTable {
       return topCache.slice(0, n);
     },
     apply(row) {
-      version++;
       const prev = rows.get(row.item);
+      // Heartbeats (no item, no purchases) move only the watermark: the rows stay the same.
+      if (prev || row.purchases > 0) version++;
       if (prev) {
         byCategory.get(prev.category)?.delete(row.item);
         rankedCache.delete(prev.category);

@@ -3,7 +3,8 @@ import { createStageState } from "../state/store.js";
 import { encodeEnvelope } from "../actors/envelope.js";
 import type { StageHandler, StageSpec } from "../actors/host.js";
 import type { ParsedRecord } from "../actors/parse.js";
-import type { PopularityRow } from "../actors/popularity.js";
+import { heartbeatRow, type PopularityRow } from "../actors/popularity.js";
+import { createPopularityTable } from "../actors/popularity-table.js";
 import { createAnswerMemo } from "../actors/recommender-memo.js";
 import { recommenderWiring } from "../actors/recommender-wiring.js";
 import { fakeOutput } from "./helpers/stage.js";
@@ -122,5 +123,22 @@ describe("the blend's answers kept between changes (recommender-wiring)", () => 
     expect(later).not.toBe(first);
     expect(later.watermark).toBe(T0 + 2 * M + 1);
     expect(later).toEqual(ranker.answer("u1", 10, undefined, row));
+  });
+});
+
+describe("popularity table version (part of the memo's stamp)", () => {
+  it("moves with the rows, not with heartbeats that move only the watermark", () => {
+    const table = createPopularityTable();
+    const r = { item: "p1", purchases: 2, category: "c", brand: "b", avgPrice: 1, wm: T0 };
+    table.apply(r);
+    const v = table.version;
+    table.apply(heartbeatRow(T0 + M));
+    table.apply(heartbeatRow(T0 + 2 * M));
+    expect(table.version).toBe(v);
+    expect(table.wm).toBe(T0 + 2 * M);
+    table.apply({ ...r, purchases: 3 });
+    expect(table.version).toBe(v + 1);
+    table.apply({ ...r, purchases: 0 }); // left the table
+    expect(table.version).toBe(v + 2);
   });
 });
