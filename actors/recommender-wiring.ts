@@ -120,6 +120,9 @@ export function recommenderWiring(
    * without records (idle progress) move only the clock: see MEMO_MAX_LAG_MS.
    */
   let changes = 0;
+  /** Blended answers served from the memo, and computed (requests without options). */
+  let memoHits = 0;
+  let memoMisses = 0;
   const counted = <P extends PortMap, S, V>(
     def: StageDefinition<ParsedRecord, P, S, V>,
   ): StageDefinition<ParsedRecord, P, S, V> => ({
@@ -182,7 +185,7 @@ export function recommenderWiring(
   if (deps.registry)
     new Gauge({
       name: "reco_recommender",
-      help: "The source stages (RANKER=blend): events fed to collaborative, input point (events) of the newest training and of the served implicit model, trainings running or waiting, users folded in since the model, events fed to covisit",
+      help: "The source stages (RANKER=blend): events fed to collaborative, input point (events) of the newest training and of the served implicit model, trainings running or waiting, users folded in since the model, events fed to covisit; blended answers served from the memo (memo_hits) and computed (memo_misses: requests without options)",
       labelNames: ["name"] as const,
       registers: [deps.registry],
       collect() {
@@ -197,6 +200,8 @@ export function recommenderWiring(
         }
         const c = covisit();
         if (c) this.set({ name: "covisit_events" }, c.fed());
+        this.set({ name: "memo_hits" }, memoHits);
+        this.set({ name: "memo_misses" }, memoMisses);
       },
     });
   const memo = createAnswerMemo<Recommendations>(MEMO_ANSWERS);
@@ -227,7 +232,11 @@ export function recommenderWiring(
       const kept = memo.get(key, stamp);
       // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
       // clock (done items expire with it), so it is served only while at most this far behind.
-      if (kept && (kept.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS) return kept;
+      if (kept && (kept.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS) {
+        memoHits++;
+        return kept;
+      }
+      memoMisses++;
       const answer = blendAnswer(v, settings, row, userId, n, options);
       memo.set(key, stamp, answer);
       return answer;

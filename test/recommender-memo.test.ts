@@ -1,3 +1,4 @@
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
 import { encodeEnvelope } from "../actors/envelope.js";
@@ -39,6 +40,7 @@ describe("answer memo", () => {
 
 /** The blend's wiring over real source stage handlers (one partition), fed hops by hand. */
 async function wired() {
+  const registry = new Registry();
   const specs = new Map<string, StageSpec<StageHandler>>();
   const ranker = recommenderWiring(
     { ranker: "blend", preset: "ecommerce", idleTimeoutMs: 0, partitions: 1 },
@@ -48,6 +50,7 @@ async function wired() {
       live: (id) => handlers.get(id),
       // No training in this test: the model part of the stamp has tests of its own.
       train: () => new Promise(() => undefined),
+      registry,
     },
   );
   const handlers = new Map<string, StageHandler>();
@@ -67,7 +70,13 @@ async function wired() {
   };
   /** An idle marker: progress to `wm`, no records. */
   const idle = (wm: number) => send(encodeEnvelope(upTo, wm, []), upTo);
-  return { ranker, feed, idle };
+  /** The memo's counts as the reco_recommender gauge reports them. */
+  const memoCounts = async () => {
+    const values = (await registry.getSingleMetric("reco_recommender")!.get()).values;
+    const of = (name: string) => values.find((v) => v.labels.name === name)?.value;
+    return { hits: of("memo_hits"), misses: of("memo_misses") };
+  };
+  return { ranker, feed, idle, memoCounts };
 }
 
 describe("the blend's answers kept between changes (recommender-wiring)", () => {
@@ -75,7 +84,7 @@ describe("the blend's answers kept between changes (recommender-wiring)", () => 
   const row = (item: string) => rows.get(item);
 
   it("answers a repeated request from the memo, and anew after any source stage's input", async () => {
-    const { ranker, feed } = await wired();
+    const { ranker, feed, memoCounts } = await wired();
     const rec = recordMaker();
     feed([
       rec("u1", "p1", T0, "view", "c1"),
@@ -87,6 +96,7 @@ describe("the blend's answers kept between changes (recommender-wiring)", () => 
     expect(first.items.length).toBeGreaterThan(0);
     // Nothing changed: the kept answer itself.
     expect(ranker.answer("u1", 10, undefined, row, undefined, 0)).toBe(first);
+    expect(await memoCounts()).toEqual({ hits: 1, misses: 1 });
     // Another user's events change u1's similar items: the memo must not serve the old answer.
     // (Within 60 s of event time: the clock alone would not make it recompute.)
     feed([
