@@ -834,6 +834,16 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       await runOne("echo", 64, 3000);
       await runOne("app", 64, 3000);
       appCalls.min = appCalls.max = 0;
+      /** The blend memo's counts (reco_recommender memo_hits / memo_misses). */
+      const memoCounts = async () => {
+        const m = await scrape(app.metricsPort);
+        return {
+          hits: sum(m, "reco_recommender", { name: "memo_hits" }),
+          misses: sum(m, "reco_recommender", { name: "memo_misses" }),
+        };
+      };
+      const memo0 = await memoCounts();
+      let memo1 = memo0;
       const ok0 = await grpcOk();
       const all0 = await grpcAll();
       const res: Record<string, Served[]> = {
@@ -862,6 +872,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         one["app-64"]!.push(await runOne("app", 64, H2_REQUESTS));
       }
 
+      memo1 = await memoCounts();
       // 4b: the same calls while the app ingests a steady load (from a separate process).
       let underLoad: { achieved: number; backlog: number; skipped: number } | undefined;
       if (STEPS.has("4b")) {
@@ -896,6 +907,9 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           await load.stop();
         }
       }
+      const memo2 = await memoCounts();
+      const memoNote = (a: typeof memo0, b: typeof memo0) =>
+        `${fmtInt(b.hits - a.hits)} answered from the blend memo, ${fmtInt(b.misses - a.misses)} computed`;
       const okDelta = (await grpcOk()) - ok0;
       const allDelta = (await grpcAll()) - all0;
       const expected =
@@ -989,7 +1003,9 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           `${fmtInt(okDelta)} OK of ${fmtInt(allDelta)} (expected ${expected}). Server CPU per ` +
           `request is this process's CPU time over the run divided by requests (the app's idle ` +
           `pipeline included); event-loop delay is perf_hooks' monitorEventLoopDelay in this ` +
-          `process (the app's main one, where gRPC is served) during each run.`,
+          `process (the app's main one, where gRPC is served) during each run. Blended answers ` +
+          `after the warm-up (reco_recommender memo_hits / memo_misses): ${memoNote(memo0, memo1)}` +
+          `${underLoad ? `; during 4b ${memoNote(memo1, memo2)}` : ""}.`,
       );
       if (underLoad) {
         const a = "app-64-load";
