@@ -30,10 +30,10 @@ const read = (path: string) => readFileSync(join(root, path), "utf8");
 const yamlOf = <T>(path: string): T => parse(read(path), { merge: true }) as T;
 const onPath = (bin: string) => spawnSync("sh", ["-c", `command -v ${bin}`]).status === 0;
 
-/** Every env name bin/config.ts declares (`env: "NAME"` in SETTINGS). */
-const SETTING_ENVS = [...read("bin/config.ts").matchAll(/\benv:\s*"([A-Z][A-Z0-9_]*)"/g)].map(
-  (m) => m[1]!,
-);
+/** Every env name the settings table declares (`env: "NAME"` in SETTINGS, bin/config-settings.ts). */
+const SETTING_ENVS = [
+  ...read("bin/config-settings.ts").matchAll(/\benv:\s*"([A-Z][A-Z0-9_]*)"/g),
+].map((m) => m[1]!);
 /**
  * The split roles' settings (issue 7): the keys of ROLE_SETTINGS in bin/role-config.ts, or, while
  * that file does not exist, WORKER_ID.
@@ -124,7 +124,7 @@ describe("metricsIn (the PromQL reader these checks use)", () => {
 });
 
 describe("the settings these checks accept", () => {
-  it("are the env names of SETTINGS, read from bin/config.ts, and the role settings", () => {
+  it("are the env names of SETTINGS, read from bin/config-settings.ts, and the role settings", () => {
     expect([...SETTING_ENVS].sort()).toEqual(
       Object.values(SETTINGS)
         .map((s) => s.env)
