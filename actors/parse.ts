@@ -115,8 +115,7 @@ export const parseStage = defineStage({
     let markerInFlight = false;
 
     /** Idle partitions still learn that event time moved on, so their windows can close. */
-    const broadcast = (): number[] | undefined => {
-      const now = clock();
+    const broadcast = (now: number): number[] | undefined => {
       if (progress === broadcastProgress || now - lastBroadcast < opts.broadcastEveryMs) return;
       lastBroadcast = now;
       broadcastProgress = progress;
@@ -174,9 +173,11 @@ export const parseStage = defineStage({
     const parseBatch = ({ records }: InputBatch<InputMessage>): ParseOutputs => {
       const before = progress;
       const accepted: ParsedRecord[] = [];
-      const dlq: DeadLetter[] = [];
+      let dlq: DeadLetter[] | undefined;
+      // Processing time, read once: a batch is handled in one synchronous turn.
+      const now = clock();
       for (const msg of records) {
-        lastInputAt = clock();
+        lastInputAt = now;
         lastSeq = msg.seq;
         const marker =
           msg.subject === IDLE_SUBJECT && msg.data.length <= 256 && !isProtobuf(msg.headers)
@@ -192,14 +193,15 @@ export const parseStage = defineStage({
         // time to year 9999 with one) is a bad message like any other.
         const r = marker !== undefined ? "idle_marker_unsigned" : decide(msg);
         if (typeof r === "string") {
-          dlq.push({ msg, reason: r });
+          (dlq ??= []).push({ msg, reason: r });
           opts.counters?.bad(r);
         } else if (r !== undefined) accepted.push(r);
         opts.badRatio?.record(typeof r === "string");
       }
-      const out: ParseOutputs = { user: accepted, items: accepted, dlq };
+      const out: ParseOutputs = { user: accepted, items: accepted };
+      if (dlq !== undefined) out.dlq = dlq;
       if (progress !== before) out.progress = [progress];
-      const b = broadcast();
+      const b = broadcast(now);
       if (b !== undefined) out.broadcast = b;
       return out;
     };
@@ -263,7 +265,7 @@ export const parseStage = defineStage({
     const onTrigger = ({ position }: InputBatch<InputMessage>): ParseOutputs => {
       lastSeq = position.upTo;
       const out: ParseOutputs = {};
-      const b = broadcast();
+      const b = broadcast(clock());
       if (b !== undefined) out.broadcast = b;
       const m = idleMarker();
       if (m !== undefined) out.marker = [m];

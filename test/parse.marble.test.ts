@@ -87,7 +87,7 @@ describe("parse stage (marbles)", () => {
       const r2 = rec(m2, T0);
       const r6 = rec(older, T0 + 5);
       expectObservable(input.pipe(logic.operator)).toBe("a-b", {
-        a: { user: [r1, r2], items: [r1, r2], dlq: [], progress: [T0 + 5] },
+        a: { user: [r1, r2], items: [r1, r2], progress: [T0 + 5] },
         b: {
           user: [r6],
           items: [r6],
@@ -109,8 +109,8 @@ describe("parse stage (marbles)", () => {
       const out$ = withProcessingTime(input, 50, ts).pipe(logic.operator);
       // Triggers at 50, 100, 150: the one at 100 is the first 100 ms after the start.
       expectObservable(out$, "^ 160ms !").toBe("a 29ms b 19ms x 49ms y 49ms z", {
-        a: { user: [rec(m1, -1)], items: [rec(m1, -1)], dlq: [], progress: [T0] },
-        b: { user: [rec(m2, T0)], items: [rec(m2, T0)], dlq: [], progress: [T0 + 1] },
+        a: { user: [rec(m1, -1)], items: [rec(m1, -1)], progress: [T0] },
+        b: { user: [rec(m2, T0)], items: [rec(m2, T0)], progress: [T0 + 1] },
         x: {},
         y: { broadcast: [T0 + 1] },
         // Progress did not move since: nothing more to tell.
@@ -144,12 +144,12 @@ describe("parse stage (marbles)", () => {
         filter((o) => Object.keys(o).length > 0), // triggers with nothing to say
       );
       expectObservable(out$, "^ 1200ms !").toBe("a 99ms b 899ms c 49ms d", {
-        a: { user: [rec(m1, -1)], items: [rec(m1, -1)], dlq: [], progress: [T0] },
+        a: { user: [rec(m1, -1)], items: [rec(m1, -1)], progress: [T0] },
         b: { broadcast: [T0] },
         // Event time follows processing time while idle: T0 + the 1000 ms since the last event.
         c: { marker: [marker] },
         // Read back in place (right after sequence 1): progress moves, and every partition hears.
-        d: { user: [], items: [], dlq: [], progress: [T0 + 1000], broadcast: [T0 + 1000] },
+        d: { user: [], items: [], progress: [T0 + 1000], broadcast: [T0 + 1000] },
       });
     });
     expect(counts).toEqual({ idle_marker: 1 });
