@@ -84,6 +84,10 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
         expect(sample(text, "reco_arm_hit_rate_upper", { arm, window })).toBe(0);
       }
     expect(sample(text, "reco_prequential_hit_rate", { method: "design", window: "all" })).toBe(0);
+    expect(sample(text, "reco_prequential_sample", {})).toBe(1);
+    for (const kind of ["implicit", "explicit"])
+      for (const name of ["offline_hit_rate", "offline_ndcg", "offline_users"])
+        expect(sample(text, "reco_model", { kind, name })).toBe(0);
   });
 
   it("scores every rating of 4+ once, per arm, and shows the blend ahead of the design ranking", async () => {
