@@ -53,6 +53,13 @@ export interface PrequentialSettings {
   arms?: Arms;
   /** The collaborative stage's source, when it runs here (read only). */
   collaborative?: () => CollaborativeSource | undefined;
+  /**
+   * Records the collaborative stage has fed (its input point; it is fed the same EVENTS order).
+   * COLLABORATIVE is asked only while that stage is not past the case: its user rows (which the
+   * fold-in reads) and its model must hold no event after the one scored. A case it is past is
+   * not a COLLABORATIVE case, and the blend's lists lack COLLABORATIVE for it.
+   */
+  collaborativeFed?: () => number;
   k?: number;
   /**
    * Share of target events scored, 0 < x <= 1 (default 1: all). A case is chosen by a hash of its
@@ -177,12 +184,23 @@ export const prequentialStage = defineStage({
       pending = [];
     };
     const sample = o.sample ?? 1;
-    const top = (l: readonly Scored[] | undefined) => (l ?? []).slice(0, k).map((x) => x.item);
+    /** Records fed so far (the input point of the next record, as the collaborative stage counts). */
+    let fed = clock.get("fed") ?? 0;
+    /** A source alone as served: its best k without the user's done items (as the blend leaves them). */
+    const top = (l: readonly Scored[] | undefined, done: ReadonlySet<string>) => {
+      const out: string[] = [];
+      for (const x of l ?? []) {
+        if (out.length >= k) break;
+        if (!done.has(x.item)) out.push(x.item);
+      }
+      return out;
+    };
 
     /** Scores a target event against the answers of just before it. */
     const score = (r: ParsedRecord) => {
       const now = progress;
-      const collaborative = o.collaborative?.();
+      const ahead = o.collaborativeFed !== undefined && o.collaborativeFed() > fed;
+      const collaborative = ahead ? undefined : o.collaborative?.();
       const lists = sourceLists(
         { history, covisit, trending, popular, ...(collaborative ? { collaborative } : {}) },
         o.sources,
@@ -199,8 +217,9 @@ export const prequentialStage = defineStage({
         );
       const main = blended(o.blend);
       preq.score("blend", r.ts, main, r.i);
-      preq.score("popularity", r.ts, top(lists.POPULAR_FALLBACK), r.i);
-      for (const s of SCORED_SOURCES) preq.score(s, r.ts, top(lists[s]), r.i);
+      preq.score("popularity", r.ts, top(lists.POPULAR_FALLBACK, done), r.i);
+      for (const s of SCORED_SOURCES)
+        if (s !== "COLLABORATIVE" || !ahead) preq.score(s, r.ts, top(lists[s], done), r.i);
       let designTop: string[] | undefined;
       if (design) {
         flush();
@@ -234,6 +253,7 @@ export const prequentialStage = defineStage({
         trending.add(e);
         popular.add(e);
         preq.seen(r.i);
+        fed++;
         if (design) pending.push(r);
         progress = Math.max(progress, r.ts);
       }
@@ -244,6 +264,7 @@ export const prequentialStage = defineStage({
       flush();
       preq.prune(progress);
       clock.set("progress", progress);
+      clock.set("fed", fed);
     };
     return {
       operator: (batches$) =>

@@ -123,6 +123,9 @@ export function qualityWiring(
           (
             deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
           )?.collaborative(),
+        collaborativeFed: () =>
+          (deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined)?.status()
+            .events ?? 0,
       })),
     );
   // The methods scored, known before the stage runs (so every series exists from the start).

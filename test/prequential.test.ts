@@ -12,6 +12,7 @@ import {
   type PrequentialView,
 } from "../actors/prequential-stage.js";
 import { blend } from "../actors/sources/blend.js";
+import type { CollaborativeSource } from "../actors/sources/collaborative.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { MOVIES } from "../actors/sources/preset.js";
 import { createRecommender } from "../actors/sources/recommender.js";
@@ -106,8 +107,12 @@ function reference(share: number) {
         ref.blend++;
         ref.ndcg += 1 / Math.log2(at + 2);
       }
-      if ((lists.POPULAR_FALLBACK ?? []).slice(0, 10).some((x) => x.item === e.i)) ref.popularity++;
-      if ((lists.SIMILAR_ITEMS ?? []).slice(0, 10).some((x) => x.item === e.i)) ref.SIMILAR_ITEMS++;
+      // A source alone as served: its best 10 without the user's done items.
+      const done = rec.done(e.u, now);
+      const best = (l: readonly { item: string }[] | undefined) =>
+        (l ?? []).filter((x) => !done.has(x.item)).slice(0, 10);
+      if (best(lists.POPULAR_FALLBACK).some((x) => x.item === e.i)) ref.popularity++;
+      if (best(lists.SIMILAR_ITEMS).some((x) => x.item === e.i)) ref.SIMILAR_ITEMS++;
     }
     rec.add(e);
     now = Math.max(now, e.ts);
@@ -165,6 +170,57 @@ describe("prequential stage on MovieLens (issue 15, point 1)", () => {
     drive(state, 0, 2300, share);
     expect(drive(reload(state), 2300, N, share).report()).toEqual(sampledRun);
   }, 120_000);
+});
+
+describe("prequential COLLABORATIVE and the collaborative stage's position", () => {
+  it("asks COLLABORATIVE only while the collaborative stage is not past the case", () => {
+    // A stand-in source that lists every case's own item first: a hit whenever it is asked.
+    const target = new Map(events.filter((e) => MOVIES.isTarget(e)).map((e) => [e.u, e.i]));
+    let asked = 0;
+    const collaborative = {
+      model: () => ({ model: {}, at: 0 }),
+      candidates: (user: string) => {
+        asked++;
+        return [{ item: target.get(user) ?? "", score: 1, why: "" }];
+      },
+    } as unknown as CollaborativeSource;
+    const run = (fedBy: (x: number) => number) => {
+      let x = 0;
+      const stage = startStage(
+        prequentialStage,
+        {
+          name: "prequential",
+          state: createStageState(),
+          settings: {
+            ...settings,
+            collaborative: () => collaborative,
+            collaborativeFed: () => fedBy(x),
+          },
+          scheduler: asyncScheduler,
+          count: () => undefined,
+        },
+        () => undefined,
+      );
+      stage.restoreAll();
+      for (const r of records(0, 600)) {
+        x = r.s - 1; // the collaborative stage has fed exactly the records before this one
+        stage.push({
+          records: [r],
+          position: { from: r.s - 1, upTo: r.s },
+          progress: { from: -1, to: -1 },
+        });
+      }
+      return stage.view.report().all;
+    };
+    const level = run((x) => x);
+    expect(level.COLLABORATIVE!.cases).toBe(level.blend!.cases);
+    expect(level.COLLABORATIVE!.hits).toBeGreaterThan(0);
+    asked = 0;
+    const ahead = run((x) => x + 1); // one record further: it holds the scored event already
+    expect(ahead.COLLABORATIVE!.cases).toBe(0);
+    expect(asked).toBe(0);
+    expect(ahead.blend!.cases).toBe(level.blend!.cases);
+  });
 });
 
 describe("difference of two hit rates", () => {
