@@ -22,7 +22,7 @@ import {
 import { rng32, toMessage, uuidFrom } from "./generator.js";
 import { startLoad } from "./load.js";
 import { verdict, type Report } from "./report.js";
-import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "./util.js";
+import { fmtInt, fmtMiB, showsAsOwn, sleep, stateDirBytes, sum } from "./util.js";
 
 export interface RecoveryOptions {
   events: number;
@@ -282,8 +282,7 @@ export async function measureRecovery(
       ])
         await probePub.publish(m.subject, m.data);
       await probePub.close();
-      const shows = (a: GetRecommendationsResponse[]) =>
-        a[0]!.items.some((i) => i.itemId === base.item && i.source === Source.PERSONALIZED);
+      const shows = (a: GetRecommendationsResponse[]) => showsAsOwn(a[0]!.items, base.item);
       const seen = await pollUntil(app.grpcAddress, [probeUser], shows, 15_000);
       if (!Number.isFinite(seen.accepted)) throw new Error("6b: the probe never became visible");
       // An arbitrary moment: somewhere in the snapshot interval.

@@ -60,6 +60,7 @@ import {
   procRssBytes,
   scrape,
   selfCpuSeconds,
+  showsAsOwn,
   sleep,
   stateDirBytes,
   sum,
@@ -527,7 +528,7 @@ async function stepFreshness(): Promise<void> {
         const res = await client
           .getRecommendations(user, 10, { deadlineMs: 2000 })
           .catch(() => undefined);
-        if (res?.items.some((i) => i.itemId === item && i.source === Source.PERSONALIZED)) {
+        if (res && showsAsOwn(res.items, item)) {
           probeMs.set(k, performance.now() - t0);
           return performance.now() - t0;
         }

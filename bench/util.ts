@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
+import { Source } from "../proto/gen/reco/v1/reco_pb.js";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -159,3 +160,17 @@ export const fmtInt = (n: number) =>
 export const fmtMs = (n: number) =>
   Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : "n/a";
 export const fmtMiB = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+/**
+ * Whether an answer shows `item` as the user's own: PERSONALIZED (the design ranking's interest
+ * join) or HISTORY (the blend, the default, lists a user's recent items under that source and
+ * has no PERSONALIZED items). Probes of freshness and recovery look for this.
+ */
+export function showsAsOwn(
+  items: readonly { itemId: string; source: Source }[],
+  item: string,
+): boolean {
+  return items.some(
+    (i) => i.itemId === item && (i.source === Source.PERSONALIZED || i.source === Source.HISTORY),
+  );
+}
