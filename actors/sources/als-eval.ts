@@ -1,5 +1,5 @@
 import type { Ratings } from "./als-matrix.js";
-import { choleskySolve, gram, type AlsModel } from "./als.js";
+import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
 import { seededRandom } from "./types.js";
 
 /**
@@ -82,15 +82,8 @@ export function evaluateAls(
     for (let e = from; e < to; e++) {
       const v = r.userVals[e]!;
       if (e === held || v <= 0) continue;
-      const j = r.userCols[e]!;
       rows++;
-      const wa = s.kind === "implicit" ? s.alpha * v : 1;
-      const wb = s.kind === "implicit" ? 1 + s.alpha * v : v;
-      for (let f = 0; f < k; f++) {
-        const yf = V[j * k + f]!;
-        b[f]! += wb * yf;
-        for (let g = 0; g <= f; g++) A[f * k + g]! += wa * yf * V[j * k + g]!;
-      }
+      addObservation(A, b, V, r.userCols[e]!, v, s);
     }
     if (rows === 0) continue;
     if (s.kind === "explicit") for (let f = 0; f < k; f++) A[f * k + f]! += s.reg * rows;

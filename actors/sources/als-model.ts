@@ -1,4 +1,4 @@
-import { choleskySolve, gram, type AlsModel } from "./als.js";
+import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
 import type { Scored } from "./types.js";
 
 /**
@@ -131,13 +131,7 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
         const j = itemIndex.get(item);
         if (j === undefined || v <= 0) continue;
         n++;
-        const wa = s.kind === "implicit" ? s.alpha * v : 1;
-        const wb = s.kind === "implicit" ? 1 + s.alpha * v : v;
-        for (let f = 0; f < k; f++) {
-          const yf = V[j * k + f]!;
-          b[f]! += wb * yf;
-          for (let g = 0; g <= f; g++) A[f * k + g]! += wa * yf * V[j * k + g]!;
-        }
+        addObservation(A, b, V, j, v, s);
       }
       if (n === 0) return;
       if (s.kind === "explicit") for (let f = 0; f < k; f++) A[f * k + f]! += s.reg * n;

@@ -156,17 +156,7 @@ function halfStep(
       const diag = s.kind === "implicit" ? 0 : s.reg * (to - from);
       for (let f = 0; f < k; f++) A[f * k + f]! += diag;
       for (let q = from; q < to; q++) {
-        const yo = idx[q]! * k;
-        const v = val[q]!;
-        // implicit: A += (c−1) y yᵀ, b += c y; explicit: A += y yᵀ, b += r y
-        const wa = s.kind === "implicit" ? s.alpha * v : 1;
-        const wb = s.kind === "implicit" ? 1 + s.alpha * v : v;
-        for (let f = 0; f < k; f++) {
-          const yf = Y[yo + f]!;
-          b[f]! += wb * yf;
-          const af = wa * yf;
-          for (let g = 0; g <= f; g++) A[f * k + g]! += af * Y[yo + g]!;
-        }
+        addObservation(A, b, Y, idx[q]!, val[q]!, s);
       }
       choleskySolve(A, b, k, x);
     }
@@ -350,6 +340,31 @@ function dot(a: Float64Array, b: Float64Array, k: number): number {
   let s = 0;
   for (let f = 0; f < k; f++) s += a[f]! * b[f]!;
   return s;
+}
+
+/**
+ * Adds one observed value `v` of item `j` (a row of the fixed factors Y) to a row's normal
+ * equations, lower triangle of A: implicit A += (c−1) y yᵀ, b += c y; explicit A += y yᵀ,
+ * b += r y. Training, fold-in (als-model.ts) and the held-out evaluation (als-eval.ts) share it.
+ */
+export function addObservation(
+  A: Float64Array,
+  b: Float64Array,
+  Y: Float32Array,
+  j: number,
+  v: number,
+  s: AlsSettings,
+): void {
+  const k = s.rank;
+  const yo = j * k;
+  const wa = s.kind === "implicit" ? s.alpha * v : 1;
+  const wb = s.kind === "implicit" ? 1 + s.alpha * v : v;
+  for (let f = 0; f < k; f++) {
+    const yf = Y[yo + f]!;
+    b[f]! += wb * yf;
+    const af = wa * yf;
+    for (let g = 0; g <= f; g++) A[f * k + g]! += af * Y[yo + g]!;
+  }
 }
 
 /**
