@@ -232,6 +232,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   for (const unit of owner.fixedUnits) units.start(unit, "serving");
   await supervisor.ready();
   serving.setRunning(true);
+  for (const unit of owner.fixedUnits) units.start(unit, "sources");
   for (const unit of owner.fixedUnits) units.start(unit, "rest");
   return {
     backend: serving.backend,
