@@ -90,6 +90,11 @@ export interface StateMap<V> {
   readonly size: number;
   keys(): IterableIterator<string>;
   entries(): IterableIterator<[string, V]>;
+  /**
+   * A text map's value as its JSON text, without parsing it or keeping it parsed (a scan of a
+   * loaded map that needs a few bytes of each value). Optional: a map without it is read by `get`.
+   */
+  peekText?(key: string): string | undefined;
 }
 
 /** A named single value of the stage (a clock, the end of the last final window). */

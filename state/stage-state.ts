@@ -160,6 +160,11 @@ export function createStageState(): StageStateInternal {
           return m.size;
         },
         keys: () => m.keys(),
+        peekText: (k) => {
+          const v = m.get(k);
+          if (v === undefined) return undefined;
+          return typeof v === "string" ? v : (parsedText.get(k) ?? JSON.stringify(v));
+        },
         entries: !rec.text
           ? () => m.entries()
           : function* () {

@@ -218,6 +218,35 @@ describe("createJoinHandler", () => {
     expect(h.profile("x2")).toEqual(profile([], [], "x2"));
     expect(state.map("profile").size).toBe(EXPIRED_PROFILES_KEPT);
   });
+
+  it("finds the expired users of a loaded snapshot from the profiles' text, parsing none", () => {
+    const state = createStageState();
+    const n = EXPIRED_PROFILES_KEPT;
+    // A category holding the empty-list text must not read as empty.
+    state.loadMapEntry("profile", "live", JSON.stringify(profile([['"top":[]', 1]], [], "live")));
+    for (let i = 0; i < n; i++)
+      state.loadMapEntry("profile", `x${i}`, JSON.stringify(profile([], [], `x${i}`)));
+    const parse = JSON.parse;
+    let parsed = 0;
+    JSON.parse = ((text: string, ...rest: []) => {
+      if (text.startsWith('{"u":')) parsed++;
+      return parse(text, ...rest);
+    }) as typeof JSON.parse;
+    let h: ReturnType<typeof createJoinHandler>;
+    try {
+      h = createJoinHandler(state, { purchaseExclusionMs: DAY });
+    } finally {
+      JSON.parse = parse;
+    }
+    expect(parsed).toBe(0);
+    // One more expired user: the oldest loaded one goes, the live one stays.
+    feed(h, 1, [profile([["books", 1]], [], "y")]);
+    feed(h, 2, [profile([], [], "y")]);
+    expect(h.profile("x0")).toBeUndefined();
+    expect(h.profile("x1")).toEqual(profile([], [], "x1"));
+    expect(h.profile("live")?.top).toEqual([['"top":[]', 1]]);
+    expect(state.map("profile").size).toBe(n + 1);
+  });
 });
 
 describe("completeRecommendations (fallback)", () => {
