@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { createRatingsBuilder, type Ratings } from "../actors/sources/als-matrix.js";
 import { createAlsIndex, deserialiseModel, serialiseModel } from "../actors/sources/als-model.js";
@@ -123,6 +124,39 @@ describe("implicit ALS", () => {
     expect(m.items).toBe(r.items);
     const local = trainAls(twoTastes(), settings);
     expect(Array.from(m.U)).toEqual(Array.from(local.U));
+  });
+
+  it("a worker trains at a lower priority than the event loop's thread (Linux: nice 10)", async () => {
+    if (process.platform !== "linux") return;
+    /** Nice value of each thread of this process (field 19 of /proc/<pid>/task/<tid>/stat). */
+    const niceOf = () =>
+      new Map(
+        readdirSync("/proc/self/task").map((tid) => {
+          const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+          return [tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])] as const;
+        }),
+      );
+    const before = niceOf();
+    const ac = new AbortController();
+    let during: Map<string, number> | undefined;
+    const p = trainInWorker(
+      { ratings: twoTastes(), settings: { ...small, iterations: 100_000 } },
+      {
+        signal: ac.signal,
+        onIteration: () => {
+          if (during) return;
+          during = niceOf();
+          ac.abort();
+        },
+      },
+    );
+    await expect(p).rejects.toThrow(/aborted/);
+    const mine = before.get(String(process.pid))!;
+    // The worker's thread is one that was not there before, at nice 10 (or this process's own
+    // nice, if that is lower still); this thread kept its own.
+    const added = [...during!].filter(([tid]) => !before.has(tid)).map(([, nice]) => nice);
+    expect(added).toContain(Math.max(mine, 10));
+    expect(during!.get(String(process.pid))).toBe(mine);
   });
 
   it("a worker training can be aborted", async () => {

@@ -1,4 +1,6 @@
+import { readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
+import { constants, getPriority, setPriority } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { Ratings } from "./als-matrix.js";
@@ -97,8 +99,34 @@ export function trainInWorker(
   });
 }
 
+/**
+ * Lowers this thread's scheduling priority (nice 10), so on a machine with fewer free cores than
+ * busy threads the training takes the CPU left over by the event loop that serves and ingests,
+ * not a share of it: at the same priority a training (seconds of CPU at 12k users, minutes at
+ * 1M) on a 2-core machine makes the serving loop wait for a core (a probe of bench step 4's app,
+ * 50k events: two trainings at 25-50% of a core for ~15 s in the minute after the ingest, when
+ * step 4 asks its warm-up calls). A nice-10 thread still gets ~10% of a
+ * core that a nice-0 thread wants, so a busy machine delays a model, never stops it.
+ * Linux only: there a worker is a thread of the process, `/proc/thread-self` names its id, and
+ * setpriority() on a thread id changes that thread alone. Elsewhere (or if refused) it trains
+ * at the normal priority, as before. Returns the nice value set, or undefined.
+ */
+export function lowerTrainingPriority(): number | undefined {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (!Number.isSafeInteger(tid) || tid <= 0) return undefined;
+    // Never raised: a process started niced keeps its own, lower, priority.
+    const nice = Math.max(getPriority(tid), constants.priority.PRIORITY_BELOW_NORMAL);
+    setPriority(tid, nice);
+    return nice;
+  } catch {
+    return undefined;
+  }
+}
+
 if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.als) {
   const { ratings, settings } = (workerData as { als: TrainJob }).als;
+  lowerTrainingPriority();
   try {
     const model = trainAls(ratings, settings, (iteration) =>
       parentPort!.postMessage({ iteration }),
