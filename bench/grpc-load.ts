@@ -45,6 +45,8 @@ export interface GrpcLoadResult {
   bodies: number;
   /** This generator's own event-loop delay, p99 (ms): high means it, not the server, lagged. */
   clientLoopP99Ms: number;
+  /** ... and its max (ms). */
+  clientLoopMaxMs: number;
 }
 
 /** Splits a file of concatenated gRPC frames into one buffer per frame. */
@@ -140,6 +142,7 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
     clientCpuUsPerReq: lat.length ? (cpu.user + cpu.system) / lat.length : NaN,
     bodies: bodies.length,
     clientLoopP99Ms: loop.percentile(99) / 1e6,
+    clientLoopMaxMs: loop.max / 1e6,
   };
 }
 

@@ -4,6 +4,7 @@
  * Driven over IPC by `startLoad()`; run as a child only.
  */
 import type { ChildProcess } from "node:child_process";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { connectNats } from "../connectors/nats/connection.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import {
@@ -28,6 +29,9 @@ export interface LoadStats {
   seconds: number;
   /** `acked / seconds`. */
   rate: number;
+  /** This publisher process's event-loop delay since the rate was (re)set, p99 and max (ms). */
+  loopP99Ms: number;
+  loopMaxMs: number;
 }
 
 export interface Load {
@@ -74,6 +78,8 @@ export async function startLoad(
             firstError: "no answer",
             seconds: 0,
             rate: 0,
+            loopP99Ms: NaN,
+            loopMaxMs: NaN,
           }
         );
       })();
@@ -96,9 +102,21 @@ async function runLoad(o: { natsUrl: string; rate: number; gen: Partial<Generato
   let firstError = "";
   let epoch = 0;
   let stopping = false;
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  loop.enable();
   const stats = (): LoadStats => {
     const seconds = (performance.now() - t0) / 1000;
-    return { sent, skipped, acked, failed, firstError, seconds, rate: acked / seconds };
+    return {
+      sent,
+      skipped,
+      acked,
+      failed,
+      firstError,
+      seconds,
+      rate: acked / seconds,
+      loopP99Ms: loop.percentile(99) / 1e6,
+      loopMaxMs: loop.max / 1e6,
+    };
   };
   process.on("message", (m: { rate?: number; stats?: boolean; stop?: boolean }) => {
     if (m.rate !== undefined) {
@@ -106,6 +124,7 @@ async function runLoad(o: { natsUrl: string; rate: number; gen: Partial<Generato
       t0 = performance.now();
       scheduled = sent = skipped = acked = failed = 0;
       epoch++;
+      loop.reset();
     }
     if (m.stats) process.send?.({ type: "stats", stats: stats() });
     if (m.stop) stopping = true;

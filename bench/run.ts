@@ -855,7 +855,12 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         "echo-64-load": [],
         "app-64-load": [],
       };
-      const one: Record<string, H2loadResult[]> = { "echo-64": [], "app-64": [] };
+      const one: Record<string, H2loadResult[]> = {
+        "echo-64": [],
+        "app-64": [],
+        "echo-4": [],
+        "app-4": [],
+      };
       const idle = STEPS.has("4");
       const m4Requests = Math.max(1000, Math.floor(H2_REQUESTS / 2));
       for (let round = 1; round <= ROUNDS; round++) {
@@ -871,11 +876,28 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         res["app-4"]!.push(await run("app", 4, m4Requests));
         one["echo-64"]!.push(await runOne("echo", 64, H2_REQUESTS));
         one["app-64"]!.push(await runOne("app", 64, H2_REQUESTS));
+        one["echo-4"]!.push(await runOne("echo", 4, m4Requests));
+        one["app-4"]!.push(await runOne("app", 4, m4Requests));
       }
 
       memo1 = await memoCounts();
       // 4b: the same calls while the app ingests a steady load (from a separate process).
       let underLoad: { achieved: number; backlog: number; skipped: number } | undefined;
+      /**
+       * The parse process's event-loop delay (PARSE_PROCESS=1) since its metrics were last
+       * collected (prom-client's histogram restarts at each collect, sampled every 10 ms), ms.
+       */
+      const parseLoop = async () => {
+        const ms = (await app.parseProcess?.childMetrics()) ?? [];
+        const v = (name: string) =>
+          (ms.find((m) => m.name === name)?.values[0]?.value ?? NaN) * 1000;
+        return {
+          p99: v("nodejs_eventloop_lag_p99_seconds"),
+          max: v("nodejs_eventloop_lag_max_seconds"),
+        };
+      };
+      const parseLoops: { p99: number; max: number }[] = [];
+      let publisherLoop = { p99: NaN, max: NaN };
       if (STEPS.has("4b")) {
         log(`4b. background ingest at ${fmtInt(SERVE_LOAD_RATE)} events/s (current event times)`);
         const load = await startLoad(nats.url, SERVE_LOAD_RATE);
@@ -887,9 +909,12 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
               `4b. round ${round}/${ROUNDS}: -m 64 for ${SERVE_LOAD_SECONDS} s, echo then app, under load`,
             );
             res["echo-64-load"]!.push(await run("echo", 64, { seconds: SERVE_LOAD_SECONDS }));
+            await parseLoop(); // restarts the parse process's histogram
             res["app-64-load"]!.push(await run("app", 64, { seconds: SERVE_LOAD_SECONDS }));
+            parseLoops.push(await parseLoop());
           }
           const ls = await load.stats();
+          publisherLoop = { p99: ls.loopP99Ms, max: ls.loopMaxMs };
           const nc = await connect(nats);
           const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state
             .last_seq;
@@ -967,6 +992,18 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         });
         row({
           step: "4",
+          figure: "  the load generator's own event-loop delay p99 / max, 4 streams",
+          value: `${fmtMs(med("app-4", (x) => x.clientLoopP99Ms))} / ${fmtMs(med("app-4", (x) => x.clientLoopMaxMs))} ms`,
+          baseline: `${fmtMs(med("echo-4", (x) => x.clientLoopP99Ms))} / ${fmtMs(med("echo-4", (x) => x.clientLoopMaxMs))} ms against the echo`,
+        });
+        row({
+          step: "4",
+          figure: "  server's event-loop delay p99 / max, 4 streams",
+          value: loop("app-4"),
+          baseline: `${loop("echo-4")} echo (same process)`,
+        });
+        row({
+          step: "4",
           figure: "  req/s, 4 streams",
           value: `${fmtInt(rps("app-4"))} req/s`,
           baseline: `${fmtInt(rps("echo-4"))} req/s echo`,
@@ -981,6 +1018,16 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           ratio: ratio(
             oneMed("app-64", (x) => x.reqPerSec),
             oneMed("echo-64", (x) => x.reqPerSec),
+          ),
+        });
+        row({
+          step: "4",
+          figure: "  h2load, one user (u0) in every request, 4 streams: p50 / p99",
+          value: `${fmtMs(oneMed("app-4", (x) => x.p50Ms))} / ${fmtMs(oneMed("app-4", (x) => x.p99Ms))} ms`,
+          baseline: `${fmtMs(oneMed("echo-4", (x) => x.p50Ms))} / ${fmtMs(oneMed("echo-4", (x) => x.p99Ms))} ms echo`,
+          ratio: ratio(
+            oneMed("app-4", (x) => x.p99Ms),
+            oneMed("echo-4", (x) => x.p99Ms),
           ),
         });
       }
@@ -998,9 +1045,13 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           `${toBinary(GetRecommendationsResponseSchema, real).length} bytes) to every call. ` +
           `${fmtInt(H2_REQUESTS)} calls at -m 64 and ${fmtInt(m4Requests)} at -m 4; ${ROUNDS} rounds ` +
           `alternating echo and app, medians shown` +
-          `${idle ? "" : " (this run: only the echo at -m 64, the baseline of 4b)"}. The h2load row ` +
-          `posts GetRecommendations(user_id="${user}") every time (the figure of earlier runs; ` +
-          `per-user caches answer it). Over steps 4 and 4b the app's grpc_requests_total counted ` +
+          `${idle ? "" : " (this run: only the echo at -m 64, the baseline of 4b)"}. The h2load rows ` +
+          `post GetRecommendations(user_id="${user}") every time (the figure of earlier runs; ` +
+          `per-user caches answer it; after the warm-up the many-user calls are answered from ` +
+          `the blend memo too, see below). At -m 4 a call's latency includes the generator's ` +
+          `own stalls (its event-loop delay row): where that p99 is near 5 ms the many-user ` +
+          `row measures the generator as much as the server, and h2load at -m 4 (same calls ` +
+          `to echo and app) is the server's figure. Over steps 4 and 4b the app's grpc_requests_total counted ` +
           `${fmtInt(okDelta)} OK of ${fmtInt(allDelta)} (expected ${expected}). Server CPU per ` +
           `request is this process's CPU time over the run divided by requests (the app's idle ` +
           `pipeline included); event-loop delay is perf_hooks' monitorEventLoopDelay in this ` +
@@ -1031,6 +1082,17 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           figure: "  event-loop delay p99 / max of the app's process, during ingest",
           value: loop(a),
           baseline: `${loop("echo-64-load")} while the echo was measured`,
+        });
+        const parseMed = (f: (x: { p99: number; max: number }) => number) =>
+          fmtMs(median(parseLoops.map(f)));
+        row({
+          step: "4b",
+          figure: "  event-loop delay p99 / max of the other processes, during ingest",
+          value:
+            `parse ${parseMed((x) => x.p99)} / ${parseMed((x) => x.max)} ms; ` +
+            `publisher ${fmtMs(publisherLoop.p99)} / ${fmtMs(publisherLoop.max)} ms; ` +
+            `load generator ${fmtMs(med(a, (x) => x.clientLoopP99Ms))} / ${fmtMs(med(a, (x) => x.clientLoopMaxMs))} ms`,
+          baseline: "parse: during the app rounds; publisher: all rounds",
         });
         row({
           step: "4b",

@@ -37,7 +37,7 @@ export type ToParseChild =
   | { type: "metrics"; id: number }
   | { type: "stop" };
 
-type JsonMetrics = MetricObjectWithValues<MetricValue<string>>[];
+export type JsonMetrics = MetricObjectWithValues<MetricValue<string>>[];
 
 /** Messages child → parent. */
 export type FromParseChild =
@@ -80,6 +80,12 @@ export interface ParseProcess {
   problems(now: number): HealthProblem[];
   /** A registry whose /metrics text is `own` merged with the child's metrics. */
   mergedRegistry(own: Registry): Registry;
+  /**
+   * The child's own metrics (as JSON, [] when it does not answer within 2 s): the bench reads
+   * the parse process's event-loop delay from them, which the merged registry averages with
+   * the main process's.
+   */
+  childMetrics(): Promise<JsonMetrics>;
   /** Asks the child to drain (final snapshot) and exit, SIGKILL after `graceMs`; no restarts. */
   stop(): Promise<void>;
 }
@@ -173,6 +179,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
     },
     ready: () => supervisor.ready(),
     mergedRegistry: (own) => new MergedRegistry(own, childMetrics),
+    childMetrics,
     stop: async () => {
       dying.stop();
       await supervisor.stop();
