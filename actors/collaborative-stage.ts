@@ -108,13 +108,23 @@ export const collaborativeStage = defineStage({
       onError: (kind, err) => s.log?.({ kind, err: String(err) }, "ALS training failed"),
     });
     const settingsOf = (kind: ModelKind) => s.sources[kind];
+    /**
+     * The matrix of the newest point, built when its training starts (the marked matrix: rows
+     * changed since the point are copied first), so a point that a newer one supersedes while it
+     * waits is never built.
+     */
+    const ratingsOf = (kind: ModelKind, at: number) => () => {
+      const r = collab.ratingsAtMark(kind);
+      if (!r) s.log?.({ kind, at }, "ALS: the matrix of the newest training point is lost");
+      return r;
+    };
     const submit = () => {
       for (const kind of KINDS) if (s.sources[kind]) versions.submitted(kind, p.at, p.progress);
       collab.mark();
-      if (s.sources.implicit)
-        trainer.submit("implicit", p.at, collab.implicitRatings(), s.sources.implicit);
-      if (s.sources.explicit)
-        trainer.submit("explicit", p.at, collab.explicitRatings(), s.sources.explicit);
+      for (const kind of KINDS) {
+        const settings = settingsOf(kind);
+        if (settings) trainer.submit(kind, p.at, ratingsOf(kind, p.at), settings);
+      }
     };
 
     // Restore: the stored models, and the newest point's training again (from its marked
@@ -127,9 +137,7 @@ export const collaborativeStage = defineStage({
         if (m) collab.setModel(kind, deserialiseModel(Buffer.from(m.b64, "base64")), m.at);
         yield;
         if (p.at === 0 || m?.at === p.at) continue;
-        const ratings = collab.ratingsAtMark(kind);
-        if (ratings) trainer.submit(kind, p.at, ratings, settings);
-        else s.log?.({ kind, at: p.at }, "ALS: the matrix of the newest training point is lost");
+        trainer.submit(kind, p.at, ratingsOf(kind, p.at), settings);
         yield;
       }
     }
