@@ -268,6 +268,29 @@ async function waitCaughtUp(
   }
 }
 
+/**
+ * Stage failures (each followed by a restart from the last snapshot) with their reasons, as the
+ * app's supervisor reports them: a step whose stages failed says so, and why, even with the
+ * app's log off.
+ */
+function watchStageFailures(app: App): { id: string; why: string }[] {
+  const seen: { id: string; why: string }[] = [];
+  app.pipeline.supervisor.events$.subscribe((e) => {
+    if (e.type === "child-failed")
+      seen.push({
+        id: e.childId,
+        why: e.error instanceof Error ? e.error.message : String(e.error),
+      });
+  });
+  return seen;
+}
+
+/** "3 (watermark/0: why; history/1: why; ...)": how many failed, the first few reasons. */
+function describeFailures(list: { id: string; why: string }[], first = 3): string {
+  const shown = list.slice(0, first).map((f) => `${f.id}: ${f.why}`);
+  return `${list.length}${shown.length ? ` (${shown.join("; ")}${list.length > first ? "; ..." : ""})` : ""}`;
+}
+
 /** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
 async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
   const nc = await connect(nats);
@@ -287,6 +310,7 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
     ? pino({ level: "warn" }, pino.destination(env.BENCH_APP_LOG))
     : pino({ level: "silent" });
   const app = await startApp(appConfig(nats, dataDir), appLog);
+  const stageFailures = watchStageFailures(app);
   const startedMs = performance.now() - t0;
   const { doneAt, timedOut, parsed } = await waitCaughtUp(app, lastSeq, t0);
   const secs = (doneAt - t0) / 1000;
@@ -299,6 +323,7 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
   const wall = (performance.now() - t0) / 1000;
   return {
     app,
+    stageFailures,
     dataDir,
     lastSeq,
     parsed,
@@ -406,6 +431,15 @@ async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise
         figure: "  app CPU per event (less sensitive to other load than events/s)",
         value: `${((r.appCpuSecs / msgs.length) * 1e6).toFixed(1)} µs`,
       });
+      if (r.stageFailures.length > 0) {
+        // The figure above is of a disturbed run: restarts reload snapshots and replay.
+        row({
+          step: "2",
+          figure: "  stage failures during the ingest (each restarted)",
+          value: describeFailures(r.stageFailures),
+        });
+        failures++;
+      }
       row({
         step: "2",
         figure: "  events accepted by parse",

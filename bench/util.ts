@@ -1,3 +1,4 @@
+import { createWriteStream } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,7 +15,15 @@ export async function withFreshNats<T>(
   const dir = await mkdtemp(join(tmpdir(), `reco-bench-${label}-`));
   let nats: EmbeddedNats | undefined;
   try {
-    nats = await startEmbeddedNats({ port: 0, storeDir: join(dir, "nats") });
+    // BENCH_NATS_LOG=prefix: the server's log goes to <prefix>-<label>.log, kept after the run
+    // (it says why it closed a client: slow consumer, stale connection).
+    const logTo = process.env.BENCH_NATS_LOG;
+    const file = logTo ? createWriteStream(`${logTo}-${label}.log`, { flags: "a" }) : undefined;
+    nats = await startEmbeddedNats({
+      port: 0,
+      storeDir: join(dir, "nats"),
+      ...(file ? { onLog: (chunk: string) => file.write(chunk) } : {}),
+    });
     return await fn(nats, dir);
   } finally {
     await nats?.stop();

@@ -34,6 +34,8 @@ export interface EmbeddedNatsOptions {
    * not available, a pid file in the store lets the next start stop a server left behind.
    */
   detached?: boolean;
+  /** The server's log (stderr) after it is ready, e.g. to keep it in a file; dropped otherwise. */
+  onLog?: (chunk: string) => void;
 }
 
 export interface EmbeddedNats {
@@ -162,6 +164,7 @@ export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<E
     );
   });
   // Keep draining stderr so the child never blocks on a full pipe.
+  if (options.onLog) child.stderr?.on("data", options.onLog);
   child.stderr?.resume();
 
   const pid = child.pid ?? -1;
