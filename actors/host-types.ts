@@ -82,6 +82,12 @@ export interface StageSpec<H extends StageHandler> {
   subject: string;
   /** "envelope": input messages are hop batches (dedupe by `upTo`); "raw": published events. */
   input: "envelope" | "raw";
+  /**
+   * Input messages delivered and not yet acked, at most (the consumer's max_ack_pending). Default
+   * 4096 for "raw" (events of ~250 bytes) and HOPS_IN_FLIGHT for "envelope"; a raw input of hop
+   * messages (up to B records each: a merged stage) sets it as a hop input's.
+   */
+  inFlight?: number;
   /** Flush outputs after every input message, or when `maxRecords`/`maxDelayMs` is reached. */
   batching: "per-input" | { maxRecords: number; maxDelayMs: number };
   /** Period of `handler.tick()`, if the handler has one. */

@@ -47,6 +47,19 @@ export { decodeEnvelope } from "./envelope.js";
 const readers = new Map<string, number>();
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
+/**
+ * Hop messages a hop input may have delivered and not yet acked (its consumer's max_ack_pending;
+ * StageSpec.inFlight). All of a process's inputs share one NATS connection, which reads its
+ * socket only as fast as the stages process: in a catch-up every input's in-flight hops (up to B
+ * records, 50-100 KB each) queue at the server for that one socket. At 256 per hop input (4096
+ * for the merged stages, raw inputs of every partition's hops) that was 22-50 MB, more than a
+ * loaded app reads within the server's write deadline (10 s): "Slow Consumer Detected", the
+ * connection closed, deliveries lost, every stage restarted (bench step 2 at load 5-10;
+ * heartbeats queued behind that data were missed first). Four keep a stage busy: it processes
+ * one hop while the others wait, and its ack (every two) comes back within a turn of the loop.
+ */
+export const HOPS_IN_FLIGHT = 4;
+
 export function createStageInstance<H extends StageHandler>(
   spec: StageSpec<H>,
   deps: HostDeps,
@@ -71,7 +84,8 @@ export function createStageInstance<H extends StageHandler>(
   const tally = createMetricsTally(deps.metrics, stage, partition);
   // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
   // together with max_ack_pending: events are small, a hop message holds up to B records.
-  const ackEvery = spec.input === "raw" ? 256 : 16;
+  const inFlight = spec.inFlight ?? (spec.input === "raw" ? 4096 : HOPS_IN_FLIGHT);
+  const ackEvery = Math.min(256, Math.max(1, inFlight >> 1));
   const inputKey = `${spec.stream}#${spec.subject}`;
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const timers: Subscription[] = [];
@@ -261,7 +275,7 @@ export function createStageInstance<H extends StageHandler>(
             ...(consumer.stale ? { stale: consumer.stale } : {}),
             filterSubject: spec.subject,
             startSeq: lastSeq + 1,
-            maxAckPending: spec.input === "raw" ? 4096 : 256,
+            maxAckPending: inFlight,
             ...(deps.faults?.dropDelivery ? { dropDelivery: deps.faults.dropDelivery } : {}),
             onMessage: (m) => ctx.send({ kind: "input", m }),
             fail: (err) => ctx.fail(err),

@@ -1,6 +1,6 @@
 import { asyncScheduler } from "rxjs";
 import { startStage, type PortMap, type StageDefinition, type StageRun } from "../runtime/index.js";
-import { decodeEnvelope, type StageHandler, type StageSpec } from "./host.js";
+import { decodeEnvelope, HOPS_IN_FLIGHT, type StageHandler, type StageSpec } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { subjects } from "./subjects.js";
@@ -50,6 +50,8 @@ export function mergedStageSpec<P extends PortMap, S, V>(
     stream,
     subject: subjects.parseAll,
     input: "raw",
+    // Raw, but hop messages (up to B records each), not events: a hop input's few in flight.
+    inFlight: HOPS_IN_FLIGHT,
     batching: "per-input",
     create: (state) => loadMergedHandler(def, state, settings(state), partitions),
   };
