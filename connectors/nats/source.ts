@@ -70,10 +70,20 @@ export async function openDurableSource(
   await placeConsumer(jsm, o.stream, config, o.signal);
   o.signal?.throwIfAborted();
   const consumer = await nc.jetstream().consumers.get(o.stream, o.durable);
+  // The consumer's delivery sequence of the last message handed to the callback.
+  let received = 0;
+  const callback = o.callback;
   const messages = await consumer.consume({
     max_messages: o.batch ?? 512,
     expires: 5_000,
-    ...(o.callback ? { callback: o.callback } : {}),
+    ...(callback
+      ? {
+          callback: (m: JsMsg) => {
+            received = m.info.deliverySequence;
+            callback(m);
+          },
+        }
+      : {}),
   });
   // A one-replica consumer dies with its server; pulls then only report it. End the iteration
   // with an error so the caller's supervisor starts again on a new consumer.
@@ -81,6 +91,7 @@ export async function openDurableSource(
     nc,
     stream: o.stream,
     consumer: o.durable,
+    ...(callback ? { received: () => received } : {}),
   });
   return messages;
 }
@@ -149,7 +160,18 @@ export interface ConsumerProbe {
   nc: NatsConnection;
   stream: string;
   consumer: string;
+  /**
+   * The delivery sequence of the last message received. After a reconnect, deliveries the
+   * server counts beyond it (once those in flight had time to arrive) were lost with the old
+   * connection: the iteration ends at once. Otherwise the loss shows only when a later delivery
+   * comes, and with every delivery in flight lost (few are: see actors/host.ts HOPS_IN_FLIGHT)
+   * or the last one of a burst, none comes until ack_wait (60 s) redelivers.
+   */
+  received?: () => number;
 }
+
+/** How long deliveries counted by the server get to arrive before they are called lost. */
+const IN_FLIGHT_GRACE_MS = 1_000;
 
 /**
  * Ends `messages` with an error once the server says its consumer or stream is gone, or after
@@ -196,30 +218,62 @@ export function endOnConsumerLoss(
     for await (const s of status) {
       if (ended) return;
       if (s.type !== Events.Reconnect) continue;
-      const err = await unreachable(probe);
-      if (err !== undefined) {
+      const answer = await unreachable(probe);
+      if ("error" in answer) {
+        const err = answer.error;
         end(new Error(`${what} unreachable after a reconnect: ${String(err)}`, { cause: err }));
+        return;
+      }
+      const lost = await lostDeliveries(probe, answer.delivered);
+      if (lost !== undefined) {
+        end(new Error(`${what}: ${lost} after a reconnect: restarting`));
         return;
       }
     }
   })().catch(() => undefined);
 }
 
-/** The error of two `consumer.info` attempts (one if it is not found); undefined once one answers. */
-async function unreachable(p: ConsumerProbe): Promise<unknown> {
+/**
+ * The error of two `consumer.info` attempts (one if it is not found), or the consumer's
+ * delivered count once one answers (0 when the connection closed meanwhile).
+ */
+async function unreachable(p: ConsumerProbe): Promise<{ error: unknown } | { delivered: number }> {
   let last: unknown;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const jsm = await p.nc.jetstreamManager({ checkAPI: false });
-      await jsm.consumers.info(p.stream, p.consumer);
-      return undefined;
+      const ci = await jsm.consumers.info(p.stream, p.consumer);
+      return { delivered: ci.delivered.consumer_seq };
     } catch (err) {
-      if (p.nc.isClosed()) return undefined; // the caller's iteration ends anyway
+      if (p.nc.isClosed()) return { delivered: 0 }; // the caller's iteration ends anyway
       last = err;
       if (isNotFound(err)) break;
     }
   }
-  return last;
+  return { error: last };
+}
+
+/**
+ * What was lost, if the server counts deliveries beyond what arrived and nothing more arrives
+ * within a grace (while deliveries keep coming, a gap among them is the caller's to see); else
+ * undefined.
+ */
+async function lostDeliveries(p: ConsumerProbe, delivered: number): Promise<string | undefined> {
+  const received = p.received;
+  if (received === undefined) return undefined;
+  let before = received();
+  for (let wait = 0; before < delivered && wait < 10; wait++) {
+    await new Promise((resolve) => setTimeout(resolve, IN_FLIGHT_GRACE_MS));
+    // After a held loop timers run before the I/O that may carry those deliveries: let one
+    // poll phase read the socket first (setImmediate runs after it).
+    await new Promise((resolve) => setImmediate(resolve));
+    const got = received();
+    if (got >= delivered || p.nc.isClosed()) return undefined;
+    if (got === before)
+      return `deliveries ${got + 1}-${delivered} lost with the connection (received ${got})`;
+    before = got;
+  }
+  return undefined;
 }
 
 export type { JsMsg };
