@@ -1,6 +1,7 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
+import { neighboursCodec } from "./sources/neighbours.js";
 import { createCovisit, type SimilarItemsSource } from "./sources/covisit.js";
 import { sourceEventOf } from "./sources/event.js";
 import type { SourcePreset } from "./sources/preset.js";
@@ -45,7 +46,7 @@ export const covisitStage = defineStage({
     const covisit = createCovisit(
       { preset, ...s.covisit },
       {
-        edges: st.map("edges", { text: true }),
+        edges: st.map("edges", { codec: neighboursCodec }),
         mass: st.map("mass"),
         recent: st.map("recent", { text: true }),
       },

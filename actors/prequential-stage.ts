@@ -14,6 +14,7 @@ import type { ParsedRecord } from "./parse.js";
 import { createPrequential, type PrequentialReport } from "./prequential.js";
 import { blend, type BlendSettings } from "./sources/blend.js";
 import type { CollaborativeSource } from "./sources/collaborative.js";
+import { neighboursCodec } from "./sources/neighbours.js";
 import { createCovisit } from "./sources/covisit.js";
 import { sourceEventOf } from "./sources/event.js";
 import { createHistory, type UserHistory } from "./sources/history.js";
@@ -152,7 +153,7 @@ export const prequentialStage = defineStage({
     const covisit = createCovisit(
       { preset: o.preset, ...o.sources.covisit },
       {
-        edges: st.map("edges", { text: true }),
+        edges: st.map("edges", { codec: neighboursCodec }),
         mass: st.map("mass"),
         recent: st.map("recent", { text: true }),
       },

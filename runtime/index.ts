@@ -46,5 +46,6 @@ export type {
   StageRun,
   StateMap,
   StateMaps,
+  ValueCodec,
   StateValue,
 } from "./stage.js";

@@ -97,6 +97,21 @@ export interface StateMap<V> {
   peekText?(key: string): string | undefined;
 }
 
+/**
+ * How a map's values are persisted when JSON is too slow or too big for them: as bytes. Values
+ * are kept as their bytes until read (decoded on first `get`, like a text map's), and a value
+ * written since the last snapshot is encoded again at the next one. Live values must never be
+ * strings or Uint8Arrays (those are the stored forms).
+ */
+export interface ValueCodec<V> {
+  encode(value: V): Uint8Array;
+  /**
+   * A stored value back: its bytes, or what the map held before it had a codec (a text map's
+   * JSON text, a plain map's JSON value), so snapshots already on disk still load.
+   */
+  decode(stored: unknown): V;
+}
+
 /** A named single value of the stage (a clock, the end of the last final window). */
 export interface StateValue<V> {
   get(): V | undefined;
@@ -109,8 +124,11 @@ export interface StateValue<V> {
  * position (values go in the snapshot's metadata); the stage keeps no other truth.
  */
 export interface StateMaps {
-  /** With `text`, values are kept as JSON text until read (maps read for few keys load faster). */
-  map<V>(name: string, options?: { text?: boolean }): StateMap<V>;
+  /**
+   * With `text`, values are kept as JSON text until read (maps read for few keys load faster);
+   * with `codec`, as the codec's bytes (see {@link ValueCodec}).
+   */
+  map<V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }): StateMap<V>;
   value<V>(name: string): StateValue<V>;
 }
 

@@ -1,4 +1,4 @@
-import type { StateMap, StateValue } from "../runtime/index.js";
+import type { StateMap, StateValue, ValueCodec } from "../runtime/index.js";
 
 /**
  * Per-key state of one stage instance, held in memory and persisted by snapshots.
@@ -15,9 +15,10 @@ export interface StageState {
    * The named map. With `text`, its values are persisted as JSON text and stay text in memory
    * after a load until read (parsed on first `get`): a map read for few of its keys (profiles,
    * read when a user asks) loads ~5x faster and holds ~half the memory. Values must then be
-   * objects or arrays, never strings.
+   * objects or arrays, never strings. With `codec`, the same with the codec's bytes instead of
+   * JSON text (runtime/stage.ts ValueCodec).
    */
-  map<V>(name: string, options?: { text?: boolean }): KeyedMap<V>;
+  map<V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }): KeyedMap<V>;
   /** Stage metadata, written with every snapshot (JSON-serialisable). */
   meta: Record<string, unknown>;
   /** One entry of `meta` as a value (the stage contract's StateValue). */
@@ -74,13 +75,34 @@ const restored = (v: unknown): unknown =>
   typeof v === "string" && v.startsWith(BINARY_TAG)
     ? new Uint8Array(Buffer.from(v.slice(BINARY_TAG.length), "base64"))
     : v;
-/** A value as persisted, for its map's kind. */
-const asPersisted = (v: unknown, text: boolean): unknown => (text ? asText(v) : persisted(v));
+/**
+ * A map whose values are kept in a stored form until read: JSON text (text maps) or a codec's
+ * bytes. `encode` gives a live value's stored form, `stored` tells the two apart.
+ */
+interface StoredForm {
+  encode(v: unknown): unknown;
+  decode(stored: unknown): unknown;
+  stored(v: unknown): boolean;
+}
+const TEXT: StoredForm = {
+  encode: asText,
+  decode: (v) => JSON.parse(v as string),
+  stored: (v) => typeof v === "string",
+};
+const codecForm = (c: ValueCodec<unknown>): StoredForm => ({
+  encode: (v) => (v instanceof Uint8Array || typeof v === "string" ? v : c.encode(v)),
+  decode: (v) => c.decode(v),
+  // Bytes, or a value from before the map had a codec (a text map's JSON text).
+  stored: (v) => v instanceof Uint8Array || typeof v === "string",
+});
 
 interface MapRecord {
   readonly data: Map<string, unknown>;
-  /** Values persisted as JSON text; loaded ones are text until read (StageState.map). */
-  text: boolean;
+  /**
+   * Values persisted in a stored form (JSON text, a codec's bytes); loaded ones stay in it until
+   * read (StageState.map). Undefined: plain values.
+   */
+  form: StoredForm | undefined;
   /**
    * Dirty keys of this map (the map's own key strings, so no concatenation or re-hashing per
    * set), each with whether the key was held when it was first changed after the last snapshot,
@@ -91,11 +113,12 @@ interface MapRecord {
    */
   readonly dirty: Map<string, boolean>;
   /**
-   * Text maps: the JSON text of values parsed by a read since the last snapshot (clean ones).
-   * A snapshot puts every value of a text map back to its text (these, and the dirty ones it
-   * serialises anyway), so between snapshots only the values read or written since are objects.
+   * Maps with a stored form: the stored form (JSON text, bytes) of values decoded by a read
+   * since the last snapshot (clean ones). A snapshot puts every value of such a map back to its
+   * stored form (these, and the dirty ones it encodes anyway), so between snapshots only the
+   * values read or written since are objects.
    */
-  readonly parsedText: Map<string, string>;
+  readonly parsedText: Map<string, unknown>;
 }
 
 export function createStageState(): StageStateInternal {
@@ -103,15 +126,20 @@ export function createStageState(): StageStateInternal {
   const mapOf = (name: string): MapRecord => {
     let m = maps.get(name);
     if (!m) {
-      m = { data: new Map(), dirty: new Map(), text: false, parsedText: new Map() };
+      m = {
+        data: new Map(),
+        dirty: new Map(),
+        form: undefined,
+        parsedText: new Map(),
+      };
       maps.set(name, m);
     }
     return m;
   };
-  /** Puts the values of a text map that a read parsed back to their text (they are clean). */
+  /** Puts the values that a read decoded back to their stored form (they are clean). */
   const compactText = (rec: MapRecord): void => {
-    for (const [k, t] of rec.parsedText)
-      if (typeof rec.data.get(k) !== "string") rec.data.set(k, t);
+    const form = rec.form!;
+    for (const [k, t] of rec.parsedText) if (!form.stored(rec.data.get(k))) rec.data.set(k, t);
     rec.parsedText.clear();
   };
   const countDirty = () => {
@@ -126,20 +154,23 @@ export function createStageState(): StageStateInternal {
       get: () => state.meta[name] as V | undefined,
       set: (v: V) => void (state.meta[name] = v),
     }),
-    map<V>(name: string, options: { text?: boolean } = {}): KeyedMap<V> {
+    map<V>(name: string, options: { text?: boolean; codec?: ValueCodec<V> } = {}): KeyedMap<V> {
       const rec = mapOf(name);
-      if (options.text) rec.text = true;
+      if (options.codec) rec.form = codecForm(options.codec as ValueCodec<unknown>);
+      else if (options.text) rec.form = TEXT;
       const m = rec.data as Map<string, V>;
       const dirty = rec.dirty;
       const parsedText = rec.parsedText;
-      // A text value is parsed when first read and kept parsed until the next snapshot (the same
-      // value: not dirty), its text beside it; the snapshot puts the text back (compactText).
-      const get = !rec.text
+      const form = rec.form;
+      // A stored value is decoded when first read and kept decoded until the next snapshot (the
+      // same value: not dirty), its stored form beside it; the snapshot puts that back
+      // (compactText).
+      const get = !form
         ? (k: string) => m.get(k)
         : (k: string) => {
             const v = m.get(k);
-            if (typeof v !== "string") return v;
-            const parsed = JSON.parse(v) as V;
+            if (v === undefined || !form.stored(v)) return v;
+            const parsed = form.decode(v) as V;
             m.set(k, parsed);
             parsedText.set(k, v);
             return parsed;
@@ -150,22 +181,29 @@ export function createStageState(): StageStateInternal {
         set: (k, v) => {
           if (dirty.get(k) === undefined) dirty.set(k, m.has(k));
           m.set(k, v);
-          if (rec.text) parsedText.delete(k);
+          if (form) parsedText.delete(k);
         },
         delete: (k) => {
           if (m.delete(k) && dirty.get(k) === undefined) dirty.set(k, true);
-          if (rec.text) parsedText.delete(k);
+          if (form) parsedText.delete(k);
         },
         get size() {
           return m.size;
         },
         keys: () => m.keys(),
-        peekText: (k) => {
-          const v = m.get(k);
-          if (v === undefined) return undefined;
-          return typeof v === "string" ? v : (parsedText.get(k) ?? JSON.stringify(v));
-        },
-        entries: !rec.text
+        // A text map's (or a plain map's) value as JSON text; a codec map has no text.
+        ...(form && form !== TEXT
+          ? {}
+          : {
+              peekText: (k: string) => {
+                const v = m.get(k);
+                if (v === undefined) return undefined;
+                return typeof v === "string"
+                  ? v
+                  : ((parsedText.get(k) as string | undefined) ?? JSON.stringify(v));
+              },
+            }),
+        entries: !form
           ? () => m.entries()
           : function* () {
               for (const k of m.keys()) yield [k, get(k) as V];
@@ -182,38 +220,43 @@ export function createStageState(): StageStateInternal {
       const puts: [string, unknown][] = [];
       const dels: string[] = [];
       for (const [name, rec] of maps) {
-        const { data, dirty, text } = rec;
+        const { data, dirty, form } = rec;
         for (const [k, held] of dirty) {
           if (data.has(k)) {
-            const v = asPersisted(data.get(k), text);
-            if (text) data.set(k, v);
-            puts.push([name + SEP + k, v]);
+            const v = form ? form.encode(data.get(k)) : data.get(k);
+            if (form) data.set(k, v);
+            puts.push([name + SEP + k, persisted(v)]);
           } else if (held) dels.push(name + SEP + k);
         }
         dirty.clear();
-        if (text) compactText(rec);
+        if (form) compactText(rec);
       }
       return { puts, dels };
     },
     takeDelta() {
       const out: StateDelta = { maps: [], size: 0 };
       for (const [name, rec] of maps) {
-        const { data, dirty, text, parsedText } = rec;
-        if (text) compactText(rec);
+        const { data, dirty, form, parsedText } = rec;
+        if (form) compactText(rec);
         if (dirty.size === 0) continue;
         const puts: unknown[] = [];
         const dels: string[] = [];
         for (const [k, held] of dirty) {
           const v = data.get(k);
           if (v !== undefined || data.has(k)) {
-            const p = asPersisted(v, text);
-            // A text map keeps the text it persists (one string instead of an object graph:
-            // profiles ~1/3 of the memory), but a value written since the last snapshot stays an
-            // object until the next one finds it unwritten (compactText above): a hot key used to
-            // be parsed again after every snapshot (co-visitation's neighbour lists: JSON.parse
-            // of values just serialised was ~10% of the app's CPU at step 2 of the bench).
-            if (text && typeof v !== "string") parsedText.set(k, p as string);
-            puts.push(k, p);
+            if (!form) {
+              puts.push(k, persisted(v));
+              continue;
+            }
+            const p = form.encode(v);
+            // A text (or codec) map keeps the form it persists (one string instead of an object
+            // graph: profiles ~1/3 of the memory), but a value written since the last snapshot
+            // stays an object until the next one finds it unwritten (compactText above): a hot
+            // key used to be parsed again after every snapshot (co-visitation's neighbour lists:
+            // JSON.parse of values just serialised was ~10% of the app's CPU at step 2 of the
+            // bench).
+            if (!form.stored(v)) parsedText.set(k, p);
+            puts.push(k, persisted(p));
           } else if (held) dels.push(k);
         }
         dirty.clear();
@@ -225,13 +268,15 @@ export function createStageState(): StageStateInternal {
       return out;
     },
     *allMaps() {
-      for (const [name, { data, text }] of maps)
+      for (const [name, { data, form }] of maps)
         yield [
           name,
-          !text
+          !form
             ? data // binary values are encoded by the writer (persisted())
             : (function* () {
-                for (const [k, v] of data) yield [k, asText(v)] as [string, unknown];
+                // As persisted (a codec's bytes as their base64 text): JSON-safe.
+                for (const [k, v] of data)
+                  yield [k, persisted(form.encode(v))] as [string, unknown];
               })(),
         ];
     },

@@ -1,3 +1,4 @@
+import { Neighbours, type Edge } from "./neighbours.js";
 import type { SourcePreset } from "./preset.js";
 import { memStore, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, topByScore, type Scored, type SourceEvent } from "./types.js";
@@ -31,9 +32,6 @@ export interface CovisitOptions {
   normalise?: boolean;
 }
 
-/** A decayed weight as stored: value as of `ts`, and `ts`. */
-type Edge = [s: number, ts: number];
-
 /** A ranked neighbour (serving's copy: scores at one `now`). */
 interface Neighbour {
   item: string;
@@ -47,19 +45,12 @@ const MAX_RANKED = 50_000;
 /** A user's recent item as stored: item, time, weight, session id (null: none). */
 type Recent = [i: string, ts: number, w: number, sess: string | null];
 
-/**
- * An item's neighbours: a Map (the hot path of `add`: an object dictionary was 1.5× slower),
- * stored as its entries.
- */
-class Neighbours extends Map<string, Edge> {
-  toJSON(): [string, Edge][] {
-    return [...this];
-  }
-}
-
 /** Where co-visitation keeps its data (the covisit stage's state maps). */
 export interface CovisitStores {
-  /** Neighbours per item, by neighbour id (as loaded: their entries). */
+  /**
+   * Neighbours per item, by neighbour id (a stage's map decodes its stored bytes:
+   * neighbours.ts; a text map would hand out the entries).
+   */
   edges: KeyStore<Neighbours | [string, Edge][]>;
   /** Decayed total weight per item. */
   mass: KeyStore<Edge>;
