@@ -77,6 +77,12 @@ function addToCategory(cats: (string | number)[], c: string, delta: number): (st
   return cats.length === 0 ? [c, delta] : cats.concat([c, delta]);
 }
 
+/** What a profile says besides its user and progress. */
+interface ProfileParts {
+  top: [string, number][];
+  pur: [string, number][];
+}
+
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const NO_PURCHASES: [string, number][] = [];
 
@@ -128,6 +134,11 @@ const REBUILD_SLICE = 10_000;
  * Aggregates are kept incrementally: a record costs O(1), a profile O(categories + purchases).
  * They are derived, in memory, and rebuilt from the cells on load in slices (125k users' cells
  * took 0.35-1.5 s in one go, while a restarted process was already answering gRPC).
+ *
+ * The last profile sent is not kept: between batches it is always the one the aggregates give
+ * (every user a batch touches gets hers sent if it changed), so a batch compares each touched
+ * user's profile before and after it. (A map of sent profiles duplicated popularity-join's:
+ * ~130 B per user; snapshots of that layout have theirs deleted on load.)
  */
 export const interestStage = defineStage({
   name: "interest-ranking",
@@ -136,8 +147,13 @@ export const interestStage = defineStage({
   create(ctx: StageContext<InterestSettings>) {
     const opts = ctx.settings;
     const cells = ctx.state.map<Cell>("cell");
-    const profiles = ctx.state.map<ProfileRecord>("profile", { text: true });
+    // The earlier layout's sent profiles, deleted on load (see above).
+    const oldProfiles = ctx.state.map<ProfileRecord>("profile", { text: true });
     const users = new Map<string, UserAgg>();
+    /** Users touched by the batch being applied, with their profile parts before it. */
+    const before = new Map<string, ProfileParts | undefined>();
+    /** Progress of the last batch: the `wm` of a profile read through the view. */
+    let lastProgress = -1;
     const byWindow = new Map<number, Set<string>>();
 
     const aggOf = (u: string) => {
@@ -178,6 +194,13 @@ export const interestStage = defineStage({
     };
     function* rebuild(): Generator<void, void, void> {
       let slice = 0;
+      for (const k of [...oldProfiles.keys()]) {
+        oldProfiles.delete(k);
+        if (++slice === REBUILD_SLICE) {
+          slice = 0;
+          yield;
+        }
+      }
       for (const [key, [n, c]] of cells.entries()) {
         const [w, t, u, i] = JSON.parse(key) as [number, string, string, string];
         apply(key, w, t, u, i, c, n, n);
@@ -200,12 +223,29 @@ export const interestStage = defineStage({
       return (a.purList = pur.sort((x, y) => byName(x[0], y[0])));
     };
 
+    /** A user's profile parts as the aggregates give them; undefined: no profile. */
+    const partsOf = (u: string): ProfileParts | undefined => {
+      const a = users.get(u);
+      if (!a) return undefined;
+      const top = topOf(a.cats, opts.topCategories);
+      const pur = purListOf(a);
+      return top.length === 0 && pur.length === 0 ? undefined : { top, pur };
+    };
+    /** Adds `u` to the batch's touched users, with her profile parts before the batch. */
+    const touch = (u: string, touched: Set<string>) => {
+      if (touched.has(u)) return;
+      touched.add(u);
+      before.set(u, partsOf(u));
+    };
+
     /** Applies the window results (upserts) to cells and aggregates: the users they touched. */
     const upsertCells = (records: readonly WindowOutput[]): Set<string> => {
       const touched = new Set<string>();
+      before.clear();
       for (const r of records) {
         if ("close" in r) continue; // finality changes nothing here: counts are upserts
         const rec = r as WindowRecord;
+        touch(rec.u, touched);
         const key = JSON.stringify([rec.w, rec.t, rec.u, rec.i]);
         const old = cells.get(key);
         cells.set(key, [rec.n, rec.c]);
@@ -225,7 +265,6 @@ export const interestStage = defineStage({
             rec.n,
             !old && rec.n > 0,
           );
-        touched.add(rec.u);
       }
       return touched;
     };
@@ -239,9 +278,9 @@ export const interestStage = defineStage({
           const cell = cells.get(key);
           if (!cell) continue;
           const [, t, u, i] = JSON.parse(key) as [number, string, string, string];
+          touch(u, touched);
           cells.delete(key);
           apply(key, w, t, u, i, cell[1], -cell[0], 0);
-          touched.add(u);
         }
         byWindow.delete(w);
       }
@@ -250,24 +289,26 @@ export const interestStage = defineStage({
 
     /** The profiles of `touched` users that changed, stamped with the progress they reflect. */
     const changedProfiles = (touched: Set<string>, progress: number): ProfileRecord[] => {
+      lastProgress = progress;
       const changed: ProfileRecord[] = [];
       for (const u of touched) {
-        const a = users.get(u);
-        const top = a ? topOf(a.cats, opts.topCategories) : [];
-        const pur = a ? purListOf(a) : NO_PURCHASES;
-        const prev = profiles.get(u);
-        if (prev && samePairs(prev.top, top) && samePairs(prev.pur, pur)) continue;
-        if (!prev && top.length === 0 && pur.length === 0) continue;
-        const p: ProfileRecord = { u, top, pur, wm: progress };
-        if (top.length === 0 && pur.length === 0) profiles.delete(u);
-        else profiles.set(u, p);
-        changed.push(p);
+        const now = partsOf(u);
+        const prev = before.get(u);
+        if (prev && now && samePairs(prev.top, now.top) && samePairs(prev.pur, now.pur)) continue;
+        if (!prev && !now) continue;
+        changed.push({ u, top: now?.top ?? [], pur: now?.pur ?? NO_PURCHASES, wm: progress });
       }
+      before.clear();
       return changed;
     };
 
     return {
-      view: { profile: (u) => profiles.get(u) } satisfies InterestView,
+      view: {
+        profile: (u) => {
+          const parts = partsOf(u);
+          return parts && { u, ...parts, wm: lastProgress };
+        },
+      } satisfies InterestView,
       restore: rebuild(),
       operator: (batches$) =>
         batches$.pipe(

@@ -120,4 +120,33 @@ describe("interest-ranking stage (marbles)", () => {
       });
     });
   });
+
+  it("keeps no map of sent profiles: a snapshot of the earlier layout has its profiles deleted on load", () => {
+    const first = setup();
+    first.ts.run(({ cold, expectObservable }) => {
+      const input = cold("a", { a: first.batch(T0, [cell(T0, "u1", "b1", "books", 2)]) });
+      expectObservable(input.pipe(first.logic.operator)).toBe("a", {
+        a: profiles({ u: "u1", top: [["books", 2]], pur: [], wm: T0 }),
+      });
+    });
+    expect(first.state.map("profile").size).toBe(0);
+    // The earlier layout kept each sent profile (~130 B per user, as popularity-join does).
+    first.state.takeDelta();
+    const sent = { u: "u1", top: [["books", 2]], pur: [], wm: T0 };
+    first.state.loadMapEntry("profile", "u1", JSON.stringify(sent));
+    const second = setup(first.state);
+    expect(second.state.map("profile").size).toBe(0);
+    expect(second.state.takeDelta().maps).toEqual([["profile", [], ["u1"]]]);
+    // The user's profile is as the cells give it: an unchanged count sends nothing.
+    second.ts.run(({ cold, expectObservable }) => {
+      const input = cold("a-b", {
+        a: second.batch(T0, [cell(T0, "u1", "b1", "books", 2)]),
+        b: second.batch(T0, [cell(T0, "u1", "b1", "books", 5)]),
+      });
+      expectObservable(input.pipe(second.logic.operator)).toBe("a-b", {
+        a: profiles(),
+        b: profiles({ u: "u1", top: [["books", 5]], pur: [], wm: T0 }),
+      });
+    });
+  });
 });
