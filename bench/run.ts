@@ -47,6 +47,7 @@ import { stepMemory } from "./memory.js";
 import { startLoad } from "./load.js";
 import { traceProbeHops } from "./hop-trace.js";
 import { spawnGrpcLoad } from "./grpc-load.js";
+import { waitAppQuiet } from "./quiet.js";
 import { APP_FROM_SOURCES } from "./app-process.js";
 import {
   fmtInt,
@@ -102,6 +103,8 @@ const SERVE_USERS = int("BENCH_SERVE_USERS", 1_000_000);
 const SERVE_UNKNOWN_SHARE =
   (env.BENCH_SERVE_UNKNOWN_PCT === "0" ? 0 : int("BENCH_SERVE_UNKNOWN_PCT", 10)) / 100;
 const ROUNDS = int("BENCH_ROUNDS", 3);
+/** Step 4 waits at most this long for the app to go quiet after its ingest (bench/quiet.ts). */
+const QUIET_MAX_MS = int("BENCH_QUIET_MAX_MS", 180_000);
 const STEPS = new Set(
   (env.BENCH_STEPS ?? "1,2,3,4,4b,5,6,7").split(",").map((x) => x.trim().toLowerCase()),
 );
@@ -861,6 +864,14 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         });
       type Served = Awaited<ReturnType<typeof run>>;
 
+      // Idle figures of an idle app: not the catch-up of the source stages nor the training an
+      // ingest leaves behind (bench/quiet.ts).
+      const quiet = await waitAppQuiet({ metricsPort: app.metricsPort, maxMs: QUIET_MAX_MS });
+      log(
+        `4. app ${quiet.quiet ? "quiet" : "still busy"} after ${fmtInt(quiet.waitedMs / 1000)} s ` +
+          `(CPU ${fmtInt(quiet.cpuShare * 100)}% of a core, model at ${fmtInt(quiet.modelAt)} of ` +
+          `${fmtInt(quiet.fed)} events)`,
+      );
       log(
         `4. warm-up: ${fmtInt(askUsers.length)} users (${fmtInt(unknownCount)} never seen), once each`,
       );
@@ -1089,7 +1100,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           `${fmtInt(okDelta)} OK of ${fmtInt(allDelta)} (expected ${expected}). Server CPU per ` +
           `request is this process's CPU time over the run divided by requests (the app's idle ` +
           `pipeline included); event-loop delay is perf_hooks' monitorEventLoopDelay in this ` +
-          `process (the app's main one, where gRPC is served) during each run. Blended answers ` +
+          `process (the app's main one, where gRPC is served) during each run. Before the ` +
+          `warm-up the bench waited ${fmtInt(quiet.waitedMs / 1000)} s for the app to go quiet ` +
+          `(the source stages caught up, the idle ALS training done: bench/quiet.ts)` +
+          `${quiet.quiet ? "" : ` and went on after ${fmtInt(QUIET_MAX_MS / 1000)} s with it still busy (CPU ${fmtInt(quiet.cpuShare * 100)}% of a core, model at ${fmtInt(quiet.modelAt)} of ${fmtInt(quiet.fed)} events)`}. Blended answers ` +
           `after the warm-up (reco_recommender memo_hits / memo_misses): ${memoNote(memo0, memo1)}` +
           `${underLoad ? `; during 4b ${memoNote(memo1, memo2)}` : ""}.`,
       );
