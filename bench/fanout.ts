@@ -44,7 +44,7 @@ export interface FanoutOptions {
   config: (nats: EmbeddedNats, dataDir: string, extra: Record<string, string>) => AppConfig;
 }
 
-/** DESIGN §7: every subscriber gets every update within 1 s. */
+/** DESIGN §8: every subscriber gets every update within 1 s. */
 const TARGET_MS = 1000;
 /** After the counted period, deliveries may still arrive for this long. */
 const GRACE_MS = 3000;

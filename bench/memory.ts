@@ -7,7 +7,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { HEAP_SNAPSHOT_DIR, withIngestedApp, type IngestedApp } from "./app-process.js";
-import { ratio, verdict, type Report } from "./report.js";
+import { ratio, TARGETS, verdict, type Report } from "./report.js";
 import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "./util.js";
 
 export interface MemoryOptions {
@@ -35,6 +35,9 @@ interface Point {
 
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
 const SAME_MEMORY = 1.25;
+/** DESIGN §8: at most 1 KB of RSS per active user at 1M users. */
+const TARGET_USERS = 1_000_000;
+const TARGET_BYTES_PER_USER = TARGETS.bytesPerUserAt1M;
 
 /** Asks the app for a heap snapshot (SIGUSR2) and waits until its file stops growing. */
 async function heapSnapshot(pid: number, dir: string): Promise<void> {
@@ -127,7 +130,11 @@ export async function stepMemory(
       baseline:
         `LevelDB ${fmtMiB(p.level)} (${perUser(p.level, p.users)}); ${fmtInt(totalKeys(p))} ` +
         `state keys, ${fmtInt(rssDelta / totalKeys(p))} B RSS Δ/key`,
-      target: "report bytes per active user",
+      // DESIGN §8: at most 1 KB of RSS per active user at 1M users; other sizes are reported.
+      target:
+        p.users === TARGET_USERS
+          ? `≤ ${fmtInt(TARGET_BYTES_PER_USER)} B/user at ${fmtInt(TARGET_USERS)} (${verdict(rssDelta / p.users <= TARGET_BYTES_PER_USER)})`
+          : "report bytes per active user",
     });
   }
   if (single && double) {

@@ -1,6 +1,6 @@
 /**
  * A small SVG line chart for the bench (no dependency): freshness p50 / p99 against ingest rate,
- * with the DESIGN §7 target as a dashed line. Log scale on the latency axis, since a rate the
+ * with the DESIGN §8 target as a dashed line. Log scale on the latency axis, since a rate the
  * pipeline cannot sustain turns milliseconds into seconds.
  */
 
