@@ -166,8 +166,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
               else if (k.startsWith(BASE_PREFIX)) {
                 layout.baseChunks++;
                 for (const [name, kv] of JSON.parse(v) as [string, unknown[]][]) {
-                  for (let i = 0; i < kv.length; i += 2)
-                    state.loadMapEntry(name, kv[i] as string, kv[i + 1]);
+                  state.loadMapEntries(name, kv);
                   await pace(kv.length / 2);
                 }
               } else if (k.startsWith(DELTA_PREFIX)) {
@@ -187,8 +186,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         // entries is a checkpoint that deletes them.
         for (const v of deltas) {
           for (const [name, kv, dels] of JSON.parse(v) as StateDelta["maps"]) {
-            for (let i = 0; i < kv.length; i += 2)
-              state.loadMapEntry(name, kv[i] as string, kv[i + 1]);
+            state.loadMapEntries(name, kv);
             for (const k of dels) state.loadMapEntry(name, k, undefined, true);
             layout.deltaEntries += kv.length / 2 + dels.length;
             await pace(kv.length / 2 + dels.length);
