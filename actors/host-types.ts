@@ -143,6 +143,11 @@ export interface StageInstance<H extends StageHandler> {
   handler(): H | undefined;
   /** Last input sequence processed. */
   position(): number;
+  /**
+   * The input position its snapshot restored at this start (-1 until loaded): what a restart
+   * replays is the position before it less this, exactly, whatever moved since.
+   */
+  restoredPosition(): number;
   /** Event-time progress (epoch ms) stamped on its outputs; -1 before any. */
   progress(): number;
   /** The persisted counts (see StageOutput.count). */

@@ -72,6 +72,7 @@ export function createStageInstance<H extends StageHandler>(
   let state: StageStateInternal | undefined;
   let handler: H | undefined;
   let lastSeq = 0;
+  let restoredSeq = -1;
   let lastUpTo = 0;
   // Input hops that do not follow on from what was applied yet: they wait for the missing one.
   const order = createHopOrder<InputMessage>();
@@ -246,6 +247,7 @@ export function createStageInstance<H extends StageHandler>(
           await deps.faults?.beforeLoad?.(id);
           state = await deps.snapshots.load();
           lastSeq = Number(state.meta.seq ?? 0);
+          restoredSeq = lastSeq;
           lastUpTo = Number(state.meta.upTo ?? 0);
           outputs.load({
             progress: Number(state.meta.wm ?? -1),
@@ -354,6 +356,7 @@ export function createStageInstance<H extends StageHandler>(
     actor,
     handler: () => handler,
     position: () => lastSeq,
+    restoredPosition: () => restoredSeq,
     progress: () => outputs.progress(),
     stats: () => outputs.stats(),
     stateKeys: () => state?.keyCount() ?? 0,

@@ -28,6 +28,18 @@ export function stageGauges(
     },
   });
   new Gauge({
+    name: "reco_stage_restored_position",
+    help: "Input stream sequence a stage instance's snapshot restored when it last started: it replays from the next one",
+    labelNames: ["stage", "partition"] as const,
+    registers: [metrics.registry],
+    collect() {
+      for (const [id, inst] of instances) {
+        const at = inst.restoredPosition();
+        if (at >= 0) this.set(label(id), at);
+      }
+    },
+  });
+  new Gauge({
     name: "reco_stage_event_time_ms",
     help: "Event-time progress (epoch ms) a stage instance has reached (stamped on its outputs)",
     labelNames: ["stage", "partition"] as const,
