@@ -176,7 +176,8 @@ export async function stepMemory(
       `. Parse's keys are the segments of its dedupe memory (2,048 event ids each, as 64-bit ` +
       `hashes: 16 B per id, kept for DEDUPE_HORIZON_MS of event time, 26 h, up to ` +
       `DEDUPE_MAX_IDS, 2M): the state that grows with events rather than users; ` +
-      `interest-ranking and popularity-join hold one profile per user, history one list` +
+      `popularity-join holds one profile per user, history one list, interest-ranking its ` +
+      `window cells (and, in memory only, a few bytes of aggregates per user)` +
       `. Ingest times (publish start → last position move): ` +
       `${all.map((p) => `${p.ingestSecs.toFixed(1)} s${p.lagGaugeStuck ? ` (lag gauges stayed above 0 with every position still for 5 s: ${p.lagGaugeStuck})` : ""}`).join(", ")}.`,
   );

@@ -248,8 +248,9 @@ export async function measureRecovery(
       `first log line (written after its modules are loaded); then to its "gRPC server ` +
       `listening" line (NATS connect, LevelDB open, the serving instances' snapshots loaded: ` +
       `popularity-join's profiles, and the popularity table); the rest is the first right ` +
-      `answers. The other stages load one after the other once gRPC answers; the "ready" line ` +
-      `is logged when all of them run.`,
+      `answers. The other stages load one after the other once gRPC answers, the blend's ` +
+      `sources first (history, covisit, collaborative: until they run, answers are the design ` +
+      `ranking's), then the rest; the "ready" line is logged when all of them run.`,
   );
 
   // ---- 6b: the same under a steady load, killed at an arbitrary moment.
