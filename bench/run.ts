@@ -1142,7 +1142,9 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           step: "4b",
           figure: "  event-loop delay p99 / max of the other processes, during ingest",
           value:
-            `parse ${parseMed((x) => x.p99)} / ${parseMed((x) => x.max)} ms; ` +
+            (app.parseProcess
+              ? `parse ${parseMed((x) => x.p99)} / ${parseMed((x) => x.max)} ms; `
+              : "parse in the app's process; ") +
             `publisher ${fmtMs(publisherLoop.p99)} / ${fmtMs(publisherLoop.max)} ms; ` +
             `load generator ${fmtMs(med(a, (x) => x.clientLoopP99Ms))} / ${fmtMs(med(a, (x) => x.clientLoopMaxMs))} ms`,
           baseline: "parse: during the app rounds; publisher: all rounds",
