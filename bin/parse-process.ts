@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -17,6 +17,7 @@ import type { Metrics } from "../connectors/http/metrics.js";
 import type { AppConfig } from "./config.js";
 import { tsxFlags } from "./tsx-flags.js";
 import { watchStages, type HealthProblem } from "./health.js";
+import { parentDeathPrefix } from "../connectors/nats/embedded-server.js";
 
 /**
  * `reco start` with PARSE_PROCESS=1: the parse unit (the single reader of EVENTS: validation,
@@ -229,8 +230,16 @@ function createParseChildActor(
     behavior: {
       start(ctx) {
         hooks.onStart();
-        const c = fork(entry, [], {
-          execArgv: childExecArgv(),
+        // SIGKILLed by the kernel when this process dies, however it dies. Its IPC channel's
+        // 'disconnect' ends it too, but only once its loop gets to that event: busy catching up,
+        // it went on for 1.5-9 s after the main process was SIGKILLed, processing, publishing and
+        // snapshotting (bench step 6b read "-108,800 events replayed"), and the next start's
+        // parse process could not open their LevelDB meanwhile. Same process: setpriv execs node.
+        const [command = process.execPath, ...prefix] = [
+          ...parentDeathPrefix("KILL"),
+          process.execPath,
+        ];
+        const c = spawn(command, [...prefix, ...childExecArgv(), entry], {
           stdio: ["ignore", "inherit", "inherit", "ipc"],
           serialization: "json",
         });

@@ -72,14 +72,14 @@ export async function freePort(): Promise<number> {
  * that forked: here Node's main thread (or a test worker's thread), which lives as long as we
  * do. Empty where setpriv is missing (not Linux): the pid file then covers a SIGKILLed parent.
  */
-export function parentDeathPrefix(): string[] {
-  if (pdeathsig === undefined) {
+export function parentDeathPrefix(signal: "TERM" | "KILL" = "TERM"): string[] {
+  if (hasSetpriv === undefined) {
     const probe = spawnSync("setpriv", ["--pdeathsig", "TERM", "--", "true"], { stdio: "ignore" });
-    pdeathsig = probe.status === 0 ? ["setpriv", "--pdeathsig", "TERM", "--"] : [];
+    hasSetpriv = probe.status === 0;
   }
-  return pdeathsig;
+  return hasSetpriv ? ["setpriv", "--pdeathsig", signal, "--"] : [];
 }
-let pdeathsig: string[] | undefined;
+let hasSetpriv: boolean | undefined;
 
 /** The path `binary` runs as (PATH lookup), or undefined when there is no such executable. */
 function findExecutable(binary: string): string | undefined {
