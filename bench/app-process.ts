@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
+import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NatsConnection } from "nats";
@@ -104,6 +105,11 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
     ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
     : spawn(process.execPath, [...APP_NODE_FLAGS, repoPath("../dist/bin/main.js")], { env, stdio });
   const logs: LogLine[] = [];
+  // BENCH_APP_LOG=file: this app's info, warnings and errors are appended there (pino's JSON,
+  // with its pid), so a failed step can say why.
+  const logFile = process.env.BENCH_APP_LOG
+    ? createWriteStream(process.env.BENCH_APP_LOG, { flags: "a" })
+    : undefined;
   const waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderr = "";
   let buf = "";
@@ -121,6 +127,7 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
         continue;
       }
       logs.push(l);
+      if (logFile && Number(l.level) >= 30) logFile.write(line + "\n");
       for (const w of [...waiters])
         if (w.match(l)) {
           waiters.splice(waiters.indexOf(w), 1);
