@@ -14,10 +14,9 @@ export interface QuietResult {
 
 /**
  * Waits until the app running in this process is idle, so an idle figure (bench step 4) does not
- * measure the work an ingest leaves behind: the source and quality stages catching up after the
- * design stages are done (bench's waitCaughtUp watches those only), and the ALS training the idle
- * input starts (IDLE_TIMEOUT_MS after the last event), whose new model also makes every kept
- * answer of the blend memo stale. Idle means: the served implicit model covers every event fed
+ * measure the work an ingest leaves behind: chiefly the ALS training the idle input starts
+ * (IDLE_TIMEOUT_MS after the last event), whose new model also makes every kept answer of the
+ * blend memo stale. Idle means: the served implicit model covers every event fed
  * to the collaborative stage (RANKER=blend; without the gauge, not checked), and this process
  * (every thread: a training worker too) used at most `maxCpuShare` of a core in each of two
  * consecutive 1 s windows.

@@ -215,21 +215,6 @@ function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<string, st
   });
 }
 
-const PER_PARTITION_STAGES = [
-  "watermark",
-  "window",
-  "interest-ranking",
-  "popularity-join",
-  "popularity",
-  "trending",
-];
-const instanceIds = () => [
-  "parse/0",
-  ...Array.from({ length: PARTITIONS }, (_, p) =>
-    PER_PARTITION_STAGES.map((s) => `${s}/${p}`),
-  ).flat(),
-];
-
 /** Parse's last processed EVENTS sequence, in this process or in the app's parse process. */
 const parsePosition = (app: App) =>
   app.pipeline.instance("parse/0")?.position() ?? app.parseProcess?.position() ?? 0;
@@ -250,15 +235,18 @@ async function waitCaughtUp(
   lastSeq: number,
   t0: number,
 ): Promise<{ doneAt: number; timedOut: boolean; parsed: number }> {
-  const ids = instanceIds();
+  // Every stage instance the app runs: the source and quality stages (history, covisit,
+  // collaborative, drift, prequential) as well as the design path, so the ingest ends when
+  // the last of them has caught up (read at every poll: instances start in tiers).
   let lastSum = -1;
   let lastMove = performance.now();
   for (;;) {
     const now = performance.now();
     const parsePos = parsePosition(app);
-    let s = 0;
-    for (const id of ids)
-      s += id === "parse/0" ? parsePos : (app.pipeline.instance(id)?.position() ?? 0);
+    // Parse may run in its own process (PARSE_PROCESS=1): its position comes from there.
+    let s = parsePos;
+    for (const id of app.pipeline.instanceIds())
+      if (id !== "parse/0") s += app.pipeline.instance(id)?.position() ?? 0;
     if (s !== lastSum) {
       lastSum = s;
       lastMove = now;

@@ -78,6 +78,8 @@ export interface Pipeline {
   readonly supervisor: Supervisor;
   /** Stage instances by "<stage>/<partition>" (current incarnation). */
   instance(id: string): StageInstance<StageHandler> | undefined;
+  /** Ids ("<stage>/<partition>") of every stage instance this process runs. */
+  instanceIds(): string[];
   /** Resolves when every actor runs. */
   ready(): Promise<void>;
   /** Snapshots every instance now (used by drain and tests). */
@@ -238,6 +240,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     backend: serving.backend,
     supervisor,
     instance: (id) => instances.get(id),
+    instanceIds: () => [...instances.keys()],
     ready: () => supervisor.ready(),
     async snapshotAll() {
       await Promise.all([...instances.values()].map((i) => i.snapshotNow()));
