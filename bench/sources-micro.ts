@@ -1,0 +1,110 @@
+/**
+ * CPU per event of the merged source stages that bench step 2's profile is heavy with (covisit,
+ * prequential), without NATS, hops or other stages: the bench generator's events (step 2's
+ * distribution) pushed through each stage's logic in batches of 500, on a stage state, with a
+ * snapshot delta taken and serialised (as state/store.ts does) every `snapshotEvery` events.
+ * Prints µs of CPU per event, the part spent in snapshots, the delta's megabytes per map and,
+ * with `digest`, a hash of every item's similar items and of the trending and popular lists (two
+ * versions of the code that must give the same bits print the same digest). Stable where step 2
+ * is noisy (a shared machine); run under `--cpu-prof` to see where the time goes.
+ *
+ *   npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential] [digest]
+ */
+import { createHash } from "node:crypto";
+import { asyncScheduler } from "rxjs";
+import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
+import type { ParsedRecord } from "../actors/parse.js";
+import { prequentialStage } from "../actors/prequential-stage.js";
+import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { startStage, type StageDefinition } from "../runtime/index.js";
+import { createStageState } from "../state/index.js";
+import type { EventType } from "../actors/event.js";
+import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
+
+const args = process.argv.slice(2);
+const events = Number(args[0] ?? 100_000);
+const snapshotEvery = Number(args[1] ?? 20_000);
+const stages = (args[2] ?? "covisit,prequential").split(",");
+const digest = args[3] === "digest";
+const BATCH = 500;
+
+const g = createGenerator({ ...DEFAULT_GENERATOR, start: Date.UTC(2026, 10, 1) }, events);
+let wb = -1;
+const records: ParsedRecord[] = [];
+for (let k = 0; k < events; k++) {
+  const e = g.next();
+  records.push({
+    id: e.id,
+    t: e.type as EventType,
+    ts: e.ts,
+    u: e.user,
+    i: e.item,
+    c: e.category.split(".")[0]!,
+    b: e.brand,
+    pr: e.price,
+    r: -1,
+    s: k + 1,
+    wb,
+  });
+  wb = Math.max(wb, e.ts);
+}
+const sources = defaultSourceSettings(ECOMMERCE);
+const settingsOf = (name: string) =>
+  name === "covisit"
+    ? { preset: ECOMMERCE, sources }
+    : { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample: 0.1 };
+
+for (const name of stages) {
+  const state = createStageState();
+  const def = (name === "covisit" ? covisitStage : prequentialStage) as unknown as StageDefinition<
+    ParsedRecord,
+    Record<string, never>,
+    unknown,
+    unknown
+  >;
+  const run = startStage(
+    def,
+    { name, state, settings: settingsOf(name), scheduler: asyncScheduler, count: () => undefined },
+    () => undefined,
+  );
+  run.restoreAll();
+  const perMap = new Map<string, number>();
+  let snapshotMs = 0;
+  const c0 = process.cpuUsage();
+  for (let x = 0; x < events; x += BATCH) {
+    const batch = records.slice(x, x + BATCH);
+    run.push({
+      records: batch,
+      position: { from: x, upTo: x + batch.length },
+      progress: { from: -1, to: -1 },
+    });
+    if ((x + BATCH) % snapshotEvery === 0) {
+      const t = performance.now();
+      const delta = state.takeDelta();
+      JSON.stringify(delta.maps);
+      snapshotMs += performance.now() - t;
+      for (const [map, puts] of delta.maps)
+        perMap.set(map, (perMap.get(map) ?? 0) + JSON.stringify(puts).length);
+    }
+  }
+  const c = process.cpuUsage(c0);
+  const maps = [...perMap]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 5)
+    .map(([m, bytes]) => `${m} ${(bytes / 1e6).toFixed(1)} MB`)
+    .join(", ");
+  console.log(
+    `${name}: ${((c.user + c.system) / events).toFixed(1)} µs of CPU per event ` +
+      `(snapshots ${((snapshotMs * 1000) / events).toFixed(1)}), ${state.keyCount()} keys; deltas: ${maps}`,
+  );
+  if (digest && name === "covisit") {
+    const v = run.view as CovisitView;
+    const h = createHash("sha256");
+    for (let i = 0; i < DEFAULT_GENERATOR.items; i++)
+      h.update(JSON.stringify(v.covisit().similar(`p${i}`, wb, 200)));
+    for (const c of [v.trending(), v.popular()])
+      h.update(JSON.stringify([c.top(wb, 100), c.top(wb, 3000)]));
+    console.log(`covisit digest: ${h.digest("hex").slice(0, 16)}`);
+  }
+}
