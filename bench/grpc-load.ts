@@ -35,6 +35,8 @@ export interface GrpcLoadResult {
   ok: number;
   /** grpc-status → calls, for the others (-1: no status, a transport error). */
   codes: Record<string, number>;
+  /** grpc-status → the grpc-message of its first call: why the server said so. */
+  messages?: Record<string, string>;
   reqPerSec: number;
   p50Ms: number;
   p99Ms: number;
@@ -78,6 +80,8 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
     te: "trailers",
   };
   let next = 0;
+  /** grpc-status → the first grpc-message seen with it. */
+  const messages: Record<string, string> = {};
   /** One call; resolves with its grpc-status (-1 when the stream failed). */
   const call = (body: Buffer): Promise<number> =>
     new Promise((resolve) => {
@@ -86,6 +90,9 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
       const take = (h: Record<string, unknown>) => {
         const s = h["grpc-status"];
         if (s !== undefined) code = Number(s);
+        const m = h["grpc-message"];
+        if (code > 0 && typeof m === "string" && messages[code] === undefined)
+          messages[code] = decodeURIComponent(m);
       };
       req.on("response", take); // a trailers-only answer (an error) carries it here
       req.on("trailers", take);
@@ -135,6 +142,7 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
     requests: lat.length,
     ok: r.ok,
     codes: r.codes,
+    messages,
     reqPerSec: lat.length / r.secs,
     p50Ms: pct(50),
     p99Ms: pct(99),

@@ -847,7 +847,13 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           const cpu = selfCpuSeconds() - cpu0;
           if (res.ok !== res.requests || res.requests === 0)
             throw new Error(
-              `grpc-load against ${t}: ${res.ok}/${res.requests} OK, codes ${JSON.stringify(res.codes)}`,
+              `grpc-load against ${t}: ${res.ok}/${res.requests} OK, codes ${JSON.stringify(res.codes)}` +
+                (res.messages && Object.keys(res.messages).length > 0
+                  ? ` (${JSON.stringify(res.messages)})`
+                  : "") +
+                (r.stageFailures.length > 0
+                  ? `; stage failures since the app started: ${describeFailures(r.stageFailures)}`
+                  : ""),
             );
           if (t === "app") {
             appCalls.min += res.requests;
