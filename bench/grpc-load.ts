@@ -11,7 +11,7 @@
 import { connect, constants } from "node:http2";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { watchLoopDelay } from "./loop-delay.js";
 import { repoPath, spawnTs } from "./child.js";
 
 export interface GrpcLoadOptions {
@@ -125,15 +125,14 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
   };
 
   if (o.warmup) await run(o.warmup, Infinity, false);
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  loop.enable();
+  const loop = watchLoopDelay(5);
   const cpu0 = process.cpuUsage();
   const r =
     o.durationS !== undefined
       ? await run(Infinity, performance.now() + o.durationS * 1000, true)
       : await run(o.requests ?? 1, Infinity, true);
   const cpu = process.cpuUsage(cpu0);
-  loop.disable();
+  const loopDelay = loop.stop();
   session.close();
   const lat = r.lat.sort((a, b) => a - b);
   const pct = (p: number) =>
@@ -149,8 +148,8 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
     maxMs: lat.length ? lat[lat.length - 1]! : NaN,
     clientCpuUsPerReq: lat.length ? (cpu.user + cpu.system) / lat.length : NaN,
     bodies: bodies.length,
-    clientLoopP99Ms: loop.percentile(99) / 1e6,
-    clientLoopMaxMs: loop.max / 1e6,
+    clientLoopP99Ms: loopDelay.p99Ms,
+    clientLoopMaxMs: loopDelay.maxMs,
   };
 }
 

@@ -4,7 +4,7 @@
  * Driven over IPC by `startLoad()`; run as a child only.
  */
 import type { ChildProcess } from "node:child_process";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { watchLoopDelay } from "./loop-delay.js";
 import { connectNats } from "../connectors/nats/connection.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import {
@@ -102,8 +102,7 @@ async function runLoad(o: { natsUrl: string; rate: number; gen: Partial<Generato
   let firstError = "";
   let epoch = 0;
   let stopping = false;
-  const loop = monitorEventLoopDelay({ resolution: 1 });
-  loop.enable();
+  const loop = watchLoopDelay(1);
   const stats = (): LoadStats => {
     const seconds = (performance.now() - t0) / 1000;
     return {
@@ -114,8 +113,8 @@ async function runLoad(o: { natsUrl: string; rate: number; gen: Partial<Generato
       firstError,
       seconds,
       rate: acked / seconds,
-      loopP99Ms: loop.percentile(99) / 1e6,
-      loopMaxMs: loop.max / 1e6,
+      loopP99Ms: loop.read().p99Ms,
+      loopMaxMs: loop.read().maxMs,
     };
   };
   process.on("message", (m: { rate?: number; stats?: boolean; stop?: boolean }) => {

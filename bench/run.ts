@@ -10,7 +10,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { PROM_LOOP_RESOLUTION_MS, delayMs, watchLoopDelay } from "./loop-delay.js";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, type NatsConnection } from "nats";
@@ -800,13 +800,13 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       const appCalls = { min: 0, max: 0 };
       /** The event-loop delay of this process (the app's main one) during `work`, ms. */
       const withLoopDelay = async <T extends object>(work: () => Promise<T>) => {
-        const h = monitorEventLoopDelay({ resolution: 1 });
-        h.enable();
+        const loop = watchLoopDelay(1);
         try {
           const r = await work();
-          return { ...r, loopP99Ms: h.percentile(99) / 1e6, loopMaxMs: h.max / 1e6 };
+          const d = loop.read();
+          return { ...r, loopP99Ms: d.p99Ms, loopMaxMs: d.maxMs };
         } finally {
-          h.disable();
+          loop.stop();
         }
       };
       /** h2load, one user (u0) in every request: the figure of earlier runs. */
@@ -933,8 +933,12 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
        */
       const parseLoop = async () => {
         const ms = (await app.parseProcess?.childMetrics()) ?? [];
+        // prom-client's lag gauges include its 10 ms sampling interval (bench/loop-delay.ts).
         const v = (name: string) =>
-          (ms.find((m) => m.name === name)?.values[0]?.value ?? NaN) * 1000;
+          delayMs(
+            (ms.find((m) => m.name === name)?.values[0]?.value ?? NaN) * 1000,
+            PROM_LOOP_RESOLUTION_MS,
+          );
         return {
           p99: v("nodejs_eventloop_lag_p99_seconds"),
           max: v("nodejs_eventloop_lag_max_seconds"),
@@ -1099,7 +1103,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           `${fmtInt(okDelta)} OK of ${fmtInt(allDelta)} (expected ${expected}). Server CPU per ` +
           `request is this process's CPU time over the run divided by requests (the app's idle ` +
           `pipeline included); event-loop delay is perf_hooks' monitorEventLoopDelay in this ` +
-          `process (the app's main one, where gRPC is served) during each run. Before the ` +
+          `process (the app's main one, where gRPC is served) during each run, less its sampling ` +
+          `interval (bench/loop-delay.ts: an idle loop reads 0). Before the ` +
           `warm-up the bench waited ${fmtInt(quiet.waitedMs / 1000)} s for the app to go quiet ` +
           `(the source stages caught up, the idle ALS training done: bench/quiet.ts)` +
           `${quiet.quiet ? "" : ` and went on after ${fmtInt(QUIET_MAX_MS / 1000)} s with it still busy (CPU ${fmtInt(quiet.cpuShare * 100)}% of a core, model at ${fmtInt(quiet.modelAt)} of ${fmtInt(quiet.fed)} events)`}. Blended answers ` +
