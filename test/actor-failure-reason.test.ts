@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { StorageType } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
-import { natsHostTransport } from "../connectors/nats/host-transport.js";
+import { probeStage } from "./helpers/probe-stage.js";
 
 /**
  * Bench step 2 (RESULTS.md at 2e6f42d) ended with "FAILED actor watermark/0 failed" and nothing
@@ -17,25 +16,7 @@ describe("an instance that failed", () => {
     const { nc, jsm } = await startNats(cleanups);
     await jsm.streams.add({ name: "IN", subjects: ["in.>"], storage: StorageType.File });
     const db = await tempStateDb(cleanups, "reco-failure-reason-");
-    const inst = createStageInstance(
-      {
-        stage: "probe",
-        partition: 0,
-        stream: "IN",
-        subject: "in.>",
-        input: "raw",
-        batching: "per-input",
-        create: () => ({ handle: () => undefined }),
-      },
-      {
-        transport: natsHostTransport(nc),
-        snapshots: db.instance("probe", 0),
-        snapshotIntervalMs: 600_000,
-        snapshotEveryMessages: 1_000_000,
-        maxAttempts: 3,
-      },
-      new Map() as PoisonLedger,
-    );
+    const inst = probeStage(nc, db);
     cleanups.add(() => inst.actor.stop());
     await inst.actor.start();
     // Its consumer deleted on the server (an operator, a server that lost it): the input ends.

@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import { connect, StorageType } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
-import { natsHostTransport } from "../connectors/nats/host-transport.js";
+import { probeStage } from "./helpers/probe-stage.js";
 
 /**
  * Deliveries the server sent but the client never read are lost with the connection (bench step
@@ -82,25 +81,7 @@ describe("deliveries lost with the connection", () => {
     cleanups.add(() => appNc.close());
     const db = await tempStateDb(cleanups, "reco-reconnect-lost-");
     const seen: number[] = [];
-    const inst = createStageInstance(
-      {
-        stage: "probe",
-        partition: 0,
-        stream: "IN",
-        subject: "in.>",
-        input: "raw",
-        batching: "per-input",
-        create: () => ({ handle: (m) => void seen.push(m.seq) }),
-      },
-      {
-        transport: natsHostTransport(appNc),
-        snapshots: db.instance("probe", 0),
-        snapshotIntervalMs: 600_000,
-        snapshotEveryMessages: 1_000_000,
-        maxAttempts: 3,
-      },
-      new Map() as PoisonLedger,
-    );
+    const inst = probeStage(appNc, db, (m) => void seen.push(m.seq));
     cleanups.add(() => inst.actor.stop());
     let failure: string | undefined;
     inst.actor.events$.subscribe((e) => {

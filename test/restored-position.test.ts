@@ -1,10 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { StorageType } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
-import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import type { NatsConnection } from "nats";
-import type { StateDb } from "../state/index.js";
+import { probeStage } from "./helpers/probe-stage.js";
 
 /**
  * Bench step 6b (RESULTS.md at 2e6f42d) reported "-21,449 events replayed by parse": it took the
@@ -16,26 +13,7 @@ import type { StateDb } from "../state/index.js";
 describe("a restarted stage instance", () => {
   const cleanups = useCleanups();
 
-  const instance = (nc: NatsConnection, db: StateDb) =>
-    createStageInstance(
-      {
-        stage: "probe",
-        partition: 0,
-        stream: "IN",
-        subject: "in.>",
-        input: "raw",
-        batching: "per-input",
-        create: () => ({ handle: () => undefined }),
-      },
-      {
-        transport: natsHostTransport(nc),
-        snapshots: db.instance("probe", 0),
-        snapshotIntervalMs: 600_000,
-        snapshotEveryMessages: 1_000_000,
-        maxAttempts: 3,
-      },
-      new Map() as PoisonLedger,
-    );
+  const instance = probeStage;
 
   it("tells the position its snapshot restored, however far it has moved since", async () => {
     const { nc, jsm } = await startNats(cleanups);

@@ -1,0 +1,36 @@
+import type { NatsConnection } from "nats";
+import { createStageInstance, type PoisonLedger } from "../../actors/host.js";
+import type { InputMessage } from "../../actors/host-types.js";
+import { natsHostTransport } from "../../connectors/nats/host-transport.js";
+import type { StateDb } from "../../state/index.js";
+
+/**
+ * A raw-input stage instance "probe/0" on stream IN (subjects `in.>`) over a real NATS
+ * connection and LevelDB, snapshotting only when asked: the host under test, with `handle` as
+ * its whole stage logic.
+ */
+export function probeStage(
+  nc: NatsConnection,
+  db: StateDb,
+  handle: (m: InputMessage) => void = () => undefined,
+) {
+  return createStageInstance(
+    {
+      stage: "probe",
+      partition: 0,
+      stream: "IN",
+      subject: "in.>",
+      input: "raw",
+      batching: "per-input",
+      create: () => ({ handle }),
+    },
+    {
+      transport: natsHostTransport(nc),
+      snapshots: db.instance("probe", 0),
+      snapshotIntervalMs: 600_000,
+      snapshotEveryMessages: 1_000_000,
+      maxAttempts: 3,
+    },
+    new Map() as PoisonLedger,
+  );
+}
