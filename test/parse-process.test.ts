@@ -157,10 +157,13 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     const half = Math.floor(messages.length / 2);
     await publish(messages.slice(0, half));
     const first = await killAt(Math.floor(half / 3));
-    // The other half in small steps, so that parse is still reading when it dies again.
+    // The other half in small steps, so that parse is still reading when it dies again; the
+    // last 2,000 only after that kill, so there is always more to read when it dies (a parse
+    // that kept up with the steps had read everything by the time the kill came).
+    const tail = messages.length - 2000;
     const rest = (async () => {
-      for (let k = half; k < messages.length; k += 500) {
-        await publish(messages.slice(k, k + 500));
+      for (let k = half; k < tail; k += 500) {
+        await publish(messages.slice(k, Math.min(k + 500, tail)));
         await sleep(30);
       }
     })();
@@ -170,6 +173,7 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     );
     await killAt(half + 2000);
     await rest;
+    await publish(messages.slice(tail));
     const last = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state.last_seq;
     expect(last).toBe(messages.length);
     // The third parse process has read everything.
