@@ -1,8 +1,11 @@
 /**
  * A unary gRPC load generator for step 4 that, unlike h2load, asks a different request each time:
- * one HTTP/2 connection (node:http2, no grpc-js), `streams` concurrent calls, each posting the
- * next of a list of prebuilt length-prefixed frames (round robin over many users). It reads the
- * grpc-status of every answer (h2load only sees HTTP 200) and the latency of each call.
+ * one HTTP/2 connection, `streams` concurrent calls, each posting the next of a list of prebuilt
+ * length-prefixed frames (round robin over many users), and the latency of each call. Two
+ * clients: `raw` (the default, bench/h2-raw.ts: prebuilt HTTP/2 frames on a socket, a few µs of
+ * CPU per call, answers told from errors by their frames) and `node` (node:http2: the grpc-status
+ * and grpc-message of every answer read, ~75-130 µs of CPU per call; the bench's warm-up, which
+ * asks every user once, uses it).
  *
  * Run as a child process (`tsx bench/grpc-load.ts <json options>`), so the server under test keeps
  * its own event loop; prints one JSON line (GrpcLoadResult). h2load on the same echo server in the
@@ -12,6 +15,7 @@ import { connect, constants } from "node:http2";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { watchLoopDelay } from "./loop-delay.js";
+import { connectRawH2, TRAILERS_ONLY, type RawH2Client } from "./h2-raw.js";
 import { repoPath, spawnTs } from "./child.js";
 
 export interface GrpcLoadOptions {
@@ -26,6 +30,10 @@ export interface GrpcLoadOptions {
   durationS?: number;
   /** Calls made first and not counted. */
   warmup?: number;
+  /** `raw` (default): bench/h2-raw.ts; `node`: node:http2, every grpc-status read. */
+  client?: "raw" | "node";
+  /** The generator's event-loop sampling interval (ms; default 1, as the server's row). */
+  loopResolutionMs?: number;
 }
 
 export interface GrpcLoadResult {
@@ -33,7 +41,10 @@ export interface GrpcLoadResult {
   requests: number;
   /** Calls with grpc-status 0. */
   ok: number;
-  /** grpc-status → calls, for the others (-1: no status, a transport error). */
+  /**
+   * grpc-status → calls, for the others (-1: no status, a transport error; -2, raw client: a
+   * trailers-only answer, an error status not decoded).
+   */
   codes: Record<string, number>;
   /** grpc-status → the grpc-message of its first call: why the server said so. */
   messages?: Record<string, string>;
@@ -45,6 +56,7 @@ export interface GrpcLoadResult {
   clientCpuUsPerReq: number;
   /** Distinct bodies cycled through. */
   bodies: number;
+  client: "raw" | "node";
   /** This generator's own event-loop delay, p99 (ms): high means it, not the server, lagged. */
   clientLoopP99Ms: number;
   /** ... and its max (ms). */
@@ -63,9 +75,104 @@ export function splitFrames(buf: Buffer): Buffer[] {
   return out;
 }
 
+interface Measured {
+  lat: number[];
+  codes: Record<string, number>;
+  ok: number;
+  secs: number;
+}
+/** Runs `count` calls (or until `untilMs`) over `streams` concurrent ones. */
+type Runner = (count: number, untilMs: number, record: boolean) => Promise<Measured>;
+
+/** The raw client's runner: each call's end starts the next, no promise per call. */
+function rawRunner(client: RawH2Client, bodies: number, streams: number): Runner {
+  let next = 0;
+  return (count, untilMs, record) =>
+    new Promise((resolve) => {
+      const lat: number[] = [];
+      const codes: Record<string, number> = {};
+      let ok = 0;
+      let issued = 0;
+      let active = 0;
+      const t0 = performance.now();
+      const end = () => resolve({ lat, codes, ok, secs: (performance.now() - t0) / 1000 });
+      const done = (code: number, ms: number) => {
+        active--;
+        if (record) {
+          lat.push(ms);
+          if (code === 0) ok++;
+          else codes[code] = (codes[code] ?? 0) + 1;
+        }
+        issue();
+      };
+      const issue = () => {
+        if (issued < count && performance.now() < untilMs) {
+          issued++;
+          active++;
+          client.call(next++ % bodies, done);
+        } else if (active === 0) end();
+      };
+      for (let s = 0; s < streams; s++) issue();
+    });
+}
+
 export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
   const bodies = splitFrames(readFileSync(o.bodiesFile));
   if (bodies.length === 0) throw new Error(`no frames in ${o.bodiesFile}`);
+  const kind = o.client ?? "raw";
+  /** grpc-status → the first grpc-message seen with it. */
+  const messages: Record<string, string> = {};
+  let run: Runner;
+  let close: () => void;
+  if (kind === "raw") {
+    const client = await connectRawH2(o.url, bodies);
+    run = rawRunner(client, bodies.length, o.streams);
+    close = () => client.close();
+  } else {
+    const node = await nodeRunner(o, bodies, messages);
+    run = node.run;
+    close = node.close;
+  }
+  if (o.warmup) await run(o.warmup, Infinity, false);
+  const resolution = o.loopResolutionMs ?? 1;
+  const loop = watchLoopDelay(resolution);
+  const cpu0 = process.cpuUsage();
+  const r =
+    o.durationS !== undefined
+      ? await run(Infinity, performance.now() + o.durationS * 1000, true)
+      : await run(o.requests ?? 1, Infinity, true);
+  const cpu = process.cpuUsage(cpu0);
+  const loopDelay = loop.stop();
+  close();
+  if (kind === "raw" && r.codes[TRAILERS_ONLY] !== undefined)
+    messages[TRAILERS_ONLY] =
+      "trailers-only answers: gRPC errors (ask with client node to read them)";
+  const lat = r.lat.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)]! : NaN;
+  return {
+    requests: lat.length,
+    ok: r.ok,
+    codes: r.codes,
+    messages,
+    reqPerSec: lat.length / r.secs,
+    p50Ms: pct(50),
+    p99Ms: pct(99),
+    maxMs: lat.length ? lat[lat.length - 1]! : NaN,
+    clientCpuUsPerReq: lat.length ? (cpu.user + cpu.system) / lat.length : NaN,
+    bodies: bodies.length,
+    client: kind,
+    clientLoopP99Ms: loopDelay.p99Ms,
+    clientLoopMaxMs: loopDelay.maxMs,
+  };
+}
+
+/** node:http2's runner: a promise per call, every grpc-status and grpc-message read. */
+async function nodeRunner(
+  o: GrpcLoadOptions,
+  bodies: Buffer[],
+  messages: Record<string, string>,
+): Promise<{ run: Runner; close: () => void }> {
   const u = new URL(o.url);
   const session = connect(`${u.protocol}//${u.host}`);
   session.on("error", () => undefined);
@@ -80,8 +187,6 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
     te: "trailers",
   };
   let next = 0;
-  /** grpc-status → the first grpc-message seen with it. */
-  const messages: Record<string, string> = {};
   /** One call; resolves with its grpc-status (-1 when the stream failed). */
   const call = (body: Buffer): Promise<number> =>
     new Promise((resolve) => {
@@ -102,7 +207,7 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
       req.end(body);
     });
 
-  const run = async (count: number, untilMs: number, record: boolean) => {
+  const run: Runner = async (count, untilMs, record) => {
     const lat: number[] = [];
     const codes: Record<string, number> = {};
     let ok = 0;
@@ -124,33 +229,7 @@ export async function runGrpcLoad(o: GrpcLoadOptions): Promise<GrpcLoadResult> {
     return { lat, codes, ok, secs: (performance.now() - t0) / 1000 };
   };
 
-  if (o.warmup) await run(o.warmup, Infinity, false);
-  const loop = watchLoopDelay(5);
-  const cpu0 = process.cpuUsage();
-  const r =
-    o.durationS !== undefined
-      ? await run(Infinity, performance.now() + o.durationS * 1000, true)
-      : await run(o.requests ?? 1, Infinity, true);
-  const cpu = process.cpuUsage(cpu0);
-  const loopDelay = loop.stop();
-  session.close();
-  const lat = r.lat.sort((a, b) => a - b);
-  const pct = (p: number) =>
-    lat.length ? lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)]! : NaN;
-  return {
-    requests: lat.length,
-    ok: r.ok,
-    codes: r.codes,
-    messages,
-    reqPerSec: lat.length / r.secs,
-    p50Ms: pct(50),
-    p99Ms: pct(99),
-    maxMs: lat.length ? lat[lat.length - 1]! : NaN,
-    clientCpuUsPerReq: lat.length ? (cpu.user + cpu.system) / lat.length : NaN,
-    bodies: bodies.length,
-    clientLoopP99Ms: loopDelay.p99Ms,
-    clientLoopMaxMs: loopDelay.maxMs,
-  };
+  return { run, close: () => session.close() };
 }
 
 /** Runs the generator in a child process (its own event loop and core) and returns its result. */

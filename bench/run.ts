@@ -106,6 +106,8 @@ const SERVE_USERS = int("BENCH_SERVE_USERS", 1_000_000);
 const SERVE_UNKNOWN_SHARE =
   (env.BENCH_SERVE_UNKNOWN_PCT === "0" ? 0 : int("BENCH_SERVE_UNKNOWN_PCT", 10)) / 100;
 const ROUNDS = int("BENCH_ROUNDS", 3);
+/** Step 4's many-user generator: `raw` (prebuilt HTTP/2 frames) or `node` (node:http2). */
+const GEN_CLIENT = env.BENCH_GEN_CLIENT === "node" ? "node" : "raw";
 /** Step 4 waits at most this long for the app to go quiet after its ingest (bench/quiet.ts). */
 const QUIET_MAX_MS = int("BENCH_QUIET_MAX_MS", 180_000);
 const STEPS = new Set(
@@ -835,7 +837,12 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         return res;
       };
       /** The many-user generator (bench/grpc-load.ts): every call's grpc-status is read. */
-      const run = (t: "echo" | "app", streams: number, load: number | { seconds: number }) =>
+      const run = (
+        t: "echo" | "app",
+        streams: number,
+        load: number | { seconds: number },
+        client: "raw" | "node" = GEN_CLIENT,
+      ) =>
         withLoopDelay(async () => {
           const cpu0 = selfCpuSeconds();
           const res = await spawnGrpcLoad({
@@ -843,6 +850,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             bodiesFile,
             streams,
             ...(typeof load === "number" ? { requests: load } : { durationS: load.seconds }),
+            client,
           });
           const cpu = selfCpuSeconds() - cpu0;
           if (res.ok !== res.requests || res.requests === 0)
@@ -874,8 +882,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       log(
         `4. warm-up: ${fmtInt(askUsers.length)} users (${fmtInt(unknownCount)} never seen), once each`,
       );
-      await run("echo", 64, askUsers.length);
-      await run("app", 64, askUsers.length);
+      // node:http2 reads every answer's grpc-status and message: each user is checked once here
+      // (the raw client of the rounds tells answers from errors by their frames only).
+      await run("echo", 64, askUsers.length, "node");
+      await run("app", 64, askUsers.length, "node");
       await runOne("echo", 64, 3000);
       await runOne("app", 64, 3000);
       appCalls.min = appCalls.max = 0;
@@ -1079,15 +1089,37 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           ),
         });
       }
+      if (idle) {
+        // Which side a tail came from, round by round: the server's loop, the generator's, or
+        // neither (the machine's run queue).
+        const at = (k: string, i: number) => {
+          const x = res[k]![i]!;
+          return `${k.split("-")[0]} ${fmtMs(x.p99Ms)} (${fmtMs(x.loopP99Ms)}; ${fmtMs(x.clientLoopP99Ms)})`;
+        };
+        notes.push(
+          `Step 4 at -m 4, each round: latency p99 ms (the server's event-loop delay p99; the ` +
+            `generator's): ` +
+            res["app-4"]!.map(
+              (_, i) => `round ${i + 1}: ${at("echo-4", i)}, ${at("app-4", i)}`,
+            ).join("; ") +
+            ".",
+        );
+      }
       notes.push(
         `Step 4: ${fmtInt(msgs.length)} events ingested into a fresh app first; requests ask ` +
           `GetRecommendations(n=${n}) for ${fmtInt(askUsers.length)} users in turn: ` +
           `${fmtInt(askUsers.length - unknownCount)} of the ${fmtInt(known.length)} users of those ` +
           `events (shuffled, seeded) and ${fmtInt(unknownCount)} never seen, each once in a warm-up ` +
-          `first. Load: bench/grpc-load.ts in a child process (node:http2, one connection, -m ` +
-          `concurrent calls, each posting the next user's prebuilt frame, every grpc-status read; ` +
-          `it costs ${client("echo-64")} µs of its own CPU per call against the echo, h2load far ` +
-          `less, so on 2 cores it takes CPU the server could use, for echo and app alike). The echo ` +
+          `first. Load: bench/grpc-load.ts in a child process (one connection, -m concurrent ` +
+          `calls, each posting the next user's prebuilt frame; ` +
+          (GEN_CLIENT === "raw"
+            ? `its raw HTTP/2 client, bench/h2-raw.ts, writes prebuilt HEADERS + DATA frames and ` +
+              `tells answers from errors by their frames; the warm-up asks through node:http2 ` +
+              `and reads every grpc-status`
+            : `node:http2, every grpc-status read`) +
+          `; it costs ${client("echo-64")} µs of its own CPU per call at -m 64` +
+          `${idle ? ` and ${client("echo-4")} µs at -m 4` : ""} against the echo, taken from the 2 cores the server ` +
+          `shares, for echo and app alike). The echo ` +
           `server is grpc-js with the same service definition answering the app's prebuilt answer ` +
           `for ${user} (${real.items.length} items, ${personal} personalised, ` +
           `${toBinary(GetRecommendationsResponseSchema, real).length} bytes) to every call. ` +
