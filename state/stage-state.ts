@@ -1,4 +1,6 @@
 import type { StateMap, StateValue, ValueCodec } from "../runtime/index.js";
+import { createColdIndex, TAG_TEXT, type ColdIndex, type ColdValue } from "./cold-index.js";
+import { encodeSections, readSections, SECTION_HEADER, writeHeader } from "./sections.js";
 
 /**
  * Per-key state of one stage instance, held in memory and persisted by snapshots.
@@ -31,9 +33,17 @@ export interface StageState {
 
 /** The keys changed since the last snapshot, per map: `puts` alternates key and value. */
 export interface StateDelta {
+  /**
+   * Every map's changes. A map in `binary` has its values in their stored form (JSON text, a
+   * codec's bytes) and is persisted by `bin`, not as JSON.
+   */
   maps: [name: string, puts: unknown[], dels: string[]][];
   /** Keys in the delta (puts + dels). */
   size: number;
+  /** The maps whose changes are in `bin` (sections.ts). */
+  binary: Set<string>;
+  /** Their changes as one binary entry, already what those maps hold for their cold keys. */
+  bin: Buffer | undefined;
 }
 
 export interface StageStateInternal extends StageState {
@@ -49,6 +59,14 @@ export interface StageStateInternal extends StageState {
    * ones (Uint8Array), which the writer encodes.
    */
   allMaps(): IterableIterator<[string, Iterable<[string, unknown]>]>;
+  /**
+   * The maps held as binary sections (stored-form maps, cold-index.ts), rewritten into chunks
+   * of at most `perChunk` keys that replace their buffers in memory too (dropping superseded
+   * values). Call right after takeDelta: the chunks hold everything up to it.
+   */
+  binaryCheckpoint(perChunk: number): { binary: Set<string>; chunks: Buffer[] };
+  /** Loads a binary entry (a delta or a checkpoint chunk): its keys stay bytes. Returns keys. */
+  loadBinary(entry: Buffer): number;
   loadEntry(fullKey: string, value: unknown): void;
   /** Loads (or, with `deleted`, removes) one key of a map without marking it dirty. */
   loadMapEntry(map: string, key: string, value: unknown, deleted?: boolean): void;
@@ -98,7 +116,15 @@ const codecForm = (c: ValueCodec<unknown>): StoredForm => ({
   stored: (v) => v instanceof Uint8Array || typeof v === "string",
 });
 
+/** How a form-less map's cold values (written while it had a form) are stored. */
+const JSON_FORM: StoredForm = {
+  encode: (v) => JSON.stringify(v),
+  decode: (v) => (v instanceof Uint8Array ? v : JSON.parse(v as string)),
+  stored: () => false,
+};
+
 interface MapRecord {
+  /** Hot keys: values read or written since the last snapshot (and every key of a plain map). */
   readonly data: Map<string, unknown>;
   /**
    * Values persisted in a stored form (JSON text, a codec's bytes); loaded ones stay in it until
@@ -115,13 +141,32 @@ interface MapRecord {
    */
   readonly dirty: Map<string, boolean>;
   /**
-   * Maps with a stored form: the stored form (JSON text, bytes) of values decoded by a read
-   * since the last snapshot (clean ones). A snapshot puts every value of such a map back to its
-   * stored form (these, and the dirty ones it encodes anyway), so between snapshots only the
-   * values read or written since are objects.
+   * Values of `data` held in their stored form (loaded from a JSON entry: snapshots written
+   * before binary entries) that a read decoded: the stored form, until the next snapshot.
    */
   readonly parsedText: Map<string, unknown>;
+  /**
+   * A stored-form map's cold keys: as of the last snapshot, as bytes (cold-index.ts). A key in
+   * `data` too is either clean (a read decoded it: the next snapshot drops it from `data`) or
+   * dirty (written since).
+   */
+  readonly cold: ColdIndex;
+  /** Keys of `data` not in `cold`; -1 once a load has made it unknown. */
+  extra: number;
+  /** Whether JSON-loaded keys of `data` have been written into `cold` (first snapshot). */
+  migrated: boolean;
 }
+
+/** A cold value decoded as the map's form reads it. */
+const decodeCold = (c: ColdValue, form: StoredForm): unknown =>
+  c.tag === TAG_TEXT
+    ? form.decode(c.buf.toString("utf8", c.start, c.end))
+    : form.decode(c.buf.subarray(c.start, c.end));
+/** A cold value in the form a JSON load would have given (text, or a copy of the bytes). */
+const storedCold = (c: ColdValue): string | Uint8Array =>
+  c.tag === TAG_TEXT
+    ? c.buf.toString("utf8", c.start, c.end)
+    : new Uint8Array(c.buf.subarray(c.start, c.end));
 
 export function createStageState(): StageStateInternal {
   const maps = new Map<string, MapRecord>();
@@ -133,22 +178,67 @@ export function createStageState(): StageStateInternal {
         dirty: new Map(),
         form: undefined,
         parsedText: new Map(),
+        cold: createColdIndex(),
+        extra: 0,
+        migrated: false,
       };
       maps.set(name, m);
     }
     return m;
   };
-  /** Puts the values that a read decoded back to their stored form (they are clean). */
-  const compactText = (rec: MapRecord): void => {
-    const form = rec.form!;
-    for (const [k, t] of rec.parsedText) if (!form.stored(rec.data.get(k))) rec.data.set(k, t);
-    rec.parsedText.clear();
+  const extraOf = (rec: MapRecord): number => {
+    if (rec.extra < 0) {
+      let n = 0;
+      if (rec.cold.count === 0) n = rec.data.size;
+      else for (const k of rec.data.keys()) if (!rec.cold.has(k)) n++;
+      rec.extra = n;
+    }
+    return rec.extra;
   };
+  const sizeOf = (rec: MapRecord) => rec.cold.count + extraOf(rec);
+  /** A map held as binary sections: it has a stored form, or cold keys from a load. */
+  const binaryForm = (rec: MapRecord): StoredForm | undefined =>
+    rec.form ?? (rec.cold.count > 0 ? JSON_FORM : undefined);
   const countDirty = () => {
     let n = 0;
     for (const m of maps.values()) n += m.dirty.size;
     return n;
   };
+  /**
+   * A binary map's part of a snapshot: JSON-loaded keys go to `cold` the first time; clean
+   * values decoded since the previous snapshot leave `data` (their bytes are in `cold`); dirty
+   * values are encoded. A value written since the previous snapshot stays decoded in `data`
+   * until the next one finds it unwritten (a hot key is not decoded again after every snapshot:
+   * co-visitation's neighbour lists were ~10% of step 2's CPU that way).
+   */
+  const binaryPart = (rec: MapRecord, form: StoredForm, puts: unknown[], dels: string[]) => {
+    const { data, dirty, cold } = rec;
+    if (!rec.migrated) {
+      rec.migrated = true;
+      for (const k of data.keys()) if (!dirty.has(k) && !cold.has(k)) dirty.set(k, true);
+    }
+    rec.parsedText.clear();
+    if (cold.count > 0)
+      for (const k of data.keys()) if (!dirty.has(k) && cold.has(k)) data.delete(k);
+    const keys: string[] = [];
+    const values: (string | Uint8Array | undefined)[] = [];
+    for (const [k, held] of dirty) {
+      const v = data.get(k);
+      if (v !== undefined || data.has(k)) {
+        const p = form.encode(v) as string | Uint8Array;
+        keys.push(k);
+        values.push(p);
+        puts.push(k, p);
+      } else if (held) {
+        keys.push(k);
+        values.push(undefined);
+        dels.push(k);
+      }
+    }
+    dirty.clear();
+    return { keys, values };
+  };
+
   const state: StageStateInternal = {
     meta: {},
     // Reads `state.meta` at each call: a load or snapshot replaces the object.
@@ -161,144 +251,216 @@ export function createStageState(): StageStateInternal {
       if (options.codec) rec.form = codecForm(options.codec as ValueCodec<unknown>);
       else if (options.text) rec.form = TEXT;
       const m = rec.data as Map<string, V>;
-      const dirty = rec.dirty;
-      const parsedText = rec.parsedText;
-      const form = rec.form;
-      // A stored value is decoded when first read and kept decoded until the next snapshot (the
-      // same value: not dirty), its stored form beside it; the snapshot puts that back
-      // (compactText).
-      const get = !form
+      const { dirty, parsedText, cold, form } = rec;
+      const plain = !form && cold.count === 0;
+      const coldForm = form ?? JSON_FORM;
+      // A cold value is decoded when first read and kept in `data` until the next snapshot
+      // (clean: the snapshot drops it); a value in `data` in its stored form (a JSON load) is
+      // decoded in place, its stored form kept beside it.
+      const get = plain
         ? (k: string) => m.get(k)
-        : (k: string) => {
+        : (k: string): V | undefined => {
             const v = m.get(k);
-            if (v === undefined || !form.stored(v)) return v;
+            if (v === undefined) {
+              if (cold.count === 0) return undefined;
+              const c = cold.get(k);
+              if (c === undefined) return undefined;
+              const decoded = decodeCold(c, coldForm) as V;
+              m.set(k, decoded);
+              return decoded;
+            }
+            if (!form || !form.stored(v)) return v;
             const parsed = form.decode(v) as V;
             m.set(k, parsed);
             parsedText.set(k, v);
             return parsed;
           };
+      const has = (k: string) => m.has(k) || (cold.count > 0 && cold.has(k));
+      const keys = function* (): Generator<string> {
+        if (cold.count === 0) return yield* m.keys();
+        // Hot keys as they were when the cold ones begin: a read during the walk moves a cold
+        // key into `data`, which must not hide it.
+        const hot = new Set(m.keys());
+        for (const k of hot) if (m.has(k)) yield k;
+        for (const [k] of cold.entries()) if (!hot.has(k)) yield k;
+      };
       return {
         get,
-        has: (k) => m.has(k),
+        has,
         set: (k, v) => {
-          if (dirty.get(k) === undefined) dirty.set(k, m.has(k));
+          const held = m.has(k) || (cold.count > 0 && cold.has(k));
+          if (dirty.get(k) === undefined) dirty.set(k, held);
+          if (!held && rec.extra >= 0) rec.extra++;
           m.set(k, v);
           if (form) parsedText.delete(k);
         },
         delete: (k) => {
-          if (m.delete(k) && dirty.get(k) === undefined) dirty.set(k, true);
+          const inData = m.delete(k);
+          const inCold = cold.count > 0 && cold.delete(k);
+          if (inData && !inCold && rec.extra > 0) rec.extra--;
+          if ((inData || inCold) && dirty.get(k) === undefined) dirty.set(k, true);
           if (form) parsedText.delete(k);
         },
         get size() {
-          return m.size;
+          return plain && cold.count === 0 ? m.size : sizeOf(rec);
         },
-        keys: () => m.keys(),
+        keys: plain ? () => m.keys() : keys,
         // A text map's (or a plain map's) value as JSON text; a codec map has no text.
         ...(form && form !== TEXT
           ? {}
           : {
               peekText: (k: string) => {
                 const v = m.get(k);
-                if (v === undefined) return undefined;
+                if (v === undefined) {
+                  const c = cold.count > 0 ? cold.get(k) : undefined;
+                  return c?.tag === TAG_TEXT ? c.buf.toString("utf8", c.start, c.end) : undefined;
+                }
                 return typeof v === "string"
                   ? v
                   : ((parsedText.get(k) as string | undefined) ?? JSON.stringify(v));
               },
             }),
-        entries: !form
+        entries: plain
           ? () => m.entries()
           : function* () {
-              for (const k of m.keys()) yield [k, get(k) as V];
+              for (const k of keys()) {
+                const v = get(k);
+                if (v !== undefined || m.has(k)) yield [k, v as V];
+              }
             },
       };
     },
     dirtyCount: countDirty,
     keyCount: () => {
       let n = 0;
-      for (const m of maps.values()) n += m.data.size;
+      for (const m of maps.values()) n += sizeOf(m);
       return n;
     },
     takeDirty() {
       const puts: [string, unknown][] = [];
       const dels: string[] = [];
-      for (const [name, rec] of maps) {
-        const { data, dirty, form } = rec;
-        for (const [k, held] of dirty) {
-          if (data.has(k)) {
-            const v = form ? form.encode(data.get(k)) : data.get(k);
-            if (form) data.set(k, v);
-            puts.push([name + SEP + k, persisted(v)]);
-          } else if (held) dels.push(name + SEP + k);
-        }
-        dirty.clear();
-        if (form) compactText(rec);
+      for (const [name, p, d] of state.takeDelta().maps) {
+        for (let x = 0; x < p.length; x += 2) puts.push([name + SEP + p[x], persisted(p[x + 1])]);
+        for (const k of d) dels.push(name + SEP + k);
       }
       return { puts, dels };
     },
     takeDelta() {
-      const out: StateDelta = { maps: [], size: 0 };
+      const out: StateDelta = { maps: [], size: 0, binary: new Set(), bin: undefined };
+      const sections: {
+        name: string;
+        keys: string[];
+        values: (string | Uint8Array | undefined)[];
+      }[] = [];
       for (const [name, rec] of maps) {
-        const { data, dirty, form, parsedText } = rec;
-        if (form) compactText(rec);
+        const { data, dirty, parsedText } = rec;
+        const form = binaryForm(rec);
+        if (form) {
+          out.binary.add(name);
+          const puts: unknown[] = [];
+          const dels: string[] = [];
+          const s = binaryPart(rec, form, puts, dels);
+          if (s.keys.length === 0) continue;
+          sections.push({ name, ...s });
+          out.size += s.keys.length;
+          out.maps.push([name, puts, dels]);
+          continue;
+        }
         if (dirty.size === 0) continue;
         const puts: unknown[] = [];
         const dels: string[] = [];
         for (const [k, held] of dirty) {
           const v = data.get(k);
-          if (v !== undefined || data.has(k)) {
-            if (!form) {
-              puts.push(k, persisted(v));
-              continue;
-            }
-            const p = form.encode(v);
-            // A text (or codec) map keeps the form it persists (one string instead of an object
-            // graph: profiles ~1/3 of the memory), but a value written since the last snapshot
-            // stays an object until the next one finds it unwritten (compactText above): a hot
-            // key used to be parsed again after every snapshot (co-visitation's neighbour lists:
-            // JSON.parse of values just serialised was ~10% of the app's CPU at step 2 of the
-            // bench).
-            if (!form.stored(v)) parsedText.set(k, p);
-            puts.push(k, persisted(p));
-          } else if (held) dels.push(k);
+          if (v !== undefined || data.has(k)) puts.push(k, persisted(v));
+          else if (held) dels.push(k);
         }
         dirty.clear();
+        parsedText.clear();
         const size = puts.length / 2 + dels.length;
         if (size === 0) continue;
         out.size += size;
         out.maps.push([name, puts, dels]);
       }
+      if (sections.length > 0) {
+        const { buf, at } = encodeSections(sections);
+        out.bin = buf;
+        for (const s of at) {
+          const rec = maps.get(s.name)!;
+          const before = rec.cold.count;
+          rec.cold.adopt(buf, s.start, s.end);
+          // Written keys were in `data` and now are in `cold` too (deletions left both).
+          if (rec.extra >= 0) rec.extra -= rec.cold.count - before;
+        }
+      }
       return out;
     },
+    binaryCheckpoint(perChunk) {
+      const binary = new Set<string>();
+      const chunks: Buffer[] = [];
+      for (const [name, rec] of maps) {
+        if (!binaryForm(rec)) continue;
+        binary.add(name);
+        const head = SECTION_HEADER(name);
+        for (const { buf, count } of rec.cold.compact(perChunk, head))
+          chunks.push((writeHeader(buf, 0, name, count, buf.length - head), buf));
+      }
+      return { binary, chunks };
+    },
+    loadBinary(entry) {
+      let n = 0;
+      for (const s of readSections(entry)) {
+        const rec = mapOf(s.name);
+        const { data } = rec;
+        rec.cold.adopt(
+          entry,
+          s.start,
+          s.end,
+          data.size > 0 ? (k) => void data.delete(k) : undefined,
+        );
+        rec.extra = -1;
+        n += s.count;
+      }
+      return n;
+    },
     *allMaps() {
-      for (const [name, { data, form }] of maps)
+      for (const [name, rec] of maps) {
+        const { data, form, cold } = rec;
         yield [
           name,
-          !form
+          !form && cold.count === 0
             ? data // binary values are encoded by the writer (persisted())
             : (function* () {
                 // As persisted (a codec's bytes as their base64 text): JSON-safe.
                 for (const [k, v] of data)
-                  yield [k, persisted(form.encode(v))] as [string, unknown];
+                  yield [k, persisted(form ? form.encode(v) : v)] as [string, unknown];
+                for (const [k, c] of cold.entries())
+                  if (!data.has(k)) yield [k, persisted(storedCold(c))] as [string, unknown];
               })(),
         ];
+      }
     },
     loadEntry(full, value) {
       const at = full.indexOf(SEP);
-      mapOf(full.slice(0, at)).data.set(full.slice(at + 1), restored(value));
+      state.loadMapEntry(full.slice(0, at), full.slice(at + 1), value);
     },
     loadMapEntries(name, kv) {
       // One map lookup per chunk, and the binary tag tested on a string's first character only:
-      // this loop is most of a restart's snapshot loading (~1.3-1.5 µs of CPU per key).
-      const { data } = mapOf(name);
+      // this loop is most of a JSON entry's loading (~1.3-1.5 µs of CPU per key).
+      const rec = mapOf(name);
+      const { data, cold } = rec;
       for (let i = 0; i < kv.length; i += 2) {
         const v = kv[i + 1];
         data.set(kv[i] as string, typeof v === "string" && v.charCodeAt(0) === 0 ? restored(v) : v);
       }
+      if (cold.count > 0) for (let i = 0; i < kv.length; i += 2) cold.delete(kv[i] as string);
+      rec.extra = -1;
     },
     loadMapEntry(name, key, value, deleted = false) {
-      const { data } = mapOf(name);
-      if (deleted) data.delete(key);
-      else data.set(key, restored(value));
+      const rec = mapOf(name);
+      if (deleted) rec.data.delete(key);
+      else rec.data.set(key, restored(value));
+      if (rec.cold.count > 0) rec.cold.delete(key);
+      rec.extra = -1;
     },
   };
   return state;

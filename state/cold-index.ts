@@ -1,0 +1,295 @@
+/**
+ * The cold keys of one state map: their stored values (JSON text or a codec's bytes) left in the
+ * binary snapshot entries they were read from or written to (Buffers), found by an open-addressing
+ * index on a hash of the key. A key costs its encoded bytes plus ~20 B of index, where a JS
+ * Map entry with its key string and a decoded (or text) value cost ~200-300 B (bench step 7),
+ * and a load only indexes the bytes: nothing is parsed until a key is read.
+ *
+ * Record layout (state/sections.ts writes it): u16 key length, key (UTF-8), u8 tag, u32 value
+ * length, value. Tags: TAG_DEL (a deletion, only in deltas), TAG_TEXT (JSON text), TAG_BYTES.
+ */
+
+export const TAG_DEL = 0;
+export const TAG_TEXT = 1;
+export const TAG_BYTES = 2;
+
+const EMPTY = -1;
+const TOMB = -2;
+const TWO32 = 2 ** 32;
+
+/** FNV-1a over UTF-16 code units (= the bytes of an ASCII key). */
+export function hashString(k: string): number {
+  let h = 0x811c9dc5;
+  for (let x = 0; x < k.length; x++) h = Math.imul(h ^ k.charCodeAt(x), 16777619);
+  return h >>> 0;
+}
+
+/** The same hash from a key's UTF-8 bytes (decoded first when not ASCII). */
+function hashBytes(b: Buffer, s: number, e: number): number {
+  let h = 0x811c9dc5;
+  for (let x = s; x < e; x++) {
+    const c = b[x]!;
+    if (c >= 0x80) return hashString(b.toString("utf8", s, e));
+    h = Math.imul(h ^ c, 16777619);
+  }
+  return h >>> 0;
+}
+
+/** A stored value: its tag and where its bytes are. */
+export interface ColdValue {
+  tag: number;
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+
+export interface ColdIndex {
+  /** Live keys held. */
+  readonly count: number;
+  has(k: string): boolean;
+  /** The stored value of `k`, or undefined. */
+  get(k: string): ColdValue | undefined;
+  /** Removes `k`; whether it was held. */
+  delete(k: string): boolean;
+  /**
+   * Indexes every record of `buf` from `start` to `end` (a section's records, in order): a put
+   * replaces the key's earlier value, a deletion removes it. `onKey` is told each key as a
+   * string when `wantKeys` (so the caller can drop a copy it holds).
+   */
+  adopt(buf: Buffer, start: number, end: number, onKey?: (k: string) => void): number;
+  /** Every live key (decoded from its bytes) with its value's location. */
+  entries(): IterableIterator<[string, ColdValue]>;
+  /**
+   * Copies the live records into new buffers of at most `perChunk` records each, which replace
+   * every buffer held (garbage from superseded values goes). Each buffer starts with
+   * `headerBytes` left for the caller. Returns them with their counts.
+   */
+  compact(perChunk: number, headerBytes: number): { buf: Buffer; count: number }[];
+  /** Bytes of the buffers held and of the index. */
+  bytes(): number;
+}
+
+export function createColdIndex(): ColdIndex {
+  let cap = 0;
+  let hashes = new Uint32Array(0);
+  let locs = new Float64Array(0);
+  let count = 0;
+  let used = 0; // live + tombstones
+  const bufs: (Buffer | undefined)[] = [];
+  const live: number[] = [];
+  const free: number[] = [];
+
+  const keyLen = (b: Buffer, off: number) => b[off]! | (b[off + 1]! << 8);
+  const sameKey = (k: string, b: Buffer, off: number): boolean => {
+    const n = keyLen(b, off);
+    const s = off + 2;
+    if (n === k.length) {
+      let x = 0;
+      for (; x < n; x++) {
+        const c = b[s + x]!;
+        if (c >= 0x80) break;
+        if (c !== k.charCodeAt(x)) return false;
+      }
+      if (x === n) return true;
+    }
+    // Not ASCII (or lengths differ, which non-ASCII UTF-8 allows): compare as strings.
+    for (let x = 0; x < n; x++) if (b[s + x]! >= 0x80) return b.toString("utf8", s, s + n) === k;
+    return false;
+  };
+  const sameBytes = (b1: Buffer, o1: number, b2: Buffer, o2: number): boolean => {
+    const n = keyLen(b1, o1);
+    if (n !== keyLen(b2, o2)) return false;
+    return b1.compare(b2, o2 + 2, o2 + 2 + n, o1 + 2, o1 + 2 + n) === 0;
+  };
+  const bufOf = (loc: number) => bufs[Math.floor(loc / TWO32)]!;
+  const offOf = (loc: number) => loc % TWO32;
+  const release = (loc: number) => {
+    const i = Math.floor(loc / TWO32);
+    if (--live[i]! === 0) {
+      bufs[i] = undefined;
+      free.push(i);
+    }
+  };
+  const addBuf = (b: Buffer): number => {
+    const i = free.length > 0 ? free.pop()! : bufs.length;
+    bufs[i] = b;
+    live[i] = 0;
+    return i;
+  };
+
+  const rehash = (min: number) => {
+    let n = 16;
+    while (n * 0.6 < min) n *= 2;
+    const oh = hashes;
+    const ol = locs;
+    hashes = new Uint32Array(n);
+    locs = new Float64Array(n).fill(EMPTY);
+    cap = n;
+    used = count;
+    const mask = n - 1;
+    for (let x = 0; x < ol.length; x++) {
+      const loc = ol[x]!;
+      if (loc < 0) continue;
+      let i = oh[x]! & mask;
+      while (locs[i] !== EMPTY) i = (i + 1) & mask;
+      hashes[i] = oh[x]!;
+      locs[i] = loc;
+    }
+  };
+  /** The slot of `k`, or -1. */
+  const find = (k: string, h: number): number => {
+    if (count === 0) return -1;
+    const mask = cap - 1;
+    for (let i = h & mask; ; i = (i + 1) & mask) {
+      const loc = locs[i]!;
+      if (loc === EMPTY) return -1;
+      if (loc >= 0 && hashes[i] === h && sameKey(k, bufOf(loc), offOf(loc))) return i;
+    }
+  };
+  const valueAt = (loc: number): ColdValue => {
+    const buf = bufOf(loc);
+    const off = offOf(loc);
+    const v = off + 2 + keyLen(buf, off);
+    const len = buf.readUInt32LE(v + 1);
+    return { tag: buf[v]!, buf, start: v + 5, end: v + 5 + len };
+  };
+  const removeSlot = (i: number) => {
+    release(locs[i]!);
+    locs[i] = TOMB;
+    count--;
+  };
+
+  const index: ColdIndex = {
+    get count() {
+      return count;
+    },
+    has: (k) => count > 0 && find(k, hashString(k)) >= 0,
+    get(k) {
+      if (count === 0) return undefined;
+      const i = find(k, hashString(k));
+      return i < 0 ? undefined : valueAt(locs[i]!);
+    },
+    delete(k) {
+      if (count === 0) return false;
+      const i = find(k, hashString(k));
+      if (i < 0) return false;
+      removeSlot(i);
+      return true;
+    },
+    adopt(buf, start, end, onKey) {
+      const bi = addBuf(buf);
+      let n = 0;
+      for (let off = start; off < end;) {
+        const kl = keyLen(buf, off);
+        const h = hashBytes(buf, off + 2, off + 2 + kl);
+        const v = off + 2 + kl;
+        const tag = buf[v]!;
+        const next = v + 5 + buf.readUInt32LE(v + 1);
+        if ((used + 1) * 10 > cap * 7) rehash((count + 1) * 2);
+        const mask = cap - 1;
+        let i = h & mask;
+        let slot = -1;
+        for (; ; i = (i + 1) & mask) {
+          const loc = locs[i]!;
+          if (loc === EMPTY) break;
+          if (loc >= 0 && hashes[i] === h && sameBytes(buf, off, bufOf(loc), offOf(loc))) {
+            slot = i;
+            break;
+          }
+        }
+        if (tag === TAG_DEL) {
+          if (slot >= 0) removeSlot(slot);
+        } else if (slot >= 0) {
+          release(locs[slot]!);
+          locs[slot] = bi * TWO32 + off;
+          live[bi]!++;
+        } else {
+          hashes[i] = h;
+          locs[i] = bi * TWO32 + off;
+          live[bi]!++;
+          count++;
+          used++;
+        }
+        onKey?.(buf.toString("utf8", off + 2, off + 2 + kl));
+        n++;
+        off = next;
+      }
+      if (live[bi] === 0) {
+        bufs[bi] = undefined;
+        free.push(bi);
+      }
+      return n;
+    },
+    *entries() {
+      const ls = locs;
+      for (let x = 0; x < ls.length; x++) {
+        const loc = ls[x]!;
+        if (loc < 0) continue;
+        const buf = bufs[Math.floor(loc / TWO32)];
+        if (!buf) continue; // released since (the table was replaced meanwhile)
+        const off = offOf(loc);
+        const k = buf.toString("utf8", off + 2, off + 2 + keyLen(buf, off));
+        // Deleted or replaced since the iteration began: give the live value or nothing.
+        if (ls !== locs) {
+          const v = index.get(k);
+          if (v) yield [k, v];
+        } else yield [k, valueAt(loc)];
+      }
+    },
+    compact(perChunk, headerBytes) {
+      const out: { buf: Buffer; count: number }[] = [];
+      const slots: number[] = [];
+      let bytes = 0;
+      const flush = () => {
+        const b = Buffer.allocUnsafeSlow(headerBytes + bytes);
+        let at = headerBytes;
+        for (const i of slots) {
+          const loc = locs[i]!;
+          const src = bufOf(loc);
+          const off = offOf(loc);
+          const v = off + 2 + keyLen(src, off);
+          const end = v + 5 + src.readUInt32LE(v + 1);
+          src.copy(b, at, off, end);
+          locs[i] = at; // buffer index set below, once the old buffers are gone
+          at += end - off;
+        }
+        out.push({ buf: b, count: slots.length });
+        // Remember which new buffer each slot is in: its place in `out`, offset by TWO32 later.
+        for (const i of slots) locs[i] = -(3 + (out.length - 1) * TWO32 + locs[i]!);
+        slots.length = 0;
+        bytes = 0;
+      };
+      for (let i = 0; i < cap; i++) {
+        const loc = locs[i]!;
+        if (loc < 0) continue;
+        const src = bufOf(loc);
+        const off = offOf(loc);
+        const v = off + 2 + keyLen(src, off);
+        bytes += v + 5 + src.readUInt32LE(v + 1) - off;
+        slots.push(i);
+        if (slots.length >= perChunk) flush();
+      }
+      if (slots.length > 0) flush();
+      bufs.length = 0;
+      live.length = 0;
+      free.length = 0;
+      for (const c of out) {
+        bufs.push(c.buf);
+        live.push(c.count);
+      }
+      for (let i = 0; i < cap; i++) {
+        const loc = locs[i]!;
+        if (loc <= -3) locs[i] = -loc - 3;
+      }
+      // Tombstones go too.
+      rehash(count);
+      return out;
+    },
+    bytes() {
+      let n = cap * 12;
+      for (const b of bufs) if (b) n += b.length;
+      return n;
+    },
+  };
+  return index;
+}

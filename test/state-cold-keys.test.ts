@@ -1,0 +1,175 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openStateDb, type StateDb } from "../state/index.js";
+import type { ValueCodec } from "../runtime/index.js";
+
+/**
+ * Issue 16 points 3-4: the keys of a stored-form map (text or codec) are held, between their
+ * reads, as the bytes of the binary snapshot entries they were loaded from or written to
+ * (state/cold-index.ts), and a load only indexes those bytes. What a stage reads must be what it
+ * wrote, across deltas, checkpoints and restarts, on real LevelDB.
+ */
+
+/** A codec that counts its decodes: a value decoded at load would show. */
+function countingCodec() {
+  const codec = {
+    decodes: 0,
+    encode: (v: { n: number; s: string }) => Buffer.from(`${v.n}|${v.s}`, "utf8"),
+    decode(stored: unknown) {
+      codec.decodes++;
+      const t = typeof stored === "string" ? stored : Buffer.from(stored as Uint8Array).toString();
+      const at = t.indexOf("|");
+      return { n: Number(t.slice(0, at)), s: t.slice(at + 1) };
+    },
+  };
+  return codec satisfies ValueCodec<{ n: number; s: string }>;
+}
+
+/** A seeded generator (mulberry32): the same run every time. */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe("cold keys of stored-form maps", () => {
+  let dir: string | undefined;
+  let db: StateDb | undefined;
+  afterEach(async () => {
+    await db?.close();
+    db = undefined;
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("give what was written after any mix of sets, deletes, reads, snapshots and restarts", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
+    db = await openStateDb(dir, { checkpointMinKeys: 500 });
+    const random = rng(7);
+    // The reference: what every map must hold.
+    const texts = new Map<string, { v: number[] }>();
+    const coded = new Map<string, { n: number; s: string }>();
+    const plain = new Map<string, number>();
+    let store = db.instance("s", 0);
+    let state = await store.load();
+    let codec = countingCodec();
+    const open = () => ({
+      t: state.map<{ v: number[] }>("t", { text: true }),
+      c: state.map("c", { codec }),
+      p: state.map<number>("p"),
+    });
+    let m = open();
+    // Keys with non-ASCII characters and of other lengths hash and compare like the rest.
+    const key = (i: number) =>
+      i % 13 === 0 ? `ü${i}-é` : i % 7 === 0 ? `k${i}${"x".repeat(40)}` : `u${i}`;
+    for (let step = 0; step < 60; step++) {
+      for (let x = 0; x < 300; x++) {
+        const k = key(Math.floor(random() * 2000));
+        const r = random();
+        if (r < 0.5) {
+          const v = { v: [step, x] };
+          m.t.set(k, v);
+          texts.set(k, v);
+          const c = { n: step * 1000 + x, s: `s${k}` };
+          m.c.set(k, c);
+          coded.set(k, c);
+          m.p.set(k, x);
+          plain.set(k, x);
+        } else if (r < 0.65) {
+          m.t.delete(k);
+          texts.delete(k);
+          m.c.delete(k);
+          coded.delete(k);
+        } else {
+          expect(m.t.get(k)).toEqual(texts.get(k));
+          expect(m.c.get(k)).toEqual(coded.get(k));
+          expect(m.t.has(k)).toBe(texts.has(k));
+        }
+      }
+      state.meta = { seq: step };
+      await store.write(state);
+      if (step % 9 === 4) {
+        // A restart: nothing decoded by the load, every answer the same.
+        await db.close();
+        db = await openStateDb(dir, { checkpointMinKeys: 500 });
+        store = db.instance("s", 0);
+        state = await store.load();
+        codec = countingCodec();
+        m = open();
+        expect(codec.decodes).toBe(0);
+        expect(m.t.size).toBe(texts.size);
+        expect(m.c.size).toBe(coded.size);
+        expect(m.p.size).toBe(plain.size);
+        expect(state.meta).toEqual({ seq: step });
+      }
+      expect(m.t.size).toBe(texts.size);
+      expect(m.c.size).toBe(coded.size);
+    }
+    // Every key, value and the key sets, from a fresh load.
+    await db.close();
+    db = await openStateDb(dir, { checkpointMinKeys: 500 });
+    state = await db.instance("s", 0).load();
+    codec = countingCodec();
+    m = open();
+    expect(new Map(m.t.entries())).toEqual(texts);
+    expect(new Map(m.c.entries())).toEqual(coded);
+    expect(new Map(m.p.entries())).toEqual(plain);
+    expect(new Set(m.t.keys())).toEqual(new Set(texts.keys()));
+    for (const [k, v] of texts) expect(m.t.peekText?.(k)).toBe(JSON.stringify(v));
+    expect(state.dirtyCount()).toBe(0);
+  });
+
+  it("decode a key on its first read only, and hold it as bytes again after the next snapshot", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
+    db = await openStateDb(dir);
+    const store = db.instance("s", 0);
+    const state = await store.load();
+    const codec = countingCodec();
+    const c = state.map("c", { codec });
+    for (let i = 0; i < 10_000; i++) c.set(`u${i}`, { n: i, s: "x" });
+    await store.write(state);
+    await store.write(state); // the written values go back to bytes
+    const reloaded = await db.instance("s", 0).load();
+    const codec2 = countingCodec();
+    const c2 = reloaded.map("c", { codec: codec2 });
+    expect(c2.size).toBe(10_000);
+    expect(codec2.decodes).toBe(0);
+    expect(c2.get("u42")).toEqual({ n: 42, s: "x" });
+    expect(c2.get("u42")).toBe(c2.get("u42")); // kept decoded until the next snapshot
+    expect(codec2.decodes).toBe(1);
+    expect(c2.has("u9999")).toBe(true);
+    expect(c2.get("u10000")).toBeUndefined();
+    expect(codec2.decodes).toBe(1);
+    expect(reloaded.dirtyCount()).toBe(0);
+    await db.instance("s", 0).write(reloaded); // nothing to write, and the read goes back to bytes
+    expect(c2.get("u42")).toEqual({ n: 42, s: "x" });
+    expect(codec2.decodes).toBe(2);
+  });
+
+  it("load snapshots written as JSON (before binary entries) and move them to bytes", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
+    db = await openStateDb(dir);
+    const store = db.instance("s", 0);
+    // A fresh state with no form declared writes its values as JSON, as text maps did before.
+    const old = await store.load();
+    const legacy = old.map<string>("t");
+    for (let i = 0; i < 100; i++) legacy.set(`u${i}`, JSON.stringify({ v: [i] }));
+    await store.write(old);
+    const s2 = await db.instance("s", 0).load();
+    const t = s2.map<{ v: number[] }>("t", { text: true });
+    expect(t.get("u5")).toEqual({ v: [5] });
+    t.set("u6", { v: [60] });
+    expect(await db.instance("s", 0).write(s2)).toBe(100); // every JSON-loaded key, once
+    const s3 = await db.instance("s", 0).load();
+    const t3 = s3.map<{ v: number[] }>("t", { text: true });
+    expect(t3.get("u6")).toEqual({ v: [60] });
+    expect(t3.get("u99")).toEqual({ v: [99] });
+    expect(t3.size).toBe(100);
+  });
+});
