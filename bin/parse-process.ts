@@ -1,3 +1,4 @@
+import { createChildReplies, type ChildReplies } from "./child-replies.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
@@ -114,7 +115,10 @@ export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
 export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   let lastPosition = 0;
   let reported: { at: number; problems: HealthProblem[] } | undefined;
-  let requestId = 0;
+  // Scrapes wait up to 2 s for the child (Prometheus's default timeout is 10 s); one that waits
+  // longer, or comes while the child restarts, gets its last answer: counters a few seconds old
+  // rather than parse's series missing from the scrape.
+  const replies = createChildReplies<JsonMetrics>([], 2000);
   const supervisor = createSupervisor({
     id: "parse-process",
     // As the stage supervisor: backoff up to 5 s; 20 deaths within a minute is a crash loop.
@@ -138,7 +142,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   });
   const current = () => supervisor.child(CHILD_ID) as ParseChildActor | undefined;
   supervisor.supervise(CHILD_ID, () =>
-    createParseChildActor(o, {
+    createParseChildActor(o, replies, {
       onPosition: (seq) => (lastPosition = seq),
       onStart: () => {
         lastPosition = 0;
@@ -159,7 +163,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
 
   const childMetrics = async (): Promise<JsonMetrics> => {
     const actor = current();
-    return actor && actor.getStatus() === "running" ? actor.metrics(++requestId) : [];
+    return actor && actor.getStatus() === "running" ? actor.metrics() : replies.last();
   };
   return {
     pid: () => current()?.pid(),
@@ -190,8 +194,8 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
 
 interface ParseChildActor extends Actor<never> {
   pid(): number | undefined;
-  /** The child's registry as JSON; [] if it does not answer within 2 s. */
-  metrics(id: number): Promise<JsonMetrics>;
+  /** The child's registry as JSON; its last answer if it does not answer within 2 s. */
+  metrics(): Promise<JsonMetrics>;
 }
 
 /** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
@@ -206,6 +210,7 @@ function childExecArgv(): string[] {
 
 function createParseChildActor(
   o: ParseProcessOptions,
+  replies: ChildReplies<JsonMetrics>,
   hooks: {
     onPosition: (seq: number) => void;
     onStart: () => void;
@@ -218,7 +223,6 @@ function createParseChildActor(
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let stopping = false;
-  const replies = new Map<number, (m: JsonMetrics) => void>();
   const alive = () => child !== undefined && child.exitCode === null && child.signalCode === null;
   const send = (m: ToParseChild) => {
     if (alive() && child!.connected) child!.send(m, (err) => err && undefined);
@@ -251,10 +255,8 @@ function createParseChildActor(
             if (raw.type === "position") hooks.onPosition(raw.seq);
             else if (raw.type === "health") hooks.onHealth(raw.problems);
             else if (raw.type === "fatal") o.onFatal?.(new ParseProcessFatalError(raw.message));
-            else if (raw.type === "metrics") {
-              replies.get(raw.id)?.(raw.metrics);
-              replies.delete(raw.id);
-            } else if (raw.type === "ready") {
+            else if (raw.type === "metrics") replies.answer(raw.id, raw.metrics);
+            else if (raw.type === "ready") {
               started = true;
               hooks.onReady();
               o.log.info({ parsePid: c.pid }, "parse process ready");
@@ -262,8 +264,7 @@ function createParseChildActor(
             }
           });
           const failed = (err: Error) => {
-            for (const r of replies.values()) r([]);
-            replies.clear();
+            replies.abandon();
             if (stopping) return;
             if (started) ctx.fail(err);
             else reject(err);
@@ -290,19 +291,7 @@ function createParseChildActor(
   });
   return Object.assign(actor, {
     pid: () => (alive() ? child?.pid : undefined),
-    metrics: (id: number) =>
-      new Promise<JsonMetrics>((resolve) => {
-        if (!alive()) return resolve([]);
-        const t = setTimeout(() => {
-          replies.delete(id);
-          resolve([]);
-        }, 2000);
-        replies.set(id, (m) => {
-          clearTimeout(t);
-          resolve(m);
-        });
-        send({ type: "metrics", id });
-      }),
+    metrics: () => replies.ask((id) => send({ type: "metrics", id })),
   });
 }
 
