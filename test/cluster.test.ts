@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,6 +15,7 @@ import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { LEASE_BUCKET } from "../connectors/nats/leases.js";
 import { liveKeys } from "../connectors/nats/topology.js";
+import { decodeEnvelope } from "../actors/envelope.js";
 import { generateLog } from "./helpers/events.js";
 import { sleep, useCleanups } from "./helpers/harness.js";
 import { reference, type RefEvent } from "./helpers/reference.js";
@@ -351,6 +352,32 @@ describe("scale-out on a 3-node NATS cluster", () => {
           );
         }
         console.log("gateway", gateway.out().slice(-2000));
+        // Every hop (small here), to tell post mortem which stage or replica holds what.
+        const last = (await jsm.streams.info("RECO_HOPS")).state.last_seq;
+        const hops: string[] = [];
+        for (let seq = 1; seq <= last; seq++) {
+          const m = await jsm.streams.getMessage("RECO_HOPS", { seq }).catch(() => undefined);
+          if (!m) continue;
+          const env = decodeEnvelope<unknown>(m.data);
+          const id = m.header?.get("Nats-Msg-Id") ?? "";
+          hops.push(JSON.stringify({ seq, subject: m.subject, id, ...env }));
+        }
+        writeFileSync(join(process.env.CLUSTER_DEBUG, "hops.jsonl"), hops.join("\n"));
+        writeFileSync(
+          join(process.env.CLUSTER_DEBUG, "wrong.json"),
+          JSON.stringify(
+            await Promise.all(
+              wrong.map(async (u) => ({
+                u,
+                expected: expected(u),
+                got: await client
+                  .getRecommendations(u, 10)
+                  .then((r) => simplify(r.items))
+                  .catch(String),
+              })),
+            ),
+          ),
+        );
       }
       const sample = wrong.slice(0, 3);
       const got = await Promise.all(
