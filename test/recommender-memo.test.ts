@@ -76,7 +76,7 @@ async function wired() {
     const of = (name: string) => values.find((v) => v.labels.name === name)?.value;
     return { hits: of("memo_hits"), misses: of("memo_misses") };
   };
-  return { ranker, feed, idle, memoCounts };
+  return { ranker, feed, idle, memoCounts, handlers, specs };
 }
 
 describe("the blend's answers kept between changes (recommender-wiring)", () => {
@@ -119,6 +119,23 @@ describe("the blend's answers kept between changes (recommender-wiring)", () => 
     });
     const withRow = ranker.answer("u1", 10, undefined, row, undefined, 1)!;
     expect(withRow.items.find((i) => i.itemId === "p9")?.brand).toBe("b9");
+  });
+
+  it("reads a restarted source stage, not the view composed over the one before", async () => {
+    const { ranker, feed, handlers, specs } = await wired();
+    const rec = recordMaker();
+    feed([rec("u1", "p1", T0, "view", "c1"), rec("u2", "p1", T0 + M, "purchase", "c1")]);
+    // Computed each time (no rows version): the composed view is what is kept between requests.
+    const before = ranker.answer("u1", 10, undefined, row)!;
+    expect(ranker.answer("u1", 10, undefined, row)).toEqual(before);
+    expect(before.statusMessage).toBe("");
+    // history/0 restarted from an empty state: u1 is now unknown to the blend.
+    handlers.set(
+      "history/0",
+      await specs.get("history/0")!.create(createStageState(), fakeOutput().out),
+    );
+    const after = ranker.answer("u1", 10, undefined, row)!;
+    expect(after.statusMessage).toBe("unknown user: popular and trending items");
   });
 
   it("keeps an answer while only the clock moves (idle progress), at most 10 min of event time", async () => {
