@@ -10,7 +10,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
-import { PROM_LOOP_RESOLUTION_MS, delayMs, watchLoopDelay } from "./loop-delay.js";
+import { PROM_LOOP_RESOLUTION_MS, delayMs, watchGc, watchLoopDelay } from "./loop-delay.js";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AckPolicy, DeliverPolicy, type NatsConnection } from "nats";
@@ -803,12 +803,14 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       /** The event-loop delay of this process (the app's main one) during `work`, ms. */
       const withLoopDelay = async <T extends object>(work: () => Promise<T>) => {
         const loop = watchLoopDelay(1);
+        const gc = watchGc();
         try {
           const r = await work();
           const d = loop.read();
-          return { ...r, loopP99Ms: d.p99Ms, loopMaxMs: d.maxMs };
+          return { ...r, loopP99Ms: d.p99Ms, loopMaxMs: d.maxMs, gc: gc.stop() };
         } finally {
           loop.stop();
+          gc.stop();
         }
       };
       /** h2load, one user (u0) in every request: the figure of earlier runs. */
@@ -1094,11 +1096,16 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         // neither (the machine's run queue).
         const at = (k: string, i: number) => {
           const x = res[k]![i]!;
-          return `${k.split("-")[0]} ${fmtMs(x.p99Ms)} (${fmtMs(x.loopP99Ms)}; ${fmtMs(x.clientLoopP99Ms)})`;
+          return (
+            `${k.split("-")[0]} ${fmtMs(x.p99Ms)} (${fmtMs(x.loopP99Ms)}; ` +
+            `${fmtInt(x.gc.count)} GC, ${fmtInt(x.gc.minor)} minor, max ${fmtMs(x.gc.maxMs)}; ` +
+            `${fmtMs(x.clientLoopP99Ms)})`
+          );
         };
         notes.push(
-          `Step 4 at -m 4, each round: latency p99 ms (the server's event-loop delay p99; the ` +
-            `generator's): ` +
+          `Step 4 at -m 4, each round: latency p99 ms (the server's event-loop delay p99; its ` +
+            `garbage collections during the run (perf_hooks), how many were young-generation ` +
+            `scavenges and the longest pause; the generator's event-loop delay p99): ` +
             res["app-4"]!.map(
               (_, i) => `round ${i + 1}: ${at("echo-4", i)}, ${at("app-4", i)}`,
             ).join("; ") +
