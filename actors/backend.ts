@@ -35,14 +35,14 @@ export interface RecoBackend {
    * a backend without it answers UNIMPLEMENTED / 501. `basis` says which source answered, so an
    * answer from a stand-in (same-category popularity) is never mistaken for co-visitation.
    */
-  similarItems?(itemId: string, n: number): SimilarItems;
+  similarItems?(itemId: string, n: number): SimilarItems | Promise<SimilarItems>;
   /** What the serving state knows about one item (popularity over the horizon), if anything. */
   item?(itemId: string): ItemInfo | undefined;
   /**
    * The user's recent interactions, newest first, at most `n`. Optional: the history source
    * (DESIGN §3.7) provides it; without it the façade answers UNIMPLEMENTED / 501.
    */
-  recentEvents?(userId: string, n: number): RecentEvent[];
+  recentEvents?(userId: string, n: number): RecentEvent[] | Promise<RecentEvent[]>;
 }
 
 export interface RecentEvent {

@@ -27,6 +27,7 @@ import {
   watchStages,
   watchStateDb,
   type HealthCheck,
+  type HealthProblem,
 } from "./health.js";
 import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse-process.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
@@ -45,6 +46,10 @@ export interface App {
   readonly nc: NatsConnection;
   /** The child process that runs parse (`reco start` with PARSE_PROCESS=1). */
   readonly parseProcess?: ParseProcess;
+  /** Health problems of this process (and its parse child) and readiness, read from memory. */
+  health(now: number): { problems: HealthProblem[]; ready: boolean };
+  /** The metrics of this process, merged with its parse child's. */
+  registry(): Registry;
   /** Drains: snapshots every stage, stops servers, closes NATS, stops the private server. */
   stop(): Promise<void>;
 }
@@ -62,6 +67,11 @@ export interface StartOptions {
   roleConfig?: RoleConfig;
   /** A test's faults (bin/test-faults.ts); default: those its environment asks for. */
   faults?: ProcessFaults;
+  /**
+   * false: no gRPC, JSON API or metrics listener (the ingest child of a split `reco start`,
+   * bin/ingest-child.ts, whose parent serves them). Default true.
+   */
+  facade?: boolean;
 }
 
 export async function startApp(
@@ -70,6 +80,7 @@ export async function startApp(
   options: StartOptions = {},
 ): Promise<App> {
   const role = options.role ?? "start";
+  const facade = options.facade ?? true;
   const faults = options.faults ?? faultsFromEnv(process.env);
   const cleanups: (() => Promise<unknown>)[] = [];
   const cleanup = async () => {
@@ -102,45 +113,25 @@ export async function startApp(
     let natsState = () => "connecting";
     const healthNow = () =>
       healthBody(healthProblems(checks), ready(), { role, nats: natsState() });
-    const http: HttpServer = await startHttpServer({
-      port: cfg.metricsPort,
-      host: cfg.metricsHost,
-      registry: { contentType: metrics.registry.contentType, metrics: () => registry.metrics() },
-      health: healthNow,
-    });
-    cleanups.push(() => http.stop());
+    const http: HttpServer | undefined = facade
+      ? await startHttpServer({
+          port: cfg.metricsPort,
+          host: cfg.metricsHost,
+          registry: {
+            contentType: metrics.registry.contentType,
+            metrics: () => registry.metrics(),
+          },
+          health: healthNow,
+        })
+      : undefined;
+    if (http) cleanups.push(() => http.stop());
     let natsUrl = cfg.natsUrl;
     let embedded: EmbeddedNats | undefined;
     if (natsUrl === undefined) {
-      // With credentials kept in DATA_DIR; publishers get theirs from nats-publisher.json.
-      let monitorPort = cfg.natsMonitorPort;
-      const priv = await startPrivateNats({
-        dataDir: cfg.dataDir,
-        port: cfg.natsPort,
-        monitorPort,
-      }).catch((err: unknown) => {
-        // Monitoring is an aid: a busy port (a second instance, another program on 8222) must
-        // not stop the engine. Started again without it, and said so.
-        if (!monitorPort || !/monitor port/.test(String((err as Error)?.message))) throw err;
-        log.warn(
-          { monitorPort },
-          "nats-server monitoring port busy: running without it (set NATS_MONITOR_PORT)",
-        );
-        monitorPort = 0;
-        return startPrivateNats({ dataDir: cfg.dataDir, port: cfg.natsPort, monitorPort: 0 });
-      });
+      const priv = await privateNats(cfg, log);
       embedded = priv.server;
       cleanups.push(() => embedded!.stop());
       natsUrl = priv.engineUrl;
-      log.info(
-        {
-          url: embedded.url,
-          publisher: publisherFile(cfg.dataDir),
-          natsPid: embedded.pid,
-          ...(monitorPort ? { monitor: `http://127.0.0.1:${monitorPort}` } : {}),
-        },
-        "started private nats-server",
-      );
     }
     const nc = await connectWithStatus(cfg, natsUrl, `reco-${role}`, log);
     cleanups.push(() => nc.drain());
@@ -205,7 +196,7 @@ export async function startApp(
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
     const grpc =
-      role === "start" ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
+      role === "start" && facade ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
     // Started once serving runs: its start-up (loading the sources, parse's snapshot, catching
     // up) would otherwise take CPU from loading the serving snapshots after a crash.
@@ -223,7 +214,8 @@ export async function startApp(
       checks.push((now) => parseProcess.problems(now));
       registry = parseProcess.mergedRegistry(metrics.registry);
     }
-    const web = role === "start" ? await serveWeb(cfg, pipeline.backend, registry, log) : undefined;
+    const web =
+      role === "start" && facade ? await serveWeb(cfg, pipeline.backend, registry, log) : undefined;
     if (web) cleanups.push(() => web.stop());
     // gRPC health follows the same checks (Check and Watch clients see NOT_SERVING).
     const grpcHealth = setInterval(() => {
@@ -269,12 +261,14 @@ export async function startApp(
     return {
       natsUrl,
       grpcPort: grpc?.port ?? 0,
-      metricsPort: http.port,
+      metricsPort: http?.port ?? 0,
       webPort: web?.port ?? 0,
       webUrl: web?.url ?? "",
       pipeline,
       nc,
       ...(parseProcess ? { parseProcess } : {}),
+      health: (now) => ({ problems: healthProblems(checks, now), ready: ready() }),
+      registry: () => registry,
       async stop() {
         clearInterval(grpcHealth);
         grpc?.setServing(false);
@@ -287,7 +281,43 @@ export async function startApp(
   }
 }
 
-async function serveGrpc(
+/**
+ * The private nats-server (NATS_URL unset), with credentials kept in DATA_DIR; publishers get
+ * theirs from nats-publisher.json. It dies with this process.
+ */
+export async function privateNats(
+  cfg: AppConfig,
+  log: Logger,
+): Promise<{ server: EmbeddedNats; engineUrl: string }> {
+  let monitorPort = cfg.natsMonitorPort;
+  const priv = await startPrivateNats({
+    dataDir: cfg.dataDir,
+    port: cfg.natsPort,
+    monitorPort,
+  }).catch((err: unknown) => {
+    // Monitoring is an aid: a busy port (a second instance, another program on 8222) must
+    // not stop the engine. Started again without it, and said so.
+    if (!monitorPort || !/monitor port/.test(String((err as Error)?.message))) throw err;
+    log.warn(
+      { monitorPort },
+      "nats-server monitoring port busy: running without it (set NATS_MONITOR_PORT)",
+    );
+    monitorPort = 0;
+    return startPrivateNats({ dataDir: cfg.dataDir, port: cfg.natsPort, monitorPort: 0 });
+  });
+  log.info(
+    {
+      url: priv.server.url,
+      publisher: publisherFile(cfg.dataDir),
+      natsPid: priv.server.pid,
+      ...(monitorPort ? { monitor: `http://127.0.0.1:${monitorPort}` } : {}),
+    },
+    "started private nats-server",
+  );
+  return priv;
+}
+
+export async function serveGrpc(
   cfg: AppConfig,
   backend: RecoBackend,
   metrics: Metrics,
@@ -310,7 +340,7 @@ async function serveGrpc(
 }
 
 /** The JSON/HTTP API and web console, next to gRPC, from the same backend. */
-function serveWeb(
+export function serveWeb(
   cfg: AppConfig,
   backend: RecoBackend,
   registry: { metrics(): Promise<string> } | undefined,

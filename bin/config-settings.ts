@@ -95,6 +95,28 @@ export const SETTINGS = {
     values: ["0", "1"],
     help: "reco start: 1 runs parse in a child process (a second core), 0 in the main process",
   },
+  serveProcess: {
+    env: "SERVE_PROCESS",
+    kind: "enum",
+    default: "1",
+    values: ["0", "1"],
+    help: "reco start: 1 serves gRPC and HTTP from a process that runs no stage, the stages in a child at INGEST_NICE; 0 all in one process",
+  },
+  ingestNice: {
+    env: "INGEST_NICE",
+    kind: "int",
+    default: "10",
+    min: 0,
+    max: 19,
+    help: "reco start with SERVE_PROCESS=1: niceness of the ingest process (and its parse process)",
+  },
+  serveBlendWaitMs: {
+    env: "SERVE_BLEND_WAIT_MS",
+    kind: "ms",
+    default: "50",
+    min: 1,
+    help: "reco start with SERVE_PROCESS=1: longest wait for a blended answer from the ingest process before the design ranking of the replicas answers",
+  },
   partitions: {
     env: "PARTITIONS",
     kind: "int",

@@ -58,6 +58,14 @@ export interface AppConfig {
    * core), the other units, serving and gRPC in the main one (bin/parse-process.ts).
    */
   parseProcess: boolean;
+  /**
+   * SERVE_PROCESS: `reco start` serves gRPC and HTTP from its own process, which runs no stage,
+   * and runs the stages in a child at INGEST_NICE (bin/serve-app.ts).
+   */
+  serveProcess: boolean;
+  ingestNice: number;
+  /** SERVE_BLEND_WAIT_MS: see bin/pipeline/split-backend.ts. */
+  serveBlendWaitMs: number;
   /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
   natsTlsCa?: string;
   /** Client certificate and key (PEM) for NATS mutual TLS. */
@@ -192,6 +200,9 @@ export function loadConfig(
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
     parseProcess: str("parseProcess") === "1",
+    serveProcess: str("serveProcess") === "1",
+    ingestNice: num("ingestNice"),
+    serveBlendWaitMs: num("serveBlendWaitMs"),
     pipeline,
   };
   for (const k of OPTIONAL_STRINGS) {

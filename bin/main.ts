@@ -2,12 +2,13 @@ import { Command } from "commander";
 import { pino } from "pino";
 import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
 import { startApp, startGatewayApp } from "./app.js";
+import { startServingApp } from "./serve-app.js";
 import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
 
 export type Role = "start" | "worker" | "gateway";
 
 const DESCRIPTIONS: Record<Role, string> = {
-  start: "run the whole pipeline in one process",
+  start: "run the whole pipeline: serving in this process, the stages in a child at lower priority",
   worker: "run the stage actors of the partitions this worker's leases grant (needs NATS_URL)",
   gateway: "serve the gRPC façade from a replica of every partition (needs NATS_URL)",
 };
@@ -69,10 +70,13 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     log.fatal(`failed to start: ${why}`);
     process.exit(1);
   };
+  // SERVE_PROCESS=1: serving in this process, the stages in a child at a lower priority.
   const app =
     role === "gateway"
       ? await startGatewayApp(cfg, roleConfig, log).catch(failed)
-      : await startApp(cfg, log, { onFatal, role, roleConfig }).catch(failed);
+      : role === "start" && cfg.serveProcess
+        ? await startServingApp(cfg, roleConfig, log, { onFatal }).catch(failed)
+        : await startApp(cfg, log, { onFatal, role, roleConfig }).catch(failed);
   const where =
     role === "worker"
       ? `worker ${roleConfig.workerId}`

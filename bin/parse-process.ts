@@ -37,6 +37,8 @@ import { parentDeathPrefix } from "../connectors/nats/embedded-server.js";
 export type ToParseChild =
   | { type: "start"; cfg: AppConfig; natsUrl: string }
   | { type: "metrics"; id: number }
+  /** A question for the ingest child's backend (bin/ingest-child.ts): see `ask`. */
+  | { type: "ask"; id: number; op: string; args: unknown[] }
   | { type: "stop" };
 
 export type JsonMetrics = MetricObjectWithValues<MetricValue<string>>[];
@@ -47,6 +49,8 @@ export type FromParseChild =
   /** Parse's last processed EVENTS sequence, sent when it moves (at most every 100 ms). */
   | { type: "position"; seq: number }
   | { type: "metrics"; id: number; metrics: JsonMetrics }
+  /** The answer to an `ask`: its value, or the error it threw (name and message). */
+  | { type: "answer"; id: number; value?: unknown; error?: { name: string; message: string } }
   /** The child's own health problems (NATS, parse failing, its state store), every second. */
   | { type: "health"; problems: HealthProblem[] }
   /** The child cannot run (its state store is corrupt): restarting it will not help. */
@@ -58,8 +62,9 @@ export class ParseProcessExitedError extends Error {
   constructor(
     readonly code: number | null,
     readonly signal: string | null,
+    what = "parse",
   ) {
-    super(`the parse process exited with ${signal ?? `code ${code}`}`);
+    super(`the ${what} process exited with ${signal ?? `code ${code}`}`);
   }
 }
 
@@ -71,6 +76,8 @@ export class ParseProcessFatalError extends Error {
 export interface ParseProcess {
   /** PID of the current child; undefined while it is being restarted. */
   pid(): number | undefined;
+  /** Whether a child runs and has said it is ready (false while one is (re)starting). */
+  running(): boolean;
   /** Parse's last processed EVENTS sequence as the current child last reported it (0 before). */
   position(): number;
   /** Resolves when a child runs parse (following restarts); rejects if supervision gave up. */
@@ -88,9 +95,48 @@ export interface ParseProcess {
    * the main process's.
    */
   childMetrics(): Promise<JsonMetrics>;
+  /**
+   * Asks the running child a question over the IPC channel (the ingest child answers from its
+   * backend); rejects with ChildAnswerError when it threw, with ChildNoAnswerError when no child
+   * runs or it did not answer within `timeoutMs`.
+   */
+  ask(op: string, args: unknown[], timeoutMs: number): Promise<unknown>;
   /** Asks the child to drain (final snapshot) and exit, SIGKILL after `graceMs`; no restarts. */
   stop(): Promise<void>;
 }
+
+/** The child's backend threw: its error's name and message. */
+export class ChildAnswerError extends Error {
+  constructor(
+    readonly errorName: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ChildAnswerError";
+  }
+}
+
+/** No child runs, or it did not answer in time. */
+export class ChildNoAnswerError extends Error {
+  override readonly name = "ChildNoAnswerError";
+}
+
+/**
+ * Which child: the parse unit (default), or the ingest process of a split `reco start`
+ * (bin/ingest-child.ts: every stage, no façade), started at a lower scheduling priority.
+ */
+export interface ChildKind {
+  /** Actor id and health check name ("parse-process"). */
+  id: string;
+  /** The entry file beside this one, without extension ("parse-child"). */
+  entry: string;
+  /** Stage label of its restart and error counts, and its name in messages ("parse"). */
+  label: string;
+  /** Niceness to start it with (`nice -n`); absent: as this process. */
+  nice?: number;
+}
+
+export const PARSE_CHILD: ChildKind = { id: "parse-process", entry: "parse-child", label: "parse" };
 
 export interface ParseProcessOptions {
   cfg: AppConfig;
@@ -105,44 +151,48 @@ export interface ParseProcessOptions {
   onFatal?: (err: Error) => void;
   /** How long the child may drain on stop before it is SIGKILLed (default 15 s). */
   graceMs?: number;
+  /** Which child (default: parse). */
+  kind?: ChildKind;
 }
-
-const CHILD_ID = "parse-process";
 /** Directory of the child's LevelDB, beside the main process's `state`. */
 export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
 
 /** Starts the child (and supervises it); `ready()` tells when it runs parse. */
 export function startParseProcess(o: ParseProcessOptions): ParseProcess {
+  const kind = o.kind ?? PARSE_CHILD;
+  const CHILD_ID = kind.id;
+  const what = `${kind.label} process`;
   let lastPosition = 0;
   let reported: { at: number; problems: HealthProblem[] } | undefined;
   // Scrapes wait up to 2 s for the child (Prometheus's default timeout is 10 s); one that waits
   // longer, or comes while the child restarts, gets its last answer: counters a few seconds old
   // rather than parse's series missing from the scrape.
   const replies = createChildReplies<JsonMetrics>([], 2000);
+  let askId = 0;
   const supervisor = createSupervisor({
-    id: "parse-process",
+    id: CHILD_ID,
     // As the stage supervisor: backoff up to 5 s; 20 deaths within a minute is a crash loop.
     restart: { count: 20, period: 60_000, delay: 100, maxDelay: 5_000 },
     onEscalate: (err) => {
-      o.log.fatal({ err: String(err) }, "the parse process keeps dying: giving up");
+      o.log.fatal({ err: String(err) }, `the ${what} keeps dying: giving up`);
       o.onFatal?.(err);
     },
-    reporter: (err) => o.log.error({ err: String(err) }, "parse process supervisor"),
+    reporter: (err) => o.log.error({ err: String(err) }, `${what} supervisor`),
   });
-  const labels = { stage: "parse", partition: "0" };
+  const labels = { stage: kind.label, partition: "0" };
   supervisor.events$.subscribe((e) => {
     if (e.type === "child-failed") {
       o.metrics?.errors.inc(labels);
-      o.log.warn({ err: String(e.error), restarts: e.restarts }, "parse process failed");
+      o.log.warn({ err: String(e.error), restarts: e.restarts }, `${what} failed`);
     }
     if (e.type === "child-restarted") {
       o.metrics?.restarts.inc(labels);
-      o.log.info({ delayMs: e.delayMs }, "parse process restarting");
+      o.log.info({ delayMs: e.delayMs }, `${what} restarting`);
     }
   });
   const current = () => supervisor.child(CHILD_ID) as ParseChildActor | undefined;
   supervisor.supervise(CHILD_ID, () =>
-    createParseChildActor(o, replies, {
+    createParseChildActor(o, kind, replies, {
       onPosition: (seq) => (lastPosition = seq),
       onStart: () => {
         lastPosition = 0;
@@ -157,7 +207,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   // A child that dies and is restarted over and over is "the parse stage failing".
   const dying = watchStages(supervisor.events$, () => current()?.getStatus(), {
     failingMs: o.cfg.healthStageFailingMs,
-    check: "parse-process",
+    check: CHILD_ID,
   });
   const silentAfterMs = 5_000;
 
@@ -167,6 +217,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   };
   return {
     pid: () => current()?.pid(),
+    running,
     position: () => lastPosition,
     problems(now) {
       const out = dying.check(now);
@@ -174,17 +225,23 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
       const at = reported?.at;
       if (at !== undefined && now - at > silentAfterMs)
         out.push({
-          check: "parse-process",
-          reason: `the parse process has not reported its health for ${Math.round((now - at) / 1000)} s (pid ${current()?.pid() ?? "?"})`,
+          check: CHILD_ID,
+          reason: `the ${what} has not reported its health for ${Math.round((now - at) / 1000)} s (pid ${current()?.pid() ?? "?"})`,
           since: at,
         });
       for (const p of reported?.problems ?? [])
-        out.push({ ...p, check: `parse-process/${p.check}`, reason: `parse process: ${p.reason}` });
+        out.push({ ...p, check: `${CHILD_ID}/${p.check}`, reason: `${what}: ${p.reason}` });
       return out;
     },
     ready: () => supervisor.ready(),
     mergedRegistry: (own) => new MergedRegistry(own, childMetrics),
     childMetrics,
+    ask: (op, args, timeoutMs) => {
+      const actor = current();
+      return actor && actor.getStatus() === "running"
+        ? actor.ask(++askId, op, args, timeoutMs)
+        : Promise.reject(new ChildNoAnswerError(`the ${what} is not running`));
+    },
     stop: async () => {
       dying.stop();
       await supervisor.stop();
@@ -196,10 +253,11 @@ interface ParseChildActor extends Actor<never> {
   pid(): number | undefined;
   /** The child's registry as JSON; its last answer if it does not answer within 2 s. */
   metrics(): Promise<JsonMetrics>;
+  ask(id: number, op: string, args: unknown[], timeoutMs: number): Promise<unknown>;
 }
 
 /** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
-function childExecArgv(): string[] {
+export function childExecArgv(): string[] {
   if (!import.meta.url.endsWith(".ts")) return [];
   const flags = tsxFlags();
   if (flags.some((f) => f.includes("loader"))) return flags;
@@ -210,6 +268,7 @@ function childExecArgv(): string[] {
 
 function createParseChildActor(
   o: ParseProcessOptions,
+  kind: ChildKind,
   replies: ChildReplies<JsonMetrics>,
   hooks: {
     onPosition: (seq: number) => void;
@@ -219,18 +278,20 @@ function createParseChildActor(
   },
 ): ParseChildActor {
   const ext = import.meta.url.endsWith(".ts") ? "ts" : "js";
-  const entry = fileURLToPath(new URL(`./parse-child.${ext}`, import.meta.url));
+  const entry = fileURLToPath(new URL(`./${kind.entry}.${ext}`, import.meta.url));
+  const what = `${kind.label} process`;
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let stopping = false;
+  const answers = new Map<number, (m: Extract<FromParseChild, { type: "answer" }>) => void>();
   const alive = () => child !== undefined && child.exitCode === null && child.signalCode === null;
   const send = (m: ToParseChild) => {
     if (alive() && child!.connected) child!.send(m, (err) => err && undefined);
   };
 
   const actor = createActor<never>({
-    id: CHILD_ID,
-    reporter: (err) => o.log.error({ err: String(err) }, "parse process actor"),
+    id: kind.id,
+    reporter: (err) => o.log.error({ err: String(err) }, `${what} actor`),
     behavior: {
       start(ctx) {
         hooks.onStart();
@@ -239,7 +300,9 @@ function createParseChildActor(
         // it went on for 1.5-9 s after the main process was SIGKILLed, processing, publishing and
         // snapshotting (bench step 6b read "-108,800 events replayed"), and the next start's
         // parse process could not open their LevelDB meanwhile. Same process: setpriv execs node.
+        // A lower priority (the ingest child) is set before exec: every thread it has inherits it.
         const [command = process.execPath, ...prefix] = [
+          ...(kind.nice ? ["nice", "-n", String(kind.nice)] : []),
           ...parentDeathPrefix("KILL"),
           process.execPath,
         ];
@@ -256,24 +319,31 @@ function createParseChildActor(
             else if (raw.type === "health") hooks.onHealth(raw.problems);
             else if (raw.type === "fatal") o.onFatal?.(new ParseProcessFatalError(raw.message));
             else if (raw.type === "metrics") replies.answer(raw.id, raw.metrics);
-            else if (raw.type === "ready") {
+            else if (raw.type === "answer") {
+              answers.get(raw.id)?.(raw);
+              answers.delete(raw.id);
+            } else if (raw.type === "ready") {
               started = true;
               hooks.onReady();
-              o.log.info({ parsePid: c.pid }, "parse process ready");
+              o.log.info({ [`${kind.label}Pid`]: c.pid }, `${what} ready`);
               resolve();
             }
           });
           const failed = (err: Error) => {
             replies.abandon();
+            for (const a of answers.values()) a({ type: "answer", id: -1 });
+            answers.clear();
             if (stopping) return;
             if (started) ctx.fail(err);
             else reject(err);
           };
-          c.once("exit", (code, signal) => failed(new ParseProcessExitedError(code, signal)));
+          c.once("exit", (code, signal) =>
+            failed(new ParseProcessExitedError(code, signal, kind.label)),
+          );
           c.once("error", (err) => failed(err));
           // Stopped while starting: stop() below ends the child.
           ctx.signal.addEventListener("abort", () => reject(new Error("stopped while starting")));
-          o.log.debug({ parsePid: c.pid }, "parse process started");
+          o.log.debug({ [`${kind.label}Pid`]: c.pid }, `${what} started`);
           send({ type: "start", cfg: o.cfg, natsUrl: o.natsUrl });
         });
       },
@@ -292,6 +362,21 @@ function createParseChildActor(
   return Object.assign(actor, {
     pid: () => (alive() ? child?.pid : undefined),
     metrics: () => replies.ask((id) => send({ type: "metrics", id })),
+    ask: (id: number, op: string, args: unknown[], timeoutMs: number) =>
+      new Promise<unknown>((resolve, reject) => {
+        if (!alive()) return reject(new ChildNoAnswerError(`the ${what} is not running`));
+        const t = setTimeout(() => {
+          answers.delete(id);
+          reject(new ChildNoAnswerError(`the ${what} did not answer within ${timeoutMs} ms`));
+        }, timeoutMs);
+        answers.set(id, (m) => {
+          clearTimeout(t);
+          if (m.id < 0) reject(new ChildNoAnswerError(`the ${what} exited`));
+          else if (m.error) reject(new ChildAnswerError(m.error.name, m.error.message));
+          else resolve(m.value);
+        });
+        send({ type: "ask", id, op, args });
+      }),
   });
 }
 
@@ -309,12 +394,21 @@ class MergedRegistry extends Registry {
   }
 
   override async metrics(): Promise<string> {
+    return (await this.merged()).metrics();
+  }
+
+  /** As JSON: what a split `reco start`'s ingest process sends its parent (merged again there). */
+  override async getMetricsAsJSON(): Promise<JsonMetrics> {
+    return (await (await this.merged()).getMetricsAsJSON()) as JsonMetrics;
+  }
+
+  private async merged(): Promise<Registry> {
     const [mine, theirs] = await Promise.all([this.own.getMetricsAsJSON(), this.child()]);
-    if (theirs.length === 0) return this.own.metrics();
+    if (theirs.length === 0) return this.own;
     // "omit" (process_start_time_seconds) would drop the series: keep the main process's.
     const keep = (ms: JsonMetrics) =>
       ms.map((m) => (m.aggregator === "omit" ? { ...m, aggregator: "first" as const } : m));
-    return AggregatorRegistry.aggregate([keep(mine), keep(theirs)]).metrics();
+    return AggregatorRegistry.aggregate([keep(mine), keep(theirs)]);
   }
 }
 

@@ -169,7 +169,23 @@ export function createRecoService(options: RecoServiceOptions): RecoService {
         throw new BackendUnavailableError(
           "similar items are not available yet: backend is starting",
         );
-      const response = toSimilarResponse(backend.similarItems(itemId, n));
+      const similar = backend.similarItems(itemId, n);
+      // A split `reco start` asks its ingest process (bin/pipeline/split-backend.ts).
+      if (similar instanceof Promise) {
+        similar.then(
+          (s) => {
+            metrics.record("GetSimilarItems", status.OK, startedMs);
+            callback(null, toSimilarResponse(s));
+          },
+          (err: unknown) => {
+            const serviceError = fail("GetSimilarItems", err);
+            metrics.record("GetSimilarItems", serviceError.code, startedMs);
+            callback(serviceError);
+          },
+        );
+        return;
+      }
+      const response = toSimilarResponse(similar);
       metrics.record("GetSimilarItems", status.OK, startedMs);
       callback(null, response);
     } catch (err) {

@@ -113,9 +113,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         );
       return sendJson(res, 200, {
         userId,
-        events: backend
-          .recentEvents(userId, n)
-          .map((e) => ({ ...e, eventTime: isoTime(e.eventTime) })),
+        events: (await backend.recentEvents(userId, n)).map((e) => ({
+          ...e,
+          eventTime: isoTime(e.eventTime),
+        })),
       });
     }
     if ((m = /^\/v1\/items\/([^/]*)\/similar$/.exec(path))) {
@@ -125,7 +126,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       requireReady();
       if (!backend.similarItems)
         throw new HttpError(501, "UNIMPLEMENTED", "this backend serves no similar items");
-      return sendJson(res, 200, similarJson(backend.similarItems(itemId, n)));
+      return sendJson(res, 200, similarJson(await backend.similarItems(itemId, n)));
     }
     if ((m = /^\/v1\/items\/([^/]*)$/.exec(path))) {
       checkParams(q, []);
