@@ -67,6 +67,11 @@ export interface ColdIndex {
   compact(perChunk: number, headerBytes: number): { buf: Buffer; count: number }[];
   /** Bytes of the buffers held and of the index. */
   bytes(): number;
+  /**
+   * Whether superseded values hold most of the buffers' bytes (a key rewritten at every
+   * snapshot, e.g. an item's neighbour list, keeps each delta's buffer alive): then compact().
+   */
+  wasteful(): boolean;
 }
 
 export function createColdIndex(): ColdIndex {
@@ -76,7 +81,13 @@ export function createColdIndex(): ColdIndex {
   let count = 0;
   let used = 0; // live + tombstones
   const bufs: (Buffer | undefined)[] = [];
+  /** Live records per buffer, and their bytes. */
   const live: number[] = [];
+  const liveBytes: number[] = [];
+  /** Bytes of the buffers held (their part this map owns) and of their live records. */
+  const owned: number[] = [];
+  let held = 0;
+  let liveTotal = 0;
   const free: number[] = [];
 
   const keyLen = (b: Buffer, off: number) => b[off]! | (b[off + 1]! << 8);
@@ -103,23 +114,40 @@ export function createColdIndex(): ColdIndex {
   };
   const bufOf = (loc: number) => bufs[Math.floor(loc / TWO32)]!;
   const offOf = (loc: number) => loc % TWO32;
+  const recordBytes = (b: Buffer, off: number) => {
+    const v = off + 2 + keyLen(b, off);
+    return v + 5 + b.readUInt32LE(v + 1) - off;
+  };
+  const dropBuf = (i: number) => {
+    held -= owned[i]!;
+    bufs[i] = undefined;
+    free.push(i);
+  };
   const release = (loc: number) => {
     const i = Math.floor(loc / TWO32);
-    if (--live[i]! === 0) {
-      bufs[i] = undefined;
-      free.push(i);
-    }
+    const n = recordBytes(bufs[i]!, loc % TWO32);
+    liveBytes[i]! -= n;
+    liveTotal -= n;
+    if (--live[i]! === 0) dropBuf(i);
   };
-  const addBuf = (b: Buffer): number => {
+  const addBuf = (b: Buffer, bytes: number): number => {
     const i = free.length > 0 ? free.pop()! : bufs.length;
     bufs[i] = b;
     live[i] = 0;
+    liveBytes[i] = 0;
+    owned[i] = bytes;
+    held += bytes;
     return i;
+  };
+  const hold = (bi: number, n: number) => {
+    live[bi]!++;
+    liveBytes[bi]! += n;
+    liveTotal += n;
   };
 
   const rehash = (min: number) => {
     let n = 16;
-    while (n * 0.6 < min) n *= 2;
+    while (n * 0.5 < min) n *= 2;
     const oh = hashes;
     const ol = locs;
     hashes = new Uint32Array(n);
@@ -176,8 +204,19 @@ export function createColdIndex(): ColdIndex {
       removeSlot(i);
       return true;
     },
-    adopt(buf, start, end, onKey) {
-      const bi = addBuf(buf);
+    adopt(entry, from, to, onKey) {
+      // A section that is a small part of its entry (a delta's, with other maps' sections) gets
+      // its own copy: this map's garbage must not be kept alive by another map's live keys.
+      let buf = entry;
+      let start = from;
+      let end = to;
+      if ((to - from) * 10 < entry.length * 9) {
+        buf = Buffer.allocUnsafeSlow(to - from);
+        entry.copy(buf, 0, from, to);
+        start = 0;
+        end = buf.length;
+      }
+      const bi = addBuf(buf, end - start);
       let n = 0;
       for (let off = start; off < end;) {
         const kl = keyLen(buf, off);
@@ -185,7 +224,7 @@ export function createColdIndex(): ColdIndex {
         const v = off + 2 + kl;
         const tag = buf[v]!;
         const next = v + 5 + buf.readUInt32LE(v + 1);
-        if ((used + 1) * 10 > cap * 7) rehash((count + 1) * 2);
+        if ((used + 1) * 4 > cap * 3) rehash(count + 1);
         const mask = cap - 1;
         let i = h & mask;
         let slot = -1;
@@ -202,11 +241,11 @@ export function createColdIndex(): ColdIndex {
         } else if (slot >= 0) {
           release(locs[slot]!);
           locs[slot] = bi * TWO32 + off;
-          live[bi]!++;
+          hold(bi, next - off);
         } else {
           hashes[i] = h;
           locs[i] = bi * TWO32 + off;
-          live[bi]!++;
+          hold(bi, next - off);
           count++;
           used++;
         }
@@ -214,10 +253,7 @@ export function createColdIndex(): ColdIndex {
         n++;
         off = next;
       }
-      if (live[bi] === 0) {
-        bufs[bi] = undefined;
-        free.push(bi);
-      }
+      if (live[bi] === 0) dropBuf(bi);
       return n;
     },
     *entries() {
@@ -272,10 +308,16 @@ export function createColdIndex(): ColdIndex {
       if (slots.length > 0) flush();
       bufs.length = 0;
       live.length = 0;
+      liveBytes.length = 0;
+      owned.length = 0;
       free.length = 0;
+      held = 0;
       for (const c of out) {
         bufs.push(c.buf);
         live.push(c.count);
+        liveBytes.push(c.buf.length - headerBytes);
+        owned.push(c.buf.length);
+        held += c.buf.length;
       }
       for (let i = 0; i < cap; i++) {
         const loc = locs[i]!;
@@ -285,11 +327,8 @@ export function createColdIndex(): ColdIndex {
       rehash(count);
       return out;
     },
-    bytes() {
-      let n = cap * 12;
-      for (const b of bufs) if (b) n += b.length;
-      return n;
-    },
+    bytes: () => cap * 12 + held,
+    wasteful: () => held > 2 * liveTotal + (1 << 18),
   };
   return index;
 }

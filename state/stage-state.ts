@@ -65,6 +65,8 @@ export interface StageStateInternal extends StageState {
    * values). Call right after takeDelta: the chunks hold everything up to it.
    */
   binaryCheckpoint(perChunk: number): { binary: Set<string>; chunks: Buffer[] };
+  /** Bytes held for cold keys (buffers and indexes), over all maps. */
+  coldBytes(): number;
   /** Loads a binary entry (a delta or a checkpoint chunk): its keys stay bytes. Returns keys. */
   loadBinary(entry: Buffer): number;
   loadEntry(fullKey: string, value: unknown): void;
@@ -167,6 +169,9 @@ const storedCold = (c: ColdValue): string | Uint8Array =>
   c.tag === TAG_TEXT
     ? c.buf.toString("utf8", c.start, c.end)
     : new Uint8Array(c.buf.subarray(c.start, c.end));
+
+/** Keys per buffer when a map's cold keys are compacted in memory (~1 MB of profiles). */
+const COMPACT_KEYS = 10_000;
 
 export function createStageState(): StageStateInternal {
   const maps = new Map<string, MapRecord>();
@@ -390,6 +395,7 @@ export function createStageState(): StageStateInternal {
           rec.cold.adopt(buf, s.start, s.end);
           // Written keys were in `data` and now are in `cold` too (deletions left both).
           if (rec.extra >= 0) rec.extra -= rec.cold.count - before;
+          if (rec.cold.wasteful()) rec.cold.compact(COMPACT_KEYS, 0);
         }
       }
       return out;
@@ -405,6 +411,11 @@ export function createStageState(): StageStateInternal {
           chunks.push((writeHeader(buf, 0, name, count, buf.length - head), buf));
       }
       return { binary, chunks };
+    },
+    coldBytes: () => {
+      let n = 0;
+      for (const m of maps.values()) n += m.cold.bytes();
+      return n;
     },
     loadBinary(entry) {
       let n = 0;

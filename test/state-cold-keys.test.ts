@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStateDb, type StateDb } from "../state/index.js";
 import type { ValueCodec } from "../runtime/index.js";
+import { createStageState } from "../state/store.js";
 
 /**
  * Issue 16 points 3-4: the keys of a stored-form map (text or codec) are held, between their
@@ -171,5 +172,24 @@ describe("cold keys of stored-form maps", () => {
     expect(t3.get("u6")).toEqual({ v: [60] });
     expect(t3.get("u99")).toEqual({ v: [99] });
     expect(t3.size).toBe(100);
+  });
+});
+
+describe("cold keys' memory", () => {
+  it("stays near the live values' bytes when a key is rewritten at every snapshot beside new ones", () => {
+    const state = createStageState();
+    const m = state.map<{ s: string }>("m", { text: true });
+    const big = "x".repeat(5000);
+    for (let i = 0; i < 500; i++) {
+      m.set(`u${i}`, { s: "y" }); // kept: its buffer stays alive
+      m.set("hot", { s: big + i }); // superseded at the next snapshot
+      state.takeDelta();
+    }
+    state.takeDelta();
+    // 500 small keys and one 5 KB value live; 2.5 MB were written.
+    expect(state.coldBytes()).toBeLessThan(400_000);
+    expect(m.get("hot")).toEqual({ s: big + 499 });
+    expect(m.get("u0")).toEqual({ s: "y" });
+    expect(m.size).toBe(501);
   });
 });
