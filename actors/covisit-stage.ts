@@ -1,7 +1,7 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { neighboursCodec } from "./sources/neighbours.js";
+import { createItemIds, itemEdgesCodec } from "./sources/item-edges.js";
 import { createCovisit, type SimilarItemsSource } from "./sources/covisit.js";
 import { sourceEventOf } from "./sources/event.js";
 import type { SourcePreset } from "./sources/preset.js";
@@ -43,10 +43,12 @@ export const covisitStage = defineStage({
   create: (ctx: StageContext<CovisitStageSettings>) => {
     const { preset, sources: s } = ctx.settings;
     const st = ctx.state;
+    const ids = createItemIds();
     const covisit = createCovisit(
       { preset, ...s.covisit },
       {
-        edges: st.map("edges", { codec: neighboursCodec }),
+        edges: st.map("edges", { codec: itemEdgesCodec(ids) }),
+        ids,
         mass: st.map("mass"),
         recent: st.map("recent", { text: true }),
       },
@@ -86,6 +88,7 @@ export const covisitStage = defineStage({
     };
     /** The clock of blended answers: records fed and their event time, kept with the state. */
     const tick = ({ records, progress: p }: InputBatch<ParsedRecord>) => {
+      covisit.flush();
       n += records.length;
       // Progress without records (idle markers): see merged-input.ts.
       if (records.length === 0) progress = Math.max(progress, p.to);

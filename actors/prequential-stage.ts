@@ -14,7 +14,7 @@ import type { ParsedRecord } from "./parse.js";
 import { createPrequential, type PrequentialReport } from "./prequential.js";
 import { blend, type BlendSettings } from "./sources/blend.js";
 import type { CollaborativeSource } from "./sources/collaborative.js";
-import { neighboursCodec } from "./sources/neighbours.js";
+import { createItemIds, itemEdgesCodec } from "./sources/item-edges.js";
 import { createCovisit } from "./sources/covisit.js";
 import { sourceEventOf } from "./sources/event.js";
 import { createHistory, type UserHistory } from "./sources/history.js";
@@ -150,10 +150,12 @@ export const prequentialStage = defineStage({
       },
       st.map<UserHistory>("users", { text: true }),
     );
+    const ids = createItemIds();
     const covisit = createCovisit(
       { preset: o.preset, ...o.sources.covisit },
       {
-        edges: st.map("edges", { codec: neighboursCodec }),
+        edges: st.map("edges", { codec: itemEdgesCodec(ids) }),
+        ids,
         mass: st.map("mass"),
         recent: st.map("recent", { text: true }),
       },
@@ -262,6 +264,7 @@ export const prequentialStage = defineStage({
     /** After the batch: idle progress, the design driver fed, old windows pruned, the clock kept. */
     const settle = ({ records, progress: p }: InputBatch<ParsedRecord>) => {
       if (records.length === 0) progress = Math.max(progress, p.to);
+      covisit.flush();
       flush();
       preq.prune(progress);
       clock.set("progress", progress);

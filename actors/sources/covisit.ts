@@ -1,4 +1,5 @@
-import { Neighbours, type Edge } from "./neighbours.js";
+import { createItemIds, ItemEdges, toItemEdges, type ItemIds } from "./item-edges.js";
+import type { Edge, Neighbours } from "./neighbours.js";
 import type { SourcePreset } from "./preset.js";
 import { memStore, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, topByScore, type Scored, type SourceEvent } from "./types.js";
@@ -41,6 +42,8 @@ interface Neighbour {
 const NONE: Neighbour[] = [];
 /** Neighbour lists kept for serving at most (a bound on memory, not a tuning knob). */
 const MAX_RANKED = 50_000;
+/** Neighbour lists `add` holds between flushes at most (a bound on memory). */
+const MAX_HELD = 50_000;
 
 /** A user's recent item as stored: item, time, weight, session id (null: none). */
 type Recent = [i: string, ts: number, w: number, sess: string | null];
@@ -51,7 +54,12 @@ export interface CovisitStores {
    * Neighbours per item, by neighbour id (a stage's map decodes its stored bytes:
    * neighbours.ts; a text map would hand out the entries).
    */
-  edges: KeyStore<Neighbours | [string, Edge][]>;
+  edges: KeyStore<ItemEdges | Neighbours | [string, Edge][]>;
+  /**
+   * The numbering of item ids that `edges`' codec decodes with (item-edges.ts itemEdgesCodec),
+   * if it does; otherwise co-visitation numbers them itself.
+   */
+  ids?: ItemIds;
   /** Decayed total weight per item. */
   mass: KeyStore<Edge>;
   /** Recent items per user, oldest first. */
@@ -75,6 +83,11 @@ export interface SimilarItemsSource {
   candidates(seeds: readonly Scored[], now: number, n?: number): Scored[];
   /** Items with neighbours. */
   readonly items: number;
+  /**
+   * Lets go of the neighbour lists `add` holds on to between events (a stage calls it after each
+   * batch, so that lists unwritten since can go back to their stored form at the next snapshot).
+   */
+  flush(): void;
 }
 
 export function createCovisit(
@@ -87,31 +100,67 @@ export function createCovisit(
   const recentCap = opts.recentPerUser ?? 30;
   const normalise = opts.normalise ?? true;
   const { edges, mass, recent } = stores;
+  const ids = stores.ids ?? createItemIds();
+  const names = ids.names;
+  /** A stored value as the live form (a value from another codec or a load: converted). */
+  const live = (v: ItemEdges | Neighbours | [string, Edge][] | undefined) =>
+    v === undefined || (v instanceof ItemEdges && v.ids === ids)
+      ? v
+      : toItemEdges(v instanceof ItemEdges ? v.toJSON() : v, ids);
+  /** The item's stored neighbours. A read does not set the key, so serving never makes it dirty. */
+  const edgesOf = (item: string): ItemEdges | undefined => live(edges.get(item));
   /**
-   * The item's stored neighbours as a Map (a value read after a load or a snapshot is its
-   * entries). `link` keeps the Map it changes (it sets the key anyway); a read does not set it,
-   * so serving never makes a key dirty.
+   * The lists `add` changed since the last flush, by item number, and those numbers: read from
+   * `edges` once, then from here (the per-pair read was a string-keyed lookup through the state
+   * map, and a conversion after each snapshot). Only `add` writes `edges`, and every change is set
+   * there too, so a held list is always the stored one's content.
    */
-  const edgesOf = (item: string): Neighbours | undefined => {
-    const v = edges.get(item);
-    return v === undefined || v instanceof Neighbours ? v : new Neighbours(v);
+  const held: (ItemEdges | undefined)[] = [];
+  const heldIds: number[] = [];
+  const flush = () => {
+    for (const x of heldIds) held[x] = undefined;
+    heldIds.length = 0;
+  };
+  /** The list of item number x (named `name`), to change and then set. */
+  const changing = (x: number, name: string): ItemEdges => {
+    let m = held[x];
+    if (m === undefined) {
+      // Without flushes (a direct user): a bound on what is held.
+      if (heldIds.length >= MAX_HELD) flush();
+      m = edgesOf(name) ?? new ItemEdges(ids);
+      held[x] = m;
+      heldIds.push(x);
+    }
+    return m;
   };
 
   const at = (x: Edge, now: number) => x[0] * decay(Math.max(0, now - x[1]), halfLife);
+  /** `at` of a weight s as of ts. */
+  const atOf = (s: number, ts: number, now: number) => s * decay(Math.max(0, now - ts), halfLife);
+  // decay() inlined on the per-pair path (the same expression, so the same bits).
+  const finite = Number.isFinite(halfLife);
   /** Adds w at time ts to a decayed sum, in place (the later time becomes its reference). */
   const bump = (x: Edge, w: number, ts: number) => {
     if (ts >= x[1]) {
-      x[0] = x[0] * decay(ts - x[1], halfLife) + w;
+      x[0] = x[0] * (finite ? Math.pow(2, -(ts - x[1]) / halfLife) : 1) + w;
       x[1] = ts;
-    } else x[0] += w * decay(x[1] - ts, halfLife);
+    } else x[0] += w * (finite ? Math.pow(2, -(x[1] - ts) / halfLife) : 1);
   };
 
-  /** Adds w at ts to the edge of `m` (a's neighbours, changed in place) to b. */
-  const link = (m: Neighbours, b: string, w: number, ts: number) => {
-    const e = m.get(b);
-    if (e) bump(e, w, ts);
-    else {
-      m.set(b, [w, ts]);
+  /**
+   * Adds w at ts to the edge of `m` (a's neighbours, changed in place) to b (its number): as
+   * `bump` on the entry's weight and time.
+   */
+  const link = (m: ItemEdges, b: number, w: number, ts: number) => {
+    const x = m.find(b);
+    if (x >= 0) {
+      const t = m.ts[x]!;
+      if (ts >= t) {
+        m.s[x] = m.s[x]! * (finite ? Math.pow(2, -(ts - t) / halfLife) : 1) + w;
+        m.ts[x] = ts;
+      } else m.s[x] = m.s[x]! + w * (finite ? Math.pow(2, -(t - ts) / halfLife) : 1);
+    } else {
+      m.push(b, w, ts);
       if (m.size >= 3 * k) prune(m, ts);
     }
   };
@@ -121,25 +170,25 @@ export function createCovisit(
    * best score from a typed-array sort (no comparator; a comparator sort of the entries was ~10%
    * of the covisit stage), then every entry above it and the smallest ids among those equal to it.
    */
-  const prune = (m: Neighbours, now: number) => {
-    const scores = new Float64Array(m.size);
-    let x = 0;
-    for (const e of m.values()) scores[x++] = at(e, now);
-    const kth = scores.slice().sort()[scores.length - k]!;
+  const prune = (m: ItemEdges, now: number) => {
+    const n = m.size;
+    const scores = new Float64Array(n);
+    for (let x = 0; x < n; x++) scores[x] = atOf(m.s[x]!, m.ts[x]!, now);
+    const kth = scores.slice().sort()[n - k]!;
     let above = 0;
     const ties: string[] = [];
-    x = 0;
-    for (const item of m.keys()) {
-      const sc = scores[x++]!;
+    for (let x = 0; x < n; x++) {
+      const sc = scores[x]!;
       if (sc > kth) above++;
-      else if (sc === kth) ties.push(item);
+      else if (sc === kth) ties.push(names[m.key[x]!]!);
     }
     const kept = new Set(ties.sort().slice(0, k - above));
-    x = 0;
-    for (const item of m.keys()) {
-      const sc = scores[x++]!;
-      if (sc < kth || (sc === kth && !kept.has(item))) m.delete(item);
+    const keep = new Uint8Array(n);
+    for (let x = 0; x < n; x++) {
+      const sc = scores[x]!;
+      keep[x] = sc > kth || (sc === kth && kept.has(names[m.key[x]!]!)) ? 1 : 0;
     }
+    m.retain(keep);
   };
 
   /**
@@ -161,8 +210,9 @@ export function createCovisit(
     // The item's own mass at `now`, once per list (it is in every pair's denominator).
     const ma = normalise ? mass.get(item) : undefined;
     const maAt = ma ? at(ma, now) : 1;
-    for (const [other, e] of m) {
-      const raw = at(e, now);
+    for (let x = 0; x < m.size; x++) {
+      const other = names[m.key[x]!]!;
+      const raw = atOf(m.s[x]!, m.ts[x]!, now);
       let score = raw;
       if (normalise) {
         const mb = mass.get(other);
@@ -188,6 +238,7 @@ export function createCovisit(
     get items() {
       return edges.size;
     },
+    flush,
     add(e) {
       const w = opts.preset.weight(e);
       if (w <= 0) return;
@@ -196,25 +247,34 @@ export function createCovisit(
       if (own) bump(own, w, e.ts);
       mass.set(e.i, own ?? [w, e.ts]);
       const list = recent.get(e.u) ?? [];
-      // The item's own neighbours: read and marked changed once per event, not once per pair.
-      let mine: Neighbours | undefined;
+      const sess = e.sess ?? null;
+      // The item's own neighbours and number, once per event.
+      let mine: ItemEdges | undefined;
+      let me = -1;
+      // Where the item itself is in the list (it is there at most once).
+      let at0 = -1;
       // Each recent item pairs once per event (its latest touch), not once per earlier touch.
-      for (const r of list) {
-        if (r[0] === e.i) continue;
-        const together =
-          (r[3] !== null && r[3] === (e.sess ?? null)) || Math.abs(e.ts - r[1]) <= windowMs;
+      for (let x = 0; x < list.length; x++) {
+        const r = list[x]!;
+        const other = r[0];
+        if (other === e.i) {
+          at0 = x;
+          continue;
+        }
+        const together = (r[3] !== null && r[3] === sess) || Math.abs(e.ts - r[1]) <= windowMs;
         if (!together) continue;
         const pw = Math.max(w, r[2]);
         if (!mine) {
-          mine = edgesOf(e.i) ?? new Neighbours();
+          me = ids.idOf(e.i);
+          mine = changing(me, e.i);
           edges.set(e.i, mine); // changed in place below
         }
-        link(mine, r[0], pw, e.ts);
-        const theirs = edgesOf(r[0]) ?? new Neighbours();
-        link(theirs, e.i, pw, e.ts);
-        edges.set(r[0], theirs);
+        const ox = ids.idOf(other);
+        link(mine, ox, pw, e.ts);
+        const theirs = changing(ox, other);
+        link(theirs, me, pw, e.ts);
+        edges.set(other, theirs);
       }
-      const at0 = list.findIndex((r) => r[0] === e.i);
       if (at0 >= 0) list.splice(at0, 1);
       list.push([e.i, e.ts, w, e.sess ?? null]);
       if (list.length > recentCap) list.shift();

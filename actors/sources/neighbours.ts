@@ -35,10 +35,18 @@ const UTF16 = 1;
 /** A character outside latin1 (then the ids are written as UTF-16 code units). */
 const WIDE = /[\u0100-\uffff]/;
 
-export function encodeNeighbours(m: Neighbours): Uint8Array {
-  const n = m.size;
+/**
+ * The stored form of n entries: `id(x)`, `s(x)`, `ts(x)` give entry x (in the order written). Shared
+ * with co-visitation's live form (item-edges.ts), so either decodes what the other wrote.
+ */
+export function writeNeighbourBytes(
+  n: number,
+  id: (x: number) => string,
+  s: (x: number) => number,
+  ts: (x: number) => number,
+): Uint8Array {
   let ids = "";
-  for (const id of m.keys()) ids += id;
+  for (let x = 0; x < n; x++) ids += id(x);
   const enc = WIDE.test(ids) ? UTF16 : LATIN1;
   const at = 8 + 18 * n;
   const bytes = new Uint8Array(at + ids.length * (enc === UTF16 ? 2 : 1));
@@ -51,15 +59,57 @@ export function encodeNeighbours(m: Neighbours): Uint8Array {
   // A fresh buffer: offset 8 is aligned for Float64Array.
   const f = new Float64Array(bytes.buffer, 8, 2 * n);
   const lens = new DataView(bytes.buffer, 8 + 16 * n, 2 * n);
-  let x = 0;
-  for (const [id, e] of m) {
-    f[x] = e[0];
-    f[n + x] = e[1];
-    lens.setUint16(2 * x, id.length, true);
-    x++;
+  for (let x = 0; x < n; x++) {
+    f[x] = s(x);
+    f[n + x] = ts(x);
+    lens.setUint16(2 * x, id(x).length, true);
   }
   Buffer.from(bytes.buffer).write(ids, at, enc === UTF16 ? "utf16le" : "latin1");
   return bytes;
+}
+
+/** Reads the stored form (above): `n` first, then `each` entry in the order written. */
+export function readNeighbourBytes(
+  b: Uint8Array,
+  n: (count: number) => void,
+  each: (id: string, s: number, ts: number) => void,
+): void {
+  if (b[0] !== 0x4e || b[1] !== 0x42 || b[2] !== VERSION)
+    throw new Error(`co-visitation neighbours: unknown stored form (${b[0]},${b[1]},${b[2]})`);
+  const view = new DataView(b.buffer, b.byteOffset, b.length);
+  const count = view.getUint32(4, true);
+  n(count);
+  const at = 8 + 18 * count;
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
+  const ids = buf.toString(b[3] === UTF16 ? "utf16le" : "latin1", at);
+  // Float64Array needs an 8-aligned offset; bytes from a pooled Buffer may not have one.
+  const aligned = (b.byteOffset & 7) === 0;
+  const f = aligned ? new Float64Array(b.buffer, b.byteOffset + 8, 2 * count) : undefined;
+  let p = 0;
+  for (let x = 0; x < count; x++) {
+    const len = view.getUint16(8 + 16 * count + 2 * x, true);
+    const id = ids.slice(p, p + len);
+    p += len;
+    const s = f ? f[x]! : view.getFloat64(8 + 8 * x, true);
+    const ts = f ? f[count + x]! : view.getFloat64(8 + 8 * (count + x), true);
+    each(id, s, ts);
+  }
+}
+
+/** A list that writes its own stored form (co-visitation's live form, item-edges.ts). */
+export interface NeighbourBytes {
+  toBytes(): Uint8Array;
+}
+
+export function encodeNeighbours(m: Neighbours | NeighbourBytes): Uint8Array {
+  if (!(m instanceof Neighbours)) return m.toBytes();
+  const entries = [...m];
+  return writeNeighbourBytes(
+    entries.length,
+    (x) => entries[x]![0],
+    (x) => entries[x]![1][0],
+    (x) => entries[x]![1][1],
+  );
 }
 
 /**
@@ -69,29 +119,20 @@ export function encodeNeighbours(m: Neighbours): Uint8Array {
 export function decodeNeighbours(stored: unknown): Neighbours {
   if (typeof stored === "string") return new Neighbours(JSON.parse(stored) as [string, Edge][]);
   if (!(stored instanceof Uint8Array)) return new Neighbours(stored as [string, Edge][]);
-  const b = stored;
-  if (b[0] !== 0x4e || b[1] !== 0x42 || b[2] !== VERSION)
-    throw new Error(`co-visitation neighbours: unknown stored form (${b[0]},${b[1]},${b[2]})`);
-  const view = new DataView(b.buffer, b.byteOffset, b.length);
-  const n = view.getUint32(4, true);
-  const at = 8 + 18 * n;
-  const buf = Buffer.from(b.buffer, b.byteOffset, b.length);
-  const ids = buf.toString(b[3] === UTF16 ? "utf16le" : "latin1", at);
-  // Float64Array needs an 8-aligned offset; bytes from a pooled Buffer may not have one.
-  const aligned = (b.byteOffset & 7) === 0;
-  const f = aligned ? new Float64Array(b.buffer, b.byteOffset + 8, 2 * n) : undefined;
   const m = new Neighbours();
-  let p = 0;
-  for (let x = 0; x < n; x++) {
-    const len = view.getUint16(8 + 16 * n + 2 * x, true);
-    const id = ids.slice(p, p + len);
-    p += len;
-    const s = f ? f[x]! : view.getFloat64(8 + 8 * x, true);
-    const ts = f ? f[n + x]! : view.getFloat64(8 + 8 * (n + x), true);
-    m.set(id, [s, ts]);
-  }
+  readNeighbourBytes(
+    stored,
+    () => undefined,
+    (id, s, ts) => m.set(id, [s, ts]),
+  );
   return m;
 }
 
-/** The codec of a stage's neighbour map (state/stage-state.ts `codec`). */
-export const neighboursCodec = { encode: encodeNeighbours, decode: decodeNeighbours };
+/**
+ * The codec of a stage's neighbour map (state/stage-state.ts `codec`). Its values are Neighbours;
+ * co-visitation also sets its live form there (item-edges.ts), which writes its own bytes.
+ */
+export const neighboursCodec = {
+  encode: encodeNeighbours as (m: Neighbours) => Uint8Array,
+  decode: decodeNeighbours,
+};
