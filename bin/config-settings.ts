@@ -117,6 +117,13 @@ export const SETTINGS = {
     min: 1,
     help: "reco start with SERVE_PROCESS=1: longest wait for a blended answer from the ingest process before the design ranking of the replicas answers",
   },
+  serveBlendMaxAgeMs: {
+    env: "SERVE_BLEND_MAX_AGE_MS",
+    kind: "ms",
+    default: "5000",
+    min: 0,
+    help: "reco start with SERVE_PROCESS=1: a blended answer kept from the ingest process is served at once (its age as staleness, refreshed behind) while no older than this; 0: never kept",
+  },
   partitions: {
     env: "PARTITIONS",
     kind: "int",

@@ -66,6 +66,8 @@ export interface AppConfig {
   ingestNice: number;
   /** SERVE_BLEND_WAIT_MS: see bin/pipeline/split-backend.ts. */
   serveBlendWaitMs: number;
+  /** SERVE_BLEND_MAX_AGE_MS: see bin/pipeline/split-backend.ts. */
+  serveBlendMaxAgeMs: number;
   /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
   natsTlsCa?: string;
   /** Client certificate and key (PEM) for NATS mutual TLS. */
@@ -203,6 +205,7 @@ export function loadConfig(
     serveProcess: str("serveProcess") === "1",
     ingestNice: num("ingestNice"),
     serveBlendWaitMs: num("serveBlendWaitMs"),
+    serveBlendMaxAgeMs: num("serveBlendMaxAgeMs"),
     pipeline,
   };
   for (const k of OPTIONAL_STRINGS) {

@@ -136,6 +136,9 @@ export async function startServingApp(
       forward: cfg.pipeline.ranker === "blend" || (cfg.pipeline.arms?.length ?? 0) > 0,
       waitMs: cfg.serveBlendWaitMs,
       maxInFlight: 256,
+      keptAnswers: 32_768,
+      keptMaxAgeMs: cfg.serveBlendMaxAgeMs,
+      maxRefreshes: 16,
       registry: metrics.registry,
     });
     ready = () => backend.isReady();

@@ -1,6 +1,7 @@
 import { Counter, type Registry } from "prom-client";
 import {
   BackendUnavailableError,
+  hasOptions,
   type RecentEvent,
   type RecoBackend,
   type Recommendations,
@@ -26,6 +27,15 @@ export interface SplitBackendOptions {
   waitMs: number;
   /** Questions in flight to the ingest process at most; beyond that, the replica answers. */
   maxInFlight: number;
+  /**
+   * Blended answers kept (per user and n, requests without options): served at once while no
+   * older than `keptMaxAgeMs`, each with its age as staleness, and refreshed in the background.
+   */
+  keptAnswers: number;
+  keptMaxAgeMs: number;
+  /** Background refreshes in flight at most: the ingest process's work for them is bounded. */
+  maxRefreshes: number;
+  now?: () => number;
   registry?: Registry;
 }
 
@@ -37,26 +47,67 @@ export interface SplitBackendOptions {
  * replica's staleness as a gateway's does.
  *
  * The blend (RANKER=blend, the default) reads the source stages' state, which lives only in the
- * ingest process: each blended request is forwarded there over the IPC channel and served as it
- * answers (the same answer as `reco start` in one process gives). When the ingest process does not
- * answer within `waitMs` (busy, restarting, or too many questions already in flight), the request
- * is served the design ranking from the replica instead: its items say so by their sources
- * (PERSONALIZED / POPULAR_FALLBACK instead of HISTORY, SIMILAR_ITEMS, ...) and
- * `reco_serving_answers_total{from="replica_fallback"}` counts them. Similar items without an
+ * ingest process: a blended request is forwarded there over the IPC channel and served as it
+ * answers (the same answer as `reco start` in one process gives), and that answer is kept. A user
+ * asked again is served the kept answer at once while it is at most `keptMaxAgeMs` old, its age
+ * reported as `stalenessMs` (as a gateway reports its replica's), and a refresh is asked for
+ * behind it (one per answer, `maxRefreshes` at most in all, so a busy ingest process is not
+ * flooded): serving never waits for ingest for a user it has answered lately. When the ingest
+ * process does not answer a request without a young kept answer within `waitMs` (busy,
+ * restarting, or too many questions already in flight), the design ranking from the replica
+ * answers instead: its items say so by their sources (PERSONALIZED / POPULAR_FALLBACK instead of
+ * HISTORY, SIMILAR_ITEMS, ...) and `reco_serving_answers_total{from="replica_fallback"}` counts
+ * them. Similar items without an
  * answer fall back to the same-category stand-in (its `basis` says so); recent events have no
  * stand-in (UNAVAILABLE).
  */
 export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
+  const now = o.now ?? Date.now;
   const counter = new Counter({
     name: "reco_serving_answers_total",
-    help: "Answers of the serving process (SERVE_PROCESS=1) by where they came from: ingest (forwarded to the ingest process: the blend), replica (the replicas in the serving process: RANKER=design), replica_fallback (the ingest process did not answer in time: the replica's design ranking instead)",
+    help: "Answers of the serving process (SERVE_PROCESS=1) by where they came from: ingest (forwarded to the ingest process: the blend), replica (the replicas in the serving process: RANKER=design), kept (the ingest process's blended answer kept from an earlier request, at most SERVE_BLEND_MAX_AGE_MS old), replica_fallback (the ingest process did not answer in time: the replica's design ranking instead); from=refresh counts the background refreshes of kept answers asked of the ingest process",
     labelNames: ["method", "from"] as const,
     registers: o.registry ? [o.registry] : [],
   });
   const counts = {
     ingest: counter.labels("recommend", "ingest"),
+    kept: counter.labels("recommend", "kept"),
     replica: counter.labels("recommend", "replica"),
     fallback: counter.labels("recommend", "replica_fallback"),
+    refreshes: counter.labels("recommend", "refresh"),
+  };
+  /** The ingest process's last blended answer per user and n, with when it came. */
+  const kept = new Map<string, { answer: Recommendations; at: number; refreshing: boolean }>();
+  let refreshing = 0;
+  const keep = (key: string, answer: Recommendations) => {
+    kept.delete(key); // re-inserted last: the oldest entries go first
+    if (kept.size >= o.keptAnswers) kept.delete(kept.keys().next().value!);
+    kept.set(key, { answer, at: now(), refreshing: false });
+  };
+  /** A kept answer young enough to serve (and a refresh started), or undefined. */
+  const fromKept = (userId: string, n: number): Recommendations | undefined => {
+    const key = `${userId}\n${n}`;
+    const k = o.keptMaxAgeMs > 0 ? kept.get(key) : undefined;
+    if (!k) return undefined;
+    const age = now() - k.at;
+    if (age > o.keptMaxAgeMs) return undefined;
+    if (!k.refreshing && refreshing < o.maxRefreshes) {
+      k.refreshing = true;
+      refreshing++;
+      counts.refreshes.inc();
+      void o.ask("recommend", [userId, n], o.keptMaxAgeMs).then(
+        (answer) => {
+          refreshing--;
+          keep(key, answer as Recommendations);
+        },
+        () => {
+          refreshing--;
+          k.refreshing = false;
+        },
+      );
+    }
+    counts.kept.inc();
+    return age > 0 ? { ...k.answer, stalenessMs: age } : k.answer;
   };
   let inFlight = 0;
   const ask = async <T>(op: string, args: unknown[]): Promise<T | undefined> => {
@@ -80,7 +131,7 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
   return {
     isReady: () => o.replica.isReady(),
     recommendNow(userId, n, options) {
-      if (o.forward) return undefined;
+      if (o.forward) return hasOptions(options) ? undefined : fromKept(userId, n);
       const answer = replicaAnswer(userId, n, options);
       counts.replica.inc();
       return answer;
@@ -90,9 +141,15 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
         counts.replica.inc();
         return replicaAnswer(userId, n, options);
       }
+      const withOptions = hasOptions(options);
+      if (!withOptions) {
+        const k = fromKept(userId, n);
+        if (k) return k;
+      }
       const blended = await ask<Recommendations>("recommend", [userId, n, options]);
       if (blended) {
         counts.ingest.inc();
+        if (!withOptions) keep(`${userId}\n${n}`, blended);
         return blended;
       }
       if (signal.aborted) throw new BackendUnavailableError("the request was cancelled");
