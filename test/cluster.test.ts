@@ -190,7 +190,9 @@ describe("scale-out on a 3-node NATS cluster", () => {
       });
       cleanups.add(() => nc.close());
       // Wait for the JetStream meta leader, then create the input stream with three replicas.
-      const until = Date.now() + 30_000;
+      // ("no suitable peers for placement" until all three know each other: 30 s was too short
+      // once at load 16.)
+      const until = Date.now() + 90_000;
       for (;;) {
         try {
           await ensureEventsStream(await nc.jetstreamManager(), { replicas: 3 });
