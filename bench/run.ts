@@ -899,6 +899,23 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           misses: sum(m, "reco_recommender", { name: "memo_misses" }),
         };
       };
+      /** Snapshot writes of the app so far, by stage: keys written and snapshots taken. */
+      const snapshotWrites = async () => {
+        const m = await scrape(app.metricsPort);
+        const by = new Map<string, { keys: number; writes: number }>();
+        for (const x of m) {
+          const stage = x.labels.stage;
+          if (stage === undefined) continue;
+          const isKeys = x.name === "reco_stage_snapshot_keys_total";
+          if (!isKeys && x.name !== "reco_stage_snapshot_seconds_count") continue;
+          const e = by.get(stage) ?? { keys: 0, writes: 0 };
+          if (isKeys) e.keys += x.value;
+          else e.writes += x.value;
+          by.set(stage, e);
+        }
+        return by;
+      };
+      const snaps0 = await snapshotWrites();
       const memo0 = await memoCounts();
       let memo1 = memo0;
       const ok0 = await grpcOk();
@@ -937,6 +954,16 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       }
 
       memo1 = await memoCounts();
+      // What the idle app still wrote during the rounds (each snapshot's batch is prepared on
+      // the event loop that serves).
+      const snaps1 = await snapshotWrites();
+      const idleWrites = [...snaps1]
+        .map(([stage, e]) => {
+          const b = snaps0.get(stage) ?? { keys: 0, writes: 0 };
+          return { stage, keys: e.keys - b.keys, writes: e.writes - b.writes };
+        })
+        .filter((x) => x.keys > 0)
+        .sort((a, b) => b.keys - a.keys);
       // 4b: the same calls while the app ingests a steady load (from a separate process).
       let underLoad: { achieved: number; backlog: number; skipped: number } | undefined;
       /**
@@ -1098,14 +1125,24 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           const x = res[k]![i]!;
           return (
             `${k.split("-")[0]} ${fmtMs(x.p99Ms)} (${fmtMs(x.loopP99Ms)}; ` +
-            `${fmtInt(x.gc.count)} GC, ${fmtInt(x.gc.minor)} minor, max ${fmtMs(x.gc.maxMs)}; ` +
+            `${fmtInt(x.gc.count)} GC, ${fmtInt(x.gc.minor)} minor, ${fmtMs(x.gc.totalMs)} in all, ` +
+            `max ${fmtMs(x.gc.maxMs)}; ` +
             `${fmtMs(x.clientLoopP99Ms)})`
           );
         };
         notes.push(
+          `Step 4: snapshot keys the app wrote during the rounds (idle: no events), by stage: ` +
+            (idleWrites.length === 0
+              ? "none"
+              : idleWrites
+                  .map((x) => `${x.stage} ${fmtInt(x.keys)} in ${fmtInt(x.writes)} snapshots`)
+                  .join(", ")) +
+            ".",
+        );
+        notes.push(
           `Step 4 at -m 4, each round: latency p99 ms (the server's event-loop delay p99; its ` +
             `garbage collections during the run (perf_hooks), how many were young-generation ` +
-            `scavenges and the longest pause; the generator's event-loop delay p99): ` +
+            `scavenges, their pauses in all and the longest; the generator's event-loop delay p99): ` +
             res["app-4"]!.map(
               (_, i) => `round ${i + 1}: ${at("echo-4", i)}, ${at("app-4", i)}`,
             ).join("; ") +
