@@ -46,6 +46,7 @@ import {
 } from "../../actors/backend.js";
 import { InvalidArgumentError } from "./errors.js";
 import { explain } from "../http/api-views.js";
+import { encodeRecommendationsResponse, keepItemBytes } from "./response-bytes.js";
 
 /**
  * The wire side of `reco.v1.RecommendationService`: the grpc-js service definition over the
@@ -60,19 +61,25 @@ export const SERVICE_NAME = RecommendationService.typeName;
  * proto method names (as @grpc/proto-loader would produce), `originalName` the camelCase ones.
  */
 export const recoServiceDefinition = {
-  GetRecommendations: methodDefinition(RecommendationService.method.getRecommendations),
+  GetRecommendations: methodDefinition(
+    RecommendationService.method.getRecommendations,
+    encodeRecommendationsResponse,
+  ),
   StreamTrending: methodDefinition(RecommendationService.method.streamTrending),
   GetSimilarItems: methodDefinition(RecommendationService.method.getSimilarItems),
   GetTrending: methodDefinition(RecommendationService.method.getTrending),
 } satisfies ServiceDefinition;
 
-function methodDefinition<I extends DescMessage, O extends DescMessage>(method: {
-  name: string;
-  localName: string;
-  methodKind: string;
-  input: I;
-  output: O;
-}): MethodDefinition<MessageShape<I>, MessageShape<O>> {
+function methodDefinition<I extends DescMessage, O extends DescMessage>(
+  method: {
+    name: string;
+    localName: string;
+    methodKind: string;
+    input: I;
+    output: O;
+  },
+  encode?: (msg: MessageShape<O>) => Uint8Array,
+): MethodDefinition<MessageShape<I>, MessageShape<O>> {
   const { input, output } = method;
   return {
     path: `/${SERVICE_NAME}/${method.name}`,
@@ -91,7 +98,9 @@ function methodDefinition<I extends DescMessage, O extends DescMessage>(method: 
         return Object.assign(create(input), { [MALFORMED]: reason });
       }
     },
-    responseSerialize: (msg) => toBuffer(toBinary(output, msg)),
+    responseSerialize: encode
+      ? (msg) => toBuffer(encode(msg))
+      : (msg) => toBuffer(toBinary(output, msg)),
     responseDeserialize: (bytes) => fromBinary(output, bytes),
     originalName: method.localName,
   };
@@ -252,9 +261,39 @@ export function toUint64(value: number): bigint {
  * the in-process app under h2load); the types below still make a new proto field a compile error.
  */
 export function toRecommendationsResponse(recs: Recommendations): GetRecommendationsResponse {
-  const items: RecommendedItem[] = new Array<RecommendedItem>(recs.items.length);
-  for (let i = 0; i < recs.items.length; i++) {
-    const item = recs.items[i]!;
+  return {
+    $typeName: "reco.v1.GetRecommendationsResponse",
+    userId: recs.userId,
+    items: convertedItems(recs.items),
+    topCategories: toCategoryInterests(recs.topCategories),
+    watermark: recs.watermark === null ? undefined : toTimestamp(recs.watermark),
+    statusMessage: recs.statusMessage,
+    stalenessMs: toUint64(
+      Number.isFinite(recs.stalenessMs ?? 0) ? Math.round(recs.stalenessMs ?? 0) : 0,
+    ),
+    arm: recs.arm ?? "",
+  };
+}
+
+/**
+ * The proto items of an answer's items, built once per items array: a memoised answer is served
+ * with the same array again and again (answers are never changed once made), and its proto items
+ * then keep their encoded bytes too (response-bytes.ts).
+ */
+const protoItems = new WeakMap<Recommendations["items"], RecommendedItem[]>();
+function convertedItems(from: Recommendations["items"]): RecommendedItem[] {
+  const kept = protoItems.get(from);
+  if (kept !== undefined) return kept;
+  const items = toRecommendedItems(from);
+  protoItems.set(from, items);
+  keepItemBytes(items);
+  return items;
+}
+
+function toRecommendedItems(from: Recommendations["items"]): RecommendedItem[] {
+  const items: RecommendedItem[] = new Array<RecommendedItem>(from.length);
+  for (let i = 0; i < from.length; i++) {
+    const item = from[i]!;
     items[i] = {
       $typeName: "reco.v1.RecommendedItem",
       itemId: item.itemId,
@@ -269,27 +308,20 @@ export function toRecommendationsResponse(recs: Recommendations): GetRecommendat
       explanation: explain(item),
     };
   }
-  const topCategories: CategoryInterest[] = new Array<CategoryInterest>(recs.topCategories.length);
-  for (let i = 0; i < recs.topCategories.length; i++) {
-    const c = recs.topCategories[i]!;
+  return items;
+}
+
+function toCategoryInterests(from: Recommendations["topCategories"]): CategoryInterest[] {
+  const topCategories: CategoryInterest[] = new Array<CategoryInterest>(from.length);
+  for (let i = 0; i < from.length; i++) {
+    const c = from[i]!;
     topCategories[i] = {
       $typeName: "reco.v1.CategoryInterest",
       category: c.category,
       interest: toUint64(c.interest),
     };
   }
-  return {
-    $typeName: "reco.v1.GetRecommendationsResponse",
-    userId: recs.userId,
-    items,
-    topCategories,
-    watermark: recs.watermark === null ? undefined : toTimestamp(recs.watermark),
-    statusMessage: recs.statusMessage,
-    stalenessMs: toUint64(
-      Number.isFinite(recs.stalenessMs ?? 0) ? Math.round(recs.stalenessMs ?? 0) : 0,
-    ),
-    arm: recs.arm ?? "",
-  };
+  return topCategories;
 }
 
 /** `timestampFromMs` as a plain message shape (that one goes through `create()`). */
