@@ -59,6 +59,8 @@ export interface ColdIndex {
   adopt(buf: Buffer, start: number, end: number, onKey?: (k: string) => void): number;
   /** Every live key (decoded from its bytes) with its value's location. */
   entries(): IterableIterator<[string, ColdValue]>;
+  /** Every live key (a load's scan of a map reads no value object). */
+  keys(): IterableIterator<string>;
   /**
    * Copies the live records into new buffers of at most `perChunk` records each, which replace
    * every buffer held (garbage from superseded values goes). Each buffer starts with
@@ -89,6 +91,13 @@ export function createColdIndex(): ColdIndex {
   let held = 0;
   let liveTotal = 0;
   const free: number[] = [];
+  /**
+   * The key keys() yielded last and its location: a scan that reads each key's value right
+   * after (popularity-join's look for empty profiles at load) finds it without a lookup. Any
+   * change clears it.
+   */
+  let cursorKey: string | undefined;
+  let cursorLoc = 0;
 
   const keyLen = (b: Buffer, off: number) => b[off]! | (b[off + 1]! << 8);
   const sameKey = (k: string, b: Buffer, off: number): boolean => {
@@ -146,6 +155,7 @@ export function createColdIndex(): ColdIndex {
   };
 
   const rehash = (min: number) => {
+    cursorKey = undefined;
     let n = 16;
     while (n * 0.5 < min) n *= 2;
     const oh = hashes;
@@ -182,6 +192,7 @@ export function createColdIndex(): ColdIndex {
     return { tag: buf[v]!, buf, start: v + 5, end: v + 5 + len };
   };
   const removeSlot = (i: number) => {
+    cursorKey = undefined;
     release(locs[i]!);
     locs[i] = TOMB;
     count--;
@@ -194,6 +205,7 @@ export function createColdIndex(): ColdIndex {
     has: (k) => count > 0 && find(k, hashString(k)) >= 0,
     get(k) {
       if (count === 0) return undefined;
+      if (k === cursorKey) return valueAt(cursorLoc);
       const i = find(k, hashString(k));
       return i < 0 ? undefined : valueAt(locs[i]!);
     },
@@ -216,6 +228,7 @@ export function createColdIndex(): ColdIndex {
         start = 0;
         end = buf.length;
       }
+      cursorKey = undefined;
       const bi = addBuf(buf, end - start);
       let n = 0;
       for (let off = start; off < end;) {
@@ -272,7 +285,24 @@ export function createColdIndex(): ColdIndex {
         } else yield [k, valueAt(loc)];
       }
     },
+    *keys() {
+      const ls = locs;
+      for (let x = 0; x < ls.length; x++) {
+        const loc = ls[x]!;
+        if (loc < 0) continue;
+        const buf = bufs[Math.floor(loc / TWO32)];
+        if (!buf) continue;
+        const off = loc % TWO32;
+        const k = buf.toString("utf8", off + 2, off + 2 + keyLen(buf, off));
+        if (ls === locs) {
+          cursorKey = k;
+          cursorLoc = loc;
+          yield k;
+        } else if (index.has(k)) yield k;
+      }
+    },
     compact(perChunk, headerBytes) {
+      cursorKey = undefined;
       const out: { buf: Buffer; count: number }[] = [];
       const slots: number[] = [];
       let bytes = 0;

@@ -287,7 +287,7 @@ export function createStageState(): StageStateInternal {
         // key into `data`, which must not hide it.
         const hot = new Set(m.keys());
         for (const k of hot) if (m.has(k)) yield k;
-        for (const [k] of cold.entries()) if (!hot.has(k)) yield k;
+        for (const k of cold.keys()) if (!hot.has(k)) yield k;
       };
       return {
         get,

@@ -193,3 +193,48 @@ describe("cold keys' memory", () => {
     expect(m.size).toBe(501);
   });
 });
+
+describe("a scan of cold keys", () => {
+  it("reads each key's value as it goes, deleting and writing some, and sees every key once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
+    const db = await openStateDb(dir);
+    try {
+      const store = db.instance("s", 0);
+      const state = await store.load();
+      const t = state.map<{ n: number }>("t", { text: true });
+      for (let i = 0; i < 3000; i++) t.set(`u${i}`, { n: i });
+      await store.write(state);
+      // One store per instance, as the host has: it knows the deltas on disk from its load.
+      const store2 = db.instance("s", 0);
+      const loaded = await store2.load();
+      const m = loaded.map<{ n: number }>("t", { text: true });
+      const seen = new Set<string>();
+      for (const k of m.keys()) {
+        expect(seen.has(k)).toBe(false);
+        seen.add(k);
+        const n = Number(k.slice(1));
+        expect(m.peekText?.(k)).toBe(JSON.stringify({ n }));
+        if (n % 3 === 0) {
+          m.delete(k);
+          expect(m.get(k)).toBeUndefined();
+          expect(m.peekText?.(k)).toBeUndefined();
+        } else if (n % 3 === 1) {
+          m.set(`new${n}`, { n: -n }); // a new key during the scan
+          expect(m.get(k)).toEqual({ n });
+        }
+      }
+      expect(seen.size).toBeGreaterThanOrEqual(3000);
+      for (let i = 0; i < 3000; i++) expect(seen.has(`u${i}`)).toBe(true);
+      expect(m.size).toBe(3000 - 1000 + 1000);
+      await store2.write(loaded);
+      const again = (await db.instance("s", 0).load()).map<{ n: number }>("t", { text: true });
+      expect(again.get("u3")).toBeUndefined();
+      expect(again.get("u4")).toEqual({ n: 4 });
+      expect(again.get("new4")).toEqual({ n: -4 });
+      expect(again.size).toBe(3000);
+    } finally {
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
