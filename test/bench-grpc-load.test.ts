@@ -85,6 +85,21 @@ describe("bench grpc-load", () => {
       expect(r.p99Ms).toBeGreaterThan(0);
     });
 
+  it("raw: runs for a duration (step 4b), every call it counts answered", async () => {
+    asked.length = 0;
+    const r = await runGrpcLoad({
+      url: `http://127.0.0.1:${port}/reco.v1.RecommendationService/GetRecommendations`,
+      bodiesFile: join(dir, "bodies.bin"),
+      streams: 64,
+      durationS: 0.3,
+    });
+    expect(r.requests).toBeGreaterThan(100);
+    expect(r.ok + (r.codes[-2] ?? 0)).toBe(r.requests);
+    expect(r.codes[-1]).toBeUndefined();
+    // Every call started was finished before it returned: the server saw exactly these.
+    expect(asked.length).toBe(r.requests);
+  });
+
   it("raw: a closed server is a transport error, not an answer", async () => {
     const s = new Server();
     s.addService(recoServiceDefinition, {
