@@ -3,6 +3,7 @@ import { pino } from "pino";
 import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
 import { startApp, startGatewayApp } from "./app.js";
 import { startServingApp } from "./serve-app.js";
+import { appPidForFaults } from "./test-faults.js";
 import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
 
 export type Role = "start" | "worker" | "gateway";
@@ -56,6 +57,7 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     }
     throw err;
   }
+  appPidForFaults(process.env);
   const log = pino({ level: cfg.logLevel });
   log.debug({ config: redactConfig(cfg) }, "configuration");
   // Escalation means a stage keeps crashing: exit non-zero and let the outer supervisor
