@@ -84,8 +84,10 @@ export interface SimilarItemsSource {
   /** Items with neighbours. */
   readonly items: number;
   /**
-   * Lets go of the neighbour lists `add` holds on to between events (a stage calls it after each
-   * batch, so that lists unwritten since can go back to their stored form at the next snapshot).
+   * Lets go of the neighbour lists `add` changed since the last flush. `add` sets a list in the
+   * store (marks it changed) when it first changes it after a flush, not at every pair: a store
+   * that snapshots changed keys must see a flush before each snapshot (a stage flushes after each
+   * batch; snapshots are taken between batches).
    */
   flush(): void;
 }
@@ -111,9 +113,9 @@ export function createCovisit(
   const edgesOf = (item: string): ItemEdges | undefined => live(edges.get(item));
   /**
    * The lists `add` changed since the last flush, by item number, and those numbers: read from
-   * `edges` once, then from here (the per-pair read was a string-keyed lookup through the state
-   * map, and a conversion after each snapshot). Only `add` writes `edges`, and every change is set
-   * there too, so a held list is always the stored one's content.
+   * `edges` and set there once, then changed in place from here (a read and a set per pair were
+   * three string-keyed lookups through the state map, and a conversion after each snapshot).
+   * Only `add` writes `edges`, so a held list is always the stored one.
    */
   const held: (ItemEdges | undefined)[] = [];
   const heldIds: number[] = [];
@@ -130,6 +132,7 @@ export function createCovisit(
       m = edgesOf(name) ?? new ItemEdges(ids);
       held[x] = m;
       heldIds.push(x);
+      edges.set(name, m); // changed in place until the flush
     }
     return m;
   };
@@ -248,35 +251,33 @@ export function createCovisit(
       mass.set(e.i, own ?? [w, e.ts]);
       const list = recent.get(e.u) ?? [];
       const sess = e.sess ?? null;
-      // The item's own neighbours and number, once per event.
+      // The item's number, and its id as the one string object `ids` holds for it: the recent
+      // lists keep that object, so looking up their items' numbers finds the very key (no
+      // comparison of characters) while a list stays in memory.
+      const me = ids.idOf(e.i);
+      const item = names[me]!;
+      // The item's own neighbours, once per event.
       let mine: ItemEdges | undefined;
-      let me = -1;
       // Where the item itself is in the list (it is there at most once).
       let at0 = -1;
       // Each recent item pairs once per event (its latest touch), not once per earlier touch.
       for (let x = 0; x < list.length; x++) {
         const r = list[x]!;
         const other = r[0];
-        if (other === e.i) {
+        if (other === item) {
           at0 = x;
           continue;
         }
         const together = (r[3] !== null && r[3] === sess) || Math.abs(e.ts - r[1]) <= windowMs;
         if (!together) continue;
         const pw = Math.max(w, r[2]);
-        if (!mine) {
-          me = ids.idOf(e.i);
-          mine = changing(me, e.i);
-          edges.set(e.i, mine); // changed in place below
-        }
+        mine ??= changing(me, item);
         const ox = ids.idOf(other);
         link(mine, ox, pw, e.ts);
-        const theirs = changing(ox, other);
-        link(theirs, me, pw, e.ts);
-        edges.set(other, theirs);
+        link(changing(ox, other), me, pw, e.ts);
       }
       if (at0 >= 0) list.splice(at0, 1);
-      list.push([e.i, e.ts, w, e.sess ?? null]);
+      list.push([item, e.ts, w, sess]);
       if (list.length > recentCap) list.shift();
       recent.set(e.u, list);
     },
