@@ -16,7 +16,11 @@ export interface ProfileReplica {
   readonly size: number;
 }
 
-export function createProfileReplica(now: () => number = Date.now): ProfileReplica & {
+export function createProfileReplica(
+  now: () => number = Date.now,
+  /** Called with the user of every profile applied (a split `reco start`'s kept answers). */
+  onChange?: (user: string) => void,
+): ProfileReplica & {
   /**
    * Takes a user's profile from a hop covering input positions up to `upTo` (its partition's
    * interest-ranking input). A profile from a hop at or below the one the user's current
@@ -50,6 +54,7 @@ export function createProfileReplica(now: () => number = Date.now): ProfileRepli
       }
       if (p.top.length === 0 && p.pur.length === 0) profiles.delete(p.u);
       else profiles.set(p.u, p);
+      onChange?.(p.u);
     },
     noteCaughtUp(pending) {
       pendingNow = pending;

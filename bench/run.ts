@@ -48,6 +48,8 @@ import { startLoad } from "./load.js";
 import { traceProbeHops } from "./hop-trace.js";
 import { spawnGrpcLoad } from "./grpc-load.js";
 import { waitAppQuiet } from "./quiet.js";
+import { startSplitServing, type SplitServing } from "./serve-split.js";
+import type { JsonMetrics } from "../bin/parse-process.js";
 import { APP_FROM_SOURCES } from "./app-process.js";
 import {
   fmtInt,
@@ -285,6 +287,65 @@ function watchStageFailures(app: App): { id: string; why: string }[] {
 function describeFailures(list: { id: string; why: string }[], first = 3): string {
   const shown = list.slice(0, first).map((f) => `${f.id}: ${f.why}`);
   return `${list.length}${shown.length ? ` (${shown.join("; ")}${list.length > first ? "; ..." : ""})` : ""}`;
+}
+
+/**
+ * BENCH_SERVE_PROCESS=1: steps 4 and 4b measure the app as `reco start` runs it by default
+ * (SERVE_PROCESS=1): this process serves, the stages run in its child at INGEST_NICE
+ * (bench/serve-split.ts). Default 0: the one-process app, as before.
+ */
+const SERVE_SPLIT = env.BENCH_SERVE_PROCESS === "1";
+
+/** What step 4 reads of either app. */
+interface ServedApp {
+  grpcPort: number;
+  metricsPort: number;
+  parseProcess?: { childMetrics(): Promise<JsonMetrics> };
+  parsed(): Promise<number>;
+  stop(): Promise<void>;
+}
+function servedApp(app: App | SplitServing): ServedApp {
+  if ("ingest" in app)
+    return {
+      grpcPort: app.grpcPort,
+      metricsPort: app.metricsPort,
+      parseProcess: app.ingest,
+      parsed: () => app.parsed(),
+      stop: () => app.stop(),
+    };
+  return {
+    grpcPort: app.grpcPort,
+    metricsPort: app.metricsPort,
+    ...(app.parseProcess ? { parseProcess: app.parseProcess } : {}),
+    parsed: async () => parsePosition(app),
+    stop: () => app.stop(),
+  };
+}
+
+/** As `ingest`, with the split app (BENCH_SERVE_PROCESS=1); its stage failures are not watched. */
+async function ingestSplit(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
+  const nc = await connect(nats);
+  await ensureEventsStream(await nc.jetstreamManager());
+  await publishAll(nc, msgs);
+  const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state.last_seq;
+  await nc.close();
+  const appLog = env.BENCH_APP_LOG
+    ? pino({ level: "warn" }, pino.destination(env.BENCH_APP_LOG))
+    : pino({ level: "silent" });
+  // The serving settings as the environment gives them (`reco start` reads them so).
+  const extra: Record<string, string> = {};
+  for (const k of ["SERVE_BLEND_WAIT_MS", "SERVE_BLEND_MAX_AGE_MS", "INGEST_NICE", "RANKER"])
+    if (env[k] !== undefined) extra[k] = env[k]!;
+  const started = await startSplitServing(
+    appConfig(nats, join(dir, "app"), extra),
+    appLog,
+    lastSeq,
+    {
+      settleMs: SETTLE_MS,
+      timeoutMs: INGEST_TIMEOUT_MS,
+    },
+  );
+  return { ...started, stageFailures: [] as { id: string; why: string }[] };
 }
 
 /** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
@@ -735,9 +796,14 @@ function userOf(data: Uint8Array): string {
 
 async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
   await withFreshNats("serve", async (nats, dir) => {
-    log(`4. serving: ingesting ${fmtInt(msgs.length)} events first`);
-    const r = await ingest(nats, dir, msgs);
-    const app = r.app;
+    log(
+      `4. serving: ingesting ${fmtInt(msgs.length)} events first` +
+        (SERVE_SPLIT
+          ? " (BENCH_SERVE_PROCESS=1: serving here, the stages in a child at nice)"
+          : ""),
+    );
+    const r = SERVE_SPLIT ? await ingestSplit(nats, dir, msgs) : await ingest(nats, dir, msgs);
+    const app = servedApp(r.app);
     const tmp = await mkdtemp(join(tmpdir(), "reco-bench-h2-"));
     const appClient = createRecoClient(`127.0.0.1:${app.grpcPort}`);
     let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
@@ -918,6 +984,13 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       const snaps0 = await snapshotWrites();
       const memo0 = await memoCounts();
       let memo1 = memo0;
+      /** BENCH_SERVE_PROCESS=1: where the serving process's answers came from (split-backend.ts). */
+      const answerSources = async () => {
+        const m = await scrape(app.metricsPort);
+        const froms = ["ingest", "kept", "replica", "replica_fallback", "refresh"];
+        return froms.map((from) => sum(m, "reco_serving_answers_total", { from }));
+      };
+      let sources1 = await answerSources();
       const ok0 = await grpcOk();
       const all0 = await grpcAll();
       const res: Record<string, Served[]> = {
@@ -964,6 +1037,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         })
         .filter((x) => x.keys > 0)
         .sort((a, b) => b.keys - a.keys);
+      sources1 = await answerSources();
       // 4b: the same calls while the app ingests a steady load (from a separate process).
       let underLoad: { achieved: number; backlog: number; skipped: number } | undefined;
       /**
@@ -972,6 +1046,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
        */
       const parseLoop = async () => {
         const ms = (await app.parseProcess?.childMetrics()) ?? [];
+        // BENCH_SERVE_PROCESS=1: the ingest child's gauges, averaged with its parse child's.
         // prom-client's lag gauges include its 10 ms sampling interval (bench/loop-delay.ts).
         const v = (name: string) =>
           delayMs(
@@ -1006,7 +1081,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state
             .last_seq;
           await nc.close();
-          const parsed = parsePosition(app);
+          const parsed = await app.parsed();
           underLoad = {
             achieved: ls.rate,
             backlog: Math.max(0, lastSeq - parsed),
@@ -1021,6 +1096,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         }
       }
       const memo2 = await memoCounts();
+      const sources2 = await answerSources();
+      const [fromIngest, fromKept, fromReplica, fromFallback, refreshes] = sources2.map(
+        (v, i) => v - sources1[i]!,
+      );
       const memoNote = (a: typeof memo0, b: typeof memo0) =>
         `${fmtInt(b.hits - a.hits)} answered from the blend memo, ${fmtInt(b.misses - a.misses)} computed`;
       const okDelta = (await grpcOk()) - ok0;
@@ -1185,7 +1264,13 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           `(the source stages caught up, the idle ALS training done: bench/quiet.ts)` +
           `${quiet.quiet ? "" : ` and went on after ${fmtInt(QUIET_MAX_MS / 1000)} s with it still busy (CPU ${fmtInt(quiet.cpuShare * 100)}% of a core, model at ${fmtInt(quiet.modelAt)} of ${fmtInt(quiet.fed)} events)`}. Blended answers ` +
           `after the warm-up (reco_recommender memo_hits / memo_misses): ${memoNote(memo0, memo1)}` +
-          `${underLoad ? `; during 4b ${memoNote(memo1, memo2)}` : ""}.`,
+          `${underLoad ? `; during 4b ${memoNote(memo1, memo2)}` : ""}.` +
+          (SERVE_SPLIT && underLoad
+            ? ` BENCH_SERVE_PROCESS=1: during 4b the serving process answered ${fmtInt(fromIngest!)} ` +
+              `from the ingest process, ${fmtInt(fromKept!)} from answers it kept (refreshes asked: ` +
+              `${fmtInt(refreshes!)}), ${fmtInt(fromReplica!)} from its replicas and ` +
+              `${fmtInt(fromFallback!)} with the replicas' design ranking after SERVE_BLEND_WAIT_MS.`
+            : ""),
       );
       if (underLoad) {
         const a = "app-64-load";
@@ -1218,7 +1303,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           figure: "  event-loop delay p99 / max of the other processes, during ingest",
           value:
             (app.parseProcess
-              ? `parse ${parseMed((x) => x.p99)} / ${parseMed((x) => x.max)} ms; `
+              ? `${SERVE_SPLIT ? "ingest + parse (mean of the two)" : "parse"} ${parseMed((x) => x.p99)} / ${parseMed((x) => x.max)} ms; `
               : "parse in the app's process; ") +
             `publisher ${fmtMs(publisherLoop.p99)} / ${fmtMs(publisherLoop.max)} ms; ` +
             `load generator ${fmtMs(med(a, (x) => x.clientLoopP99Ms))} / ${fmtMs(med(a, (x) => x.clientLoopMaxMs))} ms`,

@@ -120,9 +120,9 @@ export const SETTINGS = {
   serveBlendMaxAgeMs: {
     env: "SERVE_BLEND_MAX_AGE_MS",
     kind: "ms",
-    default: "5000",
+    default: "60000",
     min: 0,
-    help: "reco start with SERVE_PROCESS=1: a blended answer kept from the ingest process is served at once (its age as staleness, refreshed behind) while no older than this; 0: never kept",
+    help: "reco start with SERVE_PROCESS=1: a blended answer kept from the ingest process is served at once (its age as staleness, refreshed behind) while no older than this and the user's profile has not moved since; 0: never kept",
   },
   partitions: {
     env: "PARTITIONS",

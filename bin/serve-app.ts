@@ -90,10 +90,14 @@ export async function startServingApp(
       await ensureEventsStream(jsm, topology);
       await ensureTopology(nc, jsm, topology);
     });
+    // A user's profile moving in the replica (their events reached the stages) drops the
+    // blended answers kept for them (bin/pipeline/split-backend.ts).
+    let userChanged = (_user: string) => undefined as void;
     const gateway = await startGateway(
       nc,
       { ...cfg.pipeline, maxStalenessMs: roleConfig.maxStalenessMs },
       (obj, msg) => log.warn(obj, msg),
+      (user) => userChanged(user),
     );
     cleanups.push(() => gateway.stop());
 
@@ -141,6 +145,7 @@ export async function startServingApp(
       maxRefreshes: 16,
       registry: metrics.registry,
     });
+    userChanged = (user) => backend.userChanged(user);
     ready = () => backend.isReady();
     const grpc = await serveGrpc(cfg, backend, metrics, log);
     cleanups.push(() => grpc.stop());

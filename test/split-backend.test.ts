@@ -95,6 +95,30 @@ describe("the split backend's kept blended answers", () => {
     // The ingest process does not answer within waitMs: the replica's design ranking.
     expect(tags(await t.backend.getRecommendations("u1", 10, signal))).toEqual(["design"]);
     expect(await t.count("replica_fallback")).toBe(1);
+    // Its answer, when it comes late, is kept: the next request is served it at once.
+    t.pending[1]!.resolve(answer("u1", "blend-late"));
+    await new Promise((r) => setImmediate(r));
+    expect(tags(t.backend.recommendNow!("u1", 10))).toEqual(["blend-late"]);
+    // One question per user and n at a time: a request while one runs waits for that one.
+    t.tick(1_001);
+    const waiting = t.backend.getRecommendations("u1", 10, signal);
+    const also = t.backend.getRecommendations("u1", 10, signal);
+    expect(t.pending).toHaveLength(3);
+    t.pending[2]!.resolve(answer("u1", "blend-3"));
+    expect([tags(await waiting), tags(await also)]).toEqual([["blend-3"], ["blend-3"]]);
+  });
+
+  it("drops a user's kept answers when their profile moves (their own events reached the stages)", async () => {
+    const t = setup();
+    const first = t.backend.getRecommendations("u1", 10, signal);
+    t.pending[0]!.resolve(answer("u1", "blend-1"));
+    await first;
+    const other = t.backend.getRecommendations("u2", 10, signal);
+    t.pending[1]!.resolve(answer("u2", "blend-2"));
+    await other;
+    t.backend.userChanged("u1");
+    expect(t.backend.recommendNow!("u1", 10)).toBeUndefined();
+    expect(tags(t.backend.recommendNow!("u2", 10))).toEqual(["blend-2"]);
   });
 
   it("bounds the refreshes in flight and the answers kept", async () => {

@@ -92,6 +92,8 @@ export async function startGateway(
   nc: NatsConnection,
   cfg: PipelineConfig & { maxStalenessMs: number },
   log?: (obj: object, msg: string) => void,
+  /** Called with the user of every profile the replica applies. */
+  onProfile?: (user: string) => void,
 ): Promise<GatewayProcess> {
   const supervisor = createSupervisor({
     id: "gateway",
@@ -105,7 +107,7 @@ export async function startGateway(
     oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
     oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,
   });
-  const replica = createProfileReplica();
+  const replica = createProfileReplica(Date.now, onProfile);
   supervisor.supervise("popularity-table", () => createPopularityTableActor(nc, table));
   supervisor.supervise("trending-hub", () =>
     createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),

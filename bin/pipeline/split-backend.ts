@@ -61,7 +61,26 @@ export interface SplitBackendOptions {
  * answer fall back to the same-category stand-in (its `basis` says so); recent events have no
  * stand-in (UNAVAILABLE).
  */
-export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
+/** How long a question to the ingest process may take before its answer is given up. */
+const ASK_TIMEOUT_MS = 10_000;
+
+/**
+ * No answer from the ingest process (none runs, it did not answer in time, or it answered
+ * UNAVAILABLE while its stages start): undefined. Any other error it threw stands.
+ */
+function unavailable(err: unknown): undefined {
+  if (err instanceof Error && "errorName" in err && err.errorName !== "BackendUnavailableError")
+    throw new Error(err.message);
+  return undefined;
+}
+
+export function createSplitBackend(o: SplitBackendOptions): RecoBackend & {
+  /**
+   * The user's events changed what the stages hold (their profile moved in the replica): the
+   * answers kept for them are dropped, so their next request asks the ingest process again.
+   */
+  userChanged(user: string): void;
+} {
   const now = o.now ?? Date.now;
   const counter = new Counter({
     name: "reco_serving_answers_total",
@@ -77,12 +96,40 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
     refreshes: counter.labels("recommend", "refresh"),
   };
   /** The ingest process's last blended answer per user and n, with when it came. */
-  const kept = new Map<string, { answer: Recommendations; at: number; refreshing: boolean }>();
+  const kept = new Map<string, { answer: Recommendations; at: number }>();
   let refreshing = 0;
+  /** The n of the answers kept (a handful): what userChanged drops. */
+  const keptNs = new Set<number>();
   const keep = (key: string, answer: Recommendations) => {
     kept.delete(key); // re-inserted last: the oldest entries go first
     if (kept.size >= o.keptAnswers) kept.delete(kept.keys().next().value!);
-    kept.set(key, { answer, at: now(), refreshing: false });
+    kept.set(key, { answer, at: now() });
+  };
+  let inFlight = 0;
+  /**
+   * The ingest process's blended answer for a request without options, asked once per user and n
+   * at a time and kept when it comes, even after the request that asked stopped waiting for it
+   * (the next request then finds it): a busy ingest process's answers are not thrown away.
+   */
+  const fetching = new Map<string, Promise<Recommendations | undefined>>();
+  const fetchKept = (key: string, userId: string, n: number) => {
+    const running = fetching.get(key);
+    if (running) return running;
+    if (inFlight >= o.maxInFlight) return Promise.resolve(undefined);
+    inFlight++;
+    const p = o
+      .ask("recommend", [userId, n], ASK_TIMEOUT_MS)
+      .then((answer) => {
+        keptNs.add(n);
+        keep(key, answer as Recommendations);
+        return answer as Recommendations;
+      }, unavailable)
+      .finally(() => {
+        inFlight--;
+        fetching.delete(key);
+      });
+    fetching.set(key, p);
+    return p;
   };
   /** A kept answer young enough to serve (and a refresh started), or undefined. */
   const fromKept = (userId: string, n: number): Recommendations | undefined => {
@@ -91,41 +138,36 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
     if (!k) return undefined;
     const age = now() - k.at;
     if (age > o.keptMaxAgeMs) return undefined;
-    if (!k.refreshing && refreshing < o.maxRefreshes) {
-      k.refreshing = true;
+    if (!fetching.has(key) && refreshing < o.maxRefreshes) {
       refreshing++;
       counts.refreshes.inc();
-      void o.ask("recommend", [userId, n], o.keptMaxAgeMs).then(
-        (answer) => {
-          refreshing--;
-          keep(key, answer as Recommendations);
-        },
-        () => {
-          refreshing--;
-          k.refreshing = false;
-        },
-      );
+      void fetchKept(key, userId, n)
+        .catch(() => undefined)
+        .finally(() => refreshing--);
     }
     counts.kept.inc();
     return age > 0 ? { ...k.answer, stalenessMs: age } : k.answer;
   };
-  let inFlight = 0;
   const ask = async <T>(op: string, args: unknown[]): Promise<T | undefined> => {
     if (inFlight >= o.maxInFlight) return undefined;
     inFlight++;
     try {
       return (await o.ask(op, args, o.waitMs)) as T;
     } catch (err) {
-      // The ingest process's own answer (UNAVAILABLE while its stages start, say) stands.
-      if (err instanceof Error && "errorName" in err) {
-        if (err.errorName === "BackendUnavailableError") return undefined;
-        throw new Error(err.message);
-      }
-      return undefined;
+      return unavailable(err);
     } finally {
       inFlight--;
     }
   };
+  /** At most `waitMs` of `p`; undefined after that. */
+  const within = <T>(p: Promise<T | undefined>) =>
+    new Promise<T | undefined>((resolve, reject) => {
+      const t = setTimeout(() => resolve(undefined), o.waitMs);
+      p.then(
+        (v) => (clearTimeout(t), resolve(v)),
+        (err: unknown) => (clearTimeout(t), reject(err)),
+      );
+    });
   const replicaAnswer = (...a: Parameters<NonNullable<RecoBackend["recommendNow"]>>) =>
     o.replica.recommendNow!(...a)!;
   return {
@@ -135,6 +177,9 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
       const answer = replicaAnswer(userId, n, options);
       counts.replica.inc();
       return answer;
+    },
+    userChanged(user) {
+      for (const n of keptNs) kept.delete(`${user}\n${n}`);
     },
     async getRecommendations(userId, n, signal, options): Promise<Recommendations> {
       if (!o.forward) {
@@ -146,10 +191,11 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
         const k = fromKept(userId, n);
         if (k) return k;
       }
-      const blended = await ask<Recommendations>("recommend", [userId, n, options]);
+      const blended = withOptions
+        ? await ask<Recommendations>("recommend", [userId, n, options])
+        : await within(fetchKept(`${userId}\n${n}`, userId, n));
       if (blended) {
         counts.ingest.inc();
-        if (!withOptions) keep(`${userId}\n${n}`, blended);
         return blended;
       }
       if (signal.aborted) throw new BackendUnavailableError("the request was cancelled");
