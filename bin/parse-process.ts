@@ -164,10 +164,9 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   const what = `${kind.label} process`;
   let lastPosition = 0;
   let reported: { at: number; problems: HealthProblem[] } | undefined;
-  // Scrapes wait up to 2 s for the child (Prometheus's default timeout is 10 s); one that waits
-  // longer, or comes while the child restarts, gets its last answer: counters a few seconds old
-  // rather than parse's series missing from the scrape.
-  const replies = createChildReplies<JsonMetrics>([], 2000);
+  // Scrapes wait up to 5 s for the child (Prometheus's default timeout is 10 s); a later answer,
+  // or a child restarting, leaves its series out of that scrape (never older values as current).
+  const replies = createChildReplies<JsonMetrics>([], 5000);
   let askId = 0;
   const supervisor = createSupervisor({
     id: CHILD_ID,
@@ -213,7 +212,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
 
   const childMetrics = async (): Promise<JsonMetrics> => {
     const actor = current();
-    return actor && actor.getStatus() === "running" ? actor.metrics() : replies.last();
+    return actor && actor.getStatus() === "running" ? actor.metrics() : [];
   };
   return {
     pid: () => current()?.pid(),
