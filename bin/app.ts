@@ -72,6 +72,12 @@ export interface StartOptions {
    * bin/ingest-child.ts, whose parent serves them). Default true.
    */
   facade?: boolean;
+  /**
+   * Called with the backend as soon as the serving instances run, when gRPC would start to
+   * answer (the ingest child answers its parent's questions from then on, as a one-process app
+   * answers gRPC, instead of only once every stage runs).
+   */
+  onServing?: (backend: App["pipeline"]["backend"]) => void;
 }
 
 export async function startApp(
@@ -195,6 +201,7 @@ export async function startApp(
     ready = () => role === "worker" || pipeline.backend.isReady();
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
+    options.onServing?.(pipeline.backend);
     const grpc =
       role === "start" && facade ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
