@@ -98,7 +98,11 @@ export const SETTINGS = {
   serveProcess: {
     env: "SERVE_PROCESS",
     kind: "enum",
-    default: "1",
+    // 0 until the blend has a replica in the serving process: split, a blended answer waits for
+    // the ingest process (or becomes the design ranking after SERVE_BLEND_WAIT_MS), and after a
+    // SIGKILL with 1M users right answers came back at the ingest process's ready line, 18-21 s,
+    // against 7.2 s in one process (bench step 6, session 8).
+    default: "0",
     values: ["0", "1"],
     help: "reco start: 1 serves gRPC and HTTP from a process that runs no stage, the stages in a child at INGEST_NICE; 0 all in one process",
   },

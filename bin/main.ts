@@ -9,7 +9,8 @@ import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "
 export type Role = "start" | "worker" | "gateway";
 
 const DESCRIPTIONS: Record<Role, string> = {
-  start: "run the whole pipeline: serving in this process, the stages in a child at lower priority",
+  start:
+    "run the whole pipeline (SERVE_PROCESS=1: serving here, the stages in a child at lower priority)",
   worker: "run the stage actors of the partitions this worker's leases grant (needs NATS_URL)",
   gateway: "serve the gRPC façade from a replica of every partition (needs NATS_URL)",
 };

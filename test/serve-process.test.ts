@@ -12,7 +12,7 @@ import { sleep } from "./helpers/harness.js";
 import { exited, killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
 /**
- * Issue 16 point 1: `reco start` (SERVE_PROCESS=1, the default) serves from a process that runs
+ * Issue 16 point 1: `reco start` with SERVE_PROCESS=1 serves from a process that runs
  * no stage, with the stages in a child at INGEST_NICE (and parse below it). Real parts: a
  * nats-server, `reco start` as a process, gRPC and /healthz on loopback. A slice of the REES46
  * log is replayed into a one-process app (SERVE_PROCESS=0) and into the split one; the split one's
@@ -190,7 +190,7 @@ describe.each(["blend", "design"] as const)("reco start serving apart (RANKER=%s
     await killGroup(one);
 
     const b = await natsFor();
-    let app = await start(b.url, b.data, { RANKER: ranker });
+    let app = await start(b.url, b.data, { SERVE_PROCESS: "1", RANKER: ranker });
     const servingPid = app.child.pid!;
     // Serving at the niceness it was started with, the ingest process (and parse) at 10.
     const kids = children(servingPid).filter((c) => c.args.includes("ingest-child"));
@@ -253,7 +253,7 @@ describe.each(["blend", "design"] as const)("reco start serving apart (RANKER=%s
     process.kill(servingPid, "SIGKILL");
     await exited(app.child);
     expect(await until(() => !alive(ingestPid) && !alive(parsePid), 10_000)).toBe(true);
-    app = await start(b.url, b.data, { RANKER: ranker });
+    app = await start(b.url, b.data, { SERVE_PROCESS: "1", RANKER: ranker });
     await caughtUp(app, log.rows, b.jsm, blend);
     expect(await settled(app, log.users, reference)).toEqual(reference);
     await killGroup(app);
