@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { openStateDb, type StateDb } from "../state/index.js";
 import type { ValueCodec } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
+import { seededRandom } from "../actors/sources/types.js";
 
 /**
  * Issue 16 points 3-4: the keys of a stored-form map (text or codec) are held, between their
@@ -28,18 +29,6 @@ function countingCodec() {
   return codec satisfies ValueCodec<{ n: number; s: string }>;
 }
 
-/** A seeded generator (mulberry32): the same run every time. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe("cold keys of stored-form maps", () => {
   let dir: string | undefined;
   let db: StateDb | undefined;
@@ -52,7 +41,7 @@ describe("cold keys of stored-form maps", () => {
   it("give what was written after any mix of sets, deletes, reads, snapshots and restarts", async () => {
     dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
     db = await openStateDb(dir, { checkpointMinKeys: 500 });
-    const random = rng(7);
+    const random = seededRandom(7); // the same run every time
     // The reference: what every map must hold.
     const texts = new Map<string, { v: number[] }>();
     const coded = new Map<string, { n: number; s: string }>();
