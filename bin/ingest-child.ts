@@ -8,23 +8,13 @@
  */
 import { pino, type Logger } from "pino";
 import { startApp, type App } from "./app.js";
+import { childChannel } from "./child-ipc.js";
 import type { AppConfig } from "./config.js";
 import type { FromParseChild, ToParseChild } from "./parse-process.js";
 import { StateStoreCorruptError, StateStoreOpenError } from "../state/index.js";
 import { BackendUnavailableError, type RecommendOptions } from "../actors/backend.js";
 
-if (!process.send) {
-  console.error("bin/ingest-child.ts is forked by `reco start` (SERVE_PROCESS=1), not run by hand");
-  process.exit(2);
-}
-const send = (m: FromParseChild) => {
-  if (process.connected) process.send!(m, (err: Error | null) => err && undefined);
-};
-// As the parse child: the parent is gone, nobody is served; the snapshots make an exit safe.
-process.on("disconnect", () => process.exit(0));
-// The parent decides when this process stops (the "stop" message).
-process.on("SIGINT", () => undefined);
-process.on("SIGTERM", () => undefined);
+const send = childChannel("bin/ingest-child.ts", "SERVE_PROCESS=1");
 
 let log: Logger = pino({ level: "info" });
 let app: App | undefined;

@@ -21,21 +21,9 @@ import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 import { envelopeCodec } from "../actors/host-codec.js";
 import { faultsFromEnv } from "./test-faults.js";
+import { childChannel } from "./child-ipc.js";
 
-if (!process.send) {
-  console.error("bin/parse-child.ts is forked by `reco start` (PARSE_PROCESS=1), not run by hand");
-  process.exit(2);
-}
-const send = (m: FromParseChild) => {
-  if (process.connected) process.send!(m, (err: Error | null) => err && undefined);
-};
-// The parent is gone (SIGKILLed, say): there is no one left to serve. Exit at once, which also
-// releases the LevelDB lock for the next parent's child; the snapshot makes this safe.
-process.on("disconnect", () => process.exit(0));
-// Ctrl-C reaches the whole process group and systemd signals the whole cgroup: the parent
-// decides when this process stops (the "stop" message), so it drains after the parent has begun.
-process.on("SIGINT", () => undefined);
-process.on("SIGTERM", () => undefined);
+const send = childChannel("bin/parse-child.ts", "PARSE_PROCESS=1");
 
 let log: Logger = pino({ level: "info" });
 let stopping: Promise<void> | undefined;
