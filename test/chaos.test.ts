@@ -72,10 +72,6 @@ function startProc(
       // The design ranking (DESIGN §3.4–3.6) unless the test says RANKER=blend.
       RANKER: "design",
       LOG_LEVEL: "warn",
-      // SERVE_PROCESS=1: blended answers are the ingest process's as they are now (waited for,
-      // never an earlier one kept, never the replicas' design ranking because it was late).
-      SERVE_BLEND_WAIT_MS: "30000",
-      SERVE_BLEND_MAX_AGE_MS: "0",
       ...extra,
     },
     mayDie: true, // a fault hook kills it during its start

@@ -31,13 +31,6 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-/**
- * The serving process (SERVE_PROCESS=1) answers with the ingest process's blend as it is now: it
- * waits for it (not 50 ms, then the replicas' design ranking, which a loaded machine often hit)
- * and keeps no earlier answer. The exactness compared here is the stages'.
- */
-const EXACT_SERVING = { SERVE_BLEND_WAIT_MS: "30000", SERVE_BLEND_MAX_AGE_MS: "0" };
-
 function startApp(natsUrl: string, dataDir: string): Promise<App> {
   return spawnReco({
     env: {
@@ -49,7 +42,6 @@ function startApp(natsUrl: string, dataDir: string): Promise<App> {
       RETRAIN_INTERVAL_MS: "600000",
       SNAPSHOT_INTERVAL: "300",
       LOG_LEVEL: "warn",
-      ...EXACT_SERVING,
     },
     detached: true,
     spawned: (app) => cleanups.push(() => killGroup(app)),
