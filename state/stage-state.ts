@@ -153,6 +153,18 @@ interface MapRecord {
    * dirty (written since).
    */
   readonly cold: ColdIndex;
+  /**
+   * Clean values a read decoded (or took back from `warm`) since the last snapshot. The snapshot
+   * keeps these decoded one more interval, in `warm`: a key read in every interval (a user who
+   * keeps asking) is decoded once, not once per snapshot (popularity-join's profile for the
+   * answer's top categories was ~15% of GetRecommendations' handler time, parsed again every 2 s).
+   */
+  readonly readNow: Set<string>;
+  /**
+   * Clean values decoded in the previous interval, kept until the next snapshot; a read moves
+   * one back into `data`. Each is in `cold` with the same value's bytes (or shadowed by `data`).
+   */
+  warm: Map<string, unknown>;
   /** Keys of `data` not in `cold`; -1 once a load has made it unknown. */
   extra: number;
   /** Whether JSON-loaded keys of `data` have been written into `cold` (first snapshot). */
@@ -184,6 +196,8 @@ export function createStageState(): StageStateInternal {
         form: undefined,
         parsedText: new Map(),
         cold: createColdIndex(),
+        readNow: new Set(),
+        warm: new Map(),
         extra: 0,
         migrated: false,
       };
@@ -211,10 +225,11 @@ export function createStageState(): StageStateInternal {
   };
   /**
    * A binary map's part of a snapshot: JSON-loaded keys go to `cold` the first time; clean
-   * values decoded since the previous snapshot leave `data` (their bytes are in `cold`); dirty
-   * values are encoded. A value written since the previous snapshot stays decoded in `data`
-   * until the next one finds it unwritten (a hot key is not decoded again after every snapshot:
-   * co-visitation's neighbour lists were ~10% of step 2's CPU that way).
+   * values leave `data` (their bytes are in `cold`), those read since the previous snapshot into
+   * `warm` for one more interval; dirty values are encoded. A value written since the previous
+   * snapshot stays decoded in `data` until the next one finds it unwritten (a hot key is not
+   * decoded again after every snapshot: co-visitation's neighbour lists were ~10% of step 2's
+   * CPU that way).
    */
   const binaryPart = (rec: MapRecord, form: StoredForm, puts: unknown[], dels: string[]) => {
     const { data, dirty, cold } = rec;
@@ -223,8 +238,16 @@ export function createStageState(): StageStateInternal {
       for (const k of data.keys()) if (!dirty.has(k) && !cold.has(k)) dirty.set(k, true);
     }
     rec.parsedText.clear();
+    const { readNow } = rec;
+    const warm = new Map<string, unknown>();
     if (cold.count > 0)
-      for (const k of data.keys()) if (!dirty.has(k) && cold.has(k)) data.delete(k);
+      for (const [k, v] of data)
+        if (!dirty.has(k) && cold.has(k)) {
+          if (readNow.has(k)) warm.set(k, v);
+          data.delete(k);
+        }
+    rec.warm = warm;
+    readNow.clear();
     const keys: string[] = [];
     const values: (string | Uint8Array | undefined)[] = [];
     for (const [k, held] of dirty) {
@@ -256,7 +279,7 @@ export function createStageState(): StageStateInternal {
       if (options.codec) rec.form = codecForm(options.codec as ValueCodec<unknown>);
       else if (options.text) rec.form = TEXT;
       const m = rec.data as Map<string, V>;
-      const { dirty, parsedText, cold, form } = rec;
+      const { dirty, parsedText, cold, form, readNow } = rec;
       const plain = !form && cold.count === 0;
       const coldForm = form ?? JSON_FORM;
       // A cold value is decoded when first read and kept in `data` until the next snapshot
@@ -268,10 +291,16 @@ export function createStageState(): StageStateInternal {
             const v = m.get(k);
             if (v === undefined) {
               if (cold.count === 0) return undefined;
-              const c = cold.get(k);
-              if (c === undefined) return undefined;
-              const decoded = decodeCold(c, coldForm) as V;
+              const { warm } = rec;
+              let decoded = warm.size > 0 ? (warm.get(k) as V | undefined) : undefined;
+              if (decoded !== undefined) warm.delete(k);
+              else {
+                const c = cold.get(k);
+                if (c === undefined) return undefined;
+                decoded = decodeCold(c, coldForm) as V;
+              }
               m.set(k, decoded);
+              readNow.add(k);
               return decoded;
             }
             if (!form || !form.stored(v)) return v;
@@ -298,8 +327,10 @@ export function createStageState(): StageStateInternal {
           if (!held && rec.extra >= 0) rec.extra++;
           m.set(k, v);
           if (form) parsedText.delete(k);
+          if (rec.warm.size > 0) rec.warm.delete(k);
         },
         delete: (k) => {
+          if (rec.warm.size > 0) rec.warm.delete(k);
           const inData = m.delete(k);
           const inCold = cold.count > 0 && cold.delete(k);
           if (inData && !inCold && rec.extra > 0) rec.extra--;
@@ -422,6 +453,7 @@ export function createStageState(): StageStateInternal {
       for (const s of readSections(entry)) {
         const rec = mapOf(s.name);
         const { data } = rec;
+        rec.warm.clear();
         rec.cold.adopt(
           entry,
           s.start,
@@ -459,6 +491,7 @@ export function createStageState(): StageStateInternal {
       // this loop is most of a JSON entry's loading (~1.3-1.5 µs of CPU per key).
       const rec = mapOf(name);
       const { data, cold } = rec;
+      rec.warm.clear();
       for (let i = 0; i < kv.length; i += 2) {
         const v = kv[i + 1];
         data.set(kv[i] as string, typeof v === "string" && v.charCodeAt(0) === 0 ? restored(v) : v);
@@ -468,6 +501,7 @@ export function createStageState(): StageStateInternal {
     },
     loadMapEntry(name, key, value, deleted = false) {
       const rec = mapOf(name);
+      rec.warm.delete(key);
       if (deleted) rec.data.delete(key);
       else rec.data.set(key, restored(value));
       if (rec.cold.count > 0) rec.cold.delete(key);

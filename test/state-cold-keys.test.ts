@@ -115,7 +115,7 @@ describe("cold keys of stored-form maps", () => {
     expect(state.dirtyCount()).toBe(0);
   });
 
-  it("decode a key on its first read only, and hold it as bytes again after the next snapshot", async () => {
+  it("decode a key on its first read only, keep it decoded while it is read in every snapshot interval, and hold it as bytes once an interval passes unread", async () => {
     dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
     db = await openStateDb(dir);
     const store = db.instance("s", 0);
@@ -137,9 +137,30 @@ describe("cold keys of stored-form maps", () => {
     expect(c2.get("u10000")).toBeUndefined();
     expect(codec2.decodes).toBe(1);
     expect(reloaded.dirtyCount()).toBe(0);
-    await db.instance("s", 0).write(reloaded); // nothing to write, and the read goes back to bytes
+    const store2 = db.instance("s", 0);
+    // A key read in an interval stays decoded through the next snapshot (a user who keeps
+    // asking is not decoded again every 2 s) ...
+    for (let interval = 0; interval < 5; interval++) {
+      await store2.write(reloaded); // nothing to write
+      expect(c2.get("u42")).toEqual({ n: 42, s: "x" });
+      expect(codec2.decodes).toBe(1);
+    }
+    // ... and one whole interval unread sends it back to bytes.
+    await store2.write(reloaded);
+    await store2.write(reloaded);
     expect(c2.get("u42")).toEqual({ n: 42, s: "x" });
     expect(codec2.decodes).toBe(2);
+    // A kept value is what a later write or delete says, not what was kept.
+    await store2.write(reloaded);
+    c2.set("u42", { n: -1, s: "y" });
+    expect(c2.get("u42")).toEqual({ n: -1, s: "y" });
+    expect(c2.get("u7")).toEqual({ n: 7, s: "x" });
+    await store2.write(reloaded);
+    c2.delete("u7");
+    expect(c2.get("u7")).toBeUndefined();
+    expect(c2.has("u7")).toBe(false);
+    expect(c2.size).toBe(9_999);
+    expect(reloaded.dirtyCount()).toBe(1);
   });
 
   it("load snapshots written as JSON (before binary entries) and move them to bytes", async () => {

@@ -29,11 +29,19 @@ describe("text maps between snapshots", () => {
     // Read again before the next snapshot: the same parsed object, and nothing dirty.
     expect(profiles.get("u1")).toBe(read);
     expect(state.dirtyCount()).toBe(0);
-    // The next snapshot puts a clean read value back to text too, without writing it.
+    // The next snapshot keeps a value read in the interval parsed for one more (a user who
+    // keeps asking is not parsed again every snapshot), without writing it ...
+    expect(state.takeDelta().size).toBe(0);
+    expect(profiles.get("u1")).toBe(read);
+    expect(state.takeDelta().size).toBe(0);
+    expect(profiles.get("u1")).toBe(read);
+    // ... and an interval without a read puts it back to text.
+    expect(state.takeDelta().size).toBe(0);
     expect(state.takeDelta().size).toBe(0);
     const again = profiles.get("u1")!;
     expect(again).toEqual(written);
     expect(again).not.toBe(read);
+    expect(state.dirtyCount()).toBe(0);
   });
 
   it("keeps a key written between every two snapshots an object, and writes its newest value", () => {
