@@ -60,6 +60,7 @@ import {
   machineBusyPct,
   machineCpuTicks,
   procCpuSeconds,
+  threadCpuSeconds,
   procRssBytes,
   scrape,
   selfCpuSeconds,
@@ -913,6 +914,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       ) =>
         withLoopDelay(async () => {
           const cpu0 = selfCpuSeconds();
+          const main0 = await threadCpuSeconds(process.pid);
+          const nats0 = await procCpuSeconds(nats.pid);
           const res = await spawnGrpcLoad({
             url: targets[t],
             bodiesFile,
@@ -921,6 +924,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             client,
           });
           const cpu = selfCpuSeconds() - cpu0;
+          const main = (await threadCpuSeconds(process.pid)) - main0;
+          const natsCpu = (await procCpuSeconds(nats.pid)) - nats0;
           if (res.ok !== res.requests || res.requests === 0)
             throw new Error(
               `grpc-load against ${t}: ${res.ok}/${res.requests} OK, codes ${JSON.stringify(res.codes)}` +
@@ -935,7 +940,14 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             appCalls.min += res.requests;
             appCalls.max += res.requests;
           }
-          return { ...res, serverCpuUsPerReq: (cpu / res.requests) * 1e6 };
+          return {
+            ...res,
+            serverCpuUsPerReq: (cpu / res.requests) * 1e6,
+            // Where a run's server CPU went: a figure off by 40% once (0.68x at 64a46c3, all
+            // answers from the memo) must say whether the handler or something beside it cost.
+            serverMainCpuUsPerReq: (main / res.requests) * 1e6,
+            natsCpuUsPerReq: (natsCpu / res.requests) * 1e6,
+          };
         });
       type Served = Awaited<ReturnType<typeof run>>;
 
@@ -1216,6 +1228,24 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
               : idleWrites
                   .map((x) => `${x.stage} ${fmtInt(x.keys)} in ${fmtInt(x.writes)} snapshots`)
                   .join(", ")) +
+            ".",
+        );
+        const cpuAt = (k: string, i: number) => {
+          const x = res[k]![i]!;
+          return (
+            `${k.split("-")[0]} ${fmtInt(x.reqPerSec)} req/s, ${fmtInt(x.serverCpuUsPerReq)} µs ` +
+            `(main thread ${fmtInt(x.serverMainCpuUsPerReq)}, nats-server ` +
+            `${fmtInt(x.natsCpuUsPerReq)}; ${fmtInt(x.gc.count)} GC, ${fmtMs(x.gc.totalMs)} ms)`
+          );
+        };
+        notes.push(
+          `Step 4 at -m 64, each round: req/s and the server process's CPU per request (of it ` +
+            `the main thread's, where gRPC, the stages and GC pauses run; the rest is its other ` +
+            `threads: V8's GC helpers, the libuv pool, LevelDB's compaction, the ALS worker), ` +
+            `nats-server's CPU per request beside it, the process's garbage collections: ` +
+            res["app-64"]!.map(
+              (_, i) => `round ${i + 1}: ${cpuAt("echo-64", i)}, ${cpuAt("app-64", i)}`,
+            ).join("; ") +
             ".",
         );
         notes.push(

@@ -66,7 +66,7 @@ export async function procRssBytes(pid: number): Promise<number> {
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux only). */
-export async function procCpuSeconds(pid: number): Promise<number> {
+export async function procCpuSeconds(pid: number | string): Promise<number> {
   try {
     const s = await readFile(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name (which may contain spaces) start after the last ')'.
@@ -76,6 +76,15 @@ export async function procCpuSeconds(pid: number): Promise<number> {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * CPU seconds of one thread of a process so far (/proc/<pid>/task/<tid>/stat; Linux only, 10 ms
+ * ticks; NaN when unreadable). The main thread is tid = pid: the rest of a process's CPU is its
+ * other threads (V8's GC helpers, the libuv pool, LevelDB's compaction, worker threads).
+ */
+export async function threadCpuSeconds(pid: number, tid = pid): Promise<number> {
+  return procCpuSeconds(`${pid}/task/${tid}`);
 }
 
 /**
