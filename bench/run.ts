@@ -108,7 +108,7 @@ const SERVE_USERS = int("BENCH_SERVE_USERS", 1_000_000);
 /** ... and this share more that were never seen (percent). */
 const SERVE_UNKNOWN_SHARE =
   (env.BENCH_SERVE_UNKNOWN_PCT === "0" ? 0 : int("BENCH_SERVE_UNKNOWN_PCT", 10)) / 100;
-const ROUNDS = int("BENCH_ROUNDS", 3);
+const ROUNDS = int("BENCH_ROUNDS", 5);
 /** Step 4's many-user generator: `raw` (prebuilt HTTP/2 frames) or `node` (node:http2). */
 const GEN_CLIENT = env.BENCH_GEN_CLIENT === "node" ? "node" : "raw";
 /** Step 4 waits at most this long for the app to go quiet after its ingest (bench/quiet.ts). */
