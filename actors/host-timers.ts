@@ -49,7 +49,7 @@ export function startHostTimers(o: HostTimerOptions): Subscription[] {
   // Periodic snapshots, each instance at its own phase of the interval: started together,
   // ~50 instances captured in the same turn and stalled the event loop for ~80 ms every
   // interval (a freshness outlier each time).
-  const every = o.snapshotIntervalMs;
+  const every = o.snapshotIntervalMs * (spec.snapshotIntervals ?? 1);
   timers.push(
     timer(Math.floor(every * phaseOf(id)), every, scheduler).subscribe(() =>
       o.send({ kind: "snapshot" }),

@@ -21,7 +21,12 @@ import {
 } from "./prequential.js";
 import type { CollaborativeView } from "./collaborative-stage.js";
 import { mergedStageSpec } from "./merged-input.js";
-import { prequentialStage, scoredMethods, type PrequentialView } from "./prequential-stage.js";
+import {
+  PREQUENTIAL_SNAPSHOT_INTERVALS,
+  prequentialStage,
+  scoredMethods,
+  type PrequentialView,
+} from "./prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { presetNamed } from "./sources/preset.js";
 
@@ -112,8 +117,8 @@ export function qualityWiring(
     cfg.quality !== false && ((cfg.ranker ?? "design") === "blend" || arms !== undefined);
   const preset = presetNamed(cfg.preset);
   if (runs)
-    deps.run(
-      mergedStageSpec(prequentialStage, deps.stream, cfg.partitions, () => ({
+    deps.run({
+      ...mergedStageSpec(prequentialStage, deps.stream, cfg.partitions, () => ({
         preset,
         sources: defaultSourceSettings(preset),
         blend: defaultBlend(preset),
@@ -127,7 +132,8 @@ export function qualityWiring(
           (deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined)?.status()
             .events ?? 0,
       })),
-    );
+      snapshotIntervals: PREQUENTIAL_SNAPSHOT_INTERVALS,
+    });
   // The methods scored, known before the stage runs (so every series exists from the start).
   const methods = scoredMethods(arms).filter((m) => !m.startsWith("arm:"));
   let preqMemo: { at: number; report: PrequentialReport } | undefined;

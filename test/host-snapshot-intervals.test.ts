@@ -1,0 +1,67 @@
+import { VirtualTimeScheduler } from "rxjs";
+import { describe, expect, it } from "vitest";
+import { startHostTimers, type HostMsg } from "../actors/host-timers.js";
+import type { StageHandler, StageSpec } from "../actors/host-types.js";
+import { qualityWiring } from "../actors/quality-wiring.js";
+import { PREQUENTIAL_SNAPSHOT_INTERVALS } from "../actors/prequential-stage.js";
+
+/**
+ * A stage may snapshot every few SNAPSHOT_INTERVALs (StageSpec.snapshotIntervals): the
+ * prequential stage does, since each of its snapshots rewrites its copies of the sources' changed
+ * keys and no answer waits for it after a restart.
+ */
+const spec = (snapshotIntervals?: number): StageSpec<StageHandler> => ({
+  stage: "s",
+  partition: 0,
+  stream: "S",
+  subject: "x",
+  input: "raw",
+  batching: "per-input",
+  ...(snapshotIntervals !== undefined ? { snapshotIntervals } : {}),
+  create: () => ({ handle: () => undefined }),
+});
+
+/** Snapshots asked for over `ms` of virtual time. */
+function snapshotsIn(s: StageSpec<StageHandler>, ms: number): number {
+  const scheduler = new VirtualTimeScheduler(undefined, ms);
+  const sent: HostMsg[] = [];
+  const timers = startHostTimers({
+    id: "s/0",
+    spec: s,
+    scheduler,
+    snapshotIntervalMs: 2000,
+    buffered: () => ({ records: 0, since: 0, subjects: 0 }),
+    backlogged: () => false,
+    oldestWaiting: () => undefined,
+    applied: () => 0,
+    ticks: false,
+    send: (m) => void sent.push(m),
+    fail: (err) => {
+      throw err;
+    },
+  });
+  scheduler.flush();
+  for (const t of timers) t.unsubscribe();
+  return sent.filter((m) => m.kind === "snapshot").length;
+}
+
+describe("snapshot intervals per stage", () => {
+  it("snapshots every SNAPSHOT_INTERVAL by default and every n of them with snapshotIntervals: n", () => {
+    expect(snapshotsIn(spec(), 60_000)).toBe(30);
+    expect(snapshotsIn(spec(5), 60_000)).toBe(6);
+  });
+
+  it("runs the prequential stage with PREQUENTIAL_SNAPSHOT_INTERVALS, the drift stages with one", () => {
+    const specs: StageSpec<StageHandler>[] = [];
+    qualityWiring(
+      { partitions: 2, preset: "ecommerce", ranker: "blend" },
+      { stream: "S", run: (s) => void specs.push(s), live: () => undefined },
+    );
+    const by = (stage: string) => specs.filter((s) => s.stage === stage);
+    expect(PREQUENTIAL_SNAPSHOT_INTERVALS).toBeGreaterThan(1);
+    expect(by("prequential").map((s) => s.snapshotIntervals)).toEqual([
+      PREQUENTIAL_SNAPSHOT_INTERVALS,
+    ]);
+    expect(by("drift").map((s) => s.snapshotIntervals ?? 1)).toEqual([1, 1]);
+  });
+});
