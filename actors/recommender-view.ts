@@ -21,7 +21,11 @@ export interface RecommenderView {
 
 /** The view of one user's answer: their partition's history with the item-wide stages. */
 export function composeView(
-  parts: { history: HistoryView; covisit: CovisitView; collaborative?: CollaborativeView },
+  parts: {
+    history: HistoryView;
+    covisit: CovisitView;
+    collaborative?: Pick<CollaborativeView, "collaborative">;
+  },
   settings: SourceSettings,
 ): RecommenderView {
   const history = parts.history.history();

@@ -6,13 +6,7 @@ import {
   type PortMap,
   type StageDefinition,
 } from "../runtime/index.js";
-import {
-  hasOptions,
-  type RecentEvent,
-  type RecommendOptions,
-  type Recommendations,
-  type SimilarItems,
-} from "./backend.js";
+import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
 import type { Preset } from "./event.js";
 import type { StageHandler, StageSpec } from "./host.js";
 import type { PopularityRow } from "./popularity.js";
@@ -22,10 +16,11 @@ import { historyStage, type HistoryView } from "./history-stage.js";
 import { mergedStageSpec } from "./merged-input.js";
 import type { ParsedRecord } from "./parse.js";
 import { partitionOf } from "./partition.js";
-import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
+import { covisitSimilar } from "./recommender-serve.js";
+import { createBlendAnswers, recentOf } from "./blend-answers.js";
+import { createChangeFeed, type ChangeFeed } from "./blend-changes.js";
 import type { TrainFn } from "./recommender-trainer.js";
 import { composeView, type RecommenderView } from "./recommender-view.js";
-import { createAnswerMemo } from "./recommender-memo.js";
 import type { BlendSettings } from "./sources/blend.js";
 import { loadStageHandler, NO_OUTPUT } from "./stage-adapter.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
@@ -41,6 +36,11 @@ export interface RankerConfig {
   ranker?: "blend" | "design";
   /** Event time between ALS trainings (default 1 h). */
   retrainIntervalMs?: number;
+  /**
+   * Record the source stages' state changes for a replica in another process (`changes`: the
+   * ingest process of a split `reco start`). Off by default: unread, they would only grow.
+   */
+  replicaChanges?: boolean;
 }
 
 export interface RankerWiring {
@@ -60,6 +60,11 @@ export interface RankerWiring {
   ): Recommendations | undefined;
   /** The user's recent items from the history source; undefined while the stage is not running. */
   recent(userId: string, n: number): RecentEvent[] | undefined;
+  /**
+   * The source stages' changes, for a replica in another process (actors/blend-changes.ts: the
+   * serving process of a split `reco start`); undefined with RANKER=design.
+   */
+  readonly changes?: ChangeFeed;
   /** Co-visitation's similar items; undefined when it cannot answer (then: the stand-in). */
   similar(
     itemId: string,
@@ -69,18 +74,6 @@ export interface RankerWiring {
 }
 
 const HOUR = 3_600_000;
-/** Answers kept (one per user, n and blend settings): ~1 KB each. */
-const MEMO_ANSWERS = 32_768;
-/**
- * Event time a kept answer's clock may lag the sources' progress. Idle, parse's markers move
- * progress every few seconds without data: an answer at a newer clock differs only by the
- * decay's last bits (every source's scores decay alike and the blend normalises them) and by
- * items whose "done" time ran out, so an answer of the same data up to 10 min older, served with
- * its own watermark, is the answer as of that watermark. 10 min is the user path's allowed
- * out-of-orderness (DESIGN §3.2): the clock is not known closer than that anyway. (60 s made
- * bench step 4 at load 15 compute most answers again: a round of 12.8k users took minutes.)
- */
-const MEMO_MAX_LAG_MS = 10 * 60_000;
 
 /** ALS in a worker thread: the event loop that ingests and serves never trains. */
 const trainWorker: TrainFn = (ratings, settings, signal) =>
@@ -122,25 +115,30 @@ export function recommenderWiring(
    * without records (idle progress) move only the clock: see MEMO_MAX_LAG_MS.
    */
   let changes = 0;
-  /** Blended answers served from the memo, and computed (requests without options). */
-  let memoHits = 0;
-  let memoMisses = 0;
+  /** Every run's state changes, for a replica (actors/blend-replica.ts). */
+  const feed = cfg.replicaChanges ? createChangeFeed() : undefined;
   const counted = <P extends PortMap, S, V>(
     def: StageDefinition<ParsedRecord, P, S, V>,
+    instance: string,
   ): StageDefinition<ParsedRecord, P, S, V> => ({
     ...def,
     create(ctx) {
       changes++;
-      const logic = createStageLogic(def, ctx);
+      const logic = createStageLogic(
+        def,
+        feed ? { ...ctx, state: feed.track(instance, ctx.state) } : ctx,
+      );
       const count = tap((b: InputBatch<ParsedRecord>) => {
         if (b.records.length > 0) changes++;
       });
       return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
     },
   });
-  const historyDef = counted(historyStage);
-  const covisitDef = counted(covisitStage);
-  const collaborativeDef = counted(collaborativeStage);
+  const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
+    counted(historyStage, `history/${p}`),
+  );
+  const covisitDef = counted(covisitStage, "covisit/0");
+  const collaborativeDef = counted(collaborativeStage, "collaborative/0");
   for (let p = 0; p < cfg.partitions; p++)
     deps.run({
       stage: "history",
@@ -150,7 +148,7 @@ export function recommenderWiring(
       input: "envelope",
       batching: "per-input",
       create: (state) =>
-        loadStageHandler(historyDef, state, NO_OUTPUT, {
+        loadStageHandler(historyDefs[p]!, state, NO_OUTPUT, {
           settings: {
             preset,
             halfLifeMs: sources.historyHalfLifeMs,
@@ -228,61 +226,25 @@ export function recommenderWiring(
         }
         const c = covisit();
         if (c) this.set({ name: "covisit_events" }, c.fed());
-        this.set({ name: "memo_hits" }, memoHits);
-        this.set({ name: "memo_misses" }, memoMisses);
+        this.set({ name: "memo_hits" }, answers.memo.hits);
+        this.set({ name: "memo_misses" }, answers.memo.misses);
       },
     });
-  const memo = createAnswerMemo<Recommendations>(MEMO_ANSWERS);
-  /** A number per blend settings object (the preset's, each A/B arm's): part of a memo key. */
-  const blendIds = new WeakMap<BlendSettings, number>();
-  let blends = 0;
-  const blendId = (b: BlendSettings) => {
-    const id = blends++;
-    blendIds.set(b, id);
-    return id;
-  };
+  const answers = createBlendAnswers({
+    blend: bs,
+    view,
+    collaborative: () => collaborative()?.collaborative(),
+    changes: () => changes,
+  });
   return {
-    answer(userId, n, options, row, blend, rowsVersion) {
-      const v = view(userId);
-      if (!v) return undefined;
-      const settings = blend ?? bs;
-      // Requests with options are rarer and vary: computed every time.
-      if (rowsVersion === undefined || hasOptions(options))
-        return blendAnswer(v, settings, row, userId, n, options);
-      const models = collaborative()?.collaborative();
-      const stamp = [
-        changes,
-        rowsVersion,
-        models?.model("implicit")?.model,
-        models?.model("explicit")?.model,
-      ];
-      const key = `${userId}\n${n}\n${blendIds.get(settings) ?? blendId(settings)}`;
-      const kept = memo.get(key, stamp);
-      // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
-      // clock (done items expire with it), so it is served only while at most this far behind.
-      if (kept && (kept.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS) {
-        memoHits++;
-        return kept;
-      }
-      memoMisses++;
-      const answer = blendAnswer(v, settings, row, userId, n, options);
-      memo.set(key, stamp, answer);
-      return answer;
-    },
+    ...(feed ? { changes: feed } : {}),
+    answer: (userId, n, options, row, blend, rowsVersion) =>
+      answers.answer(userId, n, options, row, blend, rowsVersion),
     recent(userId, n) {
       const h = history(userId);
       const c = covisit();
       if (!h) return undefined;
-      return h
-        .history()
-        .recent(userId, n)
-        .map((x) => ({
-          itemId: x.item,
-          eventType: x.type,
-          eventTime: x.ts,
-          category: c?.categoryOf(x.item) ?? "",
-          count: x.count,
-        }));
+      return recentOf(h.history(), c && ((i) => c.categoryOf(i)), userId, n);
     },
     similar(itemId, n, row) {
       const c = covisit();

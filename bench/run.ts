@@ -335,8 +335,7 @@ async function ingestSplit(nats: EmbeddedNats, dir: string, msgs: OutgoingMessag
     : pino({ level: "silent" });
   // The serving settings as the environment gives them (`reco start` reads them so).
   const extra: Record<string, string> = {};
-  for (const k of ["SERVE_BLEND_WAIT_MS", "SERVE_BLEND_MAX_AGE_MS", "INGEST_NICE", "RANKER"])
-    if (env[k] !== undefined) extra[k] = env[k]!;
+  for (const k of ["INGEST_NICE", "RANKER"]) if (env[k] !== undefined) extra[k] = env[k]!;
   const started = await startSplitServing(
     appConfig(nats, join(dir, "app"), extra),
     appLog,
@@ -969,13 +968,15 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       await runOne("echo", 64, 3000);
       await runOne("app", 64, 3000);
       appCalls.min = appCalls.max = 0;
-      /** The blend memo's counts (reco_recommender memo_hits / memo_misses). */
+      /**
+       * The blend memo's counts (reco_recommender memo_hits / memo_misses; split, the serving
+       * process's replica answers: reco_blend_replica).
+       */
       const memoCounts = async () => {
         const m = await scrape(app.metricsPort);
-        return {
-          hits: sum(m, "reco_recommender", { name: "memo_hits" }),
-          misses: sum(m, "reco_recommender", { name: "memo_misses" }),
-        };
+        const of = (name: string) =>
+          sum(m, "reco_recommender", { name }) + sum(m, "reco_blend_replica", { name });
+        return { hits: of("memo_hits"), misses: of("memo_misses") };
       };
       /** Snapshot writes of the app so far, by stage: keys written and snapshots taken. */
       const snapshotWrites = async () => {
@@ -999,7 +1000,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       /** BENCH_SERVE_PROCESS=1: where the serving process's answers came from (split-backend.ts). */
       const answerSources = async () => {
         const m = await scrape(app.metricsPort);
-        const froms = ["ingest", "kept", "replica", "replica_fallback", "refresh"];
+        const froms = ["blend", "replica", "replica_fallback"];
         return froms.map((from) => sum(m, "reco_serving_answers_total", { from }));
       };
       let sources1 = await answerSources();
@@ -1109,9 +1110,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       }
       const memo2 = await memoCounts();
       const sources2 = await answerSources();
-      const [fromIngest, fromKept, fromReplica, fromFallback, refreshes] = sources2.map(
-        (v, i) => v - sources1[i]!,
-      );
+      const [fromBlend, fromReplica, fromFallback] = sources2.map((v, i) => v - sources1[i]!);
       const memoNote = (a: typeof memo0, b: typeof memo0) =>
         `${fmtInt(b.hits - a.hits)} answered from the blend memo, ${fmtInt(b.misses - a.misses)} computed`;
       const okDelta = (await grpcOk()) - ok0;
@@ -1296,10 +1295,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           `after the warm-up (reco_recommender memo_hits / memo_misses): ${memoNote(memo0, memo1)}` +
           `${underLoad ? `; during 4b ${memoNote(memo1, memo2)}` : ""}.` +
           (SERVE_SPLIT && underLoad
-            ? ` BENCH_SERVE_PROCESS=1: during 4b the serving process answered ${fmtInt(fromIngest!)} ` +
-              `from the ingest process, ${fmtInt(fromKept!)} from answers it kept (refreshes asked: ` +
-              `${fmtInt(refreshes!)}), ${fmtInt(fromReplica!)} from its replicas and ` +
-              `${fmtInt(fromFallback!)} with the replicas' design ranking after SERVE_BLEND_WAIT_MS.`
+            ? ` BENCH_SERVE_PROCESS=1: during 4b the serving process answered ${fmtInt(fromBlend!)} ` +
+              `blended from its replica of the blend's sources, ${fmtInt(fromReplica!)} with the ` +
+              `design ranking and ${fmtInt(fromFallback!)} with the design ranking as a fallback ` +
+              `(the blend's replica not received yet).`
             : ""),
       );
       if (underLoad) {

@@ -77,7 +77,7 @@ export interface StartOptions {
    * answer (the ingest child answers its parent's questions from then on, as a one-process app
    * answers gRPC, instead of only once every stage runs).
    */
-  onServing?: (backend: App["pipeline"]["backend"]) => void;
+  onServing?: (backend: App["pipeline"]["backend"], pipeline: Pipeline) => void;
 }
 
 export async function startApp(
@@ -201,7 +201,7 @@ export async function startApp(
     ready = () => role === "worker" || pipeline.backend.isReady();
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
-    options.onServing?.(pipeline.backend);
+    options.onServing?.(pipeline.backend, pipeline);
     const grpc =
       role === "start" && facade ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());

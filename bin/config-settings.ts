@@ -98,8 +98,8 @@ export const SETTINGS = {
   serveProcess: {
     env: "SERVE_PROCESS",
     kind: "enum",
-    // 0 until the blend has a replica in the serving process: split, a blended answer waits for
-    // the ingest process (or becomes the design ranking after SERVE_BLEND_WAIT_MS), and after a
+    // 0 until the lead has measured the split with the blend's replica in the serving process
+    // (session 9): before it, split, a blended answer waited for the ingest process, and after a
     // SIGKILL with 1M users right answers came back at the ingest process's ready line, 18-21 s,
     // against 7.2 s in one process (bench step 6, session 8).
     default: "0",
@@ -113,20 +113,6 @@ export const SETTINGS = {
     min: 0,
     max: 19,
     help: "reco start with SERVE_PROCESS=1: niceness of the ingest process (and its parse process)",
-  },
-  serveBlendWaitMs: {
-    env: "SERVE_BLEND_WAIT_MS",
-    kind: "ms",
-    default: "50",
-    min: 1,
-    help: "reco start with SERVE_PROCESS=1: longest wait for a blended answer from the ingest process before the design ranking of the replicas answers",
-  },
-  serveBlendMaxAgeMs: {
-    env: "SERVE_BLEND_MAX_AGE_MS",
-    kind: "ms",
-    default: "60000",
-    min: 0,
-    help: "reco start with SERVE_PROCESS=1: a blended answer kept from the ingest process is served at once (its age as staleness, refreshed behind) while no older than this and the user's profile has not moved since; 0: never kept",
   },
   partitions: {
     env: "PARTITIONS",

@@ -64,10 +64,6 @@ export interface AppConfig {
    */
   serveProcess: boolean;
   ingestNice: number;
-  /** SERVE_BLEND_WAIT_MS: see bin/pipeline/split-backend.ts. */
-  serveBlendWaitMs: number;
-  /** SERVE_BLEND_MAX_AGE_MS: see bin/pipeline/split-backend.ts. */
-  serveBlendMaxAgeMs: number;
   /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
   natsTlsCa?: string;
   /** Client certificate and key (PEM) for NATS mutual TLS. */
@@ -204,8 +200,6 @@ export function loadConfig(
     parseProcess: str("parseProcess") === "1",
     serveProcess: str("serveProcess") === "1",
     ingestNice: num("ingestNice"),
-    serveBlendWaitMs: num("serveBlendWaitMs"),
-    serveBlendMaxAgeMs: num("serveBlendMaxAgeMs"),
     pipeline,
   };
   for (const k of OPTIONAL_STRINGS) {

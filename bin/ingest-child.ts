@@ -3,8 +3,8 @@
  * (and, below it, the parse process), no gRPC, JSON API or metrics listener. Its parent serves
  * those from replicas, at normal priority, and started this one at a lower one (`nice`), so
  * serving never waits behind ingest. Not meant to be started by hand: it waits for its settings
- * on the IPC channel, reports health and metrics there, and answers the parent's questions that
- * need the stages' in-process state (blended answers: `ask`).
+ * on the IPC channel, reports health and metrics there, and sends the blend's source stages'
+ * changes to the parent's replica of them (pumpChanges).
  */
 import { pino, type Logger } from "pino";
 import { startApp, type App } from "./app.js";
@@ -12,14 +12,12 @@ import { childChannel } from "./child-ipc.js";
 import type { AppConfig } from "./config.js";
 import type { FromParseChild, ToParseChild } from "./parse-process.js";
 import { StateStoreCorruptError, StateStoreOpenError } from "../state/index.js";
-import { BackendUnavailableError, type RecommendOptions } from "../actors/backend.js";
+import type { ChangeFeed } from "../actors/blend-changes.js";
 
 const send = childChannel("bin/ingest-child.ts", "SERVE_PROCESS=1");
 
 let log: Logger = pino({ level: "info" });
 let app: App | undefined;
-/** The stages' backend once the serving instances run (before every stage does: see run()). */
-let serving: App["pipeline"]["backend"] | undefined;
 let stopping: Promise<void> | undefined;
 
 const cannotRun = (err: Error): void => {
@@ -30,45 +28,47 @@ const cannotRun = (err: Error): void => {
   else exit();
 };
 
-/** The parent's questions: what the stages' state answers (bin/pipeline/split-backend.ts). */
-async function answer(op: string, args: unknown[]): Promise<unknown> {
-  const backend = app?.pipeline.backend ?? serving;
-  if (!backend) throw new BackendUnavailableError("the ingest process is starting");
-  if (op === "recommend") {
-    const [user, n, given] = args as [string, number, RecommendOptions | null | undefined];
-    // JSON has no undefined: an absent options argument arrives as null.
-    const options = given ?? undefined;
-    return (
-      backend.recommendNow?.(user, n, options) ??
-      (await backend.getRecommendations(user, n, AbortSignal.timeout(10_000), options))
-    );
-  }
-  if (op === "similar" && backend.similarItems) {
-    const [item, n] = args as [string, number];
-    return backend.similarItems(item, n);
-  }
-  if (op === "recent" && backend.recentEvents) {
-    const [user, n] = args as [string, number];
-    return backend.recentEvents(user, n);
-  }
-  throw new Error(`the ingest process does not answer ${op}`);
+/** Changes per IPC message at most, and about this many bytes of values: the serving process
+ * deserialises each message in one go on the loop that answers, so each stays small. */
+const CHUNK_KEYS = 4_000;
+const CHUNK_BYTES = 256 * 1024;
+/** How often the feed is looked at when it was empty, and how often "caught up" is said idle. */
+const PUMP_MS = 20;
+const IDLE_NOTE_MS = 100;
+
+/**
+ * Sends the blend source stages' changes to the parent (its replica, actors/blend-replica.ts):
+ * one chunk at a time, the next once the last is written to the channel (the parent reading
+ * slowly holds back nothing here but the changed keys), and "caught up" when nothing is left.
+ */
+function pumpChanges(feed: ChangeFeed): void {
+  let sending = false;
+  let lastIdle = 0;
+  let sentSinceIdle = true;
+  const tick = () => {
+    if (sending || !process.connected) return;
+    const chunk = feed.take(CHUNK_KEYS, CHUNK_BYTES);
+    if (chunk) {
+      sending = true;
+      sentSinceIdle = true;
+      process.send!({ type: "blend", chunk } satisfies FromParseChild, (err: Error | null) => {
+        sending = false;
+        if (!err) setImmediate(tick);
+      });
+      return;
+    }
+    const now = Date.now();
+    if (sentSinceIdle || now - lastIdle >= IDLE_NOTE_MS) {
+      sentSinceIdle = false;
+      lastIdle = now;
+      send({ type: "blend-idle" });
+    }
+  };
+  setInterval(tick, PUMP_MS).unref();
 }
 
 process.on("message", (m: ToParseChild) => {
   if (m.type === "start") void run(m.cfg, m.natsUrl);
-  else if (m.type === "ask")
-    answer(m.op, m.args).then(
-      (value) => send({ type: "answer", id: m.id, value }),
-      (err: unknown) =>
-        send({
-          type: "answer",
-          id: m.id,
-          error:
-            err instanceof Error
-              ? { name: err.name, message: err.message }
-              : { name: "Error", message: String(err) },
-        }),
-    );
   else if (m.type === "metrics")
     void (app?.registry().getMetricsAsJSON() ?? Promise.resolve([])).then(
       (metrics) => send({ type: "metrics", id: m.id, metrics }),
@@ -87,14 +87,22 @@ process.on("message", (m: ToParseChild) => {
 async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   log = pino({ level: cfg.logLevel }).child({ proc: "ingest" });
   try {
-    app = await startApp({ ...cfg, natsUrl }, log, {
-      facade: false,
-      // Answers as soon as a one-process app's gRPC would: after a SIGKILL with 1M users the
-      // blend's sources run long before the last stage does (step 6: right answers came only at
-      // the ready line, 21.3 s after the kill, against 7.2 s in one process).
-      onServing: (b) => (serving = b),
-      onFatal: (err) => cannotRun(err),
-    });
+    app = await startApp(
+      // The source stages record their changes for the parent's replica.
+      { ...cfg, natsUrl, pipeline: { ...cfg.pipeline, replicaChanges: true } },
+      log,
+      {
+        facade: false,
+        // The replica's feed starts as soon as a one-process app's gRPC would answer: after a
+        // SIGKILL with 1M users the blend's sources run long before the last stage does (step 6:
+        // right answers came only at the ready line, 21.3 s after the kill, against 7.2 s in one
+        // process).
+        onServing: (_b, pipeline) => {
+          if (pipeline.blendChanges) pumpChanges(pipeline.blendChanges);
+        },
+        onFatal: (err) => cannotRun(err),
+      },
+    );
   } catch (err) {
     if (err instanceof StateStoreCorruptError || err instanceof StateStoreOpenError)
       return cannotRun(err);

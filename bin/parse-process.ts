@@ -19,6 +19,7 @@ import type { AppConfig } from "./config.js";
 import { tsxFlags } from "./tsx-flags.js";
 import { watchStages, type HealthProblem } from "./health.js";
 import { parentDeathPrefix } from "../connectors/nats/embedded-server.js";
+import type { ChangeChunk } from "../actors/blend-changes.js";
 
 /**
  * `reco start` with PARSE_PROCESS=1: the parse unit (the single reader of EVENTS: validation,
@@ -54,7 +55,11 @@ export type FromParseChild =
   /** The child's own health problems (NATS, parse failing, its state store), every second. */
   | { type: "health"; problems: HealthProblem[] }
   /** The child cannot run (its state store is corrupt): restarting it will not help. */
-  | { type: "fatal"; message: string };
+  | { type: "fatal"; message: string }
+  /** The ingest child's blend source changes, for the serving process's replica. */
+  | { type: "blend"; chunk: ChangeChunk }
+  /** The ingest child has no blend change left to send (now: the replica is caught up). */
+  | { type: "blend-idle" };
 
 /** The parse child exited without being asked to. */
 export class ParseProcessExitedError extends Error {
@@ -134,6 +139,11 @@ export interface ChildKind {
   label: string;
   /** Niceness to start it with (`nice -n`); absent: as this process. */
   nice?: number;
+  /**
+   * IPC serialization: "advanced" (structured clone) carries bytes as bytes (the ingest child's
+   * blend changes hold covisit's binary neighbour lists); default "json".
+   */
+  serialization?: "json" | "advanced";
 }
 
 export const PARSE_CHILD: ChildKind = { id: "parse-process", entry: "parse-child", label: "parse" };
@@ -153,6 +163,8 @@ export interface ParseProcessOptions {
   graceMs?: number;
   /** Which child (default: parse). */
   kind?: ChildKind;
+  /** Messages of the child this module does not handle itself (the ingest child's "blend"). */
+  onMessage?: (m: FromParseChild) => void;
 }
 /** Directory of the child's LevelDB, beside the main process's `state`. */
 export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
@@ -307,7 +319,7 @@ function createParseChildActor(
         ];
         const c = spawn(command, [...prefix, ...childExecArgv(), entry], {
           stdio: ["ignore", "inherit", "inherit", "ipc"],
-          serialization: "json",
+          serialization: kind.serialization ?? "json",
         });
         child = c;
         exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
@@ -326,7 +338,7 @@ function createParseChildActor(
               hooks.onReady();
               o.log.info({ [`${kind.label}Pid`]: c.pid }, `${what} ready`);
               resolve();
-            }
+            } else o.onMessage?.(raw);
           });
           const failed = (err: Error) => {
             replies.abandon();

@@ -1,4 +1,5 @@
 import { mkdir } from "node:fs/promises";
+import { Gauge } from "prom-client";
 import type { Logger } from "pino";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { startHttpServer } from "../connectors/http/server.js";
@@ -6,6 +7,8 @@ import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topolog
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { startGateway } from "./pipeline/gateway.js";
 import { createSplitBackend } from "./pipeline/split-backend.js";
+import { createArms } from "../actors/arms.js";
+import { createBlendReplica } from "../actors/blend-replica.js";
 import type { RecoBackend } from "../actors/backend.js";
 import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
@@ -30,8 +33,9 @@ export interface ServingApp {
  * `reco start` with SERVE_PROCESS=1 (the default): this process serves gRPC, the JSON API, the
  * console, /metrics and /healthz, and runs no stage. Its event loop only answers: the design
  * ranking, trending and item rows from replicas fed by JetStream (the gateway role's,
- * bin/pipeline/gateway.ts), blended answers from the ingest process
- * (bin/pipeline/split-backend.ts). The stages run in a child process (bin/ingest-child.ts: the
+ * bin/pipeline/gateway.ts), blended answers from a replica of the blend's source stages that the
+ * ingest process feeds over the IPC channel (actors/blend-replica.ts,
+ * bin/pipeline/split-backend.ts). The stages run in a child process (bin/ingest-child.ts: the
  * single-process app without its façade, with the parse process below it) started at
  * INGEST_NICE, so the kernel gives serving the CPU first when both want it. The child dies with
  * this process (PR_SET_PDEATHSIG) and is restarted by it when it dies alone; answers go on from
@@ -90,22 +94,28 @@ export async function startServingApp(
       await ensureEventsStream(jsm, topology);
       await ensureTopology(nc, jsm, topology);
     });
-    // A user's profile moving in the replica (their events reached the stages) drops the
-    // blended answers kept for them (bin/pipeline/split-backend.ts).
-    let userChanged = (_user: string) => undefined as void;
     const gateway = await startGateway(
       nc,
       { ...cfg.pipeline, maxStalenessMs: roleConfig.maxStalenessMs },
       (obj, msg) => log.warn(obj, msg),
-      (user) => userChanged(user),
     );
     cleanups.push(() => gateway.stop());
+    // The blend's source stages, replicated from the ingest process (RANKER=blend or an A/B arm
+    // that blends): blended answers are computed here, never asked of the ingest process.
+    const arms = cfg.pipeline.arms?.length ? createArms(cfg.pipeline.arms) : undefined;
+    const blendByDefault = cfg.pipeline.ranker === "blend";
+    const blend =
+      blendByDefault || arms?.arms.some((a) => a.ranker === "blend")
+        ? createBlendReplica({ preset: cfg.pipeline.preset, partitions: cfg.pipeline.partitions })
+        : undefined;
 
     const kind: ChildKind = {
       id: "ingest-process",
       entry: "ingest-child",
       label: "ingest",
       nice: cfg.ingestNice,
+      // The blend's changes carry covisit's neighbour lists as bytes.
+      serialization: "advanced",
     };
     const ingest = startParseProcess({
       cfg,
@@ -113,6 +123,10 @@ export async function startServingApp(
       log,
       metrics,
       kind,
+      onMessage: (m) => {
+        if (m.type === "blend") blend?.apply(m.chunk);
+        else if (m.type === "blend-idle") blend?.noteCaughtUp(Date.now());
+      },
       // Its stages' final snapshots: as long as a drain of the single-process app may take.
       graceMs: roleConfig.stopTimeoutMs,
       onFatal: fatal,
@@ -134,18 +148,42 @@ export async function startServingApp(
       }
       return out;
     });
+    // A new ingest process (or none): the replica is as of the last time it was caught up
+    // until the new one has sent what it holds.
+    let child = ingest.pid();
+    const lost = setInterval(() => {
+      const pid = ingest.pid();
+      if (pid !== child) blend?.noteLost();
+      child = pid;
+    }, 100);
+    cleanups.push(async () => clearInterval(lost));
     const backend = createSplitBackend({
       replica: gateway.backend,
-      ask: (op, args, timeoutMs) => ingest.ask(op, args, timeoutMs),
-      forward: cfg.pipeline.ranker === "blend" || (cfg.pipeline.arms?.length ?? 0) > 0,
-      waitMs: cfg.serveBlendWaitMs,
-      maxInFlight: 256,
-      keptAnswers: 32_768,
-      keptMaxAgeMs: cfg.serveBlendMaxAgeMs,
-      maxRefreshes: 16,
+      blend,
+      blendByDefault,
+      ...(arms ? { armOf: (user: string) => arms.armOf(user) } : {}),
+      row: gateway.table.row,
+      rowsVersion: () => gateway.table.version,
+      topCategories: (user) => gateway.topCategories(user),
       registry: metrics.registry,
     });
-    userChanged = (user) => backend.userChanged(user);
+    if (blend)
+      new Gauge({
+        name: "reco_blend_replica",
+        help: "The serving process's replica of the blend's source stages (SERVE_PROCESS=1): ready (1 once every source has been received), staleness_ms (0 while it has everything the ingest process had), keys held, chunks of changes applied, blended answers served from its memo (memo_hits) and computed (memo_misses)",
+        labelNames: ["name"] as const,
+        registers: [metrics.registry],
+        collect() {
+          const st = blend.stats();
+          const staleness = blend.stalenessMs(Date.now());
+          this.set({ name: "ready" }, blend.isReady() ? 1 : 0);
+          this.set({ name: "staleness_ms" }, Number.isFinite(staleness) ? staleness : -1);
+          this.set({ name: "keys" }, st.keys);
+          this.set({ name: "chunks" }, st.chunks);
+          this.set({ name: "memo_hits" }, st.memoHits);
+          this.set({ name: "memo_misses" }, st.memoMisses);
+        },
+      });
     ready = () => backend.isReady();
     const grpc = await serveGrpc(cfg, backend, metrics, log);
     cleanups.push(() => grpc.stop());

@@ -12,7 +12,7 @@ import {
 import type { NatsConnection } from "nats";
 import { createSupervisor, type Supervisor } from "../../runtime/index.js";
 import { joinCandidates } from "../../actors/popularity-join.js";
-import { answerFor } from "../../actors/fallback.js";
+import { answerFor, topCategoriesOf } from "../../actors/fallback.js";
 import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
 import { createTrendingHub, type TrendingHub } from "../../actors/trending-hub.js";
 import { createProfileReplica, type ProfileReplica } from "../../actors/profile-replica.js";
@@ -80,6 +80,10 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
 
 export interface GatewayProcess {
   readonly backend: RecoBackend;
+  /** The popularity table's replica (rows and version: what blended answers read of it). */
+  readonly table: PopularityTable;
+  /** The user's top categories from the profile replica (undefined: not known yet). */
+  topCategories(user: string): Recommendations["topCategories"] | undefined;
   readonly supervisor: Supervisor;
   stop(): Promise<void>;
 }
@@ -120,6 +124,9 @@ export async function startGateway(
   await supervisor.ready();
   return {
     supervisor,
+    table,
+    topCategories: (user) =>
+      replica.caughtUp ? topCategoriesOf(replica.profile(user)) : undefined,
     backend: createGatewayBackend({
       table,
       hub,

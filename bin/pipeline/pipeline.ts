@@ -13,6 +13,7 @@ import type { RecoBackend } from "../../actors/backend.js";
 import type { Preset } from "../../actors/event.js";
 import type { TrendingWeights } from "../../actors/trending.js";
 import { recommenderWiring, type RankerConfig } from "../../actors/recommender-wiring.js";
+import type { ChangeFeed } from "../../actors/blend-changes.js";
 import { qualityWiring } from "../../actors/quality-wiring.js";
 import type { Arm } from "../../actors/arms.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
@@ -84,6 +85,8 @@ export interface Pipeline {
   ready(): Promise<void>;
   /** Snapshots every instance now (used by drain and tests). */
   snapshotAll(): Promise<void>;
+  /** The blend's source stages' changes, with RANKER=blend and `replicaChanges` (a replica's feed). */
+  readonly blendChanges?: ChangeFeed;
   stop(): Promise<void>;
 }
 
@@ -238,6 +241,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   for (const unit of owner.fixedUnits) units.start(unit, "rest");
   return {
     backend: serving.backend,
+    ...(ranker.changes ? { blendChanges: ranker.changes } : {}),
     supervisor,
     instance: (id) => instances.get(id),
     instanceIds: () => [...instances.keys()],

@@ -1,0 +1,116 @@
+import {
+  hasOptions,
+  type RecentEvent,
+  type RecommendOptions,
+  type Recommendations,
+  type SimilarItems,
+} from "./backend.js";
+import type { PopularityRow } from "./popularity.js";
+import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
+import type { RecommenderView } from "./recommender-view.js";
+import { createAnswerMemo } from "./recommender-memo.js";
+import type { BlendSettings } from "./sources/blend.js";
+import type { CollaborativeSource } from "./sources/collaborative.js";
+import type { HistorySource } from "./sources/history.js";
+
+/** Answers kept (one per user, n and blend settings): ~1 KB each. */
+const MEMO_ANSWERS = 32_768;
+/**
+ * Event time a kept answer's clock may lag the sources' progress. Idle, parse's markers move
+ * progress every few seconds without data: an answer at a newer clock differs only by the
+ * decay's last bits (every source's scores decay alike and the blend normalises them) and by
+ * items whose "done" time ran out, so an answer of the same data up to 10 min older, served with
+ * its own watermark, is the answer as of that watermark. 10 min is the user path's allowed
+ * out-of-orderness (DESIGN §3.2): the clock is not known closer than that anyway. (60 s made
+ * bench step 4 at load 15 compute most answers again: a round of 12.8k users took minutes.)
+ */
+const MEMO_MAX_LAG_MS = 10 * 60_000;
+
+/**
+ * Blended answers over the source stages' views, wherever those live: the stages themselves
+ * (actors/recommender-wiring.ts) or their replica in a serving process (actors/blend-replica.ts).
+ * One code path, so both give the same answer for the same state.
+ */
+export interface BlendAnswers {
+  answer(
+    userId: string,
+    n: number,
+    options: RecommendOptions | undefined,
+    row: (item: string) => PopularityRow | undefined,
+    blend?: BlendSettings,
+    rowsVersion?: number,
+  ): Recommendations | undefined;
+  /** Blended answers served from the memo, and computed (requests without options). */
+  readonly memo: { hits: number; misses: number };
+}
+
+export function createBlendAnswers(o: {
+  /** The preset's blend settings. */
+  blend: BlendSettings;
+  /** The composed view for a user; undefined while a source it needs is not there. */
+  view(user: string): RecommenderView | undefined;
+  /** The collaborative source (its served models are part of an answer's stamp). */
+  collaborative(): CollaborativeSource | undefined;
+  /** Changes of the sources' data so far (any change forgets every kept answer). */
+  changes(): number;
+}): BlendAnswers {
+  const memo = createAnswerMemo<Recommendations>(MEMO_ANSWERS);
+  const counts = { hits: 0, misses: 0 };
+  /** A number per blend settings object (the preset's, each A/B arm's): part of a memo key. */
+  const blendIds = new WeakMap<BlendSettings, number>();
+  let blends = 0;
+  const blendId = (b: BlendSettings) => {
+    const id = blends++;
+    blendIds.set(b, id);
+    return id;
+  };
+  return {
+    memo: counts,
+    answer(userId, n, options, row, blend, rowsVersion) {
+      const v = o.view(userId);
+      if (!v) return undefined;
+      const settings = blend ?? o.blend;
+      // Requests with options are rarer and vary: computed every time.
+      if (rowsVersion === undefined || hasOptions(options))
+        return blendAnswer(v, settings, row, userId, n, options);
+      const models = o.collaborative();
+      const stamp = [
+        o.changes(),
+        rowsVersion,
+        models?.model("implicit")?.model,
+        models?.model("explicit")?.model,
+      ];
+      const key = `${userId}\n${n}\n${blendIds.get(settings) ?? blendId(settings)}`;
+      const kept = memo.get(key, stamp);
+      // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
+      // clock (done items expire with it), so it is served only while at most this far behind.
+      if (kept && (kept.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS) {
+        counts.hits++;
+        return kept;
+      }
+      counts.misses++;
+      const answer = blendAnswer(v, settings, row, userId, n, options);
+      memo.set(key, stamp, answer);
+      return answer;
+    },
+  };
+}
+
+/** The user's recent items from the history source (categories from covisit's). */
+export function recentOf(
+  history: HistorySource,
+  categoryOf: ((item: string) => string | undefined) | undefined,
+  userId: string,
+  n: number,
+): RecentEvent[] {
+  return history.recent(userId, n).map((x) => ({
+    itemId: x.item,
+    eventType: x.type,
+    eventTime: x.ts,
+    category: categoryOf?.(x.item) ?? "",
+    count: x.count,
+  }));
+}
+
+export { covisitSimilar };
+export type { SimilarItems };

@@ -1,0 +1,312 @@
+import { asyncScheduler } from "rxjs";
+import {
+  createStageLogic,
+  type StateMap,
+  type StateMaps,
+  type ValueCodec,
+} from "../runtime/index.js";
+import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
+import { createBlendAnswers, recentOf } from "./blend-answers.js";
+import type { ChangeChunk } from "./blend-changes.js";
+import type { Preset } from "./event.js";
+import { covisitStage, type CovisitView } from "./covisit-stage.js";
+import { historyStage, type HistoryView } from "./history-stage.js";
+import { partitionOf } from "./partition.js";
+import type { PopularityRow } from "./popularity.js";
+import { covisitSimilar } from "./recommender-serve.js";
+import { composeView, type RecommenderView } from "./recommender-view.js";
+import { deserialiseModel } from "./sources/als-model.js";
+import type { BlendSettings } from "./sources/blend.js";
+import { createCollaborative, type CollaborativeSource } from "./sources/collaborative.js";
+import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
+import { createHistory } from "./sources/history.js";
+import { presetNamed } from "./sources/preset.js";
+
+/**
+ * A replica of the blend's source stages (history per partition, covisit, collaborative) in a
+ * process that runs none of them: the serving process of a split `reco start`. It holds their
+ * state maps as the change stream (actors/blend-changes.ts) sends them, in their stored form,
+ * and reads them with the stages' own code (each stage's view created over the replica's maps;
+ * the collaborative source over its rows, with the models the ingest process trained), through
+ * the same answer code as the stages' process (actors/blend-answers.ts): the same state gives
+ * the same answer. Applying a chunk is a map write per key; values are decoded when an answer
+ * reads them. Nothing here trains or feeds events: the heavy work stays in the ingest process.
+ */
+export interface BlendReplica {
+  apply(chunk: ChangeChunk): void;
+  /** The ingest process had nothing more to send at `at` (ms): the replica is caught up then. */
+  noteCaughtUp(at: number): void;
+  /** The ingest process is gone: the replica is as of the last time it was caught up. */
+  noteLost(): void;
+  /** Every source's first dump has arrived (covisit and each history partition). */
+  isReady(): boolean;
+  /** 0 while caught up; else the time since it last was (Infinity: never). */
+  stalenessMs(now: number): number;
+  answer(
+    userId: string,
+    n: number,
+    options: RecommendOptions | undefined,
+    row: (item: string) => PopularityRow | undefined,
+    blend?: BlendSettings,
+    rowsVersion?: number,
+  ): Recommendations | undefined;
+  recent(userId: string, n: number): RecentEvent[] | undefined;
+  similar(
+    itemId: string,
+    n: number,
+    row: (item: string) => PopularityRow | undefined,
+  ): SimilarItems | undefined;
+  /** Keys held over every instance, chunks applied, blended answers from the memo and computed. */
+  stats(): { keys: number; chunks: number; memoHits: number; memoMisses: number };
+}
+
+/** One run of a stage instance as received: its maps of stored values. */
+interface Instance {
+  readonly run: string;
+  readonly maps: Map<string, Map<string, unknown>>;
+  /** Changes applied to it (a view built at another version is stale). */
+  version: number;
+}
+
+/** Decoded values kept per map (a history read decodes its user's JSON once per change). */
+const DECODED_MAX = 20_000;
+/**
+ * Covisit's view is built again when its data changed, at most this often: building it is cheap,
+ * but its trending and popular lists are then sorted again from every item's count at the first
+ * read (the stage keeps them in order event by event, which a replica given counts cannot).
+ */
+const COVISIT_REBUILD_MS = 100;
+
+const noop = () => undefined;
+
+/** A state map over a replica instance's stored values, decoded as the stage's options say. */
+function replicaMap<V>(
+  values: Map<string, unknown>,
+  options: { text?: boolean; codec?: ValueCodec<V> } | undefined,
+): StateMap<V> {
+  const decode: ((stored: unknown) => V) | undefined = options?.codec
+    ? (v) => options.codec!.decode(v)
+    : options?.text
+      ? (v) => (typeof v === "string" ? (JSON.parse(v) as V) : (v as V))
+      : undefined;
+  const decoded = new Map<string, { stored: unknown; value: V }>();
+  const get = (k: string): V | undefined => {
+    const stored = values.get(k);
+    if (stored === undefined || !decode) return stored as V | undefined;
+    const hit = decoded.get(k);
+    if (hit && hit.stored === stored) return hit.value;
+    const value = decode(stored);
+    if (decoded.size >= DECODED_MAX) decoded.clear();
+    decoded.set(k, { stored, value });
+    return value;
+  };
+  const refuse = () => {
+    throw new Error("a blend replica is read-only");
+  };
+  return {
+    get,
+    has: (k) => values.has(k),
+    set: refuse,
+    delete: refuse,
+    get size() {
+      return values.size;
+    },
+    keys: () => values.keys(),
+    *entries() {
+      for (const k of values.keys()) yield [k, get(k)!] as [string, V];
+    },
+    ...(options?.text ? { peekText: (k: string) => values.get(k) as string | undefined } : {}),
+  };
+}
+
+const mapsOf = (inst: Instance): StateMaps => ({
+  map: <V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }) => {
+    let values = inst.maps.get(name);
+    if (!values) inst.maps.set(name, (values = new Map()));
+    return replicaMap<V>(values, options);
+  },
+  value: () => ({ get: noop, set: noop }),
+});
+
+export function createBlendReplica(cfg: {
+  preset: Preset;
+  partitions: number;
+  now?: () => number;
+}): BlendReplica {
+  const now = cfg.now ?? Date.now;
+  const preset = presetNamed(cfg.preset);
+  const sources = defaultSourceSettings(preset);
+  const bs = defaultBlend(preset);
+  /** The served run of each instance, and a run being built aside (its dump not complete). */
+  const live = new Map<string, Instance>();
+  const aside = new Map<string, Instance>();
+  /** Changes applied over every instance: part of a kept answer's stamp. */
+  let changes = 0;
+  let chunks = 0;
+  let caughtUpAt = -1;
+  let pending = true;
+
+  const ctxOf = <S>(name: string, inst: Instance, settings: S) => ({
+    name,
+    state: mapsOf(inst),
+    settings,
+    scheduler: asyncScheduler,
+    count: noop,
+  });
+
+  /** History views by instance (a run's view reads its maps as they change). */
+  const histories = new WeakMap<Instance, HistoryView>();
+  const historyIds = Array.from({ length: cfg.partitions }, (_, p) => `history/${p}`);
+  const historyOf = (user: string): HistoryView | undefined => {
+    const inst = live.get(historyIds[partitionOf(user, cfg.partitions)]!);
+    if (!inst) return undefined;
+    let v = histories.get(inst);
+    if (!v) {
+      const settings = {
+        preset,
+        halfLifeMs: sources.historyHalfLifeMs,
+        maxItemsPerUser: sources.maxItemsPerUser,
+      };
+      v = createStageLogic(historyStage, ctxOf("history", inst, settings)).view;
+      histories.set(inst, v);
+    }
+    return v;
+  };
+
+  let covisit: { inst: Instance; version: number; at: number; view: CovisitView } | undefined;
+  const covisitView = (): CovisitView | undefined => {
+    const inst = live.get("covisit/0");
+    if (!inst) return undefined;
+    const c = covisit;
+    if (c && c.inst === inst && (c.version === inst.version || now() - c.at < COVISIT_REBUILD_MS))
+      return c.view;
+    const view = createStageLogic(covisitStage, ctxOf("covisit", inst, { preset, sources })).view;
+    covisit = { inst, version: inst.version, at: now(), view };
+    return view;
+  };
+
+  type Served = { at: number; stored: unknown };
+  let collab:
+    | { inst: Instance; source: CollaborativeSource; models: Partial<Record<string, Served>> }
+    | undefined;
+  const kinds = (["implicit", "explicit"] as const).filter((k) => sources[k]);
+  const collaborative = (): CollaborativeSource | undefined => {
+    const inst = live.get("collaborative/0");
+    if (!inst) return undefined;
+    if (collab?.inst !== inst) {
+      const m = mapsOf(inst);
+      collab = {
+        inst,
+        models: {},
+        source: createCollaborative(preset, sources, {
+          implicit: { rows: m.map("rows"), items: m.map("items") },
+          explicit: { rows: m.map("xrows"), items: m.map("xitems") },
+        }),
+      };
+    }
+    // The models as the stage stores them when a training ends ({ at, b64 }): served here once
+    // they arrive, decoded once per model.
+    const stored = inst.maps.get("model");
+    for (const kind of kinds) {
+      const s = stored?.get(kind) as { at: number; b64: string } | undefined;
+      const had = collab.models[kind];
+      if (s === had?.stored) continue;
+      if (s) {
+        collab.source.setModel(kind, deserialiseModel(Buffer.from(s.b64, "base64")), s.at);
+        collab.models[kind] = { at: s.at, stored: s };
+      } else {
+        collab.source.setModel(kind, undefined, 0);
+        delete collab.models[kind];
+      }
+    }
+    return collab.source;
+  };
+
+  /** The composed view of the user's partition; undefined until history and covisit are here. */
+  const composed = new WeakMap<HistoryView, { parts: unknown[]; view: RecommenderView }>();
+  const viewOf = (user: string): RecommenderView | undefined => {
+    const h = historyOf(user);
+    const c = covisitView();
+    if (!h || !c) return undefined;
+    const cf = collaborative();
+    const parts = [c, cf];
+    const last = composed.get(h);
+    if (last && parts.every((x, i) => x === last.parts[i])) return last.view;
+    const view = composeView(
+      {
+        history: h,
+        covisit: c,
+        ...(cf ? { collaborative: { collaborative: () => cf } } : {}),
+      },
+      sources,
+    );
+    composed.set(h, { parts, view });
+    return view;
+  };
+
+  const answers = createBlendAnswers({
+    blend: bs,
+    view: viewOf,
+    collaborative,
+    changes: () => changes,
+  });
+  const noHistory = createHistory({ preset });
+
+  return {
+    apply(chunk) {
+      chunks++;
+      let inst: Instance | undefined;
+      if (chunk.reset) {
+        inst = { run: chunk.run, maps: new Map(), version: 0 };
+        aside.set(chunk.instance, inst);
+      } else {
+        const a = aside.get(chunk.instance);
+        const l = live.get(chunk.instance);
+        inst = a?.run === chunk.run ? a : l?.run === chunk.run ? l : undefined;
+      }
+      // Changes of a run whose dump never came (it was replaced): nothing to apply them to.
+      if (!inst) return;
+      for (const m of chunk.maps) {
+        let values = inst.maps.get(m.map);
+        if (!values) inst.maps.set(m.map, (values = new Map()));
+        for (const [k, v] of m.puts) values.set(k, v);
+        for (const k of m.dels) values.delete(k);
+      }
+      inst.version++;
+      if (chunk.complete && aside.get(chunk.instance) === inst) {
+        aside.delete(chunk.instance);
+        live.set(chunk.instance, inst);
+      }
+      if (live.get(chunk.instance) === inst) changes++;
+      pending = true;
+    },
+    noteCaughtUp(at) {
+      pending = false;
+      caughtUpAt = at;
+    },
+    noteLost() {
+      pending = true;
+    },
+    isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
+    stalenessMs: (t) => (caughtUpAt < 0 ? Infinity : pending ? Math.max(0, t - caughtUpAt) : 0),
+    answer: (userId, n, options, row, blend, rowsVersion) =>
+      answers.answer(userId, n, options, row, blend, rowsVersion),
+    recent(userId, n) {
+      const h = historyOf(userId);
+      if (!h) return undefined;
+      const c = covisitView();
+      return recentOf(h.history(), c && ((i) => c.categoryOf(i)), userId, n);
+    },
+    similar(itemId, n, row) {
+      const c = covisitView();
+      if (!c) return undefined;
+      const v = composeView({ history: { history: () => noHistory }, covisit: c }, sources);
+      return covisitSimilar(v, row, itemId, n);
+    },
+    stats() {
+      let keys = 0;
+      for (const inst of live.values()) for (const m of inst.maps.values()) keys += m.size;
+      return { keys, chunks, memoHits: answers.memo.hits, memoMisses: answers.memo.misses };
+    },
+  };
+}
