@@ -1,0 +1,212 @@
+import { describe, expect, it } from "vitest";
+import { asyncScheduler, of } from "rxjs";
+import { createStageLogic, type InputBatch, type StageLogic } from "../runtime/index.js";
+import { createStageState } from "../state/store.js";
+import { historyStage, type HistoryView } from "../actors/history-stage.js";
+import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
+import { createChangeFeed, type ChangeFeed } from "../actors/blend-changes.js";
+import { createBlendReplica } from "../actors/blend-replica.js";
+import { createBlendAnswers } from "../actors/blend-answers.js";
+import { composeView } from "../actors/recommender-view.js";
+import { partitionOf } from "../actors/partition.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
+import { seededRandom } from "../actors/sources/types.js";
+import type { ParsedRecord } from "../actors/parse-options.js";
+import type { EventType } from "../actors/event.js";
+import { batchMaker, stageContext } from "./helpers/stage.js";
+import { reloaded } from "./helpers/source-stages.js";
+
+/**
+ * The blend's replica (actors/blend-replica.ts) fed by the source stages' change stream
+ * (actors/blend-changes.ts), pure logic: the history and covisit stages run on in-memory state
+ * with their maps tracked, the chunks go to a replica, and its blended answers are compared with
+ * the answers over the stages' own views (the one-process path) at the same state.
+ */
+const P = 2;
+const T0 = Date.UTC(2026, 10, 1);
+const sources = defaultSourceSettings(ECOMMERCE);
+const TYPES: EventType[] = ["view", "view", "view", "click", "cart", "purchase"];
+
+function events(n: number, seed: number): ParsedRecord[] {
+  const rnd = seededRandom(seed);
+  let progress = -1;
+  return Array.from({ length: n }, (_, s) => {
+    const ts = T0 + s * 20_000;
+    const r: ParsedRecord = {
+      id: `e${s}`,
+      t: TYPES[Math.floor(rnd() * TYPES.length)]!,
+      ts,
+      u: `u${Math.floor(rnd() * 30)}`,
+      i: `p${Math.floor(rnd() * 40)}`,
+      c: `c${Math.floor(rnd() * 4)}`,
+      b: "",
+      pr: -1,
+      r: -1,
+      s: s + 1,
+      wb: progress,
+    };
+    progress = Math.max(progress, ts);
+    return r;
+  });
+}
+
+/** The source stages on tracked in-memory state, fed batch by batch as a host feeds them. */
+function stages(feed: ChangeFeed & { track: ReturnType<typeof createChangeFeed>["track"] }) {
+  const make = <V>(
+    id: string,
+    def: typeof historyStage | typeof covisitStage,
+    settings: object,
+  ) => {
+    const state = createStageState();
+    const { ctx } = stageContext(settings, asyncScheduler, feed.track(id, state));
+    return {
+      state,
+      logic: createStageLogic(def as never, ctx) as StageLogic<
+        ParsedRecord,
+        Record<string, never>,
+        V
+      >,
+    };
+  };
+  const history = Array.from({ length: P }, (_, p) =>
+    make<HistoryView>(`history/${p}`, historyStage, {
+      preset: ECOMMERCE,
+      halfLifeMs: sources.historyHalfLifeMs,
+      maxItemsPerUser: sources.maxItemsPerUser,
+    }),
+  );
+  const covisit = make<CovisitView>("covisit/0", covisitStage, { preset: ECOMMERCE, sources });
+  const batches = {
+    h: history.map(() => batchMaker<ParsedRecord>()),
+    c: batchMaker<ParsedRecord>(),
+  };
+  const run = (
+    logic: StageLogic<ParsedRecord, Record<string, never>, unknown>,
+    b: InputBatch<ParsedRecord>,
+  ) => of(b).pipe(logic.operator).subscribe();
+  return {
+    history,
+    covisit,
+    feed(records: ParsedRecord[]) {
+      const wm = Math.max(...records.map((r) => r.ts));
+      run(covisit.logic, batches.c(wm, records));
+      for (let p = 0; p < P; p++)
+        run(
+          history[p]!.logic,
+          batches.h[p]!(
+            wm,
+            records.filter((r) => partitionOf(r.u, P) === p),
+          ),
+        );
+    },
+    /** The one-process answers: the stages' own views. */
+    answers: createBlendAnswers({
+      blend: defaultBlend(ECOMMERCE),
+      view: (user) =>
+        composeView(
+          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit.logic.view },
+          sources,
+        ),
+      collaborative: () => undefined,
+      changes: () => 0,
+    }),
+  };
+}
+
+/** A clock that moves 1 s per reading (the replica rebuilds covisit's view at most every 100 ms). */
+const ticking = () => {
+  let t = 0;
+  return () => (t += 1_000);
+};
+const users = Array.from({ length: 32 }, (_, x) => `u${x}`);
+const row = () => undefined;
+const drain = (
+  feed: ChangeFeed,
+  apply: (c: NonNullable<ReturnType<ChangeFeed["take"]>>) => void,
+  maxKeys = 7,
+) => {
+  let chunks = 0;
+  for (let c = feed.take(maxKeys, 2_000); c; c = feed.take(maxKeys, 2_000)) {
+    apply(c);
+    chunks++;
+  }
+  return chunks;
+};
+
+describe("the blend's replica", () => {
+  it("answers as the stages do once it has their changes, chunk by chunk, batch by batch", () => {
+    const feed = createChangeFeed();
+    const s = stages(feed);
+    const replica = createBlendReplica({ preset: "ecommerce", partitions: P, now: ticking() });
+    expect(replica.isReady()).toBe(false);
+    const log = events(600, 7);
+    for (let x = 0; x < log.length; x += 50) {
+      s.feed(log.slice(x, x + 50));
+      // Some batches pass before the replica hears of them: it catches up with the latest values.
+      if ((x / 50) % 3 !== 1) drain(feed, (c) => replica.apply(c));
+    }
+    drain(feed, (c) => replica.apply(c));
+    expect(replica.isReady()).toBe(true);
+    let blended = 0;
+    for (const u of users) {
+      const mine = replica.answer(u, 10, undefined, row);
+      expect(mine).toEqual(s.answers.answer(u, 10, undefined, row));
+      blended += mine!.items.filter((i) => i.source === "SIMILAR_ITEMS").length;
+      expect(replica.answer(u, 5, { category: "c1" }, row)).toEqual(
+        s.answers.answer(u, 5, { category: "c1" }, row),
+      );
+      expect(replica.recent(u, 5)?.map((r) => r.itemId)).toEqual(
+        s.history[partitionOf(u, P)]!.logic.view.history()
+          .recent(u, 5)
+          .map((r) => r.item),
+      );
+    }
+    // The answers are the blend's, not a popularity list alone.
+    expect(blended).toBeGreaterThan(0);
+    expect(replica.similar("p3", 5, row)).toBeDefined();
+  });
+
+  it("serves the previous run of a stage until a new run's dump is complete", () => {
+    const feed = createChangeFeed();
+    const s = stages(feed);
+    const replica = createBlendReplica({ preset: "ecommerce", partitions: P, now: ticking() });
+    const log = events(300, 11);
+    s.feed(log.slice(0, 200));
+    drain(feed, (c) => replica.apply(c));
+    s.feed(log.slice(200));
+    // A restart of covisit from a snapshot of its state now: a new run, dumped in small chunks.
+    const restarted = reloaded(s.covisit.state);
+    const state = feed.track("covisit/0", restarted);
+    const { ctx } = stageContext({ preset: ECOMMERCE, sources }, asyncScheduler, state);
+    const view = createStageLogic(covisitStage, ctx).view;
+    const covisitChunks: NonNullable<ReturnType<ChangeFeed["take"]>>[] = [];
+    drain(
+      feed,
+      (c) => (c.instance === "covisit/0" ? covisitChunks.push(c) : replica.apply(c)),
+      1_000,
+    );
+    expect(covisitChunks.length).toBeGreaterThan(1);
+    expect(covisitChunks[0]!.reset).toBe(true);
+    expect(covisitChunks.slice(0, -1).every((c) => c.complete === undefined)).toBe(true);
+    expect(covisitChunks.at(-1)!.complete).toBe(true);
+    const before = users.map((u) => replica.answer(u, 10, undefined, row));
+    replica.apply(covisitChunks[0]!);
+    // Half a dump serves nothing of it: the covisit served is still the first run's.
+    expect(users.map((u) => replica.answer(u, 10, undefined, row))).toEqual(before);
+    for (const c of covisitChunks.slice(1)) replica.apply(c);
+    expect(users.map((u) => replica.answer(u, 10, undefined, row))).not.toEqual(before);
+    const answers = createBlendAnswers({
+      blend: defaultBlend(ECOMMERCE),
+      view: (user) =>
+        composeView(
+          { history: s.history[partitionOf(user, P)]!.logic.view, covisit: view },
+          sources,
+        ),
+      collaborative: () => undefined,
+      changes: () => 0,
+    });
+    for (const u of users)
+      expect(replica.answer(u, 10, undefined, row)).toEqual(answers.answer(u, 10, undefined, row));
+  });
+});
