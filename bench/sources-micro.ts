@@ -4,8 +4,9 @@
  * distribution) pushed through each stage's logic in batches of 500, on a stage state, with a
  * snapshot delta taken and serialised (as state/store.ts does) every `snapshotEvery` events.
  * Prints µs of CPU per event, the part spent in snapshots, the delta's megabytes per map and,
- * with `digest`, a hash of every item's similar items and of the trending and popular lists (two
- * versions of the code that must give the same bits print the same digest). Stable where step 2
+ * with `digest`, a hash of every item's similar items and of the trending and popular lists, and
+ * one of the prequential stage's figures (two versions of the code that must give the same bits
+ * print the same digests). Stable where step 2
  * is noisy (a shared machine); run under `--cpu-prof` to see where the time goes.
  *
  *   npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential] [digest]
@@ -14,7 +15,7 @@ import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
 import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
 import type { ParsedRecord } from "../actors/parse.js";
-import { prequentialStage } from "../actors/prequential-stage.js";
+import { prequentialStage, type PrequentialView } from "../actors/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { startStage, type StageDefinition } from "../runtime/index.js";
@@ -107,6 +108,12 @@ for (const name of stages) {
     `${name}: ${((c.user + c.system) / events).toFixed(1)} µs of CPU per event ` +
       `(snapshots ${((snapshotMs * 1000) / events).toFixed(1)}), ${state.keyCount()} keys; deltas: ${maps}`,
   );
+  if (digest && name === "prequential") {
+    // Every figure of every method and window: what the scoring answered, case by case summed.
+    const v = run.view as PrequentialView;
+    const h = createHash("sha256").update(JSON.stringify(v.report()));
+    console.log(`prequential digest: ${h.digest("hex").slice(0, 16)}`);
+  }
   if (digest && name === "covisit") {
     const v = run.view as CovisitView;
     const h = createHash("sha256");

@@ -198,41 +198,88 @@ export function createCovisit(
    * Changes of the graph (edges or masses): a neighbour list computed at the same `now` and the
    * same version is the one a new computation would give, so it is reused (serving asks for the
    * same seeds' neighbours again and again between events). The stores change only through
-   * `add` once loaded.
+   * `add` once loaded. A list computed for its first `top` entries only is `whole: false`.
    */
   let version = 0;
-  const ranked = new Map<string, { now: number; version: number; list: Neighbour[] }>();
+  const ranked = new Map<
+    string,
+    { now: number; version: number; list: Neighbour[]; whole: boolean }
+  >();
 
-  /** The item's neighbours at `now` (cosine or raw), best first, ties by id. */
-  const neighbours = (item: string, now: number): Neighbour[] => {
+  /**
+   * Items' masses at one (`now`, version), by item number: a user's seeds share many neighbours,
+   * whose masses were looked up and decayed once per list (the prequential stage asks for 20
+   * seeds' lists per case, each event a new version). `massGen[x] === gen` marks a held value.
+   */
+  let gen = 0;
+  let genNow = NaN;
+  let genVersion = -1;
+  let massGen = new Int32Array(1024);
+  let massVal = new Float64Array(1024);
+  const massAtOf = (x: number, now: number): number => {
+    if (now !== genNow || version !== genVersion) {
+      gen++;
+      genNow = now;
+      genVersion = version;
+    }
+    if (x >= massGen.length) {
+      const c = Math.max(2 * massGen.length, x + 1);
+      const g = new Int32Array(c);
+      g.set(massGen);
+      const v = new Float64Array(c);
+      v.set(massVal);
+      massGen = g;
+      massVal = v;
+    }
+    if (massGen[x] === gen) return massVal[x]!;
+    const mb = mass.get(names[x]!);
+    const v = mb ? at(mb, now) : 1;
+    massGen[x] = gen;
+    massVal[x] = v;
+    return v;
+  };
+
+  /**
+   * The item's neighbours at `now` (cosine or raw), best first, ties by id: the first `top` of
+   * them (all by default). Only entries scoring at least the `top`-th best score are made into
+   * objects and sorted (found with a typed-array sort, as topByScore does): the same first `top`
+   * as sorting them all.
+   */
+  const neighbours = (item: string, now: number, top = Infinity): Neighbour[] => {
     const hit = ranked.get(item);
-    if (hit && hit.now === now && hit.version === version) return hit.list;
+    if (hit && hit.now === now && hit.version === version && (hit.whole || hit.list.length >= top))
+      return hit.list;
     const m = edgesOf(item);
     if (!m) return NONE;
-    const list: Neighbour[] = [];
+    const n = m.size;
+    const scores = new Float64Array(n);
     // The item's own mass at `now`, once per list (it is in every pair's denominator).
     const ma = normalise ? mass.get(item) : undefined;
     const maAt = ma ? at(ma, now) : 1;
-    for (let x = 0; x < m.size; x++) {
-      const other = names[m.key[x]!]!;
+    for (let x = 0; x < n; x++) {
       const raw = atOf(m.s[x]!, m.ts[x]!, now);
       let score = raw;
       if (normalise) {
-        const mb = mass.get(other);
-        const d = Math.sqrt(maAt * (mb ? at(mb, now) : 1));
+        const d = Math.sqrt(maAt * massAtOf(m.key[x]!, now));
         score = d > 0 ? raw / d : 0;
       }
-      list.push({ item: other, score });
+      scores[x] = score;
     }
+    const whole = n <= top;
+    const least = whole ? -Infinity : scores.slice().sort()[n - top]!;
+    const list: Neighbour[] = [];
+    for (let x = 0; x < n; x++)
+      if (scores[x]! >= least) list.push({ item: names[m.key[x]!]!, score: scores[x]! });
     list.sort(byScoreThenId);
+    if (list.length > top) list.length = top;
     if (ranked.size >= MAX_RANKED) ranked.clear();
-    ranked.set(item, { now, version, list });
+    ranked.set(item, { now, version, list, whole });
     return list;
   };
 
   const similar = (item: string, now: number, n = k): Scored[] => {
     const why = `${opts.preset.verb} together with ${item}`;
-    return neighbours(item, now)
+    return neighbours(item, now, n)
       .slice(0, n)
       .map((c) => ({ item: c.item, score: c.score, why }));
   };
@@ -288,7 +335,7 @@ export function createCovisit(
       const acc = new Map<string, { item: string; score: number; best: number; from: string }>();
       for (const seed of seeds) {
         const sw = seed.score / top;
-        const list = neighbours(seed.item, now);
+        const list = neighbours(seed.item, now, k);
         for (let x = 0; x < list.length && x < k; x++) {
           const nb = list[x]!;
           const c = sw * nb.score;
