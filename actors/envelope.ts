@@ -151,7 +151,7 @@ export function encodeEnvelope(
  * the batch is parsed once. Readers treat records as read-only (they always have: a record may
  * also sit in the sender's buffer). Bounded: an entry nobody takes is dropped oldest first.
  */
-const shared = new Map<string, Envelope<unknown>>();
+const shared = new Map<string, { env: Envelope<unknown>; left: number }>();
 // A reader can run a few hundred messages ahead of another (popularity skips most records):
 // about 10 MB of decoded records at most.
 const MAX_SHARED_RECORDS = 40_000;
@@ -160,16 +160,17 @@ let reading: { data: Uint8Array; key: string; env: Envelope<unknown> | undefined
 
 /**
  * Runs `fn` (a stage's handle) so that decodeEnvelope(data) inside it reuses, or keeps for the
- * next reader, the decoding of the message identified by `key` (stream, sequence and anything
- * else that tells messages apart).
+ * other readers, the decoding of the message identified by `key` (stream, sequence and anything
+ * else that tells messages apart). `readers`: how many readers of this message the process has
+ * (default 2); the decoding is kept until the other `readers - 1` have taken it.
  */
-export function readShared<T>(key: string, data: Uint8Array, fn: () => T): T {
-  const env = shared.get(key);
-  if (env !== undefined) {
+export function readShared<T>(key: string, data: Uint8Array, fn: () => T, readers = 2): T {
+  const hit = shared.get(key);
+  if (hit !== undefined && --hit.left <= 0) {
     shared.delete(key);
-    sharedRecords -= env.recs.length;
+    sharedRecords -= hit.env.recs.length;
   }
-  const r: NonNullable<typeof reading> = { data, key, env };
+  const r: NonNullable<typeof reading> = { data, key, env: hit?.env };
   reading = r;
   let result: T;
   try {
@@ -178,13 +179,13 @@ export function readShared<T>(key: string, data: Uint8Array, fn: () => T): T {
     reading = undefined;
   }
   const decoded = r.env;
-  if (env === undefined && decoded !== undefined && Array.isArray(decoded.recs)) {
-    shared.set(key, decoded);
+  if (hit === undefined && readers > 1 && decoded !== undefined && Array.isArray(decoded.recs)) {
+    shared.set(key, { env: decoded, left: readers - 1 });
     sharedRecords += decoded.recs.length;
     for (const [k, old] of shared) {
       if (sharedRecords <= MAX_SHARED_RECORDS) break;
       shared.delete(k);
-      sharedRecords -= old.recs.length;
+      sharedRecords -= old.env.recs.length;
     }
   }
   return result;

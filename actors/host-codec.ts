@@ -22,9 +22,9 @@ export interface HopCodec {
   decode<R>(data: Uint8Array): { upTo: number; wm: number; recs: R[] };
   /**
    * Runs `fn` so that decodes of `data` inside it are shared with the other readers of the same
-   * input in this process (`key` names the message).
+   * message in this process (`key` names the message; `readers` counts its readers, default 2).
    */
-  shared<T>(key: string, data: Uint8Array, fn: () => T): T;
+  shared<T>(key: string, data: Uint8Array, fn: () => T, readers?: number): T;
   /** Records of `data` if it was the last hop decoded, else 0 (for the input metrics). */
   recordsOfLastDecode(data: Uint8Array): number;
 }

@@ -2,6 +2,7 @@ import { asyncScheduler, type Subscription } from "rxjs";
 import { createActor, type ActorContext } from "../runtime/index.js";
 import type { StageStateInternal } from "../state/index.js";
 import { createHopOrder } from "./hop-order.js";
+import { createHostReaders } from "./host-readers.js";
 import { DEFAULT_MAX_PAYLOAD } from "./dead-letter.js";
 import { envelopeCodec } from "./host-codec.js";
 import { createHostOutputs, errorText, type PoisonLedger } from "./host-outputs.js";
@@ -43,8 +44,8 @@ export type { PoisonLedger } from "./host-outputs.js";
 export type { Envelope } from "./envelope.js";
 export { decodeEnvelope } from "./envelope.js";
 
-/** Running stage instances per input ("<stream>#<subject>"): several share decoded batches. */
-const readers = new Map<string, number>();
+/** Running stage instances per input: the readers of a hop message share its decoding. */
+const readers = createHostReaders();
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /**
@@ -87,7 +88,6 @@ export function createStageInstance<H extends StageHandler>(
   // together with max_ack_pending: events are small, a hop message holds up to B records.
   const inFlight = spec.inFlight ?? (spec.input === "raw" ? 4096 : HOPS_IN_FLIGHT);
   const ackEvery = Math.min(256, Math.max(1, inFlight >> 1));
-  const inputKey = `${spec.stream}#${spec.subject}`;
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const timers: Subscription[] = [];
   let publisher: HopPublisher | undefined;
@@ -160,11 +160,13 @@ export function createStageInstance<H extends StageHandler>(
   const applyHop = (input: InputMessage, upTo: number) => {
     const h = handler!;
     const before = lastUpTo;
-    if ((readers.get(inputKey) ?? 0) > 1)
+    const n = readers.of(spec.stream, input.subject);
+    if (n > 1)
       codec.shared(
-        `${inputKey}#${input.seq}#${input.subject}#${input.data.length}#${upTo}`,
+        `${spec.stream}#${input.seq}#${input.subject}#${input.data.length}`,
         input.data,
         () => h.handle(input, before),
+        n,
       );
     else h.handle(input, before);
     lastUpTo = upTo;
@@ -220,7 +222,17 @@ export function createStageInstance<H extends StageHandler>(
           "hop waits: the one before it on its subject has not arrived",
         );
     } else {
-      handler!.handle(input, lastUpTo);
+      // A merged stage's raw input of hop messages (merged-input.ts) is read by other instances
+      // too; parse's input of events by parse alone.
+      const n = readers.of(spec.stream, m.subject);
+      if (n > 1)
+        codec.shared(
+          `${spec.stream}#${seq}#${m.subject}#${data.length}`,
+          data,
+          () => handler!.handle(input, lastUpTo),
+          n,
+        );
+      else handler!.handle(input, lastUpTo);
     }
     // Attempts are recorded when handle throws (see receive); a success clears them.
     if (failed !== undefined && ledger.get(seq)?.publish !== true) ledger.delete(seq);
@@ -263,10 +275,7 @@ export function createStageInstance<H extends StageHandler>(
         // An abort listener added from here on would never fire.
         if (ctx.signal.aborted) return;
         publisher = deps.transport.createPublisher({ window: 256 });
-        readers.set(inputKey, (readers.get(inputKey) ?? 0) + 1);
-        ctx.signal.addEventListener("abort", () => {
-          readers.set(inputKey, (readers.get(inputKey) ?? 1) - 1);
-        });
+        ctx.signal.addEventListener("abort", readers.add(spec.stream, spec.subject));
         const consumer = deps.consumer?.() ?? { name: `${stage}_${partition}` };
         const input = await openInput(
           {

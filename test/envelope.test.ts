@@ -124,6 +124,21 @@ describe("the hop envelope", () => {
     expect(decodeEnvelope(first)).toEqual({ upTo: 5, wm: 1, recs });
   });
 
+  it("keeps a decoding for as many readers as the message has, then lets it go", () => {
+    const recs = [{ i: "p1", t: "view" }];
+    const data = (): Uint8Array => encodeEnvelope(7, 1, recs); // each reader its own bytes
+    const readers = [data(), data(), data(), data()];
+    const seen = readers.map((d) => readShared("hops#20", d, () => decodeEnvelope(d), 3));
+    // Three readers share one decoding; a fourth read of the same key decodes again.
+    expect(seen[1]).toBe(seen[0]);
+    expect(seen[2]).toBe(seen[0]);
+    expect(seen[3]).not.toBe(seen[0]);
+    // One reader keeps nothing for anybody.
+    const one = data();
+    const a = readShared("hops#21", one, () => decodeEnvelope(one), 1);
+    expect(readShared("hops#21", one, () => decodeEnvelope(one), 1)).not.toBe(a);
+  });
+
   describe("the binary form (the default)", () => {
     // Parse's record shape, as the pipeline's hops carry it most.
     const parsed = (k: number) => ({
