@@ -65,6 +65,8 @@ export interface ChangeTracker {
   take(maxKeys: number, maxBytes?: number): ChangeChunk | undefined;
   /** Whether the dump of this run is still being sent. */
   readonly dumping: boolean;
+  /** Whether anything is left to send (the dump, or changed keys). */
+  pending(): boolean;
 }
 
 /** About how many bytes a stored value is (a chunk's budget; plain values count a little). */
@@ -186,6 +188,7 @@ export function createChangeTracker(
     get dumping() {
       return dump !== undefined;
     },
+    pending: () => dump !== undefined || tracked.some((t) => t.changed.size > 0),
     take(maxKeys, maxBytes = Infinity) {
       if (dump) return takeDump(maxKeys, maxBytes);
       const chunk: ChangeChunk = { instance, run, maps: [] };
@@ -215,10 +218,19 @@ export function createChangeTracker(
 
 /** Every source instance's tracker, current run only: what the ingest process sends from. */
 export interface ChangeFeed {
-  /** The next chunk of any instance (round robin), or undefined when nothing changed. */
-  take(maxKeys: number, maxBytes?: number): ChangeChunk | undefined;
+  /**
+   * The next chunk of any instance (round robin; only of those `of` allows), or undefined when
+   * nothing changed.
+   */
+  take(
+    maxKeys: number,
+    maxBytes?: number,
+    of?: (instance: string) => boolean,
+  ): ChangeChunk | undefined;
   /** Whether every current run has sent its dump. */
   readonly dumped: boolean;
+  /** The instances with something left to send, and whether each is still dumping. */
+  pending(): { instance: string; dumping: boolean }[];
 }
 
 export function createChangeFeed(): ChangeFeed & {
@@ -240,10 +252,17 @@ export function createChangeFeed(): ChangeFeed & {
       for (const t of trackers.values()) if (t.dumping) return false;
       return true;
     },
-    take(maxKeys, maxBytes) {
-      const all = [...trackers.values()];
+    pending() {
+      const out: { instance: string; dumping: boolean }[] = [];
+      for (const [instance, t] of trackers)
+        if (t.pending()) out.push({ instance, dumping: t.dumping });
+      return out;
+    },
+    take(maxKeys, maxBytes, of) {
+      const all = [...trackers.entries()];
       for (let x = 0; x < all.length; x++) {
-        const t = all[(next + x) % all.length]!;
+        const [instance, t] = all[(next + x) % all.length]!;
+        if (of && !of(instance)) continue;
         const chunk = t.take(maxKeys, maxBytes);
         if (chunk) {
           next = (next + x + 1) % all.length;

@@ -78,6 +78,8 @@ const DECODED_MAX = 20_000;
 const COVISIT_REBUILD_MS = 100;
 
 const noop = () => undefined;
+/** Maps that hold only a stage's clock (covisit's progress and records fed). */
+const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock"]);
 
 /** A state map over a replica instance's stored values, decoded as the stage's options say. */
 function replicaMap<V>(
@@ -277,7 +279,11 @@ export function createBlendReplica(cfg: {
         aside.delete(chunk.instance);
         live.set(chunk.instance, inst);
       }
-      if (live.get(chunk.instance) === inst) changes++;
+      // Event-time progress alone (covisit's clock after an idle marker) is no change of data:
+      // kept answers stay, served while their clock is close enough (blend-answers.ts), as in
+      // the stages' process, where only batches with records count.
+      if (live.get(chunk.instance) === inst && chunk.maps.some((m) => !CLOCK_MAPS.has(m.map)))
+        changes++;
       pending = true;
     },
     noteCaughtUp(at) {

@@ -28,26 +28,47 @@ const cannotRun = (err: Error): void => {
   else exit();
 };
 
-/** Changes per IPC message at most, and about this many bytes of values: the serving process
- * deserialises each message in one go on the loop that answers, so each stays small. */
+/**
+ * Changes per IPC message at most, and about this many bytes of values: the serving process
+ * deserialises each message in one go on the loop that answers, so each stays small.
+ */
 const CHUNK_KEYS = 4_000;
 const CHUNK_BYTES = 256 * 1024;
-/** How often the feed is looked at when it was empty, and how often "caught up" is said idle. */
-const PUMP_MS = 20;
+/** How often the pump looks for instances due. */
+const PUMP_MS = 25;
+/** How often "caught up" is said while nothing is left to send. */
 const IDLE_NOTE_MS = 100;
+/**
+ * How often a stage's changes are sent (all of them, back to back): a key changed many times
+ * meanwhile goes once. A user's history is sent soon (their own events show in their next
+ * answer); covisit's neighbour lists are hot (one event changes up to 30 of them, each up to a
+ * few KB) and change the answers of many users a little: at most once a second.
+ */
+const cadenceMs = (instance: string) => (instance.startsWith("covisit/") ? 1_000 : 100);
 
 /**
- * Sends the blend source stages' changes to the parent (its replica, actors/blend-replica.ts):
- * one chunk at a time, the next once the last is written to the channel (the parent reading
- * slowly holds back nothing here but the changed keys), and "caught up" when nothing is left.
+ * Sends the blend source stages' changes to the parent (its replica, actors/blend-replica.ts) in
+ * rounds: every instance due (its cadence passed, or its dump not yet sent) is drained, one chunk
+ * at a time, the next once the last is written to the channel (the parent reading slowly holds
+ * back nothing here but the changed keys); "caught up" when nothing at all is left.
  */
 function pumpChanges(feed: ChangeFeed): void {
   let sending = false;
   let lastIdle = 0;
   let sentSinceIdle = true;
+  const drained = new Map<string, number>();
+  /** The instances of the round being sent, undefined between rounds. */
+  let round: Set<string> | undefined;
   const tick = () => {
     if (sending || !process.connected) return;
-    const chunk = feed.take(CHUNK_KEYS, CHUNK_BYTES);
+    const now = Date.now();
+    if (!round) {
+      const due = feed
+        .pending()
+        .filter((x) => x.dumping || now - (drained.get(x.instance) ?? 0) >= cadenceMs(x.instance));
+      if (due.length > 0) round = new Set(due.map((x) => x.instance));
+    }
+    const chunk = round && feed.take(CHUNK_KEYS, CHUNK_BYTES, (id) => round!.has(id));
     if (chunk) {
       sending = true;
       sentSinceIdle = true;
@@ -57,7 +78,11 @@ function pumpChanges(feed: ChangeFeed): void {
       });
       return;
     }
-    const now = Date.now();
+    if (round) {
+      for (const id of round) drained.set(id, now);
+      round = undefined;
+    }
+    if (feed.pending().length > 0) return;
     if (sentSinceIdle || now - lastIdle >= IDLE_NOTE_MS) {
       sentSinceIdle = false;
       lastIdle = now;
