@@ -67,8 +67,15 @@ export interface StageStateInternal extends StageState {
   binaryCheckpoint(perChunk: number): { binary: Set<string>; chunks: Buffer[] };
   /** Bytes held for cold keys (buffers and indexes), over all maps. */
   coldBytes(): number;
+  /** Times a map's cold-key index grew (re-inserting every key it held), over all maps. */
+  coldIndexGrowths(): number;
   /** Loads a binary entry (a delta or a checkpoint chunk): its keys stay bytes. Returns keys. */
   loadBinary(entry: Buffer): number;
+  /**
+   * Sizes each map's cold index for the keys of these binary entries, about to be loaded (a
+   * checkpoint's chunks: distinct keys), so that loading them never grows an index.
+   */
+  reserveBinary(entries: readonly Buffer[]): void;
   loadEntry(fullKey: string, value: unknown): void;
   /** Loads (or, with `deleted`, removes) one key of a map without marking it dirty. */
   loadMapEntry(map: string, key: string, value: unknown, deleted?: boolean): void;
@@ -443,10 +450,21 @@ export function createStageState(): StageStateInternal {
       }
       return { binary, chunks };
     },
+    coldIndexGrowths: () => {
+      let n = 0;
+      for (const m of maps.values()) n += m.cold.growths;
+      return n;
+    },
     coldBytes: () => {
       let n = 0;
       for (const m of maps.values()) n += m.cold.bytes();
       return n;
+    },
+    reserveBinary(entries) {
+      const keys = new Map<string, number>();
+      for (const e of entries)
+        for (const s of readSections(e)) keys.set(s.name, (keys.get(s.name) ?? 0) + s.count);
+      for (const [name, n] of keys) mapOf(name).cold.reserve(n);
     },
     loadBinary(entry) {
       let n = 0;

@@ -164,6 +164,15 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           await new Promise<void>((resolve) => setImmediate(resolve));
         };
         const deltas: (Buffer | StateDelta["maps"])[] = [];
+        // Binary checkpoint chunks, loaded once all are read: their key counts size the maps'
+        // indexes first (see ColdIndex.reserve).
+        const binBase: Buffer[] = [];
+        const loadBinBase = async () => {
+          state.reserveBinary(binBase);
+          // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set.
+          for (const v of binBase) await pace(state.loadBinary(v) / 8);
+          binBase.length = 0;
+        };
         const layout = {
           baseChunks: 0,
           binChunks: 0,
@@ -182,6 +191,13 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             const chunk = await it.nextv(1000);
             if (chunk.length === 0) break;
             for (const [k, v] of chunk) {
+              if (k.startsWith(BIN_BASE_PREFIX)) {
+                layout.binChunks++;
+                binBase.push(v);
+                continue;
+              }
+              // Past the checkpoint's binary chunks (keys come in order): they load first.
+              if (binBase.length > 0) await loadBinBase();
               if (k === META_KEY) state.meta = json(v) as Record<string, unknown>;
               else if (k.startsWith(BASE_PREFIX)) {
                 layout.baseChunks++;
@@ -189,10 +205,6 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
                   state.loadMapEntries(name, kv);
                   await pace(kv.length / 2);
                 }
-              } else if (k.startsWith(BIN_BASE_PREFIX)) {
-                layout.binChunks++;
-                // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set.
-                await pace(state.loadBinary(v) / 8);
               } else if (k.startsWith(DELTA_PREFIX)) {
                 layout.deltaKeys.push(k);
                 deltas.push(k.endsWith(BIN_DELTA) ? v : (json(v) as StateDelta["maps"]));
@@ -206,6 +218,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         } finally {
           await it.close();
         }
+        await loadBinBase();
         // One-key entries and deltas never coexist: the first snapshot after loading one-key
         // entries is a checkpoint that deletes them.
         for (const v of deltas) {
