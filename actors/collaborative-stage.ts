@@ -44,6 +44,8 @@ export interface CollaborativeStageSettings {
   idleMs: number;
   train: TrainFn;
   log?: (obj: object, msg: string) => void;
+  /** Delay of a restored instance's training of its untrained point (default 5 s, see below). */
+  restoreTrainDelayMs?: number;
 }
 
 /** The training bookkeeping (one key, "t"). */
@@ -71,6 +73,14 @@ export interface CollaborativeView {
 
 const KINDS = ["implicit", "explicit"] as const;
 
+/**
+ * A restored instance trains its snapshot's untrained point this long after it starts: building
+ * that matrix reads every user's row (~1 s of the event loop with 1M users), which would
+ * otherwise come before the restarted process's first blended answers. The model served
+ * meanwhile is the stored one, as while any training runs.
+ */
+const RESTORE_TRAIN_DELAY_MS = 5_000;
+
 export const collaborativeStage = defineStage({
   name: "collaborative",
   input: port<ParsedRecord>(),
@@ -80,14 +90,16 @@ export const collaborativeStage = defineStage({
     const st = ctx.state;
     const points = st.map<Points>("points");
     const stored = st.map<{ at: number; b64: string }>("model");
+    // Rows as text maps: a restart indexes their bytes instead of parsing every user's row
+    // (1M users: 33 MB of JSON before the blend could answer); a row is parsed when first read.
     const collab = createCollaborative(s.preset, s.sources, {
       implicit: {
-        rows: st.map<RatingRow>("rows"),
+        rows: st.map<RatingRow>("rows", { text: true }),
         items: st.map<number>("items"),
         marked: st.map("marked"),
       },
       explicit: {
-        rows: st.map<RatingRow>("xrows"),
+        rows: st.map<RatingRow>("xrows", { text: true }),
         items: st.map<number>("xitems"),
         marked: st.map("xmarked"),
       },
@@ -137,7 +149,8 @@ export const collaborativeStage = defineStage({
         if (m) collab.setModel(kind, deserialiseModel(Buffer.from(m.b64, "base64")), m.at);
         yield;
         if (p.at === 0 || m?.at === p.at) continue;
-        trainer.submit(kind, p.at, ratingsOf(kind, p.at), settings);
+        const delay = s.restoreTrainDelayMs ?? RESTORE_TRAIN_DELAY_MS;
+        trainer.submit(kind, p.at, ratingsOf(kind, p.at), settings, delay);
         yield;
       }
     }

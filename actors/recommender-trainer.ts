@@ -25,12 +25,17 @@ export interface Trainer {
    * most of it for points whose training never ran). It must build the matrix of point `at`
    * then (the collaborative stage's marked matrix: copy on write since the point); undefined:
    * that matrix is lost, nothing is trained.
+   *
+   * `delayMs`: the training starts no sooner (unless a newer point is submitted meanwhile,
+   * which then starts at once): a restart's training of the point its snapshot left untrained
+   * builds the whole matrix, which is not what a restarted process should do first.
    */
   submit(
     kind: ModelKind,
     at: number,
     ratings: () => Ratings | undefined,
     settings: AlsSettings,
+    delayMs?: number,
   ): void;
   /** True while a training runs or waits. */
   busy(): boolean;
@@ -52,6 +57,7 @@ export function createTrainer(o: {
 }): Trainer {
   const abort = new AbortController();
   const slots = new Map<ModelKind, { running?: Job; waiting?: Job }>();
+  const timers = new Set<NodeJS.Timeout>();
   const run = (kind: ModelKind) => {
     const slot = slots.get(kind);
     if (!slot || slot.running || !slot.waiting || abort.signal.aborted) return;
@@ -84,13 +90,22 @@ export function createTrainer(o: {
     );
   };
   return {
-    submit(kind, at, ratings, settings) {
+    submit(kind, at, ratings, settings, delayMs = 0) {
       let slot = slots.get(kind);
       if (!slot) slots.set(kind, (slot = {}));
       slot.waiting = { at, ratings, settings };
-      run(kind);
+      if (delayMs <= 0) return run(kind);
+      const t = setTimeout(() => {
+        timers.delete(t);
+        run(kind);
+      }, delayMs);
+      timers.add(t);
     },
     busy: () => [...slots.values()].some((s) => s.running || s.waiting),
-    stop: () => abort.abort(),
+    stop: () => {
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      abort.abort();
+    },
   };
 }

@@ -28,7 +28,11 @@ function trainings() {
   return { jobs, train };
 }
 
-function setup(train: TrainFn, state: StageStateInternal = createStageState()) {
+function setup(
+  train: TrainFn,
+  state: StageStateInternal = createStageState(),
+  restoreTrainDelayMs = 0,
+) {
   const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
   const settings = {
     preset: ECOMMERCE,
@@ -36,6 +40,7 @@ function setup(train: TrainFn, state: StageStateInternal = createStageState()) {
     retrainMs: H,
     idleMs: 0,
     train,
+    restoreTrainDelayMs,
   };
   const { ctx } = stageContext(settings, ts, state);
   const logic = createStageLogic(collaborativeStage, ctx);
@@ -157,5 +162,24 @@ describe("collaborative stage (marbles)", () => {
     expect(s3.view.collaborative().candidates("v3", 3)).toEqual(
       s2.view.collaborative().candidates("v3", 3),
     );
+  });
+
+  it("should train a restart's untrained point only after its delay, from the point's own matrix", async () => {
+    // Building that matrix reads every row: a restarted process answers first (issue 16 point 4).
+    const t = trainings();
+    const s = setup(t.train);
+    const rec = recordMaker();
+    const first = tastes(rec);
+    push(s, [first, [rec("u0", "b0", T0 + H + 1)]]);
+    push(s, [[rec("u1", "b1", T0 + H + 2), rec("new", "c9", T0 + H + 3)]]);
+    const t2 = trainings();
+    const s2 = setup(t2.train, reloaded(s.state), 200);
+    expect(t2.jobs.length).toBe(0);
+    expect(s2.view.training()).toBe(true);
+    // Events after the restart change rows meanwhile (copied first: the point's matrix stays).
+    push(s2, [[rec("u2", "b2", T0 + H + 4)]]);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(t2.jobs.length).toBe(1);
+    expect(t2.jobs[0]!.ratings).toEqual(t.jobs[0]!.ratings);
   });
 });

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createTrainer, type TrainFn } from "../actors/recommender-trainer.js";
 import type { AlsModel, AlsSettings } from "../actors/sources/als.js";
 import type { Ratings } from "../actors/sources/als-matrix.js";
@@ -36,6 +36,48 @@ describe("ALS trainer", () => {
     await tick();
     expect(served).toEqual([1, 50]);
     expect(trainer.busy()).toBe(false);
+  });
+
+  describe("a delayed training (a restart's untrained point)", () => {
+    afterEach(() => void vi.useRealTimers());
+
+    it("builds nothing before its delay, then trains as any other", () => {
+      vi.useFakeTimers();
+      const { jobs, train } = held();
+      const trainer = createTrainer({ train, onModel: () => undefined });
+      const built: number[] = [];
+      trainer.submit("implicit", 7, () => (built.push(7), matrix(7)), settings, 5_000);
+      expect(trainer.busy()).toBe(true); // waiting counts
+      vi.advanceTimersByTime(4_999);
+      expect(built).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(built).toEqual([7]);
+      expect(jobs.map((j) => j.ratings.users)).toEqual([["at7"]]);
+    });
+
+    it("gives way to a newer point submitted meanwhile, which starts at once", () => {
+      vi.useFakeTimers();
+      const { jobs, train } = held();
+      const trainer = createTrainer({ train, onModel: () => undefined });
+      const built: number[] = [];
+      trainer.submit("implicit", 7, () => (built.push(7), matrix(7)), settings, 5_000);
+      trainer.submit("implicit", 9, () => (built.push(9), matrix(9)), settings);
+      expect(built).toEqual([9]);
+      vi.advanceTimersByTime(10_000);
+      // The delayed point was superseded while it waited: never built.
+      expect(built).toEqual([9]);
+      expect(jobs).toHaveLength(1);
+    });
+
+    it("never starts once the trainer stopped", () => {
+      vi.useFakeTimers();
+      const { jobs, train } = held();
+      const trainer = createTrainer({ train, onModel: () => undefined });
+      trainer.submit("implicit", 7, () => matrix(7), settings, 5_000);
+      trainer.stop();
+      vi.advanceTimersByTime(10_000);
+      expect(jobs).toHaveLength(0);
+    });
   });
 
   it("trains nothing for a point whose matrix is lost, and goes on with the next", async () => {
