@@ -201,8 +201,9 @@ export function createBlendReplica(cfg: {
         inst,
         models: {},
         source: createCollaborative(preset, sources, {
-          implicit: { rows: m.map("rows"), items: m.map("items") },
-          explicit: { rows: m.map("xrows"), items: m.map("xitems") },
+          // As the collaborative stage declares them (its rows are text maps).
+          implicit: { rows: m.map("rows", { text: true }), items: m.map("items") },
+          explicit: { rows: m.map("xrows", { text: true }), items: m.map("xitems") },
         }),
       };
     }
