@@ -1,5 +1,5 @@
 import { map } from "rxjs";
-import { defineStage, port, type StageContext } from "../runtime/index.js";
+import { defineStage, port, type StageContext, type ValueCodec } from "../runtime/index.js";
 import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
 import type { WindowOutput, WindowRecord } from "./window.js";
@@ -40,10 +40,39 @@ export type InterestHandler = AdaptedHandler<InterestView>;
 type Cell = [number, string];
 
 /**
+ * Cells as bytes (state/cold-index.ts: a cold cell costs its record, ~60 B, where a plain map's
+ * entry, key string and [count, category] array cost ~200 B): a u8 form, the count (u32, or a
+ * float64 when it is not one), then the category as UTF-8. Snapshots of the plain map (JSON
+ * arrays) load as they are and move to bytes at the next snapshot.
+ */
+export const cellCodec: ValueCodec<Cell> = {
+  encode([n, c]) {
+    const small = Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+    const at = small ? 5 : 9;
+    const b = Buffer.allocUnsafe(at + Buffer.byteLength(c));
+    b[0] = small ? 0 : 1;
+    if (small) b.writeUInt32LE(n, 1);
+    else b.writeDoubleLE(n, 1);
+    b.write(c, at, "utf8");
+    return b;
+  },
+  decode(stored) {
+    if (Array.isArray(stored)) return stored as Cell;
+    if (typeof stored === "string") return JSON.parse(stored) as Cell;
+    const v = stored as Uint8Array;
+    const b = Buffer.from(v.buffer, v.byteOffset, v.length);
+    return b[0] === 0
+      ? [b.readUInt32LE(1), b.toString("utf8", 5)]
+      : [b.readDoubleLE(1), b.toString("utf8", 9)];
+  },
+};
+
+/**
  * A user's aggregates, held for every user with a live cell, so kept small: two Maps per user
  * (categories and purchases, most users having none) were ~490 of the ~2,500 bytes of live heap
  * per user at 100k users (heap snapshot of bench step 7). Categories are a flat array of pairs
- * (a user has a few), purchases a Map only once the user has one.
+ * (a user has a few), purchases a Map only once the user has one. A user with one category and
+ * no purchase (most of them) is held as a number instead ({@link PACKED}).
  */
 interface UserAgg {
   /** Interactions per main category over the live windows: [category, count, ...], unordered. */
@@ -75,6 +104,34 @@ function addToCategory(cats: (string | number)[], c: string, delta: number): (st
   }
   if (delta === 0) return cats;
   return cats.length === 0 ? [c, delta] : cats.concat([c, delta]);
+}
+
+/**
+ * A user with one category and no purchases, packed: category number × PACKED + count (1 to
+ * PACKED − 1), a small integer the users Map holds in its entry, where the object, its pairs
+ * array and the category string cost ~150 B per user (heap snapshot of bench step 7 at 100k
+ * users). Category numbers are per instance, for the first MAX_PACKED_CATEGORIES categories
+ * (a small integer stays below 2^31); other users keep the object.
+ */
+const PACKED = 2 ** 21;
+const MAX_PACKED_CATEGORIES = 1024;
+
+/**
+ * A window's cell keys, in the order first indexed: see `byWindow`. Each without its window's
+ * start: a key is JSON [w, t, u, i] and is listed as what follows "[w,".
+ */
+interface WindowKeys {
+  /** Full runs of JOIN_KEYS key tails, each joined by "\n" (JSON holds no raw newline). */
+  joined: string[];
+  recent: string[];
+}
+const JOIN_KEYS = 256;
+
+/** The keys of window `w` (JSON writes a number as String does). */
+function* keysOf(w: number, k: WindowKeys): Generator<string> {
+  const head = `[${w},`;
+  for (const run of k.joined) for (const tail of run.split("\n")) yield head + tail;
+  for (const tail of k.recent) yield head + tail;
 }
 
 /** What a profile says besides its user and progress. */
@@ -146,20 +203,48 @@ export const interestStage = defineStage({
   ports: { profiles: port<ProfileRecord>() },
   create(ctx: StageContext<InterestSettings>) {
     const opts = ctx.settings;
-    const cells = ctx.state.map<Cell>("cell");
+    const cells = ctx.state.map<Cell>("cell", { codec: cellCodec });
     // The earlier layout's sent profiles, deleted on load (see above).
     const oldProfiles = ctx.state.map<ProfileRecord>("profile", { text: true });
-    const users = new Map<string, UserAgg>();
+    const users = new Map<string, UserAgg | number>();
+    /** Category numbers of packed users, and their names. */
+    const catIds = new Map<string, number>();
+    const catNames: string[] = [];
     /** Users touched by the batch being applied, with their profile parts before it. */
     const before = new Map<string, ProfileParts | undefined>();
     /** Progress of the last batch: the `wm` of a profile read through the view. */
     let lastProgress = -1;
-    const byWindow = new Map<number, Set<string>>();
+    /**
+     * Each window's cell keys, to drop the cells when it leaves the horizon. A key may be listed
+     * twice (a cell whose category changed): the cell is gone when its second turn comes, as with
+     * a set. Held as runs of joined keys: the cells' own keys are bytes once cold.
+     */
+    const byWindow = new Map<number, WindowKeys>();
 
-    const aggOf = (u: string) => {
-      let a = users.get(u);
-      if (!a) users.set(u, (a = { cats: [], pur: undefined, purList: undefined }));
-      return a;
+    /** The user's aggregates to change (a packed user's as a new object); `keep` stores them. */
+    const aggOf = (u: string): UserAgg => {
+      const a = users.get(u);
+      if (a === undefined) return { cats: [], pur: undefined, purList: undefined };
+      if (typeof a !== "number") return a;
+      const c = catNames[Math.floor(a / PACKED)]!;
+      return { cats: [c, a % PACKED], pur: undefined, purList: undefined };
+    };
+    const packed = (a: UserAgg): number | undefined => {
+      if (a.pur !== undefined || a.cats.length !== 2) return undefined;
+      const n = a.cats[1] as number;
+      if (!(n > 0 && n < PACKED && Number.isInteger(n))) return undefined;
+      const c = a.cats[0] as string;
+      let id = catIds.get(c);
+      if (id === undefined) {
+        if (catNames.length >= MAX_PACKED_CATEGORIES) return undefined;
+        catIds.set(c, (id = catNames.length));
+        catNames.push(c);
+      }
+      return id * PACKED + n;
+    };
+    const keep = (u: string, a: UserAgg) => {
+      if (a.cats.length === 0 && a.pur === undefined) users.delete(u);
+      else users.set(u, packed(a) ?? a);
     };
     const apply = (
       key: string,
@@ -187,10 +272,14 @@ export const interestStage = defineStage({
       }
       if (unindexed) {
         let s = byWindow.get(w);
-        if (!s) byWindow.set(w, (s = new Set()));
-        s.add(key);
+        if (!s) byWindow.set(w, (s = { joined: [], recent: [] }));
+        s.recent.push(key.slice(key.indexOf(",") + 1));
+        if (s.recent.length === JOIN_KEYS) {
+          s.joined.push(s.recent.join("\n"));
+          s.recent = [];
+        }
       }
-      if (a.cats.length === 0 && a.pur === undefined) users.delete(u);
+      keep(u, a);
     };
     function* rebuild(): Generator<void, void, void> {
       let slice = 0;
@@ -226,7 +315,12 @@ export const interestStage = defineStage({
     /** A user's profile parts as the aggregates give them; undefined: no profile. */
     const partsOf = (u: string): ProfileParts | undefined => {
       const a = users.get(u);
-      if (!a) return undefined;
+      if (a === undefined) return undefined;
+      if (typeof a === "number") {
+        const top: [string, number][] =
+          opts.topCategories > 0 ? [[catNames[Math.floor(a / PACKED)]!, a % PACKED]] : [];
+        return top.length === 0 ? undefined : { top, pur: NO_PURCHASES };
+      }
       const top = topOf(a.cats, opts.topCategories);
       const pur = purListOf(a);
       return top.length === 0 && pur.length === 0 ? undefined : { top, pur };
@@ -274,7 +368,8 @@ export const interestStage = defineStage({
       const from = progress - opts.horizonMs;
       for (const w of [...byWindow.keys()].sort((a, b) => a - b)) {
         if (w + opts.windowMs > from) break;
-        for (const key of byWindow.get(w) ?? []) {
+        const keys = byWindow.get(w);
+        for (const key of keys ? keysOf(w, keys) : []) {
           const cell = cells.get(key);
           if (!cell) continue;
           const [, t, u, i] = JSON.parse(key) as [number, string, string, string];
