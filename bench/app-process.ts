@@ -216,7 +216,8 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
  * The app's process and its children: with PARSE_PROCESS=1 the parse process (bin/parse-child.ts)
  * is one. A private nats-server would be one too, but the bench always sets NATS_URL.
  */
-async function processTree(pid: number): Promise<number[]> {
+/** The process and its children (the app and its parse child). */
+export async function processTree(pid: number): Promise<number[]> {
   const children = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
   return [pid, ...children.split(/\s+/).filter(Boolean).map(Number)];
 }

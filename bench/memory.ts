@@ -6,9 +6,15 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { HEAP_SNAPSHOT_DIR, withIngestedApp, type IngestedApp } from "./app-process.js";
+import { readFile } from "node:fs/promises";
+import {
+  HEAP_SNAPSHOT_DIR,
+  processTree,
+  withIngestedApp,
+  type IngestedApp,
+} from "./app-process.js";
 import { ratio, TARGETS, verdict, type Report } from "./report.js";
-import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "./util.js";
+import { fmtInt, fmtMiB, procRssBytes, sleep, stateDirBytes, sum } from "./util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
@@ -31,6 +37,16 @@ interface Point {
   keys: Map<string, number>;
   ingestSecs: number;
   lagGaugeStuck: string;
+  /** Where the RSS is: each process's, and the app's V8 heap and memory outside it. */
+  parts: string;
+}
+
+/** A process's anonymous and file-backed resident memory (/proc/<pid>/status). */
+async function rssParts(pid: number): Promise<{ anon: number; file: number }> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const kb = (name: string) =>
+    Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
+  return { anon: kb("RssAnon"), file: kb("RssFile") + kb("RssShmem") };
 }
 
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
@@ -66,6 +82,15 @@ async function measure(s: IngestedApp): Promise<Point> {
       keys.set(stage, (keys.get(stage) ?? 0) + m.value);
     }
   const rss = await s.app.rss();
+  const [main, ...children] = await processTree(s.app.pid);
+  const m = await rssParts(main!);
+  const childRss = await Promise.all(children.map((c) => procRssBytes(c)));
+  const parts =
+    `app ${fmtMiB(m.anon)} anonymous + ${fmtMiB(m.file)} file-backed (V8 heap ` +
+    `${fmtMiB(sum(samples, "nodejs_heap_size_total_bytes"))} held, ` +
+    `${fmtMiB(sum(samples, "nodejs_heap_size_used_bytes"))} used; external ` +
+    `${fmtMiB(sum(samples, "nodejs_external_memory_bytes"))}), child processes ` +
+    `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}`;
   if (HEAP_SNAPSHOT_DIR) await heapSnapshot(s.app.pid, HEAP_SNAPSHOT_DIR);
   return {
     users: s.users,
@@ -78,6 +103,7 @@ async function measure(s: IngestedApp): Promise<Point> {
     keys,
     ingestSecs: s.ingestSecs,
     lagGaugeStuck: s.lagGaugeStuck,
+    parts,
   };
 }
 
@@ -178,6 +204,7 @@ export async function stepMemory(
       `DEDUPE_MAX_IDS, 2M): the state that grows with events rather than users; ` +
       `popularity-join holds one profile per user, history one list, interest-ranking its ` +
       `window cells (and, in memory only, a few bytes of aggregates per user)` +
+      `. RSS by part, per point: ${all.map((p) => `${fmtInt(p.users)}×${p.events / p.users}: ${p.parts}`).join("; ")}` +
       `. Ingest times (publish start → last position move): ` +
       `${all.map((p) => `${p.ingestSecs.toFixed(1)} s${p.lagGaugeStuck ? ` (lag gauges stayed above 0 with every position still for 5 s: ${p.lagGaugeStuck})` : ""}`).join(", ")}.`,
   );
