@@ -95,6 +95,12 @@ export interface StateMap<V> {
    * loaded map that needs a few bytes of each value). Optional: a map without it is read by `get`.
    */
   peekText?(key: string): string | undefined;
+  /**
+   * The value, without keeping it decoded (a stored-form map's get keeps what it decodes until
+   * the next snapshots): for a scan of every key that reads each once (a training's read of every
+   * rating row). The value must not be changed. Optional: a map without it is read by `get`.
+   */
+  peek?(key: string): V | undefined;
 }
 
 /**

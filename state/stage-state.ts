@@ -316,6 +316,19 @@ export function createStageState(): StageStateInternal {
             parsedText.set(k, v);
             return parsed;
           };
+      const peek = plain
+        ? get
+        : (k: string): V | undefined => {
+            const v = m.get(k);
+            if (v === undefined) {
+              if (cold.count === 0) return undefined;
+              const w = rec.warm.size > 0 ? (rec.warm.get(k) as V | undefined) : undefined;
+              if (w !== undefined) return w;
+              const c = cold.get(k);
+              return c === undefined ? undefined : (decodeCold(c, coldForm) as V);
+            }
+            return form && form.stored(v) ? (form.decode(v) as V) : v;
+          };
       const has = (k: string) => m.has(k) || (cold.count > 0 && cold.has(k));
       const keys = function* (): Generator<string> {
         if (cold.count === 0) return yield* m.keys();
@@ -327,6 +340,7 @@ export function createStageState(): StageStateInternal {
       };
       return {
         get,
+        peek,
         has,
         set: (k, v) => {
           const held = m.has(k) || (cold.count > 0 && cold.has(k));

@@ -226,6 +226,36 @@ describe("cold keys of stored-form maps", () => {
   });
 });
 
+describe("peek", () => {
+  it("reads a cold value without keeping it decoded, and a hot one as it is", async () => {
+    // Issue 16 point 3: a training scans every rating row; with get each would stay decoded.
+    const dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
+    const db = await openStateDb(dir);
+    try {
+      const state = await db.instance("s", 0).load();
+      const c = state.map("c", { codec: countingCodec() });
+      for (let i = 0; i < 100; i++) c.set(`u${i}`, { n: i, s: "x" });
+      await db.instance("s", 0).write(state);
+      const loaded = await db.instance("s", 0).load();
+      const codec = countingCodec();
+      const m = loaded.map("c", { codec });
+      expect(m.peek?.("u7")).toEqual({ n: 7, s: "x" });
+      expect(m.peek?.("u7")).toEqual({ n: 7, s: "x" });
+      expect(codec.decodes).toBe(2); // not kept: decoded at each peek
+      expect(m.peek?.("u100")).toBeUndefined();
+      const hot = m.get("u8")!;
+      expect(m.peek?.("u8")).toBe(hot); // a decoded value is the one peeked
+      expect(codec.decodes).toBe(3);
+      const t = loaded.map<{ v: number }>("t", { text: true });
+      t.set("a", { v: 1 });
+      expect(t.peek?.("a")).toEqual({ v: 1 });
+    } finally {
+      await db.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("cold keys' memory", () => {
   it("stays near the live values' bytes when a key is rewritten at every snapshot beside new ones", () => {
     const state = createStageState();
