@@ -52,7 +52,10 @@ export async function openDurableSource(
   nc: NatsConnection,
   o: DurableSourceOptions,
 ): Promise<ConsumerMessages> {
-  const jsm = await nc.jetstreamManager();
+  // No API check (a $JS.API.INFO round trip before anything else): every stage instance opens
+  // one of these at start, ~45 in a restart, each before it runs; an absent JetStream fails the
+  // delete or add below just the same.
+  const jsm = await nc.jetstreamManager({ checkAPI: false });
   const config: Partial<ConsumerConfig> & { durable_name: string } = {
     durable_name: o.durable,
     filter_subject: o.filterSubject,
