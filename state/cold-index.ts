@@ -65,6 +65,11 @@ export interface ColdIndex {
    * a restart with 1M users. Never larger than growing would have made it.
    */
   reserve(keys: number): void;
+  /**
+   * After a load that reserved for more keys than it kept (deltas repeat keys and delete some):
+   * shrinks the table to what growing would have made it, if it is twice that or more.
+   */
+  fit(): void;
   /** Every live key (decoded from its bytes) with its value's location. */
   entries(): IterableIterator<[string, ColdValue]>;
   /** Every live key (a load's scan of a map reads no value object). */
@@ -233,6 +238,11 @@ export function createColdIndex(): ColdIndex {
     reserve(keys) {
       // The smallest table that takes them without growing (adopt grows past 3/4 full).
       if ((used + keys + 1) * 4 > cap * 3) rehash(count + keys + 1, 0.75);
+    },
+    fit() {
+      let n = 16;
+      while (n * 0.75 < count + 1) n *= 2;
+      if (cap >= 2 * n) rehash(count + 1, 0.75);
     },
     adopt(entry, from, to, onKey) {
       // A section that is a small part of its entry (a delta's, with other maps' sections) gets

@@ -76,6 +76,8 @@ export interface StageStateInternal extends StageState {
    * checkpoint's chunks: distinct keys), so that loading them never grows an index.
    */
   reserveBinary(entries: readonly Buffer[]): void;
+  /** Shrinks cold-key indexes that a reservation left much larger than their keys need. */
+  fitCold(): void;
   loadEntry(fullKey: string, value: unknown): void;
   /** Loads (or, with `deleted`, removes) one key of a map without marking it dirty. */
   loadMapEntry(map: string, key: string, value: unknown, deleted?: boolean): void;
@@ -479,6 +481,9 @@ export function createStageState(): StageStateInternal {
       for (const e of entries)
         for (const s of readSections(e)) keys.set(s.name, (keys.get(s.name) ?? 0) + s.count);
       for (const [name, n] of keys) mapOf(name).cold.reserve(n);
+    },
+    fitCold() {
+      for (const m of maps.values()) m.cold.fit();
     },
     loadBinary(entry) {
       let n = 0;

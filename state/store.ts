@@ -219,6 +219,10 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           await it.close();
         }
         await loadBinBase();
+        // The binary deltas' keys are reserved for too (without a checkpoint, as after an
+        // ingest of new users, they are all of them), the indexes shrunk after if that was much
+        // too many (keys repeated across deltas).
+        state.reserveBinary(deltas.filter((v): v is Buffer => Buffer.isBuffer(v)));
         // One-key entries and deltas never coexist: the first snapshot after loading one-key
         // entries is a checkpoint that deletes them.
         for (const v of deltas) {
@@ -235,6 +239,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             await pace(kv.length / 2 + dels.length);
           }
         }
+        state.fitCold();
         return { state, layout };
       };
 

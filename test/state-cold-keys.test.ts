@@ -6,6 +6,8 @@ import { openStateDb, type StateDb } from "../state/index.js";
 import type { ValueCodec } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
 import { seededRandom } from "../actors/sources/types.js";
+import { createColdIndex } from "../state/cold-index.js";
+import { encodeSections } from "../state/sections.js";
 
 /**
  * Issue 16 points 3-4: the keys of a stored-form map (text or codec) are held, between their
@@ -202,6 +204,45 @@ describe("cold keys of stored-form maps", () => {
     expect(t2.get(`u${N - 1}`)).toBeUndefined();
     expect(c2.get(`u${N - 1}`)).toEqual({ n: 3 * N - 1, s: `s${N - 1}` });
     expect(c2.get("new7")).toEqual({ n: -7, s: "n" });
+  });
+
+  it("load deltas into indexes sized once, never grown key by key", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
+    // No checkpoint: every snapshot a delta (as after an ingest of new users).
+    db = await openStateDb(dir, { checkpointMinKeys: 1_000_000 });
+    const store = db.instance("s", 0);
+    const state = await store.load();
+    const t = state.map<{ v: number[] }>("t", { text: true });
+    const N = 30_000;
+    for (let i = 0; i < N; i++) t.set(`u${i}`, { v: [i] });
+    await store.write(state);
+    // A second map whose keys are rewritten in three deltas: reserved for 3N, kept N.
+    const r = state.map<{ v: number[] }>("r", { text: true });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < N; i++) r.set(`k${i}`, { v: [round] });
+      await store.write(state);
+    }
+    const loaded = await db.instance("s", 0).load();
+    expect(loaded.coldIndexGrowths()).toBe(0);
+    expect(loaded.map<{ v: number[] }>("t", { text: true }).get("u7")).toEqual({ v: [7] });
+    expect(loaded.map<{ v: number[] }>("r", { text: true }).get("k7")).toEqual({ v: [2] });
+  });
+
+  it("are indexed no larger after a reservation too big and a fit than when grown key by key", () => {
+    const N = 20_000;
+    const keys = Array.from({ length: N }, (_, i) => `u${i}`);
+    const { buf, at } = encodeSections([{ name: "t", keys, values: keys.map((k) => `"${k}"`) }]);
+    const grown = createColdIndex();
+    grown.adopt(buf, at[0]!.start, at[0]!.end);
+    const fitted = createColdIndex();
+    fitted.reserve(3 * N);
+    fitted.adopt(buf, at[0]!.start, at[0]!.end);
+    expect(fitted.growths).toBe(0);
+    expect(fitted.bytes()).toBeGreaterThan(grown.bytes());
+    fitted.fit();
+    expect(fitted.bytes()).toBeLessThanOrEqual(grown.bytes());
+    expect(fitted.get("u77")).toEqual(grown.get("u77"));
+    expect(fitted.count).toBe(N);
   });
 
   it("load snapshots written as JSON (before binary entries) and move them to bytes", async () => {
