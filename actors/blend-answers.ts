@@ -51,10 +51,19 @@ export function createBlendAnswers(o: {
   view(user: string): RecommenderView | undefined;
   /** The collaborative source (its served models are part of an answer's stamp). */
   collaborative(): CollaborativeSource | undefined;
-  /** Changes of the sources' data so far (any change forgets every kept answer). */
+  /**
+   * Changes of the sources' data so far (any change forgets every kept answer), or, with
+   * `userVersion`, of the data every user's answer reads (covisit, the models).
+   */
   changes(): number;
+  /**
+   * Changes of what only this user's answer reads (their history and their collaborative row),
+   * as a number that moves when they change: a kept answer of the user serves while it is the
+   * same. Absent: `changes` counts every change.
+   */
+  userVersion?: (user: string) => number;
 }): BlendAnswers {
-  const memo = createAnswerMemo<Recommendations>(MEMO_ANSWERS);
+  const memo = createAnswerMemo<{ answer: Recommendations; user: number }>(MEMO_ANSWERS);
   const counts = { hits: 0, misses: 0 };
   /** A number per blend settings object (the preset's, each A/B arm's): part of a memo key. */
   const blendIds = new WeakMap<BlendSettings, number>();
@@ -82,15 +91,20 @@ export function createBlendAnswers(o: {
       ];
       const key = `${userId}\n${n}\n${blendIds.get(settings) ?? blendId(settings)}`;
       const kept = memo.get(key, stamp);
+      const user = o.userVersion?.(userId) ?? 0;
       // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
       // clock (done items expire with it), so it is served only while at most this far behind.
-      if (kept && (kept.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS) {
+      if (
+        kept &&
+        kept.user === user &&
+        (kept.answer.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS
+      ) {
         counts.hits++;
-        return kept;
+        return kept.answer;
       }
       counts.misses++;
       const answer = blendAnswer(v, settings, row, userId, n, options);
-      memo.set(key, stamp, answer);
+      memo.set(key, stamp, { answer, user });
       return answer;
     },
   };

@@ -78,6 +78,10 @@ const DECODED_MAX = 20_000;
 const COVISIT_REBUILD_MS = 100;
 
 const noop = () => undefined;
+/** Users whose last change is remembered at most (a kept answer is at most MEMO_ANSWERS). */
+const USERS_TRACKED = 200_000;
+/** Maps keyed by user whose values only that user's answer reads (history, collaborative rows). */
+const USER_MAPS: ReadonlySet<string> = new Set(["users", "rows", "xrows"]);
 /** Maps that hold only a stage's clock (covisit's progress and records fed). */
 const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock"]);
 
@@ -144,6 +148,11 @@ export function createBlendReplica(cfg: {
   const aside = new Map<string, Instance>();
   /** Changes applied over every instance: part of a kept answer's stamp. */
   let changes = 0;
+  /**
+   * Per user, the count of chunks applied when their own keys (history, collaborative row) last
+   * changed: such a change keeps other users' answers (blend-answers.ts userVersion).
+   */
+  const userChanged = new Map<string, number>();
   let chunks = 0;
   let caughtUpAt = -1;
   let pending = true;
@@ -252,6 +261,7 @@ export function createBlendReplica(cfg: {
     view: viewOf,
     collaborative,
     changes: () => changes,
+    userVersion: (user) => userChanged.get(user) ?? 0,
   });
   const noHistory = createHistory({ preset });
 
@@ -283,8 +293,25 @@ export function createBlendReplica(cfg: {
       // Event-time progress alone (covisit's clock after an idle marker) is no change of data:
       // kept answers stay, served while their clock is close enough (blend-answers.ts), as in
       // the stages' process, where only batches with records count.
-      if (live.get(chunk.instance) === inst && chunk.maps.some((m) => !CLOCK_MAPS.has(m.map)))
-        changes++;
+      if (live.get(chunk.instance) === inst) {
+        // A user's own keys change only their answers; anything else (covisit, the models, a
+        // new run swapped in) every answer.
+        const perUser =
+          chunk.instance.startsWith("history/") || chunk.instance === "collaborative/0";
+        for (const m of chunk.maps) {
+          if (CLOCK_MAPS.has(m.map)) continue;
+          if (perUser && USER_MAPS.has(m.map)) {
+            // Bounded: past it, forgotten, and every kept answer with it.
+            if (userChanged.size > USERS_TRACKED) {
+              userChanged.clear();
+              changes++;
+            }
+            for (const [k] of m.puts) userChanged.set(k, chunks);
+            for (const k of m.dels) userChanged.set(k, chunks);
+          } else changes++;
+        }
+        if (chunk.complete) changes++;
+      }
       pending = true;
     },
     noteCaughtUp(at) {
