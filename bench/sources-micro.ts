@@ -9,7 +9,7 @@
  * print the same digests). Stable where step 2
  * is noisy (a shared machine); run under `--cpu-prof` to see where the time goes.
  *
- *   npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential] [digest]
+ *   [QUALITY_SAMPLE=0.1] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential] [digest]
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
@@ -29,6 +29,8 @@ const snapshotEvery = Number(args[1] ?? 20_000);
 const stages = (args[2] ?? "covisit,prequential").split(",");
 const digest = args[3] === "digest";
 const BATCH = 500;
+/** Share of target events the prequential stage scores (QUALITY_SAMPLE; the engine's default 0.1). */
+const sample = Number(process.env.QUALITY_SAMPLE ?? 0.1);
 
 const g = createGenerator({ ...DEFAULT_GENERATOR, start: Date.UTC(2026, 10, 1) }, events);
 let wb = -1;
@@ -54,7 +56,7 @@ const sources = defaultSourceSettings(ECOMMERCE);
 const settingsOf = (name: string) =>
   name === "covisit"
     ? { preset: ECOMMERCE, sources }
-    : { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample: 0.1 };
+    : { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample };
 
 for (const name of stages) {
   const state = createStageState();
