@@ -79,9 +79,16 @@ export const APP_FROM_SOURCES = process.env.BENCH_APP_TSX === "1";
  * measured each point (SIGUSR2), to find what holds memory per user.
  */
 export const HEAP_SNAPSHOT_DIR = process.env.BENCH_HEAP_SNAPSHOT_DIR;
-const APP_NODE_FLAGS = HEAP_SNAPSHOT_DIR
-  ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${HEAP_SNAPSHOT_DIR}`]
-  : [];
+/**
+ * `BENCH_APP_NODE_FLAGS`: more node flags for the app process, e.g. `--cpu-prof
+ * --cpu-prof-dir=/tmp/prof` to profile a restart (node refuses --cpu-prof in NODE_OPTIONS).
+ */
+const APP_NODE_FLAGS = [
+  ...(HEAP_SNAPSHOT_DIR
+    ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${HEAP_SNAPSHOT_DIR}`]
+    : []),
+  ...(process.env.BENCH_APP_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+];
 
 export function spawnApp(o: AppProcessOptions): AppProcess {
   const env: NodeJS.ProcessEnv = {

@@ -1,0 +1,157 @@
+/**
+ * Restart A/B on a kept state (not part of `npm run bench`): `make` ingests a bench step 6 state
+ * once (nats-server store + DATA_DIR, the expected answers) into a fixture directory; `restart`
+ * copies the fixture, starts nats-server on the copy, then the app (dist/ as built), and times
+ * spawn → first OK answer → right answers, as step 6 does after its kill. Each restart starts
+ * from the same bytes, so two builds compare on equal state without a new ingest of minutes.
+ *
+ *   npx tsx bench/restart-ab.ts make <dir> <users>
+ *   npx tsx bench/restart-ab.ts restart <dir> [runs]
+ *
+ * A/B of two commits: a second worktree (`git worktree add --detach /tmp/old <commit>`, its own
+ * `node bin/build.mjs`, this file copied in) restarted on a fixture its own code made, turn about
+ * with this one on its fixture, at the same load. BENCH_APP_NODE_FLAGS="--cpu-prof
+ * --cpu-prof-dir=/tmp/prof" profiles the restarted app (the profile is written when it stops).
+ * Measured this way in session 9 (1M users, load 12-15): right answers 16.7 / 12.8 s before,
+ * 11.8 / 7.9 s after the lazy collaborative rows and merged waiting lists.
+ */
+import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { startEmbeddedNats, freePort } from "../connectors/nats/embedded-server.js";
+import { connectNats } from "../connectors/nats/connection.js";
+import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
+import { EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { createRecoClient } from "../connectors/grpc/client.js";
+import type { GetRecommendationsResponse } from "../proto/gen/reco/v1/reco_pb.js";
+import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
+import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
+import { sleep } from "./util.js";
+
+const content = (r: GetRecommendationsResponse) =>
+  JSON.stringify([
+    r.items.map((i) => [i.itemId, i.score, i.rank, i.source, String(i.purchases)]),
+    r.topCategories.map((c) => [c.category, String(c.interest)]),
+  ]);
+
+const [mode, dir, arg] = process.argv.slice(2);
+if (!dir) throw new Error("usage: restart-ab.ts make|restart <dir> [users|runs]");
+const PARTITIONS = 8;
+
+if (mode === "make") {
+  const users = Number(arg ?? 1_000_000);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const nats = await startEmbeddedNats({ port: 0, storeDir: join(dir, "nats") });
+  const nc = await connectNats({ servers: nats.url, name: "restart-ab" });
+  const app = spawnApp({
+    natsUrl: nats.url,
+    dataDir: join(dir, "app"),
+    grpcPort: await freePort(),
+    metricsPort: await freePort(),
+    partitions: PARTITIONS,
+  });
+  try {
+    await app.ready();
+    const pub = createJetStreamPublisher(nc, { window: 2048 });
+    const t0 = Date.now();
+    await pub.publishMany(
+      streamMessages(users, {
+        ...DEFAULT_GENERATOR,
+        users,
+        userDist: "cycle",
+        start: Date.now() - DEFAULT_GENERATOR.spanMs,
+      }),
+    );
+    await pub.close();
+    const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state
+      .last_seq;
+    console.log(`published ${users} in ${(Date.now() - t0) / 1000} s; catching up`);
+    const caught = await waitCaughtUp(app, lastSeq, { timeoutMs: 30 * 60_000 });
+    if (caught.timedOut) throw new Error("not caught up");
+    console.log(`caught up after ${(Date.now() - t0) / 1000} s`);
+    await waitSnapshots(app, 2);
+    const last = users - 1;
+    const asked = [
+      ...new Set(["u0", "u1", "u2", "u10", "u100", `u${Math.floor(last / 2)}`, `u${last}`]),
+      "bench-never-seen",
+    ];
+    const c = createRecoClient(app.grpcAddress);
+    const expected = await Promise.all(asked.map((u) => c.getRecommendations(u, 10)));
+    c.close();
+    await writeFile(
+      join(dir, "expected.json"),
+      JSON.stringify({ users: asked, want: expected.map(content) }),
+    );
+    await app.kill();
+    console.log("fixture made");
+  } finally {
+    await app.stop();
+    await nc.close();
+    await nats.stop();
+  }
+} else if (mode === "restart") {
+  const runs = Number(arg ?? 1);
+  const { users, want } = JSON.parse(await readFile(join(dir, "expected.json"), "utf8")) as {
+    users: string[];
+    want: string[];
+  };
+  for (let run = 0; run < runs; run++) {
+    const work = `${dir}-run`;
+    await rm(work, { recursive: true, force: true });
+    await cp(dir, work, { recursive: true });
+    const nats = await startEmbeddedNats({ port: 0, storeDir: join(work, "nats") });
+    const nc = await connectNats({ servers: nats.url, name: "restart-ab" });
+    // The server recovers its streams first (the bench's server never stopped).
+    await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM);
+    await nc.close();
+    await sleep(1000);
+    const grpcPort = await freePort();
+    const app = spawnApp({
+      natsUrl: nats.url,
+      dataDir: join(work, "app"),
+      grpcPort,
+      metricsPort: await freePort(),
+      partitions: PARTITIONS,
+    });
+    const t0 = app.spawnedAt;
+    let firstOk = NaN;
+    let right = NaN;
+    let attempts = 0;
+    while (epochNow() - t0 < 60_000) {
+      attempts++;
+      const client = createRecoClient(app.grpcAddress, {
+        channelOptions: { "grpc.use_local_subchannel_pool": 1 },
+      });
+      try {
+        const got: string[] = [];
+        for (const u of users) {
+          got.push(content(await client.getRecommendations(u, 10, { deadlineMs: 2000 })));
+          if (Number.isNaN(firstOk)) firstOk = epochNow();
+        }
+        if (got.every((g, k) => g === want[k])) {
+          right = epochNow();
+          break;
+        }
+      } catch {
+        // not yet
+      } finally {
+        client.close();
+      }
+      await sleep(10);
+    }
+    const ready = await app.ready(60_000).catch(() => undefined);
+    console.log(
+      JSON.stringify({
+        run,
+        spawnedAt: t0,
+        firstOkS: (firstOk - t0) / 1000,
+        rightS: (right - t0) / 1000,
+        readyS: ready ? (ready.time - t0) / 1000 : NaN,
+        attempts,
+      }),
+    );
+    await sleep(1000);
+    await app.stop();
+    await nats.stop();
+  }
+} else throw new Error(`unknown mode ${mode}`);
