@@ -5,6 +5,7 @@ import type { StageState } from "../state/index.js";
 import type { WindowOutput, WindowRecord } from "./window.js";
 import { createStageHandler, loadStageHandler, type AdaptedHandler } from "./stage-adapter.js";
 import { stageTopology } from "./topology.js";
+import { createPackedKeys } from "./packed-keys.js";
 
 /** A user's profile on the hop to popularity-join: an upsert keyed by user. */
 export interface ProfileRecord {
@@ -206,7 +207,10 @@ export const interestStage = defineStage({
     const cells = ctx.state.map<Cell>("cell", { codec: cellCodec });
     // The earlier layout's sent profiles, deleted on load (see above).
     const oldProfiles = ctx.state.map<ProfileRecord>("profile", { text: true });
-    const users = new Map<string, UserAgg | number>();
+    /** Packed users ({@link PACKED}), in typed arrays (packed-keys.ts: ~30 B per user). */
+    const packedUsers = createPackedKeys();
+    /** The other users' aggregates. A user is in one of the two or in neither. */
+    const users = new Map<string, UserAgg>();
     /** Category numbers of packed users, and their names. */
     const catIds = new Map<string, number>();
     const catNames: string[] = [];
@@ -223,9 +227,10 @@ export const interestStage = defineStage({
 
     /** The user's aggregates to change (a packed user's as a new object); `keep` stores them. */
     const aggOf = (u: string): UserAgg => {
-      const a = users.get(u);
+      const o = users.size > 0 ? users.get(u) : undefined;
+      if (o !== undefined) return o;
+      const a = packedUsers.get(u);
       if (a === undefined) return { cats: [], pur: undefined, purList: undefined };
-      if (typeof a !== "number") return a;
       const c = catNames[Math.floor(a / PACKED)]!;
       return { cats: [c, a % PACKED], pur: undefined, purList: undefined };
     };
@@ -243,8 +248,18 @@ export const interestStage = defineStage({
       return id * PACKED + n;
     };
     const keep = (u: string, a: UserAgg) => {
-      if (a.cats.length === 0 && a.pur === undefined) users.delete(u);
-      else users.set(u, packed(a) ?? a);
+      if (a.cats.length === 0 && a.pur === undefined) {
+        if (!users.delete(u)) packedUsers.delete(u);
+        return;
+      }
+      const p = packed(a);
+      if (p !== undefined) {
+        if (users.size > 0) users.delete(u);
+        packedUsers.set(u, p);
+      } else if (users.get(u) !== a) {
+        packedUsers.delete(u);
+        users.set(u, a);
+      }
     };
     const apply = (
       key: string,
@@ -314,7 +329,7 @@ export const interestStage = defineStage({
 
     /** A user's profile parts as the aggregates give them; undefined: no profile. */
     const partsOf = (u: string): ProfileParts | undefined => {
-      const a = users.get(u);
+      const a = (users.size > 0 ? users.get(u) : undefined) ?? packedUsers.get(u);
       if (a === undefined) return undefined;
       if (typeof a === "number") {
         const top: [string, number][] =

@@ -1,0 +1,43 @@
+import { describe, expect, it } from "vitest";
+import { createPackedKeys } from "../actors/packed-keys.js";
+import { seededRandom } from "../actors/sources/types.js";
+
+/**
+ * Issue 16 point 3: interest-ranking holds its packed users' aggregates in typed arrays
+ * (actors/packed-keys.ts) instead of a Map. It must answer as a Map does through growth,
+ * deletions and the compactions they cause, for any key.
+ */
+describe("packed keys", () => {
+  it("answer as a Map after any mix of sets and deletes", () => {
+    const random = seededRandom(21);
+    const table = createPackedKeys();
+    const model = new Map<string, number>();
+    const key = (i: number) =>
+      i % 11 === 0 ? `ü${i}-é` : i % 7 === 0 ? `k${i}${"x".repeat(300)}` : `u${i}`;
+    const wrong: string[] = [];
+    for (let round = 0; round < 6; round++) {
+      // Rounds that mostly add, then rounds that mostly delete (compactions).
+      const adding = round % 3 !== 2;
+      for (let x = 0; x < 40_000; x++) {
+        const k = key(Math.floor(random() * 30_000));
+        const r = random();
+        if (r < (adding ? 0.6 : 0.2)) {
+          const v = Math.floor(random() * 2 ** 31);
+          table.set(k, v);
+          model.set(k, v);
+        } else if (r < (adding ? 0.75 : 0.9)) {
+          if (table.delete(k) !== model.delete(k)) wrong.push(`delete ${k}`);
+        } else if (table.get(k) !== model.get(k)) wrong.push(`get ${k}`);
+      }
+      expect(table.size).toBe(model.size);
+      for (let i = 0; i < 30_000; i++)
+        if (table.get(key(i)) !== model.get(key(i))) wrong.push(key(i));
+      expect(wrong).toEqual([]);
+    }
+    for (const k of [...model.keys()]) table.delete(k);
+    expect(table.size).toBe(0);
+    expect(table.get("u1")).toBeUndefined();
+    table.set("", 0);
+    expect(table.get("")).toBe(0);
+  });
+});
