@@ -52,7 +52,7 @@ export interface CollaborativeStageSettings {
   idleMs: number;
   train: TrainFn;
   log?: (obj: object, msg: string) => void;
-  /** Delay of a restored instance's training of its untrained point (default 5 s, see below). */
+  /** Delay of a restored instance's training of its untrained point (default 1 ms, see below). */
   restoreTrainDelayMs?: number;
 }
 
@@ -82,12 +82,13 @@ export interface CollaborativeView {
 const KINDS = ["implicit", "explicit"] as const;
 
 /**
- * A restored instance trains its snapshot's untrained point this long after it starts: building
- * that matrix reads every user's row (~1 s of the event loop with 1M users), which would
- * otherwise come before the restarted process's first blended answers. The model served
- * meanwhile is the stored one, as while any training runs.
+ * A restored instance trains its snapshot's untrained point in a task of its own, right after it
+ * starts (not inside its start): building that matrix reads every user's row (~1 s of the event
+ * loop with 1M users), and the stage runs meanwhile, serving the stored model as while any
+ * training runs. Not later: the answers are right again only once that point is trained, so a
+ * longer delay would add itself to the recovery whenever a kill comes before that model is stored.
  */
-const RESTORE_TRAIN_DELAY_MS = 5_000;
+const RESTORE_TRAIN_DELAY_MS = 1;
 
 /**
  * Rating rows as a text map (see below) whose full scans, a training's read of every row, leave
