@@ -305,7 +305,13 @@ export const interestStage = defineStage({
           yield;
         }
       }
-      for (const [key, [n, c]] of cells.entries()) {
+      // Peeked, not read: a read keeps each cell decoded for the next snapshots, every cell at
+      // once after a restart (the plain map's memory again, ~150 B per cell).
+      const peek = (k: string) => (cells.peek ? cells.peek(k) : cells.get(k));
+      for (const key of cells.keys()) {
+        const cell = peek(key);
+        if (cell === undefined) continue;
+        const [n, c] = cell;
         const [w, t, u, i] = JSON.parse(key) as [number, string, string, string];
         apply(key, w, t, u, i, c, n, n);
         if (++slice === REBUILD_SLICE) {

@@ -8,6 +8,7 @@ import type { Envelope, InputMessage } from "../actors/host.js";
 import type { EventType } from "../actors/event.js";
 import type { WindowOutput, WindowRecord } from "../actors/window.js";
 import {
+  cellCodec,
   loadInterestHandler,
   type InterestHandler,
   type ProfileRecord,
@@ -200,6 +201,43 @@ describe("interest-ranking's compact cells and aggregates", () => {
   it("give the profiles a plain map of the cells gives, across snapshots and restarts", async () => {
     const { state, cellsHeld } = await run(false);
     expect(state.map("cell").size).toBe(cellsHeld);
+  });
+
+  it("rebuild their aggregates at a load without keeping the cells decoded", async () => {
+    dir = await mkdtemp(join(tmpdir(), "reco-interest-"));
+    db = await openStateDb(dir);
+    const store = db.instance("interest-ranking", 0);
+    const state = await store.load();
+    const { out } = fakeOutput();
+    const h = await loadInterestHandler(state, out, OPTS);
+    const recs: WindowOutput[] = [];
+    for (let x = 0; x < 500; x++)
+      recs.push({
+        w: T0,
+        u: `u${x}`,
+        i: "p",
+        t: "view",
+        n: 1 + (x % 3),
+        c: "books",
+        b: "",
+        pr: -1,
+      });
+    const env: Envelope<WindowOutput> = { upTo: 1, wm: T0, recs };
+    h.handle(
+      { seq: 1, subject: "reco.window.0", data: enc.encode(JSON.stringify(env)), headers: {} },
+      0,
+    );
+    await store.write(state);
+    await store.write(state);
+    await store.write(state);
+    const loaded = await db.instance("interest-ranking", 0).load();
+    const h2 = await loadInterestHandler(loaded, fakeOutput().out, OPTS);
+    expect(h2.profile("u4")?.top).toEqual([["books", 2]]);
+    // A cell held decoded is the same object at each peek; a cold one is decoded anew.
+    const cells = loaded.map<[number, string]>("cell", { codec: cellCodec });
+    const key = JSON.stringify([T0, "view", "u7", "p"]);
+    expect(cells.peek?.(key)).toEqual([2, "books"]);
+    expect(cells.peek?.(key)).not.toBe(cells.peek?.(key));
   });
 
   it("load a snapshot of plain cells and move it to bytes", async () => {
