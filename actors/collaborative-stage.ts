@@ -52,7 +52,7 @@ export interface CollaborativeStageSettings {
   idleMs: number;
   train: TrainFn;
   log?: (obj: object, msg: string) => void;
-  /** Delay of a restored instance's training of its untrained point (default 1 ms, see below). */
+  /** Delay of a restored instance's training of its untrained point (default 5 s, see below). */
   restoreTrainDelayMs?: number;
 }
 
@@ -82,13 +82,15 @@ export interface CollaborativeView {
 const KINDS = ["implicit", "explicit"] as const;
 
 /**
- * A restored instance trains its snapshot's untrained point in a task of its own, right after it
- * starts (not inside its start): building that matrix reads every user's row (~1 s of the event
- * loop with 1M users), and the stage runs meanwhile, serving the stored model as while any
- * training runs. Not later: the answers are right again only once that point is trained, so a
- * longer delay would add itself to the recovery whenever a kill comes before that model is stored.
+ * A restored instance trains its snapshot's untrained point this long after it starts: building
+ * that matrix parses every user's row (text rows: 4 s of CPU with 1M users at load 9-11), and
+ * run at once it held the restarted process's loop for 8.6 s before the blend's other sources
+ * had loaded (bench/restart-ab.ts: right answers 19.9 s, against 7.9-11.8 s with this delay).
+ * The model served meanwhile is the stored one, as while any training runs; a kill that came
+ * after that point's model was stored but before the snapshot that holds it waits these 5 s
+ * more for its right answers.
  */
-const RESTORE_TRAIN_DELAY_MS = 1;
+const RESTORE_TRAIN_DELAY_MS = 5_000;
 
 /**
  * Rating rows as a text map (see below) whose full scans, a training's read of every row, leave
