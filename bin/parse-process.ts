@@ -38,8 +38,6 @@ import type { ChangeChunk } from "../actors/blend-changes.js";
 export type ToParseChild =
   | { type: "start"; cfg: AppConfig; natsUrl: string }
   | { type: "metrics"; id: number }
-  /** A question for the ingest child's backend (bin/ingest-child.ts): see `ask`. */
-  | { type: "ask"; id: number; op: string; args: unknown[] }
   | { type: "stop" };
 
 export type JsonMetrics = MetricObjectWithValues<MetricValue<string>>[];
@@ -50,8 +48,6 @@ export type FromParseChild =
   /** Parse's last processed EVENTS sequence, sent when it moves (at most every 100 ms). */
   | { type: "position"; seq: number }
   | { type: "metrics"; id: number; metrics: JsonMetrics }
-  /** The answer to an `ask`: its value, or the error it threw (name and message). */
-  | { type: "answer"; id: number; value?: unknown; error?: { name: string; message: string } }
   /** The child's own health problems (NATS, parse failing, its state store), every second. */
   | { type: "health"; problems: HealthProblem[] }
   /** The child cannot run (its state store is corrupt): restarting it will not help. */
@@ -100,30 +96,8 @@ export interface ParseProcess {
    * the main process's.
    */
   childMetrics(): Promise<JsonMetrics>;
-  /**
-   * Asks the running child a question over the IPC channel (the ingest child answers from its
-   * backend); rejects with ChildAnswerError when it threw, with ChildNoAnswerError when no child
-   * runs or it did not answer within `timeoutMs`.
-   */
-  ask(op: string, args: unknown[], timeoutMs: number): Promise<unknown>;
   /** Asks the child to drain (final snapshot) and exit, SIGKILL after `graceMs`; no restarts. */
   stop(): Promise<void>;
-}
-
-/** The child's backend threw: its error's name and message. */
-export class ChildAnswerError extends Error {
-  constructor(
-    readonly errorName: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = "ChildAnswerError";
-  }
-}
-
-/** No child runs, or it did not answer in time. */
-export class ChildNoAnswerError extends Error {
-  override readonly name = "ChildNoAnswerError";
 }
 
 /**
@@ -179,7 +153,6 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   // Scrapes wait up to 5 s for the child (Prometheus's default timeout is 10 s); a later answer,
   // or a child restarting, leaves its series out of that scrape (never older values as current).
   const replies = createChildReplies<JsonMetrics>([], 5000);
-  let askId = 0;
   const supervisor = createSupervisor({
     id: CHILD_ID,
     // As the stage supervisor: backoff up to 5 s; 20 deaths within a minute is a crash loop.
@@ -247,12 +220,6 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
     ready: () => supervisor.ready(),
     mergedRegistry: (own) => new MergedRegistry(own, childMetrics),
     childMetrics,
-    ask: (op, args, timeoutMs) => {
-      const actor = current();
-      return actor && actor.getStatus() === "running"
-        ? actor.ask(++askId, op, args, timeoutMs)
-        : Promise.reject(new ChildNoAnswerError(`the ${what} is not running`));
-    },
     stop: async () => {
       dying.stop();
       await supervisor.stop();
@@ -264,7 +231,6 @@ interface ParseChildActor extends Actor<never> {
   pid(): number | undefined;
   /** The child's registry as JSON; its last answer if it does not answer within 2 s. */
   metrics(): Promise<JsonMetrics>;
-  ask(id: number, op: string, args: unknown[], timeoutMs: number): Promise<unknown>;
 }
 
 /** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
@@ -294,7 +260,6 @@ function createParseChildActor(
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
   let stopping = false;
-  const answers = new Map<number, (m: Extract<FromParseChild, { type: "answer" }>) => void>();
   const alive = () => child !== undefined && child.exitCode === null && child.signalCode === null;
   const send = (m: ToParseChild) => {
     if (alive() && child!.connected) child!.send(m, (err) => err && undefined);
@@ -330,10 +295,7 @@ function createParseChildActor(
             else if (raw.type === "health") hooks.onHealth(raw.problems);
             else if (raw.type === "fatal") o.onFatal?.(new ParseProcessFatalError(raw.message));
             else if (raw.type === "metrics") replies.answer(raw.id, raw.metrics);
-            else if (raw.type === "answer") {
-              answers.get(raw.id)?.(raw);
-              answers.delete(raw.id);
-            } else if (raw.type === "ready") {
+            else if (raw.type === "ready") {
               started = true;
               hooks.onReady();
               o.log.info({ [`${kind.label}Pid`]: c.pid }, `${what} ready`);
@@ -342,8 +304,6 @@ function createParseChildActor(
           });
           const failed = (err: Error) => {
             replies.abandon();
-            for (const a of answers.values()) a({ type: "answer", id: -1 });
-            answers.clear();
             if (stopping) return;
             if (started) ctx.fail(err);
             else reject(err);
@@ -373,21 +333,6 @@ function createParseChildActor(
   return Object.assign(actor, {
     pid: () => (alive() ? child?.pid : undefined),
     metrics: () => replies.ask((id) => send({ type: "metrics", id })),
-    ask: (id: number, op: string, args: unknown[], timeoutMs: number) =>
-      new Promise<unknown>((resolve, reject) => {
-        if (!alive()) return reject(new ChildNoAnswerError(`the ${what} is not running`));
-        const t = setTimeout(() => {
-          answers.delete(id);
-          reject(new ChildNoAnswerError(`the ${what} did not answer within ${timeoutMs} ms`));
-        }, timeoutMs);
-        answers.set(id, (m) => {
-          clearTimeout(t);
-          if (m.id < 0) reject(new ChildNoAnswerError(`the ${what} exited`));
-          else if (m.error) reject(new ChildAnswerError(m.error.name, m.error.message));
-          else resolve(m.value);
-        });
-        send({ type: "ask", id, op, args });
-      }),
   });
 }
 
