@@ -32,12 +32,18 @@ const MEMO_MAX_LAG_MS = 10 * 60_000;
  * One code path, so both give the same answer for the same state.
  */
 export interface BlendAnswers {
+  /** The blend's answer; undefined while its sources cannot answer. */
   answer(
     userId: string,
     n: number,
     options: RecommendOptions | undefined,
     row: (item: string) => PopularityRow | undefined,
+    /** An A/B arm's blend settings (actors/arms.ts); absent: the preset's. */
     blend?: BlendSettings,
+    /**
+     * Version of what `row` reads (the popularity table's): with it, an answer asked again
+     * before anything it reads changed is the one computed before (recommender-memo.ts).
+     */
     rowsVersion?: number,
   ): Recommendations | undefined;
   /** Blended answers served from the memo, and computed (requests without options). */

@@ -5,8 +5,8 @@ import {
   type StateMaps,
   type ValueCodec,
 } from "../runtime/index.js";
-import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
-import { createBlendAnswers, recentOf } from "./blend-answers.js";
+import type { RecentEvent, SimilarItems } from "./backend.js";
+import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers.js";
 import type { ChangeChunk } from "./blend-changes.js";
 import type { Preset } from "./event.js";
 import { covisitStage, type CovisitView } from "./covisit-stage.js";
@@ -16,7 +16,6 @@ import type { PopularityRow } from "./popularity.js";
 import { covisitSimilar } from "./recommender-serve.js";
 import { composeView, type RecommenderView } from "./recommender-view.js";
 import { deserialiseModel } from "./sources/als-model.js";
-import type { BlendSettings } from "./sources/blend.js";
 import { createCollaborative, type CollaborativeSource } from "./sources/collaborative.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { createHistory } from "./sources/history.js";
@@ -42,14 +41,8 @@ export interface BlendReplica {
   isReady(): boolean;
   /** 0 while caught up; else the time since it last was (Infinity: never). */
   stalenessMs(now: number): number;
-  answer(
-    userId: string,
-    n: number,
-    options: RecommendOptions | undefined,
-    row: (item: string) => PopularityRow | undefined,
-    blend?: BlendSettings,
-    rowsVersion?: number,
-  ): Recommendations | undefined;
+  /** The blend's answer over the replica (blend-answers.ts: the stages' own answer code). */
+  answer: BlendAnswers["answer"];
   recent(userId: string, n: number): RecentEvent[] | undefined;
   similar(
     itemId: string,

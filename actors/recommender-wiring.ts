@@ -6,7 +6,7 @@ import {
   type PortMap,
   type StageDefinition,
 } from "../runtime/index.js";
-import type { RecentEvent, RecommendOptions, Recommendations, SimilarItems } from "./backend.js";
+import type { RecentEvent, SimilarItems } from "./backend.js";
 import type { Preset } from "./event.js";
 import type { StageHandler, StageSpec } from "./host.js";
 import type { PopularityRow } from "./popularity.js";
@@ -17,11 +17,10 @@ import { mergedStageSpec } from "./merged-input.js";
 import type { ParsedRecord } from "./parse.js";
 import { partitionOf } from "./partition.js";
 import { covisitSimilar } from "./recommender-serve.js";
-import { createBlendAnswers, recentOf } from "./blend-answers.js";
+import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers.js";
 import { createChangeFeed, type ChangeFeed } from "./blend-changes.js";
 import type { TrainFn } from "./recommender-trainer.js";
 import { composeView, type RecommenderView } from "./recommender-view.js";
-import type { BlendSettings } from "./sources/blend.js";
 import { loadStageHandler, NO_OUTPUT } from "./stage-adapter.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { trainInWorker } from "./sources/als-worker.js";
@@ -45,19 +44,7 @@ export interface RankerConfig {
 
 export interface RankerWiring {
   /** The blend's answer; undefined with RANKER=design or while the stage is not running. */
-  answer(
-    userId: string,
-    n: number,
-    options: RecommendOptions | undefined,
-    row: (item: string) => PopularityRow | undefined,
-    /** An A/B arm's blend settings (actors/arms.ts); absent: the preset's. */
-    blend?: BlendSettings,
-    /**
-     * Version of what `row` reads (the popularity table's): with it, an answer asked again
-     * before anything it reads changed is the one computed before (recommender-memo.ts).
-     */
-    rowsVersion?: number,
-  ): Recommendations | undefined;
+  answer: BlendAnswers["answer"];
   /** The user's recent items from the history source; undefined while the stage is not running. */
   recent(userId: string, n: number): RecentEvent[] | undefined;
   /**
