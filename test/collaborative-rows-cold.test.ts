@@ -1,10 +1,8 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import { openStateDb, type StageStateInternal, type StateDb } from "../state/index.js";
+import type { StageStateInternal } from "../state/index.js";
+import { testStateDb } from "./helpers/state-db.js";
 import { createStageState } from "../state/store.js";
 import { collaborativeStage, type CollaborativeView } from "../actors/collaborative-stage.js";
 import type { TrainFn } from "../actors/recommender-trainer.js";
@@ -57,17 +55,10 @@ const asked = ["u0", "u3", "v1", "v5", "new"];
 const answers = (v: CollaborativeView) => asked.map((u) => v.collaborative().candidates(u, 4));
 
 describe("collaborative rows on LevelDB", () => {
-  let dir: string | undefined;
-  let db: StateDb | undefined;
-  afterEach(async () => {
-    await db?.close();
-    db = undefined;
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const dbs = testStateDb("reco-collab-");
 
   it("load as bytes and answer as before; rows of the earlier layout load and move to bytes", async () => {
-    dir = await mkdtemp(join(tmpdir(), "reco-collab-"));
-    db = await openStateDb(dir);
+    const db = await dbs.open();
     const rec = recordMaker();
     const events: ParsedRecord[] = [];
     for (let u = 0; u < 6; u++)

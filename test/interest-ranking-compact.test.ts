@@ -1,8 +1,5 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { openStateDb, type StateDb } from "../state/index.js";
+import { describe, expect, it } from "vitest";
+import { testStateDb } from "./helpers/state-db.js";
 import type { StageStateInternal } from "../state/stage-state.js";
 import type { Envelope, InputMessage } from "../actors/host.js";
 import type { EventType } from "../actors/event.js";
@@ -63,17 +60,10 @@ function modelProfiles(cells: Map<string, ModelCell>) {
 }
 
 describe("interest-ranking's compact cells and aggregates", () => {
-  let dir: string | undefined;
-  let db: StateDb | undefined;
-  afterEach(async () => {
-    await db?.close();
-    db = undefined;
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const dbs = testStateDb("reco-interest-");
 
   const run = async (legacy: boolean) => {
-    dir = await mkdtemp(join(tmpdir(), "reco-interest-"));
-    db = await openStateDb(dir, { checkpointMinKeys: 400 });
+    let db = await dbs.open({ checkpointMinKeys: 400 });
     const random = seededRandom(legacy ? 11 : 5);
     const cells = new Map<string, ModelCell>();
     const keyOf = (x: { w: number; t: string; u: string; i: string }) =>
@@ -185,8 +175,7 @@ describe("interest-ranking's compact cells and aggregates", () => {
       if (step % 3 === 2) await store.write(state);
       if (step % 17 === 8) {
         await store.write(state);
-        await db.close();
-        db = await openStateDb(dir, { checkpointMinKeys: 400 });
+        db = await dbs.open({ checkpointMinKeys: 400 });
         store = db.instance("interest-ranking", 0);
         state = await store.load();
         ({ out, rec } = fakeOutput());
@@ -204,8 +193,7 @@ describe("interest-ranking's compact cells and aggregates", () => {
   });
 
   it("rebuild their aggregates at a load without keeping the cells decoded", async () => {
-    dir = await mkdtemp(join(tmpdir(), "reco-interest-"));
-    db = await openStateDb(dir);
+    const db = await dbs.open();
     const store = db.instance("interest-ranking", 0);
     const state = await store.load();
     const { out } = fakeOutput();

@@ -1,10 +1,7 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { describe, expect, it } from "vitest";
 import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
-import { openStateDb, type StateDb } from "../state/index.js";
+import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/envelope.js";
 import { loadMergedHandler } from "../actors/merged-input.js";
 import { subjects } from "../actors/subjects.js";
@@ -45,17 +42,10 @@ const hop = (p: number, upTo: number, recs: ParsedRecord[]) => ({
 });
 
 describe("a merged stage's waiting records on LevelDB", () => {
-  let dir: string | undefined;
-  let db: StateDb | undefined;
-  afterEach(async () => {
-    await db?.close();
-    db = undefined;
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const dbs = testStateDb("reco-merged-");
 
   it("load as bytes and are fed in EVENTS order once the late partition reports", async () => {
-    dir = await mkdtemp(join(tmpdir(), "reco-merged-"));
-    db = await openStateDb(dir);
+    const db = await dbs.open();
     const rec = recordMaker();
     const r = Array.from({ length: 6 }, (_, x) => rec(`u${x}`, `i${x}`, 1000 + x));
     const state = await db.instance("recorder", 0).load();

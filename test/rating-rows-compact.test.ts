@@ -1,8 +1,5 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { openStateDb, type StateDb } from "../state/index.js";
+import { describe, expect, it } from "vitest";
+import { testStateDb } from "./helpers/state-db.js";
 import type { StageStateInternal } from "../state/stage-state.js";
 import { ratingRows } from "../actors/collaborative-stage.js";
 import { createRatingsBuilder, type RatingRow } from "../actors/sources/als-matrix.js";
@@ -16,17 +13,10 @@ import { seededRandom } from "../actors/sources/types.js";
  * snapshot of the earlier layout (rows as a plain JSON map).
  */
 describe("rating rows as bytes", () => {
-  let dir: string | undefined;
-  let db: StateDb | undefined;
-  afterEach(async () => {
-    await db?.close();
-    db = undefined;
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const dbs = testStateDb("reco-rows-");
 
   const run = async (legacy: boolean) => {
-    dir = await mkdtemp(join(tmpdir(), "reco-rows-"));
-    db = await openStateDb(dir, { checkpointMinKeys: 300 });
+    let db = await dbs.open({ checkpointMinKeys: 300 });
     const random = seededRandom(legacy ? 3 : 9);
     const model = createRatingsBuilder({ rows: memStore(), items: memStore(), marked: memStore() });
     const modelRows = (model as unknown as { row(u: string): ReadonlyMap<string, number> }).row;
@@ -93,8 +83,7 @@ describe("rating rows as bytes", () => {
       same();
       await store.write(state);
       if (step % 7 === 3) {
-        await db.close();
-        db = await openStateDb(dir, { checkpointMinKeys: 300 });
+        db = await dbs.open({ checkpointMinKeys: 300 });
         store = db.instance("collaborative", 0);
         state = await store.load();
         b = open();
