@@ -291,23 +291,25 @@ export function createStageState(): StageStateInternal {
       const { dirty, parsedText, cold, form, readNow } = rec;
       const plain = !form && cold.count === 0;
       const coldForm = form ?? JSON_FORM;
+      /** A key not in `data`: its value kept from the last interval, else its bytes decoded. */
+      const fromCold = (k: string): V | undefined => {
+        const kept = rec.warm.size > 0 ? (rec.warm.get(k) as V | undefined) : undefined;
+        if (kept !== undefined) return kept;
+        const c = cold.get(k);
+        return c === undefined ? undefined : (decodeCold(c, coldForm) as V);
+      };
       // A cold value is decoded when first read and kept in `data` until the next snapshot
-      // (clean: the snapshot drops it); a value in `data` in its stored form (a JSON load) is
-      // decoded in place, its stored form kept beside it.
+      // (clean: the snapshot drops it, into `warm` for one more interval); a value in `data` in
+      // its stored form (a JSON load) is decoded in place, its stored form kept beside it.
       const get = plain
         ? (k: string) => m.get(k)
         : (k: string): V | undefined => {
             const v = m.get(k);
             if (v === undefined) {
               if (cold.count === 0) return undefined;
-              const { warm } = rec;
-              let decoded = warm.size > 0 ? (warm.get(k) as V | undefined) : undefined;
-              if (decoded !== undefined) warm.delete(k);
-              else {
-                const c = cold.get(k);
-                if (c === undefined) return undefined;
-                decoded = decodeCold(c, coldForm) as V;
-              }
+              const decoded = fromCold(k);
+              if (decoded === undefined) return undefined;
+              if (rec.warm.size > 0) rec.warm.delete(k);
               m.set(k, decoded);
               readNow.add(k);
               return decoded;
@@ -322,13 +324,7 @@ export function createStageState(): StageStateInternal {
         ? get
         : (k: string): V | undefined => {
             const v = m.get(k);
-            if (v === undefined) {
-              if (cold.count === 0) return undefined;
-              const w = rec.warm.size > 0 ? (rec.warm.get(k) as V | undefined) : undefined;
-              if (w !== undefined) return w;
-              const c = cold.get(k);
-              return c === undefined ? undefined : (decodeCold(c, coldForm) as V);
-            }
+            if (v === undefined) return cold.count === 0 ? undefined : fromCold(k);
             return form && form.stored(v) ? (form.decode(v) as V) : v;
           };
       const has = (k: string) => m.has(k) || (cold.count > 0 && cold.has(k));
