@@ -1,4 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { connect } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { startEmbeddedNats, NatsServerMissingError } from "../connectors/nats/embedded-server.js";
@@ -15,12 +18,14 @@ describe("embedded nats-server", () => {
     await nc.close();
   });
 
-  it("names the install command when the binary is missing", async () => {
+  it("names the install command when the binary is missing, and leaves no store dir", async () => {
+    const storeDir = join(tmpdir(), `reco-missing-${process.pid}-${Date.now()}`);
     await expect(
-      startEmbeddedNats({ port: 0, storeDir: "/tmp/reco-missing", binary: "no-such-nats-server" }),
+      startEmbeddedNats({ port: 0, storeDir, binary: "no-such-nats-server" }),
     ).rejects.toThrow(NatsServerMissingError);
     await expect(
-      startEmbeddedNats({ port: 0, storeDir: "/tmp/reco-missing", binary: "no-such-nats-server" }),
+      startEmbeddedNats({ port: 0, storeDir, binary: "no-such-nats-server" }),
     ).rejects.toThrow(/apt-get install -y nats-server/);
+    expect(existsSync(storeDir)).toBe(false);
   });
 });

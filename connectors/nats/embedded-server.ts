@@ -104,10 +104,11 @@ function findExecutable(binary: string): string | undefined {
  */
 export async function startEmbeddedNats(options: EmbeddedNatsOptions): Promise<EmbeddedNats> {
   const port = options.port === 0 ? await freePort() : options.port;
-  await mkdir(options.storeDir, { recursive: true });
   const binary = options.binary ?? "nats-server";
-  // Looked up here: behind setpriv, a missing binary would be setpriv's exit code 127.
+  // Looked up here: behind setpriv, a missing binary would be setpriv's exit code 127. Before the
+  // store directory is made, so that a failed start leaves nothing behind.
   if (findExecutable(binary) === undefined) throw missingBinary(binary);
+  await mkdir(options.storeDir, { recursive: true });
   const args = [
     "-js",
     "-a",
