@@ -8,7 +8,7 @@ import { createParseHandler, type ParsedRecord } from "../actors/parse.js";
 import { loadMoviesCatalog, MoviesCatalogError } from "../bin/replay/movies-catalog.js";
 import type { Preset } from "../actors/event.js";
 import { ConfigError, loadConfig } from "../bin/config.js";
-import { loadGenres } from "../bin/replay/run.js";
+import { loadGenres } from "../bin/replay/text-files.js";
 import { moviesCatalog } from "./helpers/events.js";
 
 /*

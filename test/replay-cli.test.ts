@@ -4,7 +4,7 @@ import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
-import { gzipTextSize } from "../bin/replay/run.js";
+import { gzipTextSize } from "../bin/replay/text-files.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 
 /*

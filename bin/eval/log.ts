@@ -14,7 +14,7 @@ import {
   type ReplayFormat,
   type RowResult,
 } from "../replay/formats.js";
-import { lineBatches, loadGenres } from "../replay/run.js";
+import { lineBatches, loadGenres } from "../replay/text-files.js";
 
 /** One event of a log under evaluation: the normalised interaction and its session. */
 export interface LogEvent extends Interaction {
