@@ -14,7 +14,15 @@ import {
   type IngestedApp,
 } from "./app-process.js";
 import { ratio, TARGETS, verdict, type Report } from "./report.js";
-import { fmtInt, fmtMiB, procRssBytes, sleep, stateDirBytes, sum } from "./util.js";
+import {
+  fmtInt,
+  fmtMiB,
+  procRssBytes,
+  sleep,
+  stateDirBytes,
+  sum,
+  type PromSample,
+} from "./util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
@@ -47,6 +55,15 @@ async function rssParts(pid: number): Promise<{ anon: number; file: number }> {
   const kb = (name: string) =>
     Number(new RegExp(`${name}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
   return { anon: kb("RssAnon"), file: kb("RssFile") + kb("RssShmem") };
+}
+
+/** The V8 heap used by space (new, old, large objects, code…), largest first. */
+function spaces(samples: PromSample[]): string {
+  return samples
+    .filter((m) => m.name === "nodejs_heap_space_size_used_bytes" && m.value >= 1 << 20)
+    .sort((a, b) => b.value - a.value)
+    .map((m) => `${(m.labels.space ?? "?").replace(/_space$/, "")} ${fmtMiB(m.value)}`)
+    .join(", ");
 }
 
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
@@ -89,7 +106,10 @@ async function measure(s: IngestedApp): Promise<Point> {
     `app ${fmtMiB(m.anon)} anonymous + ${fmtMiB(m.file)} file-backed (V8 heap ` +
     `${fmtMiB(sum(samples, "nodejs_heap_size_total_bytes"))} held, ` +
     `${fmtMiB(sum(samples, "nodejs_heap_size_used_bytes"))} used; external ` +
-    `${fmtMiB(sum(samples, "nodejs_external_memory_bytes"))}), child processes ` +
+    `${fmtMiB(sum(samples, "nodejs_external_memory_bytes"))}; used by space: ` +
+    spaces(samples) +
+    `; ALS model point ${sum(samples, "reco_recommender", { name: "model_point" })}, training ` +
+    `${sum(samples, "reco_recommender", { name: "training" })}), child processes ` +
     `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}`;
   if (HEAP_SNAPSHOT_DIR) await heapSnapshot(s.app.pid, HEAP_SNAPSHOT_DIR);
   return {
