@@ -15,7 +15,7 @@ import { partitionOf } from "./partition.js";
 import type { PopularityRow } from "./popularity.js";
 import { covisitSimilar } from "./recommender-serve.js";
 import { composeView, type RecommenderView } from "./recommender-view.js";
-import { deserialiseModel } from "./sources/als-model.js";
+import { readStoredModel, type StoredModel } from "./sources/als-model.js";
 import { createCollaborative, type CollaborativeSource } from "./sources/collaborative.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
 import { createHistory } from "./sources/history.js";
@@ -209,16 +209,17 @@ export function createBlendReplica(cfg: {
         }),
       };
     }
-    // The models as the stage stores them when a training ends ({ at, b64 }): served here once
-    // they arrive, decoded once per model.
+    // The models as the stage stores them when a training ends (als-model.ts StoredModel):
+    // served here once they arrive, decoded once per model.
     const stored = inst.maps.get("model");
     for (const kind of kinds) {
-      const s = stored?.get(kind) as { at: number; b64: string } | undefined;
+      const s = stored?.get(kind) as StoredModel | undefined;
       const had = collab.models[kind];
       if (s === had?.stored) continue;
       if (s) {
-        collab.source.setModel(kind, deserialiseModel(Buffer.from(s.b64, "base64")), s.at);
-        collab.models[kind] = { at: s.at, stored: s };
+        const m = readStoredModel(s);
+        collab.source.setModel(kind, m.model, m.at);
+        collab.models[kind] = { at: m.at, stored: s };
       } else {
         collab.source.setModel(kind, undefined, 0);
         delete collab.models[kind];

@@ -10,7 +10,7 @@ import {
 import type { ParsedRecord } from "./parse.js";
 import type { RatingRow } from "./sources/als-matrix.js";
 import type { KeyStore } from "./sources/store.js";
-import { deserialiseModel, serialiseModel } from "./sources/als-model.js";
+import { readStoredModel, storeModel, type StoredModel } from "./sources/als-model.js";
 import {
   createCollaborative,
   type CollaborativeSettings,
@@ -126,7 +126,9 @@ export const collaborativeStage = defineStage({
     const s = ctx.settings;
     const st = ctx.state;
     const points = st.map<Points>("points");
-    const stored = st.map<{ at: number; b64: string }>("model");
+    // One key per kind: the model's bytes, which the served model's factors are views on
+    // (als-model.ts StoredModel).
+    const stored = st.map<StoredModel>("model");
     // Rows as text maps: a restart indexes their bytes instead of parsing every user's row
     // (1M users: 33 MB of JSON before the blend could answer); a row is parsed when first read.
     const collab = createCollaborative(s.preset, s.sources, {
@@ -149,9 +151,10 @@ export const collaborativeStage = defineStage({
       onModel(kind, at, m) {
         // An older point's model never replaces a newer one's.
         if ((collab.model(kind)?.at ?? -1) > at) return;
-        collab.setModel(kind, m, at);
-        stored.set(kind, { at, b64: Buffer.from(serialiseModel(m)).toString("base64") });
-        versions.trained(kind, at, m); // issue 15: the model's version history
+        const kept = storeModel(m, at);
+        collab.setModel(kind, kept.model, at);
+        stored.set(kind, kept.stored);
+        versions.trained(kind, at, kept.model); // issue 15: the model's version history
         if (at === p.at) collab.unmark(kind);
       },
       onError: (kind, err) => s.log?.({ kind, err: String(err) }, "ALS training failed"),
@@ -182,8 +185,9 @@ export const collaborativeStage = defineStage({
       for (const kind of KINDS) {
         const settings = settingsOf(kind);
         if (!settings) continue;
-        const m = stored.get(kind);
-        if (m) collab.setModel(kind, deserialiseModel(Buffer.from(m.b64, "base64")), m.at);
+        const saved = stored.get(kind);
+        const m = saved && readStoredModel(saved);
+        if (m) collab.setModel(kind, m.model, m.at);
         yield;
         if (p.at === 0 || m?.at === p.at) continue;
         const delay = s.restoreTrainDelayMs ?? RESTORE_TRAIN_DELAY_MS;

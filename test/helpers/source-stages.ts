@@ -1,17 +1,19 @@
 import { createStageState } from "../../state/store.js";
+import { persisted } from "../../state/stage-state.js";
 import type { StageStateInternal } from "../../state/index.js";
 import type { ParsedRecord } from "../../actors/parse.js";
 import type { EventType } from "../../actors/event.js";
 
 /**
  * A state as a restarted instance loads it: every map's entries through JSON, as the snapshot
- * store writes and reads them (text maps stay text until read).
+ * store writes and reads them (text maps stay text until read; a plain map's binary value as the
+ * store's base64 text, persisted()).
  */
 export function reloaded(state: StageStateInternal): StageStateInternal {
   const copy = createStageState();
   for (const [name, entries] of state.allMaps())
     for (const [k, v] of entries)
-      copy.loadMapEntry(name, k, JSON.parse(JSON.stringify(v)) as unknown);
+      copy.loadMapEntry(name, k, JSON.parse(JSON.stringify(persisted(v))) as unknown);
   copy.meta = JSON.parse(JSON.stringify(state.meta)) as Record<string, unknown>;
   return copy;
 }
