@@ -91,6 +91,16 @@ export interface RawSnapshot {
  * disk and load time stay proportional to the live state (amortised: each change is written at
  * most ~1.5 times).
  *
+ * The plain maps' JSON is held to the same rule on its own (a plain checkpoint): when the deltas'
+ * JSON parts hold more than twice the keys of the last JSON checkpoint (at least
+ * PLAIN_CHECKPOINT_MIN), the snapshot rewrites the JSON checkpoint chunks from the plain maps and
+ * deletes every delta's JSON part, keeping the binary parts. A JSON entry costs ~8x a binary
+ * one to load, and a few thousand plain keys rewritten at every snapshot (covisit's per-item
+ * counters) never brought the deltas near twice a state of a million binary keys: with 1M users
+ * a restart parsed 306k JSON entries of covisit's ~20k plain keys before the blend could answer.
+ * Plain and binary maps are apart on disk (a delta's JSON part holds only plain maps, its binary
+ * part only binary ones), so the JSON checkpoint and the binary deltas load in either order.
+ *
  * Maps with a stored form (text and codec maps: per-user profiles, histories, lists) are written
  * as binary sections, and a load keeps those entries' bytes as the maps' cold keys (cold-index.ts)
  * instead of parsing them: a restart reads bytes and indexes keys, and a key is decoded when the
@@ -106,6 +116,7 @@ const CHUNK = 10_000;
 /** Keys loaded between two turns of the event loop (~20-30 ms of work). */
 const LOAD_SLICE = 10_000;
 const CHECKPOINT_MIN = 100_000;
+const PLAIN_CHECKPOINT_MIN = 20_000;
 const pad = (n: number) => String(n).padStart(12, "0");
 
 type Op =
@@ -120,6 +131,11 @@ export interface StateDbOptions {
    */
   checkpointMinKeys?: number;
   /**
+   * The deltas' JSON parts may hold this many keys, or twice the plain maps' keys at the last
+   * JSON checkpoint if more, before a snapshot rewrites the plain maps (default 20,000).
+   */
+  plainCheckpointMinKeys?: number;
+  /**
    * A test's fault hook, called while each snapshot batch is being written (after the batch is
    * built, before LevelDB has it): the chaos test SIGKILLs the process there (bin/test-faults.ts).
    */
@@ -128,6 +144,7 @@ export interface StateDbOptions {
 
 export async function openStateDb(path: string, options: StateDbOptions = {}): Promise<StateDb> {
   const checkpointMin = options.checkpointMinKeys ?? CHECKPOINT_MIN;
+  const plainMin = options.plainCheckpointMinKeys ?? PLAIN_CHECKPOINT_MIN;
   const db = new Level<string, string>(path, { valueEncoding: "utf8" });
   await db.open().catch((err: unknown) => {
     throw openFailure(path, err);
@@ -145,6 +162,9 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       let legacyKeys: string[] = [];
       let nextDelta = 1;
       let deltaEntries = 0;
+      /** Keys in the deltas' JSON parts, and in the JSON checkpoint chunks. */
+      let jsonEntries = 0;
+      let baseKeys = 0;
 
       /** Reads the instance's snapshot (one LevelDB iterator: a consistent view) into a state. */
       const read = () =>
@@ -180,6 +200,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           legacyKeys: [] as string[],
           nextDelta: 1,
           deltaEntries: 0,
+          jsonEntries: 0,
+          baseKeys: 0,
         };
         // nextv reads in chunks: one call per key (for await) was most of the start-up time.
         // Keys come in order: metadata, checkpoint chunks, deltas, then one-key entries.
@@ -203,6 +225,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
                 layout.baseChunks++;
                 for (const [name, kv] of json(v) as [string, unknown[]][]) {
                   state.loadMapEntries(name, kv);
+                  layout.baseKeys += kv.length / 2;
                   await pace(kv.length / 2);
                 }
               } else if (k.startsWith(DELTA_PREFIX)) {
@@ -236,6 +259,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             state.loadMapEntries(name, kv);
             for (const k of dels) state.loadMapEntry(name, k, undefined, true);
             layout.deltaEntries += kv.length / 2 + dels.length;
+            layout.jsonEntries += kv.length / 2 + dels.length;
             await pace(kv.length / 2 + dels.length);
           }
         }
@@ -256,9 +280,23 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         for (let n = bin.length; n < binChunks; n++)
           ops.push({ type: "del", key: BIN_BASE_PREFIX + pad(n) });
         binChunks = bin.length;
+        jsonBaseOps(state, binary, ops);
+        for (const k of deltaKeys) ops.push({ type: "del", key: k });
+        for (const k of legacyKeys) ops.push({ type: "del", key: k });
+        ops.push({ type: "put", key: META_KEY, value: JSON.stringify(state.meta) });
+        deltaKeys = [];
+        legacyKeys = [];
+        deltaEntries = 0;
+        jsonEntries = 0;
+        return ops;
+      };
+
+      /** The JSON checkpoint chunks: every map not in `binary`, replacing the old chunks. */
+      const jsonBaseOps = (state: StageStateInternal, binary: Set<string>, ops: Op[]) => {
         let chunks = 0;
         let chunk: [string, unknown[]][] = [];
         let inChunk = 0;
+        let keys = 0;
         const put = () => {
           ops.push({ type: "put", key: BASE_PREFIX + pad(chunks++), value: JSON.stringify(chunk) });
           chunk = [];
@@ -269,6 +307,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           let kv: unknown[] = [];
           for (const [k, v] of data) {
             kv.push(k, persisted(v));
+            keys++;
             if (++inChunk >= CHUNK) {
               chunk.push([name, kv]);
               kv = [];
@@ -280,14 +319,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         if (inChunk > 0) put();
         for (let n = chunks; n < baseChunks; n++)
           ops.push({ type: "del", key: BASE_PREFIX + pad(n) });
-        for (const k of deltaKeys) ops.push({ type: "del", key: k });
-        for (const k of legacyKeys) ops.push({ type: "del", key: k });
-        ops.push({ type: "put", key: META_KEY, value: JSON.stringify(state.meta) });
         baseChunks = chunks;
-        deltaKeys = [];
-        legacyKeys = [];
-        deltaEntries = 0;
-        return ops;
+        baseKeys = keys;
       };
 
       const commitOps = async (ops: Op[]) => {
@@ -306,19 +339,33 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           ops = checkpointOps(state);
         } else {
           ops = [];
+          const maps = delta.maps.filter(([name]) => !delta.binary.has(name));
+          let jsonSize = 0;
+          for (const [, puts, dels] of maps) jsonSize += puts.length / 2 + dels.length;
+          // A plain checkpoint: the plain maps as they are now (this delta's JSON part included)
+          // replace the JSON checkpoint chunks, and every delta's JSON part goes.
+          const plain = jsonEntries + jsonSize > Math.max(plainMin, 2 * baseKeys);
+          if (plain) {
+            jsonBaseOps(state, delta.binary, ops);
+            const json = deltaKeys.filter((k) => !k.endsWith(BIN_DELTA));
+            for (const k of json) ops.push({ type: "del", key: k });
+            deltaKeys = deltaKeys.filter((k) => k.endsWith(BIN_DELTA));
+            deltaEntries -= jsonEntries;
+            jsonEntries = 0;
+          }
           if (delta.size > 0) {
             const key = DELTA_PREFIX + pad(nextDelta++);
-            const maps = delta.maps.filter(([name]) => !delta.binary.has(name));
-            if (maps.length > 0) {
+            if (maps.length > 0 && !plain) {
               ops.push({ type: "put", key, value: JSON.stringify(maps) });
               deltaKeys.push(key);
+              jsonEntries += jsonSize;
             }
             if (delta.bin) {
               const value = delta.bin;
               ops.push({ type: "put", key: key + BIN_DELTA, value, valueEncoding: "buffer" });
               deltaKeys.push(key + BIN_DELTA);
             }
-            deltaEntries += delta.size;
+            deltaEntries += delta.size - (plain ? jsonSize : 0);
           }
           ops.push({ type: "put", key: META_KEY, value: JSON.stringify(state.meta) });
         }
@@ -328,7 +375,16 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       return {
         async load() {
           const { state, layout } = await read();
-          ({ baseChunks, binChunks, deltaKeys, legacyKeys, nextDelta, deltaEntries } = layout);
+          ({
+            baseChunks,
+            binChunks,
+            deltaKeys,
+            legacyKeys,
+            nextDelta,
+            deltaEntries,
+            jsonEntries,
+            baseKeys,
+          } = layout);
           return state;
         },
         capture,
@@ -344,6 +400,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           deltaKeys = [];
           legacyKeys = [];
           deltaEntries = 0;
+          jsonEntries = 0;
+          baseKeys = 0;
         },
         async exportRaw() {
           const { state } = await read();
@@ -362,6 +420,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           deltaKeys = [];
           legacyKeys = [];
           deltaEntries = 0;
+          jsonEntries = 0;
+          baseKeys = 0;
           // A checkpoint of everything (not counted by the fault injection).
           await sub.batch(checkpointOps(state));
         },
