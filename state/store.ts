@@ -93,7 +93,7 @@ export interface RawSnapshot {
  *
  * The plain maps' JSON is held to the same rule on its own (a plain checkpoint): when the deltas'
  * JSON parts hold more than twice the keys of the last JSON checkpoint (at least
- * PLAIN_CHECKPOINT_MIN), the snapshot rewrites the JSON checkpoint chunks from the plain maps and
+ * PLAIN_CHECKPOINT_MIN), or twice its bytes (at least PLAIN_CHECKPOINT_MIN_BYTES), the snapshot rewrites the JSON checkpoint chunks from the plain maps and
  * deletes every delta's JSON part, keeping the binary parts. A JSON entry costs ~8x a binary
  * one to load, and a few thousand plain keys rewritten at every snapshot (covisit's per-item
  * counters) never brought the deltas near twice a state of a million binary keys: with 1M users
@@ -117,6 +117,7 @@ const CHUNK = 10_000;
 const LOAD_SLICE = 10_000;
 const CHECKPOINT_MIN = 100_000;
 const PLAIN_CHECKPOINT_MIN = 20_000;
+const PLAIN_CHECKPOINT_MIN_BYTES = 16 << 20;
 const pad = (n: number) => String(n).padStart(12, "0");
 
 type Op =
@@ -135,6 +136,8 @@ export interface StateDbOptions {
    * JSON checkpoint if more, before a snapshot rewrites the plain maps (default 20,000).
    */
   plainCheckpointMinKeys?: number;
+  /** The same in bytes of JSON (default 16 MiB). */
+  plainCheckpointMinBytes?: number;
   /**
    * A test's fault hook, called while each snapshot batch is being written (after the batch is
    * built, before LevelDB has it): the chaos test SIGKILLs the process there (bin/test-faults.ts).
@@ -145,6 +148,7 @@ export interface StateDbOptions {
 export async function openStateDb(path: string, options: StateDbOptions = {}): Promise<StateDb> {
   const checkpointMin = options.checkpointMinKeys ?? CHECKPOINT_MIN;
   const plainMin = options.plainCheckpointMinKeys ?? PLAIN_CHECKPOINT_MIN;
+  const plainMinBytes = options.plainCheckpointMinBytes ?? PLAIN_CHECKPOINT_MIN_BYTES;
   const db = new Level<string, string>(path, { valueEncoding: "utf8" });
   await db.open().catch((err: unknown) => {
     throw openFailure(path, err);
@@ -162,9 +166,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       let legacyKeys: string[] = [];
       let nextDelta = 1;
       let deltaEntries = 0;
-      /** Keys in the deltas' JSON parts, and in the JSON checkpoint chunks. */
+      /** Keys and bytes in the deltas' JSON parts, and in the JSON checkpoint chunks. */
       let jsonEntries = 0;
       let baseKeys = 0;
+      let jsonBytes = 0;
+      let baseBytes = 0;
 
       /** Reads the instance's snapshot (one LevelDB iterator: a consistent view) into a state. */
       const read = () =>
@@ -202,6 +208,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           deltaEntries: 0,
           jsonEntries: 0,
           baseKeys: 0,
+          jsonBytes: 0,
+          baseBytes: 0,
         };
         // nextv reads in chunks: one call per key (for await) was most of the start-up time.
         // Keys come in order: metadata, checkpoint chunks, deltas, then one-key entries.
@@ -223,6 +231,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
               if (k === META_KEY) state.meta = json(v) as Record<string, unknown>;
               else if (k.startsWith(BASE_PREFIX)) {
                 layout.baseChunks++;
+                layout.baseBytes += v.length;
                 for (const [name, kv] of json(v) as [string, unknown[]][]) {
                   state.loadMapEntries(name, kv);
                   layout.baseKeys += kv.length / 2;
@@ -230,6 +239,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
                 }
               } else if (k.startsWith(DELTA_PREFIX)) {
                 layout.deltaKeys.push(k);
+                if (!k.endsWith(BIN_DELTA)) layout.jsonBytes += v.length;
                 deltas.push(k.endsWith(BIN_DELTA) ? v : (json(v) as StateDelta["maps"]));
                 layout.nextDelta = parseInt(k.slice(DELTA_PREFIX.length), 10) + 1;
               } else {
@@ -288,6 +298,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         legacyKeys = [];
         deltaEntries = 0;
         jsonEntries = 0;
+        jsonBytes = 0;
         return ops;
       };
 
@@ -297,8 +308,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         let chunk: [string, unknown[]][] = [];
         let inChunk = 0;
         let keys = 0;
+        let bytes = 0;
         const put = () => {
-          ops.push({ type: "put", key: BASE_PREFIX + pad(chunks++), value: JSON.stringify(chunk) });
+          const value = JSON.stringify(chunk);
+          bytes += value.length;
+          ops.push({ type: "put", key: BASE_PREFIX + pad(chunks++), value });
           chunk = [];
           inChunk = 0;
         };
@@ -321,6 +335,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           ops.push({ type: "del", key: BASE_PREFIX + pad(n) });
         baseChunks = chunks;
         baseKeys = keys;
+        baseBytes = bytes;
       };
 
       const commitOps = async (ops: Op[]) => {
@@ -342,9 +357,14 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           const maps = delta.maps.filter(([name]) => !delta.binary.has(name));
           let jsonSize = 0;
           for (const [, puts, dels] of maps) jsonSize += puts.length / 2 + dels.length;
+          const text = maps.length > 0 ? JSON.stringify(maps) : "";
           // A plain checkpoint: the plain maps as they are now (this delta's JSON part included)
-          // replace the JSON checkpoint chunks, and every delta's JSON part goes.
-          const plain = jsonEntries + jsonSize > Math.max(plainMin, 2 * baseKeys);
+          // replace the JSON checkpoint chunks, and every delta's JSON part goes. Bytes count
+          // too: a few keys with large values (collaborative's model, ~60 MB of JSON at 1M
+          // users, one key rewritten at each training) piled up in the deltas by the key rule.
+          const plain =
+            jsonEntries + jsonSize > Math.max(plainMin, 2 * baseKeys) ||
+            jsonBytes + text.length > Math.max(plainMinBytes, 2 * baseBytes);
           if (plain) {
             jsonBaseOps(state, delta.binary, ops);
             const json = deltaKeys.filter((k) => !k.endsWith(BIN_DELTA));
@@ -352,13 +372,15 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             deltaKeys = deltaKeys.filter((k) => k.endsWith(BIN_DELTA));
             deltaEntries -= jsonEntries;
             jsonEntries = 0;
+            jsonBytes = 0;
           }
           if (delta.size > 0) {
             const key = DELTA_PREFIX + pad(nextDelta++);
             if (maps.length > 0 && !plain) {
-              ops.push({ type: "put", key, value: JSON.stringify(maps) });
+              ops.push({ type: "put", key, value: text });
               deltaKeys.push(key);
               jsonEntries += jsonSize;
+              jsonBytes += text.length;
             }
             if (delta.bin) {
               const value = delta.bin;
@@ -384,6 +406,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             deltaEntries,
             jsonEntries,
             baseKeys,
+            jsonBytes,
+            baseBytes,
           } = layout);
           return state;
         },
@@ -402,6 +426,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           deltaEntries = 0;
           jsonEntries = 0;
           baseKeys = 0;
+          jsonBytes = 0;
+          baseBytes = 0;
         },
         async exportRaw() {
           const { state } = await read();
@@ -422,6 +448,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           deltaEntries = 0;
           jsonEntries = 0;
           baseKeys = 0;
+          jsonBytes = 0;
+          baseBytes = 0;
           // A checkpoint of everything (not counted by the fault injection).
           await sub.batch(checkpointOps(state));
         },

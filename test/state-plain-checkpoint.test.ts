@@ -49,9 +49,9 @@ describe("plain checkpoints", () => {
     await rm(dir, { recursive: true, force: true });
   });
   /** The store closed (LevelDB allows one opener), its raw layout read, the store reopened. */
-  const reopen = async (options: Parameters<typeof openStateDb>[1]) => {
+  const reopen = async (options: Parameters<typeof openStateDb>[1], id = "covisit/0") => {
     await db?.close();
-    const layout = await layoutOf(dir, "covisit/0");
+    const layout = await layoutOf(dir, id);
     db = await openStateDb(dir, options);
     return { db, layout };
   };
@@ -107,5 +107,27 @@ describe("plain checkpoints", () => {
     expect(contents(third)).toEqual(after);
     expect(third.map<number[]>("was-plain", { text: true }).get("k1")).toEqual([100]);
     expect(third.map<number[]>("was-plain", { text: true }).get("k2")).toEqual([2]);
+  });
+
+  it("keeps a large plain value rewritten at each snapshot from piling up in the deltas", async () => {
+    // One key of ~100 kB (collaborative's model is ~60 MB of JSON at 1M users), rewritten at
+    // each of 30 snapshots: a key count never reaches the key rule.
+    const options = { checkpointMinKeys: 1_000_000, plainCheckpointMinBytes: 300_000 };
+    dir = await mkdtemp(join(tmpdir(), "reco-plain-ckpt-"));
+    db = await openStateDb(dir, options);
+    const store = db.instance("collaborative", 0);
+    const state = await store.load();
+    const model = state.map<{ at: number; b64: string }>("model");
+    for (let round = 0; round < 30; round++) {
+      model.set("implicit", { at: round, b64: String(round % 10).repeat(100_000) });
+      state.meta = { seq: round + 1 };
+      await store.write(state);
+    }
+    const { db: db2, layout } = await reopen(options, "collaborative/0");
+    // Without the byte rule: 30 deltas of ~100 kB each.
+    expect(layout.jsonDeltas).toBeLessThanOrEqual(4);
+    expect(layout.jsonBase).toBe(1);
+    const again = await db2.instance("collaborative", 0).load();
+    expect(again.map("model").get("implicit")).toEqual({ at: 29, b64: "9".repeat(100_000) });
   });
 });
