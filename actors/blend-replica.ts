@@ -50,7 +50,13 @@ export interface BlendReplica {
     row: (item: string) => PopularityRow | undefined,
   ): SimilarItems | undefined;
   /** Keys held over every instance, chunks applied, blended answers from the memo and computed. */
-  stats(): { keys: number; chunks: number; memoHits: number; memoMisses: number };
+  stats(): {
+    keys: number;
+    chunks: number;
+    memoHits: number;
+    memoMisses: number;
+    memoAged: number;
+  };
 }
 
 /** One run of a stage instance as received: its maps of stored values. */
@@ -130,6 +136,8 @@ const mapsOf = (inst: Instance): StateMaps => ({
 export function createBlendReplica(cfg: {
   preset: Preset;
   partitions: number;
+  /** ANSWER_MAX_AGE_MS (blend-answers.ts): 0 or absent, exact answers only. */
+  answerMaxAgeMs?: number;
   now?: () => number;
 }): BlendReplica {
   const now = cfg.now ?? Date.now;
@@ -256,8 +264,17 @@ export function createBlendReplica(cfg: {
     collaborative,
     changes: () => changes,
     userVersion: (user) => userChanged.get(user) ?? 0,
+    ...(cfg.answerMaxAgeMs
+      ? {
+          maxAgeMs: cfg.answerMaxAgeMs,
+          staleness: () => Math.min(stalenessOf(now()), 2 ** 31),
+          now,
+        }
+      : {}),
   });
   const noHistory = createHistory({ preset });
+  const stalenessOf = (t: number) =>
+    caughtUpAt < 0 ? Infinity : pending ? Math.max(0, t - caughtUpAt) : 0;
 
   return {
     apply(chunk) {
@@ -316,7 +333,7 @@ export function createBlendReplica(cfg: {
       pending = true;
     },
     isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
-    stalenessMs: (t) => (caughtUpAt < 0 ? Infinity : pending ? Math.max(0, t - caughtUpAt) : 0),
+    stalenessMs: stalenessOf,
     answer: (userId, n, options, row, blend, rowsVersion) =>
       answers.answer(userId, n, options, row, blend, rowsVersion),
     recent(userId, n) {
@@ -334,7 +351,13 @@ export function createBlendReplica(cfg: {
     stats() {
       let keys = 0;
       for (const inst of live.values()) for (const m of inst.maps.values()) keys += m.size;
-      return { keys, chunks, memoHits: answers.memo.hits, memoMisses: answers.memo.misses };
+      return {
+        keys,
+        chunks,
+        memoHits: answers.memo.hits,
+        memoMisses: answers.memo.misses,
+        memoAged: answers.memo.aged,
+      };
     },
   };
 }

@@ -40,6 +40,11 @@ export interface RankerConfig {
    * ingest process of a split `reco start`). Off by default: unread, they would only grow.
    */
   replicaChanges?: boolean;
+  /**
+   * ANSWER_MAX_AGE_MS: a blended answer is served again for this long although what it read
+   * changed, its staleness reported (blend-answers.ts); 0 (the default): exact answers only.
+   */
+  answerMaxAgeMs?: number;
 }
 
 export interface RankerWiring {
@@ -198,7 +203,7 @@ export function recommenderWiring(
   if (deps.registry)
     new Gauge({
       name: "reco_recommender",
-      help: "The source stages (RANKER=blend): events fed to collaborative, input point (events) of the newest training and of the served implicit model, trainings running or waiting, users folded in since the model, events fed to covisit; blended answers served from the memo (memo_hits) and computed (memo_misses: requests without options)",
+      help: "The source stages (RANKER=blend): events fed to collaborative, input point (events) of the newest training and of the served implicit model, trainings running or waiting, users folded in since the model, events fed to covisit; blended answers served from the memo (memo_hits) and computed (memo_misses: requests without options); of the hits, those served by ANSWER_MAX_AGE_MS although what they read had changed (memo_aged)",
       labelNames: ["name"] as const,
       registers: [deps.registry],
       collect() {
@@ -215,6 +220,7 @@ export function recommenderWiring(
         if (c) this.set({ name: "covisit_events" }, c.fed());
         this.set({ name: "memo_hits" }, answers.memo.hits);
         this.set({ name: "memo_misses" }, answers.memo.misses);
+        this.set({ name: "memo_aged" }, answers.memo.aged);
       },
     });
   const answers = createBlendAnswers({
@@ -222,6 +228,7 @@ export function recommenderWiring(
     view,
     collaborative: () => collaborative()?.collaborative(),
     changes: () => changes,
+    ...(cfg.answerMaxAgeMs ? { maxAgeMs: cfg.answerMaxAgeMs } : {}),
   });
   return {
     ...(feed ? { changes: feed } : {}),

@@ -216,6 +216,8 @@ function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<string, st
     PARTITIONS: String(PARTITIONS),
     // As `npm start` reads it: PARSE_PROCESS=0 measures the app with parse in its main process.
     ...(env.PARSE_PROCESS !== undefined ? { PARSE_PROCESS: env.PARSE_PROCESS } : {}),
+    // Bounded staleness of blended answers (off by default): the report says when it is on.
+    ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
     ...extra,
   });
 }
@@ -296,6 +298,8 @@ function describeFailures(list: { id: string; why: string }[], first = 3): strin
  * (bench/serve-split.ts). Default 0: the one-process app, as before.
  */
 const SERVE_SPLIT = env.BENCH_SERVE_PROCESS === "1";
+/** ANSWER_MAX_AGE_MS as the app reads it (bounded staleness of blended answers; 0: exact). */
+const ANSWER_MAX_AGE_MS = Number(env.ANSWER_MAX_AGE_MS ?? 0);
 
 /** What step 4 reads of either app. */
 interface ServedApp {
@@ -976,7 +980,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         const m = await scrape(app.metricsPort);
         const of = (name: string) =>
           sum(m, "reco_recommender", { name }) + sum(m, "reco_blend_replica", { name });
-        return { hits: of("memo_hits"), misses: of("memo_misses") };
+        return { hits: of("memo_hits"), misses: of("memo_misses"), aged: of("memo_aged") };
       };
       /** Snapshot writes of the app so far, by stage: keys written and snapshots taken. */
       const snapshotWrites = async () => {
@@ -1112,7 +1116,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       const sources2 = await answerSources();
       const [fromBlend, fromReplica, fromFallback] = sources2.map((v, i) => v - sources1[i]!);
       const memoNote = (a: typeof memo0, b: typeof memo0) =>
-        `${fmtInt(b.hits - a.hits)} answered from the blend memo, ${fmtInt(b.misses - a.misses)} computed`;
+        `${fmtInt(b.hits - a.hits)} answered from the blend memo, ${fmtInt(b.misses - a.misses)} computed` +
+        (ANSWER_MAX_AGE_MS > 0
+          ? ` (ANSWER_MAX_AGE_MS=${ANSWER_MAX_AGE_MS}: ${fmtInt(b.aged - a.aged)} of those from the memo served although their data had changed, with their staleness)`
+          : "");
       const okDelta = (await grpcOk()) - ok0;
       const allDelta = (await grpcAll()) - all0;
       const expected =

@@ -156,6 +156,14 @@ export const SETTINGS = {
     kind: "string",
     help: 'A/B arms, a JSON array: [{"name":"a","share":50,"ranker":"design"},{"name":"b","share":50,"ranker":"blend"}] (README "Quality")',
   },
+  answerMaxAgeMs: {
+    env: "ANSWER_MAX_AGE_MS",
+    kind: "ms",
+    default: "0",
+    min: 0,
+    max: 60000,
+    help: "RANKER=blend: bounded staleness, off by default; above 0 a blended answer is served again for this long although its data changed, with its staleness_ms saying how old it may be",
+  },
   retrainIntervalMs: {
     env: "RETRAIN_INTERVAL_MS",
     kind: "ms",

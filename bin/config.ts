@@ -142,6 +142,7 @@ export function loadConfig(
     quality: str("quality") !== "off",
     qualitySample: num("qualitySample"),
     retrainIntervalMs: num("retrainIntervalMs"),
+    answerMaxAgeMs: num("answerMaxAgeMs"),
     windowMs: num("windowMs"),
     userOutOfOrdernessMs: num("userOutOfOrdernessMs"),
     trendingHourOutOfOrdernessMs: num("trendingHourOutOfOrdernessMs"),

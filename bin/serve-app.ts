@@ -106,7 +106,11 @@ export async function startServingApp(
     const blendByDefault = cfg.pipeline.ranker === "blend";
     const blend =
       blendByDefault || arms?.arms.some((a) => a.ranker === "blend")
-        ? createBlendReplica({ preset: cfg.pipeline.preset, partitions: cfg.pipeline.partitions })
+        ? createBlendReplica({
+            preset: cfg.pipeline.preset,
+            partitions: cfg.pipeline.partitions,
+            ...(cfg.pipeline.answerMaxAgeMs ? { answerMaxAgeMs: cfg.pipeline.answerMaxAgeMs } : {}),
+          })
         : undefined;
 
     const kind: ChildKind = {
@@ -170,7 +174,7 @@ export async function startServingApp(
     if (blend)
       new Gauge({
         name: "reco_blend_replica",
-        help: "The serving process's replica of the blend's source stages (SERVE_PROCESS=1): ready (1 once every source has been received), staleness_ms (0 while it has everything the ingest process had), keys held, chunks of changes applied, blended answers served from its memo (memo_hits) and computed (memo_misses)",
+        help: "The serving process's replica of the blend's source stages (SERVE_PROCESS=1): ready (1 once every source has been received), staleness_ms (0 while it has everything the ingest process had), keys held, chunks of changes applied, blended answers served from its memo (memo_hits) and computed (memo_misses), of the hits those served by ANSWER_MAX_AGE_MS although what they read had changed (memo_aged)",
         labelNames: ["name"] as const,
         registers: [metrics.registry],
         collect() {
@@ -182,6 +186,7 @@ export async function startServingApp(
           this.set({ name: "chunks" }, st.chunks);
           this.set({ name: "memo_hits" }, st.memoHits);
           this.set({ name: "memo_misses" }, st.memoMisses);
+          this.set({ name: "memo_aged" }, st.memoAged);
         },
       });
     ready = () => backend.isReady();

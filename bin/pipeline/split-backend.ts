@@ -69,7 +69,8 @@ export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
         // The blend has no interest profile of its own: the top categories are the design
         // stages' (bin/pipeline/serving.ts does the same in one process).
         const top = o.topCategories(userId);
-        const staleness = blend.stalenessMs(now());
+        // ANSWER_MAX_AGE_MS: a kept answer's own staleness (its age and its view's lag then).
+        const staleness = Math.max(blend.stalenessMs(now()), answer.stalenessMs ?? 0);
         return named({
           ...answer,
           ...(top ? { topCategories: top } : {}),

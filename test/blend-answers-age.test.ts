@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import { createBlendAnswers } from "../actors/blend-answers.js";
+import type { RecommenderView } from "../actors/recommender-view.js";
+import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { createRecommender } from "../actors/sources/recommender.js";
+import type { SourceEvent } from "../actors/sources/types.js";
+
+/**
+ * ANSWER_MAX_AGE_MS (actors/blend-answers.ts): bounded staleness is opt-in, reported, and bounded;
+ * without it every change of the data gives a fresh answer.
+ */
+const T0 = Date.UTC(2026, 10, 1);
+
+function sources(maxAgeMs: number | undefined, staleness?: () => number) {
+  const rec = createRecommender(ECOMMERCE, defaultSourceSettings(ECOMMERCE));
+  const touched = new Map<string, Set<string>>();
+  let progress = -1;
+  let changes = 0;
+  let clock = 1_000_000;
+  const add = (u: string, i: string, ts: number) => {
+    const e: SourceEvent = { u, i, t: "purchase", ts, c: "c", r: -1 };
+    rec.add(e);
+    touched.set(u, (touched.get(u) ?? new Set()).add(i));
+    progress = Math.max(progress, ts);
+    changes++;
+  };
+  const view: RecommenderView = {
+    recommender: () => rec,
+    progress: () => progress,
+    touched: (u) => touched.get(u),
+    categoryOf: () => "c",
+  };
+  const answers = createBlendAnswers({
+    blend: defaultBlend(ECOMMERCE),
+    view: () => view,
+    collaborative: () => undefined,
+    changes: () => changes,
+    now: () => clock,
+    ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
+    ...(staleness ? { staleness } : {}),
+  });
+  const ask = (u: string) => answers.answer(u, 5, undefined, () => undefined, undefined, 0)!;
+  return { add, ask, answers, tick: (ms: number) => void (clock += ms) };
+}
+
+/** Item ids of an answer, best first. */
+const ids = (r: { items: { itemId: string }[] }) => r.items.map((i) => i.itemId);
+
+describe("blended answers with ANSWER_MAX_AGE_MS", () => {
+  /** Others buy p1 and p2 together; u1 buys p1, then p3 (a new co-visitation). */
+  const scenario = (s: ReturnType<typeof sources>) => {
+    for (let x = 0; x < 5; x++) {
+      s.add(`o${x}`, "p1", T0 + x * 1000);
+      s.add(`o${x}`, "p2", T0 + x * 1000 + 500);
+    }
+    s.add("u1", "p1", T0 + 10_000);
+    const first = s.ask("u1");
+    for (let x = 0; x < 5; x++) {
+      s.add(`q${x}`, "p1", T0 + 20_000 + x * 1000);
+      s.add(`q${x}`, "p9", T0 + 20_000 + x * 1000 + 500);
+    }
+    return first;
+  };
+
+  it("serves an answer again within the age, its staleness reported, and a fresh one after", () => {
+    const s = sources(1_000, () => 40);
+    const first = scenario(s);
+    expect(first.stalenessMs).toBeUndefined();
+    s.tick(600);
+    const again = s.ask("u1");
+    expect(ids(again)).toEqual(ids(first));
+    // Its age and its view's lag when it was computed.
+    expect(again.stalenessMs).toBe(640);
+    expect(s.answers.memo).toMatchObject({ hits: 1, misses: 1, aged: 1 });
+    s.tick(401);
+    const fresh = s.ask("u1");
+    expect(fresh.stalenessMs).toBeUndefined();
+    expect(ids(fresh)).toContain("p9");
+    expect(ids(first)).not.toContain("p9");
+  });
+
+  it("is exact by default: a change of the data gives a fresh answer at once", () => {
+    const s = sources(undefined);
+    const first = scenario(s);
+    const next = s.ask("u1");
+    expect(ids(next)).toContain("p9");
+    expect(ids(first)).not.toContain("p9");
+    expect(next.stalenessMs).toBeUndefined();
+    expect(s.answers.memo.aged).toBe(0);
+  });
+});
