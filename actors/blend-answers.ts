@@ -89,7 +89,17 @@ export function createBlendAnswers(o: {
   const maxAgeMs = o.maxAgeMs ?? 0;
   const clock = o.now ?? Date.now;
   /** ANSWER_MAX_AGE_MS > 0: answers by memo key with when they were computed (LRU order). */
-  const aged = new Map<string, { answer: Recommendations; at: number; staleness: number }>();
+  const aged = new Map<
+    string,
+    {
+      answer: Recommendations;
+      user: number;
+      stamp: readonly unknown[];
+      /** When it was last known to be exact (computed, or its stamp found unchanged). */
+      at: number;
+      staleness: number;
+    }
+  >();
   /** A number per blend settings object (the preset's, each A/B arm's): part of a memo key. */
   const blendIds = new WeakMap<BlendSettings, number>();
   let blends = 0;
@@ -115,9 +125,23 @@ export function createBlendAnswers(o: {
         models?.model("explicit")?.model,
       ];
       const key = `${userId}\n${n}\n${blendIds.get(settings) ?? blendId(settings)}`;
+      const user = o.userVersion?.(userId) ?? 0;
       if (maxAgeMs > 0) {
         const t = clock();
         const old = aged.get(key);
+        // Still exact (nothing it read changed): as the exact memo serves it, and its view is
+        // as of now.
+        if (
+          old &&
+          old.user === user &&
+          old.stamp.every((x, i) => Object.is(x, stamp[i])) &&
+          (old.answer.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS
+        ) {
+          counts.hits++;
+          old.at = t;
+          old.staleness = o.staleness?.() ?? 0;
+          return old.answer;
+        }
         if (old && t - old.at <= maxAgeMs) {
           counts.hits++;
           counts.aged++;
@@ -128,11 +152,10 @@ export function createBlendAnswers(o: {
         const answer = blendAnswer(v, settings, row, userId, n, options);
         aged.delete(key);
         if (aged.size >= MEMO_ANSWERS) aged.delete(aged.keys().next().value!);
-        aged.set(key, { answer, at: t, staleness: o.staleness?.() ?? 0 });
+        aged.set(key, { answer, user, stamp, at: t, staleness: o.staleness?.() ?? 0 });
         return answer;
       }
       const kept = memo.get(key, stamp);
-      const user = o.userVersion?.(userId) ?? 0;
       // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
       // clock (done items expire with it), so it is served only while at most this far behind.
       if (

@@ -80,6 +80,23 @@ describe("blended answers with ANSWER_MAX_AGE_MS", () => {
     expect(ids(first)).not.toContain("p9");
   });
 
+  it("serves an unchanged answer as exact however old, and ages it from when it last was", () => {
+    const s = sources(1_000);
+    s.add("u1", "p1", T0);
+    s.add("o1", "p1", T0 + 1000);
+    s.add("o1", "p2", T0 + 2000);
+    const first = s.ask("u1");
+    s.tick(5_000);
+    // Nothing changed: the memo's answer, exact (no staleness), not counted as aged.
+    expect(s.ask("u1")).toBe(first);
+    expect(s.answers.memo).toMatchObject({ hits: 1, misses: 1, aged: 0 });
+    s.add("o2", "p3", T0 + 3000);
+    s.tick(300);
+    // Changed since: served again, 300 ms old (from the exact hit, not from its computation).
+    expect(s.ask("u1").stalenessMs).toBe(300);
+    expect(s.answers.memo).toMatchObject({ hits: 2, misses: 1, aged: 1 });
+  });
+
   it("is exact by default: a change of the data gives a fresh answer at once", () => {
     const s = sources(undefined);
     const first = scenario(s);
