@@ -47,6 +47,13 @@ export const UNREPLICATED_MAPS: ReadonlySet<string> = new Set([
   "points",
 ]);
 
+/**
+ * The prequential scorer's maps, when it runs inside the covisit stage (covisit-stage.ts): its
+ * tallies and clock ("preq", "preqItems", "preqCatalogue", "preq-clock") and the design driver's
+ * ("design-…"). No answer reads them.
+ */
+const SCORER_MAP = /^(preq|design-)/;
+
 interface Tracked {
   name: string;
   live: StateMap<unknown>;
@@ -107,7 +114,7 @@ export function createChangeTracker(
   const maps: StateMaps = {
     map<V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }) {
       const live = state.map<V>(name, options);
-      if (UNREPLICATED_MAPS.has(name)) return live;
+      if (UNREPLICATED_MAPS.has(name) || SCORER_MAP.test(name)) return live;
       const t: Tracked = {
         name,
         live: live as StateMap<unknown>,

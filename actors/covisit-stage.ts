@@ -7,6 +7,13 @@ import { sourceEventOf } from "./sources/event.js";
 import type { SourcePreset } from "./sources/preset.js";
 import type { SourceSettings } from "./sources/recommender.js";
 import { createPopular, createTrending, type ItemCounter } from "./sources/trending.js";
+import { userStores, type UserValue } from "./sources/user-stores.js";
+import {
+  createPrequentialScorer,
+  type PrequentialScorer,
+  type PrequentialSettings,
+  type PrequentialView,
+} from "./prequential-scorer.js";
 
 /**
  * The item-keyed candidate sources as a stage (DESIGN §3.7, RANKER=blend): co-visitation (the
@@ -19,10 +26,20 @@ import { createPopular, createTrending, type ItemCounter } from "./sources/trend
  * counters, a category) and per user (the last `recentPerUser` items), loaded as it was at start.
  * Its progress (event time of the records fed, and of idle progress) is the clock of blended
  * answers.
+ *
+ * With `scorer`, the prequential scorer (DESIGN §7, prequential-scorer.ts) runs here too: fed the
+ * same records in the same order, it scores each sampled case against this stage's co-visitation
+ * and counters just before the record (they are exactly at that point here), and keeps its own
+ * history of each user in the same per-user value as co-visitation's recent items
+ * (user-stores.ts). The prequential stage's own copies of co-visitation and the counters (the
+ * same work again: ~10% of the app's CPU in bench step 2) are gone, and one atomic snapshot
+ * holds both, so a restart never finds the scorer at another point than the sources it reads.
  */
 export interface CovisitStageSettings {
   preset: SourcePreset;
   sources: Pick<SourceSettings, "covisit" | "trending" | "popularHalfLifeMs">;
+  /** The prequential scorer's settings, when it runs in this stage. */
+  scorer?: PrequentialSettings;
 }
 
 export interface CovisitView {
@@ -34,6 +51,8 @@ export interface CovisitView {
   progress(): number;
   /** Records fed. */
   fed(): number;
+  /** The prequential scorer's figures, when it runs here. */
+  prequential(): PrequentialView | undefined;
 }
 
 export const covisitStage = defineStage({
@@ -41,16 +60,20 @@ export const covisitStage = defineStage({
   input: port<ParsedRecord>(),
   ports: {},
   create: (ctx: StageContext<CovisitStageSettings>) => {
-    const { preset, sources: s } = ctx.settings;
+    const { preset, sources: s, scorer: scoring } = ctx.settings;
     const st = ctx.state;
     const ids = createItemIds();
+    // Per user: recent items alone, or with the scorer's history (the same key, "recent").
+    const users = scoring
+      ? userStores(st.map<UserValue>("recent", { text: true }))
+      : { recent: st.map<NonNullable<UserValue["r"]>>("recent", { text: true }) };
     const covisit = createCovisit(
       { preset, ...s.covisit },
       {
         edges: st.map("edges", { codec: itemEdgesCodec(ids) }),
         ids,
         mass: st.map("mass"),
-        recent: st.map("recent", { text: true }),
+        recent: users.recent,
       },
     );
     const anchors = st.map<number>("anchors");
@@ -64,9 +87,20 @@ export const covisitStage = defineStage({
       anchors,
       anchorKey: "popular",
     });
-    const categories = st.map<string>("categories");
     const clock = st.map<{ progress: number; n: number }>("clock");
     let { progress, n } = clock.get("t") ?? { progress: -1, n: 0 };
+    const scorer: PrequentialScorer | undefined =
+      scoring && "history" in users
+        ? createPrequentialScorer(scoring, st, {
+            covisit,
+            trending,
+            popular,
+            users: users.history,
+            clock: st.map<number>("preq-clock"),
+            fedBefore: n,
+          })
+        : undefined;
+    const categories = st.map<string>("categories");
     const view: CovisitView = {
       covisit: () => covisit,
       trending: () => trending,
@@ -74,21 +108,26 @@ export const covisitStage = defineStage({
       categoryOf: (i) => categories.get(i),
       progress: () => progress,
       fed: () => n,
+      prequential: () => scorer?.view,
     };
     /** The per-record loop: every source's counts, in EVENTS order. */
     const feed = ({ records }: InputBatch<ParsedRecord>) => {
       for (const r of records) {
         const e = sourceEventOf(r);
+        scorer?.before(r, e);
         covisit.add(e);
         trending.add(e);
         popular.add(e);
+        scorer?.after(r, e);
         if (e.c !== "" && categories.get(e.i) !== e.c) categories.set(e.i, e.c);
         progress = Math.max(progress, r.wb, r.ts);
       }
     };
     /** The clock of blended answers: records fed and their event time, kept with the state. */
-    const tick = ({ records, progress: p }: InputBatch<ParsedRecord>) => {
+    const tick = (batch: InputBatch<ParsedRecord>) => {
+      const { records, progress: p } = batch;
       covisit.flush();
+      scorer?.settle(batch);
       n += records.length;
       // Progress without records (idle markers): see merged-input.ts.
       if (records.length === 0) progress = Math.max(progress, p.to);

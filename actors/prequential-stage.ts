@@ -1,102 +1,28 @@
 import { map, tap } from "rxjs";
-import {
-  defineStage,
-  port,
-  type InputBatch,
-  type StageContext,
-  type StateMaps,
-} from "../runtime/index.js";
-import type { StageState } from "../state/index.js";
-import type { Arms } from "./arms.js";
-import { hash64 } from "./hash64.js";
-import { createDesignDriver, DESIGN_DEFAULTS, type DesignDriver } from "./design-driver.js";
+import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { createPrequential, type PrequentialReport } from "./prequential.js";
-import { blend, type BlendSettings } from "./sources/blend.js";
-import type { CollaborativeSource } from "./sources/collaborative.js";
+import { createPrequentialScorer, type PrequentialSettings } from "./prequential-scorer.js";
 import { createItemIds, itemEdgesCodec } from "./sources/item-edges.js";
 import { createCovisit } from "./sources/covisit.js";
 import { sourceEventOf } from "./sources/event.js";
-import { createHistory, type UserHistory } from "./sources/history.js";
-import type { SourcePreset } from "./sources/preset.js";
-import { sourceLists, type SourceSettings } from "./sources/recommender.js";
+import type { UserHistory } from "./sources/history.js";
 import { createPopular, createTrending } from "./sources/trending.js";
-import type { Scored, SourceName } from "./sources/types.js";
+
+export {
+  SCORED_SOURCES,
+  sampled,
+  scoredMethods,
+  type PrequentialSettings,
+  type PrequentialView,
+} from "./prequential-scorer.js";
 
 /**
- * The prequential stage (DESIGN §7, issue 15): "test, then train". One instance, fed every
- * user-path record in EVENTS order (merged-input.ts, like covisit and collaborative). For each
- * target event (preset: a cart or purchase; a rating of 4+) it asks what the rankers would have
- * answered the user just before the event — the candidate sources' lists at event-time progress,
- * composed as serving composes them (recommender-serve.ts: the user's done items left out of the
- * blend) — then feeds the event to its sources. The blend, each source alone, popularity, the
- * design ranking (when an arm uses it) and the user's A/B arm are scored (prequential.ts).
- *
- * Why its own sources (history, co-visitation, trending, popular, as state like the source
- * stages'): the source stages run apart (history per partition), so at any moment each is at a
- * different point of the input; reading them would score against whatever they had reached, and a
- * replay would not give the same figures. Its own copies, fed here in input order, are exactly
- * the sources "just before" each event, and restart as they were (state). The cost is a second
- * copy of those sources' memory and CPU (QUALITY=off leaves the stage out), and the scoring:
- * asking every source for 100 candidates per case cost more than the rest of the engine, so only
- * a share of the cases is scored (`sample`, QUALITY_SAMPLE, default 0.1), chosen by a hash of
- * the event id: the same cases in every run, so the figures stay exact under replay.
- *
- * Not a pure function of the input: COLLABORATIVE reads the collaborative stage's served model,
- * trained in a worker and served when it arrives, so during a fast replay the events right after
- * a training point are scored with the previous model (as serving would have answered then). The
- * movies preset's blend gives COLLABORATIVE no weight, so its blend figures do not depend on it.
+ * The prequential stage: the scorer (prequential-scorer.ts) in an instance of its own, with its
+ * own copies of co-visitation and the trending and popular counters, fed here in input order
+ * after each record is scored. It runs only where the covisit stage does not (RANKER=design with
+ * A/B arms that all rank by the design); where the covisit stage runs, the scorer runs inside it
+ * and reads its sources (covisit-stage.ts): one copy of co-visitation instead of two.
  */
-export interface PrequentialSettings {
-  preset: SourcePreset;
-  sources: SourceSettings;
-  blend: BlendSettings;
-  arms?: Arms;
-  /** The collaborative stage's source, when it runs here (read only). */
-  collaborative?: () => CollaborativeSource | undefined;
-  /**
-   * Records the collaborative stage has fed (its input point; it is fed the same EVENTS order).
-   * COLLABORATIVE is asked only while that stage is not past the case: its user rows (which the
-   * fold-in reads) and its model must hold no event after the one scored. A case it is past is
-   * not a COLLABORATIVE case, and the blend's lists lack COLLABORATIVE for it.
-   */
-  collaborativeFed?: () => number;
-  k?: number;
-  /**
-   * Share of target events scored, 0 < x <= 1 (default 1: all). A case is chosen by a hash of its
-   * event id, so a replay, a restart or another process scores the same cases.
-   */
-  sample?: number;
-}
-
-export interface PrequentialView {
-  /** Methods scored (gauge labels). */
-  readonly methods: readonly string[];
-  report(): PrequentialReport;
-  /** Event-time progress (epoch ms), -1 before any. */
-  progress(): number;
-}
-
-/** The sources scored alone, as `reco eval` lists them. */
-export const SCORED_SOURCES: readonly SourceName[] = [
-  "HISTORY",
-  "SIMILAR_ITEMS",
-  "COLLABORATIVE",
-  "TRENDING",
-];
-
-/** The methods a stage with these arms scores. */
-export function scoredMethods(arms: Arms | undefined): string[] {
-  const list = arms?.arms ?? [];
-  return [
-    "blend",
-    "popularity",
-    ...(list.some((a) => a.ranker === "design") ? ["design"] : []),
-    ...SCORED_SOURCES,
-    ...list.map((a) => `arm:${a.name}`),
-  ];
-}
-
 /**
  * The prequential stage snapshots every this many SNAPSHOT_INTERVALs (StageSpec.snapshotIntervals):
  * it has no outputs and no answer waits for it after a restart, and each snapshot rewrites its
@@ -106,42 +32,6 @@ export function scoredMethods(arms: Arms | undefined): string[] {
  */
 export const PREQUENTIAL_SNAPSHOT_INTERVALS = 5;
 
-/** Candidates per source asked for (what serving asks for an answer of up to 100). */
-const PER_SOURCE = 100;
-
-/** A handler's StageState over prefixed maps of this stage's state (the design driver's). */
-function subState(maps: StateMaps, prefix: string): StageState {
-  const metas = maps.map<Record<string, unknown>>("design-meta");
-  const meta = new Proxy<Record<string, unknown>>(
-    { ...metas.get(prefix) },
-    {
-      set(target, key, value) {
-        target[key as string] = value;
-        metas.set(prefix, { ...target });
-        return true;
-      },
-    },
-  );
-  return {
-    map: (name, options) => maps.map(`design-${prefix}-${name}`, options),
-    meta,
-    value: <V>(name: string) => ({
-      get: () => meta[name] as V | undefined,
-      set: (v: V) => void (meta[name] = v),
-    }),
-    dirtyCount: () => 0,
-    keyCount: () => 0,
-  };
-}
-
-/**
- * Whether the target event with this id is one of the `share` scored: the id's hash (a function
- * of the id alone) against the share, so the choice is the same in every run.
- */
-export function sampled(id: string, share: number): boolean {
-  return share >= 1 || hash64(`preq:${id}`).lo < share * 4_294_967_296;
-}
-
 export const prequentialStage = defineStage({
   name: "prequential",
   input: port<ParsedRecord>(),
@@ -149,16 +39,6 @@ export const prequentialStage = defineStage({
   create: (ctx: StageContext<PrequentialSettings>) => {
     const o = ctx.settings;
     const st = ctx.state;
-    const k = o.k ?? 10;
-    const preq = createPrequential(st, k);
-    const history = createHistory(
-      {
-        preset: o.preset,
-        halfLifeMs: o.sources.historyHalfLifeMs,
-        maxItemsPerUser: o.sources.maxItemsPerUser,
-      },
-      st.map<UserHistory>("users", { text: true }),
-    );
     const ids = createItemIds();
     const covisit = createCovisit(
       { preset: o.preset, ...o.sources.covisit },
@@ -180,104 +60,27 @@ export const prequentialStage = defineStage({
       anchors,
       anchorKey: "popular",
     });
-    const arms = o.arms?.arms ?? [];
-    const design: DesignDriver | undefined = arms.some((a) => a.ranker === "design")
-      ? createDesignDriver(
-          { preset: o.preset.name, ...DESIGN_DEFAULTS },
-          { state: (name) => subState(st, name), table: st.map("design-table") },
-        )
-      : undefined;
-    const methods = scoredMethods(o.arms);
-    const clock = st.map<number>("clock");
-    let progress = clock.get("progress") ?? -1;
-    let pending: ParsedRecord[] = [];
-    const flush = () => {
-      if (pending.length > 0) design?.feed(pending);
-      pending = [];
-    };
-    const sample = o.sample ?? 1;
-    /** Records fed so far (the input point of the next record, as the collaborative stage counts). */
-    let fed = clock.get("fed") ?? 0;
-    /** A source alone as served: its best k without the user's done items (as the blend leaves them). */
-    const top = (l: readonly Scored[] | undefined, done: ReadonlySet<string>) => {
-      const out: string[] = [];
-      for (const x of l ?? []) {
-        if (out.length >= k) break;
-        if (!done.has(x.item)) out.push(x.item);
-      }
-      return out;
-    };
-
-    /** Scores a target event against the answers of just before it. */
-    const score = (r: ParsedRecord) => {
-      const now = progress;
-      const ahead = o.collaborativeFed !== undefined && o.collaborativeFed() > fed;
-      const collaborative = ahead ? undefined : o.collaborative?.();
-      const lists = sourceLists(
-        { history, covisit, trending, popular, ...(collaborative ? { collaborative } : {}) },
-        o.sources,
-        r.u,
-        now,
-        PER_SOURCE,
-      );
-      const done = history.done(r.u, now);
-      const t = history.touched(r.u);
-      const touched = t.size > 0 ? t : undefined;
-      const blended = (bs: BlendSettings) =>
-        blend(lists, bs, { n: k, exclude: done, ...(touched ? { touched } : {}) }).map(
-          (x) => x.item,
-        );
-      const main = blended(o.blend);
-      preq.score("blend", r.ts, main, r.i);
-      preq.score("popularity", r.ts, top(lists.POPULAR_FALLBACK, done), r.i);
-      for (const s of SCORED_SOURCES)
-        if (s !== "COLLABORATIVE" || !ahead) preq.score(s, r.ts, top(lists[s], done), r.i);
-      let designTop: string[] | undefined;
-      if (design) {
-        flush();
-        designTop = design.answer(r.u, k).items.map((x) => x.itemId);
-        preq.score("design", r.ts, designTop, r.i);
-      }
-      if (o.arms) {
-        const arm = o.arms.armOf(r.u);
-        const list =
-          arm.ranker === "design" ? (designTop ?? []) : arm.blend ? blended(arm.blend) : main;
-        preq.score(`arm:${arm.name}`, r.ts, list, r.i);
-      }
-    };
-
-    const view: PrequentialView = {
-      methods,
-      report: () => preq.report(progress, methods),
-      progress: () => progress,
-    };
-    /**
-     * The per-record loop: a target event is scored against the answers as they were just before
-     * it, then every event goes to this stage's copies of the sources.
-     */
+    const scorer = createPrequentialScorer(o, st, {
+      covisit,
+      trending,
+      popular,
+      users: st.map<UserHistory>("users", { text: true }),
+      clock: st.map<number>("clock"),
+    });
+    /** The per-record loop: each record scored (if a case), then fed to every copy. */
     const feed = ({ records }: InputBatch<ParsedRecord>) => {
       for (const r of records) {
-        progress = Math.max(progress, r.wb);
         const e = sourceEventOf(r);
-        if (o.preset.isTarget(e) && sampled(r.id, sample)) score(r);
-        history.add(e);
+        scorer.before(r, e);
         covisit.add(e);
         trending.add(e);
         popular.add(e);
-        preq.seen(r.i);
-        fed++;
-        if (design) pending.push(r);
-        progress = Math.max(progress, r.ts);
+        scorer.after(r, e);
       }
     };
-    /** After the batch: idle progress, the design driver fed, old windows pruned, the clock kept. */
-    const settle = ({ records, progress: p }: InputBatch<ParsedRecord>) => {
-      if (records.length === 0) progress = Math.max(progress, p.to);
+    const settle = (batch: InputBatch<ParsedRecord>) => {
       covisit.flush();
-      flush();
-      preq.prune(progress);
-      clock.set("progress", progress);
-      clock.set("fed", fed);
+      scorer.settle(batch);
     };
     return {
       operator: (batches$) =>
@@ -286,7 +89,7 @@ export const prequentialStage = defineStage({
           tap(settle),
           map(() => ({})),
         ),
-      view,
+      view: scorer.view,
     };
   },
 });

@@ -20,11 +20,13 @@ import {
   type WindowName,
 } from "./prequential.js";
 import type { CollaborativeView } from "./collaborative-stage.js";
+import type { CovisitView } from "./covisit-stage.js";
 import { mergedStageSpec } from "./merged-input.js";
 import {
   PREQUENTIAL_SNAPSHOT_INTERVALS,
   prequentialStage,
   scoredMethods,
+  type PrequentialSettings,
   type PrequentialView,
 } from "./prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "./sources/defaults.js";
@@ -41,6 +43,12 @@ export interface QualityWiring {
   drift(): DriftReport;
   /** Whether an arm blends (the source stages must run whatever RANKER says). */
   readonly blendArm: boolean;
+  /**
+   * The prequential scorer's settings when it is to run inside the covisit stage (the covisit
+   * stage runs and the wiring was given `scorerInCovisit`): the recommender wiring hands them to
+   * that stage (CovisitStageSettings.scorer), and no prequential stage runs.
+   */
+  readonly scorer?: () => PrequentialSettings;
   /** The user's A/B arm (absent: no ARMS). */
   armOf?(user: string): Arm;
   /** The prequential figures of the live scorer; undefined while the stage does not run. */
@@ -80,6 +88,11 @@ export function qualityWiring(
     live: (id: string) => StageHandler | undefined;
     registry?: Registry;
     now?: () => number;
+    /**
+     * Score inside the covisit stage where it runs (one copy of co-visitation and the counters
+     * instead of two; covisit-stage.ts). Without it, the prequential stage runs on its own.
+     */
+    scorerInCovisit?: boolean;
   },
 ): QualityWiring {
   const settings: DriftSettings = { ...DRIFT_DEFAULTS, ...cfg.drift };
@@ -116,29 +129,36 @@ export function qualityWiring(
   const runs =
     cfg.quality !== false && ((cfg.ranker ?? "design") === "blend" || arms !== undefined);
   const preset = presetNamed(cfg.preset);
-  if (runs)
+  const blendArm = arms?.arms.some((a) => a.ranker === "blend") ?? false;
+  // The covisit stage runs where the blend serves or an arm blends (recommender-wiring.ts).
+  const inCovisit =
+    runs && deps.scorerInCovisit === true && ((cfg.ranker ?? "design") === "blend" || blendArm);
+  const scorerSettings = (): PrequentialSettings => ({
+    preset,
+    sources: defaultSourceSettings(preset),
+    blend: defaultBlend(preset),
+    ...(arms ? { arms } : {}),
+    ...(cfg.qualitySample !== undefined ? { sample: cfg.qualitySample } : {}),
+    collaborative: () =>
+      (
+        deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
+      )?.collaborative(),
+    collaborativeFed: () =>
+      (deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined)?.status()
+        .events ?? 0,
+  });
+  if (runs && !inCovisit)
     deps.run({
-      ...mergedStageSpec(prequentialStage, deps.stream, cfg.partitions, () => ({
-        preset,
-        sources: defaultSourceSettings(preset),
-        blend: defaultBlend(preset),
-        ...(arms ? { arms } : {}),
-        ...(cfg.qualitySample !== undefined ? { sample: cfg.qualitySample } : {}),
-        collaborative: () =>
-          (
-            deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
-          )?.collaborative(),
-        collaborativeFed: () =>
-          (deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined)?.status()
-            .events ?? 0,
-      })),
+      ...mergedStageSpec(prequentialStage, deps.stream, cfg.partitions, scorerSettings),
       snapshotIntervals: PREQUENTIAL_SNAPSHOT_INTERVALS,
     });
   // The methods scored, known before the stage runs (so every series exists from the start).
   const methods = scoredMethods(arms).filter((m) => !m.startsWith("arm:"));
   let preqMemo: { at: number; report: PrequentialReport } | undefined;
   const prequential = () => {
-    const live = deps.live("prequential/0") as (StageHandler & PrequentialView) | undefined;
+    const live = inCovisit
+      ? (deps.live("covisit/0") as (StageHandler & CovisitView) | undefined)?.prequential()
+      : (deps.live("prequential/0") as (StageHandler & PrequentialView) | undefined);
     if (!live) return undefined;
     if (!preqMemo || clock() - preqMemo.at >= 1000)
       preqMemo = { at: clock(), report: live.report() };
@@ -331,7 +351,8 @@ export function qualityWiring(
   }
   return {
     drift,
-    blendArm: arms?.arms.some((a) => a.ranker === "blend") ?? false,
+    blendArm,
+    ...(inCovisit ? { scorer: scorerSettings } : {}),
     ...(arms ? { armOf: (user: string) => arms.armOf(user) } : {}),
     prequential,
     arms: armFigures,

@@ -12,6 +12,7 @@ import type { StageHandler, StageSpec } from "./host.js";
 import type { PopularityRow } from "./popularity.js";
 import { collaborativeStage, type CollaborativeView } from "./collaborative-stage.js";
 import { covisitStage, type CovisitView } from "./covisit-stage.js";
+import type { PrequentialSettings } from "./prequential-scorer.js";
 import { historyStage, type HistoryView } from "./history-stage.js";
 import { mergedStageSpec } from "./merged-input.js";
 import type { ParsedRecord } from "./parse.js";
@@ -91,6 +92,8 @@ export function recommenderWiring(
     registry?: Registry;
     /** Run the source stages whatever RANKER says (an A/B arm blends: actors/arms.ts). */
     blendArm?: boolean;
+    /** The prequential scorer's settings, to run inside the covisit stage (quality-wiring.ts). */
+    scorer?: () => PrequentialSettings;
   },
 ): RankerWiring {
   if ((cfg.ranker ?? "design") !== "blend" && !deps.blendArm)
@@ -149,7 +152,13 @@ export function recommenderWiring(
           topology: stageTopology.history,
         }),
     });
-  deps.run(mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({ preset, sources })));
+  deps.run(
+    mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({
+      preset,
+      sources,
+      ...(deps.scorer ? { scorer: deps.scorer() } : {}),
+    })),
+  );
   deps.run(
     mergedStageSpec(collaborativeDef, deps.stream, cfg.partitions, () => ({
       preset,

@@ -9,7 +9,10 @@
  * print the same digests). Stable where step 2
  * is noisy (a shared machine); run under `--cpu-prof` to see where the time goes.
  *
- *   [QUALITY_SAMPLE=0.1] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential] [digest]
+ * `merged` is the covisit stage with the prequential scorer inside (how the engine runs them with
+ * the blend since session 10): it prints both digests, which must equal the two stages' apart.
+ *
+ *   [QUALITY_SAMPLE=0.1] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential,merged] [digest]
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
@@ -53,14 +56,19 @@ for (let k = 0; k < events; k++) {
   wb = Math.max(wb, e.ts);
 }
 const sources = defaultSourceSettings(ECOMMERCE);
+const scoring = { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample };
 const settingsOf = (name: string) =>
   name === "covisit"
     ? { preset: ECOMMERCE, sources }
-    : { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample };
+    : name === "merged"
+      ? { preset: ECOMMERCE, sources, scorer: scoring }
+      : scoring;
 
 for (const name of stages) {
   const state = createStageState();
-  const def = (name === "covisit" ? covisitStage : prequentialStage) as unknown as StageDefinition<
+  const def = (name === "prequential"
+    ? prequentialStage
+    : covisitStage) as unknown as StageDefinition<
     ParsedRecord,
     Record<string, never>,
     unknown,
@@ -110,13 +118,14 @@ for (const name of stages) {
     `${name}: ${((c.user + c.system) / events).toFixed(1)} µs of CPU per event ` +
       `(snapshots ${((snapshotMs * 1000) / events).toFixed(1)}), ${state.keyCount()} keys; deltas: ${maps}`,
   );
-  if (digest && name === "prequential") {
+  if (digest && name !== "covisit") {
     // Every figure of every method and window: what the scoring answered, case by case summed.
-    const v = run.view as PrequentialView;
+    const v =
+      name === "merged" ? (run.view as CovisitView).prequential()! : (run.view as PrequentialView);
     const h = createHash("sha256").update(JSON.stringify(v.report()));
     console.log(`prequential digest: ${h.digest("hex").slice(0, 16)}`);
   }
-  if (digest && name === "covisit") {
+  if (digest && name !== "prequential") {
     const v = run.view as CovisitView;
     const h = createHash("sha256");
     for (let i = 0; i < DEFAULT_GENERATOR.items; i++)

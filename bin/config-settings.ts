@@ -141,7 +141,7 @@ export const SETTINGS = {
     kind: "enum",
     default: "on",
     values: ["on", "off"],
-    help: 'off: no drift and prequential stages (README "Quality"; they cost a second copy of the sources)',
+    help: 'off: no drift stages and no prequential scoring (README "Quality"; the scorer keeps a second copy of each user\'s history)',
   },
   qualitySample: {
     env: "QUALITY_SAMPLE",

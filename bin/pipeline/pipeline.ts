@@ -199,11 +199,13 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
     },
     ...(metrics ? { registry: metrics.registry } : {}),
+    scorerInCovisit: true,
   });
   // --- The recommender stage and the blend (RANKER=blend; actors/recommender-wiring.ts) ---
   const ranker = recommenderWiring(cfg, {
     stream: STREAMS.hops,
     blendArm: quality.blendArm,
+    ...(quality.scorer ? { scorer: quality.scorer } : {}),
     ...(deps.log ? { log: deps.log } : {}),
     ...(metrics ? { registry: metrics.registry } : {}),
     run,

@@ -40,7 +40,7 @@ export function stageIds(ranker: "design" | "blend", partitions: number, quality
   const ids = ["parse/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
   if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
-  if (ranker === "blend" && quality) ids.push("prequential/0");
+  // With the blend, the prequential scorer runs inside covisit/0 (no prequential/0 instance).
   return ids;
 }
 

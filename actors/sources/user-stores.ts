@@ -1,0 +1,68 @@
+import type { CovisitStores } from "./covisit.js";
+import type { UserHistory } from "./history.js";
+import type { KeyStore } from "./store.js";
+
+/**
+ * One value per user for two sources' per-user data: co-visitation's recent items and a history
+ * (the prequential scorer's copy, when it runs inside the covisit stage). One key per user
+ * instead of one per user and source: a restart indexes each stored key of the covisit stage
+ * (the sources tier, which blended answers wait for), so the scorer's history adds bytes to the
+ * keys already there rather than a million more keys at a million users.
+ *
+ * A value as stored: `{ r, h }` (JSON; either may be absent), or a bare recent list (what the
+ * covisit stage stored before the scorer ran in it, read as `{ r }`).
+ */
+type Recent = NonNullable<ReturnType<CovisitStores["recent"]["get"]>>;
+
+export interface UserValue {
+  r?: Recent;
+  h?: UserHistory;
+}
+
+export interface UserStores {
+  recent: CovisitStores["recent"];
+  history: KeyStore<UserHistory>;
+}
+
+/**
+ * Views of `users` as co-visitation's recent lists and as histories. Each source changes its part
+ * in place and sets it; the view sets the user's whole value (which marks the key changed).
+ */
+export function userStores(users: KeyStore<UserValue | Recent>): UserStores {
+  const valueOf = (k: string): UserValue | undefined => {
+    const v = users.get(k);
+    return v === undefined || !Array.isArray(v) ? v : { r: v };
+  };
+  const part = <P extends keyof UserValue>(p: P): KeyStore<NonNullable<UserValue[P]>> => ({
+    get: (k) => valueOf(k)?.[p] as NonNullable<UserValue[P]> | undefined,
+    set(k, x) {
+      const v = valueOf(k) ?? {};
+      v[p] = x;
+      users.set(k, v);
+    },
+    delete(k) {
+      const v = valueOf(k);
+      if (v === undefined) return;
+      delete v[p];
+      if (v.r === undefined && v.h === undefined) users.delete(k);
+      else users.set(k, v);
+    },
+    get size() {
+      return users.size;
+    },
+    *keys() {
+      for (const [k, v] of users.entries()) if (parted(v, p) !== undefined) yield k;
+    },
+    *entries() {
+      for (const [k, v] of users.entries()) {
+        const x = parted(v, p);
+        if (x !== undefined) yield [k, x as NonNullable<UserValue[P]>];
+      }
+    },
+  });
+  return { recent: part("r"), history: part("h") };
+}
+
+function parted<P extends keyof UserValue>(v: UserValue | Recent, p: P): UserValue[P] | undefined {
+  return Array.isArray(v) ? (p === "r" ? (v as UserValue[P]) : undefined) : v[p];
+}
