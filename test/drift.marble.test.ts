@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
-import { createStageLogic } from "../runtime/index.js";
+import { createStageLogic, type StateMaps } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
 import type { ParsedRecord } from "../actors/parse.js";
 import type { EventType } from "../actors/event.js";
@@ -66,6 +66,40 @@ describe("drift stage (marbles)", () => {
     );
     const again = createStageLogic(driftStage, stageContext(DRIFT_DEFAULTS, ts, state).ctx);
     expect(again.view.buckets()).toEqual(logic.view.buckets());
+  });
+});
+
+describe("drift stage state writes (issue 16, session 10)", () => {
+  it("writes each count it changed once per batch, not once per record, with the bucket's total", () => {
+    const state = createStageState();
+    const sets: string[] = [];
+    // The stage's state with every set of its count map recorded.
+    const spied: StateMaps = {
+      map<V>(name: string, options?: { text?: boolean }) {
+        const m = state.map<V>(name, options);
+        return Object.assign(Object.create(m) as typeof m, {
+          get: (k: string) => m.get(k),
+          set: (k: string, v: V) => {
+            sets.push(k);
+            m.set(k, v);
+          },
+        });
+      },
+      value: (name) => state.value(name),
+    };
+    const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+    const logic = createStageLogic(driftStage, stageContext(DRIFT_DEFAULTS, ts, spied).ctx);
+    const batch = batchMaker<ParsedRecord>();
+    const records = Array.from({ length: 200 }, () => ev(T0, "books"));
+    ts.run(({ cold, expectObservable }) => {
+      expectObservable(cold("a", { a: batch(T0, records) }).pipe(logic.operator)).toBe("a", {
+        a: {},
+      });
+    });
+    // n, one category, one event type, one item: four counts of 200.
+    expect(sets).toHaveLength(4);
+    expect(sets.map((k) => state.map<number>("count").get(k))).toEqual([200, 200, 200, 200]);
+    expect(logic.view.buckets().get(T0)!.n).toBe(200);
   });
 });
 
