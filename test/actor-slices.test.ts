@@ -46,4 +46,43 @@ describe("actor slices", () => {
       expect(atTimer).toBeLessThan(messages / 2);
       await actor.stop();
     });
+
+  it("shares one slice per turn among the actors that yielded, none starving", async () => {
+    const seen: string[] = [];
+    const actors = Array.from({ length: 20 }, (_, a) =>
+      createActor<number>({
+        id: `many-${a}`,
+        behavior: {
+          receive: (n) => {
+            spin(2);
+            seen.push(`${a}:${n}`);
+          },
+        },
+      }),
+    );
+    for (const actor of actors) await actor.start();
+    for (let n = 0; n < 10; n++) for (const actor of actors) actor.send(n);
+    // Messages processed between one timer and the next: a turn of the loop's actor work.
+    const perTurn: number[] = [];
+    await new Promise<void>((done) => {
+      let last = seen.length;
+      const tick = () => {
+        perTurn.push(seen.length - last);
+        last = seen.length;
+        if (seen.length < 200) setTimeout(tick, 0);
+        else done();
+      };
+      setTimeout(tick, 0);
+    });
+    for (const actor of actors) await actor.idle();
+    // Each actor's messages in order, all of them.
+    for (let a = 0; a < 20; a++)
+      expect(seen.filter((x) => x.startsWith(`${a}:`))).toEqual(
+        Array.from({ length: 10 }, (_, n) => `${a}:${n}`),
+      );
+    // The first turn runs each new burst's first message; after it, a turn is about a slice
+    // (2-3 messages of 2 ms), not a message of every waiting actor (20).
+    expect(Math.max(...perTurn.slice(1))).toBeLessThanOrEqual(8);
+    for (const actor of actors) await actor.stop();
+  });
 });
