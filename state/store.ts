@@ -49,6 +49,12 @@ export interface SnapshotStore {
   /** Loads the last snapshot into a fresh state (empty if none). */
   load(): Promise<StageStateInternal>;
   /**
+   * Starts reading the snapshot's entries now, for the next load() to use instead of reading
+   * them then (unless something is written meanwhile): a load waiting its turn behind another
+   * one's CPU work reads from LevelDB (its thread pool) while it waits.
+   */
+  readAhead?(): void;
+  /**
    * Takes the dirty keys and the metadata now (synchronously: the state may change right after)
    * and serialises them. Batches must be committed in the order they were captured, each after
    * the previous one succeeded; after a failed commit, load() again before capturing more.
@@ -172,12 +178,50 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       let jsonBytes = 0;
       let baseBytes = 0;
 
-      /** Reads the instance's snapshot (one LevelDB iterator: a consistent view) into a state. */
-      const read = () =>
-        readRaw().catch((err: unknown) => {
+      type Chunk = [string, Buffer][];
+      /**
+       * The entries in order, as nextv reads them (one call per key, for await, was most of the
+       * start-up time). Values as bytes: binary entries stay the maps' memory; JSON ones are
+       * decoded by the load. One LevelDB iterator: a consistent view.
+       */
+      const entries = async function* (): AsyncGenerator<Chunk> {
+        const it = sub.iterator<string, Buffer>({ valueEncoding: "buffer" });
+        try {
+          for (;;) {
+            const chunk = await it.nextv(1000);
+            if (chunk.length === 0) return;
+            yield chunk;
+          }
+        } finally {
+          await it.close();
+        }
+      };
+      /** Writes begun (a read ahead of one is stale) and writes under way. */
+      let writesBegun = 0;
+      let writing = 0;
+      const writes = async <T>(write: () => Promise<T>): Promise<T> => {
+        writesBegun++;
+        writing++;
+        try {
+          return await write();
+        } finally {
+          writing--;
+        }
+      };
+      let ahead: { chunks: Promise<Chunk[] | undefined>; writesBegun: number } | undefined;
+      /** The read ahead, if one is under way or done and no write has begun since it began. */
+      const takeAhead = () => {
+        const a = ahead;
+        ahead = undefined;
+        return a && a.writesBegun === writesBegun && writing === 0 ? a.chunks : undefined;
+      };
+
+      /** Reads the instance's snapshot into a state. */
+      const read = (chunks?: AsyncIterable<Chunk> | Iterable<Chunk>) =>
+        readRaw(chunks ?? entries()).catch((err: unknown) => {
           throw storeFailure(path, err, false);
         });
-      const readRaw = async () => {
+      const readRaw = async (chunks: AsyncIterable<Chunk> | Iterable<Chunk>) => {
         const state = createStageState();
         // Loading is CPU work on the event loop that also serves gRPC: give it back every
         // LOAD_SLICE keys. (Applying the deltas of a 125k-user partition in one go held the loop
@@ -211,45 +255,36 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           jsonBytes: 0,
           baseBytes: 0,
         };
-        // nextv reads in chunks: one call per key (for await) was most of the start-up time.
         // Keys come in order: metadata, checkpoint chunks, deltas, then one-key entries.
-        // Values as bytes: binary entries stay the maps' memory; JSON ones are decoded here.
-        const it = sub.iterator<string, Buffer>({ valueEncoding: "buffer" });
         const json = (v: Buffer): unknown => JSON.parse(v.toString("utf8"));
-        try {
-          for (;;) {
-            const chunk = await it.nextv(1000);
-            if (chunk.length === 0) break;
-            for (const [k, v] of chunk) {
-              if (k.startsWith(BIN_BASE_PREFIX)) {
-                layout.binChunks++;
-                binBase.push(v);
-                continue;
+        for await (const chunk of chunks) {
+          for (const [k, v] of chunk) {
+            if (k.startsWith(BIN_BASE_PREFIX)) {
+              layout.binChunks++;
+              binBase.push(v);
+              continue;
+            }
+            // Past the checkpoint's binary chunks (keys come in order): they load first.
+            if (binBase.length > 0) await loadBinBase();
+            if (k === META_KEY) state.meta = json(v) as Record<string, unknown>;
+            else if (k.startsWith(BASE_PREFIX)) {
+              layout.baseChunks++;
+              layout.baseBytes += v.length;
+              for (const [name, kv] of json(v) as [string, unknown[]][]) {
+                state.loadMapEntries(name, kv);
+                layout.baseKeys += kv.length / 2;
+                await pace(kv.length / 2);
               }
-              // Past the checkpoint's binary chunks (keys come in order): they load first.
-              if (binBase.length > 0) await loadBinBase();
-              if (k === META_KEY) state.meta = json(v) as Record<string, unknown>;
-              else if (k.startsWith(BASE_PREFIX)) {
-                layout.baseChunks++;
-                layout.baseBytes += v.length;
-                for (const [name, kv] of json(v) as [string, unknown[]][]) {
-                  state.loadMapEntries(name, kv);
-                  layout.baseKeys += kv.length / 2;
-                  await pace(kv.length / 2);
-                }
-              } else if (k.startsWith(DELTA_PREFIX)) {
-                layout.deltaKeys.push(k);
-                if (!k.endsWith(BIN_DELTA)) layout.jsonBytes += v.length;
-                deltas.push(k.endsWith(BIN_DELTA) ? v : (json(v) as StateDelta["maps"]));
-                layout.nextDelta = parseInt(k.slice(DELTA_PREFIX.length), 10) + 1;
-              } else {
-                layout.legacyKeys.push(k);
-                state.loadEntry(k, json(v));
-              }
+            } else if (k.startsWith(DELTA_PREFIX)) {
+              layout.deltaKeys.push(k);
+              if (!k.endsWith(BIN_DELTA)) layout.jsonBytes += v.length;
+              deltas.push(k.endsWith(BIN_DELTA) ? v : (json(v) as StateDelta["maps"]));
+              layout.nextDelta = parseInt(k.slice(DELTA_PREFIX.length), 10) + 1;
+            } else {
+              layout.legacyKeys.push(k);
+              state.loadEntry(k, json(v));
             }
           }
-        } finally {
-          await it.close();
         }
         await loadBinBase();
         // The binary deltas' keys are reserved for too (without a checkpoint, as after an
@@ -339,10 +374,12 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       };
 
       const commitOps = async (ops: Op[]) => {
-        const written = sub.batch(ops);
-        options.onSnapshotWrite?.();
-        await written.catch((err: unknown) => {
-          throw storeFailure(path, err, true);
+        await writes(async () => {
+          const written = sub.batch(ops);
+          options.onSnapshotWrite?.();
+          await written.catch((err: unknown) => {
+            throw storeFailure(path, err, true);
+          });
         });
       };
 
@@ -396,7 +433,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
 
       return {
         async load() {
-          const { state, layout } = await read();
+          const chunks = await takeAhead();
+          const { state, layout } = await read(chunks);
           ({
             baseChunks,
             binChunks,
@@ -411,6 +449,16 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           } = layout);
           return state;
         },
+        readAhead() {
+          if (writing > 0) return;
+          const chunks = (async () => {
+            const out: Chunk[] = [];
+            for await (const chunk of entries()) out.push(chunk);
+            return out;
+          })();
+          // A read that fails here is made again by the load (and fails there if it must).
+          ahead = { chunks: chunks.catch(() => undefined), writesBegun };
+        },
         capture,
         async write(state) {
           const batch = capture(state);
@@ -418,7 +466,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           return batch.keys;
         },
         async clear() {
-          await sub.clear();
+          await writes(() => sub.clear());
           baseChunks = 0;
           binChunks = 0;
           deltaKeys = [];
@@ -437,6 +485,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           return { meta: state.meta, entries };
         },
         async importRaw(snap) {
+          writesBegun++;
           await sub.clear();
           const state = createStageState();
           for (const [k, v] of snap.entries) state.loadEntry(k, v);

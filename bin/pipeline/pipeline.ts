@@ -25,6 +25,7 @@ import type { NatsConnection } from "nats";
 import { wireStages } from "./stages.js";
 import { createUnits, takeOwnership, type Instances, type Ownership } from "./units.js";
 import { startServing } from "./serving.js";
+import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
 
 export type { LeaseOwnership, Ownership } from "./units.js";
@@ -145,28 +146,32 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   // Snapshot loads run one at a time, in the order instances start (serving ones first): the
   // loads are CPU work on the event loop that serves gRPC, and forty side by side (each parsing
   // chunks between reads) held it for seconds at a time (4.5 s measured with 1M users). In turn,
-  // the loop is held for one slice of one load; consumers are created as each load ends.
-  let loads: Promise<unknown> = Promise.resolve();
-  const loadInTurn = <T>(load: () => Promise<T>): Promise<T> => {
-    const next = loads.then(load, load);
-    loads = next.catch(() => undefined);
-    return next;
-  };
+  // the loop is held for one slice of one load; consumers are created as each load ends. The
+  // next load's LevelDB read runs meanwhile (load-turns.ts).
+  const turns = createLoadTurns();
   // Only where units start together at process start (`start`); a worker's units arrive one
   // lease at a time and load side by side as before.
   const inTurn = (deps.ownership ?? { mode: "all" }).mode !== "leases";
-  const hostDeps = (stage: string, partition: number): HostDeps => ({
-    ...deps.host,
-    ...(inTurn ? { loadInTurn } : {}),
-    transport,
-    snapshots: deps.stateDb.instance(stage, partition),
-    snapshotIntervalMs: cfg.snapshotIntervalMs,
-    snapshotEveryMessages: cfg.snapshotEveryMessages,
-    maxAttempts: cfg.maxAttempts,
-    ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
-    ...(deps.log ? { log: deps.log } : {}),
-    consumer: () => units.consumer(stage, partition),
-  });
+  const hostDeps = (stage: string, partition: number): HostDeps => {
+    const snapshots = deps.stateDb.instance(stage, partition);
+    return {
+      ...deps.host,
+      ...(inTurn
+        ? {
+            loadInTurn: <T>(load: () => Promise<T>) =>
+              turns.run(load, () => snapshots.readAhead?.()),
+          }
+        : {}),
+      transport,
+      snapshots,
+      snapshotIntervalMs: cfg.snapshotIntervalMs,
+      snapshotEveryMessages: cfg.snapshotEveryMessages,
+      maxAttempts: cfg.maxAttempts,
+      ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
+      consumer: () => units.consumer(stage, partition),
+    };
+  };
 
   const units = createUnits(supervisor, instances);
   const run = <H extends StageHandler>(spec: StageSpec<H>) => {
