@@ -16,6 +16,7 @@
  * 11.8 / 7.9 s after the lazy collaborative rows and merged waiting lists.
  */
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startEmbeddedNats, freePort } from "../connectors/nats/embedded-server.js";
 import { connectNats } from "../connectors/nats/connection.js";
@@ -25,13 +26,25 @@ import { createRecoClient } from "../connectors/grpc/client.js";
 import type { GetRecommendationsResponse } from "../proto/gen/reco/v1/reco_pb.js";
 import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
-import { sleep } from "./util.js";
+import { procCpuSeconds, sleep } from "./util.js";
 
 const content = (r: GetRecommendationsResponse) =>
   JSON.stringify([
     r.items.map((i) => [i.itemId, i.score, i.rank, i.source, String(i.purchases)]),
     r.topCategories.map((c) => [c.category, String(c.interest)]),
   ]);
+
+/**
+ * The app's main thread from /proc/<pid>/task/<pid>/schedstat: seconds on a CPU and waiting for
+ * one (runnable). Spawn → now, less both, is the time it slept (I/O, timers, idle): run + sleep
+ * is what the restart would take on a machine with a core free for it, whatever the load.
+ */
+const mainThread = (pid: number) => {
+  const [run = NaN, wait = NaN] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8")
+    .split(" ")
+    .map((x) => Number(x) / 1e9);
+  return { run, wait };
+};
 
 const [mode, dir, arg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: restart-ab.ts make|restart <dir> [users|runs]");
@@ -117,6 +130,7 @@ if (mode === "make") {
     let firstOk = NaN;
     let right = NaN;
     let attempts = 0;
+    const atRight: Record<string, number> = {};
     while (epochNow() - t0 < 60_000) {
       attempts++;
       const client = createRecoClient(app.grpcAddress, {
@@ -130,6 +144,16 @@ if (mode === "make") {
         }
         if (got.every((g, k) => g === want[k])) {
           right = epochNow();
+          const t = mainThread(app.pid);
+          const wall = (right - t0) / 1000;
+          const cpu = await procCpuSeconds(app.pid);
+          Object.assign(atRight, {
+            mainRunS: t.run,
+            mainRunnableS: t.wait,
+            mainSleptS: wall - t.run - t.wait,
+            coreFreeS: wall - t.wait,
+            processCpuS: cpu,
+          });
           break;
         }
       } catch {
@@ -148,6 +172,9 @@ if (mode === "make") {
         rightS: (right - t0) / 1000,
         readyS: ready ? (ready.time - t0) / 1000 : NaN,
         attempts,
+        ...Object.fromEntries(
+          Object.entries(atRight).map(([k, v]) => [k, Math.round(v * 100) / 100]),
+        ),
       }),
     );
     await sleep(1000);
