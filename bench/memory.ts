@@ -102,7 +102,16 @@ async function measure(s: IngestedApp): Promise<Point> {
   const [main, ...children] = await processTree(s.app.pid);
   const m = await rssParts(main!);
   const childRss = await Promise.all(children.map((c) => procRssBytes(c)));
+  const cpu = await s.app.cpuSeconds();
   const parts =
+    `CPU ${cpu.toFixed(1)} s (with the parse process) since start, GC pauses ` +
+    ["major", "minor", "incremental"]
+      .map(
+        (kind) =>
+          `${kind} ${sum(samples, "nodejs_gc_duration_seconds_sum", { kind }).toFixed(1)} s`,
+      )
+      .join(", ") +
+    `; ` +
     `app ${fmtMiB(m.anon)} anonymous + ${fmtMiB(m.file)} file-backed (V8 heap ` +
     `${fmtMiB(sum(samples, "nodejs_heap_size_total_bytes"))} held, ` +
     `${fmtMiB(sum(samples, "nodejs_heap_size_used_bytes"))} used; external ` +
@@ -111,6 +120,19 @@ async function measure(s: IngestedApp): Promise<Point> {
     `; ALS model point ${sum(samples, "reco_recommender", { name: "model_point" })}, training ` +
     `${sum(samples, "reco_recommender", { name: "training" })}), child processes ` +
     `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}`;
+  // BENCH_MEMORY_SETTLE_S: the same figures again after that many seconds with no input (V8's
+  // memory reducer starts 8 s after allocation slows), to tell garbage from state.
+  const settleS = Number(process.env.BENCH_MEMORY_SETTLE_S ?? 0);
+  let settled = "";
+  if (settleS > 0) {
+    await sleep(settleS * 1000);
+    const later = await s.app.metrics();
+    settled =
+      `; after ${settleS} s idle: RSS Δ ${fmtMiB((await s.app.rss()) - s.rssIdle)}, V8 heap ` +
+      `${fmtMiB(sum(later, "nodejs_heap_size_total_bytes"))} held, ` +
+      `${fmtMiB(sum(later, "nodejs_heap_size_used_bytes"))} used, external ` +
+      `${fmtMiB(sum(later, "nodejs_external_memory_bytes"))}`;
+  }
   if (HEAP_SNAPSHOT_DIR) await heapSnapshot(s.app.pid, HEAP_SNAPSHOT_DIR);
   return {
     users: s.users,
@@ -123,7 +145,7 @@ async function measure(s: IngestedApp): Promise<Point> {
     keys,
     ingestSecs: s.ingestSecs,
     lagGaugeStuck: s.lagGaugeStuck,
-    parts,
+    parts: parts + settled,
   };
 }
 

@@ -114,6 +114,14 @@ export const SETTINGS = {
     max: 19,
     help: "reco start with SERVE_PROCESS=1: niceness of the ingest process (and its parse process)",
   },
+  heapGrowingPercent: {
+    env: "HEAP_GROWING_PERCENT",
+    kind: "int",
+    default: "50",
+    min: 0,
+    max: 1000,
+    help: "the V8 heap may grow to this percent above what the last full GC kept before the next full GC (V8's --heap-growing-percent); 0: V8's own, up to 4x",
+  },
   partitions: {
     env: "PARTITIONS",
     kind: "int",

@@ -4,6 +4,7 @@ import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./confi
 import { startApp, startGatewayApp } from "./app.js";
 import { startServingApp } from "./serve-app.js";
 import { appPidForFaults } from "./test-faults.js";
+import { limitHeapGrowth } from "./heap-growth.js";
 import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
 
 export type Role = "start" | "worker" | "gateway";
@@ -59,6 +60,7 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     throw err;
   }
   appPidForFaults(process.env);
+  limitHeapGrowth(cfg.heapGrowingPercent);
   const log = pino({ level: cfg.logLevel });
   log.debug({ config: redactConfig(cfg) }, "configuration");
   // Escalation means a stage keeps crashing: exit non-zero and let the outer supervisor
