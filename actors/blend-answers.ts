@@ -142,7 +142,8 @@ export function createBlendAnswers(o: {
           old.staleness = o.staleness?.() ?? 0;
           return old.answer;
         }
-        if (old && t - old.at <= maxAgeMs) {
+        // Aged only while the user's own data is the same: what a user just did shows at once.
+        if (old && old.user === user && t - old.at <= maxAgeMs) {
           counts.hits++;
           counts.aged++;
           const stalenessMs = t - old.at + old.staleness;

@@ -12,18 +12,21 @@ import type { SourceEvent } from "../actors/sources/types.js";
  */
 const T0 = Date.UTC(2026, 10, 1);
 
-function sources(maxAgeMs: number | undefined, staleness?: () => number) {
+function sources(maxAgeMs: number | undefined, staleness?: () => number, withUserVersion = false) {
   const rec = createRecommender(ECOMMERCE, defaultSourceSettings(ECOMMERCE));
   const touched = new Map<string, Set<string>>();
   let progress = -1;
   let changes = 0;
   let clock = 1_000_000;
+  /** Per user, how many of their own events were added (the stages' user version). */
+  const own = new Map<string, number>();
   const add = (u: string, i: string, ts: number) => {
     const e: SourceEvent = { u, i, t: "purchase", ts, c: "c", r: -1 };
     rec.add(e);
     touched.set(u, (touched.get(u) ?? new Set()).add(i));
     progress = Math.max(progress, ts);
     changes++;
+    own.set(u, (own.get(u) ?? 0) + 1);
   };
   const view: RecommenderView = {
     recommender: () => rec,
@@ -39,6 +42,7 @@ function sources(maxAgeMs: number | undefined, staleness?: () => number) {
     now: () => clock,
     ...(maxAgeMs !== undefined ? { maxAgeMs } : {}),
     ...(staleness ? { staleness } : {}),
+    ...(withUserVersion ? { userVersion: (u: string) => own.get(u) ?? 0 } : {}),
   });
   const ask = (u: string) => answers.answer(u, 5, undefined, () => undefined, undefined, 0)!;
   return { add, ask, answers, tick: (ms: number) => void (clock += ms) };
@@ -95,6 +99,20 @@ describe("blended answers with ANSWER_MAX_AGE_MS", () => {
     // Changed since: served again, 300 ms old (from the exact hit, not from its computation).
     expect(s.ask("u1").stalenessMs).toBe(300);
     expect(s.answers.memo).toMatchObject({ hits: 2, misses: 1, aged: 1 });
+  });
+
+  it("never serves a user an aged answer older than their own latest event", () => {
+    const s = sources(1_000, undefined, true);
+    scenario(s);
+    s.tick(100);
+    // Others' events since: served again, aged.
+    expect(s.ask("u1").stalenessMs).toBe(100);
+    s.add("u1", "p2", T0 + 30_000);
+    s.tick(100);
+    // The user's own event since: a fresh answer, whatever its age.
+    const fresh = s.ask("u1");
+    expect(fresh.stalenessMs).toBeUndefined();
+    expect(s.answers.memo).toMatchObject({ hits: 1, misses: 2, aged: 1 });
   });
 
   it("is exact by default: a change of the data gives a fresh answer at once", () => {
