@@ -117,10 +117,10 @@ export const SETTINGS = {
   heapGrowingPercent: {
     env: "HEAP_GROWING_PERCENT",
     kind: "int",
-    default: "50",
+    default: "25",
     min: 0,
     max: 1000,
-    help: "the V8 heap may grow to this percent above what the last full GC kept before the next full GC (V8's --heap-growing-percent); 0: V8's own, up to 4x",
+    help: "once started, the V8 heap grows this percent above what the last full GC kept before the next full GC (V8's --heap-growing-percent); 0: V8's own, up to 4x",
   },
   partitions: {
     env: "PARTITIONS",

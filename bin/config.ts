@@ -65,7 +65,8 @@ export interface AppConfig {
   serveProcess: boolean;
   ingestNice: number;
   /**
-   * HEAP_GROWING_PERCENT: V8's --heap-growing-percent for this process (0: V8's own factor).
+   * HEAP_GROWING_PERCENT: V8's --heap-growing-percent for this process once started (0: V8's
+   * own factor).
    * V8 lets the heap grow up to 4x what its last full GC kept: at 300k users the app held
    * 622 MiB of heap for ~120 MB live (bench step 7), RSS that counted as state.
    */

@@ -6,7 +6,8 @@ import { setFlagsFromString } from "node:v8";
  * (values replaced at every event, snapshot buffers, batches), so a 300k-user app held 622 MiB
  * of heap for ~120 MB live at bench step 7's measure: RSS that counted as state. A fixed
  * growth of `percent` collects sooner (more full GCs, each marking the live heap). V8 reads the
- * flag at each full GC, so setting it at start, before the state loads, is enough. 0: V8's own.
+ * flag at each full GC, so it is set once the app has started (its state loaded at V8's own
+ * growth) and holds from the next full GC on. 0: V8's own.
  */
 export function limitHeapGrowth(percent: number): void {
   if (percent > 0) setFlagsFromString(`--heap-growing-percent=${Math.round(percent)}`);
