@@ -10,8 +10,11 @@ import type { StateMaps } from "../runtime/index.js";
  * start ("all").
  *
  * State (the host snapshots it with the input position, so a restart counts what a run without
- * it counts): a tally per (bucket, method) and per method since the start, and one key per
- * (bucket or "all", method, item) listed, for coverage; buckets older than a day are dropped.
+ * it counts): a tally per (bucket, method) and per method since the start, and the items listed
+ * per (bucket or "all", method), for coverage, in COVER_CHUNKS lists by a hash of the item (a
+ * key per item listed was hundreds of thousands of JSON keys to load after a day: the scorer's
+ * state loads with the covisit stage's, which blended answers wait for); buckets older than a
+ * day are dropped.
  */
 export interface Tally {
   /** cases */
@@ -48,14 +51,27 @@ export interface Prequential {
 
 const BUCKET = 300_000;
 const ALL = "all";
+/** Lists of listed items per (bucket, method): each a key, rewritten when an item joins it. */
+export const COVER_CHUNKS = 16;
+
+/** The cover list an item belongs to (FNV-1a of its UTF-16 code units: the same in every run). */
+const chunkOf = (item: string): number => {
+  let h = 0x811c9dc5;
+  for (let x = 0; x < item.length; x++) h = Math.imul(h ^ item.charCodeAt(x), 0x01000193);
+  return (h >>> 0) % COVER_CHUNKS;
+};
 
 interface Cell {
   t: Tally;
   items: Set<string>;
+  /** `items` as stored, by chunk (the stored values, appended in place). */
+  chunks: (string[] | undefined)[];
 }
 
 export function createPrequential(state: StateMaps, k = 10): Prequential {
   const tallies = state.map<Tally>("preq");
+  const cover = state.map<string[]>("preqCover", { text: true });
+  /** The layout before COVER_CHUNKS: a key per (bucket, method, item); moved into `cover`. */
   const listed = state.map<1>("preqItems");
   const catalogue = state.map<1>("preqCatalogue");
   let pruned = -1;
@@ -64,18 +80,38 @@ export function createPrequential(state: StateMaps, k = 10): Prequential {
     let m = cells.get(bucket);
     if (!m) cells.set(bucket, (m = new Map()));
     let c = m.get(method);
-    if (!c) m.set(method, (c = { t: { c: 0, h: 0, g: 0 }, items: new Set() }));
+    if (!c) m.set(method, (c = { t: { c: 0, h: 0, g: 0 }, items: new Set(), chunks: [] }));
     return c;
+  };
+  /** Lists the item in the cell (kept in its chunk's stored list). */
+  const list = (bucket: string, method: string, c: Cell, item: string) => {
+    c.items.add(item);
+    const x = chunkOf(item);
+    const chunk = (c.chunks[x] ??= []);
+    chunk.push(item);
+    cover.set(`${bucket}|${method}|${x}`, chunk);
   };
   // The in-memory index, from the state.
   for (const [key, t] of tallies.entries()) {
     const x = key.indexOf("|");
     cell(key.slice(0, x), key.slice(x + 1)).t = t;
   }
-  for (const key of listed.keys()) {
+  for (const [key, items] of cover.entries()) {
     const x = key.indexOf("|");
     const y = key.indexOf("|", x + 1);
-    cell(key.slice(0, x), key.slice(x + 1, y)).items.add(key.slice(y + 1));
+    const c = cell(key.slice(0, x), key.slice(x + 1, y));
+    c.chunks[Number(key.slice(y + 1))] = items;
+    for (const i of items) c.items.add(i);
+  }
+  for (const key of [...listed.keys()]) {
+    const x = key.indexOf("|");
+    const y = key.indexOf("|", x + 1);
+    const bucket = key.slice(0, x);
+    const method = key.slice(x + 1, y);
+    const c = cell(bucket, method);
+    const item = key.slice(y + 1);
+    if (!c.items.has(item)) list(bucket, method, c, item);
+    listed.delete(key);
   }
 
   const add = (
@@ -83,16 +119,12 @@ export function createPrequential(state: StateMaps, k = 10): Prequential {
     method: string,
     hit: boolean,
     gain: number,
-    list: readonly string[],
+    top: readonly string[],
   ) => {
     const c = cell(bucket, method);
     c.t = { c: c.t.c + 1, h: c.t.h + (hit ? 1 : 0), g: c.t.g + gain };
     tallies.set(`${bucket}|${method}`, c.t);
-    for (const i of list)
-      if (!c.items.has(i)) {
-        c.items.add(i);
-        listed.set(`${bucket}|${method}|${i}`, 1);
-      }
+    for (const i of top) if (!c.items.has(i)) list(bucket, method, c, i);
   };
 
   return {
@@ -114,7 +146,9 @@ export function createPrequential(state: StateMaps, k = 10): Prequential {
         if (bucket === ALL || Number(bucket) > oldest) continue;
         for (const [method, c] of m) {
           tallies.delete(`${bucket}|${method}`);
-          for (const i of c.items) listed.delete(`${bucket}|${method}|${i}`);
+          c.chunks.forEach((chunk, x) => {
+            if (chunk) cover.delete(`${bucket}|${method}|${x}`);
+          });
         }
         cells.delete(bucket);
       }
