@@ -1,16 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { TestScheduler } from "rxjs/testing";
-import { createStageLogic } from "../runtime/index.js";
 import type { StageStateInternal } from "../state/index.js";
 import { testStateDb } from "./helpers/state-db.js";
-import { collaborativeStage, type CollaborativeView } from "../actors/collaborative-stage.js";
-import type { TrainFn } from "../actors/recommender-trainer.js";
+import type { CollaborativeView } from "../actors/collaborative-stage.js";
 import type { ParsedRecord } from "../actors/parse.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { IMPLICIT_DEFAULTS, trainAls } from "../actors/sources/als.js";
 import { serialiseModel } from "../actors/sources/als-model.js";
-import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker } from "./helpers/source-stages.js";
+import {
+  collaborativeLogic,
+  flush,
+  H,
+  pushBatch,
+  T0,
+  trainNow,
+} from "./helpers/collaborative-logic.js";
 
 /**
  * Issue 16 point 3: a trained ALS model's factors are held once. The stage kept the model in its
@@ -20,38 +22,6 @@ import { recordMaker } from "./helpers/source-stages.js";
  * real LevelDB; a snapshot of the earlier form still restores the same model.
  */
 
-const H = 3_600_000;
-const T0 = Date.UTC(2026, 10, 1);
-const als = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 5 };
-const train: TrainFn = (ratings, settings) => Promise.resolve(trainAls(ratings, settings));
-
-function setup(state: StageStateInternal) {
-  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-  const settings = {
-    preset: ECOMMERCE,
-    sources: { implicit: als },
-    retrainMs: H,
-    idleMs: 0,
-    train,
-    restoreTrainDelayMs: 0,
-  };
-  const { ctx } = stageContext(settings, ts, state);
-  const logic = createStageLogic(collaborativeStage, ctx);
-  if (logic.restore) while (!logic.restore.next().done);
-  return { logic, view: logic.view as CollaborativeView };
-}
-
-function push(s: ReturnType<typeof setup>, records: ParsedRecord[]) {
-  const batch = batchMaker<ParsedRecord>();
-  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-  ts.run(({ cold, expectObservable }) => {
-    expectObservable(cold("a", { a: batch(T0, records) }).pipe(s.logic.operator)).toBe("a", {
-      a: {},
-    });
-  });
-}
-
-const flush = () => new Promise((r) => setTimeout(r, 0));
 const asked = ["u0", "u3", "v1", "v5"];
 const answers = (v: CollaborativeView) => asked.map((u) => v.collaborative().candidates(u, 4));
 /** The served model's factors are views on the bytes the state holds for it. */
@@ -76,9 +46,9 @@ describe("collaborative model held once", () => {
         events.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
       }
     const state = await db.instance("collaborative", 0).load();
-    const s = setup(state);
-    push(s, events);
-    push(s, [rec("u0", "b0", T0 + H + 1)]); // a training point
+    const s = collaborativeLogic(trainNow, state);
+    pushBatch(s, events);
+    pushBatch(s, [rec("u0", "b0", T0 + H + 1)]); // a training point
     await flush(); // its model
     const point = s.view.status().models.implicit;
     expect(point).toBeGreaterThan(0);
@@ -88,7 +58,7 @@ describe("collaborative model held once", () => {
     await db.instance("collaborative", 0).write(state);
 
     const loaded = await db.instance("collaborative", 0).load();
-    const s2 = setup(loaded);
+    const s2 = collaborativeLogic(trainNow, loaded);
     expect(s2.view.status().models.implicit).toBe(point);
     expect(answers(s2.view)).toEqual(want);
     heldOnce(loaded, s2.view);
@@ -104,7 +74,7 @@ describe("collaborative model held once", () => {
     });
     old.meta = loaded.meta;
     await db.instance("collaborative", 1).write(old);
-    const s3 = setup(await db.instance("collaborative", 1).load());
+    const s3 = collaborativeLogic(trainNow, await db.instance("collaborative", 1).load());
     expect(s3.view.status().models.implicit).toBe(point);
     expect(answers(s3.view)).toEqual(want);
   });

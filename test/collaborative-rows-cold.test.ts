@@ -1,16 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { TestScheduler } from "rxjs/testing";
-import { createStageLogic } from "../runtime/index.js";
-import type { StageStateInternal } from "../state/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { createStageState } from "../state/store.js";
-import { collaborativeStage, type CollaborativeView } from "../actors/collaborative-stage.js";
-import type { TrainFn } from "../actors/recommender-trainer.js";
+import type { CollaborativeView } from "../actors/collaborative-stage.js";
 import type { ParsedRecord } from "../actors/parse.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { IMPLICIT_DEFAULTS, trainAls } from "../actors/sources/als.js";
-import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker } from "./helpers/source-stages.js";
+import {
+  collaborativeLogic,
+  flush,
+  H,
+  pushBatch,
+  T0,
+  trainNow,
+} from "./helpers/collaborative-logic.js";
 
 /**
  * Issue 16 point 4: the collaborative stage's rows (one per user) are a text map, so a restart
@@ -19,38 +20,6 @@ import { recordMaker } from "./helpers/source-stages.js";
  * earlier layout (rows as parsed JSON values) loads too, and moves to bytes at its next snapshot.
  */
 
-const H = 3_600_000;
-const T0 = Date.UTC(2026, 10, 1);
-const als = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 5 };
-const train: TrainFn = (ratings, settings) => Promise.resolve(trainAls(ratings, settings));
-
-function setup(state: StageStateInternal) {
-  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-  const settings = {
-    preset: ECOMMERCE,
-    sources: { implicit: als },
-    retrainMs: H,
-    idleMs: 0,
-    train,
-    restoreTrainDelayMs: 0,
-  };
-  const { ctx } = stageContext(settings, ts, state);
-  const logic = createStageLogic(collaborativeStage, ctx);
-  if (logic.restore) while (!logic.restore.next().done);
-  return { logic, view: logic.view as CollaborativeView };
-}
-
-function push(s: ReturnType<typeof setup>, records: ParsedRecord[]) {
-  const batch = batchMaker<ParsedRecord>();
-  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-  ts.run(({ cold, expectObservable }) => {
-    expectObservable(cold("a", { a: batch(T0, records) }).pipe(s.logic.operator)).toBe("a", {
-      a: {},
-    });
-  });
-}
-
-const flush = () => new Promise((r) => setTimeout(r, 0));
 const asked = ["u0", "u3", "v1", "v5", "new"];
 const answers = (v: CollaborativeView) => asked.map((u) => v.collaborative().candidates(u, 4));
 
@@ -67,11 +36,11 @@ describe("collaborative rows on LevelDB", () => {
         events.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
       }
     const state = await db.instance("collaborative", 0).load();
-    const s = setup(state);
-    push(s, events);
-    push(s, [rec("u0", "b0", T0 + H + 1)]); // a training point
+    const s = collaborativeLogic(trainNow, state);
+    pushBatch(s, events);
+    pushBatch(s, [rec("u0", "b0", T0 + H + 1)]); // a training point
     await flush(); // its model
-    push(s, [rec("new", "a1", T0 + H + 2), rec("v1", "a2", T0 + H + 3)]); // folded in
+    pushBatch(s, [rec("new", "a1", T0 + H + 2), rec("v1", "a2", T0 + H + 3)]); // folded in
     const want = answers(s.view);
     expect(want[0]!.length).toBeGreaterThan(0);
     await db.instance("collaborative", 0).write(state);
@@ -79,7 +48,7 @@ describe("collaborative rows on LevelDB", () => {
     // Restarted: the rows are bytes until read (no other map of this stage has a stored form).
     const loaded = await db.instance("collaborative", 0).load();
     expect(loaded.coldBytes()).toBeGreaterThan(0);
-    expect(answers(setup(loaded).view)).toEqual(want);
+    expect(answers(collaborativeLogic(trainNow, loaded).view)).toEqual(want);
 
     // The earlier layout: every map's values parsed, written as JSON (as before rows were text).
     const old = createStageState();
@@ -90,12 +59,12 @@ describe("collaborative rows on LevelDB", () => {
     await db.instance("collaborative", 1).write(old);
     const fromOld = await db.instance("collaborative", 1).load();
     expect(fromOld.coldBytes()).toBe(0);
-    const s2 = setup(fromOld);
+    const s2 = collaborativeLogic(trainNow, fromOld);
     expect(answers(s2.view)).toEqual(want);
     // Its next snapshot writes the rows as bytes.
     await db.instance("collaborative", 1).write(fromOld);
     const moved = await db.instance("collaborative", 1).load();
     expect(moved.coldBytes()).toBeGreaterThan(0);
-    expect(answers(setup(moved).view)).toEqual(want);
+    expect(answers(collaborativeLogic(trainNow, moved).view)).toEqual(want);
   });
 });

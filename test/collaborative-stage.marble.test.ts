@@ -1,22 +1,21 @@
 import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
-import { createStageLogic } from "../runtime/index.js";
-import { createStageState } from "../state/store.js";
-import type { StageStateInternal } from "../state/index.js";
-import { collaborativeStage, type CollaborativeView } from "../actors/collaborative-stage.js";
 import type { TrainFn } from "../actors/recommender-trainer.js";
 import type { ParsedRecord } from "../actors/parse.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
-import { IMPLICIT_DEFAULTS, trainAls } from "../actors/sources/als.js";
+import { trainAls } from "../actors/sources/als.js";
 import type { Ratings } from "../actors/sources/als-matrix.js";
 import { createAlsIndex } from "../actors/sources/als-model.js";
 import { createCollaborative } from "../actors/sources/collaborative.js";
-import { batchMaker, stageContext } from "./helpers/stage.js";
+import { batchMaker } from "./helpers/stage.js";
 import { recordMaker, reloaded } from "./helpers/source-stages.js";
-
-const H = 3_600_000;
-const T0 = Date.UTC(2026, 10, 1);
-const als = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 5 };
+import {
+  als,
+  collaborativeLogic,
+  H,
+  T0,
+  type CollaborativeLogic,
+} from "./helpers/collaborative-logic.js";
 
 /** A training function that keeps each job; `finish` trains it (seeded) and hands the model. */
 function trainings() {
@@ -28,27 +27,7 @@ function trainings() {
   return { jobs, train };
 }
 
-function setup(
-  train: TrainFn,
-  state: StageStateInternal = createStageState(),
-  restoreTrainDelayMs = 0,
-) {
-  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-  const settings = {
-    preset: ECOMMERCE,
-    sources: { implicit: als },
-    retrainMs: H,
-    idleMs: 0,
-    train,
-    restoreTrainDelayMs,
-  };
-  const { ctx } = stageContext(settings, ts, state);
-  const logic = createStageLogic(collaborativeStage, ctx);
-  if (logic.restore) while (!logic.restore.next().done);
-  return { ts, state, logic, view: logic.view as CollaborativeView };
-}
-
-function push(s: ReturnType<typeof setup>, batches: ParsedRecord[][]) {
+function push(s: CollaborativeLogic, batches: ParsedRecord[][]) {
   const batch = batchMaker<ParsedRecord>();
   const marbles = batches.map((_, x) => String.fromCharCode(97 + x)).join("");
   const values = Object.fromEntries(
@@ -78,7 +57,7 @@ const flush = () => new Promise((r) => setTimeout(r, 0));
 describe("collaborative stage (marbles)", () => {
   it("should train when a record's time enters a new RETRAIN_INTERVAL, on the events up to it", async () => {
     const t = trainings();
-    const s = setup(t.train);
+    const s = collaborativeLogic(t.train);
     const rec = recordMaker();
     const first = tastes(rec);
     push(s, [first, [rec("u0", "b0", T0 + H + 1)]]);
@@ -97,7 +76,7 @@ describe("collaborative stage (marbles)", () => {
 
   it("should fold a user with events after the model's point in, from the fixed item factors", async () => {
     const t = trainings();
-    const s = setup(t.train);
+    const s = collaborativeLogic(t.train);
     const rec = recordMaker();
     const first = tastes(rec);
     push(s, [first, [rec("x", "c0", T0 + H + 1)]]);
@@ -136,7 +115,7 @@ describe("collaborative stage (marbles)", () => {
 
   it("should restore the model it stored, and after a restart train the point's own matrix", async () => {
     const t = trainings();
-    const s = setup(t.train);
+    const s = collaborativeLogic(t.train);
     const rec = recordMaker();
     const first = tastes(rec);
     push(s, [first, [rec("u0", "b0", T0 + H + 1)]]);
@@ -144,7 +123,7 @@ describe("collaborative stage (marbles)", () => {
     // Killed while the point's training ran, after more events changed rows and added some.
     push(s, [[rec("u1", "b1", T0 + H + 2), rec("new", "c9", T0 + H + 3)]]);
     const t2 = trainings();
-    const s2 = setup(t2.train, reloaded(s.state));
+    const s2 = collaborativeLogic(t2.train, reloaded(s.state));
     expect(t2.jobs.length).toBe(1);
     expect(t2.jobs[0]!.ratings).toEqual(t.jobs[0]!.ratings);
     // The source fed only the events up to the point builds the same matrix.
@@ -156,7 +135,7 @@ describe("collaborative stage (marbles)", () => {
     t2.jobs[0]!.finish();
     await flush();
     // Its model is stored: a later restart serves it without training again.
-    const s3 = setup(trainings().train, reloaded(s2.state));
+    const s3 = collaborativeLogic(trainings().train, reloaded(s2.state));
     expect(s3.view.status().models.implicit).toBe(point);
     expect(s3.view.training()).toBe(false);
     expect(s3.view.collaborative().candidates("v3", 3)).toEqual(
@@ -167,13 +146,13 @@ describe("collaborative stage (marbles)", () => {
   it("should train a restart's untrained point only after its delay, from the point's own matrix", async () => {
     // Building that matrix reads every row: a restarted process answers first (issue 16 point 4).
     const t = trainings();
-    const s = setup(t.train);
+    const s = collaborativeLogic(t.train);
     const rec = recordMaker();
     const first = tastes(rec);
     push(s, [first, [rec("u0", "b0", T0 + H + 1)]]);
     push(s, [[rec("u1", "b1", T0 + H + 2), rec("new", "c9", T0 + H + 3)]]);
     const t2 = trainings();
-    const s2 = setup(t2.train, reloaded(s.state), 200);
+    const s2 = collaborativeLogic(t2.train, reloaded(s.state), 200);
     expect(t2.jobs.length).toBe(0);
     expect(s2.view.training()).toBe(true);
     // Events after the restart change rows meanwhile (copied first: the point's matrix stays).

@@ -1,0 +1,59 @@
+import { expect } from "vitest";
+import { TestScheduler } from "rxjs/testing";
+import { createStageLogic } from "../../runtime/index.js";
+import { createStageState } from "../../state/store.js";
+import type { StageStateInternal } from "../../state/index.js";
+import { collaborativeStage, type CollaborativeView } from "../../actors/collaborative-stage.js";
+import type { TrainFn } from "../../actors/recommender-trainer.js";
+import type { ParsedRecord } from "../../actors/parse.js";
+import { ECOMMERCE } from "../../actors/sources/preset.js";
+import { IMPLICIT_DEFAULTS, trainAls } from "../../actors/sources/als.js";
+import { batchMaker, stageContext } from "./stage.js";
+
+/**
+ * The collaborative stage's logic on a given state, outside any host (the stage tests of
+ * test/collaborative-*.test.ts): a small seeded ALS, a training at most every hour of event time.
+ */
+
+export const H = 3_600_000;
+export const T0 = Date.UTC(2026, 10, 1);
+export const als = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 5 };
+/** Trains at once (seeded), in this thread. */
+export const trainNow: TrainFn = (ratings, settings) =>
+  Promise.resolve(trainAls(ratings, settings));
+
+export function collaborativeLogic(
+  train: TrainFn = trainNow,
+  state: StageStateInternal = createStageState(),
+  restoreTrainDelayMs = 0,
+) {
+  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+  const settings = {
+    preset: ECOMMERCE,
+    sources: { implicit: als },
+    retrainMs: H,
+    idleMs: 0,
+    train,
+    restoreTrainDelayMs,
+  };
+  const { ctx } = stageContext(settings, ts, state);
+  const logic = createStageLogic(collaborativeStage, ctx);
+  if (logic.restore) while (!logic.restore.next().done);
+  return { ts, state, logic, view: logic.view as CollaborativeView };
+}
+
+export type CollaborativeLogic = ReturnType<typeof collaborativeLogic>;
+
+/** Runs one batch of records through the stage (it emits nothing downstream). */
+export function pushBatch(s: CollaborativeLogic, records: ParsedRecord[]): void {
+  const batch = batchMaker<ParsedRecord>();
+  const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+  ts.run(({ cold, expectObservable }) => {
+    expectObservable(cold("a", { a: batch(T0, records) }).pipe(s.logic.operator)).toBe("a", {
+      a: {},
+    });
+  });
+}
+
+/** Lets a training's promise settle. */
+export const flush = () => new Promise((r) => setTimeout(r, 0));
