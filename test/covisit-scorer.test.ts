@@ -1,8 +1,7 @@
-import { join, resolve } from "node:path";
 import { asyncScheduler } from "rxjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { readLog, type LogEvent } from "../bin/eval/log.js";
-import { createArms } from "../actors/arms.js";
+import type { LogEvent } from "../bin/eval/log.js";
+import { movieLensHead, movieScoring, movieSources, recordsOf } from "./helpers/movielens-head.js";
 import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
 import type { StageHandler, StageSpec } from "../actors/host-types.js";
 import type { ParsedRecord } from "../actors/parse.js";
@@ -12,7 +11,6 @@ import {
   type PrequentialView,
 } from "../actors/prequential-stage.js";
 import { qualityWiring } from "../actors/quality-wiring.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { MOVIES } from "../actors/sources/preset.js";
 import { startStage, type StageDefinition } from "../runtime/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
@@ -24,33 +22,16 @@ import { createStageState, type StageStateInternal } from "../state/index.js";
  * prequential stage's, and the covisit stage's own answers unchanged, on the same records, also
  * across a restart from a snapshot (state through JSON, as LevelDB holds it).
  */
-const root = resolve(import.meta.dirname, "..");
 const N = 4000;
 let events: LogEvent[] = [];
-const sources = { ...defaultSourceSettings(MOVIES), implicit: undefined, explicit: undefined };
-const scoring: PrequentialSettings = {
-  preset: MOVIES,
-  sources,
-  blend: defaultBlend(MOVIES),
-  arms: createArms([
-    { name: "design", share: 50, ranker: "design" },
-    { name: "blend", share: 50, ranker: "blend" },
-  ]),
-};
+const sources = movieSources;
+const scoring = movieScoring;
 
 beforeAll(async () => {
-  events = (await readLog(join(root, "../shared/data/ml-latest-small"))).events.slice(0, N);
+  events = await movieLensHead(N);
 });
 
-const records = (from: number, to: number): ParsedRecord[] => {
-  let wb = -1;
-  for (let x = 0; x < from; x++) wb = Math.max(wb, events[x]!.ts);
-  return events.slice(from, to).map((e, x) => {
-    const r = { ...e, s: from + x + 1, wb };
-    wb = Math.max(wb, e.ts);
-    return r;
-  });
-};
+const records = (from: number, to: number) => recordsOf(events, from, to);
 
 /** Runs a stage over events [from, to) in batches of uneven sizes; its view. */
 function drive<S, V>(

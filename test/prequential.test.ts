@@ -1,19 +1,11 @@
-import { join, resolve } from "node:path";
 import { asyncScheduler } from "rxjs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { readLog, type LogEvent } from "../bin/eval/log.js";
-import { createArms } from "../actors/arms.js";
-import type { ParsedRecord } from "../actors/parse.js";
+import type { LogEvent } from "../bin/eval/log.js";
+import { movieLensHead, movieScoring, movieSources, recordsOf } from "./helpers/movielens-head.js";
 import { differenceInterval, wilson, type PrequentialReport } from "../actors/prequential.js";
-import {
-  prequentialStage,
-  sampled,
-  type PrequentialSettings,
-  type PrequentialView,
-} from "../actors/prequential-stage.js";
+import { prequentialStage, sampled, type PrequentialView } from "../actors/prequential-stage.js";
 import { blend } from "../actors/sources/blend.js";
 import type { CollaborativeSource } from "../actors/sources/collaborative.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { MOVIES } from "../actors/sources/preset.js";
 import { createRecommender } from "../actors/sources/recommender.js";
 import { startStage } from "../runtime/index.js";
@@ -25,33 +17,16 @@ import { createStageState, type StageStateInternal } from "../state/index.js";
  * against a plain loop over the pure sources (what `reco eval` drives), and across a restart
  * from a snapshot (state through JSON, as LevelDB holds it) against a run without one.
  */
-const root = resolve(import.meta.dirname, "..");
 const N = 4000;
 let events: LogEvent[] = [];
-const sources = { ...defaultSourceSettings(MOVIES), implicit: undefined, explicit: undefined };
-const settings: PrequentialSettings = {
-  preset: MOVIES,
-  sources,
-  blend: defaultBlend(MOVIES),
-  arms: createArms([
-    { name: "design", share: 50, ranker: "design" },
-    { name: "blend", share: 50, ranker: "blend" },
-  ]),
-};
+const sources = movieSources;
+const settings = movieScoring;
 
 beforeAll(async () => {
-  events = (await readLog(join(root, "../shared/data/ml-latest-small"))).events.slice(0, N);
+  events = await movieLensHead(N);
 });
 
-const records = (from: number, to: number): ParsedRecord[] => {
-  let wb = -1;
-  for (let x = 0; x < from; x++) wb = Math.max(wb, events[x]!.ts);
-  return events.slice(from, to).map((e, x) => {
-    const r = { ...e, s: from + x + 1, wb };
-    wb = Math.max(wb, e.ts);
-    return r;
-  });
-};
+const records = (from: number, to: number) => recordsOf(events, from, to);
 
 /** Runs the stage over events [from, to) in batches of uneven sizes. */
 function drive(state: StageStateInternal, from: number, to: number, share = 1): PrequentialView {

@@ -1,0 +1,48 @@
+import { join, resolve } from "node:path";
+import { readLog, type LogEvent } from "../../bin/eval/log.js";
+import { createArms } from "../../actors/arms.js";
+import type { ParsedRecord } from "../../actors/parse.js";
+import type { PrequentialSettings } from "../../actors/prequential-stage.js";
+import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
+import { MOVIES } from "../../actors/sources/preset.js";
+
+/**
+ * The first ratings of MovieLens (ml-latest-small in ../shared/data) as parse's records, and the
+ * prequential scorer's settings on them (design and blend arms, no ALS): what the prequential
+ * tests score, alone and inside the covisit stage.
+ */
+
+const root = resolve(import.meta.dirname, "../..");
+
+/** The movies preset's sources without the ALS ones (no trainings in a unit test). */
+export const movieSources = {
+  ...defaultSourceSettings(MOVIES),
+  implicit: undefined,
+  explicit: undefined,
+};
+
+export const movieScoring: PrequentialSettings = {
+  preset: MOVIES,
+  sources: movieSources,
+  blend: defaultBlend(MOVIES),
+  arms: createArms([
+    { name: "design", share: 50, ranker: "design" },
+    { name: "blend", share: 50, ranker: "blend" },
+  ]),
+};
+
+/** The log's first `n` events, in its order. */
+export async function movieLensHead(n: number): Promise<LogEvent[]> {
+  return (await readLog(join(root, "../shared/data/ml-latest-small"))).events.slice(0, n);
+}
+
+/** Events `from` to `to` as parse's records: sequence numbers and the watermark before each. */
+export function recordsOf(events: readonly LogEvent[], from: number, to: number): ParsedRecord[] {
+  let wb = -1;
+  for (let x = 0; x < from; x++) wb = Math.max(wb, events[x]!.ts);
+  return events.slice(from, to).map((e, x) => {
+    const r = { ...e, s: from + x + 1, wb };
+    wb = Math.max(wb, e.ts);
+    return r;
+  });
+}
