@@ -1,7 +1,14 @@
 import { asyncScheduler } from "rxjs";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LogEvent } from "../bin/eval/log.js";
-import { movieLensHead, movieScoring, movieSources, recordsOf } from "./helpers/movielens-head.js";
+import {
+  movieLensHead,
+  movieScoring,
+  movieSources,
+  pushUneven,
+  recordsOf,
+  reloadThroughJson,
+} from "./helpers/movielens-head.js";
 import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
 import type { StageHandler, StageSpec } from "../actors/host-types.js";
 import type { ParsedRecord } from "../actors/parse.js";
@@ -47,25 +54,12 @@ function drive<S, V>(
     () => undefined,
   );
   run.restoreAll();
-  const recs = records(from, to);
-  for (let x = 0, size = 1; x < recs.length; x += size, size = (size * 7) % 97) {
-    const batch = recs.slice(x, x + size);
-    run.push({
-      records: batch,
-      position: { from: batch[0]!.s - 1, upTo: batch[batch.length - 1]!.s },
-      progress: { from: -1, to: -1 },
-    });
-  }
+  pushUneven(run, records(from, to));
   return run.view;
 }
 
-/** The state as a restart loads it: every map's entries through JSON, in a fresh state. */
-function reload(state: StageStateInternal): StageStateInternal {
-  const fresh = createStageState();
-  for (const [name, entries] of state.allMaps())
-    for (const [k, v] of entries) fresh.loadMapEntry(name, k, JSON.parse(JSON.stringify(v)));
-  return fresh;
-}
+/** The state as a restart loads it. */
+const reload = reloadThroughJson;
 
 const covisitDef = covisitStage as unknown as StageDefinition<
   ParsedRecord,

@@ -5,6 +5,7 @@ import type { ParsedRecord } from "../../actors/parse.js";
 import type { PrequentialSettings } from "../../actors/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
 import { MOVIES } from "../../actors/sources/preset.js";
+import { createStageState, type StageStateInternal } from "../../state/index.js";
 
 /**
  * The first ratings of MovieLens (ml-latest-small in ../shared/data) as parse's records, and the
@@ -45,4 +46,36 @@ export function recordsOf(events: readonly LogEvent[], from: number, to: number)
     wb = Math.max(wb, e.ts);
     return r;
   });
+}
+
+/**
+ * Pushes records into a started stage in batches of uneven sizes (1, 7, 49, 52, ...: the sizes
+ * must not matter), each with its input position.
+ */
+export function pushUneven(
+  run: {
+    push(input: {
+      records: ParsedRecord[];
+      position: { from: number; upTo: number };
+      progress: { from: number; to: number };
+    }): void;
+  },
+  recs: readonly ParsedRecord[],
+): void {
+  for (let x = 0, size = 1; x < recs.length; x += size, size = (size * 7) % 97) {
+    const batch = recs.slice(x, x + size);
+    run.push({
+      records: batch,
+      position: { from: batch[0]!.s - 1, upTo: batch[batch.length - 1]!.s },
+      progress: { from: -1, to: -1 },
+    });
+  }
+}
+
+/** The state as a restart loads it: every map's entries through JSON, in a fresh state. */
+export function reloadThroughJson(state: StageStateInternal): StageStateInternal {
+  const fresh = createStageState();
+  for (const [name, entries] of state.allMaps())
+    for (const [k, v] of entries) fresh.loadMapEntry(name, k, JSON.parse(JSON.stringify(v)));
+  return fresh;
 }
