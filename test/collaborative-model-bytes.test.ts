@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import type { StageStateInternal } from "../state/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import type { ParsedRecord } from "../actors/parse.js";
 import { serialiseModel } from "../actors/sources/als-model.js";
 import { recordMaker } from "./helpers/source-stages.js";
 import {
@@ -10,6 +9,7 @@ import {
   flush,
   H,
   pushBatch,
+  tastes,
   T0,
   trainNow,
 } from "./helpers/collaborative-logic.js";
@@ -39,12 +39,7 @@ describe("collaborative model held once", () => {
   it("keeps the model's bytes in its state with the served factors as views on them, across a restart", async () => {
     const db = await dbs.open();
     const rec = recordMaker();
-    const events: ParsedRecord[] = [];
-    for (let u = 0; u < 6; u++)
-      for (let i = 0; i < 4; i++) {
-        events.push(rec(`u${u}`, `a${i}`, T0 + (u * 4 + i) * 1000));
-        events.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
-      }
+    const events = tastes(rec);
     const state = await db.instance("collaborative", 0).load();
     const s = collaborativeLogic(trainNow, state);
     pushBatch(s, events);

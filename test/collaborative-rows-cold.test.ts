@@ -2,13 +2,13 @@ import { describe, expect, it } from "vitest";
 import { testStateDb } from "./helpers/state-db.js";
 import { createStageState } from "../state/store.js";
 import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import type { ParsedRecord } from "../actors/parse.js";
 import { recordMaker } from "./helpers/source-stages.js";
 import {
   collaborativeLogic,
   flush,
   H,
   pushBatch,
+  tastes,
   T0,
   trainNow,
 } from "./helpers/collaborative-logic.js";
@@ -29,12 +29,7 @@ describe("collaborative rows on LevelDB", () => {
   it("load as bytes and answer as before; rows of the earlier layout load and move to bytes", async () => {
     const db = await dbs.open();
     const rec = recordMaker();
-    const events: ParsedRecord[] = [];
-    for (let u = 0; u < 6; u++)
-      for (let i = 0; i < 4; i++) {
-        events.push(rec(`u${u}`, `a${i}`, T0 + (u * 4 + i) * 1000));
-        events.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
-      }
+    const events = tastes(rec);
     const state = await db.instance("collaborative", 0).load();
     const s = collaborativeLogic(trainNow, state);
     pushBatch(s, events);

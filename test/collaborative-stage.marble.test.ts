@@ -12,6 +12,7 @@ import { recordMaker, reloaded } from "./helpers/source-stages.js";
 import {
   als,
   collaborativeLogic,
+  tastes,
   H,
   T0,
   type CollaborativeLogic,
@@ -39,17 +40,6 @@ function push(s: CollaborativeLogic, batches: ParsedRecord[][]) {
   ts.run(({ cold, expectObservable }) => {
     expectObservable(cold(marbles, values).pipe(s.logic.operator)).toBe(marbles, outputs);
   });
-}
-
-/** Two tastes: users u0..u5 view a0..a3, users v0..v5 view b0..b3, in the first hour. */
-function tastes(rec: ReturnType<typeof recordMaker>) {
-  const out: ParsedRecord[] = [];
-  for (let u = 0; u < 6; u++)
-    for (let i = 0; i < 4; i++) {
-      out.push(rec(`u${u}`, `a${i}`, T0 + (u * 4 + i) * 1000));
-      out.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
-    }
-  return out;
 }
 
 const flush = () => new Promise((r) => setTimeout(r, 0));

@@ -9,6 +9,7 @@ import type { ParsedRecord } from "../../actors/parse.js";
 import { ECOMMERCE } from "../../actors/sources/preset.js";
 import { IMPLICIT_DEFAULTS, trainAls } from "../../actors/sources/als.js";
 import { batchMaker, stageContext } from "./stage.js";
+import type { recordMaker } from "./source-stages.js";
 
 /**
  * The collaborative stage's logic on a given state, outside any host (the stage tests of
@@ -57,3 +58,14 @@ export function pushBatch(s: CollaborativeLogic, records: ParsedRecord[]): void 
 
 /** Lets a training's promise settle. */
 export const flush = () => new Promise((r) => setTimeout(r, 0));
+
+/** Two tastes: users u0..u5 view a0..a3, users v0..v5 view b0..b3, in the first hour. */
+export function tastes(rec: ReturnType<typeof recordMaker>): ParsedRecord[] {
+  const out: ParsedRecord[] = [];
+  for (let u = 0; u < 6; u++)
+    for (let i = 0; i < 4; i++) {
+      out.push(rec(`u${u}`, `a${i}`, T0 + (u * 4 + i) * 1000));
+      out.push(rec(`v${u}`, `b${i}`, T0 + (u * 4 + i) * 1000));
+    }
+  return out;
+}
