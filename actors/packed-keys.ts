@@ -1,4 +1,4 @@
-import { hashString } from "../state/cold-index.js";
+import { hashString, sameKey } from "../state/cold-index.js";
 
 /**
  * A map from string keys to small non-negative integers, held in typed arrays: the keys' UTF-8
@@ -30,28 +30,12 @@ export function createPackedKeys(): PackedKeys {
   let garbage = 0;
 
   const keyBytes = (off: number) => arena[off]! | (arena[off + 1]! << 8);
-  const same = (k: string, off: number): boolean => {
-    const n = keyBytes(off);
-    const s = off + 2;
-    if (n === k.length) {
-      let x = 0;
-      for (; x < n; x++) {
-        const c = arena[s + x]!;
-        if (c >= 0x80) break;
-        if (c !== k.charCodeAt(x)) return false;
-      }
-      if (x === n) return true;
-    }
-    for (let x = 0; x < n; x++)
-      if (arena[s + x]! >= 0x80) return arena.toString("utf8", s, s + n) === k;
-    return false;
-  };
   const find = (k: string, h: number): number => {
     const mask = cap - 1;
     for (let i = h & mask; ; i = (i + 1) & mask) {
       const off = offs[i]!;
       if (off === EMPTY) return -1 - i; // where it would go
-      if (off >= 0 && hashes[i] === h && same(k, off)) return i;
+      if (off >= 0 && hashes[i] === h && sameKey(k, arena, off)) return i;
     }
   };
   /** A table for `min` keys at most half full, the keys' bytes copied anew (garbage goes). */

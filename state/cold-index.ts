@@ -35,6 +35,26 @@ function hashBytes(b: Buffer, s: number, e: number): number {
   return h >>> 0;
 }
 
+/** The UTF-8 length of the key of the record at `off` (u16, little-endian). */
+const keyLen = (b: Buffer, off: number) => b[off]! | (b[off + 1]! << 8);
+/** Whether the record (or key entry: u16 length, UTF-8 bytes) at `off` of `b` has the key `k`. */
+export const sameKey = (k: string, b: Buffer, off: number): boolean => {
+  const n = keyLen(b, off);
+  const s = off + 2;
+  if (n === k.length) {
+    let x = 0;
+    for (; x < n; x++) {
+      const c = b[s + x]!;
+      if (c >= 0x80) break;
+      if (c !== k.charCodeAt(x)) return false;
+    }
+    if (x === n) return true;
+  }
+  // Not ASCII (or lengths differ, which non-ASCII UTF-8 allows): compare as strings.
+  for (let x = 0; x < n; x++) if (b[s + x]! >= 0x80) return b.toString("utf8", s, s + n) === k;
+  return false;
+};
+
 /** A stored value: its tag and where its bytes are. */
 export interface ColdValue {
   tag: number;
@@ -112,23 +132,6 @@ export function createColdIndex(): ColdIndex {
   let cursorKey: string | undefined;
   let cursorLoc = 0;
 
-  const keyLen = (b: Buffer, off: number) => b[off]! | (b[off + 1]! << 8);
-  const sameKey = (k: string, b: Buffer, off: number): boolean => {
-    const n = keyLen(b, off);
-    const s = off + 2;
-    if (n === k.length) {
-      let x = 0;
-      for (; x < n; x++) {
-        const c = b[s + x]!;
-        if (c >= 0x80) break;
-        if (c !== k.charCodeAt(x)) return false;
-      }
-      if (x === n) return true;
-    }
-    // Not ASCII (or lengths differ, which non-ASCII UTF-8 allows): compare as strings.
-    for (let x = 0; x < n; x++) if (b[s + x]! >= 0x80) return b.toString("utf8", s, s + n) === k;
-    return false;
-  };
   const sameBytes = (b1: Buffer, o1: number, b2: Buffer, o2: number): boolean => {
     const n = keyLen(b1, o1);
     if (n !== keyLen(b2, o2)) return false;
