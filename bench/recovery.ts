@@ -45,11 +45,20 @@ const TARGET_MS = TARGETS.recoveryMs;
 const POLL_MS = 10;
 
 /** The parts of an answer that must survive a restart unchanged. */
-function content(r: GetRecommendationsResponse): string {
+export function content(r: GetRecommendationsResponse): string {
   return JSON.stringify([
     r.items.map((i) => [i.itemId, i.score, i.rank, i.source, String(i.purchases)]),
     r.topCategories.map((c) => [c.category, String(c.interest)]),
   ]);
+}
+
+/** The users a restart is checked with: the first, a middle and the last of `users`, one never seen. */
+export function probeUsers(users: number): string[] {
+  const last = users - 1;
+  return [
+    ...new Set(["u0", "u1", "u2", "u10", "u100", `u${Math.floor(last / 2)}`, `u${last}`]),
+    "bench-never-seen",
+  ];
 }
 
 /**
@@ -186,12 +195,7 @@ export async function measureRecovery(
   const before = await positions(app);
   const rss = await app.rss();
   const levelBytes = await stateDirBytes(s.dataDir);
-  // Users with the first, a middle and the last event, one never seen.
-  const last = s.users - 1;
-  const users = [
-    ...new Set(["u0", "u1", "u2", "u10", "u100", `u${Math.floor(last / 2)}`, `u${last}`]),
-    "bench-never-seen",
-  ];
+  const users = probeUsers(s.users);
   const c = createRecoClient(app.grpcAddress);
   const expected = await Promise.all(users.map((u) => c.getRecommendations(u, 10)));
   c.close();

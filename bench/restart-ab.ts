@@ -23,16 +23,10 @@ import { connectNats } from "../connectors/nats/connection.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/client.js";
-import type { GetRecommendationsResponse } from "../proto/gen/reco/v1/reco_pb.js";
 import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
 import { procCpuSeconds, sleep } from "./util.js";
-
-const content = (r: GetRecommendationsResponse) =>
-  JSON.stringify([
-    r.items.map((i) => [i.itemId, i.score, i.rank, i.source, String(i.purchases)]),
-    r.topCategories.map((c) => [c.category, String(c.interest)]),
-  ]);
+import { content, probeUsers } from "./recovery.js";
 
 /**
  * The app's main thread from /proc/<pid>/task/<pid>/schedstat: seconds on a CPU and waiting for
@@ -83,11 +77,7 @@ if (mode === "make") {
     if (caught.timedOut) throw new Error("not caught up");
     console.log(`caught up after ${(Date.now() - t0) / 1000} s`);
     await waitSnapshots(app, 2);
-    const last = users - 1;
-    const asked = [
-      ...new Set(["u0", "u1", "u2", "u10", "u100", `u${Math.floor(last / 2)}`, `u${last}`]),
-      "bench-never-seen",
-    ];
+    const asked = probeUsers(users);
     const c = createRecoClient(app.grpcAddress);
     const expected = await Promise.all(asked.map((u) => c.getRecommendations(u, 10)));
     c.close();
