@@ -131,12 +131,7 @@ export function createBlendAnswers(o: {
         const old = aged.get(key);
         // Still exact (nothing it read changed): as the exact memo serves it, and its view is
         // as of now.
-        if (
-          old &&
-          old.user === user &&
-          old.stamp.every((x, i) => Object.is(x, stamp[i])) &&
-          (old.answer.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS
-        ) {
+        if (old && old.stamp.every((x, i) => Object.is(x, stamp[i])) && stillExact(old, user, v)) {
           counts.hits++;
           old.at = t;
           old.staleness = o.staleness?.() ?? 0;
@@ -157,13 +152,7 @@ export function createBlendAnswers(o: {
         return answer;
       }
       const kept = memo.get(key, stamp);
-      // Kept: the answer as of its watermark, the data unchanged since; idle progress moves the
-      // clock (done items expire with it), so it is served only while at most this far behind.
-      if (
-        kept &&
-        kept.user === user &&
-        (kept.answer.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS
-      ) {
+      if (kept && stillExact(kept, user, v)) {
         counts.hits++;
         return kept.answer;
       }
@@ -173,6 +162,19 @@ export function createBlendAnswers(o: {
       return answer;
     },
   };
+}
+
+/**
+ * Whether a kept answer whose stamp is the current one is still exact: the user's own data is the
+ * same (`user`: their version now), and its watermark close enough to the view's progress (idle
+ * progress moves the clock, and done items expire with it).
+ */
+function stillExact(
+  kept: { answer: Recommendations; user: number },
+  user: number,
+  v: RecommenderView,
+): boolean {
+  return kept.user === user && (kept.answer.watermark ?? -1) >= v.progress() - MEMO_MAX_LAG_MS;
 }
 
 /** The user's recent items from the history source (categories from covisit's). */

@@ -334,8 +334,7 @@ export function createBlendReplica(cfg: {
     },
     isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
     stalenessMs: stalenessOf,
-    answer: (userId, n, options, row, blend, rowsVersion) =>
-      answers.answer(userId, n, options, row, blend, rowsVersion),
+    answer: answers.answer,
     recent(userId, n) {
       const h = historyOf(userId);
       if (!h) return undefined;
