@@ -369,6 +369,7 @@ export function createActor<M>(options: ActorOptions<M>): Actor<M> {
     scheduled = true;
     yieldToLoop(runYielded);
   };
+  /** The loop as a callback for a new burst or a yielded loop (`continued` false). */
   const runYielded = (): void => runLoop();
 
   /**
@@ -425,7 +426,7 @@ export function createActor<M>(options: ActorOptions<M>): Actor<M> {
     if (status !== "running" && status !== "draining") return;
     scheduled = true;
     // One microtask per burst, not per message; send() never runs receive inline.
-    queueMicrotask(() => runLoop());
+    queueMicrotask(runYielded);
   };
 
   const enqueue = (msg: M): number => {
