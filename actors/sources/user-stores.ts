@@ -31,7 +31,7 @@ export interface UserStores {
 export function userStores(users: KeyStore<UserValue | Recent>): UserStores {
   const valueOf = (k: string): UserValue | undefined => {
     const v = users.get(k);
-    return v === undefined || !Array.isArray(v) ? v : { r: v };
+    return v === undefined ? v : asValue(v);
   };
   const part = <P extends keyof UserValue>(p: P): KeyStore<NonNullable<UserValue[P]>> => ({
     get: (k) => valueOf(k)?.[p] as NonNullable<UserValue[P]> | undefined,
@@ -51,11 +51,11 @@ export function userStores(users: KeyStore<UserValue | Recent>): UserStores {
       return users.size;
     },
     *keys() {
-      for (const [k, v] of users.entries()) if (parted(v, p) !== undefined) yield k;
+      for (const [k, v] of users.entries()) if (asValue(v)[p] !== undefined) yield k;
     },
     *entries() {
       for (const [k, v] of users.entries()) {
-        const x = parted(v, p);
+        const x = asValue(v)[p];
         if (x !== undefined) yield [k, x as NonNullable<UserValue[P]>];
       }
     },
@@ -63,6 +63,7 @@ export function userStores(users: KeyStore<UserValue | Recent>): UserStores {
   return { recent: part("r"), history: part("h") };
 }
 
-function parted<P extends keyof UserValue>(v: UserValue | Recent, p: P): UserValue[P] | undefined {
-  return Array.isArray(v) ? (p === "r" ? (v as UserValue[P]) : undefined) : v[p];
+/** A stored value as `{ r, h }`: a bare recent list (stored before the scorer ran here) is `{ r }`. */
+function asValue(v: UserValue | Recent): UserValue {
+  return Array.isArray(v) ? { r: v } : v;
 }
