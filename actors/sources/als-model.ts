@@ -1,4 +1,5 @@
 import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
+import { encodeIds, isPacked, packedIds, packIds } from "./als-ids.js";
 import type { Scored } from "./types.js";
 
 /**
@@ -39,8 +40,8 @@ interface Top {
 
 export function createAlsIndex(model: AlsModel): AlsIndex {
   const k = model.settings.rank;
-  const userIndex = new Map<string, number>();
-  model.users.forEach((u, x) => userIndex.set(u, x));
+  // Packed (als-ids.ts): a Map and a string per user cost ~90 B/user with a model of 1M users.
+  const users = packIds(model.users);
   const itemIndex = new Map<string, number>();
   model.items.forEach((i, x) => itemIndex.set(i, x));
   const folded = new Map<string, Float32Array>();
@@ -49,8 +50,8 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
   const vector = (user: string) => {
     const f = folded.get(user);
     if (f) return f;
-    const x = userIndex.get(user);
-    return x === undefined ? undefined : model.U.subarray(x * k, (x + 1) * k);
+    const x = users.indexOf(user);
+    return x < 0 ? undefined : model.U.subarray(x * k, (x + 1) * k);
   };
 
   /** The item factors in doubles (built at the first scan): no conversion in the hot loop. */
@@ -159,69 +160,108 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
   };
 }
 
-const MAGIC = 0x414c5331; // "ALS1"
+const MAGIC = 0x414c5331; // "ALS1": the user ids in the JSON header (still read)
+const MAGIC2 = 0x414c5332; // "ALS2": the user ids packed after the header (als-ids.ts)
 
-/** The model's bytes and where its factors start in them. */
-function encodeModel(m: AlsModel, at: number | undefined): { out: Uint8Array; start: number } {
+const pad4 = (n: number) => (4 - (n % 4)) % 4;
+
+/** The model's bytes, and where its factors and packed ids start in them. */
+function encodeModel(
+  m: AlsModel,
+  at: number | undefined,
+): { out: Uint8Array; start: number; startsAt: number; idsAt: number; idBytes: number } {
+  const ids = isPacked(m.users) ? m.users : encodeIds(m.users);
+  const n = m.users.length;
   const header = new TextEncoder().encode(
     JSON.stringify({
       settings: m.settings,
-      users: m.users,
+      users: n,
+      idBytes: ids.bytes.byteLength,
       items: m.items,
       ...(at === undefined ? {} : { at }),
     }),
   );
-  const pad = (4 - ((8 + header.length) % 4)) % 4;
-  const start = 8 + header.length + pad;
+  const startsAt = 8 + header.length + pad4(8 + header.length);
+  const idsAt = startsAt + 4 * n;
+  const start = idsAt + ids.bytes.byteLength + pad4(ids.bytes.byteLength);
   const out = new Uint8Array(start + m.U.byteLength + m.V.byteLength);
   const dv = new DataView(out.buffer);
-  dv.setUint32(0, MAGIC);
+  dv.setUint32(0, MAGIC2);
   dv.setUint32(4, header.length);
   out.set(header, 8);
+  out.set(new Uint8Array(ids.starts.buffer, ids.starts.byteOffset, 4 * n), startsAt);
+  out.set(ids.bytes, idsAt);
   out.set(new Uint8Array(m.U.buffer, m.U.byteOffset, m.U.byteLength), start);
   out.set(new Uint8Array(m.V.buffer, m.V.byteOffset, m.V.byteLength), start + m.U.byteLength);
-  return { out, start };
+  return { out, start, startsAt, idsAt, idBytes: ids.bytes.byteLength };
 }
 
 /**
- * The model as bytes: magic, header length, JSON header (settings, ids, and the input point `at`
- * when given), then U and V, 4-byte aligned.
+ * The model as bytes: magic, header length, JSON header (settings, item ids, the number of users
+ * and of their ids' bytes, and the input point `at` when given), then where each user id starts
+ * (u32), the user ids (u16 length, UTF-8), then U and V, each part 4-byte aligned.
  */
 export function serialiseModel(m: AlsModel, at?: number): Uint8Array {
   return encodeModel(m, at).out;
 }
 
+/** `n` 4-byte values of `bytes` from `at`: a view when aligned, else a copy. */
+function aligned<T>(
+  bytes: Uint8Array,
+  at: number,
+  n: number,
+  make: (buf: ArrayBufferLike, off: number, n: number) => T,
+  fresh: (n: number) => T & { buffer: ArrayBufferLike },
+): T {
+  if ((bytes.byteOffset + at) % 4 === 0) return make(bytes.buffer, bytes.byteOffset + at, n);
+  const out = fresh(n);
+  new Uint8Array(out.buffer).set(bytes.subarray(at, at + 4 * n));
+  return out;
+}
+
 /** The model of `bytes`, and the input point its header holds (-1 if none). */
 function readModel(bytes: Uint8Array): { model: AlsModel; at: number } {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.byteLength < 8 || dv.getUint32(0) !== MAGIC) throw new Error("not an ALS model");
+  const magic = bytes.byteLength < 8 ? 0 : dv.getUint32(0);
+  if (magic !== MAGIC && magic !== MAGIC2) throw new Error("not an ALS model");
   const len = dv.getUint32(4);
-  const { at = -1, ...head } = JSON.parse(
-    new TextDecoder().decode(bytes.subarray(8, 8 + len)),
-  ) as Omit<AlsModel, "U" | "V"> & { at?: number };
-  const start = 8 + len + ((4 - ((8 + len) % 4)) % 4);
-  const k = head.settings.rank;
-  const nU = head.users.length * k;
-  const nV = head.items.length * k;
+  const head = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + len))) as Omit<
+    AlsModel,
+    "U" | "V" | "users"
+  > & { at?: number; users: string[] | number; idBytes?: number };
+  const { at = -1, users: userField, idBytes = 0, ...rest } = head;
+  let start = 8 + len + pad4(8 + len);
+  let users: AlsModel["users"];
+  if (typeof userField === "number") {
+    const starts = aligned(
+      bytes,
+      start,
+      userField,
+      (b, o, n) => new Uint32Array(b, o, n),
+      (n) => new Uint32Array(n),
+    );
+    const idsAt = start + 4 * userField;
+    users = packedIds(bytes.subarray(idsAt, idsAt + idBytes), starts);
+    start = idsAt + idBytes + pad4(idBytes);
+  } else users = packIds(userField);
+  const k = rest.settings.rank;
+  const nU = users.length * k;
+  const nV = rest.items.length * k;
   // Views on `bytes` when its factors are 4-byte aligned (bytes of their own, as a snapshot's
   // load and serialiseModel give): one copy of the factors in memory, not two. Else copies.
-  if ((bytes.byteOffset + start) % 4 === 0) {
-    const U = new Float32Array(bytes.buffer, bytes.byteOffset + start, nU);
-    const V = new Float32Array(bytes.buffer, bytes.byteOffset + start + U.byteLength, nV);
-    return { model: { ...head, U, V }, at };
-  }
-  const U = new Float32Array(nU);
-  const V = new Float32Array(nV);
-  new Uint8Array(U.buffer).set(bytes.subarray(start, start + U.byteLength));
-  new Uint8Array(V.buffer).set(
-    bytes.subarray(start + U.byteLength, start + U.byteLength + V.byteLength),
-  );
-  return { model: { ...head, U, V }, at };
+  const f32 = (b: ArrayBufferLike, o: number, n: number) => new Float32Array(b, o, n);
+  const U = aligned(bytes, start, nU, f32, (n) => new Float32Array(n));
+  const V = aligned(bytes, start + 4 * nU, nV, f32, (n) => new Float32Array(n));
+  return { model: { ...rest, users, U, V }, at };
 }
 
-/** The model of `bytes` (its factors are views on `bytes` when aligned: don't reuse `bytes`). */
+/**
+ * The model of `bytes` (its factors are views on `bytes` when aligned: don't reuse `bytes`), its
+ * user ids as an array (tools and tests; serving keeps them packed: readStoredModel).
+ */
 export function deserialiseModel(bytes: Uint8Array): AlsModel {
-  return readModel(bytes).model;
+  const m = readModel(bytes).model;
+  return { ...m, users: Array.from({ length: m.users.length }, (_, x) => m.users.at(x)!) };
 }
 
 /**
@@ -234,11 +274,16 @@ export type StoredModel = Uint8Array | { at: number; b64: string };
 
 /** The stored form of a model trained at input point `at`, and the model to serve from it. */
 export function storeModel(m: AlsModel, at: number): { stored: Uint8Array; model: AlsModel } {
-  const { out, start } = encodeModel(m, at);
-  // The same ids and metrics; the factors become views on the stored bytes (m's are dropped).
+  const { out, start, startsAt, idsAt, idBytes } = encodeModel(m, at);
+  // The same items and metrics; the user ids (packed) and the factors become views on the stored
+  // bytes (m's are dropped: a million id strings and their map less).
+  const users = packedIds(
+    out.subarray(idsAt, idsAt + idBytes),
+    new Uint32Array(out.buffer, startsAt, m.users.length),
+  );
   const U = new Float32Array(out.buffer, start, m.U.length);
   const V = new Float32Array(out.buffer, start + U.byteLength, m.V.length);
-  return { stored: out, model: { ...m, U, V } };
+  return { stored: out, model: { ...m, users, U, V } };
 }
 
 /** The model and its input point from its stored form (either of the two). */

@@ -1,5 +1,6 @@
 import type { Ratings } from "./als-matrix.js";
 import type { OfflineMetrics } from "./als-eval.js";
+import type { IdList } from "./als-ids.js";
 import { seededRandom } from "./types.js";
 
 /**
@@ -62,7 +63,8 @@ export const EXPLICIT_SEED_001: AlsSettings = {
 
 export interface AlsModel {
   settings: AlsSettings;
-  users: string[];
+  /** Training gives an array; a stored model packs them (als-ids.ts): ~90 B/user less. */
+  users: IdList;
   items: string[];
   /** users.length × rank, row-major. */
   U: Float32Array;
@@ -92,14 +94,14 @@ export function trainAls(
   const init = (
     n: number,
     ids: string[],
-    prevIds: string[] | undefined,
+    prevIds: IdList | undefined,
     prev: Float32Array | undefined,
   ) => {
     const a = new Float32Array(n * k);
     for (let x = 0; x < a.length; x++) a[x] = rand() * 0.01;
     if (prevIds && prev) {
       const at = new Map<string, number>();
-      prevIds.forEach((id, x) => at.set(id, x));
+      for (let x = 0; x < prevIds.length; x++) at.set(prevIds.at(x)!, x);
       ids.forEach((id, x) => {
         const p = at.get(id);
         if (p !== undefined) a.set(prev.subarray(p * k, (p + 1) * k), x * k);
