@@ -7,8 +7,10 @@ import { setFlagsFromString } from "node:v8";
  * of heap for ~120 MB live at bench step 7's measure: RSS that counted as state. A fixed
  * growth of `percent` collects sooner (more full GCs, each marking the live heap). V8 reads the
  * flag at each full GC, so it is set once the app has started (its state loaded at V8's own
- * growth) and holds from the next full GC on. 0: V8's own.
+ * growth) and holds from the next full GC on. 0: V8's own. Returns the percent set (0: none).
  */
-export function limitHeapGrowth(percent: number): void {
-  if (percent > 0) setFlagsFromString(`--heap-growing-percent=${Math.round(percent)}`);
+export function limitHeapGrowth(percent: number): number {
+  if (percent <= 0) return 0;
+  setFlagsFromString(`--heap-growing-percent=${Math.round(percent)}`);
+  return Math.round(percent);
 }
