@@ -161,6 +161,8 @@ export interface StageInstance<H extends StageHandler> {
   stats(): Readonly<Record<string, number>>;
   /** Keys of per-key state held now. */
   stateKeys(): number;
+  /** Bytes its state holds for cold keys (stored-form records and their indexes, off-heap). */
+  stateColdBytes(): number;
   /** Stops taking input: what is already in the mailbox is still processed. */
   stopInput(): void;
   /** Forces a snapshot now (flush, wait for acks, write). */

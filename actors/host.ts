@@ -369,6 +369,7 @@ export function createStageInstance<H extends StageHandler>(
     progress: () => outputs.progress(),
     stats: () => outputs.stats(),
     stateKeys: () => state?.keyCount() ?? 0,
+    stateColdBytes: () => state?.coldBytes() ?? 0,
     stopInput: () => closeInput(),
     // Rejects if the instance fails or stops first (it used to wait forever then).
     snapshotNow: () => actor.sendAndWait({ kind: "snapshot", force: true }),

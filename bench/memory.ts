@@ -66,6 +66,22 @@ function spaces(samples: PromSample[]): string {
     .join(", ");
 }
 
+/** Cold-key bytes (stored records and indexes: external memory) by stage, largest first. */
+function coldByStage(samples: PromSample[]): string {
+  const by = new Map<string, number>();
+  for (const m of samples)
+    if (m.name === "reco_stage_state_cold_bytes") {
+      const stage = m.labels.stage ?? "?";
+      by.set(stage, (by.get(stage) ?? 0) + m.value);
+    }
+  const total = [...by.values()].reduce((a, b) => a + b, 0);
+  const parts = [...by]
+    .filter(([, v]) => v >= 1 << 20)
+    .sort((a, b) => b[1] - a[1])
+    .map(([stage, v]) => `${stage} ${fmtMiB(v)}`);
+  return `${fmtMiB(total)}${parts.length ? ` (${parts.join(", ")})` : ""}`;
+}
+
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
 const SAME_MEMORY = 1.25;
 /** DESIGN §8: at most 1 KB of RSS per active user at 1M users. */
@@ -115,7 +131,8 @@ async function measure(s: IngestedApp): Promise<Point> {
     `app ${fmtMiB(m.anon)} anonymous + ${fmtMiB(m.file)} file-backed (V8 heap ` +
     `${fmtMiB(sum(samples, "nodejs_heap_size_total_bytes"))} held, ` +
     `${fmtMiB(sum(samples, "nodejs_heap_size_used_bytes"))} used; external ` +
-    `${fmtMiB(sum(samples, "nodejs_external_memory_bytes"))}; used by space: ` +
+    `${fmtMiB(sum(samples, "nodejs_external_memory_bytes"))}, of which cold state ` +
+    `${coldByStage(samples)}; used by space: ` +
     spaces(samples) +
     `; ALS model point ${sum(samples, "reco_recommender", { name: "model_point" })}, training ` +
     `${sum(samples, "reco_recommender", { name: "training" })}), child processes ` +

@@ -140,14 +140,15 @@ describe("reco_stage_state_keys{stage=window} in the app after a 4-day log", () 
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const windowKeys = async (): Promise<number> => {
+  const stageSum = async (name: string, stage: string): Promise<number> => {
     const text = await (await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`)).text();
     let sum = 0;
     for (const line of text.split("\n"))
-      if (line.startsWith('reco_stage_state_keys{stage="window"'))
+      if (line.startsWith(`${name}{stage="${stage}"`))
         sum += Number(line.slice(line.lastIndexOf(" ") + 1));
     return sum;
   };
+  const windowKeys = () => stageSum("reco_stage_state_keys", "window");
 
   it("holds the keys of the windows open at the end, not one per event", async () => {
     const pub = createJetStreamPublisher(nc, { window: 256, timeoutMs: 30_000 });
@@ -179,5 +180,23 @@ describe("reco_stage_state_keys{stage=window} in the app after a 4-day log", () 
     expect(keys).toBeLessThanOrEqual(expected);
     expect(keys).toBe(expected);
     expect(keys).toBeLessThan(log.length / 100);
+  });
+
+  // Issue 16 point 3 (bench step 7 splits external memory by stage with it): the bytes a stage's
+  // state holds for cold keys, the stored records a snapshot wrote, off the V8 heap.
+  it("reports the bytes each stage holds for its cold keys", async () => {
+    let cold = 0;
+    for (const until = Date.now() + 30_000; cold === 0 && Date.now() < until;) {
+      await new Promise((r) => setTimeout(r, 200));
+      cold = await stageSum("reco_stage_state_cold_bytes", "history");
+    }
+    const keys = await stageSum("reco_stage_state_keys", "history");
+    console.log(`history: ${keys} keys, ${cold} B of cold state`);
+    expect(keys).toBeGreaterThan(100);
+    // At least each user's list as a record (key, tag, length, items) and its index slot; at
+    // most that plus the superseded records a buffer may keep before it is compacted (~256 KiB
+    // per instance: cold-index.ts wasteful) over 4 partitions.
+    expect(cold / keys).toBeGreaterThan(20);
+    expect(cold).toBeLessThan(keys * 1_000 + 4 * 2 ** 20);
   });
 });

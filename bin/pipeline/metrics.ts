@@ -61,6 +61,15 @@ export function stageGauges(
     },
   });
   new Gauge({
+    name: "reco_stage_state_cold_bytes",
+    help: "Bytes a stage instance's state holds for its cold keys: their stored records (off the V8 heap: external memory) and the indexes that find them",
+    labelNames: ["stage", "partition"] as const,
+    registers: [metrics.registry],
+    collect() {
+      for (const [id, inst] of instances) this.set(label(id), inst.stateColdBytes());
+    },
+  });
+  new Gauge({
     name: "reco_stage_count",
     help: "Counts kept in a stage instance's snapshot (exact across restarts): accepted, duplicate, dead_letter[:reason], late",
     labelNames: ["stage", "partition", "name"] as const,
