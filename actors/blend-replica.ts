@@ -10,6 +10,7 @@ import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers
 import type { ChangeChunk } from "./blend-changes.js";
 import type { Preset } from "./event.js";
 import { covisitStage, type CovisitView } from "./covisit-stage.js";
+import { createItemIds, type ItemIds } from "./sources/item-edges.js";
 import { historyStage, type HistoryView } from "./history-stage.js";
 import { partitionOf } from "./partition.js";
 import type { PopularityRow } from "./popularity.js";
@@ -56,6 +57,8 @@ export interface BlendReplica {
     memoHits: number;
     memoMisses: number;
     memoAged: number;
+    /** Stored values decoded for reads so far. */
+    decoded: number;
   };
 }
 
@@ -65,6 +68,13 @@ interface Instance {
   readonly maps: Map<string, Map<string, unknown>>;
   /** Changes applied to it (a view built at another version is stale). */
   version: number;
+  /**
+   * The state maps views read it through, by map name, with their decoded values: kept for the
+   * run, so a view built again (covisit's, after its data changed) decodes only what changed.
+   */
+  readonly views: Map<string, StateMap<unknown>>;
+  /** Covisit's item numbering, kept with the decoded neighbour lists that use it. */
+  ids?: ItemIds;
 }
 
 /** Decoded values kept per map (a history read decodes its user's JSON once per change). */
@@ -88,6 +98,7 @@ const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock"]);
 function replicaMap<V>(
   values: Map<string, unknown>,
   options: { text?: boolean; codec?: ValueCodec<V> } | undefined,
+  counts: { decoded: number },
 ): StateMap<V> {
   const decode: ((stored: unknown) => V) | undefined = options?.codec
     ? (v) => options.codec!.decode(v)
@@ -101,6 +112,7 @@ function replicaMap<V>(
     const hit = decoded.get(k);
     if (hit && hit.stored === stored) return hit.value;
     const value = decode(stored);
+    counts.decoded++;
     if (decoded.size >= DECODED_MAX) decoded.clear();
     decoded.set(k, { stored, value });
     return value;
@@ -124,11 +136,20 @@ function replicaMap<V>(
   };
 }
 
-const mapsOf = (inst: Instance): StateMaps => ({
+/**
+ * The instance's state as a stage reads it. A map is made once per run and name (a stage's code
+ * asks for each of its maps with the same options every time it is created).
+ */
+const mapsOf = (inst: Instance, counts: { decoded: number }): StateMaps => ({
   map: <V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }) => {
-    let values = inst.maps.get(name);
-    if (!values) inst.maps.set(name, (values = new Map()));
-    return replicaMap<V>(values, options);
+    let view = inst.views.get(name);
+    if (!view) {
+      let values = inst.maps.get(name);
+      if (!values) inst.maps.set(name, (values = new Map()));
+      view = replicaMap<V>(values, options, counts) as StateMap<unknown>;
+      inst.views.set(name, view);
+    }
+    return view as StateMap<V>;
   },
   value: () => ({ get: noop, set: noop }),
 });
@@ -155,12 +176,14 @@ export function createBlendReplica(cfg: {
    */
   const userChanged = new Map<string, number>();
   let chunks = 0;
+  /** Stored values decoded for a read (neighbour lists, histories, rows). */
+  const counts = { decoded: 0 };
   let caughtUpAt = -1;
   let pending = true;
 
   const ctxOf = <S>(name: string, inst: Instance, settings: S) => ({
     name,
-    state: mapsOf(inst),
+    state: mapsOf(inst, counts),
     settings,
     scheduler: asyncScheduler,
     count: noop,
@@ -192,7 +215,14 @@ export function createBlendReplica(cfg: {
     const c = covisit;
     if (c && c.inst === inst && (c.version === inst.version || now() - c.at < COVISIT_REBUILD_MS))
       return c.view;
-    const view = createStageLogic(covisitStage, ctxOf("covisit", inst, { preset, sources })).view;
+    // Built again over the same maps and item numbering: the neighbour lists decoded for an
+    // earlier view and not changed since are read as they are (a view of its own decoded every
+    // list an answer read again, several times a second under ingest).
+    const ids = (inst.ids ??= createItemIds());
+    const view = createStageLogic(
+      covisitStage,
+      ctxOf("covisit", inst, { preset, sources, ids }),
+    ).view;
     covisit = { inst, version: inst.version, at: now(), view };
     return view;
   };
@@ -206,7 +236,7 @@ export function createBlendReplica(cfg: {
     const inst = live.get("collaborative/0");
     if (!inst) return undefined;
     if (collab?.inst !== inst) {
-      const m = mapsOf(inst);
+      const m = mapsOf(inst, counts);
       collab = {
         inst,
         models: {},
@@ -281,7 +311,7 @@ export function createBlendReplica(cfg: {
       chunks++;
       let inst: Instance | undefined;
       if (chunk.reset) {
-        inst = { run: chunk.run, maps: new Map(), version: 0 };
+        inst = { run: chunk.run, maps: new Map(), version: 0, views: new Map() };
         aside.set(chunk.instance, inst);
       } else {
         const a = aside.get(chunk.instance);
@@ -356,6 +386,7 @@ export function createBlendReplica(cfg: {
         memoHits: answers.memo.hits,
         memoMisses: answers.memo.misses,
         memoAged: answers.memo.aged,
+        decoded: counts.decoded,
       };
     },
   };

@@ -1,7 +1,7 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { createItemIds, itemEdgesCodec } from "./sources/item-edges.js";
+import { createItemIds, itemEdgesCodec, type ItemIds } from "./sources/item-edges.js";
 import { createCovisit, type SimilarItemsSource } from "./sources/covisit.js";
 import { sourceEventOf } from "./sources/event.js";
 import type { SourcePreset } from "./sources/preset.js";
@@ -40,6 +40,12 @@ export interface CovisitStageSettings {
   sources: Pick<SourceSettings, "covisit" | "trending" | "popularHalfLifeMs">;
   /** The prequential scorer's settings, when it runs in this stage. */
   scorer?: PrequentialSettings;
+  /**
+   * The numbering of item ids its neighbour lists decode with; a new one by default. The blend's
+   * replica (blend-replica.ts) creates this stage's view again over the same maps as they change
+   * and keeps one numbering, so lists it decoded before stay valid for the new view.
+   */
+  ids?: ItemIds;
 }
 
 export interface CovisitView {
@@ -62,7 +68,7 @@ export const covisitStage = defineStage({
   create: (ctx: StageContext<CovisitStageSettings>) => {
     const { preset, sources: s, scorer: scoring } = ctx.settings;
     const st = ctx.state;
-    const ids = createItemIds();
+    const ids = ctx.settings.ids ?? createItemIds();
     // Per user: recent items alone, or with the scorer's history (the same key, "recent").
     const users = scoring
       ? userStores(st.map<UserValue>("recent", { text: true }))

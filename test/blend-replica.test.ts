@@ -191,6 +191,35 @@ describe("the blend's replica", () => {
     expect(replica.similar("p3", 5, row)).toBeDefined();
   });
 
+  it("decodes again only what changed when covisit's view is built again", () => {
+    const feed = createChangeFeed();
+    const s = stages(feed);
+    const replica = createBlendReplica({ preset: "ecommerce", partitions: P, now: ticking() });
+    const log = events(400, 5);
+    s.feed(log.slice(0, 399));
+    drain(feed, (c) => replica.apply(c));
+    for (const u of users) replica.answer(u, 10, undefined, row);
+    const first = replica.stats().decoded;
+    expect(first).toBeGreaterThan(30);
+    // Asked again, nothing changed: nothing is decoded again.
+    for (const u of users) replica.answer(u, 10, undefined, row);
+    expect(replica.stats().decoded).toBe(first);
+    // One more event: covisit's view is built again (the clock moves 1 s a reading), and only
+    // the values its changes carried are decoded again (every list read, before).
+    s.feed(log.slice(399));
+    let changed = 0;
+    drain(feed, (c) => {
+      for (const m of c.maps) changed += m.puts.length;
+      replica.apply(c);
+    });
+    for (const u of users)
+      expect(replica.answer(u, 10, undefined, row)).toEqual(
+        s.answers.answer(u, 10, undefined, row),
+      );
+    expect(changed).toBeLessThan(first / 2);
+    expect(replica.stats().decoded - first).toBeLessThanOrEqual(changed);
+  });
+
   it("serves the previous run of a stage until a new run's dump is complete", () => {
     const feed = createChangeFeed();
     const s = stages(feed);
