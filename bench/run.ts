@@ -61,6 +61,7 @@ import {
   machineCpuTicks,
   procCpuSeconds,
   threadCpuSeconds,
+  threadSchedSeconds,
   procRssBytes,
   scrape,
   selfCpuSeconds,
@@ -919,6 +920,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           const cpu0 = selfCpuSeconds();
           const main0 = await threadCpuSeconds(process.pid);
           const nats0 = await procCpuSeconds(nats.pid);
+          const sched0 = await threadSchedSeconds(process.pid);
+          const wall0 = performance.now();
           const res = await spawnGrpcLoad({
             url: targets[t],
             bodiesFile,
@@ -929,6 +932,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           const cpu = selfCpuSeconds() - cpu0;
           const main = (await threadCpuSeconds(process.pid)) - main0;
           const natsCpu = (await procCpuSeconds(nats.pid)) - nats0;
+          const sched = await threadSchedSeconds(process.pid);
+          const wallS = (performance.now() - wall0) / 1000;
           if (res.ok !== res.requests || res.requests === 0)
             throw new Error(
               `grpc-load against ${t}: ${res.ok}/${res.requests} OK, codes ${JSON.stringify(res.codes)}` +
@@ -950,6 +955,9 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             // answers from the memo) must say whether the handler or something beside it cost.
             serverMainCpuUsPerReq: (main / res.requests) * 1e6,
             natsCpuUsPerReq: (natsCpu / res.requests) * 1e6,
+            // The main thread's share of the run on a CPU and runnable but waiting for one.
+            mainRunShare: (sched.run - sched0.run) / wallS,
+            mainWaitShare: (sched.wait - sched0.wait) / wallS,
           };
         });
       type Served = Awaited<ReturnType<typeof run>>;
@@ -1332,6 +1340,19 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           value: loop(a),
           baseline: `${loop("echo-64-load")} while the echo was measured`,
         });
+        const pct = (x: number) => `${fmtInt(x * 100)}%`;
+        row({
+          step: "4b",
+          figure:
+            "  this process's main thread during ingest: CPU per request; share of the round on a CPU / waiting for one",
+          value:
+            `${fmtInt(med(a, (x) => x.serverMainCpuUsPerReq))} µs; ` +
+            `${pct(med(a, (x) => x.mainRunShare))} / ${pct(med(a, (x) => x.mainWaitShare))}`,
+          baseline:
+            `echo during ingest ${fmtInt(med("echo-64-load", (x) => x.serverMainCpuUsPerReq))} µs; ` +
+            `${pct(med("echo-64-load", (x) => x.mainRunShare))} / ${pct(med("echo-64-load", (x) => x.mainWaitShare))}` +
+            (SERVE_SPLIT ? "" : " (it runs the stages too)"),
+        });
         const parseMed = (f: (x: { p99: number; max: number }) => number) =>
           fmtMs(median(parseLoops.map(f)));
         row({
@@ -1367,7 +1388,11 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             `the process and its event loop with the ingesting app, so app / echo-during-ingest ` +
             `isolates the serving path. Achieved ingest is what JetStream acked during the rounds` +
             `${underLoad.skipped ? ` (${fmtInt(underLoad.skipped)} events skipped: the publisher fell behind)` : ""}; ` +
-            `the backlog is how far parse was behind the EVENTS stream when they ended.`,
+            `the backlog is how far parse was behind the EVENTS stream when they ended. The main ` +
+            `thread's row: its CPU time over a round per request (in one process it runs the ` +
+            `stages too), and its time on a CPU and runnable but waiting for one (schedstat) as ` +
+            `shares of the round: waiting is what other processes (ingest, the generator, anything ` +
+            `else on the machine) took from the thread that serves.`,
         );
       }
     } finally {

@@ -88,6 +88,26 @@ export async function threadCpuSeconds(pid: number, tid = pid): Promise<number> 
 }
 
 /**
+ * Seconds one thread has spent on a CPU and runnable waiting for one so far
+ * (/proc/<pid>/task/<tid>/schedstat, nanoseconds; Linux only, NaN when unreadable). Waiting is
+ * what other work on the machine cost the thread: a figure measured while it was high says more
+ * about the machine than about the code.
+ */
+export async function threadSchedSeconds(
+  pid: number,
+  tid = pid,
+): Promise<{ run: number; wait: number }> {
+  try {
+    const [run = NaN, wait = NaN] = (await readFile(`/proc/${pid}/task/${tid}/schedstat`, "utf8"))
+      .split(" ")
+      .map((x) => Number(x) / 1e9);
+    return { run, wait };
+  } catch {
+    return { run: NaN, wait: NaN };
+  }
+}
+
+/**
  * Jiffies the whole machine has spent busy and in total so far (all cores, /proc/stat; Linux
  * only): two readings give the share of the machine in use, whatever process used it.
  */
