@@ -18,7 +18,7 @@ export interface PackedIds {
   readonly bytes: Uint8Array;
   /** Where id x's record (u16 length, bytes) starts in `bytes`. */
   readonly starts: Uint32Array;
-  /** Bytes held by the lookup table (the rest is the stored model's). */
+  /** Bytes held by the lookup table (built at the first indexOf; the rest is the stored model's). */
   readonly tableBytes: number;
 }
 
@@ -29,22 +29,20 @@ export const isPacked = (ids: IdList): ids is PackedIds => !Array.isArray(ids);
 
 /** The records (u16 length, UTF-8 bytes) of `ids`, end to end, and where each starts. */
 export function encodeIds(ids: readonly string[]): { bytes: Uint8Array; starts: Uint32Array } {
-  const parts = ids.map((id) => Buffer.from(id, "utf8"));
   let total = 0;
-  for (const p of parts) {
-    if (p.length > 0xffff) throw new Error(`an id of ${p.length} bytes is too long`);
-    total += 2 + p.length;
-  }
-  const bytes = Buffer.alloc(total);
+  for (const id of ids) total += 2 + Buffer.byteLength(id, "utf8");
+  const bytes = Buffer.allocUnsafe(total);
   const starts = new Uint32Array(ids.length);
   let at = 0;
-  parts.forEach((p, x) => {
+  for (let x = 0; x < ids.length; x++) {
+    const id = ids[x]!;
     starts[x] = at;
-    bytes[at] = p.length & 0xff;
-    bytes[at + 1] = p.length >> 8;
-    bytes.set(p, at + 2);
-    at += 2 + p.length;
-  });
+    const n = bytes.write(id, at + 2, "utf8");
+    if (n > 0xffff) throw new Error(`an id of ${n} bytes is too long`);
+    bytes[at] = n & 0xff;
+    bytes[at + 1] = n >> 8;
+    at += 2 + n;
+  }
   return { bytes, starts };
 }
 
@@ -55,44 +53,46 @@ export function packedIds(bytes: Uint8Array, starts: Uint32Array): PackedIds {
   let cap = 8;
   while (cap < n * 2) cap *= 2;
   const mask = cap - 1;
-  // Slot value: index + 1 (0 = empty).
-  const table = new Int32Array(cap);
-  const hashAt = (x: number) => {
-    const s = starts[x]!;
-    return hashString(b.toString("utf8", s + 2, s + 2 + (b[s]! | (b[s + 1]! << 8))));
-  };
-  for (let x = 0; x < n; x++) {
-    const s = starts[x]!;
-    const len = b[s]! | (b[s + 1]! << 8);
-    // ASCII ids (the usual) hash from their bytes: FNV-1a over bytes = over UTF-16 code units.
-    let h = 0x811c9dc5;
-    let ascii = true;
-    for (let q = s + 2; q < s + 2 + len; q++) {
-      const c = b[q]!;
-      if (c >= 0x80) {
-        ascii = false;
-        break;
+  // Slot value: index + 1 (0 = empty). Built when first asked: a model being trained holds its
+  // ids packed until it is stored, and never looks one up.
+  let table: Int32Array | undefined;
+  const build = (): Int32Array => {
+    const t = new Int32Array(cap);
+    for (let x = 0; x < n; x++) {
+      const s = starts[x]!;
+      const len = b[s]! | (b[s + 1]! << 8);
+      // ASCII ids (the usual) hash from their bytes: FNV-1a over bytes = over UTF-16 code units.
+      let h = 0x811c9dc5;
+      let q = s + 2;
+      for (; q < s + 2 + len; q++) {
+        const c = b[q]!;
+        if (c >= 0x80) break;
+        h = Math.imul(h ^ c, 16777619);
       }
-      h = Math.imul(h ^ c, 16777619);
+      if (q < s + 2 + len) h = hashString(b.toString("utf8", s + 2, s + 2 + len));
+      let slot = (h >>> 0) & mask;
+      while (t[slot] !== 0) slot = (slot + 1) & mask;
+      t[slot] = x + 1;
     }
-    let slot = (ascii ? h >>> 0 : hashAt(x)) & mask;
-    while (table[slot] !== 0) slot = (slot + 1) & mask;
-    table[slot] = x + 1;
-  }
+    return t;
+  };
   return {
     length: n,
     bytes,
     starts,
-    tableBytes: table.byteLength,
+    get tableBytes() {
+      return table?.byteLength ?? 0;
+    },
     at(x) {
       if (!(x >= 0 && x < n)) return undefined;
       const s = starts[x]!;
       return b.toString("utf8", s + 2, s + 2 + (b[s]! | (b[s + 1]! << 8)));
     },
     indexOf(id) {
+      const t = (table ??= build());
       let slot = hashString(id) & mask;
       for (;;) {
-        const v = table[slot]!;
+        const v = t[slot]!;
         if (v === 0) return -1;
         if (sameKey(id, b, starts[v - 1]!)) return v - 1;
         slot = (slot + 1) & mask;

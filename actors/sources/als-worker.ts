@@ -6,6 +6,7 @@ import { Worker, isMainThread, parentPort, workerData } from "node:worker_thread
 import type { Ratings } from "./als-matrix.js";
 import { trainAls, type AlsModel, type AlsSettings } from "./als.js";
 import { evaluateAls, type OfflineMetrics } from "./als-eval.js";
+import { packIds } from "./als-ids.js";
 
 /**
  * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it
@@ -65,8 +66,18 @@ export function trainInWorker(
   job: TrainJob,
   o: { signal?: AbortSignal; onIteration?: (it: number) => void } = {},
 ): Promise<AlsModel> {
+  // The model's ids, packed while it trains (minutes at 1M users): a string per user and the
+  // array were ~40 B/user held all that time (als-ids.ts); the rows' arrays go to the worker.
+  // No closure below refers to `job`, so nothing keeps its id strings.
+  const users = packIds(job.ratings.users);
+  const items = job.ratings.items;
+  let w: Worker;
+  try {
+    w = spawn(job);
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
   return new Promise((resolve, reject) => {
-    const w = spawn(job);
     let settled = false;
     const done = (f: () => void) => {
       if (settled) return;
@@ -85,8 +96,8 @@ export function trainInWorker(
         done(() =>
           resolve({
             ...m.model!,
-            users: job.ratings.users,
-            items: job.ratings.items,
+            users,
+            items,
             ...(m.offline ? { offline: m.offline } : {}),
           }),
         );
