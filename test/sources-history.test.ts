@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createHistory } from "../actors/sources/history.js";
+import { createHistory, type UserHistory, type UserItems } from "../actors/sources/history.js";
 import { ECOMMERCE, MOVIES } from "../actors/sources/preset.js";
 import type { SourceEvent } from "../actors/sources/types.js";
 
@@ -68,5 +68,40 @@ describe("history source", () => {
     const h = createHistory({ preset: ECOMMERCE });
     for (const i of ["b", "c", "a"]) h.add(ev("u", i, "view", T0));
     expect(h.candidates("u", T0).map((x) => x.item)).toEqual(["a", "b", "c"]);
+  });
+});
+
+describe("history's reads of a loaded value", () => {
+  /** Entries as a text map decodes them, counting how often they are read whole. */
+  class Counted extends Array<[string, [number, number, number, string, number, number]]> {
+    static reads = 0;
+    override [Symbol.iterator]() {
+      Counted.reads++;
+      return super[Symbol.iterator]();
+    }
+  }
+
+  it("convert it once for every read of an answer, and an event after converts its own copy", () => {
+    const users = new Map<string, UserHistory>();
+    const h = createHistory({ preset: ECOMMERCE }, users);
+    const t0 = Date.UTC(2026, 0, 1);
+    h.add({ u: "u", i: "a", t: "view", ts: t0, c: "", r: -1 });
+    h.add({ u: "u", i: "b", t: "purchase", ts: t0 + 1_000, c: "", r: -1 });
+    // As loaded from a snapshot: the entries (UserItems.toJSON), not the live Map.
+    const loaded = new Counted(...(users.get("u") as UserItems).toJSON());
+    users.set("u", loaded);
+    const now = t0 + 60_000;
+    Counted.reads = 0;
+    const first = [h.seeds("u", now), h.candidates("u", now), h.done("u", now), h.touched("u")];
+    for (let x = 0; x < 3; x++)
+      expect([h.seeds("u", now), h.candidates("u", now), h.done("u", now), h.touched("u")]).toEqual(
+        first,
+      );
+    // Read once whole, not once per read (16 before).
+    expect(Counted.reads).toBe(1);
+    // An event changes the user's own converted copy: the loaded value stays as it was.
+    h.add({ u: "u", i: "c", t: "view", ts: now, c: "", r: -1 });
+    expect([...h.touched("u")].sort()).toEqual(["a", "b", "c"]);
+    expect(loaded.map(([i]) => i).sort()).toEqual(["a", "b"]);
   });
 });
