@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createHistory, type UserHistory, type UserItems } from "../actors/sources/history.js";
 import { ECOMMERCE, MOVIES } from "../actors/sources/preset.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import { seededRandom, type SourceEvent } from "../actors/sources/types.js";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2024, 0, 1);
@@ -103,5 +103,29 @@ describe("history's reads of a loaded value", () => {
     h.add({ u: "u", i: "c", t: "view", ts: now, c: "", r: -1 });
     expect([...h.touched("u")].sort()).toEqual(["a", "b", "c"]);
     expect(loaded.map(([i]) => i).sort()).toEqual(["a", "b"]);
+  });
+});
+
+describe("history's ranked lists", () => {
+  it("are the first n of every item sorted by score, then id (ties included), for any n", () => {
+    const rand = seededRandom(3);
+    const h = createHistory({ preset: ECOMMERCE, halfLifeMs: H });
+    const types: SourceEvent["t"][] = ["view", "view", "click", "cart", "purchase"];
+    // 300 events of one user on 120 items, at few distinct times: many equal scores.
+    for (let x = 0; x < 300; x++)
+      h.add(ev("u", `i${Math.floor(rand() * 120)}`, types[x % 5]!, T0 + 60_000 * (x % 4)));
+    const now = T0 + H;
+    const full = h.candidates("u", now, 1_000);
+    expect(full.length).toBeGreaterThan(50);
+    // Equal scores, ordered by id.
+    expect(new Set(full.map((c) => c.score)).size).toBeLessThan(full.length);
+    const sorted = [...full].sort(
+      (a, b) => b.score - a.score || (a.item < b.item ? -1 : a.item > b.item ? 1 : 0),
+    );
+    expect(full).toEqual(sorted);
+    for (const n of [0, 1, 7, 20, 100]) {
+      expect(h.candidates("u", now, n)).toEqual(sorted.slice(0, n));
+      expect(h.seeds("u", now, n).length).toBe(Math.min(n, h.seeds("u", now, 1_000).length));
+    }
   });
 });

@@ -1,6 +1,6 @@
 import type { SourcePreset } from "./preset.js";
 import { memStore, type KeyStore } from "./store.js";
-import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js";
+import { decay, topByScore, type Scored, type SourceEvent } from "./types.js";
 
 /**
  * HISTORY: the user's own recent items (DESIGN §3.7). Each interaction adds its weight (view 1,
@@ -133,12 +133,15 @@ export function createHistory(
   const list = (user: string, now: number, n: number, withDone: boolean): Scored[] => {
     const items = readItems(user);
     if (!items) return [];
-    const out: Scored[] = [];
+    const all: { item: string; score: number; x: Touch }[] = [];
     for (const [item, x] of items) {
       if (!withDone && isDone(x, now)) continue;
-      out.push({ item, score: scoreAt(x, now), why: explain(x) });
+      all.push({ item, score: scoreAt(x, now), x });
     }
-    return out.sort(byScoreThenId).slice(0, n);
+    // The first n in byScoreThenId order (items are distinct, scores finite: the same n as a
+    // full sort), explained once chosen: a heavy user's 250 items were sorted whole and
+    // explained twice per answer (seeds and candidates) to serve 20 and 100 of them.
+    return topByScore(all, n).map(({ item, score, x }) => ({ item, score, why: explain(x) }));
   };
 
   return {
