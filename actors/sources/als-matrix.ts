@@ -116,51 +116,92 @@ export function createRatingsBuilder(
     buildMarked(): Ratings | undefined {
       const m = markedAt();
       if (!m) return undefined;
-      const at: [string, RatingRow][] = [];
-      for (const [u, row] of rows.entries())
-        if ((row[0] as number) < m.users) at.push([u, marked!.get(u) ?? row]);
-      return build(at, m.items);
+      return build(function* () {
+        for (const [u, row] of rows.entries())
+          if ((row[0] as number) < m.users) yield [u, marked!.get(u) ?? row];
+      }, m.items);
     },
     build(): Ratings {
-      const r = build([...rows.entries()], items.size);
+      const r = build(() => rows.entries(), items.size);
       nnz = r.userCols.length;
       return r;
     },
   };
 
-  /** The matrix of `entries` (rows), users in first-seen order, the first `nItems` items. */
-  function build(entries: [string, RatingRow][], nItems: number): Ratings {
-    const byOrder = entries.sort((a, b) => (a[1][0] as number) - (b[1][0] as number));
-    const users = byOrder.map(([u]) => u);
+  /**
+   * The matrix of the rows `entries` gives, users in first-seen order, the first `nItems` items.
+   * One pass over the rows, each decoded once and dropped: their entries go straight into typed
+   * arrays (~8 B per non-zero). Holding every decoded row, a tuple per user and an entry pair per
+   * non-zero until the end (as before) was ~150 B per user of garbage at each training, which set
+   * the heap's high-water mark (bench step 7: a training runs at most measures).
+   */
+  function build(entries: () => Iterable<[string, RatingRow]>, nItems: number): Ratings {
     const itemList: string[] = new Array<string>(nItems);
     for (const [item, x] of items.entries()) if (x < nItems) itemList[x] = item;
+    // In the order `entries` gives: each user's id, first-seen order, and entries (sorted by item).
+    const ids: string[] = [];
+    let order = new Float64Array(1024);
+    let from = new Int32Array(1025);
+    let cols = new Int32Array(4096);
+    let vals = new Float32Array(4096);
     let total = 0;
-    for (const [, row] of byOrder) total += pairs(row);
-    const userPtr = new Int32Array(users.length + 1);
+    for (const [u, row] of entries()) {
+      const v = ids.length;
+      ids.push(u);
+      if (v + 1 >= from.length) {
+        order = grown(order, new Float64Array(2 * from.length));
+        from = grown(from, new Int32Array(2 * from.length));
+      }
+      order[v] = row[0] as number;
+      from[v] = total;
+      const m = pairs(row);
+      if (total + m > cols.length) {
+        const cap = Math.max(2 * cols.length, total + m);
+        cols = grown(cols, new Int32Array(cap));
+        vals = grown(vals, new Float32Array(cap));
+      }
+      for (let q = 2; q < row.length; q += 2) {
+        // Insertion by item index: rows are short (a handful of items for most users).
+        const i = items.get(row[q] as string)!;
+        const value = row[q + 1] as number;
+        let at = total++;
+        while (at > from[v]! && cols[at - 1]! > i) {
+          cols[at] = cols[at - 1]!;
+          vals[at] = vals[at - 1]!;
+          at--;
+        }
+        cols[at] = i;
+        vals[at] = value;
+      }
+    }
+    const nUsers = ids.length;
+    from[nUsers] = total;
+    // Users by first-seen order (ties, which a builder never makes, in the order given).
+    const perm = byOrder(order, nUsers);
+    const users = new Array<string>(nUsers);
+    const userPtr = new Int32Array(nUsers + 1);
     const userCols = new Int32Array(total);
     const userVals = new Float32Array(total);
     const counts = new Int32Array(itemList.length + 1);
     let p = 0;
-    for (let u = 0; u < byOrder.length; u++) {
+    for (let u = 0; u < nUsers; u++) {
+      const v = perm[u]!;
+      users[u] = ids[v]!;
       userPtr[u] = p;
-      const row = byOrder[u]![1];
-      const entries: [number, number][] = [];
-      for (let q = 2; q < row.length; q += 2)
-        entries.push([items.get(row[q] as string)!, row[q + 1] as number]);
-      entries.sort((a, b) => a[0] - b[0]);
-      for (const [i, v] of entries) {
+      for (let q = from[v]!; q < from[v + 1]!; q++) {
+        const i = cols[q]!;
         userCols[p] = i;
-        userVals[p++] = v;
+        userVals[p++] = vals[q]!;
         counts[i + 1]!++;
       }
     }
-    userPtr[users.length] = p;
+    userPtr[nUsers] = p;
     const itemPtr = new Int32Array(itemList.length + 1);
     for (let i = 0; i < itemList.length; i++) itemPtr[i + 1] = itemPtr[i]! + counts[i + 1]!;
     const fill = itemPtr.slice(0, itemList.length);
     const itemRows = new Int32Array(total);
     const itemVals = new Float32Array(total);
-    for (let u = 0; u < users.length; u++)
+    for (let u = 0; u < nUsers; u++)
       for (let q = userPtr[u]!; q < userPtr[u + 1]!; q++) {
         const i = userCols[q]!;
         const at = fill[i]!++;
@@ -178,6 +219,30 @@ export function createRatingsBuilder(
       itemVals,
     };
   }
+}
+
+/** `out` (larger) with `a`'s elements first. */
+function grown<T extends { set(a: ArrayLike<number>): void }>(a: ArrayLike<number>, out: T): T {
+  out.set(a);
+  return out;
+}
+
+/**
+ * The indexes 0..n-1 of `order` sorted by its values, ties in index order (a stable sort). The
+ * first-seen orders of a builder's rows are 0..n-1 (or the first n of them): placed directly.
+ */
+function byOrder(order: Float64Array, n: number): Int32Array {
+  const perm = new Int32Array(n).fill(-1);
+  let direct = true;
+  for (let v = 0; v < n && direct; v++) {
+    const o = order[v]!;
+    if (Number.isInteger(o) && o >= 0 && o < n && perm[o] === -1) perm[o] = v;
+    else direct = false;
+  }
+  if (direct) return perm;
+  const idx = Array.from({ length: n }, (_, v) => v);
+  idx.sort((a, b) => order[a]! - order[b]! || a - b);
+  return Int32Array.from(idx);
 }
 
 /** The key of the marked point's sizes (never a user id: ids are not empty). */
