@@ -1,5 +1,11 @@
 import { map, tap } from "rxjs";
-import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
+import {
+  defineStage,
+  port,
+  type InputBatch,
+  type StageContext,
+  type ValueCodec,
+} from "../runtime/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { createItemIds, itemEdgesCodec, type ItemIds } from "./sources/item-edges.js";
 import { createCovisit, type SimilarItemsSource } from "./sources/covisit.js";
@@ -8,6 +14,7 @@ import type { SourcePreset } from "./sources/preset.js";
 import type { SourceSettings } from "./sources/recommender.js";
 import { createPopular, createTrending, type ItemCounter } from "./sources/trending.js";
 import { userStores, type UserValue } from "./sources/user-stores.js";
+import { userValueCodec } from "./sources/user-value-bytes.js";
 import {
   createPrequentialScorer,
   type PrequentialScorer,
@@ -69,10 +76,15 @@ export const covisitStage = defineStage({
     const { preset, sources: s, scorer: scoring } = ctx.settings;
     const st = ctx.state;
     const ids = ctx.settings.ids ?? createItemIds();
-    // Per user: recent items alone, or with the scorer's history (the same key, "recent").
+    // Per user: recent items alone, or with the scorer's history (the same key, "recent"), as
+    // bytes (user-value-bytes.ts; JSON text before, which still loads).
     const users = scoring
-      ? userStores(st.map<UserValue>("recent", { text: true }))
-      : { recent: st.map<NonNullable<UserValue["r"]>>("recent", { text: true }) };
+      ? userStores(st.map("recent", { codec: userValueCodec }))
+      : {
+          recent: st.map<NonNullable<UserValue["r"]>>("recent", {
+            codec: userValueCodec as ValueCodec<NonNullable<UserValue["r"]>>,
+          }),
+        };
     const covisit = createCovisit(
       { preset, ...s.covisit },
       {

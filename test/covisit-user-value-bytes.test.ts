@@ -1,0 +1,149 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { createCovisit } from "../actors/sources/covisit.js";
+import { createHistory, UserItems } from "../actors/sources/history.js";
+import { ECOMMERCE } from "../actors/sources/preset.js";
+import { userStores, type UserValue } from "../actors/sources/user-stores.js";
+import {
+  decodeUserValue,
+  encodeUserValue,
+  userValueCodec,
+  type StoredUserValue,
+} from "../actors/sources/user-value-bytes.js";
+import { createStageState, openStateDb } from "../state/store.js";
+
+/**
+ * Issue 16 point 2: the covisit stage's per-user value (recent items and the scorer's history)
+ * is stored as bytes, not JSON text; values written as JSON text before still load.
+ */
+const T0 = Date.UTC(2026, 10, 1);
+
+const value = (ids: string[], sess: (x: number) => string | null): UserValue => {
+  const h = new UserItems();
+  ids.forEach((id, x) =>
+    h.set(id, [Math.PI * (x + 1) * 1e-7 + 1 / 3, T0 + x * 1234.5, 2.5, "view", x + 1, -1]),
+  );
+  return { r: ids.map((id, x) => [id, T0 + x, 1 + (x % 3), sess(x)]), h };
+};
+
+/** Every number of both values the same bits (Object.is: -0 and NaN too), in the same order. */
+const same = (a: StoredUserValue, b: StoredUserValue) => {
+  const flat = (v: StoredUserValue) =>
+    Array.isArray(v)
+      ? [v]
+      : [v.r ?? null, v.h ? [...(v.h instanceof Map ? v.h : new UserItems(v.h))] : null];
+  const walk = (x: unknown, y: unknown): boolean =>
+    Array.isArray(x)
+      ? Array.isArray(y) && x.length === y.length && x.every((e, i) => walk(e, y[i]))
+      : Object.is(x, y);
+  return walk(flat(a), flat(b));
+};
+
+describe("the covisit stage's per-user value as bytes", () => {
+  it("gives back the same items, doubles (bit for bit), sessions and order, for any string ids", () => {
+    for (const ids of [
+      ["a", "1004856", "b", ""],
+      ["électro", "ça", "x"], // latin1
+      ["商品", "ok", "\ud800lone", "😀"], // UTF-16, a lone surrogate
+      Array.from({ length: 200 }, (_, x) => `item-${x * 7919}`),
+      ["x".repeat(300)], // longer than the character-by-character read
+      [],
+    ]) {
+      const v = value(ids, (x) => (x % 2 ? null : `s-${x}-商`));
+      const back = decodeUserValue(encodeUserValue(v));
+      expect(same(back, v)).toBe(true);
+      expect(same(back, JSON.parse(JSON.stringify(v)) as UserValue)).toBe(true);
+    }
+    const neg: UserValue = { r: [["a", -0, 0.1 + 0.2, null]] };
+    expect(same(decodeUserValue(encodeUserValue(neg)), neg)).toBe(true);
+  });
+
+  it("keeps which parts a value has: recent only, history only, or a bare recent list", () => {
+    const v = value(["a", "b"], () => null);
+    const r = decodeUserValue(encodeUserValue({ r: v.r! }));
+    expect(Array.isArray(r)).toBe(false);
+    expect(r).toEqual({ r: v.r });
+    const h = decodeUserValue(encodeUserValue({ h: v.h! })) as UserValue;
+    expect(h.r).toBeUndefined();
+    expect([...(h.h as UserItems)]).toEqual([...(v.h as UserItems)]);
+    const bare = decodeUserValue(encodeUserValue(v.r!));
+    expect(bare).toEqual(v.r);
+    // A history stored as entries (a value loaded from JSON) writes the same bytes as its Map.
+    const entries = { r: v.r!, h: [...(v.h as UserItems)] };
+    expect(encodeUserValue(entries)).toEqual(encodeUserValue(v));
+  });
+
+  it("decodes from bytes at any offset, and from the JSON text of older snapshots", () => {
+    const v = value(["p1", "p2", "p3"], (x) => `s${x}`);
+    const bytes = encodeUserValue(v);
+    const shifted = new Uint8Array(bytes.length + 3).subarray(3);
+    shifted.set(bytes);
+    expect(same(decodeUserValue(shifted), v)).toBe(true);
+    expect(same(decodeUserValue(JSON.stringify(v)), v)).toBe(true);
+    expect(() => decodeUserValue(new Uint8Array([1, 2, 3, 4]))).toThrow(/unknown/);
+  });
+
+  it("loads what a snapshot with JSON text values wrote, and writes bytes from then on (LevelDB)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-uv-"));
+    try {
+      const db = await openStateDb(join(dir, "state"));
+      const store = db.instance("covisit", 0);
+      const ev = (u: string, i: string, ts: number) => ({
+        u,
+        i,
+        t: "view" as const,
+        ts,
+        c: "",
+        r: -1,
+      });
+      const sources = (
+        recent: ReturnType<typeof userStores>,
+        st: ReturnType<typeof createStageState>,
+      ) => ({
+        covisit: createCovisit(
+          { preset: ECOMMERCE },
+          { edges: st.map("edges"), mass: st.map("mass"), recent: recent.recent },
+        ),
+        history: createHistory({ preset: ECOMMERCE }, recent.history),
+      });
+      // An older snapshot: "recent" was a text map (values: JSON text of { r, h }).
+      const old = createStageState();
+      const a = sources(userStores(old.map<UserValue>("recent", { text: true })), old);
+      for (const [u, i, dt] of [
+        ["u1", "a", 0],
+        ["u1", "b", 1000],
+        ["u2", "a", 2000],
+        ["u2", "c", 3000],
+      ] as const) {
+        a.covisit.add(ev(u, i, T0 + dt));
+        a.history.add(ev(u, i, T0 + dt));
+      }
+      await store.write(old);
+      const raw0 = new Map((await store.exportRaw()).entries);
+      expect(raw0.get("recent\u0000u1")).toMatch(/^\{"r":/);
+      const want = [a.covisit.similar("a", T0 + 5000), a.history.seeds("u1", T0 + 5000)];
+
+      // Loaded with the codec: the text still reads, and the next snapshot writes bytes.
+      const st = await store.load();
+      const b = sources(userStores(st.map("recent", { codec: userValueCodec })), st);
+      expect([b.covisit.similar("a", T0 + 5000), b.history.seeds("u1", T0 + 5000)]).toEqual(want);
+      b.covisit.add(ev("u3", "a", T0 + 6000));
+      b.covisit.add(ev("u1", "c", T0 + 7000));
+      b.history.add(ev("u1", "c", T0 + 7000));
+      await store.write(st);
+      const raw = new Map((await store.exportRaw()).entries);
+      expect(String(raw.get("recent\u0000u1")).startsWith("\u0000b64:")).toBe(true);
+      expect(raw.get("recent\u0000u2")).toMatch(/^\{"r":/); // unchanged since: the old text
+      const want2 = [b.covisit.similar("c", T0 + 8000), b.history.seeds("u1", T0 + 8000)];
+      const st2 = await store.load();
+      const c = sources(userStores(st2.map("recent", { codec: userValueCodec })), st2);
+      expect([c.covisit.similar("c", T0 + 8000), c.history.seeds("u1", T0 + 8000)]).toEqual(want2);
+      expect(want2[0]!.length).toBeGreaterThan(0);
+      await db.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
