@@ -1,5 +1,11 @@
 import type { StateMap, StateValue, ValueCodec } from "../runtime/index.js";
-import { createColdIndex, TAG_TEXT, type ColdIndex, type ColdValue } from "./cold-index.js";
+import {
+  createColdIndex,
+  TAG_TEXT,
+  type ColdIndex,
+  type ColdSection,
+  type ColdValue,
+} from "./cold-index.js";
 import { encodeSections, readSections, SECTION_HEADER, writeHeader } from "./sections.js";
 
 /**
@@ -69,13 +75,24 @@ export interface StageStateInternal extends StageState {
   coldBytes(): number;
   /** Times a map's cold-key index grew (re-inserting every key it held), over all maps. */
   coldIndexGrowths(): number;
-  /** Loads a binary entry (a delta or a checkpoint chunk): its keys stay bytes. Returns keys. */
-  loadBinary(entry: Buffer): number;
+  /**
+   * Loads a binary entry (a delta or a checkpoint chunk): its keys stay bytes. Returns keys.
+   * Maps in `skip` are left out.
+   */
+  loadBinary(entry: Buffer, skip?: ReadonlySet<string>): number;
+  /**
+   * Loads the sections of these binary entries (in order: a checkpoint's chunks, then deltas)
+   * that belong to maps in `only`, as loadBinary of each entry in turn would, into maps whose
+   * cold keys are empty so far; in steps, each yielding its work (cold-index.ts adoptAll: two
+   * units per key).
+   */
+  loadBinaryAll(entries: readonly Buffer[], only: ReadonlySet<string>): Generator<number, void>;
   /**
    * Sizes each map's cold index for the keys of these binary entries, about to be loaded (a
-   * checkpoint's chunks: distinct keys), so that loading them never grows an index.
+   * checkpoint's chunks: distinct keys), so that loading them never grows an index. Maps in
+   * `skip` are left out.
    */
-  reserveBinary(entries: readonly Buffer[]): void;
+  reserveBinary(entries: readonly Buffer[], skip?: ReadonlySet<string>): void;
   /** Shrinks cold-key indexes that a reservation left much larger than their keys need. */
   fitCold(): void;
   loadEntry(fullKey: string, value: unknown): void;
@@ -472,18 +489,39 @@ export function createStageState(): StageStateInternal {
       for (const m of maps.values()) n += m.cold.bytes();
       return n;
     },
-    reserveBinary(entries) {
+    reserveBinary(entries, skip) {
       const keys = new Map<string, number>();
       for (const e of entries)
-        for (const s of readSections(e)) keys.set(s.name, (keys.get(s.name) ?? 0) + s.count);
+        for (const s of readSections(e))
+          if (!skip?.has(s.name)) keys.set(s.name, (keys.get(s.name) ?? 0) + s.count);
       for (const [name, n] of keys) mapOf(name).cold.reserve(n);
     },
     fitCold() {
       for (const m of maps.values()) m.cold.fit();
     },
-    loadBinary(entry) {
+    *loadBinaryAll(entries, only) {
+      const sections = new Map<string, ColdSection[]>();
+      for (const buf of entries)
+        for (const s of readSections(buf)) {
+          if (!only.has(s.name)) continue;
+          let list = sections.get(s.name);
+          if (!list) sections.set(s.name, (list = []));
+          list.push({ buf, start: s.start, end: s.end, count: s.count });
+        }
+      for (const [name, list] of sections) {
+        const rec = mapOf(name);
+        // Keys held already (in `data`, or cold) must be superseded key by key: loadBinary.
+        if (rec.data.size > 0 || rec.cold.count > 0)
+          throw new Error(`map ${name}: loadBinaryAll into a map that holds keys`);
+        rec.warm.clear();
+        yield* rec.cold.adoptAll(list);
+        rec.extra = -1;
+      }
+    },
+    loadBinary(entry, skip) {
       let n = 0;
       for (const s of readSections(entry)) {
+        if (skip?.has(s.name)) continue;
         const rec = mapOf(s.name);
         const { data } = rec;
         rec.warm.clear();

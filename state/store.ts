@@ -8,6 +8,7 @@ import {
   type StageStateInternal,
   type StateDelta,
 } from "./stage-state.js";
+import { readSections } from "./sections.js";
 import { openFailure, storeFailure } from "./store-errors.js";
 
 /**
@@ -237,12 +238,14 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         // Binary checkpoint chunks, loaded once all are read: their key counts size the maps'
         // indexes first (see ColdIndex.reserve).
         const binBase: Buffer[] = [];
-        const loadBinBase = async () => {
-          state.reserveBinary(binBase);
-          // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set.
-          for (const v of binBase) await pace(state.loadBinary(v) / 8);
-          binBase.length = 0;
-        };
+        const legacy: [string, unknown][] = [];
+        /**
+         * Maps that a JSON part (checkpoint chunk, delta, one-key entry) holds keys of: their
+         * binary parts are loaded in order with those, key by key. Every other map's binary
+         * parts are loaded at once, in the order of their indexes' slots (loadBinaryAll).
+         */
+        const jsonMaps = new Set<string>();
+        const binaryMaps = new Set<string>();
         const layout = {
           baseChunks: 0,
           binChunks: 0,
@@ -262,42 +265,58 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             if (k.startsWith(BIN_BASE_PREFIX)) {
               layout.binChunks++;
               binBase.push(v);
-              continue;
-            }
-            // Past the checkpoint's binary chunks (keys come in order): they load first.
-            if (binBase.length > 0) await loadBinBase();
-            if (k === META_KEY) state.meta = json(v) as Record<string, unknown>;
+              for (const s of readSections(v)) binaryMaps.add(s.name);
+            } else if (k === META_KEY) state.meta = json(v) as Record<string, unknown>;
             else if (k.startsWith(BASE_PREFIX)) {
               layout.baseChunks++;
               layout.baseBytes += v.length;
               for (const [name, kv] of json(v) as [string, unknown[]][]) {
+                jsonMaps.add(name);
                 state.loadMapEntries(name, kv);
                 layout.baseKeys += kv.length / 2;
                 await pace(kv.length / 2);
               }
             } else if (k.startsWith(DELTA_PREFIX)) {
               layout.deltaKeys.push(k);
-              if (!k.endsWith(BIN_DELTA)) layout.jsonBytes += v.length;
-              deltas.push(k.endsWith(BIN_DELTA) ? v : (json(v) as StateDelta["maps"]));
               layout.nextDelta = parseInt(k.slice(DELTA_PREFIX.length), 10) + 1;
+              if (k.endsWith(BIN_DELTA)) {
+                deltas.push(v);
+                for (const s of readSections(v)) {
+                  binaryMaps.add(s.name);
+                  layout.deltaEntries += s.count;
+                }
+              } else {
+                layout.jsonBytes += v.length;
+                const maps = json(v) as StateDelta["maps"];
+                for (const [name] of maps) jsonMaps.add(name);
+                deltas.push(maps);
+              }
             } else {
               layout.legacyKeys.push(k);
-              state.loadEntry(k, json(v));
+              legacy.push([k, json(v)]);
+              jsonMaps.add(k.slice(0, k.indexOf(SEP)));
             }
           }
         }
-        await loadBinBase();
+        const binDeltas = deltas.filter((v): v is Buffer => Buffer.isBuffer(v));
+        const bulk = new Set([...binaryMaps].filter((name) => !jsonMaps.has(name)));
+        // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set (its steps
+        // count two units per key).
+        for (const n of state.loadBinaryAll([...binBase, ...binDeltas], bulk)) await pace(n / 16);
+        // The rest in the order of their keys: the checkpoint's binary chunks (their key counts
+        // size the indexes first), one-key entries, then the deltas.
+        state.reserveBinary(binBase, bulk);
+        for (const v of binBase) await pace(state.loadBinary(v, bulk) / 8);
+        for (const [k, v] of legacy) state.loadEntry(k, v);
         // The binary deltas' keys are reserved for too (without a checkpoint, as after an
         // ingest of new users, they are all of them), the indexes shrunk after if that was much
         // too many (keys repeated across deltas).
-        state.reserveBinary(deltas.filter((v): v is Buffer => Buffer.isBuffer(v)));
+        state.reserveBinary(binDeltas, bulk);
         // One-key entries and deltas never coexist: the first snapshot after loading one-key
         // entries is a checkpoint that deletes them.
         for (const v of deltas) {
           if (Buffer.isBuffer(v)) {
-            const n = state.loadBinary(v);
-            layout.deltaEntries += n;
-            await pace(n / 8);
+            await pace(state.loadBinary(v, bulk) / 8);
             continue;
           }
           for (const [name, kv, dels] of v) {
