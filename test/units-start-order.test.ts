@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createUnits, tierOf } from "../bin/pipeline/units.js";
+import { createUnits, START_TIERS, tierOf } from "../bin/pipeline/units.js";
 import type { Supervisor } from "../runtime/index.js";
 
 /**
@@ -8,12 +8,13 @@ import type { Supervisor } from "../runtime/index.js";
  * answers waited for every snapshot (15.8 s after the gRPC bind with 1M users, bench step 6).
  */
 describe("start order of stage instances at process start", () => {
-  it("puts serving first, the blend's sources next, the rest last", () => {
+  it("puts serving first, the blend's sources next (history, covisit, collaborative), the rest last", () => {
+    expect(START_TIERS).toEqual(["serving", "history", "covisit", "collaborative", "rest"]);
     expect(tierOf("popularity-join/3")).toBe("serving");
     expect(tierOf("fallback/0")).toBe("serving");
-    expect(tierOf("history/7")).toBe("sources");
-    expect(tierOf("covisit/0")).toBe("sources");
-    expect(tierOf("collaborative/0")).toBe("sources");
+    expect(tierOf("history/7")).toBe("history");
+    expect(tierOf("covisit/0")).toBe("covisit");
+    expect(tierOf("collaborative/0")).toBe("collaborative");
     for (const id of ["parse/0", "window/1", "interest-ranking/2", "prequential/0", "drift/4"])
       expect(tierOf(id)).toBe("rest");
   });
@@ -26,15 +27,18 @@ describe("start order of stage instances at process start", () => {
     for (const p of [0, 1])
       for (const stage of ["window", "interest-ranking", "popularity-join", "history", "covisit"])
         if (stage !== "covisit" || p === 0) reg(stage, p);
+    reg("collaborative", 0);
     reg("parse", 0);
-    for (const tier of ["serving", "sources", "rest"] as const)
-      for (const unit of units.names()) units.start(unit, tier);
+    for (const tier of START_TIERS) for (const unit of units.names()) units.start(unit, tier);
+    // Every history instance before covisit/0 and collaborative/0 (unit p0 holds all three):
+    // history/1 used to wait behind both of them, collaborative's 1M rows before covisit's.
     expect(started).toEqual([
       "popularity-join/0",
       "popularity-join/1",
       "history/0",
-      "covisit/0",
       "history/1",
+      "covisit/0",
+      "collaborative/0",
       "window/0",
       "interest-ranking/0",
       "window/1",

@@ -23,7 +23,13 @@ import { consumerProbe } from "../../connectors/nats/source.js";
 import { natsHostTransport } from "../../connectors/nats/host-transport.js";
 import type { NatsConnection } from "nats";
 import { wireStages } from "./stages.js";
-import { createUnits, takeOwnership, type Instances, type Ownership } from "./units.js";
+import {
+  createUnits,
+  START_TIERS,
+  takeOwnership,
+  type Instances,
+  type Ownership,
+} from "./units.js";
 import { startServing } from "./serving.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
@@ -244,8 +250,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   for (const unit of owner.fixedUnits) units.start(unit, "serving");
   await supervisor.ready();
   serving.setRunning(true);
-  for (const unit of owner.fixedUnits) units.start(unit, "sources");
-  for (const unit of owner.fixedUnits) units.start(unit, "rest");
+  for (const tier of START_TIERS.slice(1))
+    for (const unit of owner.fixedUnits) units.start(unit, tier);
   return {
     backend: serving.backend,
     ...(ranker.changes ? { blendChanges: ranker.changes } : {}),
