@@ -1,0 +1,46 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { build as esbuild } from "esbuild";
+import type * as Rx from "rxjs";
+// @ts-expect-error: a JavaScript module without types (bin/build.mjs)
+import { vendor, VENDOR } from "../bin/build.mjs";
+
+/**
+ * Issue 16 point 4 (process start of a restart, bench step 6): rxjs's `node` export is its
+ * CommonJS build, whose index requires ~300 modules at every start (~100-120 ms of CPU); the
+ * build bundles its ES build into one file and points the compiled files' imports there.
+ */
+describe("the build's vendored packages", () => {
+  let dir: string | undefined;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("point every compiled import of rxjs at one bundled ES module that works", async () => {
+    expect(Object.keys(VENDOR as Record<string, string>)).toContain("rxjs");
+    dir = await mkdtemp(join(tmpdir(), "reco-vendor-"));
+    await mkdir(join(dir, "actors", "sub"), { recursive: true });
+    const file = join(dir, "actors", "sub", "stage.js");
+    await writeFile(
+      file,
+      'import { map, of, lastValueFrom } from "rxjs";\n' +
+        'import { x } from "rxjs-not-this";\n' +
+        "export const run = () => lastValueFrom(of(2).pipe(map((v) => v * 21)));\n",
+    );
+    await (vendor as (b: typeof esbuild, out: string) => Promise<void>)(esbuild, dir);
+    const text = await readFile(file, "utf8");
+    expect(text).toContain('from "../../vendor/rxjs.js"');
+    expect(text).toContain('from "rxjs-not-this"');
+    expect(text).not.toMatch(/from "rxjs"/);
+    // One module: the bundle imports nothing (rxjs and tslib are inside it).
+    const bundled = await readFile(join(dir, "vendor", "rxjs.js"), "utf8");
+    expect(bundled).not.toMatch(/^import /m);
+    expect(bundled).not.toMatch(/require\(/);
+    const rx = (await import(pathToFileURL(join(dir, "vendor", "rxjs.js")).href)) as typeof Rx;
+    await expect(rx.lastValueFrom(rx.of(2).pipe(rx.map((v) => v * 21)))).resolves.toBe(42);
+    expect(typeof rx.Observable).toBe("function");
+  });
+});
