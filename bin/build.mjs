@@ -29,13 +29,20 @@ export const distDir = join(root, "dist");
 // What the app imports at run time (tests and bench stay on tsx/vitest).
 const SOURCE_DIRS = ["actors", "runtime", "connectors", "state", "proto/gen", "bin"];
 /**
- * Packages that dist/ imports as one bundled ES module each (dist/vendor/<name>.js), by the file
- * bundled (in node_modules). rxjs's `node` export is its CommonJS build, whose index requires every operator's
- * module (~300 files): ~100-120 ms of CPU at every start (bench step 6's process start) against
- * ~10 ms for its ES build in one file. Only packages that no other package imports: a second
- * copy beside a package's own would be a second set of classes.
+ * Packages that dist/ imports from bundled ES modules (dist/vendor/<specifier>.js, their shared
+ * code in chunks beside them), by import specifier: the file bundled (in node_modules). Loading a
+ * package as hundreds of modules costs more than their code: rxjs's `node` export is its CommonJS
+ * build, whose index requires every operator's module (~300 files), ~100-120 ms of CPU at every
+ * start (bench step 6's process start), ~10 ms as one file; @bufbuild/protobuf's ES build is
+ * ~60 files (~90-130 ms, ~30 bundled). Only packages that no other run-time package imports: a
+ * second copy beside a package's own would be a second set of classes.
  */
-export const VENDOR = { rxjs: "rxjs/dist/esm/index.js" };
+export const VENDOR = {
+  rxjs: "rxjs/dist/esm/index.js",
+  "@bufbuild/protobuf": "@bufbuild/protobuf/dist/esm/index.js",
+  "@bufbuild/protobuf/codegenv2": "@bufbuild/protobuf/dist/esm/codegenv2/index.js",
+  "@bufbuild/protobuf/wkt": "@bufbuild/protobuf/dist/esm/wkt/index.js",
+};
 // Written last: its time is the build's, and its absence means an unfinished build.
 const STAMP = join(distDir, ".built");
 
@@ -93,11 +100,11 @@ export async function build() {
 }
 
 /**
- * Bundles each VENDOR package into `<out>/vendor/<name>.js` and points the compiled files'
- * imports of it there (`from "rxjs"` becomes `from "../vendor/rxjs.js"`, on the same line: the
- * source maps stay right).
+ * Bundles the VENDOR entries into `<out>/vendor/` and points the compiled files' imports of them
+ * there (`from "rxjs"` becomes `from "../vendor/rxjs.js"`, on the same line: the source maps stay
+ * right).
  */
-export async function vendor(esbuild, out) {
+export async function vendor(esbuild, out, entries = VENDOR) {
   const files = [];
   const walk = (dir) => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -107,30 +114,33 @@ export async function vendor(esbuild, out) {
     }
   };
   walk(out);
-  for (const [name, file] of Object.entries(VENDOR)) {
-    const target = join(out, "vendor", `${name}.js`);
-    await esbuild({
-      // By its path: the package's exports map does not name the file.
-      stdin: {
-        contents: `export * from ${JSON.stringify(join(root, "node_modules", file))};`,
-        resolveDir: root,
-      },
-      outfile: target,
-      bundle: true,
-      format: "esm",
-      platform: "node",
-      target: "node20",
-      logLevel: "warning",
+  const dir = join(out, "vendor");
+  await esbuild({
+    // By path: a package's exports map need not name the file (rxjs's does not).
+    entryPoints: Object.fromEntries(
+      Object.entries(entries).map(([name, file]) => [name, join(root, "node_modules", file)]),
+    ),
+    outdir: dir,
+    // Entries of one package share its code (one set of classes), in chunks.
+    splitting: true,
+    chunkNames: "chunk-[hash]",
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    logLevel: "warning",
+  });
+  const pattern = /(\bfrom\s*|\bimport\s*)"([^"]+)"/g;
+  for (const f of files) {
+    const text = readFileSync(f, "utf8");
+    const next = text.replace(pattern, (whole, head, spec) => {
+      if (!Object.hasOwn(entries, spec)) return whole;
+      const rel = relative(dirname(f), join(dir, `${spec}.js`))
+        .split("\\")
+        .join("/");
+      return `${head}"${rel.startsWith(".") ? rel : `./${rel}`}"`;
     });
-    const pattern = new RegExp(`(\\bfrom\\s*|\\bimport\\s*)"${name}"`, "g");
-    for (const f of files) {
-      const text = readFileSync(f, "utf8");
-      if (!text.includes(`"${name}"`)) continue;
-      let rel = relative(dirname(f), target).split("\\").join("/");
-      if (!rel.startsWith(".")) rel = `./${rel}`;
-      const next = text.replace(pattern, (_, head) => `${head}"${rel}"`);
-      if (next !== text) writeFileSync(f, next);
-    }
+    if (next !== text) writeFileSync(f, next);
   }
 }
 
