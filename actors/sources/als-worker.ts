@@ -1,4 +1,4 @@
-import { readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants, getPriority, setPriority } from "node:os";
 import { pathToFileURL } from "node:url";
@@ -27,6 +27,46 @@ interface WorkerReply {
   offline?: OfflineMetrics;
   iteration?: number;
   error?: string;
+  /** The worker thread's CPU seconds until its reply (Linux), with `model` or `error`. */
+  cpuSeconds?: number;
+  /** The worker thread's id (Linux), its first message: its CPU can be read while it trains. */
+  tid?: number;
+}
+
+/**
+ * ALS trainings of this process: how many finished, and the CPU seconds of their worker threads
+ * (module loading, training, offline metrics), those still training included (Linux, else 0).
+ * Bench step 2 tells them apart from the CPU per event: its generated events span hours of event
+ * time, so it trains once per RETRAIN_INTERVAL of it within a minute, where a live stream trains
+ * once an hour.
+ */
+const done = { trainings: 0, cpuSeconds: 0 };
+/** Worker thread ids of the trainings under way. */
+const training = new Set<number>();
+export function trainingsDone(): { trainings: number; cpuSeconds: number } {
+  let cpuSeconds = done.cpuSeconds;
+  for (const tid of training) cpuSeconds += threadCpuSeconds(`/proc/self/task/${tid}`) ?? 0;
+  return { trainings: done.trainings, cpuSeconds };
+}
+
+/** A thread's time on a CPU so far, seconds (Linux: its schedstat), or undefined. */
+function threadCpuSeconds(thread = "/proc/thread-self"): number | undefined {
+  try {
+    const ns = Number(readFileSync(`${thread}/schedstat`, "utf8").split(" ")[0]);
+    return Number.isFinite(ns) ? ns / 1e9 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This thread's id (Linux), or undefined. */
+function threadId(): number | undefined {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    return Number.isSafeInteger(tid) && tid > 0 ? tid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -79,7 +119,11 @@ export function trainInWorker(
   }
   return new Promise((resolve, reject) => {
     let settled = false;
-    const done = (f: () => void) => {
+    let tid: number | undefined;
+    const settle = (f: () => void) => {
+      // A worker ended without its reply (aborted, failed): its CPU is no longer readable.
+      if (tid !== undefined) training.delete(tid);
+      tid = undefined;
       if (settled) return;
       settled = true;
       o.signal?.removeEventListener("abort", abort);
@@ -87,13 +131,20 @@ export function trainInWorker(
     };
     const abort = () => {
       void w.terminate();
-      done(() => reject(new Error("ALS training aborted")));
+      settle(() => reject(new Error("ALS training aborted")));
     };
     o.signal?.addEventListener("abort", abort);
     w.on("message", (m: WorkerReply) => {
       if (m.iteration !== undefined) o.onIteration?.(m.iteration);
+      if (m.tid !== undefined) training.add((tid = m.tid));
+      if (m.model || m.error) {
+        if (tid !== undefined) training.delete(tid);
+        tid = undefined;
+        done.trainings++;
+        done.cpuSeconds += m.cpuSeconds ?? 0;
+      }
       if (m.model)
-        done(() =>
+        settle(() =>
           resolve({
             ...m.model!,
             users,
@@ -101,11 +152,11 @@ export function trainInWorker(
             ...(m.offline ? { offline: m.offline } : {}),
           }),
         );
-      if (m.error) done(() => reject(new Error(m.error)));
+      if (m.error) settle(() => reject(new Error(m.error)));
     });
-    w.on("error", (err) => done(() => reject(err)));
+    w.on("error", (err) => settle(() => reject(err)));
     w.on("exit", (code) =>
-      done(() => reject(new Error(`ALS worker exited with code ${code} before its model`))),
+      settle(() => reject(new Error(`ALS worker exited with code ${code} before its model`))),
     );
   });
 }
@@ -124,8 +175,8 @@ export function trainInWorker(
  */
 export function lowerTrainingPriority(): number | undefined {
   try {
-    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
-    if (!Number.isSafeInteger(tid) || tid <= 0) return undefined;
+    const tid = threadId();
+    if (tid === undefined) return undefined;
     // Never raised: a process started niced keeps its own, lower, priority.
     const nice = Math.max(getPriority(tid), constants.priority.PRIORITY_BELOW_NORMAL);
     setPriority(tid, nice);
@@ -137,6 +188,8 @@ export function lowerTrainingPriority(): number | undefined {
 
 if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.als) {
   const { ratings, settings } = (workerData as { als: TrainJob }).als;
+  const tid = threadId();
+  if (tid !== undefined) parentPort.postMessage({ tid } satisfies WorkerReply);
   lowerTrainingPriority();
   try {
     const model = trainAls(ratings, settings, (iteration) =>
@@ -144,11 +197,15 @@ if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.al
     );
     // Issue 15 point 4: the model's offline figures, here and not on the event loop.
     const offline = evaluateAls(ratings, model);
-    parentPort.postMessage({ model, offline } satisfies WorkerReply, [
+    const cpuSeconds = threadCpuSeconds();
+    parentPort.postMessage({ model, offline, cpuSeconds } satisfies WorkerReply, [
       model.U.buffer as ArrayBuffer,
       model.V.buffer as ArrayBuffer,
     ]);
   } catch (err) {
-    parentPort.postMessage({ error: String((err as Error).stack ?? err) } satisfies WorkerReply);
+    parentPort.postMessage({
+      error: String((err as Error).stack ?? err),
+      cpuSeconds: threadCpuSeconds(),
+    } satisfies WorkerReply);
   }
 }
