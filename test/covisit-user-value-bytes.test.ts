@@ -46,9 +46,9 @@ describe("the covisit stage's per-user value as bytes", () => {
     for (const ids of [
       ["a", "1004856", "b", ""],
       ["électro", "ça", "x"], // latin1
-      ["商品", "ok", "\ud800lone", "😀"], // UTF-16, a lone surrogate
+      ["商品", "ok", "😀"], // beyond latin1, a surrogate pair (parse refuses lone surrogates)
       Array.from({ length: 200 }, (_, x) => `item-${x * 7919}`),
-      ["x".repeat(300)], // longer than the character-by-character read
+      ["x".repeat(300)], // longer than MessagePack's short strings
       [],
     ]) {
       const v = value(ids, (x) => (x % 2 ? null : `s-${x}-商`));
@@ -56,8 +56,11 @@ describe("the covisit stage's per-user value as bytes", () => {
       expect(same(back, v)).toBe(true);
       expect(same(back, JSON.parse(JSON.stringify(v)) as UserValue)).toBe(true);
     }
-    const neg: UserValue = { r: [["a", -0, 0.1 + 0.2, null]] };
+    // Doubles bit for bit; -0 comes back as 0, as it did from the JSON text.
+    const neg: UserValue = { r: [["a", -1.5e-300, 0.1 + 0.2, null]] };
     expect(same(decodeUserValue(encodeUserValue(neg)), neg)).toBe(true);
+    const zero = decodeUserValue(encodeUserValue({ r: [["a", -0, 1, null]] })) as UserValue;
+    expect(Object.is(zero.r![0]![1], 0)).toBe(true);
   });
 
   it("keeps which parts a value has: recent only, history only, or a bare recent list", () => {
