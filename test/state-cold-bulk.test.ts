@@ -1,8 +1,5 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { openStateDb, type StateDb } from "../state/index.js";
+import { describe, expect, it } from "vitest";
+import { testStateDb } from "./helpers/state-db.js";
 import { seededRandom } from "../actors/sources/types.js";
 import { createColdIndex, type ColdIndex, type ColdSection } from "../state/cold-index.js";
 import { encodeSections } from "../state/sections.js";
@@ -18,13 +15,7 @@ const contents = (c: ColdIndex) =>
   new Map([...c.entries()].map(([k, v]) => [k, v.buf.toString("latin1", v.start, v.end)]));
 
 describe("a cold index loaded in one pass", () => {
-  let dir: string | undefined;
-  let db: StateDb | undefined;
-  afterEach(async () => {
-    await db?.close();
-    db = undefined;
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const dbs = testStateDb("reco-cold-bulk-");
 
   it("holds what adopting each section in turn holds, and drops the same superseded buffers", () => {
     const random = seededRandom(11);
@@ -80,8 +71,7 @@ describe("a cold index loaded in one pass", () => {
   });
 
   it("restarts to the same state from binary deltas, and from a map whose JSON entries binary ones replace", async () => {
-    dir = await mkdtemp(join(tmpdir(), "reco-cold-bulk-"));
-    db = await openStateDb(dir, { checkpointMinKeys: 1_000_000 });
+    const db = await dbs.open({ checkpointMinKeys: 1_000_000 });
     const store = db.instance("s", 0);
     // A map written as JSON first (no form), then as a text map: its JSON delta must load
     // before the binary deltas that replace its keys.
