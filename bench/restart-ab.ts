@@ -5,7 +5,7 @@
  * spawn → first OK answer → right answers, as step 6 does after its kill. Each restart starts
  * from the same bytes, so two builds compare on equal state without a new ingest of minutes.
  *
- *   npx tsx bench/restart-ab.ts make <dir> <users>
+ *   [AB_WAIT_MODEL=1] npx tsx bench/restart-ab.ts make <dir> <users>
  *   npx tsx bench/restart-ab.ts restart <dir> [runs]
  *
  * A/B of two commits: a second worktree (`git worktree add --detach /tmp/old <commit>`, its own
@@ -25,7 +25,7 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/client.js";
 import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
-import { procCpuSeconds, sleep } from "./util.js";
+import { procCpuSeconds, sleep, sum } from "./util.js";
 import { content, probeUsers } from "./recovery.js";
 
 /**
@@ -77,6 +77,19 @@ if (mode === "make") {
     if (caught.timedOut) throw new Error("not caught up");
     console.log(`caught up after ${(Date.now() - t0) / 1000} s`);
     await waitSnapshots(app, 2);
+    // AB_WAIT_MODEL=1: the kill waits until a trained ALS model serves and no training runs,
+    // so the restart reads a model back (step 6 is slower with one: session 11's notes).
+    if (process.env.AB_WAIT_MODEL) {
+      for (;;) {
+        const m = await app.metrics();
+        const point = sum(m, "reco_recommender", { name: "model_point" });
+        const training = sum(m, "reco_recommender", { name: "training" });
+        console.log(`model point ${point}, training ${training}`);
+        if (point > 0 && training === 0) break;
+        await sleep(5000);
+      }
+      await waitSnapshots(app, 3);
+    }
     const asked = probeUsers(users);
     const c = createRecoClient(app.grpcAddress);
     const expected = await Promise.all(asked.map((u) => c.getRecommendations(u, 10)));
