@@ -16,7 +16,6 @@
  * 11.8 / 7.9 s after the lazy collaborative rows and merged waiting lists.
  */
 import { cp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { startEmbeddedNats, freePort } from "../connectors/nats/embedded-server.js";
 import { connectNats } from "../connectors/nats/connection.js";
@@ -25,20 +24,8 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/client.js";
 import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
-import { procCpuSeconds, sleep, sum } from "./util.js";
+import { procCpuSeconds, sleep, sum, threadSchedSeconds } from "./util.js";
 import { content, probeUsers } from "./recovery.js";
-
-/**
- * The app's main thread from /proc/<pid>/task/<pid>/schedstat: seconds on a CPU and waiting for
- * one (runnable). Spawn → now, less both, is the time it slept (I/O, timers, idle): run + sleep
- * is what the restart would take on a machine with a core free for it, whatever the load.
- */
-const mainThread = (pid: number) => {
-  const [run = NaN, wait = NaN] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8")
-    .split(" ")
-    .map((x) => Number(x) / 1e9);
-  return { run, wait };
-};
 
 const [mode, dir, arg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: restart-ab.ts make|restart <dir> [users|runs]");
@@ -147,7 +134,9 @@ if (mode === "make") {
         }
         if (got.every((g, k) => g === want[k])) {
           right = epochNow();
-          const t = mainThread(app.pid);
+          // The main thread's time on a CPU and runnable: spawn → now, less both, is the time it slept
+          // (I/O, timers, idle); run + sleep is what the restart would take with a core free.
+          const t = await threadSchedSeconds(app.pid);
           const wall = (right - t0) / 1000;
           const cpu = await procCpuSeconds(app.pid);
           Object.assign(atRight, {
