@@ -137,9 +137,8 @@ export function trainInWorker(
     w.on("message", (m: WorkerReply) => {
       if (m.iteration !== undefined) o.onIteration?.(m.iteration);
       if (m.tid !== undefined) training.add((tid = m.tid));
+      // Counted before settle() takes its thread out of `training` (no read comes between).
       if (m.model || m.error) {
-        if (tid !== undefined) training.delete(tid);
-        tid = undefined;
         done.trainings++;
         done.cpuSeconds += m.cpuSeconds ?? 0;
       }
