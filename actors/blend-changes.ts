@@ -151,7 +151,9 @@ export function createChangeTracker(
       const text = t.live.peekText(k);
       if (text !== undefined) return text;
     }
-    return t.stored(t.live.get(k));
+    // A codec map's value peeked, not read: a read keeps it decoded until the next snapshots,
+    // every key of the map at once during a dump.
+    return t.stored(t.form === "codec" && t.live.peek ? t.live.peek(k) : t.live.get(k));
   };
   const takeDump = (maxKeys: number, maxBytes: number): ChangeChunk => {
     const chunk: ChangeChunk = { instance, run, maps: [] };

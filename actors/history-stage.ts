@@ -3,6 +3,7 @@ import { defineStage, port, type InputBatch, type StageContext } from "../runtim
 import type { ParsedRecord } from "./parse.js";
 import { sourceEventOf } from "./sources/event.js";
 import { createHistory, type HistorySource, type UserHistory } from "./sources/history.js";
+import { historyCodec } from "./sources/history-bytes.js";
 import type { SourcePreset } from "./sources/preset.js";
 
 /**
@@ -31,7 +32,8 @@ export const historyStage = defineStage({
     const s = ctx.settings;
     const history = createHistory(
       { preset: s.preset, halfLifeMs: s.halfLifeMs, maxItemsPerUser: s.maxItemsPerUser },
-      ctx.state.map<UserHistory>("users", { text: true }),
+      // MessagePack bytes, not JSON text (sources/history-bytes.ts: ~30 B for one item, not ~45).
+      ctx.state.map<UserHistory>("users", { codec: historyCodec }),
     );
     const view: HistoryView = { history: () => history };
     /** The batch's records not fed before a restart (parse re-sends after its own snapshot). */

@@ -377,9 +377,20 @@ export function createStageState(): StageStateInternal {
           return plain && cold.count === 0 ? m.size : sizeOf(rec);
         },
         keys: plain ? () => m.keys() : keys,
-        // A text map's (or a plain map's) value as JSON text; a codec map has no text.
+        // A text map's (or a plain map's) value as JSON text; a codec map's only while it is
+        // still held as the text it had before the map had a codec (a load of older snapshots).
         ...(form && form !== TEXT
-          ? {}
+          ? {
+              peekText: (k: string) => {
+                const v = m.get(k);
+                if (v === undefined) {
+                  const c = cold.count > 0 ? cold.get(k) : undefined;
+                  return c?.tag === TAG_TEXT ? c.buf.toString("utf8", c.start, c.end) : undefined;
+                }
+                const s = typeof v === "string" ? v : parsedText.get(k);
+                return typeof s === "string" ? s : undefined;
+              },
+            }
           : {
               peekText: (k: string) => {
                 const v = m.get(k);
