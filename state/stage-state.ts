@@ -58,8 +58,12 @@ export interface StageStateInternal extends StageState {
    * key created and removed since the last take is in neither list.
    */
   takeDirty(): { puts: [string, unknown][]; dels: string[] };
-  /** The dirty keys per map (values read from the live maps), as takeDirty; clears them. */
-  takeDelta(): StateDelta;
+  /**
+   * The dirty keys per map (values read from the live maps), as takeDirty; clears them. A plain
+   * map's byte value (Uint8Array) is put as `bytes` gives it (store.ts: a raw entry's reference),
+   * else as base64 text (persisted()).
+   */
+  takeDelta(bytes?: (map: string, key: string, v: Uint8Array) => unknown): StateDelta;
   /**
    * Every map with its live entries (for a full checkpoint), values as persisted except binary
    * ones (Uint8Array), which the writer encodes.
@@ -98,11 +102,17 @@ export interface StageStateInternal extends StageState {
   loadEntry(fullKey: string, value: unknown): void;
   /** Loads (or, with `deleted`, removes) one key of a map without marking it dirty. */
   loadMapEntry(map: string, key: string, value: unknown, deleted?: boolean): void;
-  /** Loads keys of a map without marking them dirty: `kv` alternates key and value. */
-  loadMapEntries(map: string, kv: readonly unknown[]): void;
+  /**
+   * Loads keys of a map without marking them dirty: `kv` alternates key and value. A value that
+   * refers to a raw entry (RAW_TAG) is what `raw` gives for it (left as it is without `raw`).
+   */
+  loadMapEntries(map: string, kv: readonly unknown[], raw?: RawResolver): void;
 }
 
 export const SEP = "\u0000";
+
+/** The value of a key whose JSON value refers to raw entry `n` (store.ts, raw-values.ts). */
+export type RawResolver = (key: string, n: string) => unknown;
 
 /** A value of a text map as persisted: its JSON text (loaded values are text already). */
 const asText = (v: unknown): unknown => (typeof v === "string" ? v : JSON.stringify(v));
@@ -119,10 +129,17 @@ export const persisted = (v: unknown): unknown =>
   v instanceof Uint8Array
     ? BINARY_TAG + Buffer.from(v.buffer, v.byteOffset, v.length).toString("base64")
     : v;
-const restored = (v: unknown): unknown =>
-  typeof v === "string" && v.startsWith(BINARY_TAG)
-    ? new Uint8Array(Buffer.from(v.slice(BINARY_TAG.length), "base64"))
-    : v;
+/**
+ * A large byte value held in a LevelDB entry of its own (raw-values.ts): RAW_TAG + the entry's
+ * number stands in the JSON for it, and a load gives the entry's bytes back in its place.
+ */
+export const RAW_TAG = "\u0000raw:";
+const restored = (v: unknown, key?: string, raw?: RawResolver): unknown => {
+  if (typeof v !== "string") return v;
+  if (v.startsWith(BINARY_TAG))
+    return new Uint8Array(Buffer.from(v.slice(BINARY_TAG.length), "base64"));
+  return raw && key !== undefined && v.startsWith(RAW_TAG) ? raw(key, v.slice(RAW_TAG.length)) : v;
+};
 /**
  * A map whose values are kept in a stored form until read: JSON text (text maps) or a codec's
  * bytes. `encode` gives a live value's stored form, `stored` tells the two apart.
@@ -428,7 +445,7 @@ export function createStageState(): StageStateInternal {
       }
       return { puts, dels };
     },
-    takeDelta() {
+    takeDelta(bytes) {
       const out: StateDelta = { maps: [], size: 0, binary: new Set(), bin: undefined };
       const sections: {
         name: string;
@@ -454,7 +471,8 @@ export function createStageState(): StageStateInternal {
         const dels: string[] = [];
         for (const [k, held] of dirty) {
           const v = data.get(k);
-          if (v !== undefined || data.has(k)) puts.push(k, persisted(v));
+          if (v !== undefined || data.has(k))
+            puts.push(k, bytes && v instanceof Uint8Array ? bytes(name, k, v) : persisted(v));
           else if (held) dels.push(k);
         }
         dirty.clear();
@@ -568,7 +586,7 @@ export function createStageState(): StageStateInternal {
       const at = full.indexOf(SEP);
       state.loadMapEntry(full.slice(0, at), full.slice(at + 1), value);
     },
-    loadMapEntries(name, kv) {
+    loadMapEntries(name, kv, raw) {
       // One map lookup per chunk, and the binary tag tested on a string's first character only:
       // this loop is most of a JSON entry's loading (~1.3-1.5 µs of CPU per key).
       const rec = mapOf(name);
@@ -576,7 +594,8 @@ export function createStageState(): StageStateInternal {
       rec.warm.clear();
       for (let i = 0; i < kv.length; i += 2) {
         const v = kv[i + 1];
-        data.set(kv[i] as string, typeof v === "string" && v.charCodeAt(0) === 0 ? restored(v) : v);
+        const k = kv[i] as string;
+        data.set(k, typeof v === "string" && v.charCodeAt(0) === 0 ? restored(v, k, raw) : v);
       }
       if (cold.count > 0) for (let i = 0; i < kv.length; i += 2) cold.delete(kv[i] as string);
       rec.extra = -1;

@@ -9,6 +9,7 @@ import {
   type StateDelta,
 } from "./stage-state.js";
 import { readSections } from "./sections.js";
+import { createRawReader, createRawValues, RAW_PREFIX, type Loaded } from "./raw-values.js";
 import { openFailure, storeFailure } from "./store-errors.js";
 
 /**
@@ -84,6 +85,8 @@ export interface RawSnapshot {
  * Layout of one instance's sublevel (values are UTF-8 JSON):
  *
  *   "\x01meta"            the metadata of the last snapshot (input sequence, progress, counts)
+ *   "\x02a\0<n>"          a large byte value of a plain map, raw (raw-values.ts): the JSON parts
+ *                         refer to it by n
  *   "\x02b\0<n>"          checkpoint chunk n: [[map, [k, v, k, v, ...]], ...], up to CHUNK keys
  *   "\x02c\0<n>"          binary checkpoint chunk n (sections.ts) of the stored-form maps
  *   "\x03d\0<seq>"        delta seq (12 digits): [[map, [k, v, ...], [deleted k, ...]], ...]
@@ -125,6 +128,8 @@ const LOAD_SLICE = 10_000;
 const CHECKPOINT_MIN = 100_000;
 const PLAIN_CHECKPOINT_MIN = 20_000;
 const PLAIN_CHECKPOINT_MIN_BYTES = 16 << 20;
+/** Byte values this large get a raw entry (parse's 32 KiB dedupe segments stay base64). */
+const RAW_MIN_BYTES = 64 << 10;
 const pad = (n: number) => String(n).padStart(12, "0");
 
 type Op =
@@ -146,6 +151,12 @@ export interface StateDbOptions {
   /** The same in bytes of JSON (default 16 MiB). */
   plainCheckpointMinBytes?: number;
   /**
+   * A plain map's byte value (Uint8Array) of at least this many bytes is written as a LevelDB
+   * entry of its own, not as base64 in the JSON (default 64 KiB; Infinity: never, the layout
+   * before raw entries).
+   */
+  rawMinBytes?: number;
+  /**
    * A test's fault hook, called while each snapshot batch is being written (after the batch is
    * built, before LevelDB has it): the chaos test SIGKILLs the process there (bin/test-faults.ts).
    */
@@ -156,6 +167,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
   const checkpointMin = options.checkpointMinKeys ?? CHECKPOINT_MIN;
   const plainMin = options.plainCheckpointMinKeys ?? PLAIN_CHECKPOINT_MIN;
   const plainMinBytes = options.plainCheckpointMinBytes ?? PLAIN_CHECKPOINT_MIN_BYTES;
+  const rawMin = options.rawMinBytes ?? RAW_MIN_BYTES;
   const db = new Level<string, string>(path, { valueEncoding: "utf8" });
   await db.open().catch((err: unknown) => {
     throw openFailure(path, err);
@@ -178,6 +190,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       let baseKeys = 0;
       let jsonBytes = 0;
       let baseBytes = 0;
+      /** The raw entries on disk and the keys that hold them. */
+      let raws = createRawValues(rawMin);
 
       type Chunk = [string, Buffer][];
       /**
@@ -257,12 +271,16 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           baseKeys: 0,
           jsonBytes: 0,
           baseBytes: 0,
+          raw: undefined as Loaded | undefined,
         };
+        const raw = createRawReader();
         // Keys come in order: metadata, checkpoint chunks, deltas, then one-key entries.
         const json = (v: Buffer): unknown => JSON.parse(v.toString("utf8"));
         for await (const chunk of chunks) {
           for (const [k, v] of chunk) {
-            if (k.startsWith(BIN_BASE_PREFIX)) {
+            // Raw entries sort before every JSON part that refers to them.
+            if (k.startsWith(RAW_PREFIX)) raw.entry(k, v);
+            else if (k.startsWith(BIN_BASE_PREFIX)) {
               layout.binChunks++;
               binBase.push(v);
               for (const s of readSections(v)) binaryMaps.add(s.name);
@@ -272,7 +290,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
               layout.baseBytes += v.length;
               for (const [name, kv] of json(v) as [string, unknown[]][]) {
                 jsonMaps.add(name);
-                state.loadMapEntries(name, kv);
+                state.loadMapEntries(name, kv, (key, n) => raw.resolve(name, key, n));
                 layout.baseKeys += kv.length / 2;
                 await pace(kv.length / 2);
               }
@@ -320,7 +338,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             continue;
           }
           for (const [name, kv, dels] of v) {
-            state.loadMapEntries(name, kv);
+            state.loadMapEntries(name, kv, (key, n) => raw.resolve(name, key, n));
             for (const k of dels) state.loadMapEntry(name, k, undefined, true);
             layout.deltaEntries += kv.length / 2 + dels.length;
             layout.jsonEntries += kv.length / 2 + dels.length;
@@ -328,6 +346,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           }
         }
         state.fitCold();
+        layout.raw = raw.done((name, key) => state.map(name).get(key));
         return { state, layout };
       };
 
@@ -374,7 +393,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           if (binary.has(name)) continue;
           let kv: unknown[] = [];
           for (const [k, v] of data) {
-            kv.push(k, persisted(v));
+            // A byte value written before is referred to again, not written again.
+            kv.push(k, v instanceof Uint8Array ? raws.value(ops, name, k, v, false) : v);
             keys++;
             if (++inChunk >= CHUNK) {
               chunk.push([name, kv]);
@@ -403,7 +423,17 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       };
 
       const capture = (state: StageStateInternal): SnapshotBatch => {
-        const delta = state.takeDelta();
+        // Raw entries of byte values written now, and of those superseded or deleted.
+        const rawOps: Op[] = [];
+        raws.orphans(rawOps);
+        const delta = state.takeDelta((map, key, v) => raws.value(rawOps, map, key, v, true));
+        if (raws.held)
+          for (const [name, puts, dels] of delta.maps) {
+            if (delta.binary.has(name)) continue;
+            for (let i = 0; i < puts.length; i += 2)
+              raws.written(rawOps, name, puts[i] as string, puts[i + 1]);
+            for (const k of dels) raws.written(rawOps, name, k, undefined);
+          }
         let ops: Op[];
         const limit = Math.max(checkpointMin, 2 * state.keyCount());
         if (legacyKeys.length > 0 || deltaEntries + delta.size > limit) {
@@ -447,6 +477,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           }
           ops.push({ type: "put", key: META_KEY, value: JSON.stringify(state.meta) });
         }
+        if (rawOps.length > 0) ops.push(...rawOps);
         return { keys: delta.size, commit: () => commitOps(ops) };
       };
 
@@ -466,6 +497,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             jsonBytes,
             baseBytes,
           } = layout);
+          raws = createRawValues(rawMin, layout.raw);
           return state;
         },
         readAhead() {
@@ -495,6 +527,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           baseKeys = 0;
           jsonBytes = 0;
           baseBytes = 0;
+          raws = createRawValues(rawMin);
         },
         async exportRaw() {
           const { state } = await read();
@@ -518,6 +551,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           baseKeys = 0;
           jsonBytes = 0;
           baseBytes = 0;
+          raws = createRawValues(rawMin);
           // A checkpoint of everything (not counted by the fault injection).
           await sub.batch(checkpointOps(state));
         },

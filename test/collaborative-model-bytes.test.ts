@@ -37,7 +37,9 @@ describe("collaborative model held once", () => {
   const dbs = testStateDb("reco-collab-model-");
 
   it("keeps the model's bytes in its state with the served factors as views on them, across a restart", async () => {
-    const db = await dbs.open();
+    // The model (640 bytes) as a raw entry (state/raw-values.ts), as a model of many users is:
+    // the served factors are views on the bytes LevelDB gave the load.
+    const db = await dbs.open({ rawMinBytes: 256 });
     const rec = recordMaker();
     const events = tastes(rec);
     const state = await db.instance("collaborative", 0).load();

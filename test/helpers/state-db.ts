@@ -9,7 +9,11 @@ import { openStateDb, type StateDb, type StateDbOptions } from "../../state/inde
  * its first call in a test and opens the store in it, closing the one opened before (a restart
  * on the same files); after each test the store is closed and the directory removed.
  */
-export function testStateDb(prefix: string): { open(options?: StateDbOptions): Promise<StateDb> } {
+export function testStateDb(prefix: string): {
+  open(options?: StateDbOptions): Promise<StateDb>;
+  /** Closes the store (to read its LevelDB directly), returning its directory. */
+  close(): Promise<string>;
+} {
   let dir: string | undefined;
   let db: StateDb | undefined;
   afterEach(async () => {
@@ -24,6 +28,12 @@ export function testStateDb(prefix: string): { open(options?: StateDbOptions): P
       await db?.close();
       db = await openStateDb(dir, options);
       return db;
+    },
+    async close() {
+      await db?.close();
+      db = undefined;
+      if (!dir) throw new Error("testStateDb: close() before open()");
+      return dir;
     },
   };
 }
