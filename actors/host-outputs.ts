@@ -31,6 +31,11 @@ export interface OutputOptions {
   position(): number;
   /** Processing time, for how long records have waited (the batching scheduler's clock). */
   now(): number;
+  /**
+   * Called when something is buffered where nothing was (a first record, or a subject touched):
+   * arms the batching timer (host-batching.ts). Also for emits outside an input's handling.
+   */
+  buffering?(): void;
   ledger: PoisonLedger;
 }
 
@@ -100,7 +105,10 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
         hopBytes.set(subject, before + bytes);
         if (before < maxHopBytes && before + bytes >= maxHopBytes) full.push(subject);
       }
-      if (bufferedRecords++ === 0) firstBufferedAt = o.now();
+      if (bufferedRecords++ === 0) {
+        firstBufferedAt = o.now();
+        o.buffering?.();
+      }
     },
     forward(subject, data, recs) {
       const b = buffers.get(subject);
@@ -114,11 +122,16 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
       buffers.set(subject, copy);
       forwarded.set(subject, { data, n: copy.length });
       if (copy.length >= maxRecords) full.push(subject);
-      if (bufferedRecords === 0) firstBufferedAt = o.now();
+      const first = bufferedRecords === 0;
+      if (first) firstBufferedAt = o.now();
       bufferedRecords += copy.length;
+      if (first) o.buffering?.();
     },
     touch(subject) {
-      if (!buffers.has(subject)) buffers.set(subject, []);
+      if (!buffers.has(subject)) {
+        buffers.set(subject, []);
+        o.buffering?.();
+      }
     },
     setProgress(wm) {
       progress = wm;

@@ -1,5 +1,5 @@
 import { interval, timer, type SchedulerLike, type Subscription } from "rxjs";
-import { startBatchTimer } from "./host-batching.js";
+import { startBatchTimer, type BatchTimer } from "./host-batching.js";
 import type { SourceMessage } from "./host-transport.js";
 import type { InputMessage, StageHandler, StageSpec } from "./host-types.js";
 
@@ -31,21 +31,27 @@ export interface HostTimerOptions {
 /**
  * The host's timers, all on the injected scheduler; each asks the actor through its mailbox, in
  * order with the input: output batching, periodic snapshots, metrics, the wait for a missing hop
- * and the stage's processing-time trigger.
+ * and the stage's processing-time trigger. `batch.poke` arms the output batching's timer (see
+ * host-batching.ts): the host calls it after each message it handles.
  */
-export function startHostTimers(o: HostTimerOptions): Subscription[] {
+export function startHostTimers(o: HostTimerOptions): {
+  timers: Subscription[];
+  batch: Pick<BatchTimer, "poke">;
+} {
   const { spec, scheduler, id } = o;
   const timers: Subscription[] = [];
-  if (spec.batching !== "per-input")
-    timers.push(
-      startBatchTimer({
-        maxDelayMs: spec.batching.maxDelayMs,
-        scheduler,
-        buffered: o.buffered,
-        backlogged: o.backlogged,
-        flush: () => o.send({ kind: "flush" }),
-      }),
-    );
+  let batch: Pick<BatchTimer, "poke"> = { poke: () => undefined };
+  if (spec.batching !== "per-input") {
+    const t = startBatchTimer({
+      maxDelayMs: spec.batching.maxDelayMs,
+      scheduler,
+      buffered: o.buffered,
+      backlogged: o.backlogged,
+      flush: () => o.send({ kind: "flush" }),
+    });
+    timers.push(t.subscription);
+    batch = t;
+  }
   // Periodic snapshots, each instance at its own phase of the interval: started together,
   // ~50 instances captured in the same turn and stalled the event loop for ~80 ms every
   // interval (a freshness outlier each time).
@@ -73,7 +79,7 @@ export function startHostTimers(o: HostTimerOptions): Subscription[] {
     );
   if (o.ticks && spec.tickMs)
     timers.push(interval(spec.tickMs, scheduler).subscribe(() => o.send({ kind: "tick" })));
-  return timers;
+  return { timers, batch };
 }
 
 /** How long a hop may wait for the one before it (see hop-order.ts) before the instance fails. */

@@ -90,6 +90,8 @@ export function createStageInstance<H extends StageHandler>(
   const ackEvery = Math.min(256, Math.max(1, inFlight >> 1));
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const timers: Subscription[] = [];
+  /** Arms the output batching's timer once something is buffered (host-batching.ts). */
+  let pokeBatch: (flushed?: boolean) => void = () => undefined;
   let publisher: HopPublisher | undefined;
 
   const outputs = createHostOutputs({
@@ -101,6 +103,7 @@ export function createStageInstance<H extends StageHandler>(
     maxPayload: () => deps.transport.maxPayload() ?? DEFAULT_MAX_PAYLOAD,
     position: () => lastSeq,
     now: () => scheduler.now(),
+    buffering: () => pokeBatch(),
     ledger,
   });
   const { out } = outputs;
@@ -298,22 +301,23 @@ export function createStageInstance<H extends StageHandler>(
         );
         closeInput = input.close;
         ctx.signal.addEventListener("abort", closeInput);
-        timers.push(
-          ...startHostTimers({
-            id,
-            spec,
-            scheduler,
-            snapshotIntervalMs: deps.snapshotIntervalMs,
-            buffered: () => outputs.buffered(),
-            backlogged,
-            ...(deps.metrics ? { reportMetrics } : {}),
-            oldestWaiting: () => order.oldest(),
-            applied: () => lastUpTo,
-            ticks: handler?.tick !== undefined,
-            send: (msg) => ctx.send(msg),
-            fail: (err) => ctx.fail(err),
-          }),
-        );
+        const started = startHostTimers({
+          id,
+          spec,
+          scheduler,
+          snapshotIntervalMs: deps.snapshotIntervalMs,
+          buffered: () => outputs.buffered(),
+          backlogged,
+          ...(deps.metrics ? { reportMetrics } : {}),
+          oldestWaiting: () => order.oldest(),
+          applied: () => lastUpTo,
+          ticks: handler?.tick !== undefined,
+          send: (msg) => ctx.send(msg),
+          fail: (err) => ctx.fail(err),
+        });
+        timers.push(...started.timers);
+        pokeBatch = started.batch.poke;
+        pokeBatch(); // what the handler's creation emitted
       },
       async receive(msg) {
         switch (msg.kind) {
@@ -331,6 +335,7 @@ export function createStageInstance<H extends StageHandler>(
             return;
           case "flush":
             outputs.flush();
+            pokeBatch(true);
             return;
           case "tick":
             handler?.tick?.();

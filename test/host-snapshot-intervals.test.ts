@@ -25,7 +25,7 @@ const spec = (snapshotIntervals?: number): StageSpec<StageHandler> => ({
 function snapshotsIn(s: StageSpec<StageHandler>, ms: number): number {
   const scheduler = new VirtualTimeScheduler(undefined, ms);
   const sent: HostMsg[] = [];
-  const timers = startHostTimers({
+  const { timers } = startHostTimers({
     id: "s/0",
     spec: s,
     scheduler,
