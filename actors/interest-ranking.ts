@@ -6,6 +6,7 @@ import type { WindowOutput, WindowRecord } from "./window.js";
 import { createStageHandler, loadStageHandler, type AdaptedHandler } from "./stage-adapter.js";
 import { stageTopology } from "./topology.js";
 import { createPackedKeys } from "./packed-keys.js";
+import { cellKey, keyOfTail, keyTail, parseCellKey } from "./interest-ranking-keys.js";
 
 /** A user's profile on the hop to popularity-join: an upsert keyed by user. */
 export interface ProfileRecord {
@@ -37,7 +38,10 @@ export interface InterestView {
 
 export type InterestHandler = AdaptedHandler<InterestView>;
 
-/** A window cell as persisted: key JSON [w, t, u, i], value [count, main category]. */
+/**
+ * A window cell as persisted: key (w, t, u, i) as interest-ranking-keys.ts writes it, value
+ * [count, main category].
+ */
 type Cell = [number, string];
 
 /**
@@ -119,7 +123,7 @@ const MAX_PACKED_CATEGORIES = 1024;
 
 /**
  * A window's cell keys, in the order first indexed: see `byWindow`. Each without its window's
- * start: a key is JSON [w, t, u, i] and is listed as what follows "[w,".
+ * start: listed as what follows its first comma (interest-ranking-keys.ts keyTail).
  */
 interface WindowKeys {
   /** Full runs of JOIN_KEYS key tails, each joined by "\n" (JSON holds no raw newline). */
@@ -128,11 +132,11 @@ interface WindowKeys {
 }
 const JOIN_KEYS = 256;
 
-/** The keys of window `w` (JSON writes a number as String does). */
+/** The keys of window `w`. */
 function* keysOf(w: number, k: WindowKeys): Generator<string> {
-  const head = `[${w},`;
-  for (const run of k.joined) for (const tail of run.split("\n")) yield head + tail;
-  for (const tail of k.recent) yield head + tail;
+  const keyOf = keyOfTail(w);
+  for (const run of k.joined) for (const tail of run.split("\n")) yield keyOf(tail);
+  for (const tail of k.recent) yield keyOf(tail);
 }
 
 /** What a profile says besides its user and progress. */
@@ -288,7 +292,7 @@ export const interestStage = defineStage({
       if (unindexed) {
         let s = byWindow.get(w);
         if (!s) byWindow.set(w, (s = { joined: [], recent: [] }));
-        s.recent.push(key.slice(key.indexOf(",") + 1));
+        s.recent.push(keyTail(key));
         if (s.recent.length === JOIN_KEYS) {
           s.joined.push(s.recent.join("\n"));
           s.recent = [];
@@ -308,12 +312,28 @@ export const interestStage = defineStage({
       // Peeked, not read: a read keeps each cell decoded for the next snapshots, every cell at
       // once after a restart (the plain map's memory again, ~150 B per cell).
       const peek = (k: string) => (cells.peek ? cells.peek(k) : cells.get(k));
+      // Cells of snapshots written with JSON keys move to their compact key (once: the next
+      // upsert of such a cell must find it there), after the walk, which must not meet them.
+      const moved: string[] = [];
       for (const key of cells.keys()) {
         const cell = peek(key);
         if (cell === undefined) continue;
         const [n, c] = cell;
-        const [w, t, u, i] = JSON.parse(key) as [number, string, string, string];
-        apply(key, w, t, u, i, c, n, n);
+        const { w, t, u, i } = parseCellKey(key);
+        if (key.charCodeAt(0) === 91 /* [ */ && cellKey(w, t, u, i) !== key) moved.push(key);
+        else apply(key, w, t, u, i, c, n, n);
+        if (++slice === REBUILD_SLICE) {
+          slice = 0;
+          yield;
+        }
+      }
+      for (const old of moved) {
+        const cell = peek(old)!;
+        const { w, t, u, i } = parseCellKey(old);
+        const key = cellKey(w, t, u, i);
+        cells.delete(old);
+        cells.set(key, cell);
+        apply(key, w, t, u, i, cell[1], cell[0], cell[0]);
         if (++slice === REBUILD_SLICE) {
           slice = 0;
           yield;
@@ -361,7 +381,7 @@ export const interestStage = defineStage({
         if ("close" in r) continue; // finality changes nothing here: counts are upserts
         const rec = r as WindowRecord;
         touch(rec.u, touched);
-        const key = JSON.stringify([rec.w, rec.t, rec.u, rec.i]);
+        const key = cellKey(rec.w, rec.t, rec.u, rec.i);
         const old = cells.get(key);
         cells.set(key, [rec.n, rec.c]);
         if (old && old[1] !== rec.c) {
@@ -393,7 +413,7 @@ export const interestStage = defineStage({
         for (const key of keys ? keysOf(w, keys) : []) {
           const cell = cells.get(key);
           if (!cell) continue;
-          const [, t, u, i] = JSON.parse(key) as [number, string, string, string];
+          const { t, u, i } = parseCellKey(key);
           touch(u, touched);
           cells.delete(key);
           apply(key, w, t, u, i, cell[1], -cell[0], 0);

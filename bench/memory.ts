@@ -57,12 +57,24 @@ async function rssParts(pid: number): Promise<{ anon: number; file: number }> {
   return { anon: kb("RssAnon"), file: kb("RssFile") + kb("RssShmem") };
 }
 
-/** The V8 heap used by space (new, old, large objects, code…), largest first. */
+/**
+ * The V8 heap used by space (new, old, large objects, code…), largest first, each with what the
+ * space holds (committed: what the RSS counts) after a slash: where the heap held above the heap
+ * used is.
+ */
 function spaces(samples: PromSample[]): string {
+  const held = new Map<string, number>();
+  for (const m of samples)
+    if (m.name === "nodejs_heap_space_size_total_bytes") held.set(m.labels.space ?? "?", m.value);
   return samples
-    .filter((m) => m.name === "nodejs_heap_space_size_used_bytes" && m.value >= 1 << 20)
+    .filter((m) => m.name === "nodejs_heap_space_size_used_bytes")
+    .filter((m) => Math.max(m.value, held.get(m.labels.space ?? "?") ?? 0) >= 1 << 20)
     .sort((a, b) => b.value - a.value)
-    .map((m) => `${(m.labels.space ?? "?").replace(/_space$/, "")} ${fmtMiB(m.value)}`)
+    .map((m) => {
+      const space = m.labels.space ?? "?";
+      const h = held.get(space);
+      return `${space.replace(/_space$/, "")} ${fmtMiB(m.value)}${h === undefined ? "" : ` / ${fmtMiB(h)}`}`;
+    })
     .join(", ");
 }
 
@@ -134,6 +146,7 @@ async function measure(s: IngestedApp): Promise<Point> {
     `${fmtMiB(sum(samples, "nodejs_external_memory_bytes"))}, of which cold state ` +
     `${coldByStage(samples)}; used by space: ` +
     spaces(samples) +
+    " (used / held)" +
     `; ALS model point ${sum(samples, "reco_recommender", { name: "model_point" })}, training ` +
     `${sum(samples, "reco_recommender", { name: "training" })}), child processes ` +
     `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}`;

@@ -10,6 +10,7 @@ import {
   type InterestHandler,
   type ProfileRecord,
 } from "../actors/interest-ranking.js";
+import { cellKey } from "../actors/interest-ranking-keys.js";
 import { seededRandom } from "../actors/sources/types.js";
 import { MINUTE } from "../actors/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
@@ -223,7 +224,7 @@ describe("interest-ranking's compact cells and aggregates", () => {
     expect(h2.profile("u4")?.top).toEqual([["books", 2]]);
     // A cell held decoded is the same object at each peek; a cold one is decoded anew.
     const cells = loaded.map<[number, string]>("cell", { codec: cellCodec });
-    const key = JSON.stringify([T0, "view", "u7", "p"]);
+    const key = cellKey(T0, "view", "u7", "p");
     expect(cells.peek?.(key)).toEqual([2, "books"]);
     expect(cells.peek?.(key)).not.toBe(cells.peek?.(key));
   });
