@@ -1,6 +1,6 @@
 import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
 import { encodeIds, isPacked, packedIds, packIds } from "./als-ids.js";
-import type { Scored } from "./types.js";
+import { nthLargest, type Scored } from "./types.js";
 
 /**
  * Serving a trained ALS model: COLLABORATIVE candidates for a user, fold-in of users whose
@@ -68,8 +68,11 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
       scores = new Float64Array(items.length);
       work = new Float64Array(items.length);
     }
-    scoreAll(Float64Array.from(u), V, k, scores);
-    return keep || n <= 0 ? selectKept(scores, items, n, keep) : selectTop(scores, work, items, n);
+    // NaN scores (never from a solved model) keep the insertion selection's own order.
+    const plain = scoreAll(Float64Array.from(u), V, k, scores);
+    return keep || n <= 0 || !plain
+      ? selectKept(scores, items, n, keep)
+      : selectTop(scores, work, items, n);
   };
   /** The first n of a top list that `keep` allows, as candidates. */
   const take = (top: Top, n: number, keep?: (item: string) => boolean): Scored[] => {
@@ -267,9 +270,9 @@ export function readStoredModel(s: StoredModel): { model: AlsModel; at: number }
  * sums: one chain of dependent additions is ~1.3x slower (bench/serve-micro.ts); scores differ
  * from a one-by-one sum in the last bits only. Two items at a time (each with its own four sums,
  * added in the same order: the same bits): the independent chains keep the CPU busier, ~15% less
- * time than one at a time for 3.9k items at rank 64.
+ * time than one at a time for 3.9k items at rank 64. False if a score is NaN.
  */
-function scoreAll(uv: Float64Array, V: Float64Array, k: number, out: Float64Array): void {
+function scoreAll(uv: Float64Array, V: Float64Array, k: number, out: Float64Array): boolean {
   const nItems = out.length;
   const k4 = k - (k % 4);
   let j = 0;
@@ -322,10 +325,9 @@ function scoreAll(uv: Float64Array, V: Float64Array, k: number, out: Float64Arra
     for (; f < k; f++) s0 += uv[f]! * V[o + f]!;
     out[j] = s0 + s1 + (s2 + s3);
   }
+  for (let x = 0; x < nItems; x++) if (Number.isNaN(out[x])) return false;
+  return true;
 }
-
-/** Whether item a (score sa) ranks before item b (score sb): score descending, ties by id. */
-const before = (sa: number, a: string, sb: number, b: string) => sa > sb || (sa === sb && a < b);
 
 /**
  * The first n items by score (ties by id) that `keep` allows: a bounded insertion selection
@@ -343,10 +345,14 @@ function selectKept(
   if (n <= 0) return { idx, val, size };
   for (let j = 0; j < scores.length; j++) {
     const s = scores[j]!;
-    if (size === n && !before(s, items[j]!, val[n - 1]!, items[idx[n - 1]!]!)) continue;
+    if (size === n && (s < val[n - 1]! || (s === val[n - 1]! && items[j]! > items[idx[n - 1]!]!)))
+      continue;
     if (keep && !keep(items[j]!)) continue;
     let at = size < n ? size++ : n - 1;
-    while (at > 0 && before(s, items[j]!, val[at - 1]!, items[idx[at - 1]!]!)) {
+    while (
+      at > 0 &&
+      (s > val[at - 1]! || (s === val[at - 1]! && items[j]! < items[idx[at - 1]!]!))
+    ) {
       idx[at] = idx[at - 1]!;
       val[at] = val[at - 1]!;
       at--;
@@ -388,34 +394,4 @@ function selectTop(
     val[x] = scores[chosen[x]!]!;
   }
   return { idx, val, size: take };
-}
-
-/**
- * The n-th largest value of `a` (1 <= n <= a.length; no NaN), reordering `a`: quickselect with
- * Hoare partitions, largest first.
- */
-export function nthLargest(a: Float64Array, n: number): number {
-  const target = n - 1;
-  let lo = 0;
-  let hi = a.length - 1;
-  while (lo < hi) {
-    const pivot = a[(lo + hi) >>> 1]!;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i]! > pivot) i++;
-      while (a[j]! < pivot) j--;
-      if (i <= j) {
-        const t = a[i]!;
-        a[i] = a[j]!;
-        a[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (target <= j) hi = j;
-    else if (target >= i) lo = i;
-    else break;
-  }
-  return a[target]!;
 }

@@ -378,16 +378,44 @@ export function choleskySolve(A: Float64Array, b: Float64Array, k: number, x: Fl
   choleskyBackSolve(A, b, k, x);
 }
 
-/** Overwrites the lower triangle of A with its Cholesky factor L (A = L Lᵀ). */
+/**
+ * Overwrites the lower triangle of A with its Cholesky factor L (A = L Lᵀ). Below the diagonal,
+ * four rows at a time: each row's sum runs in the same order as one row at a time (the same
+ * bits), and the independent chains keep the CPU busier: ~35% less time at rank 64 (a served
+ * answer's fold-in solves one such system: bench/serve-micro.ts).
+ */
 function choleskyFactor(A: Float64Array, k: number) {
   for (let j = 0; j < k; j++) {
-    let d = A[j * k + j]!;
-    for (let m = 0; m < j; m++) d -= A[j * k + m]! * A[j * k + m]!;
+    const jo = j * k;
+    let d = A[jo + j]!;
+    for (let m = 0; m < j; m++) d -= A[jo + m]! * A[jo + m]!;
     const l = Math.sqrt(Math.max(d, 1e-12));
-    A[j * k + j] = l;
-    for (let i = j + 1; i < k; i++) {
+    A[jo + j] = l;
+    let i = j + 1;
+    for (; i + 3 < k; i += 4) {
+      const io = i * k;
+      const po = io + k;
+      const qo = po + k;
+      const ro = qo + k;
+      let s = A[io + j]!;
+      let t = A[po + j]!;
+      let u = A[qo + j]!;
+      let v = A[ro + j]!;
+      for (let m = 0; m < j; m++) {
+        const a = A[jo + m]!;
+        s -= A[io + m]! * a;
+        t -= A[po + m]! * a;
+        u -= A[qo + m]! * a;
+        v -= A[ro + m]! * a;
+      }
+      A[io + j] = s / l;
+      A[po + j] = t / l;
+      A[qo + j] = u / l;
+      A[ro + j] = v / l;
+    }
+    for (; i < k; i++) {
       let s = A[i * k + j]!;
-      for (let m = 0; m < j; m++) s -= A[i * k + m]! * A[j * k + m]!;
+      for (let m = 0; m < j; m++) s -= A[i * k + m]! * A[jo + m]!;
       A[i * k + j] = s / l;
     }
   }

@@ -2,7 +2,14 @@ import { createItemIds, ItemEdges, toItemEdges, type ItemIds } from "./item-edge
 import type { Edge, Neighbours } from "./neighbours.js";
 import type { SourcePreset } from "./preset.js";
 import { memStore, type KeyStore } from "./store.js";
-import { byScoreThenId, decay, topByScore, type Scored, type SourceEvent } from "./types.js";
+import {
+  byScoreThenId,
+  decay,
+  nthBest,
+  topByScore,
+  type Scored,
+  type SourceEvent,
+} from "./types.js";
 
 /**
  * SIMILAR_ITEMS: item-to-item co-visitation (DESIGN §3.7). Two items touched by the same user
@@ -242,7 +249,7 @@ export function createCovisit(
   /**
    * The item's neighbours at `now` (cosine or raw), best first, ties by id: the first `top` of
    * them (all by default). Only entries scoring at least the `top`-th best score are made into
-   * objects and sorted (found with a typed-array sort, as topByScore does): the same first `top`
+   * objects and sorted (found by selection, as topByScore does): the same first `top`
    * as sorting them all.
    */
   const neighbours = (item: string, now: number, top = Infinity): Neighbour[] => {
@@ -266,7 +273,7 @@ export function createCovisit(
       scores[x] = score;
     }
     const whole = n <= top;
-    const least = whole ? -Infinity : scores.slice().sort()[n - top]!;
+    const least = whole ? -Infinity : nthBest(scores.slice(), top);
     const list: Neighbour[] = [];
     for (let x = 0; x < n; x++)
       if (scores[x]! >= least) list.push({ item: names[m.key[x]!]!, score: scores[x]! });

@@ -49,8 +49,9 @@ export const byScoreThenId = (
 
 /**
  * The first n of `list` in {@link byScoreThenId} order (the list is not changed): the n-th best
- * score is found with a typed-array sort (no comparator), and only the entries scoring at least
- * that much are sorted by the full order. Serving ranks hundreds of candidates to keep ten.
+ * score is found by selection in a typed array (no comparator; a typed-array sort before), and
+ * only the entries scoring at least that much are sorted by the full order. Serving ranks
+ * hundreds of candidates to keep ten.
  */
 export function topByScore<T extends Pick<Scored, "item" | "score">>(
   list: readonly T[],
@@ -60,11 +61,50 @@ export function topByScore<T extends Pick<Scored, "item" | "score">>(
   if (n <= 0) return [];
   const scores = new Float64Array(list.length);
   for (let x = 0; x < list.length; x++) scores[x] = list[x]!.score;
-  scores.sort();
-  const nth = scores[list.length - n]!;
+  const nth = nthBest(scores, n);
   const out = list.filter((c) => c.score >= nth).sort(byScoreThenId);
   if (out.length > n) out.length = n;
   return out;
+}
+
+/**
+ * The value `a.slice().sort()[a.length - n]` has (1 <= n <= a.length), as a bar to keep the
+ * values at least that high: by selection (expected linear time) where that sort took
+ * O(len log len); with a NaN in `a` (never a served score), by that sort. Reorders `a`.
+ */
+export function nthBest(a: Float64Array, n: number): number {
+  for (let x = 0; x < a.length; x++) if (Number.isNaN(a[x])) return a.sort()[a.length - n]!;
+  return nthLargest(a, n);
+}
+
+/**
+ * The n-th largest value of `a` (1 <= n <= a.length; no NaN), reordering `a`: quickselect with
+ * Hoare partitions, largest first.
+ */
+export function nthLargest(a: Float64Array, n: number): number {
+  const target = n - 1;
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1]!;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i]! > pivot) i++;
+      while (a[j]! < pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return a[target]!;
 }
 
 /** 2^(-age/halfLife): the weight of something `age` ms old; 1 with an infinite half-life. */

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { createAlsIndex, nthLargest } from "../actors/sources/als-model.js";
-import { IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
-import { seededRandom } from "../actors/sources/types.js";
+import { createAlsIndex } from "../actors/sources/als-model.js";
+import { choleskySolve, IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
+import {
+  byScoreThenId,
+  nthBest,
+  nthLargest,
+  seededRandom,
+  topByScore,
+} from "../actors/sources/types.js";
 
 /**
  * The catalogue scan as it was before scores were computed two items at a time and selected
@@ -116,6 +122,88 @@ describe("the ALS catalogue scan", () => {
       const sorted = Float64Array.from(a).sort().reverse();
       const n = 1 + Math.floor(rand() * len);
       expect(nthLargest(Float64Array.from(a), n)).toBe(sorted[n - 1]);
+    }
+  });
+});
+
+/** The Cholesky solve one row at a time (als.ts at e624a65): the definition it must match. */
+function choleskyBefore(A: Float64Array, b: Float64Array, k: number, x: Float64Array) {
+  for (let j = 0; j < k; j++) {
+    let d = A[j * k + j]!;
+    for (let m = 0; m < j; m++) d -= A[j * k + m]! * A[j * k + m]!;
+    const l = Math.sqrt(Math.max(d, 1e-12));
+    A[j * k + j] = l;
+    for (let i = j + 1; i < k; i++) {
+      let s = A[i * k + j]!;
+      for (let m = 0; m < j; m++) s -= A[i * k + m]! * A[j * k + m]!;
+      A[i * k + j] = s / l;
+    }
+  }
+  for (let i = 0; i < k; i++) {
+    let s = b[i]!;
+    for (let m = 0; m < i; m++) s -= A[i * k + m]! * x[m]!;
+    x[i] = s / A[i * k + i]!;
+  }
+  for (let i = k - 1; i >= 0; i--) {
+    let s = x[i]!;
+    for (let m = i + 1; m < k; m++) s -= A[m * k + i]! * x[m]!;
+    x[i] = s / A[i * k + i]!;
+  }
+}
+
+describe("the fold-in's Cholesky solve", () => {
+  it("gives the same factor and solution, bit for bit, as one row at a time", () => {
+    const rand = seededRandom(5);
+    // Every remainder of rows left after groups of four, the fold-in's rank 64 among them.
+    for (const k of [1, 2, 3, 4, 5, 6, 7, 10, 63, 64]) {
+      for (let round = 0; round < 5; round++) {
+        const B = Float64Array.from({ length: k * k }, () => rand() - 0.5);
+        const A = new Float64Array(k * k);
+        for (let i = 0; i < k; i++)
+          for (let j = 0; j < k; j++) {
+            let s = i === j ? 0.1 : 0;
+            for (let m = 0; m < k; m++) s += B[i * k + m]! * B[j * k + m]!;
+            A[i * k + j] = s;
+          }
+        const b = Float64Array.from({ length: k }, () => rand());
+        const [A1, A2] = [A.slice(), A.slice()];
+        const [x1, x2] = [new Float64Array(k), new Float64Array(k)];
+        choleskySolve(A1, b, k, x1);
+        choleskyBefore(A2, b, k, x2);
+        expect([...x1].map((v) => v.toString(16))).toEqual([...x2].map((v) => v.toString(16)));
+        expect(A1).toEqual(A2);
+      }
+    }
+  });
+});
+
+describe("selection of the best scores", () => {
+  it("finds the bar a full typed-array sort finds, with ties, zeros of both signs and NaN", () => {
+    const rand = seededRandom(9);
+    for (let round = 0; round < 300; round++) {
+      const len = 1 + Math.floor(rand() * 200);
+      const a = Float64Array.from({ length: len }, () => {
+        const r = rand();
+        return r < 0.1 ? 0 : r < 0.2 ? -0 : r < 0.22 && round % 3 === 0 ? NaN : Math.floor(r * 9);
+      });
+      const n = 1 + Math.floor(rand() * len);
+      const want = a.slice().sort()[len - n]!;
+      const got = nthBest(a.slice(), n);
+      // The bar keeps the same values (0 and -0 keep the same ones).
+      if (Number.isNaN(want)) expect(got).toBeNaN();
+      else expect(got === want).toBe(true);
+    }
+  });
+
+  it("keeps the same first n as a full sort, ties by id", () => {
+    const rand = seededRandom(13);
+    for (let round = 0; round < 100; round++) {
+      const list = Array.from({ length: 1 + Math.floor(rand() * 150) }, (_, x) => ({
+        item: `i${Math.floor(rand() * 1e6)}-${x}`,
+        score: Math.floor(rand() * 6) / 2,
+      }));
+      const n = 1 + Math.floor(rand() * 40);
+      expect(topByScore(list, n)).toEqual([...list].sort(byScoreThenId).slice(0, n));
     }
   });
 });
