@@ -72,6 +72,16 @@ export interface ColdSection {
   count: number;
 }
 
+/**
+ * wasteful(): the buffers may hold this many times the live records' bytes (plus 256 KiB). At 2,
+ * keys rewritten often (a Zipf of users) held up to 1.9x their records between compactions.
+ * bench/cold-index-micro.ts, 125k keys then 500k Zipf rewrites in deltas of 2,000: at 2, 91 B per
+ * key on average and 115 at the peak (records 45 B, index 25); at 1.5, 81 and 93 B, for ~11%
+ * more CPU per record adopted (compactions copy the live records: 3 -> 7); at 1.25, 75 and 82 B
+ * for ~30% more.
+ */
+export const WASTE_FACTOR = 1.5;
+
 /** adoptAll partitions records into at most 2^BUCKET_BITS runs of slots (~12 KB of table each). */
 const BUCKET_BITS = 11;
 /** Records adoptAll inserts between two of its steps. */
@@ -126,10 +136,16 @@ export interface ColdIndex {
   /** Bytes of the buffers held and of the index. */
   bytes(): number;
   /**
-   * Whether superseded values hold most of the buffers' bytes (a key rewritten at every
+   * Whether superseded values hold too much of the buffers' bytes (a key rewritten at every
    * snapshot, e.g. an item's neighbour list, keeps each delta's buffer alive): then compact().
+   * With `factor`: whether the buffers hold more than that many times the live records' bytes
+   * (default {@link WASTE_FACTOR}; bench/cold-index-micro.ts compares factors).
    */
-  wasteful(): boolean;
+  wasteful(factor?: number): boolean;
+  /** Bytes of the buffers held (live records and superseded ones). */
+  bufferBytes(): number;
+  /** Bytes of the live records (what the buffers would hold after a compaction). */
+  liveBytes(): number;
 }
 
 export function createColdIndex(): ColdIndex {
@@ -491,7 +507,9 @@ export function createColdIndex(): ColdIndex {
       return out;
     },
     bytes: () => cap * 12 + held,
-    wasteful: () => held > 2 * liveTotal + (1 << 18),
+    wasteful: (factor = WASTE_FACTOR) => held > factor * liveTotal + (1 << 18),
+    bufferBytes: () => held,
+    liveBytes: () => liveTotal,
   };
   return index;
 }
