@@ -68,7 +68,8 @@ const chunks = idx
 const bytesAfter = idx.bytes();
 const again = createColdIndex();
 t = cpu();
-for (const _ of again.adoptAll(chunks));
+const steps = again.adoptAll(chunks);
+while (!steps.next().done);
 again.fit();
 const loadMs = cpu() - t;
 console.log(
