@@ -88,6 +88,31 @@ export async function threadCpuSeconds(pid: number, tid = pid): Promise<number> 
 }
 
 /**
+ * CPU seconds on a CPU so far (schedstat) of each live thread of a process other than the main
+ * one, in the order they were created ("<n> <name>": Node 20 names them all "node"; V8's four
+ * platform threads, GC and compile helpers, come first, then the libuv pool as it starts, worker
+ * threads, LevelDB's compaction thread), and of its child processes ("child <pid>"). Threads that
+ * ended are not listed: procCpuSeconds less the main thread and these is theirs. Linux only;
+ * empty when unreadable.
+ */
+export async function threadCpuList(pid: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const tids = (await readdir(`/proc/${pid}/task`).catch(() => [] as string[]))
+    .map(Number)
+    .filter((t) => t !== pid)
+    .sort((a, b) => a - b);
+  for (const [n, tid] of tids.entries()) {
+    const comm = (await readFile(`/proc/${pid}/task/${tid}/comm`, "utf8").catch(() => "?")).trim();
+    const { run } = await threadSchedSeconds(pid, tid);
+    if (Number.isFinite(run)) out[`${n + 1} ${comm}`] = run;
+  }
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+  for (const c of children.trim().split(" ").filter(Boolean))
+    out[`child ${c}`] = await procCpuSeconds(c);
+  return out;
+}
+
+/**
  * Seconds one thread has spent on a CPU and runnable waiting for one so far
  * (/proc/<pid>/task/<tid>/schedstat, nanoseconds; Linux only, NaN when unreadable). Waiting is
  * what other work on the machine cost the thread: a figure measured while it was high says more

@@ -1,6 +1,6 @@
 import { type MethodDefinition, type ServiceDefinition } from "@grpc/grpc-js";
 import type { ReflectionService } from "@grpc/reflection";
-import { service as healthServiceDefinition } from "grpc-health-check";
+import type { service as HealthService } from "grpc-health-check";
 import {
   create,
   fromBinary,
@@ -130,7 +130,9 @@ function toBuffer(bytes: Uint8Array): Buffer {
  * each entry, so one entry per file set suffices: the `reco.v1.TrendingWindow` enum entry carries
  * reco.proto and its imports, the health response message entry carries health.proto.
  */
-export function reflectionPackageDefinition(): ConstructorParameters<typeof ReflectionService>[0] {
+export function reflectionPackageDefinition(
+  healthServiceDefinition: typeof HealthService,
+): ConstructorParameters<typeof ReflectionService>[0] {
   const files: Buffer[] = [];
   const seen = new Set<string>();
   const add = (file: DescFile): void => {

@@ -1,13 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
 import type { Registry } from "prom-client";
 import { type RecoBackend } from "../../actors/backend.js";
 import { ServerShuttingDownError } from "./errors.js";
 import { createGrpcMetrics, transportErrorInterceptor } from "./metrics.js";
 import { recoServiceDefinition, reflectionPackageDefinition, SERVICE_NAME } from "./codec.js";
 import { createRecoService } from "./service.js";
+import { addLazyHealth, addLazyReflection } from "./lazy-services.js";
 
 export { recoServiceDefinition, TrendingWindowNotFoundError } from "./codec.js";
 
@@ -79,9 +78,9 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   });
   server.addService(recoServiceDefinition, service.handlers);
 
-  const health = new HealthImplementation({ "": "SERVING", [SERVICE_NAME]: "SERVING" });
-  health.addToServer(server);
-  new ReflectionService(reflectionPackageDefinition()).addToServer(server);
+  // Their libraries load at their first call (lazy-services.ts): not on a restart's way.
+  const health = addLazyHealth(server, { "": "SERVING", [SERVICE_NAME]: "SERVING" });
+  addLazyReflection(server, reflectionPackageDefinition);
 
   const credentials = options.tls
     ? ServerCredentials.createSsl(
