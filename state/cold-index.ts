@@ -82,6 +82,28 @@ export interface ColdSection {
  */
 export const WASTE_FACTOR = 1.5;
 
+/**
+ * The table's size is any number of slots (a key's home slot is its hash scaled to the size, not
+ * its low bits): it grows when a key would take it past MAX_LOAD full, to GROW_LOAD full (12 B
+ * a slot: 15-20 B of index per key). A power-of-two table grown at 3/4 full was 3/8 to 3/4 full,
+ * and a load reserved the next power of two: 125k keys (a 1M-user partition) in 262,144 slots,
+ * 25 B of index per key where the records of a user's profile are ~50 (bench step 7).
+ */
+const MAX_LOAD = 0.8;
+const GROW_LOAD = 0.6;
+const TWO_M32 = 2 ** -32;
+/** The table's size for a new table or a growth that must hold `keys`. */
+const sizeFor = (keys: number) => Math.max(16, Math.ceil(keys / GROW_LOAD));
+/**
+ * The size a table grown key by key from empty has once it holds `keys` (no deletions): what a
+ * load reserves and fits to, so a restarted map is no larger than one never restarted.
+ */
+export function grownSize(keys: number): number {
+  let n = sizeFor(1);
+  while (keys > n * MAX_LOAD) n = sizeFor(Math.floor(n * MAX_LOAD) + 1);
+  return n;
+}
+
 /** adoptAll partitions records into at most 2^BUCKET_BITS runs of slots (~12 KB of table each). */
 const BUCKET_BITS = 11;
 /** Records adoptAll inserts between two of its steps. */
@@ -120,7 +142,7 @@ export interface ColdIndex {
   reserve(keys: number): void;
   /**
    * After a load that reserved for more keys than it kept (deltas repeat keys and delete some):
-   * shrinks the table to what growing would have made it, if it is twice that or more.
+   * shrinks the table to what growing would have made it, if it is 1.5 times that or more.
    */
   fit(): void;
   /** Every live key (decoded from its bytes) with its value's location. */
@@ -150,6 +172,8 @@ export interface ColdIndex {
 
 export function createColdIndex(): ColdIndex {
   let cap = 0;
+  /** cap / 2^32: a hash times this is its home slot. */
+  let scale = 0;
   let hashes = new Uint32Array(0);
   let locs = new Float64Array(0);
   let count = 0;
@@ -212,25 +236,25 @@ export function createColdIndex(): ColdIndex {
     liveTotal += n;
   };
 
-  /** A new table for at least `min` live keys, at most `load` full. */
+  /** The home slot of hash `h` (below cap: h < 2^32; `| 0` floors it, cap < 2^31). */
+  const home = (h: number) => (h * scale) | 0;
+  /** A new table of `n` slots (n > count). */
   let growths = 0;
-  const rehash = (min: number, load = 0.5) => {
+  const rehash = (n: number) => {
     cursorKey = undefined;
-    let n = 16;
-    while (n * load < min) n *= 2;
     if (n > cap && count > 0) growths++;
     const oh = hashes;
     const ol = locs;
     hashes = new Uint32Array(n);
     locs = new Float64Array(n).fill(EMPTY);
     cap = n;
+    scale = n * TWO_M32;
     used = count;
-    const mask = n - 1;
     for (let x = 0; x < ol.length; x++) {
       const loc = ol[x]!;
       if (loc < 0) continue;
-      let i = oh[x]! & mask;
-      while (locs[i] !== EMPTY) i = (i + 1) & mask;
+      let i = home(oh[x]!);
+      while (locs[i] !== EMPTY) if (++i === n) i = 0;
       hashes[i] = oh[x]!;
       locs[i] = loc;
     }
@@ -238,11 +262,11 @@ export function createColdIndex(): ColdIndex {
   /** The slot of `k`, or -1. */
   const find = (k: string, h: number): number => {
     if (count === 0) return -1;
-    const mask = cap - 1;
-    for (let i = h & mask; ; i = (i + 1) & mask) {
+    for (let i = home(h); ;) {
       const loc = locs[i]!;
       if (loc === EMPTY) return -1;
       if (loc >= 0 && hashes[i] === h && sameKey(k, bufOf(loc), offOf(loc))) return i;
+      if (++i === cap) i = 0;
     }
   };
   const valueAt = (loc: number): ColdValue => {
@@ -266,16 +290,16 @@ export function createColdIndex(): ColdIndex {
   const place = (h: number, loc: number, tag: number, bytes: number) => {
     const buf = bufOf(loc);
     const off = offOf(loc);
-    const mask = cap - 1;
-    let i = h & mask;
+    let i = home(h);
     let slot = -1;
-    for (; ; i = (i + 1) & mask) {
+    for (;;) {
       const at = locs[i]!;
       if (at === EMPTY) break;
       if (at >= 0 && hashes[i] === h && sameBytes(buf, off, bufOf(at), offOf(at))) {
         slot = i;
         break;
       }
+      if (++i === cap) i = 0;
     }
     const bi = Math.floor(loc / TWO32);
     if (tag === TAG_DEL) {
@@ -326,12 +350,11 @@ export function createColdIndex(): ColdIndex {
     },
     reserve(keys) {
       // The smallest table that takes them without growing (adopt grows past 3/4 full).
-      if ((used + keys + 1) * 4 > cap * 3) rehash(count + keys + 1, 0.75);
+      if (used + keys > cap * MAX_LOAD) rehash(Math.max(cap, grownSize(count + keys)));
     },
     fit() {
-      let n = 16;
-      while (n * 0.75 < count + 1) n *= 2;
-      if (cap >= 2 * n) rehash(count + 1, 0.75);
+      const n = grownSize(count);
+      if (cap >= 1.5 * n) rehash(n);
     },
     adopt(entry, from, to, onKey) {
       const { buf, start, end } = ownSection(entry, from, to);
@@ -343,7 +366,7 @@ export function createColdIndex(): ColdIndex {
         const h = hashBytes(buf, off + 2, off + 2 + kl);
         const v = off + 2 + kl;
         const next = v + 5 + buf.readUInt32LE(v + 1);
-        if ((used + 1) * 4 > cap * 3) rehash(count + 1);
+        if (used + 1 > cap * MAX_LOAD) rehash(sizeFor(count + 1));
         place(h, bi * TWO32 + off, buf[v]!, next - off);
         onKey?.(buf.toString("utf8", off + 2, off + 2 + kl));
         n++;
@@ -359,13 +382,12 @@ export function createColdIndex(): ColdIndex {
       // Sized once for every record (the caller may fit() after): no growth below, so the
       // slots the records were partitioned by stay theirs.
       index.reserve(total);
-      const mask = cap - 1;
-      const shift = Math.max(0, Math.log2(cap) - BUCKET_BITS);
+      const shift = Math.max(0, Math.ceil(Math.log2(cap)) - BUCKET_BITS);
       const hs = new Uint32Array(total);
       const ls = new Float64Array(total);
       const tags = new Uint8Array(total);
       const sizes = new Uint32Array(total);
-      const starts = new Uint32Array((mask >>> shift) + 2);
+      const starts = new Uint32Array(((cap - 1) >>> shift) + 2);
       const added: number[] = [];
       let n = 0;
       for (const s of sections) {
@@ -381,7 +403,7 @@ export function createColdIndex(): ColdIndex {
           ls[n] = bi * TWO32 + off;
           tags[n] = buf[v]!;
           sizes[n] = next - off;
-          starts[((h & mask) >>> shift) + 1]!++;
+          starts[(home(h) >>> shift) + 1]!++;
           n++;
           off = next;
         }
@@ -397,7 +419,7 @@ export function createColdIndex(): ColdIndex {
       const st = new Uint8Array(n);
       const ss = new Uint32Array(n);
       for (let x = 0; x < n; x++) {
-        const to = starts[(hs[x]! & mask) >>> shift]!++;
+        const to = starts[home(hs[x]!) >>> shift]!++;
         sh[to] = hs[x]!;
         sl[to] = ls[x]!;
         st[to] = tags[x]!;
@@ -503,7 +525,7 @@ export function createColdIndex(): ColdIndex {
         if (loc <= -3) locs[i] = -loc - 3;
       }
       // Tombstones go too.
-      rehash(count);
+      rehash(grownSize(count));
       return out;
     },
     bytes: () => cap * 12 + held,
