@@ -177,16 +177,24 @@ function parseEventTime(v: unknown): number | undefined {
   if (v === undefined || v === null || v === "") return undefined;
   if (typeof v === "number") return Number.isInteger(v) && v >= 0 && v <= MAX_TIME ? v : NaN;
   if (typeof v !== "string") return NaN;
-  if (/^\d{1,16}$/.test(v)) return Number(v) <= MAX_TIME ? Number(v) : NaN;
+  if (EPOCH_MS_RE.test(v)) return Number(v) <= MAX_TIME ? Number(v) : NaN;
   const m = ISO_WITH_ZONE_RE.exec(v);
   if (m === null) return NaN;
   // Date.parse rolls an impossible date over ("2019-02-30" became 2 March): check each part.
-  const [year, month, day, hour, minute, second, zh, zm] = m.slice(1).map((x) => Number(x ?? 0));
-  if (month! < 1 || month! > 12 || day! < 1 || day! > daysInMonth(year!, month!)) return NaN;
-  if (hour! > 23 || minute! > 59 || second! > 59 || zh! > 23 || zm! > 59) return NaN;
+  // Read one by one (an absent part is 0): destructuring a mapped copy of the match allocated
+  // an array and an iterator per event, ~4% of what bench step 2 allocated.
+  const year = partOf(m, 1);
+  const month = partOf(m, 2);
+  const day = partOf(m, 3);
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return NaN;
+  if (partOf(m, 4) > 23 || partOf(m, 5) > 59 || partOf(m, 6) > 59) return NaN;
+  if (partOf(m, 7) > 23 || partOf(m, 8) > 59) return NaN;
   const ms = Date.parse(v.replace(" ", "T"));
   return Number.isFinite(ms) ? ms : NaN;
 }
+
+const EPOCH_MS_RE = /^\d{1,16}$/;
+const partOf = (m: RegExpExecArray, x: number): number => Number(m[x] ?? 0);
 
 function daysInMonth(year: number, month: number): number {
   if (month === 2) return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
