@@ -38,7 +38,7 @@ interface Profile {
 }
 
 const args = process.argv.slice(2);
-const file = args.find((a) => !a.startsWith("--") && a.endsWith(".cpuprofile"));
+const file = args.find((a) => !a.startsWith("--") && /\.(cpuprofile|heapprofile|json)$/.test(a));
 if (!file) throw new Error("usage: profile-summary.ts FILE.cpuprofile [top] [--skip-ms=N]");
 const top = Number(args.find((a) => /^\d+$/.test(a)) ?? 40);
 const skipMs = Number(args.find((a) => a.startsWith("--skip-ms="))?.slice(10) ?? 0);
@@ -46,7 +46,39 @@ const match = args.find((a) => a.startsWith("--match="))?.slice(8);
 const callersOf = args.find((a) => a.startsWith("--callers="))?.slice(10);
 const under = args.find((a) => a.startsWith("--under="))?.slice(8);
 
-const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
+const raw = JSON.parse(readFileSync(file, "utf8")) as Profile | HeapProfile;
+/**
+ * A sampling heap profile (`--heap-prof`, or HeapProfiler.stopSampling's `profile`): bytes
+ * allocated by function, as a CPU profile's samples with bytes for microseconds, so every list
+ * below reads as bytes (shares of all bytes sampled; `ms` columns are kB).
+ */
+interface HeapNode {
+  id: number;
+  callFrame: CallFrame;
+  selfSize: number;
+  children: HeapNode[];
+}
+interface HeapProfile {
+  head: HeapNode;
+}
+const p: Profile =
+  "head" in raw
+    ? (() => {
+        const nodes: ProfileNode[] = [];
+        const samples: number[] = [];
+        const timeDeltas: number[] = [];
+        const walk = (n: HeapNode) => {
+          nodes.push({ id: n.id, callFrame: n.callFrame, children: n.children.map((c) => c.id) });
+          if (n.selfSize > 0) {
+            samples.push(n.id);
+            timeDeltas.push(n.selfSize);
+          }
+          n.children.forEach(walk);
+        };
+        walk(raw.head);
+        return { nodes, startTime: 0, samples, timeDeltas };
+      })()
+    : raw;
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const parent = new Map<number, number>();
 for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
