@@ -1,4 +1,5 @@
 import { map } from "rxjs";
+import { Packr } from "msgpackr";
 import { defineStage, port, type StageContext, type ValueCodec } from "../runtime/index.js";
 import type { StageOutput } from "./host.js";
 import type { StageState } from "../state/index.js";
@@ -46,25 +47,21 @@ type Cell = [number, string];
 
 /**
  * Cells as bytes (state/cold-index.ts: a cold cell costs its record, ~60 B, where a plain map's
- * entry, key string and [count, category] array cost ~200 B): a u8 form, the count (u32, or a
- * float64 when it is not one), then the category as UTF-8. Snapshots of the plain map (JSON
- * arrays) load as they are and move to bytes at the next snapshot.
+ * entry, key string and [count, category] array cost ~200 B): MessagePack (msgpackr, the hops'
+ * codec) of the pair, 3 B plus the category's UTF-8 for a small count. Bytes of the layout
+ * before (a u8 form 0 or 1, the count as u32 or float64, the category; never a MessagePack pair,
+ * which starts with 0x92) and snapshots of the plain map (JSON arrays) still load, and move to
+ * MessagePack at the next snapshot that writes the cell.
  */
+const cellPackr = new Packr({ useRecords: false });
+const MSGPACK_PAIR = 0x92;
 export const cellCodec: ValueCodec<Cell> = {
-  encode([n, c]) {
-    const small = Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
-    const at = small ? 5 : 9;
-    const b = Buffer.allocUnsafe(at + Buffer.byteLength(c));
-    b[0] = small ? 0 : 1;
-    if (small) b.writeUInt32LE(n, 1);
-    else b.writeDoubleLE(n, 1);
-    b.write(c, at, "utf8");
-    return b;
-  },
+  encode: ([n, c]) => cellPackr.pack([n, c]),
   decode(stored) {
     if (Array.isArray(stored)) return stored as Cell;
     if (typeof stored === "string") return JSON.parse(stored) as Cell;
     const v = stored as Uint8Array;
+    if (v[0] === MSGPACK_PAIR) return cellPackr.unpack(v) as Cell;
     const b = Buffer.from(v.buffer, v.byteOffset, v.length);
     return b[0] === 0
       ? [b.readUInt32LE(1), b.toString("utf8", 5)]

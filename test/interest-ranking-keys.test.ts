@@ -127,3 +127,35 @@ describe("interest-ranking's cell keys", () => {
     for (const u of ["u1", "u,2", "u3"]) expect(again.profile(u)).toBeUndefined();
   });
 });
+
+describe("interest-ranking's cell values", () => {
+  /** The hand-written layout of snapshots before MessagePack: form byte, count, category. */
+  const oldBytes = (n: number, c: string) => {
+    const small = Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+    const at = small ? 5 : 9;
+    const b = Buffer.alloc(at + Buffer.byteLength(c));
+    b[0] = small ? 0 : 1;
+    if (small) b.writeUInt32LE(n, 1);
+    else b.writeDoubleLE(n, 1);
+    b.write(c, at, "utf8");
+    return new Uint8Array(b);
+  };
+  it("are MessagePack pairs, and the bytes of the layout before still load", () => {
+    for (const [n, c] of [
+      [1, "electronics"],
+      [0, ""],
+      [2 ** 21 + 3, "ça"],
+      [2 ** 40, "商品😀"],
+      [0.1 + 0.2, "x"],
+      [-3, "neg"],
+    ] as [number, string][]) {
+      const bytes = cellCodec.encode([n, c]);
+      expect(bytes[0]).toBe(0x92);
+      expect(cellCodec.decode(bytes)).toEqual([n, c]);
+      expect(cellCodec.decode(oldBytes(n, c))).toEqual([n, c]);
+      expect(cellCodec.decode(JSON.stringify([n, c]))).toEqual([n, c]);
+    }
+    // A small count: 3 B and the category (the layout before: 5 B and the category).
+    expect(cellCodec.encode([4, "electronics"]).length).toBe(3 + "electronics".length);
+  });
+});
