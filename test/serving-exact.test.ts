@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createAlsIndex } from "../actors/sources/als-model.js";
+import { memStore } from "../actors/sources/store.js";
+import { createTrending, type ItemCounter } from "../actors/sources/trending.js";
 import { choleskySolve, IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
 import {
   byScoreThenId,
@@ -8,6 +10,8 @@ import {
   seededRandom,
   topByScore,
 } from "../actors/sources/types.js";
+
+const T0 = Date.UTC(2024, 0, 1);
 
 /**
  * The catalogue scan as it was before scores were computed two items at a time and selected
@@ -205,5 +209,39 @@ describe("selection of the best scores", () => {
       const n = 1 + Math.floor(rand() * 40);
       expect(topByScore(list, n)).toEqual([...list].sort(byScoreThenId).slice(0, n));
     }
+  });
+});
+
+describe("trending and popular top lists", () => {
+  it("score each item as its stored count does, through rebases and a load of the store", () => {
+    const rand = seededRandom(21);
+    const raw = memStore<number>();
+    const anchors = memStore<number>();
+    const store = { raw, anchors, anchorKey: "trending" };
+    const live = createTrending({ halfLifeMs: 60_000, store });
+    let ts = T0;
+    const check = (c: ItemCounter, now: number) => {
+      for (const n of [1, 10, 100, 2000]) {
+        const got = c.top(now, n);
+        expect(got.length).toBe(Math.min(n, c.items));
+        for (const x of got) expect(Object.is(x.score, c.score(x.item, now))).toBe(true);
+      }
+    };
+    for (let x = 0; x < 20_000; x++) {
+      // Jumps of up to 200 half-lives now and then: rebases (every raw count rescaled).
+      ts += x % 2000 === 1999 ? Math.floor(rand() * 12_000_000) : Math.floor(rand() * 500);
+      live.add({
+        u: "u",
+        i: `i${Math.floor(Math.pow(rand(), 3) * 1500)}`,
+        t: rand() < 0.7 ? "view" : "click",
+        ts,
+        c: "",
+        r: -1,
+      });
+      if (x % 997 === 0) check(live, ts + 1000);
+    }
+    check(live, ts);
+    // A counter over a loaded store (a restart, a replica) ranks from the stored counts.
+    check(createTrending({ halfLifeMs: 60_000, store }), ts + 5);
   });
 });
