@@ -193,6 +193,11 @@ export async function measureRecovery(
         `after the ingest (${s.lagGaugeStuck}); taken as caught up.`,
     );
   const before = await positions(app);
+  // Whether a trained ALS model serves at the kill: a restart then reads it back before the
+  // blend's first right answers (step 6 is bimodal on it: session 11's notes).
+  const atKill = await app.metrics();
+  const modelPoint = sum(atKill, "reco_recommender", { name: "model_point" });
+  const training = sum(atKill, "reco_recommender", { name: "training" });
   const rss = await app.rss();
   const levelBytes = await stateDirBytes(s.dataDir);
   const users = probeUsers(s.users);
@@ -270,7 +275,9 @@ export async function measureRecovery(
       `${fmtInt(s.events / s.users)} for each of ${fmtInt(s.users)} users (when steps 6 and 7 ` +
       `both run, this is the app of step 7's point of that size), were published (${s.publishSecs.toFixed(1)} s) and ingested ` +
       `(caught up ${s.ingestSecs.toFixed(1)} s after publishing began); after two more snapshots of every ` +
-      `stage the app (RSS ${fmtMiB(rss)}, LevelDB ${fmtMiB(levelBytes)}) was SIGKILLed and ` +
+      `stage the app (RSS ${fmtMiB(rss)}, LevelDB ${fmtMiB(levelBytes)}; ALS model served: ` +
+      `${modelPoint > 0 ? `trained at input point ${fmtInt(modelPoint)}` : "none"}, training ` +
+      `${training > 0 ? "running" : "not running"}) was SIGKILLed and ` +
       `started again at once. ${users.length} users (${users.join(", ")}; u0 has ${personal} ` +
       `personalised items) are asked every ${POLL_MS} ms, each attempt on a new gRPC channel, ` +
       `until every answer (items, scores, ranks, sources, top categories) equals the one before ` +
