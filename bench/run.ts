@@ -157,6 +157,7 @@ const recoveryOptions = {
   ingestTimeoutMs: INGEST_TIMEOUT_MS,
   loadRate: RECOVERY_LOAD_RATE,
   publishWindow: PUB_WINDOW,
+  waitModel: env.BENCH_RECOVERY_WAIT_MODEL === "1",
 };
 /**
  * Extra node flags for the step processes (the app runs in them), e.g.
