@@ -94,6 +94,16 @@ function coldByStage(samples: PromSample[]): string {
   return `${fmtMiB(total)}${parts.length ? ` (${parts.join(", ")})` : ""}`;
 }
 
+/** The parse process's heap held and used and its memory outside the heap (its own gauge). */
+function parseMemory(samples: PromSample[]): string {
+  const kind = (k: string) => sum(samples, "reco_parse_memory_bytes", { kind: k });
+  if (!samples.some((m) => m.name === "reco_parse_memory_bytes")) return "";
+  return (
+    ` (parse: V8 heap ${fmtMiB(kind("heap_held"))} held, ${fmtMiB(kind("heap_used"))} used; ` +
+    `external ${fmtMiB(kind("external"))}, of which array buffers ${fmtMiB(kind("array_buffers"))})`
+  );
+}
+
 /** "2× events at the same users" grows memory by at most this factor to count as not growing. */
 const SAME_MEMORY = 1.25;
 /** DESIGN §8: at most 1 KB of RSS per active user at 1M users. */
@@ -149,7 +159,8 @@ async function measure(s: IngestedApp): Promise<Point> {
     " (used / held)" +
     `; ALS model point ${sum(samples, "reco_recommender", { name: "model_point" })}, training ` +
     `${sum(samples, "reco_recommender", { name: "training" })}), child processes ` +
-    `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}`;
+    `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}` +
+    parseMemory(samples);
   // BENCH_MEMORY_SETTLE_S: the same figures again after that many seconds with no input (V8's
   // memory reducer starts 8 s after allocation slows), to tell garbage from state.
   const settleS = Number(process.env.BENCH_MEMORY_SETTLE_S ?? 0);

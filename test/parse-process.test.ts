@@ -204,6 +204,12 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
     // Its heap grows as the main process's does (HEAP_GROWING_PERCENT, default 25): at V8's own
     // growth the child held 150 MiB at bench step 7's 200k users, 106 MiB with it.
     expect(await metric(port, "reco_parse_heap_growing_percent")).toBe(25);
+    // And reports where its memory is (bench step 7 splits the child's RSS with it).
+    const mem = (kind: string) => metric(port, "reco_parse_memory_bytes", { kind });
+    const [held, used] = [await mem("heap_held"), await mem("heap_used")];
+    expect(used).toBeGreaterThan(1 << 20);
+    expect(held).toBeGreaterThanOrEqual(used!);
+    expect(await mem("external")).toBeGreaterThan(0);
     // One exposition: every family once, the main process's start time kept.
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));
