@@ -10,7 +10,11 @@
  *
  * Prints, every 2 s, the replica's keys and chunks received and whether it is ready, then the
  * times (from spawn) of the first OK answer, the replica's ready and the first right answers
- * (the answers the fixture's app gave before it was killed).
+ * (the answers the fixture's app gave before it was killed), and the event time of an answer.
+ * Right answers are those of the kill's clock: once idle progress has moved the blend's clock
+ * (about a minute into a start), a freshly computed answer differs from them in the last bits of
+ * trending's normalised scores, in either mode; DUMP_NOT_BEFORE_S=70 asks a one-process start
+ * as late as a split one is ready.
  */
 import { cp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -25,6 +29,8 @@ import { sleep, sum } from "./util.js";
 const [dir, secondsArg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: replica-dump.ts <fixture dir> [seconds]");
 const limitMs = Number(secondsArg ?? 300) * 1000;
+/** DUMP_NOT_BEFORE_S: right answers count only from then on (the one-process app asked as late). */
+const notBeforeS = Number(process.env.DUMP_NOT_BEFORE_S ?? 0);
 const { users, want } = JSON.parse(await readFile(join(dir, "expected.json"), "utf8")) as {
   users: string[];
   want: string[];
@@ -75,7 +81,7 @@ try {
         if (Number.isNaN(firstOk)) firstOk = at();
       }
       lastGot = got;
-      if (got.every((g, k) => g === want[k])) right = at();
+      if (got.every((g, k) => g === want[k]) && at() >= notBeforeS) right = at();
     } catch {
       // not yet
     } finally {
@@ -84,6 +90,15 @@ try {
     await sleep(200);
   }
   console.log(JSON.stringify({ split, firstOkS: firstOk, replicaReadyS: ready, rightS: right }));
+  {
+    // The event time the answers are at (the blend's clock), to compare a split and a one-process
+    // start on the same fixture.
+    const client = createRecoClient(app.grpcAddress);
+    const r = await client.getRecommendations(users[0]!, 12, { deadlineMs: 5000 });
+    client.close();
+    const w = r.watermark;
+    console.log(`${users[0]}'s answer is at event time ${w ? `${w.seconds}.${w.nanos}` : "none"}`);
+  }
   if (Number.isNaN(right)) {
     // Asked for 11 items (not an answer the memo holds), the first 10 as the fixture's.
     const client = createRecoClient(app.grpcAddress);
