@@ -247,18 +247,8 @@ export function createCovisit(
     return v;
   };
 
-  /**
-   * The item's neighbours at `now` (cosine or raw), best first, ties by id: the first `top` of
-   * them (all by default). Only entries scoring at least the `top`-th best score are made into
-   * objects and sorted (found by selection, as topByScore does): the same first `top`
-   * as sorting them all.
-   */
-  const neighbours = (item: string, now: number, top = Infinity): Neighbour[] => {
-    const hit = ranked.get(item);
-    if (hit && hit.now === now && hit.version === version && (hit.whole || hit.list.length >= top))
-      return hit.list;
-    const m = edgesOf(item);
-    if (!m) return NONE;
+  /** The score at `now` (cosine or raw) of each of `item`'s edges `m`, in `m`'s order. */
+  const scoresOf = (item: string, m: ItemEdges, now: number): Float64Array => {
     const n = m.size;
     const scores = new Float64Array(n);
     // The item's own mass at `now`, once per list (it is in every pair's denominator).
@@ -273,6 +263,23 @@ export function createCovisit(
       }
       scores[x] = score;
     }
+    return scores;
+  };
+
+  /**
+   * The item's neighbours at `now` (cosine or raw), best first, ties by id: the first `top` of
+   * them (all by default). Only entries scoring at least the `top`-th best score are made into
+   * objects and sorted (found by selection, as topByScore does): the same first `top`
+   * as sorting them all.
+   */
+  const neighbours = (item: string, now: number, top = Infinity): Neighbour[] => {
+    const hit = ranked.get(item);
+    if (hit && hit.now === now && hit.version === version && (hit.whole || hit.list.length >= top))
+      return hit.list;
+    const m = edgesOf(item);
+    if (!m) return NONE;
+    const n = m.size;
+    const scores = scoresOf(item, m, now);
     const whole = n <= top;
     const least = whole ? -Infinity : nthBest(scores.slice(), top);
     const list: Neighbour[] = [];
@@ -315,19 +322,8 @@ export function createCovisit(
     const m = edgesOf(item);
     if (!m) return NO_FIRSTS;
     const n = m.size;
-    const all = new Float64Array(n);
-    // As in `neighbours`: the same expressions, so the same bits.
-    const ma = normalise ? mass.get(item) : undefined;
-    const maAt = ma ? at(ma, now) : 1;
-    for (let x = 0; x < n; x++) {
-      const raw = atOf(m.s[x]!, m.ts[x]!, now);
-      let score = raw;
-      if (normalise) {
-        const d = Math.sqrt(maAt * massAtOf(m.key[x]!, now));
-        score = d > 0 ? raw / d : 0;
-      }
-      all[x] = score;
-    }
+    // The scores `neighbours` ranks: the same function, so the same bits.
+    const all = scoresOf(item, m, now);
     const size = Math.min(n, top);
     const keys = new Int32Array(size);
     const scores = new Float64Array(size);
