@@ -114,8 +114,6 @@ export interface HostDeps {
    * for the input in a catch-up.
    */
   hopPullBytes?: number;
-  /** Messages a hop input may have delivered and not acked (HOPS_IN_FLIGHT; default host.ts's). */
-  hopsInFlight?: number;
   /** Snapshot also after this many input messages. */
   snapshotEveryMessages: number;
   /** Deliveries of one message that fail before it goes to reco.dlq.poison. */

@@ -57,14 +57,12 @@ const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, s
  * for the merged stages, raw inputs of every partition's hops) that was 22-50 MB, more than a
  * loaded app reads within the server's write deadline (10 s): "Slow Consumer Detected", the
  * connection closed, deliveries lost, every stage restarted (bench step 2 at load 5-10;
- * heartbeats queued behind that data were missed first). Four keep a stage busy: it processes
- * one hop while the others wait, and its ack (every two) comes back within a turn of the loop.
- * Under load, small live hops then wait a loop round trip per four (bench/README, freshness):
- * HostDeps.hopsInFlight (HOPS_IN_FLIGHT) allows more, with pulls bounded in bytes
- * (hopPullBytes) so that a catch-up does not queue that many full hops per input. That bound
- * cannot go below max_payload (1 MiB by default: ~10 full hops), so the default stays at four.
+ * heartbeats queued behind that data were missed first). Four kept that small, but live hops
+ * are small and few per loop round trip: under load they fell seconds behind (bench/README,
+ * freshness). So 16 messages, and pulls bounded in bytes (hopPullBytes): in a catch-up the
+ * server holds at most that much per input, in steady state up to 16 small hops are in flight.
  */
-export const HOPS_IN_FLIGHT = 4;
+export const HOPS_IN_FLIGHT = 16;
 
 /** Default of HostDeps.hopPullBytes (HOP_PULL_BYTES). */
 export const HOP_PULL_BYTES = 1024 * 1024;
@@ -103,10 +101,10 @@ export function createStageInstance<H extends StageHandler>(
   const tally = createMetricsTally(deps.metrics, stage, partition);
   // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
   // together with max_ack_pending: events are small, a hop message holds up to B records.
+  const inFlight = spec.inFlight ?? (spec.input === "raw" ? 4096 : HOPS_IN_FLIGHT);
   // Hop messages (an envelope input, or a raw one that says how few to keep: a merged stage's),
-  // not events: the process's setting applies, and their pulls are bounded in bytes too.
+  // not events: their pulls are bounded in bytes too.
   const hopInput = spec.input === "envelope" || spec.inFlight !== undefined;
-  const inFlight = hopInput ? (deps.hopsInFlight ?? spec.inFlight ?? HOPS_IN_FLIGHT) : 4096;
   const ackEvery = Math.min(256, Math.max(1, inFlight >> 1));
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const timers: Subscription[] = [];

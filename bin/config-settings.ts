@@ -312,21 +312,13 @@ export const SETTINGS = {
     min: 1,
     help: "max wait before a hop message is sent (T)",
   },
-  hopsInFlight: {
-    env: "HOPS_IN_FLIGHT",
-    kind: "int",
-    default: "4",
-    min: 1,
-    max: 256,
-    help: "hop messages a stage input may have delivered and not acked; more keep small live hops moving under load",
-  },
   hopPullBytes: {
     env: "HOP_PULL_BYTES",
     kind: "int",
     default: "1048576",
     min: 65536,
     max: 67108864,
-    help: "bytes a hop input's pulls may ask for and not yet have received: what NATS queues per hop input in a catch-up, whatever HOPS_IN_FLIGHT (at least max_payload + 4 KiB)",
+    help: "bytes a hop input's pulls may ask for and not yet have received: what NATS queues per hop input in a catch-up (at least max_payload + 4 KiB)",
   },
   dedupeHorizonMs: {
     env: "DEDUPE_HORIZON_MS",

@@ -165,7 +165,6 @@ export function loadConfig(
     batchMaxRecords: num("batchMaxRecords"),
     batchMaxDelayMs: num("batchMaxDelayMs"),
     hopPullBytes: num("hopPullBytes"),
-    hopsInFlight: num("hopsInFlight"),
     dedupeHorizonMs: num("dedupeHorizonMs"),
     dedupeMaxIds: num("dedupeMaxIds"),
     maxEventBytes: num("maxEventBytes"),

@@ -6,7 +6,12 @@ import { Worker } from "node:worker_threads";
 import { connect } from "nats";
 import { tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
 import { startEmbeddedNats } from "../connectors/nats/embedded-server.js";
-import { createStageInstance, pullBytes, type PoisonLedger } from "../actors/host.js";
+import {
+  createStageInstance,
+  HOPS_IN_FLIGHT,
+  pullBytes,
+  type PoisonLedger,
+} from "../actors/host.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { encodeEnvelope } from "../actors/envelope.js";
 import { subjects } from "../actors/subjects.js";
@@ -15,8 +20,8 @@ import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import type { HostTransport } from "../actors/host-transport.js";
 
 /**
- * A hop input may keep 16 messages in flight (HOPS_IN_FLIGHT) so that small live hops do not
- * wait a loop round trip per four (bench/README, freshness), and bounds its pulls in bytes so that a
+ * A hop input keeps HOPS_IN_FLIGHT (16) messages in flight so that small live hops do not wait
+ * a loop round trip each (bench/README, freshness), and bounds its pulls in bytes so that a
  * catch-up of full hops does not queue 16 of them per input at the server for the app's one
  * socket (session 8 lost a consumer that way: test/hop-input-credit.test.ts).
  *
@@ -31,8 +36,6 @@ import type { HostTransport } from "../actors/host-transport.js";
 const HOPS = 80;
 const HOP_BYTES = 30 * 1024;
 const BOUND = 160 * 1024;
-/** HOPS_IN_FLIGHT as a freshness run would set it (bench/README). */
-const IN_FLIGHT = 16;
 const SUBJECT = subjects.parse(0);
 
 /**
@@ -162,7 +165,6 @@ describe("hop input pulls bounded in bytes", () => {
         snapshotEveryMessages: 1_000_000,
         maxAttempts: 3,
         hopPullBytes: BOUND,
-        hopsInFlight: IN_FLIGHT,
       },
       new Map() as PoisonLedger,
     );
@@ -183,7 +185,8 @@ describe("hop input pulls bounded in bytes", () => {
     // The bound holds at the server: never more than BOUND bytes of hops sent and unread.
     expect(maxOutstanding * hopSize).toBeLessThanOrEqual(BOUND);
     // It is what limited it: 16 may be in flight, and the reader was behind all along.
-    expect(Math.floor(BOUND / hopSize)).toBeLessThan(IN_FLIGHT);
+    expect(HOPS_IN_FLIGHT).toBe(16);
+    expect(Math.floor(BOUND / hopSize)).toBeLessThan(HOPS_IN_FLIGHT);
     expect(maxOutstanding).toBeGreaterThanOrEqual(2);
     // Every pull asked for bytes, within the bound.
     expect(pulls.length).toBeGreaterThan(0);

@@ -69,8 +69,6 @@ export interface PipelineConfig extends RankerConfig {
   batchMaxDelayMs: number;
   /** HOP_PULL_BYTES: HostDeps.hopPullBytes. */
   hopPullBytes: number;
-  /** HOPS_IN_FLIGHT: HostDeps.hopsInFlight. */
-  hopsInFlight: number;
   dedupeHorizonMs: number;
   dedupeMaxIds: number;
   maxEventBytes: number;
@@ -177,7 +175,6 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       snapshotIntervalMs: cfg.snapshotIntervalMs,
       snapshotEveryMessages: cfg.snapshotEveryMessages,
       hopPullBytes: cfg.hopPullBytes,
-      hopsInFlight: cfg.hopsInFlight,
       maxAttempts: cfg.maxAttempts,
       ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
       ...(deps.log ? { log: deps.log } : {}),
