@@ -17,8 +17,6 @@ export interface InputOptions {
   filterSubject: string;
   startSeq: number;
   maxAckPending: number;
-  /** Bytes requested and not yet received, at most (SourceOptions.maxBytes). */
-  maxBytes?: number;
   /** A test's fault: ignore this delivery, as if lost in flight. */
   dropDelivery?: (id: string, delivery: number) => boolean;
   onMessage(m: SourceMessage): void;
@@ -52,7 +50,6 @@ export async function openInput(o: InputOptions, closedBefore: () => boolean): P
     filterSubject: o.filterSubject,
     startSeq: o.startSeq,
     maxAckPending: o.maxAckPending,
-    ...(o.maxBytes !== undefined ? { maxBytes: o.maxBytes } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
     callback: (m) => {
       if (ignoring) return;

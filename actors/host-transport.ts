@@ -41,12 +41,6 @@ export interface SourceOptions {
   startSeq: number;
   /** Unacked messages before delivery pauses. */
   maxAckPending: number;
-  /**
-   * Bytes the input's pulls may ask for and not yet have received (hop inputs): the server
-   * then holds at most this much for the input, whatever the number of messages in flight.
-   * Must be at least the largest message (see actors/host.ts pullBytes).
-   */
-  maxBytes?: number;
   /** Each message as it arrives. */
   callback(m: SourceMessage): void;
   /** Aborted when the instance stops: opening gives up (rejects) rather than finishing. */

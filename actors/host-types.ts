@@ -108,12 +108,6 @@ export interface HostDeps {
   transport: HostTransport;
   snapshots: SnapshotStore;
   snapshotIntervalMs: number;
-  /**
-   * Bytes a hop input's pulls may have requested and not yet received (HOP_PULL_BYTES; default
-   * host.ts HOP_PULL_BYTES, never below the server's max_payload): what the server may queue
-   * for the input in a catch-up.
-   */
-  hopPullBytes?: number;
   /** Snapshot also after this many input messages. */
   snapshotEveryMessages: number;
   /** Deliveries of one message that fail before it goes to reco.dlq.poison. */

@@ -50,31 +50,16 @@ const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, s
 
 /**
  * Hop messages a hop input may have delivered and not yet acked (its consumer's max_ack_pending;
- * StageSpec.inFlight), and the bytes its pulls may have requested and not yet received
- * (HostDeps.hopPullBytes). All of a process's inputs share one NATS connection, which reads its
+ * StageSpec.inFlight). All of a process's inputs share one NATS connection, which reads its
  * socket only as fast as the stages process: in a catch-up every input's in-flight hops (up to B
  * records, 50-100 KB each) queue at the server for that one socket. At 256 per hop input (4096
  * for the merged stages, raw inputs of every partition's hops) that was 22-50 MB, more than a
  * loaded app reads within the server's write deadline (10 s): "Slow Consumer Detected", the
  * connection closed, deliveries lost, every stage restarted (bench step 2 at load 5-10;
- * heartbeats queued behind that data were missed first). Four kept that small, but live hops
- * are small and few per loop round trip: under load they fell seconds behind (bench/README,
- * freshness). So 16 messages, and pulls bounded in bytes (hopPullBytes): in a catch-up the
- * server holds at most that much per input, in steady state up to 16 small hops are in flight.
+ * heartbeats queued behind that data were missed first). Four keep a stage busy: it processes
+ * one hop while the others wait, and its ack (every two) comes back within a turn of the loop.
  */
-export const HOPS_IN_FLIGHT = 16;
-
-/** Default of HostDeps.hopPullBytes (HOP_PULL_BYTES). */
-export const HOP_PULL_BYTES = 1024 * 1024;
-/** Subject, reply and headers of a delivery beyond the payload that max_payload bounds. */
-const DELIVERY_OVERHEAD = 4096;
-
-/**
- * A hop input's pull bound: the setting, but never below the largest message the server stores
- * (its max_payload, plus what a delivery adds), which would never be delivered (SourceOptions).
- */
-export const pullBytes = (setting: number, maxPayload: number): number =>
-  Math.max(setting, maxPayload + DELIVERY_OVERHEAD);
+export const HOPS_IN_FLIGHT = 4;
 
 export function createStageInstance<H extends StageHandler>(
   spec: StageSpec<H>,
@@ -102,9 +87,6 @@ export function createStageInstance<H extends StageHandler>(
   // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
   // together with max_ack_pending: events are small, a hop message holds up to B records.
   const inFlight = spec.inFlight ?? (spec.input === "raw" ? 4096 : HOPS_IN_FLIGHT);
-  // Hop messages (an envelope input, or a raw one that says how few to keep: a merged stage's),
-  // not events: their pulls are bounded in bytes too.
-  const hopInput = spec.input === "envelope" || spec.inFlight !== undefined;
   const ackEvery = Math.min(256, Math.max(1, inFlight >> 1));
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const timers: Subscription[] = [];
@@ -308,14 +290,6 @@ export function createStageInstance<H extends StageHandler>(
             filterSubject: spec.subject,
             startSeq: lastSeq + 1,
             maxAckPending: inFlight,
-            ...(hopInput
-              ? {
-                  maxBytes: pullBytes(
-                    deps.hopPullBytes ?? HOP_PULL_BYTES,
-                    deps.transport.maxPayload() ?? DEFAULT_MAX_PAYLOAD,
-                  ),
-                }
-              : {}),
             ...(deps.faults?.dropDelivery ? { dropDelivery: deps.faults.dropDelivery } : {}),
             onMessage: (m) => ctx.send({ kind: "input", m }),
             fail: (err) => ctx.fail(err),

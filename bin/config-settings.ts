@@ -312,14 +312,6 @@ export const SETTINGS = {
     min: 1,
     help: "max wait before a hop message is sent (T)",
   },
-  hopPullBytes: {
-    env: "HOP_PULL_BYTES",
-    kind: "int",
-    default: "1048576",
-    min: 65536,
-    max: 67108864,
-    help: "bytes a hop input's pulls may ask for and not yet have received: what NATS queues per hop input in a catch-up (at least max_payload + 4 KiB)",
-  },
   dedupeHorizonMs: {
     env: "DEDUPE_HORIZON_MS",
     kind: "ms",

@@ -164,7 +164,6 @@ export function loadConfig(
     snapshotEveryMessages: num("snapshotEveryMessages"),
     batchMaxRecords: num("batchMaxRecords"),
     batchMaxDelayMs: num("batchMaxDelayMs"),
-    hopPullBytes: num("hopPullBytes"),
     dedupeHorizonMs: num("dedupeHorizonMs"),
     dedupeMaxIds: num("dedupeMaxIds"),
     maxEventBytes: num("maxEventBytes"),

@@ -67,8 +67,6 @@ export interface PipelineConfig extends RankerConfig {
   snapshotEveryMessages: number;
   batchMaxRecords: number;
   batchMaxDelayMs: number;
-  /** HOP_PULL_BYTES: HostDeps.hopPullBytes. */
-  hopPullBytes: number;
   dedupeHorizonMs: number;
   dedupeMaxIds: number;
   maxEventBytes: number;
@@ -174,7 +172,6 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       snapshots,
       snapshotIntervalMs: cfg.snapshotIntervalMs,
       snapshotEveryMessages: cfg.snapshotEveryMessages,
-      hopPullBytes: cfg.hopPullBytes,
       maxAttempts: cfg.maxAttempts,
       ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
       ...(deps.log ? { log: deps.log } : {}),

@@ -26,14 +26,6 @@ export interface DurableSourceOptions {
   /** Unacked messages before the server pauses delivery (default 20,000). */
   maxAckPending?: number;
   /**
-   * Pulls bounded in bytes instead of `batch` messages: the client keeps at most this many bytes
-   * requested and not yet received (it pulls again once 1/4 has arrived), so the server holds
-   * at most this much for the consumer. A message larger than a pull's max_bytes is never
-   * delivered: nats-server 2.9.10 answers 409 and the client pulls again at once, forever
-   * (measured: 76k pulls in 3 s, nothing delivered). The caller keeps it above its largest message.
-   */
-  maxBytes?: number;
-  /**
    * Receives each message as it arrives, instead of iterating the returned messages: about half
    * the client CPU per message (no promise per message; measured 3 vs 6 µs). The caller then
    * watches `closed()` to learn that delivery ended, and bounds what it buffers with
@@ -85,7 +77,7 @@ export async function openDurableSource(
   let received = 0;
   const callback = o.callback;
   const messages = await consumer.consume({
-    ...(o.maxBytes !== undefined ? { max_bytes: o.maxBytes } : { max_messages: o.batch ?? 512 }),
+    max_messages: o.batch ?? 512,
     expires: 5_000,
     ...(callback
       ? {
