@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStateDb, type StageStateInternal } from "../state/index.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
+import { feedJoin } from "./helpers/join-feed.js";
 import type { ProfileRecord } from "../actors/interest-ranking.js";
 import { createJoinHandler, EXPIRED_PROFILES_KEPT } from "../actors/popularity-join.js";
 import { DAY } from "../actors/subjects.js";
@@ -15,23 +15,14 @@ import { DAY } from "../actors/subjects.js";
  * and the load is before gRPC binds).
  */
 const NOW = Date.UTC(2024, 0, 8, 12, 0, 0);
-const enc = new TextEncoder();
 const profile = (u: string, top: [string, number][]): ProfileRecord => ({
   u,
   top,
   pur: [],
   wm: NOW,
 });
-function feed(h: ReturnType<typeof createJoinHandler>, seq: number, recs: ProfileRecord[]) {
-  const env: Envelope<ProfileRecord> = { upTo: seq, wm: NOW, recs };
-  const msg: InputMessage = {
-    seq,
-    subject: "reco.interest-ranking.0",
-    data: enc.encode(JSON.stringify(env)),
-    headers: {},
-  };
-  h.handle(msg, seq - 1);
-}
+const feed = (h: ReturnType<typeof createJoinHandler>, seq: number, recs: ProfileRecord[]) =>
+  feedJoin(h, seq, recs, NOW);
 /** Counts the profile map's key scans made through `state`. */
 function countScans(state: StageStateInternal) {
   const counter = { scans: 0 };

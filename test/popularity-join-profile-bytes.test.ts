@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Envelope, InputMessage } from "../actors/host.js";
+import { feedJoin } from "./helpers/join-feed.js";
 import type { ProfileRecord } from "../actors/interest-ranking.js";
 import { createJoinHandler } from "../actors/popularity-join.js";
 import { decodeProfile, encodeProfile } from "../actors/popularity-join-profile.js";
@@ -15,20 +15,11 @@ import { createStageState, openStateDb } from "../state/store.js";
  * JSON text before still load.
  */
 const NOW = Date.UTC(2026, 10, 23, 7, 0, 0);
-const enc = new TextEncoder();
 const profile = (u: string, top: [string, number][], pur: [string, number][] = []) =>
   ({ u, top, pur, wm: NOW }) as ProfileRecord;
 
-function feed(h: ReturnType<typeof createJoinHandler>, seq: number, recs: ProfileRecord[]) {
-  const env: Envelope<ProfileRecord> = { upTo: seq, wm: NOW, recs };
-  const msg: InputMessage = {
-    seq,
-    subject: "reco.interest-ranking.0",
-    data: enc.encode(JSON.stringify(env)),
-    headers: {},
-  };
-  h.handle(msg, seq - 1);
-}
+const feed = (h: ReturnType<typeof createJoinHandler>, seq: number, recs: ProfileRecord[]) =>
+  feedJoin(h, seq, recs, NOW);
 
 describe("popularity-join's stored profile", () => {
   it("gives back the same profile (ids of any script, doubles bit for bit)", () => {

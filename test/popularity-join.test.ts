@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
+import { feedJoin } from "./helpers/join-feed.js";
 import type { ProfileRecord } from "../actors/interest-ranking.js";
 import type { PopularityRow } from "../actors/popularity.js";
 import {
@@ -14,7 +14,6 @@ import { completeRecommendations } from "../actors/fallback.js";
 import { createPopularityTable, topRows } from "../actors/popularity-table.js";
 import { DAY, HOUR } from "../actors/subjects.js";
 
-const enc = new TextEncoder();
 const NOW = Date.UTC(2024, 0, 8, 12, 0, 0);
 const FALLBACK = { size: 10, score: 0.1 };
 
@@ -143,16 +142,8 @@ describe("joinCandidates", () => {
 });
 
 describe("createJoinHandler", () => {
-  function feed(h: ReturnType<typeof createJoinHandler>, seq: number, recs: ProfileRecord[]) {
-    const env: Envelope<ProfileRecord> = { upTo: seq, wm: NOW, recs };
-    const msg: InputMessage = {
-      seq,
-      subject: "reco.interest-ranking.0",
-      data: enc.encode(JSON.stringify(env)),
-      headers: {},
-    };
-    h.handle(msg, seq - 1);
-  }
+  const feed = (h: ReturnType<typeof createJoinHandler>, seq: number, recs: ProfileRecord[]) =>
+    feedJoin(h, seq, recs, NOW);
 
   it("should keep the latest profile per user and join it on demand", () => {
     const h = createJoinHandler(createStageState(), { purchaseExclusionMs: DAY });
