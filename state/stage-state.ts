@@ -396,30 +396,17 @@ export function createStageState(): StageStateInternal {
         keys: plain ? () => m.keys() : keys,
         // A text map's (or a plain map's) value as JSON text; a codec map's only while it is
         // still held as the text it had before the map had a codec (a load of older snapshots).
-        ...(form && form !== TEXT
-          ? {
-              peekText: (k: string) => {
-                const v = m.get(k);
-                if (v === undefined) {
-                  const c = cold.count > 0 ? cold.get(k) : undefined;
-                  return c?.tag === TAG_TEXT ? c.buf.toString("utf8", c.start, c.end) : undefined;
-                }
-                const s = typeof v === "string" ? v : parsedText.get(k);
-                return typeof s === "string" ? s : undefined;
-              },
-            }
-          : {
-              peekText: (k: string) => {
-                const v = m.get(k);
-                if (v === undefined) {
-                  const c = cold.count > 0 ? cold.get(k) : undefined;
-                  return c?.tag === TAG_TEXT ? c.buf.toString("utf8", c.start, c.end) : undefined;
-                }
-                return typeof v === "string"
-                  ? v
-                  : ((parsedText.get(k) as string | undefined) ?? JSON.stringify(v));
-              },
-            }),
+        peekText: (k: string) => {
+          const v = m.get(k);
+          if (v === undefined) {
+            const c = cold.count > 0 ? cold.get(k) : undefined;
+            return c?.tag === TAG_TEXT ? c.buf.toString("utf8", c.start, c.end) : undefined;
+          }
+          if (typeof v === "string") return v;
+          const s = parsedText.get(k);
+          if (typeof s === "string") return s;
+          return form && form !== TEXT ? undefined : JSON.stringify(v);
+        },
         entries: plain
           ? () => m.entries()
           : function* () {
