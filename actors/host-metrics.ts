@@ -12,7 +12,12 @@ export function createMetricsTally(
 ) {
   let inputs = 0;
   let records = 0;
+  let busyMs = 0;
   return {
+    /** `ms` of the event loop spent handling one of the instance's messages. */
+    busy(ms: number) {
+      busyMs += ms;
+    },
     /** One input message holding `n` records. */
     input(n: number) {
       inputs++;
@@ -23,8 +28,10 @@ export function createMetricsTally(
       if (!metrics) return;
       if (inputs > 0) metrics.input(stage, partition, inputs, records);
       if (o.sent > 0) metrics.output(stage, partition, o.sent);
+      if (busyMs > 0) metrics.busy(stage, partition, busyMs / 1000);
       inputs = 0;
       records = 0;
+      busyMs = 0;
       if (o.pending !== undefined) metrics.lag(stage, partition, o.pending);
       metrics.mailbox(stage, partition, o.mailbox);
     },

@@ -136,6 +136,8 @@ export interface HostMetrics {
   /** `n` input messages holding `records` records (events for parse, hop records after it). */
   input(stage: string, partition: number, n: number, records: number): void;
   output(stage: string, partition: number, n: number): void;
+  /** Seconds of the event loop the instance spent handling its messages. */
+  busy(stage: string, partition: number, seconds: number): void;
   lag(stage: string, partition: number, pending: number): void;
   mailbox(stage: string, partition: number, depth: number): void;
   snapshot(stage: string, partition: number, seconds: number, keys: number): void;

@@ -61,9 +61,11 @@ import {
   machineBusyPct,
   machineCpuTicks,
   procCpuSeconds,
+  threadCpuList,
   threadCpuSeconds,
   threadSchedSeconds,
   procRssBytes,
+  type PromSample,
   scrape,
   selfCpuSeconds,
   showsAsOwn,
@@ -355,6 +357,41 @@ async function ingestSplit(nats: EmbeddedNats, dir: string, msgs: OutgoingMessag
   return { ...started, stageFailures: [] as { id: string; why: string }[] };
 }
 
+/**
+ * Step 2's note on where each process's main thread went: every stage's time on the event loop
+ * (reco_stage_busy_seconds_total, summed over partitions) per event, by process.
+ */
+async function busyNote(app: App, samples: PromSample[], events: number): Promise<string> {
+  const byStage = (list: { labels: Partial<Record<string, string | number>>; value: number }[]) => {
+    const out = new Map<string, number>();
+    for (const s of list) {
+      const stage = String(s.labels.stage);
+      out.set(stage, (out.get(stage) ?? 0) + s.value);
+    }
+    return out;
+  };
+  const all = byStage(samples.filter((s) => s.name === "reco_stage_busy_seconds_total"));
+  const childJson = (await app.parseProcess?.childMetrics()) ?? [];
+  const child = byStage(
+    childJson.find((m) => m.name === "reco_stage_busy_seconds_total")?.values ?? [],
+  );
+  const us = (secs: number) => ((secs / events) * 1e6).toFixed(1);
+  const list = (m: Map<string, number>) =>
+    [...m.entries()]
+      .filter(([, v]) => v > 0)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ${us(v)}`)
+      .join(", ");
+  const main = new Map([...all].map(([k, v]) => [k, v - (child.get(k) ?? 0)]));
+  const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+  return (
+    `Step 2, time each stage held its process's event loop (reco_stage_busy_seconds_total, all ` +
+    `partitions), µs per event: main process ${us(total(main))} (${list(main)})` +
+    (app.parseProcess ? `; child process ${us(total(child))} (${list(child)})` : "") +
+    "."
+  );
+}
+
 /** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
 async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
   const nc = await connect(nats);
@@ -369,6 +406,8 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
   const als0 = trainingsDone();
   const natsCpu0 = await procCpuSeconds(nats.pid);
   const machine0 = await machineCpuTicks();
+  const mainThread0 = await threadSchedSeconds(process.pid);
+  const threads0 = await threadCpuList(process.pid);
   const t0 = performance.now();
   // BENCH_APP_LOG=file: the app's warnings and errors go there (a failed step says why).
   const appLog = env.BENCH_APP_LOG
@@ -383,6 +422,19 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
   // process (PARSE_PROCESS=1) started with the app: all of its CPU time is the ingest's.
   const parseCpu = await parseCpuSeconds(app);
   const cpu = selfCpuSeconds() - cpu0 + parseCpu;
+  // The main threads (where every stage of the process and gRPC run): on a CPU and waiting for
+  // one, as shares of the run. The child's since it started (with the app).
+  const mainThread1 = await threadSchedSeconds(process.pid);
+  const childPid = app.parseProcess?.pid();
+  const childThread =
+    childPid === undefined ? undefined : await threadSchedSeconds(childPid, childPid);
+  // Every other thread of this process and its children (nats-server, the parse process): CPU
+  // seconds during the run, the larger ones.
+  const threads: Record<string, number> = {};
+  for (const [name, s] of Object.entries(await threadCpuList(process.pid))) {
+    const d = s - (threads0[name] ?? 0);
+    if (d >= 0.05) threads[name] = Math.round(d * 100) / 100;
+  }
   // ALS trainings that finished meanwhile (worker threads of this process, their CPU in `cpu`).
   const als = trainingsDone();
   const natsCpu = (await procCpuSeconds(nats.pid)) - natsCpu0;
@@ -405,6 +457,20 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
     alsTrainings: als.trainings - als0.trainings,
     alsCpuSecs: als.cpuSeconds - als0.cpuSeconds,
     natsCpuPct: (natsCpu / wall) * 100,
+    threads,
+    mainThreadSecs: mainThread1.run - mainThread0.run,
+    mainThreadPct: {
+      run: ((mainThread1.run - mainThread0.run) / wall) * 100,
+      wait: ((mainThread1.wait - mainThread0.wait) / wall) * 100,
+    },
+    ...(childThread
+      ? {
+          childThreadPct: {
+            run: (childThread.run / wall) * 100,
+            wait: (childThread.wait / wall) * 100,
+          },
+        }
+      : {}),
     /** Share of the whole machine (every core) busy during the ingest, any process. */
     machineBusyPct: machineBusyPct(machine0, machine1),
   };
@@ -472,6 +538,7 @@ async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise
           `(app start ${r.startedMs.toFixed(0)} ms)`,
       );
       const samples = await scrape(r.app.metricsPort);
+      notes.push(await busyNote(r.app, samples, msgs.length));
       const accepted = sum(samples, "reco_events_accepted_total");
       const joinIn = sum(samples, "reco_stage_messages_in_total", { stage: "popularity-join" });
       row({
@@ -497,6 +564,26 @@ async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise
           : `${r.appCpuPct.toFixed(0)}% / ${r.natsCpuPct.toFixed(0)}%`,
         baseline: `machine ${r.machineBusyPct.toFixed(0)}% busy (all ${availableParallelism()} cores, any process)`,
       });
+      row({
+        step: "2",
+        figure: "  main threads during ingest: on a CPU / runnable, waiting for one (schedstat)",
+        value:
+          `main process ${r.mainThreadPct.run.toFixed(0)}% / ${r.mainThreadPct.wait.toFixed(0)}%` +
+          (r.childThreadPct
+            ? `; ${r.app.parseProcess ? "parse" : "child"} process ${r.childThreadPct.run.toFixed(0)}% / ${r.childThreadPct.wait.toFixed(0)}%`
+            : ""),
+        baseline: "100% = one core for the whole run: a main thread near it is the limit",
+      });
+      notes.push(
+        `Step 2, CPU seconds of the step process's main thread ${r.mainThreadSecs.toFixed(2)} s ` +
+          `(the app's stages in this process, gRPC), and of its other threads and child processes ` +
+          `during the run (bench/util.ts threadCpuList: V8 helpers, the libuv pool, LevelDB, ALS ` +
+          `workers; nats-server and the app's child are "child <pid>"): ` +
+          Object.entries(r.threads)
+            .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+            .join(", ") +
+          ".",
+      );
       row({
         step: "2",
         figure: "  app CPU per event (less sensitive to other load than events/s)",

@@ -32,6 +32,12 @@ export function createMetrics(registry = new Registry()) {
       labelNames: labels,
       registers: [registry],
     }),
+    busySeconds: new Counter({
+      name: "reco_stage_busy_seconds_total",
+      help: "Seconds of its process's event loop a stage instance spent handling its messages (input hops, flushes, ticks, snapshot captures): its share of that process's main thread",
+      labelNames: labels,
+      registers: [registry],
+    }),
     errors: new Counter({
       name: "reco_stage_errors_total",
       help: "Failures of a stage instance",
@@ -157,6 +163,7 @@ export function createMetrics(registry = new Registry()) {
         m.eventsIn,
         m.messagesIn,
         m.eventsOut,
+        m.busySeconds,
         m.errors,
         m.restarts,
         m.poison,
