@@ -126,8 +126,8 @@ export const collaborativeStage = defineStage({
     const s = ctx.settings;
     const st = ctx.state;
     const points = st.map<Points>("points");
-    // One key per kind: the model's bytes, which the served model's factors are views on
-    // (als-model.ts StoredModel).
+    // One key per kind: the served model's bytes (item factors, no user factors), which the
+    // served model's factors are views on (als-model.ts StoredModel).
     const stored = st.map<StoredModel>("model");
     // Rows as text maps: a restart indexes their bytes instead of parsing every user's row
     // (1M users: 33 MB of JSON before the blend could answer); a row is parsed when first read.
@@ -186,7 +186,14 @@ export const collaborativeStage = defineStage({
         const settings = settingsOf(kind);
         if (!settings) continue;
         const saved = stored.get(kind);
-        const m = saved && readStoredModel(saved);
+        let m = saved && readStoredModel(saved);
+        // A model stored in an earlier form (with every user's factors: ~256 B a user) is kept
+        // in the served form from the next snapshot on; its bytes go with the key's old value.
+        if (m && m.legacy) {
+          const kept = storeModel(m.model, m.at);
+          stored.set(kind, kept.stored);
+          m = { ...m, model: kept.model };
+        }
         if (m) collab.setModel(kind, m.model, m.at);
         yield;
         if (p.at === 0 || m?.at === p.at) continue;

@@ -1,5 +1,5 @@
 import type { StateMap } from "../runtime/index.js";
-import type { AlsModel } from "./sources/als.js";
+import { servedModel, type AlsModel, type ServedModel } from "./sources/als.js";
 import type { OfflineMetrics } from "./sources/als-eval.js";
 
 /**
@@ -33,7 +33,7 @@ export interface ModelVersions {
   /** A training of `kind` at input point `at` was submitted. */
   submitted(kind: string, at: number, eventTime: number): void;
   /** Its model arrived and is served. */
-  trained(kind: string, at: number, model: AlsModel): void;
+  trained(kind: string, at: number, model: AlsModel | ServedModel): void;
   /** Newest first. */
   list(): ModelVersion[];
 }
@@ -52,7 +52,8 @@ export function createModelVersions(
     submitted(kind, at, eventTime) {
       pending.set(`${kind}@${at}`, { eventTime, submittedAt: clock() });
     },
-    trained(kind, at, model) {
+    trained(kind, at, trained) {
+      const model = servedModel(trained);
       const kept = ofKind(kind);
       const last = kept[kept.length - 1]?.[1];
       if (last && last.dataPosition >= at) return; // the same point's model again (a restart)
@@ -66,7 +67,7 @@ export function createModelVersions(
         eventTime: p?.eventTime ?? -1,
         submittedAt: p?.submittedAt ?? -1,
         trainedAt: clock(),
-        users: model.users.length,
+        users: model.users,
         items: model.items.length,
         rank: model.settings.rank,
         ...(model.offline ? { offline: model.offline } : {}),

@@ -1,5 +1,5 @@
 import type { Ratings } from "./sources/als-matrix.js";
-import type { AlsModel, AlsSettings } from "./sources/als.js";
+import type { AlsModel, AlsSettings, ServedModel } from "./sources/als.js";
 
 /**
  * ALS trainings of the recommender stage, off the event loop. The stage decides WHEN to train
@@ -15,7 +15,7 @@ export type TrainFn = (
   ratings: Ratings,
   settings: AlsSettings,
   signal: AbortSignal,
-) => Promise<AlsModel>;
+) => Promise<AlsModel | ServedModel>;
 
 export interface Trainer {
   /**
@@ -52,7 +52,7 @@ interface Job {
 export function createTrainer(o: {
   train: TrainFn;
   /** A model trained at point `at`. Not called after `stop()`. */
-  onModel(kind: ModelKind, at: number, model: AlsModel): void;
+  onModel(kind: ModelKind, at: number, model: AlsModel | ServedModel): void;
   onError?(kind: ModelKind, err: unknown): void;
 }): Trainer {
   const abort = new AbortController();

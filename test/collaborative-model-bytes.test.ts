@@ -2,8 +2,11 @@ import { describe, expect, it } from "vitest";
 import type { StageStateInternal } from "../state/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import { serialiseModel } from "../actors/sources/als-model.js";
+import type { TrainFn } from "../actors/recommender-trainer.js";
+import { readStoredModel } from "../actors/sources/als-model.js";
+import { trainAls, type AlsModel } from "../actors/sources/als.js";
 import { recordMaker } from "./helpers/source-stages.js";
+import { storedAls2 } from "./helpers/als-legacy.js";
 import {
   collaborativeLogic,
   flush,
@@ -11,15 +14,14 @@ import {
   pushBatch,
   tastes,
   T0,
-  trainNow,
 } from "./helpers/collaborative-logic.js";
 
 /**
- * Issue 16 point 3: a trained ALS model's factors are held once. The stage kept the model in its
- * state as base64 text ({ at, b64 }) beside the served model's Float32Arrays: 1.37x the factors'
- * bytes again (342 MB at 1M users, rank 64) for as long as the model served. Now the state holds
- * the model's bytes and the served factors are views on them, across a snapshot and restart on
- * real LevelDB; a snapshot of the earlier form still restores the same model.
+ * Issue 16 points 3-4: a trained ALS model is held once, and without user factors. The stage
+ * keeps the served form's bytes (item factors: als.ts ServedModel) in its state and the served
+ * factors are views on them, across a snapshot and restart on real LevelDB. A snapshot of an
+ * earlier form (`{ at, b64 }`, or the bytes with every user's factors) still restores the same
+ * answers, and the next snapshot holds the served form instead.
  */
 
 const asked = ["u0", "u3", "v1", "v5"];
@@ -28,26 +30,33 @@ const answers = (v: CollaborativeView) => asked.map((u) => v.collaborative().can
 function heldOnce(state: StageStateInternal, v: CollaborativeView): void {
   const stored = state.map("model").get("implicit");
   expect(stored).toBeInstanceOf(Uint8Array);
+  expect(readStoredModel(stored as Uint8Array).legacy).toBe(false);
   const served = v.collaborative().model("implicit")!.model;
-  expect(served.U.buffer).toBe((stored as Uint8Array).buffer);
+  expect("U" in served).toBe(false);
   expect(served.V.buffer).toBe((stored as Uint8Array).buffer);
 }
 
 describe("collaborative model held once", () => {
   const dbs = testStateDb("reco-collab-model-");
 
-  it("keeps the model's bytes in its state with the served factors as views on them, across a restart", async () => {
-    // The model (640 bytes) as a raw entry (state/raw-values.ts), as a model of many users is:
-    // the served factors are views on the bytes LevelDB gave the load.
-    const db = await dbs.open({ rawMinBytes: 256 });
+  it("keeps the served model's bytes in its state with its factors as views on them, across a restart; an earlier form restores and is replaced", async () => {
+    // The model as a raw entry (state/raw-values.ts), as a large model is: the served factors
+    // are views on the bytes LevelDB gave the load.
+    const db = await dbs.open({ rawMinBytes: 64 });
     const rec = recordMaker();
     const events = tastes(rec);
+    const full: AlsModel[] = [];
+    const train: TrainFn = (ratings, settings) => {
+      const m = trainAls(ratings, settings);
+      full.push(m);
+      return Promise.resolve(m);
+    };
     const state = await db.instance("collaborative", 0).load();
-    const s = collaborativeLogic(trainNow, state);
+    const s = collaborativeLogic(train, state);
     pushBatch(s, events);
     pushBatch(s, [rec("u0", "b0", T0 + H + 1)]); // a training point
     await flush(); // its model
-    const point = s.view.status().models.implicit;
+    const point = s.view.status().models.implicit!;
     expect(point).toBeGreaterThan(0);
     const want = answers(s.view);
     expect(want[0]!.length).toBeGreaterThan(0);
@@ -55,24 +64,34 @@ describe("collaborative model held once", () => {
     await db.instance("collaborative", 0).write(state);
 
     const loaded = await db.instance("collaborative", 0).load();
-    const s2 = collaborativeLogic(trainNow, loaded);
+    const s2 = collaborativeLogic(train, loaded);
     expect(s2.view.status().models.implicit).toBe(point);
     expect(answers(s2.view)).toEqual(want);
     heldOnce(loaded, s2.view);
 
-    // A snapshot written before: the model as { at, b64 } restores the same model and answers.
-    const old = await db.instance("collaborative", 1).load();
-    for (const [name, entries] of loaded.allMaps())
-      for (const [k, v] of entries) if (name !== "model") old.loadMapEntry(name, k, v);
-    const model = s.view.collaborative().model("implicit")!.model;
-    old.map("model").set("implicit", {
-      at: point,
-      b64: Buffer.from(serialiseModel(model)).toString("base64"),
-    });
-    old.meta = loaded.meta;
-    await db.instance("collaborative", 1).write(old);
-    const s3 = collaborativeLogic(trainNow, await db.instance("collaborative", 1).load());
-    expect(s3.view.status().models.implicit).toBe(point);
-    expect(answers(s3.view)).toEqual(want);
+    // Snapshots written before: the model with every user's factors, as raw bytes ("ALS2") or
+    // as { at, b64 } of such bytes, restore the same answers; the restore replaces the key's
+    // value by the served form, which the next snapshot writes (and a load then reads).
+    const legacy = storedAls2(full[0]!, point);
+    let last = loaded;
+    for (const old of [legacy, { at: point, b64: Buffer.from(legacy).toString("base64") }]) {
+      last.map("model").set("implicit", old);
+      await db.instance("collaborative", 0).write(last);
+      const restored = await db.instance("collaborative", 0).load();
+      expect(readStoredModel(restored.map("model").get("implicit") as never).legacy).toBe(true);
+      const s3 = collaborativeLogic(train, restored);
+      expect(s3.view.status().models.implicit).toBe(point);
+      expect(answers(s3.view)).toEqual(want);
+      heldOnce(restored, s3.view);
+      await db.instance("collaborative", 0).write(restored);
+      const again = await db.instance("collaborative", 0).load();
+      const stored = again.map("model").get("implicit") as Uint8Array;
+      expect(readStoredModel(stored).legacy).toBe(false);
+      expect(stored.byteLength).toBeLessThan(legacy.byteLength);
+      expect(answers(collaborativeLogic(train, again).view)).toEqual(want);
+      last = again;
+    }
+    // No training was needed for any of it: the one of the point, before the first snapshot.
+    expect(full.length).toBe(1);
   });
 });

@@ -3,33 +3,36 @@ import { describe, expect, it } from "vitest";
 import { createRatingsBuilder, type Ratings } from "../actors/sources/als-matrix.js";
 import { createAlsIndex, deserialiseModel, serialiseModel } from "../actors/sources/als-model.js";
 import { trainInWorker } from "../actors/sources/als-worker.js";
-import { isPacked } from "../actors/sources/als-ids.js";
 import {
   EXPLICIT_SEED_001,
   IMPLICIT_DEFAULTS,
+  servedModel,
   trainAls,
   type AlsSettings,
 } from "../actors/sources/als.js";
 import { seededRandom } from "../actors/sources/types.js";
 
 /** Two tastes: users 0-29 like items a0-a9, users 30-59 like b0-b9; each misses some. */
-function twoTastes(): Ratings {
+function tastes() {
   const rand = seededRandom(7);
   const b = createRatingsBuilder();
   for (let u = 0; u < 60; u++) {
     const g = u < 30 ? "a" : "b";
     for (let i = 0; i < 10; i++) if (rand() < 0.6) b.add(`u${u}`, `${g}${i}`, 1 + (u % 3));
   }
-  return b.build();
+  return b;
 }
+const twoTastes = (): Ratings => tastes().build();
 
 const small: AlsSettings = { ...IMPLICIT_DEFAULTS, rank: 4, iterations: 10, reg: 0.1 };
 
 describe("implicit ALS", () => {
   it("recommends a user's unseen items of their own taste first", () => {
-    const r = twoTastes();
+    const b = tastes();
+    const r = b.build();
     for (const solver of ["cg", "cholesky"] as const) {
-      const idx = createAlsIndex(trainAls(r, { ...small, solver }));
+      // Served as the engine serves: each user's vector solved from their row.
+      const idx = createAlsIndex(servedModel(trainAls(r, { ...small, solver })), b);
       for (const [user, taste] of [
         ["u1", "a"],
         ["u40", "b"],
@@ -78,29 +81,37 @@ describe("implicit ALS", () => {
     expect(dist(a.U)).toBeLessThan(dist(cold.U) / 10);
   });
 
+  it("retrains from a served model (item factors only): deterministic, and near it", () => {
+    const r = twoTastes();
+    const first = trainAls(r, small);
+    const warm = { ...small, warmIterations: 1 };
+    const a = trainAls(r, warm, undefined, servedModel(first));
+    const b = trainAls(r, warm, undefined, servedModel(first));
+    expect(Array.from(a.V)).toEqual(Array.from(b.V));
+    const cold = trainAls(r, { ...small, iterations: 1 });
+    const dist = (x: Float32Array) => x.reduce((acc, v, q) => acc + (v - first.V[q]!) ** 2, 0);
+    expect(dist(a.V)).toBeLessThan(dist(cold.V) / 10);
+  });
+
   it("folds in a user unknown to the model from their row", () => {
-    const idx = createAlsIndex(trainAls(twoTastes(), small));
+    const rows = tastes();
+    const idx = createAlsIndex(servedModel(trainAls(rows.build(), small)), rows);
     expect(idx.vector("newcomer")).toBeUndefined();
-    idx.foldIn(
-      "newcomer",
-      new Map([
-        ["b1", 3],
-        ["b2", 3],
-        ["b3", 2],
-      ]),
-    );
+    rows.add("newcomer", "b1", 3);
+    rows.add("newcomer", "b2", 3);
+    rows.add("newcomer", "b3", 2);
     const top = idx.candidates("newcomer", 5).map((x) => x.item);
     expect(top.every((i) => i.startsWith("b"))).toBe(true);
   });
 
-  it("round-trips through bytes", () => {
+  it("round-trips through bytes, in the served form (no user factors)", () => {
     const m = trainAls(twoTastes(), small);
     const bytes = serialiseModel(m);
+    expect(bytes.byteLength).toBeLessThan(m.V.byteLength + 1024);
     const copy = deserialiseModel(bytes.slice(0)); // a fresh buffer, like a snapshot read
-    expect(copy.users).toEqual(m.users);
+    expect(copy.users).toBe(m.users.length);
     expect(copy.items).toEqual(m.items);
     expect(copy.settings).toEqual(m.settings);
-    expect(Array.from(copy.U)).toEqual(Array.from(m.U));
     expect(Array.from(copy.V)).toEqual(Array.from(m.V));
     expect(() => deserialiseModel(new Uint8Array(16))).toThrow(/not an ALS model/);
   });
@@ -118,14 +129,14 @@ describe("implicit ALS", () => {
     clearInterval(timer);
     expect(ticks).toBeGreaterThan(0);
     expect(iterations.at(-1)).toBe(20);
-    // The matrix was moved to the worker, not copied: this thread no longer holds it; the ids
-    // never left and are the model's (the users packed while it trained: als-ids.ts).
+    // The matrix was moved to the worker, not copied: this thread no longer holds it; the item
+    // ids never left and are the model's. The model comes back served: item factors, no user's.
     expect(r.userCols.length).toBe(0);
-    expect(isPacked(m.users)).toBe(true);
-    expect(Array.from({ length: m.users.length }, (_, x) => m.users.at(x))).toEqual(r.users);
+    expect(m.users).toBe(r.users.length);
     expect(m.items).toBe(r.items);
+    expect("U" in m).toBe(false);
     const local = trainAls(twoTastes(), settings);
-    expect(Array.from(m.U)).toEqual(Array.from(local.U));
+    expect(Array.from(m.V)).toEqual(Array.from(local.V));
   });
 
   it("a worker trains at a lower priority than the event loop's thread (Linux: nice 10)", async () => {

@@ -1,33 +1,52 @@
-import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
-import { encodeIds, isPacked, packedIds, packIds } from "./als-ids.js";
+import {
+  addObservation,
+  choleskySolve,
+  gram,
+  servedModel,
+  type AlsModel,
+  type ServedModel,
+} from "./als.js";
 import { nthLargest, type Scored } from "./types.js";
 
 /**
- * Serving a trained ALS model: COLLABORATIVE candidates for a user, fold-in of users whose
- * events came after the training (their vector solved against the fixed item factors, as one
- * half-step would), and the model as bytes for persistence.
+ * Serving a trained ALS model: COLLABORATIVE candidates for a user from a vector solved from the
+ * user's current row against the model's fixed item factors (the fold-in least squares, one ALS
+ * half-step for one user) when first asked for, and the model as bytes for persistence. The model
+ * keeps no user factors (als.ts ServedModel): a user's vector and top list are kept in a bounded
+ * LRU while their row stays the same, so memory does not grow with the users asked.
  */
 export interface AlsIndex {
-  readonly model: AlsModel;
-  /** The user's vector: folded in if the user was, else trained; undefined if unknown. */
-  vector(user: string): Float32Array | undefined;
+  readonly model: ServedModel;
   /**
-   * Solves the user's vector from their current row (item → value) and keeps it until the next
-   * model replaces this one. Items unknown to the model are ignored.
+   * The user's vector: solved from their current row (kept while it stays the same); undefined
+   * if the user has no row or none of its items is known to the model.
    */
-  foldIn(user: string, row: ReadonlyMap<string, number>): void;
+  vector(user: string): Float32Array | undefined;
   /** The user's best items by predicted preference; `keep` filters before the cut to `n`. */
   candidates(user: string, n: number, keep?: (item: string) => boolean): Scored[];
   /** Bytes held by the factors (what the model costs in memory, maps aside). */
   readonly factorBytes: number;
+  /** Vectors solved so far (a user asked again after their row changed, or evicted, counts again). */
+  readonly solved: number;
+  /** Users held by the LRU, and the bytes of their vectors and top lists. */
+  cached(): { users: number; bytes: number };
+}
+
+/** A user's current row, as the collaborative source keeps it (als-matrix.ts). */
+export interface UserRows {
+  /** A number that changes whenever the user's row changes (its input point); -1: no row. */
+  changedAt(user: string): number;
+  /** The user's values by item id. */
+  row(user: string): ReadonlyMap<string, number> | undefined;
 }
 
 /**
- * Users whose unfiltered top list is kept, and its length (a request for more scans). Users
- * asked in turn, more of them than the cache holds, miss every time (bench step 4 cycles 12.8k
- * users: 8,192 missed every request), so it holds 16,384 (24 MB at 1.5 KB each).
+ * Users whose vector and unfiltered top list are kept, and the list's length (a request for more
+ * scans). Users asked in turn, more of them than the cache holds, miss every time (bench step 4
+ * cycles 12.8k users: 8,192 missed every request), so it holds 16,384: at rank 64 a vector of
+ * 256 B and a list of 1.5 KB, ~2.5 KB a user with the objects around them (~40 MB; test/sources-als-cache).
  */
-const CACHE_USERS = 16_384;
+export const CACHE_USERS = 16_384;
 const CACHE_DEPTH = 128;
 const WHY = "liked by users with similar taste";
 
@@ -38,20 +57,102 @@ interface Top {
   size: number;
 }
 
-export function createAlsIndex(model: AlsModel): AlsIndex {
+/** What the LRU holds for a user: the row's stamp it was solved at, the vector, the top list. */
+interface Entry {
+  stamp: number;
+  u: Float32Array | undefined;
+  top: Top | undefined;
+}
+
+/**
+ * The index of `model`. Vectors come from `rows` (the collaborative source's rows); without
+ * `rows`, a model as training gives it serves its trained user factors (tools and tests that
+ * hand the index vectors of their own; never the engine, which serves one answer whether the
+ * model came from a training or from disk).
+ */
+export function createAlsIndex(
+  m: AlsModel | ServedModel,
+  rows?: UserRows,
+  o: { cacheUsers?: number } = {},
+): AlsIndex {
+  const model = servedModel(m);
   const k = model.settings.rank;
-  // Packed (als-ids.ts): a Map and a string per user cost ~90 B/user with a model of 1M users.
-  const users = packIds(model.users);
+  const cacheUsers = o.cacheUsers ?? CACHE_USERS;
   const itemIndex = new Map<string, number>();
   model.items.forEach((i, x) => itemIndex.set(i, x));
-  const folded = new Map<string, Float32Array>();
   let YtY: Float64Array | undefined;
+  let solved = 0;
+  let cachedBytes = 0;
+  const trained = typeof m.users === "number" ? undefined : (m as AlsModel);
+  let trainedAt: Map<string, number> | undefined;
 
-  const vector = (user: string) => {
-    const f = folded.get(user);
-    if (f) return f;
-    const x = users.indexOf(user);
-    return x < 0 ? undefined : model.U.subarray(x * k, (x + 1) * k);
+  /** The user's vector from their row, solved against V: undefined if no item of it is known. */
+  const solve = (row: ReadonlyMap<string, number>): Float32Array | undefined => {
+    const s = model.settings;
+    const V = model.V;
+    const A = new Float64Array(k * k);
+    const b = new Float64Array(k);
+    const x = new Float64Array(k);
+    if (s.kind === "implicit") A.set((YtY ??= gram(V, k, s.reg)));
+    let n = 0;
+    for (const [item, v] of row) {
+      const j = itemIndex.get(item);
+      if (j === undefined || v <= 0) continue;
+      n++;
+      addObservation(A, b, V, j, v, s);
+    }
+    if (n === 0) return undefined;
+    if (s.kind === "explicit") for (let f = 0; f < k; f++) A[f * k + f]! += s.reg * n;
+    choleskySolve(A, b, k, x);
+    solved++;
+    return Float32Array.from(x);
+  };
+
+  /**
+   * Recent users (insertion order = least recently used first), at most `cacheUsers`: typed
+   * arrays, so many users fit without weighing on the collector.
+   */
+  const cache = new Map<string, Entry>();
+  const bytesOf = (e: Entry) =>
+    (e.u?.byteLength ?? 0) + (e.top ? e.top.idx.byteLength + e.top.val.byteLength : 0);
+  const remember = (user: string, e: Entry) => {
+    const old = cache.get(user);
+    if (old) {
+      cachedBytes -= bytesOf(old);
+      cache.delete(user);
+    }
+    cache.set(user, e);
+    cachedBytes += bytesOf(e);
+    if (cache.size > cacheUsers) {
+      const first = cache.keys().next().value!;
+      cachedBytes -= bytesOf(cache.get(first)!);
+      cache.delete(first);
+    }
+  };
+  /** The user's entry, its vector solved again if their row changed since (or never kept). */
+  const entry = (user: string): Entry | undefined => {
+    let stamp: number;
+    if (rows) stamp = rows.changedAt(user);
+    else {
+      trainedAt ??= new Map(trained?.users.map((u, x) => [u, x]));
+      stamp = trainedAt.get(user) ?? -1;
+    }
+    if (stamp < 0) return undefined;
+    const e = cache.get(user);
+    if (e && e.stamp === stamp) {
+      // Most recently used now.
+      cache.delete(user);
+      cache.set(user, e);
+      return e;
+    }
+    let u: Float32Array | undefined;
+    if (rows) {
+      const row = rows.row(user);
+      u = row && solve(row);
+    } else u = trained!.U.subarray(stamp * k, (stamp + 1) * k);
+    const fresh: Entry = { stamp, u, top: undefined };
+    remember(user, fresh);
+    return fresh;
   };
 
   /** The item factors in doubles (built at the first scan): no conversion in the hot loop. */
@@ -83,48 +184,30 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
     }
     return out;
   };
-  /**
-   * Unfiltered top lists of recent users (insertion order = least recently used first), as
-   * typed arrays: 1.5 KB a user, so many users fit without weighing on the collector.
-   */
-  const cache = new Map<string, Top>();
 
   return {
     model,
-    vector,
-    factorBytes: model.U.byteLength + model.V.byteLength,
-    foldIn(user, row) {
-      const s = model.settings;
-      const V = model.V;
-      const A = new Float64Array(k * k);
-      const b = new Float64Array(k);
-      const x = new Float64Array(k);
-      if (s.kind === "implicit") A.set((YtY ??= gram(V, k, s.reg)));
-      let n = 0;
-      for (const [item, v] of row) {
-        const j = itemIndex.get(item);
-        if (j === undefined || v <= 0) continue;
-        n++;
-        addObservation(A, b, V, j, v, s);
-      }
-      if (n === 0) return;
-      if (s.kind === "explicit") for (let f = 0; f < k; f++) A[f * k + f]! += s.reg * n;
-      choleskySolve(A, b, k, x);
-      folded.set(user, Float32Array.from(x));
-      cache.delete(user);
+    vector: (user) => entry(user)?.u,
+    factorBytes: model.V.byteLength,
+    get solved() {
+      return solved;
     },
+    cached: () => ({ users: cache.size, bytes: cachedBytes }),
     candidates(user, n, keep) {
-      const u = vector(user);
-      if (!u) return [];
+      const e = entry(user);
+      const u = e?.u;
+      if (!e || !u) return [];
       if (n > CACHE_DEPTH) return take(scan(u, n, keep), n);
-      // A user asks again and again while the model stays the same: their unfiltered top list is
-      // kept (LRU), and a request's filter is applied to it. Scoring the catalogue is most of a
-      // blended answer's CPU (~0.25 ms for 3.9k items at rank 64: bench/serve-micro.ts).
-      let top = cache.get(user);
-      if (top) cache.delete(user);
-      else top = scan(u, CACHE_DEPTH);
-      cache.set(user, top);
-      if (cache.size > CACHE_USERS) cache.delete(cache.keys().next().value!);
+      // A user asks again and again while the model and their row stay the same: their
+      // unfiltered top list is kept, and a request's filter is applied to it. Scoring the
+      // catalogue is most of a blended answer's CPU (~0.25 ms for 3.9k items at rank 64:
+      // bench/serve-micro.ts).
+      let top = e.top;
+      if (!top) {
+        top = e.top = scan(u, CACHE_DEPTH);
+        // Still held unless this user's entry was the one evicted (a cache of one user).
+        if (cache.get(user) === e) cachedBytes += top.idx.byteLength + top.val.byteLength;
+      }
       const out = take(top, n, keep);
       // The filter left fewer than n of the cached best: unless that was the whole catalogue,
       // only a full scan knows what comes next.
@@ -133,136 +216,121 @@ export function createAlsIndex(model: AlsModel): AlsIndex {
   };
 }
 
-const MAGIC = 0x414c5331; // "ALS1": the user ids in the JSON header (still read)
-const MAGIC2 = 0x414c5332; // "ALS2": the user ids packed after the header (als-ids.ts)
+const MAGIC = 0x414c5331; // "ALS1": user ids in the JSON header, then U and V (still read)
+const MAGIC2 = 0x414c5332; // "ALS2": user ids packed after the header, then U and V (still read)
+const MAGIC3 = 0x414c5333; // "ALS3": the served form, V alone
 
 const pad4 = (n: number) => (4 - (n % 4)) % 4;
 
-/** The model's bytes, and where its factors and packed ids start in them. */
-function encodeModel(
-  m: AlsModel,
-  at: number | undefined,
-): { out: Uint8Array; start: number; startsAt: number; idsAt: number; idBytes: number } {
-  const ids = isPacked(m.users) ? m.users : encodeIds(m.users);
-  const n = m.users.length;
+/**
+ * The served model as bytes ("ALS3"): magic, header length, JSON header (settings, item ids, the
+ * number of users trained on, and the input point `at` when given), then V, 4-byte aligned. Items
+ * × rank × 4 bytes and the ids: ~13 MB at 50k items and rank 64, whatever the users.
+ */
+function encodeModel(m: ServedModel, at: number | undefined): { out: Uint8Array; start: number } {
   const header = new TextEncoder().encode(
     JSON.stringify({
       settings: m.settings,
-      users: n,
-      idBytes: ids.bytes.byteLength,
+      users: m.users,
       items: m.items,
       ...(at === undefined ? {} : { at }),
     }),
   );
-  const startsAt = 8 + header.length + pad4(8 + header.length);
-  const idsAt = startsAt + 4 * n;
-  const start = idsAt + ids.bytes.byteLength + pad4(ids.bytes.byteLength);
-  const out = new Uint8Array(start + m.U.byteLength + m.V.byteLength);
+  const start = 8 + header.length + pad4(8 + header.length);
+  const out = new Uint8Array(start + m.V.byteLength);
   const dv = new DataView(out.buffer);
-  dv.setUint32(0, MAGIC2);
+  dv.setUint32(0, MAGIC3);
   dv.setUint32(4, header.length);
   out.set(header, 8);
-  out.set(new Uint8Array(ids.starts.buffer, ids.starts.byteOffset, 4 * n), startsAt);
-  out.set(ids.bytes, idsAt);
-  out.set(new Uint8Array(m.U.buffer, m.U.byteOffset, m.U.byteLength), start);
-  out.set(new Uint8Array(m.V.buffer, m.V.byteOffset, m.V.byteLength), start + m.U.byteLength);
-  return { out, start, startsAt, idsAt, idBytes: ids.bytes.byteLength };
+  out.set(new Uint8Array(m.V.buffer, m.V.byteOffset, m.V.byteLength), start);
+  return { out, start };
 }
 
-/**
- * The model as bytes: magic, header length, JSON header (settings, item ids, the number of users
- * and of their ids' bytes, and the input point `at` when given), then where each user id starts
- * (u32), the user ids (u16 length, UTF-8), then U and V, each part 4-byte aligned.
- */
-export function serialiseModel(m: AlsModel, at?: number): Uint8Array {
-  return encodeModel(m, at).out;
+/** The model's bytes in its served form (user factors dropped), with input point `at` if given. */
+export function serialiseModel(m: AlsModel | ServedModel, at?: number): Uint8Array {
+  return encodeModel(servedModel(m), at).out;
 }
 
 /** `n` 4-byte values of `bytes` from `at`: a view when aligned, else a copy. */
-function aligned<T>(
-  bytes: Uint8Array,
-  at: number,
-  n: number,
-  make: (buf: ArrayBufferLike, off: number, n: number) => T,
-  fresh: (n: number) => T & { buffer: ArrayBufferLike },
-): T {
-  if ((bytes.byteOffset + at) % 4 === 0) return make(bytes.buffer, bytes.byteOffset + at, n);
-  const out = fresh(n);
+function aligned(bytes: Uint8Array, at: number, n: number): Float32Array {
+  if ((bytes.byteOffset + at) % 4 === 0)
+    return new Float32Array(bytes.buffer, bytes.byteOffset + at, n);
+  const out = new Float32Array(n);
   new Uint8Array(out.buffer).set(bytes.subarray(at, at + 4 * n));
   return out;
 }
 
-/** The model of `bytes`, and the input point its header holds (-1 if none). */
-function readModel(bytes: Uint8Array): { model: AlsModel; at: number } {
+/**
+ * The served model of `bytes`, its input point (-1 if none), and whether the bytes were of an
+ * earlier form with user factors ("ALS1", "ALS2": U is skipped, never read into memory).
+ */
+function readModel(bytes: Uint8Array): { model: ServedModel; at: number; legacy: boolean } {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = bytes.byteLength < 8 ? 0 : dv.getUint32(0);
-  if (magic !== MAGIC && magic !== MAGIC2) throw new Error("not an ALS model");
+  if (magic !== MAGIC && magic !== MAGIC2 && magic !== MAGIC3) throw new Error("not an ALS model");
   const len = dv.getUint32(4);
-  const head = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + len))) as Omit<
-    AlsModel,
-    "U" | "V" | "users"
+  const head = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + len))) as Pick<
+    ServedModel,
+    "settings" | "items" | "offline"
   > & { at?: number; users: string[] | number; idBytes?: number };
-  const { at = -1, users: userField, idBytes = 0, ...rest } = head;
+  const { at = -1, users: userField, idBytes = 0, settings, items, offline } = head;
   let start = 8 + len + pad4(8 + len);
-  let users: AlsModel["users"];
-  if (typeof userField === "number") {
-    const starts = aligned(
-      bytes,
-      start,
-      userField,
-      (b, o, n) => new Uint32Array(b, o, n),
-      (n) => new Uint32Array(n),
-    );
-    const idsAt = start + 4 * userField;
-    users = packedIds(bytes.subarray(idsAt, idsAt + idBytes), starts);
-    start = idsAt + idBytes + pad4(idBytes);
-  } else users = packIds(userField);
-  const k = rest.settings.rank;
-  const nU = users.length * k;
-  const nV = rest.items.length * k;
-  // Views on `bytes` when its factors are 4-byte aligned (bytes of their own, as a snapshot's
-  // load and serialiseModel give): one copy of the factors in memory, not two. Else copies.
-  const f32 = (b: ArrayBufferLike, o: number, n: number) => new Float32Array(b, o, n);
-  const U = aligned(bytes, start, nU, f32, (n) => new Float32Array(n));
-  const V = aligned(bytes, start + 4 * nU, nV, f32, (n) => new Float32Array(n));
-  return { model: { ...rest, users, U, V }, at };
+  const users = typeof userField === "number" ? userField : userField.length;
+  const k = settings.rank;
+  if (magic !== MAGIC3) {
+    // ALS2: where each id starts (u32), the ids, padded; then U (both forms): skipped.
+    if (magic === MAGIC2) start += 4 * users + idBytes + pad4(idBytes);
+    start += 4 * users * k;
+  }
+  // A view on `bytes` when the factors are 4-byte aligned (bytes of their own, as a snapshot's
+  // load and serialiseModel give): one copy of the factors in memory, not two. Else a copy; and
+  // a copy of an earlier form's, whose bytes (mostly user factors) are then left to the collector.
+  const view = aligned(bytes, start, items.length * k);
+  const V = magic === MAGIC3 ? view : view.slice();
+  return {
+    model: { settings, items, V, users, ...(offline ? { offline } : {}) },
+    at,
+    legacy: magic !== MAGIC3,
+  };
 }
 
-/**
- * The model of `bytes` (its factors are views on `bytes` when aligned: don't reuse `bytes`), its
- * user ids as an array (tools and tests; serving keeps them packed: readStoredModel).
- */
-export function deserialiseModel(bytes: Uint8Array): AlsModel {
-  const m = readModel(bytes).model;
-  return { ...m, users: Array.from({ length: m.users.length }, (_, x) => m.users.at(x)!) };
+/** The served model of `bytes` (V is a view on `bytes` when aligned: don't reuse `bytes`). */
+export function deserialiseModel(bytes: Uint8Array): ServedModel {
+  return readModel(bytes).model;
 }
 
 /**
  * A trained model as the collaborative stage keeps it in its state (map "model", one key per
- * kind): the model's bytes with its input point in the header, which the served model's factors
- * are views on. It was `{ at, b64 }` before (still read): the base64 text held the factors a
- * second time, 1.37x their bytes (342 MB at 1M users, rank 64) for as long as the model served.
+ * kind): the served form's bytes with its input point in the header, which the served model's V
+ * is a view on. Before: `{ at, b64 }` (base64 of the bytes), then the bytes with every user's
+ * factors and id ("ALS1", "ALS2": 256 B per user at rank 64); both still read.
  */
 export type StoredModel = Uint8Array | { at: number; b64: string };
 
 /** The stored form of a model trained at input point `at`, and the model to serve from it. */
-export function storeModel(m: AlsModel, at: number): { stored: Uint8Array; model: AlsModel } {
-  const { out, start, startsAt, idsAt, idBytes } = encodeModel(m, at);
-  // The same items and metrics; the user ids (packed) and the factors become views on the stored
-  // bytes (m's are dropped: a million id strings and their map less).
-  const users = packedIds(
-    out.subarray(idsAt, idsAt + idBytes),
-    new Uint32Array(out.buffer, startsAt, m.users.length),
-  );
-  const U = new Float32Array(out.buffer, start, m.U.length);
-  const V = new Float32Array(out.buffer, start + U.byteLength, m.V.length);
-  return { stored: out, model: { ...m, users, U, V } };
+export function storeModel(
+  m: AlsModel | ServedModel,
+  at: number,
+): { stored: Uint8Array; model: ServedModel } {
+  const served = servedModel(m);
+  const { out, start } = encodeModel(served, at);
+  // The same items and metrics; V becomes a view on the stored bytes (m's factors are dropped).
+  const V = new Float32Array(out.buffer, start, served.V.length);
+  return { stored: out, model: { ...served, V } };
 }
 
-/** The model and its input point from its stored form (either of the two). */
-export function readStoredModel(s: StoredModel): { model: AlsModel; at: number } {
+/**
+ * The served model and its input point from a stored form (any of them); `legacy`: an earlier
+ * form with user factors, which the next checkpoint should replace by the served form.
+ */
+export function readStoredModel(s: StoredModel): {
+  model: ServedModel;
+  at: number;
+  legacy: boolean;
+} {
   if (s instanceof Uint8Array) return readModel(s);
-  return { model: readModel(Buffer.from(s.b64, "base64")).model, at: s.at };
+  const m = readModel(Buffer.from(s.b64, "base64"));
+  return { model: m.model, at: s.at, legacy: true };
 }
 
 /**

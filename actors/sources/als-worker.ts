@@ -4,9 +4,8 @@ import { constants, getPriority, setPriority } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { Ratings } from "./als-matrix.js";
-import { trainAls, type AlsModel, type AlsSettings } from "./als.js";
+import { trainAls, type AlsSettings, type ServedModel } from "./als.js";
 import { evaluateAls, type OfflineMetrics } from "./als-eval.js";
-import { packIds } from "./als-ids.js";
 
 /**
  * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it
@@ -23,11 +22,12 @@ export interface TrainJob {
 }
 
 interface WorkerReply {
-  model?: AlsModel;
+  /** The item factors of the model trained (its user factors stay in the worker: not served). */
+  V?: Float32Array;
   offline?: OfflineMetrics;
   iteration?: number;
   error?: string;
-  /** The worker thread's CPU seconds until its reply (Linux), with `model` or `error`. */
+  /** The worker thread's CPU seconds until its reply (Linux), with `V` or `error`. */
   cpuSeconds?: number;
   /** The worker thread's id (Linux), its first message: its CPU can be read while it trains. */
   tid?: number;
@@ -80,7 +80,7 @@ function spawn(job: TrainJob): Worker {
   // The matrix moves to the worker (no copy on this thread: 120 MB at 1M users); it is built
   // afresh for every training.
   const r = job.ratings;
-  // The ids stay here (the model gets them back on arrival): only numbers cross.
+  // The ids stay here (the model gets the items' back on arrival): only numbers cross.
   const bare: TrainJob = { settings: job.settings, ratings: { ...r, users: [], items: [] } };
   const transferList = [r.userPtr, r.userCols, r.userVals, r.itemPtr, r.itemRows, r.itemVals].map(
     (a) => a.buffer as ArrayBuffer,
@@ -100,17 +100,19 @@ function spawn(job: TrainJob): Worker {
 
 /**
  * Trains in a new worker thread; rejects if the worker fails; `signal` terminates it. The model
- * comes back with its offline metrics (`offline`: als-eval.ts), computed in the worker too.
+ * comes back in its served form (item factors: a served model solves user vectors when asked,
+ * als-model.ts) with its offline metrics (`offline`: als-eval.ts), computed in the worker too.
  */
 export function trainInWorker(
   job: TrainJob,
   o: { signal?: AbortSignal; onIteration?: (it: number) => void } = {},
-): Promise<AlsModel> {
-  // The model's ids, packed while it trains (minutes at 1M users): a string per user and the
-  // array were ~40 B/user held all that time (als-ids.ts); the rows' arrays go to the worker.
-  // No closure below refers to `job`, so nothing keeps its id strings.
-  const users = packIds(job.ratings.users);
+): Promise<ServedModel> {
+  // The rows' arrays go to the worker; of the ids only the items' are kept (no user factors
+  // come back, so no user ids are needed). No closure below refers to `job`, so nothing keeps
+  // its user id strings.
+  const users = job.ratings.userPtr.length - 1;
   const items = job.ratings.items;
+  const settings = job.settings;
   let w: Worker;
   try {
     w = spawn(job);
@@ -138,16 +140,17 @@ export function trainInWorker(
       if (m.iteration !== undefined) o.onIteration?.(m.iteration);
       if (m.tid !== undefined) training.add((tid = m.tid));
       // Counted before settle() takes its thread out of `training` (no read comes between).
-      if (m.model || m.error) {
+      if (m.V || m.error) {
         done.trainings++;
         done.cpuSeconds += m.cpuSeconds ?? 0;
       }
-      if (m.model)
+      if (m.V)
         settle(() =>
           resolve({
-            ...m.model!,
-            users,
+            settings,
             items,
+            V: m.V!,
+            users,
             ...(m.offline ? { offline: m.offline } : {}),
           }),
         );
@@ -197,8 +200,7 @@ if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.al
     // Issue 15 point 4: the model's offline figures, here and not on the event loop.
     const offline = evaluateAls(ratings, model);
     const cpuSeconds = threadCpuSeconds();
-    parentPort.postMessage({ model, offline, cpuSeconds } satisfies WorkerReply, [
-      model.U.buffer as ArrayBuffer,
+    parentPort.postMessage({ V: model.V, offline, cpuSeconds } satisfies WorkerReply, [
       model.V.buffer as ArrayBuffer,
     ]);
   } catch (err) {

@@ -1,6 +1,5 @@
 import type { Ratings } from "./als-matrix.js";
 import type { OfflineMetrics } from "./als-eval.js";
-import type { IdList } from "./als-ids.js";
 import { seededRandom } from "./types.js";
 
 /**
@@ -61,10 +60,10 @@ export const EXPLICIT_SEED_001: AlsSettings = {
   seed: 42,
 };
 
+/** A trained model as training gives it: every user's and every item's factors. */
 export interface AlsModel {
   settings: AlsSettings;
-  /** Training gives an array; a stored model packs them (als-ids.ts): ~90 B/user less. */
-  users: IdList;
+  users: readonly string[];
   items: string[];
   /** users.length × rank, row-major. */
   U: Float32Array;
@@ -75,16 +74,50 @@ export interface AlsModel {
 }
 
 /**
+ * A model as it is served and stored: what answers need that cannot be derived, the settings,
+ * the item ids and their factors V. No user factors: a user's vector is solved from their
+ * current row against V when first asked for (the fold-in least squares, als-model.ts), as
+ * streaming ALS systems serve (Oryx 2's speed layer, `implicit`'s `recalculate_user`). A model
+ * of 1M users at rank 64 was 256 MB of user factors against ~13 MB of item factors at 50k items.
+ */
+export interface ServedModel {
+  settings: AlsSettings;
+  items: string[];
+  /** items.length × rank, row-major. */
+  V: Float32Array;
+  /** Users of the matrix it was trained on (a count: their vectors are not kept). */
+  users: number;
+  offline?: OfflineMetrics;
+}
+
+/** The served form of a model: its user factors and ids dropped (a served one as it is). */
+export function servedModel(m: AlsModel | ServedModel): ServedModel {
+  if (typeof m.users === "number") return m as ServedModel;
+  return {
+    settings: m.settings,
+    items: m.items,
+    V: m.V,
+    users: m.users.length,
+    ...(m.offline ? { offline: m.offline } : {}),
+  };
+}
+
+/**
  * Trains a model; `onIteration` is called after each full iteration (progress, cancellation).
- * With `from` (the previous model of the same settings), its factors are the starting point of
- * the users and items it knows, and `warmIterations` are run: a periodic retraining converges
- * from where the last one stopped. The result is still a function of (ratings, settings, from).
+ * With `from` (the previous model of the same settings), its item factors are the starting point
+ * of the items it knows, and `warmIterations` are run: a periodic retraining converges from where
+ * the last one stopped. A served model keeps no user factors, so the first half-step solves every
+ * user exactly against those item factors (Cholesky where CG would start from the seed's draws: a
+ * user's CG steps are warm-started from their previous vector, which no longer exists; short rows
+ * are exact by Woodbury anyway). A `from` with user factors (a model as training gives it) starts
+ * its users from them instead, CG as in every other half-step. The result is still a function of
+ * (ratings, settings, from).
  */
 export function trainAls(
   r: Ratings,
   s: AlsSettings,
   onIteration?: (it: number) => void,
-  from?: AlsModel,
+  from?: AlsModel | ServedModel,
 ): AlsModel {
   const k = s.rank;
   const rand = seededRandom(s.seed);
@@ -93,15 +126,15 @@ export function trainAls(
   // million id strings would cost the sending thread more than the rest of the job).
   const init = (
     n: number,
-    ids: string[],
-    prevIds: IdList | undefined,
+    ids: readonly string[],
+    prevIds: readonly string[] | undefined,
     prev: Float32Array | undefined,
   ) => {
     const a = new Float32Array(n * k);
     for (let x = 0; x < a.length; x++) a[x] = rand() * 0.01;
     if (prevIds && prev) {
       const at = new Map<string, number>();
-      for (let x = 0; x < prevIds.length; x++) at.set(prevIds.at(x)!, x);
+      prevIds.forEach((id, x) => at.set(id, x));
       ids.forEach((id, x) => {
         const p = at.get(id);
         if (p !== undefined) a.set(prev.subarray(p * k, (p + 1) * k), x * k);
@@ -109,11 +142,13 @@ export function trainAls(
     }
     return a;
   };
-  const U = init(r.userPtr.length - 1, r.users, warm?.users, warm?.U);
+  const warmUsers = warm && typeof warm.users !== "number" ? (warm as AlsModel) : undefined;
+  const U = init(r.userPtr.length - 1, r.users, warmUsers?.users, warmUsers?.U);
   const V = init(r.itemPtr.length - 1, r.items, warm?.items, warm?.V);
   const iterations = warm ? (s.warmIterations ?? s.iterations) : s.iterations;
   for (let it = 0; it < iterations; it++) {
-    halfStep(U, V, r.userPtr, r.userCols, r.userVals, s);
+    const exact = it === 0 && warm !== undefined && !warmUsers && s.solver === "cg";
+    halfStep(U, V, r.userPtr, r.userCols, r.userVals, exact ? { ...s, solver: "cholesky" } : s);
     halfStep(V, U, r.itemPtr, r.itemRows, r.itemVals, s);
     onIteration?.(it + 1);
   }

@@ -1,6 +1,6 @@
 import { createRatingsBuilder, type Ratings, type RatingsStores } from "./als-matrix.js";
 import { createAlsIndex, type AlsIndex } from "./als-model.js";
-import type { AlsModel, AlsSettings } from "./als.js";
+import { servedModel, type AlsModel, type AlsSettings, type ServedModel } from "./als.js";
 import type { SourcePreset } from "./preset.js";
 import type { Scored, SourceEvent } from "./types.js";
 
@@ -9,11 +9,12 @@ import type { Scored, SourceEvent } from "./types.js";
  * interaction weights; explicit: the latest rating per user and movie) and the models trained
  * from them (set from outside: trained in a worker, restored from a snapshot).
  *
- * Users are folded in between trainings: a user whose row changed after the input point the
- * model was trained at gets a vector solved against the model's fixed item factors from their
- * current row (the standard fold-in least squares, one half-step of ALS for one user), when their
- * candidates are first asked for after the change. The answer is a function of the model and the
- * row alone, so a replay gives the same; users unknown to the model get a vector the same way.
+ * A served model keeps no user factors (als.ts ServedModel): every user's vector is solved from
+ * their current row against the model's fixed item factors (the standard fold-in least squares,
+ * one half-step of ALS for one user) when their candidates are first asked for, and solved again
+ * after their row changes. The answer is a function of the model and the row alone, so a replay
+ * gives the same; a user unknown to the model gets a vector the same way. Vectors and top lists
+ * are kept in a bounded LRU per model (als-model.ts), not a map of every user asked.
  */
 export interface CollaborativeSettings {
   implicit?: AlsSettings;
@@ -31,10 +32,13 @@ export interface CollaborativeSource {
   implicitRatings(): Ratings;
   /** The matrix explicit ALS trains on. */
   explicitRatings(): Ratings;
-  /** Serves `model`, trained on the matrix at input point `at` (undefined: none). */
-  setModel(kind: ModelKind, model: AlsModel | undefined, at: number): void;
+  /**
+   * Serves `model`, trained on the matrix at input point `at` (undefined: none); a model with
+   * user factors (as training gives it) is served without them.
+   */
+  setModel(kind: ModelKind, model: AlsModel | ServedModel | undefined, at: number): void;
   /** The served model of a kind and its point. */
-  model(kind: ModelKind): { model: AlsModel; at: number } | undefined;
+  model(kind: ModelKind): { model: ServedModel; at: number } | undefined;
   /** The serving model's candidates (`keep` filters before the cut to `n`). */
   candidates(user: string, n: number, keep?: (item: string) => boolean): Scored[];
   /** The explicit model's candidates. */
@@ -47,7 +51,7 @@ export interface CollaborativeSource {
   /** The kind's matrix at the marked point (undefined: none marked). */
   ratingsAtMark(kind: ModelKind): Ratings | undefined;
   unmark(kind: ModelKind): void;
-  /** Users folded in since the models were set. */
+  /** User vectors solved (folded in) since the models were set. */
   readonly folded: number;
 }
 
@@ -60,21 +64,9 @@ export function createCollaborative(
     implicit: createRatingsBuilder(stores?.implicit),
     explicit: createRatingsBuilder(stores?.explicit),
   };
-  const served: Partial<
-    Record<ModelKind, { model: AlsModel; at: number; index: AlsIndex; folded: Map<string, number> }>
-  > = {};
-
-  /** The kind's index, with the user folded in if their row changed after the model's point. */
-  const fresh = (kind: ModelKind, user: string): AlsIndex | undefined => {
-    const m = served[kind];
-    if (!m) return undefined;
-    const changed = builders[kind].changedAt(user);
-    if (changed > m.at && m.folded.get(user) !== changed) {
-      m.index.foldIn(user, builders[kind].row(user)!);
-      m.folded.set(user, changed);
-    }
-    return m.index;
-  };
+  const served: Partial<Record<ModelKind, { model: ServedModel; at: number; index: AlsIndex }>> =
+    {};
+  const indexOf = (kind: ModelKind) => served[kind]?.index;
 
   return {
     add(e, at) {
@@ -85,18 +77,23 @@ export function createCollaborative(
     implicitRatings: () => builders.implicit.build(),
     explicitRatings: () => builders.explicit.build(),
     setModel(kind, model, at) {
-      if (!model) delete served[kind];
-      else served[kind] = { model, at, index: createAlsIndex(model), folded: new Map() };
+      if (!model) {
+        delete served[kind];
+        return;
+      }
+      const m = servedModel(model);
+      const rows = builders[kind];
+      served[kind] = { model: m, at, index: createAlsIndex(m, rows) };
     },
     model(kind) {
       const m = served[kind];
       return m && { model: m.model, at: m.at };
     },
     candidates(user, n, keep) {
-      return fresh(s.collaborative ?? "implicit", user)?.candidates(user, n, keep) ?? [];
+      return indexOf(s.collaborative ?? "implicit")?.candidates(user, n, keep) ?? [];
     },
     explicitCandidates(user, n, skip) {
-      return fresh("explicit", user)?.candidates(user, n, skip && ((i) => !skip.has(i))) ?? [];
+      return indexOf("explicit")?.candidates(user, n, skip && ((i) => !skip.has(i))) ?? [];
     },
     mark() {
       builders.implicit.mark();
@@ -105,7 +102,7 @@ export function createCollaborative(
     ratingsAtMark: (kind) => builders[kind].buildMarked(),
     unmark: (kind) => builders[kind].unmark(),
     get folded() {
-      return (served.implicit?.folded.size ?? 0) + (served.explicit?.folded.size ?? 0);
+      return (served.implicit?.index.solved ?? 0) + (served.explicit?.index.solved ?? 0);
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { Ratings } from "./als-matrix.js";
-import type { AlsModel, AlsSettings } from "./als.js";
+import type { AlsModel, AlsSettings, ServedModel } from "./als.js";
 import { createCollaborative, type CollaborativeSource } from "./collaborative.js";
 import { createCovisit, type CovisitOptions, type SimilarItemsSource } from "./covisit.js";
 import { createHistory, type HistorySource, type RecentTouch } from "./history.js";
@@ -52,8 +52,8 @@ export interface Recommender extends RecommenderReads {
   /** The matrix explicit ALS trains on (latest rating per user and item). */
   explicitRatings(): Ratings;
   /** Serves a model trained on every event added so far. */
-  setImplicit(model: AlsModel | undefined): void;
-  setExplicit(model: AlsModel | undefined): void;
+  setImplicit(model: AlsModel | ServedModel | undefined): void;
+  setExplicit(model: AlsModel | ServedModel | undefined): void;
   /** The explicit model's candidates (whichever model serves COLLABORATIVE). */
   explicitCandidates(user: string, n: number, skip?: ReadonlySet<string>): Scored[];
 }

@@ -1,4 +1,4 @@
-import { trainAls, type AlsModel } from "../../actors/sources/als.js";
+import { servedModel, trainAls, type ServedModel } from "../../actors/sources/als.js";
 import { blend, type BlendSettings, type SourceLists } from "../../actors/sources/blend.js";
 import type { SourcePreset } from "../../actors/sources/preset.js";
 import { createRecommender, type SourceSettings } from "../../actors/sources/recommender.js";
@@ -137,7 +137,7 @@ export function collectCases(
   const cases: Case[] = [];
   const als: EvalResult["als"] = { implicitMs: [], explicitMs: [], factorBytes: 0 };
   let fed = 0;
-  let lastImplicit: AlsModel | undefined;
+  let lastImplicit: ServedModel | undefined;
   for (const cut of cuts) {
     const from = at(cut);
     const batch = events.slice(fed, from);
@@ -153,11 +153,14 @@ export function collectCases(
     const now = events[from - 1]!.ts;
     if (o.sources.implicit) {
       const t0 = performance.now();
-      // Each cut retrains from the previous cut's model, as the engine's periodic retraining does.
-      const m = trainAls(rec.implicitRatings(), o.sources.implicit, undefined, lastImplicit);
+      // Each cut retrains from the previous cut's model as served (item factors, no user
+      // factors: als.ts ServedModel), a warm start.
+      const m = servedModel(
+        trainAls(rec.implicitRatings(), o.sources.implicit, undefined, lastImplicit),
+      );
       lastImplicit = m;
       als.implicitMs.push(Math.round(performance.now() - t0));
-      als.factorBytes = m.U.byteLength + m.V.byteLength;
+      als.factorBytes = m.V.byteLength;
       rec.setImplicit(m);
     }
     if (o.sources.explicit) {
