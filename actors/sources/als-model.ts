@@ -87,13 +87,15 @@ export function createAlsIndex(
   let trainedAt: Map<string, number> | undefined;
 
   /** The user's vector from their row, solved against V: undefined if no item of it is known. */
+  const A = new Float64Array(k * k);
+  const b = new Float64Array(k);
+  const x = new Float64Array(k);
   const solve = (row: ReadonlyMap<string, number>): Float32Array | undefined => {
     const s = model.settings;
     const V = model.V;
-    const A = new Float64Array(k * k);
-    const b = new Float64Array(k);
-    const x = new Float64Array(k);
     if (s.kind === "implicit") A.set((YtY ??= gram(V, k, s.reg)));
+    else A.fill(0);
+    b.fill(0);
     let n = 0;
     for (const [item, v] of row) {
       const j = itemIndex.get(item);
