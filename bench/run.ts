@@ -221,6 +221,10 @@ function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<string, st
     PARTITIONS: String(PARTITIONS),
     // As `npm start` reads it: PARSE_PROCESS=0 measures the app with parse in its main process.
     ...(env.PARSE_PROCESS !== undefined ? { PARSE_PROCESS: env.PARSE_PROCESS } : {}),
+    // PARSE_PROCESS_STAGES=ingest: the stages no answer reads run beside parse in its process.
+    ...(env.PARSE_PROCESS_STAGES !== undefined
+      ? { PARSE_PROCESS_STAGES: env.PARSE_PROCESS_STAGES }
+      : {}),
     // Bounded staleness of blended answers (off by default): the report says when it is on.
     ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
     ...extra,
@@ -259,6 +263,9 @@ async function waitCaughtUp(
     let s = parsePos;
     for (const id of app.pipeline.instanceIds())
       if (id !== "parse/0") s += app.pipeline.instance(id)?.position() ?? 0;
+    // The stages that run beside parse in its process (bin/pipeline/units.ts).
+    for (const [id, at] of Object.entries(app.parseProcess?.positions() ?? {}))
+      if (id !== "parse/0") s += at;
     if (s !== lastSum) {
       lastSum = s;
       lastMove = now;

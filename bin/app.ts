@@ -11,6 +11,7 @@ import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 import { openStateDb, type StateDb } from "../state/index.js";
 import { startPipeline, type Pipeline, type PipelineDeps } from "./pipeline/pipeline.js";
 import { startGateway } from "./pipeline/gateway.js";
+import { parseProcessStages } from "./pipeline/units.js";
 import { openSnapshotArchive } from "../state/archive.js";
 import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
@@ -158,9 +159,16 @@ export async function startApp(
 
     // PARSE_PROCESS=1: parse runs in a child process on the second core (bin/parse-process.ts).
     const parseApart = role === "start" && cfg.parseProcess;
-    if (role === "start") await moveParseSnapshot(stateDb, cfg.dataDir, parseApart);
+    // The parse process runs these stages of every unit (PARSE_PROCESS_STAGES), this one the rest.
+    const inChild = parseApart ? parseProcessStages(cfg.parseProcessStages) : new Set<string>();
+    if (role === "start")
+      await moveParseSnapshot(stateDb, cfg.dataDir, inChild, cfg.pipeline.partitions);
     let ownership: PipelineDeps["ownership"] = parseApart
-      ? { mode: "units", units: Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`) }
+      ? {
+          mode: "units",
+          units: Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`),
+          stages: (stage) => !inChild.has(stage),
+        }
       : { mode: "all" };
     if (role === "worker") {
       const rc = options.roleConfig;

@@ -95,6 +95,15 @@ export const SETTINGS = {
     values: ["0", "1"],
     help: "reco start: 1 runs parse in a child process (a second core), 0 in the main process",
   },
+  parseProcessStages: {
+    env: "PARSE_PROCESS_STAGES",
+    kind: "enum",
+    // parse until an A/B shows the ingest cut gaining (bench/README "What limits", session 13:
+    // on 2 busy cores it moved CPU between the processes without lowering the total).
+    default: "parse",
+    values: ["parse", "ingest"],
+    help: "reco start with PARSE_PROCESS=1: the parse process runs parse alone, or (ingest) also watermark, window, interest-ranking, drift, popularity and trending",
+  },
   serveProcess: {
     env: "SERVE_PROCESS",
     kind: "enum",

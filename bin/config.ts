@@ -59,6 +59,11 @@ export interface AppConfig {
    */
   parseProcess: boolean;
   /**
+   * PARSE_PROCESS_STAGES: what the parse process runs besides parse: nothing (`parse`), or the
+   * stages no answer reads in the main process (`ingest`: bin/pipeline/units.ts).
+   */
+  parseProcessStages: "parse" | "ingest";
+  /**
    * SERVE_PROCESS: `reco start` serves gRPC and HTTP from its own process, which runs no stage,
    * and runs the stages in a child at INGEST_NICE (bin/serve-app.ts).
    */
@@ -206,6 +211,7 @@ export function loadConfig(
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),
     parseProcess: str("parseProcess") === "1",
+    parseProcessStages: str("parseProcessStages") === "ingest" ? "ingest" : "parse",
     serveProcess: str("serveProcess") === "1",
     ingestNice: num("ingestNice"),
     heapGrowingPercent: num("heapGrowingPercent"),

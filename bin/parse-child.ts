@@ -6,6 +6,7 @@ import { pino, type Logger } from "pino";
 import { getHeapStatistics } from "node:v8";
 import { Gauge } from "prom-client";
 import { startPipeline, type Pipeline } from "./pipeline/pipeline.js";
+import { parseProcessStages } from "./pipeline/units.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import type { StateDb } from "../state/index.js";
 import { connectWithStatus } from "./nats-connect.js";
@@ -85,6 +86,7 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   const stateDb = watched.db;
   const metrics = createMetrics();
   maintain(stateDb, metrics.registry, log, cleanups);
+  const here = parseProcessStages(cfg.parseProcessStages);
   const pipeline: Pipeline = await startPipeline(cfg.pipeline, {
     nc,
     stateDb,
@@ -96,7 +98,18 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
       log.fatal({ err: err.message }, "supervision gave up: exiting");
       process.exit(70);
     },
-    ownership: { mode: "units", units: ["parse"] },
+    // Parse, and with PARSE_PROCESS_STAGES=ingest the stages no answer reads in the main process.
+    ownership: {
+      mode: "units",
+      units: [
+        "parse",
+        // The partitions' units, where some of their stages run here.
+        ...(here.size > 1
+          ? Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`)
+          : []),
+      ],
+      stages: (stage) => here.has(stage),
+    },
     serve: false,
     host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
   });
@@ -142,9 +155,18 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   });
 
   let reported = -1;
+  let reportedSum = -1;
   const positions = setInterval(() => {
     const seq = pipeline.instance("parse/0")?.position() ?? 0;
-    if (seq !== reported) send({ type: "position", seq: (reported = seq) });
+    // Every instance's position, when any moved (the bench's "caught up" reads them).
+    const stages: Record<string, number> = {};
+    let sum = 0;
+    for (const id of pipeline.instanceIds())
+      sum += stages[id] = pipeline.instance(id)?.position() ?? 0;
+    if (seq !== reported || sum !== reportedSum) {
+      reportedSum = sum;
+      send({ type: "position", seq: (reported = seq), stages });
+    }
   }, 100);
   cleanups.push(async () => clearInterval(positions));
   process.on("message", (m: ToParseChild) => {
@@ -154,6 +176,8 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
         () => send({ type: "metrics", id: m.id, metrics: [] }),
       );
   });
+  // Ready once every stage here runs (the main process's ready line waits for it).
+  await pipeline.ready();
   // A stop asked for while starting: the cleanups are complete only now.
   if (stopping === undefined) send({ type: "ready" });
 }

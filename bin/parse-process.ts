@@ -1,7 +1,7 @@
 import { createChildReplies, type ChildReplies } from "./child-replies.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { rename, rm } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -45,8 +45,11 @@ export type JsonMetrics = MetricObjectWithValues<MetricValue<string>>[];
 /** Messages child → parent. */
 export type FromParseChild =
   | { type: "ready" }
-  /** Parse's last processed EVENTS sequence, sent when it moves (at most every 100 ms). */
-  | { type: "position"; seq: number }
+  /**
+   * Parse's last processed EVENTS sequence and every stage instance's input position, sent when
+   * one moves (at most every 100 ms).
+   */
+  | { type: "position"; seq: number; stages?: Record<string, number> }
   | { type: "metrics"; id: number; metrics: JsonMetrics }
   /** The child's own health problems (NATS, parse failing, its state store), every second. */
   | { type: "health"; problems: HealthProblem[] }
@@ -81,6 +84,8 @@ export interface ParseProcess {
   running(): boolean;
   /** Parse's last processed EVENTS sequence as the current child last reported it (0 before). */
   position(): number;
+  /** Input positions of the child's stage instances ("<stage>/<partition>"), as last reported. */
+  positions(): Readonly<Record<string, number>>;
   /** Resolves when a child runs parse (following restarts); rejects if supervision gave up. */
   ready(): Promise<void>;
   /**
@@ -149,6 +154,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   const CHILD_ID = kind.id;
   const what = `${kind.label} process`;
   let lastPosition = 0;
+  let lastPositions: Readonly<Record<string, number>> = {};
   let reported: { at: number; problems: HealthProblem[] } | undefined;
   // Scrapes wait up to 5 s for the child (Prometheus's default timeout is 10 s); a later answer,
   // or a child restarting, leaves its series out of that scrape (never older values as current).
@@ -177,9 +183,13 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
   const current = () => supervisor.child(CHILD_ID) as ParseChildActor | undefined;
   supervisor.supervise(CHILD_ID, () =>
     createParseChildActor(o, kind, replies, {
-      onPosition: (seq) => (lastPosition = seq),
+      onPosition: (seq, stages) => {
+        lastPosition = seq;
+        if (stages) lastPositions = stages;
+      },
       onStart: () => {
         lastPosition = 0;
+        lastPositions = {};
         reported = undefined;
       },
       onHealth: (problems) => (reported = { at: Date.now(), problems }),
@@ -203,6 +213,7 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
     pid: () => current()?.pid(),
     running,
     position: () => lastPosition,
+    positions: () => lastPositions,
     problems(now) {
       const out = dying.check(now);
       if (!running()) return out;
@@ -248,7 +259,7 @@ function createParseChildActor(
   kind: ChildKind,
   replies: ChildReplies<JsonMetrics>,
   hooks: {
-    onPosition: (seq: number) => void;
+    onPosition: (seq: number, stages?: Record<string, number>) => void;
     onStart: () => void;
     onHealth: (problems: HealthProblem[]) => void;
     onReady: () => void;
@@ -291,7 +302,7 @@ function createParseChildActor(
         return new Promise<void>((resolve, reject) => {
           let started = false;
           c.on("message", (raw: FromParseChild) => {
-            if (raw.type === "position") hooks.onPosition(raw.seq);
+            if (raw.type === "position") hooks.onPosition(raw.seq, raw.stages);
             else if (raw.type === "health") hooks.onHealth(raw.problems);
             else if (raw.type === "fatal") o.onFatal?.(new ParseProcessFatalError(raw.message));
             else if (raw.type === "metrics") replies.answer(raw.id, raw.metrics);
@@ -369,44 +380,89 @@ class MergedRegistry extends Registry {
 }
 
 /**
- * Moves parse's snapshot to where this start runs parse, so switching PARSE_PROCESS does not
- * replay EVENTS from the beginning: into `state-parse` when parse runs in the child (once, when
- * that directory does not exist yet), back into `state` when it runs in the main process. Only
- * one of the two ever holds the live snapshot, so nothing has to compare them at every start.
+ * The file beside `state-parse` that lists the stages whose snapshots that store holds (JSON
+ * array). Absent: parse's only (a store from before the parse process ran other stages).
+ */
+export const parseStagesFile = (dataDir: string) => join(dataDir, "state-parse.stages.json");
+
+/** The instances of `stages` (parse has one, the others one per partition). */
+function instancesOf(stages: Iterable<string>, partitions: number) {
+  const ids: { stage: string; partition: number }[] = [];
+  for (const stage of stages)
+    for (let partition = 0; partition < (stage === "parse" ? 1 : partitions); partition++)
+      ids.push({ stage, partition });
+  return ids;
+}
+
+/**
+ * Moves stage snapshots between the two stores, so that each stage's is where this start runs
+ * it (`inChild`: the stages of the parse process, empty when there is none) and switching
+ * PARSE_PROCESS or PARSE_PROCESS_STAGES replays nothing: into `state-parse` what the child runs
+ * now, back into `state` what it ran before and runs no more. Only one of the two ever holds an
+ * instance's live snapshot. `state-parse.stages.json` lists the stages `state-parse` holds (a
+ * store without it holds parse's only): when it lists exactly `inChild`, a start reads nothing
+ * else. Each instance is copied, then cleared where it was, and the list written last, so a crash
+ * midway copies again at the next start (neither process ran the moved stages meanwhile).
  */
 export async function moveParseSnapshot(
   stateDb: StateDb,
   dataDir: string,
-  toChild: boolean,
+  inChild: ReadonlySet<string>,
+  partitions: number,
 ): Promise<void> {
   const dir = parseStateDir(dataDir);
-  const main = stateDb.instance("parse", 0);
-  if (toChild) {
-    if (existsSync(dir)) return;
-    const snap = await main.exportRaw();
-    if (Number(snap.meta.seq ?? 0) <= 0) return;
-    // Written beside it and renamed: a crash midway leaves no half-filled `state-parse`.
-    const tmp = `${dir}.tmp`;
-    await rm(tmp, { recursive: true, force: true });
-    const db = await openStateDb(tmp);
+  const listFile = parseStagesFile(dataDir);
+  const want = [...inChild].sort();
+  const held = existsSync(listFile)
+    ? (JSON.parse(await readFile(listFile, "utf8")) as string[])
+    : existsSync(dir)
+      ? ["parse"]
+      : [];
+  const moveOut = held.filter((s) => !inChild.has(s));
+  const moveIn = want.filter((s) => !held.includes(s));
+  if (moveOut.length === 0 && moveIn.length === 0) return;
+  if (moveOut.length > 0 && existsSync(dir)) {
+    const db = await openUnlocked(dir);
     try {
-      await db.instance("parse", 0).importRaw(snap);
+      for (const id of instancesOf(moveOut, partitions)) {
+        const from = db.instance(id.stage, id.partition);
+        const snap = await from.exportRaw();
+        if (Number(snap.meta.seq ?? 0) <= 0) continue;
+        await stateDb.instance(id.stage, id.partition).importRaw(snap);
+        await from.clear();
+      }
     } finally {
       await db.close();
     }
-    await rename(tmp, dir);
-    await main.clear();
+  }
+  if (want.length === 0) {
+    await rm(dir, { recursive: true, force: true });
+    await rm(listFile, { force: true });
     return;
   }
-  if (!existsSync(dir)) return;
-  const db = await openUnlocked(dir);
+  // A first store is written beside and renamed: a crash midway leaves no half-filled one.
+  const fresh = !existsSync(dir);
+  const target = fresh ? `${dir}.tmp` : dir;
+  let db: StateDb | undefined;
+  const moved: { stage: string; partition: number }[] = [];
   try {
-    const snap = await db.instance("parse", 0).exportRaw();
-    if (Number(snap.meta.seq ?? 0) > 0) await main.importRaw(snap);
+    // One at a time: a window or interest-ranking snapshot of 1M users is large.
+    for (const id of instancesOf(moveIn, partitions)) {
+      const snap = await stateDb.instance(id.stage, id.partition).exportRaw();
+      if (Number(snap.meta.seq ?? 0) <= 0) continue;
+      if (!db) {
+        if (fresh) await rm(target, { recursive: true, force: true });
+        db = await openUnlocked(target);
+      }
+      await db.instance(id.stage, id.partition).importRaw(snap);
+      moved.push(id);
+    }
   } finally {
-    await db.close();
+    await db?.close();
   }
-  await rm(dir, { recursive: true, force: true });
+  if (db && fresh) await rename(target, dir);
+  for (const id of moved) await stateDb.instance(id.stage, id.partition).clear();
+  await writeFile(listFile, JSON.stringify(want));
 }
 
 /**

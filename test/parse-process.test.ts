@@ -107,117 +107,129 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
 
   // 20k events, two kills and their restarts: 37 s alone at load 18, over 60 s in a full run
   // at load 21 (ci9a).
-  it("recovers a SIGKILLed parse process mid-stream: every answer equals the reference, nothing counted twice", async () => {
-    nats = await setupNats();
-    const dir = await mkdtemp(join(tmpdir(), "reco-parse-kill-"));
-    dirs.push(dir);
-    app = await startApp(config(dir), pino({ level: "silent" }));
-    expect(app.pipeline.instance("parse/0")).toBeUndefined();
-    nc = await connect({ servers: nats.url, noAsyncTraces: true });
-    client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+  // With PARSE_PROCESS_STAGES=ingest the child also runs the design path up to interest-ranking
+  // (and popularity, trending, drift): each kill takes them down with parse.
+  it.each(["parse", "ingest"])(
+    "recovers a SIGKILLed parse process mid-stream (PARSE_PROCESS_STAGES=%s): every answer equals the reference, nothing counted twice",
+    async (stages) => {
+      nats = await setupNats();
+      const dir = await mkdtemp(join(tmpdir(), "reco-parse-kill-"));
+      dirs.push(dir);
+      app = await startApp(
+        config(dir, { PARSE_PROCESS_STAGES: stages }),
+        pino({ level: "silent" }),
+      );
+      expect(app.pipeline.instance("parse/0")).toBeUndefined();
+      expect(app.pipeline.instance("window/0") === undefined).toBe(stages === "ingest");
+      nc = await connect({ servers: nats.url, noAsyncTraces: true });
+      client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
 
-    // The log in publish order, with about 2% of events sent again a little later (no
-    // Nats-Msg-Id, so they reach parse): across a kill, only parse's snapshot of seen ids can
-    // tell them apart.
-    const good = generateLog({
-      seed: 17,
-      events: 20_000,
-      users: 400,
-      items: 150,
-      categories: ["a", "b", "c", "d", "e", "f"],
-      start: Date.parse("2026-11-10T00:00:00Z"),
-      spanMs: 8 * H,
-      lateShare: 0.01,
-      lateByMs: H,
-    });
-    const r = rng(5);
-    const log: RefEvent[] = [];
-    for (let k = 0; k < good.length; k++) {
-      log.push(good[k]!);
-      if (k > 200 && r() < 0.02) log.push(good[k - 1 - Math.floor(r() * 200)]!);
-    }
-    const messages = log.map((e) => ({
-      subject: `events.${e.event_type}`,
-      data: enc.encode(JSON.stringify(e)),
-    }));
-    const ref = reference(log);
-    expect(ref.duplicates).toBeGreaterThan(100);
-
-    const parse = app.parseProcess!;
-    // Killed as soon as parse passes `seq` (it reports its position every 100 ms), with more of
-    // the log still to process.
-    const killAt = async (seq: number) => {
-      expect(await waitFor(() => parse.position() >= seq, 60_000)).toBe(true);
-      expect(parse.position()).toBeLessThan(messages.length);
-      const pid = parse.pid()!;
-      process.kill(pid, "SIGKILL");
-      expect(await waitFor(() => gone(pid), 5000)).toBe(true);
-      return pid;
-    };
-    // Half the log up front; the first kill while parse works through it, the second while the
-    // other half is being published.
-    const half = Math.floor(messages.length / 2);
-    await publish(messages.slice(0, half));
-    const first = await killAt(Math.floor(half / 3));
-    // The other half in small steps, so that parse is still reading when it dies again; the
-    // last 2,000 only after that kill, so there is always more to read when it dies (a parse
-    // that kept up with the steps had read everything by the time the kill came).
-    const tail = messages.length - 2000;
-    const rest = (async () => {
-      for (let k = half; k < tail; k += 500) {
-        await publish(messages.slice(k, Math.min(k + 500, tail)));
-        await sleep(30);
+      // The log in publish order, with about 2% of events sent again a little later (no
+      // Nats-Msg-Id, so they reach parse): across a kill, only parse's snapshot of seen ids can
+      // tell them apart.
+      const good = generateLog({
+        seed: 17,
+        events: 20_000,
+        users: 400,
+        items: 150,
+        categories: ["a", "b", "c", "d", "e", "f"],
+        start: Date.parse("2026-11-10T00:00:00Z"),
+        spanMs: 8 * H,
+        lateShare: 0.01,
+        lateByMs: H,
+      });
+      const r = rng(5);
+      const log: RefEvent[] = [];
+      for (let k = 0; k < good.length; k++) {
+        log.push(good[k]!);
+        if (k > 200 && r() < 0.02) log.push(good[k - 1 - Math.floor(r() * 200)]!);
       }
-    })();
-    await eventually(
-      async () => parse.pid(),
-      (pid) => pid !== undefined && pid !== first,
-    );
-    await killAt(half + 2000);
-    await rest;
-    await publish(messages.slice(tail));
-    const last = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state.last_seq;
-    expect(last).toBe(messages.length);
-    // The third parse process has read everything.
-    expect(await waitFor(() => parse.position() >= last, 60_000)).toBe(true);
+      const messages = log.map((e) => ({
+        subject: `events.${e.event_type}`,
+        data: enc.encode(JSON.stringify(e)),
+      }));
+      const ref = reference(log);
+      expect(ref.duplicates).toBeGreaterThan(100);
 
-    const users = ref.users();
-    for (const u of users) {
-      const res = await eventually(
-        () => client!.getRecommendations(u, 10),
-        (v) => JSON.stringify(asRef(v.items)) === JSON.stringify(refItems(ref, u)),
+      const parse = app.parseProcess!;
+      // Killed as soon as parse passes `seq` (it reports its position every 100 ms), with more of
+      // the log still to process.
+      const killAt = async (seq: number) => {
+        expect(await waitFor(() => parse.position() >= seq, 60_000)).toBe(true);
+        expect(parse.position()).toBeLessThan(messages.length);
+        const pid = parse.pid()!;
+        process.kill(pid, "SIGKILL");
+        expect(await waitFor(() => gone(pid), 5000)).toBe(true);
+        return pid;
+      };
+      // Half the log up front; the first kill while parse works through it, the second while the
+      // other half is being published.
+      const half = Math.floor(messages.length / 2);
+      await publish(messages.slice(0, half));
+      const first = await killAt(Math.floor(half / 3));
+      // The other half in small steps, so that parse is still reading when it dies again; the
+      // last 2,000 only after that kill, so there is always more to read when it dies (a parse
+      // that kept up with the steps had read everything by the time the kill came).
+      const tail = messages.length - 2000;
+      const rest = (async () => {
+        for (let k = half; k < tail; k += 500) {
+          await publish(messages.slice(k, Math.min(k + 500, tail)));
+          await sleep(30);
+        }
+      })();
+      await eventually(
+        async () => parse.pid(),
+        (pid) => pid !== undefined && pid !== first,
       );
-      expect(asRef(res.items), `recommendations of ${u}`).toEqual(refItems(ref, u));
-      expect(res.topCategories.map((c) => [c.category, Number(c.interest)])).toEqual(
-        ref.topCategories(u),
-      );
-    }
-    // Parse's counts (kept in its snapshot) and the main process's view of the restarts, both
-    // in the one /metrics of the main process.
-    const port = app.metricsPort;
-    const count = (name: string) => metric(port, "reco_stage_count", { stage: "parse", name });
-    expect(await count("accepted")).toBe(ref.accepted);
-    expect(await count("duplicate")).toBe(ref.duplicates);
-    expect(await count("in")).toBe(log.length);
-    expect(await metric(port, "reco_stage_position", { stage: "parse" })).toBe(last);
-    expect(await metric(port, "reco_stage_restarts_total", { stage: "parse" })).toBeGreaterThan(1);
-    // Its heap grows as the main process's does (HEAP_GROWING_PERCENT, default 25): at V8's own
-    // growth the child held 150 MiB at bench step 7's 200k users, 106 MiB with it.
-    expect(await metric(port, "reco_parse_heap_growing_percent")).toBe(25);
-    // And reports where its memory is (bench step 7 splits the child's RSS with it).
-    const mem = (kind: string) => metric(port, "reco_parse_memory_bytes", { kind });
-    const [held, used] = [await mem("heap_held"), await mem("heap_used")];
-    expect(used).toBeGreaterThan(1 << 20);
-    expect(held).toBeGreaterThanOrEqual(used!);
-    expect(await mem("external")).toBeGreaterThan(0);
-    // One exposition: every family once, the main process's start time kept.
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));
-    expect(types.length).toBe(new Set(types).size);
-    expect(text).toMatch(/^process_start_time_seconds \d+/m);
-  }, 120_000);
+      await killAt(half + 2000);
+      await rest;
+      await publish(messages.slice(tail));
+      const last = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state.last_seq;
+      expect(last).toBe(messages.length);
+      // The third parse process has read everything.
+      expect(await waitFor(() => parse.position() >= last, 60_000)).toBe(true);
 
-  it("moves parse's snapshot when PARSE_PROCESS changes, so EVENTS is not read again", async () => {
+      const users = ref.users();
+      for (const u of users) {
+        const res = await eventually(
+          () => client!.getRecommendations(u, 10),
+          (v) => JSON.stringify(asRef(v.items)) === JSON.stringify(refItems(ref, u)),
+        );
+        expect(asRef(res.items), `recommendations of ${u}`).toEqual(refItems(ref, u));
+        expect(res.topCategories.map((c) => [c.category, Number(c.interest)])).toEqual(
+          ref.topCategories(u),
+        );
+      }
+      // Parse's counts (kept in its snapshot) and the main process's view of the restarts, both
+      // in the one /metrics of the main process.
+      const port = app.metricsPort;
+      const count = (name: string) => metric(port, "reco_stage_count", { stage: "parse", name });
+      expect(await count("accepted")).toBe(ref.accepted);
+      expect(await count("duplicate")).toBe(ref.duplicates);
+      expect(await count("in")).toBe(log.length);
+      expect(await metric(port, "reco_stage_position", { stage: "parse" })).toBe(last);
+      expect(await metric(port, "reco_stage_restarts_total", { stage: "parse" })).toBeGreaterThan(
+        1,
+      );
+      // Its heap grows as the main process's does (HEAP_GROWING_PERCENT, default 25): at V8's own
+      // growth the child held 150 MiB at bench step 7's 200k users, 106 MiB with it.
+      expect(await metric(port, "reco_parse_heap_growing_percent")).toBe(25);
+      // And reports where its memory is (bench step 7 splits the child's RSS with it).
+      const mem = (kind: string) => metric(port, "reco_parse_memory_bytes", { kind });
+      const [held, used] = [await mem("heap_held"), await mem("heap_used")];
+      expect(used).toBeGreaterThan(1 << 20);
+      expect(held).toBeGreaterThanOrEqual(used!);
+      expect(await mem("external")).toBeGreaterThan(0);
+      // One exposition: every family once, the main process's start time kept.
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));
+      expect(types.length).toBe(new Set(types).size);
+      expect(text).toMatch(/^process_start_time_seconds \d+/m);
+    },
+    120_000,
+  );
+
+  it("moves the snapshots of parse and its process's other stages when PARSE_PROCESS or PARSE_PROCESS_STAGES changes, so nothing is read again", async () => {
     nats = await setupNats();
     const dir = await mkdtemp(join(tmpdir(), "reco-parse-move-"));
     dirs.push(dir);
@@ -241,48 +253,85 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
       metric(a.metricsPort, "reco_stage_events_in_total", { stage: "parse" });
     const accepted = (a: App) =>
       metric(a.metricsPort, "reco_stage_count", { stage: "parse", name: "accepted" });
+    // The stages that run beside parse in its process with PARSE_PROCESS_STAGES=ingest move
+    // with it (units.ts): the watermark and drift stages read each parse hop record once.
+    const besideParseIn = async (a: App) => [
+      await metric(a.metricsPort, "reco_stage_events_in_total", { stage: "watermark" }),
+      await metric(a.metricsPort, "reco_stage_events_in_total", { stage: "drift" }),
+    ];
+
+    const settled = async (a: App, parsed: number, acceptedAll: number) => {
+      // The new events only, no replay (counts reach prom-client every 250 ms).
+      await sleep(750);
+      expect(await parsedIn(a)).toBe(parsed);
+      expect(await accepted(a)).toBe(acceptedAll);
+      expect(
+        await eventually(
+          () => besideParseIn(a),
+          (n) => n.every((x) => x !== undefined && x >= parsed),
+        ),
+      ).toEqual([parsed, parsed]);
+    };
+    const listed = () => {
+      const file = join(dir, "state-parse.stages.json");
+      return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as string[]) : undefined;
+    };
 
     // In the main process first.
     app = await startApp(config(dir, { PARSE_PROCESS: "0" }), pino({ level: "silent" }));
-    await publish(messages.slice(0, 1000));
+    await publish(messages.slice(0, 750));
     await eventually(
       async () => app!.pipeline.instance("parse/0")!.position(),
-      (p) => p >= 1000,
+      (p) => p >= 750,
     );
     await app.stop();
 
-    // In a child: it starts where the main process stopped.
-    app = await startApp(config(dir), pino({ level: "silent" }));
+    // In a child with the stages no answer reads here (PARSE_PROCESS_STAGES=ingest): they start
+    // where the main process stopped.
+    app = await startApp(
+      config(dir, { PARSE_PROCESS_STAGES: "ingest" }),
+      pino({ level: "silent" }),
+    );
     expect(existsSync(join(dir, "state-parse"))).toBe(true);
+    expect(app.pipeline.instance("watermark/0")).toBeUndefined();
     expect(
       await eventually(
         async () => app!.parseProcess!.position(),
-        (p) => p >= 1000,
+        (p) => p >= 750,
       ),
-    ).toBe(1000);
-    await publish(messages.slice(1000, 2000));
+    ).toBe(750);
+    await publish(messages.slice(750, 1500));
     await eventually(
       async () => app!.parseProcess!.position(),
-      (p) => p >= 2000,
+      (p) => p >= 1500,
     );
-    // The new events only, no replay (counts reach prom-client every 250 ms).
-    await sleep(750);
-    expect(await parsedIn(app)).toBe(1000);
-    expect(await accepted(app)).toBe(2000);
+    await settled(app, 750, 1500);
+    expect(listed()).toContain("watermark");
     await app.stop();
 
-    // And back.
+    // Parse alone in the child (the default): the others come back to the main process.
+    app = await startApp(config(dir), pino({ level: "silent" }));
+    expect(app.pipeline.instance("watermark/0")).toBeDefined();
+    await publish(messages.slice(1500, 2250));
+    await eventually(
+      async () => app!.parseProcess!.position(),
+      (p) => p >= 2250,
+    );
+    await settled(app, 750, 2250);
+    expect(listed()).toEqual(["parse"]);
+    await app.stop();
+
+    // And back into the main process.
     app = await startApp(config(dir, { PARSE_PROCESS: "0" }), pino({ level: "silent" }));
     expect(existsSync(join(dir, "state-parse"))).toBe(false);
-    expect(app.pipeline.instance("parse/0")!.position()).toBe(2000);
-    await publish(messages.slice(2000));
+    expect(listed()).toBeUndefined();
+    expect(app.pipeline.instance("parse/0")!.position()).toBe(2250);
+    await publish(messages.slice(2250));
     await eventually(
       async () => app!.pipeline.instance("parse/0")!.position(),
       (p) => p >= 3000,
     );
-    await sleep(750);
-    expect(await parsedIn(app)).toBe(1000);
-    expect(await accepted(app)).toBe(3000);
+    await settled(app, 750, 3000);
   });
 
   it("the parse process exits when the main process is SIGKILLed, and the next start runs parse again", async () => {

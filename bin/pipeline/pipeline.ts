@@ -180,7 +180,11 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   };
 
   const units = createUnits(supervisor, instances);
+  const ownership = deps.ownership ?? { mode: "all" };
+  const placedHere = (ownership.mode === "units" && ownership.stages) || (() => true);
   const run = <H extends StageHandler>(spec: StageSpec<H>) => {
+    // Another process of this `reco start` runs it (PARSE_PROCESS=1: units.ts).
+    if (!placedHere(spec.stage)) return;
     const id = `${spec.stage}/${spec.partition}`;
     const ledger: PoisonLedger = new Map();
     const d = hostDeps(spec.stage, spec.partition);
@@ -236,7 +240,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(quality.armOf ? { armOf: quality.armOf } : {}),
     serve: deps.serve ?? true,
   });
-  const owner = await takeOwnership(deps.ownership ?? { mode: "all" }, {
+  const owner = await takeOwnership(ownership, {
     units,
     instances,
     stateDb: deps.stateDb,

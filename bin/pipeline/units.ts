@@ -23,7 +23,43 @@ export interface LeaseOwnership {
 }
 
 export type Ownership =
-  { mode: "all" } | { mode: "units"; units: readonly string[] } | LeaseOwnership;
+  | { mode: "all" }
+  | {
+      mode: "units";
+      units: readonly string[];
+      /**
+       * Which of the units' stages run here (absent: all of them): `reco start` with
+       * PARSE_PROCESS=1 and PARSE_PROCESS_STAGES=ingest splits each partition's unit between its
+       * two processes (see parseProcessStages).
+       */
+      stages?: (stage: string) => boolean;
+    }
+  | LeaseOwnership;
+
+/**
+ * The stages `reco start` runs in its parse process (PARSE_PROCESS=1, bin/parse-child.ts), by
+ * PARSE_PROCESS_STAGES: parse alone (`parse`, the default), or (`ingest`) parse and every stage
+ * whose state no answer reads in the main process. Their outputs reach the main process over
+ * JetStream as before: interest-ranking's profiles (popularity-join), popularity's table and
+ * trending's lists (KV buckets); drift's figures in the merged /metrics. The main process keeps
+ * what an answer reads locally: popularity-join's profiles and the fallback actors, and the
+ * blend's sources (history, covisit with the prequential scorer, collaborative). Step 2 (bench/
+ * README "What limits", session 13): with `parse` the main thread ran ~82% of the stages' time,
+ * with `ingest` ~60%, and the two processes' CPU per event together the same.
+ */
+export function parseProcessStages(which: "parse" | "ingest"): ReadonlySet<string> {
+  return which === "ingest" ? INGEST_STAGES : PARSE_ONLY;
+}
+const PARSE_ONLY: ReadonlySet<string> = new Set(["parse"]);
+const INGEST_STAGES: ReadonlySet<string> = new Set([
+  "parse",
+  "watermark",
+  "window",
+  "interest-ranking",
+  "drift",
+  "popularity",
+  "trending",
+]);
 
 /** Stage instances by "<stage>/<partition>" (current incarnation). */
 export type Instances = Map<string, StageInstance<StageHandler>>;
