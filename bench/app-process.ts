@@ -7,6 +7,7 @@ import { connectNats } from "../connectors/nats/connection.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { runtimeEnv } from "../bin/node-runtime.mjs";
 import { repoPath, spawnTs } from "./child.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
 import {
@@ -91,7 +92,9 @@ const APP_NODE_FLAGS = [
 ];
 
 export function spawnApp(o: AppProcessOptions): AppProcess {
-  const env: NodeJS.ProcessEnv = {
+  // The node flags and environment `npm start` and the image start the app with (its launcher
+  // relaunches node with them: bin/node-runtime.mjs), given here at the spawn.
+  const env: NodeJS.ProcessEnv = runtimeEnv({
     ...process.env,
     NATS_URL: o.natsUrl,
     DATA_DIR: o.dataDir,
@@ -104,7 +107,7 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
     LOG_LEVEL: "debug",
     PARTITIONS: String(o.partitions),
     ...o.env,
-  };
+  });
   const spawnedAt = epochNow();
   const stdio: StdioOptions = ["ignore", "pipe", "pipe"];
   // run.ts built dist/ before the first step (bin/build.mjs).

@@ -51,6 +51,7 @@ import { spawnGrpcLoad } from "./grpc-load.js";
 import { waitAppQuiet } from "./quiet.js";
 import { startSplitServing, type SplitServing } from "./serve-split.js";
 import type { JsonMetrics } from "../bin/parse-process.js";
+import { runtimeEnv } from "../bin/node-runtime.mjs";
 import { APP_FROM_SOURCES } from "./app-process.js";
 import {
   fmtInt,
@@ -1658,7 +1659,8 @@ async function spawnStep(name: string, consumeRate: number): Promise<StepResult>
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, {
       stdio: ["ignore", "pipe", "inherit"],
-      env: { ...env, RECO_BENCH_T0: String(T0) },
+      // The app runs in it: with the node flags and environment `npm start` gives it.
+      env: runtimeEnv({ ...env, RECO_BENCH_T0: String(T0) }),
     });
     let out = "";
     child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));

@@ -53,7 +53,7 @@ function sources() {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (/\.(ts|mts)$/.test(e.name) && !e.name.endsWith(".d.ts")) files.push(p);
+      else if (/\.(ts|mts)$/.test(e.name) && !/\.d\.m?ts$/.test(e.name)) files.push(p);
     }
   };
   for (const d of SOURCE_DIRS) walk(join(root, d));

@@ -4,9 +4,16 @@
 // a start loads modules without compiling them: tsx compiling every module at every start was
 // ~0.6–1.2 s of a restart (bench step 6). Otherwise (a source edited since the last build) it
 // runs the TypeScript sources through tsx, as before: never stale code.
+//
+// First, node's flags and malloc's settings (bin/node-runtime.mjs) must be in effect from the
+// process's start: if they are not, node runs this same command again with them, and this
+// process only waits for it.
 import { isStale } from "./build.mjs";
+import { relaunchWithRuntime } from "./node-runtime.mjs";
 
-if (!isStale()) {
+if (relaunchWithRuntime()) {
+  // The relaunched process does the work; this one mirrors its end.
+} else if (!isStale()) {
   await import("../dist/bin/cli.js");
 } else {
   const { register } = await import("tsx/esm/api");

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { until } from "./helpers/harness.js";
+import { RUNTIME_ENV, runtimeMissing } from "../bin/node-runtime.mjs";
 
 const root = resolve(import.meta.dirname, "..");
 
@@ -83,6 +84,23 @@ describe("reco start", () => {
     expect(output().match(/reco-stream ready/g)).toHaveLength(1);
     const natsPid = Number(/"natsPid":(\d+)/.exec(output())?.[1]);
     expect(alive(natsPid)).toBe(true);
+
+    // Issue 16 point 3: node's flags and malloc's settings (bin/node-runtime.mjs) are in the
+    // environment the app's process and its parse process were started with (/proc/<pid>/environ
+    // is the environment at exec, which glibc and node read): reco.mjs relaunched node with them.
+    const appPid = Number(/"pid":(\d+)[^\n]*reco-stream ready/.exec(output())?.[1]);
+    const parsePid = Number(/"parsePid":(\d+)/.exec(output())?.[1]);
+    expect(appPid).not.toBe(child.pid);
+    for (const pid of [appPid, parsePid]) {
+      const started = Object.fromEntries(
+        readFileSync(`/proc/${pid}/environ`, "utf8")
+          .split("\0")
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+      );
+      expect(runtimeMissing(started, []), `pid ${pid}`).toEqual([]);
+      expect(started.MALLOC_ARENA_MAX).toBe(RUNTIME_ENV.MALLOC_ARENA_MAX);
+    }
 
     const health = await fetch(`http://127.0.0.1:${metrics}/healthz`);
     expect(health.status).toBe(200);
