@@ -49,13 +49,13 @@ describe("ItemEdges (co-visitation's live neighbour lists)", () => {
       expect(x >= 0).toBe(model.has(b));
       if (x < 0) {
         m.push(b, rnd(), step);
-        model.set(b, [m.s[m.size - 1]!, step]);
+        model.set(b, [m.sOf(m.size - 1), step]);
       }
       if (m.size > 120) {
         const keep = new Uint8Array(m.size);
         for (let y = 0; y < m.size; y++) {
           keep[y] = rnd() < 0.4 ? 1 : 0;
-          if (!keep[y]) model.delete(m.key[y]!);
+          if (!keep[y]) model.delete(m.keyOf(y));
         }
         m.retain(keep);
       }
@@ -64,7 +64,7 @@ describe("ItemEdges (co-visitation's live neighbour lists)", () => {
     for (const [b, e] of model) {
       const x = m.find(b);
       expect(x).toBeGreaterThanOrEqual(0);
-      expect([m.s[x], m.ts[x]]).toEqual(e);
+      expect([m.sOf(x), m.tsOf(x)]).toEqual(e);
     }
     expect(m.find(10_000)).toBe(-1);
   });

@@ -59,8 +59,10 @@ describe("the covisit stage's per-user value as bytes", () => {
     // Doubles bit for bit; -0 comes back as 0, as it did from the JSON text.
     const neg: UserValue = { r: [["a", -1.5e-300, 0.1 + 0.2, null]] };
     expect(same(decodeUserValue(encodeUserValue(neg)), neg)).toBe(true);
-    const zero = decodeUserValue(encodeUserValue({ r: [["a", -0, 1, null]] })) as UserValue;
-    expect(Object.is(zero.r![0]![1], 0)).toBe(true);
+    const zero = decodeUserValue(encodeUserValue({ r: [["a", -0, 1, null]] })) as {
+      r: [string, number, number, string | null][];
+    };
+    expect(Object.is(zero.r[0]![1], 0)).toBe(true);
   });
 
   it("keeps which parts a value has: recent only, history only, or a bare recent list", () => {

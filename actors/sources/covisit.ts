@@ -1,6 +1,7 @@
 import { createItemIds, ItemEdges, toItemEdges, type ItemIds } from "./item-edges.js";
 import type { Edge, Neighbours } from "./neighbours.js";
 import type { SourcePreset } from "./preset.js";
+import { recentItems, type Recent, type RecentItems } from "./recent-items.js";
 import { memStore, type KeyStore } from "./store.js";
 import { byScoreThenId, decay, nthBest, type Scored, type SourceEvent } from "./types.js";
 
@@ -53,9 +54,6 @@ const MAX_RANKED = 50_000;
 /** Neighbour lists `add` holds between flushes at most (a bound on memory). */
 const MAX_HELD = 50_000;
 
-/** A user's recent item as stored: item, time, weight, session id (null: none). */
-type Recent = [i: string, ts: number, w: number, sess: string | null];
-
 /** Where co-visitation keeps its data (the covisit stage's state maps). */
 export interface CovisitStores {
   /**
@@ -70,8 +68,8 @@ export interface CovisitStores {
   ids?: ItemIds;
   /** Decayed total weight per item. */
   mass: KeyStore<Edge>;
-  /** Recent items per user, oldest first. */
-  recent: KeyStore<Recent[]>;
+  /** Recent items per user, oldest first (stored as `Recent[]`; recent-items.ts's live form). */
+  recent: KeyStore<Recent[] | RecentItems>;
 }
 
 export const memCovisitStores = (): CovisitStores => ({
@@ -127,9 +125,25 @@ export function createCovisit(
    */
   const held: (ItemEdges | undefined)[] = [];
   const heldIds: number[] = [];
+  /** Flushes so far: `massSet[x] === flushes` marks an item's mass set since the last one. */
+  let flushes = 1;
   const flush = () => {
     for (const x of heldIds) held[x] = undefined;
     heldIds.length = 0;
+    flushes++;
+  };
+  /**
+   * Each item's total weight by item number, as the object `mass` holds (null: none): read from
+   * `mass` once, then changed in place here and set there once per flush, as held lists are (a
+   * string-keyed lookup through the state map per event, and one per neighbour scored, read and
+   * set the same few objects). Only `add` writes `mass`, so a kept value is always the stored one.
+   */
+  const massRef: (Edge | null | undefined)[] = [];
+  const massSet: number[] = [];
+  const massOf = (x: number): Edge | undefined => {
+    let v = massRef[x];
+    if (v === undefined) massRef[x] = v = mass.get(names[x]!) ?? null;
+    return v ?? undefined;
   };
   /** The list of item number x (named `name`), to change and then set. */
   const changing = (x: number, name: string): ItemEdges => {
@@ -165,11 +179,14 @@ export function createCovisit(
   const link = (m: ItemEdges, b: number, w: number, ts: number) => {
     const x = m.find(b);
     if (x >= 0) {
-      const t = m.ts[x]!;
+      // Entry x's weight and time: d[3x + 1], d[3x + 2] (item-edges.ts).
+      const d = m.d;
+      const at = 3 * x + 1;
+      const t = d[at + 1]!;
       if (ts >= t) {
-        m.s[x] = m.s[x]! * (finite ? Math.pow(2, -(ts - t) / halfLife) : 1) + w;
-        m.ts[x] = ts;
-      } else m.s[x] = m.s[x]! + w * (finite ? Math.pow(2, -(t - ts) / halfLife) : 1);
+        d[at] = d[at]! * (finite ? Math.pow(2, -(ts - t) / halfLife) : 1) + w;
+        d[at + 1] = ts;
+      } else d[at] = d[at]! + w * (finite ? Math.pow(2, -(t - ts) / halfLife) : 1);
     } else {
       m.push(b, w, ts);
       if (m.size >= 3 * k) prune(m, ts);
@@ -184,20 +201,21 @@ export function createCovisit(
   const prune = (m: ItemEdges, now: number) => {
     const n = m.size;
     const scores = new Float64Array(n);
-    for (let x = 0; x < n; x++) scores[x] = atOf(m.s[x]!, m.ts[x]!, now);
-    const kth = scores.slice().sort()[n - k]!;
+    for (let x = 0; x < n; x++) scores[x] = atOf(m.sOf(x), m.tsOf(x), now);
+    // The k-th best by selection (nthBest: the same value as a sort gives, in linear time).
+    const kth = nthBest(scores.slice(), k);
     let above = 0;
     const ties: string[] = [];
     for (let x = 0; x < n; x++) {
       const sc = scores[x]!;
       if (sc > kth) above++;
-      else if (sc === kth) ties.push(names[m.key[x]!]!);
+      else if (sc === kth) ties.push(names[m.keyOf(x)]!);
     }
     const kept = new Set(ties.sort().slice(0, k - above));
     const keep = new Uint8Array(n);
     for (let x = 0; x < n; x++) {
       const sc = scores[x]!;
-      keep[x] = sc > kth || (sc === kth && kept.has(names[m.key[x]!]!)) ? 1 : 0;
+      keep[x] = sc > kth || (sc === kth && kept.has(names[m.keyOf(x)]!)) ? 1 : 0;
     }
     m.retain(keep);
   };
@@ -240,7 +258,7 @@ export function createCovisit(
       massVal = v;
     }
     if (massGen[x] === gen) return massVal[x]!;
-    const mb = mass.get(names[x]!);
+    const mb = massOf(x);
     const v = mb ? at(mb, now) : 1;
     massGen[x] = gen;
     massVal[x] = v;
@@ -252,13 +270,13 @@ export function createCovisit(
     const n = m.size;
     const scores = new Float64Array(n);
     // The item's own mass at `now`, once per list (it is in every pair's denominator).
-    const ma = normalise ? mass.get(item) : undefined;
+    const ma = normalise ? massOf(ids.idOf(item)) : undefined;
     const maAt = ma ? at(ma, now) : 1;
     for (let x = 0; x < n; x++) {
-      const raw = atOf(m.s[x]!, m.ts[x]!, now);
+      const raw = atOf(m.sOf(x), m.tsOf(x), now);
       let score = raw;
       if (normalise) {
-        const d = Math.sqrt(maAt * massAtOf(m.key[x]!, now));
+        const d = Math.sqrt(maAt * massAtOf(m.keyOf(x), now));
         score = d > 0 ? raw / d : 0;
       }
       scores[x] = score;
@@ -284,7 +302,7 @@ export function createCovisit(
     const least = whole ? -Infinity : nthBest(scores.slice(), top);
     const list: Neighbour[] = [];
     for (let x = 0; x < n; x++)
-      if (scores[x]! >= least) list.push({ item: names[m.key[x]!]!, score: scores[x]! });
+      if (scores[x]! >= least) list.push({ item: names[m.keyOf(x)]!, score: scores[x]! });
     list.sort(byScoreThenId);
     if (list.length > top) list.length = top;
     if (ranked.size >= MAX_RANKED) ranked.clear();
@@ -330,7 +348,7 @@ export function createCovisit(
     let got = 0;
     if (n <= top) {
       for (let x = 0; x < n; x++) {
-        keys[x] = m.key[x]!;
+        keys[x] = m.keyOf(x);
         scores[x] = all[x]!;
       }
       got = n;
@@ -341,18 +359,18 @@ export function createCovisit(
       for (let x = 0; x < n; x++) {
         const sc = all[x]!;
         if (sc > least) {
-          keys[got] = m.key[x]!;
+          keys[got] = m.keyOf(x);
           scores[got++] = sc;
         } else if (sc === least) ties.push(x);
       }
       if (ties.length > 0) {
         ties.sort((a, b) => {
-          const na = names[m.key[a]!]!;
-          const nb = names[m.key[b]!]!;
+          const na = names[m.keyOf(a)]!;
+          const nb = names[m.keyOf(b)]!;
           return na < nb ? -1 : na > nb ? 1 : 0;
         });
         for (let t = 0; t < ties.length && got < top; t++) {
-          keys[got] = m.key[ties[t]!]!;
+          keys[got] = m.keyOf(ties[t]!);
           scores[got++] = all[ties[t]!]!;
         }
       }
@@ -397,39 +415,41 @@ export function createCovisit(
       const w = opts.preset.weight(e);
       if (w <= 0) return;
       version++;
-      const own = mass.get(e.i);
-      if (own) bump(own, w, e.ts);
-      mass.set(e.i, own ?? [w, e.ts]);
-      const list = recent.get(e.u) ?? [];
-      const sess = e.sess ?? null;
-      // The item's number, and its id as the one string object `ids` holds for it: the recent
-      // lists keep that object, so looking up their items' numbers finds the very key (no
-      // comparison of characters) while a list stays in memory.
+      // The item's number, and its id as the one string object `ids` holds for it.
       const me = ids.idOf(e.i);
       const item = names[me]!;
+      const own = massOf(me);
+      if (own) bump(own, w, e.ts);
+      else massRef[me] = [w, e.ts];
+      if (massSet[me] !== flushes) {
+        massSet[me] = flushes;
+        mass.set(item, massRef[me]!);
+      }
+      const list = recentItems(recent.get(e.u), ids, recentCap + 1);
+      const sess = e.sess ?? null;
+      const { nums, ts: times, w: weights, sess: sessions } = list;
       // The item's own neighbours, once per event.
       let mine: ItemEdges | undefined;
       // Where the item itself is in the list (it is there at most once).
       let at0 = -1;
       // Each recent item pairs once per event (its latest touch), not once per earlier touch.
-      for (let x = 0; x < list.length; x++) {
-        const r = list[x]!;
-        const other = r[0];
-        if (other === item) {
+      for (let x = 0; x < list.size; x++) {
+        const ox = nums[x]!;
+        if (ox === me) {
           at0 = x;
           continue;
         }
-        const together = (r[3] !== null && r[3] === sess) || Math.abs(e.ts - r[1]) <= windowMs;
+        const rs = sessions[x]!;
+        const together = (rs !== null && rs === sess) || Math.abs(e.ts - times[x]!) <= windowMs;
         if (!together) continue;
-        const pw = Math.max(w, r[2]);
+        const pw = Math.max(w, weights[x]!);
         mine ??= changing(me, item);
-        const ox = ids.idOf(other);
         link(mine, ox, pw, e.ts);
-        link(changing(ox, other), me, pw, e.ts);
+        link(changing(ox, names[ox]!), me, pw, e.ts);
       }
-      if (at0 >= 0) list.splice(at0, 1);
-      list.push([item, e.ts, w, sess]);
-      if (list.length > recentCap) list.shift();
+      if (at0 >= 0) list.remove(at0);
+      list.push(me, e.ts, w, sess);
+      while (list.size > recentCap) list.remove(0);
       recent.set(e.u, list);
     },
     similar,

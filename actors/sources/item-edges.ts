@@ -47,16 +47,23 @@ export function createItemIds(): ItemIds {
 const MIN_CAP = 8;
 /** Fibonacci hashing of a neighbour number into the index. */
 const GOLDEN = 0x9e3779b1;
+/** Doubles per entry in `d`: neighbour number, weight, time. */
+const STRIDE = 3;
 
 /**
- * One item's neighbours: entry x (0 <= x < size) is neighbour `key[x]` with weight `s[x]` as of
- * time `ts[x]`. A class (not a factory) so that a stored value is told apart by `instanceof`.
+ * One item's neighbours: entry x (0 <= x < size) is neighbour `keyOf(x)` with weight `sOf(x)` as
+ * of time `tsOf(x)`, held together in one Float64Array (`d[3x]`, `d[3x + 1]`, `d[3x + 2]`). A
+ * class (not a factory) so that a stored value is told apart by `instanceof`.
+ *
+ * Why one array: an update of an edge (covisit.ts `link`) reads the index slot, then the entry's
+ * number, weight and time. As three typed arrays (and the index) that was up to four typed-array
+ * objects and four data lines per update, each a likely cache miss on a graph of tens of MB;
+ * here the entry's three doubles share a line, and two typed arrays are touched.
  */
 export class ItemEdges implements NeighbourBytes {
   size = 0;
-  key: Int32Array;
-  s: Float64Array;
-  ts: Float64Array;
+  /** Entries: neighbour number, weight, time, STRIDE doubles each. */
+  d: Float64Array;
   /** Open addressing, linear probing: entry + 1 per slot, 0 free; at most half full. */
   private index: Int32Array;
   private shift: number;
@@ -67,64 +74,82 @@ export class ItemEdges implements NeighbourBytes {
   ) {
     let c = MIN_CAP;
     while (c < cap) c *= 2;
-    this.key = new Int32Array(c);
-    this.s = new Float64Array(c);
-    this.ts = new Float64Array(c);
+    this.d = new Float64Array(STRIDE * c);
     this.index = new Int32Array(2 * c);
     this.shift = 32 - Math.log2(2 * c);
+  }
+
+  /** Neighbour number of entry x. */
+  keyOf(x: number): number {
+    return this.d[STRIDE * x]!;
+  }
+  /** Weight of entry x (as of its time). */
+  sOf(x: number): number {
+    return this.d[STRIDE * x + 1]!;
+  }
+  /** Time of entry x's weight. */
+  tsOf(x: number): number {
+    return this.d[STRIDE * x + 2]!;
   }
 
   /** The entry of neighbour `b`, or -1. */
   find(b: number): number {
     const index = this.index;
+    const d = this.d;
     const mask = index.length - 1;
     for (let h = Math.imul(b, GOLDEN) >>> this.shift; ; h = (h + 1) & mask) {
       const e = index[h]!;
       if (e === 0) return -1;
-      if (this.key[e - 1] === b) return e - 1;
+      if (d[STRIDE * (e - 1)] === b) return e - 1;
     }
   }
 
   /** Appends neighbour `b` (not held) with weight s at ts. */
   push(b: number, s: number, ts: number): void {
-    if (this.size === this.key.length) this.grow();
+    if (STRIDE * this.size === this.d.length) this.grow();
     const x = this.size++;
-    this.key[x] = b;
-    this.s[x] = s;
-    this.ts[x] = ts;
+    const d = this.d;
+    d[STRIDE * x] = b;
+    d[STRIDE * x + 1] = s;
+    d[STRIDE * x + 2] = ts;
     this.place(b, x);
   }
 
   /** Keeps the entries x with keep[x] (their order kept), dropping the rest. */
   retain(keep: Uint8Array): void {
+    const d = this.d;
     let n = 0;
     for (let x = 0; x < this.size; x++) {
       if (!keep[x]) continue;
-      this.key[n] = this.key[x]!;
-      this.s[n] = this.s[x]!;
-      this.ts[n] = this.ts[x]!;
+      if (n !== x) {
+        d[STRIDE * n] = d[STRIDE * x]!;
+        d[STRIDE * n + 1] = d[STRIDE * x + 1]!;
+        d[STRIDE * n + 2] = d[STRIDE * x + 2]!;
+      }
       n++;
     }
     this.size = n;
     this.index.fill(0);
-    for (let x = 0; x < n; x++) this.place(this.key[x]!, x);
+    for (let x = 0; x < n; x++) this.place(d[STRIDE * x]!, x);
   }
 
   toBytes(): Uint8Array {
     const names = this.ids.names;
+    const d = this.d;
     return writeNeighbourBytes(
       this.size,
-      (x) => names[this.key[x]!]!,
-      (x) => this.s[x]!,
-      (x) => this.ts[x]!,
+      (x) => names[d[STRIDE * x]!]!,
+      (x) => d[STRIDE * x + 1]!,
+      (x) => d[STRIDE * x + 2]!,
     );
   }
 
   /** The entries with ids (memory stores, `reco eval`: as a Neighbours Map's JSON). */
   toJSON(): [string, Edge][] {
     const out: [string, Edge][] = [];
+    const d = this.d;
     for (let x = 0; x < this.size; x++)
-      out.push([this.ids.names[this.key[x]!]!, [this.s[x]!, this.ts[x]!]]);
+      out.push([this.ids.names[d[STRIDE * x]!]!, [d[STRIDE * x + 1]!, d[STRIDE * x + 2]!]]);
     return out;
   }
 
@@ -137,19 +162,13 @@ export class ItemEdges implements NeighbourBytes {
   }
 
   private grow(): void {
-    const c = 2 * this.key.length;
-    const key = new Int32Array(c);
-    const s = new Float64Array(c);
-    const ts = new Float64Array(c);
-    key.set(this.key);
-    s.set(this.s);
-    ts.set(this.ts);
-    this.key = key;
-    this.s = s;
-    this.ts = ts;
+    const c = (2 * this.d.length) / STRIDE;
+    const d = new Float64Array(STRIDE * c);
+    d.set(this.d);
+    this.d = d;
     this.index = new Int32Array(2 * c);
     this.shift = 32 - Math.log2(2 * c);
-    for (let x = 0; x < this.size; x++) this.place(key[x]!, x);
+    for (let x = 0; x < this.size; x++) this.place(d[STRIDE * x]!, x);
   }
 }
 

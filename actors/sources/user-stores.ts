@@ -1,4 +1,5 @@
 import type { CovisitStores } from "./covisit.js";
+import { RecentItems } from "./recent-items.js";
 import type { UserHistory } from "./history.js";
 import type { KeyStore } from "./store.js";
 
@@ -65,5 +66,5 @@ export function userStores(users: KeyStore<UserValue | Recent>): UserStores {
 
 /** A stored value as `{ r, h }`: a bare recent list (stored before the scorer ran here) is `{ r }`. */
 function asValue(v: UserValue | Recent): UserValue {
-  return Array.isArray(v) ? { r: v } : v;
+  return Array.isArray(v) || v instanceof RecentItems ? { r: v } : v;
 }

@@ -1,6 +1,7 @@
 import { Packr } from "msgpackr";
 import type { ValueCodec } from "../../runtime/index.js";
 import { UserItems, type UserHistory } from "./history.js";
+import { RecentItems } from "./recent-items.js";
 import type { UserValue } from "./user-stores.js";
 
 /**
@@ -20,19 +21,24 @@ import type { UserValue } from "./user-stores.js";
  */
 
 type Recent = NonNullable<UserValue["r"]>;
+/** Recent items as stored (arrays), not co-visitation's live form. */
+type StoredRecent = Exclude<Recent, RecentItems>;
 /** A stored value: `{ r, h }`, or a bare recent list (user-stores.ts reads both). */
-export type StoredUserValue = UserValue | Recent;
+export type StoredUserValue = UserValue | StoredRecent;
 
 // Plain MessagePack maps and arrays: a value decodes alone, with no shared record shapes.
 const packr = new Packr({ useRecords: false });
 
 const entries = (h: UserHistory) => (h instanceof Map ? [...h] : h);
 
-export function encodeUserValue(v: StoredUserValue): Uint8Array {
-  if (Array.isArray(v)) return packr.pack(v);
+/** Recent items as stored: co-visitation's live form (recent-items.ts) as its arrays. */
+const stored = (r: Recent) => (r instanceof RecentItems ? r.toJSON() : r);
+
+export function encodeUserValue(v: StoredUserValue | RecentItems): Uint8Array {
+  if (Array.isArray(v) || v instanceof RecentItems) return packr.pack(stored(v));
   // Only the parts the value has (an absent part is not written as a nil).
   const out: { r?: Recent; h?: unknown } = {};
-  if (v.r !== undefined) out.r = v.r;
+  if (v.r !== undefined) out.r = stored(v.r);
   if (v.h !== undefined) out.h = entries(v.h);
   return packr.pack(out);
 }
@@ -46,7 +52,7 @@ export function decodeUserValue(stored: unknown): StoredUserValue {
   } catch (err) {
     throw new Error(`covisit user value: unknown stored form (${(err as Error).message})`);
   }
-  if (Array.isArray(v)) return v as Recent;
+  if (Array.isArray(v)) return v as StoredRecent;
   if (v === null || typeof v !== "object")
     throw new Error(`covisit user value: unknown stored form (${typeof v})`);
   const o = v as { r?: Recent; h?: ConstructorParameters<typeof UserItems>[0] };
@@ -57,7 +63,7 @@ export function decodeUserValue(stored: unknown): StoredUserValue {
 }
 
 /** The codec of the covisit stage's "recent" map (state/stage-state.ts `codec`). */
-export const userValueCodec: ValueCodec<StoredUserValue> = {
+export const userValueCodec: ValueCodec<StoredUserValue | RecentItems> = {
   encode: encodeUserValue,
   decode: decodeUserValue,
 };
