@@ -6,8 +6,8 @@ import { hash64 } from "./hash64.js";
  * time (expireBefore) and size (maxIds).
  *
  * Compact: an id is held as a 64-bit hash (hash64) in typed arrays, 16 bytes in a FIFO log (hash
- * and time) plus 8–16 in an open-addressing hash set, instead of its string in a Map (~200 bytes
- * of heap and one LevelDB key per event). Two distinct ids with equal 64-bit hashes would be
+ * and time) plus 4–8 in an open-addressing hash set of log positions, instead of its string in a
+ * Map (~200 bytes of heap and one LevelDB key per event). Two distinct ids with equal 64-bit hashes would be
  * taken for one (odds ~n²/2⁶⁵: 1 in ~10⁷ with 2M ids held), the same way in every run.
  *
  * Which ids are remembered must be a function of the input alone, never of when snapshots were
@@ -33,6 +33,8 @@ export interface SeenIds {
   /** Forgets every id whose time is before `horizon`. */
   expireBefore(horizon: number): void;
   readonly size: number;
+  /** Bytes of the typed arrays held: the log's segments and the hash set. */
+  readonly bytes: number;
 }
 
 /** Entries per persisted segment (32 KiB each). */
@@ -63,7 +65,6 @@ function segmentOf(v: unknown): Segment | undefined {
 }
 
 export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
-  const set = createHashSet();
   const segments = new Map<number, Segment>();
   let first = 0; // global index of the oldest slot not yet released (live or forgotten)
   let next = 0; // global index of the next slot
@@ -75,6 +76,8 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
   const hiAt = (g: number) => seg(g).hashes[2 * (g % SEG)]!;
   const loAt = (g: number) => seg(g).hashes[2 * (g % SEG) + 1]!;
   const writeHead = () => map.set(HEAD, [first, next]);
+  // Live slots' positions, found by their hashes in the log (slots at or after `first`).
+  const set = createPositionSet(hiAt, loAt, () => first);
 
   /** Releases forgotten slots at the front, and segments left with none in use. */
   const releaseFront = (): void => {
@@ -92,7 +95,7 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
     const n = Math.floor(g / SEG);
     const s = segments.get(n)!;
     const o = g % SEG;
-    set.remove(s.hashes[2 * o]!, s.hashes[2 * o + 1]!);
+    set.remove(g);
     s.times[o] = NaN;
     live--;
     map.set(segKey(n), s.bytes);
@@ -172,6 +175,7 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
       heap.push(next);
       siftUp(heap, heap.length - 1);
     }
+    set.add(next);
     next++;
     live++;
     lastTime = ts;
@@ -215,7 +219,7 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
     const o = g % SEG;
     const t = s.times[o]!;
     if (Number.isNaN(t)) continue;
-    set.add(s.hashes[2 * o]!, s.hashes[2 * o + 1]!);
+    set.add(g);
     live++;
     lastTime = t;
   }
@@ -224,7 +228,7 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
     legacy.sort((a, b) => (a[1] !== b[1] ? a[1] - b[1] : a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     for (const [id, ts] of legacy) {
       const h = hash64(id);
-      if (set.add(h.hi, h.lo)) append(h.hi, h.lo, ts >= lastTime ? ts : lastTime);
+      if (!set.has(h.hi, h.lo)) append(h.hi, h.lo, ts >= lastTime ? ts : lastTime);
     }
     writeHead();
   }
@@ -240,7 +244,7 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
     },
     add(id, ts) {
       const h = hash64(id);
-      if (!set.add(h.hi, h.lo)) return false;
+      if (set.has(h.hi, h.lo)) return false;
       append(h.hi, h.lo, ts >= lastTime ? ts : lastTime);
       while (live > maxIds) forgetLeast();
       writeHead();
@@ -254,7 +258,7 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
         const t = timeAt(first);
         if (t >= horizon) break;
         if (!Number.isNaN(t)) {
-          set.remove(hiAt(first), loAt(first));
+          set.remove(first);
           live--;
         }
         first++;
@@ -270,84 +274,101 @@ export function createSeenIds(map: KeyedMap<unknown>, maxIds: number): SeenIds {
     get size() {
       return live;
     },
+    get bytes() {
+      return segments.size * SEG * 16 + set.bytes();
+    },
   };
 }
 
 /**
- * A set of 64-bit hashes (hi, lo) in one Uint32Array: linear probing, deletion by backward
- * shift (no tombstones), grown at half full and shrunk at an eighth so that memory follows what
- * is held. (0, 0) marks an empty slot; the hash (0, 0) is stored as (0, 1).
+ * A set of log positions (global slot indices) found by the 64-bit hash each position holds in
+ * the log: linear probing on the hash's low word, deletion by backward shift (no tombstones),
+ * grown at half full and shrunk at an eighth so that memory follows what is held. A slot holds
+ * the position modulo 2^31, plus 1 (0 marks an empty slot): 4 bytes, where the hash itself was 8
+ * (8 MiB less at 1M ids held); a probe reads the hash from the log instead. Every position held
+ * is in [base(), base() + 2^31): the log's live window (at most the ids held plus those forgotten
+ * out of order at its front) never spans 2^31 slots.
  */
-function createHashSet() {
+function createPositionSet(
+  hiAt: (g: number) => number,
+  loAt: (g: number) => number,
+  base: () => number,
+) {
   const MIN = 1024;
+  const SPAN = 2 ** 31;
   let cap = MIN; // slots, a power of two
-  let slots = new Uint32Array(2 * cap);
+  let slots = new Uint32Array(cap);
   let size = 0;
 
+  const stored = (g: number) => (g % SPAN) + 1;
+  /** The position a non-empty slot value stands for. */
+  const positionOf = (v: number) => {
+    const b = base();
+    return b + ((((v - 1 - (b % SPAN)) % SPAN) + SPAN) % SPAN);
+  };
   // hash64's bits are mixed already: the low word picks the slot.
-  const mix = (_hi: number, lo: number) => lo;
   const find = (hi: number, lo: number): number => {
     const mask = cap - 1;
-    let i = mix(hi, lo) & mask;
-    for (;;) {
-      const a = slots[2 * i]!;
-      const b = slots[2 * i + 1]!;
-      if (a === 0 && b === 0) return -1 - i; // empty: where it would go
-      if (a === hi && b === lo) return i;
-      i = (i + 1) & mask;
+    for (let i = lo & mask; ; i = (i + 1) & mask) {
+      const v = slots[i]!;
+      if (v === 0) return -1 - i; // empty: where it would go
+      const g = positionOf(v);
+      if (loAt(g) === lo && hiAt(g) === hi) return i;
+    }
+  };
+  const slotOf = (g: number): number => {
+    const mask = cap - 1;
+    const v = stored(g);
+    for (let i = loAt(g) & mask; ; i = (i + 1) & mask) {
+      const at = slots[i]!;
+      if (at === 0) return -1;
+      if (at === v) return i;
     }
   };
   const resize = (to: number) => {
     const old = slots;
     cap = to;
-    slots = new Uint32Array(2 * cap);
-    for (let i = 0; i < old.length; i += 2) {
-      const a = old[i]!;
-      const b = old[i + 1]!;
-      if (a !== 0 || b !== 0) {
-        const j = -1 - find(a, b);
-        slots[2 * j] = a;
-        slots[2 * j + 1] = b;
-      }
+    slots = new Uint32Array(cap);
+    const mask = cap - 1;
+    for (let i = 0; i < old.length; i++) {
+      const v = old[i]!;
+      if (v === 0) continue;
+      let j = loAt(positionOf(v)) & mask;
+      while (slots[j] !== 0) j = (j + 1) & mask;
+      slots[j] = v;
     }
   };
-  const norm = (hi: number, lo: number) => (hi === 0 && lo === 0 ? 1 : lo);
 
   return {
-    has: (hi: number, lo: number) => find(hi, norm(hi, lo)) >= 0,
-    /** Adds; false when already held. */
-    add(hi: number, lo: number): boolean {
-      lo = norm(hi, lo);
-      const f = find(hi, lo);
-      if (f >= 0) return false;
-      const i = -1 - f;
-      slots[2 * i] = hi;
-      slots[2 * i + 1] = lo;
+    has: (hi: number, lo: number) => find(hi, lo) >= 0,
+    /** Adds position `g`, whose hash the log holds already (and no other position held has). */
+    add(g: number): void {
+      const mask = cap - 1;
+      let i = loAt(g) & mask;
+      while (slots[i] !== 0) i = (i + 1) & mask;
+      slots[i] = stored(g);
       if (++size * 2 > cap) resize(cap * 2);
-      return true;
     },
-    remove(hi: number, lo: number): void {
-      lo = norm(hi, lo);
-      let i = find(hi, lo);
+    /** Removes position `g` (read before its slot in the log changes). */
+    remove(g: number): void {
+      let i = slotOf(g);
       if (i < 0) return;
       const mask = cap - 1;
       // Backward shift: move later entries of the probe run into the hole when their home
       // slot is not between the hole and them.
       for (let j = (i + 1) & mask; ; j = (j + 1) & mask) {
-        const a = slots[2 * j]!;
-        const b = slots[2 * j + 1]!;
-        if (a === 0 && b === 0) break;
-        const home = mix(a, b) & mask;
+        const v = slots[j]!;
+        if (v === 0) break;
+        const home = loAt(positionOf(v)) & mask;
         const between = i <= j ? i < home && home <= j : i < home || home <= j;
         if (between) continue;
-        slots[2 * i] = a;
-        slots[2 * i + 1] = b;
+        slots[i] = v;
         i = j;
       }
-      slots[2 * i] = 0;
-      slots[2 * i + 1] = 0;
+      slots[i] = 0;
       size--;
       if (cap > MIN && size * 8 < cap) resize(cap / 2);
     },
+    bytes: () => slots.byteLength,
   };
 }

@@ -108,6 +108,18 @@ describe("compact seen ids", () => {
     );
   });
 
+  it("holds 1M ids in ~24 bytes each: 16 in the log, 8 in the hash set of positions", () => {
+    // The hash set held the 64-bit hashes themselves before: 16 B a slot, 32 B per id here
+    // (bench step 7's parse process at 1M users: 32 MiB of array buffers).
+    const seen = createSeenIds(createStageState().map("seen"), 2_000_000);
+    for (let k = 0; k < 1_000_000; k++) seen.add(`e${k}`, k);
+    expect(seen.size).toBe(1_000_000);
+    expect(seen.bytes).toBeLessThanOrEqual(1_000_000 * 16 + SEG * 16 + 2 ** 21 * 4);
+    expect(seen.bytes / seen.size).toBeLessThan(25);
+    for (let k = 0; k < 1_000_000; k += 9_973) expect(seen.has(`e${k}`)).toBe(true);
+    expect(seen.has("e1000000")).toBe(false);
+  });
+
   it("stays exact through many adds and removals (hash set growth, shrink, backward shift)", () => {
     const seen = createSeenIds(createStageState().map("seen"), 50_000);
     for (let round = 0; round < 4; round++) {
