@@ -84,8 +84,8 @@ export const WASTE_FACTOR = 1.5;
 
 /**
  * The table's size is any number of slots (a key's home slot is its hash scaled to the size, not
- * its low bits): it grows when a key would take it past MAX_LOAD full, to GROW_LOAD full (12 B
- * a slot: 15-20 B of index per key). A power-of-two table grown at 3/4 full was 3/8 to 3/4 full,
+ * its low bits): it grows when a key would take it past MAX_LOAD full, to GROW_LOAD full (10 B
+ * a slot: 12.5-17 B of index per key). A power-of-two table grown at 3/4 full was 3/8 to 3/4 full,
  * and a load reserved the next power of two: 125k keys (a 1M-user partition) in 262,144 slots,
  * 25 B of index per key where the records of a user's profile are ~50 (bench step 7).
  */
@@ -174,7 +174,12 @@ export function createColdIndex(): ColdIndex {
   let cap = 0;
   /** cap / 2^32: a hash times this is its home slot. */
   let scale = 0;
-  let hashes = new Uint32Array(0);
+  /**
+   * Each slot's 16 low bits of its key's hash (the home slot comes from the high bits): a probe
+   * reads a record only when they match. The full hash was 4 B a slot (12 B with `locs`, ~3 B
+   * more per key, ~14 MiB at bench step 7's 1M users); a growth hashes the keys' bytes again.
+   */
+  let fps = new Uint16Array(0);
   let locs = new Float64Array(0);
   let count = 0;
   let used = 0; // live + tombstones
@@ -243,9 +248,9 @@ export function createColdIndex(): ColdIndex {
   const rehash = (n: number) => {
     cursorKey = undefined;
     if (n > cap && count > 0) growths++;
-    const oh = hashes;
+    const ofp = fps;
     const ol = locs;
-    hashes = new Uint32Array(n);
+    fps = new Uint16Array(n);
     locs = new Float64Array(n).fill(EMPTY);
     cap = n;
     scale = n * TWO_M32;
@@ -253,9 +258,11 @@ export function createColdIndex(): ColdIndex {
     for (let x = 0; x < ol.length; x++) {
       const loc = ol[x]!;
       if (loc < 0) continue;
-      let i = home(oh[x]!);
+      const b = bufOf(loc);
+      const off = offOf(loc);
+      let i = home(hashBytes(b, off + 2, off + 2 + keyLen(b, off)));
       while (locs[i] !== EMPTY) if (++i === n) i = 0;
-      hashes[i] = oh[x]!;
+      fps[i] = ofp[x]!;
       locs[i] = loc;
     }
   };
@@ -265,7 +272,7 @@ export function createColdIndex(): ColdIndex {
     for (let i = home(h); ;) {
       const loc = locs[i]!;
       if (loc === EMPTY) return -1;
-      if (loc >= 0 && hashes[i] === h && sameKey(k, bufOf(loc), offOf(loc))) return i;
+      if (loc >= 0 && fps[i] === (h & 0xffff) && sameKey(k, bufOf(loc), offOf(loc))) return i;
       if (++i === cap) i = 0;
     }
   };
@@ -290,12 +297,13 @@ export function createColdIndex(): ColdIndex {
   const place = (h: number, loc: number, tag: number, bytes: number) => {
     const buf = bufOf(loc);
     const off = offOf(loc);
+    const fp = h & 0xffff;
     let i = home(h);
     let slot = -1;
     for (;;) {
       const at = locs[i]!;
       if (at === EMPTY) break;
-      if (at >= 0 && hashes[i] === h && sameBytes(buf, off, bufOf(at), offOf(at))) {
+      if (at >= 0 && fps[i] === fp && sameBytes(buf, off, bufOf(at), offOf(at))) {
         slot = i;
         break;
       }
@@ -309,7 +317,7 @@ export function createColdIndex(): ColdIndex {
       locs[slot] = loc;
       hold(bi, bytes);
     } else {
-      hashes[i] = h;
+      fps[i] = fp;
       locs[i] = loc;
       hold(bi, bytes);
       count++;
@@ -528,7 +536,7 @@ export function createColdIndex(): ColdIndex {
       rehash(grownSize(count));
       return out;
     },
-    bytes: () => cap * 12 + held,
+    bytes: () => cap * 10 + held,
     wasteful: (factor = WASTE_FACTOR) => held > factor * liveTotal + (1 << 18),
     bufferBytes: () => held,
     liveBytes: () => liveTotal,
