@@ -12,7 +12,11 @@
  * `merged` is the covisit stage with the prequential scorer inside (how the engine runs them with
  * the blend since session 10): it prints both digests, which must equal the two stages' apart.
  *
- *   [QUALITY_SAMPLE=0.1] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential,merged] [digest]
+ * `RECENT_PER_USER` sets co-visitation's recent items per user (the ecommerce default is 10 since
+ * session 13; the digests before it, covisit dbf6ddaa7c358004 and prequential 140536e4389eb3ca,
+ * are those of 30).
+ *
+ *   [QUALITY_SAMPLE=0.1] [RECENT_PER_USER=10] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential,merged] [digest]
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
@@ -56,6 +60,8 @@ for (let k = 0; k < events; k++) {
   wb = Math.max(wb, e.ts);
 }
 const sources = defaultSourceSettings(ECOMMERCE);
+if (process.env.RECENT_PER_USER)
+  sources.covisit = { ...sources.covisit, recentPerUser: Number(process.env.RECENT_PER_USER) };
 const scoring = { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample };
 const settingsOf = (name: string) =>
   name === "covisit"
