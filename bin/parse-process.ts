@@ -216,14 +216,15 @@ export function startParseProcess(o: ParseProcessOptions): ParseProcess {
     positions: () => lastPositions,
     problems(now) {
       const out = dying.check(now);
-      if (!running()) return out;
       const at = reported?.at;
-      if (at !== undefined && now - at > silentAfterMs)
+      if (running() && at !== undefined && now - at > silentAfterMs)
         out.push({
           check: CHILD_ID,
           reason: `the ${what} has not reported its health for ${Math.round((now - at) / 1000)} s (pid ${current()?.pid() ?? "?"})`,
           since: at,
         });
+      // Also while the child starts: it reports from before its stages load (it says ready only
+      // once every one runs), so a stage failing meanwhile is named.
       for (const p of reported?.problems ?? [])
         out.push({ ...p, check: `${CHILD_ID}/${p.check}`, reason: `${what}: ${p.reason}` });
       return out;
