@@ -13,10 +13,13 @@ export function createMetricsTally(
   let inputs = 0;
   let records = 0;
   let busyMs = 0;
+  let longestMs = 0;
+  let longestReported = 0;
   return {
     /** `ms` of the event loop spent handling one of the instance's messages. */
     busy(ms: number) {
       busyMs += ms;
+      if (ms > longestMs) longestMs = ms;
     },
     /** One input message holding `n` records. */
     input(n: number) {
@@ -29,6 +32,8 @@ export function createMetricsTally(
       if (inputs > 0) metrics.input(stage, partition, inputs, records);
       if (o.sent > 0) metrics.output(stage, partition, o.sent);
       if (busyMs > 0) metrics.busy(stage, partition, busyMs / 1000);
+      if (longestMs > longestReported)
+        metrics.longest(stage, partition, (longestReported = longestMs) / 1000);
       inputs = 0;
       records = 0;
       busyMs = 0;

@@ -138,6 +138,8 @@ export interface HostMetrics {
   output(stage: string, partition: number, n: number): void;
   /** Seconds of the event loop the instance spent handling its messages. */
   busy(stage: string, partition: number, seconds: number): void;
+  /** The longest single message handling of the instance so far, seconds. */
+  longest(stage: string, partition: number, seconds: number): void;
   lag(stage: string, partition: number, pending: number): void;
   mailbox(stage: string, partition: number, depth: number): void;
   snapshot(stage: string, partition: number, seconds: number, keys: number): void;

@@ -400,6 +400,31 @@ async function busyNote(app: App, samples: PromSample[], events: number): Promis
   );
 }
 
+/**
+ * The stages that held their process's event loop longest with one message (a hop of many
+ * records, a snapshot capture), from reco_stage_busy_longest_seconds: the worst of each stage's
+ * partitions, the longest first. Wall time on the loop, so a loaded machine's preemptions are in.
+ */
+function longestNote(samples: PromSample[], since?: PromSample[], top = 6): string {
+  const worst = (list: PromSample[]) => {
+    const out = new Map<string, number>();
+    for (const s of list)
+      if (s.name === "reco_stage_busy_longest_seconds") {
+        const stage = String(s.labels.stage);
+        out.set(stage, Math.max(out.get(stage) ?? 0, s.value));
+      }
+    return out;
+  };
+  const before = since ? worst(since) : new Map<string, number>();
+  const rose = [...worst(samples)].filter(([stage, v]) => v > (before.get(stage) ?? 0));
+  if (rose.length === 0) return "none longer than before";
+  return rose
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([stage, v]) => `${stage} ${fmtMs(v * 1000)} ms`)
+    .join(", ");
+}
+
 /** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
 async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
   const nc = await connect(nats);
@@ -748,6 +773,7 @@ async function stepFreshness(): Promise<void> {
 
     const points: FreshnessPoint[] = [];
     const traceNotes: string[] = [];
+    const holdNotes: string[] = [];
     let k = 0;
     try {
       for (const r of FRESH_RATES) {
@@ -761,6 +787,7 @@ async function stepFreshness(): Promise<void> {
         await sleep(2000);
         await probe(k++); // warm-up probe, not counted
         const firstProbe = k;
+        const holds0 = await scrape(app.metricsPort);
         const resends0 = trace?.resends().count ?? 0;
         const cpu0 = selfCpuSeconds() + (await parseCpuSeconds(app));
         const machine0 = await machineCpuTicks();
@@ -795,6 +822,9 @@ async function stepFreshness(): Promise<void> {
                 : ""),
           );
         }
+        holdNotes.push(
+          `at ${fmtInt(r)} events/s: ${longestNote(await scrape(app.metricsPort), holds0)}`,
+        );
         points.push({
           rate: r,
           achieved,
@@ -815,6 +845,13 @@ async function stepFreshness(): Promise<void> {
             "core NATS subscription in the step process; ms after the probe's publish): " +
             traceNotes.join(". "),
         );
+      notes.push(
+        "Step 3, the longest a stage held its process's event loop with one message while the " +
+          "probes ran (reco_stage_busy_longest_seconds, the worst partition, stages whose longest " +
+          "grew at that rate; wall time, preemption included): " +
+          holdNotes.join("; ") +
+          ".",
+      );
       // Failures were counted by publish(); close() would only repeat the first one.
       await pub.close().catch(() => undefined);
       if (pubFailures.n > 0) {
@@ -1199,6 +1236,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       if (STEPS.has("4b")) {
         log(`4b. background ingest at ${fmtInt(SERVE_LOAD_RATE)} events/s (current event times)`);
         const load = await startLoad(nats.url, SERVE_LOAD_RATE);
+        const holds0 = await scrape(app.metricsPort);
         try {
           await sleep(3000);
           load.setRate(SERVE_LOAD_RATE); // restarts its counts: the rate during the rounds
@@ -1227,6 +1265,11 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             failures++;
             notes.push(`Step 4b: ${ls.failed} background publishes failed (${ls.firstError}).`);
           }
+          notes.push(
+            `Step 4b, the longest a stage held its process's event loop with one message during ` +
+              `the ingest (reco_stage_busy_longest_seconds, the worst partition; wall time, ` +
+              `preemption included): ${longestNote(await scrape(app.metricsPort), holds0)}.`,
+          );
         } finally {
           await load.stop();
         }

@@ -211,6 +211,13 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
       expect(await metric(port, "reco_stage_restarts_total", { stage: "parse" })).toBeGreaterThan(
         1,
       );
+      // Each stage's time on its process's loop, wherever it runs (the child's merged in): the
+      // longest single message within the sum (summed over partitions here, both).
+      const busy = await metric(port, "reco_stage_busy_seconds_total", { stage: "window" });
+      const longest = await metric(port, "reco_stage_busy_longest_seconds", { stage: "window" });
+      expect(busy).toBeGreaterThan(0);
+      expect(longest).toBeGreaterThan(0);
+      expect(longest).toBeLessThanOrEqual(busy!);
       // Its heap grows as the main process's does (HEAP_GROWING_PERCENT, default 25): at V8's own
       // growth the child held 150 MiB at bench step 7's 200k users, 106 MiB with it.
       expect(await metric(port, "reco_parse_heap_growing_percent")).toBe(25);

@@ -106,6 +106,7 @@ export function hostMetrics(
     },
     output: (s, p, n) => m.eventsOut.inc(l(s, p), n),
     busy: (s, p, secs) => m.busySeconds.inc(l(s, p), secs),
+    longest: (s, p, secs) => m.busyLongest.set(l(s, p), secs),
     lag: (s, p, n) => m.lag.set(l(s, p), n),
     mailbox: (s, p, n) => m.mailbox.set(l(s, p), n),
     snapshot: (s, p, secs, keys) => {

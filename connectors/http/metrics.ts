@@ -38,6 +38,12 @@ export function createMetrics(registry = new Registry()) {
       labelNames: labels,
       registers: [registry],
     }),
+    busyLongest: new Gauge({
+      name: "reco_stage_busy_longest_seconds",
+      help: "The longest a stage instance held its process's event loop with one message since it started (a hop of many records, a snapshot capture): what a request waits for at most behind it",
+      labelNames: labels,
+      registers: [registry],
+    }),
     errors: new Counter({
       name: "reco_stage_errors_total",
       help: "Failures of a stage instance",
