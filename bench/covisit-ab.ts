@@ -132,7 +132,9 @@ async function stageAB(otherTree: string, n: number) {
   };
   const trees = [await load("other", otherTree), await load("this", ".")];
   for (let off = 0; off < n; off += CHUNK) {
-    const order = (off / CHUNK) % 2 === 0 ? trees : [...trees].reverse();
+    // Alternating, and so that the chunks with a snapshot alternate too.
+    const first = (off / CHUNK + Math.floor(off / SNAPSHOT_EVERY)) % 2;
+    const order = first === 0 ? trees : [...trees].reverse();
     for (const t of order) {
       const c0 = cpu();
       for (let x = off; x < Math.min(n, off + CHUNK); x += BATCH) {
