@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
 import { freePort } from "../../connectors/nats/embedded-server.js";
 import { sleep } from "./harness.js";
+import { runtimeEnv } from "../../bin/node-runtime.mjs";
 
 /**
  * `reco start` as a child process, for the tests that SIGKILL it (chaos, late-kill,
@@ -40,13 +41,16 @@ export async function spawnReco(o: SpawnOptions): Promise<AppProcess> {
   const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
     cwd: root,
     ...(o.detached ? { detached: true } : {}),
-    env: {
+    // With node's runtime settings given here, as the bench gives them (bin/node-runtime.mjs):
+    // without them reco.mjs starts node again, and `child` would be that wrapper, not the app
+    // whose children (parse, ingest) and signals the tests look at.
+    env: runtimeEnv({
       ...process.env,
       GRPC_PORT: String(grpcPort),
       GRPC_HOST: "127.0.0.1",
       METRICS_PORT: String(metricsPort),
       ...o.env,
-    },
+    }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
