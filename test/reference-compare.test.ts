@@ -234,14 +234,18 @@ async function publish(nc: NatsConnection, events: RefEvent[]) {
   await pub.close();
 }
 
-/** Final updates of one StreamTrending call, by "<kind>.<start>"; repeats are counted. */
+/**
+ * Final updates of one StreamTrending call, by "<kind>.<start>"; repeats are counted. A heartbeat
+ * (an idle call's newest list again, every 10 s, `final` as that list's) is a re-send, not a
+ * delivery: it is left out, so a slow run with a quiet stream after a final does not count it twice.
+ */
 function collectFinals(client: RecoClient, window: TrendingWindow, kind: RefTrendingKind) {
   const finals: Finals = {};
   let repeated = 0;
   const stream: TrendingStream = client.streamTrending(window, 100);
   const done = (async () => {
     for await (const u of stream) {
-      if (!u.final) continue;
+      if (!u.final || u.heartbeat) continue;
       const key = `${kind}.${Number(u.windowStart?.seconds ?? 0n) * 1000}`;
       if (key in finals) repeated++;
       finals[key] = u.items.map((i) => [i.itemId, i.score, Number(i.views), Number(i.clicks)]);
