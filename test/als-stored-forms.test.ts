@@ -7,6 +7,7 @@ import {
   storeModel,
 } from "../actors/sources/als-model.js";
 import {
+  gram,
   IMPLICIT_DEFAULTS,
   servedModel,
   trainAls,
@@ -69,6 +70,37 @@ describe("ALS stored forms", () => {
     odd.set(kept.stored, 1);
     expect(answers(readStoredModel(odd.subarray(1)).model)).toEqual(want);
     expect(deserialiseModel(kept.stored.slice(0)).items).toEqual(m.items);
+  });
+
+  it("stores YᵀY when the model has it (the worker's), read back bit for bit, the same answers", () => {
+    const k = m.settings.rank;
+    const YtY = gram(m.V, k, m.settings.reg);
+    const kept = storeModel({ ...servedModel(m), YtY }, 5);
+    // V, then YᵀY 8-byte aligned: k × k doubles more than the form without it, and the
+    // header's `"gram":true` and padding.
+    const without = storeModel(m, 5).stored.byteLength;
+    expect(kept.stored.byteLength).toBeGreaterThanOrEqual(without + 8 * k * k);
+    expect(kept.stored.byteLength).toBeLessThan(without + 8 * k * k + 24);
+    expect(kept.model.YtY!.buffer).toBe(kept.stored.buffer);
+    const bits = (a: Float64Array | undefined) =>
+      Buffer.from(a!.buffer, a!.byteOffset, a!.byteLength);
+    for (const bytes of [
+      kept.stored.slice(0),
+      (() => {
+        // At an offset that is not 8-byte aligned (copies).
+        const odd = new Uint8Array(kept.stored.byteLength + 4);
+        odd.set(kept.stored, 4);
+        return odd.subarray(4);
+      })(),
+    ]) {
+      const back = readStoredModel(bytes);
+      expect(back.legacy).toBe(false);
+      expect(bits(back.model.YtY).equals(bits(YtY))).toBe(true);
+      expect(Array.from(back.model.V)).toEqual(Array.from(m.V));
+      expect(answers(back.model)).toEqual(want);
+    }
+    // A form without it reads without it (computed at the first fold-in).
+    expect(readStoredModel(storeModel(m, 5).stored.slice(0)).model.YtY).toBeUndefined();
   });
 
   for (const [name, make] of [

@@ -5,6 +5,7 @@ import { createAlsIndex, deserialiseModel, serialiseModel } from "../actors/sour
 import { trainInWorker } from "../actors/sources/als-worker.js";
 import {
   EXPLICIT_SEED_001,
+  gram,
   IMPLICIT_DEFAULTS,
   servedModel,
   trainAls,
@@ -137,6 +138,8 @@ describe("implicit ALS", () => {
     expect("U" in m).toBe(false);
     const local = trainAls(twoTastes(), settings);
     expect(Array.from(m.V)).toEqual(Array.from(local.V));
+    // With YᵀY + λI of its V, as the fold-ins compute it (so the event loop need not).
+    expect(Array.from(m.YtY!)).toEqual(Array.from(gram(local.V, settings.rank, settings.reg)));
   });
 
   it("a worker trains at a lower priority than the event loop's thread (Linux: nice 10)", async () => {

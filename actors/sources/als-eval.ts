@@ -34,7 +34,8 @@ export interface OfflineMetrics {
 export function evaluateAls(
   r: Ratings,
   model: Pick<AlsModel, "settings" | "V">,
-  o: { users?: number; k?: number; minItemUsers?: number } = {},
+  /** `YtY`: gram(V, rank, reg) of an implicit model when already computed (the same bits). */
+  o: { users?: number; k?: number; minItemUsers?: number; YtY?: Float64Array } = {},
 ): OfflineMetrics {
   const t0 = performance.now();
   const want = o.users ?? 500;
@@ -56,7 +57,7 @@ export function evaluateAls(
   // Users in a seeded order (a partial Fisher-Yates: only as many draws as needed).
   const rand = seededRandom(s.seed ^ 0x5eed);
   const order = Int32Array.from({ length: nUsers }, (_, x) => x);
-  const YtY = s.kind === "implicit" ? gram(V, k, s.reg) : undefined;
+  const YtY = s.kind === "implicit" ? (o.YtY ?? gram(V, k, s.reg)) : undefined;
   const A = new Float64Array(k * k);
   const b = new Float64Array(k);
   const x = new Float64Array(k);

@@ -93,7 +93,7 @@ export function createAlsIndex(
   const solve = (row: ReadonlyMap<string, number>): Float32Array | undefined => {
     const s = model.settings;
     const V = model.V;
-    if (s.kind === "implicit") A.set((YtY ??= gram(V, k, s.reg)));
+    if (s.kind === "implicit") A.set((YtY ??= model.YtY ?? gram(V, k, s.reg)));
     else A.fill(0);
     b.fill(0);
     let n = 0;
@@ -226,26 +226,34 @@ const pad4 = (n: number) => (4 - (n % 4)) % 4;
 
 /**
  * The served model as bytes ("ALS3"): magic, header length, JSON header (settings, item ids, the
- * number of users trained on, and the input point `at` when given), then V, 4-byte aligned. Items
- * × rank × 4 bytes and the ids: ~13 MB at 50k items and rank 64, whatever the users.
+ * number of users trained on, the input point `at` when given, and `gram: true` when YᵀY follows),
+ * then V (4-byte aligned), then YᵀY + λI (k × k doubles, 8-byte aligned) if the model has it.
+ * Items × rank × 4 bytes and the ids: ~13 MB at 50k items and rank 64, whatever the users.
  */
-function encodeModel(m: ServedModel, at: number | undefined): { out: Uint8Array; start: number } {
+function encodeModel(
+  m: ServedModel,
+  at: number | undefined,
+): { out: Uint8Array; start: number; gramAt: number } {
   const header = new TextEncoder().encode(
     JSON.stringify({
       settings: m.settings,
       users: m.users,
       items: m.items,
       ...(at === undefined ? {} : { at }),
+      ...(m.YtY ? { gram: true } : {}),
     }),
   );
   const start = 8 + header.length + pad4(8 + header.length);
-  const out = new Uint8Array(start + m.V.byteLength);
+  const end = start + m.V.byteLength;
+  const gramAt = end + ((8 - (end % 8)) % 8);
+  const out = new Uint8Array(m.YtY ? gramAt + m.YtY.byteLength : end);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, MAGIC3);
   dv.setUint32(4, header.length);
   out.set(header, 8);
   out.set(new Uint8Array(m.V.buffer, m.V.byteOffset, m.V.byteLength), start);
-  return { out, start };
+  if (m.YtY) out.set(new Uint8Array(m.YtY.buffer, m.YtY.byteOffset, m.YtY.byteLength), gramAt);
+  return { out, start, gramAt };
 }
 
 /** The model's bytes in its served form (user factors dropped), with input point `at` if given. */
@@ -262,6 +270,15 @@ function aligned(bytes: Uint8Array, at: number, n: number): Float32Array {
   return out;
 }
 
+/** `n` doubles of `bytes` from `at`: a view when 8-byte aligned, else a copy. */
+function aligned64(bytes: Uint8Array, at: number, n: number): Float64Array {
+  if ((bytes.byteOffset + at) % 8 === 0)
+    return new Float64Array(bytes.buffer, bytes.byteOffset + at, n);
+  const out = new Float64Array(n);
+  new Uint8Array(out.buffer).set(bytes.subarray(at, at + 8 * n));
+  return out;
+}
+
 /**
  * The served model of `bytes`, its input point (-1 if none), and whether the bytes were of an
  * earlier form with user factors ("ALS1", "ALS2": U is skipped, never read into memory).
@@ -274,8 +291,8 @@ function readModel(bytes: Uint8Array): { model: ServedModel; at: number; legacy:
   const head = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + len))) as Pick<
     ServedModel,
     "settings" | "items" | "offline"
-  > & { at?: number; users: string[] | number; idBytes?: number };
-  const { at = -1, users: userField, idBytes = 0, settings, items, offline } = head;
+  > & { at?: number; users: string[] | number; idBytes?: number; gram?: boolean };
+  const { at = -1, users: userField, idBytes = 0, settings, items, offline, gram: hasGram } = head;
   let start = 8 + len + pad4(8 + len);
   const users = typeof userField === "number" ? userField : userField.length;
   const k = settings.rank;
@@ -289,8 +306,12 @@ function readModel(bytes: Uint8Array): { model: ServedModel; at: number; legacy:
   // a copy of an earlier form's, whose bytes (mostly user factors) are then left to the collector.
   const view = aligned(bytes, start, items.length * k);
   const V = magic === MAGIC3 ? view : view.slice();
+  // ALS3 only: YᵀY after V, 8-byte aligned from the start of the bytes.
+  const end = start + 4 * items.length * k;
+  const YtY =
+    magic === MAGIC3 && hasGram ? aligned64(bytes, end + ((8 - (end % 8)) % 8), k * k) : undefined;
   return {
-    model: { settings, items, V, users, ...(offline ? { offline } : {}) },
+    model: { settings, items, V, users, ...(YtY ? { YtY } : {}), ...(offline ? { offline } : {}) },
     at,
     legacy: magic !== MAGIC3,
   };
@@ -315,10 +336,11 @@ export function storeModel(
   at: number,
 ): { stored: Uint8Array; model: ServedModel } {
   const served = servedModel(m);
-  const { out, start } = encodeModel(served, at);
-  // The same items and metrics; V becomes a view on the stored bytes (m's factors are dropped).
+  const { out, start, gramAt } = encodeModel(served, at);
+  // The same items and metrics; V (and YᵀY) become views on the stored bytes (m's are dropped).
   const V = new Float32Array(out.buffer, start, served.V.length);
-  return { stored: out, model: { ...served, V } };
+  const YtY = served.YtY && new Float64Array(out.buffer, gramAt, served.YtY.length);
+  return { stored: out, model: { ...served, V, ...(YtY ? { YtY } : {}) } };
 }
 
 /**

@@ -87,6 +87,12 @@ export interface ServedModel {
   V: Float32Array;
   /** Users of the matrix it was trained on (a count: their vectors are not kept). */
   users: number;
+  /**
+   * Implicit: YᵀY + λI of V (`gram`), what every fold-in starts from (k × k), when the training
+   * gave it (its worker computes it for the offline metrics): else computed at the first fold-in,
+   * the same bits. 37 ms of CPU at 5k items, 230 ms at 50k, 1.06 s at 200k (rank 64).
+   */
+  YtY?: Float64Array;
   offline?: OfflineMetrics;
 }
 
