@@ -3,7 +3,6 @@ import { connect, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { openSnapshotArchive } from "../state/archive.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
 import type { TrainFn } from "../actors/recommender-trainer.js";
 import { readStoredModel } from "../actors/sources/als-model.js";
 import { trainAls, type AlsModel } from "../actors/sources/als.js";
@@ -13,6 +12,7 @@ import {
   collaborativeLogic,
   flush,
   H,
+  modelAnswers,
   pushBatch,
   tastes,
   T0,
@@ -26,8 +26,7 @@ import {
  * the other side with the same answers and is rewritten in the served form there.
  */
 
-const asked = ["u0", "u3", "v1", "v5"];
-const answers = (v: CollaborativeView) => asked.map((u) => v.collaborative().candidates(u, 4));
+const answers = modelAnswers;
 /** The model's bytes in an archived snapshot's entries (persisted: "\0b64:" + base64). */
 function archivedModel(entries: [string, unknown][]): Uint8Array {
   const v = entries.find(([k]) => k === "model\u0000implicit")?.[1];

@@ -11,6 +11,7 @@ import {
   collaborativeLogic,
   flush,
   H,
+  modelAnswers,
   pushBatch,
   tastes,
   T0,
@@ -24,8 +25,7 @@ import {
  * answers, and the next snapshot holds the served form instead.
  */
 
-const asked = ["u0", "u3", "v1", "v5"];
-const answers = (v: CollaborativeView) => asked.map((u) => v.collaborative().candidates(u, 4));
+const answers = modelAnswers;
 /** The served model's factors are views on the bytes the state holds for it. */
 function heldOnce(state: StageStateInternal, v: CollaborativeView): void {
   const stored = state.map("model").get("implicit");

@@ -69,3 +69,7 @@ export function tastes(rec: ReturnType<typeof recordMaker>): ParsedRecord[] {
     }
   return out;
 }
+
+/** Four users' collaborative candidates (n = 4): what the model tests compare across forms. */
+export const modelAnswers = (v: CollaborativeView) =>
+  ["u0", "u3", "v1", "v5"].map((u) => v.collaborative().candidates(u, 4));
