@@ -69,6 +69,59 @@ describe("implicit ALS", () => {
     expect(worst).toBeLessThan(1e-4);
   });
 
+  it("shares one factor row among single-entry users of an (item, value): the same bits as a row each", () => {
+    // Many users with one entry (three values on a few items), users with several, and users
+    // whose entries sum to 0 (no entries); each setting whose single rows are exact.
+    const rand = seededRandom(11);
+    const b = createRatingsBuilder();
+    for (let u = 0; u < 400; u++) {
+      if (u % 5 === 0)
+        for (let i = 0; i < 2 + (u % 7); i++) b.add(`u${u}`, `i${Math.floor(rand() * 30)}`, 1);
+      else b.add(`u${u}`, `i${Math.floor(rand() * 12)}`, 1 + (u % 3));
+    }
+    b.add("gone", "i0", 1);
+    b.add("gone", "i0", -1);
+    const r = b.build();
+    const lengths = Array.from(
+      { length: r.userPtr.length - 1 },
+      (_, u) => r.userPtr[u + 1]! - r.userPtr[u]!,
+    );
+    const singles = lengths.filter((m) => m === 1).length;
+    const several = lengths.filter((m) => m > 1).length;
+    expect(singles).toBeGreaterThanOrEqual(320);
+    const settings: AlsSettings[] = [
+      { ...small, rank: 8 },
+      { ...small, rank: 8, solver: "cholesky" },
+      { ...EXPLICIT_SEED_001, rank: 6, iterations: 3 },
+    ];
+    for (const s of settings) {
+      const stats: { userRows?: number; sharedUsers?: number } = {};
+      const shared = trainAls(r, s, undefined, undefined, { stats });
+      const own = trainAls(r, s, undefined, undefined, { shareSingles: false });
+      // The single-entry users, mostly on 12 items × 3 values: few rows for them.
+      expect(stats.sharedUsers, s.solver).toBe(singles);
+      expect(stats.userRows!, s.solver).toBeLessThanOrEqual(several + 36 + (singles - 320));
+      expect(Buffer.from(shared.V.buffer).equals(Buffer.from(own.V.buffer)), s.solver).toBe(true);
+      expect(Buffer.from(shared.U.buffer).equals(Buffer.from(own.U.buffer)), s.solver).toBe(true);
+      // Warm from the model (its first user half-step exact): the same bits again.
+      const warm = { ...s, warmIterations: 2 };
+      const a = trainAls(r, warm, undefined, servedModel(own));
+      const c = trainAls(r, warm, undefined, servedModel(own), { shareSingles: false });
+      expect(Buffer.from(a.V.buffer).equals(Buffer.from(c.V.buffer)), s.solver).toBe(true);
+    }
+    // CG without Woodbury warm-starts each row from its previous vector: no sharing there.
+    const stats: { userRows?: number; sharedUsers?: number } = {};
+    trainAls(r, { ...small, rank: 8, woodbury: false }, undefined, undefined, { stats });
+    expect(stats.sharedUsers).toBe(0);
+    expect(stats.userRows).toBe(r.userPtr.length - 1);
+    // userFactors: false keeps V and drops U.
+    const noU = trainAls(r, { ...small, rank: 8 }, undefined, undefined, { userFactors: false });
+    expect(noU.U.length).toBe(0);
+    expect(
+      Buffer.from(noU.V.buffer).equals(Buffer.from(trainAls(r, { ...small, rank: 8 }).V.buffer)),
+    ).toBe(true);
+  });
+
   it("retrains from the previous model (warm start): known rows start from it, deterministically", () => {
     const r = twoTastes();
     const first = trainAls(r, small);

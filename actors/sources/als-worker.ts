@@ -197,8 +197,13 @@ if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.al
   if (tid !== undefined) parentPort.postMessage({ tid } satisfies WorkerReply);
   lowerTrainingPriority();
   try {
-    const model = trainAls(ratings, settings, (iteration) =>
-      parentPort!.postMessage({ iteration }),
+    // No user factors come back (the served model solves users when asked): none are built.
+    const model = trainAls(
+      ratings,
+      settings,
+      (iteration) => parentPort!.postMessage({ iteration }),
+      undefined,
+      { userFactors: false },
     );
     // YᵀY + λI, which the offline figures and every fold-in of the served model start from:
     // computed here, not on the event loop at the model's first fold-in (230 ms at 50k items).

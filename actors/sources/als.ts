@@ -108,6 +108,23 @@ export function servedModel(m: AlsModel | ServedModel): ServedModel {
   };
 }
 
+/** Options of {@link trainAls} that change what it holds, never the factors it computes. */
+export interface TrainOptions {
+  /**
+   * Return every user's factors (default true). False: `U` comes back empty; the training worker
+   * sends only V, so it never builds the full user matrix (256 B per user at rank 64).
+   */
+  userFactors?: boolean;
+  /**
+   * Hold one factor row per distinct (item, value) for the users with a single entry, instead
+   * of one per user (default true; used only where a single-entry row is solved exactly: see
+   * {@link trainAls}). False: one row per user, as before (measurement and tests).
+   */
+  shareSingles?: boolean;
+  /** Filled with what the training held: user factor rows, and how many users shared them. */
+  stats?: { userRows?: number; sharedUsers?: number };
+}
+
 /**
  * Trains a model; `onIteration` is called after each full iteration (progress, cancellation).
  * With `from` (the previous model of the same settings), its item factors are the starting point
@@ -118,16 +135,27 @@ export function servedModel(m: AlsModel | ServedModel): ServedModel {
  * are exact by Woodbury anyway). A `from` with user factors (a model as training gives it) starts
  * its users from them instead, CG as in every other half-step. The result is still a function of
  * (ratings, settings, from).
+ *
+ * Users with a single entry (most of a shop's, and every one of bench step 7's) are solved
+ * exactly whenever the user half-step solves short rows by Woodbury or by Cholesky: their vector
+ * is then a function of (item, value) and the item factors alone, so users who share one hold
+ * one row of factors, solved once per half-step, and the item half-step reads that row through
+ * the item's column. The Gram matrix of the user factors still runs over every user in order, so
+ * the factors are the same bits as with a row per user (test/sources-als "shares"); a training at
+ * 1M single-entry users holds rows for its distinct (item, value) pairs, not 256 MB of U.
  */
 export function trainAls(
   r: Ratings,
   s: AlsSettings,
   onIteration?: (it: number) => void,
   from?: AlsModel | ServedModel,
+  o: TrainOptions = {},
 ): AlsModel {
   const k = s.rank;
   const rand = seededRandom(s.seed);
   const warm = from && from.settings.rank === k ? from : undefined;
+  const nUsers = r.userPtr.length - 1;
+  const nItems = r.itemPtr.length - 1;
   // Row counts come from the CSR pointers: a worker gets the matrix without its ids (cloning a
   // million id strings would cost the sending thread more than the rest of the job).
   const init = (
@@ -149,19 +177,141 @@ export function trainAls(
     return a;
   };
   const warmUsers = warm && typeof warm.users !== "number" ? (warm as AlsModel) : undefined;
-  const U = init(r.userPtr.length - 1, r.users, warmUsers?.users, warmUsers?.U);
-  const V = init(r.itemPtr.length - 1, r.items, warm?.items, warm?.V);
+  const share = o.shareSingles !== false ? sharedRows(r, s, k) : undefined;
+  let U: Float32Array;
+  if (!share) U = init(nUsers, r.users, warmUsers?.users, warmUsers?.U);
+  else {
+    // The same draws as one row per user (V's start must not move), kept for the users whose
+    // rows stay their own; shared rows are solved before they are read.
+    U = new Float32Array(share.rows * k);
+    let prevAt: Map<string, number> | undefined;
+    if (warmUsers && r.users.length === nUsers) {
+      prevAt = new Map();
+      warmUsers.users.forEach((id, x) => prevAt!.set(id, x));
+    }
+    for (let u = 0; u < nUsers; u++) {
+      const row = share.rowOf[u]!;
+      const own = row >= 0 && row < share.own;
+      for (let f = 0; f < k; f++) {
+        const v = rand() * 0.01;
+        if (own) U[row * k + f] = v;
+      }
+      const p = own ? prevAt?.get(r.users[u]!) : undefined;
+      if (p !== undefined) U.set(warmUsers!.U.subarray(p * k, (p + 1) * k), row * k);
+    }
+  }
+  const V = init(nItems, r.items, warm?.items, warm?.V);
   const iterations = warm ? (s.warmIterations ?? s.iterations) : s.iterations;
   for (let it = 0; it < iterations; it++) {
     const exact = it === 0 && warm !== undefined && !warmUsers && s.solver === "cg";
-    halfStep(U, V, r.userPtr, r.userCols, r.userVals, exact ? { ...s, solver: "cholesky" } : s);
-    halfStep(V, U, r.itemPtr, r.itemRows, r.itemVals, s);
+    const us = exact ? { ...s, solver: "cholesky" as const } : s;
+    if (!share) {
+      halfStep(U, V, r.userPtr, r.userCols, r.userVals, us);
+      halfStep(V, U, r.itemPtr, r.itemRows, r.itemVals, s);
+    } else {
+      halfStep(U, V, r.userPtr, r.userCols, r.userVals, us, { share });
+      halfStep(V, U, r.itemPtr, share.itemRows, r.itemVals, s, {
+        gramRows: share.rowOf,
+        n: nUsers,
+      });
+    }
     onIteration?.(it + 1);
+  }
+  if (o.stats) {
+    o.stats.userRows = share ? share.rows : nUsers;
+    o.stats.sharedUsers = share ? share.shared : 0;
+  }
+  if (o.userFactors === false) U = new Float32Array(0);
+  else if (share) {
+    const full = new Float32Array(nUsers * k);
+    for (let u = 0; u < nUsers; u++) {
+      const row = share.rowOf[u]!;
+      if (row >= 0) full.set(U.subarray(row * k, (row + 1) * k), u * k);
+    }
+    U = full;
   }
   return { settings: s, users: r.users, items: r.items, U, V };
 }
 
-/** Solves every row of X against the fixed factors Y, over the rows' entries (ptr, idx, val). */
+/**
+ * Where each user's factors live when single-entry users share rows: rows [0, own) are users of
+ * their own (in user order), rows [own, rows) one per distinct (item, value) of the single-entry
+ * users, whose item and value are `idx`/`val` at (row − own): a one-entry row's CSR, solved as a
+ * user of that row would be. Users without entries have no row (−1: their factors are 0).
+ * `itemRows` is the item columns' user index mapped to those rows. Undefined where sharing
+ * would change the factors (a single-entry row solved by warm-started CG) or saves nothing.
+ */
+interface SharedRows {
+  rowOf: Int32Array;
+  own: number;
+  rows: number;
+  shared: number;
+  idx: Int32Array;
+  val: Float32Array;
+  itemRows: Int32Array;
+}
+
+function sharedRows(r: Ratings, s: AlsSettings, k: number): SharedRows | undefined {
+  const nUsers = r.userPtr.length - 1;
+  const nItems = r.itemPtr.length - 1;
+  const ptr = r.userPtr;
+  let singles = 0;
+  let short = 0;
+  const maxRow = Math.max(4, Math.floor(2 * Math.sqrt(k)));
+  for (let u = 0; u < nUsers; u++) {
+    const m = ptr[u + 1]! - ptr[u]!;
+    if (m === 1) singles++;
+    if (m <= maxRow) short++;
+  }
+  // Exact for a one-entry row: Woodbury (implicit, on when halfStep's plan is: woodburyPlan's
+  // test with the items as the fixed side) or Cholesky (explicit, or the cholesky solver).
+  const woodbury = s.kind === "implicit" && s.woodbury !== false && short * 4 > nItems;
+  const exact = woodbury || s.kind === "explicit" || s.solver === "cholesky";
+  if (!exact || singles < 2 || nItems >= 2 ** 21) return undefined;
+  const rowOf = new Int32Array(nUsers);
+  let own = 0;
+  for (let u = 0; u < nUsers; u++) {
+    const m = ptr[u + 1]! - ptr[u]!;
+    rowOf[u] = m === 0 ? -1 : m === 1 ? -2 : own++;
+  }
+  const bits = new Uint32Array(1);
+  const asFloat = new Float32Array(bits.buffer);
+  const at = new Map<number, number>();
+  const idx: number[] = [];
+  const val: number[] = [];
+  for (let u = 0; u < nUsers; u++) {
+    if (rowOf[u] !== -2) continue;
+    const e = ptr[u]!;
+    const j = r.userCols[e]!;
+    asFloat[0] = r.userVals[e]!;
+    const key = j * 2 ** 32 + bits[0]!;
+    let t = at.get(key);
+    if (t === undefined) {
+      at.set(key, (t = idx.length));
+      idx.push(j);
+      val.push(asFloat[0]);
+    }
+    rowOf[u] = own + t;
+  }
+  const itemRows = new Int32Array(r.itemRows.length);
+  for (let q = 0; q < itemRows.length; q++) itemRows[q] = rowOf[r.itemRows[q]!]!;
+  return {
+    rowOf,
+    own,
+    rows: own + idx.length,
+    shared: singles,
+    idx: Int32Array.from(idx),
+    val: Float32Array.from(val),
+    itemRows,
+  };
+}
+
+/**
+ * Solves every row of X against the fixed factors Y, over the rows' entries (ptr, idx, val).
+ * `share` (the user half-step with shared rows): X holds rows by `share.rowOf`, the shared ones
+ * solved once each from their (item, value). `gramRows` (the item half-step with shared rows):
+ * Y's Gram matrix runs over every user in order through it, and `n` users decide Woodbury.
+ */
 function halfStep(
   X: Float32Array,
   Y: Float32Array,
@@ -169,42 +319,81 @@ function halfStep(
   idx: Int32Array,
   val: Float32Array,
   s: AlsSettings,
+  o: { share?: SharedRows; gramRows?: Int32Array; n?: number } = {},
 ) {
   const k = s.rank;
   const rows = ptr.length - 1;
-  const YtY = s.kind === "implicit" ? gram(Y, k, s.reg) : new Float64Array(k * k);
-  const A = new Float64Array(k * k);
-  const b = new Float64Array(k);
-  const x = new Float64Array(k);
-  const cg = { r: new Float64Array(k), p: new Float64Array(k), Ap: new Float64Array(k) };
+  const YtY = s.kind === "implicit" ? gram(Y, k, s.reg, o.gramRows) : new Float64Array(k * k);
+  const t: RowScratch = {
+    A: new Float64Array(k * k),
+    b: new Float64Array(k),
+    x: new Float64Array(k),
+    cg: { r: new Float64Array(k), p: new Float64Array(k), Ap: new Float64Array(k) },
+  };
   const wb =
-    s.kind === "implicit" && s.woodbury !== false ? woodburyPlan(YtY, Y, ptr, k) : undefined;
+    s.kind === "implicit" && s.woodbury !== false
+      ? woodburyPlan(YtY, Y, ptr, k, o.n ?? Y.length / k)
+      : undefined;
+  const share = o.share;
   for (let u = 0; u < rows; u++) {
     const from = ptr[u]!;
     const to = ptr[u + 1]!;
-    const off = u * k;
-    if (to === from) {
-      // No entries: the minimiser is 0 (implicit: all preferences 0; explicit: nothing known).
-      X.fill(0, off, off + k);
+    if (share) {
+      const row = share.rowOf[u]!;
+      if (row >= 0 && row < share.own) solveRow(X, row * k, Y, idx, val, from, to, s, YtY, wb, t);
       continue;
     }
-    if (wb && to - from <= wb.maxRow) {
-      woodburyRow(x, wb, Y, idx, val, from, to, k, s.alpha);
-    } else if (s.kind === "implicit" && s.solver === "cg") {
-      for (let f = 0; f < k; f++) x[f] = X[off + f]!;
-      cgRow(x, YtY, Y, idx, val, from, to, k, s.alpha, s.cgSteps, cg);
-    } else {
-      A.set(YtY);
-      b.fill(0);
-      const diag = s.kind === "implicit" ? 0 : s.reg * (to - from);
-      for (let f = 0; f < k; f++) A[f * k + f]! += diag;
-      for (let q = from; q < to; q++) {
-        addObservation(A, b, Y, idx[q]!, val[q]!, s);
-      }
-      choleskySolve(A, b, k, x);
-    }
-    for (let f = 0; f < k; f++) X[off + f] = x[f]!;
+    solveRow(X, u * k, Y, idx, val, from, to, s, YtY, wb, t);
   }
+  if (share)
+    for (let q = 0; q < share.idx.length; q++)
+      solveRow(X, (share.own + q) * k, Y, share.idx, share.val, q, q + 1, s, YtY, wb, t);
+}
+
+interface RowScratch {
+  A: Float64Array;
+  b: Float64Array;
+  x: Float64Array;
+  cg: { r: Float64Array; p: Float64Array; Ap: Float64Array };
+}
+
+/** One row of a half-step: X[off, off + k) from its entries [from, to) of (idx, val). */
+function solveRow(
+  X: Float32Array,
+  off: number,
+  Y: Float32Array,
+  idx: Int32Array,
+  val: Float32Array,
+  from: number,
+  to: number,
+  s: AlsSettings,
+  YtY: Float64Array,
+  wb: WoodburyPlan | undefined,
+  t: RowScratch,
+) {
+  const k = s.rank;
+  const { A, b, x } = t;
+  if (to === from) {
+    // No entries: the minimiser is 0 (implicit: all preferences 0; explicit: nothing known).
+    X.fill(0, off, off + k);
+    return;
+  }
+  if (wb && to - from <= wb.maxRow) {
+    woodburyRow(x, wb, Y, idx, val, from, to, k, s.alpha);
+  } else if (s.kind === "implicit" && s.solver === "cg") {
+    for (let f = 0; f < k; f++) x[f] = X[off + f]!;
+    cgRow(x, YtY, Y, idx, val, from, to, k, s.alpha, s.cgSteps, t.cg);
+  } else {
+    A.set(YtY);
+    b.fill(0);
+    const diag = s.kind === "implicit" ? 0 : s.reg * (to - from);
+    for (let f = 0; f < k; f++) A[f * k + f]! += diag;
+    for (let q = from; q < to; q++) {
+      addObservation(A, b, Y, idx[q]!, val[q]!, s);
+    }
+    choleskySolve(A, b, k, x);
+  }
+  for (let f = 0; f < k; f++) X[off + f] = x[f]!;
 }
 
 /**
@@ -240,11 +429,12 @@ function woodburyPlan(
   Y: Float32Array,
   ptr: Int32Array,
   k: number,
+  /** Rows of the fixed side the test below counts (Y may hold fewer: shared rows). */
+  n: number,
 ): WoodburyPlan | undefined {
   const maxRow = Math.max(4, Math.floor(2 * Math.sqrt(k)));
   let short = 0;
   for (let u = 0; u + 1 < ptr.length; u++) if (ptr[u + 1]! - ptr[u]! <= maxRow) short++;
-  const n = Y.length / k;
   if (short * 4 <= n) return undefined;
   // A₀⁻¹, column by column, from one Cholesky factor.
   const L = Float64Array.from(YtY);
@@ -258,7 +448,8 @@ function woodburyPlan(
     choleskyBackSolve(L, e, k, col);
     for (let r = 0; r < k; r++) inv[r * k + c] = col[r]!;
   }
-  return { maxRow, Z: new Float64Array(n * k), done: new Uint8Array(n), inv, Y };
+  const held = Y.length / k;
+  return { maxRow, Z: new Float64Array(held * k), done: new Uint8Array(held), inv, Y };
 }
 
 /** x = (A₀ + Yᵤᵀ D Yᵤ)⁻¹ Yᵤᵀ c by Woodbury: x₀ = Σ cᵢ zᵢ; (D⁻¹ + Yᵤ Zᵤᵀ) h = Yᵤ x₀; x = x₀ − Σ hᵢ zᵢ. */
@@ -305,12 +496,17 @@ function woodburyRow(
   }
 }
 
-/** YᵀY + λI (lower triangle and upper, k × k). */
-export function gram(Y: Float32Array, k: number, reg: number): Float64Array {
+/**
+ * YᵀY + λI (lower triangle and upper, k × k). `rows`: Y's rows are `rows[j]` for j in order
+ * (−1: a row of zeros), so shared rows count once per user, in the users' order (the same bits).
+ */
+export function gram(Y: Float32Array, k: number, reg: number, rows?: Int32Array): Float64Array {
   const G = new Float64Array(k * k);
-  const n = Y.length / k;
+  const n = rows ? rows.length : Y.length / k;
   for (let j = 0; j < n; j++) {
-    const o = j * k;
+    const row = rows ? rows[j]! : j;
+    if (row < 0) continue;
+    const o = row * k;
     for (let f = 0; f < k; f++) {
       const yf = Y[o + f]!;
       if (yf === 0) continue;
