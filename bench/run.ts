@@ -49,6 +49,7 @@ import { startLoad } from "./load.js";
 import { traceProbeHops } from "./hop-trace.js";
 import { spawnGrpcLoad } from "./grpc-load.js";
 import { waitAppQuiet } from "./quiet.js";
+import { watchAllocation } from "./gc-alloc.js";
 import { startSplitServing, type SplitServing } from "./serve-split.js";
 import type { JsonMetrics } from "../bin/parse-process.js";
 import { runtimeEnv } from "../bin/node-runtime.mjs";
@@ -441,6 +442,7 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
   const machine0 = await machineCpuTicks();
   const mainThread0 = await threadSchedSeconds(process.pid);
   const threads0 = await threadCpuList(process.pid);
+  const alloc = watchAllocation();
   const t0 = performance.now();
   // BENCH_APP_LOG=file: the app's warnings and errors go there (a failed step says why).
   const appLog = env.BENCH_APP_LOG
@@ -455,6 +457,7 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
   // process (PARSE_PROCESS=1) started with the app: all of its CPU time is the ingest's.
   const parseCpu = await parseCpuSeconds(app);
   const cpu = selfCpuSeconds() - cpu0 + parseCpu;
+  const gc = alloc.stop();
   // The main threads (where every stage of the process and gRPC run): on a CPU and waiting for
   // one, as shares of the run. The child's since it started (with the app).
   const mainThread1 = await threadSchedSeconds(process.pid);
@@ -484,6 +487,7 @@ async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) 
     startedMs,
     timedOut,
     rssBefore,
+    gc,
     appCpuPct: (cpu / wall) * 100,
     parseCpuPct: (parseCpu / wall) * 100,
     appCpuSecs: cpu,
@@ -631,6 +635,14 @@ async function stepIngest(msgs: OutgoingMessage[], consumeRate: number): Promise
           value: `${((r.alsCpuSecs / msgs.length) * 1e6).toFixed(1)} µs`,
           baseline: `${(((r.appCpuSecs - r.alsCpuSecs) / msgs.length) * 1e6).toFixed(1)} µs per event without them`,
         });
+      row({
+        step: "2",
+        figure: "  main process: bytes allocated per event, GCs (node:v8 GCProfiler, main isolate)",
+        value: `${fmtInt(r.gc.allocatedBytes / msgs.length)} B (promoted ${fmtInt(r.gc.promotedBytes / msgs.length)} B)`,
+        baseline:
+          `${fmtInt(r.gc.scavenges)} scavenges, ${fmtInt(r.gc.markCompacts)} mark-compacts, ` +
+          `${((r.gc.gcMs * 1000) / msgs.length).toFixed(1)} µs of GC pauses per event (wall)`,
+      });
       if (r.stageFailures.length > 0) {
         // The figure above is of a disturbed run: restarts reload snapshots and replay.
         row({

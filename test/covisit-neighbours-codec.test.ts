@@ -7,6 +7,7 @@ import {
   encodeNeighbours,
   Neighbours,
   neighboursCodec,
+  writeNeighbourBytes,
 } from "../actors/sources/neighbours.js";
 import { createCovisit } from "../actors/sources/covisit.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
@@ -24,7 +25,47 @@ function sample(ids: string[]): Neighbours {
   return m;
 }
 
+/** The writer before session 14 (ids joined into one string, then written): the stored form. */
+function referenceBytes(ids: string[], s: number[], ts: number[]): Uint8Array {
+  const n = ids.length;
+  const joined = ids.join("");
+  const wide = /[\u0100-\uffff]/.test(joined);
+  const at = 8 + 18 * n;
+  const bytes = new Uint8Array(at + joined.length * (wide ? 2 : 1));
+  const view = new DataView(bytes.buffer);
+  bytes.set([0x4e, 0x42, 1, wide ? 1 : 0]);
+  view.setUint32(4, n, true);
+  for (let x = 0; x < n; x++) {
+    view.setFloat64(8 + 8 * x, s[x]!, true);
+    view.setFloat64(8 + 8 * (n + x), ts[x]!, true);
+    view.setUint16(8 + 16 * n + 2 * x, ids[x]!.length, true);
+  }
+  Buffer.from(bytes.buffer).write(joined, at, wide ? "utf16le" : "latin1");
+  return bytes;
+}
+
 describe("neighbour lists as bytes", () => {
+  it("are written byte for byte as the stored form was (latin1 and UTF-16 ids)", () => {
+    for (const ids of [
+      [],
+      ["a", "1004856", "", "b"],
+      ["électro", "ça", "ÿ"], // latin1 beyond ASCII
+      ["商品", "ok", "😀", "x"], // a wide id makes every id UTF-16
+      Array.from({ length: 300 }, (_, x) => `item-${x * 7919}`), // n > 255: its four bytes
+      ["x".repeat(70000)], // an id longer than 65535 code units: its length's low 16 bits
+    ]) {
+      const s = ids.map((_, x) => Math.PI * (x + 1) * 1e-7 - 1 / 3);
+      const ts = ids.map((_, x) => T0 + x * 1234.5);
+      const got = writeNeighbourBytes(
+        ids.length,
+        (x) => ids[x]!,
+        (x) => s[x]!,
+        (x) => ts[x]!,
+      );
+      expect(Buffer.from(got)).toEqual(Buffer.from(referenceBytes(ids, s, ts)));
+    }
+  });
+
   it("give back the same ids, doubles (bit for bit) and order, for any string ids", () => {
     for (const ids of [
       ["a", "1004856", "b", ""],

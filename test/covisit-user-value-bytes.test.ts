@@ -13,6 +13,10 @@ import {
   type StoredUserValue,
 } from "../actors/sources/user-value-bytes.js";
 import { createStageState, openStateDb } from "../state/store.js";
+import { Packr } from "msgpackr";
+import { createItemIds } from "../actors/sources/item-edges.js";
+import { recentItems } from "../actors/sources/recent-items.js";
+import { encodeHistory } from "../actors/sources/history-bytes.js";
 
 /**
  * Issue 16 point 2: the covisit stage's per-user value (recent items and the scorer's history)
@@ -63,6 +67,26 @@ describe("the covisit stage's per-user value as bytes", () => {
       r: [string, number, number, string | null][];
     };
     expect(Object.is(zero.r[0]![1], 0)).toBe(true);
+  });
+
+  it("writes the bytes of the plain form, value after value (reused rows: pack-rows.ts)", () => {
+    // The plain form packed by a fresh Packr: arrays of fresh entries, as before the reused rows.
+    const plain = new Packr({ useRecords: false });
+    const ids = createItemIds();
+    // A long value, then shorter ones: a row left over from a longer value must not be written.
+    for (const n of [40, 3, 17, 0, 1, 40]) {
+      const v = value(
+        Array.from({ length: n }, (_, x) => `i${(x * 31) % 97}-${n}`),
+        (x) => (x % 3 ? null : `s${x}`),
+      );
+      const live = recentItems(v.r, ids, 64);
+      const h = v.h as UserItems;
+      const expected = plain.pack({ r: v.r, h: [...h] });
+      expect(Buffer.from(encodeUserValue({ r: live, h }))).toEqual(Buffer.from(expected));
+      expect(Buffer.from(encodeUserValue(live))).toEqual(Buffer.from(plain.pack(v.r)));
+      expect(Buffer.from(encodeUserValue({ h }))).toEqual(Buffer.from(plain.pack({ h: [...h] })));
+      expect(Buffer.from(encodeHistory(h))).toEqual(Buffer.from(plain.pack([...h])));
+    }
   });
 
   it("keeps which parts a value has: recent only, history only, or a bare recent list", () => {

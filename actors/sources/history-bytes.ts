@@ -1,6 +1,7 @@
 import { Packr } from "msgpackr";
 import type { ValueCodec } from "../../runtime/index.js";
 import type { UserHistory } from "./history.js";
+import { mapRows, PackRows } from "./pack-rows.js";
 
 /**
  * The stored form of the history stage's per-user value (history.ts: the user's remembered items
@@ -20,8 +21,16 @@ import type { UserHistory } from "./history.js";
 // Plain arrays: a value decodes alone, with no shared record shapes.
 const packr = new Packr({ useRecords: false });
 
+const rows = new PackRows(2);
+
 export function encodeHistory(v: UserHistory): Uint8Array {
-  return packr.pack(v instanceof Map ? [...v] : v);
+  if (!(v instanceof Map)) return packr.pack(v);
+  // The bytes of `[...v]`, without allocating its entries (pack-rows.ts).
+  try {
+    return packr.pack(mapRows(rows, v));
+  } finally {
+    rows.clear();
+  }
 }
 
 export function decodeHistory(stored: unknown): UserHistory {

@@ -45,26 +45,44 @@ export function writeNeighbourBytes(
   s: (x: number) => number,
   ts: (x: number) => number,
 ): Uint8Array {
-  let ids = "";
-  for (let x = 0; x < n; x++) ids += id(x);
-  const enc = WIDE.test(ids) ? UTF16 : LATIN1;
+  // The ids' length and whether one needs UTF-16, without joining them into one string first
+  // (a string per entry and the joined copy were most of a snapshot's allocation here).
+  let chars = 0;
+  let enc = LATIN1;
+  for (let x = 0; x < n; x++) {
+    const i = id(x);
+    chars += i.length;
+    if (enc === LATIN1 && WIDE.test(i)) enc = UTF16;
+  }
   const at = 8 + 18 * n;
-  const bytes = new Uint8Array(at + ids.length * (enc === UTF16 ? 2 : 1));
-  const view = new DataView(bytes.buffer);
+  const bytes = new Uint8Array(at + chars * (enc === UTF16 ? 2 : 1));
   bytes[0] = 0x4e;
   bytes[1] = 0x42;
   bytes[2] = VERSION;
   bytes[3] = enc;
-  view.setUint32(4, n, true);
+  bytes[4] = n & 0xff; // n: uint32, little-endian
+  bytes[5] = (n >>> 8) & 0xff;
+  bytes[6] = (n >>> 16) & 0xff;
+  bytes[7] = n >>> 24;
   // A fresh buffer: offset 8 is aligned for Float64Array.
   const f = new Float64Array(bytes.buffer, 8, 2 * n);
-  const lens = new DataView(bytes.buffer, 8 + 16 * n, 2 * n);
+  let len = 8 + 16 * n; // each id's length: uint16, little-endian
+  let p = at; // the ids, one after another: latin1 bytes, or UTF-16 code units little-endian
   for (let x = 0; x < n; x++) {
     f[x] = s(x);
     f[n + x] = ts(x);
-    lens.setUint16(2 * x, id(x).length, true);
+    const i = id(x);
+    const l = i.length;
+    bytes[len++] = l & 0xff;
+    bytes[len++] = l >>> 8;
+    if (enc === LATIN1) for (let c = 0; c < l; c++) bytes[p++] = i.charCodeAt(c);
+    else
+      for (let c = 0; c < l; c++) {
+        const u = i.charCodeAt(c);
+        bytes[p++] = u & 0xff;
+        bytes[p++] = u >>> 8;
+      }
   }
-  Buffer.from(bytes.buffer).write(ids, at, enc === UTF16 ? "utf16le" : "latin1");
   return bytes;
 }
 

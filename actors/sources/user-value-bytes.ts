@@ -3,6 +3,7 @@ import type { ValueCodec } from "../../runtime/index.js";
 import { UserItems, type UserHistory } from "./history.js";
 import { RecentItems } from "./recent-items.js";
 import type { UserValue } from "./user-stores.js";
+import { mapRows, PackRows } from "./pack-rows.js";
 
 /**
  * The stored form of the covisit stage's per-user value (user-stores.ts: co-visitation's recent
@@ -29,18 +30,39 @@ export type StoredUserValue = UserValue | StoredRecent;
 // Plain MessagePack maps and arrays: a value decodes alone, with no shared record shapes.
 const packr = new Packr({ useRecords: false });
 
-const entries = (h: UserHistory) => (h instanceof Map ? [...h] : h);
+// Reused rows (pack-rows.ts): the bytes of `[...h]` and `toJSON()`, without allocating them.
+const historyRows = new PackRows(2);
+const recentRows = new PackRows(4);
+
+const entries = (h: UserHistory) => (h instanceof Map ? mapRows(historyRows, h) : h);
 
 /** Recent items as stored: co-visitation's live form (recent-items.ts) as its arrays. */
-const stored = (r: Recent) => (r instanceof RecentItems ? r.toJSON() : r);
+const stored = (r: Recent) => {
+  if (!(r instanceof RecentItems)) return r;
+  const names = r.ids.names;
+  for (let x = 0; x < r.size; x++) {
+    // As RecentItems.toJSON: [id, ts, w, sess].
+    const row = recentRows.row(x);
+    row[0] = names[r.nums[x]!]!;
+    row[1] = r.ts[x]!;
+    row[2] = r.w[x]!;
+    row[3] = r.sess[x]!;
+  }
+  return recentRows.end(r.size);
+};
 
 export function encodeUserValue(v: StoredUserValue | RecentItems): Uint8Array {
-  if (Array.isArray(v) || v instanceof RecentItems) return packr.pack(stored(v));
-  // Only the parts the value has (an absent part is not written as a nil).
-  const out: { r?: Recent; h?: unknown } = {};
-  if (v.r !== undefined) out.r = stored(v.r);
-  if (v.h !== undefined) out.h = entries(v.h);
-  return packr.pack(out);
+  try {
+    if (Array.isArray(v) || v instanceof RecentItems) return packr.pack(stored(v));
+    // Only the parts the value has (an absent part is not written as a nil).
+    const out: { r?: unknown; h?: unknown } = {};
+    if (v.r !== undefined) out.r = stored(v.r);
+    if (v.h !== undefined) out.h = entries(v.h);
+    return packr.pack(out);
+  } finally {
+    historyRows.clear();
+    recentRows.clear();
+  }
 }
 
 export function decodeUserValue(stored: unknown): StoredUserValue {
