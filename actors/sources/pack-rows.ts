@@ -38,13 +38,24 @@ export class PackRows {
   }
 }
 
+// The fill in progress (module state, so that forEach's callback is one function, not a closure
+// allocated per value).
+let filling: PackRows | undefined;
+let filled = 0;
+function fillRow(v: unknown, k: unknown): void {
+  const r = filling!.row(filled++);
+  r[0] = k;
+  r[1] = v;
+}
+
 /** `rows` filled with a Map's entries, as `[...m]` gives them. */
 export function mapRows<K, V>(rows: PackRows, m: ReadonlyMap<K, V>): unknown[][] {
-  let n = 0;
-  m.forEach((v, k) => {
-    const r = rows.row(n++);
-    r[0] = k;
-    r[1] = v;
-  });
-  return rows.end(n);
+  filling = rows;
+  filled = 0;
+  try {
+    m.forEach(fillRow);
+    return rows.end(filled);
+  } finally {
+    filling = undefined;
+  }
 }
