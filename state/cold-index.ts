@@ -110,8 +110,12 @@ const BUCKET_BITS = 11;
 const STEP_RECORDS = 50_000;
 
 export interface ColdIndex {
-  /** Live keys held. */
+  /** Live keys held (places every record a lazy load left pending first). */
   readonly count: number;
+  /** Whether it holds no key (without placing pending records). */
+  readonly empty: boolean;
+  /** Records a lazy load (adoptAll with `lazy`) has not placed yet. */
+  readonly pending: number;
   /** Times the table grew (re-inserting every key) since it was made. */
   readonly growths: number;
   has(k: string): boolean;
@@ -133,7 +137,14 @@ export interface ColdIndex {
    * order), so the probes of a 1M-key table stay in cache: inserted in the records' order, each
    * was two cache misses, ~320 ns of a restart's CPU per key (bench step 6).
    */
-  adoptAll(sections: readonly ColdSection[]): Generator<number, void>;
+  adoptAll(sections: readonly ColdSection[], lazy?: boolean): Generator<number, void>;
+  /**
+   * Places up to about `records` of the records a lazy adoptAll left pending (whole buckets, in
+   * slot order); returns how many are left. Every other call places what it needs first: a
+   * lookup its key's bucket (the records whose home slots are in it: a key's records all are),
+   * anything that needs all keys (count, keys, entries, compact, a growth) all of them.
+   */
+  settle(records: number): number;
   /**
    * Makes room for `keys` more keys at once (a load that knows how many its checkpoint holds):
    * the table grown one doubling at a time re-inserted every key ~2 times over, ~1.2 s of CPU in
@@ -170,6 +181,59 @@ export interface ColdIndex {
   liveBytes(): number;
 }
 
+/**
+ * Records lazy loads left pending are placed in the background once the loads are over: while a
+ * load runs in its turn (loadRunning: bin/pipeline/load-turns.ts, whose turns include each stage's
+ * start after its load) or has marked itself busy within SETTLE_QUIET_MS (loadsBusy, at each slice
+ * of a store's load), nothing; then slices of SETTLE_RECORDS placements (~5-10 ms each). Until
+ * then each lookup places its key's bucket: a restart's first answers wait for the buckets they
+ * read, not for every key's placement.
+ */
+const SETTLE_RECORDS = 20_000;
+const SETTLE_QUIET_MS = 100;
+const unsettled = new Set<ColdIndex>();
+let lastBusy = 0;
+let settleTimer: ReturnType<typeof setTimeout> | undefined;
+let loadsRunning = 0;
+/** A load is running (its slices call this): background placement waits. */
+export function loadsBusy(): void {
+  lastBusy = performance.now();
+}
+/** A load in its turn begins: background placement waits until the returned call says it ended. */
+export function loadRunning(): () => void {
+  loadsRunning++;
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    loadsRunning--;
+    loadsBusy();
+  };
+}
+const scheduleSettle = (ms: number) => {
+  if (settleTimer !== undefined) return;
+  settleTimer = setTimeout(settleSlice, ms);
+  settleTimer.unref?.();
+};
+const settleSlice = () => {
+  settleTimer = undefined;
+  const quiet = performance.now() - lastBusy;
+  if (loadsRunning > 0) return scheduleSettle(SETTLE_QUIET_MS);
+  if (quiet < SETTLE_QUIET_MS) return scheduleSettle(SETTLE_QUIET_MS - quiet);
+  for (const c of unsettled) {
+    const left = c.settle(SETTLE_RECORDS);
+    if (left === 0) unsettled.delete(c);
+    if (left > 0 || c.pending > 0) break;
+  }
+  if (unsettled.size > 0) scheduleSettle(0);
+};
+/** Places `c`'s pending records in the background (see loadsBusy). */
+export function settleInBackground(c: ColdIndex): void {
+  if (c.pending === 0) return;
+  unsettled.add(c);
+  scheduleSettle(SETTLE_QUIET_MS);
+}
+
 export function createColdIndex(): ColdIndex {
   let cap = 0;
   /** cap / 2^32: a hash times this is its home slot. */
@@ -194,6 +258,27 @@ export function createColdIndex(): ColdIndex {
   const free: number[] = [];
   /** adoptAll is placing records: a buffer left without live records is dropped after. */
   let building = false;
+  /**
+   * A lazy adoptAll's records, partitioned by bucket of home slots (each key's records in
+   * order), not yet placed: `ends[b]` is where bucket b's records end; `done[b]` once placed.
+   * A lookup places its key's bucket first: a key's records are all in it, and a record placed
+   * later (another bucket's, probing on past its run) only takes empty slots, so every placed
+   * key stays reachable from its home slot.
+   */
+  let pend:
+    | {
+        sh: Uint32Array;
+        sl: Float64Array;
+        st: Uint8Array;
+        ss: Uint32Array;
+        ends: Uint32Array;
+        done: Uint8Array;
+        shift: number;
+        left: number;
+        next: number;
+        fitAfter: boolean;
+      }
+    | undefined;
   /**
    * The key keys() yielded last and its location: a scan that reads each key's value right
    * after (popularity-join's look for empty profiles at load) finds it without a lookup. Any
@@ -246,6 +331,7 @@ export function createColdIndex(): ColdIndex {
   /** A new table of `n` slots (n > count). */
   let growths = 0;
   const rehash = (n: number) => {
+    settleAll();
     cursorKey = undefined;
     if (n > cap && count > 0) growths++;
     const ofp = fps;
@@ -268,7 +354,8 @@ export function createColdIndex(): ColdIndex {
   };
   /** The slot of `k`, or -1. */
   const find = (k: string, h: number): number => {
-    if (count === 0) return -1;
+    if (pend !== undefined) ensure(h);
+    else if (count === 0) return -1;
     for (let i = home(h); ;) {
       const loc = locs[i]!;
       if (loc === EMPTY) return -1;
@@ -295,6 +382,10 @@ export function createColdIndex(): ColdIndex {
    * `h`, replacing the key's earlier value. The table has room (the caller grows it).
    */
   const place = (h: number, loc: number, tag: number, bytes: number) => {
+    if (pend !== undefined) ensure(h);
+    placeRaw(h, loc, tag, bytes);
+  };
+  const placeRaw = (h: number, loc: number, tag: number, bytes: number) => {
     const buf = bufOf(loc);
     const off = offOf(loc);
     const fp = h & 0xffff;
@@ -324,6 +415,32 @@ export function createColdIndex(): ColdIndex {
       used++;
     }
   };
+  /** Places the pending bucket of hash `h`'s home slot, if not yet. */
+  const ensure = (h: number) => placeBucket(home(h) >>> pend!.shift);
+  const placeBucket = (b: number): number => {
+    const p = pend!;
+    if (p.done[b] === 1) return 0;
+    p.done[b] = 1;
+    const from = b === 0 ? 0 : p.ends[b - 1]!;
+    const to = p.ends[b]!;
+    const { sh, sl, st, ss } = p;
+    for (let k = from; k < to; k++) placeRaw(sh[k]!, sl[k]!, st[k]!, ss[k]!);
+    p.left -= to - from;
+    if (p.left === 0) finish();
+    return to - from;
+  };
+  /** Every record placed: superseded buffers go, and a fit() asked for meanwhile is done. */
+  const finish = () => {
+    const fitAfter = pend?.fitAfter ?? false;
+    pend = undefined;
+    building = false;
+    for (let i = 0; i < bufs.length; i++) if (bufs[i] && live[i] === 0) dropBuf(i);
+    if (fitAfter) index.fit();
+  };
+  const settleAll = () => {
+    while (pend !== undefined) placeBucket(pend.next++);
+  };
+
   /**
    * A section that is a small part of its entry (a delta's, with other maps' sections) gets its
    * own copy: this map's garbage must not be kept alive by another map's live keys.
@@ -337,30 +454,45 @@ export function createColdIndex(): ColdIndex {
 
   const index: ColdIndex = {
     get count() {
+      settleAll();
       return count;
+    },
+    get empty() {
+      return count === 0 && pend === undefined;
+    },
+    get pending() {
+      return pend?.left ?? 0;
+    },
+    settle(records) {
+      let placed = 0;
+      while (pend !== undefined && placed < records) placed += placeBucket(pend.next++);
+      return pend?.left ?? 0;
     },
     get growths() {
       return growths;
     },
-    has: (k) => count > 0 && find(k, hashString(k)) >= 0,
+    has: (k) => (count > 0 || pend !== undefined) && find(k, hashString(k)) >= 0,
     get(k) {
-      if (count === 0) return undefined;
+      if (count === 0 && pend === undefined) return undefined;
       if (k === cursorKey) return valueAt(cursorLoc);
       const i = find(k, hashString(k));
       return i < 0 ? undefined : valueAt(locs[i]!);
     },
     delete(k) {
-      if (count === 0) return false;
+      if (count === 0 && pend === undefined) return false;
       const i = find(k, hashString(k));
       if (i < 0) return false;
       removeSlot(i);
       return true;
     },
     reserve(keys) {
+      settleAll();
       // The smallest table that takes them without growing (adopt grows past 3/4 full).
       if (used + keys > cap * MAX_LOAD) rehash(Math.max(cap, grownSize(count + keys)));
     },
     fit() {
+      // After the pending records are placed (their buckets are ranges of this table's slots).
+      if (pend !== undefined) return void (pend.fitAfter = true);
       const n = grownSize(count);
       if (cap >= 1.5 * n) rehash(n);
     },
@@ -374,7 +506,8 @@ export function createColdIndex(): ColdIndex {
         const h = hashBytes(buf, off + 2, off + 2 + kl);
         const v = off + 2 + kl;
         const next = v + 5 + buf.readUInt32LE(v + 1);
-        if (used + 1 > cap * MAX_LOAD) rehash(sizeFor(count + 1));
+        const left = pend?.left ?? 0;
+        if (used + left + 1 > cap * MAX_LOAD) rehash(sizeFor(count + left + 1));
         place(h, bi * TWO32 + off, buf[v]!, next - off);
         onKey?.(buf.toString("utf8", off + 2, off + 2 + kl));
         n++;
@@ -383,7 +516,8 @@ export function createColdIndex(): ColdIndex {
       if (live[bi] === 0) dropBuf(bi);
       return n;
     },
-    *adoptAll(sections) {
+    *adoptAll(sections, lazy = false) {
+      settleAll();
       cursorKey = undefined;
       let total = 0;
       for (const s of sections) total += s.count;
@@ -437,6 +571,23 @@ export function createColdIndex(): ColdIndex {
       // A buffer whose records are all superseded is dropped once every record is in: one
       // dropped earlier could still have records to come.
       building = true;
+      if (lazy && n > 0) {
+        // Placed later: by the lookups that need them, settle(), or whatever needs all keys.
+        const ends = starts.subarray(0, starts.length - 1);
+        pend = {
+          sh,
+          sl,
+          st,
+          ss,
+          ends,
+          done: new Uint8Array(ends.length),
+          shift,
+          left: n,
+          next: 0,
+          fitAfter: false,
+        };
+        return;
+      }
       try {
         for (let k = 0; k < n; k++) {
           place(sh[k]!, sl[k]!, st[k]!, ss[k]!);
@@ -449,6 +600,7 @@ export function createColdIndex(): ColdIndex {
       yield n % STEP_RECORDS;
     },
     *entries() {
+      settleAll();
       const ls = locs;
       for (let x = 0; x < ls.length; x++) {
         const loc = ls[x]!;
@@ -465,6 +617,7 @@ export function createColdIndex(): ColdIndex {
       }
     },
     *keys() {
+      settleAll();
       const ls = locs;
       for (let x = 0; x < ls.length; x++) {
         const loc = ls[x]!;
@@ -481,6 +634,7 @@ export function createColdIndex(): ColdIndex {
       }
     },
     compact(perChunk, headerBytes) {
+      settleAll();
       cursorKey = undefined;
       const out: { buf: Buffer; count: number }[] = [];
       const slots: number[] = [];
@@ -537,9 +691,11 @@ export function createColdIndex(): ColdIndex {
       return out;
     },
     bytes: () => cap * 10 + held,
-    wasteful: (factor = WASTE_FACTOR) => held > factor * liveTotal + (1 << 18),
+    // Pending records are not counted live yet: their buffers are not waste.
+    wasteful: (factor = WASTE_FACTOR) =>
+      pend === undefined && held > factor * liveTotal + (1 << 18),
     bufferBytes: () => held,
-    liveBytes: () => liveTotal,
+    liveBytes: () => (settleAll(), liveTotal),
   };
   return index;
 }

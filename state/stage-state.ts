@@ -1,6 +1,7 @@
 import type { StateMap, StateValue, ValueCodec } from "../runtime/index.js";
 import {
   createColdIndex,
+  settleInBackground,
   TAG_TEXT,
   type ColdIndex,
   type ColdSection,
@@ -77,6 +78,11 @@ export interface StageStateInternal extends StageState {
   binaryCheckpoint(perChunk: number): { binary: Set<string>; chunks: Buffer[] };
   /** Bytes held for cold keys (buffers and indexes), over all maps. */
   coldBytes(): number;
+  /**
+   * keyCount(), or undefined while a lazy load's records are pending in some map (counting
+   * would place them all at once: cold-index.ts settle).
+   */
+  keyCountSettled(): number | undefined;
   /** Times a map's cold-key index grew (re-inserting every key it held), over all maps. */
   coldIndexGrowths(): number;
   /**
@@ -88,9 +94,16 @@ export interface StageStateInternal extends StageState {
    * Loads the sections of these binary entries (in order: a checkpoint's chunks, then deltas)
    * that belong to maps in `only`, as loadBinary of each entry in turn would, into maps whose
    * cold keys are empty so far; in steps, each yielding its work (cold-index.ts adoptAll: two
-   * units per key).
+   * units per key). With `lazy`, the records are only partitioned (one unit per key): each
+   * index places them as lookups need them, or all at once when something needs every key
+   * (size, keys, a snapshot's compaction), and in the background once loads are over
+   * (cold-index.ts settleInBackground): the same state either way.
    */
-  loadBinaryAll(entries: readonly Buffer[], only: ReadonlySet<string>): Generator<number, void>;
+  loadBinaryAll(
+    entries: readonly Buffer[],
+    only: ReadonlySet<string>,
+    lazy?: boolean,
+  ): Generator<number, void>;
   /**
    * Sizes each map's cold index for the keys of these binary entries, about to be loaded (a
    * checkpoint's chunks: distinct keys), so that loading them never grows an index. Maps in
@@ -251,7 +264,7 @@ export function createStageState(): StageStateInternal {
   const extraOf = (rec: MapRecord): number => {
     if (rec.extra < 0) {
       let n = 0;
-      if (rec.cold.count === 0) n = rec.data.size;
+      if (rec.cold.empty) n = rec.data.size;
       else for (const k of rec.data.keys()) if (!rec.cold.has(k)) n++;
       rec.extra = n;
     }
@@ -260,7 +273,7 @@ export function createStageState(): StageStateInternal {
   const sizeOf = (rec: MapRecord) => rec.cold.count + extraOf(rec);
   /** A map held as binary sections: it has a stored form, or cold keys from a load. */
   const binaryForm = (rec: MapRecord): StoredForm | undefined =>
-    rec.form ?? (rec.cold.count > 0 ? JSON_FORM : undefined);
+    rec.form ?? (!rec.cold.empty ? JSON_FORM : undefined);
   const countDirty = () => {
     let n = 0;
     for (const m of maps.values()) n += m.dirty.size;
@@ -283,7 +296,7 @@ export function createStageState(): StageStateInternal {
     rec.parsedText.clear();
     const { readNow } = rec;
     const warm = new Map<string, unknown>();
-    if (cold.count > 0)
+    if (!cold.empty)
       for (const [k, v] of data)
         if (!dirty.has(k) && cold.has(k)) {
           if (readNow.has(k)) warm.set(k, v);
@@ -323,7 +336,7 @@ export function createStageState(): StageStateInternal {
       else if (options.text) rec.form = TEXT;
       const m = rec.data as Map<string, V>;
       const { dirty, parsedText, cold, form, readNow } = rec;
-      const plain = !form && cold.count === 0;
+      const plain = !form && cold.empty;
       const coldForm = form ?? JSON_FORM;
       /** A key not in `data`: its value kept from the last interval, else its bytes decoded. */
       const fromCold = (k: string): V | undefined => {
@@ -340,7 +353,7 @@ export function createStageState(): StageStateInternal {
         : (k: string): V | undefined => {
             const v = m.get(k);
             if (v === undefined) {
-              if (cold.count === 0) return undefined;
+              if (cold.empty) return undefined;
               const decoded = fromCold(k);
               if (decoded === undefined) return undefined;
               if (rec.warm.size > 0) rec.warm.delete(k);
@@ -358,12 +371,12 @@ export function createStageState(): StageStateInternal {
         ? get
         : (k: string): V | undefined => {
             const v = m.get(k);
-            if (v === undefined) return cold.count === 0 ? undefined : fromCold(k);
+            if (v === undefined) return cold.empty ? undefined : fromCold(k);
             return form && form.stored(v) ? (form.decode(v) as V) : v;
           };
-      const has = (k: string) => m.has(k) || (cold.count > 0 && cold.has(k));
+      const has = (k: string) => m.has(k) || (!cold.empty && cold.has(k));
       const keys = function* (): Generator<string> {
-        if (cold.count === 0) return yield* m.keys();
+        if (cold.empty) return yield* m.keys();
         // Hot keys as they were when the cold ones begin: a read during the walk moves a cold
         // key into `data`, which must not hide it.
         const hot = new Set(m.keys());
@@ -375,7 +388,7 @@ export function createStageState(): StageStateInternal {
         peek,
         has,
         set: (k, v) => {
-          const held = m.has(k) || (cold.count > 0 && cold.has(k));
+          const held = m.has(k) || (!cold.empty && cold.has(k));
           if (dirty.get(k) === undefined) dirty.set(k, held);
           if (!held && rec.extra >= 0) rec.extra++;
           m.set(k, v);
@@ -385,13 +398,13 @@ export function createStageState(): StageStateInternal {
         delete: (k) => {
           if (rec.warm.size > 0) rec.warm.delete(k);
           const inData = m.delete(k);
-          const inCold = cold.count > 0 && cold.delete(k);
+          const inCold = !cold.empty && cold.delete(k);
           if (inData && !inCold && rec.extra > 0) rec.extra--;
           if ((inData || inCold) && dirty.get(k) === undefined) dirty.set(k, true);
           if (form) parsedText.delete(k);
         },
         get size() {
-          return plain && cold.count === 0 ? m.size : sizeOf(rec);
+          return plain && cold.empty ? m.size : sizeOf(rec);
         },
         keys: plain ? () => m.keys() : keys,
         // A text map's (or a plain map's) value as JSON text; a codec map's only while it is
@@ -399,7 +412,7 @@ export function createStageState(): StageStateInternal {
         peekText: (k: string) => {
           const v = m.get(k);
           if (v === undefined) {
-            const c = cold.count > 0 ? cold.get(k) : undefined;
+            const c = !cold.empty ? cold.get(k) : undefined;
             return c?.tag === TAG_TEXT ? c.buf.toString("utf8", c.start, c.end) : undefined;
           }
           if (typeof v === "string") return v;
@@ -474,9 +487,10 @@ export function createStageState(): StageStateInternal {
         out.bin = buf;
         for (const s of at) {
           const rec = maps.get(s.name)!;
-          const before = rec.cold.count;
+          // Written keys were in `data` and now are in `cold` too (deletions left both). (The
+          // count only when `extra` is known: reading it places a lazy load's pending records.)
+          const before = rec.extra >= 0 ? rec.cold.count : 0;
           rec.cold.adopt(buf, s.start, s.end);
-          // Written keys were in `data` and now are in `cold` too (deletions left both).
           if (rec.extra >= 0) rec.extra -= rec.cold.count - before;
           if (rec.cold.wasteful()) rec.cold.compact(COMPACT_KEYS, 0);
         }
@@ -494,6 +508,10 @@ export function createStageState(): StageStateInternal {
           chunks.push((writeHeader(buf, 0, name, count, buf.length - head), buf));
       }
       return { binary, chunks };
+    },
+    keyCountSettled: () => {
+      for (const m of maps.values()) if (m.cold.pending > 0) return undefined;
+      return state.keyCount();
     },
     coldIndexGrowths: () => {
       let n = 0;
@@ -515,7 +533,7 @@ export function createStageState(): StageStateInternal {
     fitCold() {
       for (const m of maps.values()) m.cold.fit();
     },
-    *loadBinaryAll(entries, only) {
+    *loadBinaryAll(entries, only, lazy = false) {
       const sections = new Map<string, ColdSection[]>();
       for (const buf of entries)
         for (const s of readSections(buf)) {
@@ -527,11 +545,12 @@ export function createStageState(): StageStateInternal {
       for (const [name, list] of sections) {
         const rec = mapOf(name);
         // Keys held already (in `data`, or cold) must be superseded key by key: loadBinary.
-        if (rec.data.size > 0 || rec.cold.count > 0)
+        if (rec.data.size > 0 || !rec.cold.empty)
           throw new Error(`map ${name}: loadBinaryAll into a map that holds keys`);
         rec.warm.clear();
-        yield* rec.cold.adoptAll(list);
+        yield* rec.cold.adoptAll(list, lazy);
         rec.extra = -1;
+        if (lazy) settleInBackground(rec.cold);
       }
     },
     loadBinary(entry, skip) {
@@ -557,7 +576,7 @@ export function createStageState(): StageStateInternal {
         const { data, form, cold } = rec;
         yield [
           name,
-          !form && cold.count === 0
+          !form && cold.empty
             ? data // binary values are encoded by the writer (persisted())
             : (function* () {
                 // As persisted (a codec's bytes as their base64 text): JSON-safe.
@@ -584,7 +603,7 @@ export function createStageState(): StageStateInternal {
         const k = kv[i] as string;
         data.set(k, typeof v === "string" && v.charCodeAt(0) === 0 ? restored(v, k, raw) : v);
       }
-      if (cold.count > 0) for (let i = 0; i < kv.length; i += 2) cold.delete(kv[i] as string);
+      if (!cold.empty) for (let i = 0; i < kv.length; i += 2) cold.delete(kv[i] as string);
       rec.extra = -1;
     },
     loadMapEntry(name, key, value, deleted = false) {
@@ -592,7 +611,7 @@ export function createStageState(): StageStateInternal {
       rec.warm.delete(key);
       if (deleted) rec.data.delete(key);
       else rec.data.set(key, restored(value));
-      if (rec.cold.count > 0) rec.cold.delete(key);
+      if (!rec.cold.empty) rec.cold.delete(key);
       rec.extra = -1;
     },
   };

@@ -9,6 +9,7 @@ import {
   type StateDelta,
 } from "./stage-state.js";
 import { readSections } from "./sections.js";
+import { loadsBusy } from "./cold-index.js";
 import { createRawReader, createRawValues, RAW_PREFIX, type Loaded } from "./raw-values.js";
 import { openFailure, storeFailure } from "./store-errors.js";
 
@@ -243,6 +244,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         // for ~1 s per instance while a restarted process was already answering.)
         let sinceYield = 0;
         const pace = async (keys: number) => {
+          loadsBusy();
           sinceYield += keys;
           if (sinceYield < LOAD_SLICE) return;
           sinceYield = 0;
@@ -320,7 +322,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         const bulk = new Set([...binaryMaps].filter((name) => !jsonMaps.has(name)));
         // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set (its steps
         // count two units per key).
-        for (const n of state.loadBinaryAll([...binBase, ...binDeltas], bulk)) await pace(n / 16);
+        // Lazily: the records are partitioned now and placed in their indexes as lookups need
+        // them, then in the background once loads are over (cold-index.ts loadsBusy): ~half of
+        // this step's CPU (1M keys: ~0.1-0.2 s) leaves the path to a restart's first answers.
+        for (const n of state.loadBinaryAll([...binBase, ...binDeltas], bulk, true))
+          await pace(n / 16);
         // The rest in the order of their keys: the checkpoint's binary chunks (their key counts
         // size the indexes first), one-key entries, then the deltas.
         state.reserveBinary(binBase, bulk);
@@ -435,8 +441,15 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
             for (const k of dels) raws.written(rawOps, name, k, undefined);
           }
         let ops: Op[];
-        const limit = Math.max(checkpointMin, 2 * state.keyCount());
-        if (legacyKeys.length > 0 || deltaEntries + delta.size > limit) {
+        // Twice the live keys, known once a restart's lazy load has placed its records (in the
+        // background, seconds after the load): until then no checkpoint by this rule, which only
+        // bounds what the deltas may hold (the next snapshots see it again).
+        const entries = deltaEntries + delta.size;
+        const live = entries > checkpointMin ? state.keyCountSettled() : 0;
+        if (
+          legacyKeys.length > 0 ||
+          (live !== undefined && entries > Math.max(checkpointMin, 2 * live))
+        ) {
           ops = checkpointOps(state);
         } else {
           ops = [];

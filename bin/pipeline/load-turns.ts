@@ -1,3 +1,5 @@
+import { loadRunning } from "../../state/cold-index.js";
+
 /**
  * Snapshot loads one at a time, in the order they are asked for (pipeline.ts: the loads are CPU
  * work on the event loop that serves gRPC, and forty side by side held it for seconds at a time),
@@ -29,11 +31,14 @@ export function createLoadTurns(): LoadTurns {
       const go = async () => {
         waiting.shift();
         running = true;
+        // Records a lazy load left pending are placed once no load runs (cold-index.ts).
+        const ended = loadRunning();
         readNext();
         try {
           return await load();
         } finally {
           running = false;
+          ended();
         }
       };
       const next = tail.then(go, go);
