@@ -58,6 +58,44 @@ async function rssParts(pid: number): Promise<{ anon: number; file: number }> {
 }
 
 /**
+ * The process's anonymous resident memory by kind of mapping (/proc/<pid>/smaps): malloc's main
+ * heap (`[heap]`, brk), glibc's thread arenas (64 MiB-aligned anonymous mappings of up to 64 MiB:
+ * also where a worker thread's malloc goes), and the other anonymous mappings (V8's heap pages,
+ * large mmap'ed allocations such as array buffers over the mmap threshold, thread stacks).
+ */
+async function anonByMapping(pid: number): Promise<string> {
+  const smaps = await readFile(`/proc/${pid}/smaps`, "utf8").catch(() => "");
+  if (!smaps) return "";
+  let heap = 0;
+  let arenas = 0;
+  let arenaCount = 0;
+  let other = 0;
+  let kind: "heap" | "arena" | "other" | "file" = "file";
+  for (const line of smaps.split("\n")) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (head) {
+      const start = parseInt(head[1]!, 16);
+      const size = parseInt(head[2]!, 16) - start;
+      const path = (head[4] ?? "").trim();
+      const arena = start % 2 ** 26 === 0 && size <= 2 ** 26;
+      kind = path === "[heap]" ? "heap" : path === "" ? (arena ? "arena" : "other") : "file";
+      if (kind === "arena") arenaCount++;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (!rss) continue;
+    const b = Number(rss[1]) * 1024;
+    if (kind === "heap") heap += b;
+    else if (kind === "arena") arenas += b;
+    else if (kind === "other") other += b;
+  }
+  return (
+    `; anonymous by mapping: malloc's main heap ${fmtMiB(heap)}, ${arenaCount} thread arenas ` +
+    `${fmtMiB(arenas)}, other ${fmtMiB(other)}`
+  );
+}
+
+/**
  * The V8 heap used by space (new, old, large objects, code…), largest first, each with what the
  * space holds (committed: what the RSS counts) after a slash: where the heap held above the heap
  * used is.
@@ -139,6 +177,7 @@ async function measure(s: IngestedApp): Promise<Point> {
   const rss = await s.app.rss();
   const [main, ...children] = await processTree(s.app.pid);
   const m = await rssParts(main!);
+  const byMapping = await anonByMapping(main!);
   const childRss = await Promise.all(children.map((c) => procRssBytes(c)));
   const cpu = await s.app.cpuSeconds();
   const parts =
@@ -158,7 +197,7 @@ async function measure(s: IngestedApp): Promise<Point> {
     spaces(samples) +
     " (used / held)" +
     `; ALS model point ${sum(samples, "reco_recommender", { name: "model_point" })}, training ` +
-    `${sum(samples, "reco_recommender", { name: "training" })}), child processes ` +
+    `${sum(samples, "reco_recommender", { name: "training" })}${byMapping}), child processes ` +
     `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}` +
     parseMemory(samples);
   // BENCH_MEMORY_SETTLE_S: the same figures again after that many seconds with no input (V8's
