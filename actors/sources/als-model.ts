@@ -223,6 +223,7 @@ const MAGIC2 = 0x414c5332; // "ALS2": user ids packed after the header, then U a
 const MAGIC3 = 0x414c5333; // "ALS3": the served form, V alone
 
 const pad4 = (n: number) => (4 - (n % 4)) % 4;
+const pad8 = (n: number) => (8 - (n % 8)) % 8;
 
 /**
  * The served model as bytes ("ALS3"): magic, header length, JSON header (settings, item ids, the
@@ -245,7 +246,7 @@ function encodeModel(
   );
   const start = 8 + header.length + pad4(8 + header.length);
   const end = start + m.V.byteLength;
-  const gramAt = end + ((8 - (end % 8)) % 8);
+  const gramAt = end + pad8(end);
   const out = new Uint8Array(m.YtY ? gramAt + m.YtY.byteLength : end);
   const dv = new DataView(out.buffer);
   dv.setUint32(0, MAGIC3);
@@ -261,21 +262,24 @@ export function serialiseModel(m: AlsModel | ServedModel, at?: number): Uint8Arr
   return encodeModel(servedModel(m), at).out;
 }
 
-/** `n` 4-byte values of `bytes` from `at`: a view when aligned, else a copy. */
-function aligned(bytes: Uint8Array, at: number, n: number): Float32Array {
-  if ((bytes.byteOffset + at) % 4 === 0)
-    return new Float32Array(bytes.buffer, bytes.byteOffset + at, n);
-  const out = new Float32Array(n);
-  new Uint8Array(out.buffer).set(bytes.subarray(at, at + 4 * n));
-  return out;
+/** A float array type: its element size, a fresh array and a view on bytes. */
+interface FloatArrayOf<T> {
+  readonly BYTES_PER_ELEMENT: number;
+  new (n: number): T;
+  new (buffer: ArrayBufferLike, byteOffset: number, n: number): T;
 }
 
-/** `n` doubles of `bytes` from `at`: a view when 8-byte aligned, else a copy. */
-function aligned64(bytes: Uint8Array, at: number, n: number): Float64Array {
-  if ((bytes.byteOffset + at) % 8 === 0)
-    return new Float64Array(bytes.buffer, bytes.byteOffset + at, n);
-  const out = new Float64Array(n);
-  new Uint8Array(out.buffer).set(bytes.subarray(at, at + 8 * n));
+/** `n` values of type `F` in `bytes` from `at`: a view when aligned to their size, else a copy. */
+function aligned<T extends Float32Array | Float64Array>(
+  F: FloatArrayOf<T>,
+  bytes: Uint8Array,
+  at: number,
+  n: number,
+): T {
+  const size = F.BYTES_PER_ELEMENT;
+  if ((bytes.byteOffset + at) % size === 0) return new F(bytes.buffer, bytes.byteOffset + at, n);
+  const out = new F(n);
+  new Uint8Array(out.buffer).set(bytes.subarray(at, at + size * n));
   return out;
 }
 
@@ -304,12 +308,12 @@ function readModel(bytes: Uint8Array): { model: ServedModel; at: number; legacy:
   // A view on `bytes` when the factors are 4-byte aligned (bytes of their own, as a snapshot's
   // load and serialiseModel give): one copy of the factors in memory, not two. Else a copy; and
   // a copy of an earlier form's, whose bytes (mostly user factors) are then left to the collector.
-  const view = aligned(bytes, start, items.length * k);
+  const view = aligned(Float32Array, bytes, start, items.length * k);
   const V = magic === MAGIC3 ? view : view.slice();
   // ALS3 only: YᵀY after V, 8-byte aligned from the start of the bytes.
   const end = start + 4 * items.length * k;
   const YtY =
-    magic === MAGIC3 && hasGram ? aligned64(bytes, end + ((8 - (end % 8)) % 8), k * k) : undefined;
+    magic === MAGIC3 && hasGram ? aligned(Float64Array, bytes, end + pad8(end), k * k) : undefined;
   return {
     model: { settings, items, V, users, ...(YtY ? { YtY } : {}), ...(offline ? { offline } : {}) },
     at,
