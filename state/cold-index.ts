@@ -220,10 +220,14 @@ const settleSlice = () => {
   const quiet = performance.now() - lastBusy;
   if (loadsRunning > 0) return scheduleSettle(SETTLE_QUIET_MS);
   if (quiet < SETTLE_QUIET_MS) return scheduleSettle(SETTLE_QUIET_MS - quiet);
+  // One slice places about SETTLE_RECORDS, over as many indexes as that takes.
+  let budget = SETTLE_RECORDS;
   for (const c of unsettled) {
-    const left = c.settle(SETTLE_RECORDS);
+    const before = c.pending;
+    const left = c.settle(budget);
     if (left === 0) unsettled.delete(c);
-    if (left > 0 || c.pending > 0) break;
+    budget -= before - left;
+    if (budget <= 0) break;
   }
   if (unsettled.size > 0) scheduleSettle(0);
 };
