@@ -57,11 +57,18 @@ export class RecentItems {
 
   /** The stored form: `[id, ts, w, sess]` per item, oldest first. */
   toJSON(): Recent[] {
-    const names = this.ids.names;
     const out: Recent[] = [];
-    for (let x = 0; x < this.size; x++)
-      out.push([names[this.nums[x]!]!, this.ts[x]!, this.w[x]!, this.sess[x]!]);
+    for (let x = 0; x < this.size; x++) out.push(this.entry(x));
     return out;
+  }
+
+  /** Item `x` as stored, [id, ts, w, sess]: written into `row` when given (reused rows). */
+  entry(x: number, row: unknown[] = new Array<unknown>(4)): Recent {
+    row[0] = this.ids.names[this.nums[x]!]!;
+    row[1] = this.ts[x]!;
+    row[2] = this.w[x]!;
+    row[3] = this.sess[x]!;
+    return row as Recent;
   }
 }
 

@@ -39,15 +39,7 @@ const entries = (h: UserHistory) => (h instanceof Map ? mapRows(historyRows, h) 
 /** Recent items as stored: co-visitation's live form (recent-items.ts) as its arrays. */
 const stored = (r: Recent) => {
   if (!(r instanceof RecentItems)) return r;
-  const names = r.ids.names;
-  for (let x = 0; x < r.size; x++) {
-    // As RecentItems.toJSON: [id, ts, w, sess].
-    const row = recentRows.row(x);
-    row[0] = names[r.nums[x]!]!;
-    row[1] = r.ts[x]!;
-    row[2] = r.w[x]!;
-    row[3] = r.sess[x]!;
-  }
+  for (let x = 0; x < r.size; x++) r.entry(x, recentRows.row(x));
   return recentRows.end(r.size);
 };
 
