@@ -7,8 +7,9 @@ import { hash64 } from "./hash64.js";
  *
  * Compact: an id is held as a 64-bit hash (hash64) in typed arrays, 16 bytes in a FIFO log (hash
  * and time) plus 4–8 in an open-addressing hash set of log positions, instead of its string in a
- * Map (~200 bytes of heap and one LevelDB key per event). Two distinct ids with equal 64-bit hashes would be
- * taken for one (odds ~n²/2⁶⁵: 1 in ~10⁷ with 2M ids held), the same way in every run.
+ * Map (~200 bytes of heap and one LevelDB key per event). Two distinct ids with equal 64-bit
+ * hashes would be taken for one (odds ~n²/2⁶⁵: 1 in ~10⁷ with 2M ids held), the same way in
+ * every run.
  *
  * Which ids are remembered must be a function of the input alone, never of when snapshots were
  * taken (issue 5). Ids are forgotten in the order they were added: parse adds each id with the
