@@ -232,8 +232,18 @@ describe("StreamTrending in the real app (TRENDING_TRIGGER=500)", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     // Quiet: the last change needs the stage's tick (500 ms), the hub's trigger (500 ms) and
-    // its evaluation (250 ms) to come out; after that, nothing may come for 3 s.
-    await new Promise((r) => setTimeout(r, 2_000));
+    // its evaluation (250 ms) to come out; after that, nothing may come for 3 s. On a loaded
+    // machine that path can take longer than 2 s: the quiet period starts once both windows'
+    // updates have shown all 40 views (waited for up to 10 s; if they never do, the check of
+    // the last update below fails), and never before the 2 s.
+    const lastPublish = Date.now();
+    const allSeen = () =>
+      (["1h", "24h"] as const).every((w) =>
+        got.some((g) => g.window === w && !g.final && g.views === 40),
+      );
+    while (!allSeen() && Date.now() < lastPublish + 10_000)
+      await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, Math.max(750, lastPublish + 2_000 - Date.now())));
     const quietFrom = Date.now();
     await new Promise((r) => setTimeout(r, 3_000));
     const quietTo = Date.now();
