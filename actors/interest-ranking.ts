@@ -6,7 +6,7 @@ import type { StageState } from "../state/index.js";
 import type { WindowOutput, WindowRecord } from "./window.js";
 import { createStageHandler, loadStageHandler, type AdaptedHandler } from "./stage-adapter.js";
 import { stageTopology } from "./topology.js";
-import { createPackedKeys } from "./packed-keys.js";
+import { createIntPairs, createPackedKeys } from "./packed-keys.js";
 import { cellKey, keyOfTail, keyTail, parseCellKey } from "./interest-ranking-keys.js";
 
 /** A user's profile on the hop to popularity-join: an upsert keyed by user. */
@@ -113,7 +113,10 @@ function addToCategory(cats: (string | number)[], c: string, delta: number): (st
  * PACKED − 1), a small integer the users Map holds in its entry, where the object, its pairs
  * array and the category string cost ~150 B per user (heap snapshot of bench step 7 at 100k
  * users). Category numbers are per instance, for the first MAX_PACKED_CATEGORIES categories
- * (a small integer stays below 2^31); other users keep the object.
+ * (a small integer stays below 2^31); other users keep the object. A user with two categories
+ * (each packable so) and no purchases is packed too: the two numbers in a slot of `pairs`
+ * (packed-keys.ts IntPairs), the user's packed value −1 − slot. Bench step 7's 2× events point
+ * (every user two events, mostly in two categories) held ~200 B of heap per such user as objects.
  */
 const PACKED = 2 ** 21;
 const MAX_PACKED_CATEGORIES = 1024;
@@ -210,6 +213,10 @@ export const interestStage = defineStage({
     const oldProfiles = ctx.state.map<ProfileRecord>("profile", { text: true });
     /** Packed users ({@link PACKED}), in typed arrays (packed-keys.ts: ~30 B per user). */
     const packedUsers = createPackedKeys();
+    /** Two-category packed users' numbers, at −1 − their packed value. */
+    const pairs = createIntPairs();
+    /** What `aggOf` found packed for the user it was last asked for (to free a pair's slot). */
+    let heldPacked: number | undefined;
     /** The other users' aggregates. A user is in one of the two or in neither. */
     const users = new Map<string, UserAgg>();
     /** Category numbers of packed users, and their names. */
@@ -227,19 +234,30 @@ export const interestStage = defineStage({
     const byWindow = new Map<number, WindowKeys>();
 
     /** The user's aggregates to change (a packed user's as a new object); `keep` stores them. */
+    /** A packed value's categories as flat pairs (a new array). */
+    const catsOf = (a: number): (string | number)[] => {
+      if (a >= 0) return [catNames[Math.floor(a / PACKED)]!, a % PACKED];
+      const x = pairs.first(-1 - a);
+      const y = pairs.second(-1 - a);
+      return [
+        catNames[Math.floor(x / PACKED)]!,
+        x % PACKED,
+        catNames[Math.floor(y / PACKED)]!,
+        y % PACKED,
+      ];
+    };
     const aggOf = (u: string): UserAgg => {
+      heldPacked = undefined;
       const o = users.size > 0 ? users.get(u) : undefined;
       if (o !== undefined) return o;
       const a = packedUsers.get(u);
       if (a === undefined) return { cats: [], pur: undefined, purList: undefined };
-      const c = catNames[Math.floor(a / PACKED)]!;
-      return { cats: [c, a % PACKED], pur: undefined, purList: undefined };
+      heldPacked = a;
+      return { cats: catsOf(a), pur: undefined, purList: undefined };
     };
-    const packed = (a: UserAgg): number | undefined => {
-      if (a.pur !== undefined || a.cats.length !== 2) return undefined;
-      const n = a.cats[1] as number;
+    /** Category `c` with count `n` as one packed number; undefined: it does not pack. */
+    const packOne = (c: string, n: number): number | undefined => {
       if (!(n > 0 && n < PACKED && Number.isInteger(n))) return undefined;
-      const c = a.cats[0] as string;
       let id = catIds.get(c);
       if (id === undefined) {
         if (catNames.length >= MAX_PACKED_CATEGORIES) return undefined;
@@ -248,17 +266,37 @@ export const interestStage = defineStage({
       }
       return id * PACKED + n;
     };
+    /** Frees the pair slot of a packed value that had one. */
+    const release = (p: number | undefined) => {
+      if (p !== undefined && p < 0) pairs.free(-1 - p);
+    };
+    /** Stores `a` for `u` right after `aggOf(u)` (which noted what was packed for her). */
     const keep = (u: string, a: UserAgg) => {
+      const held = heldPacked;
+      heldPacked = undefined;
       if (a.cats.length === 0 && a.pur === undefined) {
-        if (!users.delete(u)) packedUsers.delete(u);
+        if (!users.delete(u) && packedUsers.delete(u)) release(held);
         return;
       }
-      const p = packed(a);
+      const cats = a.cats;
+      let p: number | undefined;
+      let q: number | undefined;
+      if (a.pur === undefined && (cats.length === 2 || cats.length === 4)) {
+        p = packOne(cats[0] as string, cats[1] as number);
+        if (p !== undefined && cats.length === 4) {
+          q = packOne(cats[2] as string, cats[3] as number);
+          if (q === undefined) p = undefined;
+        }
+      }
       if (p !== undefined) {
         if (users.size > 0) users.delete(u);
-        packedUsers.set(u, p);
+        if (q === undefined) {
+          release(held);
+          packedUsers.set(u, p);
+        } else if (held !== undefined && held < 0) pairs.set(-1 - held, p, q);
+        else packedUsers.set(u, -1 - pairs.add(p, q));
       } else if (users.get(u) !== a) {
-        packedUsers.delete(u);
+        if (packedUsers.delete(u)) release(held);
         users.set(u, a);
       }
     };
@@ -355,6 +393,10 @@ export const interestStage = defineStage({
       const a = (users.size > 0 ? users.get(u) : undefined) ?? packedUsers.get(u);
       if (a === undefined) return undefined;
       if (typeof a === "number") {
+        if (a < 0) {
+          const top = topOf(catsOf(a), opts.topCategories);
+          return top.length === 0 ? undefined : { top, pur: NO_PURCHASES };
+        }
         const top: [string, number][] =
           opts.topCategories > 0 ? [[catNames[Math.floor(a / PACKED)]!, a % PACKED]] : [];
         return top.length === 0 ? undefined : { top, pur: NO_PURCHASES };

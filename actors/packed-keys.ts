@@ -9,7 +9,7 @@ import { hashString, sameKey } from "../state/cold-index.js";
  */
 export interface PackedKeys {
   get(k: string): number | undefined;
-  /** `v`: an integer from 0 to 2^31 − 1. */
+  /** `v`: an integer from −2^31 to 2^31 − 1. */
   set(k: string, v: number): void;
   delete(k: string): boolean;
   readonly size: number;
@@ -117,6 +117,61 @@ export function createPackedKeys(): PackedKeys {
     },
     get size() {
       return count;
+    },
+  };
+}
+
+/**
+ * Slots of two int32s each in one growing Int32Array, freed slots reused (a free slot's first
+ * int links the next free one): where a PackedKeys value that needs two numbers points (as a
+ * negative value, −1 − slot). 8 B a slot, where an object holding the two costs ~100 B.
+ */
+export interface IntPairs {
+  /** A new slot holding (a, b). */
+  add(a: number, b: number): number;
+  set(slot: number, a: number, b: number): void;
+  first(slot: number): number;
+  second(slot: number): number;
+  free(slot: number): void;
+  /** Slots in use. */
+  readonly size: number;
+}
+
+export function createIntPairs(): IntPairs {
+  let data = new Int32Array(32);
+  let top = 0; // slots ever handed out
+  let freeHead = -1;
+  let size = 0;
+  return {
+    add(a, b) {
+      let slot = freeHead;
+      if (slot >= 0) freeHead = data[2 * slot]!;
+      else {
+        if (2 * top + 2 > data.length) {
+          const grown = new Int32Array(data.length * 2);
+          grown.set(data);
+          data = grown;
+        }
+        slot = top++;
+      }
+      data[2 * slot] = a;
+      data[2 * slot + 1] = b;
+      size++;
+      return slot;
+    },
+    set(slot, a, b) {
+      data[2 * slot] = a;
+      data[2 * slot + 1] = b;
+    },
+    first: (slot) => data[2 * slot]!,
+    second: (slot) => data[2 * slot + 1]!,
+    free(slot) {
+      data[2 * slot] = freeHead;
+      freeHead = slot;
+      size--;
+    },
+    get size() {
+      return size;
     },
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createPackedKeys } from "../actors/packed-keys.js";
+import { createIntPairs, createPackedKeys } from "../actors/packed-keys.js";
 import { seededRandom } from "../actors/sources/types.js";
 
 /**
@@ -39,5 +39,41 @@ describe("packed keys", () => {
     expect(table.get("u1")).toBeUndefined();
     table.set("", 0);
     expect(table.get("")).toBe(0);
+  });
+
+  it("int pairs hold what was set, reuse freed slots and grow", () => {
+    const random = seededRandom(8);
+    const pairs = createIntPairs();
+    const model = new Map<number, [number, number]>();
+    let maxSlot = -1;
+    let peak = 0;
+    for (let x = 0; x < 20_000; x++) {
+      const r = random();
+      const a = Math.floor(random() * 2 ** 32) - 2 ** 31;
+      const b = Math.floor(random() * 2 ** 32) - 2 ** 31;
+      const held = [...model.keys()];
+      if (r < 0.5 || held.length === 0) {
+        const slot = pairs.add(a, b);
+        expect(model.has(slot)).toBe(false);
+        model.set(slot, [a, b]);
+        maxSlot = Math.max(maxSlot, slot);
+        peak = Math.max(peak, model.size);
+      } else {
+        const slot = held[Math.floor(random() * held.length)]!;
+        if (r < 0.8) {
+          pairs.free(slot);
+          model.delete(slot);
+        } else {
+          pairs.set(slot, a, b);
+          model.set(slot, [a, b]);
+        }
+      }
+      if (x % 1000 === 0)
+        for (const [slot, [p, q]] of model)
+          expect([pairs.first(slot), pairs.second(slot)]).toEqual([p, q]);
+    }
+    expect(pairs.size).toBe(model.size);
+    // Freed slots are handed out again: never more slots than were held at once.
+    expect(maxSlot).toBe(peak - 1);
   });
 });
