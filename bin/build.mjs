@@ -1,7 +1,9 @@
 #!/usr/bin/env node
-// Compiles the app's TypeScript sources to dist/ (one JavaScript file per source, no bundling, no
-// type checking: `npm run typecheck` does that). Node then starts from JavaScript instead of tsx
-// compiling every module at every start, which was ~0.6–1.2 s of a restart (bench step 6).
+// Compiles the app's TypeScript sources to dist/ (one JavaScript file per source, no type
+// checking: `npm run typecheck` does that), then bundles the process entries (BUNDLED: the app's
+// and the parse child's) into one module each. Node then starts from JavaScript instead of tsx
+// compiling every module at every start, which was ~0.6–1.2 s of a restart (bench step 6), and
+// from one file instead of ~400.
 //
 //   node bin/build.mjs           build if any source is newer than the last build (npm postinstall)
 //   node bin/build.mjs --force   build anyway
@@ -20,7 +22,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
 
@@ -92,6 +94,7 @@ export async function build() {
     logLevel: "warning",
   });
   await vendor(esbuild, next);
+  await bundleEntries(esbuild, next);
   writeFileSync(join(next, ".built"), `${new Date().toISOString()}\n`);
   if (existsSync(distDir)) renameSync(distDir, old);
   renameSync(next, distDir);
@@ -141,6 +144,88 @@ export async function vendor(esbuild, out, entries = VENDOR) {
       return `${head}"${rel.startsWith(".") ? rel : `./${rel}`}"`;
     });
     if (next !== text) writeFileSync(f, next);
+  }
+}
+
+/**
+ * Process entries (compiled files under dist/) that the build replaces by one ES module holding
+ * them, the app's modules they import and the packages those import: a restart's process start
+ * was mostly module loading (resolving, reading and compiling ~400 files). Import of
+ * dist/bin/main.js, three pairs at load 15-17: 421-497 ms of CPU before, 145-150 ms as one file.
+ * The other compiled files stay beside them: the ALS worker thread, the CLI's commands and the
+ * tests load those.
+ */
+export const BUNDLED = ["bin/main.js", "bin/parse-child.js"];
+/**
+ * Packages left to node's loader (none now). Native addons (classic-level, msgpackr-extract) are
+ * bundled too: their loaders find the binary from the package's `__dirname`, which the bundle
+ * keeps (bundleEntries), and require it with node's own require.
+ */
+export const BUNDLE_EXTERNAL = [];
+
+/**
+ * Bundles each BUNDLED entry of `out` in place. A bundled module's `import.meta.url` becomes its
+ * compiled file's URL (relative to the bundle's), and a CommonJS package module's `__dirname`
+ * and `__filename` its own, so files found beside a module (the console's assets, the parse
+ * child's entry, grpc-js's protos) are found as before. Source maps chain to the sources.
+ */
+export async function bundleEntries(esbuild, out, entries = BUNDLED) {
+  const toUrl = (from, file) => {
+    const rel = relative(from, file).split("\\").join("/");
+    return JSON.stringify(rel.startsWith(".") ? rel : `./${rel}`);
+  };
+  for (const entry of entries) {
+    const file = join(out, entry);
+    const dir = dirname(file);
+    const tmp = `${file}.bundle-${process.pid}.js`;
+    const here = {
+      name: "reco-here",
+      setup(b) {
+        b.onLoad({ filter: /\.(c|m)?js$/ }, (args) => {
+          let text = readFileSync(args.path, "utf8");
+          const inPackage = /[\\/]node_modules[\\/]/.test(args.path);
+          if (!inPackage && text.includes("import.meta.url"))
+            text = text.replaceAll(
+              "import.meta.url",
+              `new URL(${toUrl(dir, args.path)}, import.meta.url).href`,
+            );
+          else if (inPackage && /\b__(dirname|filename)\b/.test(text))
+            text =
+              `var __filename = __recoPath(${toUrl(dir, args.path)}), ` +
+              `__dirname = __recoPath(${toUrl(dir, dirname(args.path))}); ` +
+              text;
+          return { contents: text, loader: "js", resolveDir: dirname(args.path) };
+        });
+      },
+    };
+    await esbuild({
+      entryPoints: [file],
+      outfile: tmp,
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      target: "node20",
+      external: BUNDLE_EXTERNAL,
+      plugins: [here],
+      // CommonJS packages call require (esbuild's shim uses this one) and name their directory.
+      banner: {
+        js:
+          'import { createRequire as __recoRequire } from "node:module";\n' +
+          'import { fileURLToPath as __recoFile } from "node:url";\n' +
+          "const require = __recoRequire(import.meta.url);\n" +
+          "const __recoPath = (rel) => __recoFile(new URL(rel, import.meta.url));",
+      },
+      sourcemap: true,
+      logLevel: "warning",
+    });
+    renameSync(`${tmp}.map`, `${file}.map`);
+    // The map's name inside the bundle is the temporary file's.
+    const text = readFileSync(tmp, "utf8").replace(
+      /\/\/# sourceMappingURL=\S+\s*$/,
+      `//# sourceMappingURL=${basename(file)}.map\n`,
+    );
+    writeFileSync(file, text);
+    rmSync(tmp);
   }
 }
 
