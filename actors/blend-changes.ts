@@ -10,7 +10,10 @@ import type { StateMap, StateMaps, ValueCodec } from "../runtime/index.js";
  * Each run of a stage instance (a start, a restart from a snapshot) sends every key it holds
  * first (a dump, `reset` on its first chunk, `complete` on its last: the replica builds the
  * instance aside and swaps it in whole, so it serves the previous run's data until then), then
- * the keys set or deleted since they were last sent. Values go in their stored form (a codec's
+ * the keys set or deleted since they were last sent. A run that starts from a snapshot the
+ * replica read itself from the state store (blend-replica.ts adoptBase: the serving process reads
+ * the sources' snapshots before it spawns the ingest process) sends no dump: its first chunk
+ * names that read (`base`), and only the keys changed since follow. Values go in their stored form (a codec's
  * bytes, a text map's JSON text, a plain map's value): what a snapshot writes, read at the time
  * a chunk is taken, between the stage's batches. Sending is pulled (`take`), so a busy or slow
  * consumer holds back nothing but a set of keys per map.
@@ -33,6 +36,11 @@ export interface ChangeChunk {
   reset?: true;
   /** Last chunk of the dump: the instance built aside replaces the one served. */
   complete?: true;
+  /**
+   * The run starts from the snapshot the replica read as `base` (blend-replica.ts adoptBase),
+   * instead of a dump: this chunk is the run's first, with `complete`; its changes follow.
+   */
+  base?: string;
   /** The map options of the instance (sent with the dump): how its stored values read. */
   forms?: Record<string, "text" | "codec" | "plain">;
   maps: MapChanges[];
@@ -98,18 +106,19 @@ export function createChangeTracker(
   instance: string,
   run: string,
   state: StateMaps,
+  /** The replica's read of the snapshot this run starts from (no dump then), if it has one. */
+  base?: string,
 ): ChangeTracker {
   const tracked: Tracked[] = [];
   /**
    * The dump's place: map index, that map's keys (taken when the dump reaches it: a state map's
    * iterator is not meant to outlive the batches between two takes) and the next one to send;
-   * undefined once sent.
+   * undefined once sent (or with a base: none).
    */
-  let dump: { map: number; keys: string[] | undefined; at: number } | undefined = {
-    map: 0,
-    keys: undefined,
-    at: 0,
-  };
+  let dump: { map: number; keys: string[] | undefined; at: number } | undefined =
+    base === undefined ? { map: 0, keys: undefined, at: 0 } : undefined;
+  /** The base chunk, until sent. */
+  let baseNote = base;
   let resetSent = false;
   const maps: StateMaps = {
     map<V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }) {
@@ -195,10 +204,23 @@ export function createChangeTracker(
   return {
     maps,
     get dumping() {
-      return dump !== undefined;
+      return dump !== undefined || baseNote !== undefined;
     },
-    pending: () => dump !== undefined || tracked.some((t) => t.changed.size > 0),
+    pending: () =>
+      dump !== undefined || baseNote !== undefined || tracked.some((t) => t.changed.size > 0),
     take(maxKeys, maxBytes = Infinity) {
+      if (baseNote !== undefined) {
+        const chunk: ChangeChunk = {
+          instance,
+          run,
+          base: baseNote,
+          complete: true,
+          forms: Object.fromEntries(tracked.map((t) => [t.name, t.form])),
+          maps: [],
+        };
+        baseNote = undefined;
+        return chunk;
+      }
       if (dump) return takeDump(maxKeys, maxBytes);
       const chunk: ChangeChunk = { instance, run, maps: [] };
       let n = 0;
@@ -242,18 +264,28 @@ export interface ChangeFeed {
   pending(): { instance: string; dumping: boolean }[];
 }
 
-export function createChangeFeed(): ChangeFeed & {
+export function createChangeFeed(
+  /**
+   * The replica's reads of the snapshots on disk, by instance (the serving process read them
+   * before it spawned this process): each instance's first run here starts from that snapshot,
+   * so it sends no dump. A later run (a restart from a newer snapshot) dumps.
+   */
+  bases: Readonly<Record<string, string>> = {},
+): ChangeFeed & {
   /** Records a new run of `instance` (replacing its previous run's tracker). */
   track(instance: string, state: StateMaps): StateMaps;
 } {
   const trackers = new Map<string, ChangeTracker>();
+  const unused = new Map(Object.entries(bases));
   let runs = 0;
   // Unique across the ingest processes one serving process sees (a restarted child counts anew).
   const prefix = `${process.pid}.${Date.now().toString(36)}`;
   let next = 0;
   return {
     track(instance, state) {
-      const t = createChangeTracker(instance, `${prefix}.${++runs}`, state);
+      const base = unused.get(instance);
+      unused.delete(instance);
+      const t = createChangeTracker(instance, `${prefix}.${++runs}`, state, base);
       trackers.set(instance, t);
       return t.maps;
     },

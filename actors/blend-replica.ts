@@ -1,4 +1,5 @@
 import { asyncScheduler } from "rxjs";
+import type { StageStateInternal } from "../state/index.js";
 import {
   createStageLogic,
   type StateMap,
@@ -31,9 +32,21 @@ import { presetNamed } from "./sources/preset.js";
  * the same answer code as the stages' process (actors/blend-answers.ts): the same state gives
  * the same answer. Applying a chunk is a map write per key; values are decoded when an answer
  * reads them. Nothing here trains or feeds events: the heavy work stays in the ingest process.
+ *
+ * A start need not wait for a dump: the serving process reads the sources' snapshots from the
+ * state store itself before it spawns the ingest process (adoptBase: the store's own load, cold
+ * records kept as bytes and decoded when read), serves them at once, and the ingest process's
+ * first run of each instance, which loads the same snapshot, sends only what changes after it.
  */
 export interface BlendReplica {
   apply(chunk: ChangeChunk): void;
+  /**
+   * The snapshot of `instance` as the serving process read it from the state store (`token`
+   * names that read to the ingest process, whose first run of the instance starts from it and
+   * sends a chunk with `base: token` instead of a dump). Served at once if nothing of the
+   * instance is yet; else once that chunk comes.
+   */
+  adoptBase(instance: string, token: string, state: StageStateInternal): void;
   /** The ingest process had nothing more to send at `at` (ms): the replica is caught up then. */
   noteCaughtUp(at: number): void;
   /** The ingest process is gone: the replica is as of the last time it was caught up. */
@@ -62,10 +75,29 @@ export interface BlendReplica {
   };
 }
 
+/** A deleted key of a snapshot read (adoptBase), in a layer's values. */
+const DELETED: unique symbol = Symbol("deleted");
+
+/** One map of an instance: the stored values received, over the snapshot read, if any. */
+interface Layer {
+  /** Stored values as received; DELETED for a key of `base` deleted since. */
+  readonly values: Map<string, unknown>;
+  /** The map in the snapshot read (its keys; values are read through the view's options). */
+  readonly base: StateMap<unknown> | undefined;
+  /** Keys of `values` not in `base`, and keys of `base` deleted. */
+  added: number;
+  removed: number;
+}
+
 /** One run of a stage instance as received: its maps of stored values. */
 interface Instance {
-  readonly run: string;
-  readonly maps: Map<string, Map<string, unknown>>;
+  /** Undefined for a snapshot read whose run has not said so yet (adoptBase). */
+  run: string | undefined;
+  readonly maps: Map<string, Layer>;
+  /** The snapshot read from the state store that the run starts from (adoptBase). */
+  readonly base?: StageStateInternal;
+  /** The read's token. */
+  readonly token?: string;
   /** Changes applied to it (a view built at another version is stale). */
   version: number;
   /**
@@ -94,21 +126,53 @@ const USER_MAPS: ReadonlySet<string> = new Set(["users", "rows", "xrows"]);
 /** Maps that hold only a stage's clock (covisit's progress and records fed). */
 const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock"]);
 
-/** A state map over a replica instance's stored values, decoded as the stage's options say. */
+const layerOf = (inst: Instance, name: string): Layer => {
+  let l = inst.maps.get(name);
+  if (!l) {
+    l = { values: new Map(), base: inst.base?.map(name), added: 0, removed: 0 };
+    inst.maps.set(name, l);
+  }
+  return l;
+};
+const sizeOfLayer = (l: Layer) => (l.base ? l.base.size + l.added - l.removed : l.values.size);
+
+/**
+ * A state map over a replica instance's stored values, decoded as the stage's options say: the
+ * values received, else the snapshot read's (peeked: decoded without the snapshot's state keeping
+ * them; kept here as received values are).
+ */
 function replicaMap<V>(
-  values: Map<string, unknown>,
+  layer: Layer,
+  baseRead: StateMap<V> | undefined,
   options: { text?: boolean; codec?: ValueCodec<V> } | undefined,
   counts: { decoded: number },
 ): StateMap<V> {
+  const { values, base } = layer;
   const decode: ((stored: unknown) => V) | undefined = options?.codec
     ? (v) => options.codec!.decode(v)
     : options?.text
       ? (v) => (typeof v === "string" ? (JSON.parse(v) as V) : (v as V))
       : undefined;
   const decoded = new Map<string, { stored: unknown; value: V }>();
+  const peekBase = baseRead && (baseRead.peek ?? baseRead.get);
+  /** A key of the snapshot read: decoded by its map, kept as a received value's decoding is. */
+  const fromBase = (k: string): V | undefined => {
+    if (!peekBase) return undefined;
+    if (!decode) return peekBase(k);
+    const hit = decoded.get(k);
+    if (hit && hit.stored === DELETED) return hit.value;
+    const value = peekBase(k);
+    if (value === undefined) return undefined;
+    counts.decoded++;
+    if (decoded.size >= DECODED_MAX) decoded.clear();
+    decoded.set(k, { stored: DELETED, value });
+    return value;
+  };
   const get = (k: string): V | undefined => {
     const stored = values.get(k);
-    if (stored === undefined || !decode) return stored as V | undefined;
+    if (stored === undefined) return fromBase(k);
+    if (stored === DELETED) return undefined;
+    if (!decode) return stored as V | undefined;
     const hit = decoded.get(k);
     if (hit && hit.stored === stored) return hit.value;
     const value = decode(stored);
@@ -120,19 +184,36 @@ function replicaMap<V>(
   const refuse = () => {
     throw new Error("a blend replica is read-only");
   };
+  const keys = base
+    ? function* (): Generator<string> {
+        for (const k of base.keys()) if (values.get(k) !== DELETED) yield k;
+        for (const [k, v] of values) if (v !== DELETED && !base.has(k)) yield k;
+      }
+    : () => values.keys();
   return {
     get,
-    has: (k) => values.has(k),
+    has: (k) => {
+      const v = values.get(k);
+      return v === undefined ? (base?.has(k) ?? false) : v !== DELETED;
+    },
     set: refuse,
     delete: refuse,
     get size() {
-      return values.size;
+      return sizeOfLayer(layer);
     },
-    keys: () => values.keys(),
+    keys,
     *entries() {
-      for (const k of values.keys()) yield [k, get(k)!] as [string, V];
+      for (const k of keys()) yield [k, get(k)!] as [string, V];
     },
-    ...(options?.text ? { peekText: (k: string) => values.get(k) as string | undefined } : {}),
+    ...(options?.text
+      ? {
+          peekText: (k: string) => {
+            const v = values.get(k);
+            if (v === DELETED) return undefined;
+            return v === undefined ? baseRead?.peekText?.(k) : (v as string);
+          },
+        }
+      : {}),
   };
 }
 
@@ -144,9 +225,13 @@ const mapsOf = (inst: Instance, counts: { decoded: number }): StateMaps => ({
   map: <V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }) => {
     let view = inst.views.get(name);
     if (!view) {
-      let values = inst.maps.get(name);
-      if (!values) inst.maps.set(name, (values = new Map()));
-      view = replicaMap<V>(values, options, counts) as StateMap<unknown>;
+      const layer = layerOf(inst, name);
+      view = replicaMap<V>(
+        layer,
+        layer.base && inst.base!.map<V>(name, options),
+        options,
+        counts,
+      ) as StateMap<unknown>;
       inst.views.set(name, view);
     }
     return view as StateMap<V>;
@@ -168,6 +253,8 @@ export function createBlendReplica(cfg: {
   /** The served run of each instance, and a run being built aside (its dump not complete). */
   const live = new Map<string, Instance>();
   const aside = new Map<string, Instance>();
+  /** Snapshots read (adoptBase) whose run has not said so yet. */
+  const bases = new Map<string, Instance>();
   /** Changes applied over every instance: part of a kept answer's stamp. */
   let changes = 0;
   /**
@@ -249,9 +336,9 @@ export function createBlendReplica(cfg: {
     }
     // The models as the stage stores them when a training ends (als-model.ts StoredModel):
     // served here once they arrive, decoded once per model.
-    const stored = inst.maps.get("model");
+    const stored = mapsOf(inst, counts).map<StoredModel>("model");
     for (const kind of kinds) {
-      const s = stored?.get(kind) as StoredModel | undefined;
+      const s = stored.get(kind);
       const had = collab.models[kind];
       if (s === had?.stored) continue;
       if (s) {
@@ -307,10 +394,43 @@ export function createBlendReplica(cfg: {
     caughtUpAt < 0 ? Infinity : pending ? Math.max(0, t - caughtUpAt) : 0;
 
   return {
+    adoptBase(instance, token, state) {
+      const inst: Instance = {
+        run: undefined,
+        token,
+        base: state,
+        maps: new Map(),
+        version: 0,
+        views: new Map(),
+      };
+      bases.set(instance, inst);
+      // Nothing served yet (a start): the snapshot is what the stages start from, served now.
+      if (!live.has(instance)) {
+        live.set(instance, inst);
+        changes++;
+        if (caughtUpAt < 0) {
+          caughtUpAt = now();
+          pending = true;
+        }
+      }
+    },
     apply(chunk) {
       chunks++;
       let inst: Instance | undefined;
-      if (chunk.reset) {
+      if (chunk.base !== undefined) {
+        // The run starts from the snapshot read: it replaces what is served (and a dump of an
+        // earlier run being built aside).
+        const b = bases.get(chunk.instance);
+        if (b?.token !== chunk.base) return;
+        bases.delete(chunk.instance);
+        aside.delete(chunk.instance);
+        b.run = chunk.run;
+        if (live.get(chunk.instance) !== b) {
+          live.set(chunk.instance, b);
+          changes++;
+        }
+        inst = b;
+      } else if (chunk.reset) {
         inst = { run: chunk.run, maps: new Map(), version: 0, views: new Map() };
         aside.set(chunk.instance, inst);
       } else {
@@ -321,10 +441,31 @@ export function createBlendReplica(cfg: {
       // Changes of a run whose dump never came (it was replaced): nothing to apply them to.
       if (!inst) return;
       for (const m of chunk.maps) {
-        let values = inst.maps.get(m.map);
-        if (!values) inst.maps.set(m.map, (values = new Map()));
-        for (const [k, v] of m.puts) values.set(k, v);
-        for (const k of m.dels) values.delete(k);
+        const layer = layerOf(inst, m.map);
+        const { values, base } = layer;
+        if (!base) {
+          for (const [k, v] of m.puts) values.set(k, v);
+          for (const k of m.dels) values.delete(k);
+          continue;
+        }
+        for (const [k, v] of m.puts) {
+          const was = values.get(k);
+          if (was === DELETED) layer.removed--;
+          else if (was === undefined && !base.has(k)) layer.added++;
+          values.set(k, v);
+        }
+        for (const k of m.dels) {
+          const was = values.get(k);
+          if (base.has(k)) {
+            if (was !== DELETED) {
+              values.set(k, DELETED);
+              layer.removed++;
+            }
+          } else if (was !== undefined) {
+            values.delete(k);
+            layer.added--;
+          }
+        }
       }
       inst.version++;
       if (chunk.complete && aside.get(chunk.instance) === inst) {
@@ -379,7 +520,12 @@ export function createBlendReplica(cfg: {
     },
     stats() {
       let keys = 0;
-      for (const inst of live.values()) for (const m of inst.maps.values()) keys += m.size;
+      for (const inst of live.values()) {
+        // A snapshot read: its keys once its records are placed (counting them earlier would
+        // place them all at once), received keys added, deleted ones taken off.
+        if (inst.base) keys += inst.base.keyCountSettled() ?? 0;
+        for (const m of inst.maps.values()) keys += m.base ? m.added - m.removed : m.values.size;
+      }
       return {
         keys,
         chunks,

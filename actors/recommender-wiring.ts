@@ -42,6 +42,11 @@ export interface RankerConfig {
    */
   replicaChanges?: boolean;
   /**
+   * With `replicaChanges`: the snapshots the replica read itself, by instance (a token each):
+   * those instances' first runs send no dump (blend-changes.ts createChangeFeed).
+   */
+  replicaBases?: Readonly<Record<string, string>>;
+  /**
    * ANSWER_MAX_AGE_MS: a blended answer is served again for this long although what it read
    * changed, its staleness reported (blend-answers.ts); 0 (the default): exact answers only.
    */
@@ -111,7 +116,7 @@ export function recommenderWiring(
    */
   let changes = 0;
   /** Every run's state changes, for a replica (actors/blend-replica.ts). */
-  const feed = cfg.replicaChanges ? createChangeFeed() : undefined;
+  const feed = cfg.replicaChanges ? createChangeFeed(cfg.replicaBases) : undefined;
   const counted = <P extends PortMap, S, V>(
     def: StageDefinition<ParsedRecord, P, S, V>,
     instance: string,

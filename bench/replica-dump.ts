@@ -1,8 +1,9 @@
 /**
  * How long a split `reco start` (SERVE_PROCESS=1) takes to serve right blended answers after a
- * start on a kept state: its serving process's replica of the blend's source stages receives a
- * full dump from the ingest process first (bin/ingest-child.ts pumpChanges), and answers with the
- * design ranking until then. Not part of `npm run bench`: run it on a fixture that
+ * start on a kept state: its serving process's replica of the blend's source stages reads their
+ * snapshots from the state store before the ingest process is spawned (bin/serve-app.ts
+ * readSourceSnapshots; until session 15, a full dump from the ingest process), and answers with
+ * the design ranking until then. Not part of `npm run bench`: run it on a fixture that
  * bench/restart-ab.ts `make` wrote (copied first; the fixture is not changed).
  *
  *   npx tsx bench/restart-ab.ts make /tmp/fix 1000000
@@ -10,7 +11,8 @@
  *
  * Prints, every 2 s, the replica's keys and chunks received and whether it is ready, then the
  * times (from spawn) of the first OK answer, the replica's ready and the first right answers
- * (the answers the fixture's app gave before it was killed), and the event time of an answer.
+ * (the answers the fixture's app gave before it was killed), the event time of an answer, and
+ * the resident memory of the serving process and of every process of the app 5 s later.
  * Right answers are those of the kill's clock: once idle progress has moved the blend's clock
  * (about a minute into a start), a freshly computed answer differs from them in the last bits of
  * trending's normalised scores, in either mode; DUMP_NOT_BEFORE_S=70 asks a one-process start
@@ -24,7 +26,7 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/client.js";
 import { epochNow, spawnApp } from "./app-process.js";
 import { content } from "./recovery.js";
-import { sleep, sum } from "./util.js";
+import { procRssBytes, sleep, sum } from "./util.js";
 
 const [dir, secondsArg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: replica-dump.ts <fixture dir> [seconds]");
@@ -110,6 +112,15 @@ try {
     }
     client.close();
     console.log(`asked for 11 items: ${fresh} of ${users.length} users' first 10 right`);
+  }
+  {
+    // Memory once the start is over (5 s later: a lazy load's records placed): the serving
+    // process (with a split, the replica's copy of the sources is there) and every process.
+    await sleep(5000);
+    const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+    console.log(
+      `rss: serving process ${mib(await procRssBytes(app.pid))}, all ${mib(await app.rss())}`,
+    );
   }
   if (Number.isNaN(right))
     for (let k = 0; k < users.length; k++)

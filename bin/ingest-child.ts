@@ -103,7 +103,7 @@ function pumpChanges(feed: ChangeFeed): void {
 }
 
 process.on("message", (m: ToParseChild) => {
-  if (m.type === "start") void run(m.cfg, m.natsUrl);
+  if (m.type === "start") void run(m.cfg, m.natsUrl, m.replicaBases ?? {});
   else if (m.type === "metrics")
     void (app?.registry().getMetricsAsJSON() ?? Promise.resolve([])).then(
       (metrics) => send({ type: "metrics", id: m.id, metrics }),
@@ -119,12 +119,17 @@ process.on("message", (m: ToParseChild) => {
     );
 });
 
-async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
+async function run(
+  cfg: AppConfig,
+  natsUrl: string,
+  replicaBases: Record<string, string>,
+): Promise<void> {
   log = pino({ level: cfg.logLevel }).child({ proc: "ingest" });
   try {
     app = await startApp(
-      // The source stages record their changes for the parent's replica.
-      { ...cfg, natsUrl, pipeline: { ...cfg.pipeline, replicaChanges: true } },
+      // The source stages record their changes for the parent's replica; their first runs start
+      // from the snapshots it read itself (no dump of those).
+      { ...cfg, natsUrl, pipeline: { ...cfg.pipeline, replicaChanges: true, replicaBases } },
       log,
       {
         facade: false,

@@ -36,7 +36,16 @@ import type { ChangeChunk } from "../actors/blend-changes.js";
 
 /** Messages parent → child. */
 export type ToParseChild =
-  | { type: "start"; cfg: AppConfig; natsUrl: string }
+  | {
+      type: "start";
+      cfg: AppConfig;
+      natsUrl: string;
+      /**
+       * The ingest child: the source stages' snapshots the parent's replica read (a token per
+       * instance, bin/serve-app.ts), whose first runs send no dump (blend-changes.ts).
+       */
+      replicaBases?: Record<string, string>;
+    }
   | { type: "metrics"; id: number }
   | { type: "stop" };
 
@@ -144,6 +153,11 @@ export interface ParseProcessOptions {
   kind?: ChildKind;
   /** Messages of the child this module does not handle itself (the ingest child's "blend"). */
   onMessage?: (m: FromParseChild) => void;
+  /**
+   * Called before each child is spawned (the first and every restart), its result sent with the
+   * start message: the serving process reads the state store the child is about to open.
+   */
+  beforeSpawn?: () => Promise<{ replicaBases?: Record<string, string> }>;
 }
 /** Directory of the child's LevelDB, beside the main process's `state`. */
 export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
@@ -281,8 +295,10 @@ function createParseChildActor(
     id: kind.id,
     reporter: (err) => o.log.error({ err: String(err) }, `${what} actor`),
     behavior: {
-      start(ctx) {
+      async start(ctx) {
         hooks.onStart();
+        const extra = (await o.beforeSpawn?.()) ?? {};
+        if (ctx.signal.aborted) throw new Error("stopped while starting");
         // SIGKILLed by the kernel when this process dies, however it dies. Its IPC channel's
         // 'disconnect' ends it too, but only once its loop gets to that event: busy catching up,
         // it went on for 1.5-9 s after the main process was SIGKILLed, processing, publishing and
@@ -327,7 +343,7 @@ function createParseChildActor(
           // Stopped while starting: stop() below ends the child.
           ctx.signal.addEventListener("abort", () => reject(new Error("stopped while starting")));
           o.log.debug({ [`${kind.label}Pid`]: c.pid }, `${what} started`);
-          send({ type: "start", cfg: o.cfg, natsUrl: o.natsUrl });
+          send({ type: "start", cfg: o.cfg, natsUrl: o.natsUrl, ...extra });
         });
       },
       receive() {},

@@ -1,4 +1,5 @@
 import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
 import { Gauge } from "prom-client";
 import type { Logger } from "pino";
 import { createMetrics } from "../connectors/http/metrics.js";
@@ -15,7 +16,13 @@ import type { RoleConfig } from "./role-config.js";
 import { connectWithStatus } from "./nats-connect.js";
 import { healthBody, healthProblems, watchNats, type HealthProblem } from "./health.js";
 import { privateNats, serveGrpc, serveWeb } from "./app.js";
-import { startParseProcess, type ChildKind, type ParseProcess } from "./parse-process.js";
+import {
+  openUnlocked,
+  startParseProcess,
+  type ChildKind,
+  type ParseProcess,
+} from "./parse-process.js";
+import type { BlendReplica } from "../actors/blend-replica.js";
 
 export interface ServingApp {
   readonly natsUrl: string;
@@ -94,12 +101,6 @@ export async function startServingApp(
       await ensureEventsStream(jsm, topology);
       await ensureTopology(nc, jsm, topology);
     });
-    const gateway = await startGateway(
-      nc,
-      { ...cfg.pipeline, maxStalenessMs: roleConfig.maxStalenessMs },
-      (obj, msg) => log.warn(obj, msg),
-    );
-    cleanups.push(() => gateway.stop());
     // The blend's source stages, replicated from the ingest process (RANKER=blend or an A/B arm
     // that blends): blended answers are computed here, never asked of the ingest process.
     const arms = cfg.pipeline.arms?.length ? createArms(cfg.pipeline.arms) : undefined;
@@ -121,12 +122,22 @@ export async function startServingApp(
       // The blend's changes carry covisit's neighbour lists as bytes.
       serialization: "advanced",
     };
+    let reads = 0;
     const ingest = startParseProcess({
       cfg,
       natsUrl,
       log,
       metrics,
       kind,
+      // Before each ingest process: the replica reads the sources' snapshots itself, so the
+      // child's first runs of them send no dump.
+      ...(blend
+        ? {
+            beforeSpawn: async () => ({
+              replicaBases: await readSourceSnapshots(cfg, blend, `${++reads}`, log),
+            }),
+          }
+        : {}),
       onMessage: (m) => {
         if (m.type === "blend") blend?.apply(m.chunk);
         else if (m.type === "blend-idle") blend?.noteCaughtUp(Date.now());
@@ -136,6 +147,14 @@ export async function startServingApp(
       onFatal: fatal,
     });
     cleanups.push(() => ingest.stop());
+    // After the ingest process is on its way (its spawn waits for the replica's read of the
+    // sources' snapshots): the gateway's replicas load from JetStream on this loop meanwhile.
+    const gateway = await startGateway(
+      nc,
+      { ...cfg.pipeline, maxStalenessMs: roleConfig.maxStalenessMs },
+      (obj, msg) => log.warn(obj, msg),
+    );
+    cleanups.push(() => gateway.stop());
     registry = ingest.mergedRegistry(metrics.registry);
     let down = Date.now();
     checks.push((now) => {
@@ -220,4 +239,53 @@ export async function startServingApp(
     await cleanup();
     throw err;
   }
+}
+
+/**
+ * Reads the blend's source stages' snapshots (history per partition, covisit, collaborative)
+ * from the state store the ingest process is about to open (a LevelDB is one process's at a
+ * time: read, closed, then the child is spawned), with the store's own load (cold records kept
+ * as bytes, decoded when read), into the replica. Returns a token per instance read, for the
+ * child: its first run of each starts from that snapshot and sends no dump. A read that fails
+ * (the store locked past the wait, say) gives no token: the child dumps as before.
+ */
+async function readSourceSnapshots(
+  cfg: AppConfig,
+  blend: BlendReplica,
+  read: string,
+  log: Logger,
+): Promise<Record<string, string>> {
+  const t0 = performance.now();
+  const ids = [
+    ...Array.from({ length: cfg.pipeline.partitions }, (_, p) => ["history", p] as const),
+    ["covisit", 0] as const,
+    ["collaborative", 0] as const,
+  ];
+  const tokens: Record<string, string> = {};
+  try {
+    const db = await openUnlocked(join(cfg.dataDir, "state"));
+    try {
+      const prefix = `${process.pid}.${Date.now().toString(36)}.${read}`;
+      for (const [stage, p] of ids) {
+        const state = await db.instance(stage, p).load();
+        const id = `${stage}/${p}`;
+        tokens[id] = `${prefix}.${id}`;
+        blend.adoptBase(id, tokens[id], state);
+      }
+    } finally {
+      await db.close();
+    }
+  } catch (err) {
+    // Those read before the failure stand (nothing wrote them since); the others are dumped.
+    log.warn(
+      { err: String(err) },
+      "the blend sources' snapshots could not all be read: the ingest process sends the rest",
+    );
+    return tokens;
+  }
+  log.info(
+    { ms: Math.round(performance.now() - t0), instances: ids.length },
+    "read the blend sources' snapshots for the replica",
+  );
+  return tokens;
 }

@@ -1,7 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { asyncScheduler, of } from "rxjs";
 import { createStageLogic, type InputBatch, type StageLogic } from "../runtime/index.js";
-import { createStageState } from "../state/store.js";
+import { createStageState, openStateDb } from "../state/store.js";
+import type { StageStateInternal } from "../state/index.js";
 import { historyStage, type HistoryView } from "../actors/history-stage.js";
 import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
 import { createChangeFeed, type ChangeFeed } from "../actors/blend-changes.js";
@@ -51,14 +55,20 @@ function events(n: number, seed: number): ParsedRecord[] {
   });
 }
 
-/** The source stages on tracked in-memory state, fed batch by batch as a host feeds them. */
-function stages(feed: ChangeFeed & { track: ReturnType<typeof createChangeFeed>["track"] }) {
+/**
+ * The source stages on tracked in-memory state, fed batch by batch as a host feeds them; each
+ * instance's state as `initial` gives it (a load), else empty.
+ */
+function stages(
+  feed: ChangeFeed & { track: ReturnType<typeof createChangeFeed>["track"] },
+  initial: (id: string) => StageStateInternal = () => createStageState(),
+) {
   const make = <V>(
     id: string,
     def: typeof historyStage | typeof covisitStage,
     settings: object,
   ) => {
-    const state = createStageState();
+    const state = initial(id);
     const { ctx } = stageContext(settings, asyncScheduler, feed.track(id, state));
     return {
       state,
@@ -261,5 +271,136 @@ describe("the blend's replica", () => {
     });
     for (const u of users)
       expect(replica.answer(u, 10, undefined, row)).toEqual(answers.answer(u, 10, undefined, row));
+  });
+});
+
+describe("the blend's replica from the snapshots it read itself", () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  const ids = [...Array.from({ length: P }, (_, p) => `history/${p}`), "covisit/0"];
+  /** Every instance's snapshot as the state store loads it (lazy cold records), by id. */
+  const loadAll = async (dir: string) => {
+    const db = await openStateDb(dir);
+    const out = new Map<string, StageStateInternal>();
+    for (const id of ids) {
+      const [stage, p] = id.split("/");
+      out.set(id, await db.instance(stage!, Number(p)).load());
+    }
+    await db.close();
+    return out;
+  };
+
+  it("is ready with no dump: the ingest process's first runs send only what changed since", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "blend-replica-base-"));
+    dirs.push(dir);
+    // The stages of an earlier run, snapshotted to a state store.
+    const before = stages(createChangeFeed());
+    const log = events(500, 13);
+    before.feed(log.slice(0, 350));
+    const db = await openStateDb(dir);
+    const states = new Map<string, StageStateInternal>([
+      ...before.history.map((h, p) => [`history/${p}`, h.state] as const),
+      ["covisit/0", before.covisit.state],
+    ]);
+    for (const [id, state] of states) {
+      const [stage, p] = id.split("/");
+      await db.instance(stage!, Number(p)).write(state);
+    }
+    await db.close();
+    // The serving process reads them, before the ingest process runs: ready, no chunk applied.
+    const replica = createBlendReplica({ preset: "ecommerce", partitions: P, now: ticking() });
+    const tokens: Record<string, string> = {};
+    for (const [id, state] of await loadAll(dir)) {
+      tokens[id] = `read-1.${id}`;
+      replica.adoptBase(id, tokens[id], state);
+    }
+    expect(replica.isReady()).toBe(true);
+    expect(replica.stats().chunks).toBe(0);
+    for (const u of users)
+      expect(replica.answer(u, 10, undefined, row)).toEqual(
+        before.answers.answer(u, 10, undefined, row),
+      );
+    // The ingest process loads the same snapshots; its first runs name the read, then send
+    // their changes only.
+    const loaded = await loadAll(dir);
+    const feed = createChangeFeed(tokens);
+    const s = stages(feed, (id) => loaded.get(id)!);
+    s.feed(log.slice(350, 360));
+    const chunks: NonNullable<ReturnType<ChangeFeed["take"]>>[] = [];
+    drain(feed, (c) => chunks.push(c), 1_000);
+    expect(chunks.some((c) => c.reset)).toBe(false);
+    for (const id of ids) {
+      const first = chunks.find((c) => c.instance === id)!;
+      expect(first.base).toBe(tokens[id]);
+      expect(first.maps).toEqual([]);
+    }
+    let puts = 0;
+    for (const c of chunks) for (const m of c.maps) puts += m.puts.length;
+    let held = 0;
+    for (const st of loaded.values()) held += st.keyCount();
+    expect(puts).toBeGreaterThan(0);
+    expect(puts).toBeLessThan(held / 2);
+    for (const c of chunks) replica.apply(c);
+    let blended = 0;
+    for (const u of users) {
+      const mine = replica.answer(u, 10, undefined, row);
+      expect(mine).toEqual(s.answers.answer(u, 10, undefined, row));
+      blended += mine!.items.filter((i) => i.source === "SIMILAR_ITEMS").length;
+      expect(replica.answer(u, 5, { category: "c2" }, row)).toEqual(
+        s.answers.answer(u, 5, { category: "c2" }, row),
+      );
+      expect(replica.recent(u, 5)?.map((r) => r.itemId)).toEqual(
+        s.history[partitionOf(u, P)]!.logic.view.history()
+          .recent(u, 5)
+          .map((r) => r.item),
+      );
+    }
+    expect(blended).toBeGreaterThan(0);
+    // More batches, their changes applied as they come.
+    for (let x = 360; x < log.length; x += 40) {
+      s.feed(log.slice(x, x + 40));
+      drain(feed, (c) => replica.apply(c));
+      for (const u of users)
+        expect(replica.answer(u, 10, undefined, row, undefined, 0)).toEqual(
+          s.answers.answer(u, 10, undefined, row),
+        );
+    }
+    // A later run of an instance (a restart from a newer snapshot) dumps, as before.
+    feed.track("history/0", reloaded(s.history[0]!.state));
+    const again = feed.take(1_000, 2_000, (id) => id === "history/0");
+    expect(again?.reset).toBe(true);
+    expect(again?.base).toBeUndefined();
+  });
+
+  it("ignores a read the ingest process did not start from, and serves the newer run's dump", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "blend-replica-base-"));
+    dirs.push(dir);
+    const replica = createBlendReplica({ preset: "ecommerce", partitions: P, now: ticking() });
+    for (const id of ids) replica.adoptBase(id, `read-1.${id}`, createStageState());
+    // A run that names another read (not this replica's) changes nothing.
+    replica.apply({
+      instance: "covisit/0",
+      run: "x.1",
+      base: "read-0.covisit/0",
+      complete: true,
+      maps: [],
+    });
+    replica.apply({
+      instance: "covisit/0",
+      run: "x.1",
+      maps: [{ map: "categories", puts: [["p1", "c1"]], dels: [] }],
+    });
+    expect(replica.stats().keys).toBe(0);
+    // A dump replaces the read.
+    const feed = createChangeFeed();
+    const s = stages(feed);
+    s.feed(events(200, 3));
+    drain(feed, (c) => replica.apply(c));
+    for (const u of users)
+      expect(replica.answer(u, 10, undefined, row)).toEqual(
+        s.answers.answer(u, 10, undefined, row),
+      );
   });
 });

@@ -40,8 +40,9 @@ export interface SplitBackendOptions {
  * user's recent items from the replica of the blend's source stages that the ingest process
  * feeds (actors/blend-replica.ts): the same answer as one process gives for the same state, with
  * the replica's staleness (how long since it last had everything the ingest process had). While
- * the ingest process has not yet sent its sources once (a cold start), blended requests get the
- * design ranking instead: its items say so by their sources (PERSONALIZED / POPULAR_FALLBACK) and
+ * the replica has no sources yet (its read of their snapshots under way at a start, or a dump
+ * when that read failed), blended requests get the design ranking instead: its items say so by
+ * their sources (PERSONALIZED / POPULAR_FALLBACK) and
  * `reco_serving_answers_total{from="replica_fallback"}` counts them.
  */
 export function createSplitBackend(o: SplitBackendOptions): RecoBackend {
