@@ -95,12 +95,21 @@ describe("implicit ALS", () => {
       { ...EXPLICIT_SEED_001, rank: 6, iterations: 3 },
     ];
     for (const s of settings) {
-      const stats: { userRows?: number; sharedUsers?: number } = {};
+      const stats: { userRows?: number; sharedUsers?: number; computedUsers?: number } = {};
       const shared = trainAls(r, s, undefined, undefined, { stats });
       const own = trainAls(r, s, undefined, undefined, { shareSingles: false });
       // The single-entry users, mostly on 12 items × 3 values: few rows for them.
       expect(stats.sharedUsers, s.solver).toBe(singles);
       expect(stats.userRows!, s.solver).toBeLessThanOrEqual(several + 36 + (singles - 320));
+      // Implicit (Woodbury): users of 2 to 5 entries (rank 8) hold no row at all.
+      const short = lengths.filter((m) => m > 1 && m <= 5).length;
+      expect(stats.computedUsers, s.solver).toBe(s.kind === "implicit" ? short : 0);
+      const pairs = new Set<string>();
+      for (let u = 0; u + 1 < r.userPtr.length; u++)
+        if (lengths[u] === 1)
+          pairs.add(`${r.userCols[r.userPtr[u]!]} ${r.userVals[r.userPtr[u]!]}`);
+      const rowsHeld = (s.kind === "implicit" ? several - short : several) + pairs.size;
+      expect(stats.userRows, s.solver).toBe(rowsHeld);
       expect(Buffer.from(shared.V.buffer).equals(Buffer.from(own.V.buffer)), s.solver).toBe(true);
       expect(Buffer.from(shared.U.buffer).equals(Buffer.from(own.U.buffer)), s.solver).toBe(true);
       // Warm from the model (its first user half-step exact): the same bits again.
@@ -120,6 +129,43 @@ describe("implicit ALS", () => {
     expect(
       Buffer.from(noU.V.buffer).equals(Buffer.from(trainAls(r, { ...small, rank: 8 }).V.buffer)),
     ).toBe(true);
+  });
+
+  it("solves short users again where the item half-step reads them: the same bits as a row each", () => {
+    // Bench step 7's 2× point in small: every user two entries or a few; many items, so most
+    // item columns are short too (the item half-step's Woodbury path) and some long (CG).
+    const rand = seededRandom(5);
+    const b = createRatingsBuilder();
+    for (let u = 0; u < 600; u++) {
+      const m = u % 9 === 0 ? 12 : u % 4 === 0 ? 3 : 2;
+      for (let x = 0; x < m; x++) {
+        const hot = rand() < 0.3;
+        b.add(`u${u}`, hot ? `h${Math.floor(rand() * 3)}` : `i${Math.floor(rand() * 700)}`, 1);
+      }
+    }
+    const r = b.build();
+    for (const s of [
+      { ...small, rank: 16 },
+      { ...small, rank: 16, solver: "cholesky" as const },
+    ]) {
+      const stats: { userRows?: number; computedUsers?: number } = {};
+      const computed = trainAls(r, s, undefined, undefined, { stats });
+      const held = trainAls(r, s, undefined, undefined, { computeShort: false });
+      expect(stats.computedUsers, s.solver).toBeGreaterThan(500);
+      expect(Buffer.from(computed.V.buffer).equals(Buffer.from(held.V.buffer)), s.solver).toBe(
+        true,
+      );
+      expect(Buffer.from(computed.U.buffer).equals(Buffer.from(held.U.buffer)), s.solver).toBe(
+        true,
+      );
+      const noU = trainAls(r, s, undefined, undefined, { userFactors: false });
+      expect(Buffer.from(noU.V.buffer).equals(Buffer.from(held.V.buffer)), s.solver).toBe(true);
+      // Warm from the served model (its first user half-step exact): the same bits again.
+      const warm = { ...s, warmIterations: 2 };
+      const a = trainAls(r, warm, undefined, servedModel(held));
+      const c = trainAls(r, warm, undefined, servedModel(held), { computeShort: false });
+      expect(Buffer.from(a.V.buffer).equals(Buffer.from(c.V.buffer)), s.solver).toBe(true);
+    }
   });
 
   it("retrains from the previous model (warm start): known rows start from it, deterministically", () => {

@@ -121,8 +121,18 @@ export interface TrainOptions {
    * {@link trainAls}). False: one row per user, as before (measurement and tests).
    */
   shareSingles?: boolean;
-  /** Filled with what the training held: user factor rows, and how many users shared them. */
-  stats?: { userRows?: number; sharedUsers?: number };
+  /**
+   * Hold no factor row for the users with 2 to `maxRow` entries when the user half-step solves
+   * them exactly by Woodbury (default true, with `shareSingles`): the item half-step solves each
+   * again from its entries where it reads them (its item's column, and the Gram matrix), against
+   * a copy of the item factors of that user half-step. False: a row each, as before.
+   */
+  computeShort?: boolean;
+  /**
+   * Filled with what the training held: user factor rows, how many users shared them, and how
+   * many had theirs solved again where read instead.
+   */
+  stats?: { userRows?: number; sharedUsers?: number; computedUsers?: number };
 }
 
 /**
@@ -177,7 +187,8 @@ export function trainAls(
     return a;
   };
   const warmUsers = warm && typeof warm.users !== "number" ? (warm as AlsModel) : undefined;
-  const share = o.shareSingles !== false ? sharedRows(r, s, k) : undefined;
+  const share =
+    o.shareSingles !== false ? sharedRows(r, s, k, o.computeShort !== false) : undefined;
   let U: Float32Array;
   if (!share) U = init(nUsers, r.users, warmUsers?.users, warmUsers?.U);
   else {
@@ -202,24 +213,38 @@ export function trainAls(
   }
   const V = init(nItems, r.items, warm?.items, warm?.V);
   const iterations = warm ? (s.warmIterations ?? s.iterations) : s.iterations;
+  /** The last user half-step's short users, solved again where read. */
+  let computed: ComputedUsers | undefined;
+  const Vprev = share && share.computed > 0 ? new Float32Array(V.length) : V;
   for (let it = 0; it < iterations; it++) {
     const exact = it === 0 && warm !== undefined && !warmUsers && s.solver === "cg";
     const us = exact ? { ...s, solver: "cholesky" as const } : s;
     if (!share) {
       halfStep(U, V, r.userPtr, r.userCols, r.userVals, us);
       halfStep(V, U, r.itemPtr, r.itemRows, r.itemVals, s);
-    } else {
+    } else if (share.computed === 0) {
       halfStep(U, V, r.userPtr, r.userCols, r.userVals, us, { share });
       halfStep(V, U, r.itemPtr, share.itemRows, r.itemVals, s, {
         gramRows: share.rowOf,
         n: nUsers,
       });
+    } else {
+      const { wb: plan, userGram } = halfStep(U, V, r.userPtr, r.userCols, r.userVals, us, {
+        share,
+        userGram: true,
+      });
+      if (!plan || !userGram) throw new Error("ALS: short users without a Woodbury plan");
+      // The item half-step overwrites V: the users are solved against the V they were.
+      Vprev.set(V);
+      computed = computedUsers(r, share, U, plan, Vprev, s);
+      itemHalfStep(V, r, share, computed, s, nUsers, userGram);
     }
     onIteration?.(it + 1);
   }
   if (o.stats) {
     o.stats.userRows = share ? share.rows : nUsers;
     o.stats.sharedUsers = share ? share.shared : 0;
+    o.stats.computedUsers = share ? share.computed : 0;
   }
   if (o.userFactors === false) U = new Float32Array(0);
   else if (share) {
@@ -227,6 +252,7 @@ export function trainAls(
     for (let u = 0; u < nUsers; u++) {
       const row = share.rowOf[u]!;
       if (row >= 0) full.set(U.subarray(row * k, (row + 1) * k), u * k);
+      else if (row === COMPUTED && computed) computed.fill(u, full, u * k);
     }
     U = full;
   }
@@ -246,12 +272,23 @@ interface SharedRows {
   own: number;
   rows: number;
   shared: number;
+  /** Users without a row (rowOf COMPUTED): 2 to maxRow entries, solved again where read. */
+  computed: number;
   idx: Int32Array;
   val: Float32Array;
+  /** The item columns' user rows; a computed user as −2 − user. */
   itemRows: Int32Array;
 }
 
-function sharedRows(r: Ratings, s: AlsSettings, k: number): SharedRows | undefined {
+/** rowOf of a user whose factors are solved again where read (trainAls `computeShort`). */
+const COMPUTED = -3;
+
+function sharedRows(
+  r: Ratings,
+  s: AlsSettings,
+  k: number,
+  computeShort: boolean,
+): SharedRows | undefined {
   const nUsers = r.userPtr.length - 1;
   const nItems = r.itemPtr.length - 1;
   const ptr = r.userPtr;
@@ -267,12 +304,16 @@ function sharedRows(r: Ratings, s: AlsSettings, k: number): SharedRows | undefin
   // test with the items as the fixed side) or Cholesky (explicit, or the cholesky solver).
   const woodbury = s.kind === "implicit" && s.woodbury !== false && short * 4 > nItems;
   const exact = woodbury || s.kind === "explicit" || s.solver === "cholesky";
-  if (!exact || singles < 2 || nItems >= 2 ** 21) return undefined;
+  // Rows of 2 to maxRow entries are Woodbury's too (halfStep's plan): a function of the entries
+  // and the item factors, as a single entry's.
+  const compute = woodbury && computeShort;
+  const computed = compute ? short - singles : 0;
+  if (!exact || (singles < 2 && computed === 0) || nItems >= 2 ** 21) return undefined;
   const rowOf = new Int32Array(nUsers);
   let own = 0;
   for (let u = 0; u < nUsers; u++) {
     const m = ptr[u + 1]! - ptr[u]!;
-    rowOf[u] = m === 0 ? -1 : m === 1 ? -2 : own++;
+    rowOf[u] = m === 0 ? -1 : m === 1 ? -2 : compute && m <= maxRow ? COMPUTED : own++;
   }
   const bits = new Uint32Array(1);
   const asFloat = new Float32Array(bits.buffer);
@@ -294,12 +335,17 @@ function sharedRows(r: Ratings, s: AlsSettings, k: number): SharedRows | undefin
     rowOf[u] = own + t;
   }
   const itemRows = new Int32Array(r.itemRows.length);
-  for (let q = 0; q < itemRows.length; q++) itemRows[q] = rowOf[r.itemRows[q]!]!;
+  for (let q = 0; q < itemRows.length; q++) {
+    const u = r.itemRows[q]!;
+    const row = rowOf[u]!;
+    itemRows[q] = row === COMPUTED ? -2 - u : row;
+  }
   return {
     rowOf,
     own,
     rows: own + idx.length,
     shared: singles,
+    computed,
     idx: Int32Array.from(idx),
     val: Float32Array.from(val),
     itemRows,
@@ -311,6 +357,8 @@ function sharedRows(r: Ratings, s: AlsSettings, k: number): SharedRows | undefin
  * `share` (the user half-step with shared rows): X holds rows by `share.rowOf`, the shared ones
  * solved once each from their (item, value). `gramRows` (the item half-step with shared rows):
  * Y's Gram matrix runs over every user in order through it, and `n` users decide Woodbury.
+ * `userGram` (the user half-step with computed users, implicit): also the Gram matrix of the
+ * users' factors as solved (+ λI), what the item half-step's YᵀY is.
  */
 function halfStep(
   X: Float32Array,
@@ -319,8 +367,8 @@ function halfStep(
   idx: Int32Array,
   val: Float32Array,
   s: AlsSettings,
-  o: { share?: SharedRows; gramRows?: Int32Array; n?: number } = {},
-) {
+  o: { share?: SharedRows; gramRows?: Int32Array; n?: number; userGram?: boolean } = {},
+): { wb: WoodburyPlan | undefined; userGram?: Float64Array } {
   const k = s.rank;
   const rows = ptr.length - 1;
   const YtY = s.kind === "implicit" ? gram(Y, k, s.reg, o.gramRows) : new Float64Array(k * k);
@@ -335,6 +383,27 @@ function halfStep(
       ? woodburyPlan(YtY, Y, ptr, k, o.n ?? Y.length / k)
       : undefined;
   const share = o.share;
+  if (share && o.userGram && wb) {
+    // Shared rows first (each a function of its (item, value) and Y alone: order is free), then
+    // every user in order, their factors added to the Gram matrix once solved (gram()'s order,
+    // the same bits); a computed user's are solved into `one` and dropped.
+    for (let q = 0; q < share.idx.length; q++)
+      solveRow(X, (share.own + q) * k, Y, share.idx, share.val, q, q + 1, s, YtY, wb, t);
+    const G = new Float64Array(k * k);
+    const one = new Float32Array(k);
+    for (let u = 0; u < rows; u++) {
+      const row = share.rowOf[u]!;
+      if (row === -1) continue;
+      if (row === COMPUTED) {
+        solveRow(one, 0, Y, idx, val, ptr[u]!, ptr[u + 1]!, s, YtY, wb, t);
+        gramAdd(G, one, 0, k);
+        continue;
+      }
+      if (row < share.own) solveRow(X, row * k, Y, idx, val, ptr[u]!, ptr[u + 1]!, s, YtY, wb, t);
+      gramAdd(G, X, row * k, k);
+    }
+    return { wb, userGram: gramFinish(G, k, s.reg) };
+  }
   for (let u = 0; u < rows; u++) {
     const from = ptr[u]!;
     const to = ptr[u + 1]!;
@@ -348,6 +417,106 @@ function halfStep(
   if (share)
     for (let q = 0; q < share.idx.length; q++)
       solveRow(X, (share.own + q) * k, Y, share.idx, share.val, q, q + 1, s, YtY, wb, t);
+  return { wb };
+}
+
+/**
+ * The factors of every user as the user half-step gave them, rows held or not: a held row is
+ * copied, a computed user's solved again by Woodbury as that half-step solved it (the same plan,
+ * the same item factors: `V` is a copy of them), so the same bits.
+ */
+interface ComputedUsers {
+  /** Writes user u's factors at out[off, off + rank). */
+  fill(u: number, out: Float32Array, off: number): void;
+  /** The same for a column entry's user row (SharedRows.itemRows). */
+  fillRow(row: number, out: Float32Array, off: number): void;
+}
+
+function computedUsers(
+  r: Ratings,
+  share: SharedRows,
+  U: Float32Array,
+  plan: WoodburyPlan,
+  V: Float32Array,
+  s: AlsSettings,
+): ComputedUsers {
+  const k = s.rank;
+  const x = new Float64Array(k);
+  plan.Y = V;
+  const solve = (u: number, out: Float32Array, off: number) => {
+    woodburyRow(x, plan, V, r.userCols, r.userVals, r.userPtr[u]!, r.userPtr[u + 1]!, k, s.alpha);
+    for (let f = 0; f < k; f++) out[off + f] = x[f]!;
+  };
+  const held = (row: number, out: Float32Array, off: number) => {
+    for (let f = 0; f < k; f++) out[off + f] = U[row * k + f]!;
+  };
+  return {
+    fill(u, out, off) {
+      const row = share.rowOf[u]!;
+      if (row >= 0) held(row, out, off);
+      else if (row === COMPUTED) solve(u, out, off);
+      else out.fill(0, off, off + k);
+    },
+    fillRow(row, out, off) {
+      if (row >= 0) held(row, out, off);
+      else solve(-2 - row, out, off);
+    },
+  };
+}
+
+/**
+ * The item half-step when some users hold no row (computed): halfStep's, with each item's
+ * column of user factors filled first (held rows copied, computed users solved again) and solved
+ * as a row over that column; the users' Gram matrix comes from the user half-step. Every solve
+ * reads the same numbers in the same order as with a row per user: the same bits.
+ */
+function itemHalfStep(
+  V: Float32Array,
+  r: Ratings,
+  share: SharedRows,
+  users: ComputedUsers,
+  s: AlsSettings,
+  nUsers: number,
+  /** The users' Gram matrix + λI (halfStep `userGram`). */
+  YtY: Float64Array,
+) {
+  const k = s.rank;
+  const t: RowScratch = {
+    A: new Float64Array(k * k),
+    b: new Float64Array(k),
+    x: new Float64Array(k),
+    cg: { r: new Float64Array(k), p: new Float64Array(k), Ap: new Float64Array(k) },
+  };
+  const ptr = r.itemPtr;
+  let longest = 0;
+  for (let j = 0; j + 1 < ptr.length; j++) longest = Math.max(longest, ptr[j + 1]! - ptr[j]!);
+  let col = new Float32Array(Math.min(longest, 1024) * k);
+  const local = Int32Array.from({ length: longest }, (_, q) => q);
+  // halfStep's plan for the item rows (the same test and A₀⁻¹), its Z per column: a Z row is a
+  // function of its user row alone, so the same numbers as one cached per user.
+  const base = woodburyPlan(YtY, col, ptr, k, nUsers);
+  const wb: WoodburyPlan | undefined = base && {
+    maxRow: base.maxRow,
+    inv: base.inv,
+    Z: new Float64Array(base.maxRow * k),
+    done: new Uint8Array(base.maxRow),
+    Y: col,
+    M: base.M,
+    g: base.g,
+    h: base.h,
+  };
+  for (let j = 0; j + 1 < ptr.length; j++) {
+    const from = ptr[j]!;
+    const to = ptr[j + 1]!;
+    const n = to - from;
+    if (n * k > col.length) col = new Float32Array(n * k);
+    for (let q = 0; q < n; q++) users.fillRow(share.itemRows[from + q]!, col, q * k);
+    if (wb) {
+      wb.Y = col;
+      wb.done.fill(0);
+    }
+    solveRow(V, j * k, col, local, r.itemVals.subarray(from, to), 0, n, s, YtY, wb, t);
+  }
 }
 
 interface RowScratch {
@@ -410,6 +579,10 @@ interface WoodburyPlan {
   done: Uint8Array;
   inv: Float64Array;
   Y: Float32Array;
+  /** woodburyRow's m × m system and its two vectors (m ≤ maxRow), reused from row to row. */
+  M: Float64Array;
+  g: Float64Array;
+  h: Float64Array;
 }
 
 function zRow(p: WoodburyPlan, j: number, k: number): number {
@@ -449,7 +622,16 @@ function woodburyPlan(
     for (let r = 0; r < k; r++) inv[r * k + c] = col[r]!;
   }
   const held = Y.length / k;
-  return { maxRow, Z: new Float64Array(held * k), done: new Uint8Array(held), inv, Y };
+  return {
+    maxRow,
+    Z: new Float64Array(held * k),
+    done: new Uint8Array(held),
+    inv,
+    Y,
+    M: new Float64Array(maxRow * maxRow),
+    g: new Float64Array(maxRow),
+    h: new Float64Array(maxRow),
+  };
 }
 
 /** x = (A₀ + Yᵤᵀ D Yᵤ)⁻¹ Yᵤᵀ c by Woodbury: x₀ = Σ cᵢ zᵢ; (D⁻¹ + Yᵤ Zᵤᵀ) h = Yᵤ x₀; x = x₀ − Σ hᵢ zᵢ. */
@@ -472,9 +654,8 @@ function woodburyRow(
     const c = 1 + alpha * val[q]!;
     for (let f = 0; f < k; f++) x[f]! += c * Z[zo + f]!;
   }
-  const M = new Float64Array(m * m);
-  const g = new Float64Array(m);
-  const h = new Float64Array(m);
+  // Only M's lower triangle is written and read (choleskySolve), each entry before it is read.
+  const { M, g, h } = plan;
   for (let a = 0; a < m; a++) {
     const ya = idx[from + a]! * k;
     let gx = 0;
@@ -506,13 +687,22 @@ export function gram(Y: Float32Array, k: number, reg: number, rows?: Int32Array)
   for (let j = 0; j < n; j++) {
     const row = rows ? rows[j]! : j;
     if (row < 0) continue;
-    const o = row * k;
-    for (let f = 0; f < k; f++) {
-      const yf = Y[o + f]!;
-      if (yf === 0) continue;
-      for (let g = 0; g <= f; g++) G[f * k + g]! += yf * Y[o + g]!;
-    }
+    gramAdd(G, Y, row * k, k);
   }
+  return gramFinish(G, k, reg);
+}
+
+/** Adds the row Y[o, o + k) to the lower triangle of G. */
+function gramAdd(G: Float64Array, Y: Float32Array, o: number, k: number) {
+  for (let f = 0; f < k; f++) {
+    const yf = Y[o + f]!;
+    if (yf === 0) continue;
+    for (let g = 0; g <= f; g++) G[f * k + g]! += yf * Y[o + g]!;
+  }
+}
+
+/** G + λI, its upper triangle from the lower. */
+function gramFinish(G: Float64Array, k: number, reg: number): Float64Array {
   for (let f = 0; f < k; f++) {
     G[f * k + f]! += reg;
     for (let g = 0; g < f; g++) G[g * k + f] = G[f * k + g]!;
