@@ -49,8 +49,12 @@ export interface SnapshotBatch {
 }
 
 export interface SnapshotStore {
-  /** Loads the last snapshot into a fresh state (empty if none). */
-  load(): Promise<StageStateInternal>;
+  /**
+   * Loads the last snapshot into a fresh state (empty if none). `skipMaps`: those maps are left
+   * out (a reader that needs only some of them: the split's blend replica); such a state must not
+   * be snapshotted (the store's bookkeeping of what is on disk counts what it loaded).
+   */
+  load(options?: { skipMaps?: ReadonlySet<string> }): Promise<StageStateInternal>;
   /**
    * Starts reading the snapshot's entries now, for the next load() to use instead of reading
    * them then (unless something is written meanwhile): a load waiting its turn behind another
@@ -233,11 +237,14 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       };
 
       /** Reads the instance's snapshot into a state. */
-      const read = (chunks?: AsyncIterable<Chunk> | Iterable<Chunk>) =>
-        readRaw(chunks ?? entries()).catch((err: unknown) => {
+      const read = (chunks?: AsyncIterable<Chunk> | Iterable<Chunk>, skip?: ReadonlySet<string>) =>
+        readRaw(chunks ?? entries(), skip).catch((err: unknown) => {
           throw storeFailure(path, err, false);
         });
-      const readRaw = async (chunks: AsyncIterable<Chunk> | Iterable<Chunk>) => {
+      const readRaw = async (
+        chunks: AsyncIterable<Chunk> | Iterable<Chunk>,
+        skip?: ReadonlySet<string>,
+      ) => {
         const state = createStageState();
         // Loading is CPU work on the event loop that also serves gRPC: give it back every
         // LOAD_SLICE keys. (Applying the deltas of a 125k-user partition in one go held the loop
@@ -291,6 +298,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
               layout.baseChunks++;
               layout.baseBytes += v.length;
               for (const [name, kv] of json(v) as [string, unknown[]][]) {
+                if (skip?.has(name)) continue;
                 jsonMaps.add(name);
                 state.loadMapEntries(name, kv, (key, n) => raw.resolve(name, key, n));
                 layout.baseKeys += kv.length / 2;
@@ -311,7 +319,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
                 for (const [name] of maps) jsonMaps.add(name);
                 deltas.push(maps);
               }
-            } else {
+            } else if (!skip?.has(k.slice(0, k.indexOf(SEP)))) {
               layout.legacyKeys.push(k);
               legacy.push([k, json(v)]);
               jsonMaps.add(k.slice(0, k.indexOf(SEP)));
@@ -319,7 +327,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           }
         }
         const binDeltas = deltas.filter((v): v is Buffer => Buffer.isBuffer(v));
-        const bulk = new Set([...binaryMaps].filter((name) => !jsonMaps.has(name)));
+        const bulk = new Set(
+          [...binaryMaps].filter((name) => !jsonMaps.has(name) && !skip?.has(name)),
+        );
+        // The binary maps loaded key by key below leave out those loaded in bulk, and skipped.
+        const apart = skip ? new Set([...bulk, ...skip]) : bulk;
         // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set (its steps
         // count two units per key).
         // Lazily: the records are partitioned now and placed in their indexes as lookups need
@@ -329,21 +341,22 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           await pace(n / 16);
         // The rest in the order of their keys: the checkpoint's binary chunks (their key counts
         // size the indexes first), one-key entries, then the deltas.
-        state.reserveBinary(binBase, bulk);
-        for (const v of binBase) await pace(state.loadBinary(v, bulk) / 8);
+        state.reserveBinary(binBase, apart);
+        for (const v of binBase) await pace(state.loadBinary(v, apart) / 8);
         for (const [k, v] of legacy) state.loadEntry(k, v);
         // The binary deltas' keys are reserved for too (without a checkpoint, as after an
         // ingest of new users, they are all of them), the indexes shrunk after if that was much
         // too many (keys repeated across deltas).
-        state.reserveBinary(binDeltas, bulk);
+        state.reserveBinary(binDeltas, apart);
         // One-key entries and deltas never coexist: the first snapshot after loading one-key
         // entries is a checkpoint that deletes them.
         for (const v of deltas) {
           if (Buffer.isBuffer(v)) {
-            await pace(state.loadBinary(v, bulk) / 8);
+            await pace(state.loadBinary(v, apart) / 8);
             continue;
           }
           for (const [name, kv, dels] of v) {
+            if (skip?.has(name)) continue;
             state.loadMapEntries(name, kv, (key, n) => raw.resolve(name, key, n));
             for (const k of dels) state.loadMapEntry(name, k, undefined, true);
             layout.deltaEntries += kv.length / 2 + dels.length;
@@ -495,9 +508,9 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       };
 
       return {
-        async load() {
+        async load(options) {
           const chunks = await takeAhead();
-          const { state, layout } = await read(chunks);
+          const { state, layout } = await read(chunks, options?.skipMaps);
           ({
             baseChunks,
             binChunks,
