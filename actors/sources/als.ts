@@ -122,10 +122,11 @@ export interface TrainOptions {
    */
   shareSingles?: boolean;
   /**
-   * Hold no factor row for the users with 2 to `maxRow` entries when the user half-step solves
-   * them exactly by Woodbury (default true, with `shareSingles`): the item half-step solves each
-   * again from its entries where it reads them (its item's column, and the Gram matrix), against
-   * a copy of the item factors of that user half-step. False: a row each, as before.
+   * Hold no factor row for the users with 2 entries (COMPUTE_MAX_ENTRIES) when the user
+   * half-step solves them exactly by Woodbury (default true, with `shareSingles`): the item
+   * half-step solves each again from its entries where it reads them (its item's column, and the
+   * Gram matrix), against a copy of the item factors of that user half-step. False: a row each,
+   * as before.
    */
   computeShort?: boolean;
   /**
@@ -272,7 +273,7 @@ interface SharedRows {
   own: number;
   rows: number;
   shared: number;
-  /** Users without a row (rowOf COMPUTED): 2 to maxRow entries, solved again where read. */
+  /** Users without a row (rowOf COMPUTED): 2 entries, solved again where read. */
   computed: number;
   idx: Int32Array;
   val: Float32Array;
@@ -282,6 +283,14 @@ interface SharedRows {
 
 /** rowOf of a user whose factors are solved again where read (trainAls `computeShort`). */
 const COMPUTED = -3;
+/**
+ * The most entries of a user whose factors are solved again where read rather than held: the
+ * item half-step solves such a user once per entry, so the extra CPU grows with the entries
+ * while the saving is one row (256 B at rank 64). Measured (bench/als-train.ts, 15 iterations,
+ * rank 64, CPU of the training): 20k users × 8 events 10.1 s with a row each, 28.5 s with every
+ * user of 2-16 entries solved again; 100k users × 2 events +15%.
+ */
+const COMPUTE_MAX_ENTRIES = 2;
 
 function sharedRows(
   r: Ratings,
@@ -294,26 +303,29 @@ function sharedRows(
   const ptr = r.userPtr;
   let singles = 0;
   let short = 0;
+  let pairs = 0;
   const maxRow = Math.max(4, Math.floor(2 * Math.sqrt(k)));
   for (let u = 0; u < nUsers; u++) {
     const m = ptr[u + 1]! - ptr[u]!;
     if (m === 1) singles++;
     if (m <= maxRow) short++;
+    if (m >= 2 && m <= COMPUTE_MAX_ENTRIES) pairs++;
   }
   // Exact for a one-entry row: Woodbury (implicit, on when halfStep's plan is: woodburyPlan's
   // test with the items as the fixed side) or Cholesky (explicit, or the cholesky solver).
   const woodbury = s.kind === "implicit" && s.woodbury !== false && short * 4 > nItems;
   const exact = woodbury || s.kind === "explicit" || s.solver === "cholesky";
   // Rows of 2 to maxRow entries are Woodbury's too (halfStep's plan): a function of the entries
-  // and the item factors, as a single entry's.
+  // and the item factors, as a single entry's. Only those of up to COMPUTE_MAX_ENTRIES go
+  // without a row: solving one again costs about its entries × its own solve per iteration.
   const compute = woodbury && computeShort;
-  const computed = compute ? short - singles : 0;
+  const computed = compute ? pairs : 0;
   if (!exact || (singles < 2 && computed === 0) || nItems >= 2 ** 21) return undefined;
   const rowOf = new Int32Array(nUsers);
   let own = 0;
   for (let u = 0; u < nUsers; u++) {
     const m = ptr[u + 1]! - ptr[u]!;
-    rowOf[u] = m === 0 ? -1 : m === 1 ? -2 : compute && m <= maxRow ? COMPUTED : own++;
+    rowOf[u] = m === 0 ? -1 : m === 1 ? -2 : compute && m <= COMPUTE_MAX_ENTRIES ? COMPUTED : own++;
   }
   const bits = new Uint32Array(1);
   const asFloat = new Float32Array(bits.buffer);
