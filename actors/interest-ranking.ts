@@ -73,14 +73,18 @@ export const cellCodec: ValueCodec<Cell> = {
  * A user's aggregates, held for every user with a live cell, so kept small: two Maps per user
  * (categories and purchases, most users having none) were ~490 of the ~2,500 bytes of live heap
  * per user at 100k users (heap snapshot of bench step 7). Categories are a flat array of pairs
- * (a user has a few), purchases a Map only once the user has one. A user with one category and
- * no purchase (most of them) is held as a number instead ({@link PACKED}).
+ * (a user has a few), purchases a flat array only once the user has one (two Maps, items and
+ * their windows, were ~250 B more per user with a purchase). A user with one or two categories
+ * and no purchase (most of them) is held as a number instead ({@link PACKED}).
  */
 interface UserAgg {
   /** Interactions per main category over the live windows: [category, count, ...], unordered. */
   cats: (string | number)[];
-  /** Purchase cells: item -> window start -> count; undefined while there are none. */
-  pur: Map<string, Map<number, number>> | undefined;
+  /**
+   * The live purchase cells as [item, window start, ...] (a user has a few; a cell's count does
+   * not matter here, only that it is above 0), unordered; undefined while there are none.
+   */
+  pur: (string | number)[] | undefined;
   /** The profile's `pur` list, built when asked and dropped when `pur` changes (never mutated). */
   purList: [string, number][] | undefined;
 }
@@ -316,13 +320,22 @@ export const interestStage = defineStage({
       if (c) a.cats = addToCategory(a.cats, c, delta);
       if (t === "purchase") {
         a.purList = undefined;
-        const pur = (a.pur ??= new Map());
-        let ws = pur.get(i);
-        if (!ws) pur.set(i, (ws = new Map()));
-        if (n === 0) ws.delete(w);
-        else ws.set(w, n);
-        if (ws.size === 0) pur.delete(i);
-        if (pur.size === 0) a.pur = undefined;
+        const pur = a.pur;
+        let at = -1;
+        if (pur)
+          for (let x = 0; x < pur.length; x += 2)
+            if (pur[x] === i && pur[x + 1] === w) {
+              at = x;
+              break;
+            }
+        if (n === 0 && at >= 0) {
+          // Order is free (purListOf sorts): the last cell fills the hole.
+          const last = pur!.length - 2;
+          pur![at] = pur![last]!;
+          pur![at + 1] = pur![last + 1]!;
+          pur!.length = last;
+          if (last === 0) a.pur = undefined;
+        } else if (n !== 0 && at < 0) a.pur = pur ? pur.concat([i, w]) : [i, w];
       }
       if (unindexed) {
         let s = byWindow.get(w);
@@ -379,11 +392,15 @@ export const interestStage = defineStage({
     const purListOf = (a: UserAgg): [string, number][] => {
       if (a.purList) return a.purList;
       if (a.pur === undefined) return (a.purList = NO_PURCHASES);
+      // Each item with the end of its latest window.
       const pur: [string, number][] = [];
-      for (const [item, ws] of a.pur) {
-        let latest = -Infinity;
-        for (const w of ws.keys()) if (w > latest) latest = w;
-        pur.push([item, latest + opts.windowMs]);
+      const cells = a.pur;
+      for (let x = 0; x < cells.length; x += 2) {
+        const item = cells[x] as string;
+        const end = (cells[x + 1] as number) + opts.windowMs;
+        const seen = pur.find((p) => p[0] === item);
+        if (!seen) pur.push([item, end]);
+        else if (end > seen[1]) seen[1] = end;
       }
       return (a.purList = pur.sort((x, y) => byName(x[0], y[0])));
     };
