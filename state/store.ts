@@ -130,14 +130,6 @@ const BIN_DELTA = "b";
 const CHUNK = 10_000;
 /** Keys loaded between two turns of the event loop (~20-30 ms of work). */
 const LOAD_SLICE = 10_000;
-/**
- * Bytes of values one LevelDB read (nextv) gathers at most (its 1,000 entries otherwise).
- * classic-level stops at 16 KiB by default: most snapshot entries (binary deltas, checkpoint
- * chunks) are larger, so a read returned one entry, and a 1M-user restart's loads took ~1,900
- * reads, each a turn of the event loop: a load reading ahead (load-turns.ts) got one entry per
- * slice of the load before it.
- */
-const READ_BATCH_BYTES = 4 << 20;
 const CHECKPOINT_MIN = 100_000;
 const PLAIN_CHECKPOINT_MIN = 20_000;
 const PLAIN_CHECKPOINT_MIN_BYTES = 16 << 20;
@@ -213,9 +205,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
        * decoded by the load. One LevelDB iterator: a consistent view.
        */
       const entries = async function* (): AsyncGenerator<Chunk> {
-        // classic-level's own option (not in abstract-level's types).
-        const options = { valueEncoding: "buffer", highWaterMarkBytes: READ_BATCH_BYTES } as const;
-        const it = sub.iterator<string, Buffer>(options);
+        const it = sub.iterator<string, Buffer>({ valueEncoding: "buffer" });
         try {
           for (;;) {
             const chunk = await it.nextv(1000);
