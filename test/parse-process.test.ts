@@ -291,6 +291,12 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
       async () => app!.pipeline.instance("parse/0")!.position(),
       (p) => p >= 750,
     );
+    // Watermark and drift too: a hop record they had not read when the app stopped would be read
+    // by the next app as a new one, not again (on a loaded machine they trail parse).
+    await eventually(
+      () => besideParseIn(app!),
+      (n) => n.every((x) => x !== undefined && x >= 750),
+    );
     await app.stop();
 
     // In a child with the stages no answer reads here (PARSE_PROCESS_STAGES=ingest): they start
