@@ -77,6 +77,8 @@ export interface BlendReplica {
 
 /** A deleted key of a snapshot read (adoptBase), in a layer's values. */
 const DELETED: unique symbol = Symbol("deleted");
+/** The stored value a decoded value came from, for a value of the snapshot read itself. */
+const FROM_BASE: unique symbol = Symbol("from-base");
 
 /** One map of an instance: the stored values received, over the snapshot read, if any. */
 interface Layer {
@@ -160,12 +162,12 @@ function replicaMap<V>(
     if (!peekBase) return undefined;
     if (!decode) return peekBase(k);
     const hit = decoded.get(k);
-    if (hit && hit.stored === DELETED) return hit.value;
+    if (hit && hit.stored === FROM_BASE) return hit.value;
     const value = peekBase(k);
     if (value === undefined) return undefined;
     counts.decoded++;
     if (decoded.size >= DECODED_MAX) decoded.clear();
-    decoded.set(k, { stored: DELETED, value });
+    decoded.set(k, { stored: FROM_BASE, value });
     return value;
   };
   const get = (k: string): V | undefined => {
