@@ -6,11 +6,13 @@ import { sleep } from "./helpers/harness.js";
 // 10 ms reads ~10 ms. The bench's figure must be the time the loop was held, not the interval.
 describe("bench loop delay", () => {
   it("reads an idle loop as near 0, not as its sampling interval", async () => {
-    // Sampled every 50 ms, the raw histogram reads >= 50 ms; the loop itself is free.
-    const loop = watchLoopDelay(50);
-    await sleep(600);
+    // Sampled every 250 ms, the raw histogram reads >= 250 ms; the loop itself is free. The
+    // margin is wide because on a loaded machine the process also waits for a core (95 ms seen
+    // at load 16 where a 50 ms interval was tested against 40).
+    const loop = watchLoopDelay(250);
+    await sleep(2_000);
     const d = loop.stop();
-    expect(d.p99Ms).toBeLessThan(40);
+    expect(d.p99Ms).toBeLessThan(200);
   });
 
   it("reads a held loop as the time it was held", async () => {
