@@ -252,9 +252,14 @@ describe("implicit ALS", () => {
     /** Nice value of each thread of this process (field 19 of /proc/<pid>/task/<tid>/stat). */
     const niceOf = () =>
       new Map(
-        readdirSync("/proc/self/task").map((tid) => {
-          const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
-          return [tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])] as const;
+        readdirSync("/proc/self/task").flatMap((tid) => {
+          let stat: string;
+          try {
+            stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+          } catch {
+            return []; // a thread that ended between the listing and the read
+          }
+          return [[tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])] as const];
         }),
       );
     const before = niceOf();
