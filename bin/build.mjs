@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // Compiles the app's TypeScript sources to dist/ (one JavaScript file per source, no type
-// checking: `npm run typecheck` does that), then bundles the process entries (BUNDLED: the app's
-// and the parse child's) into one module each. Node then starts from JavaScript instead of tsx
-// compiling every module at every start, which was ~0.6–1.2 s of a restart (bench step 6), and
-// from one file instead of ~400.
+// checking: `npm run typecheck` does that), then bundles the process entries (BUNDLED: the app's,
+// the parse child's and the split's ingest child's) into one module each. Node then starts from
+// JavaScript instead of tsx compiling every module at every start, which was ~0.6–1.2 s of a
+// restart (bench step 6), and from one file instead of ~400.
 //
 //   node bin/build.mjs           build if any source is newer than the last build (npm postinstall)
 //   node bin/build.mjs --force   build anyway
@@ -155,7 +155,7 @@ export async function vendor(esbuild, out, entries = VENDOR) {
  * The other compiled files stay beside them: the ALS worker thread, the CLI's commands and the
  * tests load those.
  */
-export const BUNDLED = ["bin/main.js", "bin/parse-child.js"];
+export const BUNDLED = ["bin/main.js", "bin/parse-child.js", "bin/ingest-child.js"];
 /**
  * Packages left to node's loader (none now). Native addons (classic-level, msgpackr-extract) are
  * bundled too: their loaders find the binary from the package's `__dirname`, which the bundle
