@@ -237,7 +237,6 @@ export const interestStage = defineStage({
      */
     const byWindow = new Map<number, WindowKeys>();
 
-    /** The user's aggregates to change (a packed user's as a new object); `keep` stores them. */
     /** A packed value's categories as flat pairs (a new array). */
     const catsOf = (a: number): (string | number)[] => {
       if (a >= 0) return [catNames[Math.floor(a / PACKED)]!, a % PACKED];
@@ -250,6 +249,7 @@ export const interestStage = defineStage({
         y % PACKED,
       ];
     };
+    /** The user's aggregates to change (a packed user's as a new object); `keep` stores them. */
     const aggOf = (u: string): UserAgg => {
       heldPacked = undefined;
       const o = users.size > 0 ? users.get(u) : undefined;
