@@ -39,6 +39,8 @@ import { presetNamed } from "./sources/preset.js";
  * first run of each instance, which loads the same snapshot, sends only what changes after it.
  */
 export interface BlendReplica {
+  /** The stage instances it replicates ("history/0" … , "covisit/0", "collaborative/0"). */
+  readonly instances: readonly string[];
   apply(chunk: ChangeChunk): void;
   /**
    * The snapshot of `instance` as the serving process read it from the state store (`token`
@@ -396,6 +398,7 @@ export function createBlendReplica(cfg: {
     caughtUpAt < 0 ? Infinity : pending ? Math.max(0, t - caughtUpAt) : 0;
 
   return {
+    instances: [...historyIds, "covisit/0", "collaborative/0"],
     adoptBase(instance, token, state) {
       const inst: Instance = {
         run: undefined,

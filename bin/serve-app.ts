@@ -257,21 +257,17 @@ async function readSourceSnapshots(
   log: Logger,
 ): Promise<Record<string, string>> {
   const t0 = performance.now();
-  const ids = [
-    ...Array.from({ length: cfg.pipeline.partitions }, (_, p) => ["history", p] as const),
-    ["covisit", 0] as const,
-    ["collaborative", 0] as const,
-  ];
+  const ids = blend.instances;
   const tokens: Record<string, string> = {};
   try {
     const db = await openUnlocked(join(cfg.dataDir, "state"));
     try {
       const prefix = `${process.pid}.${Date.now().toString(36)}.${read}`;
-      for (const [stage, p] of ids) {
+      for (const id of ids) {
+        const [stage, p] = id.split("/") as [string, string];
         // Without the maps no answer reads (the change stream leaves them out too): at 1M users
         // covisit's users' last items and collaborative's marked matrix, ~half the read.
-        const state = await db.instance(stage, p).load({ skipMaps: UNREPLICATED_MAPS });
-        const id = `${stage}/${p}`;
+        const state = await db.instance(stage, Number(p)).load({ skipMaps: UNREPLICATED_MAPS });
         tokens[id] = `${prefix}.${id}`;
         blend.adoptBase(id, tokens[id], state);
       }
