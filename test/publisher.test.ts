@@ -90,6 +90,28 @@ describe("JetStream publisher", () => {
     await pub.close();
   });
 
+  // A stopping nats-server shuts its JetStream down before it closes client connections: a
+  // message sent meanwhile gets 503 with no reconnect yet (the restart test below failed so in CI:
+  // NoStreamError at attempt 1). A message with a msgId is re-sent once at its deadline; a second
+  // 503 settles it as no stream.
+  it("re-sends a msgId message once after a 503 that no reconnect explains", async () => {
+    const pub = createJetStreamPublisher(nc, { timeoutMs: 300, retries: 3 });
+    const acked = pub.publish("late.x", enc.encode("x"), { msgId: "late-1" });
+    const outcome = acked.then(
+      () => "acked",
+      (err: unknown) => String(err),
+    );
+    const gone = pub.publish("gone.x", enc.encode("x"), { msgId: "gone-1" });
+    // Sent on the next turn; the server's 503s come before its PONG to our PING.
+    await new Promise((r) => setImmediate(r));
+    await nc.flush();
+    await jsm.streams.add({ name: "LATE", subjects: ["late.>"], storage: StorageType.File });
+    expect(await outcome).toBe("acked");
+    expect((await jsm.streams.info("LATE")).state.messages).toBe(1);
+    await expect(gone).rejects.toBeInstanceOf(NoStreamError);
+    await pub.close().catch(() => {});
+  });
+
   it("reports a stream's error PubAck with the server's description", async () => {
     await jsm.streams.add({
       name: "SMALL",

@@ -40,7 +40,8 @@ export interface JetStreamPublisherOptions {
   timeoutMs?: number;
   /**
    * Re-sends after a timeout, only for messages with a `msgId`. Default 3. The same budget covers
-   * a 503 "no responders" that comes soon after a reconnect (see RECONNECT_503_MS).
+   * a 503 "no responders" that comes soon after a reconnect, or a first one that comes before any
+   * (a stopping server's: see RECONNECT_503_MS).
    */
   retries?: number;
 }
@@ -134,6 +135,8 @@ interface Entry {
   /** How it settled (an upsert's, for older ones of its subject that time out after it). */
   outcome: { ack?: PubAckInfo; err?: Error } | undefined;
   attempts: number;
+  /** A 503 answered an attempt made with no reconnect since (see RECONNECT_503_MS). */
+  noResponders: boolean;
   deadline: number;
   onAck: (ack: PubAckInfo) => void;
   onError: (err: Error) => void;
@@ -165,6 +168,11 @@ const resolved = Promise.resolve();
  * received the message, so re-sending it cannot store it twice; only messages with a `msgId` are
  * re-sent (within `retries`), since those are the ones whose order readers restore by id and
  * `prev` (actors/hop-order.ts), where a late re-send cannot overwrite a newer value.
+ *
+ * A server that is stopping answers 503 too, before any reconnect: it shuts its JetStream down
+ * before it closes client connections. So the first 503 of such a message outside this window is
+ * also taken as unanswered (re-sent at its deadline, by then usually on the new connection); only
+ * a second one with no reconnect in between settles it as "no stream".
  */
 const RECONNECT_503_MS = 30_000;
 
@@ -394,13 +402,14 @@ export function createJetStreamPublisher(
       if (e === undefined) return;
       const h = msg.headers;
       if (msg.data.length === 0 && h !== undefined && h.code !== 0) {
-        if (
-          h.code === 503 &&
-          (e.retriable || e.upsert) &&
-          e.attempts <= retries &&
-          Date.now() - reconnectedAt < RECONNECT_503_MS
-        )
-          return; // as if unanswered: the timer re-sends it at its deadline (see RECONNECT_503_MS)
+        if (h.code === 503 && (e.retriable || e.upsert) && e.attempts <= retries) {
+          // As if unanswered: the timer re-sends it at its deadline (see RECONNECT_503_MS).
+          if (Date.now() - reconnectedAt < RECONNECT_503_MS) return;
+          if (!e.noResponders) {
+            e.noResponders = true;
+            return;
+          }
+        }
         settle(
           e,
           undefined,
@@ -508,6 +517,7 @@ export function createJetStreamPublisher(
       followers: undefined,
       outcome: undefined,
       attempts: 0,
+      noResponders: false,
       deadline: 0,
       onAck,
       onError,
