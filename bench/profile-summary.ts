@@ -4,7 +4,7 @@
  *
  *   npx tsx bench/profile-summary.ts FILE.cpuprofile [top=40] [--skip-ms=N] [--match=TEXT]
  *
- * `--skip-ms` leaves out the first N ms (start-up); `--match` lists only functions or files whose
+ * `--skip-ms` leaves out the first N ms (start-up), `--until-ms` all after N ms; `--match` lists only functions or files whose
  * name or path contains TEXT (inclusive time, recursion counted once per sample); `--callers=TEXT`
  * splits the self time of matching functions by their four nearest callers; `--under=TEXT` counts
  * only samples with a matching function on their stack (shares stay of all busy time).
@@ -42,6 +42,7 @@ const file = args.find((a) => !a.startsWith("--") && /\.(cpuprofile|heapprofile|
 if (!file) throw new Error("usage: profile-summary.ts FILE.cpuprofile [top] [--skip-ms=N]");
 const top = Number(args.find((a) => /^\d+$/.test(a)) ?? 40);
 const skipMs = Number(args.find((a) => a.startsWith("--skip-ms="))?.slice(10) ?? 0);
+const untilMs = Number(args.find((a) => a.startsWith("--until-ms="))?.slice(11) ?? Infinity);
 const match = args.find((a) => a.startsWith("--match="))?.slice(8);
 const callersOf = args.find((a) => a.startsWith("--callers="))?.slice(10);
 const under = args.find((a) => a.startsWith("--under="))?.slice(8);
@@ -142,7 +143,7 @@ let t = 0;
 for (let i = 0; i < p.samples.length; i++) {
   const dt = p.timeDeltas[i] ?? 0;
   t += dt;
-  if (t / 1000 < skipMs) continue;
+  if (t / 1000 < skipMs || t / 1000 >= untilMs) continue;
   const node = byId.get(p.samples[i]!)!;
   total += dt;
   if (IDLE.has(node.callFrame.functionName)) continue;
@@ -187,7 +188,8 @@ const list = (title: string, m: Map<string, number>, filter = (_: string) => tru
 };
 console.log(
   `${file}: busy ${(busy / 1e6).toFixed(2)} s of ${(total / 1e6).toFixed(2)} s sampled` +
-    (skipMs ? ` (first ${skipMs} ms left out)` : ""),
+    (skipMs ? ` (first ${skipMs} ms left out)` : "") +
+    (untilMs < Infinity ? ` (after ${untilMs} ms left out)` : ""),
 );
 if (callersOf) {
   list(`self time of ${callersOf}, by callers`, callers);
