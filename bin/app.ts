@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { mkdir, readdir, stat } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "nats";
 import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "pino";
@@ -34,6 +35,9 @@ import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 import { envelopeCodec } from "../actors/host-codec.js";
 import { faultsFromEnv, type ProcessFaults } from "./test-faults.js";
+
+/** The longest a start waits for the blend's sources before it spawns the parse process anyway. */
+const PARSE_SPAWN_WAIT_MS = 30_000;
 
 export interface App {
   /** What the engine connects with: for the private server, its credentials are in it. */
@@ -213,8 +217,9 @@ export async function startApp(
     const grpc =
       role === "start" && facade ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
-    // Started once serving runs: its start-up (loading the sources, parse's snapshot, catching
-    // up) would otherwise take CPU from loading the serving snapshots after a crash.
+    // Spawned once the blend's sources run (a restart's first right answers wait for them; at
+    // most PARSE_SPAWN_WAIT_MS): its start-up (modules, its snapshot, catching up) would take
+    // a core from loading them after a crash. Without state they load at once.
     const parseProcess = parseApart
       ? startParseProcess({
           cfg,
@@ -222,6 +227,10 @@ export async function startApp(
           log,
           metrics,
           onFatal: fatal,
+          spawnAfter: Promise.race([
+            pipeline.sourcesRunning(),
+            sleep(PARSE_SPAWN_WAIT_MS, undefined, { ref: false }),
+          ]),
         })
       : undefined;
     if (parseProcess) {

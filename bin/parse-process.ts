@@ -158,6 +158,12 @@ export interface ParseProcessOptions {
    * start message: the serving process reads the state store the child is about to open.
    */
   beforeSpawn?: () => Promise<{ replicaBases?: Record<string, string> }>;
+  /**
+   * The child is spawned once this settles (the first time; a restart after it at once): a
+   * restarted app spawns parse once the blend's sources have loaded, so that parse's own start
+   * (its modules, its dedupe memory, ~2 s of CPU at 1M events) does not take a core from them.
+   */
+  spawnAfter?: Promise<unknown>;
 }
 /** Directory of the child's LevelDB, beside the main process's `state`. */
 export const parseStateDir = (dataDir: string) => join(dataDir, "state-parse");
@@ -261,7 +267,8 @@ interface ParseChildActor extends Actor<never> {
 
 /** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
 export function childExecArgv(): string[] {
-  if (!import.meta.url.endsWith(".ts")) return [];
+  if (!import.meta.url.endsWith(".ts"))
+    return (process.env.DBG_CHILD_FLAGS ?? "").split(" ").filter(Boolean);
   const flags = tsxFlags();
   if (flags.some((f) => f.includes("loader"))) return flags;
   // `reco` (bin/reco.mjs) registers tsx in-process, tests run under vitest: load it explicitly.
@@ -297,6 +304,7 @@ function createParseChildActor(
     behavior: {
       async start(ctx) {
         hooks.onStart();
+        await o.spawnAfter;
         const extra = (await o.beforeSpawn?.()) ?? {};
         if (ctx.signal.aborted) throw new Error("stopped while starting");
         // SIGKILLed by the kernel when this process dies, however it dies. Its IPC channel's

@@ -22,11 +22,13 @@ import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams
 import { consumerProbe } from "../../connectors/nats/source.js";
 import { natsHostTransport } from "../../connectors/nats/host-transport.js";
 import type { NatsConnection } from "nats";
+import { filter, firstValueFrom, Subject, takeUntil, timer } from "rxjs";
 import { wireStages } from "./stages.js";
 import {
   createUnits,
   START_TIERS,
   takeOwnership,
+  tierOf,
   type Instances,
   type Ownership,
 } from "./units.js";
@@ -81,6 +83,9 @@ export interface PipelineConfig extends RankerConfig {
   moviesCatalog?: string;
 }
 
+/** The tiers of the blend's sources (units.ts START_TIERS). */
+const SOURCE_TIERS: ReadonlySet<string> = new Set(["history", "covisit", "collaborative"]);
+
 export interface Pipeline {
   readonly backend: RecoBackend;
   readonly supervisor: Supervisor;
@@ -90,6 +95,11 @@ export interface Pipeline {
   instanceIds(): string[];
   /** Resolves when every actor runs. */
   ready(): Promise<void>;
+  /**
+   * Resolves once every instance of the blend's source tiers (history, covisit, collaborative:
+   * START_TIERS) runs, or the pipeline stops: what a restart's first right answers wait for.
+   */
+  sourcesRunning(): Promise<void>;
   /** Snapshots every instance now (used by drain and tests). */
   snapshotAll(): Promise<void>;
   /** The blend's source stages' changes, with RANKER=blend and `replicaChanges` (a replica's feed). */
@@ -256,6 +266,21 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   serving.setRunning(true);
   for (const tier of START_TIERS.slice(1))
     for (const unit of owner.fixedUnits) units.start(unit, tier);
+  const stopped$ = new Subject<void>();
+  let sources: Promise<void> | undefined;
+  // Polled: an instance restarted by its supervisor is a new actor under the same id.
+  const sourcesRunning = () =>
+    (sources ??= firstValueFrom(
+      timer(0, 50).pipe(
+        filter(() =>
+          [...instances].every(
+            ([id, i]) => !SOURCE_TIERS.has(tierOf(id)) || i.actor.getStatus() === "running",
+          ),
+        ),
+        takeUntil(stopped$),
+      ),
+      { defaultValue: 0 },
+    ).then(() => undefined));
   return {
     backend: serving.backend,
     ...(ranker.changes ? { blendChanges: ranker.changes } : {}),
@@ -263,10 +288,12 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     instance: (id) => instances.get(id),
     instanceIds: () => [...instances.keys()],
     ready: () => supervisor.ready(),
+    sourcesRunning,
     async snapshotAll() {
       await Promise.all([...instances.values()].map((i) => i.snapshotNow()));
     },
     async stop() {
+      stopped$.next();
       serving.setRunning(false);
       // Workers hand their units over: snapshot, upload, release the leases.
       await owner.stop();
