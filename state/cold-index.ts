@@ -135,12 +135,15 @@ export interface ColdIndex {
    * read and once when inserted (twice the records in all). It inserts in the order of the table's
    * slots (records partitioned by the high bits of their home slot, each key's records kept in
    * order), so the probes of a 1M-key table stay in cache: inserted in the records' order, each
-   * was two cache misses, ~320 ns of a restart's CPU per key (bench step 6).
+   * was two cache misses, ~320 ns of a restart's CPU per key (bench step 6). With `lazy` (into
+   * an empty index) it only takes the sections: no step, no record read; they are read and
+   * partitioned in settle()'s steps, or at once by anything that needs a record, and placed as
+   * `pending` says.
    */
   adoptAll(sections: readonly ColdSection[], lazy?: boolean): Generator<number, void>;
   /**
    * Places up to about `records` of the records a lazy adoptAll left pending (whole buckets, in
-   * slot order); returns how many are left. Every other call places what it needs first: a
+   * slot order; a record read by its partition first counts as one); returns how many are left. Every other call places what it needs first: a
    * lookup its key's bucket (the records whose home slots are in it: a key's records all are),
    * anything that needs all keys (count, keys, entries, compact, a growth) all of them.
    */
@@ -284,6 +287,17 @@ export function createColdIndex(): ColdIndex {
       }
     | undefined;
   /**
+   * A lazy adoptAll's records not partitioned yet either (its sections are held): the partition
+   * (a pass over every record, then a counting sort) runs in steps in the background (settle)
+   * or at once when anything needs a record. So a map that no answer reads (covisit's users'
+   * last items, 1M records at 1M users) costs a restart's first answers nothing but its read.
+   * While it is set, `pend` is not.
+   */
+  let deferred: { steps: Generator<number, void>; total: number; fitAfter: boolean } | undefined;
+  const undefer = () => {
+    while (deferred !== undefined) deferred.steps.next();
+  };
+  /**
    * The key keys() yielded last and its location: a scan that reads each key's value right
    * after (popularity-join's look for empty profiles at load) finds it without a lookup. Any
    * change clears it.
@@ -336,6 +350,10 @@ export function createColdIndex(): ColdIndex {
   let growths = 0;
   const rehash = (n: number) => {
     settleAll();
+    retable(n);
+  };
+  /** rehash() of a table whose records are all placed. */
+  const retable = (n: number) => {
     cursorKey = undefined;
     if (n > cap && count > 0) growths++;
     const ofp = fps;
@@ -358,6 +376,7 @@ export function createColdIndex(): ColdIndex {
   };
   /** The slot of `k`, or -1. */
   const find = (k: string, h: number): number => {
+    if (deferred !== undefined) undefer();
     if (pend !== undefined) ensure(h);
     else if (count === 0) return -1;
     for (let i = home(h); ;) {
@@ -386,6 +405,7 @@ export function createColdIndex(): ColdIndex {
    * `h`, replacing the key's earlier value. The table has room (the caller grows it).
    */
   const place = (h: number, loc: number, tag: number, bytes: number) => {
+    if (deferred !== undefined) undefer();
     if (pend !== undefined) ensure(h);
     placeRaw(h, loc, tag, bytes);
   };
@@ -442,6 +462,7 @@ export function createColdIndex(): ColdIndex {
     if (fitAfter) index.fit();
   };
   const settleAll = () => {
+    if (deferred !== undefined) undefer();
     while (pend !== undefined) placeBucket(pend.next++);
   };
 
@@ -456,34 +477,124 @@ export function createColdIndex(): ColdIndex {
     return { buf, start: 0, end: buf.length };
   };
 
+  /** adoptAll's sections, each in a buffer of this index's (ownSection, addBuf). */
+  type Owned = { buf: Buffer; start: number; end: number; bi: number };
+  /** Records partitioned by bucket: hash, location, tag and size each, `ends` per bucket. */
+  type Partitioned = {
+    sh: Uint32Array;
+    sl: Float64Array;
+    st: Uint8Array;
+    ss: Uint32Array;
+    ends: Uint32Array;
+    shift: number;
+    n: number;
+  };
+  /**
+   * Reads every record of `list` and partitions them by bucket of home slots in the table as
+   * sized now: a stable counting sort (each key's records stay in the sections' order), moving
+   * the records' fields themselves (reading them through a permutation was a cache miss per
+   * record again). Yields each section's records, then 0 after the sort.
+   */
+  function* partition(list: readonly Owned[], total: number): Generator<number, Partitioned> {
+    const shift = Math.max(0, Math.ceil(Math.log2(cap)) - BUCKET_BITS);
+    const hs = new Uint32Array(total);
+    const ls = new Float64Array(total);
+    const tags = new Uint8Array(total);
+    const sizes = new Uint32Array(total);
+    const starts = new Uint32Array(((cap - 1) >>> shift) + 2);
+    let n = 0;
+    for (const { buf, start, end, bi } of list) {
+      const before = n;
+      for (let off = start; off < end;) {
+        const kl = keyLen(buf, off);
+        const h = hashBytes(buf, off + 2, off + 2 + kl);
+        const v = off + 2 + kl;
+        const next = v + 5 + buf.readUInt32LE(v + 1);
+        hs[n] = h;
+        ls[n] = bi * TWO32 + off;
+        tags[n] = buf[v]!;
+        sizes[n] = next - off;
+        starts[(home(h) >>> shift) + 1]!++;
+        n++;
+        off = next;
+      }
+      yield n - before;
+    }
+    if (n !== total) throw new Error(`sections hold ${n} records, their headers say ${total}`);
+    for (let b = 1; b < starts.length; b++) starts[b]! += starts[b - 1]!;
+    const sh = new Uint32Array(n);
+    const sl = new Float64Array(n);
+    const st = new Uint8Array(n);
+    const ss = new Uint32Array(n);
+    for (let x = 0; x < n; x++) {
+      const to = starts[home(hs[x]!) >>> shift]!++;
+      sh[to] = hs[x]!;
+      sl[to] = ls[x]!;
+      st[to] = tags[x]!;
+      ss[to] = sizes[x]!;
+    }
+    yield 0;
+    return { sh, sl, st, ss, ends: starts.subarray(0, starts.length - 1), shift, n };
+  }
+  /** Leaves partitioned records pending: placed by the lookups that need them, settle(), or whatever needs all keys. */
+  const pendAll = (p: Partitioned, fitAfter: boolean) => {
+    const { sh, sl, st, ss, ends, shift, n } = p;
+    pend = {
+      sh,
+      sl,
+      st,
+      ss,
+      ends,
+      done: new Uint8Array(ends.length),
+      shift,
+      left: n,
+      next: 0,
+      fitAfter,
+    };
+  };
+  /**
+   * A deferred adoptAll (see `deferred`): sizes the table (empty until now, and untouched
+   * meanwhile: everything else undefers first), partitions, then leaves the records pending.
+   */
+  function* deferredPartition(list: readonly Owned[], total: number): Generator<number, void> {
+    if (total > cap * MAX_LOAD) retable(grownSize(total));
+    const p = yield* partition(list, total);
+    const fitAfter = deferred?.fitAfter ?? false;
+    deferred = undefined;
+    pendAll(p, fitAfter);
+  }
+
   const index: ColdIndex = {
     get count() {
       settleAll();
       return count;
     },
     get empty() {
-      return count === 0 && pend === undefined;
+      return count === 0 && pend === undefined && deferred === undefined;
     },
     get pending() {
-      return pend?.left ?? 0;
+      return deferred?.total ?? pend?.left ?? 0;
     },
     settle(records) {
-      let placed = 0;
-      while (pend !== undefined && placed < records) placed += placeBucket(pend.next++);
-      return pend?.left ?? 0;
+      // A record read by the partition counts as one placed: both passes are ~the same work.
+      let done = 0;
+      while (deferred !== undefined && done < records) done += deferred.steps.next().value ?? 0;
+      while (pend !== undefined && done < records) done += placeBucket(pend.next++);
+      return deferred?.total ?? pend?.left ?? 0;
     },
     get growths() {
       return growths;
     },
-    has: (k) => (count > 0 || pend !== undefined) && find(k, hashString(k)) >= 0,
+    has: (k) =>
+      (count > 0 || pend !== undefined || deferred !== undefined) && find(k, hashString(k)) >= 0,
     get(k) {
-      if (count === 0 && pend === undefined) return undefined;
+      if (count === 0 && pend === undefined && deferred === undefined) return undefined;
       if (k === cursorKey) return valueAt(cursorLoc);
       const i = find(k, hashString(k));
       return i < 0 ? undefined : valueAt(locs[i]!);
     },
     delete(k) {
-      if (count === 0 && pend === undefined) return false;
+      if (count === 0 && pend === undefined && deferred === undefined) return false;
       const i = find(k, hashString(k));
       if (i < 0) return false;
       removeSlot(i);
@@ -496,11 +607,13 @@ export function createColdIndex(): ColdIndex {
     },
     fit() {
       // After the pending records are placed (their buckets are ranges of this table's slots).
+      if (deferred !== undefined) return void (deferred.fitAfter = true);
       if (pend !== undefined) return void (pend.fitAfter = true);
       const n = grownSize(count);
       if (cap >= 1.5 * n) rehash(n);
     },
     adopt(entry, from, to, onKey) {
+      if (deferred !== undefined) undefer();
       const { buf, start, end } = ownSection(entry, from, to);
       cursorKey = undefined;
       const bi = addBuf(buf, end - start);
@@ -525,83 +638,32 @@ export function createColdIndex(): ColdIndex {
       cursorKey = undefined;
       let total = 0;
       for (const s of sections) total += s.count;
-      // Sized once for every record (the caller may fit() after): no growth below, so the
-      // slots the records were partitioned by stay theirs.
-      index.reserve(total);
-      const shift = Math.max(0, Math.ceil(Math.log2(cap)) - BUCKET_BITS);
-      const hs = new Uint32Array(total);
-      const ls = new Float64Array(total);
-      const tags = new Uint8Array(total);
-      const sizes = new Uint32Array(total);
-      const starts = new Uint32Array(((cap - 1) >>> shift) + 2);
-      const added: number[] = [];
-      let n = 0;
-      for (const s of sections) {
-        const { buf, start, end } = ownSection(s.buf, s.start, s.end);
-        const bi = addBuf(buf, end - start);
-        added.push(bi);
-        for (let off = start; off < end;) {
-          const kl = keyLen(buf, off);
-          const h = hashBytes(buf, off + 2, off + 2 + kl);
-          const v = off + 2 + kl;
-          const next = v + 5 + buf.readUInt32LE(v + 1);
-          hs[n] = h;
-          ls[n] = bi * TWO32 + off;
-          tags[n] = buf[v]!;
-          sizes[n] = next - off;
-          starts[(home(h) >>> shift) + 1]!++;
-          n++;
-          off = next;
-        }
-        yield s.count;
-      }
-      if (n !== total) throw new Error(`sections hold ${n} records, their headers say ${total}`);
-      // A stable counting sort by bucket (each key's records stay in the sections' order),
-      // moving the records' fields themselves: reading them through a permutation was a cache
-      // miss per record again.
-      for (let b = 1; b < starts.length; b++) starts[b]! += starts[b - 1]!;
-      const sh = new Uint32Array(n);
-      const sl = new Float64Array(n);
-      const st = new Uint8Array(n);
-      const ss = new Uint32Array(n);
-      for (let x = 0; x < n; x++) {
-        const to = starts[home(hs[x]!) >>> shift]!++;
-        sh[to] = hs[x]!;
-        sl[to] = ls[x]!;
-        st[to] = tags[x]!;
-        ss[to] = sizes[x]!;
-      }
-      yield 0;
       // A buffer whose records are all superseded is dropped once every record is in: one
       // dropped earlier could still have records to come.
       building = true;
-      if (lazy && n > 0) {
-        // Placed later: by the lookups that need them, settle(), or whatever needs all keys.
-        const ends = starts.subarray(0, starts.length - 1);
-        pend = {
-          sh,
-          sl,
-          st,
-          ss,
-          ends,
-          done: new Uint8Array(ends.length),
-          shift,
-          left: n,
-          next: 0,
-          fitAfter: false,
-        };
+      const list = sections.map((s) => {
+        const { buf, start, end } = ownSection(s.buf, s.start, s.end);
+        return { buf, start, end, bi: addBuf(buf, end - start) };
+      });
+      if (lazy && total > 0 && count === 0 && used === 0) {
+        deferred = { steps: deferredPartition(list, total), total, fitAfter: false };
         return;
       }
+      // Sized once for every record (the caller may fit() after): no growth below, so the
+      // slots the records were partitioned by stay theirs.
+      index.reserve(total);
+      const p = yield* partition(list, total);
+      if (lazy && p.n > 0) return void pendAll(p, false);
       try {
-        for (let k = 0; k < n; k++) {
-          place(sh[k]!, sl[k]!, st[k]!, ss[k]!);
+        for (let k = 0; k < p.n; k++) {
+          place(p.sh[k]!, p.sl[k]!, p.st[k]!, p.ss[k]!);
           if ((k + 1) % STEP_RECORDS === 0) yield STEP_RECORDS;
         }
       } finally {
         building = false;
         for (let i = 0; i < bufs.length; i++) if (bufs[i] && live[i] === 0) dropBuf(i);
       }
-      yield n % STEP_RECORDS;
+      yield p.n % STEP_RECORDS;
     },
     *entries() {
       settleAll();
@@ -697,7 +759,7 @@ export function createColdIndex(): ColdIndex {
     bytes: () => cap * 10 + held,
     // Pending records are not counted live yet: their buffers are not waste.
     wasteful: (factor = WASTE_FACTOR) =>
-      pend === undefined && held > factor * liveTotal + (1 << 18),
+      pend === undefined && deferred === undefined && held > factor * liveTotal + (1 << 18),
     bufferBytes: () => held,
     liveBytes: () => (settleAll(), liveTotal),
   };

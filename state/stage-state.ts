@@ -94,10 +94,11 @@ export interface StageStateInternal extends StageState {
    * Loads the sections of these binary entries (in order: a checkpoint's chunks, then deltas)
    * that belong to maps in `only`, as loadBinary of each entry in turn would, into maps whose
    * cold keys are empty so far; in steps, each yielding its work (cold-index.ts adoptAll: two
-   * units per key). With `lazy`, the records are only partitioned (one unit per key): each
-   * index places them as lookups need them, or all at once when something needs every key
-   * (size, keys, a snapshot's compaction), and in the background once loads are over
-   * (cold-index.ts settleInBackground): the same state either way.
+   * units per key). With `lazy`, the sections are only taken (no unit): each index reads and
+   * partitions them when a lookup first needs a record, then places them as lookups need them, or
+   * all at once when something needs every key (size, keys, a snapshot's compaction), and both
+   * in the background once loads are over (cold-index.ts settleInBackground): the same state
+   * either way. A map that no answer reads is then not read before a restart's first answers.
    */
   loadBinaryAll(
     entries: readonly Buffer[],

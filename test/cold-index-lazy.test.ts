@@ -55,8 +55,9 @@ describe("a cold index loaded lazily", () => {
       const lazy = createColdIndex();
       steps = 0;
       for (const n of lazy.adoptAll(sections, true)) steps += n;
-      // Partitioned only: one unit per record, nothing placed yet.
-      expect(steps).toBe(total);
+      // Not even partitioned: no record read, no table yet (only the sections' buffers held).
+      expect(steps).toBe(0);
+      expect(lazy.bytes()).toBe(lazy.bufferBytes());
       expect(lazy.pending).toBe(total);
       expect(lazy.empty).toBe(false);
       for (const c of [eager, lazy]) c.fit(); // a lazy index fits once every record is placed
@@ -87,6 +88,37 @@ describe("a cold index loaded lazily", () => {
       expect(lazy.bytes()).toBe(eager.bytes());
       expect(lazy.growths).toBeLessThanOrEqual(eager.growths);
     }
+  });
+
+  // A map no answer reads (covisit's users' last items) is partitioned in the background's
+  // slices, after a restart's first answers; anything that needs a record meanwhile finishes it.
+  it("partitions in settle()'s steps, and finishes the partition for a lookup that comes meanwhile", () => {
+    const sections = sectionsOf(60, 8_000);
+    const total = sections.reduce((a, s) => a + s.count, 0);
+    const eager = createColdIndex();
+    drain(eager.adoptAll(sections));
+    const lazy = createColdIndex();
+    drain(lazy.adoptAll(sections, true));
+    // One small step sizes the table and reads one section: every record still pending.
+    expect(lazy.settle(1)).toBe(total);
+    // A lookup now: the partition is finished, then only its key's bucket placed.
+    for (let i = 0; i < 8_000; i += 97) expect(value(lazy, key(i))).toBe(value(eager, key(i)));
+    const left = lazy.pending;
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(total);
+    // The background's slices place the rest.
+    const again = createColdIndex();
+    drain(again.adoptAll(sections, true));
+    let slices = 0;
+    while (again.settle(500) > 0) slices++;
+    expect(slices).toBeGreaterThan(sections.length / 2);
+    for (const c of [lazy, again]) {
+      expect(c.count).toBe(eager.count);
+      expect(contents(c)).toEqual(contents(eager));
+    }
+    again.fit();
+    eager.fit();
+    expect(again.bytes()).toBe(eager.bytes());
   });
 
   it("grows past its reservation with pending records, and compacts them", () => {
