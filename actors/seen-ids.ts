@@ -20,9 +20,15 @@ import { hash64 } from "./hash64.js";
  *
  * Persisted in the state map: "\x01h" = [first, next] (global indices of the live entries) and
  * "\x01s<n>" = segment n, a Uint8Array of SEG entries (times as float64, then hashes as uint32
- * pairs, machine byte order), which the state store persists as binary. A snapshot rewrites only
- * the segments changed since the last one. Any other key is an event id of the earlier layout
- * (key = id, value = time): loaded in (time, id) order, as that layout forgot them, and removed.
+ * pairs, machine byte order), which the state store persists as base64 text in its JSON parts
+ * (stage-state.ts BINARY_TAG). A snapshot rewrites only the segments changed since the last one.
+ * A segment's bytes change in place, unlike a state map's other values: exact only because a
+ * snapshot turns them into text when it is captured, not when it is written (the host goes on
+ * processing meanwhile). Held by reference until the write, as a raw entry is (raw-values.ts; a
+ * store with rawMinBytes at most 32 KiB), a slot forgotten after the capture would be written as
+ * forgotten, and a reload would lose an id the snapshot held. Any other key is an event id of
+ * the earlier layout (key = id, value = time): loaded in (time, id) order, as that layout forgot
+ * them, and removed.
  */
 export interface SeenIds {
   has(id: string): boolean;
