@@ -140,9 +140,13 @@ async function parsePublishedUpTo(jsm: JetStreamManager, partitions: number): Pr
   return upTo;
 }
 
-/** reco_stage_restored_position of a stage's instance 0 (NaN if it does not report one in 10 s). */
+/**
+ * reco_stage_restored_position of a stage's instance 0 (NaN if it does not report one in 60 s:
+ * a restart spawns the parse process once the blend's sources run, which under step 6b's load
+ * can be more than 10 s after the app answers again).
+ */
 async function restoredPosition(app: AppProcess, stage: string): Promise<number> {
-  for (const end = Date.now() + 10_000; Date.now() < end; await sleep(200)) {
+  for (const end = Date.now() + 60_000; Date.now() < end; await sleep(200)) {
     const m = await app.metrics().catch(() => []);
     const v = m.find((x) => x.name === "reco_stage_restored_position" && x.labels.stage === stage);
     if (v) return v.value;
