@@ -356,6 +356,8 @@ export async function measureRecovery(
       const publishedAtKill = await parsePublishedUpTo(jsm, o.partitions);
       app = s.app = s.spawn();
       const back = await pollUntil(app.grpcAddress, [probeUser], shows, 60_000);
+      // Caught up: parse has processed everything published up to when it answered again.
+      const seqWhenBack = await lastSeqNow();
       // The position the restarted parse's snapshot restored, read now: a later restart of the
       // stage would restore a later one.
       const restoredAt = await restoredPosition(app, "parse");
@@ -363,8 +365,6 @@ export async function measureRecovery(
         `6b. parse at the kill: ${fmtInt(parsedAtKill)} scraped, ${fmtInt(publishedAtKill)} ` +
           `covered by its hops; restored at ${fmtInt(restoredAt)}`,
       );
-      // Caught up: parse has processed everything published up to when it answered again.
-      const seqWhenBack = await lastSeqNow();
       // Watched while the breakdown waits for the ready line (all stages loaded).
       const caughtUp = (async () => {
         const tWait = epochNow();
