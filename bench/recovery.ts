@@ -358,13 +358,6 @@ export async function measureRecovery(
       const back = await pollUntil(app.grpcAddress, [probeUser], shows, 60_000);
       // Caught up: parse has processed everything published up to when it answered again.
       const seqWhenBack = await lastSeqNow();
-      // The position the restarted parse's snapshot restored, read now: a later restart of the
-      // stage would restore a later one.
-      const restoredAt = await restoredPosition(app, "parse");
-      log(
-        `6b. parse at the kill: ${fmtInt(parsedAtKill)} scraped, ${fmtInt(publishedAtKill)} ` +
-          `covered by its hops; restored at ${fmtInt(restoredAt)}`,
-      );
       // Watched while the breakdown waits for the ready line (all stages loaded).
       const caughtUp = (async () => {
         const tWait = epochNow();
@@ -375,6 +368,13 @@ export async function measureRecovery(
         }
         return NaN;
       })();
+      // The position the restarted parse's snapshot restored, read now: a later restart of the
+      // stage would restore a later one.
+      const restoredAt = await restoredPosition(app, "parse");
+      log(
+        `6b. parse at the kill: ${fmtInt(parsedAtKill)} scraped, ${fmtInt(publishedAtKill)} ` +
+          `covered by its hops; restored at ${fmtInt(restoredAt)}`,
+      );
       const parts = await breakdown(app, killed, back.accepted);
       const caughtUpAt = await caughtUp;
       const loadStats = await load.stop();
