@@ -1,6 +1,5 @@
 import { join } from "node:path";
 import { mkdir, readdir, stat } from "node:fs/promises";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { NatsConnection } from "nats";
 import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "pino";
@@ -12,10 +11,10 @@ import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 import { openStateDb, type StateDb } from "../state/index.js";
 import { startPipeline, type Pipeline, type PipelineDeps } from "./pipeline/pipeline.js";
 import { startGateway } from "./pipeline/gateway.js";
-import { parseProcessStages } from "./pipeline/units.js";
+import { consumerBase, parseProcessStages } from "./pipeline/units.js";
 import { openSnapshotArchive } from "../state/archive.js";
 import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
-import { ensureEventsStream } from "../connectors/nats/streams.js";
+import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import type { RecoBackend } from "../actors/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
@@ -31,7 +30,12 @@ import {
   type HealthCheck,
   type HealthProblem,
 } from "./health.js";
-import { moveParseSnapshot, startParseProcess, type ParseProcess } from "./parse-process.js";
+import {
+  moveParseSnapshot,
+  parseSpawnGate,
+  startParseProcess,
+  type ParseProcess,
+} from "./parse-process.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 import { envelopeCodec } from "../actors/host-codec.js";
 import { faultsFromEnv, type ProcessFaults } from "./test-faults.js";
@@ -217,9 +221,7 @@ export async function startApp(
     const grpc =
       role === "start" && facade ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
-    // Spawned once the blend's sources run (a restart's first right answers wait for them; at
-    // most PARSE_SPAWN_WAIT_MS): its start-up (modules, its snapshot, catching up) would take
-    // a core from loading them after a crash. Without state they load at once.
+    // With nothing to catch up, spawned once the blend's sources run (parseSpawnGate).
     const parseProcess = parseApart
       ? startParseProcess({
           cfg,
@@ -227,10 +229,15 @@ export async function startApp(
           log,
           metrics,
           onFatal: fatal,
-          spawnAfter: Promise.race([
-            pipeline.sourcesRunning(),
-            sleep(PARSE_SPAWN_WAIT_MS, undefined, { ref: false }),
-          ]),
+          spawnAfter: parseSpawnGate(
+            async () => {
+              const jsm = await nc.jetstreamManager();
+              const c = await jsm.consumers.info(EVENTS_STREAM, consumerBase("parse", 0));
+              return c.num_pending + c.num_ack_pending;
+            },
+            () => pipeline.sourcesRunning(),
+            PARSE_SPAWN_WAIT_MS,
+          ),
         })
       : undefined;
     if (parseProcess) {

@@ -9,13 +9,14 @@ import { generateLog } from "./helpers/events.js";
 import { until } from "./helpers/harness.js";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
+import { PARSE_IDLE_BACKLOG, parseSpawnGate } from "../bin/parse-process.js";
 import type { Pipeline } from "../bin/pipeline/pipeline.js";
 import { tierOf } from "../bin/pipeline/units.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 
 /**
- * Issue 16 point 4: a restart spawns the parse process once the blend's sources (history,
- * covisit, collaborative) run. Its own start (modules, its dedupe memory: ~2 s of CPU at 1M
+ * Issue 16 point 4: a restart with nothing for parse to catch up spawns the parse process once
+ * the blend's sources (history, covisit, collaborative) run. Its own start (modules, its dedupe memory: ~2 s of CPU at 1M
  * events) took a core from their loads, which the first right answers wait for: with a model of
  * 1M users the restarted main thread waited 1.4-1.8 s for a CPU, 0.8 s once parse came after
  * (bench/restart-ab.ts, right answers 4.4-5.3 s -> 3.7-4.3 s).
@@ -104,5 +105,37 @@ describe("a restart with PARSE_PROCESS=1", () => {
     expect(atSpawn).toEqual(atServing.map((s) => s.replace(/ \w+$/, " running")));
     const again = app.parseProcess!;
     expect(await until(() => again.position() >= events.length, 60_000)).toBe(true);
+  });
+});
+
+describe("when a start spawns the parse process (parseSpawnGate)", () => {
+  const never = () => new Promise<void>(() => {});
+  const settled = async (p: Promise<void>, ms: number) =>
+    Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+
+  it("waits for the sources when parse has next to nothing to read", async () => {
+    let run!: () => void;
+    const sources = new Promise<void>((r) => (run = r));
+    const gate = parseSpawnGate(
+      async () => PARSE_IDLE_BACKLOG,
+      () => sources,
+      60_000,
+    );
+    expect(await settled(gate, 100)).toBe(false);
+    run();
+    expect(await settled(gate, 1_000)).toBe(true);
+  });
+
+  it("does not wait with a backlog to catch up, or when the backlog cannot be told", async () => {
+    const behind = parseSpawnGate(async () => PARSE_IDLE_BACKLOG + 1, never, 60_000);
+    expect(await settled(behind, 1_000)).toBe(true);
+    const unknown = parseSpawnGate(() => Promise.reject(new Error("no consumer")), never, 60_000);
+    expect(await settled(unknown, 1_000)).toBe(true);
+  });
+
+  it("waits at most maxWaitMs for sources that never run", async () => {
+    const gate = parseSpawnGate(async () => 0, never, 200);
+    expect(await settled(gate, 50)).toBe(false);
+    expect(await settled(gate, 2_000)).toBe(true);
   });
 });

@@ -82,6 +82,9 @@ export interface Units {
   setEpoch(unit: string, epoch: number): void;
 }
 
+/** A stage instance's durable consumer name, without leases (see leaseConsumer). */
+export const consumerBase = (stage: string, partition: number): string => `${stage}_${partition}`;
+
 /**
  * A stage instance's consumer name under lease `epoch` (undefined: no leases, `base` as is), and
  * the names it replaces: the plain one and older leases'. One name per lease: an owner whose lease
@@ -169,7 +172,7 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
     stop: stopUnit,
     stageIds: stageIdsOf,
     consumer: (stage, partition) =>
-      leaseConsumer(`${stage}_${partition}`, epochs.get(unitOf(stage, partition))),
+      leaseConsumer(consumerBase(stage, partition), epochs.get(unitOf(stage, partition))),
     setEpoch: (unit, epoch) => void epochs.set(unit, epoch),
   };
 }
