@@ -292,8 +292,7 @@ interface ParseChildActor extends Actor<never> {
 
 /** Node flags that load tsx in the child when this code runs from its TypeScript sources. */
 export function childExecArgv(): string[] {
-  if (!import.meta.url.endsWith(".ts"))
-    return (process.env.DBG_CHILD_FLAGS ?? "").split(" ").filter(Boolean);
+  if (!import.meta.url.endsWith(".ts")) return [];
   const flags = tsxFlags();
   if (flags.some((f) => f.includes("loader"))) return flags;
   // `reco` (bin/reco.mjs) registers tsx in-process, tests run under vitest: load it explicitly.
