@@ -2,12 +2,14 @@
  * Self and inclusive time of a V8 CPU profile (`--cpu-prof`), by function and by file, as shares
  * of the profiled thread's busy time (idle and "(program)" left out of the denominator).
  *
- *   npx tsx bench/profile-summary.ts FILE.cpuprofile [top=40] [--skip-ms=N] [--match=TEXT]
+ *   npx tsx bench/profile-summary.ts FILE.cpuprofile [top=40] [--skip-ms=N] [--until-ms=N]
+ *     [--match=TEXT]
  *
- * `--skip-ms` leaves out the first N ms (start-up), `--until-ms` all after N ms; `--match` lists only functions or files whose
- * name or path contains TEXT (inclusive time, recursion counted once per sample); `--callers=TEXT`
- * splits the self time of matching functions by their four nearest callers; `--under=TEXT` counts
- * only samples with a matching function on their stack (shares stay of all busy time).
+ * `--skip-ms` leaves out the first N ms (start-up), `--until-ms` all after N ms; `--match` lists
+ * only functions or files whose name or path contains TEXT (inclusive time, recursion counted
+ * once per sample); `--callers=TEXT` splits the self time of matching functions by their four
+ * nearest callers; `--under=TEXT` counts only samples with a matching function on their stack
+ * (shares stay of all busy time).
  * Step 2: `BENCH_STEPS=2 PARSE_PROCESS=0 BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR"`.
  *
  * tsx compiles each .ts file with minified whitespace, so V8 places every function on line 1 of
@@ -39,7 +41,8 @@ interface Profile {
 
 const args = process.argv.slice(2);
 const file = args.find((a) => !a.startsWith("--") && /\.(cpuprofile|heapprofile|json)$/.test(a));
-if (!file) throw new Error("usage: profile-summary.ts FILE.cpuprofile [top] [--skip-ms=N]");
+if (!file)
+  throw new Error("usage: profile-summary.ts FILE.cpuprofile [top] [--skip-ms=N] [--until-ms=N]");
 const top = Number(args.find((a) => /^\d+$/.test(a)) ?? 40);
 const skipMs = Number(args.find((a) => a.startsWith("--skip-ms="))?.slice(10) ?? 0);
 const untilMs = Number(args.find((a) => a.startsWith("--until-ms="))?.slice(11) ?? Infinity);

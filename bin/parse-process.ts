@@ -166,6 +166,7 @@ export interface ParseProcessOptions {
    */
   spawnAfter?: Promise<unknown>;
 }
+
 /**
  * Events parse may have waiting at a start for it to count as caught up: its acks go every 256
  * events, so a stop or a kill leaves up to that many unacknowledged.

@@ -143,9 +143,10 @@ export interface ColdIndex {
   adoptAll(sections: readonly ColdSection[], lazy?: boolean): Generator<number, void>;
   /**
    * Places up to about `records` of the records a lazy adoptAll left pending (whole buckets, in
-   * slot order; a record read by its partition first counts as one); returns how many are left. Every other call places what it needs first: a
-   * lookup its key's bucket (the records whose home slots are in it: a key's records all are),
-   * anything that needs all keys (count, keys, entries, compact, a growth) all of them.
+   * slot order; a record read by its partition first counts as one); returns how many are left.
+   * Every other call places what it needs first: a lookup its key's bucket (the records whose
+   * home slots are in it: a key's records all are), anything that needs all keys (count, keys,
+   * entries, compact, a growth) all of them.
    */
   settle(records: number): number;
   /**
@@ -298,6 +299,8 @@ export function createColdIndex(): ColdIndex {
   const undefer = () => {
     while (deferred !== undefined) deferred.steps.next();
   };
+  /** Whether any record is held: placed, pending or deferred (without placing any). */
+  const holds = () => count > 0 || pend !== undefined || deferred !== undefined;
   /**
    * The key keys() yielded last and its location: a scan that reads each key's value right
    * after (popularity-join's look for empty profiles at load) finds it without a lookup. Any
@@ -542,7 +545,7 @@ export function createColdIndex(): ColdIndex {
     yield 0;
     return { sh, sl, st, ss, ends: starts.subarray(0, starts.length - 1), shift, n };
   }
-  /** Leaves partitioned records pending: placed by the lookups that need them, settle(), or whatever needs all keys. */
+  /** Leaves partitioned records pending: placed by lookups, settle(), or what needs all keys. */
   const pendAll = (p: Partitioned, fitAfter: boolean) => {
     const { sh, sl, st, ss, ends, shift, n } = p;
     pend = {
@@ -582,7 +585,7 @@ export function createColdIndex(): ColdIndex {
       return count;
     },
     get empty() {
-      return count === 0 && pend === undefined && deferred === undefined;
+      return !holds();
     },
     get pending() {
       return deferred?.total ?? pend?.left ?? 0;
@@ -592,21 +595,20 @@ export function createColdIndex(): ColdIndex {
       let done = 0;
       while (deferred !== undefined && done < records) done += deferred.steps.next().value ?? 0;
       while (pend !== undefined && done < records) done += placeBucket(pend.next++);
-      return deferred?.total ?? pend?.left ?? 0;
+      return index.pending;
     },
     get growths() {
       return growths;
     },
-    has: (k) =>
-      (count > 0 || pend !== undefined || deferred !== undefined) && find(k, hashString(k)) >= 0,
+    has: (k) => holds() && find(k, hashString(k)) >= 0,
     get(k) {
-      if (count === 0 && pend === undefined && deferred === undefined) return undefined;
+      if (!holds()) return undefined;
       if (k === cursorKey) return valueAt(cursorLoc);
       const i = find(k, hashString(k));
       return i < 0 ? undefined : valueAt(locs[i]!);
     },
     delete(k) {
-      if (count === 0 && pend === undefined && deferred === undefined) return false;
+      if (!holds()) return false;
       const i = find(k, hashString(k));
       if (i < 0) return false;
       removeSlot(i);
