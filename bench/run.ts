@@ -7,7 +7,7 @@
  *   4. serving: GetRecommendations vs a bare grpc-js echo server, both driven by h2load
  * Prints a table and writes bench/RESULTS.md. See bench/README.md for the knobs.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { PROM_LOOP_RESOLUTION_MS, delayMs, watchGc, watchLoopDelay } from "./loop-delay.js";
@@ -39,6 +39,7 @@ import {
   uuidFrom,
 } from "./generator.js";
 import { startEchoServer } from "./echo.js";
+import { nextMessage, repoPath, spawnTs, stopChild } from "./child.js";
 import { lineChartSvg } from "./plot.js";
 import { ensureH2load, grpcFrame, runH2load, type H2loadResult } from "./h2load.js";
 import { ratio, TARGETS, verdict, type Report, type Row } from "./report.js";
@@ -972,6 +973,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
     const tmp = await mkdtemp(join(tmpdir(), "reco-bench-h2-"));
     const appClient = createRecoClient(`127.0.0.1:${app.grpcPort}`);
     let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+    /** Step 4b's echo in a process of its own (bench/echo-process.ts), once started. */
+    let ownEcho: ChildProcess | undefined;
     try {
       if (r.timedOut) throw new Error("serving set-up: ingest did not catch up");
       // The most active user (Zipf rank 0): a full personalised answer.
@@ -1021,9 +1024,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       );
 
       const path = "/reco.v1.RecommendationService/GetRecommendations";
-      const targets = {
+      const targets: Record<"echo" | "app" | "own", string> = {
         echo: `http://127.0.0.1:${echo.port}${path}`,
         app: `http://127.0.0.1:${app.grpcPort}${path}`,
+        own: "",
       };
       const grpcOk = async () =>
         sum(await scrape(app.metricsPort), "grpc_requests_total", { code: "OK" });
@@ -1071,16 +1075,19 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       };
       /** The many-user generator (bench/grpc-load.ts): every call's grpc-status is read. */
       const run = (
-        t: "echo" | "app",
+        t: "echo" | "app" | "own",
         streams: number,
         load: number | { seconds: number },
         client: "raw" | "node" = GEN_CLIENT,
       ) =>
         withLoopDelay(async () => {
-          const cpu0 = selfCpuSeconds();
-          const main0 = await threadCpuSeconds(process.pid);
+          // The server's process: this one, or the echo's own (its CPU and main thread).
+          const pid = t === "own" ? ownEcho!.pid! : process.pid;
+          const serverCpu = () => (t === "own" ? procCpuSeconds(pid) : selfCpuSeconds());
+          const cpu0 = await serverCpu();
+          const main0 = await threadCpuSeconds(pid);
           const nats0 = await procCpuSeconds(nats.pid);
-          const sched0 = await threadSchedSeconds(process.pid);
+          const sched0 = await threadSchedSeconds(pid);
           const wall0 = performance.now();
           const res = await spawnGrpcLoad({
             url: targets[t],
@@ -1089,10 +1096,10 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
             ...(typeof load === "number" ? { requests: load } : { durationS: load.seconds }),
             client,
           });
-          const cpu = selfCpuSeconds() - cpu0;
-          const main = (await threadCpuSeconds(process.pid)) - main0;
+          const cpu = (await serverCpu()) - cpu0;
+          const main = (await threadCpuSeconds(pid)) - main0;
           const natsCpu = (await procCpuSeconds(nats.pid)) - nats0;
-          const sched = await threadSchedSeconds(process.pid);
+          const sched = await threadSchedSeconds(pid);
           const wallS = (performance.now() - wall0) / 1000;
           if (res.ok !== res.requests || res.requests === 0)
             throw new Error(
@@ -1185,6 +1192,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         "app-4": [],
         "echo-64-load": [],
         "app-64-load": [],
+        "own-64": [],
+        "own-64-load": [],
       };
       const one: Record<string, H2loadResult[]> = {
         "echo-64": [],
@@ -1246,6 +1255,17 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
       const parseLoops: { p99: number; max: number }[] = [];
       let publisherLoop = { p99: NaN, max: NaN };
       if (STEPS.has("4b")) {
+        // The ceiling: the same echo in a process of its own, idle first, then beside the app's
+        // ingest in every round.
+        ownEcho = spawnTs(repoPath("echo-process.ts"), [
+          Buffer.from(toBinary(GetRecommendationsResponseSchema, real)).toString("base64"),
+        ]);
+        const ownPort = await nextMessage(ownEcho, (m) =>
+          typeof m === "object" && m !== null && "port" in m ? Number(m.port) : undefined,
+        );
+        targets.own = `http://127.0.0.1:${ownPort}${path}`;
+        await run("own", 64, 3000, "node"); // warm-up, every grpc-status read
+        res["own-64"]!.push(await run("own", 64, { seconds: SERVE_LOAD_SECONDS }));
         log(`4b. background ingest at ${fmtInt(SERVE_LOAD_RATE)} events/s (current event times)`);
         const load = await startLoad(nats.url, SERVE_LOAD_RATE);
         const holds0 = await scrape(app.metricsPort);
@@ -1257,6 +1277,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
               `4b. round ${round}/${ROUNDS}: -m 64 for ${SERVE_LOAD_SECONDS} s, echo then app, under load`,
             );
             res["echo-64-load"]!.push(await run("echo", 64, { seconds: SERVE_LOAD_SECONDS }));
+            res["own-64-load"]!.push(await run("own", 64, { seconds: SERVE_LOAD_SECONDS }));
             await parseLoop(); // restarts the parse process's histogram
             res["app-64-load"]!.push(await run("app", 64, { seconds: SERVE_LOAD_SECONDS }));
             parseLoops.push(await parseLoop());
@@ -1539,6 +1560,27 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           baseline: "app / echo, both during ingest",
           ratio: ratio(rps(a), rps("echo-64-load")),
         });
+        const own = "own-64-load";
+        row({
+          step: "4b",
+          figure:
+            "  echo in a process of its own during the same ingest (the machine's ceiling): req/s, p50 / p99",
+          value: `${fmtInt(rps(own))} req/s, ${fmtMs(p50(own))} / ${fmtMs(p99(own))} ms`,
+          baseline: `${fmtInt(rps("own-64"))} req/s, ${fmtMs(p50("own-64"))} / ${fmtMs(p99("own-64"))} ms idle (before the ingest)`,
+          ratio: ratio(rps(own), rps("echo-64")),
+          target: `${verdict(rps(own) / rps("echo-64") >= 0.5 && p99(own) < 25)} by an echo`,
+        });
+        row({
+          step: "4b",
+          figure:
+            "  that echo's main thread during ingest: CPU per request; share of the round on a CPU / waiting for one",
+          value:
+            `${fmtInt(med(own, (x) => x.serverMainCpuUsPerReq))} µs; ` +
+            `${pct(med(own, (x) => x.mainRunShare))} / ${pct(med(own, (x) => x.mainWaitShare))}`,
+          baseline:
+            `idle ${fmtInt(med("own-64", (x) => x.serverMainCpuUsPerReq))} µs; ` +
+            `${pct(med("own-64", (x) => x.mainRunShare))} / ${pct(med("own-64", (x) => x.mainWaitShare))}`,
+        });
         row({
           step: "4b",
           figure: "  ingest achieved during the rounds / parse backlog at the end",
@@ -1564,6 +1606,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
     } finally {
       appClient.close();
       await echo?.stop();
+      if (ownEcho) await stopChild(ownEcho);
       await app.stop();
       await rm(tmp, { recursive: true, force: true });
     }
