@@ -1528,16 +1528,20 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           baseline: `${loop("echo-64-load")} while the echo was measured`,
         });
         const pct = (x: number) => `${fmtInt(x * 100)}%`;
+        /** A run's serving thread: CPU per request; share of the round on a CPU / waiting for one. */
+        const thread = (k: string) =>
+          `${fmtInt(med(k, (x) => x.serverMainCpuUsPerReq))} µs; ` +
+          `${pct(med(k, (x) => x.mainRunShare))} / ${pct(med(k, (x) => x.mainWaitShare))}`;
+        /** A run's req/s and p50 / p99. */
+        const served = (k: string) =>
+          `${fmtInt(rps(k))} req/s, ${fmtMs(p50(k))} / ${fmtMs(p99(k))} ms`;
         row({
           step: "4b",
           figure:
             "  this process's main thread during ingest: CPU per request; share of the round on a CPU / waiting for one",
-          value:
-            `${fmtInt(med(a, (x) => x.serverMainCpuUsPerReq))} µs; ` +
-            `${pct(med(a, (x) => x.mainRunShare))} / ${pct(med(a, (x) => x.mainWaitShare))}`,
+          value: thread(a),
           baseline:
-            `echo during ingest ${fmtInt(med("echo-64-load", (x) => x.serverMainCpuUsPerReq))} µs; ` +
-            `${pct(med("echo-64-load", (x) => x.mainRunShare))} / ${pct(med("echo-64-load", (x) => x.mainWaitShare))}` +
+            `echo during ingest ${thread("echo-64-load")}` +
             (SERVE_SPLIT ? "" : " (it runs the stages too)"),
         });
         const parseMed = (f: (x: { p99: number; max: number }) => number) =>
@@ -1556,7 +1560,7 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
         row({
           step: "4b",
           figure: "  echo in the same process during the same ingest: req/s, p50 / p99",
-          value: `${fmtInt(rps("echo-64-load"))} req/s, ${fmtMs(p50("echo-64-load"))} / ${fmtMs(p99("echo-64-load"))} ms`,
+          value: served("echo-64-load"),
           baseline: "app / echo, both during ingest",
           ratio: ratio(rps(a), rps("echo-64-load")),
         });
@@ -1565,8 +1569,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           step: "4b",
           figure:
             "  echo in a process of its own during the same ingest (the machine's ceiling): req/s, p50 / p99",
-          value: `${fmtInt(rps(own))} req/s, ${fmtMs(p50(own))} / ${fmtMs(p99(own))} ms`,
-          baseline: `${fmtInt(rps("own-64"))} req/s, ${fmtMs(p50("own-64"))} / ${fmtMs(p99("own-64"))} ms idle (before the ingest)`,
+          value: served(own),
+          baseline: `${served("own-64")} idle (before the ingest)`,
           ratio: ratio(rps(own), rps("echo-64")),
           target: `${verdict(rps(own) / rps("echo-64") >= 0.5 && p99(own) < 25)} by an echo`,
         });
@@ -1574,12 +1578,8 @@ async function stepServing(msgs: OutgoingMessage[]): Promise<void> {
           step: "4b",
           figure:
             "  that echo's main thread during ingest: CPU per request; share of the round on a CPU / waiting for one",
-          value:
-            `${fmtInt(med(own, (x) => x.serverMainCpuUsPerReq))} µs; ` +
-            `${pct(med(own, (x) => x.mainRunShare))} / ${pct(med(own, (x) => x.mainWaitShare))}`,
-          baseline:
-            `idle ${fmtInt(med("own-64", (x) => x.serverMainCpuUsPerReq))} µs; ` +
-            `${pct(med("own-64", (x) => x.mainRunShare))} / ${pct(med("own-64", (x) => x.mainWaitShare))}`,
+          value: thread(own),
+          baseline: `idle ${thread("own-64")}`,
         });
         row({
           step: "4b",
