@@ -547,19 +547,7 @@ export function createColdIndex(): ColdIndex {
   }
   /** Leaves partitioned records pending: placed by lookups, settle(), or what needs all keys. */
   const pendAll = (p: Partitioned, fitAfter: boolean) => {
-    const { sh, sl, st, ss, ends, shift, n } = p;
-    pend = {
-      sh,
-      sl,
-      st,
-      ss,
-      ends,
-      done: new Uint8Array(ends.length),
-      shift,
-      left: n,
-      next: 0,
-      fitAfter,
-    };
+    pend = { ...p, done: new Uint8Array(p.ends.length), left: p.n, next: 0, fitAfter };
   };
   /**
    * A deferred adoptAll (see `deferred`): sizes the table (empty until now, and untouched
