@@ -36,7 +36,7 @@ export function blendAnswer(
   const items = blend(lists, bs, {
     n,
     exclude: done,
-    ...(touched ? { touched } : {}),
+    ...(touched ? { touched, touchedWhy: (i: string) => rec.why(userId, i) } : {}),
     ...(options?.excludeTouched ? { excludeTouched: true } : {}),
     ...(options?.category !== undefined
       ? { category: options.category, categoryOf: (i: string) => view.categoryOf(i) }

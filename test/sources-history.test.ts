@@ -56,12 +56,67 @@ describe("history source", () => {
     ]);
   });
 
-  it("keeps at most the cap (plus a quarter) of items per user, forgetting the weakest", () => {
+  it("ranks at most the cap (plus a quarter) of items per user, forgetting the weakest", () => {
     const h = createHistory({ preset: ECOMMERCE, halfLifeMs: H, maxItemsPerUser: 8 });
     for (let x = 0; x < 100; x++) h.add(ev("u", `i${x}`, "view", T0 + x * 60_000));
-    expect(h.touched("u").size).toBeLessThanOrEqual(10);
-    expect(h.touched("u").has("i99")).toBe(true);
-    expect(h.touched("u").has("i0")).toBe(false);
+    const ranked = h.seeds("u", T0 + 100 * 60_000, 1000).map((s) => s.item);
+    expect(ranked.length).toBeLessThanOrEqual(10);
+    expect(ranked).toContain("i99");
+    expect(ranked).not.toContain("i0");
+    expect(h.recent("u", 1000).length).toBe(ranked.length);
+  });
+
+  it("keeps every item a user touched as touched beyond the cap, up to maxPastPerUser", () => {
+    const h = createHistory({
+      preset: ECOMMERCE,
+      halfLifeMs: H,
+      maxItemsPerUser: 8,
+      maxPastPerUser: 50,
+    });
+    for (let x = 0; x < 40; x++) h.add(ev("u", `i${x}`, "view", T0 + x * 60_000));
+    expect(h.touched("u").size).toBe(40);
+    expect(h.why("u", "i0")).toBe("from your earlier history");
+    expect(h.why("u", "i39")).toBe("you viewed it");
+    expect(h.why("u", "never")).toBeUndefined();
+    // Beyond maxPastPerUser past items, the ones forgotten first are dropped.
+    for (let x = 40; x < 100; x++) h.add(ev("u", `i${x}`, "view", T0 + x * 60_000));
+    const touched = h.touched("u");
+    expect(touched.size).toBeLessThanOrEqual(50 + 10);
+    expect(touched.size).toBeGreaterThanOrEqual(50 + 8);
+    expect(touched.has("i0")).toBe(false);
+    expect(touched.has("i99")).toBe(true);
+  });
+
+  it("never lets a heavy rater's rated movie out of done, however long the history", () => {
+    const h = createHistory({ preset: MOVIES, halfLifeMs: H, maxItemsPerUser: 200 });
+    // 600 ratings, the first ones the strongest (5) so the ranking forgets the later, weaker ones
+    // as well as old ones.
+    for (let x = 0; x < 600; x++)
+      h.add(ev("u", `m${x}`, "rating", T0 + x * 60_000, x < 100 ? 5 : 0.5 + (x % 9) * 0.5));
+    const now = T0 + 10_000 * 60_000;
+    const done = h.done("u", now);
+    expect(done.size).toBe(600);
+    expect(h.touched("u").size).toBe(600);
+    expect(h.candidates("u", now, 1000)).toEqual([]);
+    // A forgotten movie rated again is ranked again, and still done.
+    const forgotten = [...done].find((m) => !h.seeds("u", now, 1000).some((s) => s.item === m))!;
+    expect(forgotten).toBeDefined();
+    h.add(ev("u", forgotten, "rating", now, 5));
+    expect(h.seeds("u", now, 1000).map((s) => s.item)).toContain(forgotten);
+    expect(h.done("u", now).has(forgotten)).toBe(true);
+    expect(h.done("u", now).size).toBe(600);
+  });
+
+  it("keeps a purchase done for its horizon after the ranking forgot the item", () => {
+    const h = createHistory({ preset: ECOMMERCE, halfLifeMs: H, maxItemsPerUser: 4 });
+    h.add(ev("u", "bought", "purchase", T0));
+    // Stronger, later items push the purchase out of the ranking.
+    for (let x = 0; x < 20; x++)
+      for (const t of ["cart", "cart"] as const) h.add(ev("u", `c${x}`, t, T0 + 1000 + x));
+    expect(h.seeds("u", T0 + 2000, 100).map((s) => s.item)).not.toContain("bought");
+    expect(h.done("u", T0 + 3_600_000).has("bought")).toBe(true);
+    expect(h.done("u", T0 + 2 * 86_400_000).has("bought")).toBe(false);
+    expect(h.touched("u").has("bought")).toBe(true);
   });
 
   it("is deterministic: ties by item id", () => {
@@ -73,7 +128,7 @@ describe("history source", () => {
 
 describe("history's reads of a loaded value", () => {
   /** Entries as a text map decodes them, counting how often they are read whole. */
-  class Counted extends Array<[string, [number, number, number, string, number, number]]> {
+  class Counted extends Array<[string, [number, number, number, string, number, number] | number]> {
     static reads = 0;
     override [Symbol.iterator]() {
       Counted.reads++;

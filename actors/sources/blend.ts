@@ -37,6 +37,11 @@ export interface BlendRequest {
   /** The user's touched items, left out when `excludeTouched`. */
   touched?: ReadonlySet<string>;
   excludeTouched?: boolean;
+  /**
+   * What the user did with an item they touched: such an item is served as HISTORY with this
+   * explanation, whichever source ranked it ("you viewed it", not "viewed together with").
+   */
+  touchedWhy?: (item: string) => string | undefined;
 }
 
 export interface BlendedItem {
@@ -89,25 +94,29 @@ export function blend(lists: SourceLists, s: BlendSettings, req: BlendRequest): 
     }
   }
   const ranked = topByScore([...acc.values()], req.n);
-  const out: BlendedItem[] = ranked.map((a, x) => ({
-    item: a.item,
-    score: a.score,
-    rank: x + 1,
-    source: a.source,
-    explanation: a.why,
-  }));
+  const out: BlendedItem[] = ranked.map((a, x) => {
+    const own = a.source === "HISTORY" ? undefined : req.touchedWhy?.(a.item);
+    return {
+      item: a.item,
+      score: a.score,
+      rank: x + 1,
+      source: own === undefined ? a.source : "HISTORY",
+      explanation: own ?? a.why,
+    };
+  });
   if (out.length < req.n) {
     const listed = new Set(out.map((x) => x.item));
     for (const c of lists.POPULAR_FALLBACK ?? []) {
       if (out.length >= req.n) break;
       if (listed.has(c.item) || !ok(c.item)) continue;
       listed.add(c.item);
+      const own = req.touchedWhy?.(c.item);
       out.push({
         item: c.item,
         score: 0,
         rank: out.length + 1,
-        source: "POPULAR_FALLBACK",
-        explanation: c.why,
+        source: own === undefined ? "POPULAR_FALLBACK" : "HISTORY",
+        explanation: own ?? c.why,
       });
     }
   }

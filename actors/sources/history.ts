@@ -9,6 +9,12 @@ import { decay, topByScore, type Scored, type SourceEvent } from "./types.js";
  * 24 h, a rated movie) is left out. Memory is bounded per user (`maxItemsPerUser`: the weakest
  * item is forgotten first).
  *
+ * What is done and what was touched outlive that bound: an item forgotten by the ranking stays in
+ * the user's value as its id and the time it was done (a number instead of a Touch), so a heavy
+ * rater never gets back a film they rated, and `excludeTouched` leaves out everything they
+ * touched, however long their history. Those past items are bounded too (`maxPastPerUser`,
+ * default {@link MAX_PAST_PER_USER}): beyond it the oldest forgotten one is dropped.
+ *
  * The data is per user (`store`: the history stage's state, one key per user), so a user's
  * history depends only on that user's events in their order: a stage per user partition is exact.
  */
@@ -18,7 +24,12 @@ export interface HistoryOptions {
   halfLifeMs?: number;
   /** Items remembered per user (default 200). */
   maxItemsPerUser?: number;
+  /** Items forgotten by the ranking but still known as touched or done (default 10,000). */
+  maxPastPerUser?: number;
 }
+
+/** Items a user touched that are kept as touched or done after the ranking forgot them. */
+export const MAX_PAST_PER_USER = 10_000;
 
 /**
  * One remembered item, as stored (JSON: a compact array): decayed score as of `ts`, latest event
@@ -34,17 +45,28 @@ const S = 0,
   DONE = 5;
 
 /**
- * A user's remembered items by item id: a Map (an object dictionary per user made `add` 2.7×
- * slower: 100k events of the chaos log, 6.4 s against 2.4 s), stored as its entries.
+ * A past item: one the ranking forgot (beyond `maxItemsPerUser`), kept as the event time it was
+ * last done (-1: never done) so it stays touched and, while done, never served.
  */
-export class UserItems extends Map<string, Touch> {
-  toJSON(): [string, Touch][] {
+type Past = number;
+
+/**
+ * A user's remembered items by item id: a Map (an object dictionary per user made `add` 2.7×
+ * slower: 100k events of the chaos log, 6.4 s against 2.4 s), stored as its entries. A value is
+ * a Touch (ranked) or a Past (forgotten by the ranking, still touched).
+ */
+export class UserItems extends Map<string, Touch | Past> {
+  /** Ranked (Touch) items, counted when first needed (-1: not counted yet). */
+  live = -1;
+  toJSON(): [string, Touch | Past][] {
     return [...this];
   }
 }
 
 /** A user's remembered items as stored (entries once loaded, a Map once read). */
-export type UserHistory = UserItems | [string, Touch][];
+export type UserHistory = UserItems | [string, Touch | Past][];
+
+const isPast = (x: Touch | Past): x is Past => typeof x === "number";
 
 export interface HistorySource {
   add(e: SourceEvent): void;
@@ -54,8 +76,10 @@ export interface HistorySource {
   seeds(user: string, now: number, n?: number): Scored[];
   /** The items the preset counts as done for the user at `now` (never recommended to them). */
   done(user: string, now: number): Set<string>;
-  /** Whether the user touched the item (within what is remembered). */
+  /** The items the user touched (ranked and past: up to `maxPastPerUser` more). */
   touched(user: string): ReadonlySet<string>;
+  /** What the user did with an item they touched ("you viewed it"); undefined if untouched. */
+  why(user: string, item: string): string | undefined;
   /** The user's items, latest interaction first (ties by item id), at most `n`. */
   recent(user: string, n: number): RecentTouch[];
   /** Users known. */
@@ -73,6 +97,9 @@ export interface RecentTouch {
   count: number;
 }
 
+/** The explanation of a touched item the ranking no longer holds. */
+const PAST_WHY = "from your earlier history";
+
 const EXPLAIN: Record<string, string> = {
   view: "you viewed it",
   click: "you clicked it",
@@ -87,6 +114,7 @@ export function createHistory(
 ): HistorySource {
   const halfLife = opts.halfLifeMs ?? 86_400_000;
   const cap = opts.maxItemsPerUser ?? 200;
+  const maxPast = opts.maxPastPerUser ?? MAX_PAST_PER_USER;
   /**
    * The user's items as a Map (a value read after a load or a snapshot is its entries). `add`
    * keeps the Map it changes (it sets the key anyway); a read does not set it, so serving never
@@ -113,7 +141,8 @@ export function createHistory(
   };
 
   const scoreAt = (x: Touch, now: number) => x[S] * decay(Math.max(0, now - x[TS]), halfLife);
-  const isDone = (x: Touch, now: number) => x[DONE] >= 0 && now - x[DONE] < opts.preset.doneForMs;
+  const doneAt = (at: number, now: number) => at >= 0 && now - at < opts.preset.doneForMs;
+  const isDone = (x: Touch | Past, now: number) => doneAt(isPast(x) ? x : x[DONE], now);
 
   const explain = (x: Touch) => {
     if (x[T] === "rating") return `you rated it ${x[W]}`;
@@ -121,13 +150,39 @@ export function createHistory(
     return x[N] > 1 && x[T] === "view" ? `you viewed it ${x[N]} times` : base;
   };
 
-  /** Forgets the weakest items once a user holds 25% over the cap (amortised O(1) per event). */
+  const liveOf = (items: UserItems) => {
+    if (items.live < 0) {
+      let n = 0;
+      for (const x of items.values()) if (!isPast(x)) n++;
+      items.live = n;
+    }
+    return items.live;
+  };
+
+  /**
+   * Ranks out the weakest items once a user holds 25% over the cap (amortised O(1) per event):
+   * each stays as a past item (touched, and done while it is), the oldest past ones dropped
+   * beyond `maxPast`.
+   */
   const trim = (items: UserItems, now: number) => {
-    if (items.size <= cap * 1.25) return;
-    const ranked = [...items].sort(
-      (a, b) => scoreAt(b[1], now) - scoreAt(a[1], now) || (a[0] < b[0] ? -1 : 1),
-    );
-    for (const [item] of ranked.slice(cap)) items.delete(item);
+    if (items.size <= cap * 1.25 || liveOf(items) <= cap * 1.25) return;
+    const ranked: [string, Touch][] = [];
+    for (const [item, x] of items) if (!isPast(x)) ranked.push([item, x]);
+    ranked.sort((a, b) => scoreAt(b[1], now) - scoreAt(a[1], now) || (a[0] < b[0] ? -1 : 1));
+    for (const [item, x] of ranked.slice(cap)) {
+      // Set anew, so the Map's order is the order items were forgotten in (oldest first).
+      items.delete(item);
+      items.set(item, x[DONE]);
+    }
+    items.live = cap;
+    let past = items.size - cap;
+    if (past <= maxPast) return;
+    for (const [item, x] of items) {
+      if (past <= maxPast) break;
+      if (!isPast(x)) continue;
+      items.delete(item);
+      past--;
+    }
   };
 
   const list = (user: string, now: number, n: number, withDone: boolean): Scored[] => {
@@ -135,7 +190,7 @@ export function createHistory(
     if (!items) return [];
     const all: { item: string; score: number; x: Touch }[] = [];
     for (const [item, x] of items) {
-      if (!withDone && isDone(x, now)) continue;
+      if (isPast(x) || (!withDone && isDone(x, now))) continue;
       all.push({ item, score: scoreAt(x, now), x });
     }
     // The first n in byScoreThenId order (items are distinct, scores finite: the same n as a
@@ -154,8 +209,12 @@ export function createHistory(
       if (w <= 0 && !done) return;
       const items = itemsOf(e.u) ?? new UserItems();
       const x = items.get(e.i);
-      if (!x) {
-        items.set(e.i, [w, e.ts, w, e.t, 1, done ? e.ts : -1]);
+      if (x === undefined || isPast(x)) {
+        // A past item touched again is ranked again, from this event, still done if it was.
+        const at = done ? Math.max(e.ts, x ?? -1) : (x ?? -1);
+        if (x !== undefined) items.delete(e.i);
+        items.set(e.i, [w, e.ts, w, e.t, 1, at]);
+        if (items.live >= 0) items.live++;
         trim(items, e.ts);
         users.set(e.u, items);
         return;
@@ -181,8 +240,14 @@ export function createHistory(
       return out;
     },
     touched: (user) => new Set(readItems(user)?.keys() ?? []),
+    why(user, item) {
+      const x = readItems(user)?.get(item);
+      return x === undefined ? undefined : isPast(x) ? PAST_WHY : explain(x);
+    },
     recent(user, n) {
-      return [...(readItems(user) ?? [])]
+      const ranked: [string, Touch][] = [];
+      for (const [item, x] of readItems(user) ?? []) if (!isPast(x)) ranked.push([item, x]);
+      return ranked
         .sort(([a, x], [b, y]) => y[TS] - x[TS] || (a < b ? -1 : a > b ? 1 : 0))
         .slice(0, n)
         .map(([item, x]) => ({ item, type: x[T], ts: x[TS], count: x[N] }));

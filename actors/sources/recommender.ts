@@ -43,6 +43,8 @@ export interface RecommenderReads {
   done(user: string, now: number): Set<string>;
   /** The user's remembered items, latest first (the history source's memory). */
   recent(user: string, n: number): RecentTouch[];
+  /** What the user did with an item they touched ("you viewed it"); undefined if untouched. */
+  why(user: string, item: string): string | undefined;
 }
 
 export interface Recommender extends RecommenderReads {
@@ -97,6 +99,7 @@ export function readsOf(parts: SourceParts, s: SourceSettings): RecommenderReads
     similar: (item, now, n) => parts.covisit.similar(item, now, n),
     done: (user, now) => parts.history.done(user, now),
     recent: (user, n) => parts.history.recent(user, n),
+    why: (user, item) => parts.history.why(user, item),
   };
 }
 
