@@ -228,7 +228,7 @@ export const collaborativeStage = defineStage({
         map((b) => {
           for (const r of b.records) {
             advance(r.wb);
-            collab.add(sourceEventOf(r), p.n + 1);
+            collab.add(sourceEventOf(r, s.preset), p.n + 1);
             p = { ...p, n: p.n + 1, maxTs: Math.max(p.maxTs, r.ts) };
             advance(r.ts);
           }

@@ -131,7 +131,7 @@ export const covisitStage = defineStage({
     /** The per-record loop: every source's counts, in EVENTS order. */
     const feed = ({ records }: InputBatch<ParsedRecord>) => {
       for (const r of records) {
-        const e = sourceEventOf(r);
+        const e = sourceEventOf(r, preset);
         scorer?.before(r, e);
         covisit.add(e);
         trending.add(e);

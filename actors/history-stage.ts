@@ -47,7 +47,7 @@ export const historyStage = defineStage({
           map(fresh),
           // The per-record loop: each user's items, decayed by event time.
           tap((records) => {
-            for (const r of records) history.add(sourceEventOf(r));
+            for (const r of records) history.add(sourceEventOf(r, s.preset));
           }),
           map(() => ({})),
         ),

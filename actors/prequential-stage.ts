@@ -70,7 +70,7 @@ export const prequentialStage = defineStage({
     /** The per-record loop: each record scored (if a case), then fed to every copy. */
     const feed = ({ records }: InputBatch<ParsedRecord>) => {
       for (const r of records) {
-        const e = sourceEventOf(r);
+        const e = sourceEventOf(r, o.preset);
         scorer.before(r, e);
         covisit.add(e);
         trending.add(e);

@@ -1,4 +1,4 @@
-import { servedModel, trainAls, type ServedModel } from "../../actors/sources/als.js";
+import { servedModel, trainAls } from "../../actors/sources/als.js";
 import { blend, type BlendSettings, type SourceLists } from "../../actors/sources/blend.js";
 import type { SourcePreset } from "../../actors/sources/preset.js";
 import { createRecommender, type SourceSettings } from "../../actors/sources/recommender.js";
@@ -137,12 +137,12 @@ export function collectCases(
   const cases: Case[] = [];
   const als: EvalResult["als"] = { implicitMs: [], explicitMs: [], factorBytes: 0 };
   let fed = 0;
-  let lastImplicit: ServedModel | undefined;
   for (const cut of cuts) {
     const from = at(cut);
     const batch = events.slice(fed, from);
     for (const e of batch) {
-      rec.add(e);
+      // As the engine's sources read it: parse carries no session (actors/sources/event.ts).
+      rec.add({ u: e.u, i: e.i, t: e.t, ts: e.ts, c: e.c, r: e.r });
       let t = touched.get(e.u);
       if (!t) touched.set(e.u, (t = new Set()));
       t.add(e.i);
@@ -153,12 +153,9 @@ export function collectCases(
     const now = events[from - 1]!.ts;
     if (o.sources.implicit) {
       const t0 = performance.now();
-      // Each cut retrains from the previous cut's model as served (item factors, no user
-      // factors: als.ts ServedModel), a warm start.
-      const m = servedModel(
-        trainAls(rec.implicitRatings(), o.sources.implicit, undefined, lastImplicit),
-      );
-      lastImplicit = m;
+      // Trained from scratch on everything before the cut, as the engine's trainings are
+      // (actors/sources/als-worker.ts), and served as the engine serves it (item factors only).
+      const m = servedModel(trainAls(rec.implicitRatings(), o.sources.implicit));
       als.implicitMs.push(Math.round(performance.now() - t0));
       als.factorBytes = m.V.byteLength;
       rec.setImplicit(m);
