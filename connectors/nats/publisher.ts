@@ -135,8 +135,11 @@ interface Entry {
   /** How it settled (an upsert's, for older ones of its subject that time out after it). */
   outcome: { ack?: PubAckInfo; err?: Error } | undefined;
   attempts: number;
-  /** A 503 answered an attempt made with no reconnect since (see RECONNECT_503_MS). */
-  noResponders: boolean;
+  /**
+   * The server (its id) whose 503 answered an attempt with no reconnect seen since, or undefined
+   * (see RECONNECT_503_MS).
+   */
+  noResponders: string | undefined;
   deadline: number;
   onAck: (ack: PubAckInfo) => void;
   onError: (err: Error) => void;
@@ -172,7 +175,8 @@ const resolved = Promise.resolve();
  * A server that is stopping answers 503 too, before any reconnect: it shuts its JetStream down
  * before it closes client connections. So the first 503 of such a message outside this window is
  * also taken as unanswered (re-sent at its deadline, by then usually on the new connection); only
- * a second one with no reconnect in between settles it as "no stream".
+ * a second one from the same server with no reconnect in between settles it as "no stream". A
+ * restarted server is known by its new id, even before the client reports the reconnect.
  */
 const RECONNECT_503_MS = 30_000;
 
@@ -405,8 +409,11 @@ export function createJetStreamPublisher(
         if (h.code === 503 && (e.retriable || e.upsert) && e.attempts <= retries) {
           // As if unanswered: the timer re-sends it at its deadline (see RECONNECT_503_MS).
           if (Date.now() - reconnectedAt < RECONNECT_503_MS) return;
-          if (!e.noResponders) {
-            e.noResponders = true;
+          // The server that answered: a restarted one has a new id, known from its INFO before
+          // any message it delivers, while the status event of the reconnect may come later.
+          const server = nc.info?.server_id ?? "";
+          if (e.noResponders !== server) {
+            e.noResponders = server;
             return;
           }
         }
@@ -517,7 +524,7 @@ export function createJetStreamPublisher(
       followers: undefined,
       outcome: undefined,
       attempts: 0,
-      noResponders: false,
+      noResponders: undefined,
       deadline: 0,
       onAck,
       onError,
