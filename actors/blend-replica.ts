@@ -394,8 +394,10 @@ export function createBlendReplica(cfg: {
       : {}),
   });
   const noHistory = createHistory({ preset });
+  // At least 1 ms while anything is pending: 0 says "has everything the ingest process had",
+  // which a replica that lost its ingest process in the millisecond it caught up does not.
   const stalenessOf = (t: number) =>
-    caughtUpAt < 0 ? Infinity : pending ? Math.max(0, t - caughtUpAt) : 0;
+    caughtUpAt < 0 ? Infinity : pending ? Math.max(1, t - caughtUpAt) : 0;
 
   return {
     instances: [...historyIds, "covisit/0", "collaborative/0"],

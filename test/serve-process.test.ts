@@ -224,7 +224,15 @@ describe.each(["blend", "design"] as const)("reco start serving apart (RANKER=%s
     expect(asked.every((r) => r.stalenessMs === 0n)).toBe(true);
     process.kill(kids[0]!.pid, "SIGKILL");
     expect(await until(() => !alive(kids[0]!.pid), 5_000)).toBe(true);
-    await sleep(300); // the serving process notices (it looks every 100 ms)
+    // The serving process notices the exit (its child's exit event, then a look every 100 ms):
+    // waited for, not slept on, since a loaded machine delivers the event late.
+    expect(
+      await until(async () => {
+        const h = await health(app);
+        if (!h.body.problems.some((p) => p.check === "ingest-process")) return false;
+        return !blend || (await client.getRecommendations(log.users[0]!, 10)).stalenessMs > 0n;
+      }, 10_000),
+    ).toBe(true);
     const during = await Promise.all(log.users.map((u) => client.getRecommendations(u, 10)));
     const itemsOf = (r: (typeof during)[number]) =>
       r.items.map((i) => [i.itemId, i.source, i.explanation, i.score]);
