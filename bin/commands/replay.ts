@@ -97,7 +97,10 @@ export function registerReplayCommand(program: Command): void {
         });
         process.stdout.write(`${formatSummary(summary)}\n`);
         if (summary.aborted) process.exitCode = 130;
-        else if (summary.sent === 0) {
+        else if (summary.engine?.stopped) {
+          process.stderr.write(`reco replay: ${summary.engine.note ?? "the engine stopped"}\n`);
+          process.exitCode = 1;
+        } else if (summary.sent === 0) {
           // Nothing reached the stream: a wrong file or format, not a success.
           process.stderr.write(
             summary.rows === 0

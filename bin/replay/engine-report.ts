@@ -14,6 +14,11 @@ export interface EngineReport {
   caughtUp: boolean;
   /** Why the counts are missing or partial, when `caughtUp` is false. */
   note?: string;
+  /**
+   * Set when the wait ended because nothing will come: the engine stopped reading events, or NATS
+   * stopped answering. `reco replay` then exits non-zero.
+   */
+  stopped?: boolean;
   /** Late records by reason (`behind_watermark:user`, `:1h`, `:24h`, `:popularity`). */
   late: Record<string, number>;
   /** Dead letters by reason (`bad_json`, `missing_field:user_id`, …, and poison). */
@@ -70,8 +75,16 @@ export interface AwaitEngineOptions {
   /** Quiet polls in a row (nothing new in the hop, late and dead-letter streams). Default 3. */
   quietPolls?: number;
   pollMs?: number;
+  /**
+   * The engine is taken as stopped when its position in EVENTS has not moved for this long while
+   * it is behind. Default {@link ENGINE_STALL_MS}.
+   */
+  stallMs?: number;
   signal?: AbortSignal;
 }
+
+/** How long an engine behind the replay may read nothing before the wait for it ends. */
+export const ENGINE_STALL_MS = 20_000;
 
 /**
  * Waits until a consumer of EVENTS (the engine's parse) has delivered everything up to
@@ -94,36 +107,66 @@ export async function awaitEngine(
   let quiet = 0;
   let last = "";
   let noReader = 0;
-  while (!o.signal?.aborted) {
-    const events = await jsm.consumers.list(EVENTS_STREAM).next();
-    if (events.length === 0) {
-      note = "no engine reads EVENTS (is `reco start` running against this NATS server?)";
-      if (++noReader >= quietNeeded) break; // not worth the whole wait
-    } else if (
-      !events.some((c) => c.num_pending === 0 && c.delivered.stream_seq >= o.lastEventSeq)
-    ) {
-      note = "the engine had not read every replayed event yet";
-      quiet = 0;
-    } else {
-      const hops = await jsm.consumers.list(STREAMS.hops).next();
-      const state = [
-        await lastSeq(jsm, STREAMS.hops),
-        await lastSeq(jsm, STREAMS.late),
-        await lastSeq(jsm, STREAMS.dlq),
-        Math.max(...events.map((c) => c.delivered.stream_seq)),
-      ].join(" ");
-      const pending = hops.some((c) => c.num_pending > 0);
-      quiet = !pending && state === last ? quiet + 1 : 0;
-      last = state;
-      note = "the engine's stages had not caught up yet";
-      if (quiet >= quietNeeded) {
-        caughtUp = true;
-        note = undefined;
-        break;
+  let stopped = false;
+  const stallMs = o.stallMs ?? ENGINE_STALL_MS;
+  let position = -1;
+  let movedAt = Date.now();
+  try {
+    while (!o.signal?.aborted) {
+      const events = await jsm.consumers.list(EVENTS_STREAM).next();
+      const at = Math.max(-1, ...events.map((c) => c.delivered.stream_seq));
+      if (at !== position) {
+        position = at;
+        movedAt = Date.now();
       }
+      if (events.length === 0) {
+        note = "no engine reads EVENTS (is `reco start` running against this NATS server?)";
+        if (++noReader >= quietNeeded) break; // not worth the whole wait
+      } else if (
+        !events.some((c) => c.num_pending === 0 && c.delivered.stream_seq >= o.lastEventSeq)
+      ) {
+        note = "the engine had not read every replayed event yet";
+        quiet = 0;
+        if (Date.now() - movedAt >= stallMs) {
+          note =
+            `the engine stopped reading events (at ${position} of ${o.lastEventSeq} for ` +
+            `${Math.round(stallMs / 1000)} s): is it running? The events are stored; it reads ` +
+            `them when it starts again`;
+          stopped = true;
+          break;
+        }
+      } else {
+        const hops = await jsm.consumers.list(STREAMS.hops).next();
+        const state = [
+          await lastSeq(jsm, STREAMS.hops),
+          await lastSeq(jsm, STREAMS.late),
+          await lastSeq(jsm, STREAMS.dlq),
+          Math.max(...events.map((c) => c.delivered.stream_seq)),
+        ].join(" ");
+        const pending = hops.some((c) => c.num_pending > 0);
+        quiet = !pending && state === last ? quiet + 1 : 0;
+        last = state;
+        note = "the engine's stages had not caught up yet";
+        if (quiet >= quietNeeded) {
+          caughtUp = true;
+          note = undefined;
+          break;
+        }
+      }
+      if (Date.now() + pollMs > until) break;
+      await sleep(pollMs);
     }
-    if (Date.now() + pollMs > until) break;
-    await sleep(pollMs);
+  } catch (err) {
+    // A stalled or stopped server: its JetStream API does not answer (nats.js says TIMEOUT).
+    note = `NATS stopped answering while waiting for the engine (${errorText(err)})`;
+    return {
+      caughtUp: false,
+      stopped: true,
+      note,
+      waitedMs: performance.now() - t0,
+      late: {},
+      dead: {},
+    };
   }
   const duplicatesNow =
     marks.metricsUrl !== undefined && marks.duplicates !== undefined
@@ -134,6 +177,7 @@ export async function awaitEngine(
     caughtUp,
     waitedMs,
     ...(note !== undefined ? { note } : {}),
+    ...(stopped ? { stopped } : {}),
     late: await countReasons(nc, jsm, STREAMS.late, marks.late),
     dead: await countReasons(nc, jsm, STREAMS.dlq, marks.dlq),
     ...(duplicatesNow !== undefined && marks.duplicates !== undefined
@@ -207,4 +251,11 @@ async function countReasons(
     messages.stop();
   }
   return counts;
+}
+
+/** An error's text for one line: nats.js's bare codes spelled out. */
+export function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  if (text === "TIMEOUT") return "no answer within the request timeout";
+  return text;
 }

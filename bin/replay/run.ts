@@ -3,11 +3,13 @@ import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import cliProgress from "cli-progress";
-import type { NatsConnection } from "nats";
+import type { JetStreamManager, NatsConnection } from "nats";
 import { connectNats } from "../../connectors/nats/connection.js";
 import { publisherUrl } from "../private-nats.js";
 import {
   createJetStreamPublisher,
+  PublisherClosedError,
+  PublishTimeoutError,
   type OutgoingMessage,
   type PubAckInfo,
 } from "../../connectors/nats/publisher.js";
@@ -17,6 +19,8 @@ import {
   awaitEngine,
   formatEngineReport,
   markEngineStreams,
+  errorText,
+  type EngineMarks,
   type EngineReport,
 } from "./engine-report.js";
 import {
@@ -113,6 +117,14 @@ export interface ReplayOptions {
   /** Stops reading; what was already published is still awaited. */
   signal?: AbortSignal;
 }
+
+/**
+ * A publish's deadline: each attempt waits this long for its ack, and is sent again up to
+ * {@link PUBLISH_RETRIES} times with the same id (never stored twice), so a replay into a
+ * stopped or stalled server ends within about 15 s of its last ack.
+ */
+export const PUBLISH_TIMEOUT_MS = 5_000;
+export const PUBLISH_RETRIES = 2;
 
 /** Room kept for the headers (Nats-Msg-Id) within the server's max_payload. */
 const HEADER_ALLOWANCE = 1024;
@@ -214,13 +226,38 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
     else out?.write(`${text}\n`);
   };
 
-  const nc = options.nc ?? (await connect(options.natsUrl ?? defaultNatsUrl()));
+  const servers = options.natsUrl ?? defaultNatsUrl();
+  const nc =
+    options.nc ??
+    (await connect(
+      servers,
+      options.natsUrl === undefined &&
+        process.env.NATS_URL === undefined &&
+        publisherUrl() !== undefined
+        ? `${process.env.DATA_DIR ?? "./data"}`
+        : undefined,
+    ));
   try {
-    const jsm = await nc.jetstreamManager();
-    await ensureEventsStream(jsm);
     const awaitMs = options.awaitEngineMs ?? 0;
-    const marks = awaitMs > 0 ? await markEngineStreams(jsm, options.metricsUrl) : undefined;
-    const pub = createJetStreamPublisher(nc, { window: options.window ?? 1024 });
+    let jsm: JetStreamManager;
+    let marks: EngineMarks | undefined;
+    try {
+      jsm = await nc.jetstreamManager();
+      await ensureEventsStream(jsm);
+      marks = awaitMs > 0 ? await markEngineStreams(jsm, options.metricsUrl) : undefined;
+    } catch (err) {
+      // A stalled server's JetStream API does not answer (nats.js says a bare TIMEOUT).
+      throw new Error(
+        `NATS at ${withoutCredentials(servers)} did not answer JetStream requests ` +
+          `(${errorText(err)}): is the server running, and is it stalled?`,
+        { cause: err },
+      );
+    }
+    const pub = createJetStreamPublisher(nc, {
+      window: options.window ?? 1024,
+      timeoutMs: PUBLISH_TIMEOUT_MS,
+      retries: PUBLISH_RETRIES,
+    });
     const input = createReadStream(options.file);
     const text = countBytes(input, gz);
     const parseRow = rowParser(format, genres);
@@ -326,11 +363,17 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
         rejected: summary.rejected,
       });
     };
+    let failed = false;
     try {
-      await pub.publishMany(messages(), onAck);
+      // At the first failure: what is still in flight fails the same way, and a re-run re-sends
+      // it under the same ids, so it is not waited for.
+      await pub.publishMany(messages(), onAck, { failFast: true });
+    } catch (err) {
+      failed = true;
+      throw publishFailure(err, options.nc ? "the given connection" : servers, summary.sent);
     } finally {
       input.destroy();
-      await pub.close().catch(() => {});
+      if (!failed) await pub.close().catch(() => {});
     }
     bar?.update(Math.min(text.bytes(), size), { sent: summary.sent, rejected: summary.rejected });
     multibar?.stop();
@@ -354,15 +397,45 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
   return summary;
 }
 
-async function connect(servers: string): Promise<NatsConnection> {
+/** A NATS URL without the credentials it may carry. */
+const withoutCredentials = (servers: string) => servers.replace(/\/\/[^/,\s]*@/g, "//");
+
+async function connect(servers: string, credentialsFrom?: string): Promise<NatsConnection> {
   try {
     return await connectNats({ servers, name: "reco-replay" });
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
-    // Never the credentials a URL may carry.
-    const where = servers.replace(/\/\/[^/,\s]*@/g, "//");
+    const where = withoutCredentials(servers);
+    if (/authorization/i.test(why))
+      throw new Error(
+        credentialsFrom === undefined
+          ? `NATS at ${where} refused the connection (${why}): no credentials for the ` +
+              `engine's NATS in ${process.env.DATA_DIR ?? "./data"}: set DATA_DIR to the engine's`
+          : `NATS at ${where} refused the credentials in ${credentialsFrom} (${why}): set ` +
+              `DATA_DIR to the data folder of the engine that runs there`,
+        { cause: err },
+      );
     throw new Error(`cannot connect to NATS at ${where}: ${why}`, { cause: err });
   }
+}
+
+/**
+ * The one line a failed publish ends a replay with: the cause, how far it got, and how to resume.
+ */
+function publishFailure(err: unknown, servers: string, stored: number): Error {
+  const where = withoutCredentials(servers);
+  const cause =
+    err instanceof PublishTimeoutError
+      ? `stopped acknowledging events (none within ${PUBLISH_TIMEOUT_MS / 1000} s, ` +
+        `${PUBLISH_RETRIES + 1} attempts): the server stopped, stalled or is unreachable`
+      : err instanceof PublisherClosedError
+        ? "closed the connection"
+        : `refused an event (${err instanceof Error ? err.message : String(err)})`;
+  return new Error(
+    `NATS at ${where} ${cause}; ${stored} events were stored. Re-run the same command to ` +
+      `resume: events already stored are known by their ids and counted once (docs/REPLAY.md)`,
+    { cause: err },
+  );
 }
 
 /** A row parser for one file; `undefined` for the CSV header line. */

@@ -63,10 +63,14 @@ export interface JetStreamPublisher {
    * Publishes everything `source` yields, honouring the window, and resolves once every message
    * is acked. Rejects with the first failure; it stops reading `source` after one. An async source
    * may yield arrays (say, the rows of one file chunk) to save an await per message.
+   * `failFast`: reject at the first failure without waiting for the messages still in flight to
+   * settle (they may or may not be stored; a caller that re-sends them with the same msgIds
+   * stores none twice).
    */
   publishMany(
     source: Iterable<OutgoingMessage> | AsyncIterable<OutgoingMessage | readonly OutgoingMessage[]>,
     onAck?: (ack: PubAckInfo, msg: OutgoingMessage) => void,
+    options?: { failFast?: boolean },
   ): Promise<{ published: number; duplicates: number }>;
   /** Resolves at once while fewer than 2 × `window` messages are pending, else once they drop below. */
   ready(): Promise<void>;
@@ -581,7 +585,7 @@ export function createJetStreamPublisher(
       return p;
     },
 
-    async publishMany(source, onAck) {
+    async publishMany(source, onAck, options) {
       let published = 0;
       let duplicates = 0;
       let failure: Error | undefined;
@@ -623,6 +627,7 @@ export function createJetStreamPublisher(
           }
         }
       }
+      if (failure !== undefined && options?.failFast) throw failure;
       await flush().catch(fail);
       if (failure !== undefined) throw failure;
       return { published, duplicates };
