@@ -15,6 +15,7 @@ import { consumerBase, parseProcessStages } from "./pipeline/units.js";
 import { openSnapshotArchive } from "../state/archive.js";
 import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import type { RecoBackend } from "../actors/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
@@ -246,7 +247,9 @@ export async function startApp(
       registry = parseProcess.mergedRegistry(metrics.registry);
     }
     const web =
-      role === "start" && facade ? await serveWeb(cfg, pipeline.backend, registry, log) : undefined;
+      role === "start" && facade
+        ? await serveWeb(cfg, pipeline.backend, registry, log, nc)
+        : undefined;
     if (web) cleanups.push(() => web.stop());
     // gRPC health follows the same checks (Check and Watch clients see NOT_SERVING).
     const grpcHealth = setInterval(() => {
@@ -370,18 +373,31 @@ export async function serveGrpc(
   return grpc;
 }
 
-/** The JSON/HTTP API and web console, next to gRPC, from the same backend. */
+/**
+ * The JSON/HTTP API and web console, next to gRPC, from the same backend; with `nc`, events posted
+ * to it are published to JetStream as a NATS publisher's would be.
+ */
 export function serveWeb(
   cfg: AppConfig,
   backend: RecoBackend,
   registry: { metrics(): Promise<string> } | undefined,
   log: Logger,
+  nc?: NatsConnection,
 ): Promise<ApiServer> {
+  const events = nc ? createJetStreamPublisher(nc, { timeoutMs: 5_000, retries: 2 }) : undefined;
   return startApiServer({
     port: cfg.webPort,
     host: cfg.webHost,
     portFallback: cfg.webPortFallback,
     corsOrigins: cfg.webCorsOrigins,
+    apiKeys: cfg.apiKeys,
+    ...(events
+      ? {
+          publishEvent: async (subject: string, data: Uint8Array, msgId: string) => ({
+            duplicate: (await events.publish(subject, data, { msgId })).duplicate,
+          }),
+        }
+      : {}),
     backend,
     ...(registry ? { metrics: registry } : {}),
     logger: log,
@@ -440,7 +456,7 @@ export async function startGatewayApp(
     }, 1_000);
     cleanups.push(async () => clearInterval(grpcHealth));
     // A gateway runs no stages: its console shows answers and trending, no pipeline.
-    const web = await serveWeb(cfg, gateway.backend, undefined, log);
+    const web = await serveWeb(cfg, gateway.backend, undefined, log, nc);
     cleanups.push(() => web.stop());
     const http = await startHttpServer({
       port: cfg.metricsPort,

@@ -81,6 +81,11 @@ export const SETTINGS = {
     kind: "string",
     help: "origins allowed to call the JSON API from a browser (comma-separated, or *); unset: same origin only",
   },
+  apiKeys: {
+    env: "API_KEYS",
+    kind: "string",
+    help: "keys (comma-separated) that writes to the JSON API need (POST /v1/events), sent as Authorization: Bearer <key> or X-API-Key: <key>; with WEB_HOST other than loopback, reads need one too; unset: writes are refused",
+  },
   logLevel: {
     env: "LOG_LEVEL",
     kind: "enum",

@@ -171,3 +171,18 @@ export function armsSetting(v: string | undefined): { arms?: Arm[] } {
     throw new ConfigError(`ARMS is not valid: ${(err as Error).message}`);
   }
 }
+
+/** API_KEYS: comma-separated keys, each at least 16 characters without spaces. */
+export function apiKeys(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const keys = value
+    .split(",")
+    .map((k) => k.trim())
+    .filter((k) => k !== "");
+  for (const k of keys)
+    if (k.length < 16 || /\s/.test(k))
+      throw new ConfigError(
+        `API_KEYS is not valid: each key must be at least 16 characters without spaces (a key of ${k.length} characters was given)`,
+      );
+  return keys;
+}

@@ -9,6 +9,7 @@ import {
   isMoviesCsv,
   redactUrl,
   trendingWeights,
+  apiKeys,
 } from "./config-values.js";
 
 /**
@@ -42,6 +43,8 @@ export interface AppConfig {
   webPortFallback: boolean;
   /** Origins a browser may call the JSON API from (CORS); `*` any; empty: same origin only. */
   webCorsOrigins: string[];
+  /** API_KEYS: keys a JSON API write needs (and a read, off loopback); empty: writes refused. */
+  apiKeys: string[];
   /** HEALTH_STAGE_FAILING_MS: a stage failing this long makes /healthz and gRPC health NOT_SERVING. */
   healthStageFailingMs: number;
   logLevel: string;
@@ -207,6 +210,7 @@ export function loadConfig(
     webHost: str("webHost") ?? "127.0.0.1",
     webPortFallback: (flags.WEB_PORT ?? env.WEB_PORT ?? "") === "",
     webCorsOrigins: corsOrigins(str("webCorsOrigins")),
+    apiKeys: apiKeys(str("apiKeys")),
     healthStageFailingMs: num("healthStageFailingMs"),
     logLevel: str("logLevel") ?? "info",
     grpcMaxMessageBytes: num("grpcMaxMessageBytes"),

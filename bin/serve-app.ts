@@ -216,7 +216,7 @@ export async function startServingApp(
       grpc.setServing(backend.isReady() && healthProblems(checks).length === 0);
     }, 1_000);
     cleanups.push(async () => clearInterval(grpcHealth));
-    const web = await serveWeb(cfg, backend, registry, log);
+    const web = await serveWeb(cfg, backend, registry, log, nc);
     cleanups.push(() => web.stop());
     // "Started" means every stage runs, as in one process (the ready line); serving answers
     // from the replicas meanwhile.

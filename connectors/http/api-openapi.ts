@@ -82,9 +82,33 @@ export function openApiDocument() {
       "/v1/users/{userId}/events": {
         get: {
           summary:
-            "The user's recent interactions, newest first (501 until the history source serves them)",
+            "The user's recent interactions, newest first (501 with RANKER=design, which keeps no per-user items)",
           parameters: [id("userId"), count("n", "events to return")],
           responses: { "200": { description: "recent events" }, ...errors(400, 501, 503) },
+        },
+      },
+      "/v1/events": {
+        post: {
+          summary:
+            "Events (one, or an array of up to 1,000) with the NATS contract (DESIGN §2), published to JetStream with Nats-Msg-Id = event_id: a retried request counts once. Needs a key of API_KEYS as Authorization: Bearer <key> or X-API-Key: <key>",
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": {
+                schema: { oneOf: [{ type: "object" }, { type: "array", maxItems: 1000 }] },
+              },
+            },
+          },
+          responses: {
+            "202": {
+              description:
+                "each event accepted, duplicate or rejected with its reason (results, in order)",
+            },
+            "401": { description: "no key of API_KEYS" },
+            "413": { description: "body over 8 MiB" },
+            "415": { description: "not application/json" },
+            ...errors(400, 501, 503),
+          },
         },
       },
       "/v1/items/{itemId}/similar": {

@@ -22,6 +22,7 @@ import { createStaticFiles, defaultWebRoot } from "./api-static.js";
 import { createTrendingHistory, streamTrending } from "./api-trending.js";
 import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
 import { openApiDocument } from "./api-openapi.js";
+import { postEvents, requireApiKey, type PublishEvent } from "./api-events.js";
 
 export interface ApiServerOptions {
   /** 0 picks a free port (read it back from `ApiServer.port`). */
@@ -44,7 +45,16 @@ export interface ApiServerOptions {
   /** Console files (default: this package's `web/`). */
   webRoot?: string;
   logger?: { warn(obj: object, msg?: string): void };
+  /** Stores an event in JetStream (`POST /v1/events`); absent: the route answers 501. */
+  publishEvent?: PublishEvent;
+  /**
+   * API_KEYS: keys a write (`POST /v1/events`) must carry; reads need one too when the server is
+   * bound to other than loopback and keys are set. No keys: writes are refused.
+   */
+  apiKeys?: readonly string[];
 }
+
+const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 export interface ApiServer {
   readonly port: number;
@@ -88,10 +98,43 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   };
 
   /** Routes by path; each throws what `sendError` maps to a status. */
+  const apiKeys = o.apiKeys ?? [];
+  const readsKeyed = apiKeys.length > 0 && !LOOPBACK.has(host);
   const route = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const path = url.pathname;
     const q = url.searchParams;
     let m: RegExpExecArray | null;
+    if (req.method === "POST") {
+      if (path !== "/v1/events")
+        throw new HttpError(
+          405,
+          "METHOD_NOT_ALLOWED",
+          `POST is not allowed on ${path.slice(0, 200)}: use GET`,
+          {
+            allow: "GET, HEAD, OPTIONS",
+          },
+        );
+      checkParams(q, []);
+      requireApiKey(req, apiKeys, "POST /v1/events");
+      const publish = o.publishEvent;
+      if (!publish)
+        throw new HttpError(
+          501,
+          "UNIMPLEMENTED",
+          "this server publishes no events (no NATS connection)",
+        );
+      const answer = await postEvents(req, async (subject, data, msgId) => {
+        try {
+          return await publish(subject, data, msgId);
+        } catch (err) {
+          throw new BackendUnavailableError(
+            `the events could not be stored (${err instanceof Error ? err.message : String(err)}): send the same request again, repeats count once`,
+          );
+        }
+      });
+      return sendJson(res, 202, answer);
+    }
+    if (readsKeyed && path.startsWith("/v1/")) requireApiKey(req, apiKeys, "this API");
     if ((m = /^\/v1\/users\/([^/]*)\/recommendations$/.exec(path))) {
       checkParams(q, ["n", "category", "exclude", "excludeTouched"]);
       const userId = idParam(m[1]!, "user_id");
@@ -237,18 +280,18 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       res.setHeader("access-control-allow-origin", cors.has("*") ? "*" : origin);
     if (req.method === "OPTIONS") {
       res.writeHead(204, {
-        "access-control-allow-methods": "GET, HEAD, OPTIONS",
-        "access-control-allow-headers": "content-type, last-event-id",
+        "access-control-allow-methods": "GET, HEAD, POST, OPTIONS",
+        "access-control-allow-headers": "content-type, last-event-id, authorization, x-api-key",
         "access-control-max-age": "600",
       });
       res.end();
       return;
     }
-    if (req.method !== "GET" && req.method !== "HEAD") {
+    if (req.method !== "GET" && req.method !== "HEAD" && req.method !== "POST") {
       sendError(
         res,
         new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method ?? ""} is not allowed: use GET`, {
-          allow: "GET, HEAD, OPTIONS",
+          allow: "GET, HEAD, POST, OPTIONS",
         }),
       );
       return;

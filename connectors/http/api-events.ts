@@ -1,0 +1,141 @@
+import type { IncomingMessage } from "node:http";
+import { timingSafeEqual } from "node:crypto";
+import { normaliseEvent } from "../../actors/event.js";
+import { HttpError } from "./api-errors.js";
+
+/**
+ * `POST /v1/events` (DESIGN §1, §2): web and mobile front ends send events over HTTP. Each event
+ * is checked against the same contract as on NATS (actors/event.ts) and published to JetStream
+ * as it came (`events.<event_type>`, `Nats-Msg-Id` = `event_id`), so the engine's parse sees
+ * exactly what a NATS publisher would have sent and a retried request counts once.
+ */
+
+/** Events in one request at most. */
+export const MAX_EVENTS_PER_REQUEST = 1000;
+/** A request body at most (1,000 events of up to ~6 KB each). */
+export const MAX_EVENTS_BODY_BYTES = 8 * 1024 * 1024;
+
+/** Publishes one event's bytes; resolves once JetStream stored it (or knew it already). */
+export type PublishEvent = (
+  subject: string,
+  data: Uint8Array,
+  msgId: string,
+) => Promise<{ duplicate: boolean }>;
+
+export interface EventResult {
+  index: number;
+  eventId?: string;
+  status: "accepted" | "duplicate" | "rejected";
+  reason?: string;
+}
+
+/** Whether the request carries one of `keys` (`Authorization: Bearer <key>` or `X-API-Key`). */
+export function hasApiKey(req: IncomingMessage, keys: readonly string[]): boolean {
+  const auth = req.headers.authorization;
+  const bearer = typeof auth === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1] : undefined;
+  const header = req.headers["x-api-key"];
+  const given = bearer ?? (typeof header === "string" ? header.trim() : undefined);
+  if (given === undefined || given === "") return false;
+  const g = Buffer.from(given);
+  return keys.some((k) => {
+    const b = Buffer.from(k);
+    return b.length === g.length && timingSafeEqual(b, g);
+  });
+}
+
+/** 401 unless the request carries a key of `keys` (none configured: every write is refused). */
+export function requireApiKey(req: IncomingMessage, keys: readonly string[], what: string): void {
+  if (keys.length === 0)
+    throw new HttpError(
+      401,
+      "UNAUTHENTICATED",
+      `${what} needs an API key, and none is configured: set API_KEYS and send one as ` +
+        "Authorization: Bearer <key> or X-API-Key: <key>",
+      { "www-authenticate": 'Bearer realm="reco"' },
+    );
+  if (!hasApiKey(req, keys))
+    throw new HttpError(
+      401,
+      "UNAUTHENTICATED",
+      `${what} needs an API key from API_KEYS, sent as Authorization: Bearer <key> or ` +
+        "X-API-Key: <key>",
+      { "www-authenticate": 'Bearer realm="reco"' },
+    );
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_EVENTS_BODY_BYTES)
+      throw new HttpError(
+        413,
+        "RESOURCE_EXHAUSTED",
+        `the request body is over ${MAX_EVENTS_BODY_BYTES} bytes: send at most ${MAX_EVENTS_PER_REQUEST} events per request`,
+      );
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Reads, checks and publishes the events of one request: every event gets a result, in the
+ * request's order. A request that is not JSON, not an event or array of them, or holds more than
+ * {@link MAX_EVENTS_PER_REQUEST}, is a 400 and publishes nothing.
+ */
+export async function postEvents(
+  req: IncomingMessage,
+  publish: PublishEvent,
+): Promise<{ accepted: number; duplicates: number; rejected: number; results: EventResult[] }> {
+  const type = req.headers["content-type"] ?? "";
+  if (!/^application\/json\b/i.test(type))
+    throw new HttpError(
+      415,
+      "INVALID_ARGUMENT",
+      `content-type must be application/json (got ${JSON.stringify(type.slice(0, 100))})`,
+    );
+  const body = await readBody(req);
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new HttpError(
+      400,
+      "INVALID_ARGUMENT",
+      "the body is not JSON: send an event or an array of events",
+    );
+  }
+  const events = Array.isArray(value) ? value : [value];
+  if (events.length === 0) throw new HttpError(400, "INVALID_ARGUMENT", "the array holds no event");
+  if (events.length > MAX_EVENTS_PER_REQUEST)
+    throw new HttpError(
+      400,
+      "INVALID_ARGUMENT",
+      `${events.length} events in one request: at most ${MAX_EVENTS_PER_REQUEST}`,
+    );
+  const enc = new TextEncoder();
+  const results = await Promise.all(
+    events.map(async (raw, index): Promise<EventResult> => {
+      const r = normaliseEvent(raw);
+      const id = (raw as { event_id?: unknown } | null)?.event_id;
+      const eventId = typeof id === "string" ? id : undefined;
+      if (!r.ok)
+        return {
+          index,
+          ...(eventId !== undefined ? { eventId } : {}),
+          status: "rejected",
+          reason: r.reason,
+        };
+      const ack = await publish(`events.${r.event.t}`, enc.encode(JSON.stringify(raw)), r.event.id);
+      return { index, eventId: r.event.id, status: ack.duplicate ? "duplicate" : "accepted" };
+    }),
+  );
+  const count = (s: EventResult["status"]) => results.filter((x) => x.status === s).length;
+  return {
+    accepted: count("accepted"),
+    duplicates: count("duplicate"),
+    rejected: count("rejected"),
+    results,
+  };
+}
