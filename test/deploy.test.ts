@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -29,6 +29,20 @@ const deployDir = join(root, "deploy");
 const read = (path: string) => readFileSync(join(root, path), "utf8");
 const yamlOf = <T>(path: string): T => parse(read(path), { merge: true }) as T;
 const onPath = (bin: string) => spawnSync("sh", ["-c", `command -v ${bin}`]).status === 0;
+/** Debian's package of each tool these tests run (`bash .ci/run` installs them). */
+const PACKAGES: Record<string, string> = {
+  "docker-compose": "docker-compose",
+  "nats-server": "nats-server",
+  promtool: "prometheus",
+  kubectl: "kubectl",
+};
+/** Fails, naming the tool and its package, when a tool the test runs is not installed. */
+const needs = (bin: string) => {
+  if (!onPath(bin))
+    throw new Error(
+      `${bin} is not installed: this test runs it (apt-get install ${PACKAGES[bin] ?? bin}; bash .ci/run installs it)`,
+    );
+};
 
 /** Every env name the settings table declares (`env: "NAME"` in SETTINGS, bin/config-settings.ts). */
 const SETTING_ENVS = [
@@ -340,11 +354,13 @@ describe("deploy/docker-compose.yml", () => {
     expect(new URL(ds.url).hostname).toBe("prometheus");
   });
 
-  it.skipIf(!onPath("docker-compose"))("is accepted by `docker-compose config`", async () => {
+  it("is accepted by `docker-compose config`", async () => {
+    needs("docker-compose");
     await run("docker-compose", ["-f", join(deployDir, "docker-compose.yml"), "config", "-q"]);
   });
 
-  describe.skipIf(!onPath("nats-server"))("its NATS command lines, run by nats-server here", () => {
+  describe("its NATS command lines, run by nats-server here", () => {
+    beforeAll(() => needs("nats-server"));
     const servers: EmbeddedNats[] = [];
     let nc: NatsConnection | undefined;
     let dir = "";
@@ -469,7 +485,8 @@ describe("deploy/prometheus/alerts.yml", () => {
     expect(rules.map((r) => r.alert).filter((a) => !tested.has(a!))).toEqual([]);
   });
 
-  describe.skipIf(!onPath("promtool"))("promtool", () => {
+  describe("promtool", () => {
+    beforeAll(() => needs("promtool"));
     it("check rules", async () => {
       await run("promtool", ["check", "rules", join(deployDir, "prometheus/alerts.yml")]);
     });
@@ -874,16 +891,14 @@ describe("deploy/k8s", () => {
     expect(v.container.image.tag).toMatch(/^2\.9\b/);
   });
 
-  it.skipIf(!onPath("kubectl"))(
-    "`kubectl kustomize` renders it, all in one namespace",
-    async () => {
-      const { stdout } = await run("kubectl", ["kustomize", join(root, k8sDir)]);
-      const rendered = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject);
-      expect(rendered.length).toBe(objects.filter((o) => o.file !== "podmonitor.yaml").length);
-      for (const o of rendered.filter((x) => x.kind !== "Namespace"))
-        expect((o.metadata as { namespace?: string }).namespace, o.metadata.name).toBe("reco");
-    },
-  );
+  it("`kubectl kustomize` renders it, all in one namespace", async () => {
+    needs("kubectl");
+    const { stdout } = await run("kubectl", ["kustomize", join(root, k8sDir)]);
+    const rendered = parseAllDocuments(stdout).map((d) => d.toJS() as K8sObject);
+    expect(rendered.length).toBe(objects.filter((o) => o.file !== "podmonitor.yaml").length);
+    for (const o of rendered.filter((x) => x.kind !== "Namespace"))
+      expect((o.metadata as { namespace?: string }).namespace, o.metadata.name).toBe("reco");
+  });
 });
 
 interface NatsValues {
