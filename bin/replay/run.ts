@@ -165,6 +165,14 @@ export function formatSummary(s: ReplaySummary): string {
       `in ${secs.toFixed(1)}s (${rate} events/s)`,
   ];
   if (s.engine) lines.push(formatEngineReport(s.engine, s.sent));
+  const late = s.engine ? Math.max(0, ...Object.values(s.engine.late)) : 0;
+  if (s.sent > 0 && late > s.sent / 2)
+    lines.push(
+      `most events were late (${late} of ${s.sent} on one path): the engine's event-time clock ` +
+        "was already past this log (it had seen later events), so they counted for nothing. " +
+        "Replay it into an engine with a fresh DATA_DIR (e.g. DATA_DIR=./data-movies npm start) " +
+        "to have them counted",
+    );
   return lines.join("\n");
 }
 
