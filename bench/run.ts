@@ -120,8 +120,9 @@ const ROUNDS = int("BENCH_ROUNDS", 5);
 const GEN_CLIENT = env.BENCH_GEN_CLIENT === "node" ? "node" : "raw";
 /** Step 4 waits at most this long for the app to go quiet after its ingest (bench/quiet.ts). */
 const QUIET_MAX_MS = int("BENCH_QUIET_MAX_MS", 180_000);
+const ALL_STEPS = ["1", "2", "3", "4", "4b", "5", "6", "7"];
 const STEPS = new Set(
-  (env.BENCH_STEPS ?? "1,2,3,4,4b,5,6,7").split(",").map((x) => x.trim().toLowerCase()),
+  (env.BENCH_STEPS ?? ALL_STEPS.join(",")).split(",").map((x) => x.trim().toLowerCase()),
 );
 /** Like `int`, but 0 is allowed (it turns something off). */
 const intOrZero = (name: string, def: number) => (env[name] === "0" ? 0 : int(name, def));
@@ -1867,7 +1868,12 @@ async function main(): Promise<void> {
     ...notes.map((n) => `- ${n}`),
     "",
   ].join("\n");
-  const out = fileURLToPath(new URL("./RESULTS.md", import.meta.url));
+  // A run of every step (with the default number of events) is the one RESULTS.md records; a
+  // subset or a smaller run writes RESULTS-partial.md (ignored by git), leaving those figures.
+  const full = ALL_STEPS.every((x) => STEPS.has(x)) && N >= 200_000;
+  const out = fileURLToPath(
+    new URL(full ? "./RESULTS.md" : "./RESULTS-partial.md", import.meta.url),
+  );
   // Formatted like the rest of the repo, so `prettier --check .` stays clean after a run.
   const formatted = await import("prettier")
     .then((p) => p.format(md, { parser: "markdown", printWidth: 100 }))
