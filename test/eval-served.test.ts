@@ -91,7 +91,11 @@ describe.each([
   let cases: Case[];
   const preset = presetNamed(presetName);
   const bs = defaultBlend(preset);
+  // What `reco eval --blend-only` trains: no explicit model (not in the blend), and no ALS at all
+  // where the blend gives COLLABORATIVE no weight (movies); the engine trains as it always does.
   const sources = defaultSourceSettings(preset);
+  delete sources.explicit;
+  if (!((bs.weights.COLLABORATIVE ?? 0) > 0)) delete sources.implicit;
 
   beforeAll(async () => {
     if (!existsSync(path)) throw new Error(`shared log missing: ${path} (../shared/data)`);
