@@ -206,17 +206,26 @@ export const KNOWN_BAD_REASONS = ["bad_json", "bad_protobuf", "event_too_large"]
 const BUILD_INFO = buildInfo();
 
 function buildInfo(): { version: string; commit: string; node: string } {
-  const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+  // The package's folder: the nearest one up with its package.json (this module runs from
+  // connectors/http/ under tsx, and from a bundle in dist/ otherwise).
+  let root = dirname(fileURLToPath(import.meta.url));
   let version = "unknown";
-  try {
-    version = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string })
-      .version;
-  } catch {
-    // not beside its package.json (a bundled copy): unknown
+  for (let up = 0; up < 6; up++, root = dirname(root)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+        name?: string;
+        version: string;
+      };
+      if (pkg.name !== "reco-stream") continue;
+      version = pkg.version;
+      break;
+    } catch {
+      // not here
+    }
   }
   return {
     version,
-    commit: process.env.RECO_COMMIT ?? gitCommit(root),
+    commit: process.env.RECO_COMMIT || gitCommit(root),
     node: process.versions.node,
   };
 }
