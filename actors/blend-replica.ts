@@ -49,13 +49,19 @@ export interface BlendReplica {
    * instance is yet; else once that chunk comes.
    */
   adoptBase(instance: string, token: string, state: StageStateInternal): void;
-  /** The ingest process had nothing more to send at `at` (ms): the replica is caught up then. */
+  /**
+   * The ingest process had nothing more to send at `at` (ms): the replica is caught up then, for
+   * as long as that process feeds it (`feeder`). Said while no process feeds it (a note read after
+   * its sender died), it says nothing.
+   */
   noteCaughtUp(at: number): void;
-  /** The ingest process is gone: the replica is as of the last time it was caught up. */
-  noteLost(): void;
   /** Every source's first dump has arrived (covisit and each history partition). */
   isReady(): boolean;
-  /** 0 while caught up; else the time since it last was (Infinity: never). */
+  /**
+   * 0 while caught up; else the time since it last was, at least 1 (Infinity: never). Once the
+   * process that said it was caught up is gone (none, or a new one that has not said so yet), the
+   * replica is as of that moment: from the first answer after, not from a later look.
+   */
   stalenessMs(now: number): number;
   /** The blend's answer over the replica (blend-answers.ts: the stages' own answer code). */
   answer: BlendAnswers["answer"];
@@ -249,8 +255,14 @@ export function createBlendReplica(cfg: {
   /** ANSWER_MAX_AGE_MS (blend-answers.ts): 0 or absent, exact answers only. */
   answerMaxAgeMs?: number;
   now?: () => number;
+  /**
+   * The process feeding the replica (the ingest process's pid), undefined while there is none.
+   * Absent: one feeder, always there.
+   */
+  feeder?: () => number | undefined;
 }): BlendReplica {
   const now = cfg.now ?? Date.now;
+  const feeder = cfg.feeder ?? (() => 0);
   const preset = presetNamed(cfg.preset);
   const sources = defaultSourceSettings(preset);
   const bs = defaultBlend(preset);
@@ -271,6 +283,8 @@ export function createBlendReplica(cfg: {
   const counts = { decoded: 0 };
   let caughtUpAt = -1;
   let pending = true;
+  /** The feeder that said the replica was caught up at `caughtUpAt`. */
+  let caughtUpBy: number | undefined;
 
   const ctxOf = <S>(name: string, inst: Instance, settings: S) => ({
     name,
@@ -394,10 +408,11 @@ export function createBlendReplica(cfg: {
       : {}),
   });
   const noHistory = createHistory({ preset });
-  // At least 1 ms while anything is pending: 0 says "has everything the ingest process had",
-  // which a replica that lost its ingest process in the millisecond it caught up does not.
-  const stalenessOf = (t: number) =>
-    caughtUpAt < 0 ? Infinity : pending ? Math.max(1, t - caughtUpAt) : 0;
+  const stalenessOf = (t: number) => {
+    if (caughtUpAt < 0) return Infinity;
+    if (!pending && caughtUpBy !== undefined && feeder() === caughtUpBy) return 0;
+    return Math.max(1, t - caughtUpAt);
+  };
 
   return {
     instances: [...historyIds, "covisit/0", "collaborative/0"],
@@ -504,11 +519,11 @@ export function createBlendReplica(cfg: {
       pending = true;
     },
     noteCaughtUp(at) {
+      const by = feeder();
+      if (by === undefined) return;
       pending = false;
       caughtUpAt = at;
-    },
-    noteLost() {
-      pending = true;
+      caughtUpBy = by;
     },
     isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
     stalenessMs: stalenessOf,

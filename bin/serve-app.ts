@@ -106,12 +106,15 @@ export async function startServingApp(
     // that blends): blended answers are computed here, never asked of the ingest process.
     const arms = cfg.pipeline.arms?.length ? createArms(cfg.pipeline.arms) : undefined;
     const blendByDefault = cfg.pipeline.ranker === "blend";
+    // The ingest process feeding the blend's replica, once it is started below.
+    let feeder: () => number | undefined = () => undefined;
     const blend =
       blendByDefault || arms?.arms.some((a) => a.ranker === "blend")
         ? createBlendReplica({
             preset: cfg.pipeline.preset,
             partitions: cfg.pipeline.partitions,
             ...(cfg.pipeline.answerMaxAgeMs ? { answerMaxAgeMs: cfg.pipeline.answerMaxAgeMs } : {}),
+            feeder: () => feeder(),
           })
         : undefined;
 
@@ -148,6 +151,10 @@ export async function startServingApp(
       onFatal: fatal,
     });
     cleanups.push(() => ingest.stop());
+    // Its pid, undefined from its exit on: a new ingest process (or none) leaves the replica as
+    // of the last time it was caught up, from the first answer after the exit, until the new
+    // one has sent what it holds.
+    feeder = () => ingest.pid();
     // After the ingest process is on its way (its spawn waits for the replica's read of the
     // sources' snapshots): the gateway's replicas load from JetStream on this loop meanwhile.
     const gateway = await startGateway(
@@ -172,15 +179,6 @@ export async function startServingApp(
       }
       return out;
     });
-    // A new ingest process (or none): the replica is as of the last time it was caught up
-    // until the new one has sent what it holds.
-    let child = ingest.pid();
-    const lost = setInterval(() => {
-      const pid = ingest.pid();
-      if (pid !== child) blend?.noteLost();
-      child = pid;
-    }, 100);
-    cleanups.push(async () => clearInterval(lost));
     const backend = createSplitBackend({
       replica: gateway.backend,
       blend,
