@@ -3,14 +3,13 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { pino } from "pino";
-import { loadConfig } from "../bin/config.js";
-import { startApp, type App } from "../bin/app.js";
+import type { App } from "../bin/app.js";
 import { replayFile } from "../bin/replay/run.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { blend } from "../actors/sources/blend.js";
 import { Source } from "../proto/gen/reco/v1/reco_pb.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { startTestApp } from "./helpers/app.js";
 
 /*
  * What the preset counts as done never comes back, whatever the length of a user's history: a
@@ -66,22 +65,12 @@ describe("done items through the real app (MovieLens, every rating)", () => {
     }
     dir = await mkdtemp(join(tmpdir(), "reco-done-"));
     nats = await setupNats();
-    app = await startApp(
-      loadConfig({
-        NATS_URL: nats.url,
-        DATA_DIR: join(dir, "data"),
-        GRPC_PORT: "0",
-        GRPC_HOST: "127.0.0.1",
-        METRICS_PORT: "0",
-        WEB_PORT: "0",
-        PARTITIONS: "2",
-        PRESET: "movies",
-        MOVIES_CATALOG: join(data, "movies.csv"),
-        IDLE_TIMEOUT_MS: "1500",
-        LOG_LEVEL: "silent",
-      }),
-      pino({ level: "silent" }),
-    );
+    app = await startTestApp(nats.url, dir, {
+      PARTITIONS: "2",
+      PRESET: "movies",
+      MOVIES_CATALOG: join(data, "movies.csv"),
+      IDLE_TIMEOUT_MS: "1500",
+    });
     client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
     const s = await replayFile({
       file: ratings,

@@ -4,9 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "nats";
-import { pino } from "pino";
-import { loadConfig } from "../bin/config.js";
-import { startApp, type App } from "../bin/app.js";
+import type { App } from "../bin/app.js";
 import { readLog, type LogEvent } from "../bin/eval/log.js";
 import { collectCases, listFor, type Case } from "../bin/eval/run.js";
 import { TEST_CUTS } from "../bin/commands/eval.js";
@@ -15,6 +13,7 @@ import { presetNamed } from "../actors/sources/preset.js";
 import type { CollaborativeView } from "../actors/collaborative-stage.js";
 import type { CovisitView } from "../actors/covisit-stage.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { startTestApp } from "./helpers/app.js";
 
 /*
  * `reco eval` scores what the engine serves: at every test cut of both shared logs, the blend's
@@ -103,24 +102,14 @@ describe.each([
     cases = collectCases(events, { preset, k: K, testCuts: TEST_CUTS, sources, blend: bs }).cases;
     dir = await mkdtemp(join(tmpdir(), "reco-eval-served-"));
     nats = await setupNats();
-    app = await startApp(
-      loadConfig({
-        NATS_URL: nats.url,
-        DATA_DIR: join(dir, "data"),
-        GRPC_PORT: "0",
-        GRPC_HOST: "127.0.0.1",
-        METRICS_PORT: "0",
-        WEB_PORT: "0",
-        PARTITIONS: String(PARTITIONS),
-        PRESET: presetName,
-        // A training when the input goes quiet after each cut's events, and only then: what
-        // eval does at each cut.
-        IDLE_TIMEOUT_MS: "1000",
-        RETRAIN_INTERVAL_MS: String(10 * 365 * 86_400_000),
-        LOG_LEVEL: "silent",
-      }),
-      pino({ level: "silent" }),
-    );
+    app = await startTestApp(nats.url, dir, {
+      PARTITIONS: String(PARTITIONS),
+      PRESET: presetName,
+      // A training when the input goes quiet after each cut's events, and only then: what
+      // eval does at each cut.
+      IDLE_TIMEOUT_MS: "1000",
+      RETRAIN_INTERVAL_MS: String(10 * 365 * 86_400_000),
+    });
     nc = await connect({ servers: nats.url });
   }, 120_000);
   afterAll(async () => {

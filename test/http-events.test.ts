@@ -3,10 +3,9 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
-import { loadConfig } from "../bin/config.js";
-import { startApp, type App } from "../bin/app.js";
+import type { App } from "../bin/app.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
+import { startTestApp } from "./helpers/app.js";
 
 /*
  * A browser front end posts events over HTTP (POST /v1/events): the same contract as on NATS,
@@ -44,21 +43,11 @@ async function post(body: unknown, headers: Record<string, string> = { "x-api-ke
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "reco-http-events-"));
   nats = await setupNats();
-  app = await startApp(
-    loadConfig({
-      NATS_URL: nats.url,
-      DATA_DIR: join(dir, "data"),
-      GRPC_PORT: "0",
-      GRPC_HOST: "127.0.0.1",
-      METRICS_PORT: "0",
-      WEB_PORT: "0",
-      PARTITIONS: "2",
-      IDLE_TIMEOUT_MS: "1000",
-      API_KEYS: `other-key-0123456789,${KEY}`,
-      LOG_LEVEL: "silent",
-    }),
-    pino({ level: "silent" }),
-  );
+  app = await startTestApp(nats.url, dir, {
+    PARTITIONS: "2",
+    IDLE_TIMEOUT_MS: "1000",
+    API_KEYS: `other-key-0123456789,${KEY}`,
+  });
   base = `http://127.0.0.1:${app.webPort}`;
 }, 60_000);
 
