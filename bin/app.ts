@@ -16,6 +16,7 @@ import { openSnapshotArchive } from "../state/archive.js";
 import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
+import { withInputStaleness } from "./stale-backend.js";
 import type { RecoBackend } from "../actors/backend.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
@@ -219,8 +220,10 @@ export async function startApp(
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
     options.onServing?.(pipeline.backend, pipeline);
+    // While NATS hangs or is unreachable, answers still come from memory, saying since when.
+    const served = withInputStaleness(pipeline.backend, nats.check);
     const grpc =
-      role === "start" && facade ? await serveGrpc(cfg, pipeline.backend, metrics, log) : undefined;
+      role === "start" && facade ? await serveGrpc(cfg, served, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
     // With nothing to catch up, spawned once the blend's sources run (parseSpawnGate).
     const parseProcess = parseApart
@@ -247,9 +250,7 @@ export async function startApp(
       registry = parseProcess.mergedRegistry(metrics.registry);
     }
     const web =
-      role === "start" && facade
-        ? await serveWeb(cfg, pipeline.backend, registry, log, nc)
-        : undefined;
+      role === "start" && facade ? await serveWeb(cfg, served, registry, log, nc) : undefined;
     if (web) cleanups.push(() => web.stop());
     // gRPC health follows the same checks (Check and Watch clients see NOT_SERVING).
     const grpcHealth = setInterval(() => {

@@ -192,6 +192,30 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   const units = createUnits(supervisor, instances);
   const ownership = deps.ownership ?? { mode: "all" };
   const placedHere = (ownership.mode === "units" && ownership.stages) || (() => true);
+  /**
+   * Serving outlives its inputs (DESIGN §4): while a stage instance restarts (its consumer lost to
+   * a hung or unreachable NATS, a full disk failing its snapshots), the incarnation before it,
+   * which processed the most, keeps answering from its state in memory, until the new one runs.
+   * An instance whose unit stops here (handed over, the process stopping) serves nothing.
+   */
+  const previous = new Map<string, StageInstance<StageHandler>>();
+  const servable = (id: string): StageHandler | undefined => {
+    const inst = instances.get(id);
+    if (inst === undefined) {
+      previous.delete(id);
+      return undefined;
+    }
+    if (inst.actor.getStatus() === "running") {
+      previous.delete(id);
+      return inst.handler();
+    }
+    // Failed and waiting for its restart, or restarting: whichever got further.
+    const kept = previous.get(id);
+    return inst.handler() !== undefined &&
+      (kept === undefined || inst.position() >= kept.position())
+      ? inst.handler()
+      : kept?.handler();
+  };
   const run = <H extends StageHandler>(spec: StageSpec<H>) => {
     // Another process of this `reco start` runs it (PARSE_PROCESS=1: units.ts).
     if (!placedHere(spec.stage)) return;
@@ -200,6 +224,14 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     const d = hostDeps(spec.stage, spec.partition);
     units.register(units.unitOf(spec.stage, spec.partition), id, () =>
       supervisor.supervise(id, () => {
+        // The incarnation it replaces, if it got further than the one kept so far.
+        const before = instances.get(id);
+        const kept = previous.get(id);
+        if (
+          before?.handler() !== undefined &&
+          (kept === undefined || before.position() >= kept.position())
+        )
+          previous.set(id, before);
         const inst = createStageInstance(spec, d, ledger);
         instances.set(id, inst as unknown as StageInstance<StageHandler>);
         return inst.actor;
@@ -234,19 +266,16 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.log ? { log: deps.log } : {}),
     ...(metrics ? { registry: metrics.registry } : {}),
     run,
-    live: (id) => {
-      const inst = instances.get(id);
-      return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
-    },
+    live: servable,
   });
   // --- end recommender ---
 
   const serving = startServing(cfg, {
     nc,
     supervisor,
-    instances,
     units,
     ranker,
+    servable,
     ...(quality.armOf ? { armOf: quality.armOf } : {}),
     serve: deps.serve ?? true,
   });

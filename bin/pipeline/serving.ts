@@ -12,6 +12,7 @@ import {
 } from "../../actors/backend.js";
 import type { Observable } from "rxjs";
 import type { JoinHandler } from "../../actors/popularity-join.js";
+import type { StageHandler } from "../../actors/host.js";
 import { createFallbackActor, topCategoriesOf, type FallbackActor } from "../../actors/fallback.js";
 import { filterDesign } from "../../actors/recommender-serve.js";
 import { createPopularityTable } from "../../actors/popularity-table.js";
@@ -23,14 +24,18 @@ import type { Arm } from "../../actors/arms.js";
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import type { PipelineConfig } from "./pipeline.js";
-import type { Instances, Units } from "./units.js";
+import type { Units } from "./units.js";
 
 export interface ServingOptions {
   nc: NatsConnection;
   supervisor: Supervisor;
-  instances: Instances;
   units: Units;
   ranker: RankerWiring;
+  /**
+   * The handler serving reads for a stage instance: the running one, or while it restarts the
+   * incarnation before it (pipeline.ts); undefined when none is here.
+   */
+  servable: (id: string) => StageHandler | undefined;
   /** The user's A/B arm (ARMS): which ranker answers; the answer names it. */
   armOf?: (user: string) => Arm;
   /** Run the serving actors (popularity table, trending hub, fallback per partition). */
@@ -48,7 +53,7 @@ export interface Serving {
  * actor per partition (in the partition's unit), and the backend the gRPC and HTTP façades call.
  */
 export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
-  const { supervisor, instances, units, ranker, serve } = o;
+  const { supervisor, units, ranker, serve } = o;
   const P = cfg.partitions;
   let running = false;
   const table = createPopularityTable();
@@ -62,12 +67,7 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
       supervisor.supervise(`fallback/${p}`, () =>
         createFallbackActor({
           partition: p,
-          join: () => {
-            const inst = instances.get(joinId);
-            return inst?.actor.getStatus() === "running"
-              ? (inst.handler() as JoinHandler)
-              : undefined;
-          },
+          join: () => o.servable(joinId) as JoinHandler | undefined,
           table,
           userOutOfOrdernessMs: cfg.userOutOfOrdernessMs,
           size: cfg.fallbackSize,
@@ -95,9 +95,8 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   const designTopCategories = (userId: string): Recommendations["topCategories"] | undefined => {
     const p = partitionOf(userId, P);
     const fallback = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
-    const join = instances.get(`popularity-join/${p}`);
-    if (fallback?.getStatus() !== "running" || join?.actor.getStatus() !== "running") return;
-    const handler = join.handler() as JoinHandler | undefined;
+    if (fallback?.getStatus() !== "running") return;
+    const handler = o.servable(`popularity-join/${p}`) as JoinHandler | undefined;
     if (!handler || !table.initialised) return;
     return topCategoriesOf(handler.profile(userId));
   };

@@ -1,0 +1,143 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { App } from "../bin/app.js";
+import { replayFile } from "../bin/replay/run.js";
+import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
+import type { CollaborativeView } from "../actors/collaborative-stage.js";
+import { setupNats, type TestNats } from "./helpers/nats.js";
+import { startTestApp } from "./helpers/app.js";
+
+/*
+ * Serving outlives its inputs (DESIGN §4): while the NATS server hangs (SIGSTOP), every
+ * GetRecommendations call is answered from memory, the same as before the stall, saying since
+ * when it is stale, and health says why; after SIGCONT processing resumes by itself and the
+ * answers equal those of a run that never stalled.
+ */
+
+const LOG = resolve(
+  import.meta.dirname,
+  "..",
+  "..",
+  "shared",
+  "data",
+  "rees46",
+  "2019-Oct-head.csv",
+);
+const ROWS = 3000;
+const STALL_MS = 60_000;
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+async function engine(name: string) {
+  const nats: TestNats = await setupNats();
+  cleanups.push(() => nats.cleanup());
+  const dir = await mkdtemp(join(tmpdir(), `reco-stall-${name}-`));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const app: App = await startTestApp(nats.url, dir, {
+    PARTITIONS: "2",
+    IDLE_TIMEOUT_MS: "1000",
+    RETRAIN_INTERVAL_MS: String(10 * 365 * 86_400_000),
+  });
+  cleanups.push(() => app.stop());
+  const client: RecoClient = createRecoClient(`127.0.0.1:${app.grpcPort}`);
+  cleanups.push(async () => client.close());
+  return { nats, app, client, dir };
+}
+
+/** Replays `file` and waits until the engine has read it and trained on every event. */
+async function feed(e: Awaited<ReturnType<typeof engine>>, file: string) {
+  const s = await replayFile({
+    file,
+    natsUrl: e.nats.url,
+    awaitEngineMs: 200_000,
+    metricsUrl: `http://127.0.0.1:${e.app.metricsPort}/metrics`,
+  });
+  expect(s.engine?.caughtUp, s.engine?.note).toBe(true);
+  for (const end = Date.now() + 120_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    const h = e.app.pipeline.instance("collaborative/0")?.handler() as
+      CollaborativeView | undefined;
+    const st = h?.status();
+    if (st && st.events > 0 && st.models.implicit === st.events && !h!.training()) return;
+    if (Date.now() > end) throw new Error(`not trained: ${JSON.stringify(st)}`);
+  }
+}
+
+async function answers(client: RecoClient, users: readonly string[]) {
+  const out: Record<string, string[]> = {};
+  for (const u of users)
+    out[u] = (await client.getRecommendations(u, 10)).items.map((i) => i.itemId);
+  return out;
+}
+
+describe("serving while NATS hangs", () => {
+  it("answers every call of a 60 s stall from memory, says it is stale, and resumes exactly", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "reco-stall-log-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const lines = (await readFile(LOG, "utf8")).split("\n").slice(0, ROWS + 1);
+    const all = join(dir, "all.csv");
+    const first = join(dir, "first.csv");
+    const second = join(dir, "second.csv");
+    await writeFile(all, `${lines.join("\n")}\n`);
+    await writeFile(first, `${lines.slice(0, 2001).join("\n")}\n`);
+    await writeFile(second, `${[lines[0], ...lines.slice(2001)].join("\n")}\n`);
+    const users = [...new Set(lines.slice(1).map((l) => l.split(",")[7]!))]
+      .sort()
+      .filter((_, x) => x % 40 === 0);
+
+    // The reference: the whole slice, no stall.
+    const ref = await engine("ref");
+    await feed(ref, all);
+    const reference = await answers(ref.client, users);
+
+    const e = await engine("stalled");
+    await feed(e, first);
+    const before = await answers(e.client, users);
+
+    process.kill(e.nats.server.pid, "SIGSTOP");
+    let resumed = false;
+    const resume = async () => {
+      if (!resumed) process.kill(e.nats.server.pid, "SIGCONT");
+      resumed = true;
+    };
+    cleanups.push(resume);
+    const t0 = Date.now();
+    let calls = 0;
+    const failed: string[] = [];
+    let differed = 0;
+    let stale = 0;
+    let healthSaid = false;
+    for (let x = 0; Date.now() - t0 < STALL_MS; x++) {
+      const u = users[x % users.length]!;
+      try {
+        const r = await e.client.getRecommendations(u, 10, { deadlineMs: 2_000 });
+        if (JSON.stringify(r.items.map((i) => i.itemId)) !== JSON.stringify(before[u])) differed++;
+        if (r.stalenessMs > 0n && /^stale since \d{4}-/.test(r.statusMessage)) stale++;
+      } catch (err) {
+        failed.push(String((err as Error).message).slice(0, 120));
+      }
+      calls++;
+      if (!healthSaid && Date.now() - t0 > 15_000) {
+        const h = await fetch(`http://127.0.0.1:${e.app.metricsPort}/healthz`);
+        const body = (await h.json()) as { problems?: { check: string }[] };
+        healthSaid = h.status === 503 && (body.problems ?? []).some((p) => p.check === "nats");
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await resume();
+    expect({ calls: calls > 300, failed }).toEqual({ calls: true, failed: [] });
+    expect(differed).toBe(0);
+    // Once the NATS watch has noticed (its probes time out within seconds), every answer says so.
+    expect(stale).toBeGreaterThan(calls / 2);
+    expect(healthSaid).toBe(true);
+
+    // Processing resumes by itself: the rest of the slice, and the same answers as without the
+    // stall.
+    await feed(e, second);
+    expect(await answers(e.client, users)).toEqual(reference);
+  }, 400_000);
+});
