@@ -6,6 +6,7 @@ import {
   type RecoClientOptions,
 } from "../../connectors/grpc/client.js";
 import { statusName } from "../../connectors/grpc/errors.js";
+import { status } from "@grpc/grpc-js";
 import type { TrendingWindowName } from "../../actors/backend.js";
 import {
   Source,
@@ -136,15 +137,32 @@ async function withClient(
   if (flags.caFile) options.tls = { caFile: flags.caFile };
   else if (flags.tls) options.tls = true;
   let client: RecoClient | undefined;
+  const address = flags.address ?? defaultAddress();
   try {
-    client = createRecoClient(flags.address ?? defaultAddress(), options);
+    client = createRecoClient(address, options);
     await run(client);
   } catch (err) {
-    io.err(`error: ${describeError(err)}`);
+    io.err(
+      `error: ${noEngine(err) ? `no engine at ${address}: start it with npm start (or point --address or GRPC_ADDR at one)` : describeError(err)}`,
+    );
     io.setExitCode(1);
   } finally {
     client?.close();
   }
+}
+
+/**
+ * Whether the call failed because nothing answered at the address (refused, or no connection
+ * made before the deadline), rather than an answer of the engine's.
+ */
+function noEngine(err: unknown): boolean {
+  const { code, details } = err as { code?: unknown; details?: unknown };
+  if (typeof details !== "string") return false;
+  if (code === status.UNAVAILABLE)
+    return /No connection established|ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|Failed to connect/i.test(
+      details,
+    );
+  return code === status.DEADLINE_EXCEEDED && /waiting for (LB pick|connection)/i.test(details);
 }
 
 /** `<STATUS NAME>: <details>` for gRPC errors, the message otherwise. */
