@@ -5,6 +5,8 @@ import { startApp, startGatewayApp } from "./app.js";
 import { startServingApp } from "./serve-app.js";
 import { appPidForFaults } from "./test-faults.js";
 import { limitHeapGrowth } from "./heap-growth.js";
+import { writeRunFile } from "./run-file.js";
+import { BUILD_INFO } from "../connectors/http/metrics.js";
 import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
 
 export type Role = "start" | "worker" | "gateway";
@@ -99,6 +101,24 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     },
     `reco-stream ready: ${where}, metrics on http://localhost:${app.metricsPort}/metrics`,
   );
+  // The CLI finds this engine (its ports) through DATA_DIR/run.json.
+  const removeRunFile =
+    role === "worker"
+      ? () => undefined
+      : writeRunFile({
+          pid: process.pid,
+          version: BUILD_INFO.version,
+          startedAt: new Date().toISOString(),
+          dataDir: cfg.dataDir,
+          grpc: `127.0.0.1:${app.grpcPort}`,
+          web: app.webUrl,
+          metrics: `http://127.0.0.1:${app.metricsPort}/`,
+          nats: ("natsUrl" in app ? String(app.natsUrl) : (cfg.natsUrl ?? "")).replace(
+            /\/\/[^/@,\s]*@/g,
+            "//",
+          ),
+        });
+  process.once("exit", removeRunFile);
   let stoppingSince = 0;
   const shutdown = (signal: string) => {
     // A Ctrl-C reaches us twice (from the terminal and relayed by tsx): only a signal that comes

@@ -1,3 +1,4 @@
+import { findEngine } from "../run-file.js";
 import { Option, type Command } from "commander";
 import { differenceInterval } from "../../actors/prequential.js";
 import type { QualityView } from "../../connectors/http/api-quality.js";
@@ -28,7 +29,11 @@ const processIo: Pick<QueryIo, "out" | "err" | "setExitCode"> = {
 };
 
 function defaultUrl(): string {
-  return process.env["WEB_URL"] ?? `http://127.0.0.1:${process.env["WEB_PORT"] ?? "8080"}`;
+  if (process.env["WEB_URL"]) return process.env["WEB_URL"];
+  if (process.env["WEB_PORT"]) return `http://127.0.0.1:${process.env["WEB_PORT"]}`;
+  // The engine running on DATA_DIR (its run.json): the console may have moved off 8080.
+  const engine = findEngine();
+  return engine.ok && engine.info.web !== "" ? engine.info.web : "http://127.0.0.1:8080";
 }
 
 const pct = (x: number) => (x * 100).toFixed(2);
@@ -44,7 +49,7 @@ export function registerArmsCommand(
     )
     .option(
       "--url <url>",
-      "the engine's JSON API (default: $WEB_URL or http://127.0.0.1:$WEB_PORT|8080)",
+      "the engine's JSON API (default: $WEB_URL, $WEB_PORT, the engine of $DATA_DIR (run.json), or http://127.0.0.1:8080)",
     )
     .addOption(
       new Option("--window <window>", "window of event time")

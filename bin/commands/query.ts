@@ -7,6 +7,7 @@ import {
 } from "../../connectors/grpc/client.js";
 import { statusName } from "../../connectors/grpc/errors.js";
 import { status } from "@grpc/grpc-js";
+import { findEngine } from "../run-file.js";
 import type { TrendingWindowName } from "../../actors/backend.js";
 import {
   Source,
@@ -124,8 +125,13 @@ export function registerQueryCommands(program: Command, io: QueryIo = processIo)
     );
 }
 
+/** GRPC_ADDR, GRPC_PORT, else the engine running on DATA_DIR (its run.json), else :50051. */
 function defaultAddress(): string {
-  return process.env["GRPC_ADDR"] ?? `127.0.0.1:${process.env["GRPC_PORT"] ?? "50051"}`;
+  const env = process.env;
+  if (env["GRPC_ADDR"]) return env["GRPC_ADDR"];
+  if (env["GRPC_PORT"]) return `127.0.0.1:${env["GRPC_PORT"]}`;
+  const engine = findEngine();
+  return engine.ok ? engine.info.grpc : "127.0.0.1:50051";
 }
 
 async function withClient(

@@ -1,3 +1,4 @@
+import { findEngine } from "../run-file.js";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { REPLAY_FORMATS, type ReplayFormat } from "../replay/formats.js";
 import { DEFAULT_SORT_BUFFER, formatSummary, replayFile } from "../replay/run.js";
@@ -66,7 +67,7 @@ export function registerReplayCommand(program: Command): void {
     .option(
       "--metrics-url <url>",
       "the engine's /metrics, for its duplicate count",
-      `http://127.0.0.1:${process.env.METRICS_PORT ?? "9464"}/metrics`,
+      defaultMetricsUrl(),
     )
     .option("--rate <n>", "at most n events per second", positiveNumber)
     .action(async (file: string, opts: ReplayCliOptions) => {
@@ -129,4 +130,11 @@ interface ReplayCliOptions {
   sortBuffer: number;
   wait: number;
   metricsUrl: string;
+}
+
+/** METRICS_PORT's, else the engine running on DATA_DIR (its run.json), else :9464. */
+function defaultMetricsUrl(): string {
+  if (process.env.METRICS_PORT) return `http://127.0.0.1:${process.env.METRICS_PORT}/metrics`;
+  const engine = findEngine();
+  return engine.ok ? `${engine.info.metrics}metrics` : "http://127.0.0.1:9464/metrics";
 }

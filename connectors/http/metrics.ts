@@ -203,7 +203,7 @@ export const LATE_STAGES = ["watermark", "trending", "popularity"] as const;
 export const KNOWN_BAD_REASONS = ["bad_json", "bad_protobuf", "event_too_large"] as const;
 
 /** reco_build_info's labels: package version, git commit (RECO_COMMIT or .git), Node.js. */
-const BUILD_INFO = buildInfo();
+export const BUILD_INFO = buildInfo();
 
 function buildInfo(): { version: string; commit: string; node: string } {
   // The package's folder: the nearest one up with its package.json (this module runs from
