@@ -1,11 +1,11 @@
 import { Command } from "commander";
-import { pino } from "pino";
 import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
 import { startApp, startGatewayApp } from "./app.js";
 import { startServingApp } from "./serve-app.js";
 import { appPidForFaults } from "./test-faults.js";
 import { limitHeapGrowth } from "./heap-growth.js";
 import { writeRunFile } from "./run-file.js";
+import { createLogger } from "./log.js";
 import { BUILD_INFO } from "../connectors/http/metrics.js";
 import { loadRoleConfig, requireNatsUrl, ROLE_SETTINGS, type RoleConfig } from "./role-config.js";
 
@@ -62,7 +62,7 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     throw err;
   }
   appPidForFaults(process.env);
-  const log = pino({ level: cfg.logLevel });
+  const log = createLogger(cfg.logLevel);
   log.debug({ config: redactConfig(cfg) }, "configuration");
   // Escalation means a stage keeps crashing: exit non-zero and let the outer supervisor
   // (systemd, Kubernetes) restart the process; the state on disk makes that safe.
