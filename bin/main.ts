@@ -101,23 +101,30 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
     },
     `reco-stream ready: ${where}, metrics on http://localhost:${app.metricsPort}/metrics`,
   );
-  // The CLI finds this engine (its ports) through DATA_DIR/run.json.
-  const removeRunFile =
-    role === "worker"
-      ? () => undefined
-      : writeRunFile({
-          pid: process.pid,
-          version: BUILD_INFO.version,
-          startedAt: new Date().toISOString(),
-          dataDir: cfg.dataDir,
-          grpc: `127.0.0.1:${app.grpcPort}`,
-          web: app.webUrl,
-          metrics: `http://127.0.0.1:${app.metricsPort}/`,
-          nats: ("natsUrl" in app ? String(app.natsUrl) : (cfg.natsUrl ?? "")).replace(
-            /\/\/[^/@,\s]*@/g,
-            "//",
-          ),
-        });
+  // The CLI finds this engine (its ports) through DATA_DIR/run.json. Without it the engine still
+  // runs; the CLI then needs GRPC_ADDR and friends, which the warning says.
+  let removeRunFile: () => void = () => undefined;
+  if (role !== "worker") {
+    try {
+      removeRunFile = writeRunFile({
+        pid: process.pid,
+        version: BUILD_INFO.version,
+        startedAt: new Date().toISOString(),
+        dataDir: cfg.dataDir,
+        grpc: `127.0.0.1:${app.grpcPort}`,
+        web: app.webUrl,
+        metrics: `http://127.0.0.1:${app.metricsPort}/`,
+        nats: ("natsUrl" in app ? String(app.natsUrl) : (cfg.natsUrl ?? "")).replace(
+          /\/\/[^/@,\s]*@/g,
+          "//",
+        ),
+      });
+    } catch (err) {
+      log.warn(
+        `cannot write ${cfg.dataDir}/run.json (${(err as Error).message}): the CLI will not find this engine by DATA_DIR; give it GRPC_ADDR`,
+      );
+    }
+  }
   process.once("exit", removeRunFile);
   let stoppingSince = 0;
   const shutdown = (signal: string) => {

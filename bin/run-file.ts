@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 /**
@@ -24,9 +24,14 @@ export interface RunInfo {
 
 export const RUN_FILE = "run.json";
 
+/**
+ * Writes run.json (creating DATA_DIR: a gateway keeps nothing else there) and returns its remover.
+ * Throws when it cannot be written; the caller decides whether that matters.
+ */
 export function writeRunFile(info: RunInfo): () => void {
   const file = join(info.dataDir, RUN_FILE);
   const tmp = `${file}.${process.pid}.tmp`;
+  mkdirSync(info.dataDir, { recursive: true });
   writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`);
   renameSync(tmp, file);
   return () => {

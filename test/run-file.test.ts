@@ -99,3 +99,29 @@ describe("DATA_DIR/run.json", () => {
     );
   }, 180_000);
 });
+
+describe("writeRunFile", () => {
+  it("creates a DATA_DIR that does not exist yet (a gateway keeps nothing else there)", async () => {
+    const { writeRunFile } = await import("../bin/run-file.js");
+    const base = await mkdtemp(join(tmpdir(), "reco-run-file-gw-"));
+    try {
+      const data = join(base, "gw", "data");
+      const remove = writeRunFile({
+        pid: process.pid,
+        version: "0.0.0",
+        startedAt: new Date().toISOString(),
+        dataDir: data,
+        grpc: "127.0.0.1:1",
+        web: "",
+        metrics: "http://127.0.0.1:2/",
+        nats: "nats://127.0.0.1:3",
+      });
+      const info = JSON.parse(await readFile(join(data, "run.json"), "utf8")) as { pid: number };
+      expect(info.pid).toBe(process.pid);
+      remove();
+      expect(existsSync(join(data, "run.json"))).toBe(false);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
