@@ -173,16 +173,56 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
   const plainMin = options.plainCheckpointMinKeys ?? PLAIN_CHECKPOINT_MIN;
   const plainMinBytes = options.plainCheckpointMinBytes ?? PLAIN_CHECKPOINT_MIN_BYTES;
   const rawMin = options.rawMinBytes ?? RAW_MIN_BYTES;
-  const db = new Level<string, string>(path, { valueEncoding: "utf8" });
+  let db = new Level<string, string>(path, { valueEncoding: "utf8" });
   await db.open().catch((err: unknown) => {
     throw openFailure(path, err);
   });
+  /**
+   * LevelDB keeps a background write error (a compaction or table file that hit a full disk) for
+   * the life of the handle: every later write fails with it although space has come back. So a
+   * write that fails with an I/O error, or finds the store closed by a reopen that failed, reopens
+   * the store (one reopen at a time); the stage that failed restarts from its last snapshot and
+   * writes to the new handle. Writes that failed were not applied (a batch is atomic).
+   */
+  let generation = 0;
+  let reopening: Promise<void> | undefined;
+  let closed = false;
+  const reopen = () =>
+    (reopening ??= (async () => {
+      await db.close().catch(() => undefined);
+      if (closed) return;
+      const next = new Level<string, string>(path, { valueEncoding: "utf8" });
+      await next.open();
+      db = next;
+      generation++;
+    })()
+      .catch(() => undefined)
+      .finally(() => (reopening = undefined)));
+  /** Waits for a reopen under way; reopens a store that a failed reopen left closed. */
+  const ready = async () => {
+    await reopening;
+    if (db.status !== "open" && !closed) await reopen();
+  };
+  const writeFailed = (err: unknown) => {
+    const code = (err as { code?: string } | undefined)?.code;
+    if (!closed && (code === "LEVEL_IO_ERROR" || code === "LEVEL_DATABASE_NOT_OPEN")) void reopen();
+    return storeFailure(path, err, true);
+  };
   return {
     instance(stage, partition) {
-      // Values are UTF-8 JSON, or bytes for binary entries (each such put says so).
-      const sub = db.sublevel<string, string | Buffer>(`${stage}/${partition}`, {
-        valueEncoding: "utf8",
-      });
+      // Values are UTF-8 JSON, or bytes for binary entries (each such put says so). The sublevel
+      // of the store's current handle (a reopen replaces it).
+      const open = () =>
+        db.sublevel<string, string | Buffer>(`${stage}/${partition}`, { valueEncoding: "utf8" });
+      let subOf = generation;
+      let subLevel = open();
+      const sub = () => {
+        if (subOf !== generation) {
+          subLevel = open();
+          subOf = generation;
+        }
+        return subLevel;
+      };
       // What is on disk besides the metadata, as last loaded or written.
       let baseChunks = 0;
       let binChunks = 0;
@@ -205,7 +245,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
        * decoded by the load. One LevelDB iterator: a consistent view.
        */
       const entries = async function* (): AsyncGenerator<Chunk> {
-        const it = sub.iterator<string, Buffer>({ valueEncoding: "buffer" });
+        await ready();
+        const it = sub().iterator<string, Buffer>({ valueEncoding: "buffer" });
         try {
           for (;;) {
             const chunk = await it.nextv(1000);
@@ -433,10 +474,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
 
       const commitOps = async (ops: Op[]) => {
         await writes(async () => {
-          const written = sub.batch(ops);
+          await ready();
+          const written = sub().batch(ops);
           options.onSnapshotWrite?.();
           await written.catch((err: unknown) => {
-            throw storeFailure(path, err, true);
+            throw writeFailed(err);
           });
         });
       };
@@ -543,7 +585,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           return batch.keys;
         },
         async clear() {
-          await writes(() => sub.clear());
+          await writes(() => sub().clear());
           baseChunks = 0;
           binChunks = 0;
           deltaKeys = [];
@@ -564,7 +606,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         },
         async importRaw(snap) {
           writesBegun++;
-          await sub.clear();
+          await sub().clear();
           const state = createStageState();
           for (const [k, v] of snap.entries) state.loadEntry(k, v);
           state.meta = snap.meta;
@@ -579,7 +621,7 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
           baseBytes = 0;
           raws = createRawValues(rawMin);
           // A checkpoint of everything (not counted by the fault injection).
-          await sub.batch(checkpointOps(state));
+          await sub().batch(checkpointOps(state));
         },
       };
     },
@@ -589,7 +631,11 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       await c.compactRange("\u0000", "\uffff");
     },
     sizeBytes: () => dirSize(path),
-    close: () => db.close(),
+    close: async () => {
+      closed = true;
+      await reopening;
+      await db.close();
+    },
   };
 }
 
