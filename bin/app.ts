@@ -4,6 +4,7 @@ import type { NatsConnection } from "nats";
 import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
+import { freeBytes, keepPrivateNats, NATS_MIN_FREE_BYTES, type NatsKeeper } from "./nats-keeper.js";
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
@@ -31,6 +32,7 @@ import {
   watchStateDb,
   type HealthCheck,
   type HealthProblem,
+  type NatsWatch,
 } from "./health.js";
 import {
   moveParseSnapshot,
@@ -130,6 +132,8 @@ export async function startApp(
     let natsState = () => "connecting";
     const healthNow = () =>
       healthBody(healthProblems(checks), ready(), { role, nats: natsState() });
+    // What makes /livez fail: stages failing for LIVENESS_TIMEOUT_MS (filled once they exist).
+    const stuckChecks: HealthCheck[] = [];
     const http: HttpServer | undefined = facade
       ? await startHttpServer({
           port: cfg.metricsPort,
@@ -139,22 +143,25 @@ export async function startApp(
             metrics: () => registry.metrics(),
           },
           health: healthNow,
+          stuck: () => healthProblems(stuckChecks),
         })
       : undefined;
     if (http) cleanups.push(() => http.stop());
     let natsUrl = cfg.natsUrl;
-    let embedded: EmbeddedNats | undefined;
+    let priv: Awaited<ReturnType<typeof privateNats>> | undefined;
     if (natsUrl === undefined) {
-      const priv = await privateNats(cfg, log);
-      embedded = priv.server;
-      cleanups.push(() => embedded!.stop());
+      priv = await privateNats(cfg, log);
+      const first = priv.server;
+      cleanups.push(() => (keeper ? keeper.stop() : first.stop()));
       natsUrl = priv.engineUrl;
     }
+    let keeper: NatsKeeper | undefined;
     const nc = await connectWithStatus(cfg, natsUrl, `reco-${role}`, log);
     cleanups.push(() => nc.drain());
     const nats = watchNats(nc);
     cleanups.push(async () => nats.stop());
     checks.push(nats.check);
+    if (priv) keeper = keepNats(priv, nats, cfg, log);
     natsState = () => (nc.isClosed() ? "closed" : nats.check(Date.now()).length ? "down" : "up");
 
     const statePath = join(cfg.dataDir, "state");
@@ -216,12 +223,25 @@ export async function startApp(
     );
     cleanups.push(async () => stages.stop());
     checks.push(stages.check);
+    if (cfg.livenessTimeoutMs > 0) {
+      const stuck = watchStages(
+        pipeline.supervisor.events$,
+        (id) => pipeline.supervisor.child(id)?.getStatus(),
+        { failingMs: cfg.livenessTimeoutMs, check: "stuck" },
+      );
+      cleanups.push(async () => stuck.stop());
+      stuckChecks.push(stuck.check);
+    }
     ready = () => role === "worker" || pipeline.backend.isReady();
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
     options.onServing?.(pipeline.backend, pipeline);
-    // While NATS hangs or is unreachable, answers still come from memory, saying since when.
-    const served = withInputStaleness(pipeline.backend, nats.check);
+    // While NATS hangs or is unreachable, or snapshots cannot be written (a full disk), answers
+    // still come from memory, saying since when.
+    const served = withInputStaleness(pipeline.backend, (t) => [
+      ...nats.check(t),
+      ...watchedState.check(t),
+    ]);
     const grpc =
       role === "start" && facade ? await serveGrpc(cfg, served, metrics, log) : undefined;
     if (grpc) cleanups.push(() => grpc.stop());
@@ -320,10 +340,37 @@ export async function startApp(
  * The private nats-server (NATS_URL unset), with credentials kept in DATA_DIR; publishers get
  * theirs from nats-publisher.json. It dies with this process.
  */
+/** The private nats-server, restarted when the NATS watch says it has stopped answering. */
+export function keepNats(
+  priv: { server: EmbeddedNats; startAgain: () => Promise<EmbeddedNats> },
+  nats: NatsWatch,
+  cfg: AppConfig,
+  log: Logger,
+): NatsKeeper {
+  return keepPrivateNats({
+    first: priv.server,
+    start: priv.startAgain,
+    notAnsweringSince: () => {
+      const problem = nats
+        .check(Date.now())
+        .find((x) => x.check === "nats" || x.check === "jetstream");
+      return problem && { since: problem.since, why: problem.reason };
+    },
+    restartAfterMs: cfg.natsRestartAfterMs,
+    hasRoom: () => freeBytes(join(cfg.dataDir, "nats")) >= NATS_MIN_FREE_BYTES,
+    log,
+  });
+}
+
 export async function privateNats(
   cfg: AppConfig,
   log: Logger,
-): Promise<{ server: EmbeddedNats; engineUrl: string }> {
+): Promise<{
+  server: EmbeddedNats;
+  engineUrl: string;
+  /** Starts it again, on the same port, store and monitoring port. */
+  startAgain: () => Promise<EmbeddedNats>;
+}> {
   let monitorPort = cfg.natsMonitorPort;
   const priv = await startPrivateNats({
     dataDir: cfg.dataDir,
@@ -349,7 +396,9 @@ export async function privateNats(
     },
     "started private nats-server",
   );
-  return priv;
+  const startAgain = async () =>
+    (await startPrivateNats({ dataDir: cfg.dataDir, port: priv.server.port, monitorPort })).server;
+  return { ...priv, startAgain };
 }
 
 export async function serveGrpc(

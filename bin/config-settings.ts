@@ -31,6 +31,20 @@ export const SETTINGS = {
     default: "8222",
     help: "monitoring port (/varz, /jsz) of the private nats-server, bound to loopback; 0: none",
   },
+  natsRestartAfterMs: {
+    env: "NATS_RESTART_AFTER_MS",
+    kind: "ms",
+    default: "20000",
+    min: 0,
+    help: "the private nats-server is restarted when it or its JetStream has not answered this long (a full disk hangs JetStream until restart); never while it is SIGSTOPped; 0: never",
+  },
+  livenessTimeoutMs: {
+    env: "LIVENESS_TIMEOUT_MS",
+    kind: "ms",
+    default: "300000",
+    min: 0,
+    help: "/livez answers 503 once a stage has failed without recovering this long, so a supervisor restarts the process; 0: never",
+  },
   dataDir: {
     env: "DATA_DIR",
     kind: "string",

@@ -27,6 +27,10 @@ export interface AppConfig {
   natsPort: number;
   /** Monitoring port (/varz, /jsz) of the private nats-server, on loopback; 0: none. */
   natsMonitorPort: number;
+  /** NATS_RESTART_AFTER_MS: a private nats-server not answering this long is restarted; 0: never. */
+  natsRestartAfterMs: number;
+  /** LIVENESS_TIMEOUT_MS: /livez fails once a stage has failed this long; 0: never. */
+  livenessTimeoutMs: number;
   dataDir: string;
   grpcPort: number;
   grpcHost: string;
@@ -201,6 +205,8 @@ export function loadConfig(
     natsUrl,
     natsPort: num("natsPort"),
     natsMonitorPort: num("natsMonitorPort"),
+    natsRestartAfterMs: num("natsRestartAfterMs"),
+    livenessTimeoutMs: num("livenessTimeoutMs"),
     dataDir: resolve(str("dataDir") ?? "./data"),
     grpcPort: num("grpcPort"),
     grpcHost: str("grpcHost") ?? "127.0.0.1",

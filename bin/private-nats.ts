@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { STREAMS } from "../connectors/nats/topology.js";
+import { freeBytes, NATS_MIN_FREE_BYTES } from "./nats-keeper.js";
 
 /**
  * Starts the private nats-server of `reco start` with its credentials (below): returns it and
@@ -16,6 +17,12 @@ export async function startPrivateNats(o: {
 }): Promise<{ server: EmbeddedNats; engineUrl: string }> {
   const storeDir = join(o.dataDir, "nats");
   await mkdir(storeDir, { recursive: true });
+  // Started without room, nats-server comes up without its streams and stays so: refuse.
+  const free = freeBytes(storeDir);
+  if (free < NATS_MIN_FREE_BYTES)
+    throw new Error(
+      `the disk of ${storeDir} is full (${(free / 2 ** 20).toFixed(1)} MiB free; the private nats-server needs ${NATS_MIN_FREE_BYTES / 2 ** 20} MiB to load its streams): free some space and start again`,
+    );
   const creds = await ensureNatsCredentials(o.dataDir);
   const conf = join(storeDir, "auth.conf");
   await writeServerAuthConfig(conf, creds);

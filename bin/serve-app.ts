@@ -15,7 +15,8 @@ import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
 import { connectWithStatus } from "./nats-connect.js";
 import { healthBody, healthProblems, watchNats, type HealthProblem } from "./health.js";
-import { privateNats, serveGrpc, serveWeb } from "./app.js";
+import { keepNats, privateNats, serveGrpc, serveWeb } from "./app.js";
+import type { NatsKeeper } from "./nats-keeper.js";
 import {
   openUnlocked,
   startParseProcess,
@@ -83,9 +84,12 @@ export async function startServingApp(
     });
     cleanups.push(() => http.stop());
     let natsUrl = cfg.natsUrl;
+    let priv: Awaited<ReturnType<typeof privateNats>> | undefined;
+    let keeper: NatsKeeper | undefined;
     if (natsUrl === undefined) {
-      const priv = await privateNats(cfg, log);
-      cleanups.push(() => priv.server.stop());
+      priv = await privateNats(cfg, log);
+      const first = priv.server;
+      cleanups.push(() => (keeper ? keeper.stop() : first.stop()));
       natsUrl = priv.engineUrl;
     }
     const nc = await connectWithStatus(cfg, natsUrl, "reco-serve", log);
@@ -93,6 +97,7 @@ export async function startServingApp(
     const nats = watchNats(nc);
     cleanups.push(async () => nats.stop());
     checks = [nats.check];
+    if (priv) keeper = keepNats(priv, nats, cfg, log);
     const jsm = await nc.jetstreamManager();
     const topology = {
       replicas: cfg.pipeline.replicas,

@@ -2,9 +2,9 @@ import type { RecoBackend, Recommendations } from "../actors/backend.js";
 import type { HealthCheck } from "./health.js";
 
 /**
- * Serving outlives its inputs (DESIGN §4): while NATS hangs or is unreachable, the answers still
- * come from the state in memory, and say so. Each answer of `backend` gets, while `inputs` (the
- * NATS watch) reports a problem, the time since the problem began as its staleness and a status
+ * Serving outlives its inputs (DESIGN §4): while NATS hangs or is unreachable, or the disk is full,
+ * the answers still come from the state in memory, and say so. Each answer of `backend` gets,
+ * while `inputs` (the NATS watch, the state store's writes) reports a problem, the time since the problem began as its staleness and a status
  * naming it, beside the watermark it reflects.
  */
 export function withInputStaleness(

@@ -14,6 +14,11 @@ export interface HttpServerOptions {
   registry: Pick<Registry, "metrics" | "contentType">;
   /** Read at every /healthz request: it must answer from memory, never wait for I/O. */
   health: () => HealthReport;
+  /**
+   * Why the process can no longer make progress by itself (empty: it can), read at every /livez
+   * request. Absent: alive while it answers.
+   */
+  stuck?: () => readonly { reason: string }[];
 }
 
 export interface HttpServer {
@@ -24,7 +29,7 @@ export interface HttpServer {
 /**
  * Serves `/metrics` (Prometheus text format), `/healthz` (200 when healthy, 503 otherwise, with a
  * JSON body: `status`, and the `reason` and `problems` when not) and `/livez` (200 while the
- * process answers at all).
+ * process answers and is not stuck; 503 with the reason once it is).
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const server: Server = createServer((req, res) => {
@@ -42,10 +47,21 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         .catch((err: unknown) => res.writeHead(500).end(String(err)));
       return;
     }
-    // Liveness: the process answers. Not health: restarting it would not bring NATS or disk
-    // space back (a Kubernetes liveness probe on /healthz would restart pods for that).
+    // Liveness: the process answers and is not stuck. Not health: restarting it would not bring
+    // NATS or disk space back (a Kubernetes liveness probe on /healthz would restart pods for
+    // that); but a process whose stages have failed for LIVENESS_TIMEOUT_MS is no longer expected
+    // to get out by itself, and a restart is the way out that is left.
     if (url === "/livez") {
-      res.writeHead(200, { "content-type": "application/json" }).end('{"status":"alive"}');
+      const stuck = options.stuck?.() ?? [];
+      res
+        .writeHead(stuck.length === 0 ? 200 : 503, { "content-type": "application/json" })
+        .end(
+          JSON.stringify(
+            stuck.length === 0
+              ? { status: "alive" }
+              : { status: "stuck", reason: stuck[0]!.reason, problems: stuck },
+          ),
+        );
       return;
     }
     if (url === "/healthz") {
