@@ -144,7 +144,7 @@ export async function startApp(
           },
           health: healthNow,
           stuck: () => healthProblems(stuckChecks),
-        })
+        }).catch(portTaken("METRICS_PORT", cfg.metricsHost, cfg.metricsPort))
       : undefined;
     if (http) cleanups.push(() => http.stop());
     let natsUrl = cfg.natsUrl;
@@ -376,17 +376,19 @@ export async function privateNats(
     dataDir: cfg.dataDir,
     port: cfg.natsPort,
     monitorPort,
-  }).catch((err: unknown) => {
-    // Monitoring is an aid: a busy port (a second instance, another program on 8222) must
-    // not stop the engine. Started again without it, and said so.
-    if (!monitorPort || !/monitor port/.test(String((err as Error)?.message))) throw err;
-    log.warn(
-      { monitorPort },
-      "nats-server monitoring port busy: running without it (set NATS_MONITOR_PORT)",
-    );
-    monitorPort = 0;
-    return startPrivateNats({ dataDir: cfg.dataDir, port: cfg.natsPort, monitorPort: 0 });
-  });
+  })
+    .catch((err: unknown) => {
+      // Monitoring is an aid: a busy port (a second instance, another program on 8222) must
+      // not stop the engine. Started again without it, and said so.
+      if (!monitorPort || !/monitor port/.test(String((err as Error)?.message))) throw err;
+      log.warn(
+        { monitorPort },
+        "nats-server monitoring port busy: running without it (set NATS_MONITOR_PORT)",
+      );
+      monitorPort = 0;
+      return startPrivateNats({ dataDir: cfg.dataDir, port: cfg.natsPort, monitorPort: 0 });
+    })
+    .catch(portTaken("NATS_PORT", "127.0.0.1", cfg.natsPort));
   log.info(
     {
       url: priv.server.url,
@@ -399,6 +401,29 @@ export async function privateNats(
   const startAgain = async () =>
     (await startPrivateNats({ dataDir: cfg.dataDir, port: priv.server.port, monitorPort })).server;
   return { ...priv, startAgain };
+}
+
+/**
+ * A port that another program holds, as one line naming the port and the setting: a start that
+ * fails on it says what to change, not "EADDRINUSE" or grpc-js's "No address added".
+ */
+export class PortTakenError extends Error {
+  override readonly name = "PortTakenError";
+  constructor(setting: string, host: string, port: number) {
+    super(
+      `${setting}=${port} is taken: another program listens on ${host}:${port}; set ${setting} to a free port (0: any free one)`,
+    );
+  }
+}
+
+/** Rethrows `err` as a PortTakenError when it says the address is in use. */
+export function portTaken(setting: string, host: string, port: number) {
+  return (err: unknown): never => {
+    const text = err instanceof Error ? err.message : String(err);
+    if (/EADDRINUSE|address already in use/i.test(text))
+      throw new PortTakenError(setting, host, port);
+    throw err;
+  };
 }
 
 export async function serveGrpc(
@@ -418,7 +443,7 @@ export async function serveGrpc(
     ...(cfg.grpcTlsCert && cfg.grpcTlsKey
       ? { tls: { certFile: cfg.grpcTlsCert, keyFile: cfg.grpcTlsKey } }
       : {}),
-  });
+  }).catch(portTaken("GRPC_PORT", cfg.grpcHost, cfg.grpcPort));
   grpc.setServing(true);
   return grpc;
 }
@@ -451,7 +476,7 @@ export function serveWeb(
     backend,
     ...(registry ? { metrics: registry } : {}),
     logger: log,
-  });
+  }).catch(portTaken("WEB_PORT", cfg.webHost, cfg.webPort));
 }
 
 export interface GatewayApp {
@@ -514,7 +539,7 @@ export async function startGatewayApp(
       registry: metrics.registry,
       health: () =>
         healthBody(healthProblems([nats.check]), gateway.backend.isReady(), { role: "gateway" }),
-    });
+    }).catch(portTaken("METRICS_PORT", cfg.metricsHost, cfg.metricsPort));
     cleanups.push(() => http.stop());
     return {
       grpcPort: grpc.port,

@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { setLogger } from "@grpc/grpc-js";
 import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./config.js";
 import { startApp, startGatewayApp } from "./app.js";
 import { startServingApp } from "./serve-app.js";
@@ -63,6 +64,16 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
   }
   appPidForFaults(process.env);
   const log = createLogger(cfg.logLevel);
+  // grpc-js's own lines in our log's format; a bind failure is said once, by the start.
+  setLogger({
+    error: (...args: unknown[]) => {
+      const text = args
+        .map(String)
+        .join(" ")
+        .replace(/^[EIDW] /, "");
+      if (!/^No address added/.test(text)) log.warn({ from: "grpc-js" }, text);
+    },
+  });
   log.debug({ config: redactConfig(cfg) }, "configuration");
   // Escalation means a stage keeps crashing: exit non-zero and let the outer supervisor
   // (systemd, Kubernetes) restart the process; the state on disk makes that safe.

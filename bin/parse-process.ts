@@ -325,7 +325,11 @@ function createParseChildActor(
 
   const actor = createActor<never>({
     id: kind.id,
-    reporter: (err) => o.log.error({ err: String(err) }, `${what} actor`),
+    // A stop while it was starting (the start of the app failed meanwhile) is no error of its own.
+    reporter: (err) => {
+      if (!/stopped while starting/.test(String(err)))
+        o.log.error({ err: String(err) }, `${what} actor`);
+    },
     behavior: {
       async start(ctx) {
         hooks.onStart();

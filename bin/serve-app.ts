@@ -15,7 +15,7 @@ import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
 import { connectWithStatus } from "./nats-connect.js";
 import { healthBody, healthProblems, watchNats, type HealthProblem } from "./health.js";
-import { keepNats, privateNats, serveGrpc, serveWeb } from "./app.js";
+import { keepNats, portTaken, privateNats, serveGrpc, serveWeb } from "./app.js";
 import type { NatsKeeper } from "./nats-keeper.js";
 import {
   openUnlocked,
@@ -81,7 +81,7 @@ export async function startServingApp(
       registry: { contentType: metrics.registry.contentType, metrics: () => registry.metrics() },
       health: () =>
         healthBody(healthProblems(checks), ready(), { role: "start", serving: "process" }),
-    });
+    }).catch(portTaken("METRICS_PORT", cfg.metricsHost, cfg.metricsPort));
     cleanups.push(() => http.stop());
     let natsUrl = cfg.natsUrl;
     let priv: Awaited<ReturnType<typeof privateNats>> | undefined;
