@@ -1,12 +1,13 @@
 import { join } from "node:path";
 import { mkdir, readdir, stat } from "node:fs/promises";
-import type { NatsConnection } from "nats";
+import type { JetStreamManager, NatsConnection } from "nats";
 import { Gauge, type Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { freeBytes, keepPrivateNats, NATS_MIN_FREE_BYTES, type NatsKeeper } from "./nats-keeper.js";
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
+import { eventsPosition, reportCatchUp } from "./catch-up.js";
 import { startHttpServer, type HttpServer } from "../connectors/http/server.js";
 import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 import { openStateDb, type StateDb } from "../state/index.js";
@@ -216,6 +217,14 @@ export async function startApp(
       }),
     );
     cleanups.push(() => pipeline.stop());
+    // Catching up on stored events: events done and pending, events/s, time left.
+    let progressJsm: JetStreamManager | undefined;
+    const catchUp = reportCatchUp({
+      position: async () => eventsPosition((progressJsm ??= await nc.jetstreamManager())),
+      log,
+      tty: process.stderr.isTTY ? process.stderr : undefined,
+    });
+    cleanups.push(async () => catchUp.stop());
     const stages = watchStages(
       pipeline.supervisor.events$,
       (id) => pipeline.supervisor.child(id)?.getStatus(),

@@ -204,14 +204,18 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
     ? new cliProgress.MultiBar(
         {
           stream: out,
-          format: "{bar} {percentage}% | {sent} sent | {rejected} rejected | ETA {eta_formatted}",
+          format:
+            "{bar} {percentage}% | {sent} sent, ~{pending} to go | {rate} events/s | {rejected} rejected | ETA {eta_formatted}",
           hideCursor: true,
           clearOnComplete: false,
         },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
-  const bar = multibar?.create(size, 0, { sent: 0, rejected: 0 });
+  const bar = multibar?.create(size, 0, { sent: 0, rejected: 0, rate: 0, pending: "?" });
+  // Without a terminal: a line every 10 s (a replay of millions of rows takes minutes).
+  const logEveryMs = 10_000;
+  let loggedAt = performance.now();
 
   const summary: ReplaySummary = {
     format,
@@ -268,6 +272,27 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
     });
     const input = createReadStream(options.file);
     const text = countBytes(input, gz);
+    const sendStart = performance.now();
+    /** The bar on a terminal, a line every 10 s otherwise: sent, to go, events/s, time left. */
+    const progress = () => {
+      const read = Math.min(text.bytes(), size);
+      const s = (performance.now() - sendStart) / 1000;
+      const perSec = s > 0 ? summary.sent / s : 0;
+      // Events to go, from the share of the file read so far.
+      const toGo = read > 0 ? Math.max(0, Math.round((summary.sent * (size - read)) / read)) : 0;
+      bar?.update(read, {
+        sent: summary.sent,
+        rejected: summary.rejected,
+        rate: Math.round(perSec).toLocaleString("en-US"),
+        pending: toGo.toLocaleString("en-US"),
+      });
+      if (bar || !out || performance.now() - loggedAt < logEveryMs) return;
+      loggedAt = performance.now();
+      const left = perSec > 0 ? `, about ${Math.ceil(toGo / perSec)} s left` : "";
+      out.write(
+        `replay: ${Math.floor((100 * read) / Math.max(1, size))}% read, ${summary.sent.toLocaleString("en-US")} events sent, ~${toGo.toLocaleString("en-US")} to go, ${Math.round(perSec).toLocaleString("en-US")} events/s${left}\n`,
+      );
+    };
     const parseRow = rowParser(format, genres);
     const encoder = new TextEncoder();
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
@@ -342,10 +367,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
         }
         if (batch.length > 0) yield batch;
         batch = [];
-        bar?.update(Math.min(text.bytes(), size), {
-          sent: summary.sent,
-          rejected: summary.rejected,
-        });
+        progress();
         if (done) break;
       }
       if (sorter) {
@@ -366,10 +388,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
       summary.sent++;
       if (ack.duplicate) summary.duplicates++;
       lastSeq = Math.max(lastSeq, ack.seq);
-      bar?.update(Math.min(text.bytes(), size), {
-        sent: summary.sent,
-        rejected: summary.rejected,
-      });
+      progress();
     };
     let failed = false;
     try {
@@ -383,7 +402,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
       input.destroy();
       if (!failed) await pub.close().catch(() => {});
     }
-    bar?.update(Math.min(text.bytes(), size), { sent: summary.sent, rejected: summary.rejected });
+    progress();
     multibar?.stop();
     summary.elapsedMs = performance.now() - started;
     if (marks && summary.sent > 0 && !summary.aborted) {
