@@ -176,7 +176,8 @@ export const trendingStage = defineStage({
           const c = cells.get(key);
           const next = c ? [...c] : [];
           while (next.length <= type) next.push(0);
-          next[type]!++;
+          // A rating counts by its value (0.5-5), every other event once.
+          next[type]! += r.t === "rating" ? Math.max(0, r.r || 0) : 1;
           if (!c) index(key);
           cells.set(key, next);
           if (kind === "24h") dirty.add("24h|newest");

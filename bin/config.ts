@@ -170,7 +170,15 @@ export function loadConfig(
     popularityHorizonMs: num("popularityHorizonMs"),
     topCategories: num("topCategories"),
     fallbackSize: num("fallbackSize"),
-    trendingWeights: trendingWeights(str("trendingWeights"), num("viewWeight"), num("clickWeight")),
+    // The movies preset's events are ratings: counted by their value unless weights are set.
+    trendingWeights:
+      str("preset") === "movies" &&
+      [
+        str("trendingWeights"),
+        ...["TRENDING_VIEW_WEIGHT", "TRENDING_CLICK_WEIGHT"].map((k) => flags[k] ?? env[k]),
+      ].every((v) => v === undefined || v === "")
+        ? { rating: 1 }
+        : trendingWeights(str("trendingWeights"), num("viewWeight"), num("clickWeight")),
     trendingTriggerMs: num("trendingTriggerMs"),
     snapshotIntervalMs: num("snapshotIntervalMs"),
     snapshotEveryMessages: num("snapshotEveryMessages"),

@@ -127,6 +127,14 @@ describe("configuration", () => {
     );
     expect(errorOf({ TRENDING_WEIGHTS: "view=-1" })).toContain('"view=-1" is not type=weight');
     expect(errorOf({ TRENDING_WEIGHTS: "view=1,view=2" })).toContain("view is given twice");
+    // The movies preset's events are ratings: counted (by value) unless weights are set.
+    expect(loadConfig({ PRESET: "movies" }).pipeline.trendingWeights).toEqual({ rating: 1 });
+    expect(
+      loadConfig({ PRESET: "movies", TRENDING_WEIGHTS: "rating=2" }).pipeline.trendingWeights,
+    ).toEqual({ rating: 2 });
+    expect(
+      loadConfig({ PRESET: "movies", TRENDING_VIEW_WEIGHT: "1" }).pipeline.trendingWeights,
+    ).toEqual({ view: 1, click: 2 });
   });
 
   it("has a monitoring port for the private nats-server, 0 for none", () => {

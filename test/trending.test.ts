@@ -130,6 +130,16 @@ describe("trending", () => {
     ]);
   });
 
+  it("should count a rating by its value (the movies preset's weights)", () => {
+    const { h, feed } = setup({ weights: { rating: 1 } });
+    const rated = (i: string, r: number) => ({ ...ev(T0, i, "rating"), r });
+    feed(T0, [rated("m1", 5), rated("m1", 0.5), rated("m2", 4), ev(T0, "m3")]);
+    expect(h.part("1h", T0).items.map(([i, score]) => [i, score])).toEqual([
+      ["m1", 5.5],
+      ["m2", 4],
+    ]);
+  });
+
   it("should read cells of older snapshots, which held views and clicks only", () => {
     const state = createStageState();
     state.map<number[]>("cell").set(`1h|${T0}|p1`, [2, 1]);

@@ -105,8 +105,16 @@ export function registerQueryCommands(program: Command, io: QueryIo = processIo)
           try {
             let first = true;
             for await (const update of stream) {
-              // A heartbeat repeats the newest list: the stream is alive, nothing changed.
-              if (update.heartbeat) continue;
+              // A heartbeat repeats the newest list: the stream is alive, nothing changed. One
+              // without a list before any update: no event has been counted in this window kind.
+              if (update.heartbeat && !(first && !flags.follow && update.items.length === 0))
+                continue;
+              if (update.heartbeat) {
+                io.out(
+                  `trending ${flags.window}: no items yet (no event of a type TRENDING_WEIGHTS counts has been seen)`,
+                );
+                break;
+              }
               if (!first) io.out("");
               first = false;
               printTrending(update, io);

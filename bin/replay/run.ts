@@ -278,8 +278,10 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
       const read = Math.min(text.bytes(), size);
       const s = (performance.now() - sendStart) / 1000;
       const perSec = s > 0 ? summary.sent / s : 0;
-      // Events to go, from the share of the file read so far.
-      const toGo = read > 0 ? Math.max(0, Math.round((summary.sent * (size - read)) / read)) : 0;
+      // Events to go: rows read and not sent yet (the sort holds them), and the rows of the part
+      // of the file not read yet, at the rows per byte so far.
+      const unread = read > 0 ? (summary.rows * (size - read)) / read : 0;
+      const toGo = Math.max(0, Math.round(summary.rows - summary.sent - summary.rejected + unread));
       bar?.update(read, {
         sent: summary.sent,
         rejected: summary.rejected,
