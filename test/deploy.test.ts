@@ -556,7 +556,7 @@ describe("deploy/grafana/dashboards/reco-stream.json", () => {
     expect(unknown).toEqual([]);
   });
 
-  it("shows the stage, event, state and gRPC metrics the README lists", () => {
+  it("shows the stage, event, state and gRPC metrics docs/OPERATIONS.md lists", () => {
     const defined = definedMetrics();
     const shown = new Set(
       queryPanels

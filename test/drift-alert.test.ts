@@ -154,7 +154,7 @@ describe.skipIf(!hasPromtool)("drift alert on a replayed log (issue 15, point 2)
     const plain = await replay(events);
     const shift = await replay(shifted);
     const last = (s: Scrape[]) => s[s.length - 1]!;
-    // What the gauges said at the end (the README quotes these).
+    // What the gauges said at the end (docs/QUALITY.md quotes these).
     expect(last(plain).psi.category).toBeLessThan(0.1);
     expect(last(shift).psi.category).toBeGreaterThan(1);
     expect(last(shift).recent).toBe(last(plain).recent);

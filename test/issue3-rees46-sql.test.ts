@@ -18,7 +18,7 @@ import { Source } from "../proto/gen/reco/v1/reco_pb.js";
  * Issue 3, "done when": a replay of an e-commerce log in the REES46 schema gives results a
  * reviewer can reproduce with a SQL query. A generated REES46 CSV (30 hours, so the 24 h interest
  * horizon cuts into it) goes through the real replay tool into the real app; every user's
- * recommendations and top categories must equal what the README's SQL computes from the same file
+ * recommendations and top categories must equal what the SQL of docs/HOW-IT-WORKS.md computes from the same file
  * with SQLite (Python's sqlite3 module, loading the CSV as the sqlite3 shell's `.import --csv`
  * does). The expected values come from SQL, not from the test's reference implementation.
  */
@@ -27,12 +27,15 @@ const run = promisify(execFile);
 const root = resolve(import.meta.dirname, "..");
 const H = 3_600_000;
 
-/** The ```sql block of the README's "Checking results with SQL" section. */
+/** The ```sql block of docs/HOW-IT-WORKS.md's "Checking results with SQL" section. */
 async function readmeSql(): Promise<string> {
-  const readme = await readFile(join(root, "README.md"), "utf8");
-  const at = readme.indexOf("### Checking results with SQL");
-  expect(at, "README has a 'Checking results with SQL' section").toBeGreaterThanOrEqual(0);
-  const m = /```sql\n([\s\S]*?)```/.exec(readme.slice(at));
+  const doc = await readFile(join(root, "docs", "HOW-IT-WORKS.md"), "utf8");
+  const at = doc.indexOf("## Checking results with SQL");
+  expect(
+    at,
+    "docs/HOW-IT-WORKS.md has a 'Checking results with SQL' section",
+  ).toBeGreaterThanOrEqual(0);
+  const m = /```sql\n([\s\S]*?)```/.exec(doc.slice(at));
   expect(m, "an sql block in it").not.toBeNull();
   return m![1]!;
 }
@@ -128,7 +131,7 @@ async function observeAnswers(client: RecoClient, users: string[]): Promise<Answ
   return out;
 }
 
-describe("a REES46 log replayed with reco replay, checked with the README's SQL", () => {
+describe("a REES46 log replayed with reco replay, checked with the SQL of docs/HOW-IT-WORKS.md", () => {
   let nats: TestNats;
   let app: App;
   let dir: string;

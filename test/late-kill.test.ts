@@ -118,7 +118,7 @@ async function collect(nc: NatsConnection, app: App, users: string[]): Promise<R
   client.close();
   const trending: Record<string, string> = {};
   for (const [k, v] of Object.entries(await bucket(nc, "reco_trending"))) {
-    // Non-final lists are processing-time pushes (README): their timing is not the log's.
+    // Non-final lists are processing-time pushes (docs/FAILURES.md): their timing is not the log's.
     const part = JSON.parse(v) as { final?: boolean };
     if (k.startsWith("wm.") || part.final === true) trending[k] = v;
   }

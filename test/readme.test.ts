@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { freePort } from "../connectors/nats/embedded-server.js";
@@ -90,11 +90,8 @@ describe("the README's examples", () => {
       const base = served.has(m[1]!) ? m[1]! : m[1]!.replace(/_(bucket|sum|count)$/, "");
       for (const l of m[2]!.matchAll(/(\w+)="/g)) if (l[1] !== "le") served.get(base)?.add(l[1]!);
     }
-    const readme = await readFile(join(root, "README.md"), "utf8");
-    const section = readme.slice(
-      readme.indexOf("**Metrics.**"),
-      readme.indexOf("## Running on a cluster"),
-    );
+    const ops = await readFile(join(root, "docs", "OPERATIONS.md"), "utf8");
+    const section = ops.slice(ops.indexOf("**Metrics.**"), ops.indexOf("## Running on a cluster"));
     const listed = new Map<string, Set<string>>();
     for (const m of section.matchAll(/^\| `((?:reco|grpc)_\w+)(?:\{([\w,]*)\})?`/gm))
       listed.set(m[1]!, new Set(m[2] ? m[2].split(",") : []));
@@ -151,12 +148,10 @@ async function runItCommands(): Promise<string> {
   return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]).join("\n");
 }
 
-/** The README's SQL check run with Python's sqlite3 on a CSV: rows of its last SELECT. */
+/** The SQL check of docs/HOW-IT-WORKS.md run with Python's sqlite3 on a CSV: rows of its last SELECT. */
 async function readmeSqlRows(csv: string): Promise<string[][]> {
-  const readme = await readFile(join(root, "README.md"), "utf8");
-  const sql = /```sql\n([\s\S]*?)```/.exec(
-    readme.slice(readme.indexOf("### Checking results")),
-  )![1]!;
+  const doc = await readFile(join(root, "docs", "HOW-IT-WORKS.md"), "utf8");
+  const sql = /```sql\n([\s\S]*?)```/.exec(doc.slice(doc.indexOf("## Checking results")))![1]!;
   const py = `
 import csv, json, sqlite3, sys
 db = sqlite3.connect(":memory:")
@@ -218,6 +213,25 @@ describe("the README on the REES46 sample in ../shared/data", () => {
       expect(link.startsWith("../"), `${link} leaves the repository`).toBe(false);
       expect(existsSync(join(root, link)), `${link} exists`).toBe(true);
     }
+    // The docs' links too, each from its own folder.
+    for (const doc of ["docs", "bench", "deploy"].flatMap((d) =>
+      readdirSync(join(root, d))
+        .filter((f) => f.endsWith(".md"))
+        .map((f) => join(d, f)),
+    )) {
+      const text = await readFile(join(root, doc), "utf8");
+      for (const m of text.matchAll(/\]\(([^)#\s]+)[^)]*\)/g)) {
+        const link = m[1]!;
+        if (/^[a-z]+:/.test(link)) continue;
+        expect(existsSync(join(root, dirname(doc), link)), `${doc} links ${link}`).toBe(true);
+      }
+    }
+  });
+
+  it("is the newcomer's path: about 300 lines at most, reference material in docs/", async () => {
+    const readme = await readFile(join(root, "README.md"), "utf8");
+    expect(readme.split("\n").length).toBeLessThanOrEqual(300);
+    expect(readme).not.toMatch(/\bsession \d+|\bissue \d+/i);
   });
 
   it("replays the sample, and its user gets the answer the README's SQL computes", async () => {
@@ -267,9 +281,9 @@ describe("the README on the REES46 sample in ../shared/data", () => {
       )![1]!;
       const args = bufCall
         .replace(/\\\n\s*/g, "")
-        .replace("127.0.0.1:50051", `127.0.0.1:${app.grpcPort}`)
-        .match(/'[^']*'|\S+/g)!
-        .map((a) => a.replace(/^'|'$/g, ""));
+        .replace("$(npx reco url grpc)", `127.0.0.1:${app.grpcPort}`)
+        .match(/'[^']*'|"[^"]*"|\S+/g)!
+        .map((a) => a.replace(/^['"]|['"]$/g, ""));
       const { stdout } = await run(join(root, "node_modules", ".bin", "buf"), ["curl", ...args], {
         timeout: 30_000,
       });
