@@ -134,39 +134,4 @@ describe("trending over gRPC", () => {
     const bad = (await getTrending({ k: 101 }).catch((e: unknown) => e)) as ServiceError;
     expect(bad.code).toBe(status.INVALID_ARGUMENT);
   });
-
-  it("says at once, not after the heartbeat interval, that there is nothing yet", async () => {
-    const empty = new ReplaySubject<TrendingSnapshot>(1);
-    const quiet = await startGrpcServer({
-      port: 0,
-      backend: { ...backend, trending: () => empty.asObservable() },
-      trendingHeartbeatMs: 60_000,
-    });
-    const Client = makeGenericClientConstructor(
-      recoServiceDefinition,
-      "reco.v1.RecommendationService",
-    );
-    const c = new Client(`127.0.0.1:${quiet.port}`, credentials.createInsecure());
-    try {
-      const call = c.makeServerStreamRequest(
-        recoServiceDefinition.StreamTrending.path,
-        recoServiceDefinition.StreamTrending.requestSerialize,
-        recoServiceDefinition.StreamTrending.responseDeserialize,
-        create(StreamTrendingRequestSchema, { window: TrendingWindow.ONE_HOUR, k: 5 }),
-      );
-      const got: TrendingUpdate[] = [];
-      call.on("data", (u: TrendingUpdate) => got.push(u));
-      call.on("error", () => undefined);
-      await vi.waitFor(() => expect(got.length).toBe(1), { timeout: 2_000 });
-      expect(got[0]).toMatchObject({ heartbeat: true, window: TrendingWindow.ONE_HOUR, items: [] });
-      // Then the first list as usual, and no second "nothing yet".
-      empty.next(snap(T0, false));
-      await vi.waitFor(() => expect(got.length).toBe(2));
-      expect(got[1]).toMatchObject({ heartbeat: false });
-      call.cancel();
-    } finally {
-      c.close();
-      await quiet.stop(1000);
-    }
-  });
 });

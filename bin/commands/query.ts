@@ -92,6 +92,25 @@ export function registerQueryCommands(program: Command, io: QueryIo = processIo)
         },
       ) => {
         await withClient(flags, io, async (client) => {
+          if (!flags.follow) {
+            // The newest list now (GetTrending), without waiting for the stream's next update.
+            const now = await client.getTrending(flags.window, flags.k).catch((err: unknown) => {
+              const e = err as { code?: number; details?: string };
+              if (e.code === status.UNAVAILABLE && e.details === "no trending data yet")
+                return null;
+              return undefined; // starting, or an older server: wait for the stream below
+            });
+            if (now === null) {
+              io.out(
+                `trending ${flags.window}: no items yet (no event of a type TRENDING_WEIGHTS counts has been seen)`,
+              );
+              return;
+            }
+            if (now) {
+              printTrending(now, io);
+              return;
+            }
+          }
           const stream = client.streamTrending(flags.window, flags.k);
           const unregister = io.onInterrupt(() => stream.cancel());
           let timer: NodeJS.Timeout | undefined;
@@ -105,16 +124,8 @@ export function registerQueryCommands(program: Command, io: QueryIo = processIo)
           try {
             let first = true;
             for await (const update of stream) {
-              // A heartbeat repeats the newest list: the stream is alive, nothing changed. One
-              // without a list before any update: no event has been counted in this window kind.
-              if (update.heartbeat && !(first && !flags.follow && update.items.length === 0))
-                continue;
-              if (update.heartbeat) {
-                io.out(
-                  `trending ${flags.window}: no items yet (no event of a type TRENDING_WEIGHTS counts has been seen)`,
-                );
-                break;
-              }
+              // A heartbeat repeats the newest list: the stream is alive, nothing changed.
+              if (update.heartbeat) continue;
               if (!first) io.out("");
               first = false;
               printTrending(update, io);

@@ -16,12 +16,14 @@ import { create } from "@bufbuild/protobuf";
 import {
   GetRecommendationsRequestSchema,
   GetSimilarItemsRequestSchema,
+  GetTrendingRequestSchema,
   StreamTrendingRequestSchema,
   TrendingWindow,
   type GetRecommendationsRequest,
   type GetRecommendationsResponse,
   type GetSimilarItemsRequest,
   type GetSimilarItemsResponse,
+  type GetTrendingRequest,
   type StreamTrendingRequest,
   type TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
@@ -59,6 +61,8 @@ export interface RecoClient {
   ): Promise<GetRecommendationsResponse>;
   /** `n` 0 or omitted means the server default (10). */
   getSimilarItems(itemId: string, n?: number): Promise<GetSimilarItemsResponse>;
+  /** The newest window's list now; `k` 0 or omitted means the server default (10). */
+  getTrending(window: TrendingWindow | TrendingWindowName, k?: number): Promise<TrendingUpdate>;
   /** `k` 0 or omitted means the server default (10). The call starts at once. */
   streamTrending(window: TrendingWindow | TrendingWindowName, k?: number): TrendingStream;
   close(): void;
@@ -77,6 +81,12 @@ interface RawRecoClient extends Client {
     metadata: Metadata,
     options: CallOptions,
     callback: requestCallback<GetSimilarItemsResponse>,
+  ): ClientUnaryCall;
+  GetTrending(
+    request: GetTrendingRequest,
+    metadata: Metadata,
+    options: CallOptions,
+    callback: requestCallback<TrendingUpdate>,
   ): ClientUnaryCall;
   StreamTrending(
     request: StreamTrendingRequest,
@@ -122,6 +132,17 @@ export function createRecoClient(address: string, options: RecoClientOptions = {
       return new Promise((resolve, reject) => {
         raw.GetSimilarItems(
           create(GetSimilarItemsRequestSchema, { itemId, n }),
+          new Metadata(),
+          {},
+          (err, response) => (err || !response ? reject(err) : resolve(response)),
+        );
+      });
+    },
+
+    getTrending(window, k = 0) {
+      return new Promise((resolve, reject) => {
+        raw.GetTrending(
+          create(GetTrendingRequestSchema, { window: toWindowEnum(window), k }),
           new Metadata(),
           {},
           (err, response) => (err || !response ? reject(err) : resolve(response)),

@@ -266,9 +266,6 @@ export function createRecoService(options: RecoServiceOptions): RecoService {
     }
     // The observable may have completed or failed synchronously inside subscribe().
     if (finished) subscription.unsubscribe();
-    // Nothing to replay (no event counted yet): say so at once with an empty heartbeat, so a
-    // client waiting for the first update is not left to time out.
-    else writer.heartbeat(request.window, 0, true);
   };
 
   const getTrending = (

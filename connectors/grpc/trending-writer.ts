@@ -33,8 +33,7 @@ export function createTrendingWriter(
 ): {
   offer(snapshot: TrendingSnapshot): void;
   /** Sends a heartbeat if nothing was written for `quietMs` and the call takes writes. */
-  /** A heartbeat if nothing was sent for `quietMs`; `onlyIfEmpty`: only while nothing ever was. */
-  heartbeat(window: TrendingWindowName, quietMs: number, onlyIfEmpty?: boolean): void;
+  heartbeat(window: TrendingWindowName, quietMs: number): void;
   close(): void;
 } {
   let pending: TrendingSnapshot[] = [];
@@ -90,9 +89,8 @@ export function createTrendingWriter(
       if (blocked) enqueue(snapshot);
       else write(snapshot);
     },
-    heartbeat(window, quietMs, onlyIfEmpty = false) {
+    heartbeat(window, quietMs) {
       if (closed || blocked || Date.now() - lastWrite < quietMs) return;
-      if (onlyIfEmpty && (latest || pending.length > 0)) return;
       send(
         latest
           ? toTrendingUpdate(latest, k, true)
