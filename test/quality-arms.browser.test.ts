@@ -286,9 +286,16 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
       await page.goto(`${app.webUrl}#/quality`);
       const row = page.locator(`tr[data-model="implicit:${implicit.version}"]`);
       await row.waitFor();
-      // The console's percentage (one decimal, trailing zeros dropped).
+      // The console's percentage (one decimal, trailing zeros dropped) with the users it rests
+      // on; below the minimum, the count and no percentage.
       const shown = Number((implicit.offline!.hitRate * 100).toFixed(1));
-      expect(await row.innerText()).toContain(`${shown} %`);
+      const users = implicit.offline!.users;
+      const text = await row.innerText();
+      if (users >= 30) expect(text).toContain(`${shown} % (${users.toLocaleString("en")} users)`);
+      else {
+        expect(text).toContain(`too few users held out (${users} < 30)`);
+        expect(text).not.toContain(" %");
+      }
     }
   }, 240_000);
 });
