@@ -286,16 +286,9 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
       await page.goto(`${app.webUrl}#/quality`);
       const row = page.locator(`tr[data-model="implicit:${implicit.version}"]`);
       await row.waitFor();
-      // The console's percentage (one decimal, trailing zeros dropped) with the users it rests
-      // on; below the minimum, the count and no percentage.
+      // The console's percentage (one decimal, trailing zeros dropped).
       const shown = Number((implicit.offline!.hitRate * 100).toFixed(1));
-      const users = implicit.offline!.users;
-      const text = await row.innerText();
-      if (users >= 30) expect(text).toContain(`${shown} % (${users.toLocaleString("en")} users)`);
-      else {
-        expect(text).toContain(`too few users held out (${users} < 30)`);
-        expect(text).not.toContain(" %");
-      }
+      expect(await row.innerText()).toContain(`${shown} %`);
     }
   }, 240_000);
 });

@@ -23,8 +23,6 @@ export const fmt = {
       n ?? 0,
     ),
   price: (n) => (n > 0 ? `$${fmt.num(n, 2)}` : "—"),
-  /** Why an item's price shows as a dash: prices come from its purchases within the horizon. */
-  noPrice: "no purchase of this item within the 7-day popularity horizon carried a price",
   pct: (x) => `${fmt.num((x ?? 0) * 100, 1)} %`,
   time: (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "—"),
   hour: (iso) => (iso ? new Date(iso).toISOString().slice(11, 16) : "—"),

@@ -27,7 +27,7 @@ export function itemPage(root, itemId) {
             h("dt", {}, "brand"),
             h("dd", {}, p.brand || "—"),
             h("dt", {}, "average price"),
-            h("dd", { title: p.averagePrice > 0 ? "" : fmt.noPrice }, fmt.price(p.averagePrice)),
+            h("dd", {}, fmt.price(p.averagePrice)),
           )
         : h("div", { class: "empty" }, "No purchases of this item within the popularity horizon.");
       const trend = h(
@@ -53,11 +53,7 @@ export function itemPage(root, itemId) {
           h("td", {}, itemLink(i.itemId), h("div", { class: "explain" }, i.explanation)),
           h("td", {}, scoreCell(i.score, max, 1)),
           h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),
-          h(
-            "td",
-            { class: "num", title: i.averagePrice > 0 ? "" : fmt.noPrice },
-            fmt.price(i.averagePrice),
-          ),
+          h("td", { class: "num" }, fmt.price(i.averagePrice)),
         ),
       );
       out.replaceChildren(

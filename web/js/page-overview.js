@@ -5,9 +5,6 @@ import { card, fmt, h } from "./dom.js";
 import { kpis } from "./pipeline-view.js";
 import { trendingCard } from "./trending-card.js";
 
-/** Fewest scored target events the overview shows a live hit rate for. */
-const MIN_ONLINE_CASES = 100;
-
 export function overviewPage(root) {
   const input = h("input", {
     type: "search",
@@ -57,23 +54,9 @@ export function overviewPage(root) {
     chart.push(Date.now() / 1000, [p.events?.inPerSecond ?? 0]);
     const q = await api("/v1/quality");
     const blend = q.prequential.find((x) => x.method === "blend" && x.window === "all");
-    // Below MIN_ONLINE_CASES a hit rate says little: the count, not the figure (docs/API.md).
-    const enough = blend && blend.cases >= MIN_ONLINE_CASES;
     hitEl.replaceChildren(
-      h(
-        "a",
-        { href: "#/quality", title: blend ? "" : "no answer scored yet" },
-        enough ? fmt.num(blend.hitRate, 3) : "—",
-      ),
-      h(
-        "span",
-        { class: "meta" },
-        !blend
-          ? " no answer scored yet"
-          : enough
-            ? ` over ${fmt.int(blend.cases)} target events`
-            : ` too few target events yet (${fmt.int(blend.cases)} < ${MIN_ONLINE_CASES})`,
-      ),
+      h("a", { href: "#/quality" }, blend ? fmt.num(blend.hitRate, 3) : "—"),
+      h("span", { class: "meta" }, blend ? ` over ${fmt.int(blend.cases)} target events` : ""),
     );
     const psi = Math.max(0, ...Object.values(q.drift.psi));
     driftEl.replaceChildren(

@@ -155,40 +155,6 @@ function driftCard(q) {
   );
 }
 
-/**
- * Fewest held-out users a model's offline figures are shown for (docs/API.md, "Console"): a hit
- * rate on a handful of users says more about the handful than about the model.
- */
-export const MIN_HELD_OUT_USERS = 30;
-
-/** The HR@10 and NDCG@10 cells of a model version: with how many users, or why not shown. */
-function offlineCells(o) {
-  if (!o)
-    return [
-      h(
-        "td",
-        { class: "num", title: "not evaluated (trained on too little data to hold out)" },
-        "–",
-      ),
-      h("td", { class: "num" }, "–"),
-    ];
-  if (o.users < MIN_HELD_OUT_USERS) {
-    const why = `too few users held out (${fmt.int(o.users)} < ${MIN_HELD_OUT_USERS})`;
-    return [
-      h("td", { class: "num few", title: why }, why),
-      h("td", { class: "num", title: why }, "–"),
-    ];
-  }
-  return [
-    h(
-      "td",
-      { class: "num", title: `${fmt.int(o.users)} users held out` },
-      `${fmt.pct(o.hitRate)} (${fmt.int(o.users)} users)`,
-    ),
-    h("td", { class: "num" }, fmt.num(o.ndcg, 3)),
-  ];
-}
-
 function modelsCard(q) {
   const rows = q.models.slice(0, 10);
   return card(
@@ -227,7 +193,12 @@ function modelsCard(q) {
                 h("td", {}, m.kind),
                 h("td", { class: "num" }, m.version),
                 h("td", { class: "num" }, fmt.int(m.dataPosition)),
-                ...offlineCells(m.offline),
+                h(
+                  "td",
+                  { class: "num", title: m.offline ? `${m.offline.users} users held out` : "" },
+                  m.offline ? fmt.pct(m.offline.hitRate) : "–",
+                ),
+                h("td", { class: "num" }, m.offline ? fmt.num(m.offline.ndcg, 3) : "–"),
                 h("td", {}, fmt.time(m.trainedAt)),
               ),
             ),

@@ -73,11 +73,7 @@ export function userPage(root, userId) {
           h("td", {}, badge(i.source)),
           h("td", {}, scoreCell(i.score, max)),
           h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),
-          h(
-            "td",
-            { class: "num", title: i.averagePrice > 0 ? "" : fmt.noPrice },
-            fmt.price(i.averagePrice),
-          ),
+          h("td", { class: "num" }, fmt.price(i.averagePrice)),
         ),
       );
       const table = h(
