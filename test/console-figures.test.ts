@@ -6,6 +6,7 @@ import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { defaultSourceSettings } from "../actors/sources/defaults.js";
 import { priceOf } from "../actors/recommender-serve.js";
+import { similarJson } from "../connectors/http/api-views.js";
 import { MIN_CASES, reaches, readQuality } from "../connectors/http/api-quality.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker, reloaded } from "./helpers/source-stages.js";
@@ -101,5 +102,26 @@ describe("an item's average price", () => {
     expect(priceOf(of(undefined), { avgPrice: 9 }, "x")).toBe(9);
     expect(priceOf(of(undefined), undefined, "x")).toBe(0);
     expect(priceOf({}, { avgPrice: 0 }, "x")).toBe(0);
+  });
+
+  it("answers similar items' prices to the cent", () => {
+    const item = {
+      itemId: "1004748",
+      score: 1,
+      rank: 1,
+      category: "electronics",
+      brand: "samsung",
+      averagePrice: 130.95000000000002,
+      purchases: 0,
+      explanation: "",
+    };
+    const json = similarJson({
+      itemId: "1004856",
+      basis: "CO_VISITATION",
+      items: [item],
+      watermark: null,
+      statusMessage: "",
+    });
+    expect(json.items[0]!.averagePrice).toBe(130.95);
   });
 });
