@@ -164,7 +164,7 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
       expect(await page.locator("text=same category popular").count()).toBeGreaterThan(0);
       expect(await page.locator("text=purchases, 7 days").count()).toBe(1);
       // Every event of the log carried a price (5 + the item's number % 20): no dash anywhere.
-      const priceOf = (item: string) => `$${5 + (Number(item.slice(1)) % 20)}`;
+      const priceOf = (item: string) => `$${(5 + (Number(item.slice(1)) % 20)).toFixed(2)}`;
       expect(await page.locator("dl.facts .price").first().textContent()).toBe(priceOf(popular));
       const prices = await page
         .locator("#similar tbody tr")

@@ -22,7 +22,11 @@ export const fmt = {
     new Intl.NumberFormat("en", { maximumFractionDigits: d, minimumFractionDigits: 0 }).format(
       n ?? 0,
     ),
-  price: (n) => (n > 0 ? `$${fmt.num(n, 2)}` : "—"),
+  // Always to the cent: "$177.20", not "$177.2".
+  price: (n) =>
+    n > 0
+      ? `$${new Intl.NumberFormat("en", { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(n)}`
+      : "—",
   pct: (x) => `${fmt.num((x ?? 0) * 100, 1)} %`,
   time: (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "—"),
   hour: (iso) => (iso ? new Date(iso).toISOString().slice(11, 16) : "—"),
