@@ -60,6 +60,8 @@ export interface CovisitView {
   trending(): ItemCounter;
   popular(): ItemCounter;
   categoryOf(item: string): string | undefined;
+  /** The average price over every event of the item that carried one; undefined: none did. */
+  priceOf(item: string): number | undefined;
   /** Event-time progress of what was fed (-1 before any). */
   progress(): number;
   /** Records fed. */
@@ -119,11 +121,17 @@ export const covisitStage = defineStage({
           })
         : undefined;
     const categories = st.map<string>("categories");
+    // Per item: [sum of prices, events that carried one], from events of any type.
+    const prices = st.map<[number, number]>("prices");
     const view: CovisitView = {
       covisit: () => covisit,
       trending: () => trending,
       popular: () => popular,
       categoryOf: (i) => categories.get(i),
+      priceOf: (i) => {
+        const p = prices.get(i);
+        return p && p[1] > 0 ? p[0] / p[1] : undefined;
+      },
       progress: () => progress,
       fed: () => n,
       prequential: () => scorer?.view,
@@ -138,6 +146,10 @@ export const covisitStage = defineStage({
         popular.add(e);
         scorer?.after(r, e);
         if (e.c !== "" && categories.get(e.i) !== e.c) categories.set(e.i, e.c);
+        if (r.pr >= 0) {
+          const [sum, k] = prices.get(r.i) ?? [0, 0];
+          prices.set(r.i, [sum + r.pr, k + 1]);
+        }
         progress = Math.max(progress, r.wb, r.ts);
       }
     };

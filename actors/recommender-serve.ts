@@ -52,7 +52,7 @@ export function blendAnswer(
         rank: x.rank,
         category: view.categoryOf(x.item) ?? r?.category ?? "",
         brand: r?.brand ?? "",
-        averagePrice: r?.avgPrice ?? 0,
+        averagePrice: priceOf(view, r, x.item),
         source: x.source,
         purchases: r?.purchases ?? 0,
         explanation: x.explanation,
@@ -92,7 +92,7 @@ export function covisitSimilar(
         rank: x + 1,
         category: view.categoryOf(c.item) ?? r?.category ?? "",
         brand: r?.brand ?? "",
-        averagePrice: r?.avgPrice ?? 0,
+        averagePrice: priceOf(view, r, c.item),
         purchases: r?.purchases ?? 0,
         explanation: c.why,
       };
@@ -126,3 +126,15 @@ export function filterDesign<E>(
 
 const isRecommendations = (r: unknown): r is Recommendations =>
   typeof r === "object" && r !== null && "items" in r && "userId" in r;
+
+/**
+ * An item's average price: over every event of the item that carried one (covisit keeps it), else
+ * over its purchases in the popularity horizon; 0 when no event of the item carried a price.
+ */
+export function priceOf(
+  view: Pick<RecommenderView, "priceOf">,
+  row: Pick<PopularityRow, "avgPrice"> | undefined,
+  item: string,
+): number {
+  return view.priceOf?.(item) ?? (row && row.avgPrice > 0 ? row.avgPrice : 0);
+}

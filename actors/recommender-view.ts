@@ -17,6 +17,8 @@ export interface RecommenderView {
   touched(user: string): ReadonlySet<string> | undefined;
   /** An item's main category, from its events. */
   categoryOf(item: string): string | undefined;
+  /** An item's average price over its events that carried one; undefined: none did. */
+  priceOf?(item: string): number | undefined;
 }
 
 /** The view of one user's answer: their partition's history with the item-wide stages. */
@@ -47,5 +49,6 @@ export function composeView(
       return t.size > 0 ? t : undefined;
     },
     categoryOf: (item) => parts.covisit.categoryOf(item),
+    priceOf: (item) => parts.covisit.priceOf(item),
   };
 }

@@ -163,6 +163,20 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
       await page.locator("#similar tbody tr").first().waitFor();
       expect(await page.locator("text=same category popular").count()).toBeGreaterThan(0);
       expect(await page.locator("text=purchases, 7 days").count()).toBe(1);
+      // Every event of the log carried a price (5 + the item's number % 20): no dash anywhere.
+      const priceOf = (item: string) => `$${(5 + (Number(item.slice(1)) % 20)).toFixed(2)}`;
+      expect(await page.locator("dl.facts .price").first().textContent()).toBe(priceOf(popular));
+      const prices = await page
+        .locator("#similar tbody tr")
+        .evaluateAll((trs) =>
+          trs.map((tr) => [
+            tr.getAttribute("data-item-id") ?? "",
+            tr.lastElementChild?.textContent,
+          ]),
+        );
+      expect(prices.length).toBeGreaterThan(0);
+      for (const [item, shown] of prices) expect(shown).toBe(priceOf(item!));
+      expect(await page.locator(".no-price").count()).toBe(0);
       await page.screenshot({ path: join(SHOTS, "item.png"), fullPage: true });
     });
 
@@ -216,6 +230,29 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
       await page.screenshot({ path: join(SHOTS, "overview.png"), fullPage: true });
       await page.goto(`${app.webUrl}#/quality`);
       await page.locator("text=Prequential hit rate").waitFor();
+      // Each prequential row says how many events it rests on; below the minimum, no figure.
+      const q = (await (await fetch(`${app.webUrl.replace(/\/$/, "")}/v1/quality`)).json()) as {
+        minimums: { scoredEvents: number };
+        prequential: { method: string; window: string; cases: number }[];
+      };
+      const min = q.minimums.scoredEvents;
+      expect(min).toBe(100);
+      const all = q.prequential.filter((p) => p.window === "all");
+      expect(all.length).toBeGreaterThan(0);
+      await page.locator("table.methods tbody tr").first().waitFor();
+      for (const p of all) {
+        const row = page.locator(`table.methods tr[data-method="${p.method}"]`);
+        // The page polls every 3 s: the counts may have moved on since the API was read.
+        await expect
+          .poll(async () => {
+            const text = await row.innerText();
+            const cases = Number(/([\d,]+)/.exec(text)?.[1]?.replace(/,/g, "") ?? "-1");
+            return cases < min
+              ? text.includes(`too few events (${cases} < ${min})`) && !/\d\.\d/.test(text)
+              : text.includes(`(${cases.toLocaleString("en")} events)`);
+          })
+          .toBe(true);
+      }
       await page.screenshot({ path: join(SHOTS, "quality.png"), fullPage: true });
       expect(pageErrors).toEqual([]);
     });

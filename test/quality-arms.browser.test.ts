@@ -218,6 +218,8 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
       const blendRow = await page.locator('tr[data-arm="blend"]').innerText();
       expect(blendRow).toContain("best");
       expect(blendRow).toMatch(/\d+\.\d %\s*–\s*\d+\.\d %/);
+      // The arm's hit rate with the events it rests on (over 100: the scoring test above).
+      expect(blendRow).toMatch(/\d+(\.\d)? % \([\d,]+ events\)/);
       await page.locator('tr[data-arm="design"]').waitFor();
       await page.locator('tr[data-method="blend"]').waitFor();
       await page.locator('tr[data-dimension="category"]').waitFor();
@@ -277,18 +279,37 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
       ).length,
     ).toBeGreaterThanOrEqual(newest);
     const q = (await (await fetch(`${app.webUrl.replace(/\/$/, "")}/v1/quality`)).json()) as {
-      models: { kind: string; version: number; offline?: { hitRate: number; users: number } }[];
+      minimums: { heldOutUsers: number };
+      models: {
+        kind: string;
+        version: number;
+        offline?: { hitRate: number; users: number; enough: boolean };
+      }[];
     };
     const implicit = q.models.find((m) => m.kind === "implicit" && m.offline)!;
     expect(implicit.offline!.users).toBeGreaterThan(0);
+    const min = q.minimums.heldOutUsers;
+    expect(min).toBe(30);
     if (browser) {
       const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
       await page.goto(`${app.webUrl}#/quality`);
-      const row = page.locator(`tr[data-model="implicit:${implicit.version}"]`);
-      await row.waitFor();
-      // The console's percentage (one decimal, trailing zeros dropped).
-      const shown = Number((implicit.offline!.hitRate * 100).toFixed(1));
-      expect(await row.innerText()).toContain(`${shown} %`);
+      await page.locator(`tr[data-model="implicit:${implicit.version}"]`).waitFor();
+      // Each version shown: its percentage (one decimal, trailing zeros dropped) with the users it
+      // rests on, or, below the minimum, no percentage at all.
+      const shownModels = q.models.slice(0, 10).filter((m) => m.offline);
+      for (const m of shownModels) {
+        const text = await page.locator(`tr[data-model="${m.kind}:${m.version}"]`).innerText();
+        const users = m.offline!.users;
+        expect(m.offline!.enough).toBe(users >= min);
+        if (users >= min)
+          expect(text).toContain(
+            `${Number((m.offline!.hitRate * 100).toFixed(1))} % (${users.toLocaleString("en")} users)`,
+          );
+        else {
+          expect(text).toContain(`too few users (${users} < ${min})`);
+          expect(text).not.toContain("%");
+        }
+      }
     }
   }, 240_000);
 });

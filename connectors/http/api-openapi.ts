@@ -175,7 +175,12 @@ export function openApiDocument() {
         get: {
           summary:
             'Live quality (README "Quality"): prequential HitRate@10, NDCG@10, coverage per method and window; A/B arms with Wilson 95% intervals; drift PSI',
-          responses: { "200": { description: "quality figures, as /metrics has them" } },
+          responses: {
+            "200": {
+              description:
+                "quality figures, as /metrics has them; `minimums` gives the fewest cases a figure needs, and each figure's `enough` says whether it reaches its own (docs/CONSOLE.md)",
+            },
+          },
         },
       },
     },

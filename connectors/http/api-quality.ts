@@ -5,7 +5,27 @@ import { parsePrometheusText, type MetricsSource, type Sample } from "./api-pipe
  * per method and window, the A/B arms with their Wilson 95% intervals, and the drift PSI — read
  * from the process's Prometheus registry, so the console and Prometheus never disagree.
  */
+/**
+ * The fewest cases a quality figure needs before the console shows it as a number (docs/CONSOLE.md):
+ * below these a hit rate is mostly noise (with 7 users one hit moves HR@10 by 14 points).
+ * Served in `/v1/quality` as `minimums`; each figure says whether it reaches its minimum.
+ */
+export const MIN_CASES = {
+  /** Users with a held-out entry behind a model version's offline HR@10 / NDCG@10. */
+  heldOutUsers: 30,
+  /** Scored target events behind a prequential row or an A/B arm. */
+  scoredEvents: 100,
+  /** Events in each drift window (the last hour and the 24 h before it). */
+  driftEvents: 100,
+} as const;
+
+/** Whether a figure resting on `cases` cases reaches `min` (counts that are not numbers do not). */
+export const reaches = (cases: number, min: number): boolean =>
+  Number.isFinite(cases) && cases >= min;
+
 export interface QualityView {
+  /** The fewest cases each kind of figure needs to be shown as a number. */
+  minimums: typeof MIN_CASES;
   prequential: {
     method: string;
     window: string;
@@ -13,6 +33,8 @@ export interface QualityView {
     hitRate: number;
     ndcg: number;
     coverage: number;
+    /** cases ≥ minimums.scoredEvents. */
+    enough: boolean;
   }[];
   arms: {
     arm: string;
@@ -22,10 +44,14 @@ export interface QualityView {
     hitRate: number;
     lower: number;
     upper: number;
+    /** cases ≥ minimums.scoredEvents. */
+    enough: boolean;
   }[];
   drift: {
     psi: Record<string, number>;
     events: Record<string, number>;
+    /** Both windows hold at least minimums.driftEvents events. */
+    enough: boolean;
   };
   /** Kept ALS model versions, newest first. */
   models: {
@@ -34,7 +60,7 @@ export interface QualityView {
     dataPosition: number;
     trainedAt: string;
     /** HR@10, NDCG@10 on a held-out slice of its training data (absent: not computed). */
-    offline?: { hitRate: number; ndcg: number; users: number };
+    offline?: { hitRate: number; ndcg: number; users: number; enough: boolean };
   }[];
 }
 
@@ -57,6 +83,7 @@ export async function readQuality(source: MetricsSource): Promise<QualityView> {
       hitRate: s.value,
       ndcg: ndcg.get(k) ?? 0,
       coverage: coverage.get(k) ?? 0,
+      enough: reaches(cases.get(k) ?? 0, MIN_CASES.scoredEvents),
     };
   });
   const armCases = index("reco_arm_cases", "arm", "window");
@@ -73,11 +100,18 @@ export async function readQuality(source: MetricsSource): Promise<QualityView> {
       hitRate: s.value,
       lower: lower.get(k) ?? 0,
       upper: upper.get(k) ?? 0,
+      enough: reaches(armCases.get(k) ?? 0, MIN_CASES.scoredEvents),
     };
   });
+  const events: Record<string, number> = Object.fromEntries(
+    of("reco_drift_events").map((s) => [s.labels.window, s.value]),
+  );
   const drift = {
     psi: Object.fromEntries(of("reco_drift_psi").map((s) => [s.labels.dimension, s.value])),
-    events: Object.fromEntries(of("reco_drift_events").map((s) => [s.labels.window, s.value])),
+    events,
+    enough:
+      reaches(events.recent ?? 0, MIN_CASES.driftEvents) &&
+      reaches(events.reference ?? 0, MIN_CASES.driftEvents),
   };
   const offline = new Map<string, Record<string, number>>();
   for (const s of of("reco_model_offline")) {
@@ -93,10 +127,17 @@ export async function readQuality(source: MetricsSource): Promise<QualityView> {
         dataPosition: Number(s.labels.data_position),
         trainedAt: new Date(s.value * 1000).toISOString(),
         ...(o
-          ? { offline: { hitRate: o.hit_rate ?? 0, ndcg: o.ndcg ?? 0, users: o.users ?? 0 } }
+          ? {
+              offline: {
+                hitRate: o.hit_rate ?? 0,
+                ndcg: o.ndcg ?? 0,
+                users: o.users ?? 0,
+                enough: reaches(o.users ?? 0, MIN_CASES.heldOutUsers),
+              },
+            }
           : {}),
       };
     })
     .sort((a, b) => b.trainedAt.localeCompare(a.trainedAt) || b.version - a.version);
-  return { prequential, arms, drift, models };
+  return { minimums: MIN_CASES, prequential, arms, drift, models };
 }

@@ -79,7 +79,8 @@ export function similarJson(s: SimilarItems) {
   return {
     itemId: s.itemId,
     basis: s.basis,
-    items: s.items,
+    // Averages over many events carry float noise (130.95000000000002): to the cent.
+    items: s.items.map((i) => ({ ...i, averagePrice: cents(i.averagePrice) })),
     watermark: iso(s.watermark),
     statusMessage: s.statusMessage,
   };

@@ -22,12 +22,45 @@ export const fmt = {
     new Intl.NumberFormat("en", { maximumFractionDigits: d, minimumFractionDigits: 0 }).format(
       n ?? 0,
     ),
-  price: (n) => (n > 0 ? `$${fmt.num(n, 2)}` : "—"),
+  // Always to the cent: "$177.20", not "$177.2".
+  price: (n) =>
+    n > 0
+      ? `$${new Intl.NumberFormat("en", { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(n)}`
+      : "—",
   pct: (x) => `${fmt.num((x ?? 0) * 100, 1)} %`,
   time: (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "—"),
   hour: (iso) => (iso ? new Date(iso).toISOString().slice(11, 16) : "—"),
   ago: (ms) => (ms < 1500 ? "just now" : `${Math.round(ms / 1000)} s ago`),
 };
+
+/**
+ * A quality figure with the cases it rests on, "42.1 % (318 users)"; below the minimum the API
+ * serves (docs/CONSOLE.md) no number at all: "too few users (7 < 30)".
+ */
+export function counted(text, cases, min, noun, enough = cases >= min) {
+  return enough
+    ? h(
+        "span",
+        { class: "counted", title: `rests on ${fmt.int(cases)} ${noun}` },
+        text,
+        h("span", { class: "cases" }, ` (${fmt.int(cases)} ${noun})`),
+      )
+    : h(
+        "span",
+        {
+          class: "too-few",
+          title: `a figure needs at least ${fmt.int(min)} ${noun} to be shown (docs/CONSOLE.md)`,
+        },
+        `too few ${noun} (${fmt.int(cases)} < ${fmt.int(min)})`,
+      );
+}
+
+/** An average price, or a dash saying why there is none. */
+export function priceCell(n) {
+  return n > 0
+    ? h("span", { class: "price" }, fmt.price(n))
+    : h("span", { class: "no-price", title: "no event of this item carried a price" }, "—");
+}
 
 /** A score bar relative to the list's top score. */
 export function scoreCell(score, max, digits = 3) {

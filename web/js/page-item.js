@@ -1,6 +1,6 @@
 // An item: what the popularity table knows, its place in trending, and items like it.
 import { api } from "./api.js";
-import { badge, card, fmt, h, itemLink, scoreCell } from "./dom.js";
+import { badge, card, fmt, h, itemLink, priceCell, scoreCell } from "./dom.js";
 import { searchBox } from "./search.js";
 
 export function itemPage(root, itemId) {
@@ -27,7 +27,7 @@ export function itemPage(root, itemId) {
             h("dt", {}, "brand"),
             h("dd", {}, p.brand || "—"),
             h("dt", {}, "average price"),
-            h("dd", {}, fmt.price(p.averagePrice)),
+            h("dd", {}, priceCell(p.averagePrice)),
           )
         : h("div", { class: "empty" }, "No purchases of this item within the popularity horizon.");
       const trend = h(
@@ -53,7 +53,7 @@ export function itemPage(root, itemId) {
           h("td", {}, itemLink(i.itemId), h("div", { class: "explain" }, i.explanation)),
           h("td", {}, scoreCell(i.score, max, 1)),
           h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),
-          h("td", { class: "num" }, fmt.price(i.averagePrice)),
+          h("td", { class: "num" }, priceCell(i.averagePrice)),
         ),
       );
       out.replaceChildren(

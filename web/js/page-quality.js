@@ -1,7 +1,7 @@
 // DESIGN §7's live quality: prequential hit rate per method, A/B arms with their intervals,
 // drift of the traffic. Everything comes from /v1/quality, which reads the same gauges as /metrics.
 import { api } from "./api.js";
-import { card, fmt, h } from "./dom.js";
+import { card, counted, fmt, h } from "./dom.js";
 
 const WINDOWS = ["all", "24h", "1h"];
 const WINDOW_NAMES = { all: "since start", "24h": "last 24 h", "1h": "last hour" };
@@ -34,7 +34,8 @@ function armsCard(q, window) {
       "ARMS not set",
       h("p", { class: "sub" }, 'Set ARMS to split users into arms (README "Quality").'),
     );
-  const best = Math.max(...rows.map((a) => a.hitRate));
+  const min = q.minimums.scoredEvents;
+  const best = Math.max(...rows.filter((a) => a.enough).map((a) => a.hitRate));
   return card(
     "A/B arms",
     `hit rate@10, ${WINDOW_NAMES[window]}, Wilson 95% interval`,
@@ -66,13 +67,21 @@ function armsCard(q, window) {
               "td",
               {},
               a.arm,
-              a.hitRate === best && a.cases > 0 ? h("span", { class: "badge best" }, "best") : null,
+              a.enough && a.hitRate === best ? h("span", { class: "badge best" }, "best") : null,
             ),
             h("td", { class: "num" }, fmt.int(a.cases)),
             h("td", { class: "num" }, fmt.int(a.hits)),
-            h("td", { class: "num mono" }, fmt.pct(a.hitRate)),
-            h("td", { class: "mono" }, `${fmt.pct(a.lower)} – ${fmt.pct(a.upper)}`),
-            h("td", {}, intervalBar(a.lower, a.hitRate, a.upper)),
+            ...(a.enough
+              ? [
+                  h(
+                    "td",
+                    { class: "num mono" },
+                    counted(fmt.pct(a.hitRate), a.cases, min, "events"),
+                  ),
+                  h("td", { class: "mono" }, `${fmt.pct(a.lower)} – ${fmt.pct(a.upper)}`),
+                  h("td", {}, intervalBar(a.lower, a.hitRate, a.upper)),
+                ]
+              : [h("td", { colspan: 3 }, counted("", a.cases, min, "events", false))]),
           ),
         ),
       ),
@@ -82,7 +91,7 @@ function armsCard(q, window) {
 }
 
 function overlap(rows) {
-  if (rows.length < 2 || rows.some((a) => a.cases === 0)) return "Not enough cases yet to compare.";
+  if (rows.length < 2 || rows.some((a) => !a.enough)) return "Not enough cases yet to compare.";
   const sorted = [...rows].sort((a, b) => b.hitRate - a.hitRate);
   const [a, b] = sorted;
   return a.lower > b.upper
@@ -92,6 +101,7 @@ function overlap(rows) {
 
 function methodsCard(q, window) {
   const rows = q.prequential.filter((p) => p.window === window);
+  const min = q.minimums.scoredEvents;
   return card(
     "Prequential hit rate",
     `top 10 just before each target event, ${WINDOW_NAMES[window]}`,
@@ -120,9 +130,19 @@ function methodsCard(q, window) {
             { "data-method": p.method },
             h("td", {}, p.method),
             h("td", { class: "num" }, fmt.int(p.cases)),
-            h("td", { class: "num mono" }, fmt.num(p.hitRate, 3)),
-            h("td", { class: "num mono" }, fmt.num(p.ndcg, 3)),
-            h("td", { class: "num mono" }, fmt.num(p.coverage, 3)),
+            ...(p.enough
+              ? [
+                  h(
+                    "td",
+                    { class: "num mono" },
+                    counted(fmt.num(p.hitRate, 3), p.cases, min, "events"),
+                  ),
+                  h("td", { class: "num mono" }, fmt.num(p.ndcg, 3)),
+                  h("td", { class: "num mono" }, fmt.num(p.coverage, 3)),
+                ]
+              : [
+                  h("td", { class: "num", colspan: 3 }, counted("", p.cases, min, "events", false)),
+                ]),
           ),
         ),
       ),
@@ -132,6 +152,9 @@ function methodsCard(q, window) {
 
 function driftCard(q) {
   const dims = Object.keys(DRIFT_NAMES);
+  const min = q.minimums.driftEvents;
+  // The smaller window is what the figure rests on.
+  const fewest = Math.min(q.drift.events.recent ?? 0, q.drift.events.reference ?? 0);
   return card(
     "Drift",
     `PSI, last hour (${fmt.int(q.drift.events.recent)} events) against the 24 h before (${fmt.int(q.drift.events.reference)})`,
@@ -146,8 +169,16 @@ function driftCard(q) {
             "tr",
             { "data-dimension": d },
             h("td", {}, DRIFT_NAMES[d]),
-            h("td", { class: "num mono" }, fmt.num(q.drift.psi[d] ?? 0, 3)),
-            h("td", {}, psiLevel(q.drift.psi[d] ?? 0)),
+            ...(q.drift.enough
+              ? [
+                  h(
+                    "td",
+                    { class: "num mono" },
+                    counted(fmt.num(q.drift.psi[d] ?? 0, 3), fewest, min, "events"),
+                  ),
+                  h("td", {}, psiLevel(q.drift.psi[d] ?? 0)),
+                ]
+              : [h("td", { colspan: 2 }, counted("", fewest, min, "events", false))]),
           ),
         ),
       ),
@@ -157,6 +188,8 @@ function driftCard(q) {
 
 function modelsCard(q) {
   const rows = q.models.slice(0, 10);
+  const min = q.minimums.heldOutUsers;
+  const notComputed = "not computed for this version (trained before offline figures existed)";
   return card(
     "Models",
     "ALS versions: input point trained at, offline figures on a held-out slice, when served",
@@ -193,12 +226,27 @@ function modelsCard(q) {
                 h("td", {}, m.kind),
                 h("td", { class: "num" }, m.version),
                 h("td", { class: "num" }, fmt.int(m.dataPosition)),
-                h(
-                  "td",
-                  { class: "num", title: m.offline ? `${m.offline.users} users held out` : "" },
-                  m.offline ? fmt.pct(m.offline.hitRate) : "–",
-                ),
-                h("td", { class: "num" }, m.offline ? fmt.num(m.offline.ndcg, 3) : "–"),
+                ...(!m.offline
+                  ? [
+                      h("td", { class: "num", title: notComputed }, "—"),
+                      h("td", { class: "num", title: notComputed }, "—"),
+                    ]
+                  : m.offline.enough
+                    ? [
+                        h(
+                          "td",
+                          { class: "num" },
+                          counted(fmt.pct(m.offline.hitRate), m.offline.users, min, "users"),
+                        ),
+                        h("td", { class: "num" }, fmt.num(m.offline.ndcg, 3)),
+                      ]
+                    : [
+                        h(
+                          "td",
+                          { class: "num", colspan: 2 },
+                          counted("", m.offline.users, min, "users", false),
+                        ),
+                      ]),
                 h("td", {}, fmt.time(m.trainedAt)),
               ),
             ),

@@ -1,7 +1,7 @@
 // A user: the ranked items with their source and reason, top categories, and the answer's facts.
 import { api } from "./api.js";
 import { barChart } from "./charts.js";
-import { badge, card, fmt, h, itemLink, placeholder, scoreCell } from "./dom.js";
+import { badge, card, fmt, h, itemLink, placeholder, priceCell, scoreCell } from "./dom.js";
 import { searchBox } from "./search.js";
 
 export function userPage(root, userId) {
@@ -73,7 +73,7 @@ export function userPage(root, userId) {
           h("td", {}, badge(i.source)),
           h("td", {}, scoreCell(i.score, max)),
           h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),
-          h("td", { class: "num" }, fmt.price(i.averagePrice)),
+          h("td", { class: "num" }, priceCell(i.averagePrice)),
         ),
       );
       const table = h(
