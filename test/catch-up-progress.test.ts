@@ -44,6 +44,9 @@ describe("catch-up progress", () => {
     expect(progressLine(now)).toBe(
       "catching up on stored events: 20,000 messages done, 80,000 pending, 2,000/s, about 40 s left",
     );
+    // Long waits in minutes, then hours.
+    expect(progressLine({ ...now, leftS: 150 })).toMatch(/about 3 min left$/);
+    expect(progressLine({ ...now, leftS: 7_200 })).toMatch(/about 2\.0 h left$/);
     // The rate follows the last 10 s, not the whole run.
     const later = p({ delivered: 25_000, pending: 76_000 }, 20_000);
     expect(later.rate).toBe(400);
@@ -139,7 +142,9 @@ describe("catch-up progress", () => {
       /^catching up on stored events: [\d,]+ messages done, [\d,]+ pending/,
     );
     const last = said.find((m) => m.startsWith("caught up on stored events"));
-    expect(last).toMatch(/^caught up on stored events: [\d,]+ messages in \d+ s \([\d,]+\/s\)$/);
+    expect(last).toMatch(
+      /^caught up on stored events: [\d,]+ messages in (\d+ s|\d+ min|[\d.]+ h) \([\d,]+\/s\)$/,
+    );
   }, 240_000);
 
   it("`reco replay` without a terminal says every 10 s how far it is", async () => {
