@@ -123,6 +123,8 @@ export interface TrendingSnapshot {
   items: TrendingEntry[];
   final: boolean;
   watermark: number | null;
+  /** The weight per event type each score counts (TRENDING_WEIGHTS in force). */
+  weights?: Readonly<Record<string, number>>;
 }
 
 /**

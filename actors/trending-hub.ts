@@ -9,6 +9,8 @@ export interface TrendingHubOptions {
   triggerMs: number;
   oneHourOutOfOrdernessMs: number;
   oneDayOutOfOrdernessMs: number;
+  /** TRENDING_WEIGHTS in force: each snapshot names them, so a reader knows what a score counts. */
+  weights?: Readonly<Record<string, number>>;
   clock?: () => number;
 }
 
@@ -83,6 +85,7 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       })),
       final,
       watermark: wm >= 0 && Number.isFinite(wm) ? wm - ooo : null,
+      ...(opts.weights ? { weights: opts.weights } : {}),
     };
   };
   const emit = (s: TrendingSnapshot) => {

@@ -287,7 +287,7 @@ export const SETTINGS = {
   trendingWeights: {
     env: "TRENDING_WEIGHTS",
     kind: "string",
-    help: 'trending score weight per event type, e.g. "view=1,click=2,cart=3,purchase=5"; types left out count 0; a rating counts its value. Unset: view=1,click=2 (TRENDING_VIEW_WEIGHT, TRENDING_CLICK_WEIGHT), and rating=1 with PRESET=movies',
+    help: 'trending score weight per event type, e.g. "view=1,click=2,cart=3,purchase=5"; types left out count 0; a rating counts its value. Unset: view=1,click=2,cart=3,purchase=5 (views and clicks by TRENDING_VIEW_WEIGHT, TRENDING_CLICK_WEIGHT), and rating=1 with PRESET=movies',
   },
   viewWeight: {
     env: "TRENDING_VIEW_WEIGHT",

@@ -78,17 +78,23 @@ export function createReader(
 
 export type Reader = ReturnType<typeof createReader>;
 
+/** What an e-commerce shop's trending counts by default: a purchase says more than a view. */
+export const ECOMMERCE_CART_WEIGHT = 3;
+export const ECOMMERCE_PURCHASE_WEIGHT = 5;
+
 /**
- * TRENDING_WEIGHTS ("view=1,click=2,cart=3,purchase=5") when set; otherwise the older two
- * settings TRENDING_VIEW_WEIGHT and TRENDING_CLICK_WEIGHT, which stay accepted (TRENDING_WEIGHTS
- * wins when both are set). A type without a weight does not count.
+ * TRENDING_WEIGHTS ("view=1,click=2,cart=3,purchase=5") when set; otherwise views and clicks by
+ * the older two settings TRENDING_VIEW_WEIGHT and TRENDING_CLICK_WEIGHT (1 and 2), which stay
+ * accepted, with carts 3 and purchases 5 (TRENDING_WEIGHTS wins when both are set). A type
+ * without a weight does not count.
  */
 export function trendingWeights(
   text: string | undefined,
   view: number,
   click: number,
 ): TrendingWeights {
-  if (text === undefined) return { view, click };
+  if (text === undefined)
+    return { view, click, cart: ECOMMERCE_CART_WEIGHT, purchase: ECOMMERCE_PURCHASE_WEIGHT };
   const bad = (why: string) =>
     new ConfigError(
       `TRENDING_WEIGHTS=${JSON.stringify(text)} is not valid: ${why}; expected type=weight pairs ` +

@@ -113,11 +113,17 @@ describe("configuration", () => {
   });
 
   it("takes trending weights per event type, and the older two settings when it is unset", () => {
-    expect(loadConfig({}).pipeline.trendingWeights).toEqual({ view: 1, click: 2 });
+    // An e-commerce log (REES46 has no clicks) trends by carts and purchases too.
+    expect(loadConfig({}).pipeline.trendingWeights).toEqual({
+      view: 1,
+      click: 2,
+      cart: 3,
+      purchase: 5,
+    });
     expect(
       loadConfig({ TRENDING_VIEW_WEIGHT: "0.5", TRENDING_CLICK_WEIGHT: "3" }).pipeline
         .trendingWeights,
-    ).toEqual({ view: 0.5, click: 3 });
+    ).toEqual({ view: 0.5, click: 3, cart: 3, purchase: 5 });
     expect(
       loadConfig({ TRENDING_WEIGHTS: "view=1, cart=3,purchase=5", TRENDING_VIEW_WEIGHT: "9" })
         .pipeline.trendingWeights,
@@ -134,7 +140,7 @@ describe("configuration", () => {
     ).toEqual({ rating: 2 });
     expect(
       loadConfig({ PRESET: "movies", TRENDING_VIEW_WEIGHT: "1" }).pipeline.trendingWeights,
-    ).toEqual({ view: 1, click: 2 });
+    ).toEqual({ view: 1, click: 2, cart: 3, purchase: 5 });
   });
 
   it("has a monitoring port for the private nats-server, 0 for none", () => {

@@ -193,7 +193,8 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
       const r = rng(99);
       const js = nc.jetstream();
       const newest = Math.max(...log.map((e) => Date.parse(String(e.event_ts))));
-      for (let i = 0; i < 60; i++) {
+      const top = Number(await hour.first().getAttribute("data-score"));
+      for (let i = 0; i < Math.max(60, Math.ceil(top) + 10); i++) {
         const e = {
           event_id: seededUuid(r),
           event_type: "view",
@@ -211,6 +212,13 @@ describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)(
       expect(
         await page.evaluate(() => (globalThis as unknown as { loadMark?: number }).loadMark),
       ).toBe(42);
+      // Each list says what its scores count: the e-commerce weights in force.
+      expect(
+        await page
+          .locator('[data-weights]:near([data-trending="1h"])')
+          .first()
+          .getAttribute("data-weights"),
+      ).toBe("view=1,click=2,cart=3,purchase=5");
       await page.screenshot({ path: join(SHOTS, "trending.png"), fullPage: true });
     });
 

@@ -55,6 +55,7 @@ const trending: TrendingSnapshot = {
   ],
   final: false,
   watermark: T0 + 1_800_000,
+  weights: { view: 0.1, click: 0.5, cart: 0, purchase: 2 },
 };
 
 const backend: RecoBackend = {
@@ -134,6 +135,8 @@ describe("reco recommend and reco trending", () => {
       [
         "trending 1h window 2019-11-01T00:00:00.000Z .. 2019-11-01T01:00:00.000Z (open), " +
           "watermark 2019-11-01T00:30:00.000Z",
+        // The weights in force; a type of weight 0 counts nothing and is not named.
+        "score = view × 0.1 + click × 0.5 + purchase × 2",
         "RANK  ITEM  SCORE  VIEWS  CLICKS  CARTS  PURCHASES",
         "   1  a         5     50       5      0          0",
         "   2  b         4     40       4      0          0",

@@ -523,10 +523,10 @@ describe("a quiet input in the real app (IDLE_TIMEOUT_MS=1000)", () => {
     await reading;
     const final = finals.find((f) => f.start === H0);
     expect(final, "a final update of the 1 h window").toBeDefined();
-    // views × 1 + clicks × 2: b1 viewed 11 times, b2 clicked once.
+    // views × 1, clicks × 2, purchases × 5: b1 viewed 11 times, b2 clicked and bought once.
     expect(final!.items).toEqual([
       ["b1", 11],
-      ["b2", 2],
+      ["b2", 7],
     ]);
     expect(await watermarkNow()).toBeGreaterThan(last - 10 * MINUTE + 2_000);
     // The progress moved through markers in EVENTS, each right after the message it followed.

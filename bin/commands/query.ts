@@ -247,6 +247,9 @@ function printTrending(update: TrendingUpdate, io: QueryIo): void {
       `${formatTimestamp(update.windowEnd)} ${update.final ? "(final)" : "(open)"}, ` +
       `watermark ${formatTimestamp(update.watermark)}`,
   );
+  const weights = Object.entries(update.weights).filter(([, w]) => w > 0);
+  if (weights.length > 0)
+    io.out(`score = ${weights.map(([type, w]) => `${type} × ${String(w)}`).join(" + ")}`);
   if (update.items.length === 0) {
     io.out("(no items)");
     return;

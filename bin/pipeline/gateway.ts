@@ -107,6 +107,7 @@ export async function startGateway(
   const table = createPopularityTable();
   const hub = createTrendingHub({
     partitions: cfg.partitions,
+    weights: cfg.trendingWeights,
     triggerMs: cfg.trendingTriggerMs,
     oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
     oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,

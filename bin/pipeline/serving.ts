@@ -79,6 +79,7 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   }
   const hub = createTrendingHub({
     partitions: P,
+    weights: cfg.trendingWeights,
     triggerMs: cfg.trendingTriggerMs,
     oneHourOutOfOrdernessMs: cfg.trendingHourOutOfOrdernessMs,
     oneDayOutOfOrdernessMs: cfg.trendingDayOutOfOrdernessMs,

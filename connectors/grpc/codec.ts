@@ -357,5 +357,6 @@ export function toTrendingUpdate(
     })),
     final: snapshot.final,
     watermark: snapshot.watermark === null ? undefined : timestampFromMs(snapshot.watermark),
+    weights: { ...snapshot.weights },
   });
 }

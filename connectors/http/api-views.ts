@@ -72,6 +72,7 @@ export function trendingJson(s: TrendingSnapshot, k: number) {
       ...(e.carts !== undefined ? { carts: e.carts } : {}),
       ...(e.purchases !== undefined ? { purchases: e.purchases } : {}),
     })),
+    ...(s.weights ? { weights: s.weights } : {}),
   };
 }
 

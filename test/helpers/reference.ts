@@ -21,8 +21,10 @@
  *   interest × purchases / 100, sorted by score descending, then item id (plain string order),
  *   first n; the rest filled from the overall top `fallbackSize` by purchases (ties by id) with
  *   score 0.1, skipping items already listed (the user's own purchases are not skipped there).
- * - Trending: views and clicks of 1 h tumbling windows (late if `ts < wb − 2 h`) and of 24 h
- *   windows sliding by 1 h (late if `ts < wb − 26 h`); score = views × w_v + clicks × w_c,
+ * - Trending: views, clicks, carts and purchases of 1 h tumbling windows (late if
+ *   `ts < wb − 2 h`) and of 24 h windows sliding by 1 h (late if `ts < wb − 26 h`); score =
+ *   views × w_v + clicks × w_c + carts × w_cart + purchases × w_p (a type of weight 0 is not
+ *   counted),
  *   sorted by score descending, then item id. A window is final once `now − disorder` reaches
  *   its end.
  */
@@ -54,6 +56,8 @@ export interface RefOptions {
   fallbackSize: number;
   viewWeight: number;
   clickWeight: number;
+  cartWeight: number;
+  purchaseWeight: number;
   /** `movies`: a rating of 4 or more counts as a purchase. */
   preset?: "ecommerce" | "movies";
   /**
@@ -74,6 +78,8 @@ export const DEFAULT_REF: RefOptions = {
   fallbackSize: 10,
   viewWeight: 1,
   clickWeight: 2,
+  cartWeight: 3,
+  purchaseWeight: 5,
   preset: "ecommerce",
 };
 
@@ -114,6 +120,8 @@ export interface RefTrendingEntry {
   score: number;
   views: number;
   clicks: number;
+  carts: number;
+  purchases: number;
 }
 
 export type RefTrendingKind = "1h" | "24h";
@@ -188,7 +196,14 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
   const now = progress;
   const win = (ts: number) => ts - (ts % o.windowMs);
   const behind = (e: E, ooo: number) => e.wb >= 0 && e.ts < e.wb - ooo;
-  const trendable = (e: E) => e.t === "view" || e.t === "click";
+  const trendWeight: Record<string, number> = {
+    view: o.viewWeight,
+    click: o.clickWeight,
+    cart: o.cartWeight,
+    purchase: o.purchaseWeight,
+  };
+  const trendable = (e: E) => (trendWeight[e.t] ?? 0) > 0;
+  const slot: Record<string, number> = { view: 0, click: 1, cart: 2, purchase: 3 };
 
   // Late events, in publish order, per path.
   const late: RefLate[] = [];
@@ -301,8 +316,9 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
     return out;
   };
 
-  // Trending: views and clicks per hour and item, separately per path (their lateness differs).
-  const hours: Record<RefTrendingKind, Map<number, Map<string, [number, number]>>> = {
+  // Trending: counts per type, hour and item, separately per path (their lateness differs).
+  type Counts = [number, number, number, number];
+  const hours: Record<RefTrendingKind, Map<number, Map<string, Counts>>> = {
     "1h": new Map(),
     "24h": new Map(),
   };
@@ -316,27 +332,32 @@ export function reference(log: RefEvent[], o: RefOptions = DEFAULT_REF) {
       if (behind(e, ooo)) continue;
       let m = hours[kind].get(h);
       if (!m) hours[kind].set(h, (m = new Map()));
-      const a = m.get(e.i) ?? [0, 0];
-      if (e.t === "view") a[0]++;
-      else a[1]++;
+      const a = m.get(e.i) ?? [0, 0, 0, 0];
+      a[slot[e.t]!]!++;
       m.set(e.i, a);
     }
   }
   const sizeOf = (kind: RefTrendingKind) => (kind === "1h" ? H : DAY);
   const trending = (kind: RefTrendingKind, start: number): RefTrendingEntry[] => {
-    const sum = new Map<string, [number, number]>();
+    const sum = new Map<string, Counts>();
     for (let h = start; h < start + sizeOf(kind); h += H) {
-      for (const [i, [v, c]] of hours[kind].get(h) ?? []) {
-        const a = sum.get(i) ?? [0, 0];
-        sum.set(i, [a[0] + v, a[1] + c]);
+      for (const [i, c] of hours[kind].get(h) ?? []) {
+        const a = sum.get(i) ?? [0, 0, 0, 0];
+        sum.set(i, [a[0] + c[0], a[1] + c[1], a[2] + c[2], a[3] + c[3]]);
       }
     }
     return [...sum]
-      .map(([itemId, [views, clicks]]) => ({
+      .map(([itemId, [views, clicks, carts, purchases]]) => ({
         itemId,
-        score: views * o.viewWeight + clicks * o.clickWeight,
+        score:
+          views * o.viewWeight +
+          clicks * o.clickWeight +
+          carts * o.cartWeight +
+          purchases * o.purchaseWeight,
         views,
         clicks,
+        carts,
+        purchases,
       }))
       .sort((a, b) => b.score - a.score || cmp(a.itemId, b.itemId));
   };

@@ -11,7 +11,7 @@ export function trendingPage(root) {
     h(
       "p",
       { class: "sub" },
-      "Score = the window's interactions weighted by type (TRENDING_WEIGHTS: views 1 and clicks 2 by default). Updates arrive over server-sent events; a window turns final when the watermark passes its end.",
+      "Score = the window's interactions weighted by type (TRENDING_WEIGHTS; the weights in force are under each list). Updates arrive over server-sent events; a window turns final when the watermark passes its end.",
     ),
   );
   const chartEl = h("div", { class: "chart" });

@@ -15,7 +15,9 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
     ...["clicks", "carts", "purchases"].filter((c) => items.some((i) => i[c] > 0)),
   ];
   const empty = h("div", { class: "empty" }, "No events in a trending window yet.");
-  const el = card(title, meta, empty, table);
+  // What a score counts: the engine's TRENDING_WEIGHTS, as each update names them.
+  const weights = h("div", { class: "note", "data-weights": "" });
+  const el = card(title, meta, empty, table, weights);
   table.style.display = "none";
   let last = new Map();
   let lastAt = 0;
@@ -59,6 +61,11 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
       tbody.replaceChildren(...rows);
       table.style.display = d.items.length ? "" : "none";
       empty.style.display = d.items.length ? "none" : "";
+      const w = Object.entries(d.weights ?? {}).filter(([, x]) => x > 0);
+      weights.textContent = w.length
+        ? `score = ${w.map(([type, x]) => `${type === "rating" ? "rating value" : type} × ${x}`).join(" + ")}`
+        : "";
+      weights.dataset.weights = w.map(([type, x]) => `${type}=${x}`).join(",");
       el.dataset.windowStart = d.windowStart ?? "";
       el.dataset.updates = String(Number(el.dataset.updates ?? 0) + 1);
       showMeta();
