@@ -12,6 +12,7 @@ import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedde
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { poller } from "./helpers/harness.js";
+import { needRoot } from "./helpers/tools.js";
 
 /**
  * Issue 17, point 5: /healthz said 200 "ready" while nats-server was dead, while the disk was
@@ -178,77 +179,63 @@ describe("health that tells the truth", () => {
     expect(text).toMatch(/has been failing for/);
   });
 
-  const canMount = (() => {
-    if (process.getuid?.() !== 0) return false;
+  it("a full disk under DATA_DIR: 503 says the state cannot be written, and where; 200 once there is room", async () => {
+    needRoot("the full-disk health test");
+    const nats: TestNats = await setupNats();
+    cleanups.push(() => nats.cleanup());
+    const mnt = await mkdtemp(join(tmpdir(), "reco-fulldisk-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]);
+    cleanups.push(async () => {
+      execFileSync("umount", ["-l", mnt]);
+      await rm(mnt, { recursive: true, force: true });
+    });
+    await mkdir(join(mnt, "data"));
+    const app = await startApp(
+      loadConfig({
+        NATS_URL: nats.url,
+        DATA_DIR: join(mnt, "data"),
+        GRPC_PORT: "0",
+        METRICS_PORT: "0",
+        PARTITIONS: "2",
+        PARSE_PROCESS: "0",
+        SNAPSHOT_INTERVAL: "200",
+        LOG_LEVEL: "silent",
+      }),
+      pino({ level: "silent" }),
+    );
+    cleanups.push(() => app.stop());
+    expect((await healthUntil(app, (h) => h.status === 200, 10_000)).status).toBe(200);
+    // Fill the disk: LevelDB's next write finds no room.
+    const filler = join(mnt, "filler");
+    const f = await open(filler, "w");
+    const chunk = Buffer.alloc(256 * 1024, 1);
     try {
-      execFileSync("mount", ["--version"], { stdio: "ignore" });
-      return true;
+      for (;;) await f.write(chunk);
     } catch {
-      return false;
+      // ENOSPC: full
     }
-  })();
-
-  it.skipIf(!canMount)(
-    "a full disk under DATA_DIR: 503 says the state cannot be written, and where; 200 once there is room",
-    async () => {
-      const nats: TestNats = await setupNats();
-      cleanups.push(() => nats.cleanup());
-      const mnt = await mkdtemp(join(tmpdir(), "reco-fulldisk-"));
-      execFileSync("mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", mnt]);
-      cleanups.push(async () => {
-        execFileSync("umount", ["-l", mnt]);
-        await rm(mnt, { recursive: true, force: true });
-      });
-      await mkdir(join(mnt, "data"));
-      const app = await startApp(
-        loadConfig({
-          NATS_URL: nats.url,
-          DATA_DIR: join(mnt, "data"),
-          GRPC_PORT: "0",
-          METRICS_PORT: "0",
-          PARTITIONS: "2",
-          PARSE_PROCESS: "0",
-          SNAPSHOT_INTERVAL: "200",
-          LOG_LEVEL: "silent",
+    await f.close();
+    const nc = await connect({ servers: nats.url });
+    const js = nc.jetstream();
+    for (let i = 0; i < 200; i++)
+      await js.publish(
+        "events.purchase",
+        JSON.stringify({
+          event_id: crypto.randomUUID(),
+          event_type: "purchase",
+          event_ts: new Date().toISOString(),
+          user_id: `u${i}`,
+          item_id: `p${i % 7}`,
+          category_code: "electronics.phone",
+          price: 10,
         }),
-        pino({ level: "silent" }),
       );
-      cleanups.push(() => app.stop());
-      expect((await healthUntil(app, (h) => h.status === 200, 10_000)).status).toBe(200);
-      // Fill the disk: LevelDB's next write finds no room.
-      const filler = join(mnt, "filler");
-      const f = await open(filler, "w");
-      const chunk = Buffer.alloc(256 * 1024, 1);
-      try {
-        for (;;) await f.write(chunk);
-      } catch {
-        // ENOSPC: full
-      }
-      await f.close();
-      const nc = await connect({ servers: nats.url });
-      const js = nc.jetstream();
-      for (let i = 0; i < 200; i++)
-        await js.publish(
-          "events.purchase",
-          JSON.stringify({
-            event_id: crypto.randomUUID(),
-            event_type: "purchase",
-            event_ts: new Date().toISOString(),
-            user_id: `u${i}`,
-            item_id: `p${i % 7}`,
-            category_code: "electronics.phone",
-            price: 10,
-          }),
-        );
-      await nc.close();
-      const full = await healthUntil(app, (h) => h.status === 503, 15_000);
-      expect(full.status).toBe(503);
-      expect(full.body.reason).toContain(
-        `state cannot be written to ${join(mnt, "data", "state")}`,
-      );
-      expect(full.body.reason).toMatch(/disk full/);
-      await rm(filler);
-      expect((await healthUntil(app, (h) => h.status === 200, 20_000)).status).toBe(200);
-    },
-  );
+    await nc.close();
+    const full = await healthUntil(app, (h) => h.status === 503, 15_000);
+    expect(full.status).toBe(503);
+    expect(full.body.reason).toContain(`state cannot be written to ${join(mnt, "data", "state")}`);
+    expect(full.body.reason).toMatch(/disk full/);
+    await rm(filler);
+    expect((await healthUntil(app, (h) => h.status === 200, 20_000)).status).toBe(200);
+  });
 });

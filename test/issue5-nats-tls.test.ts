@@ -7,20 +7,12 @@ import type { NatsConnection } from "nats";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { connectNats, type ConnectNatsOptions } from "../connectors/nats/connection.js";
 import { loadConfig, type AppConfig } from "../bin/config.js";
+import { needTool } from "./helpers/tools.js";
 
 /**
  * Issue 5, security: NATS over TLS, server verified by NATS_TLS_CA, client certificate and key by
  * NATS_TLS_CERT / NATS_TLS_KEY, against a real nats-server with TLS and mutual TLS.
  */
-
-const hasOpenssl = (() => {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, all short-lived. */
 async function makePki(dir: string) {
@@ -103,7 +95,7 @@ async function roundTrip(nc: NatsConnection): Promise<string> {
   return "";
 }
 
-describe.skipIf(!hasOpenssl)("NATS over TLS (issue 5)", () => {
+describe("NATS over TLS", () => {
   let dir: string;
   let pki: Awaited<ReturnType<typeof makePki>>;
   let tlsServer: EmbeddedNats;
@@ -116,6 +108,7 @@ describe.skipIf(!hasOpenssl)("NATS over TLS (issue 5)", () => {
   };
 
   beforeAll(async () => {
+    needTool("openssl");
     dir = await mkdtemp(join(tmpdir(), "reco-tls-"));
     pki = await makePki(dir);
     const tlsArgs = ["--tls", "--tlscert", pki.serverCert, "--tlskey", pki.serverKey];

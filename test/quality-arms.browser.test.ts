@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -14,6 +14,7 @@ import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { Command } from "commander";
 import { registerArmsCommand } from "../bin/commands/arms.js";
+import { needData, needTool } from "./helpers/tools.js";
 
 /**
  * Issue 15, "done when": a MovieLens replay with two arms (design against blend) shows, in
@@ -36,7 +37,7 @@ const sample = (text: string, name: string, labels: Record<string, string>) =>
     (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
   )?.value;
 
-describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", () => {
+describe("A/B arms on a MovieLens replay", () => {
   let nats: TestNats;
   let dir = "";
   let app: App;
@@ -45,6 +46,7 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
   const metrics = async () => (await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`)).text();
 
   beforeAll(async () => {
+    needData(ML);
     nats = await setupNats();
     dir = await mkdtemp(join(tmpdir(), "reco-arms-"));
     app = await startApp(loadConfig(settings()), pino({ level: "silent" }));
@@ -203,30 +205,27 @@ describe.skipIf(!existsSync(ML))("A/B arms on a MovieLens replay (issue 15)", ()
     expect(out).toEqual([]);
   });
 
-  it.skipIf(!existsSync(CHROMIUM))(
-    "shows the arms with their intervals in the console",
-    async () => {
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-      });
-      const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
-      await page.goto(`${app.webUrl}#/quality`);
-      await page.locator('tr[data-arm="blend"]').waitFor();
-      const blendRow = await page.locator('tr[data-arm="blend"]').innerText();
-      expect(blendRow).toContain("best");
-      expect(blendRow).toMatch(/\d+\.\d %\s*–\s*\d+\.\d %/);
-      // The arm's hit rate with the events it rests on (over 100: the scoring test above).
-      expect(blendRow).toMatch(/\d+(\.\d)? % \([\d,]+ events\)/);
-      await page.locator('tr[data-arm="design"]').waitFor();
-      await page.locator('tr[data-method="blend"]').waitFor();
-      await page.locator('tr[data-dimension="category"]').waitFor();
-      expect(errors).toEqual([]);
-    },
-    60_000,
-  );
+  it("shows the arms with their intervals in the console", async () => {
+    needTool(CHROMIUM, "chromium");
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+    });
+    const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${app.webUrl}#/quality`);
+    await page.locator('tr[data-arm="blend"]').waitFor();
+    const blendRow = await page.locator('tr[data-arm="blend"]').innerText();
+    expect(blendRow).toContain("best");
+    expect(blendRow).toMatch(/\d+\.\d %\s*–\s*\d+\.\d %/);
+    // The arm's hit rate with the events it rests on (over 100: the scoring test above).
+    expect(blendRow).toMatch(/\d+(\.\d)? % \([\d,]+ events\)/);
+    await page.locator('tr[data-arm="design"]').waitFor();
+    await page.locator('tr[data-method="blend"]').waitFor();
+    await page.locator('tr[data-dimension="category"]').waitFor();
+    expect(errors).toEqual([]);
+  }, 60_000);
   it("keeps each model version's offline metrics across a real restart, in /metrics and the console", async () => {
     const offline = (text: string) =>
       parsePrometheusText(text)
