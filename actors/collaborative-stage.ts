@@ -154,7 +154,7 @@ export const collaborativeStage = defineStage({
         const kept = storeModel(m, at);
         collab.setModel(kind, kept.model, at);
         stored.set(kind, kept.stored);
-        versions.trained(kind, at, kept.model); // issue 15: the model's version history
+        versions.trained(kind, at, kept.model); // The model's version history
         if (at === p.at) collab.unmark(kind);
       },
       onError: (kind, err) => s.log?.({ kind, err: String(err) }, "ALS training failed"),

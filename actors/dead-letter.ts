@@ -1,5 +1,5 @@
 /**
- * Dead letters that always fit (issue 17, point 4). A message of nearly max_payload is stored in
+ * Dead letters that always fit. A message of nearly max_payload is stored in
  * EVENTS, but its dead-letter copy carries more headers (reason, subject, sequence, id): as it was
  * it could never be published, the stage failed at every snapshot and replayed the message for
  * ever. A raw output that does not fit goes truncated instead, saying so in its headers.

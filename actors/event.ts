@@ -49,7 +49,7 @@ export interface ParseOptions {
  * one is dead-lettered as `field_too_long:<field>`. Ids become KV keys and subjects
  * (`$KV.reco_popularity.<key>`, base64url when not plain): nats-server drops the connection of a
  * client whose protocol line passes 4,096 bytes, so an unbounded item_id broke a partition for
- * good (issue 17). 256 units are at most 768 UTF-8 bytes, 1,024 characters of base64url.
+ * good. 256 units are at most 768 UTF-8 bytes, 1,024 characters of base64url.
  */
 export const FIELD_LIMITS: Readonly<Record<string, number>> = {
   item_id: 256,

@@ -1,5 +1,5 @@
 /**
- * The order of a stage's input hops (issue 17 point 8). Every hop says which position it covers
+ * The order of a stage's input hops. Every hop says which position it covers
  * (`upTo`) and which one its subject's previous hop covered (`prev`, see envelope.ts). A reader
  * applies a hop only when it follows on from what it has applied (`prev` <= its own position):
  * a hop lost in flight and re-sent after newer ones (a publish retried after a timeout, a

@@ -8,8 +8,8 @@ import {
 } from "./envelope.js";
 
 /**
- * The hop codec as the stage host uses it: where a hop's bytes are made and read (issue 16 may
- * give it another format; the host only goes through this). The default is envelope.ts's.
+ * The hop codec as the stage host uses it: where a hop's bytes are made and read (another format
+ * plugs in here; the host only goes through this). The default is envelope.ts's.
  */
 export interface HopCodec {
   /** A hop of `recs` covering input up to `upTo`, progress `wm`, its subject's previous `prev`. */

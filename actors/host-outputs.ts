@@ -157,7 +157,7 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
     // already sent): a reader drops it as covered, so it is not sent. It used to go with the
     // same Nats-Msg-Id as that hop: when the hop was lost with a dying node, the empty one was
     // stored first, the hop's re-send was then dropped as its duplicate, and every reader of
-    // the subject waited for it for ever (issue 17 point 8, the cluster test's stall).
+    // the subject waited for it for ever (the cluster test's stall).
     if (prev === upTo && recs.length === 0) return;
     sent[subject] = upTo;
     let data: Uint8Array | undefined;
@@ -241,8 +241,8 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
       // every value put since, so the bucket ends at the newest. With ids, a nats-server that
       // restarted in between had rebuilt its duplicate map from the messages it still held: a
       // bucket keeps one per key, so the newest value's id was known and the older ones' were
-      // not; the replay stored an older value and the newest was dropped as a duplicate (issue
-      // 17: purchases lost from the popularity table, a stale heartbeat watermark). A timed-out
+      // not; the replay stored an older value and the newest was dropped as a duplicate
+      // (purchases lost from the popularity table, a stale heartbeat watermark). A timed-out
       // put is re-sent as an upsert (publisher.ts): only while no newer put of its key follows
       // it, so a re-send never lands after a newer value. It used to get one attempt, and under
       // load a PubAck later than 5 s failed the stage into a restart loop.

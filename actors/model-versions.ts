@@ -3,7 +3,7 @@ import { servedModel, type AlsModel, type ServedModel } from "./sources/als.js";
 import type { OfflineMetrics } from "./sources/als-eval.js";
 
 /**
- * Model versions (DESIGN §7, issue 15 point 4): each ALS model the collaborative stage trains,
+ * Model versions (DESIGN §7): each ALS model the collaborative stage trains,
  * kept in that stage's state beside the model itself (so a restart keeps the history): its
  * version (1, 2, … per kind), the input point it was trained at (events fed: the data position),
  * the event time of that point, when its training started and how long it took (wall clock), its

@@ -59,7 +59,7 @@ export interface ParseOptions {
 }
 
 /**
- * The accounting of parse (issue 5). Every input message parse handles is counted once by
+ * The accounting of parse. Every input message parse handles is counted once by
  * `received` and, unless `handle` throws, once by exactly one of `accepted`, `duplicate` or
  * `bad`, so for parse:
  *
@@ -76,7 +76,7 @@ export interface ParseOptions {
  * Late events are not a fourth outcome of parse: lateness is decided downstream, per path, and
  * a late event has already been counted as accepted here. On the user path every accepted event
  * reaches exactly one watermark partition, so accepted = on time + reco_events_late_total{stage=
- * "watermark"}, and the issue's "in = accepted + dead-lettered + duplicates + late" reads, with
+ * "watermark"}, and the accounting "in = accepted + dead-lettered + duplicates + late" reads, with
  * accepted meaning "accepted and on time on the user path":
  *
  *     in = (accepted − late{watermark}) + late{watermark} + dead-lettered + duplicates

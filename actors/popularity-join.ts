@@ -164,7 +164,7 @@ export const joinStage = defineStage({
     // MessagePack bytes, not JSON text (popularity-join-profile.ts: ~35 B a user, not ~70).
     const profiles = ctx.state.map<ProfileRecord>("profile", { codec: profileCodec });
     // Users whose whole history left the horizon keep an empty profile, so an answer can say
-    // "history older than the horizon" instead of "unknown user" (issue 18). At most
+    // "history older than the horizon" instead of "unknown user". At most
     // EXPIRED_PROFILES_KEPT of them, oldest first out, so state stays bounded by active users.
     const expired = new Set<string>();
     // The expired users with the order they expired in (a sequence number), persisted: a restart

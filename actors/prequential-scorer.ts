@@ -17,7 +17,7 @@ import type { ItemCounter } from "./sources/trending.js";
 import type { Scored, SourceEvent, SourceName } from "./sources/types.js";
 
 /**
- * The prequential scorer (DESIGN §7, issue 15): "test, then train". Fed every user-path record
+ * The prequential scorer (DESIGN §7): "test, then train". Fed every user-path record
  * in EVENTS order, it scores each target event (preset: a cart or purchase; a rating of 4+)
  * against what the rankers would have answered the user just before it — the candidate sources'
  * lists at event-time progress, composed as serving composes them (recommender-serve.ts: the

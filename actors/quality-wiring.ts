@@ -268,7 +268,7 @@ export function qualityWiring(
   }
 
   if (deps.registry) {
-    // Model versions (issue 15 point 4), kept in the collaborative stage's state.
+    // Model versions, kept in the collaborative stage's state.
     const versions = () =>
       (
         deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined

@@ -12,7 +12,7 @@ import { hash64 } from "./hash64.js";
  * every run.
  *
  * Which ids are remembered must be a function of the input alone, never of when snapshots were
- * taken (issue 5). Ids are forgotten in the order they were added: parse adds each id with the
+ * taken. Ids are forgotten in the order they were added: parse adds each id with the
  * progress after it (the later of its event time and the progress before), which never
  * decreases, so "oldest time first" is "first added first"; a time below the previous one is
  * taken as the previous one. The log is persisted in that order, so a reload forgets the same ids

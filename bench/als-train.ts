@@ -1,5 +1,5 @@
 /**
- * Training time and memory of implicit ALS at a given number of users (issue 12): synthetic
+ * Training time and memory of implicit ALS at a given number of users: synthetic
  * interactions from the bench generator (exactly `users` users, `perUser` events each, Zipf
  * items), the matrix built as the engine's sources build it, trained in a worker thread while this
  * thread measures its event-loop delay.

@@ -40,7 +40,7 @@ export interface RecoveryOptions {
   /**
    * Kill only once a trained ALS model serves and no training runs (BENCH_RECOVERY_WAIT_MODEL=1),
    * so the restart reads a model back: without it step 6 measures whichever mode the training's
-   * timing gives (session 11: 4.60 s with a model of 124k users, 3.07-3.19 s without).
+   * timing gives (4.60 s with a model of 124k users, 3.07-3.19 s without).
    */
   waitModel?: boolean;
   publishWindow: number;
@@ -216,7 +216,7 @@ export async function measureRecovery(
   }
   const before = await positions(app);
   // Whether a trained ALS model serves at the kill: a restart then reads it back before the
-  // blend's first right answers (step 6 is bimodal on it: session 11's notes).
+  // blend's first right answers (step 6 is bimodal on it).
   const atKill = await app.metrics();
   const modelPoint = sum(atKill, "reco_recommender", { name: "model_point" });
   const training = sum(atKill, "reco_recommender", { name: "training" });

@@ -2,7 +2,7 @@
  * How long a split `reco start` (SERVE_PROCESS=1) takes to serve right blended answers after a
  * start on a kept state: its serving process's replica of the blend's source stages reads their
  * snapshots from the state store before the ingest process is spawned (bin/serve-app.ts
- * readSourceSnapshots; until session 15, a full dump from the ingest process), and answers with
+ * readSourceSnapshots; formerly a full dump from the ingest process), and answers with
  * the design ranking until then. Not part of `npm run bench`: run it on a fixture that
  * bench/restart-ab.ts `make` wrote (copied first; the fixture is not changed).
  *

@@ -23,7 +23,7 @@ export const ratio = (a: number, b: number) =>
 export const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
 
 /**
- * The targets of DESIGN §8 the bench checks (docs/DESIGN.md, "Targets"; the table in the session's
+ * The targets of DESIGN §8 the bench checks (docs/DESIGN.md, "Targets"; the shared
  * DESIGN adds the 0.2× of raw consume and the 1 KB per user). test/bench-targets.test.ts reads
  * them back from docs/DESIGN.md.
  */

@@ -12,7 +12,7 @@
  * `node bin/build.mjs`, this file copied in) restarted on a fixture its own code made, turn about
  * with this one on its fixture, at the same load. BENCH_APP_NODE_FLAGS="--cpu-prof
  * --cpu-prof-dir=/tmp/prof" profiles the restarted app (the profile is written when it stops).
- * Measured this way in session 9 (1M users, load 12-15): right answers 16.7 / 12.8 s before,
+ * Measured this way (1M users, load 12-15): right answers 16.7 / 12.8 s before,
  * 11.8 / 7.9 s after the lazy collaborative rows and merged waiting lists.
  */
 import { execFileSync } from "node:child_process";
@@ -66,7 +66,7 @@ if (mode === "make") {
     console.log(`caught up after ${(Date.now() - t0) / 1000} s`);
     await waitSnapshots(app, 2);
     // AB_WAIT_MODEL=1: the kill waits until a trained ALS model serves and no training runs,
-    // so the restart reads a model back (step 6 is slower with one: session 11's notes).
+    // so the restart reads a model back (step 6 is slower with one).
     if (process.env.AB_WAIT_MODEL) {
       for (;;) {
         const m = await app.metrics();

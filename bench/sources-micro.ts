@@ -10,10 +10,10 @@
  * is noisy (a shared machine); run under `--cpu-prof` to see where the time goes.
  *
  * `merged` is the covisit stage with the prequential scorer inside (how the engine runs them with
- * the blend since session 10): it prints both digests, which must equal the two stages' apart.
+ * the blend): it prints both digests, which must equal the two stages' apart.
  *
- * `RECENT_PER_USER` sets co-visitation's recent items per user (the ecommerce default is 10 since
- * session 13; the digests before it, covisit dbf6ddaa7c358004 and prequential 140536e4389eb3ca,
+ * `RECENT_PER_USER` sets co-visitation's recent items per user (the ecommerce default is 10;
+ * the digests with 30, covisit dbf6ddaa7c358004 and prequential 140536e4389eb3ca,
  * are those of 30).
  *
  *   [QUALITY_SAMPLE=0.1] [RECENT_PER_USER=10] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential,merged] [digest]

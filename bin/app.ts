@@ -109,7 +109,7 @@ export async function startApp(
     cleanups.length = 0;
   };
   // A corrupt state store or a parse process that cannot run: retrying cannot help. While
-  // starting, startApp rejects (a hang is what issue 17 found); once started, options.onFatal.
+  // starting, startApp rejects (rather than hang); once started, options.onFatal.
   let started = false;
   let failStart: (err: Error) => void = () => undefined;
   const startFailed = new Promise<never>((_, reject) => (failStart = reject));
@@ -290,7 +290,7 @@ export async function startApp(
     // State stays bounded on disk too: compact periodically so deleted keys free their space,
     // and report the store's size.
     // Measured at each scrape (at most once a second): a size refreshed every 30 s read 246
-    // bytes with 2.7 MB on disk after a replay (issue 18). The parse process's store counts too.
+    // bytes with 2.7 MB on disk after a replay. The parse process's store counts too.
     let sized = { at: -Infinity, bytes: 0 };
     new Gauge({
       name: "reco_state_bytes",

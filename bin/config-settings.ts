@@ -117,7 +117,7 @@ export const SETTINGS = {
   parseProcessStages: {
     env: "PARSE_PROCESS_STAGES",
     kind: "enum",
-    // parse until an A/B shows the ingest cut gaining (bench/README "What limits", session 13:
+    // parse until an A/B shows the ingest cut gaining (bench/README "What limits":
     // on 2 busy cores it moved CPU between the processes without lowering the total).
     default: "parse",
     values: ["parse", "ingest"],
@@ -126,10 +126,10 @@ export const SETTINGS = {
   serveProcess: {
     env: "SERVE_PROCESS",
     kind: "enum",
-    // 0 until the lead has measured the split with the blend's replica in the serving process
-    // (session 9): before it, split, a blended answer waited for the ingest process, and after a
+    // 0: with the blend's replica in the serving process the split costs memory and ingest (docs/
+    // HOW-IT-WORKS.md, "Serving apart from ingest"); before that replica existed, split, a blended answer waited for the ingest process, and after a
     // SIGKILL with 1M users right answers came back at the ingest process's ready line, 18-21 s,
-    // against 7.2 s in one process (bench step 6, session 8).
+    // against 7.2 s in one process (bench step 6).
     default: "0",
     values: ["0", "1"],
     help: "reco start: 1 serves gRPC and HTTP from a process that runs no stage, the stages in a child at INGEST_NICE; 0 all in one process",

@@ -92,7 +92,7 @@ export interface AppConfig {
 }
 
 /**
- * Settings of the parse stage that bin/pipeline/pipeline.ts passes to createParseHandler (issue 3):
+ * Settings of the parse stage that bin/pipeline/pipeline.ts passes to createParseHandler:
  * `idle: { timeoutMs: cfg.idleTimeoutMs, probe }` and the movies catalogue.
  */
 export interface ParseSettings {

@@ -9,7 +9,7 @@ import {
 } from "../state/index.js";
 
 /**
- * What `/healthz` and gRPC health report (issue 17): the process is not healthy while NATS is
+ * What `/healthz` and gRPC health report: the process is not healthy while NATS is
  * unreachable, a stage has been failing for longer than HEALTH_STAGE_FAILING_MS, or the state
  * store cannot be written. Every check keeps its own verdict up to date from events and
  * background probes, so a health request only reads memory: it never waits for NATS (a handler

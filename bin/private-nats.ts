@@ -43,7 +43,7 @@ function withCredentials(url: string, c: { user: string; pass: string }): string
 }
 
 /**
- * Credentials of the private nats-server (issue 17: any local process could write a popularity
+ * Credentials of the private nats-server (any local process could write a popularity
  * row or an idle marker). Generated at the first start and kept in DATA_DIR, so publishers keep
  * working across restarts:
  *

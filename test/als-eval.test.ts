@@ -6,7 +6,7 @@ import { trainInWorker } from "../actors/sources/als-worker.js";
 import { seededRandom } from "../actors/sources/types.js";
 
 /**
- * Issue 15, point 4: a trained model's offline metrics, HR@10 and NDCG@10 on a held-out slice of
+ * A trained model's offline metrics, HR@10 and NDCG@10 on a held-out slice of
  * its training data, computed in the training worker. A matrix with structure (users in 8 groups,
  * each group touching its own 30 of 240 items) is learnable: a held-out item of the user's group
  * ranks in the top 10 among ~230 others far more often than chance (10/230).

@@ -5,7 +5,7 @@ import { memStore, type KeyStore } from "../actors/sources/store.js";
 import { seededRandom } from "../actors/sources/types.js";
 
 /**
- * Issue 16 point 3: building the matrix a training needs decodes each rating row once and drops
+ * Building the matrix a training needs decodes each rating row once and drops
  * it, its entries going straight into typed arrays; it used to hold every decoded row, a tuple
  * per user and a pair per entry until the end (~150 B per user of garbage at each training,
  * which set the heap's high-water mark at bench step 7's measures). Same matrix as before.

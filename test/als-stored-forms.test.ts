@@ -17,7 +17,7 @@ import { seededRandom } from "../actors/sources/types.js";
 import { storedAls1, storedAls2 } from "./helpers/als-legacy.js";
 
 /**
- * Issue 16 points 3-4: a served ALS model keeps no user factors (als.ts ServedModel): its stored
+ * A served ALS model keeps no user factors (als.ts ServedModel): its stored
  * form ("ALS3") is the settings, the item ids and the item factors V, whatever the number of
  * users, and a user's vector is solved from their row when asked. A model stored before, with
  * every user's factors ("ALS1": ids in the JSON header; "ALS2": ids packed; or either as base64

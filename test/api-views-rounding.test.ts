@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { recommendationsJson } from "../connectors/http/api-views.js";
 
-// Issue 18, point 10: the JSON API printed `averagePrice: 254.81999999999996`.
+// The JSON API printed `averagePrice: 254.81999999999996`.
 describe("JSON answers for people", () => {
   it("give prices to the cent and scores without float noise", () => {
     const json = recommendationsJson({

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createArms, parseArms } from "../actors/arms.js";
 import { ConfigError, loadConfig } from "../bin/config.js";
 
-/** Issue 15, point 3: users split by a stable hash into arms, settings checked at start. */
+/** Users split by a stable hash into arms, settings checked at start. */
 describe("A/B arms", () => {
   const TWO =
     '[{"name":"design","share":50,"ranker":"design"},{"name":"blend","share":50,"ranker":"blend"}]';

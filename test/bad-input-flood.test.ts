@@ -15,7 +15,7 @@ import { ClickEventSchema, EventType, Source } from "../proto/gen/reco/v1/reco_p
 import { untilAsync } from "./helpers/harness.js";
 
 /**
- * Issue 5, "done when": a flood of malformed messages mixed with good ones leaves the good
+ * A flood of malformed messages mixed with good ones leaves the good
  * results exactly as without the flood, and every bad message is in the dead-letter stream with
  * its reason. The app runs twice, in process, on fresh nats-servers, with the same seeded log:
  * once alone, once interleaved with the flood (and with re-published duplicates).
@@ -318,7 +318,7 @@ function metric(text: string, name: string): number {
   return sum;
 }
 
-describe("a flood of malformed messages (issue 5, done when)", () => {
+describe("a flood of malformed messages", () => {
   const bad = flood(12);
   const r = rng(123);
   const duplicates: Outgoing[] = good
@@ -401,7 +401,7 @@ describe("a flood of malformed messages (issue 5, done when)", () => {
     expect(f.metrics).toMatch(/^reco_bad_event_ratio_alert [01]$/m);
     expect(metric(alone!.metrics, "reco_bad_event_ratio_alert")).toBe(0);
     // Both are fed once pipeline.ts passes ParseCounters.received and ParseOptions.badRatio to
-    // parse (the hook in the issue 5 report); until then they stay 0.
+    // parse (the hook the bad-ratio alert needs); until then they stay 0.
     const received = metric(f.metrics, "reco_events_in_total");
     if (received > 0) {
       expect(received).toBe(f.eventsInStream);

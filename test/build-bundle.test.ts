@@ -10,7 +10,7 @@ import { bundleEntries, BUNDLED, BUNDLE_EXTERNAL } from "../bin/build.mjs";
 type Bundle = (b: typeof esbuild, out: string, entries?: string[]) => Promise<void>;
 
 /**
- * Issue 16 point 4 (process start of a restart, bench step 6): the process entries are built
+ * The process entries are built
  * into one ES module each, which must still find the files beside the modules it holds.
  */
 describe("the build's bundled process entries", () => {

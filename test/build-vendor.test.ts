@@ -9,7 +9,7 @@ import type * as Rx from "rxjs";
 import { vendor, VENDOR } from "../bin/build.mjs";
 
 /**
- * Issue 16 point 4 (process start of a restart, bench step 6): rxjs's `node` export is its
+ * Rxjs's `node` export is its
  * CommonJS build, whose index requires ~300 modules at every start (~100-120 ms of CPU), and
  * @bufbuild/protobuf's ES build is ~60 files; the build bundles them and points the compiled
  * files' imports there.

@@ -282,7 +282,7 @@ describe("crash exactness under SIGKILL", () => {
         RECO_TEST_KILL_IN_SNAPSHOT_WRITE: String(40 + Math.floor(k() * 40)),
       });
       await rest;
-      // Late: the whole log is in EVENTS and parse has read 99.9% of it (issue 17: a kill at the
+      // Late: the whole log is in EVENTS and parse has read 99.9% of it (a kill at the
       // end of the input, with nothing after it to move event time or re-put a table row).
       {
         const p = await startProc(b.nats.url, b.dir, env);

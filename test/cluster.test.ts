@@ -21,7 +21,7 @@ import { sleep, useCleanups } from "./helpers/harness.js";
 import { reference, type RefEvent } from "./helpers/reference.js";
 
 /**
- * Scale-out on a NATS cluster (issue 7): a 3-node JetStream cluster on loopback, workers that
+ * Scale-out on a NATS cluster: a 3-node JetStream cluster on loopback, workers that
  * share the partitions through KV leases, a gateway that answers from a replica. Kill a worker,
  * kill a NATS node, add a worker: the answers still equal the reference of the whole log.
  * CLUSTER_DEBUG=<dir> writes every worker's and the gateway's log there and, if the answers do
@@ -148,7 +148,7 @@ async function readOwners(nc: NatsConnection): Promise<Record<string, string>> {
 describe("scale-out on a 3-node NATS cluster", () => {
   const cleanups = useCleanups();
 
-  // No retry: it was flaky (issue 17 point 8), for causes now fixed and each tested on its own:
+  // No retry: it was flaky, for causes now fixed and each tested on its own:
   // hop ids shared by two contents (test/hop-ids), a unit taken back never started and a handover
   // that let two workers run a unit (test/leases), a stop that waited for consumer placement
   // (test/host-stop-while-opening), a gateway replica that applied replayed profiles

@@ -3,8 +3,8 @@ import { createColdIndex, grownSize, TAG_BYTES } from "../state/cold-index.js";
 import { encodeSections } from "../state/sections.js";
 
 /**
- * Issue 16 point 3: the cold-key index's table is 10 B a slot (12 with each key's whole 32-bit
- * hash, before session 13); sized in powers of two it was 3/8 to 3/4 full (125k keys, a 1M-user
+ * The cold-key index's table is 10 B a slot (it was 12 with each key's whole
+ * 32-bit hash); sized in powers of two it was 3/8 to 3/4 full (125k keys, a 1M-user
  * partition of bench step 7, in 262,144 slots: 25 B of index per key). Any size now, 0.6 to 0.8
  * full, with the same keys and values found.
  */

@@ -4,7 +4,7 @@ import { createColdIndex, type ColdIndex, type ColdSection } from "../state/cold
 import { encodeSections } from "../state/sections.js";
 
 /**
- * Issue 16 point 4: a restart's bulk load may leave its records pending (ColdIndex.adoptAll with
+ * A restart's bulk load may leave its records pending (ColdIndex.adoptAll with
  * `lazy`), each lookup placing its key's bucket first and settle() the rest later. Whatever runs
  * meanwhile (lookups, deletions, later sections adopted, a growth, a fit asked for) must see and
  * leave exactly what the eager load gives.

@@ -3,7 +3,7 @@ import { createColdIndex, WASTE_FACTOR } from "../state/cold-index.js";
 import { encodeSections } from "../state/sections.js";
 
 /**
- * Issue 16 point 3: a map's cold-key buffers keep superseded values until a compaction, which
+ * A map's cold-key buffers keep superseded values until a compaction, which
  * wasteful() asks for; keys rewritten often (a Zipf of users, as real traffic) kept the buffers
  * at up to twice their live records. Now at most 1.5 times (plus 256 KiB), checked after every
  * snapshot's delta as state/stage-state.ts adopts it.

@@ -19,7 +19,7 @@ import {
 } from "./helpers/collaborative-logic.js";
 
 /**
- * Issue 16 point 4: lease hand-over moves a unit's snapshots through the archive (a JetStream
+ * Lease hand-over moves a unit's snapshots through the archive (a JetStream
  * object store, state/archive.ts) as logical entries, byte values as base64 in gzipped JSON. The
  * collaborative instance's model travels in the served form (item factors, no user factors),
  * also when its snapshot held a model stored before with every user's factors: that restores on

@@ -18,7 +18,7 @@ import {
 } from "./helpers/collaborative-logic.js";
 
 /**
- * Issue 16 points 3-4: a trained ALS model is held once, and without user factors. The stage
+ * A trained ALS model is held once, and without user factors. The stage
  * keeps the served form's bytes (item factors: als.ts ServedModel) in its state and the served
  * factors are views on them, across a snapshot and restart on real LevelDB. A snapshot of an
  * earlier form (`{ at, b64 }`, or the bytes with every user's factors) still restores the same

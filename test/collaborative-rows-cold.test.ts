@@ -14,7 +14,7 @@ import {
 } from "./helpers/collaborative-logic.js";
 
 /**
- * Issue 16 point 4: the collaborative stage's rows (one per user) are a text map, so a restart
+ * The collaborative stage's rows (one per user) are a text map, so a restart
  * indexes their bytes instead of parsing every row before the blend can answer (1M users: 33 MB
  * of JSON). On real LevelDB: rows come back as bytes and answer as before; a snapshot of the
  * earlier layout (rows as parsed JSON values) loads too, and moves to bytes at its next snapshot.

@@ -127,7 +127,7 @@ describe("collaborative stage (marbles)", () => {
   });
 
   it("should train a restart's untrained point only after its delay, from the point's own matrix", async () => {
-    // Building that matrix reads every row: a restarted process answers first (issue 16 point 4).
+    // Building that matrix reads every row: a restarted process answers first.
     const t = trainings();
     const s = collaborativeLogic(t.train);
     const rec = recordMaker();

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { ConfigError, SETTINGS, loadConfig, redactConfig } from "../bin/config.js";
 
 /**
- * Issue 5, configuration: every setting is validated at start, and an error names the setting,
+ * Every setting is validated at start, and an error names the setting,
  * the value and the expected form; secrets never appear in what is logged.
  */
 
@@ -55,7 +55,7 @@ describe("configuration", () => {
     });
   });
 
-  it("binds every listener to loopback unless a host setting says otherwise (issue 17)", () => {
+  it("binds every listener to loopback unless a host setting says otherwise", () => {
     const cfg = loadConfig({});
     expect(cfg.grpcHost).toBe("127.0.0.1");
     expect(cfg.metricsHost).toBe("127.0.0.1");
@@ -105,7 +105,7 @@ describe("configuration", () => {
       });
   });
 
-  // Issue 18: "expected a port number 0-65535 from 0 to 65535" said the range twice.
+  // "expected a port number 0-65535 from 0 to 65535" said the range twice.
   it("states a port's range once", () => {
     expect(errorOf({ GRPC_PORT: "70000" })).toBe(
       "GRPC_PORT=70000 is out of range: expected a port number from 0 to 65535",

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createStageState, openStateDb, type StageState } from "../state/index.js";
 
 /**
- * Issue 16 point 2: co-visitation's live neighbour lists are typed arrays keyed by item numbers
+ * Co-visitation's live neighbour lists are typed arrays keyed by item numbers
  * (actors/sources/item-edges.ts) and `add` holds the lists it changes between flushes. Answers
  * must be the bits the Map form gave, through snapshots (values back to bytes), reloads and pruning.
  */

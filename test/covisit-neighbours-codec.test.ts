@@ -14,7 +14,7 @@ import { ECOMMERCE } from "../actors/sources/preset.js";
 import { createStageState, openStateDb } from "../state/store.js";
 
 /**
- * Issue 16 point 2b: co-visitation's neighbour lists are persisted as bytes (ids and exact
+ * Co-visitation's neighbour lists are persisted as bytes (ids and exact
  * doubles), not JSON; snapshots written as JSON text before still load.
  */
 const T0 = Date.UTC(2026, 10, 1);
@@ -25,7 +25,7 @@ function sample(ids: string[]): Neighbours {
   return m;
 }
 
-/** The writer before session 14 (ids joined into one string, then written): the stored form. */
+/** The former writer (ids joined into one string, then written): the stored form. */
 function referenceBytes(ids: string[], s: number[], ts: number[]): Uint8Array {
   const n = ids.length;
   const joined = ids.join("");

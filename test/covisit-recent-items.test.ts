@@ -7,7 +7,7 @@ import { seededRandom, type SourceEvent } from "../actors/sources/types.js";
 import { encodeUserValue } from "../actors/sources/user-value-bytes.js";
 
 /**
- * Issue 16: co-visitation keeps each user's recent items in a live form of typed arrays
+ * Co-visitation keeps each user's recent items in a live form of typed arrays
  * (actors/sources/recent-items.ts) instead of one `[id, ts, w, sess]` array per item. What it
  * stores must be what the arrays were: the same items, order, doubles and sessions.
  */

@@ -23,7 +23,7 @@ import { startStage, type StageDefinition } from "../runtime/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
 
 /**
- * Issue 16 point 2 (session 10): with the blend, the prequential scorer runs inside the covisit
+ * With the blend, the prequential scorer runs inside the covisit
  * stage and reads its co-visitation and counters, instead of a prequential stage keeping copies
  * of them (the same work twice: ~10% of the app's CPU in bench step 2). Its figures must be the
  * prequential stage's, and the covisit stage's own answers unchanged, on the same records, also
@@ -86,7 +86,7 @@ function answers(v: CovisitView, now: number): string {
   ]);
 }
 
-describe("the prequential scorer inside the covisit stage (issue 16, session 10)", () => {
+describe("the prequential scorer inside the covisit stage", () => {
   it("scores as the prequential stage does, and leaves the covisit stage's answers as they were", () => {
     const alone = drive(prequentialDef, scoring, createStageState(), 0, N).report();
     const withScorer = drive(

@@ -19,7 +19,7 @@ import { recentItems } from "../actors/sources/recent-items.js";
 import { encodeHistory } from "../actors/sources/history-bytes.js";
 
 /**
- * Issue 16 point 2: the covisit stage's per-user value (recent items and the scorer's history)
+ * The covisit stage's per-user value (recent items and the scorer's history)
  * is stored as bytes, not JSON text; values written as JSON text before still load.
  */
 const T0 = Date.UTC(2026, 10, 1);

@@ -8,7 +8,7 @@ import {
   PublisherClosedError,
 } from "../connectors/nats/publisher.js";
 
-/** Issue 17, point 4: a dead letter (or poison copy) always fits the server's max_payload. */
+/** A dead letter (or poison copy) always fits the server's max_payload. */
 
 const MAX = 1024 * 1024;
 
@@ -30,7 +30,7 @@ describe("fitRawOutput", () => {
     expect(fit.headers).toBe(reco);
   });
 
-  it("truncates the 1,048,570-byte event of the issue to fit, saying so in its headers", () => {
+  it("truncates a 1,048,570-byte event to fit, saying so in its headers", () => {
     const data = new Uint8Array(1_048_570).fill(1);
     expect(wireSize(data, reco, "dlq.parse.42")).toBeGreaterThan(MAX);
     const fit = fitRawOutput(data, reco, "dlq.parse.42", MAX);

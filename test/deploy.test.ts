@@ -17,7 +17,7 @@ import {
 import { SETTINGS } from "../bin/config.js";
 
 /**
- * Issue 7, point 7: deploy/ (Dockerfile, docker-compose.yml, Kubernetes manifests, Prometheus
+ * Deploy/ (Dockerfile, docker-compose.yml, Kubernetes manifests, Prometheus
  * rules, Grafana). Docker and Kubernetes do not run here, so the files are parsed and checked
  * against the code: settings, metric names, ports, health path. Where a checker is installed
  * (promtool, docker-compose, kubectl, nats-server) it runs too.
@@ -49,7 +49,7 @@ const SETTING_ENVS = [
   ...read("bin/config-settings.ts").matchAll(/\benv:\s*"([A-Z][A-Z0-9_]*)"/g),
 ].map((m) => m[1]!);
 /**
- * The split roles' settings (issue 7): the keys of ROLE_SETTINGS in bin/role-config.ts, or, while
+ * The split roles' settings: the keys of ROLE_SETTINGS in bin/role-config.ts, or, while
  * that file does not exist, WORKER_ID.
  */
 const ROLE_ENVS = existsSync(join(root, "bin/role-config.ts"))
@@ -803,7 +803,7 @@ describe("deploy/k8s", () => {
       expect(metrics, `${c.name} declares port 9464`).toBeDefined();
       expect(c.readinessProbe, `${c.name} readiness`).toBeDefined();
       expect(c.livenessProbe, `${c.name} liveness`).toBeDefined();
-      // Issue 17: /healthz is 503 while NATS is down; restarting the pod would not help.
+      // /healthz is 503 while NATS is down; restarting the pod would not help.
       expect(c.livenessProbe?.httpGet?.path).toBe("/livez");
       for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe]) {
         if (!probe) continue;

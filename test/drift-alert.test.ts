@@ -17,7 +17,7 @@ import { createStageState } from "../state/index.js";
 import { needTool } from "./helpers/tools.js";
 
 /**
- * Issue 15, point 2: a replayed log with a category shift injected into its last hour fires the
+ * A replayed log with a category shift injected into its last hour fires the
  * drift alert, the same log without it does not. The REES46 sample goes through the drift stages
  * (one per partition, the engine's handlers fed hop envelopes as on NATS) and the wiring's
  * gauges; each minute of event time the registry's /metrics text is read, and those values are

@@ -69,7 +69,7 @@ describe("drift stage (marbles)", () => {
   });
 });
 
-describe("drift stage state writes (issue 16, session 10)", () => {
+describe("drift stage state writes", () => {
   it("writes each count it changed once per batch, not once per record, with the bucket's total", () => {
     const state = createStageState();
     const sets: string[] = [];

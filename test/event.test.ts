@@ -131,7 +131,7 @@ describe("the event contract v1", () => {
     });
   });
 
-  describe("issue 17: calendar dates and decimal numbers", () => {
+  describe("calendar dates and decimal numbers", () => {
     it.each([
       ["30 February", "2019-02-30T00:00:00Z"],
       ["29 February of a common year", "2019-02-29T00:00:00Z"],
@@ -177,7 +177,7 @@ describe("the event contract v1", () => {
     });
   });
 
-  describe("issue 17: field lengths (ids become KV keys and subjects)", () => {
+  describe("field lengths (ids become KV keys and subjects)", () => {
     it.each([
       ["item_id", 256],
       ["category_code", 256],

@@ -8,7 +8,7 @@ import { createParseHandler } from "../actors/parse.js";
 import { EVENT_TYPES } from "../actors/event.js";
 
 /**
- * Issue 5, fuzz: thousands of random byte strings and mutated valid events, JSON and protobuf,
+ * Thousands of random byte strings and mutated valid events, JSON and protobuf,
  * through the parse handler with a fake StageOutput. parse never throws out of the actor, the
  * accounting identity in = accepted + dead-lettered + duplicates holds after every message, and
  * every dead letter carries its original bytes, a non-empty Reco-Reason, the subject and the
@@ -229,7 +229,7 @@ const messageArb: fc.Arbitrary<Omit<InputMessage, "seq">> = fc.oneof(
   })),
 );
 
-describe("parse under fuzzing (issue 5)", () => {
+describe("parse under fuzzing", () => {
   it("never throws and keeps in = accepted + dead-lettered + duplicates for random and mutated input", () => {
     let total = 0;
     const outcomes = { accepted: 0, duplicate: 0, bad: 0 };

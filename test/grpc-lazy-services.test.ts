@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 
 /**
- * Issue 16 point 4: grpc-health-check parsed its .proto with protobufjs when imported, and
+ * Grpc-health-check parsed its .proto with protobufjs when imported, and
  * @grpc/reflection loaded two more, ~60-110 ms of CPU before a restarted process could load a
  * snapshot. Health and reflection are now registered with their libraries loaded at their first
  * call (connectors/grpc/lazy-services.ts). Checked in a fresh node process (the module cache is

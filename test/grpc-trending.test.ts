@@ -27,7 +27,7 @@ import {
 } from "../proto/gen/reco/v1/reco_pb.js";
 
 /*
- * Issue 18, point 8: StreamTrending on an idle input sent one message and then nothing, so a
+ * StreamTrending on an idle input sent one message and then nothing, so a
  * client could not tell a quiet input from a dead connection; and only the newest window could
  * be had. Now an idle stream gets heartbeats, and GetTrending(window, k, at) answers the newest
  * window or the final of a past one.

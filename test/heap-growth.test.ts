@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { loadConfig } from "../bin/config.js";
 
 /**
- * Issue 16 point 3: V8 let the app's heap grow to ~4x its live data between full GCs (bench
+ * V8 let the app's heap grow to ~4x its live data between full GCs (bench
  * step 7: 622 MiB held for ~120 MB live at 300k users), RSS that counted as state.
  * HEAP_GROWING_PERCENT (default 25) fixes the growth once the app has started. Checked in a fresh node process: the same
  * churn over a fixed live set holds less heap with the limit than with V8's own factor.

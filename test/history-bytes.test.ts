@@ -13,7 +13,7 @@ import { recordMaker } from "./helpers/source-stages.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 /**
- * Issue 16 point 3: the history stage's per-user value (one per user, nearly all cold) is stored
+ * The history stage's per-user value (one per user, nearly all cold) is stored
  * as MessagePack bytes, not JSON text; values stored as JSON text before still load.
  */
 const T0 = Date.UTC(2026, 10, 1);

@@ -6,7 +6,7 @@ import { decodeEnvelope } from "../actors/envelope.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 
 /**
- * Issue 17 point 8, the cluster test's stall: a hop's Nats-Msg-Id must name one content. Parse
+ * A hop's Nats-Msg-Id must name one content. Parse
  * touches every output subject on a tick (its progress broadcast) after the records of the same
  * input position were sent; that empty hop went out under the same id as the hop with the
  * records. When a dying NATS node lost the hop, the empty one was stored first, the hop's re-send

@@ -14,7 +14,7 @@ import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import type { StateDb } from "../state/index.js";
 
 /**
- * Issue 17 point 8: a hop lost in flight and re-sent after newer ones (a publish retried after a
+ * A hop lost in flight and re-sent after newer ones (a publish retried after a
  * timeout, a connection lost with a dying node) was dropped as covered by them, and its records
  * lost. Each hop now carries the position its subject's previous hop covered (`prev`), and a
  * reader applies a hop only once it follows on from what it applied.

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createHostReaders, subjectMatches } from "../actors/host-readers.js";
 
 /**
- * Issue 16 point 2: a parse hop is read by its partition's stages (reco.parse.3) and by the
+ * A parse hop is read by its partition's stages (reco.parse.3) and by the
  * merged stages' wildcard input (reco.parse.*); all of them count as its readers, so it is
  * decoded once for all.
  */

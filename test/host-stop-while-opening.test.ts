@@ -7,7 +7,7 @@ import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { openDurableSource } from "../connectors/nats/source.js";
 
 /**
- * Issue 17 point 8: a stage instance stopped while its consumer was being placed waited for every
+ * A stage instance stopped while its consumer was being placed waited for every
  * placement attempt (delete and add, each up to the request timeout, four times: up to 40 s on a
  * cluster that lost a node). A unit's handover waits for its instances' stops, and holds its
  * lease meanwhile: the cluster test's rebalance to a new worker timed out so. Opening the input

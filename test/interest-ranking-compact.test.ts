@@ -16,7 +16,7 @@ import { MINUTE } from "../actors/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /**
- * Issue 16 point 3: interest-ranking keeps its window cells as bytes (a codec map, cold keys in
+ * Interest-ranking keeps its window cells as bytes (a codec map, cold keys in
  * state/cold-index.ts), most users' aggregates packed into a number, and each window's cell keys
  * as joined runs. The profiles must be what the cells give, computed here from a plain Map of
  * the cells, after any mix of upserts, category changes, expiries, snapshots and restarts on

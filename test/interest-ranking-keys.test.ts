@@ -15,7 +15,7 @@ import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";
 
 /**
- * Issue 16 point 3: interest-ranking's cell keys in a compact form (window start in base 36, a
+ * Interest-ranking's cell keys in a compact form (window start in base 36, a
  * letter per event type) instead of JSON arrays; cells of snapshots with JSON keys still load,
  * and move to their compact keys (an upsert of such a cell replaces it, never counts it twice).
  */

@@ -16,7 +16,7 @@ import { openStateDb, type StateDb } from "../state/index.js";
 import { sleep } from "./helpers/harness.js";
 
 /**
- * Issue 17 (purchases lost from the popularity table after a SIGKILL): a stage that replays
+ * A stage that replays
  * from its snapshot puts again the KV values it had put since. Those puts carried
  * Nats-Msg-Ids; a nats-server that restarted in between rebuilds its duplicate map from the
  * messages it still holds, and a bucket holds one per key: the newest value's id was known,

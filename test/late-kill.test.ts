@@ -13,7 +13,7 @@ import { sleep } from "./helpers/harness.js";
 import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
 /**
- * Issue 17 point 1: a SIGKILL of the whole app (process group: main and parse processes) late in
+ * A SIGKILL of the whole app (process group: main and parse processes) late in
  * a paced replay of the REES46 log, then a restart, gives every answer and every table of an
  * uninterrupted run: each user's recommendations (items, scores, sources, top categories, the
  * watermark), the whole popularity bucket (rows and heartbeat), trending finals and heartbeats,

@@ -8,7 +8,7 @@ import type { StateDb } from "../state/index.js";
 import type { HostTransport } from "../actors/host-transport.js";
 
 /**
- * Two owners of one unit at once (issue 16, left from issue 17): a worker whose lease moved on
+ * Two owners of one unit at once (a worker whose lease moved on
  * while its stop was slow or forced (STOP_TIMEOUT_MS, a renewal not confirmed in time) still runs,
  * and its supervisor restarts a failed instance. With one consumer name per stage instance, that
  * restart deleted and re-placed the new owner's consumer at the old owner's position: the new

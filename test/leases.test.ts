@@ -184,7 +184,7 @@ describe("partition leases on NATS KV", () => {
       expect(await kv.get(u).then((e) => e?.operation ?? "none")).not.toBe("PUT");
   });
 
-  // Issue 17 point 8 (the cluster test's stall): a worker whose renewals went unanswered for a
+  // A worker whose renewals went unanswered for a
   // moment (a NATS node dying) stopped its units, and took them back at once, since the keys still
   // carried its token. The new start waited its turn behind the slow stop (8 s in the cluster
   // test), renewals moved the revision meanwhile, and the start then took the unit for lost: the
@@ -218,7 +218,7 @@ describe("partition leases on NATS KV", () => {
     await a.stop();
   });
 
-  // Issue 17 point 8: a unit handed over to its preferred worker was left to expire while it
+  // A unit handed over to its preferred worker was left to expire while it
   // drained; a drain longer than the lease let the new owner start it beside the old one, and
   // the two incarnations' consumers (one durable name) took each other's deliveries.
   it("hands a unit over only once it has drained, however long the drain takes", async () => {

@@ -9,7 +9,7 @@ import type { ParsedRecord } from "../actors/parse.js";
 import { recordMaker } from "./helpers/source-stages.js";
 
 /**
- * Issue 16 point 4: a merged stage keeps the records that wait for the other partitions in a
+ * A merged stage keeps the records that wait for the other partitions in a
  * text map, rewritten whole at every snapshot; a restart parsed every delta's copy of it (17 MB of
  * JSON per merged stage with 1M users). On real LevelDB: the lists come back as bytes, and the
  * records waiting at the snapshot are fed, in EVENTS order, once the late partition reports.

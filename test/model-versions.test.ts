@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createModelVersions, type ModelVersion } from "../actors/model-versions.js";
 import { IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
 
-/** Issue 15, point 4: each trained model's version, time and data position, kept across a restart. */
+/** Each trained model's version, time and data position, kept across a restart. */
 const model = (users: number): AlsModel => ({
   settings: IMPLICIT_DEFAULTS,
   users: Array.from({ length: users }, (_, x) => `u${x}`),

@@ -8,7 +8,7 @@ import {
 } from "../bin/node-runtime.mjs";
 
 /**
- * Issue 16 point 3: node's flags and malloc's settings that every process of the app starts with
+ * Node's flags and malloc's settings that every process of the app starts with
  * (bin/node-runtime.mjs). `reco start` relaunching itself with them, and its children inheriting
  * them, is in test/start.test.ts.
  */

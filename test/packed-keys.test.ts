@@ -3,7 +3,7 @@ import { createIntPairs, createPackedKeys } from "../actors/packed-keys.js";
 import { seededRandom } from "../actors/sources/types.js";
 
 /**
- * Issue 16 point 3: interest-ranking holds its packed users' aggregates in typed arrays
+ * Interest-ranking holds its packed users' aggregates in typed arrays
  * (actors/packed-keys.ts) instead of a Map. It must answer as a Map does through growth,
  * deletions and the compactions they cause, for any key.
  */

@@ -18,7 +18,7 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { poller, sleep, until } from "./helpers/harness.js";
 
 /**
- * Issue 6: `reco start` with PARSE_PROCESS=1 runs parse in a child process (bin/parse-process.ts).
+ * `reco start` with PARSE_PROCESS=1 runs parse in a child process (bin/parse-process.ts).
  * The child may die at any moment like any process: the main process restarts it, and parse's
  * snapshot and durable consumer make that exact. It must never outlive the main process.
  */

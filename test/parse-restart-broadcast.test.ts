@@ -5,7 +5,7 @@ import { HOUR } from "../actors/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /**
- * Issue 17: parse's snapshot may be taken after progress moved and before that progress was
+ * Parse's snapshot may be taken after progress moved and before that progress was
  * broadcast to the partitions without records (broadcasts are at most every broadcastEveryMs).
  * A parse restarted from it must broadcast the restored progress again: it used to take the
  * restored progress as already broadcast, so after a SIGKILL at the end of a log (IDLE_TIMEOUT_MS=0,

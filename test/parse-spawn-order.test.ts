@@ -15,7 +15,7 @@ import { tierOf } from "../bin/pipeline/units.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 
 /**
- * Issue 16 point 4: a restart with nothing for parse to catch up spawns the parse process once
+ * A restart with nothing for parse to catch up spawns the parse process once
  * the blend's sources (history, covisit, collaborative) run. Its own start (modules, its dedupe
  * memory: ~2 s of CPU at 1M events) took a core from their loads, which the first right answers
  * wait for: with a model of 1M users the restarted main thread waited 1.4-1.8 s for a CPU, 0.8 s

@@ -10,7 +10,7 @@ import { DAY } from "../actors/subjects.js";
 import { createStageState, openStateDb } from "../state/store.js";
 
 /**
- * Issue 16 point 3: popularity-join's profiles (one per user, the largest stage of cold state at
+ * Popularity-join's profiles (one per user, the largest stage of cold state at
  * 1M users in bench step 7) are stored as MessagePack tuples, not JSON text; profiles stored as
  * JSON text before still load.
  */

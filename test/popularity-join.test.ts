@@ -156,7 +156,7 @@ describe("createJoinHandler", () => {
     expect(h.candidates("stranger", table, NOW)).toEqual([]);
   });
 
-  // Issue 18: a user whose history left the horizon was told "unknown user".
+  // A user whose history left the horizon was told "unknown user".
   it("should remember, with an empty profile, a user whose history left the horizon", () => {
     const h = createJoinHandler(createStageState(), { purchaseExclusionMs: DAY });
     feed(h, 1, [profile([["books", 3]])]);

@@ -181,7 +181,7 @@ describe("popularity", () => {
     expect(h.row("p2")?.purchases).toBe(1);
   });
 
-  // Issue 3, point 3: late events go to reco.late, none only to a counter.
+  // Late events go to reco.late, none only to a counter.
   it("should send a purchase beyond the horizon to reco.late with its reason and watermark, counted by path", () => {
     const { rec, late, paths, feed } = setup();
     const wb = T0 + 10 * DAY;

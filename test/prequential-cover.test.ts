@@ -5,7 +5,7 @@ import { createStageState, type StageStateInternal } from "../state/index.js";
 /**
  * The prequential tallies' coverage (items listed per bucket and method) is kept in at most
  * COVER_CHUNKS keys per (bucket, method), not one key per item listed: the scorer's state loads
- * with the covisit stage's (issue 16, session 10), and a day of scoring listed hundreds of
+ * with the covisit stage's, and a day of scoring listed hundreds of
  * thousands of (bucket, method, item) keys, each a JSON entry to load.
  */
 const T0 = Date.UTC(2026, 10, 1);

@@ -19,7 +19,7 @@ import { startStage } from "../runtime/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
 
 /**
- * Issue 15, point 1: the prequential stage scores each target event (a rating of 4+) against what
+ * The prequential stage scores each target event (a rating of 4+) against what
  * the rankers answered just before it. Checked on the first events of MovieLens (ml-latest-small)
  * against a plain loop over the pure sources (what `reco eval` drives), and across a restart
  * from a snapshot (state through JSON, as LevelDB holds it) against a run without one.
@@ -89,7 +89,7 @@ function reference(share: number) {
   return ref;
 }
 
-describe("prequential stage on MovieLens (issue 15, point 1)", () => {
+describe("prequential stage on MovieLens", () => {
   let full: PrequentialReport;
 
   it("scores every rating of 4+ against the blend and sources of just before it, as a plain loop over the sources does", () => {

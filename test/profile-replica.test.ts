@@ -3,7 +3,7 @@ import { createProfileReplica } from "../actors/profile-replica.js";
 import type { ProfileRecord } from "../actors/interest-ranking.js";
 
 /**
- * Issue 17 point 8: the gateway's profile replica applied interest-ranking hops in stream
+ * The gateway's profile replica applied interest-ranking hops in stream
  * order. A restarted interest-ranking replays from its snapshot with other batch boundaries
  * (other hop ids), so its replayed hops are stored after newer ones, and put older profiles back
  * for good: the cluster test's answers stayed wrong after the NATS node kill while every stage

@@ -232,7 +232,7 @@ describe("JetStream publisher while the event loop stalls", () => {
   });
 
   // After a stall, timers run before the I/O phase that reads the PubAcks that came meanwhile:
-  // every message in flight looked timed out (issue 16's 5 s freshness outliers: whole windows of
+  // every message in flight looked timed out (5 s freshness outliers: whole windows of
   // hops re-sent after GC or a long turn, KV puts failed).
   it("does not count a stalled event loop against the PubAck timeout", async () => {
     const jsm = await nc.jetstreamManager();

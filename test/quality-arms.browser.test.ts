@@ -17,7 +17,7 @@ import { registerArmsCommand } from "../bin/commands/arms.js";
 import { needData, needTool } from "./helpers/tools.js";
 
 /**
- * Issue 15, "done when": a MovieLens replay with two arms (design against blend) shows, in
+ * A MovieLens replay with two arms (design against blend) shows, in
  * /metrics, in /v1/quality and in the console, each arm's live hit rate with its interval; the
  * answers (gRPC and JSON) name the user's arm. The real engine: nats-server, LevelDB, gRPC and
  * HTTP on loopback, `reco replay`'s own code on the first rows of ml-latest-small (its first

@@ -5,7 +5,7 @@ import { runEval } from "../bin/commands/eval.js";
 import type { EvalResult } from "../bin/eval/run.js";
 
 /**
- * Quality in CI (issue 12 point 5): `reco eval` on a slice of each shared log; the blend must
+ * Quality in CI: `reco eval` on a slice of each shared log; the blend must
  * not fall below plain popularity, pooled over the cuts, in either scoring. The shared logs are
  * never in the repo: CI has ../shared beside the clone.
  */

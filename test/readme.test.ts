@@ -38,7 +38,7 @@ describe("the README's examples", () => {
   let dir: string;
 
   // As a user runs it: `npm start`'s private nats-server, with the credentials it keeps in
-  // DATA_DIR; the publishing example finds them there (issue 17).
+  // DATA_DIR; the publishing example finds them there.
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "reco-readme-"));
     app = await startApp(
@@ -78,7 +78,7 @@ describe("the README's examples", () => {
     }
   };
 
-  // Issue 18, point 6: the README's list missed four metrics. Every reco_ and grpc_ metric the
+  // The README's list missed four metrics. Every reco_ and grpc_ metric the
   // app serves is in the README's table with its labels, and the table lists nothing else; and
   // every labelled counter has a series before anything happened.
   it("lists every metric of /metrics with its labels, and each has a series from the start", async () => {
@@ -171,7 +171,7 @@ print(json.dumps([[str(v) for v in r] for r in db.execute(recs).fetchall()]))
   return JSON.parse(out) as string[][];
 }
 
-// Issue 18, point 1: the README's user ids did not exist in the REES46 sample, and its SQL check
+// The README's user ids did not exist in the REES46 sample, and its SQL check
 // printed nothing; point 3: a live event after a replay of 2019 moves event time to today.
 describe("the README on the REES46 sample in ../shared/data", () => {
   const sample = resolve(root, "..", "shared", "data", "rees46", "2019-Oct-head.csv");

@@ -22,7 +22,7 @@ import type { CollaborativeView } from "../actors/collaborative-stage.js";
 import type { CovisitView } from "../actors/covisit-stage.js";
 
 /**
- * Issue 12 points 2–4: the engine serves the blend that `reco eval` measures. A slice of the
+ * The engine serves the blend that `reco eval` measures. A slice of the
  * real REES46 log goes through `reco replay` into the real app (nats-server, LevelDB, gRPC and
  * HTTP on loopback); once the source stages have caught up and trained, every answer must be
  * what the in-memory sources (createRecommender + ALS + blend, the code `reco eval` drives) give
@@ -166,7 +166,7 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe("RANKER=blend over a real nats-server (issue 12)", () => {
+describe("RANKER=blend over a real nats-server", () => {
   it("answers a user's recent items and top categories over HTTP (the console's user page)", async () => {
     const get = async (path: string) =>
       (await (await fetch(`http://127.0.0.1:${app.webPort}${path}`)).json()) as Record<

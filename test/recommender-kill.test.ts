@@ -11,7 +11,7 @@ import { sleep } from "./helpers/harness.js";
 import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
 /**
- * Issue 12 point 2: the candidate source stages (history per partition, covisit, collaborative)
+ * The candidate source stages (history per partition, covisit, collaborative)
  * are exact under SIGKILL. A slice of the real REES46 log
  * is replayed into `reco start` (RANKER=blend, its default) once without a kill, and once with
  * the app's process group SIGKILLed in the middle of the replay and started again on the same
@@ -133,7 +133,7 @@ async function run(file: string, users: string[], kill: boolean) {
   return { result, kills };
 }
 
-describe("the candidate source stages under SIGKILL (issue 12)", () => {
+describe("the candidate source stages under SIGKILL", () => {
   it("gives the blend of an uninterrupted run after SIGKILLs mid-replay", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-reckill-log-"));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));

@@ -56,7 +56,7 @@ import {
 import { poller, sleep } from "./helpers/harness.js";
 
 /*
- * Issue 3, test point 7: the streaming pipeline against the plain reference (test/helpers/
+ * The streaming pipeline against the plain reference (test/helpers/
  * reference.ts) on one seeded log, at 1, 3 and 8 partitions. Every user's recommendations (items,
  * scores, sources, popularity columns) and top categories, the popularity table, every closed
  * trending window (from the KV bucket and from StreamTrending) and every message of reco.late
@@ -200,7 +200,7 @@ async function startTestApp(partitions: number, env: Record<string, string> = {}
       RANKER: "design",
       LOG_LEVEL: "silent",
       // Idle markers move event time with the wall clock, which the reference does not model
-      // (test/issue3-idle.test.ts covers them): a slow phase must not change the answers.
+      // (test/idle.test.ts covers them): a slow phase must not change the answers.
       IDLE_TIMEOUT_MS: "0",
       ...env,
     }),

@@ -8,7 +8,7 @@ import { gzipTextSize } from "../bin/replay/text-files.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 
 /*
- * Issue 18, point 5: `reco replay` failures as a user meets them, through the real CLI process:
+ * `reco replay` failures as a user meets them, through the real CLI process:
  * one line naming the problem and a non-zero exit, never a stack trace.
  */
 

@@ -31,7 +31,7 @@ const rees = (overrides: Partial<Record<number, string>> = {}): string[] => {
 };
 
 describe("event ids", () => {
-  // Issue 18: ids came from the file's base name and line number, so a renamed copy of a file
+  // Ids came from the file's base name and line number, so a renamed copy of a file
   // was counted twice and a row moved to another line was a new event.
   it("are UUID-shaped and depend only on the row's fields and format", () => {
     const a = deriveEventId("rees46", rees());

@@ -10,7 +10,7 @@ import { formatSummary, replayFile } from "../bin/replay/run.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 
 /*
- * Issue 18, point 2: MovieLens ratings.csv is ordered by user, not by time. Replayed in file
+ * MovieLens ratings.csv is ordered by user, not by time. Replayed in file
  * order, 99.8% of ml-latest-small's events were late on the user path (each user's ratings are
  * behind the newest rating of the users before). `reco replay` now sends a historical file in
  * event-time order and ends with what the engine made of it, read back from reco.late and the

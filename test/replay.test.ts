@@ -175,7 +175,7 @@ describe("reco replay", () => {
     expect(printed[20]).toBe("… 5 more");
   });
 
-  // Issue 18: --limit counted events sent, not rows; and ratings.csv, ordered by user, went out
+  // --limit counted events sent, not rows; and ratings.csv, ordered by user, went out
   // in file order, so nearly every event was behind the event time of an earlier user's.
   it("replays MovieLens ratings in time order with genres from movies.csv; --limit counts rows", async () => {
     const movies = join(dir, "movies.csv");

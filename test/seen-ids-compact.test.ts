@@ -7,10 +7,10 @@ import { createStageState, openStateDb } from "../state/store.js";
 import { createSeenIds, SEG } from "../actors/seen-ids.js";
 
 /**
- * Issue 16 point 3: parse's dedupe memory holds 64-bit hashes in typed arrays, persisted as a few
+ * Parse's dedupe memory holds 64-bit hashes in typed arrays, persisted as a few
  * binary segments, so its state grows with segments of ids, not one LevelDB key (and ~200 bytes
  * of heap) per event. Which ids it forgets stays a function of the input: least (time, hash)
- * first (the property test of issue5-dedupe-reload.test.ts covers restarts).
+ * first (the property test of dedupe-reload.test.ts covers restarts).
  */
 describe("compact seen ids", () => {
   let dir: string | undefined;

@@ -8,8 +8,8 @@ import { createSeenIds, SEG, type SeenIds } from "../actors/seen-ids.js";
 /**
  * A restart's load of parse's dedupe memory: its hash set is sized once for the ids loaded (grown
  * by doubling, the load re-inserted ~2M positions for 1M ids, each rehash reading every hash from
- * the log), and what it holds and forgets next is what it would have without the restart (issue
- * 5: replay determinism).
+ * the log), and what it holds and forgets next is what it would have without the restart
+ * (replay determinism).
  */
 describe("seen ids at a load", () => {
   let dir: string | undefined;

@@ -13,7 +13,7 @@ import { sleep } from "./helpers/harness.js";
 import { exited, killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
 /**
- * Issue 16 point 1: `reco start` with SERVE_PROCESS=1 serves from a process that runs
+ * `reco start` with SERVE_PROCESS=1 serves from a process that runs
  * no stage, with the stages in a child at INGEST_NICE (and parse below it). Real parts: a
  * nats-server, `reco start` as a process, gRPC and /healthz on loopback. A slice of the REES46
  * log is replayed into a one-process app (SERVE_PROCESS=0) and into the split one; the split one's

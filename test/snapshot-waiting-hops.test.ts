@@ -11,7 +11,7 @@ import type { StateDb } from "../state/index.js";
  * A snapshot taken while a hop waits for a missing one (hop-order.ts) covers input only up to
  * before the waiting hop, but it records the position of the hops it has sent (`sent`), the
  * upstream position applied (`upTo`) and the state of hops applied after the waiting one: a
- * restarted producer's chain applies while its old chain's next hop waits. Issue 16 asked whether
+ * restarted producer's chain applies while its old chain's next hop waits. The question is whether
  * a restart from such a snapshot loses or counts twice. It does neither (host.ts, capture): the
  * hops input after the snapshot's position are either still waiting (nothing of them applied or
  * sent) or applied and then dropped on replay as covered by the recorded `upTo`, and what they

@@ -5,7 +5,7 @@ import { openDurableSource } from "../connectors/nats/source.js";
 import { sleep } from "./helpers/harness.js";
 
 /**
- * Issue 16 point 4: every stage instance opens its durable source at start, ~45 of them in a
+ * Every stage instance opens its durable source at start, ~45 of them in a
  * restart, each before the instance runs (and answers). Opening asks the server only what it
  * must: delete the old consumer, add it at the snapshot's sequence, look it up; it no longer asks
  * for the account's JetStream info first (jetstreamManager's API check, one more round trip).

@@ -85,7 +85,7 @@ describe("reco start", () => {
     const natsPid = Number(/"natsPid":(\d+)/.exec(output())?.[1]);
     expect(alive(natsPid)).toBe(true);
 
-    // Issue 16 point 3: node's flags and malloc's settings (bin/node-runtime.mjs) are in the
+    // Node's flags and malloc's settings (bin/node-runtime.mjs) are in the
     // environment the app's process and its parse process were started with (/proc/<pid>/environ
     // is the environment at exec, which glibc and node read): reco.mjs relaunched node with them.
     const appPid = Number(/"pid":(\d+)[^\n]*reco-stream ready/.exec(output())?.[1]);
@@ -104,7 +104,7 @@ describe("reco start", () => {
 
     const health = await fetch(`http://127.0.0.1:${metrics}/healthz`);
     expect(health.status).toBe(200);
-    // Issue 17: loopback only by default (GRPC_HOST, METRICS_HOST): not on another interface.
+    // Loopback only by default (GRPC_HOST, METRICS_HOST): not on another interface.
     const lan = Object.values(networkInterfaces())
       .flat()
       .find((a) => a && a.family === "IPv4" && !a.internal)?.address;
@@ -119,13 +119,13 @@ describe("reco start", () => {
     }
     const text = await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text();
     expect(text).toContain("reco_stage_events_in_total");
-    // Issue 18: the private server answers its monitoring endpoints (on loopback).
+    // The private server answers its monitoring endpoints (on loopback).
     const jsz = (await (await fetch(`http://127.0.0.1:${monitor}/jsz`)).json()) as {
       streams?: number;
     };
     expect(jsz.streams).toBeGreaterThan(0);
 
-    // Issue 17: the private server requires credentials kept in DATA_DIR; none reach the log.
+    // The private server requires credentials kept in DATA_DIR; none reach the log.
     const creds = JSON.parse(readFileSync(join(dir, "nats-credentials.json"), "utf8")) as {
       engine: { pass: string };
       publisher: { pass: string };
@@ -162,7 +162,7 @@ describe("reco start", () => {
   });
 
   it("a SIGKILL of the app takes its nats-server down within seconds; the next start serves again", async () => {
-    // Issue 17: the server has its own process group (for the Ctrl-C order above) and used to
+    // The server has its own process group (for the Ctrl-C order above) and used to
     // outlive a SIGKILLed parent until the next start found its pid file.
     const dir = await mkdtemp(join(tmpdir(), "reco-orphan-"));
     dirs.push(dir);
@@ -203,7 +203,7 @@ describe("reco start", () => {
     expect(existsSync(dir)).toBe(false);
   });
 
-  // Issue 18: `npm start --grpc-port 50052` hands npm the flag and reco only "50052".
+  // `npm start --grpc-port 50052` hands npm the flag and reco only "50052".
   it("says how to pass flags through npm when it gets a stray argument", async () => {
     const stray = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start", "50052"], {
       cwd: root,

@@ -5,7 +5,7 @@ import { createColdIndex, type ColdIndex, type ColdSection } from "../state/cold
 import { encodeSections } from "../state/sections.js";
 
 /**
- * Issue 16 point 4: a restart indexes each binary-only map's sections in one pass in the order
+ * A restart indexes each binary-only map's sections in one pass in the order
  * of the index's slots (ColdIndex.adoptAll) instead of section by section in the records' order
  * (two cache misses per key in a 1M-key index). It must hold exactly what adopting each section
  * in turn holds: the last value of every key, deletions applied, superseded buffers dropped.

@@ -10,7 +10,7 @@ import { createColdIndex } from "../state/cold-index.js";
 import { encodeSections } from "../state/sections.js";
 
 /**
- * Issue 16 points 3-4: the keys of a stored-form map (text or codec) are held, between their
+ * The keys of a stored-form map (text or codec) are held, between their
  * reads, as the bytes of the binary snapshot entries they were loaded from or written to
  * (state/cold-index.ts), and a load only indexes those bytes. What a stage reads must be what it
  * wrote, across deltas, checkpoints and restarts, on real LevelDB.
@@ -166,7 +166,7 @@ describe("cold keys of stored-form maps", () => {
   });
 
   it("load a checkpoint into indexes sized once, never grown key by key", async () => {
-    // Issue 16 point 4: growing a map's index one doubling at a time re-inserted every key ~2
+    // Growing a map's index one doubling at a time re-inserted every key ~2
     // times over while loading (~1.2 s of a restart with 1M users); a load now sizes each index
     // from the checkpoint's key counts first.
     dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
@@ -269,7 +269,7 @@ describe("cold keys of stored-form maps", () => {
 
 describe("peek", () => {
   it("reads a cold value without keeping it decoded, and a hot one as it is", async () => {
-    // Issue 16 point 3: a training scans every rating row; with get each would stay decoded.
+    // A training scans every rating row; with get each would stay decoded.
     const dir = await mkdtemp(join(tmpdir(), "reco-cold-"));
     const db = await openStateDb(dir);
     try {

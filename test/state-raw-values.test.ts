@@ -7,7 +7,7 @@ import { testStateDb } from "./helpers/state-db.js";
 import { modelOf } from "./helpers/raw-kill-writer.js";
 
 /**
- * Issue 16 point 4: a plain map's large byte value (collaborative's trained model) was written as
+ * A plain map's large byte value (collaborative's trained model) was written as
  * base64 inside the JSON snapshot parts, 1.37x its bytes, again by every checkpoint of the plain
  * maps (up to ~3 copies on disk), and a restart parsed and decoded every copy (~0.5 s of the main
  * thread with a model of 300k users). It is now a LevelDB entry of its own (state/raw-values.ts),

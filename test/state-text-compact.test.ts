@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
 
 /**
- * Issue 16 point 3: a text map's values go back to their JSON text at a snapshot (one string
+ * A text map's values go back to their JSON text at a snapshot (one string
  * instead of an object graph: the profiles were ~1/3 of the heap at 100k users), and are parsed
  * again when next read; a value written since the previous snapshot stays an object until a
  * snapshot finds it unwritten (parsing hot keys after every snapshot was ~10% of step 2's CPU).

@@ -113,7 +113,7 @@ describe("trending", () => {
     expect(h.part("1h", T0).items).toEqual([["p1", 4, 2, 1, 0, 0]]);
   });
 
-  // Issue 18: REES46 has views, carts and purchases but no clicks, so with the old view and click
+  // REES46 has views, carts and purchases but no clicks, so with the old view and click
   // weights carts and purchases never counted.
   it("should count every event type that TRENDING_WEIGHTS lists, and no other", () => {
     const { h, feed } = setup({ weights: { view: 1, cart: 3, purchase: 5 } });

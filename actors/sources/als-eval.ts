@@ -3,7 +3,7 @@ import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
 import { seededRandom } from "./types.js";
 
 /**
- * Offline metrics of a trained ALS model (DESIGN §7, issue 15 point 4), computed in the training
+ * Offline metrics of a trained ALS model (DESIGN §7), computed in the training
  * worker right after the training, on a held-out slice of the data it was trained on: for up to
  * `users` users (chosen by a PRNG seeded from the model's seed, so the same matrix gives the same
  * figures) one of their entries is held out (implicit: any; explicit: a rating of 4 or more), the

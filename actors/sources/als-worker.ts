@@ -209,7 +209,7 @@ if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.al
     // computed here, not on the event loop at the model's first fold-in (230 ms at 50k items).
     const YtY =
       settings.kind === "implicit" ? gram(model.V, settings.rank, settings.reg) : undefined;
-    // Issue 15 point 4: the model's offline figures, here and not on the event loop.
+    // The model's offline figures, here and not on the event loop.
     const offline = evaluateAls(ratings, model, YtY ? { YtY } : {});
     const cpuSeconds = threadCpuSeconds();
     parentPort.postMessage(

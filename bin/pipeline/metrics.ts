@@ -97,7 +97,7 @@ export function hostMetrics(
 ): NonNullable<HostDeps["metrics"]> {
   const l = (stage: string, partition: number) => ({ stage, partition: String(partition) });
   // Every series from the start, at 0: a counter that first appears at its first increment
-  // makes rate() and increase() queries empty or wrong (issue 18).
+  // makes rate() and increase() queries empty or wrong.
   m.initStage(stage, partition);
   return {
     input: (s, p, n, records) => {

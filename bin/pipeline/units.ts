@@ -44,7 +44,7 @@ export type Ownership =
  * trending's lists (KV buckets); drift's figures in the merged /metrics. The main process keeps
  * what an answer reads locally: popularity-join's profiles and the fallback actors, and the
  * blend's sources (history, covisit with the prequential scorer, collaborative). Step 2 (bench/
- * README "What limits", session 13): with `parse` the main thread ran ~82% of the stages' time,
+ * README "What limits"): with `parse` the main thread ran ~82% of the stages' time,
  * with `ingest` ~60%, and the two processes' CPU per event together the same.
  */
 export function parseProcessStages(which: "parse" | "ingest"): ReadonlySet<string> {

@@ -92,8 +92,8 @@ export function toServiceError(err: unknown): ServiceErrorStatus {
 
 /**
  * grpc-js's own statuses for a malformed HTTP/2 request to a method we serve, recognised by their
- * text (grpc-js 1.14; test/issue17-grpc-transport.test.ts sends each), with the code the client
- * should see. Found with a raw HTTP/2 client (issue 17): an empty or cut-short body, or two
+ * text (grpc-js 1.14; test/grpc-transport.test.ts sends each), with the code the client
+ * should see. Found with a raw HTTP/2 client: an empty or cut-short body, or two
  * messages to a unary method, came back UNIMPLEMENTED, a malformed `grpc-timeout` or a body that
  * does not decompress INTERNAL, though each is the client's error; and none was counted in
  * grpc_requests_total, since our handlers never ran.

@@ -73,7 +73,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
 
   const server = new Server({
     "grpc.max_receive_message_length": options.maxMessageBytes ?? 64 * 1024,
-    // grpc-js's own statuses for malformed requests: the right code, and counted (issue 17).
+    // grpc-js's own statuses for malformed requests: the right code, and counted.
     interceptors: [transportErrorInterceptor(metrics)],
   });
   server.addService(recoServiceDefinition, service.handlers);

@@ -28,7 +28,7 @@ export function explain(item: RecommendedItem): string {
 
 /**
  * Prices to the cent and scores without float noise, for people reading JSON: an average of
- * 254.82 and 254.82 is 254.81999999999996 in binary floating point (issue 18).
+ * 254.82 and 254.82 is 254.81999999999996 in binary floating point.
  */
 export const cents = (n: number): number => Math.round(n * 100) / 100;
 export const tidy = (n: number): number => Number(n.toPrecision(12));

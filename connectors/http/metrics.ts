@@ -161,7 +161,7 @@ export function createMetrics(registry = new Registry()) {
     /**
      * The labelled series of one stage instance, at 0 (counters) from its start: a series that
      * appears only at its first increment leaves rate() and increase() empty until then, and
-     * dashboards and alerts blind (issue 18).
+     * dashboards and alerts blind.
      */
     initStage(stage: string, partition: number): void {
       const l = { stage, partition: String(partition) };

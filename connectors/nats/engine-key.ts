@@ -6,7 +6,7 @@ export const ENGINE_BUCKET = "reco_engine";
 const MARKER_KEY = "idle_marker_key";
 
 /**
- * The key parse signs its idle markers with (issue 17: a forged `events._idle` message moved
+ * The key parse signs its idle markers with (a forged `events._idle` message moved
  * event time to year 9999). Made at the first start, 32 random bytes, and kept in a KV bucket of
  * the same NATS store as EVENTS, so every process and worker that runs parse, now or after a
  * restart or a handover, reads the same key, and a replay of EVENTS trusts the same markers.

@@ -467,7 +467,7 @@ export function createJetStreamPublisher(
     // Time the event loop was held (GC, a long synchronous turn) does not count against the
     // server: after a stall, timers run before the I/O phase that reads the PubAcks which came
     // meanwhile, and every message in flight looked timed out. A stall of 5 s re-sent whole
-    // windows of hops and failed KV puts (issue 16: freshness outliers of ~5 s, hops published
+    // windows of hops and failed KV puts (freshness outliers of ~5 s, hops published
     // twice under one id).
     const held = now - lastTick - tickMs;
     lastTick = now;

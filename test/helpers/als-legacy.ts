@@ -4,7 +4,7 @@ import type { AlsModel } from "../../actors/sources/als.js";
  * The stored forms of a trained ALS model before the served form ("ALS3", item factors only):
  * every user's factors U after the item ids, and the user ids either in the JSON header ("ALS1")
  * or packed after it ("ALS2": where each id starts as u32, then each id as a u16 length and its
- * UTF-8 bytes), each part 4-byte aligned. As als-model.ts wrote them up to session 12; kept here
+ * UTF-8 bytes), each part 4-byte aligned. As an earlier als-model.ts wrote them; kept here
  * to prove that a state written then still restores.
  */
 const pad4 = (n: number) => (4 - (n % 4)) % 4;

@@ -7,7 +7,7 @@ import { openStateDb, type StateDb } from "../../state/index.js";
 import { setupNats, type TestNats } from "./nats.js";
 
 /**
- * What integration tests set up again and again (issue 13 point 3): waiting for a condition, a
+ * What integration tests set up again and again: waiting for a condition, a
  * teardown list run after the file's tests, a private nats-server with a connection, a LevelDB
  * state store in a temporary directory.
  */

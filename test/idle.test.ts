@@ -23,7 +23,7 @@ import { TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
 import { fakeOutput, type RawCall } from "./helpers/stage.js";
 
 /*
- * Issue 3, point 1 (DESIGN §3.2): when the whole input goes quiet, parse moves event time on
+ * When the whole input goes quiet, parse moves event time on
  * with idle markers written into EVENTS, decided from the server's view of its consumer (pending
  * count, delivered and acknowledged sequences, a waiting pull) and never from a timer alone. Unit
  * tests of the parse handler with an injected clock and a fake probe; then a test of the probe
@@ -33,7 +33,7 @@ import { fakeOutput, type RawCall } from "./helpers/stage.js";
 const enc = new TextEncoder();
 const T0 = Date.UTC(2026, 10, 21, 10, 0, 0);
 const TIMEOUT = 30_000;
-/** The engine's idle-marker key (issue 17: only markers it signed count). */
+/** The engine's idle-marker key (only markers it signed count). */
 const MARKER_KEY = enc.encode("a test key of the engine");
 
 let idCounter = 0;

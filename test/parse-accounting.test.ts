@@ -7,7 +7,7 @@ import type { InputMessage, StageOutput } from "../actors/host.js";
 import { createParseHandler, type ParseCounters, type ParseOptions } from "../actors/parse.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 
-/** Issue 5: parse's accounting, its dead letters' headers, and its last progress broadcast. */
+/** Parse's accounting, its dead letters' headers, and its last progress broadcast. */
 
 const enc = new TextEncoder();
 const T0 = Date.UTC(2024, 0, 1, 10);
@@ -65,7 +65,7 @@ const view = (o: Record<string, unknown> = {}) => ({
   headers: {},
 });
 
-describe("parse accounting (issue 5)", () => {
+describe("parse accounting", () => {
   it("counts every message in, and each once as accepted, duplicate or dead-lettered", () => {
     const s = setup();
     const first = view();
@@ -96,7 +96,7 @@ describe("parse accounting (issue 5)", () => {
   });
 });
 
-describe("parse dead letters (issue 5)", () => {
+describe("parse dead letters", () => {
   it("keeps JetStream control headers of the original under Reco-Orig-, so the dead letter's publish cannot fail on them", () => {
     const s = setup();
     s.handle({
@@ -141,7 +141,7 @@ describe("parse dead letters (issue 5)", () => {
   });
 });
 
-describe("parse progress broadcast when input stops (issue 5)", () => {
+describe("parse progress broadcast when input stops", () => {
   it("sends the last progress to idle partitions on tick, once", () => {
     const s = setup();
     s.setNow(1000);

@@ -12,7 +12,7 @@ import { HOUR, MINUTE } from "../actors/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /*
- * Issue 17, point 2: one message must not move event time for good. An event far ahead of when
+ * One message must not move event time for good. An event far ahead of when
  * JetStream stored it is dead-lettered (event_ts_in_future), judged against the stored time, so a
  * replay of EVENTS decides the same whenever it runs.
  */
@@ -63,7 +63,7 @@ function setup(opts: Partial<ParseOptions> = {}, clock = () => STORED) {
   return { h, rec, bad, reasons };
 }
 
-describe("events dated in the future of their stored time (issue 17, point 2)", () => {
+describe("events dated in the future of their stored time", () => {
   it("dead-letters an event dated 9999-12-31 and keeps event time where it was", () => {
     const t = setup();
     t.h.handle(msg(1, STORED - MINUTE), 0);
@@ -118,7 +118,7 @@ describe("events dated in the future of their stored time (issue 17, point 2)", 
   });
 });
 
-describe("idle markers count only when the engine wrote them (issue 17, point 2)", () => {
+describe("idle markers count only when the engine wrote them", () => {
   const key = enc.encode("the engine's own key");
   const body = (progress: number, after: number) => enc.encode(JSON.stringify({ progress, after }));
   const marker = (seq: number, data: Uint8Array, headers: Record<string, string> = {}) =>

@@ -14,7 +14,7 @@ import { Source } from "../proto/gen/reco/v1/reco_pb.js";
 import { poller } from "./helpers/harness.js";
 
 /*
- * Issue 17, points 2, 3 and 4: one message must not break event time or a partition. The whole
+ * One message must not break event time or a partition. The whole
  * app (parse in its own process, as `reco start` runs it) reads a seeded log with, in its middle,
  * an event dated 9999-12-31, a forged idle marker for year 9999, a purchase with a 10,240-char
  * item_id, and an event of 1,048,570 bytes; and a purchase of an item whose id has characters
@@ -101,7 +101,7 @@ const simplify = (items: { itemId: string; score: number; source: Source }[]) =>
     source: i.source === Source.PERSONALIZED ? "PERSONALIZED" : "POPULAR_FALLBACK",
   }));
 
-describe("one message cannot break event time or a partition (issue 17)", () => {
+describe("one message cannot break event time or a partition", () => {
   let nats: TestNats;
   let dataDir: string;
   let app: App;
@@ -111,7 +111,7 @@ describe("one message cannot break event time or a partition (issue 17)", () => 
 
   beforeAll(async () => {
     nats = await setupNats();
-    dataDir = await mkdtemp(join(tmpdir(), "reco-issue17-"));
+    dataDir = await mkdtemp(join(tmpdir(), "reco-one-message-"));
     app = await startApp(
       loadConfig({
         NATS_URL: nats.url,

@@ -15,7 +15,7 @@ import { poller } from "./helpers/harness.js";
 import { needRoot } from "./helpers/tools.js";
 
 /**
- * Issue 17, point 5: /healthz said 200 "ready" while nats-server was dead, while the disk was
+ * /healthz said 200 "ready" while nats-server was dead, while the disk was
  * full and while JetStream refused to store; once it did not answer at all for 6 minutes. Now it
  * reports 503 with a reason (and gRPC health NOT_SERVING), and answers every request at once.
  */

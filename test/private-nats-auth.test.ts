@@ -17,7 +17,7 @@ import {
 } from "../bin/private-nats.js";
 
 /**
- * Issue 17, point 7: the embedded NATS had no authentication; any local process wrote a
+ * The embedded NATS had no authentication; any local process wrote a
  * popularity row (and user 306441847 was served it at rank 1) or an idle marker. Now it requires
  * credentials made at the first start and kept in DATA_DIR; publishers may write `events.<type>`
  * only, the engine's subjects are the engine's alone.

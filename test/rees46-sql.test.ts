@@ -15,7 +15,7 @@ import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { Source } from "../proto/gen/reco/v1/reco_pb.js";
 
 /*
- * Issue 3, "done when": a replay of an e-commerce log in the REES46 schema gives results a
+ * A replay of an e-commerce log in the REES46 schema gives results a
  * reviewer can reproduce with a SQL query. A generated REES46 CSV (30 hours, so the 24 h interest
  * horizon cuts into it) goes through the real replay tool into the real app; every user's
  * recommendations and top categories must equal what the SQL of docs/HOW-IT-WORKS.md computes from the same file

@@ -16,7 +16,7 @@ import { TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
 import { uuid } from "./helpers/events.js";
 
 /*
- * Issue 3, point 5: StreamTrending sends an update of the newest window at most every
+ * StreamTrending sends an update of the newest window at most every
  * TRENDING_TRIGGER when something changed, and a final update (final = true) as soon as the
  * watermark closes a window. The hub with an injected clock, then the whole app through gRPC.
  */

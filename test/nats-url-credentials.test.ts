@@ -9,7 +9,7 @@ import { connectWithStatus } from "../bin/nats-connect.js";
 import { loadConfig } from "../bin/config.js";
 
 /**
- * Issue 17, point 7: `NATS_URL=nats://user:pass@host` passed validation, but nats.js ignores a
+ * `NATS_URL=nats://user:pass@host` passed validation, but nats.js ignores a
  * URL's user-info, so the server answered "Authorization Violation". Against a real nats-server
  * that requires a user and password (or a token).
  */

@@ -10,7 +10,7 @@ import { loadConfig, type AppConfig } from "../bin/config.js";
 import { needTool } from "./helpers/tools.js";
 
 /**
- * Issue 5, security: NATS over TLS, server verified by NATS_TLS_CA, client certificate and key by
+ * NATS over TLS, server verified by NATS_TLS_CA, client certificate and key by
  * NATS_TLS_CERT / NATS_TLS_KEY, against a real nats-server with TLS and mutual TLS.
  */
 

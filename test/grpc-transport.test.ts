@@ -7,7 +7,7 @@ import type { RecoBackend, TrendingSnapshot } from "../connectors/grpc/backend.j
 import { startGrpcServer, type GrpcServer } from "../connectors/grpc/server.js";
 
 /*
- * Issue 17, point 9: malformed HTTP/2 requests, sent by a raw HTTP/2 client, to the methods we
+ * Malformed HTTP/2 requests, sent by a raw HTTP/2 client, to the methods we
  * serve. grpc-js answered an empty or cut-short body and two messages to a unary method with
  * UNIMPLEMENTED, a malformed grpc-timeout and a body that does not decompress with INTERNAL, and
  * none of them reached grpc_requests_total. Each is the client's error: INVALID_ARGUMENT, counted.

@@ -10,7 +10,7 @@ import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 
 /**
- * Issue 5, replay tool: a bad row is reported with its line number and counted, and the tool
+ * A bad row is reported with its line number and counted, and the tool
  * carries on. Regressions: a JSONL event_id holding CR/LF (it becomes the Nats-Msg-Id header) and
  * a row larger than the server's max_payload made the publish throw and ended the whole replay.
  */
@@ -26,14 +26,14 @@ function sink(): { stream: Writable; text: () => string } {
   return { stream, text: () => text };
 }
 
-describe("reco replay with hostile rows (issue 5)", () => {
+describe("reco replay with hostile rows", () => {
   let nats: TestNats;
   let nc: NatsConnection;
   let dir: string;
 
   beforeAll(async () => {
     nats = await setupNats();
-    nc = await connectNats({ servers: nats.url, name: "replay-issue5" });
+    nc = await connectNats({ servers: nats.url, name: "replay-hostile-rows" });
     dir = await mkdtemp(join(tmpdir(), "reco-replay5-"));
   });
 

@@ -9,7 +9,7 @@ import { createParseHandler, type ParseOptions } from "../actors/parse.js";
 import { HOUR, MINUTE } from "../actors/subjects.js";
 
 /**
- * Issue 5, dedupe memory: what parse remembers must not depend on where snapshots and restarts
+ * What parse remembers must not depend on where snapshots and restarts
  * fell. Regression: the seen-id map was expired "from the front", in Map insertion order, but a
  * map reloaded from LevelDB comes back in key order, so after a restart other ids were forgotten
  * than in a run without one, and a duplicate could be accepted (or a fresh event dropped).
@@ -117,7 +117,7 @@ function runWithRestarts(
   return out;
 }
 
-describe("parse dedupe memory across a reload from LevelDB (issue 5)", () => {
+describe("parse dedupe memory across a reload from LevelDB", () => {
   it("forgets the same ids after a reload as without one when the size bound is hit", () => {
     // Three ids arrive in event-time order; their keys sort the other way round.
     const opts = { dedupeMaxIds: 2, dedupeHorizonMs: 24 * HOUR };

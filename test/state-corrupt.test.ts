@@ -8,7 +8,7 @@ import { freePort } from "../connectors/nats/embedded-server.js";
 import { createStageState, openStateDb, StateStoreCorruptError } from "../state/index.js";
 
 /**
- * Issue 17, point 6: an overwritten LevelDB table file (`state/000005.ldb`) hung start-up (three
+ * An overwritten LevelDB table file (`state/000005.ldb`) hung start-up (three
  * stages failing "Corruption: bad block type" every 5 s, gRPC and metrics never open, no path, no
  * advice); a corrupt `CURRENT` exited 1 with "Database failed to open" and no path. Now the store
  * is named with its path and the way out, in one line, and the process exits non-zero.

@@ -18,7 +18,7 @@ import { startApp, type App } from "../bin/app.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 
 /*
- * Issue 3, point 2: window state is dropped once final, so state is bounded by open windows, not
+ * Window state is dropped once final, so state is bounded by open windows, not
  * by events: "show it with a number". A log of several days of event time through the window
  * handler, checking after every batch that the state holds no more keys than the open windows
  * have; then the same through the app, from reco_stage_state_keys{stage="window"}.
@@ -182,7 +182,7 @@ describe("reco_stage_state_keys{stage=window} in the app after a 4-day log", () 
     expect(keys).toBeLessThan(log.length / 100);
   });
 
-  // Issue 16 point 3 (bench step 7 splits external memory by stage with it): the bytes a stage's
+  // The bytes a stage's
   // state holds for cold keys, the stored records a snapshot wrote, off the V8 heap.
   it("reports the bytes each stage holds for its cold keys", async () => {
     let cold = 0;

@@ -10,7 +10,7 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 
 /*
- * Issue 17, point 3 (a partition broken by what ids hold): valid events whose ids, category and
+ * Valid events whose ids, category and
  * brand are at their length limits and made of characters JSON escapes (6 bytes each) make
  * records of ~5.5 KB; a backlog of them filled parse's hops with up to B = 1,000 records, over 5
  * MB, which nats-server refuses (max_payload 1 MiB): parse failed at every snapshot, for ever. Parse

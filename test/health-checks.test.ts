@@ -3,7 +3,7 @@ import { Subject } from "rxjs";
 import type { SupervisorEvent } from "../runtime/index.js";
 import { explainError, healthBody, watchStages } from "../bin/health.js";
 
-/** Issue 17, point 5: the rules of the stage check, on an injected clock. */
+/** The rules of the stage check, on an injected clock. */
 describe("a stage that keeps failing", () => {
   const setup = (failingMs: number) => {
     let t = 1_000_000;

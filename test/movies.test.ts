@@ -12,7 +12,7 @@ import { loadGenres } from "../bin/replay/text-files.js";
 import { moviesCatalog } from "./helpers/events.js";
 
 /*
- * Issue 3, point 6: in the movies preset, genres from a MovieLens movies.csv catalogue
+ * In the movies preset, genres from a MovieLens movies.csv catalogue
  * (MOVIES_CATALOG) play the role of categories: an event without category_code gets its movie's
  * first genre, lowercased. The catalogue as parse loads it, the handler, and the setting. The
  * pipeline's answers by genre are compared with the reference in test/reference-compare.test.ts.

@@ -7,7 +7,7 @@ import type { InputMessage, StageOutput } from "../actors/host.js";
 import { createStageState } from "../state/store.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 
-/** Issue 5: more than 5% bad events in a minute raises an alert gauge and logs once. */
+/** More than 5% bad events in a minute raises an alert gauge and logs once. */
 
 const enc = new TextEncoder();
 

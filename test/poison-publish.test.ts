@@ -12,7 +12,7 @@ import { createSupervisor } from "../runtime/index.js";
 import { openStateDb } from "../state/index.js";
 
 /*
- * Issue 17, point 4: "any message that fails N times goes to poison". A failure need not be a
+ * "any message that fails N times goes to poison". A failure need not be a
  * throw of the handler: an output of one input that the server refuses for good (here a stream
  * whose max_msg_size the output exceeds) failed the instance at every snapshot, and the input was
  * replayed for ever. Such a failure now counts against its input, which reaches reco.dlq.poison

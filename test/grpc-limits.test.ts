@@ -24,7 +24,7 @@ import { startGrpcServer, type GrpcServer } from "../connectors/grpc/server.js";
 import { GetRecommendationsRequestSchema, TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
 
 /**
- * Issue 5, limits and status codes of the gRPC façade: each limit has its status code and a
+ * Limits and status codes of the gRPC façade: each limit has its status code and a
  * message naming the field; never UNKNOWN, never a stack trace.
  */
 
@@ -118,7 +118,7 @@ async function statusOf(p: Promise<unknown>): Promise<ServiceError> {
   return err;
 }
 
-describe("gRPC limits and status codes (issue 5)", () => {
+describe("gRPC limits and status codes", () => {
   let server: GrpcServer;
   let small: GrpcServer;
   let client: RecoClient;
