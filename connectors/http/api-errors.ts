@@ -1,5 +1,5 @@
-import type { ServerResponse } from "node:http";
 import { BackendUnavailableError, InvalidArgumentError } from "../../actors/backend.js";
+import { MAX_EVENTS_BODY_BYTES, MAX_EVENTS_PER_REQUEST } from "./api-events.js";
 
 /** A request the API answers with a 4xx/5xx of its own choosing (not a backend condition). */
 export class HttpError extends Error {
@@ -27,7 +27,8 @@ export interface ErrorBody {
  * | ------------------------------------------------ | ---- | ---------------- |
  * | InvalidArgumentError (the field is named)        | 400  | INVALID_ARGUMENT |
  * | unknown route, item or past window               | 404  | NOT_FOUND        |
- * | method other than GET/HEAD/OPTIONS               | 405  | METHOD_NOT_ALLOWED |
+ * | method other than GET/HEAD/OPTIONS (POST: events) | 405  | METHOD_NOT_ALLOWED |
+ * | a write without a key of API_KEYS                | 401  | UNAUTHENTICATED  |
  * | too many open event streams                      | 429  | RESOURCE_EXHAUSTED |
  * | BackendUnavailableError: starting, not ready     | 503  | UNAVAILABLE      |
  * | the backend did not answer in time               | 504  | DEADLINE_EXCEEDED |
@@ -87,28 +88,50 @@ export function toErrorResponse(err: unknown): {
   };
 }
 
-/** Writes `body` as JSON (nothing for HEAD). */
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-    ...headers,
-  });
-  res.end(res.req.method === "HEAD" ? undefined : text);
+/**
+ * Fastify's own refusals in the API's words: a body that is not JSON or too large, a URL that is
+ * not valid percent-encoding, a request its route's schema refused (see api-params.ts).
+ */
+export function fromFramework(
+  err: { code?: string; statusCode?: number; message: string },
+  url: string,
+): unknown {
+  switch (err.code) {
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new HttpError(
+        400,
+        "INVALID_ARGUMENT",
+        "the body is not JSON: send an event or an array of events",
+      );
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new HttpError(
+        413,
+        "RESOURCE_EXHAUSTED",
+        `the request body is over ${MAX_EVENTS_BODY_BYTES} bytes: send at most ${MAX_EVENTS_PER_REQUEST} events per request`,
+      );
+    case "FST_ERR_BAD_URL": {
+      // Only an id in the path is decoded; anywhere else, no such route or file.
+      const field = /^\/v1\/users\/[^/]*\/(recommendations|events)(\?|$)/.test(url)
+        ? "user_id"
+        : /^\/v1\/items\/[^/]*(\/similar)?(\?|$)/.test(url)
+          ? "item_id"
+          : undefined;
+      return field
+        ? new InvalidArgumentError(field, `${field} is not valid percent-encoding`)
+        : notFound(url);
+    }
+  }
+  const status = err.statusCode ?? 500;
+  // Other refusals of a malformed request say what is wrong; they carry no detail of the server.
+  return status >= 400 && status < 500
+    ? new HttpError(status, "INVALID_ARGUMENT", err.message)
+    : err;
 }
 
-export function sendError(res: ServerResponse, err: unknown): void {
-  const { status, body, headers } = toErrorResponse(err);
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, status, body, headers);
-}
+export const notFound = (url: string) =>
+  new HttpError(
+    404,
+    "NOT_FOUND",
+    `no route for ${url.split("?")[0]!.slice(0, 200)}: see /openapi.json for the API, / for the console`,
+  );

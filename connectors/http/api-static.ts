@@ -3,7 +3,6 @@ import { readFile, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { dirname, extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ServerResponse } from "node:http";
 import { HttpError } from "./api-errors.js";
 
 /**
@@ -49,8 +48,10 @@ export function createStaticFiles(root: string) {
     return body;
   };
   return {
-    /** Serves `path` if it is a console file; false if it is not one. */
-    async serve(path: string, res: ServerResponse): Promise<boolean> {
+    /** The console file at URL `path` with its headers; undefined if there is none. */
+    async read(
+      path: string,
+    ): Promise<{ body: Buffer; headers: Record<string, string> } | undefined> {
       let file: string;
       const vendor = VENDOR[path];
       if (vendor) file = vendor();
@@ -59,26 +60,26 @@ export function createStaticFiles(root: string) {
         try {
           rel = path === "/" ? "index.html" : decodeURIComponent(path).slice(1);
         } catch {
-          return false; // not valid percent-encoding: no such file
+          return undefined; // not valid percent-encoding: no such file
         }
         file = normalize(join(root, rel));
         // Only files under root: `..` or an encoded separator never reaches outside.
-        if (!file.startsWith(root.endsWith(sep) ? root : root + sep)) return false;
-        if (!TYPES[extname(file)]) return false;
+        if (!file.startsWith(root.endsWith(sep) ? root : root + sep)) return undefined;
+        if (!TYPES[extname(file)]) return undefined;
         const st = await stat(file).catch(() => undefined);
-        if (!st?.isFile()) return false;
+        if (!st?.isFile()) return undefined;
       }
       const body = await load(file).catch(() => {
         throw new HttpError(404, "NOT_FOUND", `no such file: ${path}`);
       });
-      res.writeHead(200, {
-        "content-type": TYPES[extname(file)] ?? "application/octet-stream",
-        "content-length": body.length,
-        "cache-control": "no-cache",
-        "x-content-type-options": "nosniff",
-      });
-      res.end(res.req.method === "HEAD" ? undefined : body);
-      return true;
+      return {
+        body,
+        headers: {
+          "content-type": TYPES[extname(file)] ?? "application/octet-stream",
+          "cache-control": "no-cache",
+          "x-content-type-options": "nosniff",
+        },
+      };
     },
   };
 }
