@@ -8,7 +8,7 @@ import Fastify, {
 import cors from "@fastify/cors";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
-import { keepIdleConnections, KEEP_ALIVE_MS } from "./keep-alive.js";
+import { keepIdleConnections } from "./keep-alive.js";
 import type { RecoBackend } from "../../actors/backend.js";
 import { fromFramework, HttpError, notFound, toErrorResponse } from "./api-errors.js";
 import { bodyError, requireApiKey, type PublishEvent } from "./api-events.js";
@@ -86,7 +86,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     const { status, body, headers } = toErrorResponse(err);
     // A bug (500) goes to the log with its detail; the client gets a short message.
     if (status === 500)
-      o.logger?.warn({ err: String(err), path: req.url.split("?")[0] }, "HTTP API request failed");
+      req.log.warn({ err: String(err), path: req.url.split("?")[0] }, "HTTP API request failed");
     if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
     return reply
       .code(status)
@@ -95,10 +95,17 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   };
 
   const app = Fastify({
-    ...(o.logger ? { loggerInstance: o.logger as FastifyBaseLogger } : {}),
+    ...(o.logger
+      ? {
+          // Fastify's own info line (the address it listens on) would repeat the ready line.
+          loggerInstance: o.logger.child(
+            {},
+            { level: o.logger.isLevelEnabled("warn") ? "warn" : o.logger.level },
+          ) as FastifyBaseLogger,
+        }
+      : {}),
     // The API logged no request lines before Fastify; a line per request would flood the log.
     logController: new LogController({ disableRequestLogging: true }),
-    keepAliveTimeout: KEEP_ALIVE_MS,
     // Ids may be up to 128 characters, percent-encoded three times that: longer ones are a 400
     // naming the field, not an unknown route.
     routerOptions: { maxParamLength: 4096 },
