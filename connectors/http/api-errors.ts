@@ -9,13 +9,11 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** The parameter at fault (400). */
+    readonly field?: string,
   ) {
     super(message);
   }
-}
-
-export interface ErrorBody {
-  error: { status: number; code: string; message: string; field?: string };
 }
 
 /**
@@ -37,55 +35,25 @@ export interface ErrorBody {
  *
  * A 500 carries a short message; the detail goes to the server log, never a stack trace.
  */
-export function toErrorResponse(err: unknown): {
-  status: number;
-  body: ErrorBody;
-  headers: Record<string, string>;
-} {
-  if (err instanceof HttpError)
-    return {
-      status: err.status,
-      body: { error: { status: err.status, code: err.code, message: err.message } },
-      headers: err.headers,
-    };
-  if (err instanceof InvalidArgumentError)
-    return {
-      status: 400,
-      body: {
-        error: { status: 400, code: "INVALID_ARGUMENT", message: err.message, field: err.field },
-      },
-      headers: {},
-    };
-  // Transient: the client should retry shortly.
-  if (err instanceof BackendUnavailableError)
-    return {
-      status: 503,
-      body: { error: { status: 503, code: "UNAVAILABLE", message: err.message } },
-      headers: { "retry-after": "1" },
-    };
-  if (err instanceof Error && err.name === "TimeoutError")
-    return {
-      status: 504,
-      body: {
-        error: {
-          status: 504,
-          code: "DEADLINE_EXCEEDED",
-          message: "the backend did not answer in time",
-        },
-      },
-      headers: {},
-    };
-  return {
-    status: 500,
-    body: {
-      error: {
-        status: 500,
-        code: "INTERNAL",
-        message: "internal error while serving the request (see server log)",
-      },
-    },
-    headers: {},
-  };
+export function toErrorResponse(err: unknown) {
+  const e =
+    err instanceof HttpError
+      ? err
+      : err instanceof InvalidArgumentError
+        ? new HttpError(400, "INVALID_ARGUMENT", err.message, {}, err.field)
+        : // Transient: the client should retry shortly.
+          err instanceof BackendUnavailableError
+          ? new HttpError(503, "UNAVAILABLE", err.message, { "retry-after": "1" })
+          : err instanceof Error && err.name === "TimeoutError"
+            ? new HttpError(504, "DEADLINE_EXCEEDED", "the backend did not answer in time")
+            : new HttpError(
+                500,
+                "INTERNAL",
+                "internal error while serving the request (see server log)",
+              );
+  const { status, code, message, field } = e;
+  const error = { status, code, message, ...(field !== undefined ? { field } : {}) };
+  return { status, headers: e.headers, body: { error } };
 }
 
 /**
@@ -111,15 +79,11 @@ export function fromFramework(
         `the request body is over ${MAX_EVENTS_BODY_BYTES} bytes: send at most ${MAX_EVENTS_PER_REQUEST} events per request`,
       );
     case "FST_ERR_BAD_URL": {
-      // Only an id in the path is decoded; anywhere else, no such route or file.
-      const field = /^\/v1\/users\/[^/]*\/(recommendations|events)(\?|$)/.test(url)
-        ? "user_id"
-        : /^\/v1\/items\/[^/]*(\/similar)?(\?|$)/.test(url)
-          ? "item_id"
-          : undefined;
-      return field
-        ? new InvalidArgumentError(field, `${field} is not valid percent-encoding`)
-        : notFound(url);
+      // Only an id in a route's path is decoded; anywhere else, no such route or file.
+      const id = /^\/v1\/(users\/[^/?]*\/(recommendations|events)|items\/[^/?]*(\/similar)?)(\?|$)/;
+      if (!id.test(url)) return notFound(url);
+      const field = url.startsWith("/v1/users/") ? "user_id" : "item_id";
+      return new InvalidArgumentError(field, `${field} is not valid percent-encoding`);
     }
   }
   const status = err.statusCode ?? 500;

@@ -10,6 +10,8 @@ import {
   validateRecommendOptions,
   type RecommendOptions,
 } from "../../actors/backend.js";
+import type { FastifyError, FastifyRequest } from "fastify";
+import { bodyError } from "./api-events.js";
 
 /**
  * Query and path parameters of the JSON API as JSON schemas: Fastify checks each route's request
@@ -57,7 +59,7 @@ const ID_FIELDS: Record<string, string> = { userId: "user_id", itemId: "item_id"
 export const userPath = { type: "object", required: ["userId"], properties: { userId: id } };
 export const itemPath = { type: "object", required: ["itemId"], properties: { itemId: id } };
 
-/** Messages for a value the schema refused, by field: what was expected, and what came. */
+/** Messages for a query parameter the schema refused, by name: what was expected, what came. */
 const quote = (raw: string, max = 40) => JSON.stringify(raw.slice(0, max));
 const EXPECTED: Record<string, (field: string, raw: string) => string> = {
   n: countMessage,
@@ -76,49 +78,39 @@ function countMessage(field: string, raw: string): string {
     : `${field} must be a whole number between 1 and ${MAX_COUNT}, got ${quote(raw)}`;
 }
 
-export interface SchemaError {
-  keyword: string;
-  instancePath: string;
-  params: Record<string, unknown>;
-  message?: string;
-}
+type Request = Pick<FastifyRequest, "query" | "params" | "body" | "routeOptions">;
 
-/**
- * The 400 for a request its route's schema refused, naming the field as the gRPC façade does.
- * `properties` are the query parameters the route takes; `values`, the request's part at fault.
- */
-export function schemaError(
-  errors: readonly SchemaError[],
-  part: string,
-  values: Record<string, unknown>,
-  properties: readonly string[],
-): InvalidArgumentError {
-  const e = errors[0];
+/** The query parameters `req`'s route takes, by name. */
+const queryOf = (req: Request) =>
+  (req.routeOptions.schema?.querystring as { properties?: Record<string, { type?: string }> })
+    ?.properties ?? {};
+
+/** The 400 for a request its route's schema refused, naming the field as the gRPC façade does. */
+export function schemaError(err: FastifyError, req: Request): Error {
+  const part = err.validationContext;
+  const e = err.validation?.[0];
+  if (part === "body") return bodyError(e?.keyword, req.body);
   if (part === "querystring" && e?.keyword === "additionalProperties") {
     const name = String(e.params.additionalProperty);
+    const known = Object.keys(queryOf(req));
     return new InvalidArgumentError(
       name,
-      `unknown query parameter ${JSON.stringify(name)}: expected ${
-        properties.length > 0 ? properties.join(", ") : "none"
-      }`,
+      `unknown query parameter ${JSON.stringify(name)}: expected ${known.join(", ") || "none"}`,
     );
   }
   const name = e?.instancePath.split("/")[1] ?? String(e?.params.missingProperty ?? "");
-  const raw = values[name];
+  const raw = ((part === "params" ? req.params : req.query) as Record<string, unknown>)[name];
   const text = Array.isArray(raw) ? raw.join(",") : String(raw ?? "");
-  if (part === "params") {
-    const field = ID_FIELDS[name] ?? name;
-    try {
-      validateId(field, text);
-    } catch (err) {
-      if (err instanceof InvalidArgumentError) return err; // in the façade's own words
-    }
-    return new InvalidArgumentError(field, `${field} ${e?.message ?? "is not valid"}`);
+  const field = part === "params" ? (ID_FIELDS[name] ?? name) : name;
+  try {
+    if (part === "params") validateId(field, text);
+  } catch (idError) {
+    if (idError instanceof InvalidArgumentError) return idError; // in the façade's own words
   }
   const expected = EXPECTED[name];
   return new InvalidArgumentError(
-    name,
-    expected ? expected(name, text) : `${name} ${e?.message ?? "is not valid"}`,
+    field,
+    expected ? expected(name, text) : `${field} ${e?.message ?? "is not valid"}`,
   );
 }
 
@@ -127,11 +119,9 @@ export function schemaError(
  * takes the gRPC enum names in any case, `excludeTouched` takes 1 and 0. And what they would take
  * too readily: a count is digits only (the schema's coercion would read 1e2 as 100).
  */
-export function normaliseQuery(
-  q: Record<string, unknown>,
-  properties: Record<string, { type?: string }>,
-): void {
-  for (const [name, schema] of Object.entries(properties)) {
+export function normaliseQuery(req: Request): void {
+  const q = req.query as Record<string, unknown>;
+  for (const [name, schema] of Object.entries(queryOf(req))) {
     const v = q[name];
     if (v === "") delete q[name];
     else if (schema.type === "integer" && typeof v === "string" && !/^\d{1,6}$/.test(v.trim()))

@@ -1,15 +1,20 @@
-import type { FastifyInstance } from "fastify";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type {
+  FastifyInstance,
+  FastifySchema,
+  RawServerDefault,
+  RouteGenericInterface,
+  RouteHandlerMethod,
+} from "fastify";
 import {
   BackendUnavailableError,
   TRENDING_WINDOWS,
-  type RecoBackend,
   type Recommendations,
   type RecommendOptions,
   type TrendingWindowName,
 } from "../../actors/backend.js";
 import { HttpError } from "./api-errors.js";
 import { eventsBody, postEvents, requireJson, MAX_EVENTS_BODY_BYTES } from "./api-events.js";
-import type { PublishEvent } from "./api-events.js";
 import { errors, ok } from "./api-openapi.js";
 import {
   at,
@@ -22,29 +27,26 @@ import {
   userPath,
   window,
 } from "./api-params.js";
-import type { createPipelineView, MetricsSource } from "./api-pipeline.js";
+import { createPipelineView } from "./api-pipeline.js";
+import type { ApiServerOptions } from "./api.js";
 import { readQuality } from "./api-quality.js";
 import { streamTrending, type TrendingHistory } from "./api-trending.js";
 import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
 
-export interface RouteContext {
-  backend: RecoBackend;
+/** What the routes share with the server: the trending it keeps, the streams it ends at stop. */
+export interface RouteState {
   history: TrendingHistory;
-  pipeline: ReturnType<typeof createPipelineView> | undefined;
-  metrics: MetricsSource | undefined;
-  publishEvent: PublishEvent | undefined;
   /** Open event streams, each by the function that ends it. */
   streams: Set<() => void>;
-  maxStreams: number;
-  heartbeatMs: number;
-  timeoutMs: number;
 }
 
-type Q = Record<string, never>;
-
 /** The API's routes (DESIGN §5); each throws what the error handler maps to a status. */
-export function addRoutes(app: FastifyInstance, c: RouteContext): void {
-  const { backend, history } = c;
+export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: RouteState): void {
+  const { backend } = o;
+  const { history, streams } = state;
+  const pipeline = o.metrics ? createPipelineView(o.metrics) : undefined;
+  const maxStreams = o.maxStreams ?? 1000;
+  const unimplemented = (message: string) => new HttpError(501, "UNIMPLEMENTED", message);
   const requireReady = () => {
     if (!backend.isReady())
       throw new BackendUnavailableError("the backend is starting: no data to answer from yet");
@@ -59,21 +61,24 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
         ? backend.recommendNow?.(userId, n)
         : backend.recommendNow?.(userId, n, options);
     if (now) return now;
-    return backend.getRecommendations(userId, n, AbortSignal.timeout(c.timeoutMs), options);
+    return backend.getRecommendations(userId, n, AbortSignal.timeout(o.timeoutMs ?? 5000), options);
   };
+  const get = <R extends RouteGenericInterface>(
+    url: string,
+    schema: FastifySchema,
+    handler: RouteHandlerMethod<RawServerDefault, IncomingMessage, ServerResponse, R>,
+  ) => app.get<R>(url, { schema }, handler);
 
-  app.get<{
+  get<{
     Params: { userId: string };
     Querystring: { n: number; category?: string; exclude?: string[]; excludeTouched?: boolean };
   }>(
     "/v1/users/:userId/recommendations",
     {
-      schema: {
-        summary: "Ranked items for a user, with source and explanation",
-        params: userPath,
-        querystring: query(recommendQuery),
-        response: { 200: ok("Recommendations", "ranked items"), ...errors(400, 503, 504) },
-      },
+      summary: "Ranked items for a user, with source and explanation",
+      params: userPath,
+      querystring: query(recommendQuery),
+      response: { 200: ok("Recommendations", "ranked items"), ...errors(400, 503, 504) },
     },
     async (req) => {
       const options = recommendOptions(req.query);
@@ -82,24 +87,20 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
     },
   );
 
-  app.get<{ Params: { userId: string }; Querystring: { n: number } }>(
+  get<{ Params: { userId: string }; Querystring: { n: number } }>(
     "/v1/users/:userId/events",
     {
-      schema: {
-        summary:
-          "The user's recent interactions, newest first (501 with RANKER=design, which keeps no per-user items)",
-        params: userPath,
-        querystring: query({ n: count("events to return") }),
-        response: { 200: { description: "recent events" }, ...errors(400, 501, 503) },
-      },
+      summary:
+        "The user's recent interactions, newest first (501 with RANKER=design, which keeps no per-user items)",
+      params: userPath,
+      querystring: query({ n: count("events to return") }),
+      response: { 200: { description: "recent events" }, ...errors(400, 501, 503) },
     },
     async (req) => {
       const { userId } = req.params;
       requireReady();
       if (!backend.recentEvents)
-        throw new HttpError(
-          501,
-          "UNIMPLEMENTED",
+        throw unimplemented(
           "this backend keeps no per-user event history yet (it comes with the history source)",
         );
       const events = await backend.recentEvents(userId, req.query.n);
@@ -107,33 +108,28 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
     },
   );
 
-  app.get<{ Params: { itemId: string }; Querystring: { n: number } }>(
+  get<{ Params: { itemId: string }; Querystring: { n: number } }>(
     "/v1/items/:itemId/similar",
     {
-      schema: {
-        summary: "Items like this one; `basis` names the source that answered",
-        params: itemPath,
-        querystring: query({ n: count("items to return") }),
-        response: { 200: ok("SimilarItems", "similar items"), ...errors(400, 501, 503) },
-      },
+      summary: "Items like this one; `basis` names the source that answered",
+      params: itemPath,
+      querystring: query({ n: count("items to return") }),
+      response: { 200: ok("SimilarItems", "similar items"), ...errors(400, 501, 503) },
     },
     async (req) => {
       requireReady();
-      if (!backend.similarItems)
-        throw new HttpError(501, "UNIMPLEMENTED", "this backend serves no similar items");
+      if (!backend.similarItems) throw unimplemented("this backend serves no similar items");
       return similarJson(await backend.similarItems(req.params.itemId, req.query.n));
     },
   );
 
-  app.get<{ Params: { itemId: string }; Querystring: Q }>(
+  get<{ Params: { itemId: string } }>(
     "/v1/items/:itemId",
     {
-      schema: {
-        summary: "An item's popularity and its place in the current trending windows",
-        params: itemPath,
-        querystring: query(),
-        response: { 200: ok("Item", "the item"), ...errors(400, 503) },
-      },
+      summary: "An item's popularity and its place in the current trending windows",
+      params: itemPath,
+      querystring: query(),
+      response: { 200: ok("Item", "the item"), ...errors(400, 503) },
     },
     async (req) => {
       const { itemId } = req.params;
@@ -143,14 +139,12 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
     },
   );
 
-  app.get<{ Querystring: { window: TrendingWindowName; k: number; at?: string } }>(
+  get<{ Querystring: { window: TrendingWindowName; k: number; at?: string } }>(
     "/v1/trending",
     {
-      schema: {
-        summary: "Top items of the newest trending window, or the final of a past one",
-        querystring: query({ window, k: count("items to return"), at }),
-        response: { 200: ok("Trending", "a trending window"), ...errors(400, 404, 503) },
-      },
+      summary: "Top items of the newest trending window, or the final of a past one",
+      querystring: query({ window, k: count("items to return"), at }),
+      response: { 200: ok("Trending", "a trending window"), ...errors(400, 404, 503) },
     },
     async (req) => {
       const { window, k } = req.query;
@@ -181,14 +175,12 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
     },
   );
 
-  app.get<{ Querystring: { window: TrendingWindowName } }>(
+  get<{ Querystring: { window: TrendingWindowName } }>(
     "/v1/trending/finals",
     {
-      schema: {
-        summary: "Past windows whose final this process has seen, newest first",
-        querystring: query({ window }),
-        response: { 200: { description: "window bounds and top item" }, ...errors(400) },
-      },
+      summary: "Past windows whose final this process has seen, newest first",
+      querystring: query({ window }),
+      response: { 200: { description: "window bounds and top item" }, ...errors(400) },
     },
     async (req) => {
       const { window } = req.query;
@@ -202,23 +194,21 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
     },
   );
 
-  app.get<{ Querystring: { window: TrendingWindowName; k: number } }>(
+  get<{ Querystring: { window: TrendingWindowName; k: number } }>(
     "/v1/trending/stream",
     {
-      schema: {
-        summary:
-          "Server-sent events: `event: trending` with a Trending JSON document per update; comment heartbeats; a slow client gets the latest update (finals kept)",
-        querystring: query({ window, k: count("items per update") }),
-        produces: ["text/event-stream"],
-        response: { 200: { description: "an event stream" }, ...errors(400, 429) },
-      },
+      summary:
+        "Server-sent events: `event: trending` with a Trending JSON document per update; comment heartbeats; a slow client gets the latest update (finals kept)",
+      querystring: query({ window, k: count("items per update") }),
+      produces: ["text/event-stream"],
+      response: { 200: { description: "an event stream" }, ...errors(400, 429) },
     },
     (req, reply) => {
-      if (c.streams.size >= c.maxStreams)
+      if (streams.size >= maxStreams)
         throw new HttpError(
           429,
           "RESOURCE_EXHAUSTED",
-          `too many open trending streams (${c.maxStreams}): retry later`,
+          `too many open trending streams (${maxStreams}): retry later`,
           { "retry-after": "5" },
         );
       // The stream writes to the socket itself; the headers set so far (CORS) go with it.
@@ -231,25 +221,23 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
         backend,
         req.query.window,
         req.query.k,
-        { heartbeatMs: c.heartbeatMs },
-        () => c.streams.delete(close),
+        { heartbeatMs: o.heartbeatMs ?? 15_000 },
+        () => streams.delete(close),
       );
-      c.streams.add(close);
+      streams.add(close);
     },
   );
 
-  app.get<{ Querystring: Q }>(
+  get(
     "/v1/pipeline",
     {
-      schema: {
-        summary:
-          "Per stage and partition: consumer lag, position, events/s, restarts, dead letters, late events; event-time progress; bad-event ratio; the slowest stage",
-        querystring: query(),
-        response: { 200: { description: "pipeline status" } },
-      },
+      summary:
+        "Per stage and partition: consumer lag, position, events/s, restarts, dead letters, late events; event-time progress; bad-event ratio; the slowest stage",
+      querystring: query(),
+      response: { 200: { description: "pipeline status" } },
     },
     async () => {
-      const view = c.pipeline ? await c.pipeline.read() : undefined;
+      const view = pipeline ? await pipeline.read() : undefined;
       return {
         ready: backend.isReady(),
         ...(view ?? { stages: [], slowest: null }),
@@ -261,41 +249,34 @@ export function addRoutes(app: FastifyInstance, c: RouteContext): void {
     },
   );
 
-  app.get<{ Querystring: Q }>(
+  get(
     "/v1/quality",
     {
-      schema: {
-        summary:
-          'Live quality (README "Quality"): prequential HitRate@10, NDCG@10, coverage per method and window; A/B arms with Wilson 95% intervals; drift PSI',
-        querystring: query(),
-        response: {
-          200: {
-            description:
-              "quality figures, as /metrics has them; `minimums` gives the fewest cases a figure needs, and each figure's `enough` says whether it reaches its own (docs/CONSOLE.md)",
-          },
+      summary:
+        'Live quality (README "Quality"): prequential HitRate@10, NDCG@10, coverage per method and window; A/B arms with Wilson 95% intervals; drift PSI',
+      querystring: query(),
+      response: {
+        200: {
+          description:
+            "quality figures, as /metrics has them; `minimums` gives the fewest cases a figure needs, and each figure's `enough` says whether it reaches its own (docs/CONSOLE.md)",
         },
       },
     },
     async () =>
-      c.metrics
-        ? readQuality(c.metrics)
+      o.metrics
+        ? readQuality(o.metrics)
         : { prequential: [], arms: [], drift: { psi: {}, events: {} }, models: [] },
   );
 
-  const publish = c.publishEvent;
-  app.post<{ Querystring: Q; Body: unknown }>(
+  const publish = o.publishEvent;
+  app.post(
     "/v1/events",
     {
       config: { write: true },
       bodyLimit: MAX_EVENTS_BODY_BYTES,
       // Before the body is read (after the key check): nothing to publish to, or not JSON.
       onRequest: async (req) => {
-        if (!publish)
-          throw new HttpError(
-            501,
-            "UNIMPLEMENTED",
-            "this server publishes no events (no NATS connection)",
-          );
+        if (!publish) throw unimplemented("this server publishes no events (no NATS connection)");
         requireJson(req.headers);
       },
       schema: {

@@ -11,10 +11,10 @@ import type { Logger } from "pino";
 import { keepIdleConnections } from "./keep-alive.js";
 import type { RecoBackend } from "../../actors/backend.js";
 import { fromFramework, HttpError, notFound, toErrorResponse } from "./api-errors.js";
-import { bodyError, requireApiKey, type PublishEvent } from "./api-events.js";
+import { requireApiKey, type PublishEvent } from "./api-events.js";
 import { openApiOptions } from "./api-openapi.js";
-import { normaliseQuery, schemaError, type SchemaError } from "./api-params.js";
-import { createPipelineView, type MetricsSource } from "./api-pipeline.js";
+import { normaliseQuery, schemaError } from "./api-params.js";
+import type { MetricsSource } from "./api-pipeline.js";
 import { addRoutes } from "./api-routes.js";
 import { createStaticFiles, defaultWebRoot } from "./api-static.js";
 import { createTrendingHistory } from "./api-trending.js";
@@ -116,24 +116,9 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   keepIdleConnections(app.server);
   // Schemas of answers document them; answers are written whole, never cut to a schema.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-  app.setErrorHandler((err: FastifyError, req, reply) => {
-    if (err.validation) {
-      const part = err.validationContext ?? "";
-      const schema = req.routeOptions.schema?.querystring as
-        { properties?: Record<string, unknown> } | undefined;
-      const error =
-        part === "body"
-          ? bodyError(err.validation[0]?.keyword, req.body)
-          : schemaError(
-              err.validation as SchemaError[],
-              part,
-              (part === "params" ? req.params : req.query) as Record<string, unknown>,
-              Object.keys(schema?.properties ?? {}),
-            );
-      return sendError(error, req, reply);
-    }
-    return sendError(fromFramework(err, req.url), req, reply);
-  });
+  app.setErrorHandler((err: FastifyError, req, reply) =>
+    sendError(err.validation ? schemaError(err, req) : fromFramework(err, req.url), req, reply),
+  );
 
   await app.register(cors, {
     // Unset: preflights are answered, but no origin is allowed (the browser's same-origin rule).
@@ -154,25 +139,11 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     )
       requireApiKey(req.headers, apiKeys, "this API");
   });
-  app.addHook("preValidation", async (req) => {
-    const schema = req.routeOptions.schema?.querystring as
-      { properties?: Record<string, { type?: string }> } | undefined;
-    if (schema?.properties) normaliseQuery(req.query as Record<string, unknown>, schema.properties);
-  });
+  app.addHook("preValidation", async (req) => normaliseQuery(req));
 
   await app.register(swagger, openApiOptions);
   app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());
-  addRoutes(app, {
-    backend,
-    history,
-    pipeline: o.metrics ? createPipelineView(o.metrics) : undefined,
-    metrics: o.metrics,
-    publishEvent: o.publishEvent,
-    streams,
-    maxStreams: o.maxStreams ?? 1000,
-    heartbeatMs: o.heartbeatMs ?? 15_000,
-    timeoutMs: o.timeoutMs ?? 5000,
-  });
+  addRoutes(app, o, { history, streams });
   // No route: the console's files, or what the method or path should have been.
   app.setNotFoundHandler(async (req, reply) => {
     const path = req.url.split("?")[0]!;
