@@ -97,5 +97,8 @@ export const notFound = (url: string) =>
   new HttpError(
     404,
     "NOT_FOUND",
-    `no route for ${url.split("?")[0]!.slice(0, 200)}: see /openapi.json for the API, / for the console`,
+    `no route for ${pathOf(url)}: see /openapi.json for the API, / for the console`,
   );
+
+/** The path of a request URL as a message may quote it: dot segments resolved, at most 200. */
+export const pathOf = (url: string) => new URL(url, "http://localhost").pathname.slice(0, 200);

@@ -10,13 +10,13 @@ import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import { keepIdleConnections } from "./keep-alive.js";
 import type { RecoBackend } from "../../actors/backend.js";
-import { fromFramework, HttpError, notFound, toErrorResponse } from "./api-errors.js";
+import { fromFramework, HttpError, notFound, pathOf, toErrorResponse } from "./api-errors.js";
 import { requireApiKey, type PublishEvent } from "./api-events.js";
 import { openApiOptions } from "./api-openapi.js";
 import { normaliseQuery, schemaError } from "./api-params.js";
 import type { MetricsSource } from "./api-pipeline.js";
 import { addRoutes } from "./api-routes.js";
-import { createStaticFiles, defaultWebRoot } from "./api-static.js";
+import { defaultWebRoot, serveConsole } from "./api-static.js";
 import { createTrendingHistory } from "./api-trending.js";
 
 declare module "fastify" {
@@ -76,7 +76,6 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const host = o.host ?? "127.0.0.1";
   const origins = o.corsOrigins ?? [];
   const history = createTrendingHistory(backend);
-  const files = createStaticFiles(o.webRoot ?? defaultWebRoot());
   const streams = new Set<() => void>();
   const apiKeys = o.apiKeys ?? [];
   // Reads stay open on loopback: only this machine can reach them there.
@@ -129,8 +128,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     strictPreflight: false,
   });
   // After CORS, so a preflight is answered without a key.
-  app.addHook("onRequest", async (req, reply) => {
-    reply.header("cache-control", "no-store");
+  app.addHook("onRequest", async (req) => {
     if (req.routeOptions.config.write) requireApiKey(req.headers, apiKeys, "POST /v1/events");
     else if (
       readsKeyed &&
@@ -140,29 +138,28 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       requireApiKey(req.headers, apiKeys, "this API");
   });
   app.addHook("preValidation", async (req) => normaliseQuery(req));
+  // Answers are computed afresh at every request; the console's files say their own.
+  app.addHook("onSend", async (_req, reply) => {
+    if (String(reply.getHeader("content-type")).startsWith("application/json"))
+      if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+  });
 
   await app.register(swagger, openApiOptions);
   app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());
   addRoutes(app, o, { history, streams });
-  // No route: the console's files, or what the method or path should have been.
-  app.setNotFoundHandler(async (req, reply) => {
-    const path = req.url.split("?")[0]!;
+  await serveConsole(app, o.webRoot ?? defaultWebRoot());
+  // No route: what the method or path should have been.
+  app.setNotFoundHandler(async (req) => {
+    const path = pathOf(req.url);
     if (req.method === "POST")
-      throw new HttpError(
-        405,
-        "METHOD_NOT_ALLOWED",
-        `POST is not allowed on ${path.slice(0, 200)}: use GET`,
-        {
-          allow: "GET, HEAD, OPTIONS",
-        },
-      );
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", `POST is not allowed on ${path}: use GET`, {
+        allow: "GET, HEAD, OPTIONS",
+      });
     if (req.method !== "GET" && req.method !== "HEAD")
       throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed: use GET`, {
         allow: "GET, HEAD, POST, OPTIONS",
       });
-    const file = path.startsWith("/v1/") ? undefined : await files.read(path);
-    if (!file) throw notFound(req.url);
-    return reply.headers(file.headers).send(file.body);
+    throw notFound(req.url);
   });
 
   const port = await listen(app, o.port, host, o.portFallback ?? false);
