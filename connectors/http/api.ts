@@ -87,6 +87,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     if (status === 500)
       req.log.warn({ err: String(err), path: req.url.split("?")[0] }, "HTTP API request failed");
     if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
+    // Set here too: a URL Fastify refused is answered before any hook runs.
     return reply
       .code(status)
       .headers({ "cache-control": "no-store", ...headers })
@@ -162,7 +163,14 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     throw notFound(req.url);
   });
 
-  const port = await listen(app, o.port, host, o.portFallback ?? false);
+  try {
+    await app.listen({ port: o.port, host });
+  } catch (err) {
+    if (!o.portFallback || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    await app.listen({ port: 0, host });
+  }
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : o.port;
   return {
     port,
     url: `http://${host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host}:${port}/`,
@@ -172,20 +180,4 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       await app.close();
     },
   };
-}
-
-async function listen(
-  app: ReturnType<typeof Fastify>,
-  port: number,
-  host: string,
-  fallback: boolean,
-): Promise<number> {
-  try {
-    await app.listen({ port, host });
-  } catch (err) {
-    if (!fallback || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
-    await app.listen({ port: 0, host });
-  }
-  const addr = app.server.address();
-  return typeof addr === "object" && addr ? addr.port : port;
 }
