@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
 import { timingSafeEqual } from "node:crypto";
 import { normaliseEvent } from "../../actors/event.js";
 import { HttpError } from "./api-errors.js";
@@ -30,10 +30,10 @@ export interface EventResult {
 }
 
 /** Whether the request carries one of `keys` (`Authorization: Bearer <key>` or `X-API-Key`). */
-export function hasApiKey(req: IncomingMessage, keys: readonly string[]): boolean {
-  const auth = req.headers.authorization;
+export function hasApiKey(headers: IncomingHttpHeaders, keys: readonly string[]): boolean {
+  const auth = headers.authorization;
   const bearer = typeof auth === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1] : undefined;
-  const header = req.headers["x-api-key"];
+  const header = headers["x-api-key"];
   const given = bearer ?? (typeof header === "string" ? header.trim() : undefined);
   if (given === undefined || given === "") return false;
   const g = Buffer.from(given);
@@ -44,7 +44,11 @@ export function hasApiKey(req: IncomingMessage, keys: readonly string[]): boolea
 }
 
 /** 401 unless the request carries a key of `keys` (none configured: every write is refused). */
-export function requireApiKey(req: IncomingMessage, keys: readonly string[], what: string): void {
+export function requireApiKey(
+  headers: IncomingHttpHeaders,
+  keys: readonly string[],
+  what: string,
+): void {
   if (keys.length === 0)
     throw new HttpError(
       401,
@@ -53,7 +57,7 @@ export function requireApiKey(req: IncomingMessage, keys: readonly string[], wha
         "Authorization: Bearer <key> or X-API-Key: <key>",
       { "www-authenticate": 'Bearer realm="reco"' },
     );
-  if (!hasApiKey(req, keys))
+  if (!hasApiKey(headers, keys))
     throw new HttpError(
       401,
       "UNAUTHENTICATED",
@@ -63,57 +67,27 @@ export function requireApiKey(req: IncomingMessage, keys: readonly string[], wha
     );
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_EVENTS_BODY_BYTES)
-      throw new HttpError(
-        413,
-        "RESOURCE_EXHAUSTED",
-        `the request body is over ${MAX_EVENTS_BODY_BYTES} bytes: send at most ${MAX_EVENTS_PER_REQUEST} events per request`,
-      );
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
-/**
- * Reads, checks and publishes the events of one request: every event gets a result, in the
- * request's order. A request that is not JSON, not an event or array of them, or holds more than
- * {@link MAX_EVENTS_PER_REQUEST}, is a 400 and publishes nothing.
- */
-export async function postEvents(
-  req: IncomingMessage,
-  publish: PublishEvent,
-): Promise<{ accepted: number; duplicates: number; rejected: number; results: EventResult[] }> {
-  const type = req.headers["content-type"] ?? "";
+/** 415 unless the request says it is JSON: checked before its body is read. */
+export function requireJson(headers: IncomingHttpHeaders): void {
+  const type = headers["content-type"] ?? "";
   if (!/^application\/json\b/i.test(type))
     throw new HttpError(
       415,
       "INVALID_ARGUMENT",
       `content-type must be application/json (got ${JSON.stringify(type.slice(0, 100))})`,
     );
-  const body = await readBody(req);
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new HttpError(
-      400,
-      "INVALID_ARGUMENT",
-      "the body is not JSON: send an event or an array of events",
-    );
-  }
+}
+
+/**
+ * Checks and publishes the events of one request (`value`, the parsed body): every event gets a
+ * result, in the request's order. The route's schema refused an empty array or one of more than
+ * {@link MAX_EVENTS_PER_REQUEST}.
+ */
+export async function postEvents(
+  value: unknown,
+  publish: PublishEvent,
+): Promise<{ accepted: number; duplicates: number; rejected: number; results: EventResult[] }> {
   const events = Array.isArray(value) ? value : [value];
-  if (events.length === 0) throw new HttpError(400, "INVALID_ARGUMENT", "the array holds no event");
-  if (events.length > MAX_EVENTS_PER_REQUEST)
-    throw new HttpError(
-      400,
-      "INVALID_ARGUMENT",
-      `${events.length} events in one request: at most ${MAX_EVENTS_PER_REQUEST}`,
-    );
   const enc = new TextEncoder();
   const results = await Promise.all(
     events.map(async (raw, index): Promise<EventResult> => {
@@ -138,4 +112,30 @@ export async function postEvents(
     rejected: count("rejected"),
     results,
   };
+}
+
+/**
+ * The body: an event or an array of them. Anything else that is JSON counts as one event, and is
+ * rejected as one (the array wraps it).
+ */
+export const eventsBody = {
+  type: ["array", "object"],
+  minItems: 1,
+  maxItems: MAX_EVENTS_PER_REQUEST,
+  description:
+    "an event with the NATS contract (DESIGN §2), or an array of up to 1,000; each is published with Nats-Msg-Id = event_id",
+};
+
+/** The 400 for a body the schema refused, by what it broke. */
+export function bodyError(keyword: string | undefined, body: unknown): HttpError {
+  const n = Array.isArray(body) ? body.length : 1;
+  return new HttpError(
+    400,
+    "INVALID_ARGUMENT",
+    keyword === "minItems"
+      ? "the array holds no event"
+      : keyword === "maxItems"
+        ? `${n} events in one request: at most ${MAX_EVENTS_PER_REQUEST}`
+        : "the body is not JSON: send an event or an array of events",
+  );
 }

@@ -1,10 +1,9 @@
 import { existsSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { dirname, extname, join, normalize, sep } from "node:path";
+import { dirname, extname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ServerResponse } from "node:http";
-import { HttpError } from "./api-errors.js";
+import fastifyStatic, { type SetHeadersResponse } from "@fastify/static";
+import type { FastifyInstance } from "fastify";
 
 /**
  * The web console's files: `web/` of this package, and the chart library from its npm package
@@ -31,54 +30,36 @@ export function defaultWebRoot(): string {
 }
 
 const require = createRequire(import.meta.url);
-/** Files served from npm packages, by URL path. */
-const VENDOR: Record<string, () => string> = {
-  "/vendor/uplot.esm.js": () => require.resolve("uplot/dist/uPlot.esm.js"),
-  "/vendor/uplot.min.css": () => require.resolve("uplot/dist/uPlot.min.css"),
-};
 
-export function createStaticFiles(root: string) {
-  const cache = new Map<string, Buffer>();
-  const load = async (file: string): Promise<Buffer> => {
-    let body = cache.get(file);
-    if (!body) {
-      body = await readFile(file);
-      // The files ship with the package and do not change while it runs.
-      cache.set(file, body);
-    }
-    return body;
-  };
-  return {
-    /** Serves `path` if it is a console file; false if it is not one. */
-    async serve(path: string, res: ServerResponse): Promise<boolean> {
-      let file: string;
-      const vendor = VENDOR[path];
-      if (vendor) file = vendor();
-      else {
-        let rel: string;
-        try {
-          rel = path === "/" ? "index.html" : decodeURIComponent(path).slice(1);
-        } catch {
-          return false; // not valid percent-encoding: no such file
-        }
-        file = normalize(join(root, rel));
-        // Only files under root: `..` or an encoded separator never reaches outside.
-        if (!file.startsWith(root.endsWith(sep) ? root : root + sep)) return false;
-        if (!TYPES[extname(file)]) return false;
-        const st = await stat(file).catch(() => undefined);
-        if (!st?.isFile()) return false;
-      }
-      const body = await load(file).catch(() => {
-        throw new HttpError(404, "NOT_FOUND", `no such file: ${path}`);
-      });
-      res.writeHead(200, {
-        "content-type": TYPES[extname(file)] ?? "application/octet-stream",
-        "content-length": body.length,
-        "cache-control": "no-cache",
-        "x-content-type-options": "nosniff",
-      });
-      res.end(res.req.method === "HEAD" ? undefined : body);
-      return true;
+/**
+ * Serves the files of `root` (`/` is its index.html) and the chart library. One route per file,
+ * found at start (the files ship with the package and do not change while it runs): any other
+ * path, `..` included, reaches no file and is the API's 404. Revalidated at every load (no-cache)
+ * without validators, so a new version of the package is seen at once.
+ */
+export async function serveConsole(app: FastifyInstance, root: string): Promise<void> {
+  const options = {
+    wildcard: false,
+    etag: false,
+    lastModified: false,
+    acceptRanges: false,
+    cacheControl: false,
+    contentType: false,
+    setHeaders: (res: SetHeadersResponse, path: string) => {
+      res.setHeader("content-type", TYPES[extname(path)] ?? "application/octet-stream");
+      res.setHeader("cache-control", "no-cache");
+      res.setHeader("x-content-type-options", "nosniff");
     },
   };
+  // Without web/ (a trimmed image), the API and the chart library are still served.
+  await app.register(
+    fastifyStatic,
+    existsSync(root) ? { ...options, root } : { ...options, serve: false },
+  );
+  const uplot = dirname(require.resolve("uplot/dist/uPlot.esm.js"));
+  for (const [path, file] of [
+    ["/vendor/uplot.esm.js", "uPlot.esm.js"],
+    ["/vendor/uplot.min.css", "uPlot.min.css"],
+  ] as const)
+    app.get(path, { schema: { hide: true } }, (_req, reply) => reply.sendFile(file, uplot));
 }

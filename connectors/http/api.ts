@@ -1,28 +1,30 @@
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
+import cors from "@fastify/cors";
+import swagger from "@fastify/swagger";
+import type { Logger } from "pino";
 import { keepIdleConnections } from "./keep-alive.js";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import {
-  BackendUnavailableError,
-  TRENDING_WINDOWS,
-  type RecoBackend,
-  type Recommendations,
-  type RecommendOptions,
-} from "../../actors/backend.js";
-import { HttpError, sendError, sendJson, toErrorResponse } from "./api-errors.js";
-import {
-  checkParams,
-  countParam,
-  idParam,
-  recommendOptionsParams,
-  timeParam,
-  windowParam,
-} from "./api-params.js";
-import { createPipelineView, type MetricsSource } from "./api-pipeline.js";
-import { readQuality } from "./api-quality.js";
-import { createStaticFiles, defaultWebRoot } from "./api-static.js";
-import { createTrendingHistory, streamTrending } from "./api-trending.js";
-import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
-import { openApiDocument } from "./api-openapi.js";
-import { postEvents, requireApiKey, type PublishEvent } from "./api-events.js";
+import type { RecoBackend } from "../../actors/backend.js";
+import { fromFramework, HttpError, notFound, pathOf, toErrorResponse } from "./api-errors.js";
+import { requireApiKey, type PublishEvent } from "./api-events.js";
+import { openApiOptions } from "./api-openapi.js";
+import { normaliseQuery, schemaError } from "./api-params.js";
+import type { MetricsSource } from "./api-pipeline.js";
+import { addRoutes } from "./api-routes.js";
+import { defaultWebRoot, serveConsole } from "./api-static.js";
+import { createTrendingHistory } from "./api-trending.js";
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    /** A write: it needs a key of API_KEYS wherever the server listens. */
+    write?: boolean;
+  }
+}
 
 export interface ApiServerOptions {
   /** 0 picks a free port (read it back from `ApiServer.port`). */
@@ -44,7 +46,8 @@ export interface ApiServerOptions {
   timeoutMs?: number;
   /** Console files (default: this package's `web/`). */
   webRoot?: string;
-  logger?: { warn(obj: object, msg?: string): void };
+  /** Fastify logs through it; a request that fails with a bug (500) is logged at warn. */
+  logger?: Logger;
   /** Stores an event in JetStream (`POST /v1/events`); absent: the route answers 501. */
   publishEvent?: PublishEvent;
   /**
@@ -64,283 +67,117 @@ export interface ApiServer {
 }
 
 /**
- * The JSON/HTTP API and the web console (DESIGN §5) on plain `node:http`: a dozen GET routes, a
- * static folder and one event stream did not earn a framework; the rules that matter (validation,
- * the error mapping, latest-wins streaming) are shared with the gRPC façade or written out here.
+ * The JSON/HTTP API and the web console (DESIGN §5) on Fastify: each route's JSON schema checks
+ * its request and feeds the OpenAPI document; the rules that matter (the id and option rules, the
+ * error mapping, latest-wins streaming) are shared with the gRPC façade or written out here.
  */
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const { backend } = o;
   const host = o.host ?? "127.0.0.1";
-  const cors = new Set(o.corsOrigins ?? []);
+  const origins = o.corsOrigins ?? [];
   const history = createTrendingHistory(backend);
-  const pipeline = o.metrics ? createPipelineView(o.metrics) : undefined;
-  const files = createStaticFiles(o.webRoot ?? defaultWebRoot());
   const streams = new Set<() => void>();
-  const maxStreams = o.maxStreams ?? 1000;
-  const timeoutMs = o.timeoutMs ?? 5000;
-
-  const requireReady = () => {
-    if (!backend.isReady())
-      throw new BackendUnavailableError("the backend is starting: no data to answer from yet");
-  };
-
-  const recommend = async (
-    userId: string,
-    n: number,
-    options: RecommendOptions | undefined,
-  ): Promise<Recommendations> => {
-    const now =
-      options === undefined
-        ? backend.recommendNow?.(userId, n)
-        : backend.recommendNow?.(userId, n, options);
-    if (now) return now;
-    return backend.getRecommendations(userId, n, AbortSignal.timeout(timeoutMs), options);
-  };
-
-  /** Routes by path; each throws what `sendError` maps to a status. */
   const apiKeys = o.apiKeys ?? [];
+  // Reads stay open on loopback: only this machine can reach them there.
   const readsKeyed = apiKeys.length > 0 && !LOOPBACK.has(host);
-  const route = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
-    const path = url.pathname;
-    const q = url.searchParams;
-    let m: RegExpExecArray | null;
-    if (req.method === "POST") {
-      if (path !== "/v1/events")
-        throw new HttpError(
-          405,
-          "METHOD_NOT_ALLOWED",
-          `POST is not allowed on ${path.slice(0, 200)}: use GET`,
-          {
-            allow: "GET, HEAD, OPTIONS",
-          },
-        );
-      checkParams(q, []);
-      requireApiKey(req, apiKeys, "POST /v1/events");
-      const publish = o.publishEvent;
-      if (!publish)
-        throw new HttpError(
-          501,
-          "UNIMPLEMENTED",
-          "this server publishes no events (no NATS connection)",
-        );
-      const answer = await postEvents(req, async (subject, data, msgId) => {
-        try {
-          return await publish(subject, data, msgId);
-        } catch (err) {
-          throw new BackendUnavailableError(
-            `the events could not be stored (${err instanceof Error ? err.message : String(err)}): send the same request again, repeats count once`,
-          );
-        }
-      });
-      return sendJson(res, 202, answer);
-    }
-    if (readsKeyed && path.startsWith("/v1/")) requireApiKey(req, apiKeys, "this API");
-    if ((m = /^\/v1\/users\/([^/]*)\/recommendations$/.exec(path))) {
-      checkParams(q, ["n", "category", "exclude", "excludeTouched"]);
-      const userId = idParam(m[1]!, "user_id");
-      const n = countParam(q, "n");
-      const options = recommendOptionsParams(q);
-      requireReady();
-      return sendJson(res, 200, recommendationsJson(await recommend(userId, n, options)));
-    }
-    if ((m = /^\/v1\/users\/([^/]*)\/events$/.exec(path))) {
-      checkParams(q, ["n"]);
-      const userId = idParam(m[1]!, "user_id");
-      const n = countParam(q, "n");
-      requireReady();
-      if (!backend.recentEvents)
-        throw new HttpError(
-          501,
-          "UNIMPLEMENTED",
-          "this backend keeps no per-user event history yet (it comes with the history source)",
-        );
-      return sendJson(res, 200, {
-        userId,
-        events: (await backend.recentEvents(userId, n)).map((e) => ({
-          ...e,
-          eventTime: isoTime(e.eventTime),
-        })),
-      });
-    }
-    if ((m = /^\/v1\/items\/([^/]*)\/similar$/.exec(path))) {
-      checkParams(q, ["n"]);
-      const itemId = idParam(m[1]!, "item_id");
-      const n = countParam(q, "n");
-      requireReady();
-      if (!backend.similarItems)
-        throw new HttpError(501, "UNIMPLEMENTED", "this backend serves no similar items");
-      return sendJson(res, 200, similarJson(await backend.similarItems(itemId, n)));
-    }
-    if ((m = /^\/v1\/items\/([^/]*)$/.exec(path))) {
-      checkParams(q, []);
-      const itemId = idParam(m[1]!, "item_id");
-      requireReady();
-      const trending = TRENDING_WINDOWS.map((w) => history.latest(w));
-      return sendJson(res, 200, itemJson(itemId, backend.item?.(itemId), trending));
-    }
-    if (path === "/v1/trending") {
-      checkParams(q, ["window", "k", "at"]);
-      const window = windowParam(q);
-      const k = countParam(q, "k");
-      const at = timeParam(q, "at");
-      requireReady();
-      if (at !== undefined) {
-        const final = history.finalAt(window, at);
-        if (!final)
-          throw new HttpError(
-            404,
-            "NOT_FOUND",
-            `no final ${window} window containing ${new Date(at).toISOString()} is known: finals are kept for the last 48 windows closed since this process started (GET /v1/trending/finals?window=${window} lists them)`,
-          );
-        return sendJson(res, 200, trendingJson(final, k));
-      }
-      const latest = history.latest(window);
-      if (!latest)
-        return sendJson(res, 200, {
-          window,
-          windowStart: null,
-          windowEnd: null,
-          final: false,
-          watermark: null,
-          items: [],
-          statusMessage: "no event has reached a trending window yet",
-        });
-      return sendJson(res, 200, trendingJson(latest, k));
-    }
-    if (path === "/v1/trending/finals") {
-      checkParams(q, ["window"]);
-      const window = windowParam(q);
-      return sendJson(res, 200, {
-        window,
-        finals: history.finals(window).map((f) => {
-          const j = trendingJson(f, 1);
-          return { windowStart: j.windowStart, windowEnd: j.windowEnd, top: j.items[0] ?? null };
-        }),
-      });
-    }
-    if (path === "/v1/trending/stream") {
-      checkParams(q, ["window", "k"]);
-      const window = windowParam(q);
-      const k = countParam(q, "k");
-      if (streams.size >= maxStreams)
-        throw new HttpError(
-          429,
-          "RESOURCE_EXHAUSTED",
-          `too many open trending streams (${maxStreams}): retry later`,
-          { "retry-after": "5" },
-        );
-      const close = streamTrending(
-        req,
-        res,
-        backend,
-        window,
-        k,
-        { heartbeatMs: o.heartbeatMs ?? 15_000 },
-        () => streams.delete(close),
-      );
-      streams.add(close);
-      return;
-    }
-    if (path === "/v1/pipeline") {
-      checkParams(q, []);
-      const view = pipeline ? await pipeline.read() : undefined;
-      return sendJson(res, 200, {
-        ready: backend.isReady(),
-        ...(view ?? { stages: [], slowest: null }),
-        trending: TRENDING_WINDOWS.map((w) => {
-          const s = history.latest(w);
-          return s ? { ...trendingJson(s, 0), items: undefined } : { window: w };
-        }),
-      });
-    }
-    if (path === "/v1/quality") {
-      checkParams(q, []);
-      return sendJson(
-        res,
-        200,
-        o.metrics
-          ? await readQuality(o.metrics)
-          : { prequential: [], arms: [], drift: { psi: {}, events: {} }, models: [] },
-      );
-    }
-    if (path === "/openapi.json") return sendJson(res, 200, openApiDocument());
-    if (!path.startsWith("/v1/") && (await files.serve(path, res))) return;
-    throw new HttpError(
-      404,
-      "NOT_FOUND",
-      `no route for ${path.slice(0, 200)}: see /openapi.json for the API, / for the console`,
-    );
+
+  const sendError = (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    const { status, body, headers } = toErrorResponse(err);
+    // A bug (500) goes to the log with its detail; the client gets a short message.
+    if (status === 500)
+      req.log.warn({ err: String(err), path: req.url.split("?")[0] }, "HTTP API request failed");
+    if (reply.sent || reply.raw.headersSent) return void reply.raw.destroy();
+    // Set here too: a URL Fastify refused is answered before any hook runs.
+    return reply
+      .code(status)
+      .headers({ "cache-control": "no-store", ...headers })
+      .send(body);
   };
 
-  const server: Server = createServer((req, res) => {
-    const origin = req.headers.origin;
-    // The answer depends on Origin when origins are listed: caches must keep them apart.
-    if (cors.size > 0 && !cors.has("*")) res.setHeader("vary", "Origin");
-    if (origin && (cors.has("*") || cors.has(origin)))
-      res.setHeader("access-control-allow-origin", cors.has("*") ? "*" : origin);
-    if (req.method === "OPTIONS") {
-      res.writeHead(204, {
-        "access-control-allow-methods": "GET, HEAD, POST, OPTIONS",
-        "access-control-allow-headers": "content-type, last-event-id, authorization, x-api-key",
-        "access-control-max-age": "600",
-      });
-      res.end();
-      return;
-    }
-    if (req.method !== "GET" && req.method !== "HEAD" && req.method !== "POST") {
-      sendError(
-        res,
-        new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method ?? ""} is not allowed: use GET`, {
-          allow: "GET, HEAD, POST, OPTIONS",
-        }),
-      );
-      return;
-    }
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "http://localhost");
-    } catch {
-      sendError(res, new HttpError(400, "INVALID_ARGUMENT", "the request URL is not valid"));
-      return;
-    }
-    route(req, res, url).catch((err: unknown) => {
-      // A bug (500) goes to the log with its detail; the client gets a short message.
-      if (toErrorResponse(err).status === 500)
-        o.logger?.warn({ err: String(err), path: url.pathname }, "HTTP API request failed");
-      sendError(res, err);
-    });
+  const app = Fastify({
+    ...(o.logger
+      ? {
+          // Fastify's own info line (the address it listens on) would repeat the ready line.
+          loggerInstance: o.logger.child(
+            {},
+            { level: o.logger.isLevelEnabled("warn") ? "warn" : o.logger.level },
+          ) as FastifyBaseLogger,
+        }
+      : {}),
+    // The API logged no request lines before Fastify; a line per request would flood the log.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Ids may be up to 128 characters, percent-encoded three times that: longer ones are a 400
+    // naming the field, not an unknown route.
+    routerOptions: { maxParamLength: 4096 },
+    forceCloseConnections: true,
+    ajv: { customOptions: { removeAdditional: false, allowUnionTypes: true } },
+    frameworkErrors: (err, req, reply) => sendError(fromFramework(err, req.url), req, reply),
   });
-  keepIdleConnections(server);
-  const port = await listen(server, o.port, host, o.portFallback ?? false);
+  keepIdleConnections(app.server);
+  // Schemas of answers document them; answers are written whole, never cut to a schema.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.setErrorHandler((err: FastifyError, req, reply) =>
+    sendError(err.validation ? schemaError(err, req) : fromFramework(err, req.url), req, reply),
+  );
+
+  await app.register(cors, {
+    // Unset: preflights are answered, but no origin is allowed (the browser's same-origin rule).
+    origin: origins.includes("*") ? "*" : [...origins],
+    methods: ["GET", "HEAD", "POST", "OPTIONS"],
+    allowedHeaders: ["content-type", "last-event-id", "authorization", "x-api-key"],
+    maxAge: 600,
+    strictPreflight: false,
+  });
+  // After CORS, so a preflight is answered without a key.
+  app.addHook("onRequest", async (req) => {
+    if (req.routeOptions.config.write) requireApiKey(req.headers, apiKeys, "POST /v1/events");
+    else if (
+      readsKeyed &&
+      (req.method === "GET" || req.method === "HEAD") &&
+      req.url.startsWith("/v1/")
+    )
+      requireApiKey(req.headers, apiKeys, "this API");
+  });
+  app.addHook("preValidation", async (req) => normaliseQuery(req));
+  // Answers are computed afresh at every request; the console's files say their own.
+  app.addHook("onSend", async (_req, reply) => {
+    if (String(reply.getHeader("content-type")).startsWith("application/json"))
+      if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+  });
+
+  await app.register(swagger, openApiOptions);
+  app.get("/openapi.json", { schema: { hide: true } }, () => app.swagger());
+  addRoutes(app, o, { history, streams });
+  await serveConsole(app, o.webRoot ?? defaultWebRoot());
+  // No route: what the method or path should have been.
+  app.setNotFoundHandler(async (req) => {
+    const path = pathOf(req.url);
+    if (req.method === "POST")
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", `POST is not allowed on ${path}: use GET`, {
+        allow: "GET, HEAD, OPTIONS",
+      });
+    if (req.method !== "GET" && req.method !== "HEAD")
+      throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed: use GET`, {
+        allow: "GET, HEAD, POST, OPTIONS",
+      });
+    throw notFound(req.url);
+  });
+
+  try {
+    await app.listen({ port: o.port, host });
+  } catch (err) {
+    if (!o.portFallback || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    await app.listen({ port: 0, host });
+  }
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : o.port;
   return {
     port,
     url: `http://${host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host}:${port}/`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        history.stop();
-        for (const close of [...streams]) close();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    stop: async () => {
+      history.stop();
+      for (const close of [...streams]) close();
+      await app.close();
+    },
   };
-}
-
-async function listen(server: Server, port: number, host: string, fallback: boolean) {
-  const attempt = (p: number) =>
-    new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      server.once("error", onError);
-      server.listen(p, host, () => {
-        server.removeListener("error", onError);
-        resolve();
-      });
-    });
-  try {
-    await attempt(port);
-  } catch (err) {
-    if (!fallback || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
-    await attempt(0);
-  }
-  const addr = server.address();
-  return typeof addr === "object" && addr ? addr.port : port;
 }
