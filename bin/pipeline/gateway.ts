@@ -19,6 +19,9 @@ import { createProfileReplica, type ProfileReplica } from "../../actors/profile-
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import { createProfileReplicaActor } from "../../connectors/nats/profile-watch.js";
+import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
+import { createCatalogueTable, type CatalogueTable } from "../../actors/catalogue-table.js";
+import { catalogueBase } from "./catalogue-base.js";
 import type { PipelineConfig } from "./pipeline.js";
 import { itemInfo, similarByCategory } from "../../actors/similar-by-category.js";
 import { filterDesign } from "../../actors/recommender-serve.js";
@@ -82,6 +85,11 @@ export interface GatewayProcess {
   readonly backend: RecoBackend;
   /** The popularity table's replica (rows and version: what blended answers read of it). */
   readonly table: PopularityTable;
+  /**
+   * The item catalogue's replica. The backend above answers without it: whoever serves wraps its
+   * final backend once (actors/catalogue-backend.ts), so no answer is filtered twice.
+   */
+  readonly catalogue: CatalogueTable;
   /** The user's top categories from the profile replica (undefined: not known yet). */
   topCategories(user: string): Recommendations["topCategories"] | undefined;
   readonly supervisor: Supervisor;
@@ -117,6 +125,8 @@ export async function startGateway(
     createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
   );
   supervisor.supervise("profile-replica", () => createProfileReplicaActor(nc, replica));
+  const catalogue = createCatalogueTable(catalogueBase(cfg));
+  supervisor.supervise("catalogue-table", () => createCatalogueTableActor(nc, catalogue));
   supervisor.events$.subscribe((e) => {
     if (e.type === "child-failed")
       log?.({ child: e.childId, err: String(e.error) }, "gateway actor failed");
@@ -125,6 +135,7 @@ export async function startGateway(
   return {
     supervisor,
     table,
+    catalogue,
     topCategories: (user) =>
       replica.caughtUp ? topCategoriesOf(replica.profile(user)) : undefined,
     backend: createGatewayBackend({

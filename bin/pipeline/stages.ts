@@ -8,6 +8,10 @@ import { loadInterestHandler } from "../../actors/interest-ranking.js";
 import { createPopularityHandler } from "../../actors/popularity.js";
 import { createJoinHandler } from "../../actors/popularity-join.js";
 import { createTrendingHandler } from "../../actors/trending.js";
+import {
+  createCatalogueHandler,
+  createCatalogueUpsertHandler,
+} from "../../actors/catalogue-stage.js";
 import { subjects } from "../../actors/subjects.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -103,7 +107,27 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
         },
       }),
   });
+  // One reader of the upserts: their stream's order is the explicit layer's order.
+  run({
+    stage: "catalogue-upsert",
+    partition: 0,
+    stream: STREAMS.items,
+    subject: subjects.itemsUpsert,
+    input: "raw",
+    inFlight: 256,
+    batching: perInput,
+    create: (state, out) => createCatalogueUpsertHandler(state, out),
+  });
   for (let p = 0; p < P; p++) {
+    run({
+      stage: "catalogue",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.items(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) => createCatalogueHandler(state, out),
+    });
     run({
       stage: "watermark",
       partition: p,

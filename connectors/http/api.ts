@@ -23,6 +23,7 @@ import { createTrendingHistory, streamTrending } from "./api-trending.js";
 import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
 import { openApiDocument } from "./api-openapi.js";
 import { postEvents, requireApiKey, type PublishEvent } from "./api-events.js";
+import { catalogueJson, putItem, type UpsertItem } from "./api-items.js";
 
 export interface ApiServerOptions {
   /** 0 picks a free port (read it back from `ApiServer.port`). */
@@ -47,6 +48,8 @@ export interface ApiServerOptions {
   logger?: { warn(obj: object, msg?: string): void };
   /** Stores an event in JetStream (`POST /v1/events`); absent: the route answers 501. */
   publishEvent?: PublishEvent;
+  /** Stores an item upsert (`PUT /v1/items/{id}`); absent: the route answers 501. */
+  upsertItem?: UpsertItem;
   /**
    * API_KEYS: keys a write (`POST /v1/events`) must carry; reads need one too when the server is
    * bound to other than loopback and keys are set. No keys: writes are refused.
@@ -104,6 +107,28 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     const path = url.pathname;
     const q = url.searchParams;
     let m: RegExpExecArray | null;
+    if (req.method === "PUT") {
+      if (!(m = /^\/v1\/items\/([^/]*)$/.exec(path)))
+        throw new HttpError(
+          405,
+          "METHOD_NOT_ALLOWED",
+          `PUT is not allowed on ${path.slice(0, 200)}`,
+          {
+            allow: "GET, HEAD, OPTIONS",
+          },
+        );
+      checkParams(q, []);
+      const itemId = idParam(m[1]!, "item_id");
+      requireApiKey(req, apiKeys, "PUT /v1/items/{id}");
+      if (!o.upsertItem)
+        throw new HttpError(
+          501,
+          "UNIMPLEMENTED",
+          "this server stores no items (no NATS connection)",
+        );
+      const { status, body } = await putItem(req, itemId, o.upsertItem);
+      return sendJson(res, status, body);
+    }
     if (req.method === "POST") {
       if (path !== "/v1/events")
         throw new HttpError(
@@ -176,7 +201,9 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       const itemId = idParam(m[1]!, "item_id");
       requireReady();
       const trending = TRENDING_WINDOWS.map((w) => history.latest(w));
-      return sendJson(res, 200, itemJson(itemId, backend.item?.(itemId), trending));
+      const info = backend.item?.(itemId);
+      const catalogue = info?.catalogue ? catalogueJson(info.catalogue) : null;
+      return sendJson(res, 200, { ...itemJson(itemId, info, trending), catalogue });
     }
     if (path === "/v1/trending") {
       checkParams(q, ["window", "k", "at"]);
@@ -280,18 +307,19 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       res.setHeader("access-control-allow-origin", cors.has("*") ? "*" : origin);
     if (req.method === "OPTIONS") {
       res.writeHead(204, {
-        "access-control-allow-methods": "GET, HEAD, POST, OPTIONS",
-        "access-control-allow-headers": "content-type, last-event-id, authorization, x-api-key",
+        "access-control-allow-methods": "GET, HEAD, POST, PUT, OPTIONS",
+        "access-control-allow-headers":
+          "content-type, last-event-id, authorization, x-api-key, idempotency-key",
         "access-control-max-age": "600",
       });
       res.end();
       return;
     }
-    if (req.method !== "GET" && req.method !== "HEAD" && req.method !== "POST") {
+    if (!["GET", "HEAD", "POST", "PUT"].includes(req.method ?? "")) {
       sendError(
         res,
         new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method ?? ""} is not allowed: use GET`, {
-          allow: "GET, HEAD, POST, OPTIONS",
+          allow: "GET, HEAD, POST, PUT, OPTIONS",
         }),
       );
       return;
