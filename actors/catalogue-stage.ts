@@ -64,7 +64,7 @@ export const catalogueStage = defineStage({
         if (r.s <= position.from) continue; // seen before a restart
         const prev = changed.get(r.i) ?? items.get(r.i);
         const next = learn(prev, r);
-        if (next === prev) continue;
+        if (next === prev || next === undefined) continue;
         changed.set(r.i, next);
       }
       const rows: LearnedRow[] = [];

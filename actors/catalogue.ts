@@ -149,15 +149,19 @@ export function mergeExplicit(
   return next;
 }
 
-/** The learned layer after one event's fields; `prev` itself when they change nothing. */
+/**
+ * The learned layer after one event's fields; `prev` itself when they change nothing (an event
+ * that says nothing of its item leaves no entry: no bucket write for every item merely viewed).
+ */
 export function learn(
   prev: LearnedFields | undefined,
   e: { c: string; b: string; pr: number; ts: number },
-): LearnedFields {
+): LearnedFields | undefined {
   const c = e.c || prev?.c || "";
   const b = e.b || prev?.b || "";
   const p = e.pr >= 0 ? e.pr : (prev?.p ?? -1);
-  if (prev && prev.c === c && prev.b === b && prev.p === p) return prev;
+  if (prev ? prev.c === c && prev.b === b && prev.p === p : c === "" && b === "" && p < 0)
+    return prev;
   return { c, b, p, at: prev === undefined ? e.ts : Math.max(prev.at, e.ts) };
 }
 
