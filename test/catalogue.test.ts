@@ -3,11 +3,8 @@ import { Subject, type Observable } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import {
-  InvalidArgumentError,
-  type RecoBackend,
-  type TrendingSnapshot,
-} from "../actors/backend.js";
+import type { InvalidArgumentError } from "../actors/backend.js";
+import { type RecoBackend, type TrendingSnapshot } from "../actors/backend.js";
 import {
   learn,
   mergeExplicit,
