@@ -47,7 +47,11 @@ export interface GatewayOptions {
 export function createGatewayBackend(o: GatewayOptions): RecoBackend {
   // All in memory: answered in place, within the gRPC request's own task.
   const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
-    if (hasOptions(options)) return filterDesign(recommendNow(userId, MAX_COUNT), n, options);
+    if (hasOptions(options))
+      return filterDesign(answer(userId, MAX_COUNT, options.exclude), n, options);
+    return answer(userId, n);
+  };
+  const answer = (userId: string, n: number, exclude?: ReadonlySet<string>): Recommendations => {
     if (!o.table.initialised || !o.replica.caughtUp)
       throw new BackendUnavailableError(
         "gateway is loading the profile replica and the popularity table",
@@ -57,15 +61,20 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
       throw new BackendUnavailableError(
         `the profile replica is ${Math.round(staleness)} ms behind (limit ${o.maxStalenessMs} ms)`,
       );
-    const answer = answerFor(
+    const result = answerFor(
       userId,
       n,
       o.replica.profile(userId),
       o.table,
-      { size: o.fallbackSize, score: 0.1, userOutOfOrdernessMs: o.userOutOfOrdernessMs },
+      {
+        size: o.fallbackSize,
+        score: 0.1,
+        userOutOfOrdernessMs: o.userOutOfOrdernessMs,
+        ...(exclude !== undefined ? { exclude } : {}),
+      },
       (profile, now) => joinCandidates(profile, o.table, now, o.interestHorizonMs, n),
     );
-    return { ...answer, stalenessMs: staleness };
+    return { ...result, stalenessMs: staleness };
   };
   return {
     isReady: () => o.table.initialised && o.replica.caughtUp,

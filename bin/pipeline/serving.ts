@@ -128,7 +128,7 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
     const answer =
       running && actor
         ? hasOptions(options)
-          ? filterDesign(actor.answer(userId, MAX_COUNT), n, options!)
+          ? filterDesign(actor.answer(userId, MAX_COUNT, options!.exclude), n, options!)
           : actor.answer(userId, n)
         : new BackendUnavailableError(`partition ${p} is not serving yet (starting or restarting)`);
     if (answer instanceof BackendUnavailableError) throw answer;
