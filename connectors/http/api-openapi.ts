@@ -120,9 +120,28 @@ export function openApiDocument() {
       },
       "/v1/items/{itemId}": {
         get: {
-          summary: "An item's popularity and its place in the current trending windows",
+          summary:
+            "An item's catalogue entry, its popularity and its place in the current trending windows",
           parameters: [id("itemId")],
           responses: { "200": json("Item", "the item"), ...errors(400, 503) },
+        },
+        put: {
+          summary:
+            "Upserts the item's catalogue fields (any of them; fields left out keep their value), published to items.upsert. Needs a key of API_KEYS; `Idempotency-Key` makes a retried request count once",
+          parameters: [id("itemId")],
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": { schema: { $ref: "#/components/schemas/ItemUpsert" } },
+            },
+          },
+          responses: {
+            "200": json("CatalogueItem", "the item as stored"),
+            "202": { description: "stored; the catalogue did not show it within 5 s" },
+            "401": { description: "no key of API_KEYS" },
+            "415": { description: "not application/json" },
+            ...errors(400, 501, 503),
+          },
         },
       },
       "/v1/trending": {
@@ -229,6 +248,8 @@ export function openApiDocument() {
                     ],
                   },
                   explanation: { type: "string" },
+                  title: { type: "string", description: "from the item catalogue, when known" },
+                  labels: { type: "array", items: { type: "string" } },
                   category: { type: "string" },
                   brand: { type: "string" },
                   averagePrice: { type: "number" },
@@ -266,8 +287,35 @@ export function openApiDocument() {
           type: "object",
           properties: {
             itemId: { type: "string" },
+            catalogue: { $ref: "#/components/schemas/CatalogueItem" },
             popularity: { type: "object", nullable: true },
             trending: { type: "array", items: { type: "object" } },
+          },
+        },
+        ItemUpsert: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            title: { type: "string", maxLength: 1024 },
+            categories: { type: "array", items: { type: "string" }, maxItems: 64 },
+            brand: { type: "string", maxLength: 256 },
+            price: { type: "number", minimum: 0 },
+            labels: { type: "array", items: { type: "string" }, maxItems: 64 },
+            hidden: { type: "boolean", description: "left out of every answer while true" },
+          },
+        },
+        CatalogueItem: {
+          type: "object",
+          nullable: true,
+          properties: {
+            itemId: { type: "string" },
+            title: { type: "string" },
+            categories: { type: "array", items: { type: "string" } },
+            brand: { type: "string" },
+            price: { type: "number", nullable: true },
+            labels: { type: "array", items: { type: "string" } },
+            hidden: { type: "boolean" },
+            updatedAt: time,
           },
         },
         Trending: {
@@ -285,6 +333,8 @@ export function openApiDocument() {
                 properties: {
                   rank: { type: "integer" },
                   itemId: { type: "string" },
+                  title: { type: "string", description: "from the item catalogue, when known" },
+                  labels: { type: "array", items: { type: "string" } },
                   score: { type: "number" },
                   views: { type: "integer" },
                   clicks: { type: "integer" },
