@@ -34,7 +34,9 @@ afterAll(async () => {
 
 type App = AppProcess & { webPort: number };
 
-async function startApp(natsUrl: string, dataDir: string): Promise<App> {
+const KEY = "catalogue-kill-key-0123";
+
+async function startApp(natsUrl: string, dataDir: string, serveProcess: boolean): Promise<App> {
   const webPort = await freePort();
   const app = await spawnReco({
     env: {
@@ -46,6 +48,8 @@ async function startApp(natsUrl: string, dataDir: string): Promise<App> {
       IDLE_TIMEOUT_MS: "0",
       SNAPSHOT_INTERVAL: "300",
       LOG_LEVEL: "warn",
+      API_KEYS: KEY,
+      SERVE_PROCESS: serveProcess ? "1" : "0",
     },
     detached: true,
     spawned: (a) => cleanups.push(() => killGroup(a)),
@@ -74,12 +78,13 @@ async function until(what: string, app: App, ok: () => Promise<boolean>) {
   throw new Error(`timed out waiting for ${what}\n${app.output()}`);
 }
 
+/** A run; the killed one serves from a process of its own (SERVE_PROCESS=1), through its replica. */
 async function run(file: string, items: string[], users: string[], kill: boolean) {
   const nats: TestNats = await setupNats();
   cleanups.push(() => nats.cleanup());
   const dir = await mkdtemp(join(tmpdir(), "reco-catkill-"));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  let app = await startApp(nats.url, join(dir, "data"));
+  let app = await startApp(nats.url, join(dir, "data"), kill);
   const nc: NatsConnection = await connect({ servers: nats.url });
   cleanups.push(() => nc.close());
   const js = nc.jetstream();
@@ -94,10 +99,18 @@ async function run(file: string, items: string[], users: string[], kill: boolean
     await sleep(900); // snapshots (every 300 ms) taken, events and upserts half applied
     await killGroup(app);
     await send(8, all.length - 1); // while the engine is down
-    app = await startApp(nats.url, join(dir, "data"));
+    app = await startApp(nats.url, join(dir, "data"), kill);
   } else await send(8, all.length - 1);
   const summary = await replay;
   expect(summary.rejected).toBe(0);
+  const web = `http://127.0.0.1:${app.webPort}`;
+  const put = await fetch(`${web}/v1/items/${items[3]}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", "x-api-key": KEY },
+    body: JSON.stringify({ labels: ["via-http"] }),
+  });
+  expect(put.status).toBe(200);
+  expect(await put.json()).toMatchObject({ title: "Product 3", labels: ["via-http"] });
   await send(all.length - 1, all.length);
   const jsm = await nc.jetstreamManager();
   const ids = stageIds("design", 3);
@@ -109,7 +122,6 @@ async function run(file: string, items: string[], users: string[], kill: boolean
       (await childrenDown(app.metricsPort)) === 0
     );
   });
-  const web = `http://127.0.0.1:${app.webPort}`;
   const item = async (id: string) =>
     ((await (await fetch(`${web}/v1/items/${id}`)).json()) as { catalogue: unknown }).catalogue;
   await until("the last upsert", app, async () =>
@@ -130,7 +142,7 @@ async function run(file: string, items: string[], users: string[], kill: boolean
 }
 
 describe("the item catalogue under SIGKILL", () => {
-  it("is the catalogue, and gives the answers, of a run without the kill", async () => {
+  it("is the catalogue, and gives the answers, of a run without the kill (served apart)", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-catkill-log-"));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const lines = (await readFile(LOG, "utf8")).split("\n").slice(0, ROWS + 1);
@@ -153,6 +165,7 @@ describe("the item catalogue under SIGKILL", () => {
     const cat = a.catalogue as Record<string, { title: string; hidden: boolean; brand: string }>;
     expect(cat[items[0]!]).toMatchObject({ title: "Product 0", hidden: true });
     expect(cat[items[1]!]).toMatchObject({ hidden: false, brand: "house" });
+    expect(cat[items[3]!]).toMatchObject({ labels: ["via-http"] });
     expect(
       Object.values(cat).filter((c) => c.brand !== "" && c.title === "").length,
     ).toBeGreaterThan(5);
