@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { existsSync, readFileSync } from "node:fs";
+import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -231,5 +232,59 @@ describe("items.upsert over NATS", () => {
     }
     expect(reasons.sort()).toEqual(["bad_json", "invalid_field:price"]);
     expect((await getJson("/v1/items/4")).body.catalogue).toMatchObject({ labels: [] });
+  });
+});
+
+describe("hidden trending items", () => {
+  it("leave the trending lists and an open stream within 1 s, and come back", async () => {
+    // Ratings stamped now make the newest 24 h window hold a known list (the replayed ones are
+    // years old). The movies preset's trending counts ratings by value, and a rating of 4 or
+    // more is a purchase, which it does not count: film 10 scores 9, film 20 scores 4.
+    const now = Date.now();
+    const ratings = [
+      ["10", 3],
+      ["10", 3],
+      ["10", 3],
+      ["20", 2],
+      ["20", 2],
+    ].map(([item, rating], k) => ({
+      event_id: randomUUID(),
+      event_type: "rating",
+      event_ts: new Date(now + k).toISOString(),
+      user_id: `rater${k}`,
+      item_id: item,
+      rating,
+    }));
+    const posted = await fetch(`${base}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": KEY },
+      body: JSON.stringify(ratings),
+    });
+    expect((await posted.json()) as unknown).toMatchObject({ accepted: 5 });
+    const ids = async () => (await client.getTrending("24h", 10)).items.map((i) => i.itemId);
+    for (let t = Date.now(); (await ids()).length < 2 && Date.now() - t < 10_000;)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await ids()).toEqual(["10", "20"]);
+    expect((await client.getTrending("24h", 10)).items[0]!.title).toBe(titles.get("10"));
+
+    const stream = client.streamTrending("24h", 10);
+    let last: string[] = [];
+    void (async () => {
+      for await (const u of stream) last = u.items.map((i) => i.itemId);
+    })();
+    const until = async (ok: () => boolean, ms: number) => {
+      const t = Date.now();
+      while (!ok() && Date.now() - t < ms) await new Promise((r) => setTimeout(r, 20));
+      return ok();
+    };
+    expect(await until(() => last.length === 2, 5_000)).toBe(true);
+    await put("10", { hidden: true });
+    expect(await until(() => !last.includes("10"), 1_000)).toBe(true);
+    expect(last).toEqual(["20"]);
+    const json = await getJson("/v1/trending?window=24h&k=10");
+    expect((json.body.items as { itemId: string }[]).map((i) => i.itemId)).toEqual(["20"]);
+    await put("10", { hidden: false });
+    expect(await until(() => last[0] === "10", 1_000)).toBe(true);
+    stream.cancel();
   });
 });
