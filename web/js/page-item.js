@@ -7,7 +7,11 @@ import { searchBox } from "./search.js";
 export function itemPage(root, itemId) {
   root.append(
     h("h1", {}, "Items"),
-    h("p", { class: "sub" }, "A product's catalogue entry, its popularity and the items shown beside it."),
+    h(
+      "p",
+      { class: "sub" },
+      "A product's catalogue entry, its popularity and the items shown beside it.",
+    ),
     searchBox("items", itemId, "item id, e.g. 1004856"),
   );
   if (!itemId) return;
