@@ -236,7 +236,7 @@ describe("items.upsert over NATS", () => {
 });
 
 describe("hidden trending items", () => {
-  it("leave the trending lists and an open stream within 1 s, and come back", async () => {
+  it("leave the trending lists and open streams (gRPC, SSE) within 1 s, and come back", async () => {
     // Ratings stamped now make the newest 24 h window hold a known list (the replayed ones are
     // years old). The movies preset's trending counts ratings by value, and a rating of 4 or
     // more is a purchase, which it does not count: film 10 scores 9, film 20 scores 4.
@@ -267,6 +267,27 @@ describe("hidden trending items", () => {
     expect(await ids()).toEqual(["10", "20"]);
     expect((await client.getTrending("24h", 10)).items[0]!.title).toBe(titles.get("10"));
 
+    // The console's stream too: server-sent events, the latest list in each.
+    const sse = await fetch(`${base}/v1/trending/stream?window=24h&k=10`);
+    const reader = sse.body!.getReader();
+    let sseLast: string[] = [];
+    let buffered = "";
+    void (async () => {
+      for (;;) {
+        const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+        if (done) return;
+        buffered += new TextDecoder().decode(value);
+        let end: number;
+        while ((end = buffered.indexOf("\n\n")) >= 0) {
+          const data = /^data: (.*)$/m.exec(buffered.slice(0, end))?.[1];
+          buffered = buffered.slice(end + 2);
+          if (data)
+            sseLast = (JSON.parse(data) as { items: { itemId: string }[] }).items.map(
+              (i) => i.itemId,
+            );
+        }
+      }
+    })();
     const stream = client.streamTrending("24h", 10);
     let last: string[] = [];
     void (async () => {
@@ -277,14 +298,16 @@ describe("hidden trending items", () => {
       while (!ok() && Date.now() - t < ms) await new Promise((r) => setTimeout(r, 20));
       return ok();
     };
-    expect(await until(() => last.length === 2, 5_000)).toBe(true);
+    expect(await until(() => last.length === 2 && sseLast.length === 2, 5_000)).toBe(true);
     await put("10", { hidden: true });
-    expect(await until(() => !last.includes("10"), 1_000)).toBe(true);
+    expect(await until(() => !last.includes("10") && !sseLast.includes("10"), 1_000)).toBe(true);
     expect(last).toEqual(["20"]);
+    expect(sseLast).toEqual(["20"]);
     const json = await getJson("/v1/trending?window=24h&k=10");
     expect((json.body.items as { itemId: string }[]).map((i) => i.itemId)).toEqual(["20"]);
     await put("10", { hidden: false });
-    expect(await until(() => last[0] === "10", 1_000)).toBe(true);
+    expect(await until(() => last[0] === "10" && sseLast[0] === "10", 1_000)).toBe(true);
     stream.cancel();
+    await reader.cancel();
   });
 });
