@@ -170,7 +170,10 @@ describe("the item catalogue under SIGKILL", () => {
       Object.values(cat).filter((c) => c.brand !== "" && c.title === "").length,
     ).toBeGreaterThan(5);
     const cold = a.answers["nobody-known"] as { items: { itemId: string; title?: string }[] };
+    // The best seller is hidden: the popular fallback is the top ten of the others.
+    expect(cold.items).toHaveLength(10);
     expect(cold.items.map((i) => i.itemId)).not.toContain(items[0]);
+    expect(cold.items.map((i) => i.itemId)).toContain(top[10]);
     expect(cold.items.map((i) => i.itemId)).toContain(items[1]);
     expect(b.catalogue).toEqual(a.catalogue);
     expect(b.answers).toEqual(a.answers);

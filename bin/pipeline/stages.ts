@@ -34,7 +34,8 @@ export interface StageWiring {
 /**
  * The wiring of the design stages (DESIGN §3): parse, then per partition the user path
  * (watermark → window → interest-ranking → popularity-join) and the item path (popularity,
- * trending), each on the subject its upstream writes.
+ * trending, catalogue), each on the subject its upstream writes; and the catalogue's upserts,
+ * read from their own stream (ITEMS).
  */
 export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
   const { run } = d;
