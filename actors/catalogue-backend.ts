@@ -32,9 +32,12 @@ export function withCatalogue(backend: RecoBackend, catalogue: CatalogueTable): 
   const hiddenIn = (options: RecommendOptions | undefined): RecommendOptions | undefined => {
     const hidden = catalogue.hidden;
     if (hidden.size === 0) return options;
+    // The live set itself when the request excludes nothing: no copy per request. It changes only
+    // between tasks (a watch delivery), never while an answer is computed.
+    if (!options?.exclude?.size) return { ...(options ?? {}), exclude: hidden };
     const exclude = new Set(hidden);
-    for (const id of options?.exclude ?? []) exclude.add(id);
-    return { ...(options ?? {}), exclude };
+    for (const id of options.exclude) exclude.add(id);
+    return { ...options, exclude };
   };
   // Described items per answer items array: a memoised answer comes back with the same array,
   // and the gRPC codec keeps its encoded bytes per array (connectors/grpc/codec.ts), so the same
