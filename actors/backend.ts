@@ -1,4 +1,5 @@
 import type { Observable } from "rxjs";
+import type { CatalogueItem } from "./catalogue.js";
 
 /**
  * The serving port, transport-neutral: the gRPC façade and the JSON/HTTP API answer from the
@@ -83,6 +84,9 @@ export interface RecommendedItem {
   purchases: number;
   /** One line a person can read ("in your top category electronics"); absent: the façade says it. */
   explanation?: string;
+  /** From the item catalogue ("" or absent: unknown). */
+  title?: string;
+  labels?: string[];
 }
 
 export interface CategoryInterest {
@@ -112,6 +116,9 @@ export interface TrendingEntry {
   /** Counted only when TRENDING_WEIGHTS lists the type; absent from older snapshots. */
   carts?: number;
   purchases?: number;
+  /** From the item catalogue ("" or absent: unknown). */
+  title?: string;
+  labels?: string[];
 }
 
 export interface TrendingSnapshot {
@@ -144,6 +151,9 @@ export interface SimilarItem {
   averagePrice: number;
   purchases: number;
   explanation: string;
+  /** From the item catalogue ("" or absent: unknown). */
+  title?: string;
+  labels?: string[];
 }
 
 export interface SimilarItems {
@@ -162,6 +172,8 @@ export interface ItemInfo {
   averagePrice: number;
   /** Purchases over the popularity horizon (7 days of event time by default). */
   purchases: number;
+  /** The catalogue's fields (actors/catalogue.ts), when it knows the item. */
+  catalogue?: CatalogueItem;
 }
 
 /** Thrown by a backend when it cannot answer yet (maps to UNAVAILABLE / 503). */

@@ -15,6 +15,11 @@ export interface FallbackOptions {
   score: number;
   /** INTEREST_HORIZON_MS, named in the status of a user whose history is older. Default 24 h. */
   interestHorizonMs?: number;
+  /**
+   * Items never to list (hidden in the catalogue, excluded by the request): the overall list is
+   * then the top `size` of the others, so a hidden best seller leaves room for the next one.
+   */
+  exclude?: ReadonlySet<string>;
 }
 
 /**
@@ -41,8 +46,12 @@ export function completeRecommendations(
     // non-empty answer once any purchase has been seen, and excludes purchases only from the
     // personalised candidates.
     const personalisedCount = items.length;
-    for (const row of table.top(opts.size)) {
-      if (items.length >= n) break;
+    const skip = opts.exclude;
+    let taken = 0;
+    for (const row of table.top(opts.size + (skip?.size ?? 0))) {
+      if (items.length >= n || taken >= opts.size) break;
+      if (skip?.has(row.item)) continue;
+      taken++;
       // Top rows are distinct items, so only the personalised ones can repeat. At most `size`
       // rows against fewer than `n` items: a scan, where a Set per call showed in profiles.
       if (listed(items, personalisedCount, row.item)) continue;
@@ -146,7 +155,11 @@ export interface FallbackActor extends Actor<RecommendRequest> {
    * thrown) unless this actor is running, its partition's popularity-join is running (not
    * restoring, restarting or handed over) and the table is initialised.
    */
-  answer(userId: string, n: number): Recommendations | BackendUnavailableError;
+  answer(
+    userId: string,
+    n: number,
+    exclude?: ReadonlySet<string>,
+  ): Recommendations | BackendUnavailableError;
 }
 
 /**
@@ -160,10 +173,15 @@ export function createFallbackActor(o: FallbackActorOptions): FallbackActor {
     new BackendUnavailableError(
       `partition ${o.partition} is not serving yet (starting or restarting)`,
     );
-  const compute = (userId: string, n: number): Recommendations | BackendUnavailableError => {
+  const compute = (
+    userId: string,
+    n: number,
+    exclude?: ReadonlySet<string>,
+  ): Recommendations | BackendUnavailableError => {
     const join = o.join();
     if (!join || !o.table.initialised) return notServing();
-    return answerFor(userId, n, join.profile(userId), o.table, o, (_p, now) =>
+    const opts = exclude === undefined ? o : { ...o, exclude };
+    return answerFor(userId, n, join.profile(userId), o.table, opts, (_p, now) =>
       join.candidates(userId, o.table, now, n),
     );
   };
@@ -176,7 +194,7 @@ export function createFallbackActor(o: FallbackActorOptions): FallbackActor {
     },
   });
   return Object.assign(actor, {
-    answer: (userId: string, n: number) =>
-      actor.getStatus() === "running" ? compute(userId, n) : notServing(),
+    answer: (userId: string, n: number, exclude?: ReadonlySet<string>) =>
+      actor.getStatus() === "running" ? compute(userId, n, exclude) : notServing(),
   });
 }

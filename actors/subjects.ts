@@ -10,6 +10,10 @@ export const subjects = {
   window: (p: number) => `reco.window.${p}`,
   interestRanking: (p: number) => `reco.interest-ranking.${p}`,
   dlqParse: "reco.dlq.parse",
+  /** Item upserts that could not be applied (catalogue-upsert's dead letters). */
+  dlqItems: "reco.dlq.items",
+  /** Item upserts: `PUT /v1/items/{id}` and any NATS publisher (stream ITEMS). */
+  itemsUpsert: "items.upsert",
   dlqPoison: "reco.dlq.poison",
   late: "reco.late",
 } as const;
@@ -20,7 +24,12 @@ export const buckets = {
   popularity: "reco_popularity",
   /** Per-partition trending top lists per window. */
   trending: "reco_trending",
+  /** The item catalogue: each item's learned (`l.`) and explicit (`x.`) layers. */
+  catalogue: "reco_catalogue",
 } as const;
+
+/** The catalogue bucket's key of one item's layer: `l` learned from events, `x` explicit. */
+export const catalogueKey = (layer: "l" | "x", item: string): string => `${layer}.${kvKeyOf(item)}`;
 
 /** KV keys allow [-/_=.a-zA-Z0-9]; item ids are arbitrary strings, so unsafe ones are base64url'd. */
 export function kvKeyOf(id: string): string {

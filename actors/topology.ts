@@ -1,4 +1,4 @@
-import { buckets as BUCKETS, kvKeyOf, subjects } from "./subjects.js";
+import { buckets as BUCKETS, catalogueKey, kvKeyOf, subjects } from "./subjects.js";
 import { deadLetterHeaders } from "./dead-letter.js";
 import { IDLE_SIGNATURE_HEADER, IDLE_SUBJECT, signIdleMarker } from "./idle-marker.js";
 import { partitionOf } from "./partition.js";
@@ -11,6 +11,7 @@ import type { windowStage } from "./window.js";
 import type { interestStage } from "./interest-ranking.js";
 import type { historyStage } from "./history-stage.js";
 import type { trendingStage } from "./trending.js";
+import type { catalogueStage, catalogueUpsertStage } from "./catalogue-stage.js";
 
 /**
  * KV key of the popularity table's heartbeat row, whose `wm` carries partition 0's progress. Every
@@ -91,6 +92,26 @@ export const stageTopology = {
       counters?.late("popularity", 1, "popularity");
     },
   }),
+  catalogue: {
+    learned: ({ item, ...fields }, out) =>
+      out.kvPut(BUCKETS.catalogue, catalogueKey("l", item), fields),
+  } satisfies PortTopology<typeof catalogueStage.ports>,
+  catalogueUpsert: {
+    explicit: ({ item, ...fields }, out) =>
+      out.kvPut(BUCKETS.catalogue, catalogueKey("x", item), fields),
+    dlq: ({ msg, reason }, out) =>
+      out.raw(
+        subjects.dlqItems,
+        msg.data,
+        {
+          ...deadLetterHeaders(msg.headers),
+          "Reco-Reason": reason,
+          "Reco-Subject": msg.subject,
+          "Reco-Seq": String(msg.seq),
+        },
+        `dlq.items.${msg.seq}`,
+      ),
+  } satisfies PortTopology<typeof catalogueUpsertStage.ports>,
   trending: (q: number, counters?: LateCounter): PortTopology<typeof trendingStage.ports> => ({
     late: {
       batch: (lates, out) => {

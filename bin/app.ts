@@ -20,6 +20,9 @@ import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { withInputStaleness } from "./stale-backend.js";
 import type { RecoBackend } from "../actors/backend.js";
+import type { CatalogueTable } from "../actors/catalogue-table.js";
+import { withCatalogue } from "../actors/catalogue-backend.js";
+import { createItemWrites } from "../connectors/nats/item-writes.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
@@ -279,7 +282,9 @@ export async function startApp(
       registry = parseProcess.mergedRegistry(metrics.registry);
     }
     const web =
-      role === "start" && facade ? await serveWeb(cfg, served, registry, log, nc) : undefined;
+      role === "start" && facade
+        ? await serveWeb(cfg, served, registry, log, nc, pipeline.catalogue)
+        : undefined;
     if (web) cleanups.push(() => web.stop());
     // gRPC health follows the same checks (Check and Watch clients see NOT_SERVING).
     const grpcHealth = setInterval(() => {
@@ -467,8 +472,10 @@ export function serveWeb(
   registry: { metrics(): Promise<string> } | undefined,
   log: Logger,
   nc?: NatsConnection,
+  catalogue?: CatalogueTable,
 ): Promise<ApiServer> {
   const events = nc ? createJetStreamPublisher(nc, { timeoutMs: 5_000, retries: 2 }) : undefined;
+  const upsertItem = events && catalogue ? createItemWrites(events, catalogue) : undefined;
   return startApiServer({
     port: cfg.webPort,
     host: cfg.webHost,
@@ -482,6 +489,7 @@ export function serveWeb(
           }),
         }
       : {}),
+    ...(upsertItem ? { upsertItem } : {}),
     backend,
     ...(registry ? { metrics: registry } : {}),
     logger: log,
@@ -532,15 +540,16 @@ export async function startGatewayApp(
       (obj, msg) => log.warn(obj, msg),
     );
     cleanups.push(() => gateway.stop());
+    const backend = withCatalogue(gateway.backend, gateway.catalogue);
     const metrics = createMetrics();
-    const grpc = await serveGrpc(cfg, gateway.backend, metrics, log);
+    const grpc = await serveGrpc(cfg, backend, metrics, log);
     cleanups.push(() => grpc.stop());
     const grpcHealth = setInterval(() => {
       grpc.setServing(gateway.backend.isReady() && healthProblems([nats.check]).length === 0);
     }, 1_000);
     cleanups.push(async () => clearInterval(grpcHealth));
     // A gateway runs no stages: its console shows answers and trending, no pipeline.
-    const web = await serveWeb(cfg, gateway.backend, undefined, log, nc);
+    const web = await serveWeb(cfg, backend, undefined, log, nc, gateway.catalogue);
     cleanups.push(() => web.stop());
     const http = await startHttpServer({
       port: cfg.metricsPort,

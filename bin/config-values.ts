@@ -139,6 +139,7 @@ export function isMoviesCsv(path: string): boolean {
         .replace(/^\uFEFF/, "")
         .split(/\r?\n/)[0] ?? "";
     return (
+      /^\d+\|[^|]*\|/.test(first) ||
       first
         .split(",")
         .map((c) => c.trim().replace(/^"|"$/g, ""))

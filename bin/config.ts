@@ -144,7 +144,7 @@ export function loadConfig(
       );
     if (!isMoviesCsv(moviesCatalog))
       throw new ConfigError(
-        `MOVIES_CATALOG=${JSON.stringify(moviesCatalog)} is not valid: expected a MovieLens movies.csv (header movieId,title,genres)`,
+        `MOVIES_CATALOG=${JSON.stringify(moviesCatalog)} is not valid: expected a MovieLens movies.csv (header movieId,title,genres) or an ml-100k u.item`,
       );
   }
   const parseSettings: ParseSettings = {

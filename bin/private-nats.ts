@@ -49,7 +49,7 @@ function withCredentials(url: string, c: { user: string; pass: string }): string
  *
  * - `engine`: reco-stream itself (the main and parse processes), allowed everything;
  * - `publisher`: event publishers and `reco replay`, allowed to publish `events.<type>` (not the
- *   engine's `events._idle`), receive replies (PubAcks) on `_INBOX.>`, and read, not write, what
+ *   engine's `events._idle`) and `items.upsert`, receive replies (PubAcks) on `_INBOX.>`, and read, not write, what
  *   `reco replay` reports: stream and consumer info, and the late and dead-letter streams. The
  *   engine's subjects (`reco.*`, `$KV.*`, the idle subject) and every change to streams,
  *   buckets and the engine's consumers are the engine's alone.
@@ -72,9 +72,13 @@ export interface PublisherConnection {
 export const credentialsFile = (dataDir: string) => join(dataDir, "nats-credentials.json");
 export const publisherFile = (dataDir: string) => join(dataDir, "nats-publisher.json");
 
-/** What `publisher` may publish: events, and the read-only JetStream API `reco replay` uses. */
+/**
+ * What `publisher` may publish: events, item upserts (a catalogue feed), and the read-only
+ * JetStream API `reco replay` uses.
+ */
 const PUBLISHER_MAY_PUBLISH = [
   "events.*",
+  "items.upsert",
   "$JS.API.INFO",
   "$JS.API.STREAM.INFO.*",
   "$JS.API.CONSUMER.LIST.*",

@@ -11,6 +11,7 @@ import { createSplitBackend } from "./pipeline/split-backend.js";
 import { createArms } from "../actors/arms.js";
 import { createBlendReplica } from "../actors/blend-replica.js";
 import type { RecoBackend } from "../actors/backend.js";
+import { withCatalogue } from "../actors/catalogue-backend.js";
 import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
 import { connectWithStatus } from "./nats-connect.js";
@@ -184,7 +185,7 @@ export async function startServingApp(
       }
       return out;
     });
-    const backend = createSplitBackend({
+    const split = createSplitBackend({
       replica: gateway.backend,
       blend,
       blendByDefault,
@@ -194,6 +195,7 @@ export async function startServingApp(
       topCategories: (user) => gateway.topCategories(user),
       registry: metrics.registry,
     });
+    const backend = withCatalogue(split, gateway.catalogue);
     if (blend)
       new Gauge({
         name: "reco_blend_replica",
@@ -219,7 +221,7 @@ export async function startServingApp(
       grpc.setServing(backend.isReady() && healthProblems(checks).length === 0);
     }, 1_000);
     cleanups.push(async () => clearInterval(grpcHealth));
-    const web = await serveWeb(cfg, backend, registry, log, nc);
+    const web = await serveWeb(cfg, backend, registry, log, nc, gateway.catalogue);
     cleanups.push(() => web.stop());
     // "Started" means every stage runs, as in one process (the ready line); serving answers
     // from the replicas meanwhile.

@@ -175,6 +175,29 @@ describe("web console in headless Chromium", () => {
     await page.screenshot({ path: join(SHOTS, "item.png"), fullPage: true });
   });
 
+  it("shows an item's catalogue title and labels beside its id, on the item and user pages", async () => {
+    const popular = (await client.getRecommendations("nobody", 1)).items[0]!.itemId;
+    await nc
+      .jetstream()
+      .publish(
+        "items.upsert",
+        JSON.stringify({ item_id: popular, title: "Walnut desk lamp", labels: ["promo"] }),
+      );
+    for (let t = Date.now(); Date.now() - t < 5_000; await new Promise((r) => setTimeout(r, 50)))
+      if ((await client.getRecommendations("nobody", 1)).items[0]!.title !== "") break;
+    // The user page first: the item page is the one the test before left open.
+    await page.goto(`${app.webUrl}#/users/nobody`);
+    const row = page.locator(`#recommendations tr[data-item-id="${popular}"]`);
+    await row.waitFor();
+    expect(await row.locator(".item-title").textContent()).toBe("Walnut desk lamp");
+    expect(await row.locator(".label").textContent()).toBe("promo");
+    await page.goto(`${app.webUrl}#/items/${popular}`);
+    await page.locator("#catalogue").waitFor();
+    expect(await page.locator("#catalogue").textContent()).toContain("Walnut desk lamp");
+    expect(await page.locator("#catalogue .label").textContent()).toBe("promo");
+    await page.screenshot({ path: join(SHOTS, "item-titled.png"), fullPage: true });
+  });
+
   it("receives a trending update over SSE without reloading the page", async () => {
     await page.goto(`${app.webUrl}#/trending`);
     const hour = page.locator('[data-trending="1h"] tbody tr');

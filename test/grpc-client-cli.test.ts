@@ -112,6 +112,28 @@ describe("reco recommend and reco trending", () => {
     );
   });
 
+  it("prints the catalogue's titles beside the ids when the answer has any", async () => {
+    const titled: RecoBackend = {
+      ...backend,
+      getRecommendations: async (userId) => ({
+        ...recommendations,
+        userId,
+        items: recommendations.items.map((i, k) => (k === 0 ? { ...i, title: "Galaxy A50" } : i)),
+      }),
+    };
+    const s = await startGrpcServer({ port: 0, backend: titled });
+    try {
+      const result = await reco("recommend", "u1", "-n", "2", "--address", `127.0.0.1:${s.port}`);
+      expect(result.out.split("\n").slice(1, 4)).toEqual([
+        "RANK  ITEM     TITLE        SCORE  SOURCE            CATEGORY                BRAND    AVG PRICE",
+        "   1  1004856  Galaxy A50  12.500  PERSONALIZED      electronics.smartphone  samsung     130.76",
+        "   2  5100816  -                3  POPULAR_FALLBACK  appliances.kitchen      -             9.50",
+      ]);
+    } finally {
+      await s.stop(1000);
+    }
+  });
+
   it("prints the gRPC status name and message and exits 1 when the request is invalid", async () => {
     const result = await reco("recommend", "u1", "-n", "500", "--address", address);
     expect(result.err).toBe("error: INVALID_ARGUMENT: n must be between 1 and 100, got 500");

@@ -224,17 +224,9 @@ function printRecommendations(response: GetRecommendationsResponse, io: QueryIo)
       item.brand || "-",
       item.averagePrice.toFixed(2),
     ]);
-    io.out(
-      formatTable(["RANK", "ITEM", "SCORE", "SOURCE", "CATEGORY", "BRAND", "AVG PRICE"], rows, [
-        true,
-        false,
-        true,
-        false,
-        false,
-        false,
-        true,
-      ]),
-    );
+    const heads = ["RANK", "ITEM", "SCORE", "SOURCE", "CATEGORY", "BRAND", "AVG PRICE"];
+    const right = [true, false, true, false, false, false, true];
+    io.out(formatTable(...titled(response.items, heads, rows, right)));
   }
   const categories = response.topCategories.map((c) => `${c.category} (${c.interest})`);
   io.out(`top categories: ${categories.length > 0 ? categories.join(", ") : "-"}`);
@@ -263,17 +255,9 @@ function printTrending(update: TrendingUpdate, io: QueryIo): void {
     String(item.carts),
     String(item.purchases),
   ]);
-  io.out(
-    formatTable(["RANK", "ITEM", "SCORE", "VIEWS", "CLICKS", "CARTS", "PURCHASES"], rows, [
-      true,
-      false,
-      true,
-      true,
-      true,
-      true,
-      true,
-    ]),
-  );
+  const heads = ["RANK", "ITEM", "SCORE", "VIEWS", "CLICKS", "CARTS", "PURCHASES"];
+  const right = [true, false, true, true, true, true, true];
+  io.out(formatTable(...titled(update.items, heads, rows, right)));
 }
 
 /** Plain padded columns; `right[i]` right-aligns column i (numbers). */
@@ -296,4 +280,24 @@ function formatScore(score: number): string {
 
 function formatTimestamp(ts: Timestamp | undefined): string {
   return ts ? timestampDate(ts).toISOString() : "none";
+}
+
+/**
+ * A table's columns with the catalogue's titles beside the item ids, when any item has one (a
+ * catalogue without titles prints as before).
+ */
+function titled(
+  items: readonly { title: string }[],
+  heads: string[],
+  rows: string[][],
+  right: boolean[],
+): [string[], string[][], boolean[]] {
+  if (!items.some((i) => i.title !== "")) return [heads, rows, right];
+  const at = heads.indexOf("ITEM") + 1;
+  const insert = <T>(xs: T[], x: T) => [...xs.slice(0, at), x, ...xs.slice(at)];
+  return [
+    insert(heads, "TITLE"),
+    rows.map((r, k) => insert(r, items[k]!.title || "-")),
+    insert(right, false),
+  ];
 }

@@ -19,6 +19,9 @@ import { createProfileReplica, type ProfileReplica } from "../../actors/profile-
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import { createProfileReplicaActor } from "../../connectors/nats/profile-watch.js";
+import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
+import { createCatalogueTable, type CatalogueTable } from "../../actors/catalogue-table.js";
+import { catalogueBase } from "./catalogue-base.js";
 import type { PipelineConfig } from "./pipeline.js";
 import { itemInfo, similarByCategory } from "../../actors/similar-by-category.js";
 import { filterDesign } from "../../actors/recommender-serve.js";
@@ -44,7 +47,11 @@ export interface GatewayOptions {
 export function createGatewayBackend(o: GatewayOptions): RecoBackend {
   // All in memory: answered in place, within the gRPC request's own task.
   const recommendNow = (userId: string, n: number, options?: RecommendOptions): Recommendations => {
-    if (hasOptions(options)) return filterDesign(recommendNow(userId, MAX_COUNT), n, options);
+    if (hasOptions(options))
+      return filterDesign(answer(userId, MAX_COUNT, options.exclude), n, options);
+    return answer(userId, n);
+  };
+  const answer = (userId: string, n: number, exclude?: ReadonlySet<string>): Recommendations => {
     if (!o.table.initialised || !o.replica.caughtUp)
       throw new BackendUnavailableError(
         "gateway is loading the profile replica and the popularity table",
@@ -54,15 +61,20 @@ export function createGatewayBackend(o: GatewayOptions): RecoBackend {
       throw new BackendUnavailableError(
         `the profile replica is ${Math.round(staleness)} ms behind (limit ${o.maxStalenessMs} ms)`,
       );
-    const answer = answerFor(
+    const result = answerFor(
       userId,
       n,
       o.replica.profile(userId),
       o.table,
-      { size: o.fallbackSize, score: 0.1, userOutOfOrdernessMs: o.userOutOfOrdernessMs },
+      {
+        size: o.fallbackSize,
+        score: 0.1,
+        userOutOfOrdernessMs: o.userOutOfOrdernessMs,
+        ...(exclude !== undefined ? { exclude } : {}),
+      },
       (profile, now) => joinCandidates(profile, o.table, now, o.interestHorizonMs, n),
     );
-    return { ...answer, stalenessMs: staleness };
+    return { ...result, stalenessMs: staleness };
   };
   return {
     isReady: () => o.table.initialised && o.replica.caughtUp,
@@ -82,6 +94,11 @@ export interface GatewayProcess {
   readonly backend: RecoBackend;
   /** The popularity table's replica (rows and version: what blended answers read of it). */
   readonly table: PopularityTable;
+  /**
+   * The item catalogue's replica. The backend above answers without it: whoever serves wraps its
+   * final backend once (actors/catalogue-backend.ts), so no answer is filtered twice.
+   */
+  readonly catalogue: CatalogueTable;
   /** The user's top categories from the profile replica (undefined: not known yet). */
   topCategories(user: string): Recommendations["topCategories"] | undefined;
   readonly supervisor: Supervisor;
@@ -118,6 +135,8 @@ export async function startGateway(
     createTrendingHubActor(nc, hub, Math.min(250, cfg.trendingTriggerMs)),
   );
   supervisor.supervise("profile-replica", () => createProfileReplicaActor(nc, replica));
+  const catalogue = createCatalogueTable(catalogueBase(cfg));
+  supervisor.supervise("catalogue-table", () => createCatalogueTableActor(nc, catalogue));
   supervisor.events$.subscribe((e) => {
     if (e.type === "child-failed")
       log?.({ child: e.childId, err: String(e.error) }, "gateway actor failed");
@@ -126,6 +145,7 @@ export async function startGateway(
   return {
     supervisor,
     table,
+    catalogue,
     topCategories: (user) =>
       replica.caughtUp ? topCategoriesOf(replica.profile(user)) : undefined,
     backend: createGatewayBackend({

@@ -33,6 +33,7 @@ import {
   type Ownership,
 } from "./units.js";
 import { startServing } from "./serving.js";
+import type { CatalogueTable } from "../../actors/catalogue-table.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
 
@@ -88,6 +89,8 @@ const SOURCE_TIERS: ReadonlySet<string> = new Set(["history", "covisit", "collab
 
 export interface Pipeline {
   readonly backend: RecoBackend;
+  /** The item catalogue the backend answers with (writes wait until it shows them). */
+  readonly catalogue: CatalogueTable;
   readonly supervisor: Supervisor;
   /** Stage instances by "<stage>/<partition>" (current incarnation). */
   instance(id: string): StageInstance<StageHandler> | undefined;
@@ -312,6 +315,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ).then(() => undefined));
   return {
     backend: serving.backend,
+    catalogue: serving.catalogue,
     ...(ranker.changes ? { blendChanges: ranker.changes } : {}),
     supervisor,
     instance: (id) => instances.get(id),

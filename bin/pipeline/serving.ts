@@ -23,6 +23,10 @@ import type { RankerWiring } from "../../actors/recommender-wiring.js";
 import type { Arm } from "../../actors/arms.js";
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
+import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
+import { createCatalogueTable, type CatalogueTable } from "../../actors/catalogue-table.js";
+import { withCatalogue } from "../../actors/catalogue-backend.js";
+import { catalogueBase } from "./catalogue-base.js";
 import type { PipelineConfig } from "./pipeline.js";
 import type { Units } from "./units.js";
 
@@ -44,6 +48,8 @@ export interface ServingOptions {
 
 export interface Serving {
   readonly backend: RecoBackend;
+  /** The item catalogue this process serves from (its KV bucket's replica). */
+  readonly catalogue: CatalogueTable;
   /** Answers once every actor of the pipeline runs; not while it stops. */
   setRunning(running: boolean): void;
 }
@@ -59,6 +65,9 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   const table = createPopularityTable();
   if (serve)
     supervisor.supervise("popularity-table", () => createPopularityTableActor(o.nc, table));
+  const catalogue = createCatalogueTable(catalogueBase(cfg));
+  if (serve)
+    supervisor.supervise("catalogue-table", () => createCatalogueTableActor(o.nc, catalogue));
   for (let p = 0; p < P; p++) {
     if (!serve) break;
     // Built once: join() runs per GetRecommendations call.
@@ -120,7 +129,7 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
     const answer =
       running && actor
         ? hasOptions(options)
-          ? filterDesign(actor.answer(userId, MAX_COUNT), n, options!)
+          ? filterDesign(actor.answer(userId, MAX_COUNT, options!.exclude), n, options!)
           : actor.answer(userId, n)
         : new BackendUnavailableError(`partition ${p} is not serving yet (starting or restarting)`);
     if (answer instanceof BackendUnavailableError) throw answer;
@@ -152,7 +161,8 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   };
 
   return {
-    backend,
+    backend: withCatalogue(backend, catalogue),
+    catalogue,
     setRunning: (r) => void (running = r),
   };
 }

@@ -8,6 +8,10 @@ import { loadInterestHandler } from "../../actors/interest-ranking.js";
 import { createPopularityHandler } from "../../actors/popularity.js";
 import { createJoinHandler } from "../../actors/popularity-join.js";
 import { createTrendingHandler } from "../../actors/trending.js";
+import {
+  createCatalogueHandler,
+  createCatalogueUpsertHandler,
+} from "../../actors/catalogue-stage.js";
 import { subjects } from "../../actors/subjects.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -30,7 +34,8 @@ export interface StageWiring {
 /**
  * The wiring of the design stages (DESIGN §3): parse, then per partition the user path
  * (watermark → window → interest-ranking → popularity-join) and the item path (popularity,
- * trending), each on the subject its upstream writes.
+ * trending, catalogue), each on the subject its upstream writes; and the catalogue's upserts,
+ * read from their own stream (ITEMS).
  */
 export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
   const { run } = d;
@@ -103,7 +108,27 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
         },
       }),
   });
+  // One reader of the upserts: their stream's order is the explicit layer's order.
+  run({
+    stage: "catalogue-upsert",
+    partition: 0,
+    stream: STREAMS.items,
+    subject: subjects.itemsUpsert,
+    input: "raw",
+    inFlight: 256,
+    batching: perInput,
+    create: (state, out) => createCatalogueUpsertHandler(state, out),
+  });
   for (let p = 0; p < P; p++) {
+    run({
+      stage: "catalogue",
+      partition: p,
+      stream: STREAMS.hops,
+      subject: subjects.items(p),
+      input: "envelope",
+      batching: perInput,
+      create: (state, out) => createCatalogueHandler(state, out),
+    });
     run({
       stage: "watermark",
       partition: p,

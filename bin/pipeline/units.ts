@@ -59,6 +59,8 @@ const INGEST_STAGES: ReadonlySet<string> = new Set([
   "drift",
   "popularity",
   "trending",
+  "catalogue",
+  "catalogue-upsert",
 ]);
 
 /** Stage instances by "<stage>/<partition>" (current incarnation). */

@@ -1,10 +1,8 @@
 import { readFileSync } from "node:fs";
+import { isUItemLine, loadMovieTitles, MoviesCatalogError } from "./movies-titles.js";
 import { isHeader, MOVIELENS_MOVIES_COLUMNS, parseMoviesRow, splitCsvLine } from "./formats.js";
 
-/** Raised when MOVIES_CATALOG cannot be read as a MovieLens `movies.csv`. */
-export class MoviesCatalogError extends Error {
-  override name = "MoviesCatalogError";
-}
+export { MoviesCatalogError };
 
 /**
  * Loads a MovieLens `movies.csv` (`movieId,title,genres`): movie id -> its first genre,
@@ -20,6 +18,15 @@ export function loadMoviesCatalog(file: string): Map<string, string> {
     throw new MoviesCatalogError(`cannot read the movies catalogue ${file}`, { cause: err });
   }
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
+  if (isUItemLine(lines[0] ?? "")) {
+    // ml-100k's u.item: the same rule (first genre, lowercased) on its genre flags.
+    const genres = new Map<string, string>();
+    for (const [id, { categories }] of loadMovieTitles(file)) {
+      const first = categories[0]?.toLowerCase().replace(/\s+/g, "-");
+      if (first !== undefined) genres.set(id, first);
+    }
+    return genres;
+  }
   const head = splitCsvLine(lines[0] ?? "");
   if (!head.ok || !isHeader(head.fields, MOVIELENS_MOVIES_COLUMNS))
     throw new MoviesCatalogError(

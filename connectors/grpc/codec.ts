@@ -200,6 +200,8 @@ export function toSimilarResponse(s: SimilarItems): GetSimilarItemsResponse {
       source,
       purchases: toUint64(i.purchases),
       explanation: i.explanation,
+      title: i.title ?? "",
+      labels: i.labels ?? [],
     })),
     watermark: s.watermark === null ? undefined : toTimestamp(s.watermark),
     statusMessage: s.statusMessage,
@@ -308,6 +310,8 @@ function toRecommendedItems(from: Recommendations["items"]): RecommendedItem[] {
       purchases: toUint64(item.purchases),
       // The design ranking's items are explained by its own rules, as the JSON API does.
       explanation: explain(item),
+      title: item.title ?? "",
+      labels: item.labels ?? [],
     };
   }
   return items;
@@ -354,6 +358,8 @@ export function toTrendingUpdate(
       carts: toUint64(entry.carts ?? 0),
       purchases: toUint64(entry.purchases ?? 0),
       rank: i + 1,
+      title: entry.title ?? "",
+      labels: entry.labels ?? [],
     })),
     final: snapshot.final,
     watermark: snapshot.watermark === null ? undefined : timestampFromMs(snapshot.watermark),

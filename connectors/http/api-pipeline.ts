@@ -103,6 +103,8 @@ const ORDER = [
   "fallback",
   "popularity",
   "trending",
+  "catalogue",
+  "catalogue-upsert",
 ];
 
 export function createPipelineView(source: MetricsSource, clock: () => number = Date.now) {

@@ -15,6 +15,7 @@ import {
 } from "../../actors/backend.js";
 import { HttpError } from "./api-errors.js";
 import { eventsBody, postEvents, requireJson, MAX_EVENTS_BODY_BYTES } from "./api-events.js";
+import { catalogueJson, putItem, MAX_ITEM_BODY_BYTES } from "./api-items.js";
 import { errors, ok } from "./api-openapi.js";
 import {
   at,
@@ -126,7 +127,8 @@ export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: Rout
   get<{ Params: { itemId: string } }>(
     "/v1/items/:itemId",
     {
-      summary: "An item's popularity and its place in the current trending windows",
+      summary:
+        "An item's catalogue entry, its popularity and its place in the current trending windows",
       params: itemPath,
       querystring: query(),
       response: { 200: ok("Item", "the item"), ...errors(400, 503) },
@@ -135,7 +137,9 @@ export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: Rout
       const { itemId } = req.params;
       requireReady();
       const trending = TRENDING_WINDOWS.map((w) => history.latest(w));
-      return itemJson(itemId, backend.item?.(itemId), trending);
+      const info = backend.item?.(itemId);
+      const catalogue = info?.catalogue ? catalogueJson(info.catalogue) : null;
+      return { ...itemJson(itemId, info, trending), catalogue };
     },
   );
 
@@ -272,7 +276,7 @@ export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: Rout
   app.post(
     "/v1/events",
     {
-      config: { write: true },
+      config: { write: "POST /v1/events" },
       bodyLimit: MAX_EVENTS_BODY_BYTES,
       // Before the body is read (after the key check): nothing to publish to, or not JSON.
       onRequest: async (req) => {
@@ -304,6 +308,36 @@ export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: Rout
         }
       });
       return reply.code(202).send(answer);
+    },
+  );
+
+  const upsert = o.upsertItem;
+  app.put<{ Params: { itemId: string } }>(
+    "/v1/items/:itemId",
+    {
+      config: { write: "PUT /v1/items/{id}" },
+      bodyLimit: MAX_ITEM_BODY_BYTES,
+      onRequest: async (req) => {
+        if (!upsert) throw unimplemented("this server stores no items (no NATS connection)");
+        requireJson(req.headers);
+      },
+      // The body is checked by the catalogue's own rules (actors/catalogue.ts), the same as an
+      // items.upsert message's, so both doors name a bad field in the same words.
+      schema: {
+        summary:
+          "Upserts the item's catalogue fields, any of title, categories, brand, price (>= 0), labels and hidden; fields left out keep their value. Published to items.upsert; needs a key of API_KEYS; an Idempotency-Key header makes a retried request count once",
+        params: itemPath,
+        querystring: query(),
+        response: {
+          200: ok("CatalogueItem", "the item as stored"),
+          202: { description: "stored; the catalogue did not show it within 5 s" },
+          ...errors(400, 401, 413, 415, 501, 503),
+        },
+      },
+    },
+    async (req, reply) => {
+      const { status, body } = await putItem(req.body, req.headers, req.params.itemId, upsert!);
+      return reply.code(status).send(body);
     },
   );
 }

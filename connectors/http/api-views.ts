@@ -33,12 +33,22 @@ export function explain(item: RecommendedItem): string {
 export const cents = (n: number): number => Math.round(n * 100) / 100;
 export const tidy = (n: number): number => Number(n.toPrecision(12));
 
+/**
+ * The catalogue's title and labels beside an id, left out when empty as proto3's JSON mapping
+ * leaves out default values (an answer of items the catalogue does not know reads as before).
+ */
+const described = (i: { title?: string; labels?: string[] }) => ({
+  ...(i.title ? { title: i.title } : {}),
+  ...(i.labels && i.labels.length > 0 ? { labels: i.labels } : {}),
+});
+
 export function recommendationsJson(recs: Recommendations) {
   return {
     userId: recs.userId,
     items: recs.items.map((i) => ({
       rank: i.rank,
       itemId: i.itemId,
+      ...described(i),
       score: tidy(i.score),
       source: i.source,
       explanation: explain(i),
@@ -65,6 +75,7 @@ export function trendingJson(s: TrendingSnapshot, k: number) {
     items: s.items.slice(0, k).map((e, i) => ({
       rank: i + 1,
       itemId: e.itemId,
+      ...described(e),
       score: tidy(e.score),
       views: e.views,
       clicks: e.clicks,
@@ -81,7 +92,17 @@ export function similarJson(s: SimilarItems) {
     itemId: s.itemId,
     basis: s.basis,
     // Averages over many events carry float noise (130.95000000000002): to the cent.
-    items: s.items.map((i) => ({ ...i, averagePrice: cents(i.averagePrice) })),
+    items: s.items.map((i) => ({
+      itemId: i.itemId,
+      ...described(i),
+      score: i.score,
+      rank: i.rank,
+      category: i.category,
+      brand: i.brand,
+      averagePrice: cents(i.averagePrice),
+      purchases: i.purchases,
+      explanation: i.explanation,
+    })),
     watermark: iso(s.watermark),
     statusMessage: s.statusMessage,
   };
@@ -95,14 +116,15 @@ export function itemJson(
 ) {
   return {
     itemId,
-    popularity: info
-      ? {
-          purchases: info.purchases,
-          category: info.category,
-          brand: info.brand,
-          averagePrice: cents(info.averagePrice),
-        }
-      : null,
+    popularity:
+      info && info.purchases > 0
+        ? {
+            purchases: info.purchases,
+            category: info.category,
+            brand: info.brand,
+            averagePrice: cents(info.averagePrice),
+          }
+        : null,
     trending: trending.flatMap((s) => {
       if (!s) return [];
       const at = s.items.findIndex((e) => e.itemId === itemId);

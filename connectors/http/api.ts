@@ -12,6 +12,7 @@ import { keepIdleConnections } from "./keep-alive.js";
 import type { RecoBackend } from "../../actors/backend.js";
 import { fromFramework, HttpError, notFound, pathOf, toErrorResponse } from "./api-errors.js";
 import { requireApiKey, type PublishEvent } from "./api-events.js";
+import type { UpsertItem } from "./api-items.js";
 import { openApiOptions } from "./api-openapi.js";
 import { normaliseQuery, schemaError } from "./api-params.js";
 import type { MetricsSource } from "./api-pipeline.js";
@@ -21,8 +22,8 @@ import { createTrendingHistory } from "./api-trending.js";
 
 declare module "fastify" {
   interface FastifyContextConfig {
-    /** A write: it needs a key of API_KEYS wherever the server listens. */
-    write?: boolean;
+    /** A write, as its error names it: it needs a key of API_KEYS wherever the server listens. */
+    write?: string;
   }
 }
 
@@ -50,6 +51,8 @@ export interface ApiServerOptions {
   logger?: Logger;
   /** Stores an event in JetStream (`POST /v1/events`); absent: the route answers 501. */
   publishEvent?: PublishEvent;
+  /** Stores an item upsert (`PUT /v1/items/{id}`); absent: the route answers 501. */
+  upsertItem?: UpsertItem;
   /**
    * API_KEYS: keys a write (`POST /v1/events`) must carry; reads need one too when the server is
    * bound to other than loopback and keys are set. No keys: writes are refused.
@@ -123,14 +126,21 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   await app.register(cors, {
     // Unset: preflights are answered, but no origin is allowed (the browser's same-origin rule).
     origin: origins.includes("*") ? "*" : [...origins],
-    methods: ["GET", "HEAD", "POST", "OPTIONS"],
-    allowedHeaders: ["content-type", "last-event-id", "authorization", "x-api-key"],
+    methods: ["GET", "HEAD", "POST", "PUT", "OPTIONS"],
+    allowedHeaders: [
+      "content-type",
+      "last-event-id",
+      "authorization",
+      "x-api-key",
+      "idempotency-key",
+    ],
     maxAge: 600,
     strictPreflight: false,
   });
   // After CORS, so a preflight is answered without a key.
   app.addHook("onRequest", async (req) => {
-    if (req.routeOptions.config.write) requireApiKey(req.headers, apiKeys, "POST /v1/events");
+    const write = req.routeOptions.config.write;
+    if (write !== undefined) requireApiKey(req.headers, apiKeys, write);
     else if (
       readsKeyed &&
       (req.method === "GET" || req.method === "HEAD") &&

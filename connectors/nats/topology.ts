@@ -18,6 +18,8 @@ export const STREAMS = {
   dlq: "RECO_DLQ",
   /** Events behind the watermark: reco.late. */
   late: "RECO_LATE",
+  /** Item upserts (`items.upsert`): the catalogue's explicit input, kept like EVENTS. */
+  items: "ITEMS",
 } as const;
 
 export const HOP_STAGES = ["parse", "items", "watermark", "window", "interest-ranking"] as const;
@@ -68,8 +70,19 @@ export async function ensureTopology(
     num_replicas: replicas,
     duplicate_window: dup,
   });
+  // No max age: the catalogue's explicit layer is rebuilt from it like any stage's input.
+  await ensureStream(jsm, {
+    name: STREAMS.items,
+    subjects: ["items.upsert"],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    num_replicas: replicas,
+    duplicate_window: dup,
+  });
   const js = nc.jetstream();
   await js.views.kv(BUCKETS.popularity, { history: 1, replicas });
+  await js.views.kv(BUCKETS.catalogue, { history: 1, replicas });
   await js.views.kv(BUCKETS.trending, { history: 1, replicas });
 }
 

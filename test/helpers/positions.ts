@@ -29,15 +29,17 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
   trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
   history: (p) => ["RECO_HOPS", `reco.parse.${p}`],
   drift: (p) => ["RECO_HOPS", `reco.parse.${p}`],
+  catalogue: (p) => ["RECO_HOPS", `reco.items.${p}`],
+  "catalogue-upsert": () => ["ITEMS", ""],
 };
 
 /** The stage instances ("<stage>/<partition>") of an app with `partitions` partitions. */
 export function stageIds(ranker: "design" | "blend", partitions: number, quality = true): string[] {
   const perPartition = ["watermark", "window", "interest-ranking", "popularity-join"];
-  perPartition.push("popularity", "trending");
+  perPartition.push("popularity", "trending", "catalogue");
   if (quality) perPartition.push("drift");
   if (ranker === "blend") perPartition.push("history");
-  const ids = ["parse/0"];
+  const ids = ["parse/0", "catalogue-upsert/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
   if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
   // With the blend, the prequential scorer runs inside covisit/0 (no prequential/0 instance).

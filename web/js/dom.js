@@ -112,3 +112,13 @@ export function placeholder(title, text) {
 
 export const itemLink = (id) =>
   h("a", { href: `#/items/${encodeURIComponent(id)}`, class: "mono" }, id);
+
+/** An item's link with its catalogue title and labels beside it, when the answer has them. */
+export const titledItem = (i) =>
+  h(
+    "span",
+    { class: "titled" },
+    itemLink(i.itemId),
+    i.title ? h("span", { class: "item-title" }, i.title) : null,
+    ...(i.labels ?? []).map((l) => h("span", { class: "label" }, l)),
+  );

@@ -1,12 +1,17 @@
-// An item: what the popularity table knows, its place in trending, and items like it.
+// An item: its catalogue entry, what the popularity table knows, its place in trending, and items
+// like it.
 import { api } from "./api.js";
-import { badge, card, fmt, h, itemLink, priceCell, scoreCell } from "./dom.js";
+import { badge, card, fmt, h, titledItem, priceCell, scoreCell } from "./dom.js";
 import { searchBox } from "./search.js";
 
 export function itemPage(root, itemId) {
   root.append(
     h("h1", {}, "Items"),
-    h("p", { class: "sub" }, "A product's popularity and the items shown beside it."),
+    h(
+      "p",
+      { class: "sub" },
+      "A product's catalogue entry, its popularity and the items shown beside it.",
+    ),
     searchBox("items", itemId, "item id, e.g. 1004856"),
   );
   if (!itemId) return;
@@ -30,6 +35,31 @@ export function itemPage(root, itemId) {
             h("dd", {}, priceCell(p.averagePrice)),
           )
         : h("div", { class: "empty" }, "No purchases of this item within the popularity horizon.");
+      const c = item.catalogue;
+      const described = c
+        ? h(
+            "dl",
+            { class: "facts", id: "catalogue" },
+            h("dt", {}, "title"),
+            h("dd", {}, c.title || "—"),
+            h("dt", {}, "categories"),
+            h("dd", {}, c.categories.length ? c.categories.join(", ") : "—"),
+            h("dt", {}, "brand"),
+            h("dd", {}, c.brand || "—"),
+            h("dt", {}, "price"),
+            h("dd", {}, c.price === null ? "—" : priceCell(c.price)),
+            h("dt", {}, "labels"),
+            h(
+              "dd",
+              {},
+              c.labels.length ? c.labels.map((l) => h("span", { class: "label" }, l)) : "—",
+            ),
+            h("dt", {}, "shown in answers"),
+            h("dd", {}, c.hidden ? h("span", { class: "hidden-flag" }, "hidden") : "yes"),
+            h("dt", {}, "updated"),
+            h("dd", {}, c.updatedAt ? c.updatedAt.replace("T", " ").slice(0, 19) : "—"),
+          )
+        : h("div", { class: "empty" }, "The catalogue knows nothing of this item yet.");
       const trend = h(
         "dl",
         { class: "facts" },
@@ -50,7 +80,7 @@ export function itemPage(root, itemId) {
           "tr",
           { "data-item-id": i.itemId },
           h("td", { class: "rank" }, i.rank),
-          h("td", {}, itemLink(i.itemId), h("div", { class: "explain" }, i.explanation)),
+          h("td", {}, titledItem(i), h("div", { class: "explain" }, i.explanation)),
           h("td", {}, scoreCell(i.score, max, 1)),
           h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),
           h("td", { class: "num" }, priceCell(i.averagePrice)),
@@ -90,6 +120,7 @@ export function itemPage(root, itemId) {
           h(
             "div",
             { class: "grid", style: "margin:0" },
+            card(c?.title ? c.title : `Item ${item.itemId}`, "catalogue", described),
             card(`Item ${item.itemId}`, "popularity", facts),
             card("Trending", "current windows", trend),
           ),

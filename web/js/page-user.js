@@ -1,7 +1,17 @@
 // A user: the ranked items with their source and reason, top categories, and the answer's facts.
 import { api } from "./api.js";
 import { barChart } from "./charts.js";
-import { badge, card, fmt, h, itemLink, placeholder, priceCell, scoreCell } from "./dom.js";
+import {
+  badge,
+  card,
+  fmt,
+  h,
+  itemLink,
+  titledItem,
+  placeholder,
+  priceCell,
+  scoreCell,
+} from "./dom.js";
 import { searchBox } from "./search.js";
 
 export function userPage(root, userId) {
@@ -69,7 +79,7 @@ export function userPage(root, userId) {
           "tr",
           { "data-item-id": i.itemId },
           h("td", { class: "rank" }, i.rank),
-          h("td", {}, itemLink(i.itemId), h("div", { class: "explain" }, i.explanation)),
+          h("td", {}, titledItem(i), h("div", { class: "explain" }, i.explanation)),
           h("td", {}, badge(i.source)),
           h("td", {}, scoreCell(i.score, max)),
           h("td", {}, i.category || "—", h("div", { class: "explain" }, i.brand || "")),

@@ -1,6 +1,6 @@
 // A live trending list (SSE), updated in place: rows whose score moved flash briefly.
 import { followTrending } from "./api.js";
-import { badge, card, fmt, h, itemLink, scoreCell } from "./dom.js";
+import { badge, card, fmt, h, titledItem, scoreCell } from "./dom.js";
 
 export function trendingCard(window, k = 10, { onUpdate } = {}) {
   const title = window === "1h" ? "Last hour" : "Last 24 hours";
@@ -52,7 +52,7 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
           "tr",
           { class: moved ? "flash" : "", "data-item-id": i.itemId, "data-score": i.score },
           h("td", { class: "rank" }, i.rank),
-          h("td", {}, itemLink(i.itemId)),
+          h("td", {}, titledItem(i)),
           h("td", {}, scoreCell(i.score, max, 1)),
           ...counts.map((c) => h("td", { class: "num" }, fmt.int(i[c] ?? 0))),
         );
