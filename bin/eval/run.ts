@@ -71,10 +71,20 @@ export interface EvalResult {
   blend: BlendSettings;
   /** Method → mode → metrics pooled over the test cuts. */
   rows: Partial<Record<Method, Record<Mode, MetricRow>>>;
-  /** Per cut: HR of the blend and of popularity, per mode. */
-  perCut: { cut: number; mode: Mode; cases: number; blend: number; popularity: number }[];
+  /** Per cut and mode: HR of the blend and of popularity, and HR and NDCG of every method. */
+  perCut: {
+    cut: number;
+    mode: Mode;
+    cases: number;
+    blend: number;
+    popularity: number;
+    hr: Partial<Record<Method, number>>;
+    ndcg: Partial<Record<Method, number>>;
+  }[];
   /** Cuts where the blend's HR is below popularity's. */
   belowPopularity: { cut: number; mode: Mode }[];
+  /** Where the blend's HR is below the best single source's: pooled (no cut) or on a cut. */
+  belowBestSource: { cut?: number; mode: Mode; source: Method; hr: number; blend: number }[];
   /** ALS training time per cut (ms) and model size (bytes of factors) at the last cut. */
   als: { implicitMs: number[]; explicitMs: number[]; factorBytes: number };
   validation?: { cuts: readonly number[]; cases: number; chosen: BlendSettings; hr: number };
@@ -208,7 +218,7 @@ export function score(
   const rows: EvalResult["rows"] = {};
   const perCut: EvalResult["perCut"] = [];
   for (const mode of MODES) {
-    const cutTallies = new Map<number, { blend: Tally; popularity: Tally }>();
+    const cutTallies = new Map<number, Partial<Record<Method, Tally>>>();
     for (const method of methods) {
       const t = newTally();
       for (const c of cases) {
@@ -218,22 +228,29 @@ export function score(
         const list = listFor(method, c, mode, bs, k);
         const s = scoreList(list, targets, k);
         addTo(t, s, list, k);
-        if (method === "blend" || method === "popularity") {
-          let ct = cutTallies.get(c.cut);
-          if (!ct) cutTallies.set(c.cut, (ct = { blend: newTally(), popularity: newTally() }));
-          addTo(ct[method], s, list, k);
-        }
+        let ct = cutTallies.get(c.cut);
+        if (!ct) cutTallies.set(c.cut, (ct = {}));
+        addTo((ct[method] ??= newTally()), s, list, k);
       }
       (rows[method] ??= {} as Record<Mode, MetricRow>)[mode] = summarise(t, catalogue);
     }
-    for (const [cut, ct] of [...cutTallies].sort((a, b) => a[0] - b[0]))
+    for (const [cut, ct] of [...cutTallies].sort((a, b) => a[0] - b[0])) {
+      const hr: Partial<Record<Method, number>> = {};
+      const ndcg: Partial<Record<Method, number>> = {};
+      for (const [m, t] of Object.entries(ct) as [Method, Tally][]) {
+        hr[m] = t.hr / Math.max(1, t.cases);
+        ndcg[m] = t.ndcg / Math.max(1, t.cases);
+      }
       perCut.push({
         cut,
         mode,
-        cases: ct.blend.cases,
-        blend: ct.blend.hr / Math.max(1, ct.blend.cases),
-        popularity: ct.popularity.hr / Math.max(1, ct.popularity.cases),
+        cases: ct.blend?.cases ?? 0,
+        blend: hr.blend ?? 0,
+        popularity: hr.popularity ?? 0,
+        hr,
+        ndcg,
       });
+    }
   }
   return { rows, perCut };
 }
