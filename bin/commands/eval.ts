@@ -4,8 +4,16 @@ import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaul
 import { presetNamed, type SourcePreset } from "../../actors/sources/preset.js";
 import { SOURCE_NAMES, type SourceName } from "../../actors/sources/types.js";
 import { readLog, type LogEvent } from "../eval/log.js";
-import type { MetricRow } from "../eval/metrics.js";
-import { collectCases, METHODS, MODES, score, type EvalResult, type Method } from "../eval/run.js";
+import { signTestP, type MetricRow } from "../eval/metrics.js";
+import {
+  collectCases,
+  METHODS,
+  MODES,
+  score,
+  type EvalResult,
+  type Method,
+  type Mode,
+} from "../eval/run.js";
 import { generateSparseLog, sampleUsers } from "../eval/sparse.js";
 import { chooseWeights } from "../eval/weights.js";
 
@@ -109,7 +117,11 @@ export function evalEvents(
     );
   }
   const items = new Set(events.map((e) => e.i)).size;
-  const { rows, perCut } = score(cases, TEST_CUTS, bs, o.k, items);
+  const { rows, perCut, discordant } = score(cases, TEST_CUTS, bs, o.k, items);
+  const pOf = (cut: number | undefined, mode: Mode, method: Method) => {
+    const d = discordant.find((x) => x.cut === cut && x.mode === mode && x.method === method);
+    return d ? signTestP(d.methodOnly, d.blendOnly) : 1;
+  };
   const belowPopularity = perCut
     .filter((c) => c.blend < c.popularity - 1e-9)
     .map(({ cut, mode }) => ({ cut, mode }));
@@ -117,11 +129,18 @@ export function evalEvents(
   for (const mode of MODES) {
     const best = bestOf((m) => rows[m]?.[mode].hr);
     const blend = rows.blend?.[mode].hr ?? 0;
-    if (best && blend < best.hr - 1e-9) belowBestSource.push({ mode, ...best, blend });
+    if (best && blend < best.hr - 1e-9)
+      belowBestSource.push({ mode, ...best, blend, p: pOf(undefined, mode, best.source) });
     for (const c of perCut.filter((x) => x.mode === mode)) {
       const b = bestOf((m) => c.hr[m]);
       if (b && c.blend < b.hr - 1e-9)
-        belowBestSource.push({ cut: c.cut, mode, ...b, blend: c.blend });
+        belowBestSource.push({
+          cut: c.cut,
+          mode,
+          ...b,
+          blend: c.blend,
+          p: pOf(c.cut, mode, b.source),
+        });
     }
   }
   return {
@@ -136,6 +155,7 @@ export function evalEvents(
     perCut,
     belowPopularity,
     belowBestSource,
+    discordant,
     als,
     validation,
   };
@@ -194,7 +214,7 @@ export function formatTable(r: EvalResult, perCut = false): string {
       : `blend below the best single source: ${r.belowBestSource
           .map(
             (b) =>
-              `${b.cut === undefined ? "pooled" : pct(b.cut)} (${b.mode}) ${f3(b.blend)} < ${b.source} ${f3(b.hr)}`,
+              `${b.cut === undefined ? "pooled" : pct(b.cut)} (${b.mode}) ${f3(b.blend)} < ${b.source} ${f3(b.hr)} (p ${b.p.toFixed(2)})`,
           )
           .join(", ")}`,
   );
