@@ -41,7 +41,7 @@ export interface SparseLogOptions {
   items: number;
   categories: number;
   seed: number;
-  /** Days of event time the users' first sessions spread over. */
+  /** Days of event time the users' first visits spread over. */
   days?: number;
 }
 
@@ -56,11 +56,11 @@ const DAY = 86_400_000;
 /**
  * A generated e-commerce log. Items sit in categories whose popularity, and their items'
  * popularity within them, is Zipfian; each item has a few fixed neighbours in its category
- * (what co-visitation can learn). A user has one session, sometimes a few: 1–5 views within a
- * category, each the previous item's neighbour or a popular item of the category; a session
+ * (what co-visitation can learn). A user has one visit, sometimes a few: 1–5 views within a
+ * category, each the previous item's neighbour or a popular item of the category; a visit
  * may end in a cart (and a purchase) of an item viewed in it or of a neighbour of the last one.
  * Returning users come back hours to days later to the same category, often to cart what they
- * viewed. About one user in twelve is a heavy one with many sessions, so history lengths run
+ * viewed. About one user in twelve is a heavy one with many visits, so history lengths run
  * from 1 to dozens as in shop logs.
  */
 export function generateSparseLog(o: SparseLogOptions): LogEvent[] {
@@ -84,11 +84,11 @@ export function generateSparseLog(o: SparseLogOptions): LogEvent[] {
   for (let x = 0; x < o.users; x++) {
     const u = `u${x}`;
     const heavy = r() < 0.08;
-    const sessions = heavy ? 3 + Math.floor(r() * 10) : r() < 0.3 ? 2 : 1;
+    const visits = heavy ? 3 + Math.floor(r() * 10) : r() < 0.3 ? 2 : 1;
     let ts = t0 + Math.floor(r() * span);
     let cat = zipf(r, o.categories);
     const seen: string[] = [];
-    for (let s = 0; s < sessions; s++) {
+    for (let s = 0; s < visits; s++) {
       if (s > 0) {
         ts += Math.floor((2 + r() * 70) * 3_600_000);
         if (r() < 0.3) cat = zipf(r, o.categories);
