@@ -186,7 +186,7 @@ describe("the blend's replica", () => {
     for (const u of users) {
       const mine = replica.answer(u, 10, undefined, row);
       expect(mine).toEqual(s.answers.answer(u, 10, undefined, row));
-      blended += mine!.items.filter((i) => i.source === "SIMILAR_ITEMS").length;
+      blended += mine!.items.filter((i) => i.source !== "POPULAR_FALLBACK").length;
       expect(replica.answer(u, 5, { category: "c1" }, row)).toEqual(
         s.answers.answer(u, 5, { category: "c1" }, row),
       );
@@ -196,7 +196,8 @@ describe("the blend's replica", () => {
           .map((r) => r.item),
       );
     }
-    // The answers are the blend's, not a popularity list alone.
+    // The answers are the blend's, not a popularity list alone (co-visitation's weight is small,
+    // so its items are seldom an item's strongest source: any source but popularity counts).
     expect(blended).toBeGreaterThan(0);
     expect(replica.similar("p3", 5, row)).toBeDefined();
   });
@@ -347,7 +348,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
     for (const u of users) {
       const mine = replica.answer(u, 10, undefined, row);
       expect(mine).toEqual(s.answers.answer(u, 10, undefined, row));
-      blended += mine!.items.filter((i) => i.source === "SIMILAR_ITEMS").length;
+      blended += mine!.items.filter((i) => i.source !== "POPULAR_FALLBACK").length;
       expect(replica.answer(u, 5, { category: "c2" }, row)).toEqual(
         s.answers.answer(u, 5, { category: "c2" }, row),
       );

@@ -111,7 +111,7 @@ describe.each([
       RETRAIN_INTERVAL_MS: String(10 * 365 * 86_400_000),
     });
     nc = await connect({ servers: nats.url });
-  }, 120_000);
+  }, 300_000);
   afterAll(async () => {
     await nc?.close();
     await app?.stop();

@@ -90,7 +90,10 @@ function expected(user: string, now: number, n: number, o: Partial<BlendRequest>
   return blend(lists, bs, {
     n,
     exclude: done,
-    ...(touched.has(user) ? { touched: touched.get(user)! } : {}),
+    // As served: a touched item is the user's own, whichever source ranked it.
+    ...(touched.has(user)
+      ? { touched: touched.get(user)!, touchedWhy: (i: string) => mem.why(user, i) }
+      : {}),
     ...(o.excludeTouched ? { excludeTouched: true } : {}),
     ...(o.category !== undefined
       ? { category: o.category, categoryOf: (i: string) => categories.get(i) }

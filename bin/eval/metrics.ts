@@ -69,3 +69,22 @@ export function summarise(t: Tally, catalogue: number): MetricRow {
     coverage: catalogue > 0 ? t.items.size / catalogue : 0,
   };
 }
+
+/**
+ * One-sided p-value of an exact sign (McNemar) test: the chance of `a` or more of `a + b`
+ * discordant cases going one way if each went either way with probability 1/2. Small: the
+ * method with `a` wins is really ahead, not ahead by chance on these cases.
+ */
+export function signTestP(a: number, b: number): number {
+  const n = a + b;
+  if (a === 0) return 1;
+  let p = 0;
+  // C(n, x) / 2^n summed for x = a..n, in logs so large n does not overflow.
+  const logHalf = n * Math.log(0.5);
+  let logC = 0;
+  for (let x = 0; x <= n; x++) {
+    if (x > 0) logC += Math.log((n - x + 1) / x);
+    if (x >= a) p += Math.exp(logC + logHalf);
+  }
+  return Math.min(1, p);
+}

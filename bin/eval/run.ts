@@ -71,13 +71,49 @@ export interface EvalResult {
   blend: BlendSettings;
   /** Method → mode → metrics pooled over the test cuts. */
   rows: Partial<Record<Method, Record<Mode, MetricRow>>>;
-  /** Per cut: HR of the blend and of popularity, per mode. */
-  perCut: { cut: number; mode: Mode; cases: number; blend: number; popularity: number }[];
+  /** Per cut and mode: HR of the blend and of popularity, and HR and NDCG of every method. */
+  perCut: {
+    cut: number;
+    mode: Mode;
+    cases: number;
+    blend: number;
+    popularity: number;
+    hr: Partial<Record<Method, number>>;
+    ndcg: Partial<Record<Method, number>>;
+  }[];
   /** Cuts where the blend's HR is below popularity's. */
   belowPopularity: { cut: number; mode: Mode }[];
+  /**
+   * Where the blend's HR is below the best single source's, pooled (no cut) or on a cut, with
+   * the one-sided p-value of an exact paired test of the difference (`signTestP`).
+   */
+  belowBestSource: {
+    cut?: number;
+    mode: Mode;
+    source: Method;
+    hr: number;
+    blend: number;
+    p: number;
+  }[];
+  /** Paired counts of every method against the blend. */
+  discordant: Discordant[];
   /** ALS training time per cut (ms) and model size (bytes of factors) at the last cut. */
   als: { implicitMs: number[]; explicitMs: number[]; factorBytes: number };
   validation?: { cuts: readonly number[]; cases: number; chosen: BlendSettings; hr: number };
+}
+
+/**
+ * Cases where a method and the blend disagree on a hit, pooled (no cut) or on one cut: the
+ * counts of a paired (McNemar) test of the two on the same cases.
+ */
+export interface Discordant {
+  cut?: number;
+  mode: Mode;
+  method: Method;
+  /** Cases the method hits and the blend misses. */
+  methodOnly: number;
+  /** Cases the blend hits and the method misses. */
+  blendOnly: number;
 }
 
 /** A case's top-k list for one method and mode. */
@@ -203,14 +239,18 @@ export function score(
   k: number,
   catalogue: number,
   methods: readonly Method[] = METHODS,
-): { rows: EvalResult["rows"]; perCut: EvalResult["perCut"] } {
+): { rows: EvalResult["rows"]; perCut: EvalResult["perCut"]; discordant: Discordant[] } {
+  const discordant: Discordant[] = [];
   const inCuts = new Set(cuts);
   const rows: EvalResult["rows"] = {};
   const perCut: EvalResult["perCut"] = [];
   for (const mode of MODES) {
-    const cutTallies = new Map<number, { blend: Tally; popularity: Tally }>();
-    for (const method of methods) {
+    const cutTallies = new Map<number, Partial<Record<Method, Tally>>>();
+    // Each case's blend hit, to count where a method and the blend disagree (a paired test).
+    const blendHit = new Map<Case, number>();
+    for (const method of ["blend" as const, ...methods.filter((m) => m !== "blend")]) {
       const t = newTally();
+      const pairs = new Map<number | undefined, Discordant>();
       for (const c of cases) {
         if (!inCuts.has(c.cut)) continue;
         const targets = mode === "new" ? c.newTargets : c.targets;
@@ -218,22 +258,48 @@ export function score(
         const list = listFor(method, c, mode, bs, k);
         const s = scoreList(list, targets, k);
         addTo(t, s, list, k);
-        if (method === "blend" || method === "popularity") {
-          let ct = cutTallies.get(c.cut);
-          if (!ct) cutTallies.set(c.cut, (ct = { blend: newTally(), popularity: newTally() }));
-          addTo(ct[method], s, list, k);
-        }
+        if (method === "blend") blendHit.set(c, s.hr);
+        else if (s.hr !== blendHit.get(c))
+          for (const cut of [undefined, c.cut]) {
+            let d = pairs.get(cut);
+            if (!d)
+              pairs.set(
+                cut,
+                (d = {
+                  ...(cut === undefined ? {} : { cut }),
+                  mode,
+                  method,
+                  methodOnly: 0,
+                  blendOnly: 0,
+                }),
+              );
+            if (s.hr > 0) d.methodOnly++;
+            else d.blendOnly++;
+          }
+        let ct = cutTallies.get(c.cut);
+        if (!ct) cutTallies.set(c.cut, (ct = {}));
+        addTo((ct[method] ??= newTally()), s, list, k);
       }
       (rows[method] ??= {} as Record<Mode, MetricRow>)[mode] = summarise(t, catalogue);
+      discordant.push(...pairs.values());
     }
-    for (const [cut, ct] of [...cutTallies].sort((a, b) => a[0] - b[0]))
+    for (const [cut, ct] of [...cutTallies].sort((a, b) => a[0] - b[0])) {
+      const hr: Partial<Record<Method, number>> = {};
+      const ndcg: Partial<Record<Method, number>> = {};
+      for (const [m, t] of Object.entries(ct) as [Method, Tally][]) {
+        hr[m] = t.hr / Math.max(1, t.cases);
+        ndcg[m] = t.ndcg / Math.max(1, t.cases);
+      }
       perCut.push({
         cut,
         mode,
-        cases: ct.blend.cases,
-        blend: ct.blend.hr / Math.max(1, ct.blend.cases),
-        popularity: ct.popularity.hr / Math.max(1, ct.popularity.cases),
+        cases: ct.blend?.cases ?? 0,
+        blend: hr.blend ?? 0,
+        popularity: hr.popularity ?? 0,
+        hr,
+        ndcg,
       });
+    }
   }
-  return { rows, perCut };
+  return { rows, perCut, discordant };
 }

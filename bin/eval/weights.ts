@@ -30,6 +30,7 @@ interface Prepared {
   targets: number;
   /** Popular items allowed, in order (the fill), as indexes into `items`. */
   fill: number[];
+  cut: number;
 }
 
 function prepare(c: Case, mode: Mode, rrfK: number): Prepared | undefined {
@@ -70,7 +71,7 @@ function prepare(c: Case, mode: Mode, rrfK: number): Prepared | undefined {
   const hit = new Uint8Array(items.length);
   items.forEach((i, x) => (hit[x] = targets.has(i) ? 1 : 0));
   const fill = raw[SOURCES.indexOf("POPULAR_FALLBACK")]!.map((c) => index.get(c.item)!);
-  return { items, v, hit, targets: targets.size, fill };
+  return { items, v, hit, targets: targets.size, fill, cut: c.cut };
 }
 
 /** HR and NDCG of one case for one weighting (the blend's ranking: score desc, ties by id). */
@@ -104,13 +105,26 @@ function evaluate(p: Prepared, vs: Float64Array[], w: number[], k: number): [num
   return [hits > 0 ? 1 : 0, dcg / idcg];
 }
 
-export function chooseWeights(
+/** One grid point: the normalisation, a weight per source (SOURCES order) and its HR and NDCG. */
+export interface GridPoint {
+  m: "score" | "rank";
+  w: number[];
+  hr: number;
+  ndcg: number;
+  used: number;
+  rrfK: number;
+  /** HR per cut (the cuts in order). */
+  perCut: number[];
+}
+
+/** Every grid point's HR and NDCG (means over the cases of `cuts` with a target in `mode`). */
+export function gridScores(
   cases: readonly Case[],
   cuts: readonly number[],
   mode: Mode,
   k: number,
-): { chosen: BlendSettings; hr: number; gridHr: number; cases: number } {
-  const rrfK = 60;
+  rrfK = 60,
+): { points: GridPoint[]; cases: number } {
   const inCuts = new Set(cuts);
   const prepared = cases
     .filter((c) => inCuts.has(c.cut))
@@ -119,32 +133,58 @@ export function chooseWeights(
   let combos: number[][] = [[]];
   for (let s = 0; s < SOURCES.length; s++)
     combos = combos.flatMap((c) => GRID.map((w) => [...c, w]));
-  let best:
-    { m: "score" | "rank"; w: number[]; hr: number; ndcg: number; used: number } | undefined;
+  const points: GridPoint[] = [];
+  const n = Math.max(1, prepared.length);
+  const cutIndex = new Map([...cuts].sort((a, b) => a - b).map((c, x) => [c, x]));
+  const perCutCases = new Array<number>(cutIndex.size).fill(0);
+  for (const p of prepared) perCutCases[cutIndex.get(p.cut)!]!++;
   for (const m of ["score", "rank"] as const)
     for (const w of combos) {
       const used = w.filter((x) => x > 0).length;
       if (used === 0) continue;
       let hr = 0;
       let ndcg = 0;
+      const perCut = new Array<number>(cutIndex.size).fill(0);
       for (const p of prepared) {
         const [h, d] = evaluate(p, p.v[m], w, k);
         hr += h;
         ndcg += d;
+        perCut[cutIndex.get(p.cut)!]! += h;
       }
-      const better =
-        !best ||
-        hr > best.hr + 1e-9 ||
-        (Math.abs(hr - best.hr) <= 1e-9 &&
-          (ndcg > best.ndcg + 1e-9 || (Math.abs(ndcg - best.ndcg) <= 1e-9 && used < best.used)));
-      if (better) best = { m, w, hr, ndcg, used };
+      perCut.forEach((h, x) => (perCut[x] = h / Math.max(1, perCutCases[x]!)));
+      points.push({ m, w, hr: hr / n, ndcg: ndcg / n, used, rrfK, perCut });
     }
+  return { points, cases: prepared.length };
+}
+
+/** The blend settings of a grid point. */
+export function settingsOf(p: GridPoint, rrfK = 60): BlendSettings {
   const weights: BlendWeights = {};
   SOURCES.forEach((s, q) => {
-    if (best!.w[q]! > 0) weights[s] = best!.w[q]!;
+    if (p.w[q]! > 0) weights[s] = p.w[q]!;
   });
-  const chosen: BlendSettings = { mode: best!.m, weights, rrfK };
+  return { mode: p.m, weights, rrfK };
+}
+
+export function chooseWeights(
+  cases: readonly Case[],
+  cuts: readonly number[],
+  mode: Mode,
+  k: number,
+): { chosen: BlendSettings; hr: number; gridHr: number; cases: number } {
+  const { points } = gridScores(cases, cuts, mode, k);
+  let best: GridPoint | undefined;
+  for (const p of points) {
+    const better =
+      !best ||
+      p.hr > best.hr + 1e-9 ||
+      (Math.abs(p.hr - best.hr) <= 1e-9 &&
+        (p.ndcg > best.ndcg + 1e-9 ||
+          (Math.abs(p.ndcg - best.ndcg) <= 1e-9 && p.used < best.used)));
+    if (better) best = p;
+  }
+  const chosen = settingsOf(best!);
   // Scored again through blend() itself: the figure reported is the real blend's.
   const r = score(cases, cuts, chosen, k, 1, ["blend"]).rows.blend![mode];
-  return { chosen, hr: r.hr, gridHr: best!.hr / Math.max(1, prepared.length), cases: r.cases };
+  return { chosen, hr: r.hr, gridHr: best!.hr, cases: r.cases };
 }
