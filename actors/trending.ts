@@ -157,8 +157,11 @@ export const trendingStage = defineStage({
       // The last hour marked dirty in this batch: records of a batch mostly share their hour.
       let dirtyHour = NaN;
       for (const r of records) {
-        if (r.s <= position.from || !counted.has(r.t)) continue;
-        const type = EVENT_TYPES.indexOf(r.t as EventType);
+        // A rating stays a rating here whatever the preset made of it (movies: 4 or more is a
+        // purchase for the ranking), so trending counts every rating by its value.
+        const t = r.r > 0 ? "rating" : r.t;
+        if (r.s <= position.from || !counted.has(t)) continue;
+        const type = EVENT_TYPES.indexOf(t as EventType);
         const h = r.ts - (r.ts % HOUR);
         const wb = r.wb;
         for (const [kind, ooo] of kinds) {
@@ -177,7 +180,7 @@ export const trendingStage = defineStage({
           const next = c ? [...c] : [];
           while (next.length <= type) next.push(0);
           // A rating counts by its value (0.5-5), every other event once.
-          next[type]! += r.t === "rating" ? Math.max(0, r.r || 0) : 1;
+          next[type]! += t === "rating" ? r.r : 1;
           if (!c) index(key);
           cells.set(key, next);
           if (kind === "24h") dirty.add("24h|newest");

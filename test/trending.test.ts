@@ -140,6 +140,19 @@ describe("trending", () => {
     ]);
   });
 
+  it("should count a rating of 4 or more by its value too, though the movies preset made it a purchase", () => {
+    const { h, feed } = setup({ weights: { rating: 1 } });
+    // parse relabels a movies rating of 4+ as a purchase (done, for the ranking); it keeps `r`.
+    const bought = (i: string, r: number) => ({ ...ev(T0, i, "purchase"), r });
+    const rated = (i: string, r: number) => ({ ...ev(T0, i, "rating"), r });
+    feed(T0, [bought("m1", 5), bought("m1", 4.5), rated("m2", 3), bought("m3", 4)]);
+    expect(h.part("1h", T0).items.map(([i, score]) => [i, score])).toEqual([
+      ["m1", 9.5],
+      ["m3", 4],
+      ["m2", 3],
+    ]);
+  });
+
   it("should read cells of older snapshots, which held views and clicks only", () => {
     const state = createStageState();
     state.map<number[]>("cell").set(`1h|${T0}|p1`, [2, 1]);
