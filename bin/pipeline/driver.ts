@@ -14,7 +14,7 @@ import type { PopularityRow } from "../../actors/popularity.js";
 import { answerFor } from "../../actors/fallback.js";
 import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
 import { partitionOf } from "../../actors/partition.js";
-import { buckets } from "../../actors/subjects.js";
+import { buckets, subjects } from "../../actors/subjects.js";
 import { HOP_STAGES, STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { createMemoryLog, type MemoryLog } from "../../connectors/memory/log.js";
@@ -64,6 +64,7 @@ export async function startDriver(cfg: PipelineConfig): Promise<Driver> {
   );
   log.addStream(STREAMS.dlq, ["reco.dlq.>"]);
   log.addStream(STREAMS.late, ["reco.late"]);
+  log.addStream(STREAMS.items, [subjects.itemsUpsert]);
 
   const supervisor = createSupervisor({
     id: "driver",
