@@ -25,12 +25,17 @@ export interface StageWiring {
   idleProbe(): Promise<ConsumerView>;
   /** The engine's idle-marker key (see PipelineDeps.markerKey). */
   markerKey?: () => Promise<Uint8Array>;
+  /**
+   * Runs a path of stages, each reading what the one before it writes: the pipeline chains them
+   * where its rule allows (chains.ts). Absent: each runs as its own instance.
+   */
+  path?(specs: readonly StageSpec<StageHandler>[]): void;
 }
 
 /**
  * The wiring of the design stages (DESIGN §3): parse, then per partition the user path
- * (watermark → window → interest-ranking → popularity-join) and the item path (popularity,
- * trending), each on the subject its upstream writes.
+ * (watermark → window → interest-ranking → popularity-join: one path, chained with CHAINING=on)
+ * and the item path (popularity, trending), each on the subject its upstream writes.
  */
 export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
   const { run } = d;
@@ -45,6 +50,11 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
   });
 
   const perInput = "per-input" as const;
+  const path =
+    d.path ??
+    ((specs: readonly StageSpec<StageHandler>[]) => {
+      for (const spec of specs) run(spec);
+    });
   // Outside the parse factory: the alert outlives restarts of the parse actor.
   const badRatio = createBadRatioAlert(d.metrics, { ...(d.log ? { log: d.log } : {}) });
   // Loaded once per process (validated by bin/config.ts): a restart of parse keeps it.
@@ -104,7 +114,7 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
       }),
   });
   for (let p = 0; p < P; p++) {
-    run({
+    const watermark: StageSpec<StageHandler> = {
       stage: "watermark",
       partition: p,
       stream: STREAMS.hops,
@@ -117,8 +127,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
           outOfOrdernessMs: cfg.userOutOfOrdernessMs,
           counters: lateCounter(out),
         }),
-    });
-    run({
+    };
+    const window: StageSpec<StageHandler> = {
       stage: "window",
       partition: p,
       stream: STREAMS.hops,
@@ -131,8 +141,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
           sizeMs: cfg.windowMs,
           outOfOrdernessMs: cfg.userOutOfOrdernessMs,
         }),
-    });
-    run({
+    };
+    const interest: StageSpec<StageHandler> = {
       stage: "interest-ranking",
       partition: p,
       stream: STREAMS.hops,
@@ -146,8 +156,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
           windowMs: cfg.windowMs,
           topCategories: cfg.topCategories,
         }),
-    });
-    run({
+    };
+    const join: StageSpec<StageHandler> = {
       stage: "popularity-join",
       partition: p,
       stream: STREAMS.hops,
@@ -155,7 +165,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
       input: "envelope",
       batching: perInput,
       create: (state) => createJoinHandler(state, { purchaseExclusionMs: cfg.interestHorizonMs }),
-    });
+    };
+    path([watermark, window, interest, join]);
     run({
       stage: "popularity",
       partition: p,
