@@ -191,8 +191,32 @@ export function readShared<T>(key: string, data: Uint8Array, fn: () => T, reader
   return result;
 }
 
+/**
+ * Hops handed from one stage of a chain to the next within the process (host-chain.ts): the
+ * envelope itself behind an empty token, so nothing is encoded or decoded on the way. Weak: a
+ * token is dropped with the input message that made it.
+ */
+const carried = new WeakMap<Uint8Array, Envelope<unknown>>();
+
+/** A token that decodeEnvelope reads as `env` (records shared, never copied). */
+export function carryEnvelope(env: Envelope<unknown>): Uint8Array {
+  const token = new Uint8Array(0);
+  carried.set(token, env);
+  return token;
+}
+
+/** Whether `data` is a token of carryEnvelope rather than a hop's bytes. */
+export function isCarried(data: Uint8Array): boolean {
+  return data.length === 0 && carried.has(data);
+}
+
 /** Decodes a hop message of either form. */
 export function decodeEnvelope<R>(data: Uint8Array): Envelope<R> {
+  // A carried hop leaves the input metrics' last decode alone: it is not the host's input.
+  if (data.length === 0) {
+    const env = carried.get(data);
+    if (env !== undefined) return env as Envelope<R>;
+  }
   let env: Envelope<R>;
   if (reading !== undefined && reading.data === data) {
     reading.env ??= decode(data);

@@ -18,6 +18,14 @@ export const subjects = {
   late: "reco.late",
 } as const;
 
+/**
+ * Whether readers outside the stage graph follow a hop subject, so that it is published even
+ * between chained stages: serving replicas and gateways follow interest-ranking's profiles
+ * (connectors/nats/profile-watch.ts, actors/profile-replica.ts).
+ */
+export const readOutsideGraph = (subject: string): boolean =>
+  subject.startsWith("reco.interest-ranking.");
+
 /** KV buckets the stages write: processing-time tables read by the serving side. */
 export const buckets = {
   /** Product popularity table (item -> purchases over 7 days), broadcast to every partition. */

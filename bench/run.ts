@@ -17,6 +17,7 @@ import { AckPolicy, DeliverPolicy, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { loadConfig } from "../bin/config.js";
+import { SETTINGS } from "../bin/config-settings.js";
 import { startApp, type App } from "../bin/app.js";
 import { trainingsDone } from "../actors/sources/als-worker.js";
 import { connectNats } from "../connectors/nats/connection.js";
@@ -229,6 +230,11 @@ function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<string, st
     ...(env.PARSE_PROCESS_STAGES !== undefined
       ? { PARSE_PROCESS_STAGES: env.PARSE_PROCESS_STAGES }
       : {}),
+    // CHAINING=on: the user path as one chain per partition (docs/HOW-IT-WORKS.md "Chains").
+    ...(env.CHAINING !== undefined ? { CHAINING: env.CHAINING } : {}),
+    // RANKER=design: the design stages alone, without the blend's sources (their cost hides
+    // the user path's).
+    ...(env.RANKER !== undefined ? { RANKER: env.RANKER } : {}),
     // Bounded staleness of blended answers (off by default): the report says when it is on.
     ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
     ...extra,
@@ -1859,7 +1865,7 @@ async function main(): Promise<void> {
     `- load average (1 min) at start ${machine.load[0]!.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)}: ` +
       "anything above ~0.5 means other work shared the 2 cores and the figures are pessimistic",
     `- code: ${machine.code}`,
-    `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}, ${STEP_NODE_FLAGS.length ? `step processes run with \`${STEP_NODE_FLAGS.join(" ")}\`` : "no extra node flags"}`,
+    `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}, CHAINING=${env.CHAINING ?? SETTINGS.chaining.default}, RANKER=${env.RANKER ?? SETTINGS.ranker.default}, ${STEP_NODE_FLAGS.length ? `step processes run with \`${STEP_NODE_FLAGS.join(" ")}\`` : "no extra node flags"}`,
     "",
     t,
     "",

@@ -179,6 +179,13 @@ export const SETTINGS = {
     values: ["on", "off"],
     help: 'off: no drift stages and no prequential scoring (README "Quality"; the scorer keeps a second copy of each user\'s history)',
   },
+  chaining: {
+    env: "CHAINING",
+    kind: "enum",
+    default: "off",
+    values: ["on", "off"],
+    help: 'on: each partition\'s user path (watermark, window, interest-ranking, popularity-join) runs as one chain, records passed in memory (docs/HOW-IT-WORKS.md "Chains"); off: every stage behind its own JetStream subject',
+  },
   qualitySample: {
     env: "QUALITY_SAMPLE",
     kind: "number",

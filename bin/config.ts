@@ -159,6 +159,7 @@ export function loadConfig(
     ranker: str("ranker") as NonNullable<PipelineConfig["ranker"]>,
     ...armsSetting(str("arms")),
     quality: str("quality") !== "off",
+    chaining: str("chaining") === "on",
     qualitySample: num("qualitySample"),
     retrainIntervalMs: num("retrainIntervalMs"),
     answerMaxAgeMs: num("answerMaxAgeMs"),

@@ -86,12 +86,18 @@ function startProc(
  * with the blend, the source stages fed in EVENTS order have too (their input is every
  * partition's hops), the newest training point is trained and nothing trains.
  */
-async function waitQuiescent(nc: NatsConnection, p: Proc, ranker: Ranker, ms = 240_000) {
+async function waitQuiescent(
+  nc: NatsConnection,
+  p: Proc,
+  ranker: Ranker,
+  ms = 240_000,
+  chaining: "on" | "off" = "off",
+) {
   const jsm = await nc.jetstreamManager();
   const until = Date.now() + ms;
   let stableSince = 0;
   // Every instance by name (a count went stale as stages were added: drift, prequential).
-  const ids = stageIds(ranker, 4);
+  const ids = stageIds(ranker, 4, true, chaining === "on");
   while (Date.now() < until) {
     // A scrape refused while the process is busy is tried again, not a failure.
     const positions = await gauges(p.metricsPort, "reco_stage_position").catch(() => []);
@@ -221,11 +227,18 @@ describe("crash exactness under SIGKILL", () => {
 
   // RANKER=design: DESIGN §3.4–3.6's stages; RANKER=blend: also the candidate source stages
   // (history per partition, covisit and collaborative in EVENTS order, ALS trained at
-  // RETRAIN_INTERVAL_MS points of event time: 40 h of events, 4 h intervals).
-  it.each(["design", "blend"] as const)(
-    "gives the results of an uninterrupted run after at least 5 SIGKILLs (RANKER=%s)",
-    async (ranker) => {
-      const env = { RANKER: ranker, RETRAIN_INTERVAL_MS: String(4 * H) };
+  // RETRAIN_INTERVAL_MS points of event time: 40 h of events, 4 h intervals). CHAINING is the
+  // killed run's: the uninterrupted run has every stage behind its own subject, so a chained
+  // run killed and restarted must give what the unchained one gives.
+  it.each([
+    ["design", "off"],
+    ["blend", "off"],
+    ["design", "on"],
+  ] as const)(
+    "gives the results of an uninterrupted run after at least 5 SIGKILLs (RANKER=%s, CHAINING=%s)",
+    async (ranker, chaining) => {
+      const base = { RANKER: ranker, RETRAIN_INTERVAL_MS: String(4 * H) };
+      const env = { ...base, CHAINING: chaining };
       // The blend's merged source stages and ALS trainings cost more per event: its run takes
       // the log's first 60k messages (~12 h of event time: three training points).
       const total = ranker === "blend" ? Math.min(messages.length, 60_000) : messages.length;
@@ -233,7 +246,7 @@ describe("crash exactness under SIGKILL", () => {
       // The uninterrupted run.
       const a = await fresh();
       await publishAll(a.nc, 0, total);
-      const pa = await startProc(a.nats.url, a.dir, env);
+      const pa = await startProc(a.nats.url, a.dir, { ...base, CHAINING: "off" });
       cleanups.push(() => kill(pa));
       await waitQuiescent(a.nc, pa, ranker, quiet);
       const expected = await collect(a.nc, pa);
@@ -303,7 +316,7 @@ describe("crash exactness under SIGKILL", () => {
       }
       const pb = await startProc(b.nats.url, b.dir, env);
       cleanups.push(() => kill(pb));
-      await waitQuiescent(b.nc, pb, ranker, quiet);
+      await waitQuiescent(b.nc, pb, ranker, quiet, chaining);
       const actual = await collect(b.nc, pb);
       await kill(pb);
 

@@ -3,11 +3,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect, type NatsConnection } from "nats";
+import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
-import { gauges, stagesBehind } from "./helpers/positions.js";
+import { gauges } from "./helpers/positions.js";
+import { collect, differences, waitQuiescent, type Results } from "./helpers/engine-results.js";
 import { freePort } from "../connectors/nats/embedded-server.js";
-import { createRecoClient } from "../connectors/grpc/index.js";
 import { replayFile } from "../bin/replay/run.js";
 import { sleep } from "./helpers/harness.js";
 import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
@@ -47,94 +47,6 @@ function startApp(env: Record<string, string>): Promise<App> {
     timeoutMs: 90_000,
     pollMs: 100,
   });
-}
-
-/** Every stage has processed the last message of its input, and no position moved for 2 s. */
-async function waitQuiescent(nc: NatsConnection, app: App) {
-  let stableSince = 0;
-  let last = "";
-  const until = Date.now() + 180_000;
-  while (Date.now() < until) {
-    await sleep(250);
-    try {
-      const jsm = await nc.jetstreamManager();
-      const positions = await gauges(app.metricsPort, "reco_stage_position");
-      const behind =
-        (positions.some((g) => g.labels.stage === "parse") ? 0 : 1) +
-        (await stagesBehind(jsm, positions));
-      const now = JSON.stringify(positions);
-      if (behind === 0 && now === last) {
-        if (stableSince === 0) stableSince = Date.now();
-        else if (Date.now() - stableSince > 2000) return;
-      } else stableSince = 0;
-      last = now;
-    } catch {
-      stableSince = 0; // the server or the app is (re)starting
-    }
-  }
-  throw new Error(`the pipeline did not catch up:\n${app.output().slice(-3000)}`);
-}
-
-interface Results {
-  answers: Record<string, string>;
-  popularity: Record<string, string>;
-  trending: Record<string, string>;
-  counts: Record<string, number>;
-}
-
-async function bucket(nc: NatsConnection, name: string) {
-  const kv = await nc.jetstream().views.kv(name);
-  const keys: string[] = [];
-  // Drain the listing before reading: awaiting inside the listing loop ends it early.
-  for await (const k of await kv.keys()) keys.push(k);
-  const out: Record<string, string> = {};
-  for (const k of keys.sort()) {
-    const e = await kv.get(k);
-    if (!e || e.operation !== "PUT") continue;
-    // A row's or a list's `wm` is the progress its stage had when it was put: a batch's, whose
-    // bounds follow processing time (in two runs without kills too). Heartbeats ("wm.<p>")
-    // carry the final progress, which is the log's.
-    const v = e.json<Record<string, unknown>>();
-    if (!k.startsWith("wm.")) delete v.wm;
-    out[k] = JSON.stringify(v);
-  }
-  return out;
-}
-
-async function collect(nc: NatsConnection, app: App, users: string[]): Promise<Results> {
-  const client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
-  const answers: Record<string, string> = {};
-  for (let i = 0; i < users.length; i += 100) {
-    const batch = users.slice(i, i + 100);
-    const got = await Promise.all(batch.map((u) => client.getRecommendations(u, 10)));
-    got.forEach((a, k) => {
-      answers[batch[k]!] = JSON.stringify([
-        a.items.map((x) => [x.itemId, x.score.toFixed(9), x.source]),
-        a.topCategories.map((c) => [c.category, Number(c.interest)]),
-        a.watermark ? [String(a.watermark.seconds), a.watermark.nanos] : null,
-      ]);
-    });
-  }
-  client.close();
-  const trending: Record<string, string> = {};
-  for (const [k, v] of Object.entries(await bucket(nc, "reco_trending"))) {
-    // Non-final lists are processing-time pushes (docs/FAILURES.md): their timing is not the log's.
-    const part = JSON.parse(v) as { final?: boolean };
-    if (k.startsWith("wm.") || part.final === true) trending[k] = v;
-  }
-  const counts: Record<string, number> = {};
-  for (const { labels, value } of await gauges(app.metricsPort, "reco_stage_count")) {
-    const k = `${labels.stage}:${labels.name}`;
-    counts[k] = (counts[k] ?? 0) + value;
-  }
-  return { answers, popularity: await bucket(nc, "reco_popularity"), trending, counts };
-}
-
-/** Entries of `b` that differ from `a`'s (a few, for the failure message) and how many. */
-function differences(a: Record<string, unknown>, b: Record<string, unknown>) {
-  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
-  const diff = keys.filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
-  return { count: diff.length, first: diff.slice(0, 3).map((k) => [k, a[k], b[k]]) };
 }
 
 describe("SIGKILL late in a paced replay (REES46 head)", () => {

@@ -3,6 +3,7 @@ import type { Supervisor } from "../../runtime/index.js";
 import type { HostDeps } from "../../actors/host.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import type { Instances } from "./units.js";
+import { memberCounts } from "../../actors/host-chain.js";
 
 /**
  * The stage instances' gauges (read from the live instances at each scrape) and the supervisor's
@@ -75,8 +76,12 @@ export function stageGauges(
     labelNames: ["stage", "partition", "name"] as const,
     registers: [metrics.registry],
     collect() {
-      for (const [id, inst] of instances)
-        for (const [name, v] of Object.entries(inst.stats())) this.set({ ...label(id), name }, v);
+      // A chain's counts under each member's stage: late and dead letters read by stage.
+      for (const [id, inst] of instances) {
+        const { partition } = label(id);
+        for (const [stage, counts] of memberCounts(id.slice(0, id.indexOf("/")), inst.stats()))
+          for (const [name, v] of Object.entries(counts)) this.set({ stage, partition, name }, v);
+      }
     },
   });
   supervisor.events$.subscribe((e) => {

@@ -24,6 +24,10 @@ import { natsHostTransport } from "../../connectors/nats/host-transport.js";
 import type { NatsConnection } from "nats";
 import { filter, firstValueFrom, Subject, takeUntil, timer } from "rxjs";
 import { wireStages } from "./stages.js";
+import { planPath } from "./chains.js";
+import { memberInstance } from "./chain-members.js";
+import { membersOfStage, type ChainHandler } from "../../actors/host-chain.js";
+import { readOutsideGraph } from "../../actors/subjects.js";
 import {
   createUnits,
   START_TIERS,
@@ -51,6 +55,11 @@ export interface PipelineConfig extends RankerConfig {
   arms?: Arm[];
   /** QUALITY=off: no drift and prequential stages. Default on. */
   quality?: boolean;
+  /**
+   * CHAINING=on: stages of a path on the same partitioning in this process run as one chain
+   * (chains.ts). Default off.
+   */
+  chaining?: boolean;
   /** QUALITY_SAMPLE: share of target events scored (default 1 here; bin/config.ts: 0.1). */
   qualitySample?: number;
   partitions: number;
@@ -202,7 +211,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
    * An instance whose unit stops here (handed over, the process stopping) serves nothing.
    */
   const previous = new Map<string, StageInstance<StageHandler>>();
-  const servable = (id: string): StageHandler | undefined => {
+  const servableOwn = (id: string): StageHandler | undefined => {
     const inst = instances.get(id);
     if (inst === undefined) {
       previous.delete(id);
@@ -219,10 +228,28 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       ? inst.handler()
       : kept?.handler();
   };
+  /** A chained stage's id ("<stage>/<partition>") -> its chain's id and its stage. */
+  const chainOf = new Map<string, { chain: string; stage: string }>();
+  /** A stage instance's handler, a chain member's through its chain's (serving asks by stage). */
+  const servable = (id: string): StageHandler | undefined => {
+    const member = chainOf.get(id);
+    if (member === undefined) return servableOwn(id);
+    return (servableOwn(member.chain) as ChainHandler | undefined)?.member(member.stage);
+  };
+  /** An instance by id; a chain member as a view of its chain (its handler, its counts). */
+  const instance = (id: string): StageInstance<StageHandler> | undefined => {
+    const member = chainOf.get(id);
+    if (member === undefined) return instances.get(id);
+    const chain = instances.get(member.chain);
+    return chain && memberInstance(chain, member.stage);
+  };
   const run = <H extends StageHandler>(spec: StageSpec<H>) => {
     // Another process of this `reco start` runs it (PARSE_PROCESS=1: units.ts).
-    if (!placedHere(spec.stage)) return;
+    const members = membersOfStage(spec.stage);
+    if (!members.every(placedHere)) return;
     const id = `${spec.stage}/${spec.partition}`;
+    if (members.length > 1)
+      for (const stage of members) chainOf.set(`${stage}/${spec.partition}`, { chain: id, stage });
     const ledger: PoisonLedger = new Map();
     const d = hostDeps(spec.stage, spec.partition);
     units.register(units.unitOf(spec.stage, spec.partition), id, () =>
@@ -244,6 +271,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
 
   wireStages(cfg, {
     run,
+    path: (specs) => {
+      const rule = { chaining: cfg.chaining ?? false, placedHere, published: readOutsideGraph };
+      for (const spec of planPath(specs, rule)) run(spec);
+    },
     // The server's view of parse's consumer (named by units.consumer, as the host's).
     idleProbe: consumerProbe(jsm, EVENTS_STREAM, () => units.consumer("parse", 0).name),
     ...(metrics ? { metrics } : {}),
@@ -318,7 +349,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     catalogue: serving.catalogue,
     ...(ranker.changes ? { blendChanges: ranker.changes } : {}),
     supervisor,
-    instance: (id) => instances.get(id),
+    instance,
     instanceIds: () => [...instances.keys()],
     ready: () => supervisor.ready(),
     sourcesRunning,

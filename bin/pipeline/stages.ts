@@ -29,13 +29,18 @@ export interface StageWiring {
   idleProbe(): Promise<ConsumerView>;
   /** The engine's idle-marker key (see PipelineDeps.markerKey). */
   markerKey?: () => Promise<Uint8Array>;
+  /**
+   * Runs a path of stages, each reading what the one before it writes: the pipeline chains them
+   * where its rule allows (chains.ts). Absent: each runs as its own instance.
+   */
+  path?(specs: readonly StageSpec<StageHandler>[]): void;
 }
 
 /**
  * The wiring of the design stages (DESIGN §3): parse, then per partition the user path
- * (watermark → window → interest-ranking → popularity-join) and the item path (popularity,
- * trending, catalogue), each on the subject its upstream writes; and the catalogue's upserts,
- * read from their own stream (ITEMS).
+ * (watermark → window → interest-ranking → popularity-join: one path, chained with CHAINING=on)
+ * and the item path (popularity, trending, catalogue), each on the subject its upstream writes;
+ * and the catalogue's upserts, read from their own stream (ITEMS).
  */
 export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
   const { run } = d;
@@ -50,6 +55,11 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
   });
 
   const perInput = "per-input" as const;
+  const path =
+    d.path ??
+    ((specs: readonly StageSpec<StageHandler>[]) => {
+      for (const spec of specs) run(spec);
+    });
   // Outside the parse factory: the alert outlives restarts of the parse actor.
   const badRatio = createBadRatioAlert(d.metrics, { ...(d.log ? { log: d.log } : {}) });
   // Loaded once per process (validated by bin/config.ts): a restart of parse keeps it.
@@ -129,7 +139,7 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
       batching: perInput,
       create: (state, out) => createCatalogueHandler(state, out),
     });
-    run({
+    const watermark: StageSpec<StageHandler> = {
       stage: "watermark",
       partition: p,
       stream: STREAMS.hops,
@@ -142,8 +152,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
           outOfOrdernessMs: cfg.userOutOfOrdernessMs,
           counters: lateCounter(out),
         }),
-    });
-    run({
+    };
+    const window: StageSpec<StageHandler> = {
       stage: "window",
       partition: p,
       stream: STREAMS.hops,
@@ -156,8 +166,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
           sizeMs: cfg.windowMs,
           outOfOrdernessMs: cfg.userOutOfOrdernessMs,
         }),
-    });
-    run({
+    };
+    const interest: StageSpec<StageHandler> = {
       stage: "interest-ranking",
       partition: p,
       stream: STREAMS.hops,
@@ -171,8 +181,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
           windowMs: cfg.windowMs,
           topCategories: cfg.topCategories,
         }),
-    });
-    run({
+    };
+    const join: StageSpec<StageHandler> = {
       stage: "popularity-join",
       partition: p,
       stream: STREAMS.hops,
@@ -180,7 +190,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
       input: "envelope",
       batching: perInput,
       create: (state) => createJoinHandler(state, { purchaseExclusionMs: cfg.interestHorizonMs }),
-    });
+    };
+    path([watermark, window, interest, join]);
     run({
       stage: "popularity",
       partition: p,

@@ -5,6 +5,7 @@ import type { StateDb } from "../../state/index.js";
 import { createLeaseManager, type LeaseManager } from "../../connectors/nats/leases.js";
 import { whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { seqOf, type SnapshotArchive } from "../../state/archive.js";
+import { membersOfStage } from "../../actors/host-chain.js";
 
 /**
  * Units of ownership: `parse`, and `p0`..`p<P-1>` (a partition's user-path and item-path stages
@@ -85,7 +86,9 @@ export interface Units {
 }
 
 /** A stage instance's durable consumer name, without leases (see leaseConsumer). */
-export const consumerBase = (stage: string, partition: number): string => `${stage}_${partition}`;
+export const consumerBase = (stage: string, partition: number): string =>
+  // A chain's name joins its stages with "+", which consumer names do not take.
+  `${stage.replaceAll("+", "_")}_${partition}`;
 
 /**
  * A stage instance's consumer name under lease `epoch` (undefined: no leases, `base` as is), and
@@ -125,7 +128,11 @@ export function leaseConsumer(
 export const START_TIERS = ["serving", "history", "covisit", "collaborative", "rest"] as const;
 export type StartTier = (typeof START_TIERS)[number];
 export function tierOf(id: string): StartTier {
-  const stage = id.slice(0, id.indexOf("/"));
+  // A chain starts with its earliest member: popularity-join's chain is what gRPC answers from.
+  const tiers = membersOfStage(id.slice(0, id.indexOf("/"))).map(stageTier);
+  return START_TIERS[Math.min(...tiers.map((t) => START_TIERS.indexOf(t)))]!;
+}
+function stageTier(stage: string): StartTier {
   if (stage === "popularity-join" || stage === "fallback") return "serving";
   if (stage === "history" || stage === "covisit" || stage === "collaborative") return stage;
   return "rest";

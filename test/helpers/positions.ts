@@ -1,4 +1,5 @@
 import type { JetStreamManager } from "nats";
+import { SETTINGS } from "../../bin/config-settings.js";
 
 export interface Gauge {
   labels: Record<string, string>;
@@ -34,8 +35,14 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
 };
 
 /** The stage instances ("<stage>/<partition>") of an app with `partitions` partitions. */
-export function stageIds(ranker: "design" | "blend", partitions: number, quality = true): string[] {
-  const perPartition = ["watermark", "window", "interest-ranking", "popularity-join"];
+export function stageIds(
+  ranker: "design" | "blend",
+  partitions: number,
+  quality = true,
+  chaining = (process.env.CHAINING ?? SETTINGS.chaining.default) === "on",
+): string[] {
+  const userPath = ["watermark", "window", "interest-ranking", "popularity-join"];
+  const perPartition = chaining ? [userPath.join("+")] : userPath;
   perPartition.push("popularity", "trending", "catalogue");
   if (quality) perPartition.push("drift");
   if (ranker === "blend") perPartition.push("history");
@@ -78,7 +85,8 @@ export async function childrenDown(port: number): Promise<number> {
 export async function stagesBehind(jsm: JetStreamManager, positions: Gauge[]): Promise<number> {
   let behind = 0;
   for (const { labels, value } of positions) {
-    const input = inputOf[labels.stage!];
+    // A chain (CHAINING=on: "watermark+window+...") reads its first stage's input.
+    const input = inputOf[labels.stage!.split("+")[0]!];
     if (!input) continue;
     const [stream, subject] = input(labels.partition!);
     const end =
