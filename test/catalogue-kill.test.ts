@@ -53,6 +53,10 @@ async function startApp(natsUrl: string, dataDir: string, serveProcess: boolean)
     },
     detached: true,
     spawned: (a) => cleanups.push(() => killGroup(a)),
+    // Health answers before the JSON API listens (the serving process starts it last): the
+    // test's PUT waits for the API itself.
+    ready: async () =>
+      (await fetch(`http://127.0.0.1:${webPort}/openapi.json`).catch(() => undefined))?.ok === true,
     timeoutMs: 90_000,
     pollMs: 100,
   });
