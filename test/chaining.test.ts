@@ -122,8 +122,14 @@ describe("CHAINING=on against CHAINING=off", () => {
     await o.first(nc);
     let restored = 0;
     if (o.kill) {
-      // Some of what was sent is processed and snapshotted, some not yet.
-      await sleep(700);
+      // Some of what was sent is processed and snapshotted, some not yet: kill once a chain has
+      // written a snapshot with state in it (a loaded machine may take longer than usual).
+      const snapshotted = async () =>
+        (await gauges(app.metricsPort, "reco_stage_snapshot_keys_total")).some(
+          (g) => g.labels.stage!.includes("+") && g.value > 0,
+        );
+      for (const end = Date.now() + 60_000; !(await snapshotted()) && Date.now() < end;)
+        await sleep(100);
       await killGroup(app);
       app = await start();
       for (const g of await gauges(app.metricsPort, "reco_stage_restored_position"))
