@@ -21,6 +21,27 @@ import type { InputMessage, StageHandler, StageOutput, StageSpec } from "./host-
 export interface ChainHandler extends StageHandler {
   /** A member's live handler, by its stage name (serving reads popularity-join's). */
   member(stage: string): StageHandler | undefined;
+  /** What each member did since the last call, and resets it (the host's per-stage metrics). */
+  takeMemberLoad(): MemberLoad[];
+}
+
+/**
+ * A member's share of the chain's work: the time its handler held the event loop, and the input
+ * messages (hops handed on in memory, for every member but the first) and records it was given.
+ * Prometheus shows each member under its own stage name, as Flink reports chained operators.
+ */
+export interface MemberLoad {
+  stage: string;
+  busyMs: number;
+  /** The longest single handling so far (not reset). */
+  longestMs: number;
+  inputs: number;
+  records: number;
+}
+
+/** Whether a handler is a chain's (the host reports its members' load apart). */
+export function isChainHandler(h: StageHandler | undefined): h is ChainHandler {
+  return h !== undefined && "takeMemberLoad" in h;
 }
 
 export interface ChainOptions {
@@ -158,6 +179,33 @@ function memberOutput(
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /**
+ * A member's failure, named after the member: the chain fails as a whole, and its error (in the
+ * log, in a poison message's Reco-Error) says which of its stages threw.
+ */
+export class MemberError extends Error {
+  constructor(
+    readonly stage: string,
+    cause: unknown,
+  ) {
+    super(
+      `${stage}: ${cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)}`,
+      {
+        cause,
+      },
+    );
+    this.name = "MemberError";
+  }
+}
+
+function memberHandle(stage: string, h: StageHandler, msg: InputMessage, lastUpTo: number) {
+  try {
+    h.handle(msg, lastUpTo);
+  } catch (err) {
+    throw new MemberError(stage, err);
+  }
+}
+
+/**
  * The chain of `members` (in order, each reading the subject the one before it writes) as one
  * stage spec for the host: the first member's input, consumer, batching and in-flight bound.
  */
@@ -207,9 +255,21 @@ export function chainSpec(
         handlers.push(await m.create(memberState(state, m.stage), o));
       }
       const byStage = new Map(members.map((m, k) => [m.stage, handlers[k]!]));
+      const load: MemberLoad[] = members.map((m) => ({
+        stage: m.stage,
+        busyMs: 0,
+        longestMs: 0,
+        inputs: 0,
+        records: 0,
+      }));
 
       const handle = (msg: InputMessage, lastUpTo: number) => {
-        handlers[0]!.handle(msg, lastUpTo);
+        let t0 = performance.now();
+        memberHandle(members[0]!.stage, handlers[0]!, msg, lastUpTo);
+        let t1 = performance.now();
+        load[0]!.busyMs += t1 - t0;
+        if (t1 - t0 > load[0]!.longestMs) load[0]!.longestMs = t1 - t0;
+        load[0]!.inputs++; // its records: the host counts them as it decodes
         for (let k = 1; k < members.length; k++) {
           const h = handoffs[k - 1]!;
           // As without the chain: no hop when the member before sent nothing and touched nothing.
@@ -220,15 +280,177 @@ export function chainSpec(
             data: carryEnvelope({ upTo: msg.seq, wm: h.progress, recs: h.recs }),
             headers: NO_HEADERS,
           };
+          const l = load[k]!;
+          l.inputs++;
+          l.records += h.recs.length;
           h.recs = [];
           h.borrowed = false;
           h.touched = false;
           const before = handed[k]!;
           handed[k] = msg.seq;
-          handlers[k]!.handle(hop, before);
+          t0 = t1;
+          memberHandle(members[k]!.stage, handlers[k]!, hop, before);
+          t1 = performance.now();
+          l.busyMs += t1 - t0;
+          if (t1 - t0 > l.longestMs) l.longestMs = t1 - t0;
         }
       };
-      return { handle, member: (s: string) => byStage.get(s) };
+      const takeMemberLoad = () => {
+        const taken = load.map((l) => ({ ...l }));
+        for (const l of load) l.busyMs = l.inputs = l.records = 0;
+        return taken;
+      };
+      return { handle, member: (s: string) => byStage.get(s), takeMemberLoad };
     },
   };
+}
+
+/**
+ * A snapshot as its instance stores it (state/store.ts exportRaw): the metadata and every map's
+ * entries, keyed "<map>\0<key>".
+ */
+export interface PlainSnapshot {
+  meta: Record<string, unknown>;
+  entries: [string, unknown][];
+}
+
+/** The host's own metadata (host.ts capture); the rest of `meta` is the stages'. */
+const HOST_META = new Set(["seq", "upTo", "wm", "stats", "sent"]);
+
+/** One member's part of a snapshot: its maps, metadata and counts, without the member prefix. */
+interface MemberPart {
+  meta: Record<string, unknown>;
+  entries: [string, unknown][];
+  stats: Record<string, number>;
+}
+
+/** A snapshot of `stage` (a chain's or one stage's) cut into its members' parts. */
+function memberParts(stage: string, snap: PlainSnapshot): Map<string, MemberPart> {
+  const members = membersOfStage(stage);
+  const parts = new Map<string, MemberPart>(
+    members.map((m) => [m, { meta: {}, entries: [], stats: {} }]),
+  );
+  const chained = members.length > 1;
+  const split = (key: string): [MemberPart, string] => {
+    const at = key.indexOf(COUNT_SEP);
+    const part = chained && at > 0 ? parts.get(key.slice(0, at)) : undefined;
+    // Without a member's prefix: one stage's own, or the chain's (its first member takes it).
+    return part ? [part, key.slice(at + 1)] : [parts.get(members[0]!)!, key];
+  };
+  for (const [key, value] of snap.entries) {
+    const [part, rest] = split(key);
+    part.entries.push([rest, value]);
+  }
+  for (const [key, value] of Object.entries(snap.meta)) {
+    if (HOST_META.has(key)) continue;
+    const [part, rest] = split(key);
+    part.meta[rest] = value;
+  }
+  const stats = (snap.meta.stats as Record<string, number> | undefined) ?? {};
+  for (const [key, value] of Object.entries(stats)) {
+    const [part, rest] = split(key);
+    part.stats[rest] = value;
+  }
+  return parts;
+}
+
+/** The snapshot of the instance made of `parts` (in member order), with the host's `host` meta. */
+function joinParts(
+  parts: readonly [string, MemberPart][],
+  host: { seq: number; upTo: number; wm: unknown; sent: Record<string, number> },
+): PlainSnapshot {
+  const chained = parts.length > 1;
+  const name = (member: string, key: string) => (chained ? `${member}${COUNT_SEP}${key}` : key);
+  const meta: Record<string, unknown> = {};
+  const stats: Record<string, number> = {};
+  const entries: [string, unknown][] = [];
+  for (const [member, part] of parts) {
+    for (const [k, v] of part.entries) entries.push([name(member, k), v]);
+    for (const [k, v] of Object.entries(part.meta)) meta[name(member, k)] = v;
+    for (const [k, v] of Object.entries(part.stats)) stats[name(member, k)] = v;
+  }
+  return { meta: { ...meta, ...host, stats }, entries };
+}
+
+const sentOf = (snap: PlainSnapshot) =>
+  (snap.meta.sent as Record<string, number> | undefined) ?? {};
+
+/** Whether an instance's snapshot holds anything (a fresh instance's holds nothing). */
+export function isEmptySnapshot(snap: PlainSnapshot): boolean {
+  return snap.entries.length === 0 && !snap.meta.seq && !snap.meta.upTo;
+}
+
+/**
+ * Cuts the snapshot of the chain `stage` in two before member `at` (its index), for a plan that
+ * runs the two sides as separate instances. The head keeps the chain's input position. The tail
+ * reads the subject between them from its start: every hop on it up to the chain's position is
+ * dropped as processed, because a hop a chain publishes carries the chain's input position as
+ * `upTo`, the numbering its members were handed; hops the chain did not publish do not exist,
+ * and the head publishes from its position on.
+ */
+export function cutSnapshot(
+  stage: string,
+  snap: PlainSnapshot,
+  at: number,
+): { head: [string, PlainSnapshot]; tail: [string, PlainSnapshot] } {
+  const members = membersOfStage(stage);
+  if (at <= 0 || at >= members.length) throw new Error(`cannot cut ${stage} before member ${at}`);
+  const parts = memberParts(stage, snap);
+  const pick = (ms: string[]) => ms.map((m) => [m, parts.get(m)!] as [string, MemberPart]);
+  const seq = Number(snap.meta.seq ?? 0);
+  // Each output subject is one member's: the other side never writes it.
+  const sent = sentOf(snap);
+  const [head, tail] = [members.slice(0, at), members.slice(at)];
+  const upTo = Number(snap.meta.upTo ?? 0);
+  return {
+    head: [
+      chainStageName(head.map((stage) => ({ stage }))),
+      joinParts(pick(head), { seq, upTo, wm: snap.meta.wm, sent }),
+    ],
+    tail: [
+      chainStageName(tail.map((stage) => ({ stage }))),
+      joinParts(pick(tail), { seq: 0, upTo: seq, wm: snap.meta.wm, sent }),
+    ],
+  };
+}
+
+/**
+ * Whether `tail`, the instance that reads what `head` writes on `boundary`, has processed exactly
+ * the hops the head sent up to the head's snapshot: its `upTo` at least the head's last hop on
+ * `boundary`, and not beyond the head's position (a head restored from a snapshot older than the
+ * hops the tail read would hand them to it again). Then the two are one state at the head's
+ * position, and can run on as one chain.
+ */
+export function joinable(head: PlainSnapshot, tail: PlainSnapshot, boundary: string): boolean {
+  const lastHop = sentOf(head)[boundary] ?? 0;
+  if (isEmptySnapshot(tail)) return lastHop === 0;
+  const upTo = Number(tail.meta.upTo ?? 0);
+  return upTo >= lastHop && upTo <= Number(head.meta.seq ?? 0);
+}
+
+/**
+ * The snapshot of the chain made of consecutive instances (`segments`, in path order, each
+ * joinable with the next): their members' parts side by side, at the first one's input position.
+ */
+export function joinSnapshots(
+  segments: readonly [string, PlainSnapshot][],
+): [string, PlainSnapshot] {
+  const [first] = segments;
+  if (first === undefined) throw new Error("nothing to join");
+  const parts: [string, MemberPart][] = [];
+  let sent: Record<string, number> = {};
+  for (const [stage, snap] of segments) {
+    for (const [m, part] of memberParts(stage, snap)) parts.push([m, part]);
+    sent = { ...sent, ...sentOf(snap) };
+  }
+  const [, head] = first;
+  return [
+    chainStageName(parts.map(([stage]) => ({ stage }))),
+    joinParts(parts, {
+      seq: Number(head.meta.seq ?? 0),
+      upTo: Number(head.meta.upTo ?? 0),
+      wm: head.meta.wm,
+      sent,
+    }),
+  ];
 }

@@ -1,3 +1,4 @@
+import type { MemberLoad } from "./host-chain.js";
 import type { HostMetrics } from "./host-types.js";
 
 /**
@@ -15,6 +16,7 @@ export function createMetricsTally(
   let busyMs = 0;
   let longestMs = 0;
   let longestReported = 0;
+  const memberLongest = new Map<string, number>();
   return {
     /** `ms` of the event loop spent handling one of the instance's messages. */
     busy(ms: number) {
@@ -26,12 +28,34 @@ export function createMetricsTally(
       inputs++;
       records += n;
     },
-    /** Hands the sums over (and the gauges: lag, mailbox depth). */
-    report(o: { sent: number; pending: number | undefined; mailbox: number }) {
+    /**
+     * Hands the sums over (and the gauges: lag, mailbox depth). A chain's members (`members`)
+     * get their own busy time and inputs, the first member the records the chain read; the
+     * chain's own series keep its consumer's figures and, as busy time, what the host did
+     * around the members (decoding, flushing outputs, snapshots), so that busy time summed over
+     * stages is still the process's.
+     */
+    report(o: {
+      sent: number;
+      pending: number | undefined;
+      mailbox: number;
+      members?: readonly MemberLoad[] | undefined;
+    }) {
       if (!metrics) return;
       if (inputs > 0) metrics.input(stage, partition, inputs, records);
       if (o.sent > 0) metrics.output(stage, partition, o.sent);
-      if (busyMs > 0) metrics.busy(stage, partition, busyMs / 1000);
+      let own = busyMs;
+      for (const [k, m] of (o.members ?? []).entries()) {
+        own -= m.busyMs;
+        if (m.busyMs > 0) metrics.busy(m.stage, partition, m.busyMs / 1000);
+        if (m.longestMs > (memberLongest.get(m.stage) ?? 0)) {
+          memberLongest.set(m.stage, m.longestMs);
+          metrics.longest(m.stage, partition, m.longestMs / 1000);
+        }
+        if (m.inputs > 0)
+          metrics.input(m.stage, partition, m.inputs, k === 0 ? records : m.records);
+      }
+      if (own > 0) metrics.busy(stage, partition, own / 1000);
       if (longestMs > longestReported)
         metrics.longest(stage, partition, (longestReported = longestMs) / 1000);
       inputs = 0;

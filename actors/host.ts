@@ -10,6 +10,7 @@ import { BACKLOG_BATCHES } from "./host-batching.js";
 import { headersOf, setAside } from "./host-poison.js";
 import { startHostTimers, type HostMsg } from "./host-timers.js";
 import { createMetricsTally } from "./host-metrics.js";
+import { isChainHandler } from "./host-chain.js";
 import { createSnapshotter } from "./host-snapshots.js";
 import { openInput } from "./host-input.js";
 import type { HopPublisher, SourceMessage } from "./host-transport.js";
@@ -157,6 +158,7 @@ export function createStageInstance<H extends StageHandler>(
       // The pending count of the last message taken: 0 once caught up.
       pending: lastMsg?.info.pending,
       mailbox: actor.mailboxDepth(),
+      members: isChainHandler(handler) ? handler.takeMemberLoad() : undefined,
     });
 
   /** Hands one hop to the handler; its records at or below the position applied are old. */

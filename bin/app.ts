@@ -14,6 +14,12 @@ import { openStateDb, type StateDb } from "../state/index.js";
 import { startPipeline, type Pipeline, type PipelineDeps } from "./pipeline/pipeline.js";
 import { startGateway } from "./pipeline/gateway.js";
 import { consumerBase, parseProcessStages } from "./pipeline/units.js";
+import {
+  carrySnapshotsOver,
+  USER_PATH,
+  userPathBefore,
+  userPathInstances,
+} from "./pipeline/plan-snapshots.js";
 import { openSnapshotArchive } from "../state/archive.js";
 import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
@@ -182,8 +188,32 @@ export async function startApp(
     const parseApart = role === "start" && cfg.parseProcess;
     // The parse process runs these stages of every unit (PARSE_PROCESS_STAGES), this one the rest.
     const inChild = parseApart ? parseProcessStages(cfg.parseProcessStages) : new Set<string>();
-    if (role === "start")
-      await moveParseSnapshot(stateDb, cfg.dataDir, inChild, cfg.pipeline.partitions);
+    // The user path's instances here and in the parse process: chains of the stages each runs.
+    const userPath = userPathInstances(cfg.pipeline.chaining ?? true, (stage) =>
+      inChild.has(stage) ? "child" : "main",
+    );
+    if (role === "start") {
+      const wanted = userPath.map((i) => i.stage);
+      const before = await userPathBefore(cfg.dataDir);
+      const replanned = before.join(",") !== wanted.join(",");
+      const pathStages = new Set<string>([...before, ...wanted]);
+      await moveParseSnapshot(
+        stateDb,
+        cfg.dataDir,
+        new Set([
+          ...[...inChild].filter((s) => !(USER_PATH as readonly string[]).includes(s)),
+          ...userPath.filter((i) => i.place === "child").map((i) => i.stage),
+        ]),
+        cfg.pipeline.partitions,
+        {
+          bringBack: (s) => replanned && pathStages.has(s),
+          whileHere: () =>
+            carrySnapshotsOver(stateDb, cfg.dataDir, wanted, cfg.pipeline.partitions, (obj, msg) =>
+              log.warn(obj, msg),
+            ),
+        },
+      );
+    }
     let ownership: PipelineDeps["ownership"] = parseApart
       ? {
           mode: "units",

@@ -182,7 +182,7 @@ export const SETTINGS = {
   chaining: {
     env: "CHAINING",
     kind: "enum",
-    default: "off",
+    default: "on",
     values: ["on", "off"],
     help: 'on: each partition\'s user path (watermark, window, interest-ranking, popularity-join) runs as one chain, records passed in memory (docs/HOW-IT-WORKS.md "Chains"); off: every stage behind its own JetStream subject',
   },

@@ -463,7 +463,14 @@ export async function moveParseSnapshot(
   dataDir: string,
   inChild: ReadonlySet<string>,
   partitions: number,
+  opts: {
+    /** Instances that come back into `stateDb` whatever their place (their plan changed). */
+    bringBack?: (stage: string) => boolean;
+    /** Runs once they are all in `stateDb`, before any moves into `state-parse`. */
+    whileHere?: () => Promise<void>;
+  } = {},
 ): Promise<void> {
+  const bringBack = opts.bringBack ?? (() => false);
   const dir = parseStateDir(dataDir);
   const listFile = parseStagesFile(dataDir);
   const want = [...inChild].sort();
@@ -472,9 +479,8 @@ export async function moveParseSnapshot(
     : existsSync(dir)
       ? ["parse"]
       : [];
-  const moveOut = held.filter((s) => !inChild.has(s));
-  const moveIn = want.filter((s) => !held.includes(s));
-  if (moveOut.length === 0 && moveIn.length === 0) return;
+  const moveOut = held.filter((s) => !inChild.has(s) || bringBack(s));
+  const moveIn = want.filter((s) => !held.includes(s) || bringBack(s));
   if (moveOut.length > 0 && existsSync(dir)) {
     const db = await openUnlocked(dir);
     try {
@@ -489,6 +495,8 @@ export async function moveParseSnapshot(
       await db.close();
     }
   }
+  await opts.whileHere?.();
+  if (moveIn.length === 0 && moveOut.length === 0) return;
   if (want.length === 0) {
     await rm(dir, { recursive: true, force: true });
     await rm(listFile, { force: true });

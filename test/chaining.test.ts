@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { gauges } from "./helpers/positions.js";
-import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
+import { exited, killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 import {
   collect,
   differences,
@@ -78,6 +78,11 @@ describe("CHAINING=on against CHAINING=off", () => {
   async function run(o: {
     chaining: "on" | "off";
     kill: boolean;
+    /**
+     * Instead of a kill: once the first part is processed, a graceful stop (SIGTERM) and a start
+     * in this mode on the same DATA_DIR.
+     */
+    switchTo?: "on" | "off";
     users: string[];
     first: (nc: NatsConnection) => Promise<unknown>;
     rest: (nc: NatsConnection) => Promise<unknown>;
@@ -106,9 +111,9 @@ describe("CHAINING=on against CHAINING=off", () => {
       SNAPSHOT_INTERVAL: "300",
       LOG_LEVEL: "warn",
     };
-    const start = () =>
+    const start = (chaining = o.chaining) =>
       spawnReco({
-        env,
+        env: { ...env, CHAINING: chaining },
         detached: true,
         ready: async (app) =>
           (await gauges(app.metricsPort, "reco_stage_position")).some(
@@ -134,6 +139,16 @@ describe("CHAINING=on against CHAINING=off", () => {
       app = await start();
       for (const g of await gauges(app.metricsPort, "reco_stage_restored_position"))
         if (g.labels.stage!.includes("+")) restored += g.value;
+    }
+    if (o.switchTo !== undefined) {
+      await waitQuiescent(nc, app);
+      process.kill(-app.child.pid!, "SIGTERM");
+      await exited(app.child);
+      app = await start(o.switchTo);
+      // What the other mode's instances had snapshotted, carried over to this mode's.
+      for (const g of await gauges(app.metricsPort, "reco_stage_restored_position"))
+        if (/^(watermark|window|interest-ranking|popularity-join)/.test(g.labels.stage!))
+          restored += g.value;
     }
     await o.rest(nc);
     await waitQuiescent(nc, app);
@@ -200,5 +215,34 @@ describe("CHAINING=on against CHAINING=off", () => {
     expect(off.counts["parse:accepted"]).toBeGreaterThan(REES46_EVENTS * 0.9);
     expect(Object.keys(off.popularity).length).toBeGreaterThan(50);
     expectSame(off, await runOf("on", true));
+  }, 300_000);
+  it("carries the user path's state over when CHAINING is switched either way: nothing read again, the same answers", async () => {
+    const half = Math.floor(scenarioPayloads.length / 2);
+    const runOf = (chaining: "on" | "off", switchTo?: "on" | "off") =>
+      run({
+        chaining,
+        kill: false,
+        ...(switchTo !== undefined ? { switchTo } : {}),
+        users: scenarioUsers,
+        first: (nc) => publish(nc, scenarioPayloads.slice(0, half)),
+        rest: (nc) => publish(nc, scenarioPayloads.slice(half)),
+      });
+    const off = await runOf("off");
+    // Off, then on: the four stages' snapshots joined into the chain's.
+    const on = await runOf("off", "on");
+    expect(on.stages).toContain("watermark+window+interest-ranking+popularity-join");
+    expect(on.stages).not.toContain("window");
+    expect(on.restored).toBeGreaterThan(0);
+    expect(on.counts["watermark:late"]).toBe(off.counts["watermark:late"]);
+    expect(differences(off.answers, on.answers)).toEqual({ count: 0, first: [] });
+    expect(differences(off.counts, on.counts)).toEqual({ count: 0, first: [] });
+    expect(on.late).toEqual(off.late);
+    // On, then off: the chain's snapshot cut into one per stage.
+    const back = await runOf("on", "off");
+    expect(back.stages).toContain("window");
+    expect(back.restored).toBeGreaterThan(0);
+    expect(differences(off.answers, back.answers)).toEqual({ count: 0, first: [] });
+    expect(differences(off.counts, back.counts)).toEqual({ count: 0, first: [] });
+    expect(back.late).toEqual(off.late);
   }, 300_000);
 });

@@ -1,7 +1,17 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
 import { decodeEnvelope, encodeEnvelope } from "../actors/envelope.js";
-import { chainSpec, memberCounts, type ChainHandler } from "../actors/host-chain.js";
+import {
+  chainSpec,
+  cutSnapshot,
+  isEmptySnapshot,
+  joinable,
+  joinSnapshots,
+  memberCounts,
+  type ChainHandler,
+  type PlainSnapshot,
+} from "../actors/host-chain.js";
+import { USER_PATH, userPathInstances } from "../bin/pipeline/plan-snapshots.js";
 import type { StageHandler, StageOutput, StageSpec } from "../actors/host.js";
 import { planPath, type ChainRule } from "../bin/pipeline/chains.js";
 
@@ -144,9 +154,112 @@ describe("a chain of stages in one host task", () => {
       out,
     );
     const data = encodeEnvelope(1, 1, [{ n: 1 }], 0);
+    // Named after the member that threw: the log and a poison message's Reco-Error say which.
     expect(() => chain.handle({ seq: 1, subject: "in.2", data, headers: {} }, 0)).toThrow(
-      "b broke",
+      "b: Error: b broke",
     );
+  });
+
+  it("reports each member's inputs, records and time apart", async () => {
+    const a = adder("a", "in.2", "a.2", 1);
+    const b = adder("b", "a.2", undefined, 0);
+    const { out } = recordingOutput();
+    const chain = (await chainSpec([a.spec, b.spec], { published: () => false }).create(
+      createStageState(),
+      out,
+    )) as ChainHandler;
+    const hop = (seq: number, n: number) => ({
+      seq,
+      subject: "in.2",
+      data: encodeEnvelope(
+        seq,
+        1,
+        Array.from({ length: n }, (_, k) => ({ n: k })),
+        seq - 1,
+      ),
+      headers: {},
+    });
+    chain.handle(hop(1, 3), 0);
+    chain.handle(hop(2, 2), 1);
+    const load = chain.takeMemberLoad();
+    expect(load.map((l) => [l.stage, l.inputs, l.records])).toEqual([
+      ["a", 2, 0], // the first member's records are the chain's, counted by the host
+      ["b", 2, 5],
+    ]);
+    for (const l of load) {
+      expect(l.busyMs).toBeGreaterThan(0);
+      expect(l.longestMs).toBeLessThanOrEqual(l.busyMs);
+    }
+    // Taken: the next call reports what happened since.
+    expect(chain.takeMemberLoad().map((l) => l.inputs)).toEqual([0, 0]);
+  });
+});
+
+describe("a chain's snapshot when the plan changes", () => {
+  const chainSnap = (): PlainSnapshot => ({
+    meta: {
+      seq: 500,
+      upTo: 90,
+      wm: 7000,
+      stats: { "a/in": 3, "b/in": 2, "c/late": 1, poison: 1 },
+      sent: { "reco.b.2": 480, "reco.c.2": 495 },
+      "a/progress": 7000,
+      "c/progress": 6900,
+    },
+    entries: [
+      ["a/seen\u0000all", 3],
+      ["b/seen\u0000all", 2],
+      ["c/cell\u0000u/1", { n: 1 }],
+    ],
+  });
+
+  it("cuts a chain into the instances of the new plan, each with its members' state", () => {
+    const { head, tail } = cutSnapshot("a+b+c", chainSnap(), 2);
+    expect(head[0]).toBe("a+b");
+    expect(head[1].meta).toMatchObject({ seq: 500, upTo: 90, wm: 7000, "a/progress": 7000 });
+    expect(head[1].meta.stats).toEqual({ "a/in": 3, "b/in": 2, "a/poison": 1 });
+    expect(head[1].entries).toEqual([
+      ["a/seen\u0000all", 3],
+      ["b/seen\u0000all", 2],
+    ]);
+    // The tail reads b's subject from its start: every hop up to the chain's position is done.
+    expect(tail[0]).toBe("c");
+    expect(tail[1].meta).toMatchObject({ seq: 0, upTo: 500, wm: 7000, progress: 6900 });
+    expect(tail[1].meta.stats).toEqual({ late: 1 });
+    expect(tail[1].entries).toEqual([["cell\u0000u/1", { n: 1 }]]);
+  });
+
+  it("joins instances into a chain only when each processed exactly what the one before wrote", () => {
+    const { head, tail } = cutSnapshot("a+b+c", chainSnap(), 2);
+    // Cut and joined again: the same snapshot (the chain-level count now under its first member).
+    const [stage, joined] = joinSnapshots([head, tail]);
+    expect(stage).toBe("a+b+c");
+    expect(joined.entries).toEqual(chainSnap().entries);
+    expect(joined.meta).toMatchObject({ seq: 500, upTo: 90, "c/progress": 6900 });
+    expect(joinable(head[1], tail[1], "reco.b.2")).toBe(true);
+    // The tail behind the head's last hop to it, or ahead of the head's position: not one state.
+    const at = (upTo: number): PlainSnapshot => ({ ...tail[1], meta: { ...tail[1].meta, upTo } });
+    expect(joinable(head[1], at(479), "reco.b.2")).toBe(false);
+    expect(joinable(head[1], at(480), "reco.b.2")).toBe(true);
+    expect(joinable(head[1], at(501), "reco.b.2")).toBe(false);
+    // An empty tail joins a head that never wrote to it, and only that.
+    const empty: PlainSnapshot = { meta: {}, entries: [] };
+    expect(isEmptySnapshot(empty)).toBe(true);
+    expect(joinable(head[1], empty, "reco.b.2")).toBe(false);
+    expect(joinable(head[1], empty, "reco.x.2")).toBe(true);
+  });
+
+  it("plans the user path as runs of stages placed together, chained or not", () => {
+    const inChild = new Set(["watermark", "window", "interest-ranking"]);
+    const place = (s: string) => (inChild.has(s) ? "child" : "main");
+    expect(userPathInstances(true, place)).toEqual([
+      { stage: "watermark+window+interest-ranking", place: "child" },
+      { stage: "popularity-join", place: "main" },
+    ]);
+    expect(userPathInstances(true, () => "main").map((i) => i.stage)).toEqual([
+      "watermark+window+interest-ranking+popularity-join",
+    ]);
+    expect(userPathInstances(false, place).map((i) => i.stage)).toEqual([...USER_PATH]);
   });
 });
 

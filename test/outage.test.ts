@@ -16,6 +16,8 @@ import { poller } from "./helpers/harness.js";
 
 const H = 3_600_000;
 const enc = new TextEncoder();
+/** Each partition's user path as one task (CHAINING=on, the default). */
+const CHAIN = "watermark+window+interest-ranking+popularity-join";
 
 const eventually = poller({ ms: 30_000, everyMs: 200, keepOnError: true });
 
@@ -133,7 +135,8 @@ describe("failures the system recovers from by itself", () => {
       item_id: i,
       category_code: "books.novel",
     });
-    // A user in partition 0 of the window stage, and a hop message its window stage cannot process.
+    // A user in partition 0, and a hop message its user path (one chain: CHAINING=on) cannot
+    // process: its first member, watermark, fails on it.
     const user = ["a", "b", "c", "d", "e", "f", "g", "h"].find((u) => partitionOf(u, 4) === 0)!;
     await js.publish("events.purchase", JSON.stringify(ev("buyer", "p1", "purchase", 0, 1)));
     await js.publish("events.view", JSON.stringify(ev(user, "p2", "view", 1, 2)));
@@ -143,7 +146,7 @@ describe("failures the system recovers from by itself", () => {
     );
     const h = headers();
     h.set("X-Test", "poison");
-    await js.publish("reco.watermark.0", enc.encode('{"upTo":999999999,"wm":0,"recs":null}'), {
+    await js.publish("reco.parse.0", enc.encode('{"upTo":999999999,"wm":0,"recs":null}'), {
       headers: h,
     });
     // After the poison: the partition still processes new events of that user.
@@ -164,11 +167,16 @@ describe("failures the system recovers from by itself", () => {
     expect(m.subject).toBe("reco.dlq.poison");
     expect(new TextDecoder().decode(m.data)).toBe('{"upTo":999999999,"wm":0,"recs":null}');
     expect(m.header.get("X-Test")).toBe("poison");
-    expect(m.header.get("Reco-Stage")).toBe("window");
-    expect(m.header.get("Reco-Subject")).toBe("reco.watermark.0");
-    expect(m.header.get("Reco-Error")).toMatch(/TypeError/);
+    expect(m.header.get("Reco-Stage")).toBe(CHAIN);
+    expect(m.header.get("Reco-Subject")).toBe("reco.parse.0");
+    expect(m.header.get("Reco-Error")).toMatch(/^MemberError: watermark: TypeError/);
     const metrics = await (await fetch(`http://127.0.0.1:${app.metricsPort}/metrics`)).text();
-    expect(metrics).toMatch(/reco_dlq_poison_total\{stage="window",partition="0"\} 1/);
-    expect(metrics).toMatch(/reco_stage_restarts_total\{stage="window",partition="0"\} [3-9]/);
+    const chain = CHAIN.replaceAll("+", "\\+");
+    expect(metrics).toMatch(
+      new RegExp(`reco_dlq_poison_total\\{stage="${chain}",partition="0"\\} 1`),
+    );
+    expect(metrics).toMatch(
+      new RegExp(`reco_stage_restarts_total\\{stage="${chain}",partition="0"\\} [3-9]`),
+    );
   });
 });

@@ -16,6 +16,7 @@ import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { poller, sleep, until } from "./helpers/harness.js";
+import { gauges, stagesBehind } from "./helpers/positions.js";
 
 /**
  * `reco start` with PARSE_PROCESS=1 runs parse in a child process (bin/parse-process.ts).
@@ -278,6 +279,15 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
           (n) => n.every((x) => x !== undefined && x >= parsed),
         ),
       ).toEqual([parsed, parsed]);
+      // Every stage caught up before the app stops: the user path's snapshots are carried over
+      // to the next start's plan only when each stage had processed what the one before wrote.
+      const jsm = await nc!.jetstreamManager();
+      expect(
+        await eventually(
+          async () => stagesBehind(jsm, await gauges(a.metricsPort, "reco_stage_position")),
+          (n) => n === 0,
+        ),
+      ).toBe(0);
     };
     const listed = () => {
       const file = join(dir, "state-parse.stages.json");
@@ -319,7 +329,8 @@ describe("parse in a process of its own (PARSE_PROCESS=1)", () => {
       (p) => p >= 1500,
     );
     await settled(app, 750, 1500);
-    expect(listed()).toContain("watermark");
+    // The user path's stages there run as one chain (CHAINING=on), its snapshot moved as one.
+    expect(listed()).toContain("watermark+window+interest-ranking");
     await app.stop();
 
     // Parse alone in the child (the default): the others come back to the main process.

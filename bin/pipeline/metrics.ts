@@ -3,7 +3,7 @@ import type { Supervisor } from "../../runtime/index.js";
 import type { HostDeps } from "../../actors/host.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import type { Instances } from "./units.js";
-import { memberCounts } from "../../actors/host-chain.js";
+import { memberCounts, membersOfStage } from "../../actors/host-chain.js";
 
 /**
  * The stage instances' gauges (read from the live instances at each scrape) and the supervisor's
@@ -104,6 +104,9 @@ export function hostMetrics(
   // Every series from the start, at 0: a counter that first appears at its first increment
   // makes rate() and increase() queries empty or wrong.
   m.initStage(stage, partition);
+  // A chain's members have series of their own (busy time, inputs), at 0 from the start too.
+  const members = membersOfStage(stage);
+  if (members.length > 1) for (const member of members) m.initStage(member, partition);
   return {
     input: (s, p, n, records) => {
       m.messagesIn.inc(l(s, p), n);

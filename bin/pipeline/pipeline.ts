@@ -57,7 +57,7 @@ export interface PipelineConfig extends RankerConfig {
   quality?: boolean;
   /**
    * CHAINING=on: stages of a path on the same partitioning in this process run as one chain
-   * (chains.ts). Default off.
+   * (chains.ts). Default on.
    */
   chaining?: boolean;
   /** QUALITY_SAMPLE: share of target events scored (default 1 here; bin/config.ts: 0.1). */
@@ -272,7 +272,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   wireStages(cfg, {
     run,
     path: (specs) => {
-      const rule = { chaining: cfg.chaining ?? false, placedHere, published: readOutsideGraph };
+      const rule = { chaining: cfg.chaining ?? true, placedHere, published: readOutsideGraph };
       for (const spec of planPath(specs, rule)) run(spec);
     },
     // The server's view of parse's consumer (named by units.consumer, as the host's).
