@@ -32,9 +32,10 @@ import type { Scored, SourceEvent, SourceName } from "./sources/types.js";
  * a different point of the input, and reading them would score against whatever they had reached
  * (a replay would not give the same figures).
  *
- * Only a share of the cases is scored (`sample`, QUALITY_SAMPLE, default 0.1; asking every source
+ * Only a share of the users is scored (`sample`, QUALITY_SAMPLE, default 0.1; asking every source
  * for 100 candidates per case cost more than the rest of the engine), chosen by a hash of the
- * event id: the same cases in every run, so the figures stay exact under replay.
+ * user id: the same cases in every run, so the figures stay exact under replay. Its history copy
+ * holds the sampled users alone, so the scorer's memory and its work per event follow the share.
  *
  * Not a pure function of the input: COLLABORATIVE reads the collaborative stage's served model,
  * trained in a worker and served when it arrives, so during a fast replay the events right after
@@ -57,8 +58,8 @@ export interface PrequentialSettings {
   collaborativeFed?: () => number;
   k?: number;
   /**
-   * Share of target events scored, 0 < x <= 1 (default 1: all). A case is chosen by a hash of its
-   * event id, so a replay, a restart or another process scores the same cases.
+   * Share of users scored, 0 < x <= 1 (default 1: all). A user is chosen by a hash of the user
+   * id, so a replay, a restart or another process scores the same cases.
    */
   sample?: number;
 }
@@ -120,11 +121,11 @@ function subState(maps: StateMaps, prefix: string): StageState {
 }
 
 /**
- * Whether the target event with this id is one of the `share` scored: the id's hash (a function
- * of the id alone) against the share, so the choice is the same in every run.
+ * Whether the user with this id is one of the `share` scored: the id's hash (a function of the id
+ * alone) against the share, so the choice is the same in every run.
  */
-export function sampled(id: string, share: number): boolean {
-  return share >= 1 || hash64(`preq:${id}`).lo < share * 4_294_967_296;
+export function sampled(user: string, share: number): boolean {
+  return share >= 1 || hash64(`preq:${user}`).lo < share * 4_294_967_296;
 }
 
 /** What the scorer reads besides its own state: the item-keyed sources, fed by its host. */
@@ -241,10 +242,11 @@ export function createPrequentialScorer(
   return {
     before(r, e) {
       progress = Math.max(progress, r.wb);
-      if (o.preset.isTarget(e) && sampled(r.id, sample)) score(r);
+      if (o.preset.isTarget(e) && sampled(r.u, sample)) score(r);
     },
     after(r, e) {
-      history.add(e);
+      // Only a sampled user's cases read their history.
+      if (sampled(r.u, sample)) history.add(e);
       preq.seen(r.i);
       fed++;
       if (design) pending.push(r);

@@ -78,7 +78,7 @@ export function qualityWiring(
     arms?: readonly Arm[];
     /** QUALITY=off: no prequential stage. */
     quality?: boolean;
-    /** QUALITY_SAMPLE: share of target events scored (default 1). */
+    /** QUALITY_SAMPLE: share of users scored (default 1). */
     qualitySample?: number;
   },
   deps: {
@@ -189,7 +189,7 @@ export function qualityWiring(
   if (deps.registry) {
     new Gauge({
       name: "reco_prequential_sample",
-      help: "Share of target events the prequential stage scores (QUALITY_SAMPLE; chosen by a hash of the event id), 0 when it does not run",
+      help: "Share of users the prequential scorer scores (QUALITY_SAMPLE; chosen by a hash of the user id), 0 when it does not run",
       registers: [deps.registry],
       // The parse child's registry has this gauge too (bin/parse-process.ts sums them).
       aggregator: "max",

@@ -192,7 +192,7 @@ export const SETTINGS = {
     default: "0.1",
     min: 0.001,
     max: 1,
-    help: 'share of target events the prequential stage scores, chosen by a hash of the event id (1: all; README "Quality")',
+    help: 'share of users whose target events the prequential scorer scores, chosen by a hash of the user id (1: all; README "Quality")',
   },
   arms: {
     env: "ARMS",

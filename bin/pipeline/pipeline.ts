@@ -60,7 +60,7 @@ export interface PipelineConfig extends RankerConfig {
    * (chains.ts). Default on.
    */
   chaining?: boolean;
-  /** QUALITY_SAMPLE: share of target events scored (default 1 here; bin/config.ts: 0.1). */
+  /** QUALITY_SAMPLE: share of users scored (default 1 here; bin/config.ts: 0.1). */
   qualitySample?: number;
   partitions: number;
   preset: Preset;
