@@ -23,6 +23,8 @@ export interface ChainHandler extends StageHandler {
   member(stage: string): StageHandler | undefined;
   /** What each member did since the last call, and resets it (the host's per-stage metrics). */
   takeMemberLoad(): MemberLoad[];
+  /** Keys each member's maps hold, by member (the chain's state is theirs together). */
+  memberKeys(): Map<string, number>;
 }
 
 /**
@@ -85,7 +87,11 @@ export function memberCounts(
  * A member's view of the chain's state: its maps and metadata under `<stage>/`. The host replaces
  * the chain's `meta` object at each load and snapshot, so the view reads it at every access.
  */
-function memberState(parent: StageState, stage: string): StageState {
+function memberState(
+  parent: StageState,
+  stage: string,
+  maps: { readonly size: number }[] = [],
+): StageState {
   const key = (name: string) => `${stage}/${name}`;
   const meta = new Proxy({} as Record<string, unknown>, {
     get: (_t, k) => (typeof k === "string" ? parent.meta[key(k)] : undefined),
@@ -101,7 +107,11 @@ function memberState(parent: StageState, stage: string): StageState {
     },
   });
   return {
-    map: (name, options) => parent.map(key(name), options),
+    map: (name, options) => {
+      const m = parent.map(key(name), options);
+      maps.push(m);
+      return m;
+    },
     meta,
     value: (name) => parent.value(key(name)),
     dirtyCount: () => parent.dirtyCount(),
@@ -242,6 +252,7 @@ export function chainSpec(
       // The position of the chain's input last handed to each member: its next `lastUpTo`.
       const handed = members.map(() => Number(state.meta.seq ?? 0));
       const handlers: StageHandler[] = [];
+      const mapsOf = new Map<string, { readonly size: number }[]>();
       for (let k = 0; k < members.length; k++) {
         const m = members[k]!;
         const next = members[k + 1]?.subject;
@@ -252,7 +263,9 @@ export function chainSpec(
           next !== undefined && opts.published(next),
           handoffs[k]!,
         );
-        handlers.push(await m.create(memberState(state, m.stage), o));
+        const maps: { readonly size: number }[] = [];
+        mapsOf.set(m.stage, maps);
+        handlers.push(await m.create(memberState(state, m.stage, maps), o));
       }
       const byStage = new Map(members.map((m, k) => [m.stage, handlers[k]!]));
       const load: MemberLoad[] = members.map((m) => ({
@@ -300,7 +313,17 @@ export function chainSpec(
         for (const l of load) l.busyMs = l.inputs = l.records = 0;
         return taken;
       };
-      return { handle, member: (s: string) => byStage.get(s), takeMemberLoad };
+      const memberKeys = () => {
+        const keys = new Map<string, number>();
+        for (const [stage, maps] of mapsOf) {
+          // A map asked for twice is one map: counted once.
+          let n = 0;
+          for (const m of new Set(maps)) n += m.size;
+          keys.set(stage, n);
+        }
+        return keys;
+      };
+      return { handle, member: (s: string) => byStage.get(s), takeMemberLoad, memberKeys };
     },
   };
 }

@@ -3,7 +3,7 @@ import type { Supervisor } from "../../runtime/index.js";
 import type { HostDeps } from "../../actors/host.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import type { Instances } from "./units.js";
-import { memberCounts, membersOfStage } from "../../actors/host-chain.js";
+import { isChainHandler, memberCounts, membersOfStage } from "../../actors/host-chain.js";
 
 /**
  * The stage instances' gauges (read from the live instances at each scrape) and the supervisor's
@@ -58,7 +58,14 @@ export function stageGauges(
     labelNames: ["stage", "partition"] as const,
     registers: [metrics.registry],
     collect() {
-      for (const [id, inst] of instances) this.set(label(id), inst.stateKeys());
+      for (const [id, inst] of instances) {
+        // A chain's under each member's stage, as its members' own maps hold them.
+        const h = inst.handler();
+        if (isChainHandler(h)) {
+          const { partition } = label(id);
+          for (const [stage, n] of h.memberKeys()) this.set({ stage, partition }, n);
+        } else this.set(label(id), inst.stateKeys());
+      }
     },
   });
   new Gauge({
