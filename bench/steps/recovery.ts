@@ -6,13 +6,13 @@
  * replays what its last snapshot did not cover.
  */
 import type { JetStreamManager } from "nats";
-import { Source, type GetRecommendationsResponse } from "../proto/gen/reco/v1/reco_pb.js";
-import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
-import { EVENTS_STREAM } from "../connectors/nats/streams.js";
-import { STREAMS } from "../connectors/nats/topology.js";
-import { peekHead } from "../actors/envelope.js";
-import { subjects } from "../actors/subjects.js";
-import { createRecoClient } from "../connectors/grpc/client.js";
+import { Source, type GetRecommendationsResponse } from "../../proto/gen/reco/v1/reco_pb.js";
+import { createJetStreamPublisher } from "../../connectors/nats/publisher.js";
+import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
+import { STREAMS } from "../../connectors/nats/topology.js";
+import { peekHead } from "../../actors/envelope.js";
+import { subjects } from "../../actors/subjects.js";
+import { createRecoClient } from "../../connectors/grpc/client.js";
 import {
   APP_FROM_SOURCES,
   epochNow,
@@ -23,11 +23,11 @@ import {
   type AppProcess,
   type IngestedApp,
   type LogLine,
-} from "./app-process.js";
-import { rng32, toMessage, uuidFrom } from "./generator.js";
-import { startLoad } from "./load.js";
-import { TARGETS, verdict, type Report } from "./report.js";
-import { fmtInt, fmtMiB, showsAsOwn, sleep, stateDirBytes, sum } from "./util.js";
+} from "../app-process.js";
+import { rng32, toMessage, uuidFrom } from "../generator.js";
+import { startLoad } from "../load.js";
+import { TARGETS, verdict, type Report } from "../report.js";
+import { fmtInt, fmtMiB, showsAsOwn, sleep, stateDirBytes, sum } from "../util.js";
 
 export interface RecoveryOptions {
   events: number;

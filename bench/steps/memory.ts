@@ -12,8 +12,8 @@ import {
   processTree,
   withIngestedApp,
   type IngestedApp,
-} from "./app-process.js";
-import { ratio, TARGETS, verdict, type Report } from "./report.js";
+} from "../app-process.js";
+import { ratio, TARGETS, verdict, type Report } from "../report.js";
 import {
   fmtInt,
   fmtMiB,
@@ -22,7 +22,7 @@ import {
   stateDirBytes,
   sum,
   type PromSample,
-} from "./util.js";
+} from "../util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
