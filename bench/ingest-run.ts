@@ -10,6 +10,7 @@ import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js
 import type { OutgoingMessage } from "../connectors/nats/publisher.js";
 import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { watchAllocation } from "./gc-alloc.js";
+import { libuvPoolTids, sampleThreads, threadRunSeconds, threadShares } from "./thread-time.js";
 import {
   appConfig,
   connect,
@@ -42,8 +43,12 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
   const als0 = trainingsDone();
   const natsCpu0 = await procCpuSeconds(nats.pid);
   const machine0 = await machineCpuTicks();
+  // Which threads are the libuv pool (found by giving it work, before anything is measured).
+  const pool = await libuvPoolTids();
   const mainThread0 = await threadSchedSeconds(process.pid);
   const threads0 = await threadCpuList(process.pid);
+  const tids0 = await threadRunSeconds(process.pid);
+  const sampler = sampleThreads(process.pid);
   const alloc = watchAllocation();
   const t0 = performance.now();
   // BENCH_APP_LOG=file: the app's warnings and errors go there (a failed step says why).
@@ -68,6 +73,7 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
     childPid === undefined ? undefined : await threadSchedSeconds(childPid, childPid);
   // Every other thread of this process and its children (nats-server, the parse process): CPU
   // seconds during the run, the larger ones.
+  const threadKinds = threadShares(tids0, await sampler.stop(), pool);
   const threads: Record<string, number> = {};
   for (const [name, s] of Object.entries(await threadCpuList(process.pid))) {
     const d = s - (threads0[name] ?? 0);
@@ -92,12 +98,20 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
     gc,
     appCpuPct: (cpu / wall) * 100,
     parseCpuPct: (parseCpu / wall) * 100,
+    parseCpuSecs: parseCpu,
     appCpuSecs: cpu,
     alsTrainings: als.trainings - als0.trainings,
     alsCpuSecs: als.cpuSeconds - als0.cpuSeconds,
     natsCpuPct: (natsCpu / wall) * 100,
+    natsCpuSecs: natsCpu,
+    /** CPU seconds of this process's other threads by kind (bench/thread-time.ts). */
+    threadKinds,
     threads,
     mainThreadSecs: mainThread1.run - mainThread0.run,
+    /** The main thread's seconds runnable but waiting for a CPU. */
+    mainThreadWaitSecs: mainThread1.wait - mainThread0.wait,
+    /** The parse process's main thread since it started (with the app), seconds. */
+    ...(childThread ? { childThreadSecs: childThread } : {}),
     mainThreadPct: {
       run: ((mainThread1.run - mainThread0.run) / wall) * 100,
       wait: ((mainThread1.wait - mainThread0.wait) / wall) * 100,

@@ -3,6 +3,7 @@ import { availableParallelism } from "node:os";
 import type { OutgoingMessage } from "../../connectors/nats/publisher.js";
 import { describeFailures } from "../in-process.js";
 import { ingest } from "../ingest-run.js";
+import { breakdownRows } from "./ingest-breakdown.js";
 import {
   INGEST_TARGET_RATE,
   INGEST_TARGET_RATIO,
@@ -106,6 +107,7 @@ export async function stepIngest(
           `${fmtInt(r.gc.scavenges)} scavenges, ${fmtInt(r.gc.markCompacts)} mark-compacts, ` +
           `${((r.gc.gcMs * 1000) / msgs.length).toFixed(1)} µs of GC pauses per event (wall)`,
       });
+      await breakdownRows(report, r, samples, msgs.length);
       if (r.stageFailures.length > 0) {
         // The figure above is of a disturbed run: restarts reload snapshots and replay.
         report.row({
