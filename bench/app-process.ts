@@ -38,6 +38,10 @@ export interface AppProcessOptions {
   partitions: number;
   /** More settings (TRENDING_TRIGGER, …). */
   env?: Record<string, string>;
+  /** A split role (`reco worker`, `reco gateway`) instead of `start`, through bin/reco.mjs. */
+  role?: "worker" | "gateway";
+  /** Pins the process (and the children it starts) to these CPUs: `taskset -c <cpus>`. */
+  cpus?: string;
 }
 
 /**
@@ -111,9 +115,17 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
   const spawnedAt = epochNow();
   const stdio: StdioOptions = ["ignore", "pipe", "pipe"];
   // run.ts built dist/ before the first step (bin/build.mjs).
-  const child: ChildProcess = APP_FROM_SOURCES
-    ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
-    : spawn(process.execPath, [...APP_NODE_FLAGS, repoPath("../dist/bin/main.js")], { env, stdio });
+  // A role starts through bin/reco.mjs, which runs dist/ (or the sources through tsx when one is
+  // newer); taskset execs node, so the pid is the app's.
+  const nodeArgs = o.role
+    ? [...APP_NODE_FLAGS, repoPath("../bin/reco.mjs"), o.role]
+    : [...APP_NODE_FLAGS, repoPath("../dist/bin/main.js")];
+  const child: ChildProcess =
+    APP_FROM_SOURCES && !o.role && !o.cpus
+      ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
+      : o.cpus
+        ? spawn("taskset", ["-c", o.cpus, process.execPath, ...nodeArgs], { env, stdio })
+        : spawn(process.execPath, nodeArgs, { env, stdio });
   const logs: LogLine[] = [];
   // BENCH_APP_LOG=file: this app's info, warnings and errors are appended there (pino's JSON,
   // with its pid), so a failed step can say why.

@@ -7,6 +7,7 @@
  *   3. freshness.ts: publish → visible in GetRecommendations, under a stepped background load
  *   4. serving.ts (and 4b): GetRecommendations vs a bare grpc-js echo server
  *   5. fanout.ts, 6. recovery.ts, 7. memory.ts
+ *   8. scale-out.ts: one worker pinned to one core against two pinned to a core each
  * This file runs them and hands their rows to results.ts, which prints the table and writes
  * bench/RESULTS.md. See bench/README.md for the knobs.
  */
@@ -33,6 +34,7 @@ import {
   PUB_WINDOW,
   RECOVERY_EVENTS,
   RECOVERY_IN_MEMORY,
+  SCALE_EVENTS,
   recoveryOptions,
   SERVE_EVENTS,
   STEP_NODE_FLAGS,
@@ -47,6 +49,7 @@ import { stepFreshness } from "./steps/freshness.js";
 import { stepMemory } from "./steps/memory.js";
 import { stepRaw } from "./steps/raw.js";
 import { measureRecovery, stepRecovery } from "./steps/recovery.js";
+import { stepScaleOut } from "./steps/scale-out.js";
 import { stepServing } from "./steps/serving.js";
 
 const T_START = performance.now();
@@ -121,7 +124,15 @@ async function runStep(name: string, consumeRate: number): Promise<void> {
           notes.unshift(...notes6);
         }
       }
-    } else throw new Error(`unknown step ${name}`);
+    } else if (name === "8")
+      await stepScaleOut(
+        report,
+        generateMessages(SCALE_EVENTS, {
+          ...DEFAULT_GENERATOR,
+          start: Date.now() - DEFAULT_GENERATOR.spanMs,
+        }),
+      );
+    else throw new Error(`unknown step ${name}`);
   } catch (err) {
     failures++;
     const msg = err instanceof Error ? err.message.split("\n")[0] : String(err);
@@ -190,13 +201,14 @@ async function main(): Promise<void> {
     }
   }
   // Steps 6 and 7 start the app as `npm start` does: from dist/, built here if a source is newer.
-  if ((STEPS.has("6") || STEPS.has("7")) && !APP_FROM_SOURCES)
+  // Step 8's workers and gateway start through bin/reco.mjs, which runs dist/ when it is fresh.
+  if ((STEPS.has("6") || STEPS.has("7") || STEPS.has("8")) && !APP_FROM_SOURCES)
     execFileSync(process.execPath, [fileURLToPath(new URL("../bin/build.mjs", import.meta.url))], {
       stdio: "inherit",
     });
   const machine = machineFacts();
   let consumeRate = NaN;
-  for (const name of ["1", "2", "3", "4", "5", "6", "7"]) {
+  for (const name of ["1", "2", "3", "4", "5", "6", "7", "8"]) {
     // 4b runs in step 4's process: it needs that step's app and echo baseline.
     if (!STEPS.has(name) && !(name === "4" && STEPS.has("4b"))) continue;
     if (name === "6" && RECOVERY_IN_MEMORY) continue; // measured in step 7's process

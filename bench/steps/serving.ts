@@ -17,7 +17,7 @@ import {
 } from "../../proto/gen/reco/v1/reco_pb.js";
 import { stopChild } from "../child.js";
 import { startEchoServer } from "../echo.js";
-import { rng32 } from "../generator.js";
+import { rng32, userOf } from "../generator.js";
 import { grpcFrame, type H2loadResult } from "../h2load.js";
 import { ingest } from "../ingest-run.js";
 import {
@@ -37,14 +37,6 @@ import { ingestSplit, servedApp } from "./serving-app.js";
 import { loadRows, serveUnderLoad } from "./serving-load.js";
 import { servingRows } from "./serving-report.js";
 import { createRunners, type Served, type Target } from "./serving-runners.js";
-
-const userRe = /"user_id":"([^"]*)"/;
-/** The user id of a generated event's JSON bytes ("" if none). */
-function userOf(data: Uint8Array): string {
-  return (
-    userRe.exec(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString())?.[1] ?? ""
-  );
-}
 
 export async function stepServing(report: Report, msgs: OutgoingMessage[]): Promise<void> {
   await withFreshNats("serve", async (nats, dir) => {
