@@ -59,6 +59,12 @@ export const ALL_STEPS = ["1", "2", "3", "4", "4b", "5", "6", "7", "8"];
 export const STEPS = new Set(
   (env.BENCH_STEPS ?? ALL_STEPS.join(",")).split(",").map((x) => x.trim().toLowerCase()),
 );
+/**
+ * A run of every step with the default number of events is the one bench/RESULTS.md and
+ * bench/freshness.svg record; anything less writes RESULTS-partial.md and freshness-partial.svg
+ * (ignored by git), leaving those figures.
+ */
+export const FULL_RUN = ALL_STEPS.every((x) => STEPS.has(x)) && N >= 200_000;
 /** Background ingest of step 4b, events/s (current event times, from a separate process). */
 export const SERVE_LOAD_RATE = int("BENCH_SERVE_LOAD_RATE", 10_000);
 /** Step 4b runs h2load for this long (not a count: under load the rate can be anything). */

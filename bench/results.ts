@@ -7,7 +7,7 @@ import { writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { SETTINGS } from "../bin/config-settings.js";
-import { ALL_STEPS, env, N, PARTITIONS, PUB_WINDOW, STEP_NODE_FLAGS, STEPS } from "./options.js";
+import { env, FULL_RUN, N, PARTITIONS, PUB_WINDOW, STEP_NODE_FLAGS } from "./options.js";
 import { TARGETS, type Row } from "./report.js";
 import { fmtInt } from "./util.js";
 
@@ -132,9 +132,8 @@ export async function writeResults(
   ].join("\n");
   // A run of every step (with the default number of events) is the one RESULTS.md records; a
   // subset or a smaller run writes RESULTS-partial.md (ignored by git), leaving those figures.
-  const full = ALL_STEPS.every((x) => STEPS.has(x)) && N >= 200_000;
   const out = fileURLToPath(
-    new URL(full ? "./RESULTS.md" : "./RESULTS-partial.md", import.meta.url),
+    new URL(FULL_RUN ? "./RESULTS.md" : "./RESULTS-partial.md", import.meta.url),
   );
   // Formatted like the rest of the repo, so `prettier --check .` stays clean after a run.
   const formatted = await import("prettier")

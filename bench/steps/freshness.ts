@@ -17,6 +17,7 @@ import {
   FRESH_TARGET_MS,
   FRESH_TARGET_RATE,
   FRESH_TRACE,
+  FULL_RUN,
   PARTITIONS,
   POLL_MS,
   PROBE_EVERY_MS,
@@ -233,7 +234,8 @@ export async function stepFreshness(report: Report): Promise<void> {
         report.note(
           `Step 3: no point at ${fmtInt(FRESH_TARGET_RATE)} events/s, the target's rate.`,
         );
-      const plotFile = fileURLToPath(new URL("../freshness.svg", import.meta.url));
+      const plotName = FULL_RUN ? "freshness.svg" : "freshness-partial.svg";
+      const plotFile = fileURLToPath(new URL(`../${plotName}`, import.meta.url));
       await writeFile(
         plotFile,
         lineChartSvg({
@@ -277,7 +279,7 @@ export async function stepFreshness(report: Report): Promise<void> {
           `is the maximum. CPU is the step process's (app, load generator and probes; with ` +
           `PARSE_PROCESS=1 plus the app's parse process) over the ` +
           `probing; backlog is how far parse was behind the EVENTS stream when probing ended. ` +
-          `Plot: bench/freshness.svg.`,
+          `Plot: bench/${plotName}.`,
       );
     } finally {
       stop = true;
