@@ -7,12 +7,8 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
-import {
-  HEAP_SNAPSHOT_DIR,
-  processTree,
-  withIngestedApp,
-  type IngestedApp,
-} from "../app-process.js";
+import { HEAP_SNAPSHOT_DIR, processTree } from "../app-process.js";
+import { withIngestedApp, type IngestedApp } from "../ingested-app.js";
 import { ratio, TARGETS, verdict, type Report } from "../report.js";
 import {
   fmtInt,

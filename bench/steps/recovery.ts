@@ -5,168 +5,24 @@
  * Then the same under a steady ingest load (6b): killed at an arbitrary moment, so the restart
  * replays what its last snapshot did not cover.
  */
-import type { JetStreamManager } from "nats";
-import { Source, type GetRecommendationsResponse } from "../../proto/gen/reco/v1/reco_pb.js";
-import { createJetStreamPublisher } from "../../connectors/nats/publisher.js";
-import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
-import { STREAMS } from "../../connectors/nats/topology.js";
-import { peekHead } from "../../actors/envelope.js";
-import { subjects } from "../../actors/subjects.js";
+import { Source } from "../../proto/gen/reco/v1/reco_pb.js";
 import { createRecoClient } from "../../connectors/grpc/client.js";
+import { APP_FROM_SOURCES, positions, waitSnapshots } from "../app-process.js";
+import { withIngestedApp, type IngestedApp } from "../ingested-app.js";
+import { verdict, type Report } from "../report.js";
+import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "../util.js";
 import {
-  APP_FROM_SOURCES,
-  epochNow,
-  positions,
-  waitCaughtUp,
-  waitSnapshots,
-  withIngestedApp,
-  type AppProcess,
-  type IngestedApp,
-  type LogLine,
-} from "../app-process.js";
-import { rng32, toMessage, uuidFrom } from "../generator.js";
-import { startLoad } from "../load.js";
-import { TARGETS, verdict, type Report } from "../report.js";
-import { fmtInt, fmtMiB, showsAsOwn, sleep, stateDirBytes, sum } from "../util.js";
-
-export interface RecoveryOptions {
-  events: number;
-  /** Users the events go to, the same number each (step 6 on its own). */
-  users: number;
-  partitions: number;
-  ingestTimeoutMs: number;
-  /** Background events/s of 6b; 0 skips 6b. */
-  loadRate: number;
-  /**
-   * Kill only once a trained ALS model serves and no training runs (BENCH_RECOVERY_WAIT_MODEL=1),
-   * so the restart reads a model back: without it step 6 measures whichever mode the training's
-   * timing gives (4.60 s with a model of 124k users, 3.07-3.19 s without).
-   */
-  waitModel?: boolean;
-  publishWindow: number;
-}
-
-/** DESIGN §8: serving again within 3 s of a SIGKILL, with 1M users of state. */
-const TARGET_MS = TARGETS.recoveryMs;
-/** One attempt every this many ms while waiting for the restarted app. */
-const POLL_MS = 10;
-
-/** The parts of an answer that must survive a restart unchanged. */
-export function content(r: GetRecommendationsResponse): string {
-  return JSON.stringify([
-    r.items.map((i) => [i.itemId, i.score, i.rank, i.source, String(i.purchases)]),
-    r.topCategories.map((c) => [c.category, String(c.interest)]),
-  ]);
-}
-
-/** The users a restart is checked with: the first, a middle and the last of `users`, one never seen. */
-export function probeUsers(users: number): string[] {
-  const last = users - 1;
-  return [
-    ...new Set(["u0", "u1", "u2", "u10", "u100", `u${Math.floor(last / 2)}`, `u${last}`]),
-    "bench-never-seen",
-  ];
-}
-
-/**
- * Asks GetRecommendations until `accept` is true of the answers for every user in `users`, each
- * attempt on a new channel (a grpc-js channel that saw the server die backs off reconnecting for
- * up to seconds, which would be measured instead of the app). Returns the epoch ms of the first
- * OK answer and of the first accepted round.
- */
-async function pollUntil(
-  address: string,
-  users: string[],
-  accept: (answers: GetRecommendationsResponse[]) => boolean,
-  timeoutMs: number,
-): Promise<{ firstOk: number; accepted: number; attempts: number; lastError: string }> {
-  const t0 = epochNow();
-  let firstOk = NaN;
-  let attempts = 0;
-  let lastError = "";
-  while (epochNow() - t0 < timeoutMs) {
-    attempts++;
-    const client = createRecoClient(address, {
-      channelOptions: { "grpc.use_local_subchannel_pool": 1 },
-    });
-    try {
-      const answers: GetRecommendationsResponse[] = [];
-      for (const u of users) {
-        answers.push(await client.getRecommendations(u, 10, { deadlineMs: 2000 }));
-        if (Number.isNaN(firstOk)) firstOk = epochNow();
-      }
-      if (accept(answers)) return { firstOk, accepted: epochNow(), attempts, lastError };
-      lastError = "answered, but not the expected content yet";
-    } catch (err) {
-      lastError = err instanceof Error ? err.message.split("\n")[0]! : String(err);
-    } finally {
-      client.close();
-    }
-    await sleep(POLL_MS);
-  }
-  return { firstOk, accepted: NaN, attempts, lastError };
-}
-
-/** Waits until every instance's position is at least what `before` says; epoch ms. */
-async function waitPositions(app: AppProcess, before: Map<string, number>, timeoutMs: number) {
-  const t0 = epochNow();
-  for (;;) {
-    const now = await positions(app).catch(() => new Map<string, number>());
-    if ([...before].every(([id, pos]) => (now.get(id) ?? -1) >= pos)) return epochNow();
-    if (epochNow() - t0 > timeoutMs) return NaN;
-    await sleep(20);
-  }
-}
-
-const isConfigLine = (l: LogLine) => l.msg === "configuration";
-const isListenLine = (l: LogLine) => l.msg === "gRPC server listening";
-
-/**
- * Where the time from the kill to `answeredAt` went, from the restarted app's log: process start
- * (spawn → first log line, written once its modules are loaded), start-up until gRPC is bound
- * (NATS, LevelDB, the serving instances' snapshots: popularity-join's profiles and the
- * popularity table), then the first right answers. The other stages load after the bind; the
- * "ready" line says when all of them run.
- */
-/** The highest EVENTS position parse's newest hop of each partition covered (0: none yet). */
-async function parsePublishedUpTo(jsm: JetStreamManager, partitions: number): Promise<number> {
-  let upTo = 0;
-  for (let p = 0; p < partitions; p++) {
-    const m = await jsm.streams
-      .getMessage(STREAMS.hops, { last_by_subj: subjects.parse(p) })
-      .catch(() => undefined);
-    if (m) upTo = Math.max(upTo, peekHead(m.data).upTo);
-  }
-  return upTo;
-}
-
-/**
- * reco_stage_restored_position of a stage's instance 0 (NaN if it does not report one in 60 s:
- * a restart spawns the parse process once the blend's sources run, which under step 6b's load
- * can be more than 10 s after the app answers again).
- */
-async function restoredPosition(app: AppProcess, stage: string): Promise<number> {
-  for (const end = Date.now() + 60_000; Date.now() < end; await sleep(200)) {
-    const m = await app.metrics().catch(() => []);
-    const v = m.find((x) => x.name === "reco_stage_restored_position" && x.labels.stage === stage);
-    if (v) return v.value;
-  }
-  return NaN;
-}
-
-async function breakdown(app: AppProcess, killedAt: number, answeredAt: number) {
-  const config = await app.waitForLog(isConfigLine, 5000).catch(() => undefined);
-  const listen = await app.waitForLog(isListenLine, 5000).catch(() => undefined);
-  const ready = await app.ready(60_000).catch(() => undefined);
-  return {
-    spawnMs: app.spawnedAt - killedAt,
-    startMs: config ? config.time - app.spawnedAt : NaN,
-    bindMs: config && listen ? listen.time - config.time : NaN,
-    answerMs: listen ? answeredAt - listen.time : NaN,
-    readyMs: ready ? ready.time - killedAt : NaN,
-  };
-}
-const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+  breakdown,
+  content,
+  pollUntil,
+  POLL_MS,
+  probeUsers,
+  secs,
+  TARGET_MS,
+  waitPositions,
+  type RecoveryOptions,
+} from "./recovery-common.js";
+import { recoveryUnderLoad } from "./recovery-load.js";
 
 /** Step 6 on its own: ingests `o.events` events of `o.users` users, then measures. */
 export async function stepRecovery(report: Report, o: RecoveryOptions): Promise<void> {
@@ -195,8 +51,6 @@ export async function measureRecovery(
   o: RecoveryOptions,
 ): Promise<void> {
   const { log } = report;
-  const jsm = await s.nc.jetstreamManager();
-  const lastSeqNow = async () => (await jsm.streams.info(EVENTS_STREAM)).state.last_seq;
   let app = s.app;
   if (s.lagGaugeStuck)
     report.note(
@@ -313,133 +167,5 @@ export async function measureRecovery(
   );
 
   // ---- 6b: the same under a steady load, killed at an arbitrary moment.
-  if (o.loadRate > 0) {
-    log(`6b. kill under ${fmtInt(o.loadRate)} events/s of load`);
-    const load = await startLoad(s.natsUrl, o.loadRate);
-    try {
-      await sleep(3000);
-      // A probe the answer must show after the restart: another user buys a new item in a new
-      // category, the probe user views it.
-      const ids = rng32(66);
-      const base = { item: "probe-item-6b", category: "probecat6b.x", brand: "p", price: 1 };
-      const probeUser = "bench-probe-6b";
-      const probePub = createJetStreamPublisher(s.nc, { window: 16 });
-      for (const m of [
-        toMessage({
-          ...base,
-          type: "purchase",
-          ts: Date.now(),
-          user: "bench-buyer-6b",
-          id: uuidFrom(ids),
-        }),
-        toMessage({
-          ...base,
-          type: "view",
-          ts: Date.now(),
-          user: probeUser,
-          id: uuidFrom(ids),
-        }),
-      ])
-        await probePub.publish(m.subject, m.data);
-      await probePub.close();
-      const shows = (a: GetRecommendationsResponse[]) => showsAsOwn(a[0]!.items, base.item);
-      const seen = await pollUntil(app.grpcAddress, [probeUser], shows, 15_000);
-      if (!Number.isFinite(seen.accepted)) throw new Error("6b: the probe never became visible");
-      // An arbitrary moment: somewhere in the snapshot interval.
-      await sleep(Math.floor(Math.random() * 2000));
-      const parsedAtKill =
-        (await positions(app).catch(() => new Map<string, number>())).get("parse/0") ?? NaN;
-      const killed = await app.kill();
-      // What the killed app's parse had done: the highest position its last hops covered (a
-      // scrape before the kill can be seconds old under this load, its parse process answering
-      // late).
-      const publishedAtKill = await parsePublishedUpTo(jsm, o.partitions);
-      app = s.app = s.spawn();
-      const back = await pollUntil(app.grpcAddress, [probeUser], shows, 60_000);
-      // Caught up: parse has processed everything published up to when it answered again.
-      const seqWhenBack = await lastSeqNow();
-      // Watched while the breakdown waits for the ready line (all stages loaded).
-      const caughtUp = (async () => {
-        const tWait = epochNow();
-        while (epochNow() - tWait < 60_000) {
-          const pos = (await positions(app).catch(() => new Map<string, number>())).get("parse/0");
-          if (pos !== undefined && pos >= seqWhenBack) return epochNow();
-          await sleep(20);
-        }
-        return NaN;
-      })();
-      // The position the restarted parse's snapshot restored, read now: a later restart of the
-      // stage would restore a later one.
-      const restoredAt = await restoredPosition(app, "parse");
-      log(
-        `6b. parse at the kill: ${fmtInt(parsedAtKill)} scraped, ${fmtInt(publishedAtKill)} ` +
-          `covered by its hops; restored at ${fmtInt(restoredAt)}`,
-      );
-      const parts = await breakdown(app, killed, back.accepted);
-      const caughtUpAt = await caughtUp;
-      const loadStats = await load.stop();
-      const settled = await waitCaughtUp(app, await lastSeqNow(), { timeoutMs: 60_000 });
-      // Replayed: what the killed parse had done less what its snapshot restored. (It was the
-      // position less the events processed since, from two scrapes taken while parse still
-      // caught up: -21,449 "replayed" in RESULTS.md at 2e6f42d.)
-      const replayed = Math.max(parsedAtKill, publishedAtKill) - restoredAt;
-      const ms = back.accepted - killed;
-      const ok = Number.isFinite(ms) && ms <= TARGET_MS;
-      if (!Number.isFinite(ms) || settled.timedOut) report.fail();
-      if (settled.timedOut)
-        report.note(
-          `Step 6b: 60 s after the load stopped the restarted app had still not caught up ` +
-            `(parse at ${fmtInt(settled.parsed)}): counted as a failure.`,
-        );
-      report.row({
-        step: "6b",
-        figure: `recovery under ${fmtInt(o.loadRate)} events/s: kill → probe visible again`,
-        value: Number.isFinite(ms)
-          ? `${(ms / 1000).toFixed(2)} s`
-          : `not within 60 s (${back.lastError})`,
-        baseline: `first OK answer ${((back.firstOk - killed) / 1000).toFixed(2)} s`,
-        target: `≤ ${TARGET_MS / 1000} s (${verdict(ok)})`,
-      });
-      report.row({
-        step: "6b",
-        figure: "  of which: process start / to the gRPC bind / to the probe after the bind",
-        value: `${secs(parts.startMs)} / ${secs(parts.bindMs)} / ${secs(parts.answerMs)}`,
-      });
-      report.row({
-        step: "6b",
-        figure: "  every stage loaded and running (the ready line)",
-        value: Number.isFinite(parts.readyMs) ? `${secs(parts.readyMs)} after the kill` : "no",
-      });
-      report.row({
-        step: "6b",
-        figure: "  events replayed by parse (since its last snapshot)",
-        value: fmtInt(replayed),
-        baseline: `${fmtInt(o.loadRate * 2)} = rate × SNAPSHOT_INTERVAL`,
-        target: `bounded by the snapshot interval (${replayed <= o.loadRate * 2.5 + 20_000 ? "yes" : "no"})`,
-      });
-      report.row({
-        step: "6b",
-        figure: "  backlog of the downtime processed",
-        value: Number.isFinite(caughtUpAt)
-          ? `${((caughtUpAt - killed) / 1000).toFixed(2)} s after the kill`
-          : "not within 30 s",
-        baseline: `load ${fmtInt(loadStats.rate)}/s achieved`,
-      });
-      report.note(
-        `Step 6b: the restarted app of step 6 under a background load of ${fmtInt(o.loadRate)} ` +
-          `events/s (current event times, a separate process). After 3 s a probe (a new item ` +
-          `bought by one user in a new category, viewed by a probe user) is published and ` +
-          `polled until it is recommended to the probe user; then, after a random 0–2 s, ` +
-          `SIGKILL and restart at once, the load going on. The time runs until the probe user's ` +
-          `answer shows the probe again. Events replayed = what the killed parse had done (the ` +
-          `higher of its position scraped just before the kill and the position its last hops ` +
-          `covered) − the position its snapshot restored (reco_stage_restored_position of the ` +
-          `restarted app, read when it answered again); SNAPSHOT_EVERY (20,000 inputs) also ` +
-          `bounds it. "Backlog processed": parse reached the stream's last sequence as of the ` +
-          `moment the app answered again.`,
-      );
-    } finally {
-      await load.stop().catch(() => undefined);
-    }
-  }
+  if (o.loadRate > 0) await recoveryUnderLoad(report, s, o);
 }

@@ -22,7 +22,7 @@ import { rng32, userOf } from "../generator.js";
 import { INGEST_TIMEOUT_MS, PARTITIONS, PUB_WINDOW, SCALE_SAMPLE_USERS } from "../options.js";
 import { ratio, TARGETS, verdict, type Report } from "../report.js";
 import { fmtInt, procCpuSeconds, sleep, withFreshNats, type PromSample } from "../util.js";
-import { content } from "./recovery.js";
+import { content } from "./recovery-common.js";
 
 /** DESIGN §8: two workers, each on its own core, ingest at least this × one worker on one. */
 const SCALE_TARGET = TARGETS.scaleOutRatio;
