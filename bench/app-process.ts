@@ -1,25 +1,9 @@
 import { spawn, type ChildProcess, type StdioOptions } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
-import type { NatsConnection } from "nats";
-import { connectNats } from "../connectors/nats/connection.js";
-import { freePort } from "../connectors/nats/embedded-server.js";
-import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
-import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { runtimeEnv } from "../bin/node-runtime.mjs";
 import { repoPath, spawnTs } from "./child.js";
-import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
-import {
-  fmtInt,
-  procCpuSeconds,
-  procRssBytes,
-  scrape,
-  sleep,
-  stateDirBytes,
-  withFreshNats,
-  type PromSample,
-} from "./util.js";
+import { procCpuSeconds, procRssBytes, scrape, type PromSample } from "./util.js";
 
 /** One pino log line of the app (JSON), with the time this process read it. */
 export interface LogLine {
@@ -38,6 +22,10 @@ export interface AppProcessOptions {
   partitions: number;
   /** More settings (TRENDING_TRIGGER, …). */
   env?: Record<string, string>;
+  /** A split role (`reco worker`, `reco gateway`) instead of `start`, through bin/reco.mjs. */
+  role?: "worker" | "gateway";
+  /** Pins the process (and the children it starts) to these CPUs: `taskset -c <cpus>`. */
+  cpus?: string;
 }
 
 /**
@@ -111,9 +99,17 @@ export function spawnApp(o: AppProcessOptions): AppProcess {
   const spawnedAt = epochNow();
   const stdio: StdioOptions = ["ignore", "pipe", "pipe"];
   // run.ts built dist/ before the first step (bin/build.mjs).
-  const child: ChildProcess = APP_FROM_SOURCES
-    ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
-    : spawn(process.execPath, [...APP_NODE_FLAGS, repoPath("../dist/bin/main.js")], { env, stdio });
+  // A role starts through bin/reco.mjs, which runs dist/ (or the sources through tsx when one is
+  // newer); taskset execs node, so the pid is the app's.
+  const nodeArgs = o.role
+    ? [...APP_NODE_FLAGS, repoPath("../bin/reco.mjs"), o.role]
+    : [...APP_NODE_FLAGS, repoPath("../dist/bin/main.js")];
+  const child: ChildProcess =
+    APP_FROM_SOURCES && !o.role && !o.cpus
+      ? spawnTs(repoPath("../bin/main.ts"), [], { env, stdio })
+      : o.cpus
+        ? spawn("taskset", ["-c", o.cpus, process.execPath, ...nodeArgs], { env, stdio })
+        : spawn(process.execPath, nodeArgs, { env, stdio });
   const logs: LogLine[] = [];
   // BENCH_APP_LOG=file: this app's info, warnings and errors are appended there (pino's JSON,
   // with its pid), so a failed step can say why.
@@ -310,117 +306,4 @@ export async function waitSnapshots(app: AppProcess, count = 2, timeoutMs = 60_0
       throw new Error(`no snapshot of every stage within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
-}
-
-/** A fresh nats-server and app process holding the state of generated events (steps 6 and 7). */
-export interface IngestedApp {
-  readonly natsUrl: string;
-  readonly dataDir: string;
-  readonly nc: NatsConnection;
-  /** The current incarnation (a step may kill it and start another with `spawn()`). */
-  app: AppProcess;
-  /** Starts another app process on the same ports, data and server. */
-  spawn(): AppProcess;
-  readonly users: number;
-  readonly events: number;
-  /** RSS and LevelDB state size of the app idle after start, before any event. */
-  readonly rssIdle: number;
-  readonly levelIdle: number;
-  readonly publishSecs: number;
-  /** Publish start → the last position move of the ingest. */
-  readonly ingestSecs: number;
-  /** Lag gauges that stayed above 0 although nothing moved ("" if none). */
-  readonly lagGaugeStuck: string;
-  /** Stream sequence of the last event. */
-  readonly lastSeq: number;
-}
-
-export interface IngestOptions {
-  /** Active users: events go to user k mod `users` ("cycle"), one each per round. */
-  users: number;
-  /** Events per user. */
-  perUser: number;
-  partitions: number;
-  /** Give up waiting for the ingest after this long per 200k events (at least this long). */
-  ingestTimeoutMs: number;
-  publishWindow: number;
-  log: (msg: string) => void;
-  label: string;
-}
-
-/**
- * Runs `fn` on a fresh server and app (as `npm start` runs it) that has ingested
- * `users × perUser` generated events (every user the same number, 2 h of event time ending now),
- * caught up, and written two more snapshots of every stage. Stops the app and the server after.
- */
-export async function withIngestedApp<T>(
-  o: IngestOptions,
-  fn: (s: IngestedApp) => Promise<T>,
-): Promise<T> {
-  return withFreshNats(o.label, async (nats, dir) => {
-    const dataDir = join(dir, "app");
-    const grpcPort = await freePort();
-    const metricsPort = await freePort();
-    const spawn = () =>
-      spawnApp({ natsUrl: nats.url, dataDir, grpcPort, metricsPort, partitions: o.partitions });
-    const nc = await connectNats({ servers: nats.url, name: "reco-bench" });
-    let current = spawn();
-    try {
-      await current.ready();
-      await sleep(2000);
-      const rssIdle = await current.rss();
-      const levelIdle = await stateDirBytes(dataDir);
-      const events = o.users * o.perUser;
-      o.log(
-        `${o.label}: publishing ${fmtInt(events)} events of ${fmtInt(o.users)} users to the app (own process)`,
-      );
-      const pub = createJetStreamPublisher(nc, { window: o.publishWindow });
-      const t0 = epochNow();
-      await pub.publishMany(
-        streamMessages(events, {
-          ...DEFAULT_GENERATOR,
-          users: o.users,
-          userDist: "cycle",
-          start: Date.now() - DEFAULT_GENERATOR.spanMs,
-        }),
-      );
-      await pub.close();
-      const publishSecs = (epochNow() - t0) / 1000;
-      const lastSeq = (await (await nc.jetstreamManager()).streams.info(EVENTS_STREAM)).state
-        .last_seq;
-      o.log(
-        `${o.label}: published in ${publishSecs.toFixed(1)} s; waiting for the app to catch up`,
-      );
-      const caught = await waitCaughtUp(current, lastSeq, {
-        timeoutMs: o.ingestTimeoutMs * Math.max(1, events / 200_000),
-      });
-      if (caught.timedOut)
-        throw new Error(`${events} events not ingested in time (parse at ${caught.parsed})`);
-      await waitSnapshots(current, 2);
-      const s: IngestedApp = {
-        natsUrl: nats.url,
-        dataDir,
-        nc,
-        get app() {
-          return current;
-        },
-        set app(a: AppProcess) {
-          current = a;
-        },
-        spawn,
-        users: o.users,
-        events,
-        rssIdle,
-        levelIdle,
-        publishSecs,
-        ingestSecs: (caught.doneAt - t0) / 1000,
-        lagGaugeStuck: caught.lagGaugeStuck,
-        lastSeq,
-      };
-      return await fn(s);
-    } finally {
-      await nc.close().catch(() => undefined);
-      await current.stop();
-    }
-  });
 }

@@ -141,6 +141,14 @@ export function toMessage(e: EventFields): OutgoingMessage {
   return { subject: `events.${e.type}`, data: encoder.encode(json) };
 }
 
+const userRe = /"user_id":"([^"]*)"/;
+/** The user id of a generated event's JSON bytes ("" if none). */
+export function userOf(data: Uint8Array): string {
+  return (
+    userRe.exec(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString())?.[1] ?? ""
+  );
+}
+
 /** A stream of generated events; `next(ts)` overrides the event time (real-time load). */
 export function createGenerator(o: GeneratorOptions, total = 1) {
   const next32 = rng32(o.seed);

@@ -25,7 +25,7 @@ import { connectNats } from "../connectors/nats/connection.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/client.js";
 import { epochNow, spawnApp } from "./app-process.js";
-import { content } from "./recovery.js";
+import { content } from "./steps/recovery-common.js";
 import { procRssBytes, sleep, sum } from "./util.js";
 
 const [dir, secondsArg] = process.argv.slice(2);

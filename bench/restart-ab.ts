@@ -26,7 +26,7 @@ import { createRecoClient } from "../connectors/grpc/client.js";
 import { epochNow, spawnApp, waitCaughtUp, waitSnapshots } from "./app-process.js";
 import { DEFAULT_GENERATOR, streamMessages } from "./generator.js";
 import { procCpuSeconds, sleep, sum, threadCpuList, threadSchedSeconds } from "./util.js";
-import { content, probeUsers } from "./recovery.js";
+import { content, probeUsers } from "./steps/recovery-common.js";
 
 const [mode, dir, arg] = process.argv.slice(2);
 if (!dir) throw new Error("usage: restart-ab.ts make|restart <dir> [users|runs]");

@@ -7,16 +7,16 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { pino } from "pino";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { startApp } from "../bin/app.js";
-import type { AppConfig } from "../bin/config.js";
-import type { TrendingSnapshot } from "../actors/backend.js";
-import { createRecoClient } from "../connectors/grpc/client.js";
-import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
-import type { TrendingUpdate } from "../proto/gen/reco/v1/reco_pb.js";
-import { epochNow } from "./app-process.js";
-import { nextMessage, repoPath, spawnTs, stopChild } from "./child.js";
-import { startLoad } from "./load.js";
-import { verdict, type Report } from "./report.js";
+import { startApp } from "../../bin/app.js";
+import type { AppConfig } from "../../bin/config.js";
+import type { TrendingSnapshot } from "../../actors/backend.js";
+import { createRecoClient } from "../../connectors/grpc/client.js";
+import type { EmbeddedNats } from "../../connectors/nats/embedded-server.js";
+import type { TrendingUpdate } from "../../proto/gen/reco/v1/reco_pb.js";
+import { epochNow } from "../app-process.js";
+import { nextMessage, repoPath, spawnTs, stopChild } from "../child.js";
+import { startLoad } from "../load.js";
+import { verdict, type Report } from "../report.js";
 import {
   fmtInt,
   fmtMs,
@@ -27,7 +27,7 @@ import {
   sleep,
   sum,
   withFreshNats,
-} from "./util.js";
+} from "../util.js";
 
 export interface FanoutOptions {
   subscribers: number;
@@ -105,7 +105,7 @@ export async function stepFanout(report: Report, o: FanoutOptions): Promise<void
       log(
         `5. opening ${fmtInt(o.subscribers)} StreamTrending subscribers on ${o.channels} channels`,
       );
-      child = spawnTs(repoPath("./fanout.ts"), [
+      child = spawnTs(repoPath("./steps/fanout.ts"), [
         "--subscribe",
         JSON.stringify({
           address: `127.0.0.1:${app.grpcPort}`,

@@ -7,13 +7,9 @@
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
-import {
-  HEAP_SNAPSHOT_DIR,
-  processTree,
-  withIngestedApp,
-  type IngestedApp,
-} from "./app-process.js";
-import { ratio, TARGETS, verdict, type Report } from "./report.js";
+import { HEAP_SNAPSHOT_DIR, processTree } from "../app-process.js";
+import { withIngestedApp, type IngestedApp } from "../ingested-app.js";
+import { ratio, TARGETS, verdict, type Report } from "../report.js";
 import {
   fmtInt,
   fmtMiB,
@@ -22,7 +18,7 @@ import {
   stateDirBytes,
   sum,
   type PromSample,
-} from "./util.js";
+} from "../util.js";
 
 export interface MemoryOptions {
   /** Active users of each point. */
