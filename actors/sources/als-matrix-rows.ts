@@ -10,7 +10,8 @@ import type { Ratings } from "./als-matrix.js";
  *
  * Rows live in one arena of typed arrays: row u's entries are [start[u], start[u] + len[u]),
  * in a slot of `slot(len)` entries; a row that outgrows its slot moves to the arena's end, and the
- * arena is compacted (rows in user order) once more than half of it is vacated slots. ~8 B per
+ * arena is compacted (rows in user order) once a third of it is vacated slots (a row grown
+ * slot by slot leaves just under its size vacated). ~8 B per
  * user and ~8-16 B per entry, against the stored rows' bytes.
  */
 export interface MatrixRows {
@@ -53,9 +54,9 @@ export function createMatrixRows(): MatrixRows {
   let vacated = 0;
   let nnz = 0;
 
-  /** Room for `n` more entries at the arena's end (compacting first if half of it is vacated). */
+  /** Room for `n` more entries at the arena's end (compacting first if a third of it is vacated). */
   const reserve = (n: number) => {
-    if (vacated * 2 > top) compact();
+    if (vacated * 3 > top) compact();
     if (top + n <= cols.length) return;
     const cap = Math.max(2 * cols.length, top + n);
     cols = grown(cols, new Int32Array(cap));
@@ -66,7 +67,7 @@ export function createMatrixRows(): MatrixRows {
   const compact = () => {
     let need = 0;
     for (let u = 0; u < ids.length; u++) need += slot(len[u]!);
-    const size = Math.max(4096, 2 * need);
+    const size = Math.max(4096, need + (need >> 1));
     const c = new Int32Array(size);
     const v = new Float32Array(size);
     let at = 0;
