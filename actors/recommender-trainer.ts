@@ -1,5 +1,6 @@
 import type { Ratings } from "./sources/als-matrix.js";
-import type { AlsModel, AlsSettings, ServedModel } from "./sources/als.js";
+import type { AlsModel, ServedModel } from "./sources/als-served.js";
+import type { AlsSettings } from "./sources/als-settings.js";
 
 /**
  * ALS trainings of the recommender stage, off the event loop. The stage decides WHEN to train

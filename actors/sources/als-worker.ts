@@ -4,7 +4,10 @@ import { constants, getPriority, setPriority } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { Ratings } from "./als-matrix.js";
-import { gram, trainAls, type AlsSettings, type ServedModel } from "./als.js";
+import type { ServedModel } from "./als-served.js";
+import type { AlsSettings } from "./als-settings.js";
+import { gram } from "./als-solve.js";
+import { trainAls } from "./als-train.js";
 import { evaluateAls, type OfflineMetrics } from "./als-eval.js";
 
 /**
