@@ -116,37 +116,39 @@ export function createMatrixRows(): MatrixRows {
     set(u, i, value) {
       let s = start[u]!;
       const n = len[u]!;
-      // Binary search: rows are sorted by item index (a film's raters run to thousands of items).
-      let lo = 0;
+      let c = cols;
+      // Binary search: rows are sorted by item index (a film's raters run to thousands of items);
+      // an item newer than the row's last (items are numbered as first seen) goes at its end.
+      let lo = n === 0 || c[s + n - 1]! < i ? n : 0;
       let hi = n;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (cols[s + mid]! < i) lo = mid + 1;
+        if (c[s + mid]! < i) lo = mid + 1;
         else hi = mid;
       }
-      if (lo < n && cols[s + lo] === i) {
+      if (lo < n && c[s + lo] === i) {
         vals[s + lo] = value;
         return;
       }
-      if (n === slot(n)) {
-        // Full: the row moves to a slot twice its size at the arena's end.
-        reserve(slot(n + 1));
+      if (n > 0 && (n & (n - 1)) === 0) {
+        // Full (a slot is a power of two): the row moves to a slot twice its size at the end.
+        reserve(2 * n);
         s = start[u]!; // compaction may have moved it
+        c = cols;
         const to = top;
-        for (let q = 0; q < n; q++) {
-          cols[to + q] = cols[s + q]!;
-          vals[to + q] = vals[s + q]!;
-        }
-        vacated += slot(n);
-        top += slot(n + 1);
+        c.copyWithin(to, s, s + n);
+        vals.copyWithin(to, s, s + n);
+        vacated += n;
+        top += 2 * n;
         start[u] = s = to;
       }
-      for (let q = n; q > lo; q--) {
-        cols[s + q] = cols[s + q - 1]!;
-        vals[s + q] = vals[s + q - 1]!;
+      const v = vals;
+      if (lo < n) {
+        c.copyWithin(s + lo + 1, s + lo, s + n);
+        v.copyWithin(s + lo + 1, s + lo, s + n);
       }
-      cols[s + lo] = i;
-      vals[s + lo] = value;
+      c[s + lo] = i;
+      v[s + lo] = value;
       len[u] = n + 1;
       nnz++;
     },
