@@ -10,9 +10,8 @@ import type { Ratings } from "./als-matrix.js";
  *
  * Rows live in one arena of typed arrays: row u's entries are [start[u], start[u] + len[u]),
  * in a slot of `slot(len)` entries; a row that outgrows its slot moves to the arena's end, and the
- * arena is compacted (rows in user order) once a third of it is vacated slots (a row grown
- * slot by slot leaves just under its size vacated). ~8 B per
- * user and ~8-16 B per entry, against the stored rows' bytes.
+ * arena is compacted (rows in user order) once a quarter of it is vacated slots. 8 B per user
+ * and ~11 B per entry, beside the stored rows (~600 B per user of 10 entries).
  */
 export interface MatrixRows {
   readonly users: number;
@@ -40,7 +39,26 @@ export interface MatrixRows {
 }
 
 /** Entries a row of `n` entries has room for: powers of two, so a growing row moves log n times. */
-const slot = (n: number) => (n <= 1 ? 1 : 2 ** Math.ceil(Math.log2(n)));
+/**
+ * Slot sizes, each ~1.4× the last (1, 2, 3, 5, 7, 10, 14, ...). Doubling slots held 33 MB of
+ * arrays at 100k users × 10 entries (1M entries: half-empty slots, vacated ones, the arena's
+ * headroom); these, with compaction at a quarter vacated and 1.25× growth, 11 MB, ~0.03 µs more
+ * per add (.scratch measures, docs/QUALITY.md "ALS matrix").
+ */
+const SLOTS: number[] = [1];
+while (SLOTS.at(-1)! < 2 ** 31) SLOTS.push(Math.ceil(SLOTS.at(-1)! * 1.4));
+
+/** The slot of a row of `n` entries: the smallest slot size ≥ n. */
+function slot(n: number): number {
+  let lo = 0;
+  let hi = SLOTS.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (SLOTS[mid]! < n) lo = mid + 1;
+    else hi = mid;
+  }
+  return SLOTS[lo]!;
+}
 
 export function createMatrixRows(): MatrixRows {
   const ids: string[] = [];
@@ -54,11 +72,11 @@ export function createMatrixRows(): MatrixRows {
   let vacated = 0;
   let nnz = 0;
 
-  /** Room for `n` more entries at the arena's end (compacting first if a third of it is vacated). */
+  /** Room for `n` more entries at the arena's end (compacting first if a quarter is vacated). */
   const reserve = (n: number) => {
-    if (vacated * 3 > top) compact();
+    if (vacated * 4 > top) compact();
     if (top + n <= cols.length) return;
-    const cap = Math.max(2 * cols.length, top + n);
+    const cap = Math.max(Math.ceil(1.25 * cols.length), top + n);
     cols = grown(cols, new Int32Array(cap));
     vals = grown(vals, new Float32Array(cap));
   };
@@ -67,7 +85,7 @@ export function createMatrixRows(): MatrixRows {
   const compact = () => {
     let need = 0;
     for (let u = 0; u < ids.length; u++) need += slot(len[u]!);
-    const size = Math.max(4096, need + (need >> 1));
+    const size = Math.max(4096, need + (need >> 3));
     const c = new Int32Array(size);
     const v = new Float32Array(size);
     let at = 0;
@@ -130,16 +148,17 @@ export function createMatrixRows(): MatrixRows {
         vals[s + lo] = value;
         return;
       }
-      if (n > 0 && (n & (n - 1)) === 0) {
-        // Full (a slot is a power of two): the row moves to a slot twice its size at the end.
-        reserve(2 * n);
+      if (n === slot(n)) {
+        // Full: the row moves to the next slot size, at the arena's end.
+        const next = slot(n + 1);
+        reserve(next);
         s = start[u]!; // compaction may have moved it
         c = cols;
         const to = top;
         c.copyWithin(to, s, s + n);
         vals.copyWithin(to, s, s + n);
         vacated += n;
-        top += 2 * n;
+        top += next;
         start[u] = s = to;
       }
       const v = vals;
