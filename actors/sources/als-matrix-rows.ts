@@ -43,7 +43,7 @@ export interface MatrixRows {
  * Slot sizes, each ~1.4× the last (1, 2, 3, 5, 7, 10, 14, ...). Doubling slots held 33 MB of
  * arrays at 100k users × 10 entries (1M entries: half-empty slots, vacated ones, the arena's
  * headroom); these, with compaction at a quarter vacated and 1.25× growth, 11 MB, ~0.03 µs more
- * per add (.scratch measures, docs/QUALITY.md "ALS matrix").
+ * per add (docs/QUALITY.md "ALS matrix").
  */
 const SLOTS: number[] = [1];
 while (SLOTS.at(-1)! < 2 ** 31) SLOTS.push(Math.ceil(SLOTS.at(-1)! * 1.4));
