@@ -38,7 +38,6 @@ export interface MatrixRows {
   ): Ratings;
 }
 
-/** Entries a row of `n` entries has room for: powers of two, so a growing row moves log n times. */
 /**
  * Slot sizes, each ~1.4× the last (1, 2, 3, 5, 7, 10, 14, ...). Doubling slots held 33 MB of
  * arrays at 100k users × 10 entries (1M entries: half-empty slots, vacated ones, the arena's
@@ -121,11 +120,10 @@ export function createMatrixRows(): MatrixRows {
         start = grown(start, new Int32Array(cap));
         len = grown(len, new Int32Array(cap));
       }
-      len[u] = 0;
+      len[u] = 0; // before reserve(): a compaction reads it
       ids[u] = id;
       reserve(1);
       start[u] = top;
-      len[u] = 0;
       top += slot(0);
     },
     addItem(id) {

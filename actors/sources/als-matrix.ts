@@ -63,7 +63,8 @@ export function createRatingsBuilder(
    * first build); null if the stores' first-seen orders are not 0..n-1 (never so when a builder
    * wrote them), which then builds from the stored rows every time, as before.
    */
-  let held: MatrixRows | null | undefined = rows.size === 0 ? createMatrixRows() : undefined;
+  let held: MatrixRows | null | undefined =
+    rows.size === 0 && items.size === 0 ? createMatrixRows() : undefined;
   const matrix = (): MatrixRows | null => {
     if (held === undefined) held = readRows(rows, items);
     return held;
