@@ -1,5 +1,6 @@
 import type { Ratings } from "./sources/als-matrix.js";
-import type { AlsModel, AlsSettings, ServedModel } from "./sources/als.js";
+import type { AlsModel, ServedModel } from "./sources/als-served.js";
+import type { AlsSettings } from "./sources/als-settings.js";
 
 /**
  * ALS trainings of the recommender stage, off the event loop. The stage decides WHEN to train
@@ -21,10 +22,11 @@ export interface Trainer {
   /**
    * Trains the matrix at input point `at` (events added so far). `ratings` builds it, called
    * when the training starts: a point superseded while it waits is never built (building the
-   * whole matrix at every training point was 62-71% of the main thread over a MovieLens replay,
-   * most of it for points whose training never ran). It must build the matrix of point `at`
-   * then (the collaborative stage's marked matrix: copy on write since the point); undefined:
-   * that matrix is lost, nothing is trained.
+   * whole matrix from the stored rows at every training point was 62-71% of the main thread over
+   * a MovieLens replay, most of it for points whose training never ran; it is now a copy of the
+   * matrix kept as rows change, ~1 ms of CPU there: als-matrix-rows.ts). It must build the
+   * matrix of point `at` then (the collaborative stage's marked matrix: copy on write since the
+   * point); undefined: that matrix is lost, nothing is trained.
    *
    * `delayMs`: the training starts no sooner (unless a newer point is submitted meanwhile,
    * which then starts at once): a restart's training of the point its snapshot left untrained

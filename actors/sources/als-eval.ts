@@ -1,5 +1,7 @@
 import type { Ratings } from "./als-matrix.js";
-import { addObservation, choleskySolve, gram, type AlsModel } from "./als.js";
+import { choleskySolve } from "./als-cholesky.js";
+import type { AlsModel } from "./als-served.js";
+import { addObservation, gram } from "./als-solve.js";
 import { seededRandom } from "./types.js";
 
 /**

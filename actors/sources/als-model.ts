@@ -1,18 +1,13 @@
-import {
-  addObservation,
-  choleskySolve,
-  gram,
-  servedModel,
-  type AlsModel,
-  type ServedModel,
-} from "./als.js";
+import { choleskySolve } from "./als-cholesky.js";
+import { servedModel, type AlsModel, type ServedModel } from "./als-served.js";
+import { addObservation, gram } from "./als-solve.js";
 import { nthLargest, type Scored } from "./types.js";
 
 /**
  * Serving a trained ALS model: COLLABORATIVE candidates for a user from a vector solved from the
  * user's current row against the model's fixed item factors (the fold-in least squares, one ALS
  * half-step for one user) when first asked for, and the model as bytes for persistence. The model
- * keeps no user factors (als.ts ServedModel): a user's vector and top list are kept in a bounded
+ * keeps no user factors (als-served.ts ServedModel): a user's vector and top list are kept in a bounded
  * LRU while their row stays the same, so memory does not grow with the users asked.
  */
 export interface AlsIndex {

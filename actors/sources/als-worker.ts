@@ -4,7 +4,10 @@ import { constants, getPriority, setPriority } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import type { Ratings } from "./als-matrix.js";
-import { gram, trainAls, type AlsSettings, type ServedModel } from "./als.js";
+import type { ServedModel } from "./als-served.js";
+import type { AlsSettings } from "./als-settings.js";
+import { gram } from "./als-solve.js";
+import { trainAls } from "./als-train.js";
 import { evaluateAls, type OfflineMetrics } from "./als-eval.js";
 
 /**
@@ -79,8 +82,8 @@ function threadId(): number | undefined {
  */
 function spawn(job: TrainJob): Worker {
   const self = import.meta.url;
-  // The matrix moves to the worker (no copy on this thread: 120 MB at 1M users); it is built
-  // afresh for every training.
+  // The matrix moves to the worker (no copy on this thread: 120 MB at 1M users); it is a copy
+  // of the one the builder keeps (als-matrix-rows.ts), taken for this training.
   const r = job.ratings;
   // The ids stay here (the model gets the items' back on arrival): only numbers cross.
   const bare: TrainJob = { settings: job.settings, ratings: { ...r, users: [], items: [] } };

@@ -1,6 +1,7 @@
 import { createRatingsBuilder, type Ratings, type RatingsStores } from "./als-matrix.js";
 import { createAlsIndex, type AlsIndex } from "./als-model.js";
-import { servedModel, type AlsModel, type AlsSettings, type ServedModel } from "./als.js";
+import { servedModel, type AlsModel, type ServedModel } from "./als-served.js";
+import type { AlsSettings } from "./als-settings.js";
 import type { SourcePreset } from "./preset.js";
 import type { Scored, SourceEvent } from "./types.js";
 
@@ -9,7 +10,7 @@ import type { Scored, SourceEvent } from "./types.js";
  * interaction weights; explicit: the latest rating per user and movie) and the models trained
  * from them (set from outside: trained in a worker, restored from a snapshot).
  *
- * A served model keeps no user factors (als.ts ServedModel): every user's vector is solved from
+ * A served model keeps no user factors (als-served.ts ServedModel): every user's vector is solved from
  * their current row against the model's fixed item factors (the standard fold-in least squares,
  * one half-step of ALS for one user) when their candidates are first asked for, and solved again
  * after their row changes. The answer is a function of the model and the row alone, so a replay
