@@ -12,6 +12,7 @@ import { createTrendingHandler } from "../../actors/trending.js";
 import type { EventType } from "../../actors/event.js";
 import { createStageState, type StageStateInternal } from "../../state/stage-state.js";
 import { readSections } from "../../state/sections.js";
+import type { SnapshotStore, StateDb } from "../../state/store.js";
 
 /**
  * What the design-path stages' snapshots write, map by map: the REES46 head replayed through the
@@ -131,6 +132,7 @@ export function measureDesignStages(
   records: readonly ParsedRecord[],
   every = 1000,
   hop = 50,
+  store?: (stage: string) => SnapshotStore,
 ): SnapshotMeasure {
   const states = {
     window: createStageState(),
@@ -173,7 +175,13 @@ export function measureDesignStages(
     if (since >= every || x + hop >= records.length) {
       since = 0;
       snap.tick();
-      for (const [name, st] of Object.entries(states)) snap.take(name, st);
+      for (const [name, st] of Object.entries(states))
+        if (store) {
+          // Through the store (its checkpoints included), committed in order.
+          const batch = store(name).capture(st);
+          const prev = pending.pop() ?? Promise.resolve();
+          pending.push(prev.then(() => batch.commit()));
+        } else snap.take(name, st);
     }
   }
   return snap.result(records.length);
@@ -246,3 +254,36 @@ export function formatMeasure(m: SnapshotMeasure): string {
   }
   return lines.join("\n");
 }
+
+/**
+ * The design stages and trending run as measureDesignStages does, their snapshots written to
+ * `db` (state/store.ts) every `every` records; then each stage's snapshot loaded `loads` times.
+ * Returns each stage's median load time, ms.
+ */
+export async function measureRestore(
+  db: StateDb,
+  records: readonly ParsedRecord[],
+  every = 1000,
+  loads = 5,
+): Promise<Map<string, number>> {
+  const stores = new Map<string, SnapshotStore>();
+  measureDesignStages(records, every, 50, (stage) => {
+    let s = stores.get(stage);
+    if (!s) stores.set(stage, (s = db.instance(stage, 0)));
+    return s;
+  });
+  await Promise.all(pending.splice(0));
+  const out = new Map<string, number>();
+  for (const [stage, store] of stores) {
+    const times: number[] = [];
+    for (let n = 0; n < loads; n++) {
+      const t0 = performance.now();
+      const st = await store.load();
+      st.keyCount();
+      times.push(performance.now() - t0);
+    }
+    out.set(stage, times.sort((a, b) => a - b)[times.length >> 1]!);
+  }
+  return out;
+}
+const pending: Promise<void>[] = [];
