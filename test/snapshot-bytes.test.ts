@@ -12,8 +12,8 @@ import {
 /**
  * What the design-path stages' snapshots write on the REES46 head (17,434 events, a snapshot
  * every 1,000): bytes proportional to what changed. The bounds are the measured figures with
- * some room; the layouts before were far above them (window cells ~103 B per event, a merged
- * stage's waiting lists growing with the lag of the partition behind).
+ * some room; the layouts before were far above them (window cells ~103 B per event, trending
+ * cells ~45, a merged stage's waiting lists growing with the lag of the partition behind).
  */
 
 function requireData() {
@@ -35,6 +35,12 @@ describe("snapshot bytes of the design-path stages (REES46 head)", () => {
     requireData();
     const m = measureDesignStages(rees46Records());
     expect(perEvent(m, "window/cell"), formatMeasure(m)).toBeLessThan(85);
+  }, 60_000);
+
+  it("trending cells: under 38 bytes per event (keys of the hour's start in ms: ~45)", () => {
+    requireData();
+    const m = measureDesignStages(rees46Records());
+    expect(perEvent(m, "trending/cell"), formatMeasure(m)).toBeLessThan(38);
   }, 60_000);
 
   it("a merged stage's waiting records: bytes per snapshot do not grow with the lag", async () => {
