@@ -6,12 +6,13 @@ import {
   measureMerged,
   REES46_HEAD,
   rees46Records,
+  syntheticRecords,
   type SnapshotMeasure,
 } from "./helpers/snapshot-bytes.js";
 
 /**
  * What the design-path stages' snapshots write on the REES46 head (17,434 events, a snapshot
- * every 1,000): bytes proportional to what changed. The bounds are the measured figures with
+ * every 1,000) and on a seeded 9-day log: bytes proportional to what changed. The bounds are the measured figures with
  * some room; the layouts before were far above them (window cells ~103 B per event, trending
  * cells ~45, a merged stage's waiting lists growing with the lag of the partition behind).
  */
@@ -30,7 +31,7 @@ const perEvent = (m: SnapshotMeasure, id: string) => {
   return w.bytes / m.events;
 };
 
-describe("snapshot bytes of the design-path stages (REES46 head)", () => {
+describe("snapshot bytes of the design-path stages", () => {
   it("window cells: under 85 bytes per event (objects and JSON keys: ~103)", () => {
     requireData();
     const m = measureDesignStages(rees46Records());
@@ -41,6 +42,11 @@ describe("snapshot bytes of the design-path stages (REES46 head)", () => {
     requireData();
     const m = measureDesignStages(rees46Records());
     expect(perEvent(m, "trending/cell"), formatMeasure(m)).toBeLessThan(38);
+  }, 60_000);
+
+  it("popularity buckets: under 10 bytes per event on a 9-day log (whole items: ~76)", () => {
+    const m = measureDesignStages(syntheticRecords(30_000));
+    expect(perEvent(m, "popularity/bucket"), formatMeasure(m)).toBeLessThan(10);
   }, 60_000);
 
   it("a merged stage's waiting records: bytes per snapshot do not grow with the lag", async () => {

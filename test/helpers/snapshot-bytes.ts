@@ -13,6 +13,7 @@ import type { EventType } from "../../actors/event.js";
 import { createStageState, type StageStateInternal } from "../../state/stage-state.js";
 import { readSections } from "../../state/sections.js";
 import type { SnapshotStore, StateDb } from "../../state/store.js";
+import { generateLog } from "./events.js";
 
 /**
  * What the design-path stages' snapshots write, map by map: the REES46 head replayed through the
@@ -287,3 +288,42 @@ export async function measureRestore(
   return out;
 }
 const pending: Promise<void>[] = [];
+
+/**
+ * A seeded 9-day log (generateLog: 60,000 events, 3,000 users, 800 items, 2 in 9 events a
+ * purchase) as parse would give it, in time order: items with purchases in most hours of the
+ * popularity horizon.
+ */
+export function syntheticRecords(events = 60_000): ParsedRecord[] {
+  const log = generateLog({
+    seed: 1,
+    events,
+    users: 3000,
+    items: 800,
+    categories: ["a", "b", "c"],
+    start: Date.UTC(2026, 0, 1),
+    spanMs: 9 * 24 * 3_600_000,
+    lateShare: 0,
+    lateByMs: 0,
+  });
+  let wb = -1;
+  const out = log.map((e, x): ParsedRecord => {
+    const ts = Date.parse(String(e.event_ts));
+    const r: ParsedRecord = {
+      id: String(e.event_id),
+      t: e.event_type as EventType,
+      ts,
+      u: String(e.user_id),
+      i: String(e.item_id),
+      c: String(e.category_code).split(".")[0]!,
+      b: String(e.brand),
+      pr: Number(e.price),
+      r: -1,
+      s: x + 1,
+      wb,
+    };
+    wb = Math.max(wb, ts);
+    return r;
+  });
+  return out.sort((a, b) => a.ts - b.ts || a.s - b.s);
+}
