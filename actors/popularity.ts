@@ -63,6 +63,17 @@ function rowOf(item: string, buckets: ItemBuckets, now: number, horizonMs: numbe
   };
 }
 
+/**
+ * A row as the state holds it: [purchases, avgPrice, category, brand, wm], its item the key.
+ * The object wrote its item and five names again at each snapshot that changed it (~100 B where
+ * this is ~45). Snapshots from before hold objects: still read.
+ */
+type StoredRow = [purchases: number, avgPrice: number, category: string, brand: string, wm: number];
+const rowFrom = (item: string, v: StoredRow | PopularityRow | undefined) =>
+  v === undefined || !Array.isArray(v)
+    ? v
+    : { item, purchases: v[0], category: v[2], brand: v[3], avgPrice: v[1], wm: v[4] };
+
 /** The table's heartbeat: a row of no item (ids are never empty) and no purchases. */
 export function heartbeatRow(wm: number): PopularityRow {
   return { item: "", purchases: 0, category: "", brand: "", avgPrice: 0, wm };
@@ -86,7 +97,7 @@ export const popularityStage = defineStage({
   create(ctx: StageContext<PopularitySettings>) {
     const { horizonMs } = ctx.settings;
     const buckets = loadItemBuckets(ctx.state);
-    const rows = ctx.state.map<PopularityRow>("row");
+    const rows = ctx.state.map<StoredRow | PopularityRow>("row");
     let beat = -1; // progress of the last heartbeat row (in memory: a restart sends one again)
 
     /** Counts the batch's new purchases into hourly buckets: the items touched, the late ones. */
@@ -117,7 +128,7 @@ export const popularityStage = defineStage({
       const changed: PopularityRow[] = [];
       for (const item of touched) {
         const row = rowOf(item, buckets, progress, horizonMs);
-        const prev = rows.get(item);
+        const prev = rowFrom(item, rows.get(item));
         if (
           prev &&
           prev.purchases === row.purchases &&
@@ -127,7 +138,7 @@ export const popularityStage = defineStage({
         )
           continue;
         if (row.purchases === 0) rows.delete(item);
-        else rows.set(item, row);
+        else rows.set(item, [row.purchases, row.avgPrice, row.category, row.brand, row.wm]);
         changed.push(row);
       }
       return changed;
@@ -141,7 +152,7 @@ export const popularityStage = defineStage({
     };
 
     return {
-      view: { row: (i) => rows.get(i) } satisfies PopularityView,
+      view: { row: (i) => rowFrom(i, rows.get(i)) } satisfies PopularityView,
       operator: (batches$) =>
         batches$.pipe(
           map((batch) => ({ progress: batch.progress.to, ...countPurchases(batch) })),

@@ -10,8 +10,8 @@ import { testStateDb } from "./helpers/state-db.js";
 /**
  * Popularity keeps an item's purchases one key per hour bucket: a snapshot writes the buckets a
  * purchase or the horizon changed, where an item's every bucket (up to 168) was one value,
- * rewritten whole. Items of the layout before load and keep counting; a restart gives the rows
- * of a run without one.
+ * rewritten whole; its rows are tuples. Items and rows of the layout before load and keep
+ * counting; a restart gives the rows of a run without one.
  */
 
 const enc = new TextEncoder();
@@ -91,10 +91,13 @@ describe("popularity buckets", () => {
       c: "books",
       b: "acme",
     });
+    const oldRow = { item: "p|1", purchases: 3, category: "books", brand: "acme", avgPrice: 15 };
+    old.map("row").set("p|1", { ...oldRow, wm: T0 + HOUR });
     await store.write(old);
 
     const loaded = await store.load();
     const h = handlerOn(loaded);
+    expect(h.row("p|1")).toEqual({ ...oldRow, wm: T0 + HOUR });
     h.feed(T0 + 2 * HOUR, [buy(T0 + 2 * HOUR, "p|1", { pr: 6 })]);
     expect(h.rows()).toEqual([
       {
@@ -111,6 +114,8 @@ describe("popularity buckets", () => {
     expect([...again.map("item").keys()]).toEqual([]);
     expect(again.map("bucket").size).toBe(3);
     expect(again.map("meta").get("p|1")).toEqual(["books", "acme"]);
+    // Rows as [purchases, avgPrice, category, brand, wm], the item their key.
+    expect(again.map("row").get("p|1")).toEqual([4, 12, "books", "acme", T0 + 2 * HOUR]);
   });
 
   it("restored from LevelDB after each batch give the rows of a run without restarts", async () => {

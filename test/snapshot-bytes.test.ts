@@ -44,9 +44,10 @@ describe("snapshot bytes of the design-path stages", () => {
     expect(perEvent(m, "trending/cell"), formatMeasure(m)).toBeLessThan(38);
   }, 60_000);
 
-  it("popularity buckets: under 10 bytes per event on a 9-day log (whole items: ~76)", () => {
+  it("popularity: buckets under 10 bytes per event on a 9-day log (whole items: ~76), rows under 12 (objects: ~20)", () => {
     const m = measureDesignStages(syntheticRecords(30_000));
     expect(perEvent(m, "popularity/bucket"), formatMeasure(m)).toBeLessThan(10);
+    expect(perEvent(m, "popularity/row"), formatMeasure(m)).toBeLessThan(12);
   }, 60_000);
 
   it("a merged stage's waiting records: bytes per snapshot do not grow with the lag", async () => {
