@@ -4,6 +4,7 @@ import { decodeEnvelope, HOPS_IN_FLIGHT, type StageHandler, type StageSpec } fro
 import type { StageState } from "../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { subjects } from "./subjects.js";
+import { loadWaiting } from "./merged-waiting.js";
 
 /**
  * Runs a stage fed every partition's user-path records in EVENTS order, in the stage host on a
@@ -17,8 +18,9 @@ import { subjects } from "./subjects.js";
  * function of the events alone. Every record carries its EVENTS sequence `s`, and a hop's `upTo`
  * says its subject has nothing more up to there; records are fed in `s` order once every
  * partition's subject has reported that far (parse's progress broadcast touches every subject,
- * so an idle partition reports too). Records waiting for that are kept in the state, with each
- * subject's `upTo` and last `s` (which also drops a hop re-published after parse's restart).
+ * so an idle partition reports too). Records waiting for that are kept in the state, one key per
+ * hop (merged-waiting.ts), with each subject's `upTo` and last `s` (which also drops a hop
+ * re-published after parse's restart).
  *
  * The host's hop dedupe (`upTo`, one number per input) does not fit a consumer of several
  * subjects, hence the raw input. The batch's progress is the highest progress of any subject
@@ -64,10 +66,7 @@ export async function loadMergedHandler<P extends PortMap, S, V>(
   partitions: number,
 ): Promise<StageHandler & V> {
   const positions = state.map<SubjectPos>("positions");
-  // A text map: each snapshot rewrites a subject's whole waiting list, and a load parsed every
-  // delta's copy (17 MB of JSON per merged stage in a restart with 1M users); as bytes, only the
-  // live copies are parsed, when read.
-  const waiting = state.map<ParsedRecord[]>("waiting", { text: true });
+  const waiting = loadWaiting(state);
   const names = Array.from({ length: partitions }, (_, p) => subjects.parse(p));
   const run: StageRun<ParsedRecord, V> = startStage(
     def,
@@ -86,13 +85,7 @@ export async function loadMergedHandler<P extends PortMap, S, V>(
     const env = decodeEnvelope<ParsedRecord>(msg.data);
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const recs = env.recs.filter((r) => r.s > pos.s);
-    if (recs.length > 0) {
-      // Appended in place (the host serialises values when it snapshots): a partition far
-      // behind the others made each hop copy everything waiting before it.
-      const w = waiting.get(msg.subject) ?? [];
-      for (const r of recs) w.push(r);
-      waiting.set(msg.subject, w);
-    }
+    if (recs.length > 0) waiting.append(msg.subject, recs);
     positions.set(msg.subject, {
       upTo: Math.max(pos.upTo, env.upTo),
       s: recs.length > 0 ? recs[recs.length - 1]!.s : pos.s,
@@ -107,18 +100,9 @@ export async function loadMergedHandler<P extends PortMap, S, V>(
       wm = Math.max(wm, p?.wm ?? -1);
     }
     const ready: ParsedRecord[] = [];
-    let left = 0;
-    for (const name of names) {
-      const w = waiting.get(name);
-      if (!w) continue;
-      let x = 0;
-      while (x < w.length && w[x]!.s <= complete) ready.push(w[x++]!);
-      if (x === w.length) waiting.delete(name);
-      else if (x > 0) waiting.set(name, w.slice(x));
-      left += w.length - x;
-    }
+    for (const name of names) waiting.take(name, complete, ready);
     ready.sort((a, b) => a.s - b.s);
-    const to = left === 0 ? wm : -1;
+    const to = waiting.empty(names) ? wm : -1;
     run.push({
       records: ready,
       position: { from: msg.seq - 1, upTo: msg.seq },

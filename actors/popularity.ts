@@ -7,6 +7,7 @@ import { HOUR } from "./subjects.js";
 import type { LateCounter } from "./watermark.js";
 import { createStageHandler, type AdaptedHandler } from "./stage-adapter.js";
 import { stageTopology } from "./topology.js";
+import { loadItemBuckets, type ItemBuckets } from "./popularity-buckets.js";
 
 export { POPULARITY_HEARTBEAT_KEY } from "./topology.js";
 
@@ -21,13 +22,6 @@ export interface PopularityRow {
   avgPrice: number;
   /** Event-time progress the row reflects. */
   wm: number;
-}
-
-interface ItemData {
-  /** hour start -> [purchases, price sum, priced purchases] */
-  h: Record<string, [number, number, number]>;
-  c: string;
-  b: string;
 }
 
 export interface PopularitySettings {
@@ -55,32 +49,30 @@ export interface LatePurchase {
   event: ParsedRecord;
 }
 
-/** Computes an item's row at event time `now` from its hourly buckets. */
-export function computeRow(
-  item: string,
-  d: ItemData,
-  now: number,
-  horizonMs: number,
-): PopularityRow {
-  const from = now - horizonMs;
-  let n = 0;
-  let sum = 0;
-  let priced = 0;
-  for (const [h, [k, s, p]] of Object.entries(d.h)) {
-    if (Number(h) + HOUR <= from) continue;
-    n += k;
-    sum += s;
-    priced += p;
-  }
+/** An item's row at event time `now` from its hourly buckets (purchases 0: none left). */
+function rowOf(item: string, buckets: ItemBuckets, now: number, horizonMs: number): PopularityRow {
+  const t = buckets.totals(item, now - horizonMs);
+  if (!t) return { item, purchases: 0, category: "", brand: "", avgPrice: 0, wm: now };
   return {
     item,
-    purchases: n,
-    category: d.c,
-    brand: d.b,
-    avgPrice: priced > 0 ? sum / priced : 0,
+    purchases: t.purchases,
+    category: t.category,
+    brand: t.brand,
+    avgPrice: t.priced > 0 ? t.priceSum / t.priced : 0,
     wm: now,
   };
 }
+
+/**
+ * A row as the state holds it: [purchases, avgPrice, category, brand, wm], its item the key.
+ * The object wrote its item and five names again at each snapshot that changed it (~100 B where
+ * this is ~45). Snapshots from before hold objects: still read.
+ */
+type StoredRow = [purchases: number, avgPrice: number, category: string, brand: string, wm: number];
+const rowFrom = (item: string, v: StoredRow | PopularityRow | undefined) =>
+  v === undefined || !Array.isArray(v)
+    ? v
+    : { item, purchases: v[0], category: v[2], brand: v[3], avgPrice: v[1], wm: v[4] };
 
 /** The table's heartbeat: a row of no item (ids are never empty) and no purchases. */
 export function heartbeatRow(wm: number): PopularityRow {
@@ -104,15 +96,8 @@ export const popularityStage = defineStage({
   },
   create(ctx: StageContext<PopularitySettings>) {
     const { horizonMs } = ctx.settings;
-    const items = ctx.state.map<ItemData>("item");
-    const rows = ctx.state.map<PopularityRow>("row");
-    const byHour = new Map<number, Set<string>>();
-    const index = (h: number, i: string) => {
-      let s = byHour.get(h);
-      if (!s) byHour.set(h, (s = new Set()));
-      s.add(i);
-    };
-    for (const [i, d] of items.entries()) for (const h of Object.keys(d.h)) index(Number(h), i);
+    const buckets = loadItemBuckets(ctx.state);
+    const rows = ctx.state.map<StoredRow | PopularityRow>("row");
     let beat = -1; // progress of the last heartbeat row (in memory: a restart sends one again)
 
     /** Counts the batch's new purchases into hourly buckets: the items touched, the late ones. */
@@ -126,13 +111,7 @@ export const popularityStage = defineStage({
           late.push({ watermark: now - horizonMs, event: r });
           continue;
         }
-        const h = r.ts - (r.ts % HOUR);
-        const prev = items.get(r.i);
-        const hours = { ...(prev?.h ?? {}) };
-        const [k, s, p] = hours[h] ?? [0, 0, 0];
-        hours[h] = [k + 1, s + (r.pr >= 0 ? r.pr : 0), p + (r.pr >= 0 ? 1 : 0)];
-        items.set(r.i, { h: hours, c: r.c || prev?.c || "", b: r.b || prev?.b || "" });
-        index(h, r.i);
+        buckets.add(r.i, r.ts - (r.ts % HOUR), r.pr, r.c, r.b);
         touched.add(r.i);
       }
       return { touched, late };
@@ -140,20 +119,7 @@ export const popularityStage = defineStage({
 
     /** Drops the hourly buckets that left the horizon at `progress`; adds their items. */
     const expire = (progress: number, touched: Set<string>): Set<string> => {
-      const from = progress - horizonMs;
-      for (const [h, is] of [...byHour].sort((a, b) => a[0] - b[0])) {
-        if (h + HOUR > from) break;
-        byHour.delete(h);
-        for (const i of is) {
-          const d = items.get(i);
-          if (!d) continue;
-          const hours = { ...d.h };
-          delete hours[h];
-          if (Object.keys(hours).length === 0) items.delete(i);
-          else items.set(i, { ...d, h: hours });
-          touched.add(i);
-        }
-      }
+      buckets.expire(progress - horizonMs, touched);
       return touched;
     };
 
@@ -161,11 +127,8 @@ export const popularityStage = defineStage({
     const changedRows = (touched: Set<string>, progress: number): PopularityRow[] => {
       const changed: PopularityRow[] = [];
       for (const item of touched) {
-        const d = items.get(item);
-        const row = d
-          ? computeRow(item, d, progress, horizonMs)
-          : { item, purchases: 0, category: "", brand: "", avgPrice: 0, wm: progress };
-        const prev = rows.get(item);
+        const row = rowOf(item, buckets, progress, horizonMs);
+        const prev = rowFrom(item, rows.get(item));
         if (
           prev &&
           prev.purchases === row.purchases &&
@@ -175,7 +138,7 @@ export const popularityStage = defineStage({
         )
           continue;
         if (row.purchases === 0) rows.delete(item);
-        else rows.set(item, row);
+        else rows.set(item, [row.purchases, row.avgPrice, row.category, row.brand, row.wm]);
         changed.push(row);
       }
       return changed;
@@ -189,7 +152,7 @@ export const popularityStage = defineStage({
     };
 
     return {
-      view: { row: (i) => rows.get(i) } satisfies PopularityView,
+      view: { row: (i) => rowFrom(i, rows.get(i)) } satisfies PopularityView,
       operator: (batches$) =>
         batches$.pipe(
           map((batch) => ({ progress: batch.progress.to, ...countPurchases(batch) })),

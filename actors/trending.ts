@@ -92,19 +92,30 @@ export const trendingStage = defineStage({
   trigger: "processing-time",
   create(ctx: StageContext<TrendingSettings & { partition: number }>) {
     const opts = ctx.settings;
-    // "<kind>|<hour>|<item>" -> counts by EVENT_TYPES index (views, clicks, carts, ...; older
+    // Cell keys (cellKey) -> counts by EVENT_TYPES index (views, clicks, carts, ...; older
     // snapshots hold views and clicks only); 1h and 24h paths accept different lateness.
     const cells = ctx.state.map<number[]>("cell");
     const counted = new Set<string>(Object.keys(opts.weights));
     const weightOf = EVENT_TYPES.map((t) => opts.weights[t] ?? 0);
-    const byHour = new Map<string, Set<string>>(); // "<kind>|<hour>" -> keys
+    const byHour = new Map<string, Set<string>>(); // "<kind>|<hour start>" -> keys
     const index = (k: string) => {
-      const at = k.indexOf("|", k.indexOf("|") + 1);
-      const hk = k.slice(0, at);
+      const at = k.indexOf("|", 2);
+      const hk = `${k[0] === "h" ? "1h" : "24h"}|${Number(k.slice(2, at)) * HOUR}`;
       let s = byHour.get(hk);
       if (!s) byHour.set(hk, (s = new Set()));
       s.add(k);
     };
+    // Cells of the layout before ("<kind>|<hour start>|<item>") in this one: the next snapshot
+    // writes them once.
+    for (const k of [...cells.keys()]) {
+      if (k[0] === "h" || k[0] === "d") continue;
+      const a = k.indexOf("|");
+      const b = k.indexOf("|", a + 1);
+      const to = cellKey(k.slice(0, a) as TrendingKind, Number(k.slice(a + 1, b)), k.slice(b + 1));
+      const c = cells.get(k)!;
+      cells.delete(k);
+      cells.set(to, c);
+    }
     for (const k of cells.keys()) index(k);
     // Ends of the newest final windows, snapshotted with the cells.
     const final1hValue = ctx.state.value<number>("final1h");
@@ -175,7 +186,7 @@ export const trendingStage = defineStage({
             });
             continue;
           }
-          const key = `${kind}|${h}|${r.i}`;
+          const key = cellKey(kind, h, r.i);
           const c = cells.get(key);
           const next = c ? [...c] : [];
           while (next.length <= type) next.push(0);
@@ -288,6 +299,15 @@ export function createTrendingHandler(
     topology: stageTopology.trending(partition, counters),
   }) as TrendingHandler;
 }
+
+/**
+ * A cell's key: "h" (1 h windows) or "d" (24 h windows), the hour's number since the epoch, the
+ * item: "h|436080|44600062". Every event changes a cell of each kind, and the key was most of a
+ * cell's JSON at each snapshot: the layout before, "1h|1569888000000|44600062", wrote ~9 bytes
+ * more of it.
+ */
+export const cellKey = (kind: TrendingKind, hourStart: number, item: string) =>
+  `${kind === "1h" ? "h" : "d"}|${hourStart / HOUR}|${item}`;
 
 function byHourKey(a: [string, unknown], b: [string, unknown]) {
   const x = Number(a[0].slice(a[0].indexOf("|") + 1));

@@ -38,6 +38,34 @@ interface Cell {
   pr: number;
 }
 
+/**
+ * A cell as the state holds it: [n, c, b, pr], written as JSON at each snapshot that changed it.
+ * The window's cells were the largest JSON part of the design stages' snapshots (~100 B per event
+ * on the REES46 head: a cell changes with nearly every event), and as an object each value wrote
+ * its four names again. (A binary codec was measured too: with keys this long it saved ~17% of
+ * the bytes, for ~4x the snapshot CPU, and its deltas of short-lived cells piled up on disk until
+ * a full checkpoint where the JSON part's own checkpoint rule keeps them bounded.) Snapshots from
+ * before hold objects: still read.
+ */
+export type StoredCell = [n: number, c: string, b: string, pr: number];
+const cellOf = (v: StoredCell | Cell | undefined): Cell | undefined =>
+  v === undefined || !Array.isArray(v) ? v : { n: v[0], c: v[1], b: v[2], pr: v[3] };
+
+/**
+ * A cell's key: "<w>|<t>|<length of u>|<u><i>" (u and i may contain anything, '|' too: the length
+ * tells them apart). Keys of snapshots from before are "<w>|<t>|<JSON [u, i]>", whose JSON
+ * quotes were escaped again in the snapshot's JSON: moved to this form on load.
+ */
+export const cellKey = (w: number, t: string, u: string, i: string) =>
+  `${w}|${t}|${u.length}|${u}${i}`;
+/** The key of the layout before, for a key of that form (its third part is a JSON array). */
+function rekeyed(k: string): string | undefined {
+  const at = k.indexOf("|", k.indexOf("|") + 1) + 1;
+  if (k.charCodeAt(at) !== 0x5b /* [ */) return undefined;
+  const [u, i] = JSON.parse(k.slice(at)) as [string, string];
+  return k.slice(0, at) + `${u.length}|${u}${i}`;
+}
+
 export interface WindowSettings {
   /** Tumbling window size (DESIGN: 5 min). */
   sizeMs: number;
@@ -65,7 +93,16 @@ export const windowStage = defineStage({
   ports: { window: port<WindowOutput>() },
   create(ctx: StageContext<WindowSettings>) {
     const { sizeMs, outOfOrdernessMs } = ctx.settings;
-    const cells = ctx.state.map<Cell>("cell"); // "<w>|<t>|<u>|<i>" (u, i may contain '|': the rest)
+    const cells = ctx.state.map<StoredCell | Cell>("cell"); // keys: cellKey
+    // Cells of the layout before (keys with JSON, objects) in this layout: the next snapshot
+    // writes them once.
+    for (const k of [...cells.keys()]) {
+      const to = rekeyed(k);
+      if (to === undefined) continue;
+      const { n, c, b, pr } = cellOf(cells.get(k))!;
+      cells.delete(k);
+      cells.set(to, [n, c, b, pr]);
+    }
     // In-memory index window -> keys, rebuilt from the state.
     const byWindow = new Map<number, Set<string>>();
     const indexKey = (w: number, k: string) => {
@@ -82,8 +119,8 @@ export const windowStage = defineStage({
         const w = r.ts - (r.ts % sizeMs);
         // A window the watermark already closed (before this batch) takes nothing more.
         if (progress.from >= 0 && w + sizeMs <= progress.from - outOfOrdernessMs) continue;
-        const key = `${w}|${r.t}|${JSON.stringify([r.u, r.i])}`;
-        const prev = cells.get(key);
+        const key = cellKey(w, r.t, r.u, r.i);
+        const prev = cellOf(cells.get(key));
         const cell: Cell = {
           n: (prev?.n ?? 0) + 1,
           c: r.c || prev?.c || "",
@@ -91,7 +128,7 @@ export const windowStage = defineStage({
           pr: r.pr >= 0 ? r.pr : (prev?.pr ?? -1),
         };
         if (!prev) indexKey(w, key);
-        cells.set(key, cell);
+        cells.set(key, [cell.n, cell.c, cell.b, cell.pr]);
         changed.set(key, {
           w,
           u: r.u,
