@@ -4,7 +4,7 @@ import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/envelope.js";
 import { loadMergedHandler } from "../actors/merged-input.js";
-import { MAP, OLD_MAP, waitingCodec } from "../actors/merged-waiting.js";
+import { MAP, OLD_MAP } from "../actors/merged-waiting.js";
 import { subjects } from "../actors/subjects.js";
 import type { ParsedRecord } from "../actors/parse.js";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
@@ -52,16 +52,6 @@ function sectionBytes(state: StageStateInternal, name: string): number {
 
 describe("a merged stage's waiting records, one key per hop", () => {
   const dbs = testStateDb("reco-merged-hops-");
-
-  it("round-trip through their codec, and a JSON list of the layout before decodes", () => {
-    const rec = recordMaker();
-    const recs = [rec("u1", "i1", 1000, "view", "books"), rec("u2", "i2", 2000, "purchase")];
-    recs[1]!.pr = 12.5;
-    expect(waitingCodec.decode(waitingCodec.encode(recs))).toEqual(recs);
-    expect(waitingCodec.decode(JSON.stringify(recs))).toEqual(recs);
-    expect(waitingCodec.decode(recs)).toEqual(recs);
-    expect(waitingCodec.encode(recs).length).toBeLessThan(JSON.stringify(recs).length);
-  });
 
   it("are written as they change: a snapshot's bytes do not grow with the list", async () => {
     const rec = recordMaker();

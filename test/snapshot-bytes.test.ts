@@ -58,6 +58,7 @@ describe("snapshot bytes of the design-path stages", () => {
     // Whole lists rewritten at each snapshot: ~58 and ~472 B per event.
     const [a, b] = [perEvent(near, "merged/waiting-hops"), perEvent(far, "merged/waiting-hops")];
     expect(b, `${formatMeasure(near)}\n${formatMeasure(far)}`).toBeLessThan(2 * a);
-    expect(b).toBeLessThan(80);
+    // Each hop's records as JSON text (~108 B per event): a fraction of whole lists at that lag.
+    expect(b).toBeLessThan(150);
   }, 60_000);
 });
