@@ -1,132 +1,24 @@
-import { Subject, type Observable } from "rxjs";
+import { Subject } from "rxjs";
+import { ActorFailedError, ActorStoppedError } from "./actor-errors.js";
+import { sliceSpent, yieldToLoop } from "./actor-slice.js";
+import type { Actor, ActorContext, ActorEvent, ActorOptions, ActorStatus } from "./actor-types.js";
 
 /**
- * Lifecycle of an actor. An actor that has been created but not started reports `"starting"`;
- * `"stopped"` and `"failed"` are final.
+ * createActor: one actor's mailbox, its processing loop (sliced by actor-slice.ts) and its
+ * lifecycle from start to stop, drain or failure. The contract is actor-types.ts, the errors
+ * actor-errors.ts; both are re-exported here.
  */
-export type ActorStatus = "starting" | "running" | "draining" | "stopped" | "failed";
 
-/** What an actor tells the outside world: metrics, logs and supervisors read these. */
-export type ActorEvent =
-  | { type: "status"; actorId: string; status: ActorStatus }
-  /** Emitted right before the status `"failed"`. */
-  | { type: "error"; actorId: string; error: unknown };
-
-export interface ActorContext<M> {
-  readonly id: string;
-  /**
-   * Enqueue a message to itself. Unlike `Actor.send`, this is still accepted while draining, so a
-   * multi-step job the actor started finishes before it stops.
-   */
-  send(msg: M): void;
-  /** Fail the actor from outside receive (e.g. a background consumer loop died). */
-  fail(error: unknown): void;
-  /** Aborted when the actor stops/fails: background loops watch it. */
-  readonly signal: AbortSignal;
-}
-
-export interface Behavior<M> {
-  /** Runs once before the first message; async allowed (load snapshot, open consumer). Throwing fails the actor. */
-  start?(ctx: ActorContext<M>): Promise<void> | void;
-  /**
-   * Messages are processed strictly one at a time in mailbox order; a returned promise is awaited
-   * before the next. Throwing (or rejecting) fails the actor.
-   */
-  receive(msg: M, ctx: ActorContext<M>): Promise<void> | void;
-  /**
-   * Cleanup on stop, drain end, or failure; called exactly once (also when the actor is stopped
-   * before it ever started), after any in-flight `start`/`receive` has settled. Must not throw out:
-   * errors go to the reporter.
-   */
-  stop?(): Promise<void> | void;
-}
-
-export interface Actor<M> {
-  readonly id: string;
-  /** Current status. */
-  getStatus(): ActorStatus;
-  /**
-   * Typed events (status changes, errors) as a hot RxJS Observable; it completes after the final
-   * status. Late subscribers do not get past events: read `getStatus()` first.
-   */
-  readonly events$: Observable<ActorEvent>;
-  /**
-   * Enqueue; messages sent before start() are kept and processed once running; messages sent
-   * while draining or after stop/failure are dropped and counted (droppedCount()).
-   */
-  send(msg: M): void;
-  /**
-   * Enqueue and resolve when that message has been processed (reject if the actor fails/stops
-   * before: `ActorStoppedError`, `ActorFailedError`, or the very error `receive` threw for it).
-   * Useful for request/reply: the behavior resolves its own reply inside the message.
-   */
-  sendAndWait(msg: M): Promise<void>;
-  mailboxDepth(): number;
-  droppedCount(): number;
-  /** Resolves when the mailbox is empty and nothing is in flight (or the actor is stopped/failed). */
-  idle(): Promise<void>;
-  /**
-   * Starting twice is harmless (returns the same promise). Resolves when status is "running";
-   * rejects if start() threw (status "failed" by then) or with `ActorStoppedError` if the actor was
-   * stopped first.
-   */
-  start(): Promise<void>;
-  /**
-   * Processes everything already in the mailbox, then stops ("draining" -> "stopped"). New
-   * messages from outside are dropped meanwhile. On an actor that was never started this is
-   * `stop()`. Resolves once the actor has ended, however it ended (see `closed()`).
-   */
-  drain(): Promise<void>;
-  /**
-   * Stops now: pending mailbox messages are dropped (counted), signal aborted, behavior.stop()
-   * called once an in-flight receive has settled. Idempotent; resolves when the actor has ended.
-   */
-  stop(): Promise<void>;
-  /** Resolves (never rejects) when the actor ends: void on stop, the Error on failure. */
-  closed(): Promise<void | Error>;
-}
-
-export interface ActorOptions<M> {
-  id: string;
-  behavior: Behavior<M>;
-  /** Where errors nobody else can handle go (a failing behavior.stop(), errors after the end). */
-  reporter?: (error: unknown, actorId: string) => void;
-}
-
-/** The actor no longer accepts or processes messages (stopped, draining, or stopped before start). */
-export class ActorStoppedError extends Error {
-  override readonly name = "ActorStoppedError";
-  readonly actorId: string;
-  constructor(actorId: string, message = `actor ${actorId} is stopped`) {
-    super(message);
-    this.actorId = actorId;
-  }
-}
-
-/**
- * The actor failed; `cause` is what failed it. Also wraps non-Error failures for `closed()`. The
- * message says why (the cause's message): callers print `message` or `String(err)`, and "actor
- * watermark/0 failed" alone, in bench step 2, left nobody knowing why.
- */
-export class ActorFailedError extends Error {
-  override readonly name = "ActorFailedError";
-  readonly actorId: string;
-  constructor(actorId: string, options: { cause: unknown }) {
-    super(`actor ${actorId} failed: ${reasonOf(options.cause)}`, options);
-    this.actorId = actorId;
-  }
-}
-
-/** A failure's cause as one line of text, whatever was thrown. */
-function reasonOf(cause: unknown): string {
-  if (cause instanceof Error) return cause.message || cause.name;
-  if (typeof cause === "string") return cause;
-  try {
-    return JSON.stringify(cause) ?? String(cause);
-  } catch {
-    return String(cause);
-  }
-}
+export type {
+  Actor,
+  ActorContext,
+  ActorEvent,
+  ActorOptions,
+  ActorStatus,
+  Behavior,
+} from "./actor-types.js";
+export { ActorFailedError, ActorStoppedError } from "./actor-errors.js";
+export { ACTOR_SLICE_MS } from "./actor-slice.js";
 
 interface Waiter {
   resolve(): void;
@@ -147,63 +39,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 // Compact the queue only once this many consumed slots pile up, so a steady stream costs no copies.
 const COMPACT_AT = 4096;
-
-/**
- * How long, in ms, actors may run back to back in one turn of the event loop before they yield to
- * it. Mailboxes drain in microtasks (and an async receive's continuation is one): with a backlog
- * they never gave the loop back, so a gRPC call or a timer waited behind all of it (bench step 4b:
- * the loop held 1.5 s at a time while 10k events/s were ingested). Past the budget, the actor
- * waits in `yielded` for the loop's next check phase (setImmediate), where one slice is shared
- * by the waiting actors in turn: I/O that came meanwhile runs first, and many backlogged actors
- * do not each take a message per turn (with ~30 stage actors that held the loop ~0.4 s).
- */
-export const ACTOR_SLICE_MS = 4;
-/** When the current slice began (performance.now()); -1 between slices. */
-let sliceStart = -1;
-const endSlice = (): void => {
-  sliceStart = -1;
-};
-/** Loops of actors that yielded, first come first run, and whether a drain is queued. */
-const yielded: (() => void)[] = [];
-let draining = false;
-/**
- * One slice of the yielded actors' loops per turn of the event loop: the first always runs (each
- * gets its turn, none starves), the others while the slice lasts; those left wait for the next.
- */
-const drainYielded = (): void => {
-  draining = false;
-  sliceStart = performance.now();
-  setImmediate(endSlice);
-  const waiting = yielded.length;
-  for (let x = 0; x < waiting; x++) {
-    if (x > 0 && performance.now() - sliceStart >= ACTOR_SLICE_MS) break;
-    yielded.shift()!();
-  }
-  if (yielded.length > 0 && !draining) {
-    draining = true;
-    setImmediate(drainYielded);
-  }
-};
-/** Queues an actor's loop to run again in a later turn of the event loop. */
-const yieldToLoop = (loop: () => void): void => {
-  yielded.push(loop);
-  if (!draining) {
-    draining = true;
-    setImmediate(drainYielded);
-  }
-};
-
-/** True once the actors of this turn of the loop have run for ACTOR_SLICE_MS. */
-const sliceSpent = (): boolean => {
-  const now = performance.now();
-  if (sliceStart < 0) {
-    sliceStart = now;
-    // The slice ends with this turn of the loop: the next turn's actors get a budget of their own.
-    setImmediate(endSlice);
-    return false;
-  }
-  return now - sliceStart >= ACTOR_SLICE_MS;
-};
 
 export function createActor<M>(options: ActorOptions<M>): Actor<M> {
   const { id, behavior } = options;

@@ -6,214 +6,49 @@ import {
   type NatsConnection,
 } from "nats";
 
-export interface PublishOptions {
-  /** Sent as `Nats-Msg-Id`: the server stores a message with a given id once per duplicate window. */
-  msgId?: string;
-  headers?: Record<string, string>;
-  /**
-   * The message is an upsert of its subject (a KV put: `$KV.<bucket>.<key>`), which carries no
-   * `msgId`: only the newest value per subject matters. On a timeout it is re-sent (within
-   * `retries`) while no newer upsert of its subject was published after it; once one was, it is
-   * not re-sent (a re-send would be stored after the newer value and put the older one back) and
-   * settles as the newer one does.
-   */
-  upsert?: boolean;
-}
+import { readPubAck } from "./publisher-acks.js";
+import { publishMany } from "./publisher-batch.js";
+import type { Entry, FlushWaiter } from "./publisher-entry.js";
+import {
+  asError,
+  JetStreamPublishError,
+  NoStreamError,
+  PublisherClosedError,
+  PublishTimeoutError,
+} from "./publisher-errors.js";
+import { RECONNECT_503_MS, watchDeadlines } from "./publisher-retries.js";
+import { sendSoon } from "./publisher-send-turn.js";
+import type {
+  JetStreamPublisher,
+  JetStreamPublisherOptions,
+  PubAckInfo,
+  PublishOptions,
+} from "./publisher-types.js";
 
-export interface PubAckInfo {
-  stream: string;
-  seq: number;
-  /** True when the server already held a message with this `Nats-Msg-Id`; `seq` is the original's. */
-  duplicate: boolean;
-}
+/**
+ * createJetStreamPublisher: the window of acks awaited, the queue behind it, settling each
+ * message (and the upserts it supersedes) and what a timeout makes of it. The contract is
+ * publisher-types.ts, the errors publisher-errors.ts (both re-exported here); deadlines and the
+ * 503 rule are publisher-retries.ts, PubAck parsing publisher-acks.ts, publishMany
+ * publisher-batch.ts.
+ */
 
-export interface OutgoingMessage {
-  subject: string;
-  data: Uint8Array;
-  opts?: PublishOptions;
-}
+export type {
+  JetStreamPublisher,
+  JetStreamPublisherOptions,
+  OutgoingMessage,
+  PubAckInfo,
+  PublishOptions,
+} from "./publisher-types.js";
+export {
+  JetStreamPublishError,
+  NoStreamError,
+  PublisherClosedError,
+  PublishTimeoutError,
+} from "./publisher-errors.js";
 
-export interface JetStreamPublisherOptions {
-  /** Most acks awaited at once. Default 1024. */
-  window?: number;
-  /** How long to wait for one PubAck. Default 5000 ms. */
-  timeoutMs?: number;
-  /**
-   * Re-sends after a timeout, only for messages with a `msgId`. Default 3. The same budget covers
-   * a 503 "no responders" that comes soon after a reconnect, or a first one that comes before any
-   * (a stopping server's: see RECONNECT_503_MS).
-   */
-  retries?: number;
-}
-
-export interface JetStreamPublisher {
-  /**
-   * Publishes to a subject bound to a stream; resolves with the PubAck. Applies backpressure:
-   * when `window` acks are pending, the message waits in an in-memory queue until the window has
-   * room. That queue is unbounded, so a producer that does not await each publish should
-   * `await ready()` before publishing (or use `publishMany`).
-   *
-   * Messages are sent on the next turn of the event loop (`setImmediate`), together with every
-   * other publish of the current turn.
-   *
-   * The returned promise may be ignored: a failure is then reported by the next `flush()`.
-   */
-  publish(subject: string, data: Uint8Array, opts?: PublishOptions): Promise<PubAckInfo>;
-  /**
-   * Publishes everything `source` yields, honouring the window, and resolves once every message
-   * is acked. Rejects with the first failure; it stops reading `source` after one. An async source
-   * may yield arrays (say, the rows of one file chunk) to save an await per message.
-   * `failFast`: reject at the first failure without waiting for the messages still in flight to
-   * settle (they may or may not be stored; a caller that re-sends them with the same msgIds
-   * stores none twice).
-   */
-  publishMany(
-    source: Iterable<OutgoingMessage> | AsyncIterable<OutgoingMessage | readonly OutgoingMessage[]>,
-    onAck?: (ack: PubAckInfo, msg: OutgoingMessage) => void,
-    options?: { failFast?: boolean },
-  ): Promise<{ published: number; duplicates: number }>;
-  /** Resolves at once while fewer than 2 × `window` messages are pending, else once they drop below. */
-  ready(): Promise<void>;
-  /**
-   * Resolves when all publishes so far are acked. Rejects with the first failure since the
-   * previous `flush()` (also failures already reported through a `publish()` promise).
-   */
-  flush(): Promise<void>;
-  /** Messages published but not yet acked (in flight and queued). */
-  pending(): number;
-  /** Flushes (rejecting like `flush()`), then unsubscribes the reply inbox. Publishing after is an error. */
-  close(): Promise<void>;
-}
-
-/** The stream rejected a publish; `description` is the server's text. */
-export class JetStreamPublishError extends Error {
-  override name = "JetStreamPublishError";
-  constructor(
-    readonly subject: string,
-    readonly description: string,
-    readonly code?: number,
-    readonly errCode?: number,
-    options?: ErrorOptions,
-  ) {
-    super(`publish to "${subject}" failed: ${description}`, options);
-  }
-}
-
-/** Nothing answered the publish: no stream is bound to the subject (a 503 "no responders" status). */
-export class NoStreamError extends JetStreamPublishError {
-  override name = "NoStreamError";
-  constructor(subject: string) {
-    super(subject, "no stream is bound to this subject (no responders)", 503);
-  }
-}
-
-/** No PubAck arrived in time (after all retries, if the message had a `msgId`). */
-export class PublishTimeoutError extends JetStreamPublishError {
-  override name = "PublishTimeoutError";
-  constructor(subject: string, timeoutMs: number, attempts: number) {
-    super(
-      subject,
-      `no PubAck within ${timeoutMs} ms (${attempts} attempt${attempts === 1 ? "" : "s"}); ` +
-        `the message may or may not be stored`,
-    );
-  }
-}
-
-/** The publisher was closed, or its connection closed, before the message was acked. */
-export class PublisherClosedError extends Error {
-  override name = "PublisherClosedError";
-}
-
-interface Entry {
-  /** Reply token, kept across retries so a late ack of an earlier attempt still counts. */
-  readonly token: number;
-  readonly subject: string;
-  readonly data: Uint8Array;
-  readonly hdrs: MsgHdrs | undefined;
-  /** Has a Nats-Msg-Id: the server dedupes a re-send. */
-  readonly retriable: boolean;
-  /** An upsert (PublishOptions.upsert): re-sent only while the newest of its subject. */
-  readonly upsert: boolean;
-  /** Upserts of the same subject superseded while in flight: they settle as this one does. */
-  followers: Entry[] | undefined;
-  /** How it settled (an upsert's, for older ones of its subject that time out after it). */
-  outcome: { ack?: PubAckInfo; err?: Error } | undefined;
-  attempts: number;
-  /**
-   * The server (its id) whose 503 answered an attempt with no reconnect seen since, or undefined
-   * (see RECONNECT_503_MS).
-   */
-  noResponders: string | undefined;
-  deadline: number;
-  onAck: (ack: PubAckInfo) => void;
-  onError: (err: Error) => void;
-}
-
-interface FlushWaiter {
-  /** Messages published before the flush still unsettled. */
-  remaining: number;
-  /** Last token published before the flush. */
-  target: number;
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
-interface RawPubAck {
-  stream?: string;
-  seq?: number;
-  duplicate?: boolean;
-  error?: { code?: number; err_code?: number; description?: string };
-}
-
-const decoder = new TextDecoder();
 const resolved = Promise.resolve();
 
-/**
- * A 503 "no responders" this soon after a reconnect is taken as "not ready yet", not as "no
- * stream": a nats-server that restarted accepts connections before its JetStream has recovered
- * its streams, and answers 503 meanwhile (seconds with a large store). A 503 means nothing
- * received the message, so re-sending it cannot store it twice; only messages with a `msgId` are
- * re-sent (within `retries`), since those are the ones whose order readers restore by id and
- * `prev` (actors/hop-order.ts), where a late re-send cannot overwrite a newer value.
- *
- * A server that is stopping answers 503 too, before any reconnect: it shuts its JetStream down
- * before it closes client connections. So the first 503 of such a message outside this window is
- * also taken as unanswered (re-sent at its deadline, by then usually on the new connection); only
- * a second one from the same server with no reconnect in between settles it as "no stream". A
- * restarted server is known by its new id, even before the client reports the reconnect.
- */
-const RECONNECT_503_MS = 30_000;
-
-/**
- * One setImmediate for every publisher of the process: the publishes of all of them in a turn
- * leave in one socket write (nats.js flushes its buffer once per microtask checkpoint, and each
- * setImmediate callback ends with one), not one write per publisher. A stage instance has its
- * own publisher, and dozens of them flush in the same turn.
- */
-const dueSenders = new Set<() => void>();
-let sendScheduled = false;
-const sendDue = (): void => {
-  sendScheduled = false;
-  const senders = [...dueSenders];
-  dueSenders.clear();
-  let failure: { error: unknown } | undefined;
-  for (const send of senders) {
-    try {
-      send();
-    } catch (error) {
-      // The others still send; the first error surfaces as it did from its own setImmediate.
-      failure ??= { error };
-    }
-  }
-  if (failure) throw failure.error;
-};
-const sendSoon = (send: () => void): void => {
-  dueSenders.add(send);
-  if (!sendScheduled) {
-    sendScheduled = true;
-    setImmediate(sendDue);
-  }
-};
 const noop = (): void => {};
 
 /**
@@ -430,54 +265,13 @@ export function createJetStreamPublisher(
         );
         return;
       }
-      let raw: RawPubAck;
-      try {
-        raw = JSON.parse(decoder.decode(msg.data)) as RawPubAck;
-      } catch (cause) {
-        settle(
-          e,
-          undefined,
-          new JetStreamPublishError(e.subject, "unparsable PubAck", undefined, undefined, {
-            cause,
-          }),
-        );
-        return;
-      }
-      if (raw.error !== undefined) {
-        const { code, err_code: errCode, description } = raw.error;
-        settle(
-          e,
-          undefined,
-          new JetStreamPublishError(e.subject, description ?? "unknown error", code, errCode),
-        );
-        return;
-      }
-      settle(
-        e,
-        { stream: raw.stream ?? "", seq: raw.seq ?? 0, duplicate: raw.duplicate === true },
-        undefined,
-      );
+      const ack = readPubAck(e.subject, msg.data);
+      if (ack instanceof Error) settle(e, undefined, ack);
+      else settle(e, ack, undefined);
     },
   });
 
-  const tickMs = Math.max(5, Math.min(250, Math.floor(timeoutMs / 4)));
-  let lastTick = Date.now();
-  const timer = setInterval(() => {
-    const now = Date.now();
-    // Time the event loop was held (GC, a long synchronous turn) does not count against the
-    // server: after a stall, timers run before the I/O phase that reads the PubAcks which came
-    // meanwhile, and every message in flight looked timed out. A stall of 5 s re-sent whole
-    // windows of hops and failed KV puts (freshness outliers of ~5 s, hops published
-    // twice under one id).
-    const held = now - lastTick - tickMs;
-    lastTick = now;
-    if (inflight.size === 0) return;
-    if (held > tickMs) for (const e of inflight.values()) e.deadline += held;
-    const expired: Entry[] = [];
-    for (const e of inflight.values()) {
-      if (e.deadline > now) break;
-      expired.push(e);
-    }
+  const timer = watchDeadlines(timeoutMs, inflight, (expired) => {
     for (const e of expired) {
       if (supersede(e)) continue;
       if (resendable(e) && closedError === undefined) {
@@ -487,8 +281,7 @@ export function createJetStreamPublisher(
         settle(e, undefined, new PublishTimeoutError(e.subject, timeoutMs, e.attempts));
       }
     }
-  }, tickMs);
-  timer.unref();
+  });
 
   // Watches reconnects for RECONNECT_503_MS; stopped on close.
   const status = nc.status();
@@ -585,53 +378,13 @@ export function createJetStreamPublisher(
       return p;
     },
 
-    async publishMany(source, onAck, options) {
-      let published = 0;
-      let duplicates = 0;
-      let failure: Error | undefined;
-      const fail = (err: Error): void => {
-        failure ??= err;
-      };
-      const feed = (m: OutgoingMessage): void => {
-        const onOk = (ack: PubAckInfo): void => {
-          published++;
-          if (ack.duplicate) duplicates++;
-          // Runs inside the PubAck subscription callback: a throw must not escape into it.
-          try {
-            onAck?.(ack, m);
-          } catch (err) {
-            fail(err instanceof Error ? err : new Error(String(err)));
-          }
-        };
-        enqueue(m.subject, m.data, m.opts, onOk, fail);
-      };
-      if (Symbol.iterator in source) {
-        // No `for await` over a sync source: it would yield to the event loop's microtasks
-        // after every message for nothing.
-        for (const m of source) {
-          if (failure !== undefined) break;
-          if (inflight.size + queued() >= highWater) await ready();
-          feed(m);
-        }
-      } else {
-        for await (const item of source) {
-          if (failure !== undefined) break;
-          if (inflight.size + queued() >= highWater) await ready();
-          if (!Array.isArray(item)) {
-            feed(item as OutgoingMessage);
-            continue;
-          }
-          for (const m of item as readonly OutgoingMessage[]) {
-            if (failure !== undefined) break;
-            feed(m);
-          }
-        }
-      }
-      if (failure !== undefined && options?.failFast) throw failure;
-      await flush().catch(fail);
-      if (failure !== undefined) throw failure;
-      return { published, duplicates };
-    },
+    publishMany: (source, onAck, options) =>
+      publishMany(
+        { enqueue, pending: () => inflight.size + queued(), highWater, ready, flush },
+        source,
+        onAck,
+        options,
+      ),
 
     ready,
     flush,
@@ -654,10 +407,4 @@ export function createJetStreamPublisher(
       return closePromise;
     },
   };
-}
-
-function asError(err: unknown, subject: string): Error {
-  if (err instanceof Error)
-    return new JetStreamPublishError(subject, err.message, undefined, undefined, { cause: err });
-  return new JetStreamPublishError(subject, String(err));
 }
