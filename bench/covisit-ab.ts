@@ -113,7 +113,7 @@ async function stageAB(otherTree: string, n: number) {
   }
   const load = async (name: string, dir: string): Promise<Tree> => {
     const imp = (p: string) => import(resolve(dir, p)) as Promise<Record<string, never>>;
-    const { covisitStage } = await imp("actors/covisit-stage.ts");
+    const { covisitStage } = await imp("actors/stages/covisit-stage.ts");
     const { defaultBlend, defaultSourceSettings } = await imp("actors/sources/defaults.ts");
     const { ECOMMERCE: preset } = await imp("actors/sources/preset.ts");
     const { startStage } = await imp("runtime/index.ts");

@@ -20,14 +20,14 @@
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { prequentialStage, type PrequentialView } from "../actors/prequential-stage.js";
+import { covisitStage, type CovisitView } from "../actors/stages/covisit-stage.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import { prequentialStage, type PrequentialView } from "../actors/stages/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { startStage, type StageDefinition } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
-import type { EventType } from "../actors/event.js";
+import type { EventType } from "../actors/contract/event.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
 const args = process.argv.slice(2);

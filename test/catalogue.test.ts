@@ -3,20 +3,24 @@ import { Subject, type Observable } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { InvalidArgumentError } from "../actors/backend.js";
-import { type RecoBackend, type TrendingSnapshot } from "../actors/backend.js";
+import type { InvalidArgumentError } from "../actors/contract/backend.js";
+import { type RecoBackend, type TrendingSnapshot } from "../actors/contract/backend.js";
 import {
   learn,
   mergeExplicit,
   resolveItem,
   validateItemUpsert,
   type ItemUpsert,
-} from "../actors/catalogue.js";
-import { catalogueStage, catalogueUpsertStage, readUpsert } from "../actors/catalogue-stage.js";
-import { createCatalogueTable } from "../actors/catalogue-table.js";
-import { withCatalogue } from "../actors/catalogue-backend.js";
-import type { InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
+} from "../actors/contract/catalogue.js";
+import {
+  catalogueStage,
+  catalogueUpsertStage,
+  readUpsert,
+} from "../actors/stages/catalogue-stage.js";
+import { createCatalogueTable } from "../actors/serving/catalogue-table.js";
+import { withCatalogue } from "../actors/serving/catalogue-backend.js";
+import type { InputMessage } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
 
 const enc = new TextEncoder();
 

@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { openSnapshotArchive } from "../state/archive.js";
-import type { TrainFn } from "../actors/recommender-trainer.js";
+import type { TrainFn } from "../actors/stages/recommender-trainer.js";
 import { readStoredModel } from "../actors/sources/als-model.js";
 import { trainAls, type AlsModel } from "../actors/sources/als.js";
 import { recordMaker } from "./helpers/source-stages.js";

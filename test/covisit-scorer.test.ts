@@ -9,15 +9,15 @@ import {
   recordsOf,
   reloadThroughJson,
 } from "./helpers/movielens-head.js";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
-import type { StageHandler, StageSpec } from "../actors/host-types.js";
-import type { ParsedRecord } from "../actors/parse.js";
+import { covisitStage, type CovisitView } from "../actors/stages/covisit-stage.js";
+import type { StageHandler, StageSpec } from "../actors/host/types.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
 import {
   prequentialStage,
   type PrequentialSettings,
   type PrequentialView,
-} from "../actors/prequential-stage.js";
-import { qualityWiring } from "../actors/quality-wiring.js";
+} from "../actors/stages/prequential-stage.js";
+import { qualityWiring } from "../actors/plan/quality-wiring.js";
 import { MOVIES } from "../actors/sources/preset.js";
 import { startStage, type StageDefinition } from "../runtime/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";

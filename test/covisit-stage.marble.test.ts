@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
+import { covisitStage, type CovisitView } from "../actors/stages/covisit-stage.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { defaultSourceSettings } from "../actors/sources/defaults.js";
 import { createCovisit } from "../actors/sources/covisit.js";

@@ -10,8 +10,8 @@ import { collectCases, listFor, type Case } from "../bin/eval/run.js";
 import { TEST_CUTS } from "../bin/commands/eval.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { presetNamed } from "../actors/sources/preset.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import type { CovisitView } from "../actors/covisit-stage.js";
+import type { CollaborativeView } from "../actors/stages/collaborative-stage.js";
+import type { CovisitView } from "../actors/stages/covisit-stage.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { startTestApp } from "./helpers/app.js";
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestScheduler } from "rxjs/testing";
 import { describe, expect, it } from "vitest";
-import { historyStage, type HistoryView } from "../actors/history-stage.js";
+import { historyStage, type HistoryView } from "../actors/stages/history-stage.js";
 import { decodeHistory, encodeHistory } from "../actors/sources/history-bytes.js";
 import { createHistory, UserItems, type UserHistory } from "../actors/sources/history.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import { historyStage, type HistoryView } from "../actors/history-stage.js";
+import { historyStage, type HistoryView } from "../actors/stages/history-stage.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { createHistory } from "../actors/sources/history.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";

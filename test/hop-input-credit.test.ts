@@ -5,12 +5,12 @@ import { join } from "node:path";
 import { connect, Events } from "nats";
 import { tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
 import { startEmbeddedNats } from "../connectors/nats/embedded-server.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { createStageInstance, type PoisonLedger } from "../actors/host/host.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { encodeEnvelope } from "../actors/envelope.js";
-import { mergedStageSpec } from "../actors/merged-input.js";
-import { covisitStage } from "../actors/covisit-stage.js";
-import { subjects } from "../actors/subjects.js";
+import { encodeEnvelope } from "../actors/host/envelope.js";
+import { mergedStageSpec } from "../actors/stages/merged-input.js";
+import { covisitStage } from "../actors/stages/covisit-stage.js";
+import { subjects } from "../actors/contract/subjects.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 

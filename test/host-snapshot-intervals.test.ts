@@ -1,9 +1,9 @@
 import { VirtualTimeScheduler } from "rxjs";
 import { describe, expect, it } from "vitest";
-import { startHostTimers, type HostMsg } from "../actors/host-timers.js";
-import type { StageHandler, StageSpec } from "../actors/host-types.js";
-import { qualityWiring } from "../actors/quality-wiring.js";
-import { PREQUENTIAL_SNAPSHOT_INTERVALS } from "../actors/prequential-stage.js";
+import { startHostTimers, type HostMsg } from "../actors/host/timers.js";
+import type { StageHandler, StageSpec } from "../actors/host/types.js";
+import { qualityWiring } from "../actors/plan/quality-wiring.js";
+import { PREQUENTIAL_SNAPSHOT_INTERVALS } from "../actors/stages/prequential-stage.js";
 
 /**
  * A stage may snapshot every few SNAPSHOT_INTERVALs (StageSpec.snapshotIntervals): the

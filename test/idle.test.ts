@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { AckPolicy, connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { createStageState, type StageStateInternal } from "../state/store.js";
-import type { InputMessage } from "../actors/host.js";
+import type { InputMessage } from "../actors/host/host.js";
 import { consumerProbe } from "../connectors/nats/source.js";
 import {
   createParseHandler,
@@ -13,8 +13,8 @@ import {
   readIdleMarker,
   type ConsumerView,
   type ParseOptions,
-} from "../actors/parse.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+} from "../actors/stages/parse.js";
+import { HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";

@@ -1,18 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { testStateDb } from "./helpers/state-db.js";
 import type { StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { EventType } from "../actors/event.js";
-import type { WindowOutput, WindowRecord } from "../actors/window.js";
+import type { Envelope, InputMessage } from "../actors/host/host.js";
+import type { EventType } from "../actors/contract/event.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
 import {
   cellCodec,
   loadInterestHandler,
   type InterestHandler,
   type ProfileRecord,
-} from "../actors/interest-ranking.js";
-import { cellKey } from "../actors/interest-ranking-keys.js";
+} from "../actors/stages/interest-ranking.js";
+import { cellKey } from "../actors/stages/interest-ranking-keys.js";
 import { seededRandom } from "../actors/sources/types.js";
-import { MINUTE } from "../actors/subjects.js";
+import { MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /**

@@ -1,15 +1,15 @@
 import { describe, expect, it } from "vitest";
-import type { Envelope } from "../actors/host.js";
-import type { WindowOutput, WindowRecord } from "../actors/window.js";
+import type { Envelope } from "../actors/host/host.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
 import {
   cellCodec,
   createInterestHandler,
   loadInterestHandler,
   type InterestHandler,
-} from "../actors/interest-ranking.js";
-import { cellKey, keyTail, parseCellKey } from "../actors/interest-ranking-keys.js";
-import { EVENT_TYPES } from "../actors/event.js";
-import { MINUTE } from "../actors/subjects.js";
+} from "../actors/stages/interest-ranking.js";
+import { cellKey, keyTail, parseCellKey } from "../actors/stages/interest-ranking-keys.js";
+import { EVENT_TYPES } from "../actors/contract/event.js";
+import { MINUTE } from "../actors/contract/subjects.js";
 import { createStageState } from "../state/store.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";

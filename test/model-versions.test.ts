@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createModelVersions, type ModelVersion } from "../actors/model-versions.js";
+import { createModelVersions, type ModelVersion } from "../actors/quality/model-versions.js";
 import { IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
 
 /** Each trained model's version, time and data position, kept across a restart. */

@@ -1,17 +1,17 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
+import type { Envelope, InputMessage } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { EventType } from "../actors/contract/event.js";
 import {
   createPopularityHandler,
   heartbeatRow,
   POPULARITY_HEARTBEAT_KEY,
   type PopularityRow,
-} from "../actors/popularity.js";
-import type { LateRecord } from "../actors/watermark.js";
+} from "../actors/stages/popularity.js";
+import type { LateRecord } from "../actors/stages/watermark.js";
 import { kvKeyOf } from "../connectors/nats/topology.js";
-import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -9,8 +9,16 @@ import {
   recordsOf,
   reloadThroughJson,
 } from "./helpers/movielens-head.js";
-import { differenceInterval, wilson, type PrequentialReport } from "../actors/prequential.js";
-import { prequentialStage, sampled, type PrequentialView } from "../actors/prequential-stage.js";
+import {
+  differenceInterval,
+  wilson,
+  type PrequentialReport,
+} from "../actors/quality/prequential.js";
+import {
+  prequentialStage,
+  sampled,
+  type PrequentialView,
+} from "../actors/stages/prequential-stage.js";
 import { blend } from "../actors/sources/blend.js";
 import type { CollaborativeSource } from "../actors/sources/collaborative.js";
 import { MOVIES } from "../actors/sources/preset.js";

@@ -1,13 +1,13 @@
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { encodeEnvelope } from "../actors/envelope.js";
-import type { StageHandler, StageSpec } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { heartbeatRow, type PopularityRow } from "../actors/popularity.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
-import { createAnswerMemo } from "../actors/recommender-memo.js";
-import { recommenderWiring } from "../actors/recommender-wiring.js";
+import { encodeEnvelope } from "../actors/host/envelope.js";
+import type { StageHandler, StageSpec } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import { heartbeatRow, type PopularityRow } from "../actors/stages/popularity.js";
+import { createPopularityTable } from "../actors/stages/popularity-table.js";
+import { createAnswerMemo } from "../actors/serving/recommender-memo.js";
+import { recommenderWiring } from "../actors/plan/recommender-wiring.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { recordMaker } from "./helpers/source-stages.js";
 

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTrainer, type TrainFn } from "../actors/recommender-trainer.js";
+import { createTrainer, type TrainFn } from "../actors/stages/recommender-trainer.js";
 import type { AlsModel, AlsSettings } from "../actors/sources/als.js";
 import type { Ratings } from "../actors/sources/als-matrix.js";
 

@@ -11,7 +11,7 @@ import {
   topByScore,
   type SourceEvent,
 } from "../actors/sources/types.js";
-import type { EventType } from "../actors/event.js";
+import type { EventType } from "../actors/contract/event.js";
 
 /**
  * The serving read paths keep things between requests (neighbour lists per item, the best items

@@ -1,15 +1,15 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import type { LateRecord } from "../actors/watermark.js";
+import type { Envelope, InputMessage } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { EventType } from "../actors/contract/event.js";
+import type { LateRecord } from "../actors/stages/watermark.js";
 import {
   createTrendingHandler,
   type TrendingOptions,
   type TrendingPart,
-} from "../actors/trending.js";
-import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+} from "../actors/stages/trending.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

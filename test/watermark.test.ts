@@ -1,9 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { createWatermarkHandler, type LateRecord } from "../actors/watermark.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import { createWatermarkHandler, type LateRecord } from "../actors/stages/watermark.js";
+import { MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

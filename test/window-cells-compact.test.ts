@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { cellKey, createWindowHandler, type WindowRecord } from "../actors/window.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import { cellKey, createWindowHandler, type WindowRecord } from "../actors/stages/window.js";
+import { MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";
 

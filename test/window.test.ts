@@ -1,10 +1,14 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { createWindowHandler, type WindowOutput, type WindowRecord } from "../actors/window.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/host.js";
+import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { EventType } from "../actors/contract/event.js";
+import {
+  createWindowHandler,
+  type WindowOutput,
+  type WindowRecord,
+} from "../actors/stages/window.js";
+import { MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

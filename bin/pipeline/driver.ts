@@ -5,16 +5,19 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../../actors/host.js";
+} from "../../actors/host/host.js";
 import type { SnapshotStore } from "../../state/index.js";
 import { createStageState } from "../../state/store.js";
-import type { Recommendations } from "../../actors/backend.js";
-import type { JoinHandler } from "../../actors/popularity-join.js";
-import type { PopularityRow } from "../../actors/popularity.js";
-import { answerFor } from "../../actors/fallback.js";
-import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
-import { partitionOf } from "../../actors/partition.js";
-import { buckets, subjects } from "../../actors/subjects.js";
+import type { Recommendations } from "../../actors/contract/backend.js";
+import type { JoinHandler } from "../../actors/stages/popularity-join.js";
+import type { PopularityRow } from "../../actors/stages/popularity.js";
+import { answerFor } from "../../actors/stages/fallback.js";
+import {
+  createPopularityTable,
+  type PopularityTable,
+} from "../../actors/stages/popularity-table.js";
+import { partitionOf } from "../../actors/contract/partition.js";
+import { buckets, subjects } from "../../actors/contract/subjects.js";
 import { HOP_STAGES, STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { createMemoryLog, type MemoryLog } from "../../connectors/memory/log.js";

@@ -7,15 +7,15 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../../actors/host.js";
+} from "../../actors/host/host.js";
 import type { StateDb } from "../../state/index.js";
-import type { RecoBackend } from "../../actors/backend.js";
-import type { Preset } from "../../actors/event.js";
-import type { TrendingWeights } from "../../actors/trending.js";
-import { recommenderWiring, type RankerConfig } from "../../actors/recommender-wiring.js";
-import type { ChangeFeed } from "../../actors/blend-changes.js";
-import { qualityWiring } from "../../actors/quality-wiring.js";
-import type { Arm } from "../../actors/arms.js";
+import type { RecoBackend } from "../../actors/contract/backend.js";
+import type { Preset } from "../../actors/contract/event.js";
+import type { TrendingWeights } from "../../actors/stages/trending.js";
+import { recommenderWiring, type RankerConfig } from "../../actors/plan/recommender-wiring.js";
+import type { ChangeFeed } from "../../actors/serving/blend-changes.js";
+import { qualityWiring } from "../../actors/plan/quality-wiring.js";
+import type { Arm } from "../../actors/quality/arms.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -26,8 +26,8 @@ import { filter, firstValueFrom, Subject, takeUntil, timer } from "rxjs";
 import { wireStages } from "./stages.js";
 import { planPath } from "./chains.js";
 import { memberInstance } from "./chain-members.js";
-import { membersOfStage, type ChainHandler } from "../../actors/host-chain.js";
-import { readOutsideGraph } from "../../actors/subjects.js";
+import { membersOfStage, type ChainHandler } from "../../actors/host/host-chain.js";
+import { readOutsideGraph } from "../../actors/contract/subjects.js";
 import {
   createUnits,
   START_TIERS,
@@ -37,7 +37,7 @@ import {
   type Ownership,
 } from "./units.js";
 import { startServing } from "./serving.js";
-import type { CatalogueTable } from "../../actors/catalogue-table.js";
+import type { CatalogueTable } from "../../actors/serving/catalogue-table.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
 
@@ -51,7 +51,7 @@ export type { LeaseOwnership, Ownership } from "./units.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
 export interface PipelineConfig extends RankerConfig {
-  /** A/B arms (ARMS; actors/arms.ts): absent, every user gets RANKER's answer. */
+  /** A/B arms (ARMS; actors/quality/arms.ts): absent, every user gets RANKER's answer. */
   arms?: Arm[];
   /** QUALITY=off: no drift and prequential stages. Default on. */
   quality?: boolean;
@@ -87,7 +87,7 @@ export interface PipelineConfig extends RankerConfig {
   replicas: number;
   /** IDLE_TIMEOUT_MS: parse's idle markers (DESIGN §3.2); 0: never. */
   idleTimeoutMs: number;
-  /** MAX_FUTURE_SKEW_MS (actors/parse.ts); absent: parse's default. */
+  /** MAX_FUTURE_SKEW_MS (actors/stages/parse.ts); absent: parse's default. */
   maxFutureSkewMs?: number;
   /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
   moviesCatalog?: string;
@@ -281,7 +281,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.log ? { log: deps.log } : {}),
     ...(deps.markerKey ? { markerKey: deps.markerKey } : {}),
   });
-  // Drift, prequential scoring, A/B arms (DESIGN §7; actors/quality-wiring.ts).
+  // Drift, prequential scoring, A/B arms (DESIGN §7; actors/plan/quality-wiring.ts).
   const quality = qualityWiring(cfg, {
     stream: STREAMS.hops,
     run,
@@ -292,7 +292,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(metrics ? { registry: metrics.registry } : {}),
     scorerInCovisit: true,
   });
-  // --- The recommender stage and the blend (RANKER=blend; actors/recommender-wiring.ts) ---
+  // --- The recommender stage and the blend (RANKER=blend; actors/plan/recommender-wiring.ts) ---
   const ranker = recommenderWiring(cfg, {
     stream: STREAMS.hops,
     blendArm: quality.blendArm,

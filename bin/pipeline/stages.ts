@@ -1,18 +1,18 @@
 import type { Metrics } from "../../connectors/http/metrics.js";
-import type { StageHandler, StageOutput, StageSpec } from "../../actors/host.js";
-import { createParseHandler, type ConsumerView } from "../../actors/parse.js";
-import { createBadRatioAlert } from "../../actors/parse-metrics.js";
-import { createWatermarkHandler } from "../../actors/watermark.js";
-import { createWindowHandler } from "../../actors/window.js";
-import { loadInterestHandler } from "../../actors/interest-ranking.js";
-import { createPopularityHandler } from "../../actors/popularity.js";
-import { createJoinHandler } from "../../actors/popularity-join.js";
-import { createTrendingHandler } from "../../actors/trending.js";
+import type { StageHandler, StageOutput, StageSpec } from "../../actors/host/host.js";
+import { createParseHandler, type ConsumerView } from "../../actors/stages/parse.js";
+import { createBadRatioAlert } from "../../actors/stages/parse-metrics.js";
+import { createWatermarkHandler } from "../../actors/stages/watermark.js";
+import { createWindowHandler } from "../../actors/stages/window.js";
+import { loadInterestHandler } from "../../actors/stages/interest-ranking.js";
+import { createPopularityHandler } from "../../actors/stages/popularity.js";
+import { createJoinHandler } from "../../actors/stages/popularity-join.js";
+import { createTrendingHandler } from "../../actors/stages/trending.js";
 import {
   createCatalogueHandler,
   createCatalogueUpsertHandler,
-} from "../../actors/catalogue-stage.js";
-import { subjects } from "../../actors/subjects.js";
+} from "../../actors/stages/catalogue-stage.js";
+import { subjects } from "../../actors/contract/subjects.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { loadMoviesCatalog } from "../replay/movies-catalog.js";

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import type { Registry } from "prom-client";
-import { type RecoBackend } from "../../actors/backend.js";
+import { type RecoBackend } from "../../actors/contract/backend.js";
 import { ServerShuttingDownError } from "./errors.js";
 import { createGrpcMetrics, transportErrorInterceptor } from "./metrics.js";
 import { recoServiceDefinition, reflectionPackageDefinition, SERVICE_NAME } from "./codec.js";

@@ -1,11 +1,11 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { timingSafeEqual } from "node:crypto";
-import { normaliseEvent } from "../../actors/event.js";
+import { normaliseEvent } from "../../actors/contract/event.js";
 import { HttpError } from "./api-errors.js";
 
 /**
  * `POST /v1/events` (DESIGN §1, §2): web and mobile front ends send events over HTTP. Each event
- * is checked against the same contract as on NATS (actors/event.ts) and published to JetStream
+ * is checked against the same contract as on NATS (actors/contract/event.ts) and published to JetStream
  * as it came (`events.<event_type>`, `Nats-Msg-Id` = `event_id`), so the engine's parse sees
  * exactly what a NATS publisher would have sent and a retried request counts once.
  */

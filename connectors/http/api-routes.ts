@@ -12,7 +12,7 @@ import {
   type Recommendations,
   type RecommendOptions,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+} from "../../actors/contract/backend.js";
 import { HttpError } from "./api-errors.js";
 import { eventsBody, postEvents, requireJson, MAX_EVENTS_BODY_BYTES } from "./api-events.js";
 import { catalogueJson, putItem, MAX_ITEM_BODY_BYTES } from "./api-items.js";
@@ -321,7 +321,7 @@ export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: Rout
         if (!upsert) throw unimplemented("this server stores no items (no NATS connection)");
         requireJson(req.headers);
       },
-      // The body is checked by the catalogue's own rules (actors/catalogue.ts), the same as an
+      // The body is checked by the catalogue's own rules (actors/contract/catalogue.ts), the same as an
       // items.upsert message's, so both doors name a bad field in the same words.
       schema: {
         summary:

@@ -9,7 +9,7 @@ import cors from "@fastify/cors";
 import swagger from "@fastify/swagger";
 import type { Logger } from "pino";
 import { keepIdleConnections } from "./keep-alive.js";
-import type { RecoBackend } from "../../actors/backend.js";
+import type { RecoBackend } from "../../actors/contract/backend.js";
 import { fromFramework, HttpError, notFound, pathOf, toErrorResponse } from "./api-errors.js";
 import { requireApiKey, type PublishEvent } from "./api-events.js";
 import type { UpsertItem } from "./api-items.js";

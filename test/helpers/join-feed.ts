@@ -1,6 +1,6 @@
-import type { Envelope, InputMessage } from "../../actors/host.js";
-import type { createJoinHandler } from "../../actors/popularity-join.js";
-import type { ProfileRecord } from "../../actors/interest-ranking.js";
+import type { Envelope, InputMessage } from "../../actors/host/host.js";
+import type { createJoinHandler } from "../../actors/stages/popularity-join.js";
+import type { ProfileRecord } from "../../actors/stages/interest-ranking.js";
 
 const enc = new TextEncoder();
 

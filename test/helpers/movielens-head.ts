@@ -1,8 +1,8 @@
 import { join, resolve } from "node:path";
 import { readLog, type LogEvent } from "../../bin/eval/log.js";
-import { createArms } from "../../actors/arms.js";
-import type { ParsedRecord } from "../../actors/parse.js";
-import type { PrequentialSettings } from "../../actors/prequential-stage.js";
+import { createArms } from "../../actors/quality/arms.js";
+import type { ParsedRecord } from "../../actors/stages/parse.js";
+import type { PrequentialSettings } from "../../actors/stages/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
 import { MOVIES } from "../../actors/sources/preset.js";
 import { createStageState, type StageStateInternal } from "../../state/index.js";
