@@ -1,6 +1,7 @@
 import { VirtualTimeScheduler } from "rxjs";
 import { describe, expect, it } from "vitest";
-import { startHostTimers, type HostMsg } from "../actors/host/timers.js";
+import { startHostTimers } from "../actors/host/timers.js";
+import type { HostMsg } from "../actors/host/types.js";
 import type { StageHandler, StageSpec } from "../actors/host/types.js";
 import { qualityWiring } from "../actors/plan/quality-wiring.js";
 import { PREQUENTIAL_SNAPSHOT_INTERVALS } from "../actors/stages/prequential-stage.js";

@@ -1,5 +1,9 @@
 import type { Observable } from "rxjs";
 import type { CatalogueItem } from "./catalogue.js";
+import { InvalidArgumentError, validateId } from "./invalid-argument.js";
+
+// The argument errors sit below both the read contract and the catalogue (which validates ids).
+export { InvalidArgumentError, MAX_ID_LENGTH, validateId } from "./invalid-argument.js";
 
 /**
  * The serving port, transport-neutral: the gRPC façade and the JSON/HTTP API answer from the
@@ -181,18 +185,6 @@ export class BackendUnavailableError extends Error {
   override name = "BackendUnavailableError";
 }
 
-/** A request field failed validation; the message names the field and the rejected value. */
-export class InvalidArgumentError extends Error {
-  override name = "InvalidArgumentError";
-  constructor(
-    readonly field: string,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-  }
-}
-
 /** At most this many excluded ids per request; a category at most this long. */
 export const MAX_EXCLUDED = 100;
 export const MAX_CATEGORY_LENGTH = 256;
@@ -242,7 +234,6 @@ export const hasOptions = (o: RecommendOptions | undefined): o is RecommendOptio
 /** Default and bounds of `n` and `k` (DESIGN.md §5). */
 export const DEFAULT_COUNT = 10;
 export const MAX_COUNT = 100;
-export const MAX_ID_LENGTH = 128;
 
 /** `n` or `k`: 0 (unset) means the default; otherwise 1..100. */
 export function validateCount(field: string, value: number): number {
@@ -251,20 +242,6 @@ export function validateCount(field: string, value: number): number {
     throw new InvalidArgumentError(
       field,
       `${field} must be between 1 and ${MAX_COUNT}, got ${value}`,
-    );
-  }
-  return value;
-}
-
-/** A user or item id: not empty, not blank (as for events, DESIGN §2), at most 128 chars. */
-export function validateId(field: string, value: string): string {
-  if (value.length === 0) throw new InvalidArgumentError(field, `${field} must not be empty`);
-  if (value.trim().length === 0)
-    throw new InvalidArgumentError(field, `${field} must not be blank (only white space)`);
-  if (value.length > MAX_ID_LENGTH) {
-    throw new InvalidArgumentError(
-      field,
-      `${field} must be at most ${MAX_ID_LENGTH} characters, got ${value.length}`,
     );
   }
   return value;

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, validateId } from "./backend.js";
+import { InvalidArgumentError, validateId } from "./invalid-argument.js";
 
 /**
  * The item catalogue's fields and rules, free of any transport: what an upsert may say, how it

@@ -8,7 +8,8 @@ import { envelopeCodec } from "./codec.js";
 import { createHostOutputs, errorText, type PoisonLedger } from "./outputs.js";
 import { BACKLOG_BATCHES } from "./batching.js";
 import { headersOf, setAside } from "./poison.js";
-import { startHostTimers, type HostMsg } from "./timers.js";
+import { startHostTimers } from "./timers.js";
+import type { HostMsg } from "./types.js";
 import { createMetricsTally } from "./metrics.js";
 import { isChainHandler } from "./host-chain.js";
 import { createSnapshotter } from "./snapshots.js";
@@ -34,7 +35,6 @@ import type { HostDeps, InputMessage, StageHandler, StageInstance, StageSpec } f
  */
 
 export type * from "./types.js";
-export type { HostMsg } from "./timers.js";
 export type { PoisonLedger } from "./outputs.js";
 export type { Envelope } from "./envelope.js";
 export { decodeEnvelope } from "./envelope.js";

@@ -1,5 +1,5 @@
 import type { HopPublisher } from "./transport.js";
-import type { StageOutput } from "./host.js";
+import type { StageOutput } from "./types.js";
 import type { HopCodec } from "./codec.js";
 import { fitRawOutput, isPermanentPublishError } from "./dead-letter.js";
 

@@ -1,14 +1,6 @@
 import { interval, timer, type SchedulerLike, type Subscription } from "rxjs";
 import { startBatchTimer, type BatchTimer } from "./batching.js";
-import type { SourceMessage } from "./transport.js";
-import type { InputMessage, StageHandler, StageSpec } from "./types.js";
-
-/** What a stage instance's actor is sent: input, and what its timers ask for. */
-export type HostMsg =
-  | { kind: "input"; m: SourceMessage }
-  | { kind: "flush" }
-  | { kind: "tick" }
-  | { kind: "snapshot"; force?: boolean };
+import type { HostMsg, InputMessage, StageHandler, StageSpec } from "./types.js";
 
 export interface HostTimerOptions {
   id: string;

@@ -1,9 +1,8 @@
 import type { SchedulerLike } from "rxjs";
 import type { Actor } from "../../runtime/index.js";
-import type { HostMsg } from "./timers.js";
 import type { SnapshotStore, StageState } from "../../state/index.js";
 import type { HopCodec } from "./codec.js";
-import type { HostTransport } from "./transport.js";
+import type { HostTransport, SourceMessage } from "./transport.js";
 
 /** The stage host's interfaces: what a stage handler sees, and what the host is given. */
 
@@ -172,3 +171,10 @@ export interface StageInstance<H extends StageHandler> {
   /** Forces a snapshot now (flush, wait for acks, write). */
   snapshotNow(): Promise<void>;
 }
+
+/** What a stage instance's actor is sent: input, and what its timers ask for. */
+export type HostMsg =
+  | { kind: "input"; m: SourceMessage }
+  | { kind: "flush" }
+  | { kind: "tick" }
+  | { kind: "snapshot"; force?: boolean };
