@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from "vitest";
 import { Registry } from "prom-client";
 import { createBadRatioMonitor } from "../actors/stages/bad-ratio.js";
 import { createBadRatioAlert } from "../actors/stages/parse-metrics.js";
-import { createParseHandler } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import type { InputMessage, StageOutput } from "../actors/host/host.js";
 import { createStageState } from "../state/store.js";
 import { createMetrics } from "../connectors/http/metrics.js";

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { createStageState, openStateDb, type StageStateInternal } from "../state/store.js";
 import type { InputMessage, StageOutput } from "../actors/host/host.js";
-import { createParseHandler, type ParseOptions } from "../actors/stages/parse.js";
+import { type ParseOptions } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import { HOUR, MINUTE } from "../actors/contract/subjects.js";
 
 /**

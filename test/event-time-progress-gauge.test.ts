@@ -6,12 +6,8 @@ import { connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { createBadRatioAlert } from "../actors/stages/parse-metrics.js";
-import {
-  createParseHandler,
-  IDLE_SIGNATURE_HEADER,
-  IDLE_SUBJECT,
-  signIdleMarker,
-} from "../actors/stages/parse.js";
+import { IDLE_SIGNATURE_HEADER, IDLE_SUBJECT, signIdleMarker } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import type { InputMessage } from "../actors/host/host.js";
 import { createStageState } from "../state/store.js";
 import { createMetrics, type Metrics } from "../connectors/http/metrics.js";

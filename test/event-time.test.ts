@@ -2,12 +2,12 @@ import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
 import type { InputMessage } from "../actors/host/host.js";
 import {
-  createParseHandler,
   IDLE_SIGNATURE_HEADER,
   IDLE_SUBJECT,
   signIdleMarker,
   type ParseOptions,
 } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import { HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 

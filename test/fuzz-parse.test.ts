@@ -4,7 +4,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ClickEventSchema } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState } from "../state/store.js";
 import type { InputMessage, StageOutput } from "../actors/host/host.js";
-import { createParseHandler } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import { EVENT_TYPES } from "../actors/contract/event.js";
 
 /**

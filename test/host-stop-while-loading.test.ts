@@ -6,7 +6,7 @@ import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger } from "../actors/host/host.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { createWatermarkHandler } from "../actors/stages/watermark.js";
+import { createWatermarkHandler } from "../actors/plan/handlers.js";
 import { subjects } from "../actors/contract/subjects.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { openStateDb } from "../state/index.js";

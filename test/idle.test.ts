@@ -8,12 +8,12 @@ import { createStageState, type StageStateInternal } from "../state/store.js";
 import type { InputMessage } from "../actors/host/host.js";
 import { consumerProbe } from "../connectors/nats/source.js";
 import {
-  createParseHandler,
   IDLE_SUBJECT,
   readIdleMarker,
   type ConsumerView,
   type ParseOptions,
 } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import { HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { loadConfig } from "../bin/config.js";

@@ -6,10 +6,10 @@ import type { EventType } from "../actors/contract/event.js";
 import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
 import {
   cellCodec,
-  loadInterestHandler,
   type InterestHandler,
   type ProfileRecord,
 } from "../actors/stages/interest-ranking.js";
+import { loadInterestHandler } from "../actors/plan/handlers.js";
 import { cellKey } from "../actors/stages/interest-ranking-keys.js";
 import { seededRandom } from "../actors/sources/types.js";
 import { MINUTE } from "../actors/contract/subjects.js";

@@ -1,12 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Envelope } from "../actors/host/host.js";
 import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
-import {
-  cellCodec,
-  createInterestHandler,
-  loadInterestHandler,
-  type InterestHandler,
-} from "../actors/stages/interest-ranking.js";
+import { cellCodec, type InterestHandler } from "../actors/stages/interest-ranking.js";
+import { createInterestHandler, loadInterestHandler } from "../actors/plan/handlers.js";
 import { cellKey, keyTail, parseCellKey } from "../actors/stages/interest-ranking-keys.js";
 import { EVENT_TYPES } from "../actors/contract/event.js";
 import { MINUTE } from "../actors/contract/subjects.js";

@@ -3,7 +3,8 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/host.js";
 import type { EventType } from "../actors/contract/event.js";
 import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
-import { createInterestHandler, type ProfileRecord } from "../actors/stages/interest-ranking.js";
+import { type ProfileRecord } from "../actors/stages/interest-ranking.js";
+import { createInterestHandler } from "../actors/plan/handlers.js";
 import { DAY, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { createParseHandler } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import { HOUR } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 

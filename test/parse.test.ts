@@ -3,11 +3,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ClickEventSchema, EventType as PbEventType } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState, type StageStateInternal } from "../state/store.js";
 import type { InputMessage } from "../actors/host/host.js";
-import {
-  createParseHandler,
-  type ParseOptions,
-  type ParsedRecord,
-} from "../actors/stages/parse.js";
+import { type ParseOptions, type ParsedRecord } from "../actors/stages/parse.js";
+import { createParseHandler } from "../actors/plan/handlers.js";
 import { partitionOf } from "../actors/contract/partition.js";
 import { HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";

@@ -3,12 +3,9 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/host.js";
 import type { ParsedRecord } from "../actors/stages/parse.js";
 import type { EventType } from "../actors/contract/event.js";
-import {
-  createPopularityHandler,
-  heartbeatRow,
-  POPULARITY_HEARTBEAT_KEY,
-  type PopularityRow,
-} from "../actors/stages/popularity.js";
+import { heartbeatRow, type PopularityRow } from "../actors/stages/popularity.js";
+import { POPULARITY_HEARTBEAT_KEY } from "../actors/plan/topology.js";
+import { createPopularityHandler } from "../actors/plan/handlers.js";
 import type { LateRecord } from "../actors/stages/watermark.js";
 import { kvKeyOf } from "../connectors/nats/topology.js";
 import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";

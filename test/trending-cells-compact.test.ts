@@ -3,7 +3,8 @@ import { createStageState, type StageStateInternal } from "../state/stage-state.
 import type { Envelope, InputMessage } from "../actors/host/host.js";
 import type { ParsedRecord } from "../actors/stages/parse.js";
 import type { EventType } from "../actors/contract/event.js";
-import { cellKey, createTrendingHandler, type TrendingPart } from "../actors/stages/trending.js";
+import { cellKey, type TrendingPart } from "../actors/stages/trending.js";
+import { createTrendingHandler } from "../actors/plan/handlers.js";
 import { HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";

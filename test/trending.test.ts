@@ -4,11 +4,8 @@ import type { Envelope, InputMessage } from "../actors/host/host.js";
 import type { ParsedRecord } from "../actors/stages/parse.js";
 import type { EventType } from "../actors/contract/event.js";
 import type { LateRecord } from "../actors/stages/watermark.js";
-import {
-  createTrendingHandler,
-  type TrendingOptions,
-  type TrendingPart,
-} from "../actors/stages/trending.js";
+import { type TrendingOptions, type TrendingPart } from "../actors/stages/trending.js";
+import { createTrendingHandler } from "../actors/plan/handlers.js";
 import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 

@@ -8,7 +8,7 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage, StageOutput } from "../actors/host/host.js";
 import type { ParsedRecord } from "../actors/stages/parse.js";
 import type { EventType } from "../actors/contract/event.js";
-import { createWindowHandler } from "../actors/stages/window.js";
+import { createWindowHandler } from "../actors/plan/handlers.js";
 import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { generateLog } from "./helpers/events.js";

@@ -3,11 +3,8 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/host.js";
 import type { ParsedRecord } from "../actors/stages/parse.js";
 import type { EventType } from "../actors/contract/event.js";
-import {
-  createWindowHandler,
-  type WindowOutput,
-  type WindowRecord,
-} from "../actors/stages/window.js";
+import { type WindowOutput, type WindowRecord } from "../actors/stages/window.js";
+import { createWindowHandler } from "../actors/plan/handlers.js";
 import { MINUTE } from "../actors/contract/subjects.js";
 import { fakeOutput } from "./helpers/stage.js";
 

@@ -2,12 +2,14 @@ import type { Recommendations } from "../contract/backend.js";
 import { encodeEnvelope } from "../host/envelope.js";
 import type { InputMessage, StageOutput } from "../host/host.js";
 import { answerFor } from "../stages/fallback.js";
-import { createInterestHandler, type ProfileRecord } from "../stages/interest-ranking.js";
+import { type ProfileRecord } from "../stages/interest-ranking.js";
+import { createInterestHandler } from "./handlers.js";
 import type { ParsedRecord } from "../stages/parse.js";
 import { createJoinHandler } from "../stages/popularity-join.js";
 import { createPopularityTable } from "../stages/popularity-table.js";
-import { createPopularityHandler, type PopularityRow } from "../stages/popularity.js";
-import { createWindowHandler } from "../stages/window.js";
+import { type PopularityRow } from "../stages/popularity.js";
+import { createPopularityHandler } from "./handlers.js";
+import { createWindowHandler } from "./handlers.js";
 import { createStageState, type StageState } from "../../state/index.js";
 
 /**

@@ -1,8 +1,6 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { StageOutput } from "../host/host.js";
 import type { InputMessage } from "../host/types.js";
-import type { StageState } from "../../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { InvalidArgumentError } from "../contract/backend.js";
 import {
@@ -13,8 +11,7 @@ import {
   type ItemUpsert,
   type LearnedFields,
 } from "../contract/catalogue.js";
-import { createStageHandler, type AdaptedHandler } from "../host/stage-adapter.js";
-import { stageTopology } from "../plan/topology.js";
+import { type AdaptedHandler } from "../host/stage-adapter.js";
 
 /**
  * The item catalogue as two stages, one per input, each exact under replay on its own input's
@@ -140,23 +137,3 @@ export const catalogueUpsertStage = defineStage({
 
 export type CatalogueHandler = AdaptedHandler<CatalogueView>;
 export type CatalogueUpsertHandler = AdaptedHandler<CatalogueUpsertView>;
-
-/** The learning stage in the host, its port going where `stageTopology.catalogue` says. */
-export function createCatalogueHandler(state: StageState, out: StageOutput): CatalogueHandler {
-  return createStageHandler(catalogueStage, state, out, {
-    settings: {},
-    topology: stageTopology.catalogue,
-  });
-}
-
-/** The upsert stage in the host, on its raw input (the `ITEMS` stream). */
-export function createCatalogueUpsertHandler(
-  state: StageState,
-  out: StageOutput,
-): CatalogueUpsertHandler {
-  return createStageHandler(catalogueUpsertStage, state, out, {
-    settings: {},
-    topology: stageTopology.catalogueUpsert,
-    input: "raw",
-  });
-}

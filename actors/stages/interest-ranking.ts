@@ -1,15 +1,8 @@
 import { map } from "rxjs";
 import { Packr } from "msgpackr";
 import { defineStage, port, type StageContext, type ValueCodec } from "../../runtime/index.js";
-import type { StageOutput } from "../host/host.js";
-import type { StageState } from "../../state/index.js";
 import type { WindowOutput, WindowRecord } from "./window.js";
-import {
-  createStageHandler,
-  loadStageHandler,
-  type AdaptedHandler,
-} from "../host/stage-adapter.js";
-import { stageTopology } from "../plan/topology.js";
+import { type AdaptedHandler } from "../host/stage-adapter.js";
 import { createIntPairs, createPackedKeys } from "./packed-keys.js";
 import { cellKey, keyOfTail, keyTail, parseCellKey } from "./interest-ranking-keys.js";
 
@@ -518,27 +511,3 @@ export const interestStage = defineStage({
     };
   },
 });
-
-/** The stage in today's host, its port going where `stageTopology.interestRanking` says. */
-export function createInterestHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: InterestOptions,
-): InterestHandler {
-  return createStageHandler(interestStage, state, out, {
-    settings: opts,
-    topology: stageTopology.interestRanking(opts.partition),
-  });
-}
-
-/** The same, rebuilding the in-memory aggregates with the event loop given back between slices. */
-export async function loadInterestHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: InterestOptions,
-): Promise<InterestHandler> {
-  return loadStageHandler(interestStage, state, out, {
-    settings: opts,
-    topology: stageTopology.interestRanking(opts.partition),
-  });
-}

@@ -1,16 +1,9 @@
 import { asyncScheduler, connect, filter, map, merge, type Observable } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { InputMessage, StageOutput } from "../host/host.js";
-import type { StageState } from "../../state/index.js";
+import type { InputMessage } from "../host/host.js";
 import { createSeenIds } from "./seen-ids.js";
 import { EVENT_TYPES, parseJsonEvent } from "../contract/event.js";
-import type {
-  ParsedRecord,
-  ParseHandler,
-  ParseOptions,
-  ParseSettings,
-  ParseView,
-} from "./parse-options.js";
+import type { ParsedRecord, ParseSettings, ParseView } from "./parse-options.js";
 import { decodeProtobufEvent, isProtobuf } from "../contract/event-protobuf.js";
 import {
   IDLE_SUBJECT,
@@ -19,8 +12,6 @@ import {
   type ConsumerView,
   type IdleMarker,
 } from "../host/idle-marker.js";
-import { createStageHandler, type AdaptedHandler } from "../host/stage-adapter.js";
-import { stageTopology } from "../plan/topology.js";
 
 export {
   IDLE_SIGNATURE_HEADER,
@@ -293,26 +284,7 @@ export const parseStage = defineStage({
   },
 });
 
-/** The parse stage in the host, on its raw input, its ports where `stageTopology.parse` says. */
-export function createParseHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: ParseOptions,
-): ParseHandler {
-  const { clock, ...settings } = opts;
-  const h = createStageHandler(parseStage, state, out, {
-    settings,
-    input: "raw",
-    topology: stageTopology.parse(opts.partitions, opts.markerKey),
-    ...(clock ? { scheduler: clockScheduler(clock) } : {}),
-  }) as AdaptedHandler<ParseView> & { tick(): void };
-  // The restored progress, before any input: on outgoing hops and on the gauge.
-  out.setProgress(h.progress);
-  if (h.progress >= 0) opts.badRatio?.progress?.(h.progress);
-  return h;
-}
-
 /** RxJS's async scheduler reading `now` from `clock` (tests' fake processing time). */
-function clockScheduler(clock: () => number): typeof asyncScheduler {
+export function clockScheduler(clock: () => number): typeof asyncScheduler {
   return Object.assign(Object.create(asyncScheduler) as typeof asyncScheduler, { now: clock });
 }

@@ -1,15 +1,10 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { StageOutput } from "../host/host.js";
-import type { StageState } from "../../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { HOUR } from "../contract/subjects.js";
 import type { LateCounter } from "./watermark.js";
-import { createStageHandler, type AdaptedHandler } from "../host/stage-adapter.js";
-import { stageTopology } from "../plan/topology.js";
+import { type AdaptedHandler } from "../host/stage-adapter.js";
 import { loadItemBuckets, type ItemBuckets } from "./popularity-buckets.js";
-
-export { POPULARITY_HEARTBEAT_KEY } from "../plan/topology.js";
 
 /** One row of the popularity table (an upsert keyed by item). */
 export interface PopularityRow {
@@ -165,15 +160,3 @@ export const popularityStage = defineStage({
     };
   },
 });
-
-/** The stage in today's host, its ports going where `stageTopology.popularity` says. */
-export function createPopularityHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: PopularityOptions,
-): PopularityHandler {
-  return createStageHandler(popularityStage, state, out, {
-    settings: { horizonMs: opts.horizonMs, heartbeat: opts.partition === 0 },
-    topology: stageTopology.popularity(opts.counters),
-  });
-}

@@ -1,13 +1,10 @@
 import { connect, filter, map, merge, tap, type Observable } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { StageOutput } from "../host/host.js";
-import type { StageState } from "../../state/index.js";
 import type { ParsedRecord } from "./parse.js";
-import { stageTopology } from "../plan/topology.js";
 import type { LateCounter, LateRecord } from "./watermark.js";
 import { HOUR } from "../contract/subjects.js";
 import { EVENT_TYPES, type EventType } from "../contract/event.js";
-import { createStageHandler, type AdaptedHandler } from "../host/stage-adapter.js";
+import { type AdaptedHandler } from "../host/stage-adapter.js";
 export type TrendingKind = "1h" | "24h";
 
 /** A partition's top list for one window (KV bucket reco_trending, key "<kind>.<start>.<q>"). */
@@ -286,19 +283,6 @@ export const trendingStage = defineStage({
     };
   },
 });
-
-/** The trending stage in the host, its ports going where `stageTopology.trending` says. */
-export function createTrendingHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: TrendingOptions,
-): TrendingHandler {
-  const { partition, counters, ...settings } = opts;
-  return createStageHandler(trendingStage, state, out, {
-    settings: { ...settings, partition },
-    topology: stageTopology.trending(partition, counters),
-  }) as TrendingHandler;
-}
 
 /**
  * A cell's key: "h" (1 h windows) or "d" (24 h windows), the hour's number since the epoch, the

@@ -1,11 +1,9 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
 import type { StageOutput } from "../host/host.js";
-import type { StageState } from "../../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import { subjects } from "../contract/subjects.js";
-import { createStageHandler, type AdaptedHandler } from "../host/stage-adapter.js";
-import { stageTopology } from "../plan/topology.js";
+import { type AdaptedHandler } from "../host/stage-adapter.js";
 
 export interface WatermarkOptions {
   partition: number;
@@ -115,15 +113,3 @@ export const watermarkStage = defineStage({
 });
 
 export type WatermarkHandler = AdaptedHandler<WatermarkView>;
-
-/** The watermark stage in the host, its ports going where `stageTopology.watermark` says. */
-export function createWatermarkHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: WatermarkOptions,
-): WatermarkHandler {
-  return createStageHandler(watermarkStage, state, out, {
-    settings: { outOfOrdernessMs: opts.outOfOrdernessMs },
-    topology: stageTopology.watermark(opts.partition, opts.counters),
-  });
-}

@@ -1,11 +1,8 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { StageOutput } from "../host/host.js";
-import type { StageState } from "../../state/index.js";
 import type { ParsedRecord } from "./parse.js";
 import type { EventType } from "../contract/event.js";
-import { createStageHandler, type AdaptedHandler } from "../host/stage-adapter.js";
-import { stageTopology } from "../plan/topology.js";
+import { type AdaptedHandler } from "../host/stage-adapter.js";
 
 /**
  * A window result on the hop to interest-ranking: an upsert keyed by (w, u, i, t).
@@ -169,15 +166,3 @@ export const windowStage = defineStage({
 });
 
 export type WindowHandler = AdaptedHandler<WindowView>;
-
-/** The window stage in today's host, its port going where `stageTopology.window` says. */
-export function createWindowHandler(
-  state: StageState,
-  out: StageOutput,
-  opts: WindowOptions,
-): WindowHandler {
-  return createStageHandler(windowStage, state, out, {
-    settings: opts,
-    topology: stageTopology.window(opts.partition),
-  });
-}

@@ -1,17 +1,18 @@
 import type { Metrics } from "../../connectors/http/metrics.js";
 import type { StageHandler, StageOutput, StageSpec } from "../../actors/host/host.js";
-import { createParseHandler, type ConsumerView } from "../../actors/stages/parse.js";
+import { type ConsumerView } from "../../actors/stages/parse.js";
+import { createParseHandler } from "../../actors/plan/handlers.js";
 import { createBadRatioAlert } from "../../actors/stages/parse-metrics.js";
-import { createWatermarkHandler } from "../../actors/stages/watermark.js";
-import { createWindowHandler } from "../../actors/stages/window.js";
-import { loadInterestHandler } from "../../actors/stages/interest-ranking.js";
-import { createPopularityHandler } from "../../actors/stages/popularity.js";
+import { createWatermarkHandler } from "../../actors/plan/handlers.js";
+import { createWindowHandler } from "../../actors/plan/handlers.js";
+import { loadInterestHandler } from "../../actors/plan/handlers.js";
+import { createPopularityHandler } from "../../actors/plan/handlers.js";
 import { createJoinHandler } from "../../actors/stages/popularity-join.js";
-import { createTrendingHandler } from "../../actors/stages/trending.js";
+import { createTrendingHandler } from "../../actors/plan/handlers.js";
 import {
   createCatalogueHandler,
   createCatalogueUpsertHandler,
-} from "../../actors/stages/catalogue-stage.js";
+} from "../../actors/plan/handlers.js";
 import { subjects } from "../../actors/contract/subjects.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";

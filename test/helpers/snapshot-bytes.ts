@@ -8,7 +8,7 @@ import type { StageOutput } from "../../actors/host/host.js";
 import { loadMergedHandler } from "../../actors/stages/merged-input.js";
 import type { ParsedRecord } from "../../actors/stages/parse.js";
 import { subjects } from "../../actors/contract/subjects.js";
-import { createTrendingHandler } from "../../actors/stages/trending.js";
+import { createTrendingHandler } from "../../actors/plan/handlers.js";
 import type { EventType } from "../../actors/contract/event.js";
 import { createStageState, type StageStateInternal } from "../../state/stage-state.js";
 import { readSections } from "../../state/sections.js";
