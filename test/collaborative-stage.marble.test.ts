@@ -4,7 +4,7 @@ import type { TrainFn } from "../actors/stages/recommender-trainer.js";
 import type { ParsedRecord } from "../actors/stages/parse.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { trainAls } from "../actors/sources/als.js";
-import type { Ratings } from "../actors/sources/als-matrix.js";
+import type { Ratings } from "../actors/sources/als-matrix-rows.js";
 import { createAlsIndex } from "../actors/sources/als-model.js";
 import { createCollaborative } from "../actors/sources/collaborative.js";
 import { batchMaker } from "./helpers/stage.js";

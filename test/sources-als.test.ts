@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { createRatingsBuilder, type Ratings } from "../actors/sources/als-matrix.js";
+import { createRatingsBuilder } from "../actors/sources/als-matrix.js";
+import { type Ratings } from "../actors/sources/als-matrix-rows.js";
 import { createAlsIndex, deserialiseModel, serialiseModel } from "../actors/sources/als-model.js";
 import { trainInWorker } from "../actors/sources/als-worker.js";
 import {

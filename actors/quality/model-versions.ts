@@ -1,6 +1,6 @@
 import type { StateMap } from "../../runtime/index.js";
 import { servedModel, type AlsModel, type ServedModel } from "../sources/als.js";
-import type { OfflineMetrics } from "../sources/als-eval.js";
+import type { OfflineMetrics } from "../sources/als-served.js";
 
 /**
  * Model versions (DESIGN §7): each ALS model the collaborative stage trains,

@@ -1,4 +1,4 @@
-import type { Ratings } from "../sources/als-matrix.js";
+import type { Ratings } from "../sources/als-matrix-rows.js";
 import type { AlsModel, ServedModel } from "../sources/als-served.js";
 import type { AlsSettings } from "../sources/als-settings.js";
 

@@ -22,7 +22,7 @@ import { HOP_STAGES, STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { createMemoryLog, type MemoryLog } from "../../connectors/memory/log.js";
 import { wireStages } from "./stages.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 
 /**
  * The design stages (parse, watermark, window, interest-ranking, popularity-join, popularity,

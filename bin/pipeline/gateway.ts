@@ -25,7 +25,7 @@ import { createProfileReplicaActor } from "../../connectors/nats/profile-watch.j
 import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
 import { createCatalogueTable, type CatalogueTable } from "../../actors/serving/catalogue-table.js";
 import { catalogueBase } from "./catalogue-base.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 import { itemInfo, similarByCategory } from "../../actors/serving/similar-by-category.js";
 import { filterDesign } from "../../actors/serving/recommender-serve.js";
 

@@ -1,3 +1,4 @@
+import type { PipelineConfig } from "./config.js";
 import { createSupervisor } from "../../runtime/index.js";
 import type { Supervisor } from "../../runtime/index.js";
 import {
@@ -10,12 +11,9 @@ import {
 } from "../../actors/host/host.js";
 import type { StateDb } from "../../state/index.js";
 import type { RecoBackend } from "../../actors/contract/backend.js";
-import type { Preset } from "../../actors/contract/event.js";
-import type { TrendingWeights } from "../../actors/stages/trending.js";
-import { recommenderWiring, type RankerConfig } from "../../actors/plan/recommender-wiring.js";
+import { recommenderWiring } from "../../actors/plan/recommender-wiring.js";
 import type { ChangeFeed } from "../../actors/serving/blend-changes.js";
 import { qualityWiring } from "../../actors/plan/quality-wiring.js";
-import type { Arm } from "../../actors/quality/arms.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -48,50 +46,6 @@ export type { LeaseOwnership, Ownership } from "./units.js";
  * wiring is in stages.ts (and the recommender's and drift's in actors/*-wiring.ts), units and
  * leases in units.ts, serving in serving.ts, gauges in metrics.ts.
  */
-
-/** Everything the pipeline needs to know; validated by bin/config.ts. */
-export interface PipelineConfig extends RankerConfig {
-  /** A/B arms (ARMS; actors/quality/arms.ts): absent, every user gets RANKER's answer. */
-  arms?: Arm[];
-  /** QUALITY=off: no drift and prequential stages. Default on. */
-  quality?: boolean;
-  /**
-   * CHAINING=on: stages of a path on the same partitioning in this process run as one chain
-   * (chains.ts). Default on.
-   */
-  chaining?: boolean;
-  /** QUALITY_SAMPLE: share of users scored (default 1 here; bin/config.ts: 0.1). */
-  qualitySample?: number;
-  partitions: number;
-  preset: Preset;
-  windowMs: number;
-  userOutOfOrdernessMs: number;
-  trendingHourOutOfOrdernessMs: number;
-  trendingDayOutOfOrdernessMs: number;
-  interestHorizonMs: number;
-  popularityHorizonMs: number;
-  topCategories: number;
-  fallbackSize: number;
-  /** TRENDING_WEIGHTS: score weight per event type; types without one do not count. */
-  trendingWeights: TrendingWeights;
-  trendingTriggerMs: number;
-  snapshotIntervalMs: number;
-  snapshotEveryMessages: number;
-  batchMaxRecords: number;
-  batchMaxDelayMs: number;
-  dedupeHorizonMs: number;
-  dedupeMaxIds: number;
-  maxEventBytes: number;
-  maxAttempts: number;
-  duplicateWindowMs: number;
-  replicas: number;
-  /** IDLE_TIMEOUT_MS: parse's idle markers (DESIGN §3.2); 0: never. */
-  idleTimeoutMs: number;
-  /** MAX_FUTURE_SKEW_MS (actors/stages/parse.ts); absent: parse's default. */
-  maxFutureSkewMs?: number;
-  /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
-  moviesCatalog?: string;
-}
 
 /** The tiers of the blend's sources (units.ts START_TIERS). */
 const SOURCE_TIERS: ReadonlySet<string> = new Set(["history", "covisit", "collaborative"]);

@@ -31,7 +31,7 @@ import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch
 import { createCatalogueTable, type CatalogueTable } from "../../actors/serving/catalogue-table.js";
 import { withCatalogue } from "../../actors/serving/catalogue-backend.js";
 import { catalogueBase } from "./catalogue-base.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 import type { Units } from "./units.js";
 
 export interface ServingOptions {

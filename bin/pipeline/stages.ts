@@ -17,7 +17,7 @@ import { subjects } from "../../actors/contract/subjects.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { loadMoviesCatalog } from "../replay/movies-catalog.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 
 /** Runs one stage instance (under the pipeline's supervisor, in its unit). */
 export type RunStage = <H extends StageHandler>(spec: StageSpec<H>) => void;

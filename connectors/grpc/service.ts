@@ -37,7 +37,7 @@ import {
 } from "./codec.js";
 import { cancellationReason, createCallSignal, isPastDeadline, untilAborted } from "./deadlines.js";
 import { createTrendingWriter } from "./trending-writer.js";
-import type { GrpcServerOptions } from "./server.js";
+import type { GrpcServerOptions } from "./options.js";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 
 /**

@@ -1,3 +1,4 @@
+import { MAX_EVENTS_PER_REQUEST } from "./api-limits.js";
 import type { IncomingHttpHeaders } from "node:http";
 import { timingSafeEqual } from "node:crypto";
 import { normaliseEvent } from "../../actors/contract/event.js";
@@ -9,11 +10,6 @@ import { HttpError } from "./api-errors.js";
  * as it came (`events.<event_type>`, `Nats-Msg-Id` = `event_id`), so the engine's parse sees
  * exactly what a NATS publisher would have sent and a retried request counts once.
  */
-
-/** Events in one request at most. */
-export const MAX_EVENTS_PER_REQUEST = 1000;
-/** A request body at most (1,000 events of up to ~6 KB each). */
-export const MAX_EVENTS_BODY_BYTES = 8 * 1024 * 1024;
 
 /** Publishes one event's bytes; resolves once JetStream stored it (or knew it already). */
 export type PublishEvent = (

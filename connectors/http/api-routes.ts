@@ -14,7 +14,8 @@ import {
   type TrendingWindowName,
 } from "../../actors/contract/backend.js";
 import { HttpError } from "./api-errors.js";
-import { eventsBody, postEvents, requireJson, MAX_EVENTS_BODY_BYTES } from "./api-events.js";
+import { eventsBody, postEvents, requireJson } from "./api-events.js";
+import { MAX_EVENTS_BODY_BYTES } from "./api-limits.js";
 import { catalogueJson, putItem, MAX_ITEM_BODY_BYTES } from "./api-items.js";
 import { errors, ok } from "./api-openapi.js";
 import {
@@ -29,7 +30,7 @@ import {
   window,
 } from "./api-params.js";
 import { createPipelineView } from "./api-pipeline.js";
-import type { ApiServerOptions } from "./api.js";
+import type { ApiServerOptions } from "./api-options.js";
 import { readQuality } from "./api-quality.js";
 import { streamTrending, type TrendingHistory } from "./api-trending.js";
 import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
