@@ -21,7 +21,7 @@
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
 import { covisitStage, type CovisitView } from "../actors/stages/covisit-stage.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { prequentialStage, type PrequentialView } from "../actors/stages/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";

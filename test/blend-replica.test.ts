@@ -16,7 +16,7 @@ import { partitionOf } from "../actors/contract/partition.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { seededRandom } from "../actors/sources/types.js";
-import type { ParsedRecord } from "../actors/stages/parse-options.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { reloaded } from "./helpers/source-stages.js";

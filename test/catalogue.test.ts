@@ -20,7 +20,7 @@ import {
 import { createCatalogueTable } from "../actors/serving/catalogue-table.js";
 import { withCatalogue } from "../actors/serving/catalogue-backend.js";
 import type { InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 
 const enc = new TextEncoder();
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import type { TrainFn } from "../actors/stages/recommender-trainer.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
 import { trainAls } from "../actors/sources/als.js";
 import type { Ratings } from "../actors/sources/als-matrix-rows.js";

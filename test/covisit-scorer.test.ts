@@ -11,7 +11,7 @@ import {
 } from "./helpers/movielens-head.js";
 import { covisitStage, type CovisitView } from "../actors/stages/covisit-stage.js";
 import type { StageHandler, StageSpec } from "../actors/host/types.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import {
   prequentialStage,
   type PrequentialSettings,

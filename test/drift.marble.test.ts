@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, type StateMaps } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { driftStage, NO_CATEGORY } from "../actors/stages/drift.js";
 import { DRIFT_DEFAULTS, driftReport, psiOf } from "../actors/quality/drift-psi.js";

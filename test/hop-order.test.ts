@@ -7,7 +7,7 @@ import { decodeEnvelope, encodeEnvelope, peekHead, withHead } from "../actors/ho
 import { createHopOrder } from "../actors/host/hop-order.js";
 import { createPopularityHandler } from "../actors/plan/handlers.js";
 import { createWatermarkHandler } from "../actors/plan/handlers.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { subjects } from "../actors/contract/subjects.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";

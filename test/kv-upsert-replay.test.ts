@@ -9,7 +9,7 @@ import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { encodeEnvelope } from "../actors/host/envelope.js";
 import { type PopularityRow } from "../actors/stages/popularity.js";
 import { createPopularityHandler } from "../actors/plan/handlers.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { subjects } from "../actors/contract/subjects.js";
 import { BUCKETS, ensureTopology, kvKeyOf, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";

@@ -5,7 +5,7 @@ import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/host/envelope.js";
 import { loadMergedHandler } from "../actors/stages/merged-input.js";
 import { subjects } from "../actors/contract/subjects.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { recordMaker } from "./helpers/source-stages.js";
 
 /**

@@ -6,7 +6,7 @@ import { encodeEnvelope } from "../actors/host/envelope.js";
 import { loadMergedHandler } from "../actors/stages/merged-input.js";
 import { MAP, OLD_MAP, waitingCodec } from "../actors/stages/merged-waiting.js";
 import { subjects } from "../actors/contract/subjects.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
 import { readSections } from "../state/sections.js";
 import { recordMaker } from "./helpers/source-stages.js";

@@ -9,9 +9,9 @@ import {
   parseStage,
   signIdleMarker,
   type ConsumerView,
-  type ParsedRecord,
   type ParseSettings,
 } from "../actors/stages/parse.js";
+import { type ParsedRecord } from "../actors/contract/event.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0);

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import {
   heartbeatRow,

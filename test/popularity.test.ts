@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { heartbeatRow, type PopularityRow } from "../actors/stages/popularity.js";
 import { POPULARITY_HEARTBEAT_KEY } from "../actors/plan/topology.js";

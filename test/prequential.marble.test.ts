@@ -4,7 +4,7 @@ import { createStageLogic } from "../runtime/index.js";
 import { prequentialStage, type PrequentialView } from "../actors/stages/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker } from "./helpers/source-stages.js";
 

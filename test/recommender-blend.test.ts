@@ -12,7 +12,7 @@ import { replayFile } from "../bin/replay/run.js";
 import { createRecoClient, isStatus, type RecoClient } from "../connectors/grpc/index.js";
 import { Source, SimilarBasis } from "../proto/gen/reco/v1/reco_pb.js";
 import { decodeEnvelope } from "../actors/host/envelope.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { createRecommender, type Recommender } from "../actors/sources/recommender.js";
 import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
 import { ECOMMERCE } from "../actors/sources/preset.js";

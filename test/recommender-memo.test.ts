@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
 import { encodeEnvelope } from "../actors/host/envelope.js";
 import type { StageHandler, StageSpec } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { heartbeatRow, type PopularityRow } from "../actors/stages/popularity.js";
 import { createPopularityTable } from "../actors/stages/popularity-table.js";
 import { createAnswerMemo } from "../actors/serving/recommender-memo.js";

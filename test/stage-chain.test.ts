@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { asyncScheduler } from "rxjs";
 import { startStage, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { windowStage, type WindowOutput } from "../actors/stages/window.js";
 import { interestStage, type ProfileRecord } from "../actors/stages/interest-ranking.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
 import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { cellKey, type TrendingPart } from "../actors/stages/trending.js";
 import { createTrendingHandler } from "../actors/plan/handlers.js";

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, withProcessingTime } from "../runtime/index.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { trendingStage, type TrendingPart, type TrendingView } from "../actors/stages/trending.js";
 import type { LateRecord } from "../actors/stages/watermark.js";

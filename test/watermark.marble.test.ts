@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { of } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { watermarkStage, type LateRecord, type WatermarkView } from "../actors/stages/watermark.js";
 import { MINUTE } from "../actors/contract/subjects.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";

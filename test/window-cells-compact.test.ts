@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
 import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import { cellKey, type WindowRecord } from "../actors/stages/window.js";
 import { createWindowHandler } from "../actors/plan/handlers.js";
 import { MINUTE } from "../actors/contract/subjects.js";

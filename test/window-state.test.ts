@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage, StageOutput } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { createWindowHandler } from "../actors/plan/handlers.js";
 import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";

@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { ParsedRecord } from "../actors/stages/parse.js";
+import type { ParsedRecord } from "../actors/contract/event.js";
 import type { EventType } from "../actors/contract/event.js";
 import { windowStage, type WindowOutput, type WindowRecord } from "../actors/stages/window.js";
 import { MINUTE } from "../actors/contract/subjects.js";

@@ -230,3 +230,11 @@ export function isPurchase(e: Pick<Interaction, "t" | "r">, preset: Preset): boo
 }
 
 export type Preset = "ecommerce" | "movies";
+
+/** A parsed event on the hop to the next stages: the event, its input sequence and the progress before it. */
+export interface ParsedRecord extends Interaction {
+  /** Sequence of the event in the EVENTS stream: downstream drops records it has seen. */
+  s: number;
+  /** Event-time progress (max event time over all earlier accepted events), -1 at first. */
+  wb: number;
+}

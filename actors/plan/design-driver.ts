@@ -4,13 +4,14 @@ import type { InputMessage, StageOutput } from "../host/host.js";
 import { answerFor } from "../stages/fallback.js";
 import { type ProfileRecord } from "../stages/interest-ranking.js";
 import { createInterestHandler } from "./handlers.js";
-import type { ParsedRecord } from "../stages/parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { createJoinHandler } from "../stages/popularity-join.js";
 import { createPopularityTable } from "../stages/popularity-table.js";
 import { type PopularityRow } from "../stages/popularity.js";
 import { createPopularityHandler } from "./handlers.js";
 import { createWindowHandler } from "./handlers.js";
-import { createStageState, type StageState } from "../../state/index.js";
+import { createStageState } from "../../state/index.js";
+import type { DesignRanker, DesignStores } from "../stages/prequential-scorer.js";
 
 /**
  * The DESIGN §3.4–3.6 ranking for `reco eval` and the prequential scorer (actors/quality-scorer.ts), computed by the engine's own stage handlers
@@ -65,19 +66,6 @@ function collector(onKv?: (value: unknown, key: string) => void) {
       recs = [];
       return r;
     },
-  };
-}
-
-/**
- * Where the driver keeps its state: in memory (eval), or in a stage's state maps (the prequential
- * stage, which must restart as it was): the four handlers' states and the popularity table's rows.
- */
-export interface DesignStores {
-  state(name: "window" | "interest" | "join" | "popularity"): StageState;
-  table: {
-    get(key: string): unknown;
-    set(key: string, v: unknown): void;
-    entries(): IterableIterator<[string, unknown]>;
   };
 }
 
@@ -153,4 +141,11 @@ export function createDesignDriver(s: DesignSettings, stores?: DesignStores): De
     },
     profile: (user) => join.profile(user),
   };
+}
+
+/** The design ranking of `preset` for the prequential scorer (its settings' `design`). */
+export function designRankerFor(
+  preset: DesignSettings["preset"],
+): (stores: DesignStores) => DesignRanker {
+  return (stores) => createDesignDriver({ preset, ...DESIGN_DEFAULTS }, stores);
 }

@@ -1,3 +1,4 @@
+import { designRankerFor } from "./design-driver.js";
 import { Gauge, type Registry } from "prom-client";
 import type { StageHandler, StageSpec } from "../host/host.js";
 import { createDriftHandler, type DriftHandler } from "../stages/drift.js";
@@ -138,6 +139,7 @@ export function qualityWiring(
     sources: defaultSourceSettings(preset),
     blend: defaultBlend(preset),
     ...(arms ? { arms } : {}),
+    design: designRankerFor(preset.name),
     ...(cfg.qualitySample !== undefined ? { sample: cfg.qualitySample } : {}),
     collaborative: () =>
       (

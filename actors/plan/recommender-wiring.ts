@@ -15,7 +15,7 @@ import { covisitStage, type CovisitView } from "../stages/covisit-stage.js";
 import type { PrequentialSettings } from "../stages/prequential-scorer.js";
 import { historyStage, type HistoryView } from "../stages/history-stage.js";
 import { mergedStageSpec } from "../stages/merged-input.js";
-import type { ParsedRecord } from "../stages/parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { partitionOf } from "../contract/partition.js";
 import { covisitSimilar } from "../serving/recommender-serve.js";
 import { createBlendAnswers, recentOf, type BlendAnswers } from "../serving/blend-answers.js";

@@ -2,7 +2,8 @@ import { buckets as BUCKETS, catalogueKey, kvKeyOf, subjects } from "../contract
 import { deadLetterHeaders } from "../host/dead-letter.js";
 import { IDLE_SIGNATURE_HEADER, IDLE_SUBJECT, signIdleMarker } from "../host/idle-marker.js";
 import { partitionOf } from "../contract/partition.js";
-import type { ParsedRecord, parseStage } from "../stages/parse.js";
+import type { parseStage } from "../stages/parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import type { PortTopology } from "../host/stage-adapter.js";
 import { sendLate, type LateCounter } from "../stages/watermark.js";
 import type { popularityStage } from "../stages/popularity.js";

@@ -1,7 +1,7 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
 import type { InputMessage } from "../host/types.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { InvalidArgumentError } from "../contract/backend.js";
 import {
   learn,

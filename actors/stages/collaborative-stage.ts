@@ -7,7 +7,7 @@ import {
   type StateMap,
   type StateMaps,
 } from "../../runtime/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import type { RatingRow } from "../sources/als-matrix.js";
 import type { KeyStore } from "../sources/store.js";
 import { readStoredModel, storeModel, type StoredModel } from "../sources/als-model.js";

@@ -6,7 +6,7 @@ import {
   type StageContext,
   type ValueCodec,
 } from "../../runtime/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { createItemIds, itemEdgesCodec, type ItemIds } from "../sources/item-edges.js";
 import { createCovisit, type SimilarItemsSource } from "../sources/covisit.js";
 import { sourceEventOf } from "../sources/event.js";

@@ -8,7 +8,7 @@ import {
   type DriftDimension,
   type DriftSettings,
 } from "../quality/drift-psi.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { createStageHandler, NO_OUTPUT, type AdaptedHandler } from "../host/stage-adapter.js";
 
 /**

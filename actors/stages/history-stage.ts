@@ -1,6 +1,6 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { sourceEventOf } from "../sources/event.js";
 import { createHistory, type HistorySource, type UserHistory } from "../sources/history.js";
 import { historyCodec } from "../sources/history-bytes.js";

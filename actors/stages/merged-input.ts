@@ -7,7 +7,7 @@ import {
 } from "../../runtime/index.js";
 import { decodeEnvelope, HOPS_IN_FLIGHT, type StageHandler, type StageSpec } from "../host/host.js";
 import type { StageState } from "../../state/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { subjects } from "../contract/subjects.js";
 import { loadWaiting } from "./merged-waiting.js";
 

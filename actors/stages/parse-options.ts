@@ -1,17 +1,9 @@
 import type { StageHandler } from "../host/types.js";
 import type { BadRatioMonitor } from "./bad-ratio.js";
-import type { Interaction, Preset } from "../contract/event.js";
+import type { Preset } from "../contract/event.js";
 import type { IdleOptions } from "../host/idle-marker.js";
 
 /** What parse takes and gives: its record, settings, accounting and view. */
-
-/** A parsed event on the hop to the next stages: the event, its input sequence and the progress before it. */
-export interface ParsedRecord extends Interaction {
-  /** Sequence of the event in the EVENTS stream: downstream drops records it has seen. */
-  s: number;
-  /** Event-time progress (max event time over all earlier accepted events), -1 at first. */
-  wb: number;
-}
 
 export interface ParseOptions {
   partitions: number;

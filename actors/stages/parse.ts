@@ -3,7 +3,8 @@ import { defineStage, port, type InputBatch, type StageContext } from "../../run
 import type { InputMessage } from "../host/host.js";
 import { createSeenIds } from "./seen-ids.js";
 import { EVENT_TYPES, parseJsonEvent } from "../contract/event.js";
-import type { ParsedRecord, ParseSettings, ParseView } from "./parse-options.js";
+import type { ParseSettings, ParseView } from "./parse-options.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { decodeProtobufEvent, isProtobuf } from "../contract/event-protobuf.js";
 import {
   IDLE_SUBJECT,

@@ -3,8 +3,8 @@ import type { InputBatch } from "../../runtime/index.js";
 import type { StageState } from "../../state/index.js";
 import type { Arms } from "../quality/arms.js";
 import { hash64 } from "../contract/hash64.js";
-import { createDesignDriver, DESIGN_DEFAULTS, type DesignDriver } from "../plan/design-driver.js";
-import type { ParsedRecord } from "./parse.js";
+import type { Recommendations } from "../contract/backend.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { createPrequential, type PrequentialReport } from "../quality/prequential.js";
 import { blend, type BlendSettings } from "../sources/blend.js";
 import type { CollaborativeSource } from "../sources/collaborative.js";
@@ -57,6 +57,12 @@ export interface PrequentialSettings {
    */
   collaborativeFed?: () => number;
   k?: number;
+  /**
+   * Builds the DESIGN §3.4–3.6 ranking an arm with `ranker: "design"` is scored against
+   * (plan/design-driver.ts `designRankerFor`): the composition passes it in, so this stage does
+   * not depend on the composition that runs the design stages.
+   */
+  design?: (stores: DesignStores) => DesignRanker;
   /**
    * Share of users scored, 0 < x <= 1 (default 1: all). A user is chosen by a hash of the user
    * id, so a replay, a restart or another process scores the same cases.
@@ -160,6 +166,18 @@ export interface PrequentialScorer {
   readonly view: PrequentialView;
 }
 
+/** The design ranking as the scorer reads it: fed in time order, asked for a user's answer. */
+export interface DesignRanker {
+  feed(batch: readonly ParsedRecord[]): void;
+  answer(user: string, n: number): Recommendations;
+}
+
+function designRanker(o: PrequentialSettings): NonNullable<PrequentialSettings["design"]> {
+  if (o.design === undefined)
+    throw new Error("an arm ranks by the design: the scorer's settings need `design`");
+  return o.design;
+}
+
 export function createPrequentialScorer(
   o: PrequentialSettings,
   st: StateMaps,
@@ -177,11 +195,8 @@ export function createPrequentialScorer(
     src.users,
   );
   const arms = o.arms?.arms ?? [];
-  const design: DesignDriver | undefined = arms.some((a) => a.ranker === "design")
-    ? createDesignDriver(
-        { preset: o.preset.name, ...DESIGN_DEFAULTS },
-        { state: (name) => subState(st, name), table: st.map("design-table") },
-      )
+  const design: DesignRanker | undefined = arms.some((a) => a.ranker === "design")
+    ? designRanker(o)({ state: (name) => subState(st, name), table: st.map("design-table") })
     : undefined;
   const methods = scoredMethods(o.arms);
   let progress = clock.get("progress") ?? -1;
@@ -265,5 +280,18 @@ export function createPrequentialScorer(
       report: () => preq.report(progress, methods),
       progress: () => progress,
     },
+  };
+}
+
+/**
+ * Where the driver keeps its state: in memory (eval), or in a stage's state maps (the prequential
+ * stage, which must restart as it was): the four handlers' states and the popularity table's rows.
+ */
+export interface DesignStores {
+  state(name: "window" | "interest" | "join" | "popularity"): StageState;
+  table: {
+    get(key: string): unknown;
+    set(key: string, v: unknown): void;
+    entries(): IterableIterator<[string, unknown]>;
   };
 }

@@ -1,6 +1,6 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { createPrequentialScorer, type PrequentialSettings } from "./prequential-scorer.js";
 import { createItemIds, itemEdgesCodec } from "../sources/item-edges.js";
 import { createCovisit } from "../sources/covisit.js";

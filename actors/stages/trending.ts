@@ -1,6 +1,6 @@
 import { connect, filter, map, merge, tap, type Observable } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import type { LateCounter, LateRecord } from "./watermark.js";
 import { HOUR } from "../contract/subjects.js";
 import { EVENT_TYPES, type EventType } from "../contract/event.js";

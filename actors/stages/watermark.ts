@@ -1,7 +1,7 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
 import type { StageOutput } from "../host/host.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import { subjects } from "../contract/subjects.js";
 import { type AdaptedHandler } from "../host/stage-adapter.js";
 

@@ -1,6 +1,6 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "./parse.js";
+import type { ParsedRecord } from "../contract/event.js";
 import type { EventType } from "../contract/event.js";
 import { type AdaptedHandler } from "../host/stage-adapter.js";
 

@@ -8,7 +8,7 @@ import {
   type CollaborativeView,
 } from "../../actors/stages/collaborative-stage.js";
 import type { TrainFn } from "../../actors/stages/recommender-trainer.js";
-import type { ParsedRecord } from "../../actors/stages/parse.js";
+import type { ParsedRecord } from "../../actors/contract/event.js";
 import { ECOMMERCE } from "../../actors/sources/preset.js";
 import { IMPLICIT_DEFAULTS, trainAls } from "../../actors/sources/als.js";
 import { batchMaker, stageContext } from "./stage.js";

@@ -1,7 +1,8 @@
 import { join, resolve } from "node:path";
 import { readLog, type LogEvent } from "../../bin/eval/log.js";
 import { createArms } from "../../actors/quality/arms.js";
-import type { ParsedRecord } from "../../actors/stages/parse.js";
+import { designRankerFor } from "../../actors/plan/design-driver.js";
+import type { ParsedRecord } from "../../actors/contract/event.js";
 import type { PrequentialSettings } from "../../actors/stages/prequential-stage.js";
 import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
 import { MOVIES } from "../../actors/sources/preset.js";
@@ -30,6 +31,7 @@ export const movieScoring: PrequentialSettings = {
     { name: "design", share: 50, ranker: "design" },
     { name: "blend", share: 50, ranker: "blend" },
   ]),
+  design: designRankerFor("movies"),
 };
 
 /** The log's first `n` events, in its order. */

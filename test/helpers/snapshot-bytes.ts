@@ -6,7 +6,7 @@ import { createDesignDriver, DESIGN_DEFAULTS } from "../../actors/plan/design-dr
 import { encodeEnvelope } from "../../actors/host/envelope.js";
 import type { StageOutput } from "../../actors/host/host.js";
 import { loadMergedHandler } from "../../actors/stages/merged-input.js";
-import type { ParsedRecord } from "../../actors/stages/parse.js";
+import type { ParsedRecord } from "../../actors/contract/event.js";
 import { subjects } from "../../actors/contract/subjects.js";
 import { createTrendingHandler } from "../../actors/plan/handlers.js";
 import type { EventType } from "../../actors/contract/event.js";

@@ -1,7 +1,7 @@
 import { createStageState } from "../../state/store.js";
 import { persisted } from "../../state/stage-state.js";
 import type { StageStateInternal } from "../../state/index.js";
-import type { ParsedRecord } from "../../actors/stages/parse.js";
+import type { ParsedRecord } from "../../actors/contract/event.js";
 import type { EventType } from "../../actors/contract/event.js";
 
 /**
