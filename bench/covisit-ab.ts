@@ -19,10 +19,13 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import { asyncScheduler } from "rxjs";
-import { createCovisit, type SimilarItemsSource } from "../actors/sources/covisit.js";
-import { defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import {
+  createCovisit,
+  type SimilarItemsSource,
+  defaultSourceSettings,
+  ECOMMERCE,
+} from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
 const [other, eventsArg, mode = "add"] = process.argv.slice(2);

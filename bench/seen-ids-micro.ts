@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStageState, openStateDb } from "../state/store.js";
-import { createSeenIds } from "../actors/stages/seen-ids.js";
+import { createSeenIds } from "../actors/stages/index.js";
 
 const IDS = Number(process.argv[2] ?? 1_000_000);
 const EVERY = Number(process.argv[3] ?? 20_000);

@@ -1,7 +1,7 @@
 import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
-import { EVENT_TYPES, type EventType } from "../actors/contract/event.js";
-import type { TrendingWeights } from "../actors/stages/trending.js";
-import { parseArms, type Arm } from "../actors/quality/arms.js";
+import { EVENT_TYPES, type EventType } from "../actors/contract/index.js";
+import type { TrendingWeights } from "../actors/stages/index.js";
+import { parseArms, type Arm } from "../actors/quality/index.js";
 import { SETTINGS, type Setting, type SettingName } from "./config-settings.js";
 
 /** Reading and validating one setting's value: numbers, enums, files and the composite forms. */

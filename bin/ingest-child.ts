@@ -12,7 +12,7 @@ import { childChannel } from "./child-ipc.js";
 import type { AppConfig } from "./config.js";
 import type { FromParseChild, ToParseChild } from "./parse-process.js";
 import { StateStoreCorruptError, StateStoreOpenError } from "../state/index.js";
-import type { ChangeFeed } from "../actors/serving/blend-changes.js";
+import type { ChangeFeed } from "../actors/serving/index.js";
 
 const send = childChannel("bin/ingest-child.ts", "SERVE_PROCESS=1");
 

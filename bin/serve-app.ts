@@ -8,10 +8,9 @@ import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topolog
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { startGateway } from "./pipeline/gateway.js";
 import { createSplitBackend } from "./pipeline/split-backend.js";
-import { createArms } from "../actors/quality/arms.js";
-import { createBlendReplica } from "../actors/serving/blend-replica.js";
-import type { RecoBackend } from "../actors/contract/backend.js";
-import { withCatalogue } from "../actors/serving/catalogue-backend.js";
+import { createArms } from "../actors/quality/index.js";
+import { createBlendReplica, withCatalogue, UNREPLICATED_MAPS } from "../actors/serving/index.js";
+import type { RecoBackend } from "../actors/contract/index.js";
 import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
 import { connectWithStatus } from "./nats-connect.js";
@@ -24,8 +23,7 @@ import {
   type ChildKind,
   type ParseProcess,
 } from "./parse-process.js";
-import type { BlendReplica } from "../actors/serving/blend-replica.js";
-import { UNREPLICATED_MAPS } from "../actors/serving/blend-changes.js";
+import type { BlendReplica } from "../actors/serving/index.js";
 
 export interface ServingApp {
   readonly natsUrl: string;

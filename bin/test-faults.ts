@@ -1,5 +1,5 @@
-import type { HostFaults } from "../actors/host/host.js";
-import { setDefaultHopForm } from "../actors/host/envelope.js";
+import type { HostFaults } from "../actors/host/index.js";
+import { setDefaultHopForm } from "../actors/host/index.js";
 
 /**
  * The faults a test asks a spawned process for, read from its environment here, at the process

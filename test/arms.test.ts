@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createArms, parseArms } from "../actors/quality/arms.js";
+import { createArms, parseArms } from "../actors/quality/index.js";
 import { ConfigError, loadConfig } from "../bin/config.js";
 
 /** Users split by a stable hash into arms, settings checked at start. */

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { createBlendAnswers } from "../actors/serving/blend-answers.js";
-import type { RecommenderView } from "../actors/serving/recommender-view.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { createRecommender } from "../actors/sources/recommender.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import { createBlendAnswers } from "../actors/serving/index.js";
+import type { RecommenderView } from "../actors/serving/index.js";
+import {
+  defaultBlend,
+  defaultSourceSettings,
+  ECOMMERCE,
+  createRecommender,
+} from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 
 /**
  * ANSWER_MAX_AGE_MS (actors/serving/blend-answers.ts): bounded staleness is opt-in, reported, and bounded;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { createBlendReplica } from "../actors/serving/blend-replica.js";
+import { createBlendReplica } from "../actors/serving/index.js";
 
 /**
  * The blend replica's staleness (actors/serving/blend-replica.ts) follows the process that feeds it:

@@ -6,18 +6,27 @@ import { asyncScheduler, of } from "rxjs";
 import { createStageLogic, type InputBatch, type StageLogic } from "../runtime/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 import type { StageStateInternal } from "../state/index.js";
-import { historyStage, type HistoryView } from "../actors/stages/history-stage.js";
-import { covisitStage, type CovisitView } from "../actors/stages/covisit-stage.js";
-import { createChangeFeed, type ChangeFeed } from "../actors/serving/blend-changes.js";
-import { createBlendReplica } from "../actors/serving/blend-replica.js";
-import { createBlendAnswers } from "../actors/serving/blend-answers.js";
-import { composeView } from "../actors/serving/recommender-view.js";
-import { partitionOf } from "../actors/contract/partition.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { seededRandom } from "../actors/sources/types.js";
-import type { ParsedRecord } from "../actors/contract/event.js";
-import type { EventType } from "../actors/contract/event.js";
+import {
+  historyStage,
+  type HistoryView,
+  covisitStage,
+  type CovisitView,
+} from "../actors/stages/index.js";
+import {
+  createChangeFeed,
+  type ChangeFeed,
+  createBlendReplica,
+  createBlendAnswers,
+  composeView,
+} from "../actors/serving/index.js";
+import { partitionOf } from "../actors/contract/index.js";
+import {
+  ECOMMERCE,
+  defaultBlend,
+  defaultSourceSettings,
+  seededRandom,
+} from "../actors/sources/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { reloaded } from "./helpers/source-stages.js";
 

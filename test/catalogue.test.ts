@@ -3,24 +3,19 @@ import { Subject, type Observable } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { InvalidArgumentError } from "../actors/contract/backend.js";
-import { type RecoBackend, type TrendingSnapshot } from "../actors/contract/backend.js";
+import type { InvalidArgumentError, ParsedRecord } from "../actors/contract/index.js";
 import {
+  type RecoBackend,
+  type TrendingSnapshot,
   learn,
   mergeExplicit,
   resolveItem,
   validateItemUpsert,
   type ItemUpsert,
-} from "../actors/contract/catalogue.js";
-import {
-  catalogueStage,
-  catalogueUpsertStage,
-  readUpsert,
-} from "../actors/stages/catalogue-stage.js";
-import { createCatalogueTable } from "../actors/serving/catalogue-table.js";
-import { withCatalogue } from "../actors/serving/catalogue-backend.js";
-import type { InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/contract/event.js";
+} from "../actors/contract/index.js";
+import { catalogueStage, catalogueUpsertStage, readUpsert } from "../actors/stages/index.js";
+import { createCatalogueTable, withCatalogue } from "../actors/serving/index.js";
+import type { InputMessage } from "../actors/host/index.js";
 
 const enc = new TextEncoder();
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { decodeEnvelope, encodeEnvelope } from "../actors/host/envelope.js";
 import {
+  decodeEnvelope,
+  encodeEnvelope,
   chainSpec,
   cutSnapshot,
   isEmptySnapshot,
@@ -10,9 +11,9 @@ import {
   memberCounts,
   type ChainHandler,
   type PlainSnapshot,
-} from "../actors/host/host-chain.js";
+} from "../actors/host/index.js";
 import { USER_PATH, userPathInstances } from "../bin/pipeline/plan-snapshots.js";
-import type { StageHandler, StageOutput, StageSpec } from "../actors/host/host.js";
+import type { StageHandler, StageOutput, StageSpec } from "../actors/host/index.js";
 import { planPath, type ChainRule } from "../bin/pipeline/chains.js";
 
 /*

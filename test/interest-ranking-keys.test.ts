@@ -1,11 +1,15 @@
 import { describe, expect, it } from "vitest";
-import type { Envelope } from "../actors/host/host.js";
-import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
-import { cellCodec, type InterestHandler } from "../actors/stages/interest-ranking.js";
-import { createInterestHandler, loadInterestHandler } from "../actors/plan/handlers.js";
-import { cellKey, keyTail, parseCellKey } from "../actors/stages/interest-ranking-keys.js";
-import { EVENT_TYPES } from "../actors/contract/event.js";
-import { MINUTE } from "../actors/contract/subjects.js";
+import type { Envelope } from "../actors/host/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
+import {
+  cellCodec,
+  type InterestHandler,
+  interestCellKey as cellKey,
+  keyTail,
+  parseCellKey,
+} from "../actors/stages/index.js";
+import { createInterestHandler, loadInterestHandler } from "../actors/plan/index.js";
+import { EVENT_TYPES, MINUTE } from "../actors/contract/index.js";
 import { createStageState } from "../state/store.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";

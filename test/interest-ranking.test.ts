@@ -1,11 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { EventType } from "../actors/contract/event.js";
-import type { WindowOutput, WindowRecord } from "../actors/stages/window.js";
-import { type ProfileRecord } from "../actors/stages/interest-ranking.js";
-import { createInterestHandler } from "../actors/plan/handlers.js";
-import { DAY, MINUTE } from "../actors/contract/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { EventType } from "../actors/contract/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
+import { type ProfileRecord } from "../actors/stages/index.js";
+import { createInterestHandler } from "../actors/plan/index.js";
+import { DAY, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createIntPairs, createPackedKeys } from "../actors/stages/packed-keys.js";
-import { seededRandom } from "../actors/sources/types.js";
+import { createIntPairs, createPackedKeys } from "../actors/stages/index.js";
+import { seededRandom } from "../actors/sources/index.js";
 
 /**
  * Interest-ranking holds its packed users' aggregates in typed arrays

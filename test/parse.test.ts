@@ -2,12 +2,10 @@ import { describe, it, expect } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ClickEventSchema, EventType as PbEventType } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState, type StageStateInternal } from "../state/store.js";
-import type { InputMessage } from "../actors/host/host.js";
-import { type ParseOptions } from "../actors/stages/parse.js";
-import { type ParsedRecord } from "../actors/contract/event.js";
-import { createParseHandler } from "../actors/plan/handlers.js";
-import { partitionOf } from "../actors/contract/partition.js";
-import { HOUR, MINUTE } from "../actors/contract/subjects.js";
+import type { InputMessage } from "../actors/host/index.js";
+import { type ParseOptions } from "../actors/stages/index.js";
+import { type ParsedRecord, partitionOf, HOUR, MINUTE } from "../actors/contract/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -3,10 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { feedJoin } from "./helpers/join-feed.js";
-import type { ProfileRecord } from "../actors/stages/interest-ranking.js";
-import { createJoinHandler } from "../actors/stages/popularity-join.js";
-import { decodeProfile, encodeProfile } from "../actors/stages/popularity-join-profile.js";
-import { DAY } from "../actors/contract/subjects.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
+import { createJoinHandler, decodeProfile, encodeProfile } from "../actors/stages/index.js";
+import { DAY } from "../actors/contract/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 
 /**

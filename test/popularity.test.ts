@@ -1,14 +1,12 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/contract/event.js";
-import type { EventType } from "../actors/contract/event.js";
-import { heartbeatRow, type PopularityRow } from "../actors/stages/popularity.js";
-import { POPULARITY_HEARTBEAT_KEY } from "../actors/plan/topology.js";
-import { createPopularityHandler } from "../actors/plan/handlers.js";
-import type { LateRecord } from "../actors/stages/watermark.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { heartbeatRow, type PopularityRow } from "../actors/stages/index.js";
+import { POPULARITY_HEARTBEAT_KEY, createPopularityHandler } from "../actors/plan/index.js";
+import type { LateRecord } from "../actors/stages/index.js";
 import { kvKeyOf } from "../connectors/nats/topology.js";
-import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -28,7 +28,7 @@ import {
 } from "../connectors/grpc/index.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { Source, TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
-import { partitionOf } from "../actors/contract/partition.js";
+import { partitionOf } from "../actors/contract/index.js";
 import {
   closer,
   countByReason,

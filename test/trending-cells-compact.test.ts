@@ -1,11 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/contract/event.js";
-import type { EventType } from "../actors/contract/event.js";
-import { cellKey, type TrendingPart } from "../actors/stages/trending.js";
-import { createTrendingHandler } from "../actors/plan/handlers.js";
-import { HOUR, MINUTE } from "../actors/contract/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { trendingCellKey as cellKey, type TrendingPart } from "../actors/stages/index.js";
+import { createTrendingHandler } from "../actors/plan/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";
 

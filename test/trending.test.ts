@@ -1,12 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/contract/event.js";
-import type { EventType } from "../actors/contract/event.js";
-import type { LateRecord } from "../actors/stages/watermark.js";
-import { type TrendingOptions, type TrendingPart } from "../actors/stages/trending.js";
-import { createTrendingHandler } from "../actors/plan/handlers.js";
-import { DAY, HOUR, MINUTE } from "../actors/contract/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import type { LateRecord } from "../actors/stages/index.js";
+import { type TrendingOptions, type TrendingPart } from "../actors/stages/index.js";
+import { createTrendingHandler } from "../actors/plan/index.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -1,11 +1,10 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host/host.js";
-import type { ParsedRecord } from "../actors/contract/event.js";
-import type { EventType } from "../actors/contract/event.js";
-import { type WindowOutput, type WindowRecord } from "../actors/stages/window.js";
-import { createWindowHandler } from "../actors/plan/handlers.js";
-import { MINUTE } from "../actors/contract/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { type WindowOutput, type WindowRecord } from "../actors/stages/index.js";
+import { createWindowHandler } from "../actors/plan/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

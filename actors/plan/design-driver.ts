@@ -1,17 +1,18 @@
-import type { Recommendations } from "../contract/backend.js";
-import { encodeEnvelope } from "../host/envelope.js";
-import type { InputMessage, StageOutput } from "../host/host.js";
-import { answerFor } from "../stages/fallback.js";
-import { type ProfileRecord } from "../stages/interest-ranking.js";
+import type { Recommendations, ParsedRecord } from "../contract/index.js";
+import { encodeEnvelope } from "../host/index.js";
+import type { InputMessage, StageOutput } from "../host/index.js";
+import {
+  answerFor,
+  type ProfileRecord,
+  createJoinHandler,
+  createPopularityTable,
+  type PopularityRow,
+} from "../stages/index.js";
 import { createInterestHandler } from "./handlers.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { createJoinHandler } from "../stages/popularity-join.js";
-import { createPopularityTable } from "../stages/popularity-table.js";
-import { type PopularityRow } from "../stages/popularity.js";
 import { createPopularityHandler } from "./handlers.js";
 import { createWindowHandler } from "./handlers.js";
 import { createStageState } from "../../state/index.js";
-import type { DesignRanker, DesignStores } from "../stages/prequential-scorer.js";
+import type { DesignRanker, DesignStores } from "../stages/index.js";
 
 /**
  * The DESIGN §3.4–3.6 ranking for `reco eval` and the prequential scorer (actors/quality-scorer.ts), computed by the engine's own stage handlers

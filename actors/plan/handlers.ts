@@ -1,36 +1,31 @@
-import type { StageOutput } from "../host/host.js";
-import {
-  createStageHandler,
-  loadStageHandler,
-  type AdaptedHandler,
-} from "../host/stage-adapter.js";
+import type { StageOutput } from "../host/index.js";
+import { createStageHandler, loadStageHandler, type AdaptedHandler } from "../host/index.js";
 import type { StageState } from "../../state/index.js";
 import { stageTopology } from "./topology.js";
-import { clockScheduler, parseStage } from "../stages/parse.js";
-import type { ParseHandler, ParseOptions, ParseView } from "../stages/parse-options.js";
 import {
+  clockScheduler,
+  parseStage,
   watermarkStage,
   type WatermarkHandler,
   type WatermarkOptions,
-} from "../stages/watermark.js";
-import { windowStage, type WindowHandler, type WindowOptions } from "../stages/window.js";
-import {
+  windowStage,
+  type WindowHandler,
+  type WindowOptions,
   interestStage,
   type InterestHandler,
   type InterestOptions,
-} from "../stages/interest-ranking.js";
-import {
   popularityStage,
   type PopularityHandler,
   type PopularityOptions,
-} from "../stages/popularity.js";
-import { trendingStage, type TrendingHandler, type TrendingOptions } from "../stages/trending.js";
-import {
+  trendingStage,
+  type TrendingHandler,
+  type TrendingOptions,
   catalogueStage,
   catalogueUpsertStage,
   type CatalogueHandler,
   type CatalogueUpsertHandler,
-} from "../stages/catalogue-stage.js";
+} from "../stages/index.js";
+import type { ParseHandler, ParseOptions, ParseView } from "../stages/index.js";
 
 /**
  * Each stage in the host, its ports going where `stageTopology` says: the composition hands a

@@ -1,7 +1,16 @@
 import { designRankerFor } from "./design-driver.js";
 import { Gauge, type Registry } from "prom-client";
-import type { StageHandler, StageSpec } from "../host/host.js";
-import { createDriftHandler, type DriftHandler } from "../stages/drift.js";
+import type { StageHandler, StageSpec } from "../host/index.js";
+import {
+  createDriftHandler,
+  type DriftHandler,
+  mergedStageSpec,
+  PREQUENTIAL_SNAPSHOT_INTERVALS,
+  prequentialStage,
+  scoredMethods,
+  type PrequentialSettings,
+  type PrequentialView,
+} from "../stages/index.js";
 import {
   DRIFT_DEFAULTS,
   DRIFT_DIMENSIONS,
@@ -9,29 +18,18 @@ import {
   type BucketCounts,
   type DriftReport,
   type DriftSettings,
-} from "../quality/drift-psi.js";
-import { subjects } from "../contract/subjects.js";
-import { createArms, type Arm } from "../quality/arms.js";
-import type { Preset } from "../contract/event.js";
-import {
+  createArms,
+  type Arm,
   WINDOW_NAMES,
   wilson,
   type MethodFigures,
   type PrequentialReport,
   type WindowName,
-} from "../quality/prequential.js";
-import type { CollaborativeView } from "../stages/collaborative-stage.js";
-import type { CovisitView } from "../stages/covisit-stage.js";
-import { mergedStageSpec } from "../stages/merged-input.js";
-import {
-  PREQUENTIAL_SNAPSHOT_INTERVALS,
-  prequentialStage,
-  scoredMethods,
-  type PrequentialSettings,
-  type PrequentialView,
-} from "../stages/prequential-stage.js";
-import { defaultBlend, defaultSourceSettings } from "../sources/defaults.js";
-import { presetNamed } from "../sources/preset.js";
+} from "../quality/index.js";
+import { subjects } from "../contract/index.js";
+import type { Preset } from "../contract/index.js";
+import type { CollaborativeView, CovisitView } from "../stages/index.js";
+import { defaultBlend, defaultSourceSettings, presetNamed } from "../sources/index.js";
 
 /**
  * DESIGN §7's live quality figures, wired into the pipeline: the drift stage (one instance per

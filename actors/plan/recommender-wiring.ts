@@ -6,28 +6,37 @@ import {
   type PortMap,
   type StageDefinition,
 } from "../../runtime/index.js";
-import type { RecentEvent, SimilarItems } from "../contract/backend.js";
-import type { Preset } from "../contract/event.js";
-import type { StageHandler, StageSpec } from "../host/host.js";
-import type { PopularityRow } from "../stages/popularity.js";
-import { collaborativeStage, type CollaborativeView } from "../stages/collaborative-stage.js";
-import { covisitStage, type CovisitView } from "../stages/covisit-stage.js";
-import type { PrequentialSettings } from "../stages/prequential-scorer.js";
-import { historyStage, type HistoryView } from "../stages/history-stage.js";
-import { mergedStageSpec } from "../stages/merged-input.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { partitionOf } from "../contract/partition.js";
-import { covisitSimilar } from "../serving/recommender-serve.js";
-import { createBlendAnswers, recentOf, type BlendAnswers } from "../serving/blend-answers.js";
-import { createChangeFeed, type ChangeFeed } from "../serving/blend-changes.js";
-import type { TrainFn } from "../stages/recommender-trainer.js";
-import { composeView, type RecommenderView } from "../serving/recommender-view.js";
-import { loadStageHandler, NO_OUTPUT } from "../host/stage-adapter.js";
-import { defaultBlend, defaultSourceSettings } from "../sources/defaults.js";
-import { trainInWorker } from "../sources/als-worker.js";
-import { createHistory } from "../sources/history.js";
-import { presetNamed } from "../sources/preset.js";
-import { subjects } from "../contract/subjects.js";
+import type { RecentEvent, SimilarItems, Preset, ParsedRecord } from "../contract/index.js";
+import type { StageHandler, StageSpec } from "../host/index.js";
+import type { PopularityRow, PrequentialSettings, TrainFn } from "../stages/index.js";
+import {
+  collaborativeStage,
+  type CollaborativeView,
+  covisitStage,
+  type CovisitView,
+  historyStage,
+  type HistoryView,
+  mergedStageSpec,
+} from "../stages/index.js";
+import { partitionOf, subjects } from "../contract/index.js";
+import {
+  covisitSimilar,
+  createBlendAnswers,
+  recentOf,
+  type BlendAnswers,
+  createChangeFeed,
+  type ChangeFeed,
+  composeView,
+  type RecommenderView,
+} from "../serving/index.js";
+import { loadStageHandler, NO_OUTPUT } from "../host/index.js";
+import {
+  defaultBlend,
+  defaultSourceSettings,
+  trainInWorker,
+  createHistory,
+  presetNamed,
+} from "../sources/index.js";
 import { stageTopology } from "./topology.js";
 
 /** RANKER and RETRAIN_INTERVAL_MS (bin/config.ts); absent: the design ranking, as before. */

@@ -1,18 +1,30 @@
-import { buckets as BUCKETS, catalogueKey, kvKeyOf, subjects } from "../contract/subjects.js";
-import { deadLetterHeaders } from "../host/dead-letter.js";
-import { IDLE_SIGNATURE_HEADER, IDLE_SUBJECT, signIdleMarker } from "../host/idle-marker.js";
-import { partitionOf } from "../contract/partition.js";
-import type { parseStage } from "../stages/parse.js";
-import type { ParsedRecord } from "../contract/event.js";
-import type { PortTopology } from "../host/stage-adapter.js";
-import { sendLate, type LateCounter } from "../stages/watermark.js";
-import type { popularityStage } from "../stages/popularity.js";
-import type { watermarkStage } from "../stages/watermark.js";
-import type { windowStage } from "../stages/window.js";
-import type { interestStage } from "../stages/interest-ranking.js";
-import type { historyStage } from "../stages/history-stage.js";
-import type { trendingStage } from "../stages/trending.js";
-import type { catalogueStage, catalogueUpsertStage } from "../stages/catalogue-stage.js";
+import {
+  buckets as BUCKETS,
+  catalogueKey,
+  kvKeyOf,
+  subjects,
+  partitionOf,
+} from "../contract/index.js";
+import {
+  deadLetterHeaders,
+  IDLE_SIGNATURE_HEADER,
+  IDLE_SUBJECT,
+  signIdleMarker,
+} from "../host/index.js";
+import type {
+  parseStage,
+  popularityStage,
+  watermarkStage,
+  windowStage,
+  interestStage,
+  historyStage,
+  trendingStage,
+  catalogueStage,
+  catalogueUpsertStage,
+} from "../stages/index.js";
+import type { ParsedRecord } from "../contract/index.js";
+import type { PortTopology } from "../host/index.js";
+import { sendLate, type LateCounter } from "../stages/index.js";
 
 /**
  * KV key of the popularity table's heartbeat row, whose `wm` carries partition 0's progress. Every

@@ -1,6 +1,6 @@
-import { partitionOf } from "../contract/partition.js";
-import type { BlendSettings, BlendWeights } from "../sources/blend.js";
-import { SOURCE_NAMES, type SourceName } from "../sources/types.js";
+import { partitionOf } from "../contract/index.js";
+import type { BlendSettings, BlendWeights } from "../sources/index.js";
+import { SOURCE_NAMES, type SourceName } from "../sources/index.js";
 
 /**
  * A/B arms (DESIGN §7): users split by a stable hash of their id into named arms, each with its

@@ -1,6 +1,6 @@
 import type { StateMap } from "../../runtime/index.js";
-import { servedModel, type AlsModel, type ServedModel } from "../sources/als.js";
-import type { OfflineMetrics } from "../sources/als-served.js";
+import { servedModel, type AlsModel, type ServedModel } from "../sources/index.js";
+import type { OfflineMetrics } from "../sources/index.js";
 
 /**
  * Model versions (DESIGN §7): each ALS model the collaborative stage trains,

@@ -4,14 +4,12 @@ import {
   type RecommendOptions,
   type Recommendations,
   type SimilarItems,
-} from "../contract/backend.js";
-import type { PopularityRow } from "../stages/popularity.js";
+} from "../contract/index.js";
+import type { PopularityRow } from "../stages/index.js";
 import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
 import type { RecommenderView } from "./recommender-view.js";
 import { createAnswerMemo } from "./recommender-memo.js";
-import type { BlendSettings } from "../sources/blend.js";
-import type { CollaborativeSource } from "../sources/collaborative.js";
-import type { HistorySource } from "../sources/history.js";
+import type { BlendSettings, CollaborativeSource, HistorySource } from "../sources/index.js";
 
 /** Answers kept (one per user, n and blend settings): ~1 KB each. */
 const MEMO_ANSWERS = 32_768;

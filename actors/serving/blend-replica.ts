@@ -6,22 +6,26 @@ import {
   type StateMaps,
   type ValueCodec,
 } from "../../runtime/index.js";
-import type { RecentEvent, SimilarItems } from "../contract/backend.js";
+import type { RecentEvent, SimilarItems, Preset } from "../contract/index.js";
 import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers.js";
 import type { ChangeChunk } from "./blend-changes.js";
-import type { Preset } from "../contract/event.js";
-import { covisitStage, type CovisitView } from "../stages/covisit-stage.js";
-import { createItemIds, type ItemIds } from "../sources/item-edges.js";
-import { historyStage, type HistoryView } from "../stages/history-stage.js";
-import { partitionOf } from "../contract/partition.js";
-import type { PopularityRow } from "../stages/popularity.js";
+import { covisitStage, type CovisitView, historyStage, type HistoryView } from "../stages/index.js";
+import {
+  createItemIds,
+  type ItemIds,
+  readStoredModel,
+  type StoredModel,
+  createCollaborative,
+  type CollaborativeSource,
+  defaultBlend,
+  defaultSourceSettings,
+  createHistory,
+  presetNamed,
+} from "../sources/index.js";
+import { partitionOf } from "../contract/index.js";
+import type { PopularityRow } from "../stages/index.js";
 import { covisitSimilar } from "./recommender-serve.js";
 import { composeView, type RecommenderView } from "./recommender-view.js";
-import { readStoredModel, type StoredModel } from "../sources/als-model.js";
-import { createCollaborative, type CollaborativeSource } from "../sources/collaborative.js";
-import { defaultBlend, defaultSourceSettings } from "../sources/defaults.js";
-import { createHistory } from "../sources/history.js";
-import { presetNamed } from "../sources/preset.js";
 
 /**
  * A replica of the blend's source stages (history per partition, covisit, collaborative) in a

@@ -10,8 +10,9 @@ import type {
   TrendingEntry,
   TrendingSnapshot,
   TrendingWindowName,
-} from "../contract/backend.js";
-import type { CatalogueItem, ExplicitFields } from "../contract/catalogue.js";
+  CatalogueItem,
+  ExplicitFields,
+} from "../contract/index.js";
 import type { CatalogueTable } from "./catalogue-table.js";
 
 /**

@@ -5,7 +5,7 @@ import {
   type CatalogueItem,
   type ExplicitFields,
   type LearnedFields,
-} from "../contract/catalogue.js";
+} from "../contract/index.js";
 
 /**
  * A serving process's copy of the catalogue: the layers the catalogue stages put into their KV

@@ -1,4 +1,4 @@
-import type { ProfileRecord } from "../stages/interest-ranking.js";
+import type { ProfileRecord } from "../stages/index.js";
 
 /**
  * A read replica of every partition's user profiles, for a gateway that runs no stages: it

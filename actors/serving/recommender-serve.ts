@@ -3,9 +3,9 @@ import {
   type RecommendOptions,
   type Recommendations,
   type SimilarItems,
-} from "../contract/backend.js";
-import type { PopularityRow } from "../stages/popularity.js";
-import { blend, type BlendSettings } from "../sources/blend.js";
+} from "../contract/index.js";
+import type { PopularityRow } from "../stages/index.js";
+import { blend, type BlendSettings } from "../sources/index.js";
 import type { RecommenderView } from "./recommender-view.js";
 
 /**

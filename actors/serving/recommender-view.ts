@@ -1,7 +1,5 @@
-import type { CollaborativeView } from "../stages/collaborative-stage.js";
-import type { CovisitView } from "../stages/covisit-stage.js";
-import type { HistoryView } from "../stages/history-stage.js";
-import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/recommender.js";
+import type { CollaborativeView, CovisitView, HistoryView } from "../stages/index.js";
+import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
 
 /**
  * What serving reads to blend (recommender-serve.ts): the candidate sources' lists, composed at

@@ -1,6 +1,5 @@
-import type { ItemInfo, SimilarItems } from "../contract/backend.js";
-import type { PopularityRow } from "../stages/popularity.js";
-import type { PopularityTableView } from "../stages/popularity-join.js";
+import type { ItemInfo, SimilarItems } from "../contract/index.js";
+import type { PopularityRow, PopularityTableView } from "../stages/index.js";
 
 /**
  * The stand-in for similar items until co-visitation (DESIGN §3.7) serves them: the most

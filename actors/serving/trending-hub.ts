@@ -1,7 +1,7 @@
 import { ReplaySubject, type Observable } from "rxjs";
-import type { TrendingSnapshot, TrendingWindowName } from "../contract/backend.js";
-import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "../stages/trending.js";
-import { byItemId } from "../stages/popularity-join.js";
+import type { TrendingSnapshot, TrendingWindowName } from "../contract/index.js";
+import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "../stages/index.js";
+import { byItemId } from "../stages/index.js";
 
 export interface TrendingHubOptions {
   partitions: number;

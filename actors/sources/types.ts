@@ -1,4 +1,4 @@
-import type { EventType } from "../contract/event.js";
+import type { EventType } from "../contract/index.js";
 
 /**
  * What the candidate sources read of an event: the normalised interaction (actors/contract/event.ts) with

@@ -1,17 +1,17 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { InputMessage } from "../host/types.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { InvalidArgumentError } from "../contract/backend.js";
+import type { InputMessage } from "../host/index.js";
+import type { ParsedRecord } from "../contract/index.js";
 import {
+  InvalidArgumentError,
   learn,
   mergeExplicit,
   validateItemUpsert,
   type ExplicitFields,
   type ItemUpsert,
   type LearnedFields,
-} from "../contract/catalogue.js";
-import { type AdaptedHandler } from "../host/stage-adapter.js";
+} from "../contract/index.js";
+import { type AdaptedHandler } from "../host/index.js";
 
 /**
  * The item catalogue as two stages, one per input, each exact under replay on its own input's

@@ -7,18 +7,18 @@ import {
   type StateMap,
   type StateMaps,
 } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
-import type { RatingRow } from "../sources/als-matrix.js";
-import type { KeyStore } from "../sources/store.js";
-import { readStoredModel, storeModel, type StoredModel } from "../sources/als-model.js";
+import type { ParsedRecord } from "../contract/index.js";
+import type { RatingRow, KeyStore, SourcePreset } from "../sources/index.js";
 import {
+  readStoredModel,
+  storeModel,
+  type StoredModel,
   createCollaborative,
   type CollaborativeSettings,
   type CollaborativeSource,
-} from "../sources/collaborative.js";
-import { sourceEventOf } from "../sources/event.js";
-import { createModelVersions, type ModelVersion } from "../quality/model-versions.js";
-import type { SourcePreset } from "../sources/preset.js";
+  sourceEventOf,
+} from "../sources/index.js";
+import { createModelVersions, type ModelVersion } from "../quality/index.js";
 import {
   createTrainer,
   type ModelKind,

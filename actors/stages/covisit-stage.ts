@@ -6,15 +6,22 @@ import {
   type StageContext,
   type ValueCodec,
 } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { createItemIds, itemEdgesCodec, type ItemIds } from "../sources/item-edges.js";
-import { createCovisit, type SimilarItemsSource } from "../sources/covisit.js";
-import { sourceEventOf } from "../sources/event.js";
-import type { SourcePreset } from "../sources/preset.js";
-import type { SourceSettings } from "../sources/recommender.js";
-import { createPopular, createTrending, type ItemCounter } from "../sources/trending.js";
-import { userStores, type UserValue } from "../sources/user-stores.js";
-import { userValueCodec } from "../sources/user-value-bytes.js";
+import type { ParsedRecord } from "../contract/index.js";
+import {
+  createItemIds,
+  itemEdgesCodec,
+  type ItemIds,
+  createCovisit,
+  type SimilarItemsSource,
+  sourceEventOf,
+  createPopular,
+  createTrending,
+  type ItemCounter,
+  userStores,
+  type UserValue,
+  userValueCodec,
+} from "../sources/index.js";
+import type { SourcePreset, SourceSettings } from "../sources/index.js";
 import {
   createPrequentialScorer,
   type PrequentialScorer,

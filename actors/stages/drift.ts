@@ -7,9 +7,9 @@ import {
   type BucketCounts,
   type DriftDimension,
   type DriftSettings,
-} from "../quality/drift-psi.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { createStageHandler, NO_OUTPUT, type AdaptedHandler } from "../host/stage-adapter.js";
+} from "../quality/index.js";
+import type { ParsedRecord } from "../contract/index.js";
+import { createStageHandler, NO_OUTPUT, type AdaptedHandler } from "../host/index.js";
 
 /**
  * drift (DESIGN §7): per partition of the user path, counts of events per time bucket of event

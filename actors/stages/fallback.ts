@@ -2,7 +2,7 @@ import {
   BackendUnavailableError,
   type Recommendations,
   type RecommendedItem,
-} from "../contract/backend.js";
+} from "../contract/index.js";
 import { createActor, type Actor } from "../../runtime/index.js";
 import type { ProfileRecord } from "./interest-ranking.js";
 import {

@@ -1,10 +1,14 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { sourceEventOf } from "../sources/event.js";
-import { createHistory, type HistorySource, type UserHistory } from "../sources/history.js";
-import { historyCodec } from "../sources/history-bytes.js";
-import type { SourcePreset } from "../sources/preset.js";
+import type { ParsedRecord } from "../contract/index.js";
+import {
+  sourceEventOf,
+  createHistory,
+  type HistorySource,
+  type UserHistory,
+  historyCodec,
+} from "../sources/index.js";
+import type { SourcePreset } from "../sources/index.js";
 
 /**
  * The history source as a stage (DESIGN §3.7, RANKER=blend): one instance per user partition,

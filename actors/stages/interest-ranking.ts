@@ -2,7 +2,7 @@ import { map } from "rxjs";
 import { Packr } from "msgpackr";
 import { defineStage, port, type StageContext, type ValueCodec } from "../../runtime/index.js";
 import type { WindowOutput, WindowRecord } from "./window.js";
-import { type AdaptedHandler } from "../host/stage-adapter.js";
+import { type AdaptedHandler } from "../host/index.js";
 import { createIntPairs, createPackedKeys } from "./packed-keys.js";
 import { cellKey, keyOfTail, keyTail, parseCellKey } from "./interest-ranking-keys.js";
 

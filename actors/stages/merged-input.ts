@@ -5,10 +5,15 @@ import {
   type StageDefinition,
   type StageRun,
 } from "../../runtime/index.js";
-import { decodeEnvelope, HOPS_IN_FLIGHT, type StageHandler, type StageSpec } from "../host/host.js";
+import {
+  decodeEnvelope,
+  HOPS_IN_FLIGHT,
+  type StageHandler,
+  type StageSpec,
+} from "../host/index.js";
 import type { StageState } from "../../state/index.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { subjects } from "../contract/subjects.js";
+import type { ParsedRecord } from "../contract/index.js";
+import { subjects } from "../contract/index.js";
 import { loadWaiting } from "./merged-waiting.js";
 
 /**

@@ -1,7 +1,7 @@
 import { Packr } from "msgpackr";
 import type { ValueCodec } from "../../runtime/index.js";
 import type { StageState } from "../../state/index.js";
-import type { ParsedRecord } from "../contract/event.js";
+import type { ParsedRecord } from "../contract/index.js";
 
 /**
  * The records a merged stage (merged-input.ts) holds until every partition has reported that

@@ -1,7 +1,6 @@
-import type { StageHandler } from "../host/types.js";
+import type { StageHandler, IdleOptions } from "../host/index.js";
 import type { BadRatioMonitor } from "./bad-ratio.js";
-import type { Preset } from "../contract/event.js";
-import type { IdleOptions } from "../host/idle-marker.js";
+import type { Preset } from "../contract/index.js";
 
 /** What parse takes and gives: its record, settings, accounting and view. */
 

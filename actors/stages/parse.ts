@@ -1,18 +1,17 @@
 import { asyncScheduler, connect, filter, map, merge, type Observable } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { InputMessage } from "../host/host.js";
+import type { InputMessage } from "../host/index.js";
 import { createSeenIds } from "./seen-ids.js";
-import { EVENT_TYPES, parseJsonEvent } from "../contract/event.js";
+import { EVENT_TYPES, parseJsonEvent, decodeProtobufEvent, isProtobuf } from "../contract/index.js";
 import type { ParseSettings, ParseView } from "./parse-options.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { decodeProtobufEvent, isProtobuf } from "../contract/event-protobuf.js";
+import type { ParsedRecord } from "../contract/index.js";
 import {
   IDLE_SUBJECT,
   markerSignedBy,
   readIdleMarker,
   type ConsumerView,
   type IdleMarker,
-} from "../host/idle-marker.js";
+} from "../host/index.js";
 
 export {
   IDLE_SIGNATURE_HEADER,
@@ -22,8 +21,8 @@ export {
   type ConsumerView,
   type IdleMarker,
   type IdleOptions,
-} from "../host/idle-marker.js";
-export { decodeProtobufEvent } from "../contract/event-protobuf.js";
+} from "../host/index.js";
+export { decodeProtobufEvent } from "../contract/index.js";
 export type * from "./parse-options.js";
 
 /** A message parse dead-letters, and why. */

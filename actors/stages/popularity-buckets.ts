@@ -1,5 +1,5 @@
 import type { StateMaps } from "../../runtime/index.js";
-import { HOUR } from "../contract/subjects.js";
+import { HOUR } from "../contract/index.js";
 
 /**
  * Popularity's purchases per item and hour, kept in its state one key per bucket:

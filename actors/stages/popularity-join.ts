@@ -1,7 +1,7 @@
 import { ignoreElements, tap } from "rxjs";
 import { defineStage, port, type StageContext } from "../../runtime/index.js";
 import type { StageState } from "../../state/index.js";
-import { createStageHandler, NO_OUTPUT, type AdaptedHandler } from "../host/stage-adapter.js";
+import { createStageHandler, NO_OUTPUT, type AdaptedHandler } from "../host/index.js";
 import type { ProfileRecord } from "./interest-ranking.js";
 import type { PopularityRow } from "./popularity.js";
 import { profileCodec } from "./popularity-join-profile.js";

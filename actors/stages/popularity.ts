@@ -1,9 +1,9 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { HOUR } from "../contract/subjects.js";
+import type { ParsedRecord } from "../contract/index.js";
+import { HOUR } from "../contract/index.js";
 import type { LateCounter } from "./watermark.js";
-import { type AdaptedHandler } from "../host/stage-adapter.js";
+import { type AdaptedHandler } from "../host/index.js";
 import { loadItemBuckets, type ItemBuckets } from "./popularity-buckets.js";
 
 /** One row of the popularity table (an upsert keyed by item). */

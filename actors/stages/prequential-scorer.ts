@@ -1,20 +1,28 @@
 import type { StateMap, StateMaps } from "../../runtime/index.js";
 import type { InputBatch } from "../../runtime/index.js";
 import type { StageState } from "../../state/index.js";
-import type { Arms } from "../quality/arms.js";
-import { hash64 } from "../contract/hash64.js";
-import type { Recommendations } from "../contract/backend.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { createPrequential, type PrequentialReport } from "../quality/prequential.js";
-import { blend, type BlendSettings } from "../sources/blend.js";
-import type { CollaborativeSource } from "../sources/collaborative.js";
-import type { SimilarItemsSource } from "../sources/covisit.js";
-import { createHistory, type UserHistory } from "../sources/history.js";
-import type { SourcePreset } from "../sources/preset.js";
-import { sourceLists, type SourceSettings } from "../sources/recommender.js";
-import type { KeyStore } from "../sources/store.js";
-import type { ItemCounter } from "../sources/trending.js";
-import type { Scored, SourceEvent, SourceName } from "../sources/types.js";
+import type { Arms } from "../quality/index.js";
+import { hash64 } from "../contract/index.js";
+import type { Recommendations, ParsedRecord } from "../contract/index.js";
+import { createPrequential, type PrequentialReport } from "../quality/index.js";
+import {
+  blend,
+  type BlendSettings,
+  createHistory,
+  type UserHistory,
+  sourceLists,
+  type SourceSettings,
+} from "../sources/index.js";
+import type {
+  CollaborativeSource,
+  SimilarItemsSource,
+  SourcePreset,
+  KeyStore,
+  ItemCounter,
+  Scored,
+  SourceEvent,
+  SourceName,
+} from "../sources/index.js";
 
 /**
  * The prequential scorer (DESIGN §7): "test, then train". Fed every user-path record

@@ -1,12 +1,16 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
+import type { ParsedRecord } from "../contract/index.js";
 import { createPrequentialScorer, type PrequentialSettings } from "./prequential-scorer.js";
-import { createItemIds, itemEdgesCodec } from "../sources/item-edges.js";
-import { createCovisit } from "../sources/covisit.js";
-import { sourceEventOf } from "../sources/event.js";
-import type { UserHistory } from "../sources/history.js";
-import { createPopular, createTrending } from "../sources/trending.js";
+import {
+  createItemIds,
+  itemEdgesCodec,
+  createCovisit,
+  sourceEventOf,
+  createPopular,
+  createTrending,
+} from "../sources/index.js";
+import type { UserHistory } from "../sources/index.js";
 
 export {
   SCORED_SOURCES,

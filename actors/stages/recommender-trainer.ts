@@ -1,6 +1,4 @@
-import type { Ratings } from "../sources/als-matrix-rows.js";
-import type { AlsModel, ServedModel } from "../sources/als-served.js";
-import type { AlsSettings } from "../sources/als-settings.js";
+import type { Ratings, AlsModel, ServedModel, AlsSettings } from "../sources/index.js";
 
 /**
  * ALS trainings of the recommender stage, off the event loop. The stage decides WHEN to train

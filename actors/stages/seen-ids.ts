@@ -1,5 +1,5 @@
 import type { KeyedMap } from "../../state/index.js";
-import { hash64 } from "../contract/hash64.js";
+import { hash64 } from "../contract/index.js";
 
 /**
  * The dedupe memory of parse: event ids seen, with the time each is remembered from, bounded in

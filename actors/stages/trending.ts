@@ -1,10 +1,9 @@
 import { connect, filter, map, merge, tap, type Observable } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
+import type { ParsedRecord } from "../contract/index.js";
 import type { LateCounter, LateRecord } from "./watermark.js";
-import { HOUR } from "../contract/subjects.js";
-import { EVENT_TYPES, type EventType } from "../contract/event.js";
-import { type AdaptedHandler } from "../host/stage-adapter.js";
+import { HOUR, EVENT_TYPES, type EventType } from "../contract/index.js";
+import { type AdaptedHandler } from "../host/index.js";
 export type TrendingKind = "1h" | "24h";
 
 /** A partition's top list for one window (KV bucket reco_trending, key "<kind>.<start>.<q>"). */

@@ -1,9 +1,9 @@
 import { map, tap } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { StageOutput } from "../host/host.js";
-import type { ParsedRecord } from "../contract/event.js";
-import { subjects } from "../contract/subjects.js";
-import { type AdaptedHandler } from "../host/stage-adapter.js";
+import type { StageOutput } from "../host/index.js";
+import type { ParsedRecord } from "../contract/index.js";
+import { subjects } from "../contract/index.js";
+import { type AdaptedHandler } from "../host/index.js";
 
 export interface WatermarkOptions {
   partition: number;

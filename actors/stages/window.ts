@@ -1,8 +1,7 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/event.js";
-import type { EventType } from "../contract/event.js";
-import { type AdaptedHandler } from "../host/stage-adapter.js";
+import type { ParsedRecord, EventType } from "../contract/index.js";
+import { type AdaptedHandler } from "../host/index.js";
 
 /**
  * A window result on the hop to interest-ranking: an upsert keyed by (w, u, i, t).

@@ -1,7 +1,7 @@
 import { createReadStream, statSync } from "node:fs";
 import { join } from "node:path";
 import { createGunzip } from "node:zlib";
-import { normaliseEvent, type Interaction } from "../../actors/contract/event.js";
+import { normaliseEvent, type Interaction } from "../../actors/contract/index.js";
 import {
   MOVIELENS_RATINGS_COLUMNS,
   REES46_COLUMNS,

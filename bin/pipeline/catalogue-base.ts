@@ -1,4 +1,4 @@
-import type { BaseFields } from "../../actors/contract/catalogue.js";
+import type { BaseFields } from "../../actors/contract/index.js";
 import { loadMovieTitles } from "../replay/movies-titles.js";
 import type { PipelineConfig } from "./config.js";
 

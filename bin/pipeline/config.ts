@@ -1,7 +1,7 @@
-import type { Preset } from "../../actors/contract/event.js";
-import type { TrendingWeights } from "../../actors/stages/trending.js";
-import type { RankerConfig } from "../../actors/plan/recommender-wiring.js";
-import type { Arm } from "../../actors/quality/arms.js";
+import type { Preset } from "../../actors/contract/index.js";
+import type { TrendingWeights } from "../../actors/stages/index.js";
+import type { RankerConfig } from "../../actors/plan/index.js";
+import type { Arm } from "../../actors/quality/index.js";
 
 /** Everything the pipeline needs to know; validated by bin/config.ts. */
 export interface PipelineConfig extends RankerConfig {

@@ -5,19 +5,17 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../../actors/host/host.js";
+} from "../../actors/host/index.js";
 import type { SnapshotStore } from "../../state/index.js";
 import { createStageState } from "../../state/store.js";
-import type { Recommendations } from "../../actors/contract/backend.js";
-import type { JoinHandler } from "../../actors/stages/popularity-join.js";
-import type { PopularityRow } from "../../actors/stages/popularity.js";
-import { answerFor } from "../../actors/stages/fallback.js";
+import type { Recommendations } from "../../actors/contract/index.js";
+import type { JoinHandler, PopularityRow } from "../../actors/stages/index.js";
 import {
+  answerFor,
   createPopularityTable,
   type PopularityTable,
-} from "../../actors/stages/popularity-table.js";
-import { partitionOf } from "../../actors/contract/partition.js";
-import { buckets, subjects } from "../../actors/contract/subjects.js";
+} from "../../actors/stages/index.js";
+import { partitionOf, buckets, subjects } from "../../actors/contract/index.js";
 import { HOP_STAGES, STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { createMemoryLog, type MemoryLog } from "../../connectors/memory/log.js";

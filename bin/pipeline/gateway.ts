@@ -8,26 +8,33 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/contract/backend.js";
+} from "../../actors/contract/index.js";
 import type { NatsConnection } from "nats";
 import { createSupervisor, type Supervisor } from "../../runtime/index.js";
-import { joinCandidates } from "../../actors/stages/popularity-join.js";
-import { answerFor, topCategoriesOf } from "../../actors/stages/fallback.js";
 import {
+  joinCandidates,
+  answerFor,
+  topCategoriesOf,
   createPopularityTable,
   type PopularityTable,
-} from "../../actors/stages/popularity-table.js";
-import { createTrendingHub, type TrendingHub } from "../../actors/serving/trending-hub.js";
-import { createProfileReplica, type ProfileReplica } from "../../actors/serving/profile-replica.js";
+} from "../../actors/stages/index.js";
+import {
+  createTrendingHub,
+  type TrendingHub,
+  createProfileReplica,
+  type ProfileReplica,
+  createCatalogueTable,
+  type CatalogueTable,
+  itemInfo,
+  similarByCategory,
+  filterDesign,
+} from "../../actors/serving/index.js";
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import { createProfileReplicaActor } from "../../connectors/nats/profile-watch.js";
 import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
-import { createCatalogueTable, type CatalogueTable } from "../../actors/serving/catalogue-table.js";
 import { catalogueBase } from "./catalogue-base.js";
 import type { PipelineConfig } from "./config.js";
-import { itemInfo, similarByCategory } from "../../actors/serving/similar-by-category.js";
-import { filterDesign } from "../../actors/serving/recommender-serve.js";
 
 export interface GatewayOptions {
   table: PopularityTable;

@@ -8,12 +8,13 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../../actors/host/host.js";
+  membersOfStage,
+  type ChainHandler,
+} from "../../actors/host/index.js";
 import type { StateDb } from "../../state/index.js";
-import type { RecoBackend } from "../../actors/contract/backend.js";
-import { recommenderWiring } from "../../actors/plan/recommender-wiring.js";
-import type { ChangeFeed } from "../../actors/serving/blend-changes.js";
-import { qualityWiring } from "../../actors/plan/quality-wiring.js";
+import type { RecoBackend } from "../../actors/contract/index.js";
+import { recommenderWiring, qualityWiring } from "../../actors/plan/index.js";
+import type { ChangeFeed, CatalogueTable } from "../../actors/serving/index.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -24,8 +25,7 @@ import { filter, firstValueFrom, Subject, takeUntil, timer } from "rxjs";
 import { wireStages } from "./stages.js";
 import { planPath } from "./chains.js";
 import { memberInstance } from "./chain-members.js";
-import { membersOfStage, type ChainHandler } from "../../actors/host/host-chain.js";
-import { readOutsideGraph } from "../../actors/contract/subjects.js";
+import { readOutsideGraph } from "../../actors/contract/index.js";
 import {
   createUnits,
   START_TIERS,
@@ -35,7 +35,6 @@ import {
   type Ownership,
 } from "./units.js";
 import { startServing } from "./serving.js";
-import type { CatalogueTable } from "../../actors/serving/catalogue-table.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
 

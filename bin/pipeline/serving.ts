@@ -9,27 +9,31 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/contract/backend.js";
+  partitionOf,
+} from "../../actors/contract/index.js";
 import type { Observable } from "rxjs";
-import type { JoinHandler } from "../../actors/stages/popularity-join.js";
-import type { StageHandler } from "../../actors/host/host.js";
+import type { JoinHandler } from "../../actors/stages/index.js";
+import type { StageHandler } from "../../actors/host/index.js";
 import {
   createFallbackActor,
   topCategoriesOf,
   type FallbackActor,
-} from "../../actors/stages/fallback.js";
-import { filterDesign } from "../../actors/serving/recommender-serve.js";
-import { createPopularityTable } from "../../actors/stages/popularity-table.js";
-import { createTrendingHub } from "../../actors/serving/trending-hub.js";
-import { partitionOf } from "../../actors/contract/partition.js";
-import { itemInfo, similarByCategory } from "../../actors/serving/similar-by-category.js";
-import type { RankerWiring } from "../../actors/plan/recommender-wiring.js";
-import type { Arm } from "../../actors/quality/arms.js";
+  createPopularityTable,
+} from "../../actors/stages/index.js";
+import {
+  filterDesign,
+  createTrendingHub,
+  itemInfo,
+  similarByCategory,
+  createCatalogueTable,
+  type CatalogueTable,
+  withCatalogue,
+} from "../../actors/serving/index.js";
+import type { RankerWiring } from "../../actors/plan/index.js";
+import type { Arm } from "../../actors/quality/index.js";
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
-import { createCatalogueTable, type CatalogueTable } from "../../actors/serving/catalogue-table.js";
-import { withCatalogue } from "../../actors/serving/catalogue-backend.js";
 import { catalogueBase } from "./catalogue-base.js";
 import type { PipelineConfig } from "./config.js";
 import type { Units } from "./units.js";

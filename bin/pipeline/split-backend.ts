@@ -5,10 +5,10 @@ import {
   type RecoBackend,
   type Recommendations,
   type SimilarItems,
-} from "../../actors/contract/backend.js";
-import type { Arm } from "../../actors/quality/arms.js";
-import type { BlendReplica } from "../../actors/serving/blend-replica.js";
-import type { PopularityRow } from "../../actors/stages/popularity.js";
+} from "../../actors/contract/index.js";
+import type { Arm } from "../../actors/quality/index.js";
+import type { BlendReplica } from "../../actors/serving/index.js";
+import type { PopularityRow } from "../../actors/stages/index.js";
 
 export interface SplitBackendOptions {
   /** The serving process's design answers, trending and items (bin/pipeline/gateway.ts). */

@@ -1,19 +1,21 @@
 import type { Metrics } from "../../connectors/http/metrics.js";
-import type { StageHandler, StageOutput, StageSpec } from "../../actors/host/host.js";
-import { type ConsumerView } from "../../actors/stages/parse.js";
-import { createParseHandler } from "../../actors/plan/handlers.js";
-import { createBadRatioAlert } from "../../actors/stages/parse-metrics.js";
-import { createWatermarkHandler } from "../../actors/plan/handlers.js";
-import { createWindowHandler } from "../../actors/plan/handlers.js";
-import { loadInterestHandler } from "../../actors/plan/handlers.js";
-import { createPopularityHandler } from "../../actors/plan/handlers.js";
-import { createJoinHandler } from "../../actors/stages/popularity-join.js";
-import { createTrendingHandler } from "../../actors/plan/handlers.js";
+import type { StageHandler, StageOutput, StageSpec } from "../../actors/host/index.js";
 import {
+  type ConsumerView,
+  createBadRatioAlert,
+  createJoinHandler,
+} from "../../actors/stages/index.js";
+import {
+  createParseHandler,
+  createWatermarkHandler,
+  createWindowHandler,
+  loadInterestHandler,
+  createPopularityHandler,
+  createTrendingHandler,
   createCatalogueHandler,
   createCatalogueUpsertHandler,
-} from "../../actors/plan/handlers.js";
-import { subjects } from "../../actors/contract/subjects.js";
+} from "../../actors/plan/index.js";
+import { subjects } from "../../actors/contract/index.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { loadMoviesCatalog } from "../replay/movies-catalog.js";

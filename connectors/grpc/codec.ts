@@ -43,7 +43,7 @@ import {
   type SimilarItems,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/contract/backend.js";
+} from "../../actors/contract/index.js";
 import { InvalidArgumentError } from "./errors.js";
 import { explain } from "../http/api-views.js";
 import { encodeRecommendationsResponse, keepItemBytes } from "./response-bytes.js";

@@ -1,5 +1,5 @@
 import type { Registry } from "prom-client";
-import type { RecoBackend } from "../../actors/contract/backend.js";
+import type { RecoBackend } from "../../actors/contract/index.js";
 
 export interface GrpcServerOptions {
   /** 0 picks a free port (read it back from `GrpcServer.port`). */

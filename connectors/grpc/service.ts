@@ -22,7 +22,7 @@ import {
   type RecoBackend,
   type Recommendations,
   type TrendingWindowName,
-} from "../../actors/contract/backend.js";
+} from "../../actors/contract/index.js";
 import { ResourceExhaustedError, toServiceError, type ServiceErrorStatus } from "./errors.js";
 import type { createGrpcMetrics } from "./metrics.js";
 import {

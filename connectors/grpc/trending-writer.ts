@@ -5,7 +5,7 @@ import {
   type StreamTrendingRequest,
   type TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
-import { type TrendingSnapshot, type TrendingWindowName } from "../../actors/contract/backend.js";
+import { type TrendingSnapshot, type TrendingWindowName } from "../../actors/contract/index.js";
 import { toTrendingUpdate, windowEnum } from "./codec.js";
 
 /**

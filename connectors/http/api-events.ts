@@ -1,7 +1,7 @@
 import { MAX_EVENTS_PER_REQUEST } from "./api-limits.js";
 import type { IncomingHttpHeaders } from "node:http";
 import { timingSafeEqual } from "node:crypto";
-import { normaliseEvent } from "../../actors/contract/event.js";
+import { normaliseEvent } from "../../actors/contract/index.js";
 import { HttpError } from "./api-errors.js";
 
 /**

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { RecoBackend } from "../../actors/contract/backend.js";
+import type { RecoBackend } from "../../actors/contract/index.js";
 import type { PublishEvent } from "./api-events.js";
 import type { UpsertItem } from "./api-items.js";
 import type { MetricsSource } from "./api-pipeline.js";

@@ -12,7 +12,7 @@ import {
   type Recommendations,
   type RecommendOptions,
   type TrendingWindowName,
-} from "../../actors/contract/backend.js";
+} from "../../actors/contract/index.js";
 import { HttpError } from "./api-errors.js";
 import { eventsBody, postEvents, requireJson } from "./api-events.js";
 import { MAX_EVENTS_BODY_BYTES } from "./api-limits.js";

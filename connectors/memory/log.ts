@@ -5,7 +5,7 @@ import type {
   InputSource,
   SourceMessage,
   SourceOptions,
-} from "../../actors/host/transport.js";
+} from "../../actors/host/index.js";
 
 /**
  * An in-memory stand-in for the JetStream streams and KV buckets the pipeline uses, as a stage

@@ -10,7 +10,7 @@ import {
   type NatsConnection,
 } from "nats";
 import { isNotFound } from "./topology.js";
-import type { ConsumerView } from "../../actors/stages/parse.js";
+import type { ConsumerView } from "../../actors/stages/index.js";
 
 export interface DurableSourceOptions {
   stream: string;

@@ -1,11 +1,10 @@
 import { join, resolve } from "node:path";
 import { readLog, type LogEvent } from "../../bin/eval/log.js";
-import { createArms } from "../../actors/quality/arms.js";
-import { designRankerFor } from "../../actors/plan/design-driver.js";
-import type { ParsedRecord } from "../../actors/contract/event.js";
-import type { PrequentialSettings } from "../../actors/stages/prequential-stage.js";
-import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
-import { MOVIES } from "../../actors/sources/preset.js";
+import { createArms } from "../../actors/quality/index.js";
+import { designRankerFor } from "../../actors/plan/index.js";
+import type { ParsedRecord } from "../../actors/contract/index.js";
+import type { PrequentialSettings } from "../../actors/stages/index.js";
+import { defaultBlend, defaultSourceSettings, MOVIES } from "../../actors/sources/index.js";
 import { createStageState, type StageStateInternal } from "../../state/index.js";
 
 /**
