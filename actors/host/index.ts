@@ -16,16 +16,8 @@ export {
   withHead,
 } from "./envelope.js";
 export { createHopOrder } from "./hop-order.js";
-export {
-  chainSpec,
-  cutSnapshot,
-  isChainHandler,
-  isEmptySnapshot,
-  joinSnapshots,
-  joinable,
-  memberCounts,
-  membersOfStage,
-} from "./host-chain.js";
+export { chainSpec, isChainHandler, memberCounts, membersOfStage } from "./host-chain.js";
+export { cutSnapshot, isEmptySnapshot, joinSnapshots, joinable } from "./chain-snapshots.js";
 export { HOPS_IN_FLIGHT, createStageInstance, decodeEnvelope } from "./host.js";
 export {
   IDLE_SIGNATURE_HEADER,
@@ -39,7 +31,8 @@ export { createHostReaders, subjectMatches } from "./readers.js";
 export { NO_OUTPUT, createStageHandler, loadStageHandler } from "./stage-adapter.js";
 export { startHostTimers } from "./timers.js";
 
-export type { ChainHandler, PlainSnapshot } from "./host-chain.js";
+export type { ChainHandler } from "./host-chain.js";
+export type { PlainSnapshot } from "./chain-snapshots.js";
 export type {
   Envelope,
   HostDeps,
