@@ -5,7 +5,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { createStageState, openStateDb, type StageStateInternal } from "../state/store.js";
 import type { InputMessage, StageOutput } from "../actors/host/index.js";
-import { type ParseOptions } from "../actors/stages/index.js";
+import type { ParseOptions } from "../actors/stages/index.js";
 import { createParseHandler } from "../actors/plan/index.js";
 import { HOUR, MINUTE } from "../actors/contract/index.js";
 

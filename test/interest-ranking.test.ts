@@ -3,7 +3,7 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/index.js";
 import type { EventType } from "../actors/contract/index.js";
 import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
-import { type ProfileRecord } from "../actors/stages/index.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
 import { createInterestHandler } from "../actors/plan/index.js";
 import { DAY, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";

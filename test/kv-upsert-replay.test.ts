@@ -6,7 +6,7 @@ import { connect, type NatsConnection } from "nats";
 import { setupNats } from "./helpers/nats.js";
 import { createStageInstance, type PoisonLedger, encodeEnvelope } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { type PopularityRow } from "../actors/stages/index.js";
+import type { PopularityRow } from "../actors/stages/index.js";
 import { createPopularityHandler } from "../actors/plan/index.js";
 import type { ParsedRecord } from "../actors/contract/index.js";
 import { subjects } from "../actors/contract/index.js";

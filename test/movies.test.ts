@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStageState } from "../state/store.js";
 import type { StageOutput } from "../actors/host/index.js";
-import { type ParsedRecord } from "../actors/contract/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
 import { createParseHandler } from "../actors/plan/index.js";
 import { loadMoviesCatalog, MoviesCatalogError } from "../bin/replay/movies-catalog.js";
 import type { Preset } from "../actors/contract/index.js";

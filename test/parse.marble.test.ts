@@ -11,7 +11,7 @@ import {
   type ConsumerView,
   type ParseSettings,
 } from "../actors/stages/index.js";
-import { type ParsedRecord } from "../actors/contract/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0);

@@ -3,7 +3,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ClickEventSchema, EventType as PbEventType } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState, type StageStateInternal } from "../state/store.js";
 import type { InputMessage } from "../actors/host/index.js";
-import { type ParseOptions } from "../actors/stages/index.js";
+import type { ParseOptions } from "../actors/stages/index.js";
 import { type ParsedRecord, partitionOf, HOUR, MINUTE } from "../actors/contract/index.js";
 import { createParseHandler } from "../actors/plan/index.js";
 import { fakeOutput } from "./helpers/stage.js";

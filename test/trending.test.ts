@@ -3,7 +3,7 @@ import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/index.js";
 import type { ParsedRecord, EventType } from "../actors/contract/index.js";
 import type { LateRecord } from "../actors/stages/index.js";
-import { type TrendingOptions, type TrendingPart } from "../actors/stages/index.js";
+import type { TrendingOptions, TrendingPart } from "../actors/stages/index.js";
 import { createTrendingHandler } from "../actors/plan/index.js";
 import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";

@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
 import type { Envelope, InputMessage } from "../actors/host/index.js";
 import type { ParsedRecord, EventType } from "../actors/contract/index.js";
-import { type WindowOutput, type WindowRecord } from "../actors/stages/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
 import { createWindowHandler } from "../actors/plan/index.js";
 import { MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";

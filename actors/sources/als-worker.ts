@@ -9,7 +9,7 @@ import type { AlsSettings } from "./als-settings.js";
 import { gram } from "./als-solve.js";
 import { trainAls } from "./als-train.js";
 import { evaluateAls } from "./als-eval.js";
-import { type OfflineMetrics } from "./als-served.js";
+import type { OfflineMetrics } from "./als-served.js";
 
 /**
  * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it

@@ -11,7 +11,7 @@ import {
   type ItemUpsert,
   type LearnedFields,
 } from "../contract/index.js";
-import { type AdaptedHandler } from "../host/index.js";
+import type { AdaptedHandler } from "../host/index.js";
 
 /**
  * The item catalogue as two stages, one per input, each exact under replay on its own input's

@@ -18,7 +18,8 @@ export {
 } from "./fallback.js";
 export { historyStage } from "./history-stage.js";
 export { cellKey as interestCellKey, keyTail, parseCellKey } from "./interest-ranking-keys.js";
-export { cellCodec, interestStage } from "./interest-ranking.js";
+export { interestStage } from "./interest-ranking.js";
+export { cellCodec } from "./interest-ranking-profiles.js";
 export { loadMergedHandler, mergedStageSpec } from "./merged-input.js";
 export { MAP, OLD_MAP, waitingCodec } from "./merged-waiting.js";
 export { createIntPairs, createPackedKeys } from "./packed-keys.js";

@@ -3,7 +3,7 @@ import { defineStage, port, type InputBatch, type StageContext } from "../../run
 import type { ParsedRecord } from "../contract/index.js";
 import { HOUR } from "../contract/index.js";
 import type { LateCounter } from "./watermark.js";
-import { type AdaptedHandler } from "../host/index.js";
+import type { AdaptedHandler } from "../host/index.js";
 import { loadItemBuckets, type ItemBuckets } from "./popularity-buckets.js";
 
 /** One row of the popularity table (an upsert keyed by item). */

@@ -3,7 +3,7 @@ import { defineStage, port, type InputBatch, type StageContext } from "../../run
 import type { ParsedRecord } from "../contract/index.js";
 import type { LateCounter, LateRecord } from "./watermark.js";
 import { HOUR, EVENT_TYPES, type EventType } from "../contract/index.js";
-import { type AdaptedHandler } from "../host/index.js";
+import type { AdaptedHandler } from "../host/index.js";
 export type TrendingKind = "1h" | "24h";
 
 /** A partition's top list for one window (KV bucket reco_trending, key "<kind>.<start>.<q>"). */

@@ -3,7 +3,7 @@ import { defineStage, port, type InputBatch, type StageContext } from "../../run
 import type { StageOutput } from "../host/index.js";
 import type { ParsedRecord } from "../contract/index.js";
 import { subjects } from "../contract/index.js";
-import { type AdaptedHandler } from "../host/index.js";
+import type { AdaptedHandler } from "../host/index.js";
 
 export interface WatermarkOptions {
   partition: number;

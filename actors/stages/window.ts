@@ -1,7 +1,7 @@
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
 import type { ParsedRecord, EventType } from "../contract/index.js";
-import { type AdaptedHandler } from "../host/index.js";
+import type { AdaptedHandler } from "../host/index.js";
 
 /**
  * A window result on the hop to interest-ranking: an upsert keyed by (w, u, i, t).

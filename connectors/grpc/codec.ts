@@ -1,4 +1,4 @@
-import { type MethodDefinition, type ServiceDefinition } from "@grpc/grpc-js";
+import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import type { ReflectionService } from "@grpc/reflection";
 import type { service as HealthService } from "grpc-health-check";
 import {

@@ -6,14 +6,14 @@ import {
   type sendUnaryData,
 } from "@grpc/grpc-js";
 import type { Subscription } from "rxjs";
-import {
-  type GetRecommendationsRequest,
-  type GetRecommendationsResponse,
-  type GetSimilarItemsRequest,
-  type GetSimilarItemsResponse,
-  type GetTrendingRequest,
-  type StreamTrendingRequest,
-  type TrendingUpdate,
+import type {
+  GetRecommendationsRequest,
+  GetRecommendationsResponse,
+  GetSimilarItemsRequest,
+  GetSimilarItemsResponse,
+  GetTrendingRequest,
+  StreamTrendingRequest,
+  TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
 import { createTrendingHistory } from "../http/api-trending.js";
 import {
