@@ -6,14 +6,13 @@
  */
 export { evaluateAls } from "./als-eval.js";
 export { createRatingsBuilder, ratingsFromStores } from "./als-matrix.js";
+export { CACHE_USERS, createAlsIndex } from "./als-model.js";
 export {
-  CACHE_USERS,
-  createAlsIndex,
   deserialiseModel,
   readStoredModel,
   serialiseModel,
   storeModel,
-} from "./als-model.js";
+} from "./als-model-bytes.js";
 export { trainInWorker, trainingsDone } from "./als-worker.js";
 export {
   EXPLICIT_SEED_001,
@@ -56,7 +55,8 @@ export { decodeUserValue, encodeUserValue, userValueCodec } from "./user-value-b
 
 export type { Ratings } from "./als-matrix-rows.js";
 export type { RatingRow, RatingsStores } from "./als-matrix.js";
-export type { AlsIndex, StoredModel } from "./als-model.js";
+export type { AlsIndex } from "./als-model.js";
+export type { StoredModel } from "./als-model-bytes.js";
 export type { OfflineMetrics } from "./als-served.js";
 export type { AlsSettings } from "./als-settings.js";
 export type { AlsModel, ServedModel } from "./als.js";
