@@ -76,7 +76,7 @@ async function hopRecords(): Promise<ParsedRecord[]> {
     if (++n >= pending) break;
   }
   expect(info.state.messages).toBeGreaterThan(0);
-  // The stage feeds them in EVENTS order (actors/recommender-handler.ts).
+  // The stage feeds them in EVENTS order (actors/stages/merged-input.ts).
   return out.sort((a, b) => a.s - b.s);
 }
 

@@ -21,14 +21,14 @@ import type { HostDeps, InputMessage, StageHandler, StageInstance, StageSpec } f
  * The stage host: runs one stage instance (stage × partition) as an actor, on an injected
  * transport (HostDeps.transport), hop codec and scheduler.
  *
- * Input (host-input.ts): a durable consumer on one subject, recreated at start from the
+ * Input (input.ts): a durable consumer on one subject, recreated at start from the
  * snapshot's sequence, so acks only pace delivery and the snapshot is the truth about what was
  * processed. Hops already applied are dropped, hops ahead of a missing one wait (hop-order.ts),
  * a message that keeps failing goes to reco.dlq.poison.
- * Output (host-outputs.ts, host-batching.ts): records buffered per subject and published as one
+ * Output (outputs.ts, batching.ts): records buffered per subject and published as one
  * hop with a deterministic id and `upTo`, the input position it covers, so the next stage drops
  * a batch it has already seen even outside JetStream's duplicate window.
- * Snapshots (host-snapshots.ts): outputs flushed, state captured at that input position, written
+ * Snapshots (snapshots.ts): outputs flushed, state captured at that input position, written
  * once the server has acked those outputs; input is processed meanwhile. A crash before the write
  * replays from the older snapshot; outputs repeat with the same ids and `upTo`, and are dropped
  * downstream.
@@ -85,7 +85,7 @@ export function createStageInstance<H extends StageHandler>(
   const ackEvery = Math.min(256, Math.max(1, inFlight >> 1));
   const maxRecords = spec.batching === "per-input" ? Infinity : spec.batching.maxRecords;
   const timers: Subscription[] = [];
-  /** Arms the output batching's timer once something is buffered (host-batching.ts). */
+  /** Arms the output batching's timer once something is buffered (batching.ts). */
   let pokeBatch: (flushed?: boolean) => void = () => undefined;
   let publisher: HopPublisher | undefined;
 
@@ -105,7 +105,7 @@ export function createStageInstance<H extends StageHandler>(
 
   /**
    * Whether the input is far behind: the server holds at least BACKLOG_BATCHES × B more messages
-   * for this consumer (see host-batching.ts).
+   * for this consumer (see batching.ts).
    */
   const backlogged = () =>
     maxRecords !== Infinity && (lastMsg?.info.pending ?? 0) >= BACKLOG_BATCHES * maxRecords;

@@ -5,7 +5,7 @@ import { fitRawOutput, isPermanentPublishError } from "./dead-letter.js";
 
 /**
  * A stage instance's outputs between two flushes: records buffered per subject and sent as one
- * hop ("B records or T ms", see host-batching.ts), raw messages (dead letters, late events,
+ * hop ("B records or T ms", see batching.ts), raw messages (dead letters, late events,
  * poison copies) and KV upserts. A hop carries a deterministic Nats-Msg-Id and `upTo`, the input
  * position it covers, so the next stage drops a batch it has already seen.
  */
@@ -33,7 +33,7 @@ export interface OutputOptions {
   now(): number;
   /**
    * Called when something is buffered where nothing was (a first record, or a subject touched):
-   * arms the batching timer (host-batching.ts). Also for emits outside an input's handling.
+   * arms the batching timer (batching.ts). Also for emits outside an input's handling.
    */
   buffering?(): void;
   ledger: PoisonLedger;

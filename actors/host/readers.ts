@@ -1,6 +1,6 @@
 /**
  * The stage instances of this process that read each input (stream and filter subject), so that
- * a hop message read by several of them is decoded once (host-codec.ts `shared`). A message on
+ * a hop message read by several of them is decoded once (codec.ts `shared`). A message on
  * reco.parse.3 is read by that partition's watermark, history and drift instances and by the
  * merged stages' wildcard input (reco.parse.*: covisit, collaborative, prequential): six readers,
  * which decoded it five times when only readers of the very same filter shared (two decodes per

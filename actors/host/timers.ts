@@ -24,7 +24,7 @@ export interface HostTimerOptions {
  * The host's timers, all on the injected scheduler; each asks the actor through its mailbox, in
  * order with the input: output batching, periodic snapshots, metrics, the wait for a missing hop
  * and the stage's processing-time trigger. `batch.poke` arms the output batching's timer (see
- * host-batching.ts): the host calls it after each message it handles.
+ * batching.ts): the host calls it after each message it handles.
  */
 export function startHostTimers(o: HostTimerOptions): {
   timers: Subscription[];

@@ -15,7 +15,7 @@ import { createStageState } from "../../state/index.js";
 import type { DesignRanker, DesignStores } from "../stages/index.js";
 
 /**
- * The DESIGN §3.4–3.6 ranking for `reco eval` and the prequential scorer (actors/quality-scorer.ts), computed by the engine's own stage handlers
+ * The DESIGN §3.4–3.6 ranking for `reco eval` and the prequential scorer (actors/stages/prequential-scorer.ts), computed by the engine's own stage handlers
  * (window → interest-ranking → popularity-join, popularity → the popularity table, fallback's
  * `answerFor`) driven in memory: one partition, hop batches encoded and decoded as on NATS, no
  * server. What is left out: parse (the log is already normalised and deduplicated) and the

@@ -42,7 +42,7 @@ export type { LeaseOwnership, Ownership } from "./units.js";
 
 /*
  * The pipeline: every stage instance of this process under one supervisor, on NATS. The stages'
- * wiring is in stages.ts (and the recommender's and drift's in actors/*-wiring.ts), units and
+ * wiring is in stages.ts (and the recommender's and drift's in actors/plan/*-wiring.ts), units and
  * leases in units.ts, serving in serving.ts, gauges in metrics.ts.
  */
 
