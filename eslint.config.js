@@ -1,6 +1,8 @@
 // @ts-check
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import { importX } from "eslint-plugin-import-x";
+import { createTypeScriptImportResolver } from "eslint-import-resolver-typescript";
 
 /**
  * A lint zone: files matching `files` may not import the top-level folders `folders` (by any
@@ -53,6 +55,20 @@ export default tseslint.config(
       "@typescript-eslint/consistent-type-imports": "error",
       "no-console": "off",
     },
+  },
+  {
+    // No import circles anywhere (STYLE "Comments and tooling"): a circle hides which module is
+    // the lower one, and ESM evaluates one side half-initialised. The rule skips `import type`
+    // (it has no option to count them): test/import-cycles.test.ts walks those too.
+    files: ["**/*.ts", "**/*.mts", "**/*.mjs", "**/*.js"],
+    plugins: { "import-x": importX },
+    settings: {
+      // Parse .ts modules too (by default the plugin reads only .js, and sees no circle in TS).
+      "import-x/extensions": [".ts", ".mts", ".js", ".mjs"],
+      "import-x/parsers": { "@typescript-eslint/parser": [".ts", ".mts"] },
+      "import-x/resolver-next": [createTypeScriptImportResolver({ project: "tsconfig.json" })],
+    },
+    rules: { "import-x/no-cycle": "error" },
   },
   // Layers (README "Layout"): the generic runtime knows no recommendations and no transport; state
   // knows no stages and no transport; stages and their host import no transport (it is injected:

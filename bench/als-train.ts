@@ -6,11 +6,14 @@
  *
  *   npx tsx bench/als-train.ts 100000 [perUser=10] [items=50000] [rank=64] [iterations=15]
  */
-import { createRatingsBuilder } from "../actors/sources/als-matrix.js";
-import { createAlsIndex, serialiseModel } from "../actors/sources/als-model.js";
-import { trainInWorker } from "../actors/sources/als-worker.js";
-import { IMPLICIT_DEFAULTS } from "../actors/sources/als.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
+import {
+  createRatingsBuilder,
+  createAlsIndex,
+  serialiseModel,
+  trainInWorker,
+  IMPLICIT_DEFAULTS,
+  ECOMMERCE,
+} from "../actors/sources/index.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
 const [users = 100_000, perUser = 10, items = 50_000, rank = 64, iterations = 15] = process.argv

@@ -19,10 +19,13 @@
 import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import { asyncScheduler } from "rxjs";
-import { createCovisit, type SimilarItemsSource } from "../actors/sources/covisit.js";
-import { defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import {
+  createCovisit,
+  type SimilarItemsSource,
+  defaultSourceSettings,
+  ECOMMERCE,
+} from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
 const [other, eventsArg, mode = "add"] = process.argv.slice(2);
@@ -113,7 +116,7 @@ async function stageAB(otherTree: string, n: number) {
   }
   const load = async (name: string, dir: string): Promise<Tree> => {
     const imp = (p: string) => import(resolve(dir, p)) as Promise<Record<string, never>>;
-    const { covisitStage } = await imp("actors/covisit-stage.ts");
+    const { covisitStage } = await imp("actors/stages/covisit-stage.ts");
     const { defaultBlend, defaultSourceSettings } = await imp("actors/sources/defaults.ts");
     const { ECOMMERCE: preset } = await imp("actors/sources/preset.ts");
     const { startStage } = await imp("runtime/index.ts");

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { pino } from "pino";
 import { startApp } from "../bin/app.js";
-import { trainingsDone } from "../actors/sources/als-worker.js";
+import { trainingsDone } from "../actors/sources/index.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import type { OutgoingMessage } from "../connectors/nats/publisher.js";
 import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";

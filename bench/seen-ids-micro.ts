@@ -1,5 +1,5 @@
 /**
- * Parse's dedupe memory (actors/seen-ids.ts) at a restart: `npx tsx bench/seen-ids-micro.ts [ids]
+ * Parse's dedupe memory (actors/stages/seen-ids.ts) at a restart: `npx tsx bench/seen-ids-micro.ts [ids]
  * [every] [runs]`. Adds `ids` ids (1M by default), snapshotting parse's state to a temporary
  * LevelDB store every `every` ids (20,000: SNAPSHOT_EVERY's default), as parse does while it
  * ingests. Then, `runs` times (3), min reported: (1) createSeenIds over the live map (the load
@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStageState, openStateDb } from "../state/store.js";
-import { createSeenIds } from "../actors/seen-ids.js";
+import { createSeenIds } from "../actors/stages/index.js";
 
 const IDS = Number(process.argv[2] ?? 1_000_000);
 const EVERY = Number(process.argv[3] ?? 20_000);

@@ -16,14 +16,17 @@
  * a digest of every response's bytes: a change that must not change answers keeps it.
  */
 import { createHash } from "node:crypto";
-import { blendAnswer } from "../actors/recommender-serve.js";
-import type { RecommenderView } from "../actors/recommender-view.js";
-import { trainAls } from "../actors/sources/als.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { createRecommender } from "../actors/sources/recommender.js";
-import type { SourceEvent } from "../actors/sources/types.js";
-import type { EventType } from "../actors/event.js";
+import { blendAnswer } from "../actors/serving/index.js";
+import type { RecommenderView } from "../actors/serving/index.js";
+import {
+  trainAls,
+  defaultBlend,
+  defaultSourceSettings,
+  ECOMMERCE,
+  createRecommender,
+} from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
+import type { EventType } from "../actors/contract/index.js";
 import { createGenerator, DEFAULT_GENERATOR, rng32 } from "./generator.js";
 import { toRecommendationsResponse } from "../connectors/grpc/codec.js";
 import { encodeRecommendationsResponse } from "../connectors/grpc/response-bytes.js";

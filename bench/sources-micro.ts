@@ -20,14 +20,16 @@
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { prequentialStage, type PrequentialView } from "../actors/prequential-stage.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
+import {
+  covisitStage,
+  type CovisitView,
+  prequentialStage,
+  type PrequentialView,
+} from "../actors/stages/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { defaultBlend, defaultSourceSettings, ECOMMERCE } from "../actors/sources/index.js";
 import { startStage, type StageDefinition } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
-import type { EventType } from "../actors/event.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
 const args = process.argv.slice(2);

@@ -25,9 +25,9 @@ import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topolog
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { withInputStaleness } from "./stale-backend.js";
-import type { RecoBackend } from "../actors/backend.js";
-import type { CatalogueTable } from "../actors/catalogue-table.js";
-import { withCatalogue } from "../actors/catalogue-backend.js";
+import type { RecoBackend } from "../actors/contract/index.js";
+import type { CatalogueTable } from "../actors/serving/index.js";
+import { withCatalogue } from "../actors/serving/index.js";
 import { createItemWrites } from "../connectors/nats/item-writes.js";
 import type { Metrics } from "../connectors/http/metrics.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
@@ -51,7 +51,7 @@ import {
   type ParseProcess,
 } from "./parse-process.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
-import { envelopeCodec } from "../actors/host-codec.js";
+import { envelopeCodec } from "../actors/host/index.js";
 import { faultsFromEnv, type ProcessFaults } from "./test-faults.js";
 
 /** The longest a start waits for the blend's sources before it spawns the parse process anyway. */

@@ -1,7 +1,7 @@
 import { accessSync, closeSync, constants, openSync, readSync, statSync } from "node:fs";
-import { EVENT_TYPES, type EventType } from "../actors/event.js";
-import type { TrendingWeights } from "../actors/trending.js";
-import { parseArms, type Arm } from "../actors/arms.js";
+import { EVENT_TYPES, type EventType } from "../actors/contract/index.js";
+import type { TrendingWeights } from "../actors/stages/index.js";
+import { parseArms, type Arm } from "../actors/quality/index.js";
 import { SETTINGS, type Setting, type SettingName } from "./config-settings.js";
 
 /** Reading and validating one setting's value: numbers, enums, files and the composite forms. */
@@ -169,7 +169,7 @@ export function redactUrl(urls: string): string {
   return urls.replace(/\/\/[^/,\s]*@/g, "//***@");
 }
 
-/** ARMS (actors/arms.ts), checked at start: the message names the setting, the arm and the field. */
+/** ARMS (actors/quality/arms.ts), checked at start: the message names the setting, the arm and the field. */
 export function armsSetting(v: string | undefined): { arms?: Arm[] } {
   if (v === undefined || v.trim() === "") return {};
   try {

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import type { PipelineConfig } from "./pipeline/pipeline.js";
+import type { PipelineConfig } from "./pipeline/config.js";
 import { SETTINGS, type SettingName } from "./config-settings.js";
 import {
   ConfigError,

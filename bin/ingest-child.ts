@@ -12,7 +12,7 @@ import { childChannel } from "./child-ipc.js";
 import type { AppConfig } from "./config.js";
 import type { FromParseChild, ToParseChild } from "./parse-process.js";
 import { StateStoreCorruptError, StateStoreOpenError } from "../state/index.js";
-import type { ChangeFeed } from "../actors/blend-changes.js";
+import type { ChangeFeed } from "../actors/serving/index.js";
 
 const send = childChannel("bin/ingest-child.ts", "SERVE_PROCESS=1");
 
@@ -47,7 +47,7 @@ const IDLE_NOTE_MS = 100;
 const cadenceMs = (instance: string) => (instance.startsWith("covisit/") ? 1_000 : 100);
 
 /**
- * Sends the blend source stages' changes to the parent (its replica, actors/blend-replica.ts) in
+ * Sends the blend source stages' changes to the parent (its replica, actors/serving/blend-replica.ts) in
  * rounds: every instance due (its cadence passed, or its dump not yet sent) is drained, one chunk
  * at a time, the next once the last is written to the channel (the parent reading slowly holds
  * back nothing here but the changed keys); "caught up" when nothing at all is left.

@@ -21,7 +21,7 @@ import {
 } from "./parse-process.js";
 import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
-import { envelopeCodec } from "../actors/host-codec.js";
+import { envelopeCodec } from "../actors/host/index.js";
 import { faultsFromEnv } from "./test-faults.js";
 import { childChannel } from "./child-ipc.js";
 import { limitHeapGrowth } from "./heap-growth.js";

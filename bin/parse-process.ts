@@ -20,7 +20,7 @@ import type { AppConfig } from "./config.js";
 import { tsxFlags } from "./tsx-flags.js";
 import { watchStages, type HealthProblem } from "./health.js";
 import { parentDeathPrefix } from "../connectors/nats/embedded-server.js";
-import type { ChangeChunk } from "../actors/blend-changes.js";
+import type { ChangeChunk } from "../actors/serving/index.js";
 
 /**
  * `reco start` with PARSE_PROCESS=1: the parse unit (the single reader of EVENTS: validation,

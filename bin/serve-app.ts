@@ -8,10 +8,9 @@ import { ensureTopology, whenJetStreamAnswers } from "../connectors/nats/topolog
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { startGateway } from "./pipeline/gateway.js";
 import { createSplitBackend } from "./pipeline/split-backend.js";
-import { createArms } from "../actors/arms.js";
-import { createBlendReplica } from "../actors/blend-replica.js";
-import type { RecoBackend } from "../actors/backend.js";
-import { withCatalogue } from "../actors/catalogue-backend.js";
+import { createArms } from "../actors/quality/index.js";
+import { createBlendReplica, withCatalogue, UNREPLICATED_MAPS } from "../actors/serving/index.js";
+import type { RecoBackend } from "../actors/contract/index.js";
 import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
 import { connectWithStatus } from "./nats-connect.js";
@@ -24,8 +23,7 @@ import {
   type ChildKind,
   type ParseProcess,
 } from "./parse-process.js";
-import type { BlendReplica } from "../actors/blend-replica.js";
-import { UNREPLICATED_MAPS } from "../actors/blend-changes.js";
+import type { BlendReplica } from "../actors/serving/index.js";
 
 export interface ServingApp {
   readonly natsUrl: string;
@@ -44,7 +42,7 @@ export interface ServingApp {
  * console, /metrics and /healthz, and runs no stage. Its event loop only answers: the design
  * ranking, trending and item rows from replicas fed by JetStream (the gateway role's,
  * bin/pipeline/gateway.ts), blended answers from a replica of the blend's source stages that the
- * ingest process feeds over the IPC channel (actors/blend-replica.ts,
+ * ingest process feeds over the IPC channel (actors/serving/blend-replica.ts,
  * bin/pipeline/split-backend.ts). The stages run in a child process (bin/ingest-child.ts: the
  * single-process app without its façade, with the parse process below it) started at
  * INGEST_NICE, so the kernel gives serving the CPU first when both want it. The child dies with

@@ -1,4 +1,4 @@
-import type { RecoBackend, Recommendations } from "../actors/backend.js";
+import type { RecoBackend, Recommendations } from "../actors/contract/index.js";
 import type { HealthCheck } from "./health.js";
 
 /**

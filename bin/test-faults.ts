@@ -1,9 +1,9 @@
-import type { HostFaults } from "../actors/host.js";
-import { setDefaultHopForm } from "../actors/envelope.js";
+import type { HostFaults } from "../actors/host/index.js";
+import { setDefaultHopForm } from "../actors/host/index.js";
 
 /**
  * The faults a test asks a spawned process for, read from its environment here, at the process
- * edge, and handed to the modules that take them as dependencies (actors/host.ts, state/store.ts):
+ * edge, and handed to the modules that take them as dependencies (actors/host/host.ts, state/store.ts):
  * no production module reads them. Unset in production: every hook is then absent.
  *
  * - RECO_TEST_DROP_DELIVERY="<stage>/<partition>:<n>": that instance ignores the n-th message its

@@ -1,9 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { evaluateAls } from "../actors/sources/als-eval.js";
-import { createRatingsBuilder } from "../actors/sources/als-matrix.js";
-import { IMPLICIT_DEFAULTS, trainAls, type AlsModel } from "../actors/sources/als.js";
-import { trainInWorker } from "../actors/sources/als-worker.js";
-import { seededRandom } from "../actors/sources/types.js";
+import {
+  evaluateAls,
+  createRatingsBuilder,
+  IMPLICIT_DEFAULTS,
+  trainAls,
+  type AlsModel,
+  trainInWorker,
+  seededRandom,
+} from "../actors/sources/index.js";
 
 /**
  * A trained model's offline metrics, HR@10 and NDCG@10 on a held-out slice of

@@ -1,8 +1,12 @@
 import { getHeapSpaceStatistics } from "node:v8";
 import { describe, expect, it } from "vitest";
-import { createRatingsBuilder, type RatingRow } from "../actors/sources/als-matrix.js";
-import { memStore, type KeyStore } from "../actors/sources/store.js";
-import { seededRandom } from "../actors/sources/types.js";
+import {
+  createRatingsBuilder,
+  type RatingRow,
+  memStore,
+  type KeyStore,
+  seededRandom,
+} from "../actors/sources/index.js";
 
 /**
  * Building the matrix a training needs decodes each rating row once and drops

@@ -4,9 +4,10 @@ import {
   ratingsFromStores,
   type RatingRow,
   type RatingsStores,
-} from "../actors/sources/als-matrix.js";
-import { memStore, type KeyStore } from "../actors/sources/store.js";
-import { seededRandom } from "../actors/sources/types.js";
+  memStore,
+  type KeyStore,
+  seededRandom,
+} from "../actors/sources/index.js";
 
 /**
  * The ALS matrix is kept up to date as rows change (als-matrix-rows.ts), not built from every

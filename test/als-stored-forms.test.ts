@@ -1,19 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { createRatingsBuilder } from "../actors/sources/als-matrix.js";
 import {
+  createRatingsBuilder,
   createAlsIndex,
   deserialiseModel,
   readStoredModel,
   storeModel,
-} from "../actors/sources/als-model.js";
-import {
   gram,
   IMPLICIT_DEFAULTS,
   servedModel,
   trainAls,
   type ServedModel,
-} from "../actors/sources/als.js";
-import { seededRandom } from "../actors/sources/types.js";
+  seededRandom,
+} from "../actors/sources/index.js";
 import { storedAls1, storedAls2 } from "./helpers/als-legacy.js";
 
 /**

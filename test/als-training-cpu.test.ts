@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createRatingsBuilder } from "../actors/sources/als-matrix.js";
-import { trainingsDone, trainInWorker } from "../actors/sources/als-worker.js";
-import { IMPLICIT_DEFAULTS } from "../actors/sources/als.js";
+import {
+  createRatingsBuilder,
+  trainingsDone,
+  trainInWorker,
+  IMPLICIT_DEFAULTS,
+} from "../actors/sources/index.js";
 
 /**
  * Bench step 2 tells ALS trainings apart from the CPU per event: each finished training adds its

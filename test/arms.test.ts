@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createArms, parseArms } from "../actors/arms.js";
+import { createArms, parseArms } from "../actors/quality/index.js";
 import { ConfigError, loadConfig } from "../bin/config.js";
 
 /** Users split by a stable hash into arms, settings checked at start. */
@@ -30,7 +30,7 @@ describe("A/B arms", () => {
   });
 
   it("does not follow the partitioning (the salt): both arms in every partition", async () => {
-    const { partitionOf } = await import("../actors/partition.js");
+    const { partitionOf } = await import("../actors/contract/partition.js");
     const arms = createArms(parseArms(TWO));
     const seen = new Set<string>();
     for (let u = 0; u < 2000; u++)

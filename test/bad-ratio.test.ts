@@ -1,9 +1,8 @@
 import { describe, expect, it, vi } from "vitest";
 import { Registry } from "prom-client";
-import { createBadRatioMonitor } from "../actors/bad-ratio.js";
-import { createBadRatioAlert } from "../actors/parse-metrics.js";
-import { createParseHandler } from "../actors/parse.js";
-import type { InputMessage, StageOutput } from "../actors/host.js";
+import { createBadRatioMonitor, createBadRatioAlert } from "../actors/stages/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import type { InputMessage, StageOutput } from "../actors/host/index.js";
 import { createStageState } from "../state/store.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 

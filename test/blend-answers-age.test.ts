@@ -1,13 +1,16 @@
 import { describe, expect, it } from "vitest";
-import { createBlendAnswers } from "../actors/blend-answers.js";
-import type { RecommenderView } from "../actors/recommender-view.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { createRecommender } from "../actors/sources/recommender.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import { createBlendAnswers } from "../actors/serving/index.js";
+import type { RecommenderView } from "../actors/serving/index.js";
+import {
+  defaultBlend,
+  defaultSourceSettings,
+  ECOMMERCE,
+  createRecommender,
+} from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 
 /**
- * ANSWER_MAX_AGE_MS (actors/blend-answers.ts): bounded staleness is opt-in, reported, and bounded;
+ * ANSWER_MAX_AGE_MS (actors/serving/blend-answers.ts): bounded staleness is opt-in, reported, and bounded;
  * without it every change of the data gives a fresh answer.
  */
 const T0 = Date.UTC(2026, 10, 1);

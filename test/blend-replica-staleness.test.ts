@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { createBlendReplica } from "../actors/blend-replica.js";
+import { createBlendReplica } from "../actors/serving/index.js";
 
 /**
- * The blend replica's staleness (actors/blend-replica.ts) follows the process that feeds it:
+ * The blend replica's staleness (actors/serving/blend-replica.ts) follows the process that feeds it:
  * caught up only while the ingest process that said so is still the one feeding it. Its exit
  * shows in the next answer's staleness, with nothing to wait for in between; a note of "caught
  * up" read after its sender died says nothing.

@@ -6,24 +6,33 @@ import { asyncScheduler, of } from "rxjs";
 import { createStageLogic, type InputBatch, type StageLogic } from "../runtime/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 import type { StageStateInternal } from "../state/index.js";
-import { historyStage, type HistoryView } from "../actors/history-stage.js";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
-import { createChangeFeed, type ChangeFeed } from "../actors/blend-changes.js";
-import { createBlendReplica } from "../actors/blend-replica.js";
-import { createBlendAnswers } from "../actors/blend-answers.js";
-import { composeView } from "../actors/recommender-view.js";
-import { partitionOf } from "../actors/partition.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { seededRandom } from "../actors/sources/types.js";
-import type { ParsedRecord } from "../actors/parse-options.js";
-import type { EventType } from "../actors/event.js";
+import {
+  historyStage,
+  type HistoryView,
+  covisitStage,
+  type CovisitView,
+} from "../actors/stages/index.js";
+import {
+  createChangeFeed,
+  type ChangeFeed,
+  createBlendReplica,
+  createBlendAnswers,
+  composeView,
+} from "../actors/serving/index.js";
+import { partitionOf } from "../actors/contract/index.js";
+import {
+  ECOMMERCE,
+  defaultBlend,
+  defaultSourceSettings,
+  seededRandom,
+} from "../actors/sources/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { reloaded } from "./helpers/source-stages.js";
 
 /**
- * The blend's replica (actors/blend-replica.ts) fed by the source stages' change stream
- * (actors/blend-changes.ts), pure logic: the history and covisit stages run on in-memory state
+ * The blend's replica (actors/serving/blend-replica.ts) fed by the source stages' change stream
+ * (actors/serving/blend-changes.ts), pure logic: the history and covisit stages run on in-memory state
  * with their maps tracked, the chunks go to a replica, and its blended answers are compared with
  * the answers over the stages' own views (the one-process path) at the same state.
  */

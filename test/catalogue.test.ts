@@ -3,20 +3,19 @@ import { Subject, type Observable } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { InvalidArgumentError } from "../actors/backend.js";
-import { type RecoBackend, type TrendingSnapshot } from "../actors/backend.js";
+import type { InvalidArgumentError, ParsedRecord } from "../actors/contract/index.js";
 import {
+  type RecoBackend,
+  type TrendingSnapshot,
   learn,
   mergeExplicit,
   resolveItem,
   validateItemUpsert,
   type ItemUpsert,
-} from "../actors/catalogue.js";
-import { catalogueStage, catalogueUpsertStage, readUpsert } from "../actors/catalogue-stage.js";
-import { createCatalogueTable } from "../actors/catalogue-table.js";
-import { withCatalogue } from "../actors/catalogue-backend.js";
-import type { InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
+} from "../actors/contract/index.js";
+import { catalogueStage, catalogueUpsertStage, readUpsert } from "../actors/stages/index.js";
+import { createCatalogueTable, withCatalogue } from "../actors/serving/index.js";
+import type { InputMessage } from "../actors/host/index.js";
 
 const enc = new TextEncoder();
 

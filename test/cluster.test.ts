@@ -15,7 +15,7 @@ import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { createRecoClient } from "../connectors/grpc/index.js";
 import { LEASE_BUCKET } from "../connectors/nats/leases.js";
 import { liveKeys } from "../connectors/nats/topology.js";
-import { decodeEnvelope } from "../actors/envelope.js";
+import { decodeEnvelope } from "../actors/host/index.js";
 import { generateLog } from "./helpers/events.js";
 import { sleep, useCleanups } from "./helpers/harness.js";
 import { reference, type RefEvent } from "./helpers/reference.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { seededRandom } from "../actors/sources/types.js";
+import { seededRandom } from "../actors/sources/index.js";
 import { createColdIndex, type ColdIndex, type ColdSection } from "../state/cold-index.js";
 import { encodeSections } from "../state/sections.js";
 

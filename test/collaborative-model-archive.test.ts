@@ -3,9 +3,8 @@ import { connect, type NatsConnection } from "nats";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { openSnapshotArchive } from "../state/archive.js";
-import type { TrainFn } from "../actors/recommender-trainer.js";
-import { readStoredModel } from "../actors/sources/als-model.js";
-import { trainAls, type AlsModel } from "../actors/sources/als.js";
+import type { TrainFn } from "../actors/stages/index.js";
+import { readStoredModel, trainAls, type AlsModel } from "../actors/sources/index.js";
 import { recordMaker } from "./helpers/source-stages.js";
 import { storedAls2 } from "./helpers/als-legacy.js";
 import {

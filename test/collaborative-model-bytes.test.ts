@@ -1,10 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { StageStateInternal } from "../state/index.js";
 import { testStateDb } from "./helpers/state-db.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import type { TrainFn } from "../actors/recommender-trainer.js";
-import { readStoredModel } from "../actors/sources/als-model.js";
-import { trainAls, type AlsModel } from "../actors/sources/als.js";
+import type { CollaborativeView, TrainFn } from "../actors/stages/index.js";
+import { readStoredModel, trainAls, type AlsModel } from "../actors/sources/index.js";
 import { recordMaker } from "./helpers/source-stages.js";
 import { storedAls2 } from "./helpers/als-legacy.js";
 import {

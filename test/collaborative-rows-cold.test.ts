@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { testStateDb } from "./helpers/state-db.js";
 import { createStageState } from "../state/store.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
+import type { CollaborativeView } from "../actors/stages/index.js";
 import { recordMaker } from "./helpers/source-stages.js";
 import {
   collaborativeLogic,

@@ -1,12 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
-import type { TrainFn } from "../actors/recommender-trainer.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { trainAls } from "../actors/sources/als.js";
-import type { Ratings } from "../actors/sources/als-matrix.js";
-import { createAlsIndex } from "../actors/sources/als-model.js";
-import { createCollaborative } from "../actors/sources/collaborative.js";
+import type { TrainFn } from "../actors/stages/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import {
+  ECOMMERCE,
+  trainAls,
+  createAlsIndex,
+  createCollaborative,
+} from "../actors/sources/index.js";
+import type { Ratings } from "../actors/sources/index.js";
 import { batchMaker } from "./helpers/stage.js";
 import { recordMaker, reloaded } from "./helpers/source-stages.js";
 import {

@@ -1,8 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { createCovisit, type SimilarItemsSource } from "../actors/sources/covisit.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { byScoreThenId, seededRandom, type Scored } from "../actors/sources/types.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import {
+  createCovisit,
+  type SimilarItemsSource,
+  ECOMMERCE,
+  byScoreThenId,
+  seededRandom,
+  type Scored,
+} from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 
 const T0 = Date.UTC(2024, 0, 1);
 const K = 50;

@@ -1,9 +1,17 @@
 import { describe, expect, it } from "vitest";
-import { createCovisit, memCovisitStores } from "../actors/sources/covisit.js";
-import { createItemIds, ItemEdges, itemEdgesCodec } from "../actors/sources/item-edges.js";
-import { decodeNeighbours, encodeNeighbours, type Edge } from "../actors/sources/neighbours.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { seededRandom, type SourceEvent } from "../actors/sources/types.js";
+import {
+  createCovisit,
+  memCovisitStores,
+  createItemIds,
+  ItemEdges,
+  itemEdgesCodec,
+  decodeNeighbours,
+  encodeNeighbours,
+  type Edge,
+  ECOMMERCE,
+  seededRandom,
+  type SourceEvent,
+} from "../actors/sources/index.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

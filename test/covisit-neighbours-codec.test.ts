@@ -8,9 +8,9 @@ import {
   Neighbours,
   neighboursCodec,
   writeNeighbourBytes,
-} from "../actors/sources/neighbours.js";
-import { createCovisit } from "../actors/sources/covisit.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
+  createCovisit,
+  ECOMMERCE,
+} from "../actors/sources/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 
 /**

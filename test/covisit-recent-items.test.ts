@@ -1,10 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { createCovisit } from "../actors/sources/covisit.js";
-import { createItemIds } from "../actors/sources/item-edges.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { RecentItems, recentItems, type Recent } from "../actors/sources/recent-items.js";
-import { seededRandom, type SourceEvent } from "../actors/sources/types.js";
-import { encodeUserValue } from "../actors/sources/user-value-bytes.js";
+import {
+  createCovisit,
+  createItemIds,
+  ECOMMERCE,
+  RecentItems,
+  recentItems,
+  type Recent,
+  seededRandom,
+  type SourceEvent,
+  encodeUserValue,
+} from "../actors/sources/index.js";
 
 /**
  * Co-visitation keeps each user's recent items in a live form of typed arrays

@@ -9,16 +9,17 @@ import {
   recordsOf,
   reloadThroughJson,
 } from "./helpers/movielens-head.js";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
-import type { StageHandler, StageSpec } from "../actors/host-types.js";
-import type { ParsedRecord } from "../actors/parse.js";
 import {
+  covisitStage,
+  type CovisitView,
   prequentialStage,
   type PrequentialSettings,
   type PrequentialView,
-} from "../actors/prequential-stage.js";
-import { qualityWiring } from "../actors/quality-wiring.js";
-import { MOVIES } from "../actors/sources/preset.js";
+} from "../actors/stages/index.js";
+import type { StageHandler, StageSpec } from "../actors/host/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import { qualityWiring } from "../actors/plan/index.js";
+import { MOVIES } from "../actors/sources/index.js";
 import { startStage, type StageDefinition } from "../runtime/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
 

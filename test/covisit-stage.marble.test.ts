@@ -2,10 +2,8 @@ import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import { covisitStage, type CovisitView } from "../actors/covisit-stage.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { defaultSourceSettings } from "../actors/sources/defaults.js";
-import { createCovisit } from "../actors/sources/covisit.js";
+import { covisitStage, type CovisitView } from "../actors/stages/index.js";
+import { ECOMMERCE, defaultSourceSettings, createCovisit } from "../actors/sources/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker, reloaded } from "./helpers/source-stages.js";
 

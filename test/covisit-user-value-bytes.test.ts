@@ -2,21 +2,23 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createCovisit } from "../actors/sources/covisit.js";
-import { createHistory, UserItems } from "../actors/sources/history.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { userStores, type UserValue } from "../actors/sources/user-stores.js";
 import {
+  createCovisit,
+  createHistory,
+  UserItems,
+  ECOMMERCE,
+  userStores,
+  type UserValue,
   decodeUserValue,
   encodeUserValue,
   userValueCodec,
   type StoredUserValue,
-} from "../actors/sources/user-value-bytes.js";
+  createItemIds,
+  recentItems,
+  encodeHistory,
+} from "../actors/sources/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 import { Packr } from "msgpackr";
-import { createItemIds } from "../actors/sources/item-edges.js";
-import { recentItems } from "../actors/sources/recent-items.js";
-import { encodeHistory } from "../actors/sources/history-bytes.js";
 
 /**
  * The covisit stage's per-user value (recent items and the scorer's history)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { headers as natsHeaders } from "nats";
-import { fitRawOutput, isPermanentPublishError } from "../actors/dead-letter.js";
+import { fitRawOutput, isPermanentPublishError } from "../actors/host/index.js";
 import {
   JetStreamPublishError,
   NoStreamError,

@@ -4,9 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { createStageState, openStateDb, type StageStateInternal } from "../state/store.js";
-import type { InputMessage, StageOutput } from "../actors/host.js";
-import { createParseHandler, type ParseOptions } from "../actors/parse.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+import type { InputMessage, StageOutput } from "../actors/host/index.js";
+import type { ParseOptions } from "../actors/stages/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 
 /**
  * What parse remembers must not depend on where snapshots and restarts

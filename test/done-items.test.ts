@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import type { App } from "../bin/app.js";
 import { replayFile } from "../bin/replay/run.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
-import { blend } from "../actors/sources/blend.js";
+import { blend } from "../actors/sources/index.js";
 import { Source } from "../proto/gen/reco/v1/reco_pb.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { startTestApp } from "./helpers/app.js";

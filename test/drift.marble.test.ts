@@ -2,11 +2,10 @@ import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, type StateMaps } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { driftStage, NO_CATEGORY } from "../actors/drift.js";
-import { DRIFT_DEFAULTS, driftReport, psiOf } from "../actors/drift-psi.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { driftStage, NO_CATEGORY } from "../actors/stages/index.js";
+import { DRIFT_DEFAULTS, driftReport, psiOf } from "../actors/quality/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 0, 0, 0);

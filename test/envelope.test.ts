@@ -6,7 +6,7 @@ import {
   peekUpTo,
   readShared,
   withHead,
-} from "../actors/envelope.js";
+} from "../actors/host/index.js";
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();

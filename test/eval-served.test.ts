@@ -8,10 +8,8 @@ import type { App } from "../bin/app.js";
 import { readLog, type LogEvent } from "../bin/eval/log.js";
 import { collectCases, listFor, type Case } from "../bin/eval/run.js";
 import { TEST_CUTS } from "../bin/commands/eval.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { presetNamed } from "../actors/sources/preset.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import type { CovisitView } from "../actors/covisit-stage.js";
+import { defaultBlend, defaultSourceSettings, presetNamed } from "../actors/sources/index.js";
+import type { CollaborativeView, CovisitView } from "../actors/stages/index.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { startTestApp } from "./helpers/app.js";
 

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ECOMMERCE } from "../actors/sources/preset.js";
+import { ECOMMERCE } from "../actors/sources/index.js";
 import { evalEvents, runEval, SINGLE_SOURCES } from "../bin/commands/eval.js";
 import { signTestP } from "../bin/eval/metrics.js";
 import type { EvalResult } from "../bin/eval/run.js";

@@ -5,14 +5,14 @@ import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { Registry } from "prom-client";
-import { createBadRatioAlert } from "../actors/parse-metrics.js";
 import {
-  createParseHandler,
+  createBadRatioAlert,
   IDLE_SIGNATURE_HEADER,
   IDLE_SUBJECT,
   signIdleMarker,
-} from "../actors/parse.js";
-import type { InputMessage } from "../actors/host.js";
+} from "../actors/stages/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import type { InputMessage } from "../actors/host/index.js";
 import { createStageState } from "../state/store.js";
 import { createMetrics, type Metrics } from "../connectors/http/metrics.js";
 import { loadConfig } from "../bin/config.js";

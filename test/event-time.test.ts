@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { InputMessage } from "../actors/host.js";
+import type { InputMessage } from "../actors/host/index.js";
 import {
-  createParseHandler,
   IDLE_SIGNATURE_HEADER,
   IDLE_SUBJECT,
   signIdleMarker,
   type ParseOptions,
-} from "../actors/parse.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+} from "../actors/stages/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /*

@@ -8,7 +8,7 @@ import {
   type Interaction,
   type ParseOptions,
   type ParseResult,
-} from "../actors/event.js";
+} from "../actors/contract/index.js";
 
 /** The event contract v1 (DESIGN.md §2), rule by rule. */
 

@@ -1,7 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createFallbackActor, type RecommendRequest } from "../actors/fallback.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
-import { createJoinHandler } from "../actors/popularity-join.js";
+import {
+  createFallbackActor,
+  type RecommendRequest,
+  createPopularityTable,
+  createJoinHandler,
+} from "../actors/stages/index.js";
 import { createStageState } from "../state/store.js";
 import { BackendUnavailableError, type Recommendations } from "../connectors/grpc/backend.js";
 

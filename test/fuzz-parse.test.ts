@@ -3,9 +3,9 @@ import fc from "fast-check";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ClickEventSchema } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState } from "../state/store.js";
-import type { InputMessage, StageOutput } from "../actors/host.js";
-import { createParseHandler } from "../actors/parse.js";
-import { EVENT_TYPES } from "../actors/event.js";
+import type { InputMessage, StageOutput } from "../actors/host/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import { EVENT_TYPES } from "../actors/contract/index.js";
 
 /**
  * Thousands of random byte strings and mutated valid events, JSON and protobuf,

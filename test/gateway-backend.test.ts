@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createGatewayBackend } from "../bin/pipeline/gateway.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
-import { createProfileReplica } from "../actors/profile-replica.js";
-import { createTrendingHub } from "../actors/trending-hub.js";
+import { createPopularityTable } from "../actors/stages/index.js";
+import { createProfileReplica, createTrendingHub } from "../actors/serving/index.js";
 import { BackendUnavailableError } from "../connectors/grpc/backend.js";
 
 const NOW = Date.parse("2026-11-20T12:00:00Z");

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { toBinary } from "@bufbuild/protobuf";
 import { GetRecommendationsResponseSchema } from "../proto/gen/reco/v1/reco_pb.js";
-import type { Recommendations, Source } from "../actors/backend.js";
+import type { Recommendations, Source } from "../actors/contract/index.js";
 import { recoServiceDefinition, toRecommendationsResponse } from "../connectors/grpc/codec.js";
 
 // GetRecommendations keeps the encoded items of an answer served again (response-bytes.ts) and

@@ -3,10 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestScheduler } from "rxjs/testing";
 import { describe, expect, it } from "vitest";
-import { historyStage, type HistoryView } from "../actors/history-stage.js";
-import { decodeHistory, encodeHistory } from "../actors/sources/history-bytes.js";
-import { createHistory, UserItems, type UserHistory } from "../actors/sources/history.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
+import { historyStage, type HistoryView } from "../actors/stages/index.js";
+import {
+  decodeHistory,
+  encodeHistory,
+  createHistory,
+  UserItems,
+  type UserHistory,
+  ECOMMERCE,
+} from "../actors/sources/index.js";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState, openStateDb, type StageStateInternal } from "../state/store.js";
 import { recordMaker } from "./helpers/source-stages.js";

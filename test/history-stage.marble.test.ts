@@ -2,9 +2,8 @@ import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import { historyStage, type HistoryView } from "../actors/history-stage.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { createHistory } from "../actors/sources/history.js";
+import { historyStage, type HistoryView } from "../actors/stages/index.js";
+import { ECOMMERCE, createHistory } from "../actors/sources/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker, reloaded } from "./helpers/source-stages.js";
 

@@ -1,8 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { StorageType } from "nats";
 import { sleep, startNats, tempStateDb, useCleanups } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger, type StageHandler } from "../actors/host.js";
-import { decodeEnvelope } from "../actors/envelope.js";
+import {
+  createStageInstance,
+  type PoisonLedger,
+  type StageHandler,
+  decodeEnvelope,
+} from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 
 /**

@@ -5,12 +5,10 @@ import { join } from "node:path";
 import { connect, Events } from "nats";
 import { tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
 import { startEmbeddedNats } from "../connectors/nats/embedded-server.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { createStageInstance, type PoisonLedger, encodeEnvelope } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { encodeEnvelope } from "../actors/envelope.js";
-import { mergedStageSpec } from "../actors/merged-input.js";
-import { covisitStage } from "../actors/covisit-stage.js";
-import { subjects } from "../actors/subjects.js";
+import { mergedStageSpec, covisitStage } from "../actors/stages/index.js";
+import { subjects } from "../actors/contract/index.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 

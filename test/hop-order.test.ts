@@ -1,14 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { NatsConnection } from "nats";
 import { sleep, startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import {
+  createStageInstance,
+  type PoisonLedger,
+  decodeEnvelope,
+  encodeEnvelope,
+  peekHead,
+  withHead,
+  createHopOrder,
+} from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { decodeEnvelope, encodeEnvelope, peekHead, withHead } from "../actors/envelope.js";
-import { createHopOrder } from "../actors/hop-order.js";
-import { createPopularityHandler } from "../actors/popularity.js";
-import { createWatermarkHandler } from "../actors/watermark.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { subjects } from "../actors/subjects.js";
+import { createPopularityHandler, createWatermarkHandler } from "../actors/plan/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import { subjects } from "../actors/contract/index.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import type { StateDb } from "../state/index.js";

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { VirtualAction, VirtualTimeScheduler } from "rxjs";
-import { createHostOutputs, type PoisonLedger } from "../actors/host-outputs.js";
-import { startBatchTimer } from "../actors/host-batching.js";
-import { envelopeCodec } from "../actors/host-codec.js";
-import { decodeEnvelope } from "../actors/envelope.js";
-import type { HopPublisher } from "../actors/host-transport.js";
+import {
+  createHostOutputs,
+  type PoisonLedger,
+  startBatchTimer,
+  envelopeCodec,
+  decodeEnvelope,
+} from "../actors/host/index.js";
+import type { HopPublisher } from "../actors/host/index.js";
 
 /*
  * The stage host's output batching, "B records or T ms", on a virtual clock: the timer and the

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { decodeEnvelope, encodeEnvelope } from "../actors/envelope.js";
 import {
+  decodeEnvelope,
+  encodeEnvelope,
   chainSpec,
   cutSnapshot,
   isEmptySnapshot,
@@ -10,13 +11,13 @@ import {
   memberCounts,
   type ChainHandler,
   type PlainSnapshot,
-} from "../actors/host-chain.js";
+} from "../actors/host/index.js";
 import { USER_PATH, userPathInstances } from "../bin/pipeline/plan-snapshots.js";
-import type { StageHandler, StageOutput, StageSpec } from "../actors/host.js";
+import type { StageHandler, StageOutput, StageSpec } from "../actors/host/index.js";
 import { planPath, type ChainRule } from "../bin/pipeline/chains.js";
 
 /*
- * The chain as the host sees it (actors/host-chain.ts) and the rule that forms it
+ * The chain as the host sees it (actors/host/host-chain.ts) and the rule that forms it
  * (bin/pipeline/chains.ts), without a server: one handler per input message, members fed in
  * memory, their state, counts and outputs kept apart.
  */

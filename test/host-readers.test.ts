@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createHostReaders, subjectMatches } from "../actors/host-readers.js";
+import { createHostReaders, subjectMatches } from "../actors/host/index.js";
 
 /**
  * A parse hop is read by its partition's stages (reco.parse.3) and by the

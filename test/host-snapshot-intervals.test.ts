@@ -1,9 +1,9 @@
 import { VirtualTimeScheduler } from "rxjs";
 import { describe, expect, it } from "vitest";
-import { startHostTimers, type HostMsg } from "../actors/host-timers.js";
-import type { StageHandler, StageSpec } from "../actors/host-types.js";
-import { qualityWiring } from "../actors/quality-wiring.js";
-import { PREQUENTIAL_SNAPSHOT_INTERVALS } from "../actors/prequential-stage.js";
+import { startHostTimers } from "../actors/host/index.js";
+import type { HostMsg, StageHandler, StageSpec } from "../actors/host/index.js";
+import { qualityWiring } from "../actors/plan/index.js";
+import { PREQUENTIAL_SNAPSHOT_INTERVALS } from "../actors/stages/index.js";
 
 /**
  * A stage may snapshot every few SNAPSHOT_INTERVALs (StageSpec.snapshotIntervals): the

@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { createStageInstance, type PoisonLedger } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { createWatermarkHandler } from "../actors/watermark.js";
-import { subjects } from "../actors/subjects.js";
+import { createWatermarkHandler } from "../actors/plan/index.js";
+import { subjects } from "../actors/contract/index.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { openStateDb } from "../state/index.js";
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { StorageType } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
-import type { HostTransport, SourceOptions } from "../actors/host-transport.js";
+import { createStageInstance, type PoisonLedger } from "../actors/host/index.js";
+import type { HostTransport, SourceOptions } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { openDurableSource } from "../connectors/nats/source.js";
 

@@ -2,10 +2,10 @@ import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { describe, expect, it } from "vitest";
 import { Subject } from "rxjs";
-import type { RecoBackend, TrendingSnapshot } from "../actors/backend.js";
+import type { RecoBackend, TrendingSnapshot } from "../actors/contract/index.js";
 import { streamTrending } from "../connectors/http/api-trending.js";
-import { similarByCategory } from "../actors/similar-by-category.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
+import { similarByCategory } from "../actors/serving/index.js";
+import { createPopularityTable } from "../actors/stages/index.js";
 
 /** A response whose socket is full until `drain()`: what a browser that stopped reading does. */
 function blockedResponse() {

@@ -8,7 +8,7 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../actors/backend.js";
+} from "../actors/contract/index.js";
 import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 import { parsePrometheusText } from "../connectors/http/api-pipeline.js";
 import { loadConfig } from "../bin/config.js";

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NEVER } from "rxjs";
-import type { RecoBackend } from "../actors/backend.js";
+import type { RecoBackend } from "../actors/contract/index.js";
 import { loadConfig } from "../bin/config.js";
 import { startApiServer, type ApiServer } from "../connectors/http/api.js";
 

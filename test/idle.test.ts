@@ -5,16 +5,16 @@ import { join } from "node:path";
 import { AckPolicy, connect, type NatsConnection } from "nats";
 import { pino } from "pino";
 import { createStageState, type StageStateInternal } from "../state/store.js";
-import type { InputMessage } from "../actors/host.js";
+import type { InputMessage } from "../actors/host/index.js";
 import { consumerProbe } from "../connectors/nats/source.js";
 import {
-  createParseHandler,
   IDLE_SUBJECT,
   readIdleMarker,
   type ConsumerView,
   type ParseOptions,
-} from "../actors/parse.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+} from "../actors/stages/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";

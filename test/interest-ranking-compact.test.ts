@@ -1,18 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { testStateDb } from "./helpers/state-db.js";
 import type { StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { EventType } from "../actors/event.js";
-import type { WindowOutput, WindowRecord } from "../actors/window.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { EventType } from "../actors/contract/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
 import {
   cellCodec,
-  loadInterestHandler,
   type InterestHandler,
   type ProfileRecord,
-} from "../actors/interest-ranking.js";
-import { cellKey } from "../actors/interest-ranking-keys.js";
-import { seededRandom } from "../actors/sources/types.js";
-import { MINUTE } from "../actors/subjects.js";
+  interestCellKey as cellKey,
+} from "../actors/stages/index.js";
+import { loadInterestHandler } from "../actors/plan/index.js";
+import { seededRandom } from "../actors/sources/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /**

@@ -1,15 +1,15 @@
 import { describe, expect, it } from "vitest";
-import type { Envelope } from "../actors/host.js";
-import type { WindowOutput, WindowRecord } from "../actors/window.js";
+import type { Envelope } from "../actors/host/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
 import {
   cellCodec,
-  createInterestHandler,
-  loadInterestHandler,
   type InterestHandler,
-} from "../actors/interest-ranking.js";
-import { cellKey, keyTail, parseCellKey } from "../actors/interest-ranking-keys.js";
-import { EVENT_TYPES } from "../actors/event.js";
-import { MINUTE } from "../actors/subjects.js";
+  interestCellKey as cellKey,
+  keyTail,
+  parseCellKey,
+} from "../actors/stages/index.js";
+import { createInterestHandler, loadInterestHandler } from "../actors/plan/index.js";
+import { EVENT_TYPES, MINUTE } from "../actors/contract/index.js";
 import { createStageState } from "../state/store.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";

@@ -2,10 +2,10 @@ import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { EventType } from "../actors/event.js";
-import type { WindowOutput, WindowRecord } from "../actors/window.js";
-import { interestStage, type ProfileRecord } from "../actors/interest-ranking.js";
-import { DAY, MINUTE } from "../actors/subjects.js";
+import type { EventType } from "../actors/contract/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
+import { interestStage, type ProfileRecord } from "../actors/stages/index.js";
+import { DAY, MINUTE } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0);

@@ -1,10 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { EventType } from "../actors/event.js";
-import type { WindowOutput, WindowRecord } from "../actors/window.js";
-import { createInterestHandler, type ProfileRecord } from "../actors/interest-ranking.js";
-import { DAY, MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { EventType } from "../actors/contract/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
+import { createInterestHandler } from "../actors/plan/index.js";
+import { DAY, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

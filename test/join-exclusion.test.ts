@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { joinCandidates } from "../actors/popularity-join.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
+import { joinCandidates, createPopularityTable } from "../actors/stages/index.js";
 
 describe("joinCandidates excludes recent purchases the same way for any purchase order", () => {
   it("gives the same candidates for a purchases list sorted by item (binary search) and shuffled", () => {

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { StorageType } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor, sleep } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
+import { createStageInstance, type PoisonLedger } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { leaseConsumer } from "../bin/pipeline/units.js";
 import type { StateDb } from "../state/index.js";
-import type { HostTransport } from "../actors/host-transport.js";
+import type { HostTransport } from "../actors/host/index.js";
 
 /**
  * Two owners of one unit at once (a worker whose lease moved on

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createMemoryLog, subjectMatches } from "../connectors/memory/log.js";
-import type { SourceMessage } from "../actors/host-transport.js";
+import type { SourceMessage } from "../actors/host/index.js";
 
 /*
  * The in-memory log the driver runs the stage host on (connectors/memory/log.ts): it must deliver

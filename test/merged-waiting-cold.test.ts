@@ -2,10 +2,10 @@ import { describe, expect, it } from "vitest";
 import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
-import { encodeEnvelope } from "../actors/envelope.js";
-import { loadMergedHandler } from "../actors/merged-input.js";
-import { subjects } from "../actors/subjects.js";
-import type { ParsedRecord } from "../actors/parse.js";
+import { encodeEnvelope } from "../actors/host/index.js";
+import { loadMergedHandler } from "../actors/stages/index.js";
+import { subjects } from "../actors/contract/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
 import { recordMaker } from "./helpers/source-stages.js";
 
 /**

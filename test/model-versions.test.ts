@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createModelVersions, type ModelVersion } from "../actors/model-versions.js";
-import { IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
+import { createModelVersions, type ModelVersion } from "../actors/quality/index.js";
+import { IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/index.js";
 
 /** Each trained model's version, time and data position, kept across a restart. */
 const model = (users: number): AlsModel => ({

@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import type { App } from "../bin/app.js";
 import { replayFile } from "../bin/replay/run.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
+import type { CollaborativeView } from "../actors/stages/index.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { startTestApp } from "./helpers/app.js";
 

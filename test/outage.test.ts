@@ -11,7 +11,7 @@ import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
-import { partitionOf } from "../actors/partition.js";
+import { partitionOf } from "../actors/contract/index.js";
 import { poller } from "./helpers/harness.js";
 
 const H = 3_600_000;

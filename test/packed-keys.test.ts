@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { createIntPairs, createPackedKeys } from "../actors/packed-keys.js";
-import { seededRandom } from "../actors/sources/types.js";
+import { createIntPairs, createPackedKeys } from "../actors/stages/index.js";
+import { seededRandom } from "../actors/sources/index.js";
 
 /**
  * Interest-ranking holds its packed users' aggregates in typed arrays
- * (actors/packed-keys.ts) instead of a Map. It must answer as a Map does through growth,
+ * (actors/stages/packed-keys.ts) instead of a Map. It must answer as a Map does through growth,
  * deletions and the compactions they cause, for any key.
  */
 describe("packed keys", () => {

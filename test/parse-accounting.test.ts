@@ -3,8 +3,9 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Registry } from "prom-client";
 import { ClickEventSchema, EventType } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState } from "../state/store.js";
-import type { InputMessage, StageOutput } from "../actors/host.js";
-import { createParseHandler, type ParseCounters, type ParseOptions } from "../actors/parse.js";
+import type { InputMessage, StageOutput } from "../actors/host/index.js";
+import type { ParseCounters, ParseOptions } from "../actors/stages/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 
 /** Parse's accounting, its dead letters' headers, and its last progress broadcast. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { createParseHandler } from "../actors/parse.js";
-import { HOUR } from "../actors/subjects.js";
+import { createParseHandler } from "../actors/plan/index.js";
+import { HOUR } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 /**

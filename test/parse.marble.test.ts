@@ -2,16 +2,16 @@ import { describe, it, expect } from "vitest";
 import { filter } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, withProcessingTime } from "../runtime/index.js";
-import type { InputMessage } from "../actors/host.js";
+import type { InputMessage } from "../actors/host/index.js";
 import {
   IDLE_SIGNATURE_HEADER,
   IDLE_SUBJECT,
   parseStage,
   signIdleMarker,
   type ConsumerView,
-  type ParsedRecord,
   type ParseSettings,
-} from "../actors/parse.js";
+} from "../actors/stages/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0);

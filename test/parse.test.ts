@@ -2,10 +2,10 @@ import { describe, it, expect } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ClickEventSchema, EventType as PbEventType } from "../proto/gen/reco/v1/reco_pb.js";
 import { createStageState, type StageStateInternal } from "../state/store.js";
-import type { InputMessage } from "../actors/host.js";
-import { createParseHandler, type ParseOptions, type ParsedRecord } from "../actors/parse.js";
-import { partitionOf } from "../actors/partition.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+import type { InputMessage } from "../actors/host/index.js";
+import type { ParseOptions } from "../actors/stages/index.js";
+import { type ParsedRecord, partitionOf, HOUR, MINUTE } from "../actors/contract/index.js";
+import { createParseHandler } from "../actors/plan/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

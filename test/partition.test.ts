@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
-import { partitionOf } from "../actors/partition.js";
+import { partitionOf } from "../actors/contract/index.js";
 
 /**
  * Reference FNV-1a (32 bit) over the UTF-8 bytes, written independently of the implementation:

@@ -4,9 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
-import { createStageInstance, type PoisonLedger, type StageInstance } from "../actors/host.js";
+import {
+  createStageInstance,
+  type PoisonLedger,
+  type StageInstance,
+} from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import type { StageHandler } from "../actors/host.js";
+import type { StageHandler } from "../actors/host/index.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createSupervisor } from "../runtime/index.js";
 import { openStateDb } from "../state/index.js";

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { createPopularityHandler, type PopularityRow } from "../actors/popularity.js";
-import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import type { PopularityRow } from "../actors/stages/index.js";
+import { createPopularityHandler } from "../actors/plan/index.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";
 

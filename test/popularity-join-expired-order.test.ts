@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStateDb, type StageStateInternal } from "../state/index.js";
 import { feedJoin } from "./helpers/join-feed.js";
-import type { ProfileRecord } from "../actors/interest-ranking.js";
-import { createJoinHandler, EXPIRED_PROFILES_KEPT } from "../actors/popularity-join.js";
-import { DAY } from "../actors/subjects.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
+import { createJoinHandler, EXPIRED_PROFILES_KEPT } from "../actors/stages/index.js";
+import { DAY } from "../actors/contract/index.js";
 
 /**
  * popularity-join remembers at most EXPIRED_PROFILES_KEPT users whose history left the horizon,

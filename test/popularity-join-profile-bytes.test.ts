@@ -3,10 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { feedJoin } from "./helpers/join-feed.js";
-import type { ProfileRecord } from "../actors/interest-ranking.js";
-import { createJoinHandler } from "../actors/popularity-join.js";
-import { decodeProfile, encodeProfile } from "../actors/popularity-join-profile.js";
-import { DAY } from "../actors/subjects.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
+import { createJoinHandler, decodeProfile, encodeProfile } from "../actors/stages/index.js";
+import { DAY } from "../actors/contract/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 
 /**

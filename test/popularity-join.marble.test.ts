@@ -1,10 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import type { ProfileRecord } from "../actors/interest-ranking.js";
-import { joinStage } from "../actors/popularity-join.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
-import { HOUR } from "../actors/subjects.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
+import { joinStage, createPopularityTable } from "../actors/stages/index.js";
+import { HOUR } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const NOW = Date.UTC(2024, 0, 2);

@@ -2,17 +2,17 @@ import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import { createStageState } from "../state/store.js";
 import { feedJoin } from "./helpers/join-feed.js";
-import type { ProfileRecord } from "../actors/interest-ranking.js";
-import type { PopularityRow } from "../actors/popularity.js";
+import type { ProfileRecord, PopularityRow } from "../actors/stages/index.js";
 import {
   createJoinHandler,
   EXPIRED_PROFILES_KEPT,
   joinCandidates,
   type Candidate,
-} from "../actors/popularity-join.js";
-import { completeRecommendations } from "../actors/fallback.js";
-import { createPopularityTable, topRows } from "../actors/popularity-table.js";
-import { DAY, HOUR } from "../actors/subjects.js";
+  completeRecommendations,
+  createPopularityTable,
+  topRows,
+} from "../actors/stages/index.js";
+import { DAY, HOUR } from "../actors/contract/index.js";
 
 const NOW = Date.UTC(2024, 0, 8, 12, 0, 0);
 const FALLBACK = { size: 10, score: 0.1 };

@@ -1,15 +1,14 @@
 import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
 import {
   heartbeatRow,
   popularityStage,
   type LatePurchase,
   type PopularityRow,
-} from "../actors/popularity.js";
-import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+} from "../actors/stages/index.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0); // an hour boundary

@@ -1,17 +1,12 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import {
-  createPopularityHandler,
-  heartbeatRow,
-  POPULARITY_HEARTBEAT_KEY,
-  type PopularityRow,
-} from "../actors/popularity.js";
-import type { LateRecord } from "../actors/watermark.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { heartbeatRow, type PopularityRow } from "../actors/stages/index.js";
+import { POPULARITY_HEARTBEAT_KEY, createPopularityHandler } from "../actors/plan/index.js";
+import type { LateRecord } from "../actors/stages/index.js";
 import { kvKeyOf } from "../connectors/nats/topology.js";
-import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { COVER_CHUNKS, createPrequential } from "../actors/prequential.js";
+import { COVER_CHUNKS, createPrequential } from "../actors/quality/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
 
 /**

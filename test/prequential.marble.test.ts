@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import { prequentialStage, type PrequentialView } from "../actors/prequential-stage.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import type { ParsedRecord } from "../actors/parse.js";
+import { prequentialStage, type PrequentialView } from "../actors/stages/index.js";
+import { defaultBlend, defaultSourceSettings, ECOMMERCE } from "../actors/sources/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 import { recordMaker } from "./helpers/source-stages.js";
 

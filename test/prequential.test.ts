@@ -9,12 +9,10 @@ import {
   recordsOf,
   reloadThroughJson,
 } from "./helpers/movielens-head.js";
-import { differenceInterval, wilson, type PrequentialReport } from "../actors/prequential.js";
-import { prequentialStage, sampled, type PrequentialView } from "../actors/prequential-stage.js";
-import { blend } from "../actors/sources/blend.js";
-import type { CollaborativeSource } from "../actors/sources/collaborative.js";
-import { MOVIES } from "../actors/sources/preset.js";
-import { createRecommender } from "../actors/sources/recommender.js";
+import { differenceInterval, wilson, type PrequentialReport } from "../actors/quality/index.js";
+import { prequentialStage, sampled, type PrequentialView } from "../actors/stages/index.js";
+import { blend, MOVIES, createRecommender } from "../actors/sources/index.js";
+import type { CollaborativeSource } from "../actors/sources/index.js";
 import { startStage } from "../runtime/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createProfileReplica } from "../actors/profile-replica.js";
-import type { ProfileRecord } from "../actors/interest-ranking.js";
+import { createProfileReplica } from "../actors/serving/index.js";
+import type { ProfileRecord } from "../actors/stages/index.js";
 
 /**
  * The gateway's profile replica applied interest-ranking hops in stream

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { replayFile } from "../bin/replay/run.js";
-import { createArms, parseArms } from "../actors/arms.js";
+import { createArms, parseArms } from "../actors/quality/index.js";
 import { parsePrometheusText } from "../connectors/http/api-pipeline.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";

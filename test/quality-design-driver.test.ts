@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { normaliseEvent } from "../actors/event.js";
+import { normaliseEvent } from "../actors/contract/index.js";
 import { createDesignDriver, DESIGN_DEFAULTS } from "../bin/eval/design.js";
 import { generateLog } from "./helpers/events.js";
 import { DEFAULT_REF, eventTimeOf, reference } from "./helpers/reference.js";

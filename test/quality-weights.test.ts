@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { SourceLists } from "../actors/sources/blend.js";
-import { seededRandom, SOURCE_NAMES, type Scored } from "../actors/sources/types.js";
+import type { SourceLists } from "../actors/sources/index.js";
+import { seededRandom, SOURCE_NAMES, type Scored } from "../actors/sources/index.js";
 import type { Case } from "../bin/eval/run.js";
 import { chooseWeights } from "../bin/eval/weights.js";
 

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { testStateDb } from "./helpers/state-db.js";
 import type { StageStateInternal } from "../state/stage-state.js";
-import { ratingRows } from "../actors/collaborative-stage.js";
-import { createRatingsBuilder, type RatingRow } from "../actors/sources/als-matrix.js";
-import { memStore } from "../actors/sources/store.js";
-import { seededRandom } from "../actors/sources/types.js";
+import { ratingRows } from "../actors/stages/index.js";
+import {
+  createRatingsBuilder,
+  type RatingRow,
+  memStore,
+  seededRandom,
+} from "../actors/sources/index.js";
 
 /**
  * The collaborative stage's rating rows are a text map (cold rows are bytes)

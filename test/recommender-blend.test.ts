@@ -11,15 +11,19 @@ import { startApp, type App } from "../bin/app.js";
 import { replayFile } from "../bin/replay/run.js";
 import { createRecoClient, isStatus, type RecoClient } from "../connectors/grpc/index.js";
 import { Source, SimilarBasis } from "../proto/gen/reco/v1/reco_pb.js";
-import { decodeEnvelope } from "../actors/envelope.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { createRecommender, type Recommender } from "../actors/sources/recommender.js";
-import { defaultBlend, defaultSourceSettings } from "../actors/sources/defaults.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { trainAls } from "../actors/sources/als.js";
-import { blend, type BlendRequest } from "../actors/sources/blend.js";
-import type { CollaborativeView } from "../actors/collaborative-stage.js";
-import type { CovisitView } from "../actors/covisit-stage.js";
+import { decodeEnvelope } from "../actors/host/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import {
+  createRecommender,
+  type Recommender,
+  defaultBlend,
+  defaultSourceSettings,
+  ECOMMERCE,
+  trainAls,
+  blend,
+  type BlendRequest,
+} from "../actors/sources/index.js";
+import type { CollaborativeView, CovisitView } from "../actors/stages/index.js";
 
 /**
  * The engine serves the blend that `reco eval` measures. A slice of the
@@ -72,7 +76,7 @@ async function hopRecords(): Promise<ParsedRecord[]> {
     if (++n >= pending) break;
   }
   expect(info.state.messages).toBeGreaterThan(0);
-  // The stage feeds them in EVENTS order (actors/recommender-handler.ts).
+  // The stage feeds them in EVENTS order (actors/stages/merged-input.ts).
   return out.sort((a, b) => a.s - b.s);
 }
 

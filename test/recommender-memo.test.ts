@@ -1,13 +1,12 @@
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createStageState } from "../state/store.js";
-import { encodeEnvelope } from "../actors/envelope.js";
-import type { StageHandler, StageSpec } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { heartbeatRow, type PopularityRow } from "../actors/popularity.js";
-import { createPopularityTable } from "../actors/popularity-table.js";
-import { createAnswerMemo } from "../actors/recommender-memo.js";
-import { recommenderWiring } from "../actors/recommender-wiring.js";
+import { encodeEnvelope } from "../actors/host/index.js";
+import type { StageHandler, StageSpec } from "../actors/host/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import { heartbeatRow, type PopularityRow, createPopularityTable } from "../actors/stages/index.js";
+import { createAnswerMemo } from "../actors/serving/index.js";
+import { recommenderWiring } from "../actors/plan/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { recordMaker } from "./helpers/source-stages.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { filterDesign } from "../actors/recommender-serve.js";
-import { BackendUnavailableError, type Recommendations } from "../actors/backend.js";
+import { filterDesign } from "../actors/serving/index.js";
+import { BackendUnavailableError, type Recommendations } from "../actors/contract/index.js";
 
 const item = (itemId: string, category: string, rank: number) => ({
   itemId,

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createTrainer, type TrainFn } from "../actors/recommender-trainer.js";
-import type { AlsModel, AlsSettings } from "../actors/sources/als.js";
-import type { Ratings } from "../actors/sources/als-matrix.js";
+import { createTrainer, type TrainFn } from "../actors/stages/index.js";
+import type { AlsModel, AlsSettings, Ratings } from "../actors/sources/index.js";
 
 const settings = {} as AlsSettings;
 const matrix = (at: number) => ({ users: [`at${at}`] }) as unknown as Ratings;

@@ -28,7 +28,7 @@ import {
 } from "../connectors/grpc/index.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { Source, TrendingWindow } from "../proto/gen/reco/v1/reco_pb.js";
-import { partitionOf } from "../actors/partition.js";
+import { partitionOf } from "../actors/contract/index.js";
 import {
   closer,
   countByReason,
@@ -557,7 +557,7 @@ describe("known pipeline bugs and regressions, each against the reference at 3 p
     }
   });
 
-  // Regression (actors/parse.ts remembered ids from `e.ts` while expiring before progress −
+  // Regression (actors/stages/parse.ts remembered ids from `e.ts` while expiring before progress −
   // DEDUPE_HORIZON_MS): an event that arrived more than the dedupe horizon (26 h) behind
   // progress was forgotten at the next move of progress, so a repeat of it moments later was
   // accepted again. A purchase 26 h to 7 days late still counts as popular: it counts twice, and
@@ -590,7 +590,7 @@ describe("known pipeline bugs and regressions, each against the reference at 3 p
     }
   });
 
-  // Regression (actors/trending.ts, closeWindows() bounded the loop by `closedEnd - 48 * HOUR`):
+  // Regression (actors/stages/trending.ts, closeWindows() bounded the loop by `closedEnd - 48 * HOUR`):
   // when the 24 h windows' watermark moved more than 48 h in one step (a quiet night and a day, a
   // replay resumed later), the windows ending before closedEnd − 48 h were never finalised.
   it("finalises every 24 h window when event time jumps more than 48 h", async () => {

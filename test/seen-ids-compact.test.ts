@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { createStageState, openStateDb } from "../state/store.js";
-import { createSeenIds, SEG } from "../actors/seen-ids.js";
+import { createSeenIds, SEG } from "../actors/stages/index.js";
 
 /**
  * Parse's dedupe memory holds 64-bit hashes in typed arrays, persisted as a few

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStageState, openStateDb, type SnapshotStore } from "../state/store.js";
-import { createSeenIds, SEG, type SeenIds } from "../actors/seen-ids.js";
+import { createSeenIds, SEG, type SeenIds } from "../actors/stages/index.js";
 
 /**
  * A restart's load of parse's dedupe memory: its hash set is sized once for the ids loaded (grown

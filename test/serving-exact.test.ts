@@ -1,15 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { createAlsIndex } from "../actors/sources/als-model.js";
-import { memStore } from "../actors/sources/store.js";
-import { createTrending, type ItemCounter } from "../actors/sources/trending.js";
-import { choleskySolve, IMPLICIT_DEFAULTS, type AlsModel } from "../actors/sources/als.js";
 import {
+  createAlsIndex,
+  memStore,
+  createTrending,
+  type ItemCounter,
+  choleskySolve,
+  IMPLICIT_DEFAULTS,
+  type AlsModel,
   byScoreThenId,
   nthBest,
   nthLargest,
   seededRandom,
   topByScore,
-} from "../actors/sources/types.js";
+} from "../actors/sources/index.js";
 
 const T0 = Date.UTC(2024, 0, 1);
 

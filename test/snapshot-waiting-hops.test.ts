@@ -1,9 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { StorageType, type NatsConnection } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import { createStageInstance, type PoisonLedger } from "../actors/host.js";
-import { decodeEnvelope, encodeEnvelope } from "../actors/envelope.js";
-import { createHopOrder } from "../actors/hop-order.js";
+import {
+  createStageInstance,
+  type PoisonLedger,
+  decodeEnvelope,
+  encodeEnvelope,
+  createHopOrder,
+} from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import type { StateDb } from "../state/index.js";
 

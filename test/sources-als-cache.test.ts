@@ -1,10 +1,17 @@
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
-import { createRatingsBuilder } from "../actors/sources/als-matrix.js";
-import { CACHE_USERS, createAlsIndex, type AlsIndex } from "../actors/sources/als-model.js";
-import { IMPLICIT_DEFAULTS, servedModel, trainAls } from "../actors/sources/als.js";
-import { byScoreThenId, seededRandom } from "../actors/sources/types.js";
+import {
+  createRatingsBuilder,
+  CACHE_USERS,
+  createAlsIndex,
+  type AlsIndex,
+  IMPLICIT_DEFAULTS,
+  servedModel,
+  trainAls,
+  byScoreThenId,
+  seededRandom,
+} from "../actors/sources/index.js";
 
 /** 400 items, 80 users with random tastes: more items than the index keeps per user (128). */
 function model() {

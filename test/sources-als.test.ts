@@ -1,17 +1,20 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { createRatingsBuilder, type Ratings } from "../actors/sources/als-matrix.js";
-import { createAlsIndex, deserialiseModel, serialiseModel } from "../actors/sources/als-model.js";
-import { trainInWorker } from "../actors/sources/als-worker.js";
 import {
+  createRatingsBuilder,
+  type Ratings,
+  createAlsIndex,
+  deserialiseModel,
+  serialiseModel,
+  trainInWorker,
   EXPLICIT_SEED_001,
   gram,
   IMPLICIT_DEFAULTS,
   servedModel,
   trainAls,
   type AlsSettings,
-} from "../actors/sources/als.js";
-import { seededRandom } from "../actors/sources/types.js";
+  seededRandom,
+} from "../actors/sources/index.js";
 
 /** Two tastes: users 0-29 like items a0-a9, users 30-59 like b0-b9; each misses some. */
 function tastes() {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { blend, type SourceLists } from "../actors/sources/blend.js";
-import { createPopular, createTrending } from "../actors/sources/trending.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import { blend, type SourceLists, createPopular, createTrending } from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2024, 0, 1);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { createCovisit } from "../actors/sources/covisit.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import type { SourceEvent } from "../actors/sources/types.js";
+import { createCovisit, ECOMMERCE } from "../actors/sources/index.js";
+import type { SourceEvent } from "../actors/sources/index.js";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2024, 0, 1);

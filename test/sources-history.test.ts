@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { createHistory, type UserHistory, type UserItems } from "../actors/sources/history.js";
-import { ECOMMERCE, MOVIES } from "../actors/sources/preset.js";
-import { seededRandom, type SourceEvent } from "../actors/sources/types.js";
+import {
+  createHistory,
+  type UserHistory,
+  type UserItems,
+  ECOMMERCE,
+  MOVIES,
+  seededRandom,
+  type SourceEvent,
+} from "../actors/sources/index.js";
 
 const H = 3_600_000;
 const T0 = Date.UTC(2024, 0, 1);

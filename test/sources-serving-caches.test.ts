@@ -1,17 +1,22 @@
 import { describe, expect, it } from "vitest";
-import { createAlsIndex } from "../actors/sources/als-model.js";
-import { IMPLICIT_DEFAULTS, servedModel, trainAls } from "../actors/sources/als.js";
-import { createCovisit } from "../actors/sources/covisit.js";
-import { ECOMMERCE } from "../actors/sources/preset.js";
-import { createRecommender, type SourceSettings } from "../actors/sources/recommender.js";
-import { createPopular, createTrending, type ItemCounter } from "../actors/sources/trending.js";
 import {
+  createAlsIndex,
+  IMPLICIT_DEFAULTS,
+  servedModel,
+  trainAls,
+  createCovisit,
+  ECOMMERCE,
+  createRecommender,
+  type SourceSettings,
+  createPopular,
+  createTrending,
+  type ItemCounter,
   byScoreThenId,
   seededRandom,
   topByScore,
   type SourceEvent,
-} from "../actors/sources/types.js";
-import type { EventType } from "../actors/event.js";
+} from "../actors/sources/index.js";
+import type { EventType } from "../actors/contract/index.js";
 
 /**
  * The serving read paths keep things between requests (neighbour lists per item, the best items

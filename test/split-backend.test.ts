@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
 import { createSplitBackend } from "../bin/pipeline/split-backend.js";
-import type { RecoBackend, Recommendations } from "../actors/backend.js";
-import type { BlendReplica } from "../actors/blend-replica.js";
+import type { RecoBackend, Recommendations } from "../actors/contract/index.js";
+import type { BlendReplica } from "../actors/serving/index.js";
 
 /**
  * The serving process's backend (bin/pipeline/split-backend.ts), pure logic: the blend's replica

@@ -2,13 +2,13 @@ import { describe, it, expect } from "vitest";
 import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import { encodeEnvelope } from "../actors/envelope.js";
-import type { InputMessage } from "../actors/host.js";
 import {
+  encodeEnvelope,
   createStageHandler,
   loadStageHandler,
   type PortTopology,
-} from "../actors/stage-adapter.js";
+} from "../actors/host/index.js";
+import type { InputMessage } from "../actors/host/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 interface Rec {

@@ -2,12 +2,15 @@ import { describe, it, expect } from "vitest";
 import { asyncScheduler } from "rxjs";
 import { startStage, type InputBatch, type StageContext } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { windowStage, type WindowOutput } from "../actors/window.js";
-import { interestStage, type ProfileRecord } from "../actors/interest-ranking.js";
-import { joinStage } from "../actors/popularity-join.js";
-import { DAY, MINUTE } from "../actors/subjects.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import {
+  windowStage,
+  type WindowOutput,
+  interestStage,
+  type ProfileRecord,
+  joinStage,
+} from "../actors/stages/index.js";
+import { DAY, MINUTE } from "../actors/contract/index.js";
 
 /*
  * The user path after the watermark (window → interest-ranking → popularity-join) wired port to

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { openStateDb, type StateDb } from "../state/index.js";
 import type { ValueCodec } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import { seededRandom } from "../actors/sources/types.js";
+import { seededRandom } from "../actors/sources/index.js";
 import { createColdIndex } from "../state/cold-index.js";
 import { encodeSections } from "../state/sections.js";
 

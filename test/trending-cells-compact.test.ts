@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { cellKey, createTrendingHandler, type TrendingPart } from "../actors/trending.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { trendingCellKey as cellKey, type TrendingPart } from "../actors/stages/index.js";
+import { createTrendingHandler } from "../actors/plan/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";
 

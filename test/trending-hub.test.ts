@@ -1,8 +1,8 @@
 import { describe, it, expect } from "vitest";
-import { createTrendingHub, type TrendingHubOptions } from "../actors/trending-hub.js";
-import type { TrendingKind, TrendingPart } from "../actors/trending.js";
+import { createTrendingHub, type TrendingHubOptions } from "../actors/serving/index.js";
+import type { TrendingKind, TrendingPart } from "../actors/stages/index.js";
 import type { TrendingSnapshot } from "../connectors/grpc/backend.js";
-import { DAY, HOUR } from "../actors/subjects.js";
+import { DAY, HOUR } from "../actors/contract/index.js";
 
 const T0 = Date.UTC(2024, 0, 1, 0, 0, 0);
 const ONE_H_OOO = 2 * HOUR;

@@ -1,11 +1,10 @@
 import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic, withProcessingTime } from "../runtime/index.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { trendingStage, type TrendingPart, type TrendingView } from "../actors/trending.js";
-import type { LateRecord } from "../actors/watermark.js";
-import { HOUR, MINUTE } from "../actors/subjects.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { trendingStage, type TrendingPart, type TrendingView } from "../actors/stages/index.js";
+import type { LateRecord } from "../actors/stages/index.js";
+import { HOUR, MINUTE } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0); // an hour boundary

@@ -1,15 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import type { LateRecord } from "../actors/watermark.js";
-import {
-  createTrendingHandler,
-  type TrendingOptions,
-  type TrendingPart,
-} from "../actors/trending.js";
-import { DAY, HOUR, MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import type { LateRecord } from "../actors/stages/index.js";
+import type { TrendingOptions, TrendingPart } from "../actors/stages/index.js";
+import { createTrendingHandler } from "../actors/plan/index.js";
+import { DAY, HOUR, MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -2,9 +2,9 @@ import { describe, it, expect } from "vitest";
 import { of } from "rxjs";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { watermarkStage, type LateRecord, type WatermarkView } from "../actors/watermark.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import { watermarkStage, type LateRecord, type WatermarkView } from "../actors/stages/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0);

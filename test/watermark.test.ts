@@ -1,9 +1,10 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { createWatermarkHandler, type LateRecord } from "../actors/watermark.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import type { LateRecord } from "../actors/stages/index.js";
+import { createWatermarkHandler } from "../actors/plan/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import { cellKey, createWindowHandler, type WindowRecord } from "../actors/window.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord } from "../actors/contract/index.js";
+import { windowCellKey as cellKey, type WindowRecord } from "../actors/stages/index.js";
+import { createWindowHandler } from "../actors/plan/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 import { testStateDb } from "./helpers/state-db.js";
 

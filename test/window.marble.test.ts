@@ -2,10 +2,9 @@ import { describe, it, expect } from "vitest";
 import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../runtime/index.js";
 import { createStageState } from "../state/store.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { windowStage, type WindowOutput, type WindowRecord } from "../actors/window.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import { windowStage, type WindowOutput, type WindowRecord } from "../actors/stages/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { batchMaker, stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1, 10, 0, 0); // a 5-minute boundary

@@ -1,10 +1,10 @@
 import { describe, it, expect } from "vitest";
 import { createStageState } from "../state/store.js";
-import type { Envelope, InputMessage } from "../actors/host.js";
-import type { ParsedRecord } from "../actors/parse.js";
-import type { EventType } from "../actors/event.js";
-import { createWindowHandler, type WindowOutput, type WindowRecord } from "../actors/window.js";
-import { MINUTE } from "../actors/subjects.js";
+import type { Envelope, InputMessage } from "../actors/host/index.js";
+import type { ParsedRecord, EventType } from "../actors/contract/index.js";
+import type { WindowOutput, WindowRecord } from "../actors/stages/index.js";
+import { createWindowHandler } from "../actors/plan/index.js";
+import { MINUTE } from "../actors/contract/index.js";
 import { fakeOutput } from "./helpers/stage.js";
 
 const enc = new TextEncoder();

@@ -1,37 +1,9 @@
-import type { Ratings } from "./als-matrix.js";
+import type { OfflineMetrics } from "./als-served.js";
+import type { Ratings } from "./als-matrix-rows.js";
 import { choleskySolve } from "./als-cholesky.js";
 import type { AlsModel } from "./als-served.js";
 import { addObservation, gram } from "./als-solve.js";
 import { seededRandom } from "./types.js";
-
-/**
- * Offline metrics of a trained ALS model (DESIGN §7), computed in the training
- * worker right after the training, on a held-out slice of the data it was trained on: for up to
- * `users` users (chosen by a PRNG seeded from the model's seed, so the same matrix gives the same
- * figures) one of their entries is held out (implicit: any; explicit: a rating of 4 or more), the
- * user's vector is solved again against the model's item factors from the rest of the row (the
- * fold-in least squares serving uses), and the held-out item is ranked among every item the user
- * has no other entry for. HitRate@k: held-out item in the top k; NDCG@k: 1/log2(rank + 1).
- *
- * Why fold-in and not a second training without the held-out cells: the served model must stay
- * the one trained on every event (a replay trains the same bits), and a second training would
- * double the worker's CPU. The cost of this choice: the item factors saw the held-out cells, so
- * the figures lean optimistic. An item touched by one or two users is shaped by them alone (on
- * the first 3000 ratings of MovieLens every held-out item was found: HR 1.0), so only entries of
- * items with at least `minItemUsers` (5) users are held out: there the held-out cell is one of
- * several that shaped the item. Read the figure as a comparison between versions of one engine,
- * not as an absolute hit rate (the prequential COLLABORATIVE rows are that: later events only).
- * Only indices are used: the worker gets the matrix without its ids.
- */
-export interface OfflineMetrics {
-  /** Users evaluated (one held-out entry each). */
-  users: number;
-  k: number;
-  hitRate: number;
-  ndcg: number;
-  /** Wall-clock milliseconds the evaluation took (in the worker). */
-  ms: number;
-}
 
 export function evaluateAls(
   r: Ratings,

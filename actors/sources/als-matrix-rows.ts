@@ -1,5 +1,3 @@
-import type { Ratings } from "./als-matrix.js";
-
 /**
  * The rating rows as the matrix holds them (item indexes and Float32 values, each row sorted by
  * item index), kept up to date as interactions arrive, so a training takes a copy of typed arrays
@@ -225,4 +223,22 @@ export function grown<T extends { set(a: ArrayLike<number>): void }>(
 ): T {
   out.set(a);
   return out;
+}
+
+/**
+ * The user × item matrix ALS trains on, in compressed sparse rows (by user) and columns (by
+ * item). Typed arrays, not Maps: they cross to the training worker as transferable buffers and
+ * cost 12 bytes per non-zero.
+ */
+export interface Ratings {
+  users: string[];
+  items: string[];
+  /** CSR by user: row u's entries are [userPtr[u], userPtr[u+1]) of userCols/userVals. */
+  userPtr: Int32Array;
+  userCols: Int32Array;
+  userVals: Float32Array;
+  /** CSC by item: the same entries by item. */
+  itemPtr: Int32Array;
+  itemRows: Int32Array;
+  itemVals: Float32Array;
 }

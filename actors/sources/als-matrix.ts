@@ -1,23 +1,6 @@
+import type { Ratings } from "./als-matrix-rows.js";
 import { createMatrixRows, grown, type MatrixRows } from "./als-matrix-rows.js";
 import { memStore, type KeyStore } from "./store.js";
-
-/**
- * The user × item matrix ALS trains on, in compressed sparse rows (by user) and columns (by
- * item). Typed arrays, not Maps: they cross to the training worker as transferable buffers and
- * cost 12 bytes per non-zero.
- */
-export interface Ratings {
-  users: string[];
-  items: string[];
-  /** CSR by user: row u's entries are [userPtr[u], userPtr[u+1]) of userCols/userVals. */
-  userPtr: Int32Array;
-  userCols: Int32Array;
-  userVals: Float32Array;
-  /** CSC by item: the same entries by item. */
-  itemPtr: Int32Array;
-  itemRows: Int32Array;
-  itemVals: Float32Array;
-}
 
 /**
  * A user's row as stored: first-seen order of the user, the input point (events fed) of its

@@ -1,4 +1,4 @@
-import type { Ratings } from "./als-matrix.js";
+import type { Ratings } from "./als-matrix-rows.js";
 import type { AlsSettings } from "./als-settings.js";
 
 /**

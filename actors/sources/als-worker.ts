@@ -3,12 +3,13 @@ import { createRequire } from "node:module";
 import { constants, getPriority, setPriority } from "node:os";
 import { pathToFileURL } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { Ratings } from "./als-matrix.js";
+import type { Ratings } from "./als-matrix-rows.js";
 import type { ServedModel } from "./als-served.js";
 import type { AlsSettings } from "./als-settings.js";
 import { gram } from "./als-solve.js";
 import { trainAls } from "./als-train.js";
-import { evaluateAls, type OfflineMetrics } from "./als-eval.js";
+import { evaluateAls } from "./als-eval.js";
+import type { OfflineMetrics } from "./als-served.js";
 
 /**
  * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it

@@ -1,4 +1,5 @@
-import { createRatingsBuilder, type Ratings, type RatingsStores } from "./als-matrix.js";
+import { createRatingsBuilder, type RatingsStores } from "./als-matrix.js";
+import type { Ratings } from "./als-matrix-rows.js";
 import { createAlsIndex, type AlsIndex } from "./als-model.js";
 import { servedModel, type AlsModel, type ServedModel } from "./als-served.js";
 import type { AlsSettings } from "./als-settings.js";

@@ -1,4 +1,4 @@
-import type { ParsedRecord } from "../parse.js";
+import type { ParsedRecord } from "../contract/index.js";
 import type { SourcePreset } from "./preset.js";
 import type { SourceEvent } from "./types.js";
 

@@ -1,4 +1,4 @@
-import type { Ratings } from "./als-matrix.js";
+import type { Ratings } from "./als-matrix-rows.js";
 import type { AlsModel, AlsSettings, ServedModel } from "./als.js";
 import { createCollaborative, type CollaborativeSource } from "./collaborative.js";
 import { createCovisit, type CovisitOptions, type SimilarItemsSource } from "./covisit.js";

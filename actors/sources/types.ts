@@ -1,7 +1,7 @@
-import type { EventType } from "../event.js";
+import type { EventType } from "../contract/index.js";
 
 /**
- * What the candidate sources read of an event: the normalised interaction (actors/event.ts) with
+ * What the candidate sources read of an event: the normalised interaction (actors/contract/event.ts) with
  * the session id when the event had one. Pure data: sources know no NATS and no wire format.
  */
 export interface SourceEvent {

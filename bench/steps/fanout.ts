@@ -9,7 +9,7 @@ import { pino } from "pino";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { startApp } from "../../bin/app.js";
 import type { AppConfig } from "../../bin/config.js";
-import type { TrendingSnapshot } from "../../actors/backend.js";
+import type { TrendingSnapshot } from "../../actors/contract/index.js";
 import { createRecoClient } from "../../connectors/grpc/client.js";
 import type { EmbeddedNats } from "../../connectors/nats/embedded-server.js";
 import type { TrendingUpdate } from "../../proto/gen/reco/v1/reco_pb.js";

@@ -2,8 +2,8 @@
 import type { JetStreamManager } from "nats";
 import type { GetRecommendationsResponse } from "../../proto/gen/reco/v1/reco_pb.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
-import { peekHead } from "../../actors/envelope.js";
-import { subjects } from "../../actors/subjects.js";
+import { peekHead } from "../../actors/host/index.js";
+import { subjects } from "../../actors/contract/index.js";
 import { createRecoClient } from "../../connectors/grpc/client.js";
 import { epochNow, positions, type AppProcess, type LogLine } from "../app-process.js";
 import { TARGETS } from "../report.js";

@@ -1,6 +1,6 @@
 import { findEngine } from "../run-file.js";
 import { Option, type Command } from "commander";
-import { differenceInterval } from "../../actors/prequential.js";
+import { differenceInterval } from "../../actors/quality/index.js";
 import type { QualityView } from "../../connectors/http/api-quality.js";
 import { formatTable, type QueryIo } from "./query.js";
 

@@ -1,8 +1,13 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
-import type { BlendSettings, BlendWeights } from "../../actors/sources/blend.js";
-import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
-import { presetNamed, type SourcePreset } from "../../actors/sources/preset.js";
-import { SOURCE_NAMES, type SourceName } from "../../actors/sources/types.js";
+import type { BlendSettings, BlendWeights } from "../../actors/sources/index.js";
+import {
+  defaultBlend,
+  defaultSourceSettings,
+  presetNamed,
+  type SourcePreset,
+  SOURCE_NAMES,
+  type SourceName,
+} from "../../actors/sources/index.js";
 import { readLog, type LogEvent } from "../eval/log.js";
 import { signTestP, type MetricRow } from "../eval/metrics.js";
 import {

@@ -8,7 +8,7 @@ import {
 import { statusName } from "../../connectors/grpc/errors.js";
 import { status } from "@grpc/grpc-js";
 import { findEngine } from "../run-file.js";
-import type { TrendingWindowName } from "../../actors/backend.js";
+import type { TrendingWindowName } from "../../actors/contract/index.js";
 import {
   Source,
   TrendingWindow,

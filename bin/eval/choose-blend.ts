@@ -1,5 +1,4 @@
-import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
-import { presetNamed } from "../../actors/sources/preset.js";
+import { defaultBlend, defaultSourceSettings, presetNamed } from "../../actors/sources/index.js";
 import { VALIDATION_CUTS } from "../commands/eval.js";
 import { readLog, type LogEvent } from "./log.js";
 import { collectCases, score, type Method, type Mode } from "./run.js";

@@ -1,7 +1,7 @@
 import { createReadStream, statSync } from "node:fs";
 import { join } from "node:path";
 import { createGunzip } from "node:zlib";
-import { normaliseEvent, type Interaction } from "../../actors/event.js";
+import { normaliseEvent, type Interaction } from "../../actors/contract/index.js";
 import {
   MOVIELENS_RATINGS_COLUMNS,
   REES46_COLUMNS,
@@ -33,7 +33,7 @@ export interface EvalLog {
 
 /**
  * Reads an event log with `reco replay`'s row readers (bin/replay/formats.ts) and the event
- * contract's normalisation (actors/event.ts): REES46 CSV, MovieLens `ratings.csv` (a MovieLens
+ * contract's normalisation (actors/contract/event.ts): REES46 CSV, MovieLens `ratings.csv` (a MovieLens
  * directory means its `ratings.csv` with its `movies.csv`), or JSONL. Duplicate event ids are
  * kept once, as parse keeps them.
  */

@@ -1,8 +1,13 @@
-import { servedModel, trainAls } from "../../actors/sources/als.js";
-import { blend, type BlendSettings, type SourceLists } from "../../actors/sources/blend.js";
-import type { SourcePreset } from "../../actors/sources/preset.js";
-import { createRecommender, type SourceSettings } from "../../actors/sources/recommender.js";
-import type { Scored, SourceName } from "../../actors/sources/types.js";
+import {
+  servedModel,
+  trainAls,
+  blend,
+  type BlendSettings,
+  type SourceLists,
+  createRecommender,
+  type SourceSettings,
+} from "../../actors/sources/index.js";
+import type { SourcePreset, Scored, SourceName } from "../../actors/sources/index.js";
 import { createDesignDriver, DESIGN_DEFAULTS } from "./design.js";
 import type { LogEvent } from "./log.js";
 import { addTo, newTally, scoreList, summarise, type MetricRow, type Tally } from "./metrics.js";

@@ -1,4 +1,4 @@
-import { seededRandom } from "../../actors/sources/types.js";
+import { seededRandom } from "../../actors/sources/index.js";
 import type { LogEvent } from "./log.js";
 
 /**

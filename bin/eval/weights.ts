@@ -1,5 +1,5 @@
-import { allowedBy, type BlendSettings, type BlendWeights } from "../../actors/sources/blend.js";
-import type { SourceName } from "../../actors/sources/types.js";
+import { allowedBy, type BlendSettings, type BlendWeights } from "../../actors/sources/index.js";
+import type { SourceName } from "../../actors/sources/index.js";
 import type { Case, Mode } from "./run.js";
 import { score } from "./run.js";
 

@@ -1,6 +1,6 @@
-import type { BaseFields } from "../../actors/catalogue.js";
+import type { BaseFields } from "../../actors/contract/index.js";
 import { loadMovieTitles } from "../replay/movies-titles.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 
 /**
  * The catalogue's base layer of this process: with the movies preset and MOVIES_CATALOG, the

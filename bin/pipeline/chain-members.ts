@@ -1,5 +1,5 @@
-import type { StageHandler, StageInstance } from "../../actors/host.js";
-import { memberCounts, type ChainHandler } from "../../actors/host-chain.js";
+import type { StageHandler, StageInstance } from "../../actors/host/index.js";
+import { memberCounts, type ChainHandler } from "../../actors/host/index.js";
 
 /**
  * A chain member as callers that ask for one stage see it (`Pipeline.instance("window/3")`,

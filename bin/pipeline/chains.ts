@@ -1,5 +1,5 @@
-import type { StageHandler, StageSpec } from "../../actors/host.js";
-import { chainSpec } from "../../actors/host-chain.js";
+import type { StageHandler, StageSpec } from "../../actors/host/index.js";
+import { chainSpec } from "../../actors/host/index.js";
 
 /**
  * The physical plan of a path of stages (DESIGN §3, STYLE "A chain, as we want to read it"): a

@@ -5,21 +5,22 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../../actors/host.js";
+} from "../../actors/host/index.js";
 import type { SnapshotStore } from "../../state/index.js";
 import { createStageState } from "../../state/store.js";
-import type { Recommendations } from "../../actors/backend.js";
-import type { JoinHandler } from "../../actors/popularity-join.js";
-import type { PopularityRow } from "../../actors/popularity.js";
-import { answerFor } from "../../actors/fallback.js";
-import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
-import { partitionOf } from "../../actors/partition.js";
-import { buckets, subjects } from "../../actors/subjects.js";
+import type { Recommendations } from "../../actors/contract/index.js";
+import type { JoinHandler, PopularityRow } from "../../actors/stages/index.js";
+import {
+  answerFor,
+  createPopularityTable,
+  type PopularityTable,
+} from "../../actors/stages/index.js";
+import { partitionOf, buckets, subjects } from "../../actors/contract/index.js";
 import { HOP_STAGES, STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { createMemoryLog, type MemoryLog } from "../../connectors/memory/log.js";
 import { wireStages } from "./stages.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 
 /**
  * The design stages (parse, watermark, window, interest-ranking, popularity-join, popularity,

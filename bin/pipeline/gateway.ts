@@ -8,23 +8,33 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 import type { NatsConnection } from "nats";
 import { createSupervisor, type Supervisor } from "../../runtime/index.js";
-import { joinCandidates } from "../../actors/popularity-join.js";
-import { answerFor, topCategoriesOf } from "../../actors/fallback.js";
-import { createPopularityTable, type PopularityTable } from "../../actors/popularity-table.js";
-import { createTrendingHub, type TrendingHub } from "../../actors/trending-hub.js";
-import { createProfileReplica, type ProfileReplica } from "../../actors/profile-replica.js";
+import {
+  joinCandidates,
+  answerFor,
+  topCategoriesOf,
+  createPopularityTable,
+  type PopularityTable,
+} from "../../actors/stages/index.js";
+import {
+  createTrendingHub,
+  type TrendingHub,
+  createProfileReplica,
+  type ProfileReplica,
+  createCatalogueTable,
+  type CatalogueTable,
+  itemInfo,
+  similarByCategory,
+  filterDesign,
+} from "../../actors/serving/index.js";
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import { createProfileReplicaActor } from "../../connectors/nats/profile-watch.js";
 import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
-import { createCatalogueTable, type CatalogueTable } from "../../actors/catalogue-table.js";
 import { catalogueBase } from "./catalogue-base.js";
-import type { PipelineConfig } from "./pipeline.js";
-import { itemInfo, similarByCategory } from "../../actors/similar-by-category.js";
-import { filterDesign } from "../../actors/recommender-serve.js";
+import type { PipelineConfig } from "./config.js";
 
 export interface GatewayOptions {
   table: PopularityTable;
@@ -96,7 +106,7 @@ export interface GatewayProcess {
   readonly table: PopularityTable;
   /**
    * The item catalogue's replica. The backend above answers without it: whoever serves wraps its
-   * final backend once (actors/catalogue-backend.ts), so no answer is filtered twice.
+   * final backend once (actors/serving/catalogue-backend.ts), so no answer is filtered twice.
    */
   readonly catalogue: CatalogueTable;
   /** The user's top categories from the profile replica (undefined: not known yet). */

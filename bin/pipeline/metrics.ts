@@ -1,9 +1,9 @@
 import { Gauge } from "prom-client";
 import type { Supervisor } from "../../runtime/index.js";
-import type { HostDeps } from "../../actors/host.js";
+import type { HostDeps } from "../../actors/host/index.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import type { Instances } from "./units.js";
-import { isChainHandler, memberCounts, membersOfStage } from "../../actors/host-chain.js";
+import { isChainHandler, memberCounts, membersOfStage } from "../../actors/host/index.js";
 
 /**
  * The stage instances' gauges (read from the live instances at each scrape) and the supervisor's

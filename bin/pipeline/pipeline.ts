@@ -1,3 +1,4 @@
+import type { PipelineConfig } from "./config.js";
 import { createSupervisor } from "../../runtime/index.js";
 import type { Supervisor } from "../../runtime/index.js";
 import {
@@ -7,15 +8,13 @@ import {
   type StageHandler,
   type StageInstance,
   type StageSpec,
-} from "../../actors/host.js";
+  membersOfStage,
+  type ChainHandler,
+} from "../../actors/host/index.js";
 import type { StateDb } from "../../state/index.js";
-import type { RecoBackend } from "../../actors/backend.js";
-import type { Preset } from "../../actors/event.js";
-import type { TrendingWeights } from "../../actors/trending.js";
-import { recommenderWiring, type RankerConfig } from "../../actors/recommender-wiring.js";
-import type { ChangeFeed } from "../../actors/blend-changes.js";
-import { qualityWiring } from "../../actors/quality-wiring.js";
-import type { Arm } from "../../actors/arms.js";
+import type { RecoBackend } from "../../actors/contract/index.js";
+import { recommenderWiring, qualityWiring } from "../../actors/plan/index.js";
+import type { ChangeFeed, CatalogueTable } from "../../actors/serving/index.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -26,8 +25,7 @@ import { filter, firstValueFrom, Subject, takeUntil, timer } from "rxjs";
 import { wireStages } from "./stages.js";
 import { planPath } from "./chains.js";
 import { memberInstance } from "./chain-members.js";
-import { membersOfStage, type ChainHandler } from "../../actors/host-chain.js";
-import { readOutsideGraph } from "../../actors/subjects.js";
+import { readOutsideGraph } from "../../actors/contract/index.js";
 import {
   createUnits,
   START_TIERS,
@@ -37,7 +35,6 @@ import {
   type Ownership,
 } from "./units.js";
 import { startServing } from "./serving.js";
-import type { CatalogueTable } from "../../actors/catalogue-table.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
 
@@ -45,53 +42,9 @@ export type { LeaseOwnership, Ownership } from "./units.js";
 
 /*
  * The pipeline: every stage instance of this process under one supervisor, on NATS. The stages'
- * wiring is in stages.ts (and the recommender's and drift's in actors/*-wiring.ts), units and
+ * wiring is in stages.ts (and the recommender's and drift's in actors/plan/*-wiring.ts), units and
  * leases in units.ts, serving in serving.ts, gauges in metrics.ts.
  */
-
-/** Everything the pipeline needs to know; validated by bin/config.ts. */
-export interface PipelineConfig extends RankerConfig {
-  /** A/B arms (ARMS; actors/arms.ts): absent, every user gets RANKER's answer. */
-  arms?: Arm[];
-  /** QUALITY=off: no drift and prequential stages. Default on. */
-  quality?: boolean;
-  /**
-   * CHAINING=on: stages of a path on the same partitioning in this process run as one chain
-   * (chains.ts). Default on.
-   */
-  chaining?: boolean;
-  /** QUALITY_SAMPLE: share of users scored (default 1 here; bin/config.ts: 0.1). */
-  qualitySample?: number;
-  partitions: number;
-  preset: Preset;
-  windowMs: number;
-  userOutOfOrdernessMs: number;
-  trendingHourOutOfOrdernessMs: number;
-  trendingDayOutOfOrdernessMs: number;
-  interestHorizonMs: number;
-  popularityHorizonMs: number;
-  topCategories: number;
-  fallbackSize: number;
-  /** TRENDING_WEIGHTS: score weight per event type; types without one do not count. */
-  trendingWeights: TrendingWeights;
-  trendingTriggerMs: number;
-  snapshotIntervalMs: number;
-  snapshotEveryMessages: number;
-  batchMaxRecords: number;
-  batchMaxDelayMs: number;
-  dedupeHorizonMs: number;
-  dedupeMaxIds: number;
-  maxEventBytes: number;
-  maxAttempts: number;
-  duplicateWindowMs: number;
-  replicas: number;
-  /** IDLE_TIMEOUT_MS: parse's idle markers (DESIGN §3.2); 0: never. */
-  idleTimeoutMs: number;
-  /** MAX_FUTURE_SKEW_MS (actors/parse.ts); absent: parse's default. */
-  maxFutureSkewMs?: number;
-  /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
-  moviesCatalog?: string;
-}
 
 /** The tiers of the blend's sources (units.ts START_TIERS). */
 const SOURCE_TIERS: ReadonlySet<string> = new Set(["history", "covisit", "collaborative"]);
@@ -281,7 +234,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.log ? { log: deps.log } : {}),
     ...(deps.markerKey ? { markerKey: deps.markerKey } : {}),
   });
-  // Drift, prequential scoring, A/B arms (DESIGN §7; actors/quality-wiring.ts).
+  // Drift, prequential scoring, A/B arms (DESIGN §7; actors/plan/quality-wiring.ts).
   const quality = qualityWiring(cfg, {
     stream: STREAMS.hops,
     run,
@@ -292,7 +245,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(metrics ? { registry: metrics.registry } : {}),
     scorerInCovisit: true,
   });
-  // --- The recommender stage and the blend (RANKER=blend; actors/recommender-wiring.ts) ---
+  // --- The recommender stage and the blend (RANKER=blend; actors/plan/recommender-wiring.ts) ---
   const ranker = recommenderWiring(cfg, {
     stream: STREAMS.hops,
     blendArm: quality.blendArm,

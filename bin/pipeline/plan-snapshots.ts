@@ -9,7 +9,7 @@ import {
   joinSnapshots,
   membersOfStage,
   type PlainSnapshot,
-} from "../../actors/host-chain.js";
+} from "../../actors/host/index.js";
 
 /**
  * The user path's stages in order (bin/pipeline/stages.ts wires them so), and the subject each

@@ -9,25 +9,33 @@ import {
   type Recommendations,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+  partitionOf,
+} from "../../actors/contract/index.js";
 import type { Observable } from "rxjs";
-import type { JoinHandler } from "../../actors/popularity-join.js";
-import type { StageHandler } from "../../actors/host.js";
-import { createFallbackActor, topCategoriesOf, type FallbackActor } from "../../actors/fallback.js";
-import { filterDesign } from "../../actors/recommender-serve.js";
-import { createPopularityTable } from "../../actors/popularity-table.js";
-import { createTrendingHub } from "../../actors/trending-hub.js";
-import { partitionOf } from "../../actors/partition.js";
-import { itemInfo, similarByCategory } from "../../actors/similar-by-category.js";
-import type { RankerWiring } from "../../actors/recommender-wiring.js";
-import type { Arm } from "../../actors/arms.js";
+import type { JoinHandler } from "../../actors/stages/index.js";
+import type { StageHandler } from "../../actors/host/index.js";
+import {
+  createFallbackActor,
+  topCategoriesOf,
+  type FallbackActor,
+  createPopularityTable,
+} from "../../actors/stages/index.js";
+import {
+  filterDesign,
+  createTrendingHub,
+  itemInfo,
+  similarByCategory,
+  createCatalogueTable,
+  type CatalogueTable,
+  withCatalogue,
+} from "../../actors/serving/index.js";
+import type { RankerWiring } from "../../actors/plan/index.js";
+import type { Arm } from "../../actors/quality/index.js";
 import { createPopularityTableActor } from "../../connectors/nats/popularity-watch.js";
 import { createTrendingHubActor } from "../../connectors/nats/trending-watch.js";
 import { createCatalogueTableActor } from "../../connectors/nats/catalogue-watch.js";
-import { createCatalogueTable, type CatalogueTable } from "../../actors/catalogue-table.js";
-import { withCatalogue } from "../../actors/catalogue-backend.js";
 import { catalogueBase } from "./catalogue-base.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 import type { Units } from "./units.js";
 
 export interface ServingOptions {

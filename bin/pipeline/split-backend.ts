@@ -5,16 +5,16 @@ import {
   type RecoBackend,
   type Recommendations,
   type SimilarItems,
-} from "../../actors/backend.js";
-import type { Arm } from "../../actors/arms.js";
-import type { BlendReplica } from "../../actors/blend-replica.js";
-import type { PopularityRow } from "../../actors/popularity.js";
+} from "../../actors/contract/index.js";
+import type { Arm } from "../../actors/quality/index.js";
+import type { BlendReplica } from "../../actors/serving/index.js";
+import type { PopularityRow } from "../../actors/stages/index.js";
 
 export interface SplitBackendOptions {
   /** The serving process's design answers, trending and items (bin/pipeline/gateway.ts). */
   replica: RecoBackend;
   /**
-   * The replica of the blend's source stages (actors/blend-replica.ts), fed by the ingest
+   * The replica of the blend's source stages (actors/serving/blend-replica.ts), fed by the ingest
    * process; undefined when nothing blends (RANKER=design without a blending A/B arm).
    */
   blend: BlendReplica | undefined;
@@ -38,7 +38,7 @@ export interface SplitBackendOptions {
  * items from the gateway's (popularity table, trending hub, every partition's profiles); the
  * blend (RANKER=blend, the default, or a blending A/B arm), similar items by co-visitation and a
  * user's recent items from the replica of the blend's source stages that the ingest process
- * feeds (actors/blend-replica.ts): the same answer as one process gives for the same state, with
+ * feeds (actors/serving/blend-replica.ts): the same answer as one process gives for the same state, with
  * the replica's staleness (how long since it last had everything the ingest process had). While
  * the replica has no sources yet (its read of their snapshots under way at a start, or a dump
  * when that read failed), blended requests get the design ranking instead: its items say so by

@@ -1,22 +1,25 @@
 import type { Metrics } from "../../connectors/http/metrics.js";
-import type { StageHandler, StageOutput, StageSpec } from "../../actors/host.js";
-import { createParseHandler, type ConsumerView } from "../../actors/parse.js";
-import { createBadRatioAlert } from "../../actors/parse-metrics.js";
-import { createWatermarkHandler } from "../../actors/watermark.js";
-import { createWindowHandler } from "../../actors/window.js";
-import { loadInterestHandler } from "../../actors/interest-ranking.js";
-import { createPopularityHandler } from "../../actors/popularity.js";
-import { createJoinHandler } from "../../actors/popularity-join.js";
-import { createTrendingHandler } from "../../actors/trending.js";
+import type { StageHandler, StageOutput, StageSpec } from "../../actors/host/index.js";
 import {
+  type ConsumerView,
+  createBadRatioAlert,
+  createJoinHandler,
+} from "../../actors/stages/index.js";
+import {
+  createParseHandler,
+  createWatermarkHandler,
+  createWindowHandler,
+  loadInterestHandler,
+  createPopularityHandler,
+  createTrendingHandler,
   createCatalogueHandler,
   createCatalogueUpsertHandler,
-} from "../../actors/catalogue-stage.js";
-import { subjects } from "../../actors/subjects.js";
+} from "../../actors/plan/index.js";
+import { subjects } from "../../actors/contract/index.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { loadMoviesCatalog } from "../replay/movies-catalog.js";
-import type { PipelineConfig } from "./pipeline.js";
+import type { PipelineConfig } from "./config.js";
 
 /** Runs one stage instance (under the pipeline's supervisor, in its unit). */
 export type RunStage = <H extends StageHandler>(spec: StageSpec<H>) => void;

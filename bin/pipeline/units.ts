@@ -1,11 +1,11 @@
 import type { NatsConnection } from "nats";
 import type { Supervisor } from "../../runtime/index.js";
-import type { StageHandler, StageInstance } from "../../actors/host.js";
+import type { StageHandler, StageInstance } from "../../actors/host/index.js";
 import type { StateDb } from "../../state/index.js";
 import { createLeaseManager, type LeaseManager } from "../../connectors/nats/leases.js";
 import { whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { seqOf, type SnapshotArchive } from "../../state/archive.js";
-import { membersOfStage } from "../../actors/host-chain.js";
+import { membersOfStage } from "../../actors/host/index.js";
 
 /**
  * Units of ownership: `parse`, and `p0`..`p<P-1>` (a partition's user-path and item-path stages

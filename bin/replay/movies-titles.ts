@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { BaseFields } from "../../actors/catalogue.js";
+import type { BaseFields } from "../../actors/contract/index.js";
 import { isHeader, MOVIELENS_MOVIES_COLUMNS, splitCsvLine } from "./formats.js";
 
 /**

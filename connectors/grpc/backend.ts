@@ -1,6 +1,6 @@
-// The serving port moved to actors/backend.ts (shared by gRPC and the JSON/HTTP API); these
+// The serving port moved to actors/contract/backend.ts (shared by gRPC and the JSON/HTTP API); these
 // re-exports keep existing imports compiling.
-export { BackendUnavailableError } from "../../actors/backend.js";
+export { BackendUnavailableError } from "../../actors/contract/index.js";
 export type {
   RecoBackend,
   Recommendations,
@@ -10,4 +10,4 @@ export type {
   TrendingEntry,
   TrendingWindowName,
   Source,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";

@@ -1,4 +1,4 @@
-import { type MethodDefinition, type ServiceDefinition } from "@grpc/grpc-js";
+import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import type { ReflectionService } from "@grpc/reflection";
 import type { service as HealthService } from "grpc-health-check";
 import {
@@ -43,7 +43,7 @@ import {
   type SimilarItems,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 import { InvalidArgumentError } from "./errors.js";
 import { explain } from "../http/api-views.js";
 import { encodeRecommendationsResponse, keepItemBytes } from "./response-bytes.js";
@@ -51,7 +51,7 @@ import { encodeRecommendationsResponse, keepItemBytes } from "./response-bytes.j
 /**
  * The wire side of `reco.v1.RecommendationService`: the grpc-js service definition over the
  * protobuf-es descriptors, the descriptors served by reflection, request checks (the shared rules
- * of actors/backend.ts) and the domain answers as response messages.
+ * of actors/contract/backend.ts) and the domain answers as response messages.
  */
 export const SERVICE_NAME = RecommendationService.typeName;
 
@@ -160,7 +160,7 @@ export function validateRecommendationsRequest(req: GetRecommendationsRequest): 
   options?: RecommendOptions;
 } {
   assertDecoded(req, "reco.v1.GetRecommendationsRequest");
-  // The rules are shared with the JSON/HTTP API (actors/backend.ts).
+  // The rules are shared with the JSON/HTTP API (actors/contract/backend.ts).
   const userId = validateId("user_id", req.userId);
   const n = validateCount("n", req.n);
   const options = validateRecommendOptions({

@@ -1,5 +1,5 @@
 import { Metadata, status, type StatusObject } from "@grpc/grpc-js";
-import { BackendUnavailableError, InvalidArgumentError } from "../../actors/backend.js";
+import { BackendUnavailableError, InvalidArgumentError } from "../../actors/contract/index.js";
 
 // Transport-neutral (the JSON/HTTP API raises it too); re-exported for existing imports.
 export { InvalidArgumentError };

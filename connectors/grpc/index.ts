@@ -12,7 +12,8 @@ export {
 } from "./errors.js";
 export { BackendUnavailableError } from "./backend.js";
 
-export type { GrpcServer, GrpcServerOptions } from "./server.js";
+export type { GrpcServer } from "./server.js";
+export type { GrpcServerOptions } from "./options.js";
 export type { RecoClient, RecoClientOptions, TrendingStream } from "./client.js";
 export type { ServiceErrorStatus } from "./errors.js";
 export type {

@@ -7,7 +7,7 @@ import {
 
 /**
  * GetRecommendations' response bytes with its items encoded once per answer. A memoised answer
- * (actors/recommender-memo.ts) is served again and again with the same items; encoding them was
+ * (actors/serving/recommender-memo.ts) is served again and again with the same items; encoding them was
  * most of its serving cost (protobuf-es `toBinary` of ten items, ~2.8 s of 6.8 s of the app's
  * GetRecommendations handler in a profile of bench step 4, ~20 µs a call). Here the items'
  * bytes (field 2) are kept per items array that toRecommendationsResponse built, and each call

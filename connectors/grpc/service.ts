@@ -6,14 +6,14 @@ import {
   type sendUnaryData,
 } from "@grpc/grpc-js";
 import type { Subscription } from "rxjs";
-import {
-  type GetRecommendationsRequest,
-  type GetRecommendationsResponse,
-  type GetSimilarItemsRequest,
-  type GetSimilarItemsResponse,
-  type GetTrendingRequest,
-  type StreamTrendingRequest,
-  type TrendingUpdate,
+import type {
+  GetRecommendationsRequest,
+  GetRecommendationsResponse,
+  GetSimilarItemsRequest,
+  GetSimilarItemsResponse,
+  GetTrendingRequest,
+  StreamTrendingRequest,
+  TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
 import { createTrendingHistory } from "../http/api-trending.js";
 import {
@@ -22,7 +22,7 @@ import {
   type RecoBackend,
   type Recommendations,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 import { ResourceExhaustedError, toServiceError, type ServiceErrorStatus } from "./errors.js";
 import type { createGrpcMetrics } from "./metrics.js";
 import {
@@ -37,7 +37,7 @@ import {
 } from "./codec.js";
 import { cancellationReason, createCallSignal, isPastDeadline, untilAborted } from "./deadlines.js";
 import { createTrendingWriter } from "./trending-writer.js";
-import type { GrpcServerOptions } from "./server.js";
+import type { GrpcServerOptions } from "./options.js";
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 
 /**

@@ -1,11 +1,11 @@
-import { type ServerWritableStream } from "@grpc/grpc-js";
+import type { ServerWritableStream } from "@grpc/grpc-js";
 import { create } from "@bufbuild/protobuf";
 import {
   TrendingUpdateSchema,
   type StreamTrendingRequest,
   type TrendingUpdate,
 } from "../../proto/gen/reco/v1/reco_pb.js";
-import { type TrendingSnapshot, type TrendingWindowName } from "../../actors/backend.js";
+import type { TrendingSnapshot, TrendingWindowName } from "../../actors/contract/index.js";
 import { toTrendingUpdate, windowEnum } from "./codec.js";
 
 /**

@@ -1,5 +1,5 @@
-import { BackendUnavailableError, InvalidArgumentError } from "../../actors/backend.js";
-import { MAX_EVENTS_BODY_BYTES, MAX_EVENTS_PER_REQUEST } from "./api-events.js";
+import { BackendUnavailableError, InvalidArgumentError } from "../../actors/contract/index.js";
+import { MAX_EVENTS_BODY_BYTES, MAX_EVENTS_PER_REQUEST } from "./api-limits.js";
 
 /** A request the API answers with a 4xx/5xx of its own choosing (not a backend condition). */
 export class HttpError extends Error {

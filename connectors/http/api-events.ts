@@ -1,19 +1,15 @@
+import { MAX_EVENTS_PER_REQUEST } from "./api-limits.js";
 import type { IncomingHttpHeaders } from "node:http";
 import { timingSafeEqual } from "node:crypto";
-import { normaliseEvent } from "../../actors/event.js";
+import { normaliseEvent } from "../../actors/contract/index.js";
 import { HttpError } from "./api-errors.js";
 
 /**
  * `POST /v1/events` (DESIGN §1, §2): web and mobile front ends send events over HTTP. Each event
- * is checked against the same contract as on NATS (actors/event.ts) and published to JetStream
+ * is checked against the same contract as on NATS (actors/contract/event.ts) and published to JetStream
  * as it came (`events.<event_type>`, `Nats-Msg-Id` = `event_id`), so the engine's parse sees
  * exactly what a NATS publisher would have sent and a retried request counts once.
  */
-
-/** Events in one request at most. */
-export const MAX_EVENTS_PER_REQUEST = 1000;
-/** A request body at most (1,000 events of up to ~6 KB each). */
-export const MAX_EVENTS_BODY_BYTES = 8 * 1024 * 1024;
 
 /** Publishes one event's bytes; resolves once JetStream stored it (or knew it already). */
 export type PublishEvent = (

@@ -1,7 +1,11 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { createHash, randomUUID } from "node:crypto";
-import { BackendUnavailableError } from "../../actors/backend.js";
-import { validateItemUpsert, type CatalogueItem, type ItemUpsert } from "../../actors/catalogue.js";
+import {
+  BackendUnavailableError,
+  validateItemUpsert,
+  type CatalogueItem,
+  type ItemUpsert,
+} from "../../actors/contract/index.js";
 
 /**
  * `PUT /v1/items/{id}`: a merchandiser's upsert of one item (title, categories, brand, price,

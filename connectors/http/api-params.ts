@@ -9,7 +9,7 @@ import {
   validateId,
   validateRecommendOptions,
   type RecommendOptions,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 import type { FastifyError, FastifyRequest } from "fastify";
 import { bodyError } from "./api-events.js";
 

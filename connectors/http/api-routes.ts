@@ -12,9 +12,10 @@ import {
   type Recommendations,
   type RecommendOptions,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 import { HttpError } from "./api-errors.js";
-import { eventsBody, postEvents, requireJson, MAX_EVENTS_BODY_BYTES } from "./api-events.js";
+import { eventsBody, postEvents, requireJson } from "./api-events.js";
+import { MAX_EVENTS_BODY_BYTES } from "./api-limits.js";
 import { catalogueJson, putItem, MAX_ITEM_BODY_BYTES } from "./api-items.js";
 import { errors, ok } from "./api-openapi.js";
 import {
@@ -29,7 +30,7 @@ import {
   window,
 } from "./api-params.js";
 import { createPipelineView } from "./api-pipeline.js";
-import type { ApiServerOptions } from "./api.js";
+import type { ApiServerOptions } from "./api-options.js";
 import { readQuality } from "./api-quality.js";
 import { streamTrending, type TrendingHistory } from "./api-trending.js";
 import { isoTime, itemJson, recommendationsJson, similarJson, trendingJson } from "./api-views.js";
@@ -321,7 +322,7 @@ export function addRoutes(app: FastifyInstance, o: ApiServerOptions, state: Rout
         if (!upsert) throw unimplemented("this server stores no items (no NATS connection)");
         requireJson(req.headers);
       },
-      // The body is checked by the catalogue's own rules (actors/catalogue.ts), the same as an
+      // The body is checked by the catalogue's own rules (actors/contract/catalogue.ts), the same as an
       // items.upsert message's, so both doors name a bad field in the same words.
       schema: {
         summary:

@@ -5,7 +5,7 @@ import {
   type RecoBackend,
   type TrendingSnapshot,
   type TrendingWindowName,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 import { trendingJson } from "./api-views.js";
 
 /**

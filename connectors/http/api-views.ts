@@ -4,7 +4,7 @@ import type {
   RecommendedItem,
   SimilarItems,
   TrendingSnapshot,
-} from "../../actors/backend.js";
+} from "../../actors/contract/index.js";
 
 /**
  * JSON shapes of the API. Field names follow the proto3 JSON mapping of `reco.v1` (lowerCamelCase,

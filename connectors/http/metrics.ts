@@ -117,7 +117,7 @@ export function createMetrics(registry = new Registry()) {
     }),
     received: new Counter({
       name: "reco_events_in_total",
-      help: "Events read by parse: accepted + dead-lettered + duplicates (see actors/parse.ts)",
+      help: "Events read by parse: accepted + dead-lettered + duplicates (see actors/stages/parse.ts)",
       registers: [registry],
     }),
     badRatio: new Gauge({

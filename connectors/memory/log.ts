@@ -5,11 +5,11 @@ import type {
   InputSource,
   SourceMessage,
   SourceOptions,
-} from "../../actors/host-transport.js";
+} from "../../actors/host/index.js";
 
 /**
  * An in-memory stand-in for the JetStream streams and KV buckets the pipeline uses, as a stage
- * host's transport (actors/host-transport.ts): streams of messages with sequences, deduplicated
+ * host's transport (actors/host/transport.ts): streams of messages with sequences, deduplicated
  * by message id (no window: ids are unique per run), consumers that deliver from a sequence on,
  * in order, with delivery sequences and pending counts, and KV puts (`$KV.<bucket>.<key>`) kept
  * as the latest value per key. What the in-memory driver (bin/pipeline/driver.ts) runs on: no server,

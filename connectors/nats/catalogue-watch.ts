@@ -2,8 +2,8 @@ import type { KvEntry, NatsConnection } from "nats";
 import { BUCKETS, idOfKvKey } from "./topology.js";
 import { createKvWatchActor } from "./kv-watch.js";
 import type { Actor } from "../../runtime/index.js";
-import type { CatalogueTable } from "../../actors/catalogue-table.js";
-import type { ExplicitFields, LearnedFields } from "../../actors/catalogue.js";
+import type { CatalogueTable } from "../../actors/serving/index.js";
+import type { ExplicitFields, LearnedFields } from "../../actors/contract/index.js";
 
 /**
  * The catalogue actor: watches the reco_catalogue bucket (both layers the catalogue stages put:

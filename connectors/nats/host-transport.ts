@@ -1,5 +1,5 @@
 import type { NatsConnection } from "nats";
-import type { HostTransport } from "../../actors/host-transport.js";
+import type { HostTransport } from "../../actors/host/index.js";
 import { createJetStreamPublisher } from "./publisher.js";
 import { openDurableSource } from "./source.js";
 

@@ -1,6 +1,6 @@
-import type { ItemUpsert } from "../../actors/catalogue.js";
-import type { CatalogueTable } from "../../actors/catalogue-table.js";
-import { subjects } from "../../actors/subjects.js";
+import type { ItemUpsert } from "../../actors/contract/index.js";
+import type { CatalogueTable } from "../../actors/serving/index.js";
+import { subjects } from "../../actors/contract/index.js";
 import type { JetStreamPublisher } from "./publisher.js";
 
 /** How long a write waits for the catalogue to show it before answering "accepted". */

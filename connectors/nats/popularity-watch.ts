@@ -2,8 +2,7 @@ import type { KvEntry, NatsConnection } from "nats";
 import { BUCKETS, idOfKvKey } from "./topology.js";
 import { createKvWatchActor } from "./kv-watch.js";
 import type { Actor } from "../../runtime/index.js";
-import type { PopularityRow } from "../../actors/popularity.js";
-import type { PopularityTable } from "../../actors/popularity-table.js";
+import type { PopularityRow, PopularityTable } from "../../actors/stages/index.js";
 
 /**
  * The popularity-table actor: watches the reco_popularity bucket (the broadcast side of the

@@ -3,9 +3,9 @@ import { AckPolicy, DeliverPolicy } from "nats";
 import { endOnConsumerLoss } from "./source.js";
 import { STREAMS } from "./topology.js";
 import { createActor, type Actor } from "../../runtime/index.js";
-import { decodeEnvelope } from "../../actors/envelope.js";
-import type { ProfileRecord } from "../../actors/interest-ranking.js";
-import type { createProfileReplica } from "../../actors/profile-replica.js";
+import { decodeEnvelope } from "../../actors/host/index.js";
+import type { ProfileRecord } from "../../actors/stages/index.js";
+import type { createProfileReplica } from "../../actors/serving/index.js";
 
 /** The actor that feeds a replica from JetStream; restarted by its supervisor if the feed dies. */
 export function createProfileReplicaActor(

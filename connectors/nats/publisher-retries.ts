@@ -12,7 +12,7 @@ import type { Entry } from "./publisher-entry.js";
  * its streams, and answers 503 meanwhile (seconds with a large store). A 503 means nothing
  * received the message, so re-sending it cannot store it twice; only messages with a `msgId` are
  * re-sent (within `retries`), since those are the ones whose order readers restore by id and
- * `prev` (actors/hop-order.ts), where a late re-send cannot overwrite a newer value.
+ * `prev` (actors/host/hop-order.ts), where a late re-send cannot overwrite a newer value.
  *
  * A server that is stopping answers 503 too, before any reconnect: it shuts its JetStream down
  * before it closes client connections. So the first 503 of such a message outside this window is

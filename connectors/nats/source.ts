@@ -10,7 +10,7 @@ import {
   type NatsConnection,
 } from "nats";
 import { isNotFound } from "./topology.js";
-import type { ConsumerView } from "../../actors/parse.js";
+import type { ConsumerView } from "../../actors/stages/index.js";
 
 export interface DurableSourceOptions {
   stream: string;
@@ -167,7 +167,7 @@ export interface ConsumerProbe {
    * The delivery sequence of the last message received. After a reconnect, deliveries the
    * server counts beyond it (once those in flight had time to arrive) were lost with the old
    * connection: the iteration ends at once. Otherwise the loss shows only when a later delivery
-   * comes, and with every delivery in flight lost (few are: see actors/host.ts HOPS_IN_FLIGHT)
+   * comes, and with every delivery in flight lost (few are: see actors/host/host.ts HOPS_IN_FLIGHT)
    * or the last one of a burst, none comes until ack_wait (60 s) redelivers.
    */
   received?: () => number;

@@ -8,7 +8,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from "nats";
-import { buckets as BUCKETS } from "../../actors/subjects.js";
+import { buckets as BUCKETS } from "../../actors/contract/index.js";
 
 /** Streams and buckets the pipeline needs besides EVENTS (see streams.ts). */
 export const STREAMS = {
@@ -24,9 +24,9 @@ export const STREAMS = {
 
 export const HOP_STAGES = ["parse", "items", "watermark", "window", "interest-ranking"] as const;
 
-// Named where the stages name their subjects (actors/subjects.ts); kept here under their old names.
+// Named where the stages name their subjects (actors/contract/subjects.ts); kept here under their old names.
 export { BUCKETS };
-export { kvKeyOf, idOfKvKey } from "../../actors/subjects.js";
+export { kvKeyOf, idOfKvKey } from "../../actors/contract/index.js";
 
 export interface TopologyOptions {
   replicas?: number;

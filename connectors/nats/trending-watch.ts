@@ -2,7 +2,7 @@ import type { KvEntry, NatsConnection } from "nats";
 import { BUCKETS } from "./topology.js";
 import { createKvWatchActor } from "./kv-watch.js";
 import type { Actor } from "../../runtime/index.js";
-import type { TrendingHub } from "../../actors/trending-hub.js";
+import type { TrendingHub } from "../../actors/serving/index.js";
 
 /** The actor that feeds a hub from the reco_trending bucket and evaluates it on a timer. */
 export function createTrendingHubActor(

@@ -1,4 +1,4 @@
-import type { AlsModel } from "../../actors/sources/als.js";
+import type { AlsModel } from "../../actors/sources/index.js";
 
 /**
  * The stored forms of a trained ALS model before the served form ("ALS3", item factors only):

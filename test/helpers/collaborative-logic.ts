@@ -3,11 +3,10 @@ import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../../runtime/index.js";
 import { createStageState } from "../../state/store.js";
 import type { StageStateInternal } from "../../state/index.js";
-import { collaborativeStage, type CollaborativeView } from "../../actors/collaborative-stage.js";
-import type { TrainFn } from "../../actors/recommender-trainer.js";
-import type { ParsedRecord } from "../../actors/parse.js";
-import { ECOMMERCE } from "../../actors/sources/preset.js";
-import { IMPLICIT_DEFAULTS, trainAls } from "../../actors/sources/als.js";
+import { collaborativeStage, type CollaborativeView } from "../../actors/stages/index.js";
+import type { TrainFn } from "../../actors/stages/index.js";
+import type { ParsedRecord } from "../../actors/contract/index.js";
+import { ECOMMERCE, IMPLICIT_DEFAULTS, trainAls } from "../../actors/sources/index.js";
 import { batchMaker, stageContext } from "./stage.js";
 import type { recordMaker } from "./source-stages.js";
 

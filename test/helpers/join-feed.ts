@@ -1,6 +1,5 @@
-import type { Envelope, InputMessage } from "../../actors/host.js";
-import type { createJoinHandler } from "../../actors/popularity-join.js";
-import type { ProfileRecord } from "../../actors/interest-ranking.js";
+import type { Envelope, InputMessage } from "../../actors/host/index.js";
+import type { createJoinHandler, ProfileRecord } from "../../actors/stages/index.js";
 
 const enc = new TextEncoder();
 

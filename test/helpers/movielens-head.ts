@@ -1,10 +1,10 @@
 import { join, resolve } from "node:path";
 import { readLog, type LogEvent } from "../../bin/eval/log.js";
-import { createArms } from "../../actors/arms.js";
-import type { ParsedRecord } from "../../actors/parse.js";
-import type { PrequentialSettings } from "../../actors/prequential-stage.js";
-import { defaultBlend, defaultSourceSettings } from "../../actors/sources/defaults.js";
-import { MOVIES } from "../../actors/sources/preset.js";
+import { createArms } from "../../actors/quality/index.js";
+import { designRankerFor } from "../../actors/plan/index.js";
+import type { ParsedRecord } from "../../actors/contract/index.js";
+import type { PrequentialSettings } from "../../actors/stages/index.js";
+import { defaultBlend, defaultSourceSettings, MOVIES } from "../../actors/sources/index.js";
 import { createStageState, type StageStateInternal } from "../../state/index.js";
 
 /**
@@ -30,6 +30,7 @@ export const movieScoring: PrequentialSettings = {
     { name: "design", share: 50, ranker: "design" },
     { name: "blend", share: 50, ranker: "blend" },
   ]),
+  design: designRankerFor("movies"),
 };
 
 /** The log's first `n` events, in its order. */

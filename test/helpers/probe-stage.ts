@@ -1,6 +1,6 @@
 import type { NatsConnection } from "nats";
-import { createStageInstance, type PoisonLedger } from "../../actors/host.js";
-import type { InputMessage } from "../../actors/host-types.js";
+import { createStageInstance, type PoisonLedger } from "../../actors/host/index.js";
+import type { InputMessage } from "../../actors/host/index.js";
 import { natsHostTransport } from "../../connectors/nats/host-transport.js";
 import type { StateDb } from "../../state/index.js";
 

@@ -2,14 +2,16 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { map } from "rxjs";
 import { defineStage, port } from "../../runtime/index.js";
-import { createDesignDriver, DESIGN_DEFAULTS } from "../../actors/design-driver.js";
-import { encodeEnvelope } from "../../actors/envelope.js";
-import type { StageOutput } from "../../actors/host.js";
-import { loadMergedHandler } from "../../actors/merged-input.js";
-import type { ParsedRecord } from "../../actors/parse.js";
-import { subjects } from "../../actors/subjects.js";
-import { createTrendingHandler } from "../../actors/trending.js";
-import type { EventType } from "../../actors/event.js";
+import {
+  createDesignDriver,
+  DESIGN_DEFAULTS,
+  createTrendingHandler,
+} from "../../actors/plan/index.js";
+import { encodeEnvelope } from "../../actors/host/index.js";
+import type { StageOutput } from "../../actors/host/index.js";
+import { loadMergedHandler } from "../../actors/stages/index.js";
+import type { ParsedRecord, EventType } from "../../actors/contract/index.js";
+import { subjects } from "../../actors/contract/index.js";
 import { createStageState, type StageStateInternal } from "../../state/stage-state.js";
 import { readSections } from "../../state/sections.js";
 import type { SnapshotStore, StateDb } from "../../state/store.js";

@@ -1,8 +1,7 @@
 import { createStageState } from "../../state/store.js";
 import { persisted } from "../../state/stage-state.js";
 import type { StageStateInternal } from "../../state/index.js";
-import type { ParsedRecord } from "../../actors/parse.js";
-import type { EventType } from "../../actors/event.js";
+import type { ParsedRecord, EventType } from "../../actors/contract/index.js";
 
 /**
  * A state as a restarted instance loads it: every map's entries through JSON, as the snapshot

@@ -1,5 +1,5 @@
 import type { SchedulerLike } from "rxjs";
-import type { StageOutput } from "../../actors/host.js";
+import type { StageOutput } from "../../actors/host/index.js";
 import type { InputBatch, StageContext, StateMaps } from "../../runtime/index.js";
 import { createStageState } from "../../state/store.js";
 

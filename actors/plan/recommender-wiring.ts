@@ -1,0 +1,274 @@
+import { Gauge, type Registry } from "prom-client";
+import { tap } from "rxjs";
+import {
+  createStageLogic,
+  type InputBatch,
+  type PortMap,
+  type StageDefinition,
+} from "../../runtime/index.js";
+import type { RecentEvent, SimilarItems, Preset, ParsedRecord } from "../contract/index.js";
+import type { StageHandler, StageSpec } from "../host/index.js";
+import type { PopularityRow, PrequentialSettings, TrainFn } from "../stages/index.js";
+import {
+  collaborativeStage,
+  type CollaborativeView,
+  covisitStage,
+  type CovisitView,
+  historyStage,
+  type HistoryView,
+  mergedStageSpec,
+} from "../stages/index.js";
+import { partitionOf, subjects } from "../contract/index.js";
+import {
+  covisitSimilar,
+  createBlendAnswers,
+  recentOf,
+  type BlendAnswers,
+  createChangeFeed,
+  type ChangeFeed,
+  composeView,
+  type RecommenderView,
+} from "../serving/index.js";
+import { loadStageHandler, NO_OUTPUT } from "../host/index.js";
+import {
+  defaultBlend,
+  defaultSourceSettings,
+  trainInWorker,
+  createHistory,
+  presetNamed,
+} from "../sources/index.js";
+import { stageTopology } from "./topology.js";
+
+/** RANKER and RETRAIN_INTERVAL_MS (bin/config.ts); absent: the design ranking, as before. */
+export interface RankerConfig {
+  /** blend: DESIGN §3.7's blend of the candidate sources; design: §3.4–3.6 only. */
+  ranker?: "blend" | "design";
+  /** Event time between ALS trainings (default 1 h). */
+  retrainIntervalMs?: number;
+  /**
+   * Record the source stages' state changes for a replica in another process (`changes`: the
+   * ingest process of a split `reco start`). Off by default: unread, they would only grow.
+   */
+  replicaChanges?: boolean;
+  /**
+   * With `replicaChanges`: the snapshots the replica read itself, by instance (a token each):
+   * those instances' first runs send no dump (blend-changes.ts createChangeFeed).
+   */
+  replicaBases?: Readonly<Record<string, string>>;
+  /**
+   * ANSWER_MAX_AGE_MS: a blended answer is served again for this long although what it read
+   * changed, its staleness reported (blend-answers.ts); 0 (the default): exact answers only.
+   */
+  answerMaxAgeMs?: number;
+}
+
+export interface RankerWiring {
+  /** The blend's answer; undefined with RANKER=design or while the stage is not running. */
+  answer: BlendAnswers["answer"];
+  /** The user's recent items from the history source; undefined while the stage is not running. */
+  recent(userId: string, n: number): RecentEvent[] | undefined;
+  /**
+   * The source stages' changes, for a replica in another process (actors/serving/blend-changes.ts: the
+   * serving process of a split `reco start`); undefined with RANKER=design.
+   */
+  readonly changes?: ChangeFeed;
+  /** Co-visitation's similar items; undefined when it cannot answer (then: the stand-in). */
+  similar(
+    itemId: string,
+    n: number,
+    row: (item: string) => PopularityRow | undefined,
+  ): SimilarItems | undefined;
+}
+
+const HOUR = 3_600_000;
+
+/** ALS in a worker thread: the event loop that ingests and serves never trains. */
+const trainWorker: TrainFn = (ratings, settings, signal) =>
+  trainInWorker({ ratings, settings }, { signal });
+
+/**
+ * Adds the candidate source stages to the pipeline (DESIGN §3.7) and answers from them:
+ * `history/<p>` per user partition (unit p<p>), fed its partition's hops; `covisit/0` and
+ * `collaborative/0` (unit p0), each fed every partition's hops merged into EVENTS order. An
+ * answer composes the user's partition's history with the two at query time. With
+ * RANKER=design nothing runs and nothing changes.
+ */
+export function recommenderWiring(
+  cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number; partitions: number },
+  deps: {
+    /** The hops stream (the pipeline's topology names it). */
+    stream: string;
+    run: (spec: StageSpec<StageHandler>) => void;
+    /** The running instance's handler by id ("history/2"), undefined if not running here. */
+    live: (id: string) => StageHandler | undefined;
+    log?: (obj: object, msg: string) => void;
+    train?: TrainFn;
+    registry?: Registry;
+    /** Run the source stages whatever RANKER says (an A/B arm blends: actors/quality/arms.ts). */
+    blendArm?: boolean;
+    /** The prequential scorer's settings, to run inside the covisit stage (quality-wiring.ts). */
+    scorer?: () => PrequentialSettings;
+  },
+): RankerWiring {
+  if ((cfg.ranker ?? "design") !== "blend" && !deps.blendArm)
+    return { answer: () => undefined, recent: () => undefined, similar: () => undefined };
+  const preset = presetNamed(cfg.preset);
+  const bs = defaultBlend(preset);
+  const sources = defaultSourceSettings(preset);
+  const noHistory = createHistory({ preset });
+  /**
+   * Changes of the source stages' data: every batch with records that a source stage takes, and
+   * every new run of one (a start, a restart from a snapshot), counts one, before the stage
+   * applies it. With the served models and the popularity rows, that is all a blended answer
+   * reads besides the event-time clock (the models change apart, when a training ends). Batches
+   * without records (idle progress) move only the clock: see MEMO_MAX_LAG_MS.
+   */
+  let changes = 0;
+  /** Every run's state changes, for a replica (actors/serving/blend-replica.ts). */
+  const feed = cfg.replicaChanges ? createChangeFeed(cfg.replicaBases) : undefined;
+  const counted = <P extends PortMap, S, V>(
+    def: StageDefinition<ParsedRecord, P, S, V>,
+    instance: string,
+  ): StageDefinition<ParsedRecord, P, S, V> => ({
+    ...def,
+    create(ctx) {
+      changes++;
+      const logic = createStageLogic(
+        def,
+        feed ? { ...ctx, state: feed.track(instance, ctx.state) } : ctx,
+      );
+      const count = tap((b: InputBatch<ParsedRecord>) => {
+        if (b.records.length > 0) changes++;
+      });
+      return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
+    },
+  });
+  const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
+    counted(historyStage, `history/${p}`),
+  );
+  const covisitDef = counted(covisitStage, "covisit/0");
+  const collaborativeDef = counted(collaborativeStage, "collaborative/0");
+  for (let p = 0; p < cfg.partitions; p++)
+    deps.run({
+      stage: "history",
+      partition: p,
+      stream: deps.stream,
+      subject: subjects.parse(p),
+      input: "envelope",
+      batching: "per-input",
+      create: (state) =>
+        loadStageHandler(historyDefs[p]!, state, NO_OUTPUT, {
+          settings: {
+            preset,
+            halfLifeMs: sources.historyHalfLifeMs,
+            maxItemsPerUser: sources.maxItemsPerUser,
+          },
+          topology: stageTopology.history,
+        }),
+    });
+  deps.run(
+    mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({
+      preset,
+      sources,
+      ...(deps.scorer ? { scorer: deps.scorer() } : {}),
+    })),
+  );
+  deps.run(
+    mergedStageSpec(collaborativeDef, deps.stream, cfg.partitions, () => ({
+      preset,
+      sources,
+      retrainMs: cfg.retrainIntervalMs ?? HOUR,
+      idleMs: cfg.idleTimeoutMs,
+      train: deps.train ?? trainWorker,
+      ...(deps.log ? { log: deps.log } : {}),
+    })),
+  );
+  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
+  const collaborative = () =>
+    deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
+  const history = (user: string) =>
+    deps.live(`history/${partitionOf(user, cfg.partitions)}`) as
+      (StageHandler & HistoryView) | undefined;
+  /**
+   * The last view composed per history partition, with what it was composed from. A view is a
+   * pure function of the stage handlers and the sources they return (composeView, readsOf), so
+   * while those are the same objects the same view serves: composing one per request was ~5 µs
+   * of a memoised answer (its closures; a profile of bench step 4).
+   */
+  const composed: ({ parts: readonly unknown[]; view: RecommenderView } | undefined)[] = [];
+  const historyIds = Array.from({ length: cfg.partitions }, (_, p) => `history/${p}`);
+  /** The composed view for a user; undefined while a stage it needs is not running here. */
+  const view = (user: string) => {
+    const p = partitionOf(user, cfg.partitions);
+    const h = deps.live(historyIds[p]!) as (StageHandler & HistoryView) | undefined;
+    const c = covisit();
+    if (!h || !c) return undefined;
+    const cf = collaborative();
+    const parts = [
+      h,
+      c,
+      cf,
+      h.history(),
+      c.covisit(),
+      c.trending(),
+      c.popular(),
+      cf?.collaborative(),
+    ] as const;
+    const last = composed[p];
+    if (last && parts.every((x, i) => x === last.parts[i])) return last.view;
+    const v = composeView(
+      { history: h, covisit: c, ...(cf ? { collaborative: cf } : {}) },
+      sources,
+    );
+    composed[p] = { parts, view: v };
+    return v;
+  };
+  if (deps.registry)
+    new Gauge({
+      name: "reco_recommender",
+      help: "The source stages (RANKER=blend): events fed to collaborative, input point (events) of the newest training and of the served implicit model, trainings running or waiting, users folded in since the model, events fed to covisit; blended answers served from the memo (memo_hits) and computed (memo_misses: requests without options); of the hits, those served by ANSWER_MAX_AGE_MS although what they read had changed (memo_aged)",
+      labelNames: ["name"] as const,
+      registers: [deps.registry],
+      collect() {
+        const v = collaborative();
+        if (v) {
+          const st = v.status();
+          this.set({ name: "events" }, st.events);
+          this.set({ name: "train_point" }, st.trainAt);
+          this.set({ name: "model_point" }, st.models.implicit ?? 0);
+          this.set({ name: "training" }, v.training() ? 1 : 0);
+          this.set({ name: "folded" }, v.collaborative().folded);
+        }
+        const c = covisit();
+        if (c) this.set({ name: "covisit_events" }, c.fed());
+        this.set({ name: "memo_hits" }, answers.memo.hits);
+        this.set({ name: "memo_misses" }, answers.memo.misses);
+        this.set({ name: "memo_aged" }, answers.memo.aged);
+      },
+    });
+  const answers = createBlendAnswers({
+    blend: bs,
+    view,
+    collaborative: () => collaborative()?.collaborative(),
+    changes: () => changes,
+    ...(cfg.answerMaxAgeMs ? { maxAgeMs: cfg.answerMaxAgeMs } : {}),
+  });
+  return {
+    ...(feed ? { changes: feed } : {}),
+    answer: (userId, n, options, row, blend, rowsVersion) =>
+      answers.answer(userId, n, options, row, blend, rowsVersion),
+    recent(userId, n) {
+      const h = history(userId);
+      const c = covisit();
+      if (!h) return undefined;
+      return recentOf(h.history(), c && ((i) => c.categoryOf(i)), userId, n);
+    },
+    similar(itemId, n, row) {
+      const c = covisit();
+      if (!c) return undefined;
+      // Similar items need no user: any history view composes (the lists are not read).
+      const v = composeView({ history: { history: () => noHistory }, covisit: c }, sources);
+      return covisitSimilar(v, row, itemId, n);
+    },
+  };
+}

@@ -1,0 +1,52 @@
+import type { CollaborativeView, CovisitView, HistoryView } from "../stages/index.js";
+import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
+
+/**
+ * What serving reads to blend (recommender-serve.ts): the candidate sources' lists, composed at
+ * query time from the source stages (history of the user's partition, covisit, collaborative).
+ * Read between the stages' batches only (they run on the same event loop).
+ */
+export interface RecommenderView {
+  /** The sources (read between batches only). */
+  recommender(): RecommenderReads;
+  /** Event-time progress: the clock of answers. */
+  progress(): number;
+  /** The items the user interacted with (within what history remembers). */
+  touched(user: string): ReadonlySet<string> | undefined;
+  /** An item's main category, from its events. */
+  categoryOf(item: string): string | undefined;
+  /** An item's average price over its events that carried one; undefined: none did. */
+  priceOf?(item: string): number | undefined;
+}
+
+/** The view of one user's answer: their partition's history with the item-wide stages. */
+export function composeView(
+  parts: {
+    history: HistoryView;
+    covisit: CovisitView;
+    collaborative?: Pick<CollaborativeView, "collaborative">;
+  },
+  settings: SourceSettings,
+): RecommenderView {
+  const history = parts.history.history();
+  const reads = readsOf(
+    {
+      history,
+      covisit: parts.covisit.covisit(),
+      trending: parts.covisit.trending(),
+      popular: parts.covisit.popular(),
+      ...(parts.collaborative ? { collaborative: parts.collaborative.collaborative() } : {}),
+    },
+    settings,
+  );
+  return {
+    recommender: () => reads,
+    progress: () => parts.covisit.progress(),
+    touched: (user) => {
+      const t = history.touched(user);
+      return t.size > 0 ? t : undefined;
+    },
+    categoryOf: (item) => parts.covisit.categoryOf(item),
+    priceOf: (item) => parts.covisit.priceOf(item),
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * The candidate sources (DESIGN §3.7), pure modules over key stores: history, co-visitation,
+ * ALS (trained in a worker), trending and popular counters, and the blend of their lists.
+ *
+ * What the rest of the program uses from actors/sources/; its files import each other directly.
+ */
+export { evaluateAls } from "./als-eval.js";
+export { createRatingsBuilder, ratingsFromStores } from "./als-matrix.js";
+export { CACHE_USERS, createAlsIndex } from "./als-model.js";
+export {
+  deserialiseModel,
+  readStoredModel,
+  serialiseModel,
+  storeModel,
+} from "./als-model-bytes.js";
+export { trainInWorker, trainingsDone } from "./als-worker.js";
+export {
+  EXPLICIT_SEED_001,
+  IMPLICIT_DEFAULTS,
+  choleskySolve,
+  gram,
+  servedModel,
+  trainAls,
+} from "./als.js";
+export { allowedBy, blend } from "./blend.js";
+export { createCollaborative } from "./collaborative.js";
+export { createCovisit, memCovisitStores } from "./covisit.js";
+export { defaultBlend, defaultSourceSettings } from "./defaults.js";
+export { sourceEventOf } from "./event.js";
+export { decodeHistory, encodeHistory, historyCodec } from "./history-bytes.js";
+export { UserItems, createHistory } from "./history.js";
+export { ItemEdges, createItemIds, itemEdgesCodec } from "./item-edges.js";
+export {
+  Neighbours,
+  decodeNeighbours,
+  encodeNeighbours,
+  neighboursCodec,
+  writeNeighbourBytes,
+} from "./neighbours.js";
+export { ECOMMERCE, MOVIES, presetNamed } from "./preset.js";
+export { RecentItems, recentItems } from "./recent-items.js";
+export { createRecommender, readsOf, sourceLists } from "./recommender.js";
+export { memStore } from "./store.js";
+export { createPopular, createTrending } from "./trending.js";
+export {
+  SOURCE_NAMES,
+  byScoreThenId,
+  nthBest,
+  nthLargest,
+  seededRandom,
+  topByScore,
+} from "./types.js";
+export { userStores } from "./user-stores.js";
+export { decodeUserValue, encodeUserValue, userValueCodec } from "./user-value-bytes.js";
+
+export type { Ratings } from "./als-matrix-rows.js";
+export type { RatingRow, RatingsStores } from "./als-matrix.js";
+export type { AlsIndex } from "./als-model.js";
+export type { StoredModel } from "./als-model-bytes.js";
+export type { OfflineMetrics } from "./als-served.js";
+export type { AlsSettings } from "./als-settings.js";
+export type { AlsModel, ServedModel } from "./als.js";
+export type { BlendRequest, BlendSettings, BlendWeights, SourceLists } from "./blend.js";
+export type { CollaborativeSettings, CollaborativeSource } from "./collaborative.js";
+export type { SimilarItemsSource } from "./covisit.js";
+export type { HistorySource, UserHistory } from "./history.js";
+export type { ItemIds } from "./item-edges.js";
+export type { Edge } from "./neighbours.js";
+export type { SourcePreset } from "./preset.js";
+export type { Recent } from "./recent-items.js";
+export type { Recommender, RecommenderReads, SourceSettings } from "./recommender.js";
+export type { KeyStore } from "./store.js";
+export type { ItemCounter } from "./trending.js";
+export type { Scored, SourceEvent, SourceName } from "./types.js";
+export type { UserValue } from "./user-stores.js";
+export type { StoredUserValue } from "./user-value-bytes.js";

@@ -1,0 +1,299 @@
+import { connect, filter, map, merge, tap, type Observable } from "rxjs";
+import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
+import type { ParsedRecord } from "../contract/index.js";
+import type { LateCounter, LateRecord } from "./watermark.js";
+import { HOUR, EVENT_TYPES, type EventType } from "../contract/index.js";
+import type { AdaptedHandler } from "../host/index.js";
+export type TrendingKind = "1h" | "24h";
+
+/** A partition's top list for one window (KV bucket reco_trending, key "<kind>.<start>.<q>"). */
+export interface TrendingPart {
+  kind: TrendingKind;
+  start: number;
+  end: number;
+  /**
+   * [item, score, views, clicks, carts, purchases], score descending, ties by item id; at most
+   * `topK`. Parts written before carts and purchases were counted have four entries.
+   */
+  items: TrendingPartItem[];
+  final: boolean;
+  wm: number;
+}
+
+export type TrendingPartItem =
+  [string, number, number, number] | [string, number, number, number, number, number];
+
+/**
+ * TRENDING_WEIGHTS: the score weight of each event type. Only the types listed count (a weight of
+ * 0 counts too, for views and clicks shown with a score of 0). Default: view 1, click 2.
+ */
+export type TrendingWeights = Partial<Record<EventType, number>>;
+
+/** Heartbeat of a partition (key "wm.<q>"): its event-time progress, for the min over partitions. */
+export interface TrendingHeartbeat {
+  q: number;
+  wm: number;
+}
+
+export interface TrendingSettings {
+  /** Out-of-orderness of the 1 h windows (DESIGN: 2 h) and of the 24 h windows (26 h). */
+  oneHourOutOfOrdernessMs: number;
+  oneDayOutOfOrdernessMs: number;
+  weights: TrendingWeights;
+  /** Entries kept per partition and window (the gRPC maximum k). */
+  topK: number;
+}
+
+export interface TrendingOptions extends TrendingSettings {
+  partition: number;
+  counters?: LateCounter;
+}
+
+export interface TrendingView {
+  /** The partition's list for a window, computed now. */
+  part(kind: TrendingKind, start: number): TrendingPart;
+}
+
+export type TrendingHandler = AdaptedHandler<TrendingView> & {
+  /** Processing-time trigger: publish the newest windows if they changed. */
+  tick(): void;
+};
+
+const DAY = 24 * HOUR;
+
+/** The stage's outputs for one batch (ports `late`, `parts`, `heartbeat`). */
+interface TrendingOutputs {
+  late?: LateRecord[];
+  parts?: TrendingPart[];
+  heartbeat?: TrendingHeartbeat[];
+}
+
+/**
+ * trending: interactions per item and event type in 1 h tumbling windows and 24 h windows
+ * sliding by 1 h, score = Σ weight(type) × count(type) over the types TRENDING_WEIGHTS lists
+ * (default views × 1.0 + clicks × 2.0; REES46 has no clicks, so carts and purchases can count).
+ * Each partition emits its top list of the newest windows on the processing-time trigger and a
+ * final list when progress closes a window (`parts`), and its progress as a heartbeat; the
+ * gateway merges partitions (items are disjoint, so the merged top k is exact). Records behind a
+ * window kind's watermark go to `late`, once per kind.
+ */
+export const trendingStage = defineStage({
+  name: "trending",
+  input: port<ParsedRecord>(),
+  ports: {
+    late: port<LateRecord>(),
+    parts: port<TrendingPart>(),
+    heartbeat: port<TrendingHeartbeat>(),
+  },
+  trigger: "processing-time",
+  create(ctx: StageContext<TrendingSettings & { partition: number }>) {
+    const opts = ctx.settings;
+    // Cell keys (cellKey) -> counts by EVENT_TYPES index (views, clicks, carts, ...; older
+    // snapshots hold views and clicks only); 1h and 24h paths accept different lateness.
+    const cells = ctx.state.map<number[]>("cell");
+    const counted = new Set<string>(Object.keys(opts.weights));
+    const weightOf = EVENT_TYPES.map((t) => opts.weights[t] ?? 0);
+    const byHour = new Map<string, Set<string>>(); // "<kind>|<hour start>" -> keys
+    const index = (k: string) => {
+      const at = k.indexOf("|", 2);
+      const hk = `${k[0] === "h" ? "1h" : "24h"}|${Number(k.slice(2, at)) * HOUR}`;
+      let s = byHour.get(hk);
+      if (!s) byHour.set(hk, (s = new Set()));
+      s.add(k);
+    };
+    // Cells of the layout before ("<kind>|<hour start>|<item>") in this one: the next snapshot
+    // writes them once.
+    for (const k of [...cells.keys()]) {
+      if (k[0] === "h" || k[0] === "d") continue;
+      const a = k.indexOf("|");
+      const b = k.indexOf("|", a + 1);
+      const to = cellKey(k.slice(0, a) as TrendingKind, Number(k.slice(a + 1, b)), k.slice(b + 1));
+      const c = cells.get(k)!;
+      cells.delete(k);
+      cells.set(to, c);
+    }
+    for (const k of cells.keys()) index(k);
+    // Ends of the newest final windows, snapshotted with the cells.
+    const final1hValue = ctx.state.value<number>("final1h");
+    const final24hValue = ctx.state.value<number>("final24h");
+    let final1h = Number(final1hValue.get() ?? -1);
+    let final24h = Number(final24hValue.get() ?? -1);
+    let progress = -1; // the last batch's progress (the host restores it with the state)
+    const dirty = new Set<string>(); // "<kind>|<start>" changed since the last trigger
+    let beat = -1; // progress of the last heartbeat (in memory: a restart sends one again)
+
+    const sumHours = (kind: TrendingKind, from: number, to: number) => {
+      const acc = new Map<string, number[]>();
+      for (let h = from; h < to; h += HOUR) {
+        const keys = byHour.get(`${kind}|${h}`);
+        if (!keys) continue;
+        for (const k of keys) {
+          const c = cells.get(k);
+          if (!c) continue;
+          const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
+          const a = acc.get(item);
+          if (a) for (let t = 0; t < c.length; t++) a[t] = (a[t] ?? 0) + (c[t] ?? 0);
+          else acc.set(item, [...c]);
+        }
+      }
+      return acc;
+    };
+
+    const part = (kind: TrendingKind, start: number, final = false): TrendingPart => {
+      const end = start + (kind === "1h" ? HOUR : DAY);
+      const acc = sumHours(kind, start, end);
+      const items = [...acc]
+        .map(([i, c]): TrendingPartItem => {
+          let score = 0;
+          for (let t = 0; t < c.length; t++) score += (c[t] ?? 0) * (weightOf[t] ?? 0);
+          return [i, score, c[0] ?? 0, c[1] ?? 0, c[2] ?? 0, c[3] ?? 0];
+        })
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+        .slice(0, opts.topK);
+      return { kind, start, end, items, final, wm: progress };
+    };
+
+    const kinds = [
+      ["1h", opts.oneHourOutOfOrdernessMs],
+      ["24h", opts.oneDayOutOfOrdernessMs],
+    ] as const;
+
+    /** Counts the batch's new records into their hours; what is late for a kind goes to late. */
+    const count = ({ records, position }: InputBatch<ParsedRecord>): LateRecord[] => {
+      const late: LateRecord[] = [];
+      // The last hour marked dirty in this batch: records of a batch mostly share their hour.
+      let dirtyHour = NaN;
+      for (const r of records) {
+        // A rating stays a rating here whatever the preset made of it (movies: 4 or more is a
+        // purchase for the ranking), so trending counts every rating by its value.
+        const t = r.r > 0 ? "rating" : r.t;
+        if (r.s <= position.from || !counted.has(t)) continue;
+        const type = EVENT_TYPES.indexOf(t as EventType);
+        const h = r.ts - (r.ts % HOUR);
+        const wb = r.wb;
+        for (const [kind, ooo] of kinds) {
+          if (wb >= 0 && r.ts < wb - ooo) {
+            const watermark = wb - ooo;
+            late.push({
+              stage: "trending",
+              reason: `behind_watermark:${kind}`,
+              watermark,
+              event: r,
+            });
+            continue;
+          }
+          const key = cellKey(kind, h, r.i);
+          const c = cells.get(key);
+          const next = c ? [...c] : [];
+          while (next.length <= type) next.push(0);
+          // A rating counts by its value (0.5-5), every other event once.
+          next[type]! += t === "rating" ? r.r : 1;
+          if (!c) index(key);
+          cells.set(key, next);
+          if (kind === "24h") dirty.add("24h|newest");
+          else if (h !== dirtyHour) {
+            dirty.add(`1h|${h}`);
+            dirtyHour = h;
+          }
+        }
+      }
+      return late;
+    };
+
+    /** The final lists of the windows progress closed with this batch; their state dropped. */
+    const close = (): TrendingPart[] => {
+      const finals: TrendingPart[] = [];
+      // 1 h tumbling windows: final once progress − 2 h passes the end.
+      const wm1 = progress - opts.oneHourOutOfOrdernessMs;
+      for (const [hk, keys] of [...byHour].filter(([k]) => k.startsWith("1h|")).sort(byHourKey)) {
+        const h = Number(hk.slice(3));
+        if (h + HOUR > wm1) break;
+        finals.push(part("1h", h, true));
+        for (const k of keys) cells.delete(k);
+        byHour.delete(hk);
+        dirty.delete(`1h|${h}`);
+        final1h = Math.max(final1h, h + HOUR);
+      }
+      // 24 h windows sliding by 1 h: each window end E on an hour boundary is final once
+      // progress − 26 h passes E. Only windows that hold data are published.
+      const wm24 = progress - opts.oneDayOutOfOrdernessMs;
+      const closedEnd = Math.floor(wm24 / HOUR) * HOUR;
+      if (closedEnd > final24h) {
+        const hours = [...byHour.keys()]
+          .filter((k) => k.startsWith("24h|"))
+          .map((k) => Number(k.slice(4)));
+        // A window ending at e holds hours e − 24 h .. e − 1 h: only windows ending between
+        // firstData + 1 h and lastData + 24 h hold data, however far progress jumped.
+        const firstData = hours.length ? Math.min(...hours) : Infinity;
+        const lastData = hours.length ? Math.max(...hours) : -Infinity;
+        const to = Math.min(closedEnd, lastData + DAY);
+        for (let e = Math.max(final24h + HOUR, firstData + HOUR); e <= to; e += HOUR) {
+          const p = part("24h", e - DAY, true);
+          if (p.items.length > 0) finals.push(p);
+          dirty.delete(`24h|${e - DAY}`);
+        }
+        final24h = closedEnd;
+        // Hours older than the oldest open 24 h window can go.
+        for (const h of hours) {
+          if (h + HOUR > closedEnd - DAY + HOUR) continue;
+          for (const k of byHour.get(`24h|${h}`) ?? []) cells.delete(k);
+          byHour.delete(`24h|${h}`);
+        }
+      }
+      final1hValue.set(final1h);
+      final24hValue.set(final24h);
+      return finals;
+    };
+
+    /** On the trigger: the newest windows' lists if they changed, and the heartbeat if it moved. */
+    const newest = (): TrendingOutputs => {
+      if (progress < 0) return {};
+      const h = progress - (progress % HOUR);
+      const parts: TrendingPart[] = [];
+      if (dirty.has(`1h|${h}`)) parts.push(part("1h", h));
+      if (dirty.has("24h|newest")) parts.push(part("24h", h + HOUR - DAY));
+      dirty.clear();
+      // The bucket keeps the last heartbeat: a quiet partition need not repeat it.
+      if (progress === beat) return { parts };
+      beat = progress;
+      return { parts, heartbeat: [{ q: opts.partition, wm: progress }] };
+    };
+
+    const onInput = (b$: Observable<InputBatch<ParsedRecord>>) =>
+      b$.pipe(
+        filter((b) => b.trigger === undefined),
+        map((b): TrendingOutputs => {
+          const late = count(b);
+          return b.progress.to > b.progress.from ? { late, parts: close() } : { late };
+        }),
+      );
+    const onTrigger = (b$: Observable<InputBatch<ParsedRecord>>) =>
+      b$.pipe(
+        filter((b) => b.trigger === "time"),
+        map(newest),
+      );
+    return {
+      view: { part: (kind, start) => part(kind, start) } satisfies TrendingView,
+      operator: (batches$) =>
+        batches$.pipe(
+          tap((b) => (progress = b.progress.to)),
+          connect((b$) => merge(onInput(b$), onTrigger(b$))),
+        ),
+    };
+  },
+});
+
+/**
+ * A cell's key: "h" (1 h windows) or "d" (24 h windows), the hour's number since the epoch, the
+ * item: "h|436080|44600062". Every event changes a cell of each kind, and the key was most of a
+ * cell's JSON at each snapshot: the layout before, "1h|1569888000000|44600062", wrote ~9 bytes
+ * more of it.
+ */
+export const cellKey = (kind: TrendingKind, hourStart: number, item: string) =>
+  `${kind === "1h" ? "h" : "d"}|${hourStart / HOUR}|${item}`;
+
+function byHourKey(a: [string, unknown], b: [string, unknown]) {
+  const x = Number(a[0].slice(a[0].indexOf("|") + 1));
+  const y = Number(b[0].slice(b[0].indexOf("|") + 1));
+  return x - y;
+}

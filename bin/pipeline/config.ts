@@ -1,0 +1,48 @@
+import type { Preset } from "../../actors/contract/index.js";
+import type { TrendingWeights } from "../../actors/stages/index.js";
+import type { RankerConfig } from "../../actors/plan/index.js";
+import type { Arm } from "../../actors/quality/index.js";
+
+/** Everything the pipeline needs to know; validated by bin/config.ts. */
+export interface PipelineConfig extends RankerConfig {
+  /** A/B arms (ARMS; actors/quality/arms.ts): absent, every user gets RANKER's answer. */
+  arms?: Arm[];
+  /** QUALITY=off: no drift and prequential stages. Default on. */
+  quality?: boolean;
+  /**
+   * CHAINING=on: stages of a path on the same partitioning in this process run as one chain
+   * (chains.ts). Default on.
+   */
+  chaining?: boolean;
+  /** QUALITY_SAMPLE: share of users scored (default 1 here; bin/config.ts: 0.1). */
+  qualitySample?: number;
+  partitions: number;
+  preset: Preset;
+  windowMs: number;
+  userOutOfOrdernessMs: number;
+  trendingHourOutOfOrdernessMs: number;
+  trendingDayOutOfOrdernessMs: number;
+  interestHorizonMs: number;
+  popularityHorizonMs: number;
+  topCategories: number;
+  fallbackSize: number;
+  /** TRENDING_WEIGHTS: score weight per event type; types without one do not count. */
+  trendingWeights: TrendingWeights;
+  trendingTriggerMs: number;
+  snapshotIntervalMs: number;
+  snapshotEveryMessages: number;
+  batchMaxRecords: number;
+  batchMaxDelayMs: number;
+  dedupeHorizonMs: number;
+  dedupeMaxIds: number;
+  maxEventBytes: number;
+  maxAttempts: number;
+  duplicateWindowMs: number;
+  replicas: number;
+  /** IDLE_TIMEOUT_MS: parse's idle markers (DESIGN §3.2); 0: never. */
+  idleTimeoutMs: number;
+  /** MAX_FUTURE_SKEW_MS (actors/stages/parse.ts); absent: parse's default. */
+  maxFutureSkewMs?: number;
+  /** MOVIES_CATALOG: MovieLens movies.csv whose first genres are the categories (PRESET=movies). */
+  moviesCatalog?: string;
+}
