@@ -16,6 +16,12 @@ export interface ColdBuffers {
   readonly liveTotal: number;
   /** adoptAll is placing records: a buffer left without live records is dropped after. */
   building: boolean;
+  /**
+   * The buffer adopt() is placing the records of (-1: none): not dropped by a dropEmpty() that
+   * placing its first records brings about (they are not held yet); adopt drops it after if
+   * none of them is live.
+   */
+  adopting: number;
   /** Holds `b`, of which `bytes` are this map's; returns its index. */
   add(b: Buffer, bytes: number): number;
   /** A record of `n` bytes in buffer `bi` is live. */
@@ -54,6 +60,7 @@ export function createColdBuffers(): ColdBuffers {
       return liveTotal;
     },
     building: false,
+    adopting: -1,
     add(b, bytes) {
       const i = free.length > 0 ? free.pop()! : bufs.length;
       bufs[i] = b;
@@ -77,7 +84,8 @@ export function createColdBuffers(): ColdBuffers {
     },
     drop: dropBuf,
     dropEmpty() {
-      for (let i = 0; i < bufs.length; i++) if (bufs[i] && live[i] === 0) dropBuf(i);
+      for (let i = 0; i < bufs.length; i++)
+        if (bufs[i] && live[i] === 0 && i !== buffers.adopting) dropBuf(i);
     },
     replace(out, headerBytes) {
       bufs.length = 0;

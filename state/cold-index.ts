@@ -299,17 +299,24 @@ export function createColdIndex(): ColdIndex {
       cursorKey = undefined;
       const bi = buffers.add(buf, end - start);
       let n = 0;
-      for (let off = start; off < end;) {
-        const kl = keyLen(buf, off);
-        const h = hashBytes(buf, off + 2, off + 2 + kl);
-        const v = off + 2 + kl;
-        const next = v + 5 + buf.readUInt32LE(v + 1);
-        const left = pend?.left ?? 0;
-        if (used + left + 1 > cap * MAX_LOAD) rehash(sizeFor(count + left + 1));
-        place(h, bi * TWO32 + off, buf[v]!, next - off);
-        onKey?.(buf.toString("utf8", off + 2, off + 2 + kl));
-        n++;
-        off = next;
+      // Placing a record may place the last of a lazy load's pending ones (a growth places them
+      // all first), and finish() then drops the buffers without live records: not this one.
+      buffers.adopting = bi;
+      try {
+        for (let off = start; off < end;) {
+          const kl = keyLen(buf, off);
+          const h = hashBytes(buf, off + 2, off + 2 + kl);
+          const v = off + 2 + kl;
+          const next = v + 5 + buf.readUInt32LE(v + 1);
+          const left = pend?.left ?? 0;
+          if (used + left + 1 > cap * MAX_LOAD) rehash(sizeFor(count + left + 1));
+          place(h, bi * TWO32 + off, buf[v]!, next - off);
+          onKey?.(buf.toString("utf8", off + 2, off + 2 + kl));
+          n++;
+          off = next;
+        }
+      } finally {
+        buffers.adopting = -1;
       }
       if (live[bi] === 0) buffers.drop(bi);
       return n;
