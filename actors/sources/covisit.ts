@@ -3,7 +3,8 @@ import type { Edge, Neighbours } from "./neighbours.js";
 import type { SourcePreset } from "./preset.js";
 import { recentItems, type Recent, type RecentItems } from "./recent-items.js";
 import { memStore, type KeyStore } from "./store.js";
-import { byScoreThenId, decay, nthBest, type Scored, type SourceEvent } from "./types.js";
+import { createCovisitReader, type CovisitPart, type CovisitReader } from "./covisit-read.js";
+import { decay, nthBest, type SourceEvent } from "./types.js";
 
 /**
  * SIMILAR_ITEMS: item-to-item co-visitation (DESIGN §3.7). Two items touched by the same user
@@ -34,23 +35,6 @@ export interface CovisitOptions {
   normalise?: boolean;
 }
 
-/** A ranked neighbour (serving's copy: scores at one `now`). */
-interface Neighbour {
-  item: string;
-  score: number;
-}
-
-const NONE: Neighbour[] = [];
-
-/** A seed's first neighbours: item numbers and scores, `size` of them, in no order. */
-interface Firsts {
-  keys: Int32Array;
-  scores: Float64Array;
-  size: number;
-}
-const NO_FIRSTS: Firsts = { keys: new Int32Array(0), scores: new Float64Array(0), size: 0 };
-/** Neighbour lists kept for serving at most (a bound on memory, not a tuning knob). */
-const MAX_RANKED = 50_000;
 /** Neighbour lists `add` holds between flushes at most (a bound on memory). */
 const MAX_HELD = 50_000;
 
@@ -78,17 +62,11 @@ export const memCovisitStores = (): CovisitStores => ({
   recent: memStore(),
 });
 
-export interface SimilarItemsSource {
+/** What readers of co-visitation ask of it: one partition's, or several read together. */
+export type SimilarItemsReads = CovisitReader;
+
+export interface SimilarItemsSource extends SimilarItemsReads {
   add(e: SourceEvent): void;
-  /** The item's neighbours, best first (what GetSimilarItems serves). */
-  similar(item: string, now: number, n?: number): Scored[];
-  /**
-   * A user's candidates from their seed items (history, best first, with scores): the sum over
-   * seeds of seed weight × similarity, explained by the seed that contributed most.
-   */
-  candidates(seeds: readonly Scored[], now: number, n?: number): Scored[];
-  /** Items with neighbours. */
-  readonly items: number;
   /**
    * Lets go of the neighbour lists `add` changed since the last flush. `add` sets a list in the
    * store (marks it changed) when it first changes it after a flush, not at every pair: a store
@@ -96,7 +74,28 @@ export interface SimilarItemsSource {
    * batch; snapshots are taken between batches).
    */
   flush(): void;
+  /** This instance's data as one partition of a reader over several (covisit-read.ts). */
+  readonly part: CovisitPart;
 }
+
+/**
+ * Co-visitation over several partitions' data, read together (every pair's weight and every
+ * item's mass summed in partition order, covisit-read.ts): what serving reads of the
+ * per-partition covisit stages. The partitions must share one item numbering.
+ */
+export function readCovisit(
+  opts: CovisitOptions,
+  parts: readonly CovisitPart[],
+): SimilarItemsReads {
+  return createCovisitReader(readOptions(opts), parts);
+}
+
+const readOptions = (opts: CovisitOptions) => ({
+  preset: opts.preset,
+  halfLifeMs: opts.halfLifeMs ?? 7 * 86_400_000,
+  k: opts.k ?? 50,
+  normalise: opts.normalise ?? true,
+});
 
 export function createCovisit(
   opts: CovisitOptions,
@@ -106,7 +105,6 @@ export function createCovisit(
   const halfLife = opts.halfLifeMs ?? 7 * 86_400_000;
   const k = opts.k ?? 50;
   const recentCap = opts.recentPerUser ?? 30;
-  const normalise = opts.normalise ?? true;
   const { edges, mass, recent } = stores;
   const ids = stores.ids ?? createItemIds();
   const names = ids.names;
@@ -159,8 +157,7 @@ export function createCovisit(
     return m;
   };
 
-  const at = (x: Edge, now: number) => x[0] * decay(Math.max(0, now - x[1]), halfLife);
-  /** `at` of a weight s as of ts. */
+  /** A weight s as of ts, at `now`. */
   const atOf = (s: number, ts: number, now: number) => s * decay(Math.max(0, now - ts), halfLife);
   // decay() inlined on the per-pair path (the same expression, so the same bits).
   const finite = Number.isFinite(halfLife);
@@ -220,191 +217,18 @@ export function createCovisit(
     m.retain(keep);
   };
 
-  /**
-   * Changes of the graph (edges or masses): a neighbour list computed at the same `now` and the
-   * same version is the one a new computation would give, so it is reused (serving asks for the
-   * same seeds' neighbours again and again between events). The stores change only through
-   * `add` once loaded. A list computed for its first `top` entries only is `whole: false`.
-   */
+  /** Moves on with every add that changes edges or masses (readers key their caches on it). */
   let version = 0;
-  const ranked = new Map<
-    string,
-    { now: number; version: number; list: Neighbour[]; whole: boolean }
-  >();
-
-  /**
-   * Items' masses at one (`now`, version), by item number: a user's seeds share many neighbours,
-   * whose masses were looked up and decayed once per list (the prequential stage asks for 20
-   * seeds' lists per case, each event a new version). `massGen[x] === gen` marks a held value.
-   */
-  let gen = 0;
-  let genNow = NaN;
-  let genVersion = -1;
-  let massGen = new Int32Array(1024);
-  let massVal = new Float64Array(1024);
-  const massAtOf = (x: number, now: number): number => {
-    if (now !== genNow || version !== genVersion) {
-      gen++;
-      genNow = now;
-      genVersion = version;
-    }
-    if (x >= massGen.length) {
-      const c = Math.max(2 * massGen.length, x + 1);
-      const g = new Int32Array(c);
-      g.set(massGen);
-      const v = new Float64Array(c);
-      v.set(massVal);
-      massGen = g;
-      massVal = v;
-    }
-    if (massGen[x] === gen) return massVal[x]!;
-    const mb = massOf(x);
-    const v = mb ? at(mb, now) : 1;
-    massGen[x] = gen;
-    massVal[x] = v;
-    return v;
+  const part: CovisitPart = {
+    ids,
+    edgesOf,
+    massOf: (x) => massOf(x),
+    version: () => version,
+    get items() {
+      return edges.size;
+    },
   };
-
-  /** The score at `now` (cosine or raw) of each of `item`'s edges `m`, in `m`'s order. */
-  const scoresOf = (item: string, m: ItemEdges, now: number): Float64Array => {
-    const n = m.size;
-    const scores = new Float64Array(n);
-    // The item's own mass at `now`, once per list (it is in every pair's denominator).
-    const ma = normalise ? massOf(ids.idOf(item)) : undefined;
-    const maAt = ma ? at(ma, now) : 1;
-    for (let x = 0; x < n; x++) {
-      const raw = atOf(m.sOf(x), m.tsOf(x), now);
-      let score = raw;
-      if (normalise) {
-        const d = Math.sqrt(maAt * massAtOf(m.keyOf(x), now));
-        score = d > 0 ? raw / d : 0;
-      }
-      scores[x] = score;
-    }
-    return scores;
-  };
-
-  /**
-   * The item's neighbours at `now` (cosine or raw), best first, ties by id: the first `top` of
-   * them (all by default). Only entries scoring at least the `top`-th best score are made into
-   * objects and sorted (found by selection, as topByScore does): the same first `top`
-   * as sorting them all.
-   */
-  const neighbours = (item: string, now: number, top = Infinity): Neighbour[] => {
-    const hit = ranked.get(item);
-    if (hit && hit.now === now && hit.version === version && (hit.whole || hit.list.length >= top))
-      return hit.list;
-    const m = edgesOf(item);
-    if (!m) return NONE;
-    const n = m.size;
-    const scores = scoresOf(item, m, now);
-    const whole = n <= top;
-    const least = whole ? -Infinity : nthBest(scores.slice(), top);
-    const list: Neighbour[] = [];
-    for (let x = 0; x < n; x++)
-      if (scores[x]! >= least) list.push({ item: names[m.keyOf(x)]!, score: scores[x]! });
-    list.sort(byScoreThenId);
-    if (list.length > top) list.length = top;
-    if (ranked.size >= MAX_RANKED) ranked.clear();
-    ranked.set(item, { now, version, list, whole });
-    return list;
-  };
-
-  /**
-   * A seed's first `top` neighbours at `now` as `neighbours` ranks them, as item numbers and
-   * scores in no particular order (candidates sum them: the order within one seed's list does
-   * not matter): the same entries without an object per neighbour and a comparator sort of
-   * them, which a user's 20 seeds paid at every answer once the graph had changed (bench
-   * step 4b: every answer). Kept per (now, version) as ranked lists are; a ranked list already
-   * kept for them is read instead.
-   */
-  const firstOf = (item: string, now: number, top: number): Firsts => {
-    const hit = ranked.get(item);
-    if (
-      hit &&
-      hit.now === now &&
-      hit.version === version &&
-      (hit.whole || hit.list.length >= top)
-    ) {
-      const size = Math.min(top, hit.list.length);
-      const keys = new Int32Array(size);
-      const scores = new Float64Array(size);
-      for (let x = 0; x < size; x++) {
-        keys[x] = ids.idOf(hit.list[x]!.item);
-        scores[x] = hit.list[x]!.score;
-      }
-      return { keys, scores, size };
-    }
-    const kept = firsts.get(item);
-    if (kept && kept.now === now && kept.version === version && kept.top === top) return kept;
-    const m = edgesOf(item);
-    if (!m) return NO_FIRSTS;
-    const n = m.size;
-    // The scores `neighbours` ranks: the same function, so the same bits.
-    const all = scoresOf(item, m, now);
-    const size = Math.min(n, top);
-    const keys = new Int32Array(size);
-    const scores = new Float64Array(size);
-    let got = 0;
-    if (n <= top) {
-      for (let x = 0; x < n; x++) {
-        keys[x] = m.keyOf(x);
-        scores[x] = all[x]!;
-      }
-      got = n;
-    } else {
-      const least = nthBest(all.slice(), top);
-      // Every entry above the bar, then of those at it the smallest ids (byScoreThenId's ties).
-      const ties: number[] = [];
-      for (let x = 0; x < n; x++) {
-        const sc = all[x]!;
-        if (sc > least) {
-          keys[got] = m.keyOf(x);
-          scores[got++] = sc;
-        } else if (sc === least) ties.push(x);
-      }
-      if (ties.length > 0) {
-        ties.sort((a, b) => {
-          const na = names[m.keyOf(a)]!;
-          const nb = names[m.keyOf(b)]!;
-          return na < nb ? -1 : na > nb ? 1 : 0;
-        });
-        for (let t = 0; t < ties.length && got < top; t++) {
-          keys[got] = m.keyOf(ties[t]!);
-          scores[got++] = all[ties[t]!]!;
-        }
-      }
-    }
-    const out = { now, version, top, keys, scores, size: got };
-    if (firsts.size >= MAX_RANKED) firsts.clear();
-    firsts.set(item, out);
-    return out;
-  };
-  const firsts = new Map<string, Firsts & { now: number; version: number; top: number }>();
-  let accRound = 0;
-  let accGen = new Int32Array(0);
-  let accScore = new Float64Array(0);
-  let accBest = new Float64Array(0);
-  let accFrom = new Int32Array(0);
-  const growAcc = (min: number) => {
-    const c = Math.max(min, 2 * accGen.length, 1024);
-    const gen = new Int32Array(c);
-    gen.set(accGen);
-    const score = new Float64Array(c);
-    score.set(accScore);
-    const best = new Float64Array(c);
-    best.set(accBest);
-    const from = new Int32Array(c);
-    from.set(accFrom);
-    [accGen, accScore, accBest, accFrom] = [gen, score, best, from];
-  };
-
-  const similar = (item: string, now: number, n = k): Scored[] => {
-    const why = `${opts.preset.verb} together with ${item}`;
-    return neighbours(item, now, n)
-      .slice(0, n)
-      .map((c) => ({ item: c.item, score: c.score, why }));
-  };
+  const reader = createCovisitReader(readOptions(opts), [part]);
 
   return {
     get items() {
@@ -452,57 +276,8 @@ export function createCovisit(
       while (list.size > recentCap) list.remove(0);
       recent.set(e.u, list);
     },
-    similar,
-    candidates(seeds, now, n = 100) {
-      const top = seeds[0]?.score ?? 0;
-      if (top <= 0) return [];
-      // Sums by item number (typed arrays, `accGen[x] === g` marks an item summed in this call).
-      const g = ++accRound;
-      if (accGen.length < names.length) growAcc(names.length);
-      const summed: number[] = [];
-      for (let si = 0; si < seeds.length; si++) {
-        const seed = seeds[si]!;
-        const sw = seed.score / top;
-        const { keys, scores, size } = firstOf(seed.item, now, k);
-        // Within one seed's first k, the order does not change a sum (each item once).
-        for (let x = 0; x < size; x++) {
-          const i = keys[x]!;
-          const c = sw * scores[x]!;
-          if (i >= accGen.length) growAcc(i + 1);
-          if (accGen[i] !== g) {
-            accGen[i] = g;
-            accScore[i] = c;
-            accBest[i] = c;
-            accFrom[i] = si;
-            summed.push(i);
-          } else {
-            accScore[i] = accScore[i]! + c;
-            if (c > accBest[i]!) {
-              accBest[i] = c;
-              accFrom[i] = si;
-            }
-          }
-        }
-      }
-      // Ranked first (topByScore's rule: only those at or above the n-th best sum become
-      // objects), explained after: only the n served get their sentence.
-      let bar = -Infinity;
-      if (summed.length > n) {
-        const sums = new Float64Array(summed.length);
-        for (let x = 0; x < summed.length; x++) sums[x] = accScore[summed[x]!]!;
-        bar = n > 0 ? nthBest(sums, n) : Infinity;
-      }
-      const chosen: { item: string; score: number; from: number }[] = [];
-      for (const i of summed)
-        if (accScore[i]! >= bar)
-          chosen.push({ item: names[i]!, score: accScore[i]!, from: accFrom[i]! });
-      chosen.sort(byScoreThenId);
-      if (chosen.length > n) chosen.length = n;
-      return chosen.map((a) => ({
-        item: a.item,
-        score: a.score,
-        why: `${opts.preset.verb} together with ${seeds[a.from]!.item}`,
-      }));
-    },
+    similar: reader.similar,
+    candidates: reader.candidates,
+    part,
   };
 }
