@@ -19,10 +19,13 @@ import {
   createBlendAnswers,
   composeView,
 } from "../actors/serving/index.js";
+import { createMergedViews } from "../actors/stages/index.js";
 import { partitionOf } from "../actors/contract/index.js";
 import {
   ECOMMERCE,
+  createItemIds,
   defaultBlend,
+  partitionCovisit,
   defaultSourceSettings,
   seededRandom,
 } from "../actors/sources/index.js";
@@ -95,10 +98,20 @@ function stages(
       maxItemsPerUser: sources.maxItemsPerUser,
     }),
   );
-  const covisit = make<CovisitView>("covisit/0", covisitStage, { preset: ECOMMERCE, sources });
+  // Co-visitation per user partition, read together through one item numbering.
+  const ids = createItemIds();
+  const covisits = Array.from({ length: P }, (_, p) =>
+    make<CovisitView>(`covisit/${p}`, covisitStage, {
+      preset: ECOMMERCE,
+      sources: { ...sources, covisit: partitionCovisit(sources.covisit, P) },
+      ids,
+    }),
+  );
+  const merged = createMergedViews({ preset: ECOMMERCE, ...sources.covisit });
+  const covisit = (views = covisits.map((c) => c.logic.view)) => merged(views);
   const batches = {
     h: history.map(() => batchMaker<ParsedRecord>()),
-    c: batchMaker<ParsedRecord>(),
+    c: covisits.map(() => batchMaker<ParsedRecord>()),
   };
   const run = (
     logic: StageLogic<ParsedRecord, Record<string, never>, unknown>,
@@ -106,25 +119,23 @@ function stages(
   ) => of(b).pipe(logic.operator).subscribe();
   return {
     history,
+    covisits,
+    ids,
     covisit,
     feed(records: ParsedRecord[]) {
       const wm = Math.max(...records.map((r) => r.ts));
-      run(covisit.logic, batches.c(wm, records));
-      for (let p = 0; p < P; p++)
-        run(
-          history[p]!.logic,
-          batches.h[p]!(
-            wm,
-            records.filter((r) => partitionOf(r.u, P) === p),
-          ),
-        );
+      for (let p = 0; p < P; p++) {
+        const mine = records.filter((r) => partitionOf(r.u, P) === p);
+        run(covisits[p]!.logic, batches.c[p]!(wm, mine));
+        run(history[p]!.logic, batches.h[p]!(wm, mine));
+      }
     },
     /** The one-process answers: the stages' own views. */
     answers: createBlendAnswers({
       blend: defaultBlend(ECOMMERCE),
       view: (user) =>
         composeView(
-          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit.logic.view },
+          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit() },
           sources,
         ),
       collaborative: () => undefined,
@@ -249,10 +260,10 @@ describe("the blend's replica", () => {
     drain(feed, (c) => replica.apply(c));
     s.feed(log.slice(200));
     // A restart of covisit from a snapshot of its state now: a new run, dumped in small chunks.
-    const restarted = reloaded(s.covisit.state);
+    const restarted = reloaded(s.covisits[0]!.state);
     const state = feed.track("covisit/0", restarted);
-    const { ctx } = stageContext({ preset: ECOMMERCE, sources }, asyncScheduler, state);
-    const view = createStageLogic(covisitStage, ctx).view;
+    const { ctx } = stageContext({ preset: ECOMMERCE, sources, ids: s.ids }, asyncScheduler, state);
+    const view = s.covisit([createStageLogic(covisitStage, ctx).view, s.covisits[1]!.logic.view]);
     const covisitChunks: NonNullable<ReturnType<ChangeFeed["take"]>>[] = [];
     drain(
       feed,
@@ -289,7 +300,10 @@ describe("the blend's replica from the snapshots it read itself", () => {
   afterAll(async () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
-  const ids = [...Array.from({ length: P }, (_, p) => `history/${p}`), "covisit/0"];
+  const ids = [
+    ...Array.from({ length: P }, (_, p) => `history/${p}`),
+    ...Array.from({ length: P }, (_, p) => `covisit/${p}`),
+  ];
   /** Every instance's snapshot as the state store loads it (lazy cold records), by id. */
   const loadAll = async (dir: string) => {
     const db = await openStateDb(dir);
@@ -312,7 +326,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
     const db = await openStateDb(dir);
     const states = new Map<string, StageStateInternal>([
       ...before.history.map((h, p) => [`history/${p}`, h.state] as const),
-      ["covisit/0", before.covisit.state],
+      ...before.covisits.map((c, p) => [`covisit/${p}`, c.state] as const),
     ]);
     for (const [id, state] of states) {
       const [stage, p] = id.split("/");

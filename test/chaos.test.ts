@@ -120,7 +120,8 @@ type Ranker = "design" | "blend";
 let sourcesSeen = "";
 
 /**
- * 1 unless covisit/0 and collaborative/0 have read the last user-path hop, fed the same records,
+ * 1 unless every covisit/<p> has read its partition's last user-path hop, collaborative/0 the
+ * last of all, both fed the same records,
  * and the model of the newest training point is served with nothing training.
  */
 async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[]) {
@@ -133,7 +134,9 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
     ),
   );
   const end = Math.max(...last);
-  const at = (stage: string) => positions.find((g) => g.labels.stage === stage)?.value ?? 0;
+  const at = (stage: string, partition = "0") =>
+    positions.find((g) => g.labels.stage === stage && g.labels.partition === partition)?.value ?? 0;
+  const covisitAt = last.map((_, q) => at("covisit", String(q)));
   const rec = Object.fromEntries(
     (await gauges(p.metricsPort, "reco_recommender").catch(() => [])).map((g) => [
       g.labels.name,
@@ -142,12 +145,12 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
   );
   sourcesSeen = JSON.stringify({
     end,
-    covisit: at("covisit"),
+    covisit: covisitAt,
     collaborative: at("collaborative"),
     rec,
   });
   const ok =
-    at("covisit") >= end &&
+    covisitAt.every((pos, q) => pos >= last[q]!) &&
     at("collaborative") >= end &&
     rec.events !== undefined &&
     rec.events === rec.covisit_events &&
