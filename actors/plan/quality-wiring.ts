@@ -214,7 +214,7 @@ export function qualityWiring(
       name: "reco_prequential_sample",
       help: "Share of users the prequential scorer scores (QUALITY_SAMPLE; chosen by a hash of the user id), 0 when it does not run",
       registers: [deps.registry],
-      // The parse child's registry has this gauge too (bin/parse-process.ts sums them).
+      // The parse child's registry has this gauge too (bin/parse-process-metrics.ts sums them).
       aggregator: "max",
       collect() {
         this.set(runs ? (cfg.qualitySample ?? 1) : 0);
