@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
  * snapshot. Health and reflection are now registered with their libraries loaded at their first
  * call (connectors/grpc/lazy-services.ts). Checked in a fresh node process (the module cache is
  * per process): nothing of them is loaded by starting the server; then health Check and Watch
- * work, status changes included (reflection: test/grpc-server.test.ts).
+ * work, status changes included (reflection: test/grpc-server-health-reflection.test.ts).
  */
 const script = `
   import { createRequire } from "node:module";

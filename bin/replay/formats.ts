@@ -4,7 +4,7 @@ import { parse as parseCsvSync } from "csv-parse/sync";
 
 /**
  * Event-log file formats understood by `reco replay`, as pure functions from one row to one event.
- * Reading files, line numbers and publishing live in `run.ts`.
+ * Reading files lives in `text-files.ts`, line numbers and publishing in `run.ts`.
  */
 
 export type ReplayFormat = "jsonl" | "rees46" | "movielens";
@@ -271,4 +271,21 @@ export function detectFormat(path: string, firstLine: string): ReplayFormat | un
   const ext = extname(path.replace(/\.gz$/i, "")).toLowerCase();
   if (ext === ".jsonl" || ext === ".ndjson") return "jsonl";
   return undefined;
+}
+
+/** A row parser for one file; `undefined` for the CSV header line. */
+export function rowParser(
+  format: ReplayFormat,
+  genres: ReadonlyMap<string, string> | undefined,
+): (text: string, line: number) => RowResult | undefined {
+  if (format === "jsonl") return (text) => parseJsonlLine(text);
+  const columns = format === "rees46" ? REES46_COLUMNS : MOVIELENS_RATINGS_COLUMNS;
+  return (text, line) => {
+    const split = splitCsvLine(text);
+    if (!split.ok) return split;
+    if (line === 1 && isHeader(split.fields, columns)) return undefined;
+    return format === "rees46"
+      ? parseRees46Row(split.fields)
+      : parseMovieLensRow(split.fields, genres);
+  };
 }

@@ -2,39 +2,17 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import cliProgress from "cli-progress";
 import type { JetStreamManager, NatsConnection } from "nats";
-import { connectNats } from "../../connectors/nats/connection.js";
 import { publisherUrl } from "../private-nats.js";
 import {
   createJetStreamPublisher,
-  PublisherClosedError,
-  PublishTimeoutError,
   type OutgoingMessage,
   type PubAckInfo,
 } from "../../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../../connectors/nats/streams.js";
 import { createReorderBuffer, eventTimeOf } from "./reorder.js";
-import {
-  awaitEngine,
-  formatEngineReport,
-  markEngineStreams,
-  errorText,
-  type EngineMarks,
-  type EngineReport,
-} from "./engine-report.js";
-import {
-  isHeader,
-  MOVIELENS_RATINGS_COLUMNS,
-  parseJsonlLine,
-  parseMovieLensRow,
-  parseRees46Row,
-  REES46_COLUMNS,
-  splitCsvLine,
-  subjectFor,
-  type ReplayFormat,
-  type RowResult,
-} from "./formats.js";
+import { awaitEngine, markEngineStreams, errorText, type EngineMarks } from "./engine-report.js";
+import { rowParser, subjectFor, type ReplayFormat } from "./formats.js";
 import {
   checkReadable,
   countBytes,
@@ -45,37 +23,25 @@ import {
   openText,
   sniffFormat,
 } from "./text-files.js";
+import {
+  connect,
+  defaultNatsUrl,
+  PUBLISH_RETRIES,
+  PUBLISH_TIMEOUT_MS,
+  publishFailure,
+  withoutCredentials,
+} from "./connection.js";
+import { createProgress } from "./progress.js";
+import { MAX_REPORTED, type ReplaySummary } from "./summary.js";
 
-export interface Rejection {
-  line: number;
-  reason: string;
-}
-
-export interface ReplaySummary {
-  format: ReplayFormat;
-  /** Data rows read (the header and blank lines not counted); what `limit` counts. */
-  rows: number;
-  /** Events published and acked, duplicates included. */
-  sent: number;
-  /**
-   * Events the stream already held (same `Nats-Msg-Id` inside its duplicate window, 2 min by
-   * default): a repeated row of this file, or an event of a replay that ran just before.
-   */
-  duplicates: number;
-  /** How the events were ordered: by event time (`sorted`, `bounded`) or as in the file. */
-  order: "sorted" | "bounded" | "file";
-  /** Rows sent behind a later event time (only with the bounded sort of a large file). */
-  outOfOrder: number;
-  /** What the engine made of them, when asked (`awaitEngineMs`). */
-  engine?: EngineReport;
-  /** Rows that could not be turned into an event. */
-  rejected: number;
-  /** The first {@link MAX_REPORTED} rejections. */
-  rejections: Rejection[];
-  elapsedMs: number;
-  /** True when stopped early by `signal` (what was read so far is sent and acked). */
-  aborted: boolean;
-}
+/**
+ * `reco replay`'s publishing: a file's rows read, sorted by event time, paced and published into
+ * EVENTS, and the engine asked what it made of them. What the summary says (summary.ts), how NATS
+ * is reached and a failure worded (connection.ts) and how progress is shown (progress.ts) live
+ * beside it, and are exported here too, where the CLI and the tests import a replay from.
+ */
+export { formatSummary, MAX_REPORTED, type Rejection, type ReplaySummary } from "./summary.js";
+export { defaultNatsUrl, PUBLISH_RETRIES, PUBLISH_TIMEOUT_MS } from "./connection.js";
 
 export interface ReplayOptions {
   file: string;
@@ -118,14 +84,6 @@ export interface ReplayOptions {
   signal?: AbortSignal;
 }
 
-/**
- * A publish's deadline: each attempt waits this long for its ack, and is sent again up to
- * {@link PUBLISH_RETRIES} times with the same id (never stored twice), so a replay into a
- * stopped or stalled server ends within about 15 s of its last ack.
- */
-export const PUBLISH_TIMEOUT_MS = 5_000;
-export const PUBLISH_RETRIES = 2;
-
 /** Room kept for the headers (Nats-Msg-Id) within the server's max_payload. */
 const HEADER_ALLOWANCE = 1024;
 
@@ -134,47 +92,6 @@ const HEADER_ALLOWANCE = 1024;
  * the REES46 samples fit whole; a larger file is sorted with this bound.
  */
 export const DEFAULT_SORT_BUFFER = 2_000_000;
-
-/** Rejections printed and kept in the summary; the rest are only counted. */
-export const MAX_REPORTED = 20;
-
-/**
- * NATS_URL, else the private server of `reco start` in DATA_DIR with the publisher credentials
- * it wrote there (nats-publisher.json), else the default port without credentials.
- */
-export function defaultNatsUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env.NATS_URL ?? publisherUrl(env) ?? `nats://127.0.0.1:${env.NATS_PORT ?? 4222}`;
-}
-
-/**
- * `read N rows: sent M events in event-time order (D already in the stream), rejected K rows, in
- * X.Xs (R events/s)`, then the engine's line when it was asked.
- */
-export function formatSummary(s: ReplaySummary): string {
-  const secs = s.elapsedMs / 1000;
-  const rate = secs > 0 ? Math.round(s.sent / secs) : s.sent;
-  const order =
-    s.order === "sorted"
-      ? "in event-time order (sorted in memory)"
-      : s.order === "bounded"
-        ? `in event-time order (sorted with a bound: ${s.outOfOrder} rows still out of order)`
-        : "in file order";
-  const lines = [
-    `read ${s.rows} rows: sent ${s.sent} events ${order} ` +
-      `(${s.duplicates} already in the stream), rejected ${s.rejected} rows, ` +
-      `in ${secs.toFixed(1)}s (${rate} events/s)`,
-  ];
-  if (s.engine) lines.push(formatEngineReport(s.engine, s.sent));
-  const late = s.engine ? Math.max(0, ...Object.values(s.engine.late)) : 0;
-  if (s.sent > 0 && late > s.sent / 2)
-    lines.push(
-      `most events were late (${late} of ${s.sent} on one path): the engine's event-time clock ` +
-        "was already past this log (it had seen later events), so they counted for nothing. " +
-        "Replay it into an engine with a fresh DATA_DIR (e.g. DATA_DIR=./data-movies npm start) " +
-        "to have them counted",
-    );
-  return lines.join("\n");
-}
 
 /**
  * Replays an event-log file into the EVENTS stream: every good row is published as JSON to
@@ -199,23 +116,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
   // Progress follows the text read: for a .gz, against its uncompressed size (gzip's trailer).
   const size = gz ? await gzipTextSize(options.file) : (await stat(options.file)).size;
 
-  const showProgress = out !== undefined && (options.progress ?? out.isTTY === true);
-  const multibar = showProgress
-    ? new cliProgress.MultiBar(
-        {
-          stream: out,
-          format:
-            "{bar} {percentage}% | {sent} sent, ~{pending} to go | {rate} events/s | {rejected} rejected | ETA {eta_formatted}",
-          hideCursor: true,
-          clearOnComplete: false,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  const bar = multibar?.create(size, 0, { sent: 0, rejected: 0, rate: 0, pending: "?" });
-  // Without a terminal: a line every 10 s (a replay of millions of rows takes minutes).
-  const logEveryMs = 10_000;
-  let loggedAt = performance.now();
+  const meter = createProgress(out, size, options.progress);
 
   const summary: ReplaySummary = {
     format,
@@ -233,9 +134,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
     summary.rejected++;
     if (summary.rejections.length >= MAX_REPORTED) return;
     summary.rejections.push({ line, reason });
-    const text = `line ${line}: ${reason}`;
-    if (multibar) multibar.log(`${text}\n`);
-    else out?.write(`${text}\n`);
+    meter.log(`line ${line}: ${reason}`);
   };
 
   const servers = options.natsUrl ?? defaultNatsUrl();
@@ -272,29 +171,8 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
     });
     const input = createReadStream(options.file);
     const text = countBytes(input, gz);
-    const sendStart = performance.now();
-    /** The bar on a terminal, a line every 10 s otherwise: sent, to go, events/s, time left. */
-    const progress = () => {
-      const read = Math.min(text.bytes(), size);
-      const s = (performance.now() - sendStart) / 1000;
-      const perSec = s > 0 ? summary.sent / s : 0;
-      // Events to go: rows read and not sent yet (the sort holds them), and the rows of the part
-      // of the file not read yet, at the rows per byte so far.
-      const unread = read > 0 ? (summary.rows * (size - read)) / read : 0;
-      const toGo = Math.max(0, Math.round(summary.rows - summary.sent - summary.rejected + unread));
-      bar?.update(read, {
-        sent: summary.sent,
-        rejected: summary.rejected,
-        rate: Math.round(perSec).toLocaleString("en-US"),
-        pending: toGo.toLocaleString("en-US"),
-      });
-      if (bar || !out || performance.now() - loggedAt < logEveryMs) return;
-      loggedAt = performance.now();
-      const left = perSec > 0 ? `, about ${Math.ceil(toGo / perSec)} s left` : "";
-      out.write(
-        `replay: ${Math.floor((100 * read) / Math.max(1, size))}% read, ${summary.sent.toLocaleString("en-US")} events sent, ~${toGo.toLocaleString("en-US")} to go, ${Math.round(perSec).toLocaleString("en-US")} events/s${left}\n`,
-      );
-    };
+    meter.begin(() => text.bytes());
+    const progress = () => meter.update(summary);
     const parseRow = rowParser(format, genres);
     const encoder = new TextEncoder();
     const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
@@ -405,7 +283,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
       if (!failed) await pub.close().catch(() => {});
     }
     progress();
-    multibar?.stop();
+    meter.stop();
     summary.elapsedMs = performance.now() - started;
     if (marks && summary.sent > 0 && !summary.aborted) {
       out?.write("waiting for the engine to catch up (late and dead-lettered counts)…\n");
@@ -416,7 +294,7 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
       });
     }
   } finally {
-    multibar?.stop();
+    meter.stop();
     if (options.nc === undefined) await nc.close();
   }
   if (summary.rejected > summary.rejections.length) {
@@ -424,62 +302,4 @@ export async function replayFile(options: ReplayOptions): Promise<ReplaySummary>
   }
   if (summary.elapsedMs === 0) summary.elapsedMs = performance.now() - started;
   return summary;
-}
-
-/** A NATS URL without the credentials it may carry. */
-const withoutCredentials = (servers: string) => servers.replace(/\/\/[^/,\s]*@/g, "//");
-
-async function connect(servers: string, credentialsFrom?: string): Promise<NatsConnection> {
-  try {
-    return await connectNats({ servers, name: "reco-replay" });
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    const where = withoutCredentials(servers);
-    if (/authorization/i.test(why))
-      throw new Error(
-        credentialsFrom === undefined
-          ? `NATS at ${where} refused the connection (${why}): no credentials for the ` +
-              `engine's NATS in ${process.env.DATA_DIR ?? "./data"}: set DATA_DIR to the engine's`
-          : `NATS at ${where} refused the credentials in ${credentialsFrom} (${why}): set ` +
-              `DATA_DIR to the data folder of the engine that runs there`,
-        { cause: err },
-      );
-    throw new Error(`cannot connect to NATS at ${where}: ${why}`, { cause: err });
-  }
-}
-
-/**
- * The one line a failed publish ends a replay with: the cause, how far it got, and how to resume.
- */
-function publishFailure(err: unknown, servers: string, stored: number): Error {
-  const where = withoutCredentials(servers);
-  const cause =
-    err instanceof PublishTimeoutError
-      ? `stopped acknowledging events (none within ${PUBLISH_TIMEOUT_MS / 1000} s, ` +
-        `${PUBLISH_RETRIES + 1} attempts): the server stopped, stalled or is unreachable`
-      : err instanceof PublisherClosedError
-        ? "closed the connection"
-        : `refused an event (${err instanceof Error ? err.message : String(err)})`;
-  return new Error(
-    `NATS at ${where} ${cause}; ${stored} events were stored. Re-run the same command to ` +
-      `resume: events already stored are known by their ids and counted once (docs/REPLAY.md)`,
-    { cause: err },
-  );
-}
-
-/** A row parser for one file; `undefined` for the CSV header line. */
-function rowParser(
-  format: ReplayFormat,
-  genres: ReadonlyMap<string, string> | undefined,
-): (text: string, line: number) => RowResult | undefined {
-  if (format === "jsonl") return (text) => parseJsonlLine(text);
-  const columns = format === "rees46" ? REES46_COLUMNS : MOVIELENS_RATINGS_COLUMNS;
-  return (text, line) => {
-    const split = splitCsvLine(text);
-    if (!split.ok) return split;
-    if (line === 1 && isHeader(split.fields, columns)) return undefined;
-    return format === "rees46"
-      ? parseRees46Row(split.fields)
-      : parseMovieLensRow(split.fields, genres);
-  };
 }
