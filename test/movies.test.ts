@@ -16,7 +16,8 @@ import { moviesCatalog } from "./helpers/events.js";
  * In the movies preset, genres from a MovieLens movies.csv catalogue
  * (MOVIES_CATALOG) play the role of categories: an event without category_code gets its movie's
  * first genre, lowercased. The catalogue as parse loads it, the handler, and the setting. The
- * pipeline's answers by genre are compared with the reference in test/reference-compare.test.ts.
+ * pipeline's answers by genre are compared with the reference in
+ * test/reference-compare-movies.test.ts.
  */
 
 let dir: string;

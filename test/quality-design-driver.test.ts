@@ -7,9 +7,9 @@ import { DEFAULT_REF, eventTimeOf, reference } from "./helpers/reference.js";
 /**
  * `reco eval`'s design ranking comes from the engine's stage handlers driven in memory
  * (bin/eval/design.ts). The reference (test/helpers/reference.ts) is what the NATS pipeline is
- * checked against at 1, 3 and 8 partitions (reference-compare.test.ts); here the in-memory driver
- * is checked against the same reference, user by user, so eval's "design" rows are the
- * pipeline's answers.
+ * checked against at 1, 3 and 8 partitions (reference-compare-partitions.test.ts); here the
+ * in-memory driver is checked against the same reference, user by user, so eval's "design" rows
+ * are the pipeline's answers.
  */
 describe("reco eval's in-memory design driver", () => {
   it("answers every user as the reference (hence the NATS pipeline) does, 6 days of events", () => {

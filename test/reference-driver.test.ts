@@ -22,7 +22,7 @@ import {
 } from "./helpers/reference-scenario.js";
 
 /*
- * The reference comparison of test/reference-compare.test.ts, on the in-memory driver
+ * The reference comparison of test/reference-compare-partitions.test.ts, on the in-memory driver
  * (bin/pipeline/driver.ts): the same stages, wiring and stage host, without a server, in seconds.
  * Answers, popularity, closed trending windows and late events must equal the reference at 1, 3
  * and 8 partitions, as on NATS.

@@ -3,7 +3,7 @@ import { reference, type RefEvent, type RefTrendingKind, type Reference } from "
 
 /*
  * The reference comparison's scenario and expectations, shared by the
- * run on NATS (test/reference-compare.test.ts) and the run on the in-memory driver
+ * run on NATS (test/reference-compare-partitions.test.ts) and the run on the in-memory driver
  * (test/reference-driver.test.ts): one seeded log, phase A (the log) and phase B (a closer about
  * 48 h of event time later), and what the plain reference (reference.ts) says of each.
  */
