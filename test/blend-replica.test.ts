@@ -19,13 +19,10 @@ import {
   createBlendAnswers,
   composeView,
 } from "../actors/serving/index.js";
-import { createMergedViews } from "../actors/stages/index.js";
 import { partitionOf } from "../actors/contract/index.js";
 import {
   ECOMMERCE,
-  createItemIds,
   defaultBlend,
-  partitionCovisit,
   defaultSourceSettings,
   seededRandom,
 } from "../actors/sources/index.js";
@@ -98,20 +95,10 @@ function stages(
       maxItemsPerUser: sources.maxItemsPerUser,
     }),
   );
-  // Co-visitation per user partition, read together through one item numbering.
-  const ids = createItemIds();
-  const covisits = Array.from({ length: P }, (_, p) =>
-    make<CovisitView>(`covisit/${p}`, covisitStage, {
-      preset: ECOMMERCE,
-      sources: { ...sources, covisit: partitionCovisit(sources.covisit, P) },
-      ids,
-    }),
-  );
-  const merged = createMergedViews({ preset: ECOMMERCE, ...sources.covisit });
-  const covisit = (views = covisits.map((c) => c.logic.view)) => merged(views);
+  const covisit = make<CovisitView>("covisit/0", covisitStage, { preset: ECOMMERCE, sources });
   const batches = {
     h: history.map(() => batchMaker<ParsedRecord>()),
-    c: covisits.map(() => batchMaker<ParsedRecord>()),
+    c: batchMaker<ParsedRecord>(),
   };
   const run = (
     logic: StageLogic<ParsedRecord, Record<string, never>, unknown>,
@@ -119,23 +106,25 @@ function stages(
   ) => of(b).pipe(logic.operator).subscribe();
   return {
     history,
-    covisits,
-    ids,
     covisit,
     feed(records: ParsedRecord[]) {
       const wm = Math.max(...records.map((r) => r.ts));
-      for (let p = 0; p < P; p++) {
-        const mine = records.filter((r) => partitionOf(r.u, P) === p);
-        run(covisits[p]!.logic, batches.c[p]!(wm, mine));
-        run(history[p]!.logic, batches.h[p]!(wm, mine));
-      }
+      run(covisit.logic, batches.c(wm, records));
+      for (let p = 0; p < P; p++)
+        run(
+          history[p]!.logic,
+          batches.h[p]!(
+            wm,
+            records.filter((r) => partitionOf(r.u, P) === p),
+          ),
+        );
     },
     /** The one-process answers: the stages' own views. */
     answers: createBlendAnswers({
       blend: defaultBlend(ECOMMERCE),
       view: (user) =>
         composeView(
-          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit() },
+          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit.logic.view },
           sources,
         ),
       collaborative: () => undefined,
@@ -260,10 +249,10 @@ describe("the blend's replica", () => {
     drain(feed, (c) => replica.apply(c));
     s.feed(log.slice(200));
     // A restart of covisit from a snapshot of its state now: a new run, dumped in small chunks.
-    const restarted = reloaded(s.covisits[0]!.state);
+    const restarted = reloaded(s.covisit.state);
     const state = feed.track("covisit/0", restarted);
-    const { ctx } = stageContext({ preset: ECOMMERCE, sources, ids: s.ids }, asyncScheduler, state);
-    const view = s.covisit([createStageLogic(covisitStage, ctx).view, s.covisits[1]!.logic.view]);
+    const { ctx } = stageContext({ preset: ECOMMERCE, sources }, asyncScheduler, state);
+    const view = createStageLogic(covisitStage, ctx).view;
     const covisitChunks: NonNullable<ReturnType<ChangeFeed["take"]>>[] = [];
     drain(
       feed,
@@ -300,10 +289,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
   afterAll(async () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
-  const ids = [
-    ...Array.from({ length: P }, (_, p) => `history/${p}`),
-    ...Array.from({ length: P }, (_, p) => `covisit/${p}`),
-  ];
+  const ids = [...Array.from({ length: P }, (_, p) => `history/${p}`), "covisit/0"];
   /** Every instance's snapshot as the state store loads it (lazy cold records), by id. */
   const loadAll = async (dir: string) => {
     const db = await openStateDb(dir);
@@ -326,7 +312,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
     const db = await openStateDb(dir);
     const states = new Map<string, StageStateInternal>([
       ...before.history.map((h, p) => [`history/${p}`, h.state] as const),
-      ...before.covisits.map((c, p) => [`covisit/${p}`, c.state] as const),
+      ["covisit/0", before.covisit.state],
     ]);
     for (const [id, state] of states) {
       const [stage, p] = id.split("/");

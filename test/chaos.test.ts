@@ -120,8 +120,7 @@ type Ranker = "design" | "blend";
 let sourcesSeen = "";
 
 /**
- * 1 unless every covisit/<p> has read its partition's last user-path hop, collaborative/0 the
- * last of all, both fed the same records,
+ * 1 unless covisit/0 and collaborative/0 have read the last user-path hop, fed the same records,
  * and the model of the newest training point is served with nothing training.
  */
 async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[]) {
@@ -134,9 +133,7 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
     ),
   );
   const end = Math.max(...last);
-  const at = (stage: string, partition = "0") =>
-    positions.find((g) => g.labels.stage === stage && g.labels.partition === partition)?.value ?? 0;
-  const covisitAt = last.map((_, q) => at("covisit", String(q)));
+  const at = (stage: string) => positions.find((g) => g.labels.stage === stage)?.value ?? 0;
   const rec = Object.fromEntries(
     (await gauges(p.metricsPort, "reco_recommender").catch(() => [])).map((g) => [
       g.labels.name,
@@ -145,12 +142,12 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
   );
   sourcesSeen = JSON.stringify({
     end,
-    covisit: covisitAt,
+    covisit: at("covisit"),
     collaborative: at("collaborative"),
     rec,
   });
   const ok =
-    covisitAt.every((pos, q) => pos >= last[q]!) &&
+    at("covisit") >= end &&
     at("collaborative") >= end &&
     rec.events !== undefined &&
     rec.events === rec.covisit_events &&

@@ -59,21 +59,19 @@ async function caughtUp(app: App, accepted: number, trains: boolean) {
   const instance = (id: string) => app.pipeline.instance(id);
   for (const until = Date.now() + 180_000; ;) {
     const collab = instance("collaborative/0")?.handler() as CollaborativeView | undefined;
+    const covisit = instance("covisit/0")?.handler() as CovisitView | undefined;
     const st = collab?.status();
-    const parts = Array.from({ length: PARTITIONS }, (_, p) => p);
-    const views = parts.map((p) => instance(`covisit/${p}`)?.handler() as CovisitView | undefined);
-    const covisitFed = views.every((v) => v !== undefined)
-      ? views.reduce((n, v) => n + v!.fed(), 0)
-      : undefined;
-    const history = parts.every((p) => {
+    const history = Array.from({ length: PARTITIONS }, (_, p) => p).every((p) => {
       const at = instance(`history/${p}`)?.position();
       return at !== undefined && at === instance(`watermark/${p}`)?.position();
     });
     const trained = !trains || (st?.trainAt === accepted && st.models.implicit === accepted);
-    if (st?.events === accepted && trained && !collab!.training() && covisitFed === accepted)
+    if (st?.events === accepted && trained && !collab!.training() && covisit?.fed() === accepted)
       if (history) return;
     if (Date.now() > until)
-      throw new Error(`not caught up: ${JSON.stringify(st)} of ${accepted}, covisit ${covisitFed}`);
+      throw new Error(
+        `not caught up: ${JSON.stringify(st)} of ${accepted}, covisit ${covisit?.fed()}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -99,14 +97,7 @@ describe.each([
   beforeAll(async () => {
     if (!existsSync(path)) throw new Error(`shared log missing: ${path} (../shared/data)`);
     events = (await readLog(path)).events;
-    cases = collectCases(events, {
-      preset,
-      k: K,
-      testCuts: TEST_CUTS,
-      sources,
-      blend: bs,
-      partitions: PARTITIONS,
-    }).cases;
+    cases = collectCases(events, { preset, k: K, testCuts: TEST_CUTS, sources, blend: bs }).cases;
     dir = await mkdtemp(join(tmpdir(), "reco-eval-served-"));
     nats = await setupNats();
     app = await startTestApp(nats.url, dir, {

@@ -10,7 +10,6 @@ import {
   scoredMethods,
   type PrequentialSettings,
   type PrequentialView,
-  mergePrequentialViews,
 } from "../stages/index.js";
 import {
   DRIFT_DEFAULTS,
@@ -28,7 +27,7 @@ import {
   type WindowName,
 } from "../quality/index.js";
 import { subjects } from "../contract/index.js";
-import type { ParsedRecord, Preset } from "../contract/index.js";
+import type { Preset } from "../contract/index.js";
 import type { CollaborativeView, CovisitView } from "../stages/index.js";
 import { defaultBlend, defaultSourceSettings, presetNamed } from "../sources/index.js";
 
@@ -147,16 +146,6 @@ export function qualityWiring(
     collaborativeFed: () =>
       (deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined)?.status()
         .events ?? 0,
-    // A scorer per user partition counts its own partition's records: whether the collaborative
-    // stage is past a case is told by event time instead.
-    ...(inCovisit && cfg.partitions > 1
-      ? {
-          collaborativeAhead: (r: ParsedRecord) =>
-            ((
-              deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
-            )?.status().newestTs ?? -1) >= r.ts,
-        }
-      : {}),
   });
   if (runs && !inCovisit)
     deps.run({
@@ -166,21 +155,9 @@ export function qualityWiring(
   // The methods scored, known before the stage runs (so every series exists from the start).
   const methods = scoredMethods(arms).filter((m) => !m.startsWith("arm:"));
   let preqMemo: { at: number; report: PrequentialReport } | undefined;
-  /** Every user partition's scorer (in its covisit stage) as one; undefined while one is not here. */
-  const covisitPrequential = (): PrequentialView | undefined => {
-    const views: PrequentialView[] = [];
-    for (let p = 0; p < cfg.partitions; p++) {
-      const v = (
-        deps.live(`covisit/${p}`) as (StageHandler & CovisitView) | undefined
-      )?.prequential();
-      if (!v) return undefined;
-      views.push(v);
-    }
-    return mergePrequentialViews(views);
-  };
   const prequential = () => {
     const live = inCovisit
-      ? covisitPrequential()
+      ? (deps.live("covisit/0") as (StageHandler & CovisitView) | undefined)?.prequential()
       : (deps.live("prequential/0") as (StageHandler & PrequentialView) | undefined);
     if (!live) return undefined;
     if (!preqMemo || clock() - preqMemo.at >= 1000)

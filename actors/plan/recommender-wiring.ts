@@ -13,7 +13,6 @@ import {
   collaborativeStage,
   type CollaborativeView,
   covisitStage,
-  createMergedViews,
   type CovisitView,
   historyStage,
   type HistoryView,
@@ -32,9 +31,7 @@ import {
 } from "../serving/index.js";
 import { loadStageHandler, NO_OUTPUT } from "../host/index.js";
 import {
-  createItemIds,
   defaultBlend,
-  partitionCovisit,
   defaultSourceSettings,
   trainInWorker,
   createHistory,
@@ -149,9 +146,7 @@ export function recommenderWiring(
   const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
     counted(historyStage, `history/${p}`),
   );
-  const covisitDefs = Array.from({ length: cfg.partitions }, (_, p) =>
-    counted(covisitStage, `covisit/${p}`),
-  );
+  const covisitDef = counted(covisitStage, "covisit/0");
   const collaborativeDef = counted(collaborativeStage, "collaborative/0");
   for (let p = 0; p < cfg.partitions; p++)
     deps.run({
@@ -171,52 +166,13 @@ export function recommenderWiring(
           topology: stageTopology.history,
         }),
     });
-  // One item numbering for every partition's co-visitation, so that serving and the scorer read
-  // the partitions' neighbour lists together (covisit-read.ts).
-  const ids = createItemIds();
-  const covisitIds = Array.from({ length: cfg.partitions }, (_, p) => `covisit/${p}`);
-  /** Every partition's covisit view, undefined while one of them does not run here. */
-  const covisitViews = (): CovisitView[] | undefined => {
-    const out: CovisitView[] = [];
-    for (const id of covisitIds) {
-      const v = deps.live(id) as (StageHandler & CovisitView) | undefined;
-      if (!v) return undefined;
-      out.push(v);
-    }
-    return out;
-  };
-  const mergedViews = createMergedViews({ preset, ...sources.covisit });
-  // Each partition's share keeps more neighbours per item than a reader ranks (PARTITION_KEEP).
-  const partSources = { ...sources, covisit: partitionCovisit(sources.covisit, cfg.partitions) };
-  for (let p = 0; p < cfg.partitions; p++)
-    deps.run({
-      stage: "covisit",
-      partition: p,
-      stream: deps.stream,
-      subject: subjects.parse(p),
-      input: "envelope",
-      batching: "per-input",
-      create: async (state) => {
-        // A snapshot of the single covisit instance that read every partition merged (its
-        // per-subject positions) holds every user's pairs: loaded as one partition's, it would
-        // count the other partitions' users twice once their own instances replay them.
-        if (state.map("positions").size > 0)
-          throw new Error(
-            `covisit/${p}: its snapshot is of the single co-visitation instance that read every partition; co-visitation now runs per user partition: start on an empty STATE_DIR and replay the log (docs/OPERATIONS.md, "Upgrading")`,
-          );
-        return loadStageHandler(covisitDefs[p]!, state, NO_OUTPUT, {
-          settings: {
-            preset,
-            sources: partSources,
-            ids,
-            ...(deps.scorer
-              ? { scorer: deps.scorer(), ...(cfg.partitions > 1 ? { peers: covisitViews } : {}) }
-              : {}),
-          },
-          topology: stageTopology.covisit,
-        });
-      },
-    });
+  deps.run(
+    mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({
+      preset,
+      sources,
+      ...(deps.scorer ? { scorer: deps.scorer() } : {}),
+    })),
+  );
   deps.run(
     mergedStageSpec(collaborativeDef, deps.stream, cfg.partitions, () => ({
       preset,
@@ -227,11 +183,7 @@ export function recommenderWiring(
       ...(deps.log ? { log: deps.log } : {}),
     })),
   );
-  /** Co-visitation and the counters of every partition read together (covisit-merged.ts). */
-  const covisit = (): CovisitView | undefined => {
-    const all = covisitViews();
-    return all && mergedViews(all);
-  };
+  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
   const collaborative = () =>
     deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
   const history = (user: string) =>

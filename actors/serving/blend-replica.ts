@@ -4,13 +4,7 @@ import { createStageLogic } from "../../runtime/index.js";
 import type { RecentEvent, SimilarItems, Preset } from "../contract/index.js";
 import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers.js";
 import type { ChangeChunk } from "./blend-changes.js";
-import {
-  covisitStage,
-  createMergedViews,
-  type CovisitView,
-  historyStage,
-  type HistoryView,
-} from "../stages/index.js";
+import { covisitStage, type CovisitView, historyStage, type HistoryView } from "../stages/index.js";
 import {
   createItemIds,
   readStoredModel,
@@ -54,7 +48,7 @@ import {
  * first run of each instance, which loads the same snapshot, sends only what changes after it.
  */
 export interface BlendReplica {
-  /** The stage instances it replicates ("history/0" … , "covisit/0" … , "collaborative/0"). */
+  /** The stage instances it replicates ("history/0" … , "covisit/0", "collaborative/0"). */
   readonly instances: readonly string[];
   apply(chunk: ChangeChunk): void;
   /**
@@ -162,42 +156,23 @@ export function createBlendReplica(cfg: {
     return v;
   };
 
-  /**
-   * The covisit stage runs per user partition; answers read every partition's view together
-   * (covisit-merged.ts), so every partition's lists decode through one item numbering.
-   */
-  const covisitIds = Array.from({ length: cfg.partitions }, (_, p) => `covisit/${p}`);
-  const covisitNumbers = createItemIds();
-  const covisitRuns = new Map<
-    string,
-    { inst: Instance; version: number; at: number; view: CovisitView }
-  >();
-  const mergedViews = createMergedViews({ preset, ...sources.covisit });
+  let covisit: { inst: Instance; version: number; at: number; view: CovisitView } | undefined;
   const covisitView = (): CovisitView | undefined => {
-    const views: CovisitView[] = [];
-    for (const id of covisitIds) {
-      const inst = live.get(id);
-      if (!inst) return undefined;
-      let c = covisitRuns.get(id);
-      if (
-        !c ||
-        c.inst !== inst ||
-        (c.version !== inst.version && now() - c.at >= COVISIT_REBUILD_MS)
-      ) {
-        // Built again over the same maps and item numbering: the neighbour lists decoded for an
-        // earlier view and not changed since are read as they are (a view of its own decoded
-        // every list an answer read again, several times a second under ingest).
-        inst.ids = covisitNumbers;
-        const view = createStageLogic(
-          covisitStage,
-          ctxOf("covisit", inst, { preset, sources, ids: covisitNumbers }),
-        ).view;
-        c = { inst, version: inst.version, at: now(), view };
-        covisitRuns.set(id, c);
-      }
-      views.push(c.view);
-    }
-    return mergedViews(views);
+    const inst = live.get("covisit/0");
+    if (!inst) return undefined;
+    const c = covisit;
+    if (c && c.inst === inst && (c.version === inst.version || now() - c.at < COVISIT_REBUILD_MS))
+      return c.view;
+    // Built again over the same maps and item numbering: the neighbour lists decoded for an
+    // earlier view and not changed since are read as they are (a view of its own decoded every
+    // list an answer read again, several times a second under ingest).
+    const ids = (inst.ids ??= createItemIds());
+    const view = createStageLogic(
+      covisitStage,
+      ctxOf("covisit", inst, { preset, sources, ids }),
+    ).view;
+    covisit = { inst, version: inst.version, at: now(), view };
+    return view;
   };
 
   type Served = { at: number; stored: unknown };
@@ -283,7 +258,7 @@ export function createBlendReplica(cfg: {
   };
 
   return {
-    instances: [...historyIds, ...covisitIds, "collaborative/0"],
+    instances: [...historyIds, "covisit/0", "collaborative/0"],
     adoptBase(instance, token, state) {
       const inst: Instance = {
         run: undefined,
@@ -393,7 +368,7 @@ export function createBlendReplica(cfg: {
       caughtUpAt = at;
       caughtUpBy = by;
     },
-    isReady: () => covisitIds.every((id) => live.has(id)) && historyIds.every((id) => live.has(id)),
+    isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
     stalenessMs: stalenessOf,
     answer: answers.answer,
     recent(userId, n) {

@@ -29,11 +29,6 @@ export interface CovisitOptions {
   halfLifeMs?: number;
   /** Neighbours kept per item (default 50). */
   k?: number;
-  /**
-   * Neighbours an item's list keeps when it is pruned (default k): more where the data is one
-   * user partition's share (partitionCovisit).
-   */
-  keep?: number;
   /** Recent items remembered per user to pair new ones with (default 30). */
   recentPerUser?: number;
   /** Cosine normalisation (default true); false ranks by raw co-visitation weight. */
@@ -102,30 +97,13 @@ const readOptions = (opts: CovisitOptions) => ({
   normalise: opts.normalise ?? true,
 });
 
-/**
- * How many times k neighbours an item keeps in one user partition's data when there are several.
- * A pair strong over all users can be weak in each partition's share of them: pruned to k per
- * partition, such pairs were dropped before the read summed them (MovieLens, 8 partitions: HR@10
- * on new items 0.409 against one instance's 0.419, below popularity at one cut; keeping 3k: 0.419
- * and never below). Readers still rank the summed weights' first k.
- */
-export const PARTITION_KEEP = 3;
-
-/** The co-visitation options of one of `partitions` user partitions (PARTITION_KEEP). */
-export function partitionCovisit<O extends Omit<CovisitOptions, "preset">>(
-  opts: O,
-  partitions: number,
-): O {
-  return partitions > 1 ? { ...opts, keep: PARTITION_KEEP * (opts.k ?? 50) } : opts;
-}
-
 export function createCovisit(
   opts: CovisitOptions,
   stores: CovisitStores = memCovisitStores(),
 ): SimilarItemsSource {
   const windowMs = opts.windowMs ?? 3_600_000;
   const halfLife = opts.halfLifeMs ?? 7 * 86_400_000;
-  const k = opts.keep ?? opts.k ?? 50;
+  const k = opts.k ?? 50;
   const recentCap = opts.recentPerUser ?? 30;
   const { edges, mass, recent } = stores;
   const ids = stores.ids ?? createItemIds();

@@ -24,13 +24,7 @@ export {
 } from "./als.js";
 export { allowedBy, blend } from "./blend.js";
 export { createCollaborative } from "./collaborative.js";
-export {
-  createCovisit,
-  memCovisitStores,
-  PARTITION_KEEP,
-  partitionCovisit,
-  readCovisit,
-} from "./covisit.js";
+export { createCovisit, memCovisitStores, readCovisit } from "./covisit.js";
 export { defaultBlend, defaultSourceSettings } from "./defaults.js";
 export { sourceEventOf } from "./event.js";
 export { decodeHistory, encodeHistory, historyCodec } from "./history-bytes.js";
@@ -68,8 +62,7 @@ export type { AlsSettings } from "./als-settings.js";
 export type { AlsModel, ServedModel } from "./als.js";
 export type { BlendRequest, BlendSettings, BlendWeights, SourceLists } from "./blend.js";
 export type { CollaborativeSettings, CollaborativeSource } from "./collaborative.js";
-export type { SimilarItemsSource, SimilarItemsReads, CovisitOptions } from "./covisit.js";
-export { readItemCounters } from "./item-counter-read.js";
+export type { SimilarItemsSource, SimilarItemsReads } from "./covisit.js";
 export type { CovisitPart } from "./covisit-read.js";
 export type { HistorySource, UserHistory } from "./history.js";
 export type { ItemIds } from "./item-edges.js";

@@ -1,17 +1,7 @@
 import type { Ratings } from "./als-matrix-rows.js";
 import type { AlsModel, AlsSettings, ServedModel } from "./als.js";
 import { createCollaborative, type CollaborativeSource } from "./collaborative.js";
-import { partitionOf } from "../contract/index.js";
-import {
-  createCovisit,
-  partitionCovisit,
-  readCovisit,
-  type CovisitOptions,
-  type SimilarItemsReads,
-} from "./covisit.js";
-import { createItemIds } from "./item-edges.js";
-import { readItemCounters } from "./item-counter-read.js";
-import { memStore } from "./store.js";
+import { createCovisit, type CovisitOptions, type SimilarItemsSource } from "./covisit.js";
 import { createHistory, type HistorySource, type RecentTouch } from "./history.js";
 import type { SourcePreset } from "./preset.js";
 import { createPopular, createTrending, type ItemCounter } from "./trending.js";
@@ -73,7 +63,7 @@ export interface Recommender extends RecommenderReads {
 /** The sources a served list is made of (held by one object, or by several stages). */
 export interface SourceParts {
   history: HistorySource;
-  covisit: SimilarItemsReads;
+  covisit: SimilarItemsSource;
   trending: ItemCounter;
   popular: ItemCounter;
   /** Undefined (or without a model) until a model is served. */
@@ -113,38 +103,16 @@ export function readsOf(parts: SourceParts, s: SourceSettings): RecommenderReads
   };
 }
 
-/**
- * The sources fed in one process, as the engine runs them: co-visitation and the trending and
- * popular counters per user partition (`partitions`, the engine's PARTITIONS), read together as
- * the engine's serving reads its per-partition stages (covisit-read.ts, item-counter-read.ts),
- * so the lists are the ones the engine serves.
- */
-export function createRecommender(
-  preset: SourcePreset,
-  s: SourceSettings,
-  partitions = 1,
-): Recommender {
-  const ids = createItemIds();
-  const per = Array.from({ length: partitions }, () => ({
-    covisit: createCovisit(
-      { preset, ...partitionCovisit(s.covisit, partitions) },
-      { edges: memStore(), mass: memStore(), recent: memStore(), ids },
-    ),
-    trending: createTrending({ halfLifeMs: s.trending.halfLifeMs, all: s.trending.all }),
-    popular: createPopular(preset.isTarget, s.popularHalfLifeMs),
-  }));
+export function createRecommender(preset: SourcePreset, s: SourceSettings): Recommender {
   const parts = {
     history: createHistory({
       preset,
       halfLifeMs: s.historyHalfLifeMs,
       maxItemsPerUser: s.maxItemsPerUser,
     }),
-    covisit: readCovisit(
-      { preset, ...s.covisit },
-      per.map((p) => p.covisit.part),
-    ),
-    trending: readItemCounters(per.map((p) => p.trending)),
-    popular: readItemCounters(per.map((p) => p.popular)),
+    covisit: createCovisit({ preset, ...s.covisit }),
+    trending: createTrending({ halfLifeMs: s.trending.halfLifeMs, all: s.trending.all }),
+    popular: createPopular(preset.isTarget, s.popularHalfLifeMs),
     collaborative: createCollaborative(preset, s),
   };
   let fed = 0;
@@ -153,10 +121,9 @@ export function createRecommender(
     add(e) {
       fed++;
       parts.history.add(e);
-      const mine = per[partitions === 1 ? 0 : partitionOf(e.u, partitions)]!;
-      mine.covisit.add(e);
-      mine.trending.add(e);
-      mine.popular.add(e);
+      parts.covisit.add(e);
+      parts.trending.add(e);
+      parts.popular.add(e);
       parts.collaborative.add(e, fed);
     },
     implicitRatings: () => parts.collaborative.implicitRatings(),

@@ -72,13 +72,7 @@ interface Points {
 export interface CollaborativeView {
   collaborative(): CollaborativeSource;
   /** Events fed; the input point of the newest training and of the models served. */
-  /** `newestTs`: the newest event time fed (-1 before any). */
-  status(): {
-    events: number;
-    trainAt: number;
-    newestTs: number;
-    models: Partial<Record<ModelKind, number>>;
-  };
+  status(): { events: number; trainAt: number; models: Partial<Record<ModelKind, number>> };
   /** True while a training runs or waits. */
   training(): boolean;
   /** The trained models' versions, newest first (actors/quality/model-versions.ts). */
@@ -253,7 +247,7 @@ export const collaborativeStage = defineStage({
           const m = collab.model(kind);
           if (m) models[kind] = m.at;
         }
-        return { events: p.n, trainAt: p.at, newestTs: p.maxTs, models };
+        return { events: p.n, trainAt: p.at, models };
       },
       training: () => trainer.busy(),
       versions: () => versions.list(),

@@ -12,9 +12,11 @@ import {
   itemEdgesCodec,
   type ItemIds,
   createCovisit,
+  type SimilarItemsSource,
   sourceEventOf,
   createPopular,
   createTrending,
+  type ItemCounter,
   userStores,
   type UserValue,
   userValueCodec,
@@ -24,11 +26,8 @@ import {
   createPrequentialScorer,
   type PrequentialScorer,
   type PrequentialSettings,
+  type PrequentialView,
 } from "./prequential-scorer.js";
-import { counterOf, createMergedViews } from "./covisit-merged.js";
-import type { CovisitView } from "./covisit-view.js";
-
-export type { CovisitView };
 
 /**
  * The item-keyed candidate sources as a stage (DESIGN §3.7, RANKER=blend): co-visitation (the
@@ -61,13 +60,21 @@ export interface CovisitStageSettings {
    * and keeps one numbering, so lists it decoded before stay valid for the new view.
    */
   ids?: ItemIds;
-  /**
-   * Every partition's view as this process holds them (this one's included), when co-visitation
-   * runs per user partition: the scorer then scores against them read together, as serving reads
-   * them (covisit-merged.ts); undefined while one is not running here. Without it, or while
-   * undefined, the scorer reads this instance alone.
-   */
-  peers?: () => readonly CovisitView[] | undefined;
+}
+
+export interface CovisitView {
+  covisit(): SimilarItemsSource;
+  trending(): ItemCounter;
+  popular(): ItemCounter;
+  categoryOf(item: string): string | undefined;
+  /** The average price over every event of the item that carried one; undefined: none did. */
+  priceOf(item: string): number | undefined;
+  /** Event-time progress of what was fed (-1 before any). */
+  progress(): number;
+  /** Records fed. */
+  fed(): number;
+  /** The prequential scorer's figures, when it runs here. */
+  prequential(): PrequentialView | undefined;
 }
 
 export const covisitStage = defineStage({
@@ -107,47 +114,23 @@ export const covisitStage = defineStage({
       anchors,
       anchorKey: "popular",
     });
-    const peers = ctx.settings.peers;
-    const merged = peers ? createMergedViews({ preset, ...s.covisit }) : undefined;
-    /** What the scorer reads: every partition's views together, or this one while they are not. */
-    const reads = (): CovisitView => {
-      const all = peers?.();
-      return all && merged ? merged(all) : view;
-    };
     const clock = st.map<{ progress: number; n: number }>("clock");
     let { progress, n } = clock.get("t") ?? { progress: -1, n: 0 };
     const scorer: PrequentialScorer | undefined =
       scoring && "history" in users
         ? createPrequentialScorer(scoring, st, {
-            covisit: peers
-              ? {
-                  similar: (...a) =>
-                    reads()
-                      .covisit()
-                      .similar(...a),
-                  candidates: (...a) =>
-                    reads()
-                      .covisit()
-                      .candidates(...a),
-                  get items() {
-                    return reads().covisit().items;
-                  },
-                }
-              : covisit,
-            trending: peers ? counterOf(() => reads().trending()) : trending,
-            popular: peers ? counterOf(() => reads().popular()) : popular,
+            covisit,
+            trending,
+            popular,
             users: users.history,
             clock: st.map<number>("preq-clock"),
             fedBefore: n,
           })
         : undefined;
     const categories = st.map<string>("categories");
-    // Filled in below: the scorer's reads of every partition (see `peers`).
-    // eslint-disable-next-line prefer-const
-    let view: CovisitView;
     // Per item: [sum of prices, events that carried one], from events of any type.
     const prices = st.map<[number, number]>("prices");
-    view = {
+    const view: CovisitView = {
       covisit: () => covisit,
       trending: () => trending,
       popular: () => popular,
@@ -156,7 +139,6 @@ export const covisitStage = defineStage({
         const p = prices.get(i);
         return p && p[1] > 0 ? p[0] / p[1] : undefined;
       },
-      pricesOf: (i) => prices.get(i),
       progress: () => progress,
       fed: () => n,
       prequential: () => scorer?.view,

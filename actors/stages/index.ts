@@ -9,8 +9,6 @@ export { createBadRatioMonitor } from "./bad-ratio.js";
 export { catalogueStage, catalogueUpsertStage, readUpsert } from "./catalogue-stage.js";
 export { collaborativeStage, ratingRows } from "./collaborative-stage.js";
 export { covisitStage } from "./covisit-stage.js";
-export { createMergedViews } from "./covisit-merged.js";
-export { mergePrequentialViews } from "./prequential-merged.js";
 export { NO_CATEGORY, createDriftHandler, driftStage } from "./drift.js";
 export {
   answerFor,

@@ -15,7 +15,7 @@ import {
 } from "../sources/index.js";
 import type {
   CollaborativeSource,
-  SimilarItemsReads,
+  SimilarItemsSource,
   SourcePreset,
   KeyStore,
   ItemCounter,
@@ -64,12 +64,6 @@ export interface PrequentialSettings {
    * not a COLLABORATIVE case, and the blend's lists lack COLLABORATIVE for it.
    */
   collaborativeFed?: () => number;
-  /**
-   * For a scorer fed one partition's records (its count of records fed is its partition's, not
-   * the collaborative stage's input point): whether the collaborative stage is past the case,
-   * told by event time. Asked instead of `collaborativeFed` when given.
-   */
-  collaborativeAhead?: (r: ParsedRecord) => boolean;
   k?: number;
   /**
    * Builds the DESIGN §3.4–3.6 ranking an arm with `ranker: "design"` is scored against
@@ -150,7 +144,7 @@ export function sampled(user: string, share: number): boolean {
 
 /** What the scorer reads besides its own state: the item-keyed sources, fed by its host. */
 export interface ScorerSources {
-  covisit: SimilarItemsReads;
+  covisit: SimilarItemsSource;
   trending: ItemCounter;
   popular: ItemCounter;
   /** Where the scorer keeps its copy of each user's history (one key per user). */
@@ -235,9 +229,7 @@ export function createPrequentialScorer(
   /** Scores a target event against the answers of just before it. */
   const score = (r: ParsedRecord) => {
     const now = progress;
-    const ahead = o.collaborativeAhead
-      ? o.collaborativeAhead(r)
-      : o.collaborativeFed !== undefined && o.collaborativeFed() > fed;
+    const ahead = o.collaborativeFed !== undefined && o.collaborativeFed() > fed;
     const collaborative = ahead ? undefined : o.collaborative?.();
     const lists = sourceLists(
       { history, covisit, trending, popular, ...(collaborative ? { collaborative } : {}) },

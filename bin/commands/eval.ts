@@ -48,8 +48,6 @@ export interface EvalCommandOptions {
   generate?: { users: number; items: number };
   /** Every cut's HR and NDCG per method in the table. */
   perCut?: boolean;
-  /** User partitions, as the engine's PARTITIONS: co-visitation and the counters are per partition. */
-  partitions?: number;
 }
 
 /** The candidate sources alone (what "the best single source" is taken over). */
@@ -111,7 +109,6 @@ export function evalEvents(
     validationCuts: o.validation ? VALIDATION_CUTS : undefined,
     sources,
     blend: bs,
-    ...(o.partitions !== undefined ? { partitions: o.partitions } : {}),
     log: say,
   });
   let validation: EvalResult["validation"];
@@ -307,11 +304,6 @@ export function registerEvalCommand(program: Command): void {
       "--generate <users>x<items>",
       "evaluate a generated sparse log instead of a file (e.g. 3000x30000)",
       parseSize,
-    )
-    .option(
-      "--partitions <n>",
-      "user partitions, as the engine's PARTITIONS (default 8): co-visitation and the counters are per partition",
-      positiveInt,
     )
     .option("--per-cut", "every cut's HR and NDCG per method")
     .option("--json", "print the result as JSON")

@@ -1,4 +1,3 @@
-import { SETTINGS } from "../config-settings.js";
 import {
   servedModel,
   trainAls,
@@ -50,11 +49,6 @@ export interface EvalOptions {
   validationCuts?: readonly number[];
   sources: SourceSettings;
   blend: BlendSettings;
-  /**
-   * User partitions the sources are fed by, as the engine's PARTITIONS (default 8): co-visitation
-   * and the counters are per partition and read together, so the lists are the engine's.
-   */
-  partitions?: number;
   /** Progress lines (stderr). */
   log?: (line: string) => void;
 }
@@ -167,9 +161,6 @@ export function listFor(
   }
 }
 
-/** The engine's default PARTITIONS. */
-export const DEFAULT_PARTITIONS = Number(SETTINGS.partitions.default);
-
 /** Runs the sources over the log and collects the cases of every cut. */
 export function collectCases(
   events: readonly LogEvent[],
@@ -181,7 +172,7 @@ export function collectCases(
     series.forEach((c, x) => ends.set(c, Math.max(ends.get(c) ?? 0, series[x + 1] ?? 1)));
   const N = events.length;
   const at = (f: number) => Math.min(N, Math.floor(N * f));
-  const rec = createRecommender(o.preset, o.sources, o.partitions ?? DEFAULT_PARTITIONS);
+  const rec = createRecommender(o.preset, o.sources);
   const design = createDesignDriver({ preset: o.preset.name, ...DESIGN_DEFAULTS });
   const touched = new Map<string, Set<string>>();
   const cases: Case[] = [];

@@ -118,7 +118,7 @@ export function leaseConsumer(
  * actor that answers from them), then gRPC binds; then what the blended answer reads
  * (recommender-wiring.ts's view: until history and covisit run, answers are the design
  * ranking's), smallest and surest first: every partition's `history` (~20 ms each with 1M
- * users), every partition's `covisit`, then `collaborative` (one instance of every user, read
+ * users), `covisit` (one instance of every user), then `collaborative` (one instance too, read
  * only when it serves a trained model: loaded before it, the first right answers of a restart
  * without one waited ~0.3 s for its 1M rows); then the `rest` (window, interest-ranking, drift,
  * prequential, ...), which only moves answers once new events arrive. Loading partition by

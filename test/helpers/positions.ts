@@ -48,11 +48,8 @@ export function stageIds(
   if (ranker === "blend") perPartition.push("history");
   const ids = ["parse/0", "catalogue-upsert/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
-  if (ranker === "blend") {
-    for (let p = 0; p < partitions; p++) ids.push(`covisit/${p}`);
-    ids.push("collaborative/0");
-  }
-  // With the blend, the prequential scorer runs inside every covisit/<p> (no prequential/0).
+  if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
+  // With the blend, the prequential scorer runs inside covisit/0 (no prequential/0 instance).
   return ids;
 }
 
