@@ -15,7 +15,7 @@ import { service as healthService } from "grpc-health-check";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { GrpcServer } from "../connectors/grpc/server.js";
-import { sampleRecommendations, startFakeServer, type FakeBackend } from "./helpers/grpc-server.js";
+import { resetFake, startFakeServer, type FakeBackend } from "./helpers/grpc-server.js";
 
 /**
  * What the server tells tools and load balancers about itself: gRPC health (per service, and
@@ -38,12 +38,7 @@ describe("gRPC server", () => {
     await stop();
   });
 
-  beforeEach(() => {
-    fake.ready = true;
-    fake.calls.length = 0;
-    fake.answer = async (userId) => sampleRecommendations(userId);
-    logger.warn.mockClear();
-  });
+  beforeEach(() => resetFake(fake, logger));
 
   describe("health and reflection", () => {
     const HealthClient = makeGenericClientConstructor(healthService, "grpc.health.v1.Health");

@@ -17,6 +17,7 @@ import {
   counterValue,
   expectStatus,
   sampleRecommendations,
+  resetFake,
   startFakeServer,
   type FakeBackend,
 } from "./helpers/grpc-server.js";
@@ -42,12 +43,7 @@ describe("gRPC server", () => {
     await stop();
   });
 
-  beforeEach(() => {
-    fake.ready = true;
-    fake.calls.length = 0;
-    fake.answer = async (userId) => sampleRecommendations(userId);
-    logger.warn.mockClear();
-  });
+  beforeEach(() => resetFake(fake, logger));
 
   describe("GetRecommendations", () => {
     it("maps the backend's answer to the response field by field", async () => {

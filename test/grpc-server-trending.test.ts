@@ -13,9 +13,9 @@ import {
   createFakeBackend,
   expectStatus,
   firstOf,
-  sampleRecommendations,
   seqOf,
   snapshot,
+  resetFake,
   startFakeServer,
   type FakeBackend,
 } from "./helpers/grpc-server.js";
@@ -44,12 +44,7 @@ describe("gRPC server", () => {
     await stop();
   });
 
-  beforeEach(() => {
-    fake.ready = true;
-    fake.calls.length = 0;
-    fake.answer = async (userId) => sampleRecommendations(userId);
-    logger.warn.mockClear();
-  });
+  beforeEach(() => resetFake(fake, logger));
 
   describe("StreamTrending", () => {
     it("rejects k = 101 with INVALID_ARGUMENT", async () => {

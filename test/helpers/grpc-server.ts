@@ -180,6 +180,14 @@ export async function counterValue(
 
 export type FakeBackend = ReturnType<typeof createFakeBackend>;
 
+/** The fake as it starts (ready, no calls, the sample answer), the logger's warnings cleared. */
+export function resetFake(fake: FakeBackend, logger: { warn: { mockClear(): unknown } }): void {
+  fake.ready = true;
+  fake.calls.length = 0;
+  fake.answer = async (userId) => sampleRecommendations(userId);
+  logger.warn.mockClear();
+}
+
 /** A server on a free port over a fake backend, with its own registry and a client to it. */
 export async function startFakeServer(logger: GrpcServerOptions["logger"]): Promise<{
   fake: FakeBackend;
