@@ -10,6 +10,7 @@ import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js
 import type { OutgoingMessage } from "../connectors/nats/publisher.js";
 import type { EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { watchAllocation } from "./gc-alloc.js";
+import { sampleHeap } from "./heap-sample.js";
 import { libuvPoolTids, sampleThreads, threadRunSeconds, threadShares } from "./thread-time.js";
 import {
   appConfig,
@@ -50,6 +51,8 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
   const tids0 = await threadRunSeconds(process.pid);
   const sampler = sampleThreads(process.pid);
   const alloc = watchAllocation();
+  // BENCH_HEAP_PROFILE=file: where the main isolate's allocations come from, over the same span.
+  const heap = env.BENCH_HEAP_PROFILE ? await sampleHeap(env.BENCH_HEAP_PROFILE) : undefined;
   const t0 = performance.now();
   // BENCH_APP_LOG=file: the app's warnings and errors go there (a failed step says why).
   const appLog = env.BENCH_APP_LOG
@@ -65,6 +68,7 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
   const parseCpu = await parseCpuSeconds(app);
   const cpu = selfCpuSeconds() - cpu0 + parseCpu;
   const gc = alloc.stop();
+  await heap?.stop();
   // The main threads (where every stage of the process and gRPC run): on a CPU and waiting for
   // one, as shares of the run. The child's since it started (with the app).
   const mainThread1 = await threadSchedSeconds(process.pid);
