@@ -48,6 +48,8 @@ export interface EvalCommandOptions {
   generate?: { users: number; items: number };
   /** Every cut's HR and NDCG per method in the table. */
   perCut?: boolean;
+  /** HR per method by the user's history length, pooled over the test cuts. */
+  byHistory?: boolean;
 }
 
 /** The candidate sources alone (what "the best single source" is taken over). */
@@ -122,7 +124,7 @@ export function evalEvents(
     );
   }
   const items = new Set(events.map((e) => e.i)).size;
-  const { rows, perCut, discordant } = score(cases, TEST_CUTS, bs, o.k, items);
+  const { rows, perCut, discordant, byHistory } = score(cases, TEST_CUTS, bs, o.k, items);
   const pOf = (cut: number | undefined, mode: Mode, method: Method) => {
     const d = discordant.find((x) => x.cut === cut && x.mode === mode && x.method === method);
     return d ? signTestP(d.methodOnly, d.blendOnly) : 1;
@@ -158,6 +160,7 @@ export function evalEvents(
     blend: bs,
     rows,
     perCut,
+    byHistory,
     belowPopularity,
     belowBestSource,
     discordant,
@@ -180,7 +183,7 @@ const f3 = (x: number) => x.toFixed(3);
 const pct = (c: number) => `${Math.round(c * 100)}%`;
 
 /** The result as a Markdown table (what the README's "Quality" section shows). */
-export function formatTable(r: EvalResult, perCut = false): string {
+export function formatTable(r: EvalResult, perCut = false, byHistory = false): string {
   const out: string[] = [];
   out.push(
     `${r.preset}: ${r.events} events, ${r.users} users, ${r.items} items; ` +
@@ -235,6 +238,20 @@ export function formatTable(r: EvalResult, perCut = false): string {
           .map((m) => `${f3(c.hr[m] ?? 0)} / ${f3(c.ndcg[m] ?? 0)}`)
           .join(" | ")} |`,
       );
+  }
+  if (byHistory) {
+    const shown = METHODS.filter((m) => r.byHistory.some((h) => (h.hr[m] ?? 0) > 0));
+    out.push(
+      `| items touched | mode | cases | ${shown.map((m) => `${m} HR`).join(" | ")} | best single source |`,
+      `| --- | --- | --- | ${shown.map(() => "---").join(" | ")} | --- |`,
+    );
+    for (const h of r.byHistory) {
+      const best = bestOf((m) => h.hr[m]);
+      out.push(
+        `| ${h.history} | ${h.mode} | ${h.cases} | ${shown.map((m) => f3(h.hr[m] ?? 0)).join(" | ")} | ` +
+          `${best && best.hr > (h.hr.blend ?? 0) + 1e-9 ? `${best.source} above the blend` : "blend at or above"} |`,
+      );
+    }
   }
   const ms = r.als.implicitMs;
   if (ms.length > 0)
@@ -306,12 +323,18 @@ export function registerEvalCommand(program: Command): void {
       parseSize,
     )
     .option("--per-cut", "every cut's HR and NDCG per method")
+    .option(
+      "--by-history",
+      "HR per method by the user's history length (items touched before the cut: 1, 2, 3–4, 5–9, 10+)",
+    )
     .option("--json", "print the result as JSON")
     .action(async (log: string | undefined, opts: EvalCommandOptions) => {
       try {
         const r = await runEval(log, opts);
         process.stdout.write(
-          opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatTable(r, opts.perCut)}\n`,
+          opts.json
+            ? `${JSON.stringify(r, null, 2)}\n`
+            : `${formatTable(r, opts.perCut, opts.byHistory)}\n`,
         );
       } catch (err) {
         process.stderr.write(`reco eval: ${err instanceof Error ? err.message : String(err)}\n`);

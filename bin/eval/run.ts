@@ -86,6 +86,11 @@ export interface EvalResult {
     hr: Partial<Record<Method, number>>;
     ndcg: Partial<Record<Method, number>>;
   }[];
+  /**
+   * Per mode and history length (the items the user touched before the cut, HISTORY_BUCKETS):
+   * the cases and every method's HR, pooled over the test cuts.
+   */
+  byHistory: HistoryRow[];
   /** Cuts where the blend's HR is below popularity's. */
   belowPopularity: { cut: number; mode: Mode }[];
   /**
@@ -105,6 +110,27 @@ export interface EvalResult {
   /** ALS training time per cut (ms) and model size (bytes of factors) at the last cut. */
   als: { implicitMs: number[]; explicitMs: number[]; factorBytes: number };
   validation?: { cuts: readonly number[]; cases: number; chosen: BlendSettings; hr: number };
+}
+
+/** The lower ends of the history lengths `byHistory` pools cases by: 1, 2, 3–4, 5–9, 10+. */
+export const HISTORY_BUCKETS = [1, 2, 3, 5, 10] as const;
+
+/** The label of the history-length bucket of a user who touched `items` items ("3–4"). */
+export function historyBucket(items: number): string {
+  let x = 0;
+  while (x + 1 < HISTORY_BUCKETS.length && items >= HISTORY_BUCKETS[x + 1]!) x++;
+  const lo = HISTORY_BUCKETS[x]!;
+  const next = HISTORY_BUCKETS[x + 1];
+  if (items < lo) return String(items);
+  if (next === undefined) return `${lo}+`;
+  return next - 1 === lo ? String(lo) : `${lo}–${next - 1}`;
+}
+
+export interface HistoryRow {
+  mode: Mode;
+  history: string;
+  cases: number;
+  hr: Partial<Record<Method, number>>;
 }
 
 /**
@@ -244,13 +270,20 @@ export function score(
   k: number,
   catalogue: number,
   methods: readonly Method[] = METHODS,
-): { rows: EvalResult["rows"]; perCut: EvalResult["perCut"]; discordant: Discordant[] } {
+): {
+  rows: EvalResult["rows"];
+  perCut: EvalResult["perCut"];
+  discordant: Discordant[];
+  byHistory: HistoryRow[];
+} {
   const discordant: Discordant[] = [];
+  const byHistory: HistoryRow[] = [];
   const inCuts = new Set(cuts);
   const rows: EvalResult["rows"] = {};
   const perCut: EvalResult["perCut"] = [];
   for (const mode of MODES) {
     const cutTallies = new Map<number, Partial<Record<Method, Tally>>>();
+    const lengthTallies = new Map<string, Partial<Record<Method, Tally>>>();
     // Each case's blend hit, to count where a method and the blend disagree (a paired test).
     const blendHit = new Map<Case, number>();
     for (const method of ["blend" as const, ...methods.filter((m) => m !== "blend")]) {
@@ -284,6 +317,10 @@ export function score(
         let ct = cutTallies.get(c.cut);
         if (!ct) cutTallies.set(c.cut, (ct = {}));
         addTo((ct[method] ??= newTally()), s, list, k);
+        const length = historyBucket(c.touched.size);
+        let lt = lengthTallies.get(length);
+        if (!lt) lengthTallies.set(length, (lt = {}));
+        addTo((lt[method] ??= newTally()), s, list, k);
       }
       (rows[method] ??= {} as Record<Mode, MetricRow>)[mode] = summarise(t, catalogue);
       discordant.push(...pairs.values());
@@ -305,6 +342,15 @@ export function score(
         ndcg,
       });
     }
+    const lengths = [...lengthTallies].sort(
+      (a, b) => Number.parseInt(a[0], 10) - Number.parseInt(b[0], 10),
+    );
+    for (const [history, lt] of lengths) {
+      const hr: Partial<Record<Method, number>> = {};
+      for (const [m, t] of Object.entries(lt) as [Method, Tally][])
+        hr[m] = t.hr / Math.max(1, t.cases);
+      byHistory.push({ mode, history, cases: lt.blend?.cases ?? 0, hr });
+    }
   }
-  return { rows, perCut, discordant };
+  return { rows, perCut, discordant, byHistory };
 }
