@@ -218,7 +218,6 @@ export async function startApp(
       cleanups.push(async () => stuck.stop());
       stuckChecks.push(stuck.check);
     }
-    ready = () => role === "worker" || pipeline.backend.isReady();
     // gRPC answers as soon as the serving instances run (startPipeline returns then), before
     // anything else here: the other stages' snapshots load meanwhile and share the event loop.
     options.onServing?.(pipeline.backend, pipeline);
@@ -260,6 +259,8 @@ export async function startApp(
         ? await serveWeb(cfg, served, registry, log, nc, pipeline.catalogue)
         : undefined;
     if (web) cleanups.push(() => web.stop());
+    // Ready (/healthz 200) once the facades listen, and from then on while the backend answers.
+    ready = () => role === "worker" || pipeline.backend.isReady();
     // gRPC health follows the same checks (Check and Watch clients see NOT_SERVING).
     const grpcHealth = setInterval(() => {
       grpc?.setServing(pipeline.backend.isReady() && healthProblems(checks).length === 0);

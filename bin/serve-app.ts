@@ -212,7 +212,6 @@ export async function startServingApp(
           this.set({ name: "memo_aged" }, st.memoAged);
         },
       });
-    ready = () => backend.isReady();
     const grpc = await serveGrpc(cfg, backend, metrics, log);
     cleanups.push(() => grpc.stop());
     const grpcHealth = setInterval(() => {
@@ -221,6 +220,9 @@ export async function startServingApp(
     cleanups.push(async () => clearInterval(grpcHealth));
     const web = await serveWeb(cfg, backend, registry, log, nc, gateway.catalogue);
     cleanups.push(() => web.stop());
+    // Ready (/healthz 200, what a readiness probe routes traffic on) once gRPC and the JSON API
+    // both listen, and from then on while the backend can answer.
+    ready = () => backend.isReady();
     // "Started" means every stage runs, as in one process (the ready line); serving answers
     // from the replicas meanwhile.
     await Promise.race([ingest.ready(), startFailed]);
