@@ -46,6 +46,9 @@ export function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<str
     // RANKER=design: the design stages alone, without the blend's sources (their cost hides
     // the user path's).
     ...(env.RANKER !== undefined ? { RANKER: env.RANKER } : {}),
+    // QUALITY=off (no prequential scorer) and QUALITY_SAMPLE: what online quality costs.
+    ...(env.QUALITY !== undefined ? { QUALITY: env.QUALITY } : {}),
+    ...(env.QUALITY_SAMPLE !== undefined ? { QUALITY_SAMPLE: env.QUALITY_SAMPLE } : {}),
     // Bounded staleness of blended answers (off by default): the report says when it is on.
     ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
     ...extra,
