@@ -7,8 +7,8 @@
  *
  * `--skip-ms` leaves out the first N ms (start-up), `--until-ms` all after N ms; `--match` lists
  * only functions or files whose name or path contains TEXT (inclusive time, recursion counted
- * once per sample); `--callers=TEXT` splits the self time of matching functions by their four
- * nearest callers; `--under=TEXT` counts only samples with a matching function on their stack
+ * once per sample); `--callers=TEXT` splits the self time of matching functions by their
+ * nearest callers (four, or `--depth=N`); `--under=TEXT` counts only samples with a matching function on their stack
  * (shares stay of all busy time).
  * Step 2: `BENCH_STEPS=2 PARSE_PROCESS=0 BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR"`.
  *
@@ -48,6 +48,8 @@ const skipMs = Number(args.find((a) => a.startsWith("--skip-ms="))?.slice(10) ??
 const untilMs = Number(args.find((a) => a.startsWith("--until-ms="))?.slice(11) ?? Infinity);
 const match = args.find((a) => a.startsWith("--match="))?.slice(8);
 const callersOf = args.find((a) => a.startsWith("--callers="))?.slice(10);
+/** Callers listed per stack with `--callers` (a deep one: a socket write reached from a flush). */
+const depth = Number(args.find((a) => a.startsWith("--depth="))?.slice(8) ?? 4);
 const under = args.find((a) => a.startsWith("--under="))?.slice(8);
 
 const raw = JSON.parse(readFileSync(file, "utf8")) as Profile | HeapProfile;
@@ -158,7 +160,7 @@ for (let i = 0; i < p.samples.length; i++) {
   selfFile.set(fk, (selfFile.get(fk) ?? 0) + dt);
   if (callersOf && k.includes(callersOf)) {
     const path: string[] = [];
-    for (let id = parent.get(node.id); id !== undefined && path.length < 4; id = parent.get(id))
+    for (let id = parent.get(node.id); id !== undefined && path.length < depth; id = parent.get(id))
       path.push(fnKey(byId.get(id)!.callFrame));
     const c = path.join("  <  ");
     callers.set(c, (callers.get(c) ?? 0) + dt);
