@@ -13,6 +13,7 @@ import {
 import type { RoleConfig } from "./role-config.js";
 import { ConfigError, type AppConfig } from "./config.js";
 import { moveParseSnapshot } from "./parse-process-stores.js";
+import { startTierOfStage } from "./pipeline/units.js";
 
 /**
  * Where a start's stages run (this process, the parse process, or a worker's leases), and
@@ -30,8 +31,10 @@ export async function placeSnapshots(
   log: Logger,
 ): Promise<void> {
   // The user path's instances here and in the parse process: chains of the stages each runs.
-  const userPath = userPathInstances(cfg.pipeline.chaining ?? true, (stage) =>
-    inChild.has(stage) ? "child" : "main",
+  const userPath = userPathInstances(
+    cfg.pipeline.chaining ?? true,
+    (stage) => (inChild.has(stage) ? "child" : "main"),
+    startTierOfStage,
   );
   const wanted = userPath.map((i) => i.stage);
   const before = await userPathBefore(cfg.dataDir);

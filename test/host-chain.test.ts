@@ -15,6 +15,7 @@ import {
 import { USER_PATH, userPathInstances } from "../bin/pipeline/plan-snapshots.js";
 import type { StageHandler, StageOutput, StageSpec } from "../actors/host/index.js";
 import { planPath, type ChainRule } from "../bin/pipeline/chains.js";
+import { startTierOfStage } from "../bin/pipeline/units.js";
 
 /*
  * The chain as the host sees it (actors/host/host-chain.ts) and the rule that forms it
@@ -261,6 +262,11 @@ describe("a chain's snapshot when the plan changes", () => {
       "watermark+window+interest-ranking+popularity-join",
     ]);
     expect(userPathInstances(false, place).map((i) => i.stage)).toEqual([...USER_PATH]);
+    // popularity-join, what gRPC answers from, starts first at a restart: a chain of its own.
+    expect(userPathInstances(true, () => "main", startTierOfStage).map((i) => i.stage)).toEqual([
+      "watermark+window+interest-ranking",
+      "popularity-join",
+    ]);
   });
 });
 
@@ -290,6 +296,13 @@ describe("which stages chain", () => {
       "watermark",
       "window",
       "interest-ranking",
+      "popularity-join",
+    ]);
+  });
+
+  it("ends a chain where the next stage starts in another tier (serving loads first)", () => {
+    expect(stages(planPath(path(), rule({ tierOf: startTierOfStage })))).toEqual([
+      "watermark+window+interest-ranking",
       "popularity-join",
     ]);
   });

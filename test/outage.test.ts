@@ -16,8 +16,11 @@ import { poller } from "./helpers/harness.js";
 
 const H = 3_600_000;
 const enc = new TextEncoder();
-/** Each partition's user path as one task (CHAINING=on, the default). */
-const CHAIN = "watermark+window+interest-ranking+popularity-join";
+/**
+ * Each partition's user path as one task up to interest-ranking (CHAINING=on, the default);
+ * popularity-join, which serving answers from, starts a chain of its own.
+ */
+const CHAIN = "watermark+window+interest-ranking";
 
 const eventually = poller({ ms: 30_000, everyMs: 200, keepOnError: true });
 

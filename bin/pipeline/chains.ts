@@ -15,13 +15,20 @@ export interface ChainRule {
   placedHere(stage: string): boolean;
   /** Whether readers outside the path (serving replicas, other processes) read this subject. */
   published(subject: string): boolean;
+  /**
+   * The stage's start tier (units.ts startTierOfStage): a chain starts, and loads its snapshot,
+   * as one, so a stage that answers must not wait for the others' state at a restart. Absent:
+   * one tier for all.
+   */
+  tierOf?(stage: string): string;
 }
 
 /**
  * Whether `b`, reading what `a` writes, runs in `a`'s chain: the same partition of the same
- * partitioning (a path keeps its partitioning: a repartition ends it), the same process, hop
- * input, and the host's plain per-input batching and no ticks on both sides (a member has no
- * batching or timers of its own: the chain's are the first member's).
+ * partitioning (a path keeps its partitioning: a repartition ends it), the same process, the
+ * same start tier (like Flink's startNewChain() before the operator serving reads), hop input,
+ * and the host's plain per-input batching and no ticks on both sides (a member has no batching
+ * or timers of its own: the chain's are the first member's).
  */
 export function chainable(
   a: StageSpec<StageHandler>,
@@ -38,7 +45,8 @@ export function chainable(
     a.batching === "per-input" &&
     b.batching === "per-input" &&
     a.tickMs === undefined &&
-    b.tickMs === undefined
+    b.tickMs === undefined &&
+    (rule.tierOf === undefined || rule.tierOf(a.stage) === rule.tierOf(b.stage))
   );
 }
 

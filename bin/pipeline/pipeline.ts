@@ -33,6 +33,7 @@ import {
   tierOf,
   type Instances,
   type Ownership,
+  startTierOfStage,
 } from "./units.js";
 import { startServing } from "./serving.js";
 import { createLoadTurns } from "./load-turns.js";
@@ -225,7 +226,12 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   wireStages(cfg, {
     run,
     path: (specs) => {
-      const rule = { chaining: cfg.chaining ?? true, placedHere, published: readOutsideGraph };
+      const rule = {
+        chaining: cfg.chaining ?? true,
+        placedHere,
+        published: readOutsideGraph,
+        tierOf: startTierOfStage,
+      };
       for (const spec of planPath(specs, rule)) run(spec);
     },
     // The server's view of parse's consumer (named by units.consumer, as the host's).

@@ -20,12 +20,14 @@ const outputOf = (stage: string, p: number) => `reco.${stage}.${p}`;
 
 /**
  * The instances the user path runs as, in order: runs of stages placed in the same process
- * (`placeOf`), one chain each with CHAINING=on, one instance a stage without (chains.ts planPath
- * gives the same on the specs: the user path's stages all chain where placed together).
+ * (`placeOf`) and of one start tier (`tierOf`), one chain each with CHAINING=on, one instance a
+ * stage without (chains.ts planPath gives the same on the specs: the user path's stages all
+ * chain where placed together and started together).
  */
 export function userPathInstances(
   chaining: boolean,
   placeOf: (stage: string) => string,
+  tierOf: (stage: string) => string = () => "",
 ): { stage: string; place: string }[] {
   const out: { stage: string; place: string }[] = [];
   let run: string[] = [];
@@ -35,7 +37,11 @@ export function userPathInstances(
   };
   for (const stage of USER_PATH) {
     const last = run[run.length - 1];
-    if (last !== undefined && (!chaining || placeOf(last) !== placeOf(stage))) close();
+    if (
+      last !== undefined &&
+      (!chaining || placeOf(last) !== placeOf(stage) || tierOf(last) !== tierOf(stage))
+    )
+      close();
     run.push(stage);
   }
   close();

@@ -1,5 +1,7 @@
 import type { JetStreamManager } from "nats";
 import { SETTINGS } from "../../bin/config-settings.js";
+import { userPathInstances } from "../../bin/pipeline/plan-snapshots.js";
+import { startTierOfStage } from "../../bin/pipeline/units.js";
 
 export interface Gauge {
   labels: Record<string, string>;
@@ -41,8 +43,10 @@ export function stageIds(
   quality = true,
   chaining = (process.env.CHAINING ?? SETTINGS.chaining.default) === "on",
 ): string[] {
-  const userPath = ["watermark", "window", "interest-ranking", "popularity-join"];
-  const perPartition = chaining ? [userPath.join("+")] : userPath;
+  // The user path's instances as the app plans them (chained within a start tier).
+  const perPartition = userPathInstances(chaining, () => "main", startTierOfStage).map(
+    (i) => i.stage,
+  );
   perPartition.push("popularity", "trending", "catalogue");
   if (quality) perPartition.push("drift");
   if (ranker === "blend") perPartition.push("history");
