@@ -109,6 +109,37 @@ describe("the incrementally kept ALS matrix", () => {
     expect(Math.max(...[0, 1, 2, 3, 4].map((u) => b.row(`u${u}`)!.size))).toBeGreaterThan(128);
   });
 
+  it("a restored builder does not count its rows when created (a lazily indexed map's size indexes every key)", () => {
+    const { stores } = countingStores();
+    const b = createRatingsBuilder(stores);
+    adder(13)(b, 500, 100, 80);
+    const restored = countingStores(stores);
+    let sizeReads = 0;
+    const rows = restored.stores.rows;
+    const watched: KeyStore<RatingRow> = {
+      get: (k) => rows.get(k),
+      set: (k, v) => rows.set(k, v),
+      delete: (k) => rows.delete(k),
+      get size() {
+        sizeReads++;
+        return rows.size;
+      },
+      keys: () => rows.keys(),
+      entries: () => rows.entries(),
+    };
+    const r = createRatingsBuilder({ ...restored.stores, rows: watched });
+    expect(sizeReads).toBe(0);
+    // Nothing lost by not asking: its first build reads the stored rows, as before.
+    expect(r.build()).toEqual(b.build());
+    // A builder on empty stores still keeps its matrix from its first add (no row is read).
+    const fresh = countingStores();
+    const f = createRatingsBuilder(fresh.stores);
+    adder(14)(f, 300, 50, 40);
+    const built = f.build();
+    expect(fresh.scans.n).toBe(0);
+    expect(built).toEqual(ratingsFromStores(fresh.stores));
+  });
+
   it("builds from the stored rows when their first-seen orders are not 0..n-1", () => {
     const rows = memStore<RatingRow>();
     rows.set("a", [5, 1, "x", 2]);

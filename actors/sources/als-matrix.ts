@@ -44,10 +44,12 @@ export function createRatingsBuilder(
   /**
    * The matrix as rows change: undefined until read from the stores (a restored builder, at its
    * first build); null if the stores' first-seen orders are not 0..n-1 (never so when a builder
-   * wrote them), which then builds from the stored rows every time, as before.
+   * wrote them), which then builds from the stored rows every time, as before. `items` is asked
+   * first: a row holds an item, and a restored stage's rows are a lazily indexed map whose size
+   * indexes every user's key (~190 ms with 1M users, before a restart's first right answers).
    */
   let held: MatrixRows | null | undefined =
-    rows.size === 0 && items.size === 0 ? createMatrixRows() : undefined;
+    items.size === 0 && rows.size === 0 ? createMatrixRows() : undefined;
   const matrix = (): MatrixRows | null => {
     if (held === undefined) held = readRows(rows, items);
     return held;
