@@ -101,6 +101,13 @@ export interface StateMap<V> {
    * rating row). The value must not be changed. Optional: a map without it is read by `get`.
    */
   peek?(key: string): V | undefined;
+  /**
+   * Indexes up to `records` more of a lazily loaded map's keys and returns how many are left (0:
+   * all). A walk of every key (`keys`, `size`) indexes all that are left at once: a restore that
+   * walks a large map calls this in slices first, between turns of the event loop. Optional: a
+   * map without it has nothing left to index.
+   */
+  settle?(records: number): number;
 }
 
 /**

@@ -164,6 +164,7 @@ export function keyedMap<V>(
       return plain && cold.empty ? m.size : sizeOf(rec);
     },
     keys: plain ? () => m.keys() : keys,
+    settle: (records: number) => (cold.empty ? 0 : cold.settle(records)),
     // A text map's (or a plain map's) value as JSON text; a codec map's only while it is
     // still held as the text it had before the map had a codec (a load of older snapshots).
     peekText: (k: string) => {

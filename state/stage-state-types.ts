@@ -91,7 +91,7 @@ export interface StageStateInternal extends StageState {
    * units per key). With `lazy`, the sections are only taken (no unit): each index reads and
    * partitions them when a lookup first needs a record, then places them as lookups need them, or
    * all at once when something needs every key (size, keys, a snapshot's compaction), and both
-   * in the background once loads are over (cold-index.ts settleInBackground): the same state
+   * in the background while no load is busy (cold-settle.ts settleInBackground): the same state
    * either way. A map that no answer reads is then not read before a restart's first answers.
    */
   loadBinaryAll(

@@ -112,7 +112,7 @@ export async function readSnapshot(
   // Indexing is ~8x cheaper per key than a JSON entry's parse and Map.set (its steps
   // count two units per key).
   // Lazily: the records are partitioned now and placed in their indexes as lookups need
-  // them, then in the background once loads are over (cold-index.ts loadsBusy): ~half of
+  // them, then in the background while no load is busy (cold-settle.ts loadsBusy): ~half of
   // this step's CPU (1M keys: ~0.1-0.2 s) leaves the path to a restart's first answers.
   for (const n of state.loadBinaryAll([...binBase, ...binDeltas], bulk, true)) await pace(n / 16);
   // The rest in the order of their keys: the checkpoint's binary chunks (their key counts

@@ -213,6 +213,9 @@ export const interestStage = defineStage({
       keep(u, a);
     };
     function* rebuild(): Generator<void, void, void> {
+      // The walks below index every key of a lazily loaded map at once (~300 ms per partition
+      // of 1M users, the loop held while a restarted process answers): in slices first.
+      for (const m of [oldProfiles, cells]) while ((m.settle?.(REBUILD_SLICE) ?? 0) > 0) yield;
       let slice = 0;
       for (const k of [...oldProfiles.keys()]) {
         oldProfiles.delete(k);
