@@ -12,6 +12,7 @@ import { startPipeline, type Pipeline } from "./pipeline/pipeline.js";
 import { consumerBase, parseProcessStages } from "./pipeline/units.js";
 import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { parentDeathPrefix } from "../connectors/nats/embedded-server.js";
 import { withInputStaleness } from "./stale-backend.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import type { AppConfig } from "./config.js";
@@ -175,6 +176,10 @@ export async function startApp(
 
     // PARSE_PROCESS=1: parse runs in a child process on the second core (bin/parse-process.ts).
     const parseApart = role === "start" && cfg.parseProcess;
+    // Whether setpriv can be used for the parse process (a probe, run once): asked now, while
+    // the process is small. Asked at the spawn, after the state loaded, its fork of a 1 GB
+    // process held the loop that serves 237 ms (bench step 6, 1M users).
+    if (parseApart) parentDeathPrefix();
     // The parse process runs these stages of every unit (PARSE_PROCESS_STAGES), this one the rest.
     const inChild = parseApart ? parseProcessStages(cfg.parseProcessStages) : new Set<string>();
     if (role === "start") await placeSnapshots(cfg, inChild, stateDb, log);
