@@ -106,8 +106,7 @@ async function main() {
       `${JSON.stringify(settingsOf(r.p, r.p.rrfK).weights)} ${r.p.m} ${r.p.m === "rank" ? `k=${r.p.rrfK}` : ""}: worst margin ${r.min.toFixed(3)}, ` +
         `mean HR ${r.mean.toFixed(3)}; per log ${perLog
           .map(
-            (l, q) =>
-              `${l.name} ${(l.best + r.margins[q]!).toFixed(3)} (${l.source} ${l.best.toFixed(3)})`,
+            (l) => `${l.name} ${l.points[r.x]!.hr.toFixed(3)} (${l.source} ${l.best.toFixed(3)})`,
           )
           .join(", ")}\n`,
     );
