@@ -222,15 +222,35 @@ export const trendingStage = defineStage({
         const hours = [...byHour.keys()]
           .filter((k) => k.startsWith("24h|"))
           .map((k) => Number(k.slice(4)));
-        // A window ending at e holds hours e − 24 h .. e − 1 h: only windows ending between
-        // firstData + 1 h and lastData + 24 h hold data, however far progress jumped.
-        const firstData = hours.length ? Math.min(...hours) : Infinity;
-        const lastData = hours.length ? Math.max(...hours) : -Infinity;
-        const to = Math.min(closedEnd, lastData + DAY);
-        for (let e = Math.max(final24h + HOUR, firstData + HOUR); e <= to; e += HOUR) {
-          const p = part("24h", e - DAY, true);
+        // A window ending at e holds hours e − 24 h .. e − 1 h, and only windows that hold data
+        // are published: the walk goes from data to data, however far progress jumped (a sparse
+        // log, e.g. MovieLens: an hour of ratings, then nothing for days or years).
+        const data = hours.slice().sort((a, b) => a - b);
+        const to = data.length > 0 ? Math.min(closedEnd, data[data.length - 1]! + DAY) : -Infinity;
+        let before: TrendingPart | undefined;
+        let x = 0;
+        for (let e = final24h + HOUR; e <= to;) {
+          while (x < data.length && data[x]! < e - DAY) x++;
+          if (x === data.length) break;
+          if (data[x]! >= e) {
+            // No data in [e − 24 h, e): on to the first window that holds the next data hour.
+            e = data[x]! + HOUR;
+            before = undefined;
+            continue;
+          }
+          // A window holds what the one an hour before held when the hour it gains (e − 1 h)
+          // and the hour it loses (e − 25 h) hold nothing: its list is that one's, not summed
+          // again over 24 hours. Walking and summing every window up to the newest data was
+          // 20% of the main thread of a MovieLens replay.
+          const p =
+            before !== undefined &&
+            !byHour.has(`24h|${e - HOUR}`) &&
+            !byHour.has(`24h|${e - DAY - HOUR}`)
+              ? { ...before, start: e - DAY, end: e, items: before.items.slice() }
+              : part("24h", e - DAY, true);
+          before = p;
           if (p.items.length > 0) finals.push(p);
-          dirty.delete(`24h|${e - DAY}`);
+          e += HOUR;
         }
         final24h = closedEnd;
         // Hours older than the oldest open 24 h window can go.
