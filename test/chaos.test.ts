@@ -208,6 +208,11 @@ async function publishAll(nc: NatsConnection, from: number, to: number) {
 
 describe("crash exactness under SIGKILL", () => {
   const cleanups: (() => Promise<unknown>)[] = [];
+  /**
+   * The uninterrupted run's results by ranker: it runs with CHAINING=off whatever the killed
+   * run's CHAINING, so the killed runs of one ranker compare with one such run.
+   */
+  const uninterrupted = new Map<Ranker, Promise<Results>>();
   afterAll(async () => {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
   });
@@ -243,14 +248,22 @@ describe("crash exactness under SIGKILL", () => {
       // the log's first 60k messages (~12 h of event time: three training points).
       const total = ranker === "blend" ? Math.min(messages.length, 60_000) : messages.length;
       const quiet = ranker === "blend" ? 420_000 : 240_000;
-      // The uninterrupted run.
-      const a = await fresh();
-      await publishAll(a.nc, 0, total);
-      const pa = await startProc(a.nats.url, a.dir, { ...base, CHAINING: "off" });
-      cleanups.push(() => kill(pa));
-      await waitQuiescent(a.nc, pa, ranker, quiet);
-      const expected = await collect(a.nc, pa);
-      await kill(pa);
+      // The uninterrupted run (once per ranker).
+      if (!uninterrupted.has(ranker))
+        uninterrupted.set(
+          ranker,
+          (async () => {
+            const a = await fresh();
+            await publishAll(a.nc, 0, total);
+            const pa = await startProc(a.nats.url, a.dir, { ...base, CHAINING: "off" });
+            cleanups.push(() => kill(pa));
+            await waitQuiescent(a.nc, pa, ranker, quiet);
+            const results = await collect(a.nc, pa);
+            await kill(pa);
+            return results;
+          })(),
+        );
+      const expected = await uninterrupted.get(ranker)!;
       // The log exercised what we compare.
       expect(Object.keys(expected.trendingFinals).length).toBeGreaterThan(10);
       expect(expected.counts["parse:duplicate"]).toBeGreaterThan(0);
