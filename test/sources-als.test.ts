@@ -265,6 +265,12 @@ describe("implicit ALS", () => {
           return [[tid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16])] as const];
         }),
       );
+    // A worker kept from an earlier training would be a thread that was there before: a
+    // training aborted at once ends it (an aborted training's worker is never kept).
+    const ac0 = new AbortController();
+    const p0 = trainInWorker({ ratings: twoTastes(), settings: small }, { signal: ac0.signal });
+    ac0.abort();
+    await expect(p0).rejects.toThrow(/aborted/);
     const before = niceOf();
     const ac = new AbortController();
     let during: Map<string, number> | undefined;

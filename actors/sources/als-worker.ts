@@ -13,9 +13,13 @@ import type { OfflineMetrics } from "./als-served.js";
 
 /**
  * Trains ALS in a worker thread, so the event loop that serves and ingests never waits for it
- * (a training at 1M users takes minutes of CPU). One `Worker` per training, not a pool: there
- * is one training at a time, it is long, and its input and output cross as transferred buffers
- * (no copy); a pool library (piscina, workerpool) would add a dependency for nothing here.
+ * (a training at 1M users takes minutes of CPU). One worker at a time, not a pool: there is one
+ * training at a time and its input and output cross as transferred buffers (no copy); a pool
+ * library (piscina, workerpool) would add a dependency for nothing here. A worker that finished
+ * a small training is kept for the next one for KEEP_MS: its start (node's loaders, this module)
+ * was 0.15-0.2 s of CPU, half of each of the 27 trainings of a MovieLens replay of 40,000
+ * ratings. One that trained a large matrix is not (its start is a small part of the training,
+ * and its heap would hold the matrix's garbage while it waits).
  *
  * The same file is the worker's entry: loaded in a worker with `workerData.als`, it trains and
  * posts the model back.
@@ -46,13 +50,55 @@ interface WorkerReply {
  * time, so it trains once per RETRAIN_INTERVAL of it within a minute, where a live stream trains
  * once an hour.
  */
-const done = { trainings: 0, cpuSeconds: 0 };
-/** Worker thread ids of the trainings under way. */
-const training = new Set<number>();
-export function trainingsDone(): { trainings: number; cpuSeconds: number } {
+const done = { trainings: 0, cpuSeconds: 0, workers: 0 };
+/**
+ * Worker thread ids of the trainings under way, each with its thread's CPU seconds when the
+ * training began (0 for a new worker; a kept one has trained before).
+ */
+const training = new Map<number, number>();
+const taskCpu = (tid: number) => threadCpuSeconds(`/proc/self/task/${tid}`) ?? 0;
+export function trainingsDone(): { trainings: number; cpuSeconds: number; workers: number } {
   let cpuSeconds = done.cpuSeconds;
-  for (const tid of training) cpuSeconds += threadCpuSeconds(`/proc/self/task/${tid}`) ?? 0;
-  return { trainings: done.trainings, cpuSeconds };
+  for (const [tid, from] of training) cpuSeconds += taskCpu(tid) - from;
+  return { trainings: done.trainings, cpuSeconds, workers: done.workers };
+}
+
+/** How long a worker that finished a training is kept for the next one (then terminated). */
+const KEEP_MS = 30_000;
+/** Trainings of at most this many ratings keep their worker (~12 MB of matrix in its heap). */
+const KEEP_MAX_RATINGS = 500_000;
+/** The worker kept for the next training, with its thread id. */
+let kept:
+  | { w: Worker; tid: number | undefined; timer: ReturnType<typeof setTimeout>; gone: () => void }
+  | undefined;
+/** The kept worker, taken for a training (undefined: none). */
+function takeKept(): { w: Worker; tid: number | undefined } | undefined {
+  const k = kept;
+  if (k === undefined) return undefined;
+  kept = undefined;
+  clearTimeout(k.timer);
+  k.w.off("exit", k.gone);
+  k.w.off("error", k.gone);
+  k.w.ref();
+  return k;
+}
+/** Keeps `w` (idle, its training's listeners removed) for the next training. */
+function keep(w: Worker, tid: number | undefined) {
+  takeKept()
+    ?.w.terminate()
+    .catch(() => undefined);
+  const gone = () => {
+    if (kept?.w === w) takeKept();
+  };
+  // Neither keeps the process alive: an idle worker is not work.
+  w.unref();
+  const timer = setTimeout(() => {
+    if (kept?.w === w) void takeKept()!.w.terminate();
+  }, KEEP_MS);
+  timer.unref();
+  w.on("exit", gone);
+  w.on("error", gone);
+  kept = { w, tid, timer, gone };
 }
 
 /** A thread's time on a CPU so far, seconds (Linux: its schedstat), or undefined. */
@@ -81,8 +127,7 @@ function threadId(): number | undefined {
  * a two-line module that registers tsx and imports this file. Built to JavaScript, the file is
  * its own entry.
  */
-function spawn(job: TrainJob): Worker {
-  const self = import.meta.url;
+function jobMessage(job: TrainJob): { bare: TrainJob; transferList: ArrayBuffer[] } {
   // The matrix moves to the worker (no copy on this thread: 120 MB at 1M users); it is a copy
   // of the one the builder keeps (als-matrix-rows.ts), taken for this training.
   const r = job.ratings;
@@ -91,6 +136,12 @@ function spawn(job: TrainJob): Worker {
   const transferList = [r.userPtr, r.userCols, r.userVals, r.itemPtr, r.itemRows, r.itemVals].map(
     (a) => a.buffer as ArrayBuffer,
   );
+  return { bare, transferList };
+}
+
+function spawn({ bare, transferList }: { bare: TrainJob; transferList: ArrayBuffer[] }): Worker {
+  const self = import.meta.url;
+  done.workers++;
   if (!self.endsWith(".ts"))
     return new Worker(new URL(self), { workerData: { als: bare }, transferList });
   const api = pathToFileURL(createRequire(self).resolve("tsx/esm/api")).href.replace(
@@ -119,54 +170,69 @@ export function trainInWorker(
   const users = job.ratings.userPtr.length - 1;
   const items = job.ratings.items;
   const settings = job.settings;
+  const small = job.ratings.userCols.length <= KEEP_MAX_RATINGS;
+  const message = jobMessage(job);
+  const reused = takeKept();
   let w: Worker;
+  let tid = reused?.tid;
   try {
-    w = spawn(job);
+    if (reused) {
+      w = reused.w;
+      if (tid !== undefined) training.set(tid, taskCpu(tid));
+      w.postMessage({ als: message.bare }, message.transferList);
+    } else w = spawn(message);
   } catch (err) {
+    if (tid !== undefined) training.delete(tid);
+    if (reused) void reused.w.terminate();
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));
   }
   return new Promise((resolve, reject) => {
     let settled = false;
-    let tid: number | undefined;
-    const settle = (f: () => void) => {
+    /** Ends this training: its listeners go, and the worker is kept (`keepIt`) or terminated. */
+    const settle = (f: () => void, keepIt = false) => {
       // A worker ended without its reply (aborted, failed): its CPU is no longer readable.
       if (tid !== undefined) training.delete(tid);
-      tid = undefined;
       if (settled) return;
       settled = true;
       o.signal?.removeEventListener("abort", abort);
+      w.off("message", onMessage);
+      w.off("error", onError);
+      w.off("exit", onExit);
+      if (keepIt) keep(w, tid);
+      else void w.terminate();
       f();
     };
-    const abort = () => {
-      void w.terminate();
-      settle(() => reject(new Error("ALS training aborted")));
-    };
-    o.signal?.addEventListener("abort", abort);
-    w.on("message", (m: WorkerReply) => {
+    const abort = () => settle(() => reject(new Error("ALS training aborted")));
+    const onMessage = (m: WorkerReply) => {
       if (m.iteration !== undefined) o.onIteration?.(m.iteration);
-      if (m.tid !== undefined) training.add((tid = m.tid));
+      if (m.tid !== undefined) training.set((tid = m.tid), 0);
       // Counted before settle() takes its thread out of `training` (no read comes between).
       if (m.V || m.error) {
         done.trainings++;
         done.cpuSeconds += m.cpuSeconds ?? 0;
       }
       if (m.V)
-        settle(() =>
-          resolve({
-            settings,
-            items,
-            V: m.V!,
-            users,
-            ...(m.YtY ? { YtY: m.YtY } : {}),
-            ...(m.offline ? { offline: m.offline } : {}),
-          }),
+        settle(
+          () =>
+            resolve({
+              settings,
+              items,
+              V: m.V!,
+              users,
+              ...(m.YtY ? { YtY: m.YtY } : {}),
+              ...(m.offline ? { offline: m.offline } : {}),
+            }),
+          small,
         );
       if (m.error) settle(() => reject(new Error(m.error)));
-    });
-    w.on("error", (err) => settle(() => reject(err)));
-    w.on("exit", (code) =>
-      settle(() => reject(new Error(`ALS worker exited with code ${code} before its model`))),
-    );
+    };
+    const onError = (err: Error) => settle(() => reject(err));
+    const onExit = (code: number) =>
+      settle(() => reject(new Error(`ALS worker exited with code ${code} before its model`)));
+    o.signal?.addEventListener("abort", abort);
+    w.on("message", onMessage);
+    w.on("error", onError);
+    w.on("exit", onExit);
   });
 }
 
@@ -195,17 +261,21 @@ export function lowerTrainingPriority(): number | undefined {
   }
 }
 
-if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.als) {
-  const { ratings, settings } = (workerData as { als: TrainJob }).als;
-  const tid = threadId();
-  if (tid !== undefined) parentPort.postMessage({ tid } satisfies WorkerReply);
-  lowerTrainingPriority();
+/**
+ * Trains one job in this worker and posts the model back. `from`: this thread's CPU seconds
+ * before it (the reply counts this training's alone; a worker's first counts its start too).
+ */
+function trainHere(
+  port: NonNullable<typeof parentPort>,
+  { ratings, settings }: TrainJob,
+  from: number,
+) {
   try {
     // No user factors come back (the served model solves users when asked): none are built.
     const model = trainAls(
       ratings,
       settings,
-      (iteration) => parentPort!.postMessage({ iteration }),
+      (iteration) => port.postMessage({ iteration }),
       undefined,
       { userFactors: false },
     );
@@ -215,15 +285,27 @@ if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.al
       settings.kind === "implicit" ? gram(model.V, settings.rank, settings.reg) : undefined;
     // The model's offline figures, here and not on the event loop.
     const offline = evaluateAls(ratings, model, YtY ? { YtY } : {});
-    const cpuSeconds = threadCpuSeconds();
-    parentPort.postMessage(
+    const cpuSeconds = (threadCpuSeconds() ?? from) - from;
+    port.postMessage(
       { V: model.V, ...(YtY ? { YtY } : {}), offline, cpuSeconds } satisfies WorkerReply,
       [model.V.buffer as ArrayBuffer, ...(YtY ? [YtY.buffer as ArrayBuffer] : [])],
     );
   } catch (err) {
-    parentPort.postMessage({
+    port.postMessage({
       error: String((err as Error).stack ?? err),
-      cpuSeconds: threadCpuSeconds(),
+      cpuSeconds: (threadCpuSeconds() ?? from) - from,
     } satisfies WorkerReply);
   }
+}
+
+if (!isMainThread && parentPort && (workerData as { als?: TrainJob } | null)?.als) {
+  const port = parentPort;
+  const tid = threadId();
+  if (tid !== undefined) port.postMessage({ tid } satisfies WorkerReply);
+  lowerTrainingPriority();
+  trainHere(port, (workerData as { als: TrainJob }).als, 0);
+  // Kept for the next training (trainInWorker): each comes as a message.
+  port.on("message", (m: { als?: TrainJob }) => {
+    if (m.als) trainHere(port, m.als, threadCpuSeconds() ?? 0);
+  });
 }
