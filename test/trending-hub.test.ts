@@ -40,6 +40,36 @@ function setup(opts: Partial<TrendingHubOptions> = {}) {
 }
 
 describe("trending hub", () => {
+  it("should merge into a 24 h final the list a partition left unchanged since its last final, and send a final for every closed window", () => {
+    const { hub, seen, heartbeat } = setup();
+    const s = T0 - DAY + HOUR;
+    // Partition 0 publishes the window starting at s, partition 1 that one and the next; at
+    // s + 2 h partition 0 has lost its data (an empty final).
+    hub.apply(`24h.${s}.0`, part("24h", s, [["a", 4, 4, 0]], true));
+    hub.apply(`24h.${s}.1`, part("24h", s, [["b", 2, 2, 0]], true));
+    hub.apply(`24h.${s + HOUR}.1`, part("24h", s + HOUR, [["b", 5, 5, 0]], true));
+    hub.apply(`24h.${s + 2 * HOUR}.0`, part("24h", s + 2 * HOUR, [], true));
+    // A non-final list of partition 0 for s + HOUR, put before its close: not its final.
+    hub.apply(`24h.${s + HOUR}.0`, part("24h", s + HOUR, [["z", 9, 9, 0]]));
+    heartbeat(0, s + 2 * HOUR + DAY + ONE_D_OOO);
+    heartbeat(1, s + 2 * HOUR + DAY + ONE_D_OOO);
+    hub.evaluate();
+    // Two more hours closed that no partition sent: each a final, with the list before them.
+    heartbeat(0, s + 4 * HOUR + DAY + ONE_D_OOO);
+    heartbeat(1, s + 4 * HOUR + DAY + ONE_D_OOO);
+    hub.evaluate();
+    const finals = seen["24h"]
+      .filter((x) => x.final)
+      .map((x) => [x.windowStart - s, x.items.map((i) => `${i.itemId}:${i.score}`)]);
+    expect(finals).toEqual([
+      [0, ["a:4", "b:2"]],
+      [HOUR, ["b:5", "a:4"]],
+      [2 * HOUR, ["b:5"]],
+      [3 * HOUR, ["b:5"]],
+      [4 * HOUR, ["b:5"]],
+    ]);
+  });
+
   it("should merge the partitions' lists into one top list by score, ties by item id", () => {
     const { hub, seen } = setup();
     hub.apply(

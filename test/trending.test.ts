@@ -259,24 +259,46 @@ describe("trending", () => {
       expect(feed(T0 + 4 * HOUR, [])).toEqual([]);
     });
 
-    it("should publish each 24 h window holding data as final exactly once", () => {
+    it("should publish a 24 h window as final once, when it differs from the window an hour before", () => {
       const { feed } = setup();
       feed(T0 + 30 * MINUTE, [ev(T0 + 30 * MINUTE, "p1")]);
+      feed(T0 + 5 * HOUR + 30 * MINUTE, [ev(T0 + 5 * HOUR + 30 * MINUTE, "p2")]);
       const finals24 = (ps: [string, TrendingPart][]) =>
-        ps.filter(([, p]) => p.kind === "24h").map(([k, p]) => (expect(p.final).toBe(true), k));
+        ps
+          .filter(([, p]) => p.kind === "24h")
+          .map(([k, p]) => (expect(p.final).toBe(true), [k, p.items.map((i) => i[0])]));
       // The window ending at T0 + 1h is final at progress T0 + 1h + 26h.
       expect(finals24(feed(T0 + 27 * HOUR - 1, []))).toEqual([]);
       const first = finals24(feed(T0 + 27 * HOUR, []));
-      expect(first).toEqual([`24h.${T0 + HOUR - DAY}.${Q}`]);
-      const rest = finals24(feed(T0 + 60 * HOUR, []));
+      expect(first).toEqual([[`24h.${T0 + HOUR - DAY}.${Q}`, ["p1"]]]);
+      const rest = finals24(feed(T0 + 40 * HOUR, []));
       const later = finals24(feed(T0 + 70 * HOUR, []));
-      // The event at T0 + 30m lies in the 24 windows ending at T0 + 1h, T0 + 2h, … T0 + 24h.
-      const expected = Array.from(
-        { length: 24 },
-        (_, k) => `24h.${T0 + (k + 1) * HOUR - DAY}.${Q}`,
-      );
-      expect([...first, ...rest, ...later]).toEqual(expected);
+      const w = (endHours: number) => `24h.${T0 + endHours * HOUR - DAY}.${Q}`;
+      // p1 (hour T0) lies in the windows ending at T0 + 1h … T0 + 24h, p2 (hour T0 + 5h) in those
+      // ending at T0 + 6h … T0 + 29h. Published: the windows that gain or lose one of them, the
+      // last one empty; the others hold what the window before holds.
+      expect([...first, ...rest, ...later]).toEqual([
+        [w(1), ["p1"]],
+        [w(6), ["p1", "p2"]],
+        [w(25), ["p2"]],
+        [w(30), []],
+      ]);
     });
+  });
+
+  it("should publish the emptied 24 h window when the close before it ended where it loses its data", () => {
+    const { feed } = setup();
+    feed(T0 + 30 * MINUTE, [ev(T0 + 30 * MINUTE, "p1")]);
+    const finals24 = (ps: [string, TrendingPart][]) =>
+      ps.filter(([, p]) => p.kind === "24h").map(([k, p]) => [k, p.items.map((i) => i[0])]);
+    // The first close ends at T0 + 24 h (progress less 26 h), the window that still holds p1;
+    // the next one reaches the window that loses it.
+    const first = finals24(feed(T0 + 50 * HOUR, []));
+    const next = finals24(feed(T0 + 51 * HOUR, []));
+    expect([...first, ...next]).toEqual([
+      [`24h.${T0 + HOUR - DAY}.${Q}`, ["p1"]],
+      [`24h.${T0 + HOUR}.${Q}`, []],
+    ]);
   });
 
   describe("lateness", () => {

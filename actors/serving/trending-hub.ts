@@ -52,6 +52,13 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
   // the same content (a restarted partition, say) is no change.
   const lastSaid: Partial<Record<TrendingKind, string>> = {};
   const finalised = { "1h": new Set<number>(), "24h": new Set<number>() };
+  /**
+   * Per partition, its newest final 24 h part merged so far. A partition publishes a 24 h final
+   * only when the window differs from the one an hour before (trending.ts): a window it did not
+   * publish holds what this one holds. Every hour of a part's window leaves within 24 h, so a
+   * newer final always follows before then.
+   */
+  const carried = new Map<number, TrendingPart>();
 
   const minWm = () => {
     if (hb.size < opts.partitions) return -1;
@@ -59,14 +66,27 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
     for (const v of hb.values()) m = Math.min(m, v);
     return m;
   };
-  const merge = (kind: TrendingKind, start: number, final: boolean): TrendingSnapshot => {
+  /** The partitions' parts of a window: for a 24 h final, carried ones where none is final. */
+  const partsOf = (kind: TrendingKind, start: number, final: boolean): TrendingPart[] => {
     const byQ = parts[kind].get(start);
-    const all: TrendingPart["items"] = [];
-    let end = start + (kind === "1h" ? 3_600_000 : 86_400_000);
-    for (const p of byQ?.values() ?? []) {
-      all.push(...p.items);
-      end = p.end;
+    if (!final || kind !== "24h") return [...(byQ?.values() ?? [])];
+    const out: TrendingPart[] = [];
+    for (let q = 0; q < opts.partitions; q++) {
+      const own = byQ?.get(q);
+      if (own?.final) {
+        carried.set(q, own);
+        out.push(own);
+        continue;
+      }
+      const c = carried.get(q);
+      if (c && c.start < start && start < c.start + 86_400_000) out.push(c);
     }
+    return out;
+  };
+  const merge = (kind: TrendingKind, start: number, final: boolean): TrendingSnapshot => {
+    const all: TrendingPart["items"] = [];
+    const end = start + (kind === "1h" ? 3_600_000 : 86_400_000);
+    for (const p of partsOf(kind, start, final)) all.push(...p.items);
     all.sort((a, b) => b[1] - a[1] || byItemId(a[0], b[0]));
     // The merged watermark: the minimum progress over partitions less the window's disorder.
     const ooo = kind === "1h" ? opts.oneHourOutOfOrdernessMs : opts.oneDayOutOfOrdernessMs;
@@ -87,6 +107,29 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       watermark: wm >= 0 && Number.isFinite(wm) ? wm - ooo : null,
       ...(opts.weights ? { weights: opts.weights } : {}),
     };
+  };
+  /** The newest 24 h final emitted: the windows after it that no partition sent hold its list. */
+  let lastDayFinal: TrendingSnapshot | undefined;
+  /**
+   * Emits the finals of the closed 24 h windows after the last one and before `next` that no
+   * partition sent: every partition's list is the one it had, so the merged list is too.
+   */
+  const repeatDayFinal = (next: number, closed: (start: number) => boolean) => {
+    const last = lastDayFinal;
+    if (!last || last.items.length === 0) return;
+    for (let s = last.windowStart + 3_600_000; s < next && closed(s); s += 3_600_000) {
+      if (finalised["24h"].has(s)) continue;
+      finalised["24h"].add(s);
+      const wm = minWm();
+      const final: TrendingSnapshot = {
+        ...last,
+        windowStart: s,
+        windowEnd: s + 86_400_000,
+        watermark: wm >= 0 && Number.isFinite(wm) ? wm - opts.oneDayOutOfOrdernessMs : null,
+      };
+      emit(final);
+      lastDayFinal = final;
+    }
   };
   const emit = (s: TrendingSnapshot) => {
     latest[s.window] = s;
@@ -113,17 +156,23 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
       const now = clock();
       for (const kind of ["1h", "24h"] as const) {
         const ooo = kind === "1h" ? opts.oneHourOutOfOrdernessMs : opts.oneDayOutOfOrdernessMs;
+        const span = kind === "1h" ? 3_600_000 : 86_400_000;
+        const closed = (start: number) => wm >= 0 && wm - ooo >= start + span;
         const starts = [...parts[kind].keys()].sort((a, b) => a - b);
         for (const start of starts) {
-          const end = start + (kind === "1h" ? 3_600_000 : 86_400_000);
-          if (wm >= 0 && wm - ooo >= end && !finalised[kind].has(start)) {
+          if (kind === "24h") repeatDayFinal(start, closed);
+          if (closed(start) && !finalised[kind].has(start)) {
             // Finals at once, whatever the trigger.
             finalised[kind].add(start);
-            emit(merge(kind, start, true));
+            const final = merge(kind, start, true);
+            // A 24 h window every partition has emptied: nothing to say (none held data before).
+            if (kind === "1h" || final.items.length > 0) emit(final);
+            if (kind === "24h") lastDayFinal = final;
             parts[kind].delete(start);
             dirty[kind].delete(start);
           }
         }
+        if (kind === "24h") repeatDayFinal(Infinity, closed);
         // The newest window, if it changed, at most once per trigger interval.
         const newest = [...parts[kind].keys()].sort((a, b) => b - a)[0];
         if (newest === undefined) dirty[kind].clear();

@@ -215,47 +215,56 @@ export const trendingStage = defineStage({
         final1h = Math.max(final1h, h + HOUR);
       }
       // 24 h windows sliding by 1 h: each window end E on an hour boundary is final once
-      // progress − 26 h passes E. Only windows that hold data are published.
+      // progress − 26 h passes E. A window's final is published when it differs from the window
+      // an hour before: the hour it gains (E − 1 h) or the hour it loses (E − 25 h) holds data;
+      // one that has lost its last data is published empty. A window not published holds what
+      // the partition's newest final before it holds (nothing, if that is empty or absent):
+      // on a sparse log (MovieLens: an hour of ratings, then nothing for days) each data hour
+      // made 24 finals per partition, 4 KV puts per rating of a replay.
       const wm24 = progress - opts.oneDayOutOfOrdernessMs;
       const closedEnd = Math.floor(wm24 / HOUR) * HOUR;
       if (closedEnd > final24h) {
         const hours = [...byHour.keys()]
           .filter((k) => k.startsWith("24h|"))
           .map((k) => Number(k.slice(4)));
-        // A window ending at e holds hours e − 24 h .. e − 1 h, and only windows that hold data
-        // are published: the walk goes from data to data, however far progress jumped (a sparse
-        // log, e.g. MovieLens: an hour of ratings, then nothing for days or years).
-        const data = hours.slice().sort((a, b) => a - b);
+        // A window ending at e holds hours e − 24 h .. e − 1 h. The walk goes from data to data,
+        // however far progress jumped (an hour of ratings, then nothing for days or years).
+        const data = hours.sort((a, b) => a - b);
         const to = data.length > 0 ? Math.min(closedEnd, data[data.length - 1]! + DAY) : -Infinity;
-        let before: TrendingPart | undefined;
+        // The window that has lost the last data hour before a gap: published empty.
+        const emptied = (e: number) =>
+          e > final24h &&
+          e <= closedEnd &&
+          byHour.has(`24h|${e - DAY - HOUR}`) &&
+          finals.push({
+            kind: "24h",
+            start: e - DAY,
+            end: e,
+            items: [],
+            final: true,
+            wm: progress,
+          });
         let x = 0;
         for (let e = final24h + HOUR; e <= to;) {
           while (x < data.length && data[x]! < e - DAY) x++;
           if (x === data.length) break;
           if (data[x]! >= e) {
             // No data in [e − 24 h, e): on to the first window that holds the next data hour.
+            emptied(e);
             e = data[x]! + HOUR;
-            before = undefined;
             continue;
           }
-          // A window holds what the one an hour before held when the hour it gains (e − 1 h)
-          // and the hour it loses (e − 25 h) hold nothing: its list is that one's, not summed
-          // again over 24 hours. Walking and summing every window up to the newest data was
-          // 20% of the main thread of a MovieLens replay.
-          const p =
-            before !== undefined &&
-            !byHour.has(`24h|${e - HOUR}`) &&
-            !byHour.has(`24h|${e - DAY - HOUR}`)
-              ? { ...before, start: e - DAY, end: e, items: before.items.slice() }
-              : part("24h", e - DAY, true);
-          before = p;
-          if (p.items.length > 0) finals.push(p);
+          if (byHour.has(`24h|${e - HOUR}`) || byHour.has(`24h|${e - DAY - HOUR}`))
+            finals.push(part("24h", e - DAY, true));
           e += HOUR;
         }
+        // After the newest data: the window that loses it, if progress has closed it.
+        if (data.length > 0) emptied(data[data.length - 1]! + DAY + HOUR);
         final24h = closedEnd;
-        // Hours older than the oldest open 24 h window can go.
+        // Hours before the hour the oldest open 24 h window loses can go: that one tells the
+        // next close whether the window changed.
         for (const h of hours) {
-          if (h + HOUR > closedEnd - DAY + HOUR) continue;
+          if (h >= closedEnd - DAY) continue;
           for (const k of byHour.get(`24h|${h}`) ?? []) cells.delete(k);
           byHour.delete(`24h|${h}`);
         }

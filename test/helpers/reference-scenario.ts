@@ -119,16 +119,58 @@ export interface TrendingPart {
  * Final trending windows from the reco_trending bucket's entries, merged over partitions (each
  * partition's part holds its own items; they are disjoint). A window with a final part and a
  * non-final one is reported with a "partial:" key, so it shows up in a comparison.
+ *
+ * A partition publishes a 24 h final only when the window differs from the one an hour before
+ * (actors/stages/trending.ts): a window it did not publish holds what its newest final before it
+ * holds, up to the last window its heartbeat ("wm.<q>") has closed (progress less 26 h).
  */
-export function finalsFromKv(entries: Iterable<[string, TrendingPart]>): Finals {
-  const parts = new Map<string, TrendingPart[]>();
-  for (const [key, p] of entries) {
-    if (key.startsWith("wm.")) continue;
-    const w = `${p.kind}.${p.start}`;
-    parts.set(w, [...(parts.get(w) ?? []), p]);
+export function finalsFromKv(
+  entries: Iterable<[string, TrendingPart | { q: number; wm: number }]>,
+  oneDayOutOfOrdernessMs = 26 * HOUR_MS,
+): Finals {
+  /** Window ("<kind>.<start>") -> partition -> its part. */
+  const parts = new Map<string, Map<number, TrendingPart>>();
+  const put = (w: string, q: number, p: TrendingPart) => {
+    let byQ = parts.get(w);
+    if (!byQ) parts.set(w, (byQ = new Map()));
+    byQ.set(q, p);
+  };
+  /** Per partition, its 24 h finals, and the end of the newest 24 h window it has closed. */
+  const days = new Map<number, TrendingPart[]>();
+  const closedEnd = new Map<number, number>();
+  const close = (q: number, end: number) => closedEnd.set(q, Math.max(closedEnd.get(q) ?? 0, end));
+  const provisional: [string, number, TrendingPart][] = [];
+  for (const [key, v] of entries) {
+    if (key.startsWith("wm.")) {
+      const { q, wm } = v as { q: number; wm: number };
+      close(q, Math.floor((wm - oneDayOutOfOrdernessMs) / HOUR_MS) * HOUR_MS);
+      continue;
+    }
+    const p = v as TrendingPart;
+    const q = Number(key.slice(key.lastIndexOf(".") + 1));
+    if (p.kind !== "24h") put(`${p.kind}.${p.start}`, q, p);
+    else if (!p.final) provisional.push([`24h.${p.start}`, q, p]);
+    else {
+      days.set(q, [...(days.get(q) ?? []), p]);
+      close(q, p.start + DAY_MS);
+    }
   }
+  for (const [q, finals] of days) {
+    finals.sort((a, b) => a.start - b.start);
+    const lastStart = closedEnd.get(q)! - DAY_MS;
+    finals.forEach((f, x) => {
+      const next = Math.min(finals[x + 1]?.start ?? Infinity, lastStart + HOUR_MS);
+      if (f.items.length > 0)
+        for (let s = f.start; s < next && s < f.start + DAY_MS; s += HOUR_MS)
+          put(`24h.${s}`, q, { ...f, start: s });
+    });
+  }
+  // A non-final list of a window its partition has closed since is superseded by the final.
+  for (const [w, q, p] of provisional)
+    if (p.start + DAY_MS > (closedEnd.get(q) ?? -Infinity) && !parts.get(w)?.has(q)) put(w, q, p);
   const out: Finals = {};
-  for (const [w, ps] of parts) {
+  for (const [w, byQ] of parts) {
+    const ps = [...byQ.values()];
     if (!ps.some((p) => p.final)) continue;
     const merged = ps
       // The reference defines [item, score, views, clicks]; carts and purchases come after them.
@@ -141,6 +183,9 @@ export function finalsFromKv(entries: Iterable<[string, TrendingPart]>): Finals 
   }
   return sortKeys(out);
 }
+
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
 
 export const expectedLate = (ref: Reference) =>
   ref.late.map((l) => `${l.reason} ${l.eventId} ${l.watermark}`).sort();
