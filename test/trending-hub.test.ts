@@ -40,6 +40,17 @@ function setup(opts: Partial<TrendingHubOptions> = {}) {
 }
 
 describe("trending hub", () => {
+  it("should repeat a 24 h final for at most the 23 windows after it when no partition sends the change", () => {
+    const { hub, seen, heartbeat } = setup({ partitions: 1 });
+    const s = T0 - DAY + HOUR;
+    // As in a bucket written before partitions sent only changes: no emptied window follows.
+    hub.apply(`24h.${s}.0`, part("24h", s, [["a", 4, 4, 0]], true));
+    heartbeat(0, s + 1000 * DAY);
+    hub.evaluate();
+    const finals = seen["24h"].filter((x) => x.final).map((x) => (x.windowStart - s) / HOUR);
+    expect(finals).toEqual(Array.from({ length: 24 }, (_, k) => k));
+  });
+
   it("should merge into a 24 h final the list a partition left unchanged since its last final, and send a final for every closed window", () => {
     const { hub, seen, heartbeat } = setup();
     const s = T0 - DAY + HOUR;

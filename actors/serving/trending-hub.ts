@@ -110,6 +110,8 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
   };
   /** The newest 24 h final emitted: the windows after it that no partition sent hold its list. */
   let lastDayFinal: TrendingSnapshot | undefined;
+  /** The start of the newest 24 h window a partition sent a final of. */
+  let lastSentDayStart = -Infinity;
   /**
    * Emits the finals of the closed 24 h windows after the last one and before `next` that no
    * partition sent: every partition's list is the one it had, so the merged list is too.
@@ -117,7 +119,11 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
   const repeatDayFinal = (next: number, closed: (start: number) => boolean) => {
     const last = lastDayFinal;
     if (!last || last.items.length === 0) return;
-    for (let s = last.windowStart + 3_600_000; s < next && closed(s); s += 3_600_000) {
+    // Every hour of a partition's window leaves within 24 h, and its partition then sends a
+    // final: repeats never run further (a bucket written before partitions sent only changes
+    // holds no emptied windows).
+    const until = Math.min(next, lastSentDayStart + 86_400_000);
+    for (let s = last.windowStart + 3_600_000; s < until && closed(s); s += 3_600_000) {
       if (finalised["24h"].has(s)) continue;
       finalised["24h"].add(s);
       const wm = minWm();
@@ -167,7 +173,10 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
             const final = merge(kind, start, true);
             // A 24 h window every partition has emptied: nothing to say (none held data before).
             if (kind === "1h" || final.items.length > 0) emit(final);
-            if (kind === "24h") lastDayFinal = final;
+            if (kind === "24h") {
+              lastDayFinal = final;
+              lastSentDayStart = start;
+            }
             parts[kind].delete(start);
             dirty[kind].delete(start);
           }
