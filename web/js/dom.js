@@ -27,7 +27,9 @@ export const fmt = {
     n > 0
       ? `$${new Intl.NumberFormat("en", { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(n)}`
       : "—",
-  pct: (x) => `${fmt.num((x ?? 0) * 100, 1)} %`,
+  // Always one decimal: "4.0 %" beside "1.8 %" in a column, not "4 %".
+  pct: (x) =>
+    `${new Intl.NumberFormat("en", { minimumFractionDigits: 1, maximumFractionDigits: 1 }).format((x ?? 0) * 100)} %`,
   time: (iso) => (iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "—"),
   hour: (iso) => (iso ? new Date(iso).toISOString().slice(11, 16) : "—"),
   ago: (ms) => (ms < 1500 ? "just now" : `${Math.round(ms / 1000)} s ago`),
