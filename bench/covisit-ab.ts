@@ -1,15 +1,14 @@
 /**
- * Co-visitation's CPU per event (`add`) and per candidates call (20 seeds, as the prequential
- * scorer and serving ask), this tree against another tree's actors/sources/covisit.ts in the same
+ * Co-visitation's CPU per event (`add`) and per candidates call (20 seeds, as serving asks), this tree against another tree's actors/sources/covisit.ts in the same
  * process: the same generated events go to both, in alternating chunks, so load from other work
  * on the machine falls on both alike (sources-micro and step 2 run one version per process, and
  * at load 15-19 their pairs differed by more than the change measured).
  *
- * With `stage`, the whole covisit stage as the engine runs it with the blend (the prequential
- * scorer inside, on a stage state, batches of 500, a snapshot delta taken and serialised every
- * 20k events, as bench/sources-micro.ts `merged` does) of both trees, alternating chunks of 5k
- * events: µs of CPU per event of each, the part in snapshots, and both trees' digests
- * (sources-micro's: two versions that must give the same bits print the same).
+ * With `stage`, the whole covisit stage as the engine runs it with the blend (on a stage state,
+ * batches of 500, a snapshot delta taken and serialised every 20k events, as
+ * bench/sources-micro.ts does) of both trees, alternating chunks of 5k events: µs of CPU per
+ * event of each, the part in snapshots, and both trees' digests (sources-micro's: two versions
+ * that must give the same bits print the same).
  *
  *   npx tsx bench/covisit-ab.ts OTHER_TREE [events=100000] [add|stage]
  *
@@ -82,11 +81,10 @@ for (const r of runs)
       `${(r.cand / ((N / CHUNK) * CALLS)).toFixed(1)} µs/call (20 seeds)`,
   );
 
-/** The covisit stage (scorer inside) of two trees, alternating chunks of the same records. */
+/** The covisit stage of two trees, alternating chunks of the same records. */
 async function stageAB(otherTree: string, n: number) {
   const BATCH = 500;
   const SNAPSHOT_EVERY = 20_000;
-  const sample = Number(process.env.QUALITY_SAMPLE ?? 0.1);
   const records: Record<string, unknown>[] = [];
   const gen = createGenerator({ ...DEFAULT_GENERATOR, start: Date.UTC(2026, 10, 1) }, n);
   let wb = -1;
@@ -117,17 +115,16 @@ async function stageAB(otherTree: string, n: number) {
   const load = async (name: string, dir: string): Promise<Tree> => {
     const imp = (p: string) => import(resolve(dir, p)) as Promise<Record<string, never>>;
     const { covisitStage } = await imp("actors/stages/covisit-stage.ts");
-    const { defaultBlend, defaultSourceSettings } = await imp("actors/sources/defaults.ts");
+    const { defaultSourceSettings } = await imp("actors/sources/defaults.ts");
     const { ECOMMERCE: preset } = await imp("actors/sources/preset.ts");
     const { startStage } = await imp("runtime/index.ts");
     const { createStageState } = await imp("state/index.ts");
     const sources = (defaultSourceSettings as (p: unknown) => unknown)(preset);
-    const blend = (defaultBlend as (p: unknown) => unknown)(preset);
-    const settings = { preset, sources, scorer: { preset, sources, blend, sample } };
+    const settings = { preset, sources };
     const state = (createStageState as () => Tree["state"])();
     const run = (startStage as (...a: unknown[]) => Tree["run"])(
       covisitStage,
-      { name: "merged", state, settings, scheduler: asyncScheduler, count: () => undefined },
+      { name: "covisit", state, settings, scheduler: asyncScheduler, count: () => undefined },
       () => undefined,
     );
     run.restoreAll();
@@ -163,17 +160,15 @@ async function stageAB(otherTree: string, n: number) {
       covisit(): { similar(i: string, now: number, n: number): unknown };
       trending(): { top(now: number, n: number): unknown };
       popular(): { top(now: number, n: number): unknown };
-      prequential(): { report(): unknown };
     };
     const h = createHash("sha256");
     for (let i = 0; i < DEFAULT_GENERATOR.items; i++)
       h.update(JSON.stringify(v.covisit().similar(`p${i}`, wb, 200)));
     for (const c of [v.trending(), v.popular()])
       h.update(JSON.stringify([c.top(wb, 100), c.top(wb, 3000)]));
-    const p = createHash("sha256").update(JSON.stringify(v.prequential().report()));
     console.log(
       `${t.name}: ${(t.cpu / n).toFixed(1)} µs of CPU per event (snapshots ${(t.snap / n).toFixed(1)}); ` +
-        `covisit digest ${h.digest("hex").slice(0, 16)}, prequential digest ${p.digest("hex").slice(0, 16)}`,
+        `covisit digest ${h.digest("hex").slice(0, 16)}`,
     );
   }
 }

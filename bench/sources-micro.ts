@@ -1,45 +1,32 @@
 /**
- * CPU per event of the merged source stages that bench step 2's profile is heavy with (covisit,
- * prequential), without NATS, hops or other stages: the bench generator's events (step 2's
- * distribution) pushed through each stage's logic in batches of 500, on a stage state, with a
- * snapshot delta taken and serialised (as state/store.ts does) every `snapshotEvery` events.
- * Prints µs of CPU per event, the part spent in snapshots, the delta's megabytes per map and,
- * with `digest`, a hash of every item's similar items and of the trending and popular lists, and
- * one of the prequential stage's figures (two versions of the code that must give the same bits
- * print the same digests). Stable where step 2
- * is noisy (a shared machine); run under `--cpu-prof` to see where the time goes.
- *
- * `merged` is the covisit stage with the prequential scorer inside (how the engine runs them with
- * the blend): it prints both digests, which must equal the two stages' apart.
+ * CPU per event of the merged covisit stage that bench step 2's profile is heavy with, without
+ * NATS, hops or other stages: the bench generator's events (step 2's distribution) pushed through
+ * the stage's logic in batches of 500, on a stage state, with a snapshot delta taken and
+ * serialised (as state/store.ts does) every `snapshotEvery` events. Prints µs of CPU per event,
+ * the part spent in snapshots, the delta's megabytes per map and, with `digest`, a hash of every
+ * item's similar items and of the trending and popular lists (two versions of the code that must
+ * give the same bits print the same digest). Stable where step 2 is noisy (a shared machine); run
+ * under `--cpu-prof` to see where the time goes.
  *
  * `RECENT_PER_USER` sets co-visitation's recent items per user (the ecommerce default is 10;
- * the digests with 30, covisit dbf6ddaa7c358004 and prequential 140536e4389eb3ca,
- * are those of 30).
+ * the digest with 30, covisit dbf6ddaa7c358004, is that of 30).
  *
- *   [QUALITY_SAMPLE=0.1] [RECENT_PER_USER=10] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [stages=covisit,prequential,merged] [digest]
+ *   [RECENT_PER_USER=10] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [digest]
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
-import {
-  covisitStage,
-  type CovisitView,
-  prequentialStage,
-  type PrequentialView,
-} from "../actors/stages/index.js";
+import { covisitStage, type CovisitView } from "../actors/stages/index.js";
 import type { ParsedRecord, EventType } from "../actors/contract/index.js";
-import { defaultBlend, defaultSourceSettings, ECOMMERCE } from "../actors/sources/index.js";
-import { startStage, type StageDefinition } from "../runtime/index.js";
+import { defaultSourceSettings, ECOMMERCE } from "../actors/sources/index.js";
+import { startStage } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
 const args = process.argv.slice(2);
 const events = Number(args[0] ?? 100_000);
 const snapshotEvery = Number(args[1] ?? 20_000);
-const stages = (args[2] ?? "covisit,prequential").split(",");
-const digest = args[3] === "digest";
+const digest = args[2] === "digest";
 const BATCH = 500;
-/** Share of target events the prequential stage scores (QUALITY_SAMPLE; the engine's default 0.1). */
-const sample = Number(process.env.QUALITY_SAMPLE ?? 0.1);
 
 const g = createGenerator({ ...DEFAULT_GENERATOR, start: Date.UTC(2026, 10, 1) }, events);
 let wb = -1;
@@ -64,27 +51,18 @@ for (let k = 0; k < events; k++) {
 const sources = defaultSourceSettings(ECOMMERCE);
 if (process.env.RECENT_PER_USER)
   sources.covisit = { ...sources.covisit, recentPerUser: Number(process.env.RECENT_PER_USER) };
-const scoring = { preset: ECOMMERCE, sources, blend: defaultBlend(ECOMMERCE), sample };
-const settingsOf = (name: string) =>
-  name === "covisit"
-    ? { preset: ECOMMERCE, sources }
-    : name === "merged"
-      ? { preset: ECOMMERCE, sources, scorer: scoring }
-      : scoring;
-
-for (const name of stages) {
+{
+  const name = "covisit";
   const state = createStageState();
-  const def = (name === "prequential"
-    ? prequentialStage
-    : covisitStage) as unknown as StageDefinition<
-    ParsedRecord,
-    Record<string, never>,
-    unknown,
-    unknown
-  >;
   const run = startStage(
-    def,
-    { name, state, settings: settingsOf(name), scheduler: asyncScheduler, count: () => undefined },
+    covisitStage,
+    {
+      name,
+      state,
+      settings: { preset: ECOMMERCE, sources },
+      scheduler: asyncScheduler,
+      count: () => undefined,
+    },
     () => undefined,
   );
   run.restoreAll();
@@ -126,14 +104,7 @@ for (const name of stages) {
     `${name}: ${((c.user + c.system) / events).toFixed(1)} µs of CPU per event ` +
       `(snapshots ${((snapshotMs * 1000) / events).toFixed(1)}), ${state.keyCount()} keys; deltas: ${maps}`,
   );
-  if (digest && name !== "covisit") {
-    // Every figure of every method and window: what the scoring answered, case by case summed.
-    const v =
-      name === "merged" ? (run.view as CovisitView).prequential()! : (run.view as PrequentialView);
-    const h = createHash("sha256").update(JSON.stringify(v.report()));
-    console.log(`prequential digest: ${h.digest("hex").slice(0, 16)}`);
-  }
-  if (digest && name !== "prequential") {
+  if (digest) {
     const v = run.view as CovisitView;
     const h = createHash("sha256");
     for (let i = 0; i < DEFAULT_GENERATOR.items; i++)

@@ -177,7 +177,7 @@ export const SETTINGS = {
     kind: "enum",
     default: "on",
     values: ["on", "off"],
-    help: 'off: no drift stages and no prequential scoring (README "Quality"; the scorer keeps a second copy of each user\'s history)',
+    help: 'off: no drift stages and no prequential scoring (README "Quality")',
   },
   chaining: {
     env: "CHAINING",

@@ -96,7 +96,7 @@ async function waitQuiescent(
   const jsm = await nc.jetstreamManager();
   const until = Date.now() + ms;
   let stableSince = 0;
-  // Every instance by name (a count went stale as stages were added: drift, prequential).
+  // Every instance by name (a count went stale as stages were added).
   const ids = stageIds(ranker, 4, true, chaining === "on");
   while (Date.now() < until) {
     // A scrape refused while the process is busy is tried again, not a failure.

@@ -15,7 +15,7 @@ describe("start order of stage instances at process start", () => {
     expect(tierOf("history/7")).toBe("history");
     expect(tierOf("covisit/0")).toBe("covisit");
     expect(tierOf("collaborative/0")).toBe("collaborative");
-    for (const id of ["parse/0", "window/1", "interest-ranking/2", "prequential/0", "drift/4"])
+    for (const id of ["parse/0", "window/1", "interest-ranking/2", "drift/4"])
       expect(tierOf(id)).toBe("rest");
   });
 

@@ -2,9 +2,8 @@
  * The stage instances of this process that read each input (stream and filter subject), so that
  * a hop message read by several of them is decoded once (codec.ts `shared`). A message on
  * reco.parse.3 is read by that partition's watermark, history and drift instances and by the
- * merged stages' wildcard input (reco.parse.*: covisit, collaborative, prequential): six readers,
- * which decoded it five times when only readers of the very same filter shared (two decodes per
- * three readers, one per merged stage).
+ * merged stages' wildcard input (reco.parse.*: covisit, collaborative): five readers, of which
+ * each merged stage decoded it once more when only readers of the very same filter shared.
  */
 export interface HostReaders {
   /** An instance starts reading `subject` (a filter, wildcards allowed) of `stream`; the return undoes it. */

@@ -93,7 +93,7 @@ export interface StageSpec<H extends StageHandler> {
   tickMs?: number;
   /**
    * Periodic snapshots every this many SNAPSHOT_INTERVALs (default 1). For a stage without
-   * outputs that no answer waits for after a restart (the prequential scorer): each snapshot
+   * outputs that no answer waits for after a restart: each snapshot
    * rewrites every key changed since the last one, so fewer of them cost less CPU per event, and
    * a restart replays more of its input (exact either way: the snapshot records its position).
    */

@@ -12,10 +12,10 @@ import { createInterestHandler } from "./handlers.js";
 import { createPopularityHandler } from "./handlers.js";
 import { createWindowHandler } from "./handlers.js";
 import { createStageState } from "../../state/index.js";
-import type { DesignRanker, DesignStores } from "../stages/index.js";
+import type { StageState } from "../../state/index.js";
 
 /**
- * The DESIGN §3.4–3.6 ranking for `reco eval` and the prequential scorer (actors/stages/prequential-scorer.ts), computed by the engine's own stage handlers
+ * The DESIGN §3.4–3.6 ranking for `reco eval`, computed by the engine's own stage handlers
  * (window → interest-ranking → popularity-join, popularity → the popularity table, fallback's
  * `answerFor`) driven in memory: one partition, hop batches encoded and decoded as on NATS, no
  * server. What is left out: parse (the log is already normalised and deduplicated) and the
@@ -39,6 +39,19 @@ export const DESIGN_DEFAULTS: Omit<DesignSettings, "preset"> = {
   topCategories: 3,
   fallbackSize: 10,
 };
+
+/**
+ * Where the driver keeps its state: in memory (eval), or in given stage states (a test's, which
+ * snapshots them): the four handlers' states and the popularity table's rows.
+ */
+export interface DesignStores {
+  state(name: "window" | "interest" | "join" | "popularity"): StageState;
+  table: {
+    get(key: string): unknown;
+    set(key: string, v: unknown): void;
+    entries(): IterableIterator<[string, unknown]>;
+  };
+}
 
 export interface DesignDriver {
   /** Feeds events in time order (normalised interactions; ratings as they came). */
@@ -142,11 +155,4 @@ export function createDesignDriver(s: DesignSettings, stores?: DesignStores): De
     },
     profile: (user) => join.profile(user),
   };
-}
-
-/** The design ranking of `preset` for the prequential scorer (its settings' `design`). */
-export function designRankerFor(
-  preset: DesignSettings["preset"],
-): (stores: DesignStores) => DesignRanker {
-  return (stores) => createDesignDriver({ preset, ...DESIGN_DEFAULTS }, stores);
 }

@@ -4,7 +4,7 @@
  *
  * What the rest of the program uses from actors/plan/; its files import each other directly.
  */
-export { DESIGN_DEFAULTS, createDesignDriver, designRankerFor } from "./design-driver.js";
+export { DESIGN_DEFAULTS, createDesignDriver } from "./design-driver.js";
 export {
   createCatalogueHandler,
   createCatalogueUpsertHandler,

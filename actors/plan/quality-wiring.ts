@@ -1,15 +1,11 @@
-import { designRankerFor } from "./design-driver.js";
 import { Gauge, type Registry } from "prom-client";
 import type { StageHandler, StageSpec } from "../host/index.js";
 import {
   createDriftHandler,
   type DriftHandler,
-  mergedStageSpec,
-  PREQUENTIAL_SNAPSHOT_INTERVALS,
-  prequentialStage,
+  type HistoryView,
   scoredMethods,
   type PrequentialSettings,
-  type PrequentialView,
 } from "../stages/index.js";
 import {
   DRIFT_DEFAULTS,
@@ -23,13 +19,15 @@ import {
   WINDOW_NAMES,
   wilson,
   type MethodFigures,
+  mergeReports,
+  type PrequentialParts,
   type PrequentialReport,
   type WindowName,
 } from "../quality/index.js";
 import { subjects } from "../contract/index.js";
 import type { Preset } from "../contract/index.js";
-import type { CollaborativeView, CovisitView } from "../stages/index.js";
-import { defaultBlend, defaultSourceSettings, presetNamed } from "../sources/index.js";
+import type { CollaborativeView } from "../stages/index.js";
+import { defaultBlend, presetNamed } from "../sources/index.js";
 
 /**
  * DESIGN §7's live quality figures, wired into the pipeline: the drift stage (one instance per
@@ -43,14 +41,17 @@ export interface QualityWiring {
   /** Whether an arm blends (the source stages must run whatever RANKER says). */
   readonly blendArm: boolean;
   /**
-   * The prequential scorer's settings when it is to run inside the covisit stage (the covisit
-   * stage runs and the wiring was given `scorerInCovisit`): the recommender wiring hands them to
-   * that stage (CovisitStageSettings.scorer), and no prequential stage runs.
+   * The prequential scorer's settings when online quality scores (RANKER=blend or A/B arms, and
+   * QUALITY not off): the recommender wiring runs it in each history stage, over the serving
+   * path's sources (HistoryStageSettings.scorer).
    */
   readonly scorer?: () => PrequentialSettings;
   /** The user's A/B arm (absent: no ARMS). */
   armOf?(user: string): Arm;
-  /** The prequential figures of the live scorer; undefined while the stage does not run. */
+  /**
+   * The prequential figures of the scorers of the partitions running here, merged; undefined
+   * while none runs.
+   */
   prequential(): { report: PrequentialReport; methods: readonly string[] } | undefined;
   /** The arms' live figures (all windows), with Wilson 95% intervals. */
   arms(): ArmFigures[];
@@ -75,7 +76,7 @@ export function qualityWiring(
     preset: Preset;
     ranker?: "blend" | "design";
     arms?: readonly Arm[];
-    /** QUALITY=off: no prequential stage. */
+    /** QUALITY=off: no prequential scorer. */
     quality?: boolean;
     /** QUALITY_SAMPLE: share of users scored (default 1). */
     qualitySample?: number;
@@ -88,10 +89,10 @@ export function qualityWiring(
     registry?: Registry;
     now?: () => number;
     /**
-     * Score inside the covisit stage where it runs (one copy of co-visitation and the counters
-     * instead of two; covisit-stage.ts). Without it, the prequential stage runs on its own.
+     * The design ranking's top `n` for a user as the fallback stage serves it (an arm ranks by
+     * the design); undefined while that stage does not answer here.
      */
-    scorerInCovisit?: boolean;
+    design?: (user: string, n: number) => readonly string[] | undefined;
   },
 ): QualityWiring {
   const settings: DriftSettings = { ...DRIFT_DEFAULTS, ...cfg.drift };
@@ -123,46 +124,39 @@ export function qualityWiring(
     return report;
   };
 
-  // --- prequential scoring and A/B arms (a stage fed every user-path event in EVENTS order) ---
+  // --- prequential scoring (in each history stage) and A/B arms ---
   const arms = cfg.arms && cfg.arms.length > 0 ? createArms(cfg.arms) : undefined;
   const runs =
     cfg.quality !== false && ((cfg.ranker ?? "design") === "blend" || arms !== undefined);
   const preset = presetNamed(cfg.preset);
   const blendArm = arms?.arms.some((a) => a.ranker === "blend") ?? false;
-  // The covisit stage runs where the blend serves or an arm blends (recommender-wiring.ts).
-  const inCovisit =
-    runs && deps.scorerInCovisit === true && ((cfg.ranker ?? "design") === "blend" || blendArm);
   const scorerSettings = (): PrequentialSettings => ({
     preset,
-    sources: defaultSourceSettings(preset),
     blend: defaultBlend(preset),
     ...(arms ? { arms } : {}),
-    design: designRankerFor(preset.name),
+    ...(deps.design ? { design: deps.design } : {}),
     ...(cfg.qualitySample !== undefined ? { sample: cfg.qualitySample } : {}),
-    collaborative: () =>
-      (
-        deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
-      )?.collaborative(),
-    collaborativeFed: () =>
-      (deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined)?.status()
-        .events ?? 0,
   });
-  if (runs && !inCovisit)
-    deps.run({
-      ...mergedStageSpec(prequentialStage, deps.stream, cfg.partitions, scorerSettings),
-      snapshotIntervals: PREQUENTIAL_SNAPSHOT_INTERVALS,
-    });
-  // The methods scored, known before the stage runs (so every series exists from the start).
-  const methods = scoredMethods(arms).filter((m) => !m.startsWith("arm:"));
+  // The methods scored, known before the stages run (so every series exists from the start).
+  const scored = scoredMethods(arms);
+  const methods = scored.filter((m) => !m.startsWith("arm:"));
+  const historyIds = Array.from({ length: cfg.partitions }, (_, p) => `history/${p}`);
   let preqMemo: { at: number; report: PrequentialReport } | undefined;
   const prequential = () => {
-    const live = inCovisit
-      ? (deps.live("covisit/0") as (StageHandler & CovisitView) | undefined)?.prequential()
-      : (deps.live("prequential/0") as (StageHandler & PrequentialView) | undefined);
-    if (!live) return undefined;
-    if (!preqMemo || clock() - preqMemo.at >= 1000)
-      preqMemo = { at: clock(), report: live.report() };
-    return { report: preqMemo.report, methods: live.methods };
+    if (!runs) return undefined;
+    if (!preqMemo || clock() - preqMemo.at >= 1000) {
+      const views = [];
+      for (const id of historyIds) {
+        const v = (deps.live(id) as (StageHandler & HistoryView) | undefined)?.prequential();
+        if (v) views.push(v);
+      }
+      if (views.length === 0) return undefined;
+      // One clock for every partition's windows: the newest progress among them.
+      const now = Math.max(...views.map((v) => v.progress()));
+      const parts: PrequentialParts[] = views.map((v) => v.parts(now));
+      preqMemo = { at: clock(), report: mergeReports(parts, scored) };
+    }
+    return { report: preqMemo.report, methods: scored };
   };
   const armFigures = (): ArmFigures[] => {
     if (!arms) return [];
@@ -195,6 +189,20 @@ export function qualityWiring(
       aggregator: "max",
       collect() {
         this.set(runs ? (cfg.qualitySample ?? 1) : 0);
+      },
+    });
+    new Gauge({
+      name: "reco_prequential_unscored",
+      help: "Target events of sampled users not scored: they came while a source the serving path composes (covisit; the design's fallback, with a design arm) did not run in this process",
+      registers: [deps.registry],
+      collect() {
+        let n = 0;
+        for (const id of historyIds)
+          n +=
+            (deps.live(id) as (StageHandler & HistoryView) | undefined)
+              ?.prequential()
+              ?.unscored() ?? 0;
+        this.set(n);
       },
     });
     const figureGauge = (name: string, help: string, pick: (f: MethodFigures) => number) =>
@@ -352,7 +360,7 @@ export function qualityWiring(
   return {
     drift,
     blendArm,
-    ...(inCovisit ? { scorer: scorerSettings } : {}),
+    ...(runs ? { scorer: scorerSettings } : {}),
     ...(arms ? { armOf: (user: string) => arms.armOf(user) } : {}),
     prequential,
     arms: armFigures,

@@ -28,6 +28,7 @@ import {
   type ChangeFeed,
   composeView,
   type RecommenderView,
+  scorerServe,
 } from "../serving/index.js";
 import { loadStageHandler, NO_OUTPUT } from "../host/index.js";
 import {
@@ -106,11 +107,14 @@ export function recommenderWiring(
     registry?: Registry;
     /** Run the source stages whatever RANKER says (an A/B arm blends: actors/quality/arms.ts). */
     blendArm?: boolean;
-    /** The prequential scorer's settings, to run inside the covisit stage (quality-wiring.ts). */
+    /**
+     * The prequential scorer's settings (quality-wiring.ts): it runs in each history stage and
+     * reads the serving path's sources; the source stages run whatever RANKER says.
+     */
     scorer?: () => PrequentialSettings;
   },
 ): RankerWiring {
-  if ((cfg.ranker ?? "design") !== "blend" && !deps.blendArm)
+  if ((cfg.ranker ?? "design") !== "blend" && !deps.blendArm && !deps.scorer)
     return { answer: () => undefined, recent: () => undefined, similar: () => undefined };
   const preset = presetNamed(cfg.preset);
   const bs = defaultBlend(preset);
@@ -143,6 +147,10 @@ export function recommenderWiring(
       return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
     },
   });
+  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
+  const collaborative = () =>
+    deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
+  const serve = scorerServe(covisit, collaborative, sources);
   const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
     counted(historyStage, `history/${p}`),
   );
@@ -162,17 +170,12 @@ export function recommenderWiring(
             preset,
             halfLifeMs: sources.historyHalfLifeMs,
             maxItemsPerUser: sources.maxItemsPerUser,
+            ...(deps.scorer ? { scorer: { ...deps.scorer(), serve } } : {}),
           },
           topology: stageTopology.history,
         }),
     });
-  deps.run(
-    mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({
-      preset,
-      sources,
-      ...(deps.scorer ? { scorer: deps.scorer() } : {}),
-    })),
-  );
+  deps.run(mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({ preset, sources })));
   deps.run(
     mergedStageSpec(collaborativeDef, deps.stream, cfg.partitions, () => ({
       preset,
@@ -183,9 +186,6 @@ export function recommenderWiring(
       ...(deps.log ? { log: deps.log } : {}),
     })),
   );
-  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
-  const collaborative = () =>
-    deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
   const history = (user: string) =>
     deps.live(`history/${partitionOf(user, cfg.partitions)}`) as
       (StageHandler & HistoryView) | undefined;

@@ -12,10 +12,16 @@ export {
   WINDOW_NAMES,
   createPrequential,
   differenceInterval,
+  mergeReports,
   wilson,
 } from "./prequential.js";
 
 export type { Arm, Arms } from "./arms.js";
 export type { BucketCounts, DriftDimension, DriftReport, DriftSettings } from "./drift-psi.js";
 export type { ModelVersion } from "./model-versions.js";
-export type { MethodFigures, PrequentialReport, WindowName } from "./prequential.js";
+export type {
+  MethodFigures,
+  PrequentialParts,
+  PrequentialReport,
+  WindowName,
+} from "./prequential.js";

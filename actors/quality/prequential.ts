@@ -39,6 +39,18 @@ export interface MethodFigures {
 
 export type PrequentialReport = Record<WindowName, Record<string, MethodFigures>>;
 
+/**
+ * What a report is computed from, before it is divided: per window and method the tallies and
+ * the items listed, and the items seen. The tallies of several scorers (one per partition) add
+ * up and their item sets unite into one report (`mergeReports`) as if one scorer had scored
+ * every case.
+ */
+export interface PrequentialParts {
+  windows: Record<WindowName, Record<string, { t: Tally; items: ReadonlySet<string>[] }>>;
+  seen: Iterable<string>;
+  seenCount: number;
+}
+
 export interface Prequential {
   /** Scores one case of `method`: the top-k `list` against `item`, at event time `ts`. */
   score(method: string, ts: number, list: readonly string[], item: string): void;
@@ -47,6 +59,8 @@ export interface Prequential {
   /** Drops buckets no window reads any more (event-time progress `now`). */
   prune(now: number): void;
   report(now: number, methods: readonly string[]): PrequentialReport;
+  /** The report's parts (to merge with other scorers'). */
+  parts(now: number, methods: readonly string[]): PrequentialParts;
 }
 
 const BUCKET = 300_000;
@@ -127,7 +141,7 @@ export function createPrequential(state: StateMaps, k = 10): Prequential {
     for (const i of top) if (!c.items.has(i)) list(bucket, method, c, i);
   };
 
-  return {
+  const self: Prequential = {
     score(method, ts, list, item) {
       const top = list.length > k ? list.slice(0, k) : list;
       const at = top.indexOf(item);
@@ -154,47 +168,81 @@ export function createPrequential(state: StateMaps, k = 10): Prequential {
       }
     },
     report(now, methods) {
-      const items = Math.max(1, catalogue.size);
-      const figures = (parts: Cell[]): MethodFigures => {
-        let c = 0;
-        let h = 0;
-        let g = 0;
-        const seen = new Set<string>();
-        for (const p of parts) {
-          c += p.t.c;
-          h += p.t.h;
-          g += p.t.g;
-          for (const i of p.items) seen.add(i);
+      return mergeReports([self.parts(now, methods)], methods);
+    },
+    parts(now, methods) {
+      const sum = (cs: Cell[]) => {
+        const t: Tally = { c: 0, h: 0, g: 0 };
+        for (const p of cs) {
+          t.c += p.t.c;
+          t.h += p.t.h;
+          t.g += p.t.g;
         }
-        return {
-          cases: c,
-          hits: h,
-          hitRate: c > 0 ? h / c : 0,
-          ndcg: c > 0 ? g / c : 0,
-          coverage: seen.size / items,
-        };
+        return { t, items: cs.map((p) => p.items) };
       };
-      const out = { "1h": {}, "24h": {}, all: {} } as PrequentialReport;
+      const out = { "1h": {}, "24h": {}, all: {} } as PrequentialParts["windows"];
       const last = now - (now % BUCKET);
       for (const method of methods) {
-        out.all[method] = figures(
-          cells.get(ALL)?.has(method) ? [cells.get(ALL)!.get(method)!] : [],
-        );
+        const all = cells.get(ALL)?.get(method);
+        out.all[method] = sum(all ? [all] : []);
         for (const w of ["1h", "24h"] as const) {
           const from = last - PREQUENTIAL_WINDOWS[w] + BUCKET;
-          const parts: Cell[] = [];
+          const cs: Cell[] = [];
           for (const [bucket, m] of cells) {
             if (bucket === ALL) continue;
             const start = Number(bucket);
             const c = m.get(method);
-            if (c && start >= from && start <= last) parts.push(c);
+            if (c && start >= from && start <= last) cs.push(c);
           }
-          out[w][method] = figures(parts);
+          out[w][method] = sum(cs);
         }
       }
-      return out;
+      return { windows: out, seen: catalogue.keys(), seenCount: catalogue.size };
     },
   };
+  return self;
+}
+
+/**
+ * One report from the parts of several scorers (each partition's): cases, hits and NDCG sums
+ * added, the items listed and the items seen united. With one part it is that scorer's report.
+ */
+export function mergeReports(
+  parts: readonly PrequentialParts[],
+  methods: readonly string[],
+): PrequentialReport {
+  let seenCount: number;
+  if (parts.length === 1) seenCount = parts[0]!.seenCount;
+  else {
+    const seen = new Set<string>();
+    for (const p of parts) for (const i of p.seen) seen.add(i);
+    seenCount = seen.size;
+  }
+  const items = Math.max(1, seenCount);
+  const out = { "1h": {}, "24h": {}, all: {} } as PrequentialReport;
+  for (const w of WINDOW_NAMES)
+    for (const method of methods) {
+      let c = 0;
+      let h = 0;
+      let g = 0;
+      const listed = new Set<string>();
+      for (const p of parts) {
+        const x = p.windows[w][method];
+        if (!x) continue;
+        c += x.t.c;
+        h += x.t.h;
+        g += x.t.g;
+        for (const set of x.items) for (const i of set) listed.add(i);
+      }
+      out[w][method] = {
+        cases: c,
+        hits: h,
+        hitRate: c > 0 ? h / c : 0,
+        ndcg: c > 0 ? g / c : 0,
+        coverage: listed.size / items,
+      };
+    }
+  return out;
 }
 
 /**

@@ -56,9 +56,9 @@ export const UNREPLICATED_MAPS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The prequential scorer's maps, when it runs inside the covisit stage (covisit-stage.ts): its
- * tallies and clock ("preq", "preqItems", "preqCatalogue", "preq-clock") and the design driver's
- * ("design-…"). No answer reads them.
+ * The prequential scorer's maps, where it runs inside a history stage (history-stage.ts): its
+ * tallies and clock ("preq", "preqCover", "preqCatalogue", "preq-clock"), and those an older
+ * covisit stage kept of it (with its design driver's "design-…"). No answer reads them.
  */
 const SCORER_MAP = /^(preq|design-)/;
 

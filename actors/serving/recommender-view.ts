@@ -1,4 +1,4 @@
-import type { CollaborativeView, CovisitView, HistoryView } from "../stages/index.js";
+import type { CollaborativeView, CovisitView, HistoryView, ServeFn } from "../stages/index.js";
 import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
 
 /**
@@ -22,7 +22,7 @@ export interface RecommenderView {
 /** The view of one user's answer: their partition's history with the item-wide stages. */
 export function composeView(
   parts: {
-    history: HistoryView;
+    history: Pick<HistoryView, "history">;
     covisit: CovisitView;
     collaborative?: Pick<CollaborativeView, "collaborative">;
   },
@@ -48,5 +48,34 @@ export function composeView(
     },
     categoryOf: (item) => parts.covisit.categoryOf(item),
     priceOf: (item) => parts.covisit.priceOf(item),
+  };
+}
+
+/**
+ * The prequential scorer's read of the serving path (actors/stages/prequential-scorer.ts): the
+ * view an answer composes, over the scoring history stage's own source (which is at the case),
+ * with COLLABORATIVE only while its stage has not yet taken the case's event (its user rows would
+ * hold the event scored). Undefined while covisit does not run here.
+ */
+export function scorerServe(
+  covisit: () => CovisitView | undefined,
+  collaborative: () => Pick<CollaborativeView, "collaborative" | "status"> | undefined,
+  settings: SourceSettings,
+): ServeFn {
+  return (user, history, seq) => {
+    const c = covisit();
+    if (!c) return undefined;
+    const cf = collaborative();
+    const asked = cf !== undefined && cf.status().seq < seq;
+    const v = composeView(
+      { history: { history: () => history }, covisit: c, ...(asked ? { collaborative: cf } : {}) },
+      settings,
+    );
+    return {
+      reads: v.recommender(),
+      now: v.progress(),
+      touched: v.touched(user),
+      collaborative: asked,
+    };
   };
 }

@@ -50,7 +50,7 @@ export {
   seededRandom,
   topByScore,
 } from "./types.js";
-export { userStores } from "./user-stores.js";
+export { recentStore, userStores } from "./user-stores.js";
 export { decodeUserValue, encodeUserValue, userValueCodec } from "./user-value-bytes.js";
 
 export type { Ratings } from "./als-matrix-rows.js";

@@ -5,13 +5,12 @@ import type { KeyStore } from "./store.js";
 
 /**
  * One value per user for two sources' per-user data: co-visitation's recent items and a history
- * (the prequential scorer's copy, when it runs inside the covisit stage). One key per user
- * instead of one per user and source: a restart indexes each stored key of the covisit stage
- * (the sources tier, which blended answers wait for), so the scorer's history adds bytes to the
- * keys already there rather than a million more keys at a million users.
+ * (the prequential scorer's copy, from when it ran inside the covisit stage; the covisit stage
+ * reads such values with `recentStore`, and `userStores` reads both parts). One key per user
+ * instead of one per user and source.
  *
  * A value as stored: `{ r, h }` (JSON; either may be absent), or a bare recent list (what the
- * covisit stage stored before the scorer ran in it, read as `{ r }`).
+ * covisit stage stores now, and stored before the scorer ran in it, read as `{ r }`).
  */
 type Recent = NonNullable<ReturnType<CovisitStores["recent"]["get"]>>;
 
@@ -62,6 +61,34 @@ export function userStores(users: KeyStore<UserValue | Recent>): UserStores {
     },
   });
   return { recent: part("r"), history: part("h") };
+}
+
+/**
+ * Co-visitation's recent lists over `users` as stored by any version: a value `{ r, h }` (the
+ * scorer's history beside them, when the scorer ran in the covisit stage) reads as its `r`, and
+ * a user's next write stores the bare list (the history part is dropped: nothing reads it now).
+ */
+export function recentStore(users: KeyStore<UserValue | Recent>): CovisitStores["recent"] {
+  return {
+    get: (k) => {
+      const v = users.get(k);
+      return v === undefined ? v : asValue(v).r;
+    },
+    set: (k, x) => users.set(k, x),
+    delete: (k) => users.delete(k),
+    get size() {
+      return users.size;
+    },
+    *keys() {
+      for (const [k, v] of users.entries()) if (asValue(v).r !== undefined) yield k;
+    },
+    *entries() {
+      for (const [k, v] of users.entries()) {
+        const x = asValue(v).r;
+        if (x !== undefined) yield [k, x];
+      }
+    },
+  };
 }
 
 /** A stored value as `{ r, h }`: a bare recent list (stored before the scorer ran here) is `{ r }`. */

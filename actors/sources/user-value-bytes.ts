@@ -7,7 +7,8 @@ import { mapRows, PackRows } from "./pack-rows.js";
 
 /**
  * The stored form of the covisit stage's per-user value (user-stores.ts: co-visitation's recent
- * items and the prequential scorer's history of the user) as MessagePack bytes (msgpackr, which
+ * items, and in state written while the prequential scorer ran in that stage its history of the
+ * user) as MessagePack bytes (msgpackr, which
  * the hops use too: hop-binary.ts) instead of JSON text.
  *
  * Why: every user who had an event since the last snapshot has this value written again, and its

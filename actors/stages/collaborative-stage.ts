@@ -66,13 +66,23 @@ interface Points {
   epoch: number;
   /** Newest event time fed. */
   maxTs: number;
+  /** EVENTS sequence of the newest record fed (absent in state written before it was kept). */
+  s?: number;
   progress: number;
 }
 
 export interface CollaborativeView {
   collaborative(): CollaborativeSource;
-  /** Events fed; the input point of the newest training and of the models served. */
-  status(): { events: number; trainAt: number; models: Partial<Record<ModelKind, number>> };
+  /**
+   * Events fed; the input point of the newest training and of the models served; `seq`: the
+   * EVENTS sequence of the newest record fed (-1: none, or not known since the state's start).
+   */
+  status(): {
+    events: number;
+    trainAt: number;
+    models: Partial<Record<ModelKind, number>>;
+    seq: number;
+  };
   /** True while a training runs or waits. */
   training(): boolean;
   /** The trained models' versions, newest first (actors/quality/model-versions.ts). */
@@ -229,7 +239,7 @@ export const collaborativeStage = defineStage({
           for (const r of b.records) {
             advance(r.wb);
             collab.add(sourceEventOf(r, s.preset), p.n + 1);
-            p = { ...p, n: p.n + 1, maxTs: Math.max(p.maxTs, r.ts) };
+            p = { ...p, n: p.n + 1, maxTs: Math.max(p.maxTs, r.ts), s: r.s };
             advance(r.ts);
           }
           if (b.records.length === 0) advance(b.progress.to);
@@ -247,7 +257,7 @@ export const collaborativeStage = defineStage({
           const m = collab.model(kind);
           if (m) models[kind] = m.at;
         }
-        return { events: p.n, trainAt: p.at, models };
+        return { events: p.n, trainAt: p.at, models, seq: p.s ?? -1 };
       },
       training: () => trainer.busy(),
       versions: () => versions.list(),

@@ -1,11 +1,5 @@
 import { map, tap } from "rxjs";
-import {
-  defineStage,
-  port,
-  type InputBatch,
-  type StageContext,
-  type ValueCodec,
-} from "../../runtime/index.js";
+import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
 import type { ParsedRecord } from "../contract/index.js";
 import {
   createItemIds,
@@ -17,17 +11,10 @@ import {
   createPopular,
   createTrending,
   type ItemCounter,
-  userStores,
-  type UserValue,
+  recentStore,
   userValueCodec,
 } from "../sources/index.js";
 import type { SourcePreset, SourceSettings } from "../sources/index.js";
-import {
-  createPrequentialScorer,
-  type PrequentialScorer,
-  type PrequentialSettings,
-  type PrequentialView,
-} from "./prequential-scorer.js";
 
 /**
  * The item-keyed candidate sources as a stage (DESIGN §3.7, RANKER=blend): co-visitation (the
@@ -41,19 +28,13 @@ import {
  * Its progress (event time of the records fed, and of idle progress) is the clock of blended
  * answers.
  *
- * With `scorer`, the prequential scorer (DESIGN §7, prequential-scorer.ts) runs here too: fed the
- * same records in the same order, it scores each sampled case against this stage's co-visitation
- * and counters just before the record (they are exactly at that point here), and keeps its own
- * history of each user in the same per-user value as co-visitation's recent items
- * (user-stores.ts). The prequential stage's own copies of co-visitation and the counters (the
- * same work again: ~10% of the app's CPU in bench step 2) are gone, and one atomic snapshot
- * holds both, so a restart never finds the scorer at another point than the sources it reads.
+ * Each user's recent items are stored as bytes (user-value-bytes.ts); a value written when the
+ * prequential scorer ran here (`{ r, h }`, with its copy of the user's history) reads as its
+ * recent items, and the user's next write drops the history part (user-stores.ts recentStore).
  */
 export interface CovisitStageSettings {
   preset: SourcePreset;
   sources: Pick<SourceSettings, "covisit" | "trending" | "popularHalfLifeMs">;
-  /** The prequential scorer's settings, when it runs in this stage. */
-  scorer?: PrequentialSettings;
   /**
    * The numbering of item ids its neighbour lists decode with; a new one by default. The blend's
    * replica (blend-replica.ts) creates this stage's view again over the same maps as they change
@@ -73,8 +54,6 @@ export interface CovisitView {
   progress(): number;
   /** Records fed. */
   fed(): number;
-  /** The prequential scorer's figures, when it runs here. */
-  prequential(): PrequentialView | undefined;
 }
 
 export const covisitStage = defineStage({
@@ -82,25 +61,18 @@ export const covisitStage = defineStage({
   input: port<ParsedRecord>(),
   ports: {},
   create: (ctx: StageContext<CovisitStageSettings>) => {
-    const { preset, sources: s, scorer: scoring } = ctx.settings;
+    const { preset, sources: s } = ctx.settings;
     const st = ctx.state;
     const ids = ctx.settings.ids ?? createItemIds();
-    // Per user: recent items alone, or with the scorer's history (the same key, "recent"), as
-    // bytes (user-value-bytes.ts; JSON text before, which still loads).
-    const users = scoring
-      ? userStores(st.map("recent", { codec: userValueCodec }))
-      : {
-          recent: st.map<NonNullable<UserValue["r"]>>("recent", {
-            codec: userValueCodec as ValueCodec<NonNullable<UserValue["r"]>>,
-          }),
-        };
+    // Per user: recent items, as bytes (user-value-bytes.ts; JSON text before, which still loads).
+    const recent = recentStore(st.map("recent", { codec: userValueCodec }));
     const covisit = createCovisit(
       { preset, ...s.covisit },
       {
         edges: st.map("edges", { codec: itemEdgesCodec(ids) }),
         ids,
         mass: st.map("mass"),
-        recent: users.recent,
+        recent,
       },
     );
     const anchors = st.map<number>("anchors");
@@ -114,19 +86,14 @@ export const covisitStage = defineStage({
       anchors,
       anchorKey: "popular",
     });
+    // The prequential scorer's tallies, from when it ran here (it runs in the history stages
+    // now): dropped once, at the first snapshot after this start.
+    for (const name of ["preq", "preqCover", "preqItems", "preqCatalogue", "preq-clock"]) {
+      const old = st.map(name);
+      for (const k of [...old.keys()]) old.delete(k);
+    }
     const clock = st.map<{ progress: number; n: number }>("clock");
     let { progress, n } = clock.get("t") ?? { progress: -1, n: 0 };
-    const scorer: PrequentialScorer | undefined =
-      scoring && "history" in users
-        ? createPrequentialScorer(scoring, st, {
-            covisit,
-            trending,
-            popular,
-            users: users.history,
-            clock: st.map<number>("preq-clock"),
-            fedBefore: n,
-          })
-        : undefined;
     const categories = st.map<string>("categories");
     // Per item: [sum of prices, events that carried one], from events of any type.
     const prices = st.map<[number, number]>("prices");
@@ -141,17 +108,14 @@ export const covisitStage = defineStage({
       },
       progress: () => progress,
       fed: () => n,
-      prequential: () => scorer?.view,
     };
     /** The per-record loop: every source's counts, in EVENTS order. */
     const feed = ({ records }: InputBatch<ParsedRecord>) => {
       for (const r of records) {
         const e = sourceEventOf(r, preset);
-        scorer?.before(r, e);
         covisit.add(e);
         trending.add(e);
         popular.add(e);
-        scorer?.after(r, e);
         if (e.c !== "" && categories.get(e.i) !== e.c) categories.set(e.i, e.c);
         if (r.pr >= 0) {
           const [sum, k] = prices.get(r.i) ?? [0, 0];
@@ -164,7 +128,6 @@ export const covisitStage = defineStage({
     const tick = (batch: InputBatch<ParsedRecord>) => {
       const { records, progress: p } = batch;
       covisit.flush();
-      scorer?.settle(batch);
       n += records.length;
       // Progress without records (idle markers): see merged-input.ts.
       if (records.length === 0) progress = Math.max(progress, p.to);

@@ -1,6 +1,7 @@
 /**
  * One file per stage of DESIGN §3 (parse, watermark, window, interest-ranking, popularity-join,
- * fallback, popularity, trending, catalogue, history, covisit, collaborative, prequential, drift),
+ * fallback, popularity, trending, catalogue, history (with the prequential scorer), covisit,
+ * collaborative, drift),
  * each a definition of ports and an RxJS operator; the topology maps the ports (actors/plan).
  *
  * What the rest of the program uses from actors/stages/; its files import each other directly.
@@ -43,11 +44,11 @@ export {
 export { createPopularityTable, topRows } from "./popularity-table.js";
 export { heartbeatRow, popularityStage } from "./popularity.js";
 export {
-  PREQUENTIAL_SNAPSHOT_INTERVALS,
-  prequentialStage,
+  SCORED_SOURCES,
+  createPrequentialScorer,
   sampled,
   scoredMethods,
-} from "./prequential-stage.js";
+} from "./prequential-scorer.js";
 export { createTrainer } from "./recommender-trainer.js";
 export { SEG, createSeenIds } from "./seen-ids.js";
 export { cellKey as trendingCellKey, trendingStage } from "./trending.js";
@@ -71,8 +72,12 @@ export type {
   PopularityOptions,
   PopularityRow,
 } from "./popularity.js";
-export type { DesignRanker, DesignStores } from "./prequential-scorer.js";
-export type { PrequentialSettings, PrequentialView } from "./prequential-stage.js";
+export type {
+  PrequentialSettings,
+  PrequentialView,
+  Served,
+  ServeFn,
+} from "./prequential-scorer.js";
 export type { TrainFn } from "./recommender-trainer.js";
 export type { SeenIds } from "./seen-ids.js";
 export type {

@@ -1,3 +1,3 @@
-/** The design driver moved to actors/ (the prequential scorer drives it too); eval reads it here. */
+/** The design driver lives in actors/plan (tests drive it too); eval reads it here. */
 export { createDesignDriver, DESIGN_DEFAULTS } from "../../actors/plan/index.js";
 export type { DesignDriver, DesignSettings } from "../../actors/plan/index.js";

@@ -7,7 +7,7 @@ import type { Arm } from "../../actors/quality/index.js";
 export interface PipelineConfig extends RankerConfig {
   /** A/B arms (ARMS; actors/quality/arms.ts): absent, every user gets RANKER's answer. */
   arms?: Arm[];
-  /** QUALITY=off: no drift and prequential stages. Default on. */
+  /** QUALITY=off: no drift stages and no prequential scoring. Default on. */
   quality?: boolean;
   /**
    * CHAINING=on: stages of a path on the same partitioning in this process run as one chain

@@ -35,7 +35,7 @@ import {
   type Ownership,
   startTierOfStage,
 } from "./units.js";
-import { startServing } from "./serving.js";
+import { startServing, type Serving } from "./serving.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
 
@@ -241,6 +241,8 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(deps.markerKey ? { markerKey: deps.markerKey } : {}),
   });
   // Drift, prequential scoring, A/B arms (DESIGN §7; actors/plan/quality-wiring.ts).
+  // The design ranking as served, for the scorer's design arm (serving starts below).
+  const served: { designTop?: Serving["designTop"] } = {};
   const quality = qualityWiring(cfg, {
     stream: STREAMS.hops,
     run,
@@ -249,7 +251,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
     },
     ...(metrics ? { registry: metrics.registry } : {}),
-    scorerInCovisit: true,
+    design: (user, n) => served.designTop?.(user, n),
   });
   // --- The recommender stage and the blend (RANKER=blend; actors/plan/recommender-wiring.ts) ---
   const ranker = recommenderWiring(cfg, {
@@ -272,6 +274,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     ...(quality.armOf ? { armOf: quality.armOf } : {}),
     serve: deps.serve ?? true,
   });
+  served.designTop = serving.designTop;
   const owner = await takeOwnership(ownership, {
     units,
     instances,

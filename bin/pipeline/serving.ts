@@ -60,6 +60,8 @@ export interface Serving {
   readonly catalogue: CatalogueTable;
   /** Answers once every actor of the pipeline runs; not while it stops. */
   setRunning(running: boolean): void;
+  /** The design ranking's top `n` for a user as served; undefined while its stage cannot answer. */
+  designTop(userId: string, n: number): string[] | undefined;
 }
 
 /**
@@ -143,6 +145,16 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
     if (answer instanceof BackendUnavailableError) throw answer;
     return named(answer);
   };
+  /** The design ranking's top `n` as served (what an arm ranking by the design answers). */
+  const designTop = (userId: string, n: number): string[] | undefined => {
+    const p = partitionOf(userId, P);
+    const actor = supervisor.child(fallbackIds[p]!) as FallbackActor | undefined;
+    if (!running || actor?.getStatus() !== "running") return undefined;
+    const answer = actor.answer(userId, n);
+    return answer instanceof BackendUnavailableError
+      ? undefined
+      : answer.items.map((x) => x.itemId);
+  };
   const backend: RecoBackend = {
     isReady: () => running && table.initialised,
     recommendNow,
@@ -171,6 +183,7 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
   return {
     backend: withCatalogue(backend, catalogue),
     catalogue,
+    designTop,
     setRunning: (r) => void (running = r),
   };
 }

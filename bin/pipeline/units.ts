@@ -44,7 +44,7 @@ export type Ownership =
  * JetStream as before: interest-ranking's profiles (popularity-join), popularity's table and
  * trending's lists (KV buckets); drift's figures in the merged /metrics. The main process keeps
  * what an answer reads locally: popularity-join's profiles and the fallback actors, and the
- * blend's sources (history, covisit with the prequential scorer, collaborative). Step 2 (bench/
+ * blend's sources (history with the prequential scorer, covisit, collaborative). Step 2 (bench/
  * README "What limits"): with `parse` the main thread ran ~82% of the stages' time,
  * with `ingest` ~60%, and the two processes' CPU per event together the same.
  */
@@ -121,7 +121,7 @@ export function leaseConsumer(
  * users), `covisit` (one instance of every user), then `collaborative` (one instance too, read
  * only when it serves a trained model: loaded before it, the first right answers of a restart
  * without one waited ~0.3 s for its 1M rows); then the `rest` (window, interest-ranking, drift,
- * prequential, ...), which only moves answers once new events arrive. Loading partition by
+ * ...), which only moves answers once new events arrive. Loading partition by
  * partition instead put the last history instance behind every other stage's snapshot: 15.8 s
  * of wrong answers after the bind with 1M users (bench step 6).
  */

@@ -1,16 +1,24 @@
 import { join, resolve } from "node:path";
 import { readLog, type LogEvent } from "../../bin/eval/log.js";
 import { createArms } from "../../actors/quality/index.js";
-import { designRankerFor } from "../../actors/plan/index.js";
 import type { ParsedRecord } from "../../actors/contract/index.js";
-import type { PrequentialSettings } from "../../actors/stages/index.js";
-import { defaultBlend, defaultSourceSettings, MOVIES } from "../../actors/sources/index.js";
-import { createStageState, type StageStateInternal } from "../../state/index.js";
+import type { PrequentialSettings, ServeFn } from "../../actors/stages/index.js";
+import {
+  createCovisit,
+  createPopular,
+  createTrending,
+  defaultBlend,
+  defaultSourceSettings,
+  MOVIES,
+  readsOf,
+  sourceEventOf,
+} from "../../actors/sources/index.js";
+import { createDesignDriver, DESIGN_DEFAULTS } from "../../actors/plan/index.js";
 
 /**
  * The first ratings of MovieLens (ml-latest-small in ../shared/data) as parse's records, and the
  * prequential scorer's settings on them (design and blend arms, no ALS): what the prequential
- * tests score, alone and inside the covisit stage.
+ * tests score.
  */
 
 const root = resolve(import.meta.dirname, "../..");
@@ -22,15 +30,14 @@ export const movieSources = {
   explicit: undefined,
 };
 
+/** The scorer's settings without what it reads (`serve`, `design`: the test's). */
 export const movieScoring: PrequentialSettings = {
   preset: MOVIES,
-  sources: movieSources,
   blend: defaultBlend(MOVIES),
   arms: createArms([
     { name: "design", share: 50, ranker: "design" },
     { name: "blend", share: 50, ranker: "blend" },
   ]),
-  design: designRankerFor("movies"),
 };
 
 /** The log's first `n` events, in its order. */
@@ -73,10 +80,40 @@ export function pushUneven(
   }
 }
 
-/** The state as a restart loads it: every map's entries through JSON, in a fresh state. */
-export function reloadThroughJson(state: StageStateInternal): StageStateInternal {
-  const fresh = createStageState();
-  for (const [name, entries] of state.allMaps())
-    for (const [k, v] of entries) fresh.loadMapEntry(name, k, JSON.parse(JSON.stringify(v)));
-  return fresh;
+/**
+ * What serving reads besides a user's history, fed the whole of `events` once and then held
+ * still: co-visitation, the counters and the design ranking. Scored against these, a case's
+ * answer is a function of the scoring stage's history alone, so a plain loop can check it.
+ */
+export function frozenServing(events: readonly LogEvent[]) {
+  const item = {
+    covisit: createCovisit({ preset: MOVIES, ...movieSources.covisit }),
+    trending: createTrending({
+      halfLifeMs: movieSources.trending.halfLifeMs,
+      all: movieSources.trending.all,
+    }),
+    popular: createPopular(MOVIES.isTarget, movieSources.popularHalfLifeMs),
+  };
+  let now = -1;
+  for (const r of recordsOf(events, 0, events.length)) {
+    const e = sourceEventOf(r, MOVIES);
+    item.covisit.add(e);
+    item.trending.add(e);
+    item.popular.add(e);
+    now = Math.max(now, e.ts);
+  }
+  item.covisit.flush();
+  const driver = createDesignDriver({ preset: "movies", ...DESIGN_DEFAULTS });
+  driver.feed(events);
+  const design = (user: string, n: number) => driver.answer(user, n).items.map((x) => x.itemId);
+  const serve: ServeFn = (user, history) => {
+    const t = history.touched(user);
+    return {
+      reads: readsOf({ history, ...item }, movieSources),
+      now,
+      touched: t.size > 0 ? t : undefined,
+      collaborative: false,
+    };
+  };
+  return { item, now, design, serve };
 }

@@ -53,7 +53,7 @@ export function stageIds(
   const ids = ["parse/0", "catalogue-upsert/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
   if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
-  // With the blend, the prequential scorer runs inside covisit/0 (no prequential/0 instance).
+  // Online quality's scorer runs inside each history/<p> (no instance of its own).
   return ids;
 }
 
