@@ -166,7 +166,7 @@ describe("the scorer's read of the serving path", () => {
     return { covisit: covisit.view as CovisitView, collaborative, asked: () => asked };
   };
 
-  it("asks COLLABORATIVE only while the collaborative stage has not taken the case's event", () => {
+  it("reads only sources that have not taken the case's event: covisit at all, COLLABORATIVE alone", () => {
     const history = createHistory({ preset: MOVIES });
     const behind = parts(41);
     const a = scorerServe(
@@ -185,6 +185,23 @@ describe("the scorer's read of the serving path", () => {
     expect(b.collaborative).toBe(false);
     expect(b.reads.lists("u1", 0, 10).COLLABORATIVE).toBeUndefined();
     expect(past.asked()).toBe(0);
+    // Covisit has taken the case's event (the scored pair and count are in it): no read.
+    const c = behind.covisit;
+    const taken = { ...c, seq: () => 42 } as CovisitView;
+    expect(
+      scorerServe(
+        () => taken,
+        () => behind.collaborative,
+        movieSources,
+      )("u1", history, 42),
+    ).toBe(undefined);
+    expect(
+      scorerServe(
+        () => ({ ...c, seq: () => 41 }) as CovisitView,
+        () => undefined,
+        movieSources,
+      )("u1", history, 42),
+    ).toBeDefined();
     // Without covisit here, serving cannot answer: no read.
     expect(
       scorerServe(

@@ -53,9 +53,11 @@ export function composeView(
 
 /**
  * The prequential scorer's read of the serving path (actors/stages/prequential-scorer.ts): the
- * view an answer composes, over the scoring history stage's own source (which is at the case),
- * with COLLABORATIVE only while its stage has not yet taken the case's event (its user rows would
- * hold the event scored). Undefined while covisit does not run here.
+ * view an answer composes, over the scoring history stage's own source (which is at the case).
+ * Undefined (the case is not scored) while covisit does not run here, or once it has taken the
+ * case's event: an answer would then hold the event scored (its pairs with the user's recent
+ * items, its counts), which no answer asked for just before it could. COLLABORATIVE is left out
+ * likewise once its stage has taken the event (its user rows would hold it).
  */
 export function scorerServe(
   covisit: () => CovisitView | undefined,
@@ -64,7 +66,7 @@ export function scorerServe(
 ): ServeFn {
   return (user, history, seq) => {
     const c = covisit();
-    if (!c) return undefined;
+    if (!c || c.seq() >= seq) return undefined;
     const cf = collaborative();
     const asked = cf !== undefined && cf.status().seq < seq;
     const v = composeView(

@@ -54,6 +54,8 @@ export interface CovisitView {
   progress(): number;
   /** Records fed. */
   fed(): number;
+  /** EVENTS sequence of the newest record fed (-1: none yet, or not known since the state's start). */
+  seq(): number;
 }
 
 export const covisitStage = defineStage({
@@ -92,8 +94,11 @@ export const covisitStage = defineStage({
       const old = st.map(name);
       for (const k of [...old.keys()]) old.delete(k);
     }
-    const clock = st.map<{ progress: number; n: number }>("clock");
-    let { progress, n } = clock.get("t") ?? { progress: -1, n: 0 };
+    const clock = st.map<{ progress: number; n: number; s?: number }>("clock");
+    const t = clock.get("t");
+    let { progress, n } = t ?? { progress: -1, n: 0 };
+    /** EVENTS sequence of the newest record fed (-1: none, or state from before it was kept). */
+    let seq = t?.s ?? -1;
     const categories = st.map<string>("categories");
     // Per item: [sum of prices, events that carried one], from events of any type.
     const prices = st.map<[number, number]>("prices");
@@ -108,6 +113,7 @@ export const covisitStage = defineStage({
       },
       progress: () => progress,
       fed: () => n,
+      seq: () => seq,
     };
     /** The per-record loop: every source's counts, in EVENTS order. */
     const feed = ({ records }: InputBatch<ParsedRecord>) => {
@@ -122,6 +128,7 @@ export const covisitStage = defineStage({
           prices.set(r.i, [sum + r.pr, k + 1]);
         }
         progress = Math.max(progress, r.wb, r.ts);
+        seq = r.s;
       }
     };
     /** The clock of blended answers: records fed and their event time, kept with the state. */
@@ -131,7 +138,7 @@ export const covisitStage = defineStage({
       n += records.length;
       // Progress without records (idle markers): see merged-input.ts.
       if (records.length === 0) progress = Math.max(progress, p.to);
-      clock.set("t", { progress, n });
+      clock.set("t", { progress, n, s: seq });
     };
     return {
       operator: (batches$) =>
