@@ -35,7 +35,25 @@ export interface SpawnOptions {
   spawned?: (app: AppProcess) => void;
 }
 
+/**
+ * A port found free can be taken by another test's server before the app binds it: the app then
+ * exits naming the setting. Such a start is tried again on new ports (the gRPC and metrics ones,
+ * which this helper picks; a port the caller set is the caller's).
+ */
+const PORT_TAKEN = /(GRPC_PORT|METRICS_PORT)=\d+ is taken/;
+const PORT_TRIES = 3;
+
 export async function spawnReco(o: SpawnOptions): Promise<AppProcess> {
+  for (let attempt = 1; ; attempt++)
+    try {
+      return await spawnOnce(o);
+    } catch (err) {
+      const taken = err instanceof Error ? PORT_TAKEN.exec(err.message) : null;
+      if (!taken || taken[1]! in o.env || attempt >= PORT_TRIES) throw err;
+    }
+}
+
+async function spawnOnce(o: SpawnOptions): Promise<AppProcess> {
   const metricsPort = await freePort();
   const grpcPort = await freePort();
   const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
