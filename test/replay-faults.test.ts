@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import { AckPolicy, connect, DeliverPolicy } from "nats";
 import { startEmbeddedNats, type EmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { EVENTS_STREAM, ensureEventsStream } from "../connectors/nats/streams.js";
+import { ensureTopology } from "../connectors/nats/topology.js";
 import { awaitEngine } from "../bin/replay/engine-report.js";
 
 /*
@@ -156,5 +157,40 @@ describe("reco replay when its server fails", () => {
     expect(report.caughtUp).toBe(false);
     expect(report.stopped).toBe(true);
     expect(report.note).toMatch(/^the engine stopped reading events \(at 0 of 50 for 2 s\)/);
+  }, 60_000);
+
+  it("takes an engine that read every replayed event as caught up, though events sent after them wait", async () => {
+    const nats = await server();
+    const nc = await connect({ servers: nats.url });
+    cleanups.push(() => nc.close());
+    const jsm = await nc.jetstreamManager();
+    await ensureEventsStream(jsm);
+    await ensureTopology(nc, jsm);
+    const js = nc.jetstream();
+    for (let i = 0; i < 50; i++) await js.publish("events.view", "{}");
+    await jsm.consumers.add(EVENTS_STREAM, {
+      durable_name: "parse",
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+    });
+    // The engine reads the 50 replayed events; another publisher's 5 come after them.
+    const consumer = await js.consumers.get(EVENTS_STREAM, "parse");
+    let read = 0;
+    while (read < 50) {
+      const batch = await consumer.fetch({ max_messages: 50 - read, expires: 2_000 });
+      for await (const m of batch) {
+        m.ack();
+        read++;
+      }
+    }
+    for (let i = 0; i < 5; i++) await js.publish("events.view", "{}");
+    const report = await awaitEngine(
+      nc,
+      { late: 0, dlq: 0, duplicates: undefined, metricsUrl: undefined },
+      { lastEventSeq: 50, timeoutMs: 20_000, stallMs: 2_000, pollMs: 100 },
+    );
+    expect(report.note).toBeUndefined();
+    expect(report.stopped).toBeUndefined();
+    expect(report.caughtUp).toBe(true);
   }, 60_000);
 });

@@ -88,7 +88,7 @@ export const ENGINE_STALL_MS = 20_000;
 
 /**
  * Waits until a consumer of EVENTS (the engine's parse) has delivered everything up to
- * `lastEventSeq`, every hop consumer has nothing pending, and the hop, late and dead-letter
+ * `lastEventSeq` (whatever was stored after it), every hop consumer has nothing pending, and the hop, late and dead-letter
  * streams stay unchanged for a few polls; then counts the late records and dead letters
  * published since `marks`, by reason.
  */
@@ -122,9 +122,9 @@ export async function awaitEngine(
       if (events.length === 0) {
         note = "no engine reads EVENTS (is `reco start` running against this NATS server?)";
         if (++noReader >= quietNeeded) break; // not worth the whole wait
-      } else if (
-        !events.some((c) => c.num_pending === 0 && c.delivered.stream_seq >= o.lastEventSeq)
-      ) {
+      } else if (!events.some((c) => c.delivered.stream_seq >= o.lastEventSeq)) {
+        // Behind the replay's last event. Events stored after it (another publisher, the next
+        // replay) do not count: once the replay's own are read, the stages are what is waited for.
         note = "the engine had not read every replayed event yet";
         quiet = 0;
         if (Date.now() - movedAt >= stallMs) {
