@@ -18,6 +18,7 @@ import type {
   windowStage,
   interestStage,
   historyStage,
+  itemCountsStage,
   trendingStage,
   catalogueStage,
   catalogueUpsertStage,
@@ -84,6 +85,7 @@ export const stageTopology = {
   }),
   // The candidate source stages (RANKER=blend) have no outputs: serving reads their state.
   history: {} satisfies PortTopology<typeof historyStage.ports>,
+  itemCounts: {} satisfies PortTopology<typeof itemCountsStage.ports>,
   watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
     window: subjects.watermark(p),
     late: {
