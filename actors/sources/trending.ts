@@ -73,6 +73,10 @@ const latticeOf = (ts: number, hl: number) => Math.floor(ts / (STEP * hl)) * (ST
 const stepFactor = (from: number, to: number, hl: number) =>
   Math.pow(2, STEP * Math.round((to - from) / (STEP * hl)));
 
+/** Whether stored count `a` ranks before `b`: a higher count, ties by id. */
+const ranksBefore = (a: readonly [string, number], b: readonly [string, number]) =>
+  a[1] > b[1] || (a[1] === b[1] && a[0] < b[0]);
+
 /** Stored counts at decay factor f as a ranked list, in serving order. */
 function scoredList(
   counts: readonly (readonly [string, number])[],
@@ -319,23 +323,54 @@ export function mergeCounters(
   ): Scored[] => {
     const a = newest();
     if (Number.isNaN(a)) return [];
-    const all: [string, number][] = [];
+    // Each part's first items in (count, id) order, its counts moved to anchor a (by a positive
+    // factor, so the order holds), merged by the same order. A part is read to `limit` (a fair
+    // share of n, and more) first, and further only if the merge runs past it.
+    const lists: { list: (readonly [string, number])[]; all: boolean; p: CounterPart }[] = [];
+    const limit = Math.min(n, Math.ceil((2 * n) / Math.max(1, parts.length)) + 4);
+    const read = (p: CounterPart, at: number, k: number) => {
+      const list = p.rawTop(k, keep);
+      const f = moved(1, at, a);
+      return { list: list.map(([item, v]) => [item, v * f] as const), all: list.length < k, p };
+    };
     parts.forEach((p, x) => {
       const at = p.anchor();
       if (Number.isNaN(at)) return;
       if (was && partOf(was.item) === x) {
         // One more than asked: the item, its count lowered, may leave the first n.
-        for (const [item, v] of p.rawTop(n + 1, keep))
-          if (item !== was.item) all.push([item, moved(v, at, a)]);
+        const { list } = read(p, at, n + 1);
+        const kept = list.filter(([i]) => i !== was.item);
         const { raw, anchor } = was.count;
         if (raw !== undefined && (!keep || keep(was.item)))
-          all.push([was.item, moved(raw, anchor, a)]);
-        return;
-      }
-      for (const [item, v] of p.rawTop(n, keep)) all.push([item, moved(v, at, a)]);
+          kept.push([was.item, moved(raw, anchor, a)]);
+        lists.push({ list: kept.sort((u, w) => (ranksBefore(u, w) ? -1 : 1)), all: true, p });
+      } else lists.push(read(p, at, limit));
     });
-    all.sort((x, y) => y[1] - x[1] || (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
-    all.length = Math.min(all.length, n);
+    let all: (readonly [string, number])[] = [];
+    for (;;) {
+      all = [];
+      const heads = lists.map(() => 0);
+      /** A part whose read ran out before the merge was done: read further, merge again. */
+      let short = -1;
+      while (all.length < n) {
+        let best = -1;
+        for (let x = 0; x < lists.length; x++) {
+          const l = lists[x]!;
+          if (heads[x]! >= l.list.length) {
+            if (!l.all) short = x;
+            continue;
+          }
+          if (best < 0 || ranksBefore(l.list[heads[x]!]!, lists[best]!.list[heads[best]!]!))
+            best = x;
+        }
+        if (short >= 0 || best < 0) break;
+        all.push(lists[best]!.list[heads[best]!++]!);
+      }
+      if (short < 0) break;
+      const l = lists[short]!;
+      lists[short] = read(l.p, l.p.anchor(), Math.min(n, 2 * l.list.length + 1));
+      if (lists[short]!.list.length >= n) lists[short]!.all = true;
+    }
     return scoredList(all, decay(now - a, hl), (item, count) =>
       parts[partOf(item)]!.explain(item, count),
     );
