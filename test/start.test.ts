@@ -25,6 +25,36 @@ function startReco(env: Record<string, string>): { child: ChildProcess; output: 
   return { child, output: () => out };
 }
 
+/** A start that failed on a port it was given: `<SETTING>=<port> is taken` (bin/app-ports.ts). */
+const PORT_TAKEN = /\b([A-Z_]+_PORT)=\d+ is taken/;
+
+/**
+ * Starts reco on ports found free (`ports`: the settings to pick them for) and waits for its
+ * ready line. A port found free may be bound by another test's server, or by the app's own
+ * nats-server, before the app binds it: then reco starts again on new ports (three tries). The
+ * environment it started with comes back, for a start after it.
+ */
+async function startReady(
+  base: Record<string, string>,
+  ports: readonly string[],
+  children: ChildProcess[],
+): Promise<ReturnType<typeof startReco> & { env: Record<string, string> }> {
+  for (let attempt = 1; ; attempt++) {
+    const env = { ...base };
+    for (const name of ports) env[name] = String(await freePort());
+    const started = startReco(env);
+    children.push(started.child);
+    const ready = () => started.output().includes("reco-stream ready");
+    await waitFor(() => ready() || started.child.exitCode !== null, 30_000);
+    if (ready()) return { ...started, env };
+    const taken = PORT_TAKEN.exec(started.output());
+    if (!taken || !ports.includes(taken[1]!) || attempt >= 3)
+      throw new Error(`reco start did not get ready:\n${started.output()}`);
+  }
+}
+
+const PRIVATE_PORTS = ["NATS_PORT", "NATS_MONITOR_PORT", "GRPC_PORT", "METRICS_PORT"] as const;
+
 const exited = (child: ChildProcess) =>
   new Promise<number | null>((r) => {
     if (child.exitCode !== null) r(child.exitCode);
@@ -64,23 +94,10 @@ describe("reco start", () => {
   it("starts a private nats-server, logs one ready line, and SIGTERM stops everything", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-start-"));
     dirs.push(dir);
-    const [nats, grpc, metrics, monitor] = [
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-    ];
-    const { child, output } = startReco({
-      DATA_DIR: dir,
-      NATS_PORT: String(nats),
-      NATS_MONITOR_PORT: String(monitor),
-      GRPC_PORT: String(grpc),
-      METRICS_PORT: String(metrics),
-    });
-    children.push(child);
-    expect(await waitFor(() => output().includes("reco-stream ready"), 30_000), output()).toBe(
-      true,
-    );
+    const { child, output, env } = await startReady({ DATA_DIR: dir }, PRIVATE_PORTS, children);
+    const [grpc, metrics, monitor] = [env.GRPC_PORT, env.METRICS_PORT, env.NATS_MONITOR_PORT].map(
+      Number,
+    ) as [number, number, number];
     expect(output().match(/reco-stream ready/g)).toHaveLength(1);
     const natsPid = Number(/"natsPid":(\d+)/.exec(output())?.[1]);
     expect(alive(natsPid)).toBe(true);
@@ -142,17 +159,7 @@ describe("reco start", () => {
   it("drains on Ctrl-C sent to the whole process group, and its nats-server stops after it", async () => {
     const dir = await mkdtemp(join(tmpdir(), "reco-sigint-"));
     dirs.push(dir);
-    const { child, output } = startReco({
-      DATA_DIR: dir,
-      NATS_PORT: String(await freePort()),
-      NATS_MONITOR_PORT: String(await freePort()),
-      GRPC_PORT: String(await freePort()),
-      METRICS_PORT: String(await freePort()),
-    });
-    children.push(child);
-    expect(await waitFor(() => output().includes("reco-stream ready"), 30_000), output()).toBe(
-      true,
-    );
+    const { child, output } = await startReady({ DATA_DIR: dir }, PRIVATE_PORTS, children);
     const natsPid = Number(/"natsPid":(\d+)/.exec(output())?.[1]);
     process.kill(-child.pid!, "SIGINT");
     expect(await exited(child)).toBe(0);
@@ -166,16 +173,8 @@ describe("reco start", () => {
     // outlive a SIGKILLed parent until the next start found its pid file.
     const dir = await mkdtemp(join(tmpdir(), "reco-orphan-"));
     dirs.push(dir);
-    const env = {
-      DATA_DIR: dir,
-      NATS_PORT: String(await freePort()),
-      NATS_MONITOR_PORT: String(await freePort()),
-      GRPC_PORT: String(await freePort()),
-      METRICS_PORT: String(await freePort()),
-    };
-    const first = startReco(env);
-    children.push(first.child);
-    expect(await waitFor(() => first.output().includes("reco-stream ready"), 30_000)).toBe(true);
+    const first = await startReady({ DATA_DIR: dir }, PRIVATE_PORTS, children);
+    const env = first.env;
     const natsPid = Number(/"natsPid":(\d+)/.exec(first.output())?.[1]);
     expect(alive(natsPid)).toBe(true);
     first.child.kill("SIGKILL"); // the app's process only, not its group
@@ -239,15 +238,11 @@ describe("reco start when NATS is gone", () => {
     const nats = await setupNats();
     const dir = await mkdtemp(join(tmpdir(), "reco-stuck-"));
     try {
-      const { child, output } = startReco({
-        NATS_URL: nats.url,
-        DATA_DIR: dir,
-        GRPC_PORT: String(await freePort()),
-        METRICS_PORT: String(await freePort()),
-        STOP_TIMEOUT_MS: "3000",
-      });
-      expect(await waitFor(() => output().includes("reco-stream ready"), 30_000), output()).toBe(
-        true,
+      const children: ChildProcess[] = [];
+      const { child } = await startReady(
+        { NATS_URL: nats.url, DATA_DIR: dir, STOP_TIMEOUT_MS: "3000" },
+        ["GRPC_PORT", "METRICS_PORT"],
+        children,
       );
       await nats.server.kill(); // NATS disappears for good
       const t0 = Date.now();

@@ -6,6 +6,7 @@ import {
   type HistoryView,
   scoredMethods,
   type PrequentialSettings,
+  type PrequentialView,
 } from "../stages/index.js";
 import {
   DRIFT_DEFAULTS,
@@ -141,15 +142,20 @@ export function qualityWiring(
   const scored = scoredMethods(arms);
   const methods = scored.filter((m) => !m.startsWith("arm:"));
   const historyIds = Array.from({ length: cfg.partitions }, (_, p) => `history/${p}`);
+  /** The scorers of the history stages running here. */
+  const scorers = () => {
+    const views: PrequentialView[] = [];
+    for (const id of historyIds) {
+      const v = (deps.live(id) as (StageHandler & HistoryView) | undefined)?.prequential();
+      if (v) views.push(v);
+    }
+    return views;
+  };
   let preqMemo: { at: number; report: PrequentialReport } | undefined;
   const prequential = () => {
     if (!runs) return undefined;
     if (!preqMemo || clock() - preqMemo.at >= 1000) {
-      const views = [];
-      for (const id of historyIds) {
-        const v = (deps.live(id) as (StageHandler & HistoryView) | undefined)?.prequential();
-        if (v) views.push(v);
-      }
+      const views = scorers();
       if (views.length === 0) return undefined;
       // One clock for every partition's windows: the newest progress among them.
       const now = Math.max(...views.map((v) => v.progress()));
@@ -193,16 +199,10 @@ export function qualityWiring(
     });
     new Gauge({
       name: "reco_prequential_unscored",
-      help: "Target events of sampled users not scored: covisit had already taken the event (an answer would hold it), or a source the serving path composes (covisit; the design's fallback, with a design arm) did not run in this process",
+      help: "Target events of sampled users not scored: covisit had already taken the event (an answer would hold it), the item's counters had counted it again since, or a source the serving path composes (covisit, every item partition's counters; the design's fallback, with a design arm) did not run in this process",
       registers: [deps.registry],
       collect() {
-        let n = 0;
-        for (const id of historyIds)
-          n +=
-            (deps.live(id) as (StageHandler & HistoryView) | undefined)
-              ?.prequential()
-              ?.unscored() ?? 0;
-        this.set(n);
+        this.set(scorers().reduce((n, v) => n + v.unscored(), 0));
       },
     });
     const figureGauge = (name: string, help: string, pick: (f: MethodFigures) => number) =>
