@@ -1,30 +1,24 @@
 /**
- * CPU per event of the merged covisit stage that bench step 2's profile is heavy with, and of the
- * item counters (item-counts, here one instance fed every event), without NATS, hops or other
- * stages: the bench generator's events (step 2's distribution) pushed through each stage's logic
- * in batches of 500, on a stage state, with a snapshot delta taken and serialised (as
- * state/store.ts does) every `snapshotEvery` events. Prints µs of CPU per event, the part spent
- * in snapshots, the delta's megabytes per map and, with `digest`, a hash of every item's similar
- * items and of the trending and popular lists (two versions of the code that must give the same
- * bits print the same digest). Stable where step 2 is noisy (a shared machine); run
+ * CPU per event of the merged covisit stage that bench step 2's profile is heavy with, without
+ * NATS, hops or other stages: the bench generator's events (step 2's distribution) pushed through
+ * the stage's logic in batches of 500, on a stage state, with a snapshot delta taken and
+ * serialised (as state/store.ts does) every `snapshotEvery` events. Prints µs of CPU per event,
+ * the part spent in snapshots, the delta's megabytes per map and, with `digest`, a hash of every
+ * item's similar items and of the trending and popular lists (two versions of the code that must
+ * give the same bits print the same digest). Stable where step 2 is noisy (a shared machine); run
  * under `--cpu-prof` to see where the time goes.
  *
  * `RECENT_PER_USER` sets co-visitation's recent items per user (the ecommerce default is 10;
- * digests printed are those of the setting).
+ * the digest with 30, covisit dbf6ddaa7c358004, is that of 30).
  *
  *   [RECENT_PER_USER=10] npx tsx bench/sources-micro.ts [events=100000] [snapshotEvery=20000] [digest]
  */
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
-import {
-  covisitStage,
-  type CovisitView,
-  itemCountsStage,
-  type ItemCountsView,
-} from "../actors/stages/index.js";
+import { covisitStage, type CovisitView } from "../actors/stages/index.js";
 import type { ParsedRecord, EventType } from "../actors/contract/index.js";
 import { defaultSourceSettings, ECOMMERCE } from "../actors/sources/index.js";
-import { startStage, type StageDefinition } from "../runtime/index.js";
+import { startStage } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
 
@@ -57,14 +51,11 @@ for (let k = 0; k < events; k++) {
 const sources = defaultSourceSettings(ECOMMERCE);
 if (process.env.RECENT_PER_USER)
   sources.covisit = { ...sources.covisit, recentPerUser: Number(process.env.RECENT_PER_USER) };
-function measure<V>(
-  def: StageDefinition<ParsedRecord, Record<string, never>, unknown, V>,
-  digestOf: (v: V) => string,
-) {
-  const name = def.name;
+{
+  const name = "covisit";
   const state = createStageState();
   const run = startStage(
-    def,
+    covisitStage,
     {
       name,
       state,
@@ -113,18 +104,13 @@ function measure<V>(
     `${name}: ${((c.user + c.system) / events).toFixed(1)} µs of CPU per event ` +
       `(snapshots ${((snapshotMs * 1000) / events).toFixed(1)}), ${state.keyCount()} keys; deltas: ${maps}`,
   );
-  if (digest) console.log(`${name} digest: ${digestOf(run.view as V)}`);
+  if (digest) {
+    const v = run.view as CovisitView;
+    const h = createHash("sha256");
+    for (let i = 0; i < DEFAULT_GENERATOR.items; i++)
+      h.update(JSON.stringify(v.covisit().similar(`p${i}`, wb, 200)));
+    for (const c of [v.trending(), v.popular()])
+      h.update(JSON.stringify([c.top(wb, 100), c.top(wb, 3000)]));
+    console.log(`covisit digest: ${h.digest("hex").slice(0, 16)}`);
+  }
 }
-
-measure(covisitStage, (v: CovisitView) => {
-  const h = createHash("sha256");
-  for (let i = 0; i < DEFAULT_GENERATOR.items; i++)
-    h.update(JSON.stringify(v.covisit().similar(`p${i}`, wb, 200)));
-  return h.digest("hex").slice(0, 16);
-});
-measure(itemCountsStage, (v: ItemCountsView) => {
-  const h = createHash("sha256");
-  for (const c of [v.trending(), v.popular()])
-    h.update(JSON.stringify([c.top(wb, 100), c.top(wb, 3000)]));
-  return h.digest("hex").slice(0, 16);
-});

@@ -11,8 +11,6 @@ import {
   type HistoryView,
   covisitStage,
   type CovisitView,
-  itemCountsStage,
-  type ItemCountsView,
 } from "../actors/stages/index.js";
 import {
   createChangeFeed,
@@ -20,7 +18,6 @@ import {
   createBlendReplica,
   createBlendAnswers,
   composeView,
-  itemWideView,
 } from "../actors/serving/index.js";
 import { partitionOf } from "../actors/contract/index.js";
 import {
@@ -77,7 +74,7 @@ function stages(
 ) {
   const make = <V>(
     id: string,
-    def: typeof historyStage | typeof covisitStage | typeof itemCountsStage,
+    def: typeof historyStage | typeof covisitStage,
     settings: object,
   ) => {
     const state = initial(id);
@@ -98,41 +95,21 @@ function stages(
       maxItemsPerUser: sources.maxItemsPerUser,
     }),
   );
-  const counts = Array.from({ length: P }, (_, q) =>
-    make<ItemCountsView>(`item-counts/${q}`, itemCountsStage, { preset: ECOMMERCE, sources }),
-  );
   const covisit = make<CovisitView>("covisit/0", covisitStage, { preset: ECOMMERCE, sources });
   const batches = {
     h: history.map(() => batchMaker<ParsedRecord>()),
-    k: counts.map(() => batchMaker<ParsedRecord>()),
     c: batchMaker<ParsedRecord>(),
   };
   const run = (
     logic: StageLogic<ParsedRecord, Record<string, never>, unknown>,
     b: InputBatch<ParsedRecord>,
   ) => of(b).pipe(logic.operator).subscribe();
-  /** Co-visitation (this run's, or `c`) with the item counters. */
-  const wide = (c: CovisitView = covisit.logic.view) =>
-    itemWideView(
-      c,
-      counts.map((k) => k.logic.view),
-    );
   return {
     history,
-    counts,
     covisit,
-    wide,
     feed(records: ParsedRecord[]) {
       const wm = Math.max(...records.map((r) => r.ts));
       run(covisit.logic, batches.c(wm, records));
-      for (let q = 0; q < P; q++)
-        run(
-          counts[q]!.logic,
-          batches.k[q]!(
-            wm,
-            records.filter((r) => partitionOf(r.i, P) === q),
-          ),
-        );
       for (let p = 0; p < P; p++)
         run(
           history[p]!.logic,
@@ -147,7 +124,7 @@ function stages(
       blend: defaultBlend(ECOMMERCE),
       view: (user) =>
         composeView(
-          { history: history[partitionOf(user, P)]!.logic.view, covisit: wide() },
+          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit.logic.view },
           sources,
         ),
       collaborative: () => undefined,
@@ -296,7 +273,7 @@ describe("the blend's replica", () => {
       blend: defaultBlend(ECOMMERCE),
       view: (user) =>
         composeView(
-          { history: s.history[partitionOf(user, P)]!.logic.view, covisit: s.wide(view) },
+          { history: s.history[partitionOf(user, P)]!.logic.view, covisit: view },
           sources,
         ),
       collaborative: () => undefined,
@@ -312,11 +289,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
   afterAll(async () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
-  const ids = [
-    ...Array.from({ length: P }, (_, p) => `history/${p}`),
-    ...Array.from({ length: P }, (_, q) => `item-counts/${q}`),
-    "covisit/0",
-  ];
+  const ids = [...Array.from({ length: P }, (_, p) => `history/${p}`), "covisit/0"];
   /** Every instance's snapshot as the state store loads it (lazy cold records), by id. */
   const loadAll = async (dir: string) => {
     const db = await openStateDb(dir);
@@ -339,7 +312,6 @@ describe("the blend's replica from the snapshots it read itself", () => {
     const db = await openStateDb(dir);
     const states = new Map<string, StageStateInternal>([
       ...before.history.map((h, p) => [`history/${p}`, h.state] as const),
-      ...before.counts.map((k, q) => [`item-counts/${q}`, k.state] as const),
       ["covisit/0", before.covisit.state],
     ]);
     for (const [id, state] of states) {

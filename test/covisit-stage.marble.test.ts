@@ -22,7 +22,7 @@ function setup(state = createStageState()) {
 }
 
 describe("covisit stage (marbles)", () => {
-  it("should pair items touched together and keep the clock of answers", () => {
+  it("should pair items touched together and count trending and popular items", () => {
     const { ts, logic } = setup();
     const rec = recordMaker();
     const batch = batchMaker<ReturnType<typeof rec>>();
@@ -50,6 +50,19 @@ describe("covisit stage (marbles)", () => {
         .map((x) => x.item),
     ).toEqual(["p2"]);
     expect(v.covisit().similar("p9", now, 5)).toEqual([]);
+    expect(
+      v
+        .popular()
+        .top(now, 5)
+        .map((x) => x.item),
+    ).toEqual(["p2"]);
+    expect(
+      v
+        .trending()
+        .top(now, 1)
+        .map((x) => x.item),
+    ).toEqual(["p1"]);
+    expect(v.categoryOf("p1")).toBe("electronics");
     expect(v.progress()).toBe(now);
     expect(v.fed()).toBe(5);
   });

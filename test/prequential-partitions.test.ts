@@ -12,24 +12,18 @@ import {
 import {
   covisitStage,
   historyStage,
-  itemCountsStage,
   type CollaborativeView,
   type CovisitView,
   type HistoryView,
-  type ItemCountsView,
 } from "../actors/stages/index.js";
 import type { StageHandler, StageSpec } from "../actors/host/index.js";
-import { partitionOf, type ParsedRecord } from "../actors/contract/index.js";
+import { partitionOf } from "../actors/contract/index.js";
 import { qualityWiring, recommenderWiring } from "../actors/plan/index.js";
 import type { PrequentialReport } from "../actors/quality/index.js";
-import { itemWideView, scorerServe, type ItemWideView } from "../actors/serving/index.js";
+import { scorerServe } from "../actors/serving/index.js";
 import { createHistory, MOVIES, type CollaborativeSource } from "../actors/sources/index.js";
-import { startStage, type StageRun } from "../runtime/index.js";
+import { startStage } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
-
-type ItemCountsRun = StageRun<ParsedRecord, ItemCountsView>;
-type CovisitRun = StageRun<ParsedRecord, CovisitView>;
-const T0 = Date.UTC(2018, 0, 1);
 
 /**
  * Online quality runs in every partition's history stage (no stage of its own, no copy of any
@@ -131,8 +125,6 @@ describe("online quality across partitions", () => {
         "drift/1",
         "history/0",
         "history/1",
-        "item-counts/0",
-        "item-counts/1",
       ]);
     }
     // QUALITY=off: no scorer, and with RANKER=design no source stage either.
@@ -145,32 +137,20 @@ describe("online quality across partitions", () => {
 });
 
 describe("the scorer's read of the serving path", () => {
-  /**
-   * Covisit's view and two item partitions' counters over empty states, and a collaborative
-   * stand-in at EVENTS seq `at`.
-   */
+  /** A covisit stage's view over an empty state, and a collaborative stand-in at EVENTS seq `at`. */
   const parts = (at: number) => {
-    const stage = <V>(def: typeof covisitStage | typeof itemCountsStage, name: string) => {
-      const run = startStage(
-        def as typeof covisitStage,
-        {
-          name,
-          state: createStageState(),
-          settings: { preset: MOVIES, sources: movieSources },
-          scheduler: asyncScheduler,
-          count: () => undefined,
-        },
-        () => undefined,
-      );
-      run.restoreAll();
-      return run as unknown as V;
-    };
-    const runs = [0, 1].map(() => stage<ItemCountsRun>(itemCountsStage, "item-counts"));
-    const counts = runs.map((r) => r.view as ItemCountsView);
-    const covisit = itemWideView(
-      stage<CovisitRun>(covisitStage, "covisit").view as CovisitView,
-      counts,
+    const covisit = startStage(
+      covisitStage,
+      {
+        name: "covisit",
+        state: createStageState(),
+        settings: { preset: MOVIES, sources: movieSources },
+        scheduler: asyncScheduler,
+        count: () => undefined,
+      },
+      () => undefined,
     );
+    covisit.restoreAll();
     let asked = 0;
     const source = {
       model: () => ({ model: {}, at: 0 }),
@@ -183,68 +163,8 @@ describe("the scorer's read of the serving path", () => {
       collaborative: () => source,
       status: () => ({ events: at, trainAt: 0, models: {}, seq: at }),
     };
-    /** Records of movie `item` at EVENTS sequences `seqs`, fed to its partition's counters. */
-    const count = (item: string, seqs: number[]) =>
-      runs[partitionOf(item, 2)]!.push({
-        records: seqs.map((s) => ({
-          id: `e${s}`,
-          t: "rating" as const,
-          ts: T0 + s * 60_000,
-          u: "u9",
-          i: item,
-          c: "",
-          b: "",
-          pr: -1,
-          r: 5,
-          s,
-          wb: -1,
-        })),
-        position: { from: seqs[0]! - 1, upTo: seqs.at(-1)! },
-        progress: { from: -1, to: -1 },
-      });
-    return { covisit, collaborative, asked: () => asked, count };
+    return { covisit: covisit.view as CovisitView, collaborative, asked: () => asked };
   };
-
-  it("reads the case's item with its counts from before the case, when its counters already took it", () => {
-    const history = createHistory({ preset: MOVIES });
-    const { covisit, collaborative, count } = parts(0);
-    const item = ["m1", "m2", "m3", "m4"].find((i) => partitionOf(i, 2) === 0)!;
-    const other = ["m1", "m2", "m3", "m4"].find((i) => partitionOf(i, 2) === 1)!;
-    count(item, [10]);
-    count(other, [11, 12]);
-    count(item, [13, 14]); // the case is 14, counted already
-    const serve = (s: number, i: string) =>
-      scorerServe(
-        () => covisit,
-        () => collaborative,
-        movieSources,
-      )("u1", history, s, i);
-    const now = T0 + 20 * 60_000;
-    const popular = (s: number, i: string) =>
-      serve(s, i)!
-        .reads.lists("u1", now, 10)
-        .POPULAR_FALLBACK!.map((x) => [x.item, Math.round(x.score)]);
-    // As served now: the item rated three times; just before the case, twice.
-    expect(
-      covisit
-        .popular()
-        .top(now, 10)
-        .map((x) => [x.item, Math.round(x.score)]),
-    ).toEqual([
-      [item, 3],
-      [other, 2],
-    ]);
-    const tied = [item, other].sort().map((i) => [i, 2]); // equal counts: by id
-    expect(popular(14, item)).toEqual(tied);
-    // A case the counters have not reached yet reads them as they are.
-    expect(popular(15, other)).toEqual([
-      [item, 3],
-      [other, 2],
-    ]);
-    // The item's case at 13: a later rating of it (14) is counted already, so what it had before
-    // 13 is no longer known: not scored.
-    expect(serve(13, item)).toBe(undefined);
-  });
 
   it("reads only sources that have not taken the case's event: covisit at all, COLLABORATIVE alone", () => {
     const history = createHistory({ preset: MOVIES });
@@ -253,7 +173,7 @@ describe("the scorer's read of the serving path", () => {
       () => behind.covisit,
       () => behind.collaborative,
       movieSources,
-    )("u1", history, 42, "m7")!;
+    )("u1", history, 42)!;
     expect(a.collaborative).toBe(true);
     expect(a.reads.lists("u1", 0, 10).COLLABORATIVE?.map((x) => x.item)).toEqual(["m1"]);
     const past = parts(42); // it has taken record 42: the user's row holds the case
@@ -261,29 +181,34 @@ describe("the scorer's read of the serving path", () => {
       () => past.covisit,
       () => past.collaborative,
       movieSources,
-    )("u1", history, 42, "m7")!;
+    )("u1", history, 42)!;
     expect(b.collaborative).toBe(false);
     expect(b.reads.lists("u1", 0, 10).COLLABORATIVE).toBeUndefined();
     expect(past.asked()).toBe(0);
+    // Covisit has taken the case's event (the scored pair and count are in it): no read.
     const c = behind.covisit;
-    const serve = (v: ItemWideView) =>
+    const taken = { ...c, seq: () => 42 } as CovisitView;
+    expect(
       scorerServe(
-        () => v,
+        () => taken,
         () => behind.collaborative,
         movieSources,
-      )("u1", history, 42, "m7");
-    // Covisit has taken the case's event (the scored pair is in it): no read.
-    expect(serve({ ...c, seq: () => 42 })).toBe(undefined);
-    expect(serve({ ...c, seq: () => 41 })).toBeDefined();
-    // The item counters' reads when they cannot say what the case's item counted before it.
-    expect(serve({ ...c, before: () => undefined })).toBe(undefined);
+      )("u1", history, 42),
+    ).toBe(undefined);
+    expect(
+      scorerServe(
+        () => ({ ...c, seq: () => 41 }) as CovisitView,
+        () => undefined,
+        movieSources,
+      )("u1", history, 42),
+    ).toBeDefined();
     // Without covisit here, serving cannot answer: no read.
     expect(
       scorerServe(
         () => undefined,
         () => undefined,
         movieSources,
-      )("u1", history, 1, "m7"),
+      )("u1", history, 1),
     ).toBe(undefined);
   });
 });

@@ -175,8 +175,8 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
 
   it("counts a case the serving path cannot answer as unscored, not as a miss", () => {
     let asked = 0;
-    const sometimes: ServeFn = (user, history, seq, item) =>
-      ++asked % 2 === 0 ? undefined : frozen.serve(user, history, seq, item);
+    const sometimes: ServeFn = (user, history, seq) =>
+      ++asked % 2 === 0 ? undefined : frozen.serve(user, history, seq);
     const v = drive(createStageState(), 0, 600, 1, sometimes);
     const all = v.report().all;
     expect(asked).toBeGreaterThan(10);

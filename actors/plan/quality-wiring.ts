@@ -199,7 +199,7 @@ export function qualityWiring(
     });
     new Gauge({
       name: "reco_prequential_unscored",
-      help: "Target events of sampled users not scored: covisit had already taken the event (an answer would hold it), the item's counters had counted it again since, or a source the serving path composes (covisit, every item partition's counters; the design's fallback, with a design arm) did not run in this process",
+      help: "Target events of sampled users not scored: covisit had already taken the event (an answer would hold it), or a source the serving path composes (covisit; the design's fallback, with a design arm) did not run in this process",
       registers: [deps.registry],
       collect() {
         this.set(scorers().reduce((n, v) => n + v.unscored(), 0));

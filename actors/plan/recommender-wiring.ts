@@ -16,8 +16,6 @@ import {
   type CovisitView,
   historyStage,
   type HistoryView,
-  itemCountsStage,
-  type ItemCountsView,
   mergedStageSpec,
 } from "../stages/index.js";
 import { partitionOf, subjects } from "../contract/index.js";
@@ -29,7 +27,6 @@ import {
   createChangeFeed,
   type ChangeFeed,
   composeView,
-  itemWideViews,
   type RecommenderView,
   scorerServe,
 } from "../serving/index.js";
@@ -92,10 +89,9 @@ const trainWorker: TrainFn = (ratings, settings, signal) =>
 
 /**
  * Adds the candidate source stages to the pipeline (DESIGN §3.7) and answers from them:
- * `history/<p>` per user partition (unit p<p>), fed its partition's hops; `item-counts/<q>` per
- * item partition (unit p<q>), fed its partition's item hops; `covisit/0` and
+ * `history/<p>` per user partition (unit p<p>), fed its partition's hops; `covisit/0` and
  * `collaborative/0` (unit p0), each fed every partition's hops merged into EVENTS order. An
- * answer composes the user's partition's history with the item-wide ones at query time. With
+ * answer composes the user's partition's history with the two at query time. With
  * RANKER=design nothing runs and nothing changes.
  */
 export function recommenderWiring(
@@ -151,20 +147,13 @@ export function recommenderWiring(
       return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
     },
   });
-  const covisitStageView = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
-  const countsIds = Array.from({ length: cfg.partitions }, (_, q) => `item-counts/${q}`);
-  /** Co-visitation with every item partition's counters; undefined while one does not run. */
-  const covisit = itemWideViews(
-    covisitStageView,
-    countsIds.map((id) => () => deps.live(id) as (StageHandler & ItemCountsView) | undefined),
-  );
+  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
   const collaborative = () =>
     deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
   const serve = scorerServe(covisit, collaborative, sources);
   const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
     counted(historyStage, `history/${p}`),
   );
-  const countsDefs = countsIds.map((id) => counted(itemCountsStage, id));
   const covisitDef = counted(covisitStage, "covisit/0");
   const collaborativeDef = counted(collaborativeStage, "collaborative/0");
   for (let p = 0; p < cfg.partitions; p++)
@@ -184,20 +173,6 @@ export function recommenderWiring(
             ...(deps.scorer ? { scorer: { ...deps.scorer(), serve } } : {}),
           },
           topology: stageTopology.history,
-        }),
-    });
-  for (let q = 0; q < cfg.partitions; q++)
-    deps.run({
-      stage: "item-counts",
-      partition: q,
-      stream: deps.stream,
-      subject: subjects.items(q),
-      input: "envelope",
-      batching: "per-input",
-      create: (state) =>
-        loadStageHandler(countsDefs[q]!, state, NO_OUTPUT, {
-          settings: { preset, sources },
-          topology: stageTopology.itemCounts,
         }),
     });
   deps.run(mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({ preset, sources })));
@@ -229,7 +204,16 @@ export function recommenderWiring(
     const c = covisit();
     if (!h || !c) return undefined;
     const cf = collaborative();
-    const parts = [h, c, cf, h.history(), c.covisit(), cf?.collaborative()] as const;
+    const parts = [
+      h,
+      c,
+      cf,
+      h.history(),
+      c.covisit(),
+      c.trending(),
+      c.popular(),
+      cf?.collaborative(),
+    ] as const;
     const last = composed[p];
     if (last && parts.every((x, i) => x === last.parts[i])) return last.view;
     const v = composeView(
@@ -255,7 +239,7 @@ export function recommenderWiring(
           this.set({ name: "training" }, v.training() ? 1 : 0);
           this.set({ name: "folded" }, v.collaborative().folded);
         }
-        const c = covisitStageView();
+        const c = covisit();
         if (c) this.set({ name: "covisit_events" }, c.fed());
         this.set({ name: "memo_hits" }, answers.memo.hits);
         this.set({ name: "memo_misses" }, answers.memo.misses);

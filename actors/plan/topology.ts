@@ -18,7 +18,6 @@ import type {
   windowStage,
   interestStage,
   historyStage,
-  itemCountsStage,
   trendingStage,
   catalogueStage,
   catalogueUpsertStage,
@@ -85,7 +84,6 @@ export const stageTopology = {
   }),
   // The candidate source stages (RANKER=blend) have no outputs: serving reads their state.
   history: {} satisfies PortTopology<typeof historyStage.ports>,
-  itemCounts: {} satisfies PortTopology<typeof itemCountsStage.ports>,
   watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
     window: subjects.watermark(p),
     late: {

@@ -4,15 +4,7 @@ import { createStageLogic } from "../../runtime/index.js";
 import type { RecentEvent, SimilarItems, Preset } from "../contract/index.js";
 import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers.js";
 import type { ChangeChunk } from "./blend-changes.js";
-import {
-  covisitStage,
-  type CovisitView,
-  historyStage,
-  type HistoryView,
-  itemCountsStage,
-  type ItemCountsView,
-} from "../stages/index.js";
-import { itemWideViews } from "./item-wide-view.js";
+import { covisitStage, type CovisitView, historyStage, type HistoryView } from "../stages/index.js";
 import {
   createItemIds,
   readStoredModel,
@@ -72,7 +64,7 @@ export interface BlendReplica {
    * its sender died), it says nothing.
    */
   noteCaughtUp(at: number): void;
-  /** Every source's first dump has arrived (covisit, each history and item-counts partition). */
+  /** Every source's first dump has arrived (covisit and each history partition). */
   isReady(): boolean;
   /**
    * 0 while caught up; else the time since it last was, at least 1 (Infinity: never). Once the
@@ -183,27 +175,6 @@ export function createBlendReplica(cfg: {
     return view;
   };
 
-  /** Each item partition's counters, built again over their maps as covisit's view is. */
-  const countsIds = Array.from({ length: cfg.partitions }, (_, q) => `item-counts/${q}`);
-  const countViews = new Map<
-    string,
-    { inst: Instance; version: number; at: number; view: ItemCountsView }
-  >();
-  const countsView = (id: string) => (): ItemCountsView | undefined => {
-    const inst = live.get(id);
-    if (!inst) return undefined;
-    const c = countViews.get(id);
-    if (c && c.inst === inst && (c.version === inst.version || now() - c.at < COVISIT_REBUILD_MS))
-      return c.view;
-    const view = createStageLogic(
-      itemCountsStage,
-      ctxOf("item-counts", inst, { preset, sources }),
-    ).view;
-    countViews.set(id, { inst, version: inst.version, at: now(), view });
-    return view;
-  };
-  const itemWide = itemWideViews(covisitView, countsIds.map(countsView));
-
   type Served = { at: number; stored: unknown };
   let collab:
     | { inst: Instance; source: CollaborativeSource; models: Partial<Record<string, Served>> }
@@ -247,7 +218,7 @@ export function createBlendReplica(cfg: {
   const composed = new WeakMap<HistoryView, { parts: unknown[]; view: RecommenderView }>();
   const viewOf = (user: string): RecommenderView | undefined => {
     const h = historyOf(user);
-    const c = itemWide();
+    const c = covisitView();
     if (!h || !c) return undefined;
     const cf = collaborative();
     const parts = [c, cf];
@@ -287,7 +258,7 @@ export function createBlendReplica(cfg: {
   };
 
   return {
-    instances: [...historyIds, ...countsIds, "covisit/0", "collaborative/0"],
+    instances: [...historyIds, "covisit/0", "collaborative/0"],
     adoptBase(instance, token, state) {
       const inst: Instance = {
         run: undefined,
@@ -397,18 +368,17 @@ export function createBlendReplica(cfg: {
       caughtUpAt = at;
       caughtUpBy = by;
     },
-    isReady: () =>
-      live.has("covisit/0") && [...historyIds, ...countsIds].every((id) => live.has(id)),
+    isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
     stalenessMs: stalenessOf,
     answer: answers.answer,
     recent(userId, n) {
       const h = historyOf(userId);
       if (!h) return undefined;
-      const c = itemWide();
+      const c = covisitView();
       return recentOf(h.history(), c && ((i) => c.categoryOf(i)), userId, n);
     },
     similar(itemId, n, row) {
-      const c = itemWide();
+      const c = covisitView();
       if (!c) return undefined;
       const v = composeView({ history: { history: () => noHistory }, covisit: c }, sources);
       return covisitSimilar(v, row, itemId, n);

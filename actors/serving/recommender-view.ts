@@ -1,6 +1,5 @@
-import type { CollaborativeView, HistoryView, ServeFn } from "../stages/index.js";
+import type { CollaborativeView, CovisitView, HistoryView, ServeFn } from "../stages/index.js";
 import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
-import type { ItemWideView } from "./item-wide-view.js";
 
 /**
  * What serving reads to blend (recommender-serve.ts): the candidate sources' lists, composed at
@@ -24,7 +23,7 @@ export interface RecommenderView {
 export function composeView(
   parts: {
     history: Pick<HistoryView, "history">;
-    covisit: ItemWideView;
+    covisit: CovisitView;
     collaborative?: Pick<CollaborativeView, "collaborative">;
   },
   settings: SourceSettings,
@@ -55,23 +54,19 @@ export function composeView(
 /**
  * The prequential scorer's read of the serving path (actors/stages/prequential-scorer.ts): the
  * view an answer composes, over the scoring history stage's own source (which is at the case).
- * Undefined (the case is not scored) while covisit or the item counters do not run here, or once
- * covisit has taken the case's event: an answer would then hold the event scored (its pairs with
- * the user's recent items), which no answer asked for just before it could. The item counters
- * may have counted the event already: the case's item is read with its counts from before it
- * (undefined when those are no longer known). COLLABORATIVE is left out once its stage has taken
- * the event (its user rows would hold it).
+ * Undefined (the case is not scored) while covisit does not run here, or once it has taken the
+ * case's event: an answer would then hold the event scored (its pairs with the user's recent
+ * items, its counts), which no answer asked for just before it could. COLLABORATIVE is left out
+ * likewise once its stage has taken the event (its user rows would hold it).
  */
 export function scorerServe(
-  covisit: () => ItemWideView | undefined,
+  covisit: () => CovisitView | undefined,
   collaborative: () => Pick<CollaborativeView, "collaborative" | "status"> | undefined,
   settings: SourceSettings,
 ): ServeFn {
-  return (user, history, seq, item) => {
-    const now = covisit();
-    if (!now || now.seq() >= seq) return undefined;
-    const c = now.before(item, seq);
-    if (!c) return undefined;
+  return (user, history, seq) => {
+    const c = covisit();
+    if (!c || c.seq() >= seq) return undefined;
     const cf = collaborative();
     const asked = cf !== undefined && cf.status().seq < seq;
     const v = composeView(

@@ -41,7 +41,7 @@ export { ECOMMERCE, MOVIES, presetNamed } from "./preset.js";
 export { RecentItems, recentItems } from "./recent-items.js";
 export { createRecommender, readsOf, sourceLists } from "./recommender.js";
 export { memStore } from "./store.js";
-export { createPopular, createTrending, mergeCounters } from "./trending.js";
+export { createPopular, createTrending } from "./trending.js";
 export {
   SOURCE_NAMES,
   byScoreThenId,
@@ -71,7 +71,7 @@ export type { SourcePreset } from "./preset.js";
 export type { Recent } from "./recent-items.js";
 export type { Recommender, RecommenderReads, SourceSettings } from "./recommender.js";
 export type { KeyStore } from "./store.js";
-export type { CounterPart, ItemCounter, MergedCounter, RawCount } from "./trending.js";
+export type { ItemCounter } from "./trending.js";
 export type { Scored, SourceEvent, SourceName } from "./types.js";
 export type { UserValue } from "./user-stores.js";
 export type { StoredUserValue } from "./user-value-bytes.js";

@@ -18,7 +18,6 @@ export {
   topCategoriesOf,
 } from "./fallback.js";
 export { historyStage } from "./history-stage.js";
-export { itemCountsStage } from "./item-counts-stage.js";
 export { cellKey as interestCellKey, keyTail, parseCellKey } from "./interest-ranking-keys.js";
 export { interestStage } from "./interest-ranking.js";
 export { cellCodec } from "./interest-ranking-profiles.js";
@@ -62,7 +61,6 @@ export type { CovisitView } from "./covisit-stage.js";
 export type { DriftHandler } from "./drift.js";
 export type { FallbackActor, RecommendRequest } from "./fallback.js";
 export type { HistoryView } from "./history-stage.js";
-export type { ItemBefore, ItemCountsView, ItemCountsStageSettings } from "./item-counts-stage.js";
 export type { InterestHandler, InterestOptions, ProfileRecord } from "./interest-ranking.js";
 export type { ParseHandler, ParseOptions, ParseView } from "./parse-options.js";
 export type { ConsumerView, ParseCounters, ParseSettings } from "./parse.js";

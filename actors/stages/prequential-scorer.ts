@@ -62,13 +62,7 @@ export interface Served {
   collaborative: boolean;
 }
 
-/** The serving path's reads for a case: its user, their history at the case, its event's sequence and item. */
-export type ServeFn = (
-  user: string,
-  history: HistorySource,
-  seq: number,
-  item: string,
-) => Served | undefined;
+export type ServeFn = (user: string, history: HistorySource, seq: number) => Served | undefined;
 
 export interface PrequentialView {
   /** Methods scored (gauge labels). */
@@ -147,7 +141,7 @@ export function createPrequentialScorer(
 
   /** Scores a target event against the answers of just before it. */
   const score = (r: ParsedRecord) => {
-    const served = o.serve?.(r.u, history, r.s, r.i);
+    const served = o.serve?.(r.u, history, r.s);
     const designTop = scoresDesign ? o.design?.(r.u, k) : undefined;
     if (!served || (scoresDesign && !designTop)) {
       unscored++;

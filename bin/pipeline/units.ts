@@ -118,7 +118,7 @@ export function leaseConsumer(
  * actor that answers from them), then gRPC binds; then what the blended answer reads
  * (recommender-wiring.ts's view: until history and covisit run, answers are the design
  * ranking's), smallest and surest first: every partition's `history` (~20 ms each with 1M
- * users) and `item-counts` (one key per item of the partition), `covisit` (one instance of every user), then `collaborative` (one instance too, read
+ * users), `covisit` (one instance of every user), then `collaborative` (one instance too, read
  * only when it serves a trained model: loaded before it, the first right answers of a restart
  * without one waited ~0.3 s for its 1M rows); then the `rest` (window, interest-ranking, drift,
  * ...), which only moves answers once new events arrive. Loading partition by
@@ -142,8 +142,6 @@ export function tierOf(id: string): StartTier {
 export function startTierOfStage(stage: string): StartTier {
   if (stage === "popularity-join" || stage === "fallback") return "serving";
   if (stage === "history" || stage === "covisit" || stage === "collaborative") return stage;
-  // The item counters (per item partition, small) load with the histories: answers read both.
-  if (stage === "item-counts") return "history";
   return "rest";
 }
 

@@ -31,7 +31,6 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
   popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
   trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
   history: (p) => ["RECO_HOPS", `reco.parse.${p}`],
-  "item-counts": (p) => ["RECO_HOPS", `reco.items.${p}`],
   drift: (p) => ["RECO_HOPS", `reco.parse.${p}`],
   catalogue: (p) => ["RECO_HOPS", `reco.items.${p}`],
   "catalogue-upsert": () => ["ITEMS", ""],
@@ -50,7 +49,7 @@ export function stageIds(
   );
   perPartition.push("popularity", "trending", "catalogue");
   if (quality) perPartition.push("drift");
-  if (ranker === "blend") perPartition.push("history", "item-counts");
+  if (ranker === "blend") perPartition.push("history");
   const ids = ["parse/0", "catalogue-upsert/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
   if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
