@@ -133,33 +133,11 @@ describe("reco replay when its server fails", () => {
     expect(lines[0]).toMatch(/stopped acknowledging events .*stalled/);
   }, 180_000);
 
-  it("stops waiting for an engine that stopped reading, and says so", async () => {
-    const nats = await server();
-    const nc = await connect({ servers: nats.url });
-    cleanups.push(() => nc.close());
-    const jsm = await nc.jetstreamManager();
-    await ensureEventsStream(jsm);
-    const js = nc.jetstream();
-    for (let i = 0; i < 50; i++) await js.publish("events.view", "{}");
-    // The consumer of an engine that died before reading anything.
-    await jsm.consumers.add(EVENTS_STREAM, {
-      durable_name: "parse",
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-    });
-    const t0 = Date.now();
-    const report = await awaitEngine(
-      nc,
-      { late: 0, dlq: 0, duplicates: undefined, metricsUrl: undefined },
-      { lastEventSeq: 50, timeoutMs: 120_000, stallMs: 2_000, pollMs: 100 },
-    );
-    expect(Date.now() - t0).toBeLessThan(20_000);
-    expect(report.caughtUp).toBe(false);
-    expect(report.stopped).toBe(true);
-    expect(report.note).toMatch(/^the engine stopped reading events \(at 0 of 50 for 2 s\)/);
-  }, 60_000);
-
-  it("takes an engine that read every replayed event as caught up, though events sent after them wait", async () => {
+  /**
+   * A server holding `n` replayed events and the durable consumer of an engine's parse that has
+   * read none of them yet; the pipeline's streams are there.
+   */
+  async function replayed(n: number) {
     const nats = await server();
     const nc = await connect({ servers: nats.url });
     cleanups.push(() => nc.close());
@@ -167,12 +145,34 @@ describe("reco replay when its server fails", () => {
     await ensureEventsStream(jsm);
     await ensureTopology(nc, jsm);
     const js = nc.jetstream();
-    for (let i = 0; i < 50; i++) await js.publish("events.view", "{}");
+    for (let i = 0; i < n; i++) await js.publish("events.view", "{}");
     await jsm.consumers.add(EVENTS_STREAM, {
       durable_name: "parse",
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
     });
+    return { nc, js };
+  }
+  const NO_MARKS = { late: 0, dlq: 0, duplicates: undefined, metricsUrl: undefined };
+
+  it("stops waiting for an engine that stopped reading, and says so", async () => {
+    // The consumer of an engine that died before reading anything.
+    const { nc } = await replayed(50);
+    const t0 = Date.now();
+    const report = await awaitEngine(nc, NO_MARKS, {
+      lastEventSeq: 50,
+      timeoutMs: 120_000,
+      stallMs: 2_000,
+      pollMs: 100,
+    });
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    expect(report.caughtUp).toBe(false);
+    expect(report.stopped).toBe(true);
+    expect(report.note).toMatch(/^the engine stopped reading events \(at 0 of 50 for 2 s\)/);
+  }, 60_000);
+
+  it("takes an engine that read every replayed event as caught up, though events sent after them wait", async () => {
+    const { nc, js } = await replayed(50);
     // The engine reads the 50 replayed events; another publisher's 5 come after them.
     const consumer = await js.consumers.get(EVENTS_STREAM, "parse");
     let read = 0;
@@ -184,11 +184,12 @@ describe("reco replay when its server fails", () => {
       }
     }
     for (let i = 0; i < 5; i++) await js.publish("events.view", "{}");
-    const report = await awaitEngine(
-      nc,
-      { late: 0, dlq: 0, duplicates: undefined, metricsUrl: undefined },
-      { lastEventSeq: 50, timeoutMs: 20_000, stallMs: 2_000, pollMs: 100 },
-    );
+    const report = await awaitEngine(nc, NO_MARKS, {
+      lastEventSeq: 50,
+      timeoutMs: 20_000,
+      stallMs: 2_000,
+      pollMs: 100,
+    });
     expect(report.note).toBeUndefined();
     expect(report.stopped).toBeUndefined();
     expect(report.caughtUp).toBe(true);

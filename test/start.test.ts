@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { freePort } from "../connectors/nats/embedded-server.js";
 import { until } from "./helpers/harness.js";
+import { PORT_TRIES, tookPickedPort } from "./helpers/app-process.js";
 import { RUNTIME_ENV, runtimeMissing } from "../bin/node-runtime.mjs";
 
 const root = resolve(import.meta.dirname, "..");
@@ -25,13 +26,10 @@ function startReco(env: Record<string, string>): { child: ChildProcess; output: 
   return { child, output: () => out };
 }
 
-/** A start that failed on a port it was given: `<SETTING>=<port> is taken` (bin/app-ports.ts). */
-const PORT_TAKEN = /\b([A-Z_]+_PORT)=\d+ is taken/;
-
 /**
  * Starts reco on ports found free (`ports`: the settings to pick them for) and waits for its
  * ready line. A port found free may be bound by another test's server, or by the app's own
- * nats-server, before the app binds it: then reco starts again on new ports (three tries). The
+ * nats-server, before the app binds it: then reco starts again on new ports (as spawnReco does). The
  * environment it started with comes back, for a start after it.
  */
 async function startReady(
@@ -47,8 +45,7 @@ async function startReady(
     const ready = () => started.output().includes("reco-stream ready");
     await waitFor(() => ready() || started.child.exitCode !== null, 30_000);
     if (ready()) return { ...started, env };
-    const taken = PORT_TAKEN.exec(started.output());
-    if (!taken || !ports.includes(taken[1]!) || attempt >= 3)
+    if (!tookPickedPort(started.output(), ports) || attempt >= PORT_TRIES)
       throw new Error(`reco start did not get ready:\n${started.output()}`);
   }
 }

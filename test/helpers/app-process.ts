@@ -40,16 +40,25 @@ export interface SpawnOptions {
  * exits naming the setting. Such a start is tried again on new ports (the gRPC and metrics ones,
  * which this helper picks; a port the caller set is the caller's).
  */
-const PORT_TAKEN = /(GRPC_PORT|METRICS_PORT)=\d+ is taken/;
-const PORT_TRIES = 3;
+export const PORT_TRIES = 3;
+
+/**
+ * Whether a start's output says it failed on one of the `picked` port settings as taken
+ * (`<SETTING>=<port> is taken`, bin/app-ports.ts): then it may be tried again on new ports.
+ */
+export function tookPickedPort(output: string, picked: readonly string[]): boolean {
+  const taken = /\b([A-Z_]+_PORT)=\d+ is taken/.exec(output);
+  return taken !== null && picked.includes(taken[1]!);
+}
 
 export async function spawnReco(o: SpawnOptions): Promise<AppProcess> {
+  const picked = ["GRPC_PORT", "METRICS_PORT"].filter((p) => !(p in o.env));
   for (let attempt = 1; ; attempt++)
     try {
       return await spawnOnce(o);
     } catch (err) {
-      const taken = err instanceof Error ? PORT_TAKEN.exec(err.message) : null;
-      if (!taken || taken[1]! in o.env || attempt >= PORT_TRIES) throw err;
+      const again = err instanceof Error && tookPickedPort(err.message, picked);
+      if (!again || attempt >= PORT_TRIES) throw err;
     }
 }
 
