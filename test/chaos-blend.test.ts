@@ -1,0 +1,3 @@
+import { describeChaos } from "./helpers/chaos.js";
+
+describeChaos([["blend", "off"]]);

@@ -1,0 +1,3 @@
+import { describeEvalServed } from "./helpers/eval-served.js";
+
+describeEvalServed("MovieLens");
