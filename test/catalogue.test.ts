@@ -265,6 +265,25 @@ describe("answers through the catalogue", () => {
     expect(seen).toEqual([["a", "b"], ["b"], ["a", "b"]]);
   });
 
+  it("describe a repeated trending list once while the catalogue stays, anew once it changes", () => {
+    const t = createCatalogueTable(new Map([["a", { title: "Ay", categories: [] }]]));
+    const trending$ = new Subject<TrendingSnapshot>();
+    const seen: TrendingSnapshot[] = [];
+    withCatalogue(fake(trending$), t)
+      .trending("1h")
+      .subscribe((s) => seen.push(s));
+    // The hub's repeated finals: new snapshots over the same items array.
+    const first = snapshot(["a", "b"]);
+    trending$.next(first);
+    trending$.next({ ...first, windowStart: 3_600_000, windowEnd: 7_200_000 });
+    expect(seen[1]!.items).toBe(seen[0]!.items);
+    expect(seen[1]!.items.map((e) => e.title)).toEqual(["Ay", undefined]);
+    hide(t, { itemId: "b", title: "Bee" }, 1);
+    trending$.next({ ...first, windowStart: 7_200_000, windowEnd: 10_800_000 });
+    expect(seen.at(-1)!.items.map((e) => e.title)).toEqual(["Ay", "Bee"]);
+    expect(seen.at(-1)!.windowStart).toBe(7_200_000);
+  });
+
   it("prefer an upserted brand and price, and fill only gaps from events", async () => {
     const t = createCatalogueTable();
     t.applyLearned("a", { c: "", b: "learned", p: 7, at: 1 });

@@ -67,6 +67,28 @@ export function withCatalogue(backend: RecoBackend, catalogue: CatalogueTable): 
       ? { ...e, title: c.title, labels: c.labels }
       : e;
   };
+  // Described trending lists per snapshot items array, at the catalogue version and hidden set
+  // they were described at: the hub's repeated 24 h finals (trending-hub.ts) share the items of
+  // the final they repeat, so a catch-up over years of event time describes each list once
+  // instead of once per hour (a tenth of the main thread's allocations over a MovieLens
+  // catch-up).
+  const describedTrending = new WeakMap<
+    readonly TrendingEntry[],
+    { version: number; hidden: ReadonlySet<string>; items: TrendingEntry[] }
+  >();
+  const trendingItems = (
+    items: readonly TrendingEntry[],
+    hidden: ReadonlySet<string>,
+  ): TrendingEntry[] => {
+    const kept = describedTrending.get(items);
+    if (kept !== undefined && kept.version === catalogue.version && kept.hidden === hidden)
+      return kept.items;
+    const out = (hidden.size === 0 ? items : items.filter((e) => !hidden.has(e.itemId))).map(
+      trendingEntry,
+    );
+    describedTrending.set(items, { version: catalogue.version, hidden, items: out });
+    return out;
+  };
   const recommendNow = backend.recommendNow;
   const similarItems = backend.similarItems;
   const item = backend.item;
@@ -89,12 +111,7 @@ export function withCatalogue(backend: RecoBackend, catalogue: CatalogueTable): 
       : {}),
     trending(window: TrendingWindowName): Observable<TrendingSnapshot> {
       return combineLatest([backend.trending(window), catalogue.hidden$]).pipe(
-        map(([s, hidden]) => ({
-          ...s,
-          items: (hidden.size === 0 ? s.items : s.items.filter((e) => !hidden.has(e.itemId))).map(
-            trendingEntry,
-          ),
-        })),
+        map(([s, hidden]) => ({ ...s, items: trendingItems(s.items, hidden) })),
       );
     },
     ...(similarItems

@@ -32,10 +32,13 @@ export function createTrendingHistory(backend: RecoBackend, keep = 48): Trending
       const newest = latest.get(w);
       if (!newest || s.windowStart >= newest.windowStart) latest.set(w, s);
       if (!s.final) return;
-      const list = finals.get(w)!.filter((f) => f.windowStart !== s.windowStart);
-      list.push(s);
-      list.sort((a, b) => b.windowStart - a.windowStart);
-      finals.set(w, list.slice(0, keep));
+      // Newest first, one per window start; in place (a catch-up sends a final per hour).
+      const list = finals.get(w)!;
+      const at = list.findIndex((f) => f.windowStart <= s.windowStart);
+      if (at < 0) list.push(s);
+      else if (list[at]!.windowStart === s.windowStart) list[at] = s;
+      else list.splice(at, 0, s);
+      if (list.length > keep) list.length = keep;
     }),
   );
   return {
