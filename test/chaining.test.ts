@@ -29,12 +29,15 @@ import { sleep } from "./helpers/harness.js";
  * from its one snapshot.
  *
  * Logs: the reference scenario's (late and very late events on every path, duplicates) with a
- * few malformed events for the dead letters, and the first part of the REES46 log.
+ * few malformed events for the dead letters, and the first parts of the REES46 and MovieLens
+ * logs.
  */
 
 const root = resolve(import.meta.dirname, "..");
 const REES46 = resolve(root, "../shared/data/rees46/2019-Oct-head.csv");
 const REES46_EVENTS = 8000;
+const MOVIELENS = resolve(root, "../shared/data/ml-latest-small");
+const MOVIELENS_RATINGS = 6000;
 
 interface Run extends Results {
   late: string[];
@@ -84,6 +87,8 @@ describe("CHAINING=on against CHAINING=off", () => {
      */
     switchTo?: "on" | "off";
     users: string[];
+    /** Settings beside the test's own (PRESET). */
+    env?: Record<string, string>;
     first: (nc: NatsConnection) => Promise<unknown>;
     rest: (nc: NatsConnection) => Promise<unknown>;
   }): Promise<Run> {
@@ -110,6 +115,7 @@ describe("CHAINING=on against CHAINING=off", () => {
       TRENDING_TRIGGER: "100",
       SNAPSHOT_INTERVAL: "300",
       LOG_LEVEL: "warn",
+      ...o.env,
     };
     const start = (chaining = o.chaining) =>
       spawnReco({
@@ -215,6 +221,36 @@ describe("CHAINING=on against CHAINING=off", () => {
     const off = await runOf("off", false);
     expect(off.counts["parse:accepted"]).toBeGreaterThan(REES46_EVENTS * 0.9);
     expect(Object.keys(off.popularity).length).toBeGreaterThan(50);
+    expectSame(off, await runOf("on", true));
+  }, 300_000);
+  it("gives the same answers, tables and counts on the MovieLens log, killed halfway", async () => {
+    const ratings = join(MOVIELENS, "ratings.csv");
+    const moviesFile = join(MOVIELENS, "movies.csv");
+    if (!existsSync(ratings))
+      throw new Error(`${ratings} is missing: this test replays ../shared/data (see its README)`);
+    const rows = readFileSync(ratings, "utf8")
+      .trim()
+      .split(/\r?\n/)
+      .slice(1, MOVIELENS_RATINGS + 1);
+    const users = [...new Set(rows.map((l) => l.split(",")[0]!))].sort();
+    // The file is in user order: each replay sends its rows in event-time order, so the second
+    // one's new rows fall between the first one's in event time (late on every path).
+    const replay = (nc: NatsConnection, limit: number) =>
+      replayFile({ file: ratings, nc, rate: 5000, limit, moviesFile });
+    const runOf = (chaining: "on" | "off", kill: boolean) =>
+      run({
+        chaining,
+        kill,
+        users,
+        env: { PRESET: "movies" },
+        first: (nc) => replay(nc, MOVIELENS_RATINGS / 2),
+        rest: (nc) => replay(nc, MOVIELENS_RATINGS),
+      });
+    const off = await runOf("off", false);
+    expect(off.counts["parse:accepted"]).toBe(MOVIELENS_RATINGS);
+    expect(off.counts["watermark:late"]).toBeGreaterThan(0);
+    expect(Object.keys(off.popularity).length).toBeGreaterThan(50);
+    expect(Object.keys(off.trending).length).toBeGreaterThan(20);
     expectSame(off, await runOf("on", true));
   }, 300_000);
   it("carries the user path's state over when CHAINING is switched either way: nothing read again, the same answers", async () => {
