@@ -70,8 +70,8 @@ export function withCatalogue(backend: RecoBackend, catalogue: CatalogueTable): 
   // Described trending lists per snapshot items array, at the catalogue version and hidden set
   // they were described at: the hub's repeated 24 h finals (trending-hub.ts) share the items of
   // the final they repeat, so a catch-up over years of event time describes each list once
-  // instead of once per hour (a tenth of the main thread's allocations over a MovieLens
-  // catch-up).
+  // instead of once per hour (22% of the main process's sampled allocations over a catch-up of
+  // 40,000 MovieLens ratings).
   const describedTrending = new WeakMap<
     readonly TrendingEntry[],
     { version: number; hidden: ReadonlySet<string>; items: TrendingEntry[] }
