@@ -39,6 +39,17 @@ const REES46_EVENTS = 8000;
 const MOVIELENS = resolve(root, "../shared/data/ml-latest-small");
 const MOVIELENS_RATINGS = 6000;
 
+/** The users (CSV column `column`) of the first `rows` rows of a shared log, sorted. */
+function usersOfHead(file: string, rows: number, column: number): string[] {
+  if (!existsSync(file))
+    throw new Error(`${file} is missing: this test replays ../shared/data (see its README)`);
+  const lines = readFileSync(file, "utf8")
+    .trim()
+    .split(/\r?\n/)
+    .slice(1, rows + 1);
+  return [...new Set(lines.map((l) => l.split(",")[column]!))].sort();
+}
+
 interface Run extends Results {
   late: string[];
   /** Stages with a position: which instances ran. */
@@ -202,13 +213,7 @@ describe("CHAINING=on against CHAINING=off", () => {
   }, 300_000);
 
   it("gives the same answers, tables and counts on the REES46 log, killed halfway", async () => {
-    if (!existsSync(REES46))
-      throw new Error(`${REES46} is missing: this test replays ../shared/data (see its README)`);
-    const rows = readFileSync(REES46, "utf8")
-      .trim()
-      .split(/\r?\n/)
-      .slice(1, REES46_EVENTS + 1);
-    const users = [...new Set(rows.map((l) => l.split(",")[7]!))].sort();
+    const users = usersOfHead(REES46, REES46_EVENTS, 7);
     const runOf = (chaining: "on" | "off", kill: boolean) =>
       run({
         chaining,
@@ -226,13 +231,7 @@ describe("CHAINING=on against CHAINING=off", () => {
   it("gives the same answers, tables and counts on the MovieLens log, killed halfway", async () => {
     const ratings = join(MOVIELENS, "ratings.csv");
     const moviesFile = join(MOVIELENS, "movies.csv");
-    if (!existsSync(ratings))
-      throw new Error(`${ratings} is missing: this test replays ../shared/data (see its README)`);
-    const rows = readFileSync(ratings, "utf8")
-      .trim()
-      .split(/\r?\n/)
-      .slice(1, MOVIELENS_RATINGS + 1);
-    const users = [...new Set(rows.map((l) => l.split(",")[0]!))].sort();
+    const users = usersOfHead(ratings, MOVIELENS_RATINGS, 0);
     // The file is in user order: each replay sends its rows in event-time order, so the second
     // one's new rows fall between the first one's in event time (late on every path).
     const replay = (nc: NatsConnection, limit: number) =>

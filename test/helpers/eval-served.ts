@@ -79,7 +79,7 @@ async function caughtUp(app: App, accepted: number, trains: boolean) {
 }
 
 /** The shared logs the engine's answers are compared on. */
-export const SERVED_LOGS = {
+const SERVED_LOGS = {
   REES46: { path: join(DATA, "rees46", "2019-Oct-head.csv"), preset: "ecommerce" },
   MovieLens: { path: join(DATA, "ml-latest-small"), preset: "movies" },
 } as const;
