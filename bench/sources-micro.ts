@@ -1,7 +1,9 @@
 /**
- * CPU per event of the merged covisit stage that bench step 2's profile is heavy with, without
- * NATS, hops or other stages: the bench generator's events (step 2's distribution) pushed through
- * the stage's logic in batches of 500, on a stage state, with a snapshot delta taken and
+ * CPU per event of the covisit stage (co-visitation's item side and the item counters) that bench
+ * step 2's profile is heavy with, without NATS, hops or other stages: the bench generator's
+ * events (step 2's distribution), paired by co-visitation's user side beforehand (as the history
+ * stages do, not timed), pushed as one item partition's pair records through the stage's logic
+ * in batches of 500, on a stage state, with a snapshot delta taken and
  * serialised (as state/store.ts does) every `snapshotEvery` events. Prints µs of CPU per event,
  * the part spent in snapshots, the delta's megabytes per map and, with `digest`, a hash of every
  * item's similar items and of the trending and popular lists (two versions of the code that must
@@ -16,8 +18,14 @@
 import { createHash } from "node:crypto";
 import { asyncScheduler } from "rxjs";
 import { covisitStage, type CovisitView } from "../actors/stages/index.js";
-import type { ParsedRecord, EventType } from "../actors/contract/index.js";
-import { defaultSourceSettings, ECOMMERCE } from "../actors/sources/index.js";
+import type { ParsedRecord, EventType, PairRecord } from "../actors/contract/index.js";
+import {
+  createCovisitUsers,
+  defaultSourceSettings,
+  ECOMMERCE,
+  memStore,
+  sourceEventOf,
+} from "../actors/sources/index.js";
 import { startStage } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
 import { createGenerator, DEFAULT_GENERATOR } from "./generator.js";
@@ -51,6 +59,12 @@ for (let k = 0; k < events; k++) {
 const sources = defaultSourceSettings(ECOMMERCE);
 if (process.env.RECENT_PER_USER)
   sources.covisit = { ...sources.covisit, recentPerUser: Number(process.env.RECENT_PER_USER) };
+// Co-visitation's user side, as the history stages run it: every item in one partition.
+const users = createCovisitUsers({ preset: ECOMMERCE, ...sources.covisit }, { recent: memStore() });
+const pairs: PairRecord[] = records.map((r) => {
+  const t = users.together(sourceEventOf(r, ECOMMERCE));
+  return { s: r.s, i: r.i, ts: r.ts, n: t?.items ?? [], w: t?.weights ?? [], e: r };
+});
 {
   const name = "covisit";
   const state = createStageState();
@@ -59,7 +73,7 @@ if (process.env.RECENT_PER_USER)
     {
       name,
       state,
-      settings: { preset: ECOMMERCE, sources },
+      settings: { preset: ECOMMERCE, sources, partition: 0, partitions: 1 },
       scheduler: asyncScheduler,
       count: () => undefined,
     },
@@ -70,7 +84,7 @@ if (process.env.RECENT_PER_USER)
   let snapshotMs = 0;
   const c0 = process.cpuUsage();
   for (let x = 0; x < events; x += BATCH) {
-    const batch = records.slice(x, x + BATCH);
+    const batch = pairs.slice(x, x + BATCH);
     run.push({
       records: batch,
       position: { from: x, upTo: x + batch.length },

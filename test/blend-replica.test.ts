@@ -2,22 +2,18 @@ import { afterAll, describe, expect, it } from "vitest";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { asyncScheduler, of } from "rxjs";
-import { createStageLogic, type InputBatch, type StageLogic } from "../runtime/index.js";
+import { asyncScheduler } from "rxjs";
+import { createStageLogic } from "../runtime/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
 import type { StageStateInternal } from "../state/index.js";
-import {
-  historyStage,
-  type HistoryView,
-  covisitStage,
-  type CovisitView,
-} from "../actors/stages/index.js";
+import { covisitStage } from "../actors/stages/index.js";
 import {
   createChangeFeed,
   type ChangeFeed,
   createBlendReplica,
   createBlendAnswers,
   composeView,
+  itemWideView,
 } from "../actors/serving/index.js";
 import { partitionOf } from "../actors/contract/index.js";
 import {
@@ -27,8 +23,8 @@ import {
   seededRandom,
 } from "../actors/sources/index.js";
 import type { ParsedRecord, EventType } from "../actors/contract/index.js";
-import { batchMaker, stageContext } from "./helpers/stage.js";
-import { reloaded } from "./helpers/source-stages.js";
+import { stageContext } from "./helpers/stage.js";
+import { reloaded, sourceStages } from "./helpers/source-stages.js";
 
 /**
  * The blend's replica (actors/serving/blend-replica.ts) fed by the source stages' change stream
@@ -72,59 +68,21 @@ function stages(
   feed: ChangeFeed & { track: ReturnType<typeof createChangeFeed>["track"] },
   initial: (id: string) => StageStateInternal = () => createStageState(),
 ) {
-  const make = <V>(
-    id: string,
-    def: typeof historyStage | typeof covisitStage,
-    settings: object,
-  ) => {
-    const state = initial(id);
-    const { ctx } = stageContext(settings, asyncScheduler, feed.track(id, state));
-    return {
-      state,
-      logic: createStageLogic(def as never, ctx) as StageLogic<
-        ParsedRecord,
-        Record<string, never>,
-        V
-      >,
-    };
-  };
-  const history = Array.from({ length: P }, (_, p) =>
-    make<HistoryView>(`history/${p}`, historyStage, {
-      preset: ECOMMERCE,
-      halfLifeMs: sources.historyHalfLifeMs,
-      maxItemsPerUser: sources.maxItemsPerUser,
-    }),
-  );
-  const covisit = make<CovisitView>("covisit/0", covisitStage, { preset: ECOMMERCE, sources });
-  const batches = {
-    h: history.map(() => batchMaker<ParsedRecord>()),
-    c: batchMaker<ParsedRecord>(),
-  };
-  const run = (
-    logic: StageLogic<ParsedRecord, Record<string, never>, unknown>,
-    b: InputBatch<ParsedRecord>,
-  ) => of(b).pipe(logic.operator).subscribe();
+  const s = sourceStages({
+    partitions: P,
+    preset: ECOMMERCE,
+    sources,
+    state: initial,
+    track: (id, state) => feed.track(id, state),
+  });
   return {
-    history,
-    covisit,
-    feed(records: ParsedRecord[]) {
-      const wm = Math.max(...records.map((r) => r.ts));
-      run(covisit.logic, batches.c(wm, records));
-      for (let p = 0; p < P; p++)
-        run(
-          history[p]!.logic,
-          batches.h[p]!(
-            wm,
-            records.filter((r) => partitionOf(r.u, P) === p),
-          ),
-        );
-    },
+    ...s,
     /** The one-process answers: the stages' own views. */
     answers: createBlendAnswers({
       blend: defaultBlend(ECOMMERCE),
       view: (user) =>
         composeView(
-          { history: history[partitionOf(user, P)]!.logic.view, covisit: covisit.logic.view },
+          { history: s.history[partitionOf(user, P)]!.logic.view, covisit: s.view() },
           sources,
         ),
       collaborative: () => undefined,
@@ -248,11 +206,15 @@ describe("the blend's replica", () => {
     s.feed(log.slice(0, 200));
     drain(feed, (c) => replica.apply(c));
     s.feed(log.slice(200));
-    // A restart of covisit from a snapshot of its state now: a new run, dumped in small chunks.
-    const restarted = reloaded(s.covisit.state);
+    // A restart of covisit/0 from a snapshot of its state now: a new run, dumped in small chunks.
+    const restarted = reloaded(s.covisit[0]!.state);
     const state = feed.track("covisit/0", restarted);
-    const { ctx } = stageContext({ preset: ECOMMERCE, sources }, asyncScheduler, state);
-    const view = createStageLogic(covisitStage, ctx).view;
+    const settings = { preset: ECOMMERCE, sources, partition: 0, partitions: P, ids: s.ids };
+    const { ctx } = stageContext(settings, asyncScheduler, state);
+    const view = itemWideView(
+      [createStageLogic(covisitStage, ctx).view, s.covisit[1]!.logic.view],
+      { preset: ECOMMERCE, ...sources.covisit },
+    );
     const covisitChunks: NonNullable<ReturnType<ChangeFeed["take"]>>[] = [];
     drain(
       feed,
@@ -289,7 +251,10 @@ describe("the blend's replica from the snapshots it read itself", () => {
   afterAll(async () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
-  const ids = [...Array.from({ length: P }, (_, p) => `history/${p}`), "covisit/0"];
+  const ids = [
+    ...Array.from({ length: P }, (_, p) => `history/${p}`),
+    ...Array.from({ length: P }, (_, q) => `covisit/${q}`),
+  ];
   /** Every instance's snapshot as the state store loads it (lazy cold records), by id. */
   const loadAll = async (dir: string) => {
     const db = await openStateDb(dir);
@@ -311,8 +276,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
     before.feed(log.slice(0, 350));
     const db = await openStateDb(dir);
     const states = new Map<string, StageStateInternal>([
-      ...before.history.map((h, p) => [`history/${p}`, h.state] as const),
-      ["covisit/0", before.covisit.state],
+      ...[...before.history, ...before.covisit].map((x) => [x.id, x.state] as const),
     ]);
     for (const [id, state] of states) {
       const [stage, p] = id.split("/");
@@ -400,7 +364,7 @@ describe("the blend's replica from the snapshots it read itself", () => {
     replica.apply({
       instance: "covisit/0",
       run: "x.1",
-      maps: [{ map: "categories", puts: [["p1", "c1"]], dels: [] }],
+      maps: [{ map: "item-categories", puts: [["p1", "c1"]], dels: [] }],
     });
     expect(replica.stats().keys).toBe(0);
     // A dump replaces the read.

@@ -1,14 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { TestScheduler } from "rxjs/testing";
-import { createStageLogic } from "../runtime/index.js";
-import { createStageState } from "../state/store.js";
-import { covisitStage, type CovisitView } from "../actors/stages/index.js";
 import { ECOMMERCE, defaultSourceSettings } from "../actors/sources/index.js";
 import { priceOf } from "../actors/serving/index.js";
 import { similarJson } from "../connectors/http/api-views.js";
 import { MIN_CASES, reaches, readQuality } from "../connectors/http/api-quality.js";
-import { batchMaker, stageContext } from "./helpers/stage.js";
-import { recordMaker, reloaded } from "./helpers/source-stages.js";
+import { recordMaker, reloaded, sourceStages } from "./helpers/source-stages.js";
 
 /**
  * The figures behind the console (docs/CONSOLE.md): the minimums /v1/quality serves and whether
@@ -65,34 +60,30 @@ describe("quality figures and their cases", () => {
 });
 
 describe("an item's average price", () => {
-  const settings = { preset: ECOMMERCE, sources: defaultSourceSettings(ECOMMERCE) };
-  const setup = (state = createStageState()) => {
-    const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-    const { ctx } = stageContext(settings, ts, state);
-    return { ts, state, logic: createStageLogic(covisitStage, ctx) };
-  };
+  const sources = defaultSourceSettings(ECOMMERCE);
 
   it("averages the prices of every event of the item (views too), across a restart", () => {
-    const { ts, state, logic } = setup();
+    const s = sourceStages({ partitions: 2, preset: ECOMMERCE, sources });
     const rec = recordMaker();
-    const batch = batchMaker<ReturnType<typeof rec>>();
     const priced = (u: string, i: string, at: number, pr: number) => ({ ...rec(u, i, at), pr });
-    const records = [
+    s.feed([
       priced("u1", "viewed", T0, 10),
       priced("u2", "viewed", T0 + M, 20),
       rec("u3", "viewed", T0 + 2 * M), // no price: not counted
       rec("u1", "unpriced", T0 + 3 * M),
-    ];
-    ts.run(({ cold, expectObservable }) => {
-      const input = cold("a", { a: batch(T0 + 3 * M, records) });
-      expectObservable(input.pipe(logic.operator)).toBe("a", { a: {} });
-    });
-    const v = logic.view as CovisitView;
+    ]);
+    const v = s.view();
     expect(v.priceOf("viewed")).toBe(15);
     expect(v.priceOf("unpriced")).toBeUndefined();
     expect(v.priceOf("never-seen")).toBeUndefined();
-    const again = setup(reloaded(state));
-    expect((again.logic.view as CovisitView).priceOf("viewed")).toBe(15);
+    const states = new Map([...s.history, ...s.covisit].map((x) => [x.id, x.state]));
+    const again = sourceStages({
+      partitions: 2,
+      preset: ECOMMERCE,
+      sources,
+      state: (id) => reloaded(states.get(id)!),
+    });
+    expect(again.view().priceOf("viewed")).toBe(15);
   });
 
   it("prefers the price from every event, then the purchases' average, else 0 (a dash)", () => {

@@ -18,11 +18,6 @@ import {
   encodeHistory,
 } from "../actors/sources/index.js";
 import { createStageState, openStateDb } from "../state/store.js";
-import { asyncScheduler } from "rxjs";
-import { covisitStage, type CovisitView } from "../actors/stages/index.js";
-import { defaultSourceSettings, recentStore } from "../actors/sources/index.js";
-import { startStage } from "../runtime/index.js";
-import { recordMaker, reloaded } from "./helpers/source-stages.js";
 import { Packr } from "msgpackr";
 
 /**
@@ -181,60 +176,5 @@ describe("the covisit stage's per-user value as bytes", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
-
-  it("reads a value written while the scorer ran in the stage as its recent items, and drops the rest at the next write", () => {
-    const rec = recordMaker();
-    const sources = defaultSourceSettings(ECOMMERCE);
-    const run = (state: ReturnType<typeof createStageState>) => {
-      const r = startStage(
-        covisitStage,
-        {
-          name: "covisit",
-          state,
-          settings: { preset: ECOMMERCE, sources },
-          scheduler: asyncScheduler,
-          count: () => undefined,
-        },
-        () => undefined,
-      );
-      r.restoreAll();
-      return r;
-    };
-    // What the stage stored with the scorer inside: { r, h } per user, and the scorer's tallies.
-    const old = createStageState();
-    const a = run(old);
-    const views = [rec("u1", "a", T0), rec("u1", "b", T0 + 1000)];
-    a.push({ records: views, position: { from: 0, upTo: 2 }, progress: { from: -1, to: -1 } });
-    const users = userStores(old.map("recent", { codec: userValueCodec }));
-    const h = createHistory({ preset: ECOMMERCE }, users.history);
-    for (const r of views) h.add({ u: r.u, i: r.i, t: r.t, ts: r.ts, c: r.c, r: r.r });
-    old.map("preq").set("all|blend", { c: 3, h: 1, g: 0.5 });
-    expect(old.map("recent", { codec: userValueCodec }).get("u1")).toHaveProperty("h");
-
-    const state = reloaded(old);
-    const b = run(state);
-    // u1's recent items read through the old value: a new view pairs with both.
-    expect(recentStore(state.map("recent", { codec: userValueCodec })).get("u1")).toHaveLength(2);
-    b.push({
-      records: [rec("u1", "c", T0 + 2000)],
-      position: { from: 2, upTo: 3 },
-      progress: { from: -1, to: -1 },
-    });
-    const v = b.view as CovisitView;
-    expect(
-      v
-        .covisit()
-        .similar("c", T0 + 3000, 10)
-        .map((x) => x.item)
-        .sort(),
-    ).toEqual(["a", "b"]);
-    // Written again without the history part; the scorer's tallies gone.
-    const stored = reloaded(state).map("recent", { codec: userValueCodec }).get("u1");
-    expect(stored).not.toHaveProperty("h");
-    expect(
-      recentStore(reloaded(state).map("recent", { codec: userValueCodec })).get("u1"),
-    ).toHaveLength(3);
-    expect(reloaded(state).map("preq").size).toBe(0);
   });
 });

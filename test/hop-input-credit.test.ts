@@ -7,7 +7,7 @@ import { tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
 import { startEmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { createStageInstance, type PoisonLedger, encodeEnvelope } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
-import { mergedStageSpec, covisitStage } from "../actors/stages/index.js";
+import { mergedStageSpec, collaborativeStage, parseInput } from "../actors/stages/index.js";
 import { subjects } from "../actors/contract/index.js";
 import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
@@ -85,7 +85,7 @@ describe("hop inputs on one connection, in a catch-up", () => {
           handled[r]!++;
         },
       });
-      const merged = mergedStageSpec(covisitStage, STREAMS.hops, 1, () => {
+      const merged = mergedStageSpec(collaborativeStage, STREAMS.hops, parseInput(1), () => {
         throw new Error("not built: this reader's handler is the slow one above");
       });
       const inst = createStageInstance(

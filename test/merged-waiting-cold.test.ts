@@ -3,7 +3,7 @@ import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/host/index.js";
-import { loadMergedHandler } from "../actors/stages/index.js";
+import { loadMergedHandler, parseInput } from "../actors/stages/index.js";
 import { subjects } from "../actors/contract/index.js";
 import type { ParsedRecord } from "../actors/contract/index.js";
 import { recordMaker } from "./helpers/source-stages.js";
@@ -49,7 +49,7 @@ describe("a merged stage's waiting records on LevelDB", () => {
     const rec = recordMaker();
     const r = Array.from({ length: 6 }, (_, x) => rec(`u${x}`, `i${x}`, 1000 + x));
     const state = await db.instance("recorder", 0).load();
-    const h = await loadMergedHandler(recorder, state, {}, 2);
+    const h = await loadMergedHandler(recorder, state, {}, parseInput(2));
     // Partition 0 has 1, 3, 5; partition 1 reports nothing yet: everything waits.
     h.handle(hop(0, 6, [r[0]!, r[2]!, r[4]!]), 0);
     expect(fed).toEqual([]);
@@ -57,7 +57,7 @@ describe("a merged stage's waiting records on LevelDB", () => {
 
     const loaded = await db.instance("recorder", 0).load();
     expect(loaded.coldBytes()).toBeGreaterThan(0);
-    const h2 = await loadMergedHandler(recorder, loaded, {}, 2);
+    const h2 = await loadMergedHandler(recorder, loaded, {}, parseInput(2));
     h2.handle(hop(1, 6, [r[1]!, r[3]!, r[5]!]), 0);
     expect(fed).toEqual([1, 2, 3, 4, 5, 6]);
   });

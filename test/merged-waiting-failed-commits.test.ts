@@ -3,7 +3,7 @@ import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/host/index.js";
-import { loadMergedHandler } from "../actors/stages/index.js";
+import { loadMergedHandler, parseInput } from "../actors/stages/index.js";
 import { subjects } from "../actors/contract/index.js";
 import type { ParsedRecord } from "../actors/contract/index.js";
 import type { StageStateInternal } from "../state/stage-state.js";
@@ -118,7 +118,7 @@ describe("a merged stage under failed snapshot writes and restarts", () => {
     const db = await dbs.open({ checkpointMinKeys: 30 });
     const store = db.instance(name, 0);
     let state: StageStateInternal = await store.load();
-    let h = await loadMergedHandler(recorder, state, {}, 2);
+    let h = await loadMergedHandler(recorder, state, {}, parseInput(2));
     let committed = { at: 0, fed: 0 };
     for (let m = 0; m < log.length;) {
       h.handle(log[m]!, 0);
@@ -130,13 +130,13 @@ describe("a merged stage under failed snapshot writes and restarts", () => {
           fed.length = committed.fed;
           m = committed.at;
           state = await store.load();
-          h = await loadMergedHandler(recorder, state, {}, 2);
+          h = await loadMergedHandler(recorder, state, {}, parseInput(2));
         } else {
           await batch.commit();
           committed = { at: m, fed: fed.length };
           if (rnd() < restartRate) {
             state = await store.load();
-            h = await loadMergedHandler(recorder, state, {}, 2);
+            h = await loadMergedHandler(recorder, state, {}, parseInput(2));
           }
         }
       }

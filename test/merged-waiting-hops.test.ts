@@ -3,7 +3,7 @@ import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/host/index.js";
-import { loadMergedHandler, MAP, OLD_MAP } from "../actors/stages/index.js";
+import { loadMergedHandler, MAP, OLD_MAP, parseInput } from "../actors/stages/index.js";
 import { subjects } from "../actors/contract/index.js";
 import type { ParsedRecord } from "../actors/contract/index.js";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
@@ -55,7 +55,7 @@ describe("a merged stage's waiting records, one key per hop", () => {
   it("are written as they change: a snapshot's bytes do not grow with the list", async () => {
     const rec = recordMaker();
     const state = createStageState();
-    const h = await loadMergedHandler(recorder, state, {}, 2);
+    const h = await loadMergedHandler(recorder, state, {}, parseInput(2));
     const sizes: number[] = [];
     // Partition 1 reports nothing: partition 0's hops pile up, 20 records between snapshots.
     for (let n = 0; n < 10; n++) {
@@ -82,7 +82,7 @@ describe("a merged stage's waiting records, one key per hop", () => {
       // One store per instance: it keeps what is on disk (the next delta's number).
       const store = db.instance(name, 0);
       let state = await store.load();
-      let h = await loadMergedHandler(recorder, state, {}, 2);
+      let h = await loadMergedHandler(recorder, state, {}, parseInput(2));
       const steps: [number, number, ParsedRecord[]][] = [
         [0, 10, odd.slice(0, 5)],
         [0, 20, odd.slice(5, 10)],
@@ -98,7 +98,7 @@ describe("a merged stage's waiting records, one key per hop", () => {
         await store.write(state);
         if (restart) {
           state = await store.load();
-          h = await loadMergedHandler(recorder, state, {}, 2);
+          h = await loadMergedHandler(recorder, state, {}, parseInput(2));
         }
       }
       return [...fed];
@@ -121,7 +121,7 @@ describe("a merged stage's waiting records, one key per hop", () => {
 
     fed.length = 0;
     const loaded = await store.load();
-    const h = await loadMergedHandler(recorder, loaded, {}, 2);
+    const h = await loadMergedHandler(recorder, loaded, {}, parseInput(2));
     await store.write(loaded);
     const again = await (await dbs.open()).instance("recorder", 0).load();
     expect([...again.map(OLD_MAP).keys()]).toEqual([]);

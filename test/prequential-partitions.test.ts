@@ -20,7 +20,7 @@ import type { StageHandler, StageSpec } from "../actors/host/index.js";
 import { partitionOf } from "../actors/contract/index.js";
 import { qualityWiring, recommenderWiring } from "../actors/plan/index.js";
 import type { PrequentialReport } from "../actors/quality/index.js";
-import { scorerServe } from "../actors/serving/index.js";
+import { itemWideView, scorerServe, type ItemWideView } from "../actors/serving/index.js";
 import { createHistory, MOVIES, type CollaborativeSource } from "../actors/sources/index.js";
 import { startStage } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
@@ -121,6 +121,7 @@ describe("online quality across partitions", () => {
       expect(specs.map((s) => `${s.stage}/${s.partition}`).sort()).toEqual([
         "collaborative/0",
         "covisit/0",
+        "covisit/1",
         "drift/0",
         "drift/1",
         "history/0",
@@ -144,7 +145,7 @@ describe("the scorer's read of the serving path", () => {
       {
         name: "covisit",
         state: createStageState(),
-        settings: { preset: MOVIES, sources: movieSources },
+        settings: { preset: MOVIES, sources: movieSources, partition: 0, partitions: 1 },
         scheduler: asyncScheduler,
         count: () => undefined,
       },
@@ -163,7 +164,11 @@ describe("the scorer's read of the serving path", () => {
       collaborative: () => source,
       status: () => ({ events: at, trainAt: 0, models: {}, seq: at }),
     };
-    return { covisit: covisit.view as CovisitView, collaborative, asked: () => asked };
+    const wide = itemWideView([covisit.view as CovisitView], {
+      preset: MOVIES,
+      ...movieSources.covisit,
+    });
+    return { covisit: wide, collaborative, asked: () => asked };
   };
 
   it("reads only sources that have not taken the case's event: covisit at all, COLLABORATIVE alone", () => {
@@ -187,7 +192,7 @@ describe("the scorer's read of the serving path", () => {
     expect(past.asked()).toBe(0);
     // Covisit has taken the case's event (the scored pair and count are in it): no read.
     const c = behind.covisit;
-    const taken = { ...c, seq: () => 42 } as CovisitView;
+    const taken: ItemWideView = { ...c, seq: () => 42 };
     expect(
       scorerServe(
         () => taken,
@@ -197,7 +202,7 @@ describe("the scorer's read of the serving path", () => {
     ).toBe(undefined);
     expect(
       scorerServe(
-        () => ({ ...c, seq: () => 41 }) as CovisitView,
+        (): ItemWideView => ({ ...c, seq: () => 41 }),
         () => undefined,
         movieSources,
       )("u1", history, 42),

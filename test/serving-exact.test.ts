@@ -3,6 +3,7 @@ import {
   createAlsIndex,
   memStore,
   createTrending,
+  mergeCounters,
   type ItemCounter,
   choleskySolve,
   IMPLICIT_DEFAULTS,
@@ -246,5 +247,53 @@ describe("trending and popular top lists", () => {
     check(live, ts);
     // A counter over a loaded store (a restart, a replica) ranks from the stored counts.
     check(createTrending({ halfLifeMs: 60_000, store }), ts + 5);
+  });
+
+  it("split over item partitions and read together, give one counter's lists and scores, bit for bit", () => {
+    for (const [halfLifeMs, seed] of [
+      [60_000, 5],
+      [Infinity, 6],
+    ] as const) {
+      const rand = seededRandom(seed);
+      const P = 4;
+      const one = createTrending({ halfLifeMs });
+      const parts = Array.from({ length: P }, () => createTrending({ halfLifeMs }));
+      const partOf = (item: string) => Number(item.slice(1)) % P;
+      const merged = mergeCounters(parts, partOf);
+      let ts = T0;
+      const check = (now: number) => {
+        for (const n of [1, 10, 100, 3000]) {
+          const a = one.top(now, n);
+          const b = merged.top(now, n);
+          expect(b.map((x) => x.item)).toEqual(a.map((x) => x.item));
+          b.forEach((x, k) => expect(Object.is(x.score, a[k]!.score)).toBe(true));
+          const odd = (item: string) => item.endsWith("7");
+          expect(merged.top(now, n, odd)).toEqual(one.top(now, n, odd));
+        }
+        for (let k = 0; k < 50; k++) {
+          const item = `i${Math.floor(rand() * 1600)}`;
+          expect(Object.is(merged.score(item, now), one.score(item, now))).toBe(true);
+        }
+        expect(merged.items).toBe(one.items);
+      };
+      for (let x = 0; x < 20_000; x++) {
+        // Jumps of up to 700 half-lives now and then (the anchor moves on by one or more lattice
+        // steps, in some partitions later than in others), and events up to 8 half-lives late.
+        ts += x % 1500 === 1499 ? Math.floor(rand() * 42_000_000) : Math.floor(rand() * 500);
+        const e = {
+          u: "u",
+          i: `i${Math.floor(Math.pow(rand(), 3) * 1500)}`,
+          t: rand() < 0.7 ? ("view" as const) : ("click" as const),
+          ts: rand() < 0.1 ? ts - Math.floor(rand() * 480_000) : ts,
+          c: "",
+          r: -1,
+        };
+        one.add(e);
+        parts[partOf(e.i)]!.add(e);
+        if (x % 997 === 0) check(ts + 1000);
+      }
+      check(ts);
+      check(ts + 3_600_000);
+    }
   });
 });

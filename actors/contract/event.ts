@@ -238,3 +238,27 @@ export interface ParsedRecord extends Interaction {
   /** Event-time progress (max event time over all earlier accepted events), -1 at first. */
   wb: number;
 }
+
+/**
+ * Co-visitation's record from a user partition's history stage to an item partition's covisit
+ * stage (`reco.pairs.<q>.<p>`): one per event and item partition it concerns. In the partition of
+ * the event's item it carries the event (`e`: the item's totals and counters) and every item the
+ * event pairs with (the item's links to them, and the links back from those this partition
+ * holds); in another partition, the items there that link back to the event's item. A record
+ * with `p` and no event is the user partition's event-time progress, sent to every partition when
+ * it moves without events.
+ */
+export interface PairRecord {
+  /** EVENTS sequence of the event (of a progress record: the input position it was sent at). */
+  s: number;
+  /** The event's item. */
+  i: string;
+  ts: number;
+  /** The items it pairs with, and each pair's weight. */
+  n: string[];
+  w: number[];
+  /** The event, in its item's partition. */
+  e?: ParsedRecord;
+  /** Event-time progress (a progress record). */
+  p?: number;
+}

@@ -61,6 +61,7 @@ export type {
   Interaction,
   ParseOptions,
   ParseResult,
+  PairRecord,
   ParsedRecord,
   Preset,
 } from "./event.js";

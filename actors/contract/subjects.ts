@@ -6,6 +6,15 @@ export const subjects = {
   parseAll: "reco.parse.*",
   /** parse -> popularity and trending, keyed by item. */
   items: (q: number) => `reco.items.${q}`,
+  /**
+   * history -> covisit, from user partition p to item partition q: the pairs of p's events whose
+   * items q holds (actors/contract/event.ts PairRecord).
+   */
+  pairs: (q: number, p: number) => `reco.pairs.${q}.${p}`,
+  /** Every user partition's pairs for item partition q: covisit/<q>'s one consumer. */
+  pairsTo: (q: number) => `reco.pairs.${q}.*`,
+  /** The hops stream's subjects of the pairs. */
+  pairsAll: "reco.pairs.*.*",
   watermark: (p: number) => `reco.watermark.${p}`,
   window: (p: number) => `reco.window.${p}`,
   interestRanking: (p: number) => `reco.interest-ranking.${p}`,

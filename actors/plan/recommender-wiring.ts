@@ -6,7 +6,7 @@ import {
   type PortMap,
   type StageDefinition,
 } from "../../runtime/index.js";
-import type { RecentEvent, SimilarItems, Preset, ParsedRecord } from "../contract/index.js";
+import type { RecentEvent, SimilarItems, Preset } from "../contract/index.js";
 import type { StageHandler, StageSpec } from "../host/index.js";
 import type { PopularityRow, PrequentialSettings, TrainFn } from "../stages/index.js";
 import {
@@ -17,6 +17,8 @@ import {
   historyStage,
   type HistoryView,
   mergedStageSpec,
+  pairsInput,
+  parseInput,
 } from "../stages/index.js";
 import { partitionOf, subjects } from "../contract/index.js";
 import {
@@ -27,11 +29,13 @@ import {
   createChangeFeed,
   type ChangeFeed,
   composeView,
+  itemWideViews,
   type RecommenderView,
   scorerServe,
 } from "../serving/index.js";
 import { loadStageHandler, NO_OUTPUT } from "../host/index.js";
 import {
+  createItemIds,
   defaultBlend,
   defaultSourceSettings,
   trainInWorker,
@@ -89,10 +93,12 @@ const trainWorker: TrainFn = (ratings, settings, signal) =>
 
 /**
  * Adds the candidate source stages to the pipeline (DESIGN §3.7) and answers from them:
- * `history/<p>` per user partition (unit p<p>), fed its partition's hops; `covisit/0` and
- * `collaborative/0` (unit p0), each fed every partition's hops merged into EVENTS order. An
- * answer composes the user's partition's history with the two at query time. With
- * RANKER=design nothing runs and nothing changes.
+ * `history/<p>` per user partition (unit p<p>), fed its partition's hops, with co-visitation's
+ * user side, whose pairs go to `covisit/<q>` per item partition (unit p<q>), each fed every user
+ * partition's pairs for its items merged into EVENTS order; `collaborative/0` (unit p0), fed
+ * every partition's hops merged into EVENTS order. An answer composes the user's partition's
+ * history with the item partitions' and collaborative at query time. With RANKER=design nothing
+ * runs and nothing changes.
  */
 export function recommenderWiring(
   cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number; partitions: number },
@@ -130,10 +136,10 @@ export function recommenderWiring(
   let changes = 0;
   /** Every run's state changes, for a replica (actors/serving/blend-replica.ts). */
   const feed = cfg.replicaChanges ? createChangeFeed(cfg.replicaBases) : undefined;
-  const counted = <P extends PortMap, S, V>(
-    def: StageDefinition<ParsedRecord, P, S, V>,
+  const counted = <R, P extends PortMap, S, V>(
+    def: StageDefinition<R, P, S, V>,
     instance: string,
-  ): StageDefinition<ParsedRecord, P, S, V> => ({
+  ): StageDefinition<R, P, S, V> => ({
     ...def,
     create(ctx) {
       changes++;
@@ -141,20 +147,28 @@ export function recommenderWiring(
         def,
         feed ? { ...ctx, state: feed.track(instance, ctx.state) } : ctx,
       );
-      const count = tap((b: InputBatch<ParsedRecord>) => {
+      const count = tap((b: InputBatch<R>) => {
         if (b.records.length > 0) changes++;
       });
       return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
     },
   });
-  const covisit = () => deps.live("covisit/0") as (StageHandler & CovisitView) | undefined;
+  const P = cfg.partitions;
+  const covisitIds = Array.from({ length: P }, (_, q) => `covisit/${q}`);
+  /** Every item partition's co-visitation and counters read together; undefined while one is not running here. */
+  const covisit = itemWideViews(
+    covisitIds.map((id) => () => deps.live(id) as (StageHandler & CovisitView) | undefined),
+    { preset, ...sources.covisit },
+  );
   const collaborative = () =>
     deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
   const serve = scorerServe(covisit, collaborative, sources);
   const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
     counted(historyStage, `history/${p}`),
   );
-  const covisitDef = counted(covisitStage, "covisit/0");
+  const covisitDefs = covisitIds.map((id) => counted(covisitStage, id));
+  /** The item numbering the partitions' neighbour lists share (they are read together). */
+  const itemIds = createItemIds();
   const collaborativeDef = counted(collaborativeStage, "collaborative/0");
   for (let p = 0; p < cfg.partitions; p++)
     deps.run({
@@ -171,13 +185,23 @@ export function recommenderWiring(
             halfLifeMs: sources.historyHalfLifeMs,
             maxItemsPerUser: sources.maxItemsPerUser,
             ...(deps.scorer ? { scorer: { ...deps.scorer(), serve } } : {}),
+            covisit: { options: { preset, ...sources.covisit }, partitions: P },
           },
-          topology: stageTopology.history,
+          topology: stageTopology.history(p),
         }),
     });
-  deps.run(mergedStageSpec(covisitDef, deps.stream, cfg.partitions, () => ({ preset, sources })));
+  for (let q = 0; q < P; q++)
+    deps.run(
+      mergedStageSpec(
+        covisitDefs[q]!,
+        deps.stream,
+        pairsInput(q, P),
+        () => ({ preset, sources, partition: q, partitions: P, ids: itemIds }),
+        q,
+      ),
+    );
   deps.run(
-    mergedStageSpec(collaborativeDef, deps.stream, cfg.partitions, () => ({
+    mergedStageSpec(collaborativeDef, deps.stream, parseInput(P), () => ({
       preset,
       sources,
       retrainMs: cfg.retrainIntervalMs ?? HOUR,

@@ -22,7 +22,7 @@ import type {
   catalogueStage,
   catalogueUpsertStage,
 } from "../stages/index.js";
-import type { ParsedRecord } from "../contract/index.js";
+import type { PairRecord, ParsedRecord } from "../contract/index.js";
 import type { PortTopology } from "../host/index.js";
 import { sendLate, type LateCounter } from "../stages/index.js";
 
@@ -42,6 +42,13 @@ const enc = new TextEncoder();
  */
 const recordBytes = (r: ParsedRecord) =>
   300 + 6 * (r.u.length + r.i.length + r.c.length + r.b.length);
+
+/** An upper bound of a pair record's bytes (see recordBytes). */
+const pairBytes = (r: PairRecord) => {
+  let n = 100 + 6 * r.i.length + 12 * r.n.length + (r.e ? recordBytes(r.e) : 0);
+  for (const b of r.n) n += 6 * b.length;
+  return n;
+};
 
 /** The KV bucket trending writes its top lists and heartbeats to. */
 export const TRENDING_BUCKET = BUCKETS.trending;
@@ -82,8 +89,12 @@ export const stageTopology = {
       out.raw(IDLE_SUBJECT, data, headers, `idle.${m.after}`);
     },
   }),
-  // The candidate source stages (RANKER=blend) have no outputs: serving reads their state.
-  history: {} satisfies PortTopology<typeof historyStage.ports>,
+  // The candidate source stages (RANKER=blend) have no outputs but co-visitation's pairs:
+  // serving reads their state.
+  history: (p: number): PortTopology<typeof historyStage.ports> => ({
+    pairs: ({ q, rec }, out) => out.emit(subjects.pairs(q, p), rec, pairBytes(rec)),
+    progress: (upTo, out) => out.setProgress(upTo),
+  }),
   watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
     window: subjects.watermark(p),
     late: {

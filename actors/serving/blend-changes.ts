@@ -48,7 +48,8 @@ export interface ChangeChunk {
 
 /** Maps a replica never reads (the sources' write-side bookkeeping): not sent. */
 export const UNREPLICATED_MAPS: ReadonlySet<string> = new Set([
-  "recent", // covisit: each user's last items, to pair new ones with
+  "recent", // covisit before: each user's last items, to pair new ones with
+  "covisit-recent", // history: the same, where co-visitation's user side runs now
   "marked", // collaborative: the matrix at a training point, for a training after a restart
   "xmarked",
   "versions", // collaborative: model version history (the console's, not the blend's)

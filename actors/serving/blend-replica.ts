@@ -20,6 +20,7 @@ import { partitionOf } from "../contract/index.js";
 import type { PopularityRow } from "../stages/index.js";
 import { covisitSimilar } from "./recommender-serve.js";
 import { composeView, type RecommenderView } from "./recommender-view.js";
+import { itemWideViews } from "./item-wide-view.js";
 import {
   DELETED,
   COVISIT_REBUILD_MS,
@@ -48,7 +49,7 @@ import {
  * first run of each instance, which loads the same snapshot, sends only what changes after it.
  */
 export interface BlendReplica {
-  /** The stage instances it replicates ("history/0" … , "covisit/0", "collaborative/0"). */
+  /** The stage instances it replicates ("history/0" … , "covisit/0" … , "collaborative/0"). */
   readonly instances: readonly string[];
   apply(chunk: ChangeChunk): void;
   /**
@@ -156,24 +157,30 @@ export function createBlendReplica(cfg: {
     return v;
   };
 
-  let covisit: { inst: Instance; version: number; at: number; view: CovisitView } | undefined;
-  const covisitView = (): CovisitView | undefined => {
-    const inst = live.get("covisit/0");
+  /** One item numbering for every item partition's view (they are read together). */
+  const itemIds = createItemIds();
+  const covisitIds = Array.from({ length: cfg.partitions }, (_, q) => `covisit/${q}`);
+  const covisitViews: (
+    { inst: Instance; version: number; at: number; view: CovisitView } | undefined
+  )[] = [];
+  const covisitViewOf = (q: number): CovisitView | undefined => {
+    const inst = live.get(covisitIds[q]!);
     if (!inst) return undefined;
-    const c = covisit;
+    const c = covisitViews[q];
     if (c && c.inst === inst && (c.version === inst.version || now() - c.at < COVISIT_REBUILD_MS))
       return c.view;
     // Built again over the same maps and item numbering: the neighbour lists decoded for an
     // earlier view and not changed since are read as they are (a view of its own decoded every
     // list an answer read again, several times a second under ingest).
-    const ids = (inst.ids ??= createItemIds());
-    const view = createStageLogic(
-      covisitStage,
-      ctxOf("covisit", inst, { preset, sources, ids }),
-    ).view;
-    covisit = { inst, version: inst.version, at: now(), view };
+    const settings = { preset, sources, ids: itemIds, partition: q, partitions: cfg.partitions };
+    const view = createStageLogic(covisitStage, ctxOf("covisit", inst, settings)).view;
+    covisitViews[q] = { inst, version: inst.version, at: now(), view };
     return view;
   };
+  const covisitView = itemWideViews(
+    covisitIds.map((_, q) => () => covisitViewOf(q)),
+    { preset, ...sources.covisit },
+  );
 
   type Served = { at: number; stored: unknown };
   let collab:
@@ -258,7 +265,7 @@ export function createBlendReplica(cfg: {
   };
 
   return {
-    instances: [...historyIds, "covisit/0", "collaborative/0"],
+    instances: [...historyIds, ...covisitIds, "collaborative/0"],
     adoptBase(instance, token, state) {
       const inst: Instance = {
         run: undefined,
@@ -368,7 +375,7 @@ export function createBlendReplica(cfg: {
       caughtUpAt = at;
       caughtUpBy = by;
     },
-    isReady: () => live.has("covisit/0") && historyIds.every((id) => live.has(id)),
+    isReady: () => covisitIds.every((id) => live.has(id)) && historyIds.every((id) => live.has(id)),
     stalenessMs: stalenessOf,
     answer: answers.answer,
     recent(userId, n) {

@@ -13,6 +13,7 @@ export { createProfileReplica } from "./profile-replica.js";
 export { createAnswerMemo } from "./recommender-memo.js";
 export { blendAnswer, covisitSimilar, filterDesign, priceOf } from "./recommender-serve.js";
 export { composeView, scorerServe } from "./recommender-view.js";
+export { itemWideView, itemWideViews, routedCovisitPart } from "./item-wide-view.js";
 export { itemInfo, similarByCategory } from "./similar-by-category.js";
 export { createTrendingHub } from "./trending-hub.js";
 
@@ -22,4 +23,5 @@ export type { BlendReplica } from "./blend-replica.js";
 export type { CatalogueTable } from "./catalogue-table.js";
 export type { ProfileReplica } from "./profile-replica.js";
 export type { RecommenderView } from "./recommender-view.js";
+export type { ItemWideView } from "./item-wide-view.js";
 export type { TrendingHub, TrendingHubOptions } from "./trending-hub.js";

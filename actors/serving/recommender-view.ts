@@ -1,5 +1,6 @@
-import type { CollaborativeView, CovisitView, HistoryView, ServeFn } from "../stages/index.js";
+import type { CollaborativeView, HistoryView, ServeFn } from "../stages/index.js";
 import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
+import type { ItemWideView } from "./item-wide-view.js";
 
 /**
  * What serving reads to blend (recommender-serve.ts): the candidate sources' lists, composed at
@@ -23,7 +24,7 @@ export interface RecommenderView {
 export function composeView(
   parts: {
     history: Pick<HistoryView, "history">;
-    covisit: CovisitView;
+    covisit: ItemWideView;
     collaborative?: Pick<CollaborativeView, "collaborative">;
   },
   settings: SourceSettings,
@@ -60,7 +61,7 @@ export function composeView(
  * likewise once its stage has taken the event (its user rows would hold it).
  */
 export function scorerServe(
-  covisit: () => CovisitView | undefined,
+  covisit: () => ItemWideView | undefined,
   collaborative: () => Pick<CollaborativeView, "collaborative" | "status"> | undefined,
   settings: SourceSettings,
 ): ServeFn {

@@ -59,7 +59,7 @@ export const USERS_TRACKED = 200_000;
 /** Maps keyed by user whose values only that user's answer reads (history, collaborative rows). */
 export const USER_MAPS: ReadonlySet<string> = new Set(["users", "rows", "xrows"]);
 /** Maps that hold only a stage's clock (covisit's progress and records fed). */
-export const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock"]);
+export const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock", "item-clock"]);
 
 export const layerOf = (inst: Instance, name: string): Layer => {
   let l = inst.maps.get(name);

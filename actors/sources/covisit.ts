@@ -97,15 +97,98 @@ const readOptions = (opts: CovisitOptions) => ({
   normalise: opts.normalise ?? true,
 });
 
-export function createCovisit(
+/**
+ * The user side of co-visitation: each user's recent items, and for an event the items it pairs
+ * with (`together`). It holds per-user data only, so it runs in the event's user partition; the
+ * pairs it finds go to the item side of each item's own partition (createCovisitItems).
+ */
+export interface CovisitUsers {
+  /**
+   * The event's weight and the recent items it pairs with (names and pair weights, in the
+   * recent list's order), after which the event is one of the user's recent items. Undefined:
+   * the event weighs nothing (no pairs, no mass, the list unchanged).
+   */
+  together(e: SourceEvent): { w: number; items: string[]; weights: number[] } | undefined;
+}
+
+export function createCovisitUsers(
   opts: CovisitOptions,
-  stores: CovisitStores = memCovisitStores(),
-): SimilarItemsSource {
+  stores: { recent: CovisitStores["recent"]; ids?: ItemIds },
+): CovisitUsers {
   const windowMs = opts.windowMs ?? 3_600_000;
+  const recentCap = opts.recentPerUser ?? 30;
+  const { recent } = stores;
+  const ids = stores.ids ?? createItemIds();
+  const names = ids.names;
+  return {
+    together(e) {
+      const w = opts.preset.weight(e);
+      if (w <= 0) return undefined;
+      const me = ids.idOf(e.i);
+      const list = recentItems(recent.get(e.u), ids, recentCap + 1);
+      const sess = e.sess ?? null;
+      const { nums, ts: times, w: weights, sess: sessions } = list;
+      const items: string[] = [];
+      const pws: number[] = [];
+      // Where the item itself is in the list (it is there at most once).
+      let at0 = -1;
+      // Each recent item pairs once per event (its latest touch), not once per earlier touch.
+      for (let x = 0; x < list.size; x++) {
+        const ox = nums[x]!;
+        if (ox === me) {
+          at0 = x;
+          continue;
+        }
+        const rs = sessions[x]!;
+        const together = (rs !== null && rs === sess) || Math.abs(e.ts - times[x]!) <= windowMs;
+        if (!together) continue;
+        items.push(names[ox]!);
+        pws.push(Math.max(w, weights[x]!));
+      }
+      if (at0 >= 0) list.remove(at0);
+      list.push(me, e.ts, w, sess);
+      while (list.size > recentCap) list.remove(0);
+      recent.set(e.u, list);
+      return { w, items, weights: pws };
+    },
+  };
+}
+
+/**
+ * The item side of co-visitation: neighbour lists and total weights per item. Each pair (a, b)
+ * of an event on a adds to a's list (`own`, in a's partition, with a's mass) and to b's
+ * (`back`, in b's partition). A list is changed by its own item's events (all their pairs, in
+ * the recent list's order) and by one pair of each event on another item: fed the events in
+ * EVENTS order, each list sees its changes in the order one instance fed every event would
+ * make them, so it holds the same bits.
+ */
+export interface CovisitItems extends SimilarItemsReads {
+  /**
+   * An event of weight w on item a at ts, paired with `items` (pair weights `weights`): a's mass
+   * and its links to each of them; then the links back to a from those `back` holds (the
+   * partition's own items; all of them by default).
+   */
+  own(
+    a: string,
+    ts: number,
+    w: number,
+    items: readonly string[],
+    weights: readonly number[],
+    back?: (b: string) => boolean,
+  ): void;
+  /** The links back to a (an event at ts on another partition's item) from each of `items`. */
+  back(a: string, ts: number, items: readonly string[], weights: readonly number[]): void;
+  flush(): void;
+  readonly part: CovisitPart;
+}
+
+export function createCovisitItems(
+  opts: CovisitOptions,
+  stores: Pick<CovisitStores, "edges" | "mass" | "ids">,
+): CovisitItems {
   const halfLife = opts.halfLifeMs ?? 7 * 86_400_000;
   const k = opts.k ?? 50;
-  const recentCap = opts.recentPerUser ?? 30;
-  const { edges, mass, recent } = stores;
+  const { edges, mass } = stores;
   const ids = stores.ids ?? createItemIds();
   const names = ids.names;
   /** A stored value as the live form (a value from another codec or a load: converted). */
@@ -217,7 +300,7 @@ export function createCovisit(
     m.retain(keep);
   };
 
-  /** Moves on with every add that changes edges or masses (readers key their caches on it). */
+  /** Moves on with every change of edges or masses (readers key their caches on it). */
   let version = 0;
   const part: CovisitPart = {
     ids,
@@ -229,55 +312,67 @@ export function createCovisit(
     },
   };
   const reader = createCovisitReader(readOptions(opts), [part]);
+  const linkBack = (a: string, ts: number, b: string, w: number) => {
+    const ob = ids.idOf(b);
+    link(changing(ob, names[ob]!), ids.idOf(a), w, ts);
+  };
 
   return {
     get items() {
       return edges.size;
     },
     flush,
-    add(e) {
-      const w = opts.preset.weight(e);
-      if (w <= 0) return;
+    own(a, ts, w, items, weights, back) {
       version++;
       // The item's number, and its id as the one string object `ids` holds for it.
-      const me = ids.idOf(e.i);
+      const me = ids.idOf(a);
       const item = names[me]!;
-      const own = massOf(me);
-      if (own) bump(own, w, e.ts);
-      else massRef[me] = [w, e.ts];
+      const mine = massOf(me);
+      if (mine) bump(mine, w, ts);
+      else massRef[me] = [w, ts];
       if (massSet[me] !== flushes) {
         massSet[me] = flushes;
         mass.set(item, massRef[me]!);
       }
-      const list = recentItems(recent.get(e.u), ids, recentCap + 1);
-      const sess = e.sess ?? null;
-      const { nums, ts: times, w: weights, sess: sessions } = list;
-      // The item's own neighbours, once per event.
-      let mine: ItemEdges | undefined;
-      // Where the item itself is in the list (it is there at most once).
-      let at0 = -1;
-      // Each recent item pairs once per event (its latest touch), not once per earlier touch.
-      for (let x = 0; x < list.size; x++) {
-        const ox = nums[x]!;
-        if (ox === me) {
-          at0 = x;
-          continue;
-        }
-        const rs = sessions[x]!;
-        const together = (rs !== null && rs === sess) || Math.abs(e.ts - times[x]!) <= windowMs;
-        if (!together) continue;
-        const pw = Math.max(w, weights[x]!);
-        mine ??= changing(me, item);
-        link(mine, ox, pw, e.ts);
-        link(changing(ox, names[ox]!), me, pw, e.ts);
-      }
-      if (at0 >= 0) list.remove(at0);
-      list.push(me, e.ts, w, sess);
-      while (list.size > recentCap) list.remove(0);
-      recent.set(e.u, list);
+      if (items.length === 0) return;
+      const list = changing(me, item);
+      for (let x = 0; x < items.length; x++) link(list, ids.idOf(items[x]!), weights[x]!, ts);
+      for (let x = 0; x < items.length; x++)
+        if (back === undefined || back(items[x]!)) linkBack(item, ts, items[x]!, weights[x]!);
+    },
+    back(a, ts, items, weights) {
+      if (items.length === 0) return;
+      version++;
+      for (let x = 0; x < items.length; x++) linkBack(a, ts, items[x]!, weights[x]!);
     },
     similar: reader.similar,
     candidates: reader.candidates,
     part,
+  };
+}
+
+/**
+ * Both sides in one (a single instance, as `reco eval`'s in-memory sources and the unit tests
+ * use it): each event's pairs go straight to the item side.
+ */
+export function createCovisit(
+  opts: CovisitOptions,
+  stores: CovisitStores = memCovisitStores(),
+): SimilarItemsSource {
+  const ids = stores.ids ?? createItemIds();
+  const users = createCovisitUsers(opts, { recent: stores.recent, ids });
+  const items = createCovisitItems(opts, { edges: stores.edges, mass: stores.mass, ids });
+  return {
+    get items() {
+      return items.items;
+    },
+    flush: items.flush,
+    add(e) {
+      const t = users.together(e);
+      if (t) items.own(e.i, e.ts, t.w, t.items, t.weights);
+    },
+    similar: items.similar,
+    candidates: items.candidates,
+    part: items.part,
   };
 }

@@ -24,7 +24,13 @@ export {
 } from "./als.js";
 export { allowedBy, blend } from "./blend.js";
 export { createCollaborative } from "./collaborative.js";
-export { createCovisit, memCovisitStores, readCovisit } from "./covisit.js";
+export {
+  createCovisit,
+  createCovisitItems,
+  createCovisitUsers,
+  memCovisitStores,
+  readCovisit,
+} from "./covisit.js";
 export { defaultBlend, defaultSourceSettings } from "./defaults.js";
 export { sourceEventOf } from "./event.js";
 export { decodeHistory, encodeHistory, historyCodec } from "./history-bytes.js";
@@ -41,7 +47,7 @@ export { ECOMMERCE, MOVIES, presetNamed } from "./preset.js";
 export { RecentItems, recentItems } from "./recent-items.js";
 export { createRecommender, readsOf, sourceLists } from "./recommender.js";
 export { memStore } from "./store.js";
-export { createPopular, createTrending } from "./trending.js";
+export { createPopular, createTrending, mergeCounters } from "./trending.js";
 export {
   SOURCE_NAMES,
   byScoreThenId,
@@ -62,7 +68,12 @@ export type { AlsSettings } from "./als-settings.js";
 export type { AlsModel, ServedModel } from "./als.js";
 export type { BlendRequest, BlendSettings, BlendWeights, SourceLists } from "./blend.js";
 export type { CollaborativeSettings, CollaborativeSource } from "./collaborative.js";
-export type { SimilarItemsSource, SimilarItemsReads } from "./covisit.js";
+export type {
+  CovisitItems,
+  CovisitOptions,
+  SimilarItemsSource,
+  SimilarItemsReads,
+} from "./covisit.js";
 export type { CovisitPart } from "./covisit-read.js";
 export type { HistorySource, UserHistory } from "./history.js";
 export type { ItemIds } from "./item-edges.js";
@@ -71,7 +82,7 @@ export type { SourcePreset } from "./preset.js";
 export type { Recent } from "./recent-items.js";
 export type { Recommender, RecommenderReads, SourceSettings } from "./recommender.js";
 export type { KeyStore } from "./store.js";
-export type { ItemCounter } from "./trending.js";
+export type { CounterPart, ItemCounter, MergedCounter, RawCount } from "./trending.js";
 export type { Scored, SourceEvent, SourceName } from "./types.js";
 export type { UserValue } from "./user-stores.js";
 export type { StoredUserValue } from "./user-value-bytes.js";

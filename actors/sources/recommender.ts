@@ -1,7 +1,7 @@
 import type { Ratings } from "./als-matrix-rows.js";
 import type { AlsModel, AlsSettings, ServedModel } from "./als.js";
 import { createCollaborative, type CollaborativeSource } from "./collaborative.js";
-import { createCovisit, type CovisitOptions, type SimilarItemsSource } from "./covisit.js";
+import { createCovisit, type CovisitOptions, type SimilarItemsReads } from "./covisit.js";
 import { createHistory, type HistorySource, type RecentTouch } from "./history.js";
 import type { SourcePreset } from "./preset.js";
 import { createPopular, createTrending, type ItemCounter } from "./trending.js";
@@ -63,7 +63,7 @@ export interface Recommender extends RecommenderReads {
 /** The sources a served list is made of (held by one object, or by several stages). */
 export interface SourceParts {
   history: HistorySource;
-  covisit: SimilarItemsSource;
+  covisit: SimilarItemsReads;
   trending: ItemCounter;
   popular: ItemCounter;
   /** Undefined (or without a model) until a model is served. */

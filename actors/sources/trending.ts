@@ -6,6 +6,14 @@ import { byScoreThenId, decay, type Scored, type SourceEvent } from "./types.js"
  * over the last hours) and POPULAR_FALLBACK (target events — purchases, ratings of 4+ — over a
  * long horizon). One structure, two settings. Scores are kept relative to a moving anchor time
  * so that the decay of every item is one multiplication at query time, not an update per item.
+ *
+ * The anchor is a point of a lattice in event time, every STEP half-lives: that of the newest
+ * counted event. An event at ts adds w · 2^((ts - L)/hl) · 2^(STEP · (L - anchor)/(STEP · hl)),
+ * L its own lattice point: the second factor, and the rescaling of every count when the anchor
+ * moves on, are exact powers of two. So two counters fed one item's events in the same order
+ * hold the same count for it up to a power of two, whatever other items each counts: counters
+ * of disjoint items (one per item partition) read together (`mergeCounters`) give the bits one
+ * counter of every item gives.
  */
 export interface ItemCounterOptions {
   /** The weight an event adds (0: not counted). */
@@ -30,6 +38,59 @@ export interface ItemCounter {
   readonly items: number;
 }
 
+/** One item's stored count as it was at some point: `raw` relative to `anchor` (undefined: none). */
+export interface RawCount {
+  raw: number | undefined;
+  anchor: number;
+}
+
+/** A counter's own data, as `mergeCounters` reads it: counts as stored, relative to its anchor. */
+export interface CounterPart extends ItemCounter {
+  readonly halfLifeMs: number;
+  /** The anchor the stored counts are relative to (NaN before any count). */
+  anchor(): number;
+  /** The first n items by stored count (ties by id) that `keep` allows, with those counts. */
+  rawTop(n: number, keep?: (item: string) => boolean): (readonly [string, number])[];
+  /** An item's stored count. */
+  raw(item: string): number | undefined;
+  explain(item: string, count: number): string;
+  /** Moves on with every count added (a memo's key). */
+  changes(): number;
+  /**
+   * The stored count, and the anchor, that the item of the latest count had before it (one
+   * object, changed in place by the next count: read it at once).
+   */
+  readonly last: Readonly<RawCount>;
+}
+
+/** Half-lives between two lattice points of the anchor. */
+const STEP = 256;
+
+/** The lattice point at or before `ts`, for a finite half-life. */
+const latticeOf = (ts: number, hl: number) => Math.floor(ts / (STEP * hl)) * (STEP * hl);
+
+/** 2^(STEP · steps from lattice point `from` to `to`): an exact power of two. */
+const stepFactor = (from: number, to: number, hl: number) =>
+  Math.pow(2, STEP * Math.round((to - from) / (STEP * hl)));
+
+/** Whether stored count `a` ranks before `b`: a higher count, ties by id. */
+const ranksBefore = (a: readonly [string, number], b: readonly [string, number]) =>
+  a[1] > b[1] || (a[1] === b[1] && a[0] < b[0]);
+
+/** Stored counts at decay factor f as a ranked list, in serving order. */
+function scoredList(
+  counts: readonly (readonly [string, number])[],
+  f: number,
+  explain: (item: string, count: number) => string,
+): Scored[] {
+  return counts
+    .map(([item, v]) => {
+      const count = v * f;
+      return { item, score: count, why: explain(item, count) };
+    })
+    .sort(byScoreThenId);
+}
+
 /** An item kept in rank order: its raw count (as in the store) and its place in the list. */
 interface Kept {
   item: string;
@@ -40,19 +101,28 @@ interface Kept {
 /** Items whose rank is kept up to date for `top` (a request deeper than this sorts them all). */
 const TOP_KEPT = 1024;
 
-export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
+export function createItemCounter(opts: ItemCounterOptions): CounterPart {
   const hl = opts.halfLifeMs;
-  // Count of item x at time t = raw(x) · 2^(-(t - anchor)/hl). The anchor moves forward (and
-  // every raw value is rescaled once) before the exponent can overflow.
+  // Count of item x at time t = raw(x) · 2^(-(t - anchor)/hl). The anchor moves on to the newest
+  // event's lattice point (every raw value rescaled once, by a power of two).
   const raw = opts.store?.raw ?? memStore<number>();
   const anchors = opts.store?.anchors ?? memStore<number>();
   const anchorKey = opts.store?.anchorKey ?? "anchor";
+  const finite = Number.isFinite(hl);
   let anchor = anchors.get(anchorKey) ?? Number.NaN;
   let sorted: [string, number][] | undefined;
   const setAnchor = (t: number) => {
     anchor = t;
     anchors.set(anchorKey, t);
   };
+  // Counts stored relative to an anchor off the lattice (the first event's time, where counters
+  // once anchored): moved to the lattice point before it, once.
+  if (finite && !Number.isNaN(anchor) && latticeOf(anchor, hl) !== anchor) {
+    const to = latticeOf(anchor, hl);
+    const f = decay(to - anchor, hl);
+    for (const [x, v] of [...raw.entries()]) raw.set(x, v * f);
+    setAnchor(to);
+  }
 
   // The best TOP_KEPT items in ranking order, kept up to date as events arrive: a count only
   // grows (an event adds to one item; a rebase scales all alike), so an item enters when it
@@ -66,6 +136,8 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
   let best: Kept[] | undefined;
   /** Events counted so far, and the last unfiltered top list (see `top`). */
   let changes = 0;
+  /** The counted item's stored count before the latest count (set in place, read at once). */
+  const last: RawCount = { raw: undefined, anchor: Number.NaN };
   let lastTop: { now: number; n: number; changes: number; list: Scored[] } | undefined;
   /** The record of each item in `best`. */
   const pos = new Map<string, Kept>();
@@ -126,11 +198,12 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
     rise(b, added.p);
   };
 
-  const rebase = (t: number) => {
-    const f = decay(t - anchor, hl);
+  /** Moves the anchor on to lattice point `to`: every count times a power of two, exactly. */
+  const rebase = (to: number) => {
+    const f = stepFactor(to, anchor, hl);
     for (const [x, v] of [...raw.entries()]) raw.set(x, v * f);
-    setAnchor(t);
-    // Rounding may make scaled counts equal: the order is taken again from a full sort.
+    setAnchor(to);
+    // Counts scaled into the subnormals may become equal: the order is taken again.
     sorted = undefined;
     best = undefined;
   };
@@ -139,13 +212,26 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
     get items() {
       return raw.size;
     },
+    halfLifeMs: hl,
     add(e) {
       const w = opts.weight(e);
       if (w <= 0) return;
       changes++;
-      if (Number.isNaN(anchor)) setAnchor(e.ts);
-      if (Number.isFinite(hl) && (e.ts - anchor) / hl > 500) rebase(e.ts);
-      const v = (raw.get(e.i) ?? 0) + w / decay(e.ts - anchor, hl);
+      let had = raw.get(e.i);
+      last.raw = had;
+      last.anchor = anchor;
+      let add = w;
+      if (finite) {
+        const at = latticeOf(e.ts, hl);
+        if (Number.isNaN(anchor)) setAnchor(at);
+        else if (at > anchor) {
+          rebase(at);
+          had = raw.get(e.i);
+        }
+        // w · 2^((ts - L)/hl), moved from L to the anchor by a power of two (exactly).
+        add = (w / decay(e.ts - at, hl)) * stepFactor(anchor, at, hl);
+      } else if (Number.isNaN(anchor)) setAnchor(e.ts);
+      const v = (had ?? 0) + add;
       raw.set(e.i, v);
       sorted = undefined;
       keepBest(e.i, v);
@@ -154,6 +240,12 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
       const v = raw.get(item);
       return v === undefined ? 0 : v * decay(now - anchor, hl);
     },
+    anchor: () => anchor,
+    raw: (item) => raw.get(item),
+    last,
+    rawTop,
+    explain: (item, count) => opts.explain(item, count),
+    changes: () => changes,
     top(now, n, keep) {
       // Every answer without a filter asks for the same list until an event or `now` moves:
       // kept once computed (it is the same list a new computation would give).
@@ -167,18 +259,15 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
       return topAt(now, n, keep);
     },
   };
-  function topAt(now: number, n: number, keep?: (item: string) => boolean): Scored[] {
-    // The order does not depend on `now` (one factor for all).
-    const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
-    const out: Scored[] = [];
+  function rawTop(n: number, keep?: (item: string) => boolean): [string, number][] {
+    const out: [string, number][] = [];
     const b = ranked();
     // A kept record's count is the store's (set together in `add`, rebuilt from it after a
     // rebase or a load): read there, not looked up again (100 lookups per answer under ingest).
     for (const { item, v } of b) {
       if (out.length >= n) break;
       if (keep && !keep(item)) continue;
-      const count = v * f;
-      out.push({ item, score: count, why: opts.explain(item, count) });
+      out.push([item, v]);
     }
     // More asked for than the kept best hold (after the filter): the whole catalogue, sorted.
     if (out.length < n && b.length < raw.size) {
@@ -186,12 +275,144 @@ export function createItemCounter(opts: ItemCounterOptions): ItemCounter {
       for (const [item, v] of fullSort()) {
         if (out.length >= n) break;
         if (keep && !keep(item)) continue;
-        const count = v * f;
-        out.push({ item, score: count, why: opts.explain(item, count) });
+        out.push([item, v]);
       }
     }
-    return out.sort(byScoreThenId);
+    return out;
   }
+  function topAt(now: number, n: number, keep?: (item: string) => boolean): Scored[] {
+    // The order does not depend on `now` (one factor for all).
+    const f = Number.isNaN(anchor) ? 1 : decay(now - anchor, hl);
+    return scoredList(rawTop(n, keep), f, opts.explain);
+  }
+}
+
+/** Counters of disjoint items read as one; `with` reads one item's count as it once was. */
+export interface MergedCounter extends ItemCounter {
+  /** The same counters with `item`'s stored count replaced by `was` (as before its last event). */
+  with(item: string, was: RawCount): ItemCounter;
+}
+
+/**
+ * Counters of disjoint items read as one (the counters of each item partition): each count is
+ * moved to the newest anchor by a power of two, so a list and a score are those one counter of
+ * every item, fed each item's events in the same order, gives. `partOf` names an item's counter.
+ */
+export function mergeCounters(
+  parts: readonly CounterPart[],
+  partOf: (item: string) => number,
+): MergedCounter {
+  const hl = parts[0]?.halfLifeMs ?? Infinity;
+  const finite = Number.isFinite(hl);
+  /** The newest anchor (NaN: no counts anywhere). */
+  const newest = () => {
+    let a = Number.NaN;
+    for (const p of parts) {
+      const x = p.anchor();
+      if (!Number.isNaN(x) && !(x <= a)) a = x;
+    }
+    return a;
+  };
+  /** A count relative to anchor `from`, moved to anchor `a` (exactly). */
+  const moved = (v: number, from: number, a: number) => (finite ? v * stepFactor(a, from, hl) : v);
+  const topAt = (
+    now: number,
+    n: number,
+    keep: ((item: string) => boolean) | undefined,
+    was?: { item: string; count: RawCount },
+  ): Scored[] => {
+    const a = newest();
+    if (Number.isNaN(a)) return [];
+    // Each part's first items in (count, id) order, its counts moved to anchor a (by a positive
+    // factor, so the order holds), merged by the same order. A part is read to `limit` (a fair
+    // share of n, and more) first, and further only if the merge runs past it.
+    const lists: { list: (readonly [string, number])[]; all: boolean; p: CounterPart }[] = [];
+    const limit = Math.min(n, Math.ceil((2 * n) / Math.max(1, parts.length)) + 4);
+    const read = (p: CounterPart, at: number, k: number) => {
+      const list = p.rawTop(k, keep);
+      const f = moved(1, at, a);
+      return { list: list.map(([item, v]) => [item, v * f] as const), all: list.length < k, p };
+    };
+    parts.forEach((p, x) => {
+      const at = p.anchor();
+      if (Number.isNaN(at)) return;
+      if (was && partOf(was.item) === x) {
+        // One more than asked: the item, its count lowered, may leave the first n.
+        const { list } = read(p, at, n + 1);
+        const kept = list.filter(([i]) => i !== was.item);
+        const { raw, anchor } = was.count;
+        if (raw !== undefined && (!keep || keep(was.item)))
+          kept.push([was.item, moved(raw, anchor, a)]);
+        lists.push({ list: kept.sort((u, w) => (ranksBefore(u, w) ? -1 : 1)), all: true, p });
+      } else lists.push(read(p, at, limit));
+    });
+    let all: (readonly [string, number])[] = [];
+    for (;;) {
+      all = [];
+      const heads = lists.map(() => 0);
+      /** A part whose read ran out before the merge was done: read further, merge again. */
+      let short = -1;
+      while (all.length < n) {
+        let best = -1;
+        for (let x = 0; x < lists.length; x++) {
+          const l = lists[x]!;
+          if (heads[x]! >= l.list.length) {
+            if (!l.all) short = x;
+            continue;
+          }
+          if (best < 0 || ranksBefore(l.list[heads[x]!]!, lists[best]!.list[heads[best]!]!))
+            best = x;
+        }
+        if (short >= 0 || best < 0) break;
+        all.push(lists[best]!.list[heads[best]!++]!);
+      }
+      if (short < 0) break;
+      const l = lists[short]!;
+      lists[short] = read(l.p, l.p.anchor(), Math.min(n, 2 * l.list.length + 1));
+      if (lists[short]!.list.length >= n) lists[short]!.all = true;
+    }
+    return scoredList(all, decay(now - a, hl), (item, count) =>
+      parts[partOf(item)]!.explain(item, count),
+    );
+  };
+  const scoreOf = (item: string, now: number, was?: RawCount) => {
+    const p = parts[partOf(item)]!;
+    const v = was ? was.raw : p.raw(item);
+    if (v === undefined) return 0;
+    const a = newest();
+    return moved(v, was ? was.anchor : p.anchor(), a) * decay(now - a, hl);
+  };
+  const items = () => parts.reduce((sum, p) => sum + p.items, 0);
+  const add = () => {
+    throw new Error("counters read together are fed one by one");
+  };
+  let last: { now: number; n: number; changes: number; list: Scored[] } | undefined;
+  const changes = () => parts.reduce((sum, p) => sum + p.changes(), 0);
+  return {
+    add,
+    get items() {
+      return items();
+    },
+    score: (item, now) => scoreOf(item, now),
+    top(now, n, keep) {
+      if (keep) return topAt(now, n, keep);
+      const c = changes();
+      if (last && last.now === now && last.n === n && last.changes === c) return last.list;
+      const list = topAt(now, n, undefined);
+      last = { now, n, changes: c, list };
+      return list;
+    },
+    with(item, count) {
+      return {
+        add,
+        get items() {
+          return items();
+        },
+        score: (i, now) => (i === item ? scoreOf(i, now, count) : scoreOf(i, now)),
+        top: (now, n, keep) => topAt(now, n, keep, { item, count }),
+      };
+    },
+  };
 }
 
 /** TRENDING: views × 1 and clicks × 2 (weights configurable), decayed with a 1 h half-life. */
@@ -203,7 +424,7 @@ export function createTrending(
     all?: boolean;
     store?: ItemCounterOptions["store"];
   } = {},
-): ItemCounter {
+): CounterPart {
   const vw = o.viewWeight ?? 1;
   const cw = o.clickWeight ?? 2;
   return createItemCounter({
@@ -220,7 +441,7 @@ export function createPopular(
   isTarget: (e: SourceEvent) => boolean,
   halfLifeMs = Infinity,
   store?: ItemCounterOptions["store"],
-): ItemCounter {
+): CounterPart {
   return createItemCounter({
     halfLifeMs,
     weight: (e) => (isTarget(e) ? 1 : 0),

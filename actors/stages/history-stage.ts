@@ -1,7 +1,11 @@
-import { map, tap } from "rxjs";
+import { map } from "rxjs";
 import { defineStage, port, type InputBatch, type StageContext } from "../../runtime/index.js";
-import type { ParsedRecord } from "../contract/index.js";
+import { partitionOf, type PairRecord, type ParsedRecord } from "../contract/index.js";
 import {
+  createCovisitUsers,
+  type CovisitOptions,
+  recentStore,
+  userValueCodec,
   sourceEventOf,
   createHistory,
   type HistorySource,
@@ -23,6 +27,12 @@ import {
  * their order, which their partition keeps, so the stage is exact under replay without any
  * merge. Serving reads it (view) between batches.
  *
+ * With `covisit`, the user side of co-visitation runs here too (covisit.ts createCovisitUsers):
+ * each user's recent items, and for each event the items it pairs with, sent on `pairs` to the
+ * item partitions that hold them (a PairRecord per event and partition, to the covisit stage of
+ * that partition). `progress` is the input position the records sent so far are complete to
+ * (the EVENTS sequence of the hops read), the order the covisit stages merge their inputs in.
+ *
  * With `scorer`, the prequential scorer (DESIGN §7, prequential-scorer.ts) runs here too: each
  * sampled case is scored against the serving path's answer just before this stage feeds the
  * record to the history, and its tallies are in this stage's snapshot.
@@ -33,6 +43,14 @@ export interface HistoryStageSettings {
   maxItemsPerUser: number;
   /** The prequential scorer's settings, when online quality scores this partition's users. */
   scorer?: PrequentialSettings;
+  /** Co-visitation's user side, and the number of item partitions its pairs go to. */
+  covisit?: { options: CovisitOptions; partitions: number };
+}
+
+/** A record for the covisit stage of item partition `q`. */
+export interface PairsTo {
+  q: number;
+  rec: PairRecord;
 }
 
 export interface HistoryView {
@@ -44,7 +62,7 @@ export interface HistoryView {
 export const historyStage = defineStage({
   name: "history",
   input: port<ParsedRecord>(),
-  ports: {},
+  ports: { pairs: port<PairsTo>(), progress: port<number>() },
   create: (ctx: StageContext<HistoryStageSettings>) => {
     const s = ctx.settings;
     const history = createHistory(
@@ -54,6 +72,7 @@ export const historyStage = defineStage({
     );
     const scorer = s.scorer ? createPrequentialScorer(s.scorer, ctx.state, history) : undefined;
     const view: HistoryView = { history: () => history, prequential: () => scorer?.view };
+    const pairs = s.covisit && pairsOf(s.covisit, s.preset, ctx);
     /** The batch's records not fed before a restart (parse re-sends after its own snapshot). */
     const fresh = (batch: InputBatch<ParsedRecord>): InputBatch<ParsedRecord> => {
       const { records, position } = batch;
@@ -66,17 +85,83 @@ export const historyStage = defineStage({
         batches$.pipe(
           map(fresh),
           // The per-record loop: each user's items, decayed by event time.
-          tap((batch) => {
+          map((batch) => {
+            const out: PairsTo[] = [];
             for (const r of batch.records) {
               const e = sourceEventOf(r, s.preset);
               scorer?.before(r, e);
               history.add(e);
+              pairs?.add(r, e, out);
             }
             scorer?.settle(batch);
+            if (!pairs) return {};
+            if (batch.records.length === 0 && batch.progress.to > batch.progress.from)
+              pairs.progress(batch, out);
+            return { pairs: out, progress: [batch.position.upTo] };
           }),
-          map(() => ({})),
         ),
       view,
     };
   },
 });
+
+/** Co-visitation's user side in a history stage: each event's records for the item partitions. */
+function pairsOf(
+  c: NonNullable<HistoryStageSettings["covisit"]>,
+  preset: SourcePreset,
+  ctx: StageContext<HistoryStageSettings>,
+) {
+  const Q = c.partitions;
+  const users = createCovisitUsers(
+    { ...c.options, preset },
+    { recent: recentStore(ctx.state.map("covisit-recent", { codec: userValueCodec })) },
+  );
+  /** Item partitions by item id (the pairs' items repeat: a user's recent ones). */
+  const partOf = new Map<string, number>();
+  const qOf = (item: string) => {
+    let q = partOf.get(item);
+    if (q === undefined) {
+      q = partitionOf(item, Q);
+      if (partOf.size >= 100_000) partOf.clear();
+      partOf.set(item, q);
+    }
+    return q;
+  };
+  const NONE: string[] = [];
+  return {
+    add(r: ParsedRecord, e: ReturnType<typeof sourceEventOf>, out: PairsTo[]) {
+      const t = users.together(e);
+      const own = qOf(r.i);
+      // The event's own partition always hears of it (its item's counters count every event).
+      out.push({
+        q: own,
+        rec: { s: r.s, i: r.i, ts: r.ts, n: t?.items ?? NONE, w: t?.weights ?? [], e: r },
+      });
+      if (!t || t.items.length === 0) return;
+      // The links back, to every other partition holding some of the items.
+      let back: Map<number, { n: string[]; w: number[] }> | undefined;
+      for (let x = 0; x < t.items.length; x++) {
+        const q = qOf(t.items[x]!);
+        if (q === own) continue;
+        back ??= new Map();
+        let b = back.get(q);
+        if (!b) back.set(q, (b = { n: [], w: [] }));
+        b.n.push(t.items[x]!);
+        b.w.push(t.weights[x]!);
+      }
+      if (back)
+        for (const q of [...back.keys()].sort((a, b) => a - b)) {
+          const b = back.get(q)!;
+          out.push({ q, rec: { s: r.s, i: r.i, ts: r.ts, n: b.n, w: b.w } });
+        }
+    },
+    /** Event-time progress without events, to every item partition. */
+    progress(batch: InputBatch<ParsedRecord>, out: PairsTo[]) {
+      for (let q = 0; q < Q; q++)
+        out.push({
+          q,
+          rec: { s: batch.position.upTo, i: "", ts: -1, n: NONE, w: [], p: batch.progress.to },
+        });
+    },
+  };
+}

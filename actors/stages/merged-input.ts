@@ -12,9 +12,8 @@ import {
   type StageSpec,
 } from "../host/index.js";
 import type { StageState } from "../../state/index.js";
-import type { ParsedRecord } from "../contract/index.js";
 import { subjects } from "../contract/index.js";
-import { loadWaiting } from "./merged-waiting.js";
+import { loadWaiting, MAP, OLD_MAP } from "./merged-waiting.js";
 
 /**
  * Runs a stage fed every partition's user-path records in EVENTS order, in the stage host on a
@@ -45,40 +44,74 @@ interface SubjectPos {
   wm: number;
 }
 
+/** The subjects a merged stage reads and what in a hop says how far its subject is complete. */
+export interface MergedInput {
+  /** The consumer's subject (a wildcard). */
+  subject: string;
+  /** The subjects it stands for, in partition order. */
+  names: readonly string[];
+  /**
+   * Where a hop names the EVENTS sequence its subject is complete to: its `upTo` (parse's hops),
+   * or its progress (`wm`: the pairs of a history stage, whose `upTo` is its own input's).
+   */
+  complete: "upTo" | "wm";
+}
+
+/** Every user partition's parse hops (covisit's input before, collaborative's now). */
+export const parseInput = (partitions: number): MergedInput => ({
+  subject: subjects.parseAll,
+  names: Array.from({ length: partitions }, (_, p) => subjects.parse(p)),
+  complete: "upTo",
+});
+
+/** The pairs every user partition's history stage sends item partition q (covisit/<q>). */
+export const pairsInput = (q: number, partitions: number): MergedInput => ({
+  subject: subjects.pairsTo(q),
+  names: Array.from({ length: partitions }, (_, p) => subjects.pairs(q, p)),
+  complete: "wm",
+});
+
 /**
- * The spec of a single-instance stage (`<stage>/0`) fed every user-path partition's hops in
- * EVENTS order: one wildcard consumer over `reco.parse.*`, one flush per input message, the
- * handler built by loadMergedHandler.
+ * The spec of a stage instance fed several subjects' hops in EVENTS order: one wildcard
+ * consumer, one flush per input message, the handler built by loadMergedHandler.
  */
-export function mergedStageSpec<P extends PortMap, S, V>(
-  def: StageDefinition<ParsedRecord, P, S, V>,
+export function mergedStageSpec<R extends { s: number }, P extends PortMap, S, V>(
+  def: StageDefinition<R, P, S, V>,
   stream: string,
-  partitions: number,
+  input: MergedInput,
   settings: (state: StageState) => S,
+  partition = 0,
 ): StageSpec<StageHandler & V> {
   return {
     stage: def.name,
-    partition: 0,
+    partition,
     stream,
-    subject: subjects.parseAll,
+    subject: input.subject,
     input: "raw",
     // Raw, but hop messages (up to B records each), not events: a hop input's few in flight.
     inFlight: HOPS_IN_FLIGHT,
     batching: "per-input",
-    create: (state) => loadMergedHandler(def, state, settings(state), partitions),
+    create: (state) => loadMergedHandler(def, state, settings(state), input),
   };
 }
 
-export async function loadMergedHandler<P extends PortMap, S, V>(
-  def: StageDefinition<ParsedRecord, P, S, V>,
+export async function loadMergedHandler<R extends { s: number }, P extends PortMap, S, V>(
+  def: StageDefinition<R, P, S, V>,
   state: StageState,
   settings: S,
-  partitions: number,
+  input: MergedInput,
 ): Promise<StageHandler & V> {
   const positions = state.map<SubjectPos>("positions");
-  const waiting = loadWaiting(state);
-  const names = Array.from({ length: partitions }, (_, p) => subjects.parse(p));
-  const run: StageRun<ParsedRecord, V> = startStage(
+  const { names } = input;
+  // Positions of other subjects: the state of another input's layout (covisit read every
+  // partition's parse hops once), which this one does not continue. The stage sees that too.
+  if ([...positions.keys()].some((k) => !names.includes(k)))
+    for (const name of ["positions", MAP, OLD_MAP]) {
+      const m = state.map(name);
+      for (const k of [...m.keys()]) m.delete(k);
+    }
+  const waiting = loadWaiting<R>(state);
+  const run: StageRun<R, V> = startStage(
     def,
     {
       name: def.name,
@@ -92,12 +125,13 @@ export async function loadMergedHandler<P extends PortMap, S, V>(
   while (run.restoreStep()) await new Promise<void>((resolve) => setImmediate(resolve));
 
   const handle: StageHandler["handle"] = (msg) => {
-    const env = decodeEnvelope<ParsedRecord>(msg.data);
+    const env = decodeEnvelope<R>(msg.data);
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const recs = env.recs.filter((r) => r.s > pos.s);
     if (recs.length > 0) waiting.append(msg.subject, recs);
+    const upTo = input.complete === "upTo" ? env.upTo : env.wm;
     positions.set(msg.subject, {
-      upTo: Math.max(pos.upTo, env.upTo),
+      upTo: Math.max(pos.upTo, upTo),
       s: recs.length > 0 ? recs[recs.length - 1]!.s : pos.s,
       wm: Math.max(pos.wm, env.wm),
     });
@@ -109,10 +143,10 @@ export async function loadMergedHandler<P extends PortMap, S, V>(
       complete = Math.min(complete, p?.upTo ?? 0);
       wm = Math.max(wm, p?.wm ?? -1);
     }
-    const ready: ParsedRecord[] = [];
+    const ready: R[] = [];
     for (const name of names) waiting.take(name, complete, ready);
     ready.sort((a, b) => a.s - b.s);
-    const to = waiting.empty(names) ? wm : -1;
+    const to = input.complete === "upTo" && waiting.empty(names) ? wm : -1;
     run.push({
       records: ready,
       position: { from: msg.seq - 1, upTo: msg.seq },

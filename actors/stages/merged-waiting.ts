@@ -1,5 +1,4 @@
 import type { StageState } from "../../state/index.js";
-import type { ParsedRecord } from "../contract/index.js";
 
 /**
  * The records a merged stage (merged-input.ts) holds until every partition has reported that
@@ -13,11 +12,11 @@ import type { ParsedRecord } from "../contract/index.js";
  * A hop's key is rewritten only when a take stops inside it (the rest of it stays), and deleted
  * once it is all taken.
  */
-export interface Waiting {
+export interface Waiting<R extends { s: number }> {
   /** Keeps a hop's records (in `s` order, after every record kept for the subject). */
-  append(subject: string, recs: ParsedRecord[]): void;
+  append(subject: string, recs: R[]): void;
   /** Moves the subject's records up to `complete` (in `s` order) to `out`. */
-  take(subject: string, complete: number, out: ParsedRecord[]): void;
+  take(subject: string, complete: number, out: R[]): void;
   /** Whether no record waits on any of these subjects. */
   empty(subjects: readonly string[]): boolean;
 }
@@ -32,12 +31,12 @@ const keyOf = (subject: string, s: number) => `${subject}|${s}`;
  * The waiting records of a merged stage's state. Lists of the layout before are moved into hop
  * keys now (one key per subject, its first record's `s`): the next snapshot writes both.
  */
-export function loadWaiting(state: StageState): Waiting {
+export function loadWaiting<R extends { s: number }>(state: StageState): Waiting<R> {
   // JSON text, not MessagePack (~60% of the bytes): with a codec's stored form (a binary map),
   // the full-disk test (snapshot writes failing, the stage restarting from its last snapshot)
   // ended with answers that differed from a run with room; as text they are the same.
-  const hops = state.map<ParsedRecord[]>(MAP, { text: true });
-  const old = state.map<ParsedRecord[]>(OLD_MAP, { text: true });
+  const hops = state.map<R[]>(MAP, { text: true });
+  const old = state.map<R[]>(OLD_MAP, { text: true });
   for (const subject of [...old.keys()]) {
     const list = old.get(subject);
     if (list && list.length > 0) hops.set(keyOf(subject, list[0]!.s), list);

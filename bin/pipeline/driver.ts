@@ -59,10 +59,7 @@ function forgetfulStore(): SnapshotStore {
 export async function startDriver(cfg: PipelineConfig): Promise<Driver> {
   const log = createMemoryLog();
   log.addStream(EVENTS_STREAM, ["events.>"]);
-  log.addStream(
-    STREAMS.hops,
-    HOP_STAGES.map((s) => `reco.${s}.*`),
-  );
+  log.addStream(STREAMS.hops, [...HOP_STAGES.map((s) => `reco.${s}.*`), subjects.pairsAll]);
   log.addStream(STREAMS.dlq, ["reco.dlq.>"]);
   log.addStream(STREAMS.late, ["reco.late"]);
   log.addStream(STREAMS.items, [subjects.itemsUpsert]);

@@ -8,7 +8,7 @@ import {
   type NatsConnection,
   type StreamConfig,
 } from "nats";
-import { buckets as BUCKETS } from "../../actors/contract/index.js";
+import { buckets as BUCKETS, subjects } from "../../actors/contract/index.js";
 
 /** Streams and buckets the pipeline needs besides EVENTS (see streams.ts). */
 export const STREAMS = {
@@ -48,7 +48,7 @@ export async function ensureTopology(
   const dup = ms(options.duplicateWindowMs ?? 120_000);
   await ensureStream(jsm, {
     name: STREAMS.hops,
-    subjects: HOP_STAGES.map((s) => `reco.${s}.*`),
+    subjects: [...HOP_STAGES.map((s) => `reco.${s}.*`), subjects.pairsAll],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,

@@ -9,7 +9,7 @@ import {
 } from "../../actors/plan/index.js";
 import { encodeEnvelope } from "../../actors/host/index.js";
 import type { StageOutput } from "../../actors/host/index.js";
-import { loadMergedHandler } from "../../actors/stages/index.js";
+import { loadMergedHandler, parseInput } from "../../actors/stages/index.js";
 import type { ParsedRecord, EventType } from "../../actors/contract/index.js";
 import { subjects } from "../../actors/contract/index.js";
 import { createStageState, type StageStateInternal } from "../../state/stage-state.js";
@@ -202,7 +202,7 @@ export async function measureMerged(
   hop = 25,
 ): Promise<SnapshotMeasure> {
   const state = createStageState();
-  const h = await loadMergedHandler(sink, state, {}, partitions);
+  const h = await loadMergedHandler(sink, state, {}, parseInput(partitions));
   const snap = snapshotter();
   let seq = 0;
   let since = 0;
