@@ -109,6 +109,7 @@ async function stageAB(otherTree: string, n: number) {
     name: string;
     run: { push(b: unknown): void; view: unknown; restoreAll(): void };
     state: { takeDelta(): { maps: [string, unknown[], string[]][]; binary: Set<string> } };
+    input: unknown[];
     cpu: number;
     snap: number;
   }
@@ -119,8 +120,23 @@ async function stageAB(otherTree: string, n: number) {
     const { ECOMMERCE: preset } = await imp("actors/sources/preset.ts");
     const { startStage } = await imp("runtime/index.ts");
     const { createStageState } = await imp("state/index.ts");
-    const sources = (defaultSourceSettings as (p: unknown) => unknown)(preset);
-    const settings = { preset, sources };
+    const sources = (defaultSourceSettings as (p: unknown) => { covisit: object })(preset);
+    // A tree whose covisit stage runs per item partition takes pair records (one partition
+    // here), paired beforehand by co-visitation's user side (not timed); an older one, events.
+    const { createCovisitUsers, memStore } = await imp("actors/sources/index.ts");
+    type Users = { together(e: unknown): { items: string[]; weights: number[] } | undefined };
+    const pairing = createCovisitUsers as unknown as ((o: object, s: object) => Users) | undefined;
+    const users = pairing?.(
+      { preset, ...sources.covisit },
+      { recent: (memStore as () => unknown)() },
+    );
+    const input = users
+      ? records.map((r) => {
+          const t = users.together({ ...r, t: r.t, r: -1 });
+          return { s: r.s, i: r.i, ts: r.ts, n: t?.items ?? [], w: t?.weights ?? [], e: r };
+        })
+      : records;
+    const settings = { preset, sources, partition: 0, partitions: 1 };
     const state = (createStageState as () => Tree["state"])();
     const run = (startStage as (...a: unknown[]) => Tree["run"])(
       covisitStage,
@@ -128,7 +144,7 @@ async function stageAB(otherTree: string, n: number) {
       () => undefined,
     );
     run.restoreAll();
-    return { name, run, state, cpu: 0, snap: 0 };
+    return { name, run, state, input, cpu: 0, snap: 0 };
   };
   const trees = [await load("other", otherTree), await load("this", ".")];
   for (let off = 0; off < n; off += CHUNK) {
@@ -138,7 +154,7 @@ async function stageAB(otherTree: string, n: number) {
     for (const t of order) {
       const c0 = cpu();
       for (let x = off; x < Math.min(n, off + CHUNK); x += BATCH) {
-        const batch = records.slice(x, x + BATCH);
+        const batch = t.input.slice(x, x + BATCH);
         t.run.push({
           records: batch,
           position: { from: x, upTo: x + batch.length },

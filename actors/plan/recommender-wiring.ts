@@ -33,7 +33,7 @@ import {
   type RecommenderView,
   scorerServe,
 } from "../serving/index.js";
-import { loadStageHandler, NO_OUTPUT } from "../host/index.js";
+import { loadStageHandler } from "../host/index.js";
 import {
   createItemIds,
   defaultBlend,
@@ -178,8 +178,8 @@ export function recommenderWiring(
       subject: subjects.parse(p),
       input: "envelope",
       batching: "per-input",
-      create: (state) =>
-        loadStageHandler(historyDefs[p]!, state, NO_OUTPUT, {
+      create: (state, out) =>
+        loadStageHandler(historyDefs[p]!, state, out, {
           settings: {
             preset,
             halfLifeMs: sources.historyHalfLifeMs,
