@@ -9,7 +9,9 @@ import {
   seededRandom,
   type SourcePreset,
 } from "../actors/sources/index.js";
-import type { EventType, ParsedRecord } from "../actors/contract/index.js";
+import { partitionOf, type EventType, type ParsedRecord } from "../actors/contract/index.js";
+import type { PairsTo } from "../actors/stages/index.js";
+import { of } from "rxjs";
 import { recordMaker, reloaded, sourceStages } from "./helpers/source-stages.js";
 
 const T0 = Date.UTC(2026, 10, 1);
@@ -193,5 +195,40 @@ describe("co-visitation and the item counters over item partitions", () => {
           .map((x) => x.item),
       ).toEqual(popular.top(now, 50).map((x) => x.item));
     }
+  });
+});
+
+describe("a history stage's pairs", () => {
+  it("end every batch with a mark to every item partition: how far they are complete, and event time", () => {
+    const s = sourceStages({ partitions: 2, preset: ECOMMERCE, sources });
+    const outs: PairsTo[] = [];
+    const run = (b: object) =>
+      of(b)
+        .pipe(s.history[0]!.logic.operator as never)
+        .subscribe((o) => outs.push(...((o as { pairs?: PairsTo[] }).pairs ?? [])));
+    const rec = recordMaker();
+    // One event: its record goes to its item's partition only; both hear the mark.
+    run({
+      records: [rec("u1", "i1", T0)],
+      position: { from: 0, upTo: 5 },
+      progress: { from: -1, to: T0 },
+    });
+    const marks = (from: number) =>
+      outs.slice(from).flatMap((x) => (x.rec.p === undefined ? [] : [[x.q, x.rec.s, x.rec.p]]));
+    expect(outs.filter((x) => x.rec.p === undefined).map((x) => x.q)).toEqual([
+      partitionOf("i1", 2),
+    ]);
+    expect(marks(0)).toEqual([
+      [0, 5, T0],
+      [1, 5, T0],
+    ]);
+    expect(outs.at(-1)!.rec.p).toBe(T0); // after the event's record
+    // A batch without records (parse's progress broadcast): event time moves on everywhere.
+    const before = outs.length;
+    run({ records: [], position: { from: 5, upTo: 9 }, progress: { from: T0, to: T0 + M } });
+    expect(marks(before)).toEqual([
+      [0, 9, T0 + M],
+      [1, 9, T0 + M],
+    ]);
   });
 });

@@ -139,13 +139,16 @@ beforeAll(async () => {
     const h = handler();
     const st = h?.status();
     // The other source stages have read as far: covisit every record, history every hop.
-    const covisit = app.pipeline.instance("covisit/0")?.handler() as CovisitView | undefined;
+    const covisitFed = [0, 1, 2].reduce<number | undefined>((n, q) => {
+      const v = app.pipeline.instance(`covisit/${q}`)?.handler() as CovisitView | undefined;
+      return n === undefined || v === undefined ? undefined : n + v.fed();
+    }, 0);
     const historyDone = [0, 1, 2].every((p) => {
       const at = app.pipeline.instance(`history/${p}`)?.position();
       return at !== undefined && at === app.pipeline.instance(`watermark/${p}`)?.position();
     });
     if (st && st.events > 0 && st.trainAt === st.events && st.models.implicit === st.events) {
-      if (!h!.training() && covisit?.fed() === st.events && historyDone) break;
+      if (!h!.training() && covisitFed === st.events && historyDone) break;
     }
     if (Date.now() > until) throw new Error(`not trained: ${JSON.stringify(st)} of ${accepted}`);
     await new Promise((r) => setTimeout(r, 200));

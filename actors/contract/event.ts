@@ -249,7 +249,7 @@ export interface ParsedRecord extends Interaction {
  * it moves without events.
  */
 export interface PairRecord {
-  /** EVENTS sequence of the event (of a progress record: the input position it was sent at). */
+  /** EVENTS sequence of the event (of a mark: the input position its records are complete to). */
   s: number;
   /** The event's item. */
   i: string;
@@ -257,8 +257,21 @@ export interface PairRecord {
   /** The items it pairs with, and each pair's weight. */
   n: string[];
   w: number[];
-  /** The event, in its item's partition. */
-  e?: ParsedRecord;
-  /** Event-time progress (a progress record). */
+  /** The event, in its item's partition: what its item's totals and counters read of it. */
+  e?: PairEvent;
+  /** Event-time progress (a mark). */
   p?: number;
+}
+
+/**
+ * What a pair record carries of its event (the rest is the record's own `i`, `ts`, `s`): the
+ * type as the sources count it (a movies rating is `rating`), category, rating, price and the
+ * progress before it.
+ */
+export interface PairEvent {
+  t: EventType | "rating";
+  c: string;
+  r: number;
+  pr: number;
+  wb: number;
 }

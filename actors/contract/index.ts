@@ -61,6 +61,7 @@ export type {
   Interaction,
   ParseOptions,
   ParseResult,
+  PairEvent,
   PairRecord,
   ParsedRecord,
   Preset,

@@ -45,7 +45,7 @@ const recordBytes = (r: ParsedRecord) =>
 
 /** An upper bound of a pair record's bytes (see recordBytes). */
 const pairBytes = (r: PairRecord) => {
-  let n = 100 + 6 * r.i.length + 12 * r.n.length + (r.e ? recordBytes(r.e) : 0);
+  let n = 100 + 6 * r.i.length + 12 * r.n.length + (r.e ? 60 + 6 * r.e.c.length : 0);
   for (const b of r.n) n += 6 * b.length;
   return n;
 };
@@ -93,7 +93,6 @@ export const stageTopology = {
   // serving reads their state.
   history: (p: number): PortTopology<typeof historyStage.ports> => ({
     pairs: ({ q, rec }, out) => out.emit(subjects.pairs(q, p), rec, pairBytes(rec)),
-    progress: (upTo, out) => out.setProgress(upTo),
   }),
   watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
     window: subjects.watermark(p),

@@ -8,7 +8,7 @@ import {
   createCovisitItems,
   type CovisitItems,
   type CovisitOptions,
-  sourceEventOf,
+  type SourceEvent,
   createPopular,
   createTrending,
   type CounterPart,
@@ -126,15 +126,15 @@ export const covisitStage = defineStage({
         const ev = r.e;
         if (ev === undefined) covisit.back(r.i, r.ts, r.n, r.w);
         else {
-          const e = sourceEventOf(ev, preset);
+          const e: SourceEvent = { u: "", i: r.i, t: ev.t, ts: r.ts, c: ev.c, r: ev.r };
           const w = preset.weight(e);
           if (w > 0) covisit.own(r.i, r.ts, w, r.n, r.w, mine);
           trending.add(e);
           popular.add(e);
           if (e.c !== "" && categories.get(e.i) !== e.c) categories.set(e.i, e.c);
           if (ev.pr >= 0) {
-            const [sum, k] = prices.get(ev.i) ?? [0, 0];
-            prices.set(ev.i, [sum + ev.pr, k + 1]);
+            const [sum, k] = prices.get(r.i) ?? [0, 0];
+            prices.set(r.i, [sum + ev.pr, k + 1]);
           }
           progress = Math.max(progress, ev.wb);
           n++;

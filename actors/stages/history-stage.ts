@@ -30,8 +30,10 @@ import {
  * With `covisit`, the user side of co-visitation runs here too (covisit.ts createCovisitUsers):
  * each user's recent items, and for each event the items it pairs with, sent on `pairs` to the
  * item partitions that hold them (a PairRecord per event and partition, to the covisit stage of
- * that partition). `progress` is the input position the records sent so far are complete to
- * (the EVENTS sequence of the hops read), the order the covisit stages merge their inputs in.
+ * that partition). After each batch it sends every item partition a mark: the input position its
+ * records so far are complete to (the EVENTS sequence of the hops read) and the event-time
+ * progress. A covisit stage feeds a record once every user partition has marked past it, so
+ * marks to every partition, whether any event concerns it or not, keep each one moving.
  *
  * With `scorer`, the prequential scorer (DESIGN §7, prequential-scorer.ts) runs here too: each
  * sampled case is scored against the serving path's answer just before this stage feeds the
@@ -62,7 +64,7 @@ export interface HistoryView {
 export const historyStage = defineStage({
   name: "history",
   input: port<ParsedRecord>(),
-  ports: { pairs: port<PairsTo>(), progress: port<number>() },
+  ports: { pairs: port<PairsTo>() },
   create: (ctx: StageContext<HistoryStageSettings>) => {
     const s = ctx.settings;
     const history = createHistory(
@@ -95,9 +97,8 @@ export const historyStage = defineStage({
             }
             scorer?.settle(batch);
             if (!pairs) return {};
-            if (batch.records.length === 0 && batch.progress.to > batch.progress.from)
-              pairs.progress(batch, out);
-            return { pairs: out, progress: [batch.position.upTo] };
+            pairs.mark(batch, out);
+            return { pairs: out };
           }),
         ),
       view,
@@ -135,7 +136,14 @@ function pairsOf(
       // The event's own partition always hears of it (its item's counters count every event).
       out.push({
         q: own,
-        rec: { s: r.s, i: r.i, ts: r.ts, n: t?.items ?? NONE, w: t?.weights ?? [], e: r },
+        rec: {
+          s: r.s,
+          i: r.i,
+          ts: r.ts,
+          n: t?.items ?? NONE,
+          w: t?.weights ?? [],
+          e: { t: e.t, c: r.c, r: r.r, pr: r.pr, wb: r.wb },
+        },
       });
       if (!t || t.items.length === 0) return;
       // The links back, to every other partition holding some of the items.
@@ -155,8 +163,8 @@ function pairsOf(
           out.push({ q, rec: { s: r.s, i: r.i, ts: r.ts, n: b.n, w: b.w } });
         }
     },
-    /** Event-time progress without events, to every item partition. */
-    progress(batch: InputBatch<ParsedRecord>, out: PairsTo[]) {
+    /** The batch's mark, to every item partition, after its records. */
+    mark(batch: InputBatch<ParsedRecord>, out: PairsTo[]) {
       for (let q = 0; q < Q; q++)
         out.push({
           q,

@@ -52,9 +52,10 @@ export interface MergedInput {
   names: readonly string[];
   /**
    * Where a hop names the EVENTS sequence its subject is complete to: its `upTo` (parse's hops),
-   * or its progress (`wm`: the pairs of a history stage, whose `upTo` is its own input's).
+   * or its last record (`mark`: the pairs of a history stage end each hop with a mark, whose
+   * `s` is that; the hop's `upTo` is the history stage's own input position).
    */
-  complete: "upTo" | "wm";
+  complete: "upTo" | "mark";
 }
 
 /** Every user partition's parse hops (covisit's input before, collaborative's now). */
@@ -68,7 +69,7 @@ export const parseInput = (partitions: number): MergedInput => ({
 export const pairsInput = (q: number, partitions: number): MergedInput => ({
   subject: subjects.pairsTo(q),
   names: Array.from({ length: partitions }, (_, p) => subjects.pairs(q, p)),
-  complete: "wm",
+  complete: "mark",
 });
 
 /**
@@ -129,7 +130,8 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const recs = env.recs.filter((r) => r.s > pos.s);
     if (recs.length > 0) waiting.append(msg.subject, recs);
-    const upTo = input.complete === "upTo" ? env.upTo : env.wm;
+    const upTo =
+      input.complete === "upTo" ? env.upTo : (env.recs[env.recs.length - 1]?.s ?? pos.upTo);
     positions.set(msg.subject, {
       upTo: Math.max(pos.upTo, upTo),
       s: recs.length > 0 ? recs[recs.length - 1]!.s : pos.s,

@@ -121,7 +121,7 @@ type Ranker = "design" | "blend";
 let sourcesSeen = "";
 
 /**
- * 1 unless covisit/0 and collaborative/0 have read the last user-path hop, fed the same records,
+ * 1 unless every covisit stage and collaborative/0 have read past the last user-path hop, fed the same records,
  * and the model of the newest training point is served with nothing training.
  */
 async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[]) {
@@ -134,7 +134,11 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
     ),
   );
   const end = Math.max(...last);
-  const at = (stage: string) => positions.find((g) => g.labels.stage === stage)?.value ?? 0;
+  // The lowest position of the stage's instances (0 while one has none).
+  const at = (stage: string) => {
+    const of = positions.filter((g) => g.labels.stage === stage).map((g) => g.value);
+    return of.length === 0 ? 0 : Math.min(...of);
+  };
   const rec = Object.fromEntries(
     (await gauges(p.metricsPort, "reco_recommender").catch(() => [])).map((g) => [
       g.labels.name,

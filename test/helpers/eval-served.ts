@@ -61,19 +61,24 @@ async function caughtUp(app: App, accepted: number, trains: boolean) {
   const instance = (id: string) => app.pipeline.instance(id);
   for (const until = Date.now() + 180_000; ;) {
     const collab = instance("collaborative/0")?.handler() as CollaborativeView | undefined;
-    const covisit = instance("covisit/0")?.handler() as CovisitView | undefined;
+    // Events fed over every item partition's covisit stage (undefined while one is not running).
+    const covisitFed = Array.from({ length: PARTITIONS }, (_, q) => q).reduce<number | undefined>(
+      (n, q) => {
+        const v = instance(`covisit/${q}`)?.handler() as CovisitView | undefined;
+        return n === undefined || v === undefined ? undefined : n + v.fed();
+      },
+      0,
+    );
     const st = collab?.status();
     const history = Array.from({ length: PARTITIONS }, (_, p) => p).every((p) => {
       const at = instance(`history/${p}`)?.position();
       return at !== undefined && at === instance(`watermark/${p}`)?.position();
     });
     const trained = !trains || (st?.trainAt === accepted && st.models.implicit === accepted);
-    if (st?.events === accepted && trained && !collab!.training() && covisit?.fed() === accepted)
+    if (st?.events === accepted && trained && !collab!.training() && covisitFed === accepted)
       if (history) return;
     if (Date.now() > until)
-      throw new Error(
-        `not caught up: ${JSON.stringify(st)} of ${accepted}, covisit ${covisit?.fed()}`,
-      );
+      throw new Error(`not caught up: ${JSON.stringify(st)} of ${accepted}, covisit ${covisitFed}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -52,7 +52,10 @@ export function stageIds(
   if (ranker === "blend") perPartition.push("history");
   const ids = ["parse/0", "catalogue-upsert/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
-  if (ranker === "blend") ids.push("covisit/0", "collaborative/0");
+  if (ranker === "blend") {
+    for (let q = 0; q < partitions; q++) ids.push(`covisit/${q}`);
+    ids.push("collaborative/0");
+  }
   // Online quality's scorer runs inside each history/<p> (no instance of its own).
   return ids;
 }
@@ -88,20 +91,34 @@ export async function childrenDown(port: number): Promise<number> {
  */
 export async function stagesBehind(jsm: JetStreamManager, positions: Gauge[]): Promise<number> {
   let behind = 0;
+  const lastOf = (stream: string, subject: string) =>
+    jsm.streams
+      .getMessage(stream, { last_by_subj: subject })
+      .then((m) => m.seq)
+      // Nothing on the subject yet: nothing to be behind. Any other error (a request timeout
+      // under load) says nothing, so the instance counts as behind.
+      .catch((err: { code?: unknown }) => (String(err.code) === "404" ? 0 : Infinity));
+  // User partitions: a covisit stage reads one subject of pairs from each.
+  const users = positions.filter((g) => g.labels.stage === "history").length;
   for (const { labels, value } of positions) {
-    // A chain (CHAINING=on: "watermark+window+...") reads its first stage's input.
-    const input = inputOf[labels.stage!.split("+")[0]!];
-    if (!input) continue;
-    const [stream, subject] = input(labels.partition!);
-    const end =
-      subject === ""
-        ? (await jsm.streams.info(stream)).state.last_seq
-        : await jsm.streams
-            .getMessage(stream, { last_by_subj: subject })
-            .then((m) => m.seq)
-            // Nothing on the subject yet: nothing to be behind. Any other error (a request
-            // timeout under load) says nothing, so the instance counts as behind.
-            .catch((err: { code?: unknown }) => (String(err.code) === "404" ? 0 : Infinity));
+    let end: number;
+    if (labels.stage === "covisit") {
+      const ends = await Promise.all(
+        Array.from({ length: users }, (_, p) =>
+          lastOf("RECO_HOPS", `reco.pairs.${labels.partition}.${p}`),
+        ),
+      );
+      end = Math.max(0, ...ends);
+    } else {
+      // A chain (CHAINING=on: "watermark+window+...") reads its first stage's input.
+      const input = inputOf[labels.stage!.split("+")[0]!];
+      if (!input) continue;
+      const [stream, subject] = input(labels.partition!);
+      end =
+        subject === ""
+          ? (await jsm.streams.info(stream)).state.last_seq
+          : await lastOf(stream, subject);
+    }
     if (value < end) behind++;
   }
   return behind;
