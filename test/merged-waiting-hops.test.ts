@@ -3,9 +3,9 @@ import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/host/index.js";
-import { loadMergedHandler, MAP, OLD_MAP, parseInput } from "../actors/stages/index.js";
+import { loadMergedHandler, MAP, OLD_MAP, pairsInput, parseInput } from "../actors/stages/index.js";
 import { subjects } from "../actors/contract/index.js";
-import type { ParsedRecord } from "../actors/contract/index.js";
+import type { PairRecord, ParsedRecord } from "../actors/contract/index.js";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
 import { readSections } from "../state/sections.js";
 import { recordMaker } from "./helpers/source-stages.js";
@@ -128,5 +128,66 @@ describe("a merged stage's waiting records, one key per hop", () => {
     expect([...again.map(MAP).keys()]).toEqual([`${subjects.parse(0)}|1`]);
     h.handle(hop(1, 6, [r[1]!, r[3]!, r[5]!]), 0);
     expect(fed).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+});
+
+describe("a merged stage fed pair records", () => {
+  const marks: [number, number][] = [];
+  const pairsRecorder = defineStage({
+    name: "pairs-recorder",
+    input: port<PairRecord>(),
+    ports: {},
+    create: () => ({
+      operator: (batches$) =>
+        batches$.pipe(
+          map((b) => {
+            for (const r of b.records) marks.push([r.s, r.p ?? -1]);
+            return {};
+          }),
+        ),
+      view: {},
+    }),
+  });
+  const mark = (s: number, p: number): PairRecord => ({ s, i: "", ts: -1, n: [], w: [], p });
+  const own = (s: number): PairRecord => ({ s, i: "a", ts: s, n: [], w: [] });
+  const pairsHop = (p: number, recs: PairRecord[]) => ({
+    seq: ++seq,
+    subject: subjects.pairs(0, p),
+    // The hop's own upTo and wm say nothing of the merge: its last record (a mark) does.
+    data: encodeEnvelope(seq, 1e12, recs),
+    headers: {},
+  });
+
+  it("feeds records once every user partition has marked past them, and a mark again at the same sequence", async () => {
+    marks.length = 0;
+    const state = createStageState();
+    const h = await loadMergedHandler(pairsRecorder, state, {}, pairsInput(0, 2));
+    h.handle(pairsHop(0, [own(3), mark(5, 100)]), 0);
+    // Partition 1 has marked nothing yet: nothing fed, whatever the hops' wm says.
+    expect(marks).toEqual([]);
+    h.handle(pairsHop(1, [own(4), mark(4, 90)]), 0);
+    expect(marks).toEqual([
+      [3, -1],
+      [4, -1],
+      [4, 90],
+    ]);
+    // Partition 1's event time moves on at the same position: taken again (and waits for
+    // nothing, its position is the one it marked), as does partition 0's next mark twice.
+    h.handle(pairsHop(1, [mark(4, 95)]), 0);
+    h.handle(pairsHop(0, [mark(5, 110)]), 0);
+    h.handle(pairsHop(1, [mark(6, 120)]), 0);
+    expect(marks.slice(3)).toEqual([
+      [4, 95],
+      [5, 100],
+      [5, 110],
+    ]);
+    // Partition 1's mark past partition 0's waited for it; partition 0's next ones wait in turn.
+    h.handle(pairsHop(0, [own(7), mark(7, 130)]), 0);
+    expect(marks.slice(6)).toEqual([[6, 120]]);
+    h.handle(pairsHop(1, [mark(8, 140)]), 0);
+    expect(marks.slice(7)).toEqual([
+      [7, -1],
+      [7, 130],
+    ]);
   });
 });

@@ -53,14 +53,35 @@ async function wired() {
     },
   );
   const handlers = new Map<string, StageHandler>();
-  for (const [id, spec] of specs)
-    handlers.set(id, await spec.create(createStageState(), fakeOutput().out));
+  const outputs = new Map<string, ReturnType<typeof fakeOutput>["rec"]>();
+  for (const [id, spec] of specs) {
+    const o = fakeOutput();
+    outputs.set(id, o.rec);
+    handlers.set(id, await spec.create(createStageState(), o.out));
+  }
   let upTo = 0;
   let seq = 0;
+  /** Which handlers read a subject (a wildcard's readers too). */
+  const reads = (id: string, subject: string) => {
+    const [a, b] = [specs.get(id)!.subject.split("."), subject.split(".")];
+    return a.length === b.length && a.every((t, k) => t === "*" || t === b[k]);
+  };
+  /** A hop to every reader of its subject; then the pairs history/0 sent, to covisit/0. */
   const send = (data: Uint8Array, last: number) => {
     seq++;
-    for (const h of handlers.values())
-      h.handle({ seq, subject: "reco.parse.0", data, headers: {} }, last);
+    for (const [id, h] of handlers)
+      if (reads(id, "reco.parse.0"))
+        h.handle({ seq, subject: "reco.parse.0", data, headers: {} }, last);
+    const emitted = outputs.get("history/0")!.emits.splice(0);
+    const pairs = emitted.filter(([subject]) => subject === "reco.pairs.0.0").map(([, r]) => r);
+    if (pairs.length === 0) return;
+    seq++;
+    handlers
+      .get("covisit/0")!
+      .handle(
+        { seq, subject: "reco.pairs.0.0", data: encodeEnvelope(seq - 1, -1, pairs), headers: {} },
+        0,
+      );
   };
   const feed = (recs: ParsedRecord[]) => {
     const last = upTo;

@@ -139,6 +139,8 @@ export function recommenderWiring(
   const counted = <R, P extends PortMap, S, V>(
     def: StageDefinition<R, P, S, V>,
     instance: string,
+    /** Whether a record changes data (default: every one does). */
+    data: (r: R) => boolean = () => true,
   ): StageDefinition<R, P, S, V> => ({
     ...def,
     create(ctx) {
@@ -148,7 +150,7 @@ export function recommenderWiring(
         feed ? { ...ctx, state: feed.track(instance, ctx.state) } : ctx,
       );
       const count = tap((b: InputBatch<R>) => {
-        if (b.records.length > 0) changes++;
+        if (b.records.some(data)) changes++;
       });
       return { ...logic, operator: (batches$) => logic.operator(batches$.pipe(count)) };
     },
@@ -166,7 +168,8 @@ export function recommenderWiring(
   const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
     counted(historyStage, `history/${p}`),
   );
-  const covisitDefs = covisitIds.map((id) => counted(covisitStage, id));
+  // A mark moves only the clock (as idle progress does elsewhere: see MEMO_MAX_LAG_MS).
+  const covisitDefs = covisitIds.map((id) => counted(covisitStage, id, (r) => r.p === undefined));
   /** The item numbering the partitions' neighbour lists share (they are read together). */
   const itemIds = createItemIds();
   const collaborativeDef = counted(collaborativeStage, "collaborative/0");

@@ -56,6 +56,11 @@ export interface MergedInput {
    * `s` is that; the hop's `upTo` is the history stage's own input position).
    */
   complete: "upTo" | "mark";
+  /**
+   * Records taken again at the subject's last sequence (a subject's records are otherwise taken
+   * once, past it): marks, whose progress may move on while the position does not.
+   */
+  again?: (r: { s: number }) => boolean;
 }
 
 /** Every user partition's parse hops (covisit's input before, collaborative's now). */
@@ -70,6 +75,7 @@ export const pairsInput = (q: number, partitions: number): MergedInput => ({
   subject: subjects.pairsTo(q),
   names: Array.from({ length: partitions }, (_, p) => subjects.pairs(q, p)),
   complete: "mark",
+  again: (r) => (r as { p?: number }).p !== undefined,
 });
 
 /**
@@ -128,7 +134,8 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
   const handle: StageHandler["handle"] = (msg) => {
     const env = decodeEnvelope<R>(msg.data);
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
-    const recs = env.recs.filter((r) => r.s > pos.s);
+    const again = input.again;
+    const recs = env.recs.filter((r) => r.s > pos.s || (r.s === pos.s && again?.(r) === true));
     if (recs.length > 0) waiting.append(msg.subject, recs);
     const upTo =
       input.complete === "upTo" ? env.upTo : (env.recs[env.recs.length - 1]?.s ?? pos.upTo);

@@ -61,6 +61,13 @@ export function loadWaiting<R extends { s: number }>(state: StageState): Waiting
   return {
     append(subject, recs) {
       const key = keyOf(subject, recs[0]!.s);
+      // A hop that starts where the last one ended (a record taken again at the subject's last
+      // sequence, merged-input.ts `again`): one list with it, in order.
+      const had = hops.get(key);
+      if (had !== undefined) {
+        hops.set(key, [...had, ...recs]);
+        return;
+      }
       hops.set(key, recs);
       const q = bySubject.get(subject);
       if (q) q.push(key);
