@@ -255,8 +255,8 @@ export interface PairRecord {
   i: string;
   ts: number;
   /** The items it pairs with, and each pair's weight. */
-  n: string[];
-  w: number[];
+  n: readonly string[];
+  w: readonly number[];
   /** The event, in its item's partition: what its item's totals and counters read of it. */
   e?: PairEvent;
   /** Event-time progress (a mark). */

@@ -312,9 +312,10 @@ export function createCovisitItems(
     },
   };
   const reader = createCovisitReader(readOptions(opts), [part]);
-  const linkBack = (a: string, ts: number, b: string, w: number) => {
+  /** Adds w at ts to the edge of b's list to item number a. */
+  const linkBack = (a: number, ts: number, b: string, w: number) => {
     const ob = ids.idOf(b);
-    link(changing(ob, names[ob]!), ids.idOf(a), w, ts);
+    link(changing(ob, names[ob]!), a, w, ts);
   };
 
   return {
@@ -338,12 +339,13 @@ export function createCovisitItems(
       const list = changing(me, item);
       for (let x = 0; x < items.length; x++) link(list, ids.idOf(items[x]!), weights[x]!, ts);
       for (let x = 0; x < items.length; x++)
-        if (back === undefined || back(items[x]!)) linkBack(item, ts, items[x]!, weights[x]!);
+        if (back === undefined || back(items[x]!)) linkBack(me, ts, items[x]!, weights[x]!);
     },
     back(a, ts, items, weights) {
       if (items.length === 0) return;
       version++;
-      for (let x = 0; x < items.length; x++) linkBack(a, ts, items[x]!, weights[x]!);
+      const me = ids.idOf(a);
+      for (let x = 0; x < items.length; x++) linkBack(me, ts, items[x]!, weights[x]!);
     },
     similar: reader.similar,
     candidates: reader.candidates,

@@ -117,18 +117,8 @@ function pairsOf(
     { ...c.options, preset },
     { recent: recentStore(ctx.state.map("covisit-recent", { codec: userValueCodec })) },
   );
-  /** Item partitions by item id (the pairs' items repeat: a user's recent ones). */
-  const partOf = new Map<string, number>();
-  const qOf = (item: string) => {
-    let q = partOf.get(item);
-    if (q === undefined) {
-      q = partitionOf(item, Q);
-      if (partOf.size >= 100_000) partOf.clear();
-      partOf.set(item, q);
-    }
-    return q;
-  };
-  const NONE: string[] = [];
+  const qOf = (item: string) => partitionOf(item, Q);
+  const NONE: readonly never[] = [];
   return {
     add(r: ParsedRecord, e: ReturnType<typeof sourceEventOf>, out: PairsTo[]) {
       const t = users.together(e);
@@ -141,34 +131,31 @@ function pairsOf(
           i: r.i,
           ts: r.ts,
           n: t?.items ?? NONE,
-          w: t?.weights ?? [],
+          w: t?.weights ?? NONE,
           e: { t: e.t, c: r.c, r: r.r, pr: r.pr, wb: r.wb },
         },
       });
       if (!t || t.items.length === 0) return;
-      // The links back, to every other partition holding some of the items.
-      let back: Map<number, { n: string[]; w: number[] }> | undefined;
+      // The links back, to every other partition holding some of the items, in partition order.
+      const back: ({ n: string[]; w: number[] } | undefined)[] = new Array(Q);
       for (let x = 0; x < t.items.length; x++) {
         const q = qOf(t.items[x]!);
         if (q === own) continue;
-        back ??= new Map();
-        let b = back.get(q);
-        if (!b) back.set(q, (b = { n: [], w: [] }));
+        const b = (back[q] ??= { n: [], w: [] });
         b.n.push(t.items[x]!);
         b.w.push(t.weights[x]!);
       }
-      if (back)
-        for (const q of [...back.keys()].sort((a, b) => a - b)) {
-          const b = back.get(q)!;
-          out.push({ q, rec: { s: r.s, i: r.i, ts: r.ts, n: b.n, w: b.w } });
-        }
+      for (let q = 0; q < Q; q++) {
+        const b = back[q];
+        if (b) out.push({ q, rec: { s: r.s, i: r.i, ts: r.ts, n: b.n, w: b.w } });
+      }
     },
     /** The batch's mark, to every item partition, after its records. */
     mark(batch: InputBatch<ParsedRecord>, out: PairsTo[]) {
       for (let q = 0; q < Q; q++)
         out.push({
           q,
-          rec: { s: batch.position.upTo, i: "", ts: -1, n: NONE, w: [], p: batch.progress.to },
+          rec: { s: batch.position.upTo, i: "", ts: -1, n: NONE, w: NONE, p: batch.progress.to },
         });
     },
   };
