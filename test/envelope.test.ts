@@ -81,6 +81,24 @@ describe("the hop envelope", () => {
     expect(peekUpTo(poison)).toBe(999999999);
   });
 
+  it("carries parse's idle markers in every form, and keeps them under another head", () => {
+    const recs = [
+      { u: "a", s: 4 },
+      { u: "b", s: 6 },
+    ];
+    const ix = [5, 1_700_000_000_000, 7, 1_700_000_100_000];
+    for (const form of ["binary", "rows", "objects"] as const) {
+      const data = encodeEnvelope(9, 5, recs, 3, form, ix);
+      expect(decodeEnvelope(data)).toEqual({ upTo: 9, prev: 3, wm: 5, recs, ix });
+      // Without markers, the envelope is as it was (no field, binary format version 1).
+      const plain = encodeEnvelope(9, 5, recs, 3, form);
+      expect(decodeEnvelope(plain)).toEqual({ upTo: 9, prev: 3, wm: 5, recs });
+      if (form === "binary") expect([plain[1], data[1]]).toEqual([1, 2]);
+      const moved = withHead(data, 12, 8, 9);
+      if (moved) expect(decodeEnvelope(moved)).toEqual({ upTo: 12, prev: 9, wm: 8, recs, ix });
+    }
+  });
+
   it("gives a message another head, upTo and wm, with its records as they were", () => {
     const recs = [
       { u: "é ✓ 😀", n: 1 },

@@ -37,6 +37,12 @@ describe("idle markers in the log: replay reproduces the same progress", () => {
     expect(replay.h.progress).toBe(m2!.body.progress);
     expect(replay.rec.emits).toEqual(live.rec.emits);
     expect(replay.rec.counts).toEqual(live.rec.counts);
+    // ... and tells the user partitions of the same jumps, at the same sequences.
+    expect(replay.rec.idles).toEqual(live.rec.idles);
+    expect(live.rec.idles.filter(([s]) => s === "reco.parse.0")).toEqual([
+      ["reco.parse.0", [3, m1!.body.progress]],
+      ["reco.parse.0", [5, m2!.body.progress]],
+    ]);
     // The event after the first marker carries the marker's progress as its `wb`.
     const afterMarker = live.rec.emits.at(-1)![1] as { wb: number; s: number };
     expect(afterMarker).toMatchObject({ s: 4, wb: m1!.body.progress });
@@ -52,6 +58,7 @@ describe("idle markers in the log: replay reproduces the same progress", () => {
     t.input(markerMsg(m!, t.seq + 1));
     expect(t.h.progress).toBe(T0 + 10);
     expect(t.rec.counts).toEqual({ idle_stale: 1 });
+    expect(t.rec.idles).toEqual([]); // no partition hears of it
   });
 
   it("dead-letters a publisher's event on events._idle as subject_mismatch, and counts it as an event", () => {

@@ -37,11 +37,16 @@ describe("idle markers: caught up and quiet", () => {
     expect(t.state.meta.progress).toBe(m!.body.progress);
     expect(t.rec.progress.at(-1)).toBe(m!.body.progress);
     // ... and reaches every partition of both paths, whether it had records or not.
-    expect([...t.rec.touches].sort()).toEqual([
+    expect([...new Set(t.rec.touches)].sort()).toEqual([
       "reco.items.0",
       "reco.items.1",
       "reco.parse.0",
       "reco.parse.1",
+    ]);
+    // Every user partition's next hop says where event time jumped, and to what.
+    expect(t.rec.idles).toEqual([
+      ["reco.parse.0", [3, m!.body.progress]],
+      ["reco.parse.1", [3, m!.body.progress]],
     ]);
     expect(t.rec.counts).toEqual({ idle_marker: 1 });
   });

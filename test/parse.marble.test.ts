@@ -148,8 +148,15 @@ describe("parse stage (marbles)", () => {
         b: { broadcast: [T0] },
         // Event time follows processing time while idle: T0 + the 1000 ms since the last event.
         c: { marker: [marker] },
-        // Read back in place (right after sequence 1): progress moves, and every partition hears.
-        d: { user: [], items: [], progress: [T0 + 1000], broadcast: [T0 + 1000] },
+        // Read back in place (right after sequence 1): progress moves, and every partition hears,
+        // the user partitions of where it jumped too.
+        d: {
+          user: [],
+          items: [],
+          progress: [T0 + 1000],
+          broadcast: [T0 + 1000],
+          idle: [{ s: 2, progress: T0 + 1000 }],
+        },
       });
     });
     expect(counts).toEqual({ idle_marker: 1 });

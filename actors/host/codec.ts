@@ -12,14 +12,23 @@ import {
  * plugs in here; the host only goes through this). The default is envelope.ts's.
  */
 export interface HopCodec {
-  /** A hop of `recs` covering input up to `upTo`, progress `wm`, its subject's previous `prev`. */
-  encode(upTo: number, wm: number, recs: readonly unknown[], prev: number): Uint8Array;
+  /**
+   * A hop of `recs` covering input up to `upTo`, progress `wm`, its subject's previous `prev`,
+   * and the idle markers applied in its range (`ix`, envelope.ts).
+   */
+  encode(
+    upTo: number,
+    wm: number,
+    recs: readonly unknown[],
+    prev: number,
+    ix?: readonly number[],
+  ): Uint8Array;
   /** The same hop's records under another head (undefined: encode them again). */
   withHead(data: Uint8Array, upTo: number, wm: number, prev: number): Uint8Array | undefined;
   /** `upTo` and `prev` of a hop without decoding its records. */
   peekHead(data: Uint8Array): { upTo: number; prev: number };
   /** A hop's head and records. */
-  decode<R>(data: Uint8Array): { upTo: number; wm: number; recs: R[] };
+  decode<R>(data: Uint8Array): { upTo: number; wm: number; recs: R[]; ix?: readonly number[] };
   /**
    * Runs `fn` so that decodes of `data` inside it are shared with the other readers of the same
    * message in this process (`key` names the message; `readers` counts its readers, default 2).
@@ -32,7 +41,7 @@ export interface HopCodec {
 export function envelopeCodec(o: { rows?: boolean } = {}): HopCodec {
   const rows = o.rows ?? true;
   return {
-    encode: (upTo, wm, recs, prev) => encodeEnvelope(upTo, wm, recs, prev, rows),
+    encode: (upTo, wm, recs, prev, ix) => encodeEnvelope(upTo, wm, recs, prev, rows, ix),
     withHead,
     peekHead,
     decode: decodeEnvelope,

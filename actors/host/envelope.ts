@@ -29,6 +29,11 @@ import {
  * (a row is an array, anything else is a record as it is). `upTo` leads both forms, so the host
  * can read it without parsing the batch. Decoding accepts both forms: messages written before
  * the rows form, and tests, use objects.
+ *
+ * `ix` (parse's hops only, when it applied idle markers in the range the hop covers): each
+ * marker's EVENTS sequence and the progress it moved to, flat, `[seq, progress, seq, ...]`.
+ * A stage that needs to know where event time jumped without records reads it (the
+ * collaborative source's training points); the others never look.
  */
 
 /** A hop message: a batch of records from one stage instance to the next. */
@@ -40,12 +45,15 @@ export interface Envelope<R> {
   /** Event-time progress: max event time (ms) over the whole input prefix, -1 before any. */
   wm: number;
   recs: R[];
+  /** Idle markers applied in the range: `[seq, progress, ...]` (see above). */
+  ix?: readonly number[];
 }
 
 interface WireEnvelope {
   upTo: number;
   prev?: number;
   wm: number;
+  ix?: number[];
   recs?: unknown[];
   k?: string[];
   rows?: unknown[];
@@ -124,11 +132,17 @@ export function encodeEnvelope(
   recs: readonly unknown[],
   prev?: number,
   form: boolean | HopForm = true,
+  ix?: readonly number[],
 ): Uint8Array {
   const f = form === true ? defaultForm : form === false ? "objects" : form;
-  if (f === "binary") return encodeBinaryHop(upTo, wm, recs, prev);
+  if (f === "binary") return encodeBinaryHop(upTo, wm, recs, prev, ix);
   const rows = f === "rows";
-  const head = prev === undefined ? { upTo, wm } : { upTo, prev, wm };
+  const head = {
+    upTo,
+    ...(prev === undefined ? {} : { prev }),
+    wm,
+    ...(ix !== undefined && ix.length > 0 ? { ix } : {}),
+  };
   const first = recs[0];
   if (rows && recs.length >= 2 && isRecordObject(first)) {
     const keys = Object.keys(first);
@@ -249,9 +263,13 @@ function decode<R>(data: Uint8Array): Envelope<R> {
     const row = rows[j];
     recs[j] = (Array.isArray(row) ? toObject(row) : row) as R;
   }
-  return e.prev === undefined
-    ? { upTo: e.upTo, wm: e.wm, recs }
-    : { upTo: e.upTo, prev: e.prev, wm: e.wm, recs };
+  return {
+    upTo: e.upTo,
+    ...(e.prev === undefined ? {} : { prev: e.prev }),
+    wm: e.wm,
+    recs,
+    ...(e.ix === undefined ? {} : { ix: e.ix }),
+  };
 }
 
 const HEAD = /^\{"upTo":\d+,(?:"prev":\d+,)?"wm":-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?,/;

@@ -8,7 +8,8 @@ import { Packr } from "msgpackr";
  *   byte 0      0xC1: never a MessagePack byte, never the '{' a JSON hop starts with
  *   byte 1      format version (1)
  *   bytes 2-25  upTo, prev (0: none), wm: float64, little-endian
- *   bytes 26-   the records array
+ *   bytes 26-   the records array (version 1), or [records, idle marks] (version 2: a hop
+ *               that carries parse's idle marks, envelope.ts `ix`)
  *
  * Against the JSON rows form on parse's records (.scratch/codec-bench.ts, 256 records a batch):
  * encode ~1.1-1.4 vs ~0.8-4.9 µs, decode ~0.55-0.6 vs ~1.4-3.6 µs per record (a noisy machine),
@@ -18,6 +19,7 @@ import { Packr } from "msgpackr";
  */
 export const BINARY_MAGIC = 0xc1;
 const VERSION = 1;
+const WITH_IDLE = 2;
 export const BINARY_HEAD = 26;
 
 const packr = new Packr({ useRecords: true });
@@ -39,16 +41,20 @@ export function encodeBinaryHop(
   wm: number,
   recs: readonly unknown[],
   prev?: number,
+  ix?: readonly number[],
 ): Uint8Array {
-  const body = packr.pack(recs);
+  const idle = ix !== undefined && ix.length > 0;
+  const body = packr.pack(idle ? [recs, ix] : recs);
   const out = new Uint8Array(BINARY_HEAD + body.length);
   writeHead(out, upTo, wm, prev ?? 0);
+  if (idle) out[1] = WITH_IDLE;
   out.set(body, BINARY_HEAD);
   return out;
 }
 
 export function peekBinaryHead(data: Uint8Array): { upTo: number; prev: number; wm: number } {
-  if (data[1] !== VERSION) throw new Error(`hop format version ${data[1]} is not known here`);
+  if (data[1] !== VERSION && data[1] !== WITH_IDLE)
+    throw new Error(`hop format version ${data[1]} is not known here`);
   const v = new DataView(data.buffer, data.byteOffset, BINARY_HEAD);
   return { upTo: v.getFloat64(2, true), prev: v.getFloat64(10, true), wm: v.getFloat64(18, true) };
 }
@@ -58,10 +64,13 @@ export function decodeBinaryHop<R>(data: Uint8Array): {
   prev?: number;
   wm: number;
   recs: R[];
+  ix?: number[];
 } {
   const { upTo, prev, wm } = peekBinaryHead(data);
-  const recs = packr.unpack(data.subarray(BINARY_HEAD)) as R[];
-  return prev === 0 ? { upTo, wm, recs } : { upTo, prev, wm, recs };
+  const body = packr.unpack(data.subarray(BINARY_HEAD)) as unknown;
+  const [recs, ix] = data[1] === WITH_IDLE ? (body as [R[], number[]]) : [body as R[], undefined];
+  const head = prev === 0 ? { upTo, wm } : { upTo, prev, wm };
+  return ix === undefined ? { ...head, recs } : { ...head, recs, ix };
 }
 
 /** The same message under another head: the records' bytes are copied, not re-encoded. */

@@ -77,6 +77,8 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
   let firstBufferedAt = 0;
   let outputCount = 0;
   const buffers = new Map<string, unknown[]>();
+  // Idle markers (envelope.ts `ix`) for each subject's next hop.
+  const idles = new Map<string, number[]>();
   // Buffers that hold exactly the records of one input message (StageOutput.forward), with its
   // bytes and record count: unless something was emitted after them, they go out as those bytes.
   const forwarded = new Map<string, { data: Uint8Array; n: number }>();
@@ -127,7 +129,12 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
       bufferedRecords += copy.length;
       if (first) o.buffering?.();
     },
-    touch(subject) {
+    touch(subject, ix) {
+      if (ix !== undefined && ix.length > 0) {
+        const had = idles.get(subject);
+        if (had) had.push(...ix);
+        else idles.set(subject, [...ix]);
+      }
       if (!buffers.has(subject)) {
         buffers.set(subject, []);
         o.buffering?.();
@@ -153,22 +160,25 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
     const upTo = o.position();
     const prev = sent[subject] ?? 0;
     if (hopBytes.size > 0) hopBytes.delete(subject);
+    const ix = idles.size > 0 ? idles.get(subject) : undefined;
+    if (ix !== undefined) idles.delete(subject);
     // Nothing new since this subject's last hop (a touch, as parse's broadcast, at the position
     // already sent): a reader drops it as covered, so it is not sent. It used to go with the
     // same Nats-Msg-Id as that hop: when the hop was lost with a dying node, the empty one was
     // stored first, the hop's re-send was then dropped as its duplicate, and every reader of
     // the subject waited for it for ever (the cluster test's stall).
-    if (prev === upTo && recs.length === 0) return;
+    if (prev === upTo && recs.length === 0 && ix === undefined) return;
     sent[subject] = upTo;
     let data: Uint8Array | undefined;
     const f = forwarded.size > 0 ? forwarded.get(subject) : undefined;
     if (f !== undefined) {
       forwarded.delete(subject);
       // Emits only append: the same count means the same records.
-      if (f.n === recs.length) data = codec.withHead(f.data, upTo, progress, prev);
+      if (f.n === recs.length && ix === undefined)
+        data = codec.withHead(f.data, upTo, progress, prev);
     }
     o.publisher()
-      .publish(subject, data ?? codec.encode(upTo, progress, recs, prev), {
+      .publish(subject, data ?? codec.encode(upTo, progress, recs, prev, ix), {
         // (prev, upTo] names the content: the subject's records of those input positions.
         msgId: `${stage}.${partition}.${prev}-${upTo}.${subject}`,
       })

@@ -47,8 +47,11 @@ export interface StageOutput {
    * (upTo, progress) instead of encoding the records again. Optional: without it, emit each.
    */
   forward?(subject: string, data: Uint8Array, recs: readonly unknown[]): void;
-  /** Makes sure a batch (possibly empty) is sent to `subject` at the next flush: carries progress. */
-  touch(subject: string): void;
+  /**
+   * Makes sure a batch (possibly empty) is sent to `subject` at the next flush: carries progress,
+   * and `ix`, idle markers applied (envelope.ts), with the subject's next hop.
+   */
+  touch(subject: string, ix?: readonly number[]): void;
   /** Sets the event-time progress stamped on every outgoing batch. */
   setProgress(wm: number): void;
   /** Publishes raw bytes (dead letters, late events) with a deterministic id. */

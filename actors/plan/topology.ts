@@ -82,6 +82,10 @@ export const stageTopology = {
         out.touch(subjects.items(p));
       }
     },
+    // Every user partition learns where event time jumped without an event, with its next hop.
+    idle: (m, out) => {
+      for (let p = 0; p < P; p++) out.touch(subjects.parse(p), [m.s, m.progress]);
+    },
     marker: (m, out) => {
       if (markerKey === undefined) return; // parse writes none without a key
       const data = enc.encode(JSON.stringify(m));

@@ -39,6 +39,13 @@ interface ParseOutputs {
   dlq?: DeadLetter[];
   broadcast?: number[];
   marker?: IdleMarker[];
+  idle?: IdleApplied[];
+}
+
+/** An idle marker parse applied: its EVENTS sequence and the progress it moved event time to. */
+export interface IdleApplied {
+  s: number;
+  progress: number;
 }
 
 /** The subject each event type must arrive on. */
@@ -76,6 +83,11 @@ export const parseStage = defineStage({
     broadcast: port<number>(),
     /** An idle marker to append to the input (signed there). */
     marker: port<IdleMarker>(),
+    /**
+     * An idle marker read back and applied (progress moved): to every user partition, where it
+     * marks the input position at which event time jumped without an event.
+     */
+    idle: port<IdleApplied>(),
   },
   trigger: "processing-time",
   create(ctx: StageContext<ParseSettings>) {
@@ -165,6 +177,7 @@ export const parseStage = defineStage({
       const before = progress;
       const accepted: ParsedRecord[] = [];
       let dlq: DeadLetter[] | undefined;
+      let idled: IdleApplied[] | undefined;
       // Processing time, read once: a batch is handled in one synchronous turn.
       const now = clock();
       for (const msg of records) {
@@ -176,7 +189,8 @@ export const parseStage = defineStage({
             : undefined;
         // Not an event: outside the accounting of events (in = accepted + bad + duplicates).
         if (marker !== undefined && markerSignedBy(markerKey, msg)) {
-          applyMarker(marker, msg.seq);
+          const applied = applyMarker(marker, msg.seq);
+          if (applied !== undefined) (idled ??= []).push(applied);
           continue;
         }
         opts.counters?.received?.(1);
@@ -191,21 +205,27 @@ export const parseStage = defineStage({
       }
       const out: ParseOutputs = { user: accepted, items: accepted };
       if (dlq !== undefined) out.dlq = dlq;
+      if (idled !== undefined) out.idle = idled;
       if (progress !== before) out.progress = [progress];
       const b = broadcast(now);
       if (b !== undefined) out.broadcast = b;
       return out;
     };
 
-    /** An idle marker read back from the input: progress moves if it is in place (IdleMarker). */
-    const applyMarker = (m: IdleMarker, seq: number) => {
+    /**
+     * An idle marker read back from the input: progress moves if it is in place (IdleMarker).
+     * Returns the marker as applied when progress moved.
+     */
+    const applyMarker = (m: IdleMarker, seq: number): IdleApplied | undefined => {
       markerInFlight = false;
       if (seq !== m.after + 1) {
         ctx.count("idle_stale");
         return;
       }
       ctx.count("idle_marker");
-      if (m.progress > progress) advance(m.progress);
+      if (m.progress <= progress) return;
+      advance(m.progress);
+      return { s: seq, progress };
     };
 
     /** Asks the server about the consumer; a marker when the input is idle (see above). */

@@ -18,6 +18,8 @@ export function fakeOutput() {
     /** StageOutput.forward calls (their records are in `emits` too). */
     forwards: [] as [string, Uint8Array][],
     touches: [] as string[],
+    /** Idle markers a touch carried (StageOutput.touch's `ix`), by subject. */
+    idles: [] as [string, readonly number[]][],
     raws: [] as RawCall[],
     kvPuts: [] as [string, string, unknown][],
     counts: {} as Record<string, number>,
@@ -29,7 +31,10 @@ export function fakeOutput() {
       rec.forwards.push([subject, data]);
       for (const r of recs) rec.emits.push([subject, r]);
     },
-    touch: (subject) => void rec.touches.push(subject),
+    touch: (subject, ix) => {
+      rec.touches.push(subject);
+      if (ix !== undefined) rec.idles.push([subject, ix]);
+    },
     setProgress: (wm) => void rec.progress.push(wm),
     raw: (subject, data, headers, msgId) => void rec.raws.push({ subject, data, headers, msgId }),
     kvPut: (bucket, key, value) => void rec.kvPuts.push([bucket, key, value]),
