@@ -72,11 +72,11 @@ describe("the ALS matrix", () => {
     };
     const itemMap = () => new Map(items.entries());
     check(b.build(), reference([...rows.entries()], itemMap(), items.size));
-    b.mark();
+    b.mark(0);
     const atMark = [...rows.entries()].map(([u, r]) => [u, r.slice()] as [string, RatingRow]);
     const nItems = items.size;
     for (let e = 0; e < 2_000; e++) b.add(`user-${e % 3_500}`, `item-${600 + (e % 50)}`, 2);
-    check(b.buildMarked()!, reference(atMark, itemMap(), nItems));
+    check(b.buildAt(0)!, reference(atMark, itemMap(), nItems));
   });
 
   it("holds no decoded row while it builds: the old space grows by the ids, not ~150 B/user", () => {

@@ -70,17 +70,20 @@ describe("the incrementally kept ALS matrix", () => {
     const same = (x: ReturnType<typeof createRatingsBuilder>, s: RatingsStores) => {
       const before = scans.n;
       const built = x.build();
-      const marked = x.buildMarked();
+      const marked = x.marks().map((c) => x.buildAt(c));
       const scanned = scans.n - before;
       expect(built).toEqual(ratingsFromStores(s));
-      expect(marked).toEqual(ratingsFromStores(s, true));
+      expect(marked).toEqual(x.marks().map((c) => ratingsFromStores(s, c)));
       expect(x.nnz).toBe(built.userCols.length);
       return scanned;
     };
     add(b, 3_000, 400, 300);
     expect(same(b, stores)).toBe(0); // no stored row read: the matrix was kept as they changed
-    b.mark();
+    b.mark(0);
     add(b, 2_000, 500, 400); // rows changed after the point: their marked copies count
+    b.mark(1);
+    add(b, 1_000, 520, 420); // and after a second mark: each mark's matrix is its own
+    expect(b.marks()).toEqual([0, 1]);
     expect(same(b, stores)).toBe(0);
 
     // Restored from a snapshot of the stores (a mark pending): its first build reads the rows
@@ -95,17 +98,22 @@ describe("the incrementally kept ALS matrix", () => {
       addB(b, 700, 600 + step * 50, 450);
       addR(r, 700, 600 + step * 50, 450);
       if (step === 2) {
-        b.unmark();
-        r.unmark();
+        b.dropBefore(1);
+        r.dropBefore(1);
       }
-      if (step === 4) {
-        b.mark();
-        r.mark();
+      if (step === 3) {
+        b.dropBefore(Infinity);
+        r.dropBefore(Infinity);
+      }
+      if (step >= 4) {
+        b.mark(step);
+        r.mark(step);
       }
       expect(same(b, stores)).toBe(0);
       const scansBefore = restored.scans.n;
       expect(r.build()).toEqual(b.build());
-      expect(r.buildMarked()).toEqual(b.buildMarked());
+      expect(r.marks()).toEqual(b.marks());
+      for (const c of b.marks()) expect(r.buildAt(c)).toEqual(b.buildAt(c));
       expect(restored.scans.n).toBe(scansBefore);
       expect(ratingsFromStores(restored.stores)).toEqual(ratingsFromStores(stores));
     }

@@ -49,7 +49,7 @@ describe("collaborative rows on LevelDB", () => {
     const old = createStageState();
     for (const [name, entries] of state.allMaps())
       for (const [k, v] of entries)
-        old.map(name).set(k, name === "rows" && typeof v === "string" ? JSON.parse(v) : v);
+        old.map(name).set(k, name === "user-rows" && typeof v === "string" ? JSON.parse(v) : v);
     old.meta = state.meta;
     await db.instance("collaborative", 1).write(old);
     const fromOld = await db.instance("collaborative", 1).load();

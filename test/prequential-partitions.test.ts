@@ -12,7 +12,6 @@ import {
 import {
   covisitStage,
   historyStage,
-  type CollaborativeView,
   type CovisitView,
   type HistoryView,
 } from "../actors/stages/index.js";
@@ -21,7 +20,7 @@ import { partitionOf } from "../actors/contract/index.js";
 import { qualityWiring, recommenderWiring } from "../actors/plan/index.js";
 import type { PrequentialReport } from "../actors/quality/index.js";
 import { itemWideView, scorerServe, type ItemWideView } from "../actors/serving/index.js";
-import { createHistory, MOVIES, type CollaborativeSource } from "../actors/sources/index.js";
+import { createHistory, MOVIES, type CollaborativeServing } from "../actors/sources/index.js";
 import { startStage } from "../runtime/index.js";
 import { createStageState } from "../state/index.js";
 
@@ -120,6 +119,7 @@ describe("online quality across partitions", () => {
       );
       expect(specs.map((s) => `${s.stage}/${s.partition}`).sort()).toEqual([
         "collaborative/0",
+        "collaborative/1",
         "covisit/0",
         "covisit/1",
         "drift/0",
@@ -159,11 +159,8 @@ describe("the scorer's read of the serving path", () => {
         asked++;
         return [{ item: "m1", score: 1, why: "" }];
       },
-    } as unknown as CollaborativeSource;
-    const collaborative: Pick<CollaborativeView, "collaborative" | "status"> = {
-      collaborative: () => source,
-      status: () => ({ events: at, trainAt: 0, models: {}, seq: at }),
-    };
+    } as unknown as CollaborativeServing;
+    const collaborative = { view: { collaborative: () => source }, seq: at };
     const wide = itemWideView([covisit.view as CovisitView], {
       preset: MOVIES,
       ...movieSources.covisit,

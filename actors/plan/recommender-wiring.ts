@@ -12,13 +12,14 @@ import type { PopularityRow, PrequentialSettings, TrainFn } from "../stages/inde
 import {
   collaborativeStage,
   type CollaborativeView,
+  type CollaborativePartView,
   covisitStage,
   type CovisitView,
   historyStage,
   type HistoryView,
   mergedStageSpec,
   pairsInput,
-  parseInput,
+  partitionInput,
 } from "../stages/index.js";
 import { partitionOf, subjects } from "../contract/index.js";
 import {
@@ -164,7 +165,22 @@ export function recommenderWiring(
   );
   const collaborative = () =>
     deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
-  const serve = scorerServe(covisit, collaborative, sources);
+  const collaborativeIds = Array.from({ length: P }, (_, p) => `collaborative/${p}`);
+  /** Every partition's collaborative rows in this process, in partition order. */
+  const collaborativeParts = () =>
+    collaborativeIds.map((id) =>
+      (deps.live(id) as (StageHandler & CollaborativePartView) | undefined)?.part(),
+    );
+  const serve = scorerServe(
+    covisit,
+    (user) => {
+      const view = collaborative();
+      const part = deps.live(collaborativeIds[partitionOf(user, P)]!) as
+        (StageHandler & CollaborativePartView) | undefined;
+      return view && part && { view, seq: part.part().seq() };
+    },
+    sources,
+  );
   const historyDefs = Array.from({ length: cfg.partitions }, (_, p) =>
     counted(historyStage, `history/${p}`),
   );
@@ -172,7 +188,7 @@ export function recommenderWiring(
   const covisitDefs = covisitIds.map((id) => counted(covisitStage, id, (r) => r.p === undefined));
   /** The item numbering the partitions' neighbour lists share (they are read together). */
   const itemIds = createItemIds();
-  const collaborativeDef = counted(collaborativeStage, "collaborative/0");
+  const collaborativeDefs = collaborativeIds.map((id) => counted(collaborativeStage, id));
   for (let p = 0; p < cfg.partitions; p++)
     deps.run({
       stage: "history",
@@ -203,16 +219,26 @@ export function recommenderWiring(
         q,
       ),
     );
-  deps.run(
-    mergedStageSpec(collaborativeDef, deps.stream, parseInput(P), () => ({
-      preset,
-      sources,
-      retrainMs: cfg.retrainIntervalMs ?? HOUR,
-      idleMs: cfg.idleTimeoutMs,
-      train: deps.train ?? trainWorker,
-      ...(deps.log ? { log: deps.log } : {}),
-    })),
-  );
+  for (let p = 0; p < P; p++)
+    deps.run(
+      mergedStageSpec(
+        collaborativeDefs[p]!,
+        deps.stream,
+        partitionInput(p),
+        () => ({
+          preset,
+          sources,
+          retrainMs: cfg.retrainIntervalMs ?? HOUR,
+          train: deps.train ?? trainWorker,
+          partition: p,
+          partitions: P,
+          parts: collaborativeParts,
+          changed: () => collaborative()?.evaluate(),
+          ...(deps.log ? { log: deps.log } : {}),
+        }),
+        p,
+      ),
+    );
   const history = (user: string) =>
     deps.live(`history/${partitionOf(user, cfg.partitions)}`) as
       (StageHandler & HistoryView) | undefined;

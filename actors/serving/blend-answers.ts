@@ -9,7 +9,7 @@ import type { PopularityRow } from "../stages/index.js";
 import { blendAnswer, covisitSimilar } from "./recommender-serve.js";
 import type { RecommenderView } from "./recommender-view.js";
 import { createAnswerMemo } from "./recommender-memo.js";
-import type { BlendSettings, CollaborativeSource, HistorySource } from "../sources/index.js";
+import type { BlendSettings, CollaborativeServing, HistorySource } from "../sources/index.js";
 
 /** Answers kept (one per user, n and blend settings): ~1 KB each. */
 const MEMO_ANSWERS = 32_768;
@@ -57,7 +57,7 @@ export function createBlendAnswers(o: {
   /** The composed view for a user; undefined while a source it needs is not there. */
   view(user: string): RecommenderView | undefined;
   /** The collaborative source (its served models are part of an answer's stamp). */
-  collaborative(): CollaborativeSource | undefined;
+  collaborative(): CollaborativeServing | undefined;
   /**
    * Changes of the sources' data so far (any change forgets every kept answer), or, with
    * `userVersion`, of the data every user's answer reads (covisit, the models).

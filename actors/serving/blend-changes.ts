@@ -54,6 +54,12 @@ export const UNREPLICATED_MAPS: ReadonlySet<string> = new Set([
   "xmarked",
   "versions", // collaborative: model version history (the console's, not the blend's)
   "points",
+  "user-marks", // collaborative per partition: the rows at training points
+  "user-xmarks",
+  "part-points", // ... its crossings of them, and the trainer's bookkeeping
+  "trainer",
+  "user-first", // ... where users and items were first added (the gathered matrix's order)
+  "user-xfirst",
 ]);
 
 /**

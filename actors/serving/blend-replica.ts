@@ -4,13 +4,22 @@ import { createStageLogic } from "../../runtime/index.js";
 import type { RecentEvent, SimilarItems, Preset } from "../contract/index.js";
 import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers.js";
 import type { ChangeChunk } from "./blend-changes.js";
-import { covisitStage, type CovisitView, historyStage, type HistoryView } from "../stages/index.js";
+import {
+  collaborativeRowsOf,
+  COLLABORATIVE_MAPS,
+  covisitStage,
+  type CovisitView,
+  historyStage,
+  type HistoryView,
+  routedRows,
+} from "../stages/index.js";
 import {
   createItemIds,
   readStoredModel,
   type StoredModel,
-  createCollaborative,
-  type CollaborativeSource,
+  createCollaborativeServing,
+  type CollaborativeRows,
+  type CollaborativeServing,
   defaultBlend,
   defaultSourceSettings,
   createHistory,
@@ -160,6 +169,8 @@ export function createBlendReplica(cfg: {
   /** One item numbering for every item partition's view (they are read together). */
   const itemIds = createItemIds();
   const covisitIds = Array.from({ length: cfg.partitions }, (_, q) => `covisit/${q}`);
+  const P = cfg.partitions;
+  const collaborativeIds = Array.from({ length: P }, (_, p) => `collaborative/${p}`);
   const covisitViews: (
     { inst: Instance; version: number; at: number; view: CovisitView } | undefined
   )[] = [];
@@ -184,27 +195,31 @@ export function createBlendReplica(cfg: {
 
   type Served = { at: number; stored: unknown };
   let collab:
-    | { inst: Instance; source: CollaborativeSource; models: Partial<Record<string, Served>> }
+    | { inst: Instance; source: CollaborativeServing; models: Partial<Record<string, Served>> }
     | undefined;
   const kinds = (["implicit", "explicit"] as const).filter((k) => sources[k]);
-  const collaborative = (): CollaborativeSource | undefined => {
+  /** Each partition's collaborative rows, over the instance served. */
+  const partRows: ({ inst: Instance; rows: CollaborativeRows } | undefined)[] = [];
+  const rowsOfPart = (p: number): CollaborativeRows | undefined => {
+    const inst = live.get(collaborativeIds[p]!);
+    if (!inst) return undefined;
+    let r = partRows[p];
+    if (r?.inst !== inst)
+      partRows[p] = r = { inst, rows: collaborativeRowsOf(mapsOf(inst, counts), preset) };
+    return r.rows;
+  };
+  const collaborative = (): CollaborativeServing | undefined => {
     const inst = live.get("collaborative/0");
     if (!inst) return undefined;
-    if (collab?.inst !== inst) {
-      const m = mapsOf(inst, counts);
+    if (collab?.inst !== inst)
       collab = {
         inst,
         models: {},
-        source: createCollaborative(preset, sources, {
-          // As the collaborative stage declares them (its rows are text maps).
-          implicit: { rows: m.map("rows", { text: true }), items: m.map("items") },
-          explicit: { rows: m.map("xrows", { text: true }), items: m.map("xitems") },
-        }),
+        source: createCollaborativeServing(sources, routedRows(rowsOfPart, P)),
       };
-    }
     // The models as the stage stores them when a training ends (als-model.ts StoredModel):
     // served here once they arrive, decoded once per model.
-    const stored = mapsOf(inst, counts).map<StoredModel>("model");
+    const stored = mapsOf(inst, counts).map<StoredModel>(COLLABORATIVE_MAPS.model);
     for (const kind of kinds) {
       const s = stored.get(kind);
       const had = collab.models[kind];
@@ -265,7 +280,7 @@ export function createBlendReplica(cfg: {
   };
 
   return {
-    instances: [...historyIds, ...covisitIds, "collaborative/0"],
+    instances: [...historyIds, ...covisitIds, ...collaborativeIds],
     adoptBase(instance, token, state) {
       const inst: Instance = {
         run: undefined,
@@ -351,7 +366,7 @@ export function createBlendReplica(cfg: {
         // A user's own keys change only their answers; anything else (covisit, the models, a
         // new run swapped in) every answer.
         const perUser =
-          chunk.instance.startsWith("history/") || chunk.instance === "collaborative/0";
+          chunk.instance.startsWith("history/") || chunk.instance.startsWith("collaborative/");
         for (const m of chunk.maps) {
           if (CLOCK_MAPS.has(m.map)) continue;
           if (perUser && USER_MAPS.has(m.map)) {

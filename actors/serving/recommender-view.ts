@@ -62,14 +62,18 @@ export function composeView(
  */
 export function scorerServe(
   covisit: () => ItemWideView | undefined,
-  collaborative: () => Pick<CollaborativeView, "collaborative" | "status"> | undefined,
+  /** The collaborative source, and how far the user's partition's rows are (EVENTS sequence). */
+  collaborative: (
+    user: string,
+  ) => { view: Pick<CollaborativeView, "collaborative">; seq: number } | undefined,
   settings: SourceSettings,
 ): ServeFn {
   return (user, history, seq) => {
     const c = covisit();
     if (!c || c.seq() >= seq) return undefined;
-    const cf = collaborative();
-    const asked = cf !== undefined && cf.status().seq < seq;
+    const at = collaborative(user);
+    const asked = at !== undefined && at.seq < seq;
+    const cf = at?.view;
     const v = composeView(
       { history: { history: () => history }, covisit: c, ...(asked ? { collaborative: cf } : {}) },
       settings,

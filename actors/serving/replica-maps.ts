@@ -57,7 +57,13 @@ export const noop = () => undefined;
 /** Users whose last change is remembered at most (a kept answer is at most MEMO_ANSWERS). */
 export const USERS_TRACKED = 200_000;
 /** Maps keyed by user whose values only that user's answer reads (history, collaborative rows). */
-export const USER_MAPS: ReadonlySet<string> = new Set(["users", "rows", "xrows"]);
+export const USER_MAPS: ReadonlySet<string> = new Set([
+  "users",
+  "rows",
+  "xrows",
+  "user-rows",
+  "user-xrows",
+]);
 /** Maps that hold only a stage's clock (covisit's progress and records fed). */
 export const CLOCK_MAPS: ReadonlySet<string> = new Set(["clock", "item-clock"]);
 

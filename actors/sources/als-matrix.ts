@@ -18,12 +18,28 @@ export interface RatingsStores {
   /** First-seen order of each item. */
   items: KeyStore<number>;
   /**
-   * The matrix at a marked input point (a training point whose model is not there yet), copy on
-   * write: the rows as they were at the point, of the users changed since, and (key "at") how
-   * many users and items there were. So the matrix of the point can be built again after a
-   * restart from a later snapshot. Absent: no marks.
+   * The matrix at marked input points (training points whose model is not there yet), copy on
+   * write in layers: a mark's layer holds the rows as they were at it of the users changed after
+   * it and before the next mark, and (key `#<mark>`) how many users and items there were. So the
+   * matrix of any mark still kept can be built, also after a restart from a later snapshot.
+   * Absent: no marks.
    */
-  marked?: KeyStore<RatingRow | { users: number; items: number }>;
+  marked?: KeyStore<RatingRow | LayerMeta>;
+  /**
+   * The stamp (`at`) each user's row and each item was first added at, by first-seen order, in
+   * chunks (keys `u<k>`, `i<k>`: orders 1024k to 1024k + 1023): a user partition's matrix keeps
+   * them so that the partitions' matrices gather in the order one instance fed everything would
+   * have (als-gather.ts). Absent: not kept.
+   */
+  firstSeen?: KeyStore<number[]>;
+}
+
+const CHUNK = 1024;
+
+/** A mark's users and items (the first so many in first-seen order). */
+export interface LayerMeta {
+  users: number;
+  items: number;
 }
 
 /**
@@ -40,7 +56,14 @@ export function createRatingsBuilder(
 ) {
   const { rows, items } = stores;
   const marked = stores.marked as KeyStore<RatingRow> | undefined;
-  const markedAt = () => stores.marked?.get(MARK) as { users: number; items: number } | undefined;
+  const metaOf = (c: number) => stores.marked?.get(`#${c}`) as LayerMeta | undefined;
+  /** The marks kept, ascending (read from the store once). */
+  let marks: number[] | undefined;
+  const markIds = (): number[] =>
+    (marks ??= [...(stores.marked?.keys() ?? [])]
+      .filter((k) => k.startsWith("#"))
+      .map((k) => Number(k.slice(1)))
+      .sort((a, b) => a - b));
   /**
    * The matrix as rows change: undefined until read from the stores (a restored builder, at its
    * first build); null if the stores' first-seen orders are not 0..n-1 (never so when a builder
@@ -55,6 +78,16 @@ export function createRatingsBuilder(
     return held;
   };
   let nnz = -1; // counted when first needed
+  const firstStore = stores.firstSeen;
+  const firstOf = (kind: "u" | "i", x: number): number =>
+    firstStore?.get(`${kind}${Math.floor(x / CHUNK)}`)?.[x % CHUNK] ?? -1;
+  const noteFirst = (kind: "u" | "i", x: number, at: number) => {
+    if (!firstStore) return;
+    const key = `${kind}${Math.floor(x / CHUNK)}`;
+    const chunk = firstStore.get(key) ?? [];
+    chunk[x % CHUNK] = at;
+    firstStore.set(key, chunk);
+  };
   const countNnz = () => {
     let n = 0;
     for (const [, row] of rows.entries()) n += pairs(row);
@@ -68,17 +101,22 @@ export function createRatingsBuilder(
     add(user: string, item: string, value: number, replace = false, at = 0) {
       let row = rows.get(user);
       if (row === undefined) {
+        noteFirst("u", rows.size, at);
         row = [rows.size, at];
         if (held?.users === rows.size) held.addUser(user);
         else if (held) held = null;
       } else if (marked) {
-        const m = markedAt();
-        if (m && (row[0] as number) < m.users && marked.get(user) === undefined)
-          marked.set(user, row.slice());
+        const ids = markIds();
+        const c = ids[ids.length - 1];
+        if (c !== undefined && (row[0] as number) < metaOf(c)!.users) {
+          const key = `${c}${SEP}${user}`;
+          if (marked.get(key) === undefined) marked.set(key, row.slice());
+        }
       }
       let i = items.get(item);
       if (i === undefined) {
         i = items.size;
+        noteFirst("i", i, at);
         items.set(item, i);
         if (held?.items === i) held.addItem(item);
         else if (held) held = null;
@@ -110,32 +148,41 @@ export function createRatingsBuilder(
     /** The input point of the user's latest change; -1 if unknown. */
     changedAt: (user: string): number => (rows.get(user)?.[1] as number | undefined) ?? -1,
     /**
-     * Marks the current point (a training point): until `unmark`, rows changed are copied first,
-     * so `buildMarked` builds the matrix of this point. Needs `stores.marked`.
+     * Marks the current point as mark `c` (greater than every mark kept): from now on, rows
+     * changed are copied first, so `buildAt(c)` builds the matrix of this point. Needs
+     * `stores.marked`.
      */
-    mark() {
+    mark(c: number) {
       if (!stores.marked) return;
-      for (const k of [...stores.marked.keys()]) stores.marked.delete(k);
-      stores.marked.set(MARK, { users: rows.size, items: items.size });
+      stores.marked.set(`#${c}`, { users: rows.size, items: items.size });
+      markIds().push(c);
     },
-    unmark() {
-      if (!stores.marked) return;
-      for (const k of [...stores.marked.keys()]) stores.marked.delete(k);
+    /** Forgets the marks below `c` (`Infinity`: every mark). */
+    dropBefore(c: number) {
+      const ids = markIds();
+      if (!stores.marked || ids.length === 0 || ids[0]! >= c) return;
+      for (const k of [...stores.marked.keys()]) {
+        const at = Number(k.startsWith("#") ? k.slice(1) : k.slice(0, k.indexOf(SEP)));
+        if (at < c) stores.marked.delete(k);
+      }
+      marks = ids.filter((x) => x >= c);
     },
-    /** Whether a point is marked. */
-    isMarked: () => markedAt() !== undefined,
-    /** The matrix at the marked point (undefined: none marked). */
-    buildMarked(): Ratings | undefined {
-      const m = markedAt();
-      if (!m) return undefined;
+    /** The marks kept, ascending. */
+    marks: (): readonly number[] => markIds(),
+    /** The stamp the user of first-seen order `u` was first added at (-1: not kept). */
+    userFirst: (u: number) => firstOf("u", u),
+    /** The stamp the item of index `i` was first added at (-1: not kept). */
+    itemFirst: (i: number) => firstOf("i", i),
+    /** The matrix at mark `c` (undefined: not kept). */
+    buildAt(c: number): Ratings | undefined {
+      const at = rowsAtMark(stores, c);
+      if (!at) return undefined;
       const mx = matrix();
-      if (!mx) return buildRows(items, () => markedEntries(rows, marked!, m.users), m.items);
-      // The held rows, but the marked copies of those changed since the point.
+      if (!mx) return buildRows(items, at.entries, at.meta.items);
       const own = new Map<number, { cols: Int32Array; vals: Float32Array }>();
-      for (const [u, row] of marked!.entries())
-        if (u !== MARK && (row[0] as number) < m.users)
-          own.set(row[0] as number, sortedRow(row, items));
-      return mx.ratings(m.users, m.items, own);
+      for (const row of at.copies.values())
+        if ((row[0] as number) < at.meta.users) own.set(row[0] as number, sortedRow(row, items));
+      return mx.ratings(at.meta.users, at.meta.items, own);
     },
     build(): Ratings {
       const mx = matrix();
@@ -148,24 +195,40 @@ export function createRatingsBuilder(
 
 /**
  * The matrix built from the stored rows alone (what a builder's incremental matrix must equal:
- * test/als-matrix-incremental), at the marked point with `marked`.
+ * test/als-matrix-incremental), at mark `c` when given.
  */
-export function ratingsFromStores(stores: RatingsStores, marked = false): Ratings | undefined {
-  if (!marked) return buildRows(stores.items, () => stores.rows.entries());
-  const m = stores.marked?.get(MARK) as { users: number; items: number } | undefined;
-  if (!m) return undefined;
-  const copies = stores.marked as KeyStore<RatingRow>;
-  return buildRows(stores.items, () => markedEntries(stores.rows, copies, m.users), m.items);
+export function ratingsFromStores(stores: RatingsStores, c?: number): Ratings | undefined {
+  if (c === undefined) return buildRows(stores.items, () => stores.rows.entries());
+  const at = rowsAtMark(stores, c);
+  return at && buildRows(stores.items, at.entries, at.meta.items);
 }
 
-/** The rows of the first `users` users as they were at the marked point. */
-function* markedEntries(
-  rows: KeyStore<RatingRow>,
-  marked: KeyStore<RatingRow>,
-  users: number,
-): Iterable<[string, RatingRow]> {
-  for (const [u, row] of rows.entries())
-    if ((row[0] as number) < users) yield [u, marked.get(u) ?? row];
+/**
+ * The rows as they were at mark `c`: the users then known, each with the copy in the earliest
+ * layer from c on that holds one, else the current row. Undefined if c is not kept.
+ */
+function rowsAtMark(stores: RatingsStores, c: number) {
+  const marked = stores.marked;
+  const meta = marked?.get(`#${c}`) as LayerMeta | undefined;
+  if (!marked || !meta) return undefined;
+  const layerOf = new Map<string, number>();
+  const copies = new Map<string, RatingRow>();
+  for (const k of marked.keys()) {
+    if (k.startsWith("#")) continue;
+    const cut = k.indexOf(SEP);
+    const layer = Number(k.slice(0, cut));
+    if (layer < c) continue;
+    const user = k.slice(cut + 1);
+    const had = layerOf.get(user);
+    if (had !== undefined && had < layer) continue;
+    layerOf.set(user, layer);
+    copies.set(user, marked.get(k) as RatingRow);
+  }
+  const entries = function* (): Iterable<[string, RatingRow]> {
+    for (const [u, row] of stores.rows.entries())
+      if ((row[0] as number) < meta.users) yield [u, copies.get(u) ?? row];
+  };
+  return { meta, copies, entries };
 }
 
 /** A stored row's entries as item indexes ascending and their values. */
@@ -325,6 +388,7 @@ function byOrder(order: Float64Array, n: number): Int32Array {
 }
 
 /** The key of the marked point's sizes (never a user id: ids are not empty). */
-const MARK = "";
+/** Between a layer's mark and the user in its copies' keys. */
+const SEP = "\u0000";
 
 export type RatingsBuilder = ReturnType<typeof createRatingsBuilder>;

@@ -1,6 +1,6 @@
 import { createRatingsBuilder, type RatingsStores } from "./als-matrix.js";
 import type { Ratings } from "./als-matrix-rows.js";
-import { createAlsIndex, type AlsIndex } from "./als-model.js";
+import { createAlsIndex, type AlsIndex, type UserRows } from "./als-model.js";
 import { servedModel, type AlsModel, type ServedModel } from "./als-served.js";
 import type { AlsSettings } from "./als-settings.js";
 import type { SourcePreset } from "./preset.js";
@@ -27,13 +27,8 @@ export interface CollaborativeSettings {
 
 export type ModelKind = "implicit" | "explicit";
 
-export interface CollaborativeSource {
-  /** Adds an event; `at` is the input point it makes (events fed, this one included). */
-  add(e: SourceEvent, at: number): void;
-  /** The matrix implicit ALS trains on. */
-  implicitRatings(): Ratings;
-  /** The matrix explicit ALS trains on. */
-  explicitRatings(): Ratings;
+/** What serving reads of the collaborative source: the models over the users' current rows. */
+export interface CollaborativeServing {
   /**
    * Serves `model`, trained on the matrix at input point `at` (undefined: none); a model with
    * user factors (as training gives it) is served without them.
@@ -45,6 +40,18 @@ export interface CollaborativeSource {
   candidates(user: string, n: number, keep?: (item: string) => boolean): Scored[];
   /** The explicit model's candidates. */
   explicitCandidates(user: string, n: number, skip?: ReadonlySet<string>): Scored[];
+  /** User vectors solved (folded in) since the models were set. */
+  readonly folded: number;
+}
+
+/** The single-instance source: every user's rows, the models, and one marked training point. */
+export interface CollaborativeSource extends CollaborativeServing {
+  /** Adds an event; `at` is the input point it makes (events fed, this one included). */
+  add(e: SourceEvent, at: number): void;
+  /** The matrix implicit ALS trains on. */
+  implicitRatings(): Ratings;
+  /** The matrix explicit ALS trains on. */
+  explicitRatings(): Ratings;
   /**
    * Marks the current input point as a training point: until `unmark`, `ratingsAtMark` gives the
    * matrices of this point (copy on write), also after a restart from a later snapshot.
@@ -53,39 +60,64 @@ export interface CollaborativeSource {
   /** The kind's matrix at the marked point (undefined: none marked). */
   ratingsAtMark(kind: ModelKind): Ratings | undefined;
   unmark(kind: ModelKind): void;
-  /** User vectors solved (folded in) since the models were set. */
-  readonly folded: number;
 }
 
-export function createCollaborative(
+/**
+ * The interaction matrices (implicit: summed weights; explicit: the latest rating), as one user
+ * partition keeps them for its users or one instance for everyone, with marks at training points
+ * (als-matrix.ts). `at`: the stamp of the change (what fold-in compares: a user's vector is
+ * solved again once their row's stamp moves).
+ */
+export function createCollaborativeRows(
   preset: SourcePreset,
-  s: CollaborativeSettings,
   stores?: { implicit: RatingsStores; explicit: RatingsStores },
-): CollaborativeSource {
+) {
   const builders = {
     implicit: createRatingsBuilder(stores?.implicit),
     explicit: createRatingsBuilder(stores?.explicit),
   };
-  const served: Partial<Record<ModelKind, { model: ServedModel; at: number; index: AlsIndex }>> =
-    {};
-  const indexOf = (kind: ModelKind) => served[kind]?.index;
-
   return {
-    add(e, at) {
+    add(e: SourceEvent, at: number) {
       const w = preset.weight(e);
       if (w > 0) builders.implicit.add(e.u, e.i, w, false, at);
       if (e.t === "rating" && e.r >= 0) builders.explicit.add(e.u, e.i, e.r, true, at);
     },
-    implicitRatings: () => builders.implicit.build(),
-    explicitRatings: () => builders.explicit.build(),
+    /** A kind's matrix and rows. */
+    of: (kind: ModelKind) => builders[kind],
+    /** Marks the current point as mark `c` in both matrices. */
+    mark(c: number) {
+      builders.implicit.mark(c);
+      builders.explicit.mark(c);
+    },
+    /** Forgets the marks below `c` in both. */
+    dropBefore(c: number) {
+      builders.implicit.dropBefore(c);
+      builders.explicit.dropBefore(c);
+    },
+  };
+}
+
+export type CollaborativeRows = ReturnType<typeof createCollaborativeRows>;
+
+/**
+ * The served models over users' current rows (`rowsOf(kind)`: wherever they live, one instance
+ * or the user's partition): candidates folded in per user (als-model.ts).
+ */
+export function createCollaborativeServing(
+  s: CollaborativeSettings,
+  rowsOf: (kind: ModelKind) => UserRows,
+): CollaborativeServing {
+  const served: Partial<Record<ModelKind, { model: ServedModel; at: number; index: AlsIndex }>> =
+    {};
+  const indexOf = (kind: ModelKind) => served[kind]?.index;
+  return {
     setModel(kind, model, at) {
       if (!model) {
         delete served[kind];
         return;
       }
       const m = servedModel(model);
-      const rows = builders[kind];
-      served[kind] = { model: m, at, index: createAlsIndex(m, rows) };
+      served[kind] = { model: m, at, index: createAlsIndex(m, rowsOf(kind)) };
     },
     model(kind) {
       const m = served[kind];
@@ -97,14 +129,37 @@ export function createCollaborative(
     explicitCandidates(user, n, skip) {
       return indexOf("explicit")?.candidates(user, n, skip && ((i) => !skip.has(i))) ?? [];
     },
-    mark() {
-      builders.implicit.mark();
-      builders.explicit.mark();
-    },
-    ratingsAtMark: (kind) => builders[kind].buildMarked(),
-    unmark: (kind) => builders[kind].unmark(),
     get folded() {
       return (served.implicit?.index.solved ?? 0) + (served.explicit?.index.solved ?? 0);
     },
+  };
+}
+
+/** One instance of every user's rows with its models (reco eval, tests, the single-instance form). */
+export function createCollaborative(
+  preset: SourcePreset,
+  s: CollaborativeSettings,
+  stores?: { implicit: RatingsStores; explicit: RatingsStores },
+): CollaborativeSource {
+  const rows = createCollaborativeRows(preset, stores);
+  const serving = createCollaborativeServing(s, (kind) => rows.of(kind));
+  let marks = 0;
+  return {
+    ...serving,
+    get folded() {
+      return serving.folded;
+    },
+    add: (e, at) => rows.add(e, at),
+    implicitRatings: () => rows.of("implicit").build(),
+    explicitRatings: () => rows.of("explicit").build(),
+    mark() {
+      rows.dropBefore(Infinity);
+      rows.mark(++marks);
+    },
+    ratingsAtMark: (kind) => {
+      const m = rows.of(kind).marks();
+      return m.length > 0 ? rows.of(kind).buildAt(m[m.length - 1]!) : undefined;
+    },
+    unmark: (kind) => rows.of(kind).dropBefore(Infinity),
   };
 }

@@ -6,6 +6,7 @@
  */
 export { evaluateAls } from "./als-eval.js";
 export { createRatingsBuilder, ratingsFromStores } from "./als-matrix.js";
+export { gatherRatings, type PartRatings } from "./als-gather.js";
 export { CACHE_USERS, createAlsIndex } from "./als-model.js";
 export {
   deserialiseModel,
@@ -23,7 +24,11 @@ export {
   trainAls,
 } from "./als.js";
 export { allowedBy, blend } from "./blend.js";
-export { createCollaborative } from "./collaborative.js";
+export {
+  createCollaborative,
+  createCollaborativeRows,
+  createCollaborativeServing,
+} from "./collaborative.js";
 export {
   createCovisit,
   createCovisitItems,
@@ -67,7 +72,12 @@ export type { OfflineMetrics } from "./als-served.js";
 export type { AlsSettings } from "./als-settings.js";
 export type { AlsModel, ServedModel } from "./als.js";
 export type { BlendRequest, BlendSettings, BlendWeights, SourceLists } from "./blend.js";
-export type { CollaborativeSettings, CollaborativeSource } from "./collaborative.js";
+export type {
+  CollaborativeRows,
+  CollaborativeServing,
+  CollaborativeSettings,
+  CollaborativeSource,
+} from "./collaborative.js";
 export type {
   CovisitItems,
   CovisitOptions,

@@ -1,6 +1,6 @@
 import type { Ratings } from "./als-matrix-rows.js";
 import type { AlsModel, AlsSettings, ServedModel } from "./als.js";
-import { createCollaborative, type CollaborativeSource } from "./collaborative.js";
+import { createCollaborative, type CollaborativeServing } from "./collaborative.js";
 import { createCovisit, type CovisitOptions, type SimilarItemsReads } from "./covisit.js";
 import { createHistory, type HistorySource, type RecentTouch } from "./history.js";
 import type { SourcePreset } from "./preset.js";
@@ -67,7 +67,7 @@ export interface SourceParts {
   trending: ItemCounter;
   popular: ItemCounter;
   /** Undefined (or without a model) until a model is served. */
-  collaborative?: CollaborativeSource;
+  collaborative?: CollaborativeServing;
 }
 
 /** The sources' lists for a user (see {@link RecommenderReads.lists}). */

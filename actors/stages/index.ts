@@ -8,7 +8,13 @@
  */
 export { createBadRatioMonitor } from "./bad-ratio.js";
 export { catalogueStage, catalogueUpsertStage, readUpsert } from "./catalogue-stage.js";
-export { collaborativeStage, ratingRows } from "./collaborative-stage.js";
+export {
+  collaborativeRowsOf,
+  collaborativeStage,
+  COLLABORATIVE_MAPS,
+  ratingRows,
+  routedRows,
+} from "./collaborative-stage.js";
 export { covisitStage } from "./covisit-stage.js";
 export { NO_CATEGORY, createDriftHandler, driftStage } from "./drift.js";
 export {
@@ -21,7 +27,13 @@ export { historyStage } from "./history-stage.js";
 export { cellKey as interestCellKey, keyTail, parseCellKey } from "./interest-ranking-keys.js";
 export { interestStage } from "./interest-ranking.js";
 export { cellCodec } from "./interest-ranking-profiles.js";
-export { loadMergedHandler, mergedStageSpec, pairsInput, parseInput } from "./merged-input.js";
+export {
+  loadMergedHandler,
+  mergedStageSpec,
+  pairsInput,
+  parseInput,
+  partitionInput,
+} from "./merged-input.js";
 export type { MergedInput } from "./merged-input.js";
 export { MAP, OLD_MAP } from "./merged-waiting.js";
 export { createIntPairs, createPackedKeys } from "./packed-keys.js";
@@ -57,7 +69,12 @@ export { sendLate, watermarkStage } from "./watermark.js";
 export { cellKey as windowCellKey, windowStage } from "./window.js";
 
 export type { CatalogueHandler, CatalogueUpsertHandler } from "./catalogue-stage.js";
-export type { CollaborativeView } from "./collaborative-stage.js";
+export type {
+  CollaborativePart,
+  CollaborativePartView,
+  CollaborativeRecord,
+  CollaborativeView,
+} from "./collaborative-stage.js";
 export type { CovisitView } from "./covisit-stage.js";
 export type { DriftHandler } from "./drift.js";
 export type { FallbackActor, RecommendRequest } from "./fallback.js";

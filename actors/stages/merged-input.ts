@@ -61,6 +61,11 @@ export interface MergedInput {
    * once, past it): marks, whose progress may move on while the position does not.
    */
   again?: (r: { s: number }) => boolean;
+  /**
+   * The record standing for an idle marker parse applied (envelope.ts `ix`: its EVENTS sequence
+   * and the progress it moved to), fed in sequence order with the events; absent: not read.
+   */
+  idle?: (s: number, progress: number) => { s: number };
 }
 
 /** Every user partition's parse hops (covisit's input before, collaborative's now). */
@@ -68,6 +73,17 @@ export const parseInput = (partitions: number): MergedInput => ({
   subject: subjects.parseAll,
   names: Array.from({ length: partitions }, (_, p) => subjects.parse(p)),
   complete: "upTo",
+});
+
+/**
+ * One user partition's parse hops, with the idle markers parse applied as records `{ s, idle }`
+ * (`idle`: the progress it moved to) among the events: the collaborative source's input.
+ */
+export const partitionInput = (p: number): MergedInput => ({
+  subject: subjects.parse(p),
+  names: [subjects.parse(p)],
+  complete: "upTo",
+  idle: (s, progress) => ({ s, idle: progress }),
 });
 
 /** The pairs every user partition's history stage sends item partition q (covisit/<q>). */
@@ -135,8 +151,17 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
     const env = decodeEnvelope<R>(msg.data);
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const again = input.again;
-    const recs = env.recs.filter((r) => r.s > pos.s || (r.s === pos.s && again?.(r) === true));
-    if (recs.length > 0) waiting.append(msg.subject, recs);
+    let recs = env.recs.filter((r) => r.s > pos.s || (r.s === pos.s && again?.(r) === true));
+    const ix = input.idle !== undefined ? env.ix : undefined;
+    if (ix !== undefined) {
+      const marks: R[] = [];
+      for (let k = 0; k + 1 < ix.length; k += 2)
+        if (ix[k]! > pos.s) marks.push(input.idle!(ix[k]!, ix[k + 1]!) as R);
+      if (marks.length > 0) recs = [...recs, ...marks].sort((a, b) => a.s - b.s);
+    }
+    // One subject is complete at its own hop: its records need not wait.
+    const alone = names.length === 1 && input.complete === "upTo";
+    if (recs.length > 0 && !alone) waiting.append(msg.subject, recs);
     const upTo =
       input.complete === "upTo" ? env.upTo : (env.recs[env.recs.length - 1]?.s ?? pos.upTo);
     positions.set(msg.subject, {
@@ -152,10 +177,13 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
       complete = Math.min(complete, p?.upTo ?? 0);
       wm = Math.max(wm, p?.wm ?? -1);
     }
-    const ready: R[] = [];
-    for (const name of names) waiting.take(name, complete, ready);
-    ready.sort((a, b) => a.s - b.s);
-    const to = input.complete === "upTo" && waiting.empty(names) ? wm : -1;
+    let ready: R[] = [];
+    if (alone) ready = recs;
+    else {
+      for (const name of names) waiting.take(name, complete, ready);
+      ready.sort((a, b) => a.s - b.s);
+    }
+    const to = input.complete === "upTo" && (alone || waiting.empty(names)) ? wm : -1;
     run.push({
       records: ready,
       position: { from: msg.seq - 1, upTo: msg.seq },

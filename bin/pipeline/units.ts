@@ -118,8 +118,8 @@ export function leaseConsumer(
  * actor that answers from them), then gRPC binds; then what the blended answer reads
  * (recommender-wiring.ts's view: until history and covisit run, answers are the design
  * ranking's), smallest and surest first: every partition's `history` (~20 ms each with 1M
- * users), `covisit` (one instance of every user), then `collaborative` (one instance too, read
- * only when it serves a trained model: loaded before it, the first right answers of a restart
+ * users), `covisit` (per item partition), then `collaborative` (per user partition, read only
+ * when it serves a trained model: loaded before it, the first right answers of a restart
  * without one waited ~0.3 s for its 1M rows); then the `rest` (window, interest-ranking, drift,
  * ...), which only moves answers once new events arrive. Loading partition by
  * partition instead put the last history instance behind every other stage's snapshot: 15.8 s
@@ -150,8 +150,10 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
   // At process start the tiers start in order (tierOf), so their snapshots load in that order.
   const starters = new Map<string, { start: () => void; tier: StartTier }[]>();
   const idsOf = new Map<string, string[]>();
+  // The collaborative stages run together (their trainer reads every partition's rows in
+  // process: actors/stages/collaborative-stage.ts), with partition 0.
   const unitOf = (stage: string, partition: number) =>
-    stage === "parse" ? "parse" : `p${partition}`;
+    stage === "parse" ? "parse" : stage === "collaborative" ? "p0" : `p${partition}`;
   const register: Units["register"] = (unit: string, id: string, start: () => void) => {
     starters.set(unit, [...(starters.get(unit) ?? []), { start, tier: tierOf(id) }]);
     idsOf.set(unit, [...(idsOf.get(unit) ?? []), id]);

@@ -121,7 +121,8 @@ type Ranker = "design" | "blend";
 let sourcesSeen = "";
 
 /**
- * 1 unless every covisit stage and collaborative/0 have read past the last user-path hop, fed the same records,
+ * 1 unless every covisit stage has read past the last user-path hop and every collaborative stage past
+ * its partition's, fed the same records,
  * and the model of the newest training point is served with nothing training.
  */
 async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[]) {
@@ -139,6 +140,12 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
     const of = positions.filter((g) => g.labels.stage === stage).map((g) => g.value);
     return of.length === 0 ? 0 : Math.min(...of);
   };
+  // Each partition's collaborative stage reads its partition's hops.
+  const collaborativeAt = last.every(
+    (seq, q) =>
+      (positions.find((g) => g.labels.stage === "collaborative" && g.labels.partition === `${q}`)
+        ?.value ?? 0) >= seq,
+  );
   const rec = Object.fromEntries(
     (await gauges(p.metricsPort, "reco_recommender").catch(() => [])).map((g) => [
       g.labels.name,
@@ -153,7 +160,7 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
   });
   const ok =
     at("covisit") >= end &&
-    at("collaborative") >= end &&
+    collaborativeAt &&
     rec.events !== undefined &&
     rec.events === rec.covisit_events &&
     rec.train_point! > 0 &&

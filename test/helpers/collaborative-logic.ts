@@ -28,18 +28,24 @@ export function collaborativeLogic(
   restoreTrainDelayMs = 0,
 ) {
   const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
+  // One partition: its instance holds the rows and the trainer.
+  const self: { view?: CollaborativeView } = {};
   const settings = {
     preset: ECOMMERCE,
     sources: { implicit: als },
     retrainMs: H,
-    idleMs: 0,
     train,
     restoreTrainDelayMs,
+    partition: 0,
+    partitions: 1,
+    parts: () => [self.view?.part()],
+    changed: () => self.view?.evaluate(),
   };
   const { ctx } = stageContext(settings, ts, state);
   const logic = createStageLogic(collaborativeStage, ctx);
+  const view = (self.view = logic.view as CollaborativeView);
   if (logic.restore) while (!logic.restore.next().done);
-  return { ts, state, logic, view: logic.view as CollaborativeView };
+  return { ts, state, logic, view };
 }
 
 export type CollaborativeLogic = ReturnType<typeof collaborativeLogic>;

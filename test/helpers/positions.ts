@@ -54,7 +54,7 @@ export function stageIds(
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
   if (ranker === "blend") {
     for (let q = 0; q < partitions; q++) ids.push(`covisit/${q}`);
-    ids.push("collaborative/0");
+    for (let p = 0; p < partitions; p++) ids.push(`collaborative/${p}`);
   }
   // Online quality's scorer runs inside each history/<p> (no instance of its own).
   return ids;
