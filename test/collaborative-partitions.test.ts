@@ -215,12 +215,12 @@ function partitioned(preset: SourcePreset, items: readonly Item[], P: number, se
 describe("the collaborative source per user partition", () => {
   for (const preset of [ECOMMERCE, MOVIES])
     it(`trains at one instance's points on its matrices, 1, 3 and 8 partitions, any batching (${preset.name})`, () => {
-      const items = log(preset === MOVIES ? 7 : 3, preset, 3_000);
+      const items = log(preset === MOVIES ? 7 : 3, preset, 2_000);
       const want = reference(preset, items);
       expect(want.length).toBeGreaterThan(20);
       expect(items.filter(isIdle).length).toBeGreaterThan(10);
       for (const P of [1, 3, 8])
-        for (const seed of [1, 2]) {
+        for (const seed of P === 8 ? [1, 2] : [1]) {
           const { got, kept } = partitioned(preset, items, P, seed * 31 + P);
           expect(got.map((g) => g.at)).toEqual(want.map((w) => w.at));
           for (let k = 0; k < want.length; k++) {
