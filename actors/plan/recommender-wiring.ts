@@ -166,11 +166,9 @@ export function recommenderWiring(
   const collaborative = () =>
     deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
   const collaborativeIds = Array.from({ length: P }, (_, p) => `collaborative/${p}`);
-  /** Every partition's collaborative rows in this process, in partition order. */
-  const collaborativeParts = () =>
-    collaborativeIds.map((id) =>
-      (deps.live(id) as (StageHandler & CollaborativePartView) | undefined)?.part(),
-    );
+  /** Partition p's collaborative rows, if its stage runs in this process. */
+  const collaborativePart = (p: number) =>
+    (deps.live(collaborativeIds[p]!) as (StageHandler & CollaborativePartView) | undefined)?.part();
   const serve = scorerServe(
     covisit,
     (user) => {
@@ -232,7 +230,7 @@ export function recommenderWiring(
           train: deps.train ?? trainWorker,
           partition: p,
           partitions: P,
-          parts: collaborativeParts,
+          part: collaborativePart,
           changed: () => collaborative()?.evaluate(),
           ...(deps.log ? { log: deps.log } : {}),
         }),

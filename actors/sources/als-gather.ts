@@ -1,4 +1,4 @@
-import type { Ratings } from "./als-matrix-rows.js";
+import { byItem, type Ratings } from "./als-matrix-rows.js";
 
 /**
  * One user partition's matrix at a training point (users and items in their first-seen order
@@ -80,18 +80,6 @@ export function gatherRatings(parts: readonly PartRatings[]): Ratings {
   }
   userPtr[users] = at;
 
-  // CSC: count per item, then fill in user order (rows within an item ascend).
-  const itemPtr = new Int32Array(items.length + 1);
-  for (let q = 0; q < nnz; q++) itemPtr[userCols[q]! + 1]!++;
-  for (let i = 0; i < items.length; i++) itemPtr[i + 1]! += itemPtr[i]!;
-  const fill = itemPtr.slice(0, items.length);
-  const itemRows = new Int32Array(nnz);
-  const itemVals = new Float32Array(nnz);
-  for (let v = 0; v < users; v++)
-    for (let q = userPtr[v]!; q < userPtr[v + 1]!; q++) {
-      const slot = fill[userCols[q]!]!++;
-      itemRows[slot] = v;
-      itemVals[slot] = userVals[q]!;
-    }
+  const { itemPtr, itemRows, itemVals } = byItem(userPtr, userCols, userVals, items.length);
   return { users: ids, items, userPtr, userCols, userVals, itemPtr, itemRows, itemVals };
 }

@@ -37,6 +37,33 @@ export interface MatrixRows {
 }
 
 /**
+ * The CSC form of a CSR matrix: the same entries by item, users ascending within each item (a
+ * counting sort).
+ */
+export function byItem(
+  userPtr: Int32Array,
+  userCols: Int32Array,
+  userVals: Float32Array,
+  nItems: number,
+): Pick<Ratings, "itemPtr" | "itemRows" | "itemVals"> {
+  const nUsers = userPtr.length - 1;
+  const total = userPtr[nUsers]!;
+  const itemPtr = new Int32Array(nItems + 1);
+  for (let q = 0; q < total; q++) itemPtr[userCols[q]! + 1]!++;
+  for (let i = 0; i < nItems; i++) itemPtr[i + 1]! += itemPtr[i]!;
+  const fill = itemPtr.slice(0, nItems);
+  const itemRows = new Int32Array(total);
+  const itemVals = new Float32Array(total);
+  for (let u = 0; u < nUsers; u++)
+    for (let q = userPtr[u]!; q < userPtr[u + 1]!; q++) {
+      const at = fill[userCols[q]!]!++;
+      itemRows[at] = u;
+      itemVals[at] = userVals[q]!;
+    }
+  return { itemPtr, itemRows, itemVals };
+}
+
+/**
  * Slot sizes, each ~1.4× the last (1, 2, 3, 5, 7, 10, 14, ...). Doubling slots held 33 MB of
  * arrays at 100k users × 10 entries (1M entries: half-empty slots, vacated ones, the arena's
  * headroom); these, with compaction at a quarter vacated and 1.25× growth, 11 MB, ~0.03 µs more
@@ -175,7 +202,6 @@ export function createMatrixRows(): MatrixRows {
       const total = userPtr[nUsers]!;
       const userCols = new Int32Array(total);
       const userVals = new Float32Array(total);
-      const counts = new Int32Array(nItems + 1);
       for (let u = 0; u < nUsers; u++) {
         const row = mine?.get(u);
         const c = row ? row.cols : cols;
@@ -184,24 +210,11 @@ export function createMatrixRows(): MatrixRows {
         let p = userPtr[u]!;
         const end = userPtr[u + 1]!;
         for (let q = s; p < end; q++, p++) {
-          const i = c[q]!;
-          userCols[p] = i;
+          userCols[p] = c[q]!;
           userVals[p] = v[q]!;
-          counts[i + 1]!++;
         }
       }
-      // By item: the same entries, users ascending within each item (a counting sort).
-      const itemPtr = new Int32Array(nItems + 1);
-      for (let i = 0; i < nItems; i++) itemPtr[i + 1] = itemPtr[i]! + counts[i + 1]!;
-      const fill = itemPtr.slice(0, nItems);
-      const itemRows = new Int32Array(total);
-      const itemVals = new Float32Array(total);
-      for (let u = 0; u < nUsers; u++)
-        for (let q = userPtr[u]!; q < userPtr[u + 1]!; q++) {
-          const at = fill[userCols[q]!]!++;
-          itemRows[at] = u;
-          itemVals[at] = userVals[q]!;
-        }
+      const { itemPtr, itemRows, itemVals } = byItem(userPtr, userCols, userVals, nItems);
       return {
         users: ids.slice(0, nUsers),
         items: itemIds.slice(0, nItems),

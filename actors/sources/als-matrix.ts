@@ -1,5 +1,5 @@
 import type { Ratings } from "./als-matrix-rows.js";
-import { createMatrixRows, grown, type MatrixRows } from "./als-matrix-rows.js";
+import { byItem, createMatrixRows, grown, type MatrixRows } from "./als-matrix-rows.js";
 import { memStore, type KeyStore } from "./store.js";
 
 /**
@@ -331,32 +331,18 @@ function buildRows(
   const userPtr = new Int32Array(nUsers + 1);
   const userCols = new Int32Array(total);
   const userVals = new Float32Array(total);
-  const counts = new Int32Array(itemList.length + 1);
   let p = 0;
   for (let u = 0; u < nUsers; u++) {
     const v = perm[u]!;
     users[u] = ids[v]!;
     userPtr[u] = p;
     for (let q = from[v]!; q < from[v + 1]!; q++) {
-      const i = cols[q]!;
-      userCols[p] = i;
+      userCols[p] = cols[q]!;
       userVals[p++] = vals[q]!;
-      counts[i + 1]!++;
     }
   }
   userPtr[nUsers] = p;
-  const itemPtr = new Int32Array(itemList.length + 1);
-  for (let i = 0; i < itemList.length; i++) itemPtr[i + 1] = itemPtr[i]! + counts[i + 1]!;
-  const fill = itemPtr.slice(0, itemList.length);
-  const itemRows = new Int32Array(total);
-  const itemVals = new Float32Array(total);
-  for (let u = 0; u < nUsers; u++)
-    for (let q = userPtr[u]!; q < userPtr[u + 1]!; q++) {
-      const i = userCols[q]!;
-      const at = fill[i]!++;
-      itemRows[at] = u;
-      itemVals[at] = userVals[q]!;
-    }
+  const { itemPtr, itemRows, itemVals } = byItem(userPtr, userCols, userVals, itemList.length);
   return {
     users,
     items: itemList,

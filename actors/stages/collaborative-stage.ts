@@ -68,8 +68,8 @@ export interface CollaborativeStageSettings {
   train: TrainFn;
   partition: number;
   partitions: number;
-  /** Every partition's part in this process, in partition order (undefined: not running here). */
-  parts: () => readonly (CollaborativePart | undefined)[];
+  /** Partition p's part in this process (undefined: not running here). */
+  part: (p: number) => CollaborativePart | undefined;
   /** Called after every batch a partition takes: the trainer judges the points crossed. */
   changed?: () => void;
   log?: (obj: object, msg: string) => void;
@@ -273,9 +273,11 @@ function createTrainerPart(
   let t: TrainerPoints = pointsMap.get("t") ?? NO_TRAINER;
   const serving = createCollaborativeServing(
     s.sources,
-    routedRows((p) => s.parts()[p]?.rows, s.partitions),
+    routedRows((p) => s.part(p)?.rows, s.partitions),
   );
   const kinds = KINDS.filter((k) => s.sources[k]);
+  const partitions = Array.from({ length: s.partitions }, (_, p) => p);
+  const parts = () => partitions.map((p) => s.part(p));
 
   const trainer: Trainer = createTrainer({
     train: s.train,
@@ -297,9 +299,9 @@ function createTrainerPart(
 
   /** The matrix of point `d`, gathered when its training starts (undefined: a part is missing). */
   const ratingsOf = (kind: ModelKind, d: PointState & { at: number }) => () => {
-    const parts = s.parts();
+    const all = parts();
     const gathered = [];
-    for (const part of parts) {
+    for (const part of all) {
       const cr = part && crossingAt(part.crossings(), d);
       const ratings = cr && part.rows.of(kind).buildAt(cr.c);
       if (!ratings) {
@@ -313,14 +315,14 @@ function createTrainerPart(
   };
 
   const prune = () => {
-    for (const part of s.parts()) part?.keep(keepFrom(part.crossings(), t));
+    for (const part of parts()) part?.keep(keepFrom(part.crossings(), t));
   };
 
   const evaluate = () => {
-    const parts = s.parts();
+    const all = parts();
     const judged = judge(
       t,
-      parts.map((part) => part?.crossings()),
+      all.map((part) => part?.crossings()),
     );
     const newest = judged.due[judged.due.length - 1];
     const moved = judged.t.seen.e !== t.seen.e || judged.t.seen.i !== t.seen.i;
@@ -374,7 +376,7 @@ function createTrainerPart(
         if (m) models[kind] = m.at;
       }
       let events = 0;
-      for (const part of s.parts()) events += part?.fed() ?? 0;
+      for (const part of parts()) events += part?.fed() ?? 0;
       return { events, trainAt: t.at, models };
     },
     training: () => trainer.busy(),

@@ -38,7 +38,7 @@ export function collaborativeLogic(
     restoreTrainDelayMs,
     partition: 0,
     partitions: 1,
-    parts: () => [self.view?.part()],
+    part: () => self.view?.part(),
     changed: () => self.view?.evaluate(),
   };
   const { ctx } = stageContext(settings, ts, state);
