@@ -62,7 +62,19 @@ export async function recoveryUnderLoad(
       await probePub.close();
       const shows = (a: GetRecommendationsResponse[]) => showsAsOwn(a[0]!.items, base.item);
       const seen = await pollUntil(app.grpcAddress, [probeUser], shows, 15_000);
-      if (!Number.isFinite(seen.accepted)) throw new Error("6b: the probe never became visible");
+      if (!Number.isFinite(seen.accepted)) {
+        // The app is behind the load (it ingests less than the rate): nothing to kill and time.
+        // A row, not an exception, so that the steps after this one still run.
+        report.fail();
+        report.row({
+          step: "6b",
+          figure: `recovery under ${fmtInt(o.loadRate)} events/s: kill → probe visible again`,
+          value: "not measured",
+          baseline: `the probe was not visible within 15 s before the kill (${seen.lastError}): the app is behind the load`,
+          target: `≤ ${TARGET_MS / 1000} s (${verdict(false)})`,
+        });
+        return;
+      }
       // An arbitrary moment: somewhere in the snapshot interval.
       await sleep(Math.floor(Math.random() * 2000));
       const parsedAtKill =
