@@ -7,20 +7,18 @@ import {
   ECOMMERCE,
   MOVIES,
   type SourcePreset,
-} from "../actors/sources/index.js";
-import {
   crossingAt,
   judge,
   keepFrom,
   NO_POINTS,
   NO_TRAINER,
   partCrossings,
+  sourceEventOf,
   type PartPoints,
+  type Ratings,
   type TrainerPoints,
-} from "../actors/sources/collaborative-points.js";
-import type { Ratings } from "../actors/sources/als-matrix-rows.js";
+} from "../actors/sources/index.js";
 import { partitionOf, type ParsedRecord } from "../actors/contract/index.js";
-import { sourceEventOf } from "../actors/sources/event.js";
 
 /**
  * The collaborative source's interaction input per user partition (actors/sources/

@@ -7,6 +7,21 @@
 export { evaluateAls } from "./als-eval.js";
 export { createRatingsBuilder, ratingsFromStores } from "./als-matrix.js";
 export { gatherRatings, type PartRatings } from "./als-gather.js";
+export {
+  atOrPast,
+  crossingAt,
+  judge,
+  keepFrom,
+  NO_POINTS,
+  NO_TRAINER,
+  partCrossings,
+  past,
+  type Crossing,
+  type Due,
+  type PartPoints,
+  type PointState,
+  type TrainerPoints,
+} from "./collaborative-points.js";
 export { CACHE_USERS, createAlsIndex } from "./als-model.js";
 export {
   deserialiseModel,

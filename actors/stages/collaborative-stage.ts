@@ -20,8 +20,6 @@ import {
   type CollaborativeServing,
   type CollaborativeSettings,
   sourceEventOf,
-} from "../sources/index.js";
-import {
   crossingAt,
   judge,
   keepFrom,
@@ -32,7 +30,7 @@ import {
   type PartPoints,
   type PointState,
   type TrainerPoints,
-} from "../sources/collaborative-points.js";
+} from "../sources/index.js";
 import { createModelVersions, type ModelVersion } from "../quality/index.js";
 import {
   createTrainer,
