@@ -119,6 +119,8 @@ export interface CollaborativeView extends CollaborativePartView {
 }
 
 const KINDS = ["implicit", "explicit"] as const;
+/** How often the trainer judges the partitions' crossings without a batch to prompt it. */
+const EVALUATE_EVERY_MS = 1_000;
 
 /**
  * A restored trainer trains its pending point this long after it starts: building that matrix
@@ -381,5 +383,14 @@ function createTrainerPart(
     versions: () => versions.list(),
     evaluate,
   };
-  return { view, restore, stop: () => trainer.stop() };
+  // A partition that starts (or restarts) while the input is quiet takes no batch, so nothing
+  // would judge what it had crossed before: judged again every second too (cheap when nothing
+  // moved).
+  const tick = setInterval(evaluate, EVALUATE_EVERY_MS);
+  tick.unref();
+  const stop = () => {
+    clearInterval(tick);
+    trainer.stop();
+  };
+  return { view, restore, stop };
 }
