@@ -153,12 +153,10 @@ function partitioned(preset: SourcePreset, items: readonly Item[], P: number, se
     x += size;
     for (const it of batch)
       progress = Math.max(progress, isIdle(it) ? it.idle : (it as ParsedRecord).ts);
-    const idles = batch.filter(isIdle);
     for (let p = 0; p < P; p++) {
       const mine = batch.filter((it) => isIdle(it) || partitionOf(it.u, P) === p);
       if (mine.length > 0 || random() < 0.2) parts[p]!.hops.push({ items: mine, to: progress });
     }
-    void idles;
   }
   for (const part of parts) part.hops.push({ items: [], to: progress });
 

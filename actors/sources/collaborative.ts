@@ -44,7 +44,7 @@ export interface CollaborativeServing {
   readonly folded: number;
 }
 
-/** The single-instance source: every user's rows, the models, and one marked training point. */
+/** The single-instance source (reco eval, tests): every user's rows and the models. */
 export interface CollaborativeSource extends CollaborativeServing {
   /** Adds an event; `at` is the input point it makes (events fed, this one included). */
   add(e: SourceEvent, at: number): void;
@@ -52,14 +52,6 @@ export interface CollaborativeSource extends CollaborativeServing {
   implicitRatings(): Ratings;
   /** The matrix explicit ALS trains on. */
   explicitRatings(): Ratings;
-  /**
-   * Marks the current input point as a training point: until `unmark`, `ratingsAtMark` gives the
-   * matrices of this point (copy on write), also after a restart from a later snapshot.
-   */
-  mark(): void;
-  /** The kind's matrix at the marked point (undefined: none marked). */
-  ratingsAtMark(kind: ModelKind): Ratings | undefined;
-  unmark(kind: ModelKind): void;
 }
 
 /**
@@ -143,7 +135,6 @@ export function createCollaborative(
 ): CollaborativeSource {
   const rows = createCollaborativeRows(preset, stores);
   const serving = createCollaborativeServing(s, (kind) => rows.of(kind));
-  let marks = 0;
   return {
     ...serving,
     get folded() {
@@ -152,14 +143,5 @@ export function createCollaborative(
     add: (e, at) => rows.add(e, at),
     implicitRatings: () => rows.of("implicit").build(),
     explicitRatings: () => rows.of("explicit").build(),
-    mark() {
-      rows.dropBefore(Infinity);
-      rows.mark(++marks);
-    },
-    ratingsAtMark: (kind) => {
-      const m = rows.of(kind).marks();
-      return m.length > 0 ? rows.of(kind).buildAt(m[m.length - 1]!) : undefined;
-    },
-    unmark: (kind) => rows.of(kind).dropBefore(Infinity),
   };
 }
