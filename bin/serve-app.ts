@@ -10,6 +10,7 @@ import { startGateway } from "./pipeline/gateway.js";
 import { createSplitBackend } from "./pipeline/split-backend.js";
 import { createArms } from "../actors/quality/index.js";
 import { createBlendReplica, withCatalogue, UNREPLICATED_MAPS } from "../actors/serving/index.js";
+import { copyMaps } from "../actors/stages/index.js";
 import type { RecoBackend } from "../actors/contract/index.js";
 import type { AppConfig } from "./config.js";
 import type { RoleConfig } from "./role-config.js";
@@ -268,11 +269,17 @@ async function readSourceSnapshots(
     const db = await openUnlocked(join(cfg.dataDir, "state"));
     try {
       const prefix = `${process.pid}.${Date.now().toString(36)}.${read}`;
+      const skip = new Set([
+        ...UNREPLICATED_MAPS,
+        ...Array.from({ length: cfg.pipeline.partitions }, (_, p) =>
+          Object.values(copyMaps(p)),
+        ).flat(),
+      ]);
       for (const id of ids) {
         const [stage, p] = id.split("/") as [string, string];
         // Without the maps no answer reads (the change stream leaves them out too): at 1M users
         // covisit's users' last items and collaborative's marked matrix, ~half the read.
-        const state = await db.instance(stage, Number(p)).load({ skipMaps: UNREPLICATED_MAPS });
+        const state = await db.instance(stage, Number(p)).load({ skipMaps: skip });
         tokens[id] = `${prefix}.${id}`;
         blend.adoptBase(id, tokens[id], state);
       }

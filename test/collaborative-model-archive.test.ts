@@ -9,6 +9,7 @@ import { recordMaker } from "./helpers/source-stages.js";
 import { storedAls2 } from "./helpers/als-legacy.js";
 import {
   collaborativeLogic,
+  MODEL_MAP,
   flush,
   H,
   modelAnswers,
@@ -28,7 +29,7 @@ import {
 const answers = modelAnswers;
 /** The model's bytes in an archived snapshot's entries (persisted: "\0b64:" + base64). */
 function archivedModel(entries: [string, unknown][]): Uint8Array {
-  const v = entries.find(([k]) => k === "trained-model\u0000implicit")?.[1];
+  const v = entries.find(([k]) => k === "trainer.trained-model\u0000implicit")?.[1];
   expect(typeof v).toBe("string");
   const text = v as string;
   expect(text.startsWith("\u0000b64:")).toBe(true);
@@ -75,7 +76,7 @@ describe("collaborative model through the snapshot archive", () => {
     const served = archivedModel(got.entries);
     expect(readStoredModel(served).legacy).toBe(false);
     // The bytes the stage holds (header and V), not the model as trained (its U and user ids).
-    const held = state.map("trained-model").get("implicit") as Uint8Array;
+    const held = state.map(MODEL_MAP).get("implicit") as Uint8Array;
     expect(Buffer.from(served).equals(Buffer.from(held))).toBe(true);
     expect(served.byteLength).toBeLessThan(storedAls2(full[0]!, point).byteLength);
     await db.instance("collaborative", 1).importRaw(got);
@@ -86,7 +87,7 @@ describe("collaborative model through the snapshot archive", () => {
     // An archive written before: the model with every user's factors ("ALS2").
     const legacy = storedAls2(full[0]!, point);
     const old = await db.instance("collaborative", 0).load();
-    old.map("trained-model").set("implicit", legacy);
+    old.map(MODEL_MAP).set("implicit", legacy);
     await db.instance("collaborative", 0).write(old);
     await archive.put("collaborative", 0, await db.instance("collaborative", 0).exportRaw());
     const before = (await archive.get("collaborative", 0))!;

@@ -7,6 +7,7 @@ import { recordMaker } from "./helpers/source-stages.js";
 import { storedAls2 } from "./helpers/als-legacy.js";
 import {
   collaborativeLogic,
+  MODEL_MAP,
   flush,
   H,
   modelAnswers,
@@ -26,7 +27,7 @@ import {
 const answers = modelAnswers;
 /** The served model's factors are views on the bytes the state holds for it. */
 function heldOnce(state: StageStateInternal, v: CollaborativeView): void {
-  const stored = state.map("trained-model").get("implicit");
+  const stored = state.map(MODEL_MAP).get("implicit");
   expect(stored).toBeInstanceOf(Uint8Array);
   expect(readStoredModel(stored as Uint8Array).legacy).toBe(false);
   const served = v.collaborative().model("implicit")!.model;
@@ -73,19 +74,17 @@ describe("collaborative model held once", () => {
     const legacy = storedAls2(full[0]!, point);
     let last = loaded;
     for (const old of [legacy, { at: point, b64: Buffer.from(legacy).toString("base64") }]) {
-      last.map("trained-model").set("implicit", old);
+      last.map(MODEL_MAP).set("implicit", old);
       await db.instance("collaborative", 0).write(last);
       const restored = await db.instance("collaborative", 0).load();
-      expect(readStoredModel(restored.map("trained-model").get("implicit") as never).legacy).toBe(
-        true,
-      );
+      expect(readStoredModel(restored.map(MODEL_MAP).get("implicit") as never).legacy).toBe(true);
       const s3 = collaborativeLogic(train, restored);
       expect(s3.view.status().models.implicit).toBe(point);
       expect(answers(s3.view)).toEqual(want);
       heldOnce(restored, s3.view);
       await db.instance("collaborative", 0).write(restored);
       const again = await db.instance("collaborative", 0).load();
-      const stored = again.map("trained-model").get("implicit") as Uint8Array;
+      const stored = again.map(MODEL_MAP).get("implicit") as Uint8Array;
       expect(readStoredModel(stored).legacy).toBe(false);
       expect(stored.byteLength).toBeLessThan(legacy.byteLength);
       expect(answers(collaborativeLogic(train, again).view)).toEqual(want);

@@ -2,8 +2,10 @@ import { describe, expect, it } from "vitest";
 import {
   createCollaborative,
   createCollaborativeRows,
+  createRowsCopy,
+  deltaChunks,
   gatherRatings,
-  memStore,
+  memRowsStores,
   ECOMMERCE,
   MOVIES,
   type SourcePreset,
@@ -14,6 +16,7 @@ import {
   NO_TRAINER,
   partCrossings,
   sourceEventOf,
+  type Crossing,
   type PartPoints,
   type Ratings,
   type TrainerPoints,
@@ -22,7 +25,8 @@ import { partitionOf, type ParsedRecord } from "../actors/contract/index.js";
 
 /**
  * The collaborative source's interaction input per user partition (actors/sources/
- * collaborative-points.ts, als-gather.ts): whatever the number of partitions, parse's batching,
+ * collaborative-points.ts, collaborative-copy.ts, als-gather.ts): whatever the number of
+ * partitions, parse's batching,
  * which partitions hear of progress when, and the order partitions' hops are taken in, the
  * training points are those one instance fed every event in input order finds, and the matrix
  * gathered at each is that instance's matrix there, bit for bit.
@@ -119,31 +123,43 @@ function reference(preset: SourcePreset, items: readonly Item[]) {
 }
 
 /**
- * The partitioned form: parse's batches of random sizes; each partition gets a hop with its
+ * The partitioned form (each partition's changes sent at its crossings to the trainer's copy of
+ * its rows, the copies trained on): parse's batches of random sizes; each partition gets a hop with its
  * events and every idle marker of the batch, and a partition without either only now and then
  * (parse's throttled broadcast), then at the end; the partitions' hops taken in a random
  * interleaving; the trainer judging after every hop, gathering each due point's matrix then.
  */
 function partitioned(preset: SourcePreset, items: readonly Item[], P: number, seed: number) {
   const random = rng(seed);
+  // Each partition's rows (no marks) and the trainer's copy of them, fed its changes in chunks
+  // (small ones here, so that rows and items are cut across several) at each crossing.
   const parts = Array.from({ length: P }, () => {
     const points: PartPoints = structuredClone(NO_POINTS);
-    const rows = createCollaborativeRows(preset, {
-      implicit: {
-        rows: memStore(),
-        items: memStore(),
-        marked: memStore(),
-        firstSeen: memStore(),
-      },
-      explicit: {
-        rows: memStore(),
-        items: memStore(),
-        marked: memStore(),
-        firstSeen: memStore(),
-      },
+    const stores = memRowsStores(false);
+    const open = () =>
+      createCollaborativeRows(preset, stores, { hold: false, changesSince: points.taken });
+    let kept: Crossing[] | undefined;
+    const copy = createRowsCopy(preset, memRowsStores(true), {
+      get: () => kept,
+      set: (list) => void (kept = list),
     });
-    const crossings = partCrossings(points, R, (c) => rows.mark(c));
-    return { points, rows, crossings, hops: [] as { items: Item[]; to: number }[] };
+    const part = {
+      points,
+      rows: open(),
+      copy,
+      // A restart: the rows over the same stores, what changed since the last crossing found
+      // from their stamps.
+      restart: () => void (part.rows = open()),
+      crossings: partCrossings(points, R, (x) => {
+        const changes = part.rows.takeChanges();
+        points.taken = points.s;
+        for (const kind of ["implicit", "explicit"] as const)
+          for (const d of deltaChunks(changes[kind], 600)) copy.apply(kind, structuredClone(d));
+        copy.cross(x);
+      }),
+      hops: [] as { items: Item[]; to: number }[],
+    };
+    return part;
   });
   // Parse's batches.
   let progress = -1;
@@ -165,8 +181,8 @@ function partitioned(preset: SourcePreset, items: readonly Item[], P: number, se
   const gather = (kind: "implicit" | "explicit", d: { e: number; i: number }) =>
     gatherRatings(
       parts.map((part) => {
-        const cr = crossingAt(part.points.crossings, d)!;
-        const b = part.rows.of(kind);
+        const cr = crossingAt(part.copy.crossings(), d)!;
+        const b = part.copy.rows.of(kind);
         return { ratings: b.buildAt(cr.c)!, userFirst: b.userFirst, itemFirst: b.itemFirst };
       }),
     );
@@ -177,6 +193,7 @@ function partitioned(preset: SourcePreset, items: readonly Item[], P: number, se
     const p = open[Math.floor(random() * open.length)]!;
     const part = parts[p]!;
     const hop = part.hops[next[p]!++]!;
+    if (random() < 0.05) part.restart();
     for (const it of hop.items) {
       if (isIdle(it)) {
         part.crossings.idle(it.idle);
@@ -190,7 +207,7 @@ function partitioned(preset: SourcePreset, items: readonly Item[], P: number, se
     part.crossings.advance(hop.to);
     const judged = judge(
       t,
-      parts.map((x) => x.points.crossings),
+      parts.map((x) => x.copy.crossings()),
     );
     for (const d of judged.due)
       got.push({ at: d.at, implicit: gather("implicit", d), explicit: gather("explicit", d) });
@@ -198,13 +215,9 @@ function partitioned(preset: SourcePreset, items: readonly Item[], P: number, se
     const newest = judged.due[judged.due.length - 1];
     if (newest) t = { ...t, pending: { e: newest.e, i: newest.i, at: newest.at } };
     // As the trainer prunes: what a partition keeps is what the next points need.
-    for (const x of parts) {
-      const from = keepFrom(x.points.crossings, t);
-      x.points.crossings = x.points.crossings.filter((cr) => cr.c >= from);
-      x.rows.dropBefore(from);
-    }
+    for (const x of parts) x.copy.keep(keepFrom(x.copy.crossings(), t));
   }
-  const kept = Math.max(...parts.map((x) => x.rows.of("implicit").marks().length));
+  const kept = Math.max(...parts.map((x) => x.copy.rows.of("implicit").marks().length));
   return { got, kept };
 }
 

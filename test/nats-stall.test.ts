@@ -62,7 +62,7 @@ async function feed(e: Awaited<ReturnType<typeof engine>>, file: string) {
   });
   expect(s.engine?.caughtUp, s.engine?.note).toBe(true);
   for (const end = Date.now() + 120_000; ; await new Promise((r) => setTimeout(r, 100))) {
-    const h = e.app.pipeline.instance("collaborative/0")?.handler() as
+    const h = e.app.pipeline.instance("collaborative-trainer/0")?.handler() as
       CollaborativeView | undefined;
     const st = h?.status();
     if (st && st.events > 0 && st.models.implicit === st.events && !h!.training()) return;

@@ -118,6 +118,7 @@ describe("online quality across partitions", () => {
         { stream: "S", run, live: () => undefined, ...(q.scorer ? { scorer: q.scorer } : {}) },
       );
       expect(specs.map((s) => `${s.stage}/${s.partition}`).sort()).toEqual([
+        "collaborative-trainer/0",
         "collaborative/0",
         "collaborative/1",
         "covisit/0",

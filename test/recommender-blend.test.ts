@@ -48,7 +48,7 @@ const bs = defaultBlend(ECOMMERCE);
 
 /** The collaborative stage (fed every user-path record in EVENTS order; trains ALS). */
 const handler = () =>
-  app.pipeline.instance("collaborative/0")?.handler() as CollaborativeView | undefined;
+  app.pipeline.instance("collaborative-trainer/0")?.handler() as CollaborativeView | undefined;
 
 /** The user-path hops' records: one consumer over reco.parse.*, deduplicated, in EVENTS order. */
 async function hopRecords(): Promise<ParsedRecord[]> {

@@ -15,6 +15,7 @@ describe("start order of stage instances at process start", () => {
     expect(tierOf("history/7")).toBe("history");
     expect(tierOf("covisit/0")).toBe("covisit");
     expect(tierOf("collaborative/0")).toBe("collaborative");
+    expect(tierOf("collaborative-trainer/0")).toBe("collaborative");
     for (const id of ["parse/0", "window/1", "interest-ranking/2", "drift/4"])
       expect(tierOf(id)).toBe("rest");
   });
@@ -28,10 +29,12 @@ describe("start order of stage instances at process start", () => {
       for (const stage of ["window", "interest-ranking", "popularity-join", "history", "covisit"])
         if (stage !== "covisit" || p === 0) reg(stage, p);
     reg("collaborative", 0);
+    reg("collaborative", 1);
+    reg("collaborative-trainer", 0);
     reg("parse", 0);
     for (const tier of START_TIERS) for (const unit of units.names()) units.start(unit, tier);
-    // Every history instance before covisit/0 and collaborative/0 (unit p0 holds all three):
-    // history/1 used to wait behind both of them, collaborative's 1M rows before covisit's.
+    // Every history instance before covisit/0 and the collaborative stages (unit p0 holds the
+    // trainer too): history/1 used to wait behind them, collaborative's 1M rows before covisit's.
     expect(started).toEqual([
       "popularity-join/0",
       "popularity-join/1",
@@ -39,6 +42,8 @@ describe("start order of stage instances at process start", () => {
       "history/1",
       "covisit/0",
       "collaborative/0",
+      "collaborative-trainer/0",
+      "collaborative/1",
       "window/0",
       "interest-ranking/0",
       "window/1",

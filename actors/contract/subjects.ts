@@ -15,6 +15,13 @@ export const subjects = {
   pairsTo: (q: number) => `reco.pairs.${q}.*`,
   /** The hops stream's subjects of the pairs. */
   pairsAll: "reco.pairs.*.*",
+  /**
+   * collaborative/<p> -> collaborative-trainer/0: the changes of partition p's rows at each of
+   * its crossings of the training points, then the crossing (actors/stages/collaborative-stage.ts).
+   */
+  collab: (p: number) => `reco.collab.${p}`,
+  /** Every partition's: the trainer's one consumer, and the hops stream's subjects of them. */
+  collabAll: "reco.collab.*",
   watermark: (p: number) => `reco.watermark.${p}`,
   window: (p: number) => `reco.window.${p}`,
   interestRanking: (p: number) => `reco.interest-ranking.${p}`,

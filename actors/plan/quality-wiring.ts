@@ -1,6 +1,7 @@
 import { Gauge, type Registry } from "prom-client";
 import type { StageHandler, StageSpec } from "../host/index.js";
 import {
+  COLLABORATIVE_TRAINER,
   createDriftHandler,
   type DriftHandler,
   type HistoryView,
@@ -279,7 +280,7 @@ export function qualityWiring(
     // Model versions, kept in the collaborative stage's state.
     const versions = () =>
       (
-        deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined
+        deps.live(COLLABORATIVE_TRAINER) as (StageHandler & CollaborativeView) | undefined
       )?.versions() ?? [];
     const kinds = cfg.preset === "movies" ? ["implicit", "explicit"] : ["implicit"];
     new Gauge({

@@ -10,7 +10,10 @@ import type { RecentEvent, SimilarItems, Preset } from "../contract/index.js";
 import type { StageHandler, StageSpec } from "../host/index.js";
 import type { PopularityRow, PrequentialSettings, TrainFn } from "../stages/index.js";
 import {
+  COLLABORATIVE_TRAINER,
+  collabInput,
   collaborativeStage,
+  collaborativeTrainerStage,
   type CollaborativeView,
   type CollaborativePartView,
   covisitStage,
@@ -96,10 +99,12 @@ const trainWorker: TrainFn = (ratings, settings, signal) =>
  * Adds the candidate source stages to the pipeline (DESIGN §3.7) and answers from them:
  * `history/<p>` per user partition (unit p<p>), fed its partition's hops, with co-visitation's
  * user side, whose pairs go to `covisit/<q>` per item partition (unit p<q>), each fed every user
- * partition's pairs for its items merged into EVENTS order; `collaborative/0` (unit p0), fed
- * every partition's hops merged into EVENTS order. An answer composes the user's partition's
- * history with the item partitions' and collaborative at query time. With RANKER=design nothing
- * runs and nothing changes.
+ * partition's pairs for its items merged into EVENTS order; `collaborative/<p>` per user
+ * partition (unit p<p>), fed its partition's hops, whose rows' changes at each training point go
+ * to `collaborative-trainer/0` (unit p0), which trains ALS and holds the served models. An answer
+ * composes the user's partition's history with the item partitions' covisit and the trainer's
+ * models over the user's collaborative rows at query time. With RANKER=design nothing runs and
+ * nothing changes.
  */
 export function recommenderWiring(
   cfg: RankerConfig & { preset: Preset; idleTimeoutMs: number; partitions: number },
@@ -164,7 +169,7 @@ export function recommenderWiring(
     { preset, ...sources.covisit },
   );
   const collaborative = () =>
-    deps.live("collaborative/0") as (StageHandler & CollaborativeView) | undefined;
+    deps.live(COLLABORATIVE_TRAINER) as (StageHandler & CollaborativeView) | undefined;
   const collaborativeIds = Array.from({ length: P }, (_, p) => `collaborative/${p}`);
   /** Partition p's collaborative rows, if its stage runs in this process. */
   const collaborativePart = (p: number) =>
@@ -173,9 +178,8 @@ export function recommenderWiring(
     covisit,
     (user) => {
       const view = collaborative();
-      const part = deps.live(collaborativeIds[partitionOf(user, P)]!) as
-        (StageHandler & CollaborativePartView) | undefined;
-      return view && part && { view, seq: part.part().seq() };
+      const part = collaborativePart(partitionOf(user, P));
+      return view && part && { view, seq: part.seq() };
     },
     sources,
   );
@@ -187,6 +191,9 @@ export function recommenderWiring(
   /** The item numbering the partitions' neighbour lists share (they are read together). */
   const itemIds = createItemIds();
   const collaborativeDefs = collaborativeIds.map((id) => counted(collaborativeStage, id));
+  // Its batches change no answer: the copies are trained on, and the served models are part of
+  // an answer's stamp (blend-answers.ts).
+  const trainerDef = counted(collaborativeTrainerStage, COLLABORATIVE_TRAINER, () => false);
   for (let p = 0; p < cfg.partitions; p++)
     deps.run({
       stage: "history",
@@ -223,20 +230,21 @@ export function recommenderWiring(
         collaborativeDefs[p]!,
         deps.stream,
         partitionInput(p),
-        () => ({
-          preset,
-          sources,
-          retrainMs: cfg.retrainIntervalMs ?? HOUR,
-          train: deps.train ?? trainWorker,
-          partition: p,
-          partitions: P,
-          part: collaborativePart,
-          changed: () => collaborative()?.evaluate(),
-          ...(deps.log ? { log: deps.log } : {}),
-        }),
+        () => ({ preset, retrainMs: cfg.retrainIntervalMs ?? HOUR, partition: p }),
         p,
+        stageTopology.collaborative(p),
       ),
     );
+  deps.run(
+    mergedStageSpec(trainerDef, deps.stream, collabInput(P), () => ({
+      preset,
+      sources,
+      train: deps.train ?? trainWorker,
+      partitions: P,
+      part: collaborativePart,
+      ...(deps.log ? { log: deps.log } : {}),
+    })),
+  );
   const history = (user: string) =>
     deps.live(`history/${partitionOf(user, cfg.partitions)}`) as
       (StageHandler & HistoryView) | undefined;

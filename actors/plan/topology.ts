@@ -12,6 +12,9 @@ import {
   signIdleMarker,
 } from "../host/index.js";
 import type {
+  collaborativeStage,
+  MergedTopology,
+  RowsRecord,
   parseStage,
   popularityStage,
   watermarkStage,
@@ -47,6 +50,18 @@ const recordBytes = (r: ParsedRecord) =>
 const pairBytes = (r: PairRecord) => {
   let n = 100 + 6 * r.i.length + 12 * r.n.length + (r.e ? 60 + 6 * r.e.c.length : 0);
   for (const b of r.n) n += 6 * b.length;
+  return n;
+};
+
+/** An upper bound of a collaborative rows record's bytes (see recordBytes). */
+const rowsRecordBytes = (r: RowsRecord) => {
+  if ("x" in r) return 200;
+  let n = 100;
+  for (const [item] of r.d.items) n += 35 + 6 * item.length;
+  for (const [user, , row] of r.d.users) {
+    n += 60 + 6 * user.length;
+    for (let q = 2; q < row.length; q += 2) n += 35 + 6 * (row[q] as string).length;
+  }
   return n;
 };
 
@@ -93,10 +108,13 @@ export const stageTopology = {
       out.raw(IDLE_SUBJECT, data, headers, `idle.${m.after}`);
     },
   }),
-  // The candidate source stages (RANKER=blend) have no outputs but co-visitation's pairs:
-  // serving reads their state.
+  // The candidate source stages (RANKER=blend) have no outputs but co-visitation's pairs and
+  // the collaborative rows' changes for the trainer: serving reads their state.
   history: (p: number): PortTopology<typeof historyStage.ports> => ({
     pairs: ({ q, rec }, out) => out.emit(subjects.pairs(q, p), rec, pairBytes(rec)),
+  }),
+  collaborative: (p: number): MergedTopology<typeof collaborativeStage.ports> => ({
+    rows: (r, out) => out.emit(subjects.collab(p), r, rowsRecordBytes(r)),
   }),
   watermark: (p: number, counters?: LateCounter): PortTopology<typeof watermarkStage.ports> => ({
     window: subjects.watermark(p),

@@ -60,7 +60,18 @@ export const UNREPLICATED_MAPS: ReadonlySet<string> = new Set([
   "trainer",
   "user-first", // ... where users and items were first added (the gathered matrix's order)
   "user-xfirst",
+  "crossings", // the collaborative trainer's copies of the partitions' crossings
 ]);
+
+/**
+ * The collaborative trainer's copies of the partitions' rows (collaborative-trainer.ts copyMaps:
+ * `p<partition>-…`): trained on, never read by an answer.
+ */
+export const COPY_MAP = /^p\d+-/;
+
+/** Whether a replica leaves a map out. */
+export const unreplicated = (name: string): boolean =>
+  UNREPLICATED_MAPS.has(name) || COPY_MAP.test(name) || SCORER_MAP.test(name);
 
 /**
  * The prequential scorer's maps, where it runs inside a history stage (history-stage.ts): its
@@ -130,7 +141,7 @@ export function createChangeTracker(
   const maps: StateMaps = {
     map<V>(name: string, options?: { text?: boolean; codec?: ValueCodec<V> }) {
       const live = state.map<V>(name, options);
-      if (UNREPLICATED_MAPS.has(name) || SCORER_MAP.test(name)) return live;
+      if (unreplicated(name)) return live;
       const t: Tracked = {
         name,
         live: live as StateMap<unknown>,

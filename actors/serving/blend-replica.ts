@@ -6,7 +6,8 @@ import { createBlendAnswers, recentOf, type BlendAnswers } from "./blend-answers
 import type { ChangeChunk } from "./blend-changes.js";
 import {
   collaborativeRowsOf,
-  COLLABORATIVE_MAPS,
+  COLLABORATIVE_TRAINER,
+  TRAINER_MAPS,
   covisitStage,
   type CovisitView,
   historyStage,
@@ -58,7 +59,10 @@ import {
  * first run of each instance, which loads the same snapshot, sends only what changes after it.
  */
 export interface BlendReplica {
-  /** The stage instances it replicates ("history/0" … , "covisit/0" … , "collaborative/0"). */
+  /**
+   * The stage instances it replicates ("history/0" … , "covisit/0" … , "collaborative/0" … ,
+   * "collaborative-trainer/0").
+   */
   readonly instances: readonly string[];
   apply(chunk: ChangeChunk): void;
   /**
@@ -209,7 +213,7 @@ export function createBlendReplica(cfg: {
     return r.rows;
   };
   const collaborative = (): CollaborativeServing | undefined => {
-    const inst = live.get("collaborative/0");
+    const inst = live.get(COLLABORATIVE_TRAINER);
     if (!inst) return undefined;
     if (collab?.inst !== inst)
       collab = {
@@ -219,7 +223,7 @@ export function createBlendReplica(cfg: {
       };
     // The models as the stage stores them when a training ends (als-model.ts StoredModel):
     // served here once they arrive, decoded once per model.
-    const stored = mapsOf(inst, counts).map<StoredModel>(COLLABORATIVE_MAPS.model);
+    const stored = mapsOf(inst, counts).map<StoredModel>(TRAINER_MAPS.model);
     for (const kind of kinds) {
       const s = stored.get(kind);
       const had = collab.models[kind];
@@ -280,7 +284,7 @@ export function createBlendReplica(cfg: {
   };
 
   return {
-    instances: [...historyIds, ...covisitIds, ...collaborativeIds],
+    instances: [...historyIds, ...covisitIds, ...collaborativeIds, COLLABORATIVE_TRAINER],
     adoptBase(instance, token, state) {
       const inst: Instance = {
         run: undefined,

@@ -34,6 +34,21 @@ export interface RatingsStores {
   firstSeen?: KeyStore<number[]>;
 }
 
+/**
+ * What changed in a builder's rows between two takes: the items added (in their index order,
+ * with the stamp each was first added at) and the changed users' rows as they are now (in
+ * first-seen order, with the stamp each user was first added at). Applied to a builder that
+ * holds the rows as they were at the earlier take, it makes the same stores.
+ */
+export interface RowsDelta {
+  items: [item: string, first: number][];
+  /** `first` {@link CONTINUED}: more of the row of the entry before (a long row cut in parts). */
+  users: [user: string, first: number, row: RatingRow][];
+}
+
+/** A delta entry that continues the row of the entry before it (collaborative-copy.ts). */
+export const CONTINUED = -2;
+
 const CHUNK = 1024;
 
 /** A mark's users and items (the first so many in first-seen order). */
@@ -53,6 +68,17 @@ export interface LayerMeta {
  */
 export function createRatingsBuilder(
   stores: RatingsStores = { rows: memStore(), items: memStore() },
+  options: {
+    /** Keep the matrix beside the rows (a user partition that never builds need not). */
+    hold?: boolean;
+    /**
+     * Track what changes for `takeChanges` (what a user partition sends the trainer's copy of
+     * its rows at a crossing: collaborative-copy.ts), from the last take, which was at this
+     * stamp: the users changed and items added after it are found in the stores at the first
+     * take (a restored builder's), then tracked as they change. Absent: not tracked.
+     */
+    changesSince?: number;
+  } = {},
 ) {
   const { rows, items } = stores;
   const marked = stores.marked as KeyStore<RatingRow> | undefined;
@@ -72,7 +98,11 @@ export function createRatingsBuilder(
    * indexes every user's key (~190 ms with 1M users, before a restart's first right answers).
    */
   let held: MatrixRows | null | undefined =
-    items.size === 0 && rows.size === 0 ? createMatrixRows() : undefined;
+    options.hold === false
+      ? null
+      : items.size === 0 && rows.size === 0
+        ? createMatrixRows()
+        : undefined;
   const matrix = (): MatrixRows | null => {
     if (held === undefined) held = readRows(rows, items);
     return held;
@@ -88,6 +118,40 @@ export function createRatingsBuilder(
     chunk[x % CHUNK] = at;
     firstStore.set(key, chunk);
   };
+  const tracking = options.changesSince !== undefined;
+  /** Users changed and items added since the last take (in memory: see `changesSince`). */
+  const changedUsers = new Set<string>();
+  const addedItems = new Set<string>();
+  /** Whether the stores were read for the changes before this builder (a restore's). */
+  let scanned = !tracking || items.size === 0;
+  /** A user's first row (empty), in first-seen order. */
+  const newUser = (user: string, first: number): RatingRow => {
+    noteFirst("u", rows.size, first);
+    const row: RatingRow = [rows.size, first];
+    if (held?.users === rows.size) held.addUser(user);
+    else if (held) held = null;
+    return row;
+  };
+  /** Keeps the user's row as it was at the newest mark, if it is in that mark's matrix. */
+  const copyOnWrite = (user: string, row: RatingRow) => {
+    if (!marked) return;
+    const ids = markIds();
+    const c = ids[ids.length - 1];
+    if (c !== undefined && (row[0] as number) < metaOf(c)!.users) {
+      const key = `${c}${SEP}${user}`;
+      if (marked.get(key) === undefined) marked.set(key, row.slice());
+    }
+  };
+  /** An item's index (the next one: first-seen order). */
+  const newItem = (item: string, first: number): number => {
+    const i = items.size;
+    noteFirst("i", i, first);
+    items.set(item, i);
+    if (tracking) addedItems.add(item);
+    if (held?.items === i) held.addItem(item);
+    else if (held) held = null;
+    return i;
+  };
   const countNnz = () => {
     let n = 0;
     for (const [, row] of rows.entries()) n += pairs(row);
@@ -100,27 +164,11 @@ export function createRatingsBuilder(
      */
     add(user: string, item: string, value: number, replace = false, at = 0) {
       let row = rows.get(user);
-      if (row === undefined) {
-        noteFirst("u", rows.size, at);
-        row = [rows.size, at];
-        if (held?.users === rows.size) held.addUser(user);
-        else if (held) held = null;
-      } else if (marked) {
-        const ids = markIds();
-        const c = ids[ids.length - 1];
-        if (c !== undefined && (row[0] as number) < metaOf(c)!.users) {
-          const key = `${c}${SEP}${user}`;
-          if (marked.get(key) === undefined) marked.set(key, row.slice());
-        }
-      }
+      if (row === undefined) row = newUser(user, at);
+      else copyOnWrite(user, row);
+      if (tracking) changedUsers.add(user);
       let i = items.get(item);
-      if (i === undefined) {
-        i = items.size;
-        noteFirst("i", i, at);
-        items.set(item, i);
-        if (held?.items === i) held.addItem(item);
-        else if (held) held = null;
-      }
+      if (i === undefined) i = newItem(item, at);
       let q = 2;
       while (q < row.length && row[q] !== item) q += 2;
       if (q < row.length) row[q + 1] = replace ? value : (row[q + 1] as number) + value;
@@ -183,6 +231,59 @@ export function createRatingsBuilder(
       for (const row of at.copies.values())
         if ((row[0] as number) < at.meta.users) own.set(row[0] as number, sortedRow(row, items));
       return mx.ratings(at.meta.users, at.meta.items, own);
+    },
+    /** What changed since the last take (needs `changesSince`), and forgets it. */
+    takeChanges(): RowsDelta {
+      const delta: RowsDelta = { items: [], users: [] };
+      if (!tracking) return delta;
+      if (!scanned) {
+        const since = options.changesSince!;
+        for (const [u, row] of rows.entries()) if ((row[1] as number) > since) changedUsers.add(u);
+        for (const [item, x] of items.entries()) if (firstOf("i", x) > since) addedItems.add(item);
+        scanned = true;
+      }
+      const added: [string, number][] = [];
+      const users: [string, RatingRow][] = [];
+      for (const id of addedItems) added.push([id, items.get(id)!]);
+      for (const id of changedUsers) users.push([id, rows.get(id)!]);
+      addedItems.clear();
+      changedUsers.clear();
+      added.sort((a, b) => a[1] - b[1]);
+      users.sort((a, b) => (a[1][0] as number) - (b[1][0] as number));
+      for (const [id, x] of added) delta.items.push([id, firstOf("i", x)]);
+      for (const [id, row] of users)
+        delta.users.push([id, firstOf("u", row[0] as number), row.slice()]);
+      return delta;
+    },
+    /**
+     * Applies another builder's delta (its rows as they are now, for users and items it added
+     * in the same order as this one did: a copy fed every take of the original, in order).
+     */
+    apply(delta: RowsDelta) {
+      for (const [item, first] of delta.items)
+        if (items.get(item) === undefined) newItem(item, first);
+      for (const [user, first, next] of delta.users) {
+        if (first === CONTINUED) {
+          const row = rows.get(user)!;
+          for (let q = 2; q < next.length; q += 2) {
+            row.push(next[q]!, next[q + 1]!);
+            held?.set(row[0] as number, items.get(next[q] as string)!, next[q + 1] as number);
+          }
+          if (nnz >= 0) nnz += pairs(next);
+          rows.set(user, row);
+          continue;
+        }
+        const row = rows.get(user);
+        if (row === undefined) newUser(user, first);
+        else copyOnWrite(user, row);
+        const had = row === undefined ? 0 : pairs(row);
+        if (nnz >= 0) nnz += pairs(next) - had;
+        const kept = next.slice();
+        rows.set(user, kept);
+        if (held)
+          for (let q = 2; q < kept.length; q += 2)
+            held.set(kept[0] as number, items.get(kept[q] as string)!, kept[q + 1] as number);
+      }
     },
     build(): Ratings {
       const mx = matrix();

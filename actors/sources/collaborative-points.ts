@@ -9,7 +9,9 @@
  * applied (envelope.ts `ix`). So each partition sees the same sequence of states (the interval
  * progress is in, and the idle markers applied so far) as the whole input does, though it may
  * skip some (it only looks when it has a record or a hop). Where its state moves, it *crosses*:
- * it notes the state, its events so far, and marks its rows (copy on write, als-matrix.ts).
+ * it notes the state and its events so far, and sends the trainer what changed in its rows since
+ * its last crossing, then the crossing (collaborative-copy.ts): the trainer's copy of its rows,
+ * marked there (copy on write, als-matrix.ts), holds its rows at every crossing not yet judged.
  *
  * The partitions' states are ordered (both parts only grow, and a partition behind in one is
  * behind in the other), and a partition's rows at its first crossing at or past a state X are its
@@ -44,8 +46,10 @@ export interface PartPoints extends PointState {
   progress: number;
   /** The next crossing's mark. */
   next: number;
-  /** Crossings kept (ascending): those not yet judged, and the one of the newest point. */
-  crossings: Crossing[];
+  /** Records sent to the trainer (the next one's sequence is this plus one). */
+  out: number;
+  /** EVENTS sequence of the newest record fed at the last crossing (-1: none). */
+  taken: number;
   /** EVENTS sequence of the newest record fed (-1: none). */
   s: number;
 }
@@ -56,7 +60,8 @@ export const NO_POINTS: PartPoints = {
   n: 0,
   progress: -1,
   next: 0,
-  crossings: [],
+  out: 0,
+  taken: -1,
   s: -1,
 };
 
@@ -66,17 +71,13 @@ export const past = (a: PointState, b: PointState): boolean => a.e > b.e || a.i 
 export const atOrPast = (a: PointState, b: PointState): boolean => a.e >= b.e && a.i >= b.i;
 
 /**
- * A partition's crossings as its records, hops and idle markers come (`mark(c)`: its rows' mark).
- * Mutates `p` (the caller stores it).
+ * A partition's crossings as its records, hops and idle markers come (`cross`: called with each,
+ * where the partition's rows are its rows there). Mutates `p` (the caller stores it).
  */
-export function partCrossings(p: PartPoints, retrainMs: number, mark: (c: number) => void) {
+export function partCrossings(p: PartPoints, retrainMs: number, cross: (x: Crossing) => void) {
   const epochOf = (progress: number) =>
     retrainMs > 0 && progress >= 0 ? Math.floor(progress / retrainMs) : -1;
-  const cross = () => {
-    const c = p.next++;
-    p.crossings.push({ c, e: p.e, i: p.i, n: p.n, t: p.progress });
-    mark(c);
-  };
+  const crossed = () => cross({ c: p.next++, e: p.e, i: p.i, n: p.n, t: p.progress });
   return {
     /** Progress moved to `to` (a record's `wb` before it, its time after it, a hop's). */
     advance(to: number) {
@@ -85,7 +86,7 @@ export function partCrossings(p: PartPoints, retrainMs: number, mark: (c: number
       const e = epochOf(to);
       if (e > p.e) {
         p.e = e;
-        cross();
+        crossed();
       }
     },
     /** An event was fed (its EVENTS sequence). */
@@ -98,12 +99,12 @@ export function partCrossings(p: PartPoints, retrainMs: number, mark: (c: number
       p.progress = Math.max(p.progress, progress);
       p.e = Math.max(p.e, epochOf(p.progress));
       p.i++;
-      cross();
+      crossed();
     },
   };
 }
 
-/** What the trainer keeps (stage state of collaborative/0). */
+/** What the trainer keeps (stage state of collaborative-trainer/0). */
 export interface TrainerPoints {
   /** The newest state judged. */
   seen: PointState;

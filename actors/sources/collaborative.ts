@@ -1,4 +1,4 @@
-import { createRatingsBuilder, type RatingsStores } from "./als-matrix.js";
+import { createRatingsBuilder, type RatingsStores, type RowsDelta } from "./als-matrix.js";
 import type { Ratings } from "./als-matrix-rows.js";
 import { createAlsIndex, type AlsIndex, type UserRows } from "./als-model.js";
 import { servedModel, type AlsModel, type ServedModel } from "./als-served.js";
@@ -63,10 +63,12 @@ export interface CollaborativeSource extends CollaborativeServing {
 export function createCollaborativeRows(
   preset: SourcePreset,
   stores?: { implicit: RatingsStores; explicit: RatingsStores },
+  /** The builders' options (als-matrix.ts: a user partition holds no matrix, tracks changes). */
+  options: { hold?: boolean; changesSince?: number } = {},
 ) {
   const builders = {
-    implicit: createRatingsBuilder(stores?.implicit),
-    explicit: createRatingsBuilder(stores?.explicit),
+    implicit: createRatingsBuilder(stores?.implicit, options),
+    explicit: createRatingsBuilder(stores?.explicit, options),
   };
   return {
     add(e: SourceEvent, at: number) {
@@ -76,6 +78,13 @@ export function createCollaborativeRows(
     },
     /** A kind's matrix and rows. */
     of: (kind: ModelKind) => builders[kind],
+    /** Both kinds' changes since the last take (with `changesSince`), forgotten. */
+    takeChanges: (): Record<ModelKind, RowsDelta> => ({
+      implicit: builders.implicit.takeChanges(),
+      explicit: builders.explicit.takeChanges(),
+    }),
+    /** Applies a kind's delta from the original rows (a copy's rows: collaborative-copy.ts). */
+    apply: (kind: ModelKind, delta: RowsDelta) => builders[kind].apply(delta),
     /** Marks the current point as mark `c` in both matrices. */
     mark(c: number) {
       builders.implicit.mark(c);

@@ -39,6 +39,7 @@ export {
   trainAls,
 } from "./als.js";
 export { allowedBy, blend } from "./blend.js";
+export { createRowsCopy, deltaChunks, memRowsStores, type RowsCopy } from "./collaborative-copy.js";
 export {
   createCollaborative,
   createCollaborativeRows,
@@ -80,7 +81,7 @@ export { recentStore, userStores } from "./user-stores.js";
 export { decodeUserValue, encodeUserValue, userValueCodec } from "./user-value-bytes.js";
 
 export type { Ratings } from "./als-matrix-rows.js";
-export type { RatingRow, RatingsStores } from "./als-matrix.js";
+export type { RatingRow, RatingsStores, RowsDelta } from "./als-matrix.js";
 export type { AlsIndex } from "./als-model.js";
 export type { StoredModel } from "./als-model-bytes.js";
 export type { OfflineMetrics } from "./als-served.js";

@@ -15,6 +15,12 @@ export {
   ratingRows,
   routedRows,
 } from "./collaborative-stage.js";
+export {
+  COLLABORATIVE_TRAINER,
+  TRAINER_MAPS,
+  collaborativeTrainerStage,
+  copyMaps,
+} from "./collaborative-trainer.js";
 export { covisitStage } from "./covisit-stage.js";
 export { NO_CATEGORY, createDriftHandler, driftStage } from "./drift.js";
 export {
@@ -28,13 +34,14 @@ export { cellKey as interestCellKey, keyTail, parseCellKey } from "./interest-ra
 export { interestStage } from "./interest-ranking.js";
 export { cellCodec } from "./interest-ranking-profiles.js";
 export {
+  collabInput,
   loadMergedHandler,
   mergedStageSpec,
   pairsInput,
   parseInput,
   partitionInput,
 } from "./merged-input.js";
-export type { MergedInput } from "./merged-input.js";
+export type { MergedInput, MergedTopology } from "./merged-input.js";
 export { MAP, OLD_MAP } from "./merged-waiting.js";
 export { createIntPairs, createPackedKeys } from "./packed-keys.js";
 export { createBadRatioAlert } from "./parse-metrics.js";
@@ -73,8 +80,9 @@ export type {
   CollaborativePart,
   CollaborativePartView,
   CollaborativeRecord,
-  CollaborativeView,
+  RowsRecord,
 } from "./collaborative-stage.js";
+export type { CollaborativeTrainerSettings, CollaborativeView } from "./collaborative-trainer.js";
 export type { CovisitView } from "./covisit-stage.js";
 export type { DriftHandler } from "./drift.js";
 export type { FallbackActor, RecommendRequest } from "./fallback.js";

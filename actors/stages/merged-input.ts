@@ -2,6 +2,7 @@ import { asyncScheduler } from "rxjs";
 import {
   startStage,
   type PortMap,
+  type RecordOf,
   type StageDefinition,
   type StageRun,
 } from "../../runtime/index.js";
@@ -9,6 +10,7 @@ import {
   decodeEnvelope,
   HOPS_IN_FLIGHT,
   type StageHandler,
+  type StageOutput,
   type StageSpec,
 } from "../host/index.js";
 import type { StageState } from "../../state/index.js";
@@ -53,9 +55,12 @@ export interface MergedInput {
   /**
    * Where a hop names the EVENTS sequence its subject is complete to: its `upTo` (parse's hops),
    * or its last record (`mark`: the pairs of a history stage end each hop with a mark, whose
-   * `s` is that; the hop's `upTo` is the history stage's own input position).
+   * `s` is that; the hop's `upTo` is the history stage's own input position). `none`: the
+   * subjects' records are not merged in one order but fed as they come, each subject's in its
+   * own order (`s` counts them per subject): a stage whose result does not depend on how the
+   * subjects interleave (the collaborative trainer's copies, one per partition).
    */
-  complete: "upTo" | "mark";
+  complete: "upTo" | "mark" | "none";
   /**
    * Records taken again at the subject's last sequence (a subject's records are otherwise taken
    * once, past it): marks, whose progress may move on while the position does not.
@@ -94,9 +99,17 @@ export const pairsInput = (q: number, partitions: number): MergedInput => ({
   again: (r) => (r as { p?: number }).p !== undefined,
 });
 
+/** What every user partition's collaborative stage sends the trainer, fed as it comes. */
+export const collabInput = (partitions: number): MergedInput => ({
+  subject: subjects.collabAll,
+  names: Array.from({ length: partitions }, (_, p) => subjects.collab(p)),
+  complete: "none",
+});
+
 /**
  * The spec of a stage instance fed several subjects' hops in EVENTS order: one wildcard
- * consumer, one flush per input message, the handler built by loadMergedHandler.
+ * consumer, one flush per input message, the handler built by loadMergedHandler. Its ports go
+ * to `topology`'s functions (none: a stage without ports).
  */
 export function mergedStageSpec<R extends { s: number }, P extends PortMap, S, V>(
   def: StageDefinition<R, P, S, V>,
@@ -104,6 +117,7 @@ export function mergedStageSpec<R extends { s: number }, P extends PortMap, S, V
   input: MergedInput,
   settings: (state: StageState) => S,
   partition = 0,
+  topology?: MergedTopology<P>,
 ): StageSpec<StageHandler & V> {
   return {
     stage: def.name,
@@ -114,15 +128,22 @@ export function mergedStageSpec<R extends { s: number }, P extends PortMap, S, V
     // Raw, but hop messages (up to B records each), not events: a hop input's few in flight.
     inFlight: HOPS_IN_FLIGHT,
     batching: "per-input",
-    create: (state) => loadMergedHandler(def, state, settings(state), input),
+    create: (state, out) =>
+      loadMergedHandler(def, state, settings(state), input, topology && { out, topology }),
   };
 }
+
+/** Where a merged stage's ports go: a function per port, given the host's output. */
+export type MergedTopology<P extends PortMap> = {
+  readonly [K in keyof P]: (record: RecordOf<P[K]>, out: StageOutput) => void;
+};
 
 export async function loadMergedHandler<R extends { s: number }, P extends PortMap, S, V>(
   def: StageDefinition<R, P, S, V>,
   state: StageState,
   settings: S,
   input: MergedInput,
+  outputs?: { out: StageOutput; topology: MergedTopology<P> },
 ): Promise<StageHandler & V> {
   const positions = state.map<SubjectPos>("positions");
   const { names } = input;
@@ -143,7 +164,16 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
       scheduler: asyncScheduler, // these stages have no timers
       count: () => undefined,
     },
-    () => undefined,
+    (o) => {
+      if (!outputs) return;
+      for (const [name, sink] of Object.entries(outputs.topology) as [
+        string,
+        (r: unknown, out: StageOutput) => void,
+      ][]) {
+        const recs = (o as Record<string, readonly unknown[] | undefined>)[name];
+        if (recs) for (const r of recs) sink(r, outputs.out);
+      }
+    },
   );
   while (run.restoreStep()) await new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -159,11 +189,12 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
         if (ix[k]! > pos.s) marks.push(input.idle!(ix[k]!, ix[k + 1]!) as R);
       if (marks.length > 0) recs = [...recs, ...marks].sort((a, b) => a.s - b.s);
     }
-    // One subject is complete at its own hop: its records need not wait.
-    const alone = names.length === 1 && input.complete === "upTo";
+    // One subject is complete at its own hop: its records need not wait; nor records fed as
+    // they come.
+    const alone = (names.length === 1 && input.complete === "upTo") || input.complete === "none";
     if (recs.length > 0 && !alone) waiting.append(msg.subject, recs);
     const upTo =
-      input.complete === "upTo" ? env.upTo : (env.recs[env.recs.length - 1]?.s ?? pos.upTo);
+      input.complete === "mark" ? (env.recs[env.recs.length - 1]?.s ?? pos.upTo) : env.upTo;
     positions.set(msg.subject, {
       upTo: Math.max(pos.upTo, upTo),
       s: recs.length > 0 ? recs[recs.length - 1]!.s : pos.s,

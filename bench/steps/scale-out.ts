@@ -310,7 +310,7 @@ export async function stepScaleOut(report: Report, msgs: OutgoingMessage[]): Pro
       .join(", ");
   report.row({
     step: "8",
-    figure: "  two workers: units held (parse and p0..p7; the collaborative stages run in p0)",
+    figure: "  two workers: units held (parse and p0..p7; the collaborative trainer runs in p0)",
     value: unitsHeld(two),
     baseline: "placed by the engine's leases (rendezvous hashing of WORKER_ID w0, w1)",
   });

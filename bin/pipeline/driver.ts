@@ -59,7 +59,11 @@ function forgetfulStore(): SnapshotStore {
 export async function startDriver(cfg: PipelineConfig): Promise<Driver> {
   const log = createMemoryLog();
   log.addStream(EVENTS_STREAM, ["events.>"]);
-  log.addStream(STREAMS.hops, [...HOP_STAGES.map((s) => `reco.${s}.*`), subjects.pairsAll]);
+  log.addStream(STREAMS.hops, [
+    ...HOP_STAGES.map((s) => `reco.${s}.*`),
+    subjects.pairsAll,
+    subjects.collabAll,
+  ]);
   log.addStream(STREAMS.dlq, ["reco.dlq.>"]);
   log.addStream(STREAMS.late, ["reco.late"]);
   log.addStream(STREAMS.items, [subjects.itemsUpsert]);

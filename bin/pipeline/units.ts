@@ -142,6 +142,7 @@ export function tierOf(id: string): StartTier {
 export function startTierOfStage(stage: string): StartTier {
   if (stage === "popularity-join" || stage === "fallback") return "serving";
   if (stage === "history" || stage === "covisit" || stage === "collaborative") return stage;
+  if (stage === "collaborative-trainer") return "collaborative";
   return "rest";
 }
 
@@ -150,10 +151,8 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
   // At process start the tiers start in order (tierOf), so their snapshots load in that order.
   const starters = new Map<string, { start: () => void; tier: StartTier }[]>();
   const idsOf = new Map<string, string[]>();
-  // The collaborative stages run together (their trainer reads every partition's rows in
-  // process: actors/stages/collaborative-stage.ts), with partition 0.
   const unitOf = (stage: string, partition: number) =>
-    stage === "parse" ? "parse" : stage === "collaborative" ? "p0" : `p${partition}`;
+    stage === "parse" ? "parse" : `p${partition}`;
   const register: Units["register"] = (unit: string, id: string, start: () => void) => {
     starters.set(unit, [...(starters.get(unit) ?? []), { start, tier: tierOf(id) }]);
     idsOf.set(unit, [...(idsOf.get(unit) ?? []), id]);

@@ -48,7 +48,7 @@ export async function ensureTopology(
   const dup = ms(options.duplicateWindowMs ?? 120_000);
   await ensureStream(jsm, {
     name: STREAMS.hops,
-    subjects: [...HOP_STAGES.map((s) => `reco.${s}.*`), subjects.pairsAll],
+    subjects: [...HOP_STAGES.map((s) => `reco.${s}.*`), subjects.pairsAll, subjects.collabAll],
     storage: StorageType.File,
     retention: RetentionPolicy.Limits,
     discard: DiscardPolicy.Old,

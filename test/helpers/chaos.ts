@@ -121,8 +121,8 @@ type Ranker = "design" | "blend";
 let sourcesSeen = "";
 
 /**
- * 1 unless every covisit stage has read past the last user-path hop and every collaborative stage past
- * its partition's, fed the same records,
+ * 1 unless every covisit stage has read past the last user-path hop, every collaborative stage past
+ * its partition's and the trainer past every partition's rows, fed the same records,
  * and the model of the newest training point is served with nothing training.
  */
 async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[]) {
@@ -146,6 +146,17 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
       (positions.find((g) => g.labels.stage === "collaborative" && g.labels.partition === `${q}`)
         ?.value ?? 0) >= seq,
   );
+  // ... and the trainer every partition's rows.
+  const rowsEnd = Math.max(
+    ...(await Promise.all(
+      Array.from({ length: 4 }, (_, q) =>
+        jsm.streams
+          .getMessage("RECO_HOPS", { last_by_subj: `reco.collab.${q}` })
+          .then((m) => m.seq)
+          .catch(() => 0),
+      ),
+    )),
+  );
   const rec = Object.fromEntries(
     (await gauges(p.metricsPort, "reco_recommender").catch(() => [])).map((g) => [
       g.labels.name,
@@ -161,6 +172,7 @@ async function sourcesBehind(jsm: JetStreamManager, p: Proc, positions: Gauge[])
   const ok =
     at("covisit") >= end &&
     collaborativeAt &&
+    at("collaborative-trainer") >= rowsEnd &&
     rec.events !== undefined &&
     rec.events === rec.covisit_events &&
     rec.train_point! > 0 &&

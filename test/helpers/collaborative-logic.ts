@@ -3,7 +3,15 @@ import { TestScheduler } from "rxjs/testing";
 import { createStageLogic } from "../../runtime/index.js";
 import { createStageState } from "../../state/store.js";
 import type { StageStateInternal } from "../../state/index.js";
-import { collaborativeStage, type CollaborativeView } from "../../actors/stages/index.js";
+import { map, type Observable } from "rxjs";
+import type { InputBatch, StateMaps } from "../../runtime/index.js";
+import {
+  collaborativeStage,
+  collaborativeTrainerStage,
+  type CollaborativePartView,
+  type CollaborativeView,
+  type RowsRecord,
+} from "../../actors/stages/index.js";
 import type { TrainFn } from "../../actors/stages/index.js";
 import type { ParsedRecord } from "../../actors/contract/index.js";
 import { ECOMMERCE, IMPLICIT_DEFAULTS, trainAls } from "../../actors/sources/index.js";
@@ -11,8 +19,9 @@ import { batchMaker, stageContext } from "./stage.js";
 import type { recordMaker } from "./source-stages.js";
 
 /**
- * The collaborative stage's logic on a given state, outside any host (the stage tests of
- * test/collaborative-*.test.ts): a small seeded ALS, a training at most every hour of event time.
+ * The collaborative stages' logic on a given state, outside any host (the stage tests of
+ * test/collaborative-*.test.ts): one partition and the trainer, a small seeded ALS, a training at
+ * most every hour of event time.
  */
 
 export const H = 3_600_000;
@@ -28,29 +37,48 @@ export function collaborativeLogic(
   restoreTrainDelayMs = 0,
 ) {
   const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
-  // One partition: its instance holds the rows and the trainer.
-  const self: { view?: CollaborativeView } = {};
+  // One partition and the trainer, in one state (the trainer's maps under a prefix), the
+  // partition's changes handed to the trainer as the hop between them would.
+  const { ctx } = stageContext({ preset: ECOMMERCE, retrainMs: H, partition: 0 }, ts, state);
+  const part = createStageLogic(collaborativeStage, ctx);
+  const partView = part.view as CollaborativePartView;
+  if (part.restore) while (!part.restore.next().done);
+  const trainerState: StateMaps = {
+    map: (name, options) => state.map(`trainer.${name}`, options),
+    value: (name) => state.value(`trainer.${name}`),
+  };
   const settings = {
     preset: ECOMMERCE,
     sources: { implicit: als },
-    retrainMs: H,
     train,
     restoreTrainDelayMs,
-    partition: 0,
     partitions: 1,
-    part: () => self.view?.part(),
-    changed: () => self.view?.evaluate(),
+    part: () => partView.part(),
   };
-  const { ctx } = stageContext(settings, ts, state);
-  const logic = createStageLogic(collaborativeStage, ctx);
-  const view = (self.view = logic.view as CollaborativeView);
-  if (logic.restore) while (!logic.restore.next().done);
-  return { ts, state, logic, view };
+  const trainer = createStageLogic(
+    collaborativeTrainerStage,
+    stageContext(settings, ts, trainerState).ctx,
+  );
+  const view = trainer.view as CollaborativeView;
+  if (trainer.restore) while (!trainer.restore.next().done);
+  const toTrainer = batchMaker<RowsRecord>();
+  const logic = {
+    operator: (batches$: Observable<InputBatch<ParsedRecord>>) =>
+      batches$.pipe(
+        part.operator,
+        map((o) => toTrainer(-1, [...((o as { rows?: RowsRecord[] }).rows ?? [])])),
+        trainer.operator,
+      ),
+  };
+  return { ts, state, logic, view, part: partView };
 }
+
+/** Where the helper's trainer keeps its served model's bytes, in the one state. */
+export const MODEL_MAP = "trainer.trained-model";
 
 export type CollaborativeLogic = ReturnType<typeof collaborativeLogic>;
 
-/** Runs one batch of records through the stage (it emits nothing downstream). */
+/** Runs one batch of records through the partition and the trainer. */
 export function pushBatch(s: CollaborativeLogic, records: ParsedRecord[]): void {
   const batch = batchMaker<ParsedRecord>();
   const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));

@@ -60,7 +60,7 @@ async function publish(nc: NatsConnection, events: readonly LogEvent[]) {
 async function caughtUp(app: App, accepted: number, trains: boolean) {
   const instance = (id: string) => app.pipeline.instance(id);
   for (const until = Date.now() + 180_000; ;) {
-    const collab = instance("collaborative/0")?.handler() as CollaborativeView | undefined;
+    const collab = instance("collaborative-trainer/0")?.handler() as CollaborativeView | undefined;
     // Events fed over every item partition's covisit stage (undefined while one is not running).
     const covisitFed = Array.from({ length: PARTITIONS }, (_, q) => q).reduce<number | undefined>(
       (n, q) => {

@@ -31,6 +31,7 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
   popularity: (p) => ["RECO_HOPS", `reco.items.${p}`],
   trending: (p) => ["RECO_HOPS", `reco.items.${p}`],
   history: (p) => ["RECO_HOPS", `reco.parse.${p}`],
+  collaborative: (p) => ["RECO_HOPS", `reco.parse.${p}`],
   drift: (p) => ["RECO_HOPS", `reco.parse.${p}`],
   catalogue: (p) => ["RECO_HOPS", `reco.items.${p}`],
   "catalogue-upsert": () => ["ITEMS", ""],
@@ -55,6 +56,7 @@ export function stageIds(
   if (ranker === "blend") {
     for (let q = 0; q < partitions; q++) ids.push(`covisit/${q}`);
     for (let p = 0; p < partitions; p++) ids.push(`collaborative/${p}`);
+    ids.push("collaborative-trainer/0");
   }
   // Online quality's scorer runs inside each history/<p> (no instance of its own).
   return ids;
@@ -98,7 +100,7 @@ export async function stagesBehind(jsm: JetStreamManager, positions: Gauge[]): P
       // Nothing on the subject yet: nothing to be behind. Any other error (a request timeout
       // under load) says nothing, so the instance counts as behind.
       .catch((err: { code?: unknown }) => (String(err.code) === "404" ? 0 : Infinity));
-  // User partitions: a covisit stage reads one subject of pairs from each.
+  // User partitions: a covisit stage reads one subject of pairs from each, the trainer one of rows.
   const users = positions.filter((g) => g.labels.stage === "history").length;
   for (const { labels, value } of positions) {
     let end: number;
@@ -107,6 +109,12 @@ export async function stagesBehind(jsm: JetStreamManager, positions: Gauge[]): P
         Array.from({ length: users }, (_, p) =>
           lastOf("RECO_HOPS", `reco.pairs.${labels.partition}.${p}`),
         ),
+      );
+      end = Math.max(0, ...ends);
+    } else if (labels.stage === "collaborative-trainer") {
+      // The trainer reads every user partition's collaborative rows.
+      const ends = await Promise.all(
+        Array.from({ length: users }, (_, p) => lastOf("RECO_HOPS", `reco.collab.${p}`)),
       );
       end = Math.max(0, ...ends);
     } else {
