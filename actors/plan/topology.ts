@@ -60,7 +60,7 @@ const rowsRecordBytes = (r: RowsRecord) => {
   for (const [item] of r.d.items) n += 35 + 6 * item.length;
   for (const [user, , row] of r.d.users) {
     n += 60 + 6 * user.length;
-    for (let q = 2; q < row.length; q += 2) n += 35 + 6 * (row[q] as string).length;
+    for (const v of row) n += typeof v === "string" ? 10 + 6 * v.length : 25;
   }
   return n;
 };

@@ -42,12 +42,18 @@ export interface RatingsStores {
  */
 export interface RowsDelta {
   items: [item: string, first: number][];
-  /** `first` {@link CONTINUED}: more of the row of the entry before (a long row cut in parts). */
+  /**
+   * A user's whole row with their first stamp; or, `first` {@link CONTINUED}, more of the row of
+   * the entry before (a long row cut in parts); or, `first` {@link PATCH}, the entries of the row
+   * that changed, as `[order, at, q, item, value, ...]` (`q`: the entry's place in the row).
+   */
   users: [user: string, first: number, row: RatingRow][];
 }
 
 /** A delta entry that continues the row of the entry before it (collaborative-copy.ts). */
 export const CONTINUED = -2;
+/** A delta entry that holds only a row's changed entries, by place (a long row sent once). */
+export const PATCH = -3;
 
 const CHUNK = 1024;
 
@@ -119,8 +125,12 @@ export function createRatingsBuilder(
     firstStore.set(key, chunk);
   };
   const tracking = options.changesSince !== undefined;
-  /** Users changed and items added since the last take (in memory: see `changesSince`). */
-  const changedUsers = new Set<string>();
+  /**
+   * Users changed since the last take, with the places in their rows that changed (null: the
+   * whole row, a user new since the take or found by a restore's scan), and items added (in
+   * memory: see `changesSince`).
+   */
+  const changedUsers = new Map<string, Set<number> | null>();
   const addedItems = new Set<string>();
   /** Whether the stores were read for the changes before this builder (a restore's). */
   let scanned = !tracking || items.size === 0;
@@ -164,13 +174,18 @@ export function createRatingsBuilder(
      */
     add(user: string, item: string, value: number, replace = false, at = 0) {
       let row = rows.get(user);
+      const fresh = row === undefined;
       if (row === undefined) row = newUser(user, at);
       else copyOnWrite(user, row);
-      if (tracking) changedUsers.add(user);
       let i = items.get(item);
       if (i === undefined) i = newItem(item, at);
       let q = 2;
       while (q < row.length && row[q] !== item) q += 2;
+      if (tracking) {
+        const had = changedUsers.get(user);
+        if (had === undefined) changedUsers.set(user, fresh ? null : new Set([q]));
+        else had?.add(q);
+      }
       if (q < row.length) row[q + 1] = replace ? value : (row[q + 1] as number) + value;
       else {
         row.push(item, value);
@@ -238,21 +253,31 @@ export function createRatingsBuilder(
       if (!tracking) return delta;
       if (!scanned) {
         const since = options.changesSince!;
-        for (const [u, row] of rows.entries()) if ((row[1] as number) > since) changedUsers.add(u);
+        for (const [u, row] of rows.entries())
+          if ((row[1] as number) > since) changedUsers.set(u, null);
         for (const [item, x] of items.entries()) if (firstOf("i", x) > since) addedItems.add(item);
         scanned = true;
       }
       const added: [string, number][] = [];
-      const users: [string, RatingRow][] = [];
+      const users: [string, RatingRow, Set<number> | null][] = [];
       for (const id of addedItems) added.push([id, items.get(id)!]);
-      for (const id of changedUsers) users.push([id, rows.get(id)!]);
+      for (const [id, places] of changedUsers) users.push([id, rows.get(id)!, places]);
       addedItems.clear();
       changedUsers.clear();
       added.sort((a, b) => a[1] - b[1]);
       users.sort((a, b) => (a[1][0] as number) - (b[1][0] as number));
       for (const [id, x] of added) delta.items.push([id, firstOf("i", x)]);
-      for (const [id, row] of users)
-        delta.users.push([id, firstOf("u", row[0] as number), row.slice()]);
+      for (const [id, row, places] of users) {
+        if (places === null) {
+          delta.users.push([id, firstOf("u", row[0] as number), row.slice()]);
+          continue;
+        }
+        // Only what changed: a long row's every entry at every crossing was quadratic (a
+        // MovieLens rater of thousands of films rates across hundreds of hours).
+        const patch: RatingRow = [row[0]!, row[1]!];
+        for (const q of [...places].sort((a, b) => a - b)) patch.push(q, row[q]!, row[q + 1]!);
+        delta.users.push([id, PATCH, patch]);
+      }
       return delta;
     },
     /**
@@ -263,6 +288,25 @@ export function createRatingsBuilder(
       for (const [item, first] of delta.items)
         if (items.get(item) === undefined) newItem(item, first);
       for (const [user, first, next] of delta.users) {
+        if (first === PATCH) {
+          const row = rows.get(user)!;
+          copyOnWrite(user, row);
+          for (let k = 2; k < next.length; k += 3) {
+            const q = next[k] as number;
+            const item = next[k + 1] as string;
+            const value = next[k + 2] as number;
+            // A place past the row's end is a new entry: they come in order.
+            if (q < row.length) row[q + 1] = value;
+            else {
+              row.push(item, value);
+              if (nnz >= 0) nnz++;
+            }
+            held?.set(row[0] as number, items.get(item)!, value);
+          }
+          row[1] = next[1]!;
+          rows.set(user, row);
+          continue;
+        }
         if (first === CONTINUED) {
           const row = rows.get(user)!;
           for (let q = 2; q < next.length; q += 2) {

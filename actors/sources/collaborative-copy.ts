@@ -1,4 +1,10 @@
-import { CONTINUED, type RatingRow, type RatingsStores, type RowsDelta } from "./als-matrix.js";
+import {
+  CONTINUED,
+  PATCH,
+  type RatingRow,
+  type RatingsStores,
+  type RowsDelta,
+} from "./als-matrix.js";
 import type { Crossing } from "./collaborative-points.js";
 import {
   createCollaborativeRows,
@@ -45,7 +51,9 @@ export function createRowsCopy(
       // A crossing already here (a partition sends again what its restart replays) changes nothing.
       if (list.length > 0 && list[list.length - 1]!.c >= x.c) return;
       rows.mark(x.c);
-      list = [...list, x];
+      // In place (the store serialises it at the next snapshot): a copy of the list at every
+      // crossing was quadratic while a training keeps its point's crossings.
+      list.push(x);
       kept.set(list);
     },
     keep(c) {
@@ -71,20 +79,20 @@ export function memRowsStores(copy: boolean): {
   return { implicit: one(), explicit: one() };
 }
 
-/** An upper bound of a string's bytes in a hop (JSON escapes: 6 per UTF-16 unit). */
-const strBytes = (s: string) => 10 + 6 * s.length;
-const NUM = 25;
+/** An upper bound of a value's bytes in a hop (JSON escapes: 6 per UTF-16 unit). */
+const bytesOf = (v: string | number) => (typeof v === "string" ? 10 + 6 * v.length : 25);
 
 const rowBytes = (row: RatingRow) => {
-  let n = 2 * NUM + 10;
-  for (let q = 2; q < row.length; q += 2) n += strBytes(row[q] as string) + NUM;
+  let n = 10;
+  for (const v of row) n += bytesOf(v);
   return n;
 };
 
 /**
  * A delta cut in parts of at most about `maxBytes` each (a hop message has a size limit): items
  * first, then users, each part applied in turn does what the whole does. A row larger than
- * `maxBytes` is cut too: its first part as the row, the rest as entries that continue it.
+ * `maxBytes` is cut too: a whole row's first part as the row, the rest as entries that continue
+ * it; a patch's as several patches.
  */
 export function deltaChunks(delta: RowsDelta, maxBytes: number): RowsDelta[] {
   const out: RowsDelta[] = [];
@@ -99,28 +107,32 @@ export function deltaChunks(delta: RowsDelta, maxBytes: number): RowsDelta[] {
     put(cur);
     bytes += size;
   };
-  for (const it of delta.items) add(strBytes(it[0]) + NUM, (d) => d.items.push(it));
+  for (const it of delta.items) add(bytesOf(it[0]) + 25, (d) => d.items.push(it));
   for (const u of delta.users) {
     const [user, first, row] = u;
+    const head = bytesOf(user) + 25;
     if (rowBytes(row) <= maxBytes) {
-      add(strBytes(user) + NUM + rowBytes(row), (d) => d.users.push(u));
+      add(head + rowBytes(row), (d) => d.users.push(u));
       continue;
     }
+    const stride = first === PATCH ? 3 : 2;
+    const rest = first === PATCH ? PATCH : CONTINUED;
     let part: RatingRow = [row[0]!, row[1]!];
     let size = rowBytes(part);
-    let head = true;
+    let mark = first;
     const flush = () => {
-      const entry: [string, number, RatingRow] = [user, head ? first : CONTINUED, part];
-      add(strBytes(user) + NUM + size, (d) => d.users.push(entry));
-      head = false;
+      const entry: [string, number, RatingRow] = [user, mark, part];
+      add(head + size, (d) => d.users.push(entry));
+      mark = rest;
       part = [row[0]!, row[1]!];
       size = rowBytes(part);
     };
-    for (let q = 2; q < row.length; q += 2) {
-      const pair = strBytes(row[q] as string) + NUM;
-      if (part.length > 2 && size + pair > maxBytes) flush();
-      part.push(row[q]!, row[q + 1]!);
-      size += pair;
+    for (let q = 2; q < row.length; q += stride) {
+      let piece = 0;
+      for (let k = 0; k < stride; k++) piece += bytesOf(row[q + k]!);
+      if (part.length > 2 && size + piece > maxBytes) flush();
+      for (let k = 0; k < stride; k++) part.push(row[q + k]!);
+      size += piece;
     }
     flush();
   }
