@@ -96,6 +96,7 @@ export function createStageInstance<H extends StageHandler>(
     codec,
     publisher: () => publisher!,
     maxPayload: () => deps.transport.maxPayload() ?? DEFAULT_MAX_PAYLOAD,
+    ...(spec.splitHops ? { splitHops: true } : {}),
     position: () => lastSeq,
     now: () => scheduler.now(),
     buffering: () => pokeBatch(),

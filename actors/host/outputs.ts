@@ -27,6 +27,8 @@ export interface OutputOptions {
   publisher(): HopPublisher;
   /** The server's max_payload: hops are cut at half of it, raw outputs truncated to fit. */
   maxPayload(): number;
+  /** A hop over max_payload goes in parts (StageSpec.splitHops). */
+  splitHops?: boolean;
   /** The input position now (a hop's `upTo`). */
   position(): number;
   /** Processing time, for how long records have waited (the batching scheduler's clock). */
@@ -177,12 +179,24 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
       if (f.n === recs.length && ix === undefined)
         data = codec.withHead(f.data, upTo, progress, prev);
     }
-    o.publisher()
-      .publish(subject, data ?? codec.encode(upTo, progress, recs, prev, ix), {
-        // (prev, upTo] names the content: the subject's records of those input positions.
-        msgId: `${stage}.${partition}.${prev}-${upTo}.${subject}`,
-      })
-      .catch(ignore);
+    // (prev, upTo] names the content: the subject's records of those input positions.
+    const msgId = `${stage}.${partition}.${prev}-${upTo}.${subject}`;
+    const whole = data ?? codec.encode(upTo, progress, recs, prev, ix);
+    if (o.splitHops && whole.length > o.maxPayload() && recs.length > 1) {
+      // Halves until each part fits, in order: the reader drops what it has by the records' own
+      // numbering (StageSpec.splitHops), and a part's id names its place.
+      const parts = (rs: unknown[], id: string): void => {
+        const d = codec.encode(upTo, progress, rs, prev, ix);
+        if (d.length <= o.maxPayload() || rs.length === 1) {
+          o.publisher().publish(subject, d, { msgId: id }).catch(ignore);
+          return;
+        }
+        const mid = rs.length >> 1;
+        parts(rs.slice(0, mid), `${id}0`);
+        parts(rs.slice(mid), `${id}1`);
+      };
+      parts(recs, `${msgId}#`);
+    } else o.publisher().publish(subject, whole, { msgId }).catch(ignore);
     outputCount += recs.length;
   };
 

@@ -95,6 +95,12 @@ export interface StageSpec<H extends StageHandler> {
   /** Period of `handler.tick()`, if the handler has one. */
   tickMs?: number;
   /**
+   * Hops of one input larger than max_payload go as several messages with the same `upTo`
+   * (ids `…#<part>`) instead of failing. Only for outputs whose readers drop records by their
+   * own numbering, not a hop's `upTo` (a merged input: the collaborative rows' changes).
+   */
+  splitHops?: boolean;
+  /**
    * Periodic snapshots every this many SNAPSHOT_INTERVALs (default 1). For a stage without
    * outputs that no answer waits for after a restart: each snapshot
    * rewrites every key changed since the last one, so fewer of them cost less CPU per event, and

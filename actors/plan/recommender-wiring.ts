@@ -233,6 +233,8 @@ export function recommenderWiring(
         () => ({ preset, retrainMs: cfg.retrainIntervalMs ?? HOUR, partition: p }),
         p,
         stageTopology.collaborative(p),
+        // A crossing's changes can be megabytes (a million new users): read by record number.
+        true,
       ),
     );
   deps.run(

@@ -118,6 +118,8 @@ export function mergedStageSpec<R extends { s: number }, P extends PortMap, S, V
   settings: (state: StageState) => S,
   partition = 0,
   topology?: MergedTopology<P>,
+  /** Its hops may go in parts (StageSpec.splitHops): their reader is a merged input too. */
+  splitHops = false,
 ): StageSpec<StageHandler & V> {
   return {
     stage: def.name,
@@ -128,6 +130,7 @@ export function mergedStageSpec<R extends { s: number }, P extends PortMap, S, V
     // Raw, but hop messages (up to B records each), not events: a hop input's few in flight.
     inFlight: HOPS_IN_FLIGHT,
     batching: "per-input",
+    ...(splitHops ? { splitHops } : {}),
     create: (state, out) =>
       loadMergedHandler(def, state, settings(state), input, topology && { out, topology }),
   };
