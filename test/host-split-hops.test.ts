@@ -41,12 +41,12 @@ function outputsWith(splitHops: boolean) {
 const records = Array.from({ length: 300 }, (_, s) => ({ s: s + 1, pad: "x".repeat(40) }));
 
 describe("a hop over max_payload", () => {
-  it("goes in parts under the limit, in order, with the same upTo, when the stage allows it", () => {
+  it("goes in parts of at most half the limit, in order, with the same upTo, when the stage allows it", () => {
     const { outputs, sent } = outputsWith(true);
     for (const r of records) outputs.out.emit("reco.collab.3", r);
     outputs.flush();
     expect(sent.length).toBeGreaterThan(2);
-    for (const m of sent) expect(m.data.length).toBeLessThanOrEqual(4_000);
+    for (const m of sent) expect(m.data.length).toBeLessThanOrEqual(2_000);
     const decoded = sent.map((m) => decodeEnvelope<{ s: number }>(m.data));
     expect(decoded.flatMap((d) => d.recs)).toEqual(records);
     expect(new Set(decoded.map((d) => d.upTo))).toEqual(new Set([17]));

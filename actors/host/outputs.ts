@@ -183,11 +183,12 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
     const msgId = `${stage}.${partition}.${prev}-${upTo}.${subject}`;
     const whole = data ?? codec.encode(upTo, progress, recs, prev, ix);
     if (o.splitHops && whole.length > o.maxPayload() && recs.length > 1) {
-      // Halves until each part fits, in order: the reader drops what it has by the records' own
-      // numbering (StageSpec.splitHops), and a part's id names its place.
+      // Halves until each part is at most half of max_payload (room for the headers, as hops
+      // are cut), in order: the reader drops what it has by the records' own numbering
+      // (StageSpec.splitHops), and a part's id names its place.
       const parts = (rs: unknown[], id: string): void => {
         const d = codec.encode(upTo, progress, rs, prev, ix);
-        if (d.length <= o.maxPayload() || rs.length === 1) {
+        if (d.length <= o.maxPayload() / 2 || rs.length === 1) {
           o.publisher().publish(subject, d, { msgId: id }).catch(ignore);
           return;
         }
