@@ -27,6 +27,7 @@ import type {
 } from "../stages/index.js";
 import type { PairRecord, ParsedRecord } from "../contract/index.js";
 import type { PortTopology } from "../host/index.js";
+import { deltaBytes } from "../sources/index.js";
 import { sendLate, type LateCounter } from "../stages/index.js";
 
 /**
@@ -54,16 +55,7 @@ const pairBytes = (r: PairRecord) => {
 };
 
 /** An upper bound of a collaborative rows record's bytes (see recordBytes). */
-const rowsRecordBytes = (r: RowsRecord) => {
-  if ("x" in r) return 200;
-  let n = 100;
-  for (const [item] of r.d.items) n += 35 + 6 * item.length;
-  for (const [user, , row] of r.d.users) {
-    n += 60 + 6 * user.length;
-    for (const v of row) n += typeof v === "string" ? 10 + 6 * v.length : 25;
-  }
-  return n;
-};
+const rowsRecordBytes = (r: RowsRecord) => ("x" in r ? 200 : 100 + deltaBytes(r.d));
 
 /** The KV bucket trending writes its top lists and heartbeats to. */
 export const TRENDING_BUCKET = BUCKETS.trending;

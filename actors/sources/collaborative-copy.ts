@@ -88,6 +88,14 @@ const rowBytes = (row: RatingRow) => {
   return n;
 };
 
+/** An upper bound of a delta's bytes in a hop (what `deltaChunks` cuts by). */
+export function deltaBytes(delta: RowsDelta): number {
+  let n = 10;
+  for (const [item] of delta.items) n += bytesOf(item) + 25;
+  for (const [user, , row] of delta.users) n += bytesOf(user) + 25 + rowBytes(row);
+  return n;
+}
+
 /**
  * A delta cut in parts of at most about `maxBytes` each (a hop message has a size limit): items
  * first, then users, each part applied in turn does what the whole does. A row larger than

@@ -39,7 +39,13 @@ export {
   trainAls,
 } from "./als.js";
 export { allowedBy, blend } from "./blend.js";
-export { createRowsCopy, deltaChunks, memRowsStores, type RowsCopy } from "./collaborative-copy.js";
+export {
+  createRowsCopy,
+  deltaBytes,
+  deltaChunks,
+  memRowsStores,
+  type RowsCopy,
+} from "./collaborative-copy.js";
 export {
   createCollaborative,
   createCollaborativeRows,
