@@ -98,6 +98,7 @@ describe("a restarted process", () => {
     // The second start: window/0 takes 4 s to start, as a large snapshot would.
     process.env.RECO_TEST_SLOW_START = "window/0:4000";
     let started = false;
+    let failed: unknown;
     const t0 = Date.now();
     const second = startApp(cfg, pino({ level: "silent" }));
     second.then(
@@ -105,7 +106,9 @@ describe("a restarted process", () => {
         started = true;
         cleanups.push(() => app.stop());
       },
-      () => undefined,
+      (err: unknown) => {
+        failed = err;
+      },
     );
     let answer = "";
     let startedAtAnswer = true;
@@ -117,6 +120,7 @@ describe("a restarted process", () => {
       }
       await sleep(50);
     }
+    expect(failed).toBeUndefined();
     expect(answer).toBe(want);
     // Answered while window/0 was still held: before the process had started every stage.
     expect(startedAtAnswer).toBe(false);
