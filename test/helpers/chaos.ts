@@ -27,7 +27,7 @@ import { Source } from "../../proto/gen/reco/v1/reco_pb.js";
  * The cases are split over test files (chaos, chaos-blend) that run side by side.
  */
 
-const N = Number(process.env.CHAOS_EVENTS ?? 120_000);
+const N = Number(process.env.CHAOS_EVENTS ?? 80_000);
 const H = 3_600_000;
 const enc = new TextEncoder();
 
