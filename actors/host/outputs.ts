@@ -186,8 +186,7 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
       // Halves until each part is at most half of max_payload (room for the headers, as hops
       // are cut), in order: the reader drops what it has by the records' own numbering
       // (StageSpec.splitHops), and a part's id names its place.
-      const parts = (rs: unknown[], id: string): void => {
-        const d = codec.encode(upTo, progress, rs, prev, ix);
+      const parts = (rs: unknown[], id: string, d = codec.encode(upTo, progress, rs, prev, ix)) => {
         if (d.length <= o.maxPayload() / 2 || rs.length === 1) {
           o.publisher().publish(subject, d, { msgId: id }).catch(ignore);
           return;
@@ -196,7 +195,7 @@ export function createHostOutputs(o: OutputOptions): HostOutputs {
         parts(rs.slice(0, mid), `${id}0`);
         parts(rs.slice(mid), `${id}1`);
       };
-      parts(recs, `${msgId}#`);
+      parts(recs, `${msgId}#`, whole);
     } else o.publisher().publish(subject, whole, { msgId }).catch(ignore);
     outputCount += recs.length;
   };
