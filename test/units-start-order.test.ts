@@ -15,8 +15,14 @@ describe("start order of stage instances at process start", () => {
     expect(tierOf("history/7")).toBe("history");
     expect(tierOf("covisit/0")).toBe("covisit");
     expect(tierOf("collaborative/0")).toBe("collaborative");
-    expect(tierOf("collaborative-trainer/0")).toBe("collaborative");
-    for (const id of ["parse/0", "window/1", "interest-ranking/2", "drift/4"])
+    // Its served models are shelved apart from its snapshot (bin/pipeline/model-shelf.ts).
+    for (const id of [
+      "parse/0",
+      "window/1",
+      "interest-ranking/2",
+      "drift/4",
+      "collaborative-trainer/0",
+    ])
       expect(tierOf(id)).toBe("rest");
   });
 
@@ -33,8 +39,9 @@ describe("start order of stage instances at process start", () => {
     reg("collaborative-trainer", 0);
     reg("parse", 0);
     for (const tier of START_TIERS) for (const unit of units.names()) units.start(unit, tier);
-    // Every history instance before covisit/0 and the collaborative stages (unit p0 holds the
-    // trainer too): history/1 used to wait behind them, collaborative's 1M rows before covisit's.
+    // Every history instance before covisit/0 and the collaborative stages: history/1 used to
+    // wait behind them, collaborative's 1M rows before covisit's. The trainer (unit p0) loads
+    // with the rest: its copies of every partition's rows are the largest snapshot.
     expect(started).toEqual([
       "popularity-join/0",
       "popularity-join/1",
@@ -42,10 +49,10 @@ describe("start order of stage instances at process start", () => {
       "history/1",
       "covisit/0",
       "collaborative/0",
-      "collaborative-trainer/0",
       "collaborative/1",
       "window/0",
       "interest-ranking/0",
+      "collaborative-trainer/0",
       "window/1",
       "interest-ranking/1",
       "parse/0",

@@ -16,6 +16,8 @@ import {
   collaborativeTrainerStage,
   type CollaborativeView,
   type CollaborativePartView,
+  type ModelShelf,
+  shelfView,
   covisitStage,
   type CovisitView,
   historyStage,
@@ -124,6 +126,12 @@ export function recommenderWiring(
      * reads the serving path's sources; the source stages run whatever RANKER says.
      */
     scorer?: () => PrequentialSettings;
+    /**
+     * The served models kept apart from the trainer's snapshot (ModelShelf), with `serveFirst`
+     * when this process starts the trainer with its units: the shelf's models serve until the
+     * trainer runs (it loads with the last tier, bin/pipeline/units.ts START_TIERS).
+     */
+    shelf?: { shelf: ModelShelf; serveFirst: boolean };
   },
 ): RankerWiring {
   if ((cfg.ranker ?? "design") !== "blend" && !deps.blendArm && !deps.scorer)
@@ -168,12 +176,20 @@ export function recommenderWiring(
     covisitIds.map((id) => () => deps.live(id) as (StageHandler & CovisitView) | undefined),
     { preset, ...sources.covisit },
   );
-  const collaborative = () =>
-    deps.live(COLLABORATIVE_TRAINER) as (StageHandler & CollaborativeView) | undefined;
   const collaborativeIds = Array.from({ length: P }, (_, p) => `collaborative/${p}`);
   /** Partition p's collaborative rows, if its stage runs in this process. */
   const collaborativePart = (p: number) =>
     (deps.live(collaborativeIds[p]!) as (StageHandler & CollaborativePartView) | undefined)?.part();
+  /** The shelf's view until the trainer first runs here (null from then on). */
+  let shelved: CollaborativeView | undefined | null = deps.shelf?.serveFirst
+    ? shelfView({ sources, partitions: P, part: collaborativePart, shelf: deps.shelf.shelf })
+    : undefined;
+  const collaborative = (): CollaborativeView | undefined => {
+    const trainer = deps.live(COLLABORATIVE_TRAINER) as
+      (StageHandler & CollaborativeView) | undefined;
+    if (trainer) shelved = null;
+    return trainer ?? shelved ?? undefined;
+  };
   const serve = scorerServe(
     covisit,
     (user) => {
@@ -244,6 +260,7 @@ export function recommenderWiring(
       train: deps.train ?? trainWorker,
       partitions: P,
       part: collaborativePart,
+      ...(deps.shelf ? { shelf: deps.shelf.shelf } : {}),
       ...(deps.log ? { log: deps.log } : {}),
     })),
   );

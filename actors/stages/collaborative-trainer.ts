@@ -65,6 +65,22 @@ export interface CollaborativeTrainerSettings {
   log?: (obj: object, msg: string) => void;
   /** Delay of a restored trainer's training of its pending point (default 5 s, see below). */
   restoreTrainDelayMs?: number;
+  /** Where the served models are kept apart from this snapshot (see ModelShelf). */
+  shelf?: ModelShelf;
+}
+
+/**
+ * The served models kept apart from the trainer's snapshot, one per kind (its stored form, with
+ * its input point: als-model-bytes.ts). A restart serves them before the trainer's state has
+ * loaded: its copies of every partition's rows are most of a restart's reading (43 MiB of
+ * 270 MiB with 1M users), and the blend's first right answers waited for them. A model on the
+ * shelf is the one its point trains (training is seeded), so a restored trainer takes one newer
+ * than its own instead of training that point again.
+ */
+export interface ModelShelf {
+  get(kind: ModelKind): Uint8Array | undefined;
+  /** Keeps `stored` as the kind's served model (written in the background). */
+  put(kind: ModelKind, stored: Uint8Array): void;
 }
 
 export interface CollaborativeView {
@@ -135,6 +151,38 @@ function rowsCopyOf(st: StateMaps, preset: SourcePreset, p: number): RowsCopy {
   );
 }
 
+/**
+ * The shelf's models served over the partitions' rows here, as the trainer's view would serve
+ * them once restored (undefined: no model on the shelf). For the time before the trainer runs.
+ */
+export function shelfView(
+  s: Pick<CollaborativeTrainerSettings, "sources" | "partitions" | "part" | "shelf">,
+): CollaborativeView | undefined {
+  const serving = createCollaborativeServing(
+    s.sources,
+    routedRows((p) => s.part(p)?.rows, s.partitions),
+  );
+  const models: Partial<Record<ModelKind, number>> = {};
+  for (const kind of KINDS) {
+    const shelved = s.sources[kind] && s.shelf?.get(kind);
+    const m = shelved && readStoredModel(shelved);
+    if (!m || m.legacy) continue;
+    serving.setModel(kind, m.model, m.at);
+    models[kind] = m.at;
+  }
+  if (Object.keys(models).length === 0) return undefined;
+  return {
+    collaborative: () => serving,
+    status: () => {
+      let events = 0;
+      for (let p = 0; p < s.partitions; p++) events += s.part(p)?.fed() ?? 0;
+      return { events, trainAt: Math.max(...Object.values(models)), models: { ...models } };
+    },
+    training: () => false,
+    versions: () => [],
+  };
+}
+
 export const collaborativeTrainerStage = defineStage({
   name: "collaborative-trainer",
   input: port<RowsRecord>(),
@@ -163,15 +211,23 @@ export const collaborativeTrainerStage = defineStage({
         const kept = storeModel(m, at);
         serving.setModel(kind, kept.model, at);
         stored.set(kind, kept.stored);
+        s.shelf?.put(kind, kept.stored);
         versions.trained(kind, at, kept.model);
-        if (t.pending && kinds.every((k) => (serving.model(k)?.at ?? -1) >= t.pending!.at)) {
-          t = { seen: t.seen, at: t.at };
-          pointsMap.set("t", t);
-          prune();
-        }
+        settlePending();
       },
       onError: (kind, err) => s.log?.({ kind, err: String(err) }, "ALS training failed"),
     });
+
+    /** The served model's point of `kind` (-1: none yet). */
+    const servedAt = (kind: ModelKind) => serving.model(kind)?.at ?? -1;
+    /** The pending point is done once every kind serves a model of it or of a later point. */
+    function settlePending() {
+      if (t.pending && kinds.every((k) => servedAt(k) >= t.pending!.at)) {
+        t = { seen: t.seen, at: t.at };
+        pointsMap.set("t", t);
+        prune();
+      }
+    }
 
     /** The matrix of point `d`, gathered when its training starts (undefined: a mark is gone). */
     const ratingsOf = (kind: ModelKind, d: PointState & { at: number }) => () => {
@@ -201,18 +257,21 @@ export const collaborativeTrainerStage = defineStage({
       const newest = judged.due[judged.due.length - 1];
       const moved = judged.t.seen.e !== t.seen.e || judged.t.seen.i !== t.seen.i;
       t = judged.t;
-      if (newest) {
+      // A point whose model is served already (taken from the shelf at a restart) is not
+      // trained again.
+      const due = newest && kinds.filter((kind) => servedAt(kind) < newest.at);
+      if (newest && due && due.length > 0) {
         t = { ...t, pending: { e: newest.e, i: newest.i, at: newest.at } };
-        for (const kind of kinds) versions.submitted(kind, newest.at, newest.progress);
-        for (const kind of kinds)
+        for (const kind of due) versions.submitted(kind, newest.at, newest.progress);
+        for (const kind of due)
           trainer.submit(kind, newest.at, ratingsOf(kind, newest), s.sources[kind]!);
       }
       if (moved) pointsMap.set("t", t);
       prune();
     };
 
-    // Restore: the stored models, and the pending point's training again when its model was not
-    // stored before the restart.
+    // Restore: the stored models (or the shelf's, when newer), and the pending point's training
+    // again when its model was not kept before the restart.
     function* restore(): Iterator<void> {
       for (const kind of kinds) {
         const saved = stored.get(kind);
@@ -224,13 +283,23 @@ export const collaborativeTrainerStage = defineStage({
           stored.set(kind, kept.stored);
           m = { ...m, model: kept.model };
         }
+        const shelved = s.shelf?.get(kind);
+        const onShelf = shelved && readStoredModel(shelved);
+        if (onShelf && !onShelf.legacy && onShelf.at > (m?.at ?? -1)) {
+          // Trained and shelved after the snapshot was written.
+          stored.set(kind, shelved);
+          versions.trained(kind, onShelf.at, onShelf.model);
+          m = onShelf;
+        } else if (m && (!onShelf || onShelf.at < m.at))
+          s.shelf?.put(kind, stored.get(kind) as Uint8Array);
         if (m) serving.setModel(kind, m.model, m.at);
         yield;
       }
+      settlePending();
       const pending = t.pending;
       if (pending)
         for (const kind of kinds)
-          if (serving.model(kind)?.at !== pending.at)
+          if (servedAt(kind) < pending.at)
             trainer.submit(
               kind,
               pending.at,

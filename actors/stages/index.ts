@@ -20,6 +20,7 @@ export {
   TRAINER_MAPS,
   collaborativeTrainerStage,
   copyMaps,
+  shelfView,
 } from "./collaborative-trainer.js";
 export { covisitStage } from "./covisit-stage.js";
 export { NO_CATEGORY, createDriftHandler, driftStage } from "./drift.js";
@@ -82,7 +83,11 @@ export type {
   CollaborativeRecord,
   RowsRecord,
 } from "./collaborative-stage.js";
-export type { CollaborativeTrainerSettings, CollaborativeView } from "./collaborative-trainer.js";
+export type {
+  CollaborativeTrainerSettings,
+  CollaborativeView,
+  ModelShelf,
+} from "./collaborative-trainer.js";
 export type { CovisitView } from "./covisit-stage.js";
 export type { DriftHandler } from "./drift.js";
 export type { FallbackActor, RecommendRequest } from "./fallback.js";

@@ -38,6 +38,7 @@ import {
 import { startServing, type Serving } from "./serving.js";
 import { createLoadTurns } from "./load-turns.js";
 import { hostMetrics, stageGauges } from "./metrics.js";
+import { openModelShelf } from "./model-shelf.js";
 
 export type { LeaseOwnership, Ownership } from "./units.js";
 
@@ -254,7 +255,16 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     design: (user, n) => served.designTop?.(user, n),
   });
   // --- The recommender stage and the blend (RANKER=blend; actors/plan/recommender-wiring.ts) ---
+  const shelf = await openModelShelf(deps.stateDb, deps.log);
+  // The trainer starts here with its unit at process start: its shelved models serve until then.
+  const trainerUnit = units.unitOf("collaborative-trainer", 0);
+  const serveFirst =
+    ownership.mode === "all" ||
+    (ownership.mode === "units" &&
+      ownership.units.includes(trainerUnit) &&
+      placedHere("collaborative-trainer"));
   const ranker = recommenderWiring(cfg, {
+    shelf: { shelf, serveFirst },
     stream: STREAMS.hops,
     blendArm: quality.blendArm,
     ...(quality.scorer ? { scorer: quality.scorer } : {}),

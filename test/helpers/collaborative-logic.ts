@@ -10,6 +10,7 @@ import {
   collaborativeTrainerStage,
   type CollaborativePartView,
   type CollaborativeView,
+  type ModelShelf,
   type RowsRecord,
 } from "../../actors/stages/index.js";
 import type { TrainFn } from "../../actors/stages/index.js";
@@ -35,6 +36,7 @@ export function collaborativeLogic(
   train: TrainFn = trainNow,
   state: StageStateInternal = createStageState(),
   restoreTrainDelayMs = 0,
+  shelf?: ModelShelf,
 ) {
   const ts = new TestScheduler((actual, expected) => expect(actual).toEqual(expected));
   // One partition and the trainer, in one state (the trainer's maps under a prefix), the
@@ -54,6 +56,7 @@ export function collaborativeLogic(
     restoreTrainDelayMs,
     partitions: 1,
     part: () => partView.part(),
+    ...(shelf ? { shelf } : {}),
   };
   const trainer = createStageLogic(
     collaborativeTrainerStage,
@@ -70,7 +73,7 @@ export function collaborativeLogic(
         trainer.operator,
       ),
   };
-  return { ts, state, logic, view, part: partView };
+  return { ts, state, logic, view, part: partView, settings };
 }
 
 /** Where the helper's trainer keeps its served model's bytes, in the one state. */
