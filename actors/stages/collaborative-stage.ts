@@ -52,7 +52,8 @@ export interface IdleMark {
 
 export type CollaborativeRecord = ParsedRecord | IdleMark;
 
-const isIdle = (r: CollaborativeRecord): r is IdleMark => "idle" in r;
+/** An idle marker: it moves the partition's clock (and may cross a point), never its rows. */
+export const isIdleMark = (r: CollaborativeRecord): r is IdleMark => "idle" in r;
 
 const KINDS = ["implicit", "explicit"] as const;
 
@@ -215,7 +216,7 @@ export const collaborativeStage = defineStage({
         map((b) => {
           out = [];
           for (const r of b.records) {
-            if (isIdle(r)) {
+            if (isIdleMark(r)) {
               crossings.idle(r.idle);
               continue;
             }

@@ -11,6 +11,7 @@ export { catalogueStage, catalogueUpsertStage, readUpsert } from "./catalogue-st
 export {
   collaborativeRowsOf,
   collaborativeStage,
+  isIdleMark,
   COLLABORATIVE_MAPS,
   ratingRows,
   routedRows,
