@@ -22,7 +22,7 @@ import { sleep } from "./helpers/harness.js";
  * them, are those of before the restart long before that.
  */
 const LOG = resolve(import.meta.dirname, "../../shared/data/rees46/2019-Oct-head.csv");
-const ROWS = 3000;
+const ROWS = 1500;
 const HOLD_MS = 10_000;
 
 describe("a restarted process with a trained model", () => {
@@ -75,7 +75,7 @@ describe("a restarted process with a trained model", () => {
     }
     const users = [...new Set(lines.slice(1).map((l) => l.split(",")[7]!))]
       .sort()
-      .filter((_, x) => x % 20 === 0);
+      .filter((_, x) => x % 10 === 0);
     const ask = async (port: number) => {
       const client = createRecoClient(`127.0.0.1:${port}`, {
         channelOptions: { "grpc.use_local_subchannel_pool": 1 },
