@@ -1,6 +1,6 @@
 import type { JetStreamManager } from "nats";
 import type { Logger } from "pino";
-import { EVENTS_STREAM } from "../connectors/nats/streams.js";
+import { consumerInfos, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import { STREAMS } from "../connectors/nats/topology.js";
 
 /**
@@ -67,10 +67,10 @@ export function createProgress(first: InputPosition, at: number, windowMs = 10_0
 
 /** The engine's consumers of EVENTS and of the hops, summed, as the server sees them. */
 export async function eventsPosition(jsm: JetStreamManager): Promise<InputPosition | undefined> {
-  const events = await jsm.consumers.list(EVENTS_STREAM).next();
+  const events = await consumerInfos(jsm, EVENTS_STREAM);
   // Not before parse reads the events: until then the hops' consumers have nothing pending.
   if (events.length === 0) return undefined;
-  const consumers = [...events, ...(await jsm.consumers.list(STREAMS.hops).next())];
+  const consumers = [...events, ...(await consumerInfos(jsm, STREAMS.hops))];
   let delivered = 0;
   let pending = 0;
   for (const c of consumers) {

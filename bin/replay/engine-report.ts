@@ -1,6 +1,6 @@
 import { DeliverPolicy, type JetStreamManager, type NatsConnection } from "nats";
 import { setTimeout as sleep } from "node:timers/promises";
-import { EVENTS_STREAM } from "../../connectors/nats/streams.js";
+import { consumerInfos, EVENTS_STREAM } from "../../connectors/nats/streams.js";
 import { STREAMS } from "../../connectors/nats/topology.js";
 
 /**
@@ -113,7 +113,7 @@ export async function awaitEngine(
   let movedAt = Date.now();
   try {
     while (!o.signal?.aborted) {
-      const events = await jsm.consumers.list(EVENTS_STREAM).next();
+      const events = await consumerInfos(jsm, EVENTS_STREAM);
       const at = Math.max(-1, ...events.map((c) => c.delivered.stream_seq));
       if (at !== position) {
         position = at;
@@ -136,7 +136,7 @@ export async function awaitEngine(
           break;
         }
       } else {
-        const hops = await jsm.consumers.list(STREAMS.hops).next();
+        const hops = await consumerInfos(jsm, STREAMS.hops);
         const state = [
           await lastSeq(jsm, STREAMS.hops),
           await lastSeq(jsm, STREAMS.late),

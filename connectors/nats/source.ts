@@ -111,7 +111,9 @@ async function deleteStale(
 ): Promise<void> {
   const names: string[] = [];
   try {
-    for await (const ci of jsm.consumers.list(stream)) if (stale(ci.name)) names.push(ci.name);
+    // A consumer closing while the server lists them is listed as null.
+    for await (const ci of jsm.consumers.list(stream))
+      if (ci && stale(ci.name)) names.push(ci.name);
   } catch {
     return;
   }

@@ -3,6 +3,7 @@ import {
   RetentionPolicy,
   StorageType,
   nanos,
+  type ConsumerInfo,
   type JetStreamManager,
   type NatsError,
   type StreamInfo,
@@ -53,4 +54,17 @@ export async function ensureEventsStream(
 
 function apiErrCode(err: unknown): number | undefined {
   return (err as Partial<NatsError> | undefined)?.api_error?.err_code;
+}
+
+/**
+ * Every consumer of `stream` as the server lists them, first page (256). nats-server lists a
+ * consumer that closes while it builds the list as `null` (seen while a stage's consumer was
+ * replaced during a replay's wait): those are left out.
+ */
+export async function consumerInfos(
+  jsm: JetStreamManager,
+  stream: string,
+): Promise<ConsumerInfo[]> {
+  const page: (ConsumerInfo | null)[] = await jsm.consumers.list(stream).next();
+  return page.filter((c): c is ConsumerInfo => c !== null && c !== undefined);
 }
