@@ -312,7 +312,8 @@ export async function stepScaleOut(report: Report, msgs: OutgoingMessage[]): Pro
     step: "8",
     figure: "  two workers: units held (parse and p0..p7; the collaborative trainer runs in p0)",
     value: unitsHeld(two),
-    baseline: "placed by the engine's leases (rendezvous hashing of WORKER_ID w0, w1)",
+    baseline:
+      "placed by the engine's leases (units weighed by estimated CPU, bounded-load rendezvous hashing of WORKER_ID w0, w1)",
   });
   report.row({
     step: "8",

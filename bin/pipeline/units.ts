@@ -83,6 +83,58 @@ export interface Units {
   consumer(stage: string, partition: number): { name: string; stale?: (name: string) => boolean };
   /** The lease (epoch) a unit is held under, set before it starts (leases only). */
   setEpoch(unit: string, epoch: number): void;
+  /** Each unit's estimated CPU per event (µs, unitWeights): what a cluster places by. */
+  weights(): Map<string, number>;
+}
+
+/**
+ * Estimated CPU per event of the whole stream (µs) by stage, what a cluster spreads units by
+ * (leases.ts placeUnits). From bench step 2 (200,000 events, 8 partitions, the blend): each
+ * stage's own estimate times 2.5 for its share of what the main process spends outside the
+ * stages (the nats client, GC and V8's helper threads, LevelDB: ~150 µs beside ~85 µs in the
+ * stages), parse with its process's whole CPU, the collaborative trainer with its ALS
+ * trainings (~60 µs). Rough on purpose: what matters is that parse and the trainer each weigh
+ * about as much as two or three partitions, not one.
+ */
+const STAGE_COST_US: Readonly<Record<string, number>> = {
+  parse: 46,
+  "collaborative-trainer": 63,
+  history: 85,
+  covisit: 52,
+  watermark: 3,
+  window: 8,
+  "interest-ranking": 20,
+  collaborative: 14,
+  drift: 7,
+  trending: 6.5,
+  "popularity-join": 5,
+  catalogue: 3.5,
+  popularity: 3,
+};
+/** A stage not in the table. */
+const OTHER_STAGE_COST_US = 1;
+
+/**
+ * Each unit's estimated CPU per event: its stage instances' shares of their stages' costs (a
+ * stage's cost split evenly over its instances, a chain's the sum of its members').
+ */
+export function unitWeights(
+  stageIdsByUnit: ReadonlyMap<string, readonly string[]>,
+): Map<string, number> {
+  const stagesOf = (id: string) => membersOfStage(id.slice(0, id.indexOf("/")));
+  const instances = new Map<string, number>();
+  for (const ids of stageIdsByUnit.values())
+    for (const id of ids)
+      for (const stage of stagesOf(id)) instances.set(stage, (instances.get(stage) ?? 0) + 1);
+  const weights = new Map<string, number>();
+  for (const [unit, ids] of stageIdsByUnit) {
+    let w = 0;
+    for (const id of ids)
+      for (const stage of stagesOf(id))
+        w += (STAGE_COST_US[stage] ?? OTHER_STAGE_COST_US) / instances.get(stage)!;
+    weights.set(unit, w);
+  }
+  return weights;
 }
 
 /** A stage instance's durable consumer name, without leases (see leaseConsumer). */
@@ -193,6 +245,7 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
     consumer: (stage, partition) =>
       leaseConsumer(consumerBase(stage, partition), epochs.get(unitOf(stage, partition))),
     setEpoch: (unit, epoch) => void epochs.set(unit, epoch),
+    weights: () => unitWeights(new Map([...idsOf.keys()].map((u) => [u, stageIdsOf(u)]))),
   };
 }
 
@@ -245,6 +298,7 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
       createLeaseManager(o.nc, {
         workerId: ownership.workerId,
         units: units.names(),
+        weights: units.weights(),
         ttlMs: ownership.leaseTtlMs,
         replicas: o.replicas,
         ...(o.log ? { log: o.log } : {}),
