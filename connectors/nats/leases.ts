@@ -98,9 +98,11 @@ function rendezvousOrder(unit: string, workers: readonly string[]): string[] {
  * even share of all the weights, or, where none has room, to the least loaded. A function of
  * the units, their weights and the set of workers only, so every worker computes the same
  * placement. A join or a leave moves a few more units than plain rendezvous hashing would (the
- * shares change), but plain rendezvous hashing spread units by count and at random: with the collaborative
- * trainer in p0 and parse apart, two workers held 193 and 124 µs of estimated CPU per event
- * (bench step 8: one worker 85% busy, the other 55%).
+ * shares change), but that spread units by count and at random: with the collaborative trainer
+ * in p0 and parse apart, two workers held 193 and 124 µs of estimated CPU per event (bench step
+ * 8: one worker 85% busy, the other 55%). Workers of versions that place differently (by count
+ * and by weight) disagree on some units, which move back and forth between them until every
+ * worker runs one version.
  */
 export function placeUnits(
   units: readonly string[],
