@@ -15,7 +15,10 @@ describe("listing a stream's consumers", () => {
       consumers: {
         list: (stream: string) => {
           asked.push(stream);
-          return { next: () => Promise.resolve([a, null, b]) };
+          // The client's lister: its pages, one consumer at a time.
+          return (async function* () {
+            yield* [a, null, b];
+          })();
         },
       },
     } as unknown as JetStreamManager;

@@ -9,6 +9,7 @@ import {
   type JsMsg,
   type NatsConnection,
 } from "nats";
+import { consumerInfos } from "./streams.js";
 import { isNotFound } from "./topology.js";
 import type { ConsumerView } from "../../actors/stages/index.js";
 
@@ -109,14 +110,11 @@ async function deleteStale(
   stream: string,
   stale: (name: string) => boolean,
 ): Promise<void> {
-  const names: string[] = [];
-  try {
-    // A consumer closing while the server lists them is listed as null.
-    for await (const ci of jsm.consumers.list(stream))
-      if (ci && stale(ci.name)) names.push(ci.name);
-  } catch {
-    return;
-  }
+  const names = await consumerInfos(jsm, stream).then(
+    (cs) => cs.map((c) => c.name).filter(stale),
+    () => undefined,
+  );
+  if (names === undefined) return;
   await Promise.all(names.map((n) => jsm.consumers.delete(stream, n).catch(() => undefined)));
 }
 

@@ -57,7 +57,7 @@ function apiErrCode(err: unknown): number | undefined {
 }
 
 /**
- * Every consumer of `stream` as the server lists them, first page (256). nats-server lists a
+ * Every consumer of `stream` as the server lists them (every page). nats-server lists a
  * consumer that closes while it builds the list as `null` (seen while a stage's consumer was
  * replaced during a replay's wait): those are left out.
  */
@@ -65,6 +65,8 @@ export async function consumerInfos(
   jsm: JetStreamManager,
   stream: string,
 ): Promise<ConsumerInfo[]> {
-  const page: (ConsumerInfo | null)[] = await jsm.consumers.list(stream).next();
-  return page.filter((c): c is ConsumerInfo => c !== null && c !== undefined);
+  const out: ConsumerInfo[] = [];
+  for await (const c of jsm.consumers.list(stream) as AsyncIterable<ConsumerInfo | null>)
+    if (c !== null && c !== undefined) out.push(c);
+  return out;
 }
