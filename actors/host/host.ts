@@ -288,7 +288,9 @@ export function createStageInstance<H extends StageHandler>(
         actorCtx = ctx;
         const load = async () => {
           await deps.faults?.beforeLoad?.(id);
+          const began = performance.now();
           state = await deps.snapshots.load();
+          const read = performance.now();
           lastSeq = Number(state.meta.seq ?? 0);
           restoredSeq = lastSeq;
           lastUpTo = Number(state.meta.upTo ?? 0);
@@ -300,6 +302,12 @@ export function createStageInstance<H extends StageHandler>(
             stats: (state.meta.stats as Record<string, number> | undefined) ?? {},
           });
           handler = await spec.create(state, out);
+          deps.metrics?.restore(
+            stage,
+            partition,
+            (read - began) / 1000,
+            (performance.now() - read) / 1000,
+          );
         };
         await (deps.loadInTurn ? deps.loadInTurn(load) : load());
         // Stopped while loading (a lease revoked while the load waited its turn): open nothing.

@@ -151,6 +151,12 @@ export interface HostMetrics {
   lag(stage: string, partition: number, pending: number): void;
   mailbox(stage: string, partition: number, depth: number): void;
   snapshot(stage: string, partition: number, seconds: number, keys: number): void;
+  /**
+   * How long the instance's start took to restore its state: `stateSeconds` to read its
+   * snapshot into the stage state (LevelDB, the cold index), `handlerSeconds` for the stage to
+   * build its in-memory structures from it (the handler's creation).
+   */
+  restore(stage: string, partition: number, stateSeconds: number, handlerSeconds: number): void;
   poison(stage: string, partition: number): void;
   duplicateBatch(stage: string, partition: number): void;
 }

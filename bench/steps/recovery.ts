@@ -10,7 +10,7 @@ import { createRecoClient } from "../../connectors/grpc/client.js";
 import { APP_FROM_SOURCES, positions, waitSnapshots } from "../app-process.js";
 import { withIngestedApp, type IngestedApp } from "../ingested-app.js";
 import { verdict, type Report } from "../report.js";
-import { fmtInt, fmtMiB, sleep, stateDirBytes, sum } from "../util.js";
+import { fmtInt, fmtMiB, sleep, stateDirBytes, sum, type PromSample } from "../util.js";
 import {
   breakdown,
   content,
@@ -134,6 +134,19 @@ export async function measureRecovery(
     value: secs(answerMs),
     baseline: `${fmtInt(parsedSince)} events replayed by parse`,
   });
+  const restore = restoreByStage(samples);
+  report.row({
+    step: "6",
+    figure: "  restore of the instances, one at a time: snapshot read / handler built",
+    value: RESTORE_FIRST.filter((stage) => restore.has(stage))
+      .map((stage) => `${stage} ${restoreSecs(restore.get(stage)!)}`)
+      .join(", "),
+    baseline: `then the rest: ${[...restore]
+      .filter(([stage]) => !RESTORE_FIRST.includes(stage))
+      .sort((a, b) => b[1].state + b[1].handler - (a[1].state + a[1].handler))
+      .map(([stage, r]) => `${stage} ${restoreSecs(r)}`)
+      .join(", ")}`,
+  });
   report.row({
     step: "6",
     figure: "  every stage loaded and running (the ready line)",
@@ -169,3 +182,25 @@ export async function measureRecovery(
   // ---- 6b: the same under a steady load, killed at an arbitrary moment.
   if (o.loadRate > 0) await recoveryUnderLoad(report, s, o);
 }
+
+/**
+ * The stages whose instances restore before the first right answers, in their start order
+ * (bin/pipeline/units.ts START_TIERS: serving, then the blend's sources).
+ */
+const RESTORE_FIRST = ["popularity-join", "history", "covisit", "collaborative"];
+
+/** reco_stage_restore_seconds summed over each stage's partitions, by part. */
+function restoreByStage(samples: PromSample[]): Map<string, { state: number; handler: number }> {
+  const out = new Map<string, { state: number; handler: number }>();
+  for (const x of samples) {
+    if (x.name !== "reco_stage_restore_seconds") continue;
+    const r = out.get(x.labels.stage!) ?? { state: 0, handler: 0 };
+    if (x.labels.part === "state") r.state += x.value;
+    else r.handler += x.value;
+    out.set(x.labels.stage!, r);
+  }
+  return out;
+}
+
+const restoreSecs = (r: { state: number; handler: number }) =>
+  `${r.state.toFixed(2)} / ${r.handler.toFixed(2)} s`;

@@ -128,6 +128,10 @@ export function hostMetrics(
       m.snapshotSeconds.observe(l(s, p), secs);
       m.snapshotKeys.inc(l(s, p), keys);
     },
+    restore: (s, p, state, handler) => {
+      m.restoreSeconds.set({ ...l(s, p), part: "state" }, state);
+      m.restoreSeconds.set({ ...l(s, p), part: "handler" }, handler);
+    },
     poison: (s, p) => m.poison.inc(l(s, p)),
     duplicateBatch: (s, p) => m.duplicateBatches.inc(l(s, p)),
   };

@@ -81,6 +81,12 @@ export function createMetrics(registry = new Registry()) {
       labelNames: labels,
       registers: [registry],
     }),
+    restoreSeconds: new Gauge({
+      name: "reco_stage_restore_seconds",
+      help: "How long the stage instance's last start took to restore its state, by part: `state` reads its snapshot (LevelDB, the cold index), `handler` builds the stage's in-memory structures from it. Starts restore one instance at a time, on the event loop that serves",
+      labelNames: [...labels, "part"] as const,
+      registers: [registry],
+    }),
     poison: new Counter({
       name: "reco_dlq_poison_total",
       help: "Messages sent to reco.dlq.poison",
