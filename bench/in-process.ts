@@ -49,6 +49,8 @@ export function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<str
     // QUALITY=off (no prequential scorer) and QUALITY_SAMPLE: what online quality costs.
     ...(env.QUALITY !== undefined ? { QUALITY: env.QUALITY } : {}),
     ...(env.QUALITY_SAMPLE !== undefined ? { QUALITY_SAMPLE: env.QUALITY_SAMPLE } : {}),
+    // SNAPSHOT_INTERVAL: what the snapshots' writes (LevelDB, its compaction) cost at another cadence.
+    ...(env.SNAPSHOT_INTERVAL !== undefined ? { SNAPSHOT_INTERVAL: env.SNAPSHOT_INTERVAL } : {}),
     // Bounded staleness of blended answers (off by default): the report says when it is on.
     ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
     ...extra,
