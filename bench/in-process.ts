@@ -51,6 +51,8 @@ export function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<str
     ...(env.QUALITY_SAMPLE !== undefined ? { QUALITY_SAMPLE: env.QUALITY_SAMPLE } : {}),
     // SNAPSHOT_INTERVAL: what the snapshots' writes (LevelDB, its compaction) cost at another cadence.
     ...(env.SNAPSHOT_INTERVAL !== undefined ? { SNAPSHOT_INTERVAL: env.SNAPSHOT_INTERVAL } : {}),
+    // BATCH_MAX_RECORDS: records per hop message, what a stage holds the event loop for at most.
+    ...(env.BATCH_MAX_RECORDS !== undefined ? { BATCH_MAX_RECORDS: env.BATCH_MAX_RECORDS } : {}),
     // Bounded staleness of blended answers (off by default): the report says when it is on.
     ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
     ...extra,
