@@ -26,6 +26,36 @@ export async function publishAll(nc: NatsConnection, msgs: OutgoingMessage[]): P
   return msgs.length / secs;
 }
 
+/**
+ * The app's settings a bench run passes on from its environment, as `npm start` reads them:
+ * - PARSE_PROCESS=0: the app with parse in its main process;
+ * - PARSE_PROCESS_STAGES=ingest: the stages no answer reads run beside parse in its process;
+ * - CHAINING=on: the user path as one chain per partition (docs/HOW-IT-WORKS.md "Chains");
+ * - RANKER=design: the design stages alone, without the blend's sources (their cost hides the
+ *   user path's);
+ * - QUALITY=off (no prequential scorer) and QUALITY_SAMPLE: what online quality costs;
+ * - SNAPSHOT_INTERVAL: what the snapshots' writes (LevelDB, its compaction) cost at another
+ *   cadence;
+ * - BATCH_MAX_RECORDS: records per hop message, what a stage holds the event loop for at most;
+ * - ANSWER_MAX_AGE_MS: bounded staleness of blended answers (off by default: the report says
+ *   when it is on).
+ */
+const APP_SETTINGS = [
+  "PARSE_PROCESS",
+  "PARSE_PROCESS_STAGES",
+  "CHAINING",
+  "RANKER",
+  "QUALITY",
+  "QUALITY_SAMPLE",
+  "SNAPSHOT_INTERVAL",
+  "BATCH_MAX_RECORDS",
+  "ANSWER_MAX_AGE_MS",
+] as const;
+
+/** Those of `names` set in the bench's environment. */
+const fromEnv = (names: readonly string[]): Record<string, string> =>
+  Object.fromEntries(names.flatMap((k) => (env[k] !== undefined ? [[k, env[k]!]] : [])));
+
 export function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<string, string> = {}) {
   return loadConfig({
     NATS_URL: nats.url,
@@ -35,26 +65,7 @@ export function appConfig(nats: EmbeddedNats, dataDir: string, extra: Record<str
     METRICS_PORT: "0",
     LOG_LEVEL: "silent",
     PARTITIONS: String(PARTITIONS),
-    // As `npm start` reads it: PARSE_PROCESS=0 measures the app with parse in its main process.
-    ...(env.PARSE_PROCESS !== undefined ? { PARSE_PROCESS: env.PARSE_PROCESS } : {}),
-    // PARSE_PROCESS_STAGES=ingest: the stages no answer reads run beside parse in its process.
-    ...(env.PARSE_PROCESS_STAGES !== undefined
-      ? { PARSE_PROCESS_STAGES: env.PARSE_PROCESS_STAGES }
-      : {}),
-    // CHAINING=on: the user path as one chain per partition (docs/HOW-IT-WORKS.md "Chains").
-    ...(env.CHAINING !== undefined ? { CHAINING: env.CHAINING } : {}),
-    // RANKER=design: the design stages alone, without the blend's sources (their cost hides
-    // the user path's).
-    ...(env.RANKER !== undefined ? { RANKER: env.RANKER } : {}),
-    // QUALITY=off (no prequential scorer) and QUALITY_SAMPLE: what online quality costs.
-    ...(env.QUALITY !== undefined ? { QUALITY: env.QUALITY } : {}),
-    ...(env.QUALITY_SAMPLE !== undefined ? { QUALITY_SAMPLE: env.QUALITY_SAMPLE } : {}),
-    // SNAPSHOT_INTERVAL: what the snapshots' writes (LevelDB, its compaction) cost at another cadence.
-    ...(env.SNAPSHOT_INTERVAL !== undefined ? { SNAPSHOT_INTERVAL: env.SNAPSHOT_INTERVAL } : {}),
-    // BATCH_MAX_RECORDS: records per hop message, what a stage holds the event loop for at most.
-    ...(env.BATCH_MAX_RECORDS !== undefined ? { BATCH_MAX_RECORDS: env.BATCH_MAX_RECORDS } : {}),
-    // Bounded staleness of blended answers (off by default): the report says when it is on.
-    ...(env.ANSWER_MAX_AGE_MS !== undefined ? { ANSWER_MAX_AGE_MS: env.ANSWER_MAX_AGE_MS } : {}),
+    ...fromEnv(APP_SETTINGS),
     ...extra,
   });
 }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "nats";
 import { setupNats } from "./helpers/nats.js";
+import { sleep } from "./helpers/harness.js";
 import { createStageInstance, type PoisonLedger } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import { createWatermarkHandler } from "../actors/plan/index.js";
@@ -12,8 +13,6 @@ import { ensureTopology, STREAMS } from "../connectors/nats/topology.js";
 import { openStateDb } from "../state/index.js";
 import { createMetrics } from "../connectors/http/metrics.js";
 import { hostMetrics } from "../bin/pipeline/metrics.js";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("reco_stage_restore_seconds", () => {
   const cleanups: (() => Promise<unknown>)[] = [];

@@ -191,15 +191,17 @@ const RESTORE_FIRST = ["popularity-join", "history", "covisit", "collaborative"]
 
 /** reco_stage_restore_seconds summed over each stage's partitions, by part. */
 function restoreByStage(samples: PromSample[]): Map<string, { state: number; handler: number }> {
-  const out = new Map<string, { state: number; handler: number }>();
-  for (const x of samples) {
-    if (x.name !== "reco_stage_restore_seconds") continue;
-    const r = out.get(x.labels.stage!) ?? { state: 0, handler: 0 };
-    if (x.labels.part === "state") r.state += x.value;
-    else r.handler += x.value;
-    out.set(x.labels.stage!, r);
-  }
-  return out;
+  const name = "reco_stage_restore_seconds";
+  const stages = new Set(samples.filter((x) => x.name === name).map((x) => x.labels.stage!));
+  return new Map(
+    [...stages].map((stage) => [
+      stage,
+      {
+        state: sum(samples, name, { stage, part: "state" }),
+        handler: sum(samples, name, { stage, part: "handler" }),
+      },
+    ]),
+  );
 }
 
 const restoreSecs = (r: { state: number; handler: number }) =>
