@@ -1,4 +1,10 @@
-import { defaultBlend, defaultSourceSettings, presetNamed } from "../../actors/sources/index.js";
+import {
+  defaultBlend,
+  defaultSourceSettings,
+  presetNamed,
+  SOURCE_NAMES,
+  type BlendWeights,
+} from "../../actors/sources/index.js";
 import { VALIDATION_CUTS } from "../commands/eval.js";
 import { readLog, type LogEvent } from "./log.js";
 import { collectCases, score, type Method, type Mode } from "./run.js";
@@ -12,7 +18,10 @@ import { gridScores, settingsOf, type GridPoint } from "./weights.js";
  * items allowed), so a weighting that wins on one log by losing on another is not chosen; ties
  * go to the higher mean HR, then to fewer sources.
  *
- *   npx tsx bin/eval/choose-blend.ts [../shared/data/rees46/2019-Oct-head.csv]
+ * `--mode=seen` or `--mode=new` weighs one mode only; the output also says where the preset's
+ * current default ranks.
+ *
+ *   npx tsx bin/eval/choose-blend.ts [--mode=seen|new] [../shared/data/rees46/2019-Oct-head.csv]
  */
 const RRF_K = [60, 10];
 const MIN_CASES = 50;
@@ -28,7 +37,9 @@ const SINGLE: readonly Method[] = [
 
 async function main() {
   const preset = presetNamed("ecommerce");
-  const rees = process.argv[2] ?? "../shared/data/rees46/2019-Oct-head.csv";
+  const args = process.argv.slice(2);
+  const only = args.find((a) => a.startsWith("--mode="))?.slice(7) as Mode | undefined;
+  const rees = args.find((a) => !a.startsWith("--")) ?? "../shared/data/rees46/2019-Oct-head.csv";
   const logs: [string, LogEvent[]][] = [
     ["REES46", (await readLog(rees)).events],
     [
@@ -58,7 +69,7 @@ async function main() {
       blend: defaultBlend(preset),
     });
     const rows = score(cases, VALIDATION_CUTS, defaultBlend(preset), 10, 1, SINGLE).rows;
-    for (const mode of ["seen", "new"] as Mode[]) {
+    for (const mode of (only ? [only] : ["seen", "new"]) as Mode[]) {
       let best = 0;
       let source = "";
       for (const m of SINGLE)
@@ -101,7 +112,19 @@ async function main() {
       perLog.every((l) => l.points[x]!.perCut.every((h, c) => h >= l.popular[c]! - 1e-9)),
     )
     .sort((a, b) => b.min - a.min || b.mean - a.mean || a.p.used - b.p.used);
-  for (const r of ranked.slice(0, 15))
+  // The top of the ranking, and where the preset's current default stands in it.
+  const d = defaultBlend(preset);
+  const current = JSON.stringify(d.weights);
+  const sameWeights = (w: BlendWeights) =>
+    SOURCE_NAMES.every((s) => (w[s] ?? 0) === (d.weights[s] ?? 0));
+  const at = ranked.findIndex(
+    (r) =>
+      r.p.m === d.mode &&
+      (d.mode === "score" || r.p.rrfK === (d.rrfK ?? 60)) &&
+      sameWeights(settingsOf(r.p, r.p.rrfK).weights),
+  );
+  process.stdout.write(`the current default ${current} is number ${at + 1} of ${ranked.length}\n`);
+  for (const r of [...ranked.slice(0, 15), ...(at >= 15 ? [ranked[at]!] : [])])
     process.stdout.write(
       `${JSON.stringify(settingsOf(r.p, r.p.rrfK).weights)} ${r.p.m} ${r.p.m === "rank" ? `k=${r.p.rrfK}` : ""}: worst margin ${r.min.toFixed(3)}, ` +
         `mean HR ${r.mean.toFixed(3)}; per log ${perLog
