@@ -8,8 +8,15 @@ import type { Supervisor } from "../runtime/index.js";
  * answers waited for every snapshot (15.8 s after the gRPC bind with 1M users, bench step 6).
  */
 describe("start order of stage instances at process start", () => {
-  it("puts serving first, the blend's sources next (history, covisit, collaborative), the rest last", () => {
-    expect(START_TIERS).toEqual(["serving", "history", "covisit", "collaborative", "rest"]);
+  it("puts serving first, the blend's sources next (history, covisit, collaborative), the user path last", () => {
+    expect(START_TIERS).toEqual([
+      "serving",
+      "history",
+      "covisit",
+      "collaborative",
+      "rest",
+      "user-path",
+    ]);
     expect(tierOf("popularity-join/3")).toBe("serving");
     expect(tierOf("fallback/0")).toBe("serving");
     expect(tierOf("history/7")).toBe("history");
@@ -18,12 +25,16 @@ describe("start order of stage instances at process start", () => {
     // Its served models are shelved apart from its snapshot (bin/pipeline/model-shelf.ts).
     for (const id of [
       "parse/0",
-      "window/1",
-      "interest-ranking/2",
+      "trending/2",
+      "popularity/1",
       "drift/4",
       "collaborative-trainer/0",
     ])
       expect(tierOf(id)).toBe("rest");
+    // Its handlers rebuild every user's interests from the cells: last, after trending and
+    // popularity (popularity-join serves the profiles from its own snapshot meanwhile).
+    for (const id of ["watermark/0", "window/1", "interest-ranking/2"])
+      expect(tierOf(id)).toBe("user-path");
   });
 
   it("starts each tier over every unit before the next tier, in the order pipeline.ts calls", () => {
@@ -37,11 +48,15 @@ describe("start order of stage instances at process start", () => {
     reg("collaborative", 0);
     reg("collaborative", 1);
     reg("collaborative-trainer", 0);
+    reg("trending", 0);
+    reg("trending", 1);
     reg("parse", 0);
     for (const tier of START_TIERS) for (const unit of units.names()) units.start(unit, tier);
     // Every history instance before covisit/0 and the collaborative stages: history/1 used to
     // wait behind them, collaborative's 1M rows before covisit's. The trainer (unit p0) loads
-    // with the rest: its copies of every partition's rows are the largest snapshot.
+    // with the rest: its copies of every partition's rows are the largest snapshot. Every
+    // trending instance before the user path's: trending/1 used to wait behind window/0's and
+    // interest-ranking/0's rebuild.
     expect(started).toEqual([
       "popularity-join/0",
       "popularity-join/1",
@@ -50,12 +65,14 @@ describe("start order of stage instances at process start", () => {
       "covisit/0",
       "collaborative/0",
       "collaborative/1",
+      "collaborative-trainer/0",
+      "trending/0",
+      "trending/1",
+      "parse/0",
       "window/0",
       "interest-ranking/0",
-      "collaborative-trainer/0",
       "window/1",
       "interest-ranking/1",
-      "parse/0",
     ]);
   });
 });

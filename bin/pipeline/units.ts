@@ -172,13 +172,24 @@ export function leaseConsumer(
  * ranking's), smallest and surest first: every partition's `history` (~20 ms each with 1M
  * users), `covisit` (per item partition), then `collaborative` (per user partition, read only
  * when it serves a trained model: loaded before it, the first right answers of a restart
- * without one waited ~0.3 s for its 1M rows); then the `rest` (window, interest-ranking, drift,
- * the collaborative trainer, ...), which only moves answers once new events arrive (the trainer's
- * models serve from their shelf meanwhile). Loading partition by
- * partition instead put the last history instance behind every other stage's snapshot: 15.8 s
- * of wrong answers after the bind with 1M users (bench step 6).
+ * without one waited ~0.3 s for its 1M rows); then the `rest` (trending, popularity, drift, the
+ * catalogue, the collaborative trainer, ...), which only moves answers once new events arrive
+ * (the trainer's models serve from their shelf meanwhile); the `user-path` last (watermark,
+ * window, interest-ranking: popularity-join serves their profiles from its own snapshot), whose
+ * handlers rebuild every user's interests from their cells (0.4-1.4 s per partition with 1M
+ * users): among the rest partition by partition, they held trending's and popularity's last
+ * instances back until the ready line (~10-20 s after a kill with 1M users, bench step 6).
+ * Loading partition by partition instead put the last history instance behind every other
+ * stage's snapshot: 15.8 s of wrong answers after the bind with 1M users (bench step 6).
  */
-export const START_TIERS = ["serving", "history", "covisit", "collaborative", "rest"] as const;
+export const START_TIERS = [
+  "serving",
+  "history",
+  "covisit",
+  "collaborative",
+  "rest",
+  "user-path",
+] as const;
 export type StartTier = (typeof START_TIERS)[number];
 export function tierOf(id: string): StartTier {
   // A chain starts with its earliest member's tier (its members share one: chains.ts).
@@ -195,6 +206,8 @@ export function tierOf(id: string): StartTier {
 export function startTierOfStage(stage: string): StartTier {
   if (stage === "popularity-join" || stage === "fallback") return "serving";
   if (stage === "history" || stage === "covisit" || stage === "collaborative") return stage;
+  if (stage === "watermark" || stage === "window" || stage === "interest-ranking")
+    return "user-path";
   // Its served models are on the shelf (bin/pipeline/model-shelf.ts), which serves them until it
   // runs: its copies of every partition's rows (43 MiB of 270 MiB with 1M users) load last.
   return "rest";
