@@ -8,7 +8,7 @@ import type { Supervisor } from "../runtime/index.js";
  * answers waited for every snapshot (15.8 s after the gRPC bind with 1M users, bench step 6).
  */
 describe("start order of stage instances at process start", () => {
-  it("puts serving first, the blend's sources next (history, covisit, collaborative), the user path last", () => {
+  it("puts serving first, the blend's sources next, then the rest, the user path and the trainer", () => {
     expect(START_TIERS).toEqual([
       "serving",
       "history",
@@ -16,25 +16,21 @@ describe("start order of stage instances at process start", () => {
       "collaborative",
       "rest",
       "user-path",
+      "trainer",
     ]);
     expect(tierOf("popularity-join/3")).toBe("serving");
     expect(tierOf("fallback/0")).toBe("serving");
     expect(tierOf("history/7")).toBe("history");
     expect(tierOf("covisit/0")).toBe("covisit");
     expect(tierOf("collaborative/0")).toBe("collaborative");
-    // Its served models are shelved apart from its snapshot (bin/pipeline/model-shelf.ts).
-    for (const id of [
-      "parse/0",
-      "trending/2",
-      "popularity/1",
-      "drift/4",
-      "collaborative-trainer/0",
-    ])
+    for (const id of ["parse/0", "trending/2", "popularity/1", "drift/4"])
       expect(tierOf(id)).toBe("rest");
-    // Its handlers rebuild every user's interests from the cells: last, after trending and
-    // popularity (popularity-join serves the profiles from its own snapshot meanwhile).
+    // Its handlers rebuild every user's interests from the cells: after trending and popularity
+    // (popularity-join serves the profiles from its own snapshot meanwhile).
     for (const id of ["watermark/0", "window/1", "interest-ranking/2"])
       expect(tierOf(id)).toBe("user-path");
+    // Its served models are shelved apart from its snapshot (bin/pipeline/model-shelf.ts).
+    expect(tierOf("collaborative-trainer/0")).toBe("trainer");
   });
 
   it("starts each tier over every unit before the next tier, in the order pipeline.ts calls", () => {
@@ -53,10 +49,10 @@ describe("start order of stage instances at process start", () => {
     reg("parse", 0);
     for (const tier of START_TIERS) for (const unit of units.names()) units.start(unit, tier);
     // Every history instance before covisit/0 and the collaborative stages: history/1 used to
-    // wait behind them, collaborative's 1M rows before covisit's. The trainer (unit p0) loads
-    // with the rest: its copies of every partition's rows are the largest snapshot. Every
-    // trending instance before the user path's: trending/1 used to wait behind window/0's and
-    // interest-ranking/0's rebuild.
+    // wait behind them, collaborative's 1M rows before covisit's. Every trending instance before
+    // the user path's: trending/1 used to wait behind window/0's and interest-ranking/0's
+    // rebuild. The trainer (unit p0) last: its copies of every partition's rows are the largest
+    // snapshot, and its training took the core the user path's rebuilds needed.
     expect(started).toEqual([
       "popularity-join/0",
       "popularity-join/1",
@@ -65,7 +61,6 @@ describe("start order of stage instances at process start", () => {
       "covisit/0",
       "collaborative/0",
       "collaborative/1",
-      "collaborative-trainer/0",
       "trending/0",
       "trending/1",
       "parse/0",
@@ -73,6 +68,7 @@ describe("start order of stage instances at process start", () => {
       "interest-ranking/0",
       "window/1",
       "interest-ranking/1",
+      "collaborative-trainer/0",
     ]);
   });
 });

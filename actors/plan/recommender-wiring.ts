@@ -130,7 +130,7 @@ export function recommenderWiring(
     /**
      * The served models kept apart from the trainer's snapshot (ModelShelf), with `serveFirst`
      * when this process starts the trainer with its units: the shelf's models serve until the
-     * trainer runs (it loads with the rest, after the sources: bin/pipeline/units.ts START_TIERS).
+     * trainer runs (it loads last, bin/pipeline/units.ts START_TIERS).
      */
     shelf?: { shelf: ModelShelf; serveFirst: boolean };
   },

@@ -176,8 +176,8 @@ export async function measureRecovery(
       `popularity-join's profiles, and the popularity table); the rest is the first right ` +
       `answers. The other stages load one after the other once gRPC answers, the blend's ` +
       `sources first (history, covisit, collaborative: until they run, answers are the design ` +
-      `ranking's), then the rest (trending, popularity, the trainer, ...), the user path's chain ` +
-      `last; the "ready" line is logged when all of them run.`,
+      `ranking's), then the rest (trending, popularity, ...), the user path's chains, the ` +
+      `collaborative trainer last; the "ready" line is logged when all of them run.`,
   );
 
   // ---- 6b: the same under a steady load, killed at an arbitrary moment.
