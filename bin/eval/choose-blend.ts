@@ -7,7 +7,7 @@ import {
 } from "../../actors/sources/index.js";
 import { VALIDATION_CUTS } from "../commands/eval.js";
 import { readLog, type LogEvent } from "./log.js";
-import { collectCases, score, type Method, type Mode } from "./run.js";
+import { collectCases, MODES, score, type Method, type Mode } from "./run.js";
 import { generateSparseLog } from "./sparse.js";
 import { gridScores, settingsOf, type GridPoint } from "./weights.js";
 
@@ -38,7 +38,9 @@ const SINGLE: readonly Method[] = [
 async function main() {
   const preset = presetNamed("ecommerce");
   const args = process.argv.slice(2);
-  const only = args.find((a) => a.startsWith("--mode="))?.slice(7) as Mode | undefined;
+  const only = args.find((a) => a.startsWith("--mode="))?.slice(7);
+  if (only !== undefined && !MODES.includes(only as Mode))
+    throw new Error(`--mode must be one of ${MODES.join(", ")}, got ${only}`);
   const rees = args.find((a) => !a.startsWith("--")) ?? "../shared/data/rees46/2019-Oct-head.csv";
   const logs: [string, LogEvent[]][] = [
     ["REES46", (await readLog(rees)).events],
@@ -69,7 +71,7 @@ async function main() {
       blend: defaultBlend(preset),
     });
     const rows = score(cases, VALIDATION_CUTS, defaultBlend(preset), 10, 1, SINGLE).rows;
-    for (const mode of (only ? [only] : ["seen", "new"]) as Mode[]) {
+    for (const mode of only ? [only as Mode] : MODES) {
       let best = 0;
       let source = "";
       for (const m of SINGLE)

@@ -6,6 +6,7 @@ import { createLeaseManager, type LeaseManager } from "../../connectors/nats/lea
 import { whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { seqOf, type SnapshotArchive } from "../../state/archive.js";
 import { membersOfStage } from "../../actors/host/index.js";
+import { USER_PATH } from "./plan-snapshots.js";
 
 /**
  * Units of ownership: `parse`, and `p0`..`p<P-1>` (a partition's user-path and item-path stages
@@ -210,8 +211,8 @@ export function tierOf(id: string): StartTier {
 export function startTierOfStage(stage: string): StartTier {
   if (stage === "popularity-join" || stage === "fallback") return "serving";
   if (stage === "history" || stage === "covisit" || stage === "collaborative") return stage;
-  if (stage === "watermark" || stage === "window" || stage === "interest-ranking")
-    return "user-path";
+  // The user path but popularity-join (serving, above).
+  if ((USER_PATH as readonly string[]).includes(stage)) return "user-path";
   // Its served models are on the shelf (bin/pipeline/model-shelf.ts), which serves them until it
   // runs: its copies of every partition's rows (43 MiB of 270 MiB with 1M users) load last.
   if (stage === "collaborative-trainer") return "trainer";
