@@ -37,6 +37,23 @@ describe("the gateway's profile replica", () => {
     expect(r.profile("u1")?.top).toEqual([["books", 3]]);
   });
 
+  it("takes the last of several profiles a user has in one hop", () => {
+    // A batch that spans several watermark steps (after waiting for a parse hop stored late)
+    // sends a user's profile at each step in one hop: the gateway kept the first and served it
+    // for good (the cluster test's 3-6 users stuck after the worker and NATS node kills).
+    const r = createProfileReplica();
+    r.apply(profile("u1", "books", 1), 5);
+    r.apply(profile("u1", "books", 2), 65);
+    r.apply(profile("u1", "books", 3), 65);
+    expect(r.profile("u1")?.top).toEqual([["books", 3]]);
+    // The same hop replayed (a restart of interest-ranking from a snapshot before it) ends the
+    // same, and an older one still changes nothing.
+    r.apply(profile("u1", "books", 2), 65);
+    r.apply(profile("u1", "books", 3), 65);
+    r.apply(profile("u1", "books", 1), 30);
+    expect(r.profile("u1")?.top).toEqual([["books", 3]]);
+  });
+
   it("does not bring back a profile deleted by a newer hop", () => {
     const r = createProfileReplica();
     r.apply(profile("u1", "books", 1), 10);

@@ -27,7 +27,11 @@ export function createProfileReplica(
    * profile came from is older and is skipped: a restarted interest-ranking replays from its
    * snapshot, and its replayed hops (other batch boundaries, so other ids) are stored after
    * newer ones; applied in stream order, they put older profiles back for good (answers stayed
-   * stale in the cluster test after the NATS node kill). Without `upTo`: always applied.
+   * stale in the cluster test after the NATS node kill). A profile from the same `upTo` is
+   * applied: one hop may carry several profiles of a user, in order (a batch that spans several
+   * watermark steps, as after a wait for a hop stored late), and the last is the newest; a
+   * replayed hop that ends at the same position ends with the same profile. Without `upTo`:
+   * always applied.
    */
   apply(p: ProfileRecord, upTo?: number): void;
   noteCaughtUp(pending: number): void;
@@ -49,7 +53,7 @@ export function createProfileReplica(
     stalenessMs: () => (pendingNow === 0 ? 0 : caughtUp ? now() - lastCaughtUp : Infinity),
     apply(p, upTo) {
       if (upTo !== undefined) {
-        if (upTo <= (from.get(p.u) ?? -Infinity)) return;
+        if (upTo < (from.get(p.u) ?? -Infinity)) return;
         from.set(p.u, upTo);
       }
       if (p.top.length === 0 && p.pur.length === 0) profiles.delete(p.u);
