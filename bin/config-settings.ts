@@ -347,6 +347,13 @@ export const SETTINGS = {
     min: 1,
     help: "max wait before a hop message is sent (T)",
   },
+  pairsMaxDelayMs: {
+    env: "PAIRS_MAX_DELAY_MS",
+    kind: "ms",
+    default: "100",
+    min: 1,
+    help: "max wait before co-visitation's pairs go to the item partitions (RANKER=blend)",
+  },
   dedupeHorizonMs: {
     env: "DEDUPE_HORIZON_MS",
     kind: "ms",

@@ -185,6 +185,7 @@ export function loadConfig(
     snapshotEveryMessages: num("snapshotEveryMessages"),
     batchMaxRecords: num("batchMaxRecords"),
     batchMaxDelayMs: num("batchMaxDelayMs"),
+    pairsMaxDelayMs: num("pairsMaxDelayMs"),
     dedupeHorizonMs: num("dedupeHorizonMs"),
     dedupeMaxIds: num("dedupeMaxIds"),
     maxEventBytes: num("maxEventBytes"),

@@ -72,6 +72,14 @@ export interface RankerConfig {
    * changed, its staleness reported (blend-answers.ts); 0 (the default): exact answers only.
    */
   answerMaxAgeMs?: number;
+  /**
+   * "B records or T ms" of the history stages' pair hops (default: one hop per input message
+   * and item partition). Every history batch sends each item partition its pairs and a mark, so
+   * per input message P×P hops go out: at 1,000 events/s (hops of one to a few events) 2.4 pair
+   * hops per event, 73% of every hop message. Held for T, the marks of several inputs go in one
+   * hop; co-visitation and the item counters then lag by up to T (10 T while backlogged).
+   */
+  pairsBatching?: { maxRecords: number; maxDelayMs: number };
 }
 
 export interface RankerWiring {
@@ -222,7 +230,7 @@ export function recommenderWiring(
       stream: deps.stream,
       subject: subjects.parse(p),
       input: "envelope",
-      batching: "per-input",
+      batching: cfg.pairsBatching ?? "per-input",
       create: (state, out) =>
         loadStageHandler(historyDefs[p]!, state, out, {
           settings: {

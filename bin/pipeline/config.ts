@@ -33,6 +33,8 @@ export interface PipelineConfig extends RankerConfig {
   snapshotEveryMessages: number;
   batchMaxRecords: number;
   batchMaxDelayMs: number;
+  /** PAIRS_MAX_DELAY_MS: T of the history stages' pair hops (B is `batchMaxRecords`). */
+  pairsMaxDelayMs: number;
   dedupeHorizonMs: number;
   dedupeMaxIds: number;
   maxEventBytes: number;

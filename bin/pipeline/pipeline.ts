@@ -263,16 +263,19 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     (ownership.mode === "units" &&
       ownership.units.includes(trainerUnit) &&
       placedHere("collaborative-trainer"));
-  const ranker = recommenderWiring(cfg, {
-    shelf: { shelf, serveFirst },
-    stream: STREAMS.hops,
-    blendArm: quality.blendArm,
-    ...(quality.scorer ? { scorer: quality.scorer } : {}),
-    ...(deps.log ? { log: deps.log } : {}),
-    ...(metrics ? { registry: metrics.registry } : {}),
-    run,
-    live: servable,
-  });
+  const ranker = recommenderWiring(
+    { ...cfg, pairsBatching: { maxRecords: cfg.batchMaxRecords, maxDelayMs: cfg.pairsMaxDelayMs } },
+    {
+      shelf: { shelf, serveFirst },
+      stream: STREAMS.hops,
+      blendArm: quality.blendArm,
+      ...(quality.scorer ? { scorer: quality.scorer } : {}),
+      ...(deps.log ? { log: deps.log } : {}),
+      ...(metrics ? { registry: metrics.registry } : {}),
+      run,
+      live: servable,
+    },
+  );
   // --- end recommender ---
 
   const serving = startServing(cfg, {
