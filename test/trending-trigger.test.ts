@@ -88,6 +88,11 @@ describe("the trending hub's trigger (injected clock)", () => {
       [T0 + HOUR, false],
       [T0, true],
     ]);
+    // A page opened now starts from the newest window, not from the final sent last.
+    const late: TrendingSnapshot[] = [];
+    t.hub.updates("1h").subscribe((s) => late.push(s));
+    expect(late.map((s) => [s.windowStart, s.final])).toEqual([[T0 + HOUR, false]]);
+    expect(t.hub.latest("1h")?.windowStart).toBe(T0 + HOUR);
   });
 
   it("sends at most one update per TRENDING_TRIGGER per window kind while lists change, the latest each time, none lost", () => {

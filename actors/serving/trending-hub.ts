@@ -1,4 +1,4 @@
-import { ReplaySubject, type Observable } from "rxjs";
+import { Observable, Subject, startWith } from "rxjs";
 import type { TrendingSnapshot, TrendingWindowName } from "../contract/index.js";
 import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "../stages/index.js";
 import { byItemId } from "../stages/index.js";
@@ -15,7 +15,10 @@ export interface TrendingHubOptions {
 }
 
 export interface TrendingHub {
-  /** Latest snapshot first (if any), then every update. */
+  /**
+   * The newest window's latest snapshot first (if any), then every update, finals of older
+   * windows included.
+   */
   updates(kind: TrendingWindowName): Observable<TrendingSnapshot>;
   /** Applies a KV entry (exposed for tests of pure logic). */
   apply(key: string, value: TrendingPart | TrendingHeartbeat | undefined): void;
@@ -25,6 +28,7 @@ export interface TrendingHub {
    * update, at most once per `triggerMs` per window kind.
    */
   evaluate(): void;
+  /** The newest window's latest snapshot: a final of an older window sent after it is not. */
   latest(kind: TrendingWindowName): TrendingSnapshot | undefined;
 }
 
@@ -41,8 +45,8 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
   };
   const hb = new Map<number, number>();
   const subjects = {
-    "1h": new ReplaySubject<TrendingSnapshot>(1),
-    "24h": new ReplaySubject<TrendingSnapshot>(1),
+    "1h": new Subject<TrendingSnapshot>(),
+    "24h": new Subject<TrendingSnapshot>(),
   };
   const latest: Partial<Record<TrendingKind, TrendingSnapshot>> = {};
   // Windows whose parts changed since their last update, by start.
@@ -138,12 +142,19 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
     }
   };
   const emit = (s: TrendingSnapshot) => {
-    latest[s.window] = s;
+    // The final of an older window can follow an update of a newer one (its heartbeats came
+    // last): a late subscriber starts from the newest window all the same.
+    const newest = latest[s.window];
+    if (!newest || s.windowStart >= newest.windowStart) latest[s.window] = s;
     subjects[s.window].next(s);
   };
 
   return {
-    updates: (kind) => subjects[kind].asObservable(),
+    updates: (kind) =>
+      new Observable<TrendingSnapshot>((sub) => {
+        const first = latest[kind];
+        return (first ? subjects[kind].pipe(startWith(first)) : subjects[kind]).subscribe(sub);
+      }),
     latest: (kind) => latest[kind],
     apply(key, value) {
       if (key.startsWith("wm.")) {

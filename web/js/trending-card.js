@@ -36,6 +36,9 @@ export function trendingCard(window, k = 10, { onUpdate } = {}) {
     window,
     k,
     (d) => {
+      // The live list is the newest window's: a final of an older window, closed after the
+      // newest had its first update, goes to the finals only.
+      if (doc && d.windowStart < doc.windowStart) return;
       doc = d;
       lastAt = Date.now();
       const max = d.items[0]?.score ?? 0;
