@@ -8,6 +8,8 @@ import { createRecoClient } from "../../connectors/grpc/client.js";
 import { epochNow, positions, type AppProcess, type LogLine } from "../app-process.js";
 import { TARGETS } from "../report.js";
 import { sleep } from "../util.js";
+import { env } from "../options.js";
+import { SETTINGS } from "../../bin/config-settings.js";
 
 export interface RecoveryOptions {
   events: number;
@@ -25,6 +27,10 @@ export interface RecoveryOptions {
   waitModel?: boolean;
   publishWindow: number;
 }
+
+/** The app's SNAPSHOT_INTERVAL in seconds (the bench's environment, else the default). */
+export const SNAPSHOT_SECS =
+  Number(env.SNAPSHOT_INTERVAL ?? SETTINGS.snapshotIntervalMs.default) / 1000;
 
 /** DESIGN §8: serving again within 3 s of a SIGKILL, with 1M users of state. */
 export const TARGET_MS = TARGETS.recoveryMs;

@@ -17,6 +17,7 @@ import {
   pollUntil,
   restoredPosition,
   secs,
+  SNAPSHOT_SECS,
   TARGET_MS,
   type RecoveryOptions,
 } from "./recovery-common.js";
@@ -144,8 +145,8 @@ export async function recoveryUnderLoad(
         step: "6b",
         figure: "  events replayed by parse (since its last snapshot)",
         value: fmtInt(replayed),
-        baseline: `${fmtInt(o.loadRate * 2)} = rate × SNAPSHOT_INTERVAL`,
-        target: `bounded by the snapshot interval (${replayed <= o.loadRate * 2.5 + 20_000 ? "yes" : "no"})`,
+        baseline: `${fmtInt(o.loadRate * SNAPSHOT_SECS)} = rate × SNAPSHOT_INTERVAL`,
+        target: `bounded by the snapshot interval (${replayed <= o.loadRate * SNAPSHOT_SECS * 1.25 + 20_000 ? "yes" : "no"})`,
       });
       report.row({
         step: "6b",

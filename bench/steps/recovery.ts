@@ -18,6 +18,7 @@ import {
   POLL_MS,
   probeUsers,
   secs,
+  SNAPSHOT_SECS,
   TARGET_MS,
   waitPositions,
   type RecoveryOptions,
@@ -160,7 +161,7 @@ export async function measureRecovery(
   report.note(
     `Step 6: the app runs as \`npm start\` runs it (${APP_FROM_SOURCES ? "node with tsx's loader, bin/main.ts" : "node on the compiled dist/bin/main.js"}) in its ` +
       `own process, against a nats-server outside it (NATS_URL), with default settings ` +
-      `(${o.partitions} partitions, SNAPSHOT_INTERVAL 2 s). ${fmtInt(s.events)} generated events, ` +
+      `(${o.partitions} partitions, SNAPSHOT_INTERVAL ${SNAPSHOT_SECS} s). ${fmtInt(s.events)} generated events, ` +
       `${fmtInt(s.events / s.users)} for each of ${fmtInt(s.users)} users (when steps 6 and 7 ` +
       `both run, this is the app of step 7's point of that size), were published (${s.publishSecs.toFixed(1)} s) and ingested ` +
       `(caught up ${s.ingestSecs.toFixed(1)} s after publishing began); after two more snapshots of every ` +
