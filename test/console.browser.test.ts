@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { generateLog, rng, seededUuid } from "./helpers/events.js";
-import { loadConfig } from "../bin/config.js";
+import { loadConfig, type AppConfig } from "../bin/config.js";
 import { startApp, type App } from "../bin/app.js";
 import { createRecoClient, type RecoClient } from "../connectors/grpc/index.js";
 import { Source } from "../proto/gen/reco/v1/reco_pb.js";
@@ -29,6 +29,7 @@ const eventually = poller({ ms: 20_000, everyMs: 100 });
 describe("web console in headless Chromium", () => {
   let nats: TestNats;
   let dataDir: string;
+  let cfg: AppConfig;
   let app: App;
   let nc: NatsConnection;
   let client: RecoClient;
@@ -51,24 +52,22 @@ describe("web console in headless Chromium", () => {
     needTool(CHROMIUM, "chromium");
     nats = await setupNats();
     dataDir = await mkdtemp(join(tmpdir(), "reco-console-"));
-    app = await startApp(
-      loadConfig({
-        NATS_URL: nats.url,
-        DATA_DIR: dataDir,
-        GRPC_PORT: "0",
-        METRICS_PORT: "0",
-        WEB_PORT: "0",
-        PARTITIONS: "2",
-        PARSE_PROCESS: "0",
-        TRENDING_TRIGGER: "200",
-        SNAPSHOT_INTERVAL: "500",
-        IDLE_TIMEOUT_MS: "0",
-        // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
-        RANKER: "design",
-        LOG_LEVEL: "silent",
-      }),
-      pino({ level: "silent" }),
-    );
+    cfg = loadConfig({
+      NATS_URL: nats.url,
+      DATA_DIR: dataDir,
+      GRPC_PORT: "0",
+      METRICS_PORT: "0",
+      WEB_PORT: "0",
+      PARTITIONS: "2",
+      PARSE_PROCESS: "0",
+      TRENDING_TRIGGER: "200",
+      SNAPSHOT_INTERVAL: "500",
+      IDLE_TIMEOUT_MS: "0",
+      // These tests check the design ranking (DESIGN §3.4–3.6): RANKER=design.
+      RANKER: "design",
+      LOG_LEVEL: "silent",
+    });
+    app = await startApp(cfg, pino({ level: "silent" }));
     nc = await connect({ servers: nats.url });
     client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
     await mkdir(SHOTS, { recursive: true });
@@ -211,14 +210,14 @@ describe("web console in headless Chromium", () => {
     const newest = Math.max(...log.map((e) => Date.parse(String(e.event_ts))));
     // More views than any item of the newest 1 h window can score, from the log itself: the list
     // on the page may still be partial (a partition's part not merged yet) and its top lower.
-    const WEIGHTS: Record<string, number> = { view: 1, click: 2, cart: 3, purchase: 5 };
+    const weights: Record<string, number | undefined> = cfg.pipeline.trendingWeights;
     const windowStart = newest - (newest % H);
     const scores = new Map<string, number>();
     for (const e of log) {
       const ts = Date.parse(String(e.event_ts));
       if (ts < windowStart) continue;
       const item = String(e.item_id);
-      scores.set(item, (scores.get(item) ?? 0) + (WEIGHTS[String(e.event_type)] ?? 0));
+      scores.set(item, (scores.get(item) ?? 0) + (weights[String(e.event_type)] ?? 0));
     }
     const bound = Math.max(0, ...scores.values());
     expect(bound).toBeGreaterThan(0);

@@ -1,4 +1,4 @@
-import { Observable, Subject, startWith } from "rxjs";
+import { defer, Subject, startWith, type Observable } from "rxjs";
 import type { TrendingSnapshot, TrendingWindowName } from "../contract/index.js";
 import type { TrendingHeartbeat, TrendingKind, TrendingPart } from "../stages/index.js";
 import { byItemId } from "../stages/index.js";
@@ -151,9 +151,9 @@ export function createTrendingHub(opts: TrendingHubOptions): TrendingHub {
 
   return {
     updates: (kind) =>
-      new Observable<TrendingSnapshot>((sub) => {
+      defer(() => {
         const first = latest[kind];
-        return (first ? subjects[kind].pipe(startWith(first)) : subjects[kind]).subscribe(sub);
+        return first ? subjects[kind].pipe(startWith(first)) : subjects[kind].asObservable();
       }),
     latest: (kind) => latest[kind],
     apply(key, value) {
