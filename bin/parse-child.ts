@@ -111,6 +111,8 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
       stages: (stage) => here.has(stage),
     },
     serve: false,
+    // With PARSE_PROCESS_STAGES=ingest this process reads partitions' hops beside the main one.
+    processTag: "pp",
     host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
   });
   cleanups.push(() => pipeline.stop());

@@ -315,7 +315,7 @@ export function createStageInstance<H extends StageHandler>(
         if (ctx.signal.aborted) return;
         publisher = deps.transport.createPublisher({ window: 256 });
         ctx.signal.addEventListener("abort", readers.add(spec.stream, spec.subject));
-        const consumer = deps.consumer?.() ?? { name: `${stage}_${partition}` };
+        const consumer = deps.consumer?.(spec.subject) ?? { name: `${stage}_${partition}` };
         const input = await openInput(
           {
             transport: deps.transport,
@@ -323,6 +323,7 @@ export function createStageInstance<H extends StageHandler>(
             stream: spec.stream,
             durable: consumer.name,
             ...(consumer.stale ? { stale: consumer.stale } : {}),
+            ...(consumer.shared ? { shared: consumer.shared } : {}),
             filterSubject: spec.subject,
             startSeq: lastSeq + 1,
             maxAckPending: inFlight,

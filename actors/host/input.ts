@@ -1,4 +1,4 @@
-import type { HostTransport, SourceMessage } from "./transport.js";
+import type { HostTransport, SourceMessage, SourceOptions } from "./transport.js";
 
 /**
  * A stage instance's input: the transport's durable source opened at the snapshot's sequence,
@@ -14,6 +14,8 @@ export interface InputOptions {
   durable: string;
   /** Consumers of an earlier owner of this input, deleted first (SourceOptions.stale). */
   stale?: (name: string) => boolean;
+  /** The consumer shared with the process's other readers of the subject (SourceOptions.shared). */
+  shared?: SourceOptions["shared"];
   filterSubject: string;
   startSeq: number;
   maxAckPending: number;
@@ -47,6 +49,7 @@ export async function openInput(o: InputOptions, closedBefore: () => boolean): P
     stream: o.stream,
     durable: o.durable,
     ...(o.stale ? { stale: o.stale } : {}),
+    ...(o.shared ? { shared: o.shared } : {}),
     filterSubject: o.filterSubject,
     startSeq: o.startSeq,
     maxAckPending: o.maxAckPending,

@@ -45,6 +45,14 @@ export interface SourceOptions {
   callback(m: SourceMessage): void;
   /** Aborted when the instance stops: opening gives up (rejects) rather than finishing. */
   signal?: AbortSignal;
+  /**
+   * The input's consumer when the instances of this process that read the same subject share
+   * one (a partition's hops, read by each of its stages): its name, and the names it replaces.
+   * The transport may then deliver each message once for all of them, each instance still
+   * reading from its own start with its own delivery numbering and acks. `durable` and `stale`
+   * are then the consumers this instance had alone, deleted. Absent: a consumer of its own.
+   */
+  shared?: { durable: string; stale?: (name: string) => boolean };
 }
 
 /** An open input. */

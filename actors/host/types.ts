@@ -137,7 +137,12 @@ export interface HostDeps {
    * (default `<stage>_<partition>`, replacing none). Workers name it after the lease (epoch), so
    * an owner whose lease has moved on cannot take, ack or re-place the new owner's consumer.
    */
-  consumer?: () => { name: string; stale?: (name: string) => boolean };
+  consumer?: (subject: string) => {
+    name: string;
+    stale?: (name: string) => boolean;
+    /** The consumer shared with the process's other readers of `subject` (SourceOptions.shared). */
+    shared?: { durable: string; stale?: (name: string) => boolean };
+  };
 }
 
 export interface HostMetrics {

@@ -87,6 +87,12 @@ export interface PipelineDeps {
    * its own on a second core), or those its leases grant (role `worker`).
    */
   ownership?: Ownership;
+  /**
+   * Names this process's consumers of a partition's hops apart from another process's (the
+   * parse process with PARSE_PROCESS_STAGES=ingest reads them too): each process's readers share
+   * one consumer of their own (units.ts sharedInput).
+   */
+  processTag?: string;
   /** Run the serving side (popularity table, trending hub, fallback actors). Default true. */
   serve?: boolean;
   /**
@@ -152,12 +158,16 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       maxAttempts: cfg.maxAttempts,
       ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
       ...(deps.log ? { log: deps.log } : {}),
-      consumer: () => units.consumer(stage, partition),
+      consumer: (subject) => units.consumer(stage, partition, subject),
     };
   };
 
-  const units = createUnits(supervisor, instances);
   const ownership = deps.ownership ?? { mode: "all" };
+  // A partition's hops are read once per process for all its readers (units.ts sharedInput).
+  const units = createUnits(supervisor, instances, {
+    partitions: P,
+    ...(deps.processTag !== undefined ? { tag: deps.processTag } : {}),
+  });
   const placedHere = (ownership.mode === "units" && ownership.stages) || (() => true);
   /**
    * Serving outlives its inputs (DESIGN §4): while a stage instance restarts (its consumer lost to
@@ -236,7 +246,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       for (const spec of planPath(specs, rule)) run(spec);
     },
     // The server's view of parse's consumer (named by units.consumer, as the host's).
-    idleProbe: consumerProbe(jsm, EVENTS_STREAM, () => units.consumer("parse", 0).name),
+    idleProbe: consumerProbe(jsm, EVENTS_STREAM, () => units.consumer("parse", 0, "events.>").name),
     ...(metrics ? { metrics } : {}),
     ...(deps.log ? { log: deps.log } : {}),
     ...(deps.markerKey ? { markerKey: deps.markerKey } : {}),

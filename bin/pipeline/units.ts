@@ -80,8 +80,12 @@ export interface Units {
   stop(unit: string, graceful: boolean): Promise<void>;
   /** The unit's stage instances (its serving actor left out). */
   stageIds(unit: string): string[];
-  /** The input consumer of a stage instance, named after its unit's lease (see leaseConsumer). */
-  consumer(stage: string, partition: number): { name: string; stale?: (name: string) => boolean };
+  /**
+   * The input consumer of a stage instance reading `subject`, named after its unit's lease (see
+   * leaseConsumer), and the one it shares with the unit's other readers of a partition's hops
+   * (sharedInput).
+   */
+  consumer(stage: string, partition: number, subject: string): InputConsumer;
   /** The lease (epoch) a unit is held under, set before it starts (leases only). */
   setEpoch(unit: string, epoch: number): void;
   /** Each unit's estimated CPU per event (µs, unitWeights): what a cluster places by. */
@@ -136,6 +140,31 @@ export function unitWeights(
     weights.set(unit, w);
   }
   return weights;
+}
+
+/** A stage instance's input consumer: its own name, and the shared one when it has one. */
+export interface InputConsumer {
+  name: string;
+  stale?: (name: string) => boolean;
+  shared?: { durable: string; stale?: (name: string) => boolean };
+}
+
+/**
+ * The name of the consumer a process's readers of a partition's hops share (parse's outputs:
+ * `reco.parse.<p>`, read by the user path's chain, history, drift and collaborative;
+ * `reco.items.<q>`, read by catalogue, popularity and trending), without leases; undefined for
+ * any other subject (one reader, or a merged stage's wildcard).
+ */
+export function sharedInput(
+  subject: string,
+  partitions: number,
+  /** The process's tag (PipelineDeps.processTag), when another process reads the same hops. */
+  tag?: string,
+): string | undefined {
+  const [a, b, c, ...rest] = subject.split(".");
+  if (a !== "reco" || (b !== "parse" && b !== "items") || rest.length > 0) return undefined;
+  if (c === undefined || !/^\d+$/.test(c) || Number(c) >= partitions) return undefined;
+  return tag ? `in_${b}_${c}_${tag}` : `in_${b}_${c}`;
 }
 
 /** A stage instance's durable consumer name, without leases (see leaseConsumer). */
@@ -219,7 +248,15 @@ export function startTierOfStage(stage: string): StartTier {
   return "rest";
 }
 
-export function createUnits(supervisor: Supervisor, instances: Instances): Units {
+export function createUnits(
+  supervisor: Supervisor,
+  instances: Instances,
+  /**
+   * The partitions whose hops the unit's readers share one consumer for, and this process's
+   * tag in its name (sharedInput); absent: a consumer per instance.
+   */
+  shared?: { partitions: number; tag?: string },
+): Units {
   // Every stage instance belongs to a unit of ownership; a unit starts and stops as a whole.
   // At process start the tiers start in order (tierOf), so their snapshots load in that order.
   const starters = new Map<string, { start: () => void; tier: StartTier }[]>();
@@ -261,8 +298,14 @@ export function createUnits(supervisor: Supervisor, instances: Instances): Units
     start: startUnit,
     stop: stopUnit,
     stageIds: stageIdsOf,
-    consumer: (stage, partition) =>
-      leaseConsumer(consumerBase(stage, partition), epochs.get(unitOf(stage, partition))),
+    consumer: (stage, partition, subject) => {
+      const epoch = epochs.get(unitOf(stage, partition));
+      const own = leaseConsumer(consumerBase(stage, partition), epoch);
+      const base = shared && sharedInput(subject, shared.partitions, shared.tag);
+      if (base === undefined) return own;
+      const { name, stale } = leaseConsumer(base, epoch);
+      return { ...own, shared: { durable: name, ...(stale ? { stale } : {}) } };
+    },
     setEpoch: (unit, epoch) => void epochs.set(unit, epoch),
     weights: () => unitWeights(new Map([...idsOf.keys()].map((u) => [u, stageIdsOf(u)]))),
   };

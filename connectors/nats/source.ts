@@ -100,6 +100,19 @@ export async function openDurableSource(
   return messages;
 }
 
+/** Deletes the stream's consumers whose names `match` (best effort, as deleteStale). */
+export async function deleteConsumers(
+  nc: NatsConnection,
+  stream: string,
+  match: (name: string) => boolean,
+): Promise<void> {
+  try {
+    await deleteStale(await nc.jetstreamManager({ checkAPI: false }), stream, match);
+  } catch {
+    // Left for the next placement's sweep: it only costs the server a consumer.
+  }
+}
+
 /**
  * Deletes the consumers an earlier owner of the input left (SourceOptions.stale): its pulls then
  * end with "consumer deleted" or "not found", never served by our consumer. Best effort: one
