@@ -75,6 +75,12 @@ export interface StageHandler {
   handle(msg: InputMessage, lastUpTo: number): void;
   /** Processing-time trigger, called every `tickMs` of the spec (broadcasts, trending pushes). */
   tick?(): void;
+  /**
+   * The lowest input sequence the handler holds without having applied it (a merged input's hop
+   * waiting for the one before it), if any: the instance's snapshot stays before it, so a
+   * restart reads it again.
+   */
+  heldFrom?(): number | undefined;
 }
 
 export interface StageSpec<H extends StageHandler> {

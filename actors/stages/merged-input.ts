@@ -8,6 +8,8 @@ import {
 } from "../../runtime/index.js";
 import {
   decodeEnvelope,
+  type Envelope,
+  type InputMessage,
   HOPS_IN_FLIGHT,
   type StageHandler,
   type StageOutput,
@@ -38,6 +40,11 @@ import { loadWaiting, MAP, OLD_MAP } from "./merged-waiting.js";
  * once no record waits (then it is past every record fed, whatever the batching), else -1.
  */
 interface SubjectPos {
+  /**
+   * The producer's input position its subject's last hop taken covered (the hop's `upTo`): the
+   * next hop follows on when its `prev` is at most this. Absent in state written before it.
+   */
+  hop?: number;
   /** The subject has sent every record up to this EVENTS sequence. */
   upTo: number;
   /** Last record sequence taken. */
@@ -180,8 +187,44 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
   );
   while (run.restoreStep()) await new Promise<void>((resolve) => setImmediate(resolve));
 
+  /**
+   * Hops that do not follow on from their subject's last one taken (its `prev` is beyond it): a
+   * hop stored after its subject's next one (a publish retried after a timeout; one lost and sent
+   * again by its producer restarted from a snapshot). Taking the newer hop first would drop the
+   * older one's records as taken (their `s` is below the subject's newest), so it waits here,
+   * as a single input's hops wait in the host (hop-order.ts), until a hop that follows on comes.
+   * In memory: the snapshot stays before the first of them (heldFrom), so a restart reads them
+   * again.
+   */
+  const held = new Map<string, { msg: InputMessage; env: Envelope<R> }[]>();
+  let heldCount = 0;
+
   const handle: StageHandler["handle"] = (msg) => {
     const env = decodeEnvelope<R>(msg.data);
+    const prev = env.prev ?? 0;
+    const hop = positions.get(msg.subject)?.hop;
+    if (hop !== undefined && prev > hop) {
+      const list = held.get(msg.subject);
+      if (list) list.push({ msg, env });
+      else held.set(msg.subject, [{ msg, env }]);
+      heldCount++;
+      return;
+    }
+    take(msg, env);
+    // The hops of the subject that waited for this one and now follow on, in their order.
+    for (let list = held.get(msg.subject); list !== undefined; list = held.get(msg.subject)) {
+      const at = positions.get(msg.subject)?.hop ?? 0;
+      const x = list.findIndex((h) => (h.env.prev ?? 0) <= at);
+      if (x < 0) break;
+      const [next] = list.splice(x, 1);
+      heldCount--;
+      if (list.length === 0) held.delete(msg.subject);
+      take(next!.msg, next!.env);
+    }
+  };
+
+  /** Takes one hop of a subject: its new records wait, or are fed once every subject is there. */
+  const take = (msg: InputMessage, env: Envelope<R>) => {
     const pos = positions.get(msg.subject) ?? { upTo: 0, s: 0, wm: -1 };
     const again = input.again;
     let recs = env.recs.filter((r) => r.s > pos.s || (r.s === pos.s && again?.(r) === true));
@@ -199,6 +242,7 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
     const upTo =
       input.complete === "mark" ? (env.recs[env.recs.length - 1]?.s ?? pos.upTo) : env.upTo;
     positions.set(msg.subject, {
+      hop: Math.max(pos.hop ?? 0, env.upTo),
       upTo: Math.max(pos.upTo, upTo),
       s: recs.length > 0 ? recs[recs.length - 1]!.s : pos.s,
       wm: Math.max(pos.wm, env.wm),
@@ -224,5 +268,11 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
       progress: { from: to, to },
     });
   };
-  return Object.assign({ handle }, run.view) as StageHandler & V;
+  const heldFrom = () => {
+    if (heldCount === 0) return undefined;
+    let min = Infinity;
+    for (const list of held.values()) for (const h of list) min = Math.min(min, h.msg.seq);
+    return min;
+  };
+  return Object.assign({ handle, heldFrom }, run.view) as StageHandler & V;
 }
