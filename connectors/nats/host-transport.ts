@@ -13,7 +13,7 @@ import { deleteConsumers, openDurableSource } from "./source.js";
 export function natsHostTransport(nc: NatsConnection): HostTransport {
   const shared = createSharedSources(
     (o) => openDurableSource(nc, o),
-    (stream, match) => deleteConsumers(nc, stream, match),
+    (stream, names, match) => deleteConsumers(nc, stream, names, match),
   );
   return {
     maxPayload: () => nc.info?.max_payload,

@@ -53,8 +53,10 @@ interface Group {
   stream: string;
   durable: string;
   filterSubject: string;
-  /** The consumers each tap replaces (its own name, older leases'), by the tap's own name. */
-  stale: Map<string, (name: string) => boolean>;
+  /** The consumers of the group's name under older leases: deleted before it is placed. */
+  stale?: (name: string) => boolean;
+  /** Taps' own consumer names already deleted (see `open`). */
+  cleaned: Set<string>;
   taps: Set<Tap>;
   /** Opens waiting for their turn: the group stays while any does. */
   joining: number;
@@ -89,8 +91,15 @@ export interface SharedSources {
 
 export function createSharedSources(
   openOne: OpenShared,
-  /** Deletes consumers by name (best effort): a tap's own, older layout's consumers. */
-  deleteConsumers: (stream: string, match: (name: string) => boolean) => Promise<void>,
+  /**
+   * Deletes consumers (best effort): `names`, and with `match` every consumer of the stream it
+   * matches.
+   */
+  deleteConsumers: (
+    stream: string,
+    names: readonly string[],
+    match?: (name: string) => boolean,
+  ) => Promise<void>,
 ): SharedSources {
   const groups = new Map<string, Group>();
 
@@ -179,13 +188,13 @@ export function createSharedSources(
     }
     const gen: Generation = { delivery: 0, reached: from - 1, unacked: [], over: false };
     g.gen = gen;
-    const stale = [...g.stale.values()];
+    const stale = g.stale;
     let source: InputSource;
     try {
       source = await openOne({
         stream: g.stream,
         durable: g.durable,
-        stale: (n) => n !== g.durable && stale.some((s) => s(n)),
+        ...(stale ? { stale: (n: string) => n !== g.durable && stale(n) } : {}),
         filterSubject: g.filterSubject,
         startSeq: from,
         maxAckPending,
@@ -222,7 +231,8 @@ export function createSharedSources(
           stream: o.stream,
           durable,
           filterSubject: o.filterSubject,
-          stale: new Map(),
+          ...(stale ? { stale } : {}),
+          cleaned: new Set(),
           taps: new Set(),
           joining: 0,
           handing: false,
@@ -231,11 +241,16 @@ export function createSharedSources(
         groups.set(key, g);
       }
       const group = g;
-      // The group's older leases, and the consumers this reader had alone (or under an older
-      // lease): deleted, so that their pulls end and the server stops keeping their deliveries.
+      // The consumer this reader had alone (a start of the layout before, or under an older
+      // lease): deleted once, so that the server stops keeping deliveries for it. By name, or by
+      // listing the stream's consumers when older leases' names are to go too.
       const own = o.durable;
       const ownStale = o.stale;
-      group.stale.set(own, (n) => n === own || (ownStale?.(n) ?? false) || (stale?.(n) ?? false));
+      const cleanUp = () => {
+        if (group.cleaned.has(own)) return;
+        group.cleaned.add(own);
+        void deleteConsumers(o.stream, [own], ownStale);
+      };
       let resolveEnded: (v: void | Error) => void = () => undefined;
       const tap: Tap = {
         callback: o.callback,
@@ -259,8 +274,8 @@ export function createSharedSources(
         const gen = group.gen;
         // No consumer, or this tap starts behind what it delivered: placed (again) at the
         // lowest start.
+        cleanUp();
         if (gen === undefined || gen.over || tap.last < gen.reached) await place(group);
-        else void deleteConsumers(o.stream, (n) => n === own || (ownStale?.(n) ?? false));
       };
       group.joining++;
       const joined = group.turn.then(join);

@@ -100,16 +100,24 @@ export async function openDurableSource(
   return messages;
 }
 
-/** Deletes the stream's consumers whose names `match` (best effort, as deleteStale). */
+/**
+ * Deletes the stream's consumers `names` and, with `match`, those whose names it matches (a
+ * listing of the stream's consumers; without it, one request per name). Best effort, as
+ * deleteStale: one left only costs the server a consumer.
+ */
 export async function deleteConsumers(
   nc: NatsConnection,
   stream: string,
-  match: (name: string) => boolean,
+  names: readonly string[],
+  match?: (name: string) => boolean,
 ): Promise<void> {
   try {
-    await deleteStale(await nc.jetstreamManager({ checkAPI: false }), stream, match);
+    const jsm = await nc.jetstreamManager({ checkAPI: false });
+    if (match) await deleteStale(jsm, stream, (n) => names.includes(n) || match(n));
+    else
+      await Promise.all(names.map((n) => jsm.consumers.delete(stream, n).catch(() => undefined)));
   } catch {
-    // Left for the next placement's sweep: it only costs the server a consumer.
+    // Left as it is.
   }
 }
 
