@@ -60,9 +60,12 @@ describe("a merged stage's hops stored out of their order", () => {
     const late = hop(a, 3, 6, [parsed(5)]);
     h.handle(hop(a, 6, 9, [parsed(8)]), 0);
     expect(h.heldFrom?.()).toBe(late.seq + 1);
+    // What it waits for, for the host's bound on how long a hop may wait.
+    expect(h.heldLongest?.()).toMatchObject({ subject: a, prev: 6, applied: 3 });
     h.handle(late, 0);
     expect(fed).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(h.heldFrom?.()).toBeUndefined();
+    expect(h.heldLongest?.()).toBeUndefined();
   });
 
   it("takes the hops of a producer restarted from its snapshot, after newer ones were stored", async () => {

@@ -355,6 +355,7 @@ export function createStageInstance<H extends StageHandler>(
           ...(deps.metrics ? { reportMetrics } : {}),
           oldestWaiting: () => order.oldest(),
           applied: () => lastUpTo,
+          ...(handler?.heldLongest ? { heldLongest: () => handler?.heldLongest?.() } : {}),
           ticks: handler?.tick !== undefined,
           send: (msg) => ctx.send(msg),
           fail: (err) => ctx.fail(err),

@@ -14,6 +14,8 @@ export interface HostTimerOptions {
   oldestWaiting(): { item: InputMessage; upTo: number; prev: number; since: number } | undefined;
   /** The input position applied. */
   applied(): number;
+  /** The message the handler has held longest (StageHandler.heldLongest). */
+  heldLongest?(): ReturnType<NonNullable<StageHandler["heldLongest"]>>;
   /** The handler has a processing-time trigger. */
   ticks: boolean;
   send(msg: HostMsg): void;
@@ -69,6 +71,22 @@ export function startHostTimers(o: HostTimerOptions): {
           );
       }),
     );
+  if (o.heldLongest !== undefined) {
+    const held = o.heldLongest;
+    timers.push(
+      interval(1000, scheduler).subscribe(() => {
+        // As above, for a hop a merged input holds for its subject's missing one.
+        const h = held();
+        if (h !== undefined && Date.now() - h.since > HOP_WAIT_MS)
+          o.fail(
+            new Error(
+              `${id}: the hop before the one on ${h.subject} after ${h.prev} (applied ` +
+                `${h.applied}) has not arrived in ${HOP_WAIT_MS} ms`,
+            ),
+          );
+      }),
+    );
+  }
   if (o.ticks && spec.tickMs)
     timers.push(interval(spec.tickMs, scheduler).subscribe(() => o.send({ kind: "tick" })));
   return { timers, batch };

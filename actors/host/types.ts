@@ -81,6 +81,11 @@ export interface StageHandler {
    * restart reads it again.
    */
   heldFrom?(): number | undefined;
+  /**
+   * The message held longest, if any: what it waits for and since when (ms, processing time).
+   * Held past the host's bound (HOP_WAIT_MS), the instance fails, as for a missing input hop.
+   */
+  heldLongest?(): { subject: string; prev: number; applied: number; since: number } | undefined;
 }
 
 export interface StageSpec<H extends StageHandler> {

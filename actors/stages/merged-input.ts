@@ -196,7 +196,7 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
    * In memory: the snapshot stays before the first of them (heldFrom), so a restart reads them
    * again.
    */
-  const held = new Map<string, { msg: InputMessage; env: Envelope<R> }[]>();
+  const held = new Map<string, { msg: InputMessage; env: Envelope<R>; since: number }[]>();
   let heldCount = 0;
 
   const handle: StageHandler["handle"] = (msg) => {
@@ -205,8 +205,9 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
     const hop = positions.get(msg.subject)?.hop;
     if (hop !== undefined && prev > hop) {
       const list = held.get(msg.subject);
-      if (list) list.push({ msg, env });
-      else held.set(msg.subject, [{ msg, env }]);
+      const h = { msg, env, since: Date.now() };
+      if (list) list.push(h);
+      else held.set(msg.subject, [h]);
       heldCount++;
       return;
     }
@@ -274,5 +275,19 @@ export async function loadMergedHandler<R extends { s: number }, P extends PortM
     for (const list of held.values()) for (const h of list) min = Math.min(min, h.msg.seq);
     return min;
   };
-  return Object.assign({ handle, heldFrom }, run.view) as StageHandler & V;
+  const heldLongest = () => {
+    if (heldCount === 0) return undefined;
+    let longest: { subject: string; prev: number; applied: number; since: number } | undefined;
+    for (const [subject, list] of held)
+      for (const h of list)
+        if (longest === undefined || h.since < longest.since)
+          longest = {
+            subject,
+            prev: h.env.prev ?? 0,
+            applied: positions.get(subject)?.hop ?? 0,
+            since: h.since,
+          };
+    return longest;
+  };
+  return Object.assign({ handle, heldFrom, heldLongest }, run.view) as StageHandler & V;
 }
