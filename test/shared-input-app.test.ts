@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { connect } from "nats";
 import { replayFile } from "../bin/replay/run.js";
 import { consumerInfos } from "../connectors/nats/streams.js";
@@ -9,6 +9,7 @@ import { STREAMS } from "../connectors/nats/topology.js";
 import { startTestApp } from "./helpers/app.js";
 import { useCleanups } from "./helpers/harness.js";
 import { setupNats } from "./helpers/nats.js";
+import { REES46_HEAD } from "./helpers/snapshot-bytes.js";
 
 /**
  * The running engine reads each partition's hops once: one consumer per partition for parse's
@@ -16,15 +17,7 @@ import { setupNats } from "./helpers/nats.js";
  * its item-keyed hops (catalogue, popularity and trending), none per stage instance.
  */
 
-const LOG = resolve(
-  import.meta.dirname,
-  "..",
-  "..",
-  "shared",
-  "data",
-  "rees46",
-  "2019-Oct-head.csv",
-);
+const LOG = REES46_HEAD;
 
 describe("the engine's inputs of a partition's hops", () => {
   const cleanups = useCleanups();

@@ -123,14 +123,9 @@ export function createStageInstance<H extends StageHandler>(
       // `seq` (a restarted producer's hop applied after the waiting one): on replay such a hop
       // is dropped as covered by `upTo`, and what it emitted was acked before this snapshot is
       // written (test/snapshot-waiting-hops.test.ts).
-      const orderFrom = order.firstSeq();
-      const heldFrom = handler?.heldFrom?.();
-      const waitingFrom =
-        orderFrom === undefined
-          ? heldFrom
-          : heldFrom === undefined
-            ? orderFrom
-            : Math.min(orderFrom, heldFrom);
+      // The first input not applied: a hop waiting here, or one the handler holds.
+      const first = Math.min(order.firstSeq() ?? Infinity, handler?.heldFrom?.() ?? Infinity);
+      const waitingFrom = first === Infinity ? undefined : first;
       const seq = waitingFrom === undefined ? lastSeq : Math.min(lastSeq, waitingFrom - 1);
       const covered = waitingFrom === undefined ? lastMsg : undefined;
       sinceSnapshot = 0;
