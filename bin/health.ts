@@ -231,7 +231,12 @@ export function watchStateDb(
       },
       (err: unknown) => {
         if (err instanceof StateStoreCorruptError) o.onCorrupt(err);
-        else if (writing) failing ??= { since: now(), error: err };
+        else if (writing) {
+          // A write that found the store closed (by a reopen after the first failure) says less
+          // than the failure itself: the reason keeps the most telling error, the first time.
+          if (!failing) failing = { since: now(), error: err };
+          else if (onlyNotOpen(failing.error) && !onlyNotOpen(err)) failing.error = err;
+        }
         throw err;
       },
     );
@@ -258,6 +263,15 @@ export function watchStateDb(
           ]
         : [],
   };
+}
+
+/** LevelDB's "Database is not open": the store was closed under a write, no cause given. */
+function onlyNotOpen(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (!/Database is not open/i.test(e.message)) return false;
+  }
+  return true;
 }
 
 /** Every check's problems now, oldest first. */

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Level } from "level";
 import type { StageStateInternal } from "./stage-state.js";
 import { createRawValues } from "./raw-values.js";
-import { openFailure, storeFailure } from "./store-errors.js";
+import { openFailure, StateStoreWriteError, storeFailure } from "./store-errors.js";
 import {
   CHECKPOINT_MIN,
   emptyDisk,
@@ -80,6 +80,8 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
   let generation = 0;
   let reopening: Promise<void> | undefined;
   let closed = false;
+  /** Why the last reopen failed (a full disk: no room for a new log); cleared by one that opens. */
+  let reopenError: unknown;
   const reopen = () =>
     (reopening ??= (async () => {
       await db.close().catch(() => undefined);
@@ -88,13 +90,22 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
       await next.open();
       db = next;
       generation++;
+      reopenError = undefined;
     })()
-      .catch(() => undefined)
+      .catch((err: unknown) => {
+        reopenError = err;
+      })
       .finally(() => (reopening = undefined)));
-  /** Waits for a reopen under way; reopens a store that a failed reopen left closed. */
+  /**
+   * Waits for a reopen under way; reopens a store that a failed reopen left closed. A store that
+   * still cannot be opened fails the read or write with the reopen's reason (a disk still full:
+   * no room for a new log), not LevelDB's "Database is not open".
+   */
   const ready = async () => {
     await reopening;
     if (db.status !== "open" && !closed) await reopen();
+    if (db.status !== "open" && !closed && reopenError !== undefined)
+      throw new StateStoreWriteError(path, reopenError);
   };
   const writeFailed = (err: unknown) => {
     const code = (err as { code?: string } | undefined)?.code;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Subject } from "rxjs";
 import type { SupervisorEvent } from "../runtime/index.js";
-import { explainError, healthBody, watchStages } from "../bin/health.js";
+import { explainError, healthBody, watchStages, watchStateDb } from "../bin/health.js";
+import { StateStoreWriteError, type SnapshotStore, type StateDb } from "../state/index.js";
 
 /** The rules of the stage check, on an injected clock. */
 describe("a stage that keeps failing", () => {
@@ -94,5 +95,45 @@ describe("reasons an operator can act on", () => {
     expect(body.detail.reason).toBe("NATS unreachable for 3 s");
     expect(healthBody([], false).detail.reason).toMatch(/starting/);
     expect(healthBody([], true)).toMatchObject({ ok: true, detail: { problems: [] } });
+  });
+});
+
+describe("the state check", () => {
+  const notOpen = () =>
+    Object.assign(new Error("Database is not open"), { code: "LEVEL_DATABASE_NOT_OPEN" });
+  const full = () =>
+    Object.assign(new Error("IO error: /x/state/000012.log: No space left on device"), {
+      code: "LEVEL_IO_ERROR",
+    });
+  /** A store whose writes fail with the errors given, in turn, then succeed. */
+  const failingDb = (errors: Error[]): StateDb => {
+    const store = {
+      write: () => {
+        const err = errors.shift();
+        return err
+          ? Promise.reject(new StateStoreWriteError("/x/state", err))
+          : Promise.resolve([]);
+      },
+    } as unknown as SnapshotStore;
+    return { instance: () => store } as unknown as StateDb;
+  };
+
+  it("names the disk full although a write first found the store closed by a reopen", async () => {
+    let t = 5_000;
+    const w = watchStateDb(failingDb([notOpen(), full(), notOpen()]), "/x/state", {
+      onCorrupt: () => undefined,
+      now: () => t,
+    });
+    const store = w.db.instance("window", 0);
+    for (let i = 0; i < 3; i++) {
+      await store.write({} as never).catch(() => undefined);
+      t += 100;
+    }
+    const [p] = w.check(t);
+    expect(p?.reason).toBe(
+      "state cannot be written to /x/state for 0.3 s: disk full (cannot write to the state store /x/state: IO error: /x/state/000012.log: No space left on device)",
+    );
+    await store.write({} as never);
+    expect(w.check(t)).toEqual([]);
   });
 });
