@@ -1,5 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { createHostReaders, subjectMatches } from "../actors/host/index.js";
+import {
+  createHostReaders,
+  createStageInstance,
+  decodeEnvelope,
+  encodeEnvelope,
+  subjectMatches,
+  type Envelope,
+  type PoisonLedger,
+} from "../actors/host/index.js";
+import { createMemoryLog, type MemoryLog } from "../connectors/memory/log.js";
+import { createStageState, type SnapshotStore } from "../state/index.js";
 
 /**
  * A parse hop is read by its partition's stages (reco.parse.3) and by the
@@ -40,5 +50,66 @@ describe("readers of a hop message in this process", () => {
     gone[0]!();
     expect(r.of("HOPS", "reco.parse.3")).toBe(3);
     expect(r.of("HOPS", "reco.parse.4")).toBe(1);
+  });
+});
+
+/**
+ * Two apps in one process, each on its own server (nats-stall.test.ts runs an engine and its
+ * reference side by side): HOPS sequence 109 on reco.parse.0 was an idle marker's hop on both,
+ * of the same length, and the stalled engine's collaborative/0 took the reference's decoding of
+ * it (another `upTo` and marker). Its next hop then waited for ever for the one before it, and
+ * the model was never trained on the second feed. Readers share a decoding only with the readers
+ * of the same transport.
+ */
+describe("readers of one transport and of another", () => {
+  const forgetful = (): SnapshotStore => ({
+    load: () => Promise.resolve(createStageState()),
+    capture: () => ({ keys: 0, commit: () => Promise.resolve() }),
+    write: () => Promise.resolve(0),
+    clear: () => Promise.resolve(),
+    exportRaw: () => Promise.resolve({ meta: {}, entries: [] }),
+    importRaw: () => Promise.resolve(),
+  });
+
+  /** A stage instance on `log` that keeps the envelopes of the hops it reads. */
+  const reader = (log: MemoryLog, partition: number, seen: Envelope<unknown>[]) =>
+    createStageInstance(
+      {
+        stage: "reader",
+        partition,
+        stream: "HOPS",
+        subject: "reco.parse.0",
+        input: "raw",
+        batching: "per-input",
+        create: () => ({ handle: (msg) => void seen.push(decodeEnvelope(msg.data)) }),
+      },
+      {
+        transport: log,
+        snapshots: forgetful(),
+        snapshotIntervalMs: 600_000,
+        snapshotEveryMessages: 1_000_000,
+        maxAttempts: 3,
+      },
+      new Map() as PoisonLedger,
+    );
+
+  it("never hands a reader another transport's message at the same stream sequence", async () => {
+    const logs = [createMemoryLog(), createMemoryLog()];
+    const seen: Envelope<unknown>[][] = [[], [], []];
+    for (const log of logs) log.addStream("HOPS", ["reco.parse.*"]);
+    // Two readers of the first log's messages, one of the second's.
+    const instances = [reader(logs[0]!, 0, seen[0]!), reader(logs[0]!, 1, seen[1]!)];
+    instances.push(reader(logs[1]!, 0, seen[2]!));
+    for (const inst of instances) await inst.actor.start();
+    // The same sequence, subject and length, not the same hop: an idle marker's on each.
+    logs[0]!.publish("reco.parse.0", encodeEnvelope(3004, 7, [], 3003, false, [3004, 111]));
+    logs[1]!.publish("reco.parse.0", encodeEnvelope(3006, 7, [], 3005, false, [3006, 222]));
+    for (let t = 0; seen.some((s) => s.length === 0) && t < 200; t++)
+      await new Promise((r) => setTimeout(r, 5));
+    for (const inst of instances) await inst.actor.stop();
+    expect(seen[0]!.map((e) => [e.upTo, e.ix])).toEqual([[3004, [3004, 111]]]);
+    expect(seen[2]!.map((e) => [e.upTo, e.ix])).toEqual([[3006, [3006, 222]]]);
+    // The readers of one transport still decode its message once.
+    expect(seen[1]![0]).toBe(seen[0]![0]);
   });
 });

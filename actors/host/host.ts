@@ -2,7 +2,7 @@ import { asyncScheduler, type Subscription } from "rxjs";
 import { createActor, type ActorContext } from "../../runtime/index.js";
 import type { StageStateInternal } from "../../state/index.js";
 import { createHopOrder } from "./hop-order.js";
-import { createHostReaders } from "./readers.js";
+import { createHostReaders, type HostReaders } from "./readers.js";
 import { DEFAULT_MAX_PAYLOAD } from "./dead-letter.js";
 import { envelopeCodec } from "./codec.js";
 import { createHostOutputs, errorText, type PoisonLedger } from "./outputs.js";
@@ -14,7 +14,7 @@ import { createMetricsTally } from "./metrics.js";
 import { isChainHandler } from "./host-chain.js";
 import { createSnapshotter } from "./snapshots.js";
 import { openInput } from "./input.js";
-import type { HopPublisher, SourceMessage } from "./transport.js";
+import type { HopPublisher, HostTransport, SourceMessage } from "./transport.js";
 import type { HostDeps, InputMessage, StageHandler, StageInstance, StageSpec } from "./types.js";
 
 /**
@@ -39,8 +39,22 @@ export type { PoisonLedger } from "./outputs.js";
 export type { Envelope } from "./envelope.js";
 export { decodeEnvelope } from "./envelope.js";
 
-/** Running stage instances per input: the readers of a hop message share its decoding. */
-const readers = createHostReaders();
+/**
+ * Running stage instances per input, per transport: the readers of a hop message share its
+ * decoding, under a key naming the transport (`#<n>`) as well as the message. A stream sequence
+ * names one message only on its own server: two apps in one process, each on a server of its own
+ * (nats-stall.test.ts runs an engine and its reference side by side), hold different hops at the
+ * same HOPS sequence, and a reader of one took the other's decoding when subject and length
+ * matched (an idle marker's empty hop on both), a hop of another `upTo` and marker.
+ */
+const readersOf = new WeakMap<HostTransport, { readers: HostReaders; key: string }>();
+let transports = 0;
+function transportReaders(t: HostTransport): { readers: HostReaders; key: string } {
+  let r = readersOf.get(t);
+  if (r === undefined)
+    readersOf.set(t, (r = { readers: createHostReaders(), key: `#${++transports}` }));
+  return r;
+}
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /**
@@ -64,6 +78,7 @@ export function createStageInstance<H extends StageHandler>(
   const { stage, partition } = spec;
   const id = `${stage}/${partition}`;
   const codec = deps.codec ?? envelopeCodec();
+  const { readers, key: transportKey } = transportReaders(deps.transport);
   const scheduler = deps.scheduler ?? asyncScheduler;
   let state: StageStateInternal | undefined;
   let handler: H | undefined;
@@ -165,7 +180,7 @@ export function createStageInstance<H extends StageHandler>(
     const n = readers.of(spec.stream, input.subject);
     if (n > 1)
       codec.shared(
-        `${spec.stream}#${input.seq}#${input.subject}#${input.data.length}`,
+        `${spec.stream}#${input.seq}#${input.subject}#${input.data.length}${transportKey}`,
         input.data,
         () => h.handle(input, before),
         n,
@@ -229,7 +244,7 @@ export function createStageInstance<H extends StageHandler>(
       const n = readers.of(spec.stream, m.subject);
       if (n > 1)
         codec.shared(
-          `${spec.stream}#${seq}#${m.subject}#${data.length}`,
+          `${spec.stream}#${seq}#${m.subject}#${data.length}${transportKey}`,
           data,
           () => handler!.handle(input, lastUpTo),
           n,
