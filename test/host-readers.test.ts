@@ -9,7 +9,7 @@ import {
   type PoisonLedger,
 } from "../actors/host/index.js";
 import { createMemoryLog, type MemoryLog } from "../connectors/memory/log.js";
-import { createStageState, type SnapshotStore } from "../state/index.js";
+import { forgetfulStore } from "../bin/pipeline/driver.js";
 
 /**
  * A parse hop is read by its partition's stages (reco.parse.3) and by the
@@ -62,15 +62,6 @@ describe("readers of a hop message in this process", () => {
  * of the same transport.
  */
 describe("readers of one transport and of another", () => {
-  const forgetful = (): SnapshotStore => ({
-    load: () => Promise.resolve(createStageState()),
-    capture: () => ({ keys: 0, commit: () => Promise.resolve() }),
-    write: () => Promise.resolve(0),
-    clear: () => Promise.resolve(),
-    exportRaw: () => Promise.resolve({ meta: {}, entries: [] }),
-    importRaw: () => Promise.resolve(),
-  });
-
   /** A stage instance on `log` that keeps the envelopes of the hops it reads. */
   const reader = (log: MemoryLog, partition: number, seen: Envelope<unknown>[]) =>
     createStageInstance(
@@ -85,7 +76,7 @@ describe("readers of one transport and of another", () => {
       },
       {
         transport: log,
-        snapshots: forgetful(),
+        snapshots: forgetfulStore(),
         snapshotIntervalMs: 600_000,
         snapshotEveryMessages: 1_000_000,
         maxAttempts: 3,

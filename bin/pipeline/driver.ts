@@ -45,7 +45,7 @@ export interface Driver {
 }
 
 /** A snapshot store that keeps nothing: a restarted instance replays its input from the start. */
-function forgetfulStore(): SnapshotStore {
+export function forgetfulStore(): SnapshotStore {
   return {
     load: () => Promise.resolve(createStageState()),
     capture: () => ({ keys: 0, commit: () => Promise.resolve() }),
