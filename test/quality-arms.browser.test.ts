@@ -107,8 +107,10 @@ describe("A/B arms on a MovieLens replay", () => {
       // burst of 3000 the history stages score their cases while covisit is a burst behind. At
       // 500/s on a loaded machine the stages drifted apart too: the design arm, answered by
       // stages ahead of the scoring one, scored 7.1% against its 3.3% at a live pace (the blend
-      // 5.8% both times), and the blend, with covisit behind, 2.4% against 2.5%.
-      rate: 200,
+      // 5.8% both times), and the blend, with covisit behind, 2.4% against 2.5%. At 200/s a
+      // loaded CI run (the whole suite beside it) still had the design arm at 5.25% against the
+      // blend's 5.07%.
+      rate: 100,
       awaitEngineMs: 0,
       progress: false,
     });
