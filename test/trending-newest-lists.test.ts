@@ -8,8 +8,8 @@ import { stageContext } from "./helpers/stage.js";
 /*
  * The newest windows' lists on each trigger are kept from the items counted since the list
  * before (not summed over every cell of the window): at every trigger, over random streams with
- * late records, ratings, repeated items and hours skipped, they are the lists a full sum over
- * the window's cells gives.
+ * late records, ratings (half stars, and such as 0.9), repeated items and hours skipped, they
+ * are the lists a full sum over the window's cells gives.
  */
 
 const T0 = Date.UTC(2024, 0, 1);
@@ -39,6 +39,7 @@ function run(seed: number) {
   let progress = -1;
   let now = T0;
   const items = 5 + Math.floor(rnd() * 40);
+  const offRate = rnd() < 0.5;
   for (let b = 0; b < 400; b++) {
     const r = rnd();
     if (r < 0.25) {
@@ -60,7 +61,10 @@ function run(seed: number) {
     for (let k = 0; k < n; k++) {
       // Some records late (up to 28 h: some behind each kind's watermark).
       const ts = rnd() < 0.2 ? now - Math.floor(rnd() * 28 * HOUR) : now;
-      const rating = rnd() < 0.15 ? 0.5 * (1 + Math.floor(rnd() * 10)) : -1;
+      // Half stars, and on some streams ratings such as 0.9, whose sums depend on their order.
+      const y = rnd();
+      const rating =
+        y < 0.15 ? 0.5 * (1 + Math.floor(rnd() * 10)) : offRate && y < 0.3 ? 0.7 + 0.1 * k : -1;
       const item = `i${Math.floor(items * rnd() * rnd())}`;
       seq++;
       recs.push({

@@ -122,14 +122,18 @@ export const trendingStage = defineStage({
     const dirty = new Set<string>(); // "<kind>|<start>" changed since the last trigger
     let beat = -1; // progress of the last heartbeat (in memory: a restart sends one again)
 
+    /** Whether every cell the last sumHours read held multiples of a half only. */
+    let summedHalves = true;
     const sumHours = (kind: TrendingKind, from: number, to: number) => {
       const acc = new Map<string, number[]>();
+      summedHalves = true;
       for (let h = from; h < to; h += HOUR) {
         const keys = byHour.get(`${kind}|${h}`);
         if (!keys) continue;
         for (const k of keys) {
           const c = cells.get(k);
           if (!c) continue;
+          if (summedHalves && !halfUnits(c)) summedHalves = false;
           const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
           const a = acc.get(item);
           if (a) for (let t = 0; t < c.length; t++) a[t] = (a[t] ?? 0) + (c[t] ?? 0);
@@ -140,16 +144,24 @@ export const trendingStage = defineStage({
     };
 
     const spanOf = (kind: TrendingKind) => (kind === "1h" ? HOUR : DAY);
-    /** The top list of items with these summed counts: score descending, ties by item id. */
+    const scoreOf = (c: readonly number[]) => {
+      let score = 0;
+      for (let t = 0; t < c.length; t++) score += (c[t] ?? 0) * (weightOf[t] ?? 0);
+      return score;
+    };
+    /**
+     * The top list of items with these summed counts: score descending, ties by item id. The
+     * best `topK` are picked with a heap of that size, not by sorting every item of a day.
+     */
     const topOf = (entries: Iterable<[string, number[]]>): TrendingPartItem[] =>
-      [...entries]
-        .map(([i, c]): TrendingPartItem => {
-          let score = 0;
-          for (let t = 0; t < c.length; t++) score += (c[t] ?? 0) * (weightOf[t] ?? 0);
-          return [i, score, c[0] ?? 0, c[1] ?? 0, c[2] ?? 0, c[3] ?? 0];
-        })
-        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-        .slice(0, opts.topK);
+      topByScore(entries, scoreOf, opts.topK).map(([i, score, c]): TrendingPartItem => [
+        i,
+        score,
+        c[0] ?? 0,
+        c[1] ?? 0,
+        c[2] ?? 0,
+        c[3] ?? 0,
+      ]);
 
     const part = (kind: TrendingKind, start: number, final = false): TrendingPart => {
       const end = start + spanOf(kind);
@@ -158,15 +170,91 @@ export const trendingStage = defineStage({
     };
 
     /**
+     * The 24 h window that the finals reach, kept as they move on an hour at a time: the hour a
+     * window gains is added, the hour it loses taken away, instead of every cell of the day
+     * summed again (decoded again, once a snapshot had let them go cold) for each final: ~0.2 s
+     * per partition and hour of event time at 250k cells, so a catch-up over a month held each
+     * partition's loop for minutes. Exact while every count is a multiple of a half (views,
+     * clicks, half-star ratings): such sums are exact in a double, so adding and taking away
+     * give the bits a sum over the cells gives. A count that is not (a rating of 3.7) makes the
+     * next final a sum over the cells again. In memory only: rebuilt from the cells after a
+     * restart.
+     */
+    const closingDay = () => {
+      let end = NaN;
+      let acc = new Map<string, number[]>();
+      let exact = false;
+      const fold = (h: number, sign: 1 | -1) => {
+        const keys = byHour.get(`24h|${h}`);
+        if (!keys) return;
+        for (const k of keys) {
+          const c = cells.get(k);
+          if (!c) continue;
+          const item = k.slice(k.indexOf("|", k.indexOf("|") + 1) + 1);
+          if (!halfUnits(c)) exact = false;
+          let a = acc.get(item);
+          if (!a) acc.set(item, (a = []));
+          while (a.length < c.length) a.push(0);
+          let left = 0;
+          for (let t = 0; t < a.length; t++) {
+            a[t] = a[t]! + sign * (c[t] ?? 0);
+            if (a[t] !== 0) left++;
+          }
+          if (left === 0) acc.delete(item);
+        }
+      };
+      return {
+        /** Summed counts of the window ending at `e` (not to be changed). */
+        at(e: number): Map<string, number[]> {
+          if (exact && e >= end && e - end < DAY) {
+            for (let h = end; h < e; h += HOUR) {
+              fold(h, 1);
+              fold(h - DAY, -1);
+            }
+          } else {
+            exact = true;
+            acc = new Map();
+            for (let h = e - DAY; h < e; h += HOUR) fold(h, 1);
+          }
+          end = e;
+          return acc;
+        },
+        /**
+         * A record of `n` for `item` counted into hour `h`: added here if the window holds that
+         * hour (a window the finals reached takes no records, since later ones are late for it;
+         * this keeps the sum right if one ever did).
+         */
+        add(h: number, item: string, type: number, n: number) {
+          if (!(h >= end - DAY && h < end)) return;
+          let c = acc.get(item);
+          if (!c) acc.set(item, (c = []));
+          while (c.length <= type) c.push(0);
+          c[type]! += n;
+          if (!halfUnit(n)) exact = false;
+        },
+        /** Moves on to `e` before the hours it no longer holds are dropped, if it is close. */
+        keepUp(e: number) {
+          if (exact && e > end && e - end < DAY) this.at(e);
+          else if (e > end) {
+            exact = false;
+            acc = new Map();
+          }
+        },
+      };
+    };
+    const closing24h = closingDay();
+
+    /**
      * The newest window of a kind, kept as records come: its items' summed counts, the items
      * counted since its last list and that list. Its list at a trigger is then the top of the
      * last list and the items changed since, not a sum over every cell of the window (for the
      * 24 h window, every item of a day, decoded again after each snapshot had let the cells go
      * cold: ~0.2 s per partition at 250k cells, every TRENDING_TRIGGER). Exact: counts only grow
      * while the window stays, so an item neither in the last list nor changed since still ranks
-     * below all of that list; counts are whole or half units, whose sums do not depend on their
-     * order. In memory only: rebuilt from the cells when the newest window moves, and after a
-     * restart.
+     * below all of that list. Sums of whole or half units do not depend on their order; after a
+     * count that is not one (a rating of 3.7) the list is summed over the cells again, whose
+     * order of addition a restart keeps. In memory only: rebuilt from the cells when the newest
+     * window moves, and after a restart.
      */
     const newestWindow = (kind: TrendingKind) => {
       const span = spanOf(kind);
@@ -174,6 +262,8 @@ export const trendingStage = defineStage({
       let acc = new Map<string, number[]>();
       let top: readonly string[] | undefined;
       const changed = new Set<string>();
+      // Whether the counts added since the last sum were multiples of a half (see below).
+      let exact = true;
       return {
         /** A cell of this kind gained `n` of type index `type` for `item` at hour `h`. */
         add(h: number, item: string, type: number, n: number) {
@@ -183,13 +273,15 @@ export const trendingStage = defineStage({
           while (c.length <= type) c.push(0);
           c[type]! += n;
           changed.add(item);
+          if (!halfUnit(n)) exact = false;
         },
         /** The window starting at `at`, its list now. */
         part(at: number): TrendingPart {
-          if (at !== start) {
+          if (at !== start || !exact) {
             start = at;
             acc = sumHours(kind, at, at + span);
             top = undefined;
+            exact = summedHalves;
           }
           let items: TrendingPartItem[];
           if (top === undefined) items = topOf(acc);
@@ -246,7 +338,11 @@ export const trendingStage = defineStage({
           next[type]! += n;
           if (!c) index(key);
           cells.set(key, next);
-          (kind === "1h" ? newest1h : newest24h).add(h, r.i, type, n);
+          if (kind === "1h") newest1h.add(h, r.i, type, n);
+          else {
+            newest24h.add(h, r.i, type, n);
+            closing24h.add(h, r.i, type, n);
+          }
           if (kind === "24h") dirty.add("24h|newest");
           else if (h !== dirtyHour) {
             dirty.add(`1h|${h}`);
@@ -312,12 +408,20 @@ export const trendingStage = defineStage({
             continue;
           }
           if (byHour.has(`24h|${e - HOUR}`) || byHour.has(`24h|${e - DAY - HOUR}`))
-            finals.push(part("24h", e - DAY, true));
+            finals.push({
+              kind: "24h",
+              start: e - DAY,
+              end: e,
+              items: topOf(closing24h.at(e)),
+              final: true,
+              wm: progress,
+            });
           e += HOUR;
         }
         // After the newest data: the window that loses it, if progress has closed it.
         if (data.length > 0) emptied(data[data.length - 1]! + DAY + HOUR);
         final24h = closedEnd;
+        closing24h.keepUp(closedEnd);
         // Hours before the hour the oldest open 24 h window loses can go: that one tells the
         // next close whether the window changed.
         for (const h of hours) {
@@ -382,4 +486,52 @@ function byHourKey(a: [string, unknown], b: [string, unknown]) {
   const x = Number(a[0].slice(a[0].indexOf("|") + 1));
   const y = Number(b[0].slice(b[0].indexOf("|") + 1));
   return x - y;
+}
+
+/** Whether `n` is a multiple of a half, so that sums of such numbers are exact in a double. */
+const halfUnit = (n: number) => Number.isInteger(n * 2) && Math.abs(n) < 2 ** 50;
+const halfUnits = (c: readonly number[]) => c.every(halfUnit);
+
+/**
+ * The `k` best of `entries` by score (descending, ties by key ascending), best first, as
+ * [key, score, value]: a heap of the `k` best so far, whose root is the worst of them.
+ */
+export function topByScore<V>(
+  entries: Iterable<[string, V]>,
+  score: (v: V) => number,
+  k: number,
+): [string, number, V][] {
+  const heap: [string, number, V][] = [];
+  // a is worse than b: lower score, or the same score and a later key.
+  const worse = (a: [string, number, V], b: [string, number, V]) =>
+    a[1] < b[1] || (a[1] === b[1] && a[0] > b[0]);
+  const down = (at: number) => {
+    for (;;) {
+      const l = 2 * at + 1;
+      const r = l + 1;
+      let w = at;
+      if (l < heap.length && worse(heap[l]!, heap[w]!)) w = l;
+      if (r < heap.length && worse(heap[r]!, heap[w]!)) w = r;
+      if (w === at) return;
+      [heap[at], heap[w]] = [heap[w]!, heap[at]!];
+      at = w;
+    }
+  };
+  if (k <= 0) return [];
+  for (const [key, v] of entries) {
+    const s = score(v);
+    if (heap.length < k) {
+      heap.push([key, s, v]);
+      for (let at = heap.length - 1; at > 0;) {
+        const up = (at - 1) >> 1;
+        if (!worse(heap[at]!, heap[up]!)) break;
+        [heap[at], heap[up]] = [heap[up]!, heap[at]!];
+        at = up;
+      }
+    } else if (worse(heap[0]!, [key, s, v])) {
+      heap[0] = [key, s, v];
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
 }
