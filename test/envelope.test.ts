@@ -5,6 +5,7 @@ import {
   peekHead,
   peekUpTo,
   readShared,
+  sharedHeld,
   withHead,
 } from "../actors/host/index.js";
 
@@ -155,6 +156,19 @@ describe("the hop envelope", () => {
     const one = data();
     const a = readShared("hops#21", one, () => decodeEnvelope(one), 1);
     expect(readShared("hops#21", one, () => decodeEnvelope(one), 1)).not.toBe(a);
+  });
+
+  it("keeps a bounded number of decodings nobody takes, hops without records too", () => {
+    // Hops of progress only, each read by one of its two readers: the other skipped them.
+    const empty = encodeEnvelope(9, 1, []);
+    for (let n = 0; n < 100_000; n++)
+      readShared(`idle#${n}`, empty, () => decodeEnvelope(empty), 2);
+    expect(sharedHeld().entries).toBeLessThanOrEqual(40_000);
+    // Hops with records alike: the bound is on records, at least one per decoding.
+    const full = encodeEnvelope(9, 1, [{ i: "p1" }, { i: "p2" }]);
+    for (let n = 0; n < 50_000; n++) readShared(`full#${n}`, full, () => decodeEnvelope(full), 2);
+    expect(sharedHeld().weight).toBeLessThanOrEqual(40_000);
+    expect(sharedHeld().entries).toBeLessThanOrEqual(20_000);
   });
 
   describe("the binary form (the default)", () => {

@@ -167,9 +167,17 @@ export function encodeEnvelope(
  */
 const shared = new Map<string, { env: Envelope<unknown>; left: number }>();
 // A reader can run a few hundred messages ahead of another (popularity skips most records):
-// about 10 MB of decoded records at most.
+// about 10 MB of decoded records at most. A hop without records (progress, an idle marker's)
+// weighs one: counted by its records only, those a reader never took (it skipped the message
+// as covered after a redelivery) stayed for good.
 const MAX_SHARED_RECORDS = 40_000;
 let sharedRecords = 0;
+const weightOf = (env: Envelope<unknown>) => Math.max(1, env.recs.length);
+
+/** Decodings kept for other readers now, and their weight (records, at least one each). */
+export function sharedHeld(): { entries: number; weight: number } {
+  return { entries: shared.size, weight: sharedRecords };
+}
 let reading: { data: Uint8Array; key: string; env: Envelope<unknown> | undefined } | undefined;
 
 /**
@@ -182,7 +190,7 @@ export function readShared<T>(key: string, data: Uint8Array, fn: () => T, reader
   const hit = shared.get(key);
   if (hit !== undefined && --hit.left <= 0) {
     shared.delete(key);
-    sharedRecords -= hit.env.recs.length;
+    sharedRecords -= weightOf(hit.env);
   }
   const r: NonNullable<typeof reading> = { data, key, env: hit?.env };
   reading = r;
@@ -195,11 +203,11 @@ export function readShared<T>(key: string, data: Uint8Array, fn: () => T, reader
   const decoded = r.env;
   if (hit === undefined && readers > 1 && decoded !== undefined && Array.isArray(decoded.recs)) {
     shared.set(key, { env: decoded, left: readers - 1 });
-    sharedRecords += decoded.recs.length;
+    sharedRecords += weightOf(decoded);
     for (const [k, old] of shared) {
       if (sharedRecords <= MAX_SHARED_RECORDS) break;
       shared.delete(k);
-      sharedRecords -= old.env.recs.length;
+      sharedRecords -= weightOf(old.env);
     }
   }
   return result;

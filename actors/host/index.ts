@@ -12,6 +12,7 @@ export {
   peekHead,
   peekUpTo,
   readShared,
+  sharedHeld,
   setDefaultHopForm,
   withHead,
 } from "./envelope.js";
