@@ -94,12 +94,16 @@ export const trendingStage = defineStage({
     const counted = new Set<string>(Object.keys(opts.weights));
     const weightOf = EVENT_TYPES.map((t) => opts.weights[t] ?? 0);
     const byHour = new Map<string, Set<string>>(); // "<kind>|<hour start>" -> keys
-    const index = (k: string) => {
-      const at = k.indexOf("|", 2);
-      const hk = `${k[0] === "h" ? "1h" : "24h"}|${Number(k.slice(2, at)) * HOUR}`;
+    /** The keys of a kind's hour (created empty). */
+    const hourKeys = (kind: TrendingKind, h: number) => {
+      const hk = `${kind}|${h}`;
       let s = byHour.get(hk);
       if (!s) byHour.set(hk, (s = new Set()));
-      s.add(k);
+      return s;
+    };
+    const index = (k: string) => {
+      const at = k.indexOf("|", 2);
+      hourKeys(k[0] === "h" ? "1h" : "24h", Number(k.slice(2, at)) * HOUR).add(k);
     };
     // Cells of the layout before ("<kind>|<hour start>|<item>") in this one: the next snapshot
     // writes them once.
@@ -310,6 +314,10 @@ export const trendingStage = defineStage({
       const late: LateRecord[] = [];
       // The last hour marked dirty in this batch: records of a batch mostly share their hour.
       let dirtyHour = NaN;
+      let hour1h = NaN;
+      let hour24h = NaN;
+      let keys1h: Set<string> | undefined;
+      let keys24h: Set<string> | undefined;
       for (const r of records) {
         // A rating stays a rating here whatever the preset made of it (movies: 4 or more is a
         // purchase for the ranking), so trending counts every rating by its value.
@@ -336,7 +344,17 @@ export const trendingStage = defineStage({
           // A rating counts by its value (0.5-5), every other event once.
           const n = t === "rating" ? r.r : 1;
           next[type]! += n;
-          if (!c) index(key);
+          if (!c) {
+            // Records of a batch mostly share their hour: its key set is looked up once (close,
+            // which drops hours, runs after the whole batch is counted).
+            if (kind === "1h") {
+              if (h !== hour1h || keys1h === undefined) keys1h = hourKeys("1h", (hour1h = h));
+              keys1h.add(key);
+            } else {
+              if (h !== hour24h || keys24h === undefined) keys24h = hourKeys("24h", (hour24h = h));
+              keys24h.add(key);
+            }
+          }
           cells.set(key, next);
           if (kind === "1h") newest1h.add(h, r.i, type, n);
           else {
