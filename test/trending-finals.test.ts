@@ -11,6 +11,12 @@ import {
 } from "../actors/contract/index.js";
 import { createStageState } from "../state/store.js";
 import { stageContext } from "./helpers/stage.js";
+import {
+  randomBatch,
+  seededRandom,
+  trendingSettings,
+  type StreamAt,
+} from "./helpers/trending-stream.js";
 
 /*
  * The 24 h finals are kept as the windows slide an hour at a time (the hour gained added, the
@@ -22,7 +28,6 @@ import { stageContext } from "./helpers/stage.js";
 
 const T0 = Date.UTC(2024, 0, 1);
 const DAY = 24 * HOUR;
-const TYPES: EventType[] = ["view", "click", "cart", "purchase"];
 const WEIGHTS = { view: 1, click: 2, cart: 3, purchase: 5, rating: 1 };
 const TOP_K = 4;
 const weightOf = EVENT_TYPES.map((t) => WEIGHTS[t as keyof typeof WEIGHTS] ?? 0);
@@ -61,15 +66,8 @@ function reference() {
 }
 
 function run(seed: number) {
-  let x = seed;
-  const rnd = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
-  const settings = {
-    partition: 0,
-    oneHourOutOfOrdernessMs: 2 * HOUR,
-    oneDayOutOfOrdernessMs: 26 * HOUR,
-    weights: WEIGHTS,
-    topK: TOP_K,
-  };
+  const rnd = seededRandom(seed);
+  const settings = trendingSettings(WEIGHTS, TOP_K);
   const state = createStageState();
   const ref = reference();
   const finals: TrendingPart[] = [];
@@ -87,55 +85,25 @@ function run(seed: number) {
   };
   start();
   const offRate = rnd() < 0.5; // half the streams carry ratings that are not half stars
-  let seq = 0;
-  let upTo = 0;
-  let progress = -1;
+  const at: StreamAt = { seq: 0, upTo: 0, progress: -1 };
   let now = T0;
   const items = 5 + Math.floor(rnd() * 30);
   for (let b = 0; b < 600; b++) {
     if (rnd() < 0.03) start();
     const r = rnd();
-    // Mostly minutes on, sometimes hours, now and then two days.
+    // Mostly minutes on, sometimes hours, now and then two days; some records late by up to
+    // 30 h (some behind the 24 h windows' watermark).
     now += r < 0.2 ? 2 * HOUR : r < 0.22 ? 50 * HOUR : Math.floor(rnd() * 40 * MINUTE);
-    const recs: ParsedRecord[] = [];
-    const n = 1 + Math.floor(rnd() * 6);
-    for (let k = 0; k < n; k++) {
-      // Some records late (up to 30 h: some behind the 24 h windows' watermark).
-      const ts = rnd() < 0.2 ? now - Math.floor(rnd() * 30 * HOUR) : now;
-      const y = rnd();
-      const rating =
-        y < 0.15 ? 0.5 * (1 + Math.floor(rnd() * 10)) : offRate && y < 0.3 ? 0.7 + 0.1 * k : -1;
-      const item = `i${Math.floor(items * rnd() * rnd())}`;
-      const t = rating > 0 ? "rating" : TYPES[Math.floor(rnd() * 4)]!;
-      seq++;
-      recs.push({
-        id: `e${seq}`,
-        t,
-        ts,
-        u: "u",
-        i: item,
-        c: "",
-        b: "",
-        pr: -1,
-        r: rating,
-        s: seq,
-        wb: progress,
-      });
-      if (!(progress >= 0 && ts < progress - 26 * HOUR))
+    const batch = randomBatch(rnd, at, now, { maxRecords: 6, lateByMs: 30 * HOUR, items, offRate });
+    for (const e of batch.records)
+      if (!(e.wb >= 0 && e.ts < e.wb - 26 * HOUR))
         ref.count(
-          ts - (ts % HOUR),
-          item,
-          EVENT_TYPES.indexOf(t as EventType),
-          rating > 0 ? rating : 1,
+          e.ts - (e.ts % HOUR),
+          e.i,
+          EVENT_TYPES.indexOf(e.t as EventType),
+          e.r > 0 ? e.r : 1,
         );
-      progress = Math.max(progress, ts);
-    }
-    const from = upTo++;
-    input.next({
-      records: recs,
-      position: { from, upTo },
-      progress: { from: recs[0]!.wb, to: progress },
-    });
+    input.next(batch);
   }
   running?.unsubscribe();
   return { finals, ref, offRate };
@@ -163,8 +131,7 @@ describe("trending's 24 h finals", () => {
 
 describe("topByScore", () => {
   it("picks what sorting all and cutting gives, ties by key", () => {
-    let x = 7;
-    const rnd = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    const rnd = seededRandom(7);
     for (let round = 0; round < 200; round++) {
       const n = Math.floor(rnd() * 60);
       const k = Math.floor(rnd() * 12);

@@ -2,8 +2,14 @@ import { describe, expect, it } from "vitest";
 import { Subject, asyncScheduler } from "rxjs";
 import { createStageLogic, type InputBatch } from "../runtime/index.js";
 import { trendingStage, type TrendingPart, type TrendingView } from "../actors/stages/index.js";
-import { HOUR, MINUTE, type EventType, type ParsedRecord } from "../actors/contract/index.js";
+import { HOUR, MINUTE, type ParsedRecord } from "../actors/contract/index.js";
 import { stageContext } from "./helpers/stage.js";
+import {
+  randomBatch,
+  seededRandom,
+  trendingSettings,
+  type StreamAt,
+} from "./helpers/trending-stream.js";
 
 /*
  * The newest windows' lists on each trigger are kept from the items counted since the list
@@ -13,18 +19,10 @@ import { stageContext } from "./helpers/stage.js";
  */
 
 const T0 = Date.UTC(2024, 0, 1);
-const TYPES: EventType[] = ["view", "click", "cart", "purchase"];
 
 function run(seed: number) {
-  let x = seed;
-  const rnd = () => (x = (x * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
-  const settings = {
-    partition: 0,
-    oneHourOutOfOrdernessMs: 2 * HOUR,
-    oneDayOutOfOrdernessMs: 26 * HOUR,
-    weights: { view: 1, click: 2, cart: 3, purchase: 5, rating: 1 },
-    topK: 5,
-  };
+  const rnd = seededRandom(seed);
+  const settings = trendingSettings({ view: 1, click: 2, cart: 3, purchase: 5, rating: 1 }, 5);
   const { ctx } = stageContext(settings, asyncScheduler);
   const logic = createStageLogic(trendingStage, ctx);
   const view = logic.view as TrendingView;
@@ -34,9 +32,7 @@ function run(seed: number) {
   logic.operator(input).subscribe((o) => {
     for (const p of (o as { parts?: TrendingPart[] }).parts ?? []) if (!p.final) emitted.push(p);
   });
-  let seq = 0;
-  let upTo = 0;
-  let progress = -1;
+  const at: StreamAt = { seq: 0, upTo: 0, progress: -1 };
   let now = T0;
   const items = 5 + Math.floor(rnd() * 40);
   const offRate = rnd() < 0.5;
@@ -47,48 +43,17 @@ function run(seed: number) {
       const before = emitted.length;
       input.next({
         records: [],
-        position: { from: upTo, upTo },
-        progress: { from: progress, to: progress },
+        position: { from: at.upTo, upTo: at.upTo },
+        progress: { from: at.progress, to: at.progress },
         trigger: "time",
       });
       for (const p of emitted.slice(before)) expected.push(view.part(p.kind, p.start));
       continue;
     }
-    // Mostly minutes on, sometimes an hour or a day skipped.
+    // Mostly minutes on, sometimes an hour or a day skipped; some records late by up to 28 h
+    // (some behind each kind's watermark).
     now += r < 0.3 ? 3 * HOUR : r < 0.32 ? 30 * HOUR : Math.floor(rnd() * 20 * MINUTE);
-    const recs: ParsedRecord[] = [];
-    const n = 1 + Math.floor(rnd() * 8);
-    for (let k = 0; k < n; k++) {
-      // Some records late (up to 28 h: some behind each kind's watermark).
-      const ts = rnd() < 0.2 ? now - Math.floor(rnd() * 28 * HOUR) : now;
-      // Half stars, and on some streams ratings such as 0.9, whose sums depend on their order.
-      const y = rnd();
-      const rating =
-        y < 0.15 ? 0.5 * (1 + Math.floor(rnd() * 10)) : offRate && y < 0.3 ? 0.7 + 0.1 * k : -1;
-      const item = `i${Math.floor(items * rnd() * rnd())}`;
-      seq++;
-      recs.push({
-        id: `e${seq}`,
-        t: rating > 0 ? "rating" : TYPES[Math.floor(rnd() * 4)]!,
-        ts,
-        u: "u",
-        i: item,
-        c: "",
-        b: "",
-        pr: -1,
-        r: rating,
-        s: seq,
-        wb: progress,
-      });
-      progress = Math.max(progress, ts);
-    }
-    const from = upTo++;
-    const before = recs[0]!.wb;
-    input.next({
-      records: recs,
-      position: { from, upTo },
-      progress: { from: before, to: progress },
-    });
+    input.next(randomBatch(rnd, at, now, { maxRecords: 8, lateByMs: 28 * HOUR, items, offRate }));
   }
   return { emitted, expected };
 }
