@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Subject, asyncScheduler, type Subscription } from "rxjs";
 import { createStageLogic, type InputBatch } from "../runtime/index.js";
-import { topByScore, trendingStage, type TrendingPart } from "../actors/stages/trending.js";
+import { topByScore, trendingStage, type TrendingPart } from "../actors/stages/index.js";
 import {
   EVENT_TYPES,
   HOUR,

@@ -73,7 +73,7 @@ export {
 } from "./prequential-scorer.js";
 export { createTrainer } from "./recommender-trainer.js";
 export { SEG, createSeenIds } from "./seen-ids.js";
-export { cellKey as trendingCellKey, trendingStage } from "./trending.js";
+export { cellKey as trendingCellKey, topByScore, trendingStage } from "./trending.js";
 export { sendLate, watermarkStage } from "./watermark.js";
 export { cellKey as windowCellKey, windowStage } from "./window.js";
 
@@ -118,6 +118,7 @@ export type {
   TrendingKind,
   TrendingOptions,
   TrendingPart,
+  TrendingSettings,
   TrendingView,
   TrendingWeights,
 } from "./trending.js";

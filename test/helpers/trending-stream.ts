@@ -1,6 +1,6 @@
 import type { InputBatch } from "../../runtime/index.js";
 import { HOUR, type EventType, type ParsedRecord } from "../../actors/contract/index.js";
-import type { TrendingSettings, TrendingWeights } from "../../actors/stages/trending.js";
+import type { TrendingSettings, TrendingWeights } from "../../actors/stages/index.js";
 
 const TYPES: EventType[] = ["view", "click", "cart", "purchase"];
 
