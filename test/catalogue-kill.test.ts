@@ -12,7 +12,6 @@ import {
   stagesMissing,
 } from "./helpers/positions.js";
 import { replayFile } from "../bin/replay/run.js";
-import { freePort } from "../connectors/nats/embedded-server.js";
 import { sleep } from "./helpers/harness.js";
 import { killGroup, spawnReco, type AppProcess } from "./helpers/app-process.js";
 
@@ -32,17 +31,17 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-type App = AppProcess & { webPort: number };
-
 const KEY = "catalogue-kill-key-0123";
 
-async function startApp(natsUrl: string, dataDir: string, serveProcess: boolean): Promise<App> {
-  const webPort = await freePort();
+async function startApp(
+  natsUrl: string,
+  dataDir: string,
+  serveProcess: boolean,
+): Promise<AppProcess> {
   const app = await spawnReco({
     env: {
       NATS_URL: natsUrl,
       DATA_DIR: dataDir,
-      WEB_PORT: String(webPort),
       PARTITIONS: "3",
       RANKER: "design",
       IDLE_TIMEOUT_MS: "0",
@@ -51,16 +50,18 @@ async function startApp(natsUrl: string, dataDir: string, serveProcess: boolean)
       API_KEYS: KEY,
       SERVE_PROCESS: serveProcess ? "1" : "0",
     },
+    webPort: true,
     detached: true,
     spawned: (a) => cleanups.push(() => killGroup(a)),
     // Health answers before the JSON API listens (the serving process starts it last): the
     // test's PUT waits for the API itself.
-    ready: async () =>
-      (await fetch(`http://127.0.0.1:${webPort}/openapi.json`).catch(() => undefined))?.ok === true,
+    ready: async (a) =>
+      (await fetch(`http://127.0.0.1:${a.webPort}/openapi.json`).catch(() => undefined))?.ok ===
+      true,
     timeoutMs: 90_000,
     pollMs: 100,
   });
-  return { ...app, webPort };
+  return app;
 }
 
 /** Upserts of items of the slice: titles, a price, labels, one hidden and one unhidden again. */
@@ -76,7 +77,7 @@ function upserts(items: string[]): Record<string, unknown>[] {
   return out;
 }
 
-async function until(what: string, app: App, ok: () => Promise<boolean>) {
+async function until(what: string, app: AppProcess, ok: () => Promise<boolean>) {
   for (const end = Date.now() + 120_000; Date.now() < end; await sleep(250))
     if (await ok().catch(() => false)) return;
   throw new Error(`timed out waiting for ${what}\n${app.output()}`);

@@ -3,7 +3,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../connectors/nats/embedded-server.js";
 import { setupNats, type TestNats } from "./helpers/nats.js";
 import { killGroup, spawnReco } from "./helpers/app-process.js";
 
@@ -40,23 +39,22 @@ describe("/healthz says ready only once the JSON API and gRPC listen", () => {
     async (serveProcess) => {
       const dataDir = await mkdtemp(join(tmpdir(), "reco-healthz-"));
       cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-      const webPort = await freePort();
       let atFirstReady: { web: number | string; grpc: boolean } | undefined;
       const app = await spawnReco({
         env: {
           NATS_URL: nats.url,
           DATA_DIR: dataDir,
-          WEB_PORT: String(webPort),
           PARTITIONS: "2",
           SERVE_PROCESS: serveProcess,
           LOG_LEVEL: "warn",
         },
+        webPort: true,
         detached: true,
         spawned: (a) => cleanups.push(() => killGroup(a)),
         // The first 200 of /healthz: what answers at that moment.
         ready: async (a) => {
           const [web, grpc] = await Promise.all([
-            fetch(`http://127.0.0.1:${webPort}/openapi.json`).then(
+            fetch(`http://127.0.0.1:${a.webPort}/openapi.json`).then(
               (r) => r.status,
               (err: unknown) => String((err as Error).cause ?? err),
             ),

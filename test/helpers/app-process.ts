@@ -16,12 +16,20 @@ export interface AppProcess {
   child: ChildProcess;
   metricsPort: number;
   grpcPort: number;
+  /** WEB_PORT, when the helper picked it (SpawnOptions.webPort); else 0. */
+  webPort: number;
   output: () => string;
 }
 
 export interface SpawnOptions {
   /** Settings over the test process's environment (the ports are set here). */
   env: Record<string, string>;
+  /**
+   * The helper picks WEB_PORT as it picks the gRPC and metrics ports (AppProcess.webPort), so a
+   * start that finds it taken is tried again on a new one: a port the caller picked and set is
+   * the caller's, and a start that lost it to another test's server failed.
+   */
+  webPort?: boolean;
   /** A process group of its own, as a shell job: killGroup() then kills its parse process too. */
   detached?: boolean;
   /** Ready only when this holds too (after /healthz said 200). */
@@ -52,7 +60,9 @@ export function tookPickedPort(output: string, picked: readonly string[]): boole
 }
 
 export async function spawnReco(o: SpawnOptions): Promise<AppProcess> {
-  const picked = ["GRPC_PORT", "METRICS_PORT"].filter((p) => !(p in o.env));
+  const picked = ["GRPC_PORT", "METRICS_PORT", ...(o.webPort ? ["WEB_PORT"] : [])].filter(
+    (p) => !(p in o.env),
+  );
   for (let attempt = 1; ; attempt++)
     try {
       return await spawnOnce(o);
@@ -65,6 +75,7 @@ export async function spawnReco(o: SpawnOptions): Promise<AppProcess> {
 async function spawnOnce(o: SpawnOptions): Promise<AppProcess> {
   const metricsPort = await freePort();
   const grpcPort = await freePort();
+  const webPort = o.webPort && !("WEB_PORT" in o.env) ? await freePort() : 0;
   const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "start"], {
     cwd: root,
     ...(o.detached ? { detached: true } : {}),
@@ -76,6 +87,7 @@ async function spawnOnce(o: SpawnOptions): Promise<AppProcess> {
       GRPC_PORT: String(grpcPort),
       GRPC_HOST: "127.0.0.1",
       METRICS_PORT: String(metricsPort),
+      ...(webPort > 0 ? { WEB_PORT: String(webPort) } : {}),
       ...o.env,
     }),
     stdio: ["ignore", "pipe", "pipe"],
@@ -83,7 +95,7 @@ async function spawnOnce(o: SpawnOptions): Promise<AppProcess> {
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-  const app: AppProcess = { child, metricsPort, grpcPort, output: () => out };
+  const app: AppProcess = { child, metricsPort, grpcPort, webPort, output: () => out };
   o.spawned?.(app);
   for (const end = Date.now() + o.timeoutMs; Date.now() < end; await sleep(o.pollMs)) {
     if (child.exitCode !== null || child.signalCode !== null) {
