@@ -147,7 +147,12 @@ export interface Discordant {
   blendOnly: number;
 }
 
-/** A case's top-k list for one method and mode. */
+/**
+ * A case's top-k list for one method and mode. Popularity and each source alone are scored as
+ * the blend serves their items: without the user's done items (what serving never returns, and
+ * what the online scorer leaves out of every list too), so no method is credited with an answer
+ * the engine would not give. The design ranking is scored as its stages answer.
+ */
 export function listFor(
   method: Method,
   c: Case,
@@ -155,13 +160,14 @@ export function listFor(
   bs: BlendSettings,
   k: number,
 ): string[] {
-  const skip = mode === "new" ? c.touched : undefined;
   const lists = mode === "new" ? c.listsNew : c.lists;
-  const take = (items: Iterable<string>) => {
+  const take = (items: Iterable<string>, skipDone = true) => {
     const out: string[] = [];
     for (const i of items) {
       if (out.length >= k) break;
-      if (!skip?.has(i)) out.push(i);
+      if (mode === "new" && c.touched.has(i)) continue;
+      if (skipDone && c.done.has(i)) continue;
+      out.push(i);
     }
     return out;
   };
@@ -177,9 +183,15 @@ export function listFor(
     case "popularity":
       return take(items(lists.POPULAR_FALLBACK));
     case "design":
-      return take(c.design.map((x) => x.item));
+      return take(
+        c.design.map((x) => x.item),
+        false,
+      );
     case "PERSONALIZED":
-      return take(c.design.filter((x) => x.source === "PERSONALIZED").map((x) => x.item));
+      return take(
+        c.design.filter((x) => x.source === "PERSONALIZED").map((x) => x.item),
+        false,
+      );
     case "COLLABORATIVE explicit":
       return take(items(c.explicit));
     default:
