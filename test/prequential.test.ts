@@ -94,8 +94,9 @@ function reference(share: number) {
     const e = sourceEventOf(r, MOVIES);
     if (MOVIES.isTarget(e) && sampled(e.u, share)) {
       ref.cases++;
-      const lists = reads.lists(e.u, now, 100);
+      // As serving reads them: the done items take no place in a list.
       const done = reads.done(e.u, now);
+      const lists = reads.lists(e.u, now, 100, done);
       const touched = history.touched(e.u);
       const top = blend(lists, movieScoring.blend, {
         n: 10,

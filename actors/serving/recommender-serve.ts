@@ -26,12 +26,14 @@ export function blendAnswer(
   const rec = view.recommender();
   const now = view.progress();
   const touched = view.touched(userId);
-  const skip = options?.excludeTouched ? touched : undefined;
   const excluded = options?.exclude;
   // Enough candidates per source for the request's own exclusions to leave n.
   const per = Math.min(MAX_COUNT * 2, Math.max(MAX_COUNT, n + (excluded?.size ?? 0)));
-  const lists = rec.lists(userId, now, per, skip);
   const done = rec.done(userId, now);
+  // What is never served takes no place in a source's list: the done items (a heavy rater's
+  // hundreds of films would otherwise fill the top of every catalogue-wide list), or all the
+  // touched ones when the request leaves them out.
+  const lists = rec.lists(userId, now, per, options?.excludeTouched && touched ? touched : done);
   if (excluded) for (const i of excluded) done.add(i);
   const items = blend(lists, bs, {
     n,

@@ -148,8 +148,9 @@ export function createPrequentialScorer(
       return;
     }
     const { reads, now, touched } = served;
-    const lists = reads.lists(r.u, now, PER_SOURCE);
+    // As serving reads them: the done items take no place in a list (recommender-serve.ts).
     const done = reads.done(r.u, now);
+    const lists = reads.lists(r.u, now, PER_SOURCE, done);
     const blended = (bs: BlendSettings) =>
       blend(lists, bs, { n: k, exclude: done, ...(touched ? { touched } : {}) }).map((x) => x.item);
     const main = blended(o.blend);

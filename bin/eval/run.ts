@@ -256,14 +256,16 @@ export function collectCases(
       const seen = touched.get(user)!;
       const n = o.k + seen.size;
       const answer = design.answer(user, Math.min(100, n));
+      const done = rec.done(user, now);
       cases.push({
         cut,
         user,
         targets: t,
         newTargets: new Set([...t].filter((i) => !seen.has(i))),
         touched: new Set(seen),
-        done: rec.done(user, now),
-        lists: rec.lists(user, now, 100),
+        done,
+        // As serving reads them (actors/serving/recommender-serve.ts): done items take no place.
+        lists: rec.lists(user, now, 100, done),
         listsNew: rec.lists(user, now, 100, seen),
         explicit: rec.explicitCandidates(user, n, seen),
         design: answer.items.map((x) => ({ item: x.itemId, source: x.source })),
