@@ -1,6 +1,6 @@
 import { choleskySolve } from "./als-cholesky.js";
 import { servedModel, type AlsModel, type ServedModel } from "./als-served.js";
-import { addObservation, gram } from "./als-solve.js";
+import { addObservation, gram, inverseSpd } from "./als-solve.js";
 import { nthLargest, type Scored } from "./types.js";
 
 /**
@@ -76,6 +76,9 @@ export function createAlsIndex(
   const itemIndex = new Map<string, number>();
   model.items.forEach((i, x) => itemIndex.set(i, x));
   let YtY: Float64Array | undefined;
+  /** (VᵀV + λI)⁻¹, for the Woodbury fold-in of short rows (built at the first one). */
+  let inv: Float64Array | undefined;
+  const fold = foldScratch(k);
   let solved = 0;
   let cachedBytes = 0;
   const trained = typeof m.users === "number" ? undefined : (m as AlsModel);
@@ -85,11 +88,32 @@ export function createAlsIndex(
   const A = new Float64Array(k * k);
   const b = new Float64Array(k);
   const x = new Float64Array(k);
+  const short = { j: new Int32Array(FOLD_WOODBURY_MAX), v: new Float64Array(FOLD_WOODBURY_MAX) };
   const solve = (row: ReadonlyMap<string, number>): Float32Array | undefined => {
     const s = model.settings;
     const V = model.V;
-    if (s.kind === "implicit") A.set((YtY ??= model.YtY ?? gram(V, k, s.reg)));
-    else A.fill(0);
+    if (s.kind === "implicit") {
+      YtY ??= model.YtY ?? gram(V, k, s.reg);
+      // A short row (most of a shop's users): by Woodbury against (VᵀV + λI)⁻¹, kept per model.
+      let n = 0;
+      for (const [item, v] of row) {
+        const j = itemIndex.get(item);
+        if (j === undefined || v <= 0) continue;
+        if (n === FOLD_WOODBURY_MAX) {
+          n = -1;
+          break;
+        }
+        short.j[n] = j;
+        short.v[n++] = v;
+      }
+      if (n === 0) return undefined;
+      if (n > 0) {
+        woodburyFold((inv ??= inverseSpd(YtY, k)), V, k, s.alpha, short.j, short.v, n, fold, x);
+        solved++;
+        return Float32Array.from(x);
+      }
+      A.set(YtY);
+    } else A.fill(0);
     b.fill(0);
     let n = 0;
     for (const [item, v] of row) {
@@ -211,6 +235,110 @@ export function createAlsIndex(
       return out.length === n || top.size < CACHE_DEPTH ? out : take(scan(u, n, keep), n);
     },
   };
+}
+
+/**
+ * Rows with at most this many known items are folded in by the Woodbury identity: n·k² + n²·k/2
+ * multiplications instead of building VᵀV + λI + Σ α r y yᵀ (n·k²/2) and factoring it (k³/6).
+ * At rank 64 (20,000 fold-ins of random rows over 6,000 items) a row of
+ * one item took 19 µs against 87, of three 28 against 111, of six 41 against 141.
+ */
+export const FOLD_WOODBURY_MAX = 16;
+
+interface FoldScratch {
+  /** z_a = A₀⁻¹ y_a for the row's items, row by row. */
+  Z: Float64Array;
+  M: Float64Array;
+  g: Float64Array;
+  h: Float64Array;
+  /** The item's factors in doubles. */
+  y: Float64Array;
+}
+
+function foldScratch(k: number): FoldScratch {
+  const m = FOLD_WOODBURY_MAX;
+  return {
+    Z: new Float64Array(m * k),
+    M: new Float64Array(m * m),
+    g: new Float64Array(m),
+    h: new Float64Array(m),
+    y: new Float64Array(k),
+  };
+}
+
+/**
+ * The implicit fold-in x = (A₀ + Yₙᵀ D Yₙ)⁻¹ Yₙᵀ c of a row of n items (indices `j`, values `v`),
+ * A₀ = VᵀV + λI given by its inverse, D = diag(α v), c = 1 + α v: with z_a = A₀⁻¹ y_a,
+ * x = Σ c_a z_a − Σ h_a z_a where (D⁻¹ + Yₙ A₀⁻¹ Yₙᵀ) h = Yₙ Σ c_a z_a.
+ */
+function woodburyFold(
+  inv: Float64Array,
+  V: Float32Array,
+  k: number,
+  alpha: number,
+  j: Int32Array,
+  v: Float64Array,
+  n: number,
+  t: FoldScratch,
+  x: Float64Array,
+) {
+  const { Z, M, g, h, y } = t;
+  x.fill(0);
+  for (let a = 0; a < n; a++) {
+    const yo = j[a]! * k;
+    const zo = a * k;
+    for (let f = 0; f < k; f++) y[f] = V[yo + f]!;
+    // z_a = A₀⁻¹ y_a, four rows of A₀⁻¹ at a time (independent sums: a busier CPU).
+    let r = 0;
+    for (; r + 3 < k; r += 4) {
+      const o0 = r * k;
+      const o1 = o0 + k;
+      const o2 = o1 + k;
+      const o3 = o2 + k;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let c = 0; c < k; c++) {
+        const yc = y[c]!;
+        s0 += inv[o0 + c]! * yc;
+        s1 += inv[o1 + c]! * yc;
+        s2 += inv[o2 + c]! * yc;
+        s3 += inv[o3 + c]! * yc;
+      }
+      Z[zo + r] = s0;
+      Z[zo + r + 1] = s1;
+      Z[zo + r + 2] = s2;
+      Z[zo + r + 3] = s3;
+    }
+    for (; r < k; r++) {
+      let acc = 0;
+      for (let c = 0; c < k; c++) acc += inv[r * k + c]! * y[c]!;
+      Z[zo + r] = acc;
+    }
+    const c = 1 + alpha * v[a]!;
+    for (let f = 0; f < k; f++) x[f]! += c * Z[zo + f]!;
+  }
+  // Only M's lower triangle is written and read (choleskySolve).
+  for (let a = 0; a < n; a++) {
+    const ya = j[a]! * k;
+    let gx = 0;
+    for (let f = 0; f < k; f++) gx += V[ya + f]! * x[f]!;
+    g[a] = gx;
+    for (let b = 0; b <= a; b++) {
+      const zb = b * k;
+      let d = 0;
+      for (let f = 0; f < k; f++) d += V[ya + f]! * Z[zb + f]!;
+      M[a * n + b] = d;
+    }
+    M[a * n + a]! += 1 / (alpha * v[a]!);
+  }
+  choleskySolve(M, g, n, h);
+  for (let a = 0; a < n; a++) {
+    const zo = a * k;
+    const ha = h[a]!;
+    for (let f = 0; f < k; f++) x[f]! -= ha * Z[zo + f]!;
+  }
 }
 
 /**

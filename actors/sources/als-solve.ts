@@ -72,6 +72,22 @@ export interface WoodburyPlan {
   h: Float64Array;
 }
 
+/** The inverse of a symmetric positive definite k × k matrix, column by column from one Cholesky factor. */
+export function inverseSpd(G: Float64Array, k: number): Float64Array {
+  const L = Float64Array.from(G);
+  const e = new Float64Array(k);
+  const col = new Float64Array(k);
+  const inv = new Float64Array(k * k);
+  choleskyFactor(L, k);
+  for (let c = 0; c < k; c++) {
+    e.fill(0);
+    e[c] = 1;
+    choleskyBackSolve(L, e, k, col);
+    for (let r = 0; r < k; r++) inv[r * k + c] = col[r]!;
+  }
+  return inv;
+}
+
 function zRow(p: WoodburyPlan, j: number, k: number): number {
   const o = j * k;
   if (p.done[j]) return o;
@@ -96,24 +112,12 @@ export function woodburyPlan(
   let short = 0;
   for (let u = 0; u + 1 < ptr.length; u++) if (ptr[u + 1]! - ptr[u]! <= maxRow) short++;
   if (short * 4 <= n) return undefined;
-  // A₀⁻¹, column by column, from one Cholesky factor.
-  const L = Float64Array.from(YtY);
-  const e = new Float64Array(k);
-  const col = new Float64Array(k);
-  const inv = new Float64Array(k * k);
-  choleskyFactor(L, k);
-  for (let c = 0; c < k; c++) {
-    e.fill(0);
-    e[c] = 1;
-    choleskyBackSolve(L, e, k, col);
-    for (let r = 0; r < k; r++) inv[r * k + c] = col[r]!;
-  }
   const held = Y.length / k;
   return {
     maxRow,
     Z: new Float64Array(held * k),
     done: new Uint8Array(held),
-    inv,
+    inv: inverseSpd(YtY, k),
     Y,
     M: new Float64Array(maxRow * maxRow),
     g: new Float64Array(maxRow),

@@ -22,7 +22,7 @@ export {
   type PointState,
   type TrainerPoints,
 } from "./collaborative-points.js";
-export { CACHE_USERS, createAlsIndex } from "./als-model.js";
+export { CACHE_USERS, createAlsIndex, FOLD_WOODBURY_MAX } from "./als-model.js";
 export {
   deserialiseModel,
   readStoredModel,
