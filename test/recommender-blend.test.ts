@@ -88,9 +88,11 @@ const ms = (t: { seconds: bigint; nanos: number } | undefined) =>
   t ? Number(t.seconds) * 1000 + Math.round(t.nanos / 1e6) : -1;
 
 function expected(user: string, now: number, n: number, o: Partial<BlendRequest> = {}) {
-  const skip = o.excludeTouched ? touched.get(user) : undefined;
-  const lists = mem.lists(user, now, Math.max(100, n + (o.exclude?.size ?? 0)), skip);
+  // As served: what is never returned takes no place in a list (the done items, or every
+  // touched one with excludeTouched).
   const done = mem.done(user, now);
+  const skip = (o.excludeTouched ? touched.get(user) : undefined) ?? done;
+  const lists = mem.lists(user, now, Math.max(100, n + (o.exclude?.size ?? 0)), skip);
   for (const i of o.exclude ?? []) done.add(i);
   return blend(lists, bs, {
     n,
