@@ -110,7 +110,7 @@ describe("known pipeline bugs and regressions, each against the reference at 3 p
         popularity: await observePopularity(t.nc),
         late: await observeLate(t.nc),
       });
-      const actual = await settle(observe, expected, 5_000);
+      const actual = await settle(observe, expected);
       expect(actual.popularity.find((p) => p[0] === "late-buyer")).toEqual(
         expected.popularity.find((p) => p[0] === "late-buyer"),
       );
@@ -134,7 +134,7 @@ describe("known pipeline bugs and regressions, each against the reference at 3 p
       await sleep(300);
       await publish(t.nc, [jump]);
       const expected = expectedFinals(ref);
-      const actual = await settle(() => observeKvFinals(t.nc), expected, 5_000);
+      const actual = await settle(() => observeKvFinals(t.nc), expected);
       expect(Object.keys(actual)).toEqual(Object.keys(expected));
     } finally {
       await t.stop();
