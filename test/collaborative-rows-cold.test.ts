@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { testStateDb } from "./helpers/state-db.js";
 import { createStageState } from "../state/store.js";
+import { restored } from "../state/value-forms.js";
+import { decodeRatingRow, type RatingRow } from "../actors/sources/index.js";
+import { ratingRows } from "../actors/stages/index.js";
 import type { CollaborativeView } from "../actors/stages/index.js";
 import { recordMaker } from "./helpers/source-stages.js";
 import {
@@ -14,10 +17,11 @@ import {
 } from "./helpers/collaborative-logic.js";
 
 /**
- * The collaborative stage's rows (one per user) are a text map, so a restart
- * indexes their bytes instead of parsing every row before the blend can answer (1M users: 33 MB
- * of JSON). On real LevelDB: rows come back as bytes and answer as before; a snapshot of the
- * earlier layout (rows as parsed JSON values) loads too, and moves to bytes at its next snapshot.
+ * The collaborative stage's rows (one per user) have a stored form (MessagePack bytes), so a
+ * restart indexes their bytes instead of decoding every row before the blend can answer (1M
+ * users: 33 MB as JSON text). On real LevelDB: rows come back as bytes and answer as before;
+ * snapshots of the earlier layouts (rows as parsed JSON values, rows as JSON text) load too, and
+ * their rows move to bytes as they are written.
  */
 
 const asked = ["u0", "u3", "v1", "v5", "new"];
@@ -45,11 +49,12 @@ describe("collaborative rows on LevelDB", () => {
     expect(loaded.coldBytes()).toBeGreaterThan(0);
     expect(answers(collaborativeLogic(trainNow, loaded).view)).toEqual(want);
 
-    // The earlier layout: every map's values parsed, written as JSON (as before rows were text).
+    // The earlier layout: every map's values parsed, written as JSON (as before rows had a
+    // stored form).
     const old = createStageState();
     for (const [name, entries] of state.allMaps())
       for (const [k, v] of entries)
-        old.map(name).set(k, name === "user-rows" && typeof v === "string" ? JSON.parse(v) : v);
+        old.map(name).set(k, name === "user-rows" ? decodeRatingRow(restored(v)) : v);
     old.meta = state.meta;
     await db.instance("collaborative", 1).write(old);
     const fromOld = await db.instance("collaborative", 1).load();
@@ -61,5 +66,35 @@ describe("collaborative rows on LevelDB", () => {
     const moved = await db.instance("collaborative", 1).load();
     expect(moved.coldBytes()).toBeGreaterThan(0);
     expect(answers(collaborativeLogic(trainNow, moved).view)).toEqual(want);
+  });
+
+  it("reads rows stored as JSON text (before they were bytes) and writes them as bytes next", async () => {
+    const db = await dbs.open();
+    const rows: [string, RatingRow][] = [
+      ["u0", [0, 49, "a0", 1, "a1", 0.1 + 0.2]],
+      ["u1", [1, 50, "b0", 5]],
+      ["u2", [2, 51, "a0", -2.5e-7, "c\u00e9", 3]],
+    ];
+    const text = createStageState();
+    const t = text.map<RatingRow>("user-rows", { text: true });
+    for (const [u, row] of rows) t.set(u, row);
+    const store = db.instance("collaborative", 0);
+    await store.write(text);
+    // Once loaded (cold JSON text), once more after a snapshot with the text still cold.
+    const loaded = await store.load();
+    const m = ratingRows(loaded, "user-rows");
+    expect([...m.entries()]).toEqual(rows);
+    expect(m.get("u2")).toEqual(rows[2]![1]);
+    m.set("u1", [1, 60, "b0", 5, "b1", 1]);
+    await store.write(loaded);
+    const again = await store.load();
+    const want = [rows[0]!, ["u1", [1, 60, "b0", 5, "b1", 1]], rows[2]!];
+    expect([...ratingRows(again, "user-rows").entries()]).toEqual(want);
+    // The written row is bytes now; the others stay as they were stored until written.
+    const stored = new Map(
+      [...again.allMaps()].flatMap(([name, e]) => (name === "user-rows" ? [...e] : [])),
+    );
+    expect(String(stored.get("u1")).startsWith("\u0000b64:")).toBe(true);
+    expect(decodeRatingRow(restored(stored.get("u1")))).toEqual(want[1]![1]);
   });
 });

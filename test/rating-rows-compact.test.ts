@@ -10,7 +10,7 @@ import {
 } from "../actors/sources/index.js";
 
 /**
- * The collaborative stage's rating rows are a text map (cold rows are bytes)
+ * The collaborative stage's rating rows are stored as MessagePack (cold rows are bytes)
  * whose training scans peek, leaving them bytes. The matrices, rows and points must be those of a builder
  * on plain Maps, after any mix of adds, marks, snapshots and restarts on real LevelDB, and from a
  * snapshot of the earlier layout (rows as a plain JSON map).

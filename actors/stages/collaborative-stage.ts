@@ -18,6 +18,7 @@ import {
   partCrossings,
   type Crossing,
   type PartPoints,
+  ratingRowCodec,
 } from "../sources/index.js";
 import type { ModelKind } from "./recommender-trainer.js";
 
@@ -81,13 +82,13 @@ export type RowsRecord =
 const CHUNK_BYTES = 128 * 1024;
 
 /**
- * Rating rows as a text map (see below) whose full scans, a training's read of every row, leave
- * them bytes: `entries` peeks, where `get` keeps what it decodes for the next snapshots (a plain
+ * Rating rows stored as MessagePack bytes (rating-row-bytes.ts) whose full scans, a training's
+ * read of every row, leave them bytes: `entries` peeks, where `get` keeps what it decodes for the next snapshots (a plain
  * map's rows were ~300 B of heap per user at 100k users, bench step 7's heap snapshot; every row
  * decoded at once would be that again, at each training).
  */
 export function ratingRows(st: StateMaps, name: string): KeyStore<RatingRow> {
-  const m: StateMap<RatingRow> = st.map<RatingRow>(name, { text: true });
+  const m: StateMap<RatingRow> = st.map<RatingRow>(name, { codec: ratingRowCodec });
   const peek = (k: string) => (m.peek ? m.peek(k) : m.get(k));
   return {
     get: (k) => m.get(k),
