@@ -102,9 +102,14 @@ export const stageTopology = {
   }),
   // The candidate source stages (RANKER=blend) have no outputs but co-visitation's pairs and
   // the collaborative rows' changes for the trainer: serving reads their state.
-  history: (p: number): PortTopology<typeof historyStage.ports> => ({
-    pairs: ({ q, rec }, out) => out.emit(subjects.pairs(q, p), rec, pairBytes(rec)),
-  }),
+  history: (p: number): PortTopology<typeof historyStage.ports> => {
+    // One subject string per item partition, made once: a record names one, and the outputs
+    // find its buffer by it (a string made per record was hashed again per record).
+    const to: string[] = [];
+    return {
+      pairs: ({ q, rec }, out) => out.emit((to[q] ??= subjects.pairs(q, p)), rec, pairBytes(rec)),
+    };
+  },
   collaborative: (p: number): MergedTopology<typeof collaborativeStage.ports> => ({
     rows: (r, out) => out.emit(subjects.collab(p), r, rowsRecordBytes(r)),
   }),
