@@ -150,6 +150,14 @@ export const SETTINGS = {
     max: 1000,
     help: "once started, the V8 heap grows this percent above what the last full GC kept before the next full GC (V8's --heap-growing-percent); 0: V8's own, up to 4x",
   },
+  heapGrowingMinMb: {
+    env: "HEAP_GROWING_MIN_MB",
+    kind: "int",
+    default: "64",
+    min: 0,
+    max: 65536,
+    help: "with HEAP_GROWING_PERCENT: the heap may grow at least this many MiB above what the last full GC kept (a small heap makes fewer full GCs); 0: the percent alone",
+  },
   partitions: {
     env: "PARTITIONS",
     kind: "int",

@@ -83,6 +83,8 @@ export interface AppConfig {
    * 622 MiB of heap for ~120 MB live (bench step 7), RSS that counted as state.
    */
   heapGrowingPercent: number;
+  /** HEAP_GROWING_MIN_MB: the least growth in MiB, whatever the percent (bin/heap-growth.ts). */
+  heapGrowingMinMb: number;
   /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
   natsTlsCa?: string;
   /** Client certificate and key (PEM) for NATS mutual TLS. */
@@ -235,6 +237,7 @@ export function loadConfig(
     serveProcess: str("serveProcess") === "1",
     ingestNice: num("ingestNice"),
     heapGrowingPercent: num("heapGrowingPercent"),
+    heapGrowingMinMb: num("heapGrowingMinMb"),
     pipeline,
   };
   for (const k of OPTIONAL_STRINGS) {

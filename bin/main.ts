@@ -96,7 +96,7 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
         : await startApp(cfg, log, { onFatal, role, roleConfig }).catch(failed);
   // Once started: a restart's load grows the heap from nothing to the whole state, and at a
   // fixed small growth that would be a full GC at every quarter more (seconds at 1M users).
-  limitHeapGrowth(cfg.heapGrowingPercent);
+  limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
   const where =
     role === "worker"
       ? `worker ${roleConfig.workerId}`

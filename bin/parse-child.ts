@@ -119,12 +119,16 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   // As the main process does once started (bin/main.ts): this process ingests at full rate too,
   // and at V8's own growth its heap grew to ~4x what it keeps (the child was 150-212 MiB at bench
   // step 7's 200k-1M users for ~16 B of dedupe memory per event).
-  const growth = limitHeapGrowth(cfg.heapGrowingPercent);
+  const growth = limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
+  cleanups.push(async () => growth.stop());
   new Gauge({
     name: "reco_parse_heap_growing_percent",
-    help: "The parse process's V8 heap growth limit once started (HEAP_GROWING_PERCENT; 0: V8's own)",
+    help: "The parse process's V8 heap growth limit now (HEAP_GROWING_PERCENT, more for a small heap: HEAP_GROWING_MIN_MB; 0: V8's own)",
     registers: [metrics.registry],
-  }).set(growth);
+    collect() {
+      this.set(growth.percent());
+    },
+  });
   // Where this process's memory is (its RSS is ~15% of the app's at 1M users in bench step 7):
   // the default metrics are the main process's names, so the parent's registry would clash.
   new Gauge({

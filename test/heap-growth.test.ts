@@ -1,23 +1,45 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../bin/config.js";
+import { growingPercent, MAX_GROWING_PERCENT } from "../bin/heap-growth.js";
 
 /**
  * V8 let the app's heap grow to ~4x its live data between full GCs (bench
  * step 7: 622 MiB held for ~120 MB live at 300k users), RSS that counted as state.
  * HEAP_GROWING_PERCENT (default 25) fixes the growth once the app has started. Checked in a fresh node process: the same
  * churn over a fixed live set holds less heap with the limit than with V8's own factor.
+ * HEAP_GROWING_MIN_MB (default 64) lets a small heap grow by that much all the same: the same
+ * churn makes fewer full GCs.
  */
 
-/** Heap held (MB) after replacing the values of 300k keys 10 times, with limitHeapGrowth(percent). */
-function heldAfterChurn(percent: number): number {
+/**
+ * After replacing the values of 300k keys 10 times with limitHeapGrowth(percent, minMiB): heap
+ * held (MB), full GCs during the churn, and the percent in force at the end.
+ */
+function churn(percent: number, minMiB = 0): { held: number; majors: number; percent: number } {
   const script = `
     import { getHeapStatistics } from "node:v8";
+    import { constants, PerformanceObserver } from "node:perf_hooks";
     import { limitHeapGrowth } from "./bin/heap-growth.ts";
-    limitHeapGrowth(${percent});
+    const growth = limitHeapGrowth(${percent}, ${minMiB});
+    let majors = 0;
+    const gc = new PerformanceObserver((list) => {
+      for (const e of list.getEntries())
+        if (e.detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++;
+    });
+    gc.observe({ entryTypes: ["gc"] });
     const live = new Map();
     for (let i = 0; i < 3_000_000; i++) live.set(i % 300_000, { a: i, b: "x" + i, c: [i, i + 1] });
-    process.stdout.write(String(getHeapStatistics().total_heap_size / 1e6));
+    // The observers hear of the last collections on the next turn.
+    setTimeout(() => {
+      gc.disconnect();
+      growth.stop();
+      process.stdout.write(JSON.stringify({
+        held: getHeapStatistics().total_heap_size / 1e6,
+        majors,
+        percent: growth.percent(),
+      }));
+    }, 50);
   `;
   const out = execFileSync(
     process.execPath,
@@ -27,18 +49,41 @@ function heldAfterChurn(percent: number): number {
       encoding: "utf8",
     },
   );
-  return Number(out);
+  return JSON.parse(out) as { held: number; majors: number; percent: number };
 }
 
 describe("heap growth", () => {
-  it("is limited to 25% by default, 0 leaving V8's own", () => {
+  it("is limited to 25% by default, at least 64 MiB, 0 leaving V8's own", () => {
     expect(loadConfig({}, {}).heapGrowingPercent).toBe(25);
+    expect(loadConfig({}, {}).heapGrowingMinMb).toBe(64);
     expect(loadConfig({ HEAP_GROWING_PERCENT: "0" }, {}).heapGrowingPercent).toBe(0);
+    expect(loadConfig({ HEAP_GROWING_MIN_MB: "0" }, {}).heapGrowingMinMb).toBe(0);
+  });
+
+  it("grows by the percent of a large heap, by the least MiB of a small one, at most 4x", () => {
+    const MiB = 1024 * 1024;
+    expect(growingPercent(25, 64 * MiB, 1024 * MiB)).toBe(25);
+    expect(growingPercent(25, 64 * MiB, 256 * MiB)).toBe(25);
+    expect(growingPercent(25, 64 * MiB, 200 * MiB)).toBe(32);
+    expect(growingPercent(25, 64 * MiB, 64 * MiB)).toBe(100);
+    expect(growingPercent(25, 64 * MiB, 8 * MiB)).toBe(MAX_GROWING_PERCENT);
+    expect(growingPercent(25, 0, 8 * MiB)).toBe(25);
+    expect(growingPercent(40, 64 * MiB, 0)).toBe(MAX_GROWING_PERCENT);
   });
 
   it("holds less heap for the same live data and churn than V8's own growth", () => {
-    const own = heldAfterChurn(0);
-    const limited = heldAfterChurn(25);
-    expect(limited).toBeLessThan(own * 0.75);
+    const own = churn(0);
+    const limited = churn(25);
+    expect(limited.held).toBeLessThan(own.held * 0.75);
+    expect(limited.percent).toBe(25);
+    expect(own.percent).toBe(0);
+  }, 60_000);
+
+  it("lets a small heap grow by the least MiB: fewer full GCs for the same churn", () => {
+    const percentOnly = churn(25);
+    const withLeast = churn(25, 64);
+    expect(withLeast.majors).toBeLessThan(percentOnly.majors);
+    expect(withLeast.percent).toBeGreaterThan(25);
+    expect(withLeast.held).toBeGreaterThan(percentOnly.held);
   }, 60_000);
 });
