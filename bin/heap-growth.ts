@@ -12,11 +12,12 @@ import { getHeapStatistics, setFlagsFromString } from "node:v8";
  *
  * HEAP_GROWING_MIN_MB: a small heap may still grow by at least `minMiB` between full GCs. A
  * quarter of a small live heap is a few MiB of promoted records and snapshot buffers: the
- * design ranking's replay of 60,000 events in a 4-partition app made 19-23 full GCs at 25%
- * against 4-5 at V8's own growth, and took 16.6 s of CPU against 14.1 s (medians of five runs;
- * 100% was 13.6 s with 8). So after each full GC the percent is set again from what it kept:
- * `percent`, or more where `percent` of the live heap is under `minMiB` (at most V8's own 4x).
- * At 1M users (~360 MB live) the percent alone holds.
+ * design ranking's replay of 60,000 events in a 4-partition app (~165 MB of heap held) made
+ * 22-29 full GCs at 25% and took a median 18.2 s of CPU over five runs; free to grow 64 MiB it
+ * made 7-8 and took 14.1 s (128 MiB: 4-7, 13.1 s; V8's own: 4-5, 14.1 s). So after each full
+ * GC the percent is set again from what it kept: `percent`, or more where `percent` of the
+ * live heap is under `minMiB` (at most V8's own 4x). At 1M users (~360 MB live) the percent
+ * alone holds.
  *
  * `percent` 0: V8's own. Returns the percent in force now, and a way to read it later.
  */

@@ -1,6 +1,7 @@
 import { Packr } from "msgpackr";
 import type { ValueCodec } from "../../runtime/index.js";
 import type { RatingRow } from "./als-matrix.js";
+import { decodeStoredArray } from "./history-bytes.js";
 
 /**
  * The stored form of a collaborative rating row (als-matrix.ts: `[user number, changed at,
@@ -19,13 +20,8 @@ import type { RatingRow } from "./als-matrix.js";
 // Plain arrays: a row decodes alone, with no shared record shapes.
 const packr = new Packr({ useRecords: false });
 
-export function decodeRatingRow(stored: unknown): RatingRow {
-  if (typeof stored === "string") return JSON.parse(stored) as RatingRow;
-  if (!(stored instanceof Uint8Array)) return stored as RatingRow;
-  const v = packr.unpack(stored) as unknown;
-  if (!Array.isArray(v)) throw new Error("rating row: unknown stored form");
-  return v as RatingRow;
-}
+export const decodeRatingRow = (stored: unknown): RatingRow =>
+  decodeStoredArray(stored, "rating row") as RatingRow;
 
 /** The codec of the collaborative stages' rating rows (collaborative-stage.ts `ratingRows`). */
 export const ratingRowCodec: ValueCodec<RatingRow> = {

@@ -83,9 +83,9 @@ const CHUNK_BYTES = 128 * 1024;
 
 /**
  * Rating rows stored as MessagePack bytes (rating-row-bytes.ts) whose full scans, a training's
- * read of every row, leave them bytes: `entries` peeks, where `get` keeps what it decodes for the next snapshots (a plain
- * map's rows were ~300 B of heap per user at 100k users, bench step 7's heap snapshot; every row
- * decoded at once would be that again, at each training).
+ * read of every row, leave them bytes: `entries` peeks, where `get` keeps what it decodes for
+ * the next snapshots (a plain map's rows were ~300 B of heap per user at 100k users, bench step
+ * 7's heap snapshot; every row decoded at once would be that again, at each training).
  */
 export function ratingRows(st: StateMaps, name: string): KeyStore<RatingRow> {
   const m: StateMap<RatingRow> = st.map<RatingRow>(name, { codec: ratingRowCodec });
