@@ -217,15 +217,20 @@ describe("deploy/docker-compose.yml", () => {
         );
       }
       // Every node sees both others.
-      await until(async () => {
-        const routes = await Promise.all(
-          [...ports.values()].map(async ({ http }) => {
-            const r = await fetch(`http://127.0.0.1:${http}/routez`);
-            return ((await r.json()) as { num_routes: number }).num_routes;
-          }),
-        );
-        return routes.every((n) => n >= 2);
-      }, "routes between the three nodes");
+      let seen = "none read";
+      await until(
+        async () => {
+          const routes = await Promise.all(
+            [...ports.values()].map(async ({ http }) => {
+              const r = await fetch(`http://127.0.0.1:${http}/routez`);
+              return ((await r.json()) as { num_routes: number }).num_routes;
+            }),
+          );
+          seen = routes.join(", ");
+          return routes.every((n) => n >= 2);
+        },
+        () => `routes between the three nodes (routes per node last read: ${seen})`,
+      );
       nc = await connect({ servers: servers.map((s) => s.url) });
       // Until the JetStream meta group has a leader, JetStream requests fail: retry.
       const info = await until(async () => {
@@ -242,14 +247,18 @@ describe("deploy/docker-compose.yml", () => {
 
 /**
  * `probe`'s first value, polled every 250 ms (a failed probe counts as none yet): a cluster
- * forms in its own time. Throws after 30 s, naming `what`.
+ * forms in its own time. Throws after 30 s, naming `what` (with what the probe last saw).
  */
-async function until<T>(probe: () => Promise<T | undefined | false>, what: string): Promise<T> {
+async function until<T>(
+  probe: () => Promise<T | undefined | false>,
+  what: string | (() => string),
+): Promise<T> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const v = await probe().catch(() => undefined);
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${typeof what === "string" ? what : what()}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
