@@ -19,7 +19,7 @@ import { getHeapStatistics, setFlagsFromString } from "node:v8";
  * live heap is under `minMiB` (at most V8's own 4x). At 1M users (~360 MB live) the percent
  * alone holds.
  *
- * `percent` 0: V8's own. Returns the percent in force now, and a way to read it later.
+ * `percent` 0: V8's own. Returns how to read the percent in force, and to stop following GCs.
  */
 export function limitHeapGrowth(percent: number, minMiB = 0): { percent(): number; stop(): void } {
   if (percent <= 0) return { percent: () => 0, stop: () => undefined };

@@ -1,7 +1,7 @@
 import { Packr } from "msgpackr";
 import type { ValueCodec } from "../../runtime/index.js";
 import type { UserHistory } from "./history.js";
-import { mapRows, PackRows } from "./pack-rows.js";
+import { decodeStoredArray, mapRows, PackRows } from "./pack-rows.js";
 
 /**
  * The stored form of the history stage's per-user value (history.ts: the user's remembered items
@@ -35,18 +35,6 @@ export function encodeHistory(v: UserHistory): Uint8Array {
 
 export function decodeHistory(stored: unknown): UserHistory {
   return decodeStoredArray(stored, "history") as UserHistory;
-}
-
-/**
- * A stored array value as a map with a MessagePack codec keeps it: MessagePack bytes (of plain
- * arrays), JSON text (stored before the codec), or the value itself (not stored yet).
- */
-export function decodeStoredArray(stored: unknown, what: string): unknown[] {
-  if (typeof stored === "string") return JSON.parse(stored) as unknown[];
-  if (!(stored instanceof Uint8Array)) return stored as unknown[];
-  const v = packr.unpack(stored) as unknown;
-  if (!Array.isArray(v)) throw new Error(`${what}: unknown stored form`);
-  return v;
 }
 
 /** The codec of the history stage's "users" map (state/stage-state.ts `codec`). */

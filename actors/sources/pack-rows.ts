@@ -1,3 +1,5 @@
+import { Packr } from "msgpackr";
+
 /**
  * Reused rows for packing a value's entries with msgpackr: the bytes of `packr.pack(rows)` are
  * those of a fresh array of fresh rows (`[...map]`, `RecentItems.toJSON()`), without allocating
@@ -58,4 +60,20 @@ export function mapRows<K, V>(rows: PackRows, m: ReadonlyMap<K, V>): unknown[][]
   } finally {
     filling = undefined;
   }
+}
+
+// Plain arrays: a value decodes alone, with no shared record shapes.
+const plain = new Packr({ useRecords: false });
+
+/**
+ * A stored array value as a map with a MessagePack codec keeps it (the history's, a rating
+ * row): MessagePack bytes of plain arrays, JSON text (stored before the codec), or the value
+ * itself (not stored yet). `what` names the value in the error for anything else.
+ */
+export function decodeStoredArray(stored: unknown, what: string): unknown[] {
+  if (typeof stored === "string") return JSON.parse(stored) as unknown[];
+  if (!(stored instanceof Uint8Array)) return stored as unknown[];
+  const v = plain.unpack(stored) as unknown;
+  if (!Array.isArray(v)) throw new Error(`${what}: unknown stored form`);
+  return v;
 }

@@ -1,7 +1,7 @@
 import { Packr } from "msgpackr";
 import type { ValueCodec } from "../../runtime/index.js";
 import type { RatingRow } from "./als-matrix.js";
-import { decodeStoredArray } from "./history-bytes.js";
+import { decodeStoredArray } from "./pack-rows.js";
 
 /**
  * The stored form of a collaborative rating row (als-matrix.ts: `[user number, changed at,
