@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
-import { setupNats, type TestNats } from "./nats.js";
+import { kvEntries, setupNats, type TestNats } from "./nats.js";
 import {
   childrenDown,
   gauges,
@@ -201,16 +201,11 @@ async function collect(nc: NatsConnection, p: Proc): Promise<Results> {
     });
   }
   client.close();
-  const kv = await nc.jetstream().views.kv("reco_trending");
   const trendingFinals: Record<string, string> = {};
-  // Drain the key listing before reading values: awaiting inside the listing loop ends it early.
-  const keys: string[] = [];
-  for await (const key of await kv.keys()) keys.push(key);
-  for (const key of keys) {
+  for (const [key, e] of await kvEntries(nc, "reco_trending")) {
     if (key.startsWith("wm.")) continue;
-    const e = await kv.get(key);
-    const v = e?.json<{ final: boolean; items: unknown }>();
-    if (v?.final) trendingFinals[key] = JSON.stringify(v.items);
+    const v = e.json<{ final: boolean; items: unknown }>();
+    if (v.final) trendingFinals[key] = JSON.stringify(v.items);
   }
   const jsm = await nc.jetstreamManager();
   const counts: Record<string, number> = {

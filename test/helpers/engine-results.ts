@@ -2,6 +2,7 @@ import type { NatsConnection } from "nats";
 import { createRecoClient } from "../../connectors/grpc/index.js";
 import { gauges, stagesBehind } from "./positions.js";
 import { sleep } from "./harness.js";
+import { kvEntries } from "./nats.js";
 import type { AppProcess } from "./app-process.js";
 
 /**
@@ -44,14 +45,8 @@ export interface Results {
 }
 
 async function bucket(nc: NatsConnection, name: string) {
-  const kv = await nc.jetstream().views.kv(name);
-  const keys: string[] = [];
-  // Drain the listing before reading: awaiting inside the listing loop ends it early.
-  for await (const k of await kv.keys()) keys.push(k);
   const out: Record<string, string> = {};
-  for (const k of keys.sort()) {
-    const e = await kv.get(k);
-    if (!e || e.operation !== "PUT") continue;
+  for (const [k, e] of await kvEntries(nc, name)) {
     // A row's or a list's `wm` is the progress its stage had when it was put: a batch's, whose
     // bounds follow processing time (in two runs without kills too). Heartbeats ("wm.<p>")
     // carry the final progress, which is the log's.

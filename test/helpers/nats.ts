@@ -1,7 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { KvEntry, NatsConnection } from "nats";
 import { startEmbeddedNats, type EmbeddedNats } from "../../connectors/nats/embedded-server.js";
+import { liveKeys } from "../../connectors/nats/topology.js";
 
 export interface TestNats {
   server: EmbeddedNats;
@@ -34,4 +36,15 @@ export async function setupNats(): Promise<TestNats> {
     },
   };
   return t;
+}
+
+/**
+ * The entries of a KV bucket that hold a value, by key in key order. Read from the stream's
+ * subject list and direct gets, as the engine reads its own buckets: `kv.keys()` waits on an
+ * ordered consumer until nothing is pending, which never comes while stages keep putting
+ * heartbeats, so a test reading a busy bucket could wait past its timeout.
+ */
+export async function kvEntries(nc: NatsConnection, bucket: string): Promise<Map<string, KvEntry>> {
+  const kv = await nc.jetstream().views.kv(bucket);
+  return liveKeys(await nc.jetstreamManager(), kv, bucket);
 }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
 import { pino } from "pino";
-import { setupNats } from "./nats.js";
+import { kvEntries, setupNats } from "./nats.js";
 import type { RefEvent } from "./reference.js";
 import {
   finalsFromKv,
@@ -65,16 +65,8 @@ export async function observeAnswers(client: RecoClient, users: string[]): Promi
 
 /** Current values of a KV bucket, by key. */
 export async function readKv<T>(nc: NatsConnection, bucket: string): Promise<Map<string, T>> {
-  const kv = await nc.jetstream().views.kv(bucket);
-  const keys: string[] = [];
-  for await (const k of await kv.keys()) keys.push(k);
   const out = new Map<string, T>();
-  await Promise.all(
-    keys.map(async (k) => {
-      const e = await kv.get(k);
-      if (e && e.operation === "PUT" && e.length > 0) out.set(k, e.json<T>());
-    }),
-  );
+  for (const [k, e] of await kvEntries(nc, bucket)) if (e.length > 0) out.set(k, e.json<T>());
   return out;
 }
 
@@ -124,10 +116,24 @@ export async function settle<T>(
   const until = Date.now() + ms;
   let hits = 0;
   for (;;) {
-    const v = await observe();
+    // An observation that does not answer fails here, naming itself, while the test still has
+    // time to say so, rather than at the test's timeout with nothing to show.
+    const v = await answersWithin(observe(), Math.max(until - Date.now(), 0) + 10_000);
     hits = JSON.stringify(v) === want ? hits + 1 : 0;
     if (hits >= 2 || Date.now() > until) return v;
     await sleep(150);
+  }
+}
+
+async function answersWithin<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`an observation gave no answer in ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
