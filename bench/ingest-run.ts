@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { pino } from "pino";
 import { startApp } from "../bin/app.js";
+import { limitHeapGrowth } from "../bin/heap-growth.js";
 import { trainingsDone } from "../actors/sources/index.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import type { OutgoingMessage } from "../connectors/nats/publisher.js";
@@ -29,6 +30,9 @@ import {
   threadCpuList,
   threadSchedSeconds,
 } from "./util.js";
+
+/** The heap growth of the last app started here (one app per step). */
+let heapGrowth: ReturnType<typeof limitHeapGrowth> | undefined;
 
 /** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
 export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
@@ -58,7 +62,11 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
   const appLog = env.BENCH_APP_LOG
     ? pino({ level: "warn" }, pino.destination(env.BENCH_APP_LOG))
     : pino({ level: "silent" });
-  const app = await startApp(appConfig(nats, dataDir), appLog);
+  const cfg = appConfig(nats, dataDir);
+  const app = await startApp(cfg, appLog);
+  // As bin/main.ts does once the app has started: the heap grows as it would under `npm start`.
+  heapGrowth?.stop();
+  heapGrowth = limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
   const stageFailures = watchStageFailures(app);
   const startedMs = performance.now() - t0;
   const { doneAt, timedOut, parsed } = await waitCaughtUp(app, lastSeq, t0);
