@@ -38,7 +38,8 @@ export async function publishAll(nc: NatsConnection, msgs: OutgoingMessage[]): P
  *   cadence;
  * - BATCH_MAX_RECORDS: records per hop message, what a stage holds the event loop for at most;
  * - ANSWER_MAX_AGE_MS: bounded staleness of blended answers (off by default: the report says
- *   when it is on).
+ *   when it is on);
+ * - HEAP_GROWING_PERCENT, HEAP_GROWING_MIN_MB: what the heap's growth between full GCs costs.
  */
 const APP_SETTINGS = [
   "PARSE_PROCESS",
@@ -50,6 +51,8 @@ const APP_SETTINGS = [
   "SNAPSHOT_INTERVAL",
   "BATCH_MAX_RECORDS",
   "ANSWER_MAX_AGE_MS",
+  "HEAP_GROWING_PERCENT",
+  "HEAP_GROWING_MIN_MB",
 ] as const;
 
 /** Those of `names` set in the bench's environment. */

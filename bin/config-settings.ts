@@ -153,7 +153,7 @@ export const SETTINGS = {
   heapGrowingMinMb: {
     env: "HEAP_GROWING_MIN_MB",
     kind: "int",
-    default: "64",
+    default: "32",
     min: 0,
     max: 65536,
     help: "with HEAP_GROWING_PERCENT: the heap may grow at least this many MiB above what the last full GC kept (a small heap makes fewer full GCs); 0: the percent alone",
