@@ -40,9 +40,9 @@ export async function setupNats(): Promise<TestNats> {
 
 /**
  * The entries of a KV bucket that hold a value, by key in key order. Read from the stream's
- * subject list and direct gets, as the engine reads its own buckets: `kv.keys()` waits on an
- * ordered consumer until nothing is pending, which never comes while stages keep putting
- * heartbeats, so a test reading a busy bucket could wait past its timeout.
+ * subject list and direct gets, as the engine reads its own buckets (liveKeys), with no
+ * consumer: `kv.keys()` reads an ordered consumer until nothing is pending, on a bucket the
+ * stages keep writing to.
  */
 export async function kvEntries(nc: NatsConnection, bucket: string): Promise<Map<string, KvEntry>> {
   const kv = await nc.jetstream().views.kv(bucket);
