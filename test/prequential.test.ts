@@ -11,7 +11,15 @@ import {
 } from "./helpers/movielens-head.js";
 import { reloaded } from "./helpers/source-stages.js";
 import { differenceInterval, wilson, type PrequentialReport } from "../actors/quality/index.js";
-import { historyStage, sampled, type HistoryView, type ServeFn } from "../actors/stages/index.js";
+import {
+  historyStage,
+  sampled,
+  type HistoryView,
+  type PrequentialSettings,
+  type ServeFn,
+} from "../actors/stages/index.js";
+import { createDesignDriver, DESIGN_DEFAULTS } from "../actors/plan/index.js";
+import { designBefore } from "../actors/serving/index.js";
 import {
   blend,
   createHistory,
@@ -45,7 +53,14 @@ beforeAll(async () => {
 const records = (from: number, to: number) => recordsOf(events, from, to);
 
 /** Runs the history stage with the scorer over events [from, to) in batches of uneven sizes. */
-function drive(state: StageStateInternal, from: number, to: number, share = 1, how?: ServeFn) {
+function drive(
+  state: StageStateInternal,
+  from: number,
+  to: number,
+  share = 1,
+  how?: ServeFn,
+  design: NonNullable<PrequentialSettings["design"]> = frozen.design,
+) {
   const run = startStage(
     historyStage,
     {
@@ -59,7 +74,7 @@ function drive(state: StageStateInternal, from: number, to: number, share = 1, h
           ...movieScoring,
           sample: share,
           serve: how ?? frozen.serve,
-          design: frozen.design,
+          design,
         },
       },
       scheduler: asyncScheduler,
@@ -184,6 +199,69 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
     expect(v.unscored()).toBe(Math.floor(asked / 2));
     expect(all.blend!.cases).toBe(asked - v.unscored());
   });
+
+  it("scores the design ranking on its answer of just before the case, not on one from stages ahead", () => {
+    const M = 2000;
+    /**
+     * The design stages fed up to `ahead` events past the case the scorer asks about (they run
+     * apart from the history stage and can be ahead of it under load), answering through
+     * designBefore (`guarded`) or as they are; with the answers scored, by case.
+     */
+    const leading = (ahead: number, guarded: boolean) => {
+      const driver = createDesignDriver({ preset: "movies", ...DESIGN_DEFAULTS });
+      let fed = 0;
+      let at = 0;
+      const answers = new Map<number, readonly string[]>();
+      const design = (user: string, n: number, e: { item: string; ts: number }) => {
+        while (events[at]!.u !== user || events[at]!.i !== e.item || events[at]!.ts !== e.ts) at++;
+        const to = Math.min(events.length, at + ahead);
+        if (to > fed) driver.feed(events.slice(fed, to));
+        fed = Math.max(fed, to);
+        return designBefore(
+          (u, ts) => guarded && driver.ahead(u, ts),
+          (u, k) => {
+            const list = driver.answer(u, k).items.map((x) => x.itemId);
+            answers.set(at, list);
+            return list;
+          },
+        )(user, n, e);
+      };
+      return { design, answers };
+    };
+    const run = (design: NonNullable<PrequentialSettings["design"]>) =>
+      drive(createStageState(), 0, M, 1, undefined, design);
+    // The design stages exactly at each case: the answers of just before it.
+    const exact = leading(0, false);
+    const truth = run(exact.design);
+    expect(truth.unscored()).toBe(0);
+    const cases = truth.report().all.design!.cases;
+    expect(cases).toBeGreaterThan(500);
+    expect(exact.answers.size).toBe(cases);
+    // Stages 3 events ahead answer otherwise (the coming ratings are in the table, the case's item
+    // may be left out as purchased)...
+    const early = leading(3, false);
+    run(early.design);
+    const differ = [...early.answers].filter(
+      ([at, list]) => list.join() !== exact.answers.get(at)!.join(),
+    );
+    expect(differ.length).toBeGreaterThan(0);
+    // ...so, through designBefore, no case is scored on them: each is counted unscored.
+    for (const ahead of [3, 40]) {
+      const guarded = leading(ahead, true);
+      const v = run(guarded.design);
+      expect(v.unscored()).toBe(cases);
+      expect(guarded.answers.size).toBe(0);
+      expect(v.report().all.design?.cases ?? 0).toBe(0);
+    }
+    // At the case, every case is scored but those with an earlier event of the same time (the
+    // stages have reached the case's time), each on the answer of just before it.
+    const at = leading(0, true);
+    const v = run(at.design);
+    expect(at.answers.size).toBe(cases - v.unscored());
+    expect(at.answers.size).toBeGreaterThan(cases / 4);
+    for (const [x, list] of at.answers) expect(list).toEqual(exact.answers.get(x));
+    expect(v.report().all.design!.cases).toBe(at.answers.size);
+  }, 120_000);
 });
 
 describe("difference of two hit rates", () => {

@@ -59,6 +59,8 @@ export interface DesignDriver {
   /** What GetRecommendations(user, n) answers now. */
   answer(user: string, n: number): Recommendations;
   profile(user: string): ProfileRecord | undefined;
+  /** Whether the user's answer may reflect events of time `ts` or later (Serving.designAhead). */
+  ahead(user: string, ts: number): boolean;
 }
 
 /** A StageOutput that keeps the records of the current input for the next stage. */
@@ -154,5 +156,6 @@ export function createDesignDriver(s: DesignSettings, stores?: DesignStores): De
       );
     },
     profile: (user) => join.profile(user),
+    ahead: (user, ts) => table.wm >= ts || (join.profile(user)?.wm ?? -1) >= ts,
   };
 }

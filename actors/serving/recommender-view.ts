@@ -1,4 +1,9 @@
-import type { CollaborativeView, HistoryView, ServeFn } from "../stages/index.js";
+import type {
+  CollaborativeView,
+  HistoryView,
+  PrequentialSettings,
+  ServeFn,
+} from "../stages/index.js";
 import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
 import type { ItemWideView } from "./item-wide-view.js";
 
@@ -85,4 +90,19 @@ export function scorerServe(
       collaborative: asked,
     };
   };
+}
+
+/**
+ * The design ranking as the prequential scorer may score it: its answer of just before the case,
+ * or undefined (the case is not scored) when what it is computed from may already reflect the
+ * case or later events (`ahead`: the user's profile or the popularity table at or past the case's
+ * time). Those are fed by the design stages, apart from the scoring history stage, and can be ahead
+ * of it: a table ahead holds the items of the coming events (with no profile, the answer is the
+ * table's top), a profile ahead leaves out the case's item as purchased.
+ */
+export function designBefore(
+  ahead: (user: string, ts: number) => boolean,
+  answer: (user: string, n: number) => readonly string[] | undefined,
+): NonNullable<PrequentialSettings["design"]> {
+  return (user, n, event) => (ahead(user, event.ts) ? undefined : answer(user, n));
 }

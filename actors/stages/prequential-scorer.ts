@@ -49,8 +49,17 @@ export interface PrequentialSettings {
    * EVENTS sequence (COLLABORATIVE is left out while its stage has taken that event).
    */
   serve?: ServeFn;
-  /** The design ranking's answer (the fallback stage's, as served); undefined: not serving. */
-  design?: (user: string, n: number) => readonly string[] | undefined;
+  /**
+   * The design ranking's answer (the fallback stage's, as served) just before the case `event`;
+   * undefined while it is not serving or while what it is computed from may already reflect the
+   * event or later ones (designBefore): the case is then counted unscored, as when covisit has
+   * taken it.
+   */
+  design?: (
+    user: string,
+    n: number,
+    event: { readonly item: string; readonly ts: number },
+  ) => readonly string[] | undefined;
 }
 
 /** The serving path's reads for one user at the answers' clock `now`. */
@@ -142,7 +151,7 @@ export function createPrequentialScorer(
   /** Scores a target event against the answers of just before it. */
   const score = (r: ParsedRecord) => {
     const served = o.serve?.(r.u, history, r.s);
-    const designTop = scoresDesign ? o.design?.(r.u, k) : undefined;
+    const designTop = scoresDesign ? o.design?.(r.u, k, { item: r.i, ts: r.ts }) : undefined;
     if (!served || (scoresDesign && !designTop)) {
       unscored++;
       return;

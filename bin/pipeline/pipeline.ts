@@ -15,6 +15,7 @@ import type { StateDb } from "../../state/index.js";
 import type { RecoBackend } from "../../actors/contract/index.js";
 import { recommenderWiring, qualityWiring } from "../../actors/plan/index.js";
 import type { ChangeFeed, CatalogueTable } from "../../actors/serving/index.js";
+import { designBefore } from "../../actors/serving/index.js";
 import type { Metrics } from "../../connectors/http/metrics.js";
 import { ensureTopology, STREAMS, whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../../connectors/nats/streams.js";
@@ -253,7 +254,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   });
   // Drift, prequential scoring, A/B arms (DESIGN §7; actors/plan/quality-wiring.ts).
   // The design ranking as served, for the scorer's design arm (serving starts below).
-  const served: { designTop?: Serving["designTop"] } = {};
+  const served: Partial<Pick<Serving, "designTop" | "designAhead">> = {};
   const quality = qualityWiring(cfg, {
     stream: STREAMS.hops,
     run,
@@ -262,7 +263,10 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       return inst?.actor.getStatus() === "running" ? inst.handler() : undefined;
     },
     ...(metrics ? { registry: metrics.registry } : {}),
-    design: (user, n) => served.designTop?.(user, n),
+    design: designBefore(
+      (user, ts) => served.designAhead?.(user, ts) ?? false,
+      (user, n) => served.designTop?.(user, n),
+    ),
   });
   // --- The recommender stage and the blend (RANKER=blend; actors/plan/recommender-wiring.ts) ---
   const shelf = await openModelShelf(deps.stateDb, deps.log);
@@ -298,6 +302,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     serve: deps.serve ?? true,
   });
   served.designTop = serving.designTop;
+  served.designAhead = serving.designAhead;
   const owner = await takeOwnership(ownership, {
     units,
     instances,

@@ -62,6 +62,12 @@ export interface Serving {
   setRunning(running: boolean): void;
   /** The design ranking's top `n` for a user as served; undefined while its stage cannot answer. */
   designTop(userId: string, n: number): string[] | undefined;
+  /**
+   * Whether the design's answer for a user may already reflect events of time `ts` or later: the
+   * user's profile or the popularity table it joins is at or past `ts` (they are fed by stages of
+   * their own, which can be ahead of the asking one).
+   */
+  designAhead(userId: string, ts: number): boolean;
 }
 
 /**
@@ -184,6 +190,12 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
     backend: withCatalogue(backend, catalogue),
     catalogue,
     designTop,
+    designAhead(userId, ts) {
+      if (table.wm >= ts) return true;
+      const join = o.servable(`popularity-join/${partitionOf(userId, P)}`) as
+        JoinHandler | undefined;
+      return (join?.profile(userId)?.wm ?? -1) >= ts;
+    },
     setRunning: (r) => void (running = r),
   };
 }
