@@ -192,24 +192,29 @@ describe("CHAINING=on against CHAINING=off", () => {
     expect(on.late).toEqual(off.late);
   };
 
+  /** The reference scenario with CHAINING=off, no kill: what the scenario's other runs are compared with. */
+  let scenarioOff: Run | undefined;
+  const half = Math.floor(scenarioPayloads.length / 2);
+  const scenarioRun = (chaining: "on" | "off", kill: boolean, switchTo?: "on" | "off") =>
+    run({
+      chaining,
+      kill,
+      ...(switchTo !== undefined ? { switchTo } : {}),
+      users: scenarioUsers,
+      first: (nc) => publish(nc, scenarioPayloads.slice(0, half)),
+      rest: (nc) => publish(nc, scenarioPayloads.slice(half)),
+    });
+  const scenarioBaseline = async () => (scenarioOff ??= await scenarioRun("off", false));
+
   it("gives the same answers, tables, counts and late events on the reference scenario, killed halfway", async () => {
-    const half = Math.floor(scenarioPayloads.length / 2);
-    const runOf = (chaining: "on" | "off", kill: boolean) =>
-      run({
-        chaining,
-        kill,
-        users: scenarioUsers,
-        first: (nc) => publish(nc, scenarioPayloads.slice(0, half)),
-        rest: (nc) => publish(nc, scenarioPayloads.slice(half)),
-      });
-    const off = await runOf("off", false);
+    const off = await scenarioBaseline();
     // What is compared holds something on every path.
     expect(off.counts["watermark:late"]).toBeGreaterThan(50);
     expect(off.counts["parse:dead_letter"]).toBe(2);
     expect(off.counts["parse:duplicate"]).toBeGreaterThan(50);
     expect(Object.keys(off.trending).length).toBeGreaterThan(20);
     expect(Object.keys(off.answers).length).toBe(scenarioUsers.length);
-    expectSame(off, await runOf("on", true));
+    expectSame(off, await scenarioRun("on", true));
   }, 300_000);
 
   it("gives the same answers, tables and counts on the REES46 log, killed halfway", async () => {
@@ -253,19 +258,9 @@ describe("CHAINING=on against CHAINING=off", () => {
     expectSame(off, await runOf("on", true));
   }, 300_000);
   it("carries the user path's state over when CHAINING is switched either way: nothing read again, the same answers", async () => {
-    const half = Math.floor(scenarioPayloads.length / 2);
-    const runOf = (chaining: "on" | "off", switchTo?: "on" | "off") =>
-      run({
-        chaining,
-        kill: false,
-        ...(switchTo !== undefined ? { switchTo } : {}),
-        users: scenarioUsers,
-        first: (nc) => publish(nc, scenarioPayloads.slice(0, half)),
-        rest: (nc) => publish(nc, scenarioPayloads.slice(half)),
-      });
-    const off = await runOf("off");
+    const off = await scenarioBaseline();
     // Off, then on: the four stages' snapshots joined into the chain's.
-    const on = await runOf("off", "on");
+    const on = await scenarioRun("off", false, "on");
     expect(on.stages).toContain("watermark+window+interest-ranking");
     expect(on.stages).toContain("popularity-join");
     expect(on.stages).not.toContain("window");
@@ -275,7 +270,7 @@ describe("CHAINING=on against CHAINING=off", () => {
     expect(differences(off.counts, on.counts)).toEqual({ count: 0, first: [] });
     expect(on.late).toEqual(off.late);
     // On, then off: the chain's snapshot cut into one per stage.
-    const back = await runOf("on", "off");
+    const back = await scenarioRun("on", false, "off");
     expect(back.stages).toContain("window");
     expect(back.restored).toBeGreaterThan(0);
     expect(differences(off.answers, back.answers)).toEqual({ count: 0, first: [] });
