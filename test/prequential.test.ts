@@ -200,33 +200,32 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
     expect(all.blend!.cases).toBe(asked - v.unscored());
   });
 
-  it("scores the design ranking on its answer of just before the case, not on one from stages ahead", () => {
+  it("scores the design ranking only on answers that do not count the case itself", () => {
     const M = 2000;
     /**
      * The design stages fed up to `ahead` events past the case the scorer asks about (they run
      * apart from the history stage and can be ahead of it under load), answering through
-     * designBefore (`guarded`) or as they are; with the answers scored, by case.
+     * designBefore (`guarded`) or as they are; each case's answer and target, by case.
      */
     const leading = (ahead: number, guarded: boolean) => {
       const driver = createDesignDriver({ preset: "movies", ...DESIGN_DEFAULTS });
       let fed = 0;
       let at = 0;
-      const answers = new Map<number, readonly string[]>();
+      const asked = new Map<number, { hit: boolean; scored: boolean }>();
       const design = (user: string, n: number, e: { item: string; ts: number }) => {
         while (events[at]!.u !== user || events[at]!.i !== e.item || events[at]!.ts !== e.ts) at++;
         const to = Math.min(events.length, at + ahead);
         if (to > fed) driver.feed(events.slice(fed, to));
         fed = Math.max(fed, to);
-        return designBefore(
-          (u, ts) => guarded && driver.ahead(u, ts),
-          (u, k) => {
-            const list = driver.answer(u, k).items.map((x) => x.itemId);
-            answers.set(at, list);
-            return list;
-          },
+        const list = driver.answer(user, n).items.map((x) => x.itemId);
+        const answer = designBefore(
+          (u, i, ts) => guarded && driver.taken(u, i, ts),
+          () => list,
         )(user, n, e);
+        asked.set(at, { hit: list.includes(e.item), scored: answer !== undefined });
+        return answer;
       };
-      return { design, answers };
+      return { design, asked };
     };
     const run = (design: NonNullable<PrequentialSettings["design"]>) =>
       drive(createStageState(), 0, M, 1, undefined, design);
@@ -235,32 +234,25 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
     const truth = run(exact.design);
     expect(truth.unscored()).toBe(0);
     const cases = truth.report().all.design!.cases;
-    expect(cases).toBeGreaterThan(500);
-    expect(exact.answers.size).toBe(cases);
-    // Stages 3 events ahead answer otherwise (the coming ratings are in the table, the case's item
-    // may be left out as purchased)...
-    const early = leading(3, false);
-    run(early.design);
-    const differ = [...early.answers].filter(
-      ([at, list]) => list.join() !== exact.answers.get(at)!.join(),
-    );
-    expect(differ.length).toBeGreaterThan(0);
-    // ...so, through designBefore, no case is scored on them: each is counted unscored.
-    for (const ahead of [3, 40]) {
+    // At the case, through designBefore: scored but for a few ties (an earlier event of the
+    // same time, which may have been the item's, is in the stages).
+    const at = leading(0, true);
+    expect(run(at.design).unscored()).toBeLessThan(cases / 100);
+    for (const ahead of [1, 3]) {
+      const early = leading(ahead, false);
+      run(early.design);
+      // The cases whose hit the stages' being ahead changes (the case's item listed for its own
+      // purchase, or left out as purchased)...
+      const changed = [...early.asked].filter(([x, a]) => a.hit !== exact.asked.get(x)!.hit);
+      expect(changed.length).toBeGreaterThan(10);
+      // ...are each counted unscored through designBefore.
       const guarded = leading(ahead, true);
       const v = run(guarded.design);
-      expect(v.unscored()).toBe(cases);
-      expect(guarded.answers.size).toBe(0);
-      expect(v.report().all.design?.cases ?? 0).toBe(0);
+      for (const [x] of changed) expect([x, guarded.asked.get(x)!.scored]).toEqual([x, false]);
+      const unscored = [...guarded.asked.values()].filter((a) => !a.scored).length;
+      expect(v.unscored()).toBe(unscored);
+      expect(v.report().all.design?.cases ?? 0).toBe(cases - unscored);
     }
-    // At the case, every case is scored but those with an earlier event of the same time (the
-    // stages have reached the case's time), each on the answer of just before it.
-    const at = leading(0, true);
-    const v = run(at.design);
-    expect(at.answers.size).toBe(cases - v.unscored());
-    expect(at.answers.size).toBeGreaterThan(cases / 4);
-    for (const [x, list] of at.answers) expect(list).toEqual(exact.answers.get(x));
-    expect(v.report().all.design!.cases).toBe(at.answers.size);
   }, 120_000);
 });
 

@@ -105,9 +105,9 @@ describe("A/B arms on a MovieLens replay", () => {
       limit: ROWS,
       // At a live pace: online quality scores what serving would answer at each event, and in a
       // burst of 3000 the history stages score their cases while covisit is a burst behind. The
-      // design arm is scored only on answers of stages not yet at the case's time (designBefore):
-      // on a loaded machine, scored on answers of stages ahead, it rose from 0.2% to 6.2%, past
-      // the blend.
+      // design arm is scored only on answers that do not count the case (designBefore): on a
+      // loaded machine, scored on answers of stages ahead, it rose from 0.2% to 6.2%, past the
+      // blend.
       rate: 250,
       awaitEngineMs: 0,
       progress: false,

@@ -12,6 +12,7 @@ import { createInterestHandler } from "./handlers.js";
 import { createPopularityHandler } from "./handlers.js";
 import { createWindowHandler } from "./handlers.js";
 import { createStageState } from "../../state/index.js";
+import { designTaken } from "../serving/index.js";
 import type { StageState } from "../../state/index.js";
 
 /**
@@ -59,8 +60,8 @@ export interface DesignDriver {
   /** What GetRecommendations(user, n) answers now. */
   answer(user: string, n: number): Recommendations;
   profile(user: string): ProfileRecord | undefined;
-  /** Whether the user's answer may reflect events of time `ts` or later (Serving.designAhead). */
-  ahead(user: string, ts: number): boolean;
+  /** Whether the user's answer may already count an event of `item` at `ts` (designTaken). */
+  taken(user: string, item: string, ts: number): boolean;
 }
 
 /** A StageOutput that keeps the records of the current input for the next stage. */
@@ -156,6 +157,6 @@ export function createDesignDriver(s: DesignSettings, stores?: DesignStores): De
       );
     },
     profile: (user) => join.profile(user),
-    ahead: (user, ts) => table.wm >= ts || (join.profile(user)?.wm ?? -1) >= ts,
+    taken: (user, item, ts) => designTaken(table.row(item), join.profile(user), item, ts),
   };
 }

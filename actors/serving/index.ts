@@ -12,7 +12,7 @@ export { createCatalogueTable } from "./catalogue-table.js";
 export { createProfileReplica } from "./profile-replica.js";
 export { createAnswerMemo } from "./recommender-memo.js";
 export { blendAnswer, covisitSimilar, filterDesign, priceOf } from "./recommender-serve.js";
-export { composeView, designBefore, scorerServe } from "./recommender-view.js";
+export { composeView, designBefore, designTaken, scorerServe } from "./recommender-view.js";
 export { itemWideView, itemWideViews, routedCovisitPart } from "./item-wide-view.js";
 export { itemInfo, similarByCategory } from "./similar-by-category.js";
 export { createTrendingHub } from "./trending-hub.js";

@@ -1,7 +1,9 @@
 import type {
   CollaborativeView,
   HistoryView,
+  PopularityRow,
   PrequentialSettings,
+  ProfileRecord,
   ServeFn,
 } from "../stages/index.js";
 import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
@@ -93,16 +95,34 @@ export function scorerServe(
 }
 
 /**
+ * Whether a design answer made from the item's popularity row and the user's profile may already
+ * count the user's event of `item` at `ts`: the row was computed at an event-time progress at or
+ * past `ts` (its purchases may include the event), or the profile holds the item as purchased in a
+ * window ending after `ts` (the event itself, which leaves the item out). The design stages are fed
+ * apart from the stage asking and can be ahead of it.
+ */
+export function designTaken(
+  row: Pick<PopularityRow, "wm"> | undefined,
+  profile: Pick<ProfileRecord, "pur"> | undefined,
+  item: string,
+  ts: number,
+): boolean {
+  if (row !== undefined && row.wm >= ts) return true;
+  if (profile === undefined) return false;
+  for (const [i, end] of profile.pur) if (i === item && end > ts) return true;
+  return false;
+}
+
+/**
  * The design ranking as the prequential scorer may score it: its answer of just before the case,
- * or undefined (the case is not scored) when what it is computed from may already reflect the
- * case or later events (`ahead`: the user's profile or the popularity table at or past the case's
- * time). Those are fed by the design stages, apart from the scoring history stage, and can be ahead
- * of it: a table ahead holds the items of the coming events (with no profile, the answer is the
- * table's top), a profile ahead leaves out the case's item as purchased.
+ * or undefined (the case is not scored) when the answer may already count the case (`taken`,
+ * designTaken). Scored on such answers, the design arm's live MovieLens hit rate went from 0.2%
+ * to 6.2% on a loaded machine (the case's item listed by its own purchase), or a hit was lost (the
+ * case's item left out as purchased).
  */
 export function designBefore(
-  ahead: (user: string, ts: number) => boolean,
+  taken: (user: string, item: string, ts: number) => boolean,
   answer: (user: string, n: number) => readonly string[] | undefined,
 ): NonNullable<PrequentialSettings["design"]> {
-  return (user, n, event) => (ahead(user, event.ts) ? undefined : answer(user, n));
+  return (user, n, event) => (taken(user, event.item, event.ts) ? undefined : answer(user, n));
 }

@@ -51,9 +51,8 @@ export interface PrequentialSettings {
   serve?: ServeFn;
   /**
    * The design ranking's answer (the fallback stage's, as served) just before the case `event`;
-   * undefined while it is not serving or while what it is computed from may already reflect the
-   * event or later ones (designBefore): the case is then counted unscored, as when covisit has
-   * taken it.
+   * undefined while it is not serving or while its answer may already count the event
+   * (designBefore): the case is then counted unscored, as when covisit has taken it.
    */
   design?: (
     user: string,

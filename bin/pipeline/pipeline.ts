@@ -254,7 +254,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
   });
   // Drift, prequential scoring, A/B arms (DESIGN §7; actors/plan/quality-wiring.ts).
   // The design ranking as served, for the scorer's design arm (serving starts below).
-  const served: Partial<Pick<Serving, "designTop" | "designAhead">> = {};
+  const served: Partial<Pick<Serving, "designTop" | "designTaken">> = {};
   const quality = qualityWiring(cfg, {
     stream: STREAMS.hops,
     run,
@@ -264,7 +264,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     },
     ...(metrics ? { registry: metrics.registry } : {}),
     design: designBefore(
-      (user, ts) => served.designAhead?.(user, ts) ?? false,
+      (user, item, ts) => served.designTaken?.(user, item, ts) ?? false,
       (user, n) => served.designTop?.(user, n),
     ),
   });
@@ -302,7 +302,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
     serve: deps.serve ?? true,
   });
   served.designTop = serving.designTop;
-  served.designAhead = serving.designAhead;
+  served.designTaken = serving.designTaken;
   const owner = await takeOwnership(ownership, {
     units,
     instances,

@@ -21,6 +21,7 @@ import {
   createPopularityTable,
 } from "../../actors/stages/index.js";
 import {
+  designTaken,
   filterDesign,
   createTrendingHub,
   itemInfo,
@@ -62,12 +63,8 @@ export interface Serving {
   setRunning(running: boolean): void;
   /** The design ranking's top `n` for a user as served; undefined while its stage cannot answer. */
   designTop(userId: string, n: number): string[] | undefined;
-  /**
-   * Whether the design's answer for a user may already reflect events of time `ts` or later: the
-   * user's profile or the popularity table it joins is at or past `ts` (they are fed by stages of
-   * their own, which can be ahead of the asking one).
-   */
-  designAhead(userId: string, ts: number): boolean;
+  /** Whether the design's answer for a user may already count an event of `item` at `ts` (designTaken). */
+  designTaken(userId: string, item: string, ts: number): boolean;
 }
 
 /**
@@ -190,11 +187,10 @@ export function startServing(cfg: PipelineConfig, o: ServingOptions): Serving {
     backend: withCatalogue(backend, catalogue),
     catalogue,
     designTop,
-    designAhead(userId, ts) {
-      if (table.wm >= ts) return true;
+    designTaken(userId, item, ts) {
       const join = o.servable(`popularity-join/${partitionOf(userId, P)}`) as
         JoinHandler | undefined;
-      return (join?.profile(userId)?.wm ?? -1) >= ts;
+      return designTaken(table.row(item), join?.profile(userId), item, ts);
     },
     setRunning: (r) => void (running = r),
   };
