@@ -222,7 +222,7 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
           (u, i, ts) => guarded && driver.taken(u, i, ts),
           () => list,
         )(user, n, e);
-        asked.set(at, { hit: list.includes(e.item), scored: answer !== undefined });
+        asked.set(at, { hit: list.includes(e.item), scored: answer !== "taken" });
         return answer;
       };
       return { design, asked };
@@ -234,10 +234,12 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
     const truth = run(exact.design);
     expect(truth.unscored()).toBe(0);
     const cases = truth.report().all.design!.cases;
-    // At the case, through designBefore: scored but for a few ties (an earlier event of the
-    // same time, which may have been the item's, is in the stages).
+    // At the case, through designBefore: the design scored on all but a few ties (an earlier
+    // event of the same time, which may have been the item's, is in the stages).
     const at = leading(0, true);
-    expect(run(at.design).unscored()).toBeLessThan(cases / 100);
+    const atCase = run(at.design).report().all;
+    expect(atCase.design!.cases).toBeGreaterThan(cases * 0.99);
+    expect(atCase.blend!.cases).toBe(cases);
     for (const ahead of [1, 3]) {
       const early = leading(ahead, false);
       run(early.design);
@@ -245,13 +247,21 @@ describe("prequential scorer in the history stage, on MovieLens", () => {
       // purchase, or left out as purchased)...
       const changed = [...early.asked].filter(([x, a]) => a.hit !== exact.asked.get(x)!.hit);
       expect(changed.length).toBeGreaterThan(10);
-      // ...are each counted unscored through designBefore.
+      // ...are each left out of the design's figures through designBefore (the other methods
+      // score every case).
       const guarded = leading(ahead, true);
       const v = run(guarded.design);
       for (const [x] of changed) expect([x, guarded.asked.get(x)!.scored]).toEqual([x, false]);
-      const unscored = [...guarded.asked.values()].filter((a) => !a.scored).length;
-      expect(v.unscored()).toBe(unscored);
-      expect(v.report().all.design?.cases ?? 0).toBe(cases - unscored);
+      const taken = [...guarded.asked.values()].filter((a) => !a.scored).length;
+      const all = v.report().all;
+      expect(v.unscored()).toBe(0);
+      expect(all.blend!.cases).toBe(cases);
+      expect(all.design?.cases ?? 0).toBe(cases - taken);
+      // The design arm's cases are its users' cases the design is scored on.
+      expect(all["arm:design"]!.cases + all["arm:blend"]!.cases).toBeLessThanOrEqual(cases);
+      expect(all["arm:design"]!.cases + all["arm:blend"]!.cases).toBeGreaterThanOrEqual(
+        cases - taken,
+      );
     }
   }, 120_000);
 });

@@ -92,8 +92,8 @@ export function qualityWiring(
     now?: () => number;
     /**
      * The design ranking's top `n` for a user as the fallback stage serves it (an arm ranks by
-     * the design) just before the case `event`; undefined while that stage does not answer here
-     * or its answer may already count the event (PrequentialSettings.design).
+     * the design) just before the case `event`; undefined while that stage does not answer here,
+     * "taken" while its answer may already count the event (PrequentialSettings.design).
      */
     design?: PrequentialSettings["design"];
   },
@@ -201,7 +201,7 @@ export function qualityWiring(
     });
     new Gauge({
       name: "reco_prequential_unscored",
-      help: "Target events of sampled users not scored: covisit had already taken the event (an answer would hold it), or, with a design arm, the design's answer could already count it (its item's popularity row or the user's profile had taken it), or a source the serving path composes (covisit; the design's fallback, with a design arm) did not run in this process",
+      help: "Target events of sampled users not scored: covisit had already taken the event (an answer would hold it), or a source the serving path composes (covisit; the design's fallback, with a design arm) did not run in this process",
       registers: [deps.registry],
       collect() {
         this.set(scorers().reduce((n, v) => n + v.unscored(), 0));

@@ -51,14 +51,15 @@ export interface PrequentialSettings {
   serve?: ServeFn;
   /**
    * The design ranking's answer (the fallback stage's, as served) just before the case `event`;
-   * undefined while it is not serving or while its answer may already count the event
-   * (designBefore): the case is then counted unscored, as when covisit has taken it.
+   * undefined while it is not serving (the case is counted unscored); "taken" while its answer
+   * may already count the event (designBefore): the design, and an arm ranking by it, are not
+   * scored on the case (as COLLABORATIVE is not while its stage has taken it), the others are.
    */
   design?: (
     user: string,
     n: number,
     event: { readonly item: string; readonly ts: number },
-  ) => readonly string[] | undefined;
+  ) => readonly string[] | "taken" | undefined;
 }
 
 /** The serving path's reads for one user at the answers' clock `now`. */
@@ -151,7 +152,7 @@ export function createPrequentialScorer(
   const score = (r: ParsedRecord) => {
     const served = o.serve?.(r.u, history, r.s);
     const designTop = scoresDesign ? o.design?.(r.u, k, { item: r.i, ts: r.ts }) : undefined;
-    if (!served || (scoresDesign && !designTop)) {
+    if (!served || (scoresDesign && designTop === undefined)) {
       unscored++;
       return;
     }
@@ -167,12 +168,12 @@ export function createPrequentialScorer(
     for (const s of SCORED_SOURCES)
       if (s !== "COLLABORATIVE" || served.collaborative)
         preq.score(s, r.ts, top(lists[s], done), r.i);
-    if (designTop) preq.score("design", r.ts, designTop, r.i);
+    const design = designTop === "taken" ? undefined : designTop;
+    if (design) preq.score("design", r.ts, design, r.i);
     if (o.arms) {
       const arm = o.arms.armOf(r.u);
-      const list =
-        arm.ranker === "design" ? (designTop ?? []) : arm.blend ? blended(arm.blend) : main;
-      preq.score(`arm:${arm.name}`, r.ts, list, r.i);
+      const list = arm.ranker === "design" ? design : arm.blend ? blended(arm.blend) : main;
+      if (list) preq.score(`arm:${arm.name}`, r.ts, list, r.i);
     }
   };
 
