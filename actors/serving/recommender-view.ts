@@ -116,9 +116,9 @@ export function designTaken(
 /**
  * The design ranking as the prequential scorer may score it: its answer of just before the case,
  * or "taken" (the design is not scored on the case) when the answer may already count the case
- * (`taken`, designTaken). Scored on such answers, the design arm's live MovieLens hit rate went from 0.2%
- * to 6.2% on a loaded machine (the case's item listed by its own purchase), or a hit was lost (the
- * case's item left out as purchased).
+ * (`taken`, designTaken). Scored on such answers, the design arm's live MovieLens hit rate went
+ * from 0.2% to 6.2% on a loaded machine (the case's item listed by its own purchase), or a hit
+ * was lost (the case's item left out as purchased).
  */
 export function designBefore(
   taken: (user: string, item: string, ts: number) => boolean,

@@ -63,7 +63,7 @@ export interface Serving {
   setRunning(running: boolean): void;
   /** The design ranking's top `n` for a user as served; undefined while its stage cannot answer. */
   designTop(userId: string, n: number): string[] | undefined;
-  /** Whether the design's answer for a user may already count an event of `item` at `ts` (designTaken). */
+  /** Whether the design's answer for a user may already count their event of `item` at `ts`. */
   designTaken(userId: string, item: string, ts: number): boolean;
 }
 
