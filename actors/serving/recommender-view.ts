@@ -6,6 +6,7 @@ import type {
   ProfileRecord,
   ServeFn,
 } from "../stages/index.js";
+import { purchasedAfter } from "../stages/index.js";
 import { readsOf, type RecommenderReads, type SourceSettings } from "../sources/index.js";
 import type { ItemWideView } from "./item-wide-view.js";
 
@@ -108,9 +109,7 @@ export function designTaken(
   ts: number,
 ): boolean {
   if (row !== undefined && row.wm >= ts) return true;
-  if (profile === undefined) return false;
-  for (const [i, end] of profile.pur) if (i === item && end > ts) return true;
-  return false;
+  return profile !== undefined && purchasedAfter(profile.pur, item, ts);
 }
 
 /**

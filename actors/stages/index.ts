@@ -61,6 +61,7 @@ export {
   byItemId,
   createJoinHandler,
   joinCandidates,
+  purchasedAfter,
   joinStage,
 } from "./popularity-join.js";
 export { createPopularityTable, topRows } from "./popularity-table.js";

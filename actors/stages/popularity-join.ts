@@ -55,6 +55,14 @@ function isSortedByItem(pur: readonly [string, number][]): boolean {
   return sorted;
 }
 
+/**
+ * Whether a profile's purchases (`pur`: [item, end of its exclusion]) hold `item` with an end
+ * after `from`: a binary search when the list is ordered by item, as interest-ranking writes it.
+ */
+export function purchasedAfter(pur: readonly [string, number][], item: string, from: number) {
+  return pur.length > 0 && purchasedSince(pur, pur.length > 4 && isSortedByItem(pur), item, from);
+}
+
 /** Whether `item` was purchased after `from` according to `pur` (binary search when sorted). */
 function purchasedSince(
   pur: readonly [string, number][],
