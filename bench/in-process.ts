@@ -37,11 +37,13 @@ export async function publishAll(nc: NatsConnection, msgs: OutgoingMessage[]): P
  * - SNAPSHOT_INTERVAL: what the snapshots' writes (LevelDB, its compaction) cost at another
  *   cadence;
  * - BATCH_MAX_RECORDS: records per hop message, what a stage holds the event loop for at most;
+ * - BATCH_MAX_DELAY_MS, PAIRS_MAX_DELAY_MS: how long parse's hops and the history stages' pair
+ *   hops linger (fewer, larger hops against freshness);
  * - ANSWER_MAX_AGE_MS: bounded staleness of blended answers (off by default: the report says
  *   when it is on);
  * - HEAP_GROWING_PERCENT, HEAP_GROWING_MIN_MB: what the heap's growth between full GCs costs.
  */
-const APP_SETTINGS = [
+export const APP_SETTINGS = [
   "PARSE_PROCESS",
   "PARSE_PROCESS_STAGES",
   "CHAINING",
@@ -50,6 +52,8 @@ const APP_SETTINGS = [
   "QUALITY_SAMPLE",
   "SNAPSHOT_INTERVAL",
   "BATCH_MAX_RECORDS",
+  "BATCH_MAX_DELAY_MS",
+  "PAIRS_MAX_DELAY_MS",
   "ANSWER_MAX_AGE_MS",
   "HEAP_GROWING_PERCENT",
   "HEAP_GROWING_MIN_MB",

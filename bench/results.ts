@@ -10,6 +10,13 @@ import { SETTINGS } from "../bin/config-settings.js";
 import { env, FULL_RUN, N, PARTITIONS, PUB_WINDOW, STEP_NODE_FLAGS } from "./options.js";
 import { TARGETS, type Row } from "./report.js";
 import { fmtInt } from "./util.js";
+import { APP_SETTINGS } from "./in-process.js";
+
+/** The app's other settings this run was given (steps 1-5 pass them on), as ", NAME=value". */
+const otherSettings = () =>
+  APP_SETTINGS.filter((k) => k !== "CHAINING" && k !== "RANKER" && env[k] !== undefined)
+    .map((k) => `, ${k}=${env[k]}`)
+    .join("");
 
 function version(cmd: string, args: string[]): string {
   try {
@@ -121,7 +128,7 @@ export async function writeResults(
     `- load average (1 min) at start ${machine.load[0]!.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)}: ` +
       "anything above ~0.5 means other work shared the 2 cores and the figures are pessimistic",
     `- code: ${machine.code}`,
-    `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}, CHAINING=${env.CHAINING ?? SETTINGS.chaining.default}, RANKER=${env.RANKER ?? SETTINGS.ranker.default}, ${STEP_NODE_FLAGS.length ? `step processes run with \`${STEP_NODE_FLAGS.join(" ")}\`` : "no extra node flags"}`,
+    `- ${fmtInt(N)} events, ${PARTITIONS} partitions, publish window ${PUB_WINDOW}, CHAINING=${env.CHAINING ?? SETTINGS.chaining.default}, RANKER=${env.RANKER ?? SETTINGS.ranker.default}${otherSettings()}, ${STEP_NODE_FLAGS.length ? `step processes run with \`${STEP_NODE_FLAGS.join(" ")}\`` : "no extra node flags"}`,
     "",
     t,
     "",
