@@ -70,9 +70,9 @@ export const SERVE_LOAD_RATE = int("BENCH_SERVE_LOAD_RATE", 10_000);
 /** Step 4b runs h2load for this long (not a count: under load the rate can be anything). */
 export const SERVE_LOAD_SECONDS = int("BENCH_SERVE_LOAD_SECONDS", 5);
 /**
- * BENCH_SERVE_PROCESS=1: steps 4 and 4b measure the app as `reco start` runs it by default
- * (SERVE_PROCESS=1): this process serves, the stages run in its child at INGEST_NICE
- * (bench/serve-split.ts). Default 0: the one-process app, as before.
+ * BENCH_SERVE_PROCESS=1: steps 4 and 4b measure the app as `reco start` runs it with
+ * SERVE_PROCESS=1: this process serves, the stages run in its child at INGEST_NICE
+ * (bench/serve-split.ts). Default 0: the one-process app, `reco start`'s default layout.
  */
 export const SERVE_SPLIT = env.BENCH_SERVE_PROCESS === "1";
 /** ANSWER_MAX_AGE_MS as the app reads it (bounded staleness of blended answers; 0: exact). */

@@ -1,9 +1,9 @@
 /**
- * Step 4 with BENCH_SERVE_PROCESS=1: the app as `reco start` runs it by default (SERVE_PROCESS=1,
- * bin/serve-app.ts): this process is the serving one (gRPC, /metrics, replicas; the echo server
- * beside it, so "echo in the same process" is the serving loop's baseline), the stages run in its
- * ingest child at INGEST_NICE with parse below it. The step reads the same figures through this
- * handle as from the one-process app.
+ * Step 4 with BENCH_SERVE_PROCESS=1: the app as `reco start` runs it with SERVE_PROCESS=1 (not the
+ * default, bin/serve-app.ts): this process is the serving one (gRPC, /metrics, replicas; the echo
+ * server beside it, so "echo in the same process" is the serving loop's baseline), the stages run
+ * in its ingest child at INGEST_NICE with parse below it. The step reads the same figures through
+ * this handle as from the one-process app.
  */
 import type { Logger } from "pino";
 import type { AppConfig } from "../bin/config.js";

@@ -39,16 +39,16 @@ export interface ServingApp {
 }
 
 /**
- * `reco start` with SERVE_PROCESS=1 (the default): this process serves gRPC, the JSON API, the
- * console, /metrics and /healthz, and runs no stage. Its event loop only answers: the design
- * ranking, trending and item rows from replicas fed by JetStream (the gateway role's,
+ * `reco start` with SERVE_PROCESS=1 (opt-in; 0 is the default): this process serves gRPC, the JSON
+ * API, the console, /metrics and /healthz, and runs no stage. Its event loop only answers: the
+ * design ranking, trending and item rows from replicas fed by JetStream (the gateway role's,
  * bin/pipeline/gateway.ts), blended answers from a replica of the blend's source stages that the
  * ingest process feeds over the IPC channel (actors/serving/blend-replica.ts,
  * bin/pipeline/split-backend.ts). The stages run in a child process (bin/ingest-child.ts: the
- * single-process app without its façade, with the parse process below it) started at
- * INGEST_NICE, so the kernel gives serving the CPU first when both want it. The child dies with
- * this process (PR_SET_PDEATHSIG) and is restarted by it when it dies alone; answers go on from
- * the replicas meanwhile, with their staleness, and /healthz says the ingest process is down.
+ * single-process app without its façade, with the parse process below it) started at INGEST_NICE,
+ * so the kernel gives serving the CPU first when both want it. The child dies with this process
+ * (PR_SET_PDEATHSIG) and is restarted by it when it dies alone; answers go on from the replicas
+ * meanwhile, with their staleness, and /healthz says the ingest process is down.
  */
 export async function startServingApp(
   cfg: AppConfig,
