@@ -21,6 +21,14 @@ export interface ParseOptions {
   maxFutureSkewMs?: number;
   /** Progress is broadcast to idle partitions at most this often (ms of processing time). */
   broadcastEveryMs: number;
+  /**
+   * A slower cadence for small moves: progress that moved less than `belowMs` of event time
+   * since the last broadcast waits until `everyMs` of processing time have passed. Under live
+   * traffic event time creeps with the clock and nothing downstream needs it sooner (windows
+   * close minutes of event time later); a replay's or an idle marker's jumps still go at
+   * `broadcastEveryMs`. Absent: every move at `broadcastEveryMs`.
+   */
+  slowBroadcast?: { everyMs: number; belowMs: number };
   counters?: ParseCounters;
   /** Event time moves on while the whole input is quiet (DESIGN §3.2); absent: never. */
   idle?: IdleOptions;
@@ -87,6 +95,8 @@ export interface ParseCounters {
 export interface ParseView {
   /** Event-time progress: the highest event time accepted or moved to by an idle marker. */
   readonly progress: number;
+  /** Whether progress moved since it was last broadcast (a broadcast is still to come). */
+  readonly broadcastPending: boolean;
 }
 
 export type ParseHandler = StageHandler & ParseView & { tick(): void };

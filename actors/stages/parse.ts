@@ -118,8 +118,11 @@ export const parseStage = defineStage({
     let markerInFlight = false;
 
     /** Idle partitions still learn that event time moved on, so their windows can close. */
+    const slow = opts.slowBroadcast;
     const broadcast = (now: number): number[] | undefined => {
       if (progress === broadcastProgress || now - lastBroadcast < opts.broadcastEveryMs) return;
+      if (slow && progress - broadcastProgress < slow.belowMs && now - lastBroadcast < slow.everyMs)
+        return;
       lastBroadcast = now;
       broadcastProgress = progress;
       return [progress];
@@ -297,6 +300,9 @@ export const parseStage = defineStage({
       view: {
         get progress() {
           return progress;
+        },
+        get broadcastPending() {
+          return progress !== broadcastProgress;
         },
       } satisfies ParseView,
       operator: (batches$) => batches$.pipe(connect((b$) => merge(onInput(b$), onTime(b$)))),

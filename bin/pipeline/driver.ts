@@ -9,7 +9,7 @@ import {
 import type { SnapshotStore } from "../../state/index.js";
 import { createStageState } from "../../state/store.js";
 import type { Recommendations } from "../../actors/contract/index.js";
-import type { JoinHandler, PopularityRow } from "../../actors/stages/index.js";
+import type { JoinHandler, ParseView, PopularityRow } from "../../actors/stages/index.js";
 import {
   answerFor,
   createPopularityTable,
@@ -126,7 +126,11 @@ export async function startDriver(cfg: PipelineConfig): Promise<Driver> {
       while (quiet < 3) {
         await new Promise((r) => setTimeout(r, wait));
         const busy =
-          log.delivering() || [...instances.values()].some((i) => i.actor.mailboxDepth() > 0);
+          log.delivering() ||
+          [...instances.values()].some((i) => i.actor.mailboxDepth() > 0) ||
+          // Progress parse has yet to tell the partitions without records (its tick will).
+          (instances.get("parse/0")?.handler() as Partial<ParseView> | undefined)
+            ?.broadcastPending === true;
         quiet = !busy && log.stored() === last ? quiet + 1 : 0;
         last = log.stored();
       }

@@ -41,14 +41,16 @@ export interface StageWiring {
 
 /**
  * How often parse tells every partition that event time moved (an empty hop to each subject
- * without records: 2 × PARTITIONS hops, each read by every stage of the partition). At 100 ms,
- * these made half of parse's hops at 100 events/s (150 of them a second per subject family
+ * without records: 2 × PARTITIONS hops, each read by every stage of the partition): every 100 ms
+ * when it jumped (a replay, a catch-up, an idle marker: windows close as it goes), once a second
+ * when it crept on by less than 10 s of event time, as it does under live traffic. At 100 ms
+ * the creep made half of parse's hops at 100 events/s (150 of them a second per subject family
  * against 99 at 1 s), and the app took 48% of a core against 43% (bench/README "What limits").
  * Windows close, and trending finals come, minutes of event time after the events they hold, so
- * a partition without records learning the progress within a second delays nothing; the
+ * a partition without records learning such a creep within a second delays nothing; the
  * watermark an answer reports lags by as much.
  */
-export const PROGRESS_BROADCAST_MS = 1_000;
+export const PROGRESS_BROADCAST = { everyMs: 100, slow: { everyMs: 1_000, belowMs: 10_000 } };
 
 /**
  * The wiring of the design stages (DESIGN §3): parse, then per partition the user path
@@ -107,7 +109,8 @@ export function wireStages(cfg: PipelineConfig, d: StageWiring): void {
         dedupeMaxIds: cfg.dedupeMaxIds,
         maxEventBytes: cfg.maxEventBytes,
         ...(cfg.maxFutureSkewMs !== undefined ? { maxFutureSkewMs: cfg.maxFutureSkewMs } : {}),
-        broadcastEveryMs: PROGRESS_BROADCAST_MS,
+        broadcastEveryMs: PROGRESS_BROADCAST.everyMs,
+        slowBroadcast: PROGRESS_BROADCAST.slow,
         badRatio,
         idle: { timeoutMs: cfg.idleTimeoutMs, probe: d.idleProbe },
         ...(genres !== undefined ? { genres } : {}),
