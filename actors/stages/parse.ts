@@ -117,8 +117,8 @@ export const parseStage = defineStage({
     let lastMarkerAt = -Infinity;
     let markerInFlight = false;
 
-    /** Idle partitions still learn that event time moved on, so their windows can close. */
     const slow = opts.slowBroadcast;
+    /** Idle partitions still learn that event time moved on, so their windows can close. */
     const broadcast = (now: number): number[] | undefined => {
       if (progress === broadcastProgress || now - lastBroadcast < opts.broadcastEveryMs) return;
       if (slow && progress - broadcastProgress < slow.belowMs && now - lastBroadcast < slow.everyMs)

@@ -45,7 +45,8 @@ export interface StageWiring {
  * when it jumped (a replay, a catch-up, an idle marker: windows close as it goes), once a second
  * when it crept on by less than 10 s of event time, as it does under live traffic. At 100 ms
  * the creep made half of parse's hops at 100 events/s (150 of them a second per subject family
- * against 99 at 1 s), and the app took 48% of a core against 43% (bench/README "What limits").
+ * against 99 at 1 s), and the app's main process took 48% of a core against 43% (bench/README
+ * "What limits").
  * Windows close, and trending finals come, minutes of event time after the events they hold, so
  * a partition without records learning such a creep within a second delays nothing; the
  * watermark an answer reports lags by as much.
