@@ -76,7 +76,8 @@ try {
     return out;
   };
   const natsCpu = () => procCpuSeconds(nats.pid);
-  const before = {
+  /** Every counter the measure reads, now. */
+  const sample = async () => ({
     stored: await stored(),
     varz: await varz(),
     threads: await threadsCpu(),
@@ -85,18 +86,10 @@ try {
     metrics: await scrape(app.metricsPort),
     load: await load.stats(),
     at: performance.now(),
-  };
+  });
+  const before = await sample();
   await sleep(SECS * 1000);
-  const after = {
-    stored: await stored(),
-    varz: await varz(),
-    threads: await threadsCpu(),
-    parse: await parseCpuSeconds(app),
-    nats: await natsCpu(),
-    metrics: await scrape(app.metricsPort),
-    load: await load.stats(),
-    at: performance.now(),
-  };
+  const after = await sample();
   const secs = (after.at - before.at) / 1000;
   const events = after.load.acked - before.load.acked;
   const perEvent = (cpuSeconds: number) => ((cpuSeconds * 1e6) / events).toFixed(0);
