@@ -13,7 +13,7 @@ import { sleep } from "./helpers/harness.js";
 import { createRecoClient, isStatus, type RecoClient } from "../connectors/grpc/index.js";
 import { Source, SimilarBasis } from "../proto/gen/reco/v1/reco_pb.js";
 import { decodeEnvelope } from "../actors/host/index.js";
-import type { ParsedRecord } from "../actors/contract/index.js";
+import { subjects, type ParsedRecord } from "../actors/contract/index.js";
 import {
   createRecommender,
   type Recommender,
@@ -155,6 +155,24 @@ beforeAll(async () => {
     }
     if (Date.now() > until) throw new Error(`not trained: ${JSON.stringify(st)} of ${accepted}`);
     await new Promise((r) => setTimeout(r, 200));
+  }
+  // The design profile (top categories) is popularity-join's, a tier of its own reading
+  // interest-ranking's hops: caught up once it has read the last of them, twice in a row.
+  const jsm = await nc.jetstreamManager();
+  for (let steady = 0, until = Date.now() + 60_000; steady < 2;) {
+    const joined = await Promise.all(
+      [0, 1, 2].map(async (p) => {
+        const last = await jsm.streams
+          .getMessage("RECO_HOPS", { last_by_subj: subjects.interestRanking(p) })
+          .then((m) => m.seq)
+          .catch(() => 0);
+        const at = app.pipeline.instance(`popularity-join/${p}`)?.position();
+        return at !== undefined && at >= last;
+      }),
+    );
+    steady = joined.every(Boolean) ? steady + 1 : 0;
+    if (Date.now() > until) throw new Error(`popularity-join behind: ${JSON.stringify(joined)}`);
+    await new Promise((r) => setTimeout(r, 300));
   }
   const recs = await hopRecords();
   records = recs;
