@@ -145,11 +145,14 @@ export function keyedMap<V>(
     peek,
     has,
     set: (k, v) => {
-      const held = m.has(k) || (!cold.empty && cold.has(k));
-      if (dirty.get(k) === undefined) dirty.set(k, held);
-      if (!held && rec.extra >= 0) rec.extra++;
+      // Whether the key was in `data` is whether the set grew it: one lookup, not two (a set
+      // is on every stage's per-record path).
+      const size = m.size;
       m.set(k, v);
-      if (form) parsedText.delete(k);
+      const held = m.size === size || (!cold.empty && cold.has(k));
+      if (!dirty.has(k)) dirty.set(k, held);
+      if (!held && rec.extra >= 0) rec.extra++;
+      if (form && parsedText.size > 0) parsedText.delete(k);
       if (rec.warm.size > 0) rec.warm.delete(k);
     },
     delete: (k) => {

@@ -27,8 +27,11 @@ export function subjectMatches(filter: string, subject: string): boolean {
 export function createHostReaders(): HostReaders {
   /** Readers per stream, by filter subject. */
   const byStream = new Map<string, Map<string, number>>();
-  /** Counts per "<stream>#<message subject>", cleared when readers come or go. */
-  const counts = new Map<string, number>();
+  /**
+   * Counts per stream and message subject, cleared when readers come or go (by stream, then
+   * subject: no key string built per message read).
+   */
+  const counts = new Map<string, Map<string, number>>();
   return {
     add(stream, subject) {
       let filters = byStream.get(stream);
@@ -46,13 +49,14 @@ export function createHostReaders(): HostReaders {
       };
     },
     of(stream, subject) {
-      const key = `${stream}#${subject}`;
-      let n = counts.get(key);
+      let known = counts.get(stream);
+      if (known === undefined) counts.set(stream, (known = new Map()));
+      let n = known.get(subject);
       if (n === undefined) {
         n = 0;
         for (const [filter, c] of byStream.get(stream) ?? [])
           if (subjectMatches(filter, subject)) n += c;
-        counts.set(key, n);
+        known.set(subject, n);
       }
       return n;
     },
