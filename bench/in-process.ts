@@ -41,7 +41,8 @@ export async function publishAll(nc: NatsConnection, msgs: OutgoingMessage[]): P
  *   hops linger (fewer, larger hops against freshness);
  * - ANSWER_MAX_AGE_MS: bounded staleness of blended answers (off by default: the report says
  *   when it is on);
- * - HEAP_GROWING_PERCENT, HEAP_GROWING_MIN_MB: what the heap's growth between full GCs costs.
+ * - HEAP_GROWING_PERCENT, HEAP_GROWING_MIN_MB: what the heap's growth between full GCs costs;
+ * - HEAP_QUIET_GC_MS: the full GC once quiet after work (0: none).
  */
 export const APP_SETTINGS = [
   "PARSE_PROCESS",
@@ -57,6 +58,7 @@ export const APP_SETTINGS = [
   "ANSWER_MAX_AGE_MS",
   "HEAP_GROWING_PERCENT",
   "HEAP_GROWING_MIN_MB",
+  "HEAP_QUIET_GC_MS",
 ] as const;
 
 /** Those of `names` set in the bench's environment. */

@@ -158,6 +158,14 @@ export const SETTINGS = {
     max: 65536,
     help: "with HEAP_GROWING_PERCENT: the heap may grow at least this many MiB above what the last full GC kept (a small heap makes fewer full GCs); 0: the percent alone",
   },
+  heapQuietGcMs: {
+    env: "HEAP_QUIET_GC_MS",
+    kind: "ms",
+    default: "5000",
+    min: 0,
+    max: 3600000,
+    help: "one full GC once the process has been quiet (event loop under 20% busy) this long after work, when its heap holds HEAP_GROWING_MIN_MB more than the last full GC kept: what a burst left behind leaves RSS; 0: never",
+  },
   partitions: {
     env: "PARTITIONS",
     kind: "int",

@@ -85,6 +85,8 @@ export interface AppConfig {
   heapGrowingPercent: number;
   /** HEAP_GROWING_MIN_MB: the least growth in MiB, whatever the percent (bin/heap-growth.ts). */
   heapGrowingMinMb: number;
+  /** HEAP_QUIET_GC_MS: one full GC once quiet this long after work (0: never; bin/heap-growth.ts). */
+  heapQuietGcMs: number;
   /** CA bundle (PEM) that verifies the NATS server; any NATS_TLS_* setting makes TLS required. */
   natsTlsCa?: string;
   /** Client certificate and key (PEM) for NATS mutual TLS. */
@@ -238,6 +240,7 @@ export function loadConfig(
     ingestNice: num("ingestNice"),
     heapGrowingPercent: num("heapGrowingPercent"),
     heapGrowingMinMb: num("heapGrowingMinMb"),
+    heapQuietGcMs: num("heapQuietGcMs"),
     pipeline,
   };
   for (const k of OPTIONAL_STRINGS) {
