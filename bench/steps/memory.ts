@@ -43,6 +43,8 @@ interface Point {
   lagGaugeStuck: string;
   /** Where the RSS is: each process's, and the app's V8 heap and memory outside it. */
   parts: string;
+  /** The same app after BENCH_MEMORY_SETTLE_S without input: RSS and V8 heap held and used. */
+  settled?: { secs: number; rss: number; heapHeld: number; heapUsed: number };
 }
 
 /** A process's anonymous and file-backed resident memory (/proc/<pid>/status). */
@@ -196,17 +198,23 @@ async function measure(s: IngestedApp): Promise<Point> {
     `${sum(samples, "reco_recommender", { name: "training" })}${byMapping}), child processes ` +
     `${childRss.map((b) => fmtMiB(b)).join(", ") || "none"}` +
     parseMemory(samples);
-  // BENCH_MEMORY_SETTLE_S: the same figures again after that many seconds with no input (V8's
-  // memory reducer starts 8 s after allocation slows), to tell garbage from state.
-  const settleS = Number(process.env.BENCH_MEMORY_SETTLE_S ?? 0);
+  // BENCH_MEMORY_SETTLE_S: the same figures again after that many seconds with no input, to
+  // tell garbage from state (the app's one GC once quiet, HEAP_QUIET_GC_MS, comes in between).
+  const settleS = Number(process.env.BENCH_MEMORY_SETTLE_S ?? 15);
   let settled = "";
+  let after: Point["settled"];
   if (settleS > 0) {
     await sleep(settleS * 1000);
     const later = await s.app.metrics();
+    after = {
+      secs: settleS,
+      rss: await s.app.rss(),
+      heapHeld: sum(later, "nodejs_heap_size_total_bytes"),
+      heapUsed: sum(later, "nodejs_heap_size_used_bytes"),
+    };
     settled =
-      `; after ${settleS} s idle: RSS Δ ${fmtMiB((await s.app.rss()) - s.rssIdle)}, V8 heap ` +
-      `${fmtMiB(sum(later, "nodejs_heap_size_total_bytes"))} held, ` +
-      `${fmtMiB(sum(later, "nodejs_heap_size_used_bytes"))} used, external ` +
+      `; after ${settleS} s idle: RSS Δ ${fmtMiB(after.rss - s.rssIdle)}, V8 heap ` +
+      `${fmtMiB(after.heapHeld)} held, ${fmtMiB(after.heapUsed)} used, external ` +
       `${fmtMiB(sum(later, "nodejs_external_memory_bytes"))}`;
   }
   if (HEAP_SNAPSHOT_DIR) await heapSnapshot(s.app.pid, HEAP_SNAPSHOT_DIR);
@@ -222,6 +230,7 @@ async function measure(s: IngestedApp): Promise<Point> {
     ingestSecs: s.ingestSecs,
     lagGaugeStuck: s.lagGaugeStuck,
     parts: parts + settled,
+    ...(after ? { settled: after } : {}),
   };
 }
 
@@ -280,6 +289,18 @@ export async function stepMemory(
           ? `≤ ${fmtInt(TARGET_BYTES_PER_USER)} B/user at ${fmtInt(TARGET_USERS)} (${verdict(rssDelta / p.users <= TARGET_BYTES_PER_USER)})`
           : "report bytes per active user",
     });
+    if (p.settled) {
+      const d = p.settled.rss - p.rssIdle;
+      report.row({
+        step: "7",
+        figure: `the same, ${p.settled.secs} s later without input: RSS Δ`,
+        value: `${fmtMiB(d)} (${perUser(d, p.users)})`,
+        baseline:
+          `V8 heap ${fmtMiB(p.settled.heapHeld)} held, ${fmtMiB(p.settled.heapUsed)} used ` +
+          `(right after the ingest: ${fmtMiB(p.heapUsed)} used)`,
+        target: "garbage the app gave back once quiet (HEAP_QUIET_GC_MS)",
+      });
+    }
   }
   if (single && double) {
     const rssRatio = (double.rss - double.rssIdle) / (single.rss - single.rssIdle);
