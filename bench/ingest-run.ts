@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { pino } from "pino";
 import { startApp } from "../bin/app.js";
-import { collectWhenQuiet, limitHeapGrowth } from "../bin/heap-growth.js";
+import { applyHeapSettings } from "../bin/heap-growth.js";
 import { trainingsDone } from "../actors/sources/index.js";
 import { ensureEventsStream, EVENTS_STREAM } from "../connectors/nats/streams.js";
 import type { OutgoingMessage } from "../connectors/nats/publisher.js";
@@ -32,8 +32,7 @@ import {
 } from "./util.js";
 
 /** The heap growth of the last app started here (one app per step). */
-let heapGrowth: ReturnType<typeof limitHeapGrowth> | undefined;
-let quietGc: ReturnType<typeof collectWhenQuiet> | undefined;
+let heapGrowth: ReturnType<typeof applyHeapSettings> | undefined;
 
 /** Publishes `msgs`, starts the app on the same server and waits until it has caught up. */
 export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMessage[]) {
@@ -67,9 +66,7 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
   const app = await startApp(cfg, appLog);
   // As bin/main.ts does once the app has started: the heap grows as it would under `npm start`.
   heapGrowth?.stop();
-  heapGrowth = limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
-  quietGc?.stop();
-  quietGc = collectWhenQuiet(cfg.heapQuietGcMs, cfg.heapGrowingMinMb);
+  heapGrowth = applyHeapSettings(cfg);
   const stageFailures = watchStageFailures(app);
   const startedMs = performance.now() - t0;
   const { doneAt, timedOut, parsed } = await waitCaughtUp(app, lastSeq, t0);

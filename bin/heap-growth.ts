@@ -143,3 +143,26 @@ export function collectWhenQuiet(
     },
   };
 }
+
+/**
+ * The heap settings a process applies once started (HEAP_GROWING_PERCENT, HEAP_GROWING_MIN_MB,
+ * HEAP_QUIET_GC_MS): the growth limit and the GC once quiet. `collected`: told of each such GC.
+ */
+export function applyHeapSettings(
+  cfg: { heapGrowingPercent: number; heapGrowingMinMb: number; heapQuietGcMs: number },
+  collected?: (ms: number, freedBytes: number) => void,
+): { percent(): number; stop(): void } {
+  const growth = limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
+  const quiet = collectWhenQuiet(
+    cfg.heapQuietGcMs,
+    cfg.heapGrowingMinMb,
+    collected ? { collected } : {},
+  );
+  return {
+    percent: growth.percent,
+    stop: () => {
+      growth.stop();
+      quiet.stop();
+    },
+  };
+}

@@ -4,7 +4,7 @@ import { ConfigError, SETTINGS, flagOf, loadConfig, redactConfig } from "./confi
 import { startApp, startGatewayApp } from "./app.js";
 import { startServingApp } from "./serve-app.js";
 import { appPidForFaults } from "./test-faults.js";
-import { collectWhenQuiet, limitHeapGrowth } from "./heap-growth.js";
+import { applyHeapSettings } from "./heap-growth.js";
 import { writeRunFile } from "./run-file.js";
 import { createLogger } from "./log.js";
 import { BUILD_INFO } from "../connectors/http/metrics.js";
@@ -95,16 +95,14 @@ export async function main(argv: string[], role: Role = "start"): Promise<void> 
         ? await startServingApp(cfg, roleConfig, log, { onFatal }).catch(failed)
         : await startApp(cfg, log, { onFatal, role, roleConfig }).catch(failed);
   // Once started: a restart's load grows the heap from nothing to the whole state, and at a
-  // fixed small growth that would be a full GC at every quarter more (seconds at 1M users).
-  limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
-  // What a burst of ingest left in the heap goes once the process is quiet after it.
-  collectWhenQuiet(cfg.heapQuietGcMs, cfg.heapGrowingMinMb, {
-    collected: (ms, freed) =>
-      log.info(
-        { ms: Math.round(ms), freedMiB: Math.round(freed / 1048576) },
-        "quiet after work: full GC",
-      ),
-  });
+  // fixed small growth that would be a full GC at every quarter more (seconds at 1M users). And
+  // what a burst of ingest left in the heap goes once the process is quiet after it.
+  applyHeapSettings(cfg, (ms, freed) =>
+    log.info(
+      { ms: Math.round(ms), freedMiB: Math.round(freed / 1048576) },
+      "quiet after work: full GC",
+    ),
+  );
   const where =
     role === "worker"
       ? `worker ${roleConfig.workerId}`

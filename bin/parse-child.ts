@@ -24,7 +24,7 @@ import { engineMarkerKey } from "../connectors/nats/engine-key.js";
 import { envelopeCodec } from "../actors/host/index.js";
 import { faultsFromEnv } from "./test-faults.js";
 import { childChannel } from "./child-ipc.js";
-import { collectWhenQuiet, limitHeapGrowth } from "./heap-growth.js";
+import { applyHeapSettings } from "./heap-growth.js";
 
 const send = childChannel("bin/parse-child.ts", "PARSE_PROCESS=1");
 
@@ -119,10 +119,8 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   // As the main process does once started (bin/main.ts): this process ingests at full rate too,
   // and at V8's own growth its heap grew to ~4x what it keeps (the child was 150-212 MiB at bench
   // step 7's 200k-1M users for ~16 B of dedupe memory per event).
-  const growth = limitHeapGrowth(cfg.heapGrowingPercent, cfg.heapGrowingMinMb);
+  const growth = applyHeapSettings(cfg);
   cleanups.push(async () => growth.stop());
-  const quietGc = collectWhenQuiet(cfg.heapQuietGcMs, cfg.heapGrowingMinMb);
-  cleanups.push(async () => quietGc.stop());
   new Gauge({
     name: "reco_parse_heap_growing_percent",
     help: "The parse process's V8 heap growth limit now (HEAP_GROWING_PERCENT, more for a small heap: HEAP_GROWING_MIN_MB; 0: V8's own)",
