@@ -145,7 +145,7 @@ export const SETTINGS = {
   heapGrowingPercent: {
     env: "HEAP_GROWING_PERCENT",
     kind: "int",
-    default: "25",
+    default: "100",
     min: 0,
     max: 1000,
     help: "once started, the V8 heap grows this percent above what the last full GC kept before the next full GC (V8's --heap-growing-percent); 0: V8's own, up to 4x",
@@ -161,7 +161,7 @@ export const SETTINGS = {
   heapQuietGcMs: {
     env: "HEAP_QUIET_GC_MS",
     kind: "ms",
-    default: "5000",
+    default: "2000",
     min: 0,
     max: 3600000,
     help: "one full GC once the process has been quiet (event loop under 20% busy) this long after work, when its heap holds HEAP_GROWING_MIN_MB more than the last full GC kept: what a burst left behind leaves RSS; 0: never",

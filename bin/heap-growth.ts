@@ -16,6 +16,14 @@ import { runInNewContext } from "node:vm";
  * flag at each full GC, so it is set once the app has started (its state loaded at V8's own
  * growth) and holds from the next full GC on.
  *
+ * The default, 100, bounds the heap under load to twice what is live. Each full GC marks the
+ * live heap, so the marking per promoted byte goes as 1 / percent: bench step 2 (100,000 events,
+ * two alternating runs each, 2026-11-29) spent 215.3 and 205.5 µs of app CPU per event without
+ * ALS at 25 (14-18 mark-compacts, V8's helper threads 87-90 µs), 160.5 and 166.5 at 100 (5, 55
+ * µs) and 153.3 and 163.3 at V8's own (4, 48-49 µs). What a burst leaves above the live heap is
+ * given back once the process is quiet (collectWhenQuiet), so at rest the percent matters
+ * little: step 7 at 1M users held 870 B of RSS per user at 100 and 813-1,029 at 25.
+ *
  * HEAP_GROWING_MIN_MB: a small heap may still grow by at least `minMiB` between full GCs. A
  * quarter of a small live heap is a few MiB of promoted records and snapshot buffers: the
  * design ranking's replay of 60,000 events in a 4-partition app (~165 MB of heap held) made
@@ -78,7 +86,8 @@ export const QUIET_UTILISATION = 0.2;
  * same 15 s later (V8's memory reducer did not run). With this GC, 260-265 MiB held 15 s after
  * the ingest and RSS 250 MiB less; without the compaction (`--compact-on-every-full-gc` for the
  * one GC) it kept 413 MiB held. Quiet: the main thread's event-loop utilisation under
- * QUIET_UTILISATION in every check (once a second) of the last `quietMs`. Once per quiet spell
+ * QUIET_UTILISATION in every check (once a second) of the last `quietMs` (default 2 s: the
+ * memory a catch-up took is given back seconds after it ends, when the app is read at rest). Once per quiet spell
  * (a busy check must come between two), and only when the heap holds at least `minMiB` more
  * than the last full GC kept. The GC is the process's own: every task of the process waits for
  * it (558 ms at 1M users), once after a burst.

@@ -283,11 +283,15 @@ export async function stepMemory(
       baseline:
         `LevelDB ${fmtMiB(p.level)} (${perUser(p.level, p.users)}); ${fmtInt(totalKeys(p))} ` +
         `state keys, ${fmtInt(rssDelta / totalKeys(p))} B RSS Δ/key`,
-      // DESIGN §8: at most 1 KB of RSS per active user at 1M users; other sizes are reported.
+      // DESIGN §8: at most 1 KB of RSS per active user at 1M users, read at rest (the row
+      // below) when the bench waits for it: right after the ingest, RSS still holds what the
+      // ingest left in the heap, which the app gives back once quiet (HEAP_QUIET_GC_MS).
       target:
-        p.users === TARGET_USERS
-          ? `≤ ${fmtInt(TARGET_BYTES_PER_USER)} B/user at ${fmtInt(TARGET_USERS)} (${verdict(rssDelta / p.users <= TARGET_BYTES_PER_USER)})`
-          : "report bytes per active user",
+        p.users !== TARGET_USERS
+          ? "report bytes per active user"
+          : p.settled
+            ? "report: with what the ingest left in the heap (the target is read at rest, below)"
+            : `≤ ${fmtInt(TARGET_BYTES_PER_USER)} B/user at ${fmtInt(TARGET_USERS)} (${verdict(rssDelta / p.users <= TARGET_BYTES_PER_USER)})`,
     });
     if (p.settled) {
       const d = p.settled.rss - p.rssIdle;
@@ -298,7 +302,10 @@ export async function stepMemory(
         baseline:
           `V8 heap ${fmtMiB(p.settled.heapHeld)} held, ${fmtMiB(p.settled.heapUsed)} used ` +
           `(right after the ingest: ${fmtMiB(p.heapUsed)} used)`,
-        target: "garbage the app gave back once quiet (HEAP_QUIET_GC_MS)",
+        target:
+          p.users === TARGET_USERS
+            ? `≤ ${fmtInt(TARGET_BYTES_PER_USER)} B/user at ${fmtInt(TARGET_USERS)}, at rest (${verdict(d / p.users <= TARGET_BYTES_PER_USER)})`
+            : "garbage the app gave back once quiet (HEAP_QUIET_GC_MS)",
       });
     }
   }
