@@ -253,6 +253,8 @@ export async function waitCaughtUp(
   parsed: number;
   /** Caught up although these lag gauges ("stage/partition value") stayed above 0. */
   lagGaugeStuck: string;
+  /** Timed out: the lag gauges above 0 then, and whether positions still moved. */
+  behind?: { lagging: string; moving: boolean };
 }> {
   const settleMs = o.settleMs ?? 1000;
   const t0 = epochNow();
@@ -281,7 +283,14 @@ export async function waitCaughtUp(
     // everything). Positions that stay put for 5 × settleMs are caught up too.
     else if (parsed >= lastSeq && now - lastMove >= 5 * settleMs)
       return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: lagging.join(", ") };
-    if (now - t0 > o.timeoutMs) return { doneAt: now, timedOut: true, parsed, lagGaugeStuck: "" };
+    if (now - t0 > o.timeoutMs)
+      return {
+        doneAt: now,
+        timedOut: true,
+        parsed,
+        lagGaugeStuck: "",
+        behind: { lagging: lagging.join(", "), moving: now - lastMove < settleMs },
+      };
     await new Promise((r) => setTimeout(r, o.pollMs ?? 100));
   }
 }

@@ -109,7 +109,8 @@ export async function recoveryUnderLoad(
       const parts = await breakdown(app, killed, back.accepted);
       const caughtUpAt = await caughtUp;
       const loadStats = await load.stop();
-      const settled = await waitCaughtUp(app, await lastSeqNow(), { timeoutMs: 60_000 });
+      const lastSeq = await lastSeqNow();
+      const settled = await waitCaughtUp(app, lastSeq, { timeoutMs: 60_000 });
       // Replayed: what the killed parse had done less what its snapshot restored. (It was the
       // position less the events processed since, from two scrapes taken while parse still
       // caught up: -21,449 "replayed" in RESULTS.md at 2e6f42d.)
@@ -120,7 +121,9 @@ export async function recoveryUnderLoad(
       if (settled.timedOut)
         report.note(
           `Step 6b: 60 s after the load stopped the restarted app had still not caught up ` +
-            `(parse at ${fmtInt(settled.parsed)}): counted as a failure.`,
+            `(parse at ${fmtInt(settled.parsed)} of ${fmtInt(lastSeq)}; lag gauges above 0: ` +
+            `${settled.behind?.lagging || "none"}; stage positions ` +
+            `${settled.behind?.moving ? "still moving" : "still"}): counted as a failure.`,
         );
       report.row({
         step: "6b",
