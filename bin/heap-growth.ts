@@ -87,9 +87,9 @@ export const QUIET_UTILISATION = 0.2;
  * the ingest and RSS 250 MiB less; without the compaction (`--compact-on-every-full-gc` for the
  * one GC) it kept 413 MiB held. Quiet: the main thread's event-loop utilisation under
  * QUIET_UTILISATION in every check (once a second) of the last `quietMs` (default 2 s: the
- * memory a catch-up took is given back seconds after it ends, when the app is read at rest). Once per quiet spell
- * (a busy check must come between two), and only when the heap holds at least `minMiB` more
- * than the last full GC kept. The GC is the process's own: every task of the process waits for
+ * memory a catch-up took is given back seconds after it ends). Once per quiet spell (a busy
+ * check must come between two), and only when the heap holds at least `minMiB` more than the
+ * last full GC kept. The GC is the process's own: every task of the process waits for
  * it (558 ms at 1M users), once after a burst.
  *
  * `quietMs` 0: never. Returns how many it ran, and how to stop following the loop.
