@@ -22,7 +22,8 @@ import { runInNewContext } from "node:vm";
  * ALS at 25 (14-18 mark-compacts, V8's helper threads 87-90 µs), 160.5 and 166.5 at 100 (5, 55
  * µs) and 153.3 and 163.3 at V8's own (4, 48-49 µs). What a burst leaves above the live heap is
  * given back once the process is quiet (collectWhenQuiet), so at rest the percent matters
- * little: step 7 at 1M users held 870 B of RSS per user at 100 and 813-1,029 at 25.
+ * little: step 7 at 1M users held 859 and 873 B of RSS per user at rest at 100, 833 and 843 at
+ * 25.
  *
  * HEAP_GROWING_MIN_MB: a small heap may still grow by at least `minMiB` between full GCs. A
  * quarter of a small live heap is a few MiB of promoted records and snapshot buffers: the
