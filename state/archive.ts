@@ -26,7 +26,8 @@ export interface InstanceSnapshot {
 }
 
 export interface SnapshotArchive {
-  put(stage: string, partition: number, snapshot: InstanceSnapshot): Promise<void>;
+  /** Uploads the snapshot (replacing the instance's last one): its compressed bytes. */
+  put(stage: string, partition: number, snapshot: InstanceSnapshot): Promise<number>;
   get(stage: string, partition: number): Promise<InstanceSnapshot | undefined>;
 }
 
@@ -44,6 +45,7 @@ export async function openSnapshotArchive(
     async put(stage, partition, snapshot) {
       const data = await gzip(Buffer.from(JSON.stringify(snapshot)));
       await os.putBlob({ name: name(stage, partition) }, new Uint8Array(data));
+      return data.length;
     },
     async get(stage, partition) {
       const blob = await os.getBlob(name(stage, partition));

@@ -5,6 +5,7 @@ import type { StateDb } from "../../state/index.js";
 import { createLeaseManager, type LeaseManager } from "../../connectors/nats/leases.js";
 import { whenJetStreamAnswers } from "../../connectors/nats/topology.js";
 import { seqOf, type SnapshotArchive } from "../../state/archive.js";
+import { createArchiveRounds, type ArchiveRounds } from "./archive-rounds.js";
 import { membersOfStage } from "../../actors/host/index.js";
 import { USER_PATH } from "./plan-snapshots.js";
 
@@ -20,7 +21,10 @@ export interface LeaseOwnership {
   /** Lease time; a dead worker's partitions move after at most this long. */
   leaseTtlMs: number;
   archive: SnapshotArchive;
-  /** Snapshots of owned instances go to the archive this often (and on a graceful release). */
+  /**
+   * Snapshots of owned instances that took input go to the archive this often, or less often
+   * when a round is slow (archive-rounds.ts), and on a graceful release.
+   */
   archiveEveryMs: number;
 }
 
@@ -335,7 +339,7 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
     return { stage, partition: Number(partition) };
   };
   let leases: LeaseManager | undefined;
-  let archiveTimer: NodeJS.Timeout | undefined;
+  let rounds: ArchiveRounds | undefined;
   // Units started at once (not by leases): serving instances first, the rest once they run.
   let fixedUnits: readonly string[] = [];
   if (ownership.mode === "all") {
@@ -349,13 +353,27 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
     fixedUnits = ownership.units;
   } else {
     const { archive } = ownership;
-    const upload = async (unit: string) => {
-      for (const id of units.stageIds(unit)) {
-        const { stage, partition } = split(id);
-        const snap = await o.stateDb.instance(stage, partition).exportRaw();
-        if (Number(snap.meta.seq ?? 0) > 0) await archive.put(stage, partition, snap);
-      }
+    const stateOf = (id: string) => {
+      const { stage, partition } = split(id);
+      return o.stateDb.instance(stage, partition);
     };
+    rounds = createArchiveRounds({
+      everyMs: ownership.archiveEveryMs,
+      owned: () => leases?.owned().keys() ?? [],
+      stageIds: (unit) => units.stageIds(unit),
+      positionOf: (id) => o.instances.get(id)?.position(),
+      snapshotNow: async (id) => {
+        await o.instances.get(id)?.snapshotNow();
+      },
+      async copy(id) {
+        const snap = await stateOf(id).exportRaw();
+        if (seqOf(snap) <= 0) return 0;
+        const { stage, partition } = split(id);
+        return archive.put(stage, partition, snap);
+      },
+      ...(o.log ? { log: o.log } : {}),
+    });
+    const archiveRounds = rounds;
     leases = await whenJetStreamAnswers(() =>
       createLeaseManager(o.nc, {
         workerId: ownership.workerId,
@@ -386,6 +404,7 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
               if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
             }),
           );
+          archiveRounds.forget(unit);
           o.log?.({ unit, worker: ownership.workerId, epoch }, "unit acquired");
           units.setEpoch(unit, epoch);
           units.start(unit);
@@ -393,29 +412,24 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
         async onRevoke(unit, graceful) {
           await units.stop(unit, graceful);
           if (graceful)
-            await upload(unit).catch((err: unknown) =>
-              o.log?.({ unit, err: String(err) }, "snapshot upload failed"),
-            );
+            await archiveRounds
+              .copyUnit(unit)
+              .catch((err: unknown) =>
+                o.log?.({ unit, err: String(err) }, "snapshot upload failed"),
+              );
           o.log?.({ unit, graceful }, "unit released");
         },
       }),
     );
     await leases.start();
-    archiveTimer = setInterval(() => {
-      for (const unit of leases?.owned().keys() ?? []) {
-        void (async () => {
-          for (const id of units.stageIds(unit)) await o.instances.get(id)?.snapshotNow();
-          await upload(unit);
-        })().catch((err: unknown) => o.log?.({ unit, err: String(err) }, "snapshot upload failed"));
-      }
-    }, ownership.archiveEveryMs);
+    rounds.start();
   }
 
   return {
     fixedUnits,
     async stop() {
-      clearInterval(archiveTimer);
-      // Workers hand their units over: snapshot, upload, release the leases.
+      // No more rounds; workers hand their units over: snapshot, upload, release the leases.
+      await rounds?.stop();
       await leases?.stop();
     },
   };
