@@ -8,7 +8,11 @@ import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { SNAPSHOT_BUCKET } from "../state/archive.js";
-import { ARCHIVE_MAX_SHARE, archivePause } from "../bin/pipeline/archive-rounds.js";
+import {
+  ARCHIVE_MAX_PAUSE_INTERVALS,
+  ARCHIVE_MAX_SHARE,
+  archivePause,
+} from "../bin/pipeline/archive-rounds.js";
 import { generateLog } from "./helpers/events.js";
 import { sleep, useCleanups } from "./helpers/harness.js";
 import { setupNats } from "./helpers/nats.js";
@@ -24,13 +28,15 @@ const enc = new TextEncoder();
 const H = 3_600_000;
 
 describe("archive rounds: the pause after a round", () => {
-  it("is the interval while rounds are short, and keeps slow rounds to their share of the time", () => {
+  it("is the interval while rounds are short, keeps slow rounds to their share of the time, and is bounded", () => {
     // A short round: the next starts the interval after this one began.
     expect(archivePause(30_000, 500)).toBe(29_500);
     // A round of 10 s may take at most ARCHIVE_MAX_SHARE of the time: the next starts 100 s
     // after it began, not 30 s (nor at once, as a round slower than the interval did before).
     expect(archivePause(30_000, 10_000)).toBe(10_000 / ARCHIVE_MAX_SHARE - 10_000);
-    expect(archivePause(30_000, 60_000)).toBeGreaterThan(0);
+    // A round of a minute (a saturated worker): the pause is bounded.
+    expect(archivePause(30_000, 60_000)).toBe(ARCHIVE_MAX_PAUSE_INTERVALS * 30_000);
+    expect(archivePause(1_000, 0)).toBe(1_000);
   });
 });
 

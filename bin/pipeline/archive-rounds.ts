@@ -9,17 +9,26 @@
  * - a round never starts while the one before is running (a round slower than the interval
  *   used to start the next beside it, each holding whole states in memory);
  * - rounds take at most ARCHIVE_MAX_SHARE of the wall time: after a round of d ms the next
- *   starts no sooner than d / ARCHIVE_MAX_SHARE after it began, as Flink's minimum pause between
- *   checkpoints does. A takeover then replays more of its input from an older copy; the copy is
- *   a shortcut, the replay makes it exact.
+ *   starts no sooner than d / ARCHIVE_MAX_SHARE after it began (as Flink's minimum pause between
+ *   checkpoints), and no later than ARCHIVE_MAX_PAUSE_INTERVALS intervals after it ended. A
+ *   takeover then replays more of its input from an older copy; the copy is a shortcut, the
+ *   replay makes it exact.
  */
 
 /** The largest share of the wall time archive rounds take (a round of 3 s: one per 30 s). */
 export const ARCHIVE_MAX_SHARE = 0.1;
+/**
+ * The longest pause between rounds, in intervals: a round's wall time is mostly its instances'
+ * turns in their mailboxes when the worker is saturated (a round of 74 instances during a
+ * catch-up of one worker on one core took 64 s), so a takeover replays at most this many
+ * intervals more than it would with rounds on time.
+ */
+export const ARCHIVE_MAX_PAUSE_INTERVALS = 10;
 
 /** Milliseconds from the end of a round that took `tookMs` to the start of the next. */
 export function archivePause(everyMs: number, tookMs: number): number {
-  return Math.max(0, Math.max(everyMs, tookMs / ARCHIVE_MAX_SHARE) - tookMs);
+  const spaced = Math.max(everyMs, tookMs / ARCHIVE_MAX_SHARE) - tookMs;
+  return Math.max(0, Math.min(spaced, ARCHIVE_MAX_PAUSE_INTERVALS * everyMs));
 }
 
 /** What a round copied. */
