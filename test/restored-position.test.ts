@@ -15,7 +15,7 @@ describe("a restarted stage instance", () => {
 
   const instance = probeStage;
 
-  it("tells the position its snapshot restored, however far it has moved since", async () => {
+  it("tells the position its snapshot restored, however far it has moved since, and the one its snapshot on disk covers", async () => {
     const { nc, jsm } = await startNats(cleanups);
     await jsm.streams.add({ name: "IN", subjects: ["in.>"], storage: StorageType.File });
     const db = await tempStateDb(cleanups, "reco-restored-");
@@ -25,9 +25,13 @@ describe("a restarted stage instance", () => {
     expect(first.restoredPosition()).toBe(0);
     for (let i = 0; i < 5; i++) await js.publish("in.x", `m${i}`);
     await waitFor(() => first.position() === 5, "five processed");
+    expect(first.snapshotPosition()).toBe(0);
     await first.snapshotNow();
+    expect(first.snapshotPosition()).toBe(5);
     for (let i = 5; i < 8; i++) await js.publish("in.x", `m${i}`);
     await waitFor(() => first.position() === 8, "eight processed");
+    // What its snapshot on disk covers (what the archive copies): still 5.
+    expect(first.snapshotPosition()).toBe(5);
     // A crash: no snapshot of 6-8.
     await first.actor.stop();
 
@@ -38,6 +42,9 @@ describe("a restarted stage instance", () => {
     for (let i = 8; i < 12; i++) await js.publish("in.x", `m${i}`);
     await waitFor(() => second.position() === 12, "everything processed again");
     expect(second.restoredPosition()).toBe(5);
+    expect(second.snapshotPosition()).toBe(5);
+    await second.snapshotNow();
+    expect(second.snapshotPosition()).toBe(12);
     // What the restart replayed: the position at the crash less the restored one.
     expect(8 - second.restoredPosition()).toBe(3);
   }, 30_000);

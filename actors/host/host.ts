@@ -407,6 +407,7 @@ export function createStageInstance<H extends StageHandler>(
     handler: () => handler,
     position: () => lastSeq,
     restoredPosition: () => restoredSeq,
+    snapshotPosition: () => snapshots.writtenSeq() ?? restoredSeq,
     progress: () => outputs.progress(),
     stats: () => outputs.stats(),
     stateKeys: () => state?.keyCount() ?? 0,

@@ -37,11 +37,14 @@ export interface Snapshotter {
   snapshot(force: boolean): Promise<void> | undefined;
   /** The write in flight, if any (a stop waits for it). */
   inFlight(): Promise<void> | undefined;
+  /** The input position of the last snapshot written by this incarnation (undefined: none). */
+  writtenSeq(): number | undefined;
 }
 
 export function createSnapshotter(o: SnapshotterOptions): Snapshotter {
   let inFlight: Promise<void> | undefined;
   let failure: unknown;
+  let writtenSeq: number | undefined;
 
   const snapshot = (force: boolean): Promise<void> | undefined => {
     const state = o.state();
@@ -62,6 +65,7 @@ export function createSnapshotter(o: SnapshotterOptions): Snapshotter {
       await batch.commit();
       // Outputs up to here were stored: failures of their publishes no longer matter.
       if (o.ledger.size > 0) for (const s of o.ledger.keys()) if (s <= seq) o.ledger.delete(s);
+      writtenSeq = seq;
       o.written((performance.now() - t0) / 1000, batch.keys);
       // Cumulative ack (AckPolicy.All): paces delivery only, the snapshot is the truth.
       ack?.();
@@ -80,5 +84,5 @@ export function createSnapshotter(o: SnapshotterOptions): Snapshotter {
     return written;
   };
 
-  return { snapshot, inFlight: () => inFlight };
+  return { snapshot, inFlight: () => inFlight, writtenSeq: () => writtenSeq };
 }

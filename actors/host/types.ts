@@ -189,6 +189,11 @@ export interface StageInstance<H extends StageHandler> {
    * replays is the position before it less this, exactly, whatever moved since.
    */
   restoredPosition(): number;
+  /**
+   * The input position its snapshot on disk covers: the last one it wrote, else the one it
+   * restored (-1 until loaded).
+   */
+  snapshotPosition(): number;
   /** Event-time progress (epoch ms) stamped on its outputs; -1 before any. */
   progress(): number;
   /** The persisted counts (see StageOutput.count). */

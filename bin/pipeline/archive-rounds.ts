@@ -1,11 +1,12 @@
 /**
  * A worker's copies of its snapshots to the archive (state/archive.ts), in rounds one after
- * another: each round snapshots every owned instance that took input since its last copy and
- * uploads that snapshot whole. A copy of a large state costs a full read of it, its JSON and its
- * gzip, so:
+ * another: each round uploads, whole, the snapshot on disk of every owned instance that wrote
+ * one since its last copy (at most SNAPSHOT_INTERVAL old: the archive does not force one, which
+ * waited for the instance's turn behind its queued input). A copy of a large state costs a full
+ * read of it, its JSON and its gzip, so:
  *
- * - an instance whose input position has not moved since its last copy is not copied again (its
- *   archived snapshot covers everything it has processed: a quiet cluster uploads nothing);
+ * - an instance whose snapshot has not moved since its last copy is not copied again (a quiet
+ *   cluster uploads nothing);
  * - a round never starts while the one before is running (a round slower than the interval
  *   used to start the next beside it, each holding whole states in memory);
  * - rounds take at most ARCHIVE_MAX_SHARE of the wall time: after a round of d ms the next
@@ -18,9 +19,7 @@
 /** The largest share of the wall time archive rounds take (a round of 3 s: one per 30 s). */
 export const ARCHIVE_MAX_SHARE = 0.1;
 /**
- * The longest pause between rounds, in intervals: a round's wall time is mostly its instances'
- * turns in their mailboxes when the worker is saturated (a round of 74 instances during a
- * catch-up of one worker on one core took 64 s), so a takeover replays at most this many
+ * The longest pause between rounds, in intervals: a takeover replays at most this many
  * intervals more than it would with rounds on time.
  */
 export const ARCHIVE_MAX_PAUSE_INTERVALS = 10;
@@ -46,12 +45,13 @@ export interface ArchiveRoundsOptions {
   owned: () => Iterable<string>;
   /** The unit's stage instance ids. */
   stageIds: (unit: string) => readonly string[];
-  /** The running instance's input position (undefined: not running here). */
-  positionOf: (id: string) => number | undefined;
-  /** Snapshots the instance now (no-op when it is not running). */
-  snapshotNow: (id: string) => Promise<void>;
-  /** Uploads the instance's snapshot on disk: its compressed bytes (0: nothing to copy). */
-  copy: (id: string) => Promise<number>;
+  /**
+   * The input position of the running instance's snapshot on disk (undefined: not running
+   * here, copied whenever asked).
+   */
+  snapshotPositionOf: (id: string) => number | undefined;
+  /** Uploads the instance's snapshot on disk: its compressed bytes and the position it covers. */
+  copy: (id: string) => Promise<{ bytes: number; seq: number }>;
   log?: (obj: object, msg: string) => void;
 }
 
@@ -67,7 +67,7 @@ export interface ArchiveRounds {
 }
 
 export function createArchiveRounds(o: ArchiveRoundsOptions): ArchiveRounds {
-  /** Each instance's input position when its last copy was snapshotted. */
+  /** The input position of each instance's last copy. */
   const copiedAt = new Map<string, number>();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
@@ -76,21 +76,18 @@ export function createArchiveRounds(o: ArchiveRoundsOptions): ArchiveRounds {
   const copyUnit = async (unit: string, onlyChanged: boolean): Promise<ArchiveRound> => {
     const r: ArchiveRound = { copied: 0, unchanged: 0, bytes: 0 };
     for (const id of o.stageIds(unit)) {
-      const at = o.positionOf(id);
+      const at = o.snapshotPositionOf(id);
       if (onlyChanged && at !== undefined && copiedAt.get(id) === at) {
         r.unchanged++;
         continue;
       }
-      await o.snapshotNow(id);
-      const bytes = await o.copy(id);
+      const { bytes, seq } = await o.copy(id);
       if (bytes > 0) {
         r.copied++;
         r.bytes += bytes;
       }
-      // The snapshot taken now covers at least `at`: while the position stays there, it is
-      // the instance's state.
-      if (at !== undefined) copiedAt.set(id, at);
-      else copiedAt.delete(id);
+      // While its snapshot stays at `seq`, the archived copy is the instance's state.
+      copiedAt.set(id, seq);
     }
     return r;
   };

@@ -16,6 +16,7 @@ export function memberInstance(
     handler: () => (chain.handler() as ChainHandler | undefined)?.member(stage),
     position: () => chain.position(),
     restoredPosition: () => chain.restoredPosition(),
+    snapshotPosition: () => chain.snapshotPosition(),
     progress: () => chain.progress(),
     stats: () => memberCounts(chainStage, chain.stats()).get(stage) ?? {},
     stateKeys: () => 0,

@@ -361,15 +361,13 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
       everyMs: ownership.archiveEveryMs,
       owned: () => leases?.owned().keys() ?? [],
       stageIds: (unit) => units.stageIds(unit),
-      positionOf: (id) => o.instances.get(id)?.position(),
-      snapshotNow: async (id) => {
-        await o.instances.get(id)?.snapshotNow();
-      },
+      snapshotPositionOf: (id) => o.instances.get(id)?.snapshotPosition(),
       async copy(id) {
         const snap = await stateOf(id).exportRaw();
-        if (seqOf(snap) <= 0) return 0;
+        const seq = seqOf(snap);
+        if (seq <= 0) return { bytes: 0, seq };
         const { stage, partition } = split(id);
-        return archive.put(stage, partition, snap);
+        return { bytes: await archive.put(stage, partition, snap), seq };
       },
       ...(o.log ? { log: o.log } : {}),
     });
