@@ -29,6 +29,11 @@ export interface SnapshotArchive {
   /** Uploads the snapshot (replacing the instance's last one): its compressed bytes. */
   put(stage: string, partition: number, snapshot: InstanceSnapshot): Promise<number>;
   get(stage: string, partition: number): Promise<InstanceSnapshot | undefined>;
+  /**
+   * The sequence the instance's archived snapshot covers, from the object's metadata without
+   * downloading it: 0 for none, undefined for a copy uploaded without it (get() tells).
+   */
+  seq(stage: string, partition: number): Promise<number | undefined>;
 }
 
 export const SNAPSHOT_BUCKET = "reco_snapshots";
@@ -44,13 +49,22 @@ export async function openSnapshotArchive(
   return {
     async put(stage, partition, snapshot) {
       const data = await gzip(Buffer.from(JSON.stringify(snapshot)));
-      await os.putBlob({ name: name(stage, partition) }, new Uint8Array(data));
+      await os.putBlob(
+        { name: name(stage, partition), metadata: { seq: String(seqOf(snapshot)) } },
+        new Uint8Array(data),
+      );
       return data.length;
     },
     async get(stage, partition) {
       const blob = await os.getBlob(name(stage, partition));
       if (!blob) return undefined;
       return JSON.parse((await gunzip(blob)).toString("utf8")) as InstanceSnapshot;
+    },
+    async seq(stage, partition) {
+      const info = await os.info(name(stage, partition));
+      if (!info || info.deleted) return 0;
+      const seq = info.metadata?.seq;
+      return seq === undefined ? undefined : Number(seq);
     },
   };
 }

@@ -54,6 +54,8 @@ export interface SnapshotStore {
    * the archive (state/archive.ts).
    */
   exportRaw(): Promise<RawSnapshot>;
+  /** The input sequence the snapshot covers (its metadata's `seq`; 0: none), read alone. */
+  metaSeq(): Promise<number>;
   /** Replaces the instance's snapshot with logical entries from the archive, in one batch. */
   importRaw(s: RawSnapshot): Promise<void>;
 }

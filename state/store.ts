@@ -8,6 +8,7 @@ import {
   CHECKPOINT_MIN,
   emptyDisk,
   forgetDisk,
+  META_KEY,
   PLAIN_CHECKPOINT_MIN,
   PLAIN_CHECKPOINT_MIN_BYTES,
   RAW_MIN_BYTES,
@@ -222,6 +223,19 @@ export async function openStateDb(path: string, options: StateDbOptions = {}): P
         async exportRaw() {
           const { state } = await read();
           return rawOf(state);
+        },
+        async metaSeq() {
+          await ready();
+          const v = await sub()
+            .get(META_KEY)
+            .catch((err: unknown) => {
+              throw storeFailure(path, err, false);
+            });
+          if (v === undefined) return 0;
+          const meta = JSON.parse(typeof v === "string" ? v : v.toString("utf8")) as {
+            seq?: unknown;
+          };
+          return Number(meta.seq ?? 0);
         },
         async importRaw(snap) {
           writesBegun++;

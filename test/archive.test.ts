@@ -18,6 +18,7 @@ describe("the snapshot archive in a JetStream object store", () => {
   it("round-trips a large snapshot and keeps the newest per instance", async () => {
     const archive = await openSnapshotArchive(nc);
     expect(await archive.get("window", 3)).toBeUndefined();
+    expect(await archive.seq("window", 3)).toBe(0);
     const entries: [string, unknown][] = Array.from({ length: 50_000 }, (_, i) => [
       `cell\u0000${i}`,
       [i, `cat${i % 7}`],
@@ -26,6 +27,8 @@ describe("the snapshot archive in a JetStream object store", () => {
     await archive.put("window", 3, { meta: { seq: 99, wm: 7 }, entries });
     const got = await archive.get("window", 3);
     expect(seqOf(got)).toBe(99);
+    // The sequence without the download (a takeover compares it with the local snapshot's).
+    expect(await archive.seq("window", 3)).toBe(99);
     expect(got?.entries).toHaveLength(50_000);
     expect(got?.entries[12_345]).toEqual(["cell\u000012345", [12_345, "cat4"]]);
     // Another instance is separate; a second archive handle (another machine) sees the same.

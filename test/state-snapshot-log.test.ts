@@ -151,8 +151,11 @@ describe("snapshots as deltas and checkpoints", () => {
     await from.write(state);
     const raw = await from.exportRaw();
     expect(raw).toEqual({ meta: { seq: 4 }, entries: [["cell\u0000k2", 2]] });
+    // The sequence alone, as a takeover compares it with the archived copy's.
+    expect(await from.metaSeq()).toBe(4);
 
     const to = db.instance("window", 6);
+    expect(await to.metaSeq()).toBe(0);
     const other = await to.load();
     other.map<number>("cell").set("stale", 9);
     await to.write(other);

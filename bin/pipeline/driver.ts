@@ -52,6 +52,7 @@ export function forgetfulStore(): SnapshotStore {
     write: () => Promise.resolve(0),
     clear: () => Promise.resolve(),
     exportRaw: () => Promise.resolve({ meta: {}, entries: [] }),
+    metaSeq: () => Promise.resolve(0),
     importRaw: () => Promise.resolve(),
   };
 }

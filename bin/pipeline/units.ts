@@ -384,21 +384,33 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
           // Restore: whichever snapshot covers more input, ours on disk or the archived one. The
           // archive is a shortcut, not a requirement: if it cannot answer in time (a cluster
           // electing leaders), the unit starts from what it has and replays the rest of its input.
-          // The unit's stages are fetched side by side: one wait, not one per stage.
+          // The unit's stages are fetched side by side: one wait, not one per stage. The
+          // archived copy is downloaded only when it covers more than the one on disk, both
+          // sequences read from metadata (the local one was read by loading the whole state, and
+          // a copy older than it was downloaded and decoded whole, before it was dropped).
           await Promise.all(
             units.stageIds(unit).map(async (id) => {
               const { stage, partition } = split(id);
               const local = o.stateDb.instance(stage, partition);
+              const localSeq = await local.metaSeq();
+              const unavailable = (err: unknown) => {
+                o.log?.(
+                  { id, err: String(err) },
+                  "snapshot archive unavailable: replaying instead",
+                );
+                return undefined;
+              };
+              let archived: number | undefined;
+              try {
+                archived = await withTimeout(archive.seq(stage, partition), 5_000);
+              } catch (err) {
+                unavailable(err);
+                return;
+              }
+              if (archived !== undefined && archived <= localSeq) return;
               const remote = await withTimeout(archive.get(stage, partition), 5_000).catch(
-                (err: unknown) => {
-                  o.log?.(
-                    { id, err: String(err) },
-                    "snapshot archive unavailable: replaying instead",
-                  );
-                  return undefined;
-                },
+                unavailable,
               );
-              const localSeq = Number((await local.exportRaw()).meta.seq ?? 0);
               if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
             }),
           );
