@@ -1,10 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
-import { freePort } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { SNAPSHOT_BUCKET } from "../state/archive.js";
@@ -16,6 +14,7 @@ import {
 import { generateLog } from "./helpers/events.js";
 import { sleep, useCleanups } from "./helpers/harness.js";
 import { setupNats } from "./helpers/nats.js";
+import { spawnWorker } from "./helpers/worker.js";
 
 /*
  * A worker copies its snapshots to the object store in rounds (bin/pipeline/archive-rounds.ts):
@@ -23,7 +22,6 @@ import { setupNats } from "./helpers/nats.js";
  * round pushes the next one back instead of overlapping it.
  */
 
-const root = resolve(import.meta.dirname, "..");
 const enc = new TextEncoder();
 const H = 3_600_000;
 
@@ -60,16 +58,11 @@ describe("archive rounds in a worker", () => {
     const dataDir = await mkdtemp(join(tmpdir(), "reco-archive-rounds-"));
     cleanups.add(() => rm(dataDir, { recursive: true, force: true }));
 
-    const child: ChildProcess = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "worker"], {
-      cwd: root,
-      env: {
-        ...process.env,
+    const worker = await spawnWorker(
+      "w0",
+      {
         NATS_URL: nats.url,
-        WORKER_ID: "w0",
         DATA_DIR: dataDir,
-        METRICS_PORT: String(await freePort()),
-        GRPC_PORT: String(await freePort()),
-        GRPC_HOST: "127.0.0.1",
         PARTITIONS: "2",
         LEASE_TTL_MS: "3000",
         ARCHIVE_INTERVAL_MS: "1000",
@@ -77,23 +70,9 @@ describe("archive rounds in a worker", () => {
         // No idle markers: with no events, no input position moves.
         IDLE_TIMEOUT_MS: "0",
         RANKER: "design",
-        LOG_LEVEL: "info",
       },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-    cleanups.add(async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGKILL");
-        await new Promise((r) => child.once("exit", r));
-      }
-    });
-    for (const end = Date.now() + 60_000; !out.includes("reco-stream ready"); await sleep(100)) {
-      if (child.exitCode !== null) throw new Error(`worker exited:\n${out}`);
-      if (Date.now() > end) throw new Error(`worker not ready:\n${out}`);
-    }
+      cleanups,
+    );
 
     const log = generateLog({
       seed: 5,
@@ -125,7 +104,9 @@ describe("archive rounds in a worker", () => {
     let stableSince = Date.now();
     for (const end = Date.now() + 45_000; Date.now() - stableSince < 4_000; await sleep(250)) {
       if (Date.now() > end)
-        throw new Error(`archived snapshots still re-uploaded after 45 s:\n${out.slice(-2000)}`);
+        throw new Error(
+          `archived snapshots still re-uploaded after 45 s:\n${worker.output().slice(-2000)}`,
+        );
       const now = await uploads(nc);
       const same = now.size === last.size && [...now].every(([k, v]) => last.get(k) === v);
       if (!same || now.size === 0) stableSince = Date.now();
@@ -144,6 +125,6 @@ describe("archive rounds in a worker", () => {
     }
     expect(moved).toContain("parse.0");
     expect(moved.length).toBeGreaterThan(1);
-    expect(out).not.toMatch(/snapshot upload failed/);
+    expect(worker.output()).not.toMatch(/snapshot upload failed/);
   }, 120_000);
 });

@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { connect } from "nats";
 import { freePort, startEmbeddedNats } from "../connectors/nats/embedded-server.js";
 import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
@@ -12,6 +11,7 @@ import { liveKeys } from "../connectors/nats/topology.js";
 import { generateLog } from "./helpers/events.js";
 import { sleep, useCleanups } from "./helpers/harness.js";
 import { gauges, stagesBehind, type Gauge } from "./helpers/positions.js";
+import { spawnWorker, type WorkerProcess } from "./helpers/worker.js";
 
 /**
  * The collaborative source over workers: each `collaborative/<p>` runs with its partition's unit,
@@ -21,7 +21,6 @@ import { gauges, stagesBehind, type Gauge } from "./helpers/positions.js";
  * held-out slice of its matrix), with the partitions' collaborative stages on both workers.
  */
 
-const root = resolve(import.meta.dirname, "..");
 const H = 3_600_000;
 const enc = new TextEncoder();
 
@@ -36,12 +35,6 @@ const log = generateLog({
   lateShare: 0.01,
   lateByMs: H,
 });
-
-interface Worker {
-  id: string;
-  child: ChildProcess;
-  metricsPort: number;
-}
 
 interface Outcome {
   /** The newest implicit model: input point and offline figures. */
@@ -61,44 +54,25 @@ async function run(ids: string[], cleanups: ReturnType<typeof useCleanups>): Pro
   const jsm = await nc.jetstreamManager();
   await ensureEventsStream(jsm, { replicas: 1 });
 
-  const workers: Worker[] = [];
-  for (const id of ids) {
-    const metricsPort = await freePort();
-    const child = spawn(process.execPath, [join(root, "bin", "reco.mjs"), "worker"], {
-      cwd: root,
-      env: {
-        ...process.env,
-        NATS_URL: nats.url,
-        WORKER_ID: id,
-        DATA_DIR: join(dir, id),
-        METRICS_PORT: String(metricsPort),
-        GRPC_PORT: String(await freePort()),
-        GRPC_HOST: "127.0.0.1",
-        PARTITIONS: "4",
-        REPLICAS: "1",
-        LEASE_TTL_MS: "3000",
-        SNAPSHOT_INTERVAL: "500",
-        // Idle markers follow wall time; the compared runs must not depend on pauses.
-        IDLE_TIMEOUT_MS: "0",
-        RANKER: "blend",
-        LOG_LEVEL: "info",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-    cleanups.add(async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGKILL");
-      await new Promise((r) => child.once("exit", r));
-    });
-    workers.push({ id, child, metricsPort });
-    for (const until = Date.now() + 60_000; !out.includes("reco-stream ready"); await sleep(100)) {
-      if (child.exitCode !== null) throw new Error(`worker ${id} exited:\n${out}`);
-      if (Date.now() > until) throw new Error(`worker ${id} not ready:\n${out}`);
-    }
-  }
+  const workers: WorkerProcess[] = [];
+  for (const id of ids)
+    workers.push(
+      await spawnWorker(
+        id,
+        {
+          NATS_URL: nats.url,
+          DATA_DIR: join(dir, id),
+          PARTITIONS: "4",
+          REPLICAS: "1",
+          LEASE_TTL_MS: "3000",
+          SNAPSHOT_INTERVAL: "500",
+          // Idle markers follow wall time; the compared runs must not depend on pauses.
+          IDLE_TIMEOUT_MS: "0",
+          RANKER: "blend",
+        },
+        cleanups,
+      ),
+    );
 
   // Every unit owned, by every worker, the owners settled.
   const units = ["p0", "p1", "p2", "p3", "parse"];
