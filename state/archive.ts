@@ -36,10 +36,11 @@ export interface SnapshotArchive {
   put(stage: string, partition: number, snapshot: InstanceSnapshot): Promise<number>;
   get(stage: string, partition: number): Promise<InstanceSnapshot | undefined>;
   /**
-   * The sequence the instance's archived snapshot covers, from the object's metadata without
-   * downloading it: 0 for none, undefined for a copy uploaded without it (get() tells).
+   * The instance's archived copy, from the object's metadata without downloading it: undefined
+   * for none; `seq` the sequence it covers (undefined for a copy uploaded without it: get()
+   * tells), `bytes` its compressed size.
    */
-  seq(stage: string, partition: number): Promise<number | undefined>;
+  about(stage: string, partition: number): Promise<{ seq?: number; bytes: number } | undefined>;
 }
 
 export const SNAPSHOT_BUCKET = "reco_snapshots";
@@ -66,14 +67,24 @@ export async function openSnapshotArchive(
       if (!blob) return undefined;
       return JSON.parse((await gunzip(blob)).toString("utf8")) as InstanceSnapshot;
     },
-    async seq(stage, partition) {
+    async about(stage, partition) {
       const info = await os.info(name(stage, partition));
-      if (!info || info.deleted) return 0;
+      if (!info || info.deleted) return undefined;
       const seq = info.metadata?.seq;
-      return seq === undefined ? undefined : Number(seq);
+      return seq === undefined ? { bytes: info.size } : { seq: Number(seq), bytes: info.size };
     },
   };
 }
+
+/**
+ * How long a takeover waits for an archived copy of `bytes` (compressed) once the archive has
+ * answered: its download, gunzip and JSON parse, at 5 MB of the compressed copy a second on a
+ * loaded machine, beside the 5 s any answer may take. (With a fixed 5 s, a copy that took longer
+ * was dropped and the unit replayed its input from its own snapshot, from the start on a worker
+ * new to it: a MovieLens replay's 75 copies are 13.4 MB, a million users' state 270 MiB on
+ * disk.)
+ */
+export const downloadTimeoutMs = (bytes: number) => 5_000 + Math.ceil(bytes / 5_000);
 
 /** The sequence a snapshot covers (0 for none). */
 export const seqOf = (s: InstanceSnapshot | undefined) => Number(s?.meta.seq ?? 0);

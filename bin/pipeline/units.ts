@@ -4,7 +4,7 @@ import type { StageHandler, StageInstance } from "../../actors/host/index.js";
 import type { StateDb } from "../../state/index.js";
 import { createLeaseManager, type LeaseManager } from "../../connectors/nats/leases.js";
 import { whenJetStreamAnswers } from "../../connectors/nats/topology.js";
-import { seqOf, type SnapshotArchive } from "../../state/archive.js";
+import { downloadTimeoutMs, seqOf, type SnapshotArchive } from "../../state/archive.js";
 import { createArchiveRounds, type ArchiveRounds } from "./archive-rounds.js";
 import { membersOfStage } from "../../actors/host/index.js";
 import { USER_PATH } from "./plan-snapshots.js";
@@ -400,17 +400,19 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
                 );
                 return undefined;
               };
-              let archived: number | undefined;
+              let archived: { seq?: number; bytes: number } | undefined;
               try {
-                archived = await withTimeout(archive.seq(stage, partition), 5_000);
+                archived = await withTimeout(archive.about(stage, partition), 5_000);
               } catch (err) {
                 unavailable(err);
                 return;
               }
-              if (archived !== undefined && archived <= localSeq) return;
-              const remote = await withTimeout(archive.get(stage, partition), 5_000).catch(
-                unavailable,
-              );
+              if (archived === undefined) return;
+              if (archived.seq !== undefined && archived.seq <= localSeq) return;
+              const remote = await withTimeout(
+                archive.get(stage, partition),
+                downloadTimeoutMs(archived.bytes),
+              ).catch(unavailable);
               if (remote && seqOf(remote) > localSeq) await local.importRaw(remote);
             }),
           );
