@@ -113,6 +113,14 @@ export function collectWhenQuiet(
     if (major) kept = getHeapStatistics().used_heap_size;
   });
   observer.observe({ entryTypes: ["gc"] });
+  /**
+   * The heap held right after this function's last GC: compacted, it cannot hold much less (new
+   * space and code stay committed). Another GC waits until the heap has grown past it by
+   * `minMiB`: a short task after a quiet GC (a request, a timer's work, a moment without a CPU)
+   * ended the quiet spell, and the next one ran a full GC of the whole heap that gave back
+   * nothing.
+   */
+  let floor = 0;
   let last = performance.eventLoopUtilization();
   let quiet = 0;
   let busySince = false;
@@ -128,7 +136,7 @@ export function collectWhenQuiet(
     }
     if (++quiet < checks || !busySince) return;
     const before = getHeapStatistics();
-    if (before.total_heap_size - kept < minBytes) return;
+    if (before.total_heap_size - Math.max(kept, floor) < minBytes) return;
     const began = performance.now();
     setFlagsFromString("--compact-on-every-full-gc");
     try {
@@ -138,6 +146,7 @@ export function collectWhenQuiet(
     }
     const after = getHeapStatistics();
     kept = after.used_heap_size;
+    floor = after.total_heap_size;
     busySince = false;
     // The GC's own time is not work that ends a quiet spell.
     last = performance.eventLoopUtilization();
