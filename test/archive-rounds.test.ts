@@ -3,7 +3,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "nats";
-import { createJetStreamPublisher } from "../connectors/nats/publisher.js";
 import { ensureEventsStream } from "../connectors/nats/streams.js";
 import { SNAPSHOT_BUCKET } from "../state/archive.js";
 import {
@@ -14,6 +13,7 @@ import {
 import { generateLog } from "./helpers/events.js";
 import { sleep, useCleanups } from "./helpers/harness.js";
 import { setupNats } from "./helpers/nats.js";
+import { publish } from "./helpers/reference-runs.js";
 import { spawnWorker } from "./helpers/worker.js";
 
 /*
@@ -22,7 +22,6 @@ import { spawnWorker } from "./helpers/worker.js";
  * round pushes the next one back instead of overlapping it.
  */
 
-const enc = new TextEncoder();
 const H = 3_600_000;
 
 describe("archive rounds: the pause after a round", () => {
@@ -85,18 +84,7 @@ describe("archive rounds in a worker", () => {
       lateShare: 0,
       lateByMs: 0,
     });
-    const publish = async (events: typeof log) => {
-      const pub = createJetStreamPublisher(nc, { window: 256 });
-      await pub.publishMany(
-        events.map((e) => ({
-          subject: `events.${e.event_type}`,
-          data: enc.encode(JSON.stringify(e)),
-          opts: { msgId: e.event_id },
-        })),
-      );
-      await pub.close();
-    };
-    await publish(log.slice(0, 300));
+    await publish(nc, log.slice(0, 300));
 
     // Once every instance has caught up and been copied, rounds go on every second and upload
     // nothing: the objects stay the same uploads. (Each round used to upload every instance.)
@@ -116,7 +104,7 @@ describe("archive rounds in a worker", () => {
     expect([...last.keys()].some((k) => k.endsWith(".1"))).toBe(true);
 
     // New events move parse and the stages after it: those are copied again.
-    await publish(log.slice(300));
+    await publish(nc, log.slice(300));
     let moved: string[] = [];
     for (const end = Date.now() + 20_000; Date.now() < end; await sleep(250)) {
       const now = await uploads(nc);

@@ -353,25 +353,20 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
     fixedUnits = ownership.units;
   } else {
     const { archive } = ownership;
-    const stateOf = (id: string) => {
-      const { stage, partition } = split(id);
-      return o.stateDb.instance(stage, partition);
-    };
-    rounds = createArchiveRounds({
+    const archiveRounds = createArchiveRounds({
       everyMs: ownership.archiveEveryMs,
       owned: () => leases?.owned().keys() ?? [],
       stageIds: (unit) => units.stageIds(unit),
       snapshotPositionOf: (id) => o.instances.get(id)?.snapshotPosition(),
       async copy(id) {
-        const snap = await stateOf(id).exportRaw();
-        const seq = seqOf(snap);
-        if (seq <= 0) return { bytes: 0, seq };
         const { stage, partition } = split(id);
-        return { bytes: await archive.put(stage, partition, snap), seq };
+        const snap = await o.stateDb.instance(stage, partition).exportRaw();
+        const seq = seqOf(snap);
+        return { bytes: seq > 0 ? await archive.put(stage, partition, snap) : 0, seq };
       },
       ...(o.log ? { log: o.log } : {}),
     });
-    const archiveRounds = rounds;
+    rounds = archiveRounds;
     leases = await whenJetStreamAnswers(() =>
       createLeaseManager(o.nc, {
         workerId: ownership.workerId,
@@ -434,7 +429,7 @@ export async function takeOwnership(ownership: Ownership, o: OwnerOptions): Prom
       }),
     );
     await leases.start();
-    rounds.start();
+    archiveRounds.start();
   }
 
   return {
