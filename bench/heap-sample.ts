@@ -6,11 +6,14 @@ import { Session } from "node:inspector/promises";
  * inspector, counting objects that garbage collections have freed too (without those flags the
  * profile holds only what is still alive when it stops, which says little about allocation
  * rate). The profile is written as `--heap-prof` writes one; `npx tsx bench/profile-summary.ts
- * FILE.heapprofile` lists bytes allocated by function and file.
+ * FILE.heapprofile` lists bytes allocated by function and file. Without `youngDeaths` the
+ * objects a scavenge freed are left out: what remains was promoted to the old generation (and
+ * either died there or is still alive), the allocations that make full GCs come sooner.
  */
 export async function sampleHeap(
   file: string,
   intervalBytes = 16_384,
+  { youngDeaths = true }: { youngDeaths?: boolean } = {},
 ): Promise<{ stop(): Promise<void> }> {
   const session = new Session();
   session.connect();
@@ -18,7 +21,7 @@ export async function sampleHeap(
   await session.post("HeapProfiler.startSampling", {
     samplingInterval: intervalBytes,
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: youngDeaths,
   });
   return {
     async stop() {

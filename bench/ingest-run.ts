@@ -55,8 +55,13 @@ export async function ingest(nats: EmbeddedNats, dir: string, msgs: OutgoingMess
   const tids0 = await threadRunSeconds(process.pid);
   const sampler = sampleThreads(process.pid);
   const alloc = watchAllocation();
-  // BENCH_HEAP_PROFILE=file: where the main isolate's allocations come from, over the same span.
-  const heap = env.BENCH_HEAP_PROFILE ? await sampleHeap(env.BENCH_HEAP_PROFILE) : undefined;
+  // BENCH_HEAP_PROFILE=file: where the main isolate's allocations come from, over the same span;
+  // with BENCH_HEAP_PROFILE_OLD=1 only what survived scavenges (promoted) is counted.
+  const heap = env.BENCH_HEAP_PROFILE
+    ? await sampleHeap(env.BENCH_HEAP_PROFILE, undefined, {
+        youngDeaths: env.BENCH_HEAP_PROFILE_OLD !== "1",
+      })
+    : undefined;
   const t0 = performance.now();
   // BENCH_APP_LOG=file: the app's warnings and errors go there (a failed step says why).
   const appLog = env.BENCH_APP_LOG
