@@ -56,7 +56,24 @@ export async function stepIngest(
           !r.timedOut && rate >= INGEST_TARGET_RATE && rate / consumeRate >= INGEST_TARGET_RATIO,
         )})`,
       });
-      if (r.timedOut) report.fail();
+      if (r.timedOut) {
+        report.fail();
+        // Where it stood: each instance with messages still pending on its consumer or waiting
+        // in its mailbox (positions that stopped moving with these above 0 are a stall).
+        const behind = samples
+          .filter(
+            (m) =>
+              (m.name === "reco_stage_consumer_lag" || m.name === "reco_stage_mailbox_depth") &&
+              m.value !== 0,
+          )
+          .map(
+            (m) =>
+              `${m.labels.stage}/${m.labels.partition} ${m.name.endsWith("lag") ? "pending" : "in its mailbox"} ${fmtInt(m.value)}`,
+          );
+        report.note(
+          `Step 2 timed out. Behind at the end, by the gauges: ${behind.join(", ") || "none"}.`,
+        );
+      }
       report.row({
         step: "2",
         figure: `  CPU during ingest (app ${r.app.parseProcess ? "processes, main + parse" : "process"} / nats-server)`,
