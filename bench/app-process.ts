@@ -278,9 +278,10 @@ export async function waitCaughtUp(
       lastMove = now;
     } else if (parsed >= lastSeq && now - lastMove >= settleMs && lagging.length === 0)
       return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: "" };
-    // A lag gauge is the pending count of the last message its instance took: seen stuck above
-    // 0 on a loaded machine with nothing left to deliver (until the idle marker 30 s later moved
-    // everything). Positions that stay put for 5 × settleMs are caught up too.
+    // A lag gauge is the pending count of the last message its instance took, which could stay
+    // above 0 with nothing left to deliver; the engine now asks the server once the input is
+    // quiet for 1 s (actors/host/host.ts `lag`). Positions that stay put for 5 × settleMs are
+    // caught up too, and the step says which gauges were still up.
     else if (parsed >= lastSeq && now - lastMove >= 5 * settleMs)
       return { doneAt: lastMove, timedOut: false, parsed, lagGaugeStuck: lagging.join(", ") };
     if (now - t0 > o.timeoutMs)

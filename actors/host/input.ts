@@ -31,6 +31,8 @@ export interface InputOptions {
 export interface Input {
   /** Stops taking input; safe to call more than once, and before the source is open. */
   close(): void;
+  /** Messages the server holds for the input now, if the transport can tell (InputSource). */
+  pending(): Promise<number | undefined>;
 }
 
 /**
@@ -86,5 +88,6 @@ export async function openInput(o: InputOptions, closedBefore: () => boolean): P
       if (!ignoring && !closedBefore()) o.fail(err);
     },
   );
-  return { close };
+  const pending = async () => (source.pending ? source.pending() : undefined);
+  return { close, pending };
 }

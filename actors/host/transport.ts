@@ -60,6 +60,13 @@ export interface InputSource {
   close(): Promise<unknown>;
   /** Resolves when delivery ends, with the error if it ended without a `close`. */
   closed(): Promise<void | Error>;
+  /**
+   * Messages the server holds for this input now (undefined: it cannot tell). Asked when the
+   * input has gone quiet: the count a delivery carries is the server's as it sent that message,
+   * and the last one of a burst may carry a few more than ever come (seen 2-7 on nats-server
+   * 2.9.10, with nothing left to deliver).
+   */
+  pending?(): Promise<number | undefined>;
 }
 
 export interface HopPublishOptions {

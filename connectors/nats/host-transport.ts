@@ -1,8 +1,8 @@
 import type { NatsConnection } from "nats";
-import type { HostTransport } from "../../actors/host/index.js";
+import type { HostTransport, InputSource, SourceOptions } from "../../actors/host/index.js";
 import { createJetStreamPublisher } from "./publisher.js";
 import { createSharedSources } from "./shared-source.js";
-import { deleteConsumers, openDurableSource } from "./source.js";
+import { consumerPending, deleteConsumers, openDurableSource } from "./source.js";
 
 /**
  * The stage host's transport on NATS JetStream: inputs are durable pull consumers re-created at
@@ -11,14 +11,20 @@ import { deleteConsumers, openDurableSource } from "./source.js";
  * publisher (publisher.ts).
  */
 export function natsHostTransport(nc: NatsConnection): HostTransport {
-  const shared = createSharedSources(
-    (o) => openDurableSource(nc, o),
-    (stream, names, match) => deleteConsumers(nc, stream, names, match),
+  const durable = async (o: SourceOptions): Promise<InputSource> => {
+    const messages = await openDurableSource(nc, o);
+    return {
+      close: () => messages.close(),
+      closed: () => messages.closed(),
+      pending: () => consumerPending(nc, o.stream, o.durable),
+    };
+  };
+  const shared = createSharedSources(durable, (stream, names, match) =>
+    deleteConsumers(nc, stream, names, match),
   );
   return {
     maxPayload: () => nc.info?.max_payload,
-    openSource: (o) =>
-      o.shared ? shared.open({ ...o, shared: o.shared }) : openDurableSource(nc, o),
+    openSource: (o) => (o.shared ? shared.open({ ...o, shared: o.shared }) : durable(o)),
     createPublisher: (o) => createJetStreamPublisher(nc, o),
   };
 }

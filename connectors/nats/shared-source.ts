@@ -296,6 +296,14 @@ export function createSharedSources(
       return {
         close: async () => leave(group, tap),
         closed: () => tap.ended,
+        // What the server holds for the group's consumer, which is this tap's too once the tap
+        // has every message the group received (taps are handed them as they come).
+        pending: async () => {
+          const gen = group.gen;
+          if (gen?.source?.pending === undefined || gen.over || tap.last < gen.reached)
+            return undefined;
+          return gen.source.pending();
+        },
       };
     },
   };

@@ -179,6 +179,23 @@ async function placeConsumer(
   }
 }
 
+/**
+ * Messages the server holds for a durable consumer now (`num_pending`: not yet delivered), or
+ * undefined when it does not answer.
+ */
+export async function consumerPending(
+  nc: NatsConnection,
+  stream: string,
+  durable: string,
+): Promise<number | undefined> {
+  try {
+    const jsm = await nc.jetstreamManager({ checkAPI: false });
+    return (await jsm.consumers.info(stream, durable)).num_pending;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Where a consumer lives, to ask the server about it after a reconnect. */
 export interface ConsumerProbe {
   nc: NatsConnection;
