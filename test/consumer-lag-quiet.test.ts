@@ -1,15 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { StorageType } from "nats";
+import { StorageType, type NatsConnection } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import {
-  createStageInstance,
-  type HostTransport,
-  type PoisonLedger,
-  type SourceMessage,
-} from "../actors/host/index.js";
+import type { HostTransport, SourceMessage } from "../actors/host/index.js";
 import type { HostMetrics } from "../actors/host/types.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import type { StateDb } from "../state/index.js";
+import { probeStage } from "./helpers/probe-stage.js";
 
 /**
  * The lag gauge (reco_stage_consumer_lag) is the pending count the last message taken carried,
@@ -44,7 +40,9 @@ function withStalePending(inner: HostTransport): HostTransport {
   };
 }
 
+/** The probe stage (helpers/probe-stage.ts) on `transport`, its lag reports kept in `lags`. */
 function lagProbe(
+  nc: NatsConnection,
   transport: HostTransport,
   db: StateDb,
   lags: number[],
@@ -64,29 +62,13 @@ function lagProbe(
     poison: ignore,
     duplicateBatch: ignore,
   };
-  return createStageInstance(
-    {
-      stage,
-      partition: 0,
-      stream: "IN",
-      subject: "in.>",
-      input: "raw",
-      batching: "per-input",
-      create: () => ({ handle: () => undefined }),
-    },
-    {
-      transport,
-      snapshots: db.instance(stage, 0),
-      snapshotIntervalMs: 600_000,
-      snapshotEveryMessages: 1_000_000,
-      maxAttempts: 3,
-      metrics,
-      ...(o.shared
-        ? { consumer: () => ({ name: `${stage}_0`, shared: { durable: o.shared! } }) }
-        : {}),
-    },
-    new Map() as PoisonLedger,
-  );
+  const shared = o.shared;
+  return probeStage(nc, db, undefined, {
+    stage,
+    transport,
+    metrics,
+    ...(shared ? { consumer: () => ({ name: `${stage}_0`, shared: { durable: shared } }) } : {}),
+  });
 }
 
 describe("a stage instance's consumer lag", () => {
@@ -99,7 +81,7 @@ describe("a stage instance's consumer lag", () => {
     const js = nc.jetstream();
     for (let i = 0; i < 20; i++) await js.publish("in.x", `m${i}`);
     const lags: number[] = [];
-    const inst = lagProbe(withStalePending(natsHostTransport(nc)), db, lags);
+    const inst = lagProbe(nc, withStalePending(natsHostTransport(nc)), db, lags);
     cleanups.add(() => inst.actor.stop());
     await inst.actor.start();
     await waitFor(() => inst.position() === 20, "every message taken");
@@ -134,7 +116,7 @@ describe("a stage instance's consumer lag", () => {
     const transport = withStalePending(natsHostTransport(nc));
     const lags: [number[], number[]] = [[], []];
     const insts = lags.map((l, k) =>
-      lagProbe(transport, db, l, { stage: `probe${k}`, shared: "in_shared" }),
+      lagProbe(nc, transport, db, l, { stage: `probe${k}`, shared: "in_shared" }),
     );
     for (const i of insts) cleanups.add(() => i.actor.stop());
     await Promise.all(insts.map((i) => i.actor.start()));
