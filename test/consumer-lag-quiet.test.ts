@@ -1,8 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { StorageType, type NatsConnection } from "nats";
 import { startNats, tempStateDb, useCleanups, waitFor } from "./helpers/harness.js";
-import type { HostTransport, SourceMessage } from "../actors/host/index.js";
-import type { HostMetrics } from "../actors/host/types.js";
+import type { HostMetrics, HostTransport, SourceMessage } from "../actors/host/index.js";
 import { natsHostTransport } from "../connectors/nats/host-transport.js";
 import type { StateDb } from "../state/index.js";
 import { probeStage } from "./helpers/probe-stage.js";

@@ -38,6 +38,7 @@ export type {
   Envelope,
   HostDeps,
   HostFaults,
+  HostMetrics,
   InputMessage,
   PoisonLedger,
   StageHandler,

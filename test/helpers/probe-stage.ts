@@ -1,7 +1,6 @@
 import type { NatsConnection } from "nats";
 import { createStageInstance, type PoisonLedger } from "../../actors/host/index.js";
-import type { HostTransport, InputMessage } from "../../actors/host/index.js";
-import type { HostDeps } from "../../actors/host/types.js";
+import type { HostDeps, HostTransport, InputMessage } from "../../actors/host/index.js";
 import { natsHostTransport } from "../../connectors/nats/host-transport.js";
 import type { StateDb } from "../../state/index.js";
 
