@@ -18,11 +18,12 @@ import { probeStage } from "./helpers/probe-stage.js";
  */
 const STALE = 3;
 
-function withStalePending(inner: HostTransport): HostTransport {
+/** `inner` with STALE added to every delivery's count; `asked` counts the questions to the server. */
+function withStalePending(inner: HostTransport, asked = { n: 0 }): HostTransport {
   return {
     ...inner,
-    openSource: (o) =>
-      inner.openSource({
+    openSource: async (o) => {
+      const source = await inner.openSource({
         ...o,
         callback: (m) => {
           const stale: SourceMessage = {
@@ -35,7 +36,20 @@ function withStalePending(inner: HostTransport): HostTransport {
           };
           o.callback(stale);
         },
-      }),
+      });
+      const pending = source.pending?.bind(source);
+      return pending
+        ? {
+            ...source,
+            close: () => source.close(),
+            closed: () => source.closed(),
+            pending: () => {
+              asked.n++;
+              return pending();
+            },
+          }
+        : source;
+    },
   };
 }
 
@@ -80,7 +94,8 @@ describe("a stage instance's consumer lag", () => {
     const js = nc.jetstream();
     for (let i = 0; i < 20; i++) await js.publish("in.x", `m${i}`);
     const lags: number[] = [];
-    const inst = lagProbe(nc, withStalePending(natsHostTransport(nc)), db, lags);
+    const asked = { n: 0 };
+    const inst = lagProbe(nc, withStalePending(natsHostTransport(nc), asked), db, lags);
     cleanups.add(() => inst.actor.stop());
     await inst.actor.start();
     await waitFor(() => inst.position() === 20, "every message taken");
@@ -92,6 +107,12 @@ describe("a stage instance's consumer lag", () => {
         throw new Error(`${String(err)}: reported ${lags.slice(-8).join(", ")}`);
       },
     );
+
+    // Once the server said 0, it is not asked again while nothing comes.
+    const askedAtZero = asked.n;
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(asked.n).toBe(askedAtZero);
+    expect(lags[lags.length - 1]).toBe(0);
 
     // New messages: the gauge follows the deliveries again, then the server once quiet.
     const before = lags.length;

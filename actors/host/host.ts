@@ -180,12 +180,12 @@ export function createStageInstance<H extends StageHandler>(
    * may say a few more are left than ever come (2-7 on nats-server 2.9.10, seen in about one
    * ingest in three: the gauge then said "behind" for good on an input that had caught up). So
    * once the input has been quiet for QUIET_LAG_MS with that count above 0, the server is
-   * asked what it holds (at most once per QUIET_LAG_MS), and its answer stands until the next
-   * message.
+   * asked what it holds (at most once per QUIET_LAG_MS, and no more once it said 0), and its
+   * answer stands until the next message.
    */
   const lag = (): number | undefined => {
     const said = lastMsg?.info.pending;
-    if (said === undefined || said === 0) return said;
+    if (said === undefined || said === 0 || quietPending === 0) return quietPending ?? said;
     const now = scheduler.now();
     if (now - lastTakenAt >= QUIET_LAG_MS && now - askedAt >= QUIET_LAG_MS && !asking) {
       asking = true;
