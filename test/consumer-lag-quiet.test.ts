@@ -87,12 +87,18 @@ function lagProbe(
 describe("a stage instance's consumer lag", () => {
   const cleanups = useCleanups();
 
-  it("reads 0 once its input is quiet and the server holds nothing for it, whatever the last delivery said", async () => {
+  /** A server with stream IN holding 20 messages on `in.x`, and a state store. */
+  const twentyIn = async () => {
     const { nc, jsm } = await startNats(cleanups);
     await jsm.streams.add({ name: "IN", subjects: ["in.>"], storage: StorageType.File });
     const db = await tempStateDb(cleanups, "reco-lag-quiet-");
     const js = nc.jetstream();
     for (let i = 0; i < 20; i++) await js.publish("in.x", `m${i}`);
+    return { nc, jsm, js, db };
+  };
+
+  it("reads 0 once its input is quiet and the server holds nothing for it, whatever the last delivery said", async () => {
+    const { nc, js, db } = await twentyIn();
     const lags: number[] = [];
     const asked = { n: 0 };
     const inst = lagProbe(nc, withStalePending(natsHostTransport(nc), asked), db, lags);
@@ -127,11 +133,7 @@ describe("a stage instance's consumer lag", () => {
   }, 30_000);
 
   it("reads 0 once quiet too for instances that share one consumer", async () => {
-    const { nc, jsm } = await startNats(cleanups);
-    await jsm.streams.add({ name: "IN", subjects: ["in.>"], storage: StorageType.File });
-    const db = await tempStateDb(cleanups, "reco-lag-shared-");
-    const js = nc.jetstream();
-    for (let i = 0; i < 20; i++) await js.publish("in.x", `m${i}`);
+    const { nc, jsm, db } = await twentyIn();
     // One transport: its instances reading the same subject share the consumer.
     const transport = withStalePending(natsHostTransport(nc));
     const lags: [number[], number[]] = [[], []];

@@ -185,7 +185,8 @@ export function createStageInstance<H extends StageHandler>(
    */
   const lag = (): number | undefined => {
     const said = lastMsg?.info.pending;
-    if (said === undefined || said === 0 || quietPending === 0) return quietPending ?? said;
+    if (said === undefined || said === 0) return said;
+    if (quietPending === 0) return 0;
     const now = scheduler.now();
     if (now - lastTakenAt >= QUIET_LAG_MS && now - askedAt >= QUIET_LAG_MS && !asking) {
       asking = true;
