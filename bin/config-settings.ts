@@ -202,6 +202,13 @@ export const SETTINGS = {
     values: ["on", "off"],
     help: 'on: each partition\'s user path (watermark, window, interest-ranking, popularity-join) runs as one chain, records passed in memory (docs/HOW-IT-WORKS.md "Chains"); off: every stage behind its own JetStream subject',
   },
+  inputAlignment: {
+    env: "INPUT_ALIGNMENT",
+    kind: "enum",
+    default: "on",
+    values: ["on", "off"],
+    help: 'on: a stage\'s instances in one process take their input hops lowest position first, so a merge of every partition waits less (docs/HOW-IT-WORKS.md "Input alignment"); off: each as its hops come',
+  },
   qualitySample: {
     env: "QUALITY_SAMPLE",
     kind: "number",

@@ -164,6 +164,7 @@ export function loadConfig(
     ...armsSetting(str("arms")),
     quality: str("quality") !== "off",
     chaining: str("chaining") === "on",
+    inputAlignment: str("inputAlignment") === "on",
     qualitySample: num("qualitySample"),
     retrainIntervalMs: num("retrainIntervalMs"),
     answerMaxAgeMs: num("answerMaxAgeMs"),

@@ -14,6 +14,7 @@ import { createMetricsTally } from "./metrics.js";
 import { isChainHandler } from "./host-chain.js";
 import { createSnapshotter } from "./snapshots.js";
 import { openInput } from "./input.js";
+import { createAlignGroups, type AlignGroups, type AlignedInput } from "./align.js";
 import type { HopPublisher, HostTransport, SourceMessage } from "./transport.js";
 import type { HostDeps, InputMessage, StageHandler, StageInstance, StageSpec } from "./types.js";
 
@@ -54,6 +55,13 @@ function transportReaders(t: HostTransport): { readers: HostReaders; key: string
   if (r === undefined)
     readersOf.set(t, (r = { readers: createHostReaders(), key: `#${++transports}` }));
   return r;
+}
+/** Input alignment's groups (align.ts) per transport: one app's instances align among themselves. */
+const alignOf = new WeakMap<HostTransport, AlignGroups>();
+function transportAlign(t: HostTransport, ahead: number): AlignGroups {
+  let g = alignOf.get(t);
+  if (g === undefined) alignOf.set(t, (g = createAlignGroups(ahead)));
+  return g;
 }
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
@@ -103,6 +111,7 @@ export function createStageInstance<H extends StageHandler>(
   let askedAt = -Infinity;
   let asking = false;
   let actorCtx: ActorContext<HostMsg> | undefined;
+  let aligned: AlignedInput<SourceMessage> | undefined;
   const tally = createMetricsTally(deps.metrics, stage, partition);
   // Acks only pace delivery (the snapshot is the truth); they bound what waits in the mailbox
   // together with max_ack_pending: events are small, a hop message holds up to B records.
@@ -205,7 +214,8 @@ export function createStageInstance<H extends StageHandler>(
     tally.report({
       sent: outputs.takeSentCount(),
       pending: lag(),
-      mailbox: actor.mailboxDepth(),
+      // Messages delivered and not yet handled: in the mailbox, or waiting for alignment.
+      mailbox: actor.mailboxDepth() + (aligned?.waiting() ?? 0),
       members: isChainHandler(handler) ? handler.takeMemberLoad() : undefined,
     });
 
@@ -317,6 +327,8 @@ export function createStageInstance<H extends StageHandler>(
             ledger.set(current.seq, { attempts, error: errorText(err) });
           }
           throw err;
+        } finally {
+          aligned?.taken();
         }
         if (sinceSnapshot >= deps.snapshotEveryMessages) snapshots.snapshot(false);
         return;
@@ -371,6 +383,18 @@ export function createStageInstance<H extends StageHandler>(
         publisher = deps.transport.createPublisher({ window: 256 });
         ctx.signal.addEventListener("abort", readers.add(spec.stream, spec.subject));
         const consumer = deps.consumer?.(spec.subject) ?? { name: `${stage}_${partition}` };
+        const send = (m: SourceMessage) => ctx.send({ kind: "input", m });
+        if (spec.input === "envelope" && deps.alignAhead !== undefined) {
+          const a = transportAlign(deps.transport, deps.alignAhead).join<SourceMessage>(
+            `${stage}\u0000${spec.stream}`,
+            send,
+          );
+          aligned = a;
+          ctx.signal.addEventListener("abort", () => a.leave());
+        }
+        const onMessage = aligned
+          ? (m: SourceMessage) => aligned!.receive(m, codec.peekHead(m.data).upTo)
+          : send;
         const input = await openInput(
           {
             transport: deps.transport,
@@ -383,7 +407,7 @@ export function createStageInstance<H extends StageHandler>(
             startSeq: lastSeq + 1,
             maxAckPending: inFlight,
             ...(deps.faults?.dropDelivery ? { dropDelivery: deps.faults.dropDelivery } : {}),
-            onMessage: (m) => ctx.send({ kind: "input", m }),
+            onMessage,
             fail: (err) => ctx.fail(err),
             // A stop while the consumer is placed (slow on a cluster that lost a node) does
             // not wait for every placement attempt: a unit's handover waits for its stops.

@@ -4,6 +4,7 @@
  *
  * What the rest of the program uses from actors/host/; its files import each other directly.
  */
+export { createAlignGroups } from "./align.js";
 export { startBatchTimer } from "./batching.js";
 export { envelopeCodec } from "./codec.js";
 export { deadLetterHeaders, fitRawOutput, isPermanentPublishError } from "./dead-letter.js";
@@ -32,6 +33,7 @@ export { createHostReaders, subjectMatches } from "./readers.js";
 export { NO_OUTPUT, createStageHandler, loadStageHandler } from "./stage-adapter.js";
 export { startHostTimers } from "./timers.js";
 
+export type { AlignGroups, AlignedInput } from "./align.js";
 export type { ChainHandler } from "./host-chain.js";
 export type { PlainSnapshot } from "./chain-snapshots.js";
 export type {

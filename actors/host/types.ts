@@ -144,6 +144,12 @@ export interface HostDeps {
   scheduler?: SchedulerLike;
   faults?: HostFaults;
   /**
+   * Input alignment (align.ts): the instances of a stage in this process that read hops of the
+   * same stream take them lowest `upTo` first, none more than this far ahead of the group's
+   * slowest. Absent: each takes its hops as they come.
+   */
+  alignAhead?: number;
+  /**
    * The input consumer's name for an incarnation about to start, and the names it replaces
    * (default `<stage>_<partition>`, replacing none). Workers name it after the lease (epoch), so
    * an owner whose lease has moved on cannot take, ack or re-place the new owner's consumer.

@@ -14,6 +14,11 @@ export interface PipelineConfig extends RankerConfig {
    * (chains.ts). Default on.
    */
   chaining?: boolean;
+  /**
+   * INPUT_ALIGNMENT=on: the instances of a stage in this process take their hops lowest input
+   * position first (actors/host/align.ts). Default on.
+   */
+  inputAlignment?: boolean;
   /** QUALITY_SAMPLE: share of users scored (default 1 here; bin/config.ts: 0.1). */
   qualitySample?: number;
   partitions: number;

@@ -157,6 +157,7 @@ export async function startPipeline(cfg: PipelineConfig, deps: PipelineDeps): Pr
       snapshotIntervalMs: cfg.snapshotIntervalMs,
       snapshotEveryMessages: cfg.snapshotEveryMessages,
       maxAttempts: cfg.maxAttempts,
+      ...(cfg.inputAlignment !== false ? { alignAhead: 0 } : {}),
       ...(metrics ? { metrics: hostMetrics(metrics, stage, partition) } : {}),
       ...(deps.log ? { log: deps.log } : {}),
       consumer: (subject) => units.consumer(stage, partition, subject),
