@@ -16,6 +16,7 @@ function member(
   return {
     inbox,
     receive: (upTo: number) => a.receive(upTo, upTo),
+    receiveLive: (upTo: number) => a.receive(upTo, upTo, false),
     /** Takes the oldest handed-on message, as the host does once it has handled it. */
     take: () => {
       inbox.shift();
@@ -80,6 +81,30 @@ describe("input alignment groups", () => {
     expect(log).toEqual(["b:50", "c:5", "b:60"]);
     a.receive(1);
     expect(log.at(-1)).toBe("a:1");
+  });
+
+  it("hands a live member's messages on at once, after its earlier ones", () => {
+    const g = createAlignGroups(0);
+    const log: string[] = [];
+    const a = member(g, "a", log);
+    const b = member(g, "b", log);
+    a.receive(10);
+    b.receive(20);
+    b.receive(30);
+    expect(log).toEqual(["a:10"]);
+    // b's input is caught up: its 40 goes, and its waiting 20 and 30 before it.
+    b.receiveLive(40);
+    expect(log).toEqual(["a:10", "b:20", "b:30", "b:40"]);
+    // Behind again: held by a's floor as before.
+    b.receive(50);
+    a.receive(15);
+    b.take();
+    b.take();
+    b.take();
+    expect(log).toEqual(["a:10", "b:20", "b:30", "b:40"]);
+    a.take();
+    a.take();
+    expect(log).toEqual(["a:10", "b:20", "b:30", "b:40", "a:15", "b:50"]);
   });
 
   it("keeps groups apart", () => {

@@ -19,12 +19,21 @@
  * its first message handed on, so the group always moves. What waits here is what the consumer
  * delivered and the host has not acked: bounded by the input's max_ack_pending.
  *
+ * Only while behind: a message that came with few more left at the server for its input (it
+ * is live, not catching up) is handed on at once, after the member's earlier ones. Alignment
+ * couples partitions (a partition's hops are read once for all its stages, so holding one
+ * reader back holds them all), and under live traffic that put another partition's slowness on
+ * a click's way to its answer; in a catch-up, where the spread comes from, every member is behind.
+ *
  * Only the order in which instances take their own messages changes; each instance takes its own
  * in the order they came, so what any instance computes does not.
  */
 export interface AlignedInput<T> {
-  /** A message of this input and its position: handed on now, or once the floor reaches it. */
-  receive(item: T, upTo: number): void;
+  /**
+   * A message of this input and its position: handed on now, or once the floor reaches it.
+   * `behind`: the input is catching up (false: handed on after the member's earlier ones only).
+   */
+  receive(item: T, upTo: number, behind?: boolean): void;
   /** The instance took the oldest message handed on (it was handled, or dropped as covered). */
   taken(): void;
   /** The instance stops: it holds nobody back any more. */
@@ -45,6 +54,8 @@ interface Member {
   /** Index of the first message in hand (the arrays are consumed from the front). */
   head: number;
   handed: number;
+  /** The last message came while the input was not behind: nothing of it waits for the floor. */
+  live: boolean;
   send(item: unknown): void;
 }
 
@@ -57,8 +68,9 @@ export function createAlignGroups(ahead: number): AlignGroups {
       if (m.head < m.ups.length && m.ups[m.head]! < floor) floor = m.ups[m.head]!;
     return floor;
   };
-  /** Hands on a member's waiting messages up to `limit`, in order. */
-  const release = (m: Member, limit: number) => {
+  /** Hands on a member's waiting messages up to `floor` + `ahead` (all of them if live), in order. */
+  const release = (m: Member, floor: number) => {
+    const limit = m.live ? Infinity : floor + ahead;
     while (m.handed < m.ups.length && m.ups[m.handed]! <= limit) {
       const item = m.items[m.handed];
       m.items[m.handed] = undefined;
@@ -67,8 +79,8 @@ export function createAlignGroups(ahead: number): AlignGroups {
     }
   };
   const releaseAll = (members: Set<Member>) => {
-    const limit = floorOf(members) + ahead;
-    for (const m of members) if (m.handed < m.ups.length) release(m, limit);
+    const floor = floorOf(members);
+    for (const m of members) if (m.handed < m.ups.length) release(m, floor);
   };
   /** Drops what the member has taken from the front of its arrays once that is most of them. */
   const compact = (m: Member) => {
@@ -89,17 +101,19 @@ export function createAlignGroups(ahead: number): AlignGroups {
         items: [],
         head: 0,
         handed: 0,
+        live: false,
         send: send as (i: unknown) => void,
       };
       group.add(m);
       let left = false;
       return {
-        receive(item, upTo) {
+        receive(item, upTo, behind = true) {
           if (left) return;
           m.ups.push(upTo);
           m.items.push(item);
-          // Messages in order: one behind a waiting one waits too.
-          if (m.handed === m.ups.length - 1) release(m, floorOf(group) + ahead);
+          m.live = !behind;
+          // Messages in order: one behind a waiting one waits too (a live one goes with them).
+          if (m.handed === m.ups.length - 1 || m.live) release(m, floorOf(group));
         },
         taken() {
           if (left || m.head >= m.handed) return;

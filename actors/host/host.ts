@@ -78,6 +78,13 @@ const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, s
  */
 export const HOPS_IN_FLIGHT = 4;
 
+/**
+ * Input alignment (align.ts) holds an instance's hops back only while its input is this many
+ * messages behind (the count its latest delivery carried): in a catch-up, not under live
+ * traffic, where a hop of parse goes to each partition every T (20 ms) and 16 are ~0.3 s.
+ */
+export const ALIGN_BEHIND = 16;
+
 /** How long an input must be quiet before its lag is asked of the server (see `lag`). */
 const QUIET_LAG_MS = 1000;
 
@@ -393,7 +400,8 @@ export function createStageInstance<H extends StageHandler>(
           ctx.signal.addEventListener("abort", () => a.leave());
         }
         const onMessage = aligned
-          ? (m: SourceMessage) => aligned!.receive(m, codec.peekHead(m.data).upTo)
+          ? (m: SourceMessage) =>
+              aligned!.receive(m, codec.peekHead(m.data).upTo, m.info.pending >= ALIGN_BEHIND)
           : send;
         const input = await openInput(
           {

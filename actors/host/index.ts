@@ -20,7 +20,7 @@ export {
 export { createHopOrder } from "./hop-order.js";
 export { chainSpec, isChainHandler, memberCounts, membersOfStage } from "./host-chain.js";
 export { cutSnapshot, isEmptySnapshot, joinSnapshots, joinable } from "./chain-snapshots.js";
-export { HOPS_IN_FLIGHT, createStageInstance, decodeEnvelope } from "./host.js";
+export { ALIGN_BEHIND, HOPS_IN_FLIGHT, createStageInstance, decodeEnvelope } from "./host.js";
 export {
   IDLE_SIGNATURE_HEADER,
   IDLE_SUBJECT,
