@@ -56,7 +56,10 @@ function transportReaders(t: HostTransport): { readers: HostReaders; key: string
     readersOf.set(t, (r = { readers: createHostReaders(), key: `#${++transports}` }));
   return r;
 }
-/** Input alignment's groups (align.ts) per transport: one app's instances align among themselves. */
+/**
+ * Input alignment's groups (align.ts) per transport: one app's instances align among themselves
+ * (its instances share one HostDeps.alignAhead; the first to join sets it).
+ */
 const alignOf = new WeakMap<HostTransport, AlignGroups>();
 function transportAlign(t: HostTransport, ahead: number): AlignGroups {
   let g = alignOf.get(t);
@@ -391,6 +394,7 @@ export function createStageInstance<H extends StageHandler>(
         ctx.signal.addEventListener("abort", readers.add(spec.stream, spec.subject));
         const consumer = deps.consumer?.(spec.subject) ?? { name: `${stage}_${partition}` };
         const send = (m: SourceMessage) => ctx.send({ kind: "input", m });
+        let onMessage = send;
         if (spec.input === "envelope" && deps.alignAhead !== undefined) {
           const a = transportAlign(deps.transport, deps.alignAhead).join<SourceMessage>(
             `${stage}\u0000${spec.stream}`,
@@ -398,11 +402,9 @@ export function createStageInstance<H extends StageHandler>(
           );
           aligned = a;
           ctx.signal.addEventListener("abort", () => a.leave());
+          onMessage = (m) =>
+            a.receive(m, codec.peekHead(m.data).upTo, m.info.pending >= ALIGN_BEHIND);
         }
-        const onMessage = aligned
-          ? (m: SourceMessage) =>
-              aligned!.receive(m, codec.peekHead(m.data).upTo, m.info.pending >= ALIGN_BEHIND)
-          : send;
         const input = await openInput(
           {
             transport: deps.transport,
