@@ -41,30 +41,27 @@ export type { Envelope } from "./envelope.js";
 export { decodeEnvelope } from "./envelope.js";
 
 /**
- * Running stage instances per input, per transport: the readers of a hop message share its
- * decoding, under a key naming the transport (`#<n>`) as well as the message. A stream sequence
- * names one message only on its own server: two apps in one process, each on a server of its own
- * (nats-stall.test.ts runs an engine and its reference side by side), hold different hops at the
- * same HOPS sequence, and a reader of one took the other's decoding when subject and length
- * matched (an idle marker's empty hop on both), a hop of another `upTo` and marker.
+ * What the instances of one transport (one app) share in a process. `readers`: running stage
+ * instances per input: the readers of a hop message share its decoding, under a key naming the
+ * transport (`#<n>`) as well as the message. A stream sequence names one message only on its own
+ * server: two apps in one process, each on a server of its own (nats-stall.test.ts runs an engine
+ * and its reference side by side), hold different hops at the same HOPS sequence, and a reader of
+ * one took the other's decoding when subject and length matched (an idle marker's empty hop on
+ * both), a hop of another `upTo` and marker. `align`: input alignment's groups (align.ts), made
+ * by the first instance that aligns (an app's instances share one HostDeps.alignAhead).
  */
-const readersOf = new WeakMap<HostTransport, { readers: HostReaders; key: string }>();
-let transports = 0;
-function transportReaders(t: HostTransport): { readers: HostReaders; key: string } {
-  let r = readersOf.get(t);
-  if (r === undefined)
-    readersOf.set(t, (r = { readers: createHostReaders(), key: `#${++transports}` }));
-  return r;
+interface PerTransport {
+  readers: HostReaders;
+  key: string;
+  align?: AlignGroups;
 }
-/**
- * Input alignment's groups (align.ts) per transport: one app's instances align among themselves
- * (its instances share one HostDeps.alignAhead; the first to join sets it).
- */
-const alignOf = new WeakMap<HostTransport, AlignGroups>();
-function transportAlign(t: HostTransport, ahead: number): AlignGroups {
-  let g = alignOf.get(t);
-  if (g === undefined) alignOf.set(t, (g = createAlignGroups(ahead)));
-  return g;
+const perTransport = new WeakMap<HostTransport, PerTransport>();
+let transports = 0;
+function appShared(t: HostTransport): PerTransport {
+  let r = perTransport.get(t);
+  if (r === undefined)
+    perTransport.set(t, (r = { readers: createHostReaders(), key: `#${++transports}` }));
+  return r;
 }
 const NO_HEADERS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
@@ -99,7 +96,8 @@ export function createStageInstance<H extends StageHandler>(
   const { stage, partition } = spec;
   const id = `${stage}/${partition}`;
   const codec = deps.codec ?? envelopeCodec();
-  const { readers, key: transportKey } = transportReaders(deps.transport);
+  const app = appShared(deps.transport);
+  const { readers, key: transportKey } = app;
   const scheduler = deps.scheduler ?? asyncScheduler;
   let state: StageStateInternal | undefined;
   let handler: H | undefined;
@@ -396,7 +394,7 @@ export function createStageInstance<H extends StageHandler>(
         const send = (m: SourceMessage) => ctx.send({ kind: "input", m });
         let onMessage = send;
         if (spec.input === "envelope" && deps.alignAhead !== undefined) {
-          const a = transportAlign(deps.transport, deps.alignAhead).join<SourceMessage>(
+          const a = (app.align ??= createAlignGroups(deps.alignAhead)).join<SourceMessage>(
             `${stage}\u0000${spec.stream}`,
             send,
           );
