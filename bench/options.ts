@@ -118,7 +118,7 @@ export const SCALE_EVENTS = int("BENCH_SCALE_EVENTS", N);
 export const SCALE_SAMPLE_USERS = int("BENCH_SCALE_SAMPLE_USERS", 200);
 /**
  * Extra node flags for the step processes (the app runs in them), e.g.
- * BENCH_NODE_FLAGS=--max-semi-space-size=32 to try a GC setting before putting it in `npm start`.
+ * BENCH_NODE_FLAGS=--max-semi-space-size=64 to try a GC setting before putting it in `npm start`.
  * None by default: the bench measures the app as `npm start` runs it.
  */
 export const STEP_NODE_FLAGS = (env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean);

@@ -13,6 +13,7 @@
  */
 import { execFileSync, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { appendFileSync } from "node:fs";
 import { runtimeEnv } from "../bin/node-runtime.mjs";
 import { APP_FROM_SOURCES } from "./app-process.js";
 import { DEFAULT_GENERATOR, generateMessages } from "./generator.js";
@@ -176,6 +177,7 @@ async function spawnStep(name: string, consumeRate: number): Promise<StepResult>
     let out = "";
     child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
     child.once("exit", (code, signal) => {
+      if (env.BENCH_STEP_STDOUT) appendFileSync(env.BENCH_STEP_STDOUT, `== step ${name}\n${out}`);
       const line = out.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
       if (line) {
         resolve(JSON.parse(line.slice(RESULT_PREFIX.length)) as StepResult);

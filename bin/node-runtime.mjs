@@ -27,9 +27,12 @@ export const RUNTIME_ENV = Object.freeze({
  * them too. Only flags node accepts in NODE_OPTIONS.
  */
 export const RUNTIME_NODE_OPTIONS = Object.freeze([
-  // Each semi-space of V8's young generation at most 8 MiB (node 20's default: 16): the young
-  // generation is held whole (2 semi-spaces) whatever is live in it.
-  "--max-semi-space-size=8",
+  // Each semi-space of V8's young generation up to 32 MiB (node 20's default: 16). Records wait
+  // a few hundred ms between stages (hop batching, merges), so at 8 MiB a scavenge came every
+  // ~50 ms of ingest and copied about half of what it found; at 32 MiB there are a quarter as
+  // many and GC pauses fall by a third (bench/README "V8's helper threads are garbage
+  // collection"). The cost: the young generation, once grown, holds up to 64 MiB per process.
+  "--max-semi-space-size=32",
 ]);
 
 /** Set in a relaunched process: never relaunch twice, whatever the environment says. */
