@@ -16,6 +16,7 @@ import { parentDeathPrefix } from "../connectors/nats/embedded-server.js";
 import { withInputStaleness } from "./stale-backend.js";
 import { requireNatsUrl, type RoleConfig } from "./role-config.js";
 import type { AppConfig } from "./config.js";
+import { deploymentCovisit } from "./covisit-layout.js";
 import { connectWithStatus } from "./nats-connect.js";
 import {
   healthBody,
@@ -184,19 +185,24 @@ export async function startApp(
     const inChild = parseApart ? parseProcessStages(cfg.parseProcessStages) : new Set<string>();
     if (role === "start") await placeSnapshots(cfg, inChild, stateDb, log);
     const ownership = await stageOwnership(cfg, role, parseApart, inChild, nc, options.roleConfig);
+    // Co-visitation's item partitions: the deployment's, which every process of it shares.
+    const covisit = await unlessFatal(deploymentCovisit(nc, cfg));
     const pipeline = await unlessFatal(
-      startPipeline(cfg.pipeline, {
-        nc,
-        stateDb,
-        metrics,
-        log: (obj, msg) => log.warn(obj, msg),
-        markerKey: () =>
-          whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
-        ...(options.onFatal ? { onFatal: options.onFatal } : {}),
-        ownership,
-        serve: role === "start",
-        host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
-      }),
+      startPipeline(
+        { ...cfg.pipeline, covisitPartitions: covisit },
+        {
+          nc,
+          stateDb,
+          metrics,
+          log: (obj, msg) => log.warn(obj, msg),
+          markerKey: () =>
+            whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
+          ...(options.onFatal ? { onFatal: options.onFatal } : {}),
+          ownership,
+          serve: role === "start",
+          host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
+        },
+      ),
     );
     cleanups.push(() => pipeline.stop());
     // Catching up on stored events: events done and pending, events/s, time left.

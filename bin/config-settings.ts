@@ -370,6 +370,13 @@ export const SETTINGS = {
     min: 1,
     help: "max wait before a hop message is sent (T)",
   },
+  covisitPartitions: {
+    env: "COVISIT_PARTITIONS",
+    kind: "int",
+    min: 1,
+    max: 256,
+    help: "item partitions of co-visitation and the blend's item counters (RANKER=blend); unset: the deployment's, for a new one 2 (PARTITIONS when fewer); fixed once a deployment has started",
+  },
   pairsMaxDelayMs: {
     env: "PAIRS_MAX_DELAY_MS",
     kind: "ms",

@@ -191,6 +191,9 @@ export function loadConfig(
     batchMaxRecords: num("batchMaxRecords"),
     batchMaxDelayMs: num("batchMaxDelayMs"),
     pairsMaxDelayMs: num("pairsMaxDelayMs"),
+    ...(str("covisitPartitions") !== undefined
+      ? { covisitPartitions: num("covisitPartitions") }
+      : {}),
     dedupeHorizonMs: num("dedupeHorizonMs"),
     dedupeMaxIds: num("dedupeMaxIds"),
     maxEventBytes: num("maxEventBytes"),

@@ -21,6 +21,7 @@ import {
 } from "./parse-process.js";
 import { whenJetStreamAnswers } from "../connectors/nats/topology.js";
 import { engineMarkerKey } from "../connectors/nats/engine-key.js";
+import { deploymentCovisit } from "./covisit-layout.js";
 import { envelopeCodec } from "../actors/host/index.js";
 import { faultsFromEnv } from "./test-faults.js";
 import { childChannel } from "./child-ipc.js";
@@ -87,34 +88,39 @@ async function run(cfg: AppConfig, natsUrl: string): Promise<void> {
   const metrics = createMetrics();
   maintain(stateDb, metrics.registry, log, cleanups);
   const here = parseProcessStages(cfg.parseProcessStages);
-  const pipeline: Pipeline = await startPipeline(cfg.pipeline, {
-    nc,
-    stateDb,
-    metrics,
-    log: (obj, msg) => log.warn(obj, msg),
-    markerKey: () =>
-      whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
-    onFatal: (err) => {
-      log.fatal({ err: err.message }, "supervision gave up: exiting");
-      process.exit(70);
+  // The deployment's item partitions of co-visitation, as the main process has them.
+  const covisitPartitions = await deploymentCovisit(nc, cfg);
+  const pipeline: Pipeline = await startPipeline(
+    { ...cfg.pipeline, covisitPartitions },
+    {
+      nc,
+      stateDb,
+      metrics,
+      log: (obj, msg) => log.warn(obj, msg),
+      markerKey: () =>
+        whenJetStreamAnswers(() => engineMarkerKey(nc, { replicas: cfg.pipeline.replicas })),
+      onFatal: (err) => {
+        log.fatal({ err: err.message }, "supervision gave up: exiting");
+        process.exit(70);
+      },
+      // Parse, and with PARSE_PROCESS_STAGES=ingest the stages no answer reads in the main process.
+      ownership: {
+        mode: "units",
+        units: [
+          "parse",
+          // The partitions' units, where some of their stages run here.
+          ...(here.size > 1
+            ? Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`)
+            : []),
+        ],
+        stages: (stage) => here.has(stage),
+      },
+      serve: false,
+      // With PARSE_PROCESS_STAGES=ingest this process reads partitions' hops beside the main one.
+      processTag: "pp",
+      host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
     },
-    // Parse, and with PARSE_PROCESS_STAGES=ingest the stages no answer reads in the main process.
-    ownership: {
-      mode: "units",
-      units: [
-        "parse",
-        // The partitions' units, where some of their stages run here.
-        ...(here.size > 1
-          ? Array.from({ length: cfg.pipeline.partitions }, (_, p) => `p${p}`)
-          : []),
-      ],
-      stages: (stage) => here.has(stage),
-    },
-    serve: false,
-    // With PARSE_PROCESS_STAGES=ingest this process reads partitions' hops beside the main one.
-    processTag: "pp",
-    host: { codec: envelopeCodec({ rows: faults.hopRows }), faults: faults.host },
-  });
+  );
   cleanups.push(() => pipeline.stop());
   // As the main process does once started (bin/main.ts): this process ingests at full rate too,
   // and at V8's own growth its heap grew to ~4x what it keeps (the child was 150-212 MiB at bench

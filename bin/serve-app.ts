@@ -18,6 +18,7 @@ import { connectWithStatus } from "./nats-connect.js";
 import { healthBody, healthProblems, watchNats, type HealthProblem } from "./health.js";
 import { keepNats, portTaken, privateNats, serveGrpc, serveWeb } from "./app.js";
 import type { NatsKeeper } from "./nats-keeper.js";
+import { deploymentCovisit } from "./covisit-layout.js";
 import {
   openUnlocked,
   startParseProcess,
@@ -107,6 +108,9 @@ export async function startServingApp(
       await ensureEventsStream(jsm, topology);
       await ensureTopology(nc, jsm, topology);
     });
+    // Co-visitation's item partitions: the deployment's, for the replica and the ingest process.
+    const covisitPartitions = await deploymentCovisit(nc, cfg);
+    cfg = { ...cfg, pipeline: { ...cfg.pipeline, covisitPartitions } };
     // The blend's source stages, replicated from the ingest process (RANKER=blend or an A/B arm
     // that blends): blended answers are computed here, never asked of the ingest process.
     const arms = cfg.pipeline.arms?.length ? createArms(cfg.pipeline.arms) : undefined;
@@ -118,6 +122,7 @@ export async function startServingApp(
         ? createBlendReplica({
             preset: cfg.pipeline.preset,
             partitions: cfg.pipeline.partitions,
+            covisitPartitions,
             ...(cfg.pipeline.answerMaxAgeMs ? { answerMaxAgeMs: cfg.pipeline.answerMaxAgeMs } : {}),
             feeder: () => feeder(),
           })

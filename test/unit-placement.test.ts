@@ -10,9 +10,9 @@ import { stageIds } from "./helpers/positions.js";
  * collaborative trainer (in p0) weigh two to three partitions each, and two workers w0, w1 held
  * 193 against 124 µs per event (bench step 8: one 85% busy, the other 55%).
  */
-function blendUnits(partitions: number) {
+function blendUnits(partitions: number, covisit = partitions) {
   const units = createUnits({} as Supervisor, new Map());
-  for (const id of stageIds("blend", partitions, true, true)) {
+  for (const id of stageIds("blend", partitions, true, true, covisit)) {
     const [stage = "", p = "0"] = id.split("/");
     units.register(units.unitOf(stage, Number(p)), id, () => undefined);
   }
@@ -59,6 +59,22 @@ describe("placing units on workers", () => {
     const before = new Map(names.map((u) => [u, preferredOwner(u, ["w0", "w1"])!]));
     expect(spread(loads(before, weights))).toBeGreaterThan(1.4);
     expect(spread(loads(placeUnits(names, ["w0", "w1"], weights), weights))).toBeLessThan(1.2);
+  });
+
+  it("spreads a deployment with fewer item partitions of co-visitation evenly too", () => {
+    const two = blendUnits(8, 2);
+    const w = two.weights();
+    // covisit/0 and covisit/1 are in p0 and p1, a quarter of co-visitation's cost each.
+    expect(w.get("p1")! / w.get("p2")!).toBeGreaterThan(1.2);
+    for (let p = 3; p < 8; p++) expect(w.get(`p${p}`)).toBeCloseTo(w.get("p2")!, 9);
+    for (const workers of [
+      ["w0", "w1"],
+      ["w0", "w1", "w2"],
+    ]) {
+      const share = [...w.values()].reduce((a, b) => a + b, 0) / workers.length;
+      for (const l of loads(placeUnits(two.names(), workers, w), w).values())
+        expect(Math.abs(l - share)).toBeLessThanOrEqual(w.get("p1")!);
+    }
   });
 
   it("is the same whichever worker computes it, and keeps units by count without weights", () => {

@@ -55,6 +55,16 @@ import { stageTopology } from "./topology.js";
 export interface RankerConfig {
   /** blend: DESIGN §3.7's blend of the candidate sources; design: §3.4–3.6 only. */
   ranker?: "blend" | "design";
+  /**
+   * COVISIT_PARTITIONS: item partitions of co-visitation and the blend's item counters
+   * (`covisit/<q>`); default: the user partitions'. The app sets the deployment's at start
+   * (connectors/nats/engine-layout.ts), the same for every process of it. Each event's pairs
+   * go to every item partition that holds one of its items, so fewer item partitions send
+   * fewer pair records (bench step 2, 8 user partitions: ~4.7 records per event with 8, 1.8
+   * with 2). Answers do not depend on it: each item's lists and counters are fed its own
+   * records in EVENTS order either way.
+   */
+  covisitPartitions?: number;
   /** Event time between ALS trainings (default 1 h). */
   retrainIntervalMs?: number;
   /**
@@ -179,7 +189,8 @@ export function recommenderWiring(
     },
   });
   const P = cfg.partitions;
-  const covisitIds = Array.from({ length: P }, (_, q) => `covisit/${q}`);
+  const Q = cfg.covisitPartitions ?? P;
+  const covisitIds = Array.from({ length: Q }, (_, q) => `covisit/${q}`);
   /** Every item partition's co-visitation and counters read together; undefined while one is not running here. */
   const covisit = itemWideViews(
     covisitIds.map((id) => () => deps.live(id) as (StageHandler & CovisitView) | undefined),
@@ -238,18 +249,18 @@ export function recommenderWiring(
             halfLifeMs: sources.historyHalfLifeMs,
             maxItemsPerUser: sources.maxItemsPerUser,
             ...(deps.scorer ? { scorer: { ...deps.scorer(), serve } } : {}),
-            covisit: { options: { preset, ...sources.covisit }, partitions: P },
+            covisit: { options: { preset, ...sources.covisit }, partitions: Q },
           },
           topology: stageTopology.history(p),
         }),
     });
-  for (let q = 0; q < P; q++)
+  for (let q = 0; q < Q; q++)
     deps.run(
       mergedStageSpec(
         covisitDefs[q]!,
         deps.stream,
         pairsInput(q, P),
-        () => ({ preset, sources, partition: q, partitions: P, ids: itemIds }),
+        () => ({ preset, sources, partition: q, partitions: Q, ids: itemIds }),
         q,
       ),
     );

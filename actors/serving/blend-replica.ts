@@ -109,6 +109,8 @@ export interface BlendReplica {
 export function createBlendReplica(cfg: {
   preset: Preset;
   partitions: number;
+  /** Item partitions of co-visitation (`covisit/<q>`); default: `partitions`. */
+  covisitPartitions?: number;
   /** ANSWER_MAX_AGE_MS (blend-answers.ts): 0 or absent, exact answers only. */
   answerMaxAgeMs?: number;
   now?: () => number;
@@ -172,7 +174,8 @@ export function createBlendReplica(cfg: {
 
   /** One item numbering for every item partition's view (they are read together). */
   const itemIds = createItemIds();
-  const covisitIds = Array.from({ length: cfg.partitions }, (_, q) => `covisit/${q}`);
+  const Q = cfg.covisitPartitions ?? cfg.partitions;
+  const covisitIds = Array.from({ length: Q }, (_, q) => `covisit/${q}`);
   const P = cfg.partitions;
   const collaborativeIds = Array.from({ length: P }, (_, p) => `collaborative/${p}`);
   const covisitViews: (
@@ -187,7 +190,7 @@ export function createBlendReplica(cfg: {
     // Built again over the same maps and item numbering: the neighbour lists decoded for an
     // earlier view and not changed since are read as they are (a view of its own decoded every
     // list an answer read again, several times a second under ingest).
-    const settings = { preset, sources, ids: itemIds, partition: q, partitions: cfg.partitions };
+    const settings = { preset, sources, ids: itemIds, partition: q, partitions: Q };
     const view = createStageLogic(covisitStage, ctxOf("covisit", inst, settings)).view;
     covisitViews[q] = { inst, version: inst.version, at: now(), view };
     return view;

@@ -2,6 +2,7 @@ import type { JetStreamManager } from "nats";
 import { SETTINGS } from "../../bin/config-settings.js";
 import { userPathInstances } from "../../bin/pipeline/plan-snapshots.js";
 import { startTierOfStage } from "../../bin/pipeline/units.js";
+import { newCovisitPartitions } from "../../bin/pipeline/config.js";
 
 export interface Gauge {
   labels: Record<string, string>;
@@ -37,12 +38,16 @@ const inputOf: Record<string, (p: string) => [string, string]> = {
   "catalogue-upsert": () => ["ITEMS", ""],
 };
 
-/** The stage instances ("<stage>/<partition>") of an app with `partitions` partitions. */
+/**
+ * The stage instances ("<stage>/<partition>") of an app with `partitions` partitions, and
+ * `covisit` item partitions of co-visitation (by default, what a new deployment gets).
+ */
 export function stageIds(
   ranker: "design" | "blend",
   partitions: number,
   quality = true,
   chaining = (process.env.CHAINING ?? SETTINGS.chaining.default) === "on",
+  covisit = newCovisitPartitions(partitions),
 ): string[] {
   // The user path's instances as the app plans them (chained within a start tier).
   const perPartition = userPathInstances(chaining, () => "main", startTierOfStage).map(
@@ -54,7 +59,7 @@ export function stageIds(
   const ids = ["parse/0", "catalogue-upsert/0"];
   for (let p = 0; p < partitions; p++) for (const s of perPartition) ids.push(`${s}/${p}`);
   if (ranker === "blend") {
-    for (let q = 0; q < partitions; q++) ids.push(`covisit/${q}`);
+    for (let q = 0; q < covisit; q++) ids.push(`covisit/${q}`);
     for (let p = 0; p < partitions; p++) ids.push(`collaborative/${p}`);
     ids.push("collaborative-trainer/0");
   }
