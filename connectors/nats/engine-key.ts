@@ -1,9 +1,13 @@
 import { randomBytes } from "node:crypto";
-import type { NatsConnection } from "nats";
+import type { KV, NatsConnection } from "nats";
 
 /** KV bucket of the engine's own secrets (publishers have no business there). */
 export const ENGINE_BUCKET = "reco_engine";
 const MARKER_KEY = "idle_marker_key";
+
+/** The engine's KV bucket (created at the first use): one value per key, `replicas` copies. */
+export const engineBucket = (nc: NatsConnection, opts: { replicas?: number } = {}): Promise<KV> =>
+  nc.jetstream().views.kv(ENGINE_BUCKET, { history: 1, replicas: opts.replicas ?? 1 });
 
 /**
  * The key parse signs its idle markers with (a forged `events._idle` message moved
@@ -16,10 +20,7 @@ export async function engineMarkerKey(
   nc: NatsConnection,
   opts: { replicas?: number } = {},
 ): Promise<Uint8Array> {
-  const kv = await nc.jetstream().views.kv(ENGINE_BUCKET, {
-    history: 1,
-    replicas: opts.replicas ?? 1,
-  });
+  const kv = await engineBucket(nc, opts);
   const held = await kv.get(MARKER_KEY);
   if (held?.operation === "PUT" && held.value.length > 0) return held.value;
   try {

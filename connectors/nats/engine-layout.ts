@@ -1,5 +1,5 @@
 import type { NatsConnection } from "nats";
-import { ENGINE_BUCKET } from "./engine-key.js";
+import { ENGINE_BUCKET, engineBucket } from "./engine-key.js";
 import { STREAMS } from "./topology.js";
 
 const KEY = "covisit_partitions";
@@ -32,10 +32,7 @@ export async function covisitLayout(
   nc: NatsConnection,
   o: { setting?: number; fresh: number; replicas?: number },
 ): Promise<CovisitLayout> {
-  const kv = await nc.jetstream().views.kv(ENGINE_BUCKET, {
-    history: 1,
-    replicas: o.replicas ?? 1,
-  });
+  const kv = await engineBucket(nc, o);
   const check = (held: number, from: CovisitLayout["from"]): CovisitLayout => {
     if (o.setting !== undefined && o.setting !== held)
       throw new LayoutMismatchError(
