@@ -28,18 +28,21 @@ export async function stepIngest(
   msgs: OutgoingMessage[],
   consumeRate: number,
 ): Promise<void> {
+  // `ingest` lets the messages go once published: what is needed of them is taken first.
+  const events = msgs.length;
+  const payloadBytes = msgs.reduce((a, m) => a + m.data.length, 0);
   await withFreshNats("ingest", async (nats, dir) => {
-    report.log(`2. publishing ${fmtInt(msgs.length)} events, then starting the app`);
+    report.log(`2. publishing ${fmtInt(events)} events, then starting the app`);
     const r = await ingest(nats, dir, msgs);
     try {
       // On a timeout, only what parse got through counts (downstream stages lag further).
-      const rate = (r.timedOut ? r.parsed : msgs.length) / r.secs;
+      const rate = (r.timedOut ? r.parsed : events) / r.secs;
       report.log(
         `2. ${r.timedOut ? "TIMED OUT after" : "caught up in"} ${r.secs.toFixed(1)} s ` +
           `(app start ${r.startedMs.toFixed(0)} ms)`,
       );
       const samples = await scrape(r.app.metricsPort);
-      report.note(await busyNote(r.app, samples, msgs.length));
+      report.note(await busyNote(r.app, samples, events));
       const accepted = sum(samples, "reco_events_accepted_total");
       const joinIn = sum(samples, "reco_stage_messages_in_total", { stage: "popularity-join" });
       report.row({
@@ -105,7 +108,7 @@ export async function stepIngest(
       report.row({
         step: "2",
         figure: "  app CPU per event (less sensitive to other load than events/s)",
-        value: `${((r.appCpuSecs / msgs.length) * 1e6).toFixed(1)} µs`,
+        value: `${((r.appCpuSecs / events) * 1e6).toFixed(1)} µs`,
       });
       // Step 2's generated events span 2 h of event time: ALS trains at each hour boundary
       // within the run, where a live stream trains once an hour (RETRAIN_INTERVAL_MS).
@@ -113,18 +116,18 @@ export async function stepIngest(
         report.row({
           step: "2",
           figure: `  of which ALS trainings (worker threads, ${r.alsTrainings} finished in the run)`,
-          value: `${((r.alsCpuSecs / msgs.length) * 1e6).toFixed(1)} µs`,
-          baseline: `${(((r.appCpuSecs - r.alsCpuSecs) / msgs.length) * 1e6).toFixed(1)} µs per event without them`,
+          value: `${((r.alsCpuSecs / events) * 1e6).toFixed(1)} µs`,
+          baseline: `${(((r.appCpuSecs - r.alsCpuSecs) / events) * 1e6).toFixed(1)} µs per event without them`,
         });
       report.row({
         step: "2",
         figure: "  main process: bytes allocated per event, GCs (node:v8 GCProfiler, main isolate)",
-        value: `${fmtInt(r.gc.allocatedBytes / msgs.length)} B (promoted ${fmtInt(r.gc.promotedBytes / msgs.length)} B)`,
+        value: `${fmtInt(r.gc.allocatedBytes / events)} B (promoted ${fmtInt(r.gc.promotedBytes / events)} B)`,
         baseline:
           `${fmtInt(r.gc.scavenges)} scavenges, ${fmtInt(r.gc.markCompacts)} mark-compacts, ` +
-          `${((r.gc.gcMs * 1000) / msgs.length).toFixed(1)} µs of GC pauses per event (wall)`,
+          `${((r.gc.gcMs * 1000) / events).toFixed(1)} µs of GC pauses per event (wall)`,
       });
-      await breakdownRows(report, r, samples, msgs.length);
+      await breakdownRows(report, r, samples, events);
       if (r.stageFailures.length > 0) {
         // The figure above is of a disturbed run: restarts reload snapshots and replay.
         report.row({
@@ -138,11 +141,11 @@ export async function stepIngest(
         step: "2",
         figure: "  events accepted by parse",
         value: fmtInt(accepted),
-        baseline: `${fmtInt(msgs.length)} published`,
+        baseline: `${fmtInt(events)} published`,
       });
-      if (accepted !== msgs.length) {
+      if (accepted !== events) {
         report.fail();
-        report.note(`Step 2: parse accepted ${accepted} of ${msgs.length} events.`);
+        report.note(`Step 2: parse accepted ${accepted} of ${events} events.`);
       }
       report.note(
         `Step 2: ${fmtInt(r.lastSeq)} events were published first (${fmtInt(r.pubRate)} msgs/s), ` +
@@ -170,10 +173,11 @@ export async function stepIngest(
         value: fmtMiB(level),
       });
       report.note(
-        "RSS is of the step's own process, which runs the app in-process and also holds the " +
+        "RSS is of the step's own process, which runs the app in-process and held the " +
           "generated events (~" +
-          fmtMiB(msgs.reduce((a, m) => a + m.data.length, 0)) +
-          " of payloads plus objects); the Δ is the better guide. Every step runs in a fresh " +
+          fmtMiB(payloadBytes) +
+          " of payloads plus objects) until they were published, before the app started; the Δ " +
+          "is the better guide. Every step runs in a fresh " +
           "process and a fresh nats-server.",
       );
     } finally {

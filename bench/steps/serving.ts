@@ -39,9 +39,12 @@ import { servingRows } from "./serving-report.js";
 import { createRunners, type Served, type Target } from "./serving-runners.js";
 
 export async function stepServing(report: Report, msgs: OutgoingMessage[]): Promise<void> {
+  // The ingest lets the messages go once published: their users are taken first.
+  const events = msgs.length;
+  const users = [...new Set(msgs.map((m) => userOf(m.data)).filter((u) => u !== ""))];
   await withFreshNats("serve", async (nats, dir) => {
     report.log(
-      `4. serving: ingesting ${fmtInt(msgs.length)} events first` +
+      `4. serving: ingesting ${fmtInt(events)} events first` +
         (SERVE_SPLIT
           ? " (BENCH_SERVE_PROCESS=1: serving here, the stages in a child at nice)"
           : ""),
@@ -76,7 +79,7 @@ export async function stepServing(report: Report, msgs: OutgoingMessage[]): Prom
       // Many distinct users, as a front end asks: every user of the ingested events (shuffled,
       // seeded) and a share never seen. One user asked again and again would be answered from
       // per-user caches and flatter the figures.
-      const known = [...new Set(msgs.map((m) => userOf(m.data)).filter((u) => u !== ""))];
+      const known = users.slice();
       const shuffle = rng32(4);
       for (let x = known.length - 1; x > 0; x--) {
         const y = shuffle() % (x + 1);
@@ -254,7 +257,7 @@ export async function stepServing(report: Report, msgs: OutgoingMessage[]): Prom
         res,
         one,
         idleWrites,
-        events: msgs.length,
+        events,
         n,
         askUsers: askUsers.length,
         unknownCount,
