@@ -39,9 +39,9 @@ import { servingRows } from "./serving-report.js";
 import { createRunners, type Served, type Target } from "./serving-runners.js";
 
 export async function stepServing(report: Report, msgs: OutgoingMessage[]): Promise<void> {
-  // The ingest lets the messages go once published: their users are taken first.
+  // The ingest lets the messages go once published: their users are taken first (asked below).
   const events = msgs.length;
-  const users = [...new Set(msgs.map((m) => userOf(m.data)).filter((u) => u !== ""))];
+  const known = [...new Set(msgs.map((m) => userOf(m.data)).filter((u) => u !== ""))];
   await withFreshNats("serve", async (nats, dir) => {
     report.log(
       `4. serving: ingesting ${fmtInt(events)} events first` +
@@ -79,7 +79,6 @@ export async function stepServing(report: Report, msgs: OutgoingMessage[]): Prom
       // Many distinct users, as a front end asks: every user of the ingested events (shuffled,
       // seeded) and a share never seen. One user asked again and again would be answered from
       // per-user caches and flatter the figures.
-      const known = users.slice();
       const shuffle = rng32(4);
       for (let x = known.length - 1; x > 0; x--) {
         const y = shuffle() % (x + 1);
