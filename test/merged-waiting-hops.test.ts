@@ -3,7 +3,14 @@ import { map } from "rxjs";
 import { defineStage, port } from "../runtime/index.js";
 import { testStateDb } from "./helpers/state-db.js";
 import { encodeEnvelope } from "../actors/host/index.js";
-import { loadMergedHandler, MAP, OLD_MAP, pairsInput, parseInput } from "../actors/stages/index.js";
+import {
+  loadMergedHandler,
+  MAP,
+  OLD_MAP,
+  pairsInput,
+  parseInput,
+  waitingCodec,
+} from "../actors/stages/index.js";
 import { subjects } from "../actors/contract/index.js";
 import type { PairRecord, ParsedRecord } from "../actors/contract/index.js";
 import { createStageState, type StageStateInternal } from "../state/stage-state.js";
@@ -106,6 +113,34 @@ describe("a merged stage's waiting records, one key per hop", () => {
     const straight = await run(false);
     expect(straight).toEqual(Array.from({ length: 40 }, (_, x) => x + 1));
     expect(await run(true)).toEqual(straight);
+  });
+
+  it("are MessagePack, smaller than their JSON text, and a JSON list written before decodes", () => {
+    const rec = recordMaker();
+    const recs = [rec("u1", "i1", 1000, "view", "books"), rec("u2", "i2", 2000, "purchase")];
+    recs[1]!.pr = 12.5;
+    const bytes = waitingCodec.encode(recs);
+    expect(bytes).toBeInstanceOf(Uint8Array);
+    expect(waitingCodec.decode(bytes)).toEqual(recs);
+    expect(waitingCodec.decode(JSON.stringify(recs))).toEqual(recs);
+    expect((bytes as Uint8Array).length).toBeLessThan(JSON.stringify(recs).length * 0.8);
+  });
+
+  it("written as JSON text by an earlier version load, and are fed", async () => {
+    const db = await dbs.open();
+    const rec = recordMaker();
+    const r = Array.from({ length: 4 }, (_, x) => rec(`u${x}`, `i${x}`, 1000 + x));
+    const old = createStageState();
+    old.map<ParsedRecord[]>(MAP, { text: true }).set(`${subjects.parse(0)}|1`, [r[0]!, r[2]!]);
+    old.map("positions").set(subjects.parse(0), { upTo: 4, s: 3, wm: 0 });
+    const store = db.instance("recorder-text", 0);
+    await store.write(old);
+
+    fed.length = 0;
+    const loaded = await store.load();
+    const h = await loadMergedHandler(recorder, loaded, {}, parseInput(2));
+    h.handle(hop(1, 4, [r[1]!, r[3]!]), 0);
+    expect(fed).toEqual([1, 2, 3, 4]);
   });
 
   it("of the layout before (a subject's whole list as JSON text) load and move to hop keys", async () => {

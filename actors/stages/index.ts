@@ -44,7 +44,7 @@ export {
   partitionInput,
 } from "./merged-input.js";
 export type { MergedInput, MergedTopology } from "./merged-input.js";
-export { MAP, OLD_MAP } from "./merged-waiting.js";
+export { MAP, OLD_MAP, waitingCodec } from "./merged-waiting.js";
 export { createIntPairs, createPackedKeys } from "./packed-keys.js";
 export { createBadRatioAlert } from "./parse-metrics.js";
 export {

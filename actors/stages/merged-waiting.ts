@@ -1,3 +1,5 @@
+import { Packr } from "msgpackr";
+import type { ValueCodec } from "../../runtime/index.js";
 import type { StageState } from "../../state/index.js";
 
 /**
@@ -28,14 +30,26 @@ export const MAP = "waiting-hops";
 const keyOf = (subject: string, s: number) => `${subject}|${s}`;
 
 /**
+ * A hop's waiting records as MessagePack with msgpackr's records (each shape's keys once per
+ * value, as hop-binary.ts writes hops): a value decodes alone. A list stored as JSON text before
+ * still loads.
+ */
+const packr = new Packr({ useRecords: true });
+export const waitingCodec: ValueCodec<{ s: number }[]> = {
+  encode: (recs) => packr.pack(recs),
+  decode(stored) {
+    if (Array.isArray(stored)) return stored as { s: number }[];
+    if (typeof stored === "string") return JSON.parse(stored) as { s: number }[];
+    return packr.unpack(stored as Uint8Array) as { s: number }[];
+  },
+};
+
+/**
  * The waiting records of a merged stage's state. Lists of the layout before are moved into hop
  * keys now (one key per subject, its first record's `s`): the next snapshot writes both.
  */
 export function loadWaiting<R extends { s: number }>(state: StageState): Waiting<R> {
-  // JSON text, not MessagePack (~60% of the bytes): with a codec's stored form (a binary map),
-  // the full-disk test (snapshot writes failing, the stage restarting from its last snapshot)
-  // ended with answers that differed from a run with room; as text they are the same.
-  const hops = state.map<R[]>(MAP, { text: true });
+  const hops = state.map<R[]>(MAP, { codec: waitingCodec as unknown as ValueCodec<R[]> });
   const old = state.map<R[]>(OLD_MAP, { text: true });
   for (const subject of [...old.keys()]) {
     const list = old.get(subject);
