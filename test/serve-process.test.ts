@@ -231,8 +231,14 @@ describe.each(["blend", "design"] as const)("reco start serving apart (RANKER=%s
     // replica of its sources, the same answers, now with their staleness), /healthz says why.
     const client = createRecoClient(`127.0.0.1:${app.grpcPort}`);
     cleanups.push(async () => client.close());
-    const asked = await Promise.all(log.users.map((u) => client.getRecommendations(u, 10)));
-    expect(asked.every((r) => r.stalenessMs === 0n)).toBe(true);
+    // Caught up is the ingest process's positions; the serving process's replica applies what
+    // it sends a moment later, and says at least 1 ms stale until then.
+    let asked: Awaited<ReturnType<typeof client.getRecommendations>>[] = [];
+    const fresh = await until(async () => {
+      asked = await Promise.all(log.users.map((u) => client.getRecommendations(u, 10)));
+      return asked.every((r) => r.stalenessMs === 0n);
+    }, 10_000);
+    expect(fresh).toBe(true);
     // The serving process starts a new ingest process 100 ms after the exit, and once that one
     // has sent what it holds the replica is caught up again (staleness 0): ~0.6 s after the kill
     // here, less than a loaded test takes to ask. With NATS stopped (SIGSTOP) the new one cannot
