@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { COVER_CHUNKS, createPrequential } from "../actors/quality/index.js";
+import { COVER_CHUNKS, coverCodec, createPrequential } from "../actors/quality/index.js";
 import { createStageState, type StageStateInternal } from "../state/index.js";
+import { testStateDb } from "./helpers/state-db.js";
 
 /**
  * The prequential tallies' coverage (items listed per bucket and method) is kept in at most
@@ -57,5 +58,42 @@ describe("prequential coverage in the state", () => {
     expect(createPrequential(reload(state2)).report(T0, ["blend"])).toEqual(
       p2.report(T0, ["blend"]),
     );
+  });
+});
+
+describe("prequential cover lists on disk", () => {
+  const dbs = testStateDb("reco-preq-cover-");
+  const at = T0 + items.length * 1000;
+
+  it("are MessagePack, smaller than their JSON text, and a list written as JSON text decodes", () => {
+    const bytes = coverCodec.encode(items.slice(0, 40));
+    expect(bytes).toBeInstanceOf(Uint8Array);
+    expect(coverCodec.decode(bytes)).toEqual(items.slice(0, 40));
+    expect(coverCodec.decode(JSON.stringify(items.slice(0, 40)))).toEqual(items.slice(0, 40));
+    expect((bytes as Uint8Array).length).toBeLessThan(JSON.stringify(items.slice(0, 40)).length);
+  });
+
+  it("come back from LevelDB with the same coverage, also when an earlier version wrote them as text", async () => {
+    const db = await dbs.open();
+    const state = createStageState();
+    const p = createPrequential(state);
+    for (let x = 0; x < items.length; x += 10)
+      p.score("blend", T0 + x * 100, items.slice(x, x + 10), items[x]!);
+    const store = db.instance("history", 0);
+    await store.write(state);
+    const loaded = createPrequential(await (await dbs.open()).instance("history", 0).load());
+    expect(loaded.report(at, ["blend"])).toEqual(p.report(at, ["blend"]));
+    expect(loaded.report(at, ["blend"]).all.blend!.coverage).toBeGreaterThan(0);
+
+    // The same lists as JSON text (what the map held before it had a codec).
+    const old = createStageState();
+    old.map("preq").set("all|blend", { c: 1, h: 0, g: 0 });
+    old.map<string[]>("preqCover", { text: true }).set("all|blend|0", ["a", "b", "c"]);
+    const db2 = await dbs.open();
+    await db2.instance("old", 0).write(old);
+    const fromText = createPrequential(await (await dbs.open()).instance("old", 0).load());
+    expect(fromText.report(at, ["blend"]).all.blend).toMatchObject({ cases: 1, hits: 0 });
+    fromText.seen("a");
+    expect(fromText.report(at, ["blend"]).all.blend!.coverage).toBe(3);
   });
 });

@@ -10,6 +10,7 @@ export { createModelVersions } from "./model-versions.js";
 export {
   COVER_CHUNKS,
   WINDOW_NAMES,
+  coverCodec,
   createPrequential,
   differenceInterval,
   mergeReports,

@@ -1,4 +1,5 @@
-import type { StateMaps } from "../../runtime/index.js";
+import { Packr } from "msgpackr";
+import type { StateMaps, ValueCodec } from "../../runtime/index.js";
 
 /**
  * Prequential ("test, then train") tallies (DESIGN §7): each target event (a cart or purchase; a
@@ -82,9 +83,21 @@ interface Cell {
   chunks: (string[] | undefined)[];
 }
 
+// Plain arrays: a value decodes alone, with no shared record shapes.
+const coverPackr = new Packr({ useRecords: false });
+/** A cover list as MessagePack; one stored as JSON text before still loads. */
+export const coverCodec: ValueCodec<string[]> = {
+  encode: (items) => coverPackr.pack(items),
+  decode(stored) {
+    if (Array.isArray(stored)) return stored as string[];
+    if (typeof stored === "string") return JSON.parse(stored) as string[];
+    return coverPackr.unpack(stored as Uint8Array) as string[];
+  },
+};
+
 export function createPrequential(state: StateMaps, k = 10): Prequential {
   const tallies = state.map<Tally>("preq");
-  const cover = state.map<string[]>("preqCover", { text: true });
+  const cover = state.map<string[]>("preqCover", { codec: coverCodec });
   /** The layout before COVER_CHUNKS: a key per (bucket, method, item); moved into `cover`. */
   const listed = state.map<1>("preqItems");
   const catalogue = state.map<1>("preqCatalogue");
