@@ -1,5 +1,6 @@
 import { Packr } from "msgpackr";
 import type { StateMaps, ValueCodec } from "../../runtime/index.js";
+import { decodeStoredArray } from "../sources/index.js";
 
 /**
  * Prequential ("test, then train") tallies (DESIGN §7): each target event (a cart or purchase; a
@@ -88,11 +89,7 @@ const coverPackr = new Packr({ useRecords: false });
 /** A cover list as MessagePack; one stored as JSON text before still loads. */
 export const coverCodec: ValueCodec<string[]> = {
   encode: (items) => coverPackr.pack(items),
-  decode(stored) {
-    if (Array.isArray(stored)) return stored as string[];
-    if (typeof stored === "string") return JSON.parse(stored) as string[];
-    return coverPackr.unpack(stored as Uint8Array) as string[];
-  },
+  decode: (stored) => decodeStoredArray(stored, "prequential cover list") as string[],
 };
 
 export function createPrequential(state: StateMaps, k = 10): Prequential {

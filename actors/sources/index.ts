@@ -62,6 +62,7 @@ export { defaultBlend, defaultSourceSettings } from "./defaults.js";
 export { sourceEventOf } from "./event.js";
 export { decodeHistory, encodeHistory, historyCodec } from "./history-bytes.js";
 export { decodeRatingRow, ratingRowCodec } from "./rating-row-bytes.js";
+export { decodeStoredArray } from "./pack-rows.js";
 export { UserItems, createHistory } from "./history.js";
 export { ItemEdges, createItemIds, itemEdgesCodec } from "./item-edges.js";
 export {
