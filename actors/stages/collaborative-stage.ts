@@ -200,6 +200,11 @@ export const collaborativeStage = defineStage({
     };
     delete (p as { crossings?: unknown }).crossings; // kept by the layout before
     const rows = collaborativeRowsOf(st, s.preset, p.taken);
+    /**
+     * The batch's records for the trainer, let go once returned: a crossing's hold a copy of
+     * every row changed since the last one, and a quiet partition's next batch may be long in
+     * coming.
+     */
     let out: RowsRecord[] = [];
     const crossings = partCrossings(p, s.retrainMs, (x) => {
       const changes = rows.takeChanges();
@@ -228,7 +233,9 @@ export const collaborativeStage = defineStage({
           }
           if (b.progress.to >= 0) crossings.advance(b.progress.to);
           pointsMap.set("t", { ...p });
-          return out.length > 0 ? { rows: out } : {};
+          const sent = out;
+          out = [];
+          return sent.length > 0 ? { rows: sent } : {};
         }),
       );
 
