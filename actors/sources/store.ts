@@ -10,6 +10,11 @@
  */
 export interface KeyStore<V> {
   get(key: string): V | undefined;
+  /**
+   * The value without keeping it decoded (a stage's map keeps what `get` decodes until its
+   * snapshots find it unchanged): for reads that change nothing. Absent: `get` does.
+   */
+  peek?(key: string): V | undefined;
   set(key: string, value: V): void;
   delete(key: string): void;
   readonly size: number;

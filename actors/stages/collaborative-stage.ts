@@ -92,6 +92,7 @@ export function ratingRows(st: StateMaps, name: string): KeyStore<RatingRow> {
   const peek = (k: string) => (m.peek ? m.peek(k) : m.get(k));
   return {
     get: (k) => m.get(k),
+    peek,
     set: (k, v) => m.set(k, v),
     delete: (k) => m.delete(k),
     get size() {
