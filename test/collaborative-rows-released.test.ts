@@ -25,7 +25,7 @@ describe("a collaborative partition's crossing", () => {
     const { ctx } = stageContext({ preset: ECOMMERCE, retrainMs: H, partition: 0 }, ts);
     const logic = createStageLogic(collaborativeStage, ctx);
     const input = new Subject<InputBatch<ParsedRecord>>();
-    let sent: WeakRef<object>[] = [];
+    const sent: WeakRef<object>[] = [];
     let rowsSent = 0;
     logic.operator(input).subscribe((o) => {
       for (const r of (o as { rows?: RowsRecord[] }).rows ?? [])
@@ -43,6 +43,5 @@ describe("a collaborative partition's crossing", () => {
     await new Promise((r) => setTimeout(r, 0));
     gc();
     expect(sent.filter((w) => w.deref() !== undefined)).toEqual([]);
-    sent = [];
   });
 });
