@@ -157,6 +157,10 @@ export function watchNats(
  * every few seconds is failing, not recovered). Reported once failing for `failingMs`. A stage
  * with no live instance that has not failed for `forgetAfterMs` is gone (a worker's unit handed
  * over), not failing: in backoff, a failing one fails again within the backoff cap (5 s).
+ *
+ * Recoveries are looked for every `sweepMs` (1 s), not only when the check is read: /livez is
+ * read rarely, and a stage that had recovered in between and failed once more was reported as
+ * failing since its first failure of long before (a supervisor would restart a healthy process).
  */
 export function watchStages(
   events$: Observable<SupervisorEvent>,
@@ -167,6 +171,7 @@ export function watchStages(
     forgetAfterMs?: number;
     check?: string;
     now?: () => number;
+    sweepMs?: number;
   },
 ): { check: HealthCheck; stop(): void } {
   const now = o.now ?? Date.now;
@@ -183,18 +188,28 @@ export function watchStages(
     else
       failing.set(e.childId, { since: now(), last: now(), error: e.error, first: e.error, n: 1 });
   });
+  /** Forgets the stages that recovered (or are gone) by `at`. */
+  const sweep = (at: number) => {
+    for (const [id, f] of failing) {
+      const st = status(id);
+      const quiet = at - f.last;
+      if (
+        (st === "running" && quiet >= recoveredAfter) ||
+        (st === undefined && quiet >= forgetAfter)
+      )
+        failing.delete(id);
+    }
+  };
+  const timer = setInterval(() => {
+    if (failing.size > 0) sweep(now());
+  }, o.sweepMs ?? 1000);
+  timer.unref();
   return {
     check(at) {
+      sweep(at);
       const out: HealthProblem[] = [];
       for (const [id, f] of failing) {
-        const st = status(id);
-        const quiet = at - f.last;
-        if (
-          (st === "running" && quiet >= recoveredAfter) ||
-          (st === undefined && quiet >= forgetAfter)
-        )
-          failing.delete(id);
-        else if (at - f.since >= o.failingMs) {
+        if (at - f.since >= o.failingMs) {
           // The first error often says why (insufficient resources), the later ones only how.
           const [last, first] = [explainError(f.error), explainError(f.first)];
           const also = first !== last ? `; the first failure: ${first}` : "";
@@ -207,7 +222,10 @@ export function watchStages(
       }
       return out;
     },
-    stop: () => sub.unsubscribe(),
+    stop: () => {
+      sub.unsubscribe();
+      clearInterval(timer);
+    },
   };
 }
 

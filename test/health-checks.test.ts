@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Subject } from "rxjs";
 import type { SupervisorEvent } from "../runtime/index.js";
 import { explainError, healthBody, watchStages, watchStateDb } from "../bin/health.js";
@@ -51,6 +51,26 @@ describe("a stage that keeps failing", () => {
     expect(s.w.check(s.now())).toEqual([]);
     s.fail("window/0", new Error("y"));
     expect(s.w.check(s.now())).toHaveLength(1); // failing anew: the clock starts again
+  });
+
+  it("that recovered while nobody read the check, and fails once more, is failing anew", () => {
+    vi.useFakeTimers();
+    try {
+      const s = setup(15_000);
+      s.fail("covisit/0", new Error("insufficient resources"));
+      s.running.add("covisit/0");
+      // A minute running without a failure, the check not read meanwhile (as /livez is).
+      for (let k = 0; k < 60; k++) {
+        s.advance(1_000);
+        vi.advanceTimersByTime(1_000);
+      }
+      s.fail("covisit/0", new Error("x"));
+      s.advance(1_000);
+      expect(s.w.check(s.now())).toEqual([]);
+      s.w.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("is still failing while it restarts, however rarely it gets to fail", () => {
