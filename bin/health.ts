@@ -158,7 +158,7 @@ export function watchNats(
  * with no live instance that has not failed for `forgetAfterMs` is gone (a worker's unit handed
  * over), not failing: in backoff, a failing one fails again within the backoff cap (5 s).
  *
- * Recoveries are looked for every `sweepMs` (1 s), not only when the check is read: /livez is
+ * Recoveries are looked for every second, not only when the check is read: /livez is
  * read rarely, and a stage that had recovered in between and failed once more was reported as
  * failing since its first failure of long before (a supervisor would restart a healthy process).
  */
@@ -171,7 +171,6 @@ export function watchStages(
     forgetAfterMs?: number;
     check?: string;
     now?: () => number;
-    sweepMs?: number;
   },
 ): { check: HealthCheck; stop(): void } {
   const now = o.now ?? Date.now;
@@ -202,7 +201,7 @@ export function watchStages(
   };
   const timer = setInterval(() => {
     if (failing.size > 0) sweep(now());
-  }, o.sweepMs ?? 1000);
+  }, 1000);
   timer.unref();
   return {
     check(at) {
