@@ -1,11 +1,11 @@
 /**
- * The event-loop budget shared by every actor of the process: how long mailboxes may run back to
- * back in one turn, and the queue of loops that yielded and wait for the next turn.
+ * The event-loop budget shared by every actor of the process: how long mailboxes may run in one
+ * turn, and the queue of loops that yielded and wait for the next turn.
  */
 
 /**
- * How long, in ms, actors may run back to back in one turn of the event loop before they yield to
- * it. Mailboxes drain in microtasks (and an async receive's continuation is one): with a backlog
+ * How long, in ms, actors may run in one turn of the event loop before they yield to it.
+ * Mailboxes drain in microtasks (and an async receive's continuation is one): with a backlog
  * they never gave the loop back, so a gRPC call or a timer waited behind all of it (bench step 4b:
  * the loop held 1.5 s at a time while 10k events/s were ingested). Past the budget, the actor
  * waits in `yielded` for the loop's next check phase (setImmediate), where one slice is shared
@@ -13,10 +13,16 @@
  * do not each take a message per turn (with ~30 stage actors that held the loop ~0.4 s).
  */
 export const ACTOR_SLICE_MS = 4;
-/** When the current slice began (performance.now()); -1 between slices. */
-let sliceStart = -1;
+/**
+ * The current slice: whether one is open, and the ms actors have spent in it (their receives'
+ * time, not the wall time since it opened: a slice whose end is still queued, opened in a check
+ * phase and so ending in the next turn's, must not make that turn's first actor wait).
+ */
+let open = false;
+let spent = 0;
 const endSlice = (): void => {
-  sliceStart = -1;
+  open = false;
+  spent = 0;
 };
 /** Loops of actors that yielded, first come first run, and whether a drain is queued. */
 const yielded: (() => void)[] = [];
@@ -27,13 +33,15 @@ let draining = false;
  */
 const drainYielded = (): void => {
   draining = false;
-  sliceStart = performance.now();
-  setImmediate(endSlice);
+  open = true;
+  spent = 0;
   const waiting = yielded.length;
   for (let x = 0; x < waiting; x++) {
-    if (x > 0 && performance.now() - sliceStart >= ACTOR_SLICE_MS) break;
+    if (x > 0 && spent >= ACTOR_SLICE_MS) break;
     yielded.shift()!();
   }
+  // This phase's slice is over (an end queued from here would come only in the next turn).
+  endSlice();
   if (yielded.length > 0 && !draining) {
     draining = true;
     setImmediate(drainYielded);
@@ -50,12 +58,17 @@ export const yieldToLoop = (loop: () => void): void => {
 
 /** True once the actors of this turn of the loop have run for ACTOR_SLICE_MS. */
 export const sliceSpent = (): boolean => {
-  const now = performance.now();
-  if (sliceStart < 0) {
-    sliceStart = now;
+  if (!open) {
+    open = true;
+    spent = 0;
     // The slice ends with this turn of the loop: the next turn's actors get a budget of their own.
     setImmediate(endSlice);
     return false;
   }
-  return now - sliceStart >= ACTOR_SLICE_MS;
+  return spent >= ACTOR_SLICE_MS;
+};
+
+/** Counts `ms` of an actor's receive against the current slice. */
+export const sliceWork = (ms: number): void => {
+  spent += ms;
 };

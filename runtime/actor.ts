@@ -1,6 +1,6 @@
 import { Subject } from "rxjs";
 import { ActorFailedError, ActorStoppedError } from "./actor-errors.js";
-import { sliceSpent, yieldToLoop } from "./actor-slice.js";
+import { sliceSpent, sliceWork, yieldToLoop } from "./actor-slice.js";
 import type { Actor, ActorContext, ActorEvent, ActorOptions, ActorStatus } from "./actor-types.js";
 
 /**
@@ -204,13 +204,17 @@ export function createActor<M>(options: ActorOptions<M>): Actor<M> {
     scheduled = true;
     yieldToLoop(runYielded);
   };
-  /** The loop as a callback for a new burst or a yielded loop (`continued` false). */
+  /** The loop as a callback for a yielded loop: its first message runs (`continued` false). */
   const runYielded = (): void => runLoop();
+  /** The loop as a callback for a new burst: it waits if this turn's slice is spent. */
+  const runBurst = (): void => runLoop(true);
 
   /**
-   * `continued`: after an async receive settled (the loop's turn may be spent). Otherwise a new
-   * burst or a yielded loop: its first message runs whatever the slice says, so a burst always
-   * starts in the turn it was sent in (a stale slice start never delays it).
+   * `continued`: a new burst, or after an async receive settled: the turn's slice may be spent,
+   * and then the loop waits for the next slice. A new burst's first message used to run
+   * whatever the slice said: the hops the nats client delivers to many stages in one read each
+   * ran one message, and the loop held on for all of them (bench step 4b). Otherwise a yielded
+   * loop, run by drainYielded: its first message runs, so each waiting actor gets its turn.
    */
   function runLoop(continued = false): void {
     scheduled = false;
@@ -227,14 +231,17 @@ export function createActor<M>(options: ActorOptions<M>): Actor<M> {
       head++;
       const seq = processedSeq++;
       let result: Promise<void> | void;
+      const began = performance.now();
       try {
         result = behavior.receive(msg, ctx);
       } catch (error) {
+        sliceWork(performance.now() - began);
         busy = false;
         settle(seq, error, true);
         fail(error);
         return;
       }
+      sliceWork(performance.now() - began);
       if (isThenable(result)) {
         inFlight = result;
         inFlightSeq = seq;
@@ -261,7 +268,7 @@ export function createActor<M>(options: ActorOptions<M>): Actor<M> {
     if (status !== "running" && status !== "draining") return;
     scheduled = true;
     // One microtask per burst, not per message; send() never runs receive inline.
-    queueMicrotask(runYielded);
+    queueMicrotask(runBurst);
   };
 
   const enqueue = (msg: M): number => {
