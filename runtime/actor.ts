@@ -235,13 +235,13 @@ export function createActor<M>(options: ActorOptions<M>): Actor<M> {
       try {
         result = behavior.receive(msg, ctx);
       } catch (error) {
-        sliceWork(performance.now() - began);
         busy = false;
         settle(seq, error, true);
         fail(error);
         return;
+      } finally {
+        sliceWork(performance.now() - began);
       }
-      sliceWork(performance.now() - began);
       if (isThenable(result)) {
         inFlight = result;
         inFlightSeq = seq;

@@ -8,6 +8,23 @@ const spin = (ms: number) => {
   while (performance.now() < end);
 };
 
+/** `count` started actors whose receive spins 2 ms, then tells `seen` (actor index, message). */
+const spinning = async (count: number, id: string, seen: (a: number, n: number) => void) => {
+  const actors = Array.from({ length: count }, (_, a) =>
+    createActor<number>({
+      id: `${id}-${a}`,
+      behavior: {
+        receive: (n) => {
+          spin(2);
+          seen(a, n);
+        },
+      },
+    }),
+  );
+  for (const actor of actors) await actor.start();
+  return actors;
+};
+
 /**
  * A mailbox with a backlog drains in microtasks: without slices nothing else (a gRPC call, a
  * timer, I/O) ran until all of it was done (bench step 4b: the loop held 1.5 s at a time).
@@ -51,18 +68,7 @@ describe("actor slices", () => {
     // The nats client delivers the hops of one socket read to many stages at once: each such
     // burst used to run its first message whatever the turn had already spent.
     const seen: number[] = [];
-    const actors = Array.from({ length: 20 }, (_, a) =>
-      createActor<number>({
-        id: `burst-${a}`,
-        behavior: {
-          receive: () => {
-            spin(2);
-            seen.push(a);
-          },
-        },
-      }),
-    );
-    for (const actor of actors) await actor.start();
+    const actors = await spinning(20, "burst", (a) => seen.push(a));
     const atImmediate = new Promise<number>((r) => setImmediate(() => r(seen.length)));
     for (const actor of actors) actor.send(0);
     const before = await atImmediate;
@@ -98,18 +104,7 @@ describe("actor slices", () => {
 
   it("shares one slice per turn among the actors that yielded, none starving", async () => {
     const seen: string[] = [];
-    const actors = Array.from({ length: 20 }, (_, a) =>
-      createActor<number>({
-        id: `many-${a}`,
-        behavior: {
-          receive: (n) => {
-            spin(2);
-            seen.push(`${a}:${n}`);
-          },
-        },
-      }),
-    );
-    for (const actor of actors) await actor.start();
+    const actors = await spinning(20, "many", (a, n) => seen.push(`${a}:${n}`));
     for (let n = 0; n < 10; n++) for (const actor of actors) actor.send(n);
     // Messages processed between one timer and the next: a turn of the loop's actor work.
     const perTurn: number[] = [];
